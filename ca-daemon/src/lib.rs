@@ -1,1 +1,29 @@
-//! placeholder
+//! `breakglass-ca`: the certificate authority daemon.
+//!
+//! Where things happen:
+//! - [`config`]: the TOML configuration, validated before anything binds;
+//! - [`identity`]: who is calling (mTLS SAN or `SO_PEERCRED`);
+//! - [`request`]: validation of every request field;
+//! - [`policy`]: the access decision;
+//! - [`certificate`]: building and signing the OpenSSH certificate;
+//! - [`service`]: the gRPC handlers; [`server`]: listeners, shutdown;
+//! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod certificate;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod init;
+pub mod keyfile;
+pub mod policy;
+pub mod request;
+pub mod server;
+pub mod service;
+pub mod tls;
+
+/// Formats a duration the way configs and messages write it (`30m`, `2h 5m`).
+pub fn fmt_duration(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+}

@@ -1,1 +1,173 @@
-fn main() {}
+//! `breakglass-ca`: parse the command line, load and check the config, serve.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use breakglass_ca::config::Config;
+use breakglass_ca::init::{self, CONFIG_FILE};
+use breakglass_ca::server::{self, Daemon};
+use clap::{Parser, Subcommand};
+
+/// breakglass certificate authority daemon.
+#[derive(Debug, Parser)]
+#[command(name = "breakglass-ca", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a complete single-machine setup (CA keys, TLS certificates, config) in DIR
+    Init {
+        /// Directory to create the setup in (must not already hold one)
+        #[arg(long, value_name = "DIR")]
+        dev: PathBuf,
+        /// Address the daemon will listen on
+        #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
+        listen: SocketAddr,
+    },
+    /// Run the daemon
+    Serve {
+        /// Configuration file
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "dev",
+            required_unless_present = "dev"
+        )]
+        config: Option<PathBuf>,
+        /// Use (and, when absent, first create) the dev setup in DIR
+        #[arg(long, value_name = "DIR")]
+        dev: Option<PathBuf>,
+    },
+    /// Check a configuration file and the files it names, then exit
+    CheckConfig {
+        /// Configuration file
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Measure certificate issuance over loopback mTLS against ssh-keygen -s
+    Bench {
+        /// Certificates per series
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        /// Concurrent callers, comma-separated
+        #[arg(long, default_value = "1,64", value_delimiter = ',')]
+        concurrency: Vec<usize>,
+    },
+}
+
+/// sysexits.h codes.
+const EX_USAGE: u8 = 64;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_SOFTWARE: u8 = 70;
+const EX_CANTCREAT: u8 = 73;
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("breakglass-ca: {msg}");
+    ExitCode::from(code)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(EX_SOFTWARE, format!("cannot start the runtime: {e}")),
+    };
+    match cli.command {
+        Command::Init { dev, listen } => match init::init_dev(&dev, listen) {
+            Ok(setup) => {
+                print!("{}", init_instructions(&setup));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EX_CANTCREAT, e),
+        },
+        Command::CheckConfig { config } => match Config::load(&config).map(Daemon::build) {
+            Ok(Ok(d)) => {
+                println!(
+                    "{}: OK ({} identities, {} rules)",
+                    config.display(),
+                    d.config().identities.len(),
+                    d.config().policy.rules().len()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => fail(EX_USAGE, e),
+            Err(e) => fail(EX_USAGE, e),
+        },
+        Command::Serve { config, dev } => {
+            let path = match (config, dev) {
+                (Some(c), _) => c,
+                (None, Some(dir)) => {
+                    let path = dir.join(CONFIG_FILE);
+                    if !path.exists() {
+                        match init::init_dev(
+                            &dir,
+                            "127.0.0.1:7443".parse().unwrap_or_else(|_| unreachable!()),
+                        ) {
+                            Ok(setup) => eprint!("{}", init_instructions(&setup)),
+                            Err(e) => return fail(EX_CANTCREAT, e),
+                        }
+                    }
+                    path
+                }
+                (None, None) => return fail(EX_USAGE, "give --config FILE or --dev DIR"),
+            };
+            // Everything is loaded and checked before anything is bound.
+            let config = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => return fail(EX_USAGE, e),
+            };
+            let daemon = match Daemon::build(config) {
+                Ok(d) => d,
+                Err(e) => return fail(EX_USAGE, e),
+            };
+            rt.block_on(async move {
+                let (tcp, admin) = match daemon.bind().await {
+                    Ok(l) => l,
+                    Err(e) => return fail(EX_UNAVAILABLE, e),
+                };
+                match daemon.run(tcp, admin, server::shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(EX_SOFTWARE, e),
+                }
+            })
+        }
+        Command::Bench { count, concurrency } => {
+            match rt.block_on(breakglass_ca::bench::run(count, &concurrency)) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EX_SOFTWARE, e),
+            }
+        }
+    }
+}
+
+fn init_instructions(setup: &init::DevSetup) -> String {
+    let d = setup.dir.display();
+    format!(
+        "Created a breakglass dev setup in {d}\n\
+         \n\
+         Start the daemon:\n\
+         \x20 breakglass-ca serve --config {d}/{CONFIG_FILE}\n\
+         \n\
+         Request a first certificate (as the sample SRE, for a local account):\n\
+         \x20 ssh-keygen -t ed25519 -N '' -f ~/.ssh/breakglass_demo   # if you have no key yet\n\
+         \x20 breakglass --config {d}/clients/sre.toml request --host localhost --as $USER --ttl 10m \\\n\
+         \x20     --reason \"trying breakglass\" --public-key ~/.ssh/breakglass_demo.pub\n\
+         \n\
+         Trust the CA on a host (sshd_config: TrustedUserCAKeys):\n\
+         \x20 breakglass --config {d}/clients/host.toml ca-keys --out /etc/ssh/breakglass_ca.pub\n"
+    )
+}

@@ -1,1 +1,11 @@
-//! placeholder
+//! `breakglass`: the command-line client for SREs, approvers, auditors and hosts.
+//!
+//! The binary is a thin clap front end over [`commands`]; tests and the
+//! daemon's benchmark drive the same functions in-process.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod commands;
+pub mod connect;
+pub mod error;
+pub mod settings;

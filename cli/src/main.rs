@@ -1,1 +1,21 @@
-fn main() {}
+//! `breakglass` binary: parse, run, map the error to an exit code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = breakglass_cli::cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("breakglass: cannot start: {e}");
+            std::process::exit(71);
+        }
+    };
+    if let Err(e) = rt.block_on(breakglass_cli::cli::run(cli)) {
+        eprintln!("breakglass: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

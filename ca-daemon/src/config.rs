@@ -1,0 +1,483 @@
+//! Daemon configuration: TOML, versioned, unknown fields rejected, validated
+//! as a whole before anything is bound or signed.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use breakglass_proto::{names, profile::PERMIT_EXTENSIONS};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::keyfile;
+use crate::policy::{Effect, Policy, Rule};
+
+/// The only configuration format version this build understands.
+pub const CONFIG_VERSION: u32 = 1;
+/// Largest configuration file accepted.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// No certificate ever outlives this, whatever the configuration says.
+pub const HARD_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A configuration error: which field, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {field}: {reason}")]
+pub struct ConfigError {
+    /// The configuration file.
+    pub path: PathBuf,
+    /// Dotted path of the offending field (`rules[2].max_ttl`), or `file`.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: u32,
+    server: RawServer,
+    ca: RawCa,
+    #[serde(default)]
+    identities: Vec<RawIdentity>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    #[serde(default)]
+    admin_socket: Option<PathBuf>,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    client_ca: PathBuf,
+    #[serde(default)]
+    handshake_timeout: Option<String>,
+    #[serde(default)]
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCa {
+    signing_key: PathBuf,
+    #[serde(default)]
+    extra_public_keys: Vec<PathBuf>,
+    #[serde(default)]
+    backdate: Option<String>,
+    #[serde(default)]
+    max_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    id: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    #[serde(default)]
+    effect: Option<String>,
+    #[serde(default)]
+    tier: Option<String>,
+    #[serde(default)]
+    identities: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    principals: Vec<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    commands: Vec<String>,
+    #[serde(default)]
+    interactive: bool,
+    #[serde(default)]
+    source_addresses: Option<Vec<String>>,
+    #[serde(default)]
+    max_ttl: Option<String>,
+    #[serde(default)]
+    extensions: Vec<String>,
+}
+
+/// Network and TLS settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// TCP address of the mTLS gRPC listener.
+    pub listen: SocketAddr,
+    /// Local admin Unix socket, if any.
+    pub admin_socket: Option<PathBuf>,
+    /// Server certificate chain (PEM).
+    pub tls_cert: PathBuf,
+    /// Server private key (PEM, mode 0600).
+    pub tls_key: PathBuf,
+    /// CA that signs client certificates (PEM).
+    pub client_ca: PathBuf,
+    /// Longest a TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// How long in-flight calls may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// SSH certificate authority settings.
+#[derive(Debug, Clone)]
+pub struct CaConfig {
+    /// OpenSSH Ed25519 private key that signs certificates (mode 0600).
+    pub signing_key: PathBuf,
+    /// Further CA public keys published to hosts (rotation).
+    pub extra_public_keys: Vec<PathBuf>,
+    /// How far `valid_after` is set in the past, for clock skew.
+    pub backdate: Duration,
+    /// Longest TTL any request may ask for.
+    pub max_ttl: Duration,
+}
+
+/// A known caller identity.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The SAN (URI or e-mail) or `unix:<user>`.
+    pub id: String,
+    /// Groups the identity belongs to.
+    pub groups: Vec<String>,
+    /// The person behind the identity (several identities may share one owner).
+    pub owner: Option<String>,
+}
+
+/// A validated daemon configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// File the configuration was read from.
+    pub path: PathBuf,
+    /// Network and TLS settings.
+    pub server: ServerConfig,
+    /// CA settings.
+    pub ca: CaConfig,
+    /// Known identities.
+    pub identities: Vec<Identity>,
+    /// Compiled policy.
+    pub policy: Policy,
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file. Relative paths in it
+    /// are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |field: &str, reason: String| ConfigError {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        let bytes = keyfile::read_checked(path, MAX_CONFIG_BYTES, keyfile::Secrecy::Public)
+            .map_err(|e| err("file", e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| err("file", "is not UTF-8".into()))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let err = |field: &str, reason: String| ConfigError {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_owned();
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "file".to_owned());
+            err(&at, msg)
+        })?;
+        if raw.version != CONFIG_VERSION {
+            return Err(err(
+                "version",
+                format!(
+                    "version {} is not supported; this breakglass-ca reads version {CONFIG_VERSION}",
+                    raw.version
+                ),
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let listen = raw.server.listen.parse::<SocketAddr>().map_err(|e| {
+            err(
+                "server.listen",
+                format!("{:?} is not an address:port ({e})", raw.server.listen),
+            )
+        })?;
+        let server = ServerConfig {
+            listen,
+            admin_socket: raw.server.admin_socket.as_deref().map(resolve),
+            tls_cert: resolve(&raw.server.tls_cert),
+            tls_key: resolve(&raw.server.tls_key),
+            client_ca: resolve(&raw.server.client_ca),
+            handshake_timeout: duration_field(
+                raw.server.handshake_timeout.as_deref(),
+                Duration::from_secs(10),
+                (Duration::from_millis(100), Duration::from_secs(300)),
+            )
+            .map_err(|r| err("server.handshake_timeout", r))?,
+            shutdown_grace: duration_field(
+                raw.server.shutdown_grace.as_deref(),
+                Duration::from_secs(10),
+                (Duration::ZERO, Duration::from_secs(600)),
+            )
+            .map_err(|r| err("server.shutdown_grace", r))?,
+        };
+
+        let ca = CaConfig {
+            signing_key: resolve(&raw.ca.signing_key),
+            extra_public_keys: raw
+                .ca
+                .extra_public_keys
+                .iter()
+                .map(|p| resolve(p))
+                .collect(),
+            backdate: duration_field(
+                raw.ca.backdate.as_deref(),
+                Duration::from_secs(120),
+                (Duration::ZERO, Duration::from_secs(3600)),
+            )
+            .map_err(|r| err("ca.backdate", r))?,
+            max_ttl: duration_field(
+                raw.ca.max_ttl.as_deref(),
+                Duration::from_secs(12 * 3600),
+                (Duration::from_secs(1), HARD_MAX_TTL),
+            )
+            .map_err(|r| err("ca.max_ttl", r))?,
+        };
+
+        let mut seen = BTreeSet::new();
+        let mut identities = Vec::new();
+        for (i, id) in raw.identities.into_iter().enumerate() {
+            let field = format!("identities[{i}]");
+            check_identity(&id.id).map_err(|r| err(&format!("{field}.id"), r))?;
+            if !seen.insert(id.id.clone()) {
+                return Err(err(
+                    &format!("{field}.id"),
+                    format!("identity {:?} is listed twice", id.id),
+                ));
+            }
+            for g in &id.groups {
+                check_word(g).map_err(|r| err(&format!("{field}.groups"), r))?;
+            }
+            identities.push(Identity {
+                id: id.id,
+                groups: id.groups,
+                owner: id.owner,
+            });
+        }
+
+        let mut names_seen = BTreeSet::new();
+        let mut rules = Vec::new();
+        for (i, r) in raw.rules.into_iter().enumerate() {
+            let field = |f: &str| format!("rules[{i}].{f}");
+            check_word(&r.name).map_err(|e| err(&field("name"), e))?;
+            if !names_seen.insert(r.name.clone()) {
+                return Err(err(
+                    &field("name"),
+                    format!("rule name {:?} is used twice", r.name),
+                ));
+            }
+            let effect = match r.effect.as_deref() {
+                None | Some("allow") => Effect::Allow,
+                Some("deny") => Effect::Deny,
+                Some(other) => {
+                    return Err(err(
+                        &field("effect"),
+                        format!("{other:?} is not \"allow\" or \"deny\""),
+                    ));
+                }
+            };
+            for id in &r.identities {
+                if id != "*" {
+                    check_identity(id).map_err(|e| err(&field("identities"), e))?;
+                }
+            }
+            for g in &r.groups {
+                check_word(g).map_err(|e| err(&field("groups"), e))?;
+            }
+            for p in &r.principals {
+                check_pattern(p, |s| names::check_principal(s))
+                    .map_err(|e| err(&field("principals"), e))?;
+            }
+            for h in &r.hosts {
+                names::check_host_pattern(h).map_err(|e| err(&field("hosts"), e))?;
+            }
+            for c in &r.commands {
+                crate::request::check_command(c).map_err(|e| err(&field("commands"), e))?;
+            }
+            let source_addresses = match &r.source_addresses {
+                None => None,
+                Some(list) => Some(
+                    list.iter()
+                        .map(|s| parse_cidr(s))
+                        .collect::<Result<Vec<IpNet>, String>>()
+                        .map_err(|e| err(&field("source_addresses"), e))?,
+                ),
+            };
+            for x in &r.extensions {
+                if !PERMIT_EXTENSIONS.contains(&x.as_str()) {
+                    return Err(err(
+                        &field("extensions"),
+                        format!("{x:?} is not one of {}", PERMIT_EXTENSIONS.join(", ")),
+                    ));
+                }
+            }
+            let max_ttl = match (&effect, r.max_ttl.as_deref()) {
+                (Effect::Allow, None) => {
+                    return Err(err(
+                        &field("max_ttl"),
+                        "an allow rule needs max_ttl (for example \"30m\")".into(),
+                    ));
+                }
+                (_, s) => duration_field(s, ca.max_ttl, (Duration::from_secs(1), ca.max_ttl))
+                    .map_err(|e| err(&field("max_ttl"), format!("{e} (ca.max_ttl)")))?,
+            };
+            if effect == Effect::Allow {
+                if r.identities.is_empty() && r.groups.is_empty() {
+                    return Err(err(
+                        &field("groups"),
+                        "an allow rule must name identities or groups (use identities = [\"*\"] for everyone)".into(),
+                    ));
+                }
+                if r.principals.is_empty() {
+                    return Err(err(
+                        &field("principals"),
+                        "an allow rule must name at least one principal".into(),
+                    ));
+                }
+                if r.hosts.is_empty() {
+                    return Err(err(
+                        &field("hosts"),
+                        "an allow rule must name at least one host".into(),
+                    ));
+                }
+                if r.commands.is_empty() && !r.interactive {
+                    return Err(err(
+                        &field("commands"),
+                        "an allow rule must list commands or set interactive = true".into(),
+                    ));
+                }
+            }
+            let tier = r.tier.unwrap_or_else(|| "standard".to_owned());
+            check_word(&tier).map_err(|e| err(&field("tier"), e))?;
+            rules.push(Rule {
+                name: r.name,
+                effect,
+                tier,
+                identities: r.identities,
+                groups: r.groups,
+                principals: r.principals,
+                hosts: r.hosts,
+                commands: r.commands,
+                interactive: r.interactive,
+                source_addresses,
+                max_ttl,
+                extensions: r.extensions.into_iter().collect(),
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            server,
+            ca,
+            identities,
+            policy: Policy::new(rules),
+        })
+    }
+}
+
+/// Parses a duration like `90s`, `15m`, `2h`, checking it against `(min, max)`.
+fn duration_field(
+    value: Option<&str>,
+    default: Duration,
+    (min, max): (Duration, Duration),
+) -> Result<Duration, String> {
+    let Some(s) = value else {
+        return Ok(default);
+    };
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like \"90s\", \"15m\" or \"2h\" ({e})"))?;
+    if d < min || d > max {
+        return Err(format!(
+            "{s} is outside the allowed range {} to {}",
+            crate::fmt_duration(min),
+            crate::fmt_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// Parses `10.0.0.0/8` or a bare address (taken as a single host).
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        if net.trunc() != net {
+            return Err(format!(
+                "{s:?} has host bits set; did you mean {}?",
+                net.trunc()
+            ));
+        }
+        return Ok(net);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is not a CIDR block like 10.1.0.0/16 or an IP address"))
+}
+
+/// Identities are SANs (e-mail or URI) or `unix:<user>`: printable, no spaces.
+pub fn check_identity(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 256 {
+        return Err(format!("identity {id:?} must be 1 to 256 bytes long"));
+    }
+    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "identity {:?} contains spaces or control characters",
+            id.escape_debug().to_string()
+        ));
+    }
+    Ok(())
+}
+
+fn check_word(s: &str) -> Result<(), String> {
+    if s.is_empty()
+        || s.len() > 64
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(format!(
+            "{s:?} must be 1 to 64 letters, digits, '_', '-' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// A principal pattern: a valid name where `*` and `?` may stand for characters.
+fn check_pattern(p: &str, check: impl Fn(&str) -> Result<(), String>) -> Result<(), String> {
+    let literal: String = p
+        .chars()
+        .map(|c| if c == '*' || c == '?' { 'x' } else { c })
+        .collect();
+    check(&literal).map_err(|e| format!("pattern {p:?}: {e}"))?;
+    glob::Pattern::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?;
+    Ok(())
+}

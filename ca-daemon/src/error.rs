@@ -1,0 +1,34 @@
+//! The daemon's request errors and their single mapping to gRPC statuses.
+
+/// Why a call failed. Every message says what was wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is malformed or out of range.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The policy does not allow the request.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The caller could not be identified from its transport.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The daemon cannot serve the call right now (e.g. cannot record it).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure inside the daemon.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        let msg = e.to_string();
+        match e {
+            Error::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
+            Error::PermissionDenied(_) => tonic::Status::permission_denied(msg),
+            Error::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
+            Error::Unavailable(_) => tonic::Status::unavailable(msg),
+            Error::Internal(_) => tonic::Status::internal(msg),
+        }
+    }
+}

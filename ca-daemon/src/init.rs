@@ -1,0 +1,334 @@
+//! `breakglass-ca init --dev DIR`: everything a single-machine setup needs, in
+//! one step — SSH CA key, a TLS CA with a server certificate for localhost and
+//! client certificates for a sample SRE, approver and host, client config
+//! files and a commented daemon config that works as it is.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use time::OffsetDateTime;
+
+use crate::certificate::CertificateAuthority;
+use crate::keyfile::write_new;
+
+/// Name of the daemon config file inside a dev directory.
+pub const CONFIG_FILE: &str = "breakglass-ca.toml";
+
+/// A client identity created by `init`.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleClient {
+    /// File stem under `clients/`.
+    pub name: &'static str,
+    /// The SAN the daemon identifies it by.
+    pub san: ClientSan,
+}
+
+/// The SAN put in a client certificate.
+#[derive(Clone, Copy, Debug)]
+pub enum ClientSan {
+    /// An e-mail address (people).
+    Email(&'static str),
+    /// A URI (hosts, services).
+    Uri(&'static str),
+}
+
+impl ClientSan {
+    /// The identity string the daemon will see.
+    pub fn identity(&self) -> &'static str {
+        match self {
+            ClientSan::Email(s) | ClientSan::Uri(s) => s,
+        }
+    }
+}
+
+/// The sample clients of a dev setup.
+pub const SAMPLE_CLIENTS: [SampleClient; 3] = [
+    SampleClient {
+        name: "sre",
+        san: ClientSan::Email("sre@example.com"),
+    },
+    SampleClient {
+        name: "approver",
+        san: ClientSan::Email("approver@example.com"),
+    },
+    SampleClient {
+        name: "host",
+        san: ClientSan::Uri("host://localhost"),
+    },
+];
+
+/// Why `init` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The directory already holds a setup.
+    #[error(
+        "{0} already exists; use it with `breakglass-ca serve --config {0}`, or choose an empty directory"
+    )]
+    Exists(String),
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Certificate generation failed.
+    #[error("generating TLS certificates: {0}")]
+    Tls(#[from] rcgen::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
+    move |source| InitError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A PEM certificate and its PEM private key.
+#[derive(Debug)]
+pub struct CertAndKey {
+    /// Certificate, PEM.
+    pub cert_pem: String,
+    /// PKCS#8 private key, PEM.
+    pub key_pem: String,
+}
+
+/// Creates a TLS CA certificate (10 years; dev use).
+pub fn tls_ca(common_name: &str) -> Result<CertAndKey, rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name = dn(common_name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::from_secs(3600);
+    p.not_after = now + Duration::from_secs(10 * 365 * 86400);
+    p.serial_number = Some(random_serial());
+    let cert = p.self_signed(&key)?;
+    Ok(CertAndKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Issues a leaf certificate from a TLS CA: a server certificate for `dns`
+/// names, or a client certificate with `san`, valid between the two times.
+pub fn tls_leaf(
+    ca: &CertAndKey,
+    server_names: &[&str],
+    client: Option<ClientSan>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertAndKey, rcgen::Error> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(
+        server_names
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    )?;
+    match client {
+        Some(san) => {
+            p.distinguished_name = dn(san.identity());
+            p.subject_alt_names.push(match san {
+                ClientSan::Email(e) => SanType::Rfc822Name(e.try_into()?),
+                ClientSan::Uri(u) => SanType::URI(u.try_into()?),
+            });
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        None => {
+            p.distinguished_name = dn(server_names.first().copied().unwrap_or("breakglass-ca"));
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        }
+    }
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.not_before = not_before;
+    p.not_after = not_after;
+    p.serial_number = Some(random_serial());
+    let cert = p.signed_by(&key, &issuer)?;
+    Ok(CertAndKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+fn random_serial() -> SerialNumber {
+    use ssh_key::rand_core::{OsRng, RngCore};
+    let mut b = [0u8; 16];
+    OsRng.fill_bytes(&mut b);
+    b[0] &= 0x7f; // positive
+    SerialNumber::from_slice(&b)
+}
+
+/// What `init` created.
+#[derive(Debug)]
+pub struct DevSetup {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The daemon config file.
+    pub config: PathBuf,
+    /// SSH CA public key line.
+    pub ca_public_key: String,
+}
+
+/// Creates a complete dev setup in `dir` (created if absent, must not already hold one).
+pub fn init_dev(dir: &Path, listen: SocketAddr) -> Result<DevSetup, InitError> {
+    let config = dir.join(CONFIG_FILE);
+    if config.exists() {
+        return Err(InitError::Exists(config.display().to_string()));
+    }
+    for d in [dir.to_owned(), dir.join("tls"), dir.join("clients")] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .map_err(io(&d))?;
+    }
+    let ssh_ca = dir.join("ssh_ca");
+    let ca_pub =
+        CertificateAuthority::generate(&ssh_ca, "breakglass dev CA").map_err(io(&ssh_ca))?;
+    let ca_pub_line = ca_pub
+        .to_openssh()
+        .map_err(|e| io(&ssh_ca)(std::io::Error::other(e.to_string())))?;
+    let pub_path = dir.join("ssh_ca.pub");
+    write_new(&pub_path, format!("{ca_pub_line}\n").as_bytes(), 0o644).map_err(io(&pub_path))?;
+
+    let now = OffsetDateTime::now_utc();
+    let year = now + Duration::from_secs(365 * 86400);
+    let hour_ago = now - Duration::from_secs(3600);
+    let ca = tls_ca("breakglass dev TLS CA")?;
+    let server = tls_leaf(
+        &ca,
+        &["localhost", "127.0.0.1", "::1"],
+        None,
+        hour_ago,
+        year,
+    )?;
+    let files: Vec<(PathBuf, String, u32)> = vec![
+        (dir.join("tls/ca.pem"), ca.cert_pem.clone(), 0o644),
+        (dir.join("tls/ca-key.pem"), ca.key_pem.clone(), 0o600),
+        (dir.join("tls/server.pem"), server.cert_pem, 0o644),
+        (dir.join("tls/server-key.pem"), server.key_pem, 0o600),
+    ];
+    for (p, text, mode) in &files {
+        write_new(p, text.as_bytes(), *mode).map_err(io(p))?;
+    }
+    for c in SAMPLE_CLIENTS {
+        let leaf = tls_leaf(&ca, &[], Some(c.san), hour_ago, year)?;
+        let cert = dir.join(format!("clients/{}.pem", c.name));
+        let key = dir.join(format!("clients/{}-key.pem", c.name));
+        let cfg = dir.join(format!("clients/{}.toml", c.name));
+        write_new(&cert, leaf.cert_pem.as_bytes(), 0o644).map_err(io(&cert))?;
+        write_new(&key, leaf.key_pem.as_bytes(), 0o600).map_err(io(&key))?;
+        let text = format!(
+            "# breakglass client settings for {id} (use with --config or BREAKGLASS_CONFIG).\n\
+             # Relative paths are relative to this file.\n\
+             server = \"https://{listen}\"\n\
+             ca_cert = \"../tls/ca.pem\"\n\
+             cert = \"{name}.pem\"\n\
+             key = \"{name}-key.pem\"\n",
+            id = c.san.identity(),
+            name = c.name,
+        );
+        write_new(&cfg, text.as_bytes(), 0o600).map_err(io(&cfg))?;
+    }
+    write_new(&config, dev_config(listen).as_bytes(), 0o600).map_err(io(&config))?;
+    Ok(DevSetup {
+        dir: dir.to_owned(),
+        config,
+        ca_public_key: ca_pub_line,
+    })
+}
+
+/// The commented dev configuration.
+pub fn dev_config(listen: SocketAddr) -> String {
+    format!(
+        r#"# breakglass-ca configuration (dev setup made by `breakglass-ca init --dev`).
+# Relative paths are relative to this file. Check it with
+#   breakglass-ca check-config --config <this file>
+version = 1
+
+[server]
+# mTLS gRPC listener. Clients must present a certificate signed by client_ca.
+listen = "{listen}"
+# Local admin socket (mode 0600); callers are identified as unix:<user>.
+admin_socket = "admin.sock"
+tls_cert = "tls/server.pem"
+tls_key = "tls/server-key.pem"          # must be mode 0600
+client_ca = "tls/ca.pem"
+handshake_timeout = "10s"
+shutdown_grace = "10s"
+
+[ca]
+# Ed25519 OpenSSH private key that signs user certificates (mode 0600).
+signing_key = "ssh_ca"
+# Older or next CA public keys to keep publishing to hosts during a rotation.
+extra_public_keys = []
+# valid_after is set this far in the past to absorb clock skew.
+backdate = "2m"
+# No request may ask for more than this, whatever the rules say.
+max_ttl = "8h"
+
+# Who is who. The id is the URI or e-mail SAN of the client certificate
+# (or unix:<user> on the admin socket); groups are used by the rules.
+[[identities]]
+id = "sre@example.com"
+groups = ["sre"]
+owner = "sample-sre"
+
+[[identities]]
+id = "approver@example.com"
+groups = ["approvers"]
+owner = "sample-approver"
+
+[[identities]]
+id = "host://localhost"
+groups = ["hosts"]
+
+[[identities]]
+id = "unix:root"
+groups = ["admins"]
+
+# Rules. Deny by default: a request needs an allow rule that covers every
+# principal, host, the command (or interactive shell), the source addresses,
+# the TTL and the extensions. A matching deny rule always wins.
+[[rules]]
+name = "no-root"
+effect = "deny"
+principals = ["root"]
+
+[[rules]]
+name = "sre-local"
+tier = "low"
+groups = ["sre"]
+principals = ["*"]
+hosts = ["localhost", "127.0.0.1", "*.dev.example"]
+# An interactive shell is allowed, or exactly one of these forced commands.
+interactive = true
+commands = ["/usr/bin/uptime", "/usr/bin/id"]
+# Uncomment to require --source-address within these blocks:
+# source_addresses = ["127.0.0.0/8"]
+max_ttl = "30m"
+extensions = ["permit-pty"]
+"#
+    )
+}

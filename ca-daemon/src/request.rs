@@ -1,0 +1,236 @@
+//! Turns a wire request into a validated [`AccessRequest`]: every field is
+//! checked here, once, with a message that says what to fix. Policy and
+//! signing only ever see validated values.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use breakglass_proto::names;
+use breakglass_proto::profile::PERMIT_EXTENSIONS;
+use breakglass_proto::v1::RequestCertificateRequest;
+use ipnet::IpNet;
+use ssh_key::PublicKey;
+use ssh_key::public::KeyData;
+
+use crate::error::Error;
+use crate::fmt_duration;
+
+/// Smallest RSA modulus accepted for user keys.
+pub const MIN_RSA_BITS: usize = 3072;
+const MAX_PUBLIC_KEY_BYTES: usize = 16 * 1024;
+const MAX_PRINCIPALS: usize = 16;
+const MAX_HOSTS: usize = 64;
+const MAX_SOURCE_ADDRESSES: usize = 32;
+const MAX_REASON_BYTES: usize = 1024;
+const MAX_COMMAND_BYTES: usize = 4096;
+
+/// A request whose every field has been validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRequest {
+    /// Unix accounts, at least one, no duplicates.
+    pub principals: Vec<String>,
+    /// Host names or patterns, at least one.
+    pub hosts: Vec<String>,
+    /// Positive and at most the CA's hard limit.
+    pub ttl: Duration,
+    /// Why.
+    pub reason: String,
+    /// Forced command; `None` = interactive.
+    pub force_command: Option<String>,
+    /// Normalised CIDR blocks.
+    pub source_addresses: Vec<IpNet>,
+    /// Explicitly requested extensions; `None` = policy default.
+    pub extensions: Option<Vec<String>>,
+}
+
+/// Validates a wire request against the CA's hard TTL limit.
+pub fn validate(
+    wire: &RequestCertificateRequest,
+    max_ttl: Duration,
+) -> Result<(AccessRequest, PublicKey), Error> {
+    let bad = |m: String| Error::InvalidArgument(m);
+    let key = parse_user_key(&wire.public_key)?;
+
+    if wire.principals.is_empty() {
+        return Err(bad(
+            "principals: give at least one Unix account (--as USER)".into(),
+        ));
+    }
+    if wire.principals.len() > MAX_PRINCIPALS {
+        return Err(bad(format!(
+            "principals: {} given, at most {MAX_PRINCIPALS} are allowed",
+            wire.principals.len()
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for p in &wire.principals {
+        names::check_principal(p).map_err(|e| bad(format!("principals: {e}")))?;
+        if !seen.insert(p) {
+            return Err(bad(format!("principals: {p} is listed twice")));
+        }
+    }
+
+    if wire.hosts.is_empty() {
+        return Err(bad("hosts: give at least one host (--host NAME)".into()));
+    }
+    if wire.hosts.len() > MAX_HOSTS {
+        return Err(bad(format!(
+            "hosts: {} given, at most {MAX_HOSTS} are allowed",
+            wire.hosts.len()
+        )));
+    }
+    for h in &wire.hosts {
+        names::check_host_pattern(h).map_err(|e| bad(format!("hosts: {e}")))?;
+    }
+
+    if wire.ttl_seconds <= 0 {
+        return Err(bad(format!(
+            "ttl: must be positive, got {} seconds (for example --ttl 15m)",
+            wire.ttl_seconds
+        )));
+    }
+    let ttl = Duration::from_secs(wire.ttl_seconds as u64);
+    if ttl > max_ttl {
+        return Err(bad(format!(
+            "ttl: {} exceeds this CA's hard limit of {}",
+            fmt_duration(ttl),
+            fmt_duration(max_ttl)
+        )));
+    }
+
+    let reason = wire.reason.trim();
+    if reason.is_empty() {
+        return Err(bad(
+            "reason: say why you need access (--reason \"INC-4411 primary down\")".into(),
+        ));
+    }
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(bad(format!(
+            "reason: {} bytes is too long; keep it under {MAX_REASON_BYTES} and link a ticket",
+            reason.len()
+        )));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(bad(
+            "reason: must not contain control characters or newlines".into(),
+        ));
+    }
+
+    let force_command = if wire.force_command.is_empty() {
+        None
+    } else {
+        check_command(&wire.force_command).map_err(|e| bad(format!("command: {e}")))?;
+        Some(wire.force_command.clone())
+    };
+
+    if wire.source_addresses.len() > MAX_SOURCE_ADDRESSES {
+        return Err(bad(format!(
+            "source_addresses: at most {MAX_SOURCE_ADDRESSES} are allowed"
+        )));
+    }
+    let source_addresses = wire
+        .source_addresses
+        .iter()
+        .map(|s| crate::config::parse_cidr(s).map_err(|e| bad(format!("source_addresses: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let extensions = if wire.extensions.is_empty() {
+        None
+    } else {
+        let mut seen = BTreeSet::new();
+        for x in &wire.extensions {
+            if !PERMIT_EXTENSIONS.contains(&x.as_str()) {
+                return Err(bad(format!(
+                    "extensions: {x:?} is not one of {}",
+                    PERMIT_EXTENSIONS.join(", ")
+                )));
+            }
+            if !seen.insert(x) {
+                return Err(bad(format!("extensions: {x} is listed twice")));
+            }
+        }
+        Some(wire.extensions.clone())
+    };
+
+    Ok((
+        AccessRequest {
+            principals: wire.principals.clone(),
+            hosts: wire.hosts.clone(),
+            ttl,
+            reason: reason.to_owned(),
+            force_command,
+            source_addresses,
+            extensions,
+        },
+        key,
+    ))
+}
+
+/// A forced command: non-empty, bounded, printable (no NUL, newline or control characters).
+pub fn check_command(c: &str) -> Result<(), String> {
+    if c.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if c.len() > MAX_COMMAND_BYTES {
+        return Err(format!("is {} bytes; at most {MAX_COMMAND_BYTES}", c.len()));
+    }
+    if c.chars().any(char::is_control) {
+        return Err(format!(
+            "{:?} contains a NUL, newline or other control character",
+            c.escape_debug().to_string()
+        ));
+    }
+    Ok(())
+}
+
+/// Parses the requester's OpenSSH public key and checks its type and strength.
+pub fn parse_user_key(text: &str) -> Result<PublicKey, Error> {
+    let bad = |m: String| Error::InvalidArgument(format!("public_key: {m}"));
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(bad(
+            "is empty; send the contents of your ~/.ssh/id_ed25519.pub".into(),
+        ));
+    }
+    if text.len() > MAX_PUBLIC_KEY_BYTES {
+        return Err(bad(format!(
+            "is {} bytes; that is not a public key",
+            text.len()
+        )));
+    }
+    let key = PublicKey::from_openssh(text).map_err(|e| {
+        bad(format!(
+            "not an OpenSSH public key line (\"ssh-ed25519 AAAA... comment\"): {e}"
+        ))
+    })?;
+    match key.key_data() {
+        KeyData::Ed25519(_)
+        | KeyData::Ecdsa(_)
+        | KeyData::SkEd25519(_)
+        | KeyData::SkEcdsaSha2NistP256(_) => Ok(key),
+        KeyData::Rsa(rsa) => {
+            let bits = rsa
+                .n
+                .as_positive_bytes()
+                .map(|b| {
+                    let lead = b.first().map_or(8, |x| x.leading_zeros() as usize);
+                    b.len() * 8 - lead
+                })
+                .unwrap_or(0);
+            if bits < MIN_RSA_BITS {
+                Err(bad(format!(
+                    "RSA key of {bits} bits is too weak; at least {MIN_RSA_BITS} bits are required (or use ssh-keygen -t ed25519)"
+                )))
+            } else {
+                Ok(key)
+            }
+        }
+        KeyData::Dsa(_) => Err(bad(
+            "DSA keys are not accepted (OpenSSH disabled them); use ssh-keygen -t ed25519".into(),
+        )),
+        other => Err(bad(format!(
+            "key type {} is not accepted; use ed25519, ecdsa, rsa (3072+ bits) or a FIDO sk- key",
+            other.algorithm()
+        ))),
+    }
+}

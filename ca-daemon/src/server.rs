@@ -1,0 +1,245 @@
+//! Wiring: the mTLS TCP server and the local admin Unix socket, both serving
+//! the same authenticated API, plus health checking and reflection;
+//! graceful shutdown with a drain deadline.
+
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakglass_proto::v1::FILE_DESCRIPTOR_SET;
+use breakglass_proto::v1::break_glass_server::BreakGlassServer;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tonic_health::ServingStatus;
+
+use crate::certificate::{CaKeyError, CertificateAuthority};
+use crate::config::Config;
+use crate::identity::Authenticator;
+use crate::service::{Handlers, Service};
+use crate::tls::{self, TlsError};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The CA key is missing, unsafe or unusable.
+    #[error("{0}")]
+    CaKey(#[from] CaKeyError),
+    /// The TLS material is missing, unsafe or unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// A socket could not be bound.
+    #[error("{what} {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Its address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server: {0}")]
+    Serve(String),
+}
+
+/// A daemon whose keys and TLS material are loaded and checked, ready to serve.
+#[derive(Debug)]
+pub struct Daemon {
+    config: Config,
+    service: Arc<Service>,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl Daemon {
+    /// Loads and checks everything the configuration points at. Binds nothing.
+    pub fn build(config: Config) -> Result<Self, StartupError> {
+        tls::install_crypto_provider();
+        let ca = CertificateAuthority::load(
+            &config.ca.signing_key,
+            &config.ca.extra_public_keys,
+            config.ca.backdate,
+        )?;
+        let tls = tls::server_config(
+            &config.server.tls_cert,
+            &config.server.tls_key,
+            &config.server.client_ca,
+        )?;
+        let service = Service::new(ca, config.policy.clone(), config.ca.max_ttl);
+        Ok(Self {
+            config,
+            service,
+            tls: Arc::new(tls),
+        })
+    }
+
+    /// The loaded configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Binds the TCP listener and the admin socket named in the configuration.
+    pub async fn bind(&self) -> Result<(TcpListener, Option<UnixListener>), StartupError> {
+        let addr = self.config.server.listen;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                what: "gRPC listener",
+                addr: addr.to_string(),
+                source,
+            })?;
+        let admin = match &self.config.server.admin_socket {
+            Some(p) => Some(bind_admin_socket(p)?),
+            None => None,
+        };
+        Ok((tcp, admin))
+    }
+
+    fn router(&self) -> Result<Router, StartupError> {
+        let auth = Authenticator::new(&self.config.identities);
+        let api = BreakGlassServer::with_interceptor(Handlers(self.service.clone()), move |r| {
+            auth.intercept(r)
+        });
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        // The reporter only updates a shared map; no await point is needed here.
+        let reporter = health_reporter.clone();
+        tokio::spawn(async move {
+            reporter
+                .set_service_status("breakglass.v1.BreakGlass", ServingStatus::Serving)
+                .await;
+        });
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartupError::Serve(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| StartupError::Serve(format!("reflection: {e}")))?;
+        Ok(Server::builder()
+            .add_service(api)
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha))
+    }
+
+    /// Serves on the given listeners until `shutdown` completes, then stops
+    /// accepting and lets in-flight calls finish within the configured grace.
+    pub async fn run(
+        self,
+        tcp: TcpListener,
+        admin: Option<UnixListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let grace = self.config.server.shutdown_grace;
+        let local = tcp.local_addr().ok();
+        tracing::info!(
+            listen = ?local,
+            admin_socket = ?self.config.server.admin_socket,
+            "breakglass-ca serving"
+        );
+
+        let (tx, rx) = mpsc::channel(128);
+        let acceptor = tokio::spawn(tls::accept_loop(
+            tcp,
+            self.tls.clone(),
+            self.config.server.handshake_timeout,
+            tx,
+            stop_rx.clone(),
+        ));
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let tcp_server = tokio::spawn(
+            self.router()?
+                .serve_with_incoming_shutdown(ReceiverStream::new(rx), stopped(stop_rx.clone())),
+        );
+        let uds_server = match admin {
+            Some(l) => Some(tokio::spawn(self.router()?.serve_with_incoming_shutdown(
+                UnixListenerStream::new(l),
+                stopped(stop_rx.clone()),
+            ))),
+            None => None,
+        };
+
+        shutdown.await;
+        tracing::info!(grace = ?grace, "shutting down: no new connections, draining calls");
+        let _ = stop_tx.send(true);
+        let drain = async {
+            let _ = acceptor.await;
+            let r = tcp_server.await;
+            if let Some(u) = uds_server {
+                let _ = u.await;
+            }
+            r
+        };
+        match tokio::time::timeout(grace, drain).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(StartupError::Serve(e.to_string())),
+            Ok(Err(e)) => return Err(StartupError::Serve(e.to_string())),
+            Err(_) => tracing::warn!("calls still running after the shutdown grace; closing them"),
+        }
+        if let Some(p) = &self.config.server.admin_socket {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+}
+
+/// Binds the admin socket (replacing a stale one) with mode 0600.
+fn bind_admin_socket(path: &Path) -> Result<UnixListener, StartupError> {
+    let err = |source| StartupError::Bind {
+        what: "admin socket",
+        addr: path.display().to_string(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            // A live daemon would answer; a stale socket refuses connections.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another breakglass-ca is serving on it",
+                )));
+            }
+            std::fs::remove_file(path).map_err(err)?;
+        }
+        Ok(_) => {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a socket; remove it or choose another path",
+            )));
+        }
+        Err(_) => {}
+    }
+    let l = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(l)
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// How long a test or benchmark may wait for a fresh daemon to answer.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(10);

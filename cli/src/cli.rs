@@ -1,0 +1,154 @@
+//! Command-line definition and dispatch.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{self, RequestArgs};
+use crate::error::CliError;
+use crate::settings::Overrides;
+
+/// Emergency and ad-hoc SSH access with short-lived certificates.
+#[derive(Debug, Parser)]
+#[command(name = "breakglass", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach breakglass-ca. Flags win over environment variables, which
+/// win over the client config file.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// Client config file [default: ~/.config/breakglass/client.toml if present]
+    #[arg(long, global = true, env = "BREAKGLASS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Daemon address: https://HOST:PORT (mTLS) or unix:///PATH (local admin socket)
+    #[arg(long, global = true, env = "BREAKGLASS_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// CA certificate that signed the daemon's TLS certificate (PEM)
+    #[arg(long, global = true, env = "BREAKGLASS_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Your client certificate (PEM)
+    #[arg(long, global = true, env = "BREAKGLASS_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Your client private key (PEM)
+    #[arg(long, global = true, env = "BREAKGLASS_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Name to verify in the daemon's certificate [default: the host of --server]
+    #[arg(
+        long,
+        global = true,
+        env = "BREAKGLASS_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    pub server_name: Option<String>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ask for a certificate; it is written next to your key as <key>-cert.pub
+    Request(RequestCmd),
+    /// Print the CA public keys (the lines for sshd's TrustedUserCAKeys)
+    CaKeys {
+        /// Write them to FILE atomically instead of printing
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Show the identity and groups the daemon sees for you
+    Whoami,
+}
+
+/// `breakglass request`.
+#[derive(Debug, Args)]
+pub struct RequestCmd {
+    /// Host to access (repeat for several)
+    #[arg(long = "host", value_name = "HOST", required = true)]
+    pub hosts: Vec<String>,
+    /// Unix account to log in as (repeat for several)
+    #[arg(long = "as", value_name = "USER", required = true)]
+    pub principals: Vec<String>,
+    /// How long the certificate is valid, e.g. 10m, 1h
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    /// Why you need access (incident or ticket reference)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Run only this command on the host (force-command); default: interactive shell
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+    /// Restrict use of the certificate to this source CIDR (repeat for several)
+    #[arg(long = "source-address", value_name = "CIDR")]
+    pub source_addresses: Vec<String>,
+    /// Your SSH public key [default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub]
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Ask for a permit-* extension (repeat); default: permit-pty for interactive access
+    #[arg(long, value_name = "EXTENSION")]
+    pub permit: Vec<String>,
+    /// Add the key to the running ssh-agent until the certificate expires
+    #[arg(long)]
+    pub add_to_agent: bool,
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 10m or 1h ({e})"))
+}
+
+impl ConnArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            server: self.server.clone(),
+            ca_cert: self.ca_cert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            server_name: self.server_name.clone(),
+        }
+    }
+}
+
+/// Runs a parsed command line, printing results; returns the error to report.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let target = cli.conn.overrides().resolve()?;
+    match cli.command {
+        Command::Request(r) => {
+            let first_host = r.hosts.first().cloned().unwrap_or_default();
+            let args = RequestArgs {
+                hosts: r.hosts,
+                principals: r.principals,
+                ttl: r.ttl,
+                reason: r.reason,
+                command: r.command,
+                source_addresses: r.source_addresses,
+                public_key: r.public_key,
+                permit: r.permit,
+                add_to_agent: r.add_to_agent,
+            };
+            let outcome = commands::request(&target, &args).await?;
+            print!("{}", commands::describe(&outcome, &first_host));
+            if args.add_to_agent {
+                println!("Key and certificate added to ssh-agent until the certificate expires.");
+            }
+        }
+        Command::CaKeys { out } => {
+            let keys = commands::ca_keys(&target).await?;
+            let mut text = keys.join("\n");
+            text.push('\n');
+            match out {
+                Some(p) => {
+                    commands::write_atomic(&p, text.as_bytes(), 0o644)?;
+                    eprintln!("wrote {} CA key(s) to {}", keys.len(), p.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+        Command::Whoami => println!("{}", commands::whoami(&target).await?),
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The CLI's errors and their single mapping to exit codes and messages.
+
+use tonic::Code;
+
+/// What went wrong in a `breakglass` command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Flags, settings or local files are wrong (exit 64).
+    #[error("{0}")]
+    Usage(String),
+    /// A local file could not be read or written (exit 74).
+    #[error("{0}")]
+    Io(String),
+    /// The daemon could not be reached or refused the connection (exit 69).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The daemon answered with an error.
+    #[error("{message}")]
+    Rpc {
+        /// gRPC status code.
+        code: Code,
+        /// Explanation for the user.
+        message: String,
+    },
+}
+
+impl CliError {
+    /// Exit code (sysexits.h): 64 usage, 65 bad request data, 69 unavailable,
+    /// 74 I/O, 77 permission denied, 70 anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 64,
+            CliError::Io(_) => 74,
+            CliError::Unavailable(_) => 69,
+            CliError::Rpc { code, .. } => match code {
+                Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => 65,
+                Code::PermissionDenied | Code::Unauthenticated => 77,
+                Code::Unavailable | Code::DeadlineExceeded => 69,
+                _ => 70,
+            },
+        }
+    }
+
+    /// Translates a gRPC status, explaining transport failures (a refused
+    /// client certificate shows up as a bare "transport error" at the first call).
+    pub fn from_status(s: tonic::Status, server: &str) -> Self {
+        let msg = s.message().to_owned();
+        match s.code() {
+            Code::Unavailable | Code::Unknown | Code::Cancelled
+                if msg.contains("transport error")
+                    || msg.contains("tcp connect error")
+                    || msg.contains("connection")
+                    || msg.contains("Connection")
+                    || msg.is_empty() =>
+            {
+                CliError::Unavailable(format!(
+                    "cannot talk to breakglass-ca at {server}: {msg}{}\n\
+                     Check that the daemon is running there, that --ca-cert is the CA that signed its \
+                     certificate, and that your client certificate (--cert/--key) is signed by the CA \
+                     the daemon trusts and has not expired.",
+                    source_chain(&s)
+                ))
+            }
+            Code::InvalidArgument => CliError::Rpc {
+                code: s.code(),
+                message: format!("request refused: {msg}"),
+            },
+            Code::PermissionDenied => CliError::Rpc {
+                code: s.code(),
+                message: format!("not allowed: {msg}"),
+            },
+            code => CliError::Rpc {
+                code,
+                message: format!("breakglass-ca: {msg} ({code:?})"),
+            },
+        }
+    }
+}
+
+fn source_chain(s: &tonic::Status) -> String {
+    use std::error::Error;
+    let mut out = String::new();
+    let mut cur: Option<&(dyn Error + 'static)> = s.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}

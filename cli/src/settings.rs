@@ -1,0 +1,143 @@
+//! Connection settings: flags, then environment variables, then a small
+//! client config file (`--config`, `BREAKGLASS_CONFIG`, or
+//! `~/.config/breakglass/client.toml`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::CliError;
+
+/// The client config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// `https://host:port` or `unix:///path/to/admin.sock`.
+    pub server: Option<String>,
+    /// CA certificate that signed the daemon's TLS certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Name to check in the server certificate, if not the host of `server`.
+    pub server_name: Option<String>,
+}
+
+/// Settings given on the command line or in the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// Explicit config file.
+    pub config: Option<PathBuf>,
+    /// Server address.
+    pub server: Option<String>,
+    /// CA certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+    /// TLS server name.
+    pub server_name: Option<String>,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// mTLS over TCP.
+    Tls {
+        /// `https://host:port`.
+        url: String,
+        /// CA certificate path.
+        ca_cert: PathBuf,
+        /// Client certificate path.
+        cert: PathBuf,
+        /// Client key path.
+        key: PathBuf,
+        /// Server name to verify.
+        server_name: Option<String>,
+    },
+    /// The daemon's local admin socket.
+    Unix(PathBuf),
+}
+
+impl Target {
+    /// The address, for messages.
+    pub fn shown(&self) -> String {
+        match self {
+            Target::Tls { url, .. } => url.clone(),
+            Target::Unix(p) => format!("unix://{}", p.display()),
+        }
+    }
+}
+
+fn default_config() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let p = base.join("breakglass/client.toml");
+    p.exists().then_some(p)
+}
+
+/// Reads a client config file; relative paths in it are made relative to its directory.
+pub fn read_client_file(path: &Path) -> Result<ClientFile, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("client config {}: {e}", path.display())))?;
+    let mut f: ClientFile = toml::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("client config {}: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [&mut f.ca_cert, &mut f.cert, &mut f.key]
+        .into_iter()
+        .flatten()
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(f)
+}
+
+impl Overrides {
+    /// Merges flags/env with the config file into a connection target.
+    pub fn resolve(&self) -> Result<Target, CliError> {
+        let file = match self.config.clone().or_else(default_config) {
+            Some(p) => read_client_file(&p)?,
+            None => ClientFile::default(),
+        };
+        let server = self.server.clone().or(file.server).ok_or_else(|| {
+            CliError::Usage(
+                "no server given: pass --server https://HOST:PORT (or BREAKGLASS_SERVER, or a client config file with --config)".into(),
+            )
+        })?;
+        if let Some(path) = server.strip_prefix("unix://") {
+            return Ok(Target::Unix(PathBuf::from(path)));
+        }
+        if !server.starts_with("https://") {
+            return Err(CliError::Usage(format!(
+                "server {server:?} must start with https:// (mTLS) or unix:// (local admin socket)"
+            )));
+        }
+        let need = |v: Option<PathBuf>, what: &str, flag: &str| {
+            v.ok_or_else(|| {
+                CliError::Usage(format!(
+                    "no {what} given: pass {flag} (or set it in the client config file)"
+                ))
+            })
+        };
+        Ok(Target::Tls {
+            url: server,
+            ca_cert: need(
+                self.ca_cert.clone().or(file.ca_cert),
+                "CA certificate",
+                "--ca-cert",
+            )?,
+            cert: need(
+                self.cert.clone().or(file.cert),
+                "client certificate",
+                "--cert",
+            )?,
+            key: need(self.key.clone().or(file.key), "client key", "--key")?,
+            server_name: self.server_name.clone().or(file.server_name),
+        })
+    }
+}
