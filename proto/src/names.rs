@@ -81,7 +81,17 @@ mod tests {
     fn principals() {
         assert!(check_principal("postgres").is_ok());
         assert!(check_principal("svc_app-1.x").is_ok());
-        for bad in ["", "a,b", "a\nb", "*", "a\0b", "-x", ".x", "a b", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "a,b",
+            "a\nb",
+            "*",
+            "a\0b",
+            "-x",
+            ".x",
+            "a b",
+            &"x".repeat(33),
+        ] {
             assert!(check_principal(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -85,7 +85,11 @@ pub fn parse_key_id(key_id: &str) -> Result<(GrantId, &str), ProfileError> {
 /// Joins a host scope into the [`EXT_HOSTS`] value.
 #[must_use]
 pub fn encode_hosts<S: AsRef<str>>(hosts: &[S]) -> String {
-    hosts.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(",")
+    hosts
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Why a certificate does not follow the breakglass profile.
@@ -161,7 +165,14 @@ mod tests {
         let g = GrantId(0x3fa9_c1d2_7e55_b048);
         assert_eq!(g.to_string(), "g-3fa9c1d27e55b048");
         assert_eq!("g-3fa9c1d27e55b048".parse::<GrantId>(), Ok(g));
-        for bad in ["", "g-", "g-3fa9", "x-3fa9c1d27e55b048", "g-3fa9c1d27e55b04g", "g-+fa9c1d27e55b048"] {
+        for bad in [
+            "",
+            "g-",
+            "g-3fa9",
+            "x-3fa9c1d27e55b048",
+            "g-3fa9c1d27e55b04g",
+            "g-+fa9c1d27e55b048",
+        ] {
             assert!(bad.parse::<GrantId>().is_err(), "{bad}");
         }
     }
