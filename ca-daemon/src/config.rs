@@ -481,3 +481,74 @@ fn check_pattern(p: &str, check: impl Fn(&str) -> Result<(), String>) -> Result<
     glob::Pattern::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/breakglass/ca.toml"), text)
+    }
+
+    const MIN: &str = "version = 1\n[server]\nlisten = \"127.0.0.1:7443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_ca = \"ca\"\n[ca]\nsigning_key = \"s\"\n";
+
+    #[test]
+    fn the_dev_config_is_valid() {
+        let c = parse(&crate::init::dev_config("127.0.0.1:7443".parse().unwrap())).unwrap();
+        assert_eq!(c.ca.signing_key, Path::new("/etc/breakglass/ssh_ca"));
+        assert_eq!(c.policy.rules().len(), 2);
+    }
+
+    #[test]
+    fn unknown_fields_and_versions_are_rejected_with_the_field() {
+        let e = parse(&MIN.replace("[ca]", "colour = \"blue\"\n[ca]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let e = parse(&MIN.replace("version = 1", "version = 2")).unwrap_err();
+        assert_eq!(e.field, "version");
+    }
+
+    #[test]
+    fn rule_errors_name_the_rule_field() {
+        let rule = "[[rules]]\nname = \"r\"\ngroups = [\"g\"]\nprincipals = [\"a\"]\nhosts = [\"h\"]\ninteractive = true\nmax_ttl = \"30m\"\n";
+        parse(&format!("{MIN}{rule}")).unwrap();
+        let cases = [
+            (
+                rule.replace("max_ttl = \"30m\"", "max_ttl = \"30 parsecs\""),
+                "rules[0].max_ttl",
+            ),
+            (
+                rule.replace("max_ttl = \"30m\"", "max_ttl = \"13h\""),
+                "rules[0].max_ttl",
+            ),
+            (rule.replace("max_ttl = \"30m\"\n", ""), "rules[0].max_ttl"),
+            (
+                rule.replace("hosts = [\"h\"]", "hosts = [\"a b\"]"),
+                "rules[0].hosts",
+            ),
+            (
+                rule.replace("principals = [\"a\"]", "principals = [\"a,b\"]"),
+                "rules[0].principals",
+            ),
+            (
+                rule.replace("interactive = true", "interactive = false"),
+                "rules[0].commands",
+            ),
+            (
+                format!("{rule}source_addresses = [\"10.0.0.1/8\"]\n"),
+                "rules[0].source_addresses",
+            ),
+            (
+                format!("{rule}extensions = [\"permit-all\"]\n"),
+                "rules[0].extensions",
+            ),
+            (format!("{rule}effect = \"maybe\"\n"), "rules[0].effect"),
+            (format!("{rule}{rule}"), "rules[1].name"),
+        ];
+        for (text, field) in cases {
+            let e = parse(&format!("{MIN}{text}")).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+}

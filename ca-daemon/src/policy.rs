@@ -329,3 +329,251 @@ impl Rule {
 fn glob_matches(pattern: &str, value: &str) -> bool {
     glob::Pattern::new(pattern).is_ok_and(|p| p.matches(value))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = r#"
+version = 1
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "c"
+tls_key = "k"
+client_ca = "ca"
+[ca]
+signing_key = "s"
+"#;
+
+    fn policy(rules: &str) -> Policy {
+        Config::parse(
+            std::path::Path::new("/t/cfg.toml"),
+            &format!("{BASE}{rules}"),
+        )
+        .expect("config parses")
+        .policy
+    }
+
+    fn sre() -> Caller {
+        Caller {
+            identity: "alice@example.com".into(),
+            groups: vec!["sre".into()],
+            owner: None,
+            transport: "mtls",
+        }
+    }
+
+    fn req() -> AccessRequest {
+        AccessRequest {
+            principals: vec!["postgres".into()],
+            hosts: vec!["db-7".into()],
+            ttl: Duration::from_secs(600),
+            reason: "INC-1".into(),
+            force_command: Some("/usr/bin/psql".into()),
+            source_addresses: vec!["10.1.2.0/24".parse().unwrap()],
+            extensions: None,
+        }
+    }
+
+    const RULE: &str = r#"
+[[rules]]
+name = "db"
+groups = ["sre"]
+principals = ["postgres", "app-*"]
+hosts = ["db-*"]
+commands = ["/usr/bin/psql"]
+source_addresses = ["10.0.0.0/8"]
+max_ttl = "30m"
+extensions = ["permit-pty", "permit-port-forwarding"]
+"#;
+
+    fn allowed(d: Decision) -> Grant {
+        match d {
+            Decision::Allow(g) => g,
+            Decision::Deny(why) => panic!("denied: {why}"),
+        }
+    }
+
+    fn denied(d: Decision) -> String {
+        match d {
+            Decision::Allow(g) => panic!("allowed by {}", g.rule),
+            Decision::Deny(why) => why,
+        }
+    }
+
+    #[test]
+    fn nothing_is_allowed_without_rules() {
+        let why = denied(policy("").decide(&sre(), &req()));
+        assert!(
+            why.contains("no policy rule lets alice@example.com"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn requester_dimension() {
+        let p = policy(RULE);
+        assert_eq!(allowed(p.decide(&sre(), &req())).rule, "db");
+        let other = Caller {
+            groups: vec!["web".into()],
+            ..sre()
+        };
+        assert!(denied(p.decide(&other, &req())).contains("no policy rule"));
+        let by_id =
+            policy(&RULE.replace("groups = [\"sre\"]", "identities = [\"alice@example.com\"]"));
+        allowed(by_id.decide(&other, &req()));
+    }
+
+    #[test]
+    fn principal_dimension() {
+        let p = policy(RULE);
+        let mut r = req();
+        r.principals = vec!["app-api".into()];
+        allowed(p.decide(&sre(), &r));
+        r.principals = vec!["postgres".into(), "root".into()];
+        let why = denied(p.decide(&sre(), &r));
+        assert!(why.contains("principal root is not allowed"), "{why}");
+    }
+
+    #[test]
+    fn host_dimension() {
+        let p = policy(RULE);
+        let mut r = req();
+        r.hosts = vec!["DB-12".into(), "db-*".into()];
+        allowed(p.decide(&sre(), &r));
+        r.hosts = vec!["web-1".into()];
+        let why = denied(p.decide(&sre(), &r));
+        assert!(
+            why.contains("host web-1 is not allowed for postgres"),
+            "{why}"
+        );
+        // A wider pattern than the rule's is not covered by it.
+        r.hosts = vec!["*".into()];
+        denied(p.decide(&sre(), &r));
+    }
+
+    #[test]
+    fn command_dimension() {
+        let p = policy(RULE);
+        let mut r = req();
+        r.force_command = Some("/bin/sh".into());
+        let why = denied(p.decide(&sre(), &r));
+        assert!(
+            why.contains("forced command \"/bin/sh\" is not allowed"),
+            "{why}"
+        );
+        r.force_command = None;
+        let why = denied(p.decide(&sre(), &r));
+        assert!(why.contains("interactive shell is not allowed"), "{why}");
+        let inter = policy(&RULE.replace("commands = [\"/usr/bin/psql\"]", "interactive = true"));
+        let g = allowed(inter.decide(&sre(), &r));
+        assert_eq!(
+            g.extensions,
+            ["permit-pty"],
+            "interactive grants get a pty by default"
+        );
+        r.force_command = Some("/usr/bin/psql".into());
+        denied(inter.decide(&sre(), &r));
+    }
+
+    #[test]
+    fn source_address_dimension() {
+        let p = policy(RULE);
+        let mut r = req();
+        r.source_addresses = vec!["192.168.0.0/16".parse().unwrap()];
+        let why = denied(p.decide(&sre(), &r));
+        assert!(
+            why.contains("source address 192.168.0.0/16 is outside"),
+            "{why}"
+        );
+        r.source_addresses = vec![];
+        let why = denied(p.decide(&sre(), &r));
+        assert!(why.contains("requires --source-address"), "{why}");
+        r.source_addresses = vec![
+            "10.9.9.9/32".parse().unwrap(),
+            "10.2.0.0/16".parse().unwrap(),
+        ];
+        allowed(p.decide(&sre(), &r));
+        let open = policy(&RULE.replace("source_addresses = [\"10.0.0.0/8\"]\n", ""));
+        r.source_addresses = vec![];
+        allowed(open.decide(&sre(), &r));
+    }
+
+    #[test]
+    fn ttl_dimension() {
+        let p = policy(RULE);
+        let mut r = req();
+        r.ttl = Duration::from_secs(1800);
+        allowed(p.decide(&sre(), &r));
+        r.ttl = Duration::from_secs(7200);
+        let why = denied(p.decide(&sre(), &r));
+        assert_eq!(
+            why,
+            "TTL 2h exceeds the 30m maximum allowed for postgres@db-* (rule `db`)"
+        );
+    }
+
+    #[test]
+    fn extension_dimension() {
+        let p = policy(RULE);
+        let mut r = req();
+        assert!(
+            allowed(p.decide(&sre(), &r)).extensions.is_empty(),
+            "commands get no pty by default"
+        );
+        r.extensions = Some(vec!["permit-port-forwarding".into()]);
+        assert_eq!(
+            allowed(p.decide(&sre(), &r)).extensions,
+            ["permit-port-forwarding"]
+        );
+        r.extensions = Some(vec!["permit-agent-forwarding".into()]);
+        let why = denied(p.decide(&sre(), &r));
+        assert!(
+            why.contains("extension permit-agent-forwarding is not allowed"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn explicit_deny_beats_allow() {
+        let deny = r#"
+[[rules]]
+name = "no-prod-db-7"
+effect = "deny"
+hosts = ["db-7"]
+"#;
+        let p = policy(&format!("{RULE}{deny}"));
+        let why = denied(p.decide(&sre(), &req()));
+        assert!(
+            why.contains("denied by policy rule `no-prod-db-7`"),
+            "{why}"
+        );
+        let mut r = req();
+        r.hosts = vec!["db-8".into()];
+        allowed(p.decide(&sre(), &r));
+        // A deny rule scoped to a group spares other groups.
+        let scoped = policy(&format!(
+            "{RULE}{}",
+            deny.replace(
+                "effect = \"deny\"",
+                "effect = \"deny\"\ngroups = [\"contractors\"]"
+            )
+        ));
+        allowed(scoped.decide(&sre(), &req()));
+    }
+
+    #[test]
+    fn first_fully_matching_allow_rule_wins_and_carries_its_tier() {
+        let p = policy(&format!(
+            "{RULE}{}",
+            RULE.replace("name = \"db\"", "name = \"db-long\"\ntier = \"high\"")
+                .replace("max_ttl = \"30m\"", "max_ttl = \"4h\"")
+        ));
+        assert_eq!(allowed(p.decide(&sre(), &req())).rule, "db");
+        let mut r = req();
+        r.ttl = Duration::from_secs(7200);
+        let g = allowed(p.decide(&sre(), &r));
+        assert_eq!((g.rule.as_str(), g.tier.as_str()), ("db-long", "high"));
+    }
+}

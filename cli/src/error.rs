@@ -45,22 +45,29 @@ impl CliError {
     /// client certificate shows up as a bare "transport error" at the first call).
     pub fn from_status(s: tonic::Status, server: &str) -> Self {
         let msg = s.message().to_owned();
+        let transport = match s.code() {
+            // The CLI never cancels its own calls: Cancelled means the
+            // connection died, typically a refused client certificate (TLS 1.3
+            // reports it only at the first call).
+            Code::Cancelled => true,
+            // Unavailable from the daemon itself (e.g. the audit log cannot be
+            // written) carries its own explanation; transport failures do not.
+            Code::Unavailable | Code::Unknown => {
+                msg.is_empty()
+                    || ["transport error", "connect", "connection", "dns error"]
+                        .iter()
+                        .any(|n| msg.contains(n))
+            }
+            _ => false,
+        };
         match s.code() {
-            Code::Unavailable | Code::Unknown | Code::Cancelled
-                if msg.contains("transport error")
-                    || msg.contains("tcp connect error")
-                    || msg.contains("connection")
-                    || msg.contains("Connection")
-                    || msg.is_empty() =>
-            {
-                CliError::Unavailable(format!(
-                    "cannot talk to breakglass-ca at {server}: {msg}{}\n\
+            _ if transport => CliError::Unavailable(format!(
+                "cannot talk to breakglass-ca at {server}: {}\n\
                      Check that the daemon is running there, that --ca-cert is the CA that signed its \
                      certificate, and that your client certificate (--cert/--key) is signed by the CA \
                      the daemon trusts and has not expired.",
-                    source_chain(&s)
-                ))
-            }
+                root_cause(&s).unwrap_or(msg)
+            )),
             Code::InvalidArgument => CliError::Rpc {
                 code: s.code(),
                 message: format!("request refused: {msg}"),
@@ -77,14 +84,12 @@ impl CliError {
     }
 }
 
-fn source_chain(s: &tonic::Status) -> String {
+/// The innermost error behind a status (e.g. "Connection refused (os error 111)").
+fn root_cause(s: &tonic::Status) -> Option<String> {
     use std::error::Error;
-    let mut out = String::new();
-    let mut cur: Option<&(dyn Error + 'static)> = s.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
+    let mut cur: &(dyn Error + 'static) = s.source()?;
+    while let Some(next) = cur.source() {
+        cur = next;
     }
-    out
+    Some(cur.to_string())
 }

@@ -1,0 +1,147 @@
+//! The `breakglass-ca` binary: refuses unsafe keys and bad configs before it
+//! binds anything, and shuts down gracefully on SIGTERM.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_breakglass-ca");
+
+fn init(dir: &Path, listen: &str) {
+    let out = Command::new(BIN)
+        .args(["init", "--dev"])
+        .arg(dir)
+        .args(["--listen", listen])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("breakglass-ca serve --config"), "{text}");
+    assert!(text.contains("request --host localhost"), "{text}");
+}
+
+fn serve(config: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn refuses_a_group_readable_ca_key() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), "127.0.0.1:0");
+    let key = dir.path().join("ssh_ca");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = serve(&dir.path().join("breakglass-ca.toml"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("has mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    // The TLS key too.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tls_key = dir.path().join("tls/server-key.pem");
+    std::fs::set_permissions(&tls_key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = serve(&dir.path().join("breakglass-ca.toml"));
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server-key.pem"));
+}
+
+#[test]
+fn refuses_a_config_with_an_unknown_field_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), "127.0.0.1:0");
+    let cfg = dir.path().join("breakglass-ca.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("[ca]\n", "[ca]\nsigning_algorithm = \"rsa\"\n"),
+    )
+    .unwrap();
+    let out = serve(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("unknown field `signing_algorithm`"), "{err}");
+    assert!(err.contains("line "), "{err}");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn check_config_accepts_the_dev_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), "127.0.0.1:7443");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(dir.path().join("breakglass-ca.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // init refuses to overwrite an existing setup.
+    let out = Command::new(BIN)
+        .args(["init", "--dev"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}
+
+#[test]
+fn serve_dev_creates_the_setup_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dir.path().join("dev");
+    // Pick a free port for the dev config by initialising first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    init(&dev, &format!("127.0.0.1:{port}"));
+    let mut child = Command::new(BIN)
+        .args(["serve", "--dev"])
+        .arg(&dev)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = dev.join("admin.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "admin socket must be private");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "daemon ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(!sock.exists(), "admin socket left behind");
+}
