@@ -1,0 +1,452 @@
+//! A syslog sender that never blocks its caller.
+//!
+//! Events are single RFC 3164 lines with a `key=value` body, sent to a Unix
+//! datagram socket (`/dev/log` by default) with facility `authpriv`:
+//!
+//! ```text
+//! <86>Nov 29 12:08:47 pam_breakglass[4242]: event=session_open user=alice grant=g-00000000000000ff
+//! ```
+//!
+//! Why a thread: the `syslog` crate writes synchronously, blocks when the
+//! receiver stops reading (the kernel queues only `net.unix.max_dgram_qlen`
+//! datagrams) and never reconnects after the receiver restarts. Here the
+//! caller only formats the line and hands it to a bounded queue with
+//! `try_send`; a dedicated sender thread owns the socket, writes with a
+//! timeout and reconnects after any error. When the queue is full or the
+//! socket is gone the line is dropped and counted ([`Syslog::dropped`]).
+//!
+//! Short-lived processes (a PAM module call, a helper about to exit) call
+//! [`Syslog::flush`] with a deadline before they return.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use bg_syslog::{Severity, Syslog};
+//!
+//! let log = Syslog::new("breakglass-ca", bg_syslog::DEFAULT_SOCKET);
+//! log.send(Severity::Info, &[("event", "cert_issued"), ("user", "alice")]);
+//! log.flush(Duration::from_millis(200));
+//! ```
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+
+/// The system's local syslog socket.
+pub const DEFAULT_SOCKET: &str = "/dev/log";
+/// Longest value written for one field; longer values are cut and marked.
+pub const MAX_VALUE_LEN: usize = 512;
+/// Default number of lines the queue holds before new lines are dropped.
+pub const DEFAULT_CAPACITY: usize = 256;
+/// Default time one datagram write may block the sender thread.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Severity of one event (RFC 5424 section 6.2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// System is unusable.
+    Emergency,
+    /// Action must be taken immediately.
+    Alert,
+    /// Critical condition.
+    Critical,
+    /// Error condition.
+    Error,
+    /// Warning condition.
+    Warning,
+    /// Normal but significant condition.
+    Notice,
+    /// Informational message.
+    Info,
+    /// Debug-level message.
+    Debug,
+}
+
+/// Tuning knobs of a [`Syslog`]; [`Options::default`] suits most callers.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Lines the queue holds before new ones are dropped.
+    pub capacity: usize,
+    /// Longest time a single datagram write may block the sender thread.
+    pub write_timeout: Duration,
+    /// Syslog facility (default `authpriv`).
+    pub facility: Facility,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            capacity: DEFAULT_CAPACITY,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            facility: Facility::LOG_AUTHPRIV,
+        }
+    }
+}
+
+enum Msg {
+    Line(Severity, String),
+    Flush(SyncSender<()>),
+}
+
+/// Handle to a syslog sender thread. Cheap to use from any thread; never blocks in
+/// [`Syslog::send`].
+#[derive(Debug)]
+pub struct Syslog {
+    tx: Option<SyncSender<Msg>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Syslog {
+    /// Starts a sender for `ident` (the program name shown in the log) writing to the
+    /// Unix datagram socket at `path`, with default [`Options`].
+    #[must_use]
+    pub fn new(ident: &str, path: impl Into<PathBuf>) -> Self {
+        Self::with_options(ident, path, Options::default())
+    }
+
+    /// Starts a sender with explicit [`Options`].
+    #[must_use]
+    pub fn with_options(ident: &str, path: impl Into<PathBuf>, options: Options) -> Self {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::sync_channel(options.capacity.max(1));
+        let sender = Sender {
+            path: path.into(),
+            formatter: Formatter3164 {
+                facility: options.facility,
+                hostname: None,
+                process: sanitize_ident(ident),
+                pid: std::process::id(),
+            },
+            write_timeout: options.write_timeout,
+            logger: None,
+            dropped: Arc::clone(&dropped),
+        };
+        let spawned = thread::Builder::new()
+            .name("bg-syslog".into())
+            .spawn(move || sender.run(rx));
+        // Without a thread every line counts as dropped; logging must never fail the caller.
+        let tx = spawned.is_ok().then_some(tx);
+        Self { tx, dropped }
+    }
+
+    /// Queues one event line built from `fields` (`key=value`, in order). Returns false
+    /// (and counts a drop) when the line could not be queued.
+    pub fn send(&self, severity: Severity, fields: &[(&str, &str)]) -> bool {
+        let line = format_fields(fields);
+        let queued = match &self.tx {
+            Some(tx) => match tx.try_send(Msg::Line(severity, line)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        };
+        if !queued {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+
+    /// Waits at most `timeout` until every line queued before this call has been written
+    /// (or dropped). Returns true if the queue drained in time.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let deadline = Instant::now() + timeout;
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        let mut msg = Msg::Flush(ack_tx);
+        loop {
+            match tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(m)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    msg = m;
+                    thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+        ack_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
+
+    /// Number of lines dropped so far (queue full, socket missing, write failed).
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has drained the queue. Never join:
+        // a stuck socket must not hold up the caller.
+        self.tx = None;
+    }
+}
+
+struct Sender {
+    path: PathBuf,
+    formatter: Formatter3164,
+    write_timeout: Duration,
+    logger: Option<Logger<LoggerBackend, Formatter3164>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Sender {
+    fn run(mut self, rx: Receiver<Msg>) {
+        for msg in rx {
+            match msg {
+                Msg::Line(severity, line) => {
+                    // One retry on a fresh connection covers a restarted receiver.
+                    let ok = self.write(severity, &line) || self.write(severity, &line);
+                    if !ok {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Msg::Flush(ack) => {
+                    let _ = ack.try_send(());
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, severity: Severity, line: &str) -> bool {
+        if self.logger.is_none() {
+            self.logger = self.connect().ok();
+        }
+        let Some(logger) = self.logger.as_mut() else {
+            return false;
+        };
+        let result = match severity {
+            Severity::Emergency => logger.emerg(line),
+            Severity::Alert => logger.alert(line),
+            Severity::Critical => logger.crit(line),
+            Severity::Error => logger.err(line),
+            Severity::Warning => logger.warning(line),
+            Severity::Notice => logger.notice(line),
+            Severity::Info => logger.info(line),
+            Severity::Debug => logger.debug(line),
+        };
+        if result.is_err() {
+            self.logger = None;
+            return false;
+        }
+        true
+    }
+
+    fn connect(&self) -> io::Result<Logger<LoggerBackend, Formatter3164>> {
+        let logger = syslog::unix_custom(self.formatter.clone(), &self.path)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let timeout = Some(self.write_timeout.max(Duration::from_millis(1)));
+        match &logger.backend {
+            LoggerBackend::Unix(sock) => sock.set_write_timeout(timeout)?,
+            LoggerBackend::UnixStream(w) => w.get_ref().set_write_timeout(timeout)?,
+            LoggerBackend::Udp(sock, _) => sock.set_write_timeout(timeout)?,
+            LoggerBackend::Tcp(w) => w.get_ref().set_write_timeout(timeout)?,
+        }
+        Ok(logger)
+    }
+}
+
+/// Program names may not contain spaces, `[` or `:` in RFC 3164.
+fn sanitize_ident(ident: &str) -> String {
+    let s: String = ident
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !matches!(c, '[' | ']' | ':'))
+        .take(48)
+        .collect();
+    if s.is_empty() { "breakglass".into() } else { s }
+}
+
+/// Formats `fields` as one `key=value` line: keys are lower-cased and keep `[a-z0-9_]`
+/// (others become `_`);
+/// values are written bare when they hold only safe characters, otherwise double-quoted
+/// with `\"`, `\\` and control characters escaped; values longer than
+/// [`MAX_VALUE_LEN`] bytes are cut and end in `...`.
+#[must_use]
+pub fn format_fields(fields: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if key.is_empty() {
+            out.push('_');
+        }
+        out.extend(key.chars().map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        }));
+        out.push('=');
+        let (value, cut) = truncate(value, MAX_VALUE_LEN);
+        let bare = !value.is_empty()
+            && value.chars().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+' | ',' | '*' | '?')
+            });
+        if bare && !cut {
+            out.push_str(value);
+            continue;
+        }
+        out.push('"');
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        if cut {
+            out.push_str("...");
+        }
+        out.push('"');
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    fn recv(sock: &UnixDatagram) -> Option<String> {
+        let mut buf = vec![0u8; 65536];
+        sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let n = sock.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    #[test]
+    fn fields_are_quoted_only_when_needed() {
+        let line = format_fields(&[
+            ("event", "session_open"),
+            ("reason", "host scope \"db-*\" does not match web-1"),
+            ("empty", ""),
+            ("Bad Key", "x\ny\u{1}"),
+        ]);
+        assert_eq!(
+            line,
+            "event=session_open reason=\"host scope \\\"db-*\\\" does not match web-1\" empty=\"\" bad_key=\"x\\ny\\u{1}\""
+        );
+    }
+
+    #[test]
+    fn long_values_are_cut() {
+        let long = "é".repeat(400);
+        let line = format_fields(&[("v", &long)]);
+        assert!(line.len() < MAX_VALUE_LEN + 20, "{}", line.len());
+        assert!(line.ends_with("...\""));
+    }
+
+    #[test]
+    fn lines_reach_the_socket_as_rfc3164_authpriv() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        let log = Syslog::new("pam_breakglass", &path);
+        assert!(log.send(
+            Severity::Info,
+            &[("event", "session_open"), ("user", "alice")]
+        ));
+        assert!(log.flush(Duration::from_secs(2)));
+        let line = recv(&sock).unwrap();
+        // authpriv (10) * 8 + info (6) = 86
+        assert!(line.starts_with("<86>"), "{line}");
+        assert!(
+            line.ends_with(&format!(
+                "pam_breakglass[{}]: event=session_open user=alice",
+                std::process::id()
+            )),
+            "{line}"
+        );
+        assert_eq!(log.dropped(), 0);
+    }
+
+    #[test]
+    fn missing_socket_counts_drops_and_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Syslog::new("t", dir.path().join("nothing-here"));
+        let start = Instant::now();
+        for _ in 0..10 {
+            log.send(Severity::Error, &[("event", "x")]);
+        }
+        assert!(log.flush(Duration::from_secs(2)));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(log.dropped(), 10);
+    }
+
+    #[test]
+    fn receiver_not_reading_does_not_block_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let _sock = UnixDatagram::bind(&path).unwrap(); // never read
+        let log = Syslog::with_options(
+            "t",
+            &path,
+            Options {
+                capacity: 8,
+                write_timeout: Duration::from_millis(20),
+                ..Options::default()
+            },
+        );
+        let start = Instant::now();
+        for i in 0..200 {
+            log.send(Severity::Info, &[("n", &i.to_string())]);
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "send blocked for {:?}",
+            start.elapsed()
+        );
+        log.flush(Duration::from_secs(5));
+        assert!(log.dropped() > 100, "dropped {}", log.dropped());
+    }
+
+    #[test]
+    fn reconnects_after_receiver_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        let log = Syslog::new("t", &path);
+        log.send(Severity::Info, &[("n", "1")]);
+        assert!(log.flush(Duration::from_secs(2)));
+        assert!(recv(&sock).unwrap().ends_with("n=1"));
+        drop(sock);
+        std::fs::remove_file(&path).unwrap();
+        let sock = UnixDatagram::bind(&path).unwrap();
+        log.send(Severity::Info, &[("n", "2")]);
+        assert!(log.flush(Duration::from_secs(2)));
+        assert!(recv(&sock).unwrap().ends_with("n=2"));
+        assert_eq!(log.dropped(), 0);
+    }
+}

@@ -1,0 +1,137 @@
+//! The only place of `unsafe` in this crate: the PAM entry points, the PAM calls
+//! pam-bindings lacks, and the few Linux system calls the module and the guard need
+//! (in [`os`]). Everything here is a thin, safe wrapper; the logic lives in
+//! [`crate::module`].
+#![allow(unsafe_code)]
+
+pub mod os;
+
+use std::ffi::{CStr, CString, c_char};
+use std::time::SystemTime;
+
+use pam::constants::{PAM_ERROR_MSG, PAM_TEXT_INFO, PamFlag, PamResultCode};
+use pam::conv::Conv;
+use pam::items::{RHost, Service, Tty};
+use pam::module::{PamHandle, PamHooks};
+
+use crate::module::{self, Pam, PamItem, RealHost};
+use crate::record::OpenSession;
+
+/// Key under which the verified session is kept between open and close.
+const DATA_KEY: &str = "pam_breakglass.session";
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_getenv(pamh: *mut PamHandle, name: *const c_char) -> *const c_char;
+}
+
+/// The PAM hooks of `pam_breakglass.so`.
+#[derive(Debug)]
+pub struct Breakglass;
+
+pam::pam_hooks!(Breakglass);
+
+impl PamHooks for Breakglass {
+    fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        let now = SystemTime::now();
+        let outcome = module::catch_panics(|| {
+            let mut pam = RealPam { pamh };
+            module::open_session(&mut pam, &RealHost, &utf8_args(&args), now)
+        });
+        outcome.session_code()
+    }
+
+    fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        let now = SystemTime::now();
+        let outcome = module::catch_panics(|| {
+            let mut pam = RealPam { pamh };
+            module::close_session(&mut pam, &RealHost, &utf8_args(&args), now)
+        });
+        outcome.session_code()
+    }
+}
+
+/// Module arguments as strings; a non-UTF-8 argument becomes a marker that the option
+/// parser rejects as unknown (with the bytes shown escaped).
+fn utf8_args(args: &[&CStr]) -> Vec<String> {
+    args.iter()
+        .map(|a| match a.to_str() {
+            Ok(s) => s.to_owned(),
+            Err(_) => format!("<non-UTF-8 {:?}>", a.to_bytes().escape_ascii().to_string()),
+        })
+        .collect()
+}
+
+/// [`Pam`] over a real libpam handle.
+struct RealPam<'a> {
+    pamh: &'a mut PamHandle,
+}
+
+fn cstr_to_string(c: &CStr) -> String {
+    c.to_string_lossy().into_owned()
+}
+
+impl Pam for RealPam<'_> {
+    fn user(&mut self) -> Result<String, String> {
+        self.pamh
+            .get_user(None)
+            .map_err(|code| format!("pam_get_user failed ({code:?})"))
+    }
+
+    fn item(&self, item: PamItem) -> Option<String> {
+        match item {
+            PamItem::Service => self
+                .pamh
+                .get_item::<Service>()
+                .ok()
+                .flatten()
+                .map(|v| cstr_to_string(v.0)),
+            PamItem::RHost => self
+                .pamh
+                .get_item::<RHost>()
+                .ok()
+                .flatten()
+                .map(|v| cstr_to_string(v.0)),
+            PamItem::Tty => self
+                .pamh
+                .get_item::<Tty>()
+                .ok()
+                .flatten()
+                .map(|v| cstr_to_string(v.0)),
+        }
+    }
+
+    fn env(&mut self, name: &str) -> Option<Vec<u8>> {
+        let name = CString::new(name).ok()?;
+        let pamh: *mut PamHandle = &mut *self.pamh;
+        // SAFETY: `pamh` is the live handle libpam passed to this hook; `name` is a valid
+        // NUL-terminated string. pam_getenv returns NULL or a pointer into the handle's
+        // environment, valid until the next pam_putenv; it is copied before returning.
+        let value = unsafe { pam_getenv(pamh, name.as_ptr()) };
+        if value.is_null() {
+            return None;
+        }
+        // SAFETY: non-null results of pam_getenv point to a NUL-terminated string.
+        Some(unsafe { CStr::from_ptr(value) }.to_bytes().to_vec())
+    }
+
+    fn set_session(&mut self, session: OpenSession) -> Result<(), String> {
+        self.pamh
+            .set_data(DATA_KEY, Box::new(session))
+            .map_err(|code| format!("pam_set_data failed ({code:?})"))
+    }
+
+    fn session(&self) -> Option<OpenSession> {
+        // SAFETY: only this module stores data under DATA_KEY, and always an OpenSession
+        // (set_session above); the reference is cloned before the handle changes.
+        let data = unsafe { self.pamh.get_data::<OpenSession>(DATA_KEY) };
+        data.ok().cloned()
+    }
+
+    fn tell_user(&self, error: bool, message: &str) {
+        if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
+            let style = if error { PAM_ERROR_MSG } else { PAM_TEXT_INFO };
+            let _ = conv.send(style, message);
+        }
+    }
+}

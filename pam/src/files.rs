@@ -1,0 +1,183 @@
+//! Reading security-relevant files and writing durable ones.
+#![forbid(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::ffi::os;
+
+/// Reads a root-controlled file: opened without following symlinks, must be a regular
+/// file owned by root (or by the running user), not writable by group or others, and at
+/// most `max_len` bytes.
+pub fn read_trusted_file(path: &Path, what: &str, max_len: u64) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot open {what} {shown}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {what} {shown}: {e}"))?;
+    check_owner_mode(&meta, what, path)?;
+    if !meta.is_file() {
+        return Err(format!("{what} {shown} is not a regular file"));
+    }
+    if meta.len() > max_len {
+        return Err(format!(
+            "{what} {shown} is {} bytes; the limit is {max_len}",
+            meta.len()
+        ));
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max_len + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read {what} {shown}: {e}"))?;
+    if buf.len() as u64 > max_len {
+        return Err(format!(
+            "{what} {shown} grew past {max_len} bytes while being read"
+        ));
+    }
+    Ok(buf)
+}
+
+fn check_owner_mode(meta: &fs::Metadata, what: &str, path: &Path) -> Result<(), String> {
+    let euid = os::geteuid();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(format!(
+            "{what} {} is owned by uid {}; it must be owned by root: chown root {}",
+            path.display(),
+            meta.uid(),
+            path.display()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{what} {} is writable by group or others (mode {:o}): chmod go-w {}",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the executable at `path`, which the module runs as root, is a regular
+/// file owned by root (or the running user) and not writable by group or others.
+pub fn check_executable(path: &Path) -> Result<(), String> {
+    let meta = fs::metadata(path)
+        .map_err(|e| format!("cannot stat session guard {}: {e}", path.display()))?;
+    if !meta.is_file() || meta.mode() & 0o111 == 0 {
+        return Err(format!(
+            "session guard {} is not an executable file",
+            path.display()
+        ));
+    }
+    check_owner_mode(&meta, "session guard", path)
+}
+
+/// Creates `dir` (mode 0700) if missing and checks it is a real directory owned by root
+/// (or the running user) and not writable by group or others.
+pub fn ensure_private_dir(dir: &Path, what: &str) -> Result<(), String> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {what} {}: {e}", dir.display()))?;
+        }
+        Err(e) => return Err(format!("cannot stat {what} {}: {e}", dir.display())),
+        Ok(_) => {}
+    }
+    let meta = fs::symlink_metadata(dir)
+        .map_err(|e| format!("cannot stat {what} {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "{what} {} is not a directory (symlinks are refused)",
+            dir.display()
+        ));
+    }
+    check_owner_mode(&meta, what, dir)
+}
+
+/// Writes `name` in `dir` durably and atomically: a temporary file is written and
+/// fsynced, renamed into place, then the directory is fsynced.
+pub fn write_durable(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dest = dir.join(name);
+    let _ = fs::remove_file(&tmp); // a leftover from a crash between write and rename
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, &dest)?;
+        File::open(dir)?.sync_all()
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", dest.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn trusted_file_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ca.pub");
+        fs::write(&p, b"hello").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_trusted_file(&p, "x", 10).unwrap(), b"hello");
+        assert!(
+            read_trusted_file(&p, "x", 3)
+                .unwrap_err()
+                .contains("limit is 3")
+        );
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(
+            read_trusted_file(&p, "x", 10)
+                .unwrap_err()
+                .contains("chmod go-w")
+        );
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(read_trusted_file(&link, "x", 10).is_err());
+        assert!(
+            read_trusted_file(dir.path(), "x", 10)
+                .unwrap_err()
+                .contains("regular")
+        );
+        assert!(
+            read_trusted_file(&dir.path().join("nope"), "CA keys file", 10)
+                .unwrap_err()
+                .contains("cannot open CA keys file")
+        );
+    }
+
+    #[test]
+    fn durable_write_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        ensure_private_dir(&spool, "spool").unwrap();
+        let mode = fs::metadata(&spool).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        write_durable(&spool, "a.json", b"1").unwrap();
+        write_durable(&spool, "a.json", b"2").unwrap();
+        assert_eq!(fs::read(spool.join("a.json")).unwrap(), b"2");
+        assert_eq!(fs::read_dir(&spool).unwrap().count(), 1);
+        fs::set_permissions(&spool, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ensure_private_dir(&spool, "spool").is_err());
+    }
+}

@@ -1,0 +1,272 @@
+//! The session guard: a detached helper started by the module for each breakglass
+//! session. It holds a pidfd on sshd's session ([priv]) process, warns the session's
+//! terminal before the certificate expires, and at `valid_before` ends the session:
+//! SIGTERM to sshd, SIGKILL after a grace period, then a sweep of every process left in
+//! the session's audit session (`nohup`/`setsid` children included). It exits at once
+//! when the session ends normally with nothing left behind.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bg_syslog::{Severity, Syslog};
+use serde::{Deserialize, Serialize};
+
+use crate::ffi::os;
+use crate::module::record_fields;
+use crate::procs;
+use crate::record::{Event, SessionRecord};
+use crate::verify::fmt_time;
+
+/// Syslog ident of the guard.
+pub const IDENT: &str = "breakglass-guard";
+
+/// Why the guard was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardMode {
+    /// Watch an open session and end it when its certificate expires.
+    Expire,
+    /// End a denied session's connection shortly (sshd keeps `ssh -N` connected otherwise).
+    Deny,
+}
+
+/// What the module hands the guard (as JSON in `--spec`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSpec {
+    /// Why the guard runs.
+    pub mode: GuardMode,
+    /// The open (or deny) record of the session.
+    pub record: SessionRecord,
+    /// Spool directory for warn and forced-end records.
+    pub spool: Option<PathBuf>,
+    /// Syslog socket.
+    pub syslog: PathBuf,
+    /// Audit session id of the session, for the sweep and for finding its terminal.
+    pub audit_session: Option<u32>,
+    /// When to warn the terminal (Unix seconds).
+    pub warn_at: Option<u64>,
+    /// When to end the session (Unix milliseconds).
+    pub end_at_ms: u64,
+    /// How long sshd gets to exit after SIGTERM before SIGKILL (milliseconds).
+    pub grace_ms: u64,
+}
+
+const USAGE: &str = "usage: breakglass-guard --spec <json>\n\
+Started by pam_breakglass.so with a pidfd on fd 3 and a readiness pipe on fd 4; \
+not meant to be run by hand.";
+
+/// Entry point of the `breakglass-guard` executable; returns the exit code.
+pub fn main_with_args(args: &[String]) -> i32 {
+    let mut ready = os::inherited_fd(os::GUARD_READY_FD).ok().map(File::from);
+    let fail = |ready: &mut Option<File>, msg: String| {
+        if let Some(f) = ready.as_mut() {
+            let _ = writeln!(f, "error: {msg}");
+        }
+        eprintln!("breakglass-guard: {msg}");
+        64
+    };
+    let spec = match args {
+        [flag] if flag == "--help" || flag == "-h" => {
+            println!("{USAGE}");
+            return 0;
+        }
+        [flag, json] if flag == "--spec" => match serde_json::from_str::<GuardSpec>(json) {
+            Ok(s) => s,
+            Err(e) => return fail(&mut ready, format!("bad --spec: {e}")),
+        },
+        _ => return fail(&mut ready, USAGE.to_owned()),
+    };
+    let pidfd = match os::inherited_fd(os::GUARD_PIDFD) {
+        Ok(fd) => fd,
+        Err(e) => {
+            return fail(
+                &mut ready,
+                format!("no pidfd on fd {}: {e}", os::GUARD_PIDFD),
+            );
+        }
+    };
+    if let Err(e) = os::pidfd_send_signal(pidfd.as_fd(), 0)
+        && e.raw_os_error() != Some(libc::ESRCH)
+    {
+        return fail(
+            &mut ready,
+            format!("fd {} is not a pidfd: {e}", os::GUARD_PIDFD),
+        );
+    }
+    let guard = Guard {
+        log: Syslog::new(IDENT, &spec.syslog),
+        spec,
+        pidfd,
+        me: os::getpid(),
+    };
+    if let Some(mut f) = ready.take() {
+        let _ = f.write_all(b"ok\n");
+    }
+    guard.run();
+    0
+}
+
+struct Guard {
+    spec: GuardSpec,
+    pidfd: OwnedFd,
+    log: Syslog,
+    me: u32,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Guard {
+    fn run(&self) {
+        match self.spec.mode {
+            GuardMode::Expire => self.watch(),
+            GuardMode::Deny => {
+                if !self.wait_exit_until(self.spec.end_at_ms) {
+                    self.end("denied");
+                }
+            }
+        }
+        self.log.flush(Duration::from_secs(1));
+    }
+
+    /// Polls the pidfd until `deadline_ms`; true if sshd's process exited.
+    fn wait_exit_until(&self, deadline_ms: u64) -> bool {
+        loop {
+            let now = now_ms();
+            if now >= deadline_ms {
+                return false;
+            }
+            match os::poll_readable(self.pidfd.as_fd(), Duration::from_millis(deadline_ms - now)) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                // poll on a pidfd cannot fail in practice; avoid a busy loop if it does.
+                Err(_) => thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    fn watch(&self) {
+        let end = self.spec.end_at_ms;
+        let mut warn_at = self.spec.warn_at.map(|s| s.saturating_mul(1000));
+        loop {
+            let next = match warn_at {
+                Some(w) if w < end => w,
+                _ => end,
+            };
+            if self.wait_exit_until(next) {
+                return self.after_normal_end();
+            }
+            if now_ms() >= end {
+                return self.end("expired");
+            }
+            if warn_at.is_some() {
+                warn_at = None;
+                self.warn();
+            }
+        }
+    }
+
+    /// sshd's session process is gone. Processes left in the session (nohup, setsid)
+    /// would outlive the certificate: keep watching them until expiry.
+    fn after_normal_end(&self) {
+        let Some(id) = self.spec.audit_session else {
+            return;
+        };
+        if procs::session_pids(id, self.me).is_empty() {
+            return;
+        }
+        loop {
+            let now = now_ms();
+            if now >= self.spec.end_at_ms {
+                self.end("expired");
+                return;
+            }
+            thread::sleep(Duration::from_millis((self.spec.end_at_ms - now).min(1000)));
+            if procs::session_pids(id, self.me).is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn warn(&self) {
+        let r = &self.spec.record;
+        let left = self.spec.end_at_ms.saturating_sub(now_ms()) / 1000;
+        let msg = format!(
+            "\r\n\x07*** breakglass: grant {} expires at {} (in {left} s); this session will then be ended. Save your work; request a new grant to continue. ***\r\n",
+            r.grant.as_deref().unwrap_or("?"),
+            fmt_time(self.spec.end_at_ms / 1000),
+        );
+        let reached = match self.spec.audit_session {
+            Some(id) => procs::tell_session(id, self.me, &msg),
+            None => Vec::new(),
+        };
+        let record = r.for_event(Event::Warn, now_ms() / 1000);
+        let mut f = vec![("event", "session_warn".to_owned())];
+        f.extend(record_fields(&record));
+        f.push((
+            "reached",
+            if reached.is_empty() {
+                "none".into()
+            } else {
+                reached.join(",")
+            },
+        ));
+        self.send(Severity::Notice, &f);
+        self.spool(&record);
+    }
+
+    fn end(&self, reason: &str) {
+        let _ = os::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGTERM);
+        let grace_end = now_ms().saturating_add(self.spec.grace_ms);
+        let mut killed = 0;
+        if !self.wait_exit_until(grace_end)
+            && os::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL).is_ok()
+        {
+            killed += 1;
+        }
+        if let Some(id) = self.spec.audit_session {
+            killed += procs::kill_session(id, self.me);
+        }
+        let now = now_ms() / 1000;
+        let mut record = self.spec.record.for_event(Event::ForcedEnd, now);
+        record.reason = Some(reason.to_owned());
+        record.killed = Some(killed);
+        record.duration = Some(now.saturating_sub(record.start));
+        let mut f = vec![
+            ("event", "session_forced_end".to_owned()),
+            ("reason", reason.to_owned()),
+        ];
+        f.extend(record_fields(&record));
+        f.push(("killed", killed.to_string()));
+        self.send(Severity::Notice, &f);
+        self.spool(&record);
+    }
+
+    fn send(&self, severity: Severity, fields: &[(&str, String)]) {
+        let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.log.send(severity, &f);
+    }
+
+    fn spool(&self, record: &SessionRecord) {
+        let Some(dir) = &self.spec.spool else { return };
+        if let Err(e) = record.write_to(dir) {
+            self.send(
+                Severity::Error,
+                &[
+                    ("event", "spool_error".to_owned()),
+                    ("detail", e),
+                    ("record", record.record_id.clone()),
+                ],
+            );
+        }
+    }
+}

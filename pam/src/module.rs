@@ -1,0 +1,542 @@
+//! The module's logic: what `open_session` and `close_session` decide and record,
+//! written against the [`Pam`] and [`Host`] traits so it runs without libpam in tests.
+#![forbid(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bg_syslog::{Severity, Syslog};
+use pam::constants::PamResultCode;
+
+use crate::config::{Config, DEFAULT_GRACE};
+use crate::error::Error;
+use crate::ffi::os;
+use crate::files;
+use crate::guard::{GuardMode, GuardSpec};
+use crate::krl::Krl;
+use crate::record::{Event, OpenSession, RECORD_VERSION, SessionRecord, record_id};
+use crate::verify::{self, Checks, TrustedCas, Verdict, VerifiedCertificate, fmt_time};
+
+/// Syslog ident of the module.
+pub const IDENT: &str = "pam_breakglass";
+/// How long the module waits for the syslog queue to drain before returning.
+pub const SYSLOG_FLUSH: Duration = Duration::from_millis(250);
+/// How long the module waits for the guard to report that it is watching.
+pub const GUARD_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Delay before a denied sshd session is ended, so sshd can show the user why.
+pub const DENY_DISCONNECT_DELAY: Duration = Duration::from_millis(1500);
+
+/// PAM items the module reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PamItem {
+    /// PAM_SERVICE.
+    Service,
+    /// PAM_RHOST (client address under sshd).
+    RHost,
+    /// PAM_TTY (`ssh` under sshd).
+    Tty,
+}
+
+/// The part of libpam the module uses.
+pub trait Pam {
+    /// The PAM user.
+    fn user(&mut self) -> Result<String, String>;
+    /// A string item, if set.
+    fn item(&self, item: PamItem) -> Option<String>;
+    /// A variable of the PAM environment, if set.
+    fn env(&mut self, name: &str) -> Option<Vec<u8>>;
+    /// Keeps the verified session for close_session (pam_set_data).
+    fn set_session(&mut self, session: OpenSession) -> Result<(), String>;
+    /// The session kept by open_session, if any (pam_get_data).
+    fn session(&self) -> Option<OpenSession>;
+    /// Shows a message to the user (conversation function).
+    fn tell_user(&self, error: bool, message: &str);
+}
+
+/// The part of the operating system the module uses.
+pub trait Host {
+    /// The kernel host name.
+    fn hostname(&self) -> Result<String, String>;
+    /// Pid of the process running the PAM stack (sshd's [priv] process).
+    fn pid(&self) -> u32;
+    /// Kernel audit session id (set by pam_loginuid), if set.
+    fn audit_session_id(&self) -> Option<u32>;
+    /// True when the PAM stack runs inside sshd (denials must then end the connection).
+    fn is_sshd(&self) -> bool;
+    /// Starts the guard and waits until it reports that it watches this process.
+    fn start_guard(&self, guard: &Path, spec: &GuardSpec) -> Result<(), String>;
+    /// Sends one syslog event and waits briefly for it to leave.
+    fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]);
+}
+
+/// What the hook returns.
+#[must_use]
+#[derive(Debug)]
+pub enum Outcome {
+    /// The session may proceed.
+    Success,
+    /// Not a breakglass login: let the rest of the stack decide.
+    Ignore,
+    /// Deny the session.
+    Deny(Error),
+}
+
+impl Outcome {
+    /// The one place where outcomes become PAM codes (session hooks).
+    #[must_use]
+    pub fn session_code(&self) -> PamResultCode {
+        match self {
+            Outcome::Success => PamResultCode::PAM_SUCCESS,
+            Outcome::Ignore => PamResultCode::PAM_IGNORE,
+            Outcome::Deny(_) => PamResultCode::PAM_SESSION_ERR,
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into a denial (never into success, never into an abort of
+/// the host process).
+pub fn catch_panics(f: impl FnOnce() -> Outcome) -> Outcome {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(o) => o,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            // Logging itself must not panic again; forget the payload if dropping fails.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let log = Syslog::new(IDENT, bg_syslog::DEFAULT_SOCKET);
+                log.send(
+                    Severity::Error,
+                    &[
+                        ("event", "session_denied"),
+                        ("reason", "internal_error"),
+                        ("detail", &msg),
+                    ],
+                );
+                log.flush(SYSLOG_FLUSH);
+            }));
+            std::mem::forget(payload);
+            Outcome::Deny(Error::Internal(msg))
+        }
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// What is known about the login while deciding.
+struct Ctx {
+    user: Option<String>,
+    host: Option<String>,
+    rhost: Option<String>,
+    tty: Option<String>,
+    service: Option<String>,
+    pid: u32,
+    audit_session: Option<u32>,
+    now: u64,
+    syslog: std::path::PathBuf,
+}
+
+impl Ctx {
+    fn base_fields(&self) -> Vec<(&'static str, String)> {
+        let mut f = vec![("user", self.user.clone().unwrap_or_default())];
+        f.push(("host", self.host.clone().unwrap_or_default()));
+        f.push(("rhost", self.rhost.clone().unwrap_or_default()));
+        f.push(("tty", self.tty.clone().unwrap_or_default()));
+        f.push(("service", self.service.clone().unwrap_or_default()));
+        f.push(("pid", self.pid.to_string()));
+        f
+    }
+
+    fn record(&self, event: Event, cert: Option<&VerifiedCertificate>) -> SessionRecord {
+        let host = self.host.clone().unwrap_or_else(|| "unknown".into());
+        let grant = cert.map(|c| c.profile.grant_id.to_string());
+        SessionRecord {
+            version: RECORD_VERSION,
+            record_id: record_id(&host, grant.as_deref(), self.pid, self.now, event),
+            event,
+            time: self.now,
+            host,
+            user: self.user.clone().unwrap_or_default(),
+            grant,
+            serial: cert.map(|c| c.serial),
+            key_id: cert.map(|c| c.key_id.clone()),
+            requester: cert.map(|c| c.profile.requester.clone()),
+            tier: cert.map(|c| c.profile.tier.clone()),
+            rhost: self.rhost.clone(),
+            tty: self.tty.clone(),
+            service: self.service.clone(),
+            pid: self.pid,
+            audit_session: self.audit_session,
+            start: self.now,
+            expires: cert.map(|c| c.valid_before),
+            reason: None,
+            detail: None,
+            duration: None,
+            killed: None,
+        }
+    }
+}
+
+fn log_fields(host: &dyn Host, socket: &Path, severity: Severity, fields: &[(&str, String)]) {
+    let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    host.log(socket, severity, &borrowed);
+}
+
+/// Fields describing a record, for syslog.
+pub fn record_fields(r: &SessionRecord) -> Vec<(&'static str, String)> {
+    let mut f = Vec::new();
+    let mut opt = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            f.push((k, v));
+        }
+    };
+    opt("grant", r.grant.clone());
+    opt("serial", r.serial.map(|s| s.to_string()));
+    opt("key_id", r.key_id.clone());
+    opt("requester", r.requester.clone());
+    opt("tier", r.tier.clone());
+    f.push(("user", r.user.clone()));
+    f.push(("host", r.host.clone()));
+    f.push(("rhost", r.rhost.clone().unwrap_or_default()));
+    f.push(("tty", r.tty.clone().unwrap_or_default()));
+    f.push(("pid", r.pid.to_string()));
+    if let Some(e) = r.expires {
+        f.push(("expires", fmt_time(e)));
+    }
+    if let Some(d) = r.duration {
+        f.push(("duration", d.to_string()));
+    }
+    f.push(("record", r.record_id.clone()));
+    f
+}
+
+/// `pam_sm_open_session`.
+pub fn open_session(
+    pam: &mut dyn Pam,
+    host: &dyn Host,
+    args: &[String],
+    now: SystemTime,
+) -> Outcome {
+    let mut ctx = Ctx {
+        user: None,
+        host: None,
+        rhost: pam.item(PamItem::RHost),
+        tty: pam.item(PamItem::Tty),
+        service: pam.item(PamItem::Service),
+        pid: host.pid(),
+        audit_session: host.audit_session_id(),
+        now: unix(now),
+        syslog: Config::syslog_hint(args),
+    };
+    let cfg = match Config::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.user = pam.user().ok();
+            return deny(pam, host, &ctx, None, e, &Config::guard_hint(args));
+        }
+    };
+    ctx.syslog = cfg.syslog.clone();
+    match decide(pam, host, &cfg, &mut ctx) {
+        Ok(Some(cert)) => match admit(pam, host, &cfg, &ctx, &cert) {
+            Ok(()) => Outcome::Success,
+            Err(e) => deny(pam, host, &ctx, Some(&cfg), e, &cfg.guard),
+        },
+        Ok(None) => Outcome::Ignore,
+        Err(e) => deny(pam, host, &ctx, Some(&cfg), e, &cfg.guard),
+    }
+}
+
+/// Verifies the login. `Ok(None)`: not a breakglass login and `require` is off.
+fn decide(
+    pam: &mut dyn Pam,
+    host: &dyn Host,
+    cfg: &Config,
+    ctx: &mut Ctx,
+) -> Result<Option<VerifiedCertificate>, Error> {
+    let user = pam.user().map_err(Error::Pam)?;
+    ctx.user = Some(user.clone());
+    let hostname = match &cfg.host {
+        Some(h) => h.clone(),
+        None => host.hostname().map_err(|e| {
+            Error::File(format!(
+                "cannot read this host's name ({e}); set the `host=` option"
+            ))
+        })?,
+    };
+    ctx.host = Some(hostname.clone());
+    let ca_text = files::read_trusted_file(
+        &cfg.ca_keys,
+        "trusted CA keys file",
+        verify::MAX_CA_FILE_LEN,
+    )
+    .map_err(Error::File)?;
+    let trusted = TrustedCas::parse(
+        &String::from_utf8_lossy(&ca_text),
+        &cfg.ca_keys.display().to_string(),
+    )?;
+    let krl = match &cfg.krl {
+        Some(path) => {
+            let bytes = files::read_trusted_file(path, "revocation list", verify::MAX_KRL_LEN)
+                .map_err(Error::File)?;
+            Some(
+                Krl::parse(&bytes)
+                    .map_err(|e| Error::File(format!("revocation list {}: {e}", path.display())))?,
+            )
+        }
+        None => None,
+    };
+    let info = pam.env("SSH_AUTH_INFO_0");
+    let checks = Checks {
+        trusted: &trusted,
+        krl: krl.as_ref(),
+        user: &user,
+        host: &hostname,
+        now: ctx.now,
+    };
+    match verify::verify(info.as_deref(), &checks) {
+        Verdict::Verified(cert) => Ok(Some(*cert)),
+        Verdict::Rejected(e) => Err(e),
+        Verdict::NotOurs(why) if cfg.require => Err(Error::Required(format!(
+            "this host admits only breakglass certificates (`require`), and {why}"
+        ))),
+        Verdict::NotOurs(why) => {
+            if cfg.debug {
+                let mut f = vec![("event", "session_ignored".to_owned()), ("detail", why)];
+                f.extend(ctx.base_fields());
+                log_fields(host, &cfg.syslog, Severity::Debug, &f);
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Records the open session durably, starts the guard and keeps the session data.
+fn admit(
+    pam: &mut dyn Pam,
+    host: &dyn Host,
+    cfg: &Config,
+    ctx: &Ctx,
+    cert: &VerifiedCertificate,
+) -> Result<(), Error> {
+    let Some(audit_session) = ctx.audit_session else {
+        return Err(Error::NoAuditSession);
+    };
+    let record = ctx.record(Event::Open, Some(cert));
+    record.write_to(&cfg.spool).map_err(Error::Spool)?;
+    let warn_at = cert.valid_before.saturating_sub(cfg.warn_before.as_secs());
+    let spec = GuardSpec {
+        mode: GuardMode::Expire,
+        record: record.clone(),
+        spool: Some(cfg.spool.clone()),
+        syslog: cfg.syslog.clone(),
+        audit_session: Some(audit_session),
+        warn_at: Some(warn_at.max(ctx.now)),
+        end_at_ms: cert.valid_before.saturating_mul(1000),
+        grace_ms: u64::try_from(DEFAULT_GRACE.as_millis()).unwrap_or(5000),
+    };
+    host.start_guard(&cfg.guard, &spec).map_err(Error::Guard)?;
+    pam.set_session(OpenSession {
+        record: record.clone(),
+        spool: cfg.spool.clone(),
+        syslog: cfg.syslog.clone(),
+    })
+    .map_err(Error::Pam)?;
+    let mut f = vec![("event", "session_open".to_owned())];
+    f.extend(record_fields(&record));
+    f.push(("service", ctx.service.clone().unwrap_or_default()));
+    f.push(("audit_session", audit_session.to_string()));
+    f.push(("ca", cert.ca_fingerprint.clone()));
+    log_fields(host, &cfg.syslog, Severity::Notice, &f);
+    pam.tell_user(
+        false,
+        &format!(
+            "breakglass: grant {} admits {} on {} until {}; the session will be ended then.",
+            cert.profile.grant_id,
+            cert.principal,
+            record.host,
+            fmt_time(cert.valid_before)
+        ),
+    );
+    Ok(())
+}
+
+fn deny(
+    pam: &mut dyn Pam,
+    host: &dyn Host,
+    ctx: &Ctx,
+    cfg: Option<&Config>,
+    err: Error,
+    guard: &Path,
+) -> Outcome {
+    let mut record = ctx.record(Event::Deny, None);
+    record.reason = Some(err.code().to_owned());
+    record.detail = Some(err.to_string());
+    let mut f = vec![
+        ("event", "session_denied".to_owned()),
+        ("reason", err.code().to_owned()),
+        ("detail", err.to_string()),
+    ];
+    f.extend(ctx.base_fields());
+    log_fields(host, &ctx.syslog, Severity::Warning, &f);
+    if let Some(cfg) = cfg
+        && let Err(e) = record.write_to(&cfg.spool)
+    {
+        log_fields(
+            host,
+            &ctx.syslog,
+            Severity::Error,
+            &[("event", "spool_error".to_owned()), ("detail", e)],
+        );
+    }
+    pam.tell_user(true, &format!("breakglass: session denied: {err}"));
+    if host.is_sshd() {
+        // A denied session phase alone leaves `ssh -N` connected: end the connection.
+        let spec = GuardSpec {
+            mode: GuardMode::Deny,
+            record,
+            spool: cfg.map(|c| c.spool.clone()),
+            syslog: ctx.syslog.clone(),
+            audit_session: ctx.audit_session,
+            warn_at: None,
+            end_at_ms: ctx
+                .now
+                .saturating_mul(1000)
+                .saturating_add(u64::try_from(DENY_DISCONNECT_DELAY.as_millis()).unwrap_or(1500)),
+            grace_ms: u64::try_from(DEFAULT_GRACE.as_millis()).unwrap_or(5000),
+        };
+        if let Err(e) = host.start_guard(guard, &spec) {
+            log_fields(
+                host,
+                &ctx.syslog,
+                Severity::Error,
+                &[
+                    ("event", "guard_error".to_owned()),
+                    ("detail", format!("cannot end the denied connection: {e}")),
+                ],
+            );
+        }
+    }
+    Outcome::Deny(err)
+}
+
+/// `pam_sm_close_session`: records the close of a session this module opened.
+pub fn close_session(
+    pam: &mut dyn Pam,
+    host: &dyn Host,
+    _args: &[String],
+    now: SystemTime,
+) -> Outcome {
+    let Some(open) = pam.session() else {
+        return Outcome::Ignore;
+    };
+    let now = unix(now);
+    let mut record = open.record.for_event(Event::Close, now);
+    record.duration = Some(now.saturating_sub(open.record.start));
+    let mut f = vec![("event", "session_close".to_owned())];
+    f.extend(record_fields(&record));
+    log_fields(host, &open.syslog, Severity::Notice, &f);
+    if let Err(e) = record.write_to(&open.spool) {
+        log_fields(
+            host,
+            &open.syslog,
+            Severity::Error,
+            &[("event", "spool_error".to_owned()), ("detail", e)],
+        );
+    }
+    Outcome::Success
+}
+
+/// The real operating system.
+#[derive(Debug)]
+pub struct RealHost;
+
+impl Host for RealHost {
+    fn hostname(&self) -> Result<String, String> {
+        let name =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| e.to_string())?;
+        Ok(name.trim().to_owned())
+    }
+
+    fn pid(&self) -> u32 {
+        os::getpid()
+    }
+
+    fn audit_session_id(&self) -> Option<u32> {
+        let s = std::fs::read_to_string("/proc/self/sessionid").ok()?;
+        s.trim().parse::<u32>().ok().filter(|&id| id != u32::MAX)
+    }
+
+    fn is_sshd(&self) -> bool {
+        std::fs::read_link("/proc/self/exe")
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.as_bytes().starts_with(b"sshd")))
+            .unwrap_or(false)
+    }
+
+    fn start_guard(&self, guard: &Path, spec: &GuardSpec) -> Result<(), String> {
+        files::check_executable(guard)?;
+        let program = CString::new(guard.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+        let args = [
+            c"--spec".to_owned(),
+            CString::new(json).map_err(|e| e.to_string())?,
+        ];
+        let pidfd = os::pidfd_open(os::getpid()).map_err(|e| format!("pidfd_open: {e}"))?;
+        let (read, write) = os::pipe().map_err(|e| format!("pipe: {e}"))?;
+        os::spawn_detached(&program, &args, pidfd.as_fd(), write.as_fd())
+            .map_err(|e| format!("fork: {e}"))?;
+        drop(write);
+        drop(pidfd);
+        let deadline = Instant::now() + GUARD_READY_TIMEOUT;
+        let mut file = File::from(read);
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "{} did not report ready within {GUARD_READY_TIMEOUT:?}",
+                    guard.display()
+                ));
+            }
+            if !os::poll_readable(file.as_fd(), left).map_err(|e| format!("poll: {e}"))? {
+                continue;
+            }
+            let mut buf = [0u8; 64];
+            let n = file.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                let said = String::from_utf8_lossy(&got).trim().to_owned();
+                return Err(if said.is_empty() {
+                    format!(
+                        "{} exited without reporting ready (check that it runs: {} --help)",
+                        guard.display(),
+                        guard.display()
+                    )
+                } else {
+                    format!("{}: {said}", guard.display())
+                });
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.starts_with(b"ok\n") {
+                return Ok(());
+            }
+            if got.len() > 4096 {
+                return Err(format!("{} wrote an unexpected reply", guard.display()));
+            }
+        }
+    }
+
+    fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]) {
+        let log = Syslog::new(IDENT, socket);
+        log.send(severity, fields);
+        log.flush(SYSLOG_FLUSH);
+    }
+}

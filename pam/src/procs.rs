@@ -1,0 +1,123 @@
+//! Finding and ending the processes of a login session by kernel audit session id
+//! (`/proc/<pid>/sessionid`, set by pam_loginuid and inherited by every child, `setsid`
+//! and `nohup` included; users cannot change it).
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use crate::ffi::os;
+
+/// Rounds of the sweep: processes may fork while it runs.
+const SWEEP_ROUNDS: usize = 20;
+
+fn audit_session_of(pid: u32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{pid}/sessionid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// Live processes of audit session `id`, except `exclude`.
+#[must_use]
+pub fn session_pids(id: u32, exclude: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != exclude && audit_session_of(pid) == Some(id) && !is_zombie(pid))
+        .collect()
+}
+
+/// SIGKILLs every process of audit session `id` except `exclude`, until none is left or
+/// the rounds run out. Each kill goes through a pidfd after re-checking the session id,
+/// so a recycled pid is never hit. Returns the number of processes killed.
+pub fn kill_session(id: u32, exclude: u32) -> u32 {
+    let mut killed = BTreeSet::new();
+    for _ in 0..SWEEP_ROUNDS {
+        let pids = session_pids(id, exclude);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let Ok(fd) = os::pidfd_open(pid) else {
+                continue;
+            };
+            // The pidfd pins the process; check it is still one of ours.
+            if audit_session_of(pid) != Some(id) {
+                continue;
+            }
+            if os::pidfd_send_signal(fd.as_fd(), libc::SIGKILL).is_ok() {
+                killed.insert(pid);
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    u32::try_from(killed.len()).unwrap_or(u32::MAX)
+}
+
+/// Writes `message` to every terminal the session's processes have on fds 0-2; when
+/// they have none (a command without a pty), to their stderr pipes. Returns what was
+/// written to.
+pub fn tell_session(id: u32, exclude: u32, message: &str) -> Vec<String> {
+    let pids = session_pids(id, exclude);
+    let mut ttys = BTreeSet::new();
+    let mut pipes = Vec::new();
+    let mut seen_pipes = BTreeSet::new();
+    for pid in &pids {
+        for fd in 0..3 {
+            let Ok(target) = fs::read_link(format!("/proc/{pid}/fd/{fd}")) else {
+                continue;
+            };
+            let t = target.to_string_lossy().into_owned();
+            if t.starts_with("/dev/pts/") || t.starts_with("/dev/tty") {
+                ttys.insert(target);
+            } else if fd == 2 && t.starts_with("pipe:") && seen_pipes.insert(t.clone()) {
+                pipes.push((PathBuf::from(format!("/proc/{pid}/fd/2")), t));
+            }
+        }
+    }
+    let mut reached = Vec::new();
+    for tty in &ttys {
+        let is_tty = fs::metadata(tty)
+            .map(|m| m.file_type().is_char_device())
+            .unwrap_or(false);
+        if is_tty && write_nonblocking(tty, message) {
+            reached.push(tty.display().to_string());
+        }
+    }
+    if ttys.is_empty() {
+        for (path, name) in pipes {
+            if write_nonblocking(&path, message) {
+                reached.push(name);
+            }
+        }
+    }
+    reached
+}
+
+fn write_nonblocking(path: &std::path::Path, message: &str) -> bool {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .and_then(|mut f| f.write_all(message.as_bytes()))
+        .is_ok()
+}

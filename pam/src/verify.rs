@@ -1,0 +1,317 @@
+//! Independent verification of the certificate sshd accepted: parse `SSH_AUTH_INFO_0`,
+//! check the signature against the pinned CA keys and every rule of the breakglass
+//! profile. Time is a parameter; nothing here reads the clock.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+
+use breakglass_proto::names;
+use breakglass_proto::profile::{
+    CRITICAL_FORCE_COMMAND, CRITICAL_SOURCE_ADDRESS, KEY_ID_PREFIX, Profile,
+};
+use ssh_key::certificate::CertType;
+use ssh_key::{Certificate, Fingerprint, HashAlg, PublicKey};
+
+use crate::error::Error;
+use crate::krl::Krl;
+
+/// Longest `SSH_AUTH_INFO_0` accepted (a certificate line is about 1 KiB).
+pub const MAX_AUTH_INFO_LEN: usize = 16 * 1024;
+/// Most lines (completed authentication methods) accepted in `SSH_AUTH_INFO_0`.
+pub const MAX_AUTH_INFO_LINES: usize = 8;
+/// Largest trusted CA keys file read.
+pub const MAX_CA_FILE_LEN: u64 = 256 * 1024;
+/// Largest KRL read.
+pub const MAX_KRL_LEN: u64 = 16 * 1024 * 1024;
+const CERT_SUFFIX: &str = "-cert-v01@openssh.com";
+const OUR_EXT_SUFFIX: &str = "@breakglass.dev";
+
+/// The CA keys the module trusts, by SHA-256 fingerprint.
+#[derive(Clone, Debug)]
+pub struct TrustedCas {
+    fingerprints: Vec<Fingerprint>,
+}
+
+impl TrustedCas {
+    /// Parses a `TrustedUserCAKeys`-style file: one OpenSSH public key per line, `#`
+    /// comments and blank lines allowed. Any other line is an error.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, Error> {
+        let mut fingerprints = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let key = PublicKey::from_openssh(line).map_err(|e| {
+                Error::File(format!(
+                    "trusted CA keys file {origin} line {}: not an OpenSSH public key ({e})",
+                    n + 1
+                ))
+            })?;
+            fingerprints.push(key.fingerprint(HashAlg::Sha256));
+        }
+        if fingerprints.is_empty() {
+            return Err(Error::File(format!(
+                "trusted CA keys file {origin} holds no key; put the breakglass CA public key in it"
+            )));
+        }
+        Ok(Self { fingerprints })
+    }
+
+    fn contains(&self, fp: &Fingerprint) -> bool {
+        self.fingerprints.contains(fp)
+    }
+}
+
+/// What a certificate line in `SSH_AUTH_INFO_0` looks like before parsing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthInfo<'a> {
+    /// No certificate was used (the methods are listed for the log).
+    NoCertificate(String),
+    /// `"<keytype> <base64>"` of the one certificate used.
+    Certificate(String, &'a str),
+}
+
+/// Splits `SSH_AUTH_INFO_0` into lines and finds the one certificate, refusing anything
+/// sshd would not have written.
+pub fn parse_auth_info(raw: &[u8]) -> Result<AuthInfo<'_>, Error> {
+    if raw.is_empty() {
+        return Err(Error::AuthInfo("it is empty".into()));
+    }
+    if raw.len() > MAX_AUTH_INFO_LEN {
+        return Err(Error::AuthInfo(format!(
+            "it is {} bytes long; the limit is {MAX_AUTH_INFO_LEN}",
+            raw.len()
+        )));
+    }
+    let text =
+        std::str::from_utf8(raw).map_err(|_| Error::AuthInfo("it is not valid UTF-8".into()))?;
+    if let Some(c) = text
+        .chars()
+        .find(|c| (c.is_control() && *c != '\n') || !c.is_ascii())
+    {
+        return Err(Error::AuthInfo(format!("it contains the character {c:?}")));
+    }
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let lines: Vec<&str> = body.split('\n').collect();
+    if lines.len() > MAX_AUTH_INFO_LINES {
+        return Err(Error::AuthInfo(format!(
+            "it has {} lines; sshd writes one per authentication method",
+            lines.len()
+        )));
+    }
+    let mut methods = Vec::new();
+    let mut cert = None;
+    for (i, line) in lines.iter().enumerate() {
+        let mut fields = line.split(' ');
+        let method = fields.next().unwrap_or_default();
+        let valid_method = !method.is_empty()
+            && method
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-/@.".contains(c));
+        if !valid_method {
+            return Err(Error::AuthInfo(format!(
+                "line {} does not start with an authentication method name",
+                i + 1
+            )));
+        }
+        methods.push(method);
+        if method != "publickey" {
+            continue;
+        }
+        let (Some(keytype), Some(b64)) = (fields.next(), fields.next()) else {
+            return Err(Error::AuthInfo(format!(
+                "line {} is `publickey` without a key type and key",
+                i + 1
+            )));
+        };
+        if !keytype.ends_with(CERT_SUFFIX) {
+            continue;
+        }
+        if cert.is_some() {
+            return Err(Error::AuthInfo("it lists more than one certificate".into()));
+        }
+        cert = Some((keytype, b64));
+    }
+    match cert {
+        Some((keytype, b64)) => Ok(AuthInfo::Certificate(keytype.to_owned(), b64)),
+        None => Ok(AuthInfo::NoCertificate(methods.join(","))),
+    }
+}
+
+/// A certificate that passed every check. Only [`verify`] constructs it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct VerifiedCertificate {
+    /// Grant id, requester, host scope and tier.
+    pub profile: Profile,
+    /// Certificate serial.
+    pub serial: u64,
+    /// Certificate key id.
+    pub key_id: String,
+    /// The principal (PAM user) it was checked for.
+    pub principal: String,
+    /// Start of validity (Unix seconds).
+    pub valid_after: u64,
+    /// End of validity (Unix seconds, exclusive): the session ends here.
+    pub valid_before: u64,
+    /// SHA-256 fingerprint of the CA key that signed it.
+    pub ca_fingerprint: String,
+    /// The `force-command` critical option, if any.
+    pub force_command: Option<String>,
+}
+
+/// Result of verifying a login.
+#[must_use]
+#[derive(Debug)]
+pub enum Verdict {
+    /// Not a breakglass certificate login (the reason is for debug logs).
+    NotOurs(String),
+    /// A breakglass certificate that passed every check.
+    Verified(Box<VerifiedCertificate>),
+    /// Deny.
+    Rejected(Error),
+}
+
+/// Everything [`verify`] checks against.
+#[derive(Debug)]
+pub struct Checks<'a> {
+    /// CA keys trusted by the module.
+    pub trusted: &'a TrustedCas,
+    /// Optional revocation list.
+    pub krl: Option<&'a Krl>,
+    /// The PAM user.
+    pub user: &'a str,
+    /// This host's name.
+    pub host: &'a str,
+    /// Current time, Unix seconds.
+    pub now: u64,
+}
+
+/// Verifies the login described by `SSH_AUTH_INFO_0` (`None` when the variable is unset).
+pub fn verify(auth_info: Option<&[u8]>, checks: &Checks<'_>) -> Verdict {
+    let Some(raw) = auth_info else {
+        return Verdict::NotOurs("SSH_AUTH_INFO_0 is not set (not an sshd login)".into());
+    };
+    let (keytype, b64) = match parse_auth_info(raw) {
+        Err(e) => return Verdict::Rejected(e),
+        Ok(AuthInfo::NoCertificate(methods)) => {
+            return Verdict::NotOurs(format!("no certificate used (methods: {methods})"));
+        }
+        Ok(AuthInfo::Certificate(t, b)) => (t, b),
+    };
+    let cert = match Certificate::from_openssh(&format!("{keytype} {b64}")) {
+        Ok(c) => c,
+        Err(e) => {
+            return Verdict::Rejected(Error::AuthInfo(format!(
+                "the {keytype} certificate does not parse ({e})"
+            )));
+        }
+    };
+    match verify_certificate(&cert, checks) {
+        Ok(v) => Verdict::Verified(Box::new(v)),
+        Err(Some(e)) => Verdict::Rejected(e),
+        Err(None) => Verdict::NotOurs(format!(
+            "certificate {:?} from CA {} is not a breakglass certificate",
+            cert.key_id(),
+            cert.signature_key().fingerprint(HashAlg::Sha256)
+        )),
+    }
+}
+
+/// `Err(None)`: not ours. `Err(Some(e))`: ours (or claiming to be) and rejected.
+fn verify_certificate(
+    cert: &Certificate,
+    c: &Checks<'_>,
+) -> Result<VerifiedCertificate, Option<Error>> {
+    let ca_fp = cert.signature_key().fingerprint(HashAlg::Sha256);
+    let claims_profile = cert.key_id().starts_with(&format!("{KEY_ID_PREFIX}/"))
+        || cert
+            .extensions()
+            .keys()
+            .any(|k| k.ends_with(OUR_EXT_SUFFIX));
+    if !c.trusted.contains(&ca_fp) {
+        if claims_profile {
+            return Err(Some(Error::UntrustedCa(format!(
+                "certificate {:?} claims to be a breakglass certificate but is signed by CA {ca_fp}, which is not in the module's trusted CA keys file",
+                cert.key_id()
+            ))));
+        }
+        return Err(None);
+    }
+    let reject = |m: String| Some(Error::Certificate(m));
+    if cert.validate_at(c.now, [&ca_fp]).is_err() {
+        // validate_at checks signature and window; say which failed.
+        if cert.valid_before() <= c.now {
+            return Err(reject(format!(
+                "expired at {} (now {})",
+                fmt_time(cert.valid_before()),
+                fmt_time(c.now)
+            )));
+        }
+        if c.now < cert.valid_after() {
+            return Err(reject(format!(
+                "not valid before {}",
+                fmt_time(cert.valid_after())
+            )));
+        }
+        return Err(reject("bad signature".into()));
+    }
+    if cert.cert_type() != CertType::User {
+        return Err(reject(
+            "it is a host certificate, not a user certificate".into(),
+        ));
+    }
+    if let Err(e) = names::check_principal(c.user) {
+        return Err(reject(format!("PAM user: {e}")));
+    }
+    if !cert.valid_principals().iter().any(|p| p == c.user) {
+        return Err(reject(format!(
+            "it is for {:?}, not for the login user {:?}",
+            cert.valid_principals(),
+            c.user
+        )));
+    }
+    let known: BTreeSet<&str> = [CRITICAL_FORCE_COMMAND, CRITICAL_SOURCE_ADDRESS].into();
+    if let Some(unknown) = cert
+        .critical_options()
+        .keys()
+        .find(|k| !known.contains(k.as_str()))
+    {
+        return Err(reject(format!("unknown critical option {unknown:?}")));
+    }
+    let profile = Profile::from_certificate(cert).map_err(|e| reject(e.to_string()))?;
+    if !profile.allows_host(c.host) {
+        return Err(Some(Error::Scope(format!(
+            "grant {} is scoped to hosts {:?}; this host is {:?}",
+            profile.grant_id,
+            profile.hosts.join(","),
+            c.host
+        ))));
+    }
+    if let Some(krl) = c.krl
+        && let Some(why) = krl.revoked(cert)
+    {
+        return Err(Some(Error::Revoked(format!(
+            "grant {} is revoked: {why}",
+            profile.grant_id
+        ))));
+    }
+    Ok(VerifiedCertificate {
+        profile,
+        serial: cert.serial(),
+        key_id: cert.key_id().to_owned(),
+        principal: c.user.to_owned(),
+        valid_after: cert.valid_after(),
+        valid_before: cert.valid_before(),
+        ca_fingerprint: ca_fp.to_string(),
+        force_command: cert.critical_options().get(CRITICAL_FORCE_COMMAND).cloned(),
+    })
+}
+
+/// RFC 3339 UTC, seconds precision.
+#[must_use]
+pub fn fmt_time(unix: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.min(253_402_300_799));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
