@@ -6,6 +6,7 @@
 //! PAM module can depend on it; the tonic stubs sit behind the `grpc` feature.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod names;
 pub mod profile;
 
