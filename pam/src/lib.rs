@@ -17,4 +17,6 @@ pub mod krl;
 pub mod module;
 pub mod procs;
 pub mod record;
+#[cfg(test)]
+mod testutil;
 pub mod verify;

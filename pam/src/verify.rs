@@ -25,6 +25,15 @@ pub const MAX_CA_FILE_LEN: u64 = 256 * 1024;
 pub const MAX_KRL_LEN: u64 = 16 * 1024 * 1024;
 const CERT_SUFFIX: &str = "-cert-v01@openssh.com";
 const OUR_EXT_SUFFIX: &str = "@breakglass.dev";
+/// Authentication method names sshd writes into `SSH_AUTH_INFO_0`.
+const SSH_METHODS: [&str; 6] = [
+    "publickey",
+    "password",
+    "keyboard-interactive",
+    "hostbased",
+    "gssapi-with-mic",
+    "gssapi-keyex",
+];
 
 /// The CA keys the module trusts, by SHA-256 fingerprint.
 #[derive(Clone, Debug)]
@@ -105,14 +114,12 @@ pub fn parse_auth_info(raw: &[u8]) -> Result<AuthInfo<'_>, Error> {
     for (i, line) in lines.iter().enumerate() {
         let mut fields = line.split(' ');
         let method = fields.next().unwrap_or_default();
-        let valid_method = !method.is_empty()
-            && method
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-/@.".contains(c));
-        if !valid_method {
+        let base = method.split_once('/').map_or(method, |(m, _)| m);
+        if !SSH_METHODS.contains(&base) {
             return Err(Error::AuthInfo(format!(
-                "line {} does not start with an authentication method name",
-                i + 1
+                "line {} does not start with an sshd authentication method ({})",
+                i + 1,
+                SSH_METHODS.join(", ")
             )));
         }
         methods.push(method);

@@ -1,0 +1,85 @@
+//! The shipped module exports only the PAM entry points and links no async runtime.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn only_pam_sm_symbols_are_exported() {
+    let so = common::module_so();
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&so)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nm failed: {}", common::text(&out));
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "pam_sm_acct_mgmt",
+            "pam_sm_authenticate",
+            "pam_sm_chauthtok",
+            "pam_sm_close_session",
+            "pam_sm_open_session",
+            "pam_sm_setcred"
+        ],
+        "{}",
+        so.display()
+    );
+}
+
+#[test]
+fn module_links_no_tokio_tonic_or_prost() {
+    // Dependency graph: what cargo would link into the cdylib.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "-p",
+            "pam-breakglass",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        common::text(&out)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("breakglass-proto"), "{tree}");
+    for banned in ["tokio ", "tonic", "prost", "hyper", "mio "] {
+        assert!(
+            !tree.contains(banned),
+            "pam-breakglass depends on {banned}:\n{tree}"
+        );
+    }
+    // And the binary itself: no symbol from those crates.
+    let so = common::module_so();
+    let out = Command::new("nm").arg(&so).output().unwrap();
+    let syms = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        syms.contains("pam_sm_open_session"),
+        "nm produced no symbols"
+    );
+    for banned in ["tokio", "tonic", "prost"] {
+        assert!(
+            !syms.contains(banned),
+            "{} contains {banned} symbols",
+            so.display()
+        );
+    }
+    let out = Command::new("ldd").arg(&so).output().unwrap();
+    let ldd = String::from_utf8_lossy(&out.stdout);
+    assert!(ldd.contains("libpam.so"), "{ldd}");
+}

@@ -1,0 +1,386 @@
+//! pam_breakglass.so through real libpam (pamtester and a small C harness) under
+//! pam_wrapper: hostile `SSH_AUTH_INFO_0`, bad options, `require`, and a full
+//! open/close with the guard.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn assert_denied(stack: &Stack, out: &std::process::Output, reason: &str, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: expected denial\n{}",
+        text(out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("breakglass: session denied")
+            || String::from_utf8_lossy(&out.stderr).contains("breakglass: session denied"),
+        "{what}: the user is told\n{}",
+        text(out)
+    );
+    assert!(
+        stack
+            .syslog
+            .wait_for(&["event=session_denied", &format!("reason={reason}")], WAIT)
+            .is_some(),
+        "{what}: no syslog line with reason={reason}: {:#?}",
+        stack.syslog.lines()
+    );
+}
+
+#[test]
+fn garbage_and_hostile_auth_info_is_denied_with_a_log_line() {
+    let other_ca = new_key();
+    let stack = Stack::new("", false);
+    let good = auth_info(&sign(
+        &stack.ca,
+        &CertSpec {
+            grant: 1,
+            principal: "alice",
+            hosts: "db-7",
+            valid_for: 300,
+        },
+    ));
+    let (kt, b64) = {
+        let mut p = good.trim_end().split(' ').skip(1);
+        (p.next().unwrap().to_owned(), p.next().unwrap().to_owned())
+    };
+    let for_bob = auth_info(&sign(
+        &stack.ca,
+        &CertSpec {
+            grant: 2,
+            principal: "bob",
+            hosts: "db-7",
+            valid_for: 300,
+        },
+    ));
+    let big = format!("publickey {kt} {}\n", "A".repeat(120 * 1024));
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("empty", String::new(), "bad_auth_info"),
+        (
+            "several certificate lines",
+            format!("{good}{good}"),
+            "bad_auth_info",
+        ),
+        (
+            "garbage second line",
+            format!("{good}\u{1}\u{2}rm -rf /\n"),
+            "bad_auth_info",
+        ),
+        (
+            "unknown method line",
+            format!("{good}frobnicate\n"),
+            "bad_auth_info",
+        ),
+        (
+            "wrong key type",
+            format!("publickey ssh-rsa-cert-v01@openssh.com {b64}\n"),
+            "bad_auth_info",
+        ),
+        (
+            "plain key type with certificate blob",
+            format!(
+                "publickey ssh-ed25519-cert-v01@openssh.com {}\n",
+                &b64[..40]
+            ),
+            "bad_auth_info",
+        ),
+        (
+            "truncated base64",
+            format!("publickey {kt} {}\n", &b64[..b64.len() - 7]),
+            "bad_auth_info",
+        ),
+        (
+            "valid certificate for another user",
+            for_bob,
+            "bad_certificate",
+        ),
+        ("120 KiB", big, "bad_auth_info"),
+        (
+            "breakglass certificate from an untrusted CA",
+            auth_info(&sign(
+                &other_ca,
+                &CertSpec {
+                    grant: 3,
+                    principal: "alice",
+                    hosts: "db-7",
+                    valid_for: 300,
+                },
+            )),
+            "untrusted_ca",
+        ),
+        (
+            "scoped to another host",
+            auth_info(&sign(
+                &stack.ca,
+                &CertSpec {
+                    grant: 4,
+                    principal: "alice",
+                    hosts: "web-*",
+                    valid_for: 300,
+                },
+            )),
+            "host_scope",
+        ),
+    ];
+    for (what, info, reason) in cases {
+        let before = stack.syslog.lines().len();
+        let out = stack.pamtester("alice", Some(&info), &["open_session"]);
+        assert_denied(&stack, &out, reason, what);
+        let new: Vec<String> = stack.syslog.lines()[before..].to_vec();
+        assert!(
+            new.iter().any(|l| l.contains(&format!("reason={reason}"))),
+            "{what}: {new:#?}"
+        );
+        assert!(
+            new.iter().all(|l| l.len() < 4096),
+            "{what}: log lines stay short"
+        );
+    }
+    // Every denial is in the spool too.
+    assert!(
+        stack
+            .spool_files()
+            .iter()
+            .filter(|f| f.ends_with("-deny.json"))
+            .count()
+            >= 1
+    );
+}
+
+#[test]
+fn one_mebibyte_auth_info_is_denied_without_crash() {
+    let stack = Stack::new("", false);
+    let mut info = b"publickey ssh-ed25519-cert-v01@openssh.com ".to_vec();
+    info.extend(std::iter::repeat_n(b'A', 1 << 20));
+    info.push(b'\n');
+    let start = Instant::now();
+    let out = stack.harness("alice", &info, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("open={}", 14)),
+        "PAM_SESSION_ERR: {}",
+        text(&out)
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let line = stack
+        .syslog
+        .wait_for(
+            &["event=session_denied", "reason=bad_auth_info", "1048"],
+            WAIT,
+        )
+        .unwrap_or_else(|| panic!("{:#?}", stack.syslog.lines()));
+    assert!(line.len() < 4096);
+}
+
+#[test]
+fn unknown_option_is_denied_and_named_in_the_log() {
+    let stack = Stack::new("frobnicate=1", false);
+    let out = stack.pamtester("alice", None, &["open_session"]);
+    assert_denied(&stack, &out, "bad_option", "unknown option");
+    assert!(stack.syslog.wait_for(&["frobnicate=1"], WAIT).is_some());
+    let stack = Stack::new("require=yes", false);
+    let out = stack.pamtester("alice", None, &["open_session"]);
+    assert_denied(&stack, &out, "bad_option", "flag with a value");
+}
+
+#[test]
+fn login_without_certificate_is_ignored_by_default_and_denied_with_require() {
+    let plain = format!(
+        "publickey {}\n",
+        new_key().public_key().to_openssh().unwrap()
+    );
+    let stack = Stack::new("debug", false);
+    for info in [None, Some(plain.as_str()), Some("password\n")] {
+        let out = stack.pamtester("alice", info, &["open_session", "close_session"]);
+        assert_eq!(out.status.code(), Some(0), "{info:?}\n{}", text(&out));
+    }
+    assert_eq!(
+        stack
+            .syslog
+            .lines()
+            .iter()
+            .filter(|l| l.contains("event=session_ignored"))
+            .count(),
+        3,
+        "{:#?}",
+        stack.syslog.lines()
+    );
+    assert!(stack.spool_files().is_empty());
+
+    let stack = Stack::new("require", false);
+    for info in [None, Some(plain.as_str())] {
+        let out = stack.pamtester("alice", info, &["open_session"]);
+        assert_denied(&stack, &out, "certificate_required", "require");
+    }
+}
+
+#[test]
+fn valid_certificate_opens_and_closes_with_records() {
+    if !require_root("valid_certificate_opens_and_closes_with_records (pam_loginuid)") {
+        return;
+    }
+    let stack = Stack::new("", true);
+    let cert = sign(
+        &stack.ca,
+        &CertSpec {
+            grant: 0xab,
+            principal: "root",
+            hosts: "db-*",
+            valid_for: 300,
+        },
+    );
+    let out = stack.pamtester(
+        "root",
+        Some(&auth_info(&cert)),
+        &["open_session", "close_session"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let open = stack
+        .syslog
+        .wait_for(
+            &[
+                "event=session_open",
+                "grant=g-00000000000000ab",
+                "serial=7171",
+            ],
+            WAIT,
+        )
+        .unwrap_or_else(|| panic!("{:#?}", stack.syslog.lines()));
+    assert!(open.contains("pam_breakglass["), "{open}");
+    assert!(open.starts_with("<85>"), "authpriv.notice: {open}");
+    let close = stack.syslog.wait_for(
+        &[
+            "event=session_close",
+            "grant=g-00000000000000ab",
+            "duration=",
+        ],
+        WAIT,
+    );
+    assert!(close.is_some(), "{:#?}", stack.syslog.lines());
+    let files = stack.spool_files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with("-open.json"))
+            && files.iter().any(|f| f.ends_with("-close.json"))
+    );
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stack.dir.path().join("s").join(&files[1])).unwrap())
+            .unwrap();
+    assert_eq!(rec["event"], "open");
+    assert_eq!(rec["grant"], "g-00000000000000ab");
+    assert_eq!(
+        rec["record_id"].as_str().unwrap(),
+        files[1].trim_end_matches(".json")
+    );
+}
+
+#[test]
+fn guard_ends_the_session_process_at_expiry() {
+    if !require_root("guard_ends_the_session_process_at_expiry (pam_loginuid)") {
+        return;
+    }
+    let stack = Stack::new("warn_before=1", true);
+    let cert = sign(
+        &stack.ca,
+        &CertSpec {
+            grant: 0xcd,
+            principal: "root",
+            hosts: "db-7",
+            valid_for: 3,
+        },
+    );
+    let valid_before = cert.valid_before();
+    let out = stack.harness("root", auth_info(&cert).as_bytes(), &["--hold", "60"]);
+    let ended = now();
+    // The harness holds the session for 60 s; the guard SIGTERMs it at valid_before.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc_sigterm()), "{}", text(&out));
+    assert!(
+        (valid_before..=valid_before + 2).contains(&ended),
+        "ended at {ended}, valid_before {valid_before}"
+    );
+    let line = stack
+        .syslog
+        .wait_for(
+            &[
+                "breakglass-guard[",
+                "event=session_forced_end",
+                "reason=expired",
+                "grant=g-00000000000000cd",
+            ],
+            WAIT,
+        )
+        .unwrap_or_else(|| panic!("{:#?}", stack.syslog.lines()));
+    assert!(line.contains("killed="), "{line}");
+    assert!(
+        stack
+            .syslog
+            .wait_for(&["event=session_warn", "grant=g-00000000000000cd"], WAIT)
+            .is_some()
+    );
+    let files = stack.spool_files();
+    for event in ["open", "warn", "forced_end"] {
+        assert!(
+            files.iter().any(|f| f.ends_with(&format!("-{event}.json"))),
+            "{event}: {files:?}"
+        );
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+#[test]
+fn guard_exits_when_the_session_ends_normally() {
+    if !require_root("guard_exits_when_the_session_ends_normally (pam_loginuid)") {
+        return;
+    }
+    let stack = Stack::new("", true);
+    let cert = sign(
+        &stack.ca,
+        &CertSpec {
+            grant: 0xef,
+            principal: "root",
+            hosts: "db-7",
+            valid_for: 600,
+        },
+    );
+    let out = stack.pamtester(
+        "root",
+        Some(&auth_info(&cert)),
+        &["open_session", "close_session"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // No guard process for this grant may survive.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let alive = guard_processes_mentioning("g-00000000000000ef");
+        if alive.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "guards still running: {alive:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn guard_processes_mentioning(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("breakglass-guard") && c.contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
