@@ -1,0 +1,440 @@
+//! pam_breakglass.so end to end: real sshd (under its own PAM service), real ssh, real
+//! libpam, on loopback. Needs root; without it each test prints `SKIPPED (needs root)`,
+//! and fails under CI.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use breakglass_tests::sshd::*;
+
+const LOG_WAIT: Duration = Duration::from_secs(5);
+
+fn setup(module_options: &str) -> (Sshd, TestCa, TestUser) {
+    let ca = TestCa::new();
+    let sshd = Sshd::start(&SshdOptions {
+        sshd_trusts: vec![ca.public_line()],
+        module_trusts: vec![ca.public_line()],
+        module_options: module_options.into(),
+        ..SshdOptions::default()
+    });
+    (sshd, ca, TestUser::create())
+}
+
+fn secs(t: std::time::SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Waits until no process of `user` matches any needle, up to `deadline` (Unix seconds).
+fn gone_by(user: &TestUser, needles: &[&str], deadline: f64) -> Result<(), String> {
+    loop {
+        let left: Vec<(u32, String)> = needles
+            .iter()
+            .flat_map(|n| user_processes_matching(user, n))
+            .map(|p| (p, cmdline(p)))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if secs(std::time::SystemTime::now()) > deadline {
+            return Err(format!("still running after the deadline: {left:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn certificate_session_is_logged_at_open_and_close() {
+    if !require_root("certificate_session_is_logged_at_open_and_close") {
+        return;
+    }
+    let (sshd, ca, user) = setup("");
+    let key = ClientKey::with_cert(
+        sshd.dir.path(),
+        "id",
+        &ca,
+        &CertSpec::new(0x101, &user.name, 300),
+    );
+    let out = sshd
+        .ssh(&user.name, &key, &[])
+        .arg("echo hello-from-$(id -un)")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("hello-from-{}", user.name),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
+    let open = sshd
+        .syslog
+        .wait_for(
+            &[
+                "pam_breakglass[",
+                "event=session_open",
+                "grant=g-0000000000000101",
+                "serial=10257",
+            ],
+            LOG_WAIT,
+        )
+        .unwrap_or_else(|| panic!("no open line: {:#?}", sshd.syslog.lines()));
+    assert!(open.contains(&format!("user={}", user.name)), "{open}");
+    assert!(open.contains("rhost=127.0.0.1"), "{open}");
+    assert!(
+        open.contains("key_id=breakglass/g-0000000000000101/sre@example.com"),
+        "{open}"
+    );
+    let close = sshd
+        .syslog
+        .wait_for(
+            &[
+                "event=session_close",
+                "grant=g-0000000000000101",
+                "serial=10257",
+                "duration=",
+            ],
+            LOG_WAIT,
+        )
+        .unwrap_or_else(|| panic!("no close line: {:#?}", sshd.syslog.lines()));
+    assert!(close.starts_with("<85>"), "authpriv.notice: {close}");
+    let files = sshd.spool_files();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.contains("g-0000000000000101") && f.ends_with("-open.json")),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.contains("g-0000000000000101") && f.ends_with("-close.json")),
+        "{files:?}"
+    );
+    assert!(
+        sshd.log()
+            .contains("ID breakglass/g-0000000000000101/sre@example.com"),
+        "{}",
+        sshd.log()
+    );
+}
+
+#[test]
+fn expired_pty_session_is_ended_after_a_warning_with_its_nohup_and_setsid_children() {
+    if !require_root(
+        "expired_pty_session_is_ended_after_a_warning_with_its_nohup_and_setsid_children",
+    ) {
+        return;
+    }
+    let (sshd, ca, user) = setup("warn_before=4");
+    let key = ClientKey::with_cert(
+        sshd.dir.path(),
+        "id",
+        &ca,
+        &CertSpec::new(0x102, &user.name, 9),
+    );
+    let valid_before = key.valid_before.unwrap() as f64;
+    let mut ssh = SshSession::spawn(sshd.ssh(&user.name, &key, &["-tt"]));
+    ssh.send("nohup sleep 3011 >/dev/null 2>&1 &\n");
+    ssh.send("setsid sleep 3012 >/dev/null 2>&1 < /dev/null &\n");
+    ssh.send("echo READY-$((6*7))\n");
+    assert!(
+        ssh.wait_output("READY-42", Duration::from_secs(8)),
+        "{}\n{}",
+        ssh.output(),
+        sshd.log()
+    );
+    assert_eq!(
+        user_processes_matching(&user, "sleep 3011").len(),
+        1,
+        "nohup child started"
+    );
+    assert_eq!(
+        user_processes_matching(&user, "sleep 3012").len(),
+        1,
+        "setsid child started"
+    );
+
+    let (status, ended) = ssh.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| {
+        panic!(
+            "session not ended: {}\n{:#?}",
+            ssh.output(),
+            sshd.syslog.lines()
+        )
+    });
+    let ended = secs(ended);
+    assert!(
+        ended >= valid_before - 0.5 && ended <= valid_before + 2.0,
+        "ended at {ended:.2}, valid_before {valid_before}: {}",
+        ssh.output()
+    );
+    assert_eq!(
+        status.code(),
+        Some(255),
+        "connection closed by the remote host"
+    );
+    let output = ssh.output();
+    let warn_at = output.find("*** breakglass: grant g-0000000000000102 expires at");
+    assert!(warn_at.is_some(), "no warning on the terminal: {output}");
+    gone_by(&user, &["sleep 3011", "sleep 3012"], valid_before + 2.0).unwrap();
+    let forced = sshd
+        .syslog
+        .wait_for(
+            &[
+                "breakglass-guard[",
+                "event=session_forced_end",
+                "reason=expired",
+                "grant=g-0000000000000102",
+            ],
+            LOG_WAIT,
+        )
+        .unwrap_or_else(|| panic!("{:#?}", sshd.syslog.lines()));
+    assert!(
+        !forced.contains("killed=0"),
+        "the sweep killed the leftovers: {forced}"
+    );
+    assert!(
+        sshd.syslog
+            .wait_for(
+                &[
+                    "event=session_warn",
+                    "grant=g-0000000000000102",
+                    "reached=/dev/pts/"
+                ],
+                LOG_WAIT
+            )
+            .is_some()
+    );
+    // sshd ran close_session after the SIGTERM.
+    assert!(
+        sshd.syslog
+            .wait_for(
+                &["event=session_close", "grant=g-0000000000000102"],
+                LOG_WAIT
+            )
+            .is_some()
+    );
+    let files = sshd.spool_files();
+    for event in ["open", "warn", "forced_end", "close"] {
+        assert!(files.iter().any(|f| f.contains("g-0000000000000102") && f.ends_with(&format!("-{event}.json"))), "{event}: {files:?}");
+    }
+}
+
+#[test]
+fn expired_forced_command_is_ended_with_its_nohup_and_setsid_children() {
+    if !require_root("expired_forced_command_is_ended_with_its_nohup_and_setsid_children") {
+        return;
+    }
+    let (sshd, ca, user) = setup("warn_before=3");
+    let mut spec = CertSpec::new(0x103, &user.name, 7);
+    spec.pty = false;
+    spec.force_command = Some(
+        "nohup sleep 3021 >/dev/null 2>&1 & setsid sleep 3022 >/dev/null 2>&1 </dev/null & echo READY; exec sleep 3023".into(),
+    );
+    let key = ClientKey::with_cert(sshd.dir.path(), "id", &ca, &spec);
+    let valid_before = key.valid_before.unwrap() as f64;
+    let mut ssh = SshSession::spawn({
+        let mut c = sshd.ssh(&user.name, &key, &[]);
+        c.arg("ignored-by-force-command");
+        c
+    });
+    assert!(
+        ssh.wait_output("READY", Duration::from_secs(8)),
+        "{}\n{}",
+        ssh.output(),
+        sshd.log()
+    );
+    let (_, ended) = ssh
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("not ended: {}", ssh.output()));
+    let ended = secs(ended);
+    assert!(
+        ended >= valid_before - 0.5 && ended <= valid_before + 2.0,
+        "ended at {ended:.2}, valid_before {valid_before}"
+    );
+    gone_by(
+        &user,
+        &["sleep 3021", "sleep 3022", "sleep 3023"],
+        valid_before + 2.0,
+    )
+    .unwrap();
+    assert!(
+        sshd.syslog
+            .wait_for(
+                &[
+                    "event=session_forced_end",
+                    "reason=expired",
+                    "grant=g-0000000000000103"
+                ],
+                LOG_WAIT
+            )
+            .is_some(),
+        "{:#?}",
+        sshd.syslog.lines()
+    );
+    // Without a terminal the warning goes to the command's stderr.
+    assert!(
+        ssh.output()
+            .contains("*** breakglass: grant g-0000000000000103 expires at"),
+        "{}",
+        ssh.output()
+    );
+}
+
+#[test]
+fn certificate_scoped_to_another_host_is_denied_and_ssh_n_disconnected() {
+    if !require_root("certificate_scoped_to_another_host_is_denied_and_ssh_n_disconnected") {
+        return;
+    }
+    let (sshd, ca, user) = setup("");
+    let mut spec = CertSpec::new(0x104, &user.name, 300);
+    spec.hosts = "web-*,db-70".into();
+    let key = ClientKey::with_cert(sshd.dir.path(), "id", &ca, &spec);
+
+    let out = sshd
+        .ssh(&user.name, &key, &[])
+        .arg("echo RAN-COMMAND")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("RAN-COMMAND"), "command ran: {stdout}");
+    assert_ne!(out.status.code(), Some(0));
+
+    let start = std::time::Instant::now();
+    let mut n = SshSession::spawn(sshd.ssh(&user.name, &key, &["-N"]));
+    let (status, _) = n.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
+        panic!(
+            "ssh -N still connected after 10 s: {}\n{}",
+            n.output(),
+            sshd.log()
+        )
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(status.code(), Some(255), "{}", n.output());
+    let denied = sshd
+        .syslog
+        .wait_for(&["event=session_denied", "reason=host_scope"], LOG_WAIT)
+        .unwrap_or_else(|| panic!("{:#?}", sshd.syslog.lines()));
+    assert!(denied.contains("db-7"), "{denied}");
+    assert!(
+        sshd.log().contains("PAM: pam_open_session()"),
+        "{}",
+        sshd.log()
+    );
+    assert!(
+        sshd.syslog
+            .wait_for(&["event=session_forced_end", "reason=denied"], LOG_WAIT)
+            .is_some(),
+        "{:#?}",
+        sshd.syslog.lines()
+    );
+}
+
+#[test]
+fn certificate_from_a_ca_only_sshd_trusts_is_denied() {
+    if !require_root("certificate_from_a_ca_only_sshd_trusts_is_denied") {
+        return;
+    }
+    let ours = TestCa::new();
+    let other = TestCa::new();
+    let sshd = Sshd::start(&SshdOptions {
+        sshd_trusts: vec![ours.public_line(), other.public_line()],
+        module_trusts: vec![ours.public_line()],
+        ..SshdOptions::default()
+    });
+    let user = TestUser::create();
+    let key = ClientKey::with_cert(
+        sshd.dir.path(),
+        "id",
+        &other,
+        &CertSpec::new(0x105, &user.name, 300),
+    );
+    let out = sshd
+        .ssh(&user.name, &key, &[])
+        .arg("echo RAN-COMMAND")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("RAN-COMMAND"));
+    // sshd accepted the certificate ...
+    assert!(sshd.log().contains("Accepted publickey"), "{}", sshd.log());
+    // ... the module did not.
+    let denied = sshd
+        .syslog
+        .wait_for(&["event=session_denied", "reason=untrusted_ca"], LOG_WAIT)
+        .unwrap_or_else(|| panic!("{:#?}", sshd.syslog.lines()));
+    assert!(denied.contains("not in the module"), "{denied}");
+    // The same grant signed by our CA works.
+    let good = ClientKey::with_cert(
+        sshd.dir.path(),
+        "id2",
+        &ours,
+        &CertSpec::new(0x105, &user.name, 300),
+    );
+    let out = sshd
+        .ssh(&user.name, &good, &[])
+        .arg("echo RAN-COMMAND")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("RAN-COMMAND"),
+        "{}",
+        sshd.log()
+    );
+}
+
+#[test]
+fn plain_key_login_is_ignored_by_default_and_denied_with_require() {
+    if !require_root("plain_key_login_is_ignored_by_default_and_denied_with_require") {
+        return;
+    }
+    let ca = TestCa::new();
+    let user = TestUser::create();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = ClientKey::plain(dir.path(), "plain");
+    let sshd = Sshd::start(&SshdOptions {
+        sshd_trusts: vec![ca.public_line()],
+        module_trusts: vec![ca.public_line()],
+        module_options: "debug".into(),
+        authorized_keys: vec![(user.name.clone(), public)],
+    });
+    let out = sshd
+        .ssh(&user.name, &key, &[])
+        .arg("echo PLAIN-OK")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("PLAIN-OK"),
+        "{}",
+        sshd.log()
+    );
+    assert!(
+        sshd.syslog
+            .wait_for(&["event=session_ignored", "no certificate used"], LOG_WAIT)
+            .is_some()
+    );
+
+    sshd.set_module_options("require");
+    let out = sshd
+        .ssh(&user.name, &key, &[])
+        .arg("echo PLAIN-OK")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("PLAIN-OK"));
+    assert!(
+        sshd.syslog
+            .wait_for(
+                &["event=session_denied", "reason=certificate_required"],
+                LOG_WAIT
+            )
+            .is_some(),
+        "{:#?}",
+        sshd.syslog.lines()
+    );
+    let mut n = SshSession::spawn(sshd.ssh(&user.name, &key, &["-N"]));
+    assert!(
+        n.wait_exit(Duration::from_secs(10)).is_some(),
+        "ssh -N lingers after a denial"
+    );
+}
