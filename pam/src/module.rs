@@ -339,7 +339,9 @@ fn admit(
         spool: Some(cfg.spool.clone()),
         syslog: cfg.syslog.clone(),
         audit_session: Some(audit_session),
-        warn_at: Some(warn_at.max(ctx.now)),
+        // A lead longer than the certificate's life warns right after login, once the
+        // terminal exists (sshd allocates it after open_session).
+        warn_at: Some(warn_at.max(ctx.now + 2)),
         end_at_ms: cert.valid_before.saturating_mul(1000),
         grace_ms: u64::try_from(DEFAULT_GRACE.as_millis()).unwrap_or(5000),
     };
