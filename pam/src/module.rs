@@ -19,7 +19,7 @@ use crate::ffi::os;
 use crate::files;
 use crate::guard::{GuardMode, GuardSpec};
 use crate::krl::Krl;
-use crate::record::{Event, OpenSession, RECORD_VERSION, SessionRecord, record_id};
+use crate::record::{Event, OpenSession, RECORD_VERSION, SessionRecord, record_id, session_id};
 use crate::verify::{self, Checks, TrustedCas, Verdict, VerifiedCertificate, fmt_time};
 
 /// Syslog ident of the module.
@@ -142,6 +142,7 @@ struct Ctx {
     pid: u32,
     audit_session: Option<u32>,
     now: u64,
+    now_ms: u64,
     syslog: std::path::PathBuf,
 }
 
@@ -159,9 +160,11 @@ impl Ctx {
     fn record(&self, event: Event, cert: Option<&VerifiedCertificate>) -> SessionRecord {
         let host = self.host.clone().unwrap_or_else(|| "unknown".into());
         let grant = cert.map(|c| c.profile.grant_id.to_string());
+        let session = session_id(&host, grant.as_deref(), self.pid, self.now_ms);
         SessionRecord {
             version: RECORD_VERSION,
-            record_id: record_id(&host, grant.as_deref(), self.pid, self.now, event),
+            record_id: record_id(&session, event),
+            session,
             event,
             time: self.now,
             host,
@@ -235,6 +238,9 @@ pub fn open_session(
         pid: host.pid(),
         audit_session: host.audit_session_id(),
         now: unix(now),
+        now_ms: now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         syslog: Config::syslog_hint(args),
     };
     let cfg = match Config::parse(args) {
@@ -628,7 +634,7 @@ mod tests {
         let files = w.spool_files();
         assert_eq!(
             files,
-            vec![format!("db-7-g-00000000000000ff-4242-{NOW}-open.json")]
+            vec![format!("db-7-g-00000000000000ff-4242-{NOW}000-open.json")]
         );
         let rec: SessionRecord = serde_json::from_slice(
             &std::fs::read(w.dir.path().join("spool").join(&files[0])).unwrap(),

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
@@ -35,14 +35,35 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
-/// Live processes of audit session `id`, except `exclude`.
+/// (device, inode) of a process's executable.
+fn exe_id(pid: &str) -> Option<(u64, u64)> {
+    let m = fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+fn is_root_owned(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_owned();
+            // real, effective, saved, filesystem
+            Some(line.split_whitespace().skip(1).take(3).all(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Live processes of audit session `id`, except `exclude` and other session guards
+/// (root processes running this same executable: the module starts them, and two can
+/// share a session id when one process opens several sessions).
 #[must_use]
 pub fn session_pids(id: u32, exclude: u32) -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let me = exe_id("self");
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != exclude && audit_session_of(pid) == Some(id) && !is_zombie(pid))
+        .filter(|&pid| !(me.is_some() && exe_id(&pid.to_string()) == me && is_root_owned(pid)))
         .collect()
 }
 

@@ -1,9 +1,10 @@
 //! Session records: what is kept between open and close, and what goes to the spool.
 //!
 //! Each spool file holds one JSON object (a [`SessionRecord`]) named
-//! `<record_id>.json`, where the record id
-//! `<host>-<grant>-<sshd pid>-<session start>-<event>` is unique per host, so a
-//! shipper can deliver each record exactly once and delete it afterwards.
+//! `<record_id>.json`. The record id is `<session>-<event>`, and the session id
+//! `<host>-<grant>-<sshd pid>-<session start in ms>` is unique per host and shared by
+//! every record of one session, so a shipper can deliver each record exactly once,
+//! delete it afterwards, and the receiver can join a session's records.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -53,6 +54,8 @@ pub struct SessionRecord {
     pub version: u32,
     /// Unique id; also the file name without `.json`.
     pub record_id: String,
+    /// Id shared by every record of the session: `<host>-<grant>-<pid>-<start ms>`.
+    pub session: String,
     /// What happened.
     pub event: Event,
     /// When it happened (Unix seconds).
@@ -106,7 +109,7 @@ impl SessionRecord {
         r.detail = None;
         r.duration = None;
         r.killed = None;
-        r.record_id = record_id(&r.host, r.grant.as_deref(), r.pid, r.start, event);
+        r.record_id = record_id(&r.session, event);
         r
     }
 
@@ -119,15 +122,11 @@ impl SessionRecord {
     }
 }
 
-/// Builds a record id; characters outside `[A-Za-z0-9._-]` become `_`.
+/// Builds a session id; characters outside `[A-Za-z0-9._-]` become `_`.
 #[must_use]
-pub fn record_id(host: &str, grant: Option<&str>, pid: u32, start: u64, event: Event) -> String {
-    let raw = format!(
-        "{host}-{}-{pid}-{start}-{}",
-        grant.unwrap_or("none"),
-        event.name()
-    );
-    raw.chars()
+pub fn session_id(host: &str, grant: Option<&str>, pid: u32, start_ms: u64) -> String {
+    format!("{host}-{}-{pid}-{start_ms}", grant.unwrap_or("none"))
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
                 c
@@ -136,6 +135,12 @@ pub fn record_id(host: &str, grant: Option<&str>, pid: u32, start: u64, event: E
             }
         })
         .collect()
+}
+
+/// The id of the `event` record of `session`.
+#[must_use]
+pub fn record_id(session: &str, event: Event) -> String {
+    format!("{session}-{}", event.name())
 }
 
 /// What the module keeps with `pam_set_data` from open to close.
@@ -155,15 +160,13 @@ mod tests {
 
     #[test]
     fn ids_are_file_name_safe_and_unique_per_event() {
-        let a = record_id(
-            "db-7",
-            Some("g-00000000000000ff"),
-            42,
-            1700000000,
-            Event::Open,
+        let s = session_id("db-7", Some("g-00000000000000ff"), 42, 1700000000123);
+        assert_eq!(s, "db-7-g-00000000000000ff-42-1700000000123");
+        assert_eq!(
+            record_id(&s, Event::Open),
+            "db-7-g-00000000000000ff-42-1700000000123-open"
         );
-        assert_eq!(a, "db-7-g-00000000000000ff-42-1700000000-open");
-        let b = record_id("db/7", None, 42, 1700000000, Event::ForcedEnd);
-        assert_eq!(b, "db_7-none-42-1700000000-forced_end");
+        let b = session_id("db/7", None, 42, 1);
+        assert_eq!(record_id(&b, Event::ForcedEnd), "db_7-none-42-1-forced_end");
     }
 }

@@ -286,13 +286,14 @@ fn guard_ends_the_session_process_at_expiry() {
         return;
     }
     let stack = Stack::new("warn_before=1", true);
+    harness_bin(); // compile before the short certificate's clock starts
     let cert = sign(
         &stack.ca,
         &CertSpec {
             grant: 0xcd,
             principal: "root",
             hosts: "db-7",
-            valid_for: 3,
+            valid_for: 4,
         },
     );
     let valid_before = cert.valid_before();
@@ -370,6 +371,44 @@ fn guard_exits_when_the_session_ends_normally() {
     }
 }
 
+#[test]
+fn guards_sharing_an_audit_session_do_not_wait_for_each_other() {
+    if !require_root("guards_sharing_an_audit_session_do_not_wait_for_each_other (pam_loginuid)") {
+        return;
+    }
+    // One process opening several sessions: pam_loginuid keeps the audit session id, so
+    // the guards share it. None may treat the others as leftovers of its session.
+    let stack = Stack::new("", true);
+    let cert = sign(
+        &stack.ca,
+        &CertSpec {
+            grant: 0xee,
+            principal: "root",
+            hosts: "db-7",
+            valid_for: 600,
+        },
+    );
+    let out = stack.harness("root", auth_info(&cert).as_bytes(), &["--repeat", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        stack
+            .spool_files()
+            .iter()
+            .filter(|f| f.ends_with("-open.json"))
+            .count(),
+        3
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let alive = guard_processes_mentioning("g-00000000000000ee");
+        if alive.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "guards still running: {alive:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn guard_processes_mentioning(needle: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
@@ -378,7 +417,7 @@ fn guard_processes_mentioning(needle: &str) -> Vec<u32> {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| {
                     let c = String::from_utf8_lossy(&c);
-                    c.contains("breakglass-guard") && c.contains(needle)
+                    c.contains(" --spec ") && c.contains(needle)
                 })
                 .unwrap_or(false)
         })

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# What pam_breakglass.so adds to a login, measured two ways (needs root, Debian 12 with
+# openssh-server, libpam0g-dev, libpam-wrapper, cc):
+#
+#  1. libpam only: open_session + close_session through real libpam (a small C driver,
+#     pam/tests/fixtures/pam_harness.c, under pam_wrapper) with
+#        pam_loginuid + pam_breakglass (a valid breakglass certificate in SSH_AUTH_INFO_0)
+#     vs pam_loginuid + pam_permit. The module's round includes verifying the certificate,
+#     two fsynced spool records, two syslog lines and starting the guard (fork/exec).
+#  2. Full login: `ssh -i key -o CertificateFile=cert user@127.0.0.1 true` against one sshd,
+#     its PAM session stack with and without the module (alternating runs).
+#
+# Usage: pam/benches/bench-pam.sh [PAM_ROUNDS] [SSH_LOGINS]      (defaults 200 and 30)
+set -euo pipefail
+ROUNDS=${1:-200}
+LOGINS=${2:-30}
+[ "$(id -u)" -eq 0 ] || { echo "bench-pam: needs root (useradd, /etc/pam.d, sshd)" >&2; exit 1; }
+cd "$(dirname "$0")/../.."
+TARGET=${CARGO_TARGET_DIR:-target}
+
+echo "== building pam-breakglass (release, package alone)"
+cargo build --release --locked -q -p pam-breakglass
+MODULE=$(realpath "$TARGET/release/libpam_breakglass.so")
+GUARD=$(realpath "$TARGET/release/breakglass-guard")
+
+W=$(mktemp -d /tmp/bgbench.XXXXXX)
+USER_NAME="bgbench$$"
+SVC="sshd-bgbench-$$"
+SSHD_PID=""
+cleanup() {
+  [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null || true
+  # guards started by this run (their --spec names $W)
+  for p in $(pgrep -f -- "--spec .*$W" || true); do kill "$p" 2>/dev/null || true; done
+  rm -f "/etc/pam.d/$SVC"
+  userdel -r -f "$USER_NAME" >/dev/null 2>&1 || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+cc -O2 -o "$W/harness" pam/tests/fixtures/pam_harness.c -lpam
+ssh-keygen -q -t ed25519 -N '' -f "$W/ca"
+ssh-keygen -q -t ed25519 -N '' -f "$W/user"
+useradd -m -s /bin/bash "$USER_NAME"
+sign() { # principal
+  rm -f "$W/user-cert.pub"
+  ssh-keygen -q -s "$W/ca" -I "breakglass/g-00000000000000be/bench@example.com" -n "$1" -z 190 -V -1m:+1h \
+    -O clear -O permit-pty -O extension:grant-id@breakglass.dev=g-00000000000000be \
+    -O extension:hosts@breakglass.dev=db-7 -O extension:tier@breakglass.dev=low "$W/user.pub"
+}
+
+# ---- 1. libpam open+close ---------------------------------------------------------------
+sign root
+printf 'publickey %s\n' "$(cut -d' ' -f1,2 "$W/user-cert.pub")" > "$W/auth_info"
+mkdir -p "$W/pam.d"
+python3 - "$W" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1] + "/log")
+while True: s.recv(65536)
+PY
+SINK=$!
+sleep 0.2
+LOGINUID=/lib/x86_64-linux-gnu/security/pam_loginuid.so
+PERMIT=/lib/x86_64-linux-gnu/security/pam_permit.so
+ln -s "$MODULE" "$W/m.so"; ln -s "$GUARD" "$W/g"
+printf 'session required %s\nsession required %s\n' "$LOGINUID" "$PERMIT" > "$W/pam.d/permit"
+printf 'session required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s\n' \
+  "$LOGINUID" "$W/m.so" "$W/ca.pub" "$W/s" "$W/g" "$W/log" > "$W/pam.d/module"
+run_harness() { # service
+  LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$W/pam.d" \
+    "$W/harness" "$1" root --env-file "$W/auth_info" --repeat "$ROUNDS" 2>/dev/null | sed -n 's/ns_per_round=//p'
+}
+run_harness permit >/dev/null   # warm-up
+run_harness module >/dev/null
+NS_PERMIT=$(run_harness permit)
+NS_MODULE=$(run_harness module)
+kill $SINK 2>/dev/null || true
+[ "$(ls "$W/s" | grep -c -- '-open.json')" -ge "$ROUNDS" ] || { echo "bench-pam: the module did not open sessions" >&2; exit 1; }
+
+# ---- 2. full ssh logins ----------------------------------------------------------------
+sign "$USER_NAME"
+mkdir -p /run/sshd
+cp /usr/sbin/sshd "$W/$SVC"
+ssh-keygen -q -t ed25519 -N '' -f "$W/hostkey"
+ssh-keygen -q -k -f "$W/empty.krl"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$W/sshd_config" <<CFG
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey $W/hostkey
+PidFile $W/sshd.pid
+UsePAM yes
+TrustedUserCAKeys $W/ca.pub
+RevokedKeys $W/empty.krl
+AuthorizedKeysFile none
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PrintMotd no
+PrintLastLog no
+MaxStartups 100
+CFG
+"$W/$SVC" -D -f "$W/sshd_config" -E "$W/sshd.log" &
+SSHD_PID=$!
+python3 - "$W" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1] + "/log2")
+while True: s.recv(65536)
+PY
+SINK=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+pam_without() { printf 'account required pam_unix.so\nsession required pam_loginuid.so\nsession required pam_unix.so\n' > "/etc/pam.d/$SVC"; }
+pam_with() {
+  printf 'account required pam_unix.so\nsession required pam_loginuid.so\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s\nsession required pam_unix.so\n' \
+    "$MODULE" "$W/ca.pub" "$W/s2" "$GUARD" "$W/log2" > "/etc/pam.d/$SVC"
+}
+login() {
+  ssh -F /dev/null -p "$PORT" -i "$W/user" -o CertificateFile="$W/user-cert.pub" -o IdentitiesOnly=yes \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR \
+    "$USER_NAME@127.0.0.1" true
+}
+time_login() { local t0 t1; t0=$(date +%s%N); login; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000 )); }
+pam_with; login; pam_without; login   # warm-up
+: > "$W/with"; : > "$W/without"
+for _ in $(seq "$LOGINS"); do
+  pam_without; time_login >> "$W/without"
+  pam_with; time_login >> "$W/with"
+done
+kill $SINK 2>/dev/null || true
+[ "$(ls "$W/s2" | grep -c -- '-open.json')" -ge "$LOGINS" ] || { echo "bench-pam: the module did not open ssh sessions" >&2; exit 1; }
+
+median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+mean() { awk '{s+=$1} END {printf "%.0f", s/NR}' "$1"; }
+MED_WITH=$(median "$W/with"); MED_WITHOUT=$(median "$W/without")
+echo
+echo "== libpam open_session+close_session ($ROUNDS rounds, in-process, pam_wrapper)"
+awk -v a="$NS_PERMIT" -v b="$NS_MODULE" 'BEGIN {
+  printf "  pam_loginuid + pam_permit      : %8.3f ms/round\n", a/1e6
+  printf "  pam_loginuid + pam_breakglass  : %8.3f ms/round\n", b/1e6
+  printf "  ratio module/permit            : %8.1fx  (+%.3f ms)\n", b/a, (b-a)/1e6 }'
+echo "== full ssh login, certificate, same sshd ($LOGINS logins each, median; mean in brackets)"
+awk -v a="$MED_WITHOUT" -v b="$MED_WITH" -v ma="$(mean "$W/without")" -v mb="$(mean "$W/with")" 'BEGIN {
+  printf "  without module                 : %8.1f ms  [%.1f]\n", a/1e3, ma/1e3
+  printf "  with pam_breakglass            : %8.1f ms  [%.1f]\n", b/1e3, mb/1e3
+  printf "  ratio with/without             : %8.3fx  (+%.1f ms)\n", b/a, (b-a)/1e3 }'
