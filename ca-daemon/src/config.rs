@@ -317,7 +317,7 @@ impl Config {
                 check_word(g).map_err(|e| err(&field("groups"), e))?;
             }
             for p in &r.principals {
-                check_pattern(p, |s| names::check_principal(s))
+                check_pattern(p, names::check_principal)
                     .map_err(|e| err(&field("principals"), e))?;
             }
             for h in &r.hosts {

@@ -1,0 +1,160 @@
+//! Certificates issued by the daemon against a real `sshd` on loopback whose
+//! `TrustedUserCAKeys` came from `breakglass ca-keys`: the user gets in, the
+//! forced command runs instead of the requested one, and certificates for
+//! another principal, past their expiry, or from another CA are refused.
+
+use std::path::Path;
+use std::time::Duration;
+
+use breakglass_cli::commands::{self, RequestArgs};
+use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::ssh_keygen;
+use breakglass_tests::sshd::{
+    CertSpec, ClientKey, Sshd, SshdOptions, TestCa, TestUser, require_root,
+};
+
+/// The dev policy, widened to the host name the test sshd's module is configured with.
+async fn daemon() -> TestDaemon {
+    TestDaemon::start_with(|c| {
+        c.replace(
+            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\"]",
+            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\", \"db-7\"]",
+        )
+    })
+    .await
+}
+
+async fn issue(
+    d: &TestDaemon,
+    dir: &Path,
+    name: &str,
+    user: &str,
+    ttl: u64,
+    command: Option<&str>,
+) -> ClientKey {
+    let public = ssh_keygen(dir, name, &["-t", "ed25519"]);
+    let outcome = commands::request(
+        &d.target("sre"),
+        &RequestArgs {
+            hosts: vec!["db-7".into()],
+            principals: vec![user.into()],
+            ttl: Duration::from_secs(ttl),
+            reason: "INC-7 sshd test".into(),
+            command: command.map(Into::into),
+            source_addresses: vec![],
+            public_key: Some(public),
+            permit: vec![],
+            add_to_agent: false,
+        },
+    )
+    .await
+    .expect("certificate issued");
+    let valid_before = Some(outcome.response.valid_before as u64);
+    ClientKey {
+        key_path: outcome.paths.private,
+        cert_path: Some(outcome.paths.certificate),
+        valid_before,
+    }
+}
+
+async fn run(mut cmd: std::process::Command, remote: &str) -> std::process::Output {
+    cmd.arg(remote);
+    tokio::task::spawn_blocking(move || cmd.output().expect("ssh runs"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest() {
+    if !require_root("a real sshd and a test user") {
+        return;
+    }
+    let d = daemon().await;
+    let ca_lines = commands::ca_keys(&d.target("host")).await.unwrap();
+    let other_ca = TestCa::new();
+    let sshd = tokio::task::spawn_blocking(move || {
+        Sshd::start(&SshdOptions {
+            sshd_trusts: ca_lines.clone(),
+            module_trusts: ca_lines,
+            ..Default::default()
+        })
+    })
+    .await
+    .unwrap();
+    let user = TestUser::create();
+    let other = TestUser::create();
+    let keys = tempfile::tempdir().unwrap();
+
+    // An interactive grant: the requested command runs.
+    let shell = issue(&d, keys.path(), "shell", &user.name, 600, None).await;
+    let out = run(
+        sshd.ssh(&user.name, &shell, &[]),
+        "echo hello from $(whoami)",
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("hello from {}", user.name)
+    );
+
+    // A forced-command grant: /usr/bin/id runs instead of what the client asked for.
+    let forced = issue(
+        &d,
+        keys.path(),
+        "forced",
+        &user.name,
+        600,
+        Some("/usr/bin/id"),
+    )
+    .await;
+    let out = run(sshd.ssh(&user.name, &forced, &[]), "echo not-this").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("uid={}({})", user.uid, user.name)),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not-this"));
+
+    // A certificate for another principal does not open this account.
+    let wrong = issue(&d, keys.path(), "wrong", &other.name, 600, None).await;
+    let out = run(sshd.ssh(&user.name, &wrong, &[]), "true").await;
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "login as {} with a cert for {}",
+        user.name,
+        other.name
+    );
+
+    // A certificate past its expiry is refused by sshd.
+    let short = issue(&d, keys.path(), "short", &user.name, 1, None).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let out = run(sshd.ssh(&user.name, &short, &[]), "true").await;
+    assert_eq!(out.status.code(), Some(255));
+    assert!(sshd.log().contains("expired"), "{}", sshd.log());
+
+    // A well-formed breakglass certificate from a CA sshd does not trust is refused.
+    let foreign = ClientKey::with_cert(
+        keys.path(),
+        "foreign",
+        &other_ca,
+        &CertSpec::new(1, &user.name, 600),
+    );
+    let out = run(sshd.ssh(&user.name, &foreign, &[]), "true").await;
+    assert_eq!(out.status.code(), Some(255));
+
+    // The trusted one still works afterwards.
+    let out = run(sshd.ssh(&user.name, &shell, &[]), "true").await;
+    assert!(out.status.success());
+}
