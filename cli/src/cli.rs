@@ -119,6 +119,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Request(r) => {
             let first_host = r.hosts.first().cloned().unwrap_or_default();
+            // Checked before asking, so that a missing agent does not waste a grant.
+            let agent = match (r.add_to_agent, std::env::var_os("SSH_AUTH_SOCK")) {
+                (false, _) => None,
+                (true, Some(sock)) => Some(PathBuf::from(sock)),
+                (true, None) => {
+                    return Err(CliError::Usage(
+                        "--add-to-agent: no ssh-agent is running (SSH_AUTH_SOCK is not set); start one with `eval $(ssh-agent)` or drop the flag".into(),
+                    ));
+                }
+            };
             let args = RequestArgs {
                 hosts: r.hosts,
                 principals: r.principals,
@@ -128,11 +138,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 source_addresses: r.source_addresses,
                 public_key: r.public_key,
                 permit: r.permit,
-                add_to_agent: r.add_to_agent,
+                add_to_agent: agent,
             };
             let outcome = commands::request(&target, &args).await?;
             print!("{}", commands::describe(&outcome, &first_host));
-            if args.add_to_agent {
+            if args.add_to_agent.is_some() {
                 println!("Key and certificate added to ssh-agent until the certificate expires.");
             }
         }

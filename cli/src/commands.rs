@@ -32,8 +32,8 @@ pub struct RequestArgs {
     pub public_key: Option<PathBuf>,
     /// permit-* extensions to ask for.
     pub permit: Vec<String>,
-    /// Add the key to the running ssh-agent for the certificate's lifetime.
-    pub add_to_agent: bool,
+    /// Add the key to the ssh-agent at this socket for the certificate's lifetime.
+    pub add_to_agent: Option<PathBuf>,
 }
 
 /// Where the key, its public half and the certificate live.
@@ -136,8 +136,8 @@ pub async fn request(target: &Target, args: &RequestArgs) -> Result<RequestOutco
         format!("{}\n", response.certificate.trim_end()).as_bytes(),
         0o644,
     )?;
-    if args.add_to_agent {
-        add_to_agent(&paths, response.valid_before)?;
+    if let Some(agent) = &args.add_to_agent {
+        add_to_agent(agent, &paths, response.valid_before)?;
     }
     Ok(RequestOutcome { response, paths })
 }
@@ -151,15 +151,11 @@ pub fn remaining(valid_before: i64) -> u64 {
     (valid_before - now).max(1) as u64
 }
 
-fn add_to_agent(paths: &KeyPaths, valid_before: i64) -> Result<(), CliError> {
-    if std::env::var_os("SSH_AUTH_SOCK").is_none() {
-        return Err(CliError::Usage(
-            "--add-to-agent: no ssh-agent is running (SSH_AUTH_SOCK is not set); the certificate was written anyway".into(),
-        ));
-    }
+fn add_to_agent(agent: &Path, paths: &KeyPaths, valid_before: i64) -> Result<(), CliError> {
     let secs = remaining(valid_before);
     // ssh-add loads <key> and <key>-cert.pub together; -t makes the agent drop both at expiry.
     let status = std::process::Command::new("ssh-add")
+        .env("SSH_AUTH_SOCK", agent)
         .arg("-t")
         .arg(secs.to_string())
         .arg(&paths.private)

@@ -49,7 +49,7 @@ async fn issued_certificate_shows_exactly_what_was_requested_in_ssh_keygen() {
             source_addresses: vec!["127.0.0.0/8".into(), "::1".into()],
             public_key: Some(public.clone()),
             permit: vec!["permit-pty".into()],
-            add_to_agent: false,
+            add_to_agent: None,
         },
     )
     .await
@@ -499,4 +499,53 @@ async fn ca_keys_lists_the_signing_key_for_trusted_user_ca_keys() {
     let on_disk = std::fs::read_to_string(d.path().join("ssh_ca.pub")).unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].trim(), on_disk.trim());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_to_agent_loads_key_and_certificate_for_the_remaining_lifetime() {
+    let d = TestDaemon::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent runs");
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let public = ssh_keygen(dir.path(), "id", &["-t", "ed25519"]);
+    let outcome = commands::request(
+        &d.target("sre"),
+        &RequestArgs {
+            hosts: vec!["localhost".into()],
+            principals: vec!["bgdemo".into()],
+            ttl: Duration::from_secs(300),
+            reason: "agent test".into(),
+            command: None,
+            source_addresses: vec![],
+            public_key: Some(public),
+            permit: vec![],
+            add_to_agent: Some(sock.clone()),
+        },
+    )
+    .await;
+    let listed = std::process::Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let outcome = outcome.expect("request with --add-to-agent");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    // The agent holds the plain key and the certificate.
+    assert!(text.contains("ED25519-CERT"), "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(outcome.response.valid_before > 0);
 }

@@ -44,7 +44,7 @@ async fn issue(
             source_addresses: vec![],
             public_key: Some(public),
             permit: vec![],
-            add_to_agent: false,
+            add_to_agent: None,
         },
     )
     .await
