@@ -220,8 +220,8 @@ impl Guard {
                 reached.join(",")
             },
         ));
-        self.send(Severity::Notice, &f);
         self.spool(&record);
+        self.send(Severity::Notice, &f);
     }
 
     fn end(&self, reason: &str) {
@@ -247,8 +247,8 @@ impl Guard {
         ];
         f.extend(record_fields(&record));
         f.push(("killed", killed.to_string()));
-        self.send(Severity::Notice, &f);
         self.spool(&record);
+        self.send(Severity::Notice, &f);
     }
 
     fn send(&self, severity: Severity, fields: &[(&str, String)]) {

@@ -388,13 +388,6 @@ fn deny(
     let mut record = ctx.record(Event::Deny, None);
     record.reason = Some(err.code().to_owned());
     record.detail = Some(err.to_string());
-    let mut f = vec![
-        ("event", "session_denied".to_owned()),
-        ("reason", err.code().to_owned()),
-        ("detail", err.to_string()),
-    ];
-    f.extend(ctx.base_fields());
-    log_fields(host, &ctx.syslog, Severity::Warning, &f);
     if let Some(cfg) = cfg
         && let Err(e) = record.write_to(&cfg.spool)
     {
@@ -405,6 +398,13 @@ fn deny(
             &[("event", "spool_error".to_owned()), ("detail", e)],
         );
     }
+    let mut f = vec![
+        ("event", "session_denied".to_owned()),
+        ("reason", err.code().to_owned()),
+        ("detail", err.to_string()),
+    ];
+    f.extend(ctx.base_fields());
+    log_fields(host, &ctx.syslog, Severity::Warning, &f);
     pam.tell_user(true, &format!("breakglass: session denied: {err}"));
     if host.is_sshd() {
         // A denied session phase alone leaves `ssh -N` connected: end the connection.
@@ -449,9 +449,7 @@ pub fn close_session(
     let now = unix(now);
     let mut record = open.record.for_event(Event::Close, now);
     record.duration = Some(now.saturating_sub(open.record.start));
-    let mut f = vec![("event", "session_close".to_owned())];
-    f.extend(record_fields(&record));
-    log_fields(host, &open.syslog, Severity::Notice, &f);
+    // The spool first: it is what gets shipped; syslog is best effort.
     if let Err(e) = record.write_to(&open.spool) {
         log_fields(
             host,
@@ -460,6 +458,9 @@ pub fn close_session(
             &[("event", "spool_error".to_owned()), ("detail", e)],
         );
     }
+    let mut f = vec![("event", "session_close".to_owned())];
+    f.extend(record_fields(&record));
+    log_fields(host, &open.syslog, Severity::Notice, &f);
     Outcome::Success
 }
 

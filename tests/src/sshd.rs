@@ -598,6 +598,26 @@ impl Sshd {
         v
     }
 
+    /// Waits up to `timeout` for a spool record of `grant` (e.g. `g-0000000000000101`)
+    /// and `event` (`open`, `close`, `warn`, `forced_end`, `deny`).
+    pub fn wait_spool(&self, grant: &str, event: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let suffix = format!("-{event}.json");
+        loop {
+            if self
+                .spool_files()
+                .iter()
+                .any(|f| f.contains(grant) && f.ends_with(&suffix))
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// An `ssh` command to `user@127.0.0.1` with `key` (and its certificate), batch mode,
     /// no config files, no host key checks; `args` go before the destination.
     pub fn ssh(&self, user: &str, key: &ClientKey, args: &[&str]) -> Command {

@@ -96,19 +96,13 @@ fn certificate_session_is_logged_at_open_and_close() {
         )
         .unwrap_or_else(|| panic!("no close line: {:#?}", sshd.syslog.lines()));
     assert!(close.starts_with("<85>"), "authpriv.notice: {close}");
-    let files = sshd.spool_files();
-    assert!(
-        files
-            .iter()
-            .any(|f| f.contains("g-0000000000000101") && f.ends_with("-open.json")),
-        "{files:?}"
-    );
-    assert!(
-        files
-            .iter()
-            .any(|f| f.contains("g-0000000000000101") && f.ends_with("-close.json")),
-        "{files:?}"
-    );
+    for event in ["open", "close"] {
+        assert!(
+            sshd.wait_spool("g-0000000000000101", event, LOG_WAIT),
+            "{event}: {:?}",
+            sshd.spool_files()
+        );
+    }
     assert!(
         sshd.log()
             .contains("ID breakglass/g-0000000000000101/sre@example.com"),
@@ -212,9 +206,12 @@ fn expired_pty_session_is_ended_after_a_warning_with_its_nohup_and_setsid_childr
             )
             .is_some()
     );
-    let files = sshd.spool_files();
     for event in ["open", "warn", "forced_end", "close"] {
-        assert!(files.iter().any(|f| f.contains("g-0000000000000102") && f.ends_with(&format!("-{event}.json"))), "{event}: {files:?}");
+        assert!(
+            sshd.wait_spool("g-0000000000000102", event, LOG_WAIT),
+            "{event}: {:?}",
+            sshd.spool_files()
+        );
     }
 }
 
