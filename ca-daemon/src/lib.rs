@@ -10,6 +10,7 @@
 //! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bench;
 pub mod certificate;
 pub mod config;

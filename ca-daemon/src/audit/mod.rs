@@ -1,0 +1,339 @@
+//! The audit log engine: where the log is written.
+//!
+//! Every state change of the daemon is an [`Event`] appended here; the daemon's state is
+//! rebuilt from [`AuditLog::replay`] at start-up. Formats (events, records, checkpoints)
+//! are defined in the contract crate, [`breakglass_proto::audit`], so that an auditor can
+//! verify a copy of the log without the daemon.
+//!
+//! # Layout of the data directory
+//! ```text
+//! <dir>/segments/<first leaf index, 20 digits>.seg   records, see `segment`
+//! <dir>/checkpoint                                   latest signed checkpoint (refreshed lazily)
+//! <dir>/log.pub                                      verifier key text
+//! ```
+//!
+//! # Writing
+//! [`AuditLog::append`] sends the encoded event into a bounded queue. One dedicated OS
+//! thread (fsync never blocks a tokio worker) drains up to `max_batch` events, appends them
+//! and one signed checkpoint covering them to the active segment with **one write and one
+//! fdatasync**, and only then acknowledges each caller with its leaf index. When the write
+//! or the sync fails, every caller of that batch gets [`AuditError::Unavailable`], the
+//! segment is cut back to its last durable length, and the next batch tries again: nothing
+//! is acknowledged that is not durable, and the log resumes by itself once the disk
+//! accepts writes again.
+//!
+//! # Opening
+//! [`AuditLog::open`] scans every segment (framing, CRC, every checkpoint's size and root,
+//! the signature of each segment's last checkpoint). A torn tail after the last valid
+//! checkpoint — a batch interrupted by a crash, never acknowledged — is cut and logged.
+//! Damage before it is [`AuditError::Corrupt`] naming the segment, offset and reason: the
+//! daemon must refuse to start.
+
+pub mod bench;
+mod key;
+mod store;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use breakglass_proto::audit::event::EncodeError;
+use breakglass_proto::audit::{
+    Event, Hash, LogError, NoteSigner, NoteVerifier, ProofError, SignedCheckpoint,
+};
+use tokio::sync::{mpsc, oneshot};
+
+pub use key::{generate_audit_key, load_audit_key, public_key_path};
+pub use store::Replay;
+
+/// Leaf index of an event in the log (0-based).
+pub type LeafIndex = u64;
+
+/// Most entries returned by one [`AuditLog::entries`] call.
+pub const MAX_ENTRIES_PER_READ: u64 = 10_000;
+
+/// How the log engine is set up.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// The log directory (e.g. `<data dir>/audit`); created if missing.
+    pub dir: PathBuf,
+    /// A segment is closed (made read-only) and a new one started once it reaches this size.
+    pub segment_max_bytes: u64,
+    /// Most events committed by one write + fdatasync.
+    pub max_batch: usize,
+    /// Capacity of the queue in front of the writer; `append` waits when it is full.
+    pub queue_depth: usize,
+}
+
+impl AuditConfig {
+    /// Defaults for a log in `dir`: 64 MiB segments, batches of up to 1024, queue of 8192.
+    #[must_use]
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            segment_max_bytes: 64 * 1024 * 1024,
+            max_batch: 1024,
+            queue_depth: 8192,
+        }
+    }
+}
+
+/// Why the audit log refused or failed an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The log cannot be written (disk full, I/O error, read-only file system); the event was
+    /// not recorded. Map to gRPC `Unavailable`.
+    #[error("audit log cannot be written, nothing was recorded: {0}")]
+    Unavailable(String),
+    /// The log writer has stopped (shutdown, or it failed); the event was not recorded.
+    #[error("audit log is closed; the event was not recorded")]
+    Closed,
+    /// The event cannot be encoded (a field is too long).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The log on disk is damaged before its last valid checkpoint (tampering or media
+    /// corruption). The daemon must refuse to start; nothing is repaired automatically.
+    #[error(
+        "audit log is damaged: {}: byte {offset}: {reason}; refusing to use it (restore the \
+         segment from a copy, or move the log aside after investigation)",
+        segment.display()
+    )]
+    Corrupt {
+        /// The segment (or checkpoint) file.
+        segment: PathBuf,
+        /// Byte offset of the damaged record.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file or directory of the log could not be read or created.
+    #[error("audit log: {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The audit key file is missing, unsafe or malformed, or does not match the log.
+    #[error("audit key: {0}")]
+    Key(String),
+    /// A read asked for entries or tree sizes the log does not have.
+    #[error("{0}")]
+    OutOfRange(String),
+}
+
+impl AuditError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<LogError> for AuditError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Io { path, source } => AuditError::Io { path, source },
+            LogError::Damaged {
+                segment,
+                offset,
+                reason,
+            } => AuditError::Corrupt {
+                segment,
+                offset,
+                reason,
+            },
+            LogError::NotExtending(reason) | LogError::BadSavedCheckpoint(reason) => {
+                AuditError::Corrupt {
+                    segment: PathBuf::from(breakglass_proto::audit::segment::CHECKPOINT_FILE),
+                    offset: 0,
+                    reason,
+                }
+            }
+        }
+    }
+}
+
+impl From<ProofError> for AuditError {
+    fn from(e: ProofError) -> Self {
+        AuditError::OutOfRange(e.to_string())
+    }
+}
+
+pub(crate) enum Request {
+    Append {
+        leaf: Vec<u8>,
+        reply: oneshot::Sender<Result<LeafIndex, AuditError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Handle to the audit log; cheap to clone, usable from any tokio task or thread.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<store::Shared>,
+    writer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("dir", &self.shared.dir)
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log in `config.dir`, recovers it and starts the writer thread.
+    ///
+    /// Blocking (it reads the whole log): call it before serving, or in `spawn_blocking`.
+    /// Fails with [`AuditError::Corrupt`] when the log is damaged: refuse to start then.
+    pub fn open(config: AuditConfig, signer: NoteSigner) -> Result<Self, AuditError> {
+        let opened = store::open(&config, &signer)?;
+        let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
+        let shared = opened.shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer::run(rx, opened, signer, config))
+            .map_err(|e| AuditError::io("audit-writer thread", e))?;
+        Ok(Self {
+            tx,
+            shared,
+            writer: Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Appends an event; returns its leaf index once it is durable under a signed checkpoint.
+    ///
+    /// Cancel-safe in the sense that dropping the future never acknowledges anything, but an
+    /// event already queued may still be written.
+    pub async fn append(&self, event: &Event) -> Result<LeafIndex, AuditError> {
+        let leaf = event.encode()?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Append { leaf, reply })
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// [`append`](Self::append) for synchronous callers. Must not be called from inside an
+    /// async task (it blocks the thread).
+    pub fn append_blocking(&self, event: &Event) -> Result<LeafIndex, AuditError> {
+        let leaf = event.encode()?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Request::Append { leaf, reply })
+            .map_err(|_| AuditError::Closed)?;
+        rx.blocking_recv().map_err(|_| AuditError::Closed)?
+    }
+
+    /// Stops the writer after the events already queued; later appends fail with
+    /// [`AuditError::Closed`]. Reads keep working.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Request::Shutdown { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.join_writer();
+    }
+
+    /// [`shutdown`](Self::shutdown) for synchronous callers.
+    pub fn shutdown_blocking(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.blocking_send(Request::Shutdown { reply }).is_ok() {
+            let _ = rx.blocking_recv();
+        }
+        self.join_writer();
+    }
+
+    fn join_writer(&self) {
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Number of durable events.
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.shared.read().tree.size()
+    }
+
+    /// The latest durable signed checkpoint (for an empty log, a signed checkpoint of size 0).
+    #[must_use]
+    pub fn latest_checkpoint(&self) -> SignedCheckpoint {
+        self.shared.read().checkpoint.clone()
+    }
+
+    /// The verifier (public key) of the log.
+    #[must_use]
+    pub fn verifier(&self) -> NoteVerifier {
+        self.shared.verifier.clone()
+    }
+
+    /// The message of the last failed write, while the log cannot be written; `None` when
+    /// the last batch succeeded. For health checks.
+    #[must_use]
+    pub fn write_error(&self) -> Option<String> {
+        self.shared.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Number of batches (each one write + one fdatasync) committed since open.
+    #[must_use]
+    pub fn batches(&self) -> u64 {
+        self.shared
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Leaf bytes (canonical event encodings) of entries `start..end`, at most
+    /// [`MAX_ENTRIES_PER_READ`]. Each is re-checked against its CRC and leaf hash.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        self.shared.entries(start, end)
+    }
+
+    /// Decoded events `start..end` with their indices, at most [`MAX_ENTRIES_PER_READ`].
+    pub fn events(&self, start: u64, end: u64) -> Result<Vec<(LeafIndex, Event)>, AuditError> {
+        self.entries(start, end)?
+            .into_iter()
+            .zip(start..)
+            .map(|(leaf, i)| {
+                Event::decode(&leaf)
+                    .map(|e| (i, e))
+                    .map_err(|e| AuditError::OutOfRange(format!("event {i}: {e}")))
+            })
+            .collect()
+    }
+
+    /// Inclusion proof of entry `index` in the tree of `size` entries (RFC 6962 `PATH`).
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
+        Ok(self.shared.read().tree.inclusion_proof(index, size)?)
+    }
+
+    /// Consistency proof between the trees of `old` and `new` entries (RFC 6962 `PROOF`).
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
+        Ok(self.shared.read().tree.consistency_proof(old, new)?)
+    }
+
+    /// Root of the tree of `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
+        Ok(self.shared.read().tree.root_at(size)?)
+    }
+
+    /// Every durable event in order, read back from the segments (for rebuilding the daemon's
+    /// state at start-up). Covers the log as it is when called.
+    #[must_use]
+    pub fn replay(&self) -> Replay {
+        self.shared.replay()
+    }
+}

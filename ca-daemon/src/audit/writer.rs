@@ -1,0 +1,310 @@
+//! The writer thread: group commit of events and one signed checkpoint per batch.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use breakglass_proto::audit::merkle::leaf_hash;
+use breakglass_proto::audit::segment::{
+    RecordKind, SEGMENTS_DIR, encode_record, header_payload, segment_file_name,
+};
+use breakglass_proto::audit::{Checkpoint, Hash, NoteSigner, SignedCheckpoint};
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{Active, Opened, SegmentHandle, Shared, write_checkpoint_file};
+use super::{AuditConfig, AuditError, LeafIndex, Request};
+
+/// Under load, the `checkpoint` file is refreshed at most this often (it is a convenience
+/// copy; the segments hold every checkpoint durably).
+const CHECKPOINT_FILE_INTERVAL: Duration = Duration::from_secs(1);
+
+type Reply = oneshot::Sender<Result<LeafIndex, AuditError>>;
+
+struct Writer {
+    shared: Arc<Shared>,
+    active: Option<Active>,
+    frontier: breakglass_proto::audit::Frontier,
+    signer: NoteSigner,
+    config: AuditConfig,
+    /// A failed write may have left bytes after the durable length.
+    needs_repair: bool,
+    buf: Vec<u8>,
+    checkpoint_file_at: Instant,
+    checkpoint_file_stale: bool,
+}
+
+/// What one successful commit produced.
+struct Committed {
+    first_index: u64,
+    hashes: Vec<Hash>,
+    offsets: Vec<u64>,
+    checkpoint: SignedCheckpoint,
+}
+
+pub(crate) fn run(
+    mut rx: mpsc::Receiver<Request>,
+    opened: Opened,
+    signer: NoteSigner,
+    config: AuditConfig,
+) {
+    let mut w = Writer {
+        shared: opened.shared,
+        active: opened.active,
+        frontier: opened.frontier,
+        signer,
+        config,
+        needs_repair: false,
+        buf: Vec::with_capacity(1 << 20),
+        checkpoint_file_at: Instant::now(),
+        checkpoint_file_stale: false,
+    };
+    let max_batch = w.config.max_batch.max(1);
+    let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
+    let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
+    loop {
+        let mut shutdown = None;
+        match rx.blocking_recv() {
+            None => break,
+            Some(Request::Append { leaf, reply }) => {
+                leaves.push(leaf);
+                replies.push(reply);
+            }
+            Some(Request::Shutdown { reply }) => shutdown = Some(reply),
+        }
+        while shutdown.is_none() && leaves.len() < max_batch {
+            match rx.try_recv() {
+                Ok(Request::Append { leaf, reply }) => {
+                    leaves.push(leaf);
+                    replies.push(reply);
+                }
+                Ok(Request::Shutdown { reply }) => shutdown = Some(reply),
+                Err(_) => break,
+            }
+        }
+        if !leaves.is_empty() {
+            w.commit(&leaves, &mut replies);
+            leaves.clear();
+        }
+        if let Some(reply) = shutdown {
+            rx.close();
+            while let Ok(r) = rx.try_recv() {
+                match r {
+                    Request::Append { reply, .. } => {
+                        let _ = reply.send(Err(AuditError::Closed));
+                    }
+                    Request::Shutdown { reply } => {
+                        let _ = reply.send(());
+                    }
+                }
+            }
+            w.refresh_checkpoint_file(true);
+            let _ = reply.send(());
+            return;
+        }
+        if w.checkpoint_file_stale
+            && (rx.is_empty() || w.checkpoint_file_at.elapsed() >= CHECKPOINT_FILE_INTERVAL)
+        {
+            w.refresh_checkpoint_file(false);
+        }
+    }
+    w.refresh_checkpoint_file(true);
+}
+
+impl Writer {
+    fn commit(&mut self, leaves: &[Vec<u8>], replies: &mut Vec<Reply>) {
+        match self.try_commit(leaves) {
+            Ok(c) => {
+                let first = c.first_index;
+                {
+                    let mut idx = self.shared.write();
+                    for h in &c.hashes {
+                        idx.tree.push(*h);
+                    }
+                    idx.offsets.extend_from_slice(&c.offsets);
+                    idx.checkpoint = c.checkpoint;
+                    if let Some(a) = self.active.as_mut().filter(|a| !a.registered) {
+                        match File::open(&a.path) {
+                            Ok(f) => {
+                                idx.segments.push(SegmentHandle {
+                                    first: a.first,
+                                    path: a.path.clone(),
+                                    file: Arc::new(f),
+                                });
+                                a.registered = true;
+                            }
+                            Err(e) => {
+                                // The data is durable; only reads of this segment are affected
+                                // until the next batch retries.
+                                tracing::error!(segment = %a.path.display(), error = %e,
+                                    "cannot open the new audit segment for reading");
+                            }
+                        }
+                    }
+                }
+                self.shared.set_error(None);
+                self.shared
+                    .batches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.checkpoint_file_stale = true;
+                for (i, r) in replies.drain(..).enumerate() {
+                    let _ = r.send(Ok(first + i as u64));
+                }
+            }
+            Err(msg) => {
+                tracing::error!(error = %msg, events = leaves.len(),
+                    "audit batch not written; callers told the log is unavailable");
+                self.shared.set_error(Some(msg.clone()));
+                for r in replies.drain(..) {
+                    let _ = r.send(Err(AuditError::Unavailable(msg.clone())));
+                }
+            }
+        }
+    }
+
+    fn try_commit(&mut self, leaves: &[Vec<u8>]) -> Result<Committed, String> {
+        if self.needs_repair {
+            self.repair()?;
+        }
+        let must_roll = self
+            .active
+            .as_ref()
+            .is_none_or(|a| a.len >= self.config.segment_max_bytes);
+        if must_roll {
+            self.roll()?;
+        }
+        let Some(active) = self.active.as_mut() else {
+            return Err("no active segment".into());
+        };
+        let base = active.len;
+        self.buf.clear();
+        if base == 0 {
+            encode_record(
+                RecordKind::Header,
+                &header_payload(active.first),
+                &mut self.buf,
+            );
+        }
+        let mut frontier = self.frontier.clone();
+        let first_index = frontier.size();
+        let mut hashes = Vec::with_capacity(leaves.len());
+        let mut offsets = Vec::with_capacity(leaves.len());
+        for leaf in leaves {
+            let h = leaf_hash(leaf);
+            frontier.push(h);
+            hashes.push(h);
+            offsets.push(base + self.buf.len() as u64);
+            encode_record(RecordKind::Event, leaf, &mut self.buf);
+        }
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size: frontier.size(),
+            root: frontier.root(),
+            extensions: Vec::new(),
+        };
+        let note = self
+            .signer
+            .sign_checkpoint(&checkpoint)
+            .map_err(|e| format!("cannot sign the checkpoint: {e}"))?;
+        encode_record(RecordKind::Checkpoint, note.as_bytes(), &mut self.buf);
+        let written = active
+            .file
+            .write_all_at(&self.buf, base)
+            .and_then(|()| active.file.sync_data());
+        if let Err(e) = written {
+            let msg = format!("{}: {e}", active.path.display());
+            self.needs_repair = true;
+            if let Err(r) = self.repair() {
+                tracing::warn!(error = %r, "audit segment not cut back yet; retrying before the next batch");
+            }
+            return Err(msg);
+        }
+        active.len = base + self.buf.len() as u64;
+        self.frontier = frontier;
+        Ok(Committed {
+            first_index,
+            hashes,
+            offsets,
+            checkpoint: SignedCheckpoint { checkpoint, note },
+        })
+    }
+
+    /// Cuts the active segment back to its durable length after a failed write.
+    fn repair(&mut self) -> Result<(), String> {
+        if let Some(a) = &self.active {
+            a.file
+                .set_len(a.len)
+                .and_then(|()| a.file.sync_data())
+                .map_err(|e| {
+                    format!(
+                        "{}: cannot cut back to the last durable byte {} after a failed write: {e}",
+                        a.path.display(),
+                        a.len
+                    )
+                })?;
+        }
+        self.needs_repair = false;
+        Ok(())
+    }
+
+    /// Starts a new segment at the current tree size and closes the old one (read-only).
+    fn roll(&mut self) -> Result<(), String> {
+        let first = self.frontier.size();
+        let dir = self.config.dir.join(SEGMENTS_DIR);
+        let path = dir.join(segment_file_name(first));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+            .map_err(|e| format!("{}: cannot create segment: {e}", path.display()))?;
+        let len = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len();
+        if len != 0 {
+            return Err(format!(
+                "{}: a segment with this name already holds {len} bytes",
+                path.display()
+            ));
+        }
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("{}: cannot sync directory: {e}", dir.display()))?;
+        if let Some(old) = self.active.take() {
+            if let Err(e) =
+                std::fs::set_permissions(&old.path, std::fs::Permissions::from_mode(0o444))
+            {
+                tracing::warn!(segment = %old.path.display(), error = %e,
+                    "cannot make the closed audit segment read-only");
+            }
+            tracing::info!(closed = %old.path.display(), new = %path.display(), "audit segment rolled");
+        }
+        self.active = Some(Active {
+            file,
+            path,
+            first,
+            len: 0,
+            registered: false,
+        });
+        Ok(())
+    }
+
+    fn refresh_checkpoint_file(&mut self, durable: bool) {
+        if !self.checkpoint_file_stale && !durable {
+            return;
+        }
+        let note = self.shared.read().checkpoint.note.clone();
+        if self.frontier.size() == 0 {
+            return;
+        }
+        match write_checkpoint_file(&self.config.dir, &note, durable) {
+            Ok(()) => {
+                self.checkpoint_file_stale = false;
+                self.checkpoint_file_at = Instant::now();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the audit checkpoint file"),
+        }
+    }
+}
