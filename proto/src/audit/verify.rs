@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::event::{Event, MAX_EVENT_LEN};
 use super::merkle::{Frontier, Hash, leaf_hash};
-use super::note::{Checkpoint, NoteVerifier, SignedCheckpoint};
+use super::note::{Checkpoint, MAX_NOTE_LEN, NoteVerifier, SignedCheckpoint};
 use super::segment::{
     CHECKPOINT_FILE, Parsed, RECORD_HEADER_LEN, RecordKind, list_segments, parse_header_payload,
     parse_record,
@@ -386,7 +386,10 @@ fn check_checkpoint(
 fn find_checkpoint_after(data: &[u8], from: usize, origin: &str) -> Option<usize> {
     let prefix = format!("{origin}\n");
     (from..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&p| {
+        // Cheap filters first: the kind byte and a length a checkpoint note can have.
+        let len = u32::from_le_bytes([data[p], data[p + 1], data[p + 2], data[p + 3]]) as usize;
         data[p + 8] == RecordKind::Checkpoint as u8
+            && len <= MAX_NOTE_LEN
             && matches!(parse_record(&data[p..]), Parsed::Record { kind: RecordKind::Checkpoint, payload, .. }
                 if payload.starts_with(prefix.as_bytes()))
     })
@@ -798,6 +801,33 @@ mod tests {
         std::fs::remove_file(seg(d.path(), 4)).unwrap();
         let err = verify_dir(d.path(), &v, None).unwrap_err();
         assert!(matches!(err, LogError::NotExtending(_)), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn scanning_a_garbled_segment_never_panics(
+            cut in 0usize..2000, flips in proptest::collection::vec((0usize..4000, 0u8..8), 0..4),
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            write_log(d.path(), 1, 3, 3);
+            let p = seg(d.path(), 0);
+            let mut data = std::fs::read(&p).unwrap();
+            for (pos, bit) in flips {
+                let i = pos % data.len();
+                data[i] ^= 1 << bit;
+            }
+            data.truncate(data.len().saturating_sub(cut));
+            data.extend_from_slice(&junk);
+            std::fs::write(&p, &data).unwrap();
+            let v = signer().verifier();
+            if let Ok(r) = verify_dir(d.path(), &v, None) {
+                // Whatever survives is a prefix of the original events.
+                proptest::prop_assert!(r.summary.size <= 9);
+            }
+            let _ = scan_log(d.path(), &v, &ScanOptions::default(), |_| Ok(()));
+        }
     }
 
     #[test]
