@@ -30,8 +30,7 @@ SVC="sshd-bgbench-$$"
 SSHD_PID=""
 cleanup() {
   [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null || true
-  # guards started by this run (their --spec names $W)
-  for p in $(pgrep -f -- "--spec .*$W" || true); do kill "$p" 2>/dev/null || true; done
+  # the session guards exit by themselves once the processes they watch are gone
   rm -f "/etc/pam.d/$SVC" "/etc/pam.d/bgbench-$$-permit" "/etc/pam.d/bgbench-$$-module"
   userdel -r -f "$USER_NAME" >/dev/null 2>&1 || true
   rm -rf "$W"

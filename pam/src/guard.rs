@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::thread;
@@ -57,9 +57,23 @@ pub struct GuardSpec {
     pub grace_ms: u64,
 }
 
-const USAGE: &str = "usage: breakglass-guard --spec <json>\n\
-Started by pam_breakglass.so with a pidfd on fd 3 and a readiness pipe on fd 4; \
-not meant to be run by hand.";
+const USAGE: &str = "usage: breakglass-guard --session <session id>\n\
+Started by pam_breakglass.so with a pidfd on fd 3, a readiness pipe on fd 4 and its \
+JSON spec on fd 5; not meant to be run by hand.";
+
+/// Largest spec read from fd 5.
+const MAX_SPEC: u64 = 64 * 1024;
+
+fn read_spec() -> Result<GuardSpec, String> {
+    let fd = os::inherited_fd(os::GUARD_SPEC_FD)
+        .map_err(|e| format!("no spec on fd {}: {e}", os::GUARD_SPEC_FD))?;
+    let mut json = Vec::new();
+    File::from(fd)
+        .take(MAX_SPEC)
+        .read_to_end(&mut json)
+        .map_err(|e| format!("reading the spec: {e}"))?;
+    serde_json::from_slice(&json).map_err(|e| format!("bad spec: {e}"))
+}
 
 /// Entry point of the `breakglass-guard` executable; returns the exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
@@ -76,9 +90,9 @@ pub fn main_with_args(args: &[String]) -> i32 {
             println!("{USAGE}");
             return 0;
         }
-        [flag, json] if flag == "--spec" => match serde_json::from_str::<GuardSpec>(json) {
+        [flag, _session] if flag == "--session" => match read_spec() {
             Ok(s) => s,
-            Err(e) => return fail(&mut ready, format!("bad --spec: {e}")),
+            Err(e) => return fail(&mut ready, e),
         },
         _ => return fail(&mut ready, USAGE.to_owned()),
     };

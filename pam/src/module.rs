@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -28,6 +28,8 @@ pub const IDENT: &str = "pam_breakglass";
 pub const SYSLOG_FLUSH: Duration = Duration::from_millis(250);
 /// How long the module waits for the guard to report that it is watching.
 pub const GUARD_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest guard spec (it must fit in a pipe buffer, 64 KiB on Linux).
+pub const MAX_GUARD_SPEC: usize = 60 * 1024;
 /// Delay before a denied sshd session is ended, so sshd can show the user why.
 pub const DENY_DISCONNECT_DELAY: Duration = Duration::from_millis(1500);
 
@@ -494,17 +496,35 @@ impl Host for RealHost {
     fn start_guard(&self, guard: &Path, spec: &GuardSpec) -> Result<(), String> {
         files::check_executable(guard)?;
         let program = CString::new(guard.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-        let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+        // The whole spec must fit in the pipe buffer: it is written before the guard runs.
+        if json.len() > MAX_GUARD_SPEC {
+            return Err(format!(
+                "guard spec is {} bytes; the limit is {MAX_GUARD_SPEC}",
+                json.len()
+            ));
+        }
         let args = [
-            c"--spec".to_owned(),
-            CString::new(json).map_err(|e| e.to_string())?,
+            c"--session".to_owned(),
+            CString::new(spec.record.session.clone()).map_err(|e| e.to_string())?,
         ];
+        let (spec_read, spec_write) = os::pipe().map_err(|e| format!("pipe: {e}"))?;
+        File::from(spec_write)
+            .write_all(&json)
+            .map_err(|e| format!("writing the guard spec: {e}"))?;
         let pidfd = os::pidfd_open(os::getpid()).map_err(|e| format!("pidfd_open: {e}"))?;
         let (read, write) = os::pipe().map_err(|e| format!("pipe: {e}"))?;
-        os::spawn_detached(&program, &args, pidfd.as_fd(), write.as_fd())
-            .map_err(|e| format!("fork: {e}"))?;
+        os::spawn_detached(
+            &program,
+            &args,
+            pidfd.as_fd(),
+            write.as_fd(),
+            spec_read.as_fd(),
+        )
+        .map_err(|e| format!("fork: {e}"))?;
         drop(write);
         drop(pidfd);
+        drop(spec_read);
         let deadline = Instant::now() + GUARD_READY_TIMEOUT;
         let mut file = File::from(read);
         let mut got = Vec::new();

@@ -424,7 +424,7 @@ fn guard_processes_mentioning(needle: &str) -> Vec<u32> {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| {
                     let c = String::from_utf8_lossy(&c);
-                    c.contains(" --spec ") && c.contains(needle)
+                    c.contains("--session") && c.contains(needle)
                 })
                 .unwrap_or(false)
         })

@@ -653,16 +653,15 @@ impl Sshd {
 impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop_listener();
-        // Connection processes of this sshd copy, and guards started for its sessions
-        // (their spec names this sshd's directory).
+        // Connection processes of this sshd copy. The session guards watch those
+        // processes through pidfds and exit once they are gone (and TestUser's drop
+        // removes any leftovers a guard would otherwise wait for).
         let exe = self.exe.clone();
-        let dir = self.dir.path().display().to_string();
         let ours = processes_where(|pid| {
             std::fs::read_link(format!("/proc/{pid}/exe"))
                 .ok()
                 .as_deref()
                 == Some(exe.as_path())
-                || (cmdline(pid).contains("breakglass-guard") && cmdline(pid).contains(&dir))
         });
         for pid in ours {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);

@@ -146,6 +146,14 @@ fn expired_pty_session_is_ended_after_a_warning_with_its_nohup_and_setsid_childr
         1,
         "setsid child started"
     );
+    // One guard watches the session; its command line names the session, not the
+    // requester or the client (argv is visible to every local user).
+    let guards = processes_where(|p| {
+        let c = cmdline(p);
+        c.contains("breakglass-guard --session") && c.contains("g-0000000000000102")
+    });
+    assert_eq!(guards.len(), 1, "{guards:?}");
+    assert!(!cmdline(guards[0]).contains("sre@example.com"));
 
     let (status, ended) = ssh.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| {
         panic!(
@@ -433,5 +441,64 @@ fn plain_key_login_is_ignored_by_default_and_denied_with_require() {
     assert!(
         n.wait_exit(Duration::from_secs(10)).is_some(),
         "ssh -N lingers after a denial"
+    );
+}
+
+#[test]
+fn processes_left_behind_after_logout_are_ended_at_expiry() {
+    if !require_root("processes_left_behind_after_logout_are_ended_at_expiry") {
+        return;
+    }
+    let (sshd, ca, user) = setup("");
+    let key = ClientKey::with_cert(
+        sshd.dir.path(),
+        "id",
+        &ca,
+        &CertSpec::new(0x106, &user.name, 8),
+    );
+    let valid_before = key.valid_before.unwrap() as f64;
+    let out = sshd
+        .ssh(&user.name, &key, &[])
+        .arg("nohup sleep 3041 >/dev/null 2>&1 </dev/null & echo STARTED")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("STARTED"),
+        "{}",
+        sshd.log()
+    );
+    assert!(
+        sshd.syslog
+            .wait_for(
+                &["event=session_close", "grant=g-0000000000000106"],
+                LOG_WAIT
+            )
+            .is_some()
+    );
+    // The session closed normally, but its nohup child would outlive the certificate.
+    assert_eq!(user_processes_matching(&user, "sleep 3041").len(), 1);
+    std::thread::sleep(Duration::from_secs_f64(
+        (valid_before - 1.0 - secs(std::time::SystemTime::now())).max(0.0),
+    ));
+    assert_eq!(
+        user_processes_matching(&user, "sleep 3041").len(),
+        1,
+        "killed before expiry"
+    );
+    gone_by(&user, &["sleep 3041"], valid_before + 2.0).unwrap();
+    assert!(
+        sshd.syslog
+            .wait_for(
+                &[
+                    "event=session_forced_end",
+                    "reason=expired",
+                    "grant=g-0000000000000106",
+                    "killed=1"
+                ],
+                LOG_WAIT
+            )
+            .is_some(),
+        "{:#?}",
+        sshd.syslog.lines()
     );
 }

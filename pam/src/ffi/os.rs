@@ -11,6 +11,9 @@ use std::time::Duration;
 pub const GUARD_PIDFD: RawFd = 3;
 /// Fd number the guard reports readiness on.
 pub const GUARD_READY_FD: RawFd = 4;
+/// Fd number the guard reads its JSON spec from (kept out of argv, which every local
+/// user can read in `ps`).
+pub const GUARD_SPEC_FD: RawFd = 5;
 
 /// The calling process's id.
 #[must_use]
@@ -102,14 +105,15 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Starts `program` fully detached (fork, setsid, fork, exec), with `/dev/null` on fds
-/// 0-2, `pidfd` on fd [`GUARD_PIDFD`], `ready` on fd [`GUARD_READY_FD`], every other
-/// inherited fd closed, default signal dispositions and a minimal environment. Waits
+/// 0-2, `pidfd` on fd [`GUARD_PIDFD`], `ready` on fd [`GUARD_READY_FD`], `spec` on fd
+/// [`GUARD_SPEC_FD`], every other inherited fd closed, default signal dispositions and a minimal environment. Waits
 /// only for the short-lived intermediate child, so no zombie is left to the caller.
 pub fn spawn_detached(
     program: &CStr,
     args: &[CString],
     pidfd: BorrowedFd<'_>,
     ready: BorrowedFd<'_>,
+    spec: BorrowedFd<'_>,
 ) -> io::Result<()> {
     // Everything the children use is prepared before fork: between fork and exec only
     // async-signal-safe calls are made (the caller may have other threads).
@@ -120,8 +124,7 @@ pub fn spawn_detached(
     let path_env = c"PATH=/usr/sbin:/usr/bin:/sbin:/bin";
     let envp: [*const libc::c_char; 2] = [path_env.as_ptr(), ptr::null()];
     let devnull = c"/dev/null";
-    let pidfd = pidfd.as_raw_fd();
-    let ready = ready.as_raw_fd();
+    let fds = [pidfd.as_raw_fd(), ready.as_raw_fd(), spec.as_raw_fd()];
 
     // SAFETY: fork has no preconditions; the child branch below only makes
     // async-signal-safe calls on memory prepared before the fork and ends in exec or _exit.
@@ -131,16 +134,7 @@ pub fn spawn_detached(
     }
     if child == 0 {
         // SAFETY: see above; every pointer refers to memory that outlives this branch.
-        unsafe {
-            detached_child(
-                program.as_ptr(),
-                &argv,
-                &envp,
-                devnull.as_ptr(),
-                pidfd,
-                ready,
-            )
-        }
+        unsafe { detached_child(program.as_ptr(), &argv, &envp, devnull.as_ptr(), fds) }
     }
     let mut status: libc::c_int = 0;
     loop {
@@ -170,8 +164,7 @@ unsafe fn detached_child(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char; 2],
     devnull: *const libc::c_char,
-    pidfd: RawFd,
-    ready: RawFd,
+    fds: [RawFd; 3],
 ) -> ! {
     // SAFETY (whole block): async-signal-safe libc calls on valid fds and pointers.
     unsafe {
@@ -183,14 +176,19 @@ unsafe fn detached_child(
             0 => {}
             _ => libc::_exit(0),
         }
-        // Move the two fds above the target range first so the dup2s cannot clobber them.
-        let p = libc::fcntl(pidfd, libc::F_DUPFD, 10);
-        let r = libc::fcntl(ready, libc::F_DUPFD, 10);
-        if p < 0 || r < 0 {
-            libc::_exit(126);
+        // Move the fds above the target range first so the dup2s cannot clobber them.
+        let targets = [GUARD_PIDFD, GUARD_READY_FD, GUARD_SPEC_FD];
+        let mut high = [-1; 3];
+        for i in 0..3 {
+            high[i] = libc::fcntl(fds[i], libc::F_DUPFD, 10);
+            if high[i] < 0 {
+                libc::_exit(126);
+            }
         }
-        if libc::dup2(p, GUARD_PIDFD) < 0 || libc::dup2(r, GUARD_READY_FD) < 0 {
-            libc::_exit(126);
+        for i in 0..3 {
+            if libc::dup2(high[i], targets[i]) < 0 {
+                libc::_exit(126);
+            }
         }
         let null = libc::open(devnull, libc::O_RDWR);
         if null < 0 {
@@ -201,7 +199,7 @@ unsafe fn detached_child(
                 libc::_exit(126);
             }
         }
-        let first = GUARD_READY_FD + 1;
+        let first = GUARD_SPEC_FD + 1;
         if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) < 0 {
             for fd in first..4096 {
                 libc::close(fd);
