@@ -3,7 +3,15 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["breakglass/v1/breakglass.proto"];
+    // Every .proto file of the API: each service area has its own file.
+    let mut protos: Vec<String> = std::fs::read_dir("breakglass/v1")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "proto"))
+        .map(|p| p.display().to_string())
+        .collect();
+    protos.sort();
+    println!("cargo:rerun-if-changed=breakglass/v1");
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

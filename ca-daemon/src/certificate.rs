@@ -173,6 +173,14 @@ impl CertificateAuthority {
         Ok(key.public_key().clone())
     }
 
+    /// `SHA256:` fingerprint of the signing key.
+    pub fn signing_fingerprint(&self) -> String {
+        self.signing
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string()
+    }
+
     /// The keys hosts should trust, signing key first.
     pub fn published(&self) -> &[PublishedKey] {
         &self.published

@@ -38,6 +38,7 @@ struct RawConfig {
     version: u32,
     server: RawServer,
     ca: RawCa,
+    audit: RawAudit,
     #[serde(default)]
     identities: Vec<RawIdentity>,
     #[serde(default)]
@@ -69,6 +70,19 @@ struct RawCa {
     backdate: Option<String>,
     #[serde(default)]
     max_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    dir: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(default)]
+    segment_max_mib: Option<u64>,
+    #[serde(default)]
+    max_batch: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +155,21 @@ pub struct CaConfig {
     pub max_ttl: Duration,
 }
 
+/// Audit log settings.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Log directory (segments, checkpoint).
+    pub dir: PathBuf,
+    /// Ed25519 checkpoint signing key (PKCS#8 PEM, mode 0600), not the SSH CA key.
+    pub key: PathBuf,
+    /// Log origin: the first line of every checkpoint and the key name.
+    pub origin: String,
+    /// Segment size at which a new segment is started.
+    pub segment_max_bytes: u64,
+    /// Most events per group commit.
+    pub max_batch: usize,
+}
+
 /// A known caller identity.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -161,6 +190,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// CA settings.
     pub ca: CaConfig,
+    /// Audit log settings.
+    pub audit: AuditSettings,
     /// Known identities.
     pub identities: Vec<Identity>,
     /// Compiled policy.
@@ -264,6 +295,46 @@ impl Config {
                 (Duration::from_secs(1), HARD_MAX_TTL),
             )
             .map_err(|r| err("ca.max_ttl", r))?,
+        };
+
+        let origin = raw
+            .audit
+            .origin
+            .clone()
+            .unwrap_or_else(|| "breakglass-ca/audit/v1".to_owned());
+        if origin.is_empty()
+            || origin.len() > 128
+            || origin
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(err(
+                "audit.origin",
+                format!(
+                    "{origin:?} must be 1 to 128 printable characters without spaces or '+' (for example \"ca.example.com/audit/v1\")"
+                ),
+            ));
+        }
+        let segment_mib = raw.audit.segment_max_mib.unwrap_or(64);
+        if !(1..=4096).contains(&segment_mib) {
+            return Err(err(
+                "audit.segment_max_mib",
+                format!("{segment_mib} is outside 1 to 4096"),
+            ));
+        }
+        let max_batch = raw.audit.max_batch.unwrap_or(1024);
+        if !(1..=65536).contains(&max_batch) {
+            return Err(err(
+                "audit.max_batch",
+                format!("{max_batch} is outside 1 to 65536"),
+            ));
+        }
+        let audit = AuditSettings {
+            dir: resolve(&raw.audit.dir),
+            key: resolve(&raw.audit.key),
+            origin,
+            segment_max_bytes: segment_mib * 1024 * 1024,
+            max_batch,
         };
 
         let mut seen = BTreeSet::new();
@@ -400,6 +471,7 @@ impl Config {
             path: path.to_owned(),
             server,
             ca,
+            audit,
             identities,
             policy: Policy::new(rules),
         })
@@ -490,7 +562,7 @@ mod tests {
         Config::parse(Path::new("/etc/breakglass/ca.toml"), text)
     }
 
-    const MIN: &str = "version = 1\n[server]\nlisten = \"127.0.0.1:7443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_ca = \"ca\"\n[ca]\nsigning_key = \"s\"\n";
+    const MIN: &str = "version = 1\n[server]\nlisten = \"127.0.0.1:7443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_ca = \"ca\"\n[ca]\nsigning_key = \"s\"\n[audit]\ndir = \"audit\"\nkey = \"audit_key.pem\"\n";
 
     #[test]
     fn the_dev_config_is_valid() {

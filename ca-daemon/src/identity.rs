@@ -47,32 +47,34 @@ impl Authenticator {
 
     fn identify<T>(&self, req: &tonic::Request<T>) -> Result<Caller, Error> {
         let ext = req.extensions();
-        let (identity, transport) = if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
-            let certs = tls.peer_certs().ok_or_else(|| {
-                Error::Unauthenticated("no client certificate was presented".into())
-            })?;
-            let leaf = certs.first().ok_or_else(|| {
-                Error::Unauthenticated("no client certificate was presented".into())
-            })?;
-            (identity_from_certificate(leaf.as_ref())?, "mtls")
-        } else if let Some(uds) = ext.get::<UdsConnectInfo>() {
-            let cred = uds.peer_cred.ok_or_else(|| {
-                Error::Unauthenticated(
-                    "the admin socket could not read the peer's credentials".into(),
-                )
-            })?;
-            (unix_identity(cred.uid()), "unix")
-        } else {
-            return Err(Error::Unauthenticated(
-                "connection is neither mTLS nor the local admin socket".into(),
-            ));
-        };
+        let (identity, transport, uid) =
+            if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
+                let certs = tls.peer_certs().ok_or_else(|| {
+                    Error::Unauthenticated("no client certificate was presented".into())
+                })?;
+                let leaf = certs.first().ok_or_else(|| {
+                    Error::Unauthenticated("no client certificate was presented".into())
+                })?;
+                (identity_from_certificate(leaf.as_ref())?, "mtls", None)
+            } else if let Some(uds) = ext.get::<UdsConnectInfo>() {
+                let cred = uds.peer_cred.ok_or_else(|| {
+                    Error::Unauthenticated(
+                        "the admin socket could not read the peer's credentials".into(),
+                    )
+                })?;
+                (unix_identity(cred.uid()), "unix", Some(cred.uid()))
+            } else {
+                return Err(Error::Unauthenticated(
+                    "connection is neither mTLS nor the local admin socket".into(),
+                ));
+            };
         let known = self.known.get(&identity);
         Ok(Caller {
             groups: known.map(|k| k.groups.clone()).unwrap_or_default(),
             owner: known.and_then(|k| k.owner.clone()),
             identity,
             transport,
+            uid,
         })
     }
 }

@@ -251,6 +251,9 @@ pub fn init_dev(dir: &Path, listen: SocketAddr) -> Result<DevSetup, InitError> {
         );
         write_new(&cfg, text.as_bytes(), 0o600).map_err(io(&cfg))?;
     }
+    let audit_key = dir.join("audit_key.pem");
+    crate::audit::generate_audit_key(&audit_key, "breakglass-ca/audit/v1")
+        .map_err(|e| io(&audit_key)(std::io::Error::other(e.to_string())))?;
     write_new(&config, dev_config(listen).as_bytes(), 0o600).map_err(io(&config))?;
     Ok(DevSetup {
         dir: dir.to_owned(),
@@ -307,6 +310,16 @@ groups = ["hosts"]
 [[identities]]
 id = "unix:root"
 groups = ["admins"]
+
+[audit]
+# The signed, tamper-evident audit log: every grant is recorded here before the
+# certificate is returned, and the daemon's state is rebuilt from it at start-up.
+dir = "audit"
+# Ed25519 key that signs the log's checkpoints (not the SSH CA key; mode 0600).
+# Auditors verify the log with log.pub, written beside it.
+key = "audit_key.pem"
+origin = "breakglass-ca/audit/v1"
+segment_max_mib = 64
 
 # Rules. Deny by default: a request needs an allow rule that covers every
 # principal, host, the command (or interactive shell), the source addresses,

@@ -6,6 +6,7 @@
 //! - [`request`]: validation of every request field;
 //! - [`policy`]: the access decision;
 //! - [`certificate`]: building and signing the OpenSSH certificate;
+//! - [`audit`]: the signed audit log; [`state`]: what the daemon knows, rebuilt from it;
 //! - [`service`]: the gRPC handlers; [`server`]: listeners, shutdown;
 //! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod policy;
 pub mod request;
 pub mod server;
 pub mod service;
+pub mod state;
 pub mod tls;
 
 /// Formats a duration the way configs and messages write it (`30m`, `2h 5m`).

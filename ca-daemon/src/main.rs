@@ -96,17 +96,19 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(EX_CANTCREAT, e),
         },
-        Command::CheckConfig { config } => match Config::load(&config).map(Daemon::build) {
-            Ok(Ok(d)) => {
-                println!(
-                    "{}: OK ({} identities, {} rules)",
-                    config.display(),
-                    d.config().identities.len(),
-                    d.config().policy.rules().len()
-                );
-                ExitCode::SUCCESS
-            }
-            Ok(Err(e)) => fail(EX_USAGE, e),
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => match Daemon::check(&c) {
+                Ok(()) => {
+                    println!(
+                        "{}: OK ({} identities, {} rules)",
+                        config.display(),
+                        c.identities.len(),
+                        c.policy.rules().len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EX_USAGE, e),
+            },
             Err(e) => fail(EX_USAGE, e),
         },
         Command::Serve { config, dev } => {

@@ -62,6 +62,18 @@ pub struct Caller {
     pub owner: Option<String>,
     /// `mtls` or `unix`.
     pub transport: &'static str,
+    /// The peer's uid on the admin socket.
+    pub uid: Option<u32>,
+}
+
+impl Caller {
+    /// The actor recorded in audit events for this caller.
+    pub fn actor(&self) -> breakglass_proto::audit::Actor {
+        match self.uid {
+            Some(uid) => breakglass_proto::audit::Actor::LocalUid(uid),
+            None => breakglass_proto::audit::Actor::User(self.identity.clone()),
+        }
+    }
 }
 
 /// The policy's answer.
@@ -344,6 +356,9 @@ tls_key = "k"
 client_ca = "ca"
 [ca]
 signing_key = "s"
+[audit]
+dir = "audit"
+key = "audit_key.pem"
 "#;
 
     fn policy(rules: &str) -> Policy {
@@ -361,6 +376,7 @@ signing_key = "s"
             groups: vec!["sre".into()],
             owner: None,
             transport: "mtls",
+            uid: None,
         }
     }
 

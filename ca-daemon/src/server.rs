@@ -17,10 +17,12 @@ use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 
+use crate::audit::{AuditConfig, AuditLog};
 use crate::certificate::{CaKeyError, CertificateAuthority};
 use crate::config::Config;
 use crate::identity::Authenticator;
 use crate::service::{Handlers, Service};
+use crate::state::State;
 use crate::tls::{self, TlsError};
 
 /// Why the daemon could not start.
@@ -29,6 +31,9 @@ pub enum StartupError {
     /// The CA key is missing, unsafe or unusable.
     #[error("{0}")]
     CaKey(#[from] CaKeyError),
+    /// The audit log or its key is unusable (damaged log: refuse to start).
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// The TLS material is missing, unsafe or unusable.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
@@ -69,12 +74,31 @@ impl Daemon {
             &config.server.tls_key,
             &config.server.client_ca,
         )?;
-        let service = Service::new(ca, config.policy.clone(), config.ca.max_ttl);
+        let (audit, state) = open_audit(&config.audit)?;
+        let service = Service::new(ca, config.policy.clone(), config.ca.max_ttl, audit, state);
         Ok(Self {
             config,
             service,
             tls: Arc::new(tls),
         })
+    }
+
+    /// Checks everything the configuration points at (CA key, TLS material,
+    /// audit key) without opening the audit log, which recovery could modify.
+    pub fn check(config: &Config) -> Result<(), StartupError> {
+        tls::install_crypto_provider();
+        CertificateAuthority::load(
+            &config.ca.signing_key,
+            &config.ca.extra_public_keys,
+            config.ca.backdate,
+        )?;
+        tls::server_config(
+            &config.server.tls_cert,
+            &config.server.tls_key,
+            &config.server.client_ca,
+        )?;
+        crate::audit::load_audit_key(&config.audit.key, &config.audit.origin)?;
+        Ok(())
     }
 
     /// The loaded configuration.
@@ -189,8 +213,34 @@ impl Daemon {
         if let Some(p) = &self.config.server.admin_socket {
             let _ = std::fs::remove_file(p);
         }
+        // Everything acknowledged is already durable; this lets the writer finish cleanly.
+        self.service.audit.shutdown().await;
         Ok(())
     }
+}
+
+/// Opens the audit log (recovering a torn tail, refusing a damaged log) and
+/// rebuilds the state from it.
+fn open_audit(cfg: &crate::config::AuditSettings) -> Result<(AuditLog, State), StartupError> {
+    let signer = crate::audit::load_audit_key(&cfg.key, &cfg.origin)?;
+    let mut engine = AuditConfig::new(&cfg.dir);
+    engine.segment_max_bytes = cfg.segment_max_bytes;
+    engine.max_batch = cfg.max_batch;
+    let log = AuditLog::open(engine, signer)?;
+    let started = std::time::Instant::now();
+    let mut state = State::default();
+    for item in log.replay() {
+        let (index, event) = item?;
+        state.apply(index, &event);
+    }
+    tracing::info!(
+        events = state.events,
+        grants = state.grants.len(),
+        requests = state.requests.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "state rebuilt from the audit log"
+    );
+    Ok((log, state))
 }
 
 /// Binds the admin socket (replacing a stale one) with mode 0600.

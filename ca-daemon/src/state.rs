@@ -1,0 +1,210 @@
+//! The daemon's state, derived from the audit log and from nothing else.
+//!
+//! At start-up every event is replayed through [`State::apply`]; afterwards
+//! each event is applied right after the log acknowledged it as durable. So
+//! the state can never hold something the log does not, and a restart
+//! restores it exactly. `apply` is pure: no clock, no I/O.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use breakglass_proto::audit::event::{
+    EndReason, GrantIssued, RequestCreated, ReviewVerdict, SessionRef,
+};
+use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
+use breakglass_proto::profile::GrantId;
+
+use crate::audit::LeafIndex;
+
+/// Where a request stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Waiting for approvals.
+    Pending,
+    /// A certificate was issued for it.
+    Issued(GrantId),
+    /// An approver (or the policy) said no.
+    Denied {
+        /// Who denied it.
+        by: Actor,
+        /// Why.
+        reason: String,
+    },
+    /// It timed out waiting for approvals.
+    Expired,
+}
+
+/// One access request and what happened to it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The request as created.
+    pub created: RequestCreated,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Approvals so far: approver, comment, time.
+    pub approvals: Vec<(Actor, String, Timestamp)>,
+    /// Current status.
+    pub status: RequestStatus,
+}
+
+/// One session on a host, assembled from host records.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    /// Host and session identity (from the first record seen).
+    pub host: String,
+    /// Account logged into.
+    pub principal: String,
+    /// Host-local session id.
+    pub session_id: String,
+    /// Client address.
+    pub remote_addr: String,
+    /// When it opened.
+    pub opened_at: Option<Timestamp>,
+    /// When the user was warned of its end.
+    pub warned_at: Option<Timestamp>,
+    /// When the user closed it.
+    pub closed_at: Option<Timestamp>,
+    /// When and why breakglass ended it.
+    pub ended: Option<(EndReason, Timestamp, String)>,
+}
+
+/// One issued certificate and what happened to it since.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// The issuing event.
+    pub issued: GrantIssued,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// Leaf index of the issuing event.
+    pub index: LeafIndex,
+    /// Revocation: who, why, when.
+    pub revoked: Option<(Actor, String, Timestamp)>,
+    /// Review: verdict, reviewer, comment, when.
+    pub review: Option<(ReviewVerdict, Actor, String, Timestamp)>,
+    /// Sessions reported by hosts, by `host/session id`.
+    pub sessions: BTreeMap<String, Session>,
+}
+
+/// Everything the daemon knows, rebuilt from the log.
+#[derive(Debug, Default)]
+pub struct State {
+    /// All requests.
+    pub requests: BTreeMap<RequestId, Request>,
+    /// All grants.
+    pub grants: BTreeMap<GrantId, Grant>,
+    /// Grant of each certificate serial.
+    pub serials: HashMap<u64, GrantId>,
+    /// Host record ids already in the log (a re-delivered record is not appended twice).
+    pub host_records: HashSet<String>,
+    /// Sessions reported for grants this log does not hold, by `host/session id`.
+    pub orphan_sessions: BTreeMap<String, Session>,
+    /// Latest published KRL version.
+    pub krl_version: u64,
+    /// Number of events applied.
+    pub events: u64,
+}
+
+impl State {
+    /// Applies one durable event. Events about unknown requests or grants are
+    /// kept in the log but change nothing here.
+    pub fn apply(&mut self, index: LeafIndex, event: &Event) {
+        self.events += 1;
+        let at = event.time;
+        match &event.kind {
+            EventKind::RequestCreated(r) => {
+                self.requests.insert(
+                    r.request_id,
+                    Request {
+                        created: r.clone(),
+                        created_at: at,
+                        approvals: Vec::new(),
+                        status: RequestStatus::Pending,
+                    },
+                );
+            }
+            EventKind::ApprovalAdded(a) => {
+                if let Some(r) = self.requests.get_mut(&a.request_id) {
+                    r.approvals
+                        .push((event.actor.clone(), a.comment.clone(), at));
+                }
+            }
+            EventKind::RequestDenied(d) => {
+                if let Some(r) = self.requests.get_mut(&d.request_id) {
+                    r.status = RequestStatus::Denied {
+                        by: event.actor.clone(),
+                        reason: d.reason.clone(),
+                    };
+                }
+            }
+            EventKind::RequestExpired(e) => {
+                if let Some(r) = self.requests.get_mut(&e.request_id) {
+                    r.status = RequestStatus::Expired;
+                }
+            }
+            EventKind::GrantIssued(g) => {
+                if let Some(r) = self.requests.get_mut(&g.request_id) {
+                    r.status = RequestStatus::Issued(g.grant_id);
+                }
+                self.serials.insert(g.serial, g.grant_id);
+                self.grants.insert(
+                    g.grant_id,
+                    Grant {
+                        issued: (**g).clone(),
+                        issued_at: at,
+                        index,
+                        revoked: None,
+                        review: None,
+                        sessions: BTreeMap::new(),
+                    },
+                );
+            }
+            EventKind::GrantRevoked(r) => {
+                if let Some(g) = self.grants.get_mut(&r.grant_id) {
+                    g.revoked
+                        .get_or_insert((event.actor.clone(), r.reason.clone(), at));
+                }
+            }
+            EventKind::GrantReviewed(r) => {
+                if let Some(g) = self.grants.get_mut(&r.grant_id) {
+                    g.review = Some((r.verdict, event.actor.clone(), r.comment.clone(), at));
+                }
+            }
+            EventKind::SessionOpened(s) => {
+                let session = self.session(&s.session);
+                session.opened_at = Some(at);
+                session.remote_addr = s.remote_addr.clone();
+            }
+            EventKind::SessionWarned(s) => {
+                self.session(&s.session).warned_at = Some(at);
+            }
+            EventKind::SessionClosed(s) => {
+                self.session(&s.session).closed_at = Some(at);
+            }
+            EventKind::SessionEnded(s) => {
+                self.session(&s.session).ended = Some((s.reason, at, s.detail.clone()));
+            }
+            EventKind::KrlPublished(k) => {
+                self.krl_version = self.krl_version.max(k.version);
+            }
+            EventKind::CaKeyAdded(_) | EventKind::Heartbeat(_) => {}
+        }
+        if let Some(s) = event.kind.session() {
+            self.host_records.insert(s.record_id.clone());
+        }
+    }
+
+    /// The session a host record is about, created on first sight. Sessions of
+    /// grants the daemon does not know are kept apart, in `orphan_sessions`.
+    fn session(&mut self, r: &SessionRef) -> &mut Session {
+        let key = format!("{}/{}", r.host, r.session_id);
+        let sessions = match self.grants.get_mut(&r.grant_id) {
+            Some(g) => &mut g.sessions,
+            None => &mut self.orphan_sessions,
+        };
+        sessions.entry(key).or_insert_with(|| Session {
+            host: r.host.clone(),
+            principal: r.principal.clone(),
+            session_id: r.session_id.clone(),
+            ..Session::default()
+        })
+    }
+}
