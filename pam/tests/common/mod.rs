@@ -48,6 +48,15 @@ pub fn guard_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_breakglass-guard"))
 }
 
+fn users_uid() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .unwrap_or_default()
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -65,7 +74,9 @@ pub fn require_root(test: &str) -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("{test} needs root and CI is set: run the test suite as root");
     }
-    eprintln!("SKIPPED (needs root): {test}");
+    // Straight to fd 2: libtest captures eprintln! of passing tests, and a skip must show.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED (needs root): {test} ***");
     false
 }
 
@@ -264,8 +275,16 @@ pub fn harness_bin() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pam_harness.c");
-        let out = target_dir().join("pam_harness");
-        let tmp = target_dir().join(format!("pam_harness.{}.tmp", std::process::id()));
+        // The target dir, or /tmp when the tests run as a user who cannot write there.
+        let probe = target_dir().join(format!(".probe.{}", std::process::id()));
+        let dir = if std::fs::write(&probe, b"").is_ok() {
+            let _ = std::fs::remove_file(&probe);
+            target_dir()
+        } else {
+            std::env::temp_dir()
+        };
+        let out = dir.join(format!("pam_harness-uid{}", users_uid()));
+        let tmp = dir.join(format!("pam_harness.{}.tmp", std::process::id()));
         let st = Command::new("cc")
             .args(["-O2", "-Wall", "-o"])
             .arg(&tmp)
