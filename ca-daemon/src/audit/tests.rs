@@ -414,12 +414,13 @@ impl Tmpfs {
     }
 
     fn resize(&self, size: &str) {
+        let opts = format!("size={size}");
         let st = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
+            .args(["-o", &format!("remount,{opts}")])
             .arg(&self.0)
             .status()
             .unwrap();
-        assert!(st.success(), "remount tmpfs failed");
+        assert!(st.success(), "remount tmpfs with {opts} failed");
     }
 }
 
@@ -474,18 +475,20 @@ async fn when_the_disk_is_full_appends_fail_clearly_reads_work_and_appends_resum
     fs.resize("4m");
     assert_eq!(log.append(&heartbeat(7, 7)).await.unwrap(), n);
     assert!(log.write_error().is_none());
+    assert_eq!(log.append(&heartbeat(9, 9)).await.unwrap(), n + 1);
     log.shutdown().await;
     drop(log);
     let log = AuditLog::open(config(&dir, 128 * 1024), signer()).unwrap();
-    assert_eq!(log.size(), n + 1);
+    assert_eq!(log.size(), n + 2);
     let events: Vec<_> = log.replay().map(Result::unwrap).collect();
     for (i, e) in events.iter().take(n as usize) {
         assert_eq!(e, &big_event(*i));
     }
     assert_eq!(events[n as usize].1, heartbeat(7, 7));
+    assert_eq!(events[n as usize + 1].1, heartbeat(9, 9));
     log.shutdown().await;
     let r = verify_dir(&dir, &signer().verifier(), None).unwrap();
-    assert_eq!(r.summary.size, n + 1);
+    assert_eq!(r.summary.size, n + 2);
 }
 
 const CRASH_ENV: &str = "BG_AUDIT_CRASH_CHILD_DIR";
