@@ -101,8 +101,8 @@ impl Outcome {
 }
 
 /// Runs `f`, turning a panic into a denial (never into success, never into an abort of
-/// the host process).
-pub fn catch_panics(f: impl FnOnce() -> Outcome) -> Outcome {
+/// the host process) that is logged to the `syslog=` socket named in `args`.
+pub fn catch_panics(args: &[String], f: impl FnOnce() -> Outcome) -> Outcome {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(o) => o,
         Err(payload) => {
@@ -113,7 +113,7 @@ pub fn catch_panics(f: impl FnOnce() -> Outcome) -> Outcome {
                 .unwrap_or_else(|| "unknown panic".into());
             // Logging itself must not panic again; forget the payload if dropping fails.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let log = Syslog::new(IDENT, bg_syslog::DEFAULT_SOCKET);
+                let log = Syslog::new(IDENT, Config::syslog_hint(args));
                 log.send(
                     Severity::Error,
                     &[
@@ -969,7 +969,7 @@ mod tests {
 
     #[test]
     fn panics_become_denials() {
-        let o = catch_panics(|| panic!("boom"));
+        let o = catch_panics(&[], || panic!("boom"));
         assert!(matches!(&o, Outcome::Deny(Error::Internal(m)) if m == "boom"));
         assert_eq!(o.session_code(), PamResultCode::PAM_SESSION_ERR);
         assert_eq!(Outcome::Ignore.session_code(), PamResultCode::PAM_IGNORE);

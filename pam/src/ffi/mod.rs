@@ -34,18 +34,20 @@ pam::pam_hooks!(Breakglass);
 impl PamHooks for Breakglass {
     fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
         let now = SystemTime::now();
-        let outcome = module::catch_panics(|| {
+        let args = utf8_args(&args);
+        let outcome = module::catch_panics(&args, || {
             let mut pam = RealPam { pamh };
-            module::open_session(&mut pam, &RealHost, &utf8_args(&args), now)
+            module::open_session(&mut pam, &RealHost, &args, now)
         });
         outcome.session_code()
     }
 
     fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
         let now = SystemTime::now();
-        let outcome = module::catch_panics(|| {
+        let args = utf8_args(&args);
+        let outcome = module::catch_panics(&args, || {
             let mut pam = RealPam { pamh };
-            module::close_session(&mut pam, &RealHost, &utf8_args(&args), now)
+            module::close_session(&mut pam, &RealHost, &args, now)
         });
         outcome.session_code()
     }
