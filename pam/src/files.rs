@@ -78,13 +78,14 @@ pub fn check_executable(path: &Path) -> Result<(), String> {
     check_owner_mode(&meta, "session guard", path)
 }
 
-/// Creates `dir` (mode 0700) if missing and checks it is a real directory owned by root
+/// Creates `dir` (mode 0700, its parent must exist) if missing and checks it is a real directory owned by root
 /// (or the running user) and not writable by group or others.
 pub fn ensure_private_dir(dir: &Path, what: &str) -> Result<(), String> {
     match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Only the last component: the parent (e.g. /var/spool) must exist, so a
+            // late writer never re-creates a removed tree.
             fs::DirBuilder::new()
-                .recursive(true)
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| format!("cannot create {what} {}: {e}", dir.display()))?;

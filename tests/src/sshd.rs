@@ -678,6 +678,14 @@ impl Drop for Sshd {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         let _ = std::fs::remove_file(&self.pam_file);
+        // Guards may still be writing their last record into the spool: retry the removal
+        // (TempDir's own removal ignores errors and would leave a partial tree behind).
+        for _ in 0..10 {
+            if std::fs::remove_dir_all(self.dir.path()).is_ok() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

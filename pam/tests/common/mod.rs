@@ -254,8 +254,14 @@ impl Stack {
             .arg(user)
             .arg("--env-file")
             .arg(&env)
-            .args(extra);
-        cmd.output().unwrap()
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        remove_pam_wrapper_dirs_of(pid);
+        out
     }
 
     pub fn spool_files(&self) -> Vec<String> {
@@ -310,4 +316,24 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// pam_wrapper keeps its copy of the service files in /tmp/pam.X and removes it at exit;
+/// a harness killed by a signal (the guard's SIGTERM) leaves it behind.
+fn remove_pam_wrapper_dirs_of(pid: u32) {
+    let Ok(dir) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let path = e.path();
+        let is_wrapper_dir = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("pam.") && n.len() == 5);
+        if is_wrapper_dir
+            && std::fs::read_to_string(path.join("pid")).is_ok_and(|p| p.trim() == pid.to_string())
+        {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
