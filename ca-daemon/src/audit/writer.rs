@@ -19,6 +19,12 @@ use super::{AuditConfig, AuditError, LeafIndex, Request};
 /// copy; the segments hold every checkpoint durably).
 const CHECKPOINT_FILE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Longest a batch waits for callers expected back (those answered by the previous batch)
+/// before it is committed. Without it, N concurrent callers split into two alternating
+/// half-size batches; with it they share one fdatasync. A lone caller never waits: it is
+/// the only one expected.
+const GATHER_WAIT: Duration = Duration::from_micros(100);
+
 type Reply = oneshot::Sender<Result<LeafIndex, AuditError>>;
 
 struct Writer {
@@ -62,6 +68,9 @@ pub(crate) fn run(
     let max_batch = w.config.max_batch.max(1);
     let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
     let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
+    // How many callers the next batch can expect: those just answered (they usually come
+    // straight back) plus those already queued. See GATHER_WAIT.
+    let mut expected = 0usize;
     loop {
         let mut shutdown = None;
         match rx.blocking_recv() {
@@ -72,6 +81,8 @@ pub(crate) fn run(
             }
             Some(Request::Shutdown { reply }) => shutdown = Some(reply),
         }
+        let gather_until = Instant::now() + GATHER_WAIT;
+        let target = expected.clamp(1, max_batch);
         while shutdown.is_none() && leaves.len() < max_batch {
             match rx.try_recv() {
                 Ok(Request::Append { leaf, reply }) => {
@@ -79,9 +90,16 @@ pub(crate) fn run(
                     replies.push(reply);
                 }
                 Ok(Request::Shutdown { reply }) => shutdown = Some(reply),
+                Err(mpsc::error::TryRecvError::Empty)
+                    if leaves.len() < target && Instant::now() < gather_until =>
+                {
+                    // Let the tokio workers run the callers that are about to come back.
+                    std::thread::yield_now();
+                }
                 Err(_) => break,
             }
         }
+        let answered = leaves.len();
         if !leaves.is_empty() {
             w.commit(&leaves, &mut replies);
             leaves.clear();
@@ -102,6 +120,7 @@ pub(crate) fn run(
             let _ = reply.send(());
             return;
         }
+        expected = answered + rx.len();
         if w.checkpoint_file_stale
             && (rx.is_empty() || w.checkpoint_file_at.elapsed() >= CHECKPOINT_FILE_INTERVAL)
         {
