@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod krl;
 pub mod names;
 pub mod profile;
 

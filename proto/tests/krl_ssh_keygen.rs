@@ -1,0 +1,308 @@
+//! The KRL encoder and parser against OpenSSH's own: `ssh-keygen -Q` must read our
+//! KRLs exactly as we mean them, and our parser must read the KRLs `ssh-keygen -k`
+//! writes exactly as `ssh-keygen -Q` does.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use breakglass_proto::krl::Krl;
+use ssh_key::rand_core::{OsRng, RngCore};
+use ssh_key::{Algorithm, Certificate, PrivateKey, certificate};
+
+fn have_ssh_keygen() -> bool {
+    let ok = Command::new("ssh-keygen")
+        .arg("-?")
+        .output()
+        .map(|_| true)
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("ssh-keygen is needed, and CI must run this test");
+        }
+        eprintln!("\n*** SKIPPED (needs ssh-keygen from openssh-client) ***\n");
+    }
+    ok
+}
+
+fn key() -> PrivateKey {
+    PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap()
+}
+
+fn cert(ca: &PrivateKey, subject: &PrivateKey, serial: u64, id: &str) -> Certificate {
+    let mut b = certificate::Builder::new_with_random_nonce(
+        &mut OsRng,
+        subject.public_key().key_data().clone(),
+        0,
+        u64::from(u32::MAX) * 2,
+    )
+    .unwrap();
+    b.serial(serial).unwrap();
+    b.key_id(id).unwrap();
+    b.valid_principal("alice").unwrap();
+    b.sign(ca).unwrap()
+}
+
+fn write_cert(dir: &Path, name: &str, c: &Certificate) -> PathBuf {
+    let p = dir.join(format!("{name}-cert.pub"));
+    std::fs::write(&p, c.to_openssh().unwrap() + "\n").unwrap();
+    p
+}
+
+/// `ssh-keygen -Q -f krl cert`: Some(true) revoked (rc 1, "REVOKED"), Some(false) ok (rc 0, "ok").
+fn keygen_says_revoked(krl: &Path, cert: &Path) -> bool {
+    let out = Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(krl)
+        .arg(cert)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(1) => {
+            assert!(text.contains("REVOKED"), "rc 1 without REVOKED: {text}");
+            true
+        }
+        Some(0) => {
+            assert!(text.contains("ok"), "rc 0 without ok: {text}");
+            false
+        }
+        other => panic!("ssh-keygen -Q failed ({other:?}): {text}"),
+    }
+}
+
+fn random_serials(n: usize) -> BTreeSet<u64> {
+    let mut set = BTreeSet::new();
+    while set.len() < n {
+        let s = OsRng.next_u64();
+        if s != 0 {
+            set.insert(s);
+        }
+    }
+    set
+}
+
+fn check_serials(serials: &BTreeSet<u64>, label: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = key();
+    let other_ca = key();
+    let mut krl = Krl::new(serials.len() as u64 + 1, 1_750_000_000);
+    for &s in serials {
+        krl.revoke_serial(ca.public_key().key_data(), s).unwrap();
+    }
+    let path = dir.path().join("revoked.krl");
+    let bytes = krl.to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    // Our own parser reads back what we wrote.
+    let back = Krl::parse(&bytes).unwrap();
+    assert_eq!(back.version, krl.version);
+
+    let subject = key();
+    let mut probes: Vec<(u64, bool)> = Vec::new();
+    let list: Vec<u64> = serials.iter().copied().collect();
+    for i in [0, list.len() / 2, list.len().saturating_sub(1)] {
+        if let Some(&s) = list.get(i) {
+            probes.push((s, true));
+        }
+    }
+    // Serials next to revoked ones, and far away.
+    for &s in list.iter().take(2) {
+        for n in [s.wrapping_sub(1), s.wrapping_add(1)] {
+            if n != 0 && !serials.contains(&n) {
+                probes.push((n, false));
+            }
+        }
+    }
+    let mut far = OsRng.next_u64() | 1;
+    while serials.contains(&far) {
+        far = OsRng.next_u64() | 1;
+    }
+    probes.push((far, false));
+    probes.sort_unstable();
+    probes.dedup();
+    for (i, (serial, revoked)) in probes.iter().enumerate() {
+        let c = cert(&ca, &subject, *serial, &format!("probe-{i}"));
+        let file = write_cert(dir.path(), &format!("p{i}"), &c);
+        assert_eq!(
+            keygen_says_revoked(&path, &file),
+            *revoked,
+            "{label}: ssh-keygen on serial {serial}"
+        );
+        assert_eq!(
+            back.revoked(&c).is_some(),
+            *revoked,
+            "{label}: our parser on serial {serial}"
+        );
+        // The same serial from another CA is never revoked: serials are scoped to our CA.
+        let foreign = cert(&other_ca, &subject, *serial, "foreign");
+        let file = write_cert(dir.path(), &format!("f{i}"), &foreign);
+        assert!(
+            !keygen_says_revoked(&path, &file),
+            "{label}: foreign CA serial {serial}"
+        );
+    }
+}
+
+#[test]
+fn ssh_keygen_reads_our_krl_with_no_serials() {
+    if have_ssh_keygen() {
+        check_serials(&BTreeSet::new(), "0 serials");
+    }
+}
+
+#[test]
+fn ssh_keygen_reads_our_krl_with_one_serial() {
+    if have_ssh_keygen() {
+        check_serials(&random_serials(1), "1 serial");
+    }
+}
+
+#[test]
+fn ssh_keygen_reads_our_krl_with_1000_serials() {
+    if have_ssh_keygen() {
+        check_serials(&random_serials(1000), "1,000 serials");
+    }
+}
+
+#[test]
+fn ssh_keygen_reads_our_krl_with_100000_serials() {
+    if have_ssh_keygen() {
+        check_serials(&random_serials(100_000), "100,000 random serials");
+        // Consecutive serials are written as ranges.
+        let mut set: BTreeSet<u64> = (1..=50_000).collect();
+        set.extend((1_000_000..1_050_000).step_by(2));
+        check_serials(&set, "100,000 serials in runs and gaps");
+    }
+}
+
+#[test]
+fn ssh_keygen_reads_our_key_ids_and_explicit_keys() {
+    if !have_ssh_keygen() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = key();
+    let other_ca = key();
+    let compromised = key();
+    let innocent = key();
+    let mut krl = Krl::new(3, 0);
+    krl.revoke_key_id(
+        Some(ca.public_key().key_data()),
+        "breakglass/g-1/alice@example.com",
+    )
+    .unwrap();
+    krl.revoke_key_id(None, "anyone/any-ca").unwrap();
+    krl.revoke_key(compromised.public_key().key_data()).unwrap();
+    let path = dir.path().join("k.krl");
+    std::fs::write(&path, krl.to_bytes().unwrap()).unwrap();
+    let back = Krl::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let cases = [
+        (
+            cert(&ca, &innocent, 5, "breakglass/g-1/alice@example.com"),
+            true,
+        ),
+        (
+            cert(&other_ca, &innocent, 5, "breakglass/g-1/alice@example.com"),
+            false,
+        ),
+        (cert(&other_ca, &innocent, 6, "anyone/any-ca"), true),
+        (
+            cert(&ca, &innocent, 7, "breakglass/g-2/alice@example.com"),
+            false,
+        ),
+        (cert(&ca, &compromised, 8, "fine-id"), true),
+    ];
+    for (i, (c, revoked)) in cases.iter().enumerate() {
+        let file = write_cert(dir.path(), &format!("c{i}"), c);
+        assert_eq!(keygen_says_revoked(&path, &file), *revoked, "case {i}");
+        assert_eq!(back.revoked(c).is_some(), *revoked, "our parser, case {i}");
+    }
+    // The plain key itself is revoked too.
+    let plain = dir.path().join("plain.pub");
+    compromised.public_key().write_openssh_file(&plain).unwrap();
+    assert!(keygen_says_revoked(&path, &plain));
+}
+
+#[test]
+fn our_parser_reads_krls_written_by_ssh_keygen() {
+    if !have_ssh_keygen() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = key();
+    let ca_pub = dir.path().join("ca.pub");
+    ca.public_key().write_openssh_file(&ca_pub).unwrap();
+    let compromised = key();
+    let compromised_pub = dir.path().join("bad.pub");
+    compromised
+        .public_key()
+        .write_openssh_file(&compromised_pub)
+        .unwrap();
+    let hashed = key();
+    let hashed_pub = dir.path().join("hashed.pub");
+    hashed.public_key().write_openssh_file(&hashed_pub).unwrap();
+    // A list, a range, a dense set (ssh-keygen writes a bitmap), ids, a key, a sha256.
+    let mut spec = String::from("serial: 4242\nserial: 5000-5999\n");
+    for s in (10_000..10_400).step_by(3) {
+        spec.push_str(&format!("serial: {s}\n"));
+    }
+    spec.push_str(&format!(
+        "id: breakglass/g-9/bob@example.com\nkey: {}\nsha256: {}\n",
+        compromised.public_key().to_openssh().unwrap(),
+        hashed.public_key().to_openssh().unwrap(),
+    ));
+    let spec_file = dir.path().join("spec");
+    std::fs::write(&spec_file, spec).unwrap();
+    let krl_path = dir.path().join("theirs.krl");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-k", "-z", "12", "-f"])
+        .arg(&krl_path)
+        .arg("-s")
+        .arg(&ca_pub)
+        .arg(&spec_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh-keygen -k: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = Krl::parse(&std::fs::read(&krl_path).unwrap()).unwrap();
+    assert_eq!(theirs.version, 12);
+    let innocent = key();
+    let mut cases = Vec::new();
+    for s in [4241, 4242, 4243, 4999, 5000, 5500, 5999, 6000, 9999] {
+        cases.push(cert(&ca, &innocent, s, "x"));
+    }
+    for s in 10_000..10_020 {
+        cases.push(cert(&ca, &innocent, s, "x"));
+    }
+    cases.push(cert(&ca, &innocent, 77, "breakglass/g-9/bob@example.com"));
+    cases.push(cert(&ca, &innocent, 78, "breakglass/g-8/bob@example.com"));
+    cases.push(cert(&ca, &compromised, 79, "y"));
+    cases.push(cert(&ca, &hashed, 80, "z"));
+    cases.push(cert(&key(), &innocent, 4242, "x"));
+    for (i, c) in cases.iter().enumerate() {
+        let file = write_cert(dir.path(), &format!("t{i}"), c);
+        assert_eq!(
+            theirs.revoked(c).is_some(),
+            keygen_says_revoked(&krl_path, &file),
+            "serial {} id {}",
+            c.serial(),
+            c.key_id()
+        );
+    }
+    // An empty KRL from ssh-keygen parses and revokes nothing.
+    let empty = dir.path().join("empty.krl");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-k", "-f"])
+        .arg(&empty)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let e = Krl::parse(&std::fs::read(&empty).unwrap()).unwrap();
+    assert!(e.is_empty());
+    assert!(e.revoked(&cases[1]).is_none());
+}
