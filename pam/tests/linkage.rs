@@ -83,3 +83,25 @@ fn module_links_no_tokio_tonic_or_prost() {
     let ldd = String::from_utf8_lossy(&out.stdout);
     assert!(ldd.contains("libpam.so"), "{ldd}");
 }
+
+#[test]
+fn no_profile_aborts_on_panic() {
+    // pam-bindings and the module catch panics and deny; `panic = "abort"` in any
+    // profile would turn a bug into an abort of sshd's session process instead.
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let offending: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l: String = l
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            l.starts_with("panic=") && l.contains("abort")
+        })
+        .collect();
+    assert!(offending.is_empty(), "{manifest}: {offending:?}");
+}
