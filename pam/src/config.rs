@@ -18,8 +18,16 @@ pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(120);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
 /// Every option the module understands, for error messages.
-pub const KNOWN_OPTIONS: &str =
-    "ca_keys=, krl=, host=, require, warn_before=, spool=, guard=, syslog=, debug";
+pub const KNOWN_OPTIONS: &str = "ca_keys=, krl=, krl_max_age=, krl_fail=, host=, require, warn_before=, spool=, guard=, syslog=, sessions=, debug";
+
+/// What to do when the KRL is older than `krl_max_age`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KrlFail {
+    /// Deny the session (the default: a stale KRL may miss revocations).
+    Closed,
+    /// Log loudly and let the session open.
+    Open,
+}
 
 /// Validated module configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +50,13 @@ pub struct Config {
     pub syslog: PathBuf,
     /// Log decisions that are otherwise silent (ignored logins).
     pub debug: bool,
+    /// Oldest acceptable KRL (by modification time; `breakglass host sync-krl` touches
+    /// it on every verified sync), if checked.
+    pub krl_max_age: Option<Duration>,
+    /// What a stale KRL does.
+    pub krl_fail: KrlFail,
+    /// Run directory where guards register sessions for live revocation.
+    pub sessions: PathBuf,
 }
 
 impl Config {
@@ -57,6 +72,9 @@ impl Config {
         let mut guard = None;
         let mut syslog = None;
         let mut debug = false;
+        let mut krl_max_age = None;
+        let mut krl_fail = None;
+        let mut sessions = None;
         let mut seen: Vec<&str> = Vec::new();
         for arg in args {
             let arg = arg.as_ref();
@@ -85,6 +103,25 @@ impl Config {
                 ("spool", Some(v)) => spool = Some(abs_path(key, v)?),
                 ("guard", Some(v)) => guard = Some(abs_path(key, v)?),
                 ("syslog", Some(v)) => syslog = Some(abs_path(key, v)?),
+                ("sessions", Some(v)) => sessions = Some(abs_path(key, v)?),
+                ("krl_max_age", Some(v)) => {
+                    let d = parse_duration(key, v)?;
+                    if d.is_zero() {
+                        return Err(Error::Option(
+                            "option `krl_max_age=0`: give the longest acceptable KRL age, e.g. 15m"
+                                .into(),
+                        ));
+                    }
+                    krl_max_age = Some(d);
+                }
+                ("krl_fail", Some("open")) => krl_fail = Some(KrlFail::Open),
+                ("krl_fail", Some("closed")) => krl_fail = Some(KrlFail::Closed),
+                ("krl_fail", Some(v)) => {
+                    return Err(Error::Option(format!(
+                        "option `krl_fail={}`: use `open` or `closed`",
+                        v.escape_debug()
+                    )));
+                }
                 ("require", None) => require = true,
                 ("debug", None) => debug = true,
                 ("require" | "debug", Some(_)) => {
@@ -93,7 +130,8 @@ impl Config {
                     )));
                 }
                 (
-                    "ca_keys" | "krl" | "host" | "warn_before" | "spool" | "guard" | "syslog",
+                    "ca_keys" | "krl" | "host" | "warn_before" | "spool" | "guard" | "syslog"
+                    | "sessions" | "krl_max_age" | "krl_fail",
                     None,
                 ) => {
                     return Err(Error::Option(format!(
@@ -114,7 +152,20 @@ impl Config {
                     .into(),
             )
         })?;
+        if (krl_max_age.is_some() || krl_fail.is_some()) && krl.is_none() {
+            return Err(Error::Option(
+                "options `krl_max_age=`/`krl_fail=` check the KRL: give it with `krl=`".into(),
+            ));
+        }
+        if krl_fail.is_some() && krl_max_age.is_none() {
+            return Err(Error::Option(
+                "option `krl_fail=` applies to `krl_max_age=`: give both".into(),
+            ));
+        }
         Ok(Self {
+            krl_max_age,
+            krl_fail: krl_fail.unwrap_or(KrlFail::Closed),
+            sessions: sessions.unwrap_or_else(|| breakglass_proto::sessions::DEFAULT_DIR.into()),
             ca_keys,
             krl,
             host,
@@ -199,6 +250,18 @@ mod tests {
         assert_eq!(c.warn_before, Duration::from_secs(120));
         assert_eq!(c.spool, PathBuf::from(DEFAULT_SPOOL));
         assert!(!c.require);
+        assert_eq!(c.krl_max_age, None);
+        let c = Config::parse(&[
+            "ca_keys=/a",
+            "krl=/k",
+            "krl_max_age=15m",
+            "krl_fail=open",
+            "sessions=/run/bg",
+        ])
+        .unwrap();
+        assert_eq!(c.krl_max_age, Some(Duration::from_secs(900)));
+        assert_eq!(c.krl_fail, KrlFail::Open);
+        assert_eq!(c.sessions, PathBuf::from("/run/bg"));
     }
 
     #[test]
@@ -217,6 +280,16 @@ mod tests {
             (vec!["ca_keys=/a", "host=a b"], "option `host`"),
             (vec!["ca_keys=/a", "warn_before=soon"], "warn_before=soon"),
             (vec!["ca_keys"], "needs a value"),
+            (vec!["ca_keys=/a", "krl_max_age=1h"], "give it with `krl=`"),
+            (
+                vec!["ca_keys=/a", "krl=/k", "krl_max_age=1h", "krl_fail=maybe"],
+                "use `open` or `closed`",
+            ),
+            (vec!["ca_keys=/a", "krl=/k", "krl_fail=open"], "give both"),
+            (
+                vec!["ca_keys=/a", "krl=/k", "krl_max_age=0"],
+                "krl_max_age=0",
+            ),
         ] {
             let e = Config::parse(&args).unwrap_err().to_string();
             assert!(e.contains(needle), "{args:?}: {e}");

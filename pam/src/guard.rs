@@ -21,6 +21,7 @@ use crate::module::record_fields;
 use crate::procs;
 use crate::record::{Event, SessionRecord};
 use crate::verify::fmt_time;
+use breakglass_proto::sessions::{self, Registration, RevocationMarker};
 
 /// Syslog ident of the guard.
 pub const IDENT: &str = "breakglass-guard";
@@ -55,7 +56,14 @@ pub struct GuardSpec {
     pub end_at_ms: u64,
     /// How long sshd gets to exit after SIGTERM before SIGKILL (milliseconds).
     pub grace_ms: u64,
+    /// Run directory where the guard registers the session for the revocation watcher
+    /// (`breakglass_proto::sessions`); `None`: no live revocation, only expiry.
+    #[serde(default)]
+    pub sessions: Option<PathBuf>,
 }
+
+/// How often a registered guard looks for a revocation marker.
+const REVOCATION_POLL: Duration = Duration::from_millis(250);
 
 const USAGE: &str = "usage: breakglass-guard --session <session id>\n\
 Started by pam_breakglass.so with a pidfd on fd 3, a readiness pipe on fd 4 and its \
@@ -113,16 +121,21 @@ pub fn main_with_args(args: &[String]) -> i32 {
             format!("fd {} is not a pidfd: {e}", os::GUARD_PIDFD),
         );
     }
-    let guard = Guard {
+    let mut guard = Guard {
         log: Syslog::new(IDENT, &spec.syslog),
         spec,
         pidfd,
         me: os::getpid(),
+        registry: None,
     };
+    if guard.spec.mode == GuardMode::Expire {
+        guard.register();
+    }
     if let Some(mut f) = ready.take() {
         let _ = f.write_all(b"ok\n");
     }
     guard.run();
+    guard.unregister();
     0
 }
 
@@ -131,6 +144,8 @@ struct Guard {
     pidfd: OwnedFd,
     log: Syslog,
     me: u32,
+    /// The registry directory, once this session is registered in it.
+    registry: Option<PathBuf>,
 }
 
 fn now_ms() -> u64 {
@@ -152,14 +167,102 @@ impl Guard {
         self.log.flush(Duration::from_secs(1));
     }
 
-    /// Polls the pidfd until `deadline_ms`; true if sshd's process exited.
+    /// Registers the session for the revocation watcher. Failure only costs live
+    /// revocation (expiry still ends the session), so it is logged, not fatal.
+    fn register(&mut self) {
+        let Some(dir) = self.spec.sessions.clone() else {
+            return;
+        };
+        let r = &self.spec.record;
+        let (Some(grant), Some(serial)) = (r.grant.clone(), r.serial) else {
+            return;
+        };
+        let reg = Registration {
+            session: r.session.clone(),
+            grant,
+            serial,
+            key_id: r.key_id.clone().unwrap_or_default(),
+            expires: r.expires.unwrap_or(self.spec.end_at_ms / 1000),
+            guard_pid: self.me,
+        };
+        let written = crate::files::ensure_private_dir(&dir, "sessions directory").and_then(|()| {
+            crate::files::write_durable(
+                &dir,
+                &format!("{}{}", reg.session, sessions::REGISTRATION_SUFFIX),
+                reg.to_text().as_bytes(),
+            )
+        });
+        match written {
+            Ok(()) => self.registry = Some(dir),
+            Err(e) => self.send(
+                Severity::Warning,
+                &[
+                    ("event", "session_register_error".to_owned()),
+                    ("detail", e),
+                    ("session", r.session.clone()),
+                ],
+            ),
+        }
+    }
+
+    fn unregister(&self) {
+        if let Some(dir) = &self.registry {
+            let _ =
+                std::fs::remove_file(sessions::registration_path(dir, &self.spec.record.session));
+            let _ = std::fs::remove_file(sessions::marker_path(dir, &self.spec.record.session));
+        }
+    }
+
+    /// The watcher's revocation marker for this session, if there is one.
+    fn revocation(&self) -> Option<RevocationMarker> {
+        let dir = self.registry.as_ref()?;
+        let path = sessions::marker_path(dir, &self.spec.record.session);
+        let mut text = String::new();
+        File::open(path)
+            .ok()?
+            .take(sessions::MAX_FILE)
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(
+            RevocationMarker::parse(&text).unwrap_or_else(|e| RevocationMarker {
+                grant: self.spec.record.grant.clone().unwrap_or_default(),
+                revoked_by: "unknown".into(),
+                reason: format!("unreadable revocation marker: {e}"),
+                version: 0,
+            }),
+        )
+    }
+
+    fn end_revoked(&self, m: &RevocationMarker) {
+        self.end_with(
+            "revoked",
+            Some(format!(
+                "grant {} revoked by {}: {}",
+                m.grant, m.revoked_by, m.reason
+            )),
+            &[
+                ("revoked_by", m.revoked_by.clone()),
+                ("revoke_reason", m.reason.clone()),
+            ],
+        );
+    }
+
+    /// Polls the pidfd until `deadline_ms`; true if sshd's process exited. A registered
+    /// guard wakes every [`REVOCATION_POLL`] and returns false early once revoked.
     fn wait_exit_until(&self, deadline_ms: u64) -> bool {
         loop {
             let now = now_ms();
             if now >= deadline_ms {
                 return false;
             }
-            match os::poll_readable(self.pidfd.as_fd(), Duration::from_millis(deadline_ms - now)) {
+            let mut slice = Duration::from_millis(deadline_ms - now);
+            if self.registry.is_some() {
+                if self.revocation().is_some() {
+                    return false;
+                }
+                slice = slice.min(REVOCATION_POLL);
+            }
+            match os::poll_readable(self.pidfd.as_fd(), slice) {
                 Ok(true) => return true,
                 Ok(false) => {}
                 // poll on a pidfd cannot fail in practice; avoid a busy loop if it does.
@@ -178,6 +281,9 @@ impl Guard {
             };
             if self.wait_exit_until(next) {
                 return self.after_normal_end();
+            }
+            if let Some(m) = self.revocation() {
+                return self.end_revoked(&m);
             }
             if now_ms() >= end {
                 return self.end("expired");
@@ -204,7 +310,10 @@ impl Guard {
                 self.end("expired");
                 return;
             }
-            thread::sleep(Duration::from_millis((self.spec.end_at_ms - now).min(1000)));
+            thread::sleep(Duration::from_millis((self.spec.end_at_ms - now).min(250)));
+            if let Some(m) = self.revocation() {
+                return self.end_revoked(&m);
+            }
             if procs::session_pids(id, self.me).is_empty() {
                 return;
             }
@@ -239,6 +348,10 @@ impl Guard {
     }
 
     fn end(&self, reason: &str) {
+        self.end_with(reason, None, &[]);
+    }
+
+    fn end_with(&self, reason: &str, detail: Option<String>, extra: &[(&'static str, String)]) {
         let _ = os::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGTERM);
         let grace_end = now_ms().saturating_add(self.spec.grace_ms);
         let mut killed = 0;
@@ -253,12 +366,14 @@ impl Guard {
         let now = now_ms() / 1000;
         let mut record = self.spec.record.for_event(Event::ForcedEnd, now);
         record.reason = Some(reason.to_owned());
+        record.detail = detail;
         record.killed = Some(killed);
         record.duration = Some(now.saturating_sub(record.start));
         let mut f = vec![
             ("event", "session_forced_end".to_owned()),
             ("reason", reason.to_owned()),
         ];
+        f.extend(extra.iter().cloned());
         f.extend(record_fields(&record));
         f.push(("killed", killed.to_string()));
         self.spool(&record);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bg_syslog::{Severity, Syslog};
 use pam::constants::PamResultCode;
 
-use crate::config::{Config, DEFAULT_GRACE};
+use crate::config::{Config, DEFAULT_GRACE, KrlFail};
 use crate::error::Error;
 use crate::ffi::os;
 use crate::files;
@@ -196,6 +196,44 @@ fn log_fields(host: &dyn Host, socket: &Path, severity: Severity, fields: &[(&st
     host.log(socket, severity, &borrowed);
 }
 
+/// `krl_max_age=`: the KRL must have been written (or confirmed by `breakglass host
+/// sync-krl`, which touches it) within `max`; otherwise `krl_fail=` decides.
+fn check_krl_age(
+    host: &dyn Host,
+    cfg: &Config,
+    ctx: &Ctx,
+    path: &Path,
+    max: std::time::Duration,
+) -> Result<(), Error> {
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(|e| Error::File(format!("revocation list {}: {e}", path.display())))?;
+    let age = ctx.now.saturating_sub(unix(modified));
+    if age <= max.as_secs() {
+        return Ok(());
+    }
+    let why = format!(
+        "revocation list {} was last synced {age} s ago, more than krl_max_age={} s; check `breakglass host sync-krl` (breakglass-krl-sync.timer)",
+        path.display(),
+        max.as_secs()
+    );
+    match cfg.krl_fail {
+        KrlFail::Closed => Err(Error::File(format!("{why} (krl_fail=closed)"))),
+        KrlFail::Open => {
+            log_fields(
+                host,
+                &ctx.syslog,
+                Severity::Warning,
+                &[
+                    ("event", "krl_stale".to_owned()),
+                    ("detail", format!("{why}; session allowed (krl_fail=open)")),
+                ],
+            );
+            Ok(())
+        }
+    }
+}
+
 /// Fields describing a record, for syslog.
 pub fn record_fields(r: &SessionRecord) -> Vec<(&'static str, String)> {
     let mut f = Vec::new();
@@ -295,6 +333,9 @@ fn decide(
         Some(path) => {
             let bytes = files::read_trusted_file(path, "revocation list", verify::MAX_KRL_LEN)
                 .map_err(Error::File)?;
+            if let Some(max) = cfg.krl_max_age {
+                check_krl_age(host, cfg, ctx, path, max)?;
+            }
             Some(
                 Krl::parse(&bytes)
                     .map_err(|e| Error::File(format!("revocation list {}: {e}", path.display())))?,
@@ -352,6 +393,7 @@ fn admit(
         warn_at: Some(warn_at.max(ctx.now + 2)),
         end_at_ms: cert.valid_before.saturating_mul(1000),
         grace_ms: u64::try_from(DEFAULT_GRACE.as_millis()).unwrap_or(5000),
+        sessions: Some(cfg.sessions.clone()),
     };
     host.start_guard(&cfg.guard, &spec).map_err(Error::Guard)?;
     pam.set_session(OpenSession {
@@ -422,6 +464,7 @@ fn deny(
                 .saturating_mul(1000)
                 .saturating_add(u64::try_from(DENY_DISCONNECT_DELAY.as_millis()).unwrap_or(1500)),
             grace_ms: u64::try_from(DEFAULT_GRACE.as_millis()).unwrap_or(5000),
+            sessions: None,
         };
         if let Err(e) = host.start_guard(guard, &spec) {
             log_fields(
@@ -1037,5 +1080,48 @@ mod tests {
         // A garbage KRL fails closed, like sshd's RevokedKeys.
         std::fs::write(&krl, "garbage").unwrap();
         assert_eq!(denied(w.open_info(None)).code(), "bad_file");
+    }
+
+    #[test]
+    fn stale_krl_fails_closed_or_open_as_configured() {
+        let mut w = World::new();
+        let krl = w.dir.path().join("revoked.krl");
+        std::fs::write(
+            &krl,
+            breakglass_proto::krl::Krl::new(1, 0).to_bytes().unwrap(),
+        )
+        .unwrap();
+        let set_age = |secs: u64| {
+            std::fs::File::options()
+                .write(true)
+                .open(&krl)
+                .unwrap()
+                .set_modified(UNIX_EPOCH + Duration::from_secs(NOW - secs))
+                .unwrap();
+        };
+        let base = w.args.clone();
+        let info = w.cert_info(&CertSpec::default());
+        w.args
+            .extend([format!("krl={}", krl.display()), "krl_max_age=1h".into()]);
+        set_age(60);
+        assert!(matches!(w.open_info(Some(&info)), Outcome::Success));
+        set_age(7200);
+        let e = denied(w.open_info(Some(&info)));
+        assert!(
+            e.to_string().contains("krl_max_age=3600") && e.to_string().contains("krl_fail=closed"),
+            "{e}"
+        );
+        w.args = base;
+        w.args.extend([
+            format!("krl={}", krl.display()),
+            "krl_max_age=1h".into(),
+            "krl_fail=open".into(),
+        ]);
+        assert!(matches!(w.open_info(Some(&info)), Outcome::Success));
+        assert!(
+            w.host.log_text().contains("event=krl_stale"),
+            "{}",
+            w.host.log_text()
+        );
     }
 }

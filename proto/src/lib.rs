@@ -10,6 +10,7 @@ pub mod audit;
 pub mod krl;
 pub mod names;
 pub mod profile;
+pub mod sessions;
 
 /// Protobuf messages and (with the `grpc` feature) tonic stubs of `breakglass.v1`.
 #[cfg(feature = "wire")]

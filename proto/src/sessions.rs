@@ -1,0 +1,192 @@
+//! The host's live-session registry: how a session guard tells the revocation
+//! watcher (`breakglass host watch-revocations`) which grant a session belongs to,
+//! and how the watcher tells the guard to end it.
+//!
+//! Both are small `key=value` text files in one run directory (default
+//! [`DEFAULT_DIR`], root-owned, mode 0700):
+//! - `<session>.session`, written by the guard when it starts watching a session and
+//!   removed when it exits: a [`Registration`];
+//! - `<session>.revoked`, written (atomically) by the watcher when the session's grant is
+//!   revoked: a [`RevocationMarker`]. The guard polls for it and ends the session the
+//!   same way as at expiry, with reason `revoked`.
+//!
+//! Files, not signals: the guard needs no signal handler (it stays free of `unsafe`
+//! outside the PAM crate's `ffi`), a revocation that arrives while the guard is busy
+//! is not lost, and either side can restart without the other noticing.
+
+use std::path::{Path, PathBuf};
+
+/// Default run directory of the registry.
+pub const DEFAULT_DIR: &str = "/run/breakglass/sessions";
+/// Suffix of registration files.
+pub const REGISTRATION_SUFFIX: &str = ".session";
+/// Suffix of revocation markers.
+pub const MARKER_SUFFIX: &str = ".revoked";
+/// Largest registry file read.
+pub const MAX_FILE: u64 = 8 * 1024;
+
+/// A live session, as its guard registers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// Session id (also the file name stem).
+    pub session: String,
+    /// Grant id (`g-…`).
+    pub grant: String,
+    /// Certificate serial.
+    pub serial: u64,
+    /// Certificate key id.
+    pub key_id: String,
+    /// Certificate expiry, Unix seconds.
+    pub expires: u64,
+    /// Pid of the guard.
+    pub guard_pid: u32,
+}
+
+/// The watcher's instruction to end a session because its grant was revoked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationMarker {
+    /// Grant id.
+    pub grant: String,
+    /// Who revoked it (the audit log's actor).
+    pub revoked_by: String,
+    /// Why.
+    pub reason: String,
+    /// Revocation sequence number, or 0 when learnt from the KRL.
+    pub version: u64,
+}
+
+fn clean(v: &str) -> String {
+    v.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn fields(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.lines().filter_map(|l| l.split_once('='))
+}
+
+fn get<'a>(text: &'a str, key: &str) -> Result<&'a str, String> {
+    fields(text)
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .ok_or_else(|| format!("missing `{key}=`"))
+}
+
+fn num<T: std::str::FromStr>(text: &str, key: &str) -> Result<T, String> {
+    get(text, key)?
+        .parse()
+        .map_err(|_| format!("`{key}=` is not a number"))
+}
+
+/// True for a session id that is safe as a file name stem.
+#[must_use]
+pub fn is_valid_session(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+impl Registration {
+    /// The file text.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        format!(
+            "session={}\ngrant={}\nserial={}\nkey_id={}\nexpires={}\nguard_pid={}\n",
+            clean(&self.session),
+            clean(&self.grant),
+            self.serial,
+            clean(&self.key_id),
+            self.expires,
+            self.guard_pid
+        )
+    }
+
+    /// Parses the file text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let session = get(text, "session")?.to_owned();
+        if !is_valid_session(&session) {
+            return Err(format!("session id {session:?} is not file-name safe"));
+        }
+        Ok(Self {
+            session,
+            grant: get(text, "grant")?.to_owned(),
+            serial: num(text, "serial")?,
+            key_id: get(text, "key_id")?.to_owned(),
+            expires: num(text, "expires")?,
+            guard_pid: num(text, "guard_pid")?,
+        })
+    }
+
+    /// Where this registration lives in `dir`.
+    #[must_use]
+    pub fn path(&self, dir: &Path) -> PathBuf {
+        registration_path(dir, &self.session)
+    }
+}
+
+impl RevocationMarker {
+    /// The file text.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        format!(
+            "grant={}\nrevoked_by={}\nreason={}\nversion={}\n",
+            clean(&self.grant),
+            clean(&self.revoked_by),
+            clean(&self.reason),
+            self.version
+        )
+    }
+
+    /// Parses the file text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(Self {
+            grant: get(text, "grant")?.to_owned(),
+            revoked_by: get(text, "revoked_by")?.to_owned(),
+            reason: get(text, "reason")?.to_owned(),
+            version: num(text, "version")?,
+        })
+    }
+}
+
+/// `<dir>/<session>.session`.
+#[must_use]
+pub fn registration_path(dir: &Path, session: &str) -> PathBuf {
+    dir.join(format!("{session}{REGISTRATION_SUFFIX}"))
+}
+
+/// `<dir>/<session>.revoked`.
+#[must_use]
+pub fn marker_path(dir: &Path, session: &str) -> PathBuf {
+    dir.join(format!("{session}{MARKER_SUFFIX}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_round_trip_and_newlines_cannot_inject_fields() {
+        let r = Registration {
+            session: "db-7-g-00000000000000ff-42-1".into(),
+            grant: "g-00000000000000ff".into(),
+            serial: 99,
+            key_id: "breakglass/g-00000000000000ff/sre@example.com".into(),
+            expires: 1_800_000_000,
+            guard_pid: 4242,
+        };
+        assert_eq!(Registration::parse(&r.to_text()).unwrap(), r);
+        let m = RevocationMarker {
+            grant: "g-1".into(),
+            revoked_by: "user:admin@example.com".into(),
+            reason: "INC-1\ngrant=g-evil".into(),
+            version: 17,
+        };
+        let back = RevocationMarker::parse(&m.to_text()).unwrap();
+        assert_eq!(back.grant, "g-1");
+        assert_eq!(back.reason, "INC-1 grant=g-evil");
+        assert!(Registration::parse("session=../x\ngrant=g\n").is_err());
+        assert!(Registration::parse("grant=g\n").is_err());
+    }
+}
