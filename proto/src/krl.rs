@@ -21,6 +21,8 @@ use ssh_key::{Certificate, HashAlg};
 pub const MAGIC: &[u8; 8] = b"SSHKRL\n\0";
 /// The only KRL format version OpenSSH defines.
 pub const FORMAT_VERSION: u32 = 1;
+/// SSHSIG namespace of the CA's signature over a published KRL.
+pub const SIGNATURE_NAMESPACE: &str = "breakglass-krl@breakglass.dev";
 
 const SECTION_CERTIFICATES: u8 = 1;
 const SECTION_EXPLICIT_KEY: u8 = 2;
@@ -189,10 +191,27 @@ impl Krl {
             .insert(key.fingerprint(HashAlg::Sha256).as_bytes().to_vec());
     }
 
-    /// Number of individually listed serials (ranges and bitmaps not counted).
+    /// Number of revoked serials (listed, in ranges and in bitmaps), over all CAs.
     #[must_use]
-    pub fn serial_count(&self) -> usize {
-        self.certs.values().map(|c| c.serials.len()).sum()
+    pub fn serial_count(&self) -> u64 {
+        self.certs
+            .values()
+            .map(|c| {
+                let ranges: u64 = c
+                    .ranges
+                    .iter()
+                    .map(|&(lo, hi)| (hi - lo).saturating_add(1))
+                    .fold(0, u64::saturating_add);
+                let bits: u64 = c
+                    .bitmaps
+                    .iter()
+                    .map(|(_, b)| b.iter().map(|x| u64::from(x.count_ones())).sum::<u64>())
+                    .sum();
+                (c.serials.len() as u64)
+                    .saturating_add(ranges)
+                    .saturating_add(bits)
+            })
+            .fold(0, u64::saturating_add)
     }
 
     /// True when nothing is revoked.
@@ -573,7 +592,10 @@ mod tests {
         assert_eq!(back.version, 7);
         assert_eq!(back.generated, 1_700_000_000);
         assert_eq!(back.comment, "test");
-        assert_eq!(back.serial_count(), 2, "5..=8 became a range");
+        assert_eq!(back.serial_count(), 6);
+        let section = back.certs.values().next().unwrap();
+        assert_eq!(section.serials.len(), 2, "5..=8 became a range");
+        assert_eq!(section.ranges, vec![(5, 8)]);
         for (serial, id, revoked) in [
             (5, "a", true),
             (8, "a", true),
