@@ -435,6 +435,8 @@ pub struct SshdOptions {
     pub module_options: String,
     /// `authorized_keys` lines per user, for plain-key logins.
     pub authorized_keys: Vec<(String, String)>,
+    /// This host's name for the module's host-scope check (`host=`); default `db-7`.
+    pub host: Option<String>,
 }
 
 /// A running test sshd; killed, with its connections, guards and PAM service file, on drop.
@@ -450,6 +452,7 @@ pub struct Sshd {
     pub dir: tempfile::TempDir,
     exe: PathBuf,
     pam_file: PathBuf,
+    host: String,
     child: Option<Child>,
 }
 
@@ -496,6 +499,7 @@ impl Sshd {
             syslog,
             exe,
             pam_file,
+            host: opts.host.clone().unwrap_or_else(|| "db-7".into()),
             child: None,
             dir,
         };
@@ -561,12 +565,13 @@ impl Sshd {
             "# written by the breakglass PAM end-to-end tests; removed when they finish\n\
              account required pam_unix.so\n\
              session required pam_loginuid.so\n\
-             session required {module} ca_keys={d}/module_trusted_cas.pub host=db-7 spool={d}/spool guard={guard} syslog={sock} {options}\n\
+             session required {module} ca_keys={d}/module_trusted_cas.pub host={host} spool={d}/spool guard={guard} syslog={sock} {options}\n\
              session required pam_unix.so\n",
             module = a.module.display(),
             d = d.display(),
             guard = a.guard.display(),
             sock = self.syslog.path.display(),
+            host = self.host,
         );
         std::fs::write(&self.pam_file, text).expect("write /etc/pam.d service");
     }

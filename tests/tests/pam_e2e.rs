@@ -403,6 +403,7 @@ fn plain_key_login_is_ignored_by_default_and_denied_with_require() {
         module_trusts: vec![ca.public_line()],
         module_options: "debug".into(),
         authorized_keys: vec![(user.name.clone(), public)],
+        ..SshdOptions::default()
     });
     let out = sshd
         .ssh(&user.name, &key, &[])
