@@ -586,3 +586,36 @@ fn kill_9_during_64_concurrent_writers_loses_no_acked_event() {
         "the crash test should span segment rolls"
     );
 }
+
+#[test]
+fn the_checkpoint_file_follows_the_log_while_running_and_is_exact_after_shutdown() {
+    let d = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(d.path(), 1 << 20), signer()).unwrap();
+    assert!(!d.path().join("checkpoint").exists());
+    for s in 0..5 {
+        log.append_blocking(&heartbeat(0, s)).unwrap();
+    }
+    let latest = log.latest_checkpoint().note;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(d.path().join("checkpoint"))
+        .ok()
+        .as_deref()
+        != Some(&latest)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "checkpoint file not refreshed while idle"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for s in 5..10 {
+        log.append_blocking(&heartbeat(0, s)).unwrap();
+    }
+    log.shutdown_blocking();
+    let text = std::fs::read_to_string(d.path().join("checkpoint")).unwrap();
+    assert_eq!(text, log.latest_checkpoint().note);
+    assert_eq!(
+        signer().verifier().verify_checkpoint(&text).unwrap().size,
+        10
+    );
+}

@@ -15,8 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::store::{Active, Opened, SegmentHandle, Shared, write_checkpoint_file};
 use super::{AuditConfig, AuditError, LeafIndex, Request};
 
-/// Under load, the `checkpoint` file is refreshed at most this often (it is a convenience
-/// copy; the segments hold every checkpoint durably).
+/// The `checkpoint` file is refreshed at most this often, off the commit path (it is a
+/// convenience copy; the segments hold every checkpoint durably, and the file is rewritten
+/// durably at shutdown and at open).
 const CHECKPOINT_FILE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Longest a batch waits for callers expected back (those answered by the previous batch)
@@ -36,8 +37,8 @@ struct Writer {
     /// A failed write may have left bytes after the durable length.
     needs_repair: bool,
     buf: Vec<u8>,
-    checkpoint_file_at: Instant,
-    checkpoint_file_stale: bool,
+    /// Latest checkpoint notes for the thread that refreshes the `checkpoint` file.
+    checkpoint_file: Option<std::sync::mpsc::Sender<String>>,
 }
 
 /// What one successful commit produced.
@@ -62,8 +63,22 @@ pub(crate) fn run(
         config,
         needs_repair: false,
         buf: Vec::with_capacity(1 << 20),
-        checkpoint_file_at: Instant::now(),
-        checkpoint_file_stale: false,
+        checkpoint_file: None,
+    };
+    let (cp_tx, cp_rx) = std::sync::mpsc::channel::<String>();
+    let cp_dir = w.config.dir.clone();
+    let cp_thread = std::thread::Builder::new()
+        .name("audit-checkpoint".into())
+        .spawn(move || refresh_checkpoint_file(&cp_dir, &cp_rx));
+    let cp_thread = match cp_thread {
+        Ok(t) => {
+            w.checkpoint_file = Some(cp_tx);
+            Some(t)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no thread to refresh the audit checkpoint file; it is written at shutdown only");
+            None
+        }
     };
     let max_batch = w.config.max_batch.max(1);
     let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
@@ -116,18 +131,13 @@ pub(crate) fn run(
                     }
                 }
             }
-            w.refresh_checkpoint_file(true);
+            w.final_checkpoint_file(cp_thread);
             let _ = reply.send(());
             return;
         }
         expected = answered + rx.len();
-        if w.checkpoint_file_stale
-            && (rx.is_empty() || w.checkpoint_file_at.elapsed() >= CHECKPOINT_FILE_INTERVAL)
-        {
-            w.refresh_checkpoint_file(false);
-        }
     }
-    w.refresh_checkpoint_file(true);
+    w.final_checkpoint_file(cp_thread);
 }
 
 impl Writer {
@@ -135,6 +145,7 @@ impl Writer {
         match self.try_commit(leaves) {
             Ok(c) => {
                 let first = c.first_index;
+                let note = c.checkpoint.note.clone();
                 {
                     let mut idx = self.shared.write();
                     for h in &c.hashes {
@@ -165,7 +176,9 @@ impl Writer {
                 self.shared
                     .batches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.checkpoint_file_stale = true;
+                if let Some(tx) = &self.checkpoint_file {
+                    let _ = tx.send(note);
+                }
                 for (i, r) in replies.drain(..).enumerate() {
                     let _ = r.send(Ok(first + i as u64));
                 }
@@ -310,20 +323,51 @@ impl Writer {
         Ok(())
     }
 
-    fn refresh_checkpoint_file(&mut self, durable: bool) {
-        if !self.checkpoint_file_stale && !durable {
-            return;
+    /// Stops the refresh thread, then writes the latest checkpoint durably.
+    fn final_checkpoint_file(&mut self, thread: Option<std::thread::JoinHandle<()>>) {
+        self.checkpoint_file = None;
+        if let Some(t) = thread {
+            let _ = t.join();
         }
-        let note = self.shared.read().checkpoint.note.clone();
         if self.frontier.size() == 0 {
             return;
         }
-        match write_checkpoint_file(&self.config.dir, &note, durable) {
-            Ok(()) => {
-                self.checkpoint_file_stale = false;
-                self.checkpoint_file_at = Instant::now();
+        let note = self.shared.read().checkpoint.note.clone();
+        if let Err(e) = write_checkpoint_file(&self.config.dir, &note, true) {
+            tracing::warn!(error = %e, "cannot write the audit checkpoint file at shutdown");
+        }
+    }
+}
+
+/// Thread body: writes the latest note received, at most every [`CHECKPOINT_FILE_INTERVAL`],
+/// until the writer drops its sender (which then writes the final one itself).
+fn refresh_checkpoint_file(dir: &std::path::Path, rx: &std::sync::mpsc::Receiver<String>) {
+    let mut pending: Option<String> = None;
+    loop {
+        let mut note = match pending.take() {
+            Some(n) => n,
+            None => match rx.recv() {
+                Ok(n) => n,
+                Err(_) => return,
+            },
+        };
+        while let Ok(newer) = rx.try_recv() {
+            note = newer;
+        }
+        if let Err(e) = write_checkpoint_file(dir, &note, false) {
+            tracing::warn!(error = %e, "cannot refresh the audit checkpoint file");
+        }
+        let until = Instant::now() + CHECKPOINT_FILE_INTERVAL;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot refresh the audit checkpoint file"),
+            match rx.recv_timeout(left) {
+                Ok(newer) => pending = Some(newer),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
         }
     }
 }
