@@ -83,6 +83,10 @@ struct RawAudit {
     segment_max_mib: Option<u64>,
     #[serde(default)]
     max_batch: Option<usize>,
+    #[serde(default)]
+    reader_groups: Option<Vec<String>>,
+    #[serde(default)]
+    syslog_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +172,10 @@ pub struct AuditSettings {
     pub segment_max_bytes: u64,
     /// Most events per group commit.
     pub max_batch: usize,
+    /// Groups whose members may read the log through the Audit API.
+    pub reader_groups: Vec<String>,
+    /// Syslog datagram socket that gets one authpriv line per recorded event.
+    pub syslog_socket: PathBuf,
 }
 
 /// A known caller identity.
@@ -335,7 +343,18 @@ impl Config {
             origin,
             segment_max_bytes: segment_mib * 1024 * 1024,
             max_batch,
+            reader_groups: raw
+                .audit
+                .reader_groups
+                .unwrap_or_else(|| vec!["auditors".to_owned(), "admins".to_owned()]),
+            syslog_socket: raw
+                .audit
+                .syslog_socket
+                .map_or_else(|| PathBuf::from(bg_syslog::DEFAULT_SOCKET), |p| resolve(&p)),
         };
+        for g in &audit.reader_groups {
+            check_word(g).map_err(|r| err("audit.reader_groups", r))?;
+        }
 
         let mut seen = BTreeSet::new();
         let mut identities = Vec::new();

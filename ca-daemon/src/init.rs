@@ -48,7 +48,7 @@ impl ClientSan {
 }
 
 /// The sample clients of a dev setup.
-pub const SAMPLE_CLIENTS: [SampleClient; 3] = [
+pub const SAMPLE_CLIENTS: [SampleClient; 4] = [
     SampleClient {
         name: "sre",
         san: ClientSan::Email("sre@example.com"),
@@ -60,6 +60,10 @@ pub const SAMPLE_CLIENTS: [SampleClient; 3] = [
     SampleClient {
         name: "host",
         san: ClientSan::Uri("host://localhost"),
+    },
+    SampleClient {
+        name: "auditor",
+        san: ClientSan::Email("auditor@example.com"),
     },
 ];
 
@@ -304,6 +308,13 @@ groups = ["approvers"]
 owner = "sample-approver"
 
 [[identities]]
+id = "auditor@example.com"
+groups = ["auditors"]
+owner = "sample-auditor"
+
+# Hosts deliver session records as host://<host name> (a host may only report
+# sessions for itself) and need the group "hosts".
+[[identities]]
 id = "host://localhost"
 groups = ["hosts"]
 
@@ -320,6 +331,10 @@ dir = "audit"
 key = "audit_key.pem"
 origin = "breakglass-ca/audit/v1"
 segment_max_mib = 64
+# Who may read the log through the Audit API (`breakglass audit ...`).
+reader_groups = ["auditors", "admins"]
+# One authpriv key=value syslog line per recorded event goes to this socket.
+syslog_socket = "/dev/log"
 
 # Rules. Deny by default: a request needs an allow rule that covers every
 # principal, host, the command (or interactive shell), the source addresses,

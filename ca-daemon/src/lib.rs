@@ -8,14 +8,19 @@
 //! - [`certificate`]: building and signing the OpenSSH certificate;
 //! - [`audit`]: the signed audit log; [`state`]: what the daemon knows, rebuilt from it;
 //! - [`service`]: the gRPC handlers; [`server`]: listeners, shutdown;
+//! - [`audit_api`]: reading the log and its proofs; [`hosts`]: host session records into
+//!   the log; [`audit_syslog`]: one syslog line per logged event;
 //! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod audit_api;
+pub mod audit_syslog;
 pub mod bench;
 pub mod certificate;
 pub mod config;
 pub mod error;
+pub mod hosts;
 pub mod identity;
 pub mod init;
 pub mod keyfile;

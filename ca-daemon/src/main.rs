@@ -61,6 +61,7 @@ enum Command {
 
 /// sysexits.h codes.
 const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
@@ -136,6 +137,12 @@ fn main() -> ExitCode {
             };
             let daemon = match Daemon::build(config) {
                 Ok(d) => d,
+                // Tampering or media damage: the data is bad, not the configuration.
+                Err(
+                    e @ server::StartupError::Audit(breakglass_ca::audit::AuditError::Corrupt {
+                        ..
+                    }),
+                ) => return fail(EX_DATAERR, e),
                 Err(e) => return fail(EX_USAGE, e),
             };
             rt.block_on(async move {

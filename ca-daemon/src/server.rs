@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breakglass_proto::v1::FILE_DESCRIPTOR_SET;
+use breakglass_proto::v1::audit_server::AuditServer;
 use breakglass_proto::v1::break_glass_server::BreakGlassServer;
+use breakglass_proto::v1::host_agent_server::HostAgentServer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
@@ -128,6 +130,17 @@ impl Daemon {
         let api = BreakGlassServer::with_interceptor(Handlers(self.service.clone()), move |r| {
             auth.intercept(r)
         });
+        let audit_api = AuditServer::with_interceptor(
+            crate::audit_api::AuditApi::new(self.service.audit.clone()),
+            crate::audit_api::reader_interceptor(
+                Authenticator::new(&self.config.identities),
+                self.config.audit.reader_groups.clone(),
+            ),
+        );
+        let host_api = HostAgentServer::with_interceptor(
+            crate::hosts::HostApi::new(self.service.clone()),
+            crate::hosts::host_interceptor(Authenticator::new(&self.config.identities)),
+        );
         let (health_reporter, health) = tonic_health::server::health_reporter();
         // The reporter only updates a shared map; no await point is needed here.
         let reporter = health_reporter.clone();
@@ -148,6 +161,8 @@ impl Daemon {
             .map_err(|e| StartupError::Serve(format!("reflection: {e}")))?;
         Ok(Server::builder()
             .add_service(api)
+            .add_service(audit_api)
+            .add_service(host_api)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha))
@@ -170,6 +185,11 @@ impl Daemon {
             "breakglass-ca serving"
         );
 
+        let syslog = crate::audit_syslog::spawn(
+            self.service.audit.clone(),
+            &self.config.audit.syslog_socket,
+            stop_rx.clone(),
+        );
         let (tx, rx) = mpsc::channel(128);
         let acceptor = tokio::spawn(tls::accept_loop(
             tcp,
@@ -215,6 +235,7 @@ impl Daemon {
         }
         // Everything acknowledged is already durable; this lets the writer finish cleanly.
         self.service.audit.shutdown().await;
+        let _ = syslog.await;
         Ok(())
     }
 }

@@ -61,6 +61,12 @@ pub enum Command {
     },
     /// Show the identity and groups the daemon sees for you
     Whoami,
+    /// Verify and read the signed audit log
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCmd),
+    /// Commands hosts run (deliver session records to the daemon)
+    #[command(subcommand)]
+    Host(crate::host::HostCmd),
 }
 
 /// `breakglass request`.
@@ -115,6 +121,12 @@ impl ConnArgs {
 
 /// Runs a parsed command line, printing results; returns the error to report.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    // These resolve the client settings themselves (offline verification needs none).
+    match cli.command {
+        Command::Audit(a) => return crate::audit::run(a, &cli.conn.overrides()).await,
+        Command::Host(h) => return crate::host::run(h, &cli.conn.overrides()).await,
+        _ => {}
+    }
     let target = cli.conn.overrides().resolve()?;
     match cli.command {
         Command::Request(r) => {
@@ -159,6 +171,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Whoami => println!("{}", commands::whoami(&target).await?),
+        // Dispatched above, before the settings are resolved.
+        Command::Audit(_) | Command::Host(_) => {}
     }
     Ok(())
 }

@@ -14,6 +14,9 @@ pub enum CliError {
     /// The daemon could not be reached or refused the connection (exit 69).
     #[error("{0}")]
     Unavailable(String),
+    /// The audit log (a copy, or the daemon's) does not verify (exit 65).
+    #[error("{0}")]
+    Verification(String),
     /// The daemon answered with an error.
     #[error("{message}")]
     Rpc {
@@ -32,6 +35,7 @@ impl CliError {
             CliError::Usage(_) => 64,
             CliError::Io(_) => 74,
             CliError::Unavailable(_) => 69,
+            CliError::Verification(_) => 65,
             CliError::Rpc { code, .. } => match code {
                 Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => 65,
                 Code::PermissionDenied | Code::Unauthenticated => 77,

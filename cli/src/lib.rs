@@ -4,8 +4,10 @@
 //! daemon's benchmark drive the same functions in-process.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod connect;
 pub mod error;
+pub mod host;
 pub mod settings;

@@ -62,6 +62,31 @@ impl TestDaemon {
         self.dir.path()
     }
 
+    /// Issues a client certificate for `identity` (an e-mail or a URI SAN) from the dev
+    /// TLS CA, writes it and its key to `clients/<name>{,-key}.pem` and returns its target.
+    /// The daemon knows the identity only if the config lists it.
+    pub fn new_client(&self, name: &str, identity: &'static str) -> Target {
+        let san = if identity.contains("://") {
+            init::ClientSan::Uri(identity)
+        } else {
+            init::ClientSan::Email(identity)
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let leaf = init::tls_leaf(
+            &self.tls_ca(),
+            &[],
+            Some(san),
+            now - std::time::Duration::from_secs(3600),
+            now + std::time::Duration::from_secs(86400),
+        )
+        .expect("client certificate");
+        let cert = self.path().join(format!("clients/{name}.pem"));
+        let key = self.path().join(format!("clients/{name}-key.pem"));
+        std::fs::write(&cert, leaf.cert_pem).unwrap();
+        std::fs::write(&key, leaf.key_pem).unwrap();
+        self.target_with(&cert, &key)
+    }
+
     /// How the sample client `name` (sre, approver, host) connects.
     pub fn target(&self, name: &str) -> Target {
         self.target_with(
@@ -94,6 +119,39 @@ impl TestDaemon {
         if let Some(t) = self.task.take() {
             t.await.expect("daemon task");
         }
+    }
+
+    /// Stops the daemon but keeps its directory (log, keys, config), e.g. to tamper with
+    /// the log or to show what hosts do while it is down. [`resume`](Self::resume) starts
+    /// it again.
+    pub async fn pause(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("daemon task");
+        }
+    }
+
+    /// Starts a paused daemon again from its directory, on the same port (its state is
+    /// rebuilt from the audit log).
+    pub async fn resume(&mut self) {
+        assert!(self.task.is_none(), "resume() needs a paused daemon");
+        let mut config =
+            Config::load(&self.path().join(init::CONFIG_FILE)).expect("config loads");
+        config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let daemon = Daemon::build(config).expect("daemon builds again");
+        let (tcp, admin) = daemon.bind().await.expect("daemon binds its old port");
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(async move {
+            daemon
+                .run(tcp, admin, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("daemon runs");
+        }));
     }
 
     /// The TLS CA of the dev setup, for issuing more client certificates.

@@ -10,6 +10,7 @@
 //! - [`verify`]: the scan shared with the daemon's recovery, and [`verify::verify_dir`].
 
 pub mod event;
+pub mod fields;
 pub mod merkle;
 pub mod note;
 pub mod segment;

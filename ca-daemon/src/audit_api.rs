@@ -1,0 +1,166 @@
+//! The `breakglass.v1.Audit` gRPC handlers: the latest signed checkpoint, entries by
+//! range, inclusion and consistency proofs. Read-only; nothing here needs to be trusted
+//! by the caller, who checks signatures, roots and proofs with the contract crate.
+//!
+//! Authorization is one interceptor layer ([`reader_interceptor`]): the caller must be in
+//! one of the configured `[audit] reader_groups`.
+
+use breakglass_proto::v1::audit_server::Audit;
+use breakglass_proto::v1::{
+    GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
+    GetConsistencyProofResponse, GetEntriesRequest, GetEntriesResponse, GetInclusionProofRequest,
+    GetInclusionProofResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::audit::{AuditError, AuditLog};
+use crate::error::Error;
+use crate::identity::Authenticator;
+use crate::policy::Caller;
+
+/// Most entries returned by one `GetEntries` call.
+pub const MAX_ENTRIES_PER_CALL: u64 = 1000;
+/// Entries are cut once an answer holds this many bytes (under tonic's 4 MiB default).
+pub const MAX_ENTRY_BYTES_PER_CALL: usize = 2 * 1024 * 1024;
+
+/// Authenticates the caller, then lets only members of `groups` through.
+#[allow(clippy::result_large_err)]
+pub fn reader_interceptor(
+    auth: Authenticator,
+    groups: Vec<String>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req| {
+        let req = auth.intercept(req)?;
+        let caller = req.extensions().get::<Caller>().ok_or_else(|| {
+            Status::from(Error::Internal("no caller after authentication".into()))
+        })?;
+        if caller.groups.iter().any(|g| groups.contains(g)) {
+            Ok(req)
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "{} may not read the audit log: readers must be in one of the groups {} \
+                 ([audit] reader_groups of the daemon config)",
+                caller.identity,
+                groups.join(", ")
+            ))
+            .into())
+        }
+    }
+}
+
+/// The Audit service over the daemon's log.
+#[derive(Clone, Debug)]
+pub struct AuditApi {
+    log: AuditLog,
+}
+
+impl AuditApi {
+    /// Serves reads of `log`.
+    #[must_use]
+    pub fn new(log: AuditLog) -> Self {
+        Self { log }
+    }
+
+    fn check_size(&self, size: u64, what: &str) -> Result<(), Error> {
+        let have = self.log.size();
+        if size > have {
+            return Err(Error::InvalidArgument(format!(
+                "{what} {size} is beyond the log's {have} entries (get the latest checkpoint first)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Maps an engine error on a read.
+fn read_error(e: AuditError) -> Error {
+    match e {
+        AuditError::OutOfRange(m) => Error::InvalidArgument(m),
+        AuditError::Corrupt { .. } => {
+            tracing::error!(error = %e, "audit log read found damage");
+            Error::Internal(e.to_string())
+        }
+        other => Error::Unavailable(other.to_string()),
+    }
+}
+
+fn hashes(v: Vec<[u8; 32]>) -> Vec<Vec<u8>> {
+    v.into_iter().map(|h| h.to_vec()).collect()
+}
+
+#[tonic::async_trait]
+impl Audit for AuditApi {
+    async fn get_checkpoint(
+        &self,
+        _req: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        let cp = self.log.latest_checkpoint();
+        Ok(Response::new(GetCheckpointResponse {
+            size: cp.checkpoint.size,
+            checkpoint: cp.note,
+            verifier_key: self.log.verifier().to_string(),
+        }))
+    }
+
+    async fn get_entries(
+        &self,
+        req: Request<GetEntriesRequest>,
+    ) -> Result<Response<GetEntriesResponse>, Status> {
+        let GetEntriesRequest { start, end } = req.into_inner();
+        if start > end {
+            return Err(Error::InvalidArgument(format!("start {start} is after end {end}")).into());
+        }
+        self.check_size(end, "end")?;
+        let end = end.min(start.saturating_add(MAX_ENTRIES_PER_CALL));
+        let log = self.log.clone();
+        // Reading segment files blocks: keep it off the async workers.
+        let mut entries = tokio::task::spawn_blocking(move || log.entries(start, end))
+            .await
+            .map_err(|e| Error::Internal(format!("reading entries: {e}")))?
+            .map_err(read_error)?;
+        let mut bytes = 0usize;
+        let keep = entries
+            .iter()
+            .position(|e| {
+                bytes += e.len() + 8;
+                bytes > MAX_ENTRY_BYTES_PER_CALL
+            })
+            .map_or(entries.len(), |i| i.max(1));
+        entries.truncate(keep);
+        Ok(Response::new(GetEntriesResponse { start, entries }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        let GetInclusionProofRequest { index, tree_size } = req.into_inner();
+        self.check_size(tree_size, "tree_size")?;
+        let proof = self
+            .log
+            .inclusion_proof(index, tree_size)
+            .map_err(read_error)?;
+        Ok(Response::new(GetInclusionProofResponse {
+            index,
+            tree_size,
+            hashes: hashes(proof),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        let GetConsistencyProofRequest { old_size, new_size } = req.into_inner();
+        self.check_size(new_size, "new_size")?;
+        let proof = self
+            .log
+            .consistency_proof(old_size, new_size)
+            .map_err(read_error)?;
+        Ok(Response::new(GetConsistencyProofResponse {
+            old_size,
+            new_size,
+            hashes: hashes(proof),
+        }))
+    }
+}

@@ -1,0 +1,125 @@
+//! Syslog from the daemon: one authpriv `key=value` line per durable audit event.
+//!
+//! A follower task reads the log behind its writer (what syslog shows is exactly what the
+//! log holds, in log order, and only once it is durable) and hands each line to the
+//! non-blocking [`bg_syslog`] sender: a slow or missing syslog socket never delays an
+//! append or a caller; lines are dropped and counted instead.
+//!
+//! ```text
+//! <86>Nov 29 13:40:01 breakglass-ca[812]: event=grant_issued index=41 actor=user:sre@example.com grant=g-… serial=…
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use bg_syslog::{Severity, Syslog};
+use breakglass_proto::audit::fields::event_fields;
+use breakglass_proto::audit::{Event, EventCode};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::audit::AuditLog;
+
+/// Syslog ident of the daemon.
+pub const IDENT: &str = "breakglass-ca";
+/// How often the follower looks for new events.
+const POLL: Duration = Duration::from_millis(50);
+/// Most events read per step.
+const STEP: u64 = 1000;
+
+/// The `key=value` fields of the syslog line of event `index`.
+#[must_use]
+pub fn line_fields(index: u64, event: &Event) -> Vec<(&'static str, String)> {
+    let mut f = vec![
+        ("event", event.code().name().to_owned()),
+        ("index", index.to_string()),
+        ("actor", event.actor.to_string()),
+    ];
+    f.extend(
+        event_fields(event)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_text())),
+    );
+    f
+}
+
+fn severity(code: EventCode) -> Severity {
+    match code {
+        EventCode::Heartbeat => Severity::Info,
+        _ => Severity::Notice,
+    }
+}
+
+/// Starts the follower: every event appended from now on is written to the syslog socket
+/// at `socket`. It stops (after writing what is durable, with a short flush) when `stop`
+/// turns true.
+pub fn spawn(log: AuditLog, socket: &Path, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let syslog = Syslog::new(IDENT, socket);
+    let mut next = log.size();
+    tokio::spawn(async move {
+        loop {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(POLL) => false,
+                r = stop.wait_for(|s| *s) => { let _ = r; true }
+            };
+            while log.size() > next {
+                let end = log.size().min(next + STEP);
+                let reader = log.clone();
+                let from = next;
+                let events = match tokio::task::spawn_blocking(move || reader.events(from, end))
+                    .await
+                {
+                    Ok(Ok(ev)) => ev,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, from, "syslog follower cannot read the audit log");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "syslog follower read task failed");
+                        break;
+                    }
+                };
+                for (index, event) in &events {
+                    let fields = line_fields(*index, event);
+                    let refs: Vec<(&str, &str)> =
+                        fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    syslog.send(severity(event.code()), &refs);
+                }
+                next = end;
+            }
+            if stopping {
+                let s = syslog;
+                let _ = tokio::task::spawn_blocking(move || s.flush(Duration::from_secs(1))).await;
+                return;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakglass_proto::audit::event::GrantRevoked;
+    use breakglass_proto::audit::{Actor, EventKind, Timestamp};
+    use breakglass_proto::profile::GrantId;
+
+    #[test]
+    fn a_line_names_event_index_actor_then_fields() {
+        let e = Event::new(
+            Timestamp(1),
+            Actor::User("sre@example.com".into()),
+            EventKind::GrantRevoked(GrantRevoked {
+                grant_id: GrantId(1),
+                serial: 5,
+                reason: "done early".into(),
+            }),
+        );
+        let f = line_fields(3, &e);
+        let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            bg_syslog::format_fields(&refs),
+            "event=grant_revoked index=3 actor=user:sre@example.com grant=g-0000000000000001 \
+             serial=5 reason=\"done early\""
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! The `breakglass.v1.HostAgent` handler: session records from hosts into the audit log,
+//! each exactly once.
+//!
+//! # Who is a host
+//! A caller on the mTLS listener whose identity (the certificate's URI SAN) is
+//! `host://<name>` and which the configuration lists with the group [`HOST_GROUP`]. Its host
+//! name is `<name>` (a valid host name, no wildcards). Anything else — an unknown identity,
+//! a person, the admin socket — is refused before the handler runs ([`host_interceptor`]).
+//!
+//! # What a host may report
+//! Only records whose `host` is its own name, whose session id starts with that name (the
+//! session id format of `pam_breakglass`: `<host>-<grant or none>-<pid>-<start ms>`) and
+//! whose record id is `<session>-<event>`. Since host names cannot contain the separator
+//! patterns of another host's ids, record ids are unique across hosts.
+//!
+//! # Exactly once
+//! Record ids already in the log are in [`State::host_records`](crate::state::State). One
+//! lock serializes the check-then-append of all host records, so two deliveries of the same
+//! record (a retry racing its original) cannot both pass the check. A record is
+//! acknowledged only after its event is durable.
+
+use std::sync::Arc;
+
+use breakglass_proto::audit::event::{
+    EndReason, SessionClosed, SessionEnded, SessionOpened, SessionRef, SessionWarned,
+};
+use breakglass_proto::audit::{Actor, Event, EventKind, Timestamp};
+use breakglass_proto::names;
+use breakglass_proto::profile::GrantId;
+use breakglass_proto::v1::host_agent_server::HostAgent;
+use breakglass_proto::v1::host_record_result::Status as RecordStatus;
+use breakglass_proto::v1::{
+    AppendHostRecordsRequest, AppendHostRecordsResponse, HostRecord, HostRecordResult,
+};
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::identity::{Authenticator, caller};
+use crate::policy::Caller;
+use crate::service::Service;
+
+/// Group a host identity must have.
+pub const HOST_GROUP: &str = "hosts";
+/// Prefix of a host identity (URI SAN of its client certificate).
+pub const HOST_URI_PREFIX: &str = "host://";
+/// Most records per call.
+pub const MAX_RECORDS_PER_CALL: usize = 500;
+/// Grant id recorded for sessions that presented no breakglass certificate (denials).
+pub const NO_GRANT: GrantId = GrantId(0);
+
+/// The host name of a caller, if it is a configured host.
+pub fn host_name(caller: &Caller) -> Result<String, Error> {
+    let refuse = |why: String| {
+        Err(Error::PermissionDenied(format!(
+            "{} may not deliver host records: {why}",
+            caller.identity
+        )))
+    };
+    if caller.transport != "mtls" {
+        return refuse("hosts connect over mTLS with their host certificate".into());
+    }
+    let Some(name) = caller.identity.strip_prefix(HOST_URI_PREFIX) else {
+        return refuse(format!(
+            "a host identity is the URI SAN {HOST_URI_PREFIX}<host name>"
+        ));
+    };
+    if !caller.groups.iter().any(|g| g == HOST_GROUP) {
+        return refuse(format!(
+            "unknown host: list it in the daemon's identities with groups = [\"{HOST_GROUP}\"]"
+        ));
+    }
+    if let Err(e) = names::check_host_pattern(name) {
+        return refuse(e);
+    }
+    if name.contains(['*', '?']) {
+        return refuse("a host name cannot be a pattern".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// Authenticates the caller, then lets only configured hosts through.
+#[allow(clippy::result_large_err)]
+pub fn host_interceptor(
+    auth: Authenticator,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req| {
+        let req = auth.intercept(req)?;
+        let caller = req.extensions().get::<Caller>().ok_or_else(|| {
+            Status::from(Error::Internal("no caller after authentication".into()))
+        })?;
+        host_name(caller)?;
+        Ok(req)
+    }
+}
+
+/// How `pam_breakglass` builds session ids (characters outside `[A-Za-z0-9._-]` become `_`).
+fn id_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Checks a record from `host` and turns it into its audit event.
+pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
+    if r.host != host {
+        return Err(format!(
+            "record is for host {:?} but you are host {host:?}: a host may only report its own sessions",
+            r.host
+        ));
+    }
+    if r.record_id.is_empty() || r.record_id.len() > 512 {
+        return Err("record_id must be 1 to 512 bytes".into());
+    }
+    if r.record_id != format!("{}-{}", r.session, r.event) {
+        return Err(format!(
+            "record_id {:?} is not <session>-<event> ({:?}-{:?})",
+            r.record_id, r.session, r.event
+        ));
+    }
+    let grant_id = if r.grant.is_empty() {
+        NO_GRANT
+    } else {
+        r.grant
+            .parse::<GrantId>()
+            .map_err(|e| format!("grant: {e}"))?
+    };
+    let grant_part = if r.grant.is_empty() {
+        "none"
+    } else {
+        r.grant.as_str()
+    };
+    let prefix = id_part(&format!("{host}-{grant_part}-{}-", r.pid));
+    match r.session.strip_prefix(&prefix) {
+        Some(ms) if !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()) => {}
+        _ => {
+            return Err(format!(
+                "session {:?} is not {prefix}<start ms> (host, grant and pid of the record)",
+                r.session
+            ));
+        }
+    }
+    if r.user.is_empty() {
+        return Err("user is empty".into());
+    }
+    let session = SessionRef {
+        record_id: r.record_id.clone(),
+        host: host.to_owned(),
+        grant_id,
+        serial: r.serial,
+        principal: r.user.clone(),
+        session_id: r.session.clone(),
+    };
+    let detail = match (r.reason.is_empty(), r.detail.is_empty()) {
+        (true, _) => r.detail.clone(),
+        (false, true) => r.reason.clone(),
+        (false, false) => format!("{}: {}", r.reason, r.detail),
+    };
+    let kind = match r.event.as_str() {
+        "open" => EventKind::SessionOpened(SessionOpened {
+            session,
+            remote_addr: r.rhost.clone(),
+        }),
+        "warn" => EventKind::SessionWarned(SessionWarned {
+            session,
+            ends_at: r.expires,
+        }),
+        "close" => EventKind::SessionClosed(SessionClosed { session }),
+        "deny" => EventKind::SessionEnded(SessionEnded {
+            session,
+            reason: EndReason::Denied,
+            detail,
+        }),
+        "forced_end" => EventKind::SessionEnded(SessionEnded {
+            session,
+            reason: match r.reason.as_str() {
+                "expired" => EndReason::Expired,
+                "revoked" => EndReason::Revoked,
+                "denied" => EndReason::Denied,
+                other => {
+                    return Err(format!(
+                        "forced_end reason {other:?} is not expired, revoked or denied"
+                    ));
+                }
+            },
+            detail,
+        }),
+        other => {
+            return Err(format!(
+                "event {other:?} is not open, deny, warn, close or forced_end"
+            ));
+        }
+    };
+    let event = Event::new(
+        Timestamp(r.time.saturating_mul(1000)),
+        Actor::Host(format!("{HOST_URI_PREFIX}{host}")),
+        kind,
+    );
+    // Refuse what the log could not encode now, rather than failing the whole call later.
+    event.encode().map_err(|e| e.to_string())?;
+    Ok(event)
+}
+
+/// Serializes check-then-append of host records (see the module docs). Process-wide, so
+/// that every listener serving the API shares it.
+static APPEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The HostAgent service.
+#[derive(Debug, Clone)]
+pub struct HostApi {
+    service: Arc<Service>,
+}
+
+impl HostApi {
+    /// Delivers host records into `service`'s log.
+    #[must_use]
+    pub fn new(service: Arc<Service>) -> Self {
+        Self { service }
+    }
+
+    /// Appends the records of one call from `host`, in order.
+    pub async fn append(
+        &self,
+        host: &str,
+        records: &[HostRecord],
+    ) -> Result<Vec<HostRecordResult>, Error> {
+        if records.len() > MAX_RECORDS_PER_CALL {
+            return Err(Error::InvalidArgument(format!(
+                "{} records in one call; at most {MAX_RECORDS_PER_CALL}",
+                records.len()
+            )));
+        }
+        let _serial = APPEND.lock().await;
+        let mut results = Vec::with_capacity(records.len());
+        for r in records {
+            let mut result = HostRecordResult {
+                record_id: r.record_id.clone(),
+                ..HostRecordResult::default()
+            };
+            match to_event(host, r) {
+                Err(why) => {
+                    tracing::warn!(host, record = %r.record_id, reason = %why, "host record rejected");
+                    result.set_status(RecordStatus::Rejected);
+                    result.error = why;
+                }
+                Ok(event) => {
+                    let grant = event.kind.grant_id().unwrap_or(NO_GRANT);
+                    let (seen, known) = {
+                        let state = self.service.state();
+                        (
+                            state.host_records.contains(&r.record_id),
+                            state.grants.contains_key(&grant),
+                        )
+                    };
+                    result.grant_known = known;
+                    if seen {
+                        result.set_status(RecordStatus::Duplicate);
+                    } else {
+                        // A failure here fails the call: the host delivers everything
+                        // again, and what was appended comes back as duplicates.
+                        result.index = self.service.record(event).await?;
+                        result.set_status(RecordStatus::Appended);
+                        if !known && grant != NO_GRANT {
+                            tracing::warn!(
+                                host,
+                                grant = %grant,
+                                record = %r.record_id,
+                                "host reported a session of a grant this CA never issued"
+                            );
+                        }
+                    }
+                }
+            }
+            results.push(result);
+        }
+        Ok(results)
+    }
+}
+
+#[tonic::async_trait]
+impl HostAgent for HostApi {
+    async fn append_host_records(
+        &self,
+        req: Request<AppendHostRecordsRequest>,
+    ) -> Result<Response<AppendHostRecordsResponse>, Status> {
+        let who = caller(&req)?;
+        let host = host_name(&who)?;
+        let results = self.append(&host, &req.get_ref().records).await?;
+        Ok(Response::new(AppendHostRecordsResponse { results }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(event: &str) -> HostRecord {
+        let session = "db-7-g-00000000000000ff-42-1700000000123".to_owned();
+        HostRecord {
+            record_id: format!("{session}-{event}"),
+            session,
+            event: event.into(),
+            time: 1_700_000_000,
+            host: "db-7".into(),
+            user: "postgres".into(),
+            grant: "g-00000000000000ff".into(),
+            serial: 7,
+            rhost: "10.0.0.1".into(),
+            pid: 42,
+            start: 1_700_000_000,
+            expires: 1_700_000_900,
+            reason: if event == "forced_end" {
+                "expired".into()
+            } else {
+                String::new()
+            },
+            ..HostRecord::default()
+        }
+    }
+
+    fn caller(id: &str, groups: &[&str], transport: &'static str) -> Caller {
+        Caller {
+            identity: id.into(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            owner: None,
+            transport,
+            uid: None,
+        }
+    }
+
+    #[test]
+    fn every_spool_event_maps_to_its_audit_event() {
+        let cases = [
+            ("open", "session_opened"),
+            ("warn", "session_warned"),
+            ("close", "session_closed"),
+            ("deny", "session_ended"),
+            ("forced_end", "session_ended"),
+        ];
+        for (ev, code) in cases {
+            let e = to_event("db-7", &record(ev)).unwrap();
+            assert_eq!(e.code().name(), code);
+            assert_eq!(e.actor, Actor::Host("host://db-7".into()));
+            assert_eq!(e.time, Timestamp(1_700_000_000_000));
+            assert_eq!(e.kind.session().unwrap().record_id, record(ev).record_id);
+        }
+        let e = to_event("db-7", &record("forced_end")).unwrap();
+        assert!(matches!(
+            e.kind,
+            EventKind::SessionEnded(SessionEnded {
+                reason: EndReason::Expired,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn given_another_hosts_record_then_rejected() {
+        let e = to_event("web-1", &record("open")).unwrap_err();
+        assert!(e.contains("only report its own sessions"), "{e}");
+        // Host "db" cannot claim ids of host "db-7": the session must start with its name,
+        // grant and pid.
+        let mut r = record("open");
+        r.host = "db".into();
+        let e = to_event("db", &r).unwrap_err();
+        assert!(e.contains("is not db-g-00000000000000ff-42-"), "{e}");
+    }
+
+    #[test]
+    fn malformed_records_are_rejected_with_the_reason() {
+        let mut r = record("open");
+        r.record_id.push('x');
+        assert!(to_event("db-7", &r).unwrap_err().contains("record_id"));
+        let mut r = record("open");
+        r.grant = "g-1".into();
+        assert!(to_event("db-7", &r).unwrap_err().contains("grant"));
+        let mut r = record("reopen");
+        r.record_id = format!("{}-reopen", r.session);
+        assert!(to_event("db-7", &r).unwrap_err().contains("not open, deny"));
+        let mut r = record("forced_end");
+        r.reason = "bored".into();
+        assert!(to_event("db-7", &r).unwrap_err().contains("bored"));
+        let mut r = record("deny");
+        r.grant = String::new();
+        r.session = "db-7-none-42-5".into();
+        r.record_id = "db-7-none-42-5-deny".into();
+        let e = to_event("db-7", &r).unwrap();
+        assert_eq!(e.kind.grant_id(), Some(NO_GRANT));
+    }
+
+    #[test]
+    fn only_configured_host_identities_are_hosts() {
+        assert_eq!(
+            host_name(&caller("host://db-7", &["hosts"], "mtls")).unwrap(),
+            "db-7"
+        );
+        for c in [
+            caller("host://db-7", &[], "mtls"),
+            caller("sre@example.com", &["hosts"], "mtls"),
+            caller("host://db-*", &["hosts"], "mtls"),
+            caller("host://db-7", &["hosts"], "unix"),
+        ] {
+            assert!(host_name(&c).is_err(), "{c:?}");
+        }
+    }
+}

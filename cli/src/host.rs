@@ -1,0 +1,477 @@
+//! `breakglass host ship`: delivers the session records of the host spool (written by
+//! `pam_breakglass` and its session guard, one JSON file per record) to breakglass-ca, each
+//! exactly once.
+//!
+//! - One shipper at a time: an exclusive `flock` on `<spool>/.ship.lock`. A shipper started
+//!   while another runs waits for the lock (bounded), then ships what is left, so a record
+//!   written just after the running shipper listed the spool is never stranded.
+//! - In order: oldest record first (time, then open < warn < close/end within a second).
+//! - A spool file is deleted only after the daemon acknowledged the record as durable (or
+//!   as already in the log: a retry after a lost answer). Records the daemon rejects (not
+//!   this host's, malformed) are moved to `<spool>/rejected/` with the reason beside them.
+//! - While the daemon cannot be reached: retries with exponential backoff (1 s doubling to
+//!   30 s) for at most `--retry-for`, then gives up (exit 69); the next run (the guard's
+//!   next record, or the systemd timer) delivers the rest.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use breakglass_proto::v1::host_agent_client::HostAgentClient;
+use breakglass_proto::v1::host_record_result::Status as RecordStatus;
+use breakglass_proto::v1::{AppendHostRecordsRequest, HostRecord};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+
+use crate::connect;
+use crate::error::CliError;
+use crate::settings::{Overrides, Target};
+
+/// Default spool directory (the module's default `spool=`).
+pub const DEFAULT_SPOOL: &str = "/var/spool/breakglass";
+/// Lock file inside the spool.
+pub const LOCK_FILE: &str = ".ship.lock";
+/// Where rejected records are kept.
+pub const REJECTED_DIR: &str = "rejected";
+/// Records per call.
+const BATCH: usize = 100;
+/// Largest spool file read.
+const MAX_RECORD_FILE: u64 = 64 * 1024;
+
+/// `breakglass host ...`.
+#[derive(Debug, Subcommand)]
+pub enum HostCmd {
+    /// Deliver the spooled session records to breakglass-ca (exactly once, oldest first)
+    Ship(ShipArgs),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 30s or 10m ({e})"))
+}
+
+/// `breakglass host ship`.
+#[derive(Debug, Args, Clone)]
+pub struct ShipArgs {
+    /// Spool directory (the module's spool= option)
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_SPOOL)]
+    pub spool: PathBuf,
+    /// Try once: no retries while the daemon is unreachable
+    #[arg(long)]
+    pub once: bool,
+    /// Give up after retrying this long while the daemon is unreachable
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub retry_for: Duration,
+    /// Wait at most this long for another shipper to release the spool
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub lock_wait: Duration,
+}
+
+/// Runs a host subcommand.
+pub async fn run(cmd: HostCmd, overrides: &Overrides) -> Result<(), CliError> {
+    match cmd {
+        HostCmd::Ship(a) => {
+            let target = overrides.resolve()?;
+            let r = ship(&target, &a).await?;
+            eprintln!("{}", r.summary());
+        }
+    }
+    Ok(())
+}
+
+/// A spool record as `pam_breakglass` writes it (pam/src/record.rs `SessionRecord`).
+/// Unknown fields are ignored so that a newer module's records still ship.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpoolRecord {
+    /// Format version.
+    pub version: u32,
+    /// Unique id; the file name without `.json`.
+    pub record_id: String,
+    /// Session id.
+    pub session: String,
+    /// open, deny, warn, close, forced_end.
+    pub event: String,
+    /// Unix seconds.
+    pub time: u64,
+    /// Host name.
+    pub host: String,
+    /// Login user.
+    pub user: String,
+    /// Grant id.
+    #[serde(default)]
+    pub grant: Option<String>,
+    /// Certificate serial.
+    #[serde(default)]
+    pub serial: Option<u64>,
+    /// Certificate key id.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Client address.
+    #[serde(default)]
+    pub rhost: Option<String>,
+    /// sshd session pid.
+    pub pid: u32,
+    /// Session start, Unix seconds.
+    pub start: u64,
+    /// Certificate expiry.
+    #[serde(default)]
+    pub expires: Option<u64>,
+    /// Reason code.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Reason detail.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+impl SpoolRecord {
+    /// The wire form.
+    #[must_use]
+    pub fn to_wire(&self) -> HostRecord {
+        HostRecord {
+            record_id: self.record_id.clone(),
+            session: self.session.clone(),
+            event: self.event.clone(),
+            time: self.time,
+            host: self.host.clone(),
+            user: self.user.clone(),
+            grant: self.grant.clone().unwrap_or_default(),
+            serial: self.serial.unwrap_or_default(),
+            rhost: self.rhost.clone().unwrap_or_default(),
+            pid: self.pid,
+            start: self.start,
+            expires: self.expires.unwrap_or_default(),
+            reason: self.reason.clone().unwrap_or_default(),
+            detail: self.detail.clone().unwrap_or_default(),
+            key_id: self.key_id.clone().unwrap_or_default(),
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self.event.as_str() {
+            "open" | "deny" => 0,
+            "warn" => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// What one `ship` run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShipReport {
+    /// Records appended to the log by this run.
+    pub appended: u64,
+    /// Records the log already held (delivered before; their files are now removed).
+    pub duplicates: u64,
+    /// Records moved to `rejected/`.
+    pub rejected: u64,
+    /// Records of grants the CA does not know (appended anyway; investigate).
+    pub unknown_grants: u64,
+    /// True when another shipper held the spool for longer than `--lock-wait`.
+    pub lock_busy: bool,
+}
+
+impl ShipReport {
+    /// One line for the operator.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        if self.lock_busy {
+            return "another shipper holds the spool; it delivers the records".into();
+        }
+        let mut s = format!(
+            "delivered {} record(s) ({} were already in the log)",
+            self.appended + self.duplicates,
+            self.duplicates
+        );
+        if self.rejected > 0 {
+            s.push_str(&format!(
+                "; {} rejected, kept in {REJECTED_DIR}/",
+                self.rejected
+            ));
+        }
+        if self.unknown_grants > 0 {
+            s.push_str(&format!(
+                "; WARNING: {} record(s) name a grant the CA never issued",
+                self.unknown_grants
+            ));
+        }
+        s
+    }
+}
+
+/// Takes the spool lock, waiting at most `wait`. `None` when another shipper kept it.
+fn lock_spool(spool: &Path, wait: Duration) -> Result<Option<nix::fcntl::Flock<File>>, CliError> {
+    let path = spool.join(LOCK_FILE);
+    let deadline = Instant::now() + wait;
+    loop {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| CliError::Io(format!("spool lock {}: {e}", path.display())))?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(Some(l)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, e)) => {
+                return Err(CliError::Io(format!("spool lock {}: {e}", path.display())));
+            }
+        }
+    }
+}
+
+/// The spool's records, oldest first. Files that are not records are moved to `rejected/`.
+fn list_spool(
+    spool: &Path,
+    report: &mut ShipReport,
+) -> Result<Vec<(PathBuf, SpoolRecord)>, CliError> {
+    use std::io::Read as _;
+    let rd = std::fs::read_dir(spool)
+        .map_err(|e| CliError::Io(format!("spool {}: {e}", spool.display())))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| CliError::Io(format!("spool {}: {e}", spool.display())))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Dot files are the module's temporary files and our lock.
+        if name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
+        let path = entry.path();
+        let mut text = Vec::new();
+        let read = File::open(&path).and_then(|f| f.take(MAX_RECORD_FILE).read_to_end(&mut text));
+        match read {
+            Ok(_) => {}
+            // Shipped and removed by someone else meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(CliError::Io(format!("{}: {e}", path.display()))),
+        }
+        match serde_json::from_slice::<SpoolRecord>(&text) {
+            Ok(r) if format!("{}.json", r.record_id) == name => out.push((path, r)),
+            Ok(r) => {
+                reject(
+                    spool,
+                    &path,
+                    &format!("record id {:?} is not the file name", r.record_id),
+                )?;
+                report.rejected += 1;
+            }
+            Err(e) => {
+                reject(spool, &path, &format!("not a session record: {e}"))?;
+                report.rejected += 1;
+            }
+        }
+    }
+    out.sort_by(|(_, a), (_, b)| {
+        (a.time, a.rank(), &a.record_id).cmp(&(b.time, b.rank(), &b.record_id))
+    });
+    Ok(out)
+}
+
+/// Moves a spool file to `rejected/` and writes why beside it.
+fn reject(spool: &Path, path: &Path, why: &str) -> Result<(), CliError> {
+    let dir = spool.join(REJECTED_DIR);
+    let io = |e: std::io::Error| CliError::Io(format!("{}: {e}", dir.display()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(&dir)
+        .map_err(io)?;
+    let name = path.file_name().unwrap_or_default();
+    std::fs::rename(path, dir.join(name)).map_err(io)?;
+    std::fs::write(
+        dir.join(format!("{}.why", name.to_string_lossy())),
+        format!("{why}\n"),
+    )
+    .map_err(io)?;
+    eprintln!(
+        "breakglass: record {} rejected, moved to {}: {why}",
+        name.to_string_lossy(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// True for errors after which trying again later may work (daemon down, restarting,
+/// or its log cannot be written right now).
+fn retryable(e: &CliError) -> bool {
+    matches!(
+        e,
+        CliError::Unavailable(_)
+            | CliError::Rpc {
+                code: tonic::Code::Unavailable | tonic::Code::DeadlineExceeded,
+                ..
+            }
+    )
+}
+
+/// Ships the spool (see the module docs).
+pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliError> {
+    let mut report = ShipReport::default();
+    let Some(_lock) = lock_spool(&args.spool, args.lock_wait)? else {
+        report.lock_busy = true;
+        return Ok(report);
+    };
+    let mut client = HostAgentClient::new(connect::channel(target)?);
+    let started = Instant::now();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let records = list_spool(&args.spool, &mut report)?;
+        if records.is_empty() {
+            return Ok(report);
+        }
+        let batch = &records[..records.len().min(BATCH)];
+        let request = AppendHostRecordsRequest {
+            records: batch.iter().map(|(_, r)| r.to_wire()).collect(),
+        };
+        let answer = client
+            .append_host_records(request)
+            .await
+            .map_err(|s| CliError::from_status(s, &target.shown()));
+        let results = match answer {
+            Ok(r) => r.into_inner().results,
+            Err(e) if retryable(&e) && !args.once => {
+                if started.elapsed() + backoff > args.retry_for {
+                    return Err(CliError::Unavailable(format!(
+                        "{e}\ngave up after {}; {} record(s) stay in {} for the next run",
+                        humantime::format_duration(Duration::from_secs(
+                            started.elapsed().as_secs()
+                        )),
+                        records.len(),
+                        args.spool.display()
+                    )));
+                }
+                eprintln!(
+                    "breakglass: daemon unavailable, retrying in {}: {e}",
+                    humantime::format_duration(backoff)
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        backoff = Duration::from_secs(1);
+        if results.len() != batch.len() {
+            return Err(CliError::Rpc {
+                code: tonic::Code::Internal,
+                message: format!(
+                    "the daemon answered {} results for {} records; nothing removed",
+                    results.len(),
+                    batch.len()
+                ),
+            });
+        }
+        for ((path, record), result) in batch.iter().zip(&results) {
+            if result.record_id != record.record_id {
+                return Err(CliError::Rpc {
+                    code: tonic::Code::Internal,
+                    message: format!(
+                        "the daemon answered for record {} instead of {}",
+                        result.record_id, record.record_id
+                    ),
+                });
+            }
+            match result.status() {
+                RecordStatus::Appended | RecordStatus::Duplicate => {
+                    if result.status() == RecordStatus::Appended {
+                        report.appended += 1;
+                    } else {
+                        report.duplicates += 1;
+                    }
+                    if !result.grant_known && record.grant.is_some() {
+                        report.unknown_grants += 1;
+                    }
+                    match std::fs::remove_file(path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(CliError::Io(format!(
+                                "{} was delivered but cannot be removed: {e}",
+                                path.display()
+                            )));
+                        }
+                    }
+                }
+                RecordStatus::Rejected => {
+                    reject(&args.spool, path, &result.error)?;
+                    report.rejected += 1;
+                }
+                RecordStatus::Unspecified => {
+                    return Err(CliError::Rpc {
+                        code: tonic::Code::Internal,
+                        message: format!(
+                            "the daemon gave no status for record {}",
+                            record.record_id
+                        ),
+                    });
+                }
+            }
+        }
+        sync_dir(&args.spool);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, id: &str, event: &str, time: u64) {
+        let session = id.strip_suffix(&format!("-{event}")).unwrap();
+        std::fs::write(
+            dir.join(format!("{id}.json")),
+            format!(
+                r#"{{"version":1,"record_id":"{id}","session":"{session}","event":"{event}","time":{time},"host":"db-7","user":"u","grant":"g-00000000000000ff","serial":1,"key_id":null,"requester":null,"tier":null,"rhost":null,"tty":"ssh","service":"sshd","pid":42,"audit_session":null,"start":{time},"expires":null,"reason":null,"detail":null,"duration":null,"killed":null}}"#
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn spool_is_listed_oldest_first_and_junk_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = "db-7-g-00000000000000ff-42-1";
+        write(dir.path(), &format!("{s}-close"), "close", 10);
+        write(dir.path(), &format!("{s}-open"), "open", 10);
+        write(dir.path(), &format!("{s}-warn"), "warn", 5);
+        std::fs::write(dir.path().join("garbage.json"), "{").unwrap();
+        std::fs::write(dir.path().join(".x.json.tmp"), "{").unwrap();
+        let mut report = ShipReport::default();
+        let list = list_spool(dir.path(), &mut report).unwrap();
+        let events: Vec<&str> = list.iter().map(|(_, r)| r.event.as_str()).collect();
+        assert_eq!(events, ["warn", "open", "close"]);
+        assert_eq!(report.rejected, 1);
+        assert!(dir.path().join("rejected/garbage.json").exists());
+        let why = std::fs::read_to_string(dir.path().join("rejected/garbage.json.why")).unwrap();
+        assert!(why.contains("not a session record"), "{why}");
+        assert!(dir.path().join(".x.json.tmp").exists());
+    }
+
+    #[test]
+    fn only_one_shipper_holds_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_spool(dir.path(), Duration::ZERO).unwrap();
+        assert!(first.is_some());
+        let t = Instant::now();
+        assert!(
+            lock_spool(dir.path(), Duration::from_millis(300))
+                .unwrap()
+                .is_none()
+        );
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        drop(first);
+        assert!(lock_spool(dir.path(), Duration::ZERO).unwrap().is_some());
+    }
+}
