@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use breakglass_cli::commands::{self, RequestArgs};
+use breakglass_proto::v1::RequestCertificateResponse;
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::ssh_keygen;
 use breakglass_tests::sshd::{
@@ -31,7 +32,7 @@ async fn issue(
     user: &str,
     ttl: u64,
     command: Option<&str>,
-) -> ClientKey {
+) -> (ClientKey, RequestCertificateResponse) {
     let public = ssh_keygen(dir, name, &["-t", "ed25519"]);
     let outcome = commands::request(
         &d.target("sre"),
@@ -50,11 +51,14 @@ async fn issue(
     .await
     .expect("certificate issued");
     let valid_before = Some(outcome.response.valid_before as u64);
-    ClientKey {
-        key_path: outcome.paths.private,
-        cert_path: Some(outcome.paths.certificate),
-        valid_before,
-    }
+    (
+        ClientKey {
+            key_path: outcome.paths.private,
+            cert_path: Some(outcome.paths.certificate),
+            valid_before,
+        },
+        outcome.response,
+    )
 }
 
 async fn run(mut cmd: std::process::Command, remote: &str) -> std::process::Output {
@@ -86,7 +90,7 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
     let keys = tempfile::tempdir().unwrap();
 
     // An interactive grant: the requested command runs.
-    let shell = issue(&d, keys.path(), "shell", &user.name, 600, None).await;
+    let (shell, granted) = issue(&d, keys.path(), "shell", &user.name, 600, None).await;
     let out = run(
         sshd.ssh(&user.name, &shell, &[]),
         "echo hello from $(whoami)",
@@ -102,9 +106,21 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("hello from {}", user.name)
     );
+    // The PAM module logged the open and the close of this grant's session to syslog.
+    let grant = format!("grant={}", granted.grant_id);
+    let serial = format!("serial={}", granted.serial);
+    let wait = Duration::from_secs(10);
+    let open = sshd
+        .syslog
+        .wait_for(&["event=session_open", &grant, &serial], wait)
+        .unwrap_or_else(|| panic!("no open line: {:#?}", sshd.syslog.lines()));
+    assert!(open.contains(&format!("user={}", user.name)), "{open}");
+    sshd.syslog
+        .wait_for(&["event=session_close", &grant, &serial, "duration="], wait)
+        .unwrap_or_else(|| panic!("no close line: {:#?}", sshd.syslog.lines()));
 
     // A forced-command grant: /usr/bin/id runs instead of what the client asked for.
-    let forced = issue(
+    let (forced, _) = issue(
         &d,
         keys.path(),
         "forced",
@@ -127,7 +143,7 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
     assert!(!stdout.contains("not-this"));
 
     // A certificate for another principal does not open this account.
-    let wrong = issue(&d, keys.path(), "wrong", &other.name, 600, None).await;
+    let (wrong, _) = issue(&d, keys.path(), "wrong", &other.name, 600, None).await;
     let out = run(sshd.ssh(&user.name, &wrong, &[]), "true").await;
     assert_eq!(
         out.status.code(),
@@ -138,7 +154,7 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
     );
 
     // A certificate past its expiry is refused by sshd.
-    let short = issue(&d, keys.path(), "short", &user.name, 1, None).await;
+    let (short, _) = issue(&d, keys.path(), "short", &user.name, 1, None).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let out = run(sshd.ssh(&user.name, &short, &[]), "true").await;
     assert_eq!(out.status.code(), Some(255));
