@@ -18,6 +18,18 @@ pub enum Error {
     /// A bug or an unexpected failure inside the daemon.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The request or grant named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is not in a state that allows the call (e.g. already decided).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The request expired before it was approved.
+    #[error("{0}")]
+    Expired(String),
+    /// The request was cancelled.
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 impl From<Error> for tonic::Status {
@@ -29,6 +41,10 @@ impl From<Error> for tonic::Status {
             Error::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
             Error::Unavailable(_) => tonic::Status::unavailable(msg),
             Error::Internal(_) => tonic::Status::internal(msg),
+            Error::NotFound(_) => tonic::Status::not_found(msg),
+            Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
+            Error::Expired(_) => tonic::Status::deadline_exceeded(msg),
+            Error::Cancelled(_) => tonic::Status::aborted(msg),
         }
     }
 }

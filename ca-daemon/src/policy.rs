@@ -1,11 +1,15 @@
 //! Where access is decided: which identities and groups may get which
 //! principals on which hosts, with which forced commands, source addresses,
-//! lifetime and `permit-*` extensions. Deny by default; deny rules win.
+//! lifetime, `permit-*` extensions and at which time of day. Deny by default;
+//! deny rules win. Each allow rule names a risk [`Tier`]; when several allow
+//! rules match, the one with the most restrictive tier wins (tiers are ranked
+//! in configuration order, least restrictive first).
 //!
-//! Pure logic over an already validated [`AccessRequest`]: no clock, no I/O.
+//! Pure logic over an already validated [`AccessRequest`]: the time is a
+//! parameter, no I/O.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breakglass_proto::names::host_matches;
 use ipnet::IpNet;
@@ -49,6 +53,94 @@ pub struct Rule {
     pub max_ttl: Duration,
     /// `permit-*` extensions that may be granted.
     pub extensions: BTreeSet<String>,
+    /// UTC time-of-day windows (minutes `[start, end)`, may wrap midnight)
+    /// in which the rule applies; empty = always.
+    pub hours: Vec<(u16, u16)>,
+}
+
+/// What emergency self-service a tier allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emergency {
+    /// Longest TTL of an emergency grant (requests asking more are capped).
+    pub ttl: Duration,
+    /// Emergency grants per requester within 24 hours; beyond, emergency
+    /// requests need the tier's normal approvals.
+    pub per_day: u32,
+}
+
+/// A risk tier: what a request matched to it needs before it is issued.
+#[derive(Clone, Debug)]
+pub struct Tier {
+    /// Name, carried in the certificate.
+    pub name: String,
+    /// Position in the configuration: higher is more restrictive.
+    pub rank: usize,
+    /// Distinct approvals needed (0 = issued at once).
+    pub approvals: u32,
+    /// Groups whose members may approve or deny.
+    pub approver_groups: Vec<String>,
+    /// Groups whose members may review grants of this tier.
+    pub reviewer_groups: Vec<String>,
+    /// Whether a reason must be given.
+    pub reason_required: bool,
+    /// Shortest reason accepted, in characters.
+    pub reason_min_length: usize,
+    /// A ticket reference matching this pattern must appear in the reason.
+    pub ticket: Option<regex::Regex>,
+    /// Longest TTL.
+    pub max_ttl: Duration,
+    /// How long a request may wait for approvals before it expires.
+    pub max_wait: Duration,
+    /// Emergency self-service, if allowed.
+    pub emergency: Option<Emergency>,
+    /// Sessions must be recorded (carried in the certificate).
+    pub session_recording: bool,
+    /// Webhook URLs notified of this tier's requests.
+    pub webhooks: Vec<String>,
+}
+
+impl Tier {
+    /// True when `caller` is in one of the groups that may approve.
+    pub fn may_approve(&self, caller: &Caller) -> bool {
+        self.approver_groups
+            .iter()
+            .any(|g| caller.groups.contains(g))
+    }
+
+    /// True when `caller` is in one of the groups that may review.
+    pub fn may_review(&self, caller: &Caller) -> bool {
+        self.reviewer_groups
+            .iter()
+            .any(|g| caller.groups.contains(g))
+    }
+
+    /// Checks the request's reason against the tier: present, long enough,
+    /// with a ticket reference when the tier wants one.
+    pub fn check_reason(&self, reason: &str) -> Result<(), String> {
+        let len = reason.chars().count();
+        if self.reason_required && len == 0 {
+            return Err(format!(
+                "reason: say why you need access (--reason \"INC-4411 primary down\"); tier `{}` requires a reason",
+                self.name
+            ));
+        }
+        if len > 0 && len < self.reason_min_length {
+            return Err(format!(
+                "reason: tier `{}` requires a reason of at least {} characters (got {len})",
+                self.name, self.reason_min_length
+            ));
+        }
+        if let Some(re) = &self.ticket
+            && !re.is_match(reason)
+        {
+            return Err(format!(
+                "reason: tier `{}` requires a ticket reference matching `{}` in the reason",
+                self.name,
+                re.as_str()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Who is asking, as authenticated by the transport.
@@ -91,22 +183,24 @@ pub enum Decision {
 pub struct Grant {
     /// The rule that allowed it.
     pub rule: String,
-    /// Its tier.
+    /// Its tier (see [`Policy::tier`]).
     pub tier: String,
     /// `permit-*` extensions to put in the certificate.
     pub extensions: Vec<String>,
 }
 
-/// The compiled rule set.
+/// The compiled rule set and its risk tiers.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
+    tiers: Vec<Tier>,
 }
 
 impl Policy {
-    /// Builds a policy from validated rules (order matters among allow rules).
-    pub fn new(rules: Vec<Rule>) -> Self {
-        Self { rules }
+    /// Builds a policy from validated rules and tiers (every rule's tier is
+    /// among `tiers`, listed least restrictive first).
+    pub fn new(rules: Vec<Rule>, tiers: Vec<Tier>) -> Self {
+        Self { rules, tiers }
     }
 
     /// The rules, in configuration order.
@@ -114,10 +208,25 @@ impl Policy {
         &self.rules
     }
 
-    /// Decides a request.
-    pub fn decide(&self, caller: &Caller, req: &AccessRequest) -> Decision {
+    /// The tiers, least restrictive first.
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// The tier of that name.
+    pub fn tier(&self, name: &str) -> Option<&Tier> {
+        self.tiers.iter().find(|t| t.name == name)
+    }
+
+    fn rank(&self, tier: &str) -> usize {
+        self.tier(tier).map_or(usize::MAX, |t| t.rank)
+    }
+
+    /// Decides a request made at `at`.
+    pub fn decide(&self, caller: &Caller, req: &AccessRequest, at: SystemTime) -> Decision {
+        let minute = minute_of_day(at);
         for rule in self.rules.iter().filter(|r| r.effect == Effect::Deny) {
-            if rule.applies_to(caller, true) && rule.deny_matches(req) {
+            if rule.applies_to(caller, true) && rule.in_hours(minute) && rule.deny_matches(req) {
                 return Decision::Deny(format!(
                     "denied by policy rule `{}` for {}@{}",
                     rule.name,
@@ -126,20 +235,27 @@ impl Policy {
                 ));
             }
         }
-        // Among the allow rules that apply to the caller, the first that allows
-        // everything wins; otherwise report why the closest one refused.
+        // Among the allow rules that apply to the caller and allow everything,
+        // the one with the most restrictive tier wins (the first of equals);
+        // when none does, report why the closest one refused.
         let mut best: Option<(usize, String)> = None;
+        let mut chosen: Option<Grant> = None;
         for rule in self.rules.iter().filter(|r| r.effect == Effect::Allow) {
             if !rule.applies_to(caller, false) {
                 continue;
             }
-            match rule.check(req) {
+            match rule.check(req, minute) {
                 Ok(extensions) => {
-                    return Decision::Allow(Grant {
-                        rule: rule.name.clone(),
-                        tier: rule.tier.clone(),
-                        extensions,
-                    });
+                    if chosen
+                        .as_ref()
+                        .is_none_or(|c| self.rank(&rule.tier) > self.rank(&c.tier))
+                    {
+                        chosen = Some(Grant {
+                            rule: rule.name.clone(),
+                            tier: rule.tier.clone(),
+                            extensions,
+                        });
+                    }
                 }
                 Err((depth, why)) => {
                     if best.as_ref().is_none_or(|(d, _)| depth > *d) {
@@ -147,6 +263,9 @@ impl Policy {
                     }
                 }
             }
+        }
+        if let Some(g) = chosen {
+            return Decision::Allow(g);
         }
         match best {
             Some((_, why)) => Decision::Deny(why),
@@ -163,7 +282,29 @@ impl Policy {
     }
 }
 
+/// Minutes since midnight UTC.
+pub fn minute_of_day(at: SystemTime) -> u16 {
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    ((secs % 86_400) / 60) as u16
+}
+
+fn fmt_minute(m: u16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
 impl Rule {
+    /// Is `minute` (of the day, UTC) within the rule's hours?
+    fn in_hours(&self, minute: u16) -> bool {
+        self.hours.is_empty()
+            || self.hours.iter().any(|&(start, end)| {
+                if start < end {
+                    (start..end).contains(&minute)
+                } else {
+                    minute >= start || minute < end
+                }
+            })
+    }
+
     /// Does the rule concern this caller? An empty deny rule concerns everyone.
     fn applies_to(&self, caller: &Caller, empty_means_all: bool) -> bool {
         if empty_means_all && self.identities.is_empty() && self.groups.is_empty() {
@@ -205,7 +346,7 @@ impl Rule {
 
     /// Checks an allow rule dimension by dimension. On refusal, returns how
     /// many dimensions matched (to pick the most relevant message) and why.
-    fn check(&self, req: &AccessRequest) -> Result<Vec<String>, (usize, String)> {
+    fn check(&self, req: &AccessRequest, minute: u16) -> Result<Vec<String>, (usize, String)> {
         if let Some(p) = req
             .principals
             .iter()
@@ -294,9 +435,25 @@ impl Rule {
                 ));
             }
         }
-        if req.ttl > self.max_ttl {
+        if !self.in_hours(minute) {
             return Err((
                 4,
+                format!(
+                    "rule `{}` allows {} only between {} UTC (it is {} UTC)",
+                    self.name,
+                    self.scope(req),
+                    self.hours
+                        .iter()
+                        .map(|&(a, b)| format!("{}-{}", fmt_minute(a), fmt_minute(b)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    fmt_minute(minute)
+                ),
+            ));
+        }
+        if req.ttl > self.max_ttl {
+            return Err((
+                5,
                 format!(
                     "TTL {} exceeds the {} maximum allowed for {} (rule `{}`)",
                     fmt_duration(req.ttl),
@@ -314,7 +471,7 @@ impl Rule {
             Some(asked) => {
                 if let Some(x) = asked.iter().find(|x| !self.extensions.contains(*x)) {
                     return Err((
-                        5,
+                        6,
                         format!(
                             "extension {x} is not allowed for {} by rule `{}` (allowed: {})",
                             self.scope(req),
@@ -370,6 +527,11 @@ key = "audit_key.pem"
         .policy
     }
 
+    /// 12:00 UTC on some day.
+    fn noon() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 12 * 3600)
+    }
+
     fn sre() -> Caller {
         Caller {
             identity: "alice@example.com".into(),
@@ -420,7 +582,7 @@ extensions = ["permit-pty", "permit-port-forwarding"]
 
     #[test]
     fn nothing_is_allowed_without_rules() {
-        let why = denied(policy("").decide(&sre(), &req()));
+        let why = denied(policy("").decide(&sre(), &req(), noon()));
         assert!(
             why.contains("no policy rule lets alice@example.com"),
             "{why}"
@@ -430,15 +592,15 @@ extensions = ["permit-pty", "permit-port-forwarding"]
     #[test]
     fn requester_dimension() {
         let p = policy(RULE);
-        assert_eq!(allowed(p.decide(&sre(), &req())).rule, "db");
+        assert_eq!(allowed(p.decide(&sre(), &req(), noon())).rule, "db");
         let other = Caller {
             groups: vec!["web".into()],
             ..sre()
         };
-        assert!(denied(p.decide(&other, &req())).contains("no policy rule"));
+        assert!(denied(p.decide(&other, &req(), noon())).contains("no policy rule"));
         let by_id =
             policy(&RULE.replace("groups = [\"sre\"]", "identities = [\"alice@example.com\"]"));
-        allowed(by_id.decide(&other, &req()));
+        allowed(by_id.decide(&other, &req(), noon()));
     }
 
     #[test]
@@ -446,9 +608,9 @@ extensions = ["permit-pty", "permit-port-forwarding"]
         let p = policy(RULE);
         let mut r = req();
         r.principals = vec!["app-api".into()];
-        allowed(p.decide(&sre(), &r));
+        allowed(p.decide(&sre(), &r, noon()));
         r.principals = vec!["postgres".into(), "root".into()];
-        let why = denied(p.decide(&sre(), &r));
+        let why = denied(p.decide(&sre(), &r, noon()));
         assert!(why.contains("principal root is not allowed"), "{why}");
     }
 
@@ -457,16 +619,16 @@ extensions = ["permit-pty", "permit-port-forwarding"]
         let p = policy(RULE);
         let mut r = req();
         r.hosts = vec!["DB-12".into(), "db-*".into()];
-        allowed(p.decide(&sre(), &r));
+        allowed(p.decide(&sre(), &r, noon()));
         r.hosts = vec!["web-1".into()];
-        let why = denied(p.decide(&sre(), &r));
+        let why = denied(p.decide(&sre(), &r, noon()));
         assert!(
             why.contains("host web-1 is not allowed for postgres"),
             "{why}"
         );
         // A wider pattern than the rule's is not covered by it.
         r.hosts = vec!["*".into()];
-        denied(p.decide(&sre(), &r));
+        denied(p.decide(&sre(), &r, noon()));
     }
 
     #[test]
@@ -474,23 +636,23 @@ extensions = ["permit-pty", "permit-port-forwarding"]
         let p = policy(RULE);
         let mut r = req();
         r.force_command = Some("/bin/sh".into());
-        let why = denied(p.decide(&sre(), &r));
+        let why = denied(p.decide(&sre(), &r, noon()));
         assert!(
             why.contains("forced command \"/bin/sh\" is not allowed"),
             "{why}"
         );
         r.force_command = None;
-        let why = denied(p.decide(&sre(), &r));
+        let why = denied(p.decide(&sre(), &r, noon()));
         assert!(why.contains("interactive shell is not allowed"), "{why}");
         let inter = policy(&RULE.replace("commands = [\"/usr/bin/psql\"]", "interactive = true"));
-        let g = allowed(inter.decide(&sre(), &r));
+        let g = allowed(inter.decide(&sre(), &r, noon()));
         assert_eq!(
             g.extensions,
             ["permit-pty"],
             "interactive grants get a pty by default"
         );
         r.force_command = Some("/usr/bin/psql".into());
-        denied(inter.decide(&sre(), &r));
+        denied(inter.decide(&sre(), &r, noon()));
     }
 
     #[test]
@@ -498,22 +660,22 @@ extensions = ["permit-pty", "permit-port-forwarding"]
         let p = policy(RULE);
         let mut r = req();
         r.source_addresses = vec!["192.168.0.0/16".parse().unwrap()];
-        let why = denied(p.decide(&sre(), &r));
+        let why = denied(p.decide(&sre(), &r, noon()));
         assert!(
             why.contains("source address 192.168.0.0/16 is outside"),
             "{why}"
         );
         r.source_addresses = vec![];
-        let why = denied(p.decide(&sre(), &r));
+        let why = denied(p.decide(&sre(), &r, noon()));
         assert!(why.contains("requires --source-address"), "{why}");
         r.source_addresses = vec![
             "10.9.9.9/32".parse().unwrap(),
             "10.2.0.0/16".parse().unwrap(),
         ];
-        allowed(p.decide(&sre(), &r));
+        allowed(p.decide(&sre(), &r, noon()));
         let open = policy(&RULE.replace("source_addresses = [\"10.0.0.0/8\"]\n", ""));
         r.source_addresses = vec![];
-        allowed(open.decide(&sre(), &r));
+        allowed(open.decide(&sre(), &r, noon()));
     }
 
     #[test]
@@ -521,9 +683,9 @@ extensions = ["permit-pty", "permit-port-forwarding"]
         let p = policy(RULE);
         let mut r = req();
         r.ttl = Duration::from_secs(1800);
-        allowed(p.decide(&sre(), &r));
+        allowed(p.decide(&sre(), &r, noon()));
         r.ttl = Duration::from_secs(7200);
-        let why = denied(p.decide(&sre(), &r));
+        let why = denied(p.decide(&sre(), &r, noon()));
         assert_eq!(
             why,
             "TTL 2h exceeds the 30m maximum allowed for postgres@db-* (rule `db`)"
@@ -535,16 +697,16 @@ extensions = ["permit-pty", "permit-port-forwarding"]
         let p = policy(RULE);
         let mut r = req();
         assert!(
-            allowed(p.decide(&sre(), &r)).extensions.is_empty(),
+            allowed(p.decide(&sre(), &r, noon())).extensions.is_empty(),
             "commands get no pty by default"
         );
         r.extensions = Some(vec!["permit-port-forwarding".into()]);
         assert_eq!(
-            allowed(p.decide(&sre(), &r)).extensions,
+            allowed(p.decide(&sre(), &r, noon())).extensions,
             ["permit-port-forwarding"]
         );
         r.extensions = Some(vec!["permit-agent-forwarding".into()]);
-        let why = denied(p.decide(&sre(), &r));
+        let why = denied(p.decide(&sre(), &r, noon()));
         assert!(
             why.contains("extension permit-agent-forwarding is not allowed"),
             "{why}"
@@ -560,14 +722,14 @@ effect = "deny"
 hosts = ["db-7"]
 "#;
         let p = policy(&format!("{RULE}{deny}"));
-        let why = denied(p.decide(&sre(), &req()));
+        let why = denied(p.decide(&sre(), &req(), noon()));
         assert!(
             why.contains("denied by policy rule `no-prod-db-7`"),
             "{why}"
         );
         let mut r = req();
         r.hosts = vec!["db-8".into()];
-        allowed(p.decide(&sre(), &r));
+        allowed(p.decide(&sre(), &r, noon()));
         // A deny rule scoped to a group spares other groups.
         let scoped = policy(&format!(
             "{RULE}{}",
@@ -576,20 +738,112 @@ hosts = ["db-7"]
                 "effect = \"deny\"\ngroups = [\"contractors\"]"
             )
         ));
-        allowed(scoped.decide(&sre(), &req()));
+        allowed(scoped.decide(&sre(), &req(), noon()));
     }
 
+    const TIERS: &str = r#"
+[[tiers]]
+name = "standard"
+max_ttl = "8h"
+
+[[tiers]]
+name = "high"
+approvals = 1
+approvers = ["leads"]
+max_ttl = "8h"
+"#;
+
     #[test]
-    fn first_fully_matching_allow_rule_wins_and_carries_its_tier() {
+    fn most_restrictive_matching_rule_wins_and_carries_its_tier() {
         let p = policy(&format!(
-            "{RULE}{}",
+            "{TIERS}{RULE}{}",
             RULE.replace("name = \"db\"", "name = \"db-long\"\ntier = \"high\"")
                 .replace("max_ttl = \"30m\"", "max_ttl = \"4h\"")
         ));
-        assert_eq!(allowed(p.decide(&sre(), &req())).rule, "db");
+        // Both rules match a 10-minute request: the `high` tier is more restrictive.
+        let g = allowed(p.decide(&sre(), &req(), noon()));
+        assert_eq!((g.rule.as_str(), g.tier.as_str()), ("db-long", "high"));
         let mut r = req();
         r.ttl = Duration::from_secs(7200);
-        let g = allowed(p.decide(&sre(), &r));
+        let g = allowed(p.decide(&sre(), &r, noon()));
         assert_eq!((g.rule.as_str(), g.tier.as_str()), ("db-long", "high"));
+        // Order in the file does not matter, only the tier's rank.
+        let p = policy(&format!(
+            "{TIERS}{}{RULE}",
+            RULE.replace("name = \"db\"", "name = \"db-long\"\ntier = \"high\"")
+        ));
+        assert_eq!(allowed(p.decide(&sre(), &req(), noon())).tier, "high");
+        // Among rules of the same tier, the first wins.
+        let p = policy(&format!(
+            "{RULE}{}",
+            RULE.replace("name = \"db\"", "name = \"db-2\"")
+        ));
+        assert_eq!(allowed(p.decide(&sre(), &req(), noon())).rule, "db");
+    }
+
+    #[test]
+    fn time_of_day_dimension() {
+        let p = policy(&format!(
+            "{TIERS}{}{}",
+            RULE.replace("max_ttl", "hours = [\"08:00-18:00\"]\nmax_ttl"),
+            RULE.replace("name = \"db\"", "name = \"db-night\"\ntier = \"high\"")
+                .replace("max_ttl", "hours = [\"18:00-08:00\"]\nmax_ttl")
+        ));
+        let at = |h: u64, m: u64| {
+            noon() - Duration::from_secs(12 * 3600) + Duration::from_secs(h * 3600 + m * 60)
+        };
+        assert_eq!(allowed(p.decide(&sre(), &req(), at(9, 0))).rule, "db");
+        assert_eq!(allowed(p.decide(&sre(), &req(), at(17, 59))).rule, "db");
+        assert_eq!(
+            allowed(p.decide(&sre(), &req(), at(18, 0))).rule,
+            "db-night"
+        );
+        assert_eq!(
+            allowed(p.decide(&sre(), &req(), at(3, 30))).rule,
+            "db-night"
+        );
+        let only_day = policy(&RULE.replace("max_ttl", "hours = [\"08:00-18:00\"]\nmax_ttl"));
+        let why = denied(only_day.decide(&sre(), &req(), at(23, 0)));
+        assert!(
+            why.contains("only between 08:00-18:00 UTC (it is 23:00 UTC)"),
+            "{why}"
+        );
+        // A deny rule with hours applies only within them.
+        let freeze = policy(&format!(
+            "{RULE}[[rules]]\nname = \"freeze\"\neffect = \"deny\"\nhosts = [\"db-*\"]\nhours = [\"22:00-23:00\"]\n"
+        ));
+        allowed(freeze.decide(&sre(), &req(), at(21, 59)));
+        let why = denied(freeze.decide(&sre(), &req(), at(22, 30)));
+        assert!(why.contains("`freeze`"), "{why}");
+    }
+
+    #[test]
+    fn tiers_check_reasons_and_tickets() {
+        let p = policy(&format!(
+            "{}{RULE}",
+            TIERS.replace(
+                "approvers = [\"leads\"]",
+                "approvers = [\"leads\"]\nreason_min_length = 10\nticket_required = true\nticket_pattern = \"(INC|CHG)-[0-9]+\""
+            )
+        ));
+        let high = p.tier("high").unwrap();
+        assert!(
+            high.check_reason("")
+                .unwrap_err()
+                .contains("requires a reason")
+        );
+        assert!(
+            high.check_reason("INC-1")
+                .unwrap_err()
+                .contains("at least 10 characters")
+        );
+        let e = high.check_reason("database is down again").unwrap_err();
+        assert!(
+            e.contains("ticket reference matching `(INC|CHG)-[0-9]+`"),
+            "{e}"
+        );
+        high.check_reason("CHG-42 planned failover").unwrap();
+        p.tier("standard").unwrap().check_reason("x").unwrap();
+        assert!(p.tier("high").unwrap().rank > p.tier("standard").unwrap().rank);
     }
 }

@@ -33,7 +33,7 @@ pub struct AccessRequest {
     pub hosts: Vec<String>,
     /// Positive and at most the CA's hard limit.
     pub ttl: Duration,
-    /// Why.
+    /// Why (may be empty here; the tier decides whether that is enough).
     pub reason: String,
     /// Forced command; `None` = interactive.
     pub force_command: Option<String>,
@@ -98,12 +98,9 @@ pub fn validate(
         )));
     }
 
+    // Whether a reason is required, and how long, is the risk tier's call
+    // (see `policy::Tier::check_reason`); its form is checked here.
     let reason = wire.reason.trim();
-    if reason.is_empty() {
-        return Err(bad(
-            "reason: say why you need access (--reason \"INC-4411 primary down\")".into(),
-        ));
-    }
     if reason.len() > MAX_REASON_BYTES {
         return Err(bad(format!(
             "reason: {} bytes is too long; keep it under {MAX_REASON_BYTES} and link a ticket",

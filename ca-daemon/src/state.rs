@@ -5,7 +5,7 @@
 //! the state can never hold something the log does not, and a restart
 //! restores it exactly. `apply` is pure: no clock, no I/O.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use breakglass_proto::audit::event::{
     EndReason, GrantIssued, RequestCreated, ReviewVerdict, SessionRef,
@@ -31,6 +31,13 @@ pub enum RequestStatus {
     },
     /// It timed out waiting for approvals.
     Expired,
+    /// The requester withdrew it.
+    Cancelled {
+        /// Who cancelled it.
+        by: Actor,
+        /// Why (may be empty).
+        reason: String,
+    },
 }
 
 /// One access request and what happened to it.
@@ -89,6 +96,8 @@ pub struct Grant {
 pub struct State {
     /// All requests.
     pub requests: BTreeMap<RequestId, Request>,
+    /// Requests still pending (waiting for approvals or issuance).
+    pub pending: BTreeSet<RequestId>,
     /// All grants.
     pub grants: BTreeMap<GrantId, Grant>,
     /// Grant of each certificate serial.
@@ -120,6 +129,7 @@ impl State {
                         status: RequestStatus::Pending,
                     },
                 );
+                self.pending.insert(r.request_id);
             }
             EventKind::ApprovalAdded(a) => {
                 if let Some(r) = self.requests.get_mut(&a.request_id) {
@@ -128,7 +138,12 @@ impl State {
                 }
             }
             EventKind::RequestDenied(d) => {
-                if let Some(r) = self.requests.get_mut(&d.request_id) {
+                // Only a pending request can end this way; a late event changes nothing.
+                if let Some(r) = self
+                    .requests
+                    .get_mut(&d.request_id)
+                    .filter(|r| r.status == RequestStatus::Pending)
+                {
                     r.status = RequestStatus::Denied {
                         by: event.actor.clone(),
                         reason: d.reason.clone(),
@@ -136,8 +151,26 @@ impl State {
                 }
             }
             EventKind::RequestExpired(e) => {
-                if let Some(r) = self.requests.get_mut(&e.request_id) {
+                // Only a pending request can end this way; a late event changes nothing.
+                if let Some(r) = self
+                    .requests
+                    .get_mut(&e.request_id)
+                    .filter(|r| r.status == RequestStatus::Pending)
+                {
                     r.status = RequestStatus::Expired;
+                }
+            }
+            EventKind::RequestCancelled(c) => {
+                // Only a pending request can end this way; a late event changes nothing.
+                if let Some(r) = self
+                    .requests
+                    .get_mut(&c.request_id)
+                    .filter(|r| r.status == RequestStatus::Pending)
+                {
+                    r.status = RequestStatus::Cancelled {
+                        by: event.actor.clone(),
+                        reason: c.reason.clone(),
+                    };
                 }
             }
             EventKind::GrantIssued(g) => {
@@ -190,6 +223,27 @@ impl State {
         if let Some(s) = event.kind.session() {
             self.host_records.insert(s.record_id.clone());
         }
+        // A request leaves the pending set with its first final event.
+        let decided = match &event.kind {
+            EventKind::RequestDenied(d) => Some(d.request_id),
+            EventKind::RequestExpired(e) => Some(e.request_id),
+            EventKind::RequestCancelled(c) => Some(c.request_id),
+            EventKind::GrantIssued(g) => Some(g.request_id),
+            _ => None,
+        };
+        if let Some(id) = decided {
+            self.pending.remove(&id);
+        }
+    }
+
+    /// Emergency grants issued to `requester` at or after `since`.
+    pub fn emergency_grants_since(&self, requester: &str, since: Timestamp) -> usize {
+        self.grants
+            .values()
+            .filter(|g| {
+                g.issued.emergency && g.issued.requester == requester && g.issued_at >= since
+            })
+            .count()
     }
 
     /// The session a host record is about, created on first sight. Sessions of

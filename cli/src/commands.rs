@@ -61,6 +61,54 @@ impl KeyPaths {
     }
 }
 
+/// The key paths and public key text for a request (`--public-key` or the default key).
+pub fn read_public_key(public_key: Option<&Path>) -> Result<(KeyPaths, String), CliError> {
+    let public = match public_key {
+        Some(p) => p.to_owned(),
+        None => default_public_key()?,
+    };
+    let paths = KeyPaths::from_public(&public);
+    let text = std::fs::read_to_string(&paths.public)
+        .map_err(|e| CliError::Usage(format!("public key {}: {e}", paths.public.display())))?;
+    Ok((paths, text))
+}
+
+/// The wire request for `args`.
+pub fn wire_request(
+    args: &RequestArgs,
+    public_key: String,
+    emergency: bool,
+) -> RequestCertificateRequest {
+    RequestCertificateRequest {
+        public_key,
+        principals: args.principals.clone(),
+        hosts: args.hosts.clone(),
+        ttl_seconds: i64::try_from(args.ttl.as_secs()).unwrap_or(i64::MAX),
+        reason: args.reason.clone(),
+        force_command: args.command.clone().unwrap_or_default(),
+        source_addresses: args.source_addresses.clone(),
+        extensions: args.permit.clone(),
+        emergency,
+    }
+}
+
+/// Writes an issued certificate next to the key (and adds it to the agent).
+pub fn save_certificate(
+    paths: KeyPaths,
+    response: RequestCertificateResponse,
+    agent: Option<&Path>,
+) -> Result<RequestOutcome, CliError> {
+    write_atomic(
+        &paths.certificate,
+        format!("{}\n", response.certificate.trim_end()).as_bytes(),
+        0o644,
+    )?;
+    if let Some(agent) = agent {
+        add_to_agent(agent, &paths, response.valid_before)?;
+    }
+    Ok(RequestOutcome { response, paths })
+}
+
 fn default_public_key() -> Result<PathBuf, CliError> {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -107,39 +155,18 @@ pub struct RequestOutcome {
     pub paths: KeyPaths,
 }
 
-/// Asks for a certificate and writes it next to the key.
+/// Asks for a certificate, waits until it is issued (or the request ends),
+/// and writes it next to the key. `breakglass request` uses
+/// [`crate::approvals::request_live`], which also shows the waiting live.
 pub async fn request(target: &Target, args: &RequestArgs) -> Result<RequestOutcome, CliError> {
-    let public = match &args.public_key {
-        Some(p) => p.clone(),
-        None => default_public_key()?,
-    };
-    let paths = KeyPaths::from_public(&public);
-    let public_key = std::fs::read_to_string(&paths.public)
-        .map_err(|e| CliError::Usage(format!("public key {}: {e}", paths.public.display())))?;
+    let (paths, public_key) = read_public_key(args.public_key.as_deref())?;
     let mut client = connect::client(target)?;
     let response = client
-        .request_certificate(RequestCertificateRequest {
-            public_key,
-            principals: args.principals.clone(),
-            hosts: args.hosts.clone(),
-            ttl_seconds: i64::try_from(args.ttl.as_secs()).unwrap_or(i64::MAX),
-            reason: args.reason.clone(),
-            force_command: args.command.clone().unwrap_or_default(),
-            source_addresses: args.source_addresses.clone(),
-            extensions: args.permit.clone(),
-        })
+        .request_certificate(wire_request(args, public_key, false))
         .await
         .map_err(|s| CliError::from_status(s, &target.shown()))?
         .into_inner();
-    write_atomic(
-        &paths.certificate,
-        format!("{}\n", response.certificate.trim_end()).as_bytes(),
-        0o644,
-    )?;
-    if let Some(agent) = &args.add_to_agent {
-        add_to_agent(agent, &paths, response.valid_before)?;
-    }
-    Ok(RequestOutcome { response, paths })
+    save_certificate(paths, response, args.add_to_agent.as_deref())
 }
 
 /// Seconds from now until `valid_before` (Unix seconds), at least 1.

@@ -5,7 +5,8 @@
 //!   `Accepted publickey ... ID <key id>` log line, free of spaces;
 //! - extension [`EXT_GRANT_ID`] with the grant id;
 //! - extension [`EXT_HOSTS`] with the comma-separated host scope (globs);
-//! - extension [`EXT_TIER`] with the risk tier of the policy rule.
+//! - extension [`EXT_TIER`] with the risk tier of the policy rule;
+//! - extension [`EXT_SESSION_RECORDING`] when the tier requires session recording.
 //!
 //! sshd ignores unknown extensions; the PAM module reads them back with
 //! [`Profile::from_certificate`] and enforces them.
@@ -23,6 +24,9 @@ pub const EXT_GRANT_ID: &str = "grant-id@breakglass.dev";
 pub const EXT_HOSTS: &str = "hosts@breakglass.dev";
 /// Extension carrying the risk tier of the grant.
 pub const EXT_TIER: &str = "tier@breakglass.dev";
+/// Extension present (empty value) when the grant's tier requires its sessions to be
+/// recorded; the host side decides how (e.g. start a recorder in the session guard).
+pub const EXT_SESSION_RECORDING: &str = "session-recording@breakglass.dev";
 /// First component of every breakglass key id.
 pub const KEY_ID_PREFIX: &str = "breakglass";
 

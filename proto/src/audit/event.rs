@@ -136,11 +136,13 @@ pub enum EventCode {
     CaKeyAdded = 13,
     /// [`Heartbeat`].
     Heartbeat = 14,
+    /// [`RequestCancelled`].
+    RequestCancelled = 15,
 }
 
 impl EventCode {
     /// Every code, in numeric order.
-    pub const ALL: [EventCode; 14] = [
+    pub const ALL: [EventCode; 15] = [
         EventCode::RequestCreated,
         EventCode::ApprovalAdded,
         EventCode::RequestDenied,
@@ -155,6 +157,7 @@ impl EventCode {
         EventCode::KrlPublished,
         EventCode::CaKeyAdded,
         EventCode::Heartbeat,
+        EventCode::RequestCancelled,
     ];
 
     /// The code for a number, if it is one.
@@ -181,6 +184,7 @@ impl EventCode {
             EventCode::KrlPublished => "krl_published",
             EventCode::CaKeyAdded => "ca_key_added",
             EventCode::Heartbeat => "heartbeat",
+            EventCode::RequestCancelled => "request_cancelled",
         }
     }
 }
@@ -246,6 +250,15 @@ pub struct RequestDenied {
 pub struct RequestExpired {
     /// The request that expired.
     pub request_id: RequestId,
+}
+
+/// A pending request was withdrawn by its requester (the actor) before it was decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestCancelled {
+    /// The request cancelled.
+    pub request_id: RequestId,
+    /// Why (may be empty).
+    pub reason: String,
 }
 
 /// A certificate was signed. The certificate is returned only after this event is durable.
@@ -442,6 +455,8 @@ pub enum EventKind {
     CaKeyAdded(CaKeyAdded),
     /// See [`Heartbeat`].
     Heartbeat(Heartbeat),
+    /// See [`RequestCancelled`].
+    RequestCancelled(RequestCancelled),
 }
 
 impl EventKind {
@@ -463,6 +478,7 @@ impl EventKind {
             EventKind::KrlPublished(_) => EventCode::KrlPublished,
             EventKind::CaKeyAdded(_) => EventCode::CaKeyAdded,
             EventKind::Heartbeat(_) => EventCode::Heartbeat,
+            EventKind::RequestCancelled(_) => EventCode::RequestCancelled,
         }
     }
 
@@ -634,6 +650,10 @@ impl Event {
                 w.bool(e.signing);
             }
             EventKind::Heartbeat(Heartbeat {}) => {}
+            EventKind::RequestCancelled(e) => {
+                w.u64(e.request_id.0);
+                w.str(&e.reason)?;
+            }
         }
         if w.buf.len() > MAX_EVENT_LEN {
             return Err(EncodeError(format!(
@@ -797,6 +817,10 @@ impl Event {
                 signing: r.bool()?,
             }),
             EventCode::Heartbeat => EventKind::Heartbeat(Heartbeat {}),
+            EventCode::RequestCancelled => EventKind::RequestCancelled(RequestCancelled {
+                request_id: RequestId(r.u64()?),
+                reason: r.str()?,
+            }),
         };
         if r.pos != bytes.len() {
             return r.err(format!(
@@ -1150,6 +1174,12 @@ pub(crate) mod tests {
                 })
             }),
             Just(EventKind::Heartbeat(Heartbeat {})),
+            (any::<u64>(), s()).prop_map(|(id, reason)| EventKind::RequestCancelled(
+                RequestCancelled {
+                    request_id: RequestId(id),
+                    reason
+                }
+            )),
         ]
     }
 
@@ -1288,7 +1318,7 @@ pub(crate) mod tests {
             assert_eq!(EventCode::from_u16(*c as u16), Some(*c));
         }
         assert_eq!(EventCode::from_u16(0), None);
-        assert_eq!(EventCode::from_u16(15), None);
+        assert_eq!(EventCode::from_u16(16), None);
     }
 
     #[test]

@@ -1,0 +1,459 @@
+//! Notifications: a JSON document POSTed to each webhook of the request's
+//! tier (and, when configured, one syslog line) on new pending requests,
+//! approvals, denials, issuance, emergency use and revocation.
+//!
+//! Issuance never waits for a notification: [`Notifier::send`] only puts the
+//! notice on a bounded queue (`try_send`; when full, the notice is dropped and
+//! counted). A background task delivers each notice to each URL in its own
+//! task, with a per-attempt timeout and retries with doubling delays, so a
+//! webhook that hangs or fails delays nothing but its own retries.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use breakglass_proto::audit::Timestamp;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::NotifySettings;
+
+/// Most webhook deliveries in flight at once.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// What happened, as named in the JSON `event` field and the syslog line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// A request waits for approvals.
+    Pending,
+    /// An approver approved (more may be needed).
+    Approval,
+    /// An approver denied the request.
+    Denied,
+    /// A certificate was issued.
+    Issued,
+    /// A certificate was issued as a declared emergency, without approval.
+    Emergency,
+    /// A grant was revoked.
+    Revoked,
+    /// A pending request timed out.
+    Expired,
+    /// The requester withdrew the request.
+    Cancelled,
+}
+
+impl NoticeKind {
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NoticeKind::Pending => "pending",
+            NoticeKind::Approval => "approval",
+            NoticeKind::Denied => "denied",
+            NoticeKind::Issued => "issued",
+            NoticeKind::Emergency => "emergency",
+            NoticeKind::Revoked => "revoked",
+            NoticeKind::Expired => "expired",
+            NoticeKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The JSON document sent to webhooks.
+#[derive(Clone, Debug, Serialize)]
+pub struct Notice {
+    /// What happened.
+    pub event: NoticeKind,
+    /// `r-…`.
+    pub request_id: String,
+    /// Identity of the requester.
+    pub requester: String,
+    /// Unix accounts, comma-separated (also as the list `principals`).
+    pub principal: String,
+    /// Unix accounts.
+    pub principals: Vec<String>,
+    /// Host scope.
+    pub hosts: Vec<String>,
+    /// Forced command, if any.
+    pub command: Option<String>,
+    /// The requester's reason.
+    pub reason: String,
+    /// Risk tier.
+    pub tier: String,
+    /// A declared emergency.
+    pub emergency: bool,
+    /// Distinct approvals the request needs.
+    pub approvals_required: u32,
+    /// Identities that approved so far.
+    pub approvers: Vec<String>,
+    /// The command an approver runs to approve.
+    pub approve_command: String,
+    /// Who caused this notice (`user:…`, `uid:…`, `daemon`).
+    pub actor: String,
+    /// Grant id, once issued.
+    pub grant_id: Option<String>,
+    /// Denial, cancellation or revocation reason.
+    pub detail: Option<String>,
+    /// Unix milliseconds.
+    pub time: u64,
+}
+
+#[derive(Debug)]
+struct Job {
+    urls: Vec<String>,
+    notice: Notice,
+}
+
+/// Delivery counters (for tests and metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Notices accepted on the queue.
+    pub queued: AtomicU64,
+    /// Notices dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Successful POSTs.
+    pub delivered: AtomicU64,
+    /// Failed POST attempts (each retry counts).
+    pub failed_attempts: AtomicU64,
+    /// Deliveries given up after the last retry.
+    pub given_up: AtomicU64,
+}
+
+/// The notification queue and its delivery settings.
+#[derive(Debug)]
+pub struct Notifier {
+    tx: mpsc::Sender<Job>,
+    rx: Mutex<Option<mpsc::Receiver<Job>>>,
+    settings: NotifySettings,
+    syslog: Option<bg_syslog::Syslog>,
+    counters: Arc<Counters>,
+}
+
+impl Notifier {
+    /// A notifier whose queue holds `settings.queue` notices. Nothing is
+    /// delivered until [`Notifier::start`] runs inside the runtime.
+    pub fn new(settings: NotifySettings) -> Self {
+        let (tx, rx) = mpsc::channel(settings.queue);
+        let syslog = settings
+            .syslog
+            .then(|| bg_syslog::Syslog::new("breakglass-ca", settings.syslog_socket.clone()));
+        Self {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            settings,
+            syslog,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// Delivery counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Queues a notice for `urls` and writes its syslog line. Never waits.
+    pub fn send(&self, urls: &[String], notice: Notice) {
+        if let Some(log) = &self.syslog {
+            let approvers = notice.approvers.join(",");
+            let hosts = notice.hosts.join(",");
+            log.send(
+                if matches!(notice.event, NoticeKind::Emergency | NoticeKind::Revoked) {
+                    bg_syslog::Severity::Warning
+                } else {
+                    bg_syslog::Severity::Notice
+                },
+                &[
+                    ("event", &format!("request_{}", notice.event.name())),
+                    ("request", &notice.request_id),
+                    ("requester", &notice.requester),
+                    ("principal", &notice.principal),
+                    ("hosts", &hosts),
+                    ("tier", &notice.tier),
+                    ("approvers", &approvers),
+                    ("actor", &notice.actor),
+                    ("reason", &notice.reason),
+                ],
+            );
+        }
+        if urls.is_empty() {
+            return;
+        }
+        let job = Job {
+            urls: urls.to_vec(),
+            notice,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "notification queue full or closed; notice dropped");
+            }
+        }
+    }
+
+    /// Starts the delivery task (once; later calls do nothing).
+    pub fn start(&self) {
+        let Some(mut rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let settings = self.settings.clone();
+        let counters = self.counters.clone();
+        let tls = Arc::new(tls_connector(&settings.ca_bundle));
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+            while let Some(job) = rx.recv().await {
+                let body = match serde_json::to_vec(&job.notice) {
+                    Ok(b) => Bytes::from(b),
+                    Err(e) => {
+                        tracing::error!(error = %e, "notice does not serialise");
+                        continue;
+                    }
+                };
+                for url in job.urls {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let (settings, counters, tls, body) = (
+                        settings.clone(),
+                        counters.clone(),
+                        tls.clone(),
+                        body.clone(),
+                    );
+                    let event = job.notice.event;
+                    tokio::spawn(async move {
+                        deliver(&url, body, event, &settings, &counters, &tls).await;
+                        drop(permit);
+                    });
+                }
+            }
+        });
+    }
+}
+
+/// POSTs with retries; logs the outcome.
+async fn deliver(
+    url: &str,
+    body: Bytes,
+    event: NoticeKind,
+    settings: &NotifySettings,
+    counters: &Counters,
+    tls: &Option<tokio_rustls::TlsConnector>,
+) {
+    let mut delay = settings.retry_delay;
+    for attempt in 0..=settings.retries {
+        let result = tokio::time::timeout(settings.timeout, post(url, body.clone(), tls)).await;
+        let why = match result {
+            Ok(Ok(())) => {
+                counters.delivered.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(url, event = event.name(), attempt, "webhook delivered");
+                return;
+            }
+            Ok(Err(e)) => e,
+            Err(_) => format!("no answer within {}", crate::fmt_duration(settings.timeout)),
+        };
+        counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(url, event = event.name(), attempt, error = %why, "webhook failed");
+        if attempt < settings.retries {
+            tokio::time::sleep(delay).await;
+            delay = delay.saturating_mul(2).min(Duration::from_secs(300));
+        }
+    }
+    counters.given_up.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(url, event = event.name(), "webhook given up after retries");
+}
+
+/// Checks a webhook URL: `http://` or `https://`, with a host.
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => {
+            return Err(format!(
+                "{url:?}: only http:// and https:// webhooks are supported"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+fn tls_connector(bundle: &std::path::Path) -> Option<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(bundle).ok()?;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+        let _ = roots.add(cert);
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// One HTTP/1.1 POST of a JSON body; any 2xx answer is success.
+async fn post(
+    url: &str,
+    body: Bytes,
+    tls: &Option<tokio_rustls::TlsConnector>,
+) -> Result<(), String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host().ok_or("URL has no host")?.to_owned();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let authority = uri
+        .authority()
+        .map_or_else(|| host.clone(), |a| a.as_str().to_owned());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let connect_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let tcp = TcpStream::connect((connect_host.as_str(), port))
+        .await
+        .map_err(|e| format!("connect {connect_host}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let req = hyper::Request::post(path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::USER_AGENT, "breakglass-ca")
+        .body(Full::new(body))
+        .map_err(|e| format!("building request: {e}"))?;
+    let status = if https {
+        let tls = tls
+            .as_ref()
+            .ok_or("https webhook but no CA bundle could be read (notifications.ca_bundle)")?;
+        let name = rustls::pki_types::ServerName::try_from(connect_host.clone())
+            .map_err(|e| format!("server name {connect_host}: {e}"))?;
+        let stream = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        send(hyper_util::rt::TokioIo::new(stream), req).await?
+    } else {
+        send(hyper_util::rt::TokioIo::new(tcp), req).await?
+    };
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
+
+async fn send<T>(io: T, req: hyper::Request<Full<Bytes>>) -> Result<hyper::StatusCode, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("HTTP: {e}"));
+    let status = match resp {
+        Ok(r) => {
+            let status = r.status();
+            // Read (and drop) the body so the exchange completes cleanly.
+            let _ = r.into_body().collect().await;
+            Ok(status)
+        }
+        Err(e) => Err(e),
+    };
+    conn.abort();
+    status
+}
+
+/// Builds the notice for a request from its recorded creation event.
+pub fn notice(
+    event: NoticeKind,
+    created: &breakglass_proto::audit::event::RequestCreated,
+    approvers: Vec<String>,
+    actor: &breakglass_proto::audit::Actor,
+    client_config: Option<&str>,
+    at: Timestamp,
+) -> Notice {
+    let approve_command = match client_config {
+        Some(c) => format!("breakglass --config {c} approve {}", created.request_id),
+        None => format!("breakglass approve {}", created.request_id),
+    };
+    Notice {
+        event,
+        request_id: created.request_id.to_string(),
+        requester: created.requester.clone(),
+        principal: created.principals.join(","),
+        principals: created.principals.clone(),
+        hosts: created.hosts.clone(),
+        command: created.command.clone(),
+        reason: created.reason.clone(),
+        tier: created.tier.clone(),
+        emergency: created.emergency,
+        approvals_required: created.approvals_required,
+        approvers,
+        approve_command,
+        actor: actor.to_string(),
+        grant_id: None,
+        detail: None,
+        time: at.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls_are_checked() {
+        check_webhook_url("http://127.0.0.1:9000/hook").unwrap();
+        check_webhook_url("https://hooks.example.com/x?y=1").unwrap();
+        assert!(
+            check_webhook_url("ftp://x/")
+                .unwrap_err()
+                .contains("only http")
+        );
+        assert!(check_webhook_url("not a url").is_err());
+        assert!(check_webhook_url("/relative").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_then_given_up() {
+        // Bind and drop a listener: the port refuses connections.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let settings = NotifySettings {
+            timeout: Duration::from_millis(500),
+            retries: 2,
+            retry_delay: Duration::from_millis(10),
+            ..NotifySettings::default()
+        };
+        let counters = Counters::default();
+        deliver(
+            &format!("http://127.0.0.1:{port}/"),
+            Bytes::from_static(b"{}"),
+            NoticeKind::Pending,
+            &settings,
+            &counters,
+            &None,
+        )
+        .await;
+        assert_eq!(counters.failed_attempts.load(Ordering::Relaxed), 3);
+        assert_eq!(counters.given_up.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.delivered.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,430 @@
+//! Requests that wait for approval, and the approver's and reviewer's
+//! commands: `request` (live), `fetch`, `pending`, `show`, `approve`, `deny`,
+//! `cancel`, `review list`, `review ID`.
+
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use breakglass_proto::v1::{
+    ApproveRequest, CancelRequest, DenyRequest, ListPendingRequest, ListReviewsRequest,
+    RequestInfo, RequestRef, RequestState, ReviewItem, ReviewRequest,
+};
+
+use crate::commands::{self, RequestArgs, RequestOutcome};
+use crate::connect;
+use crate::error::CliError;
+use crate::settings::Target;
+
+/// How `breakglass request` behaves beyond [`RequestArgs`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestMode {
+    /// Declare an emergency.
+    pub emergency: bool,
+    /// Return the request id instead of waiting for approval.
+    pub no_wait: bool,
+}
+
+/// What `breakglass request` ended with.
+#[derive(Debug)]
+pub enum RequestResult {
+    /// The certificate was issued and written.
+    Issued(Box<RequestOutcome>),
+    /// The request waits for approval (`--no-wait`).
+    Pending(Box<RequestInfo>),
+}
+
+fn state_of(info: &RequestInfo) -> RequestState {
+    RequestState::try_from(info.state).unwrap_or(RequestState::Unspecified)
+}
+
+/// The state name shown to people.
+pub fn state_name(info: &RequestInfo) -> &'static str {
+    match state_of(info) {
+        RequestState::Pending => "pending",
+        RequestState::Approved => "approved",
+        RequestState::Issued => "issued",
+        RequestState::Denied => "denied",
+        RequestState::Expired => "expired",
+        RequestState::Cancelled => "cancelled",
+        RequestState::Unspecified => "unknown",
+    }
+}
+
+fn approved_by(info: &RequestInfo) -> String {
+    if info.approvals.is_empty() {
+        "nobody yet".to_owned()
+    } else {
+        info.approvals
+            .iter()
+            .map(|a| a.approver.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// One line about a waiting request: who must approve, who did, time left.
+pub fn progress_line(info: &RequestInfo) -> String {
+    match state_of(info) {
+        RequestState::Pending => format!(
+            "{id} pending: tier {tier} needs {n} approval(s) from {groups}; approved by {who} ({got}/{n}); {left} left",
+            id = info.request_id,
+            tier = info.tier,
+            n = info.approvals_required,
+            groups = if info.approver_groups.is_empty() {
+                "nobody".to_owned()
+            } else {
+                info.approver_groups.join(", ")
+            },
+            who = approved_by(info),
+            got = info.approvals.len(),
+            left = humantime::format_duration(Duration::from_secs(info.seconds_left.max(0) as u64)),
+        ),
+        RequestState::Approved => format!(
+            "{} approved by {}; issuing",
+            info.request_id,
+            approved_by(info)
+        ),
+        _ => format!("{} {}", info.request_id, state_name(info)),
+    }
+}
+
+fn final_error(info: &RequestInfo) -> CliError {
+    let id = &info.request_id;
+    match state_of(info) {
+        RequestState::Denied => CliError::Denied(format!(
+            "request {id} was denied by {}: {}",
+            info.decided_by, info.decision_reason
+        )),
+        RequestState::Expired => CliError::NotIssued(format!(
+            "request {id} expired: it did not get {} approval(s) from {} in time; ask again or page an approver",
+            info.approvals_required,
+            info.approver_groups.join(", ")
+        )),
+        RequestState::Cancelled => {
+            CliError::NotIssued(format!("request {id} was cancelled by {}", info.decided_by))
+        }
+        RequestState::Issued => CliError::NotIssued(format!(
+            "request {id} was issued (grant {}), but the daemon no longer holds the certificate (it restarted); ask again",
+            info.grant_id
+        )),
+        _ => CliError::NotIssued(format!("request {id} is {}", state_name(info))),
+    }
+}
+
+/// Creates a request; when it must wait, streams its state to `on_update`
+/// until it ends, then writes the certificate next to the key.
+pub async fn request_live(
+    target: &Target,
+    args: &RequestArgs,
+    mode: RequestMode,
+    mut on_update: impl FnMut(&RequestInfo),
+) -> Result<RequestResult, CliError> {
+    let (paths, public_key) = commands::read_public_key(args.public_key.as_deref())?;
+    let shown = target.shown();
+    let mut client = connect::client(target)?;
+    let created = client
+        .create_request(commands::wire_request(args, public_key, mode.emergency))
+        .await
+        .map_err(|s| CliError::from_status(s, &shown))?
+        .into_inner();
+    if let Some(cert) = created.certificate {
+        let outcome = commands::save_certificate(paths, cert, args.add_to_agent.as_deref())?;
+        return Ok(RequestResult::Issued(Box::new(outcome)));
+    }
+    let info = created
+        .request
+        .ok_or_else(|| CliError::Unavailable("the daemon answered without the request".into()))?;
+    on_update(&info);
+    if mode.no_wait {
+        return Ok(RequestResult::Pending(Box::new(info)));
+    }
+    let mut stream = client
+        .watch_request(RequestRef {
+            request_id: info.request_id.clone(),
+        })
+        .await
+        .map_err(|s| CliError::from_status(s, &shown))?
+        .into_inner();
+    let mut last = info;
+    loop {
+        match stream.message().await {
+            Ok(Some(update)) => {
+                if let Some(cert) = update.certificate {
+                    let outcome =
+                        commands::save_certificate(paths, cert, args.add_to_agent.as_deref())?;
+                    return Ok(RequestResult::Issued(Box::new(outcome)));
+                }
+                if let Some(info) = update.request {
+                    on_update(&info);
+                    last = info;
+                }
+            }
+            Ok(None) => return Err(final_error(&last)),
+            Err(s) => return Err(CliError::from_status(s, &shown)),
+        }
+    }
+}
+
+/// `breakglass fetch ID`: the certificate of an issued request, written next to the key.
+pub async fn fetch(
+    target: &Target,
+    request_id: &str,
+    public_key: Option<&Path>,
+) -> Result<RequestOutcome, CliError> {
+    let (paths, _) = commands::read_public_key(public_key)?;
+    let mut client = connect::client(target)?;
+    let response = client
+        .fetch(RequestRef {
+            request_id: request_id.to_owned(),
+        })
+        .await
+        .map_err(|s| CliError::from_status(s, &target.shown()))?
+        .into_inner();
+    commands::save_certificate(paths, response, None)
+}
+
+/// `breakglass pending`.
+pub async fn pending(target: &Target) -> Result<Vec<RequestInfo>, CliError> {
+    let mut client = connect::client(target)?;
+    Ok(client
+        .list_pending(ListPendingRequest {})
+        .await
+        .map_err(|s| CliError::from_status(s, &target.shown()))?
+        .into_inner()
+        .requests)
+}
+
+/// `breakglass show ID`.
+pub async fn show(target: &Target, request_id: &str) -> Result<RequestInfo, CliError> {
+    let mut client = connect::client(target)?;
+    client
+        .get_request(RequestRef {
+            request_id: request_id.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| CliError::from_status(s, &target.shown()))
+}
+
+/// `breakglass approve ID [--comment]`.
+pub async fn approve(
+    target: &Target,
+    request_id: &str,
+    comment: &str,
+) -> Result<RequestInfo, CliError> {
+    let mut client = connect::client(target)?;
+    client
+        .approve(ApproveRequest {
+            request_id: request_id.to_owned(),
+            comment: comment.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| CliError::from_status(s, &target.shown()))
+}
+
+/// `breakglass deny ID --reason`.
+pub async fn deny(
+    target: &Target,
+    request_id: &str,
+    reason: &str,
+) -> Result<RequestInfo, CliError> {
+    let mut client = connect::client(target)?;
+    client
+        .deny(DenyRequest {
+            request_id: request_id.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| CliError::from_status(s, &target.shown()))
+}
+
+/// `breakglass cancel ID`.
+pub async fn cancel(
+    target: &Target,
+    request_id: &str,
+    reason: &str,
+) -> Result<RequestInfo, CliError> {
+    let mut client = connect::client(target)?;
+    client
+        .cancel(CancelRequest {
+            request_id: request_id.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| CliError::from_status(s, &target.shown()))
+}
+
+/// `breakglass review list [--all]`.
+pub async fn review_list(target: &Target, all: bool) -> Result<Vec<ReviewItem>, CliError> {
+    let mut client = connect::client(target)?;
+    Ok(client
+        .list_reviews(ListReviewsRequest {
+            include_reviewed: all,
+        })
+        .await
+        .map_err(|s| CliError::from_status(s, &target.shown()))?
+        .into_inner()
+        .items)
+}
+
+/// `breakglass review ID --verdict ok|misuse --note TEXT`.
+pub async fn review(
+    target: &Target,
+    grant_id: &str,
+    verdict: &str,
+    note: &str,
+) -> Result<ReviewItem, CliError> {
+    let mut client = connect::client(target)?;
+    client
+        .review(ReviewRequest {
+            grant_id: grant_id.to_owned(),
+            verdict: verdict.to_owned(),
+            note: note.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| CliError::from_status(s, &target.shown()))
+}
+
+fn time(secs: i64) -> String {
+    if secs <= 0 {
+        return "-".to_owned();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs as u64)).to_string()
+}
+
+/// A request in full, for `show`, `approve`, `deny` and `cancel`.
+pub fn describe_request(info: &RequestInfo) -> String {
+    let mut s = format!(
+        "{id}  {state}{emergency}\n  requester  {req}\n  access     {p}@{h}  command {cmd}  ttl {ttl}\n  reason     {reason}\n  tier       {tier} (rule {rule}): {n} approval(s) from {groups}\n  created    {created}  expires {expires}\n",
+        id = info.request_id,
+        state = state_name(info),
+        emergency = if info.emergency { "  EMERGENCY" } else { "" },
+        req = info.requester,
+        p = info.principals.join(","),
+        h = info.hosts.join(","),
+        cmd = if info.command.is_empty() {
+            "(interactive)"
+        } else {
+            &info.command
+        },
+        ttl = humantime::format_duration(Duration::from_secs(info.ttl_seconds.max(0) as u64)),
+        reason = info.reason,
+        tier = info.tier,
+        rule = info.rule,
+        n = info.approvals_required,
+        groups = if info.approver_groups.is_empty() {
+            "-".to_owned()
+        } else {
+            info.approver_groups.join(", ")
+        },
+        created = time(info.created_at),
+        expires = time(info.expires_at),
+    );
+    for a in &info.approvals {
+        s.push_str(&format!(
+            "  approved   by {} at {}{}\n",
+            a.approver,
+            time(a.at),
+            if a.comment.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", a.comment)
+            }
+        ));
+    }
+    if !info.grant_id.is_empty() {
+        s.push_str(&format!("  grant      {}\n", info.grant_id));
+    }
+    if !info.decided_by.is_empty() {
+        s.push_str(&format!(
+            "  {} by {}{}\n",
+            state_name(info),
+            info.decided_by,
+            if info.decision_reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", info.decision_reason)
+            }
+        ));
+    }
+    if info.can_approve {
+        s.push_str(&format!("  approve with: {}\n", info.approve_command));
+    }
+    s
+}
+
+/// One line per pending request, for `pending`.
+pub fn describe_pending(list: &[RequestInfo]) -> String {
+    if list.is_empty() {
+        return "No pending requests.\n".to_owned();
+    }
+    let mut s = String::new();
+    for i in list {
+        s.push_str(&format!(
+            "{id}  {req}  {p}@{h}  tier {tier}  {got}/{n} approvals  {left} left{mine}\n    reason: {reason}\n",
+            id = i.request_id,
+            req = i.requester,
+            p = i.principals.join(","),
+            h = i.hosts.join(","),
+            tier = i.tier,
+            got = i.approvals.len(),
+            n = i.approvals_required,
+            left = humantime::format_duration(Duration::from_secs(i.seconds_left.max(0) as u64)),
+            mine = if i.can_approve { "  (you may approve)" } else { "" },
+            reason = i.reason,
+        ));
+    }
+    s
+}
+
+/// Review items, for `review list` and `review ID`.
+pub fn describe_reviews(items: &[ReviewItem]) -> String {
+    if items.is_empty() {
+        return "No emergency grants awaiting review.\n".to_owned();
+    }
+    let mut s = String::new();
+    for g in items {
+        s.push_str(&format!(
+            "{grant}  {req}  {p}@{h}  tier {tier}  serial {serial}  {status}\n    request {rid}: {reason}\n    valid {from} to {to}\n",
+            grant = g.grant_id,
+            req = g.requester,
+            p = g.principals.join(","),
+            h = g.hosts.join(","),
+            tier = g.tier,
+            serial = g.serial,
+            status = if g.verdict.is_empty() {
+                "UNREVIEWED".to_owned()
+            } else {
+                format!("reviewed {} by {}: {}", g.verdict, g.reviewer, g.note)
+            },
+            rid = g.request_id,
+            reason = g.reason,
+            from = time(g.valid_after),
+            to = time(g.valid_before),
+        ));
+        if g.sessions.is_empty() {
+            s.push_str("    no sessions reported\n");
+        }
+        for x in &g.sessions {
+            s.push_str(&format!(
+                "    session {host}/{sid} as {user} from {addr}: opened {open}, closed {close}{ended}\n",
+                host = x.host,
+                sid = x.session_id,
+                user = x.principal,
+                addr = if x.remote_addr.is_empty() { "?" } else { &x.remote_addr },
+                open = time(x.opened_at),
+                close = time(x.closed_at),
+                ended = if x.ended.is_empty() {
+                    String::new()
+                } else {
+                    format!(", ended by breakglass ({})", x.ended)
+                },
+            ));
+        }
+    }
+    s
+}

@@ -1,0 +1,1021 @@
+//! Approval flows that scale with risk, over real sockets: the in-process
+//! daemon on the dev config (tiers `low` = 0 approvals, `elevated` = 1 with
+//! emergency self-service, `critical` = 2 with a ticket and no emergency),
+//! the CLI's library functions as clients, and a real HTTP webhook receiver
+//! on 127.0.0.1.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use breakglass_ca::init::{ClientSan, tls_leaf};
+use breakglass_cli::approvals::{self, RequestMode, RequestResult};
+use breakglass_cli::commands::RequestArgs;
+use breakglass_cli::settings::Target;
+use breakglass_proto::audit::event::ReviewVerdict;
+use breakglass_proto::audit::note::NoteVerifier;
+use breakglass_proto::audit::verify::{ScanOptions, scan_log};
+use breakglass_proto::audit::{Actor, Event, EventKind};
+use breakglass_proto::v1::{RequestInfo, RequestState};
+use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::ssh_keygen;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------------------
+// A webhook receiver: a tiny HTTP/1.1 server on loopback.
+
+/// How the receiver answers.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// 200 at once.
+    Ok,
+    /// 500 for the first `n` requests, then 200.
+    FailFirst(usize),
+    /// Reads the request and never answers.
+    Hang,
+}
+
+#[derive(Clone, Debug)]
+struct Hook {
+    url: String,
+    /// Every request body received (also the ones answered 500), with when.
+    seen: Arc<Mutex<Vec<(Instant, serde_json::Value)>>>,
+    /// Connections accepted.
+    connections: Arc<Mutex<usize>>,
+}
+
+impl Hook {
+    async fn start(answer: Answer) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}/hook", l.local_addr().unwrap().port());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(0));
+        let (s, c) = (seen.clone(), connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = l.accept().await else {
+                    return;
+                };
+                *c.lock().unwrap() += 1;
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Headers, then Content-Length bytes of body.
+                    let (head_end, len) = loop {
+                        let n = match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..p]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (p + 4, len);
+                        }
+                    };
+                    while buf.len() < head_end + len {
+                        let n = match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&buf[head_end..head_end + len])
+                            .unwrap_or(serde_json::Value::Null);
+                    let count = {
+                        let mut v = s.lock().unwrap();
+                        v.push((Instant::now(), body));
+                        v.len()
+                    };
+                    let status = match answer {
+                        Answer::Ok => "200 OK",
+                        Answer::FailFirst(n) if count <= n => "500 Internal Server Error",
+                        Answer::FailFirst(_) => "200 OK",
+                        Answer::Hang => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            return;
+                        }
+                    };
+                    let _ = sock
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            )
+                            .as_bytes(),
+                        )
+                        .await;
+                });
+            }
+        });
+        Self {
+            url,
+            seen,
+            connections,
+        }
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Waits until a notice with `event` (and `request_id`) has arrived.
+    async fn wait_for(&self, event: &str, request_id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = self
+                .events()
+                .into_iter()
+                .find(|v| v["event"] == event && v["request_id"] == request_id)
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {event} notice for {request_id}; got {:?}",
+                self.events()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Daemon set-up and helpers.
+
+const STAGING: &str = "web-1.staging.example";
+const PROD: &str = "db-1.prod.example";
+
+/// The dev config, with webhooks on the `elevated` and `critical` tiers, quick
+/// notification retries, a second identity of the sample SRE (in the approver
+/// group: only the owner check stops it), a reviewer (group `auditors`, which
+/// may review but not approve), and `edit` applied last.
+async fn daemon(hooks: &[&Hook], edit: impl FnOnce(String) -> String) -> TestDaemon {
+    let list = hooks
+        .iter()
+        .map(|h| format!("{:?}", h.url))
+        .collect::<Vec<_>>()
+        .join(", ");
+    TestDaemon::start_with(move |c| {
+        let c = c
+            .replace(
+                "# webhooks = [\"https://chat.example.com/hooks/breakglass\"]",
+                &format!("webhooks = [{list}]"),
+            )
+            .replace(
+                "session_recording = true\n",
+                &format!("session_recording = true\nwebhooks = [{list}]\n"),
+            );
+        let c = format!(
+            "{c}\n[notifications]\ntimeout = \"500ms\"\nretries = 4\nretry_delay = \"100ms\"\n\n\
+             [[identities]]\nid = \"sre-alt@example.com\"\ngroups = [\"approvers\"]\nowner = \"sample-sre\"\n\n\
+             [[identities]]\nid = \"reviewer@example.com\"\ngroups = [\"auditors\"]\nowner = \"sample-reviewer\"\n"
+        );
+        edit(c)
+    })
+    .await
+}
+
+/// A client certificate for `identity` from the dev TLS CA.
+fn client(d: &TestDaemon, name: &str, identity: &'static str) -> Target {
+    let now = time::OffsetDateTime::now_utc();
+    let leaf = tls_leaf(
+        &d.tls_ca(),
+        &[],
+        Some(ClientSan::Email(identity)),
+        now - Duration::from_secs(3600),
+        now + Duration::from_secs(86400),
+    )
+    .unwrap();
+    let cert = d.path().join(format!("clients/{name}.pem"));
+    let key = d.path().join(format!("clients/{name}-key.pem"));
+    std::fs::write(&cert, leaf.cert_pem).unwrap();
+    std::fs::write(&key, leaf.key_pem).unwrap();
+    d.target_with(&cert, &key)
+}
+
+fn args(keys: &std::path::Path, host: &str, ttl: u64, reason: &str) -> RequestArgs {
+    let public = keys.join("id_ed25519.pub");
+    if !public.exists() {
+        ssh_keygen(keys, "id_ed25519", &["-t", "ed25519"]);
+    }
+    RequestArgs {
+        hosts: vec![host.into()],
+        principals: vec!["bgdemo".into()],
+        ttl: Duration::from_secs(ttl),
+        reason: reason.into(),
+        command: None,
+        source_addresses: vec![],
+        public_key: Some(public),
+        permit: vec![],
+        add_to_agent: None,
+    }
+}
+
+fn state(i: &RequestInfo) -> RequestState {
+    RequestState::try_from(i.state).unwrap()
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Creates a request without waiting; returns its id.
+async fn create(target: &Target, a: &RequestArgs, emergency: bool) -> RequestInfo {
+    match approvals::request_live(
+        target,
+        a,
+        RequestMode {
+            emergency,
+            no_wait: true,
+        },
+        |_| {},
+    )
+    .await
+    .expect("request created")
+    {
+        RequestResult::Pending(i) => *i,
+        RequestResult::Issued(o) => panic!("issued at once: {:?}", o.response.grant_id),
+    }
+}
+
+/// Updates a waiting `request_live` saw, with when it saw them.
+type Seen = Arc<Mutex<Vec<(Instant, RequestInfo)>>>;
+
+/// Starts `breakglass request` (live) in the background.
+fn request_in_background(
+    target: Target,
+    a: RequestArgs,
+) -> (
+    Seen,
+    tokio::task::JoinHandle<Result<RequestResult, breakglass_cli::error::CliError>>,
+) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let task = tokio::spawn(async move {
+        approvals::request_live(&target, &a, RequestMode::default(), move |i| {
+            s.lock().unwrap().push((Instant::now(), i.clone()));
+        })
+        .await
+    });
+    (seen, task)
+}
+
+async fn first_update(seen: &Seen) -> RequestInfo {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some((_, i)) = seen.lock().unwrap().first() {
+            return i.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no update from the request stream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every event in the dev setup's audit log, read offline with `log.pub`.
+fn audit_events(d: &TestDaemon) -> Vec<Event> {
+    let key = std::fs::read_to_string(d.path().join("log.pub")).unwrap();
+    let verifier = NoteVerifier::parse(key.trim()).unwrap();
+    let mut out = Vec::new();
+    scan_log(
+        &d.path().join("audit"),
+        &verifier,
+        &ScanOptions::default(),
+        |e| {
+            out.push(Event::decode(e.leaf).map_err(|e| e.to_string())?);
+            Ok(())
+        },
+    )
+    .unwrap();
+    out
+}
+
+fn user(id: &str) -> Actor {
+    Actor::User(id.into())
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tier_0_issues_at_once() {
+    let d = daemon(&[], |c| c).await;
+    let keys = tempfile::tempdir().unwrap();
+    let r = approvals::request_live(
+        &d.target("sre"),
+        &args(keys.path(), "localhost", 600, "INC-1 check"),
+        RequestMode::default(),
+        |i| panic!("a tier-0 request never waits: {i:?}"),
+    )
+    .await
+    .unwrap();
+    let RequestResult::Issued(o) = r else {
+        panic!("not issued")
+    };
+    assert_eq!(o.response.tier, "low");
+    assert!(o.response.approvers.is_empty());
+    assert!(!o.response.emergency);
+    assert!(o.paths.certificate.exists());
+    // Nothing left pending.
+    assert!(
+        approvals::pending(&d.target("sre"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tier_1_waits_for_one_approver_then_issues() {
+    let hook = Hook::start(Answer::Ok).await;
+    let d = daemon(&[&hook], |c| c).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (seen, task) = request_in_background(
+        d.target("sre"),
+        args(keys.path(), STAGING, 1800, "INC-7 staging queue stuck"),
+    );
+    let info = first_update(&seen).await;
+    assert_eq!(state(&info), RequestState::Pending);
+    assert_eq!(info.tier, "elevated");
+    assert_eq!(info.approvals_required, 1);
+    assert_eq!(info.approver_groups, ["approvers"]);
+    assert!(
+        info.seconds_left > 800 && info.seconds_left <= 900,
+        "{info:?}"
+    );
+    let id = info.request_id.clone();
+
+    // The approver sees it, with the approve command, in `pending`.
+    let list = approvals::pending(&d.target("approver")).await.unwrap();
+    let mine = list.iter().find(|i| i.request_id == id).expect("listed");
+    assert!(mine.can_approve);
+    assert_eq!(mine.approve_command, format!("breakglass approve {id}"));
+    let notice = hook.wait_for("pending", &id).await;
+    assert_eq!(notice["requester"], "sre@example.com");
+    assert_eq!(notice["principal"], "bgdemo");
+    assert_eq!(notice["hosts"][0], STAGING);
+    assert_eq!(notice["tier"], "elevated");
+    assert_eq!(notice["reason"], "INC-7 staging queue stuck");
+    assert_eq!(
+        notice["approve_command"],
+        format!("breakglass approve {id}")
+    );
+    // Still waiting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!task.is_finished());
+
+    let approved_at = Instant::now();
+    let after = approvals::approve(&d.target("approver"), &id, "looks right")
+        .await
+        .unwrap();
+    assert_eq!(state(&after), RequestState::Issued);
+    let r = tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("the waiting CLI got the certificate within a second")
+        .unwrap()
+        .unwrap();
+    assert!(approved_at.elapsed() < Duration::from_secs(1));
+    let RequestResult::Issued(o) = r else {
+        panic!("not issued")
+    };
+    assert_eq!(o.response.request_id, id);
+    assert_eq!(o.response.approvers, ["approver@example.com"]);
+    let cert = std::fs::read_to_string(&o.paths.certificate).unwrap();
+    assert!(cert.starts_with("ssh-ed25519-cert-v01@openssh.com "));
+    let n = hook.wait_for("approval", &id).await;
+    assert_eq!(n["approvers"][0], "approver@example.com");
+    hook.wait_for("issued", &id).await;
+    // `fetch` gets the same certificate again.
+    let f = approvals::fetch(
+        &d.target("sre"),
+        &id,
+        Some(&keys.path().join("id_ed25519.pub")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.response.serial, o.response.serial);
+    // Others may not fetch it.
+    let e = approvals::fetch(
+        &d.target("approver"),
+        &id,
+        Some(&keys.path().join("id_ed25519.pub")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 77, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
+    let d = daemon(&[], |c| c).await;
+    let keys = tempfile::tempdir().unwrap();
+    let sre_alt = client(&d, "sre-alt", "sre-alt@example.com");
+    let reviewer = client(&d, "reviewer", "reviewer@example.com");
+
+    // The critical tier wants a ticket reference in the reason.
+    let e = approvals::request_live(
+        &d.target("sre"),
+        &args(keys.path(), PROD, 1800, "primary database is down"),
+        RequestMode::default(),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 65, "{e}");
+    assert!(
+        e.to_string()
+            .contains("tier `critical` requires a ticket reference matching `(INC|CHG)-[0-9]+`"),
+        "{e}"
+    );
+
+    let (seen, task) = request_in_background(
+        d.target("sre"),
+        args(keys.path(), PROD, 1800, "CHG-42 primary failover"),
+    );
+    let id = first_update(&seen).await.request_id;
+
+    // The requester cannot approve, nor can another identity of the same owner.
+    let e = approvals::approve(&d.target("sre"), &id, "")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 77, "{e}");
+    assert!(
+        e.to_string().contains("cannot approve your own request"),
+        "{e}"
+    );
+    let e = approvals::approve(&sre_alt, &id, "").await.unwrap_err();
+    assert_eq!(e.exit_code(), 77, "{e}");
+    assert!(
+        e.to_string().contains("cannot approve your own request"),
+        "{e}"
+    );
+    // A group that may not approve.
+    let e = approvals::approve(&reviewer, &id, "").await.unwrap_err();
+    assert_eq!(e.exit_code(), 77, "{e}");
+    assert!(
+        e.to_string()
+            .contains("reviewer@example.com may not approve requests of tier `critical`"),
+        "{e}"
+    );
+
+    let first_at = Instant::now();
+    let one = approvals::approve(&d.target("approver"), &id, "ok 1")
+        .await
+        .unwrap();
+    assert_eq!(state(&one), RequestState::Pending);
+    assert_eq!(one.approvals.len(), 1);
+    // The streaming client shows the approval within a second.
+    loop {
+        let shown = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, i)| i.approvals.len() == 1)
+            .map(|(t, _)| *t);
+        if let Some(t) = shown {
+            assert!(
+                t.duration_since(first_at) < Duration::from_secs(1),
+                "shown after {:?}",
+                t.duration_since(first_at)
+            );
+            break;
+        }
+        assert!(
+            first_at.elapsed() < Duration::from_secs(1),
+            "the stream did not show the approval within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The same approver twice does not count twice.
+    let e = approvals::approve(&d.target("approver"), &id, "again")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("you already approved"), "{e}");
+    assert!(!task.is_finished());
+
+    let two = approvals::approve(&d.target("approver2"), &id, "ok 2")
+        .await
+        .unwrap();
+    assert_eq!(state(&two), RequestState::Issued);
+    let RequestResult::Issued(o) = tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    else {
+        panic!("not issued")
+    };
+    assert_eq!(
+        o.response.approvers,
+        ["approver@example.com", "approver2@example.com"]
+    );
+    assert_eq!(o.response.tier, "critical");
+    // The tier requires session recording: carried in the certificate.
+    let cert = ssh_key::Certificate::read_file(&o.paths.certificate).unwrap();
+    assert!(
+        cert.extensions()
+            .contains_key(breakglass_proto::profile::EXT_SESSION_RECORDING)
+    );
+    // Decided: no more approvals.
+    let e = approvals::approve(&sre_alt, &id, "").await.unwrap_err();
+    assert!(e.to_string().contains("already issued"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_ends_the_request_and_cancel_is_the_requesters() {
+    let hook = Hook::start(Answer::Ok).await;
+    let d = daemon(&[&hook], |c| c).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (seen, task) = request_in_background(
+        d.target("sre"),
+        args(keys.path(), STAGING, 600, "INC-9 look at the cache"),
+    );
+    let id = first_update(&seen).await.request_id;
+    let e = approvals::deny(&d.target("approver"), &id, " ")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 65, "{e}");
+    let denied = approvals::deny(&d.target("approver"), &id, "use the runbook instead")
+        .await
+        .unwrap();
+    assert_eq!(state(&denied), RequestState::Denied);
+    let e = tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 77, "{e}");
+    assert!(
+        e.to_string()
+            .contains("denied by user:approver@example.com: use the runbook instead"),
+        "{e}"
+    );
+    let n = hook.wait_for("denied", &id).await;
+    assert_eq!(n["detail"], "use the runbook instead");
+    // A denied request stays denied.
+    let e = approvals::approve(&d.target("approver2"), &id, "")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("was denied"), "{e}");
+
+    // Cancel: only by the requester.
+    let info = create(
+        &d.target("sre"),
+        &args(keys.path(), STAGING, 600, "INC-9 second try"),
+        false,
+    )
+    .await;
+    let e = approvals::cancel(&d.target("approver"), &info.request_id, "")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 77, "{e}");
+    let c = approvals::cancel(&d.target("sre"), &info.request_id, "fixed itself")
+        .await
+        .unwrap();
+    assert_eq!(state(&c), RequestState::Cancelled);
+    let e = approvals::fetch(
+        &d.target("sre"),
+        &info.request_id,
+        Some(&keys.path().join("id_ed25519.pub")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 75, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unapproved_request_expires() {
+    let d = daemon(&[], |c| {
+        c.replace("max_wait = \"15m\"", "max_wait = \"2s\"")
+    })
+    .await;
+    let keys = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let e = approvals::request_live(
+        &d.target("sre"),
+        &args(keys.path(), STAGING, 600, "INC-3 nobody around"),
+        RequestMode::default(),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 75, "{e}");
+    assert!(e.to_string().contains("expired"), "{e}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let expired: Vec<_> = audit_events(&d)
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::RequestExpired(_)))
+        .collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].actor, Actor::Daemon);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emergency_issues_at_once_capped_alerts_and_waits_for_review() {
+    let hook = Hook::start(Answer::Ok).await;
+    let d = daemon(&[&hook], |c| c).await;
+    let keys = tempfile::tempdir().unwrap();
+    let reviewer = client(&d, "reviewer", "reviewer@example.com");
+
+    // Asked for 1h; the elevated tier caps emergencies at 15m.
+    let before = now_s();
+    let r = approvals::request_live(
+        &d.target("sre"),
+        &args(
+            keys.path(),
+            STAGING,
+            3600,
+            "INC-11 site down, nobody answers",
+        ),
+        RequestMode {
+            emergency: true,
+            no_wait: false,
+        },
+        |i| panic!("an emergency never waits: {i:?}"),
+    )
+    .await
+    .unwrap();
+    let RequestResult::Issued(o) = r else {
+        panic!("not issued")
+    };
+    assert!(o.response.emergency);
+    let vb = o.response.valid_before;
+    assert!(
+        vb >= before + 900 && vb <= now_s() + 900,
+        "valid_before {vb}"
+    );
+    let rid = o.response.request_id.clone();
+    let alert = hook.wait_for("emergency", &rid).await;
+    assert_eq!(alert["emergency"], true);
+    assert_eq!(alert["requester"], "sre@example.com");
+    assert_eq!(alert["grant_id"], o.response.grant_id.as_str());
+
+    // Listed for review until reviewed; never by the requester.
+    let list = approvals::review_list(&reviewer, false).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].grant_id, o.response.grant_id);
+    assert_eq!(list[0].reason, "INC-11 site down, nobody answers");
+    assert!(list[0].verdict.is_empty());
+    let e = approvals::review(&d.target("sre"), &o.response.grant_id, "ok", "fine")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 77, "{e}");
+    assert!(
+        e.to_string().contains("cannot review your own grant"),
+        "{e}"
+    );
+    let e = approvals::review(&reviewer, &o.response.grant_id, "maybe", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 65, "{e}");
+    let item = approvals::review(&reviewer, &o.response.grant_id, "ok", "matches INC-11")
+        .await
+        .unwrap();
+    assert_eq!(item.verdict, "ok");
+    assert_eq!(item.reviewer, "reviewer@example.com");
+    assert!(
+        approvals::review_list(&reviewer, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = approvals::review_list(&reviewer, true).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].note, "matches INC-11");
+    let reviewed = audit_events(&d).into_iter().find_map(|e| match e.kind {
+        EventKind::GrantReviewed(r) => Some((e.actor, r.verdict)),
+        _ => None,
+    });
+    assert_eq!(
+        reviewed,
+        Some((user("reviewer@example.com"), ReviewVerdict::Accepted))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emergency_on_a_forbidding_tier_is_refused_and_the_daily_cap_falls_back_to_approval() {
+    let d = daemon(&[], |c| c).await;
+    let keys = tempfile::tempdir().unwrap();
+    let e = approvals::request_live(
+        &d.target("sre"),
+        &args(keys.path(), PROD, 600, "INC-12 prod is on fire"),
+        RequestMode {
+            emergency: true,
+            no_wait: false,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 77, "{e}");
+    assert!(
+        e.to_string()
+            .contains("emergency access is not allowed for tier `critical`"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("ask without --emergency"), "{e}");
+
+    // emergency_per_day = 2 for the elevated tier.
+    let a = args(keys.path(), STAGING, 600, "INC-13 staging outage");
+    for _ in 0..2 {
+        let r = approvals::request_live(
+            &d.target("sre"),
+            &a,
+            RequestMode {
+                emergency: true,
+                no_wait: true,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert!(matches!(r, RequestResult::Issued(ref o) if o.response.emergency));
+    }
+    let third = create(&d.target("sre"), &a, true).await;
+    assert_eq!(state(&third), RequestState::Pending);
+    assert!(third.emergency);
+    assert_eq!(third.approvals_required, 1);
+    // Approved normally, it is an ordinary grant (nothing to review).
+    let done = approvals::approve(&d.target("approver"), &third.request_id, "")
+        .await
+        .unwrap();
+    assert_eq!(state(&done), RequestState::Issued);
+    let f = approvals::fetch(
+        &d.target("sre"),
+        &third.request_id,
+        Some(&keys.path().join("id_ed25519.pub")),
+    )
+    .await
+    .unwrap();
+    assert!(!f.response.emergency);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_that_hang_or_fail_do_not_delay_issuance_and_are_retried() {
+    let hang = Hook::start(Answer::Hang).await;
+    let flaky = Hook::start(Answer::FailFirst(2)).await;
+    let d = daemon(&[&hang, &flaky], |c| {
+        c.replace("timeout = \"500ms\"", "timeout = \"5s\"")
+    })
+    .await;
+    let keys = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let r = approvals::request_live(
+            &d.target("sre"),
+            &args(keys.path(), STAGING, 600, "INC-14 emergency drill"),
+            RequestMode {
+                emergency: true,
+                no_wait: true,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+        // Far below the 5 s webhook timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(matches!(r, RequestResult::Issued(_)));
+    }
+    // The flaky hook answered 500 twice, then got the notices on retry.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flaky
+        .events()
+        .iter()
+        .filter(|v| v["event"] == "emergency")
+        .count()
+        < 4
+    {
+        assert!(Instant::now() < deadline, "{:?}", flaky.events());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The hanging hook got every notice too (each in its own delivery).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hang.events().len() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", hang.events());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And is retried after the timeout.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while *hang.connections.lock().unwrap() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "hanging webhook not retried: {} connections",
+            *hang.connections.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_transition_is_in_the_audit_log_with_its_actor() {
+    let d = daemon(&[], |c| {
+        c.replace("max_wait = \"15m\"", "max_wait = \"1s\"")
+    })
+    .await;
+    let keys = tempfile::tempdir().unwrap();
+    // critical: approved by two and issued.
+    let a = create(
+        &d.target("sre"),
+        &args(keys.path(), PROD, 600, "CHG-1 rotate certificates"),
+        false,
+    )
+    .await;
+    approvals::approve(&d.target("approver"), &a.request_id, "one")
+        .await
+        .unwrap();
+    approvals::approve(&d.target("approver2"), &a.request_id, "two")
+        .await
+        .unwrap();
+    // elevated: denied, cancelled, expired (max_wait 1s).
+    let b = create(
+        &d.target("sre"),
+        &args(keys.path(), STAGING, 600, "INC-2 denied one"),
+        false,
+    )
+    .await;
+    approvals::deny(&d.target("approver"), &b.request_id, "no")
+        .await
+        .unwrap();
+    let c = create(
+        &d.target("sre"),
+        &args(keys.path(), STAGING, 600, "INC-2 cancelled one"),
+        false,
+    )
+    .await;
+    approvals::cancel(&d.target("sre"), &c.request_id, "not needed")
+        .await
+        .unwrap();
+    let x = create(
+        &d.target("sre"),
+        &args(keys.path(), STAGING, 600, "INC-2 expiring one"),
+        false,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state(
+        &approvals::show(&d.target("sre"), &x.request_id)
+            .await
+            .unwrap(),
+    ) != RequestState::Expired
+    {
+        assert!(Instant::now() < deadline, "did not expire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let events = audit_events(&d);
+    let rid = |s: &str| s.parse::<breakglass_proto::audit::RequestId>().unwrap();
+    let of = |id: &str| -> Vec<(String, Actor)> {
+        let id = rid(id);
+        events
+            .iter()
+            .filter(|e| match &e.kind {
+                EventKind::RequestCreated(r) => r.request_id == id,
+                EventKind::ApprovalAdded(r) => r.request_id == id,
+                EventKind::RequestDenied(r) => r.request_id == id,
+                EventKind::RequestExpired(r) => r.request_id == id,
+                EventKind::RequestCancelled(r) => r.request_id == id,
+                EventKind::GrantIssued(g) => g.request_id == id,
+                _ => false,
+            })
+            .map(|e| (e.code().name().to_owned(), e.actor.clone()))
+            .collect()
+    };
+    let sre = user("sre@example.com");
+    let ap = user("approver@example.com");
+    let ap2 = user("approver2@example.com");
+    let s = |n: &str| n.to_owned();
+    assert_eq!(
+        of(&a.request_id),
+        [
+            (s("request_created"), sre.clone()),
+            (s("approval_added"), ap.clone()),
+            (s("approval_added"), ap2.clone()),
+            (s("grant_issued"), ap2.clone()),
+        ]
+    );
+    assert_eq!(
+        of(&b.request_id),
+        [
+            (s("request_created"), sre.clone()),
+            (s("request_denied"), ap.clone())
+        ]
+    );
+    assert_eq!(
+        of(&c.request_id),
+        [
+            (s("request_created"), sre.clone()),
+            (s("request_cancelled"), sre.clone())
+        ]
+    );
+    assert_eq!(
+        of(&x.request_id),
+        [
+            (s("request_created"), sre.clone()),
+            (s("request_expired"), Actor::Daemon)
+        ]
+    );
+    let issued = events.iter().find_map(|e| match &e.kind {
+        EventKind::GrantIssued(g) if g.request_id == rid(&a.request_id) => Some(g.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        issued.unwrap().approvers,
+        ["approver@example.com", "approver2@example.com"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_restores_pending_requests_and_approvals_exactly() {
+    let mut d = daemon(&[], |c| c).await;
+    let keys = tempfile::tempdir().unwrap();
+    let a = create(
+        &d.target("sre"),
+        &args(keys.path(), PROD, 600, "CHG-77 restore replica"),
+        false,
+    )
+    .await;
+    approvals::approve(&d.target("approver"), &a.request_id, "first of two")
+        .await
+        .unwrap();
+    let b = create(
+        &d.target("sre"),
+        &args(keys.path(), STAGING, 600, "INC-77 staging too"),
+        false,
+    )
+    .await;
+    let before_a = approvals::show(&d.target("approver2"), &a.request_id)
+        .await
+        .unwrap();
+    let before_b = approvals::show(&d.target("approver2"), &b.request_id)
+        .await
+        .unwrap();
+    let pending_before = approvals::pending(&d.target("approver2")).await.unwrap();
+
+    d.restart().await;
+
+    let after_a = approvals::show(&d.target("approver2"), &a.request_id)
+        .await
+        .unwrap();
+    let after_b = approvals::show(&d.target("approver2"), &b.request_id)
+        .await
+        .unwrap();
+    let same = |x: &RequestInfo, y: &RequestInfo| {
+        assert_eq!(
+            RequestInfo {
+                seconds_left: 0,
+                ..x.clone()
+            },
+            RequestInfo {
+                seconds_left: 0,
+                ..y.clone()
+            }
+        );
+    };
+    same(&before_a, &after_a);
+    same(&before_b, &after_b);
+    assert_eq!(after_a.approvals.len(), 1);
+    assert_eq!(after_a.approvals[0].approver, "approver@example.com");
+    assert_eq!(after_a.approvals[0].comment, "first of two");
+    let pending_after = approvals::pending(&d.target("approver2")).await.unwrap();
+    assert_eq!(pending_before.len(), pending_after.len());
+    // The first approver still counts: one more approval issues it.
+    let e = approvals::approve(&d.target("approver"), &a.request_id, "")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("you already approved"), "{e}");
+    let done = approvals::approve(&d.target("approver2"), &a.request_id, "second")
+        .await
+        .unwrap();
+    assert_eq!(state(&done), RequestState::Issued);
+    let o = approvals::fetch(
+        &d.target("sre"),
+        &a.request_id,
+        Some(&keys.path().join("id_ed25519.pub")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        o.response.approvers,
+        ["approver@example.com", "approver2@example.com"]
+    );
+}
