@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::keyfile;
-use crate::policy::{Effect, Policy, Rule};
+use crate::policy::{Effect, Emergency, Policy, Rule, Tier};
 
 /// The only configuration format version this build understands.
 pub const CONFIG_VERSION: u32 = 1;
@@ -43,6 +43,64 @@ struct RawConfig {
     identities: Vec<RawIdentity>,
     #[serde(default)]
     rules: Vec<RawRule>,
+    #[serde(default)]
+    tiers: Vec<RawTier>,
+    #[serde(default)]
+    notifications: Option<RawNotifications>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    name: String,
+    #[serde(default)]
+    approvals: u32,
+    #[serde(default)]
+    approvers: Vec<String>,
+    #[serde(default)]
+    reviewers: Option<Vec<String>>,
+    #[serde(default)]
+    reason_required: Option<bool>,
+    #[serde(default)]
+    reason_min_length: usize,
+    #[serde(default)]
+    ticket_required: bool,
+    #[serde(default)]
+    ticket_pattern: Option<String>,
+    max_ttl: String,
+    #[serde(default)]
+    max_wait: Option<String>,
+    #[serde(default)]
+    emergency: bool,
+    #[serde(default)]
+    emergency_ttl: Option<String>,
+    #[serde(default)]
+    emergency_per_day: Option<u32>,
+    #[serde(default)]
+    session_recording: bool,
+    #[serde(default)]
+    webhooks: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotifications {
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    retry_delay: Option<String>,
+    #[serde(default)]
+    queue: Option<usize>,
+    #[serde(default)]
+    syslog: Option<bool>,
+    #[serde(default)]
+    syslog_socket: Option<PathBuf>,
+    #[serde(default)]
+    ca_bundle: Option<PathBuf>,
+    #[serde(default)]
+    client_config: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +183,44 @@ struct RawRule {
     max_ttl: Option<String>,
     #[serde(default)]
     extensions: Vec<String>,
+    #[serde(default)]
+    hours: Vec<String>,
+}
+
+/// How notifications (webhooks, syslog) are delivered.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// Longest one webhook POST may take (connect + answer).
+    pub timeout: Duration,
+    /// Further attempts after a failed POST.
+    pub retries: u32,
+    /// Delay before the first retry (doubled for each further one).
+    pub retry_delay: Duration,
+    /// Notifications queued before new ones are dropped (issuance never waits).
+    pub queue: usize,
+    /// Also write one syslog line per notification.
+    pub syslog: bool,
+    /// The syslog socket.
+    pub syslog_socket: PathBuf,
+    /// PEM roots for `https://` webhooks.
+    pub ca_bundle: PathBuf,
+    /// `--config` argument shown in the approve command of notifications.
+    pub client_config: Option<String>,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            retry_delay: Duration::from_secs(1),
+            queue: 1024,
+            syslog: false,
+            syslog_socket: PathBuf::from("/dev/log"),
+            ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            client_config: None,
+        }
+    }
 }
 
 /// Network and TLS settings.
@@ -202,8 +298,10 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Known identities.
     pub identities: Vec<Identity>,
-    /// Compiled policy.
+    /// Compiled policy (rules and risk tiers).
     pub policy: Policy,
+    /// Notification delivery settings.
+    pub notifications: NotifySettings,
 }
 
 impl Config {
@@ -377,6 +475,48 @@ impl Config {
             });
         }
 
+        let tiers = parse_tiers(raw.tiers, &ca, &err)?;
+        let notifications = match raw.notifications {
+            None => NotifySettings::default(),
+            Some(n) => {
+                let d = NotifySettings::default();
+                let queue = n.queue.unwrap_or(d.queue);
+                if !(1..=1_000_000).contains(&queue) {
+                    return Err(err(
+                        "notifications.queue",
+                        format!("{queue} is outside 1 to 1000000"),
+                    ));
+                }
+                let retries = n.retries.unwrap_or(d.retries);
+                if retries > 20 {
+                    return Err(err(
+                        "notifications.retries",
+                        format!("{retries} is more than 20"),
+                    ));
+                }
+                NotifySettings {
+                    timeout: duration_field(
+                        n.timeout.as_deref(),
+                        d.timeout,
+                        (Duration::from_millis(100), Duration::from_secs(120)),
+                    )
+                    .map_err(|r| err("notifications.timeout", r))?,
+                    retries,
+                    retry_delay: duration_field(
+                        n.retry_delay.as_deref(),
+                        d.retry_delay,
+                        (Duration::from_millis(10), Duration::from_secs(600)),
+                    )
+                    .map_err(|r| err("notifications.retry_delay", r))?,
+                    queue,
+                    syslog: n.syslog.unwrap_or(d.syslog),
+                    syslog_socket: n.syslog_socket.map_or(d.syslog_socket, |p| resolve(&p)),
+                    ca_bundle: n.ca_bundle.map_or(d.ca_bundle, |p| resolve(&p)),
+                    client_config: n.client_config,
+                }
+            }
+        };
+
         let mut names_seen = BTreeSet::new();
         let mut rules = Vec::new();
         for (i, r) in raw.rules.into_iter().enumerate() {
@@ -469,8 +609,45 @@ impl Config {
                     ));
                 }
             }
-            let tier = r.tier.unwrap_or_else(|| "standard".to_owned());
+            // A deny rule needs no tier; an allow rule's tier must exist.
+            let deny_without_tier = effect == Effect::Deny && r.tier.is_none();
+            let tier = r.tier.unwrap_or_else(|| DEFAULT_TIER.to_owned());
             check_word(&tier).map_err(|e| err(&field("tier"), e))?;
+            let found = tiers.iter().find(|t| t.name == tier);
+            let Some(t) = found.or(if deny_without_tier {
+                tiers.first()
+            } else {
+                None
+            }) else {
+                return Err(err(
+                    &field("tier"),
+                    format!(
+                        "tier {tier:?} is not defined; [[tiers]] defines {}",
+                        tiers
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            };
+            if effect == Effect::Allow && max_ttl > t.max_ttl {
+                return Err(err(
+                    &field("max_ttl"),
+                    format!(
+                        "{} exceeds the {} max_ttl of tier {:?}",
+                        crate::fmt_duration(max_ttl),
+                        crate::fmt_duration(t.max_ttl),
+                        t.name
+                    ),
+                ));
+            }
+            let hours = r
+                .hours
+                .iter()
+                .map(|h| parse_hours(h))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(&field("hours"), e))?;
             rules.push(Rule {
                 name: r.name,
                 effect,
@@ -484,6 +661,7 @@ impl Config {
                 source_addresses,
                 max_ttl,
                 extensions: r.extensions.into_iter().collect(),
+                hours,
             });
         }
         Ok(Self {
@@ -492,9 +670,169 @@ impl Config {
             ca,
             audit,
             identities,
-            policy: Policy::new(rules),
+            policy: Policy::new(rules, tiers),
+            notifications,
         })
     }
+}
+
+/// Tier of rules that name none.
+pub const DEFAULT_TIER: &str = "standard";
+/// Most approvals a tier may require.
+pub const MAX_APPROVALS: u32 = 10;
+
+/// Validates the `[[tiers]]`, listed from least to most restrictive. Without
+/// any, one tier [`DEFAULT_TIER`] exists: no approval, no emergency.
+fn parse_tiers(
+    raw: Vec<RawTier>,
+    ca: &CaConfig,
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<Vec<Tier>, ConfigError> {
+    if raw.is_empty() {
+        return Ok(vec![Tier {
+            name: DEFAULT_TIER.to_owned(),
+            rank: 0,
+            approvals: 0,
+            approver_groups: Vec::new(),
+            reviewer_groups: Vec::new(),
+            reason_required: true,
+            reason_min_length: 0,
+            ticket: None,
+            max_ttl: ca.max_ttl,
+            max_wait: Duration::from_secs(900),
+            emergency: None,
+            session_recording: false,
+            webhooks: Vec::new(),
+        }]);
+    }
+    let mut tiers: Vec<Tier> = Vec::new();
+    for (i, t) in raw.into_iter().enumerate() {
+        let field = |f: &str| format!("tiers[{i}].{f}");
+        check_word(&t.name).map_err(|e| err(&field("name"), e))?;
+        if tiers.iter().any(|x| x.name == t.name) {
+            return Err(err(
+                &field("name"),
+                format!("tier {:?} is defined twice", t.name),
+            ));
+        }
+        if t.approvals > MAX_APPROVALS {
+            return Err(err(
+                &field("approvals"),
+                format!("{} is more than {MAX_APPROVALS}", t.approvals),
+            ));
+        }
+        for g in t.approvers.iter().chain(t.reviewers.iter().flatten()) {
+            check_word(g).map_err(|e| err(&field("approvers"), e))?;
+        }
+        if t.approvals > 0 && t.approvers.is_empty() {
+            return Err(err(
+                &field("approvers"),
+                format!(
+                    "tier {:?} needs {} approval(s): name the groups that may approve (approvers = [\"oncall-leads\"])",
+                    t.name, t.approvals
+                ),
+            ));
+        }
+        let ticket = match (t.ticket_required, t.ticket_pattern) {
+            (false, None) => None,
+            (true, None) => {
+                return Err(err(
+                    &field("ticket_pattern"),
+                    "ticket_required = true needs a ticket_pattern (for example \"(INC|CHG)-[0-9]+\")".into(),
+                ));
+            }
+            (required, Some(p)) => {
+                let re = regex::Regex::new(&p).map_err(|e| {
+                    err(
+                        &field("ticket_pattern"),
+                        format!("{p:?} is not a regular expression: {e}"),
+                    )
+                })?;
+                required.then_some(re)
+            }
+        };
+        if t.reason_min_length > 1024 {
+            return Err(err(
+                &field("reason_min_length"),
+                format!(
+                    "{} is longer than a reason may be (1024)",
+                    t.reason_min_length
+                ),
+            ));
+        }
+        let max_ttl = duration_field(
+            Some(&t.max_ttl),
+            ca.max_ttl,
+            (Duration::from_secs(1), ca.max_ttl),
+        )
+        .map_err(|e| err(&field("max_ttl"), format!("{e} (ca.max_ttl)")))?;
+        let max_wait = duration_field(
+            t.max_wait.as_deref(),
+            Duration::from_secs(900),
+            (Duration::from_secs(1), Duration::from_secs(7 * 86400)),
+        )
+        .map_err(|e| err(&field("max_wait"), e))?;
+        let emergency = if t.emergency {
+            let ttl = duration_field(
+                t.emergency_ttl.as_deref(),
+                max_ttl,
+                (Duration::from_secs(1), max_ttl),
+            )
+            .map_err(|e| err(&field("emergency_ttl"), format!("{e} (the tier's max_ttl)")))?;
+            Some(Emergency {
+                ttl,
+                per_day: t.emergency_per_day.unwrap_or(3),
+            })
+        } else {
+            if t.emergency_ttl.is_some() || t.emergency_per_day.is_some() {
+                return Err(err(
+                    &field("emergency"),
+                    "emergency_ttl or emergency_per_day is set but emergency = false; set emergency = true or remove them".into(),
+                ));
+            }
+            None
+        };
+        for w in &t.webhooks {
+            crate::notify::check_webhook_url(w).map_err(|e| err(&field("webhooks"), e))?;
+        }
+        tiers.push(Tier {
+            rank: i,
+            reviewer_groups: t.reviewers.unwrap_or_else(|| t.approvers.clone()),
+            name: t.name,
+            approvals: t.approvals,
+            approver_groups: t.approvers,
+            reason_required: t.reason_required.unwrap_or(true),
+            reason_min_length: t.reason_min_length,
+            ticket,
+            max_ttl,
+            max_wait,
+            emergency,
+            session_recording: t.session_recording,
+            webhooks: t.webhooks,
+        });
+    }
+    Ok(tiers)
+}
+
+/// Parses a UTC time-of-day window `HH:MM-HH:MM` into minutes of the day
+/// `[start, end)`; a window may wrap midnight (`22:00-06:00`).
+fn parse_hours(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?} is not a UTC time window like \"08:00-18:00\"");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let minute = |t: &str| -> Result<u16, String> {
+        let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
+        let h: u16 = h.parse().map_err(|_| bad())?;
+        let m: u16 = m.parse().map_err(|_| bad())?;
+        if h > 24 || m > 59 || (h == 24 && m != 0) {
+            return Err(bad());
+        }
+        Ok(h * 60 + m)
+    };
+    let (start, end) = (minute(a)?, minute(b)?);
+    if start == end {
+        return Err(format!("{s:?} is an empty window"));
+    }
+    Ok((start, end))
 }
 
 /// Parses a duration like `90s`, `15m`, `2h`, checking it against `(min, max)`.
@@ -587,7 +925,145 @@ mod tests {
     fn the_dev_config_is_valid() {
         let c = parse(&crate::init::dev_config("127.0.0.1:7443".parse().unwrap())).unwrap();
         assert_eq!(c.ca.signing_key, Path::new("/etc/breakglass/ssh_ca"));
-        assert_eq!(c.policy.rules().len(), 2);
+        assert_eq!(c.policy.rules().len(), 4);
+        let names: Vec<&str> = c.policy.tiers().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["low", "elevated", "critical"]);
+        assert_eq!(c.policy.tier("low").unwrap().approvals, 0);
+        assert_eq!(c.policy.tier("critical").unwrap().approvals, 2);
+    }
+
+    #[test]
+    fn the_example_config_has_four_tiers_that_decide_as_documented() {
+        use crate::policy::{Caller, Decision};
+        use crate::request::AccessRequest;
+        let text = include_str!("../../packaging/ca/breakglass-ca.example.toml");
+        let c = parse(text).unwrap();
+        let tiers: Vec<&str> = c.policy.tiers().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tiers, ["readonly", "standard", "production", "prod-root"]);
+        let approvals: Vec<u32> = c.policy.tiers().iter().map(|t| t.approvals).collect();
+        assert_eq!(approvals, [0, 1, 1, 2]);
+        assert!(c.policy.tier("prod-root").unwrap().emergency.is_none());
+        assert!(c.policy.tier("production").unwrap().session_recording);
+        assert_eq!(c.notifications.retries, 3);
+        let alice = Caller {
+            identity: "alice@example.com".into(),
+            groups: vec!["sre".into()],
+            owner: Some("alice".into()),
+            transport: "mtls",
+            uid: None,
+        };
+        let req = |p: &str, h: &str, cmd: Option<&str>| AccessRequest {
+            principals: vec![p.into()],
+            hosts: vec![h.into()],
+            ttl: Duration::from_secs(900),
+            reason: "INC-1 investigating".into(),
+            force_command: cmd.map(str::to_owned),
+            source_addresses: vec![],
+            extensions: None,
+        };
+        let day = std::time::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400);
+        let noon = day + Duration::from_secs(12 * 3600);
+        let night = day + Duration::from_secs(23 * 3600);
+        let tier = |r: &AccessRequest, at| match c.policy.decide(&alice, r, at) {
+            Decision::Allow(g) => g.tier,
+            Decision::Deny(why) => format!("denied: {why}"),
+        };
+        let ro = Some("/usr/bin/systemctl status");
+        assert_eq!(
+            tier(&req("app", "web-1.staging.example.com", ro), noon),
+            "readonly"
+        );
+        assert_eq!(
+            tier(&req("app", "web-1.staging.example.com", None), noon),
+            "standard"
+        );
+        assert_eq!(
+            tier(&req("app", "web-1.prod.example.com", ro), noon),
+            "standard"
+        );
+        assert_eq!(
+            tier(&req("app", "web-1.prod.example.com", None), noon),
+            "production"
+        );
+        assert_eq!(
+            tier(&req("app", "web-1.prod.example.com", None), night),
+            "prod-root"
+        );
+        assert_eq!(
+            tier(&req("root", "db-1.prod.example.com", None), noon),
+            "prod-root"
+        );
+        assert!(tier(&req("root", "audit-1.prod.example.com", None), noon).starts_with("denied"));
+    }
+
+    #[test]
+    fn tier_errors_name_the_tier_field() {
+        let tier =
+            "[[tiers]]\nname = \"t\"\napprovals = 1\napprovers = [\"leads\"]\nmax_ttl = \"1h\"\n";
+        let rule = "[[rules]]\nname = \"r\"\ntier = \"t\"\ngroups = [\"g\"]\nprincipals = [\"a\"]\nhosts = [\"h\"]\ninteractive = true\nmax_ttl = \"30m\"\n";
+        parse(&format!("{MIN}{tier}{rule}")).unwrap();
+        let cases = [
+            (
+                tier.replace("approvers = [\"leads\"]\n", ""),
+                rule.to_owned(),
+                "tiers[0].approvers",
+            ),
+            (
+                tier.replace("approvals = 1", "approvals = 11"),
+                rule.to_owned(),
+                "tiers[0].approvals",
+            ),
+            (
+                format!("{tier}ticket_required = true\n"),
+                rule.to_owned(),
+                "tiers[0].ticket_pattern",
+            ),
+            (
+                format!("{tier}ticket_required = true\nticket_pattern = \"(\"\n"),
+                rule.to_owned(),
+                "tiers[0].ticket_pattern",
+            ),
+            (
+                format!("{tier}emergency_ttl = \"5m\"\n"),
+                rule.to_owned(),
+                "tiers[0].emergency",
+            ),
+            (
+                format!("{tier}emergency = true\nemergency_ttl = \"2h\"\n"),
+                rule.to_owned(),
+                "tiers[0].emergency_ttl",
+            ),
+            (
+                format!("{tier}webhooks = [\"ftp://x/\"]\n"),
+                rule.to_owned(),
+                "tiers[0].webhooks",
+            ),
+            (format!("{tier}{tier}"), rule.to_owned(), "tiers[1].name"),
+            (
+                tier.to_owned(),
+                rule.replace("tier = \"t\"", "tier = \"nope\""),
+                "rules[0].tier",
+            ),
+            (
+                tier.to_owned(),
+                rule.replace("tier = \"t\"\n", ""),
+                "rules[0].tier",
+            ),
+            (
+                tier.to_owned(),
+                rule.replace("max_ttl = \"30m\"", "max_ttl = \"2h\""),
+                "rules[0].max_ttl",
+            ),
+            (
+                tier.to_owned(),
+                format!("{rule}hours = [\"25:00-26:00\"]\n"),
+                "rules[0].hours",
+            ),
+        ];
+        for (t, r, field) in cases {
+            let e = parse(&format!("{MIN}{t}{r}")).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl ClientSan {
 }
 
 /// The sample clients of a dev setup.
-pub const SAMPLE_CLIENTS: [SampleClient; 4] = [
+pub const SAMPLE_CLIENTS: [SampleClient; 5] = [
     SampleClient {
         name: "sre",
         san: ClientSan::Email("sre@example.com"),
@@ -56,6 +56,11 @@ pub const SAMPLE_CLIENTS: [SampleClient; 4] = [
     SampleClient {
         name: "approver",
         san: ClientSan::Email("approver@example.com"),
+    },
+    // A second approver: the `critical` tier needs two distinct people.
+    SampleClient {
+        name: "approver2",
+        san: ClientSan::Email("approver2@example.com"),
     },
     SampleClient {
         name: "host",
@@ -308,6 +313,11 @@ groups = ["approvers"]
 owner = "sample-approver"
 
 [[identities]]
+id = "approver2@example.com"
+groups = ["approvers"]
+owner = "sample-approver-2"
+
+[[identities]]
 id = "auditor@example.com"
 groups = ["auditors"]
 owner = "sample-auditor"
@@ -344,6 +354,42 @@ name = "no-root"
 effect = "deny"
 principals = ["root"]
 
+# Risk tiers, from least to most restrictive. When several allow rules match a
+# request, the one whose tier comes last here wins. A tier says how many
+# distinct approvals (never the requester's, nor another identity of the same
+# owner) a request needs, from which groups, how long it may wait, and whether
+# a declared emergency (`breakglass request --emergency`) is issued at once.
+[[tiers]]
+name = "low"
+approvals = 0
+max_ttl = "30m"
+
+[[tiers]]
+name = "elevated"
+approvals = 1
+approvers = ["approvers"]
+reviewers = ["auditors", "approvers"]
+reason_min_length = 10
+max_ttl = "1h"
+max_wait = "15m"
+emergency = true
+emergency_ttl = "15m"
+emergency_per_day = 2
+# webhooks = ["https://chat.example.com/hooks/breakglass"]
+
+[[tiers]]
+name = "critical"
+approvals = 2
+approvers = ["approvers"]
+reviewers = ["auditors"]
+reason_min_length = 10
+ticket_required = true
+ticket_pattern = "(INC|CHG)-[0-9]+"
+max_ttl = "1h"
+max_wait = "30m"
+emergency = false
+session_recording = true
+
 [[rules]]
 name = "sre-local"
 tier = "low"
@@ -356,6 +402,26 @@ commands = ["/usr/bin/uptime", "/usr/bin/id"]
 # Uncomment to require --source-address within these blocks:
 # source_addresses = ["127.0.0.0/8"]
 max_ttl = "30m"
+extensions = ["permit-pty"]
+
+[[rules]]
+name = "sre-staging"
+tier = "elevated"
+groups = ["sre"]
+principals = ["*"]
+hosts = ["*.staging.example"]
+interactive = true
+max_ttl = "1h"
+extensions = ["permit-pty"]
+
+[[rules]]
+name = "sre-prod"
+tier = "critical"
+groups = ["sre"]
+principals = ["*"]
+hosts = ["*.prod.example"]
+interactive = true
+max_ttl = "1h"
 extensions = ["permit-pty"]
 "#
     )

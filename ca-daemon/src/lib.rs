@@ -4,7 +4,9 @@
 //! - [`config`]: the TOML configuration, validated before anything binds;
 //! - [`identity`]: who is calling (mTLS SAN or `SO_PEERCRED`);
 //! - [`request`]: validation of every request field;
-//! - [`policy`]: the access decision;
+//! - [`policy`]: the access decision and risk tiers;
+//! - [`service`]: the request lifecycle (pending, approvals, issuance, review);
+//! - [`notify`]: webhooks and syslog lines about requests;
 //! - [`certificate`]: building and signing the OpenSSH certificate;
 //! - [`audit`]: the signed audit log; [`state`]: what the daemon knows, rebuilt from it;
 //! - [`service`]: the gRPC handlers; [`server`]: listeners, shutdown;
@@ -24,6 +26,7 @@ pub mod hosts;
 pub mod identity;
 pub mod init;
 pub mod keyfile;
+pub mod notify;
 pub mod policy;
 pub mod request;
 pub mod server;

@@ -77,7 +77,7 @@ impl Daemon {
             &config.server.client_ca,
         )?;
         let (audit, state) = open_audit(&config.audit)?;
-        let service = Service::new(ca, config.policy.clone(), config.ca.max_ttl, audit, state);
+        let service = Service::new(ca, &config, audit, state);
         Ok(Self {
             config,
             service,
@@ -177,6 +177,8 @@ impl Daemon {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Request expiry and notification delivery run until shutdown.
+        self.service.start_background(stop_rx.clone());
         let grace = self.config.server.shutdown_grace;
         let local = tcp.local_addr().ok();
         tracing::info!(

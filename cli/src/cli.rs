@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::approvals;
 use crate::commands::{self, RequestArgs};
 use crate::error::CliError;
 use crate::settings::Overrides;
@@ -67,6 +68,80 @@ pub enum Command {
     /// Commands hosts run (deliver session records to the daemon)
     #[command(subcommand)]
     Host(crate::host::HostCmd),
+    /// Write the certificate of an issued request next to your key
+    Fetch {
+        /// Request id (r-…)
+        #[arg(value_name = "ID")]
+        id: String,
+        /// The public key you requested with [default: as for `request`]
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+    },
+    /// List pending requests you may approve, and your own
+    Pending,
+    /// Show one request
+    Show {
+        /// Request id (r-…)
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Approve a pending request (never your own)
+    Approve {
+        /// Request id (r-…)
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Note recorded with the approval
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        comment: String,
+    },
+    /// Deny a pending request; this ends it
+    Deny {
+        /// Request id (r-…)
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Why (recorded, and shown to the requester)
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Withdraw your own pending request
+    Cancel {
+        /// Request id (r-…)
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Why (recorded)
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
+    },
+    /// Review emergency grants: `review list`, or `review ID --verdict ok|misuse --note TEXT`
+    Review(ReviewCmd),
+}
+
+/// `breakglass review`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ReviewCmd {
+    #[command(subcommand)]
+    pub list: Option<ReviewSub>,
+    /// Grant id (g-…) to record a verdict on
+    #[arg(value_name = "ID", required = false)]
+    pub id: Option<String>,
+    /// ok (appropriate use) or misuse
+    #[arg(long, value_parser = ["ok", "misuse"])]
+    pub verdict: Option<String>,
+    /// What you checked or found (recorded)
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+}
+
+/// `breakglass review list`.
+#[derive(Debug, Subcommand)]
+pub enum ReviewSub {
+    /// Emergency grants awaiting review, with their host sessions
+    List {
+        /// Also show grants already reviewed
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// `breakglass request`.
@@ -99,6 +174,14 @@ pub struct RequestCmd {
     /// Add the key to the running ssh-agent until the certificate expires
     #[arg(long)]
     pub add_to_agent: bool,
+    /// Declare an emergency: issued at once with the tier's emergency TTL cap,
+    /// alerts go out and the grant must be reviewed afterwards
+    #[arg(long)]
+    pub emergency: bool,
+    /// Do not wait for approval: print the request id (get the certificate
+    /// later with `breakglass fetch ID`)
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
@@ -152,12 +235,95 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 permit: r.permit,
                 add_to_agent: agent,
             };
-            let outcome = commands::request(&target, &args).await?;
-            print!("{}", commands::describe(&outcome, &first_host));
-            if args.add_to_agent.is_some() {
-                println!("Key and certificate added to ssh-agent until the certificate expires.");
+            let mode = approvals::RequestMode {
+                emergency: r.emergency,
+                no_wait: r.no_wait,
+            };
+            let mut last = String::new();
+            let result = approvals::request_live(&target, &args, mode, |info| {
+                let line = approvals::progress_line(info);
+                // The time left changes every update; print it only with news
+                // or every minute.
+                let news = line.split(';').take(2).collect::<String>();
+                if news != last || info.seconds_left % 60 < 5 {
+                    eprintln!("{line}");
+                    last = news;
+                }
+            })
+            .await?;
+            match result {
+                approvals::RequestResult::Issued(outcome) => {
+                    if outcome.response.emergency {
+                        println!(
+                            "EMERGENCY grant: alerts were sent and the grant must be reviewed."
+                        );
+                    }
+                    print!("{}", commands::describe(&outcome, &first_host));
+                    if args.add_to_agent.is_some() {
+                        println!(
+                            "Key and certificate added to ssh-agent until the certificate expires."
+                        );
+                    }
+                }
+                approvals::RequestResult::Pending(info) => {
+                    println!("{}", info.request_id);
+                    eprintln!(
+                        "Waiting for approval. Approvers run: {}\nGet the certificate later with: breakglass fetch {}",
+                        info.approve_command, info.request_id
+                    );
+                }
             }
         }
+        Command::Fetch { id, public_key } => {
+            let outcome = approvals::fetch(&target, &id, public_key.as_deref()).await?;
+            // The response does not name hosts: show the command with a placeholder.
+            print!("{}", commands::describe(&outcome, "HOST"));
+        }
+        Command::Pending => print!(
+            "{}",
+            approvals::describe_pending(&approvals::pending(&target).await?)
+        ),
+        Command::Show { id } => print!(
+            "{}",
+            approvals::describe_request(&approvals::show(&target, &id).await?)
+        ),
+        Command::Approve { id, comment } => {
+            let info = approvals::approve(&target, &id, &comment).await?;
+            print!("{}", approvals::describe_request(&info));
+        }
+        Command::Deny { id, reason } => {
+            let info = approvals::deny(&target, &id, &reason).await?;
+            print!("{}", approvals::describe_request(&info));
+        }
+        Command::Cancel { id, reason } => {
+            let info = approvals::cancel(&target, &id, &reason).await?;
+            print!("{}", approvals::describe_request(&info));
+        }
+        Command::Review(r) => match (r.list, r.id) {
+            (Some(ReviewSub::List { all }), _) => {
+                print!(
+                    "{}",
+                    approvals::describe_reviews(&approvals::review_list(&target, all).await?)
+                );
+            }
+            (None, Some(id)) => {
+                let (Some(verdict), Some(note)) = (r.verdict, r.note) else {
+                    return Err(CliError::Usage(
+                        "review ID needs --verdict ok|misuse and --note TEXT".into(),
+                    ));
+                };
+                let item = approvals::review(&target, &id, &verdict, &note).await?;
+                print!(
+                    "{}",
+                    approvals::describe_reviews(std::slice::from_ref(&item))
+                );
+            }
+            (None, None) => {
+                return Err(CliError::Usage(
+                    "use `breakglass review list` or `breakglass review ID --verdict ok|misuse --note TEXT`".into(),
+                ));
+            }
+        },
         Command::CaKeys { out } => {
             let keys = commands::ca_keys(&target).await?;
             let mut text = keys.join("\n");

@@ -17,6 +17,12 @@ pub enum CliError {
     /// The audit log (a copy, or the daemon's) does not verify (exit 65).
     #[error("{0}")]
     Verification(String),
+    /// A request was denied by an approver (exit 77).
+    #[error("{0}")]
+    Denied(String),
+    /// A request ended without a certificate: expired or cancelled (exit 75).
+    #[error("{0}")]
+    NotIssued(String),
     /// The daemon answered with an error.
     #[error("{message}")]
     Rpc {
@@ -28,15 +34,21 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// Exit code (sysexits.h): 64 usage, 65 bad request data, 69 unavailable,
-    /// 74 I/O, 77 permission denied, 70 anything else.
+    /// Exit code (sysexits.h): 64 usage, 65 bad request data, 66 no such
+    /// request or grant, 69 unavailable, 74 I/O, 75 request expired or
+    /// cancelled (try again), 77 permission denied or request denied,
+    /// 70 anything else.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => 64,
             CliError::Io(_) => 74,
             CliError::Unavailable(_) => 69,
             CliError::Verification(_) => 65,
+            CliError::Denied(_) => 77,
+            CliError::NotIssued(_) => 75,
             CliError::Rpc { code, .. } => match code {
+                Code::NotFound => 66,
+                Code::Aborted => 75,
                 Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => 65,
                 Code::PermissionDenied | Code::Unauthenticated => 77,
                 Code::Unavailable | Code::DeadlineExceeded => 69,

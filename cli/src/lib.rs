@@ -4,6 +4,7 @@
 //! daemon's benchmark drive the same functions in-process.
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod audit;
 pub mod cli;
 pub mod commands;

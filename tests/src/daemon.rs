@@ -137,8 +137,32 @@ impl TestDaemon {
     /// rebuilt from the audit log).
     pub async fn resume(&mut self) {
         assert!(self.task.is_none(), "resume() needs a paused daemon");
-        let mut config =
-            Config::load(&self.path().join(init::CONFIG_FILE)).expect("config loads");
+        let mut config = Config::load(&self.path().join(init::CONFIG_FILE)).expect("config loads");
+        config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let daemon = Daemon::build(config).expect("daemon builds again");
+        let (tcp, admin) = daemon.bind().await.expect("daemon binds its old port");
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(async move {
+            daemon
+                .run(tcp, admin, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("daemon runs");
+        }));
+    }
+
+    /// Stops the daemon and starts a new one on the same directory and port:
+    /// its state is rebuilt from the audit log alone.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("daemon task");
+        }
+        let mut config = Config::load(&self.path().join(init::CONFIG_FILE)).expect("config loads");
         config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
         let daemon = Daemon::build(config).expect("daemon builds again");
         let (tcp, admin) = daemon.bind().await.expect("daemon binds its old port");
