@@ -663,6 +663,7 @@ impl Filter {
             EventKind::ApprovalAdded(r) => Some(r.request_id),
             EventKind::RequestDenied(r) => Some(r.request_id),
             EventKind::RequestExpired(r) => Some(r.request_id),
+            EventKind::RequestCancelled(r) => Some(r.request_id),
             EventKind::GrantIssued(g) => Some(g.request_id),
             _ => None,
         }

@@ -18,7 +18,7 @@ pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(120);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
 /// Every option the module understands, for error messages.
-pub const KNOWN_OPTIONS: &str = "ca_keys=, krl=, krl_max_age=, krl_fail=, host=, require, warn_before=, spool=, guard=, syslog=, sessions=, debug";
+pub const KNOWN_OPTIONS: &str = "ca_keys=, krl=, krl_max_age=, krl_fail=, host=, require, warn_before=, spool=, guard=, syslog=, sessions=, ship=, ship_config=, debug";
 
 /// What to do when the KRL is older than `krl_max_age`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +57,9 @@ pub struct Config {
     pub krl_fail: KrlFail,
     /// Run directory where guards register sessions for live revocation.
     pub sessions: PathBuf,
+    /// `breakglass` executable the guard starts (`host ship`) after each spool record,
+    /// with its client config file; `None`: records wait for the shipping timer.
+    pub ship: Option<crate::guard::ShipSpec>,
 }
 
 impl Config {
@@ -75,6 +78,8 @@ impl Config {
         let mut krl_max_age = None;
         let mut krl_fail = None;
         let mut sessions = None;
+        let mut ship = None;
+        let mut ship_config = None;
         let mut seen: Vec<&str> = Vec::new();
         for arg in args {
             let arg = arg.as_ref();
@@ -104,6 +109,8 @@ impl Config {
                 ("guard", Some(v)) => guard = Some(abs_path(key, v)?),
                 ("syslog", Some(v)) => syslog = Some(abs_path(key, v)?),
                 ("sessions", Some(v)) => sessions = Some(abs_path(key, v)?),
+                ("ship", Some(v)) => ship = Some(abs_path(key, v)?),
+                ("ship_config", Some(v)) => ship_config = Some(abs_path(key, v)?),
                 ("krl_max_age", Some(v)) => {
                     let d = parse_duration(key, v)?;
                     if d.is_zero() {
@@ -131,7 +138,7 @@ impl Config {
                 }
                 (
                     "ca_keys" | "krl" | "host" | "warn_before" | "spool" | "guard" | "syslog"
-                    | "sessions" | "krl_max_age" | "krl_fail",
+                    | "sessions" | "krl_max_age" | "krl_fail" | "ship" | "ship_config",
                     None,
                 ) => {
                     return Err(Error::Option(format!(
@@ -157,6 +164,15 @@ impl Config {
                 "options `krl_max_age=`/`krl_fail=` check the KRL: give it with `krl=`".into(),
             ));
         }
+        let ship = match (ship, ship_config) {
+            (Some(program), Some(config)) => Some(crate::guard::ShipSpec { program, config }),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Option(
+                    "options `ship=` (the breakglass executable) and `ship_config=` (its client config with this host's certificate) go together".into(),
+                ));
+            }
+        };
         if krl_fail.is_some() && krl_max_age.is_none() {
             return Err(Error::Option(
                 "option `krl_fail=` applies to `krl_max_age=`: give both".into(),
@@ -175,6 +191,7 @@ impl Config {
             guard: guard.unwrap_or_else(|| DEFAULT_GUARD.into()),
             syslog: syslog.unwrap_or_else(|| bg_syslog::DEFAULT_SOCKET.into()),
             debug,
+            ship,
         })
     }
 
@@ -294,6 +311,31 @@ mod tests {
             let e = Config::parse(&args).unwrap_err().to_string();
             assert!(e.contains(needle), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn ship_and_ship_config_go_together_into_the_guard_spec() {
+        let c = Config::parse(&[
+            "ca_keys=/a",
+            "ship=/usr/bin/breakglass",
+            "ship_config=/etc/breakglass/host.toml",
+        ])
+        .unwrap();
+        let s = c.ship.unwrap();
+        assert_eq!(s.program, PathBuf::from("/usr/bin/breakglass"));
+        assert_eq!(s.config, PathBuf::from("/etc/breakglass/host.toml"));
+        assert_eq!(Config::parse(&["ca_keys=/a"]).unwrap().ship, None);
+        for args in [
+            vec!["ca_keys=/a", "ship=/usr/bin/breakglass"],
+            vec!["ca_keys=/a", "ship_config=/etc/h.toml"],
+        ] {
+            let e = Config::parse(&args).unwrap_err().to_string();
+            assert!(e.contains("go together"), "{args:?}: {e}");
+        }
+        let e = Config::parse(&["ca_keys=/a", "ship=bin", "ship_config=/c"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ship"), "{e}");
     }
 
     #[test]

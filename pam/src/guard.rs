@@ -60,6 +60,19 @@ pub struct GuardSpec {
     /// (`breakglass_proto::sessions`); `None`: no live revocation, only expiry.
     #[serde(default)]
     pub sessions: Option<PathBuf>,
+    /// Shipper to start after each record reaches the spool; `None`: the timer ships.
+    #[serde(default)]
+    pub ship: Option<ShipSpec>,
+}
+
+/// How the guard starts `<program> --config <config> host ship --spool <spool>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipSpec {
+    /// The `breakglass` executable (root-owned, not writable by others).
+    pub program: PathBuf,
+    /// Its client config: the daemon's address and CA, this host's certificate and key.
+    pub config: PathBuf,
 }
 
 /// How often a registered guard looks for a revocation marker.
@@ -156,6 +169,8 @@ fn now_ms() -> u64 {
 
 impl Guard {
     fn run(&self) {
+        // The open (or deny) record is in the spool already.
+        self.ship();
         match self.spec.mode {
             GuardMode::Expire => self.watch(),
             GuardMode::Deny => {
@@ -164,7 +179,49 @@ impl Guard {
                 }
             }
         }
+        // The module wrote the close record before sshd's session process exited.
+        self.ship();
         self.log.flush(Duration::from_secs(1));
+    }
+
+    /// Starts the shipper, detached; never fails the session. When it cannot start, the
+    /// records wait in the spool for the next shipper or the timer.
+    fn ship(&self) {
+        let (Some(s), Some(spool)) = (&self.spec.ship, &self.spec.spool) else {
+            return;
+        };
+        let started = crate::files::check_executable(&s.program).and_then(|()| {
+            use std::os::unix::process::CommandExt;
+            procs::spare_executable(&s.program);
+            std::process::Command::new(&s.program)
+                .arg("--config")
+                .arg(&s.config)
+                .args(["host", "ship", "--spool"])
+                .arg(spool)
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+                .map_err(|e| e.to_string())
+        });
+        match started {
+            // Reaped in the background: the guard may live long after the shipper.
+            Ok(mut child) => {
+                let _ = thread::Builder::new()
+                    .name("ship-reaper".into())
+                    .spawn(move || child.wait());
+            }
+            Err(e) => self.send(
+                Severity::Error,
+                &[
+                    ("event", "ship_error".to_owned()),
+                    ("detail", format!("{}: {e}", s.program.display())),
+                ],
+            ),
+        }
     }
 
     /// Registers the session for the revocation watcher. Failure only costs live
@@ -396,6 +453,8 @@ impl Guard {
                     ("record", record.record_id.clone()),
                 ],
             );
+        } else {
+            self.ship();
         }
     }
 }

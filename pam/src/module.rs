@@ -394,6 +394,7 @@ fn admit(
         end_at_ms: cert.valid_before.saturating_mul(1000),
         grace_ms: u64::try_from(DEFAULT_GRACE.as_millis()).unwrap_or(5000),
         sessions: Some(cfg.sessions.clone()),
+        ship: cfg.ship.clone(),
     };
     host.start_guard(&cfg.guard, &spec).map_err(Error::Guard)?;
     pam.set_session(OpenSession {
@@ -465,6 +466,7 @@ fn deny(
                 .saturating_add(u64::try_from(DENY_DISCONNECT_DELAY.as_millis()).unwrap_or(1500)),
             grace_ms: u64::try_from(DEFAULT_GRACE.as_millis()).unwrap_or(5000),
             sessions: None,
+            ship: cfg.and_then(|c| c.ship.clone()),
         };
         if let Err(e) = host.start_guard(guard, &spec) {
             log_fields(

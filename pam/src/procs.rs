@@ -63,8 +63,23 @@ pub fn session_pids(id: u32, exclude: u32) -> Vec<u32> {
     let me = exe_id("self");
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != exclude && audit_session_of(pid) == Some(id) && !is_zombie(pid))
-        .filter(|&pid| !(me.is_some() && exe_id(&pid.to_string()) == me && is_root_owned(pid)))
+        .filter(|&pid| {
+            let exe = exe_id(&pid.to_string());
+            !(exe.is_some() && (exe == me || exe == SPARED.get().copied()) && is_root_owned(pid))
+        })
         .collect()
+}
+
+/// Another executable whose root-owned processes are not part of any session: the record
+/// shipper the guard starts (it inherits the session's audit id, but is ours, not the
+/// user's, and must neither keep a closed session "open" nor be swept at expiry).
+static SPARED: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
+/// Spares root-owned processes of the executable at `path` (see [`session_pids`]).
+pub fn spare_executable(path: &std::path::Path) {
+    if let Ok(m) = fs::metadata(path) {
+        let _ = SPARED.set((m.dev(), m.ino()));
+    }
 }
 
 /// SIGKILLs every process of audit session `id` except `exclude`, until none is left or

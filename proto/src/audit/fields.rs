@@ -111,6 +111,10 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("reason", s(&e.reason)));
         }
         EventKind::RequestExpired(e) => f.push(("request", s(&e.request_id.to_string()))),
+        EventKind::RequestCancelled(e) => {
+            f.push(("request", s(&e.request_id.to_string())));
+            f.push(("reason", s(&e.reason)));
+        }
         EventKind::GrantIssued(e) => {
             f.push(("request", s(&e.request_id.to_string())));
             f.push(("grant", s(&e.grant_id.to_string())));
@@ -181,9 +185,6 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("signing", Value::Bool(e.signing)));
         }
         EventKind::Heartbeat(_) => {}
-        // A kind newer than this table shows with its name, time and actor only.
-        #[allow(unreachable_patterns)]
-        _ => {}
     }
     f
 }
