@@ -150,6 +150,11 @@ impl Notifier {
         }
     }
 
+    /// True when every notice also goes to syslog.
+    pub fn syslog_enabled(&self) -> bool {
+        self.syslog.is_some()
+    }
+
     /// Delivery counters.
     pub fn counters(&self) -> &Counters {
         &self.counters

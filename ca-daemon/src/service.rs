@@ -714,8 +714,13 @@ impl Service {
         } else {
             NoticeKind::Issued
         };
-        // Zero-approval, non-emergency grants are routine: no webhook noise.
-        if emergency || created.approvals_required > 0 {
+        // Skip building a notice nobody receives (the zero-approval fast path).
+        let wanted = self.notifier.syslog_enabled()
+            || self
+                .policy
+                .tier(&created.tier)
+                .is_some_and(|t| !t.webhooks.is_empty());
+        if wanted {
             self.notify_request(id, kind, &actor, Some(grant_id), None);
         }
         Ok(response)

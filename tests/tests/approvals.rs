@@ -314,7 +314,15 @@ fn user(id: &str) -> Actor {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tier_0_issues_at_once() {
-    let d = daemon(&[], |c| c).await;
+    let hook = Hook::start(Answer::Ok).await;
+    let url = hook.url.clone();
+    let d = daemon(&[], move |c| {
+        c.replace(
+            "name = \"low\"\napprovals = 0\n",
+            &format!("name = \"low\"\napprovals = 0\nwebhooks = [{url:?}]\n"),
+        )
+    })
+    .await;
     let keys = tempfile::tempdir().unwrap();
     let r = approvals::request_live(
         &d.target("sre"),
@@ -338,6 +346,10 @@ async fn tier_0_issues_at_once() {
             .unwrap()
             .is_empty()
     );
+    // A tier with webhooks hears of routine issuance too.
+    let n = hook.wait_for("issued", &o.response.request_id).await;
+    assert_eq!(n["tier"], "low");
+    assert_eq!(n["grant_id"], o.response.grant_id.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]
