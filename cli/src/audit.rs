@@ -61,8 +61,9 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub remote: bool,
     /// The log's public key (log.pub). Required offline; with --remote it pins the key,
-    /// otherwise the key the daemon sends is used (and said so)
-    #[arg(long, value_name = "FILE")]
+    /// otherwise the key the daemon sends is used (and said so). Here --key is not your
+    /// client key: give that in the client config or BREAKGLASS_KEY
+    #[arg(long, alias = "log-key", value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// A checkpoint saved by an earlier verification: the log must extend it (no
     /// rollback, no deleted events, no rewritten history)
@@ -140,6 +141,12 @@ pub async fn run(cmd: AuditCmd, overrides: &Overrides) -> Result<(), CliError> {
             );
         }
         AuditCmd::Verify(v) => {
+            // `--key` here is the log's public key; clap also hands it to the global
+            // `--key` (the client key), which must then come from the config or env.
+            let mut overrides = overrides.clone();
+            if overrides.key == v.key {
+                overrides.key = None;
+            }
             let target = overrides.resolve()?;
             let save = v.save.as_deref().or(v.since.as_deref());
             print!(

@@ -240,6 +240,40 @@ async fn remote_verify_checks_everything_and_advances_the_saved_checkpoint() {
         "the saved checkpoint advanced"
     );
 
+    // The same through the command line: `--key` is the log's key there, the client key
+    // comes from the client config.
+    let cfg = d.path().join("clients/auditor-test.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server = \"https://127.0.0.1:{}\"\nca_cert = \"../tls/ca.pem\"\ncert = \"auditor.pem\"\nkey = \"auditor-key.pem\"\nserver_name = \"localhost\"\n",
+            d.port
+        ),
+    )
+    .unwrap();
+    let (cfg_s, key_s, saved_s) = (
+        cfg.display().to_string(),
+        pub_key.display().to_string(),
+        saved.display().to_string(),
+    );
+    let argv = [
+        "breakglass",
+        "--config",
+        &cfg_s,
+        "audit",
+        "verify",
+        "--remote",
+        "--key",
+        &key_s,
+        "--since",
+        &saved_s,
+    ];
+    breakglass_cli::cli::run(
+        <breakglass_cli::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap(),
+    )
+    .await
+    .expect("breakglass audit verify --remote --key log.pub --since F");
+
     // A key that is not the log's: refused before anything is trusted.
     let elsewhere = tempfile::tempdir().unwrap();
     breakglass_ca::audit::generate_audit_key(
