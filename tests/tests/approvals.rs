@@ -1031,3 +1031,212 @@ async fn a_restart_restores_pending_requests_and_approvals_exactly() {
         ["approver@example.com", "approver2@example.com"]
     );
 }
+
+// ---------------------------------------------------------------------------
+// The real `breakglass` executable.
+
+/// The `breakglass` executable, built once per test process into its own
+/// target directory (the running `cargo test` holds the lock of the main one).
+fn breakglass_bin() -> &'static std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target
+        let target = exe
+            .ancestors()
+            .nth(3)
+            .expect("target dir")
+            .join("cli-approvals");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace");
+        let out = std::process::Command::new(cargo)
+            .args(["build", "-p", "breakglass-cli", "--bin", "breakglass"])
+            .arg("--target-dir")
+            .arg(&target)
+            .current_dir(workspace)
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "cargo build -p breakglass-cli failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("debug/breakglass")
+    })
+}
+
+/// `breakglass` as the sample client `name`, talking to `d`.
+fn cli(d: &TestDaemon, name: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(breakglass_bin());
+    c.arg("--config")
+        .arg(d.path().join(format!("clients/{name}.toml")))
+        .arg("--server")
+        .arg(format!("https://127.0.0.1:{}", d.port))
+        .env_remove("BREAKGLASS_CONFIG")
+        .env_remove("BREAKGLASS_SERVER")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second() {
+    use tokio::io::AsyncBufReadExt;
+    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
+        .await
+        .unwrap();
+    assert!(bin.exists());
+    let d = daemon(&[], |c| c).await;
+    let keys = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(keys.path(), "id_ed25519", &["-t", "ed25519"]);
+
+    let mut req = cli(&d, "sre");
+    req.args([
+        "request",
+        "--host",
+        PROD,
+        "--as",
+        "bgdemo",
+        "--ttl",
+        "10m",
+        "--reason",
+        "CHG-5 failover drill",
+        "--public-key",
+    ])
+    .arg(&public)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = req.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines: Seen2 = Arc::default();
+    let l = lines.clone();
+    tokio::spawn(async move {
+        let mut r = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = r.next_line().await {
+            l.lock().unwrap().push((Instant::now(), line));
+        }
+    });
+    let wait_line = |needle: &'static str| {
+        let lines = lines.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(x) = lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(_, l)| l.contains(needle))
+                    .cloned()
+                {
+                    return x;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no line with {needle:?}: {:?}",
+                    lines.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let (_, first) = wait_line("pending: tier critical needs 2 approval(s)").await;
+    assert!(first.contains("approved by nobody yet (0/2)"), "{first}");
+    let id = first.split_whitespace().next().unwrap().to_owned();
+    assert!(id.starts_with("r-"), "{first}");
+
+    // `pending` for an approver lists it; the requester cannot approve (exit 77).
+    let out = cli(&d, "approver2").arg("pending").output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&id) && text.contains("(you may approve)"),
+        "{text}"
+    );
+    let out = cli(&d, "sre")
+        .args(["approve", &id])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot approve your own request"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = cli(&d, "approver")
+        .args(["approve", &id, "--comment", "first"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let approved = Instant::now();
+    let (seen_at, line) = wait_line("approved by approver@example.com (1/2)").await;
+    assert!(
+        seen_at.saturating_duration_since(approved) < Duration::from_secs(1),
+        "the CLI showed the approval {:?} after it was given: {line}",
+        seen_at.saturating_duration_since(approved)
+    );
+
+    let out = cli(&d, "approver2")
+        .args(["approve", &id, "--comment", "second"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let done = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
+        .await
+        .expect("the request command ends after the last approval")
+        .unwrap();
+    assert!(done.status.success(), "{done:?}");
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(stdout.contains("Certificate written to"), "{stdout}");
+    assert!(stdout.contains("tier critical"), "{stdout}");
+    assert!(keys.path().join("id_ed25519-cert.pub").exists());
+
+    // `--no-wait` prints the id; `deny` ends it; `fetch` then exits 77.
+    let out = cli(&d, "sre")
+        .args([
+            "request",
+            "--host",
+            STAGING,
+            "--as",
+            "bgdemo",
+            "--ttl",
+            "10m",
+            "--reason",
+            "INC-6 later please",
+            "--no-wait",
+            "--public-key",
+        ])
+        .arg(&public)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(id.starts_with("r-") && id.len() == 18, "{id:?}");
+    let out = cli(&d, "approver")
+        .args(["deny", &id, "--reason", "not now"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("denied by user:approver@example.com: not now")
+    );
+    let out = cli(&d, "sre")
+        .args(["fetch", &id, "--public-key"])
+        .arg(&public)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77), "{out:?}");
+}
+
+type Seen2 = Arc<Mutex<Vec<(Instant, String)>>>;
