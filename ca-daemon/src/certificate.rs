@@ -181,6 +181,15 @@ impl CertificateAuthority {
             .to_string()
     }
 
+    /// An SSHSIG (PEM armored, as `ssh-keygen -Y sign` writes) by the signing key
+    /// over `msg` in `namespace`; hosts verify it with the published CA keys.
+    pub fn sign_sshsig(&self, namespace: &str, msg: &[u8]) -> Result<String, Error> {
+        self.signing
+            .sign(namespace, HashAlg::Sha512, msg)
+            .and_then(|sig| sig.to_pem(ssh_key::LineEnding::LF))
+            .map_err(|e| Error::Internal(format!("signing with the CA key: {e}")))
+    }
+
     /// The keys hosts should trust, signing key first.
     pub fn published(&self) -> &[PublishedKey] {
         &self.published

@@ -47,6 +47,22 @@ struct RawConfig {
     tiers: Vec<RawTier>,
     #[serde(default)]
     notifications: Option<RawNotifications>,
+    #[serde(default)]
+    revocation: Option<RawRevocation>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation {
+    #[serde(default)]
+    admin_groups: Option<Vec<String>>,
+}
+
+/// Revocation settings (`[revocation]`).
+#[derive(Debug, Clone)]
+pub struct RevocationSettings {
+    /// Groups whose members may revoke any grant (requesters may always revoke their own).
+    pub admin_groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,6 +318,8 @@ pub struct Config {
     pub policy: Policy,
     /// Notification delivery settings.
     pub notifications: NotifySettings,
+    /// Revocation settings.
+    pub revocation: RevocationSettings,
 }
 
 impl Config {
@@ -454,6 +472,16 @@ impl Config {
             check_word(g).map_err(|r| err("audit.reader_groups", r))?;
         }
 
+        let revocation = RevocationSettings {
+            admin_groups: raw
+                .revocation
+                .unwrap_or_default()
+                .admin_groups
+                .unwrap_or_else(|| vec!["admins".to_owned()]),
+        };
+        for g in &revocation.admin_groups {
+            check_word(g).map_err(|r| err("revocation.admin_groups", r))?;
+        }
         let mut seen = BTreeSet::new();
         let mut identities = Vec::new();
         for (i, id) in raw.identities.into_iter().enumerate() {
@@ -672,6 +700,7 @@ impl Config {
             identities,
             policy: Policy::new(rules, tiers),
             notifications,
+            revocation,
         })
     }
 }

@@ -12,6 +12,7 @@ use breakglass_proto::v1::FILE_DESCRIPTOR_SET;
 use breakglass_proto::v1::audit_server::AuditServer;
 use breakglass_proto::v1::break_glass_server::BreakGlassServer;
 use breakglass_proto::v1::host_agent_server::HostAgentServer;
+use breakglass_proto::v1::revocations_server::RevocationsServer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
@@ -60,6 +61,7 @@ pub struct Daemon {
     config: Config,
     service: Arc<Service>,
     tls: Arc<rustls::ServerConfig>,
+    revocations: Arc<crate::revocation::Revocations>,
 }
 
 impl Daemon {
@@ -78,10 +80,15 @@ impl Daemon {
         )?;
         let (audit, state) = open_audit(&config.audit)?;
         let service = Service::new(ca, &config, audit, state);
+        let revocations = crate::revocation::Revocations::new(
+            service.clone(),
+            config.revocation.admin_groups.clone(),
+        );
         Ok(Self {
             config,
             service,
             tls: Arc::new(tls),
+            revocations,
         })
     }
 
@@ -141,6 +148,11 @@ impl Daemon {
             crate::hosts::HostApi::new(self.service.clone()),
             crate::hosts::host_interceptor(Authenticator::new(&self.config.identities)),
         );
+        let revocation_auth = Authenticator::new(&self.config.identities);
+        let revocation_api = RevocationsServer::with_interceptor(
+            crate::revocation::RevocationHandlers(self.revocations.clone()),
+            move |r| revocation_auth.intercept(r),
+        );
         let (health_reporter, health) = tonic_health::server::health_reporter();
         // The reporter only updates a shared map; no await point is needed here.
         let reporter = health_reporter.clone();
@@ -161,6 +173,7 @@ impl Daemon {
             .map_err(|e| StartupError::Serve(format!("reflection: {e}")))?;
         Ok(Server::builder()
             .add_service(api)
+            .add_service(revocation_api)
             .add_service(audit_api)
             .add_service(host_api)
             .add_service(health)
@@ -218,6 +231,7 @@ impl Daemon {
         shutdown.await;
         tracing::info!(grace = ?grace, "shutting down: no new connections, draining calls");
         let _ = stop_tx.send(true);
+        self.revocations.shutdown();
         let drain = async {
             let _ = acceptor.await;
             let r = tcp_server.await;

@@ -108,6 +108,9 @@ pub struct State {
     pub orphan_sessions: BTreeMap<String, Session>,
     /// Latest published KRL version.
     pub krl_version: u64,
+    /// Revoked grants by the leaf index of their (first) revocation event: the
+    /// sequence numbers of the revocation stream.
+    pub revocations: BTreeMap<LeafIndex, GrantId>,
     /// Number of events applied.
     pub events: u64,
 }
@@ -192,6 +195,9 @@ impl State {
             }
             EventKind::GrantRevoked(r) => {
                 if let Some(g) = self.grants.get_mut(&r.grant_id) {
+                    if g.revoked.is_none() {
+                        self.revocations.insert(index, r.grant_id);
+                    }
                     g.revoked
                         .get_or_insert((event.actor.clone(), r.reason.clone(), at));
                 }

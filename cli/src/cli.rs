@@ -62,6 +62,9 @@ pub enum Command {
     },
     /// Show the identity and groups the daemon sees for you
     Whoami,
+    /// Revoke grants (by grant, serial, requester or public key): sshd refuses them at
+    /// the hosts' next KRL sync, and open sessions end within seconds
+    Revoke(crate::revoke::RevokeCmd),
     /// Verify and read the signed audit log
     #[command(subcommand)]
     Audit(crate::audit::AuditCmd),
@@ -337,6 +340,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Whoami => println!("{}", commands::whoami(&target).await?),
+        Command::Revoke(r) => print!(
+            "{}",
+            crate::revoke::describe(&crate::revoke::revoke(&target, r.request()?).await?)
+        ),
         // Dispatched above, before the settings are resolved.
         Command::Audit(_) | Command::Host(_) => {}
     }

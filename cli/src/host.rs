@@ -44,6 +44,10 @@ const MAX_RECORD_FILE: u64 = 64 * 1024;
 pub enum HostCmd {
     /// Deliver the spooled session records to breakglass-ca (exactly once, oldest first)
     Ship(ShipArgs),
+    /// Install the CA's signed KRL for sshd's RevokedKeys (verified, never older, atomic)
+    SyncKrl(crate::krl_sync::SyncKrlArgs),
+    /// End open sessions of revoked grants at once (follows the daemon's revocation stream)
+    WatchRevocations(crate::watch::WatchArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -75,6 +79,15 @@ pub async fn run(cmd: HostCmd, overrides: &Overrides) -> Result<(), CliError> {
             let target = overrides.resolve()?;
             let r = ship(&target, &a).await?;
             eprintln!("{}", r.summary());
+        }
+        HostCmd::SyncKrl(a) => {
+            let target = overrides.resolve()?;
+            let r = crate::krl_sync::sync(&target, &a).await?;
+            eprintln!("{}", r.summary(&a.out));
+        }
+        HostCmd::WatchRevocations(a) => {
+            let target = overrides.resolve()?;
+            crate::watch::watch(&target, &a, std::future::pending()).await?;
         }
     }
     Ok(())

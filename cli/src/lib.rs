@@ -11,4 +11,7 @@ pub mod commands;
 pub mod connect;
 pub mod error;
 pub mod host;
+pub mod krl_sync;
+pub mod revoke;
 pub mod settings;
+pub mod watch;

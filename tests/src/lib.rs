@@ -3,6 +3,7 @@
 //! keys made by `ssh-keygen`, and the rules for tests that need root.
 
 pub mod daemon;
+pub mod revocation;
 pub mod sshd;
 
 /// Refuses to let a test pass silently where it cannot run: returns `false`

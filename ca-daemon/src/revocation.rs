@@ -1,0 +1,377 @@
+//! The `breakglass.v1.Revocations` handlers: revoke grants (each revocation a
+//! `GrantRevoked` event, durable before the answer), publish the signed KRL, and
+//! stream revocations to hosts so that open sessions end at once.
+//!
+//! Who may revoke: members of the configured admin groups (any grant) and the
+//! requester of a grant (their own). Reading the KRL and watching revocations is
+//! open to every authenticated caller: hosts need both.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use breakglass_proto::audit::event::GrantRevoked;
+use breakglass_proto::audit::{Event, EventKind, Timestamp};
+use breakglass_proto::krl::SIGNATURE_NAMESPACE;
+use breakglass_proto::profile::GrantId;
+use breakglass_proto::v1::revocations_server::Revocations as RevocationsApi;
+use breakglass_proto::v1::revoke_request::Target;
+use breakglass_proto::v1::{
+    GetRevocationListRequest, GetRevocationListResponse, RevocationNotice, RevokeRequest,
+    RevokeResponse, RevokedGrant, WatchRevocationsRequest,
+};
+use ssh_key::HashAlg;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::audit::LeafIndex;
+use crate::error::Error;
+use crate::identity::caller;
+use crate::krl::Publisher;
+use crate::policy::Caller;
+use crate::service::Service;
+use crate::state::State;
+
+/// Longest revocation reason.
+const MAX_REASON_BYTES: usize = 1024;
+/// How often a watch stream carries a heartbeat when nothing is revoked.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Revocation state shared by both listeners.
+#[derive(Debug)]
+pub struct Revocations {
+    svc: Arc<Service>,
+    admin_groups: Vec<String>,
+    krl: Publisher,
+    /// Leaf indexes of new revocations, for the watch streams.
+    events: broadcast::Sender<LeafIndex>,
+    /// One revocation call at a time: no grant is revoked twice by racing calls.
+    revoking: tokio::sync::Mutex<()>,
+    stop: watch::Sender<bool>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Revocations {
+    /// Revocation handling over `svc`; `admin_groups` may revoke any grant.
+    pub fn new(svc: Arc<Service>, admin_groups: Vec<String>) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        let (stop, _) = watch::channel(false);
+        Arc::new(Self {
+            svc,
+            admin_groups,
+            krl: Publisher::default(),
+            events,
+            revoking: tokio::sync::Mutex::new(()),
+            stop,
+        })
+    }
+
+    /// Ends every watch stream (at shutdown, so that draining does not wait for them).
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    fn is_admin(&self, who: &Caller) -> bool {
+        who.groups.iter().any(|g| self.admin_groups.contains(g))
+    }
+
+    /// Revokes the grants `req` selects, as `who`.
+    pub async fn revoke(&self, who: &Caller, req: RevokeRequest) -> Result<RevokeResponse, Error> {
+        let reason = req.reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(Error::InvalidArgument(
+                "reason: say why the grant is revoked (e.g. an incident reference)".into(),
+            ));
+        }
+        if reason.len() > MAX_REASON_BYTES || reason.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(format!(
+                "reason: at most {MAX_REASON_BYTES} bytes, no control characters or newlines"
+            )));
+        }
+        let target = req.target.ok_or_else(|| {
+            Error::InvalidArgument(
+                "say which grants: a grant id, a serial, a requester or a public key".into(),
+            )
+        })?;
+        let _one_at_a_time = self.revoking.lock().await;
+        let now = unix_now();
+        let matched = {
+            let st = self.svc.state();
+            select(&st, &target, now)?
+        };
+        let admin = self.is_admin(who);
+        let mut revoked = Vec::new();
+        let mut already = Vec::new();
+        let mut todo = Vec::new();
+        {
+            let st = self.svc.state();
+            for id in &matched {
+                let Some(g) = st.grants.get(id) else { continue };
+                if !admin && g.issued.requester != who.identity {
+                    return Err(Error::PermissionDenied(format!(
+                        "grant {id} belongs to {}; only they and members of {} may revoke it",
+                        g.issued.requester,
+                        self.admin_groups.join(", ")
+                    )));
+                }
+                if g.revoked.is_some() {
+                    already.push(id.to_string());
+                } else {
+                    todo.push((*id, g.issued.clone()));
+                }
+            }
+        }
+        let actor = who.actor();
+        for (id, issued) in todo {
+            let index = self
+                .svc
+                .record(Event::new(
+                    Timestamp::from_system_time(SystemTime::now()),
+                    actor.clone(),
+                    EventKind::GrantRevoked(GrantRevoked {
+                        grant_id: id,
+                        serial: issued.serial,
+                        reason: reason.clone(),
+                    }),
+                ))
+                .await?;
+            let _ = self.events.send(index);
+            self.svc.notify_revoked(id, &actor, &reason);
+            tracing::info!(
+                grant = %id,
+                serial = issued.serial,
+                requester = %issued.requester,
+                revoked_by = %actor,
+                reason = %reason,
+                audit_index = index,
+                "grant revoked"
+            );
+            revoked.push(RevokedGrant {
+                grant_id: id.to_string(),
+                serial: issued.serial,
+                key_id: issued.key_id.clone(),
+                requester: issued.requester.clone(),
+                valid_before: i64::try_from(issued.valid_before).unwrap_or(i64::MAX),
+                audit_index: index,
+            });
+        }
+        // The revocations are durable; a KRL that cannot be published now will be on
+        // the next fetch, and the watch streams already carry them.
+        let krl_version = match self.krl.current(&self.svc).await {
+            Ok(p) => p.version,
+            Err(e) => {
+                tracing::error!(error = %e, "KRL not published after a revocation");
+                0
+            }
+        };
+        Ok(RevokeResponse {
+            revoked,
+            already_revoked: already,
+            krl_version,
+        })
+    }
+
+    /// The current signed KRL.
+    pub async fn revocation_list(&self) -> Result<GetRevocationListResponse, Error> {
+        let p = self.krl.current(&self.svc).await?;
+        Ok(GetRevocationListResponse {
+            krl: p.bytes.clone(),
+            signature: p.signature.clone(),
+            version: p.version,
+            generated_at: i64::try_from(p.generated).unwrap_or(i64::MAX),
+            namespace: SIGNATURE_NAMESPACE.to_owned(),
+            revoked_serials: p.revoked_serials,
+        })
+    }
+
+    /// Streams revocations after `from` (backlog first), new ones as they are
+    /// recorded, and heartbeats, until the client goes away or the daemon stops.
+    pub fn watch(self: &Arc<Self>, from: u64) -> ReceiverStream<Result<RevocationNotice, Status>> {
+        let (tx, rx) = mpsc::channel(64);
+        let me = self.clone();
+        // Subscribe before reading the backlog, so nothing falls in between.
+        let mut live = self.events.subscribe();
+        let mut stop = self.stop.subscribe();
+        tokio::spawn(async move {
+            if *stop.borrow() {
+                return;
+            }
+            let mut last = from;
+            let mut beat = tokio::time::interval(HEARTBEAT);
+            loop {
+                let backlog: Vec<RevocationNotice> = {
+                    let st = me.svc.state();
+                    let now = unix_now();
+                    st.revocations
+                        .range(last.saturating_add(1)..)
+                        .filter_map(|(i, g)| notice(&st, *i, *g, now))
+                        .collect()
+                };
+                for n in backlog {
+                    last = last.max(n.version);
+                    if tx.send(Ok(n)).await.is_err() {
+                        return;
+                    }
+                }
+                loop {
+                    tokio::select! {
+                        r = live.recv() => match r {
+                            Ok(i) if i > last => {
+                                let n = {
+                                    let st = me.svc.state();
+                                    st.revocations.get(&i).and_then(|g| notice(&st, i, *g, unix_now()))
+                                };
+                                last = i;
+                                if let Some(n) = n && tx.send(Ok(n)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            // Fell behind: read what was missed from the state.
+                            Err(broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                        _ = beat.tick() => {
+                            let krl_version = me.svc.state().krl_version;
+                            let hb = RevocationNotice { heartbeat: true, krl_version, ..Default::default() };
+                            if tx.send(Ok(hb)).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = stop.changed() => return,
+                        _ = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+}
+
+/// The grants a selector names. A grant id or serial must name a grant that is still
+/// valid; a requester or key selects all of their live grants (at least one).
+fn select(st: &State, target: &Target, now: u64) -> Result<Vec<GrantId>, Error> {
+    let live = |id: &GrantId| {
+        st.grants
+            .get(id)
+            .is_some_and(|g| g.issued.valid_before > now)
+    };
+    let one = |id: GrantId, what: String| {
+        let g = st
+            .grants
+            .get(&id)
+            .ok_or_else(|| Error::NotFound(format!("no grant {what} is known")))?;
+        if g.issued.valid_before <= now {
+            return Err(Error::FailedPrecondition(format!(
+                "grant {id} ({what}) already expired; there is nothing to revoke"
+            )));
+        }
+        Ok(vec![id])
+    };
+    let found: Vec<GrantId> = match target {
+        Target::GrantId(s) => {
+            let id: GrantId = s.trim().parse().map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "grant_id {s:?}: {e}; it looks like g-0123456789abcdef"
+                ))
+            })?;
+            return one(id, id.to_string());
+        }
+        Target::Serial(n) => {
+            let id = *st
+                .serials
+                .get(n)
+                .ok_or_else(|| Error::NotFound(format!("no grant with serial {n} is known")))?;
+            return one(id, format!("serial {n}"));
+        }
+        Target::Requester(r) => {
+            let r = r.trim();
+            if r.is_empty() {
+                return Err(Error::InvalidArgument("requester: is empty".into()));
+            }
+            st.grants
+                .iter()
+                .filter(|(id, g)| g.issued.requester == r && live(id))
+                .map(|(id, _)| *id)
+                .collect()
+        }
+        Target::PublicKey(line) => {
+            let key = crate::request::parse_user_key(line)?;
+            let fp = key.fingerprint(HashAlg::Sha256).to_string();
+            st.grants
+                .iter()
+                .filter(|(id, g)| g.issued.key_fingerprint == fp && live(id))
+                .map(|(id, _)| *id)
+                .collect()
+        }
+    };
+    if found.is_empty() {
+        return Err(Error::NotFound(
+            "no live grant matches; expired grants need no revocation".into(),
+        ));
+    }
+    let unique: BTreeSet<GrantId> = found.into_iter().collect();
+    Ok(unique.into_iter().collect())
+}
+
+/// The notice for the revocation at leaf `index` of `grant`, if its certificate is
+/// still valid at `now` (watchers only care about sessions that could still run).
+fn notice(st: &State, index: LeafIndex, grant: GrantId, now: u64) -> Option<RevocationNotice> {
+    let g = st.grants.get(&grant)?;
+    if g.issued.valid_before <= now {
+        return None;
+    }
+    let (by, reason, at) = g.revoked.as_ref()?;
+    Some(RevocationNotice {
+        version: index,
+        heartbeat: false,
+        grant_id: grant.to_string(),
+        serial: g.issued.serial,
+        key_id: g.issued.key_id.clone(),
+        requester: g.issued.requester.clone(),
+        revoked_by: by.to_string(),
+        reason: reason.clone(),
+        revoked_at: i64::try_from(at.unix_seconds()).unwrap_or(i64::MAX),
+        valid_before: i64::try_from(g.issued.valid_before).unwrap_or(i64::MAX),
+        krl_version: st.krl_version,
+    })
+}
+
+/// The tonic service: a thin adapter from gRPC to [`Revocations`].
+#[derive(Clone, Debug)]
+pub struct RevocationHandlers(pub Arc<Revocations>);
+
+#[tonic::async_trait]
+impl RevocationsApi for RevocationHandlers {
+    async fn revoke(
+        &self,
+        req: Request<RevokeRequest>,
+    ) -> Result<Response<RevokeResponse>, Status> {
+        let who = caller(&req)?;
+        Ok(Response::new(self.0.revoke(&who, req.into_inner()).await?))
+    }
+
+    async fn get_revocation_list(
+        &self,
+        req: Request<GetRevocationListRequest>,
+    ) -> Result<Response<GetRevocationListResponse>, Status> {
+        caller(&req)?;
+        Ok(Response::new(self.0.revocation_list().await?))
+    }
+
+    type WatchRevocationsStream = ReceiverStream<Result<RevocationNotice, Status>>;
+
+    async fn watch_revocations(
+        &self,
+        req: Request<WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        caller(&req)?;
+        Ok(Response::new(self.0.watch(req.get_ref().from_version)))
+    }
+}

@@ -1,0 +1,74 @@
+//! The host units in packaging/hosts/ run command lines this CLI accepts, on the same
+//! files the sshd and PAM snippets name.
+
+use std::path::Path;
+
+use breakglass_cli::cli::{Cli, Command};
+use breakglass_cli::host::HostCmd;
+use clap::Parser;
+
+fn packaging(p: &str) -> String {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging")).join(p);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn exec_start(unit: &str) -> Cli {
+    let text = packaging(unit);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart=");
+    let argv: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(argv[0], "/usr/bin/breakglass");
+    Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{unit}: {e}"))
+}
+
+/// The value after `key` on the one uncommented line that starts with `key`.
+fn directive<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key}"))
+}
+
+#[test]
+fn krl_sync_unit_writes_the_file_sshd_and_the_module_read() {
+    let Command::Host(HostCmd::SyncKrl(a)) =
+        exec_start("hosts/breakglass-krl-sync.service").command
+    else {
+        panic!("not host sync-krl");
+    };
+    let sshd = packaging("sshd/breakglass.conf");
+    assert_eq!(a.out, Path::new(directive(&sshd, "RevokedKeys ")));
+    assert_eq!(
+        a.ca_keys.as_deref(),
+        Some(Path::new(directive(&sshd, "TrustedUserCAKeys ")))
+    );
+    let pam = packaging("pam/sshd.breakglass");
+    assert!(
+        pam.contains(&format!("krl={}", a.out.display())),
+        "the PAM line reads another KRL"
+    );
+    let timer = packaging("hosts/breakglass-krl-sync.timer");
+    assert!(timer.contains("OnUnitActiveSec=") && timer.contains("WantedBy=timers.target"));
+}
+
+#[test]
+fn watcher_unit_watches_the_module_default_sessions_dir_which_tmpfiles_creates() {
+    let Command::Host(HostCmd::WatchRevocations(a)) =
+        exec_start("hosts/breakglass-watch-revocations.service").command
+    else {
+        panic!("not host watch-revocations");
+    };
+    assert_eq!(
+        a.sessions,
+        Path::new(breakglass_proto::sessions::DEFAULT_DIR)
+    );
+    let tmpfiles = packaging("hosts/breakglass-revocation.tmpfiles.conf");
+    assert!(tmpfiles.contains(&format!(
+        "d {} 0700 root root",
+        breakglass_proto::sessions::DEFAULT_DIR
+    )));
+    assert!(tmpfiles.contains("d /run/breakglass "));
+}

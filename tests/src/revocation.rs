@@ -1,0 +1,117 @@
+//! Helpers for the revocation tests: a daemon whose config knows an admin, a second
+//! requester and the test hosts, grants issued over mTLS, and the audit log read back.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use breakglass_cli::commands::{self, RequestArgs};
+use breakglass_proto::audit::Event;
+
+use crate::daemon::TestDaemon;
+use crate::sshd::ClientKey;
+
+/// Identity of the admin the tests revoke as.
+pub const ADMIN: &str = "admin@example.com";
+/// A second requester (group `sre`).
+pub const SRE2: &str = "sre2@example.com";
+
+/// The dev daemon with: hosts `db-7`/`db-8` allowed to the `sre` rule, an admin
+/// identity, a second SRE, and host identities for `db-7` and `db-8`.
+pub async fn daemon() -> TestDaemon {
+    TestDaemon::start_with(|c| {
+        let mut c = c.replace(
+            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\"]",
+            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\", \"db-7\", \"db-8\"]",
+        );
+        c.push_str(&format!(
+            "\n[[identities]]\nid = \"{ADMIN}\"\ngroups = [\"admins\"]\n\n\
+             [[identities]]\nid = \"{SRE2}\"\ngroups = [\"sre\"]\n\n\
+             [[identities]]\nid = \"host://db-7\"\ngroups = [\"hosts\"]\n\n\
+             [[identities]]\nid = \"host://db-8\"\ngroups = [\"hosts\"]\n"
+        ));
+        c
+    })
+    .await
+}
+
+/// A grant issued to the client `who` (a [`TestDaemon::target`] name or a target):
+/// a fresh key in `dir` and its certificate.
+#[derive(Debug)]
+pub struct Grant {
+    /// Key and certificate files.
+    pub key: ClientKey,
+    /// Public key file.
+    pub public: PathBuf,
+    /// Grant id.
+    pub grant_id: String,
+    /// Certificate serial.
+    pub serial: u64,
+}
+
+/// Requests a grant for `user` on `host` as `target`.
+pub async fn issue(
+    target: &breakglass_cli::settings::Target,
+    dir: &Path,
+    name: &str,
+    user: &str,
+    host: &str,
+    ttl: u64,
+) -> Grant {
+    let public = crate::ssh_keygen(dir, name, &["-t", "ed25519"]);
+    let outcome = commands::request(
+        target,
+        &RequestArgs {
+            hosts: vec![host.into()],
+            principals: vec![user.into()],
+            ttl: Duration::from_secs(ttl),
+            reason: "INC-6 revocation test".into(),
+            command: None,
+            source_addresses: vec![],
+            public_key: Some(public.clone()),
+            permit: vec![],
+            add_to_agent: None,
+        },
+    )
+    .await
+    .expect("certificate issued");
+    Grant {
+        key: ClientKey {
+            key_path: outcome.paths.private,
+            cert_path: Some(outcome.paths.certificate),
+            valid_before: Some(outcome.response.valid_before as u64),
+        },
+        public,
+        grant_id: outcome.response.grant_id,
+        serial: outcome.response.serial,
+    }
+}
+
+/// The daemon's audit log, read and verified offline with its public key.
+pub fn audit_events(d: &TestDaemon) -> Vec<(u64, Event)> {
+    let key = ["log.pub", "audit/log.pub"]
+        .iter()
+        .map(|p| d.path().join(p))
+        .find(|p| p.exists())
+        .expect("log.pub in the dev directory");
+    breakglass_cli::audit::read_dir_events(&d.path().join("audit"), &key)
+        .expect("audit log verifies")
+}
+
+/// `ssh-keygen -Q -f krl file`: true for REVOKED (rc 1), false for ok (rc 0).
+pub fn ssh_keygen_revoked(krl: &Path, file: &Path) -> bool {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(krl)
+        .arg(file)
+        .output()
+        .expect("ssh-keygen runs");
+    match out.status.code() {
+        Some(1) => true,
+        Some(0) => false,
+        other => panic!(
+            "ssh-keygen -Q: {other:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
