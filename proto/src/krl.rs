@@ -658,4 +658,56 @@ mod tests {
         put_string(&mut base, &ext).unwrap();
         assert!(Krl::parse(&base).is_err());
     }
+
+    proptest::proptest! {
+        /// Encoding then parsing gives back exactly the revoked serials and key ids.
+        #[test]
+        fn encode_parse_round_trips(
+            serials in proptest::collection::btree_set(1u64..5000, 0..200),
+            ids in proptest::collection::btree_set("[a-z/@.-]{1,20}", 0..5),
+            version in 0u64..u64::MAX,
+        ) {
+            let ca = KeyData::Ed25519(ssh_key::public::Ed25519PublicKey([7u8; 32]));
+            let mut krl = Krl::new(version, 5);
+            for s in &serials {
+                krl.revoke_serial(&ca, *s).unwrap();
+            }
+            for id in &ids {
+                krl.revoke_key_id(Some(&ca), id).unwrap();
+            }
+            let back = Krl::parse(&krl.to_bytes().unwrap()).unwrap();
+            proptest::prop_assert_eq!(back.version, version);
+            proptest::prop_assert_eq!(back.serial_count(), serials.len() as u64);
+            for s in 1u64..5001 {
+                proptest::prop_assert_eq!(back.revokes_serial(&ca, s), serials.contains(&s));
+            }
+            let section = back.certs.values().next();
+            let got: BTreeSet<String> = section.map(|c| c.key_ids.clone()).unwrap_or_default();
+            proptest::prop_assert_eq!(got, ids);
+        }
+
+        /// Garbage and damaged KRLs are errors, never panics.
+        #[test]
+        fn damaged_krls_never_panic(
+            flips in proptest::collection::vec((0usize..400, 0u8..=255), 0..8),
+            cut in 0usize..400,
+            garbage in proptest::collection::vec(0u8..=255, 0..64),
+        ) {
+            let ca = KeyData::Ed25519(ssh_key::public::Ed25519PublicKey([9u8; 32]));
+            let mut krl = Krl::new(1, 2);
+            for s in [3, 4, 5, 9, 77] {
+                krl.revoke_serial(&ca, s).unwrap();
+            }
+            krl.revoke_key_id(None, "breakglass/g-1/x").unwrap();
+            let mut bytes = krl.to_bytes().unwrap();
+            for (i, v) in flips {
+                let n = bytes.len();
+                bytes[i % n] = v;
+            }
+            bytes.truncate(cut.min(bytes.len()));
+            bytes.extend_from_slice(&garbage);
+            let _ = Krl::parse(&bytes);
+            let _ = Krl::parse(&garbage);
+        }
+    }
 }
