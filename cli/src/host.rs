@@ -214,7 +214,10 @@ impl ShipReport {
 }
 
 /// Takes the spool lock, waiting at most `wait`. `None` when another shipper kept it.
-fn lock_spool(spool: &Path, wait: Duration) -> Result<Option<nix::fcntl::Flock<File>>, CliError> {
+async fn lock_spool(
+    spool: &Path,
+    wait: Duration,
+) -> Result<Option<nix::fcntl::Flock<File>>, CliError> {
     let path = spool.join(LOCK_FILE);
     let deadline = Instant::now() + wait;
     loop {
@@ -230,7 +233,7 @@ fn lock_spool(spool: &Path, wait: Duration) -> Result<Option<nix::fcntl::Flock<F
         match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
             Ok(l) => return Ok(Some(l)),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
             Err((_, e)) => {
@@ -333,7 +336,7 @@ fn retryable(e: &CliError) -> bool {
 /// Ships the spool (see the module docs).
 pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliError> {
     let mut report = ShipReport::default();
-    let Some(_lock) = lock_spool(&args.spool, args.lock_wait)? else {
+    let Some(_lock) = lock_spool(&args.spool, args.lock_wait).await? else {
         report.lock_busy = true;
         return Ok(report);
     };
@@ -472,19 +475,25 @@ mod tests {
         assert!(dir.path().join(".x.json.tmp").exists());
     }
 
-    #[test]
-    fn only_one_shipper_holds_the_spool() {
+    #[tokio::test]
+    async fn only_one_shipper_holds_the_spool() {
         let dir = tempfile::tempdir().unwrap();
-        let first = lock_spool(dir.path(), Duration::ZERO).unwrap();
+        let first = lock_spool(dir.path(), Duration::ZERO).await.unwrap();
         assert!(first.is_some());
         let t = Instant::now();
         assert!(
             lock_spool(dir.path(), Duration::from_millis(300))
+                .await
                 .unwrap()
                 .is_none()
         );
         assert!(t.elapsed() >= Duration::from_millis(300));
         drop(first);
-        assert!(lock_spool(dir.path(), Duration::ZERO).unwrap().is_some());
+        assert!(
+            lock_spool(dir.path(), Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }
