@@ -14,7 +14,12 @@ pub mod sessions;
 
 /// Protobuf messages and (with the `grpc` feature) tonic stubs of `breakglass.v1`.
 #[cfg(feature = "wire")]
-#[allow(missing_docs, missing_debug_implementations, clippy::all, clippy::pedantic)]
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic
+)]
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/breakglass.v1.rs"));
 
