@@ -231,3 +231,41 @@ pub fn parse_user_key(text: &str) -> Result<PublicKey, Error> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssh_key::public::{Ed25519PublicKey, SkEd25519};
+    use ssh_key::rand_core::OsRng;
+    use ssh_key::{Algorithm, PrivateKey};
+
+    fn line(data: KeyData) -> String {
+        PublicKey::new(data, "test").to_openssh().unwrap()
+    }
+
+    #[test]
+    fn fido_and_modern_keys_are_accepted() {
+        let ed = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
+        let Some(pk) = ed.public_key().key_data().ed25519().copied() else {
+            panic!("ed25519")
+        };
+        let sk = KeyData::SkEd25519(SkEd25519::new(Ed25519PublicKey(pk.0), "ssh:"));
+        let parsed = parse_user_key(&line(sk)).expect("sk-ssh-ed25519 accepted");
+        assert_eq!(parsed.algorithm().as_str(), "sk-ssh-ed25519@openssh.com");
+        parse_user_key(&line(KeyData::Ed25519(pk))).expect("ed25519 accepted");
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_field_name() {
+        for bad in [
+            "",
+            "ssh-ed25519",
+            "ssh-ed25519 AAAA",
+            "not a key at all",
+            "ssh-rsa !!!",
+        ] {
+            let e = parse_user_key(bad).unwrap_err().to_string();
+            assert!(e.starts_with("public_key: "), "{e}");
+        }
+    }
+}
