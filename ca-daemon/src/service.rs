@@ -511,7 +511,18 @@ impl Service {
             };
             _emergency_lock = Some(self.transitions.lock().await);
             let since = Timestamp::from_system_time(t - EMERGENCY_WINDOW);
-            let used = self.state().emergency_grants_since(&who.identity, since);
+            // Per person: a second identity of the same owner shares the allowance.
+            let me = self.person(&who.identity);
+            let used = self
+                .state()
+                .grants
+                .values()
+                .filter(|g| {
+                    g.issued.emergency
+                        && g.issued_at >= since
+                        && self.person(&g.issued.requester) == me
+                })
+                .count();
             if used < e.per_day as usize {
                 approvals_required = 0;
                 ttl = ttl.min(e.ttl);

@@ -242,16 +242,6 @@ impl State {
         }
     }
 
-    /// Emergency grants issued to `requester` at or after `since`.
-    pub fn emergency_grants_since(&self, requester: &str, since: Timestamp) -> usize {
-        self.grants
-            .values()
-            .filter(|g| {
-                g.issued.emergency && g.issued.requester == requester && g.issued_at >= since
-            })
-            .count()
-    }
-
     /// The session a host record is about, created on first sight. Sessions of
     /// grants the daemon does not know are kept apart, in `orphan_sessions`.
     fn session(&mut self, r: &SessionRef) -> &mut Session {

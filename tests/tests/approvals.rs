@@ -157,8 +157,8 @@ const STAGING: &str = "web-1.staging.example";
 const PROD: &str = "db-1.prod.example";
 
 /// The dev config, with webhooks on the `elevated` and `critical` tiers, quick
-/// notification retries, a second identity of the sample SRE (in the approver
-/// group: only the owner check stops it), a reviewer (group `auditors`, which
+/// notification retries, a second identity of the sample SRE (also in the
+/// approver group: only the owner check stops it approving), a reviewer (group `auditors`, which
 /// may review but not approve), and `edit` applied last.
 async fn daemon(hooks: &[&Hook], edit: impl FnOnce(String) -> String) -> TestDaemon {
     let list = hooks
@@ -178,7 +178,7 @@ async fn daemon(hooks: &[&Hook], edit: impl FnOnce(String) -> String) -> TestDae
             );
         let c = format!(
             "{c}\n[notifications]\ntimeout = \"500ms\"\nretries = 4\nretry_delay = \"100ms\"\n\n\
-             [[identities]]\nid = \"sre-alt@example.com\"\ngroups = [\"approvers\"]\nowner = \"sample-sre\"\n\n\
+             [[identities]]\nid = \"sre-alt@example.com\"\ngroups = [\"approvers\", \"sre\"]\nowner = \"sample-sre\"\n\n\
              [[identities]]\nid = \"reviewer@example.com\"\ngroups = [\"auditors\"]\nowner = \"sample-reviewer\"\n"
         );
         edit(c)
@@ -759,6 +759,11 @@ async fn emergency_on_a_forbidding_tier_is_refused_and_the_daily_cap_falls_back_
         .unwrap();
         assert!(matches!(r, RequestResult::Issued(ref o) if o.response.emergency));
     }
+    // The allowance is per person: another identity of the same owner has none left.
+    let sre_alt = client(&d, "sre-alt", "sre-alt@example.com");
+    let alt = create(&sre_alt, &a, true).await;
+    assert_eq!(state(&alt), RequestState::Pending);
+    assert_eq!(alt.requester, "sre-alt@example.com");
     let third = create(&d.target("sre"), &a, true).await;
     assert_eq!(state(&third), RequestState::Pending);
     assert!(third.emergency);
