@@ -202,7 +202,6 @@ impl CertificateAuthority {
 
     /// Builds and signs a certificate valid from `now - backdate` to `now + ttl`.
     pub fn issue(&self, spec: &CertSpec<'_>, now: SystemTime) -> Result<Issued, Error> {
-        let internal = |e: ssh_key::Error| Error::Internal(format!("building certificate: {e}"));
         if spec.principals.is_empty() {
             return Err(Error::Internal(
                 "refusing to sign a certificate without principals".into(),
@@ -231,10 +230,43 @@ impl CertificateAuthority {
                 break s;
             }
         };
+        self.sign_fixed(spec, serial, valid_after, valid_before)
+    }
+
+    /// Signs a grant's certificate again from what the audit log recorded
+    /// (serial and validity of its `GrantIssued` event): the result is
+    /// byte-identical to the certificate first issued, because the nonce is
+    /// derived from grant id and serial and Ed25519 signatures are
+    /// deterministic, provided the same CA key signs (callers check the
+    /// recorded CA fingerprint). Nothing new is granted.
+    pub fn rebuild(
+        &self,
+        spec: &CertSpec<'_>,
+        serial: u64,
+        valid_after: u64,
+        valid_before: u64,
+    ) -> Result<Issued, Error> {
+        if spec.principals.is_empty() || spec.hosts.is_empty() || valid_before <= valid_after {
+            return Err(Error::Internal(
+                "refusing to rebuild a certificate without principals, host scope or lifetime"
+                    .into(),
+            ));
+        }
+        self.sign_fixed(spec, serial, valid_after, valid_before)
+    }
+
+    fn sign_fixed(
+        &self,
+        spec: &CertSpec<'_>,
+        serial: u64,
+        valid_after: u64,
+        valid_before: u64,
+    ) -> Result<Issued, Error> {
+        let internal = |e: ssh_key::Error| Error::Internal(format!("building certificate: {e}"));
         let key_id = profile::key_id(spec.grant_id, spec.requester);
 
-        let mut b = certificate::Builder::new_with_random_nonce(
-            &mut OsRng,
+        let mut b = certificate::Builder::new(
+            cert_nonce(spec.grant_id, serial),
             spec.subject.key_data().clone(),
             valid_after,
             valid_before,
@@ -276,5 +308,67 @@ impl CertificateAuthority {
             valid_after,
             valid_before,
         })
+    }
+}
+
+/// The certificate nonce: SHA-256 over a label, the grant id and the serial.
+/// Both are drawn from the OS RNG when the grant is signed, so the nonce is
+/// as unpredictable to the requester as a random one, and the certificate can
+/// be signed again, identically, from the audit log.
+fn cert_nonce(grant: GrantId, serial: u64) -> Vec<u8> {
+    let mut input = b"breakglass certificate nonce v1\0".to_vec();
+    input.extend_from_slice(&grant.0.to_be_bytes());
+    input.extend_from_slice(&serial.to_be_bytes());
+    HashAlg::Sha256.digest(&input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuilt_certificate_is_byte_identical_and_only_from_the_same_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("ca");
+        CertificateAuthority::generate(&key, "test CA").unwrap();
+        let ca = CertificateAuthority::load(&key, &[], Duration::from_secs(60)).unwrap();
+        let user = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
+        let principals = vec!["postgres".to_owned()];
+        let hosts = vec!["db-*".to_owned()];
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ext = vec!["permit-pty".to_owned()];
+        let spec = CertSpec {
+            grant_id: GrantId(0x1234),
+            requester: "alice@example.com",
+            subject: user.public_key(),
+            principals: &principals,
+            hosts: &hosts,
+            tier: "high",
+            ttl: Duration::from_secs(600),
+            force_command: Some("/usr/bin/psql"),
+            source_addresses: &nets,
+            extensions: &ext,
+        };
+        let first = ca.issue(&spec, SystemTime::now()).unwrap();
+        let again = ca
+            .rebuild(&spec, first.serial, first.valid_after, first.valid_before)
+            .unwrap();
+        assert_eq!(
+            again.certificate.to_openssh().unwrap(),
+            first.certificate.to_openssh().unwrap()
+        );
+        // Another grant id gives another nonce, so another certificate.
+        let other = CertSpec {
+            grant_id: GrantId(0x1235),
+            ..spec.clone()
+        };
+        let moved = ca
+            .rebuild(&other, first.serial, first.valid_after, first.valid_before)
+            .unwrap();
+        assert_ne!(moved.certificate.nonce(), first.certificate.nonce());
+        assert!(
+            ca.rebuild(&spec, first.serial, first.valid_before, first.valid_before)
+                .is_err()
+        );
     }
 }

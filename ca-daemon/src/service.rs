@@ -979,15 +979,93 @@ impl Service {
             }
             self.info(r, Some(who), at)
         };
-        final_result(&info, self.kept(id))
+        final_result(&info, self.certificate_of(id))
     }
 
-    fn kept(&self, id: RequestId) -> Option<RequestCertificateResponse> {
-        self.issued
+    /// The certificate of an issued request: kept in memory since issuance,
+    /// or signed again, identically, from its recorded `GrantIssued` event
+    /// (after a restart). `None` when it was not issued or the CA key that
+    /// signed it is no longer the signing key.
+    fn certificate_of(&self, id: RequestId) -> Option<RequestCertificateResponse> {
+        if let Some(c) = self
+            .issued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .cloned()
+        {
+            return Some(c);
+        }
+        let (grant, public_key) = {
+            let st = self.state();
+            let r = st.requests.get(&id)?;
+            let RequestStatus::Issued(g) = r.status else {
+                return None;
+            };
+            (
+                st.grants.get(&g)?.issued.clone(),
+                r.created.public_key.clone(),
+            )
+        };
+        if grant.ca_fingerprint != self.ca.signing_fingerprint() {
+            return None;
+        }
+        let key = PublicKey::from_openssh(&public_key).ok()?;
+        if key.fingerprint(HashAlg::Sha256).to_string() != grant.key_fingerprint {
+            return None;
+        }
+        let sources = grant
+            .source_addresses
+            .iter()
+            .map(|s| crate::config::parse_cidr(s))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        let rebuilt = self
+            .ca
+            .rebuild(
+                &CertSpec {
+                    grant_id: grant.grant_id,
+                    requester: &grant.requester,
+                    subject: &key,
+                    principals: &grant.principals,
+                    hosts: &grant.hosts,
+                    tier: &grant.tier,
+                    ttl: Duration::from_secs(grant.valid_before.saturating_sub(grant.valid_after)),
+                    force_command: grant.command.as_deref(),
+                    source_addresses: &sources,
+                    extensions: &grant.extensions,
+                },
+                grant.serial,
+                grant.valid_after,
+                grant.valid_before,
+            )
+            .map_err(
+                |e| tracing::error!(request = %id, error = %e, "rebuilding a certificate failed"),
+            )
+            .ok()?;
+        if rebuilt.key_id != grant.key_id {
+            return None;
+        }
+        let response = RequestCertificateResponse {
+            certificate: rebuilt.certificate.to_openssh().ok()?,
+            grant_id: grant.grant_id.to_string(),
+            serial: grant.serial,
+            key_id: grant.key_id.clone(),
+            valid_after: grant.valid_after as i64,
+            valid_before: grant.valid_before as i64,
+            rule: grant.rule.clone(),
+            tier: grant.tier.clone(),
+            principals: grant.principals.clone(),
+            extensions: grant.extensions.clone(),
+            request_id: id.to_string(),
+            emergency: grant.emergency,
+            approvers: grant.approvers.clone(),
+        };
+        self.issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, response.clone());
+        Some(response)
     }
 
     /// Streams a request's state until it is final (its requester only).
@@ -1028,7 +1106,7 @@ impl Service {
                 let state = RequestState::try_from(info.state).unwrap_or(RequestState::Unspecified);
                 let done = !matches!(state, RequestState::Pending | RequestState::Approved);
                 let certificate = if state == RequestState::Issued {
-                    svc.kept(id)
+                    svc.certificate_of(id)
                 } else {
                     None
                 };
@@ -1082,7 +1160,7 @@ impl Service {
             let info = self.info_of(id, Some(who))?;
             let state = RequestState::try_from(info.state).unwrap_or(RequestState::Unspecified);
             if !matches!(state, RequestState::Pending | RequestState::Approved) {
-                return final_result(&info, self.kept(id));
+                return final_result(&info, self.certificate_of(id));
             }
             tokio::select! {
                 r = changes.changed() => if r.is_err() {
@@ -1189,7 +1267,7 @@ fn final_result(
     match RequestState::try_from(info.state).unwrap_or(RequestState::Unspecified) {
         RequestState::Issued => kept.ok_or_else(|| {
             Error::FailedPrecondition(format!(
-                "{id} was issued (grant {}) before the daemon restarted; certificates are not kept across restarts, so ask again",
+                "{id} was issued (grant {}) by a CA key that no longer signs, so its certificate cannot be produced again; ask again",
                 info.grant_id
             ))
         }),

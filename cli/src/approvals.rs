@@ -104,7 +104,7 @@ fn final_error(info: &RequestInfo) -> CliError {
             CliError::NotIssued(format!("request {id} was cancelled by {}", info.decided_by))
         }
         RequestState::Issued => CliError::NotIssued(format!(
-            "request {id} was issued (grant {}), but the daemon no longer holds the certificate (it restarted); ask again",
+            "request {id} was issued (grant {}), but the daemon cannot produce its certificate any more (the CA key changed); ask again",
             info.grant_id
         )),
         _ => CliError::NotIssued(format!("request {id} is {}", state_name(info))),

@@ -987,8 +987,33 @@ async fn a_restart_restores_pending_requests_and_approvals_exactly() {
         .await
         .unwrap();
     let pending_before = approvals::pending(&d.target("approver2")).await.unwrap();
+    // And one issued at once, to fetch again after the restart.
+    let RequestResult::Issued(issued) = approvals::request_live(
+        &d.target("sre"),
+        &args(keys.path(), "localhost", 600, "INC-77 local check"),
+        RequestMode {
+            emergency: false,
+            no_wait: true,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap() else {
+        panic!("tier 0 issues at once")
+    };
 
     d.restart().await;
+
+    // The certificate is signed again from the log, byte for byte the same.
+    let refetched = approvals::fetch(
+        &d.target("sre"),
+        &issued.response.request_id,
+        Some(&keys.path().join("id_ed25519.pub")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refetched.response.certificate, issued.response.certificate);
+    assert_eq!(refetched.response.serial, issued.response.serial);
 
     let after_a = approvals::show(&d.target("approver2"), &a.request_id)
         .await
