@@ -433,6 +433,62 @@ mod tests {
         assert!(check_webhook_url("/relative").is_err());
     }
 
+    #[test]
+    fn every_notice_is_also_one_syslog_line_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = Notifier::new(NotifySettings {
+            syslog: true,
+            syslog_socket: path,
+            ..NotifySettings::default()
+        });
+        let created = breakglass_proto::audit::event::RequestCreated {
+            request_id: breakglass_proto::audit::RequestId(0xab),
+            requester: "alice@example.com".into(),
+            public_key: String::new(),
+            principals: vec!["postgres".into()],
+            hosts: vec!["db-7".into()],
+            ttl_seconds: 600,
+            reason: "INC-1 down".into(),
+            command: None,
+            source_addresses: vec![],
+            extensions: vec![],
+            emergency: true,
+            rule: "r".into(),
+            tier: "high".into(),
+            approvals_required: 0,
+            expires_at: Timestamp(0),
+        };
+        let actor = breakglass_proto::audit::Actor::User("alice@example.com".into());
+        // No webhook URLs: only the syslog line.
+        n.send(
+            &[],
+            notice(
+                NoticeKind::Emergency,
+                &created,
+                vec![],
+                &actor,
+                None,
+                Timestamp(1),
+            ),
+        );
+        let mut buf = [0u8; 2048];
+        let len = sock.recv(&mut buf).unwrap();
+        let line = String::from_utf8_lossy(&buf[..len]);
+        for part in [
+            "event=request_emergency",
+            "request=r-00000000000000ab",
+            "requester=alice@example.com",
+            "principal=postgres",
+            "tier=high",
+        ] {
+            assert!(line.contains(part), "{line}");
+        }
+        assert_eq!(n.counters().queued.load(Ordering::Relaxed), 0);
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_retried_then_given_up() {
         // Bind and drop a listener: the port refuses connections.

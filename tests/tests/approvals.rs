@@ -1270,3 +1270,39 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
 }
 
 type Seen2 = Arc<Mutex<Vec<(Instant, String)>>>;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_reaches_the_webhooks_of_the_grants_tier() {
+    use breakglass_proto::v1::RevokeRequest;
+    use breakglass_proto::v1::revoke_request::Target as Selector;
+    let hook = Hook::start(Answer::Ok).await;
+    let d = daemon(&[&hook], |c| c).await;
+    let keys = tempfile::tempdir().unwrap();
+    let RequestResult::Issued(o) = approvals::request_live(
+        &d.target("sre"),
+        &args(keys.path(), STAGING, 600, "INC-21 emergency then revoked"),
+        RequestMode {
+            emergency: true,
+            no_wait: true,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap() else {
+        panic!("emergency issues at once")
+    };
+    // The requester may revoke their own grant.
+    breakglass_cli::revoke::revoke(
+        &d.target("sre"),
+        RevokeRequest {
+            target: Some(Selector::GrantId(o.response.grant_id.clone())),
+            reason: "INC-21 done early".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let n = hook.wait_for("revoked", &o.response.request_id).await;
+    assert_eq!(n["grant_id"], o.response.grant_id.as_str());
+    assert_eq!(n["detail"], "INC-21 done early");
+    assert_eq!(n["actor"], "user:sre@example.com");
+}
