@@ -113,6 +113,15 @@ fn main() -> ExitCode {
             Err(e) => fail(EX_USAGE, e),
         },
         Command::Serve { config, dev } => {
+            // Handlers first: a SIGTERM during start-up (e.g. a long log replay)
+            // then shuts down cleanly instead of killing the process mid-way.
+            let shutdown = {
+                let _in_runtime = rt.enter();
+                match server::shutdown_signal() {
+                    Ok(s) => s,
+                    Err(e) => return fail(EX_SOFTWARE, format!("cannot handle signals: {e}")),
+                }
+            };
             let path = match (config, dev) {
                 (Some(c), _) => c,
                 (None, Some(dir)) => {
@@ -150,7 +159,7 @@ fn main() -> ExitCode {
                     Ok(l) => l,
                     Err(e) => return fail(EX_UNAVAILABLE, e),
                 };
-                match daemon.run(tcp, admin, server::shutdown_signal()).await {
+                match daemon.run(tcp, admin, shutdown).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(EX_SOFTWARE, e),
                 }

@@ -6,7 +6,6 @@ use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use breakglass_proto::v1::FILE_DESCRIPTOR_SET;
 use breakglass_proto::v1::audit_server::AuditServer;
@@ -311,22 +310,17 @@ fn bind_admin_socket(path: &Path) -> Result<UnixListener, StartupError> {
     Ok(l)
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (so a signal that arrives
+/// while the daemon is still starting is not fatal) and returns a future that
+/// resolves when one of them arrives. Must be called inside the runtime.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            std::future::pending::<()>().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    })
 }
-
-/// How long a test or benchmark may wait for a fresh daemon to answer.
-pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
