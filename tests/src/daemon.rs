@@ -35,26 +35,32 @@ impl TestDaemon {
         std::fs::write(&setup.config, edit(text)).unwrap();
         let config = Config::load(&setup.config).expect("config loads");
         let admin_socket = config.server.admin_socket.clone().expect("admin socket");
+        let mut d = Self {
+            dir,
+            port: 0,
+            admin_socket,
+            stop: None,
+            task: None,
+        };
+        d.launch(config).await;
+        d
+    }
+
+    /// Builds, binds and runs a daemon for `config`; records the port it got.
+    async fn launch(&mut self, config: Config) {
         let daemon = Daemon::build(config).expect("daemon builds");
-        // The dev config listens on 127.0.0.1:0: the kernel picks a free port.
         let (tcp, admin) = daemon.bind().await.expect("daemon binds");
-        let port = tcp.local_addr().unwrap().port();
+        self.port = tcp.local_addr().unwrap().port();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(async move {
             daemon
                 .run(tcp, admin, async move {
                     let _ = stopped.await;
                 })
                 .await
                 .expect("daemon runs");
-        });
-        Self {
-            dir,
-            port,
-            admin_socket,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        }));
     }
 
     /// The dev directory.
@@ -139,43 +145,14 @@ impl TestDaemon {
         assert!(self.task.is_none(), "resume() needs a paused daemon");
         let mut config = Config::load(&self.path().join(init::CONFIG_FILE)).expect("config loads");
         config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        let daemon = Daemon::build(config).expect("daemon builds again");
-        let (tcp, admin) = daemon.bind().await.expect("daemon binds its old port");
-        let (stop, stopped) = oneshot::channel::<()>();
-        self.stop = Some(stop);
-        self.task = Some(tokio::spawn(async move {
-            daemon
-                .run(tcp, admin, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("daemon runs");
-        }));
+        self.launch(config).await;
     }
 
     /// Stops the daemon and starts a new one on the same directory and port:
     /// its state is rebuilt from the audit log alone.
     pub async fn restart(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.expect("daemon task");
-        }
-        let mut config = Config::load(&self.path().join(init::CONFIG_FILE)).expect("config loads");
-        config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        let daemon = Daemon::build(config).expect("daemon builds again");
-        let (tcp, admin) = daemon.bind().await.expect("daemon binds its old port");
-        let (stop, stopped) = oneshot::channel::<()>();
-        self.stop = Some(stop);
-        self.task = Some(tokio::spawn(async move {
-            daemon
-                .run(tcp, admin, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("daemon runs");
-        }));
+        self.pause().await;
+        self.resume().await;
     }
 
     /// The TLS CA of the dev setup, for issuing more client certificates.
