@@ -799,15 +799,7 @@ impl Service {
                 groups_text(&tier.approver_groups)
             )));
         }
-        if !tier.may_approve(who) {
-            return Err(Error::PermissionDenied(format!(
-                "{} may not approve requests of tier `{}`: approvers must be in {} (your groups: {})",
-                who.identity,
-                tier.name,
-                groups_text(&tier.approver_groups),
-                groups_text(&who.groups)
-            )));
-        }
+        require_approver(who, &tier, "approve")?;
         let required = r.created.approvals_required as usize;
         let before = self.approvers(&r);
         if required == 0 || before.len() >= required {
@@ -864,15 +856,7 @@ impl Service {
                 "{id} is your own request: withdraw it with `breakglass cancel {id}`"
             )));
         }
-        if !tier.may_approve(who) {
-            return Err(Error::PermissionDenied(format!(
-                "{} may not deny requests of tier `{}`: approvers must be in {} (your groups: {})",
-                who.identity,
-                tier.name,
-                groups_text(&tier.approver_groups),
-                groups_text(&who.groups)
-            )));
-        }
+        require_approver(who, &tier, "deny")?;
         let (_, at) = now();
         self.record(Event::new(
             at,
@@ -1343,6 +1327,20 @@ fn review_item(g: &state::Grant, r: Option<&state::Request>) -> ReviewItem {
         note,
         reviewed_at,
     }
+}
+
+/// Refuses a caller outside the tier's approver groups, saying who may act.
+fn require_approver(who: &Caller, tier: &Tier, verb: &str) -> Result<(), Error> {
+    if tier.may_approve(who) {
+        return Ok(());
+    }
+    Err(Error::PermissionDenied(format!(
+        "{} may not {verb} requests of tier `{}`: approvers must be in {} (your groups: {})",
+        who.identity,
+        tier.name,
+        groups_text(&tier.approver_groups),
+        groups_text(&who.groups)
+    )))
 }
 
 /// The audit log could not record an event: nothing was done.
