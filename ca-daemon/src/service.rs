@@ -1497,7 +1497,7 @@ impl BreakGlass for Handlers {
             groups: who.groups,
             transport: who.transport.to_owned(),
             server_time_unix,
-            backdate_seconds: i64::try_from(self.ca.backdate().as_secs()).unwrap_or(i64::MAX),
+            backdate_seconds: i64::try_from(self.0.ca.backdate().as_secs()).unwrap_or(i64::MAX),
         }))
     }
 }

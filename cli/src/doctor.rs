@@ -328,21 +328,24 @@ pub async fn check(args: &DoctorArgs, overrides: &Overrides) -> Report {
     let daemon = check_daemon(&mut report, overrides).await;
     let bg = bg_cmd(overrides);
 
-    // The PAM stack first (its krl_max_age= is the default age limit of the sshd KRL),
-    // reported after sshd.
-    let mut pam = Report::default();
+    // The module's krl_max_age= is the default age limit of sshd's KRL too.
     let service = args.pam_service_file();
-    let module = check_pam_line(&mut pam, &service, args);
+    let module_max_age = read_session_stack(&service).ok().and_then(|s| {
+        s.entries
+            .iter()
+            .find(|e| e.is_breakglass())
+            .and_then(|e| parse_module_options(&e.args).ok())
+            .and_then(|o| o.krl_max_age)
+    });
     let max_age = args
         .krl_max_age
-        .or(module.as_ref().and_then(|m| m.options.krl_max_age))
+        .or(module_max_age)
         .unwrap_or(DEFAULT_KRL_MAX_AGE);
 
     let sshd = check_sshd(&mut report, args, &daemon, &bg, max_age);
-    if let Some(m) = &module {
-        check_module(&mut pam, m, args, &daemon, &bg, max_age, &sshd);
+    if let Some(m) = check_pam_line(&mut report, &service, args, &sshd) {
+        check_module(&mut report, &m, args, &daemon, &bg, max_age, &sshd);
     }
-    report.findings.extend(pam.findings);
     report
 }
 
@@ -480,7 +483,7 @@ enum Clock {
     Outside,
 }
 
-/// The daemon reports whole seconds: allow one second of rounding.
+/// The daemon reports whole seconds: allow one second for rounding and the round trip.
 fn judge_skew(skew: f64, backdate: i64) -> Clock {
     if skew.abs() <= backdate as f64 + 1.0 {
         Clock::Within
@@ -504,9 +507,10 @@ fn check_clock(
         );
         return;
     }
-    // The daemon read its clock somewhere between sending and receiving.
+    // The daemon read its clock somewhere between sending and receiving, and sent whole
+    // seconds (rounded down: on average half a second early).
     let local = (unix_f64(sent) + unix_f64(received)) / 2.0;
-    let skew = local - who.server_time_unix as f64;
+    let skew = local - (who.server_time_unix as f64 + 0.5);
     let behind_ahead = if skew < 0.0 { "behind" } else { "ahead of" };
     match judge_skew(skew, who.backdate_seconds) {
         Clock::Within => report.ok(
@@ -574,11 +578,16 @@ fn sshd_effective(args: &DoctorArgs) -> Result<BTreeMap<String, Vec<String>>, St
         .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let err = err.trim();
+        let err = err
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         return Err(format!(
             "`{shown}` failed ({}): {}",
             out.status,
-            if err.is_empty() { "no message" } else { err }
+            if err.is_empty() { "no message" } else { &err }
         ));
     }
     Ok(parse_sshd_t(&String::from_utf8_lossy(&out.stdout)))
@@ -1227,7 +1236,12 @@ fn suggested_line(sshd: Option<&SshdPaths>) -> String {
 }
 
 /// Finds and places the module line; `None` when there is none usable.
-fn check_pam_line(report: &mut Report, service: &Path, args: &DoctorArgs) -> Option<ModuleLine> {
+fn check_pam_line(
+    report: &mut Report,
+    service: &Path,
+    args: &DoctorArgs,
+    sshd: &SshdPaths,
+) -> Option<ModuleLine> {
     const A: &str = "pam";
     let svc = service.display();
     let enable = if args.pam_service.is_none() && args.sshd == Path::new(DEFAULT_SSHD) {
@@ -1260,7 +1274,7 @@ fn check_pam_line(report: &mut Report, service: &Path, args: &DoctorArgs) -> Opt
             ),
             format!(
                 "{enable}\nor add after `session required pam_loginuid.so` in {svc}:\n  {}",
-                suggested_line(None)
+                suggested_line(Some(sshd))
             ),
         );
         return None;
@@ -1378,7 +1392,7 @@ fn check_pam_line(report: &mut Report, service: &Path, args: &DoctorArgs) -> Opt
                     "module options on {} of {svc}: {e}: the module denies every breakglass session",
                     entry.place()
                 ),
-                format!("fix the option on that line, e.g.\n  {}", suggested_line(None)),
+                format!("fix the option on that line, e.g.\n  {}", suggested_line(Some(sshd))),
             );
             None
         }
@@ -1673,7 +1687,7 @@ session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_
             spool: None,
         };
         let mut r = Report::default();
-        let m = check_pam_line(&mut r, service, &args);
+        let m = check_pam_line(&mut r, service, &args, &SshdPaths::default());
         (r, m)
     }
 
