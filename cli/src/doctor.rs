@@ -100,7 +100,8 @@ pub struct DoctorArgs {
     /// sshd configuration file given to `sshd -T -f`
     #[arg(long, value_name = "FILE", default_value = DEFAULT_SSHD_CONFIG)]
     pub sshd_config: PathBuf,
-    /// sshd's PAM service file [default: /etc/pam.d/<file name of --sshd>]
+    /// sshd's PAM service file [default: <dir>/<file name of --sshd>, where <dir> is
+    /// $PAM_WRAPPER_SERVICE_DIR if set (pam_wrapper), else /etc/pam.d]
     #[arg(long, value_name = "FILE")]
     pub pam_service: Option<PathBuf>,
     /// Directory to look for a module named without a path (repeatable)
@@ -122,15 +123,12 @@ pub struct DoctorArgs {
 }
 
 impl DoctorArgs {
-    /// The PAM service file: the flag, else sshd's service name (its file name) in /etc/pam.d.
+    /// The PAM service file: the flag, else sshd's service name (its file name) in the
+    /// directory libpam reads (`$PAM_WRAPPER_SERVICE_DIR` under pam_wrapper, else /etc/pam.d).
     #[must_use]
     pub fn pam_service_file(&self) -> PathBuf {
         self.pam_service.clone().unwrap_or_else(|| {
-            let name = self
-                .sshd
-                .file_name()
-                .map_or_else(|| "sshd".into(), |n| n.to_string_lossy().into_owned());
-            Path::new("/etc/pam.d").join(name)
+            default_pam_service(&self.sshd, std::env::var_os("PAM_WRAPPER_SERVICE_DIR"))
         })
     }
 
@@ -146,6 +144,17 @@ impl DoctorArgs {
         };
         multiarch_dirs(arch)
     }
+}
+
+/// sshd 9.2 uses its file name as the PAM service name.
+fn default_pam_service(sshd: &Path, wrapper_dir: Option<std::ffi::OsString>) -> PathBuf {
+    let name = sshd
+        .file_name()
+        .map_or_else(|| "sshd".into(), |n| n.to_string_lossy().into_owned());
+    wrapper_dir
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/etc/pam.d"), PathBuf::from)
+        .join(name)
 }
 
 fn multiarch_dirs(triple: &str) -> Vec<PathBuf> {
@@ -1905,6 +1914,21 @@ session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_
         theirs.sort_unstable();
         ours.sort_unstable();
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn pam_service_follows_sshds_file_name() {
+        assert_eq!(
+            default_pam_service(Path::new("/usr/sbin/sshd"), None),
+            Path::new("/etc/pam.d/sshd")
+        );
+        assert_eq!(
+            default_pam_service(
+                Path::new("/tmp/demo/sshd-demo"),
+                Some("/tmp/demo/pam".into())
+            ),
+            Path::new("/tmp/demo/pam/sshd-demo")
+        );
     }
 
     #[test]
