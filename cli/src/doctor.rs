@@ -746,7 +746,7 @@ fn check_ca_keys_file(
         Err(e) => {
             report.fail(
                 area,
-                format!("CA key not trusted by {who}: {what} {e}"),
+                format!("CA key not trusted by {who}: the {what} file is not a list of keys: {e}"),
                 fix,
             );
             return;
