@@ -190,6 +190,11 @@ impl CertificateAuthority {
             .map_err(|e| Error::Internal(format!("signing with the CA key: {e}")))
     }
 
+    /// How far `valid_after` is set in the past, for clock skew.
+    pub fn backdate(&self) -> Duration {
+        self.backdate
+    }
+
     /// The keys hosts should trust, signing key first.
     pub fn published(&self) -> &[PublishedKey] {
         &self.published

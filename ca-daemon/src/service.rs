@@ -1488,10 +1488,16 @@ impl BreakGlass for Handlers {
         req: Request<WhoAmIRequest>,
     ) -> Result<Response<WhoAmIResponse>, Status> {
         let who = caller(&req)?;
+        let (t, _) = now();
+        let server_time_unix = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         Ok(Response::new(WhoAmIResponse {
             identity: who.identity,
             groups: who.groups,
             transport: who.transport.to_owned(),
+            server_time_unix,
+            backdate_seconds: i64::try_from(self.0.ca.backdate().as_secs()).unwrap_or(i64::MAX),
         }))
     }
 }

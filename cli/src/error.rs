@@ -23,6 +23,9 @@ pub enum CliError {
     /// A request ended without a certificate: expired or cancelled (exit 75).
     #[error("{0}")]
     NotIssued(String),
+    /// `host doctor` found problems in this host's set-up (exit 78, EX_CONFIG).
+    #[error("{0}")]
+    Misconfigured(String),
     /// The daemon answered with an error.
     #[error("{message}")]
     Rpc {
@@ -37,7 +40,7 @@ impl CliError {
     /// Exit code (sysexits.h): 64 usage, 65 bad request data, 66 no such
     /// request or grant, 69 unavailable, 74 I/O, 75 request expired or
     /// cancelled (try again), 77 permission denied or request denied,
-    /// 70 anything else.
+    /// 78 host set-up problems (`host doctor`), 70 anything else.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => 64,
@@ -46,6 +49,7 @@ impl CliError {
             CliError::Verification(_) => 65,
             CliError::Denied(_) => 77,
             CliError::NotIssued(_) => 75,
+            CliError::Misconfigured(_) => 78,
             CliError::Rpc { code, .. } => match code {
                 Code::NotFound => 66,
                 Code::Aborted => 75,

@@ -48,6 +48,9 @@ pub enum HostCmd {
     SyncKrl(crate::krl_sync::SyncKrlArgs),
     /// End open sessions of revoked grants at once (follows the daemon's revocation stream)
     WatchRevocations(crate::watch::WatchArgs),
+    /// Check this host's set-up (sshd, PAM line, module, KRL, CA keys, daemon, clock) and
+    /// print each problem with its fix; exit 78 when anything FAILs
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -89,6 +92,7 @@ pub async fn run(cmd: HostCmd, overrides: &Overrides) -> Result<(), CliError> {
             let target = overrides.resolve()?;
             crate::watch::watch(&target, &a, std::future::pending()).await?;
         }
+        HostCmd::Doctor(a) => crate::doctor::run(&a, overrides).await?,
     }
     Ok(())
 }
