@@ -22,7 +22,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub struct ModuleOption {
     /// The name before `=` (or the whole token of a flag).
     pub name: &'static str,
-    /// The value's syntax (`PATH`, `DUR`, `closed|open`); `None` for a flag.
+    /// The value's syntax (`FILE`, `DIR`, `PATH`, `DUR`, `closed|open`); `None` for a flag.
     pub value: Option<&'static str>,
     /// An accepted value, used in examples and by the tests; `None` for a flag.
     pub example: Option<&'static str>,
@@ -39,7 +39,7 @@ pub struct ModuleOption {
 pub const OPTIONS: &[ModuleOption] = &[
     ModuleOption {
         name: "ca_keys",
-        value: Some("PATH"),
+        value: Some("FILE"),
         example: Some("/etc/ssh/breakglass_user_ca.pub"),
         required: true,
         default: None,
@@ -49,7 +49,7 @@ pub const OPTIONS: &[ModuleOption] = &[
     },
     ModuleOption {
         name: "krl",
-        value: Some("PATH"),
+        value: Some("FILE"),
         example: Some("/etc/ssh/breakglass_revoked.krl"),
         required: false,
         default: None,
@@ -150,7 +150,7 @@ pub const OPTIONS: &[ModuleOption] = &[
     },
     ModuleOption {
         name: "ship_config",
-        value: Some("PATH"),
+        value: Some("FILE"),
         example: Some("/etc/breakglass/host.toml"),
         required: false,
         default: None,
