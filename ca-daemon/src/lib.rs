@@ -12,6 +12,7 @@
 //! - [`service`]: the gRPC handlers; [`server`]: listeners, shutdown;
 //! - [`audit_api`]: reading the log and its proofs; [`hosts`]: host session records into
 //!   the log; [`audit_syslog`]: one syslog line per logged event;
+//! - [`cli`]: the command line (also the source of the man pages);
 //! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod audit_api;
 pub mod audit_syslog;
 pub mod bench;
 pub mod certificate;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod hosts;

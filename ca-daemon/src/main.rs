@@ -1,63 +1,12 @@
 //! `breakglass-ca`: parse the command line, load and check the config, serve.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use breakglass_ca::cli::{Cli, Command};
 use breakglass_ca::config::Config;
 use breakglass_ca::init::{self, CONFIG_FILE};
 use breakglass_ca::server::{self, Daemon};
-use clap::{Parser, Subcommand};
-
-/// breakglass certificate authority daemon.
-#[derive(Debug, Parser)]
-#[command(name = "breakglass-ca", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Create a complete single-machine setup (CA keys, TLS certificates, config) in DIR
-    Init {
-        /// Directory to create the setup in (must not already hold one)
-        #[arg(long, value_name = "DIR")]
-        dev: PathBuf,
-        /// Address the daemon will listen on
-        #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
-        listen: SocketAddr,
-    },
-    /// Run the daemon
-    Serve {
-        /// Configuration file
-        #[arg(
-            long,
-            value_name = "FILE",
-            conflicts_with = "dev",
-            required_unless_present = "dev"
-        )]
-        config: Option<PathBuf>,
-        /// Use (and, when absent, first create) the dev setup in DIR
-        #[arg(long, value_name = "DIR")]
-        dev: Option<PathBuf>,
-    },
-    /// Check a configuration file and the files it names, then exit
-    CheckConfig {
-        /// Configuration file
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-    },
-    /// Measure certificate issuance over loopback mTLS against ssh-keygen -s
-    Bench {
-        /// Certificates per series
-        #[arg(long, default_value_t = 5000)]
-        count: usize,
-        /// Concurrent callers, comma-separated
-        #[arg(long, default_value = "1,64", value_delimiter = ',')]
-        concurrency: Vec<usize>,
-    },
-}
+use clap::Parser;
 
 /// sysexits.h codes.
 const EX_USAGE: u8 = 64;

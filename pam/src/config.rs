@@ -17,8 +17,168 @@ pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(120);
 /// Time the guard gives the sshd session process to exit after SIGTERM before SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
-/// Every option the module understands, for error messages.
-pub const KNOWN_OPTIONS: &str = "ca_keys=, krl=, krl_max_age=, krl_fail=, host=, require, warn_before=, spool=, guard=, syslog=, sessions=, ship=, ship_config=, debug";
+/// One module argument, as documented in pam_breakglass(8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleOption {
+    /// The name before `=` (or the whole token of a flag).
+    pub name: &'static str,
+    /// The value's syntax (`FILE`, `DIR`, `PATH`, `DUR`, `closed|open`); `None` for a flag.
+    pub value: Option<&'static str>,
+    /// An accepted value, used in examples and by the tests; `None` for a flag.
+    pub example: Option<&'static str>,
+    /// Whether every service line must give it.
+    pub required: bool,
+    /// What applies when the option is absent (`None`: nothing, or see the description).
+    pub default: Option<&'static str>,
+    /// What the option does, in sentences.
+    pub description: &'static str,
+}
+
+/// Every option the module understands: the parser accepts exactly these names, its
+/// "unknown option" error lists them, and pam_breakglass(8) is rendered from them.
+pub const OPTIONS: &[ModuleOption] = &[
+    ModuleOption {
+        name: "ca_keys",
+        value: Some("FILE"),
+        example: Some("/etc/ssh/breakglass_user_ca.pub"),
+        required: true,
+        default: None,
+        description: "CA public keys that breakglass certificates are signed by, in the format of \
+            sshd's TrustedUserCAKeys (one key per line). The file must be a regular file owned \
+            by root and not writable by group or others.",
+    },
+    ModuleOption {
+        name: "krl",
+        value: Some("FILE"),
+        example: Some("/etc/ssh/breakglass_revoked.krl"),
+        required: false,
+        default: None,
+        description: "OpenSSH key revocation list (as written by ssh-keygen -k and kept current by \
+            breakglass host sync-krl); sessions of certificates it revokes are denied.",
+    },
+    ModuleOption {
+        name: "krl_max_age",
+        value: Some("DUR"),
+        example: Some("15m"),
+        required: false,
+        default: None,
+        description: "A KRL older than this (by modification time; breakglass host sync-krl \
+            touches it on every verified sync) is stale; see krl_fail. Needs krl. Seconds \
+            (90) or a duration (15m, 1h), at most 24h.",
+    },
+    ModuleOption {
+        name: "krl_fail",
+        value: Some("closed|open"),
+        example: Some("closed"),
+        required: false,
+        default: Some("closed"),
+        description: "What a stale KRL does: closed denies the session (a stale KRL may miss \
+            revocations); open logs loudly and admits it. Needs krl_max_age.",
+    },
+    ModuleOption {
+        name: "host",
+        value: Some("NAME"),
+        example: Some("db-7"),
+        required: false,
+        default: Some("the kernel host name"),
+        description: "This host's name as matched against the certificate's host scope. A \
+            name, not a pattern.",
+    },
+    ModuleOption {
+        name: "require",
+        value: None,
+        example: None,
+        required: false,
+        default: None,
+        description: "Deny logins that do not use a breakglass certificate (for hosts reachable \
+            only through break-glass access). Without it such logins are ignored (PAM_IGNORE) \
+            and other access keeps working.",
+    },
+    ModuleOption {
+        name: "warn_before",
+        value: Some("DUR"),
+        example: Some("2m"),
+        required: false,
+        default: Some("2m"),
+        description: "Warn the session's terminal this long before the certificate expires. \
+            Seconds (90) or a duration (2m), at most 24h.",
+    },
+    ModuleOption {
+        name: "spool",
+        value: Some("DIR"),
+        example: Some(DEFAULT_SPOOL),
+        required: false,
+        default: Some(DEFAULT_SPOOL),
+        description: "Directory of durable session records (mode 0700) that breakglass host \
+            ship delivers to the CA's audit log.",
+    },
+    ModuleOption {
+        name: "guard",
+        value: Some("PATH"),
+        example: Some(DEFAULT_GUARD),
+        required: false,
+        default: Some(DEFAULT_GUARD),
+        description: "The session guard executable, which ends the session when the \
+            certificate expires or is revoked.",
+    },
+    ModuleOption {
+        name: "syslog",
+        value: Some("PATH"),
+        example: Some(bg_syslog::DEFAULT_SOCKET),
+        required: false,
+        default: Some(bg_syslog::DEFAULT_SOCKET),
+        description: "Syslog datagram socket; messages use the authpriv facility.",
+    },
+    ModuleOption {
+        name: "sessions",
+        value: Some("DIR"),
+        example: Some(breakglass_proto::sessions::DEFAULT_DIR),
+        required: false,
+        default: Some(breakglass_proto::sessions::DEFAULT_DIR),
+        description: "Run directory where guards register open sessions, so that a revocation \
+            can end them while they are open.",
+    },
+    ModuleOption {
+        name: "ship",
+        value: Some("PATH"),
+        example: Some("/usr/bin/breakglass"),
+        required: false,
+        default: None,
+        description: "The breakglass executable the guard starts (breakglass host ship) after \
+            each spool record, so records reach the CA's audit log at once. Needs ship_config; \
+            without both, breakglass-ship.timer delivers the spool.",
+    },
+    ModuleOption {
+        name: "ship_config",
+        value: Some("FILE"),
+        example: Some("/etc/breakglass/host.toml"),
+        required: false,
+        default: None,
+        description: "The client config ship uses: the CA's address and CA certificate, this \
+            host's host://NAME certificate and key. Needs ship.",
+    },
+    ModuleOption {
+        name: "debug",
+        value: None,
+        example: None,
+        required: false,
+        default: None,
+        description: "Also log the logins the module ignores.",
+    },
+];
+
+/// The option list the "unknown option" error shows (`ca_keys=, krl=, …, debug`).
+#[must_use]
+pub fn known_options() -> String {
+    OPTIONS
+        .iter()
+        .map(|o| match o.value {
+            Some(_) => format!("{}=", o.name),
+            None => o.name.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// What to do when the KRL is older than `krl_max_age`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +251,26 @@ impl Config {
                 return Err(Error::Option(format!("option `{key}` is given twice")));
             }
             seen.push(key);
+            let Some(option) = OPTIONS.iter().find(|o| o.name == key) else {
+                return Err(Error::Option(format!(
+                    "unknown option `{}`; known options: {}",
+                    arg.escape_debug(),
+                    known_options()
+                )));
+            };
+            match (option.value, value) {
+                (None, Some(_)) => {
+                    return Err(Error::Option(format!(
+                        "option `{arg}`: `{key}` is a flag and takes no value"
+                    )));
+                }
+                (Some(_), None) => {
+                    return Err(Error::Option(format!(
+                        "option `{key}` needs a value (`{key}=...`)"
+                    )));
+                }
+                _ => {}
+            }
             match (key, value) {
                 ("ca_keys", Some(v)) => ca_keys = Some(abs_path(key, v)?),
                 ("krl", Some(v)) => krl = Some(abs_path(key, v)?),
@@ -131,24 +311,11 @@ impl Config {
                 }
                 ("require", None) => require = true,
                 ("debug", None) => debug = true,
-                ("require" | "debug", Some(_)) => {
-                    return Err(Error::Option(format!(
-                        "option `{arg}`: `{key}` is a flag and takes no value"
-                    )));
-                }
-                (
-                    "ca_keys" | "krl" | "host" | "warn_before" | "spool" | "guard" | "syslog"
-                    | "sessions" | "krl_max_age" | "krl_fail" | "ship" | "ship_config",
-                    None,
-                ) => {
-                    return Err(Error::Option(format!(
-                        "option `{key}` needs a value (`{key}=...`)"
-                    )));
-                }
+                // Only reachable if OPTIONS lists an option this match does not handle;
+                // the tests parse every entry of OPTIONS.
                 _ => {
                     return Err(Error::Option(format!(
-                        "unknown option `{}`; known options: {KNOWN_OPTIONS}",
-                        arg.escape_debug()
+                        "option `{key}` is documented but not implemented by this build"
                     )));
                 }
             }
@@ -336,6 +503,76 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ship"), "{e}");
+    }
+
+    fn option(name: &str) -> &'static ModuleOption {
+        OPTIONS.iter().find(|o| o.name == name).unwrap()
+    }
+
+    fn example_arg(o: &ModuleOption) -> String {
+        match o.example {
+            Some(v) => format!("{}={v}", o.name),
+            None => o.name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn every_documented_option_is_accepted_with_its_example() {
+        for o in OPTIONS {
+            assert_eq!(o.value.is_some(), o.example.is_some(), "{}", o.name);
+            assert!(!o.description.is_empty(), "{}", o.name);
+            // Alone (with the required ca_keys) an option may need a companion, but the
+            // parser must know it and have code for it.
+            let alone = Config::parse(&[example_arg(option("ca_keys")), example_arg(o)]);
+            if let Err(e) = alone {
+                let e = e.to_string();
+                assert!(
+                    !e.contains("unknown option") && !e.contains("not implemented"),
+                    "{}: {e}",
+                    o.name
+                );
+            }
+        }
+        // All together they satisfy each other's companions.
+        let all: Vec<String> = OPTIONS.iter().map(example_arg).collect();
+        let c = Config::parse(&all).unwrap();
+        assert!(c.require && c.debug);
+        assert_eq!(c.krl_max_age, Some(Duration::from_secs(900)));
+        assert_eq!(c.host.as_deref(), option("host").example);
+        assert!(c.ship.is_some());
+    }
+
+    #[test]
+    fn table_defaults_are_the_parser_defaults() {
+        let c = Config::parse(&["ca_keys=/a"]).unwrap();
+        let default = |n: &str| option(n).default.unwrap();
+        assert_eq!(c.spool, PathBuf::from(default("spool")));
+        assert_eq!(c.guard, PathBuf::from(default("guard")));
+        assert_eq!(c.syslog, PathBuf::from(default("syslog")));
+        assert_eq!(c.sessions, PathBuf::from(default("sessions")));
+        assert_eq!(
+            c.warn_before,
+            humantime::parse_duration(default("warn_before")).unwrap()
+        );
+        assert_eq!(c.krl_fail, KrlFail::Closed);
+        assert_eq!(default("krl_fail"), "closed");
+        assert!(option("ca_keys").required);
+        assert_eq!(OPTIONS.iter().filter(|o| o.required).count(), 1);
+    }
+
+    #[test]
+    fn unknown_option_is_rejected_and_the_error_lists_the_table() {
+        let e = Config::parse(&["ca_keys=/a", "ca_key=/b"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown option `ca_key=/b`"), "{e}");
+        for o in OPTIONS {
+            assert!(e.contains(o.name), "{} missing from: {e}", o.name);
+        }
+        assert_eq!(
+            known_options(),
+            "ca_keys=, krl=, krl_max_age=, krl_fail=, host=, require, warn_before=, spool=, guard=, syslog=, sessions=, ship=, ship_config=, debug"
+        );
     }
 
     #[test]

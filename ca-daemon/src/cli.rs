@@ -1,0 +1,58 @@
+//! The `breakglass-ca` command line: one clap definition for the binary's `--help`
+//! and the man pages (`cargo run -p xtask -- man`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// breakglass certificate authority daemon.
+#[derive(Debug, Parser)]
+#[command(name = "breakglass-ca", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What `breakglass-ca` does.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a complete single-machine setup (CA keys, TLS certificates, config) in DIR
+    Init {
+        /// Directory to create the setup in (must not already hold one)
+        #[arg(long, value_name = "DIR")]
+        dev: PathBuf,
+        /// Address the daemon will listen on
+        #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
+        listen: SocketAddr,
+    },
+    /// Run the daemon
+    Serve {
+        /// Configuration file
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "dev",
+            required_unless_present = "dev"
+        )]
+        config: Option<PathBuf>,
+        /// Use (and, when absent, first create) the dev setup in DIR
+        #[arg(long, value_name = "DIR")]
+        dev: Option<PathBuf>,
+    },
+    /// Check a configuration file and the files it names, then exit
+    CheckConfig {
+        /// Configuration file
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Measure certificate issuance over loopback mTLS against ssh-keygen -s
+    Bench {
+        /// Certificates per series
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        /// Concurrent callers, comma-separated
+        #[arg(long, default_value = "1,64", value_delimiter = ',')]
+        concurrency: Vec<usize>,
+    },
+}

@@ -1,0 +1,5 @@
+//! Developer tasks for the breakglass workspace (`cargo run -p xtask -- …`).
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod man;
