@@ -95,8 +95,11 @@ pub struct Tier {
     pub emergency: Option<Emergency>,
     /// Sessions must be recorded (carried in the certificate).
     pub session_recording: bool,
-    /// Webhook URLs notified of this tier's requests.
+    /// Webhook URLs notified of this tier's requests (and of failed drills of a drill tier).
     pub webhooks: Vec<String>,
+    /// A drill tier: its rules match only drill requests (`breakglass drill`), and drill
+    /// requests match only its rules. Never needs approval (checked by the config loader).
+    pub drill: bool,
 }
 
 impl Tier {
@@ -240,10 +243,18 @@ impl Policy {
         // when none does, report why the closest one refused.
         let mut best: Option<(usize, String)> = None;
         let mut chosen: Option<Grant> = None;
+        // Drill requests and drill tiers belong together: a drill tier's
+        // approval-free rules never grant ordinary access, and a drill never
+        // borrows an ordinary rule.
+        let mut drill_rules = 0usize;
         for rule in self.rules.iter().filter(|r| r.effect == Effect::Allow) {
+            if self.tier(&rule.tier).is_some_and(|t| t.drill) != req.drill {
+                continue;
+            }
             if !rule.applies_to(caller, false) {
                 continue;
             }
+            drill_rules += 1;
             match rule.check(req, minute) {
                 Ok(extensions) => {
                     if chosen
@@ -266,6 +277,14 @@ impl Policy {
         }
         if let Some(g) = chosen {
             return Decision::Allow(g);
+        }
+        if req.drill && drill_rules == 0 {
+            return Decision::Deny(format!(
+                "no drill rule lets {} run a drill as {} on {}: add a [[tiers]] entry with drill = true and a rule of that tier for this account and host",
+                caller.identity,
+                req.principals.join(","),
+                req.hosts.join(",")
+            ));
         }
         match best {
             Some((_, why)) => Decision::Deny(why),
@@ -551,6 +570,7 @@ key = "audit_key.pem"
             force_command: Some("/usr/bin/psql".into()),
             source_addresses: vec!["10.1.2.0/24".parse().unwrap()],
             extensions: None,
+            drill: false,
         }
     }
 
