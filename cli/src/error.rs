@@ -23,6 +23,9 @@ pub enum CliError {
     /// A request ended without a certificate: expired or cancelled (exit 75).
     #[error("{0}")]
     NotIssued(String),
+    /// A break-glass drill failed; what to check was printed (exit 1).
+    #[error("{0}")]
+    DrillFailed(String),
     /// The daemon answered with an error.
     #[error("{message}")]
     Rpc {
@@ -34,7 +37,7 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// Exit code (sysexits.h): 64 usage, 65 bad request data, 66 no such
+    /// Exit code (sysexits.h): 1 a drill failed, 64 usage, 65 bad request data, 66 no such
     /// request or grant, 69 unavailable, 74 I/O, 75 request expired or
     /// cancelled (try again), 77 permission denied or request denied,
     /// 70 anything else.
@@ -46,6 +49,7 @@ impl CliError {
             CliError::Verification(_) => 65,
             CliError::Denied(_) => 77,
             CliError::NotIssued(_) => 75,
+            CliError::DrillFailed(_) => 1,
             CliError::Rpc { code, .. } => match code {
                 Code::NotFound => 66,
                 Code::Aborted => 75,

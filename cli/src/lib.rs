@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod connect;
+pub mod drill;
 pub mod error;
 pub mod host;
 pub mod krl_sync;
