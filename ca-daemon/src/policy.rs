@@ -586,6 +586,68 @@ max_ttl = "30m"
 extensions = ["permit-pty", "permit-port-forwarding"]
 "#;
 
+    const DRILL: &str = r#"
+[[tiers]]
+name = "standard"
+max_ttl = "1h"
+
+[[tiers]]
+name = "drill"
+drill = true
+max_ttl = "10m"
+
+[[rules]]
+name = "db"
+groups = ["sre"]
+principals = ["postgres"]
+hosts = ["db-*"]
+interactive = true
+commands = ["echo breakglass-drill"]
+max_ttl = "30m"
+
+[[rules]]
+name = "db-drill"
+tier = "drill"
+groups = ["sre"]
+principals = ["postgres"]
+hosts = ["db-7"]
+commands = ["echo breakglass-drill"]
+max_ttl = "10m"
+"#;
+
+    #[test]
+    fn drill_requests_match_only_drill_tiers_and_drill_tiers_only_drills() {
+        let p = policy(DRILL);
+        let drill = AccessRequest {
+            force_command: Some("echo breakglass-drill".into()),
+            source_addresses: vec![],
+            drill: true,
+            ..req()
+        };
+        let g = allowed(p.decide(&sre(), &drill, noon()));
+        assert_eq!((g.rule.as_str(), g.tier.as_str()), ("db-drill", "drill"));
+        // The same request, not as a drill, gets the ordinary rule, never the drill tier.
+        let plain = AccessRequest {
+            drill: false,
+            ..drill.clone()
+        };
+        assert_eq!(allowed(p.decide(&sre(), &plain, noon())).tier, "standard");
+        // A drill outside the drill rule's scope does not borrow the ordinary rule.
+        let elsewhere = AccessRequest {
+            hosts: vec!["db-8".into()],
+            ..drill.clone()
+        };
+        let why = denied(p.decide(&sre(), &elsewhere, noon()));
+        assert!(why.contains("rule `db-drill`"), "{why}");
+        // Without any drill rule for the caller, the message says what to add.
+        let why = denied(policy(RULE).decide(&sre(), &drill, noon()));
+        assert!(
+            why.starts_with("no drill rule lets alice@example.com"),
+            "{why}"
+        );
+        assert!(why.contains("drill = true"), "{why}");
+    }
+
     fn allowed(d: Decision) -> Grant {
         match d {
             Decision::Allow(g) => g,

@@ -120,8 +120,9 @@ pub enum Command {
     /// Run a real break-glass drill against a canary host: get a drill grant (no
     /// approval), log in with ssh, run a harmless command, check that the session's
     /// open and close reach the audit log, and print the time from request to shell
-    /// and from logout to audit record. The outcome is recorded by the daemon; a
-    /// failed drill is alerted like an emergency and exits 1
+    /// and from logout to audit record. Exits 1 when the drill fails. Once the drill
+    /// grant is issued, the outcome is recorded in the audit log and a failure is
+    /// alerted like an emergency (to the drill tier's webhooks)
     Drill(crate::drill::DrillCmd),
 }
 
