@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bg_syslog::{Severity, Syslog};
 use breakglass_proto::audit::fields::event_fields;
-use breakglass_proto::audit::{Event, EventCode};
+use breakglass_proto::audit::{Event, EventCode, EventKind};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -43,9 +43,11 @@ pub fn line_fields(index: u64, event: &Event) -> Vec<(&'static str, String)> {
     f
 }
 
-fn severity(code: EventCode) -> Severity {
-    match code {
-        EventCode::Heartbeat => Severity::Info,
+fn severity(event: &Event) -> Severity {
+    match &event.kind {
+        // A failed drill means break-glass access to a host may not work: not routine.
+        EventKind::DrillReported(d) if !d.passed => Severity::Warning,
+        _ if event.code() == EventCode::Heartbeat => Severity::Info,
         _ => Severity::Notice,
     }
 }
@@ -83,7 +85,7 @@ pub fn spawn(log: AuditLog, socket: &Path, mut stop: watch::Receiver<bool>) -> J
                     let fields = line_fields(*index, event);
                     let refs: Vec<(&str, &str)> =
                         fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    syslog.send(severity(event.code()), &refs);
+                    syslog.send(severity(event), &refs);
                 }
                 next = end;
             }
@@ -102,6 +104,33 @@ mod tests {
     use breakglass_proto::audit::event::GrantRevoked;
     use breakglass_proto::audit::{Actor, EventKind, Timestamp};
     use breakglass_proto::profile::GrantId;
+
+    #[test]
+    fn a_failed_drill_is_a_warning_with_its_step() {
+        let drill = |passed: bool| {
+            Event::new(
+                Timestamp(1),
+                Actor::User("sre@example.com".into()),
+                EventKind::DrillReported(breakglass_proto::audit::event::DrillReported {
+                    grant_id: GrantId(2),
+                    passed,
+                    failed_step: if passed { "" } else { "session-open" }.into(),
+                    detail: String::new(),
+                    request_to_shell_ms: 412,
+                    logout_to_audit_ms: 0,
+                }),
+            )
+        };
+        assert!(matches!(severity(&drill(false)), Severity::Warning));
+        assert!(matches!(severity(&drill(true)), Severity::Notice));
+        let f = line_fields(9, &drill(false));
+        let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            bg_syslog::format_fields(&refs),
+            "event=drill_reported index=9 actor=user:sre@example.com grant=g-0000000000000002 \
+             drill=failed failed_step=session-open detail=\"\" request_to_shell_ms=412 logout_to_audit_ms=0"
+        );
+    }
 
     #[test]
     fn a_line_names_event_index_actor_then_fields() {

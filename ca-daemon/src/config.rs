@@ -96,6 +96,8 @@ struct RawTier {
     session_recording: bool,
     #[serde(default)]
     webhooks: Vec<String>,
+    #[serde(default)]
+    drill: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -732,6 +734,7 @@ fn parse_tiers(
             emergency: None,
             session_recording: false,
             webhooks: Vec::new(),
+            drill: false,
         }]);
     }
     let mut tiers: Vec<Tier> = Vec::new();
@@ -824,6 +827,25 @@ fn parse_tiers(
         for w in &t.webhooks {
             crate::notify::check_webhook_url(w).map_err(|e| err(&field("webhooks"), e))?;
         }
+        // A drill runs from a timer: it cannot wait for a person, and it is no emergency.
+        if t.drill && t.approvals > 0 {
+            return Err(err(
+                &field("approvals"),
+                format!(
+                    "tier {:?} is a drill tier (drill = true): drill grants are issued without approval, so set approvals = 0",
+                    t.name
+                ),
+            ));
+        }
+        if t.drill && emergency.is_some() {
+            return Err(err(
+                &field("emergency"),
+                format!(
+                    "tier {:?} is a drill tier (drill = true): drills are not emergencies, so set emergency = false",
+                    t.name
+                ),
+            ));
+        }
         tiers.push(Tier {
             rank: i,
             reviewer_groups: t.reviewers.unwrap_or_else(|| t.approvers.clone()),
@@ -838,6 +860,7 @@ fn parse_tiers(
             emergency,
             session_recording: t.session_recording,
             webhooks: t.webhooks,
+            drill: t.drill,
         });
     }
     Ok(tiers)
@@ -954,9 +977,10 @@ mod tests {
     fn the_dev_config_is_valid() {
         let c = parse(&crate::init::dev_config("127.0.0.1:7443".parse().unwrap())).unwrap();
         assert_eq!(c.ca.signing_key, Path::new("/etc/breakglass/ssh_ca"));
-        assert_eq!(c.policy.rules().len(), 4);
+        assert_eq!(c.policy.rules().len(), 5);
         let names: Vec<&str> = c.policy.tiers().iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["low", "elevated", "critical"]);
+        assert_eq!(names, ["low", "elevated", "critical", "drill"]);
+        assert!(c.policy.tier("drill").unwrap().drill);
         assert_eq!(c.policy.tier("low").unwrap().approvals, 0);
         assert_eq!(c.policy.tier("critical").unwrap().approvals, 2);
     }
@@ -968,9 +992,12 @@ mod tests {
         let text = include_str!("../../packaging/ca/breakglass-ca.example.toml");
         let c = parse(text).unwrap();
         let tiers: Vec<&str> = c.policy.tiers().iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(tiers, ["readonly", "standard", "production", "prod-root"]);
+        assert_eq!(
+            tiers,
+            ["readonly", "standard", "production", "prod-root", "drill"]
+        );
         let approvals: Vec<u32> = c.policy.tiers().iter().map(|t| t.approvals).collect();
-        assert_eq!(approvals, [0, 1, 1, 2]);
+        assert_eq!(approvals, [0, 1, 1, 2, 0]);
         assert!(c.policy.tier("prod-root").unwrap().emergency.is_none());
         assert!(c.policy.tier("production").unwrap().session_recording);
         assert_eq!(c.notifications.retries, 3);
@@ -989,6 +1016,7 @@ mod tests {
             force_command: cmd.map(str::to_owned),
             source_addresses: vec![],
             extensions: None,
+            drill: false,
         };
         let day = std::time::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400);
         let noon = day + Duration::from_secs(12 * 3600);
@@ -1023,6 +1051,60 @@ mod tests {
             "prod-root"
         );
         assert!(tier(&req("root", "audit-1.prod.example.com", None), noon).starts_with("denied"));
+
+        // Drills: only the drill runner, only as a drill, only the drill's command.
+        let runner = Caller {
+            identity: "spiffe://example.com/breakglass/drill-runner".into(),
+            groups: vec!["drill-runners".into()],
+            owner: None,
+            transport: "mtls",
+            uid: None,
+        };
+        let drill = AccessRequest {
+            drill: true,
+            ttl: Duration::from_secs(300),
+            ..req(
+                "breakglass-drill",
+                "canary-1.prod.example.com",
+                Some("echo breakglass-drill"),
+            )
+        };
+        let decide = |who: &Caller, r: &AccessRequest| match c.policy.decide(who, r, night) {
+            Decision::Allow(g) => g.tier,
+            Decision::Deny(why) => format!("denied: {why}"),
+        };
+        assert_eq!(decide(&runner, &drill), "drill");
+        let not_a_drill = AccessRequest {
+            drill: false,
+            ..drill.clone()
+        };
+        assert!(decide(&runner, &not_a_drill).starts_with("denied: no policy rule"));
+        assert!(decide(&alice, &drill).starts_with("denied: no drill rule lets alice@example.com"));
+        let shell = AccessRequest {
+            force_command: None,
+            ..drill.clone()
+        };
+        assert!(
+            decide(&runner, &shell).contains("interactive shell is not allowed"),
+            "{}",
+            decide(&runner, &shell)
+        );
+    }
+
+    #[test]
+    fn a_drill_tier_never_needs_approval_and_is_no_emergency() {
+        let rule = "[[rules]]\nname = \"r\"\ntier = \"d\"\ngroups = [\"g\"]\nprincipals = [\"a\"]\nhosts = [\"h\"]\ncommands = [\"echo breakglass-drill\"]\nmax_ttl = \"5m\"\n";
+        let ok = "[[tiers]]\nname = \"d\"\ndrill = true\nmax_ttl = \"5m\"\n";
+        let c = parse(&format!("{MIN}{ok}{rule}")).unwrap();
+        assert!(c.policy.tier("d").unwrap().drill);
+        let approvals = "[[tiers]]\nname = \"d\"\ndrill = true\napprovals = 1\napprovers = [\"x\"]\nmax_ttl = \"5m\"\n";
+        let e = parse(&format!("{MIN}{approvals}{rule}")).unwrap_err();
+        assert_eq!(e.field, "tiers[0].approvals");
+        assert!(e.reason.contains("set approvals = 0"), "{e}");
+        let emergency =
+            "[[tiers]]\nname = \"d\"\ndrill = true\nemergency = true\nmax_ttl = \"5m\"\n";
+        let e = parse(&format!("{MIN}{emergency}{rule}")).unwrap_err();
+        assert_eq!(e.field, "tiers[0].emergency");
     }
 
     #[test]

@@ -390,6 +390,27 @@ max_wait = "30m"
 emergency = false
 session_recording = true
 
+# Break-glass drills (`breakglass drill --host H --as USER`, e.g. from the
+# breakglass-drill.timer): a tier with drill = true matches only drill
+# requests, and drill requests match only its rules. No approval, a few
+# minutes, and only the harmless forced command the drill runs. A failed drill
+# is logged and alerted like an emergency, to this tier's webhooks.
+[[tiers]]
+name = "drill"
+drill = true
+approvals = 0
+max_ttl = "10m"
+# webhooks = ["https://pager.example.com/hooks/breakglass"]
+
+[[rules]]
+name = "sre-drill-local"
+tier = "drill"
+groups = ["sre"]
+principals = ["*"]
+hosts = ["localhost", "127.0.0.1"]
+commands = ["echo breakglass-drill"]
+max_ttl = "10m"
+
 [[rules]]
 name = "sre-local"
 tier = "low"

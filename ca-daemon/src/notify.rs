@@ -45,6 +45,8 @@ pub enum NoticeKind {
     Expired,
     /// The requester withdrew the request.
     Cancelled,
+    /// A break-glass drill failed: alerted like an emergency.
+    DrillFailed,
 }
 
 impl NoticeKind {
@@ -59,6 +61,7 @@ impl NoticeKind {
             NoticeKind::Revoked => "revoked",
             NoticeKind::Expired => "expired",
             NoticeKind::Cancelled => "cancelled",
+            NoticeKind::DrillFailed => "drill_failed",
         }
     }
 }
@@ -165,8 +168,13 @@ impl Notifier {
         if let Some(log) = &self.syslog {
             let approvers = notice.approvers.join(",");
             let hosts = notice.hosts.join(",");
+            let grant = notice.grant_id.as_deref().unwrap_or("-");
+            let detail = notice.detail.as_deref().unwrap_or("-");
             log.send(
-                if matches!(notice.event, NoticeKind::Emergency | NoticeKind::Revoked) {
+                if matches!(
+                    notice.event,
+                    NoticeKind::Emergency | NoticeKind::Revoked | NoticeKind::DrillFailed
+                ) {
                     bg_syslog::Severity::Warning
                 } else {
                     bg_syslog::Severity::Notice
@@ -181,6 +189,8 @@ impl Notifier {
                     ("approvers", &approvers),
                     ("actor", &notice.actor),
                     ("reason", &notice.reason),
+                    ("grant", grant),
+                    ("detail", detail),
                 ],
             );
         }

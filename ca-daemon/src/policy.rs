@@ -95,8 +95,11 @@ pub struct Tier {
     pub emergency: Option<Emergency>,
     /// Sessions must be recorded (carried in the certificate).
     pub session_recording: bool,
-    /// Webhook URLs notified of this tier's requests.
+    /// Webhook URLs notified of this tier's requests (and of failed drills of a drill tier).
     pub webhooks: Vec<String>,
+    /// A drill tier: its rules match only drill requests (`breakglass drill`), and drill
+    /// requests match only its rules. Never needs approval (checked by the config loader).
+    pub drill: bool,
 }
 
 impl Tier {
@@ -240,10 +243,18 @@ impl Policy {
         // when none does, report why the closest one refused.
         let mut best: Option<(usize, String)> = None;
         let mut chosen: Option<Grant> = None;
+        // Drill requests and drill tiers belong together: a drill tier's
+        // approval-free rules never grant ordinary access, and a drill never
+        // borrows an ordinary rule.
+        let mut drill_rules = 0usize;
         for rule in self.rules.iter().filter(|r| r.effect == Effect::Allow) {
+            if self.tier(&rule.tier).is_some_and(|t| t.drill) != req.drill {
+                continue;
+            }
             if !rule.applies_to(caller, false) {
                 continue;
             }
+            drill_rules += 1;
             match rule.check(req, minute) {
                 Ok(extensions) => {
                     if chosen
@@ -266,6 +277,14 @@ impl Policy {
         }
         if let Some(g) = chosen {
             return Decision::Allow(g);
+        }
+        if req.drill && drill_rules == 0 {
+            return Decision::Deny(format!(
+                "no drill rule lets {} run a drill as {} on {}: add a [[tiers]] entry with drill = true and a rule of that tier for this account and host",
+                caller.identity,
+                req.principals.join(","),
+                req.hosts.join(",")
+            ));
         }
         match best {
             Some((_, why)) => Decision::Deny(why),
@@ -551,6 +570,7 @@ key = "audit_key.pem"
             force_command: Some("/usr/bin/psql".into()),
             source_addresses: vec!["10.1.2.0/24".parse().unwrap()],
             extensions: None,
+            drill: false,
         }
     }
 
@@ -565,6 +585,68 @@ source_addresses = ["10.0.0.0/8"]
 max_ttl = "30m"
 extensions = ["permit-pty", "permit-port-forwarding"]
 "#;
+
+    const DRILL: &str = r#"
+[[tiers]]
+name = "standard"
+max_ttl = "1h"
+
+[[tiers]]
+name = "drill"
+drill = true
+max_ttl = "10m"
+
+[[rules]]
+name = "db"
+groups = ["sre"]
+principals = ["postgres"]
+hosts = ["db-*"]
+interactive = true
+commands = ["echo breakglass-drill"]
+max_ttl = "30m"
+
+[[rules]]
+name = "db-drill"
+tier = "drill"
+groups = ["sre"]
+principals = ["postgres"]
+hosts = ["db-7"]
+commands = ["echo breakglass-drill"]
+max_ttl = "10m"
+"#;
+
+    #[test]
+    fn drill_requests_match_only_drill_tiers_and_drill_tiers_only_drills() {
+        let p = policy(DRILL);
+        let drill = AccessRequest {
+            force_command: Some("echo breakglass-drill".into()),
+            source_addresses: vec![],
+            drill: true,
+            ..req()
+        };
+        let g = allowed(p.decide(&sre(), &drill, noon()));
+        assert_eq!((g.rule.as_str(), g.tier.as_str()), ("db-drill", "drill"));
+        // The same request, not as a drill, gets the ordinary rule, never the drill tier.
+        let plain = AccessRequest {
+            drill: false,
+            ..drill.clone()
+        };
+        assert_eq!(allowed(p.decide(&sre(), &plain, noon())).tier, "standard");
+        // A drill outside the drill rule's scope does not borrow the ordinary rule.
+        let elsewhere = AccessRequest {
+            hosts: vec!["db-8".into()],
+            ..drill.clone()
+        };
+        let why = denied(p.decide(&sre(), &elsewhere, noon()));
+        assert!(why.contains("rule `db-drill`"), "{why}");
+        // Without any drill rule for the caller, the message says what to add.
+        let why = denied(policy(RULE).decide(&sre(), &drill, noon()));
+        assert!(
+            why.starts_with("no drill rule lets alice@example.com"),
+            "{why}"
+        );
+        assert!(why.contains("drill = true"), "{why}");
+    }
 
     fn allowed(d: Decision) -> Grant {
         match d {

@@ -41,6 +41,8 @@ pub struct AccessRequest {
     pub source_addresses: Vec<IpNet>,
     /// Explicitly requested extensions; `None` = policy default.
     pub extensions: Option<Vec<String>>,
+    /// A break-glass drill: decided by drill tiers' rules only.
+    pub drill: bool,
 }
 
 /// Validates a wire request against the CA's hard TTL limit.
@@ -158,6 +160,7 @@ pub fn validate(
             force_command,
             source_addresses,
             extensions,
+            drill: wire.drill,
         },
         key,
     ))

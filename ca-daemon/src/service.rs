@@ -15,16 +15,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use breakglass_proto::audit::event::{
-    ApprovalAdded, GrantIssued, GrantReviewed, RequestCancelled, RequestCreated, RequestDenied,
-    RequestExpired, ReviewVerdict,
+    ApprovalAdded, DrillReported, GrantIssued, GrantReviewed, RequestCancelled, RequestCreated,
+    RequestDenied, RequestExpired, ReviewVerdict,
 };
 use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
 use breakglass_proto::profile::{EXT_SESSION_RECORDING, GrantId};
 use breakglass_proto::v1::break_glass_server::BreakGlass;
 use breakglass_proto::v1::{
     self as wire, ApproveRequest, CaPublicKey, CancelRequest, CreateRequestResponse, DenyRequest,
-    GetCaPublicKeysRequest, GetCaPublicKeysResponse, ListPendingRequest, ListPendingResponse,
-    ListReviewsRequest, ListReviewsResponse, RequestCertificateRequest, RequestCertificateResponse,
+    GetCaPublicKeysRequest, GetCaPublicKeysResponse, GrantRef, GrantSessionsResponse,
+    ListPendingRequest, ListPendingResponse, ListReviewsRequest, ListReviewsResponse,
+    ReportDrillRequest, ReportDrillResponse, RequestCertificateRequest, RequestCertificateResponse,
     RequestInfo, RequestRef, RequestState, RequestUpdate, ReviewItem, ReviewRequest, SessionInfo,
     WhoAmIRequest, WhoAmIResponse,
 };
@@ -457,6 +458,11 @@ impl Service {
         wire: &RequestCertificateRequest,
     ) -> Result<Created, Error> {
         let (access, key) = request::validate(wire, self.max_ttl)?;
+        if access.drill && wire.emergency {
+            return Err(Error::InvalidArgument(
+                "a drill is not an emergency: ask with drill or with emergency, not both".into(),
+            ));
+        }
         let (t, at) = now();
         let grant = match self.policy.decide(who, &access, t) {
             Decision::Allow(g) => g,
@@ -1170,6 +1176,122 @@ impl Service {
             .collect()
     }
 
+    /// The host sessions recorded for one of the caller's own grants.
+    pub fn grant_sessions(&self, who: &Caller, grant: &str) -> Result<Vec<SessionInfo>, Error> {
+        let grant_id = parse_grant_id(grant)?;
+        let st = self.state();
+        let g = st
+            .grants
+            .get(&grant_id)
+            .ok_or_else(|| Error::NotFound(format!("no grant {grant_id}")))?;
+        if !self.same_person(who, &g.issued.requester) {
+            return Err(Error::PermissionDenied(format!(
+                "only the requester ({}) may list the sessions of grant {grant_id}",
+                g.issued.requester
+            )));
+        }
+        Ok(session_infos(g))
+    }
+
+    /// Records the outcome of a drill on one of the caller's own drill grants
+    /// (once per grant). A failure is logged and alerted like an emergency:
+    /// to syslog and to the webhooks of the grant's tier.
+    pub async fn report_drill(
+        &self,
+        who: &Caller,
+        report: &ReportDrillRequest,
+    ) -> Result<u64, Error> {
+        let grant_id = parse_grant_id(&report.grant_id)?;
+        let failed_step = check_note("failed_step", &report.failed_step, false)?;
+        let detail = check_note("detail", &report.detail, false)?;
+        if report.passed != failed_step.is_empty() {
+            return Err(Error::InvalidArgument(
+                "failed_step: name the step that failed exactly when the drill did not pass".into(),
+            ));
+        }
+        let _t = self.transitions.lock().await;
+        let (request_id, tier, host, principal) = {
+            let st = self.state();
+            let g = st
+                .grants
+                .get(&grant_id)
+                .ok_or_else(|| Error::NotFound(format!("no grant {grant_id}")))?;
+            if !self.same_person(who, &g.issued.requester) {
+                return Err(Error::PermissionDenied(format!(
+                    "only the requester ({}) may report the drill of grant {grant_id}",
+                    g.issued.requester
+                )));
+            }
+            if !self.policy.tier(&g.issued.tier).is_some_and(|t| t.drill) {
+                return Err(Error::FailedPrecondition(format!(
+                    "grant {grant_id} is of tier `{}`, which is not a drill tier (drill = true)",
+                    g.issued.tier
+                )));
+            }
+            if g.drill_report.is_some() {
+                return Err(Error::FailedPrecondition(format!(
+                    "the drill of grant {grant_id} was already reported"
+                )));
+            }
+            (
+                g.issued.request_id,
+                g.issued.tier.clone(),
+                g.issued.hosts.join(","),
+                g.issued.principals.join(","),
+            )
+        };
+        let (_, at) = now();
+        let index = self
+            .record(Event::new(
+                at,
+                who.actor(),
+                EventKind::DrillReported(DrillReported {
+                    grant_id,
+                    passed: report.passed,
+                    failed_step: failed_step.clone(),
+                    detail: detail.clone(),
+                    request_to_shell_ms: report.request_to_shell_ms,
+                    logout_to_audit_ms: report.logout_to_audit_ms,
+                }),
+            ))
+            .await?;
+        if report.passed {
+            tracing::info!(
+                grant = %grant_id,
+                requester = %who.identity,
+                host = %host,
+                principal = %principal,
+                tier = %tier,
+                request_to_shell_ms = report.request_to_shell_ms,
+                logout_to_audit_ms = report.logout_to_audit_ms,
+                audit_index = index,
+                "break-glass drill passed"
+            );
+        } else {
+            tracing::warn!(
+                grant = %grant_id,
+                requester = %who.identity,
+                host = %host,
+                principal = %principal,
+                tier = %tier,
+                failed_step = %failed_step,
+                detail = %detail,
+                audit_index = index,
+                "break-glass drill FAILED: emergency access to this host may not work"
+            );
+            self.notify_request(
+                request_id,
+                NoticeKind::DrillFailed,
+                &who.actor(),
+                Some(grant_id),
+                Some(format!(
+                    "break-glass drill on {host} as {principal} failed at step {failed_step}: {detail}"
+                )),
+            );
+        }
+        Ok(index)
+    }
+
     /// Records a review verdict (`ok` or `misuse`) on a grant.
     pub async fn review(
         &self,
@@ -1178,10 +1300,7 @@ impl Service {
         verdict: &str,
         note: &str,
     ) -> Result<ReviewItem, Error> {
-        let grant_id: GrantId = grant
-            .trim()
-            .parse()
-            .map_err(|e| Error::InvalidArgument(format!("grant_id: {e}")))?;
+        let grant_id = parse_grant_id(grant)?;
         let verdict = match verdict.trim() {
             "ok" => ReviewVerdict::Accepted,
             "misuse" => ReviewVerdict::Rejected,
@@ -1274,6 +1393,32 @@ fn final_result(
     }
 }
 
+fn parse_grant_id(s: &str) -> Result<GrantId, Error> {
+    s.trim()
+        .parse()
+        .map_err(|e| Error::InvalidArgument(format!("grant_id: {e}")))
+}
+
+/// The wire view of a grant's host sessions.
+fn session_infos(g: &state::Grant) -> Vec<SessionInfo> {
+    g.sessions
+        .values()
+        .map(|s| SessionInfo {
+            host: s.host.clone(),
+            principal: s.principal.clone(),
+            session_id: s.session_id.clone(),
+            remote_addr: s.remote_addr.clone(),
+            opened_at: s.opened_at.map_or(0, secs),
+            closed_at: s.closed_at.map_or(0, secs),
+            ended: s
+                .ended
+                .as_ref()
+                .map(|(reason, _, _)| format!("{reason:?}").to_lowercase())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
 fn review_item(g: &state::Grant, r: Option<&state::Request>) -> ReviewItem {
     let i = &g.issued;
     let (verdict, reviewer, note, reviewed_at) = match &g.review {
@@ -1305,23 +1450,7 @@ fn review_item(g: &state::Grant, r: Option<&state::Request>) -> ReviewItem {
         valid_after: i.valid_after as i64,
         valid_before: i.valid_before as i64,
         emergency: i.emergency,
-        sessions: g
-            .sessions
-            .values()
-            .map(|s| SessionInfo {
-                host: s.host.clone(),
-                principal: s.principal.clone(),
-                session_id: s.session_id.clone(),
-                remote_addr: s.remote_addr.clone(),
-                opened_at: s.opened_at.map_or(0, secs),
-                closed_at: s.closed_at.map_or(0, secs),
-                ended: s
-                    .ended
-                    .as_ref()
-                    .map(|(reason, _, _)| format!("{reason:?}").to_lowercase())
-                    .unwrap_or_default(),
-            })
-            .collect(),
+        sessions: session_infos(g),
         verdict,
         reviewer,
         note,
@@ -1481,6 +1610,25 @@ impl BreakGlass for Handlers {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Response::new(GetCaPublicKeysResponse { keys }))
+    }
+
+    async fn get_grant_sessions(
+        &self,
+        req: Request<GrantRef>,
+    ) -> Result<Response<GrantSessionsResponse>, Status> {
+        let who = caller(&req)?;
+        let grant_id = req.get_ref().grant_id.trim().to_owned();
+        let sessions = self.0.grant_sessions(&who, &grant_id)?;
+        Ok(Response::new(GrantSessionsResponse { grant_id, sessions }))
+    }
+
+    async fn report_drill(
+        &self,
+        req: Request<ReportDrillRequest>,
+    ) -> Result<Response<ReportDrillResponse>, Status> {
+        let who = caller(&req)?;
+        let audit_index = self.0.report_drill(&who, req.get_ref()).await?;
+        Ok(Response::new(ReportDrillResponse { audit_index }))
     }
 
     async fn who_am_i(

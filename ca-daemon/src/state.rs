@@ -89,6 +89,8 @@ pub struct Grant {
     pub review: Option<(ReviewVerdict, Actor, String, Timestamp)>,
     /// Sessions reported by hosts, by `host/session id`.
     pub sessions: BTreeMap<String, Session>,
+    /// The drill report of a drill grant: passed, when.
+    pub drill_report: Option<(bool, Timestamp)>,
 }
 
 /// Everything the daemon knows, rebuilt from the log.
@@ -190,6 +192,7 @@ impl State {
                         revoked: None,
                         review: None,
                         sessions: BTreeMap::new(),
+                        drill_report: None,
                     },
                 );
             }
@@ -223,6 +226,11 @@ impl State {
             }
             EventKind::KrlPublished(k) => {
                 self.krl_version = self.krl_version.max(k.version);
+            }
+            EventKind::DrillReported(d) => {
+                if let Some(g) = self.grants.get_mut(&d.grant_id) {
+                    g.drill_report.get_or_insert((d.passed, at));
+                }
             }
             EventKind::CaKeyAdded(_) | EventKind::Heartbeat(_) => {}
         }

@@ -117,6 +117,13 @@ pub enum Command {
     },
     /// Review emergency grants: `review list`, or `review ID --verdict ok|misuse --note TEXT`
     Review(ReviewCmd),
+    /// Run a real break-glass drill against a canary host: get a drill grant (no
+    /// approval), log in with ssh, run a harmless command, check that the session's
+    /// open and close reach the audit log, and print the time from request to shell
+    /// and from logout to audit record. Exits 1 when the drill fails. Once the drill
+    /// grant is issued, the outcome is recorded in the audit log and a failure is
+    /// alerted like an emergency (to the drill tier's webhooks)
+    Drill(crate::drill::DrillCmd),
 }
 
 /// `breakglass review`.
@@ -340,6 +347,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Whoami => println!("{}", commands::whoami(&target).await?),
+        Command::Drill(d) => crate::drill::run(d, &target).await?,
         Command::Revoke(r) => print!(
             "{}",
             crate::revoke::describe(&crate::revoke::revoke(&target, r.request()?).await?)

@@ -89,6 +89,7 @@ pub fn wire_request(
         source_addresses: args.source_addresses.clone(),
         extensions: args.permit.clone(),
         emergency,
+        drill: false,
     }
 }
 

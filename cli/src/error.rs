@@ -26,6 +26,9 @@ pub enum CliError {
     /// `host doctor` found problems in this host's set-up (exit 78, EX_CONFIG).
     #[error("{0}")]
     Misconfigured(String),
+    /// A break-glass drill failed; what to check was printed (exit 1).
+    #[error("{0}")]
+    DrillFailed(String),
     /// The daemon answered with an error.
     #[error("{message}")]
     Rpc {
@@ -37,7 +40,7 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// Exit code (sysexits.h): 64 usage, 65 bad request data, 66 no such
+    /// Exit code (sysexits.h): 1 a drill failed, 64 usage, 65 bad request data, 66 no such
     /// request or grant, 69 unavailable, 74 I/O, 75 request expired or
     /// cancelled (try again), 77 permission denied or request denied,
     /// 78 host set-up problems (`host doctor`), 70 anything else.
@@ -50,6 +53,7 @@ impl CliError {
             CliError::Denied(_) => 77,
             CliError::NotIssued(_) => 75,
             CliError::Misconfigured(_) => 78,
+            CliError::DrillFailed(_) => 1,
             CliError::Rpc { code, .. } => match code {
                 Code::NotFound => 66,
                 Code::Aborted => 75,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod connect;
 pub mod doctor;
+pub mod drill;
 pub mod error;
 pub mod host;
 pub mod krl_sync;

@@ -576,6 +576,20 @@ impl Sshd {
         std::fs::write(&self.pam_file, text).expect("write /etc/pam.d service");
     }
 
+    /// Rewrites the PAM service file without the pam_breakglass line: the mistake a
+    /// drill must catch (sshd still accepts the certificate; nothing is recorded).
+    pub fn remove_module_from_pam_stack(&self) {
+        let text = std::fs::read_to_string(&self.pam_file).expect("read /etc/pam.d service");
+        let module = pam_artifacts().module.display().to_string();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains(&module))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(kept, text, "the module line was in the stack");
+        std::fs::write(&self.pam_file, kept).expect("write /etc/pam.d service");
+    }
+
     fn stop_listener(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

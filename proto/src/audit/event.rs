@@ -138,11 +138,13 @@ pub enum EventCode {
     Heartbeat = 14,
     /// [`RequestCancelled`].
     RequestCancelled = 15,
+    /// [`DrillReported`].
+    DrillReported = 16,
 }
 
 impl EventCode {
     /// Every code, in numeric order.
-    pub const ALL: [EventCode; 15] = [
+    pub const ALL: [EventCode; 16] = [
         EventCode::RequestCreated,
         EventCode::ApprovalAdded,
         EventCode::RequestDenied,
@@ -158,6 +160,7 @@ impl EventCode {
         EventCode::CaKeyAdded,
         EventCode::Heartbeat,
         EventCode::RequestCancelled,
+        EventCode::DrillReported,
     ];
 
     /// The code for a number, if it is one.
@@ -185,6 +188,7 @@ impl EventCode {
             EventCode::CaKeyAdded => "ca_key_added",
             EventCode::Heartbeat => "heartbeat",
             EventCode::RequestCancelled => "request_cancelled",
+            EventCode::DrillReported => "drill_reported",
         }
     }
 }
@@ -420,6 +424,26 @@ pub struct CaKeyAdded {
     pub signing: bool,
 }
 
+/// The outcome of a break-glass drill (`breakglass drill`), reported by its requester (the
+/// actor) for one of their drill grants: the grant's tier is a drill tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrillReported {
+    /// The drill grant.
+    pub grant_id: GrantId,
+    /// True when every step passed.
+    pub passed: bool,
+    /// The step that failed (`login`, `command`, `session-open`, `session-close`); empty when
+    /// passed.
+    pub failed_step: String,
+    /// What went wrong and what to check; empty when passed.
+    pub detail: String,
+    /// Milliseconds from the request to the remote command's output; 0 when not reached.
+    pub request_to_shell_ms: u64,
+    /// Milliseconds from the end of the ssh session to both its open and close records being
+    /// in the log; 0 when not reached.
+    pub logout_to_audit_ms: u64,
+}
+
 /// Periodic liveness and freshness marker (checkpoints carry no time themselves).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Heartbeat {}
@@ -457,6 +481,8 @@ pub enum EventKind {
     Heartbeat(Heartbeat),
     /// See [`RequestCancelled`].
     RequestCancelled(RequestCancelled),
+    /// See [`DrillReported`].
+    DrillReported(DrillReported),
 }
 
 impl EventKind {
@@ -479,6 +505,7 @@ impl EventKind {
             EventKind::CaKeyAdded(_) => EventCode::CaKeyAdded,
             EventKind::Heartbeat(_) => EventCode::Heartbeat,
             EventKind::RequestCancelled(_) => EventCode::RequestCancelled,
+            EventKind::DrillReported(_) => EventCode::DrillReported,
         }
     }
 
@@ -493,6 +520,7 @@ impl EventKind {
             EventKind::SessionWarned(s) => Some(s.session.grant_id),
             EventKind::SessionClosed(s) => Some(s.session.grant_id),
             EventKind::SessionEnded(s) => Some(s.session.grant_id),
+            EventKind::DrillReported(d) => Some(d.grant_id),
             _ => None,
         }
     }
@@ -653,6 +681,14 @@ impl Event {
             EventKind::RequestCancelled(e) => {
                 w.u64(e.request_id.0);
                 w.str(&e.reason)?;
+            }
+            EventKind::DrillReported(e) => {
+                w.u64(e.grant_id.0);
+                w.bool(e.passed);
+                w.str(&e.failed_step)?;
+                w.str(&e.detail)?;
+                w.u64(e.request_to_shell_ms);
+                w.u64(e.logout_to_audit_ms);
             }
         }
         if w.buf.len() > MAX_EVENT_LEN {
@@ -820,6 +856,14 @@ impl Event {
             EventCode::RequestCancelled => EventKind::RequestCancelled(RequestCancelled {
                 request_id: RequestId(r.u64()?),
                 reason: r.str()?,
+            }),
+            EventCode::DrillReported => EventKind::DrillReported(DrillReported {
+                grant_id: GrantId(r.u64()?),
+                passed: r.bool()?,
+                failed_step: r.str()?,
+                detail: r.str()?,
+                request_to_shell_ms: r.u64()?,
+                logout_to_audit_ms: r.u64()?,
             }),
         };
         if r.pos != bytes.len() {
@@ -1180,6 +1224,24 @@ pub(crate) mod tests {
                     reason
                 }
             )),
+            (
+                any::<u64>(),
+                any::<bool>(),
+                s(),
+                s(),
+                any::<u64>(),
+                any::<u64>()
+            )
+                .prop_map(|(g, passed, failed_step, detail, a, b)| {
+                    EventKind::DrillReported(DrillReported {
+                        grant_id: GrantId(g),
+                        passed,
+                        failed_step,
+                        detail,
+                        request_to_shell_ms: a,
+                        logout_to_audit_ms: b,
+                    })
+                }),
         ]
     }
 
@@ -1318,7 +1380,7 @@ pub(crate) mod tests {
             assert_eq!(EventCode::from_u16(*c as u16), Some(*c));
         }
         assert_eq!(EventCode::from_u16(0), None);
-        assert_eq!(EventCode::from_u16(16), None);
+        assert_eq!(EventCode::from_u16(17), None);
     }
 
     #[test]

@@ -185,6 +185,14 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("signing", Value::Bool(e.signing)));
         }
         EventKind::Heartbeat(_) => {}
+        EventKind::DrillReported(e) => {
+            f.push(("grant", s(&e.grant_id.to_string())));
+            f.push(("drill", s(if e.passed { "passed" } else { "failed" })));
+            f.push(("failed_step", s(&e.failed_step)));
+            f.push(("detail", s(&e.detail)));
+            f.push(("request_to_shell_ms", Value::Int(e.request_to_shell_ms)));
+            f.push(("logout_to_audit_ms", Value::Int(e.logout_to_audit_ms)));
+        }
     }
     f
 }
