@@ -23,6 +23,9 @@ pub struct Cli {
 /// How to reach breakglass-ca. Flags win over environment variables, which
 /// win over the client config file.
 #[derive(Debug, Args)]
+#[command(
+    next_help_heading = "Connection (flags, else BREAKGLASS_* variables, else the client config)"
+)]
 pub struct ConnArgs {
     /// Client config file [default: ~/.config/breakglass/client.toml if present]
     #[arg(long, global = true, env = "BREAKGLASS_CONFIG", value_name = "FILE")]
