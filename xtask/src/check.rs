@@ -74,7 +74,8 @@ pub fn help_items(help: &str) -> Vec<Item> {
             }
             section_text.clear();
             in_possible_values = false;
-            section = line.strip_suffix(':').filter(|_| !line.contains(' '));
+            // `Options:`, `Commands:`, or a custom heading such as `Connection (…):`.
+            section = line.strip_suffix(':').filter(|_| !line.starts_with("Usage:"));
             continue;
         }
         let Some(name) = section else { continue };
