@@ -12,6 +12,7 @@ pub mod connect;
 pub mod error;
 pub mod host;
 pub mod krl_sync;
+pub mod pam_stack;
 pub mod revoke;
 pub mod settings;
 pub mod watch;
