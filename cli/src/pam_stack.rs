@@ -308,7 +308,8 @@ pub fn plan_enable(text: &str, file: &Path, module: &str, options: &str) -> Resu
     if existing.len() == 1 && report.placement == Placement::Correct {
         let r = &existing[0];
         let line = text.lines().nth(r.index).unwrap_or("").trim();
-        let same_options = r.args.join(" ") == options.split_whitespace().collect::<Vec<_>>().join(" ");
+        let same_options =
+            r.args.join(" ") == options.split_whitespace().collect::<Vec<_>>().join(" ");
         let note = if same_options {
             String::new()
         } else {
@@ -319,10 +320,7 @@ pub fn plan_enable(text: &str, file: &Path, module: &str, options: &str) -> Resu
         };
         return Ok(Plan {
             new_text: None,
-            message: format!(
-                "already enabled: {f} line {}: {line}{note}",
-                r.index + 1
-            ),
+            message: format!("already enabled: {f} line {}: {line}{note}", r.index + 1),
         });
     }
     // Keep an existing line's text (its options) when moving it.
@@ -347,7 +345,9 @@ pub fn plan_enable(text: &str, file: &Path, module: &str, options: &str) -> Resu
     }
     let new_text = join(&out, text.ends_with('\n'));
     let message = if existing.is_empty() {
-        format!("enabled: added to {f} at line {inserted_at}, after pam_loginuid.so and before common-session and pam_env.so: {keep}")
+        format!(
+            "enabled: added to {f} at line {inserted_at}, after pam_loginuid.so and before common-session and pam_env.so: {keep}"
+        )
     } else {
         let why = match report.placement {
             Placement::AfterPamEnv => "it came after pam_env.so",
@@ -493,7 +493,9 @@ pub struct DisablePamArgs {
 fn read_pam_file(path: &Path) -> Result<(String, std::fs::Metadata), CliError> {
     let p = path.display();
     let meta = std::fs::symlink_metadata(path).map_err(|e| {
-        CliError::Io(format!("cannot read {p}: {e}; give sshd's PAM file with --pam-file"))
+        CliError::Io(format!(
+            "cannot read {p}: {e}; give sshd's PAM file with --pam-file"
+        ))
     })?;
     if meta.file_type().is_symlink() {
         return Err(CliError::Usage(format!(
@@ -509,8 +511,8 @@ fn read_pam_file(path: &Path) -> Result<(String, std::fs::Metadata), CliError> {
             meta.len()
         )));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::Io(format!("cannot read {p}: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| CliError::Io(format!("cannot read {p}: {e}")))?;
     Ok((text, meta))
 }
 
@@ -555,7 +557,13 @@ pub fn backup_path(file: &Path) -> PathBuf {
 
 /// Applies `plan` to `file` (backup, then atomic write) or prints its diff; returns what
 /// to print.
-fn apply(file: &Path, text: &str, meta: &std::fs::Metadata, plan: Plan, dry_run: bool) -> Result<String, CliError> {
+fn apply(
+    file: &Path,
+    text: &str,
+    meta: &std::fs::Metadata,
+    plan: Plan,
+    dry_run: bool,
+) -> Result<String, CliError> {
     let Some(new_text) = plan.new_text else {
         return Ok(plan.message);
     };
@@ -574,16 +582,109 @@ fn apply(file: &Path, text: &str, meta: &std::fs::Metadata, plan: Plan, dry_run:
             backup.display()
         ))
     })?;
-    write_like(file, new_text.as_bytes(), meta).map_err(|e| {
-        CliError::Io(format!("cannot write {p}: {e}; it was not changed"))
-    })?;
+    write_like(file, new_text.as_bytes(), meta)
+        .map_err(|e| CliError::Io(format!("cannot write {p}: {e}; it was not changed")))?;
     Ok(format!("{} (backup: {})", plan.message, backup.display()))
+}
+
+/// Largest CA keys file read by [`check_module_files`].
+const MAX_CA_KEYS_FILE: u64 = 1024 * 1024;
+
+/// Checks the files a module line's options name the way the module does at every session:
+/// a CA keys file that is missing, holds no key, is a symlink, is writable by group or
+/// others, or (when run as root) is not owned by root makes the module deny EVERY session,
+/// plain logins included, and so does such a KRL. `enable-pam` refuses to add a line that
+/// would do that.
+pub fn check_module_files(options: &str) -> Result<(), String> {
+    let mut ca_keys = None;
+    let mut krl = None;
+    for o in options.split_whitespace() {
+        if let Some(p) = o.strip_prefix("ca_keys=") {
+            ca_keys = Some(PathBuf::from(p));
+        } else if let Some(p) = o.strip_prefix("krl=") {
+            krl = Some(PathBuf::from(p));
+        }
+    }
+    let Some(ca_keys) = ca_keys else {
+        return Err(format!(
+            "the module options `{options}` name no ca_keys=PATH, which pam_breakglass requires (it would deny every session); add ca_keys=/etc/ssh/breakglass_user_ca.pub"
+        ));
+    };
+    let fix_ca = format!(
+        "install the CA's keys first (breakglass --config /etc/breakglass/host.toml ca-keys --out {}), then run enable-pam again",
+        ca_keys.display()
+    );
+    check_trusted_file(&ca_keys, "CA keys file", &fix_ca)?;
+    let text = std::fs::read(&ca_keys)
+        .map_err(|e| format!("cannot read the CA keys file {}: {e}", ca_keys.display()))?;
+    if text.len() as u64 > MAX_CA_KEYS_FILE {
+        return Err(format!(
+            "the CA keys file {} is larger than 1 MiB; check it",
+            ca_keys.display()
+        ));
+    }
+    let has_key = String::from_utf8_lossy(&text)
+        .lines()
+        .map(str::trim)
+        .any(|l| !l.is_empty() && !l.starts_with('#'));
+    if !has_key {
+        return Err(format!(
+            "the CA keys file {} holds no key: with pam_breakglass.so in the stack every session would be denied; {fix_ca}",
+            ca_keys.display()
+        ));
+    }
+    if let Some(krl) = krl {
+        let fix_krl = format!(
+            "create an empty one (ssh-keygen -k -f {}) or let `breakglass host sync-krl` fetch the CA's, then run enable-pam again",
+            krl.display()
+        );
+        check_trusted_file(&krl, "KRL", &fix_krl)?;
+    }
+    Ok(())
+}
+
+/// A file the module trusts: regular, not a symlink, not writable by group or others,
+/// owned by root (checked when running as root).
+fn check_trusted_file(path: &Path, what: &str, fix: &str) -> Result<(), String> {
+    let p = path.display();
+    let meta = std::fs::symlink_metadata(path).map_err(|e| {
+        format!("the {what} {p} cannot be read ({e}): with pam_breakglass.so in the stack every session would be denied; {fix}")
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(format!(
+            "the {what} {p} is not a regular file (the module opens it without following symlinks and would deny every session); put the file itself there"
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "the {what} {p} is writable by group or others; the module refuses it and would deny every session: chmod go-w {p}"
+        ));
+    }
+    if nix::unistd::geteuid().is_root() && meta.uid() != 0 {
+        return Err(format!(
+            "the {what} {p} is not owned by root; the module refuses it and would deny every session: chown root {p}"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `enable-pam`; returns the message to print.
 pub fn enable(a: &EnablePamArgs) -> Result<String, CliError> {
     let (text, meta) = read_pam_file(&a.pam_file)?;
     let plan = plan_enable(&text, &a.pam_file, &a.module, &a.options).map_err(CliError::Usage)?;
+    if plan.new_text.is_some() {
+        // The options of the line that will be in the file (a moved line keeps its own).
+        let written = plan
+            .new_text
+            .as_deref()
+            .map(|t| inspect(t, &a.module))
+            .and_then(|r| r.module_session_rules().next().cloned())
+            .map(|r| r.args.join(" "))
+            .unwrap_or_default();
+        check_module_files(&written).map_err(|e| {
+            CliError::Usage(format!("{e}. {} was not changed", a.pam_file.display()))
+        })?;
+    }
     apply(&a.pam_file, &text, &meta, plan, a.dry_run)
 }
 
@@ -616,7 +717,10 @@ mod tests {
         let r = inspect(DEBIAN12, DEFAULT_MODULE);
         assert_eq!(r.placement, Placement::Missing);
         assert_eq!(r.loginuid, Some(line_no(DEBIAN12, "pam_loginuid.so")));
-        assert_eq!(r.common_session, Some(line_no(DEBIAN12, "@include common-session")));
+        assert_eq!(
+            r.common_session,
+            Some(line_no(DEBIAN12, "@include common-session"))
+        );
         assert_eq!(r.pam_env, Some(line_no(DEBIAN12, "pam_env.so")));
         assert!(r.loginuid < r.common_session && r.common_session < r.pam_env);
     }
@@ -631,9 +735,15 @@ mod tests {
         assert_eq!(lines.len(), DEBIAN12.lines().count() + 1);
         let r = inspect(&new, DEFAULT_MODULE);
         assert_eq!(r.placement, Placement::Correct);
-        assert!(plan.message.starts_with("enabled: added to /etc/pam.d/sshd at line "));
+        assert!(
+            plan.message
+                .starts_with("enabled: added to /etc/pam.d/sshd at line ")
+        );
         // Everything else is unchanged, including the final newline.
-        assert_eq!(plan_disable(&new, file(), DEFAULT_MODULE).new_text.unwrap(), DEBIAN12);
+        assert_eq!(
+            plan_disable(&new, file(), DEFAULT_MODULE).new_text.unwrap(),
+            DEBIAN12
+        );
     }
 
     #[test]
@@ -644,10 +754,20 @@ mod tests {
             .unwrap();
         let again = plan_enable(&once, file(), DEFAULT_MODULE, DEFAULT_OPTIONS).unwrap();
         assert_eq!(again.new_text, None);
-        assert!(again.message.starts_with("already enabled: /etc/pam.d/sshd line "), "{}", again.message);
+        assert!(
+            again
+                .message
+                .starts_with("already enabled: /etc/pam.d/sshd line "),
+            "{}",
+            again.message
+        );
         let other = plan_enable(&once, file(), DEFAULT_MODULE, "ca_keys=/x require").unwrap();
         assert_eq!(other.new_text, None);
-        assert!(other.message.contains("with its own options"), "{}", other.message);
+        assert!(
+            other.message.contains("with its own options"),
+            "{}",
+            other.message
+        );
     }
 
     #[test]
@@ -656,10 +776,17 @@ mod tests {
             "session    required     pam_env.so # [1]\n",
             "session    required     pam_env.so # [1]\nsession required pam_breakglass.so ca_keys=/k require\n",
         );
-        assert_eq!(inspect(&bad, DEFAULT_MODULE).placement, Placement::AfterPamEnv);
+        assert_eq!(
+            inspect(&bad, DEFAULT_MODULE).placement,
+            Placement::AfterPamEnv
+        );
         let plan = plan_enable(&bad, file(), DEFAULT_MODULE, DEFAULT_OPTIONS).unwrap();
         assert!(plan.message.starts_with("moved: "), "{}", plan.message);
-        assert!(plan.message.contains("it came after pam_env.so"), "{}", plan.message);
+        assert!(
+            plan.message.contains("it came after pam_env.so"),
+            "{}",
+            plan.message
+        );
         let new = plan.new_text.unwrap();
         let r = inspect(&new, DEFAULT_MODULE);
         assert_eq!(r.placement, Placement::Correct);
@@ -674,7 +801,10 @@ mod tests {
             "@include common-session\n",
             "@include common-session\nsession required pam_breakglass.so\n",
         );
-        assert_eq!(inspect(&after_cs, DEFAULT_MODULE).placement, Placement::AfterCommonSession);
+        assert_eq!(
+            inspect(&after_cs, DEFAULT_MODULE).placement,
+            Placement::AfterCommonSession
+        );
         let before = DEBIAN12.replace(
             "session    required     pam_loginuid.so\n",
             "session required /usr/lib/x86_64-linux-gnu/security/pam_breakglass.so\nsession    required     pam_loginuid.so\n",
@@ -686,7 +816,12 @@ mod tests {
             .new_text
             .unwrap();
         assert_eq!(inspect(&new, DEFAULT_MODULE).placement, Placement::Correct);
-        for p in [Placement::AfterPamEnv, Placement::AfterCommonSession, Placement::NoLoginuidBefore, Placement::Missing] {
+        for p in [
+            Placement::AfterPamEnv,
+            Placement::AfterCommonSession,
+            Placement::NoLoginuidBefore,
+            Placement::Missing,
+        ] {
             assert!(p.problem().is_some());
         }
         assert_eq!(Placement::Correct.problem(), None);
@@ -715,12 +850,26 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         let e = plan_enable(&no_loginuid, file(), DEFAULT_MODULE, DEFAULT_OPTIONS).unwrap_err();
-        assert!(e.contains("has no `session required pam_loginuid.so` line"), "{e}");
-        let commented = DEBIAN12.replace("session    required     pam_loginuid.so", "#session required pam_loginuid.so");
+        assert!(
+            e.contains("has no `session required pam_loginuid.so` line"),
+            "{e}"
+        );
+        let commented = DEBIAN12.replace(
+            "session    required     pam_loginuid.so",
+            "#session required pam_loginuid.so",
+        );
         assert!(plan_enable(&commented, file(), DEFAULT_MODULE, DEFAULT_OPTIONS).is_err());
-        for odd in ["", "\n\n# only comments\n", "auth required pam_unix.so\n", "\u{0}\u{1}garbage"] {
+        for odd in [
+            "",
+            "\n\n# only comments\n",
+            "auth required pam_unix.so\n",
+            "\u{0}\u{1}garbage",
+        ] {
             let e = plan_enable(odd, file(), DEFAULT_MODULE, DEFAULT_OPTIONS).unwrap_err();
-            assert!(e.contains("does not look like sshd's PAM file"), "{odd:?}: {e}");
+            assert!(
+                e.contains("does not look like sshd's PAM file"),
+                "{odd:?}: {e}"
+            );
         }
         let late = "session required pam_env.so\nsession required pam_loginuid.so\n";
         let e = plan_enable(late, file(), DEFAULT_MODULE, DEFAULT_OPTIONS).unwrap_err();
@@ -734,7 +883,12 @@ mod tests {
             "session    required     pam_loginuid.so\nsession required pam_breakglass.so ca_keys=/k\n-session optional /lib/x86_64-linux-gnu/security/pam_breakglass.so\n# session required pam_breakglass.so (a comment stays)\n",
         );
         let plan = plan_disable(&with, file(), DEFAULT_MODULE);
-        assert!(plan.message.starts_with("disabled: removed pam_breakglass.so from /etc/pam.d/sshd (line "), "{}", plan.message);
+        assert!(
+            plan.message
+                .starts_with("disabled: removed pam_breakglass.so from /etc/pam.d/sshd (line "),
+            "{}",
+            plan.message
+        );
         let new = plan.new_text.unwrap();
         assert_eq!(new.lines().count(), DEBIAN12.lines().count() + 1);
         assert!(new.contains("# session required pam_breakglass.so (a comment stays)"));
@@ -748,25 +902,41 @@ mod tests {
     fn other_modules_with_similar_names_are_not_ours() {
         let text = "session required pam_loginuid.so\nsession required /tmp/x/libpam_breakglass.so\nsession required pam_breakglass.so.bak\n";
         assert_eq!(inspect(text, DEFAULT_MODULE).placement, Placement::Missing);
-        assert!(plan_disable(text, file(), DEFAULT_MODULE).new_text.is_none());
+        assert!(
+            plan_disable(text, file(), DEFAULT_MODULE)
+                .new_text
+                .is_none()
+        );
     }
 
     #[test]
     fn bracketed_controls_and_trailing_comments_parse() {
         let r = parse_rule(0, "session [success=ok ignore=ignore module_unknown=ignore default=bad]  pam_selinux.so close # x").unwrap();
         assert_eq!(r.kind, "session");
-        assert_eq!(r.control, "[success=ok ignore=ignore module_unknown=ignore default=bad]");
+        assert_eq!(
+            r.control,
+            "[success=ok ignore=ignore module_unknown=ignore default=bad]"
+        );
         assert_eq!(r.module, "pam_selinux.so");
         assert_eq!(r.args, ["close"]);
         assert_eq!(parse_rule(0, "   # comment"), None);
-        assert_eq!(parse_rule(0, "@include common-session").unwrap().module, "common-session");
+        assert_eq!(
+            parse_rule(0, "@include common-session").unwrap().module,
+            "common-session"
+        );
     }
 
     #[test]
     fn file_without_final_newline_keeps_its_shape() {
         let text = "session required pam_loginuid.so\nsession required pam_env.so";
-        let new = plan_enable(text, file(), DEFAULT_MODULE, "").unwrap().new_text.unwrap();
-        assert_eq!(new, "session required pam_loginuid.so\nsession    required     pam_breakglass.so\nsession required pam_env.so\n");
+        let new = plan_enable(text, file(), DEFAULT_MODULE, "")
+            .unwrap()
+            .new_text
+            .unwrap();
+        assert_eq!(
+            new,
+            "session required pam_loginuid.so\nsession    required     pam_breakglass.so\nsession required pam_env.so\n"
+        );
     }
 
     #[test]
@@ -776,10 +946,25 @@ mod tests {
             .new_text
             .unwrap();
         let d = unified_diff(DEBIAN12, &new, "/etc/pam.d/sshd");
-        let added: Vec<&str> = d.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).collect();
-        assert_eq!(added, [format!("+{}", session_line(DEFAULT_MODULE, DEFAULT_OPTIONS))]);
-        assert!(!d.lines().any(|l| l.starts_with('-') && !l.starts_with("---")));
-        assert!(d.contains(" session    required     pam_loginuid.so\n"), "{d}");
+        let added: Vec<&str> = d
+            .lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .collect();
+        assert_eq!(
+            added,
+            [format!(
+                "+{}",
+                session_line(DEFAULT_MODULE, DEFAULT_OPTIONS)
+            )]
+        );
+        assert!(
+            !d.lines()
+                .any(|l| l.starts_with('-') && !l.starts_with("---"))
+        );
+        assert!(
+            d.contains(" session    required     pam_loginuid.so\n"),
+            "{d}"
+        );
         let l = line_no(DEBIAN12, "pam_loginuid.so") + 1;
         assert!(d.contains(&format!("@@ -{},", l - 2)), "{d}");
         assert_eq!(unified_diff("a\n", "a\n", "f"), "--- f\n+++ f (new)\n");
@@ -791,24 +976,55 @@ mod tests {
         let pam = dir.path().join("sshd");
         std::fs::write(&pam, DEBIAN12).unwrap();
         std::fs::set_permissions(&pam, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let (ca, krl) = (
+            files.path().join("ca.pub"),
+            files.path().join("revoked.krl"),
+        );
+        std::fs::write(
+            &ca,
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDWVeVvcVgD8bpzyRUNdXXcGBoTqJ7gVIUfP6MPYBAS5 ca\n",
+        )
+        .unwrap();
+        std::fs::write(&krl, b"SSHKRL\n\0").unwrap();
+        for f in [&ca, &krl] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
         let args = EnablePamArgs {
             pam_file: pam.clone(),
             module: DEFAULT_MODULE.into(),
-            options: DEFAULT_OPTIONS.into(),
+            options: format!("ca_keys={} krl={}", ca.display(), krl.display()),
             dry_run: true,
         };
         let out = enable(&args).unwrap();
         assert!(out.contains("dry run, nothing written"), "{out}");
         assert_eq!(std::fs::read_to_string(&pam).unwrap(), DEBIAN12);
         assert!(!backup_path(&pam).exists());
-        let out = enable(&EnablePamArgs { dry_run: false, ..args.clone() }).unwrap();
-        assert!(out.ends_with(&format!("(backup: {})", backup_path(&pam).display())), "{out}");
-        assert_eq!(std::fs::read_to_string(backup_path(&pam)).unwrap(), DEBIAN12);
+        let out = enable(&EnablePamArgs {
+            dry_run: false,
+            ..args.clone()
+        })
+        .unwrap();
+        assert!(
+            out.ends_with(&format!("(backup: {})", backup_path(&pam).display())),
+            "{out}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(backup_path(&pam)).unwrap(),
+            DEBIAN12
+        );
         let meta = std::fs::metadata(&pam).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
-        assert_eq!(inspect(&std::fs::read_to_string(&pam).unwrap(), DEFAULT_MODULE).placement, Placement::Correct);
+        assert_eq!(
+            inspect(&std::fs::read_to_string(&pam).unwrap(), DEFAULT_MODULE).placement,
+            Placement::Correct
+        );
         assert!(enable(&args).unwrap().starts_with("already enabled"));
-        let d = DisablePamArgs { pam_file: pam.clone(), module: DEFAULT_MODULE.into(), dry_run: false };
+        let d = DisablePamArgs {
+            pam_file: pam.clone(),
+            module: DEFAULT_MODULE.into(),
+            dry_run: false,
+        };
         assert!(disable(&d).unwrap().starts_with("disabled: "));
         assert_eq!(std::fs::read_to_string(&pam).unwrap(), DEBIAN12);
         assert!(disable(&d).unwrap().starts_with("already disabled"));
@@ -827,11 +1043,76 @@ mod tests {
         std::fs::write(&real, DEBIAN12).unwrap();
         let link = dir.path().join("sshd");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        let d = DisablePamArgs { pam_file: link, module: DEFAULT_MODULE.into(), dry_run: false };
+        let d = DisablePamArgs {
+            pam_file: link,
+            module: DEFAULT_MODULE.into(),
+            dry_run: false,
+        };
         let e = disable(&d).unwrap_err().to_string();
         assert!(e.contains("is a symlink; run again with --pam-file"), "{e}");
-        let d = DisablePamArgs { pam_file: dir.path().join("none"), ..d };
+        let d = DisablePamArgs {
+            pam_file: dir.path().join("none"),
+            ..d
+        };
         let e = disable(&d).unwrap_err().to_string();
         assert!(e.contains("cannot read") && e.contains("--pam-file"), "{e}");
+    }
+
+    #[test]
+    fn enable_refuses_options_that_would_deny_every_session() {
+        let files = tempfile::tempdir().unwrap();
+        let ca = files.path().join("ca.pub");
+        let missing = check_module_files(&format!("ca_keys={}", ca.display())).unwrap_err();
+        assert!(
+            missing.contains("cannot be read") && missing.contains("ca-keys --out"),
+            "{missing}"
+        );
+        std::fs::write(&ca, "# no breakglass CA public keys yet\n\n").unwrap();
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let empty = check_module_files(&format!("ca_keys={}", ca.display())).unwrap_err();
+        assert!(
+            empty.contains(
+                "holds no key: with pam_breakglass.so in the stack every session would be denied"
+            ),
+            "{empty}"
+        );
+        std::fs::write(&ca, "ssh-ed25519 AAAA ca\n").unwrap();
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let writable = check_module_files(&format!("ca_keys={}", ca.display())).unwrap_err();
+        assert!(
+            writable.contains("writable by group or others") && writable.contains("chmod go-w"),
+            "{writable}"
+        );
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+        check_module_files(&format!("ca_keys={} require", ca.display())).unwrap();
+        let krl = files.path().join("none.krl");
+        let no_krl = check_module_files(&format!("ca_keys={} krl={}", ca.display(), krl.display()))
+            .unwrap_err();
+        assert!(no_krl.contains("ssh-keygen -k -f"), "{no_krl}");
+        let link = files.path().join("link.pub");
+        std::os::unix::fs::symlink(&ca, &link).unwrap();
+        let l = check_module_files(&format!("ca_keys={}", link.display())).unwrap_err();
+        assert!(l.contains("not a regular file"), "{l}");
+        let none = check_module_files("krl=/x").unwrap_err();
+        assert!(none.contains("name no ca_keys=PATH"), "{none}");
+
+        // enable() checks before writing anything.
+        let dir = tempfile::tempdir().unwrap();
+        let pam = dir.path().join("sshd");
+        std::fs::write(&pam, DEBIAN12).unwrap();
+        std::fs::write(&ca, "# nothing\n").unwrap();
+        let args = EnablePamArgs {
+            pam_file: pam.clone(),
+            module: DEFAULT_MODULE.into(),
+            options: format!("ca_keys={}", ca.display()),
+            dry_run: false,
+        };
+        let e = enable(&args).unwrap_err().to_string();
+        assert!(
+            e.ends_with(&format!("{} was not changed", pam.display())),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&pam).unwrap(), DEBIAN12);
+        assert!(!backup_path(&pam).exists());
     }
 }
