@@ -102,6 +102,8 @@ struct Restore {
 
 impl Drop for Restore {
     fn drop(&mut self) {
+        // First: prerm refuses to remove the module while another service names it.
+        let _ = std::fs::remove_file(OTHER_PAM_SERVICE);
         let left: Vec<&str> = PACKAGES.into_iter().filter(|p| known_to_dpkg(p)).collect();
         if !left.is_empty() {
             let o = Command::new("dpkg").arg("-P").args(&left).output();
@@ -111,7 +113,6 @@ impl Drop for Restore {
                 eprintln!("cleanup: dpkg -P failed:\n{}", text(&o));
             }
         }
-        let _ = std::fs::remove_file(OTHER_PAM_SERVICE);
         if !self.spool_before {
             let _ = std::fs::remove_dir_all("/var/spool/breakglass");
         }
