@@ -502,12 +502,23 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
     assert!(out.contains("the snippet was taken out again"), "{out}");
     assert!(!Path::new(SNIPPET).exists(), "the rejected snippet stayed");
     sshd_t("after the rolled-back snippet");
-    let out = ok(Command::new(postinst).args(["configure", ""]));
+    // Configuring again (as on an upgrade) keeps the installed KRL: it may hold revocations.
+    let synced = dir.path().join("synced.krl");
+    ok(Command::new("ssh-keygen")
+        .args(["-q", "-k", "-z", "7", "-f"])
+        .arg(&synced));
+    std::fs::copy(&synced, KRL).expect("install a KRL of version 7");
+    let out = ok(Command::new(postinst).args(["configure", "0.1.0-1"]));
     assert!(
         out.contains("installed /etc/ssh/sshd_config.d/breakglass.conf"),
         "{out}"
     );
     assert!(Path::new(SNIPPET).exists());
+    let krl = ok(Command::new("ssh-keygen").args(["-Q", "-l", "-f", KRL]));
+    assert!(
+        krl.contains("# KRL version 7"),
+        "postinst replaced the KRL:\n{krl}"
+    );
 
     // --- the module in the real sshd stack: plain-key logins still work, and dpkg -r
     //     takes it out of /etc/pam.d/sshd (a required line to a missing .so would fail
