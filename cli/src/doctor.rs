@@ -1256,7 +1256,7 @@ fn check_pam_line(
     let enable = if args.pam_service.is_none() && args.sshd == Path::new(DEFAULT_SSHD) {
         "breakglass host enable-pam".to_owned()
     } else {
-        format!("breakglass host enable-pam (for {svc})")
+        format!("breakglass host enable-pam --pam-file {svc}")
     };
     let stack = match read_session_stack(service) {
         Ok(s) => s,
@@ -1296,7 +1296,7 @@ fn check_pam_line(
                 found.len(),
                 found.iter().map(|e| e.place()).collect::<Vec<_>>().join("; ")
             ),
-            format!("breakglass host disable-pam && {enable}"),
+            format!("{enable} (keeps one line, in the right place)"),
         );
     }
     let pos = stack
@@ -1343,7 +1343,7 @@ fn check_pam_line(
                 env.place()
             ),
             format!(
-                "breakglass host disable-pam && {enable} (inserts it before pam_env)\nor move line {} of {svc} above line {}",
+                "{enable} (moves it before pam_env, with a backup)\nor move line {} of {svc} above line {}",
                 entry.top_line, env.top_line
             ),
         );

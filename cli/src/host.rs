@@ -48,6 +48,10 @@ pub enum HostCmd {
     SyncKrl(crate::krl_sync::SyncKrlArgs),
     /// End open sessions of revoked grants at once (follows the daemon's revocation stream)
     WatchRevocations(crate::watch::WatchArgs),
+    /// Add pam_breakglass.so to sshd's PAM session stack (after pam_loginuid, before pam_env), with a backup
+    EnablePam(crate::pam_stack::EnablePamArgs),
+    /// Remove pam_breakglass.so from sshd's PAM stack, with a backup
+    DisablePam(crate::pam_stack::DisablePamArgs),
     /// Check this host's set-up (sshd, PAM line, module, KRL, CA keys, daemon, clock) and
     /// print each problem with its fix; exit 78 when anything FAILs
     Doctor(crate::doctor::DoctorArgs),
@@ -92,6 +96,8 @@ pub async fn run(cmd: HostCmd, overrides: &Overrides) -> Result<(), CliError> {
             let target = overrides.resolve()?;
             crate::watch::watch(&target, &a, std::future::pending()).await?;
         }
+        HostCmd::EnablePam(a) => println!("{}", crate::pam_stack::enable(&a)?),
+        HostCmd::DisablePam(a) => println!("{}", crate::pam_stack::disable(&a)?),
         HostCmd::Doctor(a) => crate::doctor::run(&a, overrides).await?,
     }
     Ok(())

@@ -15,6 +15,7 @@ pub mod drill;
 pub mod error;
 pub mod host;
 pub mod krl_sync;
+pub mod pam_stack;
 pub mod revoke;
 pub mod settings;
 pub mod watch;
