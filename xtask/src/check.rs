@@ -75,7 +75,9 @@ pub fn help_items(help: &str) -> Vec<Item> {
             section_text.clear();
             in_possible_values = false;
             // `Options:`, `Commands:`, or a custom heading such as `Connection (…):`.
-            section = line.strip_suffix(':').filter(|_| !line.starts_with("Usage:"));
+            section = line
+                .strip_suffix(':')
+                .filter(|_| !line.starts_with("Usage:"));
             continue;
         }
         let Some(name) = section else { continue };

@@ -286,6 +286,15 @@ pub fn pam_page() -> Page {
         ),
     ]);
     r.control("PP", []);
+    r.text([
+        bold("breakglass host enable-pam"),
+        roman(" inserts the line there (with a backup, and moves a misplaced one); "),
+        bold("breakglass host disable-pam"),
+        roman(" takes it out again; "),
+        bold("breakglass host doctor"),
+        roman(" checks the placement and the files the options name."),
+    ]);
+    r.control("PP", []);
     r.text([roman(
         "Use required, not requisite: a denial fails the session, and the guard also ends \
          the connection so that clients without a session channel (ssh -N) are \
@@ -333,6 +342,8 @@ pub fn pam_page() -> Page {
         "breakglass-ca(8)",
         "breakglass-host-sync-krl(1)",
         "breakglass-host-ship(1)",
+        "breakglass-host-enable-pam(1)",
+        "breakglass-host-doctor(1)",
     ]));
 
     Page {
