@@ -1,8 +1,9 @@
 //! `scripts/demo` end to end, as root: the real script with freshly built binaries
 //! (`BREAKGLASS_DEMO_BIN`), a real daemon, sshd, PAM module, user and ssh sessions.
 //! - run to the end: exit 0, every step narrated;
-//! - interrupted with SIGINT after the login step, and with SIGTERM while a session is
-//!   held open: a non-zero exit naming the step;
+//! - interrupted with SIGINT (to its process group, as Ctrl-C) after the login step, and
+//!   with SIGTERM (to the script alone) while a session is held open: exit 130 / 143
+//!   naming the step;
 //!
 //! and after each run nothing is left: no process mentioning the demo's directory or its
 //! sshd copy, no user `bgdemo`, no demo directory, no pam_wrapper copy of its PAM
@@ -11,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -112,7 +113,7 @@ fn ready(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
 // The system's state the demo must leave as it found it.
 
 /// Path → (mode, uid, gid, content or link target) of every entry under `dir`.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
+fn tree(dir: &Path) -> Tree {
     let mut out = BTreeMap::new();
     let mut todo = vec![dir.to_owned()];
     while let Some(d) = todo.pop() {
@@ -142,8 +143,8 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
 
 #[derive(Debug, PartialEq)]
 struct SystemState {
-    pam_d: BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)>,
-    etc_ssh: BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)>,
+    pam_d: Tree,
+    etc_ssh: Tree,
     run_sshd: bool,
 }
 
@@ -153,6 +154,20 @@ fn system_state() -> SystemState {
         etc_ssh: tree(Path::new("/etc/ssh")),
         run_sshd: Path::new("/run/sshd").exists(),
     }
+}
+
+type Tree = BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)>;
+
+/// Paths added, removed or changed between two snapshots.
+fn changed(before: &Tree, after: &Tree) -> Vec<PathBuf> {
+    before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 fn user_exists() -> bool {
@@ -224,11 +239,13 @@ fn assert_clean(demo_dir: &str, before: &SystemState, output: &str) {
     let after = system_state();
     assert!(
         before.pam_d == after.pam_d,
-        "/etc/pam.d changed during the demo"
+        "/etc/pam.d changed during the demo: {:?}",
+        changed(&before.pam_d, &after.pam_d)
     );
     assert!(
         before.etc_ssh == after.etc_ssh,
-        "/etc/ssh changed during the demo"
+        "/etc/ssh changed during the demo: {:?}",
+        changed(&before.etc_ssh, &after.etc_ssh)
     );
     assert_eq!(
         before.run_sshd, after.run_sshd,
@@ -250,6 +267,8 @@ impl Demo {
     fn start() -> Self {
         let mut child = Command::new("bash")
             .arg(workspace().join("scripts/demo"))
+            // Its own process group, as a job in a terminal: Ctrl-C signals the group.
+            .process_group(0)
             .env("BREAKGLASS_DEMO_BIN", demo_bin())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -324,8 +343,12 @@ impl Demo {
         None
     }
 
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal the demo");
+    /// Sends `sig` to the demo's process (`group`: to its process group, as Ctrl-C in a
+    /// terminal does; bash runs its INT trap only once the foreground command is gone,
+    /// and may drop a SIGINT sent to it alone while a command that survives it runs).
+    fn signal(&self, sig: Signal, group: bool) {
+        let pid = self.child.id() as i32;
+        kill(Pid::from_raw(if group { -pid } else { pid }), sig).expect("signal the demo");
     }
 }
 
@@ -343,7 +366,7 @@ impl Drop for Demo {
 }
 
 /// Starts the demo, waits for `marker`, sends `sig`, and checks the exit and the clean-up.
-fn interrupted_demo_cleans_up(sig: Signal, marker: &str, expected_code: i32) {
+fn interrupted_demo_cleans_up(sig: Signal, group: bool, marker: &str, expected_code: i32) {
     let before = system_state();
     let mut demo = Demo::start();
     assert!(
@@ -353,7 +376,7 @@ fn interrupted_demo_cleans_up(sig: Signal, marker: &str, expected_code: i32) {
     );
     let dir = demo.dir().expect("the demo printed its directory");
     assert!(Path::new(&dir).exists(), "{dir} exists while the demo runs");
-    demo.signal(sig);
+    demo.signal(sig, group);
     let st = demo.wait_exit(Duration::from_secs(60)).unwrap_or_else(|| {
         panic!(
             "the demo did not exit within 60s of {sig}:\n{}",
@@ -368,7 +391,9 @@ fn interrupted_demo_cleans_up(sig: Signal, marker: &str, expected_code: i32) {
         st.signal()
     );
     assert!(
-        out.contains("demo: stopped (exit") && out.contains("Cleaning up"),
+        out.contains(&format!(
+            "demo: interrupted (exit {expected_code}) in step "
+        )) && out.contains("Cleaning up"),
         "the demo did not say it stopped and cleaned up:\n{out}"
     );
     assert!(
@@ -427,6 +452,7 @@ fn demo_interrupted_after_the_login_step_cleans_up() {
     };
     interrupted_demo_cleans_up(
         Signal::SIGINT,
+        true,
         "-- step 4: A login with the certificate done",
         130,
     );
@@ -437,5 +463,10 @@ fn demo_terminated_while_a_session_is_open_cleans_up() {
     let Some(_serial) = ready("scripts/demo terminated with SIGTERM") else {
         return;
     };
-    interrupted_demo_cleans_up(Signal::SIGTERM, "waiting for the warning and the cut", 143);
+    interrupted_demo_cleans_up(
+        Signal::SIGTERM,
+        false,
+        "waiting for the warning and the cut",
+        143,
+    );
 }
