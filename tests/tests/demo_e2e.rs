@@ -149,8 +149,16 @@ struct SystemState {
 }
 
 fn system_state() -> SystemState {
+    // PAM services of the sshd test harness (tests/src/sshd.rs): other end-to-end tests,
+    // possibly running at the same time, add and remove them; the demo never does.
+    let mut pam_d = tree(Path::new("/etc/pam.d"));
+    pam_d.retain(|p, _| {
+        !p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("sshd-bgtest-"))
+    });
     SystemState {
-        pam_d: tree(Path::new("/etc/pam.d")),
+        pam_d,
         etc_ssh: tree(Path::new("/etc/ssh")),
         run_sshd: Path::new("/run/sshd").exists(),
     }
