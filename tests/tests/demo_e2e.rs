@@ -31,14 +31,16 @@ const DEMO_USER: &str = "bgdemo";
 const SSHD_NAME: &str = "sshd-bgdemo";
 
 /// Titles the demo prints, one per step, in order.
-const STEP_TITLES: [&str; 7] = [
-    "== Step 1: A low-risk request, issued at once ==",
-    "== Step 2: A high-risk request, approved by the sample approver ==",
-    "== Step 3: An emergency: issued at once, alert sent, review required ==",
-    "== Step 4: A login with the certificate ==",
-    "== Step 5: A session cut at certificate expiry ==",
-    "== Step 6: A revocation ends a live session within seconds ==",
-    "== Step 7: The audit log verifies ==",
+const STEP_TITLES: [&str; 9] = [
+    "== Step 1: The host is ready: breakglass host doctor ==",
+    "== Step 2: A low-risk request, issued at once ==",
+    "== Step 3: A high-risk request, approved by the sample approver ==",
+    "== Step 4: An emergency: issued at once, alert sent, review required ==",
+    "== Step 5: A login with the certificate ==",
+    "== Step 6: A session cut at certificate expiry ==",
+    "== Step 7: A revocation ends a live session within seconds ==",
+    "== Step 8: A break-glass drill through the whole chain ==",
+    "== Step 9: The audit log verifies ==",
 ];
 
 fn workspace() -> &'static Path {
@@ -443,7 +445,10 @@ fn demo_runs_to_the_end_and_leaves_nothing_behind() {
         "$ breakglass --config ca/clients/auditor.toml audit verify --remote",
         "OK: audit log",
         "Demo complete in",
-        "7 steps passed",
+        "9 steps passed",
+        "host doctor: 12 ok, 0 WARN, 0 FAIL",
+        "PASS: break-glass drill on localhost as bgdemo: request to shell",
+        "logout to audit record",
         "Clean-up done.",
     ] {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
@@ -461,7 +466,7 @@ fn demo_interrupted_after_the_login_step_cleans_up() {
     interrupted_demo_cleans_up(
         Signal::SIGINT,
         true,
-        "-- step 4: A login with the certificate done",
+        "-- step 5: A login with the certificate done",
         130,
     );
 }
