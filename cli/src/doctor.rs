@@ -1672,7 +1672,10 @@ session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_
             ]
         );
         let env = &s.entries[9];
-        assert_eq!(env.rule.args, ["user_readenv=1", "envfile=/etc/default/locale"]);
+        assert_eq!(
+            env.rule.args,
+            ["user_readenv=1", "envfile=/etc/default/locale"]
+        );
         assert_eq!(env.line, 12);
         let systemd = &s.entries[5];
         assert_eq!(systemd.via.as_deref(), Some("@include common-session"));
@@ -1731,6 +1734,65 @@ session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_
                 guard: None,
             }
         );
+    }
+
+    #[test]
+    fn doctor_and_enable_pam_judge_a_place_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "common-session",
+            "session required pam_unix.so\n",
+        );
+        write(dir.path(), "postlogin", "session optional pam_lastlog.so\n");
+        let bg = "session required pam_breakglass.so ca_keys=/etc/ssh/ca.pub\n";
+        let continued = "session required \\\n  pam_breakglass.so \\\n  ca_keys=/etc/ssh/ca.pub\n";
+        let (uid, cs, env) = (
+            "session required pam_loginuid.so\n",
+            "@include common-session\n",
+            "session required pam_env.so\n",
+        );
+        let post = "session substack postlogin\n";
+        let cases = [
+            ([uid, bg, cs, env].concat(), Placement::Correct),
+            ([uid, continued, cs, env].concat(), Placement::Correct),
+            ([bg, uid, cs, env].concat(), Placement::NoLoginuidBefore),
+            ([uid, cs, bg, env].concat(), Placement::AfterCommonSession),
+            ([uid, post, bg, env].concat(), Placement::AfterCommonSession),
+            ([uid, env, bg, cs].concat(), Placement::AfterPamEnv),
+            ([uid, cs, env, continued].concat(), Placement::AfterPamEnv),
+        ];
+        for (text, want) in cases {
+            let svc = write(dir.path(), "sshd", &text);
+            let (r, m) = report_for(&svc);
+            let placement = pam_stack::inspect(&text, "pam_breakglass.so").placement;
+            assert_eq!(placement, want, "{text}");
+            let doctor_ok = r
+                .lines()
+                .iter()
+                .any(|l| l.starts_with("ok   pam    PAM line "));
+            assert_eq!(
+                doctor_ok,
+                placement == Placement::Correct,
+                "{text}\n{}",
+                r.render()
+            );
+            assert_eq!(m.unwrap().entry.rule.args, ["ca_keys=/etc/ssh/ca.pub"]);
+            let named = match placement {
+                Placement::Correct => None,
+                Placement::NoLoginuidBefore => Some("pam_loginuid.so does not come before"),
+                Placement::AfterCommonSession => Some("it should come right after pam_loginuid.so"),
+                Placement::AfterPamEnv => Some("PAM line after pam_env: "),
+                Placement::Missing => Some("PAM line missing: "),
+            };
+            if let Some(named) = named {
+                assert!(
+                    r.lines().iter().any(|l| l.contains(named)),
+                    "{text}\n{}",
+                    r.render()
+                );
+            }
+        }
     }
 
     #[test]

@@ -163,8 +163,8 @@ impl Rule {
     /// `session include|substack FILE`.
     #[must_use]
     pub fn included_file(&self) -> Option<&str> {
-        let includes = self.kind == "@include"
-            || (self.kind == "session" && self.is_include_control());
+        let includes =
+            self.kind == "@include" || (self.kind == "session" && self.is_include_control());
         (includes && !self.module.is_empty()).then_some(self.module.as_str())
     }
 
@@ -853,8 +853,7 @@ mod tests {
         );
         assert_eq!(r.pam_env, Some(line_no(DEBIAN12, "pam_env.so")));
         assert!(
-            r.loginuid.as_ref().map(|l| l.index) < r.common_session
-                && r.common_session < r.pam_env
+            r.loginuid.as_ref().map(|l| l.index) < r.common_session && r.common_session < r.pam_env
         );
     }
 
@@ -1056,6 +1055,89 @@ mod tests {
         assert_eq!(
             parse_rule(0, "@include common-session").unwrap().module,
             "common-session"
+        );
+    }
+
+    #[test]
+    fn continued_rules_are_one_rule_and_move_or_go_whole() {
+        let text = "session required \\\n    pam_loginuid.so # audit id\nsession required pam_env.so\nsession required pam_breakglass.so \\\n  ca_keys=/k \\\n  krl=/r\nsession required pam_unix.so\n";
+        let read = rules(text);
+        let spans: Vec<(usize, usize, &str)> = read
+            .iter()
+            .map(|r| (r.index, r.last, r.module_name()))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (0, 1, "pam_loginuid.so"),
+                (2, 2, "pam_env.so"),
+                (3, 5, "pam_breakglass.so"),
+                (6, 6, "pam_unix.so")
+            ]
+        );
+        assert_eq!(read[2].args, ["ca_keys=/k", "krl=/r"]);
+        assert_eq!(
+            read[2].text_in(text),
+            "session required pam_breakglass.so ca_keys=/k krl=/r"
+        );
+        let r = inspect(text, DEFAULT_MODULE);
+        assert_eq!(r.placement, Placement::AfterPamEnv);
+        // enable-pam moves the continued rule whole, as one line, after the continued
+        // pam_loginuid rule (not into the middle of it).
+        let plan = plan_enable(text, file(), DEFAULT_MODULE, "ca_keys=/k krl=/r").unwrap();
+        assert_eq!(
+            plan.new_text.as_deref(),
+            Some(
+                "session required \\\n    pam_loginuid.so # audit id\nsession required pam_breakglass.so ca_keys=/k krl=/r\nsession required pam_env.so\nsession required pam_unix.so\n"
+            )
+        );
+        assert_eq!(
+            plan.message,
+            "moved: /etc/pam.d/sshd line 4 is now line 3, after pam_loginuid.so and before common-session and pam_env.so (it came after pam_env.so): session required pam_breakglass.so ca_keys=/k krl=/r"
+        );
+        let moved = plan.new_text.unwrap();
+        assert_eq!(
+            inspect(&moved, DEFAULT_MODULE).placement,
+            Placement::Correct
+        );
+        // A new line also goes after the continuation's last line.
+        let without = plan_disable(text, file(), DEFAULT_MODULE);
+        assert_eq!(
+            without.message,
+            "disabled: removed pam_breakglass.so from /etc/pam.d/sshd (line 4)"
+        );
+        let without = without.new_text.unwrap();
+        assert_eq!(
+            without,
+            "session required \\\n    pam_loginuid.so # audit id\nsession required pam_env.so\nsession required pam_unix.so\n"
+        );
+        let added = plan_enable(&without, file(), DEFAULT_MODULE, "").unwrap();
+        assert_eq!(
+            added.new_text.unwrap().lines().nth(2),
+            Some("session    required     pam_breakglass.so")
+        );
+        assert!(added.message.contains("at line 3,"), "{}", added.message);
+        // A comment ends a line before its `\`; a `\` on the last line continues nothing.
+        let r = rules(
+            "session required pam_env.so # not continued \\\nsession required pam_unix.so \\",
+        );
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[1].index, r[1].last, r[1].module.as_str()),
+            (1, 1, "pam_unix.so")
+        );
+        // Includes and other types are no module rules.
+        let r = rules(
+            "@include common-session\n-session substack postlogin\nauth include x\n@include\n",
+        );
+        assert!(r[0].is_session_include() && r[1].is_session_include());
+        assert_eq!(r[1].include_text(), "session substack postlogin");
+        assert_eq!(r[1].included_file(), Some("postlogin"));
+        assert_eq!(r[2].included_file(), None);
+        assert_eq!(r[3].included_file(), None);
+        assert!(
+            !r.iter()
+                .any(|r| r.is_session_module() || r.runs("postlogin"))
         );
     }
 
