@@ -10,12 +10,14 @@
 //!   the daemon's, and synced recently (by mtime);
 //! - sshd's PAM service: the `pam_breakglass.so` session line present, after
 //!   `pam_loginuid.so` and before `pam_env.so` (also inside included files) and
-//!   `@include common-session`, its options valid, the module loadable, its `ca_keys=`
+//!   `@include common-session` (or any other session include), its options valid, the module loadable, its `ca_keys=`
 //!   holding the CA's keys, its `krl=` fresh, the guard executable and root-owned, the
 //!   spool writable.
 //!
-//! The CLI does not link libpam, so the PAM stack and the module options are parsed here
-//! (the options as `pam/src/config.rs` reads them; a unit test keeps the lists in step).
+//! The CLI does not link libpam, so the PAM stack and the module options are parsed here:
+//! the rules with [`crate::pam_stack::rules`], the reader `enable-pam` uses too, and judged
+//! with [`Placement::judge`], so both agree where the line belongs; the options as
+//! `pam/src/config.rs` reads them (a unit test keeps the lists in step).
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
