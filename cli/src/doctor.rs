@@ -10,12 +10,14 @@
 //!   the daemon's, and synced recently (by mtime);
 //! - sshd's PAM service: the `pam_breakglass.so` session line present, after
 //!   `pam_loginuid.so` and before `pam_env.so` (also inside included files) and
-//!   `@include common-session`, its options valid, the module loadable, its `ca_keys=`
+//!   `@include common-session` (or any other session include), its options valid, the module loadable, its `ca_keys=`
 //!   holding the CA's keys, its `krl=` fresh, the guard executable and root-owned, the
 //!   spool writable.
 //!
-//! The CLI does not link libpam, so the PAM stack and the module options are parsed here
-//! (the options as `pam/src/config.rs` reads them; a unit test keeps the lists in step).
+//! The CLI does not link libpam, so the PAM stack and the module options are parsed here:
+//! the rules with [`crate::pam_stack::rules`], the reader `enable-pam` uses too, and judged
+//! with [`Placement::judge`], so both agree where the line belongs; the options as
+//! `pam/src/config.rs` reads them (a unit test keeps the lists in step).
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::pam_stack::{self, Placement, Rule};
 use breakglass_proto::krl::Krl;
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
@@ -343,7 +346,7 @@ pub async fn check(args: &DoctorArgs, overrides: &Overrides) -> Report {
         s.entries
             .iter()
             .find(|e| e.is_breakglass())
-            .and_then(|e| parse_module_options(&e.args).ok())
+            .and_then(|e| parse_module_options(&e.rule.args).ok())
             .and_then(|o| o.krl_max_age)
     });
     let max_age = args
@@ -921,15 +924,11 @@ fn check_krl(
 /// One module line of a PAM session stack, after following includes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PamEntry {
-    /// The control field (`required`, `[success=ok default=bad]`, ...).
-    pub control: String,
-    /// The module as written (a file name or an absolute path).
-    pub module: String,
-    /// Its arguments.
-    pub args: Vec<String>,
+    /// The rule as [`pam_stack::rules`] parsed it (control, module, arguments).
+    pub rule: Rule,
     /// The file and line it is written in.
     pub file: PathBuf,
-    /// Line number in `file`.
+    /// Line number in `file` (its first line when `\` continues it).
     pub line: usize,
     /// The line of the service file it comes from (its own, or the include's).
     pub top_line: usize,
@@ -941,15 +940,11 @@ impl PamEntry {
     /// The module's file name.
     #[must_use]
     pub fn module_name(&self) -> &str {
-        self.module.rsplit('/').next().unwrap_or(&self.module)
-    }
-
-    fn is(&self, name: &str) -> bool {
-        self.module_name() == name
+        self.rule.module_name()
     }
 
     fn is_breakglass(&self) -> bool {
-        MODULE_NAMES.contains(&self.module_name())
+        MODULE_NAMES.iter().any(|m| self.rule.runs(m))
     }
 
     fn place(&self) -> String {
@@ -972,6 +967,9 @@ pub struct PamInclude {
     pub text: String,
     /// Line number in the service file.
     pub line: usize,
+    /// A session include the module's line must come before
+    /// ([`Rule::is_session_include`]).
+    pub session: bool,
 }
 
 /// A service's session stack, flattened.
@@ -983,60 +981,6 @@ pub struct SessionStack {
     pub includes: Vec<PamInclude>,
     /// Included files that could not be read.
     pub problems: Vec<String>,
-}
-
-/// Splits a PAM config text into logical lines (`\` continuations joined, comments cut)
-/// of tokens; a `[...]` control field stays one token.
-fn pam_lines(text: &str) -> Vec<(usize, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut pending = String::new();
-    let mut start = 0;
-    for (i, raw) in text.lines().enumerate() {
-        if pending.is_empty() {
-            start = i + 1;
-        }
-        let line = raw.split('#').next().unwrap_or("");
-        if let Some(cont) = line.strip_suffix('\\') {
-            pending.push_str(cont);
-            pending.push(' ');
-            continue;
-        }
-        pending.push_str(line);
-        let tokens = tokenize(&pending);
-        pending.clear();
-        if !tokens.is_empty() {
-            out.push((start, tokens));
-        }
-    }
-    out
-}
-
-fn tokenize(line: &str) -> Vec<String> {
-    let mut tokens = Vec::new();
-    let mut cur = String::new();
-    let mut depth = 0u32;
-    for c in line.chars() {
-        match c {
-            '[' => {
-                depth += 1;
-                cur.push(c);
-            }
-            ']' if depth > 0 => {
-                depth -= 1;
-                cur.push(c);
-            }
-            c if c.is_whitespace() && depth == 0 => {
-                if !cur.is_empty() {
-                    tokens.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        tokens.push(cur);
-    }
-    tokens
 }
 
 fn resolve_include(dir: &Path, name: &str) -> PathBuf {
@@ -1065,37 +1009,27 @@ fn collect(
     via: Option<(String, usize)>,
     stack: &mut SessionStack,
 ) {
-    for (line, t) in pam_lines(text) {
+    for rule in pam_stack::rules(text) {
+        let line = rule.index + 1;
         let top_line = via.as_ref().map_or(line, |(_, l)| *l);
-        let include = if t[0] == "@include" {
-            t.get(1).map(|n| (format!("@include {n}"), n.clone()))
-        } else {
-            let kind = t[0].trim_start_matches('-').to_ascii_lowercase();
-            if kind != "session" || t.len() < 3 {
-                continue;
-            }
-            if t[1] == "include" || t[1] == "substack" {
-                Some((format!("session {} {}", t[1], t[2]), t[2].clone()))
-            } else {
+        let Some(name) = rule.included_file().map(str::to_owned) else {
+            if rule.is_session_module() {
                 stack.entries.push(PamEntry {
-                    control: t[1].clone(),
-                    module: t[2].clone(),
-                    args: t[3..].to_vec(),
+                    rule,
                     file: file.to_path_buf(),
                     line,
                     top_line,
                     via: via.as_ref().map(|(v, _)| v.clone()),
                 });
-                None
             }
-        };
-        let Some((shown, name)) = include else {
             continue;
         };
+        let shown = rule.include_text();
         if via.is_none() {
             stack.includes.push(PamInclude {
                 text: shown.clone(),
                 line,
+                session: rule.is_session_include(),
             });
         }
         if depth >= MAX_INCLUDE_DEPTH {
@@ -1305,9 +1239,7 @@ fn check_pam_line(
         .position(|e| std::ptr::eq(e, entry))
         .unwrap_or_default();
     let before = &stack.entries[..pos];
-    let mut placed = true;
     if let Some(via) = &entry.via {
-        placed = false;
         report.fail(
             A,
             format!(
@@ -1319,8 +1251,17 @@ fn check_pam_line(
             format!("remove line {} of {} and run {enable}", entry.line, entry.file.display()),
         );
     }
-    if !before.iter().any(|e| e.is("pam_loginuid.so")) {
-        placed = false;
+    let loginuid_before = before.iter().any(|e| e.rule.is_loginuid());
+    let pam_env = before.iter().find(|e| e.rule.is_pam_env());
+    let include = stack
+        .includes
+        .iter()
+        .find(|i| i.line < entry.top_line && i.session);
+    // The same judgement as enable-pam's (pam_stack::inspect), here over the stack with
+    // its includes followed.
+    let placement = Placement::judge(pam_env.is_some(), include.is_some(), loginuid_before);
+    let placed = entry.via.is_none() && placement == Placement::Correct;
+    if !loginuid_before {
         report.fail(
             A,
             format!(
@@ -1333,8 +1274,7 @@ fn check_pam_line(
             ),
         );
     }
-    if let Some(env) = before.iter().find(|e| e.is("pam_env.so")) {
-        placed = false;
+    if let Some(env) = pam_env {
         report.fail(
             A,
             format!(
@@ -1347,12 +1287,7 @@ fn check_pam_line(
                 entry.top_line, env.top_line
             ),
         );
-    } else if let Some(inc) = stack
-        .includes
-        .iter()
-        .find(|i| i.line < entry.top_line && i.text.contains("common-session"))
-    {
-        placed = false;
+    } else if let Some(inc) = include {
         report.warn(
             A,
             format!(
@@ -1362,15 +1297,18 @@ fn check_pam_line(
             format!("move line {} of {svc} above line {}", entry.top_line, inc.line),
         );
     }
-    if matches!(entry.control.as_str(), "optional" | "sufficient") {
+    if matches!(entry.rule.control.as_str(), "optional" | "sufficient") {
         report.warn(
             A,
             format!(
                 "pam_breakglass.so is `{}` ({} of {svc}): a session the module denies still opens",
-                entry.control,
+                entry.rule.control,
                 entry.place()
             ),
-            format!("use `session required {} ...` on that line", entry.module),
+            format!(
+                "use `session required {} ...` on that line",
+                entry.rule.module
+            ),
         );
     }
     if placed {
@@ -1382,11 +1320,11 @@ fn check_pam_line(
             ),
         );
     }
-    match parse_module_options(&entry.args) {
+    match parse_module_options(&entry.rule.args) {
         Ok(options) => {
             report.ok(
                 A,
-                format!("module options parse ({} given)", entry.args.len()),
+                format!("module options parse ({} given)", entry.rule.args.len()),
             );
             Some(ModuleLine {
                 entry: entry.clone(),
@@ -1454,12 +1392,12 @@ fn check_module(
     const A: &str = "pam";
     let svc = m.service.display();
     // The module file.
-    let module = if m.entry.module.starts_with('/') {
-        Some(PathBuf::from(&m.entry.module))
+    let module = if m.entry.rule.module.starts_with('/') {
+        Some(PathBuf::from(&m.entry.rule.module))
     } else {
         args.module_dirs()
             .iter()
-            .map(|d| d.join(&m.entry.module))
+            .map(|d| d.join(&m.entry.rule.module))
             .find(|p| p.exists())
     };
     match module {
@@ -1467,7 +1405,7 @@ fn check_module(
             A,
             format!(
                 "module {} not found in {}",
-                m.entry.module,
+                m.entry.rule.module,
                 args.module_dirs()
                     .iter()
                     .map(|d| d.display().to_string())
@@ -1736,13 +1674,16 @@ session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_
             ]
         );
         let env = &s.entries[9];
-        assert_eq!(env.args, ["user_readenv=1", "envfile=/etc/default/locale"]);
+        assert_eq!(
+            env.rule.args,
+            ["user_readenv=1", "envfile=/etc/default/locale"]
+        );
         assert_eq!(env.line, 12);
         let systemd = &s.entries[5];
         assert_eq!(systemd.via.as_deref(), Some("@include common-session"));
         assert_eq!(systemd.top_line, 8);
         assert_eq!(
-            s.entries[0].control,
+            s.entries[0].rule.control,
             "[success=ok ignore=ignore module_unknown=ignore default=bad]"
         );
         // common-auth, common-account and common-password are missing here.
@@ -1795,6 +1736,65 @@ session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_
                 guard: None,
             }
         );
+    }
+
+    #[test]
+    fn doctor_and_enable_pam_judge_a_place_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "common-session",
+            "session required pam_unix.so\n",
+        );
+        write(dir.path(), "postlogin", "session optional pam_lastlog.so\n");
+        let bg = "session required pam_breakglass.so ca_keys=/etc/ssh/ca.pub\n";
+        let continued = "session required \\\n  pam_breakglass.so \\\n  ca_keys=/etc/ssh/ca.pub\n";
+        let (uid, cs, env) = (
+            "session required pam_loginuid.so\n",
+            "@include common-session\n",
+            "session required pam_env.so\n",
+        );
+        let post = "session substack postlogin\n";
+        let cases = [
+            ([uid, bg, cs, env].concat(), Placement::Correct),
+            ([uid, continued, cs, env].concat(), Placement::Correct),
+            ([bg, uid, cs, env].concat(), Placement::NoLoginuidBefore),
+            ([uid, cs, bg, env].concat(), Placement::AfterCommonSession),
+            ([uid, post, bg, env].concat(), Placement::AfterCommonSession),
+            ([uid, env, bg, cs].concat(), Placement::AfterPamEnv),
+            ([uid, cs, env, continued].concat(), Placement::AfterPamEnv),
+        ];
+        for (text, want) in cases {
+            let svc = write(dir.path(), "sshd", &text);
+            let (r, m) = report_for(&svc);
+            let placement = pam_stack::inspect(&text, "pam_breakglass.so").placement;
+            assert_eq!(placement, want, "{text}");
+            let doctor_ok = r
+                .lines()
+                .iter()
+                .any(|l| l.starts_with("ok   pam    PAM line "));
+            assert_eq!(
+                doctor_ok,
+                placement == Placement::Correct,
+                "{text}\n{}",
+                r.render()
+            );
+            assert_eq!(m.unwrap().entry.rule.args, ["ca_keys=/etc/ssh/ca.pub"]);
+            let named = match placement {
+                Placement::Correct => None,
+                Placement::NoLoginuidBefore => Some("pam_loginuid.so does not come before"),
+                Placement::AfterCommonSession => Some("it should come right after pam_loginuid.so"),
+                Placement::AfterPamEnv => Some("PAM line after pam_env: "),
+                Placement::Missing => Some("PAM line missing: "),
+            };
+            if let Some(named) = named {
+                assert!(
+                    r.lines().iter().any(|l| l.contains(named)),
+                    "{text}\n{}",
+                    r.render()
+                );
+            }
+        }
     }
 
     #[test]

@@ -17,9 +17,11 @@
 //! `<file>.breakglass-bak` (one fixed name: it always holds the file as it was before the
 //! last change; the package's prerm uses the same name).
 //!
-//! [`inspect`] is the pure part (text in, [`StackReport`] out) that `host doctor` reuses to
-//! find the module's line and where it sits relative to pam_loginuid, common-session and
-//! pam_env.
+//! [`rules`] is the CLI's one reader of PAM rule lines (comments, `\` continuations,
+//! `[...]` controls); [`Rule`] knows which rules run pam_loginuid, pam_env or a session
+//! include, and [`Placement::judge`] is the one judgement of where the module's line sits.
+//! [`inspect`] is the pure part of enable-pam (text in, [`StackReport`] out); `host doctor`
+//! builds its session stack (following includes) on [`rules`] too.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -77,11 +79,19 @@ impl Placement {
     }
 }
 
-/// One active (uncommented) PAM rule of a file.
+/// The module that sets the audit session id the module needs.
+pub const LOGINUID_MODULE: &str = "pam_loginuid.so";
+/// The module that lets users set environment variables (`user_readenv=1`).
+pub const PAM_ENV_MODULE: &str = "pam_env.so";
+
+/// One active (uncommented) PAM rule of a file: one logical line, which `\` at the end of
+/// a line continues on the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    /// 0-based line index in the file.
+    /// 0-based index of the rule's first line in the file.
     pub index: usize,
+    /// 0-based index of its last line (> `index` when `\` continues it).
+    pub last: usize,
     /// Rule type without a leading `-` (`auth`, `account`, `session`, `password`), or
     /// `@include`.
     pub kind: String,
@@ -95,21 +105,94 @@ pub struct Rule {
     pub args: Vec<String>,
 }
 
+/// The file name of a module as a rule writes it (a name or a path).
+#[must_use]
+pub fn module_name(module: &str) -> &str {
+    module.rsplit('/').next().unwrap_or(module)
+}
+
 impl Rule {
     /// True when the rule runs `module` (by name, or by a path ending in `/module`).
     #[must_use]
     pub fn runs(&self, module: &str) -> bool {
-        if self.kind == "@include" || matches!(self.control.as_str(), "include" | "substack") {
+        if self.included_file().is_some() || self.is_include_control() {
             return false;
         }
-        let name = |m: &str| m.rsplit('/').next().unwrap_or(m).to_owned();
-        self.module == module || name(&self.module) == name(module)
+        !self.module.is_empty()
+            && (self.module == module || module_name(&self.module) == module_name(module))
     }
 
-    /// True for `@include common-session*` and `session include|substack ...`.
-    fn is_session_include(&self) -> bool {
+    fn is_include_control(&self) -> bool {
+        matches!(self.control.as_str(), "include" | "substack")
+    }
+
+    /// The module's file name ([`module_name`]).
+    #[must_use]
+    pub fn module_name(&self) -> &str {
+        module_name(&self.module)
+    }
+
+    /// True for a `session` rule that runs a module (not an include).
+    #[must_use]
+    pub fn is_session_module(&self) -> bool {
+        self.kind == "session" && !self.is_include_control() && !self.module.is_empty()
+    }
+
+    /// True for `session ... pam_loginuid.so`.
+    #[must_use]
+    pub fn is_loginuid(&self) -> bool {
+        self.kind == "session" && self.runs(LOGINUID_MODULE)
+    }
+
+    /// True for `session ... pam_env.so`.
+    #[must_use]
+    pub fn is_pam_env(&self) -> bool {
+        self.kind == "session" && self.runs(PAM_ENV_MODULE)
+    }
+
+    /// True for `@include common-session*` and `session include|substack ...`: the
+    /// module's line must come before them (they also run for su, cron and sudo, and may
+    /// run pam_env).
+    #[must_use]
+    pub fn is_session_include(&self) -> bool {
         (self.kind == "@include" && self.module.starts_with("common-session"))
-            || (self.kind == "session" && matches!(self.control.as_str(), "include" | "substack"))
+            || (self.kind == "session" && self.is_include_control() && !self.module.is_empty())
+    }
+
+    /// The file a rule includes into the session stack: `@include FILE` (every type) and
+    /// `session include|substack FILE`.
+    #[must_use]
+    pub fn included_file(&self) -> Option<&str> {
+        let includes =
+            self.kind == "@include" || (self.kind == "session" && self.is_include_control());
+        (includes && !self.module.is_empty()).then_some(self.module.as_str())
+    }
+
+    /// An include as written, in one line (`@include common-session`,
+    /// `session substack postlogin`).
+    #[must_use]
+    pub fn include_text(&self) -> String {
+        if self.kind == "@include" {
+            format!("@include {}", self.module)
+        } else {
+            format!("{} {} {}", self.kind, self.control, self.module)
+        }
+    }
+
+    /// The rule's text in `text` (its file), in one line: each line trimmed, a
+    /// continuation's `\` dropped.
+    #[must_use]
+    pub fn text_in(&self, text: &str) -> String {
+        let lines: Vec<&str> = text
+            .lines()
+            .skip(self.index)
+            .take(self.last + 1 - self.index)
+            .map(|l| {
+                let l = l.trim();
+                l.strip_suffix('\\').map_or(l, str::trim_end)
+            })
+            .collect();
+        lines.join(" ")
     }
 }
 
@@ -119,7 +202,7 @@ pub struct StackReport {
     /// Active rules of any type naming the module, in file order.
     pub module_rules: Vec<Rule>,
     /// The first active `session ... pam_loginuid.so` rule.
-    pub loginuid: Option<usize>,
+    pub loginuid: Option<Rule>,
     /// The first `@include common-session` or `session include|substack` rule.
     pub common_session: Option<usize>,
     /// The first active `session ... pam_env.so` rule.
@@ -145,13 +228,19 @@ impl StackReport {
             (a, b) => a.or(b),
         }
     }
+}
 
-    fn placement_of(&self, index: usize) -> Placement {
-        if self.pam_env.is_some_and(|e| index > e) {
+impl Placement {
+    /// The one judgement of a module line's place, from what runs before it in the session
+    /// stack: a pam_env rule (in the file, or in a file it includes), a session include
+    /// (`@include common-session`, `session include|substack`), a pam_loginuid rule.
+    #[must_use]
+    pub fn judge(pam_env_before: bool, include_before: bool, loginuid_before: bool) -> Self {
+        if pam_env_before {
             Placement::AfterPamEnv
-        } else if self.common_session.is_some_and(|c| index > c) {
+        } else if include_before {
             Placement::AfterCommonSession
-        } else if self.loginuid.is_none_or(|l| index < l) {
+        } else if !loginuid_before {
             Placement::NoLoginuidBefore
         } else {
             Placement::Correct
@@ -188,16 +277,18 @@ fn fields(line: &str) -> Vec<String> {
     out
 }
 
-/// Parses one line into a rule; `None` for blank lines and comments.
-#[must_use]
-pub fn parse_rule(index: usize, line: &str) -> Option<Rule> {
-    // `#` starts a comment anywhere on a line (Debian's file has `pam_env.so # [1]`).
-    let code = line.split('#').next().unwrap_or("");
-    let f = fields(code);
+/// A line without its comment: `#` starts one anywhere on a line (Debian's file has
+/// `pam_env.so # [1]`).
+fn code(line: &str) -> &str {
+    line.split('#').next().unwrap_or("")
+}
+
+fn rule_of(index: usize, last: usize, f: &[String]) -> Option<Rule> {
     let first = f.first()?;
     if first == "@include" {
         return Some(Rule {
             index,
+            last,
             kind: "@include".into(),
             control: String::new(),
             module: f.get(1).cloned().unwrap_or_default(),
@@ -206,6 +297,7 @@ pub fn parse_rule(index: usize, line: &str) -> Option<Rule> {
     }
     Some(Rule {
         index,
+        last,
         kind: first.trim_start_matches('-').to_ascii_lowercase(),
         control: f.get(1).cloned().unwrap_or_default(),
         module: f.get(2).cloned().unwrap_or_default(),
@@ -213,38 +305,65 @@ pub fn parse_rule(index: usize, line: &str) -> Option<Rule> {
     })
 }
 
+/// Parses one line into a rule; `None` for blank lines and comments.
+#[must_use]
+pub fn parse_rule(index: usize, line: &str) -> Option<Rule> {
+    rule_of(index, index, &fields(code(line)))
+}
+
+/// The active rules of a PAM file, in order: comments cut, a line ending in `\` joined
+/// with the next (as libpam reads them).
+#[must_use]
+pub fn rules(text: &str) -> Vec<Rule> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    let mut start = None;
+    let mut last = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let start_i = *start.get_or_insert(i);
+        last = i;
+        let line = code(raw);
+        if let Some(cont) = line.strip_suffix('\\') {
+            pending.push_str(cont);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        out.extend(rule_of(start_i, i, &fields(&pending)));
+        pending.clear();
+        start = None;
+    }
+    // A continuation on the last line continues nothing.
+    if let Some(start_i) = start {
+        out.extend(rule_of(start_i, last, &fields(&pending)));
+    }
+    out
+}
+
 /// Finds `module` in the PAM file `text` and where it sits relative to pam_loginuid,
-/// common-session and pam_env. Pure: no file access.
+/// common-session and pam_env. Pure: no file access, so included files are not read: a
+/// session include counts as a barrier whatever it holds.
 #[must_use]
 pub fn inspect(text: &str, module: &str) -> StackReport {
-    let rules: Vec<Rule> = text
-        .lines()
-        .enumerate()
-        .filter_map(|(i, l)| parse_rule(i, l))
-        .collect();
-    let session = |r: &&Rule| r.kind == "session";
+    let rules = rules(text);
     let mut report = StackReport {
         module_rules: rules.iter().filter(|r| r.runs(module)).cloned().collect(),
-        loginuid: rules
-            .iter()
-            .filter(session)
-            .find(|r| r.runs("pam_loginuid.so"))
-            .map(|r| r.index),
+        loginuid: rules.iter().find(|r| r.is_loginuid()).cloned(),
         common_session: rules
             .iter()
             .find(|r| r.is_session_include())
             .map(|r| r.index),
-        pam_env: rules
-            .iter()
-            .filter(session)
-            .find(|r| r.runs("pam_env.so"))
-            .map(|r| r.index),
-        session_rules: rules.iter().filter(session).count(),
+        pam_env: rules.iter().find(|r| r.is_pam_env()).map(|r| r.index),
+        session_rules: rules.iter().filter(|r| r.kind == "session").count(),
         placement: Placement::Missing,
     };
     let first = report.module_session_rules().next().map(|r| r.index);
-    if let Some(first) = first {
-        report.placement = report.placement_of(first);
+    if let Some(i) = first {
+        report.placement = Placement::judge(
+            report.pam_env.is_some_and(|e| e < i),
+            report.common_session.is_some_and(|c| c < i),
+            report.loginuid.as_ref().is_some_and(|l| l.index < i),
+        );
     }
     report
 }
@@ -273,6 +392,11 @@ fn lines_of(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
 
+/// Every line index the rules take (a continued rule takes several).
+fn lines_of_rules(rules: &[Rule]) -> Vec<usize> {
+    rules.iter().flat_map(|r| r.index..=r.last).collect()
+}
+
 fn join(lines: &[String], had_final_newline: bool) -> String {
     let mut s = lines.join("\n");
     if had_final_newline || !s.is_empty() {
@@ -290,15 +414,15 @@ pub fn plan_enable(text: &str, file: &Path, module: &str, options: &str) -> Resu
             "{f} has no session rules: it does not look like sshd's PAM file. Give the right file with --pam-file, or add the line by hand (see /usr/share/libpam-breakglass/sshd.breakglass)"
         ));
     }
-    let Some(loginuid) = report.loginuid else {
+    let Some(loginuid) = report.loginuid.clone() else {
         return Err(format!(
             "{f} has no `session required pam_loginuid.so` line; pam_breakglass needs the audit session id it sets. Add that line to the session stack first, then run enable-pam again"
         ));
     };
-    if report.barrier().is_some_and(|b| b < loginuid) {
+    if report.barrier().is_some_and(|b| b < loginuid.index) {
         return Err(format!(
             "{f} is unfamiliar: pam_loginuid.so (line {}) comes after @include common-session or pam_env.so (line {}); place `{}` by hand after pam_loginuid and before both",
-            loginuid + 1,
+            loginuid.index + 1,
             report.barrier().map_or(0, |b| b + 1),
             session_line(module, options)
         ));
@@ -307,7 +431,7 @@ pub fn plan_enable(text: &str, file: &Path, module: &str, options: &str) -> Resu
     let wanted = session_line(module, options);
     if existing.len() == 1 && report.placement == Placement::Correct {
         let r = &existing[0];
-        let line = text.lines().nth(r.index).unwrap_or("").trim();
+        let line = r.text_in(text);
         let same_options =
             r.args.join(" ") == options.split_whitespace().collect::<Vec<_>>().join(" ");
         let note = if same_options {
@@ -323,14 +447,13 @@ pub fn plan_enable(text: &str, file: &Path, module: &str, options: &str) -> Resu
             message: format!("already enabled: {f} line {}: {line}{note}", r.index + 1),
         });
     }
-    // Keep an existing line's text (its options) when moving it.
+    // Keep an existing line's text (its options) when moving it; a rule continued with
+    // `\` moves as one line.
     let src = lines_of(text);
     let keep = existing
         .first()
-        .and_then(|r| src.get(r.index))
-        .map(|l| l.trim().to_owned())
-        .unwrap_or_else(|| wanted.clone());
-    let remove: Vec<usize> = existing.iter().map(|r| r.index).collect();
+        .map_or_else(|| wanted.clone(), |r| r.text_in(text));
+    let remove = lines_of_rules(&existing);
     let mut out: Vec<String> = Vec::with_capacity(src.len() + 1);
     let mut inserted_at = 0;
     for (i, l) in src.iter().enumerate() {
@@ -338,7 +461,7 @@ pub fn plan_enable(text: &str, file: &Path, module: &str, options: &str) -> Resu
             continue;
         }
         out.push((*l).to_owned());
-        if i == loginuid {
+        if i == loginuid.last {
             out.push(keep.clone());
             inserted_at = out.len();
         }
@@ -378,14 +501,18 @@ pub fn plan_disable(text: &str, file: &Path, module: &str) -> Plan {
             message: format!("already disabled: {f} has no rule naming {module}"),
         };
     }
-    let remove: Vec<usize> = report.module_rules.iter().map(|r| r.index).collect();
+    let remove = lines_of_rules(&report.module_rules);
     let out: Vec<String> = lines_of(text)
         .iter()
         .enumerate()
         .filter(|(i, _)| !remove.contains(i))
         .map(|(_, l)| (*l).to_owned())
         .collect();
-    let which: Vec<String> = remove.iter().map(|i| (i + 1).to_string()).collect();
+    let which: Vec<String> = report
+        .module_rules
+        .iter()
+        .map(|r| (r.index + 1).to_string())
+        .collect();
     Plan {
         new_text: Some(join(&out, text.ends_with('\n'))),
         message: format!(
@@ -716,13 +843,18 @@ mod tests {
     fn stock_debian12_file_has_no_module_and_the_expected_anchors() {
         let r = inspect(DEBIAN12, DEFAULT_MODULE);
         assert_eq!(r.placement, Placement::Missing);
-        assert_eq!(r.loginuid, Some(line_no(DEBIAN12, "pam_loginuid.so")));
+        assert_eq!(
+            r.loginuid.as_ref().map(|l| l.index),
+            Some(line_no(DEBIAN12, "pam_loginuid.so"))
+        );
         assert_eq!(
             r.common_session,
             Some(line_no(DEBIAN12, "@include common-session"))
         );
         assert_eq!(r.pam_env, Some(line_no(DEBIAN12, "pam_env.so")));
-        assert!(r.loginuid < r.common_session && r.common_session < r.pam_env);
+        assert!(
+            r.loginuid.as_ref().map(|l| l.index) < r.common_session && r.common_session < r.pam_env
+        );
     }
 
     #[test]
@@ -792,7 +924,7 @@ mod tests {
         assert_eq!(r.placement, Placement::Correct);
         assert_eq!(r.module_rules.len(), 1);
         assert_eq!(r.module_rules[0].args, ["ca_keys=/k", "require"]);
-        assert_eq!(r.module_rules[0].index, r.loginuid.unwrap() + 1);
+        assert_eq!(r.module_rules[0].index, r.loginuid.unwrap().index + 1);
     }
 
     #[test]
@@ -923,6 +1055,89 @@ mod tests {
         assert_eq!(
             parse_rule(0, "@include common-session").unwrap().module,
             "common-session"
+        );
+    }
+
+    #[test]
+    fn continued_rules_are_one_rule_and_move_or_go_whole() {
+        let text = "session required \\\n    pam_loginuid.so # audit id\nsession required pam_env.so\nsession required pam_breakglass.so \\\n  ca_keys=/k \\\n  krl=/r\nsession required pam_unix.so\n";
+        let read = rules(text);
+        let spans: Vec<(usize, usize, &str)> = read
+            .iter()
+            .map(|r| (r.index, r.last, r.module_name()))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (0, 1, "pam_loginuid.so"),
+                (2, 2, "pam_env.so"),
+                (3, 5, "pam_breakglass.so"),
+                (6, 6, "pam_unix.so")
+            ]
+        );
+        assert_eq!(read[2].args, ["ca_keys=/k", "krl=/r"]);
+        assert_eq!(
+            read[2].text_in(text),
+            "session required pam_breakglass.so ca_keys=/k krl=/r"
+        );
+        let r = inspect(text, DEFAULT_MODULE);
+        assert_eq!(r.placement, Placement::AfterPamEnv);
+        // enable-pam moves the continued rule whole, as one line, after the continued
+        // pam_loginuid rule (not into the middle of it).
+        let plan = plan_enable(text, file(), DEFAULT_MODULE, "ca_keys=/k krl=/r").unwrap();
+        assert_eq!(
+            plan.new_text.as_deref(),
+            Some(
+                "session required \\\n    pam_loginuid.so # audit id\nsession required pam_breakglass.so ca_keys=/k krl=/r\nsession required pam_env.so\nsession required pam_unix.so\n"
+            )
+        );
+        assert_eq!(
+            plan.message,
+            "moved: /etc/pam.d/sshd line 4 is now line 3, after pam_loginuid.so and before common-session and pam_env.so (it came after pam_env.so): session required pam_breakglass.so ca_keys=/k krl=/r"
+        );
+        let moved = plan.new_text.unwrap();
+        assert_eq!(
+            inspect(&moved, DEFAULT_MODULE).placement,
+            Placement::Correct
+        );
+        // A new line also goes after the continuation's last line.
+        let without = plan_disable(text, file(), DEFAULT_MODULE);
+        assert_eq!(
+            without.message,
+            "disabled: removed pam_breakglass.so from /etc/pam.d/sshd (line 4)"
+        );
+        let without = without.new_text.unwrap();
+        assert_eq!(
+            without,
+            "session required \\\n    pam_loginuid.so # audit id\nsession required pam_env.so\nsession required pam_unix.so\n"
+        );
+        let added = plan_enable(&without, file(), DEFAULT_MODULE, "").unwrap();
+        assert_eq!(
+            added.new_text.unwrap().lines().nth(2),
+            Some("session    required     pam_breakglass.so")
+        );
+        assert!(added.message.contains("at line 3,"), "{}", added.message);
+        // A comment ends a line before its `\`; a `\` on the last line continues nothing.
+        let r = rules(
+            "session required pam_env.so # not continued \\\nsession required pam_unix.so \\",
+        );
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[1].index, r[1].last, r[1].module.as_str()),
+            (1, 1, "pam_unix.so")
+        );
+        // Includes and other types are no module rules.
+        let r = rules(
+            "@include common-session\n-session substack postlogin\nauth include x\n@include\n",
+        );
+        assert!(r[0].is_session_include() && r[1].is_session_include());
+        assert_eq!(r[1].include_text(), "session substack postlogin");
+        assert_eq!(r[1].included_file(), Some("postlogin"));
+        assert_eq!(r[2].included_file(), None);
+        assert_eq!(r[3].included_file(), None);
+        assert!(
+            !r.iter()
+                .any(|r| r.is_session_module() || r.runs("postlogin"))
         );
     }
 
