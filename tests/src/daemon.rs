@@ -101,6 +101,21 @@ impl TestDaemon {
         )
     }
 
+    /// Writes `clients/<file>.toml`: client settings for the client `name` (its
+    /// `clients/<name>{,-key}.pem`) with this daemon's real port; returns its path.
+    pub fn client_config(&self, file: &str, name: &str) -> PathBuf {
+        let path = self.path().join(format!("clients/{file}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "server = \"https://127.0.0.1:{}\"\nca_cert = \"../tls/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}-key.pem\"\nserver_name = \"localhost\"\n",
+                self.port
+            ),
+        )
+        .expect("write the client settings");
+        path
+    }
+
     /// How a client with the given certificate and key connects.
     pub fn target_with(&self, cert: &Path, key: &Path) -> Target {
         Target::Tls {
