@@ -7,7 +7,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use breakglass_ca::init::{ClientSan, tls_leaf};
 use breakglass_cli::approvals::{self, RequestMode, RequestResult};
 use breakglass_cli::commands::RequestArgs;
 use breakglass_cli::settings::Target;
@@ -57,24 +56,6 @@ async fn daemon(hooks: &[&Hook], edit: impl FnOnce(String) -> String) -> TestDae
         edit(c)
     })
     .await
-}
-
-/// A client certificate for `identity` from the dev TLS CA.
-fn client(d: &TestDaemon, name: &str, identity: &'static str) -> Target {
-    let now = time::OffsetDateTime::now_utc();
-    let leaf = tls_leaf(
-        &d.tls_ca(),
-        &[],
-        Some(ClientSan::Email(identity)),
-        now - Duration::from_secs(3600),
-        now + Duration::from_secs(86400),
-    )
-    .unwrap();
-    let cert = d.path().join(format!("clients/{name}.pem"));
-    let key = d.path().join(format!("clients/{name}-key.pem"));
-    std::fs::write(&cert, leaf.cert_pem).unwrap();
-    std::fs::write(&key, leaf.key_pem).unwrap();
-    d.target_with(&cert, &key)
 }
 
 fn args(keys: &std::path::Path, host: &str, ttl: u64, reason: &str) -> RequestArgs {
@@ -311,8 +292,8 @@ async fn tier_1_waits_for_one_approver_then_issues() {
 async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
     let d = daemon(&[], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
-    let sre_alt = client(&d, "sre-alt", "sre-alt@example.com");
-    let reviewer = client(&d, "reviewer", "reviewer@example.com");
+    let sre_alt = d.new_client("sre-alt", "sre-alt@example.com");
+    let reviewer = d.new_client("reviewer", "reviewer@example.com");
 
     // The critical tier wants a ticket reference in the reason.
     let e = approvals::request_live(
@@ -518,7 +499,7 @@ async fn emergency_issues_at_once_capped_alerts_and_waits_for_review() {
     let hook = Hook::start(Answer::Ok).await;
     let d = daemon(&[&hook], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
-    let reviewer = client(&d, "reviewer", "reviewer@example.com");
+    let reviewer = d.new_client("reviewer", "reviewer@example.com");
 
     // Asked for 1h; the elevated tier caps emergencies at 15m.
     let before = now_s();
@@ -635,7 +616,7 @@ async fn emergency_on_a_forbidding_tier_is_refused_and_the_daily_cap_falls_back_
         assert!(matches!(r, RequestResult::Issued(ref o) if o.response.emergency));
     }
     // The allowance is per person: another identity of the same owner has none left.
-    let sre_alt = client(&d, "sre-alt", "sre-alt@example.com");
+    let sre_alt = d.new_client("sre-alt", "sre-alt@example.com");
     let alt = create(&sre_alt, &a, true).await;
     assert_eq!(state(&alt), RequestState::Pending);
     assert_eq!(alt.requester, "sre-alt@example.com");
