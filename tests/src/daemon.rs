@@ -8,6 +8,8 @@ use breakglass_ca::server::Daemon;
 use breakglass_cli::settings::Target;
 use tokio::sync::oneshot;
 
+use crate::sshd::{Sshd, SshdOptions};
+
 /// A running daemon and its dev directory (removed on drop).
 #[derive(Debug)]
 pub struct TestDaemon {
@@ -114,6 +116,23 @@ impl TestDaemon {
         )
         .expect("write the client settings");
         path
+    }
+
+    /// Starts a test sshd (and its PAM module) trusting this daemon's user CA keys, as
+    /// the sample host reads them; `host` is the module's `host=` (default `db-7`).
+    pub async fn start_sshd(&self, host: Option<&str>) -> Sshd {
+        let ca_lines = breakglass_cli::commands::ca_keys(&self.target("host"))
+            .await
+            .expect("the daemon lists its user CA keys");
+        let opts = SshdOptions {
+            sshd_trusts: ca_lines.clone(),
+            module_trusts: ca_lines,
+            host: host.map(str::to_owned),
+            ..Default::default()
+        };
+        tokio::task::spawn_blocking(move || Sshd::start(&opts))
+            .await
+            .unwrap()
     }
 
     /// How a client with the given certificate and key connects.

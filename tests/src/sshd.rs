@@ -556,6 +556,16 @@ impl Sshd {
         std::fs::write(&self.pam_file, text).expect("write /etc/pam.d service");
     }
 
+    /// Makes the module ship its records at once with `bin host ship` as the client
+    /// of `config` (`ship=`/`ship_config=`).
+    pub fn ship_with(&self, bin: &Path, config: &Path) {
+        self.set_module_options(&format!(
+            "ship={} ship_config={}",
+            bin.display(),
+            config.display()
+        ));
+    }
+
     /// Rewrites the PAM service file without the pam_breakglass line: the mistake a
     /// drill must catch (sshd still accepts the certificate; nothing is recorded).
     pub fn remove_module_from_pam_stack(&self) {

@@ -13,12 +13,11 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use breakglass_cli::commands;
 use breakglass_proto::audit::event::DrillReported;
 use breakglass_proto::audit::{Event, EventKind};
 use breakglass_tests::audit::{all_events, session_counts};
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::sshd::{Sshd, SshdOptions, TestUser, require_root};
+use breakglass_tests::sshd::{TestUser, require_root};
 use breakglass_tests::webhook::{Answer, Hook};
 use breakglass_tests::{breakglass_bin, can_run, have};
 
@@ -85,22 +84,8 @@ async fn drill_passes_with_both_times_and_fails_clearly_without_the_pam_module()
     let sre = d.client_config("sre-drill", "sre");
     let host = d.client_config("host-drill", "host");
 
-    let ca_lines = commands::ca_keys(&d.target("host")).await.unwrap();
-    let sshd = tokio::task::spawn_blocking(move || {
-        Sshd::start(&SshdOptions {
-            sshd_trusts: ca_lines.clone(),
-            module_trusts: ca_lines,
-            host: Some("localhost".into()),
-            ..Default::default()
-        })
-    })
-    .await
-    .unwrap();
-    sshd.set_module_options(&format!(
-        "ship={} ship_config={}",
-        bin.display(),
-        host.display()
-    ));
+    let sshd = d.start_sshd(Some("localhost")).await;
+    sshd.ship_with(&bin, &host);
     let user = tokio::task::spawn_blocking(TestUser::create).await.unwrap();
     // The host's key, so that the drill checks it (BatchMode: no prompt, no guessing).
     let host_key = std::fs::read_to_string(sshd.dir.path().join("host_ed25519.pub")).unwrap();

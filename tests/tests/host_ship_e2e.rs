@@ -11,7 +11,7 @@ use breakglass_cli::host::{ShipArgs, ship};
 use breakglass_proto::audit::EventKind;
 use breakglass_tests::audit::{all_events, session_counts};
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::sshd::{ClientKey, Sshd, SshdOptions, TestUser, require_root};
+use breakglass_tests::sshd::{ClientKey, TestUser, require_root};
 use breakglass_tests::{breakglass_bin, ssh_keygen};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -37,21 +37,8 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
     let host_target = d.new_client("db-7", "host://db-7");
     let ship_config = d.client_config("db-7", "db-7");
 
-    let ca_lines = commands::ca_keys(&d.target("host")).await.unwrap();
-    let sshd = tokio::task::spawn_blocking(move || {
-        Sshd::start(&SshdOptions {
-            sshd_trusts: ca_lines.clone(),
-            module_trusts: ca_lines,
-            ..Default::default()
-        })
-    })
-    .await
-    .unwrap();
-    sshd.set_module_options(&format!(
-        "ship={} ship_config={}",
-        bin.display(),
-        ship_config.display()
-    ));
+    let sshd = d.start_sshd(None).await;
+    sshd.ship_with(&bin, &ship_config);
     let user = tokio::task::spawn_blocking(TestUser::create).await.unwrap();
     let keys = tempfile::tempdir().unwrap();
     let public = ssh_keygen(keys.path(), "id", &["-t", "ed25519"]);
