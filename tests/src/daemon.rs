@@ -8,6 +8,8 @@ use breakglass_ca::server::Daemon;
 use breakglass_cli::settings::Target;
 use tokio::sync::oneshot;
 
+use crate::sshd::{Sshd, SshdOptions};
+
 /// A running daemon and its dev directory (removed on drop).
 #[derive(Debug)]
 pub struct TestDaemon {
@@ -99,6 +101,38 @@ impl TestDaemon {
             &self.path().join(format!("clients/{name}.pem")),
             &self.path().join(format!("clients/{name}-key.pem")),
         )
+    }
+
+    /// Writes `clients/<file>.toml`: client settings for the client `name` (its
+    /// `clients/<name>{,-key}.pem`) with this daemon's real port; returns its path.
+    pub fn client_config(&self, file: &str, name: &str) -> PathBuf {
+        let path = self.path().join(format!("clients/{file}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "server = \"https://127.0.0.1:{}\"\nca_cert = \"../tls/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}-key.pem\"\nserver_name = \"localhost\"\n",
+                self.port
+            ),
+        )
+        .expect("write the client settings");
+        path
+    }
+
+    /// Starts a test sshd (and its PAM module) trusting this daemon's user CA keys, as
+    /// the sample host reads them; `host` is the module's `host=` (default `db-7`).
+    pub async fn start_sshd(&self, host: Option<&str>) -> Sshd {
+        let ca_lines = breakglass_cli::commands::ca_keys(&self.target("host"))
+            .await
+            .expect("the daemon lists its user CA keys");
+        let opts = SshdOptions {
+            sshd_trusts: ca_lines.clone(),
+            module_trusts: ca_lines,
+            host: host.map(str::to_owned),
+            ..Default::default()
+        };
+        tokio::task::spawn_blocking(move || Sshd::start(&opts))
+            .await
+            .unwrap()
     }
 
     /// How a client with the given certificate and key connects.

@@ -2,9 +2,16 @@
 //! over real sockets (mTLS on loopback TCP, the admin Unix socket), real
 //! keys made by `ssh-keygen`, and the rules for tests that need root.
 
+pub mod audit;
 pub mod daemon;
+pub mod process;
 pub mod revocation;
 pub mod sshd;
+pub mod webhook;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 /// Refuses to let a test pass silently where it cannot run: returns `false`
 /// (after a loud message) when `why` prevents it, but panics under CI.
@@ -55,4 +62,69 @@ pub fn ssh_keygen(dir: &std::path::Path, name: &str, args: &[&str]) -> std::path
         String::from_utf8_lossy(&out.stderr)
     );
     path.with_extension("pub")
+}
+
+/// The workspace root (the parent of this crate).
+pub fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+}
+
+/// The package sets built into the shared side target directory, one `cargo build` each.
+/// Every build of a binary uses the same set, hence the same features: no build ever
+/// rewrites an artifact with another feature set under a running test. The module is
+/// built alone, free of the workspace's tokio/tonic feature unification (a linkage test
+/// checks this).
+const SIDE_BUILDS: [&[&str]; 2] = [&["breakglass-ca", "breakglass-cli"], &["pam-breakglass"]];
+
+/// Builds `packages` (debug) once per test process into `<target>/e2e`, the side target
+/// directory all end-to-end tests share (the running `cargo test` holds the lock of the
+/// main one; sharing one side directory compiles the dependencies once), and returns
+/// the directory holding the artifacts (`<target>/e2e/debug`). Each package is built
+/// with the whole set of [`SIDE_BUILDS`] it belongs to.
+pub fn side_build(packages: &[&str]) -> PathBuf {
+    static BUILT: [OnceLock<()>; SIDE_BUILDS.len()] =
+        [const { OnceLock::new() }; SIDE_BUILDS.len()];
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target
+    let target = exe.ancestors().nth(3).expect("target dir").join("e2e");
+    for p in packages {
+        assert!(
+            SIDE_BUILDS.iter().any(|set| set.contains(p)),
+            "side_build: package {p} is in no set of SIDE_BUILDS (tests/src/lib.rs): add it there"
+        );
+    }
+    for (set, built) in SIDE_BUILDS.iter().zip(&BUILT) {
+        if !set.iter().any(|p| packages.contains(p)) {
+            continue;
+        }
+        built.get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let out = Command::new(cargo)
+                .arg("build")
+                .args(set.iter().flat_map(|p| ["-p", p]))
+                .arg("--target-dir")
+                .arg(&target)
+                .current_dir(workspace())
+                .output()
+                .expect("cargo runs");
+            assert!(
+                out.status.success(),
+                "cargo build -p {} failed:\n{}",
+                set.join(" -p "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+    }
+    target.join("debug")
+}
+
+/// The real `breakglass` executable: `BREAKGLASS_CLI_BIN`, or built by [`side_build`].
+pub fn breakglass_bin() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os("BREAKGLASS_CLI_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => side_build(&["breakglass-cli"]).join("breakglass"),
+    })
 }

@@ -7,7 +7,7 @@
 //! Everything needs root (useradd, /etc/pam.d, sshd). Tests call [`require_root`] first.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::process::{Captured, wait_exit};
 use breakglass_proto::profile::{
     CRITICAL_FORCE_COMMAND, EXT_GRANT_ID, EXT_HOSTS, EXT_TIER, GrantId, key_id,
 };
@@ -75,37 +76,16 @@ pub struct PamArtifacts {
     pub guard: PathBuf,
 }
 
-/// Builds `pam-breakglass` once per test process with `cargo build -p pam-breakglass`
-/// into its own target directory (the running `cargo test` holds the lock of the main
-/// one, and building the package alone keeps the module free of the workspace's
-/// tokio/tonic feature unification). `BREAKGLASS_PAM_ARTIFACTS=<dir>` uses a directory
-/// holding both files instead.
+/// The module and the guard of `pam-breakglass`, built once per test process by
+/// [`crate::side_build`] (alone: the module stays free of the workspace's tokio/tonic
+/// feature unification). `BREAKGLASS_PAM_ARTIFACTS=<dir>` uses a directory holding both
+/// files instead.
 pub fn pam_artifacts() -> &'static PamArtifacts {
     static ARTIFACTS: OnceLock<PamArtifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
         let dir = match std::env::var_os("BREAKGLASS_PAM_ARTIFACTS") {
             Some(d) => PathBuf::from(d),
-            None => {
-                let exe = std::env::current_exe().expect("test executable path");
-                // target/<profile>/deps/<test> -> target
-                let target = exe.ancestors().nth(3).expect("target dir").join("pam-e2e");
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .parent()
-                    .expect("workspace");
-                let out = Command::new(cargo)
-                    .args(["build", "-p", "pam-breakglass", "--target-dir"])
-                    .arg(&target)
-                    .current_dir(workspace)
-                    .output()
-                    .expect("cargo runs");
-                assert!(
-                    out.status.success(),
-                    "cargo build -p pam-breakglass failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                target.join("debug")
-            }
+            None => crate::side_build(&["pam-breakglass"]),
         };
         let a = PamArtifacts {
             module: dir.join("libpam_breakglass.so"),
@@ -576,6 +556,16 @@ impl Sshd {
         std::fs::write(&self.pam_file, text).expect("write /etc/pam.d service");
     }
 
+    /// Makes the module ship its records at once with `bin host ship` as the client
+    /// of `config` (`ship=`/`ship_config=`).
+    pub fn ship_with(&self, bin: &Path, config: &Path) {
+        self.set_module_options(&format!(
+            "ship={} ship_config={}",
+            bin.display(),
+            config.display()
+        ));
+    }
+
     /// Rewrites the PAM service file without the pam_breakglass line: the mistake a
     /// drill must catch (sshd still accepts the certificate; nothing is recorded).
     pub fn remove_module_from_pam_stack(&self) {
@@ -651,33 +641,39 @@ impl Sshd {
     /// An `ssh` command to `user@127.0.0.1` with `key` (and its certificate), batch mode,
     /// no config files, no host key checks; `args` go before the destination.
     pub fn ssh(&self, user: &str, key: &ClientKey, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ssh");
-        cmd.args(["-F", "/dev/null", "-p"])
-            .arg(self.port.to_string())
-            .arg("-i")
-            .arg(&key.key_path);
-        if let Some(c) = &key.cert_path {
-            cmd.arg("-o")
-                .arg(format!("CertificateFile={}", c.display()));
-        }
-        cmd.args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .args(args)
-        .arg(format!("{user}@127.0.0.1"));
+        let mut cmd = ssh_command(self.port, key);
+        cmd.args(args).arg(format!("{user}@127.0.0.1"));
         cmd
     }
+}
+
+/// An `ssh` command to port `port` of 127.0.0.1 with `key` (and its certificate), batch
+/// mode, no config files, no host key checks; the caller adds the destination.
+pub fn ssh_command(port: u16, key: &ClientKey) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-F", "/dev/null", "-p"])
+        .arg(port.to_string())
+        .arg("-i")
+        .arg(&key.key_path);
+    if let Some(c) = &key.cert_path {
+        cmd.arg("-o")
+            .arg(format!("CertificateFile={}", c.display()));
+    }
+    cmd.args([
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "LogLevel=ERROR",
+    ]);
+    cmd
 }
 
 impl Drop for Sshd {
@@ -725,7 +721,7 @@ fn free_port() -> u16 {
 pub struct SshSession {
     child: Child,
     stdin: Option<ChildStdin>,
-    output: Arc<Mutex<Vec<u8>>>,
+    output: Captured,
 }
 
 impl SshSession {
@@ -737,32 +733,7 @@ impl SshSession {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ssh");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let sink = Arc::clone(&output);
-            let mut stream = stream;
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-                }
-            });
-        }
+        let output = Captured::take(&mut child);
         let stdin = child.stdin.take();
         Self {
             child,
@@ -781,31 +752,19 @@ impl SshSession {
 
     /// Everything ssh printed so far (stdout and stderr).
     pub fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().expect("lock")).into_owned()
+        self.output.text()
     }
 
     /// Waits up to `timeout` for the output to contain `needle`.
     pub fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.output().contains(needle) {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        false
+        self.output
+            .wait_for(needle, timeout, Duration::from_millis(20))
     }
 
     /// Waits up to `timeout` for ssh to exit; returns its status and the time it was seen.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<(ExitStatus, SystemTime)> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some((st, SystemTime::now()));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        None
+        let st = wait_exit(&mut self.child, timeout, Duration::from_millis(10))?;
+        Some((st, SystemTime::now()))
     }
 }
 

@@ -7,7 +7,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use breakglass_ca::init::{ClientSan, tls_leaf};
 use breakglass_cli::approvals::{self, RequestMode, RequestResult};
 use breakglass_cli::commands::RequestArgs;
 use breakglass_cli::settings::Target;
@@ -17,141 +16,14 @@ use breakglass_proto::audit::verify::{ScanOptions, scan_log};
 use breakglass_proto::audit::{Actor, Event, EventKind};
 use breakglass_proto::v1::{RequestInfo, RequestState};
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::ssh_keygen;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
-// ---------------------------------------------------------------------------
-// A webhook receiver: a tiny HTTP/1.1 server on loopback.
-
-/// How the receiver answers.
-#[derive(Clone, Copy, Debug)]
-enum Answer {
-    /// 200 at once.
-    Ok,
-    /// 500 for the first `n` requests, then 200.
-    FailFirst(usize),
-    /// Reads the request and never answers.
-    Hang,
-}
-
-#[derive(Clone, Debug)]
-struct Hook {
-    url: String,
-    /// Every request body received (also the ones answered 500), with when.
-    seen: Arc<Mutex<Vec<(Instant, serde_json::Value)>>>,
-    /// Connections accepted.
-    connections: Arc<Mutex<usize>>,
-}
-
-impl Hook {
-    async fn start(answer: Answer) -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://127.0.0.1:{}/hook", l.local_addr().unwrap().port());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(Mutex::new(0));
-        let (s, c) = (seen.clone(), connections.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = l.accept().await else {
-                    return;
-                };
-                *c.lock().unwrap() += 1;
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Headers, then Content-Length bytes of body.
-                    let (head_end, len) = loop {
-                        let n = match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..p]).to_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            break (p + 4, len);
-                        }
-                    };
-                    while buf.len() < head_end + len {
-                        let n = match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let body: serde_json::Value =
-                        serde_json::from_slice(&buf[head_end..head_end + len])
-                            .unwrap_or(serde_json::Value::Null);
-                    let count = {
-                        let mut v = s.lock().unwrap();
-                        v.push((Instant::now(), body));
-                        v.len()
-                    };
-                    let status = match answer {
-                        Answer::Ok => "200 OK",
-                        Answer::FailFirst(n) if count <= n => "500 Internal Server Error",
-                        Answer::FailFirst(_) => "200 OK",
-                        Answer::Hang => {
-                            tokio::time::sleep(Duration::from_secs(3600)).await;
-                            return;
-                        }
-                    };
-                    let _ = sock
-                        .write_all(
-                            format!(
-                                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                            )
-                            .as_bytes(),
-                        )
-                        .await;
-                });
-            }
-        });
-        Self {
-            url,
-            seen,
-            connections,
-        }
-    }
-
-    fn events(&self) -> Vec<serde_json::Value> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    /// Waits until a notice with `event` (and `request_id`) has arrived.
-    async fn wait_for(&self, event: &str, request_id: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(v) = self
-                .events()
-                .into_iter()
-                .find(|v| v["event"] == event && v["request_id"] == request_id)
-            {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {event} notice for {request_id}; got {:?}",
-                self.events()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
+use breakglass_tests::webhook::{Answer, Hook};
+use breakglass_tests::{breakglass_bin, ssh_keygen};
 
 // ---------------------------------------------------------------------------
 // Daemon set-up and helpers.
+
+/// How long a webhook notice may take to arrive.
+const TEN_S: Duration = Duration::from_secs(10);
 
 const STAGING: &str = "web-1.staging.example";
 const PROD: &str = "db-1.prod.example";
@@ -184,24 +56,6 @@ async fn daemon(hooks: &[&Hook], edit: impl FnOnce(String) -> String) -> TestDae
         edit(c)
     })
     .await
-}
-
-/// A client certificate for `identity` from the dev TLS CA.
-fn client(d: &TestDaemon, name: &str, identity: &'static str) -> Target {
-    let now = time::OffsetDateTime::now_utc();
-    let leaf = tls_leaf(
-        &d.tls_ca(),
-        &[],
-        Some(ClientSan::Email(identity)),
-        now - Duration::from_secs(3600),
-        now + Duration::from_secs(86400),
-    )
-    .unwrap();
-    let cert = d.path().join(format!("clients/{name}.pem"));
-    let key = d.path().join(format!("clients/{name}-key.pem"));
-    std::fs::write(&cert, leaf.cert_pem).unwrap();
-    std::fs::write(&key, leaf.key_pem).unwrap();
-    d.target_with(&cert, &key)
 }
 
 fn args(keys: &std::path::Path, host: &str, ttl: u64, reason: &str) -> RequestArgs {
@@ -347,7 +201,9 @@ async fn tier_0_issues_at_once() {
             .is_empty()
     );
     // A tier with webhooks hears of routine issuance too.
-    let n = hook.wait_for("issued", &o.response.request_id).await;
+    let n = hook
+        .wait_for("issued", "request_id", &o.response.request_id, TEN_S)
+        .await;
     assert_eq!(n["tier"], "low");
     assert_eq!(n["grant_id"], o.response.grant_id.as_str());
 }
@@ -377,7 +233,7 @@ async fn tier_1_waits_for_one_approver_then_issues() {
     let mine = list.iter().find(|i| i.request_id == id).expect("listed");
     assert!(mine.can_approve);
     assert_eq!(mine.approve_command, format!("breakglass approve {id}"));
-    let notice = hook.wait_for("pending", &id).await;
+    let notice = hook.wait_for("pending", "request_id", &id, TEN_S).await;
     assert_eq!(notice["requester"], "sre@example.com");
     assert_eq!(notice["principal"], "bgdemo");
     assert_eq!(notice["hosts"][0], STAGING);
@@ -409,9 +265,9 @@ async fn tier_1_waits_for_one_approver_then_issues() {
     assert_eq!(o.response.approvers, ["approver@example.com"]);
     let cert = std::fs::read_to_string(&o.paths.certificate).unwrap();
     assert!(cert.starts_with("ssh-ed25519-cert-v01@openssh.com "));
-    let n = hook.wait_for("approval", &id).await;
+    let n = hook.wait_for("approval", "request_id", &id, TEN_S).await;
     assert_eq!(n["approvers"][0], "approver@example.com");
-    hook.wait_for("issued", &id).await;
+    hook.wait_for("issued", "request_id", &id, TEN_S).await;
     // `fetch` gets the same certificate again.
     let f = approvals::fetch(
         &d.target("sre"),
@@ -436,8 +292,8 @@ async fn tier_1_waits_for_one_approver_then_issues() {
 async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
     let d = daemon(&[], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
-    let sre_alt = client(&d, "sre-alt", "sre-alt@example.com");
-    let reviewer = client(&d, "reviewer", "reviewer@example.com");
+    let sre_alt = d.new_client("sre-alt", "sre-alt@example.com");
+    let reviewer = d.new_client("reviewer", "reviewer@example.com");
 
     // The critical tier wants a ticket reference in the reason.
     let e = approvals::request_live(
@@ -577,7 +433,7 @@ async fn deny_ends_the_request_and_cancel_is_the_requesters() {
             .contains("denied by user:approver@example.com: use the runbook instead"),
         "{e}"
     );
-    let n = hook.wait_for("denied", &id).await;
+    let n = hook.wait_for("denied", "request_id", &id, TEN_S).await;
     assert_eq!(n["detail"], "use the runbook instead");
     // A denied request stays denied.
     let e = approvals::approve(&d.target("approver2"), &id, "")
@@ -643,7 +499,7 @@ async fn emergency_issues_at_once_capped_alerts_and_waits_for_review() {
     let hook = Hook::start(Answer::Ok).await;
     let d = daemon(&[&hook], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
-    let reviewer = client(&d, "reviewer", "reviewer@example.com");
+    let reviewer = d.new_client("reviewer", "reviewer@example.com");
 
     // Asked for 1h; the elevated tier caps emergencies at 15m.
     let before = now_s();
@@ -673,7 +529,7 @@ async fn emergency_issues_at_once_capped_alerts_and_waits_for_review() {
         "valid_before {vb}"
     );
     let rid = o.response.request_id.clone();
-    let alert = hook.wait_for("emergency", &rid).await;
+    let alert = hook.wait_for("emergency", "request_id", &rid, TEN_S).await;
     assert_eq!(alert["emergency"], true);
     assert_eq!(alert["requester"], "sre@example.com");
     assert_eq!(alert["grant_id"], o.response.grant_id.as_str());
@@ -760,7 +616,7 @@ async fn emergency_on_a_forbidding_tier_is_refused_and_the_daily_cap_falls_back_
         assert!(matches!(r, RequestResult::Issued(ref o) if o.response.emergency));
     }
     // The allowance is per person: another identity of the same owner has none left.
-    let sre_alt = client(&d, "sre-alt", "sre-alt@example.com");
+    let sre_alt = d.new_client("sre-alt", "sre-alt@example.com");
     let alt = create(&sre_alt, &a, true).await;
     assert_eq!(state(&alt), RequestState::Pending);
     assert_eq!(alt.requester, "sre-alt@example.com");
@@ -833,11 +689,11 @@ async fn webhooks_that_hang_or_fail_do_not_delay_issuance_and_are_retried() {
     }
     // And is retried after the timeout.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while *hang.connections.lock().unwrap() < 3 {
+    while hang.connections() < 3 {
         assert!(
             Instant::now() < deadline,
             "hanging webhook not retried: {} connections",
-            *hang.connections.lock().unwrap()
+            hang.connections()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1065,38 +921,6 @@ async fn a_restart_restores_pending_requests_and_approvals_exactly() {
 // ---------------------------------------------------------------------------
 // The real `breakglass` executable.
 
-/// The `breakglass` executable, built once per test process into its own
-/// target directory (the running `cargo test` holds the lock of the main one).
-fn breakglass_bin() -> &'static std::path::PathBuf {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target
-        let target = exe
-            .ancestors()
-            .nth(3)
-            .expect("target dir")
-            .join("cli-approvals");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace");
-        let out = std::process::Command::new(cargo)
-            .args(["build", "-p", "breakglass-cli", "--bin", "breakglass"])
-            .arg("--target-dir")
-            .arg(&target)
-            .current_dir(workspace)
-            .output()
-            .expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "cargo build -p breakglass-cli failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("debug/breakglass")
-    })
-}
-
 /// `breakglass` as the sample client `name`, talking to `d`.
 fn cli(d: &TestDaemon, name: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(breakglass_bin());
@@ -1301,7 +1125,9 @@ async fn a_revocation_reaches_the_webhooks_of_the_grants_tier() {
     )
     .await
     .unwrap();
-    let n = hook.wait_for("revoked", &o.response.request_id).await;
+    let n = hook
+        .wait_for("revoked", "request_id", &o.response.request_id, TEN_S)
+        .await;
     assert_eq!(n["grant_id"], o.response.grant_id.as_str());
     assert_eq!(n["detail"], "INC-21 done early");
     assert_eq!(n["actor"], "user:sre@example.com");

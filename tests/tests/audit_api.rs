@@ -21,6 +21,7 @@ use breakglass_proto::v1::{
     AppendHostRecordsRequest, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
     GetInclusionProofRequest, HostRecord, RequestCertificateRequest,
 };
+use breakglass_tests::audit::all_events;
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::ssh_keygen;
 use signed_note::{Note, StandardVerifier, VerifierList};
@@ -242,15 +243,7 @@ async fn remote_verify_checks_everything_and_advances_the_saved_checkpoint() {
 
     // The same through the command line: `--key` is the log's key there, the client key
     // comes from the client config.
-    let cfg = d.path().join("clients/auditor-test.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "server = \"https://127.0.0.1:{}\"\nca_cert = \"../tls/ca.pem\"\ncert = \"auditor.pem\"\nkey = \"auditor-key.pem\"\nserver_name = \"localhost\"\n",
-            d.port
-        ),
-    )
-    .unwrap();
+    let cfg = d.client_config("auditor-test", "auditor");
     let (cfg_s, key_s, saved_s) = (
         cfg.display().to_string(),
         pub_key.display().to_string(),
@@ -328,22 +321,6 @@ async fn append(
         .iter()
         .map(|r| (r.status(), r.grant_known))
         .collect())
-}
-
-async fn all_events(d: &TestDaemon) -> Vec<Event> {
-    let mut a = audit(&d.target("auditor"));
-    let size = a
-        .get_checkpoint(GetCheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .size;
-    breakglass_cli::audit::fetch_leaves(&mut a, &d.target("auditor"), 0, size)
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| Event::decode(l).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,9 +10,7 @@ use breakglass_cli::commands::{self, RequestArgs};
 use breakglass_proto::v1::RequestCertificateResponse;
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::ssh_keygen;
-use breakglass_tests::sshd::{
-    CertSpec, ClientKey, Sshd, SshdOptions, TestCa, TestUser, require_root,
-};
+use breakglass_tests::sshd::{CertSpec, ClientKey, TestCa, TestUser, require_root};
 
 /// The dev policy, widened to the host name the test sshd's module is configured with.
 async fn daemon() -> TestDaemon {
@@ -74,17 +72,8 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
         return;
     }
     let d = daemon().await;
-    let ca_lines = commands::ca_keys(&d.target("host")).await.unwrap();
+    let sshd = d.start_sshd(None).await;
     let other_ca = TestCa::new();
-    let sshd = tokio::task::spawn_blocking(move || {
-        Sshd::start(&SshdOptions {
-            sshd_trusts: ca_lines.clone(),
-            module_trusts: ca_lines,
-            ..Default::default()
-        })
-    })
-    .await
-    .unwrap();
     let user = TestUser::create();
     let other = TestUser::create();
     let keys = tempfile::tempdir().unwrap();

@@ -10,17 +10,17 @@
 //! service, and /etc/pam.d and /etc/ssh byte for byte as before.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use breakglass_tests::process::{Captured, wait_exit};
 use breakglass_tests::sshd::{cmdline, processes_where, require_root};
-use breakglass_tests::{can_run, have};
+use breakglass_tests::{can_run, have, side_build, workspace};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -43,45 +43,14 @@ const STEP_TITLES: [&str; 9] = [
     "== Step 9: The audit log verifies ==",
 ];
 
-fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-}
-
-/// Builds breakglass-ca, breakglass, the guard and the module once per test process into
-/// target/demo-e2e (the running `cargo test` holds the lock of the main target dir),
-/// in two builds as the demo does (the module alone, free of the daemon's features).
+/// Builds breakglass-ca, breakglass, the guard and the module once per test process
+/// (`side_build`: the module alone, free of the daemon's features, as the demo does).
 /// `BREAKGLASS_DEMO_BIN=<dir>` uses a directory holding them instead.
 fn demo_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(d) = std::env::var_os("BREAKGLASS_DEMO_BIN") {
-            return PathBuf::from(d);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target
-        let target = exe.ancestors().nth(3).expect("target dir").join("demo-e2e");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        for packages in [
-            &["-p", "breakglass-ca", "-p", "breakglass-cli"][..],
-            &["-p", "pam-breakglass"][..],
-        ] {
-            let out = Command::new(&cargo)
-                .arg("build")
-                .args(packages)
-                .arg("--target-dir")
-                .arg(&target)
-                .current_dir(workspace())
-                .output()
-                .expect("cargo runs");
-            assert!(
-                out.status.success(),
-                "cargo build {packages:?} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        target.join("debug")
+    BIN.get_or_init(|| match std::env::var_os("BREAKGLASS_DEMO_BIN") {
+        Some(d) => PathBuf::from(d),
+        None => side_build(&["breakglass-ca", "breakglass-cli", "pam-breakglass"]),
     })
 }
 
@@ -269,7 +238,7 @@ fn assert_clean(demo_dir: &str, before: &SystemState, output: &str) {
 /// `scripts/demo` running with its stdout and stderr collected in the background.
 struct Demo {
     child: Child,
-    output: Arc<Mutex<Vec<u8>>>,
+    output: Captured,
     started: Instant,
 }
 
@@ -285,32 +254,7 @@ impl Demo {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start scripts/demo");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let sink = Arc::clone(&output);
-            let mut stream = stream;
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-                }
-            });
-        }
+        let output = Captured::take(&mut child);
         Self {
             child,
             output,
@@ -319,7 +263,7 @@ impl Demo {
     }
 
     fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().expect("lock")).into_owned()
+        self.output.text()
     }
 
     /// The demo's temporary directory, from its first line.
@@ -330,27 +274,15 @@ impl Demo {
     }
 
     fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.output().contains(needle) {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        false
+        self.output
+            .wait_for(needle, timeout, Duration::from_millis(50))
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                // Let the reader threads drain the pipes.
-                thread::sleep(Duration::from_millis(200));
-                return Some(st);
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        None
+        let st = wait_exit(&mut self.child, timeout, Duration::from_millis(50))?;
+        // Let the reader threads drain the pipes.
+        thread::sleep(Duration::from_millis(200));
+        Some(st)
     }
 
     /// Sends `sig` to the demo's process (`group`: to its process group, as Ctrl-C in a

@@ -10,158 +10,16 @@
 //! fails with the step and what to check, exits 1, the failed report is in the log,
 //! and the webhook receiver gets the alert.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use breakglass_cli::commands;
 use breakglass_proto::audit::event::DrillReported;
 use breakglass_proto::audit::{Event, EventKind};
-use breakglass_proto::v1::GetCheckpointRequest;
-use breakglass_proto::v1::audit_client::AuditClient;
+use breakglass_tests::audit::{all_events, session_counts};
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::sshd::{Sshd, SshdOptions, TestUser, require_root};
-use breakglass_tests::{can_run, have};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
-/// The real `breakglass` executable: `BREAKGLASS_CLI_BIN`, or built once per test
-/// process into its own target directory (the running `cargo test` holds the lock of
-/// the main one).
-fn breakglass_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("BREAKGLASS_CLI_BIN") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target
-        let target = exe.ancestors().nth(3).expect("target dir").join("cli-e2e");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace");
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "breakglass-cli",
-                "--bin",
-                "breakglass",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .current_dir(workspace)
-            .output()
-            .expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "cargo build -p breakglass-cli failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("debug/breakglass")
-    })
-}
-
-/// A webhook receiver: a tiny HTTP/1.1 server on loopback that answers 200 and keeps
-/// every JSON body.
-#[derive(Clone, Debug)]
-struct Hook {
-    url: String,
-    seen: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Hook {
-    async fn start() -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://127.0.0.1:{}/hook", l.local_addr().unwrap().port());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = l.accept().await {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let (head_end, len) = loop {
-                        let n = match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..p]).to_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            break (p + 4, len);
-                        }
-                    };
-                    while buf.len() < head_end + len {
-                        let n = match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let body = serde_json::from_slice(&buf[head_end..head_end + len])
-                        .unwrap_or(serde_json::Value::Null);
-                    s.lock().unwrap().push(body);
-                    let _ = sock
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
-                });
-            }
-        });
-        Self { url, seen }
-    }
-
-    fn events(&self) -> Vec<serde_json::Value> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// Waits up to 15 s for a notice with `event` about `grant`.
-    async fn wait_for(&self, event: &str, grant: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(v) = self
-                .events()
-                .into_iter()
-                .find(|v| v["event"] == event && v["grant_id"] == grant)
-            {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {event} notice for {grant}; got {:?}",
-                self.events()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-async fn all_events(d: &TestDaemon) -> Vec<Event> {
-    let t = d.target("auditor");
-    let mut a = AuditClient::new(breakglass_cli::connect::channel(&t).unwrap());
-    let size = a
-        .get_checkpoint(GetCheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .size;
-    breakglass_cli::audit::fetch_leaves(&mut a, &t, 0, size)
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| Event::decode(l).unwrap())
-        .collect()
-}
+use breakglass_tests::sshd::{TestUser, require_root};
+use breakglass_tests::webhook::{Answer, Hook};
+use breakglass_tests::{breakglass_bin, can_run, have};
 
 /// The grant id printed on the PASS line or the `ok request` progress line.
 fn grant_of(stdout: &str) -> String {
@@ -209,7 +67,7 @@ async fn drill_passes_with_both_times_and_fails_clearly_without_the_pam_module()
     let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
         .await
         .unwrap();
-    let hook = Hook::start().await;
+    let hook = Hook::start(Answer::Ok).await;
     let pager = "# webhooks = [\"https://pager.example.com/hooks/breakglass\"]";
     let url = hook.url.clone();
     let d = TestDaemon::start_with(move |c| {
@@ -223,38 +81,11 @@ async fn drill_passes_with_both_times_and_fails_clearly_without_the_pam_module()
 
     // Client settings with the daemon's real port: the sample SRE runs the drill, the
     // host ships its records as host://localhost.
-    let clients = d.path().join("clients");
-    let settings = |name: &str| {
-        let path = clients.join(format!("{name}-drill.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "server = \"https://127.0.0.1:{}\"\nca_cert = \"../tls/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}-key.pem\"\nserver_name = \"localhost\"\n",
-                d.port
-            ),
-        )
-        .unwrap();
-        path
-    };
-    let sre = settings("sre");
-    let host = settings("host");
+    let sre = d.client_config("sre-drill", "sre");
+    let host = d.client_config("host-drill", "host");
 
-    let ca_lines = commands::ca_keys(&d.target("host")).await.unwrap();
-    let sshd = tokio::task::spawn_blocking(move || {
-        Sshd::start(&SshdOptions {
-            sshd_trusts: ca_lines.clone(),
-            module_trusts: ca_lines,
-            host: Some("localhost".into()),
-            ..Default::default()
-        })
-    })
-    .await
-    .unwrap();
-    sshd.set_module_options(&format!(
-        "ship={} ship_config={}",
-        bin.display(),
-        host.display()
-    ));
+    let sshd = d.start_sshd(Some("localhost")).await;
+    sshd.ship_with(&bin, &host);
     let user = tokio::task::spawn_blocking(TestUser::create).await.unwrap();
     // The host's key, so that the drill checks it (BatchMode: no prompt, no guessing).
     let host_key = std::fs::read_to_string(sshd.dir.path().join("host_ed25519.pub")).unwrap();
@@ -326,27 +157,7 @@ async fn drill_passes_with_both_times_and_fails_clearly_without_the_pam_module()
     assert_eq!(issued.rule, "sre-drill-local");
     assert_eq!(issued.command.as_deref(), Some("echo breakglass-drill"));
     assert!(issued.approvers.is_empty() && !issued.emergency);
-    let of_grant = |e: &&Event| {
-        e.kind
-            .session()
-            .is_some_and(|s| s.grant_id.to_string() == passed)
-    };
-    assert_eq!(
-        events
-            .iter()
-            .filter(of_grant)
-            .filter(|e| matches!(e.kind, EventKind::SessionOpened(_)))
-            .count(),
-        1
-    );
-    assert_eq!(
-        events
-            .iter()
-            .filter(of_grant)
-            .filter(|e| matches!(e.kind, EventKind::SessionClosed(_)))
-            .count(),
-        1
-    );
+    assert_eq!(session_counts(&events, &passed, None), (1, 1));
     let report = drill_report(&events, &passed);
     assert_eq!(report.len(), 1, "one report");
     assert!(report[0].passed && report[0].failed_step.is_empty());
@@ -405,7 +216,9 @@ async fn drill_passes_with_both_times_and_fails_clearly_without_the_pam_module()
             .is_some_and(|s| s.grant_id.to_string() == failed)),
         "no session record without the module"
     );
-    let alert = hook.wait_for("drill_failed", &failed).await;
+    let alert = hook
+        .wait_for("drill_failed", "grant_id", &failed, Duration::from_secs(15))
+        .await;
     assert_eq!(alert["tier"], "drill");
     assert!(
         alert["detail"]

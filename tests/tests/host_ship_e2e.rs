@@ -4,90 +4,15 @@
 //! After the daemon comes back the session is in the log exactly once, open and close;
 //! a re-delivered record is not appended again.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use breakglass_cli::commands::{self, RequestArgs};
 use breakglass_cli::host::{ShipArgs, ship};
-use breakglass_proto::audit::{Event, EventKind};
-use breakglass_proto::v1::GetCheckpointRequest;
-use breakglass_proto::v1::audit_client::AuditClient;
+use breakglass_proto::audit::EventKind;
+use breakglass_tests::audit::{all_events, session_counts};
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::ssh_keygen;
-use breakglass_tests::sshd::{ClientKey, Sshd, SshdOptions, TestUser, require_root};
-
-/// The real `breakglass` executable, built once per test process into its own target
-/// directory (the running `cargo test` holds the lock of the main one).
-fn breakglass_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target
-        let target = exe.ancestors().nth(3).expect("target dir").join("cli-e2e");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace");
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "breakglass-cli",
-                "--bin",
-                "breakglass",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .current_dir(workspace)
-            .output()
-            .expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "cargo build -p breakglass-cli failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("debug/breakglass")
-    })
-}
-
-async fn all_events(d: &TestDaemon) -> Vec<Event> {
-    let t = d.target("auditor");
-    let mut a = AuditClient::new(breakglass_cli::connect::channel(&t).unwrap());
-    let size = a
-        .get_checkpoint(GetCheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .size;
-    breakglass_cli::audit::fetch_leaves(&mut a, &t, 0, size)
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| Event::decode(l).unwrap())
-        .collect()
-}
-
-/// (opened, closed) events of `grant`'s sessions on db-7.
-fn session_events(events: &[Event], grant: &str) -> (usize, usize) {
-    let of_grant = |e: &&Event| {
-        e.kind
-            .session()
-            .is_some_and(|s| s.grant_id.to_string() == grant && s.host == "db-7")
-    };
-    let opened = events
-        .iter()
-        .filter(of_grant)
-        .filter(|e| matches!(e.kind, EventKind::SessionOpened(_)))
-        .count();
-    let closed = events
-        .iter()
-        .filter(of_grant)
-        .filter(|e| matches!(e.kind, EventKind::SessionClosed(_)))
-        .count();
-    (opened, closed)
-}
+use breakglass_tests::sshd::{ClientKey, TestUser, require_root};
+use breakglass_tests::{breakglass_bin, ssh_keygen};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns() {
@@ -110,31 +35,10 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
     .await;
     // The host's client identity and config, as an administrator would install them.
     let host_target = d.new_client("db-7", "host://db-7");
-    let ship_config = d.path().join("clients/db-7.toml");
-    std::fs::write(
-        &ship_config,
-        format!(
-            "server = \"https://127.0.0.1:{}\"\nca_cert = \"../tls/ca.pem\"\ncert = \"db-7.pem\"\nkey = \"db-7-key.pem\"\nserver_name = \"localhost\"\n",
-            d.port
-        ),
-    )
-    .unwrap();
+    let ship_config = d.client_config("db-7", "db-7");
 
-    let ca_lines = commands::ca_keys(&d.target("host")).await.unwrap();
-    let sshd = tokio::task::spawn_blocking(move || {
-        Sshd::start(&SshdOptions {
-            sshd_trusts: ca_lines.clone(),
-            module_trusts: ca_lines,
-            ..Default::default()
-        })
-    })
-    .await
-    .unwrap();
-    sshd.set_module_options(&format!(
-        "ship={} ship_config={}",
-        bin.display(),
-        ship_config.display()
-    ));
+    let sshd = d.start_sshd(None).await;
+    sshd.ship_with(&bin, &ship_config);
     let user = tokio::task::spawn_blocking(TestUser::create).await.unwrap();
     let keys = tempfile::tempdir().unwrap();
     let public = ssh_keygen(keys.path(), "id", &["-t", "ed25519"]);
@@ -196,13 +100,13 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
             .into_iter()
             .filter(|f| f.ends_with(".json"))
             .collect();
-        if session_events(&events, &grant) == (1, 1) && records.is_empty() {
+        if session_counts(&events, &grant, Some("db-7")) == (1, 1) && records.is_empty() {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "not delivered: log {:?}, spool {records:?}",
-            session_events(&events, &grant)
+            session_counts(&events, &grant, Some("db-7"))
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -239,7 +143,10 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
     std::fs::write(spool.join(format!("{}.json", s.record_id)), record).unwrap();
     let r = ship(&host_target, &args).await.unwrap();
     assert_eq!((r.appended, r.duplicates), (0, 1), "{r:?}");
-    assert_eq!(session_events(&all_events(&d).await, &grant), (1, 1));
+    assert_eq!(
+        session_counts(&all_events(&d).await, &grant, Some("db-7")),
+        (1, 1)
+    );
     assert!(
         sshd.spool_files()
             .iter()

@@ -16,8 +16,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use breakglass_tests::sshd::{ClientKey, TestUser, require_root};
-use breakglass_tests::{can_run, have};
+use breakglass_tests::sshd::{ClientKey, TestUser, require_root, ssh_command};
+use breakglass_tests::{can_run, have, workspace};
 
 const PACKAGES: [&str; 3] = ["libpam-breakglass", "breakglass", "breakglass-ca"];
 const SNIPPET: &str = "/etc/ssh/sshd_config.d/breakglass.conf";
@@ -26,13 +26,6 @@ const CA_KEYS: &str = "/etc/ssh/breakglass_user_ca.pub";
 const PAM_SSHD: &str = "/etc/pam.d/sshd";
 /// A PAM service file the test creates (and removes) to check prerm's refusal.
 const OTHER_PAM_SERVICE: &str = "/etc/pam.d/breakglass-e2e-other";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
@@ -178,25 +171,7 @@ impl SystemSshd {
 
     /// Logs in as `user` with `key` and runs `echo`; returns the output and whether it worked.
     fn login(&self, user: &str, key: &ClientKey) -> (bool, String) {
-        let o = run(Command::new("ssh")
-            .args(["-F", "/dev/null", "-p"])
-            .arg(self.port.to_string())
-            .arg("-i")
-            .arg(&key.key_path)
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-            ])
+        let o = run(ssh_command(self.port, key)
             .arg(format!("{user}@127.0.0.1"))
             .args(["echo", "login-ok"]));
         let out = text(&o);
