@@ -661,6 +661,38 @@ impl Config {
                     ),
                 ));
             };
+            // A drill tier issues without approval: its rules may grant nothing but the
+            // drill's harmless command, never a shell or a permit-* extension.
+            if effect == Effect::Allow && t.drill {
+                let drill = breakglass_proto::profile::DRILL_COMMAND;
+                if r.interactive {
+                    return Err(err(
+                        &field("interactive"),
+                        format!(
+                            "rule of drill tier {:?}: drill grants need no shell (set interactive = false)",
+                            t.name
+                        ),
+                    ));
+                }
+                if r.commands.iter().any(|c| c != drill) {
+                    return Err(err(
+                        &field("commands"),
+                        format!(
+                            "rule of drill tier {:?}: drill grants run only {drill:?} (commands = [{drill:?}])",
+                            t.name
+                        ),
+                    ));
+                }
+                if !r.extensions.is_empty() {
+                    return Err(err(
+                        &field("extensions"),
+                        format!(
+                            "rule of drill tier {:?}: drill grants carry no permit-* extensions",
+                            t.name
+                        ),
+                    ));
+                }
+            }
             if effect == Effect::Allow && max_ttl > t.max_ttl {
                 return Err(err(
                     &field("max_ttl"),
@@ -1105,6 +1137,21 @@ mod tests {
             "[[tiers]]\nname = \"d\"\ndrill = true\nemergency = true\nmax_ttl = \"5m\"\n";
         let e = parse(&format!("{MIN}{emergency}{rule}")).unwrap_err();
         assert_eq!(e.field, "tiers[0].emergency");
+        // Its rules grant only the drill's command: no shell, no other command, no extension.
+        for (change, field) in [
+            ("interactive = true\n", "rules[0].interactive"),
+            ("commands = [\"/bin/sh\"]\n", "rules[0].commands"),
+            ("extensions = [\"permit-pty\"]\n", "rules[0].extensions"),
+        ] {
+            let bad = rule.replace("commands = [\"echo breakglass-drill\"]\n", change);
+            let bad = if field.ends_with("commands") || field.ends_with("interactive") {
+                bad
+            } else {
+                format!("{rule}{change}")
+            };
+            let e = parse(&format!("{MIN}{ok}{bad}")).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
     }
 
     #[test]

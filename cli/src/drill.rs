@@ -23,8 +23,7 @@ use crate::connect;
 use crate::error::CliError;
 use crate::settings::Target;
 
-/// The forced command of every drill grant; drill rules list exactly this in `commands`.
-pub const DRILL_COMMAND: &str = "echo breakglass-drill";
+pub use breakglass_proto::profile::DRILL_COMMAND;
 /// The line [`DRILL_COMMAND`] prints: seeing it means the shell was reached.
 pub const MARKER: &str = "breakglass-drill";
 /// How often the daemon is asked whether the session's records have arrived.

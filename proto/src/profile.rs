@@ -29,6 +29,9 @@ pub const EXT_TIER: &str = "tier@breakglass.dev";
 pub const EXT_SESSION_RECORDING: &str = "session-recording@breakglass.dev";
 /// First component of every breakglass key id.
 pub const KEY_ID_PREFIX: &str = "breakglass";
+/// The forced command of every break-glass drill grant (`breakglass drill`): harmless,
+/// and its output shows the shell was reached. Rules of a drill tier allow exactly this.
+pub const DRILL_COMMAND: &str = "echo breakglass-drill";
 
 /// The `permit-*` extensions OpenSSH defines for user certificates.
 pub const PERMIT_EXTENSIONS: [&str; 5] = [
