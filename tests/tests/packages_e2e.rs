@@ -543,6 +543,9 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
     }
 
     // --- purge: the machine is as before ----------------------------------------------
+    // Every `breakglass host ship` run leaves its lock file in the spool: a spool with
+    // only that holds no records, and purge removes it.
+    std::fs::write("/var/spool/breakglass/.ship.lock", b"").expect("ship lock");
     let left: Vec<&str> = PACKAGES.into_iter().filter(|p| known_to_dpkg(p)).collect();
     let out = ok(Command::new("dpkg").arg("-P").args(&left));
     eprintln!("dpkg -P:\n{out}");
