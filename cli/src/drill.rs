@@ -43,8 +43,9 @@ pub struct DrillCmd {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub ttl: Duration,
     /// Longest wait for each step: the request, the login with its command, and the
-    /// session's open and close records reaching the audit log after logout
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    /// session's open and close records reaching the audit log after logout (the default
+    /// outlasts breakglass-ship.timer's minute, for hosts whose module has no ship= option)
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// sshd port on the host
     #[arg(long, value_name = "PORT", default_value_t = 22)]
@@ -704,7 +705,7 @@ mod tests {
     fn defaults_are_a_five_minute_grant_and_a_minute_per_step() {
         let t = T::try_parse_from(["x", "--host", "canary-1", "--as", "drill"]).unwrap();
         assert_eq!(t.d.ttl, Duration::from_secs(300));
-        assert_eq!(t.d.timeout, Duration::from_secs(60));
+        assert_eq!(t.d.timeout, Duration::from_secs(90));
         assert_eq!(t.d.port, 22);
         assert!(T::try_parse_from(["x", "--host", "h", "--as", "u", "--timeout", "0s"]).is_err());
     }
