@@ -1180,17 +1180,30 @@ impl Service {
     pub fn grant_sessions(&self, who: &Caller, grant: &str) -> Result<Vec<SessionInfo>, Error> {
         let grant_id = parse_grant_id(grant)?;
         let st = self.state();
+        let g = self.own_grant(&st, who, grant_id, "list the sessions of")?;
+        Ok(session_infos(g))
+    }
+
+    /// One of the caller's own grants; `what` names the action in the refusal
+    /// ("only the requester (…) may <what> grant g-…").
+    fn own_grant<'s>(
+        &self,
+        st: &'s state::State,
+        who: &Caller,
+        grant_id: GrantId,
+        what: &str,
+    ) -> Result<&'s state::Grant, Error> {
         let g = st
             .grants
             .get(&grant_id)
             .ok_or_else(|| Error::NotFound(format!("no grant {grant_id}")))?;
         if !self.same_person(who, &g.issued.requester) {
             return Err(Error::PermissionDenied(format!(
-                "only the requester ({}) may list the sessions of grant {grant_id}",
+                "only the requester ({}) may {what} grant {grant_id}",
                 g.issued.requester
             )));
         }
-        Ok(session_infos(g))
+        Ok(g)
     }
 
     /// Records the outcome of a drill on one of the caller's own drill grants
@@ -1212,16 +1225,7 @@ impl Service {
         let _t = self.transitions.lock().await;
         let (request_id, tier, host, principal) = {
             let st = self.state();
-            let g = st
-                .grants
-                .get(&grant_id)
-                .ok_or_else(|| Error::NotFound(format!("no grant {grant_id}")))?;
-            if !self.same_person(who, &g.issued.requester) {
-                return Err(Error::PermissionDenied(format!(
-                    "only the requester ({}) may report the drill of grant {grant_id}",
-                    g.issued.requester
-                )));
-            }
+            let g = self.own_grant(&st, who, grant_id, "report the drill of")?;
             if !self.policy.tier(&g.issued.tier).is_some_and(|t| t.drill) {
                 return Err(Error::FailedPrecondition(format!(
                     "grant {grant_id} is of tier `{}`, which is not a drill tier (drill = true)",
