@@ -34,8 +34,14 @@ fn ship_unit_delivers_the_module_spool_and_gives_up_before_its_timeout() {
         .map(|t| humantime::parse_duration(t).unwrap())
         .expect("TimeoutStartSec=");
     assert!(a.lock_wait + a.retry_for + std::time::Duration::from_secs(30) < timeout);
+    // The PAM snippet tells how the module ships at once: this binary, this unit's config.
     let pam = packaging("pam/sshd.breakglass");
-    assert!(pam.contains("ship=PATH") && pam.contains("ship_config=PATH"));
+    let config = cli.conn.config.expect("--config in ExecStart");
+    assert!(pam.contains("ship=/usr/bin/breakglass"), "{pam}");
+    assert!(
+        pam.contains(&format!("ship_config={}", config.display())),
+        "{pam}"
+    );
     let timer = packaging("hosts/breakglass-ship.timer");
     assert!(timer.contains("OnUnitActiveSec=") && timer.contains("WantedBy=timers.target"));
 }
