@@ -12,7 +12,7 @@ use breakglass_proto::v1::{
 
 use crate::commands::{self, RequestArgs, RequestOutcome};
 use crate::connect;
-use crate::error::CliError;
+use crate::error::{Answer, CliError};
 use crate::settings::Target;
 
 /// How `breakglass request` behaves beyond [`RequestArgs`].
@@ -125,8 +125,7 @@ pub async fn request_live(
     let created = client
         .create_request(commands::wire_request(args, public_key, mode.emergency))
         .await
-        .map_err(|s| CliError::from_status(s, &shown))?
-        .into_inner();
+        .answer(target)?;
     if let Some(cert) = created.certificate {
         let outcome = commands::save_certificate(paths, cert, args.add_to_agent.as_deref())?;
         return Ok(RequestResult::Issued(Box::new(outcome)));
@@ -143,8 +142,7 @@ pub async fn request_live(
             request_id: info.request_id.clone(),
         })
         .await
-        .map_err(|s| CliError::from_status(s, &shown))?
-        .into_inner();
+        .answer(target)?;
     let mut last = info;
     loop {
         match stream.message().await {
@@ -178,8 +176,7 @@ pub async fn fetch(
             request_id: request_id.to_owned(),
         })
         .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?
-        .into_inner();
+        .answer(target)?;
     commands::save_certificate(paths, response, None)
 }
 
@@ -189,8 +186,7 @@ pub async fn pending(target: &Target) -> Result<Vec<RequestInfo>, CliError> {
     Ok(client
         .list_pending(ListPendingRequest {})
         .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?
-        .into_inner()
+        .answer(target)?
         .requests)
 }
 
@@ -202,8 +198,7 @@ pub async fn show(target: &Target, request_id: &str) -> Result<RequestInfo, CliE
             request_id: request_id.to_owned(),
         })
         .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| CliError::from_status(s, &target.shown()))
+        .answer(target)
 }
 
 /// `breakglass approve ID [--comment]`.
@@ -219,8 +214,7 @@ pub async fn approve(
             comment: comment.to_owned(),
         })
         .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| CliError::from_status(s, &target.shown()))
+        .answer(target)
 }
 
 /// `breakglass deny ID --reason`.
@@ -236,8 +230,7 @@ pub async fn deny(
             reason: reason.to_owned(),
         })
         .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| CliError::from_status(s, &target.shown()))
+        .answer(target)
 }
 
 /// `breakglass cancel ID`.
@@ -253,8 +246,7 @@ pub async fn cancel(
             reason: reason.to_owned(),
         })
         .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| CliError::from_status(s, &target.shown()))
+        .answer(target)
 }
 
 /// `breakglass review list [--all]`.
@@ -265,8 +257,7 @@ pub async fn review_list(target: &Target, all: bool) -> Result<Vec<ReviewItem>, 
             include_reviewed: all,
         })
         .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?
-        .into_inner()
+        .answer(target)?
         .items)
 }
 
@@ -285,8 +276,7 @@ pub async fn review(
             note: note.to_owned(),
         })
         .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| CliError::from_status(s, &target.shown()))
+        .answer(target)
 }
 
 fn time(secs: i64) -> String {

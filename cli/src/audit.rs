@@ -29,7 +29,7 @@ use tonic::transport::Channel;
 
 use crate::commands::write_atomic;
 use crate::connect;
-use crate::error::CliError;
+use crate::error::{Answer, CliError};
 use crate::settings::{Overrides, Target};
 
 /// Largest key or checkpoint file read.
@@ -301,8 +301,7 @@ async fn checkpoint_size(
     Ok(client
         .get_checkpoint(GetCheckpointRequest {})
         .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?
-        .into_inner()
+        .answer(target)?
         .size)
 }
 
@@ -319,8 +318,7 @@ pub async fn fetch_leaves(
         let r = client
             .get_entries(GetEntriesRequest { start: at, end })
             .await
-            .map_err(|s| CliError::from_status(s, &target.shown()))?
-            .into_inner();
+            .answer(target)?;
         if r.start != at || r.entries.is_empty() {
             return Err(CliError::Verification(format!(
                 "the daemon answered entries from {} ({} entries) when asked from {at}",

@@ -167,7 +167,7 @@ pub struct RequestCmd {
     #[arg(long = "as", value_name = "USER", required = true)]
     pub principals: Vec<String>,
     /// How long the certificate is valid, e.g. 10m, 1h
-    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub ttl: Duration,
     /// Why you need access (incident or ticket reference)
     #[arg(long, value_name = "TEXT")]
@@ -197,9 +197,18 @@ pub struct RequestCmd {
     pub no_wait: bool,
 }
 
-fn parse_ttl(s: &str) -> Result<Duration, String> {
+/// The value parser of every duration flag (`--ttl 10m`, `--timeout 90s`, `--poll 2s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like 10m or 1h ({e})"))
+        .map_err(|e| format!("{s:?} is not a duration like 30s, 10m or 1h ({e})"))
+}
+
+/// [`parse_duration`] for flags where zero makes no sense (a certificate lifetime, a wait).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?} must be longer than zero")),
+        d => Ok(d),
+    }
 }
 
 impl ConnArgs {

@@ -10,7 +10,7 @@ use breakglass_proto::v1::{
 };
 
 use crate::connect;
-use crate::error::CliError;
+use crate::error::{Answer, CliError};
 use crate::settings::Target;
 
 /// Everything `breakglass request` needs.
@@ -165,8 +165,7 @@ pub async fn request(target: &Target, args: &RequestArgs) -> Result<RequestOutco
     let response = client
         .request_certificate(wire_request(args, public_key, false))
         .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?
-        .into_inner();
+        .answer(target)?;
     save_certificate(paths, response, args.add_to_agent.as_deref())
 }
 
@@ -253,8 +252,7 @@ pub async fn ca_keys(target: &Target) -> Result<Vec<String>, CliError> {
     let keys = client
         .get_ca_public_keys(GetCaPublicKeysRequest {})
         .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?
-        .into_inner()
+        .answer(target)?
         .keys;
     Ok(keys.into_iter().map(|k| k.public_key).collect())
 }
@@ -262,11 +260,7 @@ pub async fn ca_keys(target: &Target) -> Result<Vec<String>, CliError> {
 /// Asks the daemon who we are.
 pub async fn whoami(target: &Target) -> Result<String, CliError> {
     let mut client = connect::client(target)?;
-    let r = client
-        .who_am_i(WhoAmIRequest {})
-        .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?
-        .into_inner();
+    let r = client.who_am_i(WhoAmIRequest {}).await.answer(target)?;
     Ok(format!(
         "{} (via {}; groups: {})",
         r.identity,

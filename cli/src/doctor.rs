@@ -80,11 +80,6 @@ const MAX_INCLUDE_DEPTH: usize = 8;
 /// Largest config, key or KRL file read.
 const MAX_FILE: u64 = 4 * 1024 * 1024;
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like 30m or 1h ({e})"))
-}
-
 /// `breakglass host doctor`.
 #[derive(Debug, Args, Clone)]
 #[command(after_help = "\
@@ -114,7 +109,7 @@ pub struct DoctorArgs {
     pub module_dir: Vec<PathBuf>,
     /// Oldest acceptable KRL, by modification time [default: the module's
     /// krl_max_age=, else 1h]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
     pub krl_max_age: Option<Duration>,
     /// Session guard to check [default: the module's guard=, else
     /// /usr/libexec/breakglass/breakglass-guard]

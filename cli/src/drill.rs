@@ -20,7 +20,7 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::connect;
-use crate::error::CliError;
+use crate::error::{Answer, CliError};
 use crate::settings::Target;
 
 pub use breakglass_proto::profile::DRILL_COMMAND;
@@ -40,12 +40,12 @@ pub struct DrillCmd {
     #[arg(long = "as", value_name = "USER")]
     pub user: String,
     /// Lifetime of the drill certificate, e.g. 5m (within the drill tier's max_ttl)
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::cli::parse_positive_duration)]
     pub ttl: Duration,
     /// Longest wait for each step: the request, the login with its command, and the
     /// session's open and close records reaching the audit log after logout (the default
     /// outlasts breakglass-ship.timer's minute, for hosts whose module has no ship= option)
-    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = crate::cli::parse_positive_duration)]
     pub timeout: Duration,
     /// sshd port on the host
     #[arg(long, value_name = "PORT", default_value_t = 22)]
@@ -63,14 +63,6 @@ pub struct DrillCmd {
         default_value = "scheduled break-glass drill"
     )]
     pub reason: String,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(s) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(format!("{s:?} must be longer than zero")),
-        Err(e) => Err(format!("{s:?} is not a duration like 60s or 5m ({e})")),
-    }
 }
 
 /// The steps of a drill, in order.
@@ -250,8 +242,8 @@ async fn report(target: &Target, grant: &str, o: &DrillOutcome) -> Result<u64, C
             logout_to_audit_ms: ms(o.logout_to_audit),
         })
         .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?;
-    Ok(r.into_inner().audit_index)
+        .answer(target)?;
+    Ok(r.audit_index)
 }
 
 /// Runs the drill's steps (without reporting), calling `progress` with one line per step.

@@ -25,7 +25,7 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 
 use crate::connect;
-use crate::error::CliError;
+use crate::error::{Answer, CliError};
 use crate::settings::{Overrides, Target};
 
 /// Default spool directory (the module's default `spool=`).
@@ -57,11 +57,6 @@ pub enum HostCmd {
     Doctor(crate::doctor::DoctorArgs),
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like 30s or 10m ({e})"))
-}
-
 /// `breakglass host ship`.
 #[derive(Debug, Args, Clone)]
 pub struct ShipArgs {
@@ -72,10 +67,10 @@ pub struct ShipArgs {
     #[arg(long)]
     pub once: bool,
     /// Give up after retrying this long while the daemon is unreachable
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::cli::parse_duration)]
     pub retry_for: Duration,
     /// Wait at most this long for another shipper to release the spool
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = crate::cli::parse_duration)]
     pub lock_wait: Duration,
 }
 
@@ -362,12 +357,9 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
         let request = AppendHostRecordsRequest {
             records: batch.iter().map(|(_, r)| r.to_wire()).collect(),
         };
-        let answer = client
-            .append_host_records(request)
-            .await
-            .map_err(|s| CliError::from_status(s, &target.shown()));
+        let answer = client.append_host_records(request).await.answer(target);
         let results = match answer {
-            Ok(r) => r.into_inner().results,
+            Ok(r) => r.results,
             Err(e) if retryable(&e) && !args.once => {
                 if started.elapsed() + backoff > args.retry_for {
                     return Err(CliError::Unavailable(format!(

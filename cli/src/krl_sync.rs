@@ -20,7 +20,7 @@ use ssh_key::{PublicKey, SshSig};
 
 use crate::commands::{self, write_atomic};
 use crate::connect;
-use crate::error::CliError;
+use crate::error::{Answer, CliError};
 use crate::settings::Target;
 
 /// Largest CA keys file read.
@@ -218,11 +218,10 @@ pub async fn ca_keys(target: &Target, file: Option<&Path>) -> Result<Vec<PublicK
 /// Fetches the signed KRL.
 pub async fn fetch(target: &Target) -> Result<GetRevocationListResponse, CliError> {
     let mut client = RevocationsClient::new(connect::channel(target)?);
-    Ok(client
+    client
         .get_revocation_list(GetRevocationListRequest {})
         .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?
-        .into_inner())
+        .answer(target)
 }
 
 /// `breakglass host sync-krl`.

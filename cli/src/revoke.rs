@@ -10,7 +10,7 @@ use breakglass_proto::v1::{RevokeRequest, RevokeResponse};
 use clap::{ArgGroup, Args};
 
 use crate::connect;
-use crate::error::CliError;
+use crate::error::{Answer, CliError};
 use crate::settings::Target;
 
 /// `breakglass revoke`.
@@ -67,11 +67,7 @@ impl RevokeCmd {
 /// Sends a revocation.
 pub async fn revoke(target: &Target, req: RevokeRequest) -> Result<RevokeResponse, CliError> {
     let mut client = RevocationsClient::new(connect::channel(target)?);
-    Ok(client
-        .revoke(req)
-        .await
-        .map_err(|s| CliError::from_status(s, &target.shown()))?
-        .into_inner())
+    client.revoke(req).await.answer(target)
 }
 
 /// Human summary of a revocation.

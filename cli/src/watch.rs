@@ -38,11 +38,6 @@ const STREAM_SILENCE: Duration = Duration::from_secs(15);
 /// How often the registry is rescanned for new sessions of revoked grants.
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like 10s or 1m ({e})"))
-}
-
 /// `breakglass host watch-revocations`.
 #[derive(Debug, Args, Clone)]
 pub struct WatchArgs {
@@ -53,7 +48,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub ca_keys: Option<PathBuf>,
     /// How often to poll the KRL while the revocation stream is down
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::cli::parse_duration)]
     pub poll: Duration,
 }
 
