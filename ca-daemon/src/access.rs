@@ -64,6 +64,7 @@ pub fn need(path: &str) -> Need {
     let (service, method) = path
         .strip_prefix('/')
         .and_then(|p| p.split_once('/'))
+        .filter(|(_, method)| !method.contains('/'))
         .unwrap_or(("", ""));
     match (service, method) {
         ("breakglass.v1.BreakGlass", "WhoAmI")
@@ -318,6 +319,8 @@ mod tests {
             "/breakglass.v1.BreakGlass",
             "/x/y",
             "//WhoAmI",
+            "/grpc.health.v1.Health/Check/../../breakglass.v1.Audit/GetEntries",
+            "/breakglass.v1.BreakGlass/WhoAmI/",
         ] {
             assert_eq!(need(p), Need::Listed, "{p:?}");
         }
