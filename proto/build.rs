@@ -26,9 +26,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("breakglass_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // Messages and servers. A server answers a request that is not valid protobuf with
+    // INVALID_ARGUMENT (`codec::RequestCodec`), not INTERNAL.
     tonic_prost_build::configure()
         .build_server(grpc)
-        .build_client(grpc)
-        .compile_fds(fds)?;
+        .build_client(false)
+        .codec_path("crate::codec::RequestCodec")
+        .compile_fds(fds.clone())?;
+    // Clients, in a file of their own over the same messages, keep tonic's prost codec:
+    // for a client, a reply that does not decode is the server's fault (INTERNAL).
+    if grpc {
+        let clients = out.join("clients");
+        std::fs::create_dir_all(&clients)?;
+        tonic_prost_build::configure()
+            .build_server(false)
+            .build_client(true)
+            .out_dir(&clients)
+            .extern_path(".breakglass.v1", "crate::v1")
+            .compile_fds(fds)?;
+    }
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! range, inclusion and consistency proofs. Read-only; nothing here needs to be trusted
 //! by the caller, who checks signatures, roots and proofs with the contract crate.
 //!
-//! Authorization is one interceptor layer ([`reader_interceptor`]): the caller must be in
-//! one of the configured `[audit] reader_groups`.
+//! Authorization is the access layer's ([`crate::access`]): the caller must be in one of
+//! the configured `[audit] reader_groups`.
 
 use breakglass_proto::v1::audit_server::Audit;
 use breakglass_proto::v1::{
@@ -15,38 +15,11 @@ use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditError, AuditLog};
 use crate::error::Error;
-use crate::identity::Authenticator;
-use crate::policy::Caller;
 
 /// Most entries returned by one `GetEntries` call.
 pub const MAX_ENTRIES_PER_CALL: u64 = 1000;
 /// Entries are cut once an answer holds this many bytes (under tonic's 4 MiB default).
 pub const MAX_ENTRY_BYTES_PER_CALL: usize = 2 * 1024 * 1024;
-
-/// Authenticates the caller, then lets only members of `groups` through.
-#[allow(clippy::result_large_err)]
-pub fn reader_interceptor(
-    auth: Authenticator,
-    groups: Vec<String>,
-) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |req| {
-        let req = auth.intercept(req)?;
-        let caller = req.extensions().get::<Caller>().ok_or_else(|| {
-            Status::from(Error::Internal("no caller after authentication".into()))
-        })?;
-        if caller.groups.iter().any(|g| groups.contains(g)) {
-            Ok(req)
-        } else {
-            Err(Error::PermissionDenied(format!(
-                "{} may not read the audit log: readers must be in one of the groups {} \
-                 ([audit] reader_groups of the daemon config)",
-                caller.identity,
-                groups.join(", ")
-            ))
-            .into())
-        }
-    }
-}
 
 /// The Audit service over the daemon's log.
 #[derive(Clone, Debug)]

@@ -42,6 +42,8 @@ struct RawConfig {
     #[serde(default)]
     identities: Vec<RawIdentity>,
     #[serde(default)]
+    admin_users: Vec<RawAdminUser>,
+    #[serde(default)]
     rules: Vec<RawRule>,
     #[serde(default)]
     tiers: Vec<RawTier>,
@@ -177,6 +179,14 @@ struct RawIdentity {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawAdminUser {
+    user: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     name: String,
     #[serde(default)]
@@ -292,15 +302,25 @@ pub struct AuditSettings {
     pub syslog_socket: PathBuf,
 }
 
-/// A known caller identity.
+/// A known caller identity (`[[identities]]`): someone or something with a client certificate.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// The SAN (URI or e-mail) or `unix:<user>`.
+    /// The SAN (URI or e-mail) of the client certificate; never in the `unix:` namespace.
     pub id: String,
     /// Groups the identity belongs to.
     pub groups: Vec<String>,
     /// The person behind the identity (several identities may share one owner).
     pub owner: Option<String>,
+}
+
+/// A local user of the admin socket (`[[admin_users]]`), identified by `SO_PEERCRED`
+/// as `unix:<user>`.
+#[derive(Debug, Clone)]
+pub struct AdminUser {
+    /// The Unix user name (without `unix:`).
+    pub user: String,
+    /// Groups the user has on the admin socket.
+    pub groups: Vec<String>,
 }
 
 /// A validated daemon configuration.
@@ -314,8 +334,10 @@ pub struct Config {
     pub ca: CaConfig,
     /// Audit log settings.
     pub audit: AuditSettings,
-    /// Known identities.
+    /// Known identities (client certificates).
     pub identities: Vec<Identity>,
+    /// Groups of the local users of the admin socket.
+    pub admin_users: Vec<AdminUser>,
     /// Compiled policy (rules and risk tiers).
     pub policy: Policy,
     /// Notification delivery settings.
@@ -489,6 +511,12 @@ impl Config {
         for (i, id) in raw.identities.into_iter().enumerate() {
             let field = format!("identities[{i}]");
             check_identity(&id.id).map_err(|r| err(&format!("{field}.id"), r))?;
+            if crate::identity::is_admin_socket_identity(&id.id) {
+                return Err(err(
+                    &format!("{field}.id"),
+                    admin_socket_identity_in_identities(&id.id, &id.groups),
+                ));
+            }
             if !seen.insert(id.id.clone()) {
                 return Err(err(
                     &format!("{field}.id"),
@@ -502,6 +530,44 @@ impl Config {
                 id: id.id,
                 groups: id.groups,
                 owner: id.owner,
+            });
+        }
+
+        let mut admin_users = Vec::new();
+        for (i, u) in raw.admin_users.into_iter().enumerate() {
+            let field = format!("admin_users[{i}]");
+            if server.admin_socket.is_none() {
+                return Err(err(
+                    &format!("{field}.user"),
+                    "[server] admin_socket is not set, so no local user can connect; \
+                     set admin_socket or remove [[admin_users]]"
+                        .into(),
+                ));
+            }
+            if let Some(bare) = u.user.strip_prefix(crate::identity::ADMIN_SOCKET_NAMESPACE) {
+                return Err(err(
+                    &format!("{field}.user"),
+                    format!("write the Unix user name without the unix: prefix: user = {bare:?}"),
+                ));
+            }
+            names::check_principal(&u.user).map_err(|r| {
+                err(
+                    &format!("{field}.user"),
+                    format!("{r} (user is a local Unix user name, like \"root\")"),
+                )
+            })?;
+            if admin_users.iter().any(|a: &AdminUser| a.user == u.user) {
+                return Err(err(
+                    &format!("{field}.user"),
+                    format!("user {:?} is listed twice", u.user),
+                ));
+            }
+            for g in &u.groups {
+                check_word(g).map_err(|r| err(&format!("{field}.groups"), r))?;
+            }
+            admin_users.push(AdminUser {
+                user: u.user,
+                groups: u.groups,
             });
         }
 
@@ -732,6 +798,7 @@ impl Config {
             ca,
             audit,
             identities,
+            admin_users,
             policy: Policy::new(rules, tiers),
             notifications,
             revocation,
@@ -956,6 +1023,24 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{s:?} is not a CIDR block like 10.1.0.0/16 or an IP address"))
 }
 
+/// The error for a `unix:` id in `[[identities]]`: where admin-socket users get groups now.
+fn admin_socket_identity_in_identities(id: &str, groups: &[String]) -> String {
+    let user = id
+        .get(crate::identity::ADMIN_SOCKET_NAMESPACE.len()..)
+        .unwrap_or_default();
+    let groups = groups
+        .iter()
+        .map(|g| format!("{g:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{id:?}: the unix: namespace is reserved for local users of the admin socket \
+         (identified by SO_PEERCRED), and no client certificate may claim it; \
+         give the local user its groups under [[admin_users]] instead: \
+         [[admin_users]] user = {user:?} groups = [{groups}]"
+    )
+}
+
 /// Identities are SANs (e-mail or URI) or `unix:<user>`: printable, no spaces.
 pub fn check_identity(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > 256 {
@@ -1015,6 +1100,10 @@ mod tests {
         assert!(c.policy.tier("drill").unwrap().drill);
         assert_eq!(c.policy.tier("low").unwrap().approvals, 0);
         assert_eq!(c.policy.tier("critical").unwrap().approvals, 2);
+        // The admin socket's root gets its groups from [[admin_users]], not [[identities]].
+        assert!(c.identities.iter().all(|i| !i.id.starts_with("unix:")));
+        assert_eq!(c.admin_users[0].user, "root");
+        assert_eq!(c.admin_users[0].groups, ["admins"]);
     }
 
     #[test]
@@ -1232,6 +1321,90 @@ mod tests {
         assert!(e.contains("unknown field `colour`"), "{e}");
         let e = parse(&MIN.replace("version = 1", "version = 2")).unwrap_err();
         assert_eq!(e.field, "version");
+    }
+
+    #[test]
+    fn unix_identities_are_refused_in_identities_and_pointed_at_admin_users() {
+        let ok = "[[identities]]\nid = \"a@example.com\"\ngroups = [\"sre\"]\n";
+        for id in ["unix:root", "UNIX:root", "unix:uid=0"] {
+            let bad = format!("{ok}[[identities]]\nid = \"{id}\"\ngroups = [\"admins\"]\n");
+            let e = parse(&format!("{MIN}{bad}")).unwrap_err();
+            assert_eq!(e.field, "identities[1].id", "{e}");
+            assert!(
+                e.reason
+                    .contains("reserved for local users of the admin socket")
+                    && e.reason.contains("[[admin_users]]")
+                    && e.reason.contains("groups = [\"admins\"]"),
+                "{e}"
+            );
+        }
+        let e = parse(&format!("{MIN}[[identities]]\nid = \"unix:root\"\n")).unwrap_err();
+        assert!(e.reason.contains("user = \"root\""), "{e}");
+    }
+
+    #[test]
+    fn admin_users_give_local_users_groups_and_are_checked() {
+        let with_socket = MIN.replace(
+            "listen = \"127.0.0.1:7443\"\n",
+            "listen = \"127.0.0.1:7443\"\nadmin_socket = \"admin.sock\"\n",
+        );
+        let root = "[[admin_users]]\nuser = \"root\"\ngroups = [\"admins\"]\n";
+        let c = parse(&format!("{with_socket}{root}")).unwrap();
+        assert_eq!(c.admin_users.len(), 1);
+        assert_eq!(c.admin_users[0].user, "root");
+        assert_eq!(c.admin_users[0].groups, ["admins"]);
+        assert!(c.identities.is_empty());
+        let cases = [
+            (
+                format!("{with_socket}{root}{root}"),
+                "admin_users[1].user",
+                "listed twice",
+            ),
+            (
+                format!("{with_socket}{}", root.replace("\"root\"", "\"unix:root\"")),
+                "admin_users[0].user",
+                "without the unix: prefix",
+            ),
+            (
+                format!("{with_socket}{}", root.replace("\"root\"", "\"ro ot\"")),
+                "admin_users[0].user",
+                "local Unix user name",
+            ),
+            (
+                format!("{with_socket}{}", root.replace("\"admins\"", "\"ad mins\"")),
+                "admin_users[0].groups",
+                "letters, digits",
+            ),
+            (
+                format!("{MIN}{root}"),
+                "admin_users[0].user",
+                "admin_socket is not set",
+            ),
+        ];
+        for (text, field, says) in cases {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.reason.contains(says), "{e}");
+        }
+        let e = parse(&format!("{with_socket}{root}owner = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `owner`"), "{e}");
+    }
+
+    #[test]
+    fn the_readme_identities_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("**Identities.**").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let with_socket = MIN.replace(
+            "listen = \"127.0.0.1:7443\"\n",
+            "listen = \"127.0.0.1:7443\"\nadmin_socket = \"admin.sock\"\n",
+        );
+        let c = parse(&format!("{with_socket}{example}")).unwrap();
+        assert_eq!(c.identities[0].id, "alice@example.com");
+        assert_eq!(c.admin_users[0].user, "root");
     }
 
     #[test]

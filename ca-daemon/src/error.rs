@@ -30,6 +30,18 @@ pub enum Error {
     /// The request was cancelled.
     #[error("{0}")]
     Cancelled(String),
+    /// The caller is not listed in the configuration: it may call nothing but `WhoAmI`.
+    #[error(
+        "{identity} is not a known identity of this breakglass-ca, so it may not call {rpc} \
+         (only WhoAmI); ask the CA's operators to list it under [[identities]] in the daemon \
+         config, with its groups (hosts: id = \"host://NAME\", groups = [\"hosts\"])"
+    )]
+    UnknownIdentity {
+        /// The caller's identity (its certificate SAN).
+        identity: String,
+        /// The refused call (`/package.Service/Method`).
+        rpc: String,
+    },
 }
 
 impl From<Error> for tonic::Status {
@@ -45,6 +57,7 @@ impl From<Error> for tonic::Status {
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             Error::Expired(_) => tonic::Status::deadline_exceeded(msg),
             Error::Cancelled(_) => tonic::Status::aborted(msg),
+            Error::UnknownIdentity { .. } => tonic::Status::permission_denied(msg),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! A caller on the mTLS listener whose identity (the certificate's URI SAN) is
 //! `host://<name>` and which the configuration lists with the group [`HOST_GROUP`]. Its host
 //! name is `<name>` (a valid host name, no wildcards). Anything else — an unknown identity,
-//! a person, the admin socket — is refused before the handler runs ([`host_interceptor`]).
+//! a person, the admin socket — is refused before the handler runs (by the access layer,
+//! [`crate::access`], which calls [`host_name`]).
 //!
 //! # What a host may report
 //! Only records whose `host` is its own name, whose session id starts with that name (the
@@ -35,7 +36,7 @@ use breakglass_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
-use crate::identity::{Authenticator, caller};
+use crate::identity::caller;
 use crate::policy::Caller;
 use crate::service::Service;
 
@@ -76,21 +77,6 @@ pub fn host_name(caller: &Caller) -> Result<String, Error> {
         return refuse("a host name cannot be a pattern".into());
     }
     Ok(name.to_owned())
-}
-
-/// Authenticates the caller, then lets only configured hosts through.
-#[allow(clippy::result_large_err)]
-pub fn host_interceptor(
-    auth: Authenticator,
-) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |req| {
-        let req = auth.intercept(req)?;
-        let caller = req.extensions().get::<Caller>().ok_or_else(|| {
-            Status::from(Error::Internal("no caller after authentication".into()))
-        })?;
-        host_name(caller)?;
-        Ok(req)
-    }
 }
 
 /// How `pam_breakglass` builds session ids (characters outside `[A-Za-z0-9._-]` become `_`).

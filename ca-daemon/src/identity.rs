@@ -1,9 +1,15 @@
 //! Who is calling: the SAN of the mTLS client certificate, or the Unix user
 //! behind the admin socket (`SO_PEERCRED`). Never a field the caller fills in.
 //!
-//! [`Authenticator`] is the one place this is decided; it runs as a tonic
-//! interceptor in front of every handler and stores a [`Caller`] in the
-//! request's extensions.
+//! [`Authenticator`] is the one place this is decided. The access layer
+//! ([`crate::access`]) runs it in front of every call, and each API's tonic
+//! interceptor runs it again (a second layer) before storing the [`Caller`] in
+//! the request's extensions.
+//!
+//! The two kinds of callers never mix: certificate identities are looked up in
+//! `[[identities]]`, admin-socket users in `[[admin_users]]`. The `unix:`
+//! namespace belongs to the admin socket: a certificate that claims it is refused
+//! at the TLS handshake ([`crate::tls`]) and, should one get through, here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,27 +17,61 @@ use std::sync::Arc;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::config::{Identity, check_identity};
+use crate::config::{AdminUser, Config, Identity, check_identity};
 use crate::error::Error;
 use crate::policy::Caller;
 
-/// Maps transport-level identities to [`Caller`]s using the configured identities.
+/// Prefix of the identities of admin-socket callers (`unix:<user>`).
+pub const ADMIN_SOCKET_NAMESPACE: &str = "unix:";
+
+/// True when `id` is in the `unix:` namespace (any letter case, as URI schemes are),
+/// which only callers of the admin socket may have.
+pub fn is_admin_socket_identity(id: &str) -> bool {
+    id.get(..ADMIN_SOCKET_NAMESPACE.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(ADMIN_SOCKET_NAMESPACE))
+}
+
+/// A caller and whether the configuration lists it.
+#[derive(Clone, Debug)]
+pub struct Identified {
+    /// The caller.
+    pub caller: Caller,
+    /// Listed in `[[identities]]`, or a caller of the admin socket (which only local
+    /// administrators can open). Unlisted callers may call nothing but `WhoAmI`.
+    pub listed: bool,
+}
+
+/// Maps transport-level identities to [`Caller`]s using the configuration.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
-    known: Arc<HashMap<String, Identity>>,
+    /// `[[identities]]` by id.
+    certificates: Arc<HashMap<String, Identity>>,
+    /// `[[admin_users]]` by `unix:<user>`.
+    admin_users: Arc<HashMap<String, AdminUser>>,
 }
 
 impl Authenticator {
-    /// Builds the authenticator from the configured identities.
-    pub fn new(identities: &[Identity]) -> Self {
+    /// Builds the authenticator from the configured identities and admin-socket users.
+    pub fn new(identities: &[Identity], admin_users: &[AdminUser]) -> Self {
         Self {
-            known: Arc::new(
+            certificates: Arc::new(
                 identities
                     .iter()
                     .map(|i| (i.id.clone(), i.clone()))
                     .collect(),
             ),
+            admin_users: Arc::new(
+                admin_users
+                    .iter()
+                    .map(|u| (format!("{ADMIN_SOCKET_NAMESPACE}{}", u.user), u.clone()))
+                    .collect(),
+            ),
         }
+    }
+
+    /// The authenticator of a configuration.
+    pub fn from_config(config: &Config) -> Self {
+        Self::new(&config.identities, &config.admin_users)
     }
 
     /// The tonic interceptor: identifies the caller or refuses the call.
@@ -40,43 +80,82 @@ impl Authenticator {
         &self,
         mut req: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        let caller = self.identify(&req)?;
-        req.extensions_mut().insert(caller);
+        let ext = req.extensions();
+        let who = self.identify(
+            ext.get::<TlsConnectInfo<TcpConnectInfo>>(),
+            ext.get::<UdsConnectInfo>(),
+        )?;
+        req.extensions_mut().insert(who.caller);
         Ok(req)
     }
 
-    fn identify<T>(&self, req: &tonic::Request<T>) -> Result<Caller, Error> {
-        let ext = req.extensions();
-        let (identity, transport, uid) =
-            if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
-                let certs = tls.peer_certs().ok_or_else(|| {
-                    Error::Unauthenticated("no client certificate was presented".into())
-                })?;
-                let leaf = certs.first().ok_or_else(|| {
-                    Error::Unauthenticated("no client certificate was presented".into())
-                })?;
-                (identity_from_certificate(leaf.as_ref())?, "mtls", None)
-            } else if let Some(uds) = ext.get::<UdsConnectInfo>() {
-                let cred = uds.peer_cred.ok_or_else(|| {
-                    Error::Unauthenticated(
-                        "the admin socket could not read the peer's credentials".into(),
-                    )
-                })?;
-                (unix_identity(cred.uid()), "unix", Some(cred.uid()))
-            } else {
-                return Err(Error::Unauthenticated(
-                    "connection is neither mTLS nor the local admin socket".into(),
-                ));
-            };
-        let known = self.known.get(&identity);
-        Ok(Caller {
-            groups: known.map(|k| k.groups.clone()).unwrap_or_default(),
-            owner: known.and_then(|k| k.owner.clone()),
-            identity,
-            transport,
-            uid,
-        })
+    /// Identifies the caller of a connection from what the transport proved: the mTLS
+    /// client certificate or the admin socket's peer credentials.
+    pub fn identify(
+        &self,
+        tls: Option<&TlsConnectInfo<TcpConnectInfo>>,
+        uds: Option<&UdsConnectInfo>,
+    ) -> Result<Identified, Error> {
+        if let Some(tls) = tls {
+            let certs = tls.peer_certs().ok_or_else(|| {
+                Error::Unauthenticated("no client certificate was presented".into())
+            })?;
+            let leaf = certs.first().ok_or_else(|| {
+                Error::Unauthenticated("no client certificate was presented".into())
+            })?;
+            let identity = identity_from_certificate(leaf.as_ref())?;
+            if is_admin_socket_identity(&identity) {
+                // The TLS verifier refuses these at the handshake; this is the second layer.
+                return Err(Error::Unauthenticated(reserved_namespace(&identity)));
+            }
+            let known = self.certificates.get(&identity);
+            Ok(Identified {
+                listed: known.is_some(),
+                caller: Caller {
+                    groups: known.map(|k| k.groups.clone()).unwrap_or_default(),
+                    owner: known.and_then(|k| k.owner.clone()),
+                    identity,
+                    transport: "mtls",
+                    uid: None,
+                },
+            })
+        } else if let Some(uds) = uds {
+            let cred = uds.peer_cred.ok_or_else(|| {
+                Error::Unauthenticated(
+                    "the admin socket could not read the peer's credentials".into(),
+                )
+            })?;
+            let identity = unix_identity(cred.uid());
+            let groups = self
+                .admin_users
+                .get(&identity)
+                .map(|u| u.groups.clone())
+                .unwrap_or_default();
+            Ok(Identified {
+                listed: true,
+                caller: Caller {
+                    identity,
+                    groups,
+                    owner: None,
+                    transport: "unix",
+                    uid: Some(cred.uid()),
+                },
+            })
+        } else {
+            Err(Error::Unauthenticated(
+                "connection is neither mTLS nor the local admin socket".into(),
+            ))
+        }
     }
+}
+
+/// Why a certificate identity in the `unix:` namespace is refused.
+pub fn reserved_namespace(identity: &str) -> String {
+    format!(
+        "client certificate identity {identity:?} is refused: the {ADMIN_SOCKET_NAMESPACE} \
+         namespace is reserved for local users of the admin socket (identified by SO_PEERCRED); \
+         issue the certificate with your e-mail or another URI SAN"
+    )
 }
 
 /// The caller identity of a DER client certificate: its first URI SAN, or
@@ -114,8 +193,8 @@ pub fn identity_from_certificate(der: &[u8]) -> Result<String, Error> {
 /// `unix:<user name>` for a local uid (or `unix:uid=<n>` when it has no name).
 pub fn unix_identity(uid: u32) -> String {
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => format!("unix:{}", u.name),
-        _ => format!("unix:uid={uid}"),
+        Ok(Some(u)) => format!("{ADMIN_SOCKET_NAMESPACE}{}", u.name),
+        _ => format!("{ADMIN_SOCKET_NAMESPACE}uid={uid}"),
     }
 }
 
@@ -125,4 +204,26 @@ pub fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, Error> {
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| Error::Internal("call reached a handler without authentication".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unix_namespace_is_recognised_in_any_letter_case() {
+        for id in ["unix:root", "UNIX:root", "Unix:uid=0", "unix:"] {
+            assert!(is_admin_socket_identity(id), "{id}");
+        }
+        for id in [
+            "unixroot",
+            "unix",
+            "host://unix:root",
+            "sre@example.com",
+            "spiffe://x/unix:",
+            "üñîx:root",
+        ] {
+            assert!(!is_admin_socket_identity(id), "{id}");
+        }
+    }
 }

@@ -282,7 +282,8 @@ version = 1
 [server]
 # mTLS gRPC listener. Clients must present a certificate signed by client_ca.
 listen = "{listen}"
-# Local admin socket (mode 0600); callers are identified as unix:<user>.
+# Local admin socket (mode 0600); callers are identified as unix:<user>
+# (SO_PEERCRED) and get their groups from [[admin_users]].
 admin_socket = "admin.sock"
 tls_cert = "tls/server.pem"
 tls_key = "tls/server-key.pem"          # must be mode 0600
@@ -300,8 +301,9 @@ backdate = "2m"
 # No request may ask for more than this, whatever the rules say.
 max_ttl = "8h"
 
-# Who is who. The id is the URI or e-mail SAN of the client certificate
-# (or unix:<user> on the admin socket); groups are used by the rules.
+# Who is who. The id is the URI or e-mail SAN of the client certificate; groups
+# are used by the rules. A certificate not listed here may call nothing but
+# `breakglass whoami`.
 [[identities]]
 id = "sre@example.com"
 groups = ["sre"]
@@ -328,8 +330,10 @@ owner = "sample-auditor"
 id = "host://localhost"
 groups = ["hosts"]
 
-[[identities]]
-id = "unix:root"
+# Local users of the admin socket (identified as unix:<user> by SO_PEERCRED;
+# no certificate can claim a unix: identity) and their groups.
+[[admin_users]]
+user = "root"
 groups = ["admins"]
 
 [audit]

@@ -2,7 +2,7 @@
 //!
 //! Where things happen:
 //! - [`config`]: the TOML configuration, validated before anything binds;
-//! - [`identity`]: who is calling (mTLS SAN or `SO_PEERCRED`);
+//! - [`identity`]: who is calling (mTLS SAN or `SO_PEERCRED`); [`access`]: who may call what;
 //! - [`request`]: validation of every request field;
 //! - [`policy`]: the access decision and risk tiers;
 //! - [`service`]: the request lifecycle (pending, approvals, issuance, review);
@@ -16,6 +16,7 @@
 //! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod audit;
 pub mod audit_api;
 pub mod audit_syslog;

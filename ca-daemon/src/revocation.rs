@@ -4,7 +4,8 @@
 //!
 //! Who may revoke: members of the configured admin groups (any grant) and the
 //! requester of a grant (their own). Reading the KRL and watching revocations is
-//! open to every authenticated caller: hosts need both.
+//! for hosts and admins only (decided by the access layer, [`crate::access`]): the
+//! notices say who revoked whose grant and why.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

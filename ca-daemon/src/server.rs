@@ -1,6 +1,6 @@
 //! Wiring: the mTLS TCP server and the local admin Unix socket, both serving
-//! the same authenticated API, plus health checking and reflection;
-//! graceful shutdown with a drain deadline.
+//! the same authenticated API, plus health checking and reflection, all behind the
+//! access layer ([`crate::access`]); graceful shutdown with a drain deadline.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -18,7 +18,9 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity, Stack};
 
+use crate::access::AccessLayer;
 use crate::audit::{AuditConfig, AuditLog};
 use crate::certificate::{CaKeyError, CertificateAuthority};
 use crate::config::Config;
@@ -131,26 +133,24 @@ impl Daemon {
         Ok((tcp, admin))
     }
 
-    fn router(&self) -> Result<Router, StartupError> {
-        let auth = Authenticator::new(&self.config.identities);
-        let api = BreakGlassServer::with_interceptor(Handlers(self.service.clone()), move |r| {
-            auth.intercept(r)
-        });
+    fn router(&self) -> Result<Router<Stack<AccessLayer, Identity>>, StartupError> {
+        // Each API's interceptor identifies the caller again (a second layer behind the
+        // access layer, which decides who may call what) and stores it for the handlers.
+        let auth = Authenticator::from_config(&self.config);
+        let intercept = move |r: tonic::Request<()>| auth.intercept(r);
+        let api =
+            BreakGlassServer::with_interceptor(Handlers(self.service.clone()), intercept.clone());
         let audit_api = AuditServer::with_interceptor(
             crate::audit_api::AuditApi::new(self.service.audit.clone()),
-            crate::audit_api::reader_interceptor(
-                Authenticator::new(&self.config.identities),
-                self.config.audit.reader_groups.clone(),
-            ),
+            intercept.clone(),
         );
         let host_api = HostAgentServer::with_interceptor(
             crate::hosts::HostApi::new(self.service.clone()),
-            crate::hosts::host_interceptor(Authenticator::new(&self.config.identities)),
+            intercept.clone(),
         );
-        let revocation_auth = Authenticator::new(&self.config.identities);
         let revocation_api = RevocationsServer::with_interceptor(
             crate::revocation::RevocationHandlers(self.revocations.clone()),
-            move |r| revocation_auth.intercept(r),
+            intercept,
         );
         let (health_reporter, health) = tonic_health::server::health_reporter();
         // The reporter only updates a shared map; no await point is needed here.
@@ -171,6 +171,7 @@ impl Daemon {
             .build_v1alpha()
             .map_err(|e| StartupError::Serve(format!("reflection: {e}")))?;
         Ok(Server::builder()
+            .layer(AccessLayer::new(&self.config))
             .add_service(api)
             .add_service(revocation_api)
             .add_service(audit_api)

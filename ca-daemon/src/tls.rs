@@ -1,20 +1,29 @@
 //! The mTLS listener: rustls (ring) with mandatory client certificates from
 //! the configured client CA, handshakes under a timeout, and every failed
 //! handshake logged with the peer's address.
+//!
+//! A client certificate whose identity (the SAN [`identity_from_certificate`] picks)
+//! is in the `unix:` namespace of the admin socket is refused at the handshake
+//! ([`NoAdminSocketIdentities`]), however valid its chain.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::RootCertStore;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
+    SignatureScheme,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::identity::{identity_from_certificate, is_admin_socket_identity, reserved_namespace};
 use crate::keyfile::{self, Secrecy};
 
 const MAX_PEM: u64 = 1 << 20;
@@ -77,9 +86,10 @@ pub fn server_config(
             .map_err(|e| bad(client_ca, format!("is not a usable CA certificate: {e}")))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| bad(client_ca, format!("cannot verify clients with it: {e}")))?;
+    let verifier = Arc::new(NoAdminSocketIdentities(webpki));
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| bad(cert, e.to_string()))?
@@ -93,6 +103,90 @@ pub fn server_config(
         })?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
+}
+
+/// A client certificate verifier that refuses, after the chain checks of the inner
+/// verifier, every certificate whose identity is in the admin socket's `unix:` namespace.
+#[derive(Debug)]
+pub struct NoAdminSocketIdentities(pub Arc<dyn ClientCertVerifier>);
+
+/// Why a certificate was refused at the handshake (shown in the handshake failure log).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ReservedIdentity(String);
+
+impl ClientCertVerifier for NoAdminSocketIdentities {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        // A certificate without a usable SAN passes here: the access layer refuses it
+        // with a clearer message (UNAUTHENTICATED) than a TLS alert could carry.
+        if let Ok(identity) = identity_from_certificate(end_entity.as_ref())
+            && is_admin_socket_identity(&identity)
+        {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(ReservedIdentity(reserved_namespace(&identity)))),
+            )));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.0.requires_raw_public_keys()
+    }
+}
+
+/// A failed handshake for the log: our own verifier's reason as it reads, else rustls's error.
+fn handshake_error(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(why))))
+            if why.downcast_ref::<ReservedIdentity>().is_some() =>
+        {
+            why.to_string()
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Accepts TCP connections and hands completed TLS streams to `tx` until
@@ -125,9 +219,63 @@ pub async fn accept_loop(
                 Ok(Ok(tls)) => {
                     let _ = tx.send(Ok(tls)).await;
                 }
-                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake refused"),
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %handshake_error(&e), "TLS handshake refused");
+                }
                 Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::{ClientSan, tls_ca, tls_leaf};
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn certificates_claiming_the_unix_namespace_are_refused_at_the_handshake() {
+        install_crypto_provider();
+        let ca = tls_ca("test CA").unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(der(&ca.cert_pem)).unwrap();
+        let verifier = NoAdminSocketIdentities(
+            WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .unwrap(),
+        );
+        let now = time::OffsetDateTime::now_utc();
+        let day = Duration::from_secs(86400);
+        let verify = |san| {
+            let leaf = tls_leaf(&ca, &[], Some(san), now - day, now + day).unwrap();
+            verifier.verify_client_cert(&der(&leaf.cert_pem), &[], UnixTime::now())
+        };
+        for san in [
+            ClientSan::Uri("unix:root"),
+            ClientSan::Uri("UNIX:root"),
+            ClientSan::Email("unix:root"),
+        ] {
+            let e = verify(san).unwrap_err();
+            // As tokio-rustls reports it to the accept loop, which logs it with the peer.
+            let logged = handshake_error(&std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+            assert!(
+                logged.starts_with("client certificate identity \"")
+                    && logged.contains("reserved for local users of the admin socket"),
+                "{san:?}: {logged}"
+            );
+        }
+        for san in [
+            ClientSan::Uri("host://unix"),
+            ClientSan::Email("unix@example.com"),
+        ] {
+            assert!(verify(san).is_ok(), "{san:?}");
+        }
     }
 }

@@ -81,6 +81,37 @@ fn refuses_a_config_with_an_unknown_field_naming_it() {
 }
 
 #[test]
+fn refuses_a_config_giving_a_certificate_a_unix_identity_and_says_where_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), "127.0.0.1:0");
+    let cfg = dir.path().join("breakglass-ca.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    // What dev configs said before [[admin_users]]: root's groups as an identity.
+    let old = text.replace(
+        "[[admin_users]]\nuser = \"root\"\n",
+        "[[identities]]\nid = \"unix:root\"\n",
+    );
+    assert_ne!(old, text);
+    std::fs::write(&cfg, old).unwrap();
+    for cmd in ["serve", "check-config"] {
+        let out = Command::new(BIN)
+            .args([cmd, "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{cmd}: {err}");
+        assert!(
+            err.contains("identities[5].id: \"unix:root\"")
+                && err.contains("reserved for local users of the admin socket")
+                && err.contains("[[admin_users]] user = \"root\" groups = [\"admins\"]"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+#[test]
 fn check_config_accepts_the_dev_setup() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), "127.0.0.1:7443");

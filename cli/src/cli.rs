@@ -63,7 +63,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Show the identity and groups the daemon sees for you
+    /// Show the identity and groups the daemon sees for you (the one call open to an
+    /// identity the daemon's config does not list: ask its operators to add it)
     Whoami,
     /// Revoke grants (by grant, serial, requester or public key): sshd refuses them at
     /// the hosts' next KRL sync, and open sessions end within seconds

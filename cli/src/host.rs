@@ -44,9 +44,12 @@ const MAX_RECORD_FILE: u64 = 64 * 1024;
 pub enum HostCmd {
     /// Deliver the spooled session records to breakglass-ca (exactly once, oldest first)
     Ship(ShipArgs),
-    /// Install the CA's signed KRL for sshd's RevokedKeys (verified, never older, atomic)
+    /// Install the CA's signed KRL for sshd's RevokedKeys (verified, never older, atomic).
+    /// The daemon serves the KRL to hosts (this host's host://NAME certificate, in the
+    /// group hosts) and admins only
     SyncKrl(crate::krl_sync::SyncKrlArgs),
-    /// End open sessions of revoked grants at once (follows the daemon's revocation stream)
+    /// End open sessions of revoked grants at once (follows the daemon's revocation
+    /// stream, which it serves to hosts and admins only)
     WatchRevocations(crate::watch::WatchArgs),
     /// Add pam_breakglass.so to sshd's PAM session stack (after pam_loginuid, before pam_env), with a backup
     EnablePam(crate::pam_stack::EnablePamArgs),

@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+#[cfg(feature = "grpc")]
+pub mod codec;
 pub mod krl;
 pub mod names;
 pub mod profile;
@@ -22,6 +24,8 @@ pub mod sessions;
 )]
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/breakglass.v1.rs"));
+    #[cfg(feature = "grpc")]
+    include!(concat!(env!("OUT_DIR"), "/clients/breakglass.v1.rs"));
 
     /// Encoded `FileDescriptorSet` of the API, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -1,0 +1,378 @@
+//! Who may call what: the one authorization decision, made by a tower layer in front of
+//! every gRPC service on both listeners, before any handler runs.
+//!
+//! | calls | who may make them |
+//! |---|---|
+//! | `BreakGlass/WhoAmI`, gRPC health, server reflection | every authenticated caller, listed or not |
+//! | `Revocations/GetRevocationList`, `Revocations/WatchRevocations` | hosts and admins |
+//! | `Audit/*` | members of `[audit] reader_groups` |
+//! | `HostAgent/*` | hosts |
+//! | everything else | listed callers (the handlers then apply the policy) |
+//!
+//! - *Listed*: in `[[identities]]`, or a caller of the admin socket (mode 0600: only the
+//!   daemon's user and root can open it). An unlisted caller gets `PERMISSION_DENIED`
+//!   ([`Error::UnknownIdentity`]) saying how to get listed.
+//! - *Hosts*: see [`crate::hosts::host_name`] (`host://NAME` in the group `hosts`).
+//! - *Admins*: callers of the admin socket and members of `[revocation] admin_groups`.
+//!   Revocation notices name who revoked whose grant and why: people have no use for the
+//!   stream (auditors read the same in the audit log), hosts need it and the KRL.
+//!
+//! `WhoAmI` stays open so that someone who is not listed yet can learn the identity the
+//! daemon sees and ask for it to be listed. Health and reflection stay open because they
+//! reveal nothing of the daemon's state: health answers "serving" (what monitoring probes
+//! ask, without an entry in the config), reflection describes the public `.proto` API.
+//! Every call still needs a client certificate from `[server] client_ca` (or the admin
+//! socket) and an identity outside the reserved `unix:` namespace.
+//!
+//! Every refusal made here goes through [`Access::refused`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::codegen::http;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::identity::{Authenticator, Identified};
+use crate::policy::Caller;
+
+/// Longest RPC path kept in logs and messages (paths come from the caller).
+const MAX_RPC_LEN: usize = 200;
+
+/// What a call needs from its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Any authenticated caller, listed or not.
+    Anyone,
+    /// A listed caller.
+    Listed,
+    /// A host or an admin.
+    HostOrAdmin,
+    /// A member of `[audit] reader_groups`.
+    AuditReader,
+    /// A host.
+    Host,
+}
+
+/// What the call at `path` (`/package.Service/Method`) needs. Calls not named here
+/// (including new ones) need a listed caller.
+pub fn need(path: &str) -> Need {
+    let (service, method) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .filter(|(_, method)| !method.contains('/'))
+        .unwrap_or(("", ""));
+    match (service, method) {
+        ("breakglass.v1.BreakGlass", "WhoAmI")
+        | ("grpc.health.v1.Health", _)
+        | ("grpc.reflection.v1.ServerReflection", _)
+        | ("grpc.reflection.v1alpha.ServerReflection", _) => Need::Anyone,
+        ("breakglass.v1.Revocations", "GetRevocationList" | "WatchRevocations") => {
+            Need::HostOrAdmin
+        }
+        ("breakglass.v1.Audit", _) => Need::AuditReader,
+        ("breakglass.v1.HostAgent", _) => Need::Host,
+        _ => Need::Listed,
+    }
+}
+
+/// A refused call: who asked for what, and why.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The caller, when it could be identified.
+    pub caller: Option<Caller>,
+    /// The peer's address on the mTLS listener.
+    pub peer: Option<SocketAddr>,
+    /// The call (`/package.Service/Method`, cut to 200 characters).
+    pub rpc: String,
+    /// Why; its status is what the caller gets.
+    pub error: Error,
+}
+
+/// The authorization rules of a configuration.
+#[derive(Clone, Debug)]
+pub struct Access {
+    auth: Authenticator,
+    reader_groups: Vec<String>,
+    admin_groups: Vec<String>,
+}
+
+impl Access {
+    /// The rules of `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            auth: Authenticator::from_config(config),
+            reader_groups: config.audit.reader_groups.clone(),
+            admin_groups: config.revocation.admin_groups.clone(),
+        }
+    }
+
+    /// Identifies the caller of a call to `path` and decides whether it may make it.
+    pub fn check(&self, path: &str, extensions: &http::Extensions) -> Result<Caller, Box<Refusal>> {
+        let tls = extensions.get::<TlsConnectInfo<TcpConnectInfo>>();
+        let peer = tls.and_then(|t| t.get_ref().remote_addr());
+        let rpc: String = path.chars().take(MAX_RPC_LEN).collect();
+        let refuse = |caller: Option<Caller>, error: Error| {
+            Box::new(Refusal {
+                caller,
+                peer,
+                rpc: rpc.clone(),
+                error,
+            })
+        };
+        let who = self
+            .auth
+            .identify(tls, extensions.get::<UdsConnectInfo>())
+            .map_err(|e| refuse(None, e))?;
+        match self.authorize(&who, need(path), &rpc) {
+            Ok(()) => Ok(who.caller),
+            Err(e) => Err(refuse(Some(who.caller), e)),
+        }
+    }
+
+    /// Whether `who` may make a call that needs `need`.
+    pub fn authorize(&self, who: &Identified, need: Need, rpc: &str) -> Result<(), Error> {
+        let caller = &who.caller;
+        if need == Need::Anyone {
+            return Ok(());
+        }
+        if !who.listed {
+            return Err(Error::UnknownIdentity {
+                identity: caller.identity.clone(),
+                rpc: rpc.to_owned(),
+            });
+        }
+        match need {
+            Need::Anyone | Need::Listed => Ok(()),
+            Need::Host => crate::hosts::host_name(caller).map(|_| ()),
+            Need::HostOrAdmin => {
+                if self.is_admin(caller) || crate::hosts::host_name(caller).is_ok() {
+                    Ok(())
+                } else {
+                    Err(Error::PermissionDenied(format!(
+                        "{} may not call {rpc}: the revocation list and stream are for hosts \
+                         (host://NAME in the group hosts, e.g. `breakglass host sync-krl` with \
+                         the host's certificate) and admins (the admin socket, or the groups {} \
+                         of [revocation] admin_groups); your groups: {}",
+                        caller.identity,
+                        self.admin_groups.join(", "),
+                        groups_or_none(&caller.groups)
+                    )))
+                }
+            }
+            Need::AuditReader => {
+                if caller.groups.iter().any(|g| self.reader_groups.contains(g)) {
+                    Ok(())
+                } else {
+                    Err(Error::PermissionDenied(format!(
+                        "{} may not read the audit log: readers must be in one of the groups {} \
+                         ([audit] reader_groups of the daemon config)",
+                        caller.identity,
+                        self.reader_groups.join(", ")
+                    )))
+                }
+            }
+        }
+    }
+
+    /// An admin: a caller of the admin socket, or a member of `[revocation] admin_groups`.
+    fn is_admin(&self, caller: &Caller) -> bool {
+        caller.transport == "unix" || caller.groups.iter().any(|g| self.admin_groups.contains(g))
+    }
+
+    /// Answers a refused call: the one place every refusal of this layer passes, in an
+    /// async context (so that it can also be recorded), before the status goes back.
+    pub async fn refused(&self, r: Refusal) -> http::Response<tonic::body::Body> {
+        let identity = r.caller.as_ref().map_or("-", |c| c.identity.as_str());
+        let transport = r.caller.as_ref().map_or("-", |c| c.transport);
+        tracing::warn!(
+            identity,
+            transport,
+            peer = ?r.peer,
+            rpc = %r.rpc,
+            reason = %r.error,
+            "call refused"
+        );
+        tonic::Status::from(r.error).into_http()
+    }
+}
+
+fn groups_or_none(groups: &[String]) -> String {
+    if groups.is_empty() {
+        "none".to_owned()
+    } else {
+        groups.join(", ")
+    }
+}
+
+/// The tower layer that puts [`Access`] in front of a service.
+#[derive(Clone, Debug)]
+pub struct AccessLayer(Arc<Access>);
+
+impl AccessLayer {
+    /// The layer for the rules of `config`.
+    pub fn new(config: &Config) -> Self {
+        Self(Arc::new(Access::new(config)))
+    }
+}
+
+impl<S> tower::Layer<S> for AccessLayer {
+    type Service = AccessService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessService {
+            inner,
+            access: self.0.clone(),
+        }
+    }
+}
+
+/// A service behind [`AccessLayer`]: reached only by calls [`Access`] lets through, with
+/// the [`Caller`] in the request's extensions.
+#[derive(Clone, Debug)]
+pub struct AccessService<S> {
+    inner: S,
+    access: Arc<Access>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AccessService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // The clone is not ready; call the instance that was polled ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let access = self.access.clone();
+        Box::pin(async move {
+            match access.check(req.uri().path(), req.extensions()) {
+                Ok(caller) => {
+                    req.extensions_mut().insert(caller);
+                    inner.call(req).await
+                }
+                Err(refusal) => Ok(access.refused(*refusal).await),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rpc_of_the_api_needs_what_the_table_says() {
+        use breakglass_proto::v1::{
+            audit_server, break_glass_server, host_agent_server, revocations_server,
+        };
+        let bg = break_glass_server::SERVICE_NAME;
+        let rev = revocations_server::SERVICE_NAME;
+        assert_eq!(need(&format!("/{bg}/WhoAmI")), Need::Anyone);
+        assert_eq!(need(&format!("/{bg}/RequestCertificate")), Need::Listed);
+        assert_eq!(need(&format!("/{bg}/GetCaPublicKeys")), Need::Listed);
+        assert_eq!(need(&format!("/{rev}/Revoke")), Need::Listed);
+        assert_eq!(
+            need(&format!("/{rev}/GetRevocationList")),
+            Need::HostOrAdmin
+        );
+        assert_eq!(need(&format!("/{rev}/WatchRevocations")), Need::HostOrAdmin);
+        assert_eq!(
+            need(&format!("/{}/GetCheckpoint", audit_server::SERVICE_NAME)),
+            Need::AuditReader
+        );
+        assert_eq!(
+            need(&format!(
+                "/{}/AppendHostRecords",
+                host_agent_server::SERVICE_NAME
+            )),
+            Need::Host
+        );
+        assert_eq!(need("/grpc.health.v1.Health/Check"), Need::Anyone);
+        assert_eq!(
+            need("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            Need::Anyone
+        );
+        // Unknown and malformed paths: listed callers only (deny by default).
+        for p in [
+            "",
+            "/",
+            "WhoAmI",
+            "/breakglass.v1.BreakGlass",
+            "/x/y",
+            "//WhoAmI",
+            "/grpc.health.v1.Health/Check/../../breakglass.v1.Audit/GetEntries",
+            "/breakglass.v1.BreakGlass/WhoAmI/",
+        ] {
+            assert_eq!(need(p), Need::Listed, "{p:?}");
+        }
+    }
+
+    fn caller(identity: &str, groups: &[&str], transport: &'static str) -> Caller {
+        Caller {
+            identity: identity.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            owner: None,
+            transport,
+            uid: (transport == "unix").then_some(0),
+        }
+    }
+
+    #[test]
+    fn unlisted_callers_get_only_the_open_calls_and_are_told_how_to_get_listed() {
+        let access = Access {
+            auth: Authenticator::new(&[], &[]),
+            reader_groups: vec!["auditors".into()],
+            admin_groups: vec!["admins".into()],
+        };
+        let who = |c: Caller, listed| Identified { caller: c, listed };
+        // An unlisted certificate that even claims the hosts group is unknown.
+        let stranger = who(caller("host://db-9", &["hosts"], "mtls"), false);
+        assert!(access.authorize(&stranger, Need::Anyone, "/w").is_ok());
+        for need in [
+            Need::Listed,
+            Need::HostOrAdmin,
+            Need::AuditReader,
+            Need::Host,
+        ] {
+            let e = access.authorize(&stranger, need, "/x/Y").unwrap_err();
+            assert!(matches!(e, Error::UnknownIdentity { .. }), "{need:?}: {e}");
+            assert!(e.to_string().contains("[[identities]]"), "{e}");
+            assert_eq!(tonic::Status::from(e).code(), tonic::Code::PermissionDenied);
+        }
+        let sre = who(caller("sre@example.com", &["sre"], "mtls"), true);
+        let host = who(caller("host://db-7", &["hosts"], "mtls"), true);
+        let admin = who(caller("admin@example.com", &["admins"], "mtls"), true);
+        let root = who(caller("unix:root", &[], "unix"), true);
+        assert!(access.authorize(&sre, Need::Listed, "/x/Y").is_ok());
+        let e = access
+            .authorize(&sre, Need::HostOrAdmin, "/x/Y")
+            .unwrap_err();
+        assert!(matches!(e, Error::PermissionDenied(_)), "{e}");
+        assert!(e.to_string().contains("for hosts"), "{e}");
+        for ok in [&host, &admin, &root] {
+            assert!(access.authorize(ok, Need::HostOrAdmin, "/x/Y").is_ok());
+        }
+        assert!(access.authorize(&admin, Need::Host, "/x/Y").is_err());
+        assert!(access.authorize(&host, Need::Host, "/x/Y").is_ok());
+        assert!(access.authorize(&sre, Need::AuditReader, "/x/Y").is_err());
+    }
+}
