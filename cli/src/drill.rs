@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use breakglass_proto::text::{self, escaped as esc};
 use breakglass_proto::v1::{
     GrantRef, ReportDrillRequest, RequestCertificateRequest, RequestCertificateResponse,
 };
@@ -132,7 +133,7 @@ fn fail(step: Step, detail: impl Into<String>, hint: impl Into<String>) -> Failu
 }
 
 fn failed(out: &mut DrillOutcome, f: Failure, progress: &mut dyn FnMut(&str)) {
-    progress(&format!("FAIL  {:<13} {}", f.step.name(), f.detail));
+    progress(&format!("FAIL  {:<13} {}", f.step.name(), esc(&f.detail)));
     out.failure = Some(f);
 }
 
@@ -198,9 +199,9 @@ pub async fn run(cmd: DrillCmd, target: &Target) -> Result<(), CliError> {
             println!(
                 "FAIL: {what} failed at step {}: {}",
                 f.step.name(),
-                f.detail
+                esc(&f.detail)
             );
-            println!("  check: {}", f.hint);
+            println!("  check: {}", esc(&f.hint));
             match report {
                 Some(Ok(index)) => println!(
                     "  reported to breakglass-ca (audit event {index}): the failure is alerted like an emergency"
@@ -213,7 +214,7 @@ pub async fn run(cmd: DrillCmd, target: &Target) -> Result<(), CliError> {
             Err(CliError::DrillFailed(format!(
                 "drill failed at step {}: {}",
                 f.step.name(),
-                f.detail
+                esc(&f.detail)
             )))
         }
     }
@@ -231,12 +232,11 @@ async fn report(target: &Target, grant: &str, o: &DrillOutcome) -> Result<u64, C
                 .as_ref()
                 .map_or(String::new(), |f| f.step.name().to_owned()),
             detail: o.failure.as_ref().map_or(String::new(), |f| {
-                // One line: the daemon refuses control characters.
-                format!("{} (check: {})", f.detail, f.hint)
-                    .chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .take(1000)
-                    .collect()
+                // Free text the daemon accepts: what ssh printed is escaped, not refused.
+                text::fit_free_text(
+                    &format!("{} (check: {})", f.detail, f.hint),
+                    text::MAX_TEXT_BYTES,
+                )
             }),
             request_to_shell_ms: ms(o.request_to_shell),
             logout_to_audit_ms: ms(o.logout_to_audit),
