@@ -233,7 +233,7 @@ pub fn verify_offline(
         CliError::Verification(format!(
             "audit log {} does NOT verify: {}",
             dir.display(),
-            text::escaped(&e.to_string())
+            text::escape_hazards(&e.to_string())
         ))
     })?;
     let s = &report.summary;
@@ -268,7 +268,7 @@ pub fn verify_offline(
         );
     }
     for w in &report.warnings {
-        let _ = writeln!(out, "  warning: {}", text::escaped(&w.to_string()));
+        let _ = writeln!(out, "  warning: {}", text::escape_hazards(&w.to_string()));
     }
     if let Some(p) = save {
         match &s.last_checkpoint {
@@ -595,7 +595,7 @@ pub fn read_dir_events(dir: &Path, key: &Path) -> Result<Vec<(u64, Event)>, CliE
         CliError::Verification(format!(
             "audit log {} does NOT verify: {}",
             dir.display(),
-            text::escaped(&e.to_string())
+            text::escape_hazards(&e.to_string())
         ))
     })?;
     Ok(events)

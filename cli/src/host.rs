@@ -316,7 +316,7 @@ fn reject(spool: &Path, path: &Path, why: &str) -> Result<(), CliError> {
         "breakglass: record {} rejected, moved to {}: {}",
         esc(&name.to_string_lossy()),
         dir.display(),
-        esc(why)
+        breakglass_proto::text::escape_hazards(why)
     );
     Ok(())
 }

@@ -273,3 +273,16 @@ fn json_output_gives_the_exact_text_back() {
         }
     }
 }
+
+#[test]
+fn daemon_messages_are_shown_without_hazards_and_without_doubled_escapes() {
+    use crate::error::CliError;
+    let quoted = "reason: contains a control character (\\x1b) at byte 9";
+    let e = CliError::from_status(tonic::Status::invalid_argument(quoted), "x").to_string();
+    assert_eq!(e, format!("request refused: {quoted}"));
+    for nasty in NASTY_SAMPLES {
+        let e = CliError::from_status(tonic::Status::permission_denied(nasty), "x").to_string();
+        assert!(!e.chars().any(text::is_hazard), "{e:?}");
+        assert!(e.ends_with(text::escape(nasty).as_ref()), "{e}");
+    }
+}

@@ -158,17 +158,26 @@ pub fn kv_value(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// `s` made fit for a free-text field of at most `max` bytes: unchanged when it already
-/// is, [escaped](escape) when it holds a hazard, and cut (ending in `...`) when too long.
-/// For producers that put foreign text (error messages quoting a certificate, a revocation
-/// reason) into a field the daemon checks with [`check_free_text`].
+/// `s` unchanged when it holds no hazard, otherwise [escaped](escape). For text that is
+/// already written for people and quotes what it received escaped (an error message from
+/// the daemon, a verifier's warning): its escapes are not doubled, and a raw hazard still
+/// never passes. Data (a reason, a name) is shown with [`escape`], which is unambiguous.
 #[must_use]
-pub fn fit_free_text(s: &str, max: usize) -> String {
-    let text = if s.chars().any(is_hazard) {
+pub fn escape_hazards(s: &str) -> Cow<'_, str> {
+    if s.chars().any(is_hazard) {
         escape(s)
     } else {
         Cow::Borrowed(s)
-    };
+    }
+}
+
+/// `s` made fit for a free-text field of at most `max` bytes: [`escape_hazards`], then cut
+/// (ending in `...`) when too long. For producers that put foreign text (error messages
+/// quoting a certificate, a revocation reason) into a field the daemon checks with
+/// [`check_free_text`].
+#[must_use]
+pub fn fit_free_text(s: &str, max: usize) -> String {
+    let text = escape_hazards(s);
     if text.len() <= max {
         return text.into_owned();
     }
@@ -442,6 +451,13 @@ mod tests {
         ] {
             assert!(check_identity(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn messages_keep_their_escapes_unless_they_hold_a_hazard() {
+        let m = "reason: contains a control character (\\x1b) at byte 3";
+        assert!(matches!(escape_hazards(m), Cow::Borrowed(_)));
+        assert_eq!(escape_hazards("raw\u{1b}[2J \\x"), "raw\\x1b[2J \\\\x");
     }
 
     #[test]
