@@ -28,7 +28,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +36,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use breakglass_proto::text;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
 /// The system's local syslog socket.
@@ -268,9 +268,10 @@ fn sanitize_ident(ident: &str) -> String {
 }
 
 /// Formats `fields` as one `key=value` line: keys are lower-cased and keep `[a-z0-9_]`
-/// (others become `_`);
-/// values are written bare when they hold only safe characters, otherwise double-quoted
-/// with `\"`, `\\` and control characters escaped; values longer than
+/// (others become `_`); values are written bare when they hold only safe characters,
+/// otherwise double-quoted with `\"` and the escapes of
+/// [`breakglass_proto::text::escape`] (`\\`, `\n`, `\x1b`, `\u{202e}`: no control
+/// character, bidi control or line separator reaches the log raw); values longer than
 /// [`MAX_VALUE_LEN`] bytes are cut and end in `...`.
 #[must_use]
 pub fn format_fields(fields: &[(&str, &str)]) -> String {
@@ -292,29 +293,13 @@ pub fn format_fields(fields: &[(&str, &str)]) -> String {
         }));
         out.push('=');
         let (value, cut) = truncate(value, MAX_VALUE_LEN);
-        let bare = !value.is_empty()
-            && value.chars().all(|c| {
-                c.is_ascii_alphanumeric()
-                    || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+' | ',' | '*' | '?')
-            });
-        if bare && !cut {
+        if !cut && text::is_bare_value(value) {
             out.push_str(value);
             continue;
         }
-        out.push('"');
-        for c in value.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if c.is_control() => {
-                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-                }
-                c => out.push(c),
-            }
-        }
+        let quoted = text::quote(value);
+        // Cut values end in `...` inside the quotes.
+        out.push_str(&quoted[..quoted.len() - 1]);
         if cut {
             out.push_str("...");
         }
@@ -356,7 +341,20 @@ mod tests {
         ]);
         assert_eq!(
             line,
-            "event=session_open reason=\"host scope \\\"db-*\\\" does not match web-1\" empty=\"\" bad_key=\"x\\ny\\u{1}\""
+            "event=session_open reason=\"host scope \\\"db-*\\\" does not match web-1\" empty=\"\" bad_key=\"x\\ny\\x01\""
+        );
+    }
+
+    #[test]
+    fn hazards_never_reach_the_line_raw() {
+        for nasty in text::NASTY_SAMPLES {
+            let line = format_fields(&[("event", "x"), ("detail", nasty)]);
+            assert!(!line.chars().any(text::is_hazard), "{line:?}");
+            assert_eq!(line, format!("event=x detail={}", text::quote(nasty)));
+        }
+        assert_eq!(
+            format_fields(&[("r", "a\u{202e}b\u{2028}c\u{9b}")]),
+            "r=\"a\\u{202e}b\\u{2028}c\\u{9b}\""
         );
     }
 

@@ -133,6 +133,32 @@ mod tests {
     }
 
     #[test]
+    fn text_from_old_logs_reaches_syslog_escaped() {
+        for nasty in breakglass_proto::text::NASTY_SAMPLES {
+            let e = Event::new(
+                Timestamp(1),
+                Actor::User(format!("sre{nasty}")),
+                EventKind::GrantRevoked(GrantRevoked {
+                    grant_id: GrantId(1),
+                    serial: 5,
+                    reason: nasty.into(),
+                }),
+            );
+            let f = line_fields(3, &e);
+            let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let line = bg_syslog::format_fields(&refs);
+            assert!(
+                !line.chars().any(breakglass_proto::text::is_hazard),
+                "{line:?}"
+            );
+            assert!(
+                line.ends_with(&format!("reason={}", breakglass_proto::text::quote(nasty))),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
     fn a_line_names_event_index_actor_then_fields() {
         let e = Event::new(
             Timestamp(1),

@@ -1041,18 +1041,10 @@ fn admin_socket_identity_in_identities(id: &str, groups: &[String]) -> String {
     )
 }
 
-/// Identities are SANs (e-mail or URI) or `unix:<user>`: printable, no spaces.
+/// Identities are SANs (e-mail or URI) or `unix:<user>`: one token, no hazard
+/// ([`breakglass_proto::text::check_identity`]).
 pub fn check_identity(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 256 {
-        return Err(format!("identity {id:?} must be 1 to 256 bytes long"));
-    }
-    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "identity {:?} contains spaces or control characters",
-            id.escape_debug().to_string()
-        ));
-    }
-    Ok(())
+    breakglass_proto::text::check_identity(id).map_err(|e| format!("identity {id:?} {e}"))
 }
 
 fn check_word(s: &str) -> Result<(), String> {

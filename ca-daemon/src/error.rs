@@ -44,6 +44,14 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The request field `field` breaks its rule (`why`): `INVALID_ARGUMENT` whose message
+    /// starts with the field's name, as every refused field is reported.
+    pub fn invalid_field(field: &str, why: impl std::fmt::Display) -> Self {
+        Error::InvalidArgument(format!("{field}: {why}"))
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         let msg = e.to_string();

@@ -28,6 +28,7 @@ use breakglass_proto::audit::event::{
 use breakglass_proto::audit::{Actor, Event, EventKind, Timestamp};
 use breakglass_proto::names;
 use breakglass_proto::profile::GrantId;
+use breakglass_proto::text;
 use breakglass_proto::v1::host_agent_server::HostAgent;
 use breakglass_proto::v1::host_record_result::Status as RecordStatus;
 use breakglass_proto::v1::{
@@ -92,6 +93,21 @@ fn id_part(s: &str) -> String {
         .collect()
 }
 
+/// The rules of a record's text fields ([`text`]); the error names the field.
+fn check_strings(r: &HostRecord) -> Result<(), String> {
+    let field = |name: &str, e: String| format!("{name}: {e}");
+    text::check_user_name(&r.user).map_err(|e| field("user", e))?;
+    if !r.rhost.is_empty() {
+        text::check_remote_host(&r.rhost).map_err(|e| field("rhost", e))?;
+    }
+    if !r.reason.is_empty() {
+        text::check_code(&r.reason).map_err(|e| field("reason", e))?;
+    }
+    text::check_free_text(&r.detail, text::MAX_DETAIL_BYTES).map_err(|e| field("detail", e))?;
+    text::check_free_text(&r.key_id, text::MAX_TEXT_BYTES).map_err(|e| field("key_id", e))?;
+    Ok(())
+}
+
 /// Checks a record from `host` and turns it into its audit event.
 pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
     if r.host != host {
@@ -131,9 +147,7 @@ pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
             ));
         }
     }
-    if r.user.is_empty() {
-        return Err("user is empty".into());
-    }
+    check_strings(r)?;
     let session = SessionRef {
         record_id: r.record_id.clone(),
         host: host.to_owned(),
@@ -230,7 +244,7 @@ impl HostApi {
             };
             match to_event(host, r) {
                 Err(why) => {
-                    tracing::warn!(host, record = %r.record_id, reason = %why, "host record rejected");
+                    tracing::warn!(host, record = %text::escaped(&r.record_id), reason = %why, "host record rejected");
                     result.set_status(RecordStatus::Rejected);
                     result.error = why;
                 }
@@ -377,6 +391,34 @@ mod tests {
         r.record_id = "db-7-none-42-5-deny".into();
         let e = to_event("db-7", &r).unwrap();
         assert_eq!(e.kind.grant_id(), Some(NO_GRANT));
+    }
+
+    #[test]
+    fn hazards_in_text_fields_are_rejected_naming_the_field() {
+        type Set = fn(&mut HostRecord, &str);
+        let fields: [(&str, Set); 5] = [
+            ("user", |r, v| r.user = format!("postgres{v}")),
+            ("rhost", |r, v| r.rhost = format!("10.0.0.1{v}")),
+            ("reason", |r, v| r.reason = format!("expired{v}")),
+            ("detail", |r, v| r.detail = v.to_owned()),
+            ("key_id", |r, v| r.key_id = v.to_owned()),
+        ];
+        for (name, set) in fields {
+            for v in text::NASTY_SAMPLES {
+                let mut r = record("deny");
+                set(&mut r, v);
+                let e = to_event("db-7", &r).unwrap_err();
+                assert!(e.starts_with(&format!("{name}: ")), "{name} {v:?}: {e}");
+                assert!(!e.chars().any(text::is_hazard), "{e:?}");
+            }
+        }
+        // Ordinary values of the same fields pass.
+        let mut r = record("deny");
+        r.user = "john@corp.example".into();
+        r.rhost = "fe80::1%eth0".into();
+        r.reason = "host_scope".into();
+        r.detail = "grant g-… is scoped to hosts \"db-*\"; this host is \"web-1\" — «ok»".into();
+        to_event("db-7", &r).unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use breakglass_proto::audit::Timestamp;
+use breakglass_proto::text;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde::Serialize;
@@ -103,6 +104,35 @@ pub struct Notice {
     pub detail: Option<String>,
     /// Unix milliseconds.
     pub time: u64,
+}
+
+impl Notice {
+    /// The notice as webhooks receive it: every text [escaped](text::escape), since chat
+    /// and paging tools show these fields to people. The audit log keeps the exact text.
+    #[must_use]
+    pub fn escaped(&self) -> Notice {
+        let e = |s: &String| text::escape(s).into_owned();
+        let all = |v: &Vec<String>| v.iter().map(e).collect();
+        Notice {
+            event: self.event,
+            request_id: e(&self.request_id),
+            requester: e(&self.requester),
+            principal: e(&self.principal),
+            principals: all(&self.principals),
+            hosts: all(&self.hosts),
+            command: self.command.as_ref().map(e),
+            reason: e(&self.reason),
+            tier: e(&self.tier),
+            emergency: self.emergency,
+            approvals_required: self.approvals_required,
+            approvers: all(&self.approvers),
+            approve_command: e(&self.approve_command),
+            actor: e(&self.actor),
+            grant_id: self.grant_id.as_ref().map(e),
+            detail: self.detail.as_ref().map(e),
+            time: self.time,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -223,7 +253,7 @@ impl Notifier {
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
             while let Some(job) = rx.recv().await {
-                let body = match serde_json::to_vec(&job.notice) {
+                let body = match serde_json::to_vec(&job.notice.escaped()) {
                     Ok(b) => Bytes::from(b),
                     Err(e) => {
                         tracing::error!(error = %e, "notice does not serialise");
@@ -497,6 +527,65 @@ mod tests {
             assert!(line.contains(part), "{line}");
         }
         assert_eq!(n.counters().queued.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn syslog_lines_and_webhook_bodies_show_hazards_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = Notifier::new(NotifySettings {
+            syslog: true,
+            syslog_socket: path,
+            ..NotifySettings::default()
+        });
+        for nasty in text::NASTY_SAMPLES {
+            // As a request written before the rules existed may hold it.
+            let created = breakglass_proto::audit::event::RequestCreated {
+                request_id: breakglass_proto::audit::RequestId(1),
+                requester: "alice@example.com".into(),
+                public_key: String::new(),
+                principals: vec!["postgres".into()],
+                hosts: vec!["db-7".into()],
+                ttl_seconds: 600,
+                reason: nasty.into(),
+                command: Some(format!("/bin/echo {nasty}")),
+                source_addresses: vec![],
+                extensions: vec![],
+                emergency: false,
+                rule: "r".into(),
+                tier: "high".into(),
+                approvals_required: 1,
+                expires_at: Timestamp(0),
+            };
+            let actor = breakglass_proto::audit::Actor::User("bob@example.com".into());
+            let mut notice = notice(
+                NoticeKind::Denied,
+                &created,
+                vec![],
+                &actor,
+                None,
+                Timestamp(1),
+            );
+            notice.detail = Some(nasty.to_owned());
+            let body = serde_json::to_string(&notice.escaped()).unwrap();
+            let back: serde_json::Value = serde_json::from_str(&body).unwrap();
+            for field in ["reason", "command", "detail"] {
+                let shown = back[field].as_str().unwrap();
+                assert!(!shown.chars().any(text::is_hazard), "{field}: {shown:?}");
+                assert!(shown.ends_with(text::escape(nasty).as_ref()), "{shown:?}");
+            }
+            n.send(&[], notice);
+            let mut buf = [0u8; 4096];
+            let len = sock.recv(&mut buf).unwrap();
+            let line = std::str::from_utf8(&buf[..len]).unwrap();
+            assert!(!line.chars().any(text::is_hazard), "{line:?}");
+            assert!(
+                line.contains(&format!("reason={}", text::kv_value(nasty))),
+                "{line}"
+            );
+        }
     }
 
     #[tokio::test]

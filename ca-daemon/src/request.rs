@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use breakglass_proto::names;
 use breakglass_proto::profile::PERMIT_EXTENSIONS;
+use breakglass_proto::text;
 use breakglass_proto::v1::RequestCertificateRequest;
 use ipnet::IpNet;
 use ssh_key::PublicKey;
@@ -109,16 +110,13 @@ pub fn validate(
             reason.len()
         )));
     }
-    if reason.chars().any(char::is_control) {
-        return Err(bad(
-            "reason: must not contain control characters or newlines".into(),
-        ));
-    }
+    text::check_free_text(reason, MAX_REASON_BYTES)
+        .map_err(|e| Error::invalid_field("reason", e))?;
 
     let force_command = if wire.force_command.is_empty() {
         None
     } else {
-        check_command(&wire.force_command).map_err(|e| bad(format!("command: {e}")))?;
+        check_command(&wire.force_command).map_err(|e| Error::invalid_field("force_command", e))?;
         Some(wire.force_command.clone())
     };
 
@@ -166,7 +164,8 @@ pub fn validate(
     ))
 }
 
-/// A forced command: non-empty, bounded, printable (no NUL, newline or control characters).
+/// A forced command: non-empty, bounded free text ([`text::check_free_text`]: no NUL,
+/// newline, other control character, bidi control or line separator).
 pub fn check_command(c: &str) -> Result<(), String> {
     if c.trim().is_empty() {
         return Err("is empty".into());
@@ -174,31 +173,27 @@ pub fn check_command(c: &str) -> Result<(), String> {
     if c.len() > MAX_COMMAND_BYTES {
         return Err(format!("is {} bytes; at most {MAX_COMMAND_BYTES}", c.len()));
     }
-    if c.chars().any(char::is_control) {
-        return Err(format!(
-            "{:?} contains a NUL, newline or other control character",
-            c.escape_debug().to_string()
-        ));
-    }
-    Ok(())
+    text::check_free_text(c, MAX_COMMAND_BYTES)
 }
 
 /// Parses the requester's OpenSSH public key and checks its type and strength.
-pub fn parse_user_key(text: &str) -> Result<PublicKey, Error> {
-    let bad = |m: String| Error::InvalidArgument(format!("public_key: {m}"));
-    let text = text.trim();
-    if text.is_empty() {
+pub fn parse_user_key(line: &str) -> Result<PublicKey, Error> {
+    let bad = |m: String| Error::invalid_field("public_key", m);
+    let line = line.trim();
+    if line.is_empty() {
         return Err(bad(
             "is empty; send the contents of your ~/.ssh/id_ed25519.pub".into(),
         ));
     }
-    if text.len() > MAX_PUBLIC_KEY_BYTES {
+    if line.len() > MAX_PUBLIC_KEY_BYTES {
         return Err(bad(format!(
             "is {} bytes; that is not a public key",
-            text.len()
+            line.len()
         )));
     }
-    let key = PublicKey::from_openssh(text).map_err(|e| {
+    // The comment is free text that ends up in the audit log.
+    text::check_free_text(line, MAX_PUBLIC_KEY_BYTES).map_err(bad)?;
+    let key = PublicKey::from_openssh(line).map_err(|e| {
         bad(format!(
             "not an OpenSSH public key line (\"ssh-ed25519 AAAA... comment\"): {e}"
         ))

@@ -15,6 +15,7 @@ use breakglass_proto::audit::event::GrantRevoked;
 use breakglass_proto::audit::{Event, EventKind, Timestamp};
 use breakglass_proto::krl::SIGNATURE_NAMESPACE;
 use breakglass_proto::profile::GrantId;
+use breakglass_proto::text;
 use breakglass_proto::v1::revocations_server::Revocations as RevocationsApi;
 use breakglass_proto::v1::revoke_request::Target;
 use breakglass_proto::v1::{
@@ -90,11 +91,8 @@ impl Revocations {
                 "reason: say why the grant is revoked (e.g. an incident reference)".into(),
             ));
         }
-        if reason.len() > MAX_REASON_BYTES || reason.chars().any(char::is_control) {
-            return Err(Error::InvalidArgument(format!(
-                "reason: at most {MAX_REASON_BYTES} bytes, no control characters or newlines"
-            )));
-        }
+        text::check_free_text(&reason, MAX_REASON_BYTES)
+            .map_err(|e| Error::invalid_field("reason", e))?;
         let target = req.target.ok_or_else(|| {
             Error::InvalidArgument(
                 "say which grants: a grant id, a serial, a requester or a public key".into(),
@@ -293,9 +291,7 @@ fn select(st: &State, target: &Target, now: u64) -> Result<Vec<GrantId>, Error> 
         }
         Target::Requester(r) => {
             let r = r.trim();
-            if r.is_empty() {
-                return Err(Error::InvalidArgument("requester: is empty".into()));
-            }
+            text::check_identity(r).map_err(|e| Error::invalid_field("requester", e))?;
             st.grants
                 .iter()
                 .filter(|(id, g)| g.issued.requester == r && live(id))

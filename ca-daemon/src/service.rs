@@ -20,6 +20,7 @@ use breakglass_proto::audit::event::{
 };
 use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
 use breakglass_proto::profile::{EXT_SESSION_RECORDING, GrantId};
+use breakglass_proto::text;
 use breakglass_proto::v1::break_glass_server::BreakGlass;
 use breakglass_proto::v1::{
     self as wire, ApproveRequest, CaPublicKey, CancelRequest, CreateRequestResponse, DenyRequest,
@@ -96,22 +97,17 @@ fn secs(t: Timestamp) -> i64 {
     i64::try_from(t.unix_seconds()).unwrap_or(i64::MAX)
 }
 
-fn check_note(what: &str, text: &str, required: bool) -> Result<String, Error> {
-    let t = text.trim();
-    if required && t.is_empty() {
-        return Err(Error::InvalidArgument(format!("{what}: must not be empty")));
+/// A free-text field (`field` names it): trimmed, at most [`MAX_NOTE_BYTES`], no hazard
+/// ([`text::check_free_text`]); `if_empty` is the refusal of an empty one, when it is
+/// required.
+fn check_note(field: &str, note: &str, if_empty: Option<&str>) -> Result<String, Error> {
+    let t = note.trim();
+    if let Some(why) = if_empty
+        && t.is_empty()
+    {
+        return Err(Error::invalid_field(field, why));
     }
-    if t.len() > MAX_NOTE_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "{what}: {} bytes is too long; at most {MAX_NOTE_BYTES}",
-            t.len()
-        )));
-    }
-    if t.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!(
-            "{what}: must not contain control characters or newlines"
-        )));
-    }
+    text::check_free_text(t, MAX_NOTE_BYTES).map_err(|e| Error::invalid_field(field, e))?;
     Ok(t.to_owned())
 }
 
@@ -795,7 +791,7 @@ impl Service {
         id: RequestId,
         comment: &str,
     ) -> Result<RequestInfo, Error> {
-        let comment = check_note("comment", comment, false)?;
+        let comment = check_note("comment", comment, None)?;
         let _t = self.transitions.lock().await;
         let (r, tier) = self.pending_with_tier(id)?;
         if self.same_person(who, &r.created.requester) {
@@ -852,9 +848,11 @@ impl Service {
         id: RequestId,
         reason: &str,
     ) -> Result<RequestInfo, Error> {
-        let reason = check_note("reason", reason, true).map_err(|_| {
-            Error::InvalidArgument("reason: say why the request is denied (--reason TEXT)".into())
-        })?;
+        let reason = check_note(
+            "reason",
+            reason,
+            Some("say why the request is denied (--reason TEXT)"),
+        )?;
         let _t = self.transitions.lock().await;
         let (r, tier) = self.pending_with_tier(id)?;
         if self.same_person(who, &r.created.requester) {
@@ -885,7 +883,7 @@ impl Service {
         id: RequestId,
         reason: &str,
     ) -> Result<RequestInfo, Error> {
-        let reason = check_note("reason", reason, false)?;
+        let reason = check_note("reason", reason, None)?;
         let _t = self.transitions.lock().await;
         let (r, _) = self.pending_with_tier(id)?;
         if !self.same_person(who, &r.created.requester) {
@@ -1215,8 +1213,11 @@ impl Service {
         report: &ReportDrillRequest,
     ) -> Result<u64, Error> {
         let grant_id = parse_grant_id(&report.grant_id)?;
-        let failed_step = check_note("failed_step", &report.failed_step, false)?;
-        let detail = check_note("detail", &report.detail, false)?;
+        let failed_step = report.failed_step.trim().to_owned();
+        if !failed_step.is_empty() {
+            text::check_code(&failed_step).map_err(|e| Error::invalid_field("failed_step", e))?;
+        }
+        let detail = check_note("detail", &report.detail, None)?;
         if report.passed != failed_step.is_empty() {
             return Err(Error::InvalidArgument(
                 "failed_step: name the step that failed exactly when the drill did not pass".into(),
@@ -1314,9 +1315,7 @@ impl Service {
                 )));
             }
         };
-        let note = check_note("note", note, true).map_err(|_| {
-            Error::InvalidArgument("note: say what you checked (--note TEXT)".into())
-        })?;
+        let note = check_note("note", note, Some("say what you checked (--note TEXT)"))?;
         let _t = self.transitions.lock().await;
         let (requester, tier) = {
             let st = self.state();

@@ -10,6 +10,8 @@ use breakglass_proto::v1::{
     RequestInfo, RequestRef, RequestState, ReviewItem, ReviewRequest,
 };
 
+use breakglass_proto::text::escaped as esc;
+
 use crate::commands::{self, RequestArgs, RequestOutcome};
 use crate::connect;
 use crate::error::{Answer, CliError};
@@ -56,7 +58,7 @@ fn approved_by(info: &RequestInfo) -> String {
     } else {
         info.approvals
             .iter()
-            .map(|a| a.approver.as_str())
+            .map(|a| esc(&a.approver).to_string())
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -67,13 +69,13 @@ pub fn progress_line(info: &RequestInfo) -> String {
     match state_of(info) {
         RequestState::Pending => format!(
             "{id} pending: tier {tier} needs {n} approval(s) from {groups}; approved by {who} ({got}/{n}); {left} left",
-            id = info.request_id,
-            tier = info.tier,
+            id = esc(&info.request_id),
+            tier = esc(&info.tier),
             n = info.approvals_required,
             groups = if info.approver_groups.is_empty() {
                 "nobody".to_owned()
             } else {
-                info.approver_groups.join(", ")
+                esc(&info.approver_groups.join(", ")).to_string()
             },
             who = approved_by(info),
             got = info.approvals.len(),
@@ -81,31 +83,33 @@ pub fn progress_line(info: &RequestInfo) -> String {
         ),
         RequestState::Approved => format!(
             "{} approved by {}; issuing",
-            info.request_id,
+            esc(&info.request_id),
             approved_by(info)
         ),
-        _ => format!("{} {}", info.request_id, state_name(info)),
+        _ => format!("{} {}", esc(&info.request_id), state_name(info)),
     }
 }
 
 fn final_error(info: &RequestInfo) -> CliError {
-    let id = &info.request_id;
+    let id = esc(&info.request_id);
     match state_of(info) {
         RequestState::Denied => CliError::Denied(format!(
             "request {id} was denied by {}: {}",
-            info.decided_by, info.decision_reason
+            esc(&info.decided_by),
+            esc(&info.decision_reason)
         )),
         RequestState::Expired => CliError::NotIssued(format!(
             "request {id} expired: it did not get {} approval(s) from {} in time; ask again or page an approver",
             info.approvals_required,
-            info.approver_groups.join(", ")
+            esc(&info.approver_groups.join(", "))
         )),
-        RequestState::Cancelled => {
-            CliError::NotIssued(format!("request {id} was cancelled by {}", info.decided_by))
-        }
+        RequestState::Cancelled => CliError::NotIssued(format!(
+            "request {id} was cancelled by {}",
+            esc(&info.decided_by)
+        )),
         RequestState::Issued => CliError::NotIssued(format!(
             "request {id} was issued (grant {}), but the daemon cannot produce its certificate any more (the CA key changed); ask again",
-            info.grant_id
+            esc(&info.grant_id)
         )),
         _ => CliError::NotIssued(format!("request {id} is {}", state_name(info))),
     }
@@ -290,26 +294,26 @@ fn time(secs: i64) -> String {
 pub fn describe_request(info: &RequestInfo) -> String {
     let mut s = format!(
         "{id}  {state}{emergency}\n  requester  {req}\n  access     {p}@{h}  command {cmd}  ttl {ttl}\n  reason     {reason}\n  tier       {tier} (rule {rule}): {n} approval(s) from {groups}\n  created    {created}  expires {expires}\n",
-        id = info.request_id,
+        id = esc(&info.request_id),
         state = state_name(info),
         emergency = if info.emergency { "  EMERGENCY" } else { "" },
-        req = info.requester,
-        p = info.principals.join(","),
-        h = info.hosts.join(","),
+        req = esc(&info.requester),
+        p = esc(&info.principals.join(",")),
+        h = esc(&info.hosts.join(",")),
         cmd = if info.command.is_empty() {
-            "(interactive)"
+            "(interactive)".to_owned()
         } else {
-            &info.command
+            esc(&info.command).to_string()
         },
         ttl = humantime::format_duration(Duration::from_secs(info.ttl_seconds.max(0) as u64)),
-        reason = info.reason,
-        tier = info.tier,
-        rule = info.rule,
+        reason = esc(&info.reason),
+        tier = esc(&info.tier),
+        rule = esc(&info.rule),
         n = info.approvals_required,
         groups = if info.approver_groups.is_empty() {
             "-".to_owned()
         } else {
-            info.approver_groups.join(", ")
+            esc(&info.approver_groups.join(", ")).to_string()
         },
         created = time(info.created_at),
         expires = time(info.expires_at),
@@ -317,32 +321,32 @@ pub fn describe_request(info: &RequestInfo) -> String {
     for a in &info.approvals {
         s.push_str(&format!(
             "  approved   by {} at {}{}\n",
-            a.approver,
+            esc(&a.approver),
             time(a.at),
             if a.comment.is_empty() {
                 String::new()
             } else {
-                format!(": {}", a.comment)
+                format!(": {}", esc(&a.comment))
             }
         ));
     }
     if !info.grant_id.is_empty() {
-        s.push_str(&format!("  grant      {}\n", info.grant_id));
+        s.push_str(&format!("  grant      {}\n", esc(&info.grant_id)));
     }
     if !info.decided_by.is_empty() {
         s.push_str(&format!(
             "  {} by {}{}\n",
             state_name(info),
-            info.decided_by,
+            esc(&info.decided_by),
             if info.decision_reason.is_empty() {
                 String::new()
             } else {
-                format!(": {}", info.decision_reason)
+                format!(": {}", esc(&info.decision_reason))
             }
         ));
     }
     if info.can_approve {
-        s.push_str(&format!("  approve with: {}\n", info.approve_command));
+        s.push_str(&format!("  approve with: {}\n", esc(&info.approve_command)));
     }
     s
 }
@@ -356,16 +360,16 @@ pub fn describe_pending(list: &[RequestInfo]) -> String {
     for i in list {
         s.push_str(&format!(
             "{id}  {req}  {p}@{h}  tier {tier}  {got}/{n} approvals  {left} left{mine}\n    reason: {reason}\n",
-            id = i.request_id,
-            req = i.requester,
-            p = i.principals.join(","),
-            h = i.hosts.join(","),
-            tier = i.tier,
+            id = esc(&i.request_id),
+            req = esc(&i.requester),
+            p = esc(&i.principals.join(",")),
+            h = esc(&i.hosts.join(",")),
+            tier = esc(&i.tier),
             got = i.approvals.len(),
             n = i.approvals_required,
             left = humantime::format_duration(Duration::from_secs(i.seconds_left.max(0) as u64)),
             mine = if i.can_approve { "  (you may approve)" } else { "" },
-            reason = i.reason,
+            reason = esc(&i.reason),
         ));
     }
     s
@@ -380,19 +384,24 @@ pub fn describe_reviews(items: &[ReviewItem]) -> String {
     for g in items {
         s.push_str(&format!(
             "{grant}  {req}  {p}@{h}  tier {tier}  serial {serial}  {status}\n    request {rid}: {reason}\n    valid {from} to {to}\n",
-            grant = g.grant_id,
-            req = g.requester,
-            p = g.principals.join(","),
-            h = g.hosts.join(","),
-            tier = g.tier,
+            grant = esc(&g.grant_id),
+            req = esc(&g.requester),
+            p = esc(&g.principals.join(",")),
+            h = esc(&g.hosts.join(",")),
+            tier = esc(&g.tier),
             serial = g.serial,
             status = if g.verdict.is_empty() {
                 "UNREVIEWED".to_owned()
             } else {
-                format!("reviewed {} by {}: {}", g.verdict, g.reviewer, g.note)
+                format!(
+                    "reviewed {} by {}: {}",
+                    esc(&g.verdict),
+                    esc(&g.reviewer),
+                    esc(&g.note)
+                )
             },
-            rid = g.request_id,
-            reason = g.reason,
+            rid = esc(&g.request_id),
+            reason = esc(&g.reason),
             from = time(g.valid_after),
             to = time(g.valid_before),
         ));
@@ -402,16 +411,20 @@ pub fn describe_reviews(items: &[ReviewItem]) -> String {
         for x in &g.sessions {
             s.push_str(&format!(
                 "    session {host}/{sid} as {user} from {addr}: opened {open}, closed {close}{ended}\n",
-                host = x.host,
-                sid = x.session_id,
-                user = x.principal,
-                addr = if x.remote_addr.is_empty() { "?" } else { &x.remote_addr },
+                host = esc(&x.host),
+                sid = esc(&x.session_id),
+                user = esc(&x.principal),
+                addr = if x.remote_addr.is_empty() {
+                    "?".to_owned()
+                } else {
+                    esc(&x.remote_addr).to_string()
+                },
                 open = time(x.opened_at),
                 close = time(x.closed_at),
                 ended = if x.ended.is_empty() {
                     String::new()
                 } else {
-                    format!(", ended by breakglass ({})", x.ended)
+                    format!(", ended by breakglass ({})", esc(&x.ended))
                 },
             ));
         }

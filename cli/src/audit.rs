@@ -20,6 +20,7 @@ use breakglass_proto::audit::{
 };
 use breakglass_proto::names::host_matches;
 use breakglass_proto::profile::GrantId;
+use breakglass_proto::text;
 use breakglass_proto::v1::audit_client::AuditClient;
 use breakglass_proto::v1::{
     GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest,
@@ -229,7 +230,11 @@ pub fn verify_offline(
         .map(|p| read_small(p, "saved checkpoint"))
         .transpose()?;
     let report = verify_dir(dir, &verifier, saved.as_deref()).map_err(|e| {
-        CliError::Verification(format!("audit log {} does NOT verify: {e}", dir.display()))
+        CliError::Verification(format!(
+            "audit log {} does NOT verify: {}",
+            dir.display(),
+            text::escape_hazards(&e.to_string())
+        ))
     })?;
     let s = &report.summary;
     let mut out = String::new();
@@ -263,7 +268,7 @@ pub fn verify_offline(
         );
     }
     for w in &report.warnings {
-        let _ = writeln!(out, "  warning: {w}");
+        let _ = writeln!(out, "  warning: {}", text::escape_hazards(&w.to_string()));
     }
     if let Some(p) = save {
         match &s.last_checkpoint {
@@ -394,7 +399,7 @@ pub async fn verify_remote(
             if pinned.to_string() != cp_resp.verifier_key.trim() {
                 return Err(CliError::Verification(format!(
                     "the daemon's audit key {} is not the pinned key {} from {}",
-                    cp_resp.verifier_key.trim(),
+                    text::escaped(cp_resp.verifier_key.trim()),
                     pinned,
                     k.display()
                 )));
@@ -587,7 +592,11 @@ pub fn read_dir_events(dir: &Path, key: &Path) -> Result<Vec<(u64, Event)>, CliE
         },
     )
     .map_err(|e| {
-        CliError::Verification(format!("audit log {} does NOT verify: {e}", dir.display()))
+        CliError::Verification(format!(
+            "audit log {} does NOT verify: {}",
+            dir.display(),
+            text::escape_hazards(&e.to_string())
+        ))
     })?;
     Ok(events)
 }
@@ -717,17 +726,9 @@ impl Filter {
     }
 }
 
-fn quote(v: &str) -> String {
-    if !v.is_empty()
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-:/@+,*?=".contains(c))
-    {
-        v.to_owned()
-    } else {
-        format!("\"{}\"", v.escape_debug())
-    }
-}
-
+/// A JSON string; besides what JSON requires, every hazard ([`text::is_hazard`]: DEL, C1
+/// controls, bidi controls, line separators) is written as `\uXXXX`, so the line is safe on
+/// a terminal and a JSON reader still gets the exact text.
 fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -738,7 +739,7 @@ fn json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            c if text::is_hazard(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -788,12 +789,16 @@ pub fn format_event(index: u64, e: &Event, json: bool) -> String {
         );
         format!("{{{}}}", parts.join(","))
     } else {
-        let mut line = format!("{time} #{index} {} {}", e.code().name(), e.actor);
+        let mut line = format!(
+            "{time} #{index} {} {}",
+            e.code().name(),
+            text::escaped(&e.actor.to_string())
+        );
         for (k, v) in &fields {
             if matches!(v, Value::None) || matches!(v, Value::List(l) if l.is_empty()) {
                 continue;
             }
-            let _ = write!(line, " {k}={}", quote(&v.to_text()));
+            let _ = write!(line, " {k}={}", text::kv_value(&v.to_text()));
         }
         line
     }

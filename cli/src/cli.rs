@@ -289,10 +289,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     }
                 }
                 approvals::RequestResult::Pending(info) => {
-                    println!("{}", info.request_id);
+                    let id = breakglass_proto::text::escaped(&info.request_id);
+                    println!("{id}");
                     eprintln!(
-                        "Waiting for approval. Approvers run: {}\nGet the certificate later with: breakglass fetch {}",
-                        info.approve_command, info.request_id
+                        "Waiting for approval. Approvers run: {}\nGet the certificate later with: breakglass fetch {id}",
+                        breakglass_proto::text::escaped(&info.approve_command)
                     );
                 }
             }

@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::{
     GetCaPublicKeysRequest, RequestCertificateRequest, RequestCertificateResponse, WhoAmIRequest,
 };
@@ -205,6 +206,8 @@ pub fn ssh_command(outcome: &RequestOutcome, host: &str) -> String {
         .first()
         .map(String::as_str)
         .unwrap_or("USER");
+    // The user comes from the daemon's answer: shown escaped like every received text.
+    let (user, host) = (esc(user), esc(host));
     format!(
         "ssh -i {} -o CertificateFile={} {user}@{host}",
         shell_quote(&outcome.paths.private.display().to_string()),
@@ -230,16 +233,16 @@ pub fn describe(outcome: &RequestOutcome, first_host: &str) -> String {
     );
     format!(
         "Certificate written to {cert}\n  grant {grant}  serial {serial}  tier {tier}  rule {rule}\n  principals {principals}  extensions {ext}\n  valid until {until} ({left} from now)\n\nLog in with:\n  {ssh}\n",
-        cert = outcome.paths.certificate.display(),
-        grant = r.grant_id,
+        cert = esc(&outcome.paths.certificate.display().to_string()),
+        grant = esc(&r.grant_id),
         serial = r.serial,
-        tier = r.tier,
-        rule = r.rule,
-        principals = r.principals.join(","),
+        tier = esc(&r.tier),
+        rule = esc(&r.rule),
+        principals = esc(&r.principals.join(",")),
         ext = if r.extensions.is_empty() {
             "none".to_owned()
         } else {
-            r.extensions.join(",")
+            esc(&r.extensions.join(",")).to_string()
         },
         left = humantime::format_duration(Duration::from_secs(remaining(r.valid_before))),
         ssh = ssh_command(outcome, first_host),
@@ -263,12 +266,12 @@ pub async fn whoami(target: &Target) -> Result<String, CliError> {
     let r = client.who_am_i(WhoAmIRequest {}).await.answer(target)?;
     Ok(format!(
         "{} (via {}; groups: {})",
-        r.identity,
-        r.transport,
+        esc(&r.identity),
+        esc(&r.transport),
         if r.groups.is_empty() {
             "none".to_owned()
         } else {
-            r.groups.join(", ")
+            esc(&r.groups.join(", ")).to_string()
         }
     ))
 }

@@ -418,7 +418,8 @@ async fn check_daemon(report: &mut Report, overrides: &Overrides) -> DaemonView 
             A,
             format!(
                 "breakglass-ca at {shown} reachable as {} (via {})",
-                who.identity, who.transport
+                breakglass_proto::text::escaped(&who.identity),
+                breakglass_proto::text::escaped(&who.transport)
             ),
         );
     } else {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use breakglass_proto::text;
 use breakglass_proto::v1::{
     GrantRef, ReportDrillRequest, RequestCertificateRequest, RequestCertificateResponse,
 };
@@ -104,7 +105,8 @@ impl Step {
 pub struct Failure {
     /// The step that failed.
     pub step: Step,
-    /// What happened.
+    /// What happened. Safe to print: what ssh and the daemon said is escaped where it
+    /// enters ([`text::escape`]).
     pub detail: String,
     /// What to check.
     pub hint: String,
@@ -231,12 +233,11 @@ async fn report(target: &Target, grant: &str, o: &DrillOutcome) -> Result<u64, C
                 .as_ref()
                 .map_or(String::new(), |f| f.step.name().to_owned()),
             detail: o.failure.as_ref().map_or(String::new(), |f| {
-                // One line: the daemon refuses control characters.
-                format!("{} (check: {})", f.detail, f.hint)
-                    .chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .take(1000)
-                    .collect()
+                // Free text the daemon accepts (the detail holds no hazard; cut to length).
+                text::fit_free_text(
+                    &format!("{} (check: {})", f.detail, f.hint),
+                    text::MAX_TEXT_BYTES,
+                )
             }),
             request_to_shell_ms: ms(o.request_to_shell),
             logout_to_audit_ms: ms(o.logout_to_audit),
@@ -308,9 +309,9 @@ pub async fn drill(
     progress(&format!(
         "ok    {:<13} grant {} (tier {}, rule {}, serial {}) in {}",
         Step::Request.name(),
-        grant.grant_id,
-        grant.tier,
-        grant.rule,
+        text::escaped(&grant.grant_id),
+        text::escaped(&grant.tier),
+        text::escaped(&grant.rule),
         grant.serial,
         secs(start.elapsed())
     ));
@@ -510,12 +511,15 @@ async fn login(
         }
     };
     let stderr = errors.await.unwrap_or_default();
-    let last = stderr
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_owned();
+    // What the remote side printed is shown to people and reported: escaped here, once.
+    let last = text::escape(
+        stderr
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or(""),
+    )
+    .into_owned();
     let status = status.map_err(|e| {
         fail(
             Step::Login,

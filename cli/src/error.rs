@@ -68,7 +68,8 @@ impl CliError {
     /// Translates a gRPC status, explaining transport failures (a refused
     /// client certificate shows up as a bare "transport error" at the first call).
     pub fn from_status(s: tonic::Status, server: &str) -> Self {
-        let msg = s.message().to_owned();
+        // The daemon quotes what it received escaped; a raw hazard is escaped here.
+        let msg = breakglass_proto::text::escape_hazards(s.message()).into_owned();
         let transport = match s.code() {
             // The CLI never cancels its own calls: Cancelled means the
             // connection died, typically a refused client certificate (TLS 1.3

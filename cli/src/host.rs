@@ -18,6 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::host_agent_client::HostAgentClient;
 use breakglass_proto::v1::host_record_result::Status as RecordStatus;
 use breakglass_proto::v1::{AppendHostRecordsRequest, HostRecord};
@@ -315,9 +316,10 @@ fn reject(spool: &Path, path: &Path, why: &str) -> Result<(), CliError> {
     )
     .map_err(io)?;
     eprintln!(
-        "breakglass: record {} rejected, moved to {}: {why}",
-        name.to_string_lossy(),
-        dir.display()
+        "breakglass: record {} rejected, moved to {}: {}",
+        esc(&name.to_string_lossy()),
+        dir.display(),
+        breakglass_proto::text::escape_hazards(why)
     );
     Ok(())
 }
@@ -401,7 +403,8 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
                     code: tonic::Code::Internal,
                     message: format!(
                         "the daemon answered for record {} instead of {}",
-                        result.record_id, record.record_id
+                        esc(&result.record_id),
+                        esc(&record.record_id)
                     ),
                 });
             }
@@ -435,7 +438,7 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
                         code: tonic::Code::Internal,
                         message: format!(
                             "the daemon gave no status for record {}",
-                            record.record_id
+                            esc(&record.record_id)
                         ),
                     });
                 }

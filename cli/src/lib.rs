@@ -19,3 +19,6 @@ pub mod pam_stack;
 pub mod revoke;
 pub mod settings;
 pub mod watch;
+
+#[cfg(test)]
+mod printer_tests;

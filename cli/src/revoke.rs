@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_proto::v1::{RevokeRequest, RevokeResponse};
@@ -76,11 +77,14 @@ pub fn describe(r: &RevokeResponse) -> String {
     for g in &r.revoked {
         out.push_str(&format!(
             "revoked grant {}  serial {}  requester {}  (audit index {})\n",
-            g.grant_id, g.serial, g.requester, g.audit_index
+            esc(&g.grant_id),
+            g.serial,
+            esc(&g.requester),
+            g.audit_index
         ));
     }
     for g in &r.already_revoked {
-        out.push_str(&format!("grant {g} was already revoked\n"));
+        out.push_str(&format!("grant {} was already revoked\n", esc(g)));
     }
     if r.krl_version > 0 {
         out.push_str(&format!(

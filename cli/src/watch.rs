@@ -23,6 +23,7 @@ use breakglass_proto::krl::Krl;
 use breakglass_proto::sessions::{
     self, MARKER_SUFFIX, REGISTRATION_SUFFIX, Registration, RevocationMarker,
 };
+use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::{RevocationNotice, WatchRevocationsRequest};
 use clap::Args;
@@ -135,7 +136,10 @@ impl Watcher {
             Ok(()) => {
                 eprintln!(
                     "breakglass: ending session {} of revoked grant {} (revoked by {}: {})",
-                    reg.session, marker.grant, marker.revoked_by, marker.reason
+                    esc(&reg.session),
+                    esc(&marker.grant),
+                    esc(&marker.revoked_by),
+                    esc(&marker.reason)
                 );
                 true
             }
@@ -143,7 +147,7 @@ impl Watcher {
                 let _ = std::fs::remove_file(&tmp);
                 eprintln!(
                     "breakglass: cannot mark session {} as revoked: {e}",
-                    reg.session
+                    esc(&reg.session)
                 );
                 false
             }

@@ -22,6 +22,7 @@ use crate::procs;
 use crate::record::{Event, SessionRecord};
 use crate::verify::fmt_time;
 use breakglass_proto::sessions::{self, Registration, RevocationMarker};
+use breakglass_proto::text;
 
 /// Syslog ident of the guard.
 pub const IDENT: &str = "breakglass-guard";
@@ -293,9 +294,14 @@ impl Guard {
     fn end_revoked(&self, m: &RevocationMarker) {
         self.end_with(
             "revoked",
-            Some(format!(
-                "grant {} revoked by {}: {}",
-                m.grant, m.revoked_by, m.reason
+            // The reason comes from the daemon (or an old log): fit it to the rule the
+            // daemon checks this record's detail with.
+            Some(text::fit_free_text(
+                &format!(
+                    "grant {} revoked by {}: {}",
+                    m.grant, m.revoked_by, m.reason
+                ),
+                text::MAX_DETAIL_BYTES,
             )),
             &[
                 ("revoked_by", m.revoked_by.clone()),
@@ -382,7 +388,7 @@ impl Guard {
         let left = self.spec.end_at_ms.saturating_sub(now_ms()) / 1000;
         let msg = format!(
             "\r\n\x07*** breakglass: grant {} expires at {} (in {left} s); this session will then be ended. Save your work; request a new grant to continue. ***\r\n",
-            r.grant.as_deref().unwrap_or("?"),
+            text::escaped(r.grant.as_deref().unwrap_or("?")),
             fmt_time(self.spec.end_at_ms / 1000),
         );
         let reached = match self.spec.audit_session {

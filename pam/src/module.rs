@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bg_syslog::{Severity, Syslog};
+use breakglass_proto::text;
 use pam::constants::PamResultCode;
 
 use crate::config::{Config, DEFAULT_GRACE, KrlFail};
@@ -414,8 +415,8 @@ fn admit(
         &format!(
             "breakglass: grant {} admits {} on {} until {}; the session will be ended then.",
             cert.profile.grant_id,
-            cert.principal,
-            record.host,
+            text::escaped(&cert.principal),
+            text::escaped(&record.host),
             fmt_time(cert.valid_before)
         ),
     );
@@ -432,7 +433,12 @@ fn deny(
 ) -> Outcome {
     let mut record = ctx.record(Event::Deny, None);
     record.reason = Some(err.code().to_owned());
-    record.detail = Some(err.to_string());
+    // The message may quote the certificate or the PAM items: fit it to the daemon's rule
+    // for free text (escaped, not refused), so the record is delivered.
+    record.detail = Some(text::fit_free_text(
+        &err.to_string(),
+        text::MAX_DETAIL_BYTES,
+    ));
     if let Some(cfg) = cfg
         && let Err(e) = record.write_to(&cfg.spool)
     {
@@ -450,7 +456,13 @@ fn deny(
     ];
     f.extend(ctx.base_fields());
     log_fields(host, &ctx.syslog, Severity::Warning, &f);
-    pam.tell_user(true, &format!("breakglass: session denied: {err}"));
+    pam.tell_user(
+        true,
+        &format!(
+            "breakglass: session denied: {}",
+            text::escaped(&err.to_string())
+        ),
+    );
     if host.is_sshd() {
         // A denied session phase alone leaves `ssh -N` connected: end the connection.
         let spec = GuardSpec {
@@ -734,6 +746,40 @@ mod tests {
         );
         assert!(w.host.log_text().contains("duration=90"));
         assert_eq!(w.spool_files().len(), 2);
+    }
+
+    #[test]
+    fn nasty_user_rhost_and_details_reach_terminal_syslog_and_spool_escaped() {
+        for nasty in text::NASTY_SAMPLES {
+            let w = World::new();
+            let info = w.cert_info(&CertSpec::default());
+            let mut pam = ScriptedPam::with_info(&format!("alice{nasty}"), Some(&info));
+            pam.items.insert("rhost", format!("192.0.2.7{nasty}"));
+            denied(w.open(&mut pam));
+            for (_, told) in pam.told.borrow().iter() {
+                assert!(!told.chars().any(text::is_hazard), "{told:?}");
+            }
+            let log = w.host.log_text();
+            assert!(log.lines().count() >= 1, "{log}");
+            for line in log.lines() {
+                assert!(!line.chars().any(text::is_hazard), "{line:?}");
+            }
+            assert!(
+                log.contains(&format!(
+                    "rhost={}",
+                    text::quote(&format!("192.0.2.7{nasty}"))
+                )),
+                "{log}"
+            );
+            for f in w.spool_files() {
+                let rec: SessionRecord = serde_json::from_slice(
+                    &std::fs::read(w.dir.path().join("spool").join(&f)).unwrap(),
+                )
+                .unwrap();
+                let detail = rec.detail.unwrap_or_default();
+                text::check_free_text(&detail, text::MAX_DETAIL_BYTES).unwrap();
+            }
+        }
     }
 
     #[test]

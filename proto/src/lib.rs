@@ -13,6 +13,7 @@ pub mod krl;
 pub mod names;
 pub mod profile;
 pub mod sessions;
+pub mod text;
 
 /// Protobuf messages and (with the `grpc` feature) tonic stubs of `breakglass.v1`.
 #[cfg(feature = "wire")]
