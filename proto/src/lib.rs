@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod krl;
 pub mod names;
+pub mod patterns;
 pub mod profile;
 pub mod sessions;
 
