@@ -984,15 +984,20 @@ fn check_word(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A principal pattern: a valid name where `*` and `?` may stand for characters.
+/// A principal pattern: a valid name where `*` and `?` may stand for characters
+/// (the grammar of [`breakglass_proto::patterns`]).
 fn check_pattern(p: &str, check: impl Fn(&str) -> Result<(), String>) -> Result<(), String> {
     let literal: String = p
         .chars()
-        .map(|c| if c == '*' || c == '?' { 'x' } else { c })
+        .map(|c| {
+            if breakglass_proto::patterns::is_wildcard(c) {
+                'x'
+            } else {
+                c
+            }
+        })
         .collect();
-    check(&literal).map_err(|e| format!("pattern {p:?}: {e}"))?;
-    glob::Pattern::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?;
-    Ok(())
+    check(&literal).map_err(|e| format!("pattern {p:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -1238,6 +1243,12 @@ mod tests {
     fn rule_errors_name_the_rule_field() {
         let rule = "[[rules]]\nname = \"r\"\ngroups = [\"g\"]\nprincipals = [\"a\"]\nhosts = [\"h\"]\ninteractive = true\nmax_ttl = \"30m\"\n";
         parse(&format!("{MIN}{rule}")).unwrap();
+        parse(&format!(
+            "{MIN}{}",
+            rule.replace("hosts = [\"h\"]", "hosts = [\"db-??.*.example\"]")
+                .replace("principals = [\"a\"]", "principals = [\"app-*\", \"?\"]")
+        ))
+        .unwrap();
         let cases = [
             (
                 rule.replace("max_ttl = \"30m\"", "max_ttl = \"30 parsecs\""),
@@ -1254,6 +1265,15 @@ mod tests {
             ),
             (
                 rule.replace("principals = [\"a\"]", "principals = [\"a,b\"]"),
+                "rules[0].principals",
+            ),
+            // Patterns have `*` and `?` only: no `[...]` classes, which hosts do not match.
+            (
+                rule.replace("hosts = [\"h\"]", "hosts = [\"db-[0-9]\"]"),
+                "rules[0].hosts",
+            ),
+            (
+                rule.replace("principals = [\"a\"]", "principals = [\"app-[ab]\"]"),
                 "rules[0].principals",
             ),
             (
