@@ -1088,6 +1088,27 @@ mod tests {
             "prod-root"
         );
         assert!(tier(&req("root", "audit-1.prod.example.com", None), noon).starts_with("denied"));
+        // Host patterns: the whole fleet as a pattern would reach the audit hosts, so it is
+        // refused as root; a narrower pattern clear of them is granted; and nothing wider
+        // than a rule's pattern is.
+        let all = tier(&req("root", "*.prod.example.com", None), noon);
+        assert!(
+            all.starts_with("denied: denied by policy rule `no-root-on-audit`"),
+            "{all}"
+        );
+        assert_eq!(
+            tier(&req("root", "db-*.prod.example.com", None), noon),
+            "prod-root"
+        );
+        assert_eq!(
+            tier(&req("app", "*.prod.example.com", None), noon),
+            "production"
+        );
+        let wide = tier(&req("app", "*.example.com", None), noon);
+        assert!(
+            wide.contains("host pattern *.example.com is not allowed"),
+            "{wide}"
+        );
 
         // Drills: only the drill runner, only as a drill, only the drill's command.
         let runner = Caller {
