@@ -18,7 +18,7 @@
 //! Pure and synchronous; every loop is bounded by the patterns' lengths or by
 //! [`MAX_COVERAGE_WORK`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 /// How characters compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +202,7 @@ fn other_char<'a>(tokens: impl Iterator<Item = &'a Token>) -> char {
 /// Most work [`covers`] does (rule states stepped) before it gives up with
 /// [`Coverage::TooComplex`]: well under a second. Patterns as policies write them
 /// (`*.prod.example.com`, `db-??`) need a few thousand.
-pub const MAX_COVERAGE_WORK: usize = 1 << 22;
+pub const MAX_COVERAGE_WORK: usize = 1 << 20;
 
 /// Whether a requested pattern is covered by a rule's patterns.
 #[must_use]
@@ -232,12 +232,18 @@ pub fn covers<S: AsRef<str>>(by: &[S], pattern: &str, case: Case) -> Coverage {
 /// [`covers`], with a shortest example.
 fn search_coverage<S: AsRef<str>>(by: &[S], pattern: &str, case: Case) -> Coverage {
     let inner = tokens(pattern, case);
-    let outer: Vec<Vec<Token>> = by.iter().map(|p| tokens(p.as_ref(), case)).collect();
     // A pattern the rule names (up to case and repeated stars) is covered, however
     // complex: no need to search.
-    if outer.contains(&inner) {
+    if by.iter().any(|p| tokens(p.as_ref(), case) == inner) {
         return Coverage::Covered;
     }
+    // Only the rule's patterns that share a name with the requested one can cover any
+    // of its names; leaving out the others keeps the search small.
+    let outer: Vec<Vec<Token>> = by
+        .iter()
+        .filter(|p| shortest_common_name(p.as_ref(), pattern, case).is_some())
+        .map(|p| tokens(p.as_ref(), case))
+        .collect();
     // The rule's patterns as one automaton: state `start[k] + j` is "pattern k has
     // matched its first j tokens"; `start[k] + len_k` accepts.
     let mut start = Vec::with_capacity(outer.len());
@@ -315,8 +321,7 @@ fn search_coverage<S: AsRef<str>>(by: &[S], pattern: &str, case: Case) -> Covera
     let mut search = Search::default();
     search.visit((0, initial), 0, None);
     let mut work = 0usize;
-    while let Some(id) = search.queue.pop_front() {
-        let (i, set) = search.nodes[id].clone();
+    while let Some((id, (i, set))) = search.queue.pop_front() {
         if i == inner.len() && !accepting(&set) {
             return Coverage::NotCovered(search.name_to(id));
         }
@@ -353,23 +358,23 @@ type Node = (usize, Vec<u64>);
 /// The states [`covers`] has reached, and how (to spell out a counterexample).
 #[derive(Default)]
 struct Search {
-    seen: HashMap<Node, usize>,
-    nodes: Vec<Node>,
-    /// For each node: the node it was reached from, and the character read on the way.
+    seen: HashSet<Node>,
+    /// For each node reached: the node it was reached from, and the character read on
+    /// the way.
     trail: Vec<(usize, Option<char>)>,
-    queue: VecDeque<usize>,
+    /// Nodes still to expand, with their ids.
+    queue: VecDeque<(usize, Node)>,
 }
 
 impl Search {
     fn visit(&mut self, node: Node, parent: usize, c: Option<char>) {
-        if self.seen.contains_key(&node) {
+        if self.seen.contains(&node) {
             return;
         }
-        let id = self.nodes.len();
-        self.seen.insert(node.clone(), id);
-        self.nodes.push(node);
+        let id = self.trail.len();
+        self.seen.insert(node.clone());
         self.trail.push((parent, c));
-        self.queue.push_back(id);
+        self.queue.push_back((id, node));
     }
 
     /// The name read on the way from the first node to node `id`.
