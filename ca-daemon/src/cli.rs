@@ -41,6 +41,17 @@ pub enum Command {
         dev: Option<PathBuf>,
     },
     /// Check a configuration file and the files it names, then exit
+    ///
+    /// Rule principals and hosts are names or patterns: '*' stands for any run of
+    /// characters (dots included), '?' for exactly one, every other character for itself
+    /// (there are no [...] classes; they are refused). Host names compare
+    /// case-insensitively, principals exactly; this is the matcher pam_breakglass(8)
+    /// applies to the host's name. A request may name a host pattern: an allow rule
+    /// grants it only if every host name it matches is matched by the rule's hosts
+    /// (language containment, decided exactly: a rule's pattern repeated, in any case,
+    /// or a narrower one), and a deny rule refuses it if any host name it matches is one
+    /// the deny rule names (overlap). A deny rule naming commands also refuses an
+    /// interactive shell, which could run them.
     CheckConfig {
         /// Configuration file
         #[arg(long, value_name = "FILE")]

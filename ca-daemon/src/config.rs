@@ -1061,15 +1061,20 @@ fn check_word(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A principal pattern: a valid name where `*` and `?` may stand for characters.
+/// A principal pattern: a valid name where `*` and `?` may stand for characters
+/// (the grammar of [`breakglass_proto::patterns`]).
 fn check_pattern(p: &str, check: impl Fn(&str) -> Result<(), String>) -> Result<(), String> {
     let literal: String = p
         .chars()
-        .map(|c| if c == '*' || c == '?' { 'x' } else { c })
+        .map(|c| {
+            if breakglass_proto::patterns::is_wildcard(c) {
+                'x'
+            } else {
+                c
+            }
+        })
         .collect();
-    check(&literal).map_err(|e| format!("pattern {p:?}: {e}"))?;
-    glob::Pattern::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?;
-    Ok(())
+    check(&literal).map_err(|e| format!("pattern {p:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -1164,6 +1169,27 @@ mod tests {
             "prod-root"
         );
         assert!(tier(&req("root", "audit-1.prod.example.com", None), noon).starts_with("denied"));
+        // Host patterns: the whole fleet as a pattern would reach the audit hosts, so it is
+        // refused as root; a narrower pattern clear of them is granted; and nothing wider
+        // than a rule's pattern is.
+        let all = tier(&req("root", "*.prod.example.com", None), noon);
+        assert!(
+            all.starts_with("denied: denied by policy rule `no-root-on-audit`"),
+            "{all}"
+        );
+        assert_eq!(
+            tier(&req("root", "db-*.prod.example.com", None), noon),
+            "prod-root"
+        );
+        assert_eq!(
+            tier(&req("app", "*.prod.example.com", None), noon),
+            "production"
+        );
+        let wide = tier(&req("app", "*.example.com", None), noon);
+        assert!(
+            wide.contains("host pattern *.example.com is not allowed"),
+            "{wide}"
+        );
 
         // Drills: only the drill runner, only as a drill, only the drill's command.
         let runner = Caller {
@@ -1403,6 +1429,12 @@ mod tests {
     fn rule_errors_name_the_rule_field() {
         let rule = "[[rules]]\nname = \"r\"\ngroups = [\"g\"]\nprincipals = [\"a\"]\nhosts = [\"h\"]\ninteractive = true\nmax_ttl = \"30m\"\n";
         parse(&format!("{MIN}{rule}")).unwrap();
+        parse(&format!(
+            "{MIN}{}",
+            rule.replace("hosts = [\"h\"]", "hosts = [\"db-??.*.example\"]")
+                .replace("principals = [\"a\"]", "principals = [\"app-*\", \"?\"]")
+        ))
+        .unwrap();
         let cases = [
             (
                 rule.replace("max_ttl = \"30m\"", "max_ttl = \"30 parsecs\""),
@@ -1419,6 +1451,15 @@ mod tests {
             ),
             (
                 rule.replace("principals = [\"a\"]", "principals = [\"a,b\"]"),
+                "rules[0].principals",
+            ),
+            // Patterns have `*` and `?` only: no `[...]` classes, which hosts do not match.
+            (
+                rule.replace("hosts = [\"h\"]", "hosts = [\"db-[0-9]\"]"),
+                "rules[0].hosts",
+            ),
+            (
+                rule.replace("principals = [\"a\"]", "principals = [\"app-[ab]\"]"),
                 "rules[0].principals",
             ),
             (

@@ -353,6 +353,10 @@ syslog_socket = "/dev/log"
 # Rules. Deny by default: a request needs an allow rule that covers every
 # principal, host, the command (or interactive shell), the source addresses,
 # the TTL and the extensions. A matching deny rule always wins.
+# principals and hosts are names or patterns (`*` any run of characters, dots
+# included; `?` one character; host names compare case-insensitively). A request
+# may ask for a host pattern if every host it matches is matched by the rule's
+# hosts, and no deny rule names a host it matches.
 [[rules]]
 name = "no-root"
 effect = "deny"

@@ -5,13 +5,23 @@
 //! rules match, the one with the most restrictive tier wins (tiers are ranked
 //! in configuration order, least restrictive first).
 //!
+//! Requested hosts may be patterns. An allow rule grants a pattern only when
+//! every host name it can match is matched by one of the rule's host patterns
+//! (language containment, [`patterns::covers`]); a deny rule refuses it when
+//! any host name it can match is one the deny rule names (overlap,
+//! [`patterns::common_name`]). Both are decided against the matcher hosts
+//! apply to the certificate's scope, so a certificate never admits a host the
+//! rules would not grant by name. Principals are the same (requests name them
+//! literally), and a deny rule naming commands also refuses an interactive
+//! shell, which can run them.
+//!
 //! Pure logic over an already validated [`AccessRequest`]: the time is a
 //! parameter, no I/O.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use breakglass_proto::names::host_matches;
+use breakglass_proto::patterns::{self, Case, Coverage};
 use ipnet::IpNet;
 
 use crate::fmt_duration;
@@ -39,9 +49,9 @@ pub struct Rule {
     pub identities: Vec<String>,
     /// Groups the rule applies to.
     pub groups: Vec<String>,
-    /// Principal globs.
+    /// Principal patterns (`*`, `?`; case-sensitive).
     pub principals: Vec<String>,
-    /// Host globs.
+    /// Host patterns (`*`, `?`; ASCII case-insensitive).
     pub hosts: Vec<String>,
     /// Exact forced commands allowed.
     pub commands: Vec<String>,
@@ -229,13 +239,21 @@ impl Policy {
     pub fn decide(&self, caller: &Caller, req: &AccessRequest, at: SystemTime) -> Decision {
         let minute = minute_of_day(at);
         for rule in self.rules.iter().filter(|r| r.effect == Effect::Deny) {
-            if rule.applies_to(caller, true) && rule.in_hours(minute) && rule.deny_matches(req) {
-                return Decision::Deny(format!(
+            if !(rule.applies_to(caller, true) && rule.in_hours(minute)) {
+                continue;
+            }
+            if let Some(notes) = rule.deny_matches(req) {
+                let mut why = format!(
                     "denied by policy rule `{}` for {}@{}",
                     rule.name,
                     req.principals.join(","),
                     req.hosts.join(",")
-                ));
+                );
+                if !notes.is_empty() {
+                    why.push_str(": ");
+                    why.push_str(&notes.join("; "));
+                }
+                return Decision::Deny(why);
             }
         }
         // Among the allow rules that apply to the caller and allow everything,
@@ -335,66 +353,103 @@ impl Rule {
             || self.groups.iter().any(|g| caller.groups.contains(g))
     }
 
-    /// A deny rule matches when every dimension it names touches the request.
-    fn deny_matches(&self, req: &AccessRequest) -> bool {
-        let principal = self.principals.is_empty()
-            || req
-                .principals
-                .iter()
-                .any(|p| self.principals.iter().any(|pat| glob_matches(pat, p)));
-        let host = self.hosts.is_empty() || req.hosts.iter().any(|h| self.host_covers(h));
-        let command = self.commands.is_empty()
-            || req
-                .force_command
-                .as_ref()
-                .is_some_and(|c| self.commands.contains(c));
-        principal && host && command
+    /// A deny rule matches when every dimension it names touches the request:
+    /// one of the principals, one host name a requested host (pattern) can
+    /// match, the forced command or an interactive shell (which can run any
+    /// command). `Some` holds what the request would have admitted that the
+    /// rule forbids, where that is not plain from the request itself.
+    fn deny_matches(&self, req: &AccessRequest) -> Option<Vec<String>> {
+        let mut notes = Vec::new();
+        if !self.principals.is_empty() {
+            let (p, name) = first_overlap(&self.principals, &req.principals, Case::Sensitive)?;
+            if patterns::is_pattern(p) {
+                notes.push(format!(
+                    "principal pattern {p} also matches {name}, which this rule denies"
+                ));
+            }
+        }
+        if !self.hosts.is_empty() {
+            let (h, name) = first_overlap(&self.hosts, &req.hosts, Case::Insensitive)?;
+            if patterns::is_pattern(h) {
+                notes.push(format!(
+                    "host pattern {h} also matches {name}, which this rule denies"
+                ));
+            }
+        }
+        if !self.commands.is_empty() {
+            match &req.force_command {
+                Some(c) if self.commands.contains(c) => {}
+                Some(_) => return None,
+                None => notes.push(format!(
+                    "an interactive shell can run {}, which this rule denies",
+                    self.commands.join(" | ")
+                )),
+            }
+        }
+        Some(notes)
     }
 
-    /// A requested host is covered by a pattern that matches it, or that it
-    /// repeats verbatim (a request may ask for a whole pattern the rule names).
-    fn host_covers(&self, host: &str) -> bool {
-        self.hosts
-            .iter()
-            .any(|pat| pat.eq_ignore_ascii_case(host) || host_matches(pat, host))
+    /// The principal and host dimensions of an allow rule: every name a requested
+    /// principal or host (pattern) can match must match one of the rule's patterns.
+    fn scope_check(&self, req: &AccessRequest) -> Result<(), (usize, String)> {
+        for p in &req.principals {
+            if covers(&self.principals, p, Case::Sensitive).is_err() {
+                return Err((
+                    0,
+                    format!(
+                        "principal {p} is not allowed by rule `{}` (it allows: {})",
+                        self.name,
+                        self.principals.join(", ")
+                    ),
+                ));
+            }
+        }
+        for h in &req.hosts {
+            let refused = match covers(&self.hosts, h, Case::Insensitive) {
+                Ok(()) => continue,
+                Err(_) if !patterns::is_pattern(h) => format!(
+                    "host {h} is not allowed for {} by rule `{}` (it allows hosts: {})",
+                    req.principals.join(","),
+                    self.name,
+                    self.hosts.join(", ")
+                ),
+                Err(Some(name)) => {
+                    let why = format!(
+                        "host pattern {h} is not allowed for {} by rule `{}`: it also matches {name}, which the rule's hosts ({}) do not; ask for host names, or a pattern that matches only hosts the rule allows",
+                        req.principals.join(","),
+                        self.name,
+                        self.hosts.join(", ")
+                    );
+                    // A rule that allows part of the pattern explains the refusal best.
+                    let partly =
+                        first_overlap(&self.hosts, std::slice::from_ref(h), Case::Insensitive);
+                    return Err((if partly.is_some() { 2 } else { 1 }, why));
+                }
+                Err(None) => format!(
+                    "host pattern {h} is too complex to check against the hosts of rule `{}` ({}); ask for host names, or one of the rule's patterns as written",
+                    self.name,
+                    self.hosts.join(", ")
+                ),
+            };
+            return Err((1, refused));
+        }
+        Ok(())
     }
 
     fn scope(&self, req: &AccessRequest) -> String {
         format!("{}@{}", req.principals.join(","), self.hosts.join(","))
     }
 
-    /// Checks an allow rule dimension by dimension. On refusal, returns how
-    /// many dimensions matched (to pick the most relevant message) and why.
+    /// Checks an allow rule dimension by dimension. On refusal, returns how far
+    /// the request got (to pick the most relevant message: principals 0, hosts 1
+    /// or 2 when the rule allows part of a requested pattern, then command,
+    /// source addresses, hours, TTL, extensions) and why.
     fn check(&self, req: &AccessRequest, minute: u16) -> Result<Vec<String>, (usize, String)> {
-        if let Some(p) = req
-            .principals
-            .iter()
-            .find(|p| !self.principals.iter().any(|pat| glob_matches(pat, p)))
-        {
-            return Err((
-                0,
-                format!(
-                    "principal {p} is not allowed by rule `{}` (it allows: {})",
-                    self.name,
-                    self.principals.join(", ")
-                ),
-            ));
-        }
-        if let Some(h) = req.hosts.iter().find(|h| !self.host_covers(h)) {
-            return Err((
-                1,
-                format!(
-                    "host {h} is not allowed for {} by rule `{}` (it allows hosts: {})",
-                    req.principals.join(","),
-                    self.name,
-                    self.hosts.join(", ")
-                ),
-            ));
-        }
+        self.scope_check(req)?;
         match &req.force_command {
             None if !self.interactive => {
                 return Err((
-                    2,
+                    3,
                     format!(
                         "an interactive shell is not allowed for {}; rule `{}` allows only --command {}",
                         self.scope(req),
@@ -410,7 +465,7 @@ impl Rule {
                     self.commands.join(" | ")
                 };
                 return Err((
-                    2,
+                    3,
                     format!(
                         "forced command {c:?} is not allowed for {} by rule `{}` (allowed: {allowed})",
                         self.scope(req),
@@ -429,7 +484,7 @@ impl Rule {
             };
             if req.source_addresses.is_empty() {
                 return Err((
-                    3,
+                    4,
                     format!(
                         "rule `{}` requires --source-address within {} for {}",
                         self.name,
@@ -444,7 +499,7 @@ impl Rule {
                 .find(|a| !nets.iter().any(|n| n.contains(*a)))
             {
                 return Err((
-                    3,
+                    4,
                     format!(
                         "source address {a} is outside what rule `{}` allows for {} ({})",
                         self.name,
@@ -456,7 +511,7 @@ impl Rule {
         }
         if !self.in_hours(minute) {
             return Err((
-                4,
+                5,
                 format!(
                     "rule `{}` allows {} only between {} UTC (it is {} UTC)",
                     self.name,
@@ -472,7 +527,7 @@ impl Rule {
         }
         if req.ttl > self.max_ttl {
             return Err((
-                5,
+                6,
                 format!(
                     "TTL {} exceeds the {} maximum allowed for {} (rule `{}`)",
                     fmt_duration(req.ttl),
@@ -490,7 +545,7 @@ impl Rule {
             Some(asked) => {
                 if let Some(x) = asked.iter().find(|x| !self.extensions.contains(*x)) {
                     return Err((
-                        6,
+                        7,
                         format!(
                             "extension {x} is not allowed for {} by rule `{}` (allowed: {})",
                             self.scope(req),
@@ -514,8 +569,28 @@ impl Rule {
     }
 }
 
-fn glob_matches(pattern: &str, value: &str) -> bool {
-    glob::Pattern::new(pattern).is_ok_and(|p| p.matches(value))
+/// Whether every name `asked` can match is matched by one of `allowed`: `Ok`, or
+/// `Err` with such a name (`None` when too complex to decide, which refuses too).
+fn covers(allowed: &[String], asked: &str, case: Case) -> Result<(), Option<String>> {
+    match patterns::covers(allowed, asked, case) {
+        Coverage::Covered => Ok(()),
+        Coverage::NotCovered(name) => Err(Some(name)),
+        Coverage::TooComplex => Err(None),
+    }
+}
+
+/// The first of `asked` that can match a name one of `denied` matches, with that name.
+fn first_overlap<'a>(
+    denied: &[String],
+    asked: &'a [String],
+    case: Case,
+) -> Option<(&'a str, String)> {
+    asked.iter().find_map(|a| {
+        denied
+            .iter()
+            .find_map(|d| patterns::common_name(d, a, case))
+            .map(|name| (a.as_str(), name))
+    })
 }
 
 #[cfg(test)]
@@ -708,9 +783,199 @@ max_ttl = "10m"
             why.contains("host web-1 is not allowed for postgres"),
             "{why}"
         );
-        // A wider pattern than the rule's is not covered by it.
+        // A wider pattern than the rule's is not covered by it; the message shows a host
+        // it would have admitted.
         r.hosts = vec!["*".into()];
-        denied(p.decide(&sre(), &r, noon()));
+        let why = denied(p.decide(&sre(), &r, noon()));
+        assert!(
+            why.starts_with("host pattern * is not allowed for postgres by rule `db`: it also matches x, which the rule's hosts (db-*) do not"),
+            "{why}"
+        );
+        // A narrower one is.
+        r.hosts = vec!["db-1*".into(), "DB-??".into()];
+        allowed(p.decide(&sre(), &r, noon()));
+    }
+
+    /// The rules of the two examples in the hardening issue, and the dev config's.
+    const PATTERNS: &str = r#"
+[[rules]]
+name = "dev"
+groups = ["sre"]
+principals = ["postgres"]
+hosts = ["*.dev.example"]
+interactive = true
+max_ttl = "30m"
+
+[[rules]]
+name = "q"
+groups = ["sre"]
+principals = ["postgres"]
+hosts = ["app-?.q.example"]
+interactive = true
+max_ttl = "30m"
+
+[[rules]]
+name = "no-secrets"
+effect = "deny"
+hosts = ["secret-*.dev.example"]
+"#;
+
+    fn shell_on(hosts: &[&str]) -> AccessRequest {
+        AccessRequest {
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            force_command: None,
+            source_addresses: vec![],
+            ..req()
+        }
+    }
+
+    #[test]
+    fn a_requested_pattern_reaching_a_denied_host_is_denied() {
+        let p = policy(PATTERNS);
+        let why = denied(p.decide(&sre(), &shell_on(&["*.dev.example"]), noon()));
+        assert_eq!(
+            why,
+            "denied by policy rule `no-secrets` for postgres@*.dev.example: host pattern *.dev.example also matches secret-y.dev.example, which this rule denies"
+        );
+        // Also through `?`, upper case, or among other hosts.
+        for hosts in [
+            &["s?cret-1.dev.example"][..],
+            &["SECRET-*"],
+            &["web-1.dev.example", "*t-*.dev.example"],
+        ] {
+            let why = denied(p.decide(&sre(), &shell_on(hosts), noon()));
+            assert!(
+                why.starts_with("denied by policy rule `no-secrets`"),
+                "{why}"
+            );
+        }
+        // A narrower pattern that stays clear of the denied hosts is granted.
+        let g = allowed(p.decide(&sre(), &shell_on(&["web-*.dev.example"]), noon()));
+        assert_eq!(g.rule, "dev");
+    }
+
+    #[test]
+    fn a_question_mark_in_a_rule_does_not_grant_a_star() {
+        let p = policy(PATTERNS);
+        let why = denied(p.decide(&sre(), &shell_on(&["app-*.q.example"]), noon()));
+        assert_eq!(
+            why,
+            "host pattern app-*.q.example is not allowed for postgres by rule `q`: it also matches app-yy.q.example, which the rule's hosts (app-?.q.example) do not; ask for host names, or a pattern that matches only hosts the rule allows"
+        );
+        denied(p.decide(&sre(), &shell_on(&["app-??.q.example"]), noon()));
+        // The rule's pattern repeated, in any case, and the names it matches are granted.
+        for hosts in [
+            &["app-?.q.example"][..],
+            &["APP-?.Q.EXAMPLE"],
+            &["app-1.q.example", "app-2.q.example"],
+        ] {
+            assert_eq!(
+                allowed(p.decide(&sre(), &shell_on(hosts), noon())).rule,
+                "q"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deny_rule_naming_commands_also_denies_a_shell() {
+        let deny =
+            "[[rules]]\nname = \"no-psql\"\neffect = \"deny\"\ncommands = [\"/usr/bin/psql\"]\n";
+        let p = policy(&format!(
+            "{}{deny}",
+            RULE.replace(
+                "commands = [\"/usr/bin/psql\"]",
+                "commands = [\"/usr/bin/psql\", \"/usr/bin/id\"]\ninteractive = true"
+            )
+        ));
+        let why = denied(p.decide(&sre(), &req(), noon()));
+        assert!(why.starts_with("denied by policy rule `no-psql`"), "{why}");
+        let shell = AccessRequest {
+            force_command: None,
+            ..req()
+        };
+        let why = denied(p.decide(&sre(), &shell, noon()));
+        assert!(
+            why.ends_with(": an interactive shell can run /usr/bin/psql, which this rule denies"),
+            "{why}"
+        );
+        let id = AccessRequest {
+            force_command: Some("/usr/bin/id".into()),
+            ..req()
+        };
+        allowed(p.decide(&sre(), &id, noon()));
+    }
+
+    #[test]
+    fn principal_patterns_are_case_sensitive_and_deny_overlaps() {
+        let p = policy(&format!(
+            "{RULE}[[rules]]\nname = \"no-app-admin\"\neffect = \"deny\"\nprincipals = [\"app-adm?n\"]\n"
+        ));
+        let mut r = req();
+        r.principals = vec!["App-api".into()];
+        let why = denied(p.decide(&sre(), &r, noon()));
+        assert!(why.contains("principal App-api is not allowed"), "{why}");
+        r.principals = vec!["app-api".into(), "app-admin".into()];
+        let why = denied(p.decide(&sre(), &r, noon()));
+        assert!(
+            why.starts_with("denied by policy rule `no-app-admin`"),
+            "{why}"
+        );
+    }
+
+    /// One allow rule and one deny rule over a small alphabet, so that patterns meet.
+    fn host_pattern() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        proptest::collection::vec(prop::sample::select(vec!['a', 'B', '-', '*', '?']), 1..=5)
+            .prop_map(|v| v.into_iter().collect())
+    }
+
+    /// Every host name of up to 5 characters over `a`, `b`, `-` and `x` (which the
+    /// patterns never name): with patterns of up to 5 characters, every way a name can
+    /// meet them.
+    fn short_names() -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..5 {
+            last = last
+                .iter()
+                .flat_map(|s| ['a', 'b', '-', 'x'].map(|c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    proptest::proptest! {
+        /// An allowed pattern: every host name it matches is allowed by the same rule
+        /// and matched by no deny rule.
+        #[test]
+        fn an_allowed_pattern_allows_only_names_the_rules_allow(
+            allow in proptest::collection::vec(host_pattern(), 1..3),
+            deny in host_pattern(),
+            asked in host_pattern(),
+        ) {
+            let quoted = |v: &[String]| v.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ");
+            let p = policy(&format!(
+                "[[rules]]\nname = \"a\"\ngroups = [\"sre\"]\nprincipals = [\"postgres\"]\nhosts = [{}]\ninteractive = true\nmax_ttl = \"30m\"\n\
+                 [[rules]]\nname = \"d\"\neffect = \"deny\"\nhosts = [{}]\n",
+                quoted(&allow),
+                quoted(std::slice::from_ref(&deny)),
+            ));
+            let Decision::Allow(g) = p.decide(&sre(), &shell_on(&[asked.as_str()]), noon()) else {
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(&g.rule, "a");
+            for name in short_names() {
+                if !patterns::matches(&asked, &name, Case::Insensitive) {
+                    continue;
+                }
+                proptest::prop_assert!(!patterns::matches(&deny, &name, Case::Insensitive), "{} reaches denied {}", asked, name);
+                match p.decide(&sre(), &shell_on(&[name.as_str()]), noon()) {
+                    Decision::Allow(by_name) => proptest::prop_assert_eq!(&by_name.rule, &g.rule),
+                    Decision::Deny(why) => proptest::prop_assert!(false, "{} granted but its name {} is not: {}", asked, name, why),
+                }
+            }
+        }
     }
 
     #[test]

@@ -161,7 +161,13 @@ pub enum ReviewSub {
 /// `breakglass request`.
 #[derive(Debug, Args)]
 pub struct RequestCmd {
-    /// Host to access (repeat for several)
+    /// Host to access, or a host pattern (repeat for several)
+    ///
+    /// A pattern ('*' stands for any run of characters, dots included; '?' for exactly
+    /// one) is granted only if one policy rule allows every host name it matches and no
+    /// deny rule names any of them: repeat a rule's pattern, or ask for a narrower one
+    /// ('db-1*' where the rule allows 'db-*'). Quote it for the shell. The certificate
+    /// is valid on the hosts the pattern matches (case-insensitively), and no others.
     #[arg(long = "host", value_name = "HOST", required = true)]
     pub hosts: Vec<String>,
     /// Unix account to log in as (repeat for several)

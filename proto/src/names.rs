@@ -59,18 +59,12 @@ pub fn check_host_pattern(host: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// True when `host` matches `pattern` (a glob with `*` and `?`; ASCII case-insensitive,
-/// as host names are). A pattern that is not a valid glob matches nothing.
+/// True when `host` matches `pattern` (`*` any run of characters, `?` one; ASCII
+/// case-insensitive, as host names are): the host-scope check of the PAM module. What
+/// the daemon grants is decided against this same matcher ([`crate::patterns`]).
 #[must_use]
 pub fn host_matches(pattern: &str, host: &str) -> bool {
-    let opts = glob::MatchOptions {
-        case_sensitive: false,
-        require_literal_separator: false,
-        require_literal_leading_dot: false,
-    };
-    glob::Pattern::new(pattern)
-        .map(|p| p.matches_with(host, opts))
-        .unwrap_or(false)
+    crate::patterns::matches(pattern, host, crate::patterns::Case::Insensitive)
 }
 
 #[cfg(test)]

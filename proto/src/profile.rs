@@ -4,7 +4,7 @@
 //! - key id `breakglass/<grant id>/<requester>`: readable in sshd's
 //!   `Accepted publickey ... ID <key id>` log line, free of spaces;
 //! - extension [`EXT_GRANT_ID`] with the grant id;
-//! - extension [`EXT_HOSTS`] with the comma-separated host scope (globs);
+//! - extension [`EXT_HOSTS`] with the comma-separated host scope (patterns, see [`crate::patterns`]);
 //! - extension [`EXT_TIER`] with the risk tier of the policy rule;
 //! - extension [`EXT_SESSION_RECORDING`] when the tier requires session recording.
 //!
@@ -20,7 +20,7 @@ use crate::names;
 
 /// Extension carrying the grant id.
 pub const EXT_GRANT_ID: &str = "grant-id@breakglass.dev";
-/// Extension carrying the host scope: comma-separated host names or globs.
+/// Extension carrying the host scope: comma-separated host names or patterns.
 pub const EXT_HOSTS: &str = "hosts@breakglass.dev";
 /// Extension carrying the risk tier of the grant.
 pub const EXT_TIER: &str = "tier@breakglass.dev";
@@ -120,7 +120,7 @@ pub struct Profile {
     pub grant_id: GrantId,
     /// Identity of the person who requested it.
     pub requester: String,
-    /// Host names or globs the certificate is scoped to (never empty).
+    /// Host names or patterns the certificate is scoped to (never empty).
     pub hosts: Vec<String>,
     /// Risk tier of the grant.
     pub tier: String,
