@@ -163,7 +163,7 @@ mod tests {
             bg_syslog::format_fields(&refs),
             "event=request_refused index=4 actor=user:m@x refusal=deny_rule identity=m@x \
              principals=root hosts=localhost command=- ttl_s=600 emergency=false drill=false \
-             rule=no-root tier=\"\" reason=\"denied by policy rule `no-root` for root@localhost\" \
+             rule=no-root tier=- reason=\"denied by policy rule `no-root` for root@localhost\" \
              request_reason=INC-1 request=-"
         );
         let limited = Event::new(

@@ -202,8 +202,9 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("ttl_s", Value::Int(e.ttl_seconds)));
             f.push(("emergency", Value::Bool(e.emergency)));
             f.push(("drill", Value::Bool(e.drill)));
-            f.push(("rule", s(&e.rule)));
-            f.push(("tier", s(&e.tier)));
+            // No rule (none concerns the caller) is absent, not an empty name.
+            f.push(("rule", opt(Some(e.rule.as_str()).filter(|r| !r.is_empty()))));
+            f.push(("tier", opt(Some(e.tier.as_str()).filter(|t| !t.is_empty()))));
             f.push(("reason", s(&e.reason)));
             f.push(("request_reason", s(&e.request_reason)));
             f.push((
