@@ -1109,6 +1109,7 @@ mod tests {
         assert!(c.policy.tier("drill").unwrap().drill);
         assert_eq!(c.policy.tier("low").unwrap().approvals, 0);
         assert_eq!(c.policy.tier("critical").unwrap().approvals, 2);
+        assert_eq!(c.refusals, RefusalSettings::default());
     }
 
     #[test]
@@ -1127,6 +1128,10 @@ mod tests {
         assert!(c.policy.tier("prod-root").unwrap().emergency.is_none());
         assert!(c.policy.tier("production").unwrap().session_recording);
         assert_eq!(c.notifications.retries, 3);
+        assert_eq!(
+            c.refusals.webhooks,
+            ["https://soc.example.com/hooks/breakglass-refusals"]
+        );
         let alice = Caller {
             identity: "alice@example.com".into(),
             groups: vec!["sre".into()],

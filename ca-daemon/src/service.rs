@@ -862,10 +862,13 @@ impl Service {
                 groups_text(&tier.approver_groups)
             ));
             let kind = RefusalKind::SelfApproval;
+            // A refusal changes no request: record it without holding up transitions.
+            drop(_t);
             return Err(self.refuse_action(who, "approve", &target, kind, e).await);
         }
         if let Err(e) = require_approver(who, &tier, "approve") {
             let kind = self.refusals.kind_for(who, RefusalKind::NotApprover);
+            drop(_t);
             return Err(self.refuse_action(who, "approve", &target, kind, e).await);
         }
         let required = r.created.approvals_required as usize;
@@ -925,10 +928,12 @@ impl Service {
                 "{id} is your own request: withdraw it with `breakglass cancel {id}`"
             ));
             let kind = RefusalKind::SelfApproval;
+            drop(_t);
             return Err(self.refuse_action(who, "deny", &target, kind, e).await);
         }
         if let Err(e) = require_approver(who, &tier, "deny") {
             let kind = self.refusals.kind_for(who, RefusalKind::NotApprover);
+            drop(_t);
             return Err(self.refuse_action(who, "deny", &target, kind, e).await);
         }
         let (_, at) = now();
@@ -962,6 +967,7 @@ impl Service {
                 r.created.requester
             ));
             let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+            drop(_t);
             return Err(self
                 .refuse_action(who, "cancel", &id.to_string(), kind, e)
                 .await);
@@ -1357,6 +1363,7 @@ impl Service {
             Err(e @ Error::PermissionDenied(_)) => {
                 let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
                 let target = grant_id.to_string();
+                drop(_t);
                 return Err(self
                     .refuse_action(who, "report_drill", &target, kind, e)
                     .await);
@@ -1456,6 +1463,7 @@ impl Service {
                 "you cannot review your own grant {grant_id}; someone else must"
             ));
             let kind = RefusalKind::SelfApproval;
+            drop(_t);
             return Err(self.refuse_action(who, "review", &target, kind, e).await);
         }
         let t = self.policy.tier(&tier);
@@ -1467,6 +1475,7 @@ impl Service {
                 groups_text(&who.groups)
             ));
             let kind = self.refusals.kind_for(who, RefusalKind::NotReviewer);
+            drop(_t);
             return Err(self.refuse_action(who, "review", &target, kind, e).await);
         }
         let (_, at) = now();

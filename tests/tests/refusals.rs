@@ -608,10 +608,13 @@ async fn repeated_refusals_alert_once_and_are_recorded_up_to_the_hourly_limit() 
     let notices = SyslogCapture::bind(noticedir.path());
     let (url, notice_sock) = (hook.url.clone(), notices.path.display().to_string());
     let mut d = daemon(&syslog, move |c| {
-        format!(
-            "{c}\n[notifications]\nsyslog = true\nsyslog_socket = \"{notice_sock}\"\n\n\
-             [refusals]\nper_identity_per_hour = 5\nalert_threshold = 3\nwebhooks = [\"{url}\"]\n"
-        )
+        let c = c
+            .replace("per_identity_per_hour = 60", "per_identity_per_hour = 5")
+            .replace(
+                "alert_threshold = 10",
+                &format!("alert_threshold = 3\nwebhooks = [\"{url}\"]"),
+            );
+        format!("{c}\n[notifications]\nsyslog = true\nsyslog_socket = \"{notice_sock}\"\n")
     })
     .await;
     let keys = tempfile::tempdir().unwrap();
@@ -797,10 +800,8 @@ async fn a_refusal_that_cannot_be_recorded_is_refused_all_the_same() {
     let syslog = SyslogCapture::bind(logdir.path());
     let dir = audit_dir.display().to_string();
     let mut d = daemon(&syslog, move |c| {
-        format!(
-            "{}\n[refusals]\nper_identity_per_hour = 1000\n",
-            c.replace("dir = \"audit\"", &format!("dir = \"{dir}\""))
-        )
+        c.replace("dir = \"audit\"", &format!("dir = \"{dir}\""))
+            .replace("per_identity_per_hour = 60", "per_identity_per_hour = 1000")
     })
     .await;
     let keys = tempfile::tempdir().unwrap();
