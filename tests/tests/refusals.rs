@@ -97,6 +97,17 @@ async fn one_action_refusal(d: &TestDaemon, before: usize) -> (Actor, ActionRefu
     }
 }
 
+/// Approves request `id` as `t`, which must be refused; the answer.
+async fn refused_approval(t: &Target, id: &str) -> tonic::Status {
+    client(t)
+        .approve(ApproveRequest {
+            request_id: id.to_owned(),
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err()
+}
+
 fn user(id: &str) -> Actor {
     Actor::User(id.into())
 }
@@ -291,13 +302,7 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
 
     // Self-approval attempt.
     let n = all_events(&d).await.len();
-    let s = client(&sre)
-        .approve(ApproveRequest {
-            request_id: pending.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let s = refused_approval(&sre, &pending).await;
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
     let (actor, a) = one_action_refusal(&d, n).await;
     assert_eq!(actor, user("sre@example.com"));
@@ -310,13 +315,7 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
 
     // Approval by a known identity that is not an approver of the tier.
     let n = all_events(&d).await.len();
-    let s = client(&d.target("auditor"))
-        .approve(ApproveRequest {
-            request_id: pending.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let s = refused_approval(&d.target("auditor"), &pending).await;
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
     let (_, a) = one_action_refusal(&d, n).await;
     assert_eq!(
@@ -355,13 +354,7 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
         "{line}"
     );
     let n = all_events(&d).await.len();
-    client(&mallory)
-        .approve(ApproveRequest {
-            request_id: pending.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap_err();
+    refused_approval(&mallory, &pending).await;
     let (_, a) = one_action_refusal(&d, n).await;
     assert_eq!(
         (a.kind, a.action.as_str()),
@@ -532,13 +525,7 @@ async fn audit_show_refused_lists_the_refusals_with_the_other_filters() {
         .request_certificate(request(keys.path(), "bgdemo", "localhost", 600, "curious"))
         .await
         .unwrap_err();
-    client(&d.target("auditor"))
-        .approve(ApproveRequest {
-            request_id: pending.clone(),
-            comment: String::new(),
-        })
-        .await
-        .unwrap_err();
+    refused_approval(&d.target("auditor"), &pending).await;
 
     let all = audit_show(&d, &[]).await;
     assert!(
