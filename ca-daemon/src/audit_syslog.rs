@@ -47,6 +47,8 @@ fn severity(event: &Event) -> Severity {
     match &event.kind {
         // A failed drill means break-glass access to a host may not work: not routine.
         EventKind::DrillReported(d) if !d.passed => Severity::Warning,
+        // An identity refused so often that its refusals are no longer recorded one by one.
+        EventKind::RefusalsLimited(_) => Severity::Warning,
         _ if event.code() == EventCode::Heartbeat => Severity::Info,
         _ => Severity::Notice,
     }
@@ -156,6 +158,51 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn a_refusal_line_names_its_kind_rule_and_reason() {
+        use breakglass_proto::audit::event::{RefusalKind, RefusalsLimited, RequestRefused};
+        let e = Event::new(
+            Timestamp(1),
+            Actor::User("m@x".into()),
+            EventKind::RequestRefused(Box::new(RequestRefused {
+                kind: RefusalKind::DenyRule,
+                identity: "m@x".into(),
+                principals: vec!["root".into()],
+                hosts: vec!["localhost".into()],
+                command: None,
+                ttl_seconds: 600,
+                emergency: false,
+                drill: false,
+                request_reason: "INC-1".into(),
+                rule: "no-root".into(),
+                tier: String::new(),
+                reason: "denied by policy rule `no-root` for root@localhost".into(),
+                request_id: None,
+            })),
+        );
+        assert!(matches!(severity(&e), Severity::Notice));
+        let f = line_fields(4, &e);
+        let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            bg_syslog::format_fields(&refs),
+            "event=request_refused index=4 actor=user:m@x refusal=deny_rule identity=m@x \
+             principals=root hosts=localhost command=- ttl_s=600 emergency=false drill=false \
+             rule=no-root tier=- reason=\"denied by policy rule `no-root` for root@localhost\" \
+             request_reason=INC-1 request=-"
+        );
+        let limited = Event::new(
+            Timestamp(1),
+            Actor::Daemon,
+            EventKind::RefusalsLimited(RefusalsLimited {
+                identity: "m@x".into(),
+                window_start: Timestamp(3_600_000),
+                window_end: Timestamp(7_200_000),
+                limit: 60,
+            }),
+        );
+        assert!(matches!(severity(&limited), Severity::Warning));
     }
 
     #[test]

@@ -51,7 +51,45 @@ struct RawConfig {
     notifications: Option<RawNotifications>,
     #[serde(default)]
     revocation: Option<RawRevocation>,
+    #[serde(default)]
+    refusals: Option<RawRefusals>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRefusals {
+    #[serde(default)]
+    per_identity_per_hour: Option<u32>,
+    #[serde(default)]
+    alert_threshold: Option<u32>,
+    #[serde(default)]
+    webhooks: Option<Vec<String>>,
+}
+
+/// How refusals by policy are recorded and alerted (`[refusals]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalSettings {
+    /// Refusals recorded one by one per identity and hour; beyond, they are still refused
+    /// but only one `refusals_limited` event records that the limit was hit.
+    pub per_identity_per_hour: u32,
+    /// The refusal of an identity within one hour that sends the alert webhook (0 = never).
+    pub alert_threshold: u32,
+    /// Where that alert goes (by default, every webhook of every tier).
+    pub webhooks: Vec<String>,
+}
+
+impl Default for RefusalSettings {
+    fn default() -> Self {
+        Self {
+            per_identity_per_hour: 60,
+            alert_threshold: 10,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// Most refusals per identity and hour the configuration may ask to record one by one.
+pub const MAX_REFUSALS_PER_HOUR: u32 = 100_000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -344,6 +382,8 @@ pub struct Config {
     pub notifications: NotifySettings,
     /// Revocation settings.
     pub revocation: RevocationSettings,
+    /// Refusal recording and alerting.
+    pub refusals: RefusalSettings,
 }
 
 impl Config {
@@ -613,6 +653,8 @@ impl Config {
             }
         };
 
+        let refusals = parse_refusals(raw.refusals.unwrap_or_default(), &tiers, &err)?;
+
         let mut names_seen = BTreeSet::new();
         let mut rules = Vec::new();
         for (i, r) in raw.rules.into_iter().enumerate() {
@@ -802,8 +844,60 @@ impl Config {
             policy: Policy::new(rules, tiers),
             notifications,
             revocation,
+            refusals,
         })
     }
+}
+
+/// Validates `[refusals]`. Without `webhooks`, the alert goes to every distinct webhook
+/// of the tiers (whoever hears of break-glass use hears of repeated refusals);
+/// `webhooks = []` sends none.
+fn parse_refusals(
+    raw: RawRefusals,
+    tiers: &[Tier],
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<RefusalSettings, ConfigError> {
+    let d = RefusalSettings::default();
+    let limit = raw.per_identity_per_hour.unwrap_or(d.per_identity_per_hour);
+    if !(1..=MAX_REFUSALS_PER_HOUR).contains(&limit) {
+        return Err(err(
+            "refusals.per_identity_per_hour",
+            format!(
+                "{limit} is outside 1 to {MAX_REFUSALS_PER_HOUR} (refusals recorded one by one per identity and hour)"
+            ),
+        ));
+    }
+    let threshold = raw.alert_threshold.unwrap_or(d.alert_threshold.min(limit));
+    if threshold > limit {
+        return Err(err(
+            "refusals.alert_threshold",
+            format!(
+                "{threshold} is more than refusals.per_identity_per_hour ({limit}): refusals beyond that limit are not recorded one by one, so they cannot be counted towards the alert; lower alert_threshold or raise the limit (0 turns the alert off)"
+            ),
+        ));
+    }
+    let webhooks = match raw.webhooks {
+        Some(list) => {
+            for w in &list {
+                crate::notify::check_webhook_url(w).map_err(|e| err("refusals.webhooks", e))?;
+            }
+            list
+        }
+        None => {
+            let mut all: Vec<String> = Vec::new();
+            for w in tiers.iter().flat_map(|t| &t.webhooks) {
+                if !all.contains(w) {
+                    all.push(w.clone());
+                }
+            }
+            all
+        }
+    };
+    Ok(RefusalSettings {
+        per_identity_per_hour: limit,
+        alert_threshold: threshold,
+        webhooks,
+    })
 }
 
 /// Tier of rules that name none.
@@ -1101,6 +1195,7 @@ mod tests {
         assert!(c.identities.iter().all(|i| !i.id.starts_with("unix:")));
         assert_eq!(c.admin_users[0].user, "root");
         assert_eq!(c.admin_users[0].groups, ["admins"]);
+        assert_eq!(c.refusals, RefusalSettings::default());
     }
 
     #[test]
@@ -1119,6 +1214,10 @@ mod tests {
         assert!(c.policy.tier("prod-root").unwrap().emergency.is_none());
         assert!(c.policy.tier("production").unwrap().session_recording);
         assert_eq!(c.notifications.retries, 3);
+        assert_eq!(
+            c.refusals.webhooks,
+            ["https://soc.example.com/hooks/breakglass-refusals"]
+        );
         let alice = Caller {
             identity: "alice@example.com".into(),
             groups: vec!["sre".into()],
@@ -1481,5 +1580,67 @@ mod tests {
             let e = parse(&format!("{MIN}{text}")).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
+    }
+
+    #[test]
+    fn refusal_settings_have_defaults_limits_and_a_webhook_fallback() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.refusals, RefusalSettings::default());
+        assert_eq!(
+            (c.refusals.per_identity_per_hour, c.refusals.alert_threshold),
+            (60, 10)
+        );
+        let tiers = "[[tiers]]\nname = \"a\"\nmax_ttl = \"1h\"\nwebhooks = [\"http://127.0.0.1:1/a\", \"http://127.0.0.1:1/b\"]\n\
+                     [[tiers]]\nname = \"b\"\nmax_ttl = \"1h\"\nwebhooks = [\"http://127.0.0.1:1/b\"]\n";
+        // Without `webhooks`, the alert goes to every distinct tier webhook; `[]` to none.
+        let c = parse(&format!("{MIN}{tiers}")).unwrap();
+        assert_eq!(
+            c.refusals.webhooks,
+            ["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"]
+        );
+        let c = parse(&format!("{MIN}{tiers}[refusals]\nwebhooks = []\n")).unwrap();
+        assert!(c.refusals.webhooks.is_empty());
+        let c = parse(&format!(
+            "{MIN}[refusals]\nper_identity_per_hour = 5\nwebhooks = [\"https://soc.example/hook\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.refusals,
+            RefusalSettings {
+                per_identity_per_hour: 5,
+                // The default threshold never exceeds the limit.
+                alert_threshold: 5,
+                webhooks: vec!["https://soc.example/hook".into()],
+            }
+        );
+        let cases = [
+            (
+                "per_identity_per_hour = 0",
+                "refusals.per_identity_per_hour",
+            ),
+            (
+                "per_identity_per_hour = 100001",
+                "refusals.per_identity_per_hour",
+            ),
+            (
+                "per_identity_per_hour = 5\nalert_threshold = 6",
+                "refusals.alert_threshold",
+            ),
+            ("webhooks = [\"ftp://x/\"]", "refusals.webhooks"),
+        ];
+        for (text, field) in cases {
+            let e = parse(&format!("{MIN}[refusals]\n{text}\n")).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+        let e = parse(&format!("{MIN}[refusals]\nper_hour = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `per_hour`"), "{e}");
+        let e = parse(&format!(
+            "{MIN}[refusals]\nper_identity_per_hour = 5\nalert_threshold = 6\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("lower alert_threshold"), "{e}");
     }
 }

@@ -350,6 +350,18 @@ reader_groups = ["auditors", "admins"]
 # One authpriv key=value syslog line per recorded event goes to this socket.
 syslog_socket = "/dev/log"
 
+# Refusals by policy (a deny rule, no matching rule, a TTL over the limit, a
+# missing ticket, self-approval, an unknown identity, ...) are audit events
+# (request_refused, action_refused) and syslog lines. Per identity and hour, at
+# most per_identity_per_hour are recorded one by one; the next records one
+# refusals_limited event, and later ones are refused without a record.
+[refusals]
+per_identity_per_hour = 60
+# This many refusals of one identity within the hour send one alert to the
+# webhooks listed as `webhooks = [...]` here (default: every tier's webhooks;
+# [] for none). 0 turns it off.
+alert_threshold = 10
+
 # Rules. Deny by default: a request needs an allow rule that covers every
 # principal, host, the command (or interactive shell), the source addresses,
 # the TTL and the extensions. A matching deny rule always wins.

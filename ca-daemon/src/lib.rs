@@ -5,6 +5,7 @@
 //! - [`identity`]: who is calling (mTLS SAN or `SO_PEERCRED`); [`access`]: who may call what;
 //! - [`request`]: validation of every request field;
 //! - [`policy`]: the access decision and risk tiers;
+//! - [`refusal`]: refusals by policy on the record (audit events, limit, alert);
 //! - [`service`]: the request lifecycle (pending, approvals, issuance, review);
 //! - [`notify`]: webhooks and syslog lines about requests;
 //! - [`certificate`]: building and signing the OpenSSH certificate;
@@ -32,6 +33,7 @@ pub mod keyfile;
 pub mod krl;
 pub mod notify;
 pub mod policy;
+pub mod refusal;
 pub mod request;
 pub mod revocation;
 pub mod server;

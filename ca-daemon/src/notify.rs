@@ -1,6 +1,7 @@
 //! Notifications: a JSON document POSTed to each webhook of the request's
 //! tier (and, when configured, one syslog line) on new pending requests,
-//! approvals, denials, issuance, emergency use and revocation.
+//! approvals, denials, issuance, emergency use and revocation; and the
+//! refusal alert ([`RefusalAlert`]) to the `[refusals] webhooks`.
 //!
 //! Issuance never waits for a notification: [`Notifier::send`] only puts the
 //! notice on a bounded queue (`try_send`; when full, the notice is dropped and
@@ -48,6 +49,8 @@ pub enum NoticeKind {
     Cancelled,
     /// A break-glass drill failed: alerted like an emergency.
     DrillFailed,
+    /// An identity reached `[refusals] alert_threshold` refusals within the hour.
+    RefusalThreshold,
 }
 
 impl NoticeKind {
@@ -63,6 +66,7 @@ impl NoticeKind {
             NoticeKind::Expired => "expired",
             NoticeKind::Cancelled => "cancelled",
             NoticeKind::DrillFailed => "drill_failed",
+            NoticeKind::RefusalThreshold => "refusal_threshold",
         }
     }
 }
@@ -135,10 +139,83 @@ impl Notice {
     }
 }
 
+impl RefusalAlert {
+    /// The alert as webhooks receive it: every text [escaped](text::escape).
+    #[must_use]
+    pub fn escaped(&self) -> RefusalAlert {
+        let e = |s: &String| text::escape(s).into_owned();
+        RefusalAlert {
+            summary: e(&self.summary),
+            identity: e(&self.identity),
+            kind: e(&self.kind),
+            action: e(&self.action),
+            reason: e(&self.reason),
+            ..self.clone()
+        }
+    }
+}
+
+/// The JSON document sent to the refusal alert webhooks (`[refusals] webhooks`) when an
+/// identity reaches the alert threshold: once per identity and hour.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefusalAlert {
+    /// Always [`NoticeKind::RefusalThreshold`].
+    pub event: NoticeKind,
+    /// One line for people: who, how often, the latest refusal.
+    pub summary: String,
+    /// The identity refused.
+    pub identity: String,
+    /// Its refusals recorded in the window so far (the threshold).
+    pub refusals: u32,
+    /// `[refusals] alert_threshold`.
+    pub threshold: u32,
+    /// `[refusals] per_identity_per_hour`: refusals beyond are no longer recorded one by one.
+    pub limit: u32,
+    /// Start of the window (RFC 3339, UTC).
+    pub window_start: String,
+    /// End of the window (RFC 3339, UTC).
+    pub window_end: String,
+    /// Kind of the latest refusal (`deny_rule`, `not_approver`, …).
+    pub kind: String,
+    /// What was refused: `request`, or the call (`approve`, `revoke`, …).
+    pub action: String,
+    /// The latest refusal as the caller was told it.
+    pub reason: String,
+    /// Audit log index of the latest refusal's event.
+    pub audit_index: u64,
+    /// Unix milliseconds.
+    pub time: u64,
+}
+
+/// What a webhook receives.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Payload {
+    Request(Notice),
+    Refusals(RefusalAlert),
+}
+
+impl Payload {
+    /// The payload as webhooks receive it: every text escaped.
+    fn escaped(&self) -> Payload {
+        match self {
+            Payload::Request(n) => Payload::Request(n.escaped()),
+            Payload::Refusals(a) => Payload::Refusals(a.escaped()),
+        }
+    }
+
+    fn event(&self) -> NoticeKind {
+        match self {
+            Payload::Request(n) => n.event,
+            Payload::Refusals(a) => a.event,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Job {
     urls: Vec<String>,
-    notice: Notice,
+    payload: Payload,
 }
 
 /// Delivery counters (for tests and metrics).
@@ -224,12 +301,35 @@ impl Notifier {
                 ],
             );
         }
+        self.queue(urls, Payload::Request(notice));
+    }
+
+    /// Queues a refusal alert for `urls` and writes its syslog line. Never waits.
+    pub fn alert_refusals(&self, urls: &[String], alert: RefusalAlert) {
+        if let Some(log) = &self.syslog {
+            log.send(
+                bg_syslog::Severity::Warning,
+                &[
+                    ("event", alert.event.name()),
+                    ("identity", &alert.identity),
+                    ("refusals", &alert.refusals.to_string()),
+                    ("window_start", &alert.window_start),
+                    ("refusal", &alert.kind),
+                    ("action", &alert.action),
+                    ("reason", &alert.reason),
+                ],
+            );
+        }
+        self.queue(urls, Payload::Refusals(alert));
+    }
+
+    fn queue(&self, urls: &[String], payload: Payload) {
         if urls.is_empty() {
             return;
         }
         let job = Job {
             urls: urls.to_vec(),
-            notice,
+            payload,
         };
         match self.tx.try_send(job) {
             Ok(()) => {
@@ -253,7 +353,7 @@ impl Notifier {
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
             while let Some(job) = rx.recv().await {
-                let body = match serde_json::to_vec(&job.notice.escaped()) {
+                let body = match serde_json::to_vec(&job.payload.escaped()) {
                     Ok(b) => Bytes::from(b),
                     Err(e) => {
                         tracing::error!(error = %e, "notice does not serialise");
@@ -270,7 +370,7 @@ impl Notifier {
                         tls.clone(),
                         body.clone(),
                     );
-                    let event = job.notice.event;
+                    let event = job.payload.event();
                     tokio::spawn(async move {
                         deliver(&url, body, event, &settings, &counters, &tls).await;
                         drop(permit);

@@ -24,6 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use breakglass_proto::patterns::{self, Case, Coverage};
 use ipnet::IpNet;
 
+use breakglass_proto::audit::event::RefusalKind;
+
 use crate::fmt_duration;
 use crate::request::AccessRequest;
 
@@ -128,28 +130,38 @@ impl Tier {
     }
 
     /// Checks the request's reason against the tier: present, long enough,
-    /// with a ticket reference when the tier wants one.
-    pub fn check_reason(&self, reason: &str) -> Result<(), String> {
+    /// with a ticket reference when the tier wants one. A refusal is
+    /// [`RefusalKind::Reason`] or [`RefusalKind::Ticket`], with its message.
+    pub fn check_reason(&self, reason: &str) -> Result<(), (RefusalKind, String)> {
         let len = reason.chars().count();
         if self.reason_required && len == 0 {
-            return Err(format!(
-                "reason: say why you need access (--reason \"INC-4411 primary down\"); tier `{}` requires a reason",
-                self.name
+            return Err((
+                RefusalKind::Reason,
+                format!(
+                    "reason: say why you need access (--reason \"INC-4411 primary down\"); tier `{}` requires a reason",
+                    self.name
+                ),
             ));
         }
         if len > 0 && len < self.reason_min_length {
-            return Err(format!(
-                "reason: tier `{}` requires a reason of at least {} characters (got {len})",
-                self.name, self.reason_min_length
+            return Err((
+                RefusalKind::Reason,
+                format!(
+                    "reason: tier `{}` requires a reason of at least {} characters (got {len})",
+                    self.name, self.reason_min_length
+                ),
             ));
         }
         if let Some(re) = &self.ticket
             && !re.is_match(reason)
         {
-            return Err(format!(
-                "reason: tier `{}` requires a ticket reference matching `{}` in the reason",
-                self.name,
-                re.as_str()
+            return Err((
+                RefusalKind::Ticket,
+                format!(
+                    "reason: tier `{}` requires a ticket reference matching `{}` in the reason",
+                    self.name,
+                    re.as_str()
+                ),
             ));
         }
         Ok(())
@@ -187,8 +199,26 @@ impl Caller {
 pub enum Decision {
     /// Allowed by `rule`, with these extensions.
     Allow(Grant),
-    /// Refused, with a message for the requester.
-    Deny(String),
+    /// Refused: why, for the requester and for the audit log.
+    Deny(Denial),
+}
+
+/// Why the policy refused a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    /// The kind of refusal, as recorded in the audit log.
+    pub kind: RefusalKind,
+    /// The deny rule that matched, or the allow rule that came closest; `None` when no rule
+    /// concerns the caller.
+    pub rule: Option<String>,
+    /// The message for the requester: what was refused and why.
+    pub message: String,
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// What an allow decision grants beyond the request itself.
@@ -253,13 +283,17 @@ impl Policy {
                     why.push_str(": ");
                     why.push_str(&notes.join("; "));
                 }
-                return Decision::Deny(why);
+                return Decision::Deny(Denial {
+                    kind: RefusalKind::DenyRule,
+                    rule: Some(rule.name.clone()),
+                    message: why,
+                });
             }
         }
         // Among the allow rules that apply to the caller and allow everything,
         // the one with the most restrictive tier wins (the first of equals);
         // when none does, report why the closest one refused.
-        let mut best: Option<(usize, String)> = None;
+        let mut best: Option<(usize, RefusalKind, &str, String)> = None;
         let mut chosen: Option<Grant> = None;
         // Drill requests and drill tiers belong together: a drill tier's
         // approval-free rules never grant ordinary access, and a drill never
@@ -287,8 +321,13 @@ impl Policy {
                     }
                 }
                 Err((depth, why)) => {
-                    if best.as_ref().is_none_or(|(d, _)| depth > *d) {
-                        best = Some((depth, why));
+                    if best.as_ref().is_none_or(|(d, ..)| depth > *d) {
+                        let kind = if depth == TTL_DEPTH {
+                            RefusalKind::Ttl
+                        } else {
+                            RefusalKind::NoRule
+                        };
+                        best = Some((depth, kind, &rule.name, why));
                     }
                 }
             }
@@ -297,24 +336,36 @@ impl Policy {
             return Decision::Allow(g);
         }
         if req.drill && drill_rules == 0 {
-            return Decision::Deny(format!(
-                "no drill rule lets {} run a drill as {} on {}: add a [[tiers]] entry with drill = true and a rule of that tier for this account and host",
-                caller.identity,
-                req.principals.join(","),
-                req.hosts.join(",")
-            ));
+            return Decision::Deny(Denial {
+                kind: RefusalKind::NoRule,
+                rule: None,
+                message: format!(
+                    "no drill rule lets {} run a drill as {} on {}: add a [[tiers]] entry with drill = true and a rule of that tier for this account and host",
+                    caller.identity,
+                    req.principals.join(","),
+                    req.hosts.join(",")
+                ),
+            });
         }
         match best {
-            Some((_, why)) => Decision::Deny(why),
-            None => Decision::Deny(format!(
-                "no policy rule lets {} request certificates (groups: {})",
-                caller.identity,
-                if caller.groups.is_empty() {
-                    "none".to_owned()
-                } else {
-                    caller.groups.join(", ")
-                }
-            )),
+            Some((_, kind, rule, message)) => Decision::Deny(Denial {
+                kind,
+                rule: Some(rule.to_owned()),
+                message,
+            }),
+            None => Decision::Deny(Denial {
+                kind: RefusalKind::NoRule,
+                rule: None,
+                message: format!(
+                    "no policy rule lets {} request certificates (groups: {})",
+                    caller.identity,
+                    if caller.groups.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        caller.groups.join(", ")
+                    }
+                ),
+            }),
         }
     }
 }
@@ -527,7 +578,7 @@ impl Rule {
         }
         if req.ttl > self.max_ttl {
             return Err((
-                6,
+                TTL_DEPTH,
                 format!(
                     "TTL {} exceeds the {} maximum allowed for {} (rule `{}`)",
                     fmt_duration(req.ttl),
@@ -568,6 +619,9 @@ impl Rule {
         Ok(extensions)
     }
 }
+
+/// How many dimensions of a rule matched when only the TTL is refused.
+const TTL_DEPTH: usize = 6;
 
 /// Whether every name `asked` can match is matched by one of `allowed`: `Ok`, or
 /// `Err` with such a name (`None` when too complex to decide, which refuses too).
@@ -733,8 +787,48 @@ max_ttl = "10m"
     fn denied(d: Decision) -> String {
         match d {
             Decision::Allow(g) => panic!("allowed by {}", g.rule),
+            Decision::Deny(why) => why.message,
+        }
+    }
+
+    fn denial(d: Decision) -> Denial {
+        match d {
+            Decision::Allow(g) => panic!("allowed by {}", g.rule),
             Decision::Deny(why) => why,
         }
+    }
+
+    #[test]
+    fn a_denial_says_its_kind_and_rule() {
+        let p = policy(&format!(
+            "{RULE}[[rules]]\nname = \"no-root\"\neffect = \"deny\"\nprincipals = [\"root\"]\n"
+        ));
+        let mut r = req();
+        r.principals = vec!["root".into()];
+        let d = denial(p.decide(&sre(), &r, noon()));
+        assert_eq!(
+            (d.kind, d.rule.as_deref()),
+            (RefusalKind::DenyRule, Some("no-root"))
+        );
+        let mut r = req();
+        r.ttl = Duration::from_secs(7200);
+        let d = denial(p.decide(&sre(), &r, noon()));
+        assert_eq!((d.kind, d.rule.as_deref()), (RefusalKind::Ttl, Some("db")));
+        assert_eq!(d.to_string(), d.message);
+        let mut r = req();
+        r.hosts = vec!["web-1".into()];
+        let d = denial(p.decide(&sre(), &r, noon()));
+        assert_eq!(
+            (d.kind, d.rule.as_deref()),
+            (RefusalKind::NoRule, Some("db"))
+        );
+        let stranger = Caller {
+            identity: "mallory@example.com".into(),
+            groups: vec![],
+            ..sre()
+        };
+        let d = denial(p.decide(&stranger, &req(), noon()));
+        assert_eq!((d.kind, d.rule), (RefusalKind::NoRule, None));
     }
 
     #[test]
@@ -1174,17 +1268,14 @@ max_ttl = "8h"
             )
         ));
         let high = p.tier("high").unwrap();
-        assert!(
-            high.check_reason("")
-                .unwrap_err()
-                .contains("requires a reason")
-        );
-        assert!(
-            high.check_reason("INC-1")
-                .unwrap_err()
-                .contains("at least 10 characters")
-        );
-        let e = high.check_reason("database is down again").unwrap_err();
+        let (kind, e) = high.check_reason("").unwrap_err();
+        assert_eq!(kind, RefusalKind::Reason);
+        assert!(e.contains("requires a reason"), "{e}");
+        let (kind, e) = high.check_reason("INC-1").unwrap_err();
+        assert_eq!(kind, RefusalKind::Reason);
+        assert!(e.contains("at least 10 characters"), "{e}");
+        let (kind, e) = high.check_reason("database is down again").unwrap_err();
+        assert_eq!(kind, RefusalKind::Ticket);
         assert!(
             e.contains("ticket reference matching `(INC|CHG)-[0-9]+`"),
             "{e}"

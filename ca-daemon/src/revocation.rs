@@ -32,6 +32,7 @@ use crate::error::Error;
 use crate::identity::caller;
 use crate::krl::Publisher;
 use crate::policy::Caller;
+use crate::refusal::RefusalKind;
 use crate::service::Service;
 use crate::state::State;
 
@@ -108,16 +109,21 @@ impl Revocations {
         let mut revoked = Vec::new();
         let mut already = Vec::new();
         let mut todo = Vec::new();
+        let mut refused = None;
         {
             let st = self.svc.state();
             for id in &matched {
                 let Some(g) = st.grants.get(id) else { continue };
                 if !admin && g.issued.requester != who.identity {
-                    return Err(Error::PermissionDenied(format!(
-                        "grant {id} belongs to {}; only they and members of {} may revoke it",
-                        g.issued.requester,
-                        self.admin_groups.join(", ")
-                    )));
+                    refused = Some((
+                        *id,
+                        Error::PermissionDenied(format!(
+                            "grant {id} belongs to {}; only they and members of {} may revoke it",
+                            g.issued.requester,
+                            self.admin_groups.join(", ")
+                        )),
+                    ));
+                    break;
                 }
                 if g.revoked.is_some() {
                     already.push(id.to_string());
@@ -125,6 +131,16 @@ impl Revocations {
                     todo.push((*id, g.issued.clone()));
                 }
             }
+        }
+        if let Some((id, e)) = refused {
+            // Recorded without holding the revocation lock of everyone else.
+            drop(_one_at_a_time);
+            let kind = self.svc.refusals.kind_for(who, RefusalKind::NotRequester);
+            let target = id.to_string();
+            return Err(self
+                .svc
+                .refuse_action(who, "revoke", &target, kind, e)
+                .await);
         }
         let actor = who.actor();
         for (id, issued) in todo {

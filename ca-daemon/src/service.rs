@@ -45,6 +45,7 @@ use crate::fmt_duration;
 use crate::identity::{caller, unix_identity};
 use crate::notify::{self, NoticeKind, Notifier};
 use crate::policy::{Caller, Decision, Policy, Tier};
+use crate::refusal::{RefusalKind, Refusals};
 use crate::request;
 use crate::state::{self, RequestStatus, State};
 
@@ -77,6 +78,8 @@ pub struct Service {
     transitions: tokio::sync::Mutex<()>,
     /// Certificates issued since start-up, for the requester to fetch.
     issued: Mutex<HashMap<RequestId, RequestCertificateResponse>>,
+    /// Refusal settings and bookkeeping (see [`crate::refusal`]).
+    pub(crate) refusals: Refusals,
 }
 
 /// What creating a request produced.
@@ -150,6 +153,7 @@ impl Service {
             changes: watch::channel(0).0,
             transitions: tokio::sync::Mutex::new(()),
             issued: Mutex::new(HashMap::new()),
+            refusals: Refusals::new(config.refusals.clone(), &config.identities),
         })
     }
 
@@ -168,8 +172,23 @@ impl Service {
     /// Appends an event, and applies it to the state once it is durable.
     /// This is the only way the daemon changes state.
     pub async fn record(&self, event: Event) -> Result<u64, Error> {
+        self.record_and(event, |_| {}).await
+    }
+
+    /// [`record`](Self::record), running `then` under the state lock right after the event
+    /// is applied (not when the log refused it): for bookkeeping that must change together
+    /// with the state.
+    pub(crate) async fn record_and(
+        &self,
+        event: Event,
+        then: impl FnOnce(&mut State),
+    ) -> Result<u64, Error> {
         let index = self.audit.append(&event).await.map_err(audit_unavailable)?;
-        self.state().apply(index, &event);
+        {
+            let mut st = self.state();
+            st.apply(index, &event);
+            then(&mut st);
+        }
         self.changes.send_modify(|n| *n += 1);
         Ok(index)
     }
@@ -460,41 +479,65 @@ impl Service {
             ));
         }
         let (t, at) = now();
+        let emergency = wire.emergency;
         let grant = match self.policy.decide(who, &access, t) {
             Decision::Allow(g) => g,
             Decision::Deny(why) => {
-                tracing::info!(
-                    requester = %who.identity,
-                    principals = ?access.principals,
-                    hosts = ?access.hosts,
-                    reason = %why,
-                    "request denied"
-                );
-                return Err(Error::PermissionDenied(why));
+                // No rule concerns a caller the configuration does not know: say so.
+                let kind = match why.kind {
+                    RefusalKind::NoRule if why.rule.is_none() => {
+                        self.refusals.kind_for(who, RefusalKind::NoRule)
+                    }
+                    kind => kind,
+                };
+                let rule = why.rule.as_deref();
+                let tier = rule
+                    .filter(|_| kind != RefusalKind::DenyRule)
+                    .and_then(|r| self.policy.rules().iter().find(|x| x.name == r))
+                    .map(|r| r.tier.as_str());
+                return Err(self
+                    .refuse_request(
+                        who,
+                        &access,
+                        emergency,
+                        kind,
+                        (rule, tier),
+                        Error::PermissionDenied(why.message),
+                    )
+                    .await);
             }
         };
         let tier = self
             .policy
             .tier(&grant.tier)
             .ok_or_else(|| Error::Internal(format!("tier `{}` is not configured", grant.tier)))?;
-        tier.check_reason(&access.reason)
-            .map_err(Error::InvalidArgument)?;
+        let rule_and_tier = (Some(grant.rule.as_str()), Some(tier.name.as_str()));
+        if let Err((kind, why)) = tier.check_reason(&access.reason) {
+            let e = Error::InvalidArgument(why);
+            return Err(self
+                .refuse_request(who, &access, emergency, kind, rule_and_tier, e)
+                .await);
+        }
         if access.ttl > tier.max_ttl {
-            return Err(Error::PermissionDenied(format!(
+            let e = Error::PermissionDenied(format!(
                 "TTL {} exceeds the {} maximum of tier `{}`",
                 fmt_duration(access.ttl),
                 fmt_duration(tier.max_ttl),
                 tier.name
-            )));
+            ));
+            return Err(self
+                .refuse_request(who, &access, emergency, RefusalKind::Ttl, rule_and_tier, e)
+                .await);
         }
         let mut ttl = access.ttl;
         let mut approvals_required = tier.approvals;
         // Held while counting and recording an emergency, so concurrent
         // emergencies cannot slip past the daily limit.
         let mut _emergency_lock = None;
+        let mut quota_spent = None;
         if wire.emergency {
             let Some(e) = &tier.emergency else {
-                return Err(Error::PermissionDenied(format!(
+                let e = Error::PermissionDenied(format!(
                     "emergency access is not allowed for tier `{}` ({}@{}, rule `{}`); ask without --emergency{}",
                     tier.name,
                     access.principals.join(","),
@@ -509,7 +552,11 @@ impl Service {
                     } else {
                         String::new()
                     }
-                )));
+                ));
+                let kind = RefusalKind::EmergencyNotAllowed;
+                return Err(self
+                    .refuse_request(who, &access, emergency, kind, rule_and_tier, e)
+                    .await);
             };
             _emergency_lock = Some(self.transitions.lock().await);
             let since = Timestamp::from_system_time(t - EMERGENCY_WINDOW);
@@ -535,6 +582,7 @@ impl Service {
                     limit = e.per_day,
                     "emergency limit reached; the request needs normal approval"
                 );
+                quota_spent = Some((used, e.per_day));
             }
         }
         let request_id = RequestId(OsRng.next_u64());
@@ -569,6 +617,14 @@ impl Service {
             EventKind::RequestCreated(created),
         ))
         .await?;
+        if let Some((used, per_day)) = quota_spent {
+            let why = format!(
+                "emergency self-service refused: {used} of {per_day} emergency grant(s) in 24 hours used; request {request_id} waits for {approvals_required} approval(s) from {}",
+                groups_text(&tier.approver_groups)
+            );
+            self.record_emergency_quota(who, &access, (&grant.rule, &grant.tier), request_id, why)
+                .await;
+        }
         if approvals_required == 0 {
             let certificate = self.issue(request_id, who.actor()).await?;
             drop(_emergency_lock);
@@ -794,14 +850,23 @@ impl Service {
         let comment = check_note("comment", comment, None)?;
         let _t = self.transitions.lock().await;
         let (r, tier) = self.pending_with_tier(id)?;
+        let target = id.to_string();
         if self.same_person(who, &r.created.requester) {
-            return Err(Error::PermissionDenied(format!(
+            let e = Error::PermissionDenied(format!(
                 "you cannot approve your own request {id} (requested by {}); it needs approval from someone else in {}",
                 r.created.requester,
                 groups_text(&tier.approver_groups)
-            )));
+            ));
+            let kind = RefusalKind::SelfApproval;
+            // A refusal changes no request: record it without holding up transitions.
+            drop(_t);
+            return Err(self.refuse_action(who, "approve", &target, kind, e).await);
         }
-        require_approver(who, &tier, "approve")?;
+        if let Err(e) = require_approver(who, &tier, "approve") {
+            let kind = self.refusals.kind_for(who, RefusalKind::NotApprover);
+            drop(_t);
+            return Err(self.refuse_action(who, "approve", &target, kind, e).await);
+        }
         let required = r.created.approvals_required as usize;
         let before = self.approvers(&r);
         if required == 0 || before.len() >= required {
@@ -855,12 +920,20 @@ impl Service {
         )?;
         let _t = self.transitions.lock().await;
         let (r, tier) = self.pending_with_tier(id)?;
+        let target = id.to_string();
         if self.same_person(who, &r.created.requester) {
-            return Err(Error::PermissionDenied(format!(
+            let e = Error::PermissionDenied(format!(
                 "{id} is your own request: withdraw it with `breakglass cancel {id}`"
-            )));
+            ));
+            let kind = RefusalKind::SelfApproval;
+            drop(_t);
+            return Err(self.refuse_action(who, "deny", &target, kind, e).await);
         }
-        require_approver(who, &tier, "deny")?;
+        if let Err(e) = require_approver(who, &tier, "deny") {
+            let kind = self.refusals.kind_for(who, RefusalKind::NotApprover);
+            drop(_t);
+            return Err(self.refuse_action(who, "deny", &target, kind, e).await);
+        }
         let (_, at) = now();
         self.record(Event::new(
             at,
@@ -887,10 +960,15 @@ impl Service {
         let _t = self.transitions.lock().await;
         let (r, _) = self.pending_with_tier(id)?;
         if !self.same_person(who, &r.created.requester) {
-            return Err(Error::PermissionDenied(format!(
+            let e = Error::PermissionDenied(format!(
                 "only the requester ({}) may cancel {id}; approvers deny with `breakglass deny {id} --reason …`",
                 r.created.requester
-            )));
+            ));
+            let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+            drop(_t);
+            return Err(self
+                .refuse_action(who, "cancel", &id.to_string(), kind, e)
+                .await);
         }
         let (_, at) = now();
         self.record(Event::new(
@@ -916,20 +994,26 @@ impl Service {
     }
 
     /// One request, if the caller may see it.
-    pub fn get(&self, who: &Caller, id: RequestId) -> Result<RequestInfo, Error> {
+    pub async fn get(&self, who: &Caller, id: RequestId) -> Result<RequestInfo, Error> {
         let (_, at) = now();
-        let st = self.state();
-        let r = st
-            .requests
-            .get(&id)
-            .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
-        if !self.may_see(who, r) {
-            return Err(Error::PermissionDenied(format!(
+        let refused = {
+            let st = self.state();
+            let r = st
+                .requests
+                .get(&id)
+                .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+            if self.may_see(who, r) {
+                return Ok(self.info(r, Some(who), at));
+            }
+            Error::PermissionDenied(format!(
                 "{} is neither the requester of {id} nor an approver or reviewer of its tier",
                 who.identity
-            )));
-        }
-        Ok(self.info(r, Some(who), at))
+            ))
+        };
+        let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+        Err(self
+            .refuse_action(who, "show", &id.to_string(), kind, refused)
+            .await)
     }
 
     /// Pending requests the caller may approve, and the caller's own.
@@ -951,7 +1035,11 @@ impl Service {
     }
 
     /// The certificate of an issued request (its requester only).
-    pub fn fetch(&self, who: &Caller, id: RequestId) -> Result<RequestCertificateResponse, Error> {
+    pub async fn fetch(
+        &self,
+        who: &Caller,
+        id: RequestId,
+    ) -> Result<RequestCertificateResponse, Error> {
         let info = {
             let (_, at) = now();
             let st = self.state();
@@ -959,15 +1047,24 @@ impl Service {
                 .requests
                 .get(&id)
                 .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
-            if !self.same_person(who, &r.created.requester) {
-                return Err(Error::PermissionDenied(format!(
+            if self.same_person(who, &r.created.requester) {
+                Ok(self.info(r, Some(who), at))
+            } else {
+                Err(Error::PermissionDenied(format!(
                     "only the requester ({}) may fetch the certificate of {id}",
                     r.created.requester
-                )));
+                )))
             }
-            self.info(r, Some(who), at)
         };
-        final_result(&info, self.certificate_of(id))
+        match info {
+            Ok(info) => final_result(&info, self.certificate_of(id)),
+            Err(e) => {
+                let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+                Err(self
+                    .refuse_action(who, "fetch", &id.to_string(), kind, e)
+                    .await)
+            }
+        }
     }
 
     /// The certificate of an issued request: kept in memory since issuance,
@@ -1057,24 +1154,26 @@ impl Service {
     }
 
     /// Streams a request's state until it is final (its requester only).
-    pub fn watch(
+    pub async fn watch(
         self: &Arc<Self>,
         who: &Caller,
         id: RequestId,
     ) -> Result<mpsc::Receiver<Result<RequestUpdate, Status>>, Error> {
-        let first = self.get(who, id)?;
         let requester = self
             .state()
             .requests
             .get(&id)
             .map(|r| r.created.requester.clone())
-            .unwrap_or_default();
+            .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
         if !self.same_person(who, &requester) {
-            return Err(Error::PermissionDenied(format!(
+            let e = Error::PermissionDenied(format!(
                 "only the requester ({requester}) may watch {id}; use `breakglass show {id}`"
-            )));
+            ));
+            let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+            return Err(self
+                .refuse_action(who, "watch", &id.to_string(), kind, e)
+                .await);
         }
-        drop(first);
         let (tx, rx) = mpsc::channel(16);
         let svc = self.clone();
         let who = who.clone();
@@ -1175,11 +1274,25 @@ impl Service {
     }
 
     /// The host sessions recorded for one of the caller's own grants.
-    pub fn grant_sessions(&self, who: &Caller, grant: &str) -> Result<Vec<SessionInfo>, Error> {
+    pub async fn grant_sessions(
+        &self,
+        who: &Caller,
+        grant: &str,
+    ) -> Result<Vec<SessionInfo>, Error> {
         let grant_id = parse_grant_id(grant)?;
-        let st = self.state();
-        let g = self.own_grant(&st, who, grant_id, "list the sessions of")?;
-        Ok(session_infos(g))
+        let sessions = {
+            let st = self.state();
+            self.own_grant(&st, who, grant_id, "list the sessions of")
+                .map(session_infos)
+        };
+        match sessions {
+            Err(e @ Error::PermissionDenied(_)) => {
+                let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+                let target = grant_id.to_string();
+                Err(self.refuse_action(who, "sessions", &target, kind, e).await)
+            }
+            other => other,
+        }
     }
 
     /// One of the caller's own grants; `what` names the action in the refusal
@@ -1224,26 +1337,39 @@ impl Service {
             ));
         }
         let _t = self.transitions.lock().await;
-        let (request_id, tier, host, principal) = {
+        let found = {
             let st = self.state();
-            let g = self.own_grant(&st, who, grant_id, "report the drill of")?;
-            if !self.policy.tier(&g.issued.tier).is_some_and(|t| t.drill) {
-                return Err(Error::FailedPrecondition(format!(
-                    "grant {grant_id} is of tier `{}`, which is not a drill tier (drill = true)",
-                    g.issued.tier
-                )));
+            self.own_grant(&st, who, grant_id, "report the drill of")
+                .and_then(|g| {
+                    if !self.policy.tier(&g.issued.tier).is_some_and(|t| t.drill) {
+                        return Err(Error::FailedPrecondition(format!(
+                            "grant {grant_id} is of tier `{}`, which is not a drill tier (drill = true)",
+                            g.issued.tier
+                        )));
+                    }
+                    if g.drill_report.is_some() {
+                        return Err(Error::FailedPrecondition(format!(
+                            "the drill of grant {grant_id} was already reported"
+                        )));
+                    }
+                    Ok((
+                        g.issued.request_id,
+                        g.issued.tier.clone(),
+                        g.issued.hosts.join(","),
+                        g.issued.principals.join(","),
+                    ))
+                })
+        };
+        let (request_id, tier, host, principal) = match found {
+            Err(e @ Error::PermissionDenied(_)) => {
+                let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+                let target = grant_id.to_string();
+                drop(_t);
+                return Err(self
+                    .refuse_action(who, "report_drill", &target, kind, e)
+                    .await);
             }
-            if g.drill_report.is_some() {
-                return Err(Error::FailedPrecondition(format!(
-                    "the drill of grant {grant_id} was already reported"
-                )));
-            }
-            (
-                g.issued.request_id,
-                g.issued.tier.clone(),
-                g.issued.hosts.join(","),
-                g.issued.principals.join(","),
-            )
+            other => other?,
         };
         let (_, at) = now();
         let index = self
@@ -1330,19 +1456,26 @@ impl Service {
             }
             (g.issued.requester.clone(), g.issued.tier.clone())
         };
+        let target = grant_id.to_string();
         if self.same_person(who, &requester) {
-            return Err(Error::PermissionDenied(format!(
+            let e = Error::PermissionDenied(format!(
                 "you cannot review your own grant {grant_id}; someone else must"
-            )));
+            ));
+            let kind = RefusalKind::SelfApproval;
+            drop(_t);
+            return Err(self.refuse_action(who, "review", &target, kind, e).await);
         }
         let t = self.policy.tier(&tier);
         if !t.is_some_and(|t| t.may_review(who)) {
-            return Err(Error::PermissionDenied(format!(
+            let e = Error::PermissionDenied(format!(
                 "{} may not review grants of tier `{tier}`: reviewers must be in {} (your groups: {})",
                 who.identity,
                 groups_text(&t.map(|t| t.reviewer_groups.clone()).unwrap_or_default()),
                 groups_text(&who.groups)
-            )));
+            ));
+            let kind = self.refusals.kind_for(who, RefusalKind::NotReviewer);
+            drop(_t);
+            return Err(self.refuse_action(who, "review", &target, kind, e).await);
         }
         let (_, at) = now();
         self.record(Event::new(
@@ -1522,7 +1655,7 @@ impl BreakGlass for Handlers {
     ) -> Result<Response<Self::WatchRequestStream>, Status> {
         let who = caller(&req)?;
         let id = parse_request_id(&req.get_ref().request_id)?;
-        let rx = self.0.watch(&who, id)?;
+        let rx = self.0.watch(&who, id).await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -1539,7 +1672,7 @@ impl BreakGlass for Handlers {
     async fn get_request(&self, req: Request<RequestRef>) -> Result<Response<RequestInfo>, Status> {
         let who = caller(&req)?;
         let id = parse_request_id(&req.get_ref().request_id)?;
-        Ok(Response::new(self.0.get(&who, id)?))
+        Ok(Response::new(self.0.get(&who, id).await?))
     }
 
     async fn approve(&self, req: Request<ApproveRequest>) -> Result<Response<RequestInfo>, Status> {
@@ -1569,7 +1702,7 @@ impl BreakGlass for Handlers {
     ) -> Result<Response<RequestCertificateResponse>, Status> {
         let who = caller(&req)?;
         let id = parse_request_id(&req.get_ref().request_id)?;
-        Ok(Response::new(self.0.fetch(&who, id)?))
+        Ok(Response::new(self.0.fetch(&who, id).await?))
     }
 
     async fn list_reviews(
@@ -1621,7 +1754,7 @@ impl BreakGlass for Handlers {
     ) -> Result<Response<GrantSessionsResponse>, Status> {
         let who = caller(&req)?;
         let grant_id = req.get_ref().grant_id.trim().to_owned();
-        let sessions = self.0.grant_sessions(&who, &grant_id)?;
+        let sessions = self.0.grant_sessions(&who, &grant_id).await?;
         Ok(Response::new(GrantSessionsResponse { grant_id, sessions }))
     }
 

@@ -113,8 +113,32 @@ pub struct State {
     /// Revoked grants by the leaf index of their (first) revocation event: the
     /// sequence numbers of the revocation stream.
     pub revocations: BTreeMap<LeafIndex, GrantId>,
+    /// Refusals per identity in its latest rate-limit window (see [`RefusalWindow`]).
+    pub refusals: HashMap<String, RefusalWindow>,
     /// Number of events applied.
     pub events: u64,
+}
+
+/// Length of the window of the per-identity refusal limit (`per_identity_per_hour`).
+pub const REFUSAL_WINDOW_MS: u64 = 3_600_000;
+/// Identities tracked before windows that have ended are dropped.
+const MAX_REFUSAL_WINDOWS: usize = 4096;
+
+/// The refusals of one identity recorded in one window (a whole UTC hour).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusalWindow {
+    /// Start of the window.
+    pub start: Timestamp,
+    /// `request_refused` and `action_refused` events recorded in it.
+    pub recorded: u32,
+    /// Whether its `refusals_limited` event is recorded.
+    pub limited: bool,
+}
+
+/// Start of the refusal window holding `t`.
+#[must_use]
+pub fn refusal_window_start(t: Timestamp) -> Timestamp {
+    Timestamp(t.0 - t.0 % REFUSAL_WINDOW_MS)
 }
 
 impl State {
@@ -232,6 +256,21 @@ impl State {
                     g.drill_report.get_or_insert((d.passed, at));
                 }
             }
+            EventKind::RequestRefused(r) => {
+                if let Some(w) = self.refusal_window_mut(&r.identity, at) {
+                    w.recorded = w.recorded.saturating_add(1);
+                }
+            }
+            EventKind::ActionRefused(r) => {
+                if let Some(w) = self.refusal_window_mut(&r.identity, at) {
+                    w.recorded = w.recorded.saturating_add(1);
+                }
+            }
+            EventKind::RefusalsLimited(l) => {
+                if let Some(w) = self.refusal_window_mut(&l.identity, l.window_start) {
+                    w.limited = true;
+                }
+            }
             EventKind::CaKeyAdded(_) | EventKind::Heartbeat(_) => {}
         }
         if let Some(s) = event.kind.session() {
@@ -248,6 +287,43 @@ impl State {
         if let Some(id) = decided {
             self.pending.remove(&id);
         }
+    }
+
+    /// The refusals of `identity` recorded in the window holding `at` (none yet: zero).
+    #[must_use]
+    pub fn refusal_window(&self, identity: &str, at: Timestamp) -> RefusalWindow {
+        let start = refusal_window_start(at);
+        match self.refusals.get(identity) {
+            Some(w) if w.start == start => *w,
+            _ => RefusalWindow {
+                start,
+                ..RefusalWindow::default()
+            },
+        }
+    }
+
+    /// The window of `identity` holding `at`, started afresh when `at` is in a later window
+    /// than the one kept; `None` for an earlier window (a late event changes nothing).
+    fn refusal_window_mut(&mut self, identity: &str, at: Timestamp) -> Option<&mut RefusalWindow> {
+        let start = refusal_window_start(at);
+        if self.refusals.len() >= MAX_REFUSAL_WINDOWS && !self.refusals.contains_key(identity) {
+            // Only the current window counts: drop identities whose window has ended.
+            self.refusals.retain(|_, w| w.start >= start);
+        }
+        let w = self
+            .refusals
+            .entry(identity.to_owned())
+            .or_insert(RefusalWindow {
+                start,
+                ..RefusalWindow::default()
+            });
+        if w.start < start {
+            *w = RefusalWindow {
+                start,
+                ..RefusalWindow::default()
+            };
+        }
+        (w.start == start).then_some(w)
     }
 
     /// The session a host record is about, created on first sight. Sessions of

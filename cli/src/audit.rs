@@ -91,6 +91,11 @@ pub struct FilterArgs {
     /// Only events at or after TIME (RFC 3339, e.g. 2026-11-29T10:00:00Z, or a duration ago, e.g. 2h)
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
+    /// Only refusals: requests and calls refused by policy (request_refused,
+    /// action_refused, with the kind of refusal, the rule and the reason) and identities
+    /// that reached the hourly refusal limit (refusals_limited)
+    #[arg(long)]
+    pub refused: bool,
     /// One JSON object per line instead of text
     #[arg(long)]
     pub json: bool,
@@ -622,6 +627,7 @@ pub struct Filter {
     requester: Option<String>,
     host: Option<String>,
     since_ms: Option<u64>,
+    refused: bool,
     /// Requester and grant of each request seen.
     requests: HashMap<RequestId, (String, Option<GrantId>)>,
     /// Request and requester of each grant seen.
@@ -647,6 +653,7 @@ impl Filter {
                 .as_deref()
                 .map(|s| parse_since(s, SystemTime::now()))
                 .transpose()?,
+            refused: a.refused,
             ..Self::default()
         })
     }
@@ -679,6 +686,18 @@ impl Filter {
             EventKind::RequestExpired(r) => Some(r.request_id),
             EventKind::RequestCancelled(r) => Some(r.request_id),
             EventKind::GrantIssued(g) => Some(g.request_id),
+            EventKind::RequestRefused(r) => r.request_id,
+            EventKind::ActionRefused(a) => a.target.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The identity a refusal event is about.
+    fn refused_identity(e: &Event) -> Option<&str> {
+        match &e.kind {
+            EventKind::RequestRefused(r) => Some(&r.identity),
+            EventKind::ActionRefused(a) => Some(&a.identity),
+            EventKind::RefusalsLimited(l) => Some(&l.identity),
             _ => None,
         }
     }
@@ -690,10 +709,18 @@ impl Filter {
         {
             return false;
         }
+        if self.refused && !e.code().is_refusal() {
+            return false;
+        }
         let request = Self::request_of(e);
+        let refused_grant = match &e.kind {
+            EventKind::ActionRefused(a) => a.target.parse::<GrantId>().ok(),
+            _ => None,
+        };
         let grant = e
             .kind
             .grant_id()
+            .or(refused_grant)
             .or_else(|| request.and_then(|r| self.requests.get(&r).and_then(|(_, g)| *g)));
         if let Some(g) = self.grant
             && grant != Some(g)
@@ -708,7 +735,8 @@ impl Filter {
                 .and_then(|g| self.grants.get(&g))
                 .is_some_and(|(_, req)| req == who);
             let by_actor = e.actor == Actor::User(who.clone());
-            if !(by_request || by_grant || by_actor) {
+            let refused = Self::refused_identity(e) == Some(who.as_str());
+            if !(by_request || by_grant || by_actor || refused) {
                 return false;
             }
         }
@@ -716,6 +744,7 @@ impl Filter {
             let ok = match &e.kind {
                 EventKind::RequestCreated(r) => r.hosts.iter().any(|p| host_matches(p, h)),
                 EventKind::GrantIssued(g) => g.hosts.iter().any(|p| host_matches(p, h)),
+                EventKind::RequestRefused(r) => r.hosts.iter().any(|p| host_matches(p, h)),
                 k => k.session().is_some_and(|s| s.host.eq_ignore_ascii_case(h)),
             };
             if !ok {
@@ -929,6 +958,98 @@ mod tests {
             ..FilterArgs::default()
         };
         assert_eq!(filter(t, &ev), [2, 3]);
+    }
+
+    fn refused(who: &str, target: &str) -> Event {
+        use breakglass_proto::audit::event::{ActionRefused, RefusalKind};
+        Event::new(
+            Timestamp(3_000),
+            Actor::User(who.into()),
+            EventKind::ActionRefused(ActionRefused {
+                kind: RefusalKind::NotApprover,
+                identity: who.into(),
+                action: "approve".into(),
+                target: target.into(),
+                reason: "m@x may not approve".into(),
+            }),
+        )
+    }
+
+    fn request_refused(who: &str, host: &str) -> Event {
+        use breakglass_proto::audit::event::{RefusalKind, RequestRefused};
+        Event::new(
+            Timestamp(3_000),
+            Actor::User(who.into()),
+            EventKind::RequestRefused(Box::new(RequestRefused {
+                kind: RefusalKind::DenyRule,
+                identity: who.into(),
+                principals: vec!["root".into()],
+                hosts: vec![host.into()],
+                command: None,
+                ttl_seconds: 60,
+                emergency: false,
+                drill: false,
+                request_reason: "x".into(),
+                rule: "no-root".into(),
+                tier: String::new(),
+                reason: "denied by policy rule `no-root`".into(),
+                request_id: None,
+            })),
+        )
+    }
+
+    #[test]
+    fn refused_lists_only_refusals_and_combines_with_the_other_filters() {
+        use breakglass_proto::audit::event::RefusalsLimited;
+        let limited = Event::new(
+            Timestamp(4_000),
+            Actor::Daemon,
+            EventKind::RefusalsLimited(RefusalsLimited {
+                identity: "m@x".into(),
+                window_start: Timestamp(0),
+                window_end: Timestamp(3_600_000),
+                limit: 1,
+            }),
+        );
+        let ev = [
+            created(1, "a@x", "db-7"),
+            issued(1, 10, "a@x", "db-7"),
+            refused("m@x", "r-0000000000000001"),
+            request_refused("n@x", "db-7"),
+            limited,
+        ];
+        let refused_only = |a: FilterArgs| filter(FilterArgs { refused: true, ..a }, &ev);
+        assert_eq!(refused_only(FilterArgs::default()), [2, 3, 4]);
+        let who = |w: &str| FilterArgs {
+            requester: Some(w.into()),
+            ..FilterArgs::default()
+        };
+        assert_eq!(refused_only(who("m@x")), [2, 4]);
+        assert_eq!(refused_only(who("n@x")), [3]);
+        // A refused approval of a@x's request is among the events of that request.
+        assert_eq!(refused_only(who("a@x")), [2]);
+        let g = FilterArgs {
+            grant: Some("g-000000000000000a".into()),
+            ..FilterArgs::default()
+        };
+        assert_eq!(refused_only(g), [2]);
+        let h = FilterArgs {
+            host: Some("db-7".into()),
+            ..FilterArgs::default()
+        };
+        assert_eq!(refused_only(h), [3]);
+        let t = FilterArgs {
+            since: Some("1970-01-01T00:00:03.500Z".into()),
+            ..FilterArgs::default()
+        };
+        assert_eq!(refused_only(t), [4]);
+        let line = format_event(3, &ev[3], false);
+        assert!(
+            line.contains("request_refused user:n@x refusal=deny_rule identity=n@x"),
+            "{line}"
+        );
+        assert!(line.contains("rule=no-root"), "{line}");
+        assert!(!line.contains("tier="), "{line}");
     }
 
     #[test]

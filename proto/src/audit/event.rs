@@ -140,11 +140,17 @@ pub enum EventCode {
     RequestCancelled = 15,
     /// [`DrillReported`].
     DrillReported = 16,
+    /// [`RequestRefused`].
+    RequestRefused = 17,
+    /// [`ActionRefused`].
+    ActionRefused = 18,
+    /// [`RefusalsLimited`].
+    RefusalsLimited = 19,
 }
 
 impl EventCode {
     /// Every code, in numeric order.
-    pub const ALL: [EventCode; 16] = [
+    pub const ALL: [EventCode; 19] = [
         EventCode::RequestCreated,
         EventCode::ApprovalAdded,
         EventCode::RequestDenied,
@@ -161,6 +167,9 @@ impl EventCode {
         EventCode::Heartbeat,
         EventCode::RequestCancelled,
         EventCode::DrillReported,
+        EventCode::RequestRefused,
+        EventCode::ActionRefused,
+        EventCode::RefusalsLimited,
     ];
 
     /// The code for a number, if it is one.
@@ -189,7 +198,20 @@ impl EventCode {
             EventCode::Heartbeat => "heartbeat",
             EventCode::RequestCancelled => "request_cancelled",
             EventCode::DrillReported => "drill_reported",
+            EventCode::RequestRefused => "request_refused",
+            EventCode::ActionRefused => "action_refused",
+            EventCode::RefusalsLimited => "refusals_limited",
         }
+    }
+
+    /// True for the refusal events (`request_refused`, `action_refused`,
+    /// `refusals_limited`): what `breakglass audit show --refused` lists.
+    #[must_use]
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            EventCode::RequestRefused | EventCode::ActionRefused | EventCode::RefusalsLimited
+        )
     }
 }
 
@@ -444,6 +466,154 @@ pub struct DrillReported {
     pub logout_to_audit_ms: u64,
 }
 
+/// Why policy refused a call: a stable code for each kind, so tooling can filter refusals
+/// without parsing messages (never reused, never renumbered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum RefusalKind {
+    /// A deny rule matched the request.
+    DenyRule = 1,
+    /// No allow rule covers the request (the closest rule, if any, is named).
+    NoRule = 2,
+    /// The TTL asked for exceeds the rule's or the tier's maximum.
+    Ttl = 3,
+    /// The tier's reason requirements (given, long enough) are not met.
+    Reason = 4,
+    /// The tier requires a ticket reference in the reason and there is none.
+    Ticket = 5,
+    /// A declared emergency on a tier that allows none.
+    EmergencyNotAllowed = 6,
+    /// The requester's emergency allowance (`emergency_per_day`) is spent: the emergency
+    /// is refused and the request waits for the tier's normal approvals instead.
+    EmergencyQuota = 7,
+    /// The caller is not a configured identity.
+    UnknownIdentity = 8,
+    /// Approving, denying or reviewing one's own request or grant (also through another
+    /// identity of the same owner).
+    SelfApproval = 9,
+    /// Approving or denying without being in the tier's approver groups.
+    NotApprover = 10,
+    /// Reviewing without being in the tier's reviewer groups.
+    NotReviewer = 11,
+    /// Acting on another person's request or grant without a role that allows it (cancel,
+    /// fetch, watch, show, sessions, drill report, revoke).
+    NotRequester = 12,
+}
+
+impl RefusalKind {
+    /// Every kind, in numeric order.
+    pub const ALL: [RefusalKind; 12] = [
+        RefusalKind::DenyRule,
+        RefusalKind::NoRule,
+        RefusalKind::Ttl,
+        RefusalKind::Reason,
+        RefusalKind::Ticket,
+        RefusalKind::EmergencyNotAllowed,
+        RefusalKind::EmergencyQuota,
+        RefusalKind::UnknownIdentity,
+        RefusalKind::SelfApproval,
+        RefusalKind::NotApprover,
+        RefusalKind::NotReviewer,
+        RefusalKind::NotRequester,
+    ];
+
+    /// The kind for a number, if it is one.
+    #[must_use]
+    pub fn from_u8(n: u8) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| *k as u8 == n)
+    }
+
+    /// Stable snake_case name, for syslog, `audit show` and webhooks.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalKind::DenyRule => "deny_rule",
+            RefusalKind::NoRule => "no_rule",
+            RefusalKind::Ttl => "ttl",
+            RefusalKind::Reason => "reason",
+            RefusalKind::Ticket => "ticket",
+            RefusalKind::EmergencyNotAllowed => "emergency_not_allowed",
+            RefusalKind::EmergencyQuota => "emergency_quota",
+            RefusalKind::UnknownIdentity => "unknown_identity",
+            RefusalKind::SelfApproval => "self_approval",
+            RefusalKind::NotApprover => "not_approver",
+            RefusalKind::NotReviewer => "not_reviewer",
+            RefusalKind::NotRequester => "not_requester",
+        }
+    }
+}
+
+impl fmt::Display for RefusalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A certificate request was refused by policy (the caller is the actor). Nothing was
+/// created, except for [`RefusalKind::EmergencyQuota`]: then only the emergency was refused
+/// and `request_id` names the request that waits for normal approval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRefused {
+    /// Why, as a stable kind.
+    pub kind: RefusalKind,
+    /// Identity of the caller.
+    pub identity: String,
+    /// Unix accounts asked for.
+    pub principals: Vec<String>,
+    /// Hosts (or host patterns) asked for.
+    pub hosts: Vec<String>,
+    /// Forced command asked for, `None` for an interactive shell.
+    pub command: Option<String>,
+    /// Lifetime asked for, in seconds.
+    pub ttl_seconds: u64,
+    /// Asked as a declared emergency.
+    pub emergency: bool,
+    /// Asked as a break-glass drill.
+    pub drill: bool,
+    /// The requester's reason for access.
+    pub request_reason: String,
+    /// The policy rule that refused (deny rule), or the closest allow rule; empty if none.
+    pub rule: String,
+    /// The tier of that rule; empty if none.
+    pub tier: String,
+    /// The refusal as the caller was told it.
+    pub reason: String,
+    /// The request created instead (emergency quota spent), if any.
+    pub request_id: Option<RequestId>,
+}
+
+/// A call on an existing request or grant (approve, deny, cancel, review, revoke, fetch,
+/// watch, show, sessions, drill report) was refused by policy (the caller is the actor).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionRefused {
+    /// Why, as a stable kind.
+    pub kind: RefusalKind,
+    /// Identity of the caller.
+    pub identity: String,
+    /// The call refused, as a stable name (`approve`, `deny`, `cancel`, `review`, `revoke`,
+    /// `fetch`, `watch`, `show`, `sessions`, `report_drill`).
+    pub action: String,
+    /// What it named: a request id (`r-…`), a grant id (`g-…`), or a revocation selector.
+    pub target: String,
+    /// The refusal as the caller was told it.
+    pub reason: String,
+}
+
+/// An identity reached the per-identity limit of recorded refusals in a window: further
+/// refusals of it in the window are still refused but not recorded one by one (recorded
+/// once per identity and window; the daemon is the actor).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusalsLimited {
+    /// The identity whose refusals are no longer recorded one by one.
+    pub identity: String,
+    /// Start of the window.
+    pub window_start: Timestamp,
+    /// End of the window (exclusive): recording resumes then.
+    pub window_end: Timestamp,
+    /// Refusals recorded per identity and window (`[refusals] per_identity_per_hour`).
+    pub limit: u32,
+}
+
 /// Periodic liveness and freshness marker (checkpoints carry no time themselves).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Heartbeat {}
@@ -483,6 +653,12 @@ pub enum EventKind {
     RequestCancelled(RequestCancelled),
     /// See [`DrillReported`].
     DrillReported(DrillReported),
+    /// See [`RequestRefused`].
+    RequestRefused(Box<RequestRefused>),
+    /// See [`ActionRefused`].
+    ActionRefused(ActionRefused),
+    /// See [`RefusalsLimited`].
+    RefusalsLimited(RefusalsLimited),
 }
 
 impl EventKind {
@@ -506,6 +682,9 @@ impl EventKind {
             EventKind::Heartbeat(_) => EventCode::Heartbeat,
             EventKind::RequestCancelled(_) => EventCode::RequestCancelled,
             EventKind::DrillReported(_) => EventCode::DrillReported,
+            EventKind::RequestRefused(_) => EventCode::RequestRefused,
+            EventKind::ActionRefused(_) => EventCode::ActionRefused,
+            EventKind::RefusalsLimited(_) => EventCode::RefusalsLimited,
         }
     }
 
@@ -690,6 +869,40 @@ impl Event {
                 w.u64(e.request_to_shell_ms);
                 w.u64(e.logout_to_audit_ms);
             }
+            EventKind::RequestRefused(e) => {
+                w.u8(e.kind as u8);
+                w.str(&e.identity)?;
+                w.list(&e.principals)?;
+                w.list(&e.hosts)?;
+                w.opt(e.command.as_deref())?;
+                w.u64(e.ttl_seconds);
+                w.bool(e.emergency);
+                w.bool(e.drill);
+                w.str(&e.request_reason)?;
+                w.str(&e.rule)?;
+                w.str(&e.tier)?;
+                w.str(&e.reason)?;
+                match e.request_id {
+                    None => w.u8(0),
+                    Some(id) => {
+                        w.u8(1);
+                        w.u64(id.0);
+                    }
+                }
+            }
+            EventKind::ActionRefused(e) => {
+                w.u8(e.kind as u8);
+                w.str(&e.identity)?;
+                w.str(&e.action)?;
+                w.str(&e.target)?;
+                w.str(&e.reason)?;
+            }
+            EventKind::RefusalsLimited(e) => {
+                w.str(&e.identity)?;
+                w.u64(e.window_start.0);
+                w.u64(e.window_end.0);
+                w.u32(e.limit);
+            }
         }
         if w.buf.len() > MAX_EVENT_LEN {
             return Err(EncodeError(format!(
@@ -865,6 +1078,34 @@ impl Event {
                 request_to_shell_ms: r.u64()?,
                 logout_to_audit_ms: r.u64()?,
             }),
+            EventCode::RequestRefused => EventKind::RequestRefused(Box::new(RequestRefused {
+                kind: r.refusal_kind()?,
+                identity: r.str()?,
+                principals: r.list()?,
+                hosts: r.list()?,
+                command: r.opt()?,
+                ttl_seconds: r.u64()?,
+                emergency: r.bool()?,
+                drill: r.bool()?,
+                request_reason: r.str()?,
+                rule: r.str()?,
+                tier: r.str()?,
+                reason: r.str()?,
+                request_id: r.opt_u64()?.map(RequestId),
+            })),
+            EventCode::ActionRefused => EventKind::ActionRefused(ActionRefused {
+                kind: r.refusal_kind()?,
+                identity: r.str()?,
+                action: r.str()?,
+                target: r.str()?,
+                reason: r.str()?,
+            }),
+            EventCode::RefusalsLimited => EventKind::RefusalsLimited(RefusalsLimited {
+                identity: r.str()?,
+                window_start: Timestamp(r.u64()?),
+                window_end: Timestamp(r.u64()?),
+                limit: r.u32()?,
+            }),
         };
         if r.pos != bytes.len() {
             return r.err(format!(
@@ -1039,6 +1280,23 @@ impl Reader<'_> {
                 self.err(format!("option tag is {v}, not 0 or 1"))
             }
         }
+    }
+    fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64()?)),
+            v => {
+                self.pos -= 1;
+                self.err(format!("option tag is {v}, not 0 or 1"))
+            }
+        }
+    }
+    fn refusal_kind(&mut self) -> Result<RefusalKind, DecodeError> {
+        let v = self.u8()?;
+        RefusalKind::from_u8(v).ok_or_else(|| DecodeError {
+            offset: self.pos - 1,
+            reason: format!("unknown refusal kind {v}"),
+        })
     }
     fn session(&mut self) -> Result<SessionRef, DecodeError> {
         Ok(SessionRef {
@@ -1242,7 +1500,56 @@ pub(crate) mod tests {
                         logout_to_audit_ms: b,
                     })
                 }),
+            (
+                (refusal_kind(), s(), strs(), strs(), proptest::option::of(s())),
+                (any::<u64>(), any::<bool>(), any::<bool>(), s(), s(), s(), s()),
+                proptest::option::of(any::<u64>()),
+            )
+                .prop_map(|(a, b, request_id)| {
+                    let (kind, identity, principals, hosts, command) = a;
+                    let (ttl_seconds, emergency, drill, request_reason, rule, tier, reason) = b;
+                    EventKind::RequestRefused(Box::new(RequestRefused {
+                        kind,
+                        identity,
+                        principals,
+                        hosts,
+                        command,
+                        ttl_seconds,
+                        emergency,
+                        drill,
+                        request_reason,
+                        rule,
+                        tier,
+                        reason,
+                        request_id: request_id.map(RequestId),
+                    }))
+                }),
+            (refusal_kind(), s(), s(), s(), s()).prop_map(
+                |(kind, identity, action, target, reason)| {
+                    EventKind::ActionRefused(ActionRefused {
+                        kind,
+                        identity,
+                        action,
+                        target,
+                        reason,
+                    })
+                }
+            ),
+            (s(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
+                |(identity, start, end, limit)| {
+                    EventKind::RefusalsLimited(RefusalsLimited {
+                        identity,
+                        window_start: Timestamp(start),
+                        window_end: Timestamp(end),
+                        limit,
+                    })
+                }
+            ),
         ]
+    }
+
+    fn refusal_kind() -> impl Strategy<Value = RefusalKind> {
+        proptest::sample::select(RefusalKind::ALL.to_vec())
     }
 
     fn actor() -> impl Strategy<Value = Actor> {
@@ -1380,7 +1687,99 @@ pub(crate) mod tests {
             assert_eq!(EventCode::from_u16(*c as u16), Some(*c));
         }
         assert_eq!(EventCode::from_u16(0), None);
-        assert_eq!(EventCode::from_u16(17), None);
+        assert_eq!(EventCode::from_u16(20), None);
+        let refusals: Vec<u16> = EventCode::ALL
+            .iter()
+            .filter(|c| c.is_refusal())
+            .map(|c| *c as u16)
+            .collect();
+        assert_eq!(refusals, [17, 18, 19]);
+    }
+
+    #[test]
+    fn refusal_kinds_are_stable_and_distinct() {
+        for (i, k) in RefusalKind::ALL.iter().enumerate() {
+            assert_eq!(*k as u8, i as u8 + 1);
+            assert_eq!(RefusalKind::from_u8(*k as u8), Some(*k));
+        }
+        assert_eq!(RefusalKind::from_u8(0), None);
+        assert_eq!(RefusalKind::from_u8(13), None);
+        let names: std::collections::BTreeSet<&str> =
+            RefusalKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), RefusalKind::ALL.len());
+    }
+
+    #[test]
+    fn refusal_encodings_are_pinned_and_unknown_kinds_are_named() {
+        // A change to these vectors is a change of the on-disk format: bump EVENT_VERSION.
+        let hex = |e: &Event| -> String {
+            e.encode()
+                .unwrap()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let refused = Event::new(
+            Timestamp(1),
+            Actor::User("m@x".into()),
+            EventKind::ActionRefused(ActionRefused {
+                kind: RefusalKind::SelfApproval,
+                identity: "m@x".into(),
+                action: "approve".into(),
+                target: "r-1".into(),
+                reason: "own".into(),
+            }),
+        );
+        assert_eq!(
+            hex(&refused),
+            concat!(
+                "01",
+                "0012",             // code action_refused (18)
+                "0000000000000001", // time
+                "01",
+                "00000003",
+                "6d4078", // actor user m@x
+                "09",     // kind self_approval
+                "00000003",
+                "6d4078",
+                "00000007",
+                "617070726f7665",
+                "00000003",
+                "722d31",
+                "00000003",
+                "6f776e"
+            )
+        );
+        let limited = Event::new(
+            Timestamp(2),
+            Actor::Daemon,
+            EventKind::RefusalsLimited(RefusalsLimited {
+                identity: "m@x".into(),
+                window_start: Timestamp(3_600_000),
+                window_end: Timestamp(7_200_000),
+                limit: 60,
+            }),
+        );
+        assert_eq!(
+            hex(&limited),
+            concat!(
+                "01",
+                "0013", // code refusals_limited (19)
+                "0000000000000002",
+                "00", // actor daemon
+                "00000003",
+                "6d4078",
+                "000000000036ee80",
+                "00000000006ddd00",
+                "0000003c"
+            )
+        );
+        let mut b = refused.encode().unwrap();
+        let at = 1 + 2 + 8 + 1 + 4 + 3;
+        b[at] = 99;
+        let err = Event::decode(&b).unwrap_err();
+        assert_eq!(err.offset, at);
+        assert!(err.reason.contains("unknown refusal kind 99"), "{err}");
     }
 
     #[test]

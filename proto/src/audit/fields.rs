@@ -193,6 +193,38 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("request_to_shell_ms", Value::Int(e.request_to_shell_ms)));
             f.push(("logout_to_audit_ms", Value::Int(e.logout_to_audit_ms)));
         }
+        EventKind::RequestRefused(e) => {
+            f.push(("refusal", s(e.kind.name())));
+            f.push(("identity", s(&e.identity)));
+            f.push(("principals", Value::List(e.principals.clone())));
+            f.push(("hosts", Value::List(e.hosts.clone())));
+            f.push(("command", opt(e.command.as_deref())));
+            f.push(("ttl_s", Value::Int(e.ttl_seconds)));
+            f.push(("emergency", Value::Bool(e.emergency)));
+            f.push(("drill", Value::Bool(e.drill)));
+            // No rule (none concerns the caller) is absent, not an empty name.
+            f.push(("rule", opt(Some(e.rule.as_str()).filter(|r| !r.is_empty()))));
+            f.push(("tier", opt(Some(e.tier.as_str()).filter(|t| !t.is_empty()))));
+            f.push(("reason", s(&e.reason)));
+            f.push(("request_reason", s(&e.request_reason)));
+            f.push((
+                "request",
+                e.request_id.map_or(Value::None, |r| s(&r.to_string())),
+            ));
+        }
+        EventKind::ActionRefused(e) => {
+            f.push(("refusal", s(e.kind.name())));
+            f.push(("identity", s(&e.identity)));
+            f.push(("action", s(&e.action)));
+            f.push(("target", s(&e.target)));
+            f.push(("reason", s(&e.reason)));
+        }
+        EventKind::RefusalsLimited(e) => {
+            f.push(("identity", s(&e.identity)));
+            f.push(("window_start", Value::Time(e.window_start.unix_seconds())));
+            f.push(("window_end", Value::Time(e.window_end.unix_seconds())));
+            f.push(("limit", Value::Int(u64::from(e.limit))));
+        }
     }
     f
 }

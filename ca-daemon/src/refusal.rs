@@ -1,0 +1,596 @@
+//! Refusals are on the record: a call refused by policy is an audit event of its own
+//! (`request_refused` or `action_refused`, with a stable [`RefusalKind`], the rule and the
+//! reason), hence also an authpriv syslog line, and counted per identity.
+//!
+//! # Bounded
+//! Refusals must not become a way to fill the disk: per identity and UTC hour, at most
+//! `[refusals] per_identity_per_hour` refusals are recorded one by one. The next one is not,
+//! and instead one `refusals_limited` event records that the limit was hit; every further
+//! refusal of that identity in the hour is refused all the same but not recorded. The
+//! counts are part of the [`State`](crate::state::State), so a restart rebuilds them from
+//! the log; an in-flight reservation per identity makes "at most the limit, and exactly one
+//! limit event" hold for concurrent refusals too.
+//!
+//! # Alerted
+//! The refusal that brings an identity to `[refusals] alert_threshold` within the hour sends
+//! a [`RefusalAlert`] to `[refusals] webhooks` (once per identity and hour).
+//!
+//! # When the log cannot be written
+//! A refusal is never turned into success: the caller gets the same refusal, word for word,
+//! whether or not it could be recorded (an unauthorized caller learns nothing about the
+//! state of the log). What could not be recorded is logged at error level by the daemon.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use breakglass_proto::audit::event::{ActionRefused, RefusalsLimited, RequestRefused};
+use breakglass_proto::audit::fields::rfc3339;
+use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
+
+use crate::config::{Identity, RefusalSettings};
+use crate::error::Error;
+use crate::notify::{NoticeKind, RefusalAlert};
+use crate::policy::Caller;
+use crate::request::AccessRequest;
+use crate::service::Service;
+use crate::state::{REFUSAL_WINDOW_MS, State, refusal_window_start};
+
+pub use breakglass_proto::audit::event::RefusalKind;
+
+/// One refusal by policy, as it is recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A certificate request was refused.
+    Request(Box<RequestRefused>),
+    /// A call on a request or grant was refused.
+    Action(ActionRefused),
+}
+
+impl Refusal {
+    /// A refused call on a request or grant: `action` is its stable name (`approve`,
+    /// `revoke`, …), `target` what it named (`r-…`, `g-…`, or empty).
+    #[must_use]
+    pub fn action(
+        who: &Caller,
+        action: &str,
+        target: &str,
+        kind: RefusalKind,
+        reason: &Error,
+    ) -> Self {
+        Refusal::Action(ActionRefused {
+            kind,
+            identity: who.identity.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            reason: reason.to_string(),
+        })
+    }
+
+    /// A refused certificate request; `rule` and `tier` name the rule that refused or came
+    /// closest, when there is one.
+    #[must_use]
+    pub fn request(
+        who: &Caller,
+        access: &AccessRequest,
+        emergency: bool,
+        kind: RefusalKind,
+        (rule, tier): (Option<&str>, Option<&str>),
+        reason: &Error,
+    ) -> Self {
+        Refusal::Request(Box::new(RequestRefused {
+            kind,
+            identity: who.identity.clone(),
+            principals: access.principals.clone(),
+            hosts: access.hosts.clone(),
+            command: access.force_command.clone(),
+            ttl_seconds: access.ttl.as_secs(),
+            emergency,
+            drill: access.drill,
+            request_reason: access.reason.clone(),
+            rule: rule.unwrap_or_default().to_owned(),
+            tier: tier.unwrap_or_default().to_owned(),
+            reason: reason.to_string(),
+            request_id: None,
+        }))
+    }
+
+    /// The kind of refusal.
+    #[must_use]
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            Refusal::Request(r) => r.kind,
+            Refusal::Action(a) => a.kind,
+        }
+    }
+
+    /// The identity refused.
+    #[must_use]
+    pub fn identity(&self) -> &str {
+        match self {
+            Refusal::Request(r) => &r.identity,
+            Refusal::Action(a) => &a.identity,
+        }
+    }
+
+    /// `request`, or the refused call's name.
+    #[must_use]
+    pub fn action_name(&self) -> &str {
+        match self {
+            Refusal::Request(_) => "request",
+            Refusal::Action(a) => &a.action,
+        }
+    }
+
+    /// The refusal as the caller was told it.
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        match self {
+            Refusal::Request(r) => &r.reason,
+            Refusal::Action(a) => &a.reason,
+        }
+    }
+
+    fn into_event_kind(self) -> EventKind {
+        match self {
+            Refusal::Request(r) => EventKind::RequestRefused(r),
+            Refusal::Action(a) => EventKind::ActionRefused(a),
+        }
+    }
+}
+
+/// What happens to one refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+enum Admission {
+    /// Record it; `alert` when it is the one that reaches the alert threshold.
+    Record { alert: bool },
+    /// The limit is reached: record `refusals_limited` instead of it.
+    Limit,
+    /// The limit was reached and recorded: refuse without recording.
+    Suppress,
+}
+
+/// Reservations for refusals being recorded, so that concurrent ones of one identity
+/// never record more than the limit, nor two limit events.
+#[derive(Clone, Copy, Debug, Default)]
+struct InFlight {
+    start: Timestamp,
+    records: u32,
+    limit_event: bool,
+}
+
+/// Refusal settings and the bookkeeping of refusals being recorded.
+#[derive(Debug)]
+pub struct Refusals {
+    settings: RefusalSettings,
+    known: HashSet<String>,
+    in_flight: Mutex<HashMap<String, InFlight>>,
+}
+
+impl Refusals {
+    /// Refusal handling with these settings; `identities` are the known ones.
+    #[must_use]
+    pub fn new(settings: RefusalSettings, identities: &[Identity]) -> Self {
+        Self {
+            settings,
+            known: identities.iter().map(|i| i.id.clone()).collect(),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True when the configuration lists `identity`.
+    #[must_use]
+    pub fn is_known(&self, identity: &str) -> bool {
+        self.known.contains(identity)
+    }
+
+    /// `kind`, or [`RefusalKind::UnknownIdentity`] when the caller is not a configured
+    /// identity (then that is what stands out).
+    #[must_use]
+    pub fn kind_for(&self, who: &Caller, kind: RefusalKind) -> RefusalKind {
+        if self.is_known(&who.identity) {
+            kind
+        } else {
+            RefusalKind::UnknownIdentity
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, InFlight>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decides what to do with a refusal of `identity` at `at`, and reserves it. Call with
+    /// the state locked (lock order: state, then reservations).
+    fn admit(&self, st: &State, identity: &str, at: Timestamp) -> Admission {
+        let w = st.refusal_window(identity, at);
+        let mut all = self.lock();
+        let f = all.entry(identity.to_owned()).or_default();
+        if f.start != w.start {
+            *f = InFlight {
+                start: w.start,
+                ..InFlight::default()
+            };
+        }
+        let taken = w.recorded.saturating_add(f.records);
+        if taken < self.settings.per_identity_per_hour {
+            f.records += 1;
+            let threshold = self.settings.alert_threshold;
+            Admission::Record {
+                alert: threshold > 0 && taken + 1 == threshold,
+            }
+        } else if !w.limited && !f.limit_event {
+            f.limit_event = true;
+            Admission::Limit
+        } else {
+            if f.records == 0 && !f.limit_event {
+                all.remove(identity);
+            }
+            Admission::Suppress
+        }
+    }
+
+    /// Ends the reservation `admission` made (after its event is applied, or failed).
+    fn release(&self, identity: &str, start: Timestamp, admission: Admission) {
+        let mut all = self.lock();
+        let Some(f) = all.get_mut(identity) else {
+            return;
+        };
+        if f.start == start {
+            match admission {
+                Admission::Record { .. } => f.records = f.records.saturating_sub(1),
+                Admission::Limit => f.limit_event = false,
+                Admission::Suppress => {}
+            }
+        }
+        if f.records == 0 && !f.limit_event {
+            all.remove(identity);
+        }
+    }
+}
+
+impl Service {
+    /// Puts a refusal by policy on the record: its event (within the per-identity limit;
+    /// the limit being hit is recorded once per window), and the alert webhook at the
+    /// threshold. Never fails and never changes the caller's answer: a refusal that cannot
+    /// be recorded is logged here and refused all the same.
+    pub async fn record_refusal(&self, who: &Caller, refusal: Refusal) {
+        let at = Timestamp::from_system_time(SystemTime::now());
+        let identity = refusal.identity().to_owned();
+        let start = refusal_window_start(at);
+        let admission = self.refusals.admit(&self.state(), &identity, at);
+        let limit = self.refusals.settings.per_identity_per_hour;
+        let (kind, action) = (refusal.kind(), refusal.action_name().to_owned());
+        let event = match admission {
+            Admission::Suppress => {
+                tracing::debug!(
+                    identity = %identity,
+                    refusal = %kind,
+                    action = %action,
+                    reason = %refusal.reason(),
+                    "refused (not recorded one by one: refusal limit reached this hour)"
+                );
+                return;
+            }
+            Admission::Limit => Event::new(
+                at,
+                Actor::Daemon,
+                EventKind::RefusalsLimited(RefusalsLimited {
+                    identity: identity.clone(),
+                    window_start: start,
+                    window_end: Timestamp(start.0 + REFUSAL_WINDOW_MS),
+                    limit,
+                }),
+            ),
+            Admission::Record { .. } => {
+                Event::new(at, who.actor(), refusal.clone().into_event_kind())
+            }
+        };
+        let recorded = self
+            .record_and(event, |_| {
+                self.refusals.release(&identity, start, admission)
+            })
+            .await;
+        let index = match recorded {
+            Ok(index) => index,
+            Err(e) => {
+                self.refusals.release(&identity, start, admission);
+                tracing::error!(
+                    identity = %identity,
+                    refusal = %kind,
+                    action = %action,
+                    reason = %refusal.reason(),
+                    error = %e,
+                    "refusal NOT recorded in the audit log (the caller was refused all the same)"
+                );
+                return;
+            }
+        };
+        match admission {
+            Admission::Limit => tracing::warn!(
+                identity = %identity,
+                limit,
+                until = %rfc3339((start.0 + REFUSAL_WINDOW_MS) / 1000),
+                audit_index = index,
+                "refusal limit reached: further refusals of this identity this hour are refused without being recorded one by one"
+            ),
+            Admission::Record { alert } => {
+                tracing::info!(
+                    identity = %identity,
+                    refusal = %kind,
+                    action = %action,
+                    reason = %refusal.reason(),
+                    audit_index = index,
+                    "refused by policy"
+                );
+                if alert {
+                    self.alert_refusals(&refusal, start, index, at);
+                }
+            }
+            Admission::Suppress => {}
+        }
+    }
+
+    /// Records a refused call on a request or grant and returns the error to answer with.
+    pub async fn refuse_action(
+        &self,
+        who: &Caller,
+        action: &str,
+        target: &str,
+        kind: RefusalKind,
+        error: Error,
+    ) -> Error {
+        self.record_refusal(who, Refusal::action(who, action, target, kind, &error))
+            .await;
+        error
+    }
+
+    /// Records a refused certificate request and returns the error to answer with.
+    pub async fn refuse_request(
+        &self,
+        who: &Caller,
+        access: &AccessRequest,
+        emergency: bool,
+        kind: RefusalKind,
+        rule_and_tier: (Option<&str>, Option<&str>),
+        error: Error,
+    ) -> Error {
+        let refusal = Refusal::request(who, access, emergency, kind, rule_and_tier, &error);
+        self.record_refusal(who, refusal).await;
+        error
+    }
+
+    /// Records that an emergency was refused because the requester's allowance is spent,
+    /// while `request` goes on to wait for normal approval.
+    pub async fn record_emergency_quota(
+        &self,
+        who: &Caller,
+        access: &AccessRequest,
+        (rule, tier): (&str, &str),
+        request: RequestId,
+        reason: String,
+    ) {
+        let mut r = Refusal::request(
+            who,
+            access,
+            true,
+            RefusalKind::EmergencyQuota,
+            (Some(rule), Some(tier)),
+            &Error::PermissionDenied(reason),
+        );
+        if let Refusal::Request(rr) = &mut r {
+            rr.request_id = Some(request);
+        }
+        self.record_refusal(who, r).await;
+    }
+
+    fn alert_refusals(&self, refusal: &Refusal, start: Timestamp, index: u64, at: Timestamp) {
+        let s = &self.refusals.settings;
+        let alert = RefusalAlert {
+            event: NoticeKind::RefusalThreshold,
+            summary: format!(
+                "{} was refused {} times since {} (alert threshold {}); latest: {} {}: {}",
+                refusal.identity(),
+                s.alert_threshold,
+                rfc3339(start.unix_seconds()),
+                s.alert_threshold,
+                refusal.action_name(),
+                refusal.kind(),
+                refusal.reason()
+            ),
+            identity: refusal.identity().to_owned(),
+            refusals: s.alert_threshold,
+            threshold: s.alert_threshold,
+            limit: s.per_identity_per_hour,
+            window_start: rfc3339(start.unix_seconds()),
+            window_end: rfc3339((start.0 + REFUSAL_WINDOW_MS) / 1000),
+            kind: refusal.kind().name().to_owned(),
+            action: refusal.action_name().to_owned(),
+            reason: refusal.reason().to_owned(),
+            audit_index: index,
+            time: at.0,
+        };
+        tracing::warn!(
+            identity = %alert.identity,
+            refusals = alert.refusals,
+            webhooks = s.webhooks.len(),
+            "refusal alert threshold reached"
+        );
+        self.notifier().alert_refusals(&s.webhooks, alert);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusals(limit: u32, threshold: u32) -> Refusals {
+        Refusals::new(
+            RefusalSettings {
+                per_identity_per_hour: limit,
+                alert_threshold: threshold,
+                webhooks: vec![],
+            },
+            &[Identity {
+                id: "alice@example.com".into(),
+                groups: vec![],
+                owner: None,
+            }],
+        )
+    }
+
+    fn refused(identity: &str, at: Timestamp) -> Event {
+        Event::new(
+            at,
+            Actor::User(identity.into()),
+            EventKind::ActionRefused(ActionRefused {
+                kind: RefusalKind::NotApprover,
+                identity: identity.into(),
+                action: "approve".into(),
+                target: "r-0000000000000001".into(),
+                reason: "no".into(),
+            }),
+        )
+    }
+
+    /// Admits and, for what is to be recorded, applies the event as `record_refusal` does.
+    fn step(r: &Refusals, st: &mut State, identity: &str, at: Timestamp) -> Admission {
+        let a = r.admit(st, identity, at);
+        let start = refusal_window_start(at);
+        match a {
+            Admission::Record { .. } => st.apply(st.events, &refused(identity, at)),
+            Admission::Limit => st.apply(
+                st.events,
+                &Event::new(
+                    at,
+                    Actor::Daemon,
+                    EventKind::RefusalsLimited(RefusalsLimited {
+                        identity: identity.into(),
+                        window_start: start,
+                        window_end: Timestamp(start.0 + REFUSAL_WINDOW_MS),
+                        limit: 3,
+                    }),
+                ),
+            ),
+            Admission::Suppress => {}
+        }
+        r.release(identity, start, a);
+        a
+    }
+
+    #[test]
+    fn the_limit_records_n_then_one_limit_event_then_nothing_until_the_next_hour() {
+        let r = refusals(3, 2);
+        let mut st = State::default();
+        let hour = Timestamp(REFUSAL_WINDOW_MS * 500_000);
+        let got: Vec<Admission> = (0..7)
+            .map(|i| step(&r, &mut st, "m@x", Timestamp(hour.0 + i * 1000)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Admission::Record { alert: false },
+                Admission::Record { alert: true },
+                Admission::Record { alert: false },
+                Admission::Limit,
+                Admission::Suppress,
+                Admission::Suppress,
+                Admission::Suppress,
+            ]
+        );
+        // Another identity has its own allowance.
+        assert_eq!(
+            step(&r, &mut st, "n@x", hour),
+            Admission::Record { alert: false }
+        );
+        // The next hour starts afresh.
+        let next = Timestamp(hour.0 + REFUSAL_WINDOW_MS);
+        assert_eq!(
+            step(&r, &mut st, "m@x", next),
+            Admission::Record { alert: false }
+        );
+        assert!(r.lock().is_empty(), "no reservation is left behind");
+    }
+
+    #[test]
+    fn concurrent_refusals_never_exceed_the_limit_nor_make_two_limit_events() {
+        let r = refusals(2, 0);
+        let st = State::default();
+        let at = Timestamp(REFUSAL_WINDOW_MS * 7);
+        // Five refusals admitted before any is recorded (all in flight at once).
+        let got: Vec<Admission> = (0..5).map(|_| r.admit(&st, "m@x", at)).collect();
+        assert_eq!(
+            got,
+            [
+                Admission::Record { alert: false },
+                Admission::Record { alert: false },
+                Admission::Limit,
+                Admission::Suppress,
+                Admission::Suppress,
+            ]
+        );
+        // A record that failed frees its slot for the next refusal.
+        r.release("m@x", refusal_window_start(at), got[0]);
+        assert_eq!(r.admit(&st, "m@x", at), Admission::Record { alert: false });
+    }
+
+    #[test]
+    fn counts_are_rebuilt_from_the_log() {
+        let r = refusals(3, 0);
+        let mut st = State::default();
+        let at = Timestamp(REFUSAL_WINDOW_MS * 9 + 5);
+        for _ in 0..3 {
+            assert!(matches!(
+                step(&r, &mut st, "m@x", at),
+                Admission::Record { .. }
+            ));
+        }
+        assert_eq!(step(&r, &mut st, "m@x", at), Admission::Limit);
+        // A restart replays the same events into a fresh state.
+        let events: Vec<Event> = (0..3)
+            .map(|_| refused("m@x", at))
+            .chain([Event::new(
+                at,
+                Actor::Daemon,
+                EventKind::RefusalsLimited(RefusalsLimited {
+                    identity: "m@x".into(),
+                    window_start: refusal_window_start(at),
+                    window_end: Timestamp(refusal_window_start(at).0 + REFUSAL_WINDOW_MS),
+                    limit: 3,
+                }),
+            )])
+            .collect();
+        let mut replayed = State::default();
+        for (i, e) in events.iter().enumerate() {
+            replayed.apply(i as u64, e);
+        }
+        assert_eq!(
+            replayed.refusal_window("m@x", at),
+            st.refusal_window("m@x", at)
+        );
+        assert_eq!(
+            refusals(3, 0).admit(&replayed, "m@x", at),
+            Admission::Suppress
+        );
+    }
+
+    #[test]
+    fn an_unknown_caller_is_named_so() {
+        let r = refusals(3, 0);
+        let caller = |id: &str| Caller {
+            identity: id.into(),
+            groups: vec![],
+            owner: None,
+            transport: "mtls",
+            uid: None,
+        };
+        assert_eq!(
+            r.kind_for(&caller("alice@example.com"), RefusalKind::NotApprover),
+            RefusalKind::NotApprover
+        );
+        assert_eq!(
+            r.kind_for(&caller("mallory@example.com"), RefusalKind::NotApprover),
+            RefusalKind::UnknownIdentity
+        );
+    }
+}
