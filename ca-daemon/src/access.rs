@@ -99,6 +99,8 @@ pub struct Access {
     auth: Authenticator,
     reader_groups: Vec<String>,
     admin_groups: Vec<String>,
+    /// Where refusals of unknown identities are recorded (the audit log, rate-limited).
+    recorder: Option<Arc<crate::service::Service>>,
 }
 
 impl Access {
@@ -108,7 +110,15 @@ impl Access {
             auth: Authenticator::from_config(config),
             reader_groups: config.audit.reader_groups.clone(),
             admin_groups: config.revocation.admin_groups.clone(),
+            recorder: None,
         }
+    }
+
+    /// The same rules, recording refusals of unknown identities through `service`.
+    #[must_use]
+    pub fn recording(mut self, service: Arc<crate::service::Service>) -> Self {
+        self.recorder = Some(service);
+        self
     }
 
     /// Identifies the caller of a call to `path` and decides whether it may make it.
@@ -197,7 +207,24 @@ impl Access {
             reason = %r.error,
             "call refused"
         );
-        tonic::Status::from(r.error).into_http()
+        let error = match (&self.recorder, &r.caller, &r.error) {
+            // An identity the configuration does not list is on the record (like every
+            // refusal of the policy); the recorder rate-limits it per identity.
+            (Some(service), Some(caller), Error::UnknownIdentity { .. }) => {
+                let call = r.rpc.rsplit('/').next().unwrap_or(&r.rpc).to_owned();
+                service
+                    .refuse_action(
+                        caller,
+                        &call,
+                        "",
+                        breakglass_proto::audit::event::RefusalKind::UnknownIdentity,
+                        r.error,
+                    )
+                    .await
+            }
+            _ => r.error,
+        };
+        tonic::Status::from(error).into_http()
     }
 }
 
@@ -217,6 +244,12 @@ impl AccessLayer {
     /// The layer for the rules of `config`.
     pub fn new(config: &Config) -> Self {
         Self(Arc::new(Access::new(config)))
+    }
+
+    /// The layer for the rules of `config`, recording refusals of unknown identities
+    /// in the audit log through `service`.
+    pub fn recording(config: &Config, service: Arc<crate::service::Service>) -> Self {
+        Self(Arc::new(Access::new(config).recording(service)))
     }
 }
 

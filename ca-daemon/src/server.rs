@@ -171,7 +171,7 @@ impl Daemon {
             .build_v1alpha()
             .map_err(|e| StartupError::Serve(format!("reflection: {e}")))?;
         Ok(Server::builder()
-            .layer(AccessLayer::new(&self.config))
+            .layer(AccessLayer::recording(&self.config, self.service.clone()))
             .add_service(api)
             .add_service(revocation_api)
             .add_service(audit_api)

@@ -342,15 +342,18 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (actor, r) = one_request_refusal(&d, n).await;
+    // The access layer refuses it before the request is decoded: an action refusal
+    // naming the call.
+    let (actor, r) = one_action_refusal(&d, n).await;
     assert_eq!(actor, user(MALLORY));
     assert_eq!(
-        (r.kind, r.rule.as_str()),
-        (RefusalKind::UnknownIdentity, "")
+        (r.kind, r.action.as_str()),
+        (RefusalKind::UnknownIdentity, "RequestCertificate")
     );
     let line = syslog_line(&syslog, n, RefusalKind::UnknownIdentity);
     assert!(
-        line.contains("identity=mallory@example.com") && line.contains(" rule=- "),
+        line.contains("identity=mallory@example.com")
+            && line.contains(" action=RequestCertificate "),
         "{line}"
     );
     let n = all_events(&d).await.len();
@@ -358,7 +361,7 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
     let (_, a) = one_action_refusal(&d, n).await;
     assert_eq!(
         (a.kind, a.action.as_str()),
-        (RefusalKind::UnknownIdentity, "approve")
+        (RefusalKind::UnknownIdentity, "Approve")
     );
 
     // Someone else's request or grant: cancel, show, revoke; a review by a non-reviewer.
@@ -542,8 +545,8 @@ async fn audit_show_refused_lists_the_refusals_with_the_other_filters() {
         refused[0]
     );
     assert!(
-        refused[1].contains(" request_refused user:mallory@example.com refusal=unknown_identity ")
-            && !refused[1].contains(" rule="),
+        refused[1].contains(" action_refused user:mallory@example.com refusal=unknown_identity ")
+            && refused[1].contains(" action=RequestCertificate "),
         "{}",
         refused[1]
     );
@@ -569,11 +572,10 @@ async fn audit_show_refused_lists_the_refusals_with_the_other_filters() {
     .await;
     assert_eq!(mine.len(), 1, "{mine:#?}");
     let j: serde_json::Value = serde_json::from_str(&mine[0]).unwrap();
-    assert_eq!(j["event"], "request_refused");
+    assert_eq!(j["event"], "action_refused");
     assert_eq!(j["refusal"], "unknown_identity");
     assert_eq!(j["identity"], MALLORY);
-    assert_eq!(j["rule"], serde_json::Value::Null);
-    assert_eq!(j["principals"], serde_json::json!(["bgdemo"]));
+    assert_eq!(j["action"], "RequestCertificate");
     assert!(
         audit_show(&d, &["--refused", "--since", "2999-01-01T00:00:00Z"])
             .await
@@ -626,12 +628,12 @@ async fn repeated_refusals_alert_once_and_are_recorded_up_to_the_hourly_limit() 
         (3.into(), 5.into())
     );
     assert_eq!(alert["kind"], "unknown_identity");
-    assert_eq!(alert["action"], "request");
+    assert_eq!(alert["action"], "RequestCertificate");
     assert_eq!(alert["reason"], answers[2].message());
     let events = all_events(&d).await;
     let third = alert["audit_index"].as_u64().unwrap() as usize;
     assert!(
-        matches!(&events[third].kind, EventKind::RequestRefused(r) if r.identity == MALLORY),
+        matches!(&events[third].kind, EventKind::ActionRefused(r) if r.identity == MALLORY),
         "{:?}",
         events[third]
     );
@@ -656,7 +658,7 @@ async fn repeated_refusals_alert_once_and_are_recorded_up_to_the_hourly_limit() 
     let events = all_events(&d).await;
     let refused: Vec<&Event> = events
         .iter()
-        .filter(|e| matches!(&e.kind, EventKind::RequestRefused(r) if r.identity == MALLORY))
+        .filter(|e| matches!(&e.kind, EventKind::ActionRefused(r) if r.identity == MALLORY))
         .collect();
     assert_eq!(refused.len(), 5);
     let limited: Vec<(usize, &Event)> = events
