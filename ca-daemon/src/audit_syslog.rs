@@ -141,6 +141,7 @@ mod tests {
                 grant_id: GrantId(1),
                 serial: 5,
                 reason: "done early".into(),
+                revoked_key: None,
             }),
         );
         let f = line_fields(3, &e);
