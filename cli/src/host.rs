@@ -46,7 +46,14 @@ pub enum HostCmd {
     Ship(ShipArgs),
     /// Install the CA's signed KRL for sshd's RevokedKeys (verified, never older, atomic)
     SyncKrl(crate::krl_sync::SyncKrlArgs),
-    /// End open sessions of revoked grants at once (follows the daemon's revocation stream)
+    /// End open sessions of revoked grants and refuse their new logins at once (follows
+    /// the daemon's revocation stream)
+    ///
+    /// For each revocation it marks the registered sessions of the grant (their guards end
+    /// them), marks the grant itself in the sessions directory (<grant>.grant-revoked; the
+    /// PAM module denies new sessions of it), and with --krl installs the CA's new signed
+    /// KRL for sshd's RevokedKeys at once, verified and replaced atomically like `host
+    /// sync-krl` (which stays the fallback). While the stream is down it polls the KRL.
     WatchRevocations(crate::watch::WatchArgs),
     /// Add pam_breakglass.so to sshd's PAM session stack (after pam_loginuid, before pam_env), with a backup
     EnablePam(crate::pam_stack::EnablePamArgs),
