@@ -45,6 +45,8 @@ use crate::settings::Target;
 const STREAM_SILENCE: Duration = Duration::from_secs(15);
 /// How often the registry is rescanned for new sessions of revoked grants.
 const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// How long a failed KRL install waits before the next attempt (news comes sooner).
+const KRL_RETRY: Duration = Duration::from_secs(5);
 
 /// `breakglass host watch-revocations`.
 #[derive(Debug, Args, Clone)]
@@ -296,6 +298,8 @@ struct KrlKeeper {
     installed: Option<u64>,
     /// A revocation (or a heartbeat announcing a newer KRL) is not installed yet.
     due: bool,
+    /// After a failed attempt, the next one waits until then (unless news arrives).
+    retry_after: Option<std::time::Instant>,
 }
 
 impl KrlKeeper {
@@ -308,7 +312,18 @@ impl KrlKeeper {
             installed: None,
             // Install once at start: the host may have missed revocations while down.
             due: true,
+            retry_after: None,
         })
+    }
+
+    /// Makes an install due now (news: a revocation, a newer version, a reconnect).
+    fn want_now(&mut self) {
+        self.due = true;
+        self.retry_after = None;
+    }
+
+    fn failed(&mut self) {
+        self.retry_after = Some(std::time::Instant::now() + KRL_RETRY);
     }
 
     /// Takes a notice: a revocation, or a heartbeat announcing a KRL version newer than
@@ -317,7 +332,7 @@ impl KrlKeeper {
         if (!n.heartbeat && !n.grant_id.is_empty())
             || (n.heartbeat && n.krl_version > self.installed.unwrap_or(0))
         {
-            self.due = true;
+            self.want_now();
         }
     }
 
@@ -332,25 +347,38 @@ impl KrlKeeper {
                     Synced::Installed { version, .. } | Synced::UpToDate { version } => version,
                 });
                 self.due = false;
+                self.retry_after = None;
             }
-            Err(e) => eprintln!(
-                "breakglass: KRL not installed at {} (retrying; the installed file is unchanged): {e}",
-                self.out.display()
-            ),
+            Err(e) => {
+                self.failed();
+                eprintln!(
+                    "breakglass: KRL not installed at {} (retrying in {KRL_RETRY:?}; the installed file is unchanged): {e}",
+                    self.out.display()
+                );
+            }
         }
     }
 
-    /// Fetches and installs the current KRL if an install is due.
+    /// Fetches and installs the current KRL if an install is due (and, after a
+    /// failure, its retry time has come).
     async fn refresh(&mut self, target: &Target, cas: &mut CaKeys) {
-        if !self.due {
+        if !self.due
+            || self
+                .retry_after
+                .is_some_and(|t| std::time::Instant::now() < t)
+        {
             return;
         }
         let Some(keys) = cas.get(target).await else {
+            self.failed();
             return;
         };
         match krl_sync::fetch(target).await {
             Ok(fetched) => self.install(&fetched, keys),
-            Err(e) => eprintln!("breakglass: cannot fetch the KRL (retrying): {e}"),
+            Err(e) => {
+                self.failed();
+                eprintln!("breakglass: cannot fetch the KRL (retrying in {KRL_RETRY:?}): {e}");
+            }
         }
     }
 }
@@ -423,7 +451,7 @@ pub async fn watch(
                 let mut scan = tokio::time::interval(SCAN_EVERY);
                 if let Some(k) = keeper.as_mut() {
                     // Revocations made while the stream was down.
-                    k.due = true;
+                    k.want_now();
                     k.refresh(target, &mut cas).await;
                 }
                 loop {
@@ -648,6 +676,9 @@ mod tests {
         assert!(k.due, "installs once at start");
         k.due = false;
         k.installed = Some(5);
+        // After a failure the next attempt waits, unless news arrives.
+        k.failed();
+        assert!(k.retry_after.is_some());
         let beat = |v: u64| RevocationNotice {
             heartbeat: true,
             krl_version: v,
@@ -655,8 +686,10 @@ mod tests {
         };
         k.note(&beat(5));
         assert!(!k.due);
+        assert!(k.retry_after.is_some());
         k.note(&beat(6));
         assert!(k.due);
+        assert!(k.retry_after.is_none());
         k.due = false;
         k.note(&RevocationNotice {
             version: 9,
