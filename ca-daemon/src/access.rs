@@ -375,6 +375,7 @@ mod tests {
             auth: Authenticator::new(&[], &[]),
             reader_groups: vec!["auditors".into()],
             admin_groups: vec!["admins".into()],
+            recorder: None,
         };
         let who = |c: Caller, listed| Identified { caller: c, listed };
         // An unlisted certificate that even claims the hosts group is unknown.

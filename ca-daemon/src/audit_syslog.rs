@@ -144,6 +144,7 @@ mod tests {
                     grant_id: GrantId(1),
                     serial: 5,
                     reason: nasty.into(),
+                    revoked_key: None,
                 }),
             );
             let f = line_fields(3, &e);
@@ -214,6 +215,7 @@ mod tests {
                 grant_id: GrantId(1),
                 serial: 5,
                 reason: "done early".into(),
+                revoked_key: None,
             }),
         );
         let f = line_fields(3, &e);

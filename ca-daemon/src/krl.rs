@@ -1,6 +1,7 @@
 //! The KRL the daemon publishes: built from the revocation state (revoked grants that
-//! have not expired yet, so the list stays small), versioned, signed with the CA key,
-//! and recorded in the audit log (`KrlPublished`) whenever its content changes.
+//! have not expired yet, so the list stays small, and the public keys revoked for good
+//! by `revoke --public-key`), versioned, signed with the CA key, and recorded in the
+//! audit log (`KrlPublished`) whenever its content changes.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use breakglass_proto::audit::event::KrlPublished;
 use breakglass_proto::audit::{Actor, Event, EventKind, Timestamp};
 use breakglass_proto::krl::{Krl, SIGNATURE_NAMESPACE};
-use ssh_key::HashAlg;
 use ssh_key::sha2::{Digest, Sha256};
+use ssh_key::{Fingerprint, HashAlg};
 
 use crate::certificate::CertificateAuthority;
 use crate::error::Error;
@@ -45,10 +46,20 @@ pub fn entries(state: &State, now: u64) -> BTreeSet<Entry> {
         .collect()
 }
 
+/// The public keys revoked for good (`SHA256:` fingerprints): they never drop out, as
+/// any certificate for such a key (one issued later, or offline with the same CA key)
+/// must be refused.
+#[must_use]
+pub fn revoked_keys(state: &State) -> BTreeSet<String> {
+    state.revoked_keys.keys().cloned().collect()
+}
+
 /// Builds the KRL for `entries`: serials scoped to the CA key that signed them; by key
-/// id where a serial cannot be used (serial 0) or the CA key is no longer published.
+/// id where a serial cannot be used (serial 0) or the CA key is no longer published;
+/// and `keys` by SHA256 fingerprint (which revokes every certificate of those keys).
 pub fn build(
     entries: &BTreeSet<Entry>,
+    keys: &BTreeSet<String>,
     ca: &CertificateAuthority,
     version: u64,
     generated: u64,
@@ -72,6 +83,12 @@ pub fn build(
             None => krl.revoke_key_id(None, &e.key_id).map_err(bad)?,
         }
     }
+    for k in keys {
+        let fp: Fingerprint = k
+            .parse()
+            .map_err(|e| Error::Internal(format!("revoked key {k:?} in the audit log: {e}")))?;
+        krl.revoke_fingerprint(&fp).map_err(bad)?;
+    }
     Ok(krl)
 }
 
@@ -89,6 +106,7 @@ pub struct Published {
     /// Number of serials in it.
     pub revoked_serials: u64,
     entries: BTreeSet<Entry>,
+    keys: BTreeSet<String>,
 }
 
 /// Keeps the latest published KRL and publishes a new version when the content changes.
@@ -109,17 +127,18 @@ impl Publisher {
     pub async fn current(&self, svc: &Service) -> Result<Arc<Published>, Error> {
         let mut cur = self.current.lock().await;
         let now = unix_now();
-        let (wanted, logged_version) = {
+        let (wanted, keys, logged_version) = {
             let st = svc.state();
-            (entries(&st, now), st.krl_version)
+            (entries(&st, now), revoked_keys(&st), st.krl_version)
         };
         if let Some(p) = cur.as_ref()
             && p.entries == wanted
+            && p.keys == keys
         {
             return Ok(p.clone());
         }
         let version = logged_version.max(cur.as_ref().map_or(0, |p| p.version)) + 1;
-        let krl = build(&wanted, &svc.ca, version, now)?;
+        let krl = build(&wanted, &keys, &svc.ca, version, now)?;
         let bytes = krl
             .to_bytes()
             .map_err(|e| Error::Internal(format!("encoding the KRL: {e}")))?;
@@ -140,6 +159,7 @@ impl Publisher {
             version,
             revoked_serials,
             entries = wanted.len(),
+            revoked_keys = keys.len(),
             bytes = bytes.len(),
             "KRL published"
         );
@@ -150,6 +170,7 @@ impl Publisher {
             signature,
             revoked_serials,
             entries: wanted,
+            keys,
         });
         *cur = Some(p.clone());
         Ok(p)

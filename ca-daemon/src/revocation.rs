@@ -99,11 +99,24 @@ impl Revocations {
                 "say which grants: a grant id, a serial, a requester or a public key".into(),
             )
         })?;
+        // `--public-key` revokes the key itself too: its SHA256 fingerprint rides on the
+        // GrantRevoked events and stays in every KRL from now on.
+        let revoked_key = match &target {
+            Target::PublicKey(line) => Some(
+                crate::request::parse_user_key(line)?
+                    .fingerprint(HashAlg::Sha256)
+                    .to_string(),
+            ),
+            _ => None,
+        };
         let _one_at_a_time = self.revoking.lock().await;
         let now = unix_now();
-        let matched = {
+        let (matched, key_known) = {
             let st = self.svc.state();
-            select(&st, &target, now)?
+            let known = revoked_key
+                .as_ref()
+                .is_some_and(|k| st.revoked_keys.contains_key(k));
+            (select(&st, &target, now)?, known)
         };
         let admin = self.is_admin(who);
         let mut revoked = Vec::new();
@@ -143,6 +156,34 @@ impl Revocations {
                 .await);
         }
         let actor = who.actor();
+        if todo.is_empty()
+            && !key_known
+            && let Some(k) = &revoked_key
+            && let Some(id) = matched.first()
+        {
+            // Every grant of the key is revoked already, but the key itself is not:
+            // a repeated GrantRevoked of one of them records the key (the grant's own
+            // revocation stays the first one).
+            let serial = self
+                .svc
+                .state()
+                .grants
+                .get(id)
+                .map_or(0, |g| g.issued.serial);
+            self.svc
+                .record(Event::new(
+                    Timestamp::from_system_time(SystemTime::now()),
+                    actor.clone(),
+                    EventKind::GrantRevoked(GrantRevoked {
+                        grant_id: *id,
+                        serial,
+                        reason: reason.clone(),
+                        revoked_key: Some(k.clone()),
+                    }),
+                ))
+                .await?;
+            tracing::info!(key = %k, grant = %id, revoked_by = %actor, reason = %reason, "public key revoked");
+        }
         for (id, issued) in todo {
             let index = self
                 .svc
@@ -153,6 +194,7 @@ impl Revocations {
                         grant_id: id,
                         serial: issued.serial,
                         reason: reason.clone(),
+                        revoked_key: revoked_key.clone(),
                     }),
                 ))
                 .await?;
@@ -164,6 +206,7 @@ impl Revocations {
                 requester = %issued.requester,
                 revoked_by = %actor,
                 reason = %reason,
+                revoked_key = revoked_key.as_deref().unwrap_or("-"),
                 audit_index = index,
                 "grant revoked"
             );
@@ -269,8 +312,25 @@ impl Revocations {
     }
 }
 
+/// Refuses `key` if it was revoked for good (`revoke --public-key`): a certificate for
+/// it would be refused by every host's KRL anyway.
+pub fn refuse_revoked_key(st: &State, key: &ssh_key::PublicKey) -> Result<(), Error> {
+    let fp = key.fingerprint(HashAlg::Sha256).to_string();
+    match st.revoked_keys.get(&fp) {
+        None => Ok(()),
+        Some(r) => Err(Error::PermissionDenied(format!(
+            "public key {fp} was revoked by {} at {} ({}); no certificate is issued for it again: make a new key (ssh-keygen -t ed25519) and request with it",
+            r.by,
+            breakglass_proto::audit::fields::rfc3339(r.at.unix_seconds()),
+            r.reason
+        ))),
+    }
+}
+
 /// The grants a selector names. A grant id or serial must name a grant that is still
-/// valid; a requester or key selects all of their live grants (at least one).
+/// valid; a requester selects all of their live grants (at least one); a public key
+/// selects all of its live grants or, when none is live, its newest grant (so that the
+/// key itself can still be revoked).
 fn select(st: &State, target: &Target, now: u64) -> Result<Vec<GrantId>, Error> {
     let live = |id: &GrantId| {
         st.grants
@@ -317,11 +377,27 @@ fn select(st: &State, target: &Target, now: u64) -> Result<Vec<GrantId>, Error> 
         Target::PublicKey(line) => {
             let key = crate::request::parse_user_key(line)?;
             let fp = key.fingerprint(HashAlg::Sha256).to_string();
-            st.grants
-                .iter()
-                .filter(|(id, g)| g.issued.key_fingerprint == fp && live(id))
+            let of_key = || {
+                st.grants
+                    .iter()
+                    .filter(|(_, g)| g.issued.key_fingerprint == fp)
+            };
+            let live_ones: Vec<GrantId> = of_key()
+                .filter(|(id, _)| live(id))
                 .map(|(id, _)| *id)
-                .collect()
+                .collect();
+            if live_ones.is_empty() {
+                let newest = of_key()
+                    .max_by_key(|(_, g)| g.index)
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| {
+                        Error::NotFound(format!(
+                            "no grant was ever issued for public key {fp}; there is nothing of it to revoke"
+                        ))
+                    })?;
+                return Ok(vec![newest]);
+            }
+            live_ones
         }
     };
     if found.is_empty() {

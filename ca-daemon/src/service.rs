@@ -473,6 +473,7 @@ impl Service {
         wire: &RequestCertificateRequest,
     ) -> Result<Created, Error> {
         let (access, key) = request::validate(wire, self.max_ttl)?;
+        crate::revocation::refuse_revoked_key(&self.state(), &key)?;
         if access.drill && wire.emergency {
             return Err(Error::InvalidArgument(
                 "a drill is not an emergency: ask with drill or with emergency, not both".into(),
@@ -671,6 +672,8 @@ impl Service {
         };
         let key = PublicKey::from_openssh(&created.public_key)
             .map_err(|e| Error::Internal(format!("recorded public key: {e}")))?;
+        // Revoked while the request waited for approvals.
+        crate::revocation::refuse_revoked_key(&self.state(), &key)?;
         let sources = created
             .source_addresses
             .iter()

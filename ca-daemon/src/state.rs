@@ -93,6 +93,20 @@ pub struct Grant {
     pub drill_report: Option<(bool, Timestamp)>,
 }
 
+/// A public key revoked for good: in every KRL from now on, and no certificate is
+/// issued for it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRevocation {
+    /// The grant whose revocation named the key.
+    pub grant: GrantId,
+    /// Who revoked it.
+    pub by: Actor,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: Timestamp,
+}
+
 /// Everything the daemon knows, rebuilt from the log.
 #[derive(Debug, Default)]
 pub struct State {
@@ -115,6 +129,9 @@ pub struct State {
     pub revocations: BTreeMap<LeafIndex, GrantId>,
     /// Refusals per identity in its latest rate-limit window (see [`RefusalWindow`]).
     pub refusals: HashMap<String, RefusalWindow>,
+    /// Public keys revoked for good (`revoke --public-key`), by `SHA256:` fingerprint:
+    /// the first revocation that named each.
+    pub revoked_keys: BTreeMap<String, KeyRevocation>,
     /// Number of events applied.
     pub events: u64,
 }
@@ -227,6 +244,16 @@ impl State {
                     }
                     g.revoked
                         .get_or_insert((event.actor.clone(), r.reason.clone(), at));
+                }
+                if let Some(key) = &r.revoked_key {
+                    self.revoked_keys
+                        .entry(key.clone())
+                        .or_insert_with(|| KeyRevocation {
+                            grant: r.grant_id,
+                            by: event.actor.clone(),
+                            reason: r.reason.clone(),
+                            at,
+                        });
                 }
             }
             EventKind::GrantReviewed(r) => {

@@ -66,8 +66,8 @@ pub enum Command {
     /// Show the identity and groups the daemon sees for you (the one call open to an
     /// identity the daemon's config does not list: ask its operators to add it)
     Whoami,
-    /// Revoke grants (by grant, serial, requester or public key): sshd refuses them at
-    /// the hosts' next KRL sync, and open sessions end within seconds
+    /// Revoke grants (by grant, serial, requester or public key): hosts that follow the
+    /// revocation stream refuse new logins and end open sessions within seconds
     Revoke(crate::revoke::RevokeCmd),
     /// Verify and read the signed audit log
     #[command(subcommand)]
@@ -368,10 +368,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Whoami => println!("{}", commands::whoami(&target).await?),
         Command::Drill(d) => crate::drill::run(d, &target).await?,
-        Command::Revoke(r) => print!(
-            "{}",
-            crate::revoke::describe(&crate::revoke::revoke(&target, r.request()?).await?)
-        ),
+        Command::Revoke(r) => print!("{}", crate::revoke::run(&target, &r).await?),
         // Dispatched above, before the settings are resolved.
         Command::Audit(_) | Command::Host(_) => {}
     }

@@ -49,8 +49,14 @@ pub enum HostCmd {
     /// The daemon serves the KRL to hosts (this host's host://NAME certificate, in the
     /// group hosts) and admins only
     SyncKrl(crate::krl_sync::SyncKrlArgs),
-    /// End open sessions of revoked grants at once (follows the daemon's revocation
-    /// stream, which it serves to hosts and admins only)
+    /// End open sessions of revoked grants and refuse their new logins at once (follows
+    /// the daemon's revocation stream, which it serves to hosts and admins only)
+    ///
+    /// For each revocation it marks the registered sessions of the grant (their guards end
+    /// them), marks the grant itself in the sessions directory (<grant>.grant-revoked; the
+    /// PAM module denies new sessions of it), and with --krl installs the CA's new signed
+    /// KRL for sshd's RevokedKeys at once, verified and replaced atomically like `host
+    /// sync-krl` (which stays the fallback). While the stream is down it polls the KRL.
     WatchRevocations(crate::watch::WatchArgs),
     /// Add pam_breakglass.so to sshd's PAM session stack (after pam_loginuid, before pam_env), with a backup
     EnablePam(crate::pam_stack::EnablePamArgs),

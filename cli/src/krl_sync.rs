@@ -5,7 +5,10 @@
 //! missing or garbage, so never an empty or partial file in place.
 //!
 //! The version last installed is kept in a state file beside the KRL (`<out>.version`):
-//! a replayed older KRL (which could un-revoke a grant) is refused. A successful sync
+//! a replayed older KRL (which could un-revoke a grant) is refused. [`install`] is also
+//! what `breakglass host watch-revocations --krl` runs at each revocation; an exclusive
+//! lock (`<state>.lock`) keeps it and the timer from interleaving their
+//! check-then-replace. A successful sync
 //! that finds nothing new still touches the KRL, so its modification time says when it
 //! was last confirmed (the PAM module's `krl_max_age=` relies on that).
 
@@ -25,6 +28,8 @@ use crate::settings::Target;
 
 /// Largest CA keys file read.
 const MAX_CA_KEYS: u64 = 1024 * 1024;
+/// How long an install waits for another one (the timer's or the watcher's) to finish.
+const INSTALL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `breakglass host sync-krl`.
 #[derive(Debug, Args, Clone)]
@@ -157,9 +162,40 @@ fn read_state(state: &Path) -> Result<Option<u64>, CliError> {
     }
 }
 
+/// Takes the install lock of `state` (`<state>.lock`), waiting a bounded time for
+/// another install to finish.
+fn lock_install(state: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, CliError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = PathBuf::from(format!("{}.lock", state.display()));
+    let deadline = std::time::Instant::now() + INSTALL_LOCK_WAIT;
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| CliError::Io(format!("KRL install lock {}: {e}", path.display())))?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err((_, e)) => {
+                return Err(CliError::Io(format!(
+                    "KRL install lock {}: {e}; is another `breakglass host sync-krl` or watch-revocations stuck?",
+                    path.display()
+                )));
+            }
+        }
+    }
+}
+
 /// Verifies `fetched` and installs it at `out` (atomically, then the state file).
 /// Refuses, leaving `out` untouched, a bad signature, a malformed or truncated KRL, or
-/// a version older than the one installed.
+/// a version older than the one installed. One install at a time per state file.
 pub fn install(
     fetched: &GetRevocationListResponse,
     cas: &[PublicKey],
@@ -167,6 +203,7 @@ pub fn install(
     state: &Path,
 ) -> Result<Synced, CliError> {
     let krl = verify(fetched, cas)?;
+    let _one_at_a_time = lock_install(state)?;
     let previous = read_state(state)?;
     if let Some(p) = previous
         && krl.version < p

@@ -137,6 +137,7 @@ fn events(v: &str) -> Vec<Event> {
             grant_id: GrantId(1),
             serial: 1,
             reason: v.to_owned(),
+            revoked_key: Some(format!("SHA256:{v}")),
         }),
         EventKind::GrantReviewed(GrantReviewed {
             grant_id: GrantId(1),

@@ -1,6 +1,7 @@
 //! `breakglass revoke`: revoke grants by grant id, serial, requester or public key.
 //! The daemon records one audit event per revoked grant, publishes a new KRL and
-//! tells the hosts' revocation watchers, which end open sessions at once.
+//! tells the hosts' revocation watchers, which end open sessions and refuse new logins
+//! at once. Revoking by public key also revokes the key itself, for good.
 
 use std::path::PathBuf;
 
@@ -31,7 +32,9 @@ pub struct RevokeCmd {
     /// Revoke every live grant of this requester identity
     #[arg(long, value_name = "IDENTITY")]
     pub requester: Option<String>,
-    /// Revoke every live grant whose certificate is for this public key
+    /// Revoke every live grant whose certificate is for this public key, and the key
+    /// itself for good: every KRL from now on names it (so no other certificate for it
+    /// gets in, e.g. one signed offline) and no certificate is issued for it again
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
     /// Why (recorded in the audit log and sent to the hosts)
@@ -71,6 +74,24 @@ pub async fn revoke(target: &Target, req: RevokeRequest) -> Result<RevokeRespons
     client.revoke(req).await.answer(target)
 }
 
+/// `breakglass revoke`: sends the revocation and says what it did.
+pub async fn run(target: &Target, cmd: &RevokeCmd) -> Result<String, CliError> {
+    let req = cmd.request()?;
+    let key = match &req.target {
+        Some(Selector::PublicKey(line)) => ssh_key::PublicKey::from_openssh(line.trim())
+            .ok()
+            .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256)),
+        _ => None,
+    };
+    let mut out = describe(&revoke(target, req).await?);
+    if let Some(fp) = key {
+        out.push_str(&format!(
+            "public key {fp} is revoked for good: every KRL from now on names it, and no certificate is issued for it again.\n"
+        ));
+    }
+    Ok(out)
+}
+
 /// Human summary of a revocation.
 pub fn describe(r: &RevokeResponse) -> String {
     let mut out = String::new();
@@ -88,7 +109,7 @@ pub fn describe(r: &RevokeResponse) -> String {
     }
     if r.krl_version > 0 {
         out.push_str(&format!(
-            "KRL version {} includes it; hosts refuse new logins after their next `breakglass host sync-krl`, and end open sessions now.\n",
+            "KRL version {} includes it; hosts that follow the revocation stream refuse new logins and end open sessions now, the others refuse new logins after their next `breakglass host sync-krl`.\n",
             r.krl_version
         ));
     } else {

@@ -7,6 +7,12 @@
 //! that the session's guard picks up within a fraction of a second and ends the
 //! session the same way as at expiry, with reason `revoked`.
 //!
+//! New logins are refused at once too: for each revoked grant the watcher writes a
+//! grant marker (`<grant>.grant-revoked`) that the PAM module checks at session open,
+//! and with `--krl` it installs the CA's new signed KRL for sshd's `RevokedKeys`
+//! right away, with the same verification and atomic replace as `host sync-krl`
+//! ([`krl_sync::install`]). The sync timer stays as the fallback.
+//!
 //! When the stream is down (daemon restarting, network trouble) the watcher polls the
 //! signed KRL instead, verified against the CA keys, and marks sessions whose serial it
 //! lists. When the daemon cannot be reached at all, sessions still end at expiry:
@@ -20,24 +26,28 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breakglass_proto::krl::Krl;
+use breakglass_proto::profile::GrantId;
 use breakglass_proto::sessions::{
-    self, MARKER_SUFFIX, REGISTRATION_SUFFIX, Registration, RevocationMarker,
+    self, GRANT_MARKER_SUFFIX, MARKER_SUFFIX, REGISTRATION_SUFFIX, Registration, RevocationMarker,
+    RevokedGrant,
 };
 use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
-use breakglass_proto::v1::{RevocationNotice, WatchRevocationsRequest};
+use breakglass_proto::v1::{GetRevocationListResponse, RevocationNotice, WatchRevocationsRequest};
 use clap::Args;
 use ssh_key::PublicKey;
 
 use crate::connect;
 use crate::error::CliError;
-use crate::krl_sync;
+use crate::krl_sync::{self, Synced};
 use crate::settings::Target;
 
 /// A stream that carries nothing (not even a heartbeat) this long is considered dead.
 const STREAM_SILENCE: Duration = Duration::from_secs(15);
 /// How often the registry is rescanned for new sessions of revoked grants.
 const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// How long a failed KRL install waits before the next attempt (news comes sooner).
+const KRL_RETRY: Duration = Duration::from_secs(5);
 
 /// `breakglass host watch-revocations`.
 #[derive(Debug, Args, Clone)]
@@ -51,6 +61,15 @@ pub struct WatchArgs {
     /// How often to poll the KRL while the revocation stream is down
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::cli::parse_duration)]
     pub poll: Duration,
+    /// Also keep sshd's KRL here (the file RevokedKeys names): the CA's new signed KRL is
+    /// installed as soon as a revocation arrives, verified and replaced like `host
+    /// sync-krl` does, so sshd refuses the revoked certificate at the next login
+    #[arg(long, value_name = "FILE")]
+    pub krl: Option<PathBuf>,
+    /// State file holding the installed KRL version [default: <krl>.version, the same
+    /// file `host sync-krl --out <krl>` keeps]
+    #[arg(long, value_name = "FILE", requires = "krl")]
+    pub krl_state: Option<PathBuf>,
 }
 
 fn unix_now() -> u64 {
@@ -154,6 +173,64 @@ impl Watcher {
         }
     }
 
+    /// Writes the grant marker the PAM module checks at session open (`<grant>.grant-revoked`),
+    /// unless it is already there. A grant id that is not one is refused (it names a file).
+    fn mark_grant(&self, marker: &RevocationMarker, expires: u64) -> bool {
+        let Ok(grant) = marker.grant.parse::<GrantId>() else {
+            eprintln!(
+                "breakglass: ignoring a revocation of {:?}: not a grant id",
+                marker.grant
+            );
+            return false;
+        };
+        let Some(path) = sessions::grant_marker_path(&self.dir, &grant.to_string()) else {
+            return false;
+        };
+        if path.exists() {
+            return false;
+        }
+        let tmp = self.dir.join(format!(".{grant}{GRANT_MARKER_SUFFIX}.tmp"));
+        let text = RevokedGrant {
+            marker: marker.clone(),
+            expires,
+        }
+        .to_text();
+        match std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+            Ok(()) => true,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                eprintln!("breakglass: cannot mark grant {grant} as revoked for new sessions: {e}");
+                false
+            }
+        }
+    }
+
+    /// Removes the grant markers of certificates that have expired (sshd refuses those
+    /// anyway); returns how many.
+    pub fn forget_expired_grants(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = unix_now();
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || !name.ends_with(GRANT_MARKER_SUFFIX) {
+                    return false;
+                }
+                let mut text = String::new();
+                use std::io::Read;
+                let read = std::fs::File::open(e.path())
+                    .and_then(|f| f.take(sessions::MAX_FILE).read_to_string(&mut text));
+                // Unreadable or torn: keep it (a present marker denies; only root writes here).
+                read.is_ok()
+                    && RevokedGrant::parse(&text).is_ok_and(|g| g.expires <= now)
+                    && std::fs::remove_file(e.path()).is_ok()
+            })
+            .count()
+    }
+
     /// Takes a revocation from the stream; returns how many sessions were marked.
     pub fn apply_notice(&mut self, n: &RevocationNotice) -> usize {
         self.last = self.last.max(n.version);
@@ -167,6 +244,8 @@ impl Watcher {
             version: n.version,
         };
         let expires = u64::try_from(n.valid_before).unwrap_or(0);
+        // New sessions first: the PAM module refuses the grant from now on.
+        self.mark_grant(&marker, expires);
         self.revoked.insert(n.grant_id.clone(), (marker, expires));
         self.scan()
     }
@@ -195,29 +274,151 @@ impl Watcher {
         self.registrations()
             .iter()
             .filter(|r| {
-                cas.iter()
+                if !cas
+                    .iter()
                     .any(|ca| krl.revokes_serial(ca.key_data(), r.serial))
-                    && self.mark(
-                        r,
-                        &RevocationMarker {
-                            grant: r.grant.clone(),
-                            revoked_by: "unknown (listed in the KRL)".into(),
-                            reason: format!(
-                                "serial {} is in KRL version {}",
-                                r.serial, krl.version
-                            ),
-                            version: 0,
-                        },
-                    )
+                {
+                    return false;
+                }
+                let marker = RevocationMarker {
+                    grant: r.grant.clone(),
+                    revoked_by: "unknown (listed in the KRL)".into(),
+                    reason: format!("serial {} is in KRL version {}", r.serial, krl.version),
+                    version: 0,
+                };
+                self.mark_grant(&marker, r.expires);
+                self.mark(r, &marker)
             })
             .count()
     }
 }
 
-/// One KRL poll: fetch, verify, mark.
-async fn poll_krl(target: &Target, cas: &[PublicKey], w: &mut Watcher) -> Result<usize, CliError> {
+/// The KRL the watcher keeps installed for sshd (`--krl`).
+#[derive(Debug)]
+struct KrlKeeper {
+    out: PathBuf,
+    state: PathBuf,
+    /// Version installed (or confirmed) by this watcher.
+    installed: Option<u64>,
+    /// A revocation (or a heartbeat announcing a newer KRL) is not installed yet.
+    due: bool,
+    /// After a failed attempt, the next one waits until then (unless news arrives).
+    retry_after: Option<std::time::Instant>,
+}
+
+impl KrlKeeper {
+    fn new(args: &WatchArgs) -> Option<Self> {
+        let out = args.krl.clone()?;
+        let state = krl_sync::state_path(&out, args.krl_state.as_deref());
+        Some(Self {
+            out,
+            state,
+            installed: None,
+            // Install once at start: the host may have missed revocations while down.
+            due: true,
+            retry_after: None,
+        })
+    }
+
+    /// Makes an install due now (news: a revocation, a newer version, a reconnect).
+    fn want_now(&mut self) {
+        self.due = true;
+        self.retry_after = None;
+    }
+
+    fn failed(&mut self) {
+        self.retry_after = Some(std::time::Instant::now() + KRL_RETRY);
+    }
+
+    /// Takes a notice: a revocation, or a heartbeat announcing a KRL version newer than
+    /// the installed one, makes an install due.
+    fn note(&mut self, n: &RevocationNotice) {
+        if (!n.heartbeat && !n.grant_id.is_empty())
+            || (n.heartbeat && n.krl_version > self.installed.unwrap_or(0))
+        {
+            self.want_now();
+        }
+    }
+
+    /// Installs `fetched` (verified against `cas`, atomically; refused if older).
+    fn install(&mut self, fetched: &GetRevocationListResponse, cas: &[PublicKey]) {
+        match krl_sync::install(fetched, cas, &self.out, &self.state) {
+            Ok(done) => {
+                if matches!(done, Synced::Installed { .. }) {
+                    eprintln!("breakglass: {}", done.summary(&self.out));
+                }
+                self.installed = Some(match done {
+                    Synced::Installed { version, .. } | Synced::UpToDate { version } => version,
+                });
+                self.due = false;
+                self.retry_after = None;
+            }
+            Err(e) => {
+                self.failed();
+                eprintln!(
+                    "breakglass: KRL not installed at {} (retrying in {KRL_RETRY:?}; the installed file is unchanged): {e}",
+                    self.out.display()
+                );
+            }
+        }
+    }
+
+    /// Fetches and installs the current KRL if an install is due (and, after a
+    /// failure, its retry time has come).
+    async fn refresh(&mut self, target: &Target, cas: &mut CaKeys) {
+        if !self.due
+            || self
+                .retry_after
+                .is_some_and(|t| std::time::Instant::now() < t)
+        {
+            return;
+        }
+        let Some(keys) = cas.get(target).await else {
+            self.failed();
+            return;
+        };
+        match krl_sync::fetch(target).await {
+            Ok(fetched) => self.install(&fetched, keys),
+            Err(e) => {
+                self.failed();
+                eprintln!("breakglass: cannot fetch the KRL (retrying in {KRL_RETRY:?}): {e}");
+            }
+        }
+    }
+}
+
+/// The CA keys KRLs are verified with, loaded on first use (`--ca-keys`, else from
+/// the daemon).
+#[derive(Debug)]
+struct CaKeys {
+    file: Option<PathBuf>,
+    keys: Option<Vec<PublicKey>>,
+}
+
+impl CaKeys {
+    async fn get(&mut self, target: &Target) -> Option<&[PublicKey]> {
+        if self.keys.is_none() {
+            match krl_sync::ca_keys(target, self.file.as_deref()).await {
+                Ok(k) => self.keys = Some(k),
+                Err(e) => eprintln!("breakglass: cannot load the CA keys to verify the KRL: {e}"),
+            }
+        }
+        self.keys.as_deref()
+    }
+}
+
+/// One KRL poll: fetch, verify, mark, and install it when keeping sshd's KRL.
+async fn poll_krl(
+    target: &Target,
+    cas: &[PublicKey],
+    w: &mut Watcher,
+    keeper: Option<&mut KrlKeeper>,
+) -> Result<usize, CliError> {
     let fetched = krl_sync::fetch(target).await?;
     let krl = krl_sync::verify(&fetched, cas)?;
+    if let Some(k) = keeper {
+        k.install(&fetched, cas);
+    }
     Ok(w.apply_krl(&krl, cas))
 }
 
@@ -230,7 +431,11 @@ pub async fn watch(
 ) -> Result<(), CliError> {
     let mut w = Watcher::new(&args.sessions)?;
     tokio::pin!(stop);
-    let mut cas: Option<Vec<PublicKey>> = None;
+    let mut cas = CaKeys {
+        file: args.ca_keys.clone(),
+        keys: None,
+    };
+    let mut keeper = KrlKeeper::new(args);
     let mut backoff = Duration::from_secs(1);
     loop {
         let mut client = RevocationsClient::new(connect::channel(target)?);
@@ -248,11 +453,20 @@ pub async fn watch(
                 backoff = Duration::from_secs(1);
                 let mut stream = resp.into_inner();
                 let mut scan = tokio::time::interval(SCAN_EVERY);
+                if let Some(k) = keeper.as_mut() {
+                    // Revocations made while the stream was down.
+                    k.want_now();
+                    k.refresh(target, &mut cas).await;
+                }
                 loop {
                     tokio::select! {
                         m = tokio::time::timeout(STREAM_SILENCE, stream.message()) => match m {
                             Ok(Ok(Some(n))) => {
                                 w.apply_notice(&n);
+                                if let Some(k) = keeper.as_mut() {
+                                    k.note(&n);
+                                    k.refresh(target, &mut cas).await;
+                                }
                             }
                             Ok(Ok(None)) => {
                                 eprintln!("breakglass: revocation stream ended; reconnecting");
@@ -267,7 +481,13 @@ pub async fn watch(
                                 break;
                             }
                         },
-                        _ = scan.tick() => { w.scan(); }
+                        _ = scan.tick() => {
+                            w.scan();
+                            w.forget_expired_grants();
+                            if let Some(k) = keeper.as_mut() {
+                                k.refresh(target, &mut cas).await;
+                            }
+                        }
                         () = &mut stop => return Ok(()),
                     }
                 }
@@ -278,13 +498,8 @@ pub async fn watch(
             ),
         }
         // The stream is down: check the signed KRL, then retry.
-        if cas.is_none() {
-            cas = krl_sync::ca_keys(target, args.ca_keys.as_deref())
-                .await
-                .ok();
-        }
-        if let Some(c) = &cas {
-            match poll_krl(target, c, &mut w).await {
+        if let Some(c) = cas.get(target).await {
+            match poll_krl(target, c, &mut w, keeper.as_mut()).await {
                 Ok(n) if n > 0 => {
                     eprintln!("breakglass: {n} session(s) of revoked grants found through the KRL")
                 }
@@ -300,7 +515,10 @@ pub async fn watch(
         loop {
             tokio::select! {
                 () = &mut sleep => break,
-                _ = scan.tick() => { w.scan(); }
+                _ = scan.tick() => {
+                    w.scan();
+                    w.forget_expired_grants();
+                }
                 () = &mut stop => return Ok(()),
             }
         }
@@ -310,6 +528,9 @@ pub async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const G1: &str = "g-0000000000000001";
+    const G2: &str = "g-0000000000000002";
 
     fn reg(session: &str, grant: &str, serial: u64) -> Registration {
         Registration {
@@ -327,12 +548,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("sessions");
         let mut w = Watcher::new(&d).unwrap();
-        for r in [reg("s1", "g-1", 11), reg("s2", "g-2", 12)] {
+        for r in [reg("s1", G1, 11), reg("s2", G2, 12)] {
             std::fs::write(r.path(&d), r.to_text()).unwrap();
         }
         let n = RevocationNotice {
             version: 7,
-            grant_id: "g-1".into(),
+            grant_id: G1.into(),
             serial: 11,
             revoked_by: "user:admin@example.com".into(),
             reason: "INC-9".into(),
@@ -348,10 +569,20 @@ mod tests {
         // Marked once only.
         assert_eq!(w.apply_notice(&n), 0);
         // A session of the revoked grant that registers later is marked on the next scan.
-        let late = reg("s3", "g-1", 11);
+        let late = reg("s3", G1, 11);
         std::fs::write(late.path(&d), late.to_text()).unwrap();
         assert_eq!(w.scan(), 1);
         assert!(sessions::marker_path(&d, "s3").exists());
+        // New sessions of the grant are refused by the PAM module: the grant marker.
+        let sessions::GrantState::Revoked(Some(g)) = sessions::grant_state(&d, G1) else {
+            panic!("no grant marker for {G1}")
+        };
+        assert_eq!(g.marker.reason, "INC-9");
+        assert!(g.expires > unix_now());
+        assert_eq!(
+            sessions::grant_state(&d, G2),
+            sessions::GrantState::NotMarked
+        );
         // Heartbeats only move the cursor.
         let hb = RevocationNotice {
             heartbeat: true,
@@ -367,7 +598,7 @@ mod tests {
         let other = ssh_key::PrivateKey::random(&mut OsRng, ssh_key::Algorithm::Ed25519).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut w = Watcher::new(dir.path()).unwrap();
-        for r in [reg("a", "g-1", 11), reg("b", "g-2", 12)] {
+        for r in [reg("a", G1, 11), reg("b", G2, 12)] {
             std::fs::write(r.path(dir.path()), r.to_text()).unwrap();
         }
         let mut krl = Krl::new(3, 0);
@@ -377,5 +608,99 @@ mod tests {
         assert_eq!(w.apply_krl(&krl, &[ca.public_key().clone()]), 1);
         assert!(sessions::marker_path(dir.path(), "b").exists());
         assert!(!sessions::marker_path(dir.path(), "a").exists());
+        assert!(matches!(
+            sessions::grant_state(dir.path(), G2),
+            sessions::GrantState::Revoked(Some(_))
+        ));
+        assert_eq!(
+            sessions::grant_state(dir.path(), G1),
+            sessions::GrantState::NotMarked
+        );
+    }
+
+    #[test]
+    fn grant_markers_go_when_their_certificates_expire_and_bad_grant_ids_write_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Watcher::new(dir.path()).unwrap();
+        let notice = |grant: &str, valid_before: u64| RevocationNotice {
+            version: 3,
+            grant_id: grant.into(),
+            revoked_by: "user:admin@example.com".into(),
+            reason: "INC-10".into(),
+            valid_before: i64::try_from(valid_before).unwrap(),
+            ..Default::default()
+        };
+        w.apply_notice(&notice(G1, unix_now() + 600));
+        w.apply_notice(&notice(G2, unix_now() - 1));
+        w.apply_notice(&notice("../../etc/x", unix_now() + 600));
+        w.apply_notice(&notice("g-1", unix_now() + 600));
+        let names = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            names(),
+            vec![
+                format!("{G1}{GRANT_MARKER_SUFFIX}"),
+                format!("{G2}{GRANT_MARKER_SUFFIX}")
+            ]
+        );
+        // A torn marker stays: a present marker denies.
+        std::fs::write(
+            dir.path()
+                .join(format!("g-00000000000000aa{GRANT_MARKER_SUFFIX}")),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(w.forget_expired_grants(), 1);
+        assert_eq!(
+            names(),
+            vec![
+                format!("{G1}{GRANT_MARKER_SUFFIX}"),
+                format!("g-00000000000000aa{GRANT_MARKER_SUFFIX}")
+            ]
+        );
+    }
+
+    #[test]
+    fn revocations_and_newer_heartbeats_make_a_krl_install_due() {
+        let args = WatchArgs {
+            sessions: PathBuf::from("/run/x"),
+            ca_keys: None,
+            poll: Duration::from_secs(1),
+            krl: Some(PathBuf::from("/etc/ssh/k.krl")),
+            krl_state: None,
+        };
+        let mut k = KrlKeeper::new(&args).unwrap();
+        assert_eq!(k.state, PathBuf::from("/etc/ssh/k.krl.version"));
+        assert!(k.due, "installs once at start");
+        k.due = false;
+        k.installed = Some(5);
+        // After a failure the next attempt waits, unless news arrives.
+        k.failed();
+        assert!(k.retry_after.is_some());
+        let beat = |v: u64| RevocationNotice {
+            heartbeat: true,
+            krl_version: v,
+            ..Default::default()
+        };
+        k.note(&beat(5));
+        assert!(!k.due);
+        assert!(k.retry_after.is_some());
+        k.note(&beat(6));
+        assert!(k.due);
+        assert!(k.retry_after.is_none());
+        k.due = false;
+        k.note(&RevocationNotice {
+            version: 9,
+            grant_id: G1.into(),
+            ..Default::default()
+        });
+        assert!(k.due);
+        assert!(KrlKeeper::new(&WatchArgs { krl: None, ..args }).is_none());
     }
 }

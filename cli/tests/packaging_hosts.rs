@@ -65,6 +65,25 @@ fn watcher_unit_watches_the_module_default_sessions_dir_which_tmpfiles_creates()
         a.sessions,
         Path::new(breakglass_proto::sessions::DEFAULT_DIR)
     );
+    // It keeps the KRL sshd and the module read, verified with the keys sshd trusts,
+    // and may write there.
+    let sshd = packaging("sshd/breakglass.conf");
+    assert_eq!(
+        a.krl.as_deref(),
+        Some(Path::new(directive(&sshd, "RevokedKeys ")))
+    );
+    assert_eq!(
+        a.ca_keys.as_deref(),
+        Some(Path::new(directive(&sshd, "TrustedUserCAKeys ")))
+    );
+    let unit = packaging("hosts/breakglass-watch-revocations.service");
+    let writable = directive(&unit, "ReadWritePaths=");
+    let krl_dir = a.krl.as_deref().and_then(Path::parent).unwrap();
+    assert!(
+        writable.split_whitespace().any(|d| Path::new(d) == krl_dir),
+        "ReadWritePaths={writable} lacks {}",
+        krl_dir.display()
+    );
     let tmpfiles = packaging("hosts/breakglass-revocation.tmpfiles.conf");
     assert!(tmpfiles.contains(&format!(
         "d {} 0700 root root",

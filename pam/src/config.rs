@@ -136,7 +136,10 @@ pub const OPTIONS: &[ModuleOption] = &[
         required: false,
         default: Some(breakglass_proto::sessions::DEFAULT_DIR),
         description: "Run directory where guards register open sessions, so that a revocation \
-            can end them while they are open.",
+            can end them while they are open. The module also denies a session of a grant that \
+            breakglass host watch-revocations has marked revoked there (GRANT.grant-revoked), \
+            even before the KRL file is replaced. A missing directory or marker admits (the KRL \
+            decides); a directory that cannot be checked denies.",
     },
     ModuleOption {
         name: "ship",

@@ -235,6 +235,32 @@ fn check_krl_age(
     }
 }
 
+/// The host's revocation watcher marks each grant it learns is revoked
+/// (`<sessions>/<grant>.grant-revoked`, see [`breakglass_proto::sessions`]): such a
+/// grant is denied even while the KRL file still lacks it. No marker, or no registry
+/// directory (no watcher on this host): nothing is known here and the KRL decides. A
+/// registry that cannot be checked denies.
+fn check_grant_marker(sessions: &Path, cert: &VerifiedCertificate) -> Result<(), Error> {
+    use breakglass_proto::sessions::{GrantState, grant_state};
+    let grant = cert.profile.grant_id.to_string();
+    match grant_state(sessions, &grant) {
+        GrantState::NotMarked => Ok(()),
+        GrantState::Revoked(known) => Err(Error::Revoked(match known {
+            Some(r) => format!(
+                "grant {grant} is revoked (by {}: {}); this host's revocation watcher recorded it",
+                r.marker.revoked_by, r.marker.reason
+            ),
+            None => format!(
+                "grant {grant} is revoked: this host's revocation watcher marked it in {}",
+                sessions.display()
+            ),
+        })),
+        GrantState::Unreadable(why) => Err(Error::File(format!(
+            "{why}; the session is denied because a revocation could not be ruled out (check the module's sessions= directory)"
+        ))),
+    }
+}
+
 /// Fields describing a record, for syslog.
 pub fn record_fields(r: &SessionRecord) -> Vec<(&'static str, String)> {
     let mut f = Vec::new();
@@ -353,7 +379,10 @@ fn decide(
         now: ctx.now,
     };
     match verify::verify(info.as_deref(), &checks) {
-        Verdict::Verified(cert) => Ok(Some(*cert)),
+        Verdict::Verified(cert) => {
+            check_grant_marker(&cfg.sessions, &cert)?;
+            Ok(Some(*cert))
+        }
         Verdict::Rejected(e) => Err(e),
         Verdict::NotOurs(why) if cfg.require => Err(Error::Required(format!(
             "this host admits only breakglass certificates (`require`), and {why}"
@@ -652,6 +681,7 @@ mod tests {
                 format!("spool={}", dir.path().join("spool").display()),
                 format!("guard={}", dir.path().join("guard").display()),
                 format!("syslog={}", dir.path().join("log.sock").display()),
+                format!("sessions={}", dir.path().join("sessions").display()),
             ];
             Self {
                 dir,
@@ -1128,6 +1158,61 @@ mod tests {
         // A garbage KRL fails closed, like sshd's RevokedKeys.
         std::fs::write(&krl, "garbage").unwrap();
         assert_eq!(denied(w.open_info(None)).code(), "bad_file");
+    }
+
+    #[test]
+    fn a_grant_the_watcher_marked_revoked_is_denied_while_the_krl_still_admits_it() {
+        use breakglass_proto::sessions::{RevocationMarker, RevokedGrant, grant_marker_path};
+        let mut w = World::new();
+        // A current KRL that does not list the grant yet.
+        let krl = w.dir.path().join("revoked.krl");
+        std::fs::write(
+            &krl,
+            breakglass_proto::krl::Krl::new(3, 0).to_bytes().unwrap(),
+        )
+        .unwrap();
+        w.args.push(format!("krl={}", krl.display()));
+        let info = w.cert_info(&CertSpec::default());
+        // No registry directory (no watcher on this host): the KRL decides.
+        assert!(matches!(w.open_info(Some(&info)), Outcome::Success));
+        let sessions = w.dir.path().join("sessions");
+        std::fs::create_dir_all(&sessions).unwrap();
+        assert!(matches!(w.open_info(Some(&info)), Outcome::Success));
+        // The watcher marks the grant: denied, saying who revoked it and why.
+        let marker = grant_marker_path(&sessions, "g-00000000000000ff").unwrap();
+        let g = RevokedGrant {
+            marker: RevocationMarker {
+                grant: "g-00000000000000ff".into(),
+                revoked_by: "user:admin@example.com".into(),
+                reason: "INC-9 key exposed".into(),
+                version: 12,
+            },
+            expires: NOW + 600,
+        };
+        std::fs::write(&marker, g.to_text()).unwrap();
+        let e = denied(w.open_info(Some(&info)));
+        assert_eq!(e.code(), "revoked");
+        assert!(
+            e.to_string().contains("admin@example.com") && e.to_string().contains("INC-9"),
+            "{e}"
+        );
+        // Another grant of the same holder is not affected.
+        let other = w.cert_info(&CertSpec {
+            grant: 0x100,
+            serial: 4243,
+            ..CertSpec::default()
+        });
+        assert!(matches!(w.open_info(Some(&other)), Outcome::Success));
+        // A marker that cannot be parsed still denies.
+        std::fs::write(&marker, "torn").unwrap();
+        assert_eq!(denied(w.open_info(Some(&info))).code(), "revoked");
+        // A registry that cannot be checked denies (a revocation cannot be ruled out).
+        std::fs::remove_file(&marker).unwrap();
+        std::fs::remove_dir(&sessions).unwrap();
+        std::fs::write(&sessions, "not a directory").unwrap();
+        let e = denied(w.open_info(Some(&info)));
+        assert_eq!(e.code(), "bad_file");
+        assert!(e.to_string().contains("sessions="), "{e}");
     }
 
     #[test]

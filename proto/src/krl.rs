@@ -15,7 +15,7 @@ use std::fmt;
 
 use ssh_encoding::{Decode, Encode};
 use ssh_key::public::KeyData;
-use ssh_key::{Certificate, HashAlg};
+use ssh_key::{Certificate, Fingerprint, HashAlg};
 
 /// The first eight bytes of every KRL.
 pub const MAGIC: &[u8; 8] = b"SSHKRL\n\0";
@@ -189,6 +189,18 @@ impl Krl {
     pub fn revoke_sha256(&mut self, key: &KeyData) {
         self.sha256
             .insert(key.fingerprint(HashAlg::Sha256).as_bytes().to_vec());
+    }
+
+    /// Revokes a key known only by its SHA-256 fingerprint (`SHA256:…`, as
+    /// `ssh-keygen -l` prints it): logins with it and every certificate of it.
+    pub fn revoke_fingerprint(&mut self, fingerprint: &Fingerprint) -> Result<(), KrlError> {
+        if fingerprint.algorithm() != HashAlg::Sha256 {
+            return Err(KrlError::Invalid(format!(
+                "fingerprint {fingerprint}: an OpenSSH KRL holds SHA256 fingerprints only"
+            )));
+        }
+        self.sha256.insert(fingerprint.as_bytes().to_vec());
+        Ok(())
     }
 
     /// Number of revoked serials (listed, in ranges and in bitmaps), over all CAs.

@@ -8,7 +8,11 @@
 //!   removed when it exits: a [`Registration`];
 //! - `<session>.revoked`, written (atomically) by the watcher when the session's grant is
 //!   revoked: a [`RevocationMarker`]. The guard polls for it and ends the session the
-//!   same way as at expiry, with reason `revoked`.
+//!   same way as at expiry, with reason `revoked`;
+//! - `<grant>.grant-revoked`, written (atomically) by the watcher as soon as it learns
+//!   that a grant is revoked, and removed once the grant's certificate has expired: a
+//!   [`RevokedGrant`]. The PAM module denies a new session of a grant marked so
+//!   ([`grant_state`]), even before the host's KRL file is replaced.
 //!
 //! Files, not signals: the guard needs no signal handler (it stays free of `unsafe`
 //! outside the PAM crate's `ffi`), a revocation that arrives while the guard is busy
@@ -22,6 +26,8 @@ pub const DEFAULT_DIR: &str = "/run/breakglass/sessions";
 pub const REGISTRATION_SUFFIX: &str = ".session";
 /// Suffix of revocation markers.
 pub const MARKER_SUFFIX: &str = ".revoked";
+/// Suffix of per-grant revocation markers.
+pub const GRANT_MARKER_SUFFIX: &str = ".grant-revoked";
 /// Largest registry file read.
 pub const MAX_FILE: u64 = 8 * 1024;
 
@@ -53,6 +59,27 @@ pub struct RevocationMarker {
     pub reason: String,
     /// Revocation sequence number, or 0 when learnt from the KRL.
     pub version: u64,
+}
+
+/// A grant the host knows is revoked, as the watcher records it for the PAM module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedGrant {
+    /// Who revoked it, why, and the revocation's sequence number.
+    pub marker: RevocationMarker,
+    /// Expiry of the grant's certificate, Unix seconds: the marker is useless after it.
+    pub expires: u64,
+}
+
+/// What the registry says about a grant when a session of it opens.
+#[must_use]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrantState {
+    /// No marker (or no registry directory): nothing is known here; the KRL decides.
+    NotMarked,
+    /// A marker is present: the grant is revoked. Its content, if it could be read.
+    Revoked(Option<RevokedGrant>),
+    /// The registry could not be checked (the reason): the caller must deny.
+    Unreadable(String),
 }
 
 fn clean(v: &str) -> String {
@@ -150,6 +177,59 @@ impl RevocationMarker {
     }
 }
 
+impl RevokedGrant {
+    /// The file text.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        format!("{}expires={}\n", self.marker.to_text(), self.expires)
+    }
+
+    /// Parses the file text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(Self {
+            marker: RevocationMarker::parse(text)?,
+            expires: num(text, "expires")?,
+        })
+    }
+}
+
+/// `<dir>/<grant>.grant-revoked`, or `None` for a grant id that is not file-name safe.
+#[must_use]
+pub fn grant_marker_path(dir: &Path, grant: &str) -> Option<PathBuf> {
+    is_valid_session(grant).then(|| dir.join(format!("{grant}{GRANT_MARKER_SUFFIX}")))
+}
+
+/// Looks up the marker of `grant` in the registry `dir`. A missing marker or directory
+/// is [`GrantState::NotMarked`] (a host without the watcher is not locked out); a
+/// present one, readable or not, is [`GrantState::Revoked`]; any other error (e.g.
+/// permission denied, `dir` not a directory) is [`GrantState::Unreadable`].
+pub fn grant_state(dir: &Path, grant: &str) -> GrantState {
+    let Some(path) = grant_marker_path(dir, grant) else {
+        return GrantState::Unreadable(format!("grant id {grant:?} is not a safe file name"));
+    };
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) => {
+            let content = meta
+                .is_file()
+                .then(|| {
+                    use std::io::Read;
+                    let mut text = String::new();
+                    std::fs::File::open(&path)
+                        .and_then(|f| f.take(MAX_FILE).read_to_string(&mut text))
+                        .ok()
+                        .and_then(|_| RevokedGrant::parse(&text).ok())
+                })
+                .flatten();
+            GrantState::Revoked(content)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => GrantState::NotMarked,
+        Err(e) => GrantState::Unreadable(format!(
+            "cannot check the revocation marker {}: {e}",
+            path.display()
+        )),
+    }
+}
+
 /// `<dir>/<session>.session`.
 #[must_use]
 pub fn registration_path(dir: &Path, session: &str) -> PathBuf {
@@ -188,5 +268,54 @@ mod tests {
         assert_eq!(back.reason, "INC-1 grant=g-evil");
         assert!(Registration::parse("session=../x\ngrant=g\n").is_err());
         assert!(Registration::parse("grant=g\n").is_err());
+        let g = RevokedGrant {
+            marker: m,
+            expires: 1_800_000_000,
+        };
+        assert_eq!(
+            RevokedGrant::parse(&g.to_text()).unwrap().expires,
+            g.expires
+        );
+        assert!(RevokedGrant::parse("grant=g-1\n").is_err());
+    }
+
+    #[test]
+    fn grant_state_denies_on_a_marker_and_on_errors_but_not_on_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // No registry at all, then an empty one: nothing known.
+        assert_eq!(
+            grant_state(&d.join("missing"), "g-1"),
+            GrantState::NotMarked
+        );
+        assert_eq!(grant_state(d, "g-1"), GrantState::NotMarked);
+        // A marker, readable or not, means revoked.
+        let g = RevokedGrant {
+            marker: RevocationMarker {
+                grant: "g-1".into(),
+                revoked_by: "user:admin@example.com".into(),
+                reason: "INC-5".into(),
+                version: 9,
+            },
+            expires: 1_800_000_000,
+        };
+        let path = grant_marker_path(d, "g-1").unwrap();
+        std::fs::write(&path, g.to_text()).unwrap();
+        assert_eq!(grant_state(d, "g-1"), GrantState::Revoked(Some(g)));
+        assert_eq!(grant_state(d, "g-2"), GrantState::NotMarked);
+        std::fs::write(&path, "torn").unwrap();
+        assert_eq!(grant_state(d, "g-1"), GrantState::Revoked(None));
+        // A registry path that is not a directory, or an unsafe grant id: cannot check.
+        let file = d.join("not-a-dir");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            grant_state(&file, "g-1"),
+            GrantState::Unreadable(_)
+        ));
+        assert!(matches!(
+            grant_state(d, "../g-1"),
+            GrantState::Unreadable(_)
+        ));
+        assert_eq!(grant_marker_path(d, "../x"), None);
     }
 }

@@ -225,6 +225,78 @@ fn ssh_keygen_reads_our_key_ids_and_explicit_keys() {
     assert!(keygen_says_revoked(&path, &plain));
 }
 
+/// What `revoke --public-key` adds: the key by its SHA256 fingerprint (all the daemon
+/// records of a certified key). ssh-keygen (sshd's own KRL code) then refuses every
+/// certificate of that key, whatever its serial, key id or CA, and lists the hash.
+#[test]
+fn ssh_keygen_revokes_every_certificate_of_a_key_our_krl_names_by_fingerprint() {
+    if !have_ssh_keygen() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = key();
+    let other_ca = key();
+    let compromised = key();
+    let innocent = key();
+    let fp = compromised
+        .public_key()
+        .fingerprint(ssh_key::HashAlg::Sha256);
+    let mut krl = Krl::new(4, 0);
+    krl.revoke_serial(ca.public_key().key_data(), 7).unwrap();
+    krl.revoke_fingerprint(&fp).unwrap();
+    assert!(
+        krl.revoke_fingerprint(
+            &compromised
+                .public_key()
+                .fingerprint(ssh_key::HashAlg::Sha512)
+        )
+        .is_err(),
+        "a KRL holds SHA256 fingerprints only"
+    );
+    let path = dir.path().join("k.krl");
+    std::fs::write(&path, krl.to_bytes().unwrap()).unwrap();
+    let back = Krl::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let cases = [
+        (
+            cert(&ca, &compromised, 8, "breakglass/g-1/a@example.com"),
+            true,
+        ),
+        (
+            cert(&ca, &compromised, 9, "breakglass/g-2/a@example.com"),
+            true,
+        ),
+        (cert(&other_ca, &compromised, 10, "offline"), true),
+        (
+            cert(&ca, &innocent, 8, "breakglass/g-3/a@example.com"),
+            false,
+        ),
+        (
+            cert(&ca, &innocent, 7, "breakglass/g-4/a@example.com"),
+            true,
+        ),
+    ];
+    for (i, (c, revoked)) in cases.iter().enumerate() {
+        let file = write_cert(dir.path(), &format!("c{i}"), c);
+        assert_eq!(keygen_says_revoked(&path, &file), *revoked, "case {i}");
+        assert_eq!(back.revoked(c).is_some(), *revoked, "our parser, case {i}");
+    }
+    let plain = dir.path().join("plain.pub");
+    compromised.public_key().write_openssh_file(&plain).unwrap();
+    assert!(keygen_says_revoked(&path, &plain));
+    // `ssh-keygen -Q -l` lists it (as a hex SHA256 hash).
+    let out = Command::new("ssh-keygen")
+        .args(["-Q", "-l", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let hex: String = fp.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        listing.contains(&format!("hash: SHA256:{hex}")),
+        "ssh-keygen -Q -l: {listing}"
+    );
+}
+
 #[test]
 fn our_parser_reads_krls_written_by_ssh_keygen() {
     if !have_ssh_keygen() {

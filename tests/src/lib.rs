@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod process;
 pub mod revocation;
 pub mod sshd;
+pub mod watcher;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

@@ -384,6 +384,8 @@ async fn watcher_marks_sessions_of_revoked_grants_and_survives_a_daemon_restart(
         sessions: dir.clone(),
         ca_keys: None,
         poll: Duration::from_secs(1),
+        krl: None,
+        krl_state: None,
     };
     let host = d.target("host");
     let watcher = tokio::spawn(async move {

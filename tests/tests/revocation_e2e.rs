@@ -101,6 +101,8 @@ impl Host {
             sessions: self.sessions_dir(),
             ca_keys: Some(self.sshd.dir.path().join("sshd_trusted_cas.pub")),
             poll: Duration::from_secs(2),
+            krl: None,
+            krl_state: None,
         };
         self.stop_watcher = Some(tx);
         self.watcher = Some(tokio::spawn(async move {

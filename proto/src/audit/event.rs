@@ -337,6 +337,12 @@ pub struct GrantRevoked {
     pub serial: u64,
     /// Why.
     pub reason: String,
+    /// `SHA256:` fingerprint of the certified public key when the revocation named the
+    /// key (`revoke --public-key`): the key itself is then revoked for good, so no
+    /// certificate for it is accepted or issued again. Encoded after `reason` only when
+    /// present, so events written before this field existed decode (as `None`) and
+    /// re-encode to the same bytes.
+    pub revoked_key: Option<String>,
 }
 
 /// A reviewer's verdict on a grant.
@@ -819,6 +825,9 @@ impl Event {
                 w.u64(e.grant_id.0);
                 w.u64(e.serial);
                 w.str(&e.reason)?;
+                if let Some(k) = &e.revoked_key {
+                    w.str(k)?;
+                }
             }
             EventKind::GrantReviewed(e) => {
                 w.u64(e.grant_id.0);
@@ -1004,6 +1013,12 @@ impl Event {
                 grant_id: GrantId(r.u64()?),
                 serial: r.u64()?,
                 reason: r.str()?,
+                // A trailing field: absent in events written before it existed.
+                revoked_key: if r.pos < bytes.len() {
+                    Some(r.str()?)
+                } else {
+                    None
+                },
             }),
             EventCode::GrantReviewed => {
                 let grant_id = GrantId(r.u64()?);
@@ -1425,13 +1440,16 @@ pub(crate) mod tests {
                         emergency: c.2,
                     }))
                 }),
-            (any::<u64>(), any::<u64>(), s()).prop_map(|(g, serial, reason)| {
-                EventKind::GrantRevoked(GrantRevoked {
-                    grant_id: GrantId(g),
-                    serial,
-                    reason,
-                })
-            }),
+            (any::<u64>(), any::<u64>(), s(), proptest::option::of(s())).prop_map(
+                |(g, serial, reason, revoked_key)| {
+                    EventKind::GrantRevoked(GrantRevoked {
+                        grant_id: GrantId(g),
+                        serial,
+                        reason,
+                        revoked_key,
+                    })
+                }
+            ),
             (any::<u64>(), any::<bool>(), s()).prop_map(|(g, ok, comment)| {
                 EventKind::GrantReviewed(GrantReviewed {
                     grant_id: GrantId(g),
@@ -1584,7 +1602,19 @@ pub(crate) mod tests {
         #[test]
         fn every_prefix_and_any_extension_is_rejected(e in event(), extra in 1u8..=255) {
             let bytes = e.encode().unwrap();
+            // The one valid prefix: a GrantRevoked without its trailing `revoked_key`.
+            let without_key = match &e.kind {
+                EventKind::GrantRevoked(g) if g.revoked_key.is_some() => {
+                    let mut g = g.clone();
+                    g.revoked_key = None;
+                    Some(Event { kind: EventKind::GrantRevoked(g), ..e.clone() }.encode().unwrap().len())
+                }
+                _ => None,
+            };
             for n in 0..bytes.len() {
+                if Some(n) == without_key {
+                    continue;
+                }
                 prop_assert!(Event::decode(&bytes[..n]).is_err(), "prefix {} accepted", n);
             }
             let mut longer = bytes.clone();
@@ -1622,6 +1652,7 @@ pub(crate) mod tests {
                 grant_id: GrantId(0x0102_0304_0506_0708),
                 serial: 42,
                 reason: "done".into(),
+                revoked_key: None,
             }),
         );
         let hex: String = e
@@ -1645,6 +1676,36 @@ pub(crate) mod tests {
                 "646f6e65"
             )
         );
+    }
+
+    #[test]
+    fn grant_revoked_with_a_revoked_key_appends_it_and_old_events_still_decode() {
+        let old = Event::new(
+            Timestamp(1_700_000_000_123),
+            Actor::User("alice@example.com".into()),
+            EventKind::GrantRevoked(GrantRevoked {
+                grant_id: GrantId(0x0102_0304_0506_0708),
+                serial: 42,
+                reason: "done".into(),
+                revoked_key: None,
+            }),
+        );
+        let old_bytes = old.encode().unwrap();
+        let mut with_key = old.clone();
+        if let EventKind::GrantRevoked(g) = &mut with_key.kind {
+            g.revoked_key = Some("SHA256:abc".into());
+        }
+        let bytes = with_key.encode().unwrap();
+        // The key follows the pinned encoding above as one more string.
+        let mut expected = old_bytes.clone();
+        expected.extend_from_slice(&[0, 0, 0, 10]);
+        expected.extend_from_slice(b"SHA256:abc");
+        assert_eq!(bytes, expected);
+        assert_eq!(Event::decode(&bytes).unwrap(), with_key);
+        assert_eq!(Event::decode(&old_bytes).unwrap(), old);
+        // A torn trailing field is an error, not a silently dropped key.
+        assert!(Event::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(Event::decode(&bytes[..old_bytes.len() + 2]).is_err());
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("grant", s(&e.grant_id.to_string())));
             f.push(("serial", Value::Int(e.serial)));
             f.push(("reason", s(&e.reason)));
+            if let Some(k) = &e.revoked_key {
+                f.push(("revoked_key", s(k)));
+            }
         }
         EventKind::GrantReviewed(e) => {
             f.push(("grant", s(&e.grant_id.to_string())));

@@ -1,0 +1,84 @@
+//! A host's revocation watcher as hosts run it: the real `breakglass host
+//! watch-revocations` executable, a child process following a daemon over mTLS.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::process::Captured;
+
+/// A running `breakglass host watch-revocations`; killed on drop.
+#[derive(Debug)]
+pub struct WatcherProcess {
+    child: Child,
+    output: Captured,
+    /// The KRL it keeps for sshd (`--krl`), if any.
+    pub krl: Option<PathBuf>,
+}
+
+impl WatcherProcess {
+    /// Starts `breakglass --config CONFIG host watch-revocations --sessions SESSIONS
+    /// --ca-keys CA_KEYS [--krl KRL]` and waits (at most 20 s) until it follows the
+    /// stream and, with a KRL, has installed the daemon's current one.
+    pub fn start(config: &Path, sessions: &Path, ca_keys: &Path, krl: Option<&Path>) -> Self {
+        let mut cmd = Command::new(crate::breakglass_bin());
+        cmd.arg("--config")
+            .arg(config)
+            .args(["host", "watch-revocations", "--sessions"])
+            .arg(sessions)
+            .arg("--ca-keys")
+            .arg(ca_keys)
+            .args(["--poll", "2s"]);
+        if let Some(k) = krl {
+            cmd.arg("--krl").arg(k);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start breakglass host watch-revocations");
+        let output = Captured::take(&mut child);
+        let w = Self {
+            child,
+            output,
+            krl: krl.map(Path::to_path_buf),
+        };
+        assert!(
+            w.output.wait_for(
+                "watching revocations at",
+                Duration::from_secs(20),
+                Duration::from_millis(20)
+            ),
+            "the watcher does not follow the stream: {}",
+            w.output()
+        );
+        if let Some(k) = krl {
+            // The first install writes the version state file beside the KRL.
+            let state = PathBuf::from(format!("{}.version", k.display()));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !state.exists() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the watcher installed no KRL at {}: {}",
+                    k.display(),
+                    w.output()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        w
+    }
+
+    /// Everything it printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.text()
+    }
+}
+
+impl Drop for WatcherProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
