@@ -140,11 +140,15 @@ pub enum EventCode {
     RequestCancelled = 15,
     /// [`DrillReported`].
     DrillReported = 16,
+    /// [`LogConsistencyFailed`].
+    LogConsistencyFailed = 20,
+    /// [`LogForkAcknowledged`].
+    LogForkAcknowledged = 21,
 }
 
 impl EventCode {
     /// Every code, in numeric order.
-    pub const ALL: [EventCode; 16] = [
+    pub const ALL: [EventCode; 18] = [
         EventCode::RequestCreated,
         EventCode::ApprovalAdded,
         EventCode::RequestDenied,
@@ -161,6 +165,8 @@ impl EventCode {
         EventCode::Heartbeat,
         EventCode::RequestCancelled,
         EventCode::DrillReported,
+        EventCode::LogConsistencyFailed,
+        EventCode::LogForkAcknowledged,
     ];
 
     /// The code for a number, if it is one.
@@ -189,6 +195,8 @@ impl EventCode {
             EventCode::Heartbeat => "heartbeat",
             EventCode::RequestCancelled => "request_cancelled",
             EventCode::DrillReported => "drill_reported",
+            EventCode::LogConsistencyFailed => "log_consistency_failed",
+            EventCode::LogForkAcknowledged => "log_fork_acknowledged",
         }
     }
 }
@@ -444,6 +452,36 @@ pub struct DrillReported {
     pub logout_to_audit_ms: u64,
 }
 
+/// A host (the actor) showed a checkpoint signed with this log's key that the log does not
+/// extend: the log was rolled back or forked since the host saw it. Issuance stops until an
+/// administrator acknowledges ([`LogForkAcknowledged`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConsistencyFailed {
+    /// The host's name.
+    pub host: String,
+    /// The host's checkpoint, the signed note it sent: the evidence (it verifies with the
+    /// log's public key, yet this log does not extend it).
+    pub checkpoint: String,
+    /// Its size.
+    pub size: u64,
+    /// Its root.
+    pub root: [u8; 32],
+    /// This log's size when the host showed it.
+    pub log_size: u64,
+    /// This log's root then.
+    pub log_root: [u8; 32],
+}
+
+/// An administrator (the actor) acknowledged every [`LogConsistencyFailed`] before this
+/// event that was not acknowledged yet: issuance resumes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogForkAcknowledged {
+    /// Why: what was investigated and done.
+    pub reason: String,
+    /// How many reports it acknowledges.
+    pub reports: u64,
+}
+
 /// Periodic liveness and freshness marker (checkpoints carry no time themselves).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Heartbeat {}
@@ -483,6 +521,10 @@ pub enum EventKind {
     RequestCancelled(RequestCancelled),
     /// See [`DrillReported`].
     DrillReported(DrillReported),
+    /// See [`LogConsistencyFailed`].
+    LogConsistencyFailed(Box<LogConsistencyFailed>),
+    /// See [`LogForkAcknowledged`].
+    LogForkAcknowledged(LogForkAcknowledged),
 }
 
 impl EventKind {
@@ -506,6 +548,8 @@ impl EventKind {
             EventKind::Heartbeat(_) => EventCode::Heartbeat,
             EventKind::RequestCancelled(_) => EventCode::RequestCancelled,
             EventKind::DrillReported(_) => EventCode::DrillReported,
+            EventKind::LogConsistencyFailed(_) => EventCode::LogConsistencyFailed,
+            EventKind::LogForkAcknowledged(_) => EventCode::LogForkAcknowledged,
         }
     }
 
@@ -690,6 +734,18 @@ impl Event {
                 w.u64(e.request_to_shell_ms);
                 w.u64(e.logout_to_audit_ms);
             }
+            EventKind::LogConsistencyFailed(e) => {
+                w.str(&e.host)?;
+                w.str(&e.checkpoint)?;
+                w.u64(e.size);
+                w.buf.extend_from_slice(&e.root);
+                w.u64(e.log_size);
+                w.buf.extend_from_slice(&e.log_root);
+            }
+            EventKind::LogForkAcknowledged(e) => {
+                w.str(&e.reason)?;
+                w.u64(e.reports);
+            }
         }
         if w.buf.len() > MAX_EVENT_LEN {
             return Err(EncodeError(format!(
@@ -864,6 +920,20 @@ impl Event {
                 detail: r.str()?,
                 request_to_shell_ms: r.u64()?,
                 logout_to_audit_ms: r.u64()?,
+            }),
+            EventCode::LogConsistencyFailed => {
+                EventKind::LogConsistencyFailed(Box::new(LogConsistencyFailed {
+                    host: r.str()?,
+                    checkpoint: r.str()?,
+                    size: r.u64()?,
+                    root: r.array()?,
+                    log_size: r.u64()?,
+                    log_root: r.array()?,
+                }))
+            }
+            EventCode::LogForkAcknowledged => EventKind::LogForkAcknowledged(LogForkAcknowledged {
+                reason: r.str()?,
+                reports: r.u64()?,
             }),
         };
         if r.pos != bytes.len() {
@@ -1242,6 +1312,23 @@ pub(crate) mod tests {
                         logout_to_audit_ms: b,
                     })
                 }),
+            (
+                (s(), s(), any::<u64>()),
+                (any::<[u8; 32]>(), any::<u64>(), any::<[u8; 32]>())
+            )
+                .prop_map(|((host, checkpoint, size), (root, log_size, log_root))| {
+                    EventKind::LogConsistencyFailed(Box::new(LogConsistencyFailed {
+                        host,
+                        checkpoint,
+                        size,
+                        root,
+                        log_size,
+                        log_root,
+                    }))
+                }),
+            (s(), any::<u64>()).prop_map(|(reason, reports)| EventKind::LogForkAcknowledged(
+                LogForkAcknowledged { reason, reports }
+            )),
         ]
     }
 
@@ -1375,12 +1462,18 @@ pub(crate) mod tests {
 
     #[test]
     fn codes_are_stable_and_distinct() {
-        for (i, c) in EventCode::ALL.iter().enumerate() {
-            assert_eq!(*c as u16, i as u16 + 1);
-            assert_eq!(EventCode::from_u16(*c as u16), Some(*c));
+        // In numeric order, each once; a code is never reused or renumbered.
+        for w in EventCode::ALL.windows(2) {
+            assert!((w[0] as u16) < (w[1] as u16), "{:?} {:?}", w[0], w[1]);
         }
+        for c in EventCode::ALL {
+            assert_eq!(EventCode::from_u16(c as u16), Some(c));
+        }
+        assert_eq!(EventCode::DrillReported as u16, 16);
+        assert_eq!(EventCode::LogConsistencyFailed as u16, 20);
+        assert_eq!(EventCode::LogForkAcknowledged as u16, 21);
         assert_eq!(EventCode::from_u16(0), None);
-        assert_eq!(EventCode::from_u16(17), None);
+        assert_eq!(EventCode::from_u16(22), None);
     }
 
     #[test]
