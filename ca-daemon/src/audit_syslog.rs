@@ -47,6 +47,9 @@ fn severity(event: &Event) -> Severity {
     match &event.kind {
         // A failed drill means break-glass access to a host may not work: not routine.
         EventKind::DrillReported(d) if !d.passed => Severity::Warning,
+        // The log was rolled back or forked: issuance is stopped until acknowledged.
+        EventKind::LogConsistencyFailed(_) => Severity::Critical,
+        EventKind::LogForkAcknowledged(_) => Severity::Warning,
         _ if event.code() == EventCode::Heartbeat => Severity::Info,
         _ => Severity::Notice,
     }

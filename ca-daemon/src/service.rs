@@ -96,7 +96,7 @@ fn secs(t: Timestamp) -> i64 {
     i64::try_from(t.unix_seconds()).unwrap_or(i64::MAX)
 }
 
-fn check_note(what: &str, text: &str, required: bool) -> Result<String, Error> {
+pub(crate) fn check_note(what: &str, text: &str, required: bool) -> Result<String, Error> {
     let t = text.trim();
     if required && t.is_empty() {
         return Err(Error::InvalidArgument(format!("{what}: must not be empty")));
@@ -178,6 +178,39 @@ impl Service {
         Ok(index)
     }
 
+    /// Why no certificate may be issued now: a host showed a checkpoint of this log that the
+    /// log does not extend (rolled back or forked) and no administrator acknowledged it yet
+    /// (`crate::witness`). `None` when issuance may go on.
+    pub fn halted(&self) -> Option<String> {
+        let st = self.state();
+        let first = st.log_forks.first()?;
+        let others = st.log_forks.len() - 1;
+        Some(format!(
+            "issuance is stopped: host {} showed a checkpoint of this CA's audit log ({} events, \
+             signed with the log's key) that the log does not extend (it held {} events then): \
+             the log was rolled back or forked (audit event {} log_consistency_failed{}). \
+             Revocations, host records and reads keep working. Administrators: investigate \
+             (restore the audit directory from a backup if events were lost), then acknowledge \
+             with `breakglass audit acknowledge-fork --reason TEXT` as an admin",
+            first.host,
+            first.size,
+            first.log_size,
+            first.index,
+            if others > 0 {
+                format!(", and {others} more report(s)")
+            } else {
+                String::new()
+            }
+        ))
+    }
+
+    fn check_not_halted(&self) -> Result<(), Error> {
+        match self.halted() {
+            Some(why) => Err(Error::FailedPrecondition(why)),
+            None => Ok(()),
+        }
+    }
+
     /// Starts the background work: notification delivery, and expiry (and
     /// issuance of fully approved requests left behind by a failure) of
     /// pending requests until `stop` turns true.
@@ -200,6 +233,8 @@ impl Service {
         let (_, at) = now();
         let (due, approved) = {
             let st = self.state();
+            // While issuance is stopped, approved requests wait for the acknowledgement.
+            let halted = !st.log_forks.is_empty();
             let mut due = Vec::new();
             let mut approved = Vec::new();
             for id in &st.pending {
@@ -208,7 +243,9 @@ impl Service {
                 };
                 let required = r.created.approvals_required;
                 if required > 0 && self.approvers(r).len() >= required as usize {
-                    approved.push(*id);
+                    if !halted {
+                        approved.push(*id);
+                    }
                 } else if at >= r.created.expires_at {
                     due.push(*id);
                 }
@@ -458,6 +495,7 @@ impl Service {
         wire: &RequestCertificateRequest,
     ) -> Result<Created, Error> {
         let (access, key) = request::validate(wire, self.max_ttl)?;
+        self.check_not_halted()?;
         if access.drill && wire.emergency {
             return Err(Error::InvalidArgument(
                 "a drill is not an emergency: ask with drill or with emergency, not both".into(),
@@ -604,6 +642,9 @@ impl Service {
         id: RequestId,
         actor: Actor,
     ) -> Result<RequestCertificateResponse, Error> {
+        // The one place a certificate is signed: nothing is issued from a log found rolled
+        // back or forked until an administrator acknowledges it.
+        self.check_not_halted()?;
         let (created, approvers) = {
             let st = self.state();
             let r = st
