@@ -19,3 +19,4 @@ pub mod pam_stack;
 pub mod revoke;
 pub mod settings;
 pub mod watch;
+pub mod witness;
