@@ -49,6 +49,9 @@ fn severity(event: &Event) -> Severity {
         EventKind::DrillReported(d) if !d.passed => Severity::Warning,
         // An identity refused so often that its refusals are no longer recorded one by one.
         EventKind::RefusalsLimited(_) => Severity::Warning,
+        // The log was rolled back or forked: issuance is stopped until acknowledged.
+        EventKind::LogConsistencyFailed(_) => Severity::Critical,
+        EventKind::LogForkAcknowledged(_) => Severity::Warning,
         _ if event.code() == EventCode::Heartbeat => Severity::Info,
         _ => Severity::Notice,
     }

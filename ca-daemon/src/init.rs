@@ -248,7 +248,7 @@ pub fn init_dev(dir: &Path, listen: SocketAddr) -> Result<DevSetup, InitError> {
         let cfg = dir.join(format!("clients/{}.toml", c.name));
         write_new(&cert, leaf.cert_pem.as_bytes(), 0o644).map_err(io(&cert))?;
         write_new(&key, leaf.key_pem.as_bytes(), 0o600).map_err(io(&key))?;
-        let text = format!(
+        let mut text = format!(
             "# breakglass client settings for {id} (use with --config or BREAKGLASS_CONFIG).\n\
              # Relative paths are relative to this file.\n\
              server = \"https://{listen}\"\n\
@@ -258,6 +258,14 @@ pub fn init_dev(dir: &Path, listen: SocketAddr) -> Result<DevSetup, InitError> {
             id = c.san.identity(),
             name = c.name,
         );
+        if c.san.identity().starts_with("host://") {
+            // Hosts witness the audit log (host sync-krl, ship, watch-revocations): the
+            // log's key pinned from log.pub, and the latest checkpoint this host verified.
+            text.push_str(&format!(
+                "audit_key = \"../log.pub\"\nwitness_state = \"{}.witness\"\n",
+                c.name
+            ));
+        }
         write_new(&cfg, text.as_bytes(), 0o600).map_err(io(&cfg))?;
     }
     let audit_key = dir.join("audit_key.pem");

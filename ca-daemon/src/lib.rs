@@ -13,6 +13,7 @@
 //! - [`service`]: the gRPC handlers; [`server`]: listeners, shutdown;
 //! - [`audit_api`]: reading the log and its proofs; [`hosts`]: host session records into
 //!   the log; [`audit_syslog`]: one syslog line per logged event;
+//! - [`witness`]: hosts witness the log; a rolled-back or forked log stops issuance;
 //! - [`cli`]: the command line (also the source of the man pages);
 //! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
 #![forbid(unsafe_code)]
@@ -40,6 +41,7 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod tls;
+pub mod witness;
 
 /// Formats a duration the way configs and messages write it (`30m`, `2h 5m`).
 pub fn fmt_duration(d: std::time::Duration) -> String {

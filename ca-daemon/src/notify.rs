@@ -1,7 +1,8 @@
 //! Notifications: a JSON document POSTed to each webhook of the request's
 //! tier (and, when configured, one syslog line) on new pending requests,
-//! approvals, denials, issuance, emergency use and revocation; and the
-//! refusal alert ([`RefusalAlert`]) to the `[refusals] webhooks`.
+//! approvals, denials, issuance, emergency use and revocation; the refusal
+//! alert ([`RefusalAlert`]) to the `[refusals] webhooks`; and to every configured
+//! webhook when the audit log is found rolled back or forked ([`log_notice`]).
 //!
 //! Issuance never waits for a notification: [`Notifier::send`] only puts the
 //! notice on a bounded queue (`try_send`; when full, the notice is dropped and
@@ -51,6 +52,11 @@ pub enum NoticeKind {
     DrillFailed,
     /// An identity reached `[refusals] alert_threshold` refusals within the hour.
     RefusalThreshold,
+    /// A host showed a checkpoint the audit log does not extend (rolled back or forked):
+    /// issuance is stopped. Not about one request: sent to every webhook.
+    LogConsistencyFailed,
+    /// An administrator acknowledged the log fork: issuance resumes.
+    LogForkAcknowledged,
 }
 
 impl NoticeKind {
@@ -67,6 +73,30 @@ impl NoticeKind {
             NoticeKind::Cancelled => "cancelled",
             NoticeKind::DrillFailed => "drill_failed",
             NoticeKind::RefusalThreshold => "refusal_threshold",
+            NoticeKind::LogConsistencyFailed => "log_consistency_failed",
+            NoticeKind::LogForkAcknowledged => "log_fork_acknowledged",
+        }
+    }
+
+    /// The `event=` of its syslog line: `request_<name>` for notices about a request, the
+    /// name itself for notices about the log.
+    pub fn syslog_event(self) -> String {
+        match self {
+            NoticeKind::LogConsistencyFailed | NoticeKind::LogForkAcknowledged => {
+                self.name().to_owned()
+            }
+            _ => format!("request_{}", self.name()),
+        }
+    }
+
+    fn severity(self) -> bg_syslog::Severity {
+        match self {
+            NoticeKind::LogConsistencyFailed => bg_syslog::Severity::Critical,
+            NoticeKind::Emergency
+            | NoticeKind::Revoked
+            | NoticeKind::DrillFailed
+            | NoticeKind::LogForkAcknowledged => bg_syslog::Severity::Warning,
+            _ => bg_syslog::Severity::Notice,
         }
     }
 }
@@ -278,16 +308,9 @@ impl Notifier {
             let grant = notice.grant_id.as_deref().unwrap_or("-");
             let detail = notice.detail.as_deref().unwrap_or("-");
             log.send(
-                if matches!(
-                    notice.event,
-                    NoticeKind::Emergency | NoticeKind::Revoked | NoticeKind::DrillFailed
-                ) {
-                    bg_syslog::Severity::Warning
-                } else {
-                    bg_syslog::Severity::Notice
-                },
+                notice.event.severity(),
                 &[
-                    ("event", &format!("request_{}", notice.event.name())),
+                    ("event", &notice.event.syslog_event()),
                     ("request", &notice.request_id),
                     ("requester", &notice.requester),
                     ("principal", &notice.principal),
@@ -520,6 +543,35 @@ where
     };
     conn.abort();
     status
+}
+
+/// Builds a notice about the audit log itself (no request): `detail` says what happened
+/// and what to do; the request fields are empty.
+pub fn log_notice(
+    event: NoticeKind,
+    actor: &breakglass_proto::audit::Actor,
+    detail: String,
+    at: Timestamp,
+) -> Notice {
+    Notice {
+        event,
+        request_id: String::new(),
+        requester: String::new(),
+        principal: String::new(),
+        principals: Vec::new(),
+        hosts: Vec::new(),
+        command: None,
+        reason: String::new(),
+        tier: String::new(),
+        emergency: false,
+        approvals_required: 0,
+        approvers: Vec::new(),
+        approve_command: String::new(),
+        actor: actor.to_string(),
+        grant_id: None,
+        detail: Some(detail),
+        time: at.0,
+    }
 }
 
 /// Builds the notice for a request from its recorded creation event.

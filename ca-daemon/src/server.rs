@@ -12,6 +12,7 @@ use breakglass_proto::v1::audit_server::AuditServer;
 use breakglass_proto::v1::break_glass_server::BreakGlassServer;
 use breakglass_proto::v1::host_agent_server::HostAgentServer;
 use breakglass_proto::v1::revocations_server::RevocationsServer;
+use breakglass_proto::v1::witness_server::WitnessServer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
@@ -63,6 +64,7 @@ pub struct Daemon {
     service: Arc<Service>,
     tls: Arc<rustls::ServerConfig>,
     revocations: Arc<crate::revocation::Revocations>,
+    witness: Arc<crate::witness::WitnessApi>,
 }
 
 impl Daemon {
@@ -85,11 +87,19 @@ impl Daemon {
             service.clone(),
             config.revocation.admin_groups.clone(),
         );
+        let witness = crate::witness::WitnessApi::new(
+            service.clone(),
+            config.revocation.admin_groups.clone(),
+        );
+        if let Some(why) = service.halted() {
+            tracing::error!("CRITICAL {why}");
+        }
         Ok(Self {
             config,
             service,
             tls: Arc::new(tls),
             revocations,
+            witness,
         })
     }
 
@@ -150,6 +160,10 @@ impl Daemon {
         );
         let revocation_api = RevocationsServer::with_interceptor(
             crate::revocation::RevocationHandlers(self.revocations.clone()),
+            intercept.clone(),
+        );
+        let witness_api = WitnessServer::with_interceptor(
+            crate::witness::WitnessHandlers(self.witness.clone()),
             intercept,
         );
         let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -176,6 +190,7 @@ impl Daemon {
             .add_service(revocation_api)
             .add_service(audit_api)
             .add_service(host_api)
+            .add_service(witness_api)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha))

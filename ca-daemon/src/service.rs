@@ -103,7 +103,7 @@ fn secs(t: Timestamp) -> i64 {
 /// A free-text field (`field` names it): trimmed, at most [`MAX_NOTE_BYTES`], no hazard
 /// ([`text::check_free_text`]); `if_empty` is the refusal of an empty one, when it is
 /// required.
-fn check_note(field: &str, note: &str, if_empty: Option<&str>) -> Result<String, Error> {
+pub(crate) fn check_note(field: &str, note: &str, if_empty: Option<&str>) -> Result<String, Error> {
     let t = note.trim();
     if let Some(why) = if_empty
         && t.is_empty()
@@ -193,6 +193,39 @@ impl Service {
         Ok(index)
     }
 
+    /// Why no certificate may be issued now: a host showed a checkpoint of this log that the
+    /// log does not extend (rolled back or forked) and no administrator acknowledged it yet
+    /// (`crate::witness`). `None` when issuance may go on.
+    pub fn halted(&self) -> Option<String> {
+        let st = self.state();
+        let first = st.log_forks.first()?;
+        let others = st.log_forks.len() - 1;
+        Some(format!(
+            "issuance is stopped: host {} showed a checkpoint of this CA's audit log ({} events, \
+             signed with the log's key) that the log does not extend (it held {} events then): \
+             the log was rolled back or forked (audit event {} log_consistency_failed{}). \
+             Revocations, host records and reads keep working. Administrators: investigate \
+             (restore the audit directory from a backup if events were lost), then acknowledge \
+             with `breakglass audit acknowledge-fork --reason TEXT` as an admin",
+            first.host,
+            first.size,
+            first.log_size,
+            first.index,
+            if others > 0 {
+                format!(", and {others} more report(s)")
+            } else {
+                String::new()
+            }
+        ))
+    }
+
+    fn check_not_halted(&self) -> Result<(), Error> {
+        match self.halted() {
+            Some(why) => Err(Error::FailedPrecondition(why)),
+            None => Ok(()),
+        }
+    }
+
     /// Starts the background work: notification delivery, and expiry (and
     /// issuance of fully approved requests left behind by a failure) of
     /// pending requests until `stop` turns true.
@@ -215,6 +248,8 @@ impl Service {
         let (_, at) = now();
         let (due, approved) = {
             let st = self.state();
+            // While issuance is stopped, approved requests wait for the acknowledgement.
+            let halted = !st.log_forks.is_empty();
             let mut due = Vec::new();
             let mut approved = Vec::new();
             for id in &st.pending {
@@ -223,7 +258,9 @@ impl Service {
                 };
                 let required = r.created.approvals_required;
                 if required > 0 && self.approvers(r).len() >= required as usize {
-                    approved.push(*id);
+                    if !halted {
+                        approved.push(*id);
+                    }
                 } else if at >= r.created.expires_at {
                     due.push(*id);
                 }
@@ -474,6 +511,7 @@ impl Service {
     ) -> Result<Created, Error> {
         let (access, key) = request::validate(wire, self.max_ttl)?;
         crate::revocation::refuse_revoked_key(&self.state(), &key)?;
+        self.check_not_halted()?;
         if access.drill && wire.emergency {
             return Err(Error::InvalidArgument(
                 "a drill is not an emergency: ask with drill or with emergency, not both".into(),
@@ -657,6 +695,9 @@ impl Service {
         id: RequestId,
         actor: Actor,
     ) -> Result<RequestCertificateResponse, Error> {
+        // The one place a certificate is signed: nothing is issued from a log found rolled
+        // back or forked until an administrator acknowledges it.
+        self.check_not_halted()?;
         let (created, approvers) = {
             let st = self.state();
             let r = st

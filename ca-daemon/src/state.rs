@@ -107,6 +107,24 @@ pub struct KeyRevocation {
     pub at: Timestamp,
 }
 
+/// A checkpoint a host showed that this log does not extend (a `LogConsistencyFailed`
+/// event): the log was rolled back or forked since the host saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFork {
+    /// Leaf index of the event.
+    pub index: LeafIndex,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// The host that showed it.
+    pub host: String,
+    /// Size of the host's checkpoint.
+    pub size: u64,
+    /// Root of the host's checkpoint.
+    pub root: [u8; 32],
+    /// This log's size when the host showed it.
+    pub log_size: u64,
+}
+
 /// Everything the daemon knows, rebuilt from the log.
 #[derive(Debug, Default)]
 pub struct State {
@@ -132,6 +150,12 @@ pub struct State {
     /// Public keys revoked for good (`revoke --public-key`), by `SHA256:` fingerprint:
     /// the first revocation that named each.
     pub revoked_keys: BTreeMap<String, KeyRevocation>,
+    /// Checkpoints hosts showed that this log does not extend, not acknowledged yet: while
+    /// there is one, no certificate is issued. Kept in the log, so a restart keeps it.
+    pub log_forks: Vec<LogFork>,
+    /// `(size, root)` of the host checkpoints an administrator acknowledged
+    /// (`LogForkAcknowledged`): shown again, they stop nothing.
+    pub acknowledged_forks: BTreeSet<(u64, [u8; 32])>,
     /// Number of events applied.
     pub events: u64,
 }
@@ -298,6 +322,19 @@ impl State {
                     w.limited = true;
                 }
             }
+            EventKind::LogConsistencyFailed(f) => self.log_forks.push(LogFork {
+                index,
+                at,
+                host: f.host.clone(),
+                size: f.size,
+                root: f.root,
+                log_size: f.log_size,
+            }),
+            EventKind::LogForkAcknowledged(_) => {
+                for f in self.log_forks.drain(..) {
+                    self.acknowledged_forks.insert((f.size, f.root));
+                }
+            }
             EventKind::CaKeyAdded(_) | EventKind::Heartbeat(_) => {}
         }
         if let Some(s) = event.kind.session() {
@@ -367,5 +404,64 @@ impl State {
             session_id: r.session_id.clone(),
             ..Session::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakglass_proto::audit::event::{LogConsistencyFailed, LogForkAcknowledged};
+
+    fn shown(host: &str, size: u64, root: u8) -> Event {
+        Event::new(
+            Timestamp(1),
+            Actor::Host(format!("host://{host}")),
+            EventKind::LogConsistencyFailed(Box::new(LogConsistencyFailed {
+                host: host.into(),
+                checkpoint: String::new(),
+                size,
+                root: [root; 32],
+                log_size: 3,
+                log_root: [0; 32],
+            })),
+        )
+    }
+
+    #[test]
+    fn a_shown_fork_halts_until_acknowledged_and_replay_agrees() {
+        let ack = Event::new(
+            Timestamp(2),
+            Actor::LocalUid(0),
+            EventKind::LogForkAcknowledged(LogForkAcknowledged {
+                reason: "restored from backup".into(),
+                reports: 2,
+            }),
+        );
+        let log = [
+            shown("db-7", 9, 1),
+            shown("web-1", 8, 2),
+            ack,
+            shown("db-7", 12, 3),
+        ];
+        let mut st = State::default();
+        for (i, e) in log.iter().enumerate().take(2) {
+            st.apply(i as u64, e);
+        }
+        assert_eq!(st.log_forks.len(), 2);
+        assert_eq!(st.log_forks[1].host, "web-1");
+        st.apply(2, &log[2]);
+        assert!(st.log_forks.is_empty());
+        assert!(st.acknowledged_forks.contains(&(9, [1; 32])));
+        assert!(st.acknowledged_forks.contains(&(8, [2; 32])));
+        st.apply(3, &log[3]);
+        assert_eq!(st.log_forks.len(), 1);
+        assert_eq!(st.log_forks[0].index, 3);
+        // A restart replays the same events into the same state.
+        let mut again = State::default();
+        for (i, e) in log.iter().enumerate() {
+            again.apply(i as u64, e);
+        }
+        assert_eq!(again.log_forks, st.log_forks);
+        assert_eq!(again.acknowledged_forks, st.acknowledged_forks);
     }
 }

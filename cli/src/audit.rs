@@ -15,15 +15,17 @@ use breakglass_proto::audit::fields::{Value, event_fields, rfc3339};
 use breakglass_proto::audit::merkle::leaf_hash;
 use breakglass_proto::audit::verify::ScanOptions;
 use breakglass_proto::audit::{
-    Actor, Checkpoint, Event, EventCode, Frontier, Hash, NoteVerifier, RequestId, scan_log,
-    verify_consistency, verify_dir, verify_inclusion,
+    Actor, Checkpoint, Event, EventCode, Frontier, Hash, NoteVerifier, RequestId, check_extends,
+    scan_log, verify_dir, verify_inclusion,
 };
 use breakglass_proto::names::host_matches;
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::text;
 use breakglass_proto::v1::audit_client::AuditClient;
+use breakglass_proto::v1::witness_client::WitnessClient;
 use breakglass_proto::v1::{
-    GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest,
+    AcknowledgeLogForkRequest, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
+    GetInclusionProofRequest,
 };
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
@@ -46,6 +48,33 @@ pub enum AuditCmd {
     Show(ShowArgs),
     /// Print the last events; with --follow, keep printing new ones
     Tail(TailArgs),
+    /// Administrators: after a host showed a checkpoint the log does not extend (the log was
+    /// rolled back or forked; issuance is stopped), acknowledge it once investigated so that
+    /// issuance resumes. Recorded in the log with you and the reason
+    AcknowledgeFork(AcknowledgeForkArgs),
+}
+
+/// `breakglass audit acknowledge-fork`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+When a host shows the daemon a checkpoint signed with the log's key that the log does not \
+extend (audit event log_consistency_failed), the daemon alerts every webhook and stops \
+issuing certificates; revocations, host records and reads keep working. Find out what \
+happened first (a restored backup, a deleted segment, a compromised CA host?) and, if events \
+were lost, restore the audit directory from a backup that extends the hosts' checkpoints: \
+then the log extends them again and there is nothing to acknowledge for the hosts that \
+have not reported yet.
+
+This acknowledges every report not acknowledged yet (audit event log_fork_acknowledged, \
+with you as actor and the reason) and issuance resumes. The hosts keep refusing this log \
+until each is re-pinned with `breakglass host witness --reset --reason TEXT`.
+
+Needs an administrator: a member of the daemon's [revocation] admin_groups, e.g. root on \
+the admin socket (--server unix:///PATH/admin.sock).")]
+pub struct AcknowledgeForkArgs {
+    /// What was investigated and done (recorded in the audit log)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
 }
 
 /// `breakglass audit verify`.
@@ -182,8 +211,41 @@ pub async fn run(cmd: AuditCmd, overrides: &Overrides) -> Result<(), CliError> {
             }
         }
         AuditCmd::Tail(t) => tail(t, &overrides.resolve()?).await?,
+        AuditCmd::AcknowledgeFork(a) => {
+            print!(
+                "{}",
+                acknowledge_fork(&overrides.resolve()?, &a.reason).await?
+            );
+        }
     }
     Ok(())
+}
+
+/// Acknowledges the log forks hosts reported; returns the report to print.
+pub async fn acknowledge_fork(target: &Target, reason: &str) -> Result<String, CliError> {
+    let r = WitnessClient::new(connect::channel(target)?)
+        .acknowledge_log_fork(AcknowledgeLogForkRequest {
+            reason: reason.to_owned(),
+        })
+        .await
+        .answer(target)?;
+    let mut out = format!(
+        "acknowledged {} log_consistency_failed report(s) (audit event {} \
+         log_fork_acknowledged); issuance resumes\n",
+        r.acknowledged.len(),
+        r.audit_index
+    );
+    for f in &r.acknowledged {
+        let _ = writeln!(
+            out,
+            "  event {}: host {} showed {} events, the log held {}",
+            f.index, f.host, f.size, f.log_size
+        );
+    }
+    out.push_str(
+        "Re-pin each host once you trust the log: breakglass host witness --reset --reason TEXT\n",
+    );
+    Ok(out)
 }
 
 fn read_small(path: &Path, what: &str) -> Result<String, CliError> {
@@ -442,15 +504,14 @@ pub async fn verify_remote(
         }
         None => None,
     };
+    // Rolled back (smaller than the saved checkpoint): no proof can help, say so first.
     if let Some((s, p)) = &saved
         && s.size > cp.size
+        && let Err(e) = check_extends(s, &cp, &[])
     {
         return Err(CliError::Verification(format!(
-            "the saved checkpoint {} covers {} events but the daemon's log holds only {}: \
-             events were removed (rollback to an older copy or a deleted segment)",
-            p.display(),
-            s.size,
-            cp.size
+            "the daemon's log does not extend the saved checkpoint {}: {e}",
+            p.display()
         )));
     }
 
@@ -552,10 +613,10 @@ pub async fn verify_remote(
             .map_err(status)?
             .into_inner();
         let proof = proof_hashes(proof.hashes, "consistency proof")?;
-        verify_consistency(s.size, cp.size, &s.root, &cp.root, &proof).map_err(|e| {
+        check_extends(s, &cp, &proof).map_err(|e| {
             CliError::Verification(format!(
-                "the daemon's consistency proof {} -> {} does not check: {e}",
-                s.size, cp.size
+                "the daemon's log does not extend the saved checkpoint {}: {e}",
+                p.display()
             ))
         })?;
         let _ = writeln!(

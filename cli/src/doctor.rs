@@ -5,6 +5,8 @@
 //! What it checks:
 //! - the daemon: reachable with this host's client identity (`host://NAME`), and the
 //!   clock within the daemon's backdating window;
+//! - the CA's audit log, as this host witnessed it: no failure recorded in the witness
+//!   state, and the daemon's log extends the checkpoint this host saw last;
 //! - sshd's effective configuration (`sshd -T`): `UsePAM yes`, `TrustedUserCAKeys`
 //!   holding every current CA key, `RevokedKeys` present, a valid KRL, not older than
 //!   the daemon's, and synced recently (by mtime);
@@ -118,6 +120,8 @@ pub struct DoctorArgs {
     /// Spool directory to check [default: the module's spool=, else /var/spool/breakglass]
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub witness: crate::witness::WitnessArgs,
 }
 
 impl DoctorArgs {
@@ -334,6 +338,7 @@ pub async fn check(args: &DoctorArgs, overrides: &Overrides) -> Report {
     let mut report = Report::default();
     let daemon = check_daemon(&mut report, overrides).await;
     let bg = bg_cmd(overrides);
+    check_witness(&mut report, &args.witness, overrides, &bg).await;
 
     // The module's krl_max_age= is the default age limit of sshd's KRL too.
     let service = args.pam_service_file();
@@ -477,6 +482,90 @@ async fn check_daemon(report: &mut Report, overrides: &Overrides) -> DaemonView 
         ),
     }
     view
+}
+
+/// The CA's audit log as this host witnessed it (`crate::witness`).
+async fn check_witness(
+    report: &mut Report,
+    args: &crate::witness::WitnessArgs,
+    overrides: &Overrides,
+    bg: &str,
+) {
+    use crate::witness::{FIX, Judgement, judge};
+    const A: &str = "witness";
+    let Ok(target) = overrides.resolve() else {
+        return; // Already a FAIL of the daemon check.
+    };
+    let state = args.state_path();
+    let fix = FIX.replace("breakglass host", &format!("{bg} host"));
+    match judge(&target, args).await {
+        Ok(Judgement::NotYet) => report.warn(
+            A,
+            format!(
+                "this host has not witnessed the CA's audit log yet (no {})",
+                state.display()
+            ),
+            format!(
+                "{bg} host witness (breakglass-krl-sync.timer does it every minute with sync-krl);                  set audit_key in the client config to pin the log's key from a copy of log.pub"
+            ),
+        ),
+        Ok(Judgement::Failed(f)) => report.fail(
+            A,
+            format!(
+                "log_consistency_failed at {}: {} (recorded in {})",
+                breakglass_proto::audit::fields::rfc3339(f.at),
+                f.message,
+                state.display()
+            ),
+            fix,
+        ),
+        Ok(Judgement::NotExtending(why)) => report.fail(
+            A,
+            format!(
+                "the CA's audit log at {} does not extend the checkpoint this host saw \
+                 ({}): {why}",
+                target.shown(),
+                state.display()
+            ),
+            fix,
+        ),
+        Ok(Judgement::Extends { saved, now, halted }) => {
+            report.ok(
+                A,
+                format!(
+                    "the CA's audit log extends the checkpoint this host saw ({saved} events, \
+                     {}); now {now} events",
+                    state.display()
+                ),
+            );
+            if let Some(h) = halted {
+                report.warn(
+                    A,
+                    format!("breakglass-ca says {h}"),
+                    "see the CA's alerts: another host found the log rolled back or forked".to_owned(),
+                );
+            }
+        }
+        // Unreachable: the daemon check above already FAILs and says why.
+        Err(e @ CliError::Unavailable(_)) => report.warn(
+            A,
+            format!(
+                "cannot check the CA's audit log against {}: {}",
+                state.display(),
+                e.to_string().replace('\n', " ")
+            ),
+            None,
+        ),
+        Err(e) => report.fail(
+            A,
+            format!(
+                "cannot check the CA's audit log against {}: {}",
+                state.display(),
+                e.to_string().replace('\n', " ")
+            ),
+            None,
+        ),
+    }
 }
 
 fn unix_f64(t: SystemTime) -> f64 {
@@ -1628,6 +1717,7 @@ session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_
             krl_max_age: None,
             guard: None,
             spool: None,
+            witness: crate::witness::WitnessArgs::default(),
         };
         let mut r = Report::default();
         let m = check_pam_line(&mut r, service, &args, &SshdPaths::default());

@@ -12,6 +12,10 @@
 //! - While the daemon cannot be reached: retries with exponential backoff (1 s doubling to
 //!   30 s) for at most `--retry-for`, then gives up (exit 69); the next run (the guard's
 //!   next record, or the systemd timer) delivers the rest.
+//! - Only into a log this host can trust: before the first record is sent, the host
+//!   witnesses the CA's audit log ([`crate::witness::check`]); when the log does not extend
+//!   the checkpoint this host saw last (rolled back or forked), nothing is delivered and the
+//!   records stay in the spool.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -65,6 +69,10 @@ pub enum HostCmd {
     /// Check this host's set-up (sshd, PAM line, module, KRL, CA keys, daemon, clock) and
     /// print each problem with its fix; exit 78 when anything FAILs
     Doctor(crate::doctor::DoctorArgs),
+    /// Check now that the CA's audit log extends the checkpoint this host saw last (no
+    /// rollback, no fork), as sync-krl, ship and watch-revocations do first; --reset re-pins
+    /// the log after a log_consistency_failed the CA's operators have acknowledged
+    Witness(crate::witness::WitnessCmd),
 }
 
 /// `breakglass host ship`.
@@ -82,28 +90,41 @@ pub struct ShipArgs {
     /// Wait at most this long for another shipper to release the spool
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = crate::cli::parse_duration)]
     pub lock_wait: Duration,
+    #[command(flatten)]
+    pub witness: crate::witness::WitnessArgs,
 }
 
 /// Runs a host subcommand.
 pub async fn run(cmd: HostCmd, overrides: &Overrides) -> Result<(), CliError> {
     match cmd {
-        HostCmd::Ship(a) => {
+        HostCmd::Ship(mut a) => {
             let target = overrides.resolve()?;
+            a.witness = a.witness.with_config(overrides)?;
             let r = ship(&target, &a).await?;
             eprintln!("{}", r.summary());
         }
-        HostCmd::SyncKrl(a) => {
+        HostCmd::SyncKrl(mut a) => {
             let target = overrides.resolve()?;
+            a.witness = a.witness.with_config(overrides)?;
             let r = crate::krl_sync::sync(&target, &a).await?;
             eprintln!("{}", r.summary(&a.out));
         }
-        HostCmd::WatchRevocations(a) => {
+        HostCmd::WatchRevocations(mut a) => {
             let target = overrides.resolve()?;
+            a.witness = a.witness.with_config(overrides)?;
             crate::watch::watch(&target, &a, std::future::pending()).await?;
+        }
+        HostCmd::Witness(mut a) => {
+            let target = overrides.resolve()?;
+            a.witness = a.witness.with_config(overrides)?;
+            println!("{}", crate::witness::run(&target, &a).await?);
         }
         HostCmd::EnablePam(a) => println!("{}", crate::pam_stack::enable(&a)?),
         HostCmd::DisablePam(a) => println!("{}", crate::pam_stack::disable(&a)?),
-        HostCmd::Doctor(a) => crate::doctor::run(&a, overrides).await?,
+        HostCmd::Doctor(mut a) => {
+            a.witness = a.witness.with_config(overrides)?;
+            crate::doctor::run(&a, overrides).await?;
+        }
     }
     Ok(())
 }
@@ -359,6 +380,7 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
     let mut client = HostAgentClient::new(connect::channel(target)?);
     let started = Instant::now();
     let mut backoff = Duration::from_secs(1);
+    let mut witnessed = false;
     loop {
         let records = list_spool(&args.spool, &mut report)?;
         if records.is_empty() {
@@ -368,7 +390,23 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
         let request = AppendHostRecordsRequest {
             records: batch.iter().map(|(_, r)| r.to_wire()).collect(),
         };
-        let answer = client.append_host_records(request).await.answer(target);
+        let answer = async {
+            if !witnessed {
+                crate::witness::check(
+                    target,
+                    &args.witness,
+                    None,
+                    &format!(
+                        "No session records were delivered: they stay in {}.",
+                        args.spool.display()
+                    ),
+                )
+                .await?;
+                witnessed = true;
+            }
+            client.append_host_records(request).await.answer(target)
+        }
+        .await;
         let results = match answer {
             Ok(r) => r.results,
             Err(e) if retryable(&e) && !args.once => {

@@ -11,6 +11,10 @@
 //! check-then-replace. A successful sync
 //! that finds nothing new still touches the KRL, so its modification time says when it
 //! was last confirmed (the PAM module's `krl_max_age=` relies on that).
+//!
+//! Before installing, the host witnesses the CA's audit log ([`crate::witness::check`]):
+//! a KRL from a daemon whose log does not extend the checkpoint this host saw last (rolled
+//! back or forked) is refused.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -44,6 +48,8 @@ pub struct SyncKrlArgs {
     /// State file holding the installed version [default: <out>.version]
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub witness: crate::witness::WitnessArgs,
 }
 
 /// What a sync did.
@@ -261,10 +267,33 @@ pub async fn fetch(target: &Target) -> Result<GetRevocationListResponse, CliErro
         .answer(target)
 }
 
+/// The check that comes before any KRL from the daemon is installed: the daemon's audit log
+/// must extend the checkpoint this host saw last ([`crate::witness::check`]).
+pub async fn witness_before_install(
+    target: &Target,
+    witness: &crate::witness::WitnessArgs,
+    fetched: &GetRevocationListResponse,
+    out: &Path,
+) -> Result<(), CliError> {
+    crate::witness::check(
+        target,
+        witness,
+        Some(fetched.version),
+        &format!(
+            "The new KRL (version {}) was NOT installed: {} stays as it was.",
+            fetched.version,
+            out.display()
+        ),
+    )
+    .await
+    .map(drop)
+}
+
 /// `breakglass host sync-krl`.
 pub async fn sync(target: &Target, args: &SyncKrlArgs) -> Result<Synced, CliError> {
     let cas = ca_keys(target, args.ca_keys.as_deref()).await?;
     let fetched = fetch(target).await?;
+    witness_before_install(target, &args.witness, &fetched, &args.out).await?;
     install(
         &fetched,
         &cas,

@@ -22,3 +22,4 @@ pub mod watch;
 
 #[cfg(test)]
 mod printer_tests;
+pub mod witness;

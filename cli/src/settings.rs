@@ -22,6 +22,10 @@ pub struct ClientFile {
     pub key: Option<PathBuf>,
     /// Name to check in the server certificate, if not the host of `server`.
     pub server_name: Option<String>,
+    /// Hosts: the audit log's public key (`log.pub`) to pin when witnessing the log.
+    pub audit_key: Option<PathBuf>,
+    /// Hosts: the witness state file (the latest checkpoint of the log this host verified).
+    pub witness_state: Option<PathBuf>,
 }
 
 /// Settings given on the command line or in the environment.
@@ -86,9 +90,15 @@ pub fn read_client_file(path: &Path) -> Result<ClientFile, CliError> {
     let mut f: ClientFile = toml::from_str(&text)
         .map_err(|e| CliError::Usage(format!("client config {}: {e}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    for p in [&mut f.ca_cert, &mut f.cert, &mut f.key]
-        .into_iter()
-        .flatten()
+    for p in [
+        &mut f.ca_cert,
+        &mut f.cert,
+        &mut f.key,
+        &mut f.audit_key,
+        &mut f.witness_state,
+    ]
+    .into_iter()
+    .flatten()
     {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -98,12 +108,18 @@ pub fn read_client_file(path: &Path) -> Result<ClientFile, CliError> {
 }
 
 impl Overrides {
+    /// The client config file in effect (`--config`, `BREAKGLASS_CONFIG` or the default
+    /// one), or an empty one when there is none.
+    pub fn client_file(&self) -> Result<ClientFile, CliError> {
+        match self.config.clone().or_else(default_config) {
+            Some(p) => read_client_file(&p),
+            None => Ok(ClientFile::default()),
+        }
+    }
+
     /// Merges flags/env with the config file into a connection target.
     pub fn resolve(&self) -> Result<Target, CliError> {
-        let file = match self.config.clone().or_else(default_config) {
-            Some(p) => read_client_file(&p)?,
-            None => ClientFile::default(),
-        };
+        let file = self.client_file()?;
         let server = self.server.clone().or(file.server).ok_or_else(|| {
             CliError::Usage(
                 "no server given: pass --server https://HOST:PORT (or BREAKGLASS_SERVER, or a client config file with --config)".into(),

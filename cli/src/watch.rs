@@ -20,6 +20,11 @@
 //!
 //! The guard is a small synchronous program that links no async runtime; keeping the
 //! network side in this separate process is what lets it stay that way.
+//!
+//! At every (re)connect of the stream the watcher witnesses the CA's audit log
+//! ([`crate::witness::check`]). When the log does not extend the checkpoint this host saw
+//! last, the check records, logs and reports it; the watcher keeps ending sessions of
+//! revoked grants (that only takes access away), and no KRL from that log is installed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -70,6 +75,8 @@ pub struct WatchArgs {
     /// file `host sync-krl --out <krl>` keeps]
     #[arg(long, value_name = "FILE", requires = "krl")]
     pub krl_state: Option<PathBuf>,
+    #[command(flatten)]
+    pub witness: crate::witness::WitnessArgs,
 }
 
 fn unix_now() -> u64 {
@@ -451,6 +458,19 @@ pub async fn watch(
                     w.last
                 );
                 backoff = Duration::from_secs(1);
+                let witnessed = tokio::select! {
+                    r = crate::witness::check(
+                        target,
+                        &args.witness,
+                        None,
+                        "The watcher goes on ending sessions of revoked grants; no KRL from this \
+                         log is installed.",
+                    ) => r,
+                    () = &mut stop => return Ok(()),
+                };
+                if let Err(e) = witnessed {
+                    eprintln!("breakglass: {e}");
+                }
                 let mut stream = resp.into_inner();
                 let mut scan = tokio::time::interval(SCAN_EVERY);
                 if let Some(k) = keeper.as_mut() {
@@ -674,6 +694,7 @@ mod tests {
             poll: Duration::from_secs(1),
             krl: Some(PathBuf::from("/etc/ssh/k.krl")),
             krl_state: None,
+            witness: crate::witness::WitnessArgs::default(),
         };
         let mut k = KrlKeeper::new(&args).unwrap();
         assert_eq!(k.state, PathBuf::from("/etc/ssh/k.krl.version"));

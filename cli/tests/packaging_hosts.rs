@@ -91,3 +91,30 @@ fn watcher_unit_watches_the_module_default_sessions_dir_which_tmpfiles_creates()
     )));
     assert!(tmpfiles.contains("d /run/breakglass "));
 }
+
+#[test]
+fn host_units_that_witness_the_log_may_write_the_default_witness_state() {
+    use breakglass_cli::witness::DEFAULT_STATE;
+    let dir = Path::new(DEFAULT_STATE).parent().unwrap();
+    assert_eq!(dir, Path::new("/var/lib/breakglass"));
+    for unit in [
+        "hosts/breakglass-krl-sync.service",
+        "hosts/breakglass-ship.service",
+        "hosts/breakglass-watch-revocations.service",
+    ] {
+        let witness = match exec_start(unit).command {
+            Command::Host(HostCmd::SyncKrl(a)) => a.witness,
+            Command::Host(HostCmd::Ship(a)) => a.witness,
+            Command::Host(HostCmd::WatchRevocations(a)) => a.witness,
+            _ => panic!("{unit}: not a host command that witnesses the log"),
+        };
+        // The default (or host.toml's witness_state): /var/lib/breakglass, which
+        // StateDirectory= makes writable under ProtectSystem=strict.
+        assert_eq!(witness.witness_state, None, "{unit}");
+        assert_eq!(
+            directive(&packaging(unit), "StateDirectory="),
+            "breakglass",
+            "{unit}"
+        );
+    }
+}

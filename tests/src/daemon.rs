@@ -6,6 +6,7 @@ use breakglass_ca::config::Config;
 use breakglass_ca::init;
 use breakglass_ca::server::Daemon;
 use breakglass_cli::settings::Target;
+use breakglass_cli::witness::WitnessArgs;
 use tokio::sync::oneshot;
 
 use crate::sshd::{Sshd, SshdOptions};
@@ -110,12 +111,25 @@ impl TestDaemon {
         std::fs::write(
             &path,
             format!(
-                "server = \"https://127.0.0.1:{}\"\nca_cert = \"../tls/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}-key.pem\"\nserver_name = \"localhost\"\n",
+                "server = \"https://127.0.0.1:{}\"\nca_cert = \"../tls/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}-key.pem\"\nserver_name = \"localhost\"\naudit_key = \"../log.pub\"\nwitness_state = \"{file}.witness\"\n",
                 self.port
             ),
         )
         .expect("write the client settings");
         path
+    }
+
+    /// How the host `name` witnesses this daemon's audit log: its state in
+    /// `clients/<name>.witness`, the log's key pinned from `log.pub`, syslog to `syslog`
+    /// (`None`: nowhere that a test reads).
+    pub fn witness_args(&self, name: &str, syslog: Option<&Path>) -> WitnessArgs {
+        WitnessArgs {
+            witness_state: Some(self.path().join(format!("clients/{name}.witness"))),
+            audit_key: Some(self.path().join("log.pub")),
+            syslog_socket: Some(
+                syslog.map_or_else(|| self.path().join("no-syslog.sock"), Path::to_path_buf),
+            ),
+        }
     }
 
     /// Starts a test sshd (and its PAM module) trusting this daemon's user CA keys, as

@@ -154,6 +154,7 @@ impl Host {
                 out: self.krl.clone(),
                 ca_keys: Some(self.trusted.clone()),
                 state: None,
+                witness: self.daemon.witness_args("host", None),
             },
         )
         .await
@@ -169,6 +170,7 @@ impl Host {
             krl_max_age: None,
             guard: None,
             spool: None,
+            witness: self.daemon.witness_args("host", None),
         }
     }
 
@@ -235,7 +237,8 @@ async fn doctor_passes_on_a_complete_host_setup() {
             "ok   pam    spool {} is writable, mode 0700",
             h.spool.display()
         ),
-        "host doctor: 12 ok, 0 WARN, 0 FAIL",
+        "ok   witness the CA's audit log extends the checkpoint this host saw",
+        "host doctor: 13 ok, 0 WARN, 0 FAIL",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }

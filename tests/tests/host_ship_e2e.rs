@@ -119,6 +119,7 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
         once: true,
         retry_for: Duration::from_secs(5),
         lock_wait: Duration::from_secs(60),
+        witness: d.witness_args("db-7", None),
     };
     let r = ship(&host_target, &args).await.unwrap();
     assert_eq!((r.appended, r.duplicates, r.rejected), (0, 0, 0), "{r:?}");

@@ -337,6 +337,7 @@ async fn the_revocation_list_and_stream_are_for_hosts_and_admins_only() {
             out: out.clone(),
             ca_keys: None,
             state: None,
+            witness: d.witness_args("sre", None),
         },
     )
     .await
@@ -365,6 +366,7 @@ async fn the_revocation_list_and_stream_are_for_hosts_and_admins_only() {
             out: out.clone(),
             ca_keys: None,
             state: None,
+            witness: d.witness_args("db7", None),
         },
     )
     .await

@@ -333,6 +333,7 @@ async fn sync_krl_installs_the_daemons_krl_and_refuses_a_replayed_older_one() {
         out: out.clone(),
         ca_keys: None,
         state: None,
+        witness: d.witness_args("host", None),
     };
     let first = krl_sync::sync(&host, &args).await.unwrap();
     assert!(
@@ -386,6 +387,7 @@ async fn watcher_marks_sessions_of_revoked_grants_and_survives_a_daemon_restart(
         poll: Duration::from_secs(1),
         krl: None,
         krl_state: None,
+        witness: d.witness_args("host", None),
     };
     let host = d.target("host");
     let watcher = tokio::spawn(async move {

@@ -15,6 +15,7 @@ use breakglass_cli::krl_sync::{self, SyncKrlArgs};
 use breakglass_cli::revoke;
 use breakglass_cli::settings::Target;
 use breakglass_cli::watch::{self, WatchArgs};
+use breakglass_cli::witness::WitnessArgs;
 use breakglass_proto::audit::event::EndReason;
 use breakglass_proto::audit::{Actor, EventKind};
 use breakglass_proto::sessions::REGISTRATION_SUFFIX;
@@ -33,6 +34,7 @@ struct Host {
     stop_watcher: Option<oneshot::Sender<()>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
     target: Target,
+    witness: WitnessArgs,
 }
 
 impl Host {
@@ -63,6 +65,7 @@ impl Host {
             stop_watcher: None,
             watcher: None,
             target,
+            witness: d.witness_args(&name.replace('-', ""), None),
         };
         h.sync_krl().await;
         h.sshd.set_module_options(&format!(
@@ -88,6 +91,7 @@ impl Host {
                 out: self.krl(),
                 ca_keys: Some(self.sshd.dir.path().join("sshd_trusted_cas.pub")),
                 state: None,
+                witness: self.witness.clone(),
             },
         )
         .await
@@ -103,6 +107,7 @@ impl Host {
             poll: Duration::from_secs(2),
             krl: None,
             krl_state: None,
+            witness: self.witness.clone(),
         };
         self.stop_watcher = Some(tx);
         self.watcher = Some(tokio::spawn(async move {
@@ -255,6 +260,7 @@ async fn revoked_grant_session_ends_within_seconds_and_the_next_login_is_refused
             once: true,
             retry_for: Duration::from_secs(5),
             lock_wait: Duration::from_secs(5),
+            witness: h.witness.clone(),
         },
     )
     .await

@@ -146,11 +146,15 @@ pub enum EventCode {
     ActionRefused = 18,
     /// [`RefusalsLimited`].
     RefusalsLimited = 19,
+    /// [`LogConsistencyFailed`].
+    LogConsistencyFailed = 20,
+    /// [`LogForkAcknowledged`].
+    LogForkAcknowledged = 21,
 }
 
 impl EventCode {
     /// Every code, in numeric order.
-    pub const ALL: [EventCode; 19] = [
+    pub const ALL: [EventCode; 21] = [
         EventCode::RequestCreated,
         EventCode::ApprovalAdded,
         EventCode::RequestDenied,
@@ -170,6 +174,8 @@ impl EventCode {
         EventCode::RequestRefused,
         EventCode::ActionRefused,
         EventCode::RefusalsLimited,
+        EventCode::LogConsistencyFailed,
+        EventCode::LogForkAcknowledged,
     ];
 
     /// The code for a number, if it is one.
@@ -201,6 +207,8 @@ impl EventCode {
             EventCode::RequestRefused => "request_refused",
             EventCode::ActionRefused => "action_refused",
             EventCode::RefusalsLimited => "refusals_limited",
+            EventCode::LogConsistencyFailed => "log_consistency_failed",
+            EventCode::LogForkAcknowledged => "log_fork_acknowledged",
         }
     }
 
@@ -620,6 +628,36 @@ pub struct RefusalsLimited {
     pub limit: u32,
 }
 
+/// A host (the actor) showed a checkpoint signed with this log's key that the log does not
+/// extend: the log was rolled back or forked since the host saw it. Issuance stops until an
+/// administrator acknowledges ([`LogForkAcknowledged`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConsistencyFailed {
+    /// The host's name.
+    pub host: String,
+    /// The host's checkpoint, the signed note it sent: the evidence (it verifies with the
+    /// log's public key, yet this log does not extend it).
+    pub checkpoint: String,
+    /// Its size.
+    pub size: u64,
+    /// Its root.
+    pub root: [u8; 32],
+    /// This log's size when the host showed it.
+    pub log_size: u64,
+    /// This log's root then.
+    pub log_root: [u8; 32],
+}
+
+/// An administrator (the actor) acknowledged every [`LogConsistencyFailed`] before this
+/// event that was not acknowledged yet: issuance resumes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogForkAcknowledged {
+    /// Why: what was investigated and done.
+    pub reason: String,
+    /// How many reports it acknowledges.
+    pub reports: u64,
+}
+
 /// Periodic liveness and freshness marker (checkpoints carry no time themselves).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Heartbeat {}
@@ -665,6 +703,10 @@ pub enum EventKind {
     ActionRefused(ActionRefused),
     /// See [`RefusalsLimited`].
     RefusalsLimited(RefusalsLimited),
+    /// See [`LogConsistencyFailed`].
+    LogConsistencyFailed(Box<LogConsistencyFailed>),
+    /// See [`LogForkAcknowledged`].
+    LogForkAcknowledged(LogForkAcknowledged),
 }
 
 impl EventKind {
@@ -691,6 +733,8 @@ impl EventKind {
             EventKind::RequestRefused(_) => EventCode::RequestRefused,
             EventKind::ActionRefused(_) => EventCode::ActionRefused,
             EventKind::RefusalsLimited(_) => EventCode::RefusalsLimited,
+            EventKind::LogConsistencyFailed(_) => EventCode::LogConsistencyFailed,
+            EventKind::LogForkAcknowledged(_) => EventCode::LogForkAcknowledged,
         }
     }
 
@@ -912,6 +956,18 @@ impl Event {
                 w.u64(e.window_end.0);
                 w.u32(e.limit);
             }
+            EventKind::LogConsistencyFailed(e) => {
+                w.str(&e.host)?;
+                w.str(&e.checkpoint)?;
+                w.u64(e.size);
+                w.buf.extend_from_slice(&e.root);
+                w.u64(e.log_size);
+                w.buf.extend_from_slice(&e.log_root);
+            }
+            EventKind::LogForkAcknowledged(e) => {
+                w.str(&e.reason)?;
+                w.u64(e.reports);
+            }
         }
         if w.buf.len() > MAX_EVENT_LEN {
             return Err(EncodeError(format!(
@@ -1120,6 +1176,20 @@ impl Event {
                 window_start: Timestamp(r.u64()?),
                 window_end: Timestamp(r.u64()?),
                 limit: r.u32()?,
+            }),
+            EventCode::LogConsistencyFailed => {
+                EventKind::LogConsistencyFailed(Box::new(LogConsistencyFailed {
+                    host: r.str()?,
+                    checkpoint: r.str()?,
+                    size: r.u64()?,
+                    root: r.array()?,
+                    log_size: r.u64()?,
+                    log_root: r.array()?,
+                }))
+            }
+            EventCode::LogForkAcknowledged => EventKind::LogForkAcknowledged(LogForkAcknowledged {
+                reason: r.str()?,
+                reports: r.u64()?,
             }),
         };
         if r.pos != bytes.len() {
@@ -1563,6 +1633,23 @@ pub(crate) mod tests {
                     })
                 }
             ),
+            (
+                (s(), s(), any::<u64>()),
+                (any::<[u8; 32]>(), any::<u64>(), any::<[u8; 32]>())
+            )
+                .prop_map(|((host, checkpoint, size), (root, log_size, log_root))| {
+                    EventKind::LogConsistencyFailed(Box::new(LogConsistencyFailed {
+                        host,
+                        checkpoint,
+                        size,
+                        root,
+                        log_size,
+                        log_root,
+                    }))
+                }),
+            (s(), any::<u64>()).prop_map(|(reason, reports)| EventKind::LogForkAcknowledged(
+                LogForkAcknowledged { reason, reports }
+            )),
         ]
     }
 
@@ -1743,12 +1830,18 @@ pub(crate) mod tests {
 
     #[test]
     fn codes_are_stable_and_distinct() {
-        for (i, c) in EventCode::ALL.iter().enumerate() {
-            assert_eq!(*c as u16, i as u16 + 1);
-            assert_eq!(EventCode::from_u16(*c as u16), Some(*c));
+        // In numeric order, each once; a code is never reused or renumbered.
+        for w in EventCode::ALL.windows(2) {
+            assert!((w[0] as u16) < (w[1] as u16), "{:?} {:?}", w[0], w[1]);
         }
+        for c in EventCode::ALL {
+            assert_eq!(EventCode::from_u16(c as u16), Some(c));
+        }
+        assert_eq!(EventCode::DrillReported as u16, 16);
+        assert_eq!(EventCode::LogConsistencyFailed as u16, 20);
+        assert_eq!(EventCode::LogForkAcknowledged as u16, 21);
         assert_eq!(EventCode::from_u16(0), None);
-        assert_eq!(EventCode::from_u16(20), None);
+        assert_eq!(EventCode::from_u16(22), None);
         let refusals: Vec<u16> = EventCode::ALL
             .iter()
             .filter(|c| c.is_refusal())

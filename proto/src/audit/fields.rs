@@ -1,6 +1,9 @@
 //! Events as named fields: the one description of an event shared by the daemon's syslog
 //! lines (`key=value`) and the CLI's `audit show` (text and JSON), so both say the same.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
 use super::event::{EndReason, Event, EventKind, ReviewVerdict, SessionRef};
 
 /// One field value.
@@ -227,6 +230,26 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("window_start", Value::Time(e.window_start.unix_seconds())));
             f.push(("window_end", Value::Time(e.window_end.unix_seconds())));
             f.push(("limit", Value::Int(u64::from(e.limit))));
+        }
+        EventKind::LogConsistencyFailed(e) => {
+            // The signed note itself is in the event (the evidence); its size and root say it.
+            f.push(("host", s(&e.host)));
+            f.push((
+                "finding",
+                s(if e.size > e.log_size {
+                    "rolled_back"
+                } else {
+                    "forked"
+                }),
+            ));
+            f.push(("host_size", Value::Int(e.size)));
+            f.push(("host_root", s(&B64.encode(e.root))));
+            f.push(("log_size", Value::Int(e.log_size)));
+            f.push(("log_root", s(&B64.encode(e.log_root))));
+        }
+        EventKind::LogForkAcknowledged(e) => {
+            f.push(("reason", s(&e.reason)));
+            f.push(("reports", Value::Int(e.reports)));
         }
     }
     f

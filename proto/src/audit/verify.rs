@@ -437,7 +437,13 @@ pub fn verify_dir(
     let mut counts = [0u64; super::event::EventCode::ALL.len()];
     let summary = scan_log(dir, verifier, &opts, |e| {
         let ev = Event::decode(e.leaf).map_err(|d| d.to_string())?;
-        counts[ev.code() as usize - 1] += 1;
+        // Codes are not contiguous (a code is never reused): count by position in ALL.
+        if let Some(i) = super::event::EventCode::ALL
+            .iter()
+            .position(|c| *c == ev.code())
+        {
+            counts[i] += 1;
+        }
         Ok(())
     })?;
     let mut warnings = Vec::new();
