@@ -10,12 +10,14 @@
 //! - [`certificate`]: building and signing the OpenSSH certificate;
 //! - [`audit`]: the signed audit log; [`state`]: what the daemon knows, rebuilt from it;
 //! - [`service`]: the gRPC handlers; [`server`]: listeners, shutdown;
+//! - [`accept`]: the TCP front door (handshake limits, descriptor budget, backoff);
 //! - [`audit_api`]: reading the log and its proofs; [`hosts`]: host session records into
 //!   the log; [`audit_syslog`]: one syslog line per logged event;
 //! - [`cli`]: the command line (also the source of the man pages);
 //! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod audit;
 pub mod audit_api;
 pub mod audit_syslog;

@@ -1,19 +1,13 @@
-//! The mTLS listener: rustls (ring) with mandatory client certificates from
-//! the configured client CA, handshakes under a timeout, and every failed
-//! handshake logged with the peer's address.
+//! The mTLS server configuration: rustls (ring) with mandatory client certificates
+//! from the configured client CA. Connections and handshakes are run by
+//! [`crate::accept`].
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use crate::keyfile::{self, Secrecy};
 
@@ -93,41 +87,4 @@ pub fn server_config(
         })?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
-}
-
-/// Accepts TCP connections and hands completed TLS streams to `tx` until
-/// `tx` is closed or `stop` fires.
-pub async fn accept_loop(
-    listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
-    handshake_timeout: Duration,
-    tx: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let acceptor = TlsAcceptor::from(config);
-    loop {
-        let (tcp, peer): (TcpStream, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send(Ok(tls)).await;
-                }
-                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake refused"),
-                Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
 }
