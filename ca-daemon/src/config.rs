@@ -435,19 +435,19 @@ impl Config {
                 ),
             ));
         }
-        if let Some(max) = server.max_connections {
-            if server.max_handshakes > max / 2 {
-                return Err(err(
-                    "server.max_handshakes",
-                    format!(
-                        "{} is more than half of max_connections ({max}); unauthenticated \
-                         handshakes may hold at most half of the connection slots, so lower it \
-                         to {} or raise max_connections",
-                        server.max_handshakes,
-                        max / 2
-                    ),
-                ));
-            }
+        if let Some(max) = server.max_connections
+            && server.max_handshakes > max / 2
+        {
+            return Err(err(
+                "server.max_handshakes",
+                format!(
+                    "{} is more than half of max_connections ({max}); unauthenticated \
+                     handshakes may hold at most half of the connection slots, so lower it \
+                     to {} or raise max_connections",
+                    server.max_handshakes,
+                    max / 2
+                ),
+            ));
         }
 
         let ca = CaConfig {

@@ -14,6 +14,7 @@
 //! - every shed, timeout, refusal and accept error is counted ([`Stats`]); a summary is
 //!   logged every 10 s while any of them happens, single lines are rate-limited.
 
+pub mod bench;
 pub mod handshakes;
 
 use std::io;
@@ -351,7 +352,11 @@ impl FrontDoor {
             accept_errors: get(&c.accept_errors),
             lines_suppressed: self.lines.suppressed(),
             handshakes_in_flight: self.handshakes.in_flight() as u64,
-            connections_open: (self.limits.max_connections - self.slots.available_permits()) as u64,
+            connections_open: self
+                .limits
+                .max_connections
+                .saturating_sub(self.slots.available_permits())
+                as u64,
         }
     }
 
@@ -382,7 +387,7 @@ impl FrontDoor {
                         if let Some(shed) = self.handshakes.reclaim() {
                             self.count_shed(shed, None);
                         }
-                        backoff.next()
+                        backoff.after_failure()
                     } else {
                         Duration::ZERO
                     };
@@ -640,7 +645,7 @@ impl Backoff {
     const MAX: Duration = Duration::from_secs(1);
 
     /// The pause after one more failure.
-    pub fn next(&mut self) -> Duration {
+    pub fn after_failure(&mut self) -> Duration {
         let d = Self::FIRST
             .saturating_mul(1 << self.failures.min(16))
             .min(Self::MAX);
@@ -680,7 +685,7 @@ pub fn unix_incoming(
                 }
                 Err(e) => {
                     let pause = if is_out_of_descriptors(&e) {
-                        backoff.next()
+                        backoff.after_failure()
                     } else {
                         Duration::ZERO
                     };
@@ -781,10 +786,12 @@ mod tests {
     #[test]
     fn backoff_doubles_to_a_second_and_resets() {
         let mut b = Backoff::default();
-        let seq: Vec<u64> = (0..10).map(|_| b.next().as_millis() as u64).collect();
+        let seq: Vec<u64> = (0..10)
+            .map(|_| b.after_failure().as_millis() as u64)
+            .collect();
         assert_eq!(seq, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
         b.reset();
-        assert_eq!(b.next(), Duration::from_millis(5));
+        assert_eq!(b.after_failure(), Duration::from_millis(5));
     }
 
     #[test]
