@@ -24,6 +24,9 @@ use tokio::task::JoinHandle;
 
 use crate::bench::percentile;
 
+/// How long [`IdleLoad`] waits between batches of 64 new connections.
+const PACE: Duration = Duration::from_millis(10);
+
 /// Idle TCP connections to one address, held open until [`IdleLoad::stop`].
 #[derive(Debug)]
 pub struct IdleLoad {
@@ -56,7 +59,10 @@ impl IdleLoad {
             .map(|i| {
                 let from = sources.get(i % sources.len().max(1)).copied();
                 let (counts, stopped) = (Arc::clone(&counts), stopped.clone());
-                tokio::spawn(hold(addr, from, reopen, counts, stopped))
+                // 64 new connections every 10 ms: a burst of thousands would overflow the
+                // listen backlog (1024), and the kernel would hold the rest back for seconds.
+                let after = PACE * (i / 64) as u32;
+                tokio::spawn(hold(addr, from, after, reopen, counts, stopped))
             })
             .collect();
         Self {
@@ -107,10 +113,15 @@ pub fn loopback_sources(first: u8, n: u8) -> Vec<Ipv4Addr> {
 async fn hold(
     addr: SocketAddr,
     from: Option<Ipv4Addr>,
+    after: Duration,
     reopen: Option<Duration>,
     counts: Arc<LoadCounts>,
     mut stop: watch::Receiver<bool>,
 ) {
+    tokio::select! {
+        _ = tokio::time::sleep(after) => {}
+        _ = stop.changed() => return,
+    }
     let mut first = true;
     loop {
         let connect = async {
@@ -183,6 +194,8 @@ struct Series {
     first_failure: Option<String>,
     closed_by_daemon: u64,
     reopened: u64,
+    /// Descriptors the daemon held when the client started (None: /proc unreadable).
+    daemon_fds: Option<usize>,
 }
 
 /// Runs the benchmark and returns a printable report.
@@ -228,7 +241,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
 
     let mut series = Vec::new();
     for &idle in &o.idle {
-        series.push(measure(o, addr, &target, &keys, idle).await?);
+        series.push(measure(o, daemon.pid(), addr, &target, &keys, idle).await?);
     }
     daemon.stop();
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -238,6 +251,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
 /// One series: hold `idle` connections, then issue `keys.len()` certificates one by one.
 async fn measure(
     o: &Options,
+    pid: u32,
     addr: SocketAddr,
     target: &Target,
     keys: &[String],
@@ -254,12 +268,16 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Let the daemon accept them all and shed what it sheds: until nothing was closed
-    // for 2 s (a connection the kernel could not queue at once comes 1 s or 3 s later).
-    let mut last = u64::MAX;
-    let settle = Instant::now() + Duration::from_secs(20);
-    while load.closed_by_peer() != last && Instant::now() < settle {
-        last = load.closed_by_peer();
+    // Let the daemon accept them all and shed what it sheds: until neither what it
+    // closed nor the descriptors it holds changed for 2 s.
+    let mut last = None;
+    let settle = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = Some((load.closed_by_peer(), open_fds(pid)));
+        if now == last || Instant::now() > settle {
+            break;
+        }
+        last = now;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let opened_before = load.opened();
@@ -270,6 +288,7 @@ async fn measure(
         first_failure: None,
         closed_by_daemon: 0,
         reopened: 0,
+        daemon_fds: open_fds(pid),
     };
     for key in keys {
         let t = Instant::now();
@@ -305,6 +324,13 @@ async fn issue(target: &Target, key: &str, timeout: Duration) -> Result<(), Stri
         Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
+}
+
+/// How many descriptors process `pid` holds (None if /proc does not say).
+fn open_fds(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|d| d.count())
 }
 
 fn free_port() -> Result<u16, String> {
@@ -349,6 +375,10 @@ impl Daemon {
             )
         })?;
         Ok(Self(Some(child)))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
     }
 
     fn stop(&mut self) {
@@ -414,7 +444,7 @@ fn report(o: &Options, series: &[Series], log: &str) -> String {
     });
     out.push_str(&format!(
         "real client: {} issuances per series, each a new mTLS connection + RequestCertificate \
-         (timeout {:?}); idle connections from {} loopback addresses{}\n\n",
+         (timeout {:?}); idle connections from {} loopback addresses{}\n",
         o.count,
         o.timeout,
         o.sources,
@@ -423,9 +453,13 @@ fn report(o: &Options, series: &[Series], log: &str) -> String {
             None => ", never reopened".to_owned(),
         }
     ));
+    out.push_str(
+        "CA fds: descriptors the daemon held when the client started; closed by CA: idle \
+         connections the daemon closed (shed or timed out)\n\n",
+    );
     out.push_str(&format!(
-        "{:>6} {:>6} {:>6} {:>10} {:>10} {:>10} {:>14} {:>9}\n",
-        "idle", "ok", "failed", "p50", "p99", "max", "closed by CA", "reopened"
+        "{:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>14} {:>9}\n",
+        "idle", "CA fds", "ok", "failed", "p50", "p99", "max", "closed by CA", "reopened"
     ));
     for s in series {
         let lat = |p| {
@@ -436,8 +470,10 @@ fn report(o: &Options, series: &[Series], log: &str) -> String {
             }
         };
         out.push_str(&format!(
-            "{:>6} {:>6} {:>6} {:>10} {:>10} {:>10} {:>14} {:>9}\n",
+            "{:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>14} {:>9}\n",
             s.idle,
+            s.daemon_fds
+                .map_or_else(|| "?".to_owned(), |n| n.to_string()),
             s.latencies.len(),
             s.failures,
             lat(0.50),
