@@ -173,6 +173,12 @@ struct RawServer {
     #[serde(default)]
     handshake_timeout: Option<String>,
     #[serde(default)]
+    max_connections: Option<usize>,
+    #[serde(default)]
+    max_handshakes: Option<usize>,
+    #[serde(default)]
+    max_handshakes_per_source: Option<usize>,
+    #[serde(default)]
     shutdown_grace: Option<String>,
 }
 
@@ -304,6 +310,13 @@ pub struct ServerConfig {
     pub client_ca: PathBuf,
     /// Longest a TLS handshake may take.
     pub handshake_timeout: Duration,
+    /// Most TCP connections, handshaking or established (None: derived from the file
+    /// descriptor limit at start-up, see [`crate::accept::Limits`]).
+    pub max_connections: Option<usize>,
+    /// Most unauthenticated TLS handshakes in flight; a new one sheds the oldest.
+    pub max_handshakes: usize,
+    /// Most unauthenticated TLS handshakes in flight from one source address (IPv6: /64).
+    pub max_handshakes_per_source: usize,
     /// How long in-flight calls may take to finish at shutdown.
     pub shutdown_grace: Duration,
 }
@@ -451,10 +464,23 @@ impl Config {
             client_ca: resolve(&raw.server.client_ca),
             handshake_timeout: duration_field(
                 raw.server.handshake_timeout.as_deref(),
-                Duration::from_secs(10),
+                Duration::from_secs(5),
                 (Duration::from_millis(100), Duration::from_secs(300)),
             )
             .map_err(|r| err("server.handshake_timeout", r))?,
+            max_connections: raw
+                .server
+                .max_connections
+                .map(|n| count_field(n, (2, 1 << 20)))
+                .transpose()
+                .map_err(|r| err("server.max_connections", r))?,
+            max_handshakes: count_field(raw.server.max_handshakes.unwrap_or(256), (1, 65536))
+                .map_err(|r| err("server.max_handshakes", r))?,
+            max_handshakes_per_source: count_field(
+                raw.server.max_handshakes_per_source.unwrap_or(32),
+                (1, 65536),
+            )
+            .map_err(|r| err("server.max_handshakes_per_source", r))?,
             shutdown_grace: duration_field(
                 raw.server.shutdown_grace.as_deref(),
                 Duration::from_secs(10),
@@ -462,6 +488,29 @@ impl Config {
             )
             .map_err(|r| err("server.shutdown_grace", r))?,
         };
+        if server.max_handshakes_per_source > server.max_handshakes {
+            return Err(err(
+                "server.max_handshakes_per_source",
+                format!(
+                    "{} is more than max_handshakes ({}); one source can never hold more than all",
+                    server.max_handshakes_per_source, server.max_handshakes
+                ),
+            ));
+        }
+        if let Some(max) = server.max_connections
+            && server.max_handshakes > max / 2
+        {
+            return Err(err(
+                "server.max_handshakes",
+                format!(
+                    "{} is more than half of max_connections ({max}); unauthenticated \
+                     handshakes may hold at most half of the connection slots, so lower it \
+                     to {} or raise max_connections",
+                    server.max_handshakes,
+                    max / 2
+                ),
+            ));
+        }
 
         let ca = CaConfig {
             signing_key: resolve(&raw.ca.signing_key),
@@ -1101,6 +1150,14 @@ fn duration_field(
     Ok(d)
 }
 
+/// Checks a count against its allowed range.
+fn count_field(n: usize, (min, max): (usize, usize)) -> Result<usize, String> {
+    if n < min || n > max {
+        return Err(format!("{n} is outside the allowed range {min} to {max}"));
+    }
+    Ok(n)
+}
+
 /// Parses `10.0.0.0/8` or a bare address (taken as a single host).
 pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
     if let Ok(net) = s.parse::<IpNet>() {
@@ -1642,5 +1699,63 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("lower alert_threshold"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits_default_and_are_checked_with_the_field() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.server.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.max_connections, None);
+        assert_eq!(c.server.max_handshakes, 256);
+        assert_eq!(c.server.max_handshakes_per_source, 32);
+        let with = |lines: &str| {
+            MIN.replace(
+                "client_ca = \"ca\"\n",
+                &format!("client_ca = \"ca\"\n{lines}\n"),
+            )
+        };
+        let c = parse(&with(
+            "max_connections = 1000\nmax_handshakes = 500\nmax_handshakes_per_source = 4",
+        ))
+        .unwrap();
+        assert_eq!(c.server.max_connections, Some(1000));
+        assert_eq!(
+            (c.server.max_handshakes, c.server.max_handshakes_per_source),
+            (500, 4)
+        );
+        let cases = [
+            (
+                "max_connections = 1",
+                "server.max_connections",
+                "range 2 to",
+            ),
+            ("max_handshakes = 0", "server.max_handshakes", "range 1 to"),
+            (
+                "max_handshakes_per_source = 0",
+                "server.max_handshakes_per_source",
+                "range 1 to",
+            ),
+            (
+                "max_handshakes = 8\nmax_handshakes_per_source = 9",
+                "server.max_handshakes_per_source",
+                "more than max_handshakes (8)",
+            ),
+            (
+                "max_connections = 100\nmax_handshakes = 51",
+                "server.max_handshakes",
+                "lower it to 50",
+            ),
+            ("max_handshakes = -1", "line 7", "invalid value"),
+            (
+                "handshake_timeout = \"1h\"",
+                "server.handshake_timeout",
+                "5m",
+            ),
+        ];
+        for (lines, field, says) in cases {
+            let e = parse(&with(lines)).unwrap_err();
+            assert_eq!(e.field, field, "{lines}: {e}");
+            assert!(e.reason.contains(says), "{lines}: {e}");
+        }
     }
 }

@@ -296,7 +296,14 @@ admin_socket = "admin.sock"
 tls_cert = "tls/server.pem"
 tls_key = "tls/server-key.pem"          # must be mode 0600
 client_ca = "tls/ca.pem"
-handshake_timeout = "10s"
+# Unauthenticated TLS handshakes: each may take handshake_timeout; at most
+# max_handshakes are in flight (max_handshakes_per_source from one address), and a
+# new one sheds the oldest of the busiest address, so idle connections cannot lock
+# clients out. TCP connections (max_connections) are capped below the file
+# descriptor limit so the admin socket always works; see the README.
+handshake_timeout = "5s"
+max_handshakes = 256
+max_handshakes_per_source = 32
 shutdown_grace = "10s"
 
 [ca]

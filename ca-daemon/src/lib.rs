@@ -11,6 +11,7 @@
 //! - [`certificate`]: building and signing the OpenSSH certificate;
 //! - [`audit`]: the signed audit log; [`state`]: what the daemon knows, rebuilt from it;
 //! - [`service`]: the gRPC handlers; [`server`]: listeners, shutdown;
+//! - [`accept`]: the TCP front door (handshake limits, descriptor budget, backoff);
 //! - [`audit_api`]: reading the log and its proofs; [`hosts`]: host session records into
 //!   the log; [`audit_syslog`]: one syslog line per logged event;
 //! - [`witness`]: hosts witness the log; a rolled-back or forked log stops issuance;
@@ -18,6 +19,7 @@
 //! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod access;
 pub mod audit;
 pub mod audit_api;

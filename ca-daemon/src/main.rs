@@ -88,6 +88,17 @@ fn main() -> ExitCode {
                 }
                 (None, None) => return fail(EX_USAGE, "give --config FILE or --dev DIR"),
             };
+            // Idle connections must not run the daemon out of descriptors: take all
+            // the system allows (the TCP limits are derived from it).
+            match breakglass_ca::accept::raise_fd_limit() {
+                Ok(l) if l.before < l.soft => tracing::info!(
+                    from = l.before,
+                    to = l.soft,
+                    "raised the file descriptor limit to the hard limit"
+                ),
+                Ok(l) => tracing::info!(limit = l.soft, "file descriptor limit"),
+                Err(e) => tracing::warn!("{e}; TCP limits follow the current limit"),
+            }
             // Everything is loaded and checked before anything is bound.
             let config = match Config::load(&path) {
                 Ok(c) => c,

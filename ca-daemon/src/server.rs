@@ -15,12 +15,13 @@ use breakglass_proto::v1::revocations_server::RevocationsServer;
 use breakglass_proto::v1::witness_server::WitnessServer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tower::layer::util::{Identity, Stack};
 
+use crate::accept::{self, FrontDoor, Limits};
 use crate::access::AccessLayer;
 use crate::audit::{AuditConfig, AuditLog};
 use crate::certificate::{CaKeyError, CertificateAuthority};
@@ -220,14 +221,21 @@ impl Daemon {
             &self.config.audit.syslog_socket,
             stop_rx.clone(),
         );
+        let (limits, notes) = Limits::resolve(&self.config.server, accept::fd_limit());
+        for note in notes {
+            tracing::warn!("{note}");
+        }
+        tracing::info!(
+            fd_limit = limits.fd_limit,
+            max_connections = limits.max_connections,
+            max_handshakes = limits.max_handshakes,
+            max_handshakes_per_source = limits.max_handshakes_per_source,
+            handshake_timeout = ?limits.handshake_timeout,
+            "TCP limits (the rest of the file descriptors is kept for the admin socket and files)"
+        );
         let (tx, rx) = mpsc::channel(128);
-        let acceptor = tokio::spawn(tls::accept_loop(
-            tcp,
-            self.tls.clone(),
-            self.config.server.handshake_timeout,
-            tx,
-            stop_rx.clone(),
-        ));
+        let acceptor =
+            tokio::spawn(FrontDoor::new(limits).run(tcp, self.tls.clone(), tx, stop_rx.clone()));
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
@@ -237,7 +245,7 @@ impl Daemon {
         );
         let uds_server = match admin {
             Some(l) => Some(tokio::spawn(self.router()?.serve_with_incoming_shutdown(
-                UnixListenerStream::new(l),
+                accept::unix_incoming(l, stop_rx.clone()),
                 stopped(stop_rx.clone()),
             ))),
             None => None,

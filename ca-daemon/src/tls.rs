@@ -1,15 +1,13 @@
-//! The mTLS listener: rustls (ring) with mandatory client certificates from
-//! the configured client CA, handshakes under a timeout, and every failed
-//! handshake logged with the peer's address.
+//! The mTLS server configuration: rustls (ring) with mandatory client certificates
+//! from the configured client CA. Connections and handshakes are run by
+//! [`crate::accept`].
 //!
 //! A client certificate whose identity (the SAN [`identity_from_certificate`] picks)
 //! is in the `unix:` namespace of the admin socket is refused at the handshake
 //! ([`NoAdminSocketIdentities`]), however valid its chain.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
@@ -18,10 +16,6 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
     SignatureScheme,
 };
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use crate::identity::{identity_from_certificate, is_admin_socket_identity, reserved_namespace};
 use crate::keyfile::{self, Secrecy};
@@ -175,7 +169,7 @@ impl ClientCertVerifier for NoAdminSocketIdentities {
 }
 
 /// A failed handshake for the log: our own verifier's reason as it reads, else rustls's error.
-fn handshake_error(e: &std::io::Error) -> String {
+pub(crate) fn handshake_error(e: &std::io::Error) -> String {
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -186,45 +180,6 @@ fn handshake_error(e: &std::io::Error) -> String {
             why.to_string()
         }
         _ => e.to_string(),
-    }
-}
-
-/// Accepts TCP connections and hands completed TLS streams to `tx` until
-/// `tx` is closed or `stop` fires.
-pub async fn accept_loop(
-    listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
-    handshake_timeout: Duration,
-    tx: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let acceptor = TlsAcceptor::from(config);
-    loop {
-        let (tcp, peer): (TcpStream, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send(Ok(tls)).await;
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(%peer, error = %handshake_error(&e), "TLS handshake refused");
-                }
-                Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
-            }
-        });
     }
 }
 
@@ -252,7 +207,7 @@ mod tests {
                 .unwrap(),
         );
         let now = time::OffsetDateTime::now_utc();
-        let day = Duration::from_secs(86400);
+        let day = std::time::Duration::from_secs(86400);
         let verify = |san| {
             let leaf = tls_leaf(&ca, &[], Some(san), now - day, now + day).unwrap();
             verifier.verify_client_cert(&der(&leaf.cert_pem), &[], UnixTime::now())

@@ -129,3 +129,12 @@ pub fn breakglass_bin() -> &'static PathBuf {
         None => side_build(&["breakglass-cli"]).join("breakglass"),
     })
 }
+
+/// The real `breakglass-ca` executable: `BREAKGLASS_CA_BIN`, or built by [`side_build`].
+pub fn breakglass_ca_bin() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os("BREAKGLASS_CA_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => side_build(&["breakglass-ca"]).join("breakglass-ca"),
+    })
+}
