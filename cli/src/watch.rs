@@ -10,7 +10,8 @@
 //! When the stream is down (daemon restarting, network trouble) the watcher polls the
 //! signed KRL instead, verified against the CA keys, and marks sessions whose serial it
 //! lists. When the daemon cannot be reached at all, sessions still end at expiry:
-//! the guards never depend on the watcher for that.
+//! the guards never depend on the watcher for that. The watcher does replace guards that
+//! died, so that their sessions still end at expiry ([`crate::guard_sweep`]).
 //!
 //! The guard is a small synchronous program that links no async runtime; keeping the
 //! network side in this separate process is what lets it stay that way.
@@ -20,9 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breakglass_proto::krl::Krl;
-use breakglass_proto::sessions::{
-    self, MARKER_SUFFIX, REGISTRATION_SUFFIX, Registration, RevocationMarker,
-};
+use breakglass_proto::sessions::{self, MARKER_SUFFIX, Registration, RevocationMarker};
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::{RevocationNotice, WatchRevocationsRequest};
 use clap::Args;
@@ -98,27 +97,7 @@ impl Watcher {
 
     /// The sessions registered now.
     pub fn registrations(&self) -> Vec<Registration> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_suffix(REGISTRATION_SUFFIX)?;
-                if name.starts_with('.') {
-                    return None;
-                }
-                let mut text = String::new();
-                use std::io::Read;
-                std::fs::File::open(e.path())
-                    .ok()?
-                    .take(sessions::MAX_FILE)
-                    .read_to_string(&mut text)
-                    .ok()?;
-                Registration::parse(&text).ok()
-            })
-            .collect()
+        sessions::read_registrations(&self.dir)
     }
 
     /// Writes the marker that ends `reg`'s session, unless it is already there.
@@ -225,6 +204,7 @@ pub async fn watch(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), CliError> {
     let mut w = Watcher::new(&args.sessions)?;
+    let _guards = crate::guard_sweep::Sweeper::start(&args.sessions);
     tokio::pin!(stop);
     let mut cas: Option<Vec<PublicKey>> = None;
     let mut backoff = Duration::from_secs(1);
@@ -315,6 +295,7 @@ mod tests {
             key_id: format!("breakglass/{grant}/sre@example.com"),
             expires: unix_now() + 600,
             guard_pid: 1,
+            guard: None,
         }
     }
 
