@@ -49,7 +49,8 @@ pub enum HostCmd {
     /// group hosts) and admins only
     SyncKrl(crate::krl_sync::SyncKrlArgs),
     /// End open sessions of revoked grants at once (follows the daemon's revocation
-    /// stream, which it serves to hosts and admins only)
+    /// stream, which it serves to hosts and admins only), and replace session guards
+    /// that died, so their sessions still end at expiry
     WatchRevocations(crate::watch::WatchArgs),
     /// Add pam_breakglass.so to sshd's PAM session stack (after pam_loginuid, before pam_env), with a backup
     EnablePam(crate::pam_stack::EnablePamArgs),

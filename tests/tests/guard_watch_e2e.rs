@@ -231,7 +231,9 @@ async fn a_session_whose_guard_was_killed_still_ends_at_expiry_like_its_sibling(
     let g = issue(&d.target("sre"), keys.path(), "k", &user.name, "db-7", 25).await;
     let valid_before = g.key.valid_before.expect("valid_before");
     let (killed_session, killed_reg) = h.open(&user.name, &g, &[]).await;
-    let (other_session, other_reg) = h.open(&user.name, &g, &[killed_reg.session.clone()]).await;
+    let (other_session, other_reg) = h
+        .open(&user.name, &g, std::slice::from_ref(&killed_reg.session))
+        .await;
     assert!(
         killed_reg.guard.is_some(),
         "the guard registers what replaces it"
