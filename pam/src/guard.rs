@@ -218,6 +218,18 @@ fn resume(session: &str, dir: &Path) -> Result<(), String> {
         }
         Err(e) => return Err(format!("cannot lock {}: {e}", reg_path.display())),
     }
+    // Another replacement may have re-registered (a new file) between our open and lock.
+    let same_file = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        (a.dev(), a.ino()) == (b.dev(), b.ino())
+    };
+    match (held.metadata(), std::fs::metadata(&reg_path)) {
+        (Ok(a), Ok(b)) if same_file(&a, &b) => {}
+        _ => {
+            eprintln!("breakglass-guard: session {session} was taken over meanwhile");
+            return Ok(());
+        }
+    }
     let old =
         crate::files::read_trusted_file(&reg_path, "session registration", sessions::MAX_FILE)
             .and_then(|b| Registration::parse(&String::from_utf8_lossy(&b)))

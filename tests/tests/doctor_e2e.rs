@@ -235,7 +235,8 @@ async fn doctor_passes_on_a_complete_host_setup() {
             "ok   pam    spool {} is writable, mode 0700",
             h.spool.display()
         ),
-        "host doctor: 12 ok, 0 WARN, 0 FAIL",
+        "open session(s) registered in /run/breakglass/sessions, each with a live guard",
+        "host doctor: 13 ok, 0 WARN, 0 FAIL",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
