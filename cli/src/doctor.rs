@@ -14,7 +14,8 @@
 //!   `pam_loginuid.so` and before `pam_env.so` (also inside included files) and
 //!   `@include common-session` (or any other session include), its options valid, the module loadable, its `ca_keys=`
 //!   holding the CA's keys, its `krl=` fresh, the guard executable and root-owned, the
-//!   spool writable.
+//!   spool writable, and every registered session with a live guard (a dead one not
+//!   replaced means `host watch-revocations` is not running).
 //!
 //! The CLI does not link libpam, so the PAM stack and the module options are parsed here:
 //! the rules with [`crate::pam_stack::rules`], the reader `enable-pam` uses too, and judged
@@ -1154,6 +1155,8 @@ pub struct ModuleOptions {
     pub spool: Option<PathBuf>,
     /// `guard=`.
     pub guard: Option<PathBuf>,
+    /// `sessions=`.
+    pub sessions: Option<PathBuf>,
 }
 
 fn module_duration(key: &str, v: &str) -> Result<Duration, String> {
@@ -1214,7 +1217,8 @@ pub fn parse_module_options(args: &[String]) -> Result<ModuleOptions, String> {
             "krl" => o.krl = Some(path()?),
             "spool" => o.spool = Some(path()?),
             "guard" => o.guard = Some(path()?),
-            "syslog" | "sessions" | "ship" | "ship_config" => {
+            "sessions" => o.sessions = Some(path()?),
+            "syslog" | "ship" | "ship_config" => {
                 path()?;
             }
             "krl_max_age" => {
@@ -1616,6 +1620,55 @@ fn check_module(
         .or_else(|| m.options.spool.clone())
         .unwrap_or_else(|| DEFAULT_SPOOL.into());
     check_spool(report, &spool);
+    check_guards(
+        report,
+        m.options
+            .sessions
+            .as_deref()
+            .unwrap_or(Path::new(breakglass_proto::sessions::DEFAULT_DIR)),
+    );
+}
+
+/// Every open session has a live guard: one that died (SIGKILL, OOM killer) is replaced
+/// by `host watch-revocations`; a session still without one means the watcher is not
+/// running, and nothing ends that session at expiry.
+fn check_guards(report: &mut Report, dir: &Path) {
+    use crate::guard_sweep::{GuardState, guard_state};
+    const A: &str = "pam";
+    let regs = breakglass_proto::sessions::read_registrations(dir);
+    let orphans: Vec<_> = regs
+        .iter()
+        .filter(|r| guard_state(dir, r) == GuardState::Gone)
+        .collect();
+    if orphans.is_empty() {
+        report.ok(
+            A,
+            format!(
+                "{} open session(s) registered in {}, each with a live guard",
+                regs.len(),
+                dir.display()
+            ),
+        );
+        return;
+    }
+    for r in orphans {
+        report.fail(
+            A,
+            format!(
+                "session {} (grant {}) has no live guard (pid {} is gone): nothing ends it at expiry; \
+                 host watch-revocations replaces dead guards within a second, so it is not running{}",
+                r.session,
+                r.grant,
+                r.guard_pid,
+                if r.guard.is_none() {
+                    " (or this older guard cannot be replaced: end the session by hand)"
+                } else {
+                    ""
+                }
+            ),
+            "systemctl enable --now breakglass-watch-revocations.service".to_owned(),
+        );
+    }
 }
 
 fn check_spool(report: &mut Report, spool: &Path) {
@@ -1820,8 +1873,47 @@ session [success=ok ignore=ignore module_unknown=ignore default=bad]        pam_
                 krl_max_age: Some(Duration::from_secs(900)),
                 spool: Some("/var/s".into()),
                 guard: None,
+                sessions: None,
             }
         );
+    }
+
+    #[test]
+    fn a_session_without_a_live_guard_fails_with_the_watcher_as_fix() {
+        use breakglass_proto::sessions::Registration;
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registration {
+            session: "db-7-g-1-42-1".into(),
+            grant: "g-1".into(),
+            serial: 1,
+            key_id: "breakglass/g-1/sre@example.com".into(),
+            expires: 1,
+            guard_pid: 999_999_999,
+            guard: Some("/usr/libexec/breakglass/breakglass-guard".into()),
+        };
+        let mut r = Report::default();
+        check_guards(&mut r, dir.path());
+        assert!(fails(&r).is_empty(), "{}", r.render());
+        std::fs::write(reg.path(dir.path()), reg.to_text()).unwrap();
+        // Held by a live guard: fine.
+        let held = nix::fcntl::Flock::lock(
+            std::fs::File::open(reg.path(dir.path())).unwrap(),
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        )
+        .unwrap();
+        let mut r = Report::default();
+        check_guards(&mut r, dir.path());
+        assert!(fails(&r).is_empty(), "{}", r.render());
+        drop(held);
+        let mut r = Report::default();
+        check_guards(&mut r, dir.path());
+        let text = r.render();
+        assert_eq!(fails(&r).len(), 1, "{text}");
+        assert!(
+            text.contains("db-7-g-1-42-1") && text.contains("no live guard"),
+            "{text}"
+        );
+        assert!(text.contains("breakglass-watch-revocations"), "{text}");
     }
 
     #[test]

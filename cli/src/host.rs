@@ -61,6 +61,8 @@ pub enum HostCmd {
     /// PAM module denies new sessions of it), and with --krl installs the CA's new signed
     /// KRL for sshd's RevokedKeys at once, verified and replaced atomically like `host
     /// sync-krl` (which stays the fallback). While the stream is down it polls the KRL.
+    ///
+    /// It also replaces session guards that died, so their sessions still end at expiry.
     WatchRevocations(crate::watch::WatchArgs),
     /// Add pam_breakglass.so to sshd's PAM session stack (after pam_loginuid, before pam_env), with a backup
     EnablePam(crate::pam_stack::EnablePamArgs),

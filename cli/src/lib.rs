@@ -13,6 +13,7 @@ pub mod connect;
 pub mod doctor;
 pub mod drill;
 pub mod error;
+pub mod guard_sweep;
 pub mod host;
 pub mod krl_sync;
 pub mod pam_stack;

@@ -16,7 +16,8 @@
 //! When the stream is down (daemon restarting, network trouble) the watcher polls the
 //! signed KRL instead, verified against the CA keys, and marks sessions whose serial it
 //! lists. When the daemon cannot be reached at all, sessions still end at expiry:
-//! the guards never depend on the watcher for that.
+//! the guards never depend on the watcher for that. The watcher does replace guards that
+//! died, so that their sessions still end at expiry ([`crate::guard_sweep`]).
 //!
 //! The guard is a small synchronous program that links no async runtime; keeping the
 //! network side in this separate process is what lets it stay that way.
@@ -33,8 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use breakglass_proto::krl::Krl;
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::sessions::{
-    self, GRANT_MARKER_SUFFIX, MARKER_SUFFIX, REGISTRATION_SUFFIX, Registration, RevocationMarker,
-    RevokedGrant,
+    self, GRANT_MARKER_SUFFIX, MARKER_SUFFIX, Registration, RevocationMarker, RevokedGrant,
 };
 use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
@@ -125,27 +125,7 @@ impl Watcher {
 
     /// The sessions registered now.
     pub fn registrations(&self) -> Vec<Registration> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_suffix(REGISTRATION_SUFFIX)?;
-                if name.starts_with('.') {
-                    return None;
-                }
-                let mut text = String::new();
-                use std::io::Read;
-                std::fs::File::open(e.path())
-                    .ok()?
-                    .take(sessions::MAX_FILE)
-                    .read_to_string(&mut text)
-                    .ok()?;
-                Registration::parse(&text).ok()
-            })
-            .collect()
+        sessions::read_registrations(&self.dir)
     }
 
     /// Writes the marker that ends `reg`'s session, unless it is already there.
@@ -311,6 +291,8 @@ struct KrlKeeper {
     due: bool,
     /// After a failed attempt, the next one waits until then (unless news arrives).
     retry_after: Option<std::time::Instant>,
+    /// How this host witnesses the CA's audit log before each install.
+    witness: crate::witness::WitnessArgs,
 }
 
 impl KrlKeeper {
@@ -324,6 +306,7 @@ impl KrlKeeper {
             // Install once at start: the host may have missed revocations while down.
             due: true,
             retry_after: None,
+            witness: args.witness.clone(),
         })
     }
 
@@ -385,7 +368,19 @@ impl KrlKeeper {
             return;
         };
         match krl_sync::fetch(target).await {
-            Ok(fetched) => self.install(&fetched, keys),
+            Ok(fetched) => {
+                // Like sync-krl: no KRL from a log this host cannot witness (rolled back or
+                // forked) is installed; the old one stays and the failure is on record.
+                if let Err(e) =
+                    krl_sync::witness_before_install(target, &self.witness, &fetched, &self.out)
+                        .await
+                {
+                    self.failed();
+                    eprintln!("breakglass: {e}");
+                    return;
+                }
+                self.install(&fetched, keys)
+            }
             Err(e) => {
                 self.failed();
                 eprintln!("breakglass: cannot fetch the KRL (retrying in {KRL_RETRY:?}): {e}");
@@ -437,6 +432,7 @@ pub async fn watch(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), CliError> {
     let mut w = Watcher::new(&args.sessions)?;
+    let _guards = crate::guard_sweep::Sweeper::start(&args.sessions);
     tokio::pin!(stop);
     let mut cas = CaKeys {
         file: args.ca_keys.clone(),
@@ -560,6 +556,7 @@ mod tests {
             key_id: format!("breakglass/{grant}/sre@example.com"),
             expires: unix_now() + 600,
             guard_pid: 1,
+            guard: None,
         }
     }
 

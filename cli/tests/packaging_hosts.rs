@@ -90,6 +90,18 @@ fn watcher_unit_watches_the_module_default_sessions_dir_which_tmpfiles_creates()
         breakglass_proto::sessions::DEFAULT_DIR
     )));
     assert!(tmpfiles.contains("d /run/breakglass "));
+    // Who watches the watcher (it replaces dead session guards): systemd, and the
+    // replacements it starts survive its restarts and may write the spool.
+    let unit = packaging("hosts/breakglass-watch-revocations.service");
+    assert_eq!(directive(&unit, "Restart="), "always");
+    assert_eq!(directive(&unit, "OOMScoreAdjust="), "-1000");
+    assert_eq!(directive(&unit, "KillMode="), "process");
+    assert!(
+        directive(&unit, "ReadWritePaths=")
+            .split_whitespace()
+            .any(|p| p == breakglass_cli::host::DEFAULT_SPOOL),
+        "replacement guards cannot write the spool"
+    );
 }
 
 #[test]

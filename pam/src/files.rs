@@ -107,11 +107,30 @@ pub fn ensure_private_dir(dir: &Path, what: &str) -> Result<(), String> {
 /// Writes `name` in `dir` durably and atomically: a temporary file is written and
 /// fsynced, renamed into place, then the directory is fsynced.
 pub fn write_durable(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> {
+    write_durable_with(dir, name, data, |_| Ok(())).map(drop)
+}
+
+/// [`write_durable`], holding an exclusive `flock` on the file from before it appears
+/// under `name` until the returned handle is dropped (or the process dies).
+pub fn write_durable_locked(dir: &Path, name: &str, data: &[u8]) -> Result<File, String> {
+    use std::os::fd::AsFd;
+    write_durable_with(dir, name, data, |f| {
+        os::flock(f.as_fd(), libc::LOCK_EX | libc::LOCK_NB)
+    })
+}
+
+fn write_durable_with(
+    dir: &Path,
+    name: &str,
+    data: &[u8],
+    before_rename: impl FnOnce(&File) -> std::io::Result<()>,
+) -> Result<File, String> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let dest = dir.join(name);
     let _ = fs::remove_file(&tmp); // a leftover from a crash between write and rename
-    let result = (|| {
+    let result = (|| -> std::io::Result<File> {
         let mut f = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
@@ -119,9 +138,10 @@ pub fn write_durable(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> 
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        drop(f);
+        before_rename(&f)?;
         fs::rename(&tmp, &dest)?;
-        File::open(dir)?.sync_all()
+        File::open(dir)?.sync_all()?;
+        Ok(f)
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);

@@ -4,12 +4,20 @@
 //! SIGTERM to sshd, SIGKILL after a grace period, then a sweep of every process left in
 //! the session's audit session (`nohup`/`setsid` children included). It exits at once
 //! when the session ends normally with nothing left behind.
+//!
+//! A guard that dies (SIGKILL, the OOM killer, a crash) must not leave its session
+//! running forever: it protects itself from the OOM killer (`oom_score_adj` -1000), and
+//! the revocation watcher replaces a dead guard: it starts `breakglass-guard --resume`
+//! for a registered session whose guard no longer holds the registration's lock (see
+//! [`breakglass_proto::sessions`]). The replacement re-finds sshd's session process from
+//! the saved pid and start time, and ends the session at expiry, or at once when expiry
+//! has already passed.
 #![forbid(unsafe_code)]
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,8 +88,25 @@ pub struct ShipSpec {
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
 
 const USAGE: &str = "usage: breakglass-guard --session <session id>\n\
+       breakglass-guard --resume <session id> --sessions <dir>\n\
 Started by pam_breakglass.so with a pidfd on fd 3, a readiness pipe on fd 4 and its \
-JSON spec on fd 5; not meant to be run by hand.";
+JSON spec on fd 5; not meant to be run by hand. With --resume (started by breakglass \
+host watch-revocations when a session's guard died) it takes over the session \
+registered in <dir> and ends it at expiry, at once if expiry has passed.";
+
+/// What a replacement guard needs to take a session over (`<session>.guard` in the
+/// registry, written before the registration).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TakeOver {
+    /// The spec the first guard was started with.
+    spec: GuardSpec,
+    /// Pid and start time of sshd's session process (`None`: it was gone already).
+    sshd: Option<(u32, u64)>,
+}
+
+/// How the OOM killer should rank the guard: never (root may lower the score).
+const OOM_SCORE_ADJ: &str = "-1000";
 
 /// Largest spec read from fd 5.
 const MAX_SPEC: u64 = 64 * 1024;
@@ -116,6 +141,12 @@ pub fn main_with_args(args: &[String]) -> i32 {
             Ok(s) => s,
             Err(e) => return fail(&mut ready, e),
         },
+        [flag, session, dir_flag, dir] if flag == "--resume" && dir_flag == "--sessions" => {
+            return match resume(session, Path::new(dir)) {
+                Ok(()) => 0,
+                Err(e) => fail(&mut None, e),
+            };
+        }
         _ => return fail(&mut ready, USAGE.to_owned()),
     };
     let pidfd = match os::inherited_fd(os::GUARD_PIDFD) {
@@ -135,13 +166,21 @@ pub fn main_with_args(args: &[String]) -> i32 {
             format!("fd {} is not a pidfd: {e}", os::GUARD_PIDFD),
         );
     }
+    let sshd = procs::pidfd_pid(pidfd.as_fd())
+        .and_then(|pid| Some((pid, procs::start_time(pid)?)))
+        // Only while the pidfd's process lives do pid and start time name it.
+        .filter(|_| os::pidfd_send_signal(pidfd.as_fd(), 0).is_ok());
     let mut guard = Guard {
         log: Syslog::new(IDENT, &spec.syslog),
         spec,
-        pidfd,
+        pidfd: Some(pidfd),
+        sshd,
         me: os::getpid(),
         registry: None,
+        lock: None,
+        replaces: None,
     };
+    guard.protect_from_oom();
     if guard.spec.mode == GuardMode::Expire {
         guard.register();
     }
@@ -153,13 +192,106 @@ pub fn main_with_args(args: &[String]) -> i32 {
     0
 }
 
+/// `breakglass-guard --resume SESSION --sessions DIR`: takes over a registered session
+/// whose guard died. Returns early, successfully, when there is nothing to take over
+/// (the session was unregistered, or another guard holds it).
+fn resume(session: &str, dir: &Path) -> Result<(), String> {
+    if !sessions::is_valid_session(session) {
+        return Err(format!(
+            "session id {session:?} is not a registered session's id"
+        ));
+    }
+    crate::files::ensure_private_dir(dir, "sessions directory")?;
+    let reg_path = sessions::registration_path(dir, session);
+    let held = match File::open(&reg_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("breakglass-guard: session {session} is not registered (it has ended)");
+            return Ok(());
+        }
+        Err(e) => return Err(format!("cannot open {}: {e}", reg_path.display())),
+    };
+    match os::flock(held.as_fd(), libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            eprintln!("breakglass-guard: session {session} has a live guard");
+            return Ok(());
+        }
+        Err(e) => return Err(format!("cannot lock {}: {e}", reg_path.display())),
+    }
+    // Another replacement may have re-registered (a new file) between our open and lock.
+    let same_file = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        (a.dev(), a.ino()) == (b.dev(), b.ino())
+    };
+    match (held.metadata(), std::fs::metadata(&reg_path)) {
+        (Ok(a), Ok(b)) if same_file(&a, &b) => {}
+        _ => {
+            eprintln!("breakglass-guard: session {session} was taken over meanwhile");
+            return Ok(());
+        }
+    }
+    let old =
+        crate::files::read_trusted_file(&reg_path, "session registration", sessions::MAX_FILE)
+            .and_then(|b| Registration::parse(&String::from_utf8_lossy(&b)))
+            .map_err(|e| format!("registration of session {session}: {e}"))?;
+    let state_path = sessions::guard_state_path(dir, session);
+    let state: TakeOver = crate::files::read_trusted_file(&state_path, "guard state", MAX_SPEC)
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| format!("take-over state of session {session}: {e}"))?;
+    // The pidfd pins the process; the start time says it is still sshd's, not a
+    // process that got its recycled pid.
+    let pidfd = state.sshd.and_then(|(pid, start)| {
+        let fd = os::pidfd_open(pid).ok()?;
+        (procs::start_time(pid) == Some(start) && os::pidfd_send_signal(fd.as_fd(), 0).is_ok())
+            .then_some(fd)
+    });
+    let mut spec = state.spec;
+    spec.sessions = Some(dir.to_owned());
+    let mut guard = Guard {
+        log: Syslog::new(IDENT, &spec.syslog),
+        sshd: state.sshd.filter(|_| pidfd.is_some()),
+        spec,
+        pidfd,
+        me: os::getpid(),
+        registry: None,
+        lock: Some(held),
+        replaces: Some(old.guard_pid),
+    };
+    guard.protect_from_oom();
+    guard.register();
+    let mut f = vec![
+        ("event", "guard_replaced".to_owned()),
+        ("dead_guard", old.guard_pid.to_string()),
+        ("sshd_alive", guard.pidfd.is_some().to_string()),
+        (
+            "overdue",
+            (now_ms() / 1000)
+                .saturating_sub(guard.spec.end_at_ms / 1000)
+                .to_string(),
+        ),
+    ];
+    f.extend(record_fields(&guard.spec.record));
+    guard.send(Severity::Warning, &f);
+    guard.run();
+    guard.unregister();
+    Ok(())
+}
+
 struct Guard {
     spec: GuardSpec,
-    pidfd: OwnedFd,
+    /// Pidfd of sshd's session process; `None` for a replacement guard that found it gone.
+    pidfd: Option<OwnedFd>,
+    /// Pid and start time of sshd's session process, for a replacement guard.
+    sshd: Option<(u32, u64)>,
     log: Syslog,
     me: u32,
     /// The registry directory, once this session is registered in it.
     registry: Option<PathBuf>,
+    /// The registration file, locked while this guard lives (see [`sessions`]).
+    lock: Option<File>,
+    /// Pid of the dead guard this one replaces.
+    replaces: Option<u32>,
 }
 
 fn now_ms() -> u64 {
@@ -211,6 +343,8 @@ impl Guard {
         match started {
             // Reaped in the background: the guard may live long after the shipper.
             Ok(mut child) => {
+                // The shipper inherited the guard's OOM protection; it needs none.
+                let _ = std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), "0");
                 let _ = thread::Builder::new()
                     .name("ship-reaper".into())
                     .spawn(move || child.wait());
@@ -235,6 +369,9 @@ impl Guard {
         let (Some(grant), Some(serial)) = (r.grant.clone(), r.serial) else {
             return;
         };
+        // Without a path of our own no replacement could be started: register anyway
+        // (live revocation still works), as an older guard would.
+        let exe = std::env::current_exe().ok();
         let reg = Registration {
             session: r.session.clone(),
             grant,
@@ -242,16 +379,34 @@ impl Guard {
             key_id: r.key_id.clone().unwrap_or_default(),
             expires: r.expires.unwrap_or(self.spec.end_at_ms / 1000),
             guard_pid: self.me,
+            guard: exe,
         };
-        let written = crate::files::ensure_private_dir(&dir, "sessions directory").and_then(|()| {
-            crate::files::write_durable(
-                &dir,
-                &format!("{}{}", reg.session, sessions::REGISTRATION_SUFFIX),
-                reg.to_text().as_bytes(),
-            )
-        });
+        let state = TakeOver {
+            spec: self.spec.clone(),
+            sshd: self.sshd,
+        };
+        let written = crate::files::ensure_private_dir(&dir, "sessions directory")
+            .and_then(|()| serde_json::to_vec(&state).map_err(|e| e.to_string()))
+            .and_then(|json| {
+                // The state first: a registration with guard= promises it.
+                crate::files::write_durable(
+                    &dir,
+                    &format!("{}{}", reg.session, sessions::GUARD_STATE_SUFFIX),
+                    &json,
+                )
+            })
+            .and_then(|()| {
+                crate::files::write_durable_locked(
+                    &dir,
+                    &format!("{}{}", reg.session, sessions::REGISTRATION_SUFFIX),
+                    reg.to_text().as_bytes(),
+                )
+            });
         match written {
-            Ok(()) => self.registry = Some(dir),
+            Ok(lock) => {
+                self.lock = Some(lock);
+                self.registry = Some(dir);
+            }
             Err(e) => self.send(
                 Severity::Warning,
                 &[
@@ -268,6 +423,8 @@ impl Guard {
             let _ =
                 std::fs::remove_file(sessions::registration_path(dir, &self.spec.record.session));
             let _ = std::fs::remove_file(sessions::marker_path(dir, &self.spec.record.session));
+            let _ =
+                std::fs::remove_file(sessions::guard_state_path(dir, &self.spec.record.session));
         }
     }
 
@@ -325,7 +482,10 @@ impl Guard {
                 }
                 slice = slice.min(REVOCATION_POLL);
             }
-            match os::poll_readable(self.pidfd.as_fd(), slice) {
+            let Some(pidfd) = &self.pidfd else {
+                return true;
+            };
+            match os::poll_readable(pidfd.as_fd(), slice) {
                 Ok(true) => return true,
                 Ok(false) => {}
                 // poll on a pidfd cannot fail in practice; avoid a busy loop if it does.
@@ -411,17 +571,27 @@ impl Guard {
     }
 
     fn end(&self, reason: &str) {
-        self.end_with(reason, None, &[]);
+        let detail = self.replaces.map(|pid| {
+            format!("ended by a replacement guard: the session's guard (pid {pid}) had died")
+        });
+        let extra: Vec<_> = self
+            .replaces
+            .map(|pid| ("dead_guard", pid.to_string()))
+            .into_iter()
+            .collect();
+        self.end_with(reason, detail, &extra);
     }
 
     fn end_with(&self, reason: &str, detail: Option<String>, extra: &[(&'static str, String)]) {
-        let _ = os::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGTERM);
-        let grace_end = now_ms().saturating_add(self.spec.grace_ms);
         let mut killed = 0;
-        if !self.wait_exit_until(grace_end)
-            && os::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL).is_ok()
-        {
-            killed += 1;
+        if let Some(pidfd) = &self.pidfd {
+            let _ = os::pidfd_send_signal(pidfd.as_fd(), libc::SIGTERM);
+            let grace_end = now_ms().saturating_add(self.spec.grace_ms);
+            if !self.wait_exit_until(grace_end)
+                && os::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL).is_ok()
+            {
+                killed += 1;
+            }
         }
         if let Some(id) = self.spec.audit_session {
             killed += procs::kill_session(id, self.me);
@@ -441,6 +611,21 @@ impl Guard {
         f.push(("killed", killed.to_string()));
         self.spool(&record);
         self.send(Severity::Notice, &f);
+    }
+
+    /// Keeps the OOM killer away from the guard: killing it would leave the session
+    /// running past expiry until the watcher replaces it.
+    fn protect_from_oom(&self) {
+        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", OOM_SCORE_ADJ) {
+            self.send(
+                Severity::Warning,
+                &[
+                    ("event", "guard_oom_adjust_error".to_owned()),
+                    ("detail", format!("writing /proc/self/oom_score_adj: {e}")),
+                    ("session", self.spec.record.session.clone()),
+                ],
+            );
+        }
     }
 
     fn send(&self, severity: Severity, fields: &[(&str, String)]) {

@@ -35,6 +35,31 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
+/// Start time of process `pid` (clock ticks after boot, `/proc/<pid>/stat` field 22):
+/// with the pid, it names one process for good (pids are recycled, start times are not).
+#[must_use]
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // Fields after the command name start at field 3 (state).
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// The pid a pidfd of this process refers to (`Pid:` in its fdinfo).
+#[must_use]
+pub fn pidfd_pid(fd: std::os::fd::BorrowedFd<'_>) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&p: &i64| p > 0)
+        .and_then(|p| u32::try_from(p).ok())
+}
+
 /// (device, inode) of a process's executable.
 fn exe_id(pid: &str) -> Option<(u64, u64)> {
     let m = fs::metadata(format!("/proc/{pid}/exe")).ok()?;

@@ -13,6 +13,18 @@
 //!   that a grant is revoked, and removed once the grant's certificate has expired: a
 //!   [`RevokedGrant`]. The PAM module denies a new session of a grant marked so
 //!   ([`grant_state`]), even before the host's KRL file is replaced.
+//! - `<session>.guard`, written by the guard before its registration: what a replacement
+//!   guard needs to take the session over (the guard's JSON spec and the pid and start
+//!   time of sshd's session process; private to the guard crate).
+//!
+//! Who watches the guard: while it runs, the guard holds an exclusive `flock` on its
+//! registration file. The kernel drops the lock when the guard dies, SIGKILL and the
+//! OOM killer included, so "no lock on a registration" means "no guard", with no pid
+//! that could have been recycled. The watcher sweeps the registry every second and
+//! starts the registration's `guard=` executable with `--resume` for a session whose
+//! guard is gone; the new guard takes the lock, re-registers and ends the session at
+//! expiry (at once when expiry has passed). Registrations written by older guards have
+//! no `guard=` line and cannot be taken over.
 //!
 //! Files, not signals: the guard needs no signal handler (it stays free of `unsafe`
 //! outside the PAM crate's `ffi`), a revocation that arrives while the guard is busy
@@ -28,6 +40,8 @@ pub const REGISTRATION_SUFFIX: &str = ".session";
 pub const MARKER_SUFFIX: &str = ".revoked";
 /// Suffix of per-grant revocation markers.
 pub const GRANT_MARKER_SUFFIX: &str = ".grant-revoked";
+/// Suffix of a guard's take-over state.
+pub const GUARD_STATE_SUFFIX: &str = ".guard";
 /// Largest registry file read.
 pub const MAX_FILE: u64 = 8 * 1024;
 
@@ -46,6 +60,9 @@ pub struct Registration {
     pub expires: u64,
     /// Pid of the guard.
     pub guard_pid: u32,
+    /// The guard executable that can take the session over when its guard dies (`None`:
+    /// registered by an older guard, which cannot be replaced).
+    pub guard: Option<PathBuf>,
 }
 
 /// The watcher's instruction to end a session because its grant was revoked.
@@ -119,7 +136,7 @@ impl Registration {
     /// The file text.
     #[must_use]
     pub fn to_text(&self) -> String {
-        format!(
+        let mut text = format!(
             "session={}\ngrant={}\nserial={}\nkey_id={}\nexpires={}\nguard_pid={}\n",
             clean(&self.session),
             clean(&self.grant),
@@ -127,7 +144,11 @@ impl Registration {
             clean(&self.key_id),
             self.expires,
             self.guard_pid
-        )
+        );
+        if let Some(g) = &self.guard {
+            text.push_str(&format!("guard={}\n", clean(&g.to_string_lossy())));
+        }
+        text
     }
 
     /// Parses the file text.
@@ -143,6 +164,8 @@ impl Registration {
             key_id: get(text, "key_id")?.to_owned(),
             expires: num(text, "expires")?,
             guard_pid: num(text, "guard_pid")?,
+            // Absent in registrations of older guards.
+            guard: get(text, "guard").ok().map(PathBuf::from),
         })
     }
 
@@ -236,6 +259,38 @@ pub fn registration_path(dir: &Path, session: &str) -> PathBuf {
     dir.join(format!("{session}{REGISTRATION_SUFFIX}"))
 }
 
+/// `<dir>/<session>.guard`.
+#[must_use]
+pub fn guard_state_path(dir: &Path, session: &str) -> PathBuf {
+    dir.join(format!("{session}{GUARD_STATE_SUFFIX}"))
+}
+
+/// The sessions registered in `dir` now (unreadable or malformed files are skipped).
+#[must_use]
+pub fn read_registrations(dir: &Path) -> Vec<Registration> {
+    use std::io::Read;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(REGISTRATION_SUFFIX)?;
+            if name.starts_with('.') {
+                return None;
+            }
+            let mut text = String::new();
+            std::fs::File::open(e.path())
+                .ok()?
+                .take(MAX_FILE)
+                .read_to_string(&mut text)
+                .ok()?;
+            Registration::parse(&text).ok()
+        })
+        .collect()
+}
+
 /// `<dir>/<session>.revoked`.
 #[must_use]
 pub fn marker_path(dir: &Path, session: &str) -> PathBuf {
@@ -255,8 +310,16 @@ mod tests {
             key_id: "breakglass/g-00000000000000ff/sre@example.com".into(),
             expires: 1_800_000_000,
             guard_pid: 4242,
+            guard: Some("/usr/libexec/breakglass/breakglass-guard".into()),
         };
         assert_eq!(Registration::parse(&r.to_text()).unwrap(), r);
+        // A registration of an older guard (no guard= line) still parses.
+        let old = Registration {
+            guard: None,
+            ..r.clone()
+        };
+        assert!(!old.to_text().contains("guard="));
+        assert_eq!(Registration::parse(&old.to_text()).unwrap(), old);
         let m = RevocationMarker {
             grant: "g-1".into(),
             revoked_by: "user:admin@example.com".into(),

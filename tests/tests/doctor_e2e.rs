@@ -238,7 +238,8 @@ async fn doctor_passes_on_a_complete_host_setup() {
             h.spool.display()
         ),
         "ok   witness the CA's audit log extends the checkpoint this host saw",
-        "host doctor: 13 ok, 0 WARN, 0 FAIL",
+        "open session(s) registered in /run/breakglass/sessions, each with a live guard",
+        "host doctor: 14 ok, 0 WARN, 0 FAIL",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }

@@ -406,6 +406,7 @@ async fn watcher_marks_sessions_of_revoked_grants_and_survives_a_daemon_restart(
             key_id: String::new(),
             expires: g.key.valid_before.unwrap(),
             guard_pid: 1,
+            guard: None,
         };
         std::fs::write(r.path(&dir), r.to_text()).unwrap();
     }

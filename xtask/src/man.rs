@@ -408,6 +408,17 @@ const DESCRIPTION: &[&str] = &[
      when the certificate is revoked while the session is open. At session close the \
      module records the end of the session. The records reach the CA's signed audit log \
      through breakglass host ship.",
+    "Who watches the guard: the guard runs with oom_score_adj -1000, so the OOM killer \
+     leaves it alone, and holds a lock on its registration in the sessions directory. \
+     When a guard dies anyway (SIGKILL, a crash), breakglass host watch-revocations \
+     (breakglass-watch-revocations.service) sees the lock gone within a second and \
+     starts a replacement guard (breakglass-guard --resume), which takes the session \
+     over and ends it at expiry, or at once when expiry has already passed; syslog shows \
+     event=guard_replaced and the forced end names the dead guard (dead_guard=). Who \
+     watches the watcher: systemd restarts it (Restart=always, OOMScoreAdjust=-1000). \
+     Without the watcher running, a dead guard is not replaced and its session runs on \
+     past expiry until the user logs out; breakglass host doctor reports such a session \
+     as FAIL.",
     "A login that did not use a breakglass certificate is ignored (PAM_IGNORE), so other \
      access keeps working, unless require is given. A certificate that fails a check \
      denies the session, and the user is told why.",

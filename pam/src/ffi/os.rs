@@ -59,6 +59,21 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// `flock(2)` on `fd` with `op` (`LOCK_EX`, `LOCK_SH`, `LOCK_UN`, optionally `| LOCK_NB`).
+/// EINTR is retried.
+pub fn flock(fd: BorrowedFd<'_>, op: i32) -> io::Result<()> {
+    loop {
+        // SAFETY: flock only takes an fd and an operation; the fd is borrowed, so open.
+        if unsafe { libc::flock(fd.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Takes ownership of an fd number inherited from the parent process, if it is open.
 pub fn inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD only queries the descriptor flags.
