@@ -378,7 +378,7 @@ fn demo_runs_to_the_end_and_leaves_nothing_behind() {
         "OK: audit log",
         "Demo complete in",
         "9 steps passed",
-        "host doctor: 12 ok, 0 WARN, 0 FAIL",
+        "host doctor: 13 ok, 0 WARN, 0 FAIL",
         "PASS: break-glass drill on localhost as bgdemo: request to shell",
         "logout to audit record",
         "Clean-up done.",
