@@ -101,7 +101,8 @@ struct RawRevocation {
 /// Revocation settings (`[revocation]`).
 #[derive(Debug, Clone)]
 pub struct RevocationSettings {
-    /// Groups whose members may revoke any grant (requesters may always revoke their own).
+    /// Groups whose members may revoke any grant (requesters may always revoke their own)
+    /// and acknowledge a log fork hosts reported (`crate::witness`).
     pub admin_groups: Vec<String>,
 }
 

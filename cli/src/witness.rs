@@ -408,11 +408,14 @@ pub async fn check(
             let size = v.checkpoint.size.to_string();
             if v.first_contact {
                 let key = v.verifier.to_string();
-                eprintln!(
-                    "breakglass: pinned the CA's audit log key {key} at first contact ({} events); \
-                     set audit_key in the client config to pin it from a copy of log.pub instead",
-                    v.checkpoint.size
-                );
+                if audit_key.is_none() {
+                    eprintln!(
+                        "breakglass: pinned the CA's audit log key {key} at first contact ({} \
+                         events); set audit_key in the client config to pin it from a copy of \
+                         log.pub instead",
+                        v.checkpoint.size
+                    );
+                }
                 syslog.send(
                     Severity::Notice,
                     &[
