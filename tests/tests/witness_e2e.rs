@@ -192,7 +192,7 @@ async fn fill(d: &TestDaemon, n: usize) {
 /// test does.
 async fn resume(d: &mut TestDaemon) {
     d.resume().await;
-    breakglass_cli::krl_sync::fetch(&d.target("auditor"))
+    breakglass_cli::krl_sync::fetch(&d.admin())
         .await
         .expect("KRL published");
 }
