@@ -34,17 +34,22 @@ pub fn reader_interceptor(
         let caller = req.extensions().get::<Caller>().ok_or_else(|| {
             Status::from(Error::Internal("no caller after authentication".into()))
         })?;
-        if caller.groups.iter().any(|g| groups.contains(g)) {
-            Ok(req)
-        } else {
-            Err(Error::PermissionDenied(format!(
-                "{} may not read the audit log: readers must be in one of the groups {} \
-                 ([audit] reader_groups of the daemon config)",
-                caller.identity,
-                groups.join(", ")
-            ))
-            .into())
-        }
+        check_reader(caller, &groups)?;
+        Ok(req)
+    }
+}
+
+/// Lets only members of `groups` read the log.
+pub fn check_reader(caller: &Caller, groups: &[String]) -> Result<(), Error> {
+    if caller.groups.iter().any(|g| groups.contains(g)) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "{} may not read the audit log: readers must be in one of the groups {} \
+             ([audit] reader_groups of the daemon config)",
+            caller.identity,
+            groups.join(", ")
+        )))
     }
 }
 

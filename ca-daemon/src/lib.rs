@@ -13,7 +13,8 @@
 //! - [`audit_api`]: reading the log and its proofs; [`hosts`]: host session records into
 //!   the log; [`audit_syslog`]: one syslog line per logged event;
 //! - [`cli`]: the command line (also the source of the man pages);
-//! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
+//! - [`init`]: the dev setup; [`bench`]: the issuance benchmark;
+//! - [`inproc`]: the API called in-process with encoded messages (fuzzing, seeds).
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod error;
 pub mod hosts;
 pub mod identity;
 pub mod init;
+pub mod inproc;
 pub mod keyfile;
 pub mod krl;
 pub mod notify;
