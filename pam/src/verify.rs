@@ -344,6 +344,62 @@ mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as B64;
 
+    /// The canonical-encoding check must not refuse what OpenSSH writes: certificates of
+    /// Ed25519, ECDSA and RSA user keys made by `ssh-keygen -s` verify.
+    #[test]
+    fn ssh_keygen_certificates_of_every_key_type_verify() {
+        use std::process::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let st = Command::new("ssh-keygen")
+                .args(args)
+                .current_dir(dir.path())
+                .status();
+            assert!(st.unwrap().success(), "ssh-keygen {args:?}");
+        };
+        run(&["-q", "-t", "ed25519", "-N", "", "-f", "ca"]);
+        let ca = std::fs::read_to_string(dir.path().join("ca.pub")).unwrap();
+        let trusted = TrustedCas::parse(&ca, "test").unwrap();
+        for (kind, bits) in [("ed25519", "256"), ("ecdsa", "256"), ("rsa", "3072")] {
+            run(&["-q", "-t", kind, "-b", bits, "-N", "", "-f", kind]);
+            run(&[
+                "-q",
+                "-s",
+                "ca",
+                "-I",
+                "breakglass/g-00000000000000aa/sre@example.com",
+                "-n",
+                "postgres",
+                "-V",
+                "20260101:20360101",
+                "-z",
+                "7",
+                "-O",
+                "extension:grant-id@breakglass.dev=g-00000000000000aa",
+                "-O",
+                "extension:hosts@breakglass.dev=db-*",
+                "-O",
+                "force-command=/usr/bin/id",
+                &format!("{kind}.pub"),
+            ]);
+            let line =
+                std::fs::read_to_string(dir.path().join(format!("{kind}-cert.pub"))).unwrap();
+            let mut f = line.split(' ');
+            let info = format!("publickey {} {}\n", f.next().unwrap(), f.next().unwrap());
+            let checks = Checks {
+                trusted: &trusted,
+                krl: None,
+                user: "postgres",
+                host: "db-1",
+                now: 1_893_456_000,
+            };
+            match verify(Some(info.as_bytes()), &checks) {
+                Verdict::Verified(v) => assert_eq!(v.force_command.as_deref(), Some("/usr/bin/id")),
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+    }
+
     /// Found by the `auth_info` fuzz target: a certificate whose `tier@breakglass.dev`
     /// value length was changed (a signed byte) still verified, because ssh-key decoded
     /// it leniently and checked the signature over its own re-encoding.
