@@ -16,7 +16,8 @@
 //!   the log; [`audit_syslog`]: one syslog line per logged event;
 //! - [`witness`]: hosts witness the log; a rolled-back or forked log stops issuance;
 //! - [`cli`]: the command line (also the source of the man pages);
-//! - [`init`]: the dev setup; [`bench`]: the issuance benchmark.
+//! - [`init`]: the dev setup; [`bench`]: the issuance benchmark;
+//! - [`inproc`]: the API called in-process with encoded messages (fuzzing, seeds).
 #![forbid(unsafe_code)]
 
 pub mod accept;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod hosts;
 pub mod identity;
 pub mod init;
+pub mod inproc;
 pub mod keyfile;
 pub mod krl;
 pub mod notify;

@@ -127,6 +127,16 @@ impl Daemon {
         &self.config
     }
 
+    /// The request lifecycle service behind the handlers.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// The revocation service behind its handlers.
+    pub fn revocations(&self) -> &Arc<crate::revocation::Revocations> {
+        &self.revocations
+    }
+
     /// Binds the TCP listener and the admin socket named in the configuration.
     pub async fn bind(&self) -> Result<(TcpListener, Option<UnixListener>), StartupError> {
         let addr = self.config.server.listen;

@@ -215,6 +215,20 @@ pub fn verify(auth_info: Option<&[u8]>, checks: &Checks<'_>) -> Verdict {
             )));
         }
     };
+    // ssh-key checks the CA signature over its own encoding of the fields it parsed, and
+    // its decoder lets some malformed lengths through (an extension value longer than its
+    // section): only a certificate that is exactly that encoding was signed as sent.
+    if cert
+        .to_openssh()
+        .ok()
+        .as_deref()
+        .and_then(|l| l.split(' ').nth(1))
+        != Some(b64)
+    {
+        return Verdict::Rejected(Error::AuthInfo(format!(
+            "the {keytype} certificate is not in canonical encoding (malformed lengths)"
+        )));
+    }
     match verify_certificate(&cert, checks) {
         Ok(v) => Verdict::Verified(Box::new(v)),
         Err(Some(e)) => Verdict::Rejected(e),
@@ -321,4 +335,105 @@ fn verify_certificate(
 pub fn fmt_time(unix: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.min(253_402_300_799));
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{CertSpec, NOW, auth_info, key, sign};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+
+    /// The canonical-encoding check must not refuse what OpenSSH writes: certificates of
+    /// Ed25519, ECDSA and RSA user keys made by `ssh-keygen -s` verify.
+    #[test]
+    fn ssh_keygen_certificates_of_every_key_type_verify() {
+        use std::process::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let st = Command::new("ssh-keygen")
+                .args(args)
+                .current_dir(dir.path())
+                .status();
+            assert!(st.unwrap().success(), "ssh-keygen {args:?}");
+        };
+        run(&["-q", "-t", "ed25519", "-N", "", "-f", "ca"]);
+        let ca = std::fs::read_to_string(dir.path().join("ca.pub")).unwrap();
+        let trusted = TrustedCas::parse(&ca, "test").unwrap();
+        for (kind, bits) in [("ed25519", "256"), ("ecdsa", "256"), ("rsa", "3072")] {
+            run(&["-q", "-t", kind, "-b", bits, "-N", "", "-f", kind]);
+            run(&[
+                "-q",
+                "-s",
+                "ca",
+                "-I",
+                "breakglass/g-00000000000000aa/sre@example.com",
+                "-n",
+                "postgres",
+                "-V",
+                "20260101:20360101",
+                "-z",
+                "7",
+                "-O",
+                "extension:grant-id@breakglass.dev=g-00000000000000aa",
+                "-O",
+                "extension:hosts@breakglass.dev=db-*",
+                "-O",
+                "force-command=/usr/bin/id",
+                &format!("{kind}.pub"),
+            ]);
+            let line =
+                std::fs::read_to_string(dir.path().join(format!("{kind}-cert.pub"))).unwrap();
+            let mut f = line.split(' ');
+            let info = format!("publickey {} {}\n", f.next().unwrap(), f.next().unwrap());
+            let checks = Checks {
+                trusted: &trusted,
+                krl: None,
+                user: "postgres",
+                host: "db-1",
+                now: 1_893_456_000,
+            };
+            match verify(Some(info.as_bytes()), &checks) {
+                Verdict::Verified(v) => assert_eq!(v.force_command.as_deref(), Some("/usr/bin/id")),
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+    }
+
+    /// Found by the `auth_info` fuzz target: a certificate whose `tier@breakglass.dev`
+    /// value length was changed (a signed byte) still verified, because ssh-key decoded
+    /// it leniently and checked the signature over its own re-encoding.
+    #[test]
+    fn certificate_with_a_changed_length_byte_is_rejected() {
+        let ca = key();
+        let trusted = TrustedCas::parse(&ca.public_key().to_openssh().unwrap(), "test").unwrap();
+        let checks = Checks {
+            trusted: &trusted,
+            krl: None,
+            user: "alice",
+            host: "db-1",
+            now: NOW,
+        };
+        let info = auth_info(&sign(&ca, &CertSpec::default()));
+        assert!(matches!(
+            verify(Some(info.as_bytes()), &checks),
+            Verdict::Verified(_)
+        ));
+        let mut fields = info.trim_end().split(' ');
+        let (_, keytype, b64) = (
+            fields.next(),
+            fields.next().unwrap(),
+            fields.next().unwrap(),
+        );
+        let mut blob = B64.decode(b64).unwrap();
+        let name = breakglass_proto::profile::EXT_TIER.as_bytes();
+        let at = blob.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+        // The value's length (4 bytes, big-endian) says 16 bytes more than there are.
+        blob[at + 3] += 0x10;
+        let changed = format!("publickey {keytype} {}\n", B64.encode(&blob));
+        match verify(Some(changed.as_bytes()), &checks) {
+            Verdict::Rejected(Error::AuthInfo(m)) => assert!(m.contains("canonical"), "{m}"),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
 }

@@ -55,7 +55,7 @@ impl PamHooks for Breakglass {
 
 /// Module arguments as strings; a non-UTF-8 argument becomes a marker that the option
 /// parser rejects as unknown (with the bytes shown escaped).
-fn utf8_args(args: &[&CStr]) -> Vec<String> {
+pub fn utf8_args(args: &[&CStr]) -> Vec<String> {
     args.iter()
         .map(|a| match a.to_str() {
             Ok(s) => s.to_owned(),

@@ -337,8 +337,8 @@ pub fn verify_inclusion(
 
 /// Verifies a consistency proof between two tree heads (RFC 9162 §2.1.4.2).
 ///
-/// `old == 0` is consistent with anything given an empty proof; `old == new` needs an
-/// empty proof and equal roots.
+/// `old == 0` is consistent with anything given an empty proof and the empty tree's root;
+/// `old == new` needs an empty proof and equal roots.
 pub fn verify_consistency(
     old: u64,
     new: u64,
@@ -362,6 +362,11 @@ pub fn verify_consistency(
             return Err(ProofError::Mismatch(format!(
                 "two different roots for the same size {old}: the log forked"
             )));
+        }
+        if old == 0 && *old_root != empty_root() {
+            return Err(ProofError::Mismatch(
+                "the root given for the empty tree is not the empty tree's root".into(),
+            ));
         }
         return Ok(());
     }
@@ -538,6 +543,10 @@ mod tests {
         assert!(verify_consistency(4, 3, &r, &r, &[]).is_err());
         assert!(verify_consistency(0, 3, &r, &r, &[r]).is_err());
         assert!(verify_consistency(3, 3, &r, &empty_root(), &[]).is_err());
+        // Found by the merkle_proofs fuzz target: any root passed for the empty tree.
+        assert!(verify_consistency(0, 3, &r, &r, &[]).is_err());
+        assert!(verify_consistency(0, 0, &r, &r, &[]).is_err());
+        assert!(verify_consistency(0, 3, &empty_root(), &r, &[]).is_ok());
     }
 
     proptest! {

@@ -380,6 +380,10 @@ impl Checkpoint {
     /// Parses a checkpoint body (not a signed note: use [`NoteVerifier::verify_checkpoint`]).
     pub fn parse(body: &str) -> Result<Self, NoteError> {
         let bad = |m: String| NoteError::BadCheckpoint(m);
+        // What no signed note body may hold (`check_body`), no checkpoint holds either.
+        if let Some(c) = body.chars().find(|c| c.is_control() && *c != '\n') {
+            return Err(bad(format!("contains the control character {c:?}")));
+        }
         let lines: Vec<&str> = body
             .strip_suffix('\n')
             .ok_or_else(|| bad("does not end with a newline".into()))?
@@ -543,6 +547,9 @@ mod tests {
             "\n1\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n",
             "o\n1\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
             "o\n99999999999999999999999\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n",
+            // Found by the `note` fuzz target: parsed, but no signer may sign it.
+            "o\n1\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n\x1a\u{2014} o sig\n",
+            "o\r\n1\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n",
         ] {
             assert!(Checkpoint::parse(bad).is_err(), "{bad:?}");
         }

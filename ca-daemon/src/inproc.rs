@@ -1,0 +1,248 @@
+//! In-process calls of the gRPC API: a method path, a caller and the encoded request
+//! message in, the encoded response out, through the same handlers and authorization
+//! decision ([`crate::access`]) the server runs, without a transport. The caller is given, not
+//! authenticated: this is for drivers that feed the API raw bytes, the fuzz harness
+//! (`fuzz/fuzz_targets/grpc_requests.rs`) and the seed generator (`xtask fuzz-seeds`).
+//!
+//! Server-streaming methods answer with an empty body once the handler accepted the call
+//! (the stream is dropped, as a client that hangs up would).
+
+use std::sync::Arc;
+
+use breakglass_proto::v1::audit_server::Audit;
+use breakglass_proto::v1::break_glass_server::BreakGlass;
+use breakglass_proto::v1::host_agent_server::HostAgent;
+use breakglass_proto::v1::revocations_server::Revocations as RevocationsApi;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::access::{Access, need};
+use crate::audit_api::AuditApi;
+use crate::hosts::HostApi;
+use crate::identity::Identified;
+use crate::policy::Caller;
+use crate::revocation::RevocationHandlers;
+use crate::server::Daemon;
+use crate::service::{Handlers, Service};
+
+/// Every RPC of the API, by gRPC method path. A unit test checks this against the
+/// service descriptors, so a new RPC cannot be left out.
+pub const METHODS: &[&str] = &[
+    "/breakglass.v1.BreakGlass/RequestCertificate",
+    "/breakglass.v1.BreakGlass/CreateRequest",
+    "/breakglass.v1.BreakGlass/WatchRequest",
+    "/breakglass.v1.BreakGlass/ListPending",
+    "/breakglass.v1.BreakGlass/GetRequest",
+    "/breakglass.v1.BreakGlass/Approve",
+    "/breakglass.v1.BreakGlass/Deny",
+    "/breakglass.v1.BreakGlass/Cancel",
+    "/breakglass.v1.BreakGlass/Fetch",
+    "/breakglass.v1.BreakGlass/ListReviews",
+    "/breakglass.v1.BreakGlass/Review",
+    "/breakglass.v1.BreakGlass/GetCaPublicKeys",
+    "/breakglass.v1.BreakGlass/WhoAmI",
+    "/breakglass.v1.BreakGlass/GetGrantSessions",
+    "/breakglass.v1.BreakGlass/ReportDrill",
+    "/breakglass.v1.Revocations/Revoke",
+    "/breakglass.v1.Revocations/GetRevocationList",
+    "/breakglass.v1.Revocations/WatchRevocations",
+    "/breakglass.v1.Audit/GetCheckpoint",
+    "/breakglass.v1.Audit/GetEntries",
+    "/breakglass.v1.Audit/GetInclusionProof",
+    "/breakglass.v1.Audit/GetConsistencyProof",
+    "/breakglass.v1.HostAgent/AppendHostRecords",
+];
+
+/// The handlers of every service of one daemon.
+#[derive(Debug, Clone)]
+pub struct InProcess {
+    service: Arc<Service>,
+    breakglass: Handlers,
+    revocations: RevocationHandlers,
+    audit: AuditApi,
+    hosts: HostApi,
+    access: Access,
+}
+
+/// Decodes a request message the way tonic's codec does (a decode error is
+/// `InvalidArgument`) and attaches the caller the interceptor would have attached.
+#[allow(clippy::result_large_err)]
+fn request<M: Message + Default>(caller: &Caller, body: &[u8]) -> Result<Request<M>, Status> {
+    let msg = M::decode(body)
+        .map_err(|e| Status::invalid_argument(format!("request message does not decode: {e}")))?;
+    let mut req = Request::new(msg);
+    req.extensions_mut().insert(caller.clone());
+    Ok(req)
+}
+
+#[allow(clippy::result_large_err, clippy::needless_pass_by_value)]
+fn unary<M: Message>(r: Result<Response<M>, Status>) -> Result<Vec<u8>, Status> {
+    r.map(|resp| resp.into_inner().encode_to_vec())
+}
+
+#[allow(clippy::result_large_err, clippy::needless_pass_by_value)]
+fn streaming<S>(r: Result<Response<S>, Status>) -> Result<Vec<u8>, Status> {
+    r.map(|_| Vec::new())
+}
+
+impl InProcess {
+    /// The handlers of `daemon`'s services (its background work is not started).
+    #[must_use]
+    pub fn new(daemon: &Daemon) -> Self {
+        let service = daemon.service().clone();
+        Self {
+            breakglass: Handlers(service.clone()),
+            revocations: RevocationHandlers(daemon.revocations().clone()),
+            audit: AuditApi::new(service.audit.clone()),
+            hosts: HostApi::new(service.clone()),
+            access: Access::new(daemon.config()),
+            service,
+        }
+    }
+
+    /// The shared service state behind the handlers.
+    #[must_use]
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// Calls `method` (one of [`METHODS`]) as `caller` with the encoded request `body`.
+    pub async fn call(
+        &self,
+        method: &str,
+        caller: &Caller,
+        body: &[u8],
+    ) -> Result<Vec<u8>, Status> {
+        let (bg, rv, au, ho) = (
+            &self.breakglass,
+            &self.revocations,
+            &self.audit,
+            &self.hosts,
+        );
+        let Some(name) = method.rsplit('/').next() else {
+            return Err(Status::unimplemented(format!("no method {method:?}")));
+        };
+        // The server's authorization (authentication is the caller given, as listed).
+        let who = Identified {
+            caller: caller.clone(),
+            listed: true,
+        };
+        self.access
+            .authorize(&who, need(method), method)
+            .map_err(Status::from)?;
+        match method.rsplit_once('/').map(|(service, _)| service) {
+            Some("/breakglass.v1.BreakGlass") => match name {
+                "RequestCertificate" => unary(bg.request_certificate(request(caller, body)?).await),
+                "CreateRequest" => unary(bg.create_request(request(caller, body)?).await),
+                "WatchRequest" => streaming(bg.watch_request(request(caller, body)?).await),
+                "ListPending" => unary(bg.list_pending(request(caller, body)?).await),
+                "GetRequest" => unary(bg.get_request(request(caller, body)?).await),
+                "Approve" => unary(bg.approve(request(caller, body)?).await),
+                "Deny" => unary(bg.deny(request(caller, body)?).await),
+                "Cancel" => unary(bg.cancel(request(caller, body)?).await),
+                "Fetch" => unary(bg.fetch(request(caller, body)?).await),
+                "ListReviews" => unary(bg.list_reviews(request(caller, body)?).await),
+                "Review" => unary(bg.review(request(caller, body)?).await),
+                "GetCaPublicKeys" => unary(bg.get_ca_public_keys(request(caller, body)?).await),
+                "WhoAmI" => unary(bg.who_am_i(request(caller, body)?).await),
+                "GetGrantSessions" => unary(bg.get_grant_sessions(request(caller, body)?).await),
+                "ReportDrill" => unary(bg.report_drill(request(caller, body)?).await),
+                _ => Err(Status::unimplemented(format!("no method {method:?}"))),
+            },
+            Some("/breakglass.v1.Revocations") => match name {
+                "Revoke" => unary(rv.revoke(request(caller, body)?).await),
+                "GetRevocationList" => unary(rv.get_revocation_list(request(caller, body)?).await),
+                "WatchRevocations" => streaming(rv.watch_revocations(request(caller, body)?).await),
+                _ => Err(Status::unimplemented(format!("no method {method:?}"))),
+            },
+            Some("/breakglass.v1.Audit") => match name {
+                "GetCheckpoint" => unary(au.get_checkpoint(request(caller, body)?).await),
+                "GetEntries" => unary(au.get_entries(request(caller, body)?).await),
+                "GetInclusionProof" => unary(au.get_inclusion_proof(request(caller, body)?).await),
+                "GetConsistencyProof" => {
+                    unary(au.get_consistency_proof(request(caller, body)?).await)
+                }
+                _ => Err(Status::unimplemented(format!("no method {method:?}"))),
+            },
+            Some("/breakglass.v1.HostAgent") => match name {
+                "AppendHostRecords" => unary(ho.append_host_records(request(caller, body)?).await),
+                _ => Err(Status::unimplemented(format!("no method {method:?}"))),
+            },
+            _ => Err(Status::unimplemented(format!("no method {method:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakglass_proto::v1::FILE_DESCRIPTOR_SET;
+    use prost_types::FileDescriptorSet;
+
+    #[test]
+    fn methods_list_every_rpc_of_the_api() {
+        let set = FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).unwrap();
+        let mut described: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|f| {
+                let package = f.package().to_owned();
+                f.service.iter().flat_map(move |s| {
+                    let service = format!("{package}.{}", s.name());
+                    s.method
+                        .iter()
+                        .map(move |m| format!("/{service}/{}", m.name()))
+                })
+            })
+            .collect();
+        described.sort();
+        let mut listed: Vec<String> = METHODS.iter().map(|m| (*m).to_owned()).collect();
+        listed.sort();
+        assert_eq!(listed, described);
+    }
+
+    #[tokio::test]
+    async fn every_method_reaches_its_handler() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = crate::init::init_dev(dir.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let config = crate::config::Config::load(&setup.config).unwrap();
+        let daemon = Daemon::build(config).unwrap();
+        let api = InProcess::new(&daemon);
+        let admin = Caller {
+            identity: "unix:root".into(),
+            groups: vec!["admins".into()],
+            owner: None,
+            transport: "unix",
+            uid: Some(0),
+        };
+        for m in METHODS {
+            if let Err(s) = api.call(m, &admin, &[]).await {
+                assert_ne!(s.code(), tonic::Code::Unimplemented, "{m}: {s}");
+            }
+        }
+        let who = api
+            .call("/breakglass.v1.BreakGlass/WhoAmI", &admin, &[])
+            .await
+            .unwrap();
+        let who = breakglass_proto::v1::WhoAmIResponse::decode(who.as_slice()).unwrap();
+        assert_eq!(
+            (who.identity.as_str(), who.transport.as_str()),
+            ("unix:root", "unix")
+        );
+        let e = api
+            .call("/breakglass.v1.BreakGlass/Approve", &admin, &[0xff])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        let e = api
+            .call("/breakglass.v1.BreakGlass/Nothing", &admin, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented, "{e}");
+        let e = api
+            .call("/breakglass.v1.HostAgent/AppendHostRecords", &admin, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    }
+}

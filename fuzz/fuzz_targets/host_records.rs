@@ -1,0 +1,115 @@
+//! What hosts hand to the CA, and what the host side reads from its own run directories:
+//! spool records (JSON files the PAM module and guard write, the shipper reads), session
+//! records on the wire (`HostRecord` protobuf) turned into audit events by the daemon
+//! (`hosts::to_event`), and the session registry's `key=value` files (registrations,
+//! revocation markers). Byte 0 picks which; the rest is the file or message.
+//!
+//! Properties: whatever the module can write, the shipper reads with the same facts; a
+//! spool record round-trips through JSON; an accepted host record becomes an event that
+//! round-trips through the log's canonical encoding; registry files round-trip (up to
+//! the control characters their writer blanks out).
+#![no_main]
+
+use breakglass_ca::hosts::to_event;
+use breakglass_cli::host::SpoolRecord;
+use breakglass_proto::audit::Event;
+use breakglass_proto::sessions::{Registration, RevocationMarker};
+use breakglass_proto::v1::HostRecord;
+use libfuzzer_sys::fuzz_target;
+use pam_breakglass::record::SessionRecord;
+use prost::Message;
+
+fn blank_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn check_event(host: &str, wire: &HostRecord) {
+    let Ok(event) = to_event(host, wire) else {
+        return;
+    };
+    let bytes = event
+        .encode()
+        .expect("to_event only returns encodable events");
+    assert_eq!(Event::decode(&bytes), Ok(event));
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [which, body @ ..] = data else {
+        return;
+    };
+    match which % 5 {
+        0 => {
+            if let Ok(r) = serde_json::from_slice::<SpoolRecord>(body) {
+                let wire = r.to_wire();
+                check_event(&r.host, &wire);
+            }
+        }
+        1 => {
+            let Ok(r) = serde_json::from_slice::<SessionRecord>(body) else {
+                return;
+            };
+            let json = serde_json::to_vec(&r).expect("a record serializes");
+            assert_eq!(
+                serde_json::from_slice::<SessionRecord>(&json).ok(),
+                Some(r.clone())
+            );
+            let shipped: SpoolRecord =
+                serde_json::from_slice(&json).expect("the shipper reads what the module writes");
+            assert_eq!(
+                (&shipped.record_id, &shipped.session, shipped.event.as_str()),
+                (&r.record_id, &r.session, r.event.name())
+            );
+            assert_eq!(
+                (shipped.time, &shipped.host, &shipped.user),
+                (r.time, &r.host, &r.user)
+            );
+            assert_eq!(
+                (shipped.pid, shipped.start, shipped.expires),
+                (r.pid, r.start, r.expires)
+            );
+            assert_eq!((&shipped.grant, shipped.serial), (&r.grant, r.serial));
+            check_event(&r.host, &shipped.to_wire());
+        }
+        2 => {
+            if let Ok(r) = HostRecord::decode(body) {
+                check_event(&r.host, &r);
+            }
+        }
+        3 => {
+            let Ok(text) = std::str::from_utf8(body) else {
+                return;
+            };
+            if let Ok(r) = Registration::parse(text) {
+                let back = Registration::parse(&r.to_text()).expect("a registration re-reads");
+                assert_eq!(
+                    back,
+                    Registration {
+                        session: blank_controls(&r.session),
+                        grant: blank_controls(&r.grant),
+                        key_id: blank_controls(&r.key_id),
+                        ..r
+                    }
+                );
+            }
+        }
+        _ => {
+            let Ok(text) = std::str::from_utf8(body) else {
+                return;
+            };
+            if let Ok(m) = RevocationMarker::parse(text) {
+                let back = RevocationMarker::parse(&m.to_text()).expect("a marker re-reads");
+                assert_eq!(
+                    back,
+                    RevocationMarker {
+                        grant: blank_controls(&m.grant),
+                        revoked_by: blank_controls(&m.revoked_by),
+                        reason: blank_controls(&m.reason),
+                        ..m
+                    }
+                );
+            }
+        }
+    }
+});
