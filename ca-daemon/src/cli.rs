@@ -57,13 +57,4 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Measure certificate issuance over loopback mTLS against ssh-keygen -s
-    Bench {
-        /// Certificates per series
-        #[arg(long, default_value_t = 5000)]
-        count: usize,
-        /// Concurrent callers, comma-separated
-        #[arg(long, default_value = "1,64", value_delimiter = ',')]
-        concurrency: Vec<usize>,
-    },
 }

@@ -16,7 +16,7 @@
 //!   the log; [`audit_syslog`]: one syslog line per logged event;
 //! - [`witness`]: hosts witness the log; a rolled-back or forked log stops issuance;
 //! - [`cli`]: the command line (also the source of the man pages);
-//! - [`init`]: the dev setup; [`bench`]: the issuance benchmark;
+//! - [`init`]: the dev setup;
 //! - [`inproc`]: the API called in-process with encoded messages (fuzzing, seeds).
 #![forbid(unsafe_code)]
 
@@ -25,7 +25,6 @@ pub mod access;
 pub mod audit;
 pub mod audit_api;
 pub mod audit_syslog;
-pub mod bench;
 pub mod certificate;
 pub mod cli;
 pub mod config;

@@ -22,16 +22,11 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The benchmark's in-process daemon would log every certificate it issues.
-    let default_level = match cli.command {
-        Command::Bench { .. } => "warn",
-        _ => "info",
-    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let rt = match tokio::runtime::Runtime::new() {
@@ -124,15 +119,6 @@ fn main() -> ExitCode {
                     Err(e) => fail(EX_SOFTWARE, e),
                 }
             })
-        }
-        Command::Bench { count, concurrency } => {
-            match rt.block_on(breakglass_ca::bench::run(count, &concurrency)) {
-                Ok(report) => {
-                    print!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(EX_SOFTWARE, e),
-            }
         }
     }
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use breakglass_bench::idle::{IdleLoad, loopback_sources};
 use breakglass_ca::accept::Limits;
-use breakglass_ca::accept::bench::{IdleLoad, loopback_sources};
 use breakglass_ca::config::Config;
 use breakglass_tests::process::{Captured, wait_exit};
 use breakglass_tests::sshd::free_port;

@@ -132,8 +132,8 @@ fn help_items_cover_every_kind_of_entry() {
     assert!(items.contains(&Item::Short('V')));
     let fetch = check::help_text(&man::breakglass_command(), &["fetch"]).unwrap();
     assert!(check::help_items(&fetch).contains(&Item::Value("ID".into())));
-    let bench = check::help_text(&man::breakglass_ca_command(), &["bench"]).unwrap();
-    assert!(check::help_items(&bench).contains(&Item::Default("5000".into())));
+    let init = check::help_text(&man::breakglass_ca_command(), &["init"]).unwrap();
+    assert!(check::help_items(&init).contains(&Item::Default("127.0.0.1:7443".into())));
     // Possible values, both forms clap prints.
     let synthetic = "About\n\nUsage: x [OPTIONS]\n\nOptions:\n      --mode <MODE>\n          \
         How\n\n          Possible values:\n          - open:   Admit\n          - closed: Deny\n\n      \
@@ -188,11 +188,11 @@ fn the_checker_fails_when_an_option_or_subcommand_is_missing_from_a_page() {
     let missing = check::missing_from_page(&help, &cut, "breakglass", "1");
     assert_eq!(missing, vec![Item::Subcommand("host".into())]);
 
-    let bench = page(&pages, "breakglass-ca-bench.8");
-    let help = check::help_text(&man::breakglass_ca_command(), &["bench"]).unwrap();
-    let cut = bench.roff.replace("[default: 5000]", "");
-    let missing = check::missing_from_page(&help, &cut, "breakglass-ca-bench", "8");
-    assert_eq!(missing, vec![Item::Default("5000".into())]);
+    let init = page(&pages, "breakglass-ca-init.8");
+    let help = check::help_text(&man::breakglass_ca_command(), &["init"]).unwrap();
+    let cut = init.roff.replace("[default: 127.0.0.1:7443]", "");
+    let missing = check::missing_from_page(&help, &cut, "breakglass-ca-init", "8");
+    assert_eq!(missing, vec![Item::Default("127.0.0.1:7443".into())]);
 }
 
 #[test]

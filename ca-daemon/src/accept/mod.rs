@@ -14,7 +14,6 @@
 //! - every shed, timeout, refusal and accept error is counted ([`Stats`]); a summary is
 //!   logged every 10 s while any of them happens, single lines are rate-limited.
 
-pub mod bench;
 pub mod handshakes;
 
 use std::io;

@@ -29,7 +29,6 @@
 //! Damage before it is [`AuditError::Corrupt`] naming the segment, offset and reason: the
 //! daemon must refuse to start.
 
-pub mod bench;
 mod key;
 mod store;
 mod writer;
@@ -127,7 +126,8 @@ pub enum AuditError {
 }
 
 impl AuditError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error on `path` (or on what `path` names, like "tokio runtime").
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
             source,

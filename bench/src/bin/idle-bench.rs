@@ -3,14 +3,14 @@
 //! with a given file descriptor limit, with 0 and with K idle TCP connections held
 //! open from other loopback addresses.
 //!
-//! Build with `cargo build --release -p breakglass-ca` (this binary and the daemon);
-//! needs `prlimit` (util-linux) unless `--fd-limit 0`.
+//! Build with `cargo build --release -p breakglass-ca -p breakglass-bench` (the daemon and
+//! this binary, side by side); needs `prlimit` (util-linux) unless `--fd-limit 0`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use breakglass_ca::accept::bench::{Options, run};
+use breakglass_bench::idle::{Options, run};
 use clap::Parser;
 
 /// Measure a real client's issuance latency while idle connections are held open.

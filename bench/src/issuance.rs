@@ -1,4 +1,4 @@
-//! `breakglass-ca bench`: certificate issuance over loopback mTLS gRPC at
+//! `issue-bench`: certificate issuance over loopback mTLS gRPC at
 //! several concurrencies, next to `ssh-keygen -s` signing the same number of
 //! keys in the same run. The ratio is the figure that travels between machines.
 
@@ -13,9 +13,11 @@ use breakglass_proto::v1::RequestCertificateRequest;
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey};
 
-use crate::config::Config;
-use crate::init;
-use crate::server::Daemon;
+use breakglass_ca::config::Config;
+use breakglass_ca::init;
+use breakglass_ca::server::Daemon;
+
+use crate::percentile;
 
 /// One measured series.
 #[derive(Debug, Clone)]
@@ -37,15 +39,6 @@ impl Series {
     pub fn rate(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64()
     }
-}
-
-/// The `p` quantile (0 to 1) of sorted latencies.
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Runs the benchmark and returns a printable report.

@@ -14,7 +14,9 @@ use breakglass_proto::audit::{Actor, Event, EventKind, NoteSigner, Timestamp};
 use breakglass_proto::profile::GrantId;
 use ssh_key::rand_core::{OsRng, RngCore};
 
-use super::{AuditConfig, AuditError, AuditLog};
+use breakglass_ca::audit::{AuditConfig, AuditError, AuditLog};
+
+use crate::percentile;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -64,14 +66,6 @@ fn sample_event(writer: usize, seq: u64) -> Event {
             remote_addr: "10.20.30.40:51234".into(),
         }),
     )
-}
-
-fn percentile(sorted: &[u32], p: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn random_seed() -> Result<[u8; 32], AuditError> {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use breakglass_ca::audit::bench::{BenchOptions, run};
+use breakglass_bench::audit::{BenchOptions, run};
 use clap::Parser;
 
 /// Benchmark the breakglass audit log on this machine's disk.

@@ -22,7 +22,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::bench::percentile;
+use crate::percentile;
 
 /// How long [`IdleLoad`] waits between batches of 64 new connections.
 const PACE: Duration = Duration::from_millis(10);

@@ -1,0 +1,24 @@
+//! breakglass benchmarks, each run by a binary of this crate (README "Benchmark"):
+//! - [`issuance`] (`issue-bench`): certificate issuance over loopback mTLS gRPC against
+//!   `ssh-keygen -s`;
+//! - [`idle`] (`idle-bench`): a real client's issuance latency while idle TCP connections
+//!   are held open against a `breakglass-ca` child process;
+//! - [`audit`] (`audit-bench`): the audit log's group commit, raw disk sync, recovery and
+//!   replay.
+//!
+//! They are apart from the daemon crate because they drive it with the CLI crate's client:
+//! the daemon does not depend on the CLI.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod idle;
+pub mod issuance;
+
+/// The `p` quantile (0 to 1) of sorted values (the zero value when there are none).
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
