@@ -170,7 +170,7 @@ impl Access {
                          of [revocation] admin_groups); your groups: {}",
                         caller.identity,
                         self.admin_groups.join(", "),
-                        groups_or_none(&caller.groups)
+                        crate::service::groups_text(&caller.groups)
                     )))
                 }
             }
@@ -225,14 +225,6 @@ impl Access {
             _ => r.error,
         };
         tonic::Status::from(error).into_http()
-    }
-}
-
-fn groups_or_none(groups: &[String]) -> String {
-    if groups.is_empty() {
-        "none".to_owned()
-    } else {
-        groups.join(", ")
     }
 }
 

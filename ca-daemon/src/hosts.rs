@@ -1,5 +1,5 @@
-//! The `breakglass.v1.HostAgent` handler: session records from hosts into the audit log,
-//! each exactly once.
+//! Host session records into the audit log, each exactly once (the `breakglass.v1.HostAgent`
+//! service; its face is [`crate::api::hosts`]).
 //!
 //! # Who is a host
 //! A caller on the mTLS listener whose identity (the certificate's URI SAN) is
@@ -29,15 +29,10 @@ use breakglass_proto::audit::{Actor, Event, EventKind, Timestamp};
 use breakglass_proto::names;
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::text;
-use breakglass_proto::v1::host_agent_server::HostAgent;
 use breakglass_proto::v1::host_record_result::Status as RecordStatus;
-use breakglass_proto::v1::{
-    AppendHostRecordsRequest, AppendHostRecordsResponse, HostRecord, HostRecordResult,
-};
-use tonic::{Request, Response, Status};
+use breakglass_proto::v1::{HostRecord, HostRecordResult};
 
 use crate::error::Error;
-use crate::identity::caller;
 use crate::policy::Caller;
 use crate::service::Service;
 
@@ -210,13 +205,13 @@ pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
 /// that every listener serving the API shares it.
 static APPEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The HostAgent service.
+/// Host records into a service's log.
 #[derive(Debug, Clone)]
-pub struct HostApi {
+pub struct HostRecords {
     service: Arc<Service>,
 }
 
-impl HostApi {
+impl HostRecords {
     /// Delivers host records into `service`'s log.
     #[must_use]
     pub fn new(service: Arc<Service>) -> Self {
@@ -279,19 +274,6 @@ impl HostApi {
             results.push(result);
         }
         Ok(results)
-    }
-}
-
-#[tonic::async_trait]
-impl HostAgent for HostApi {
-    async fn append_host_records(
-        &self,
-        req: Request<AppendHostRecordsRequest>,
-    ) -> Result<Response<AppendHostRecordsResponse>, Status> {
-        let who = caller(&req)?;
-        let host = host_name(&who)?;
-        let results = self.append(&host, &req.get_ref().records).await?;
-        Ok(Response::new(AppendHostRecordsResponse { results }))
     }
 }
 

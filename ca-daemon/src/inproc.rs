@@ -12,18 +12,20 @@ use std::sync::Arc;
 use breakglass_proto::v1::audit_server::Audit;
 use breakglass_proto::v1::break_glass_server::BreakGlass;
 use breakglass_proto::v1::host_agent_server::HostAgent;
-use breakglass_proto::v1::revocations_server::Revocations as RevocationsApi;
+use breakglass_proto::v1::revocations_server::Revocations;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::access::{Access, need};
-use crate::audit_api::AuditApi;
-use crate::hosts::HostApi;
+use crate::api::audit::AuditApi;
+use crate::api::breakglass::BreakGlassApi;
+use crate::api::hosts::HostAgentApi;
+use crate::api::revocation::RevocationsApi;
+use crate::hosts::HostRecords;
 use crate::identity::Identified;
 use crate::policy::Caller;
-use crate::revocation::RevocationHandlers;
 use crate::server::Daemon;
-use crate::service::{Handlers, Service};
+use crate::service::Service;
 
 /// Every RPC of the API, by gRPC method path. A unit test checks this against the
 /// service descriptors, so a new RPC cannot be left out.
@@ -57,10 +59,10 @@ pub const METHODS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct InProcess {
     service: Arc<Service>,
-    breakglass: Handlers,
-    revocations: RevocationHandlers,
+    breakglass: BreakGlassApi,
+    revocations: RevocationsApi,
     audit: AuditApi,
-    hosts: HostApi,
+    hosts: HostAgentApi,
     access: Access,
 }
 
@@ -91,10 +93,10 @@ impl InProcess {
     pub fn new(daemon: &Daemon) -> Self {
         let service = daemon.service().clone();
         Self {
-            breakglass: Handlers(service.clone()),
-            revocations: RevocationHandlers(daemon.revocations().clone()),
+            breakglass: BreakGlassApi(service.clone()),
+            revocations: RevocationsApi(daemon.revocations().clone()),
             audit: AuditApi::new(service.audit.clone()),
-            hosts: HostApi::new(service.clone()),
+            hosts: HostAgentApi(HostRecords::new(service.clone())),
             access: Access::new(daemon.config()),
             service,
         }

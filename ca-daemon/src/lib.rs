@@ -6,14 +6,16 @@
 //! - [`request`]: validation of every request field;
 //! - [`policy`]: the access decision and risk tiers;
 //! - [`refusal`]: refusals by policy on the record (audit events, limit, alert);
-//! - [`service`]: the request lifecycle (pending, approvals, issuance, review);
+//! - [`service`]: the request lifecycle (pending, approvals, issuance, review), with
+//!   [`Service::record`](service::Service::record), the one way state changes;
 //! - [`notify`]: webhooks and syslog lines about requests;
 //! - [`certificate`]: building and signing the OpenSSH certificate;
 //! - [`audit`]: the signed audit log; [`state`]: what the daemon knows, rebuilt from it;
-//! - [`service`]: the gRPC handlers; [`server`]: listeners, shutdown;
+//! - [`api`]: the gRPC faces, one per service, translating wire ↔ domain;
+//!   [`server`]: listeners, shutdown;
 //! - [`accept`]: the TCP front door (handshake limits, descriptor budget, backoff);
-//! - [`audit_api`]: reading the log and its proofs; [`hosts`]: host session records into
-//!   the log; [`audit_syslog`]: one syslog line per logged event;
+//! - [`revocation`]: revoking grants, the KRL, the revocation stream; [`hosts`]: host
+//!   session records into the log; [`audit_syslog`]: one syslog line per logged event;
 //! - [`witness`]: hosts witness the log; a rolled-back or forked log stops issuance;
 //! - [`cli`]: the command line (also the source of the man pages);
 //! - [`init`]: the dev setup;
@@ -22,8 +24,8 @@
 
 pub mod accept;
 pub mod access;
+pub mod api;
 pub mod audit;
-pub mod audit_api;
 pub mod audit_syslog;
 pub mod certificate;
 pub mod cli;

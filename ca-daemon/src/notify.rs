@@ -574,6 +574,18 @@ pub fn log_notice(
     }
 }
 
+/// The command an approver runs to approve request `id` (with the client config the
+/// notifications name, if any).
+pub fn approve_command(
+    client_config: Option<&str>,
+    id: breakglass_proto::audit::RequestId,
+) -> String {
+    match client_config {
+        Some(c) => format!("breakglass --config {c} approve {id}"),
+        None => format!("breakglass approve {id}"),
+    }
+}
+
 /// Builds the notice for a request from its recorded creation event.
 pub fn notice(
     event: NoticeKind,
@@ -583,10 +595,7 @@ pub fn notice(
     client_config: Option<&str>,
     at: Timestamp,
 ) -> Notice {
-    let approve_command = match client_config {
-        Some(c) => format!("breakglass --config {c} approve {}", created.request_id),
-        None => format!("breakglass approve {}", created.request_id),
-    };
+    let approve_command = approve_command(client_config, created.request_id);
     Notice {
         event,
         request_id: created.request_id.to_string(),

@@ -19,22 +19,21 @@
 //! A refusal is never turned into success: the caller gets the same refusal, word for word,
 //! whether or not it could be recorded (an unauthorized caller learns nothing about the
 //! state of the log). What could not be recorded is logged at error level by the daemon.
+//!
+//! The recording itself is [`crate::service::refusals`]; the rules and their bookkeeping
+//! are here.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
-use breakglass_proto::audit::event::{ActionRefused, RefusalsLimited, RequestRefused};
-use breakglass_proto::audit::fields::rfc3339;
-use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
+use breakglass_proto::audit::event::{ActionRefused, RequestRefused};
+use breakglass_proto::audit::{EventKind, Timestamp};
 
 use crate::config::{Identity, RefusalSettings};
 use crate::error::Error;
-use crate::notify::{NoticeKind, RefusalAlert};
 use crate::policy::Caller;
 use crate::request::AccessRequest;
-use crate::service::Service;
-use crate::state::{REFUSAL_WINDOW_MS, State, refusal_window_start};
+use crate::state::State;
 
 pub use breakglass_proto::audit::event::RefusalKind;
 
@@ -131,7 +130,8 @@ impl Refusal {
         }
     }
 
-    fn into_event_kind(self) -> EventKind {
+    /// The refusal's audit event.
+    pub(crate) fn into_event_kind(self) -> EventKind {
         match self {
             Refusal::Request(r) => EventKind::RequestRefused(r),
             Refusal::Action(a) => EventKind::ActionRefused(a),
@@ -142,7 +142,7 @@ impl Refusal {
 /// What happens to one refusal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
-enum Admission {
+pub(crate) enum Admission {
     /// Record it; `alert` when it is the one that reaches the alert threshold.
     Record { alert: bool },
     /// The limit is reached: record `refusals_limited` instead of it.
@@ -163,7 +163,7 @@ struct InFlight {
 /// Refusal settings and the bookkeeping of refusals being recorded.
 #[derive(Debug)]
 pub struct Refusals {
-    settings: RefusalSettings,
+    pub(crate) settings: RefusalSettings,
     known: HashSet<String>,
     in_flight: Mutex<HashMap<String, InFlight>>,
 }
@@ -202,7 +202,7 @@ impl Refusals {
 
     /// Decides what to do with a refusal of `identity` at `at`, and reserves it. Call with
     /// the state locked (lock order: state, then reservations).
-    fn admit(&self, st: &State, identity: &str, at: Timestamp) -> Admission {
+    pub(crate) fn admit(&self, st: &State, identity: &str, at: Timestamp) -> Admission {
         let w = st.refusal_window(identity, at);
         let mut all = self.lock();
         let f = all.entry(identity.to_owned()).or_default();
@@ -231,7 +231,7 @@ impl Refusals {
     }
 
     /// Ends the reservation `admission` made (after its event is applied, or failed).
-    fn release(&self, identity: &str, start: Timestamp, admission: Admission) {
+    pub(crate) fn release(&self, identity: &str, start: Timestamp, admission: Admission) {
         let mut all = self.lock();
         let Some(f) = all.get_mut(identity) else {
             return;
@@ -249,180 +249,13 @@ impl Refusals {
     }
 }
 
-impl Service {
-    /// Puts a refusal by policy on the record: its event (within the per-identity limit;
-    /// the limit being hit is recorded once per window), and the alert webhook at the
-    /// threshold. Never fails and never changes the caller's answer: a refusal that cannot
-    /// be recorded is logged here and refused all the same.
-    pub async fn record_refusal(&self, who: &Caller, refusal: Refusal) {
-        let at = Timestamp::from_system_time(SystemTime::now());
-        let identity = refusal.identity().to_owned();
-        let start = refusal_window_start(at);
-        let admission = self.refusals.admit(&self.state(), &identity, at);
-        let limit = self.refusals.settings.per_identity_per_hour;
-        let (kind, action) = (refusal.kind(), refusal.action_name().to_owned());
-        let event = match admission {
-            Admission::Suppress => {
-                tracing::debug!(
-                    identity = %identity,
-                    refusal = %kind,
-                    action = %action,
-                    reason = %refusal.reason(),
-                    "refused (not recorded one by one: refusal limit reached this hour)"
-                );
-                return;
-            }
-            Admission::Limit => Event::new(
-                at,
-                Actor::Daemon,
-                EventKind::RefusalsLimited(RefusalsLimited {
-                    identity: identity.clone(),
-                    window_start: start,
-                    window_end: Timestamp(start.0 + REFUSAL_WINDOW_MS),
-                    limit,
-                }),
-            ),
-            Admission::Record { .. } => {
-                Event::new(at, who.actor(), refusal.clone().into_event_kind())
-            }
-        };
-        let recorded = self
-            .record_and(event, |_| {
-                self.refusals.release(&identity, start, admission)
-            })
-            .await;
-        let index = match recorded {
-            Ok(index) => index,
-            Err(e) => {
-                self.refusals.release(&identity, start, admission);
-                tracing::error!(
-                    identity = %identity,
-                    refusal = %kind,
-                    action = %action,
-                    reason = %refusal.reason(),
-                    error = %e,
-                    "refusal NOT recorded in the audit log (the caller was refused all the same)"
-                );
-                return;
-            }
-        };
-        match admission {
-            Admission::Limit => tracing::warn!(
-                identity = %identity,
-                limit,
-                until = %rfc3339((start.0 + REFUSAL_WINDOW_MS) / 1000),
-                audit_index = index,
-                "refusal limit reached: further refusals of this identity this hour are refused without being recorded one by one"
-            ),
-            Admission::Record { alert } => {
-                tracing::info!(
-                    identity = %identity,
-                    refusal = %kind,
-                    action = %action,
-                    reason = %refusal.reason(),
-                    audit_index = index,
-                    "refused by policy"
-                );
-                if alert {
-                    self.alert_refusals(&refusal, start, index, at);
-                }
-            }
-            Admission::Suppress => {}
-        }
-    }
-
-    /// Records a refused call on a request or grant and returns the error to answer with.
-    pub async fn refuse_action(
-        &self,
-        who: &Caller,
-        action: &str,
-        target: &str,
-        kind: RefusalKind,
-        error: Error,
-    ) -> Error {
-        self.record_refusal(who, Refusal::action(who, action, target, kind, &error))
-            .await;
-        error
-    }
-
-    /// Records a refused certificate request and returns the error to answer with.
-    pub async fn refuse_request(
-        &self,
-        who: &Caller,
-        access: &AccessRequest,
-        emergency: bool,
-        kind: RefusalKind,
-        rule_and_tier: (Option<&str>, Option<&str>),
-        error: Error,
-    ) -> Error {
-        let refusal = Refusal::request(who, access, emergency, kind, rule_and_tier, &error);
-        self.record_refusal(who, refusal).await;
-        error
-    }
-
-    /// Records that an emergency was refused because the requester's allowance is spent,
-    /// while `request` goes on to wait for normal approval.
-    pub async fn record_emergency_quota(
-        &self,
-        who: &Caller,
-        access: &AccessRequest,
-        (rule, tier): (&str, &str),
-        request: RequestId,
-        reason: String,
-    ) {
-        let mut r = Refusal::request(
-            who,
-            access,
-            true,
-            RefusalKind::EmergencyQuota,
-            (Some(rule), Some(tier)),
-            &Error::PermissionDenied(reason),
-        );
-        if let Refusal::Request(rr) = &mut r {
-            rr.request_id = Some(request);
-        }
-        self.record_refusal(who, r).await;
-    }
-
-    fn alert_refusals(&self, refusal: &Refusal, start: Timestamp, index: u64, at: Timestamp) {
-        let s = &self.refusals.settings;
-        let alert = RefusalAlert {
-            event: NoticeKind::RefusalThreshold,
-            summary: format!(
-                "{} was refused {} times since {} (alert threshold {}); latest: {} {}: {}",
-                refusal.identity(),
-                s.alert_threshold,
-                rfc3339(start.unix_seconds()),
-                s.alert_threshold,
-                refusal.action_name(),
-                refusal.kind(),
-                refusal.reason()
-            ),
-            identity: refusal.identity().to_owned(),
-            refusals: s.alert_threshold,
-            threshold: s.alert_threshold,
-            limit: s.per_identity_per_hour,
-            window_start: rfc3339(start.unix_seconds()),
-            window_end: rfc3339((start.0 + REFUSAL_WINDOW_MS) / 1000),
-            kind: refusal.kind().name().to_owned(),
-            action: refusal.action_name().to_owned(),
-            reason: refusal.reason().to_owned(),
-            audit_index: index,
-            time: at.0,
-        };
-        tracing::warn!(
-            identity = %alert.identity,
-            refusals = alert.refusals,
-            webhooks = s.webhooks.len(),
-            "refusal alert threshold reached"
-        );
-        self.notifier().alert_refusals(&s.webhooks, alert);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use breakglass_proto::audit::event::RefusalsLimited;
+    use breakglass_proto::audit::{Actor, Event};
+
+    use crate::state::{REFUSAL_WINDOW_MS, refusal_window_start};
 
     fn refusals(limit: u32, threshold: u32) -> Refusals {
         Refusals::new(

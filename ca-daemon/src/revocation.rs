@@ -1,4 +1,4 @@
-//! The `breakglass.v1.Revocations` handlers: revoke grants (each revocation a
+//! Revocation: revoke grants (each revocation a
 //! `GrantRevoked` event, durable before the answer), publish the signed KRL, and
 //! stream revocations to hosts so that open sessions end at once.
 //!
@@ -16,20 +16,17 @@ use breakglass_proto::audit::{Event, EventKind, Timestamp};
 use breakglass_proto::krl::SIGNATURE_NAMESPACE;
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::text;
-use breakglass_proto::v1::revocations_server::Revocations as RevocationsApi;
 use breakglass_proto::v1::revoke_request::Target;
 use breakglass_proto::v1::{
-    GetRevocationListRequest, GetRevocationListResponse, RevocationNotice, RevokeRequest,
-    RevokeResponse, RevokedGrant, WatchRevocationsRequest,
+    GetRevocationListResponse, RevocationNotice, RevokeRequest, RevokeResponse, RevokedGrant,
 };
 use ssh_key::HashAlg;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use crate::audit::LeafIndex;
 use crate::error::Error;
-use crate::identity::caller;
 use crate::krl::Publisher;
 use crate::policy::Caller;
 use crate::refusal::RefusalKind;
@@ -430,37 +427,4 @@ fn notice(st: &State, index: LeafIndex, grant: GrantId, now: u64) -> Option<Revo
         valid_before: i64::try_from(g.issued.valid_before).unwrap_or(i64::MAX),
         krl_version: st.krl_version,
     })
-}
-
-/// The tonic service: a thin adapter from gRPC to [`Revocations`].
-#[derive(Clone, Debug)]
-pub struct RevocationHandlers(pub Arc<Revocations>);
-
-#[tonic::async_trait]
-impl RevocationsApi for RevocationHandlers {
-    async fn revoke(
-        &self,
-        req: Request<RevokeRequest>,
-    ) -> Result<Response<RevokeResponse>, Status> {
-        let who = caller(&req)?;
-        Ok(Response::new(self.0.revoke(&who, req.into_inner()).await?))
-    }
-
-    async fn get_revocation_list(
-        &self,
-        req: Request<GetRevocationListRequest>,
-    ) -> Result<Response<GetRevocationListResponse>, Status> {
-        caller(&req)?;
-        Ok(Response::new(self.0.revocation_list().await?))
-    }
-
-    type WatchRevocationsStream = ReceiverStream<Result<RevocationNotice, Status>>;
-
-    async fn watch_revocations(
-        &self,
-        req: Request<WatchRevocationsRequest>,
-    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        caller(&req)?;
-        Ok(Response::new(self.0.watch(req.get_ref().from_version)))
-    }
 }

@@ -23,11 +23,17 @@ use tower::layer::util::{Identity, Stack};
 
 use crate::accept::{self, FrontDoor, Limits};
 use crate::access::AccessLayer;
+use crate::api::audit::AuditApi;
+use crate::api::breakglass::BreakGlassApi;
+use crate::api::hosts::HostAgentApi;
+use crate::api::revocation::RevocationsApi;
+use crate::api::witness::WitnessApi;
 use crate::audit::{AuditConfig, AuditLog};
 use crate::certificate::{CaKeyError, CertificateAuthority};
 use crate::config::Config;
+use crate::hosts::HostRecords;
 use crate::identity::Authenticator;
-use crate::service::{Handlers, Service};
+use crate::service::Service;
 use crate::state::State;
 use crate::tls::{self, TlsError};
 
@@ -65,7 +71,7 @@ pub struct Daemon {
     service: Arc<Service>,
     tls: Arc<rustls::ServerConfig>,
     revocations: Arc<crate::revocation::Revocations>,
-    witness: Arc<crate::witness::WitnessApi>,
+    witness: Arc<crate::witness::Witness>,
 }
 
 impl Daemon {
@@ -88,10 +94,8 @@ impl Daemon {
             service.clone(),
             config.revocation.admin_groups.clone(),
         );
-        let witness = crate::witness::WitnessApi::new(
-            service.clone(),
-            config.revocation.admin_groups.clone(),
-        );
+        let witness =
+            crate::witness::Witness::new(service.clone(), config.revocation.admin_groups.clone());
         if let Some(why) = service.halted() {
             tracing::error!("CRITICAL {why}");
         }
@@ -159,24 +163,24 @@ impl Daemon {
         // access layer, which decides who may call what) and stores it for the handlers.
         let auth = Authenticator::from_config(&self.config);
         let intercept = move |r: tonic::Request<()>| auth.intercept(r);
-        let api =
-            BreakGlassServer::with_interceptor(Handlers(self.service.clone()), intercept.clone());
+        let api = BreakGlassServer::with_interceptor(
+            BreakGlassApi(self.service.clone()),
+            intercept.clone(),
+        );
         let audit_api = AuditServer::with_interceptor(
-            crate::audit_api::AuditApi::new(self.service.audit.clone()),
+            AuditApi::new(self.service.audit.clone()),
             intercept.clone(),
         );
         let host_api = HostAgentServer::with_interceptor(
-            crate::hosts::HostApi::new(self.service.clone()),
+            HostAgentApi(HostRecords::new(self.service.clone())),
             intercept.clone(),
         );
         let revocation_api = RevocationsServer::with_interceptor(
-            crate::revocation::RevocationHandlers(self.revocations.clone()),
+            RevocationsApi(self.revocations.clone()),
             intercept.clone(),
         );
-        let witness_api = WitnessServer::with_interceptor(
-            crate::witness::WitnessHandlers(self.witness.clone()),
-            intercept,
-        );
+        let witness_api =
+            WitnessServer::with_interceptor(WitnessApi(self.witness.clone()), intercept);
         let (health_reporter, health) = tonic_health::server::health_reporter();
         // The reporter only updates a shared map; no await point is needed here.
         let reporter = health_reporter.clone();

@@ -1,4 +1,5 @@
-//! The `breakglass.v1.Witness` handlers: hosts witness the audit log.
+//! Hosts witness the audit log (the `breakglass.v1.Witness` service; its face is
+//! [`crate::api::witness`]).
 //!
 //! The C2SP witness idea (a witness keeps the latest checkpoint it saw of a log and accepts
 //! a new one only with a consistency proof from it) applied to hosts, which talk to the
@@ -15,7 +16,7 @@
 //! - stops issuing certificates ([`Service::halted`]): no new requests, no issuance.
 //!   Revocations, host records and reads keep working: they only add evidence or take
 //!   access away;
-//! - until an administrator acknowledges it ([`WitnessApi::acknowledge`], recorded as
+//! - until an administrator acknowledges it ([`Witness::acknowledge`], recorded as
 //!   `log_fork_acknowledged` with who and why).
 //!
 //! The halt is state derived from the log, so a restart keeps it. If the log itself is
@@ -31,22 +32,19 @@ use breakglass_proto::audit::event::{LogConsistencyFailed, LogForkAcknowledged};
 use breakglass_proto::audit::{
     Actor, Checkpoint, Event, EventKind, NotExtending, Timestamp, check_extends,
 };
-use breakglass_proto::v1::witness_server::Witness;
 use breakglass_proto::v1::{
-    AcknowledgeLogForkRequest, AcknowledgeLogForkResponse, AcknowledgedFork,
-    WitnessCheckpointRequest, WitnessCheckpointResponse,
+    AcknowledgeLogForkResponse, AcknowledgedFork, WitnessCheckpointRequest,
+    WitnessCheckpointResponse,
 };
-use tonic::{Request, Response, Status};
 
 use crate::error::Error;
-use crate::hosts::{HOST_URI_PREFIX, host_name};
-use crate::identity::caller;
+use crate::hosts::HOST_URI_PREFIX;
 use crate::notify::{NoticeKind, log_notice};
 use crate::policy::Caller;
 use crate::service::{Service, check_note};
 
 /// Longest failure text a host may report.
-const MAX_FAILURE_BYTES: usize = 2048;
+pub(crate) const MAX_FAILURE_BYTES: usize = 2048;
 /// Host-reported failures remembered (so each is alerted once); forgotten when full.
 const MAX_REMEMBERED: usize = 10_000;
 
@@ -54,9 +52,9 @@ const MAX_REMEMBERED: usize = 10_000;
 /// checkpoint is recorded once and an acknowledgement covers exactly what it names.
 static RECORDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The Witness service.
+/// Witnessing by hosts, and acknowledgements of forks.
 #[derive(Debug)]
-pub struct WitnessApi {
+pub struct Witness {
     svc: Arc<Service>,
     admin_groups: Vec<String>,
     /// `(host, failure)` reports already alerted.
@@ -67,7 +65,7 @@ fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
 
-impl WitnessApi {
+impl Witness {
     /// Witnessing over `svc`'s log; members of `admin_groups` may acknowledge a fork.
     #[must_use]
     pub fn new(svc: Arc<Service>, admin_groups: Vec<String>) -> Arc<Self> {
@@ -325,42 +323,5 @@ impl WitnessApi {
                 .collect(),
             audit_index: index,
         })
-    }
-}
-
-/// The tonic adapter.
-#[derive(Clone, Debug)]
-pub struct WitnessHandlers(pub Arc<WitnessApi>);
-
-#[tonic::async_trait]
-impl Witness for WitnessHandlers {
-    async fn witness_checkpoint(
-        &self,
-        req: Request<WitnessCheckpointRequest>,
-    ) -> Result<Response<WitnessCheckpointResponse>, Status> {
-        let who = caller(&req)?;
-        let host = host_name(&who).map_err(|e| {
-            Error::PermissionDenied(format!("only hosts witness the audit log: {e}"))
-        })?;
-        let r = req.get_ref();
-        if r.failure.len() > MAX_FAILURE_BYTES * 4 || r.checkpoint.len() > 64 * 1024 {
-            return Err(Error::InvalidArgument(
-                "checkpoint or failure too long: a checkpoint is a signed note of a few hundred \
-                 bytes"
-                    .into(),
-            )
-            .into());
-        }
-        Ok(Response::new(self.0.witness(&host, r).await?))
-    }
-
-    async fn acknowledge_log_fork(
-        &self,
-        req: Request<AcknowledgeLogForkRequest>,
-    ) -> Result<Response<AcknowledgeLogForkResponse>, Status> {
-        let who = caller(&req)?;
-        Ok(Response::new(
-            self.0.acknowledge(&who, &req.get_ref().reason).await?,
-        ))
     }
 }

@@ -1,4 +1,4 @@
-//! The `breakglass.v1.Audit` gRPC handlers: the latest signed checkpoint, entries by
+//! The `breakglass.v1.Audit` face: the latest signed checkpoint, entries by
 //! range, inclusion and consistency proofs. Read-only; nothing here needs to be trusted
 //! by the caller, who checks signatures, roots and proofs with the contract crate.
 //!

@@ -1,0 +1,259 @@
+//! Grants: the certificate of a request is signed and recorded here, and only here; and
+//! produced again, identically, from its recorded `GrantIssued` event.
+
+use std::time::Duration;
+
+use breakglass_proto::audit::event::GrantIssued;
+use breakglass_proto::audit::{Actor, Event, EventKind, RequestId};
+use breakglass_proto::profile::EXT_SESSION_RECORDING;
+use breakglass_proto::v1::RequestCertificateResponse;
+use ssh_key::{HashAlg, PublicKey};
+
+use super::{Service, now, secs};
+use crate::certificate::{CertSpec, CertificateAuthority};
+use crate::error::Error;
+use crate::notify::NoticeKind;
+use crate::state::RequestStatus;
+
+/// Issued certificates kept in memory for `Fetch` and `WatchRequest`.
+const MAX_KEPT_CERTIFICATES: usize = 100_000;
+
+impl Service {
+    /// Signs and records the certificate of a pending request, from what its
+    /// `RequestCreated` event recorded. Callers hold the transition lock,
+    /// except for a request just created with no approvals needed.
+    pub(super) async fn issue(
+        &self,
+        id: RequestId,
+        actor: Actor,
+    ) -> Result<RequestCertificateResponse, Error> {
+        // The one place a certificate is signed: nothing is issued from a log found rolled
+        // back or forked until an administrator acknowledges it.
+        self.check_not_halted()?;
+        let (created, approvers) = {
+            let st = self.state();
+            let r = st
+                .requests
+                .get(&id)
+                .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+            if r.status != RequestStatus::Pending {
+                return Err(Error::FailedPrecondition(format!(
+                    "request {id} is no longer pending"
+                )));
+            }
+            (r.created.clone(), self.approvers(r))
+        };
+        let key = PublicKey::from_openssh(&created.public_key)
+            .map_err(|e| Error::Internal(format!("recorded public key: {e}")))?;
+        // Revoked while the request waited for approvals.
+        crate::revocation::refuse_revoked_key(&self.state(), &key)?;
+        let sources = created
+            .source_addresses
+            .iter()
+            .map(|s| crate::config::parse_cidr(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Internal(format!("recorded source address: {e}")))?;
+        let mut extensions = created.extensions.clone();
+        if self
+            .policy
+            .tier(&created.tier)
+            .is_some_and(|t| t.session_recording)
+        {
+            extensions.push(EXT_SESSION_RECORDING.to_owned());
+        }
+        let emergency = created.emergency && created.approvals_required == 0;
+        let grant_id = CertificateAuthority::new_grant_id();
+        let (t, at) = now();
+        let issued = self.ca.issue(
+            &CertSpec {
+                grant_id,
+                requester: &created.requester,
+                subject: &key,
+                principals: &created.principals,
+                hosts: &created.hosts,
+                tier: &created.tier,
+                ttl: Duration::from_secs(created.ttl_seconds),
+                force_command: created.command.as_deref(),
+                source_addresses: &sources,
+                extensions: &extensions,
+            },
+            t,
+        )?;
+        // The certificate leaves the daemon only after its grant is durable in
+        // the audit log; if the log cannot be written, nothing is issued.
+        let index = self
+            .record(Event::new(
+                at,
+                actor.clone(),
+                EventKind::GrantIssued(Box::new(GrantIssued {
+                    request_id: id,
+                    grant_id,
+                    serial: issued.serial,
+                    key_id: issued.key_id.clone(),
+                    ca_fingerprint: self.ca.signing_fingerprint(),
+                    key_fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+                    principals: created.principals.clone(),
+                    hosts: created.hosts.clone(),
+                    command: created.command.clone(),
+                    source_addresses: created.source_addresses.clone(),
+                    extensions: extensions.clone(),
+                    valid_after: issued.valid_after,
+                    valid_before: issued.valid_before,
+                    requester: created.requester.clone(),
+                    approvers: approvers.clone(),
+                    rule: created.rule.clone(),
+                    tier: created.tier.clone(),
+                    emergency,
+                })),
+            ))
+            .await?;
+        let certificate = issued
+            .certificate
+            .to_openssh()
+            .map_err(|e| Error::Internal(format!("encoding certificate: {e}")))?;
+        tracing::info!(
+            request = %id,
+            grant = %grant_id,
+            serial = issued.serial,
+            key_id = %issued.key_id,
+            requester = %created.requester,
+            principals = ?created.principals,
+            hosts = ?created.hosts,
+            ttl_s = created.ttl_seconds,
+            rule = %created.rule,
+            tier = %created.tier,
+            approvers = ?approvers,
+            emergency,
+            reason = %created.reason,
+            audit_index = index,
+            "certificate issued"
+        );
+        let response = RequestCertificateResponse {
+            certificate,
+            grant_id: grant_id.to_string(),
+            serial: issued.serial,
+            key_id: issued.key_id,
+            valid_after: issued.valid_after as i64,
+            valid_before: issued.valid_before as i64,
+            rule: created.rule.clone(),
+            tier: created.tier.clone(),
+            principals: created.principals.clone(),
+            extensions,
+            request_id: id.to_string(),
+            emergency,
+            approvers,
+        };
+        {
+            let mut kept = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+            if kept.len() >= MAX_KEPT_CERTIFICATES {
+                // Drop what has expired; certificates are minutes long.
+                let now_s = secs(at);
+                kept.retain(|_, c| c.valid_before > now_s);
+            }
+            kept.insert(id, response.clone());
+        }
+        // Woken watchers find the certificate now that it is kept.
+        self.changes.send_modify(|n| *n += 1);
+        let kind = if emergency {
+            NoticeKind::Emergency
+        } else {
+            NoticeKind::Issued
+        };
+        // Skip building a notice nobody receives (the zero-approval fast path).
+        let wanted = self.notifier.syslog_enabled()
+            || self
+                .policy
+                .tier(&created.tier)
+                .is_some_and(|t| !t.webhooks.is_empty());
+        if wanted {
+            self.notify_request(id, kind, &actor, Some(grant_id), None);
+        }
+        Ok(response)
+    }
+
+    /// The certificate of an issued request: kept in memory since issuance,
+    /// or signed again, identically, from its recorded `GrantIssued` event
+    /// (after a restart). `None` when it was not issued or the CA key that
+    /// signed it is no longer the signing key.
+    pub(super) fn certificate_of(&self, id: RequestId) -> Option<RequestCertificateResponse> {
+        if let Some(c) = self
+            .issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+        {
+            return Some(c);
+        }
+        let (grant, public_key) = {
+            let st = self.state();
+            let r = st.requests.get(&id)?;
+            let RequestStatus::Issued(g) = r.status else {
+                return None;
+            };
+            (
+                st.grants.get(&g)?.issued.clone(),
+                r.created.public_key.clone(),
+            )
+        };
+        if grant.ca_fingerprint != self.ca.signing_fingerprint() {
+            return None;
+        }
+        let key = PublicKey::from_openssh(&public_key).ok()?;
+        if key.fingerprint(HashAlg::Sha256).to_string() != grant.key_fingerprint {
+            return None;
+        }
+        let sources = grant
+            .source_addresses
+            .iter()
+            .map(|s| crate::config::parse_cidr(s))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        let rebuilt = self
+            .ca
+            .rebuild(
+                &CertSpec {
+                    grant_id: grant.grant_id,
+                    requester: &grant.requester,
+                    subject: &key,
+                    principals: &grant.principals,
+                    hosts: &grant.hosts,
+                    tier: &grant.tier,
+                    ttl: Duration::from_secs(grant.valid_before.saturating_sub(grant.valid_after)),
+                    force_command: grant.command.as_deref(),
+                    source_addresses: &sources,
+                    extensions: &grant.extensions,
+                },
+                grant.serial,
+                grant.valid_after,
+                grant.valid_before,
+            )
+            .map_err(
+                |e| tracing::error!(request = %id, error = %e, "rebuilding a certificate failed"),
+            )
+            .ok()?;
+        if rebuilt.key_id != grant.key_id {
+            return None;
+        }
+        let response = RequestCertificateResponse {
+            certificate: rebuilt.certificate.to_openssh().ok()?,
+            grant_id: grant.grant_id.to_string(),
+            serial: grant.serial,
+            key_id: grant.key_id.clone(),
+            valid_after: grant.valid_after as i64,
+            valid_before: grant.valid_before as i64,
+            rule: grant.rule.clone(),
+            tier: grant.tier.clone(),
+            principals: grant.principals.clone(),
+            extensions: grant.extensions.clone(),
+            request_id: id.to_string(),
+            emergency: grant.emergency,
+            approvers: grant.approvers.clone(),
+        };
+        self.issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, response.clone());
+        Some(response)
+    }
+}

@@ -1,0 +1,340 @@
+//! The request lifecycle's shared core: the [`Service`] state every part works on, and
+//! [`Service::record`], the one way the daemon changes state.
+//!
+//! Every transition is an audit event recorded through [`Service::record`] (durable first,
+//! then applied to the [`State`]), with the caller as actor; a restart replays them and
+//! restores pending requests and approvals exactly. Transitions of existing requests are
+//! serialised by one async lock so that two approvers cannot both issue; creating and
+//! issuing a zero-approval request takes no lock (the benchmark path).
+//!
+//! The rooms:
+//! - [`lifecycle`]: create, approve / deny / cancel, expiry: pending → approved → issued,
+//!   or denied, expired, cancelled;
+//! - [`grants`]: issuing the certificate of a request, and producing it again later;
+//! - [`review`]: what follows a grant: emergency reviews and drill reports;
+//! - [`views`]: what callers may see of requests and grants, in the wire's terms;
+//! - [`refusals`]: refusals by policy on the record.
+//!
+//! The gRPC faces that call these are in [`crate::api`]; where access is decided is
+//! [`crate::policy`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use breakglass_proto::audit::{Actor, Event, RequestId, Timestamp};
+use breakglass_proto::profile::GrantId;
+use breakglass_proto::text;
+use breakglass_proto::v1::{RequestCertificateResponse, RequestInfo};
+use tokio::sync::watch;
+
+use crate::audit::{AuditError, AuditLog};
+use crate::certificate::CertificateAuthority;
+use crate::config::Config;
+use crate::error::Error;
+use crate::identity::unix_identity;
+use crate::notify::{self, NoticeKind, Notifier};
+use crate::policy::{Caller, Policy};
+use crate::refusal::Refusals;
+use crate::state::{self, State};
+
+pub mod grants;
+pub mod lifecycle;
+pub mod refusals;
+pub mod review;
+pub mod views;
+
+/// How often pending requests are checked for expiry.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// Longest approval comment, denial or review note.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// Shared state of the request lifecycle.
+#[derive(Debug)]
+pub struct Service {
+    pub(crate) ca: CertificateAuthority,
+    pub(crate) policy: Policy,
+    pub(crate) max_ttl: Duration,
+    pub(crate) audit: AuditLog,
+    state: Mutex<State>,
+    /// Identity → owner (the person behind it), from the configuration.
+    owners: HashMap<String, String>,
+    notifier: Notifier,
+    client_config: Option<String>,
+    /// Bumped after every recorded event; watchers re-read their request.
+    changes: watch::Sender<u64>,
+    /// Serialises transitions of existing requests.
+    transitions: tokio::sync::Mutex<()>,
+    /// Certificates issued since start-up, for the requester to fetch.
+    issued: Mutex<HashMap<RequestId, RequestCertificateResponse>>,
+    /// Refusal settings and bookkeeping (see [`crate::refusal`]).
+    pub(crate) refusals: Refusals,
+}
+
+/// What creating a request produced.
+#[derive(Debug)]
+pub struct Created {
+    /// The request's id.
+    pub id: RequestId,
+    /// The request as it stands.
+    pub info: RequestInfo,
+    /// The certificate, when issued at once.
+    pub certificate: Option<RequestCertificateResponse>,
+}
+
+/// The clock, read once: as `SystemTime` and as a log timestamp.
+pub(crate) fn now() -> (SystemTime, Timestamp) {
+    let t = SystemTime::now();
+    (t, Timestamp::from_system_time(t))
+}
+
+/// A log timestamp in whole Unix seconds, as the wire carries times.
+pub(crate) fn secs(t: Timestamp) -> i64 {
+    i64::try_from(t.unix_seconds()).unwrap_or(i64::MAX)
+}
+
+/// A free-text field (`field` names it): trimmed, at most [`MAX_NOTE_BYTES`], no hazard
+/// ([`text::check_free_text`]); `if_empty` is the refusal of an empty one, when it is
+/// required.
+pub(crate) fn check_note(field: &str, note: &str, if_empty: Option<&str>) -> Result<String, Error> {
+    let t = note.trim();
+    if let Some(why) = if_empty
+        && t.is_empty()
+    {
+        return Err(Error::invalid_field(field, why));
+    }
+    text::check_free_text(t, MAX_NOTE_BYTES).map_err(|e| Error::invalid_field(field, e))?;
+    Ok(t.to_owned())
+}
+
+/// Groups as messages list them (`none` for no group).
+pub(crate) fn groups_text(groups: &[String]) -> String {
+    if groups.is_empty() {
+        "none".to_owned()
+    } else {
+        groups.join(", ")
+    }
+}
+
+/// How an actor is named on the wire: a user by its identity, others as the log writes them.
+pub(crate) fn actor_name(actor: &Actor) -> String {
+    match actor {
+        Actor::User(id) => id.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Service {
+    /// Builds the service around a log whose events were replayed into `state`.
+    pub fn new(
+        ca: CertificateAuthority,
+        config: &Config,
+        audit: AuditLog,
+        state: State,
+    ) -> Arc<Self> {
+        let owners = config
+            .identities
+            .iter()
+            .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
+            .collect();
+        Arc::new(Self {
+            ca,
+            policy: config.policy.clone(),
+            max_ttl: config.ca.max_ttl,
+            audit,
+            state: Mutex::new(state),
+            owners,
+            notifier: Notifier::new(config.notifications.clone()),
+            client_config: config.notifications.client_config.clone(),
+            changes: watch::channel(0).0,
+            transitions: tokio::sync::Mutex::new(()),
+            issued: Mutex::new(HashMap::new()),
+            refusals: Refusals::new(config.refusals.clone(), &config.identities),
+        })
+    }
+
+    /// The state derived from the log.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-applied
+        // in a way the log does not describe; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The notification queue (counters for tests and metrics).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// Appends an event, and applies it to the state once it is durable.
+    /// This is the only way the daemon changes state.
+    pub async fn record(&self, event: Event) -> Result<u64, Error> {
+        self.record_and(event, |_| {}).await
+    }
+
+    /// [`record`](Self::record), running `then` under the state lock right after the event
+    /// is applied (not when the log refused it): for bookkeeping that must change together
+    /// with the state.
+    pub(crate) async fn record_and(
+        &self,
+        event: Event,
+        then: impl FnOnce(&mut State),
+    ) -> Result<u64, Error> {
+        let index = self.audit.append(&event).await.map_err(audit_unavailable)?;
+        {
+            let mut st = self.state();
+            st.apply(index, &event);
+            then(&mut st);
+        }
+        self.changes.send_modify(|n| *n += 1);
+        Ok(index)
+    }
+
+    /// Why no certificate may be issued now: a host showed a checkpoint of this log that the
+    /// log does not extend (rolled back or forked) and no administrator acknowledged it yet
+    /// (`crate::witness`). `None` when issuance may go on.
+    pub fn halted(&self) -> Option<String> {
+        let st = self.state();
+        let first = st.log_forks.first()?;
+        let others = st.log_forks.len() - 1;
+        Some(format!(
+            "issuance is stopped: host {} showed a checkpoint of this CA's audit log ({} events, \
+             signed with the log's key) that the log does not extend (it held {} events then): \
+             the log was rolled back or forked (audit event {} log_consistency_failed{}). \
+             Revocations, host records and reads keep working. Administrators: investigate \
+             (restore the audit directory from a backup if events were lost), then acknowledge \
+             with `breakglass audit acknowledge-fork --reason TEXT` as an admin",
+            first.host,
+            first.size,
+            first.log_size,
+            first.index,
+            if others > 0 {
+                format!(", and {others} more report(s)")
+            } else {
+                String::new()
+            }
+        ))
+    }
+
+    fn check_not_halted(&self) -> Result<(), Error> {
+        match self.halted() {
+            Some(why) => Err(Error::FailedPrecondition(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the background work: notification delivery, and expiry (and
+    /// issuance of fully approved requests left behind by a failure) of
+    /// pending requests until `stop` turns true.
+    pub fn start_background(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
+        self.notifier.start();
+        let svc = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                }
+                svc.sweep().await;
+            }
+        });
+    }
+
+    /// The person behind an identity: its configured owner, or itself.
+    fn person<'a>(&'a self, identity: &'a str) -> &'a str {
+        self.owners.get(identity).map_or(identity, String::as_str)
+    }
+
+    fn actor_person(&self, actor: &Actor) -> String {
+        match actor {
+            Actor::User(id) => self.person(id).to_owned(),
+            Actor::LocalUid(uid) => self.person(&unix_identity(*uid)).to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// True when the caller is the requester, or another identity of the same owner.
+    fn same_person(&self, who: &Caller, requester: &str) -> bool {
+        who.identity == requester
+            || self.person(&who.identity) == self.person(requester)
+            || who.owner.as_deref() == Some(self.person(requester))
+    }
+
+    /// True when `who`, as a person, already approved `r`.
+    fn has_approved(&self, who: &Caller, r: &state::Request) -> bool {
+        let me = self.person(&who.identity);
+        r.approvals
+            .iter()
+            .any(|(a, _, _)| self.actor_person(a) == me)
+    }
+
+    /// Distinct approvers of a request (one per person), in approval order.
+    fn approvers(&self, r: &state::Request) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (actor, _, _) in &r.approvals {
+            if seen.insert(self.actor_person(actor)) {
+                out.push(actor_name(actor));
+            }
+        }
+        out
+    }
+
+    /// Queues a notification about a request to its tier's webhooks.
+    fn notify_request(
+        &self,
+        id: RequestId,
+        kind: NoticeKind,
+        actor: &Actor,
+        grant: Option<GrantId>,
+        detail: Option<String>,
+    ) {
+        let (_, at) = now();
+        let (created, approvers) = {
+            let st = self.state();
+            let Some(r) = st.requests.get(&id) else {
+                return;
+            };
+            (r.created.clone(), self.approvers(r))
+        };
+        let urls = self
+            .policy
+            .tier(&created.tier)
+            .map(|t| t.webhooks.clone())
+            .unwrap_or_default();
+        let mut n = notify::notice(
+            kind,
+            &created,
+            approvers,
+            actor,
+            self.client_config.as_deref(),
+            at,
+        );
+        n.grant_id = grant.map(|g| g.to_string());
+        n.detail = detail;
+        self.notifier.send(&urls, n);
+    }
+
+    /// The hook for revocation: notifies the webhooks of the grant's tier
+    /// (and syslog) that `grant` was revoked by `actor`. Call it after the
+    /// `GrantRevoked` event is recorded. Never blocks.
+    pub fn notify_revoked(&self, grant: GrantId, actor: &Actor, reason: &str) {
+        let request = self.state().grants.get(&grant).map(|g| g.issued.request_id);
+        if let Some(id) = request {
+            self.notify_request(
+                id,
+                NoticeKind::Revoked,
+                actor,
+                Some(grant),
+                Some(reason.to_owned()),
+            );
+        }
+    }
+}
+
+/// The audit log could not record an event: nothing was done.
+fn audit_unavailable(e: AuditError) -> Error {
+    tracing::error!(error = %e, "audit log append failed");
+    Error::Unavailable(format!(
+        "{e}; nothing was issued or changed. Try again shortly; operators: check the disk of the audit log"
+    ))
+}

@@ -1,0 +1,201 @@
+//! What follows a grant: the review of an emergency grant (a verdict by someone in the
+//! tier's reviewer groups, never the requester) and the report of a break-glass drill.
+
+use breakglass_proto::audit::event::{DrillReported, GrantReviewed, ReviewVerdict};
+use breakglass_proto::audit::{Event, EventKind};
+use breakglass_proto::profile::GrantId;
+use breakglass_proto::text;
+use breakglass_proto::v1::ReviewItem;
+
+use super::views::review_item;
+use super::{Service, check_note, groups_text, now};
+use crate::error::Error;
+use crate::notify::NoticeKind;
+use crate::policy::Caller;
+use crate::refusal::RefusalKind;
+
+/// A drill's outcome, as its requester reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct DrillOutcome<'a> {
+    /// True when every step passed.
+    pub passed: bool,
+    /// The step that failed; empty when passed.
+    pub failed_step: &'a str,
+    /// What went wrong; empty when passed.
+    pub detail: &'a str,
+    /// From the request to the remote command's marker, in milliseconds (0: not reached).
+    pub request_to_shell_ms: u64,
+    /// From the end of the session to its records in the log, in milliseconds.
+    pub logout_to_audit_ms: u64,
+}
+
+impl Service {
+    /// Records the outcome of a drill on one of the caller's own drill grants
+    /// (once per grant). A failure is logged and alerted like an emergency:
+    /// to syslog and to the webhooks of the grant's tier.
+    pub async fn report_drill(
+        &self,
+        who: &Caller,
+        grant_id: GrantId,
+        report: DrillOutcome<'_>,
+    ) -> Result<u64, Error> {
+        let failed_step = report.failed_step.trim().to_owned();
+        if !failed_step.is_empty() {
+            text::check_code(&failed_step).map_err(|e| Error::invalid_field("failed_step", e))?;
+        }
+        let detail = check_note("detail", report.detail, None)?;
+        if report.passed != failed_step.is_empty() {
+            return Err(Error::InvalidArgument(
+                "failed_step: name the step that failed exactly when the drill did not pass".into(),
+            ));
+        }
+        let _t = self.transitions.lock().await;
+        let found = {
+            let st = self.state();
+            self.own_grant(&st, who, grant_id, "report the drill of")
+                .and_then(|g| {
+                    if !self.policy.tier(&g.issued.tier).is_some_and(|t| t.drill) {
+                        return Err(Error::FailedPrecondition(format!(
+                            "grant {grant_id} is of tier `{}`, which is not a drill tier (drill = true)",
+                            g.issued.tier
+                        )));
+                    }
+                    if g.drill_report.is_some() {
+                        return Err(Error::FailedPrecondition(format!(
+                            "the drill of grant {grant_id} was already reported"
+                        )));
+                    }
+                    Ok((
+                        g.issued.request_id,
+                        g.issued.tier.clone(),
+                        g.issued.hosts.join(","),
+                        g.issued.principals.join(","),
+                    ))
+                })
+        };
+        let (request_id, tier, host, principal) = match found {
+            Err(e @ Error::PermissionDenied(_)) => {
+                let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+                let target = grant_id.to_string();
+                drop(_t);
+                return Err(self
+                    .refuse_action(who, "report_drill", &target, kind, e)
+                    .await);
+            }
+            other => other?,
+        };
+        let (_, at) = now();
+        let index = self
+            .record(Event::new(
+                at,
+                who.actor(),
+                EventKind::DrillReported(DrillReported {
+                    grant_id,
+                    passed: report.passed,
+                    failed_step: failed_step.clone(),
+                    detail: detail.clone(),
+                    request_to_shell_ms: report.request_to_shell_ms,
+                    logout_to_audit_ms: report.logout_to_audit_ms,
+                }),
+            ))
+            .await?;
+        if report.passed {
+            tracing::info!(
+                grant = %grant_id,
+                requester = %who.identity,
+                host = %host,
+                principal = %principal,
+                tier = %tier,
+                request_to_shell_ms = report.request_to_shell_ms,
+                logout_to_audit_ms = report.logout_to_audit_ms,
+                audit_index = index,
+                "break-glass drill passed"
+            );
+        } else {
+            tracing::warn!(
+                grant = %grant_id,
+                requester = %who.identity,
+                host = %host,
+                principal = %principal,
+                tier = %tier,
+                failed_step = %failed_step,
+                detail = %detail,
+                audit_index = index,
+                "break-glass drill FAILED: emergency access to this host may not work"
+            );
+            self.notify_request(
+                request_id,
+                NoticeKind::DrillFailed,
+                &who.actor(),
+                Some(grant_id),
+                Some(format!(
+                    "break-glass drill on {host} as {principal} failed at step {failed_step}: {detail}"
+                )),
+            );
+        }
+        Ok(index)
+    }
+
+    /// Records a review verdict on a grant.
+    pub async fn review(
+        &self,
+        who: &Caller,
+        grant_id: GrantId,
+        verdict: ReviewVerdict,
+        note: &str,
+    ) -> Result<ReviewItem, Error> {
+        let note = check_note("note", note, Some("say what you checked (--note TEXT)"))?;
+        let _t = self.transitions.lock().await;
+        let (requester, tier) = {
+            let st = self.state();
+            let g = st
+                .grants
+                .get(&grant_id)
+                .ok_or_else(|| Error::NotFound(format!("no grant {grant_id}")))?;
+            if let Some((_, by, _, _)) = &g.review {
+                return Err(Error::FailedPrecondition(format!(
+                    "grant {grant_id} was already reviewed by {by}"
+                )));
+            }
+            (g.issued.requester.clone(), g.issued.tier.clone())
+        };
+        let target = grant_id.to_string();
+        if self.same_person(who, &requester) {
+            let e = Error::PermissionDenied(format!(
+                "you cannot review your own grant {grant_id}; someone else must"
+            ));
+            let kind = RefusalKind::SelfApproval;
+            drop(_t);
+            return Err(self.refuse_action(who, "review", &target, kind, e).await);
+        }
+        let t = self.policy.tier(&tier);
+        if !t.is_some_and(|t| t.may_review(who)) {
+            let e = Error::PermissionDenied(format!(
+                "{} may not review grants of tier `{tier}`: reviewers must be in {} (your groups: {})",
+                who.identity,
+                groups_text(&t.map(|t| t.reviewer_groups.clone()).unwrap_or_default()),
+                groups_text(&who.groups)
+            ));
+            let kind = self.refusals.kind_for(who, RefusalKind::NotReviewer);
+            drop(_t);
+            return Err(self.refuse_action(who, "review", &target, kind, e).await);
+        }
+        let (_, at) = now();
+        self.record(Event::new(
+            at,
+            who.actor(),
+            EventKind::GrantReviewed(GrantReviewed {
+                grant_id,
+                verdict,
+                comment: note,
+            }),
+        ))
+        .await?;
+        let st = self.state();
+        let g = st
+            .grants
+            .get(&grant_id)
+            .ok_or_else(|| Error::Internal(format!("grant {grant_id} vanished")))?;
+        Ok(review_item(g, st.requests.get(&g.issued.request_id)))
+    }
+}

@@ -1,0 +1,443 @@
+//! What callers may see of requests and grants, as the wire shows it: the request's
+//! state and who may act on it, its certificate once issued, the sessions and reviews of
+//! grants.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakglass_proto::audit::event::ReviewVerdict;
+use breakglass_proto::audit::{Actor, RequestId, Timestamp};
+use breakglass_proto::profile::GrantId;
+use breakglass_proto::v1::{
+    self as wire, RequestCertificateResponse, RequestInfo, RequestState, RequestUpdate, ReviewItem,
+    SessionInfo,
+};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::{Service, actor_name, now, secs};
+use crate::error::Error;
+use crate::notify;
+use crate::policy::Caller;
+use crate::refusal::RefusalKind;
+use crate::state::{self, RequestStatus};
+
+/// How often a watcher is sent the request again (time left) without a change.
+pub(super) const WATCH_REFRESH: Duration = Duration::from_secs(5);
+
+impl Service {
+    /// The wire view of a request, as seen by `who` (if any) at `at`.
+    pub(super) fn info(
+        &self,
+        r: &state::Request,
+        who: Option<&Caller>,
+        at: Timestamp,
+    ) -> RequestInfo {
+        let c = &r.created;
+        let tier = self.policy.tier(&c.tier);
+        let approvers = self.approvers(r);
+        let enough = c.approvals_required > 0 && approvers.len() >= c.approvals_required as usize;
+        let (state, grant_id, decided_by, decision_reason) = match &r.status {
+            RequestStatus::Pending if enough => (
+                RequestState::Approved,
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+            RequestStatus::Pending => (
+                RequestState::Pending,
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+            RequestStatus::Issued(g) => (
+                RequestState::Issued,
+                g.to_string(),
+                String::new(),
+                String::new(),
+            ),
+            RequestStatus::Denied { by, reason } => (
+                RequestState::Denied,
+                String::new(),
+                by.to_string(),
+                reason.clone(),
+            ),
+            RequestStatus::Expired => (
+                RequestState::Expired,
+                String::new(),
+                Actor::Daemon.to_string(),
+                "no approval in time".to_owned(),
+            ),
+            RequestStatus::Cancelled { by, reason } => (
+                RequestState::Cancelled,
+                String::new(),
+                by.to_string(),
+                reason.clone(),
+            ),
+        };
+        let pending = r.status == RequestStatus::Pending;
+        let can_approve = pending
+            && !enough
+            && who.is_some_and(|w| {
+                tier.is_some_and(|t| t.may_approve(w))
+                    && !self.same_person(w, &c.requester)
+                    && !self.has_approved(w, r)
+            });
+        RequestInfo {
+            request_id: c.request_id.to_string(),
+            state: state as i32,
+            requester: c.requester.clone(),
+            principals: c.principals.clone(),
+            hosts: c.hosts.clone(),
+            command: c.command.clone().unwrap_or_default(),
+            reason: c.reason.clone(),
+            tier: c.tier.clone(),
+            rule: c.rule.clone(),
+            emergency: c.emergency,
+            ttl_seconds: i64::try_from(c.ttl_seconds).unwrap_or(i64::MAX),
+            approvals_required: c.approvals_required,
+            approver_groups: tier.map(|t| t.approver_groups.clone()).unwrap_or_default(),
+            approvals: r
+                .approvals
+                .iter()
+                .map(|(a, comment, t)| wire::Approval {
+                    approver: actor_name(a),
+                    comment: comment.clone(),
+                    at: secs(*t),
+                })
+                .collect(),
+            created_at: secs(r.created_at),
+            expires_at: secs(c.expires_at),
+            seconds_left: if pending {
+                (secs(c.expires_at) - secs(at)).max(0)
+            } else {
+                0
+            },
+            grant_id,
+            decided_by,
+            decision_reason,
+            approve_command: notify::approve_command(self.client_config.as_deref(), c.request_id),
+            can_approve,
+        }
+    }
+
+    pub(super) fn info_of(
+        &self,
+        id: RequestId,
+        who: Option<&Caller>,
+    ) -> Result<RequestInfo, Error> {
+        let (_, at) = now();
+        let st = self.state();
+        let r = st
+            .requests
+            .get(&id)
+            .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+        Ok(self.info(r, who, at))
+    }
+
+    /// Who may see a request: its requester, its tier's approvers and reviewers.
+    fn may_see(&self, who: &Caller, r: &state::Request) -> bool {
+        self.same_person(who, &r.created.requester)
+            || self
+                .policy
+                .tier(&r.created.tier)
+                .is_some_and(|t| t.may_approve(who) || t.may_review(who))
+    }
+
+    /// One request, if the caller may see it.
+    pub async fn get(&self, who: &Caller, id: RequestId) -> Result<RequestInfo, Error> {
+        let (_, at) = now();
+        let refused = {
+            let st = self.state();
+            let r = st
+                .requests
+                .get(&id)
+                .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+            if self.may_see(who, r) {
+                return Ok(self.info(r, Some(who), at));
+            }
+            Error::PermissionDenied(format!(
+                "{} is neither the requester of {id} nor an approver or reviewer of its tier",
+                who.identity
+            ))
+        };
+        let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+        Err(self
+            .refuse_action(who, "show", &id.to_string(), kind, refused)
+            .await)
+    }
+
+    /// Pending requests the caller may approve, and the caller's own.
+    pub fn list_pending(&self, who: &Caller) -> Vec<RequestInfo> {
+        let (_, at) = now();
+        let st = self.state();
+        st.pending
+            .iter()
+            .filter_map(|id| st.requests.get(id))
+            .filter(|r| {
+                self.same_person(who, &r.created.requester)
+                    || self
+                        .policy
+                        .tier(&r.created.tier)
+                        .is_some_and(|t| t.may_approve(who))
+            })
+            .map(|r| self.info(r, Some(who), at))
+            .collect()
+    }
+
+    /// The certificate of an issued request (its requester only).
+    pub async fn fetch(
+        &self,
+        who: &Caller,
+        id: RequestId,
+    ) -> Result<RequestCertificateResponse, Error> {
+        let info = {
+            let (_, at) = now();
+            let st = self.state();
+            let r = st
+                .requests
+                .get(&id)
+                .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+            if self.same_person(who, &r.created.requester) {
+                Ok(self.info(r, Some(who), at))
+            } else {
+                Err(Error::PermissionDenied(format!(
+                    "only the requester ({}) may fetch the certificate of {id}",
+                    r.created.requester
+                )))
+            }
+        };
+        match info {
+            Ok(info) => final_result(&info, self.certificate_of(id)),
+            Err(e) => {
+                let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+                Err(self
+                    .refuse_action(who, "fetch", &id.to_string(), kind, e)
+                    .await)
+            }
+        }
+    }
+
+    /// Streams a request's state until it is final (its requester only).
+    pub async fn watch(
+        self: &Arc<Self>,
+        who: &Caller,
+        id: RequestId,
+    ) -> Result<mpsc::Receiver<Result<RequestUpdate, Status>>, Error> {
+        let requester = self
+            .state()
+            .requests
+            .get(&id)
+            .map(|r| r.created.requester.clone())
+            .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+        if !self.same_person(who, &requester) {
+            let e = Error::PermissionDenied(format!(
+                "only the requester ({requester}) may watch {id}; use `breakglass show {id}`"
+            ));
+            let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+            return Err(self
+                .refuse_action(who, "watch", &id.to_string(), kind, e)
+                .await);
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let svc = self.clone();
+        let who = who.clone();
+        let mut changes = self.changes.subscribe();
+        tokio::spawn(async move {
+            let mut last: Option<RequestInfo> = None;
+            let mut since_sent = tokio::time::Instant::now();
+            loop {
+                changes.borrow_and_update();
+                let info = match svc.info_of(id, Some(&who)) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                let state = RequestState::try_from(info.state).unwrap_or(RequestState::Unspecified);
+                let done = !matches!(state, RequestState::Pending | RequestState::Approved);
+                let certificate = if state == RequestState::Issued {
+                    svc.certificate_of(id)
+                } else {
+                    None
+                };
+                let changed = last.as_ref().is_none_or(|l| {
+                    RequestInfo {
+                        seconds_left: 0,
+                        ..l.clone()
+                    } != RequestInfo {
+                        seconds_left: 0,
+                        ..info.clone()
+                    }
+                });
+                if changed || done || since_sent.elapsed() >= WATCH_REFRESH {
+                    let update = RequestUpdate {
+                        request: Some(info.clone()),
+                        certificate,
+                    };
+                    if tx.send(Ok(update)).await.is_err() {
+                        return;
+                    }
+                    since_sent = tokio::time::Instant::now();
+                    last = Some(info);
+                }
+                if done {
+                    return;
+                }
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(WATCH_REFRESH) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Emergency grants (unreviewed, or all) of tiers the caller may review.
+    pub fn list_reviews(&self, who: &Caller, include_reviewed: bool) -> Vec<ReviewItem> {
+        let st = self.state();
+        st.grants
+            .values()
+            .filter(|g| g.issued.emergency && (include_reviewed || g.review.is_none()))
+            .filter(|g| {
+                self.policy
+                    .tier(&g.issued.tier)
+                    .is_some_and(|t| t.may_review(who))
+            })
+            .map(|g| review_item(g, st.requests.get(&g.issued.request_id)))
+            .collect()
+    }
+
+    /// The host sessions recorded for one of the caller's own grants.
+    pub async fn grant_sessions(
+        &self,
+        who: &Caller,
+        grant_id: GrantId,
+    ) -> Result<Vec<SessionInfo>, Error> {
+        let sessions = {
+            let st = self.state();
+            self.own_grant(&st, who, grant_id, "list the sessions of")
+                .map(session_infos)
+        };
+        match sessions {
+            Err(e @ Error::PermissionDenied(_)) => {
+                let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
+                let target = grant_id.to_string();
+                Err(self.refuse_action(who, "sessions", &target, kind, e).await)
+            }
+            other => other,
+        }
+    }
+
+    /// One of the caller's own grants; `what` names the action in the refusal
+    /// ("only the requester (…) may <what> grant g-…").
+    pub(super) fn own_grant<'s>(
+        &self,
+        st: &'s state::State,
+        who: &Caller,
+        grant_id: GrantId,
+        what: &str,
+    ) -> Result<&'s state::Grant, Error> {
+        let g = st
+            .grants
+            .get(&grant_id)
+            .ok_or_else(|| Error::NotFound(format!("no grant {grant_id}")))?;
+        if !self.same_person(who, &g.issued.requester) {
+            return Err(Error::PermissionDenied(format!(
+                "only the requester ({}) may {what} grant {grant_id}",
+                g.issued.requester
+            )));
+        }
+        Ok(g)
+    }
+}
+
+/// The certificate of a request that has ended, or why there is none.
+pub(super) fn final_result(
+    info: &RequestInfo,
+    kept: Option<RequestCertificateResponse>,
+) -> Result<RequestCertificateResponse, Error> {
+    let id = &info.request_id;
+    match RequestState::try_from(info.state).unwrap_or(RequestState::Unspecified) {
+        RequestState::Issued => kept.ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "{id} was issued (grant {}) by a CA key that no longer signs, so its certificate cannot be produced again; ask again",
+                info.grant_id
+            ))
+        }),
+        RequestState::Denied => Err(Error::PermissionDenied(format!(
+            "request {id} was denied by {}: {}",
+            info.decided_by, info.decision_reason
+        ))),
+        RequestState::Expired => Err(Error::Expired(format!(
+            "request {id} expired: nobody approved it in time"
+        ))),
+        RequestState::Cancelled => Err(Error::Cancelled(format!(
+            "request {id} was cancelled by {}",
+            info.decided_by
+        ))),
+        _ => Err(Error::FailedPrecondition(format!(
+            "request {id} is still waiting for approval ({} of {} so far)",
+            info.approvals.len(),
+            info.approvals_required
+        ))),
+    }
+}
+
+/// The wire view of a grant's host sessions.
+fn session_infos(g: &state::Grant) -> Vec<SessionInfo> {
+    g.sessions
+        .values()
+        .map(|s| SessionInfo {
+            host: s.host.clone(),
+            principal: s.principal.clone(),
+            session_id: s.session_id.clone(),
+            remote_addr: s.remote_addr.clone(),
+            opened_at: s.opened_at.map_or(0, secs),
+            closed_at: s.closed_at.map_or(0, secs),
+            ended: s
+                .ended
+                .as_ref()
+                .map(|(reason, _, _)| format!("{reason:?}").to_lowercase())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+pub(super) fn review_item(g: &state::Grant, r: Option<&state::Request>) -> ReviewItem {
+    let i = &g.issued;
+    let (verdict, reviewer, note, reviewed_at) = match &g.review {
+        Some((v, by, note, at)) => (
+            match v {
+                ReviewVerdict::Accepted => "ok",
+                ReviewVerdict::Rejected => "misuse",
+            }
+            .to_owned(),
+            actor_name(by),
+            note.clone(),
+            secs(*at),
+        ),
+        None => Default::default(),
+    };
+    ReviewItem {
+        grant_id: i.grant_id.to_string(),
+        request_id: i.request_id.to_string(),
+        requester: i.requester.clone(),
+        principals: i.principals.clone(),
+        hosts: i.hosts.clone(),
+        command: i.command.clone().unwrap_or_default(),
+        reason: r.map(|r| r.created.reason.clone()).unwrap_or_default(),
+        tier: i.tier.clone(),
+        serial: i.serial,
+        valid_after: i.valid_after as i64,
+        valid_before: i.valid_before as i64,
+        emergency: i.emergency,
+        sessions: session_infos(g),
+        verdict,
+        reviewer,
+        note,
+        reviewed_at,
+    }
+}
