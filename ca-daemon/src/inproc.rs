@@ -13,6 +13,7 @@ use breakglass_proto::v1::audit_server::Audit;
 use breakglass_proto::v1::break_glass_server::BreakGlass;
 use breakglass_proto::v1::host_agent_server::HostAgent;
 use breakglass_proto::v1::revocations_server::Revocations;
+use breakglass_proto::v1::witness_server::Witness;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -21,6 +22,7 @@ use crate::api::audit::AuditApi;
 use crate::api::breakglass::BreakGlassApi;
 use crate::api::hosts::HostAgentApi;
 use crate::api::revocation::RevocationsApi;
+use crate::api::witness::WitnessApi;
 use crate::hosts::HostRecords;
 use crate::identity::Identified;
 use crate::policy::Caller;
@@ -53,6 +55,8 @@ pub const METHODS: &[&str] = &[
     "/breakglass.v1.Audit/GetInclusionProof",
     "/breakglass.v1.Audit/GetConsistencyProof",
     "/breakglass.v1.HostAgent/AppendHostRecords",
+    "/breakglass.v1.Witness/WitnessCheckpoint",
+    "/breakglass.v1.Witness/AcknowledgeLogFork",
 ];
 
 /// The handlers of every service of one daemon.
@@ -63,6 +67,7 @@ pub struct InProcess {
     revocations: RevocationsApi,
     audit: AuditApi,
     hosts: HostAgentApi,
+    witness: WitnessApi,
     access: Access,
 }
 
@@ -97,6 +102,7 @@ impl InProcess {
             revocations: RevocationsApi(daemon.revocations().clone()),
             audit: AuditApi::new(service.audit.clone()),
             hosts: HostAgentApi(HostRecords::new(service.clone())),
+            witness: WitnessApi(daemon.witness().clone()),
             access: Access::new(daemon.config()),
             service,
         }
@@ -115,11 +121,12 @@ impl InProcess {
         caller: &Caller,
         body: &[u8],
     ) -> Result<Vec<u8>, Status> {
-        let (bg, rv, au, ho) = (
+        let (bg, rv, au, ho, wi) = (
             &self.breakglass,
             &self.revocations,
             &self.audit,
             &self.hosts,
+            &self.witness,
         );
         let Some(name) = method.rsplit('/').next() else {
             return Err(Status::unimplemented(format!("no method {method:?}")));
@@ -168,6 +175,13 @@ impl InProcess {
             },
             Some("/breakglass.v1.HostAgent") => match name {
                 "AppendHostRecords" => unary(ho.append_host_records(request(caller, body)?).await),
+                _ => Err(Status::unimplemented(format!("no method {method:?}"))),
+            },
+            Some("/breakglass.v1.Witness") => match name {
+                "WitnessCheckpoint" => unary(wi.witness_checkpoint(request(caller, body)?).await),
+                "AcknowledgeLogFork" => {
+                    unary(wi.acknowledge_log_fork(request(caller, body)?).await)
+                }
                 _ => Err(Status::unimplemented(format!("no method {method:?}"))),
             },
             _ => Err(Status::unimplemented(format!("no method {method:?}"))),

@@ -136,6 +136,11 @@ impl Daemon {
         &self.service
     }
 
+    /// The witnessing service behind its handlers.
+    pub fn witness(&self) -> &Arc<crate::witness::Witness> {
+        &self.witness
+    }
+
     /// The revocation service behind its handlers.
     pub fn revocations(&self) -> &Arc<crate::revocation::Revocations> {
         &self.revocations
