@@ -163,27 +163,22 @@ impl Access {
                 if self.is_admin(caller) || crate::hosts::host_name(caller).is_ok() {
                     Ok(())
                 } else {
-                    Err(Error::PermissionDenied(format!(
-                        "{} may not call {rpc}: the revocation list and stream are for hosts \
-                         (host://NAME in the group hosts, e.g. `breakglass host sync-krl` with \
-                         the host's certificate) and admins (the admin socket, or the groups {} \
-                         of [revocation] admin_groups); your groups: {}",
-                        caller.identity,
-                        self.admin_groups.join(", "),
-                        crate::service::groups_text(&caller.groups)
-                    )))
+                    Err(Error::NotHostOrAdmin {
+                        identity: caller.identity.clone(),
+                        rpc: rpc.to_owned(),
+                        admin_groups: self.admin_groups.clone(),
+                        groups: caller.groups.clone(),
+                    })
                 }
             }
             Need::AuditReader => {
                 if caller.groups.iter().any(|g| self.reader_groups.contains(g)) {
                     Ok(())
                 } else {
-                    Err(Error::PermissionDenied(format!(
-                        "{} may not read the audit log: readers must be in one of the groups {} \
-                         ([audit] reader_groups of the daemon config)",
-                        caller.identity,
-                        self.reader_groups.join(", ")
-                    )))
+                    Err(Error::NotAuditReader {
+                        identity: caller.identity.clone(),
+                        reader_groups: self.reader_groups.clone(),
+                    })
                 }
             }
         }
@@ -392,7 +387,8 @@ mod tests {
         let e = access
             .authorize(&sre, Need::HostOrAdmin, "/x/Y")
             .unwrap_err();
-        assert!(matches!(e, Error::PermissionDenied(_)), "{e}");
+        assert!(matches!(e, Error::NotHostOrAdmin { .. }), "{e}");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
         assert!(e.to_string().contains("for hosts"), "{e}");
         for ok in [&host, &admin, &root] {
             assert!(access.authorize(ok, Need::HostOrAdmin, "/x/Y").is_ok());

@@ -48,10 +48,10 @@ pub const NO_GRANT: GrantId = GrantId(0);
 /// The host name of a caller, if it is a configured host.
 pub fn host_name(caller: &Caller) -> Result<String, Error> {
     let refuse = |why: String| {
-        Err(Error::PermissionDenied(format!(
-            "{} may not deliver host records: {why}",
-            caller.identity
-        )))
+        Err(Error::NotAHost {
+            identity: caller.identity.clone(),
+            why,
+        })
     };
     if caller.transport != "mtls" {
         return refuse("hosts connect over mTLS with their host certificate".into());
@@ -225,10 +225,10 @@ impl HostRecords {
         records: &[HostRecord],
     ) -> Result<Vec<HostRecordResult>, Error> {
         if records.len() > MAX_RECORDS_PER_CALL {
-            return Err(Error::InvalidArgument(format!(
-                "{} records in one call; at most {MAX_RECORDS_PER_CALL}",
-                records.len()
-            )));
+            return Err(Error::TooManyRecords {
+                given: records.len(),
+                max: MAX_RECORDS_PER_CALL,
+            });
         }
         let _serial = APPEND.lock().await;
         let mut results = Vec::with_capacity(records.len());

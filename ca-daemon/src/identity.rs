@@ -18,7 +18,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::config::{AdminUser, Config, Identity, check_identity};
-use crate::error::Error;
+use crate::error::{Error, Unauthenticated};
 use crate::policy::Caller;
 
 /// Prefix of the identities of admin-socket callers (`unix:<user>`).
@@ -97,16 +97,12 @@ impl Authenticator {
         uds: Option<&UdsConnectInfo>,
     ) -> Result<Identified, Error> {
         if let Some(tls) = tls {
-            let certs = tls.peer_certs().ok_or_else(|| {
-                Error::Unauthenticated("no client certificate was presented".into())
-            })?;
-            let leaf = certs.first().ok_or_else(|| {
-                Error::Unauthenticated("no client certificate was presented".into())
-            })?;
+            let certs = tls.peer_certs().ok_or(Unauthenticated::NoCertificate)?;
+            let leaf = certs.first().ok_or(Unauthenticated::NoCertificate)?;
             let identity = identity_from_certificate(leaf.as_ref())?;
             if is_admin_socket_identity(&identity) {
                 // The TLS verifier refuses these at the handshake; this is the second layer.
-                return Err(Error::Unauthenticated(reserved_namespace(&identity)));
+                return Err(reserved(identity).into());
             }
             let known = self.certificates.get(&identity);
             Ok(Identified {
@@ -120,11 +116,7 @@ impl Authenticator {
                 },
             })
         } else if let Some(uds) = uds {
-            let cred = uds.peer_cred.ok_or_else(|| {
-                Error::Unauthenticated(
-                    "the admin socket could not read the peer's credentials".into(),
-                )
-            })?;
+            let cred = uds.peer_cred.ok_or(Unauthenticated::NoPeerCredentials)?;
             let identity = unix_identity(cred.uid());
             let groups = self
                 .admin_users
@@ -142,30 +134,32 @@ impl Authenticator {
                 },
             })
         } else {
-            Err(Error::Unauthenticated(
-                "connection is neither mTLS nor the local admin socket".into(),
-            ))
+            Err(Unauthenticated::NoTransport.into())
         }
+    }
+}
+
+/// The refusal of a certificate identity in the `unix:` namespace.
+fn reserved(identity: String) -> Unauthenticated {
+    Unauthenticated::ReservedNamespace {
+        identity,
+        namespace: ADMIN_SOCKET_NAMESPACE,
     }
 }
 
 /// Why a certificate identity in the `unix:` namespace is refused.
 pub fn reserved_namespace(identity: &str) -> String {
-    format!(
-        "client certificate identity {identity:?} is refused: the {ADMIN_SOCKET_NAMESPACE} \
-         namespace is reserved for local users of the admin socket (identified by SO_PEERCRED); \
-         issue the certificate with your e-mail or another URI SAN"
-    )
+    reserved(identity.to_owned()).to_string()
 }
 
 /// The caller identity of a DER client certificate: its first URI SAN, or
 /// else its first e-mail SAN. The common name is never used.
 pub fn identity_from_certificate(der: &[u8]) -> Result<String, Error> {
     let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|e| Error::Unauthenticated(format!("client certificate does not parse: {e}")))?;
+        .map_err(|e| Unauthenticated::CertificateUnparsable(e.to_string()))?;
     let san = cert
         .subject_alternative_name()
-        .map_err(|e| Error::Unauthenticated(format!("client certificate SAN is malformed: {e}")))?;
+        .map_err(|e| Unauthenticated::SanMalformed(e.to_string()))?;
     let names = san
         .map(|s| s.value.general_names.clone())
         .unwrap_or_default();
@@ -181,12 +175,8 @@ pub fn identity_from_certificate(der: &[u8]) -> Result<String, Error> {
                 _ => None,
             })
         })
-        .ok_or_else(|| {
-            Error::Unauthenticated(
-                "client certificate has no URI or e-mail SAN to identify you by".into(),
-            )
-        })?;
-    check_identity(&pick).map_err(Error::Unauthenticated)?;
+        .ok_or(Unauthenticated::NoSan)?;
+    check_identity(&pick).map_err(Unauthenticated::BadIdentity)?;
     Ok(pick)
 }
 

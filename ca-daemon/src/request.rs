@@ -51,64 +51,85 @@ pub fn validate(
     wire: &RequestCertificateRequest,
     max_ttl: Duration,
 ) -> Result<(AccessRequest, PublicKey), Error> {
-    let bad = |m: String| Error::InvalidArgument(m);
     let key = parse_user_key(&wire.public_key)?;
 
     if wire.principals.is_empty() {
-        return Err(bad(
-            "principals: give at least one Unix account (--as USER)".into(),
+        return Err(Error::invalid_field(
+            "principals",
+            "give at least one Unix account (--as USER)",
         ));
     }
     if wire.principals.len() > MAX_PRINCIPALS {
-        return Err(bad(format!(
-            "principals: {} given, at most {MAX_PRINCIPALS} are allowed",
-            wire.principals.len()
-        )));
+        return Err(Error::invalid_field(
+            "principals",
+            format!(
+                "{} given, at most {MAX_PRINCIPALS} are allowed",
+                wire.principals.len()
+            ),
+        ));
     }
     let mut seen = BTreeSet::new();
     for p in &wire.principals {
-        names::check_principal(p).map_err(|e| bad(format!("principals: {e}")))?;
+        names::check_principal(p).map_err(|e| Error::invalid_field("principals", e))?;
         if !seen.insert(p) {
-            return Err(bad(format!("principals: {p} is listed twice")));
+            return Err(Error::invalid_field(
+                "principals",
+                format!("{p} is listed twice"),
+            ));
         }
     }
 
     if wire.hosts.is_empty() {
-        return Err(bad("hosts: give at least one host (--host NAME)".into()));
+        return Err(Error::invalid_field(
+            "hosts",
+            "give at least one host (--host NAME)",
+        ));
     }
     if wire.hosts.len() > MAX_HOSTS {
-        return Err(bad(format!(
-            "hosts: {} given, at most {MAX_HOSTS} are allowed",
-            wire.hosts.len()
-        )));
+        return Err(Error::invalid_field(
+            "hosts",
+            format!(
+                "{} given, at most {MAX_HOSTS} are allowed",
+                wire.hosts.len()
+            ),
+        ));
     }
     for h in &wire.hosts {
-        names::check_host_pattern(h).map_err(|e| bad(format!("hosts: {e}")))?;
+        names::check_host_pattern(h).map_err(|e| Error::invalid_field("hosts", e))?;
     }
 
     if wire.ttl_seconds <= 0 {
-        return Err(bad(format!(
-            "ttl: must be positive, got {} seconds (for example --ttl 15m)",
-            wire.ttl_seconds
-        )));
+        return Err(Error::invalid_field(
+            "ttl",
+            format!(
+                "must be positive, got {} seconds (for example --ttl 15m)",
+                wire.ttl_seconds
+            ),
+        ));
     }
     let ttl = Duration::from_secs(wire.ttl_seconds as u64);
     if ttl > max_ttl {
-        return Err(bad(format!(
-            "ttl: {} exceeds this CA's hard limit of {}",
-            fmt_duration(ttl),
-            fmt_duration(max_ttl)
-        )));
+        return Err(Error::invalid_field(
+            "ttl",
+            format!(
+                "{} exceeds this CA's hard limit of {}",
+                fmt_duration(ttl),
+                fmt_duration(max_ttl)
+            ),
+        ));
     }
 
     // Whether a reason is required, and how long, is the risk tier's call
     // (see `policy::Tier::check_reason`); its form is checked here.
     let reason = wire.reason.trim();
     if reason.len() > MAX_REASON_BYTES {
-        return Err(bad(format!(
-            "reason: {} bytes is too long; keep it under {MAX_REASON_BYTES} and link a ticket",
-            reason.len()
-        )));
+        return Err(Error::invalid_field(
+            "reason",
+            format!(
+                "{} bytes is too long; keep it under {MAX_REASON_BYTES} and link a ticket",
+                reason.len()
+            ),
+        ));
     }
     text::check_free_text(reason, MAX_REASON_BYTES)
         .map_err(|e| Error::invalid_field("reason", e))?;
@@ -121,14 +142,17 @@ pub fn validate(
     };
 
     if wire.source_addresses.len() > MAX_SOURCE_ADDRESSES {
-        return Err(bad(format!(
-            "source_addresses: at most {MAX_SOURCE_ADDRESSES} are allowed"
-        )));
+        return Err(Error::invalid_field(
+            "source_addresses",
+            format!("at most {MAX_SOURCE_ADDRESSES} are allowed"),
+        ));
     }
     let source_addresses = wire
         .source_addresses
         .iter()
-        .map(|s| crate::config::parse_cidr(s).map_err(|e| bad(format!("source_addresses: {e}"))))
+        .map(|s| {
+            crate::config::parse_cidr(s).map_err(|e| Error::invalid_field("source_addresses", e))
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     let extensions = if wire.extensions.is_empty() {
@@ -137,13 +161,16 @@ pub fn validate(
         let mut seen = BTreeSet::new();
         for x in &wire.extensions {
             if !PERMIT_EXTENSIONS.contains(&x.as_str()) {
-                return Err(bad(format!(
-                    "extensions: {x:?} is not one of {}",
-                    PERMIT_EXTENSIONS.join(", ")
-                )));
+                return Err(Error::invalid_field(
+                    "extensions",
+                    format!("{x:?} is not one of {}", PERMIT_EXTENSIONS.join(", ")),
+                ));
             }
             if !seen.insert(x) {
-                return Err(bad(format!("extensions: {x} is listed twice")));
+                return Err(Error::invalid_field(
+                    "extensions",
+                    format!("{x} is listed twice"),
+                ));
             }
         }
         Some(wire.extensions.clone())

@@ -26,7 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::audit::LeafIndex;
-use crate::error::Error;
+use crate::error::{Error, NothingToRevoke};
 use crate::krl::Publisher;
 use crate::policy::Caller;
 use crate::refusal::RefusalKind;
@@ -85,17 +85,14 @@ impl Revocations {
     pub async fn revoke(&self, who: &Caller, req: RevokeRequest) -> Result<RevokeResponse, Error> {
         let reason = req.reason.trim().to_owned();
         if reason.is_empty() {
-            return Err(Error::InvalidArgument(
-                "reason: say why the grant is revoked (e.g. an incident reference)".into(),
+            return Err(Error::invalid_field(
+                "reason",
+                "say why the grant is revoked (e.g. an incident reference)",
             ));
         }
         text::check_free_text(&reason, MAX_REASON_BYTES)
             .map_err(|e| Error::invalid_field("reason", e))?;
-        let target = req.target.ok_or_else(|| {
-            Error::InvalidArgument(
-                "say which grants: a grant id, a serial, a requester or a public key".into(),
-            )
-        })?;
+        let target = req.target.ok_or(Error::NoRevocationTarget)?;
         // `--public-key` revokes the key itself too: its SHA256 fingerprint rides on the
         // GrantRevoked events and stays in every KRL from now on.
         let revoked_key = match &target {
@@ -127,11 +124,11 @@ impl Revocations {
                 if !admin && g.issued.requester != who.identity {
                     refused = Some((
                         *id,
-                        Error::PermissionDenied(format!(
-                            "grant {id} belongs to {}; only they and members of {} may revoke it",
-                            g.issued.requester,
-                            self.admin_groups.join(", ")
-                        )),
+                        Error::NotGrantOwner {
+                            grant: *id,
+                            owner: g.issued.requester.clone(),
+                            admin_groups: self.admin_groups.clone(),
+                        },
                     ));
                     break;
                 }
@@ -309,21 +306,6 @@ impl Revocations {
     }
 }
 
-/// Refuses `key` if it was revoked for good (`revoke --public-key`): a certificate for
-/// it would be refused by every host's KRL anyway.
-pub fn refuse_revoked_key(st: &State, key: &ssh_key::PublicKey) -> Result<(), Error> {
-    let fp = key.fingerprint(HashAlg::Sha256).to_string();
-    match st.revoked_keys.get(&fp) {
-        None => Ok(()),
-        Some(r) => Err(Error::PermissionDenied(format!(
-            "public key {fp} was revoked by {} at {} ({}); no certificate is issued for it again: make a new key (ssh-keygen -t ed25519) and request with it",
-            r.by,
-            breakglass_proto::audit::fields::rfc3339(r.at.unix_seconds()),
-            r.reason
-        ))),
-    }
-}
-
 /// The grants a selector names. A grant id or serial must name a grant that is still
 /// valid; a requester selects all of their live grants (at least one); a public key
 /// selects all of its live grants or, when none is live, its newest grant (so that the
@@ -338,20 +320,17 @@ fn select(st: &State, target: &Target, now: u64) -> Result<Vec<GrantId>, Error> 
         let g = st
             .grants
             .get(&id)
-            .ok_or_else(|| Error::NotFound(format!("no grant {what} is known")))?;
+            .ok_or_else(|| Error::NothingToRevoke(NothingToRevoke::NoGrant(what.clone())))?;
         if g.issued.valid_before <= now {
-            return Err(Error::FailedPrecondition(format!(
-                "grant {id} ({what}) already expired; there is nothing to revoke"
-            )));
+            return Err(Error::GrantExpired { grant: id, what });
         }
         Ok(vec![id])
     };
     let found: Vec<GrantId> = match target {
         Target::GrantId(s) => {
-            let id: GrantId = s.trim().parse().map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "grant_id {s:?}: {e}; it looks like g-0123456789abcdef"
-                ))
+            let id: GrantId = s.trim().parse().map_err(|e| Error::BadGrantId {
+                given: s.clone(),
+                why: format!("{e}"),
             })?;
             return one(id, id.to_string());
         }
@@ -359,7 +338,7 @@ fn select(st: &State, target: &Target, now: u64) -> Result<Vec<GrantId>, Error> 
             let id = *st
                 .serials
                 .get(n)
-                .ok_or_else(|| Error::NotFound(format!("no grant with serial {n} is known")))?;
+                .ok_or(Error::NothingToRevoke(NothingToRevoke::NoSerial(*n)))?;
             return one(id, format!("serial {n}"));
         }
         Target::Requester(r) => {
@@ -388,9 +367,7 @@ fn select(st: &State, target: &Target, now: u64) -> Result<Vec<GrantId>, Error> 
                     .max_by_key(|(_, g)| g.index)
                     .map(|(id, _)| *id)
                     .ok_or_else(|| {
-                        Error::NotFound(format!(
-                            "no grant was ever issued for public key {fp}; there is nothing of it to revoke"
-                        ))
+                        Error::NothingToRevoke(NothingToRevoke::NeverIssued(fp.clone()))
                     })?;
                 return Ok(vec![newest]);
             }
@@ -398,9 +375,7 @@ fn select(st: &State, target: &Target, now: u64) -> Result<Vec<GrantId>, Error> 
         }
     };
     if found.is_empty() {
-        return Err(Error::NotFound(
-            "no live grant matches; expired grants need no revocation".into(),
-        ));
+        return Err(Error::NothingToRevoke(NothingToRevoke::NoLiveGrant));
     }
     let unique: BTreeSet<GrantId> = found.into_iter().collect();
     Ok(unique.into_iter().collect())

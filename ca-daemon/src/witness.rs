@@ -143,7 +143,7 @@ impl Witness {
             size: ours.checkpoint.size,
             consistency_proof: proof.into_iter().map(|h| h.to_vec()).collect(),
             halted: halted.is_some(),
-            halt_reason: halted.unwrap_or_default(),
+            halt_reason: halted.map(|h| h.to_string()).unwrap_or_default(),
         })
     }
 
@@ -258,12 +258,10 @@ impl Witness {
         reason: &str,
     ) -> Result<AcknowledgeLogForkResponse, Error> {
         if !who.groups.iter().any(|g| self.admin_groups.contains(g)) {
-            return Err(Error::PermissionDenied(format!(
-                "{} may not acknowledge a log fork: administrators are the members of {} \
-                 ([revocation] admin_groups of the daemon config), e.g. root on the admin socket",
-                who.identity,
-                self.admin_groups.join(", ")
-            )));
+            return Err(Error::NotAdmin {
+                identity: who.identity.clone(),
+                admin_groups: self.admin_groups.clone(),
+            });
         }
         let reason = check_note(
             "reason",
@@ -273,11 +271,7 @@ impl Witness {
         let _one = RECORDING.lock().await;
         let forks = self.svc.state().log_forks.clone();
         if forks.is_empty() {
-            return Err(Error::FailedPrecondition(
-                "nothing to acknowledge: no host has shown a checkpoint this log does not extend \
-                 since the last acknowledgement, and issuance is not stopped"
-                    .into(),
-            ));
+            return Err(Error::NothingToAcknowledge);
         }
         let index = self
             .svc

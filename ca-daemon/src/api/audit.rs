@@ -34,12 +34,10 @@ impl AuditApi {
         Self { log }
     }
 
-    fn check_size(&self, size: u64, what: &str) -> Result<(), Error> {
+    fn check_size(&self, size: u64, what: &'static str) -> Result<(), Error> {
         let have = self.log.size();
         if size > have {
-            return Err(Error::InvalidArgument(format!(
-                "{what} {size} is beyond the log's {have} entries (get the latest checkpoint first)"
-            )));
+            return Err(Error::BeyondLog { what, size, have });
         }
         Ok(())
     }
@@ -47,14 +45,10 @@ impl AuditApi {
 
 /// Maps an engine error on a read.
 fn read_error(e: AuditError) -> Error {
-    match e {
-        AuditError::OutOfRange(m) => Error::InvalidArgument(m),
-        AuditError::Corrupt { .. } => {
-            tracing::error!(error = %e, "audit log read found damage");
-            Error::Internal(e.to_string())
-        }
-        other => Error::Unavailable(other.to_string()),
+    if matches!(e, AuditError::Corrupt { .. }) {
+        tracing::error!(error = %e, "audit log read found damage");
     }
+    Error::AuditRead(e)
 }
 
 fn hashes(v: Vec<[u8; 32]>) -> Vec<Vec<u8>> {
@@ -81,7 +75,7 @@ impl Audit for AuditApi {
     ) -> Result<Response<GetEntriesResponse>, Status> {
         let GetEntriesRequest { start, end } = req.into_inner();
         if start > end {
-            return Err(Error::InvalidArgument(format!("start {start} is after end {end}")).into());
+            return Err(Error::RangeReversed { start, end }.into());
         }
         self.check_size(end, "end")?;
         let end = end.min(start.saturating_add(MAX_ENTRIES_PER_CALL));

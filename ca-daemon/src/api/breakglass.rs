@@ -219,8 +219,9 @@ fn parse_verdict(s: &str) -> Result<ReviewVerdict, Error> {
     match s.trim() {
         "ok" => Ok(ReviewVerdict::Accepted),
         "misuse" => Ok(ReviewVerdict::Rejected),
-        other => Err(Error::InvalidArgument(format!(
-            "verdict: {other:?} is not \"ok\" or \"misuse\""
-        ))),
+        other => Err(Error::invalid_field(
+            "verdict",
+            format!("{other:?} is not \"ok\" or \"misuse\""),
+        )),
     }
 }

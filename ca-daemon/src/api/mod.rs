@@ -27,12 +27,12 @@ pub mod witness;
 pub(crate) fn parse_request_id(s: &str) -> Result<RequestId, Error> {
     s.trim()
         .parse::<RequestId>()
-        .map_err(|e| Error::InvalidArgument(format!("request_id: {e}")))
+        .map_err(|e| Error::invalid_field("request_id", e))
 }
 
 /// The grant id of a call (`g-…`).
 pub(crate) fn parse_grant_id(s: &str) -> Result<GrantId, Error> {
     s.trim()
         .parse()
-        .map_err(|e| Error::InvalidArgument(format!("grant_id: {e}")))
+        .map_err(|e| Error::invalid_field("grant_id", e))
 }

@@ -26,17 +26,10 @@ impl WitnessService for WitnessApi {
         req: Request<WitnessCheckpointRequest>,
     ) -> Result<Response<WitnessCheckpointResponse>, Status> {
         let who = caller(&req)?;
-        let host = host_name(&who).map_err(|e| {
-            Error::PermissionDenied(format!("only hosts witness the audit log: {e}"))
-        })?;
+        let host = host_name(&who).map_err(|e| Error::NotAWitness(Box::new(e)))?;
         let r = req.get_ref();
         if r.failure.len() > MAX_FAILURE_BYTES * 4 || r.checkpoint.len() > 64 * 1024 {
-            return Err(Error::InvalidArgument(
-                "checkpoint or failure too long: a checkpoint is a signed note of a few hundred \
-                 bytes"
-                    .into(),
-            )
-            .into());
+            return Err(Error::WitnessTooLong.into());
         }
         Ok(Response::new(self.0.witness(&host, r).await?))
     }

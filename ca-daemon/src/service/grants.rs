@@ -1,7 +1,8 @@
 //! Grants: the certificate of a request is signed and recorded here, and only here; and
-//! produced again, identically, from its recorded `GrantIssued` event.
+//! produced again, identically, from its recorded `GrantIssued` event. Both sign what one
+//! `GrantIssued` says ([`Service::sign`]), so the certificate says what the log records.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use breakglass_proto::audit::event::GrantIssued;
 use breakglass_proto::audit::{Actor, Event, EventKind, RequestId};
@@ -10,13 +11,22 @@ use breakglass_proto::v1::RequestCertificateResponse;
 use ssh_key::{HashAlg, PublicKey};
 
 use super::{Service, now, secs};
-use crate::certificate::{CertSpec, CertificateAuthority};
+use crate::certificate::{CertSpec, CertificateAuthority, Issued};
 use crate::error::Error;
 use crate::notify::NoticeKind;
 use crate::state::RequestStatus;
 
 /// Issued certificates kept in memory for `Fetch` and `WatchRequest`.
 const MAX_KEPT_CERTIFICATES: usize = 100_000;
+
+/// How a grant's certificate is signed.
+#[derive(Clone, Copy, Debug)]
+enum Signing {
+    /// Anew, valid from `now` (backdated) for `ttl`, with a fresh serial.
+    New { now: SystemTime, ttl: Duration },
+    /// Again, with the recorded serial and validity.
+    Again,
+}
 
 impl Service {
     /// Signs and records the certificate of a pending request, from what its
@@ -32,27 +42,16 @@ impl Service {
         self.check_not_halted()?;
         let (created, approvers) = {
             let st = self.state();
-            let r = st
-                .requests
-                .get(&id)
-                .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+            let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
             if r.status != RequestStatus::Pending {
-                return Err(Error::FailedPrecondition(format!(
-                    "request {id} is no longer pending"
-                )));
+                return Err(Error::NotPending(id));
             }
             (r.created.clone(), self.approvers(r))
         };
         let key = PublicKey::from_openssh(&created.public_key)
             .map_err(|e| Error::Internal(format!("recorded public key: {e}")))?;
         // Revoked while the request waited for approvals.
-        crate::revocation::refuse_revoked_key(&self.state(), &key)?;
-        let sources = created
-            .source_addresses
-            .iter()
-            .map(|s| crate::config::parse_cidr(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::Internal(format!("recorded source address: {e}")))?;
+        self.refuse_revoked_key(&key)?;
         let mut extensions = created.extensions.clone();
         if self
             .policy
@@ -62,49 +61,41 @@ impl Service {
             extensions.push(EXT_SESSION_RECORDING.to_owned());
         }
         let emergency = created.emergency && created.approvals_required == 0;
-        let grant_id = CertificateAuthority::new_grant_id();
         let (t, at) = now();
-        let issued = self.ca.issue(
-            &CertSpec {
-                grant_id,
-                requester: &created.requester,
-                subject: &key,
-                principals: &created.principals,
-                hosts: &created.hosts,
-                tier: &created.tier,
-                ttl: Duration::from_secs(created.ttl_seconds),
-                force_command: created.command.as_deref(),
-                source_addresses: &sources,
-                extensions: &extensions,
-            },
-            t,
-        )?;
+        // Serial, key id and validity come from the signing.
+        let mut grant = GrantIssued {
+            request_id: id,
+            grant_id: CertificateAuthority::new_grant_id(),
+            serial: 0,
+            key_id: String::new(),
+            ca_fingerprint: self.ca.signing_fingerprint(),
+            key_fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+            principals: created.principals.clone(),
+            hosts: created.hosts.clone(),
+            command: created.command.clone(),
+            source_addresses: created.source_addresses.clone(),
+            extensions,
+            valid_after: 0,
+            valid_before: 0,
+            requester: created.requester.clone(),
+            approvers,
+            rule: created.rule.clone(),
+            tier: created.tier.clone(),
+            emergency,
+        };
+        let ttl = Duration::from_secs(created.ttl_seconds);
+        let issued = self.sign(&grant, &key, Signing::New { now: t, ttl })?;
+        grant.serial = issued.serial;
+        grant.key_id.clone_from(&issued.key_id);
+        grant.valid_after = issued.valid_after;
+        grant.valid_before = issued.valid_before;
         // The certificate leaves the daemon only after its grant is durable in
         // the audit log; if the log cannot be written, nothing is issued.
         let index = self
             .record(Event::new(
                 at,
                 actor.clone(),
-                EventKind::GrantIssued(Box::new(GrantIssued {
-                    request_id: id,
-                    grant_id,
-                    serial: issued.serial,
-                    key_id: issued.key_id.clone(),
-                    ca_fingerprint: self.ca.signing_fingerprint(),
-                    key_fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
-                    principals: created.principals.clone(),
-                    hosts: created.hosts.clone(),
-                    command: created.command.clone(),
-                    source_addresses: created.source_addresses.clone(),
-                    extensions: extensions.clone(),
-                    valid_after: issued.valid_after,
-                    valid_before: issued.valid_before,
-                    requester: created.requester.clone(),
-                    approvers: approvers.clone(),
-                    rule: created.rule.clone(),
-                    tier: created.tier.clone(),
-                    emergency,
-                })),
+                EventKind::GrantIssued(Box::new(grant.clone())),
             ))
             .await?;
         let certificate = issued
@@ -113,36 +104,22 @@ impl Service {
             .map_err(|e| Error::Internal(format!("encoding certificate: {e}")))?;
         tracing::info!(
             request = %id,
-            grant = %grant_id,
-            serial = issued.serial,
-            key_id = %issued.key_id,
-            requester = %created.requester,
-            principals = ?created.principals,
-            hosts = ?created.hosts,
+            grant = %grant.grant_id,
+            serial = grant.serial,
+            key_id = %grant.key_id,
+            requester = %grant.requester,
+            principals = ?grant.principals,
+            hosts = ?grant.hosts,
             ttl_s = created.ttl_seconds,
-            rule = %created.rule,
-            tier = %created.tier,
-            approvers = ?approvers,
+            rule = %grant.rule,
+            tier = %grant.tier,
+            approvers = ?grant.approvers,
             emergency,
             reason = %created.reason,
             audit_index = index,
             "certificate issued"
         );
-        let response = RequestCertificateResponse {
-            certificate,
-            grant_id: grant_id.to_string(),
-            serial: issued.serial,
-            key_id: issued.key_id,
-            valid_after: issued.valid_after as i64,
-            valid_before: issued.valid_before as i64,
-            rule: created.rule.clone(),
-            tier: created.tier.clone(),
-            principals: created.principals.clone(),
-            extensions,
-            request_id: id.to_string(),
-            emergency,
-            approvers,
-        };
+        let response = response(&grant, certificate);
         {
             let mut kept = self.issued.lock().unwrap_or_else(|p| p.into_inner());
             if kept.len() >= MAX_KEPT_CERTIFICATES {
@@ -163,10 +140,10 @@ impl Service {
         let wanted = self.notifier.syslog_enabled()
             || self
                 .policy
-                .tier(&created.tier)
+                .tier(&grant.tier)
                 .is_some_and(|t| !t.webhooks.is_empty());
         if wanted {
-            self.notify_request(id, kind, &actor, Some(grant_id), None);
+            self.notify_request(id, kind, &actor, Some(grant.grant_id), None);
         }
         Ok(response)
     }
@@ -203,31 +180,8 @@ impl Service {
         if key.fingerprint(HashAlg::Sha256).to_string() != grant.key_fingerprint {
             return None;
         }
-        let sources = grant
-            .source_addresses
-            .iter()
-            .map(|s| crate::config::parse_cidr(s))
-            .collect::<Result<Vec<_>, _>>()
-            .ok()?;
         let rebuilt = self
-            .ca
-            .rebuild(
-                &CertSpec {
-                    grant_id: grant.grant_id,
-                    requester: &grant.requester,
-                    subject: &key,
-                    principals: &grant.principals,
-                    hosts: &grant.hosts,
-                    tier: &grant.tier,
-                    ttl: Duration::from_secs(grant.valid_before.saturating_sub(grant.valid_after)),
-                    force_command: grant.command.as_deref(),
-                    source_addresses: &sources,
-                    extensions: &grant.extensions,
-                },
-                grant.serial,
-                grant.valid_after,
-                grant.valid_before,
-            )
+            .sign(&grant, &key, Signing::Again)
             .map_err(
                 |e| tracing::error!(request = %id, error = %e, "rebuilding a certificate failed"),
             )
@@ -235,25 +189,81 @@ impl Service {
         if rebuilt.key_id != grant.key_id {
             return None;
         }
-        let response = RequestCertificateResponse {
-            certificate: rebuilt.certificate.to_openssh().ok()?,
-            grant_id: grant.grant_id.to_string(),
-            serial: grant.serial,
-            key_id: grant.key_id.clone(),
-            valid_after: grant.valid_after as i64,
-            valid_before: grant.valid_before as i64,
-            rule: grant.rule.clone(),
-            tier: grant.tier.clone(),
-            principals: grant.principals.clone(),
-            extensions: grant.extensions.clone(),
-            request_id: id.to_string(),
-            emergency: grant.emergency,
-            approvers: grant.approvers.clone(),
-        };
+        let response = response(&grant, rebuilt.certificate.to_openssh().ok()?);
         self.issued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, response.clone());
         Some(response)
+    }
+
+    /// Refuses `key` if it was revoked for good (`revoke --public-key`): a certificate for
+    /// it would be refused by every host's KRL anyway.
+    pub(super) fn refuse_revoked_key(&self, key: &PublicKey) -> Result<(), Error> {
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        match self.state().revoked_keys.get(&fingerprint) {
+            None => Ok(()),
+            Some(r) => Err(Error::KeyRevoked {
+                fingerprint,
+                by: r.by.clone(),
+                at: r.at,
+                reason: r.reason.clone(),
+            }),
+        }
+    }
+
+    /// Signs the certificate `grant` describes for `key`: the one place a [`CertSpec`] is
+    /// made, for a new certificate and for one produced again.
+    fn sign(&self, grant: &GrantIssued, key: &PublicKey, how: Signing) -> Result<Issued, Error> {
+        let sources = grant
+            .source_addresses
+            .iter()
+            .map(|s| crate::config::parse_cidr(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Internal(format!("recorded source address: {e}")))?;
+        let ttl = match how {
+            Signing::New { ttl, .. } => ttl,
+            Signing::Again => {
+                Duration::from_secs(grant.valid_before.saturating_sub(grant.valid_after))
+            }
+        };
+        let spec = CertSpec {
+            grant_id: grant.grant_id,
+            requester: &grant.requester,
+            subject: key,
+            principals: &grant.principals,
+            hosts: &grant.hosts,
+            tier: &grant.tier,
+            ttl,
+            force_command: grant.command.as_deref(),
+            source_addresses: &sources,
+            extensions: &grant.extensions,
+        };
+        match how {
+            Signing::New { now, .. } => self.ca.issue(&spec, now),
+            Signing::Again => {
+                self.ca
+                    .rebuild(&spec, grant.serial, grant.valid_after, grant.valid_before)
+            }
+        }
+    }
+}
+
+/// The answer carrying a grant's certificate.
+fn response(grant: &GrantIssued, certificate: String) -> RequestCertificateResponse {
+    RequestCertificateResponse {
+        certificate,
+        grant_id: grant.grant_id.to_string(),
+        serial: grant.serial,
+        key_id: grant.key_id.clone(),
+        valid_after: grant.valid_after as i64,
+        valid_before: grant.valid_before as i64,
+        rule: grant.rule.clone(),
+        tier: grant.tier.clone(),
+        principals: grant.principals.clone(),
+        extensions: grant.extensions.clone(),
+        request_id: grant.request_id.to_string(),
+        emergency: grant.emergency,
+        approvers: grant.approvers.clone(),
     }
 }

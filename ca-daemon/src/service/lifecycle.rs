@@ -2,8 +2,6 @@
 //! for an allowed emergency, issued at once), then approved, denied or cancelled by
 //! people, or expires; fully approved requests are issued.
 
-use std::time::Duration;
-
 use breakglass_proto::audit::event::{
     ApprovalAdded, RequestCancelled, RequestCreated, RequestDenied, RequestExpired,
 };
@@ -13,17 +11,35 @@ use ssh_key::PublicKey;
 use ssh_key::rand_core::{OsRng, RngCore};
 
 use super::views::{WATCH_REFRESH, final_result};
-use super::{Created, Service, check_note, groups_text, now};
-use crate::error::Error;
-use crate::fmt_duration;
+use super::{Created, Service, check_note, now};
+use crate::error::{Closed, Error, RequesterAct};
 use crate::notify::NoticeKind;
-use crate::policy::{Caller, Decision, Tier};
+use crate::policy::{Admission, Admitted, Caller, Tier};
 use crate::refusal::RefusalKind;
 use crate::request::AccessRequest;
 use crate::state::{self, RequestStatus};
 
-/// Window of the per-requester emergency limit.
-const EMERGENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// How someone settles a pending request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Settle {
+    /// An approver approves it.
+    Approve,
+    /// An approver denies it: it ends.
+    Deny,
+    /// Its requester withdraws it: it ends.
+    Cancel,
+}
+
+impl Settle {
+    /// The call's stable name (in refusal records and messages).
+    fn action(self) -> &'static str {
+        match self {
+            Settle::Approve => "approve",
+            Settle::Deny => "deny",
+            Settle::Cancel => "cancel",
+        }
+    }
+}
 
 impl Service {
     /// Expires overdue pending requests; issues approved ones not yet issued.
@@ -86,8 +102,8 @@ impl Service {
         }
     }
 
-    /// Validates, decides and records a new request; issues it at once when
-    /// its tier needs no approval or for an allowed emergency.
+    /// Admits (by policy) and records a new request; issues it at once when its tier needs
+    /// no approval or for an allowed emergency.
     pub async fn create(
         &self,
         who: &Caller,
@@ -95,98 +111,24 @@ impl Service {
         key: PublicKey,
         emergency: bool,
     ) -> Result<Created, Error> {
-        crate::revocation::refuse_revoked_key(&self.state(), &key)?;
+        self.refuse_revoked_key(&key)?;
         self.check_not_halted()?;
         if access.drill && emergency {
-            return Err(Error::InvalidArgument(
-                "a drill is not an emergency: ask with drill or with emergency, not both".into(),
-            ));
+            return Err(Error::DrillAndEmergency);
         }
         let (t, at) = now();
-        let grant = match self.policy.decide(who, &access, t) {
-            Decision::Allow(g) => g,
-            Decision::Deny(why) => {
-                // No rule concerns a caller the configuration does not know: say so.
-                let kind = match why.kind {
-                    RefusalKind::NoRule if why.rule.is_none() => {
-                        self.refusals.kind_for(who, RefusalKind::NoRule)
-                    }
-                    kind => kind,
-                };
-                let rule = why.rule.as_deref();
-                let tier = rule
-                    .filter(|_| kind != RefusalKind::DenyRule)
-                    .and_then(|r| self.policy.rules().iter().find(|x| x.name == r))
-                    .map(|r| r.tier.as_str());
-                return Err(self
-                    .refuse_request(
-                        who,
-                        &access,
-                        emergency,
-                        kind,
-                        (rule, tier),
-                        Error::PermissionDenied(why.message),
-                    )
-                    .await);
-            }
-        };
-        let tier = self
-            .policy
-            .tier(&grant.tier)
-            .ok_or_else(|| Error::Internal(format!("tier `{}` is not configured", grant.tier)))?;
-        let rule_and_tier = (Some(grant.rule.as_str()), Some(tier.name.as_str()));
-        if let Err((kind, why)) = tier.check_reason(&access.reason) {
-            let e = Error::InvalidArgument(why);
-            return Err(self
-                .refuse_request(who, &access, emergency, kind, rule_and_tier, e)
-                .await);
-        }
-        if access.ttl > tier.max_ttl {
-            let e = Error::PermissionDenied(format!(
-                "TTL {} exceeds the {} maximum of tier `{}`",
-                fmt_duration(access.ttl),
-                fmt_duration(tier.max_ttl),
-                tier.name
-            ));
-            return Err(self
-                .refuse_request(who, &access, emergency, RefusalKind::Ttl, rule_and_tier, e)
-                .await);
-        }
-        let mut ttl = access.ttl;
-        let mut approvals_required = tier.approvals;
         // Held while counting and recording an emergency, so concurrent
         // emergencies cannot slip past the daily limit.
-        let mut _emergency_lock = None;
-        let mut quota_spent = None;
-        if emergency {
-            let Some(e) = &tier.emergency else {
-                let e = Error::PermissionDenied(format!(
-                    "emergency access is not allowed for tier `{}` ({}@{}, rule `{}`); ask without --emergency{}",
-                    tier.name,
-                    access.principals.join(","),
-                    access.hosts.join(","),
-                    grant.rule,
-                    if tier.approvals > 0 {
-                        format!(
-                            " and get {} approval(s) from {}",
-                            tier.approvals,
-                            groups_text(&tier.approver_groups)
-                        )
-                    } else {
-                        String::new()
-                    }
-                ));
-                let kind = RefusalKind::EmergencyNotAllowed;
-                return Err(self
-                    .refuse_request(who, &access, emergency, kind, rule_and_tier, e)
-                    .await);
-            };
-            _emergency_lock = Some(self.transitions.lock().await);
-            let since = Timestamp::from_system_time(t - EMERGENCY_WINDOW);
-            // Per person: a second identity of the same owner shares the allowance.
+        let emergency_lock = if emergency {
+            Some(self.transitions.lock().await)
+        } else {
+            None
+        };
+        // Per person: a second identity of the same owner shares the allowance.
+        let emergencies_since = |since| {
+            let since = Timestamp::from_system_time(since);
             let me = self.person(&who.identity);
-            let used = self
-                .state()
+            self.state()
                 .grants
                 .values()
                 .filter(|g| {
@@ -194,22 +136,46 @@ impl Service {
                         && g.issued_at >= since
                         && self.person(&g.issued.requester) == me
                 })
-                .count();
-            if used < e.per_day as usize {
-                approvals_required = 0;
-                ttl = ttl.min(e.ttl);
-            } else {
-                tracing::warn!(
-                    requester = %who.identity,
-                    used,
-                    limit = e.per_day,
-                    "emergency limit reached; the request needs normal approval"
-                );
-                quota_spent = Some((used, e.per_day));
+                .count()
+        };
+        let admitted = match self
+            .policy
+            .admit(who, &access, emergency, t, emergencies_since)?
+        {
+            Admission::Admit(a) => a,
+            Admission::Refuse(r) => {
+                drop(emergency_lock);
+                // No rule concerns a caller the configuration does not know: say so.
+                let kind = match r.kind {
+                    RefusalKind::NoRule if r.rule.is_none() => {
+                        self.refusals.kind_for(who, RefusalKind::NoRule)
+                    }
+                    kind => kind,
+                };
+                let rule_and_tier = (r.rule.as_deref(), r.tier.as_deref());
+                return Err(self
+                    .refuse_request(who, &access, emergency, kind, rule_and_tier, r.error)
+                    .await);
             }
+        };
+        let Admitted {
+            grant,
+            ttl,
+            approvals_required,
+            max_wait,
+            approver_groups,
+            quota_spent,
+        } = admitted;
+        if let Some((used, per_day)) = quota_spent {
+            tracing::warn!(
+                requester = %who.identity,
+                used,
+                limit = per_day,
+                "emergency limit reached; the request needs normal approval"
+            );
         }
         let request_id = RequestId(OsRng.next_u64());
-        let expires_at = Timestamp::from_system_time(t + tier.max_wait);
+        let expires_at = Timestamp::from_system_time(t + max_wait);
         let created = RequestCreated {
             request_id,
             requester: who.identity.clone(),
@@ -241,27 +207,30 @@ impl Service {
         ))
         .await?;
         if let Some((used, per_day)) = quota_spent {
-            let why = format!(
-                "emergency self-service refused: {used} of {per_day} emergency grant(s) in 24 hours used; request {request_id} waits for {approvals_required} approval(s) from {}",
-                groups_text(&tier.approver_groups)
-            );
+            let why = Error::EmergencyQuotaSpent {
+                used,
+                per_day,
+                request: request_id,
+                approvals: approvals_required,
+                approver_groups,
+            };
             self.record_emergency_quota(who, &access, (&grant.rule, &grant.tier), request_id, why)
                 .await;
         }
         if approvals_required == 0 {
             let certificate = self.issue(request_id, who.actor()).await?;
-            drop(_emergency_lock);
+            drop(emergency_lock);
             return Ok(Created {
                 id: request_id,
                 info: self.info_of(request_id, Some(who))?,
                 certificate: Some(certificate),
             });
         }
-        drop(_emergency_lock);
+        drop(emergency_lock);
         tracing::info!(
             request = %request_id,
             requester = %who.identity,
-            tier = %tier.name,
+            tier = %grant.tier,
             approvals = approvals_required,
             "request waits for approval"
         );
@@ -277,44 +246,26 @@ impl Service {
     fn pending_with_tier(&self, id: RequestId) -> Result<(state::Request, Tier), Error> {
         let (_, at) = now();
         let st = self.state();
-        let r = st
-            .requests
-            .get(&id)
-            .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+        let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
+        let closed = |how| Err(Error::Closed { request: id, how });
         match &r.status {
             RequestStatus::Pending if at >= r.created.expires_at => {
-                return Err(Error::FailedPrecondition(format!(
-                    "request {id} has expired waiting for approval"
-                )));
+                return closed(Closed::ExpiredWaiting);
             }
             RequestStatus::Pending => {}
-            RequestStatus::Issued(g) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "request {id} was already issued (grant {g})"
-                )));
-            }
-            RequestStatus::Denied { by, .. } => {
-                return Err(Error::FailedPrecondition(format!(
-                    "request {id} was denied by {by}"
-                )));
-            }
-            RequestStatus::Expired => {
-                return Err(Error::FailedPrecondition(format!(
-                    "request {id} has expired"
-                )));
-            }
-            RequestStatus::Cancelled { by, .. } => {
-                return Err(Error::FailedPrecondition(format!(
-                    "request {id} was cancelled by {by}"
-                )));
-            }
+            RequestStatus::Issued(g) => return closed(Closed::Issued(*g)),
+            RequestStatus::Denied { by, .. } => return closed(Closed::Denied(by.clone())),
+            RequestStatus::Expired => return closed(Closed::Expired),
+            RequestStatus::Cancelled { by, .. } => return closed(Closed::Cancelled(by.clone())),
         }
-        let tier = self.policy.tier(&r.created.tier).cloned().ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "request {id} is of tier `{}`, which the configuration no longer defines",
-                r.created.tier
-            ))
-        })?;
+        let tier = self
+            .policy
+            .tier(&r.created.tier)
+            .cloned()
+            .ok_or_else(|| Error::TierGone {
+                request: id,
+                tier: r.created.tier.clone(),
+            })?;
         Ok((r.clone(), tier))
     }
 
@@ -325,59 +276,7 @@ impl Service {
         id: RequestId,
         comment: &str,
     ) -> Result<RequestInfo, Error> {
-        let comment = check_note("comment", comment, None)?;
-        let _t = self.transitions.lock().await;
-        let (r, tier) = self.pending_with_tier(id)?;
-        let target = id.to_string();
-        if self.same_person(who, &r.created.requester) {
-            let e = Error::PermissionDenied(format!(
-                "you cannot approve your own request {id} (requested by {}); it needs approval from someone else in {}",
-                r.created.requester,
-                groups_text(&tier.approver_groups)
-            ));
-            let kind = RefusalKind::SelfApproval;
-            // A refusal changes no request: record it without holding up transitions.
-            drop(_t);
-            return Err(self.refuse_action(who, "approve", &target, kind, e).await);
-        }
-        if let Err(e) = require_approver(who, &tier, "approve") {
-            let kind = self.refusals.kind_for(who, RefusalKind::NotApprover);
-            drop(_t);
-            return Err(self.refuse_action(who, "approve", &target, kind, e).await);
-        }
-        let required = r.created.approvals_required as usize;
-        let before = self.approvers(&r);
-        if required == 0 || before.len() >= required {
-            return Err(Error::FailedPrecondition(format!(
-                "request {id} needs no further approval"
-            )));
-        }
-        if self.has_approved(who, &r) {
-            return Err(Error::FailedPrecondition(format!(
-                "you already approved {id}; it needs {} more approval(s) from other people in {}",
-                required - before.len(),
-                groups_text(&tier.approver_groups)
-            )));
-        }
-        let (_, at) = now();
-        self.record(Event::new(
-            at,
-            who.actor(),
-            EventKind::ApprovalAdded(ApprovalAdded {
-                request_id: id,
-                comment,
-            }),
-        ))
-        .await?;
-        tracing::info!(request = %id, approver = %who.identity, "approval added");
-        self.notify_request(id, NoticeKind::Approval, &who.actor(), None, None);
-        if before.len() + 1 >= required
-            && let Err(e) = self.issue(id, who.actor()).await
-        {
-            // The approval is recorded; the sweep retries issuance.
-            tracing::error!(request = %id, error = %e, "issuing after the last approval failed");
-        }
-        self.info_of(id, Some(who))
+        self.settle(who, id, Settle::Approve, comment).await
     }
 
     /// Denies a pending request: it ends.
@@ -387,40 +286,7 @@ impl Service {
         id: RequestId,
         reason: &str,
     ) -> Result<RequestInfo, Error> {
-        let reason = check_note(
-            "reason",
-            reason,
-            Some("say why the request is denied (--reason TEXT)"),
-        )?;
-        let _t = self.transitions.lock().await;
-        let (r, tier) = self.pending_with_tier(id)?;
-        let target = id.to_string();
-        if self.same_person(who, &r.created.requester) {
-            let e = Error::PermissionDenied(format!(
-                "{id} is your own request: withdraw it with `breakglass cancel {id}`"
-            ));
-            let kind = RefusalKind::SelfApproval;
-            drop(_t);
-            return Err(self.refuse_action(who, "deny", &target, kind, e).await);
-        }
-        if let Err(e) = require_approver(who, &tier, "deny") {
-            let kind = self.refusals.kind_for(who, RefusalKind::NotApprover);
-            drop(_t);
-            return Err(self.refuse_action(who, "deny", &target, kind, e).await);
-        }
-        let (_, at) = now();
-        self.record(Event::new(
-            at,
-            who.actor(),
-            EventKind::RequestDenied(RequestDenied {
-                request_id: id,
-                reason: reason.clone(),
-            }),
-        ))
-        .await?;
-        tracing::info!(request = %id, by = %who.identity, reason = %reason, "request denied by approver");
-        self.notify_request(id, NoticeKind::Denied, &who.actor(), None, Some(reason));
-        self.info_of(id, Some(who))
+        self.settle(who, id, Settle::Deny, reason).await
     }
 
     /// Withdraws a pending request (its requester only).
@@ -430,32 +296,126 @@ impl Service {
         id: RequestId,
         reason: &str,
     ) -> Result<RequestInfo, Error> {
-        let reason = check_note("reason", reason, None)?;
-        let _t = self.transitions.lock().await;
-        let (r, _) = self.pending_with_tier(id)?;
-        if !self.same_person(who, &r.created.requester) {
-            let e = Error::PermissionDenied(format!(
-                "only the requester ({}) may cancel {id}; approvers deny with `breakglass deny {id} --reason …`",
-                r.created.requester
-            ));
-            let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
-            drop(_t);
+        self.settle(who, id, Settle::Cancel, reason).await
+    }
+
+    /// Approves, denies or cancels a pending request as `who`, with `note` (the comment or
+    /// the reason): checked, then recorded; refusals by policy are on the record.
+    async fn settle(
+        &self,
+        who: &Caller,
+        id: RequestId,
+        how: Settle,
+        note: &str,
+    ) -> Result<RequestInfo, Error> {
+        let note = match how {
+            Settle::Approve => check_note("comment", note, None)?,
+            Settle::Deny => check_note(
+                "reason",
+                note,
+                Some("say why the request is denied (--reason TEXT)"),
+            )?,
+            Settle::Cancel => check_note("reason", note, None)?,
+        };
+        let transitions = self.transitions.lock().await;
+        let (r, tier) = self.pending_with_tier(id)?;
+        if let Some((kind, e)) = self.refusal_to_settle(who, &r, &tier, how) {
+            // A refusal changes no request: record it without holding up transitions.
+            drop(transitions);
+            let target = id.to_string();
             return Err(self
-                .refuse_action(who, "cancel", &id.to_string(), kind, e)
+                .refuse_action(who, how.action(), &target, kind, e)
                 .await);
         }
-        let (_, at) = now();
-        self.record(Event::new(
-            at,
-            who.actor(),
-            EventKind::RequestCancelled(RequestCancelled {
+        let kind = match how {
+            Settle::Approve => {
+                let required = r.created.approvals_required as usize;
+                let before = self.approvers(&r).len();
+                if required == 0 || before >= required {
+                    return Err(Error::NoApprovalNeeded(id));
+                }
+                if self.has_approved(who, &r) {
+                    return Err(Error::AlreadyApproved {
+                        request: id,
+                        missing: required - before,
+                        approver_groups: tier.approver_groups.clone(),
+                    });
+                }
+                EventKind::ApprovalAdded(ApprovalAdded {
+                    request_id: id,
+                    comment: note.clone(),
+                })
+            }
+            Settle::Deny => EventKind::RequestDenied(RequestDenied {
                 request_id: id,
-                reason: reason.clone(),
+                reason: note.clone(),
             }),
-        ))
-        .await?;
-        self.notify_request(id, NoticeKind::Cancelled, &who.actor(), None, Some(reason));
+            Settle::Cancel => EventKind::RequestCancelled(RequestCancelled {
+                request_id: id,
+                reason: note.clone(),
+            }),
+        };
+        let (_, at) = now();
+        self.record(Event::new(at, who.actor(), kind)).await?;
+        match how {
+            Settle::Approve => {
+                tracing::info!(request = %id, approver = %who.identity, "approval added");
+                self.notify_request(id, NoticeKind::Approval, &who.actor(), None, None);
+                let required = r.created.approvals_required as usize;
+                if self.approvers(&r).len() + 1 >= required
+                    && let Err(e) = self.issue(id, who.actor()).await
+                {
+                    // The approval is recorded; the sweep retries issuance.
+                    tracing::error!(request = %id, error = %e, "issuing after the last approval failed");
+                }
+            }
+            Settle::Deny => {
+                tracing::info!(request = %id, by = %who.identity, reason = %note, "request denied by approver");
+                self.notify_request(id, NoticeKind::Denied, &who.actor(), None, Some(note));
+            }
+            Settle::Cancel => {
+                self.notify_request(id, NoticeKind::Cancelled, &who.actor(), None, Some(note));
+            }
+        }
         self.info_of(id, Some(who))
+    }
+
+    /// Why `who` may not settle `r` so, with the refusal's kind for the record (`None`: they
+    /// may). Approvers (of its tier, not its requester) approve and deny; its requester
+    /// cancels.
+    fn refusal_to_settle(
+        &self,
+        who: &Caller,
+        r: &state::Request,
+        tier: &Tier,
+        how: Settle,
+    ) -> Option<(RefusalKind, Error)> {
+        let id = r.created.request_id;
+        let requester = &r.created.requester;
+        let own = self.same_person(who, requester);
+        match how {
+            Settle::Cancel if own => None,
+            Settle::Cancel => Some((
+                self.refusals.kind_for(who, RefusalKind::NotRequester),
+                Error::OnlyRequester {
+                    requester: requester.clone(),
+                    act: RequesterAct::Cancel(id),
+                },
+            )),
+            Settle::Approve if own => Some((
+                RefusalKind::SelfApproval,
+                Error::SelfApproval {
+                    request: id,
+                    requester: requester.clone(),
+                    approver_groups: tier.approver_groups.clone(),
+                },
+            )),
+            Settle::Deny if own => Some((RefusalKind::SelfApproval, Error::SelfDenial(id))),
+            Settle::Approve | Settle::Deny => tier
+                .require_approver(who, how.action())
+                .err()
+                .map(|e| (self.refusals.kind_for(who, RefusalKind::NotApprover), e)),
+        }
     }
 
     /// Creates a request and waits until it is issued or ends otherwise.
@@ -481,24 +441,10 @@ impl Service {
             }
             tokio::select! {
                 r = changes.changed() => if r.is_err() {
-                    return Err(Error::Unavailable("the daemon is shutting down".into()));
+                    return Err(Error::ShuttingDown);
                 },
                 _ = tokio::time::sleep(WATCH_REFRESH) => {}
             }
         }
     }
-}
-
-/// Refuses a caller outside the tier's approver groups, saying who may act.
-fn require_approver(who: &Caller, tier: &Tier, verb: &str) -> Result<(), Error> {
-    if tier.may_approve(who) {
-        return Ok(());
-    }
-    Err(Error::PermissionDenied(format!(
-        "{} may not {verb} requests of tier `{}`: approvers must be in {} (your groups: {})",
-        who.identity,
-        tier.name,
-        groups_text(&tier.approver_groups),
-        groups_text(&who.groups)
-    )))
 }

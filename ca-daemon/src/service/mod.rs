@@ -28,10 +28,10 @@ use breakglass_proto::text;
 use breakglass_proto::v1::{RequestCertificateResponse, RequestInfo};
 use tokio::sync::watch;
 
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::AuditLog;
 use crate::certificate::CertificateAuthority;
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{Error, Halt};
 use crate::identity::unix_identity;
 use crate::notify::{self, NoticeKind, Notifier};
 use crate::policy::{Caller, Policy};
@@ -96,7 +96,11 @@ pub(crate) fn secs(t: Timestamp) -> i64 {
 /// A free-text field (`field` names it): trimmed, at most [`MAX_NOTE_BYTES`], no hazard
 /// ([`text::check_free_text`]); `if_empty` is the refusal of an empty one, when it is
 /// required.
-pub(crate) fn check_note(field: &str, note: &str, if_empty: Option<&str>) -> Result<String, Error> {
+pub(crate) fn check_note(
+    field: &'static str,
+    note: &str,
+    if_empty: Option<&str>,
+) -> Result<String, Error> {
     let t = note.trim();
     if let Some(why) = if_empty
         && t.is_empty()
@@ -105,15 +109,6 @@ pub(crate) fn check_note(field: &str, note: &str, if_empty: Option<&str>) -> Res
     }
     text::check_free_text(t, MAX_NOTE_BYTES).map_err(|e| Error::invalid_field(field, e))?;
     Ok(t.to_owned())
-}
-
-/// Groups as messages list them (`none` for no group).
-pub(crate) fn groups_text(groups: &[String]) -> String {
-    if groups.is_empty() {
-        "none".to_owned()
-    } else {
-        groups.join(", ")
-    }
 }
 
 /// How an actor is named on the wire: a user by its identity, others as the log writes them.
@@ -179,7 +174,10 @@ impl Service {
         event: Event,
         then: impl FnOnce(&mut State),
     ) -> Result<u64, Error> {
-        let index = self.audit.append(&event).await.map_err(audit_unavailable)?;
+        let index = self.audit.append(&event).await.map_err(|e| {
+            tracing::error!(error = %e, "audit log append failed");
+            Error::AuditUnavailable(e)
+        })?;
         {
             let mut st = self.state();
             st.apply(index, &event);
@@ -192,32 +190,21 @@ impl Service {
     /// Why no certificate may be issued now: a host showed a checkpoint of this log that the
     /// log does not extend (rolled back or forked) and no administrator acknowledged it yet
     /// (`crate::witness`). `None` when issuance may go on.
-    pub fn halted(&self) -> Option<String> {
+    pub fn halted(&self) -> Option<Halt> {
         let st = self.state();
         let first = st.log_forks.first()?;
-        let others = st.log_forks.len() - 1;
-        Some(format!(
-            "issuance is stopped: host {} showed a checkpoint of this CA's audit log ({} events, \
-             signed with the log's key) that the log does not extend (it held {} events then): \
-             the log was rolled back or forked (audit event {} log_consistency_failed{}). \
-             Revocations, host records and reads keep working. Administrators: investigate \
-             (restore the audit directory from a backup if events were lost), then acknowledge \
-             with `breakglass audit acknowledge-fork --reason TEXT` as an admin",
-            first.host,
-            first.size,
-            first.log_size,
-            first.index,
-            if others > 0 {
-                format!(", and {others} more report(s)")
-            } else {
-                String::new()
-            }
-        ))
+        Some(Halt {
+            host: first.host.clone(),
+            size: first.size,
+            log_size: first.log_size,
+            index: first.index,
+            others: st.log_forks.len() - 1,
+        })
     }
 
     fn check_not_halted(&self) -> Result<(), Error> {
         match self.halted() {
-            Some(why) => Err(Error::FailedPrecondition(why)),
+            Some(halt) => Err(Error::Halted(halt)),
             None => Ok(()),
         }
     }
@@ -329,12 +316,4 @@ impl Service {
             );
         }
     }
-}
-
-/// The audit log could not record an event: nothing was done.
-fn audit_unavailable(e: AuditError) -> Error {
-    tracing::error!(error = %e, "audit log append failed");
-    Error::Unavailable(format!(
-        "{e}; nothing was issued or changed. Try again shortly; operators: check the disk of the audit log"
-    ))
 }

@@ -135,7 +135,7 @@ impl Service {
         access: &AccessRequest,
         (rule, tier): (&str, &str),
         request: RequestId,
-        reason: String,
+        reason: Error,
     ) {
         let mut r = Refusal::request(
             who,
@@ -143,7 +143,7 @@ impl Service {
             true,
             RefusalKind::EmergencyQuota,
             (Some(rule), Some(tier)),
-            &Error::PermissionDenied(reason),
+            &reason,
         );
         if let Refusal::Request(rr) = &mut r {
             rr.request_id = Some(request);

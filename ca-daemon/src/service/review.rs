@@ -8,7 +8,7 @@ use breakglass_proto::text;
 use breakglass_proto::v1::ReviewItem;
 
 use super::views::review_item;
-use super::{Service, check_note, groups_text, now};
+use super::{Service, check_note, now};
 use crate::error::Error;
 use crate::notify::NoticeKind;
 use crate::policy::Caller;
@@ -45,8 +45,9 @@ impl Service {
         }
         let detail = check_note("detail", report.detail, None)?;
         if report.passed != failed_step.is_empty() {
-            return Err(Error::InvalidArgument(
-                "failed_step: name the step that failed exactly when the drill did not pass".into(),
+            return Err(Error::invalid_field(
+                "failed_step",
+                "name the step that failed exactly when the drill did not pass",
             ));
         }
         let _t = self.transitions.lock().await;
@@ -55,15 +56,13 @@ impl Service {
             self.own_grant(&st, who, grant_id, "report the drill of")
                 .and_then(|g| {
                     if !self.policy.tier(&g.issued.tier).is_some_and(|t| t.drill) {
-                        return Err(Error::FailedPrecondition(format!(
-                            "grant {grant_id} is of tier `{}`, which is not a drill tier (drill = true)",
-                            g.issued.tier
-                        )));
+                        return Err(Error::NotDrillTier {
+                            grant: grant_id,
+                            tier: g.issued.tier.clone(),
+                        });
                     }
                     if g.drill_report.is_some() {
-                        return Err(Error::FailedPrecondition(format!(
-                            "the drill of grant {grant_id} was already reported"
-                        )));
+                        return Err(Error::DrillReported(grant_id));
                     }
                     Ok((
                         g.issued.request_id,
@@ -74,7 +73,7 @@ impl Service {
                 })
         };
         let (request_id, tier, host, principal) = match found {
-            Err(e @ Error::PermissionDenied(_)) => {
+            Err(e @ Error::OnlyRequester { .. }) => {
                 let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
                 let target = grant_id.to_string();
                 drop(_t);
@@ -148,34 +147,23 @@ impl Service {
         let _t = self.transitions.lock().await;
         let (requester, tier) = {
             let st = self.state();
-            let g = st
-                .grants
-                .get(&grant_id)
-                .ok_or_else(|| Error::NotFound(format!("no grant {grant_id}")))?;
+            let g = st.grants.get(&grant_id).ok_or(Error::NoGrant(grant_id))?;
             if let Some((_, by, _, _)) = &g.review {
-                return Err(Error::FailedPrecondition(format!(
-                    "grant {grant_id} was already reviewed by {by}"
-                )));
+                return Err(Error::AlreadyReviewed {
+                    grant: grant_id,
+                    by: by.clone(),
+                });
             }
             (g.issued.requester.clone(), g.issued.tier.clone())
         };
         let target = grant_id.to_string();
         if self.same_person(who, &requester) {
-            let e = Error::PermissionDenied(format!(
-                "you cannot review your own grant {grant_id}; someone else must"
-            ));
+            let e = Error::SelfReview(grant_id);
             let kind = RefusalKind::SelfApproval;
             drop(_t);
             return Err(self.refuse_action(who, "review", &target, kind, e).await);
         }
-        let t = self.policy.tier(&tier);
-        if !t.is_some_and(|t| t.may_review(who)) {
-            let e = Error::PermissionDenied(format!(
-                "{} may not review grants of tier `{tier}`: reviewers must be in {} (your groups: {})",
-                who.identity,
-                groups_text(&t.map(|t| t.reviewer_groups.clone()).unwrap_or_default()),
-                groups_text(&who.groups)
-            ));
+        if let Err(e) = self.policy.require_reviewer(&tier, who) {
             let kind = self.refusals.kind_for(who, RefusalKind::NotReviewer);
             drop(_t);
             return Err(self.refuse_action(who, "review", &target, kind, e).await);

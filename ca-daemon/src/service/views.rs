@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::{Service, actor_name, now, secs};
-use crate::error::Error;
+use crate::error::{Error, RequesterAct};
 use crate::notify;
 use crate::policy::Caller;
 use crate::refusal::RefusalKind;
@@ -128,10 +128,7 @@ impl Service {
     ) -> Result<RequestInfo, Error> {
         let (_, at) = now();
         let st = self.state();
-        let r = st
-            .requests
-            .get(&id)
-            .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+        let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
         Ok(self.info(r, who, at))
     }
 
@@ -149,17 +146,14 @@ impl Service {
         let (_, at) = now();
         let refused = {
             let st = self.state();
-            let r = st
-                .requests
-                .get(&id)
-                .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+            let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
             if self.may_see(who, r) {
                 return Ok(self.info(r, Some(who), at));
             }
-            Error::PermissionDenied(format!(
-                "{} is neither the requester of {id} nor an approver or reviewer of its tier",
-                who.identity
-            ))
+            Error::MayNotSee {
+                identity: who.identity.clone(),
+                request: id,
+            }
         };
         let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
         Err(self
@@ -194,17 +188,14 @@ impl Service {
         let info = {
             let (_, at) = now();
             let st = self.state();
-            let r = st
-                .requests
-                .get(&id)
-                .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+            let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
             if self.same_person(who, &r.created.requester) {
                 Ok(self.info(r, Some(who), at))
             } else {
-                Err(Error::PermissionDenied(format!(
-                    "only the requester ({}) may fetch the certificate of {id}",
-                    r.created.requester
-                )))
+                Err(Error::OnlyRequester {
+                    requester: r.created.requester.clone(),
+                    act: RequesterAct::Fetch(id),
+                })
             }
         };
         match info {
@@ -229,11 +220,12 @@ impl Service {
             .requests
             .get(&id)
             .map(|r| r.created.requester.clone())
-            .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+            .ok_or(Error::NoRequest(id))?;
         if !self.same_person(who, &requester) {
-            let e = Error::PermissionDenied(format!(
-                "only the requester ({requester}) may watch {id}; use `breakglass show {id}`"
-            ));
+            let e = Error::OnlyRequester {
+                requester,
+                act: RequesterAct::Watch(id),
+            };
             let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
             return Err(self
                 .refuse_action(who, "watch", &id.to_string(), kind, e)
@@ -322,7 +314,7 @@ impl Service {
                 .map(session_infos)
         };
         match sessions {
-            Err(e @ Error::PermissionDenied(_)) => {
+            Err(e @ Error::OnlyRequester { .. }) => {
                 let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
                 let target = grant_id.to_string();
                 Err(self.refuse_action(who, "sessions", &target, kind, e).await)
@@ -338,17 +330,17 @@ impl Service {
         st: &'s state::State,
         who: &Caller,
         grant_id: GrantId,
-        what: &str,
+        what: &'static str,
     ) -> Result<&'s state::Grant, Error> {
-        let g = st
-            .grants
-            .get(&grant_id)
-            .ok_or_else(|| Error::NotFound(format!("no grant {grant_id}")))?;
+        let g = st.grants.get(&grant_id).ok_or(Error::NoGrant(grant_id))?;
         if !self.same_person(who, &g.issued.requester) {
-            return Err(Error::PermissionDenied(format!(
-                "only the requester ({}) may {what} grant {grant_id}",
-                g.issued.requester
-            )));
+            return Err(Error::OnlyRequester {
+                requester: g.issued.requester.clone(),
+                act: RequesterAct::Grant {
+                    what,
+                    grant: grant_id,
+                },
+            });
         }
         Ok(g)
     }
@@ -361,28 +353,25 @@ pub(super) fn final_result(
 ) -> Result<RequestCertificateResponse, Error> {
     let id = &info.request_id;
     match RequestState::try_from(info.state).unwrap_or(RequestState::Unspecified) {
-        RequestState::Issued => kept.ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "{id} was issued (grant {}) by a CA key that no longer signs, so its certificate cannot be produced again; ask again",
-                info.grant_id
-            ))
+        RequestState::Issued => kept.ok_or_else(|| Error::CertificateGone {
+            request: id.clone(),
+            grant: info.grant_id.clone(),
         }),
-        RequestState::Denied => Err(Error::PermissionDenied(format!(
-            "request {id} was denied by {}: {}",
-            info.decided_by, info.decision_reason
-        ))),
-        RequestState::Expired => Err(Error::Expired(format!(
-            "request {id} expired: nobody approved it in time"
-        ))),
-        RequestState::Cancelled => Err(Error::Cancelled(format!(
-            "request {id} was cancelled by {}",
-            info.decided_by
-        ))),
-        _ => Err(Error::FailedPrecondition(format!(
-            "request {id} is still waiting for approval ({} of {} so far)",
-            info.approvals.len(),
-            info.approvals_required
-        ))),
+        RequestState::Denied => Err(Error::RequestDenied {
+            request: id.clone(),
+            by: info.decided_by.clone(),
+            reason: info.decision_reason.clone(),
+        }),
+        RequestState::Expired => Err(Error::RequestExpired(id.clone())),
+        RequestState::Cancelled => Err(Error::RequestCancelled {
+            request: id.clone(),
+            by: info.decided_by.clone(),
+        }),
+        _ => Err(Error::StillWaiting {
+            request: id.clone(),
+            approvals: info.approvals.len(),
+            required: info.approvals_required,
+        }),
     }
 }
 
