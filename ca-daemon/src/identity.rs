@@ -18,18 +18,10 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::config::{AdminUser, Config, Identity, check_identity};
+
+pub use crate::config::{ADMIN_SOCKET_NAMESPACE, is_admin_socket_identity};
 use crate::error::{Error, Unauthenticated};
 use crate::policy::Caller;
-
-/// Prefix of the identities of admin-socket callers (`unix:<user>`).
-pub const ADMIN_SOCKET_NAMESPACE: &str = "unix:";
-
-/// True when `id` is in the `unix:` namespace (any letter case, as URI schemes are),
-/// which only callers of the admin socket may have.
-pub fn is_admin_socket_identity(id: &str) -> bool {
-    id.get(..ADMIN_SOCKET_NAMESPACE.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(ADMIN_SOCKET_NAMESPACE))
-}
 
 /// A caller and whether the configuration lists it.
 #[derive(Clone, Debug)]

@@ -10,6 +10,7 @@
 //! task, with a per-attempt timeout and retries with doubling delays, so a
 //! webhook that hangs or fails delays nothing but its own retries.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,41 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::config::NotifySettings;
+/// How notifications (webhooks, syslog) are delivered.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// Longest one webhook POST may take (connect + answer).
+    pub timeout: Duration,
+    /// Further attempts after a failed POST.
+    pub retries: u32,
+    /// Delay before the first retry (doubled for each further one).
+    pub retry_delay: Duration,
+    /// Notifications queued before new ones are dropped (issuance never waits).
+    pub queue: usize,
+    /// Also write one syslog line per notification.
+    pub syslog: bool,
+    /// The syslog socket.
+    pub syslog_socket: PathBuf,
+    /// PEM roots for `https://` webhooks.
+    pub ca_bundle: PathBuf,
+    /// `--config` argument shown in the approve command of notifications.
+    pub client_config: Option<String>,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            retry_delay: Duration::from_secs(1),
+            queue: 1024,
+            syslog: false,
+            syslog_socket: PathBuf::from("/dev/log"),
+            ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            client_config: None,
+        }
+    }
+}
 
 /// Most webhook deliveries in flight at once.
 const MAX_IN_FLIGHT: usize = 64;

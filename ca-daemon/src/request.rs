@@ -150,9 +150,7 @@ pub fn validate(
     let source_addresses = wire
         .source_addresses
         .iter()
-        .map(|s| {
-            crate::config::parse_cidr(s).map_err(|e| Error::invalid_field("source_addresses", e))
-        })
+        .map(|s| parse_cidr(s).map_err(|e| Error::invalid_field("source_addresses", e)))
         .collect::<Result<Vec<_>, _>>()?;
 
     let extensions = if wire.extensions.is_empty() {
@@ -189,6 +187,22 @@ pub fn validate(
         },
         key,
     ))
+}
+
+/// Parses `10.0.0.0/8` or a bare address (taken as a single host).
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        if net.trunc() != net {
+            return Err(format!(
+                "{s:?} has host bits set; did you mean {}?",
+                net.trunc()
+            ));
+        }
+        return Ok(net);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is not a CIDR block like 10.1.0.0/16 or an IP address"))
 }
 
 /// A forced command: non-empty, bounded free text ([`text::check_free_text`]: no NUL,

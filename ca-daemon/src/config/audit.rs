@@ -1,0 +1,133 @@
+//! `[audit]` and `[revocation]`: where the signed log lives and who may read it, and who
+//! administers revocations.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{ConfigError, check_word};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    dir: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(default)]
+    segment_max_mib: Option<u64>,
+    #[serde(default)]
+    max_batch: Option<usize>,
+    #[serde(default)]
+    reader_groups: Option<Vec<String>>,
+    #[serde(default)]
+    syslog_socket: Option<PathBuf>,
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Log directory (segments, checkpoint).
+    pub dir: PathBuf,
+    /// Ed25519 checkpoint signing key (PKCS#8 PEM, mode 0600), not the SSH CA key.
+    pub key: PathBuf,
+    /// Log origin: the first line of every checkpoint and the key name.
+    pub origin: String,
+    /// Segment size at which a new segment is started.
+    pub segment_max_bytes: u64,
+    /// Most events per group commit.
+    pub max_batch: usize,
+    /// Groups whose members may read the log through the Audit API.
+    pub reader_groups: Vec<String>,
+    /// Syslog datagram socket that gets one authpriv line per recorded event.
+    pub syslog_socket: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRevocation {
+    #[serde(default)]
+    admin_groups: Option<Vec<String>>,
+}
+
+/// Revocation settings (`[revocation]`).
+#[derive(Debug, Clone)]
+pub struct RevocationSettings {
+    /// Groups whose members may revoke any grant (requesters may always revoke their own)
+    /// and acknowledge a log fork hosts reported (`crate::witness`).
+    pub admin_groups: Vec<String>,
+}
+
+/// Validates `[audit]`.
+pub(super) fn parse_audit(
+    raw: RawAudit,
+    resolve: &impl Fn(&Path) -> PathBuf,
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<AuditSettings, ConfigError> {
+    let origin = raw
+        .origin
+        .clone()
+        .unwrap_or_else(|| "breakglass-ca/audit/v1".to_owned());
+    if origin.is_empty()
+        || origin.len() > 128
+        || origin
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+    {
+        return Err(err(
+            "audit.origin",
+            format!(
+                "{origin:?} must be 1 to 128 printable characters without spaces or '+' (for example \"ca.example.com/audit/v1\")"
+            ),
+        ));
+    }
+    let segment_mib = raw.segment_max_mib.unwrap_or(64);
+    if !(1..=4096).contains(&segment_mib) {
+        return Err(err(
+            "audit.segment_max_mib",
+            format!("{segment_mib} is outside 1 to 4096"),
+        ));
+    }
+    let max_batch = raw.max_batch.unwrap_or(1024);
+    if !(1..=65536).contains(&max_batch) {
+        return Err(err(
+            "audit.max_batch",
+            format!("{max_batch} is outside 1 to 65536"),
+        ));
+    }
+    let audit = AuditSettings {
+        dir: resolve(&raw.dir),
+        key: resolve(&raw.key),
+        origin,
+        segment_max_bytes: segment_mib * 1024 * 1024,
+        max_batch,
+        reader_groups: raw
+            .reader_groups
+            .unwrap_or_else(|| vec!["auditors".to_owned(), "admins".to_owned()]),
+        syslog_socket: raw
+            .syslog_socket
+            .map_or_else(|| PathBuf::from(bg_syslog::DEFAULT_SOCKET), |p| resolve(&p)),
+    };
+    for g in &audit.reader_groups {
+        check_word(g).map_err(|r| err("audit.reader_groups", r))?;
+    }
+
+    Ok(audit)
+}
+
+/// Validates `[revocation]`.
+pub(super) fn parse_revocation(
+    raw: Option<RawRevocation>,
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<RevocationSettings, ConfigError> {
+    let revocation = RevocationSettings {
+        admin_groups: raw
+            .unwrap_or_default()
+            .admin_groups
+            .unwrap_or_else(|| vec!["admins".to_owned()]),
+    };
+    for g in &revocation.admin_groups {
+        check_word(g).map_err(|r| err("revocation.admin_groups", r))?;
+    }
+    Ok(revocation)
+}

@@ -1,0 +1,224 @@
+//! Daemon configuration: TOML, versioned, unknown fields rejected, validated
+//! as a whole before anything is bound or signed.
+//!
+//! One file per part of the file: [`server`] (`[server]`, `[ca]`), [`audit`] (`[audit]`,
+//! `[revocation]`), [`identities`] (`[[identities]]`, `[[admin_users]]`),
+//! [`notifications`] (`[notifications]`, `[refusals]`), [`policy`] (`[[tiers]]`,
+//! `[[rules]]`); here, the whole and the field rules they share.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::keyfile;
+use crate::policy::Policy;
+
+pub mod audit;
+pub mod identities;
+pub mod notifications;
+pub mod policy;
+pub mod server;
+
+pub use self::audit::{AuditSettings, RevocationSettings};
+pub use self::identities::{
+    ADMIN_SOCKET_NAMESPACE, AdminUser, Identity, check_identity, is_admin_socket_identity,
+};
+pub use self::notifications::{MAX_REFUSALS_PER_HOUR, RefusalSettings};
+pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
+pub use self::server::{CaConfig, ServerConfig};
+pub use crate::notify::NotifySettings;
+pub use crate::request::parse_cidr;
+
+/// The only configuration format version this build understands.
+pub const CONFIG_VERSION: u32 = 1;
+/// Largest configuration file accepted.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// No certificate ever outlives this, whatever the configuration says.
+pub const HARD_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A configuration error: which field, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {field}: {reason}")]
+pub struct ConfigError {
+    /// The configuration file.
+    pub path: PathBuf,
+    /// Dotted path of the offending field (`rules[2].max_ttl`), or `file`.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: u32,
+    server: server::RawServer,
+    ca: server::RawCa,
+    audit: audit::RawAudit,
+    #[serde(default)]
+    identities: Vec<identities::RawIdentity>,
+    #[serde(default)]
+    admin_users: Vec<identities::RawAdminUser>,
+    #[serde(default)]
+    rules: Vec<policy::RawRule>,
+    #[serde(default)]
+    tiers: Vec<policy::RawTier>,
+    #[serde(default)]
+    notifications: Option<notifications::RawNotifications>,
+    #[serde(default)]
+    revocation: Option<audit::RawRevocation>,
+    #[serde(default)]
+    refusals: Option<notifications::RawRefusals>,
+}
+
+/// A validated daemon configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// File the configuration was read from.
+    pub path: PathBuf,
+    /// Network and TLS settings.
+    pub server: ServerConfig,
+    /// CA settings.
+    pub ca: CaConfig,
+    /// Audit log settings.
+    pub audit: AuditSettings,
+    /// Known identities (client certificates).
+    pub identities: Vec<Identity>,
+    /// Groups of the local users of the admin socket.
+    pub admin_users: Vec<AdminUser>,
+    /// Compiled policy (rules and risk tiers).
+    pub policy: Policy,
+    /// Notification delivery settings.
+    pub notifications: NotifySettings,
+    /// Revocation settings.
+    pub revocation: RevocationSettings,
+    /// Refusal recording and alerting.
+    pub refusals: RefusalSettings,
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file. Relative paths in it
+    /// are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |field: &str, reason: String| ConfigError {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        let bytes = keyfile::read_checked(path, MAX_CONFIG_BYTES, keyfile::Secrecy::Public)
+            .map_err(|e| err("file", e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| err("file", "is not UTF-8".into()))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let err = |field: &str, reason: String| ConfigError {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_owned();
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "file".to_owned());
+            err(&at, msg)
+        })?;
+        if raw.version != CONFIG_VERSION {
+            return Err(err(
+                "version",
+                format!(
+                    "version {} is not supported; this breakglass-ca reads version {CONFIG_VERSION}",
+                    raw.version
+                ),
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        // In file order of the checks before the split: server, ca, audit, revocation,
+        // identities, admin users, tiers, notifications, refusals, rules.
+        let server = server::parse_server(raw.server, &resolve, &err)?;
+        let ca = server::parse_ca(raw.ca, &resolve, &err)?;
+        let audit = audit::parse_audit(raw.audit, &resolve, &err)?;
+        let revocation = audit::parse_revocation(raw.revocation, &err)?;
+        let identities = identities::parse_identities(raw.identities, &err)?;
+        let admin_users =
+            identities::parse_admin_users(raw.admin_users, server.admin_socket.as_deref(), &err)?;
+        let tiers = policy::parse_tiers(raw.tiers, &ca, &err)?;
+        let notifications = notifications::parse_notifications(raw.notifications, &resolve, &err)?;
+        let refusals =
+            notifications::parse_refusals(raw.refusals.unwrap_or_default(), &tiers, &err)?;
+        let rules = policy::parse_rules(raw.rules, &tiers, &ca, &err)?;
+        Ok(Self {
+            path: path.to_owned(),
+            server,
+            ca,
+            audit,
+            identities,
+            admin_users,
+            policy: Policy::new(rules, tiers),
+            notifications,
+            revocation,
+            refusals,
+        })
+    }
+}
+
+/// Parses a duration like `90s`, `15m`, `2h`, checking it against `(min, max)`.
+pub(crate) fn duration_field(
+    value: Option<&str>,
+    default: Duration,
+    (min, max): (Duration, Duration),
+) -> Result<Duration, String> {
+    let Some(s) = value else {
+        return Ok(default);
+    };
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like \"90s\", \"15m\" or \"2h\" ({e})"))?;
+    if d < min || d > max {
+        return Err(format!(
+            "{s} is outside the allowed range {} to {}",
+            crate::fmt_duration(min),
+            crate::fmt_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// Checks a count against its allowed range.
+pub(crate) fn count_field(n: usize, (min, max): (usize, usize)) -> Result<usize, String> {
+    if n < min || n > max {
+        return Err(format!("{n} is outside the allowed range {min} to {max}"));
+    }
+    Ok(n)
+}
+
+/// A group or rule name: one word.
+pub(crate) fn check_word(s: &str) -> Result<(), String> {
+    if s.is_empty()
+        || s.len() > 64
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(format!(
+            "{s:?} must be 1 to 64 letters, digits, '_', '-' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

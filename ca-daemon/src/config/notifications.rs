@@ -1,0 +1,169 @@
+//! `[notifications]` and `[refusals]`: how webhooks and syslog lines about requests are
+//! delivered, and how refusals by policy are recorded and alerted.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, duration_field};
+use crate::notify::{NotifySettings, check_webhook_url};
+use crate::policy::Tier;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotifications {
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    retry_delay: Option<String>,
+    #[serde(default)]
+    queue: Option<usize>,
+    #[serde(default)]
+    syslog: Option<bool>,
+    #[serde(default)]
+    syslog_socket: Option<PathBuf>,
+    #[serde(default)]
+    ca_bundle: Option<PathBuf>,
+    #[serde(default)]
+    client_config: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRefusals {
+    #[serde(default)]
+    per_identity_per_hour: Option<u32>,
+    #[serde(default)]
+    alert_threshold: Option<u32>,
+    #[serde(default)]
+    webhooks: Option<Vec<String>>,
+}
+
+/// How refusals by policy are recorded and alerted (`[refusals]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalSettings {
+    /// Refusals recorded one by one per identity and hour; beyond, they are still refused
+    /// but only one `refusals_limited` event records that the limit was hit.
+    pub per_identity_per_hour: u32,
+    /// The refusal of an identity within one hour that sends the alert webhook (0 = never).
+    pub alert_threshold: u32,
+    /// Where that alert goes (by default, every webhook of every tier).
+    pub webhooks: Vec<String>,
+}
+
+impl Default for RefusalSettings {
+    fn default() -> Self {
+        Self {
+            per_identity_per_hour: 60,
+            alert_threshold: 10,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// Most refusals per identity and hour the configuration may ask to record one by one.
+pub const MAX_REFUSALS_PER_HOUR: u32 = 100_000;
+
+/// Validates `[notifications]`.
+pub(super) fn parse_notifications(
+    raw: Option<RawNotifications>,
+    resolve: &impl Fn(&Path) -> PathBuf,
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<NotifySettings, ConfigError> {
+    let notifications = match raw {
+        None => NotifySettings::default(),
+        Some(n) => {
+            let d = NotifySettings::default();
+            let queue = n.queue.unwrap_or(d.queue);
+            if !(1..=1_000_000).contains(&queue) {
+                return Err(err(
+                    "notifications.queue",
+                    format!("{queue} is outside 1 to 1000000"),
+                ));
+            }
+            let retries = n.retries.unwrap_or(d.retries);
+            if retries > 20 {
+                return Err(err(
+                    "notifications.retries",
+                    format!("{retries} is more than 20"),
+                ));
+            }
+            NotifySettings {
+                timeout: duration_field(
+                    n.timeout.as_deref(),
+                    d.timeout,
+                    (Duration::from_millis(100), Duration::from_secs(120)),
+                )
+                .map_err(|r| err("notifications.timeout", r))?,
+                retries,
+                retry_delay: duration_field(
+                    n.retry_delay.as_deref(),
+                    d.retry_delay,
+                    (Duration::from_millis(10), Duration::from_secs(600)),
+                )
+                .map_err(|r| err("notifications.retry_delay", r))?,
+                queue,
+                syslog: n.syslog.unwrap_or(d.syslog),
+                syslog_socket: n.syslog_socket.map_or(d.syslog_socket, |p| resolve(&p)),
+                ca_bundle: n.ca_bundle.map_or(d.ca_bundle, |p| resolve(&p)),
+                client_config: n.client_config,
+            }
+        }
+    };
+
+    Ok(notifications)
+}
+
+/// Validates `[refusals]`. Without `webhooks`, the alert goes to every distinct webhook
+/// of the tiers (whoever hears of break-glass use hears of repeated refusals);
+/// `webhooks = []` sends none.
+pub(super) fn parse_refusals(
+    raw: RawRefusals,
+    tiers: &[Tier],
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<RefusalSettings, ConfigError> {
+    let d = RefusalSettings::default();
+    let limit = raw.per_identity_per_hour.unwrap_or(d.per_identity_per_hour);
+    if !(1..=MAX_REFUSALS_PER_HOUR).contains(&limit) {
+        return Err(err(
+            "refusals.per_identity_per_hour",
+            format!(
+                "{limit} is outside 1 to {MAX_REFUSALS_PER_HOUR} (refusals recorded one by one per identity and hour)"
+            ),
+        ));
+    }
+    let threshold = raw.alert_threshold.unwrap_or(d.alert_threshold.min(limit));
+    if threshold > limit {
+        return Err(err(
+            "refusals.alert_threshold",
+            format!(
+                "{threshold} is more than refusals.per_identity_per_hour ({limit}): refusals beyond that limit are not recorded one by one, so they cannot be counted towards the alert; lower alert_threshold or raise the limit (0 turns the alert off)"
+            ),
+        ));
+    }
+    let webhooks = match raw.webhooks {
+        Some(list) => {
+            for w in &list {
+                check_webhook_url(w).map_err(|e| err("refusals.webhooks", e))?;
+            }
+            list
+        }
+        None => {
+            let mut all: Vec<String> = Vec::new();
+            for w in tiers.iter().flat_map(|t| &t.webhooks) {
+                if !all.contains(w) {
+                    all.push(w.clone());
+                }
+            }
+            all
+        }
+    };
+    Ok(RefusalSettings {
+        per_identity_per_hour: limit,
+        alert_threshold: threshold,
+        webhooks,
+    })
+}
