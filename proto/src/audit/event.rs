@@ -1936,6 +1936,364 @@ pub(crate) mod tests {
         assert!(err.reason.contains("unknown refusal kind 99"), "{err}");
     }
 
+    /// One event of every kind, with every optional field both set and unset where the
+    /// encoding differs: the samples of [`GOLDEN_V1`].
+    fn golden_samples() -> Vec<(&'static str, Event)> {
+        let s = |x: &str| x.to_owned();
+        let l = |xs: &[&str]| xs.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        let session = SessionRef {
+            record_id: s("db-7-g-00000000000000ff-4242-1800000000000-open"),
+            host: s("db-7"),
+            grant_id: GrantId(0xff),
+            serial: 4242,
+            principal: s("postgres"),
+            session_id: s("db-7-g-00000000000000ff-4242-1800000000000"),
+        };
+        let t = Timestamp(1_800_000_000_123);
+        let user = Actor::User(s("sre@example.com"));
+        let host = Actor::Host(s("db-7"));
+        let created = RequestCreated {
+            request_id: RequestId(0x0102_0304_0506_0708),
+            requester: s("sre@example.com"),
+            public_key: s("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA sre"),
+            principals: l(&["postgres", "root"]),
+            hosts: l(&["db-*", "web-1"]),
+            ttl_seconds: 900,
+            reason: s("INC-4411 primary down"),
+            command: Some(s("/usr/bin/psql")),
+            source_addresses: l(&["192.0.2.0/24"]),
+            extensions: l(&["permit-pty"]),
+            emergency: true,
+            rule: s("db"),
+            tier: s("high"),
+            approvals_required: 2,
+            expires_at: Timestamp(1_800_000_600_000),
+        };
+        let issued = GrantIssued {
+            request_id: RequestId(7),
+            grant_id: GrantId(0xff),
+            serial: 4242,
+            key_id: s("breakglass/g-00000000000000ff/sre@example.com"),
+            ca_fingerprint: s("SHA256:ca"),
+            key_fingerprint: s("SHA256:key"),
+            principals: l(&["postgres"]),
+            hosts: l(&["db-*"]),
+            command: Some(s("/usr/bin/psql")),
+            source_addresses: l(&["192.0.2.0/24", "198.51.100.7/32"]),
+            extensions: l(&["permit-pty"]),
+            valid_after: 1_799_999_940,
+            valid_before: 1_800_000_900,
+            requester: s("sre@example.com"),
+            approvers: l(&["a@example.com", "b@example.com"]),
+            rule: s("db"),
+            tier: s("high"),
+            emergency: false,
+        };
+        let refused = RequestRefused {
+            kind: RefusalKind::EmergencyQuota,
+            identity: s("sre@example.com"),
+            principals: l(&["root"]),
+            hosts: l(&["db-1"]),
+            command: None,
+            ttl_seconds: 3600,
+            emergency: true,
+            drill: false,
+            request_reason: s("INC-1"),
+            rule: s("db"),
+            tier: s("high"),
+            reason: s("emergency allowance spent"),
+            request_id: Some(RequestId(9)),
+        };
+        let revoked = GrantRevoked {
+            grant_id: GrantId(0xff),
+            serial: 4242,
+            reason: s("key exposed"),
+            revoked_key: None,
+        };
+        let e = |name, actor: &Actor, kind| (name, Event::new(t, actor.clone(), kind));
+        vec![
+            e(
+                "request_created",
+                &user,
+                EventKind::RequestCreated(created.clone()),
+            ),
+            e(
+                "request_created_no_command",
+                &user,
+                EventKind::RequestCreated(RequestCreated {
+                    command: None,
+                    emergency: false,
+                    principals: vec![],
+                    ..created
+                }),
+            ),
+            e(
+                "approval_added",
+                &Actor::User(s("a@example.com")),
+                EventKind::ApprovalAdded(ApprovalAdded {
+                    request_id: RequestId(7),
+                    comment: s("ok"),
+                }),
+            ),
+            e(
+                "request_denied",
+                &Actor::Daemon,
+                EventKind::RequestDenied(RequestDenied {
+                    request_id: RequestId(7),
+                    reason: s("no"),
+                }),
+            ),
+            e(
+                "request_expired",
+                &Actor::Daemon,
+                EventKind::RequestExpired(RequestExpired {
+                    request_id: RequestId(7),
+                }),
+            ),
+            e(
+                "grant_issued",
+                &Actor::Daemon,
+                EventKind::GrantIssued(Box::new(issued.clone())),
+            ),
+            e(
+                "grant_issued_no_command",
+                &Actor::Daemon,
+                EventKind::GrantIssued(Box::new(GrantIssued {
+                    command: None,
+                    emergency: true,
+                    approvers: vec![],
+                    ..issued
+                })),
+            ),
+            e(
+                "grant_revoked",
+                &Actor::LocalUid(0),
+                EventKind::GrantRevoked(revoked.clone()),
+            ),
+            e(
+                "grant_revoked_key",
+                &user,
+                EventKind::GrantRevoked(GrantRevoked {
+                    revoked_key: Some(s("SHA256:key")),
+                    ..revoked
+                }),
+            ),
+            e(
+                "grant_reviewed_accepted",
+                &Actor::User(s("r@example.com")),
+                EventKind::GrantReviewed(GrantReviewed {
+                    grant_id: GrantId(0xff),
+                    verdict: ReviewVerdict::Accepted,
+                    comment: s("fine"),
+                }),
+            ),
+            e(
+                "grant_reviewed_rejected",
+                &Actor::User(s("r@example.com")),
+                EventKind::GrantReviewed(GrantReviewed {
+                    grant_id: GrantId(0xff),
+                    verdict: ReviewVerdict::Rejected,
+                    comment: s("follow up"),
+                }),
+            ),
+            e(
+                "session_opened",
+                &host,
+                EventKind::SessionOpened(SessionOpened {
+                    session: session.clone(),
+                    remote_addr: s("192.0.2.7"),
+                }),
+            ),
+            e(
+                "session_warned",
+                &host,
+                EventKind::SessionWarned(SessionWarned {
+                    session: session.clone(),
+                    ends_at: 1_800_000_900,
+                }),
+            ),
+            e(
+                "session_closed",
+                &host,
+                EventKind::SessionClosed(SessionClosed {
+                    session: session.clone(),
+                }),
+            ),
+            e(
+                "session_ended_expired",
+                &host,
+                EventKind::SessionEnded(SessionEnded {
+                    session: session.clone(),
+                    reason: EndReason::Expired,
+                    detail: String::new(),
+                }),
+            ),
+            e(
+                "session_ended_revoked",
+                &host,
+                EventKind::SessionEnded(SessionEnded {
+                    session: session.clone(),
+                    reason: EndReason::Revoked,
+                    detail: s("grant revoked"),
+                }),
+            ),
+            e(
+                "session_ended_denied",
+                &host,
+                EventKind::SessionEnded(SessionEnded {
+                    session,
+                    reason: EndReason::Denied,
+                    detail: s("host_scope"),
+                }),
+            ),
+            e(
+                "krl_published",
+                &Actor::Daemon,
+                EventKind::KrlPublished(KrlPublished {
+                    sha256: std::array::from_fn(|i| i as u8),
+                    version: 12,
+                    revoked_serials: 3,
+                }),
+            ),
+            e(
+                "ca_key_added",
+                &Actor::Daemon,
+                EventKind::CaKeyAdded(CaKeyAdded {
+                    public_key: s("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA ca"),
+                    fingerprint: s("SHA256:ca"),
+                    signing: true,
+                }),
+            ),
+            e(
+                "heartbeat",
+                &Actor::Daemon,
+                EventKind::Heartbeat(Heartbeat {}),
+            ),
+            e(
+                "request_cancelled",
+                &user,
+                EventKind::RequestCancelled(RequestCancelled {
+                    request_id: RequestId(7),
+                    reason: String::new(),
+                }),
+            ),
+            e(
+                "drill_reported",
+                &user,
+                EventKind::DrillReported(DrillReported {
+                    grant_id: GrantId(0xff),
+                    passed: false,
+                    failed_step: s("login"),
+                    detail: s("refused"),
+                    request_to_shell_ms: 1234,
+                    logout_to_audit_ms: 0,
+                }),
+            ),
+            e(
+                "request_refused",
+                &user,
+                EventKind::RequestRefused(Box::new(refused.clone())),
+            ),
+            e(
+                "request_refused_no_request",
+                &user,
+                EventKind::RequestRefused(Box::new(RequestRefused {
+                    kind: RefusalKind::DenyRule,
+                    command: Some(s("/bin/sh")),
+                    drill: true,
+                    request_id: None,
+                    ..refused
+                })),
+            ),
+            e(
+                "action_refused",
+                &user,
+                EventKind::ActionRefused(ActionRefused {
+                    kind: RefusalKind::NotApprover,
+                    identity: s("sre@example.com"),
+                    action: s("approve"),
+                    target: s("r-0000000000000007"),
+                    reason: s("not an approver"),
+                }),
+            ),
+            e(
+                "refusals_limited",
+                &Actor::Daemon,
+                EventKind::RefusalsLimited(RefusalsLimited {
+                    identity: s("sre@example.com"),
+                    window_start: Timestamp(3_600_000),
+                    window_end: Timestamp(7_200_000),
+                    limit: 60,
+                }),
+            ),
+            e(
+                "log_consistency_failed",
+                &host,
+                EventKind::LogConsistencyFailed(Box::new(LogConsistencyFailed {
+                    host: s("db-7"),
+                    checkpoint: s("example.com/log\n5\nroot\n"),
+                    size: 5,
+                    root: [0xaa; 32],
+                    log_size: 4,
+                    log_root: [0xbb; 32],
+                })),
+            ),
+            e(
+                "log_fork_acknowledged",
+                &Actor::LocalUid(1000),
+                EventKind::LogForkAcknowledged(LogForkAcknowledged {
+                    reason: s("restored from backup"),
+                    reports: 2,
+                }),
+            ),
+        ]
+    }
+
+    /// The encoding of [`golden_samples`] as this format was first released: one
+    /// `name hex` line each. The file never changes; a new version byte gets a new file.
+    const GOLDEN_V1: &str = include_str!("event/golden-v1.txt");
+
+    #[test]
+    fn every_kind_encodes_as_pinned_and_decodes_back() {
+        let samples = golden_samples();
+        let lines: Vec<String> = samples
+            .iter()
+            .map(|(name, e)| {
+                let hex: String = e
+                    .encode()
+                    .unwrap()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("{name} {hex}")
+            })
+            .collect();
+        let want: Vec<&str> = GOLDEN_V1.lines().collect();
+        assert_eq!(
+            lines.len(),
+            want.len(),
+            "samples and golden lines differ in number"
+        );
+        for (got, want) in lines.iter().zip(&want) {
+            assert_eq!(got, want, "encoding changed: bump EVENT_VERSION instead");
+        }
+        // Every code is covered, and every pinned encoding decodes to its sample.
+        for code in EventCode::ALL {
+            assert!(
+                samples.iter().any(|(_, e)| e.code() == code),
+                "{code:?} has no sample"
+            );
+        }
+        for ((name, e), line) in samples.iter().zip(&want) {
+            let hex = line.split_once(' ').unwrap().1;
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            assert_eq!(&Event::decode(&bytes).unwrap(), e, "{name}");
+        }
+    }
+
     #[test]
     fn request_id_round_trips() {
         let r = RequestId(0xabc);
