@@ -11,7 +11,7 @@ use std::ffi::CString;
 
 use libfuzzer_sys::fuzz_target;
 use pam_breakglass::config::{Config, OPTIONS};
-use pam_breakglass::ffi::utf8_args;
+use pam_breakglass::hooks::utf8_args;
 
 fuzz_target!(|data: &[u8]| {
     let cstrings: Vec<CString> = data
