@@ -143,3 +143,44 @@ unsafe fn detached_child(
         libc::_exit(127)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn the_program_gets_exactly_the_fds_it_was_given_on_their_numbers() {
+        let (read, write) = crate::system::pipe().unwrap();
+        let (other_read, _other_write) = crate::system::pipe().unwrap();
+        // An fd of ours that is not handed over must not reach the program.
+        let (_kept_read, kept_write) = crate::system::pipe().unwrap();
+        let script =
+            c"for fd in 3 4 5 6 7 8 9; do [ -e /proc/$$/fd/$fd ] && printf '%s ' $fd; done >&4";
+        spawn_detached(
+            c"/bin/sh",
+            &[c"-c".to_owned(), script.to_owned()],
+            &[(write.as_fd(), 4), (other_read.as_fd(), 6)],
+        )
+        .unwrap();
+        drop(write);
+        drop(kept_write);
+        let mut out = String::new();
+        std::fs::File::from(read).read_to_string(&mut out).unwrap();
+        assert_eq!(out, "4 6 ");
+    }
+
+    #[test]
+    fn targets_outside_3_to_9_or_repeated_are_refused() {
+        let (r, _w) = crate::system::pipe().unwrap();
+        for fds in [
+            vec![(r.as_fd(), 2)],
+            vec![(r.as_fd(), 10)],
+            vec![(r.as_fd(), 4), (r.as_fd(), 4)],
+        ] {
+            let e = spawn_detached(c"/bin/true", &[], &fds).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{fds:?}");
+        }
+    }
+}
