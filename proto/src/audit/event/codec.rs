@@ -1,11 +1,29 @@
 //! The [`Codec`] trait: every value in an event body is written and read by one impl, so
 //! a field's encoder stands beside its decoder (as in rustls's `msgs::codec`), and each
-//! event states its field order once ([`fields!`]). The primitives and the [`Writer`] /
-//! [`Reader`] they work on are here; the event kinds implement the trait beside their
-//! definitions.
+//! event states its field order once ([`fields!`]). The primitives, the [`Writer`] /
+//! [`Reader`] they work on and the two errors are here; the event kinds implement the
+//! trait beside their definitions.
 
-use super::{DecodeError, EncodeError, MAX_STRING_LEN, RequestId, Timestamp};
+use super::ids::{RequestId, Timestamp};
 use crate::profile::GrantId;
+
+/// Longest string field accepted, in bytes.
+pub const MAX_STRING_LEN: usize = 64 * 1024;
+
+/// Why bytes are not a canonical event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed audit event at byte {offset}: {reason}")]
+pub struct DecodeError {
+    /// Offset into the leaf bytes where decoding failed.
+    pub offset: usize,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Why an event cannot be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit event cannot be encoded: {0}")]
+pub struct EncodeError(pub String);
 
 /// A value with exactly one encoding in an event: [`Codec::encode`] writes it and
 /// [`Codec::read`] accepts only those bytes.
@@ -24,13 +42,13 @@ macro_rules! fields {
             fn encode(
                 &self,
                 #[allow(unused_variables)] w: &mut $crate::audit::event::codec::Writer,
-            ) -> Result<(), $crate::audit::event::EncodeError> {
+            ) -> Result<(), $crate::audit::event::codec::EncodeError> {
                 $( $crate::audit::event::codec::Codec::encode(&self.$field, w)?; )*
                 Ok(())
             }
             fn read(
                 #[allow(unused_variables)] r: &mut $crate::audit::event::codec::Reader<'_>,
-            ) -> Result<Self, $crate::audit::event::DecodeError> {
+            ) -> Result<Self, $crate::audit::event::codec::DecodeError> {
                 Ok(Self { $( $field: $crate::audit::event::codec::Codec::read(r)?, )* })
             }
         }
@@ -46,13 +64,13 @@ macro_rules! byte_enum {
             fn encode(
                 &self,
                 w: &mut $crate::audit::event::codec::Writer,
-            ) -> Result<(), $crate::audit::event::EncodeError> {
+            ) -> Result<(), $crate::audit::event::codec::EncodeError> {
                 w.u8(match self { $( $ty::$variant => $n, )* });
                 Ok(())
             }
             fn read(
                 r: &mut $crate::audit::event::codec::Reader<'_>,
-            ) -> Result<Self, $crate::audit::event::DecodeError> {
+            ) -> Result<Self, $crate::audit::event::codec::DecodeError> {
                 match r.u8()? {
                     $( $n => Ok($ty::$variant), )*
                     v => {

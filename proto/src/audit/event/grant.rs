@@ -1,8 +1,8 @@
 //! Events of a grant: issued (the certificate), revoked, reviewed, and the drill report
 //! on it.
 
-use super::codec::{Codec, Reader, Writer, byte_enum, fields};
-use super::{DecodeError, EncodeError, RequestId};
+use super::codec::{Codec, DecodeError, EncodeError, Reader, Writer, byte_enum, fields};
+use super::ids::RequestId;
 use crate::profile::GrantId;
 
 /// A certificate was signed. The certificate is returned only after this event is durable.

@@ -24,6 +24,7 @@
 mod codec;
 mod daemon;
 mod grant;
+mod ids;
 mod refusal;
 mod request;
 mod session;
@@ -31,12 +32,13 @@ mod session;
 pub(crate) mod tests;
 
 use std::fmt;
-use std::str::FromStr;
 
 use crate::profile::GrantId;
 use codec::{Codec, Reader, Writer};
+pub use codec::{DecodeError, EncodeError, MAX_STRING_LEN};
 pub use daemon::{CaKeyAdded, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged};
 pub use grant::{DrillReported, GrantIssued, GrantReviewed, GrantRevoked, ReviewVerdict};
+pub use ids::{RequestId, Timestamp};
 pub use refusal::{ActionRefused, RefusalKind, RefusalsLimited, RequestRefused};
 pub use request::{ApprovalAdded, RequestCancelled, RequestCreated, RequestDenied, RequestExpired};
 pub use session::{
@@ -45,62 +47,8 @@ pub use session::{
 
 /// Version byte of the encoding produced by [`Event::encode`].
 pub const EVENT_VERSION: u8 = 1;
-/// Longest string field accepted, in bytes.
-pub const MAX_STRING_LEN: usize = 64 * 1024;
 /// Longest encoded event accepted, in bytes.
 pub const MAX_EVENT_LEN: usize = 1024 * 1024;
-
-/// Why bytes are not a canonical event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed audit event at byte {offset}: {reason}")]
-pub struct DecodeError {
-    /// Offset into the leaf bytes where decoding failed.
-    pub offset: usize,
-    /// What was wrong.
-    pub reason: String,
-}
-
-/// Milliseconds since the Unix epoch (UTC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Timestamp(pub u64);
-
-impl Timestamp {
-    /// Converts a `SystemTime`; times before the epoch become 0.
-    #[must_use]
-    pub fn from_system_time(t: std::time::SystemTime) -> Self {
-        let ms = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        Self(u64::try_from(ms).unwrap_or(u64::MAX))
-    }
-
-    /// Whole seconds since the epoch.
-    #[must_use]
-    pub fn unix_seconds(self) -> u64 {
-        self.0 / 1000
-    }
-}
-
-/// Unique id of one access request, shown as `r-` + 16 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct RequestId(pub u64);
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "r-{:016x}", self.0)
-    }
-}
-
-impl FromStr for RequestId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.strip_prefix("r-")
-            .filter(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-            .map(RequestId)
-            .ok_or_else(|| format!("malformed request id {s:?} (expected r- and 16 hex digits)"))
-    }
-}
 
 /// Who caused an event.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -496,8 +444,3 @@ impl Event {
         Ok(Event { time, actor, kind })
     }
 }
-
-/// Why an event cannot be encoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("audit event cannot be encoded: {0}")]
-pub struct EncodeError(pub String);

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use super::codec::{Codec, Reader, Writer, fields};
-use super::{DecodeError, EncodeError, RequestId, Timestamp};
+use super::codec::{Codec, DecodeError, EncodeError, Reader, Writer, fields};
+use super::ids::{RequestId, Timestamp};
 
 /// Why policy refused a call: a stable code for each kind, so tooling can filter refusals
 /// without parsing messages (never reused, never renumbered).

@@ -2,7 +2,7 @@
 //! cancelled.
 
 use super::codec::fields;
-use super::{RequestId, Timestamp};
+use super::ids::{RequestId, Timestamp};
 
 /// A request for access was received and matched a policy rule.
 ///
@@ -74,7 +74,7 @@ fields!(ApprovalAdded {
     comment
 });
 
-/// A request was denied, by an approver (the actor) or by policy (actor [`Actor::Daemon`](super::Actor::Daemon)).
+/// A request was denied, by an approver (the actor) or by policy (actor [`Actor::Daemon`](crate::audit::event::Actor::Daemon)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestDenied {
     /// The request denied.
