@@ -2,6 +2,7 @@
 //! The daemon records one audit event per revoked grant, publishes a new KRL and
 //! tells the hosts' revocation watchers, which end open sessions and refuse new logins
 //! at once. Revoking by public key also revokes the key itself, for good.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
@@ -11,8 +12,8 @@ use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_proto::v1::{RevokeRequest, RevokeResponse};
 use clap::{ArgGroup, Args};
 
-use crate::connect;
-use crate::error::{Answer, CliError};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
 use crate::settings::Target;
 
 /// `breakglass revoke`.
