@@ -137,6 +137,11 @@ impl Daemon {
         &self.revocations
     }
 
+    /// The witness service behind its handlers.
+    pub fn witness(&self) -> &Arc<crate::witness::WitnessApi> {
+        &self.witness
+    }
+
     /// Binds the TCP listener and the admin socket named in the configuration.
     pub async fn bind(&self) -> Result<(TcpListener, Option<UnixListener>), StartupError> {
         let addr = self.config.server.listen;
