@@ -130,7 +130,8 @@ impl Revocations {
                         tracing::info!(
                             version = p.version,
                             attempts,
-                            "KRL published by the retry: hosts get every revocation now"
+                            "KRL published by the retry task: hosts that read only the KRL get \
+                             every revocation now"
                         );
                         break;
                     }
