@@ -22,6 +22,8 @@ pub(super) struct DaemonView {
     pub(super) keys: Option<Vec<(PublicKey, String, bool)>>,
     /// The version of the KRL the daemon serves.
     pub(super) krl_version: Option<u64>,
+    /// The daemon has revocations it could not publish in a KRL yet.
+    pub(super) krl_behind: bool,
 }
 
 pub(super) async fn check_daemon(report: &mut Report, overrides: &Overrides) -> DaemonView {
@@ -134,7 +136,18 @@ pub(super) async fn check_daemon(report: &mut Report, overrides: &Overrides) -> 
         .get_revocation_list(GetRevocationListRequest {})
         .await
     {
-        Ok(r) => view.krl_version = Some(r.into_inner().version),
+        Ok(r) => {
+            let r = r.into_inner();
+            view.krl_version = Some(r.version);
+            if let Some(why) = crate::host::krl_sync::unpublished(&r) {
+                view.krl_behind = true;
+                report.warn(
+                    A,
+                    format!("no newer KRL is available: {why}"),
+                    "nothing to fix on this host: the CA's operators free space on (or fix) the disk of its audit log ([audit] dir)".to_owned(),
+                );
+            }
+        }
         Err(s) => report.fail(
             A,
             format!("cannot fetch the KRL: {}", CliError::from_status(s, &shown)),

@@ -350,7 +350,9 @@ pub(super) fn check_krl(
                 path.display(),
                 krl.version,
                 krl.serial_count(),
-                if daemon.krl_version.is_some() {
+                if daemon.krl_behind {
+                    ", the newest the CA serves (which lacks revocations, see above)"
+                } else if daemon.krl_version.is_some() {
                     ", as current as the CA's"
                 } else {
                     ""
