@@ -179,7 +179,7 @@ pub(super) async fn check_witness(
                 state.display()
             ),
             format!(
-                "{bg} host witness (breakglass-krl-sync.timer does it every minute with sync-krl);                  set audit_key in the client config to pin the log's key from a copy of log.pub"
+                "{bg} host witness (breakglass-krl-sync.timer does it every minute with sync-krl); set audit_key in the client config to pin the log's key from a copy of log.pub"
             ),
         ),
         Ok(Judgement::Failed(f)) => report.fail(
