@@ -3,8 +3,8 @@
 //! `session_forced_end` lines describe a session the same way.
 #![forbid(unsafe_code)]
 
-use crate::record::SessionRecord;
 use crate::verify::fmt_time;
+use breakglass_proto::spool::SessionRecord;
 
 /// Fields describing a record, for syslog.
 pub fn record_fields(r: &SessionRecord) -> Vec<(&'static str, String)> {

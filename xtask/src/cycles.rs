@@ -415,6 +415,10 @@ impl<'ast> Visit<'ast> for PathCollector<'_> {
         }
     }
 
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {
+        // `pub(super)`, `pub(in crate::a)`: who may see an item, not a use of a module.
+    }
+
     fn visit_item_mod(&mut self, _: &'ast syn::ItemMod) {
         // A module inside a function or block is rare; its paths belong to it, not here.
     }
@@ -613,6 +617,23 @@ mod tests {
             cycle_names(&d.path().join("lib.rs")),
             [["crate::a", "crate::b"]]
         );
+    }
+
+    #[test]
+    fn visibility_paths_are_not_uses() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            &[
+                ("lib.rs", "pub mod p;\n"),
+                ("p/mod.rs", "mod c;\npub fn f() { c::g() }\n"),
+                (
+                    "p/c.rs",
+                    "pub(super) fn g() {}\npub(in crate::p) struct S;\n",
+                ),
+            ],
+        );
+        assert!(cycle_names(&d.path().join("lib.rs")).is_empty());
     }
 
     #[test]

@@ -17,8 +17,9 @@ use crate::files;
 use crate::guard::{GuardMode, GuardSpec};
 use crate::krl::Krl;
 use crate::log::{borrowed, record_fields};
-use crate::record::{Event, OpenSession, RECORD_VERSION, SessionRecord, record_id, session_id};
+use crate::record::OpenSession;
 use crate::verify::{self, Checks, TrustedCas, Verdict, VerifiedCertificate, fmt_time};
+use breakglass_proto::spool::{RECORD_VERSION, SessionEvent, SessionRecord, record_id, session_id};
 
 /// Syslog ident of the module.
 pub const IDENT: &str = "pam_breakglass";
@@ -153,7 +154,7 @@ impl Ctx {
         f
     }
 
-    fn record(&self, event: Event, cert: Option<&VerifiedCertificate>) -> SessionRecord {
+    fn record(&self, event: SessionEvent, cert: Option<&VerifiedCertificate>) -> SessionRecord {
         let host = self.host.clone().unwrap_or_else(|| "unknown".into());
         let grant = cert.map(|c| c.profile().grant_id.to_string());
         let session = session_id(&host, grant.as_deref(), self.pid, self.now_ms);
@@ -274,7 +275,7 @@ pub fn open_session(
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         syslog: Config::syslog_hint(args),
     };
-    let cfg = match Config::parse(args) {
+    let cfg = match Config::parse(args).map_err(Error::Option) {
         Ok(c) => c,
         Err(e) => {
             ctx.user = pam.user().ok();
@@ -373,8 +374,8 @@ fn admit(
     let Some(audit_session) = ctx.audit_session else {
         return Err(Error::NoAuditSession);
     };
-    let record = ctx.record(Event::Open, Some(cert));
-    record.write_to(&cfg.spool).map_err(Error::Spool)?;
+    let record = ctx.record(SessionEvent::Open, Some(cert));
+    crate::record::write(&cfg.spool, &record).map_err(Error::Spool)?;
     let warn_at = cert
         .valid_before()
         .saturating_sub(cfg.warn_before.as_secs());
@@ -426,7 +427,7 @@ fn deny(
     err: Error,
     guard: &Path,
 ) -> Outcome {
-    let mut record = ctx.record(Event::Deny, None);
+    let mut record = ctx.record(SessionEvent::Deny, None);
     record.reason = Some(err.code().to_owned());
     // The message may quote the certificate or the PAM items: fit it to the daemon's rule
     // for free text (escaped, not refused), so the record is delivered.
@@ -435,7 +436,7 @@ fn deny(
         text::MAX_DETAIL_BYTES,
     ));
     if let Some(cfg) = cfg
-        && let Err(e) = record.write_to(&cfg.spool)
+        && let Err(e) = crate::record::write(&cfg.spool, &record)
     {
         log_fields(
             host,
@@ -501,10 +502,10 @@ pub fn close_session(
         return Outcome::Ignore;
     };
     let now = unix(now);
-    let mut record = open.record.for_event(Event::Close, now);
+    let mut record = open.record.for_event(SessionEvent::Close, now);
     record.duration = Some(now.saturating_sub(open.record.start));
     // The spool first: it is what gets shipped; syslog is best effort.
-    if let Err(e) = record.write_to(&open.spool) {
+    if let Err(e) = crate::record::write(&open.spool, &record) {
         log_fields(
             host,
             &open.syslog,
