@@ -9,8 +9,8 @@
 
 use std::ffi::CString;
 
-use libfuzzer_sys::fuzz_target;
 use breakglass_proto::pam_options::{OPTIONS, PamOptions};
+use libfuzzer_sys::fuzz_target;
 use pam_breakglass::hooks::utf8_args;
 
 fuzz_target!(|data: &[u8]| {
