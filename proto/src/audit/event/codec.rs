@@ -1,6 +1,7 @@
 //! The [`Codec`] trait: every value in an event body is written and read by one impl, so
 //! a field's encoder stands beside its decoder (as in rustls's `msgs::codec`), and each
-//! event states its field order once ([`fields!`]). The primitives, the [`Writer`] /
+//! event states its field order once (a struct defined in [`fields!`] encodes its fields in
+//! the order declared). The primitives, the [`Writer`] /
 //! [`Reader`] they work on and the two errors are here; the event kinds implement the
 //! trait beside their definitions.
 
@@ -34,10 +35,26 @@ pub(crate) trait Codec: Sized {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
 }
 
-/// Implements [`Codec`] for a struct as its fields in the order given: the one place
+/// Defines a struct whose [`Codec`] is its fields in the order declared: the one place
 /// where that order (the event's body layout) is written down.
 macro_rules! fields {
-    ($ty:ident { $($field:ident),* $(,)? }) => {
+    (
+        $(#[$meta:meta])*
+        pub struct $ty:ident {
+            $(
+                $(#[$fmeta:meta])*
+                pub $field:ident: $fty:ty
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $ty {
+            $(
+                $(#[$fmeta])*
+                pub $field: $fty,
+            )*
+        }
+
         impl $crate::audit::event::codec::Codec for $ty {
             fn encode(
                 &self,

@@ -10,8 +10,9 @@
 //! bool    = 0 | 1                         integers big-endian, fixed width
 //! ```
 //!
-//! `body` is the fields of the event kind in the order its `fields!` line lists them (beside
-//! the struct, in the same order as declared); every kind has a stable numeric [`EventCode`]. The encoding is canonical: one event has exactly one
+//! `body` is the fields of the event kind in the order they are declared (each kind's struct
+//! is defined inside `fields!`, which writes its codec from that order); every kind has a
+//! stable numeric [`EventCode`]. The encoding is canonical: one event has exactly one
 //! encoding, and [`Event::decode`] accepts only that one (no trailing bytes, no bool other
 //! than 0/1, no unknown code or version, valid UTF-8), so `encode(decode(b)) == b` for every
 //! accepted `b`. New kinds get new codes; changing a kind's fields needs a new version byte.

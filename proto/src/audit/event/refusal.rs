@@ -104,98 +104,73 @@ impl Codec for RefusalKind {
     }
 }
 
-/// A certificate request was refused by policy (the caller is the actor). Nothing was
-/// created, except for [`RefusalKind::EmergencyQuota`]: then only the emergency was refused
-/// and `request_id` names the request that waits for normal approval.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestRefused {
-    /// Why, as a stable kind.
-    pub kind: RefusalKind,
-    /// Identity of the caller.
-    pub identity: String,
-    /// Unix accounts asked for.
-    pub principals: Vec<String>,
-    /// Hosts (or host patterns) asked for.
-    pub hosts: Vec<String>,
-    /// Forced command asked for, `None` for an interactive shell.
-    pub command: Option<String>,
-    /// Lifetime asked for, in seconds.
-    pub ttl_seconds: u64,
-    /// Asked as a declared emergency.
-    pub emergency: bool,
-    /// Asked as a break-glass drill.
-    pub drill: bool,
-    /// The requester's reason for access.
-    pub request_reason: String,
-    /// The policy rule that refused (deny rule), or the closest allow rule; empty if none.
-    pub rule: String,
-    /// The tier of that rule; empty if none.
-    pub tier: String,
-    /// The refusal as the caller was told it.
-    pub reason: String,
-    /// The request created instead (emergency quota spent), if any.
-    pub request_id: Option<RequestId>,
+fields! {
+    /// A certificate request was refused by policy (the caller is the actor). Nothing was
+    /// created, except for [`RefusalKind::EmergencyQuota`]: then only the emergency was refused
+    /// and `request_id` names the request that waits for normal approval.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct RequestRefused {
+        /// Why, as a stable kind.
+        pub kind: RefusalKind,
+        /// Identity of the caller.
+        pub identity: String,
+        /// Unix accounts asked for.
+        pub principals: Vec<String>,
+        /// Hosts (or host patterns) asked for.
+        pub hosts: Vec<String>,
+        /// Forced command asked for, `None` for an interactive shell.
+        pub command: Option<String>,
+        /// Lifetime asked for, in seconds.
+        pub ttl_seconds: u64,
+        /// Asked as a declared emergency.
+        pub emergency: bool,
+        /// Asked as a break-glass drill.
+        pub drill: bool,
+        /// The requester's reason for access.
+        pub request_reason: String,
+        /// The policy rule that refused (deny rule), or the closest allow rule; empty if none.
+        pub rule: String,
+        /// The tier of that rule; empty if none.
+        pub tier: String,
+        /// The refusal as the caller was told it.
+        pub reason: String,
+        /// The request created instead (emergency quota spent), if any.
+        pub request_id: Option<RequestId>,
+    }
 }
 
-fields!(RequestRefused {
-    kind,
-    identity,
-    principals,
-    hosts,
-    command,
-    ttl_seconds,
-    emergency,
-    drill,
-    request_reason,
-    rule,
-    tier,
-    reason,
-    request_id,
-});
-
-/// A call on an existing request or grant (approve, deny, cancel, review, revoke, fetch,
-/// watch, show, sessions, drill report) was refused by policy (the caller is the actor).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActionRefused {
-    /// Why, as a stable kind.
-    pub kind: RefusalKind,
-    /// Identity of the caller.
-    pub identity: String,
-    /// The call refused, as a stable name (`approve`, `deny`, `cancel`, `review`, `revoke`,
-    /// `fetch`, `watch`, `show`, `sessions`, `report_drill`).
-    pub action: String,
-    /// What it named: a request id (`r-…`), a grant id (`g-…`), or a revocation selector.
-    pub target: String,
-    /// The refusal as the caller was told it.
-    pub reason: String,
+fields! {
+    /// A call on an existing request or grant (approve, deny, cancel, review, revoke, fetch,
+    /// watch, show, sessions, drill report) was refused by policy (the caller is the actor).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ActionRefused {
+        /// Why, as a stable kind.
+        pub kind: RefusalKind,
+        /// Identity of the caller.
+        pub identity: String,
+        /// The call refused, as a stable name (`approve`, `deny`, `cancel`, `review`, `revoke`,
+        /// `fetch`, `watch`, `show`, `sessions`, `report_drill`).
+        pub action: String,
+        /// What it named: a request id (`r-…`), a grant id (`g-…`), or a revocation selector.
+        pub target: String,
+        /// The refusal as the caller was told it.
+        pub reason: String,
+    }
 }
 
-fields!(ActionRefused {
-    kind,
-    identity,
-    action,
-    target,
-    reason
-});
-
-/// An identity reached the per-identity limit of recorded refusals in a window: further
-/// refusals of it in the window are still refused but not recorded one by one (recorded
-/// once per identity and window; the daemon is the actor).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RefusalsLimited {
-    /// The identity whose refusals are no longer recorded one by one.
-    pub identity: String,
-    /// Start of the window.
-    pub window_start: Timestamp,
-    /// End of the window (exclusive): recording resumes then.
-    pub window_end: Timestamp,
-    /// Refusals recorded per identity and window (`[refusals] per_identity_per_hour`).
-    pub limit: u32,
+fields! {
+    /// An identity reached the per-identity limit of recorded refusals in a window: further
+    /// refusals of it in the window are still refused but not recorded one by one (recorded
+    /// once per identity and window; the daemon is the actor).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct RefusalsLimited {
+        /// The identity whose refusals are no longer recorded one by one.
+        pub identity: String,
+        /// Start of the window.
+        pub window_start: Timestamp,
+        /// End of the window (exclusive): recording resumes then.
+        pub window_end: Timestamp,
+        /// Refusals recorded per identity and window (`[refusals] per_identity_per_hour`).
+        pub limit: u32,
+    }
 }
-
-fields!(RefusalsLimited {
-    identity,
-    window_start,
-    window_end,
-    limit
-});
