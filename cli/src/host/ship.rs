@@ -191,9 +191,8 @@ fn list_spool(
 /// Why a spool file is not a record (`e`: the parser's word): a torn write (empty, or cut
 /// short) said as such.
 fn not_a_record(text: &[u8], e: &str) -> String {
-    let cut_short = || {
-        serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err_and(|j| j.is_eof())
-    };
+    let cut_short =
+        || serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err_and(|j| j.is_eof());
     if text.iter().all(u8::is_ascii_whitespace) {
         "not a session record: the file is empty, a write cut short (a crash or power loss \
          while it was written); the record it held is lost"
