@@ -457,6 +457,16 @@ pub enum Error {
          the audit log"
     )]
     AuditUnavailable(AuditError),
+    /// No KRL can be served: none was published since start-up, and a new one cannot be.
+    #[error(
+        "no KRL can be served: none was published since breakglass-ca started, and a new one \
+         cannot be published: {reason}. Hosts keep the KRL they have; breakglass-ca publishes \
+         one by itself as soon as it can record it"
+    )]
+    NoKrl {
+        /// Why none can be published.
+        reason: String,
+    },
     /// The audit log could not be read.
     #[error("{}", audit_read(.0))]
     AuditRead(AuditError),
@@ -755,7 +765,9 @@ impl Error {
             | Error::NothingToAcknowledge => Code::FailedPrecondition,
             Error::RequestExpired(_) => Code::DeadlineExceeded,
             Error::RequestCancelled { .. } => Code::Aborted,
-            Error::AuditUnavailable(_) | Error::ShuttingDown => Code::Unavailable,
+            Error::AuditUnavailable(_) | Error::NoKrl { .. } | Error::ShuttingDown => {
+                Code::Unavailable
+            }
             Error::AuditRead(e) => match e {
                 AuditError::OutOfRange(_) => Code::InvalidArgument,
                 AuditError::Corrupt { .. } => Code::Internal,

@@ -227,6 +227,8 @@ impl Daemon {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Request expiry and notification delivery run until shutdown.
         self.service.start_background(stop_rx.clone());
+        // Publishing the KRL again after a failure, until shutdown.
+        self.revocations.start();
         let grace = self.config.server.shutdown_grace;
         let local = tcp.local_addr().ok();
         tracing::info!(

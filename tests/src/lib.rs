@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod daemon;
+pub mod faults;
 pub mod process;
 pub mod revocation;
 pub mod sshd;
