@@ -15,7 +15,7 @@ use breakglass_proto::audit::segment::PUBLIC_KEY_FILE;
 use breakglass_proto::audit::{NoteSigner, NoteVerifier};
 use ssh_key::rand_core::{OsRng, RngCore};
 
-use super::AuditError;
+use super::base::AuditError;
 use crate::keyfile::{Secrecy, read_checked, write_new};
 
 /// Largest key file accepted.

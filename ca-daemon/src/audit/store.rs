@@ -17,7 +17,7 @@ use breakglass_proto::audit::{
     Checkpoint, Event, Frontier, MerkleTree, NoteSigner, NoteVerifier, SignedCheckpoint,
 };
 
-use super::{AuditConfig, AuditError, LeafIndex, MAX_ENTRIES_PER_READ};
+use super::base::{AuditConfig, AuditError, LeafIndex, MAX_ENTRIES_PER_READ};
 
 /// A segment readers can read from.
 pub(crate) struct SegmentHandle {

@@ -12,8 +12,19 @@ use breakglass_proto::audit::segment::{
 use breakglass_proto::audit::{Checkpoint, Hash, NoteSigner, SignedCheckpoint};
 use tokio::sync::{mpsc, oneshot};
 
+use super::base::{AuditConfig, AuditError, LeafIndex};
 use super::store::{Active, Opened, SegmentHandle, Shared, write_checkpoint_file};
-use super::{AuditConfig, AuditError, LeafIndex, Request};
+
+/// What the writer thread is asked to do.
+pub(super) enum Request {
+    Append {
+        leaf: Vec<u8>,
+        reply: oneshot::Sender<Result<LeafIndex, AuditError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
 
 /// The `checkpoint` file is refreshed at most this often, off the commit path (it is a
 /// convenience copy; the segments hold every checkpoint durably, and the file is rewritten

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{ConfigError, check_word};
+use super::field::{ConfigError, check_word};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,7 @@ use std::path::Path;
 use breakglass_proto::names;
 use serde::Deserialize;
 
-use super::{ConfigError, check_word};
+use super::field::{ConfigError, check_word};
 
 /// Prefix of the identities of admin-socket callers (`unix:<user>`).
 pub const ADMIN_SOCKET_NAMESPACE: &str = "unix:";

@@ -4,10 +4,9 @@
 //! One file per part of the file: [`server`] (`[server]`, `[ca]`), [`audit`] (`[audit]`,
 //! `[revocation]`), [`identities`] (`[[identities]]`, `[[admin_users]]`),
 //! [`notifications`] (`[notifications]`, `[refusals]`), [`policy`] (`[[tiers]]`,
-//! `[[rules]]`); here, the whole and the field rules they share.
+//! `[[rules]]`), and [`field`] the rules they share; here, the whole.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -15,18 +14,20 @@ use crate::keyfile;
 use crate::policy::Policy;
 
 pub mod audit;
+pub mod field;
 pub mod identities;
 pub mod notifications;
 pub mod policy;
 pub mod server;
 
 pub use self::audit::{AuditSettings, RevocationSettings};
+pub use self::field::ConfigError;
 pub use self::identities::{
     ADMIN_SOCKET_NAMESPACE, AdminUser, Identity, check_identity, is_admin_socket_identity,
 };
 pub use self::notifications::{MAX_REFUSALS_PER_HOUR, RefusalSettings};
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
-pub use self::server::{CaConfig, ServerConfig};
+pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};
 pub use crate::notify::NotifySettings;
 pub use crate::request::parse_cidr;
 
@@ -34,20 +35,6 @@ pub use crate::request::parse_cidr;
 pub const CONFIG_VERSION: u32 = 1;
 /// Largest configuration file accepted.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
-/// No certificate ever outlives this, whatever the configuration says.
-pub const HARD_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// A configuration error: which field, and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {field}: {reason}")]
-pub struct ConfigError {
-    /// The configuration file.
-    pub path: PathBuf,
-    /// Dotted path of the offending field (`rules[2].max_ttl`), or `file`.
-    pub field: String,
-    /// What is wrong and what to do.
-    pub reason: String,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,50 +161,6 @@ impl Config {
             refusals,
         })
     }
-}
-
-/// Parses a duration like `90s`, `15m`, `2h`, checking it against `(min, max)`.
-pub(crate) fn duration_field(
-    value: Option<&str>,
-    default: Duration,
-    (min, max): (Duration, Duration),
-) -> Result<Duration, String> {
-    let Some(s) = value else {
-        return Ok(default);
-    };
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like \"90s\", \"15m\" or \"2h\" ({e})"))?;
-    if d < min || d > max {
-        return Err(format!(
-            "{s} is outside the allowed range {} to {}",
-            crate::fmt_duration(min),
-            crate::fmt_duration(max)
-        ));
-    }
-    Ok(d)
-}
-
-/// Checks a count against its allowed range.
-pub(crate) fn count_field(n: usize, (min, max): (usize, usize)) -> Result<usize, String> {
-    if n < min || n > max {
-        return Err(format!("{n} is outside the allowed range {min} to {max}"));
-    }
-    Ok(n)
-}
-
-/// A group or rule name: one word.
-pub(crate) fn check_word(s: &str) -> Result<(), String> {
-    if s.is_empty()
-        || s.len() > 64
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    {
-        return Err(format!(
-            "{s:?} must be 1 to 64 letters, digits, '_', '-' or '.'"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

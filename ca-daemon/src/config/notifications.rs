@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, duration_field};
+use super::field::{ConfigError, duration_field};
 use crate::notify::{NotifySettings, check_webhook_url};
 use crate::policy::Tier;
 

@@ -8,7 +8,9 @@ use breakglass_proto::{names, profile::PERMIT_EXTENSIONS};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{CaConfig, ConfigError, check_identity, check_word, duration_field};
+use super::field::{ConfigError, check_word, duration_field};
+use super::identities::check_identity;
+use super::server::CaConfig;
 use crate::notify::check_webhook_url;
 use crate::policy::{Effect, Emergency, Rule, Tier};
 use crate::request::{check_command, parse_cidr};

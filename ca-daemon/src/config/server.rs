@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, HARD_MAX_TTL, count_field, duration_field};
+use super::field::{ConfigError, count_field, duration_field};
+
+/// No certificate ever outlives this, whatever the configuration says.
+pub const HARD_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,5 +1,7 @@
 //! Tests of the configuration: every section's rules and messages.
 
+use std::time::Duration;
+
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -2,14 +2,16 @@
 //! ([`Policy::decide`]), then the tier's conditions (its reason and ticket rules, its
 //! longest TTL), then a declared emergency (whether the tier allows self-service, and the
 //! requester's allowance in the last 24 hours). What it answers is how the request goes
-//! on: issued at once, or waiting for approvals, with which TTL. And who may approve,
-//! deny or review what ([`Tier::require_approver`], [`Policy::require_reviewer`]).
+//! on: issued at once, or waiting for approvals, with which TTL. And who may review a
+//! grant ([`Policy::require_reviewer`]; who may approve or deny is the tier's,
+//! [`Tier::require_approver`](crate::policy::Tier::require_approver)).
 
 use std::time::{Duration, SystemTime};
 
 use breakglass_proto::audit::event::RefusalKind;
 
-use super::{Caller, Decision, Grant, Policy, Tier};
+use super::caller::Caller;
+use super::decide::{Decision, Grant, Policy};
 use crate::error::Error;
 use crate::request::AccessRequest;
 
@@ -145,23 +147,6 @@ impl Policy {
             admitted.quota_spent = Some((used, e.per_day));
         }
         Ok(Admission::Admit(admitted))
-    }
-}
-
-impl Tier {
-    /// Refuses a caller outside the tier's approver groups (who would `verb` a request of
-    /// it), saying who may.
-    pub fn require_approver(&self, who: &Caller, verb: &'static str) -> Result<(), Error> {
-        if self.may_approve(who) {
-            return Ok(());
-        }
-        Err(Error::NotApprover {
-            identity: who.identity.clone(),
-            verb,
-            tier: self.name.clone(),
-            approver_groups: self.approver_groups.clone(),
-            groups: who.groups.clone(),
-        })
     }
 }
 

@@ -1,11 +1,56 @@
-//! One rule against one request: whether a deny rule matches, and how far an allow rule
+//! Policy rules, and one rule against one request: whether a deny rule matches, and how far an allow rule
 //! admits it (dimension by dimension, so that a refusal names what to change).
 
-use breakglass_proto::patterns::{self, Case, Coverage};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
-use super::{Caller, Rule};
+use breakglass_proto::patterns::{self, Case, Coverage};
+use ipnet::IpNet;
+
+use super::caller::Caller;
 use crate::fmt_duration;
 use crate::request::AccessRequest;
+
+/// Whether a rule grants or forbids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Grants what it matches, within its limits.
+    Allow,
+    /// Forbids what it matches, whatever allow rules say.
+    Deny,
+}
+
+/// One policy rule (validated by the config loader).
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Unique name, shown in decisions.
+    pub name: String,
+    /// Allow or deny.
+    pub effect: Effect,
+    /// Risk tier, carried in the certificate.
+    pub tier: String,
+    /// Identities the rule applies to (`*` = everyone).
+    pub identities: Vec<String>,
+    /// Groups the rule applies to.
+    pub groups: Vec<String>,
+    /// Principal patterns (`*`, `?`; case-sensitive).
+    pub principals: Vec<String>,
+    /// Host patterns (`*`, `?`; ASCII case-insensitive).
+    pub hosts: Vec<String>,
+    /// Exact forced commands allowed.
+    pub commands: Vec<String>,
+    /// Whether an interactive shell (no forced command) is allowed.
+    pub interactive: bool,
+    /// CIDR blocks a `source-address` must lie within; `None` = no restriction.
+    pub source_addresses: Option<Vec<IpNet>>,
+    /// Longest TTL.
+    pub max_ttl: Duration,
+    /// `permit-*` extensions that may be granted.
+    pub extensions: BTreeSet<String>,
+    /// UTC time-of-day windows (minutes `[start, end)`, may wrap midnight)
+    /// in which the rule applies; empty = always.
+    pub hours: Vec<(u16, u16)>,
+}
 
 fn fmt_minute(m: u16) -> String {
     format!("{:02}:{:02}", m / 60, m % 60)

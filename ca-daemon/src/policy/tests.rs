@@ -1,7 +1,12 @@
 //! Tests of the policy: rule matching, tiers, admission.
 
-use super::*;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use breakglass_proto::audit::event::RefusalKind;
 use breakglass_proto::patterns::{self, Case};
+
+use super::*;
+use crate::request::AccessRequest;
 
 use crate::config::Config;
 
