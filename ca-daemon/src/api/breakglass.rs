@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::identity::caller;
 use crate::request;
 use crate::service::Service;
+use crate::service::lifecycle::Settle;
 use crate::service::review::DrillOutcome;
 
 /// The `BreakGlass` service over the request lifecycle.
@@ -95,21 +96,27 @@ impl BreakGlass for BreakGlassApi {
         let who = caller(&req)?;
         let r = req.get_ref();
         let id = parse_request_id(&r.request_id)?;
-        Ok(Response::new(self.0.approve(&who, id, &r.comment).await?))
+        Ok(Response::new(
+            self.0.settle(&who, id, Settle::Approve, &r.comment).await?,
+        ))
     }
 
     async fn deny(&self, req: Request<DenyRequest>) -> Result<Response<RequestInfo>, Status> {
         let who = caller(&req)?;
         let r = req.get_ref();
         let id = parse_request_id(&r.request_id)?;
-        Ok(Response::new(self.0.deny(&who, id, &r.reason).await?))
+        Ok(Response::new(
+            self.0.settle(&who, id, Settle::Deny, &r.reason).await?,
+        ))
     }
 
     async fn cancel(&self, req: Request<CancelRequest>) -> Result<Response<RequestInfo>, Status> {
         let who = caller(&req)?;
         let r = req.get_ref();
         let id = parse_request_id(&r.request_id)?;
-        Ok(Response::new(self.0.cancel(&who, id, &r.reason).await?))
+        Ok(Response::new(
+            self.0.settle(&who, id, Settle::Cancel, &r.reason).await?,
+        ))
     }
 
     async fn fetch(

@@ -21,7 +21,7 @@ use crate::state::{self, RequestStatus};
 
 /// How someone settles a pending request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Settle {
+pub enum Settle {
     /// An approver approves it.
     Approve,
     /// An approver denies it: it ends.
@@ -32,7 +32,7 @@ enum Settle {
 
 impl Settle {
     /// The call's stable name (in refusal records and messages).
-    fn action(self) -> &'static str {
+    pub fn action(self) -> &'static str {
         match self {
             Settle::Approve => "approve",
             Settle::Deny => "deny",
@@ -269,39 +269,10 @@ impl Service {
         Ok((r.clone(), tier))
     }
 
-    /// Records an approval; issues the certificate when it is the last one needed.
-    pub async fn approve(
-        &self,
-        who: &Caller,
-        id: RequestId,
-        comment: &str,
-    ) -> Result<RequestInfo, Error> {
-        self.settle(who, id, Settle::Approve, comment).await
-    }
-
-    /// Denies a pending request: it ends.
-    pub async fn deny(
-        &self,
-        who: &Caller,
-        id: RequestId,
-        reason: &str,
-    ) -> Result<RequestInfo, Error> {
-        self.settle(who, id, Settle::Deny, reason).await
-    }
-
-    /// Withdraws a pending request (its requester only).
-    pub async fn cancel(
-        &self,
-        who: &Caller,
-        id: RequestId,
-        reason: &str,
-    ) -> Result<RequestInfo, Error> {
-        self.settle(who, id, Settle::Cancel, reason).await
-    }
-
     /// Approves, denies or cancels a pending request as `who`, with `note` (the comment or
-    /// the reason): checked, then recorded; refusals by policy are on the record.
-    async fn settle(
+    /// the reason): checked, then recorded; refusals by policy are on the record. The
+    /// answer is the request as it stands (issued, when this was its last approval).
+    pub async fn settle(
         &self,
         who: &Caller,
         id: RequestId,
