@@ -78,7 +78,8 @@ async fn main() -> ExitCode {
     let result = tokio::select! {
         r = run(&opts, &mut stdout) => r,
         s = interrupted() => {
-            eprintln!("crash-loop: {s}: stopped; the daemon was killed and its setup removed");
+            let setup = if opts.keep { "kept" } else { "removed" };
+            eprintln!("crash-loop: {s}: stopped; the daemon was killed and its setup {setup}");
             return ExitCode::from(130);
         }
     };
