@@ -316,6 +316,8 @@ struct DaemonView {
     keys: Option<Vec<(PublicKey, String, bool)>>,
     /// The version of the KRL the daemon serves.
     krl_version: Option<u64>,
+    /// The daemon has revocations it could not publish in a KRL yet.
+    krl_behind: bool,
 }
 
 /// How fixes spell the `breakglass` command (with the `--config` given, if any).
@@ -475,7 +477,18 @@ async fn check_daemon(report: &mut Report, overrides: &Overrides) -> DaemonView 
         .get_revocation_list(GetRevocationListRequest {})
         .await
     {
-        Ok(r) => view.krl_version = Some(r.into_inner().version),
+        Ok(r) => {
+            let r = r.into_inner();
+            view.krl_version = Some(r.version);
+            if let Some(why) = crate::krl_sync::unpublished(&r) {
+                view.krl_behind = true;
+                report.warn(
+                    A,
+                    format!("no newer KRL is available: {why}"),
+                    "nothing to fix on this host: the CA's operators free space on (or fix) the disk of its audit log ([audit] dir)".to_owned(),
+                );
+            }
+        }
         Err(s) => report.fail(
             A,
             format!("cannot fetch the KRL: {}", CliError::from_status(s, &shown)),
@@ -994,7 +1007,9 @@ fn check_krl(
                 path.display(),
                 krl.version,
                 krl.serial_count(),
-                if daemon.krl_version.is_some() {
+                if daemon.krl_behind {
+                    ", the newest the CA serves (which lacks revocations, see above)"
+                } else if daemon.krl_version.is_some() {
                     ", as current as the CA's"
                 } else {
                     ""

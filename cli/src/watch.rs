@@ -337,6 +337,13 @@ impl KrlKeeper {
                 if matches!(done, Synced::Installed { .. }) {
                     eprintln!("breakglass: {}", done.summary(&self.out));
                 }
+                // A heartbeat announces the newer version once the CA can publish it.
+                if let Some(why) = krl_sync::unpublished(fetched) {
+                    eprintln!(
+                        "breakglass: KRL version {} is not current: {why}",
+                        fetched.version
+                    );
+                }
                 self.installed = Some(match done {
                     Synced::Installed { version, .. } | Synced::UpToDate { version } => version,
                 });
