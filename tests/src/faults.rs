@@ -123,8 +123,9 @@ impl Injection {
         }
     }
 
-    /// How many calls strace has made fail so far (its `(INJECTED)` lines).
-    pub fn injected(&self) -> usize {
+    /// How many calls strace has made fail (its `(INJECTED)` lines; complete once it has
+    /// detached).
+    fn injected(&self) -> usize {
         std::fs::read_to_string(&self.out)
             .map(|t| t.lines().filter(|l| l.contains("(INJECTED)")).count())
             .unwrap_or(0)

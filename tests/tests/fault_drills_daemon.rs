@@ -434,8 +434,11 @@ async fn one_failed_fdatasync_refuses_one_request_and_the_next_is_issued() {
             .await
             .expect("the next requests are issued");
     }
-    assert_eq!(inj.injected(), 1);
-    assert_eq!(inj.stop().unwrap(), 1);
+    assert_eq!(
+        inj.stop().unwrap(),
+        1,
+        "strace failed exactly one fdatasync"
+    );
     assert_eq!(d.received().len(), 4);
     d.crash_and_check().await;
 }
