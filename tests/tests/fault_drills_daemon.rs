@@ -8,6 +8,9 @@
 //! - `fdatasync` or the segment `pwrite64` fail with EIO (`strace -e inject=`, attached
 //!   to the running daemon): the same, and the failed batch is cut off the segment; a
 //!   single failed `fdatasync` costs one request only.
+//! - Killed while the disk is full, the daemon starts again on the full disk, serves reads
+//!   and refuses issuance until there is space (it used to exit 64 at start-up, unable to
+//!   refresh its `checkpoint` file, and the unit does not restart on 64).
 //!
 //! They need root (a tmpfs mount; ptrace of the daemon) and say so loudly without it.
 
@@ -450,4 +453,53 @@ fn last_segment(audit_dir: &Path) -> std::path::PathBuf {
         .pop()
         .expect("a segment")
         .1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_while_the_disk_is_full_starts_again_serves_reads_and_refuses_issuance() {
+    if !can_run(
+        "root (to mount a size-limited tmpfs for the audit log)",
+        is_root(),
+    ) {
+        return;
+    }
+    let mut d = Drill::start(Some("4m")).await;
+    let mut c = d.client();
+    for _ in 0..20 {
+        d.request(&mut c)
+            .await
+            .expect("issues before the disk fills");
+    }
+    let filler = d.tmpfs.as_ref().unwrap().fill().unwrap();
+    // The segment's last page may still take a batch or two.
+    let mut refused = 0;
+    for _ in 0..100 {
+        match d.request(&mut c).await {
+            Ok(_) => refused = 0,
+            Err(e) => {
+                assert_not_written(&e);
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(refused, 3, "issuance never failed on the full disk");
+
+    // A crash while the disk is full, and a start on the full disk.
+    d.ca.kill9();
+    d.ca.start()
+        .await
+        .expect("the daemon starts on a full disk");
+    d.reads_work().await;
+    let mut c = d.client();
+    assert_not_written(
+        &d.request(&mut c)
+            .await
+            .expect_err("no space: nothing issued"),
+    );
+    std::fs::remove_file(filler).unwrap();
+    d.request(&mut c).await.expect("issues once space returns");
+    d.crash_and_check().await;
 }
