@@ -38,6 +38,23 @@ impl Tmpfs {
         &self.0
     }
 
+    /// Remounts it with `opts` (e.g. `ro`, `rw`).
+    pub fn remount(&self, opts: &str) -> Result<(), String> {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.0)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "remount {} with {opts}: {}",
+                self.0.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
     /// Writes zeros into `filler` until the file system is full; returns the file's path.
     pub fn fill(&self) -> Result<PathBuf, String> {
         use std::io::Write as _;

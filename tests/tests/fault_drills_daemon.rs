@@ -11,6 +11,8 @@
 //! - Killed while the disk is full, the daemon starts again on the full disk, serves reads
 //!   and refuses issuance until there is space (it used to exit 64 at start-up, unable to
 //!   refresh its `checkpoint` file, and the unit does not restart on 64).
+//! - On a read-only audit disk it exits 74 (retried by the unit), not 64, and starts once
+//!   the disk is writable.
 //!
 //! They need root (a tmpfs mount; ptrace of the daemon) and say so loudly without it.
 
@@ -501,5 +503,38 @@ async fn a_daemon_killed_while_the_disk_is_full_starts_again_serves_reads_and_re
     );
     std::fs::remove_file(filler).unwrap();
     d.request(&mut c).await.expect("issues once space returns");
+    d.crash_and_check().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_audit_disk_at_start_up_exits_74_and_the_daemon_starts_once_it_is_writable() {
+    if !can_run(
+        "root (to mount a size-limited tmpfs for the audit log)",
+        is_root(),
+    ) {
+        return;
+    }
+    let mut d = Drill::start(Some("4m")).await;
+    let mut c = d.client();
+    for _ in 0..3 {
+        d.request(&mut c).await.expect("issues");
+    }
+    assert!(d.ca.stop().unwrap().success());
+    // The disk was remounted read-only after errors: not the configuration's fault, so
+    // not exit 64 (the unit does not restart on 64), but 74 (it restarts on that).
+    let fs = d.tmpfs.as_ref().unwrap();
+    fs.remount("ro").unwrap();
+    let e =
+        d.ca.start()
+            .await
+            .expect_err("no start on a read-only audit disk");
+    assert!(
+        e.contains("exit status: 74") && e.contains("Read-only file system"),
+        "{e}"
+    );
+    fs.remount("rw").unwrap();
+    d.ca.start()
+        .await
+        .expect("starts once the disk is writable");
     d.crash_and_check().await;
 }
