@@ -1,6 +1,7 @@
 //! Every human-readable printer of the CLI, fed the nasty strings of
 //! [`text::NASTY_SAMPLES`] in every text field it shows: the output holds no hazard, has
 //! exactly the lines it has for ordinary text (nothing forged), and shows the text escaped.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 

@@ -6,6 +6,7 @@
 //! A revocation whose KRL could not be published (the daemon could not record it, e.g.
 //! its audit disk is full) is not done for hosts that read only the KRL: the command
 //! says what hosts see meanwhile and what to do, and exits 69.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
@@ -15,8 +16,8 @@ use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_proto::v1::{RevokeRequest, RevokeResponse};
 use clap::{ArgGroup, Args};
 
-use crate::connect;
-use crate::error::{Answer, CliError};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
 use crate::settings::Target;
 
 /// `breakglass revoke`.

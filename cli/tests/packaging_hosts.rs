@@ -99,14 +99,14 @@ fn watcher_unit_watches_the_module_default_sessions_dir_which_tmpfiles_creates()
     assert!(
         directive(&unit, "ReadWritePaths=")
             .split_whitespace()
-            .any(|p| p == breakglass_cli::host::DEFAULT_SPOOL),
+            .any(|p| p == breakglass_proto::spool::DEFAULT_DIR),
         "replacement guards cannot write the spool"
     );
 }
 
 #[test]
 fn host_units_that_witness_the_log_may_write_the_default_witness_state() {
-    use breakglass_cli::witness::DEFAULT_STATE;
+    use breakglass_cli::host::witness::DEFAULT_STATE;
     let dir = Path::new(DEFAULT_STATE).parent().unwrap();
     assert_eq!(dir, Path::new("/var/lib/breakglass"));
     for unit in [

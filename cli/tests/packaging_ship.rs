@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use breakglass_cli::cli::{Cli, Command};
-use breakglass_cli::host::{DEFAULT_SPOOL, HostCmd};
+use breakglass_cli::host::HostCmd;
+use breakglass_proto::spool;
 use clap::Parser;
 
 fn packaging(p: &str) -> String {
@@ -25,8 +26,8 @@ fn ship_unit_delivers_the_module_spool_and_gives_up_before_its_timeout() {
     let Command::Host(HostCmd::Ship(a)) = cli.command else {
         panic!("not host ship");
     };
-    assert_eq!(a.spool, Path::new(DEFAULT_SPOOL));
-    assert!(unit.contains(&format!("ReadWritePaths={DEFAULT_SPOOL}")));
+    assert_eq!(a.spool, Path::new(spool::DEFAULT_DIR));
+    assert!(unit.contains(&format!("ReadWritePaths={}", spool::DEFAULT_DIR)));
     // Waiting for another shipper and the retries end before systemd would kill the run.
     let timeout = unit
         .lines()

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use breakglass_ca::config::Config;
 use breakglass_ca::init;
 use breakglass_ca::server::Daemon;
+use breakglass_cli::host::witness::WitnessArgs;
 use breakglass_cli::settings::Target;
-use breakglass_cli::witness::WitnessArgs;
 use tokio::sync::oneshot;
 
 use crate::sshd::{Sshd, SshdOptions};

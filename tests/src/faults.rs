@@ -1,7 +1,10 @@
-//! Ways to make a real process's disk fail: a size-limited tmpfs it fills up, and
-//! `strace` error injection into its system calls (`fdatasync`, `pwrite64`, …).
+//! Faults the drills inject (RELIABILITY.md, "Daemon fault drills" and "Host fault
+//! drills"): a full or read-only file system (a size-limited tmpfs), system calls of a
+//! running process failing (`strace` error injection), and a syslog socket that is missing
+//! or never read.
 
-use std::fs::File;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,69 +12,172 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// A size-limited tmpfs mounted for one test (needs root); unmounted on drop.
+/// A size-limited tmpfs mounted for one drill (needs root), unmounted on drop.
 #[derive(Debug)]
-pub struct Tmpfs(PathBuf);
+pub struct Tmpfs {
+    /// The mount point.
+    pub path: PathBuf,
+}
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it: `1m`, `512k`) at `path`.
-    pub fn mount(path: &Path, size: &str) -> Result<Self, String> {
-        std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
-            .arg("bg-fault-drill")
+    /// Mounts a tmpfs of `size` (e.g. `4m`) with root directory mode `mode` (e.g. `0700`)
+    /// on `path`, creating the directory first.
+    pub fn mount(path: &Path, size: &str, mode: &str) -> Self {
+        std::fs::create_dir_all(path).expect("mount point");
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode={mode}"),
+                "tmpfs",
+            ])
             .arg(path)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount tmpfs on {}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
+            .status()
+            .expect("mount runs");
+        assert!(st.success(), "mount -t tmpfs on {} failed", path.display());
+        Self {
+            path: path.to_owned(),
         }
-        Ok(Self(path.to_owned()))
-    }
-
-    /// The mount point.
-    pub fn path(&self) -> &Path {
-        &self.0
     }
 
     /// Remounts it with `opts` (e.g. `ro`, `rw`).
-    pub fn remount(&self, opts: &str) -> Result<(), String> {
-        let out = Command::new("mount")
+    pub fn remount(&self, opts: &str) {
+        let st = Command::new("mount")
             .args(["-o", &format!("remount,{opts}")])
-            .arg(&self.0)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "remount {} with {opts}: {}",
-                self.0.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
+            .arg(&self.path)
+            .status()
+            .expect("mount runs");
+        assert!(
+            st.success(),
+            "remount {} with {opts} failed",
+            self.path.display()
+        );
     }
 
-    /// Writes zeros into `filler` until the file system is full; returns the file's path.
-    pub fn fill(&self) -> Result<PathBuf, String> {
-        use std::io::Write as _;
-        let p = self.0.join("filler");
-        let mut f = File::create(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let chunk = vec![0u8; 4096];
-        // Bounded by the file system's size: every write adds a page or fails.
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.flush();
-        Ok(p)
+    /// Fills the file system with one file of zeros, `filler`, until a write fails; returns
+    /// its path. Files already there may still grow into the free part of their last page.
+    pub fn fill(&self) -> PathBuf {
+        let path = self.path.join("filler");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("create the filler");
+        let block = vec![0u8; 4096];
+        for _ in 0..(1 << 20) {
+            if f.write_all(&block).is_err() {
+                return path;
+            }
+        }
+        panic!("{} never filled up", self.path.display());
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
+}
+
+/// What the syslog socket a module or guard writes to is during a drill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyslogFault {
+    /// A reader collects every line (the test sshd's capture).
+    Working,
+    /// No socket at the path (syslogd stopped, `/dev/log` gone).
+    Missing,
+    /// A socket nobody reads, its queue already full (syslogd hung).
+    NeverRead,
+}
+
+impl SyslogFault {
+    /// Every fault, working first.
+    pub const ALL: [SyslogFault; 3] = [Self::Working, Self::Missing, Self::NeverRead];
+
+    /// Short name for output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Working => "working",
+            Self::Missing => "missing",
+            Self::NeverRead => "never read (full)",
+        }
+    }
+}
+
+/// Switches the socket path a module is configured with (`syslog=`) between the working
+/// socket bound there, no socket, and a full socket nobody reads. Renaming a bound socket
+/// keeps it bound: senders reach whatever is at the path when they connect.
+#[derive(Debug)]
+pub struct SyslogSwitch {
+    path: PathBuf,
+    parked: PathBuf,
+    full: PathBuf,
+    _never_read: UnixDatagram,
+    now: SyslogFault,
+}
+
+impl SyslogSwitch {
+    /// Takes over `path`, where a working socket is bound; parks the other sockets beside it.
+    pub fn new(path: &Path) -> Self {
+        let dir = path.parent().expect("socket directory");
+        let full = dir.join("never-read.sock");
+        let never_read = UnixDatagram::bind(&full).expect("bind the never-read socket");
+        let queued = fill_socket(&full);
+        assert!(queued > 0, "no datagram was queued on {}", full.display());
+        Self {
+            path: path.to_owned(),
+            parked: dir.join("working.sock"),
+            full,
+            _never_read: never_read,
+            now: SyslogFault::Working,
+        }
+    }
+
+    fn home(&self, f: SyslogFault) -> Option<&Path> {
+        match f {
+            SyslogFault::Working => Some(&self.parked),
+            SyslogFault::NeverRead => Some(&self.full),
+            SyslogFault::Missing => None,
+        }
+    }
+
+    /// Puts `fault` at the path.
+    pub fn set(&mut self, fault: SyslogFault) {
+        if fault == self.now {
+            return;
+        }
+        if let Some(home) = self.home(self.now) {
+            std::fs::rename(&self.path, home).expect("park the socket");
+        }
+        if let Some(home) = self.home(fault) {
+            std::fs::rename(home, &self.path).expect("put the socket in place");
+        }
+        self.now = fault;
+    }
+}
+
+impl Drop for SyslogSwitch {
+    fn drop(&mut self) {
+        self.set(SyslogFault::Working);
+        let _ = std::fs::remove_file(&self.full);
+    }
+}
+
+/// Sends datagrams to the socket at `path`, without blocking, until its queue is full;
+/// returns how many were queued.
+fn fill_socket(path: &Path) -> usize {
+    let tx = UnixDatagram::unbound().expect("socket");
+    tx.set_nonblocking(true).expect("non-blocking");
+    let line = [b'x'; 512];
+    for n in 0..100_000 {
+        match tx.send_to(&line, path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return n,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    panic!("{} never filled up", path.display());
 }
 
 /// `strace` attached to every thread of a running process, making the system calls it

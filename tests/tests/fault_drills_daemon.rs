@@ -65,7 +65,7 @@ impl Drill {
         )
         .unwrap();
         let tmpfs = tmpfs.map(|size| {
-            let fs = Tmpfs::mount(&ca.path().join("audit-tmpfs"), size).unwrap();
+            let fs = Tmpfs::mount(&ca.path().join("audit-tmpfs"), size, "0700");
             ca.edit_config("dir = \"audit\"", "dir = \"audit-tmpfs\"")
                 .unwrap();
             fs
@@ -302,7 +302,7 @@ async fn disk_full_during_issuance_fails_closed_keeps_reads_and_resumes_when_spa
     assert_eq!(load.errors(), 0, "{:?}", load.errors.lock().unwrap());
 
     // The disk fills up under the clients.
-    let filler = d.tmpfs.as_ref().unwrap().fill().unwrap();
+    let filler = d.tmpfs.as_ref().unwrap().fill();
     let errors_before = load.errors();
     wait_until("refusals on the full disk", &d.ca, || {
         load.errors() >= errors_before + 32
@@ -472,7 +472,7 @@ async fn a_daemon_killed_while_the_disk_is_full_starts_again_serves_reads_and_re
             .await
             .expect("issues before the disk fills");
     }
-    let filler = d.tmpfs.as_ref().unwrap().fill().unwrap();
+    let filler = d.tmpfs.as_ref().unwrap().fill();
     // The segment's last page may still take a batch or two.
     let mut refused = 0;
     for _ in 0..100 {
@@ -523,7 +523,7 @@ async fn a_read_only_audit_disk_at_start_up_exits_74_and_the_daemon_starts_once_
     // The disk was remounted read-only after errors: not the configuration's fault, so
     // not exit 64 (the unit does not restart on 64), but 74 (it restarts on that).
     let fs = d.tmpfs.as_ref().unwrap();
-    fs.remount("ro").unwrap();
+    fs.remount("ro");
     let e =
         d.ca.start()
             .await
@@ -532,7 +532,7 @@ async fn a_read_only_audit_disk_at_start_up_exits_74_and_the_daemon_starts_once_
         e.contains("exit status: 74") && e.contains("Read-only file system"),
         "{e}"
     );
-    fs.remount("rw").unwrap();
+    fs.remount("rw");
     d.ca.start()
         .await
         .expect("starts once the disk is writable");

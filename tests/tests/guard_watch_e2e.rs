@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use breakglass_cli::host::watch::{self, WatchArgs};
 use breakglass_cli::settings::Target;
-use breakglass_cli::watch::{self, WatchArgs};
 use breakglass_proto::sessions::{self, Registration};
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::revocation::{self, Grant, issue};
@@ -31,7 +31,7 @@ struct Host {
     sshd: Sshd,
     sessions: tempfile::TempDir,
     target: Target,
-    witness: breakglass_cli::witness::WitnessArgs,
+    witness: breakglass_cli::host::witness::WitnessArgs,
     watcher: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 

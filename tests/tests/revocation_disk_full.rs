@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use breakglass_cli::connect;
-use breakglass_cli::krl_sync;
+use breakglass_cli::host::krl_sync;
 use breakglass_cli::settings::Target;
 use breakglass_proto::audit::EventKind;
 use breakglass_proto::v1::revocations_client::RevocationsClient;

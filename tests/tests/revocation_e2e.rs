@@ -10,12 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use breakglass_cli::host::ShipArgs;
-use breakglass_cli::krl_sync::{self, SyncKrlArgs};
+use breakglass_cli::host::krl_sync::{self, SyncKrlArgs};
+use breakglass_cli::host::ship::ShipArgs;
+use breakglass_cli::host::watch::{self, WatchArgs};
+use breakglass_cli::host::witness::WitnessArgs;
 use breakglass_cli::revoke;
 use breakglass_cli::settings::Target;
-use breakglass_cli::watch::{self, WatchArgs};
-use breakglass_cli::witness::WitnessArgs;
 use breakglass_proto::audit::event::EndReason;
 use breakglass_proto::audit::{Actor, EventKind};
 use breakglass_proto::sessions::REGISTRATION_SUFFIX;
@@ -253,7 +253,7 @@ async fn revoked_grant_session_ends_within_seconds_and_the_next_login_is_refused
 
     // Audit log: the revocation with who revoked it, and (after the host ships its
     // spool) the forced end of the session with reason revoked.
-    breakglass_cli::host::ship(
+    breakglass_cli::host::ship::ship(
         &h.target,
         &ShipArgs {
             spool: h.sshd.dir.path().join("spool"),

@@ -1,15 +1,15 @@
 //! Man pages: `breakglass(1)` and `breakglass-ca(8)` with one page per (nested)
 //! subcommand, rendered by clap_mangen from the same clap `Command` the binaries parse
 //! with (so `--help` and the pages cannot drift), and `pam_breakglass(8)`, rendered from
-//! the module's option table [`pam_breakglass::config::OPTIONS`].
+//! the module's option table [`breakglass_proto::pam_options::OPTIONS`].
 //!
 //! The output is reproducible: no date, no host or build details, a fixed order.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use breakglass_proto::pam_options::{ModuleOption, OPTIONS};
 use clap::CommandFactory;
-use pam_breakglass::config::{ModuleOption, OPTIONS};
 use roff::{Roff, bold, italic, roman};
 
 /// The manual every page belongs to (the centre footer/header of `man`).
@@ -408,6 +408,13 @@ const DESCRIPTION: &[&str] = &[
      when the certificate is revoked while the session is open. At session close the \
      module records the end of the session. The records reach the CA's signed audit log \
      through breakglass host ship.",
+    "When the session's record cannot be written to the spool (its file system full, an \
+     I/O error), the session is denied (reason=spool_error) and its connection closed: no \
+     breakglass session runs unrecorded. Logins work again as soon as the spool can be \
+     written; breakglass host doctor FAILs on a spool it cannot write a record to. Syslog \
+     is best effort: with the socket missing or never read, logins still complete and \
+     their records still reach the spool; the module waits at most a quarter of a second \
+     for each syslog line.",
     "Who watches the guard: the guard runs with oom_score_adj -1000, so the OOM killer \
      leaves it alone, and holds a lock on its registration in the sessions directory. \
      When a guard dies anyway (SIGKILL, a crash), breakglass host watch-revocations \
@@ -441,11 +448,11 @@ const FILES: &[(&str, &str)] = &[
          breakglass host sync-krl).",
     ),
     (
-        pam_breakglass::config::DEFAULT_SPOOL,
+        breakglass_proto::spool::DEFAULT_DIR,
         "Default spool of session records (spool).",
     ),
     (
-        pam_breakglass::config::DEFAULT_GUARD,
+        breakglass_proto::pam_options::DEFAULT_GUARD,
         "Default session guard (guard).",
     ),
     (

@@ -18,9 +18,10 @@
 //! touched, so `krl_max_age=` keeps counting), says why no newer KRL is available, and
 //! exits 69.
 //!
-//! Before installing, the host witnesses the CA's audit log ([`crate::witness::check`]):
+//! Before installing, the host witnesses the CA's audit log ([`crate::host::witness::check`]):
 //! a KRL from a daemon whose log does not extend the checkpoint this host saw last (rolled
 //! back or forked) is refused.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -33,8 +34,8 @@ use clap::Args;
 use ssh_key::{PublicKey, SshSig};
 
 use crate::commands::{self, write_atomic};
-use crate::connect;
-use crate::error::{Answer, CliError};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
 use crate::settings::Target;
 
 /// Largest CA keys file read.
@@ -64,7 +65,7 @@ pub struct SyncKrlArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     #[command(flatten)]
-    pub witness: crate::witness::WitnessArgs,
+    pub witness: crate::host::witness::WitnessArgs,
 }
 
 /// What a sync did.
@@ -185,46 +186,35 @@ fn read_state(state: &Path) -> Result<Option<u64>, CliError> {
 
 /// Takes the install lock of `state` (`<state>.lock`), waiting a bounded time for
 /// another install to finish.
-fn lock_install(state: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, CliError> {
-    use std::os::unix::fs::OpenOptionsExt;
+async fn lock_install(state: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, CliError> {
     let path = PathBuf::from(format!("{}.lock", state.display()));
-    let deadline = std::time::Instant::now() + INSTALL_LOCK_WAIT;
-    loop {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| CliError::Io(format!("KRL install lock {}: {e}", path.display())))?;
-        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err((_, e)) => {
-                return Err(CliError::Io(format!(
-                    "KRL install lock {}: {e}; is another `breakglass host sync-krl` or watch-revocations stuck?",
-                    path.display()
-                )));
-            }
-        }
+    let stuck = |why: String| {
+        CliError::Io(format!(
+            "KRL install lock {}: {why}; is another `breakglass host sync-krl` or watch-revocations stuck?",
+            path.display()
+        ))
+    };
+    match super::lock::exclusive(&path, INSTALL_LOCK_WAIT).await {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(stuck(format!(
+            "still held after {}s",
+            INSTALL_LOCK_WAIT.as_secs()
+        ))),
+        Err(e) => Err(stuck(e.to_string())),
     }
 }
 
 /// Verifies `fetched` and installs it at `out` (atomically, then the state file).
 /// Refuses, leaving `out` untouched, a bad signature, a malformed or truncated KRL, or
 /// a version older than the one installed. One install at a time per state file.
-pub fn install(
+pub async fn install(
     fetched: &GetRevocationListResponse,
     cas: &[PublicKey],
     out: &Path,
     state: &Path,
 ) -> Result<Synced, CliError> {
     let krl = verify(fetched, cas)?;
-    let _one_at_a_time = lock_install(state)?;
+    let _one_at_a_time = lock_install(state).await?;
     let previous = read_state(state)?;
     if let Some(p) = previous
         && krl.version < p
@@ -309,14 +299,14 @@ pub async fn fetch(target: &Target) -> Result<GetRevocationListResponse, CliErro
 }
 
 /// The check that comes before any KRL from the daemon is installed: the daemon's audit log
-/// must extend the checkpoint this host saw last ([`crate::witness::check`]).
+/// must extend the checkpoint this host saw last ([`crate::host::witness::check`]).
 pub async fn witness_before_install(
     target: &Target,
-    witness: &crate::witness::WitnessArgs,
+    witness: &crate::host::witness::WitnessArgs,
     fetched: &GetRevocationListResponse,
     out: &Path,
 ) -> Result<(), CliError> {
-    crate::witness::check(
+    crate::host::witness::check(
         target,
         witness,
         Some(fetched.version),
@@ -340,7 +330,8 @@ pub async fn sync(target: &Target, args: &SyncKrlArgs) -> Result<Synced, CliErro
         &cas,
         &args.out,
         &state_path(&args.out, args.state.as_deref()),
-    )?;
+    )
+    .await?;
     let Some(why) = unpublished(&fetched) else {
         return Ok(done);
     };
@@ -409,15 +400,15 @@ mod tests {
         )
     }
 
-    #[test]
-    fn installs_newer_versions_and_refuses_bad_ones_leaving_the_file_untouched() {
+    #[tokio::test]
+    async fn installs_newer_versions_and_refuses_bad_ones_leaving_the_file_untouched() {
         let ca = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
         let rogue = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
         let cas = vec![ca.public_key().clone()];
         let h = host();
         let v5 = signed(&ca, 5, &[11, 12]);
         assert_eq!(
-            install(&v5, &cas, &h.out, &h.state).unwrap(),
+            install(&v5, &cas, &h.out, &h.state).await.unwrap(),
             Synced::Installed {
                 version: 5,
                 previous: None,
@@ -462,7 +453,7 @@ mod tests {
         lying.version = 8;
         refused.push(("lying version", lying));
         for (what, f) in refused {
-            let e = install(&f, &cas, &h.out, &h.state).unwrap_err();
+            let e = install(&f, &cas, &h.out, &h.state).await.unwrap_err();
             assert_eq!(e.exit_code(), 65, "{what}: {e}");
             assert!(e.to_string().contains("KRL refused"), "{what}: {e}");
             assert_eq!(snapshot(&h.out), before, "{what}: file changed");
@@ -470,14 +461,14 @@ mod tests {
         }
         // The same version again: confirmed, file content unchanged.
         assert_eq!(
-            install(&v5, &cas, &h.out, &h.state).unwrap(),
+            install(&v5, &cas, &h.out, &h.state).await.unwrap(),
             Synced::UpToDate { version: 5 }
         );
         assert_eq!(std::fs::read(&h.out).unwrap(), v5.krl);
         // A newer one replaces it.
         let v6 = signed(&ca, 6, &[11, 12, 13]);
         assert_eq!(
-            install(&v6, &cas, &h.out, &h.state).unwrap(),
+            install(&v6, &cas, &h.out, &h.state).await.unwrap(),
             Synced::Installed {
                 version: 6,
                 previous: Some(5),
@@ -487,14 +478,14 @@ mod tests {
         assert_eq!(std::fs::read(&h.out).unwrap(), v6.krl);
     }
 
-    #[test]
-    fn a_krl_the_ca_says_lacks_revocations_is_installed_but_not_confirmed() {
+    #[tokio::test]
+    async fn a_krl_the_ca_says_lacks_revocations_is_installed_but_not_confirmed() {
         let ca = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
         let cas = vec![ca.public_key().clone()];
         let h = host();
         let v5 = signed(&ca, 5, &[11]);
         assert_eq!(unpublished(&v5), None);
-        install(&v5, &cas, &h.out, &h.state).unwrap();
+        install(&v5, &cas, &h.out, &h.state).await.unwrap();
         let old = SystemTime::now() - std::time::Duration::from_secs(3600);
         let f = std::fs::File::options().write(true).open(&h.out).unwrap();
         f.set_modified(old).unwrap();
@@ -514,7 +505,7 @@ mod tests {
             assert!(why.contains(want), "missing {want:?} in {why}");
         }
         assert_eq!(
-            install(&behind, &cas, &h.out, &h.state).unwrap(),
+            install(&behind, &cas, &h.out, &h.state).await.unwrap(),
             Synced::UpToDate { version: 5 }
         );
         assert_eq!(
@@ -528,7 +519,7 @@ mod tests {
         v6.unpublished_revocations = 1;
         v6.newest_unpublished = 43;
         assert!(matches!(
-            install(&v6, &cas, &h.out, &h.state).unwrap(),
+            install(&v6, &cas, &h.out, &h.state).await.unwrap(),
             Synced::Installed { version: 6, .. }
         ));
         assert_eq!(std::fs::read(&h.out).unwrap(), v6.krl);
