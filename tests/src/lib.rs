@@ -3,6 +3,8 @@
 //! keys made by `ssh-keygen`, and the rules for tests that need root.
 
 pub mod audit;
+pub mod ca_process;
+pub mod crash_loop;
 pub mod daemon;
 pub mod faults;
 pub mod process;
