@@ -10,7 +10,6 @@
 //! task, with a per-attempt timeout and retries with doubling delays, so a
 //! webhook that hangs or fails delays nothing but its own retries.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,41 +23,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
-/// How notifications (webhooks, syslog) are delivered.
-#[derive(Debug, Clone)]
-pub struct NotifySettings {
-    /// Longest one webhook POST may take (connect + answer).
-    pub timeout: Duration,
-    /// Further attempts after a failed POST.
-    pub retries: u32,
-    /// Delay before the first retry (doubled for each further one).
-    pub retry_delay: Duration,
-    /// Notifications queued before new ones are dropped (issuance never waits).
-    pub queue: usize,
-    /// Also write one syslog line per notification.
-    pub syslog: bool,
-    /// The syslog socket.
-    pub syslog_socket: PathBuf,
-    /// PEM roots for `https://` webhooks.
-    pub ca_bundle: PathBuf,
-    /// `--config` argument shown in the approve command of notifications.
-    pub client_config: Option<String>,
-}
-
-impl Default for NotifySettings {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(5),
-            retries: 3,
-            retry_delay: Duration::from_secs(1),
-            queue: 1024,
-            syslog: false,
-            syslog_socket: PathBuf::from("/dev/log"),
-            ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
-            client_config: None,
-        }
-    }
-}
+use crate::config::NotifySettings;
 
 /// Most webhook deliveries in flight at once.
 const MAX_IN_FLIGHT: usize = 64;
@@ -471,25 +436,6 @@ async fn deliver(
     tracing::error!(url, event = event.name(), "webhook given up after retries");
 }
 
-/// Checks a webhook URL: `http://` or `https://`, with a host.
-pub fn check_webhook_url(url: &str) -> Result<(), String> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => {
-            return Err(format!(
-                "{url:?}: only http:// and https:// webhooks are supported"
-            ));
-        }
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
-    }
-    Ok(())
-}
-
 fn tls_connector(bundle: &std::path::Path) -> Option<tokio_rustls::TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(bundle).ok()?;
@@ -655,19 +601,6 @@ pub fn notice(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn webhook_urls_are_checked() {
-        check_webhook_url("http://127.0.0.1:9000/hook").unwrap();
-        check_webhook_url("https://hooks.example.com/x?y=1").unwrap();
-        assert!(
-            check_webhook_url("ftp://x/")
-                .unwrap_err()
-                .contains("only http")
-        );
-        assert!(check_webhook_url("not a url").is_err());
-        assert!(check_webhook_url("/relative").is_err());
-    }
 
     #[test]
     fn every_notice_is_also_one_syslog_line_when_asked() {

@@ -25,10 +25,9 @@ pub use self::field::ConfigError;
 pub use self::identities::{
     ADMIN_SOCKET_NAMESPACE, AdminUser, Identity, check_identity, is_admin_socket_identity,
 };
-pub use self::notifications::{MAX_REFUSALS_PER_HOUR, RefusalSettings};
+pub use self::notifications::{MAX_REFUSALS_PER_HOUR, NotifySettings, RefusalSettings};
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
 pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};
-pub use crate::notify::NotifySettings;
 pub use crate::request::parse_cidr;
 
 /// The only configuration format version this build understands.

@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::field::{ConfigError, duration_field};
-use crate::notify::{NotifySettings, check_webhook_url};
 use crate::policy::Tier;
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +61,61 @@ impl Default for RefusalSettings {
             webhooks: Vec::new(),
         }
     }
+}
+
+/// How notifications (webhooks, syslog) are delivered.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// Longest one webhook POST may take (connect + answer).
+    pub timeout: Duration,
+    /// Further attempts after a failed POST.
+    pub retries: u32,
+    /// Delay before the first retry (doubled for each further one).
+    pub retry_delay: Duration,
+    /// Notifications queued before new ones are dropped (issuance never waits).
+    pub queue: usize,
+    /// Also write one syslog line per notification.
+    pub syslog: bool,
+    /// The syslog socket.
+    pub syslog_socket: PathBuf,
+    /// PEM roots for `https://` webhooks.
+    pub ca_bundle: PathBuf,
+    /// `--config` argument shown in the approve command of notifications.
+    pub client_config: Option<String>,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            retry_delay: Duration::from_secs(1),
+            queue: 1024,
+            syslog: false,
+            syslog_socket: PathBuf::from("/dev/log"),
+            ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            client_config: None,
+        }
+    }
+}
+
+/// Checks a webhook URL: `http://` or `https://`, with a host.
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => {
+            return Err(format!(
+                "{url:?}: only http:// and https:// webhooks are supported"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
 }
 
 /// Most refusals per identity and hour the configuration may ask to record one by one.

@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::field::{ConfigError, check_word, duration_field};
 use super::identities::check_identity;
+use super::notifications::check_webhook_url;
 use super::server::CaConfig;
-use crate::notify::check_webhook_url;
 use crate::policy::{Effect, Emergency, Rule, Tier};
 use crate::request::{check_command, parse_cidr};
 

@@ -529,3 +529,16 @@ fn connection_limits_default_and_are_checked_with_the_field() {
         assert!(e.reason.contains(says), "{lines}: {e}");
     }
 }
+
+#[test]
+fn webhook_urls_are_checked() {
+    notifications::check_webhook_url("http://127.0.0.1:9000/hook").unwrap();
+    notifications::check_webhook_url("https://hooks.example.com/x?y=1").unwrap();
+    assert!(
+        notifications::check_webhook_url("ftp://x/")
+            .unwrap_err()
+            .contains("only http")
+    );
+    assert!(notifications::check_webhook_url("not a url").is_err());
+    assert!(notifications::check_webhook_url("/relative").is_err());
+}
