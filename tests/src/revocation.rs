@@ -7,6 +7,8 @@ use std::time::Duration;
 use breakglass_cli::commands::{self, RequestArgs};
 use breakglass_proto::audit::Event;
 
+pub use breakglass_test_support::ssh_keygen_revoked;
+
 use crate::daemon::TestDaemon;
 use crate::sshd::ClientKey;
 
@@ -95,23 +97,4 @@ pub fn audit_events(d: &TestDaemon) -> Vec<(u64, Event)> {
         .expect("log.pub in the dev directory");
     breakglass_cli::audit::read_dir_events(&d.path().join("audit"), &key)
         .expect("audit log verifies")
-}
-
-/// `ssh-keygen -Q -f krl file`: true for REVOKED (rc 1), false for ok (rc 0).
-pub fn ssh_keygen_revoked(krl: &Path, file: &Path) -> bool {
-    let out = std::process::Command::new("ssh-keygen")
-        .arg("-Q")
-        .arg("-f")
-        .arg(krl)
-        .arg(file)
-        .output()
-        .expect("ssh-keygen runs");
-    match out.status.code() {
-        Some(1) => true,
-        Some(0) => false,
-        other => panic!(
-            "ssh-keygen -Q: {other:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
 }

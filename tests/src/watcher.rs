@@ -2,16 +2,16 @@
 //! watch-revocations` executable, a child process following a daemon over mTLS.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use crate::process::Captured;
+use breakglass_test_support::process::Running;
+use breakglass_test_support::wait;
 
 /// A running `breakglass host watch-revocations`; killed on drop.
 #[derive(Debug)]
 pub struct WatcherProcess {
-    child: Child,
-    output: Captured,
+    process: Running,
     /// The KRL it keeps for sshd (`--krl`), if any.
     pub krl: Option<PathBuf>,
 }
@@ -32,53 +32,32 @@ impl WatcherProcess {
         if let Some(k) = krl {
             cmd.arg("--krl").arg(k);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start breakglass host watch-revocations");
-        let output = Captured::take(&mut child);
         let w = Self {
-            child,
-            output,
+            process: Running::spawn(cmd.stdin(Stdio::null())),
             krl: krl.map(Path::to_path_buf),
         };
+        let (bound, every) = (Duration::from_secs(20), Duration::from_millis(20));
         assert!(
-            w.output.wait_for(
-                "watching revocations at",
-                Duration::from_secs(20),
-                Duration::from_millis(20)
-            ),
+            w.process
+                .wait_output("watching revocations at", bound, every),
             "the watcher does not follow the stream: {}",
             w.output()
         );
         if let Some(k) = krl {
             // The first install writes the version state file beside the KRL.
             let state = PathBuf::from(format!("{}.version", k.display()));
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !state.exists() {
-                assert!(
-                    Instant::now() < deadline,
-                    "the watcher installed no KRL at {}: {}",
-                    k.display(),
-                    w.output()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            assert!(
+                wait::until(bound, every, || state.exists()),
+                "the watcher installed no KRL at {}: {}",
+                k.display(),
+                w.output()
+            );
         }
         w
     }
 
     /// Everything it printed so far (stdout and stderr).
     pub fn output(&self) -> String {
-        self.output.text()
-    }
-}
-
-impl Drop for WatcherProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.output()
     }
 }

@@ -229,11 +229,11 @@ fn expired_forced_command_is_ended_with_its_nohup_and_setsid_children() {
         return;
     }
     let (sshd, ca, user) = setup("warn_before=3");
-    let mut spec = CertSpec::new(0x103, &user.name, 7);
-    spec.pty = false;
-    spec.force_command = Some(
-        "nohup sleep 3021 >/dev/null 2>&1 & setsid sleep 3022 >/dev/null 2>&1 </dev/null & echo READY; exec sleep 3023".into(),
-    );
+    let spec = CertSpec::new(0x103, &user.name, 7)
+        .without_permit("permit-pty")
+        .with_force_command(
+            "nohup sleep 3021 >/dev/null 2>&1 & setsid sleep 3022 >/dev/null 2>&1 </dev/null & echo READY; exec sleep 3023",
+        );
     let key = ClientKey::with_cert(sshd.dir.path(), "id", &ca, &spec);
     let valid_before = key.valid_before.unwrap() as f64;
     let mut ssh = SshSession::spawn({
@@ -290,8 +290,7 @@ fn certificate_scoped_to_another_host_is_denied_and_ssh_n_disconnected() {
         return;
     }
     let (sshd, ca, user) = setup("");
-    let mut spec = CertSpec::new(0x104, &user.name, 300);
-    spec.hosts = "web-*,db-70".into();
+    let spec = CertSpec::new(0x104, &user.name, 300).with_hosts("web-*,db-70");
     let key = ClientKey::with_cert(sshd.dir.path(), "id", &ca, &spec);
 
     let out = sshd
