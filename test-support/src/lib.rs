@@ -22,6 +22,7 @@
 //! (`<crate>/tests/` drives that crate's public face, `tests/tests/` the whole system).
 
 pub mod artifacts;
+pub mod ca;
 pub mod cert;
 pub mod fs;
 pub mod pam_wrapper;

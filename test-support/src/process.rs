@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{Signal, kill};
@@ -12,12 +12,16 @@ use nix::unistd::Pid;
 
 /// A child's stdout and stderr, collected into one buffer by background threads.
 #[derive(Clone, Debug)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
+pub struct Captured {
+    output: Arc<Mutex<Vec<u8>>>,
+    readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
 
 impl Captured {
     /// Takes the child's piped stdout and stderr and collects both in the background.
     pub fn take(child: &mut Child) -> Self {
         let output = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             child
                 .stdout
@@ -33,7 +37,7 @@ impl Captured {
         {
             let sink = Arc::clone(&output);
             let mut stream = stream;
-            thread::spawn(move || {
+            readers.push(thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = stream.read(&mut buf) {
                     if n == 0 {
@@ -41,14 +45,29 @@ impl Captured {
                     }
                     sink.lock().expect("lock").extend_from_slice(&buf[..n]);
                 }
-            });
+            }));
         }
-        Self(output)
+        Self {
+            output,
+            readers: Arc::new(Mutex::new(readers)),
+        }
     }
 
     /// Everything printed so far (stdout and stderr).
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+        String::from_utf8_lossy(&self.output.lock().expect("lock")).into_owned()
+    }
+
+    /// Waits up to `timeout` for both streams to end (the child and whatever inherited
+    /// them have exited), so that [`text`](Self::text) holds everything.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        crate::wait::until(timeout, Duration::from_millis(10), || {
+            self.readers
+                .lock()
+                .expect("lock")
+                .iter()
+                .all(JoinHandle::is_finished)
+        })
     }
 
     /// Waits up to `timeout` (looking every `every`) for the output to contain `needle`.
@@ -112,20 +131,40 @@ impl Running {
         self.output.wait_for(needle, timeout, every)
     }
 
-    /// Waits up to `timeout` (looking every `every`) for the child to exit; returns its
-    /// status and the time it was seen.
+    /// Waits up to `timeout` (looking every `every`) for the child to exit, then for its
+    /// output to end; returns its status and the time it was seen to exit.
     pub fn wait_exit(
         &mut self,
         timeout: Duration,
         every: Duration,
     ) -> Option<(ExitStatus, SystemTime)> {
         let st = wait_exit(&mut self.child, timeout, every)?;
-        Some((st, SystemTime::now()))
+        let at = SystemTime::now();
+        self.drain_output();
+        Some((st, at))
     }
 
-    /// True once the child has exited.
-    pub fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+    /// The child's exit status, once it has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the child to exit (SIGKILL after
+    /// that), then for its output to end; returns the status it exited with on its own.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        // It may have exited already: a failed signal is no error here.
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let status = wait_exit(&mut self.child, timeout, Duration::from_millis(20));
+        if status.is_none() {
+            self.kill();
+        }
+        self.drain_output();
+        status
+    }
+
+    /// Waits (up to 2 s) for the child's output to end, once it has exited.
+    pub fn drain_output(&self) {
+        self.output.drain(Duration::from_secs(2));
     }
 
     /// Sends `sig` to the child (`group`: to its process group).

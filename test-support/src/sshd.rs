@@ -6,7 +6,7 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -226,6 +226,14 @@ impl Sshd {
         let mut cmd = ssh_command(self.port, key);
         cmd.args(args).arg(format!("{user}@127.0.0.1"));
         cmd
+    }
+
+    /// Runs `command` as `user` over [`ssh`](Self::ssh) and waits for it.
+    pub fn run(&self, user: &str, key: &ClientKey, command: &str) -> Output {
+        self.ssh(user, key, &[])
+            .arg(command)
+            .output()
+            .expect("ssh runs")
     }
 }
 

@@ -1,17 +1,26 @@
 //! Bounded polls: every wait in the tests ends, and says so when it gave up.
 
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// One look: `Break(Some(v))` when `f` gave `v`, `Break(None)` once past `deadline`.
+fn look<T>(deadline: Instant, f: &mut impl FnMut() -> Option<T>) -> ControlFlow<Option<T>> {
+    if let Some(v) = f() {
+        return Break(Some(v));
+    }
+    if Instant::now() >= deadline {
+        return Break(None);
+    }
+    Continue(())
+}
 
 /// Calls `f` every `every` until it gives `Some`, for at most `timeout` (at least once).
 pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
+        if let Break(v) = look(deadline, &mut f) {
+            return v;
         }
         thread::sleep(every);
     }
@@ -30,11 +39,8 @@ pub async fn poll_async<T>(
 ) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
+        if let Break(v) = look(deadline, &mut f) {
+            return v;
         }
         tokio::time::sleep(every).await;
     }

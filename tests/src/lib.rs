@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod daemon;
+pub mod host;
 pub mod revocation;
 pub mod sshd;
 pub mod watcher;

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use breakglass_cli::commands::{self, RequestArgs};
-use breakglass_proto::audit::Event;
+use breakglass_proto::v1::RevokeRequest;
+use breakglass_proto::v1::revoke_request::Target as Selector;
 
+pub use crate::audit::verified_events as audit_events;
 pub use breakglass_test_support::ssh_keygen_revoked;
 
 use crate::daemon::TestDaemon;
@@ -50,6 +52,30 @@ pub struct Grant {
     pub serial: u64,
 }
 
+/// What `breakglass request` sends for the key `public`: `user` on `host` for `ttl`
+/// seconds, for `reason`.
+pub fn request_args(public: &Path, user: &str, host: &str, ttl: u64, reason: &str) -> RequestArgs {
+    RequestArgs {
+        hosts: vec![host.into()],
+        principals: vec![user.into()],
+        ttl: Duration::from_secs(ttl),
+        reason: reason.into(),
+        command: None,
+        source_addresses: vec![],
+        public_key: Some(public.to_owned()),
+        permit: vec![],
+        add_to_agent: None,
+    }
+}
+
+/// A revocation of `selector` for `reason`.
+pub fn revoke_request(selector: Selector, reason: &str) -> RevokeRequest {
+    RevokeRequest {
+        target: Some(selector),
+        reason: reason.into(),
+    }
+}
+
 /// Requests a grant for `user` on `host` as `target`.
 pub async fn issue(
     target: &breakglass_cli::settings::Target,
@@ -60,22 +86,10 @@ pub async fn issue(
     ttl: u64,
 ) -> Grant {
     let public = crate::ssh_keygen(dir, name, &["-t", "ed25519"]);
-    let outcome = commands::request(
-        target,
-        &RequestArgs {
-            hosts: vec![host.into()],
-            principals: vec![user.into()],
-            ttl: Duration::from_secs(ttl),
-            reason: "INC-6 revocation test".into(),
-            command: None,
-            source_addresses: vec![],
-            public_key: Some(public.clone()),
-            permit: vec![],
-            add_to_agent: None,
-        },
-    )
-    .await
-    .expect("certificate issued");
+    let a = request_args(&public, user, host, ttl, "INC-6 revocation test");
+    let outcome = commands::request(target, &a)
+        .await
+        .expect("certificate issued");
     Grant {
         key: ClientKey {
             key_path: outcome.paths.private,
@@ -86,15 +100,4 @@ pub async fn issue(
         grant_id: outcome.response.grant_id,
         serial: outcome.response.serial,
     }
-}
-
-/// The daemon's audit log, read and verified offline with its public key.
-pub fn audit_events(d: &TestDaemon) -> Vec<(u64, Event)> {
-    let key = ["log.pub", "audit/log.pub"]
-        .iter()
-        .map(|p| d.path().join(p))
-        .find(|p| p.exists())
-        .expect("log.pub in the dev directory");
-    breakglass_cli::audit::read_dir_events(&d.path().join("audit"), &key)
-        .expect("audit log verifies")
 }

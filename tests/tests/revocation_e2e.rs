@@ -7,189 +7,36 @@
 //! - revoking all grants of a requester ends all their sessions on two hosts, and
 //!   nobody else's.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use breakglass_cli::host::ShipArgs;
-use breakglass_cli::krl_sync::{self, SyncKrlArgs};
+use breakglass_cli::krl_sync;
 use breakglass_cli::revoke;
-use breakglass_cli::settings::Target;
-use breakglass_cli::watch::{self, WatchArgs};
-use breakglass_cli::witness::WitnessArgs;
 use breakglass_proto::audit::event::EndReason;
 use breakglass_proto::audit::{Actor, EventKind};
-use breakglass_proto::sessions::REGISTRATION_SUFFIX;
 use breakglass_proto::v1::RevokeRequest;
 use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::host::{Krl, TestHost, session_end};
 use breakglass_tests::revocation::{self, ADMIN, Grant, SRE2, audit_events, issue};
-use breakglass_tests::sshd::{SshSession, Sshd, SshdOptions, TestUser, require_root};
-use tokio::sync::oneshot;
-
-/// One test host: sshd with the module (`krl=` on the file sshd's `RevokedKeys` reads,
-/// `sessions=` for live revocation), its KRL synced, and a revocation watcher.
-struct Host {
-    sshd: Sshd,
-    sessions: tempfile::TempDir,
-    stop_watcher: Option<oneshot::Sender<()>>,
-    watcher: Option<tokio::task::JoinHandle<()>>,
-    target: Target,
-    witness: WitnessArgs,
-}
-
-impl Host {
-    async fn start(d: &TestDaemon, name: &str, ca_lines: Vec<String>) -> Self {
-        let host_name = name.to_owned();
-        let sshd = tokio::task::spawn_blocking(move || {
-            Sshd::start(&SshdOptions {
-                sshd_trusts: ca_lines.clone(),
-                module_trusts: ca_lines,
-                host: Some(host_name),
-                ..Default::default()
-            })
-        })
-        .await
-        .unwrap();
-        let sessions = tempfile::tempdir().unwrap();
-        let target = d.new_client(
-            &name.replace('-', ""),
-            if name == "db-7" {
-                "host://db-7"
-            } else {
-                "host://db-8"
-            },
-        );
-        let h = Self {
-            sshd,
-            sessions,
-            stop_watcher: None,
-            watcher: None,
-            target,
-            witness: d.witness_args(&name.replace('-', ""), None),
-        };
-        h.sync_krl().await;
-        h.sshd.set_module_options(&format!(
-            "krl={} sessions={}",
-            h.krl().display(),
-            h.sessions_dir().display()
-        ));
-        h
-    }
-
-    fn krl(&self) -> PathBuf {
-        self.sshd.dir.path().join("revoked.krl")
-    }
-
-    fn sessions_dir(&self) -> PathBuf {
-        self.sessions.path().join("sessions")
-    }
-
-    async fn sync_krl(&self) -> krl_sync::Synced {
-        krl_sync::sync(
-            &self.target,
-            &SyncKrlArgs {
-                out: self.krl(),
-                ca_keys: Some(self.sshd.dir.path().join("sshd_trusted_cas.pub")),
-                state: None,
-                witness: self.witness.clone(),
-            },
-        )
-        .await
-        .expect("sync-krl")
-    }
-
-    fn start_watcher(&mut self) {
-        let (tx, rx) = oneshot::channel::<()>();
-        let target = self.target.clone();
-        let args = WatchArgs {
-            sessions: self.sessions_dir(),
-            ca_keys: Some(self.sshd.dir.path().join("sshd_trusted_cas.pub")),
-            poll: Duration::from_secs(2),
-            krl: None,
-            krl_state: None,
-            witness: self.witness.clone(),
-        };
-        self.stop_watcher = Some(tx);
-        self.watcher = Some(tokio::spawn(async move {
-            watch::watch(&target, &args, async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("watcher runs");
-        }));
-    }
-
-    /// Opens a session running `sleep` and waits until its guard has registered it.
-    async fn open(&self, user: &str, g: &Grant) -> SshSession {
-        let mut cmd = self.sshd.ssh(user, &g.key, &[]);
-        cmd.arg("echo started; sleep 120");
-        let s = SshSession::spawn(cmd);
-        let dir = self.sessions_dir();
-        let grant = g.grant_id.clone();
-        let log = self.sshd.log();
-        let s = tokio::task::spawn_blocking(move || {
-            assert!(
-                s.wait_output("started", Duration::from_secs(15)),
-                "session did not start: {}\n{log}",
-                s.output()
-            );
-            s
-        })
-        .await
-        .unwrap();
-        wait_until(Duration::from_secs(5), || registered(&dir, &grant))
-            .await
-            .unwrap_or_else(|| panic!("guard of {grant} did not register in {}", self_dir(&dir)));
-        s
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop_watcher.take() {
-            let _ = tx.send(());
-        }
-        if let Some(w) = self.watcher.take() {
-            let _ = w.await;
-        }
-    }
-}
-
-fn self_dir(d: &Path) -> String {
-    d.display().to_string()
-}
-
-fn registered(dir: &Path, grant: &str) -> bool {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok).any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.contains(grant) && n.ends_with(REGISTRATION_SUFFIX)
-            })
-        })
-        .unwrap_or(false)
-}
-
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return Some(());
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use breakglass_tests::sshd::{SshSession, TestUser, require_root};
 
 /// Waits (off the runtime) for ssh to exit; returns its exit code.
 async fn ended_within(s: SshSession, timeout: Duration) -> (Option<i32>, SshSession) {
-    tokio::task::spawn_blocking(move || {
-        let mut s = s;
-        let code = s.wait_exit(timeout).map(|(st, _)| st.code().unwrap_or(-1));
-        (code, s)
-    })
-    .await
-    .unwrap()
+    let (end, s) = session_end(s, timeout).await;
+    (end.map(|(st, _)| st.code().unwrap_or(-1)), s)
+}
+
+/// A test host whose sshd and module read the synced KRL, its watcher running.
+async fn host(d: &TestDaemon, name: &str) -> TestHost {
+    let mut h = TestHost::start(d, name, Krl::Synced).await;
+    h.start_watcher();
+    h
+}
+
+/// Opens a session of `user` with `g` on `h`, registered by its guard.
+async fn open(h: &TestHost, user: &str, g: &Grant) -> SshSession {
+    h.open(user, g, &[]).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -198,15 +45,11 @@ async fn revoked_grant_session_ends_within_seconds_and_the_next_login_is_refused
         return;
     }
     let d = revocation::daemon().await;
-    let ca_lines = breakglass_cli::commands::ca_keys(&d.target("host"))
-        .await
-        .unwrap();
-    let mut h = Host::start(&d, "db-7", ca_lines).await;
-    h.start_watcher();
+    let h = host(&d, "db-7").await;
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
     let g = issue(&d.target("sre"), keys.path(), "k", &user.name, "db-7", 600).await;
-    let session = h.open(&user.name, &g).await;
+    let session = open(&h, &user.name, &g).await;
 
     let admin = d.new_client("admin", ADMIN);
     let r = revoke::revoke(
@@ -232,19 +75,15 @@ async fn revoked_grant_session_ends_within_seconds_and_the_next_login_is_refused
     assert!(revoked_at.elapsed() < Duration::from_secs(5));
 
     // Syslog: the guard's forced end says revoked, by whom and why.
-    let line = h
-        .sshd
-        .syslog
-        .wait_for(
-            &[
-                "event=session_forced_end",
-                "reason=revoked",
-                &format!("revoked_by=user:{ADMIN}"),
-                &g.grant_id,
-            ],
-            Duration::from_secs(5),
-        )
-        .unwrap_or_else(|| panic!("no revoked line in syslog: {:#?}", h.sshd.syslog.lines()));
+    let line = h.sshd.syslog.expect(
+        &[
+            "event=session_forced_end",
+            "reason=revoked",
+            &format!("revoked_by=user:{ADMIN}"),
+            &g.grant_id,
+        ],
+        Duration::from_secs(5),
+    );
     assert!(line.contains("INC-66"), "{line}");
     assert!(
         h.sshd
@@ -308,13 +147,8 @@ async fn revoking_a_requester_ends_all_their_sessions_on_two_hosts_and_no_one_el
         return;
     }
     let d = revocation::daemon().await;
-    let ca_lines = breakglass_cli::commands::ca_keys(&d.target("host"))
-        .await
-        .unwrap();
-    let mut db7 = Host::start(&d, "db-7", ca_lines.clone()).await;
-    let mut db8 = Host::start(&d, "db-8", ca_lines).await;
-    db7.start_watcher();
-    db8.start_watcher();
+    let db7 = host(&d, "db-7").await;
+    let db8 = host(&d, "db-8").await;
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
     let sre = d.target("sre");
@@ -322,9 +156,9 @@ async fn revoking_a_requester_ends_all_their_sessions_on_two_hosts_and_no_one_el
     let on7 = issue(&sre, keys.path(), "a", &user.name, "db-7", 600).await;
     let on8 = issue(&sre, keys.path(), "b", &user.name, "db-8", 600).await;
     let other = issue(&sre2, keys.path(), "c", &user.name, "db-7", 600).await;
-    let s7 = db7.open(&user.name, &on7).await;
-    let s8 = db8.open(&user.name, &on8).await;
-    let so = db7.open(&user.name, &other).await;
+    let s7 = open(&db7, &user.name, &on7).await;
+    let s8 = open(&db8, &user.name, &on8).await;
+    let so = open(&db7, &user.name, &other).await;
 
     let admin = d.new_client("admin", ADMIN);
     let r = revoke::revoke(
@@ -344,16 +178,9 @@ async fn revoking_a_requester_ends_all_their_sessions_on_two_hosts_and_no_one_el
     assert_eq!(c8, Some(255), "db-8 session: {}", s8.output());
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     for h in [&db7, &db8] {
-        assert!(
-            h.sshd
-                .syslog
-                .wait_for(
-                    &["event=session_forced_end", "reason=revoked"],
-                    Duration::from_secs(5)
-                )
-                .is_some(),
-            "{:#?}",
-            h.sshd.syslog.lines()
+        h.sshd.syslog.expect(
+            &["event=session_forced_end", "reason=revoked"],
+            Duration::from_secs(5),
         );
     }
     // The other requester's session on db-7 is untouched.

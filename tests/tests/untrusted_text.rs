@@ -398,28 +398,6 @@ fn old_events(nasty: &str, n: u64, key_line: &str) -> Vec<Event> {
         .collect()
 }
 
-/// Runs `breakglass` as the sample client `name` against `d`; returns stdout.
-async fn cli(d: &TestDaemon, name: &str, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(breakglass_bin())
-        .arg("--config")
-        .arg(d.path().join(format!("clients/{name}.toml")))
-        .arg("--server")
-        .arg(format!("https://127.0.0.1:{}", d.port))
-        .args(args)
-        .env_remove("BREAKGLASS_CONFIG")
-        .env_remove("BREAKGLASS_SERVER")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("breakglass runs");
-    assert!(
-        out.status.success(),
-        "breakglass {args:?} as {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
 /// No hazard on any line (lines end in '\n' only), and every `nasty` text is there, escaped.
 fn shown_escaped(what: &str, out: &str, nasties: &[&str]) {
     for line in out.split('\n') {
@@ -463,7 +441,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
     drop(log);
     d.resume().await;
 
-    let pending = cli(&d, "approver", &["pending"]).await;
+    let pending = d.cli_ok("approver", &["pending"]).await;
     let reasons: Vec<String> = NASTY_SAMPLES
         .iter()
         .enumerate()
@@ -479,7 +457,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
     );
 
     for (nasty, (pending_id, denied_id)) in NASTY_SAMPLES.iter().zip(&ids) {
-        let show = cli(&d, "approver", &["show", pending_id]).await;
+        let show = d.cli_ok("approver", &["show", pending_id]).await;
         shown_escaped(
             "show (pending)",
             &show,
@@ -488,7 +466,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
                 &format!("looks fine {nasty} ok"),
             ],
         );
-        let show = cli(&d, "sre", &["show", denied_id]).await;
+        let show = d.cli_ok("sre", &["show", denied_id]).await;
         shown_escaped(
             "show (denied)",
             &show,
@@ -496,7 +474,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
         );
     }
 
-    let reviews = cli(&d, "auditor", &["review", "list"]).await;
+    let reviews = d.cli_ok("auditor", &["review", "list"]).await;
     let mut expected = Vec::new();
     for nasty in NASTY_SAMPLES {
         expected.push(format!("10.0.0.1{nasty}"));
@@ -511,7 +489,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
         "{reviews}"
     );
 
-    let audit = cli(&d, "auditor", &["audit", "show"]).await;
+    let audit = d.cli_ok("auditor", &["audit", "show"]).await;
     let mut expected = Vec::new();
     for nasty in NASTY_SAMPLES {
         expected.push(format!("denied {nasty} detail"));
@@ -525,7 +503,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
         "one line per event:\n{audit}"
     );
     // `audit show --json`: the exact text comes back from the JSON, and the bytes hold no hazard.
-    let json = cli(&d, "auditor", &["audit", "show", "--json"]).await;
+    let json = d.cli_ok("auditor", &["audit", "show", "--json"]).await;
     shown_escaped("audit show --json", &json, &[]);
     let details: Vec<String> = json
         .lines()
