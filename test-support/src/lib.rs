@@ -9,9 +9,9 @@
 //! `pam_breakglass::Config`s that do not unify. With only `breakglass-proto` (without
 //! its wire types or tokio's runtime) and std-level crates beneath it, the daemon, the CLI
 //! and the PAM module can use it from their unit and integration tests alike, and the
-//! module's tests still build no gRPC stack. The contract crate's own tests use only
-//! the items that take none of its types (the tools, [`can_run`], `fs`), for the same
-//! reason. Harness pieces that need the daemon or the CLI (an in-process daemon, hosts
+//! module's tests still build no gRPC stack. The contract crate's integration tests use
+//! it too; its unit tests do not (they would link a second copy of the contract crate,
+//! whose types do not unify with their own). Harness pieces that need the daemon or the CLI (an in-process daemon, hosts
 //! following it) live one floor up, in `breakglass-tests` (`tests/src`), which
 //! re-exports this crate.
 //!

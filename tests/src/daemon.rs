@@ -8,6 +8,9 @@ use breakglass_ca::server::Daemon;
 use breakglass_cli::settings::Target;
 use breakglass_cli::witness::WitnessArgs;
 use tokio::sync::oneshot;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::sshd::{Sshd, SshdOptions, TestCa};
 
@@ -262,4 +265,17 @@ impl Drop for TestDaemon {
             t.abort();
         }
     }
+}
+
+/// What the health service on `ch` says of `breakglass.v1.BreakGlass`.
+pub async fn breakglass_health(ch: tonic::transport::Channel) -> ServingStatus {
+    let status = HealthClient::new(ch)
+        .check(HealthCheckRequest {
+            service: "breakglass.v1.BreakGlass".into(),
+        })
+        .await
+        .expect("the health service answers")
+        .into_inner()
+        .status;
+    ServingStatus::try_from(status).expect("a known serving status")
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use breakglass_cli::commands::{self, RequestArgs};
+use breakglass_cli::commands::{self, RequestArgs, RequestOutcome};
 use breakglass_proto::v1::RevokeRequest;
 use breakglass_proto::v1::revoke_request::Target as Selector;
 
@@ -68,6 +68,15 @@ pub fn request_args(public: &Path, user: &str, host: &str, ttl: u64, reason: &st
     }
 }
 
+/// The key and certificate `breakglass request` wrote.
+pub fn client_key(outcome: &RequestOutcome) -> ClientKey {
+    ClientKey {
+        key_path: outcome.paths.private.clone(),
+        cert_path: Some(outcome.paths.certificate.clone()),
+        valid_before: Some(outcome.response.valid_before as u64),
+    }
+}
+
 /// A revocation of `selector` for `reason`.
 pub fn revoke_request(selector: Selector, reason: &str) -> RevokeRequest {
     RevokeRequest {
@@ -91,11 +100,7 @@ pub async fn issue(
         .await
         .expect("certificate issued");
     Grant {
-        key: ClientKey {
-            key_path: outcome.paths.private,
-            cert_path: Some(outcome.paths.certificate),
-            valid_before: Some(outcome.response.valid_before as u64),
-        },
+        key: client_key(&outcome),
         public,
         grant_id: outcome.response.grant_id,
         serial: outcome.response.serial,

@@ -18,6 +18,7 @@ use breakglass_proto::audit::verify::{ScanOptions, scan_log};
 use breakglass_proto::audit::{Actor, Event, EventKind};
 use breakglass_proto::v1::{RequestInfo, RequestState};
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::revocation::request_args;
 use breakglass_tests::webhook::{Answer, Hook};
 use breakglass_tests::{breakglass_bin, ssh_keygen};
 
@@ -65,17 +66,7 @@ fn args(keys: &Path, host: &str, ttl: u64, reason: &str) -> RequestArgs {
     if !public.exists() {
         ssh_keygen(keys, "id_ed25519", &["-t", "ed25519"]);
     }
-    RequestArgs {
-        hosts: vec![host.into()],
-        principals: vec!["bgdemo".into()],
-        ttl: Duration::from_secs(ttl),
-        reason: reason.into(),
-        command: None,
-        source_addresses: vec![],
-        public_key: Some(public),
-        permit: vec![],
-        add_to_agent: None,
-    }
+    request_args(&public, "bgdemo", host, ttl, reason)
 }
 
 fn state(i: &RequestInfo) -> RequestState {
