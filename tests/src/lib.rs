@@ -15,3 +15,12 @@ pub use breakglass_test_support::{
     breakglass_bin, breakglass_ca_bin, can_run, have, is_root, process, side_build, ssh_keygen,
     workspace,
 };
+
+/// The real `breakglass` executable, built (once) off the async runtime.
+pub async fn breakglass_bin_built() -> std::path::PathBuf {
+    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
+        .await
+        .expect("building breakglass");
+    assert!(bin.exists(), "{}", bin.display());
+    bin
+}

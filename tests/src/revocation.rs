@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use breakglass_cli::commands::{self, RequestArgs, RequestOutcome};
-use breakglass_proto::v1::RevokeRequest;
 use breakglass_proto::v1::revoke_request::Target as Selector;
+use breakglass_proto::v1::{RequestCertificateRequest, RevokeRequest};
 
 pub use crate::audit::verified_events as audit_events;
 pub use breakglass_test_support::ssh_keygen_revoked;
@@ -65,6 +65,25 @@ pub fn request_args(public: &Path, user: &str, host: &str, ttl: u64, reason: &st
         public_key: Some(public.to_owned()),
         permit: vec![],
         add_to_agent: None,
+    }
+}
+
+/// The wire request for a certificate for the key `public_key` (its OpenSSH line):
+/// `principal` on `host` for `ttl` seconds, for `reason`.
+pub fn certificate_request(
+    public_key: &str,
+    principal: &str,
+    host: &str,
+    ttl: i64,
+    reason: &str,
+) -> RequestCertificateRequest {
+    RequestCertificateRequest {
+        public_key: public_key.to_owned(),
+        principals: vec![principal.into()],
+        hosts: vec![host.into()],
+        ttl_seconds: ttl,
+        reason: reason.into(),
+        ..Default::default()
     }
 }
 

@@ -20,7 +20,7 @@ use breakglass_proto::v1::{RequestInfo, RequestState};
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::revocation::request_args;
 use breakglass_tests::webhook::{Answer, Hook};
-use breakglass_tests::{breakglass_bin, ssh_keygen};
+use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 
 // ---------------------------------------------------------------------------
 // Daemon set-up and helpers.
@@ -850,10 +850,8 @@ async fn a_restart_restores_pending_requests_and_approvals_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second() {
     use tokio::io::AsyncBufReadExt;
-    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-        .await
-        .unwrap();
-    assert!(bin.exists());
+    // Built before the daemon starts (the CLI runs as a child process below).
+    breakglass_bin_built().await;
     let d = daemon(&[], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
     let public = ssh_keygen(keys.path(), "id_ed25519", &["-t", "ed25519"]);

@@ -19,10 +19,11 @@ use breakglass_proto::v1::host_agent_client::HostAgentClient;
 use breakglass_proto::v1::host_record_result::Status as RecordStatus;
 use breakglass_proto::v1::{
     AppendHostRecordsRequest, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
-    GetInclusionProofRequest, HostRecord, RequestCertificateRequest,
+    GetInclusionProofRequest, HostRecord,
 };
 use breakglass_tests::audit::all_events;
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::revocation::certificate_request;
 use breakglass_tests::ssh_keygen;
 use signed_note::{Note, StandardVerifier, VerifierList};
 use tlog_tiles::{HashReader, check_record, check_tree, record_hash, stored_hashes, tree_hash};
@@ -32,14 +33,13 @@ use tonic::Code;
 async fn issue(d: &TestDaemon, public_key: &str) -> (String, u64) {
     let mut c = BreakGlassClient::new(connect::channel(&d.target("sre")).unwrap());
     let r = c
-        .request_certificate(RequestCertificateRequest {
-            public_key: public_key.to_owned(),
-            principals: vec!["postgres".into()],
-            hosts: vec!["localhost".into()],
-            ttl_seconds: 600,
-            reason: "INC-9 audit test".into(),
-            ..Default::default()
-        })
+        .request_certificate(certificate_request(
+            public_key,
+            "postgres",
+            "localhost",
+            600,
+            "INC-9 audit test",
+        ))
         .await
         .expect("certificate issued")
         .into_inner();

@@ -22,14 +22,13 @@ use breakglass_proto::audit::EventKind;
 use breakglass_proto::audit::segment::{
     Parsed, RECORD_HEADER_LEN, RecordKind, SEGMENTS_DIR, list_segments, parse_record,
 };
-use breakglass_proto::v1::audit_client::AuditClient;
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
-use breakglass_proto::v1::{
-    GetCaPublicKeysRequest, GetCheckpointRequest, RequestCertificateRequest, WhoAmIRequest,
-};
+use breakglass_proto::v1::{GetCaPublicKeysRequest, WhoAmIRequest};
 use breakglass_test_support::ca::{self, CaProcess};
 use breakglass_test_support::fs::{Tmpfs, copy_dir, fill};
 use breakglass_test_support::{breakglass_ca_bin, free_port, require_root};
+use breakglass_tests::audit::log_size;
+use breakglass_tests::revocation::certificate_request;
 use clap::Parser;
 use tonic::Code;
 
@@ -157,17 +156,8 @@ async fn request_with(
     c: &mut BreakGlassClient<tonic::transport::Channel>,
     reason: &str,
 ) -> Result<u64, tonic::Status> {
-    Ok(c.request_certificate(RequestCertificateRequest {
-        public_key: PUBLIC_KEY.into(),
-        principals: vec!["postgres".into()],
-        hosts: vec!["localhost".into()],
-        ttl_seconds: 300,
-        reason: reason.into(),
-        ..Default::default()
-    })
-    .await?
-    .into_inner()
-    .serial)
+    let r = certificate_request(PUBLIC_KEY, "postgres", "localhost", 300, reason);
+    Ok(c.request_certificate(r).await?.into_inner().serial)
 }
 
 async fn issue(s: &Setup, n: usize) -> Vec<u64> {
@@ -279,13 +269,7 @@ async fn torn_last_batch_is_cut_at_start_and_every_acknowledged_event_stays() {
     std::fs::write(&seg, &torn).unwrap();
 
     let d = s.start();
-    let mut a = AuditClient::new(connect::channel(&s.target("auditor")).unwrap());
-    let size = a
-        .get_checkpoint(GetCheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .size;
+    let size = log_size(&s.target("auditor")).await;
     assert_eq!(size, 20, "the unacknowledged event is not in the log");
     let log = d.stop();
     assert!(log.contains("cutting the torn tail"), "{log}");
@@ -477,13 +461,7 @@ async fn full_disk_refuses_issuance_clearly_keeps_reads_and_resumes() {
     c.get_ca_public_keys(GetCaPublicKeysRequest {})
         .await
         .expect("GetCaPublicKeys");
-    let mut a = AuditClient::new(connect::channel(&s.target("auditor")).unwrap());
-    let size = a
-        .get_checkpoint(GetCheckpointRequest {})
-        .await
-        .expect("audit checkpoint")
-        .into_inner()
-        .size;
+    let size = log_size(&s.target("auditor")).await;
     assert_eq!(
         size,
         2 * (1 + accepted),

@@ -10,6 +10,7 @@ use breakglass_cli::connect;
 use breakglass_cli::settings::Target;
 use breakglass_proto::v1::{RequestCertificateRequest, WhoAmIRequest};
 use breakglass_tests::daemon::{TestDaemon, breakglass_health};
+use breakglass_tests::revocation::certificate_request;
 use breakglass_tests::ssh_keygen;
 use time::OffsetDateTime;
 use tonic::Code;
@@ -23,14 +24,8 @@ fn now() -> u64 {
 }
 
 fn base_request(public_key: &std::path::Path) -> RequestCertificateRequest {
-    RequestCertificateRequest {
-        public_key: std::fs::read_to_string(public_key).unwrap(),
-        principals: vec!["bgdemo".into()],
-        hosts: vec!["localhost".into()],
-        ttl_seconds: 600,
-        reason: "INC-4411 primary down".into(),
-        ..Default::default()
-    }
+    let key = std::fs::read_to_string(public_key).unwrap();
+    certificate_request(&key, "bgdemo", "localhost", 600, "INC-4411 primary down")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,16 +13,14 @@ use breakglass_tests::audit::{all_events, session_counts};
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::revocation::{client_key, request_args};
 use breakglass_tests::sshd::{TestUser, require_root};
-use breakglass_tests::{breakglass_bin, ssh_keygen};
+use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns() {
     if !require_root("a real sshd, a test user and /etc/pam.d") {
         return;
     }
-    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-        .await
-        .unwrap();
+    let bin = breakglass_bin_built().await;
     let mut d = TestDaemon::start_with(|c| {
         c.replace(
             "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\"]",

@@ -22,12 +22,12 @@ use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_proto::v1::{
     AppendHostRecordsRequest, GetCaPublicKeysRequest, GetCheckpointRequest,
-    GetRevocationListRequest, ListPendingRequest, RequestCertificateRequest, RevokeRequest,
-    WatchRevocationsRequest, WhoAmIRequest,
+    GetRevocationListRequest, ListPendingRequest, RevokeRequest, WatchRevocationsRequest,
+    WhoAmIRequest,
 };
 use breakglass_tests::daemon::{TestDaemon, breakglass_health};
-use breakglass_tests::revocation::request_args;
 use breakglass_tests::revocation::{self, ADMIN};
+use breakglass_tests::revocation::{certificate_request, request_args};
 use breakglass_tests::ssh_keygen;
 use prost::bytes::{Buf, BufMut};
 use rustls::pki_types::pem::PemObject;
@@ -183,14 +183,8 @@ async fn an_unknown_identity_may_only_ask_who_it_is() {
 
     // Everything else: PERMISSION_DENIED saying how to get listed.
     let mut bg = BreakGlassClient::new(ch.clone());
-    let request = RequestCertificateRequest {
-        public_key: std::fs::read_to_string(&public).unwrap(),
-        principals: vec!["bgdemo".into()],
-        hosts: vec!["localhost".into()],
-        ttl_seconds: 300,
-        reason: "INC-1 who am I".into(),
-        ..Default::default()
-    };
+    let key = std::fs::read_to_string(&public).unwrap();
+    let request = certificate_request(&key, "bgdemo", "localhost", 300, "INC-1 who am I");
     assert_unknown("request", bg.request_certificate(request.clone()).await);
     assert_unknown("create", bg.create_request(request).await);
     assert_unknown("pending", bg.list_pending(ListPendingRequest {}).await);

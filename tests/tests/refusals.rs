@@ -21,9 +21,10 @@ use breakglass_test_support::fs::{Tmpfs, fill};
 use breakglass_test_support::require_root;
 use breakglass_tests::audit::{all_events, verified_size};
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::revocation::certificate_request;
 use breakglass_tests::sshd::SyslogCapture;
 use breakglass_tests::webhook::{Answer, Hook};
-use breakglass_tests::{breakglass_bin, ssh_keygen};
+use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -62,14 +63,8 @@ fn request(
     if !public.exists() {
         ssh_keygen(keys, "id_ed25519", &["-t", "ed25519"]);
     }
-    RequestCertificateRequest {
-        public_key: std::fs::read_to_string(&public).unwrap().trim().to_owned(),
-        principals: vec![principal.into()],
-        hosts: vec![host.into()],
-        ttl_seconds: ttl,
-        reason: reason.into(),
-        ..Default::default()
-    }
+    let key = std::fs::read_to_string(&public).unwrap();
+    certificate_request(key.trim(), principal, host, ttl, reason)
 }
 
 /// The events appended to `d`'s log since it held `before` events.
@@ -77,30 +72,38 @@ async fn new_events(d: &TestDaemon, before: usize) -> Vec<Event> {
     all_events(d).await.split_off(before)
 }
 
-/// Exactly one event was recorded since `before`, and it is a request refusal.
-async fn one_request_refusal(d: &TestDaemon, before: usize) -> (Actor, RequestRefused) {
-    let (actor, kind) = one_event(d, before).await;
-    match kind {
-        EventKind::RequestRefused(r) => (actor, *r),
-        other => panic!("not a request refusal: {other:?}"),
-    }
-}
-
 /// Exactly one event was recorded since `before`, and it is an action refusal.
 async fn one_action_refusal(d: &TestDaemon, before: usize) -> (Actor, ActionRefused) {
-    let (actor, kind) = one_event(d, before).await;
+    one_refusal(d, before, action_refusal).await
+}
+
+/// The request refusal `kind` is, or `kind` back.
+fn request_refusal(kind: EventKind) -> Result<RequestRefused, EventKind> {
     match kind {
-        EventKind::ActionRefused(a) => (actor, a),
-        other => panic!("not an action refusal: {other:?}"),
+        EventKind::RequestRefused(r) => Ok(*r),
+        other => Err(other),
     }
 }
 
-/// The one event recorded since `before`.
-async fn one_event(d: &TestDaemon, before: usize) -> (Actor, EventKind) {
+/// The action refusal `kind` is, or `kind` back.
+fn action_refusal(kind: EventKind) -> Result<ActionRefused, EventKind> {
+    match kind {
+        EventKind::ActionRefused(a) => Ok(a),
+        other => Err(other),
+    }
+}
+
+/// The one event recorded since `before`, which `of` must take as the refusal expected.
+async fn one_refusal<R>(
+    d: &TestDaemon,
+    before: usize,
+    of: fn(EventKind) -> Result<R, EventKind>,
+) -> (Actor, R) {
     let mut new = new_events(d, before).await;
     assert_eq!(new.len(), 1, "{new:#?}");
     let e = new.remove(0);
-    (e.actor, e.kind)
+    let refusal = of(e.kind).unwrap_or_else(|other| panic!("not the refusal expected: {other:?}"));
+    (e.actor, refusal)
 }
 
 /// A call the daemon refused and recorded: its answer, and the one event it recorded.
@@ -122,16 +125,18 @@ impl<R> std::ops::Deref for Refusal<R> {
     }
 }
 
-/// Sends `call`, which must be answered `code` and recorded as one request refusal.
-async fn request_refused<T: std::fmt::Debug>(
+/// Sends `call`, which must be answered `code` and recorded as one refusal of the kind
+/// `of` takes.
+async fn refused<T: std::fmt::Debug, R>(
     d: &TestDaemon,
     code: Code,
     call: impl Future<Output = Result<T, tonic::Status>>,
-) -> Refusal<RequestRefused> {
+    of: fn(EventKind) -> Result<R, EventKind>,
+) -> Refusal<R> {
     let index = all_events(d).await.len();
     let answer = call.await.unwrap_err();
     assert_eq!(answer.code(), code, "{answer:?}");
-    let (actor, event) = one_request_refusal(d, index).await;
+    let (actor, event) = one_refusal(d, index, of).await;
     Refusal {
         answer,
         actor,
@@ -140,22 +145,22 @@ async fn request_refused<T: std::fmt::Debug>(
     }
 }
 
+/// Sends `call`, which must be answered `code` and recorded as one request refusal.
+async fn request_refused<T: std::fmt::Debug>(
+    d: &TestDaemon,
+    code: Code,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Refusal<RequestRefused> {
+    refused(d, code, call, request_refusal).await
+}
+
 /// Sends `call`, which must be answered `code` and recorded as one action refusal.
 async fn action_refused<T: std::fmt::Debug>(
     d: &TestDaemon,
     code: Code,
     call: impl Future<Output = Result<T, tonic::Status>>,
 ) -> Refusal<ActionRefused> {
-    let index = all_events(d).await.len();
-    let answer = call.await.unwrap_err();
-    assert_eq!(answer.code(), code, "{answer:?}");
-    let (actor, event) = one_action_refusal(d, index).await;
-    Refusal {
-        answer,
-        actor,
-        event,
-        index,
-    }
+    refused(d, code, call, action_refusal).await
 }
 
 /// Approves request `id` as `t`.
@@ -463,10 +468,8 @@ async fn audit_show(d: &TestDaemon, args: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_show_refused_lists_the_refusals_with_the_other_filters() {
-    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-        .await
-        .unwrap();
-    assert!(bin.exists());
+    // Built before the daemon starts (the CLI runs as a child process below).
+    breakglass_bin_built().await;
     let logdir = tempfile::tempdir().unwrap();
     let syslog = SyslogCapture::bind(logdir.path());
     let d = daemon(&syslog, |c| c).await;

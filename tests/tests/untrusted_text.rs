@@ -28,7 +28,8 @@ use breakglass_proto::v1::{
 };
 use breakglass_tests::audit::all_events;
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::{breakglass_bin, ssh_keygen};
+use breakglass_tests::revocation::certificate_request;
+use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 use tonic::Code;
 
 fn public_key(d: &TestDaemon) -> String {
@@ -46,14 +47,13 @@ fn client(t: &Target) -> BreakGlassClient<tonic::transport::Channel> {
 
 /// A request the dev policy accepts (tier `critical`: it waits for two approvals).
 fn valid_request(d: &TestDaemon) -> RequestCertificateRequest {
-    RequestCertificateRequest {
-        public_key: public_key(d),
-        principals: vec!["bgdemo".into()],
-        hosts: vec!["db-1.prod.example".into()],
-        ttl_seconds: 600,
-        reason: "INC-4411 primary down".into(),
-        ..Default::default()
-    }
+    certificate_request(
+        &public_key(d),
+        "bgdemo",
+        "db-1.prod.example",
+        600,
+        "INC-4411 primary down",
+    )
 }
 
 /// `r` must be refused with INVALID_ARGUMENT whose message names `field` (and holds no
@@ -414,10 +414,8 @@ fn shown_escaped(what: &str, out: &str, nasties: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_written_before_the_rules_are_printed_escaped() {
-    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-        .await
-        .unwrap();
-    assert!(bin.exists(), "{}", bin.display());
+    // Built before the daemon starts (the CLI runs as a child process below).
+    breakglass_bin_built().await;
     let mut d = TestDaemon::start().await;
     let key_line = public_key(&d);
     // Write the old events straight into the daemon's log while it is stopped: the
