@@ -2,7 +2,7 @@
 //! binds anything, and shuts down gracefully on SIGTERM.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -19,6 +19,18 @@ fn init(dir: &Path, listen: &str) {
 
 fn serve(config: &Path) -> Output {
     ca::serve_output(Path::new(BIN), config)
+}
+
+/// A dev setup whose config has `from` replaced by `to` (which must change it).
+fn dev_config_edited(from: &str, to: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), "127.0.0.1:0");
+    let cfg = dir.path().join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let edited = text.replace(from, to);
+    assert_ne!(edited, text, "{from:?} is not in the dev config");
+    std::fs::write(&cfg, edited).unwrap();
+    (dir, cfg)
 }
 
 /// `breakglass-ca COMMAND --config CONFIG`, with no input.
@@ -55,15 +67,7 @@ fn refuses_a_group_readable_ca_key() {
 
 #[test]
 fn refuses_a_config_with_an_unknown_field_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    init(dir.path(), "127.0.0.1:0");
-    let cfg = dir.path().join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        text.replace("[ca]\n", "[ca]\nsigning_algorithm = \"rsa\"\n"),
-    )
-    .unwrap();
+    let (_dir, cfg) = dev_config_edited("[ca]\n", "[ca]\nsigning_algorithm = \"rsa\"\n");
     let out = serve(&cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{err}");
@@ -75,17 +79,11 @@ fn refuses_a_config_with_an_unknown_field_naming_it() {
 
 #[test]
 fn refuses_a_config_giving_a_certificate_a_unix_identity_and_says_where_it_goes() {
-    let dir = tempfile::tempdir().unwrap();
-    init(dir.path(), "127.0.0.1:0");
-    let cfg = dir.path().join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg).unwrap();
     // What dev configs said before [[admin_users]]: root's groups as an identity.
-    let old = text.replace(
+    let (_dir, cfg) = dev_config_edited(
         "[[admin_users]]\nuser = \"root\"\n",
         "[[identities]]\nid = \"unix:root\"\n",
     );
-    assert_ne!(old, text);
-    std::fs::write(&cfg, old).unwrap();
     for cmd in ["serve", "check-config"] {
         let out = with_config(cmd, &cfg);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -8,6 +8,7 @@ use breakglass_test_support::cert::{CertSpec, auth_info, new_key, sign};
 use breakglass_test_support::pam_wrapper::{Stack, harness_bin};
 use breakglass_test_support::process::{cmdline, processes_where};
 use breakglass_test_support::{output_text as text, require_root, unix_now, wait};
+use ssh_key::Certificate;
 
 const WAIT: Duration = Duration::from_secs(5);
 const EVERY: Duration = Duration::from_millis(20);
@@ -263,10 +264,7 @@ fn guard_ends_the_session_process_at_expiry() {
     }
     let stack = Stack::new("warn_before=1", true);
     harness_bin(); // compile before the short certificate's clock starts
-    let cert = sign(
-        &stack.ca,
-        &CertSpec::new(0xcd, "root", 4).with_hosts("db-7"),
-    );
+    let cert = root_cert(&stack, 0xcd, 4);
     let valid_before = cert.valid_before();
     let out = stack.harness("root", auth_info(&cert).as_bytes(), &["--hold", "60"]);
     let ended = unix_now();
@@ -311,10 +309,7 @@ fn guard_exits_when_the_session_ends_normally() {
         return;
     }
     let stack = Stack::new("", true);
-    let cert = sign(
-        &stack.ca,
-        &CertSpec::new(0xef, "root", 600).with_hosts("db-7"),
-    );
+    let cert = root_cert(&stack, 0xef, 600);
     let out = stack.pamtester(
         "root",
         Some(&auth_info(&cert)),
@@ -333,10 +328,7 @@ fn guards_sharing_an_audit_session_do_not_wait_for_each_other() {
     // One process opening several sessions: pam_loginuid keeps the audit session id, so
     // the guards share it. None may treat the others as leftovers of its session.
     let stack = Stack::new("", true);
-    let cert = sign(
-        &stack.ca,
-        &CertSpec::new(0xee, "root", 600).with_hosts("db-7"),
-    );
+    let cert = root_cert(&stack, 0xee, 600);
     let out = stack.harness("root", auth_info(&cert).as_bytes(), &["--repeat", "3"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
@@ -348,6 +340,14 @@ fn guards_sharing_an_audit_session_do_not_wait_for_each_other() {
         3
     );
     assert_no_guard_left("g-00000000000000ee");
+}
+
+/// A certificate of `stack`'s CA for root on db-7, valid for `valid_for` seconds.
+fn root_cert(stack: &Stack, grant: u64, valid_for: u64) -> Certificate {
+    sign(
+        &stack.ca,
+        &CertSpec::new(grant, "root", valid_for).with_hosts("db-7"),
+    )
 }
 
 /// Waits (bounded) until no session guard of `grant` runs.

@@ -35,22 +35,41 @@ fn write_cert(dir: &Path, name: &str, c: &Certificate) -> PathBuf {
     p
 }
 
+/// Two CAs, a compromised key and an innocent one, and a directory for the files.
+struct Keys {
+    dir: tempfile::TempDir,
+    ca: PrivateKey,
+    other_ca: PrivateKey,
+    compromised: PrivateKey,
+    innocent: PrivateKey,
+}
+
+impl Keys {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            ca: key(),
+            other_ca: key(),
+            compromised: key(),
+            innocent: key(),
+        }
+    }
+}
+
+/// A certificate case: its CA, its key, serial and key id, and whether it is revoked.
+type Case<'a> = (&'a PrivateKey, &'a PrivateKey, u64, &'a str, bool);
+
 /// Writes `krl` to `dir/k.krl` and checks that ssh-keygen and our parser agree with each
-/// case (a certificate, revoked or not), and that both find the plain key `revoked_key`
-/// revoked; returns the KRL file.
-fn check_cases(
-    dir: &Path,
-    krl: &Krl,
-    cases: &[(Certificate, bool)],
-    revoked_key: &PrivateKey,
-) -> PathBuf {
+/// case, and that both find the plain key `revoked_key` revoked; returns the KRL file.
+fn check_cases(dir: &Path, krl: &Krl, cases: &[Case], revoked_key: &PrivateKey) -> PathBuf {
     let path = dir.join("k.krl");
     std::fs::write(&path, krl.to_bytes().unwrap()).unwrap();
     let back = Krl::parse(&std::fs::read(&path).unwrap()).unwrap();
-    for (i, (c, revoked)) in cases.iter().enumerate() {
-        let file = write_cert(dir, &format!("c{i}"), c);
-        assert_eq!(keygen_says_revoked(&path, &file), *revoked, "case {i}");
-        assert_eq!(back.revoked(c).is_some(), *revoked, "our parser, case {i}");
+    for (i, &(ca, subject, serial, id, revoked)) in cases.iter().enumerate() {
+        let c = cert(ca, subject, serial, id);
+        let file = write_cert(dir, &format!("c{i}"), &c);
+        assert_eq!(keygen_says_revoked(&path, &file), revoked, "case {i}");
+        assert_eq!(back.revoked(&c).is_some(), revoked, "our parser, case {i}");
     }
     // The plain key itself is revoked too.
     let plain = dir.join("plain.pub");
@@ -168,36 +187,42 @@ fn ssh_keygen_reads_our_key_ids_and_explicit_keys() {
     if !have_ssh_keygen() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ca = key();
-    let other_ca = key();
-    let compromised = key();
-    let innocent = key();
+    let k = Keys::new();
     let mut krl = Krl::new(3, 0);
     krl.revoke_key_id(
-        Some(ca.public_key().key_data()),
+        Some(k.ca.public_key().key_data()),
         "breakglass/g-1/alice@example.com",
     )
     .unwrap();
     krl.revoke_key_id(None, "anyone/any-ca").unwrap();
-    krl.revoke_key(compromised.public_key().key_data()).unwrap();
-    let cases = [
+    krl.revoke_key(k.compromised.public_key().key_data())
+        .unwrap();
+    let cases: [Case; 5] = [
         (
-            cert(&ca, &innocent, 5, "breakglass/g-1/alice@example.com"),
+            &k.ca,
+            &k.innocent,
+            5,
+            "breakglass/g-1/alice@example.com",
             true,
         ),
         (
-            cert(&other_ca, &innocent, 5, "breakglass/g-1/alice@example.com"),
+            &k.other_ca,
+            &k.innocent,
+            5,
+            "breakglass/g-1/alice@example.com",
             false,
         ),
-        (cert(&other_ca, &innocent, 6, "anyone/any-ca"), true),
+        (&k.other_ca, &k.innocent, 6, "anyone/any-ca", true),
         (
-            cert(&ca, &innocent, 7, "breakglass/g-2/alice@example.com"),
+            &k.ca,
+            &k.innocent,
+            7,
+            "breakglass/g-2/alice@example.com",
             false,
         ),
-        (cert(&ca, &compromised, 8, "fine-id"), true),
+        (&k.ca, &k.compromised, 8, "fine-id", true),
     ];
-    check_cases(dir.path(), &krl, &cases, &compromised);
+    check_cases(k.dir.path(), &krl, &cases, &k.compromised);
 }
 
 /// What `revoke --public-key` adds: the key by its SHA256 fingerprint (all the daemon
@@ -208,46 +233,43 @@ fn ssh_keygen_revokes_every_certificate_of_a_key_our_krl_names_by_fingerprint() 
     if !have_ssh_keygen() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ca = key();
-    let other_ca = key();
-    let compromised = key();
-    let innocent = key();
-    let fp = compromised
+    let k = Keys::new();
+    let fp = k
+        .compromised
         .public_key()
         .fingerprint(ssh_key::HashAlg::Sha256);
     let mut krl = Krl::new(4, 0);
-    krl.revoke_serial(ca.public_key().key_data(), 7).unwrap();
+    krl.revoke_serial(k.ca.public_key().key_data(), 7).unwrap();
     krl.revoke_fingerprint(&fp).unwrap();
     assert!(
         krl.revoke_fingerprint(
-            &compromised
+            &k.compromised
                 .public_key()
                 .fingerprint(ssh_key::HashAlg::Sha512)
         )
         .is_err(),
         "a KRL holds SHA256 fingerprints only"
     );
-    let cases = [
+    let cases: [Case; 5] = [
         (
-            cert(&ca, &compromised, 8, "breakglass/g-1/a@example.com"),
+            &k.ca,
+            &k.compromised,
+            8,
+            "breakglass/g-1/a@example.com",
             true,
         ),
         (
-            cert(&ca, &compromised, 9, "breakglass/g-2/a@example.com"),
+            &k.ca,
+            &k.compromised,
+            9,
+            "breakglass/g-2/a@example.com",
             true,
         ),
-        (cert(&other_ca, &compromised, 10, "offline"), true),
-        (
-            cert(&ca, &innocent, 8, "breakglass/g-3/a@example.com"),
-            false,
-        ),
-        (
-            cert(&ca, &innocent, 7, "breakglass/g-4/a@example.com"),
-            true,
-        ),
+        (&k.other_ca, &k.compromised, 10, "offline", true),
+        (&k.ca, &k.innocent, 8, "breakglass/g-3/a@example.com", false),
+        (&k.ca, &k.innocent, 7, "breakglass/g-4/a@example.com", true),
     ];
-    let path = check_cases(dir.path(), &krl, &cases, &compromised);
+    let path = check_cases(k.dir.path(), &krl, &cases, &k.compromised);
     // `ssh-keygen -Q -l` lists it (as a hex SHA256 hash).
     let out = Command::new("ssh-keygen")
         .args(["-Q", "-l", "-f"])

@@ -14,18 +14,12 @@ pub const CONFIG_FILE: &str = "breakglass-ca.toml";
 /// `BIN init --dev DIR --listen LISTEN`; asserts that it succeeded and returns what it
 /// printed.
 pub fn init_dev(bin: &Path, dir: &Path, listen: &str) -> String {
-    let out = Command::new(bin)
-        .args(["init", "--dev"])
-        .arg(dir)
-        .args(["--listen", listen])
-        .output()
-        .expect("breakglass-ca init runs");
-    assert!(
-        out.status.success(),
-        "breakglass-ca init --dev: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    crate::run_ok(
+        Command::new(bin)
+            .args(["init", "--dev"])
+            .arg(dir)
+            .args(["--listen", listen]),
+    )
 }
 
 /// `BIN serve --config CONFIG` with no input and plain (uncoloured) logs.

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::run_ok;
 use breakglass_proto::profile::{
     CRITICAL_FORCE_COMMAND, EXT_GRANT_ID, EXT_HOSTS, EXT_TIER, GrantId, key_id,
 };
@@ -264,33 +265,21 @@ pub fn write_private_key(dir: &Path, name: &str, key: &PrivateKey) -> PathBuf {
 /// returns the public key path.
 pub fn ssh_keygen(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let path = dir.join(name);
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-N", "", "-f"])
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("ssh-keygen runs");
-    assert!(
-        out.status.success(),
-        "ssh-keygen {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-N", "", "-f"])
+            .arg(&path)
+            .args(args),
     );
     path.with_extension("pub")
 }
 
 /// Writes an empty KRL to `path` with `ssh-keygen -k`.
 pub fn empty_krl(path: &Path) {
-    let out = Command::new("ssh-keygen")
-        .arg("-q")
-        .args(["-k", "-f"])
-        .arg(path)
-        .output()
-        .expect("ssh-keygen runs");
-    assert!(
-        out.status.success(),
-        "ssh-keygen -k -f {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-k", "-f"])
+            .arg(path),
     );
 }
 

@@ -88,6 +88,20 @@ pub fn packaging_dir() -> PathBuf {
     workspace().join("packaging")
 }
 
+/// Runs `cmd` and asserts that it succeeded (showing what it printed otherwise);
+/// returns its stdout.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A command's status, stdout and stderr, for assertion messages.
 pub fn output_text(o: &Output) -> String {
     format!(

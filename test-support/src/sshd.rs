@@ -331,16 +331,5 @@ impl SshSession {
 
 /// Asserts that `sshd -t -f config` (with the sshd executable `sshd`) accepts `config`.
 pub fn check_config(sshd: &Path, config: &Path) {
-    let out = Command::new(sshd)
-        .arg("-t")
-        .arg("-f")
-        .arg(config)
-        .output()
-        .expect("sshd -t runs");
-    assert!(
-        out.status.success(),
-        "sshd -t -f {}: {}",
-        config.display(),
-        crate::output_text(&out)
-    );
+    crate::run_ok(Command::new(sshd).arg("-t").arg("-f").arg(config));
 }

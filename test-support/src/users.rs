@@ -5,6 +5,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::process::{cmdline, processes_where, sigkill, uid_of};
+use crate::run_ok;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -32,22 +33,12 @@ impl TestUser {
     /// Creates a user with a unique name.
     pub fn create() -> Self {
         let name = unique("bgt");
-        let out = Command::new("useradd")
-            .args(["-m", "-s", "/bin/bash"])
-            .arg(&name)
-            .output()
-            .expect("useradd runs");
-        assert!(
-            out.status.success(),
-            "useradd {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new("useradd")
+                .args(["-m", "-s", "/bin/bash"])
+                .arg(&name),
         );
-        let out = Command::new("id")
-            .arg("-u")
-            .arg(&name)
-            .output()
-            .expect("id runs");
-        let uid = String::from_utf8_lossy(&out.stdout)
+        let uid = run_ok(Command::new("id").arg("-u").arg(&name))
             .trim()
             .parse()
             .expect("uid");
