@@ -125,6 +125,21 @@ async fn create(target: &Target, a: &RequestArgs, emergency: bool) -> RequestInf
     }
 }
 
+/// The sample SRE's request for `host` (10 minutes), left pending.
+async fn ask(d: &TestDaemon, keys: &Path, host: &str, reason: &str) -> RequestInfo {
+    create(&d.target("sre"), &args(keys, host, 600, reason), false).await
+}
+
+/// The sample client `who` approves request `id`: the request after it.
+async fn approve(d: &TestDaemon, who: &str, id: &str, comment: &str) -> RequestInfo {
+    decide(approvals::approve(&d.target(who), id, comment)).await
+}
+
+/// An approve, deny or cancel that must succeed: the request after it.
+async fn decide(call: impl Future<Output = Result<RequestInfo, CliError>>) -> RequestInfo {
+    call.await.expect("the decision is taken")
+}
+
 /// `fetch` of request `id` as `t`, for the key `request` made in `keys`.
 async fn fetch(t: &Target, keys: &Path, id: &str) -> Result<RequestOutcome, CliError> {
     approvals::fetch(t, id, Some(&keys.join("id_ed25519.pub"))).await
@@ -286,9 +301,7 @@ async fn tier_1_waits_for_one_approver_then_issues() {
     assert!(!task.is_finished());
 
     let approved_at = Instant::now();
-    let after = approvals::approve(&d.target("approver"), &id, "looks right")
-        .await
-        .unwrap();
+    let after = approve(&d, "approver", &id, "looks right").await;
     assert_eq!(state(&after), RequestState::Issued);
     let r = tokio::time::timeout(Duration::from_secs(1), task)
         .await
@@ -351,9 +364,7 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
     );
 
     let first_at = Instant::now();
-    let one = approvals::approve(&d.target("approver"), &id, "ok 1")
-        .await
-        .unwrap();
+    let one = approve(&d, "approver", &id, "ok 1").await;
     assert_eq!(state(&one), RequestState::Pending);
     assert_eq!(one.approvals.len(), 1);
     // The streaming client shows the approval within a second.
@@ -383,9 +394,7 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
     failed_with(again.unwrap_err(), &["you already approved"]);
     assert!(!task.is_finished());
 
-    let two = approvals::approve(&d.target("approver2"), &id, "ok 2")
-        .await
-        .unwrap();
+    let two = approve(&d, "approver2", &id, "ok 2").await;
     assert_eq!(state(&two), RequestState::Issued);
     let RequestResult::Issued(o) = tokio::time::timeout(Duration::from_secs(2), task)
         .await
@@ -426,9 +435,12 @@ async fn deny_ends_the_request_and_cancel_is_the_requesters() {
         65,
         &[],
     );
-    let denied = approvals::deny(&d.target("approver"), &id, "use the runbook instead")
-        .await
-        .unwrap();
+    let denied = decide(approvals::deny(
+        &d.target("approver"),
+        &id,
+        "use the runbook instead",
+    ))
+    .await;
     assert_eq!(state(&denied), RequestState::Denied);
     refused(
         tokio::time::timeout(Duration::from_secs(2), task)
@@ -445,17 +457,15 @@ async fn deny_ends_the_request_and_cancel_is_the_requesters() {
     failed_with(late.unwrap_err(), &["was denied"]);
 
     // Cancel: only by the requester.
-    let info = create(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-9 second try"),
-        false,
-    )
-    .await;
+    let info = ask(&d, keys.path(), STAGING, "INC-9 second try").await;
     let r = approvals::cancel(&d.target("approver"), &info.request_id, "").await;
     refused(r, 77, &[]);
-    let c = approvals::cancel(&d.target("sre"), &info.request_id, "fixed itself")
-        .await
-        .unwrap();
+    let c = decide(approvals::cancel(
+        &d.target("sre"),
+        &info.request_id,
+        "fixed itself",
+    ))
+    .await;
     assert_eq!(state(&c), RequestState::Cancelled);
     refused(
         fetch(&d.target("sre"), keys.path(), &info.request_id).await,
@@ -586,9 +596,7 @@ async fn emergency_on_a_forbidding_tier_is_refused_and_the_daily_cap_falls_back_
     assert!(third.emergency);
     assert_eq!(third.approvals_required, 1);
     // Approved normally, it is an ordinary grant (nothing to review).
-    let done = approvals::approve(&d.target("approver"), &third.request_id, "")
-        .await
-        .unwrap();
+    let done = approve(&d, "approver", &third.request_id, "").await;
     assert_eq!(state(&done), RequestState::Issued);
     let f = fetch(&d.target("sre"), keys.path(), &third.request_id)
         .await
@@ -654,43 +662,20 @@ async fn every_transition_is_in_the_audit_log_with_its_actor() {
     .await;
     let keys = tempfile::tempdir().unwrap();
     // critical: approved by two and issued.
-    let a = create(
-        &d.target("sre"),
-        &args(keys.path(), PROD, 600, "CHG-1 rotate certificates"),
-        false,
-    )
-    .await;
-    approvals::approve(&d.target("approver"), &a.request_id, "one")
-        .await
-        .unwrap();
-    approvals::approve(&d.target("approver2"), &a.request_id, "two")
-        .await
-        .unwrap();
+    let a = ask(&d, keys.path(), PROD, "CHG-1 rotate certificates").await;
+    approve(&d, "approver", &a.request_id, "one").await;
+    approve(&d, "approver2", &a.request_id, "two").await;
     // elevated: denied, cancelled, expired (max_wait 1s).
-    let b = create(
+    let b = ask(&d, keys.path(), STAGING, "INC-2 denied one").await;
+    decide(approvals::deny(&d.target("approver"), &b.request_id, "no")).await;
+    let c = ask(&d, keys.path(), STAGING, "INC-2 cancelled one").await;
+    decide(approvals::cancel(
         &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-2 denied one"),
-        false,
-    )
+        &c.request_id,
+        "not needed",
+    ))
     .await;
-    approvals::deny(&d.target("approver"), &b.request_id, "no")
-        .await
-        .unwrap();
-    let c = create(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-2 cancelled one"),
-        false,
-    )
-    .await;
-    approvals::cancel(&d.target("sre"), &c.request_id, "not needed")
-        .await
-        .unwrap();
-    let x = create(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-2 expiring one"),
-        false,
-    )
-    .await;
+    let x = ask(&d, keys.path(), STAGING, "INC-2 expiring one").await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while state(
         &approvals::show(&d.target("sre"), &x.request_id)
@@ -768,21 +753,9 @@ async fn every_transition_is_in_the_audit_log_with_its_actor() {
 async fn a_restart_restores_pending_requests_and_approvals_exactly() {
     let mut d = daemon(&[], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
-    let a = create(
-        &d.target("sre"),
-        &args(keys.path(), PROD, 600, "CHG-77 restore replica"),
-        false,
-    )
-    .await;
-    approvals::approve(&d.target("approver"), &a.request_id, "first of two")
-        .await
-        .unwrap();
-    let b = create(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-77 staging too"),
-        false,
-    )
-    .await;
+    let a = ask(&d, keys.path(), PROD, "CHG-77 restore replica").await;
+    approve(&d, "approver", &a.request_id, "first of two").await;
+    let b = ask(&d, keys.path(), STAGING, "INC-77 staging too").await;
     let before_a = approvals::show(&d.target("approver2"), &a.request_id)
         .await
         .unwrap();
@@ -831,9 +804,7 @@ async fn a_restart_restores_pending_requests_and_approvals_exactly() {
     // The first approver still counts: one more approval issues it.
     let again = approvals::approve(&d.target("approver"), &a.request_id, "").await;
     failed_with(again.unwrap_err(), &["you already approved"]);
-    let done = approvals::approve(&d.target("approver2"), &a.request_id, "second")
-        .await
-        .unwrap();
+    let done = approve(&d, "approver2", &a.request_id, "second").await;
     assert_eq!(state(&done), RequestState::Issued);
     let o = fetch(&d.target("sre"), keys.path(), &a.request_id)
         .await
