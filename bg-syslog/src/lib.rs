@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use breakglass_proto::text;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
-/// The system's local syslog socket.
-pub const DEFAULT_SOCKET: &str = "/dev/log";
+/// The system's local syslog socket (also the PAM module's default `syslog=`).
+pub const DEFAULT_SOCKET: &str = breakglass_proto::pam_options::DEFAULT_SYSLOG;
 /// Longest value written for one field; longer values are cut and marked.
 pub const MAX_VALUE_LEN: usize = 512;
 /// Default number of lines the queue holds before new lines are dropped.

@@ -28,6 +28,7 @@ use breakglass_proto::audit::event::{
 use breakglass_proto::audit::{Actor, Event, EventKind, Timestamp};
 use breakglass_proto::names;
 use breakglass_proto::profile::GrantId;
+use breakglass_proto::spool;
 use breakglass_proto::text;
 use breakglass_proto::v1::host_agent_server::HostAgent;
 use breakglass_proto::v1::host_record_result::Status as RecordStatus;
@@ -80,19 +81,6 @@ pub fn host_name(caller: &Caller) -> Result<String, Error> {
     Ok(name.to_owned())
 }
 
-/// How `pam_breakglass` builds session ids (characters outside `[A-Za-z0-9._-]` become `_`).
-fn id_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// The rules of a record's text fields ([`text`]); the error names the field.
 fn check_strings(r: &HostRecord) -> Result<(), String> {
     let field = |name: &str, e: String| format!("{name}: {e}");
@@ -132,12 +120,8 @@ pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
             .parse::<GrantId>()
             .map_err(|e| format!("grant: {e}"))?
     };
-    let grant_part = if r.grant.is_empty() {
-        "none"
-    } else {
-        r.grant.as_str()
-    };
-    let prefix = id_part(&format!("{host}-{grant_part}-{}-", r.pid));
+    let grant = Some(r.grant.as_str()).filter(|g| !g.is_empty());
+    let prefix = spool::session_id_prefix(host, grant, r.pid);
     match r.session.strip_prefix(&prefix) {
         Some(ms) if !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()) => {}
         _ => {

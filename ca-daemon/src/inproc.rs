@@ -13,6 +13,7 @@ use breakglass_proto::v1::audit_server::Audit;
 use breakglass_proto::v1::break_glass_server::BreakGlass;
 use breakglass_proto::v1::host_agent_server::HostAgent;
 use breakglass_proto::v1::revocations_server::Revocations as RevocationsApi;
+use breakglass_proto::v1::witness_server::Witness;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -24,6 +25,7 @@ use crate::policy::Caller;
 use crate::revocation::RevocationHandlers;
 use crate::server::Daemon;
 use crate::service::{Handlers, Service};
+use crate::witness::WitnessHandlers;
 
 /// Every RPC of the API, by gRPC method path. A unit test checks this against the
 /// service descriptors, so a new RPC cannot be left out.
@@ -51,6 +53,8 @@ pub const METHODS: &[&str] = &[
     "/breakglass.v1.Audit/GetInclusionProof",
     "/breakglass.v1.Audit/GetConsistencyProof",
     "/breakglass.v1.HostAgent/AppendHostRecords",
+    "/breakglass.v1.Witness/WitnessCheckpoint",
+    "/breakglass.v1.Witness/AcknowledgeLogFork",
 ];
 
 /// The handlers of every service of one daemon.
@@ -61,6 +65,7 @@ pub struct InProcess {
     revocations: RevocationHandlers,
     audit: AuditApi,
     hosts: HostApi,
+    witness: WitnessHandlers,
     access: Access,
 }
 
@@ -95,6 +100,7 @@ impl InProcess {
             revocations: RevocationHandlers(daemon.revocations().clone()),
             audit: AuditApi::new(service.audit.clone()),
             hosts: HostApi::new(service.clone()),
+            witness: WitnessHandlers(daemon.witness().clone()),
             access: Access::new(daemon.config()),
             service,
         }
@@ -113,11 +119,12 @@ impl InProcess {
         caller: &Caller,
         body: &[u8],
     ) -> Result<Vec<u8>, Status> {
-        let (bg, rv, au, ho) = (
+        let (bg, rv, au, ho, wi) = (
             &self.breakglass,
             &self.revocations,
             &self.audit,
             &self.hosts,
+            &self.witness,
         );
         let Some(name) = method.rsplit('/').next() else {
             return Err(Status::unimplemented(format!("no method {method:?}")));
@@ -166,6 +173,13 @@ impl InProcess {
             },
             Some("/breakglass.v1.HostAgent") => match name {
                 "AppendHostRecords" => unary(ho.append_host_records(request(caller, body)?).await),
+                _ => Err(Status::unimplemented(format!("no method {method:?}"))),
+            },
+            Some("/breakglass.v1.Witness") => match name {
+                "WitnessCheckpoint" => unary(wi.witness_checkpoint(request(caller, body)?).await),
+                "AcknowledgeLogFork" => {
+                    unary(wi.acknowledge_log_fork(request(caller, body)?).await)
+                }
                 _ => Err(Status::unimplemented(format!("no method {method:?}"))),
             },
             _ => Err(Status::unimplemented(format!("no method {method:?}"))),

@@ -2,6 +2,12 @@
 //! `GrantRevoked` event, durable before the answer), publish the signed KRL, and
 //! stream revocations to hosts so that open sessions end at once.
 //!
+//! A revocation is done for hosts that read only the KRL once a KRL listing it is
+//! published, which needs its `KrlPublished` event in the log. When that cannot be
+//! recorded (disk full), the answer says so (`krl_published` false, and why), hosts are
+//! served the last published KRL with what it lacks, and a background task publishes
+//! again with backoff until it succeeds ([`Revocations::start`]).
+//!
 //! Who may revoke: members of the configured admin groups (any grant) and the
 //! requester of a grant (their own). Reading the KRL and watching revocations is
 //! for hosts and admins only (decided by the access layer, [`crate::access`]): the
@@ -30,7 +36,7 @@ use tonic::{Request, Response, Status};
 use crate::audit::LeafIndex;
 use crate::error::Error;
 use crate::identity::caller;
-use crate::krl::Publisher;
+use crate::krl::{Publisher, Served};
 use crate::policy::Caller;
 use crate::refusal::RefusalKind;
 use crate::service::Service;
@@ -40,6 +46,10 @@ use crate::state::State;
 const MAX_REASON_BYTES: usize = 1024;
 /// How often a watch stream carries a heartbeat when nothing is revoked.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// First wait before a KRL that could not be published is tried again.
+const REPUBLISH_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between attempts (the wait doubles from [`REPUBLISH_FIRST`]).
+const REPUBLISH_MAX: Duration = Duration::from_secs(10);
 
 /// Revocation state shared by both listeners.
 #[derive(Debug)]
@@ -51,6 +61,8 @@ pub struct Revocations {
     events: broadcast::Sender<LeafIndex>,
     /// One revocation call at a time: no grant is revoked twice by racing calls.
     revoking: tokio::sync::Mutex<()>,
+    /// Wakes the task that publishes the KRL again after a failure.
+    republish: tokio::sync::Notify,
     stop: watch::Sender<bool>,
 }
 
@@ -71,8 +83,75 @@ impl Revocations {
             krl: Publisher::default(),
             events,
             revoking: tokio::sync::Mutex::new(()),
+            republish: tokio::sync::Notify::new(),
             stop,
         })
+    }
+
+    /// Starts the task that keeps the KRL published: after a failed publish it tries
+    /// again (1 s, doubling to 10 s) until a KRL listing every revocation is recorded, so
+    /// no revocation stays unpublished once the audit log can be written again. At start
+    /// it publishes a revocation the log holds after its last `KrlPublished`. Runs until
+    /// [`shutdown`](Self::shutdown).
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.keep_published().await });
+    }
+
+    async fn keep_published(&self) {
+        let mut stop = self.stop.subscribe();
+        let mut due = crate::krl::revocation_after_last_krl(&self.svc.state());
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if !due {
+                tokio::select! {
+                    _ = self.republish.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                if self.krl.failure().is_none() {
+                    // Published meanwhile (by a revocation or a fetch).
+                    continue;
+                }
+            }
+            // At start the first attempt is at once; after a failure, a little later.
+            let mut wait = if due { Duration::ZERO } else { REPUBLISH_FIRST };
+            due = false;
+            let mut attempts = 0u32;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return,
+                }
+                attempts = attempts.saturating_add(1);
+                match self.krl.current(&self.svc).await {
+                    Ok(p) => {
+                        tracing::info!(
+                            version = p.version,
+                            attempts,
+                            "KRL published by the retry task: hosts that read only the KRL get \
+                             every revocation now"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        wait = (wait * 2).clamp(REPUBLISH_FIRST, REPUBLISH_MAX);
+                        // 1st, 2nd, 4th, 8th, ... attempt: the log is not flooded.
+                        if attempts.is_power_of_two() {
+                            tracing::error!(
+                                attempts,
+                                retry_in = ?wait,
+                                error = %e,
+                                "KRL still not published: hosts that read only the KRL do not \
+                                 refuse the revoked certificates yet; free space on the audit \
+                                 log's disk"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Ends every watch stream (at shutdown, so that draining does not wait for them).
@@ -219,25 +298,51 @@ impl Revocations {
                 audit_index: index,
             });
         }
-        // The revocations are durable; a KRL that cannot be published now will be on
-        // the next fetch, and the watch streams already carry them.
-        let krl_version = match self.krl.current(&self.svc).await {
-            Ok(p) => p.version,
-            Err(e) => {
-                tracing::error!(error = %e, "KRL not published after a revocation");
-                0
-            }
+        // The revocations are durable and on the watch streams already; hosts that read
+        // only the KRL see them once a KRL listing them is published: say whether it is.
+        let (served, unpublished) = match self.krl.serve(&self.svc, true).await {
+            Ok(Served { krl, behind: None }) => (krl.version, None),
+            Ok(Served {
+                krl,
+                behind: Some(b),
+            }) => (krl.version, Some(b.reason)),
+            Err(e) => (0, Some(e.to_string())),
         };
+        if self.krl.failure().is_some() {
+            self.republish.notify_one();
+        }
+        if let Some(reason) = &unpublished {
+            tracing::error!(
+                reason = %reason,
+                served_krl_version = served,
+                "KRL not published after a revocation: hosts that read only the KRL do not \
+                 refuse the revoked certificates yet (the revocation stream has them); \
+                 retrying until it is published"
+            );
+        }
         Ok(RevokeResponse {
             revoked,
             already_revoked: already,
-            krl_version,
+            krl_version: if unpublished.is_none() { served } else { 0 },
+            krl_published: unpublished.is_none(),
+            krl_not_published_reason: unpublished.unwrap_or_default(),
+            served_krl_version: served,
         })
     }
 
-    /// The current signed KRL.
+    /// The current signed KRL or, when none can be published, the last published one
+    /// and what it lacks.
     pub async fn revocation_list(&self) -> Result<GetRevocationListResponse, Error> {
-        let p = self.krl.current(&self.svc).await?;
+        let served = self.krl.serve(&self.svc, false).await;
+        if self.krl.failure().is_some() {
+            self.republish.notify_one();
+        }
+        let Served { krl: p, behind } = served?;
+        let behind = behind.unwrap_or(crate::krl::Behind {
+            revocations: 0,
+            newest: 0,
+            reason: String::new(),
+        });
         Ok(GetRevocationListResponse {
             krl: p.bytes.clone(),
             signature: p.signature.clone(),
@@ -245,6 +350,9 @@ impl Revocations {
             generated_at: i64::try_from(p.generated).unwrap_or(i64::MAX),
             namespace: SIGNATURE_NAMESPACE.to_owned(),
             revoked_serials: p.revoked_serials,
+            unpublished_revocations: behind.revocations,
+            newest_unpublished: behind.newest,
+            unpublished_reason: behind.reason,
         })
     }
 

@@ -137,6 +137,11 @@ impl Daemon {
         &self.revocations
     }
 
+    /// The witness service behind its handlers.
+    pub fn witness(&self) -> &Arc<crate::witness::WitnessApi> {
+        &self.witness
+    }
+
     /// Binds the TCP listener and the admin socket named in the configuration.
     pub async fn bind(&self) -> Result<(TcpListener, Option<UnixListener>), StartupError> {
         let addr = self.config.server.listen;
@@ -218,6 +223,8 @@ impl Daemon {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Request expiry and notification delivery run until shutdown.
         self.service.start_background(stop_rx.clone());
+        // Publishing the KRL again after a failure, until shutdown.
+        self.revocations.start();
         let grace = self.config.server.shutdown_grace;
         let local = tcp.local_addr().ok();
         tracing::info!(

@@ -105,6 +105,8 @@ pub struct KeyRevocation {
     pub reason: String,
     /// When.
     pub at: Timestamp,
+    /// Leaf index of that revocation event.
+    pub index: LeafIndex,
 }
 
 /// A checkpoint a host showed that this log does not extend (a `LogConsistencyFailed`
@@ -142,6 +144,9 @@ pub struct State {
     pub orphan_sessions: BTreeMap<String, Session>,
     /// Latest published KRL version.
     pub krl_version: u64,
+    /// Leaf index of the latest `KrlPublished` event: a revocation after it is not in
+    /// any published KRL yet.
+    pub krl_published_index: Option<LeafIndex>,
     /// Revoked grants by the leaf index of their (first) revocation event: the
     /// sequence numbers of the revocation stream.
     pub revocations: BTreeMap<LeafIndex, GrantId>,
@@ -277,6 +282,7 @@ impl State {
                             by: event.actor.clone(),
                             reason: r.reason.clone(),
                             at,
+                            index,
                         });
                 }
             }
@@ -301,6 +307,7 @@ impl State {
             }
             EventKind::KrlPublished(k) => {
                 self.krl_version = self.krl_version.max(k.version);
+                self.krl_published_index = Some(index);
             }
             EventKind::DrillReported(d) => {
                 if let Some(g) = self.grants.get_mut(&d.grant_id) {

@@ -1,6 +1,7 @@
 //! Requests that wait for approval, and the approver's and reviewer's
 //! commands: `request` (live), `fetch`, `pending`, `show`, `approve`, `deny`,
 //! `cancel`, `review list`, `review ID`.
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -13,8 +14,8 @@ use breakglass_proto::v1::{
 use breakglass_proto::text::escaped as esc;
 
 use crate::commands::{self, RequestArgs, RequestOutcome};
-use crate::connect;
-use crate::error::{Answer, CliError};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
 use crate::settings::Target;
 
 /// How `breakglass request` behaves beyond [`RequestArgs`].

@@ -1,4 +1,5 @@
 //! Command-line definition and dispatch.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -174,7 +175,7 @@ pub struct RequestCmd {
     #[arg(long = "as", value_name = "USER", required = true)]
     pub principals: Vec<String>,
     /// How long the certificate is valid, e.g. 10m, 1h
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::flags::parse_positive_duration)]
     pub ttl: Duration,
     /// Why you need access (incident or ticket reference)
     #[arg(long, value_name = "TEXT")]
@@ -202,20 +203,6 @@ pub struct RequestCmd {
     /// later with `breakglass fetch ID`)
     #[arg(long)]
     pub no_wait: bool,
-}
-
-/// The value parser of every duration flag (`--ttl 10m`, `--timeout 90s`, `--poll 2s`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like 30s, 10m or 1h ({e})"))
-}
-
-/// [`parse_duration`] for flags where zero makes no sense (a certificate lifetime, a wait).
-pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err(format!("{s:?} must be longer than zero")),
-        d => Ok(d),
-    }
 }
 
 impl ConnArgs {

@@ -1,4 +1,5 @@
 //! The `breakglass` subcommands.
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -10,8 +11,8 @@ use breakglass_proto::v1::{
     GetCaPublicKeysRequest, RequestCertificateRequest, RequestCertificateResponse, WhoAmIRequest,
 };
 
-use crate::connect;
-use crate::error::{Answer, CliError};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
 use crate::settings::Target;
 
 /// Everything `breakglass request` needs.

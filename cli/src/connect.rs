@@ -1,4 +1,6 @@
-//! Opens a gRPC channel to the daemon: mTLS over TCP, or the local admin socket.
+//! Opens a gRPC channel to the daemon (mTLS over TCP, or the local admin socket), and
+//! turns the answers of its calls into results ([`Answer`]).
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 
@@ -57,4 +59,17 @@ pub fn channel(target: &Target) -> Result<Channel, CliError> {
 /// A BreakGlass API client.
 pub fn client(target: &Target) -> Result<BreakGlassClient<Channel>, CliError> {
     Ok(BreakGlassClient::new(channel(target)?))
+}
+
+/// The message of a unary gRPC call, or its failure explained ([`CliError::from_status`]).
+pub trait Answer<T> {
+    /// `client.who_am_i(req).await.answer(target)?`
+    fn answer(self, target: &Target) -> Result<T, CliError>;
+}
+
+impl<T> Answer<T> for Result<tonic::Response<T>, tonic::Status> {
+    fn answer(self, target: &Target) -> Result<T, CliError> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|s| CliError::from_status(s, &target.shown()))
+    }
 }

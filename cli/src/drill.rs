@@ -8,6 +8,7 @@
 //! `pam_breakglass` on the host) are in the audit log. It prints the time from request
 //! to shell and from logout to audit record, and reports the outcome to the daemon,
 //! which records it in the audit log and alerts a failure like an emergency.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,8 +21,8 @@ use breakglass_proto::v1::{
 use clap::Args;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use crate::connect;
-use crate::error::{Answer, CliError};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
 use crate::settings::Target;
 
 pub use breakglass_proto::profile::DRILL_COMMAND;
@@ -41,12 +42,12 @@ pub struct DrillCmd {
     #[arg(long = "as", value_name = "USER")]
     pub user: String,
     /// Lifetime of the drill certificate, e.g. 5m (within the drill tier's max_ttl)
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::cli::parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::flags::parse_positive_duration)]
     pub ttl: Duration,
     /// Longest wait for each step: the request, the login with its command, and the
     /// session's open and close records reaching the audit log after logout (the default
     /// outlasts breakglass-ship.timer's minute, for hosts whose module has no ship= option)
-    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = crate::cli::parse_positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = crate::flags::parse_positive_duration)]
     pub timeout: Duration,
     /// sshd port on the host
     #[arg(long, value_name = "PORT", default_value_t = 22)]

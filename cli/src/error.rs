@@ -1,4 +1,5 @@
 //! The CLI's errors and their single mapping to exit codes and messages.
+#![forbid(unsafe_code)]
 
 use tonic::Code;
 
@@ -117,17 +118,4 @@ fn root_cause(s: &tonic::Status) -> Option<String> {
         cur = next;
     }
     Some(cur.to_string())
-}
-
-/// The message of a unary gRPC call, or its failure explained ([`CliError::from_status`]).
-pub trait Answer<T> {
-    /// `client.who_am_i(req).await.answer(target)?`
-    fn answer(self, target: &crate::settings::Target) -> Result<T, CliError>;
-}
-
-impl<T> Answer<T> for Result<tonic::Response<T>, tonic::Status> {
-    fn answer(self, target: &crate::settings::Target) -> Result<T, CliError> {
-        self.map(tonic::Response::into_inner)
-            .map_err(|s| CliError::from_status(s, &target.shown()))
-    }
 }

@@ -1,4 +1,5 @@
 //! `breakglass` binary: parse, run, map the error to an exit code.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 

@@ -1,6 +1,7 @@
 //! Every human-readable printer of the CLI, fed the nasty strings of
 //! [`text::NASTY_SAMPLES`] in every text field it shows: the output holds no hazard, has
 //! exactly the lines it has for ordinary text (nothing forged), and shows the text escaped.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
@@ -198,6 +199,20 @@ fn printed(v: &str) -> Vec<(String, String)> {
                 }],
                 already_revoked: vec![format!("g-2{v}")],
                 krl_version: 3,
+                ..RevokeResponse::default()
+            }),
+        ),
+        (
+            "revoke::describe, KRL not published".into(),
+            revoke::describe(&RevokeResponse {
+                revoked: vec![RevokedGrant {
+                    grant_id: format!("g-1{v}"),
+                    requester: format!("sre{v}"),
+                    ..RevokedGrant::default()
+                }],
+                krl_not_published_reason: format!("disk{v}"),
+                served_krl_version: 2,
+                ..RevokeResponse::default()
             }),
         ),
         (

@@ -2,6 +2,11 @@
 //! The daemon records one audit event per revoked grant, publishes a new KRL and
 //! tells the hosts' revocation watchers, which end open sessions and refuse new logins
 //! at once. Revoking by public key also revokes the key itself, for good.
+//!
+//! A revocation whose KRL could not be published (the daemon could not record it, e.g.
+//! its audit disk is full) is not done for hosts that read only the KRL: the command
+//! says what hosts see meanwhile and what to do, and exits 69.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
@@ -11,12 +16,22 @@ use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_proto::v1::{RevokeRequest, RevokeResponse};
 use clap::{ArgGroup, Args};
 
-use crate::connect;
-use crate::error::{Answer, CliError};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
 use crate::settings::Target;
 
 /// `breakglass revoke`.
 #[derive(Debug, Args)]
+#[command(
+    after_long_help = "Exits 0 once the revocation is recorded in the audit log and a \
+    KRL that lists it is published. Exits 69 when it is recorded but its KRL could not be \
+    published (the daemon cannot write its audit log, e.g. the disk is full), and says what \
+    hosts see: hosts that follow the revocation stream have it already (they end the grant's \
+    sessions and refuse new ones); hosts that read only the KRL keep the old one, so sshd \
+    there still accepts the certificate, until the daemon publishes the new KRL, which it \
+    does by itself as soon as it can write again (no need to revoke again). Exits 69 as well \
+    when nothing could be recorded at all."
+)]
 #[command(group(
     ArgGroup::new("which")
         .required(true)
@@ -83,13 +98,23 @@ pub async fn run(target: &Target, cmd: &RevokeCmd) -> Result<String, CliError> {
             .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256)),
         _ => None,
     };
-    let mut out = describe(&revoke(target, req).await?);
+    let r = revoke(target, req).await?;
+    let mut out = describe(&r);
     if let Some(fp) = key {
         out.push_str(&format!(
             "public key {fp} is revoked for good: every KRL from now on names it, and no certificate is issued for it again.\n"
         ));
     }
+    if !krl_published(&r) {
+        return Err(CliError::Unavailable(out.trim_end().to_owned()));
+    }
     Ok(out)
+}
+
+/// True when hosts can fetch a KRL that lists the revocations (a daemon from before
+/// `krl_published` existed sets only `krl_version`, to 0 when it is not published).
+pub fn krl_published(r: &RevokeResponse) -> bool {
+    r.krl_published || r.krl_version > 0
 }
 
 /// Human summary of a revocation.
@@ -107,15 +132,32 @@ pub fn describe(r: &RevokeResponse) -> String {
     for g in &r.already_revoked {
         out.push_str(&format!("grant {} was already revoked\n", esc(g)));
     }
-    if r.krl_version > 0 {
+    if krl_published(r) {
         out.push_str(&format!(
             "KRL version {} includes it; hosts that follow the revocation stream refuse new logins and end open sessions now, the others refuse new logins after their next `breakglass host sync-krl`.\n",
             r.krl_version
         ));
     } else {
-        out.push_str(
-            "The revocation is recorded, but the KRL could not be published yet; hosts will get it at their next sync.\n",
-        );
+        let kept = if r.served_krl_version > 0 {
+            format!(
+                "keep KRL version {}, which does not list it",
+                r.served_krl_version
+            )
+        } else {
+            "keep the KRL they have installed, which does not list it".to_owned()
+        };
+        out.push_str(&format!(
+            "The revocation is recorded in the audit log, but the KRL that lists it is NOT published: {}.\n\
+             What hosts see now:\n\
+             - hosts that follow the revocation stream (`breakglass host watch-revocations`) got it: they end the grant's open sessions and refuse its new sessions now;\n\
+             - hosts that rely on the KRL alone (`breakglass host sync-krl`) {kept}: sshd there still accepts the certificate until a newer KRL is published and synced (sync-krl says so and exits 69 meanwhile).\n\
+             What to do: free space on (or fix) the disk of breakglass-ca's audit log ([audit] dir). breakglass-ca publishes the KRL by itself as soon as it can record it, without another revoke; `breakglass host sync-krl` on a host then installs it.\n",
+            if r.krl_not_published_reason.is_empty() {
+                "the daemon did not say why".to_owned()
+            } else {
+                esc(&r.krl_not_published_reason).to_string()
+            }
+        ));
     }
     out
 }

@@ -1,6 +1,7 @@
 //! Connection settings: flags, then environment variables, then a small
 //! client config file (`--config`, `BREAKGLASS_CONFIG`, or
 //! `~/.config/breakglass/client.toml`).
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 

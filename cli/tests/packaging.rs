@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use breakglass_cli::cli::{Cli, Command};
-use breakglass_cli::host::{DEFAULT_SPOOL, HostCmd};
+use breakglass_cli::host::HostCmd;
+use breakglass_proto::spool::DEFAULT_DIR as DEFAULT_SPOOL;
 use breakglass_test_support::packaging;
 use clap::Parser;
 
@@ -111,7 +112,7 @@ fn watcher_unit_watches_the_module_default_sessions_dir_which_tmpfiles_creates()
 
 #[test]
 fn host_units_that_witness_the_log_may_write_the_default_witness_state() {
-    use breakglass_cli::witness::DEFAULT_STATE;
+    use breakglass_cli::host::witness::DEFAULT_STATE;
     let dir = Path::new(DEFAULT_STATE).parent().unwrap();
     assert_eq!(dir, Path::new("/var/lib/breakglass"));
     for unit in [

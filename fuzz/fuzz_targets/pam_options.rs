@@ -1,7 +1,7 @@
 //! The PAM module's arguments (`key=value` tokens of the PAM service line), as libpam
 //! hands them over (C strings, so the input is split at NUL bytes) and the module's FFI
-//! turns them into strings, then the option parser and the lenient hints used to log
-//! a bad configuration.
+//! turns them into strings, then the option parser (the contract's, which `host doctor`
+//! uses too) and the lenient hints used to log a bad configuration.
 //!
 //! Properties: an accepted configuration names only known options, its paths are
 //! absolute, and the order of the arguments does not change it.
@@ -10,7 +10,7 @@
 use std::ffi::CString;
 
 use libfuzzer_sys::fuzz_target;
-use pam_breakglass::config::{Config, OPTIONS};
+use breakglass_proto::pam_options::{OPTIONS, PamOptions};
 use pam_breakglass::ffi::utf8_args;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,9 +20,9 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let refs: Vec<&std::ffi::CStr> = cstrings.iter().map(CString::as_c_str).collect();
     let args = utf8_args(&refs);
-    let _ = Config::syslog_hint(&args);
-    let _ = Config::guard_hint(&args);
-    let Ok(cfg) = Config::parse(&args) else {
+    let _ = PamOptions::syslog_hint(&args);
+    let _ = PamOptions::guard_hint(&args);
+    let Ok(cfg) = PamOptions::parse(&args) else {
         return;
     };
     for a in &args {
@@ -46,5 +46,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut reversed = args.clone();
     reversed.reverse();
-    assert_eq!(Config::parse(&reversed).ok(), Some(cfg));
+    assert_eq!(PamOptions::parse(&reversed).ok(), Some(cfg));
 });

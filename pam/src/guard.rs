@@ -27,9 +27,10 @@ use serde::{Deserialize, Serialize};
 use crate::ffi::os;
 use crate::module::record_fields;
 use crate::procs;
-use crate::record::{Event, SessionRecord};
 use crate::verify::fmt_time;
+pub use breakglass_proto::pam_options::ShipSpec;
 use breakglass_proto::sessions::{self, Registration, RevocationMarker};
+use breakglass_proto::spool::{SessionEvent, SessionRecord};
 use breakglass_proto::text;
 
 /// Syslog ident of the guard.
@@ -72,16 +73,6 @@ pub struct GuardSpec {
     /// Shipper to start after each record reaches the spool; `None`: the timer ships.
     #[serde(default)]
     pub ship: Option<ShipSpec>,
-}
-
-/// How the guard starts `<program> --config <config> host ship --spool <spool>`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShipSpec {
-    /// The `breakglass` executable (root-owned, not writable by others).
-    pub program: PathBuf,
-    /// Its client config: the daemon's address and CA, this host's certificate and key.
-    pub config: PathBuf,
 }
 
 /// How often a registered guard looks for a revocation marker.
@@ -555,7 +546,7 @@ impl Guard {
             Some(id) => procs::tell_session(id, self.me, &msg),
             None => Vec::new(),
         };
-        let record = r.for_event(Event::Warn, now_ms() / 1000);
+        let record = r.for_event(SessionEvent::Warn, now_ms() / 1000);
         let mut f = vec![("event", "session_warn".to_owned())];
         f.extend(record_fields(&record));
         f.push((
@@ -597,7 +588,7 @@ impl Guard {
             killed += procs::kill_session(id, self.me);
         }
         let now = now_ms() / 1000;
-        let mut record = self.spec.record.for_event(Event::ForcedEnd, now);
+        let mut record = self.spec.record.for_event(SessionEvent::ForcedEnd, now);
         record.reason = Some(reason.to_owned());
         record.detail = detail;
         record.killed = Some(killed);
@@ -635,7 +626,7 @@ impl Guard {
 
     fn spool(&self, record: &SessionRecord) {
         let Some(dir) = &self.spec.spool else { return };
-        if let Err(e) = record.write_to(dir) {
+        if let Err(e) = crate::record::write(dir, record) {
             self.send(
                 Severity::Error,
                 &[

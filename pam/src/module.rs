@@ -20,8 +20,9 @@ use crate::ffi::os;
 use crate::files;
 use crate::guard::{GuardMode, GuardSpec};
 use crate::krl::Krl;
-use crate::record::{Event, OpenSession, RECORD_VERSION, SessionRecord, record_id, session_id};
+use crate::record::OpenSession;
 use crate::verify::{self, Checks, TrustedCas, Verdict, VerifiedCertificate, fmt_time};
+use breakglass_proto::spool::{RECORD_VERSION, SessionEvent, SessionRecord, record_id, session_id};
 
 /// Syslog ident of the module.
 pub const IDENT: &str = "pam_breakglass";
@@ -160,7 +161,7 @@ impl Ctx {
         f
     }
 
-    fn record(&self, event: Event, cert: Option<&VerifiedCertificate>) -> SessionRecord {
+    fn record(&self, event: SessionEvent, cert: Option<&VerifiedCertificate>) -> SessionRecord {
         let host = self.host.clone().unwrap_or_else(|| "unknown".into());
         let grant = cert.map(|c| c.profile.grant_id.to_string());
         let session = session_id(&host, grant.as_deref(), self.pid, self.now_ms);
@@ -310,7 +311,7 @@ pub fn open_session(
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         syslog: Config::syslog_hint(args),
     };
-    let cfg = match Config::parse(args) {
+    let cfg = match Config::parse(args).map_err(Error::Option) {
         Ok(c) => c,
         Err(e) => {
             ctx.user = pam.user().ok();
@@ -409,8 +410,8 @@ fn admit(
     let Some(audit_session) = ctx.audit_session else {
         return Err(Error::NoAuditSession);
     };
-    let record = ctx.record(Event::Open, Some(cert));
-    record.write_to(&cfg.spool).map_err(Error::Spool)?;
+    let record = ctx.record(SessionEvent::Open, Some(cert));
+    crate::record::write(&cfg.spool, &record).map_err(Error::Spool)?;
     let warn_at = cert.valid_before.saturating_sub(cfg.warn_before.as_secs());
     let spec = GuardSpec {
         mode: GuardMode::Expire,
@@ -460,7 +461,7 @@ fn deny(
     err: Error,
     guard: &Path,
 ) -> Outcome {
-    let mut record = ctx.record(Event::Deny, None);
+    let mut record = ctx.record(SessionEvent::Deny, None);
     record.reason = Some(err.code().to_owned());
     // The message may quote the certificate or the PAM items: fit it to the daemon's rule
     // for free text (escaped, not refused), so the record is delivered.
@@ -469,7 +470,7 @@ fn deny(
         text::MAX_DETAIL_BYTES,
     ));
     if let Some(cfg) = cfg
-        && let Err(e) = record.write_to(&cfg.spool)
+        && let Err(e) = crate::record::write(&cfg.spool, &record)
     {
         log_fields(
             host,
@@ -535,10 +536,10 @@ pub fn close_session(
         return Outcome::Ignore;
     };
     let now = unix(now);
-    let mut record = open.record.for_event(Event::Close, now);
+    let mut record = open.record.for_event(SessionEvent::Close, now);
     record.duration = Some(now.saturating_sub(open.record.start));
     // The spool first: it is what gets shipped; syslog is best effort.
-    if let Err(e) = record.write_to(&open.spool) {
+    if let Err(e) = crate::record::write(&open.spool, &record) {
         log_fields(
             host,
             &open.syslog,

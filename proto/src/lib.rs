@@ -11,9 +11,11 @@ pub mod audit;
 pub mod codec;
 pub mod krl;
 pub mod names;
+pub mod pam_options;
 pub mod patterns;
 pub mod profile;
 pub mod sessions;
+pub mod spool;
 pub mod text;
 
 /// Protobuf messages and (with the `grpc` feature) tonic stubs of `breakglass.v1`.

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Output};
 use std::time::{Duration, SystemTime};
 
-use breakglass_cli::krl_sync::{self, SyncKrlArgs};
+use breakglass_cli::host::krl_sync::{self, SyncKrlArgs};
+use breakglass_cli::host::watch::{self, WatchArgs};
+use breakglass_cli::host::witness::WitnessArgs;
 use breakglass_cli::settings::Target;
-use breakglass_cli::watch::{self, WatchArgs};
-use breakglass_cli::witness::WitnessArgs;
 use breakglass_proto::sessions::{self, Registration};
 use breakglass_test_support::wait;
 use tokio::sync::oneshot;

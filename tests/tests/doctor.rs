@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use breakglass_cli::commands;
-use breakglass_cli::doctor::{self, DoctorArgs, EXIT_PROBLEMS, Level, Report};
-use breakglass_cli::krl_sync::{self, SyncKrlArgs};
+use breakglass_cli::host::doctor::{self, DoctorArgs, EXIT_PROBLEMS, Level, Report};
+use breakglass_cli::host::krl_sync::{self, SyncKrlArgs};
 use breakglass_cli::revoke;
 use breakglass_cli::settings::{Overrides, Target};
 use breakglass_proto::v1::revoke_request::Target as Selector;

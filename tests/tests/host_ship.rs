@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use breakglass_cli::commands;
-use breakglass_cli::host::{ShipArgs, ship};
+use breakglass_cli::host::ship::{ShipArgs, ship};
 use breakglass_proto::audit::EventKind;
 use breakglass_tests::audit::{all_events, session_counts};
 use breakglass_tests::daemon::TestDaemon;

@@ -303,9 +303,9 @@ async fn the_revocation_list_and_stream_are_for_hosts_and_admins_only() {
     }
     // `breakglass host sync-krl` with a person's certificate says so (exit 77).
     let out = keys.path().join("revoked.krl");
-    let e = breakglass_cli::krl_sync::sync(
+    let e = breakglass_cli::host::krl_sync::sync(
         &d.target("sre"),
-        &breakglass_cli::krl_sync::SyncKrlArgs {
+        &breakglass_cli::host::krl_sync::SyncKrlArgs {
             out: out.clone(),
             ca_keys: None,
             state: None,
@@ -332,9 +332,9 @@ async fn the_revocation_list_and_stream_are_for_hosts_and_admins_only() {
         assert!(version >= 1, "{name}: KRL version {version}");
         assert_eq!(first, g.grant_id, "{name}");
     }
-    let synced = breakglass_cli::krl_sync::sync(
+    let synced = breakglass_cli::host::krl_sync::sync(
         &db7,
-        &breakglass_cli::krl_sync::SyncKrlArgs {
+        &breakglass_cli::host::krl_sync::SyncKrlArgs {
             out: out.clone(),
             ca_keys: None,
             state: None,
@@ -345,7 +345,7 @@ async fn the_revocation_list_and_stream_are_for_hosts_and_admins_only() {
     .expect("a host syncs the KRL");
     assert!(matches!(
         synced,
-        breakglass_cli::krl_sync::Synced::Installed { .. }
+        breakglass_cli::host::krl_sync::Synced::Installed { .. }
     ));
     assert!(Path::new(&out).exists());
 }

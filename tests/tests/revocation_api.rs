@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use breakglass_cli::error::CliError;
-use breakglass_cli::krl_sync;
+use breakglass_cli::host::krl_sync;
 use breakglass_cli::revoke;
 use breakglass_proto::audit::{Actor, EventKind};
 use breakglass_proto::krl::{Krl, SIGNATURE_NAMESPACE};
@@ -373,7 +373,9 @@ async fn sync_krl_installs_the_daemons_krl_and_refuses_a_replayed_older_one() {
     let installed = std::fs::read(&out).unwrap();
     // The older, genuinely signed KRL replayed: refused, the file stays.
     let cas = krl_sync::ca_keys(&host, None).await.unwrap();
-    let e = krl_sync::install(&old, &cas, &out, &krl_sync::state_path(&out, None)).unwrap_err();
+    let e = krl_sync::install(&old, &cas, &out, &krl_sync::state_path(&out, None))
+        .await
+        .unwrap_err();
     assert_eq!(e.exit_code(), 65);
     assert!(
         e.to_string().contains("older than the installed version"),
@@ -390,7 +392,7 @@ async fn sync_krl_installs_the_daemons_krl_and_refuses_a_replayed_older_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watcher_marks_sessions_of_revoked_grants_and_survives_a_daemon_restart() {
-    use breakglass_cli::watch::{WatchArgs, watch};
+    use breakglass_cli::host::watch::{WatchArgs, watch};
     use breakglass_proto::sessions::{Registration, RevocationMarker, marker_path};
     let mut d = revocation::daemon().await;
     let sre = d.target("sre");

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use breakglass_cli::commands;
 use breakglass_cli::error::CliError;
-use breakglass_cli::krl_sync;
+use breakglass_cli::host::krl_sync;
 use breakglass_cli::revoke;
 use breakglass_proto::audit::EventKind;
 use breakglass_proto::krl::Krl;

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use breakglass_cli::host::ShipArgs;
-use breakglass_cli::krl_sync;
+use breakglass_cli::host::krl_sync;
+use breakglass_cli::host::ship::ShipArgs;
 use breakglass_cli::revoke;
 use breakglass_proto::audit::event::EndReason;
 use breakglass_proto::audit::{Actor, EventKind};
@@ -92,7 +92,7 @@ async fn revoked_grant_session_ends_within_seconds_and_the_next_login_is_refused
 
     // Audit log: the revocation with who revoked it, and (after the host ships its
     // spool) the forced end of the session with reason revoked.
-    breakglass_cli::host::ship(
+    breakglass_cli::host::ship::ship(
         &h.target,
         &ShipArgs {
             spool: h.sshd.dir.path().join("spool"),

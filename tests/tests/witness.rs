@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use breakglass_cli::connect;
-use breakglass_cli::witness::{WitnessArgs, WitnessState, read_state};
+use breakglass_cli::host::witness::{WitnessArgs, WitnessState, read_state};
 use breakglass_proto::audit::segment::list_segments;
 use breakglass_proto::audit::{Actor, Event, EventKind};
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
@@ -174,7 +174,7 @@ async fn fill(d: &TestDaemon, n: usize) {
 /// test does.
 async fn resume(d: &mut TestDaemon) {
     d.resume().await;
-    breakglass_cli::krl_sync::fetch(&d.admin())
+    breakglass_cli::host::krl_sync::fetch(&d.admin())
         .await
         .expect("KRL published");
 }
@@ -515,7 +515,7 @@ async fn a_forked_log_of_the_same_size_is_noticed_also_by_the_watcher() {
     // The watcher witnesses at every (re)connect: it notices too, and keeps running.
     let before = host.failure_lines();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let args = breakglass_cli::watch::WatchArgs {
+    let args = breakglass_cli::host::watch::WatchArgs {
         sessions: d.path().join("sessions"),
         ca_keys: None,
         poll: Duration::from_secs(1),
@@ -525,7 +525,7 @@ async fn a_forked_log_of_the_same_size_is_noticed_also_by_the_watcher() {
     };
     let target = d.target("host");
     let watcher = tokio::spawn(async move {
-        breakglass_cli::watch::watch(&target, &args, async move {
+        breakglass_cli::host::watch::watch(&target, &args, async move {
             let _ = stopped.await;
         })
         .await

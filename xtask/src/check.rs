@@ -291,7 +291,7 @@ fn page_shows(text: &str, headers: &str, item: &Item, stem: &str, section: &str)
     }
 }
 
-/// The module options of [`pam_breakglass::config::OPTIONS`] that the roff page `roff`
+/// The module options of [`breakglass_proto::pam_options::OPTIONS`] that the roff page `roff`
 /// does not document: each needs its `name=VALUE` (or flag) entry in OPTIONS, its
 /// description and its default.
 #[must_use]
@@ -306,7 +306,7 @@ pub fn pam_options_missing(roff: &str) -> Vec<String> {
     let section = options_section.join("\n");
     let headers = entry_headers(roff);
     let mut missing = Vec::new();
-    for o in pam_breakglass::config::OPTIONS {
+    for o in breakglass_proto::pam_options::OPTIONS {
         let header = match o.value {
             Some(v) => format!("{}={v}", o.name),
             None => o.name.to_owned(),

@@ -1,15 +1,15 @@
 //! Man pages: `breakglass(1)` and `breakglass-ca(8)` with one page per (nested)
 //! subcommand, rendered by clap_mangen from the same clap `Command` the binaries parse
 //! with (so `--help` and the pages cannot drift), and `pam_breakglass(8)`, rendered from
-//! the module's option table [`pam_breakglass::config::OPTIONS`].
+//! the module's option table [`breakglass_proto::pam_options::OPTIONS`].
 //!
 //! The output is reproducible: no date, no host or build details, a fixed order.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use breakglass_proto::pam_options::{ModuleOption, OPTIONS};
 use clap::CommandFactory;
-use pam_breakglass::config::{ModuleOption, OPTIONS};
 use roff::{Roff, bold, italic, roman};
 
 /// The manual every page belongs to (the centre footer/header of `man`).
@@ -441,11 +441,11 @@ const FILES: &[(&str, &str)] = &[
          breakglass host sync-krl).",
     ),
     (
-        pam_breakglass::config::DEFAULT_SPOOL,
+        breakglass_proto::spool::DEFAULT_DIR,
         "Default spool of session records (spool).",
     ),
     (
-        pam_breakglass::config::DEFAULT_GUARD,
+        breakglass_proto::pam_options::DEFAULT_GUARD,
         "Default session guard (guard).",
     ),
     (

@@ -21,6 +21,7 @@ use breakglass_proto::audit::segment::{
 };
 use breakglass_proto::audit::verify::{ScanOptions, scan_log};
 use breakglass_proto::sessions::{Registration, RevocationMarker};
+use breakglass_proto::spool::{RECORD_VERSION, SessionEvent, SessionRecord, record_id, session_id};
 use breakglass_proto::v1::{
     AppendHostRecordsRequest, ApproveRequest, CancelRequest, CreateRequestResponse, DenyRequest,
     GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest,
@@ -28,7 +29,6 @@ use breakglass_proto::v1::{
     RequestCertificateRequest, RequestCertificateResponse, RequestRef, ReviewRequest,
     RevokeRequest, WatchRevocationsRequest, revoke_request::Target,
 };
-use pam_breakglass::record::{Event as RecordEvent, SessionRecord, record_id, session_id};
 use prost::Message;
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey};
@@ -326,7 +326,7 @@ impl Scenario<'_> {
         .await;
         // Host records of a session of the first grant, as the module and guard write them.
         let first = self.first_grant();
-        let records = host_records(&first.0, first.1);
+        let records = session_records(&first.0, first.1);
         self.call(
             "host://localhost",
             "AppendHostRecords",
@@ -445,17 +445,17 @@ impl Scenario<'_> {
 }
 
 /// The spool records of one session (open, warn, close, forced end, and a denial), as the
-/// PAM module builds them, in the shipper's reading.
+/// PAM module builds them.
 fn session_records(grant: &str, serial: u64) -> Vec<SessionRecord> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let session = session_id("localhost", Some(grant), 4242, now * 1000);
     let open = SessionRecord {
-        version: pam_breakglass::record::RECORD_VERSION,
-        record_id: record_id(&session, RecordEvent::Open),
+        version: RECORD_VERSION,
+        record_id: record_id(&session, SessionEvent::Open),
         session: session.clone(),
-        event: RecordEvent::Open,
+        event: SessionEvent::Open,
         time: now,
         host: "localhost".into(),
         user: "postgres".into(),
@@ -476,15 +476,15 @@ fn session_records(grant: &str, serial: u64) -> Vec<SessionRecord> {
         duration: None,
         killed: None,
     };
-    let mut forced = open.for_event(RecordEvent::ForcedEnd, now + 600);
+    let mut forced = open.for_event(SessionEvent::ForcedEnd, now + 600);
     forced.reason = Some("expired".into());
     forced.detail = Some("certificate expired".into());
     forced.killed = Some(2);
     let denied_session = session_id("localhost", None, 4343, now * 1000);
     let deny = SessionRecord {
-        record_id: record_id(&denied_session, RecordEvent::Deny),
+        record_id: record_id(&denied_session, SessionEvent::Deny),
         session: denied_session,
-        event: RecordEvent::Deny,
+        event: SessionEvent::Deny,
         grant: None,
         serial: None,
         key_id: None,
@@ -494,19 +494,11 @@ fn session_records(grant: &str, serial: u64) -> Vec<SessionRecord> {
     };
     vec![
         open.clone(),
-        open.for_event(RecordEvent::Warn, now + 480),
-        open.for_event(RecordEvent::Close, now + 500),
+        open.for_event(SessionEvent::Warn, now + 480),
+        open.for_event(SessionEvent::Close, now + 500),
         forced,
         deny,
     ]
-}
-
-fn host_records(grant: &str, serial: u64) -> Vec<breakglass_cli::host::SpoolRecord> {
-    session_records(grant, serial)
-        .iter()
-        .filter_map(|r| serde_json::to_vec(r).ok())
-        .filter_map(|j| serde_json::from_slice(&j).ok())
-        .collect()
 }
 
 /// Copies a log into seeds: each segment alone, all of them together, their checkpoints.
@@ -638,7 +630,7 @@ pub fn write(out: &Path, keys: &SeedKeys) -> Result<BTreeMap<&'static str, usize
             seeds.put("host_records", &seed).map_err(io("seed"))?;
         }
     }
-    for r in host_records("g-00000000000000aa", 42) {
+    for r in &records {
         let mut seed = vec![2u8];
         seed.extend(r.to_wire().encode_to_vec());
         seeds.put("host_records", &seed).map_err(io("seed"))?;
@@ -664,7 +656,7 @@ pub fn write(out: &Path, keys: &SeedKeys) -> Result<BTreeMap<&'static str, usize
         seeds.put("host_records", &seed).map_err(io("seed"))?;
     }
     // PAM module options: every option with its documented example, and each alone.
-    let args: Vec<String> = pam_breakglass::config::OPTIONS
+    let args: Vec<String> = breakglass_proto::pam_options::OPTIONS
         .iter()
         .map(|o| match o.example {
             Some(e) => format!("{}={e}", o.name),

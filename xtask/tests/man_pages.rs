@@ -225,7 +225,7 @@ fn pam_page_documents_every_module_option() {
 #[test]
 fn the_pam_checker_fails_when_an_option_is_missing() {
     let pam = man::pam_page();
-    for o in pam_breakglass::config::OPTIONS {
+    for o in breakglass_proto::pam_options::OPTIONS {
         let header = match o.value {
             Some(v) => format!(r"\fB{}=\fR\fI{v}\fR", o.name.replace('-', r"\-")),
             None => format!(r"\fB{}\fR", o.name),
@@ -243,7 +243,7 @@ fn the_pam_checker_fails_when_an_option_is_missing() {
 #[test]
 fn pam_page_examples_are_accepted_by_the_module() {
     for (what, args) in man::EXAMPLES {
-        if let Err(e) = pam_breakglass::config::Config::parse(args) {
+        if let Err(e) = breakglass_proto::pam_options::PamOptions::parse(args) {
             panic!("example {what:?} is rejected by the module: {e}");
         }
         let text = check::plain_text(&man::pam_page().roff);

@@ -27,6 +27,12 @@ const MAX_SIGNATURES: usize = 100;
 /// Longest note accepted, in bytes.
 pub const MAX_NOTE_LEN: usize = 16 * 1024;
 
+/// Length of the note that signs `body` once with the key named `name`: the body, the blank
+/// line, and one Ed25519 signature line (key id and signature: 68 bytes, 92 in base64).
+fn signed_len(body: &str, name: &str) -> usize {
+    body.len() + 1 + SIG_PREFIX.len() + name.len() + 1 + 92 + 1
+}
+
 /// Why a key, checkpoint or note was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoteError {
@@ -114,6 +120,13 @@ impl NoteSigner {
     /// Signs `body` (which must end in a newline) and returns the whole signed note.
     pub fn sign(&self, body: &str) -> Result<String, NoteError> {
         check_body(body)?;
+        let len = signed_len(body, &self.name);
+        if len > MAX_NOTE_LEN {
+            // A verifier would refuse it: never sign what cannot be verified.
+            return Err(NoteError::Malformed(format!(
+                "the signed note would be {len} bytes, more than {MAX_NOTE_LEN}"
+            )));
+        }
         let sig = self.key.sign(body.as_bytes());
         let mut blob = Vec::with_capacity(68);
         blob.extend_from_slice(&self.id);
@@ -418,6 +431,14 @@ impl Checkpoint {
         if extensions.iter().any(String::is_empty) {
             return Err(bad("empty extension line".into()));
         }
+        // A checkpoint is only worth something signed by its origin's key: refuse one that
+        // could not be (found by the `note` fuzz target).
+        let len = signed_len(body, origin);
+        if len > MAX_NOTE_LEN {
+            return Err(bad(format!(
+                "signed by its origin it would be a {len}-byte note, more than {MAX_NOTE_LEN}"
+            )));
+        }
         Ok(Self {
             origin: origin.to_owned(),
             size,
@@ -553,6 +574,21 @@ mod tests {
         ] {
             assert!(Checkpoint::parse(bad).is_err(), "{bad:?}");
         }
+        // Found by the `note` fuzz target: a checkpoint too long to be signed by its origin
+        // parsed, and its signed note was then refused. The longest that parses signs into a
+        // note of exactly the limit, which verifies.
+        let s = signer("ca.example/audit/v1", 1);
+        let base = signed_len(&cp(3).to_body(), &cp(3).origin);
+        let mut longest = cp(3);
+        longest.extensions = vec!["x".repeat(MAX_NOTE_LEN - base - 1)];
+        let parsed = Checkpoint::parse(&longest.to_body()).unwrap();
+        let note = s.sign_checkpoint(&parsed).unwrap();
+        assert_eq!(note.len(), MAX_NOTE_LEN);
+        assert_eq!(s.verifier().verify_checkpoint(&note).unwrap(), parsed);
+        let mut too_long = cp(3);
+        too_long.extensions = vec!["x".repeat(MAX_NOTE_LEN - base)];
+        assert!(Checkpoint::parse(&too_long.to_body()).is_err());
+        assert!(s.sign_checkpoint(&too_long).is_err());
     }
 
     proptest! {

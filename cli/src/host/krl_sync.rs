@@ -12,22 +12,30 @@
 //! that finds nothing new still touches the KRL, so its modification time says when it
 //! was last confirmed (the PAM module's `krl_max_age=` relies on that).
 //!
-//! Before installing, the host witnesses the CA's audit log ([`crate::witness::check`]):
+//! When the CA has recorded revocations it could not publish in a KRL yet (its audit disk
+//! is full), it serves the last published KRL and says so ([`unpublished`]): the sync
+//! installs that KRL if it is newer, does not mark it as confirmed (the file is not
+//! touched, so `krl_max_age=` keeps counting), says why no newer KRL is available, and
+//! exits 69.
+//!
+//! Before installing, the host witnesses the CA's audit log ([`crate::host::witness::check`]):
 //! a KRL from a daemon whose log does not extend the checkpoint this host saw last (rolled
 //! back or forked) is refused.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use breakglass_proto::krl::{Krl, SIGNATURE_NAMESPACE};
+use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::{GetRevocationListRequest, GetRevocationListResponse};
 use clap::Args;
 use ssh_key::{PublicKey, SshSig};
 
 use crate::commands::{self, write_atomic};
-use crate::connect;
-use crate::error::{Answer, CliError};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
 use crate::settings::Target;
 
 /// Largest CA keys file read.
@@ -37,6 +45,14 @@ const INSTALL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10
 
 /// `breakglass host sync-krl`.
 #[derive(Debug, Args, Clone)]
+#[command(
+    after_long_help = "When the CA has recorded revocations it could not publish in a \
+    KRL yet (it cannot write its audit log, e.g. the disk is full), it serves the last \
+    published KRL and says so: sync-krl installs that KRL if it is newer, does not mark the \
+    file as confirmed (the module's krl_max_age= keeps counting), says how many revocations \
+    it lacks and why, and exits 69. The CA publishes a newer KRL by itself as soon as it can \
+    record it; the next sync installs it."
+)]
 pub struct SyncKrlArgs {
     /// Where to install the KRL (the file sshd's RevokedKeys names)
     #[arg(long, value_name = "FILE")]
@@ -49,7 +65,7 @@ pub struct SyncKrlArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     #[command(flatten)]
-    pub witness: crate::witness::WitnessArgs,
+    pub witness: crate::host::witness::WitnessArgs,
 }
 
 /// What a sync did.
@@ -170,46 +186,35 @@ fn read_state(state: &Path) -> Result<Option<u64>, CliError> {
 
 /// Takes the install lock of `state` (`<state>.lock`), waiting a bounded time for
 /// another install to finish.
-fn lock_install(state: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, CliError> {
-    use std::os::unix::fs::OpenOptionsExt;
+async fn lock_install(state: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, CliError> {
     let path = PathBuf::from(format!("{}.lock", state.display()));
-    let deadline = std::time::Instant::now() + INSTALL_LOCK_WAIT;
-    loop {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| CliError::Io(format!("KRL install lock {}: {e}", path.display())))?;
-        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err((_, e)) => {
-                return Err(CliError::Io(format!(
-                    "KRL install lock {}: {e}; is another `breakglass host sync-krl` or watch-revocations stuck?",
-                    path.display()
-                )));
-            }
-        }
+    let stuck = |why: String| {
+        CliError::Io(format!(
+            "KRL install lock {}: {why}; is another `breakglass host sync-krl` or watch-revocations stuck?",
+            path.display()
+        ))
+    };
+    match super::lock::exclusive(&path, INSTALL_LOCK_WAIT).await {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(stuck(format!(
+            "still held after {}s",
+            INSTALL_LOCK_WAIT.as_secs()
+        ))),
+        Err(e) => Err(stuck(e.to_string())),
     }
 }
 
 /// Verifies `fetched` and installs it at `out` (atomically, then the state file).
 /// Refuses, leaving `out` untouched, a bad signature, a malformed or truncated KRL, or
 /// a version older than the one installed. One install at a time per state file.
-pub fn install(
+pub async fn install(
     fetched: &GetRevocationListResponse,
     cas: &[PublicKey],
     out: &Path,
     state: &Path,
 ) -> Result<Synced, CliError> {
     let krl = verify(fetched, cas)?;
-    let _one_at_a_time = lock_install(state)?;
+    let _one_at_a_time = lock_install(state).await?;
     let previous = read_state(state)?;
     if let Some(p) = previous
         && krl.version < p
@@ -221,12 +226,15 @@ pub fn install(
         )));
     }
     if previous == Some(krl.version) && std::fs::read(out).is_ok_and(|b| b == fetched.krl) {
-        // Confirmed current: record when, for krl_max_age.
-        std::fs::File::options()
-            .write(true)
-            .open(out)
-            .and_then(|f| f.set_modified(SystemTime::now()))
-            .map_err(|e| CliError::Io(format!("touching {}: {e}", out.display())))?;
+        // Confirmed current: record when, for krl_max_age. Not when the CA says this
+        // KRL lacks revocations it could not publish yet.
+        if fetched.unpublished_revocations == 0 {
+            std::fs::File::options()
+                .write(true)
+                .open(out)
+                .and_then(|f| f.set_modified(SystemTime::now()))
+                .map_err(|e| CliError::Io(format!("touching {}: {e}", out.display())))?;
+        }
         return Ok(Synced::UpToDate {
             version: krl.version,
         });
@@ -258,6 +266,29 @@ pub async fn ca_keys(target: &Target, file: Option<&Path>) -> Result<Vec<PublicK
     }
 }
 
+/// Why no newer KRL than `fetched` is available, when the CA says it has revocations it
+/// could not publish yet; `None` when `fetched` is current.
+pub fn unpublished(fetched: &GetRevocationListResponse) -> Option<String> {
+    if fetched.unpublished_revocations == 0 {
+        return None;
+    }
+    Some(format!(
+        "the CA has {} revocation(s), up to version {}, that it could not publish in a KRL yet: {}. \
+         KRL version {}, the newest it serves, does not list them: sshd on this host still accepts \
+         those certificates (hosts running `breakglass host watch-revocations` refuse their \
+         sessions already). The CA publishes a newer KRL by itself as soon as it can record it \
+         (its operators: free space on the disk of its audit log); the next sync installs it.",
+        fetched.unpublished_revocations,
+        fetched.newest_unpublished,
+        if fetched.unpublished_reason.is_empty() {
+            "it did not say why".to_owned()
+        } else {
+            esc(&fetched.unpublished_reason).to_string()
+        },
+        fetched.version,
+    ))
+}
+
 /// Fetches the signed KRL.
 pub async fn fetch(target: &Target) -> Result<GetRevocationListResponse, CliError> {
     let mut client = RevocationsClient::new(connect::channel(target)?);
@@ -268,14 +299,14 @@ pub async fn fetch(target: &Target) -> Result<GetRevocationListResponse, CliErro
 }
 
 /// The check that comes before any KRL from the daemon is installed: the daemon's audit log
-/// must extend the checkpoint this host saw last ([`crate::witness::check`]).
+/// must extend the checkpoint this host saw last ([`crate::host::witness::check`]).
 pub async fn witness_before_install(
     target: &Target,
-    witness: &crate::witness::WitnessArgs,
+    witness: &crate::host::witness::WitnessArgs,
     fetched: &GetRevocationListResponse,
     out: &Path,
 ) -> Result<(), CliError> {
-    crate::witness::check(
+    crate::host::witness::check(
         target,
         witness,
         Some(fetched.version),
@@ -294,12 +325,27 @@ pub async fn sync(target: &Target, args: &SyncKrlArgs) -> Result<Synced, CliErro
     let cas = ca_keys(target, args.ca_keys.as_deref()).await?;
     let fetched = fetch(target).await?;
     witness_before_install(target, &args.witness, &fetched, &args.out).await?;
-    install(
+    let done = install(
         &fetched,
         &cas,
         &args.out,
         &state_path(&args.out, args.state.as_deref()),
     )
+    .await?;
+    let Some(why) = unpublished(&fetched) else {
+        return Ok(done);
+    };
+    let what = match done {
+        Synced::UpToDate { version } => format!(
+            "KRL version {version} at {} is the newest the CA serves",
+            args.out.display()
+        ),
+        Synced::Installed { .. } => done.summary(&args.out),
+    };
+    Err(CliError::Unavailable(format!(
+        "{what}, but it is not complete: {why} {} is not marked as confirmed meanwhile (krl_max_age= keeps counting).",
+        args.out.display()
+    )))
 }
 
 #[cfg(test)]
@@ -326,6 +372,7 @@ mod tests {
             generated_at: 1_750_000_000,
             namespace: SIGNATURE_NAMESPACE.into(),
             revoked_serials: serials.len() as u64,
+            ..GetRevocationListResponse::default()
         }
     }
 
@@ -353,15 +400,15 @@ mod tests {
         )
     }
 
-    #[test]
-    fn installs_newer_versions_and_refuses_bad_ones_leaving_the_file_untouched() {
+    #[tokio::test]
+    async fn installs_newer_versions_and_refuses_bad_ones_leaving_the_file_untouched() {
         let ca = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
         let rogue = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
         let cas = vec![ca.public_key().clone()];
         let h = host();
         let v5 = signed(&ca, 5, &[11, 12]);
         assert_eq!(
-            install(&v5, &cas, &h.out, &h.state).unwrap(),
+            install(&v5, &cas, &h.out, &h.state).await.unwrap(),
             Synced::Installed {
                 version: 5,
                 previous: None,
@@ -406,7 +453,7 @@ mod tests {
         lying.version = 8;
         refused.push(("lying version", lying));
         for (what, f) in refused {
-            let e = install(&f, &cas, &h.out, &h.state).unwrap_err();
+            let e = install(&f, &cas, &h.out, &h.state).await.unwrap_err();
             assert_eq!(e.exit_code(), 65, "{what}: {e}");
             assert!(e.to_string().contains("KRL refused"), "{what}: {e}");
             assert_eq!(snapshot(&h.out), before, "{what}: file changed");
@@ -414,14 +461,14 @@ mod tests {
         }
         // The same version again: confirmed, file content unchanged.
         assert_eq!(
-            install(&v5, &cas, &h.out, &h.state).unwrap(),
+            install(&v5, &cas, &h.out, &h.state).await.unwrap(),
             Synced::UpToDate { version: 5 }
         );
         assert_eq!(std::fs::read(&h.out).unwrap(), v5.krl);
         // A newer one replaces it.
         let v6 = signed(&ca, 6, &[11, 12, 13]);
         assert_eq!(
-            install(&v6, &cas, &h.out, &h.state).unwrap(),
+            install(&v6, &cas, &h.out, &h.state).await.unwrap(),
             Synced::Installed {
                 version: 6,
                 previous: Some(5),
@@ -429,6 +476,56 @@ mod tests {
             }
         );
         assert_eq!(std::fs::read(&h.out).unwrap(), v6.krl);
+    }
+
+    #[tokio::test]
+    async fn a_krl_the_ca_says_lacks_revocations_is_installed_but_not_confirmed() {
+        let ca = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
+        let cas = vec![ca.public_key().clone()];
+        let h = host();
+        let v5 = signed(&ca, 5, &[11]);
+        assert_eq!(unpublished(&v5), None);
+        install(&v5, &cas, &h.out, &h.state).await.unwrap();
+        let old = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let f = std::fs::File::options().write(true).open(&h.out).unwrap();
+        f.set_modified(old).unwrap();
+
+        // The CA could not publish a newer KRL: it serves v5 and says what v5 lacks.
+        let mut behind = v5.clone();
+        behind.unpublished_revocations = 2;
+        behind.newest_unpublished = 42;
+        behind.unpublished_reason = "the audit log cannot be written (No space left)".into();
+        let why = unpublished(&behind).unwrap();
+        for want in [
+            "the CA has 2 revocation(s), up to version 42, that it could not publish",
+            "(No space left)",
+            "KRL version 5, the newest it serves, does not list them",
+            "sshd on this host still accepts those certificates",
+        ] {
+            assert!(why.contains(want), "missing {want:?} in {why}");
+        }
+        assert_eq!(
+            install(&behind, &cas, &h.out, &h.state).await.unwrap(),
+            Synced::UpToDate { version: 5 }
+        );
+        assert_eq!(
+            snapshot(&h.out).1,
+            old,
+            "marked as confirmed although incomplete"
+        );
+
+        // A newer version is still installed (better than the old one), behind or not.
+        let mut v6 = signed(&ca, 6, &[11, 12]);
+        v6.unpublished_revocations = 1;
+        v6.newest_unpublished = 43;
+        assert!(matches!(
+            install(&v6, &cas, &h.out, &h.state).await.unwrap(),
+            Synced::Installed { version: 6, .. }
+        ));
+        assert_eq!(std::fs::read(&h.out).unwrap(), v6.krl);
+        // The reason is shown escaped.
+        v6.unpublished_reason = "disk\x1b[2Jfull".into();
+        assert!(!unpublished(&v6).unwrap().contains('\x1b'));
     }
 
     #[test]

@@ -22,11 +22,11 @@
 //!
 //! One check at a time per state file (an `flock` on `<state>.lock`), so that `sync-krl`,
 //! `ship` and the watcher, which may run together, never move the saved checkpoint back.
+#![forbid(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bg_syslog::{Severity, Syslog};
 use breakglass_proto::audit::{Checkpoint, Hash, NoteVerifier, check_extends};
@@ -36,8 +36,8 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::commands::write_atomic;
-use crate::connect;
-use crate::error::{Answer, CliError};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
 use crate::settings::{Overrides, Target};
 
 /// Default witness state file.
@@ -214,35 +214,17 @@ async fn lock(state: &Path) -> Result<nix::fcntl::Flock<File>, CliError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| CliError::Io(format!("witness state directory {}: {e}", dir.display())))?;
     }
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| CliError::Io(format!("witness lock {}: {e}", path.display())))?;
-        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err((_, e)) => {
-                return Err(CliError::Io(format!(
-                    "witness lock {}: {} (another breakglass host command keeps checking the \
-                     CA's audit log)",
-                    path.display(),
-                    if e == nix::errno::Errno::EWOULDBLOCK {
-                        format!("still held after {}s", LOCK_WAIT.as_secs())
-                    } else {
-                        e.to_string()
-                    }
-                )));
-            }
-        }
+    let held = |why: String| {
+        CliError::Io(format!(
+            "witness lock {}: {why} (another breakglass host command keeps checking the \
+             CA's audit log)",
+            path.display()
+        ))
+    };
+    match super::lock::exclusive(&path, LOCK_WAIT).await {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(held(format!("still held after {}s", LOCK_WAIT.as_secs()))),
+        Err(e) => Err(held(e.to_string())),
     }
 }
 
@@ -767,7 +749,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/witness");
         let held = lock(&p).await.unwrap();
-        let f = OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .open(format!("{}.lock", p.display()))
             .unwrap();

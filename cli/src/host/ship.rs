@@ -13,199 +13,51 @@
 //!   30 s) for at most `--retry-for`, then gives up (exit 69); the next run (the guard's
 //!   next record, or the systemd timer) delivers the rest.
 //! - Only into a log this host can trust: before the first record is sent, the host
-//!   witnesses the CA's audit log ([`crate::witness::check`]); when the log does not extend
+//!   witnesses the CA's audit log ([`super::witness::check`]); when the log does not extend
 //!   the checkpoint this host saw last (rolled back or forked), nothing is delivered and the
 //!   records stay in the spool.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+#![forbid(unsafe_code)]
+
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use breakglass_proto::spool::{self, SessionEvent, SessionRecord};
 use breakglass_proto::text::escaped as esc;
+use breakglass_proto::v1::AppendHostRecordsRequest;
 use breakglass_proto::v1::host_agent_client::HostAgentClient;
 use breakglass_proto::v1::host_record_result::Status as RecordStatus;
-use breakglass_proto::v1::{AppendHostRecordsRequest, HostRecord};
-use clap::{Args, Subcommand};
-use serde::Deserialize;
+use clap::Args;
 
-use crate::connect;
-use crate::error::{Answer, CliError};
-use crate::settings::{Overrides, Target};
+use crate::connect::{self, Answer};
+use crate::error::CliError;
+use crate::settings::Target;
 
-/// Default spool directory (the module's default `spool=`).
-pub const DEFAULT_SPOOL: &str = "/var/spool/breakglass";
 /// Lock file inside the spool.
 pub const LOCK_FILE: &str = ".ship.lock";
 /// Where rejected records are kept.
 pub const REJECTED_DIR: &str = "rejected";
 /// Records per call.
 const BATCH: usize = 100;
-/// Largest spool file read.
-const MAX_RECORD_FILE: u64 = 64 * 1024;
-
-/// `breakglass host ...`.
-#[derive(Debug, Subcommand)]
-pub enum HostCmd {
-    /// Deliver the spooled session records to breakglass-ca (exactly once, oldest first)
-    Ship(ShipArgs),
-    /// Install the CA's signed KRL for sshd's RevokedKeys (verified, never older, atomic).
-    /// The daemon serves the KRL to hosts (this host's host://NAME certificate, in the
-    /// group hosts) and admins only
-    SyncKrl(crate::krl_sync::SyncKrlArgs),
-    /// End open sessions of revoked grants and refuse their new logins at once (follows
-    /// the daemon's revocation stream, which it serves to hosts and admins only)
-    ///
-    /// For each revocation it marks the registered sessions of the grant (their guards end
-    /// them), marks the grant itself in the sessions directory (<grant>.grant-revoked; the
-    /// PAM module denies new sessions of it), and with --krl installs the CA's new signed
-    /// KRL for sshd's RevokedKeys at once, verified and replaced atomically like `host
-    /// sync-krl` (which stays the fallback). While the stream is down it polls the KRL.
-    ///
-    /// It also replaces session guards that died, so their sessions still end at expiry.
-    WatchRevocations(crate::watch::WatchArgs),
-    /// Add pam_breakglass.so to sshd's PAM session stack (after pam_loginuid, before pam_env), with a backup
-    EnablePam(crate::pam_stack::EnablePamArgs),
-    /// Remove pam_breakglass.so from sshd's PAM stack, with a backup
-    DisablePam(crate::pam_stack::DisablePamArgs),
-    /// Check this host's set-up (sshd, PAM line, module, KRL, CA keys, daemon, clock) and
-    /// print each problem with its fix; exit 78 when anything FAILs
-    Doctor(crate::doctor::DoctorArgs),
-    /// Check now that the CA's audit log extends the checkpoint this host saw last (no
-    /// rollback, no fork), as sync-krl, ship and watch-revocations do first; --reset re-pins
-    /// the log after a log_consistency_failed the CA's operators have acknowledged
-    Witness(crate::witness::WitnessCmd),
-}
 
 /// `breakglass host ship`.
 #[derive(Debug, Args, Clone)]
 pub struct ShipArgs {
     /// Spool directory (the module's spool= option)
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_SPOOL)]
+    #[arg(long, value_name = "DIR", default_value = spool::DEFAULT_DIR)]
     pub spool: PathBuf,
     /// Try once: no retries while the daemon is unreachable
     #[arg(long)]
     pub once: bool,
     /// Give up after retrying this long while the daemon is unreachable
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::flags::parse_duration)]
     pub retry_for: Duration,
     /// Wait at most this long for another shipper to release the spool
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = crate::flags::parse_duration)]
     pub lock_wait: Duration,
     #[command(flatten)]
-    pub witness: crate::witness::WitnessArgs,
-}
-
-/// Runs a host subcommand.
-pub async fn run(cmd: HostCmd, overrides: &Overrides) -> Result<(), CliError> {
-    match cmd {
-        HostCmd::Ship(mut a) => {
-            let target = overrides.resolve()?;
-            a.witness = a.witness.with_config(overrides)?;
-            let r = ship(&target, &a).await?;
-            eprintln!("{}", r.summary());
-        }
-        HostCmd::SyncKrl(mut a) => {
-            let target = overrides.resolve()?;
-            a.witness = a.witness.with_config(overrides)?;
-            let r = crate::krl_sync::sync(&target, &a).await?;
-            eprintln!("{}", r.summary(&a.out));
-        }
-        HostCmd::WatchRevocations(mut a) => {
-            let target = overrides.resolve()?;
-            a.witness = a.witness.with_config(overrides)?;
-            crate::watch::watch(&target, &a, std::future::pending()).await?;
-        }
-        HostCmd::Witness(mut a) => {
-            let target = overrides.resolve()?;
-            a.witness = a.witness.with_config(overrides)?;
-            println!("{}", crate::witness::run(&target, &a).await?);
-        }
-        HostCmd::EnablePam(a) => println!("{}", crate::pam_stack::enable(&a)?),
-        HostCmd::DisablePam(a) => println!("{}", crate::pam_stack::disable(&a)?),
-        HostCmd::Doctor(mut a) => {
-            a.witness = a.witness.with_config(overrides)?;
-            crate::doctor::run(&a, overrides).await?;
-        }
-    }
-    Ok(())
-}
-
-/// A spool record as `pam_breakglass` writes it (pam/src/record.rs `SessionRecord`).
-/// Unknown fields are ignored so that a newer module's records still ship.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SpoolRecord {
-    /// Format version.
-    pub version: u32,
-    /// Unique id; the file name without `.json`.
-    pub record_id: String,
-    /// Session id.
-    pub session: String,
-    /// open, deny, warn, close, forced_end.
-    pub event: String,
-    /// Unix seconds.
-    pub time: u64,
-    /// Host name.
-    pub host: String,
-    /// Login user.
-    pub user: String,
-    /// Grant id.
-    #[serde(default)]
-    pub grant: Option<String>,
-    /// Certificate serial.
-    #[serde(default)]
-    pub serial: Option<u64>,
-    /// Certificate key id.
-    #[serde(default)]
-    pub key_id: Option<String>,
-    /// Client address.
-    #[serde(default)]
-    pub rhost: Option<String>,
-    /// sshd session pid.
-    pub pid: u32,
-    /// Session start, Unix seconds.
-    pub start: u64,
-    /// Certificate expiry.
-    #[serde(default)]
-    pub expires: Option<u64>,
-    /// Reason code.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// Reason detail.
-    #[serde(default)]
-    pub detail: Option<String>,
-}
-
-impl SpoolRecord {
-    /// The wire form.
-    #[must_use]
-    pub fn to_wire(&self) -> HostRecord {
-        HostRecord {
-            record_id: self.record_id.clone(),
-            session: self.session.clone(),
-            event: self.event.clone(),
-            time: self.time,
-            host: self.host.clone(),
-            user: self.user.clone(),
-            grant: self.grant.clone().unwrap_or_default(),
-            serial: self.serial.unwrap_or_default(),
-            rhost: self.rhost.clone().unwrap_or_default(),
-            pid: self.pid,
-            start: self.start,
-            expires: self.expires.unwrap_or_default(),
-            reason: self.reason.clone().unwrap_or_default(),
-            detail: self.detail.clone().unwrap_or_default(),
-            key_id: self.key_id.clone().unwrap_or_default(),
-        }
-    }
-
-    fn rank(&self) -> u8 {
-        match self.event.as_str() {
-            "open" | "deny" => 0,
-            "warn" => 1,
-            _ => 2,
-        }
-    }
+    pub witness: super::witness::WitnessArgs,
 }
 
 /// What one `ship` run did.
@@ -257,27 +109,17 @@ async fn lock_spool(
     wait: Duration,
 ) -> Result<Option<nix::fcntl::Flock<File>>, CliError> {
     let path = spool.join(LOCK_FILE);
-    let deadline = Instant::now() + wait;
-    loop {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| CliError::Io(format!("spool lock {}: {e}", path.display())))?;
-        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(Some(l)),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
-            Err((_, e)) => {
-                return Err(CliError::Io(format!("spool lock {}: {e}", path.display())));
-            }
-        }
+    super::lock::exclusive(&path, wait)
+        .await
+        .map_err(|e| CliError::Io(format!("spool lock {}: {e}", path.display())))
+}
+
+/// Shipping order within one second: open (or deny) < warn < close and forced end.
+fn rank(event: SessionEvent) -> u8 {
+    match event {
+        SessionEvent::Open | SessionEvent::Deny => 0,
+        SessionEvent::Warn => 1,
+        SessionEvent::Close | SessionEvent::ForcedEnd => 2,
     }
 }
 
@@ -285,7 +127,7 @@ async fn lock_spool(
 fn list_spool(
     spool: &Path,
     report: &mut ShipReport,
-) -> Result<Vec<(PathBuf, SpoolRecord)>, CliError> {
+) -> Result<Vec<(PathBuf, SessionRecord)>, CliError> {
     use std::io::Read as _;
     let rd = std::fs::read_dir(spool)
         .map_err(|e| CliError::Io(format!("spool {}: {e}", spool.display())))?;
@@ -295,20 +137,20 @@ fn list_spool(
         let name = entry.file_name();
         let name = name.to_string_lossy();
         // Dot files are the module's temporary files and our lock.
-        if name.starts_with('.') || !name.ends_with(".json") {
+        if name.starts_with('.') || !name.ends_with(spool::FILE_SUFFIX) {
             continue;
         }
         let path = entry.path();
         let mut text = Vec::new();
-        let read = File::open(&path).and_then(|f| f.take(MAX_RECORD_FILE).read_to_end(&mut text));
+        let read = File::open(&path).and_then(|f| f.take(spool::MAX_FILE).read_to_end(&mut text));
         match read {
             Ok(_) => {}
             // Shipped and removed by someone else meanwhile.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(CliError::Io(format!("{}: {e}", path.display()))),
         }
-        match serde_json::from_slice::<SpoolRecord>(&text) {
-            Ok(r) if format!("{}.json", r.record_id) == name => out.push((path, r)),
+        match SessionRecord::from_json(&text) {
+            Ok(r) if r.file_name() == name => out.push((path, r)),
             Ok(r) => {
                 reject(
                     spool,
@@ -324,7 +166,7 @@ fn list_spool(
         }
     }
     out.sort_by(|(_, a), (_, b)| {
-        (a.time, a.rank(), &a.record_id).cmp(&(b.time, b.rank(), &b.record_id))
+        (a.time, rank(a.event), &a.record_id).cmp(&(b.time, rank(b.event), &b.record_id))
     });
     Ok(out)
 }
@@ -394,7 +236,7 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
         };
         let answer = async {
             if !witnessed {
-                crate::witness::check(
+                super::witness::check(
                     target,
                     &args.witness,
                     None,
@@ -520,7 +362,7 @@ mod tests {
         std::fs::write(dir.path().join(".x.json.tmp"), "{").unwrap();
         let mut report = ShipReport::default();
         let list = list_spool(dir.path(), &mut report).unwrap();
-        let events: Vec<&str> = list.iter().map(|(_, r)| r.event.as_str()).collect();
+        let events: Vec<&str> = list.iter().map(|(_, r)| r.event.name()).collect();
         assert_eq!(events, ["warn", "open", "close"]);
         assert_eq!(report.rejected, 1);
         assert!(dir.path().join("rejected/garbage.json").exists());

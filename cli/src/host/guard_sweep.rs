@@ -14,6 +14,7 @@
 //! Who watches the watcher: systemd (`Restart=always` in
 //! `breakglass-watch-revocations.service`, which also sets `OOMScoreAdjust=-1000`).
 //! Without a running watcher a dead guard is not replaced.
+#![forbid(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

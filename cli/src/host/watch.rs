@@ -17,15 +17,16 @@
 //! signed KRL instead, verified against the CA keys, and marks sessions whose serial it
 //! lists. When the daemon cannot be reached at all, sessions still end at expiry:
 //! the guards never depend on the watcher for that. The watcher does replace guards that
-//! died, so that their sessions still end at expiry ([`crate::guard_sweep`]).
+//! died, so that their sessions still end at expiry ([`crate::host::guard_sweep`]).
 //!
 //! The guard is a small synchronous program that links no async runtime; keeping the
 //! network side in this separate process is what lets it stay that way.
 //!
 //! At every (re)connect of the stream the watcher witnesses the CA's audit log
-//! ([`crate::witness::check`]). When the log does not extend the checkpoint this host saw
+//! ([`crate::host::witness::check`]). When the log does not extend the checkpoint this host saw
 //! last, the check records, logs and reports it; the watcher keeps ending sessions of
 //! revoked grants (that only takes access away), and no KRL from that log is installed.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ use ssh_key::PublicKey;
 
 use crate::connect;
 use crate::error::CliError;
-use crate::krl_sync::{self, Synced};
+use crate::host::krl_sync::{self, Synced};
 use crate::settings::Target;
 
 /// A stream that carries nothing (not even a heartbeat) this long is considered dead.
@@ -64,7 +65,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub ca_keys: Option<PathBuf>,
     /// How often to poll the KRL while the revocation stream is down
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::flags::parse_duration)]
     pub poll: Duration,
     /// Also keep sshd's KRL here (the file RevokedKeys names): the CA's new signed KRL is
     /// installed as soon as a revocation arrives, verified and replaced like `host
@@ -76,7 +77,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE", requires = "krl")]
     pub krl_state: Option<PathBuf>,
     #[command(flatten)]
-    pub witness: crate::witness::WitnessArgs,
+    pub witness: crate::host::witness::WitnessArgs,
 }
 
 fn unix_now() -> u64 {
@@ -292,7 +293,7 @@ struct KrlKeeper {
     /// After a failed attempt, the next one waits until then (unless news arrives).
     retry_after: Option<std::time::Instant>,
     /// How this host witnesses the CA's audit log before each install.
-    witness: crate::witness::WitnessArgs,
+    witness: crate::host::witness::WitnessArgs,
 }
 
 impl KrlKeeper {
@@ -331,11 +332,18 @@ impl KrlKeeper {
     }
 
     /// Installs `fetched` (verified against `cas`, atomically; refused if older).
-    fn install(&mut self, fetched: &GetRevocationListResponse, cas: &[PublicKey]) {
-        match krl_sync::install(fetched, cas, &self.out, &self.state) {
+    async fn install(&mut self, fetched: &GetRevocationListResponse, cas: &[PublicKey]) {
+        match krl_sync::install(fetched, cas, &self.out, &self.state).await {
             Ok(done) => {
                 if matches!(done, Synced::Installed { .. }) {
                     eprintln!("breakglass: {}", done.summary(&self.out));
+                }
+                // A heartbeat announces the newer version once the CA can publish it.
+                if let Some(why) = krl_sync::unpublished(fetched) {
+                    eprintln!(
+                        "breakglass: KRL version {} is not current: {why}",
+                        fetched.version
+                    );
                 }
                 self.installed = Some(match done {
                     Synced::Installed { version, .. } | Synced::UpToDate { version } => version,
@@ -379,7 +387,7 @@ impl KrlKeeper {
                     eprintln!("breakglass: {e}");
                     return;
                 }
-                self.install(&fetched, keys)
+                self.install(&fetched, keys).await;
             }
             Err(e) => {
                 self.failed();
@@ -419,7 +427,7 @@ async fn poll_krl(
     let fetched = krl_sync::fetch(target).await?;
     let krl = krl_sync::verify(&fetched, cas)?;
     if let Some(k) = keeper {
-        k.install(&fetched, cas);
+        k.install(&fetched, cas).await;
     }
     Ok(w.apply_krl(&krl, cas))
 }
@@ -432,7 +440,7 @@ pub async fn watch(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), CliError> {
     let mut w = Watcher::new(&args.sessions)?;
-    let _guards = crate::guard_sweep::Sweeper::start(&args.sessions);
+    let _guards = crate::host::guard_sweep::Sweeper::start(&args.sessions);
     tokio::pin!(stop);
     let mut cas = CaKeys {
         file: args.ca_keys.clone(),
@@ -455,7 +463,7 @@ pub async fn watch(
                 );
                 backoff = Duration::from_secs(1);
                 let witnessed = tokio::select! {
-                    r = crate::witness::check(
+                    r = crate::host::witness::check(
                         target,
                         &args.witness,
                         None,
@@ -691,7 +699,7 @@ mod tests {
             poll: Duration::from_secs(1),
             krl: Some(PathBuf::from("/etc/ssh/k.krl")),
             krl_state: None,
-            witness: crate::witness::WitnessArgs::default(),
+            witness: crate::host::witness::WitnessArgs::default(),
         };
         let mut k = KrlKeeper::new(&args).unwrap();
         assert_eq!(k.state, PathBuf::from("/etc/ssh/k.krl.version"));
