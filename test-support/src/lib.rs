@@ -10,8 +10,9 @@
 //! its wire types or tokio's runtime) and std-level crates beneath it, the daemon, the CLI
 //! and the PAM module can use it from their unit and integration tests alike, and the
 //! module's tests still build no gRPC stack. The contract crate's integration tests use
-//! it too; its unit tests do not (they would link a second copy of the contract crate,
-//! whose types do not unify with their own). Harness pieces that need the daemon or the CLI (an in-process daemon, hosts
+//! it too; its unit tests only use what takes none of its types (`oracle`): they link a
+//! second copy of the contract crate through this one, whose types would not unify with
+//! their own. Harness pieces that need the daemon or the CLI (an in-process daemon, hosts
 //! following it) live one floor up, in `breakglass-tests` (`tests/src`), which
 //! re-exports this crate.
 //!
@@ -25,6 +26,7 @@ pub mod artifacts;
 pub mod ca;
 pub mod cert;
 pub mod fs;
+pub mod oracle;
 pub mod pam_wrapper;
 pub mod process;
 pub mod sshd;
