@@ -14,11 +14,10 @@ use breakglass_cli::host::ship::ShipArgs;
 use breakglass_cli::revoke;
 use breakglass_proto::audit::event::EndReason;
 use breakglass_proto::audit::{Actor, EventKind};
-use breakglass_proto::v1::RevokeRequest;
 use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::host::{Krl, TestHost, session_end};
-use breakglass_tests::revocation::{self, ADMIN, Grant, SRE2, audit_events, issue};
+use breakglass_tests::revocation::{self, ADMIN, Grant, SRE2, audit_events, issue, revoke_request};
 use breakglass_tests::sshd::{SshSession, TestUser, require_root};
 
 /// Waits (off the runtime) for ssh to exit; returns its exit code.
@@ -54,10 +53,10 @@ async fn revoked_grant_session_ends_within_seconds_and_the_next_login_is_refused
     let admin = d.new_client("admin", ADMIN);
     let r = revoke::revoke(
         &admin,
-        RevokeRequest {
-            target: Some(Selector::GrantId(g.grant_id.clone())),
-            reason: "INC-66 credentials exposed".into(),
-        },
+        revoke_request(
+            Selector::GrantId(g.grant_id.clone()),
+            "INC-66 credentials exposed",
+        ),
     )
     .await
     .unwrap();
@@ -163,10 +162,10 @@ async fn revoking_a_requester_ends_all_their_sessions_on_two_hosts_and_no_one_el
     let admin = d.new_client("admin", ADMIN);
     let r = revoke::revoke(
         &admin,
-        RevokeRequest {
-            target: Some(Selector::Requester("sre@example.com".into())),
-            reason: "INC-67 account compromised".into(),
-        },
+        revoke_request(
+            Selector::Requester("sre@example.com".into()),
+            "INC-67 account compromised",
+        ),
     )
     .await
     .unwrap();
