@@ -77,19 +77,19 @@ async fn one_action_refusal(d: &TestDaemon, before: usize) -> (Actor, ActionRefu
     one_refusal(d, before, action_refusal).await
 }
 
-/// The request refusal `kind` is, or `kind` back.
-fn request_refusal(kind: EventKind) -> Result<RequestRefused, EventKind> {
+/// The request refusal `kind` is, if it is one.
+fn request_refusal(kind: &EventKind) -> Option<RequestRefused> {
     match kind {
-        EventKind::RequestRefused(r) => Ok(*r),
-        other => Err(other),
+        EventKind::RequestRefused(r) => Some((**r).clone()),
+        _ => None,
     }
 }
 
-/// The action refusal `kind` is, or `kind` back.
-fn action_refusal(kind: EventKind) -> Result<ActionRefused, EventKind> {
+/// The action refusal `kind` is, if it is one.
+fn action_refusal(kind: &EventKind) -> Option<ActionRefused> {
     match kind {
-        EventKind::ActionRefused(a) => Ok(a),
-        other => Err(other),
+        EventKind::ActionRefused(a) => Some(a.clone()),
+        _ => None,
     }
 }
 
@@ -97,12 +97,12 @@ fn action_refusal(kind: EventKind) -> Result<ActionRefused, EventKind> {
 async fn one_refusal<R>(
     d: &TestDaemon,
     before: usize,
-    of: fn(EventKind) -> Result<R, EventKind>,
+    of: fn(&EventKind) -> Option<R>,
 ) -> (Actor, R) {
     let mut new = new_events(d, before).await;
     assert_eq!(new.len(), 1, "{new:#?}");
     let e = new.remove(0);
-    let refusal = of(e.kind).unwrap_or_else(|other| panic!("not the refusal expected: {other:?}"));
+    let refusal = of(&e.kind).unwrap_or_else(|| panic!("not the refusal expected: {:?}", e.kind));
     (e.actor, refusal)
 }
 
@@ -131,7 +131,7 @@ async fn refused<T: std::fmt::Debug, R>(
     d: &TestDaemon,
     code: Code,
     call: impl Future<Output = Result<T, tonic::Status>>,
-    of: fn(EventKind) -> Result<R, EventKind>,
+    of: fn(&EventKind) -> Option<R>,
 ) -> Refusal<R> {
     let index = all_events(d).await.len();
     let answer = call.await.unwrap_err();
