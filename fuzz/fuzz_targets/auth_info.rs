@@ -17,17 +17,17 @@ fuzz_target!(|data: &[u8]| {
     let Verdict::Verified(v) = verdict else {
         return;
     };
-    assert_eq!(v.principal, USER);
-    assert!(v.valid_after <= NOW && NOW < v.valid_before, "{v:?}");
-    assert!(v.profile.allows_host(HOST), "{v:?}");
+    assert_eq!(v.principal(), USER);
+    assert!(v.valid_after() <= NOW && NOW < v.valid_before(), "{v:?}");
+    assert!(v.profile().allows_host(HOST), "{v:?}");
     assert!(
-        !fixture_revokes(v.serial, &v.key_id),
+        !fixture_revokes(v.serial(), v.key_id()),
         "revoked yet verified: {v:?}"
     );
     let Ok(AuthInfo::Certificate(keytype, b64)) = parsed else {
         panic!("verified, but the line parser found no certificate: {parsed:?}");
     };
     let cert = Certificate::from_openssh(&format!("{keytype} {b64}")).expect("it verified");
-    assert_eq!(cert.serial(), v.serial);
+    assert_eq!(cert.serial(), v.serial());
     assert_signed_bytes_bind(&cert, data);
 });

@@ -152,18 +152,18 @@ fuzz_target!(|input: Input| {
     let grant = breakglass_proto::profile::parse_key_id(&key_id)
         .expect("key id of ours")
         .0;
-    assert_eq!(v.profile.grant_id, grant);
+    assert_eq!(v.profile().grant_id, grant);
     assert_eq!(
         cert.extensions().get(EXT_GRANT_ID).map(String::as_str),
         Some(grant.to_string().as_str())
     );
-    assert!(v.profile.allows_host(HOST));
+    assert!(v.profile().allows_host(HOST));
     assert!(
         !fixture_revokes(input.serial, &key_id),
         "revoked yet verified"
     );
     assert_eq!(
-        v.force_command.as_deref(),
+        v.force_command(),
         cert.critical_options()
             .get(CRITICAL_FORCE_COMMAND)
             .map(String::as_str)

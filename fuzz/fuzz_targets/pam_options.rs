@@ -9,9 +9,9 @@
 
 use std::ffi::CString;
 
-use libfuzzer_sys::fuzz_target;
 use breakglass_proto::pam_options::{OPTIONS, PamOptions};
-use pam_breakglass::ffi::utf8_args;
+use libfuzzer_sys::fuzz_target;
+use pam_breakglass::hooks::utf8_args;
 
 fuzz_target!(|data: &[u8]| {
     let cstrings: Vec<CString> = data

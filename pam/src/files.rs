@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::ffi::os;
+use crate::system;
 
 /// Reads a root-controlled file: opened without following symlinks, must be a regular
 /// file owned by root (or by the running user), not writable by group or others, and at
@@ -44,7 +44,7 @@ pub fn read_trusted_file(path: &Path, what: &str, max_len: u64) -> Result<Vec<u8
 }
 
 fn check_owner_mode(meta: &fs::Metadata, what: &str, path: &Path) -> Result<(), String> {
-    let euid = os::geteuid();
+    let euid = system::geteuid();
     if meta.uid() != 0 && meta.uid() != euid {
         return Err(format!(
             "{what} {} is owned by uid {}; it must be owned by root: chown root {}",
@@ -115,7 +115,7 @@ pub fn write_durable(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> 
 pub fn write_durable_locked(dir: &Path, name: &str, data: &[u8]) -> Result<File, String> {
     use std::os::fd::AsFd;
     write_durable_with(dir, name, data, |f| {
-        os::flock(f.as_fd(), libc::LOCK_EX | libc::LOCK_NB)
+        system::flock(f.as_fd(), libc::LOCK_EX | libc::LOCK_NB)
     })
 }
 

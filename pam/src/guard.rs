@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,9 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bg_syslog::{Severity, Syslog};
 use serde::{Deserialize, Serialize};
 
-use crate::ffi::os;
-use crate::module::record_fields;
+use crate::log::{borrowed, record_fields};
 use crate::procs;
+use crate::system;
 use crate::verify::fmt_time;
 pub use breakglass_proto::pam_options::ShipSpec;
 use breakglass_proto::sessions::{self, Registration, RevocationMarker};
@@ -35,6 +35,14 @@ use breakglass_proto::text;
 
 /// Syslog ident of the guard.
 pub const IDENT: &str = "breakglass-guard";
+
+/// Fd number the guard finds the pidfd of the watched sshd process on.
+pub const GUARD_PIDFD: RawFd = 3;
+/// Fd number the guard reports readiness on (`ok` and a newline, or `error: ...`).
+pub const GUARD_READY_FD: RawFd = 4;
+/// Fd number the guard reads its JSON spec from (kept out of argv, which every local
+/// user can read in `ps`).
+pub const GUARD_SPEC_FD: RawFd = 5;
 
 /// Why the guard was started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,8 +111,8 @@ const OOM_SCORE_ADJ: &str = "-1000";
 const MAX_SPEC: u64 = 64 * 1024;
 
 fn read_spec() -> Result<GuardSpec, String> {
-    let fd = os::inherited_fd(os::GUARD_SPEC_FD)
-        .map_err(|e| format!("no spec on fd {}: {e}", os::GUARD_SPEC_FD))?;
+    let fd = system::inherited_fd(GUARD_SPEC_FD)
+        .map_err(|e| format!("no spec on fd {}: {e}", GUARD_SPEC_FD))?;
     let mut json = Vec::new();
     File::from(fd)
         .take(MAX_SPEC)
@@ -115,7 +123,7 @@ fn read_spec() -> Result<GuardSpec, String> {
 
 /// Entry point of the `breakglass-guard` executable; returns the exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
-    let mut ready = os::inherited_fd(os::GUARD_READY_FD).ok().map(File::from);
+    let mut ready = system::inherited_fd(GUARD_READY_FD).ok().map(File::from);
     let fail = |ready: &mut Option<File>, msg: String| {
         if let Some(f) = ready.as_mut() {
             let _ = writeln!(f, "error: {msg}");
@@ -140,33 +148,30 @@ pub fn main_with_args(args: &[String]) -> i32 {
         }
         _ => return fail(&mut ready, USAGE.to_owned()),
     };
-    let pidfd = match os::inherited_fd(os::GUARD_PIDFD) {
+    let pidfd = match system::inherited_fd(GUARD_PIDFD) {
         Ok(fd) => fd,
         Err(e) => {
-            return fail(
-                &mut ready,
-                format!("no pidfd on fd {}: {e}", os::GUARD_PIDFD),
-            );
+            return fail(&mut ready, format!("no pidfd on fd {}: {e}", GUARD_PIDFD));
         }
     };
-    if let Err(e) = os::pidfd_send_signal(pidfd.as_fd(), 0)
+    if let Err(e) = system::pidfd_send_signal(pidfd.as_fd(), 0)
         && e.raw_os_error() != Some(libc::ESRCH)
     {
         return fail(
             &mut ready,
-            format!("fd {} is not a pidfd: {e}", os::GUARD_PIDFD),
+            format!("fd {} is not a pidfd: {e}", GUARD_PIDFD),
         );
     }
     let sshd = procs::pidfd_pid(pidfd.as_fd())
         .and_then(|pid| Some((pid, procs::start_time(pid)?)))
         // Only while the pidfd's process lives do pid and start time name it.
-        .filter(|_| os::pidfd_send_signal(pidfd.as_fd(), 0).is_ok());
+        .filter(|_| system::pidfd_send_signal(pidfd.as_fd(), 0).is_ok());
     let mut guard = Guard {
         log: Syslog::new(IDENT, &spec.syslog),
         spec,
         pidfd: Some(pidfd),
         sshd,
-        me: os::getpid(),
+        me: system::getpid(),
         registry: None,
         lock: None,
         replaces: None,
@@ -202,7 +207,7 @@ fn resume(session: &str, dir: &Path) -> Result<(), String> {
         }
         Err(e) => return Err(format!("cannot open {}: {e}", reg_path.display())),
     };
-    match os::flock(held.as_fd(), libc::LOCK_EX | libc::LOCK_NB) {
+    match system::flock(held.as_fd(), libc::LOCK_EX | libc::LOCK_NB) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
             eprintln!("breakglass-guard: session {session} has a live guard");
@@ -233,8 +238,8 @@ fn resume(session: &str, dir: &Path) -> Result<(), String> {
     // The pidfd pins the process; the start time says it is still sshd's, not a
     // process that got its recycled pid.
     let pidfd = state.sshd.and_then(|(pid, start)| {
-        let fd = os::pidfd_open(pid).ok()?;
-        (procs::start_time(pid) == Some(start) && os::pidfd_send_signal(fd.as_fd(), 0).is_ok())
+        let fd = system::pidfd_open(pid).ok()?;
+        (procs::start_time(pid) == Some(start) && system::pidfd_send_signal(fd.as_fd(), 0).is_ok())
             .then_some(fd)
     });
     let mut spec = state.spec;
@@ -244,7 +249,7 @@ fn resume(session: &str, dir: &Path) -> Result<(), String> {
         sshd: state.sshd.filter(|_| pidfd.is_some()),
         spec,
         pidfd,
-        me: os::getpid(),
+        me: system::getpid(),
         registry: None,
         lock: Some(held),
         replaces: Some(old.guard_pid),
@@ -476,7 +481,7 @@ impl Guard {
             let Some(pidfd) = &self.pidfd else {
                 return true;
             };
-            match os::poll_readable(pidfd.as_fd(), slice) {
+            match system::poll_readable(pidfd.as_fd(), slice) {
                 Ok(true) => return true,
                 Ok(false) => {}
                 // poll on a pidfd cannot fail in practice; avoid a busy loop if it does.
@@ -576,10 +581,10 @@ impl Guard {
     fn end_with(&self, reason: &str, detail: Option<String>, extra: &[(&'static str, String)]) {
         let mut killed = 0;
         if let Some(pidfd) = &self.pidfd {
-            let _ = os::pidfd_send_signal(pidfd.as_fd(), libc::SIGTERM);
+            let _ = system::pidfd_send_signal(pidfd.as_fd(), libc::SIGTERM);
             let grace_end = now_ms().saturating_add(self.spec.grace_ms);
             if !self.wait_exit_until(grace_end)
-                && os::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL).is_ok()
+                && system::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL).is_ok()
             {
                 killed += 1;
             }
@@ -620,8 +625,7 @@ impl Guard {
     }
 
     fn send(&self, severity: Severity, fields: &[(&str, String)]) {
-        let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.log.send(severity, &f);
+        self.log.send(severity, &borrowed(fields));
     }
 
     fn spool(&self, record: &SessionRecord) {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use crate::ffi::os;
+use crate::system;
 
 /// Rounds of the sweep: processes may fork while it runs.
 const SWEEP_ROUNDS: usize = 20;
@@ -118,14 +118,14 @@ pub fn kill_session(id: u32, exclude: u32) -> u32 {
             break;
         }
         for pid in pids {
-            let Ok(fd) = os::pidfd_open(pid) else {
+            let Ok(fd) = system::pidfd_open(pid) else {
                 continue;
             };
             // The pidfd pins the process; check it is still one of ours.
             if audit_session_of(pid) != Some(id) {
                 continue;
             }
-            if os::pidfd_send_signal(fd.as_fd(), libc::SIGKILL).is_ok() {
+            if system::pidfd_send_signal(fd.as_fd(), libc::SIGKILL).is_ok() {
                 killed.insert(pid);
             }
         }

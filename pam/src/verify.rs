@@ -146,26 +146,61 @@ pub fn parse_auth_info(raw: &[u8]) -> Result<AuthInfo<'_>, Error> {
     }
 }
 
-/// A certificate that passed every check. Only [`verify`] constructs it.
+/// A certificate that passed every check. Only [`verify`] constructs it (its fields are
+/// private), so holding one means the checks ran.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub struct VerifiedCertificate {
+    profile: Profile,
+    serial: u64,
+    key_id: String,
+    principal: String,
+    valid_after: u64,
+    valid_before: u64,
+    ca_fingerprint: String,
+    force_command: Option<String>,
+}
+
+impl VerifiedCertificate {
     /// Grant id, requester, host scope and tier.
-    pub profile: Profile,
+    #[must_use]
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
     /// Certificate serial.
-    pub serial: u64,
+    #[must_use]
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
     /// Certificate key id.
-    pub key_id: String,
+    #[must_use]
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
     /// The principal (PAM user) it was checked for.
-    pub principal: String,
+    #[must_use]
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
     /// Start of validity (Unix seconds).
-    pub valid_after: u64,
+    #[must_use]
+    pub fn valid_after(&self) -> u64 {
+        self.valid_after
+    }
     /// End of validity (Unix seconds, exclusive): the session ends here.
-    pub valid_before: u64,
+    #[must_use]
+    pub fn valid_before(&self) -> u64 {
+        self.valid_before
+    }
     /// SHA-256 fingerprint of the CA key that signed it.
-    pub ca_fingerprint: String,
+    #[must_use]
+    pub fn ca_fingerprint(&self) -> &str {
+        &self.ca_fingerprint
+    }
     /// The `force-command` critical option, if any.
-    pub force_command: Option<String>,
+    #[must_use]
+    pub fn force_command(&self) -> Option<&str> {
+        self.force_command.as_deref()
+    }
 }
 
 /// Result of verifying a login.
@@ -394,7 +429,7 @@ mod tests {
                 now: 1_893_456_000,
             };
             match verify(Some(info.as_bytes()), &checks) {
-                Verdict::Verified(v) => assert_eq!(v.force_command.as_deref(), Some("/usr/bin/id")),
+                Verdict::Verified(v) => assert_eq!(v.force_command(), Some("/usr/bin/id")),
                 other => panic!("{kind}: {other:?}"),
             }
         }

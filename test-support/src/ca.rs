@@ -22,12 +22,14 @@ pub fn init_dev(bin: &Path, dir: &Path, listen: &str) -> String {
     )
 }
 
-/// `BIN serve --config CONFIG` with no input and plain (uncoloured) logs.
+/// `BIN serve --config CONFIG` with no input and plain (uncoloured) logs at the default
+/// level, whatever `RUST_LOG` says.
 pub fn serve_command(bin: &Path, config: &Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "--config"])
         .arg(config)
         .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd
 }

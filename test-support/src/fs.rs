@@ -28,6 +28,11 @@ impl Tmpfs {
         &self.0
     }
 
+    /// Fills it with one file of zeros, `filler` (see [`fill`]); returns its path.
+    pub fn fill(&self) -> PathBuf {
+        fill(&self.0)
+    }
+
     /// Remounts it with the new `size`.
     pub fn resize(&self, size: &str) {
         let opts = format!("size={size}");

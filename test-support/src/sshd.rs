@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 
 use crate::artifacts::pam_artifacts;
-use crate::cert::{ClientKey, empty_krl, ssh_keygen};
+use crate::cert::{ClientKey, TestCa, empty_krl, ssh_keygen};
 use crate::fs::file_names;
 use crate::process::{Running, processes_where, sigkill};
 use crate::syslog::SyslogCapture;
@@ -36,6 +36,17 @@ pub struct SshdOptions {
     pub authorized_keys: Vec<(String, String)>,
     /// This host's name for the module's host-scope check (`host=`); default `db-7`.
     pub host: Option<String>,
+}
+
+impl SshdOptions {
+    /// sshd and the module trusting the one CA `ca`, and nothing else set.
+    pub fn trusting(ca: &TestCa) -> Self {
+        Self {
+            sshd_trusts: vec![ca.public_line()],
+            module_trusts: vec![ca.public_line()],
+            ..Self::default()
+        }
+    }
 }
 
 /// A running test sshd; killed, with its connections, guards and PAM service file, on drop.

@@ -18,6 +18,7 @@ use breakglass_cli::revoke;
 use breakglass_proto::krl::Krl;
 use breakglass_proto::sessions::{GrantState, grant_state};
 use breakglass_proto::v1::revoke_request::Target as Selector;
+use breakglass_tests::bench::BenchArgs;
 use breakglass_tests::revocation::{self, ADMIN, issue, revoke_request};
 use breakglass_tests::sshd::TestUser;
 use breakglass_tests::watcher::WatchedHost;
@@ -28,27 +29,17 @@ const MAX_RUNS: usize = 500;
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") {
-        eprintln!(
-            "revocation benchmark: run it with `cargo bench -p breakglass-tests --bench revocation -- --runs 20` (as root)"
-        );
+    let Some(runs) = (BenchArgs {
+        bench: "revocation",
+        what: "revocation benchmark",
+        flag: "--runs",
+        default: 10,
+        example: 20,
+        max: MAX_RUNS,
+    })
+    .rounds() else {
         return;
-    }
-    let runs = match args.iter().position(|a| a == "--runs") {
-        None => 10,
-        Some(i) => match args.get(i + 1).and_then(|v| v.parse::<usize>().ok()) {
-            Some(n) if (1..=MAX_RUNS).contains(&n) => n,
-            _ => {
-                eprintln!("--runs: give a number from 1 to {MAX_RUNS}");
-                std::process::exit(64);
-            }
-        },
     };
-    if !breakglass_tests::is_root() {
-        eprintln!("revocation benchmark: needs root (a real sshd on loopback, PAM, a test user)");
-        std::process::exit(77);
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()

@@ -4,7 +4,9 @@
 //! It depends on the daemon and the CLI, so only this crate's tests use it.
 
 pub mod audit;
+pub mod bench;
 pub mod daemon;
+pub mod faults;
 pub mod host;
 pub mod revocation;
 pub mod sshd;

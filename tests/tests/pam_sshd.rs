@@ -17,10 +17,8 @@ fn setup(test: &str, module_options: &str) -> Option<(Sshd, TestCa, TestUser)> {
     }
     let ca = TestCa::new();
     let sshd = Sshd::start(&SshdOptions {
-        sshd_trusts: vec![ca.public_line()],
-        module_trusts: vec![ca.public_line()],
         module_options: module_options.into(),
-        ..SshdOptions::default()
+        ..SshdOptions::trusting(&ca)
     });
     Some((sshd, ca, TestUser::create()))
 }
@@ -356,11 +354,9 @@ fn plain_key_login_is_ignored_by_default_and_denied_with_require() {
     let dir = tempfile::tempdir().unwrap();
     let (key, public) = ClientKey::plain(dir.path(), "plain");
     let sshd = Sshd::start(&SshdOptions {
-        sshd_trusts: vec![ca.public_line()],
-        module_trusts: vec![ca.public_line()],
         module_options: "debug".into(),
         authorized_keys: vec![(user.name.clone(), public)],
-        ..SshdOptions::default()
+        ..SshdOptions::trusting(&ca)
     });
     ran(
         &sshd.run(&user.name, &key, "echo PLAIN-OK"),

@@ -10,7 +10,7 @@
 //! - a fork (same key, different events, same size): noticed the same way, also by the
 //!   watcher at (re)connect, while a host whose checkpoint predates the fork is unaffected.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use breakglass_cli::connect;
@@ -18,6 +18,7 @@ use breakglass_cli::host::witness::{WitnessArgs, WitnessState, read_state};
 use breakglass_proto::audit::segment::list_segments;
 use breakglass_proto::audit::{Actor, Event, EventKind};
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+use breakglass_test_support::fs::copy_dir;
 use breakglass_tests::audit::{self, all_events};
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::revocation::certificate_request;
@@ -181,16 +182,6 @@ async fn resume(d: &mut TestDaemon) {
 
 fn audit_dir(d: &TestDaemon) -> PathBuf {
     d.path().join("audit")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 fn forks(events: &[Event]) -> Vec<&breakglass_proto::audit::event::LogConsistencyFailed> {

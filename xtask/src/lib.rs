@@ -2,5 +2,6 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod cycles;
 pub mod man;
 pub mod seeds;

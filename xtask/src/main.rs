@@ -1,6 +1,8 @@
 //! `cargo run --locked --release -p xtask -- man OUTDIR`: write the man pages.
 //! `cargo run --locked -p xtask -- fuzz-seeds OUTDIR --ca-key … --audit-key …`: seed
 //! corpora for the fuzz targets (run by `fuzz/make-seeds`).
+//! `cargo run --locked -p xtask -- check-cycles [TARGET...]`: no import cycles between the
+//! modules of the workspace's crates (run by `scripts/test`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,10 +40,22 @@ enum Task {
         #[arg(long, value_name = "FILE")]
         audit_key: PathBuf,
     },
+    /// Check that no crate of the workspace has an import cycle between its modules; print
+    /// each cycle with the paths that make it, and exit 1 if there is one
+    CheckCycles {
+        /// Check only these targets (`PACKAGE (TARGET)` as printed, a package name, or the
+        /// path of a crate's root file); all library and binary targets when none is given
+        #[arg(value_name = "TARGET")]
+        only: Vec<String>,
+        /// Leave out this package (its cycles are known and being removed); repeatable
+        #[arg(long, value_name = "PACKAGE")]
+        except: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().task {
+        Task::CheckCycles { only, except } => check_cycles(&only, &except),
         Task::FuzzSeeds {
             outdir,
             ca_key,
@@ -77,4 +91,80 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `xtask check-cycles`.
+fn check_cycles(only: &[String], except: &[String]) -> ExitCode {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let targets = match xtask::cycles::workspace_targets(&workspace) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut chosen: Vec<(String, PathBuf)> = targets
+        .iter()
+        .filter(|(name, _)| {
+            let package = name.split(' ').next().unwrap_or_default();
+            (only.is_empty() || only.iter().any(|o| o == name || o == package))
+                && !except.iter().any(|e| e == package)
+        })
+        .cloned()
+        .collect();
+    // A root file given by path (a crate outside the workspace, an old checkout).
+    chosen.extend(
+        only.iter()
+            .filter(|o| o.ends_with(".rs") && std::path::Path::new(o).is_file())
+            .map(|o| (o.clone(), PathBuf::from(o))),
+    );
+    if chosen.is_empty() {
+        eprintln!("xtask: no target matches {only:?}; the targets are:");
+        for (name, _) in &targets {
+            eprintln!("  {name}");
+        }
+        return ExitCode::FAILURE;
+    }
+    let base = workspace.canonicalize().unwrap_or(workspace);
+    for e in except {
+        println!("{e}: not checked (--except)");
+    }
+    let mut failed = false;
+    for (name, root) in chosen {
+        match xtask::cycles::read_crate(&root) {
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                failed = true;
+            }
+            Ok(graph) => {
+                let found = xtask::cycles::cycles(&graph);
+                if found.is_empty() {
+                    println!(
+                        "{name}: no import cycle ({} modules, {} uses)",
+                        graph.modules.len(),
+                        graph.edges.len()
+                    );
+                } else {
+                    failed = true;
+                    println!("{name}: {} import cycle(s)", found.len());
+                    for mut c in found {
+                        for e in &mut c.edges {
+                            if let Ok(rel) = e.file.strip_prefix(&base) {
+                                e.file = rel.to_owned();
+                            }
+                        }
+                        print!("{c}");
+                    }
+                }
+            }
+        }
+    }
+    if failed {
+        eprintln!(
+            "xtask: import cycles between modules: move what both sides need into a module \
+             below them (ARCHITECTURE.md, \"Floors and fences\")"
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

@@ -408,6 +408,13 @@ const DESCRIPTION: &[&str] = &[
      when the certificate is revoked while the session is open. At session close the \
      module records the end of the session. The records reach the CA's signed audit log \
      through breakglass host ship.",
+    "When the session's record cannot be written to the spool (its file system full, an \
+     I/O error), the session is denied (reason=spool_error) and its connection closed: no \
+     breakglass session runs unrecorded. Logins work again as soon as the spool can be \
+     written; breakglass host doctor FAILs on a spool it cannot write a record to. Syslog \
+     is best effort: with the socket missing or never read, logins still complete and \
+     their records still reach the spool; the module waits at most a quarter of a second \
+     for each syslog line.",
     "Who watches the guard: the guard runs with oom_score_adj -1000, so the OOM killer \
      leaves it alone, and holds a lock on its registration in the sessions directory. \
      When a guard dies anyway (SIGKILL, a crash), breakglass host watch-revocations \

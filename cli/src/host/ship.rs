@@ -40,6 +40,9 @@ pub const LOCK_FILE: &str = ".ship.lock";
 pub const REJECTED_DIR: &str = "rejected";
 /// Records per call.
 const BATCH: usize = 100;
+/// Age after which a writer's temporary file (`.<record>.json.tmp`) is known abandoned: a
+/// write and fsync of one record takes milliseconds.
+const ABANDONED_TMP: Duration = Duration::from_secs(600);
 
 /// `breakglass host ship`.
 #[derive(Debug, Args, Clone)]
@@ -136,11 +139,25 @@ fn list_spool(
         let entry = entry.map_err(|e| CliError::Io(format!("spool {}: {e}", spool.display())))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        // Dot files are the module's temporary files and our lock.
+        let path = entry.path();
+        // Dot files are the module's temporary files and our lock. A temporary file left
+        // by a writer that died before renaming it (a crash mid-write) never becomes a
+        // record: set it aside, said once, instead of keeping it forever unnoticed.
+        if name.starts_with('.') && name.ends_with(".json.tmp") && abandoned(&entry) {
+            reject(
+                spool,
+                &path,
+                &format!(
+                    "a temporary file left by a write that never finished (the writer died before renaming it into place, older than {}); the record it was writing was never complete and cannot be delivered",
+                    humantime::format_duration(ABANDONED_TMP)
+                ),
+            )?;
+            report.rejected += 1;
+            continue;
+        }
         if name.starts_with('.') || !name.ends_with(spool::FILE_SUFFIX) {
             continue;
         }
-        let path = entry.path();
         let mut text = Vec::new();
         let read = File::open(&path).and_then(|f| f.take(spool::MAX_FILE).read_to_end(&mut text));
         match read {
@@ -160,7 +177,7 @@ fn list_spool(
                 report.rejected += 1;
             }
             Err(e) => {
-                reject(spool, &path, &format!("not a session record: {e}"))?;
+                reject(spool, &path, &not_a_record(&text, &e))?;
                 report.rejected += 1;
             }
         }
@@ -171,7 +188,38 @@ fn list_spool(
     Ok(out)
 }
 
-/// Moves a spool file to `rejected/` and writes why beside it.
+/// Why a spool file is not a record (`e`: the parser's word): a torn write (empty, or cut
+/// short) said as such.
+fn not_a_record(text: &[u8], e: &str) -> String {
+    let cut_short =
+        || serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err_and(|j| j.is_eof());
+    if text.iter().all(u8::is_ascii_whitespace) {
+        "not a session record: the file is empty, a write cut short (a crash or power loss \
+         while it was written); the record it held is lost"
+            .into()
+    } else if cut_short() {
+        format!(
+            "not a session record: the file is cut short after {} bytes, in the middle of a \
+             record (a crash or power loss while it was written): {e}",
+            text.len()
+        )
+    } else {
+        format!("not a session record: {e}")
+    }
+}
+
+/// True when `entry` was last modified more than [`ABANDONED_TMP`] ago.
+fn abandoned(entry: &std::fs::DirEntry) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > ABANDONED_TMP)
+}
+
+/// Moves a spool file to `rejected/` (a leading dot dropped, so it shows) and writes why
+/// beside it.
 fn reject(spool: &Path, path: &Path, why: &str) -> Result<(), CliError> {
     let dir = spool.join(REJECTED_DIR);
     let io = |e: std::io::Error| CliError::Io(format!("{}: {e}", dir.display()));
@@ -179,16 +227,13 @@ fn reject(spool: &Path, path: &Path, why: &str) -> Result<(), CliError> {
         .recursive(true)
         .create(&dir)
         .map_err(io)?;
-    let name = path.file_name().unwrap_or_default();
-    std::fs::rename(path, dir.join(name)).map_err(io)?;
-    std::fs::write(
-        dir.join(format!("{}.why", name.to_string_lossy())),
-        format!("{why}\n"),
-    )
-    .map_err(io)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let kept = name.trim_start_matches('.');
+    std::fs::rename(path, dir.join(kept)).map_err(io)?;
+    std::fs::write(dir.join(format!("{kept}.why")), format!("{why}\n")).map_err(io)?;
     eprintln!(
         "breakglass: record {} rejected, moved to {}: {}",
-        esc(&name.to_string_lossy()),
+        esc(&name),
         dir.display(),
         breakglass_proto::text::escape_hazards(why)
     );
@@ -369,6 +414,42 @@ mod tests {
         let why = std::fs::read_to_string(dir.path().join("rejected/garbage.json.why")).unwrap();
         assert!(why.contains("not a session record"), "{why}");
         assert!(dir.path().join(".x.json.tmp").exists());
+    }
+
+    #[test]
+    fn torn_writes_are_set_aside_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = "db-7-g-00000000000000ff-42-1";
+        write(dir.path(), &format!("{s}-open"), "open", 10);
+        let full = std::fs::read(dir.path().join(format!("{s}-open.json"))).unwrap();
+        std::fs::write(dir.path().join("cut.json"), &full[..full.len() / 2]).unwrap();
+        std::fs::write(dir.path().join("empty.json"), "").unwrap();
+        let old = dir.path().join(format!(".{s}-close.json.tmp"));
+        std::fs::write(&old, &full[..10]).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * ABANDONED_TMP)
+            .unwrap();
+        let young = dir.path().join(format!(".{s}-warn.json.tmp"));
+        std::fs::write(&young, &full[..10]).unwrap();
+        let mut report = ShipReport::default();
+        let list = list_spool(dir.path(), &mut report).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(report.rejected, 3);
+        let why = |f: &str| {
+            std::fs::read_to_string(dir.path().join(REJECTED_DIR).join(format!("{f}.why"))).unwrap()
+        };
+        assert!(
+            why("cut.json").contains("cut short after"),
+            "{}",
+            why("cut.json")
+        );
+        assert!(why("empty.json").contains("the file is empty"));
+        let tmp = format!("{s}-close.json.tmp");
+        assert!(why(&tmp).contains("never finished"), "{}", why(&tmp));
+        assert!(young.exists(), "a write in progress is left alone");
     }
 
     #[tokio::test]

@@ -22,7 +22,8 @@
 //! The guard is a small synchronous program that links no async runtime; keeping the
 //! network side in this separate process is what lets it stay that way.
 //!
-//! At every (re)connect of the stream the watcher witnesses the CA's audit log
+//! At every (re)connect of the stream, and before every KRL install (also one found by a
+//! poll while the stream is down), the watcher witnesses the CA's audit log
 //! ([`crate::host::witness::check`]). When the log does not extend the checkpoint this host saw
 //! last, the check records, logs and reports it; the watcher keeps ending sessions of
 //! revoked grants (that only takes access away), and no KRL from that log is installed.
@@ -417,7 +418,8 @@ impl CaKeys {
     }
 }
 
-/// One KRL poll: fetch, verify, mark, and install it when keeping sshd's KRL.
+/// One KRL poll: fetch, verify, mark, and install it when keeping sshd's KRL (after
+/// witnessing the log, as every install does).
 async fn poll_krl(
     target: &Target,
     cas: &[PublicKey],
@@ -427,7 +429,15 @@ async fn poll_krl(
     let fetched = krl_sync::fetch(target).await?;
     let krl = krl_sync::verify(&fetched, cas)?;
     if let Some(k) = keeper {
-        k.install(&fetched, cas).await;
+        // Like every install: no KRL from a log this host cannot witness (rolled back or
+        // forked); the old one stays. Ending the KRL's sessions below only takes access away.
+        match krl_sync::witness_before_install(target, &k.witness, &fetched, &k.out).await {
+            Ok(()) => k.install(&fetched, cas).await,
+            Err(e) => {
+                k.failed();
+                eprintln!("breakglass: {e}");
+            }
+        }
     }
     Ok(w.apply_krl(&krl, cas))
 }
@@ -482,10 +492,14 @@ pub async fn watch(
                     k.want_now();
                     k.refresh(target, &mut cas).await;
                 }
+                // A deadline, not a timeout per wait: the scan ticks every second and would
+                // restart a timeout each time, so a silent stream would never be noticed.
+                let mut silent_at = tokio::time::Instant::now() + STREAM_SILENCE;
                 loop {
                     tokio::select! {
-                        m = tokio::time::timeout(STREAM_SILENCE, stream.message()) => match m {
+                        m = tokio::time::timeout_at(silent_at, stream.message()) => match m {
                             Ok(Ok(Some(n))) => {
+                                silent_at = tokio::time::Instant::now() + STREAM_SILENCE;
                                 w.apply_notice(&n);
                                 if let Some(k) = keeper.as_mut() {
                                     k.note(&n);

@@ -242,10 +242,17 @@ fn check_spool(report: &mut Report, spool: &Path) {
                 );
                 return;
             }
-            if let Err(e) = tempfile::Builder::new()
+            // A record's worth of data, synced: creating an empty file still works on a
+            // full file system, where the module's record writes fail.
+            let written = tempfile::Builder::new()
                 .prefix(".doctor-")
                 .tempfile_in(spool)
-            {
+                .and_then(|mut f| {
+                    use std::io::Write as _;
+                    f.write_all(&[0u8; 4096])?;
+                    f.as_file().sync_data()
+                });
+            if let Err(e) = written {
                 report.fail(
                     A,
                     format!(

@@ -1,20 +1,22 @@
-//! The only place of `unsafe` in this crate: the PAM entry points, the PAM calls
-//! pam-bindings lacks, and the few Linux system calls the module and the guard need
-//! (in [`os`]). Everything here is a thin, safe wrapper; the logic lives in
-//! [`crate::module`].
+//! The top floor: the `pam_sm_*` entry points libpam calls (through pam-bindings'
+//! `pam_hooks!`), and [`Pam`] over the real libpam handle, with the one libpam call
+//! pam-bindings lacks (`pam_getenv`). With [`crate::system`] (the bottom floor, the OS)
+//! this is the only place of `unsafe` in the crate. Everything here is a thin
+//! translation; the decisions are made in [`crate::module`], and the real operating
+//! system it works on is [`RealHost`].
 #![allow(unsafe_code)]
 
-pub mod os;
-
 use std::ffi::{CStr, CString, c_char};
+use std::ops::Deref;
 use std::time::SystemTime;
 
 use pam::constants::{PAM_ERROR_MSG, PAM_TEXT_INFO, PamFlag, PamResultCode};
 use pam::conv::Conv;
-use pam::items::{RHost, Service, Tty};
+use pam::items::{Item, RHost, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 
-use crate::module::{self, Pam, PamItem, RealHost};
+use crate::host::RealHost;
+use crate::module::{self, Host, Outcome, Pam, PamItem};
 use crate::record::OpenSession;
 
 /// Key under which the verified session is kept between open and close.
@@ -33,24 +35,27 @@ pam::pam_hooks!(Breakglass);
 
 impl PamHooks for Breakglass {
     fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        let now = SystemTime::now();
-        let args = utf8_args(&args);
-        let outcome = module::catch_panics(&args, || {
-            let mut pam = RealPam { pamh };
-            module::open_session(&mut pam, &RealHost, &args, now)
-        });
-        outcome.session_code()
+        session_hook(pamh, &args, module::open_session)
     }
 
     fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        let now = SystemTime::now();
-        let args = utf8_args(&args);
-        let outcome = module::catch_panics(&args, || {
-            let mut pam = RealPam { pamh };
-            module::close_session(&mut pam, &RealHost, &args, now)
-        });
-        outcome.session_code()
+        session_hook(pamh, &args, module::close_session)
     }
+}
+
+/// A session hook of [`crate::module`] (`open_session` or `close_session`).
+type SessionHook = fn(&mut dyn Pam, &dyn Host, &[String], SystemTime) -> Outcome;
+
+/// Runs `hook` on the real handle and host at the current time, a panic becoming a
+/// denial, and maps its outcome to the PAM code.
+fn session_hook(pamh: &mut PamHandle, args: &[&CStr], hook: SessionHook) -> PamResultCode {
+    let now = SystemTime::now();
+    let args = utf8_args(args);
+    let outcome = module::catch_panics(&args, || {
+        let mut pam = RealPam { pamh };
+        hook(&mut pam, &RealHost, &args, now)
+    });
+    outcome.session_code()
 }
 
 /// Module arguments as strings; a non-UTF-8 argument becomes a marker that the option
@@ -69,8 +74,13 @@ struct RealPam<'a> {
     pamh: &'a mut PamHandle,
 }
 
-fn cstr_to_string(c: &CStr) -> String {
-    c.to_string_lossy().into_owned()
+/// A string item of the handle, if set.
+fn string_item<'a, T>(pamh: &'a PamHandle) -> Option<String>
+where
+    T: Item<'a> + Deref<Target = &'a CStr>,
+{
+    let item = pamh.get_item::<T>().ok().flatten()?;
+    Some(item.to_string_lossy().into_owned())
 }
 
 impl Pam for RealPam<'_> {
@@ -82,24 +92,9 @@ impl Pam for RealPam<'_> {
 
     fn item(&self, item: PamItem) -> Option<String> {
         match item {
-            PamItem::Service => self
-                .pamh
-                .get_item::<Service>()
-                .ok()
-                .flatten()
-                .map(|v| cstr_to_string(v.0)),
-            PamItem::RHost => self
-                .pamh
-                .get_item::<RHost>()
-                .ok()
-                .flatten()
-                .map(|v| cstr_to_string(v.0)),
-            PamItem::Tty => self
-                .pamh
-                .get_item::<Tty>()
-                .ok()
-                .flatten()
-                .map(|v| cstr_to_string(v.0)),
+            PamItem::Service => string_item::<Service<'_>>(self.pamh),
+            PamItem::RHost => string_item::<RHost<'_>>(self.pamh),
+            PamItem::Tty => string_item::<Tty<'_>>(self.pamh),
         }
     }
 

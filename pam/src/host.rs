@@ -1,0 +1,131 @@
+//! [`RealHost`]: the module's [`Host`] on the real operating system: the host name and
+//! audit session id from `/proc`, and the start of the session guard (its spec through a
+//! pipe, a pidfd on sshd's session process, a detached fork and exec, and the wait for
+//! its readiness line). The system calls themselves are in [`crate::system`].
+#![forbid(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bg_syslog::{Severity, Syslog};
+
+use crate::files;
+use crate::guard::{GUARD_PIDFD, GUARD_READY_FD, GUARD_SPEC_FD, GuardSpec};
+use crate::module::{Host, IDENT, SYSLOG_FLUSH};
+use crate::system;
+
+/// How long the module waits for the guard to report that it is watching.
+pub const GUARD_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest guard spec (it must fit in a pipe buffer, 64 KiB on Linux).
+pub const MAX_GUARD_SPEC: usize = 60 * 1024;
+
+/// The real operating system.
+#[derive(Debug)]
+pub struct RealHost;
+
+impl Host for RealHost {
+    fn hostname(&self) -> Result<String, String> {
+        let name =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| e.to_string())?;
+        Ok(name.trim().to_owned())
+    }
+
+    fn pid(&self) -> u32 {
+        system::getpid()
+    }
+
+    fn audit_session_id(&self) -> Option<u32> {
+        let s = std::fs::read_to_string("/proc/self/sessionid").ok()?;
+        s.trim().parse::<u32>().ok().filter(|&id| id != u32::MAX)
+    }
+
+    fn is_sshd(&self) -> bool {
+        std::fs::read_link("/proc/self/exe")
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.as_bytes().starts_with(b"sshd")))
+            .unwrap_or(false)
+    }
+
+    fn start_guard(&self, guard: &Path, spec: &GuardSpec) -> Result<(), String> {
+        files::check_executable(guard)?;
+        let program = CString::new(guard.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+        // The whole spec must fit in the pipe buffer: it is written before the guard runs.
+        if json.len() > MAX_GUARD_SPEC {
+            return Err(format!(
+                "guard spec is {} bytes; the limit is {MAX_GUARD_SPEC}",
+                json.len()
+            ));
+        }
+        let args = [
+            c"--session".to_owned(),
+            CString::new(spec.record.session.clone()).map_err(|e| e.to_string())?,
+        ];
+        let (spec_read, spec_write) = system::pipe().map_err(|e| format!("pipe: {e}"))?;
+        File::from(spec_write)
+            .write_all(&json)
+            .map_err(|e| format!("writing the guard spec: {e}"))?;
+        let pidfd = system::pidfd_open(system::getpid()).map_err(|e| format!("pidfd_open: {e}"))?;
+        let (read, write) = system::pipe().map_err(|e| format!("pipe: {e}"))?;
+        system::spawn_detached(
+            &program,
+            &args,
+            &[
+                (pidfd.as_fd(), GUARD_PIDFD),
+                (write.as_fd(), GUARD_READY_FD),
+                (spec_read.as_fd(), GUARD_SPEC_FD),
+            ],
+        )
+        .map_err(|e| format!("fork: {e}"))?;
+        drop(write);
+        drop(pidfd);
+        drop(spec_read);
+        let deadline = Instant::now() + GUARD_READY_TIMEOUT;
+        let mut file = File::from(read);
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "{} did not report ready within {GUARD_READY_TIMEOUT:?}",
+                    guard.display()
+                ));
+            }
+            if !system::poll_readable(file.as_fd(), left).map_err(|e| format!("poll: {e}"))? {
+                continue;
+            }
+            let mut buf = [0u8; 64];
+            let n = file.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                let said = String::from_utf8_lossy(&got).trim().to_owned();
+                return Err(if said.is_empty() {
+                    format!(
+                        "{} exited without reporting ready (check that it runs: {} --help)",
+                        guard.display(),
+                        guard.display()
+                    )
+                } else {
+                    format!("{}: {said}", guard.display())
+                });
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.starts_with(b"ok\n") {
+                return Ok(());
+            }
+            if got.len() > 4096 {
+                return Err(format!("{} wrote an unexpected reply", guard.display()));
+            }
+        }
+    }
+
+    fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]) {
+        let log = Syslog::new(IDENT, socket);
+        log.send(severity, fields);
+        log.flush(SYSLOG_FLUSH);
+    }
+}
