@@ -1,6 +1,6 @@
 //! The real `breakglass-ca` executable as its users run it: `init --dev`, then `serve`
 //! as a child process. The executable is a parameter: the daemon's own tests pass the
-//! one cargo built for them, the end-to-end tests [`crate::breakglass_ca_bin`].
+//! one cargo built for them, the end-to-end tests [`crate::artifacts::breakglass_ca_bin`].
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -14,7 +14,7 @@ pub const CONFIG_FILE: &str = "breakglass-ca.toml";
 /// `BIN init --dev DIR --listen LISTEN`; asserts that it succeeded and returns what it
 /// printed.
 pub fn init_dev(bin: &Path, dir: &Path, listen: &str) -> String {
-    crate::run_ok(
+    crate::process::run_ok(
         Command::new(bin)
             .args(["init", "--dev"])
             .arg(dir)

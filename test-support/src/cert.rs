@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::run_ok;
+use crate::process::run_ok;
 use breakglass_proto::profile::{
     CRITICAL_FORCE_COMMAND, EXT_GRANT_ID, EXT_HOSTS, EXT_TIER, GrantId, key_id,
 };
@@ -82,7 +82,7 @@ impl CertSpec {
     /// `valid_for` seconds, serial 10000 + grant, with `permit-pty` and
     /// `permit-port-forwarding`.
     pub fn new(grant: u64, principal: &str, valid_for: u64) -> Self {
-        let now = crate::unix_now();
+        let now = crate::machine::unix_now();
         Self {
             grant,
             principals: vec![principal.into()],

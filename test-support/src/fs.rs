@@ -1,8 +1,11 @@
-//! File systems and trees for tests: a size-limited tmpfs, filling it, copying trees.
+//! Files for tests: a size-limited tmpfs and filling it, copying trees, listing and
+//! writing files, the packaging files of the workspace.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::artifacts::workspace;
 
 /// A size-limited tmpfs (root directory mode 0700) mounted for one test (needs root),
 /// unmounted on drop.
@@ -87,4 +90,21 @@ pub fn file_names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Writes `lines`, one a line, to `path`.
+pub fn write_lines(path: &Path, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// The text of `packaging/<path>` (units, snippets, the host setup guide).
+pub fn packaging(path: &str) -> String {
+    let path = packaging_dir().join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `packaging/` directory of the workspace.
+pub fn packaging_dir() -> PathBuf {
+    workspace().join("packaging")
 }

@@ -2,7 +2,7 @@
 //! removed on drop) with `pam_breakglass.so` in the session stack and a syslog capture
 //! socket the module and the guard are pointed at; the real `ssh` client.
 //!
-//! Everything needs root (/etc/pam.d, sshd): tests call [`crate::require_root`] first.
+//! Everything needs root (/etc/pam.d, sshd): tests call [`crate::machine::require_root`] first.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -13,10 +13,11 @@ use std::time::{Duration, SystemTime};
 use crate::artifacts::pam_artifacts;
 use crate::cert::{ClientKey, TestCa, empty_krl, ssh_keygen};
 use crate::fs::file_names;
+use crate::fs::write_lines;
+use crate::machine::free_port;
 use crate::process::{Running, processes_where, sigkill};
 use crate::syslog::SyslogCapture;
 use crate::users::unique;
-use crate::{free_port, write_lines};
 
 const PAM_D: &str = "/etc/pam.d";
 
@@ -342,5 +343,5 @@ impl SshSession {
 
 /// Asserts that `sshd -t -f config` (with the sshd executable `sshd`) accepts `config`.
 pub fn check_config(sshd: &Path, config: &Path) {
-    crate::run_ok(Command::new(sshd).arg("-t").arg("-f").arg(config));
+    crate::process::run_ok(Command::new(sshd).arg("-t").arg("-f").arg(config));
 }

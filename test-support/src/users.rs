@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::process::run_ok;
 use crate::process::{cmdline, processes_where, sigkill, uid_of};
-use crate::run_ok;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
