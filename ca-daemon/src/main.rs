@@ -14,6 +14,7 @@ const EX_DATAERR: u8 = 65;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
+const EX_IOERR: u8 = 74;
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("breakglass-ca: {msg}");
@@ -112,6 +113,9 @@ fn main() -> ExitCode {
                         ..
                     }),
                 ) => return fail(EX_DATAERR, e),
+                // The audit disk failed (read-only, I/O error): not the configuration's
+                // fault, and worth retrying (the unit restarts on it, not on 64 or 65).
+                Err(e) if is_audit_disk_failure(&e) => return fail(EX_IOERR, e),
                 Err(e) => return fail(EX_USAGE, e),
             };
             rt.block_on(async move {
@@ -137,6 +141,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// True for an audit log I/O error of a failing or read-only disk, as opposed to those a
+/// wrong path or owner causes (a human fixes the set-up: no retry).
+fn is_audit_disk_failure(e: &server::StartupError) -> bool {
+    use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound, PermissionDenied};
+    matches!(
+        e,
+        server::StartupError::Audit(breakglass_ca::audit::AuditError::Io { source, .. })
+            if !matches!(source.kind(), PermissionDenied | NotFound | NotADirectory | IsADirectory)
+    )
+}
+
 fn init_instructions(setup: &init::DevSetup) -> String {
     let d = setup.dir.display();
     format!(
@@ -153,4 +168,36 @@ fn init_instructions(setup: &init::DevSetup) -> String {
          Trust the CA on a host (sshd_config: TrustedUserCAKeys):\n\
          \x20 breakglass --config {d}/clients/host.toml ca-keys --out /etc/ssh/breakglass_ca.pub\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakglass_ca::audit::AuditError;
+
+    fn audit_io(e: std::io::Error) -> server::StartupError {
+        server::StartupError::Audit(AuditError::Io {
+            path: "/var/lib/breakglass-ca/audit/segments".into(),
+            source: e,
+        })
+    }
+
+    #[test]
+    fn a_failing_or_read_only_audit_disk_is_retried_a_wrong_path_or_owner_is_not() {
+        assert!(is_audit_disk_failure(&audit_io(
+            std::io::Error::from_raw_os_error(30)
+        )));
+        assert!(is_audit_disk_failure(&audit_io(
+            std::io::Error::from_raw_os_error(5)
+        )));
+        assert!(!is_audit_disk_failure(&audit_io(std::io::Error::from(
+            std::io::ErrorKind::PermissionDenied
+        ))));
+        assert!(!is_audit_disk_failure(&audit_io(std::io::Error::from(
+            std::io::ErrorKind::NotFound
+        ))));
+        assert!(!is_audit_disk_failure(&server::StartupError::Audit(
+            AuditError::Key("bad".into())
+        )));
+    }
 }

@@ -38,13 +38,21 @@ impl Tmpfs {
 
     /// Remounts it with the new `size`.
     pub fn resize(&self, size: &str) {
-        let opts = format!("size={size}");
+        self.remount(&format!("size={size}"));
+    }
+
+    /// Remounts it with `opts` (e.g. `ro`, `rw`, `size=4m`).
+    pub fn remount(&self, opts: &str) {
         let st = Command::new("mount")
             .args(["-o", &format!("remount,{opts}")])
             .arg(&self.0)
             .status()
             .expect("mount runs");
-        assert!(st.success(), "remount tmpfs with {opts} failed");
+        assert!(
+            st.success(),
+            "remount {} with {opts} failed",
+            self.0.display()
+        );
     }
 }
 

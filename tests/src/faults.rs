@@ -1,8 +1,15 @@
-//! Faults the drills inject on a host (RELIABILITY.md, "Host fault drills"): a full file
-//! system (a size-limited tmpfs), and a syslog socket that is missing or never read.
+//! Faults the drills inject (RELIABILITY.md, "Daemon fault drills" and "Host fault
+//! drills"): a full or read-only file system (a size-limited tmpfs), system calls of a
+//! running process failing (`strace` error injection), and a syslog socket that is missing
+//! or never read.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 pub use breakglass_test_support::fs::Tmpfs;
 
@@ -104,4 +111,130 @@ fn fill_socket(path: &Path) -> usize {
         }
     }
     panic!("{} never filled up", path.display());
+}
+
+/// `strace` attached to every thread of a running process, making the system calls it
+/// names fail (`strace -f -p PID -e inject=SYSCALLS:error=ERRNO[:when=WHEN]`). Stopping
+/// it (or dropping it) detaches strace: the process runs on, no longer faulted.
+#[derive(Debug)]
+pub struct Injection {
+    strace: Option<Child>,
+    out: PathBuf,
+}
+
+impl Injection {
+    /// Attaches to `pid` and injects `errno` (e.g. `EIO`) into `syscalls` (comma-separated,
+    /// e.g. `fdatasync` or `pwrite64`), on the calls `when` selects (strace's syntax:
+    /// `1` the first only, `3+` the third and later; `None`: every call). strace writes
+    /// each traced call to `out`. Returns once every thread of the process is traced.
+    pub fn attach(
+        pid: Pid,
+        syscalls: &str,
+        errno: &str,
+        when: Option<&str>,
+        out: &Path,
+    ) -> Result<Self, String> {
+        let mut inject = format!("inject={syscalls}:error={errno}");
+        if let Some(w) = when {
+            inject.push_str(&format!(":when={w}"));
+        }
+        let strace = Command::new("strace")
+            .args(["-f", "-qq", "-o"])
+            .arg(out)
+            .args(["-e", &format!("trace={syscalls}"), "-e", &inject])
+            .args(["-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run strace (scripts/install-deps installs it): {e}"))?;
+        let tracer = strace.id();
+        let mut me = Self {
+            strace: Some(strace),
+            out: out.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match traced_by(pid) {
+                Ok(tracers) if !tracers.is_empty() && tracers.iter().all(|t| *t == tracer) => {
+                    return Ok(me);
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(st) = me.strace.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let mut err = String::new();
+                if let Some(mut e) = me.strace.take().and_then(|mut c| c.stderr.take()) {
+                    use std::io::Read as _;
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(format!("strace exited ({st}) before attaching: {err}"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "strace did not attach to every thread of {pid} within 20 s"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// How many calls strace has made fail (its `(INJECTED)` lines; complete once it has
+    /// detached).
+    fn injected(&self) -> usize {
+        std::fs::read_to_string(&self.out)
+            .map(|t| t.lines().filter(|l| l.contains("(INJECTED)")).count())
+            .unwrap_or(0)
+    }
+
+    /// Detaches strace (SIGINT) and waits for it; returns how many calls it made fail.
+    pub fn stop(mut self) -> Result<usize, String> {
+        self.detach()?;
+        Ok(self.injected())
+    }
+
+    fn detach(&mut self) -> Result<(), String> {
+        let Some(mut c) = self.strace.take() else {
+            return Ok(());
+        };
+        if let Ok(pid) = i32::try_from(c.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+        }
+        match crate::process::wait_exit(&mut c, Duration::from_secs(20), Duration::from_millis(10))
+        {
+            Some(_) => Ok(()),
+            None => {
+                let _ = c.kill();
+                let _ = c.wait();
+                Err("strace did not detach within 20 s of SIGINT; killed".into())
+            }
+        }
+    }
+}
+
+impl Drop for Injection {
+    fn drop(&mut self) {
+        let _ = self.detach();
+    }
+}
+
+/// The tracer pid (`TracerPid` in `/proc/PID/task/*/status`) of every thread of `pid`
+/// (0 for an untraced one).
+fn traced_by(pid: Pid) -> Result<Vec<u32>, String> {
+    let dir = format!("/proc/{pid}/task");
+    let tasks = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        // A thread may end between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        let tracer = status
+            .lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        out.push(tracer);
+    }
+    Ok(out)
 }

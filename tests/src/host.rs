@@ -4,7 +4,7 @@
 //! dead guards).
 
 use std::path::PathBuf;
-use std::process::{ExitStatus, Output};
+use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, SystemTime};
 
 use breakglass_cli::host::krl_sync::{self, SyncKrlArgs};
@@ -168,13 +168,31 @@ fn identity(name: &str) -> &'static str {
     }
 }
 
+/// Runs `cmd` to its end off the runtime.
+pub async fn output_of(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || {
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    })
+    .await
+    .expect("the command ends")
+}
+
+/// Runs `cmd` to its end off the runtime: its exit code and everything it printed
+/// (stdout, then stderr).
+pub async fn code_and_output(cmd: Command) -> (Option<i32>, String) {
+    let out = output_of(cmd).await;
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// Runs `command` as `user` on `sshd` over ssh with `key`, off the runtime.
 pub async fn ssh_run(sshd: &Sshd, user: &str, key: &ClientKey, command: &str) -> Output {
     let mut cmd = sshd.ssh(user, key, &[]);
     cmd.arg(command);
-    tokio::task::spawn_blocking(move || cmd.output().expect("ssh runs"))
-        .await
-        .expect("ssh ends")
+    output_of(cmd).await
 }
 
 /// Waits (off the runtime, at most `timeout`) for ssh to exit; returns its status and

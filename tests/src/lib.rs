@@ -5,6 +5,8 @@
 
 pub mod audit;
 pub mod bench;
+pub mod ca_process;
+pub mod crash_loop;
 pub mod daemon;
 pub mod faults;
 pub mod host;

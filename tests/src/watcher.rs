@@ -10,7 +10,7 @@ use breakglass_test_support::process::Running;
 use breakglass_test_support::{ssh_keygen_revoked, wait};
 
 use crate::daemon::TestDaemon;
-use crate::host::ssh_run;
+use crate::host::code_and_output;
 use crate::sshd::{ClientKey, Sshd};
 
 /// A running `breakglass host watch-revocations`; killed on drop.
@@ -114,12 +114,9 @@ impl WatchedHost {
 
     /// `ssh user@db-7 echo logged-in`: exit code and everything ssh printed.
     pub async fn login(&self, user: &str, key: &ClientKey) -> (Option<i32>, String) {
-        let out = ssh_run(&self.sshd, user, key, "echo logged-in").await;
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        let mut cmd = self.sshd.ssh(user, key, &[]);
+        cmd.arg("echo logged-in");
+        code_and_output(cmd).await
     }
 
     /// Asserts that `user` logs in with `key`.

@@ -30,6 +30,7 @@ use breakglass_test_support::ca::{self, CaProcess};
 use breakglass_tests::audit::all_events;
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::faults::Tmpfs;
+use breakglass_tests::host::code_and_output;
 use breakglass_tests::process::{Captured, wait_exit};
 use breakglass_tests::revocation::issue;
 use breakglass_tests::sshd::{
@@ -112,14 +113,7 @@ impl Host {
     async fn login(&self, user: &str, key: &ClientKey, command: &str) -> (Option<i32>, String) {
         let mut cmd = self.sshd.ssh(user, key, &[]);
         cmd.arg(command);
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        code_and_output(cmd).await
     }
 
     async fn assert_login_works(&self, user: &str, key: &ClientKey) {
@@ -146,15 +140,7 @@ impl Host {
 
     /// Runs a shipper to its end: exit code and what it printed.
     async fn ship_once(&self, args: &[&str]) -> (Option<i32>, String) {
-        let mut cmd = self.ship(args);
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        code_and_output(self.ship(args)).await
     }
 }
 

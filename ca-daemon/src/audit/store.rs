@@ -461,8 +461,15 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
             }
         }
     };
-    if summary.last_checkpoint.is_some() && file_cp.as_ref() != Some(&checkpoint.checkpoint) {
-        write_checkpoint_file(&dir, &checkpoint.note, true)?;
+    if summary.last_checkpoint.is_some()
+        && file_cp.as_ref() != Some(&checkpoint.checkpoint)
+        && let Err(e) = write_checkpoint_file(&dir, &checkpoint.note, true)
+    {
+        // Only a convenience copy (the segments hold every checkpoint): a full disk must not
+        // keep the daemon from starting and serving reads and revocation lists. The writer
+        // refreshes the file after its next batch.
+        tracing::warn!(error = %e,
+            "cannot refresh the audit checkpoint file at start-up; starting without it");
     }
     tracing::info!(
         dir = %dir.display(),
