@@ -112,6 +112,23 @@ impl InProcess {
         &self.service
     }
 
+    /// The number of events in the audit log.
+    #[must_use]
+    pub fn log_size(&self) -> u64 {
+        self.service.audit.size()
+    }
+
+    /// The events recorded in the audit log from index `start` to `end` (exclusive), for
+    /// drivers that check what a call recorded.
+    pub fn recorded(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<breakglass_proto::audit::Event>, crate::audit::AuditError> {
+        let events = self.service.audit.events(start, end)?;
+        Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
     /// Calls `method` (one of [`METHODS`]) as `caller` with the encoded request `body`.
     pub async fn call(
         &self,

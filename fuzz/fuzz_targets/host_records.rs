@@ -65,6 +65,10 @@ fuzz_target!(|data: &[u8]| {
                         session: blank_controls(&r.session),
                         grant: blank_controls(&r.grant),
                         key_id: blank_controls(&r.key_id),
+                        guard: r
+                            .guard
+                            .as_ref()
+                            .map(|g| blank_controls(&g.to_string_lossy()).into()),
                         ..r
                     }
                 );
