@@ -601,16 +601,19 @@ pub fn notice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use breakglass_test_support::free_port;
+    use breakglass_test_support::syslog::SyslogCapture;
+
+    /// How long a syslog line may take to arrive.
+    const WAIT: Duration = Duration::from_secs(5);
 
     #[test]
     fn every_notice_is_also_one_syslog_line_when_asked() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.sock");
-        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let syslog = SyslogCapture::bind(dir.path());
         let n = Notifier::new(NotifySettings {
             syslog: true,
-            syslog_socket: path,
+            syslog_socket: syslog.path.clone(),
             ..NotifySettings::default()
         });
         let created = breakglass_proto::audit::event::RequestCreated {
@@ -643,9 +646,7 @@ mod tests {
                 Timestamp(1),
             ),
         );
-        let mut buf = [0u8; 2048];
-        let len = sock.recv(&mut buf).unwrap();
-        let line = String::from_utf8_lossy(&buf[..len]);
+        let line = syslog.nth(0, WAIT);
         for part in [
             "event=request_emergency",
             "request=r-00000000000000ab",
@@ -661,15 +662,13 @@ mod tests {
     #[test]
     fn syslog_lines_and_webhook_bodies_show_hazards_escaped() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.sock");
-        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let syslog = SyslogCapture::bind(dir.path());
         let n = Notifier::new(NotifySettings {
             syslog: true,
-            syslog_socket: path,
+            syslog_socket: syslog.path.clone(),
             ..NotifySettings::default()
         });
-        for nasty in text::NASTY_SAMPLES {
+        for (i, nasty) in text::NASTY_SAMPLES.into_iter().enumerate() {
             // As a request written before the rules existed may hold it.
             let created = breakglass_proto::audit::event::RequestCreated {
                 request_id: breakglass_proto::audit::RequestId(1),
@@ -706,9 +705,7 @@ mod tests {
                 assert!(shown.ends_with(text::escape(nasty).as_ref()), "{shown:?}");
             }
             n.send(&[], notice);
-            let mut buf = [0u8; 4096];
-            let len = sock.recv(&mut buf).unwrap();
-            let line = std::str::from_utf8(&buf[..len]).unwrap();
+            let line = syslog.nth(i, WAIT);
             assert!(!line.chars().any(text::is_hazard), "{line:?}");
             assert!(
                 line.contains(&format!("reason={}", text::kv_value(nasty))),
@@ -720,11 +717,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_is_retried_then_given_up() {
         // Bind and drop a listener: the port refuses connections.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let settings = NotifySettings {
             timeout: Duration::from_millis(500),
             retries: 2,

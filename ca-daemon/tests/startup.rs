@@ -2,36 +2,45 @@
 //! binds anything, and shuts down gracefully on SIGTERM.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use breakglass_test_support::ca::{self, CONFIG_FILE, CaProcess};
+use breakglass_test_support::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_breakglass-ca");
 
 fn init(dir: &Path, listen: &str) {
-    let out = Command::new(BIN)
-        .args(["init", "--dev"])
-        .arg(dir)
-        .args(["--listen", listen])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = ca::init_dev(Path::new(BIN), dir, listen);
     assert!(text.contains("breakglass-ca serve --config"), "{text}");
     assert!(text.contains("request --host localhost"), "{text}");
 }
 
-fn serve(config: &Path) -> std::process::Output {
+fn serve(config: &Path) -> Output {
+    ca::serve_output(Path::new(BIN), config)
+}
+
+/// A dev setup whose config has `from` replaced by `to` (which must change it).
+fn dev_config_edited(from: &str, to: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), "127.0.0.1:0");
+    let cfg = dir.path().join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let edited = text.replace(from, to);
+    assert_ne!(edited, text, "{from:?} is not in the dev config");
+    std::fs::write(&cfg, edited).unwrap();
+    (dir, cfg)
+}
+
+/// `breakglass-ca COMMAND --config CONFIG`, with no input.
+fn with_config(command: &str, config: &Path) -> Output {
     Command::new(BIN)
-        .args(["serve", "--config"])
+        .args([command, "--config"])
         .arg(config)
         .stdin(Stdio::null())
         .output()
-        .unwrap()
+        .expect("breakglass-ca runs")
 }
 
 #[test]
@@ -40,7 +49,7 @@ fn refuses_a_group_readable_ca_key() {
     init(dir.path(), "127.0.0.1:0");
     let key = dir.path().join("ssh_ca");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = serve(&dir.path().join("breakglass-ca.toml"));
+    let out = serve(&dir.path().join(CONFIG_FILE));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert!(
@@ -51,55 +60,32 @@ fn refuses_a_group_readable_ca_key() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let tls_key = dir.path().join("tls/server-key.pem");
     std::fs::set_permissions(&tls_key, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let out = serve(&dir.path().join("breakglass-ca.toml"));
+    let out = serve(&dir.path().join(CONFIG_FILE));
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("server-key.pem"));
 }
 
 #[test]
 fn refuses_a_config_with_an_unknown_field_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    init(dir.path(), "127.0.0.1:0");
-    let cfg = dir.path().join("breakglass-ca.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        text.replace("[ca]\n", "[ca]\nsigning_algorithm = \"rsa\"\n"),
-    )
-    .unwrap();
+    let (_dir, cfg) = dev_config_edited("[ca]\n", "[ca]\nsigning_algorithm = \"rsa\"\n");
     let out = serve(&cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert!(err.contains("unknown field `signing_algorithm`"), "{err}");
     assert!(err.contains("line "), "{err}");
-    let out = Command::new(BIN)
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = with_config("check-config", &cfg);
     assert_eq!(out.status.code(), Some(64));
 }
 
 #[test]
 fn refuses_a_config_giving_a_certificate_a_unix_identity_and_says_where_it_goes() {
-    let dir = tempfile::tempdir().unwrap();
-    init(dir.path(), "127.0.0.1:0");
-    let cfg = dir.path().join("breakglass-ca.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
     // What dev configs said before [[admin_users]]: root's groups as an identity.
-    let old = text.replace(
+    let (_dir, cfg) = dev_config_edited(
         "[[admin_users]]\nuser = \"root\"\n",
         "[[identities]]\nid = \"unix:root\"\n",
     );
-    assert_ne!(old, text);
-    std::fs::write(&cfg, old).unwrap();
     for cmd in ["serve", "check-config"] {
-        let out = Command::new(BIN)
-            .args([cmd, "--config"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = with_config(cmd, &cfg);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{cmd}: {err}");
         assert!(
@@ -115,11 +101,7 @@ fn refuses_a_config_giving_a_certificate_a_unix_identity_and_says_where_it_goes(
 fn check_config_accepts_the_dev_setup() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), "127.0.0.1:7443");
-    let out = Command::new(BIN)
-        .args(["check-config", "--config"])
-        .arg(dir.path().join("breakglass-ca.toml"))
-        .output()
-        .unwrap();
+    let out = with_config("check-config", &dir.path().join(CONFIG_FILE));
     assert!(
         out.status.success(),
         "{}",
@@ -140,39 +122,15 @@ fn serve_dev_creates_the_setup_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let dev = dir.path().join("dev");
     // Pick a free port for the dev config by initialising first.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    init(&dev, &format!("127.0.0.1:{port}"));
-    let mut child = Command::new(BIN)
-        .args(["serve", "--dev"])
-        .arg(&dev)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    init(&dev, &format!("127.0.0.1:{}", free_port()));
     let sock = dev.join("admin.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let d = CaProcess::start(
+        Command::new(BIN).args(["serve", "--dev"]).arg(&dev),
+        Duration::from_secs(20),
+        |_| sock.exists(),
+    );
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "admin socket must be private");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status}");
+    d.stop();
     assert!(!sock.exists(), "admin socket left behind");
 }

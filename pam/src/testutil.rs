@@ -1,111 +1,18 @@
-//! Test helpers: certificates following the breakglass profile, a scripted [`Pam`]
-//! and a recording [`Host`].
+//! Test helpers: a scripted [`Pam`] and a recording [`Host`]; certificates following the
+//! breakglass profile come from the workspace's test harness.
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bg_syslog::Severity;
-use breakglass_proto::profile::{EXT_GRANT_ID, EXT_HOSTS, EXT_TIER, GrantId, key_id};
-use ssh_key::certificate::{Builder, CertType};
-use ssh_key::rand_core::OsRng;
-use ssh_key::{Algorithm, Certificate, PrivateKey};
 
 use crate::guard::GuardSpec;
 use crate::module::{Host, Pam, PamItem};
 use crate::record::OpenSession;
 
-pub const NOW: u64 = 1_800_000_000;
-
-pub fn key() -> PrivateKey {
-    PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap()
-}
-
-/// What goes into a test certificate.
-pub struct CertSpec {
-    pub grant: u64,
-    pub requester: String,
-    pub principals: Vec<String>,
-    pub hosts: Option<String>,
-    pub valid_after: u64,
-    pub valid_before: u64,
-    pub cert_type: CertType,
-    pub critical: Vec<(String, String)>,
-    pub key_id: Option<String>,
-    pub serial: u64,
-}
-
-impl Default for CertSpec {
-    fn default() -> Self {
-        Self {
-            grant: 0xff,
-            requester: "sre@example.com".into(),
-            principals: vec!["alice".into()],
-            hosts: Some("db-*".into()),
-            valid_after: NOW - 60,
-            valid_before: NOW + 600,
-            cert_type: CertType::User,
-            critical: vec![],
-            key_id: None,
-            serial: 4242,
-        }
-    }
-}
-
-pub fn sign(ca: &PrivateKey, spec: &CertSpec) -> Certificate {
-    let user = key();
-    let mut b = Builder::new_with_random_nonce(
-        &mut OsRng,
-        user.public_key().key_data().clone(),
-        spec.valid_after,
-        spec.valid_before,
-    )
-    .unwrap();
-    let grant = GrantId(spec.grant);
-    b.serial(spec.serial).unwrap();
-    b.key_id(
-        spec.key_id
-            .clone()
-            .unwrap_or_else(|| key_id(grant, &spec.requester)),
-    )
-    .unwrap();
-    b.cert_type(spec.cert_type).unwrap();
-    for p in &spec.principals {
-        b.valid_principal(p.clone()).unwrap();
-    }
-    for (k, v) in &spec.critical {
-        b.critical_option(k.clone(), v.clone()).unwrap();
-    }
-    b.extension(EXT_GRANT_ID, grant.to_string()).unwrap();
-    if let Some(h) = &spec.hosts {
-        b.extension(EXT_HOSTS, h.clone()).unwrap();
-    }
-    b.extension(EXT_TIER, "low").unwrap();
-    b.extension("permit-pty", "").unwrap();
-    b.sign(ca).unwrap()
-}
-
-/// `SSH_AUTH_INFO_0` as sshd writes it for a certificate login.
-pub fn auth_info(cert: &Certificate) -> String {
-    let line = cert.to_openssh().unwrap();
-    let mut parts = line.split(' ');
-    format!(
-        "publickey {} {}\n",
-        parts.next().unwrap(),
-        parts.next().unwrap()
-    )
-}
-
-pub fn ca_file(dir: &Path, cas: &[&PrivateKey]) -> PathBuf {
-    let path = dir.join("ca.pub");
-    let text: String = cas
-        .iter()
-        .map(|k| k.public_key().to_openssh().unwrap() + "\n")
-        .collect();
-    std::fs::write(&path, format!("# trusted\n{text}")).unwrap();
-    path
-}
+pub use breakglass_test_support::cert::{CertSpec, NOW, auth_info, ca_file, new_key as key, sign};
 
 #[derive(Default)]
 pub struct ScriptedPam {

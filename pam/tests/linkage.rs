@@ -1,18 +1,18 @@
 //! The shipped module exports only the PAM entry points and links no async runtime.
 
-mod common;
-
 use std::process::Command;
+
+use breakglass_test_support::{output_text, pam_artifacts};
 
 #[test]
 fn only_pam_sm_symbols_are_exported() {
-    let so = common::module_so();
+    let so = pam_artifacts().module.clone();
     let out = Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&so)
         .output()
         .unwrap();
-    assert!(out.status.success(), "nm failed: {}", common::text(&out));
+    assert!(out.status.success(), "nm failed: {}", output_text(&out));
     let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
@@ -54,7 +54,7 @@ fn module_links_no_tokio_tonic_or_prost() {
     assert!(
         out.status.success(),
         "cargo tree failed: {}",
-        common::text(&out)
+        output_text(&out)
     );
     let tree = String::from_utf8_lossy(&out.stdout);
     assert!(tree.contains("breakglass-proto"), "{tree}");
@@ -65,7 +65,7 @@ fn module_links_no_tokio_tonic_or_prost() {
         );
     }
     // And the binary itself: no symbol from those crates.
-    let so = common::module_so();
+    let so = pam_artifacts().module.clone();
     let out = Command::new("nm").arg(&so).output().unwrap();
     let syms = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -1,20 +1,16 @@
 //! The host snippets in packaging/ are what the tests run: the PAM line parses with the
 //! module's option parser and the sshd_config snippet passes `sshd -t`.
 
-mod common;
-
 use std::path::Path;
-use std::process::Command;
 
+use breakglass_test_support::cert::{ca_file, empty_krl, new_key, ssh_keygen};
+use breakglass_test_support::sshd::check_config;
+use breakglass_test_support::{can_run, packaging};
 use pam_breakglass::config::Config;
-
-fn packaging() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging"))
-}
 
 #[test]
 fn pam_snippet_line_is_valid_and_placed_after_pam_loginuid() {
-    let text = std::fs::read_to_string(packaging().join("pam/sshd.breakglass")).unwrap();
+    let text = packaging("pam/sshd.breakglass");
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
@@ -31,7 +27,7 @@ fn pam_snippet_line_is_valid_and_placed_after_pam_loginuid() {
     let env = stack.find("required     pam_env.so").unwrap();
     assert!(loginuid < ours && ours < env);
     // The example options in HOST-SETUP.md are the same line.
-    let setup = std::fs::read_to_string(packaging().join("HOST-SETUP.md")).unwrap();
+    let setup = packaging("HOST-SETUP.md");
     assert!(
         setup.contains(lines[0]),
         "HOST-SETUP.md shows a different PAM line"
@@ -40,44 +36,25 @@ fn pam_snippet_line_is_valid_and_placed_after_pam_loginuid() {
 
 #[test]
 fn sshd_snippet_passes_sshd_t() {
-    let snippet = std::fs::read_to_string(packaging().join("sshd/breakglass.conf")).unwrap();
+    let snippet = packaging("sshd/breakglass.conf");
     for needle in ["TrustedUserCAKeys", "RevokedKeys", "UsePAM yes"] {
         assert!(snippet.contains(needle), "{needle}");
     }
-    if !Path::new("/usr/sbin/sshd").exists() {
-        assert!(std::env::var_os("CI").is_none(), "sshd missing in CI");
-        eprintln!("SKIPPED (needs openssh-server): sshd_snippet_passes_sshd_t");
+    if !can_run(
+        "openssh-server (/usr/sbin/sshd)",
+        Path::new("/usr/sbin/sshd").exists(),
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ca = common::new_key();
-    std::fs::write(
-        d.join("ca.pub"),
-        ca.public_key().to_openssh().unwrap() + "\n",
-    )
-    .unwrap();
-    assert!(
-        Command::new("ssh-keygen")
-            .arg("-q")
-            .args(["-k", "-f"])
-            .arg(d.join("r.krl"))
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(d.join("hk"))
-            .status()
-            .unwrap()
-            .success()
-    );
+    let ca_pub = ca_file(d, &[&new_key()]);
+    empty_krl(&d.join("r.krl"));
+    ssh_keygen(d, "hk", &["-t", "ed25519"]);
     let snippet = snippet
         .replace(
             "/etc/ssh/breakglass_user_ca.pub",
-            &d.join("ca.pub").display().to_string(),
+            &ca_pub.display().to_string(),
         )
         .replace(
             "/etc/ssh/breakglass_revoked.krl",
@@ -89,11 +66,5 @@ fn sshd_snippet_passes_sshd_t() {
         d.display()
     );
     std::fs::write(d.join("sshd_config"), config).unwrap();
-    let out = Command::new("/usr/sbin/sshd")
-        .arg("-t")
-        .arg("-f")
-        .arg(d.join("sshd_config"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::text(&out));
+    check_config(Path::new("/usr/sbin/sshd"), &d.join("sshd_config"));
 }

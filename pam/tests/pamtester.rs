@@ -2,13 +2,16 @@
 //! pam_wrapper: hostile `SSH_AUTH_INFO_0`, bad options, `require`, and a full
 //! open/close with the guard.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use breakglass_test_support::cert::{CertSpec, auth_info, new_key, sign};
+use breakglass_test_support::pam_wrapper::{Stack, harness_bin};
+use breakglass_test_support::process::{cmdline, processes_where};
+use breakglass_test_support::{output_text as text, require_root, unix_now, wait};
+use ssh_key::Certificate;
 
 const WAIT: Duration = Duration::from_secs(5);
+const EVERY: Duration = Duration::from_millis(20);
 
 fn assert_denied(stack: &Stack, out: &std::process::Output, reason: &str, what: &str) {
     assert_eq!(
@@ -39,12 +42,7 @@ fn garbage_and_hostile_auth_info_is_denied_with_a_log_line() {
     let stack = Stack::new("", false);
     let good = auth_info(&sign(
         &stack.ca,
-        &CertSpec {
-            grant: 1,
-            principal: "alice",
-            hosts: "db-7",
-            valid_for: 300,
-        },
+        &CertSpec::new(1, "alice", 300).with_hosts("db-7"),
     ));
     let (kt, b64) = {
         let mut p = good.trim_end().split(' ').skip(1);
@@ -52,12 +50,7 @@ fn garbage_and_hostile_auth_info_is_denied_with_a_log_line() {
     };
     let for_bob = auth_info(&sign(
         &stack.ca,
-        &CertSpec {
-            grant: 2,
-            principal: "bob",
-            hosts: "db-7",
-            valid_for: 300,
-        },
+        &CertSpec::new(2, "bob", 300).with_hosts("db-7"),
     ));
     let big = format!("publickey {kt} {}\n", "A".repeat(120 * 1024));
     let cases: Vec<(&str, String, &str)> = vec![
@@ -105,12 +98,7 @@ fn garbage_and_hostile_auth_info_is_denied_with_a_log_line() {
             "breakglass certificate from an untrusted CA",
             auth_info(&sign(
                 &other_ca,
-                &CertSpec {
-                    grant: 3,
-                    principal: "alice",
-                    hosts: "db-7",
-                    valid_for: 300,
-                },
+                &CertSpec::new(3, "alice", 300).with_hosts("db-7"),
             )),
             "untrusted_ca",
         ),
@@ -118,12 +106,7 @@ fn garbage_and_hostile_auth_info_is_denied_with_a_log_line() {
             "scoped to another host",
             auth_info(&sign(
                 &stack.ca,
-                &CertSpec {
-                    grant: 4,
-                    principal: "alice",
-                    hosts: "web-*",
-                    valid_for: 300,
-                },
+                &CertSpec::new(4, "alice", 300).with_hosts("web-*"),
             )),
             "host_scope",
         ),
@@ -133,15 +116,13 @@ fn garbage_and_hostile_auth_info_is_denied_with_a_log_line() {
         let out = stack.pamtester("alice", Some(&info), &["open_session"]);
         assert_denied(&stack, &out, reason, what);
         // This attempt's own line (not an earlier one with the same reason).
-        let deadline = Instant::now() + WAIT;
-        let new = loop {
+        let new = wait::poll(WAIT, EVERY, || {
             let new: Vec<String> = stack.syslog.lines()[before..].to_vec();
-            if new.iter().any(|l| l.contains(&format!("reason={reason}"))) {
-                break new;
-            }
-            assert!(Instant::now() < deadline, "{what}: {new:#?}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+            new.iter()
+                .any(|l| l.contains(&format!("reason={reason}")))
+                .then_some(new)
+        })
+        .unwrap_or_else(|| panic!("{what}: {:#?}", &stack.syslog.lines()[before..]));
         assert!(
             new.iter().all(|l| l.len() < 4096),
             "{what}: log lines stay short"
@@ -213,10 +194,7 @@ fn login_without_certificate_is_ignored_by_default_and_denied_with_require() {
             .filter(|l| l.contains("event=session_ignored"))
             .count()
     };
-    let deadline = Instant::now() + WAIT;
-    while ignored() < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::until(WAIT, EVERY, || ignored() >= 3);
     assert_eq!(ignored(), 3, "{:#?}", stack.syslog.lines());
     assert!(stack.spool_files().is_empty());
 
@@ -233,15 +211,7 @@ fn valid_certificate_opens_and_closes_with_records() {
         return;
     }
     let stack = Stack::new("", true);
-    let cert = sign(
-        &stack.ca,
-        &CertSpec {
-            grant: 0xab,
-            principal: "root",
-            hosts: "db-*",
-            valid_for: 300,
-        },
-    );
+    let cert = sign(&stack.ca, &CertSpec::new(0xab, "root", 300));
     let out = stack.pamtester(
         "root",
         Some(&auth_info(&cert)),
@@ -254,7 +224,7 @@ fn valid_certificate_opens_and_closes_with_records() {
             &[
                 "event=session_open",
                 "grant=g-00000000000000ab",
-                "serial=7171",
+                &format!("serial={}", cert.serial()),
             ],
             WAIT,
         )
@@ -294,21 +264,13 @@ fn guard_ends_the_session_process_at_expiry() {
     }
     let stack = Stack::new("warn_before=1", true);
     harness_bin(); // compile before the short certificate's clock starts
-    let cert = sign(
-        &stack.ca,
-        &CertSpec {
-            grant: 0xcd,
-            principal: "root",
-            hosts: "db-7",
-            valid_for: 4,
-        },
-    );
+    let cert = root_cert(&stack, 0xcd, 4);
     let valid_before = cert.valid_before();
     let out = stack.harness("root", auth_info(&cert).as_bytes(), &["--hold", "60"]);
-    let ended = now();
+    let ended = unix_now();
     // The harness holds the session for 60 s; the guard SIGTERMs it at valid_before.
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(out.status.signal(), Some(libc_sigterm()), "{}", text(&out));
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{}", text(&out));
     assert!(
         (valid_before..=valid_before + 2).contains(&ended),
         "ended at {ended}, valid_before {valid_before}"
@@ -341,25 +303,13 @@ fn guard_ends_the_session_process_at_expiry() {
     }
 }
 
-fn libc_sigterm() -> i32 {
-    15
-}
-
 #[test]
 fn guard_exits_when_the_session_ends_normally() {
     if !require_root("guard_exits_when_the_session_ends_normally (pam_loginuid)") {
         return;
     }
     let stack = Stack::new("", true);
-    let cert = sign(
-        &stack.ca,
-        &CertSpec {
-            grant: 0xef,
-            principal: "root",
-            hosts: "db-7",
-            valid_for: 600,
-        },
-    );
+    let cert = root_cert(&stack, 0xef, 600);
     let out = stack.pamtester(
         "root",
         Some(&auth_info(&cert)),
@@ -367,15 +317,7 @@ fn guard_exits_when_the_session_ends_normally() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // No guard process for this grant may survive.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let alive = guard_processes_mentioning("g-00000000000000ef");
-        if alive.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "guards still running: {alive:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_no_guard_left("g-00000000000000ef");
 }
 
 #[test]
@@ -386,15 +328,7 @@ fn guards_sharing_an_audit_session_do_not_wait_for_each_other() {
     // One process opening several sessions: pam_loginuid keeps the audit session id, so
     // the guards share it. None may treat the others as leftovers of its session.
     let stack = Stack::new("", true);
-    let cert = sign(
-        &stack.ca,
-        &CertSpec {
-            grant: 0xee,
-            principal: "root",
-            hosts: "db-7",
-            valid_for: 600,
-        },
-    );
+    let cert = root_cert(&stack, 0xee, 600);
     let out = stack.harness("root", auth_info(&cert).as_bytes(), &["--repeat", "3"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
@@ -405,28 +339,28 @@ fn guards_sharing_an_audit_session_do_not_wait_for_each_other() {
             .count(),
         3
     );
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let alive = guard_processes_mentioning("g-00000000000000ee");
-        if alive.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "guards still running: {alive:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_no_guard_left("g-00000000000000ee");
 }
 
-fn guard_processes_mentioning(needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    c.contains("--session") && c.contains(needle)
-                })
-                .unwrap_or(false)
+/// A certificate of `stack`'s CA for root on db-7, valid for `valid_for` seconds.
+fn root_cert(stack: &Stack, grant: u64, valid_for: u64) -> Certificate {
+    sign(
+        &stack.ca,
+        &CertSpec::new(grant, "root", valid_for).with_hosts("db-7"),
+    )
+}
+
+/// Waits (bounded) until no session guard of `grant` runs.
+fn assert_no_guard_left(grant: &str) {
+    let guards = || {
+        processes_where(|p| {
+            let c = cmdline(p);
+            c.contains("--session") && c.contains(grant)
         })
-        .collect()
+    };
+    assert!(
+        wait::until(WAIT, Duration::from_millis(50), || guards().is_empty()),
+        "guards still running: {:?}",
+        guards()
+    );
 }

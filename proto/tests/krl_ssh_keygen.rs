@@ -7,40 +7,26 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use breakglass_proto::krl::Krl;
+use breakglass_test_support::cert::{CertSpec, empty_krl, new_key as key, sign_for};
+use breakglass_test_support::{can_run, have, ssh_keygen_revoked as keygen_says_revoked};
 use ssh_key::rand_core::{OsRng, RngCore};
-use ssh_key::{Algorithm, Certificate, PrivateKey, certificate};
+use ssh_key::{Certificate, PrivateKey};
 
 fn have_ssh_keygen() -> bool {
-    let ok = Command::new("ssh-keygen")
-        .arg("-?")
-        .output()
-        .map(|_| true)
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("ssh-keygen is needed, and CI must run this test");
-        }
-        eprintln!("\n*** SKIPPED (needs ssh-keygen from openssh-client) ***\n");
-    }
-    ok
+    can_run("ssh-keygen (openssh-client)", have("ssh-keygen"))
 }
 
-fn key() -> PrivateKey {
-    PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap()
-}
-
+/// A user certificate for `subject` signed by `ca`, valid for a long time, with
+/// `serial` and key id `id`.
 fn cert(ca: &PrivateKey, subject: &PrivateKey, serial: u64, id: &str) -> Certificate {
-    let mut b = certificate::Builder::new_with_random_nonce(
-        &mut OsRng,
-        subject.public_key().key_data().clone(),
-        0,
-        u64::from(u32::MAX) * 2,
-    )
-    .unwrap();
-    b.serial(serial).unwrap();
-    b.key_id(id).unwrap();
-    b.valid_principal("alice").unwrap();
-    b.sign(ca).unwrap()
+    let spec = CertSpec {
+        serial,
+        key_id: Some(id.into()),
+        valid_after: 0,
+        valid_before: u64::from(u32::MAX) * 2,
+        ..CertSpec::default()
+    };
+    sign_for(ca, subject, &spec)
 }
 
 fn write_cert(dir: &Path, name: &str, c: &Certificate) -> PathBuf {
@@ -49,28 +35,47 @@ fn write_cert(dir: &Path, name: &str, c: &Certificate) -> PathBuf {
     p
 }
 
-/// `ssh-keygen -Q -f krl cert`: Some(true) revoked (rc 1, "REVOKED"), Some(false) ok (rc 0, "ok").
-fn keygen_says_revoked(krl: &Path, cert: &Path) -> bool {
-    let out = Command::new("ssh-keygen")
-        .arg("-Q")
-        .arg("-f")
-        .arg(krl)
-        .arg(cert)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(1) => {
-            assert!(text.contains("REVOKED"), "rc 1 without REVOKED: {text}");
-            true
+/// Two CAs, a compromised key and an innocent one, and a directory for the files.
+struct Keys {
+    dir: tempfile::TempDir,
+    ca: PrivateKey,
+    other_ca: PrivateKey,
+    compromised: PrivateKey,
+    innocent: PrivateKey,
+}
+
+impl Keys {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            ca: key(),
+            other_ca: key(),
+            compromised: key(),
+            innocent: key(),
         }
-        Some(0) => {
-            assert!(text.contains("ok"), "rc 0 without ok: {text}");
-            false
-        }
-        other => panic!("ssh-keygen -Q failed ({other:?}): {text}"),
     }
+}
+
+/// A certificate case: its CA, its key, serial and key id, and whether it is revoked.
+type Case<'a> = (&'a PrivateKey, &'a PrivateKey, u64, &'a str, bool);
+
+/// Writes `krl` to `dir/k.krl` and checks that ssh-keygen and our parser agree with each
+/// case, and that both find the plain key `revoked_key` revoked; returns the KRL file.
+fn check_cases(dir: &Path, krl: &Krl, cases: &[Case], revoked_key: &PrivateKey) -> PathBuf {
+    let path = dir.join("k.krl");
+    std::fs::write(&path, krl.to_bytes().unwrap()).unwrap();
+    let back = Krl::parse(&std::fs::read(&path).unwrap()).unwrap();
+    for (i, &(ca, subject, serial, id, revoked)) in cases.iter().enumerate() {
+        let c = cert(ca, subject, serial, id);
+        let file = write_cert(dir, &format!("c{i}"), &c);
+        assert_eq!(keygen_says_revoked(&path, &file), revoked, "case {i}");
+        assert_eq!(back.revoked(&c).is_some(), revoked, "our parser, case {i}");
+    }
+    // The plain key itself is revoked too.
+    let plain = dir.join("plain.pub");
+    revoked_key.public_key().write_openssh_file(&plain).unwrap();
+    assert!(keygen_says_revoked(&path, &plain));
+    path
 }
 
 fn random_serials(n: usize) -> BTreeSet<u64> {
@@ -182,47 +187,42 @@ fn ssh_keygen_reads_our_key_ids_and_explicit_keys() {
     if !have_ssh_keygen() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ca = key();
-    let other_ca = key();
-    let compromised = key();
-    let innocent = key();
+    let k = Keys::new();
     let mut krl = Krl::new(3, 0);
     krl.revoke_key_id(
-        Some(ca.public_key().key_data()),
+        Some(k.ca.public_key().key_data()),
         "breakglass/g-1/alice@example.com",
     )
     .unwrap();
     krl.revoke_key_id(None, "anyone/any-ca").unwrap();
-    krl.revoke_key(compromised.public_key().key_data()).unwrap();
-    let path = dir.path().join("k.krl");
-    std::fs::write(&path, krl.to_bytes().unwrap()).unwrap();
-    let back = Krl::parse(&std::fs::read(&path).unwrap()).unwrap();
-    let cases = [
+    krl.revoke_key(k.compromised.public_key().key_data())
+        .unwrap();
+    let cases: [Case; 5] = [
         (
-            cert(&ca, &innocent, 5, "breakglass/g-1/alice@example.com"),
+            &k.ca,
+            &k.innocent,
+            5,
+            "breakglass/g-1/alice@example.com",
             true,
         ),
         (
-            cert(&other_ca, &innocent, 5, "breakglass/g-1/alice@example.com"),
+            &k.other_ca,
+            &k.innocent,
+            5,
+            "breakglass/g-1/alice@example.com",
             false,
         ),
-        (cert(&other_ca, &innocent, 6, "anyone/any-ca"), true),
+        (&k.other_ca, &k.innocent, 6, "anyone/any-ca", true),
         (
-            cert(&ca, &innocent, 7, "breakglass/g-2/alice@example.com"),
+            &k.ca,
+            &k.innocent,
+            7,
+            "breakglass/g-2/alice@example.com",
             false,
         ),
-        (cert(&ca, &compromised, 8, "fine-id"), true),
+        (&k.ca, &k.compromised, 8, "fine-id", true),
     ];
-    for (i, (c, revoked)) in cases.iter().enumerate() {
-        let file = write_cert(dir.path(), &format!("c{i}"), c);
-        assert_eq!(keygen_says_revoked(&path, &file), *revoked, "case {i}");
-        assert_eq!(back.revoked(c).is_some(), *revoked, "our parser, case {i}");
-    }
-    // The plain key itself is revoked too.
-    let plain = dir.path().join("plain.pub");
-    compromised.public_key().write_openssh_file(&plain).unwrap();
-    assert!(keygen_says_revoked(&path, &plain));
+    check_cases(k.dir.path(), &krl, &cases, &k.compromised);
 }
 
 /// What `revoke --public-key` adds: the key by its SHA256 fingerprint (all the daemon
@@ -233,56 +233,43 @@ fn ssh_keygen_revokes_every_certificate_of_a_key_our_krl_names_by_fingerprint() 
     if !have_ssh_keygen() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ca = key();
-    let other_ca = key();
-    let compromised = key();
-    let innocent = key();
-    let fp = compromised
+    let k = Keys::new();
+    let fp = k
+        .compromised
         .public_key()
         .fingerprint(ssh_key::HashAlg::Sha256);
     let mut krl = Krl::new(4, 0);
-    krl.revoke_serial(ca.public_key().key_data(), 7).unwrap();
+    krl.revoke_serial(k.ca.public_key().key_data(), 7).unwrap();
     krl.revoke_fingerprint(&fp).unwrap();
     assert!(
         krl.revoke_fingerprint(
-            &compromised
+            &k.compromised
                 .public_key()
                 .fingerprint(ssh_key::HashAlg::Sha512)
         )
         .is_err(),
         "a KRL holds SHA256 fingerprints only"
     );
-    let path = dir.path().join("k.krl");
-    std::fs::write(&path, krl.to_bytes().unwrap()).unwrap();
-    let back = Krl::parse(&std::fs::read(&path).unwrap()).unwrap();
-    let cases = [
+    let cases: [Case; 5] = [
         (
-            cert(&ca, &compromised, 8, "breakglass/g-1/a@example.com"),
+            &k.ca,
+            &k.compromised,
+            8,
+            "breakglass/g-1/a@example.com",
             true,
         ),
         (
-            cert(&ca, &compromised, 9, "breakglass/g-2/a@example.com"),
+            &k.ca,
+            &k.compromised,
+            9,
+            "breakglass/g-2/a@example.com",
             true,
         ),
-        (cert(&other_ca, &compromised, 10, "offline"), true),
-        (
-            cert(&ca, &innocent, 8, "breakglass/g-3/a@example.com"),
-            false,
-        ),
-        (
-            cert(&ca, &innocent, 7, "breakglass/g-4/a@example.com"),
-            true,
-        ),
+        (&k.other_ca, &k.compromised, 10, "offline", true),
+        (&k.ca, &k.innocent, 8, "breakglass/g-3/a@example.com", false),
+        (&k.ca, &k.innocent, 7, "breakglass/g-4/a@example.com", true),
     ];
-    for (i, (c, revoked)) in cases.iter().enumerate() {
-        let file = write_cert(dir.path(), &format!("c{i}"), c);
-        assert_eq!(keygen_says_revoked(&path, &file), *revoked, "case {i}");
-        assert_eq!(back.revoked(c).is_some(), *revoked, "our parser, case {i}");
-    }
-    let plain = dir.path().join("plain.pub");
-    compromised.public_key().write_openssh_file(&plain).unwrap();
-    assert!(keygen_says_revoked(&path, &plain));
+    let path = check_cases(k.dir.path(), &krl, &cases, &k.compromised);
     // `ssh-keygen -Q -l` lists it (as a hex SHA256 hash).
     let out = Command::new("ssh-keygen")
         .args(["-Q", "-l", "-f"])
@@ -368,12 +355,7 @@ fn our_parser_reads_krls_written_by_ssh_keygen() {
     }
     // An empty KRL from ssh-keygen parses and revokes nothing.
     let empty = dir.path().join("empty.krl");
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-k", "-f"])
-        .arg(&empty)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    empty_krl(&empty);
     let e = Krl::parse(&std::fs::read(&empty).unwrap()).unwrap();
     assert!(e.is_empty());
     assert!(e.revoked(&cases[1]).is_none());

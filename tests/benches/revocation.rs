@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use breakglass_cli::revoke;
 use breakglass_proto::krl::Krl;
 use breakglass_proto::sessions::{GrantState, grant_state};
-use breakglass_proto::v1::RevokeRequest;
 use breakglass_proto::v1::revoke_request::Target as Selector;
-use breakglass_tests::revocation::{self, ADMIN, issue};
-use breakglass_tests::sshd::{ClientKey, TestUser};
-use breakglass_tests::watcher::WatcherProcess;
+use breakglass_tests::bench::BenchArgs;
+use breakglass_tests::revocation::{self, ADMIN, issue, revoke_request};
+use breakglass_tests::sshd::TestUser;
+use breakglass_tests::watcher::WatchedHost;
 
 /// Most runs accepted (each issues a grant and makes two logins).
 const MAX_RUNS: usize = 500;
@@ -29,27 +29,17 @@ const MAX_RUNS: usize = 500;
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") {
-        eprintln!(
-            "revocation benchmark: run it with `cargo bench -p breakglass-tests --bench revocation -- --runs 20` (as root)"
-        );
+    let Some(runs) = (BenchArgs {
+        bench: "revocation",
+        what: "revocation benchmark",
+        flag: "--runs",
+        default: 10,
+        example: 20,
+        max: MAX_RUNS,
+    })
+    .rounds() else {
         return;
-    }
-    let runs = match args.iter().position(|a| a == "--runs") {
-        None => 10,
-        Some(i) => match args.get(i + 1).and_then(|v| v.parse::<usize>().ok()) {
-            Some(n) if (1..=MAX_RUNS).contains(&n) => n,
-            _ => {
-                eprintln!("--runs: give a number from 1 to {MAX_RUNS}");
-                std::process::exit(64);
-            }
-        },
     };
-    if !breakglass_tests::is_root() {
-        eprintln!("revocation benchmark: needs root (a real sshd on loopback, PAM, a test user)");
-        std::process::exit(77);
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -69,22 +59,8 @@ struct Samples {
 
 async fn run(runs: usize) {
     let d = revocation::daemon().await;
-    let sshd = d.start_sshd(Some("db-7")).await;
-    let sessions = tempfile::tempdir().unwrap();
-    let dir = sessions.path().join("sessions");
-    let krl = sshd.dir.path().join("revoked.krl");
-    sshd.set_module_options(&format!("krl={} sessions={}", krl.display(), dir.display()));
-    d.new_client("db7", "host://db-7");
-    let config = d.client_config("db7", "db7");
-    let ca_keys = sshd.dir.path().join("sshd_trusted_cas.pub");
-    let watcher = {
-        let (dir, krl) = (dir.clone(), krl.clone());
-        tokio::task::spawn_blocking(move || {
-            WatcherProcess::start(&config, &dir, &ca_keys, Some(&krl))
-        })
-        .await
-        .unwrap()
-    };
+    let host = WatchedHost::start(&d, true).await;
+    let (dir, krl) = (host.sessions_dir(), host.krl());
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
     let sre = d.target("sre");
@@ -96,34 +72,25 @@ async fn run(runs: usize) {
     for i in 0..runs {
         let g = issue(&sre, keys.path(), &format!("k{i}"), &user.name, "db-7", 600).await;
         let cert = ssh_key::Certificate::read_file(g.key.cert_path.as_deref().unwrap()).unwrap();
-        assert_eq!(
-            login(&sshd, &user.name, &g.key).await,
-            Some(0),
-            "run {i}: the fresh grant must log in"
-        );
+        host.assert_login_works(&user.name, &g.key).await;
 
         let t0 = Instant::now();
         // Watch the host's files from the moment the revocation is sent.
         let (dir2, krl2, grant) = (dir.clone(), krl.clone(), g.grant_id.clone());
         let host_side =
             tokio::task::spawn_blocking(move || observe(&dir2, &krl2, &grant, &cert, t0));
-        revoke::revoke(
-            &admin,
-            RevokeRequest {
-                target: Some(Selector::GrantId(g.grant_id.clone())),
-                reason: format!("bench run {i}"),
-            },
-        )
-        .await
-        .expect("revoke");
+        let selector = Selector::GrantId(g.grant_id.clone());
+        revoke::revoke(&admin, revoke_request(selector, &format!("bench run {i}")))
+            .await
+            .expect("revoke");
         let answered = ms(t0.elapsed());
         let (marked, krl_at) = host_side.await.unwrap().unwrap_or_else(|| {
             panic!(
                 "run {i}: the revocation did not reach the host within {REACH_TIMEOUT:?}: {}",
-                watcher.output()
+                host.watcher.output()
             )
         });
-        let code = login(&sshd, &user.name, &g.key).await;
+        let (code, _) = host.login(&user.name, &g.key).await;
         let refused = ms(t0.elapsed());
         assert_eq!(
             code,
@@ -136,7 +103,7 @@ async fn run(runs: usize) {
         s.refused_login.push(refused);
     }
     assert!(
-        sshd.log().matches("revoked by file").count() >= runs,
+        host.sshd.log().matches("revoked by file").count() >= runs,
         "sshd did not refuse by the KRL every time"
     );
     println!(
@@ -188,14 +155,6 @@ fn observe(
         std::thread::sleep(Duration::from_millis(1));
     }
     None
-}
-
-async fn login(sshd: &breakglass_tests::sshd::Sshd, user: &str, key: &ClientKey) -> Option<i32> {
-    let mut cmd = sshd.ssh(user, key, &[]);
-    cmd.arg("true");
-    tokio::task::spawn_blocking(move || cmd.output().unwrap().status.code())
-        .await
-        .unwrap()
 }
 
 fn ms(d: Duration) -> f64 {

@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use breakglass_tests::bench::BenchArgs;
 use breakglass_tests::faults::{SyslogFault, SyslogSwitch};
 use breakglass_tests::sshd::{CertSpec, ClientKey, Sshd, SshdOptions, TestCa, TestUser};
 
@@ -19,33 +20,19 @@ use breakglass_tests::sshd::{CertSpec, ClientKey, Sshd, SshdOptions, TestCa, Tes
 const MAX_LOGINS: usize = 1000;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") {
-        eprintln!(
-            "syslog drill benchmark: run it with `cargo bench -p breakglass-tests --bench syslog_drill -- --logins 30` (as root)"
-        );
+    let Some(logins) = (BenchArgs {
+        bench: "syslog_drill",
+        what: "syslog drill benchmark",
+        flag: "--logins",
+        default: 20,
+        example: 30,
+        max: MAX_LOGINS,
+    })
+    .rounds() else {
         return;
-    }
-    let logins = match args.iter().position(|a| a == "--logins") {
-        None => 20,
-        Some(i) => match args.get(i + 1).and_then(|v| v.parse::<usize>().ok()) {
-            Some(n) if (1..=MAX_LOGINS).contains(&n) => n,
-            _ => {
-                eprintln!("--logins: give a number from 1 to {MAX_LOGINS}");
-                std::process::exit(64);
-            }
-        },
     };
-    if !breakglass_tests::is_root() {
-        eprintln!("syslog drill benchmark: needs root (a real sshd on loopback, PAM, a test user)");
-        std::process::exit(77);
-    }
     let ca = TestCa::new();
-    let sshd = Sshd::start(&SshdOptions {
-        sshd_trusts: vec![ca.public_line()],
-        module_trusts: vec![ca.public_line()],
-        ..Default::default()
-    });
+    let sshd = Sshd::start(&SshdOptions::trusting(&ca));
     let user = TestUser::create();
     let keys = tempfile::tempdir().expect("tempdir");
     let key = ClientKey::with_cert(

@@ -8,8 +8,11 @@ use breakglass_ca::server::Daemon;
 use breakglass_cli::host::witness::WitnessArgs;
 use breakglass_cli::settings::Target;
 use tokio::sync::oneshot;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
-use crate::sshd::{Sshd, SshdOptions};
+use crate::sshd::{Sshd, SshdOptions, TestCa};
 
 /// A running daemon and its dev directory (removed on drop).
 #[derive(Debug)]
@@ -160,6 +163,38 @@ impl TestDaemon {
         }
     }
 
+    /// The real `breakglass` executable as the sample client `name` (its
+    /// `clients/<name>.toml`) talking to this daemon: no input, no settings from the
+    /// environment.
+    pub fn cli(&self, name: &str) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(crate::breakglass_bin());
+        c.arg("--config")
+            .arg(self.path().join(format!("clients/{name}.toml")))
+            .arg("--server")
+            .arg(format!("https://127.0.0.1:{}", self.port))
+            .env_remove("BREAKGLASS_CONFIG")
+            .env_remove("BREAKGLASS_SERVER")
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// Runs `breakglass ARGS` as the sample client `name`; returns its stdout, and
+    /// panics with its stderr when it fails.
+    pub async fn cli_ok(&self, name: &str, args: &[&str]) -> String {
+        let out = self
+            .cli(name)
+            .args(args)
+            .output()
+            .await
+            .expect("breakglass runs");
+        assert!(
+            out.status.success(),
+            "breakglass {args:?} as {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
     /// The admin socket target.
     pub fn admin(&self) -> Target {
         Target::Unix(self.admin_socket.clone())
@@ -203,6 +238,15 @@ impl TestDaemon {
         self.resume().await;
     }
 
+    /// The daemon's SSH user CA (its private key `ssh_ca`), to sign certificates it
+    /// never issued, as an offline emergency certificate would be.
+    pub fn ssh_ca(&self) -> TestCa {
+        TestCa {
+            key: ssh_key::PrivateKey::read_openssh_file(&self.path().join("ssh_ca"))
+                .expect("the dev CA key"),
+        }
+    }
+
     /// The TLS CA of the dev setup, for issuing more client certificates.
     pub fn tls_ca(&self) -> init::CertAndKey {
         init::CertAndKey {
@@ -221,4 +265,17 @@ impl Drop for TestDaemon {
             t.abort();
         }
     }
+}
+
+/// What the health service on `ch` says of `breakglass.v1.BreakGlass`.
+pub async fn breakglass_health(ch: tonic::transport::Channel) -> ServingStatus {
+    let status = HealthClient::new(ch)
+        .check(HealthCheckRequest {
+            service: "breakglass.v1.BreakGlass".into(),
+        })
+        .await
+        .expect("the health service answers")
+        .into_inner()
+        .status;
+    ServingStatus::try_from(status).expect("a known serving status")
 }

@@ -3,7 +3,6 @@
 //! running process failing (`strace` error injection), and a syslog socket that is missing
 //! or never read.
 
-use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,73 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// A size-limited tmpfs mounted for one drill (needs root), unmounted on drop.
-#[derive(Debug)]
-pub struct Tmpfs {
-    /// The mount point.
-    pub path: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `4m`) with root directory mode `mode` (e.g. `0700`)
-    /// on `path`, creating the directory first.
-    pub fn mount(path: &Path, size: &str, mode: &str) -> Self {
-        std::fs::create_dir_all(path).expect("mount point");
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode={mode}"),
-                "tmpfs",
-            ])
-            .arg(path)
-            .status()
-            .expect("mount runs");
-        assert!(st.success(), "mount -t tmpfs on {} failed", path.display());
-        Self {
-            path: path.to_owned(),
-        }
-    }
-
-    /// Remounts it with `opts` (e.g. `ro`, `rw`).
-    pub fn remount(&self, opts: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{opts}")])
-            .arg(&self.path)
-            .status()
-            .expect("mount runs");
-        assert!(
-            st.success(),
-            "remount {} with {opts} failed",
-            self.path.display()
-        );
-    }
-
-    /// Fills the file system with one file of zeros, `filler`, until a write fails; returns
-    /// its path. Files already there may still grow into the free part of their last page.
-    pub fn fill(&self) -> PathBuf {
-        let path = self.path.join("filler");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .expect("create the filler");
-        let block = vec![0u8; 4096];
-        for _ in 0..(1 << 20) {
-            if f.write_all(&block).is_err() {
-                return path;
-            }
-        }
-        panic!("{} never filled up", self.path.display());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
+pub use breakglass_test_support::fs::Tmpfs;
 
 /// What the syslog socket a module or guard writes to is during a drill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

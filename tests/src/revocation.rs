@@ -4,8 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use breakglass_cli::commands::{self, RequestArgs};
-use breakglass_proto::audit::Event;
+use breakglass_cli::commands::{self, RequestArgs, RequestOutcome};
+use breakglass_proto::v1::revoke_request::Target as Selector;
+use breakglass_proto::v1::{RequestCertificateRequest, RevokeRequest};
+
+pub use crate::audit::verified_events as audit_events;
+pub use breakglass_test_support::ssh_keygen_revoked;
 
 use crate::daemon::TestDaemon;
 use crate::sshd::ClientKey;
@@ -48,6 +52,58 @@ pub struct Grant {
     pub serial: u64,
 }
 
+/// What `breakglass request` sends for the key `public`: `user` on `host` for `ttl`
+/// seconds, for `reason`.
+pub fn request_args(public: &Path, user: &str, host: &str, ttl: u64, reason: &str) -> RequestArgs {
+    RequestArgs {
+        hosts: vec![host.into()],
+        principals: vec![user.into()],
+        ttl: Duration::from_secs(ttl),
+        reason: reason.into(),
+        command: None,
+        source_addresses: vec![],
+        public_key: Some(public.to_owned()),
+        permit: vec![],
+        add_to_agent: None,
+    }
+}
+
+/// The wire request for a certificate for the key `public_key` (its OpenSSH line):
+/// `principal` on `host` for `ttl` seconds, for `reason`.
+pub fn certificate_request(
+    public_key: &str,
+    principal: &str,
+    host: &str,
+    ttl: i64,
+    reason: &str,
+) -> RequestCertificateRequest {
+    RequestCertificateRequest {
+        public_key: public_key.to_owned(),
+        principals: vec![principal.into()],
+        hosts: vec![host.into()],
+        ttl_seconds: ttl,
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
+/// The key and certificate `breakglass request` wrote.
+pub fn client_key(outcome: &RequestOutcome) -> ClientKey {
+    ClientKey {
+        key_path: outcome.paths.private.clone(),
+        cert_path: Some(outcome.paths.certificate.clone()),
+        valid_before: Some(outcome.response.valid_before as u64),
+    }
+}
+
+/// A revocation of `selector` for `reason`.
+pub fn revoke_request(selector: Selector, reason: &str) -> RevokeRequest {
+    RevokeRequest {
+        target: Some(selector),
+        reason: reason.into(),
+    }
+}
+
 /// Requests a grant for `user` on `host` as `target`.
 pub async fn issue(
     target: &breakglass_cli::settings::Target,
@@ -58,60 +114,14 @@ pub async fn issue(
     ttl: u64,
 ) -> Grant {
     let public = crate::ssh_keygen(dir, name, &["-t", "ed25519"]);
-    let outcome = commands::request(
-        target,
-        &RequestArgs {
-            hosts: vec![host.into()],
-            principals: vec![user.into()],
-            ttl: Duration::from_secs(ttl),
-            reason: "INC-6 revocation test".into(),
-            command: None,
-            source_addresses: vec![],
-            public_key: Some(public.clone()),
-            permit: vec![],
-            add_to_agent: None,
-        },
-    )
-    .await
-    .expect("certificate issued");
+    let a = request_args(&public, user, host, ttl, "INC-6 revocation test");
+    let outcome = commands::request(target, &a)
+        .await
+        .expect("certificate issued");
     Grant {
-        key: ClientKey {
-            key_path: outcome.paths.private,
-            cert_path: Some(outcome.paths.certificate),
-            valid_before: Some(outcome.response.valid_before as u64),
-        },
+        key: client_key(&outcome),
         public,
         grant_id: outcome.response.grant_id,
         serial: outcome.response.serial,
-    }
-}
-
-/// The daemon's audit log, read and verified offline with its public key.
-pub fn audit_events(d: &TestDaemon) -> Vec<(u64, Event)> {
-    let key = ["log.pub", "audit/log.pub"]
-        .iter()
-        .map(|p| d.path().join(p))
-        .find(|p| p.exists())
-        .expect("log.pub in the dev directory");
-    breakglass_cli::audit::read_dir_events(&d.path().join("audit"), &key)
-        .expect("audit log verifies")
-}
-
-/// `ssh-keygen -Q -f krl file`: true for REVOKED (rc 1), false for ok (rc 0).
-pub fn ssh_keygen_revoked(krl: &Path, file: &Path) -> bool {
-    let out = std::process::Command::new("ssh-keygen")
-        .arg("-Q")
-        .arg("-f")
-        .arg(krl)
-        .arg(file)
-        .output()
-        .expect("ssh-keygen runs");
-    match out.status.code() {
-        Some(1) => true,
-        Some(0) => false,
-        other => panic!(
-            "ssh-keygen -Q: {other:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
     }
 }

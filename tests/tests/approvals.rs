@@ -4,11 +4,13 @@
 //! the CLI's library functions as clients, and a real HTTP webhook receiver
 //! on 127.0.0.1.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use breakglass_cli::approvals::{self, RequestMode, RequestResult};
-use breakglass_cli::commands::RequestArgs;
+use breakglass_cli::commands::{RequestArgs, RequestOutcome};
+use breakglass_cli::error::CliError;
 use breakglass_cli::settings::Target;
 use breakglass_proto::audit::event::ReviewVerdict;
 use breakglass_proto::audit::note::NoteVerifier;
@@ -16,8 +18,9 @@ use breakglass_proto::audit::verify::{ScanOptions, scan_log};
 use breakglass_proto::audit::{Actor, Event, EventKind};
 use breakglass_proto::v1::{RequestInfo, RequestState};
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::revocation::request_args;
 use breakglass_tests::webhook::{Answer, Hook};
-use breakglass_tests::{breakglass_bin, ssh_keygen};
+use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 
 // ---------------------------------------------------------------------------
 // Daemon set-up and helpers.
@@ -58,22 +61,12 @@ async fn daemon(hooks: &[&Hook], edit: impl FnOnce(String) -> String) -> TestDae
     .await
 }
 
-fn args(keys: &std::path::Path, host: &str, ttl: u64, reason: &str) -> RequestArgs {
+fn args(keys: &Path, host: &str, ttl: u64, reason: &str) -> RequestArgs {
     let public = keys.join("id_ed25519.pub");
     if !public.exists() {
         ssh_keygen(keys, "id_ed25519", &["-t", "ed25519"]);
     }
-    RequestArgs {
-        hosts: vec![host.into()],
-        principals: vec!["bgdemo".into()],
-        ttl: Duration::from_secs(ttl),
-        reason: reason.into(),
-        command: None,
-        source_addresses: vec![],
-        public_key: Some(public),
-        permit: vec![],
-        add_to_agent: None,
-    }
+    request_args(&public, "bgdemo", host, ttl, reason)
 }
 
 fn state(i: &RequestInfo) -> RequestState {
@@ -87,22 +80,82 @@ fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-/// Creates a request without waiting; returns its id.
+/// Ask and go: issued at once or left pending.
+const NO_WAIT: RequestMode = RequestMode {
+    emergency: false,
+    no_wait: true,
+};
+/// An emergency, issued at once unless the tier refuses.
+const EMERGENCY: RequestMode = RequestMode {
+    emergency: true,
+    no_wait: false,
+};
+/// An emergency that does not wait should it fall back to approval.
+const EMERGENCY_NO_WAIT: RequestMode = RequestMode {
+    emergency: true,
+    no_wait: true,
+};
+
+/// `breakglass request` with `mode`, its updates ignored.
+async fn request(
+    t: &Target,
+    a: &RequestArgs,
+    mode: RequestMode,
+) -> Result<RequestResult, CliError> {
+    approvals::request_live(t, a, mode, |_| {}).await
+}
+
+/// A request that must be issued at once: its outcome.
+async fn issued(t: &Target, a: &RequestArgs, mode: RequestMode) -> RequestOutcome {
+    match request(t, a, mode).await.expect("request") {
+        RequestResult::Issued(o) => *o,
+        RequestResult::Pending(i) => panic!("not issued at once: {i:?}"),
+    }
+}
+
+/// Creates a request without waiting; returns it.
 async fn create(target: &Target, a: &RequestArgs, emergency: bool) -> RequestInfo {
-    match approvals::request_live(
-        target,
-        a,
-        RequestMode {
-            emergency,
-            no_wait: true,
-        },
-        |_| {},
-    )
-    .await
-    .expect("request created")
-    {
+    let mode = RequestMode {
+        emergency,
+        no_wait: true,
+    };
+    match request(target, a, mode).await.expect("request created") {
         RequestResult::Pending(i) => *i,
         RequestResult::Issued(o) => panic!("issued at once: {:?}", o.response.grant_id),
+    }
+}
+
+/// The sample SRE's request for `host` (10 minutes), left pending.
+async fn ask(d: &TestDaemon, keys: &Path, host: &str, reason: &str) -> RequestInfo {
+    create(&d.target("sre"), &args(keys, host, 600, reason), false).await
+}
+
+/// The sample client `who` approves request `id`: the request after it.
+async fn approve(d: &TestDaemon, who: &str, id: &str, comment: &str) -> RequestInfo {
+    decide(approvals::approve(&d.target(who), id, comment)).await
+}
+
+/// An approve, deny or cancel that must succeed: the request after it.
+async fn decide(call: impl Future<Output = Result<RequestInfo, CliError>>) -> RequestInfo {
+    call.await.expect("the decision is taken")
+}
+
+/// `fetch` of request `id` as `t`, for the key `request` made in `keys`.
+async fn fetch(t: &Target, keys: &Path, id: &str) -> Result<RequestOutcome, CliError> {
+    approvals::fetch(t, id, Some(&keys.join("id_ed25519.pub"))).await
+}
+
+/// Asserts that `r` failed with exit code `code` and a message holding every needle.
+fn refused<T: std::fmt::Debug>(r: Result<T, CliError>, code: i32, needles: &[&str]) {
+    let e = r.unwrap_err();
+    assert_eq!(e.exit_code(), code, "{e}");
+    failed_with(e, needles);
+}
+
+/// Asserts that the error's message holds every needle.
+fn failed_with(e: CliError, needles: &[&str]) {
+    for n in needles {
+        assert!(e.to_string().contains(n), "{e}");
     }
 }
 
@@ -248,9 +301,7 @@ async fn tier_1_waits_for_one_approver_then_issues() {
     assert!(!task.is_finished());
 
     let approved_at = Instant::now();
-    let after = approvals::approve(&d.target("approver"), &id, "looks right")
-        .await
-        .unwrap();
+    let after = approve(&d, "approver", &id, "looks right").await;
     assert_eq!(state(&after), RequestState::Issued);
     let r = tokio::time::timeout(Duration::from_secs(1), task)
         .await
@@ -269,23 +320,14 @@ async fn tier_1_waits_for_one_approver_then_issues() {
     assert_eq!(n["approvers"][0], "approver@example.com");
     hook.wait_for("issued", "request_id", &id, TEN_S).await;
     // `fetch` gets the same certificate again.
-    let f = approvals::fetch(
-        &d.target("sre"),
-        &id,
-        Some(&keys.path().join("id_ed25519.pub")),
-    )
-    .await
-    .unwrap();
+    let f = fetch(&d.target("sre"), keys.path(), &id).await.unwrap();
     assert_eq!(f.response.serial, o.response.serial);
     // Others may not fetch it.
-    let e = approvals::fetch(
-        &d.target("approver"),
-        &id,
-        Some(&keys.path().join("id_ed25519.pub")),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.exit_code(), 77, "{e}");
+    refused(
+        fetch(&d.target("approver"), keys.path(), &id).await,
+        77,
+        &[],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -296,19 +338,11 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
     let reviewer = d.new_client("reviewer", "reviewer@example.com");
 
     // The critical tier wants a ticket reference in the reason.
-    let e = approvals::request_live(
-        &d.target("sre"),
-        &args(keys.path(), PROD, 1800, "primary database is down"),
-        RequestMode::default(),
-        |_| {},
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.exit_code(), 65, "{e}");
-    assert!(
-        e.to_string()
-            .contains("tier `critical` requires a ticket reference matching `(INC|CHG)-[0-9]+`"),
-        "{e}"
+    let a = args(keys.path(), PROD, 1800, "primary database is down");
+    refused(
+        request(&d.target("sre"), &a, RequestMode::default()).await,
+        65,
+        &["tier `critical` requires a ticket reference matching `(INC|CHG)-[0-9]+`"],
     );
 
     let (seen, task) = request_in_background(
@@ -318,33 +352,19 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
     let id = first_update(&seen).await.request_id;
 
     // The requester cannot approve, nor can another identity of the same owner.
-    let e = approvals::approve(&d.target("sre"), &id, "")
-        .await
-        .unwrap_err();
-    assert_eq!(e.exit_code(), 77, "{e}");
-    assert!(
-        e.to_string().contains("cannot approve your own request"),
-        "{e}"
-    );
-    let e = approvals::approve(&sre_alt, &id, "").await.unwrap_err();
-    assert_eq!(e.exit_code(), 77, "{e}");
-    assert!(
-        e.to_string().contains("cannot approve your own request"),
-        "{e}"
-    );
+    for owner in [&d.target("sre"), &sre_alt] {
+        let r = approvals::approve(owner, &id, "").await;
+        refused(r, 77, &["cannot approve your own request"]);
+    }
     // A group that may not approve.
-    let e = approvals::approve(&reviewer, &id, "").await.unwrap_err();
-    assert_eq!(e.exit_code(), 77, "{e}");
-    assert!(
-        e.to_string()
-            .contains("reviewer@example.com may not approve requests of tier `critical`"),
-        "{e}"
+    refused(
+        approvals::approve(&reviewer, &id, "").await,
+        77,
+        &["reviewer@example.com may not approve requests of tier `critical`"],
     );
 
     let first_at = Instant::now();
-    let one = approvals::approve(&d.target("approver"), &id, "ok 1")
-        .await
-        .unwrap();
+    let one = approve(&d, "approver", &id, "ok 1").await;
     assert_eq!(state(&one), RequestState::Pending);
     assert_eq!(one.approvals.len(), 1);
     // The streaming client shows the approval within a second.
@@ -370,15 +390,11 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The same approver twice does not count twice.
-    let e = approvals::approve(&d.target("approver"), &id, "again")
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("you already approved"), "{e}");
+    let again = approvals::approve(&d.target("approver"), &id, "again").await;
+    failed_with(again.unwrap_err(), &["you already approved"]);
     assert!(!task.is_finished());
 
-    let two = approvals::approve(&d.target("approver2"), &id, "ok 2")
-        .await
-        .unwrap();
+    let two = approve(&d, "approver2", &id, "ok 2").await;
     assert_eq!(state(&two), RequestState::Issued);
     let RequestResult::Issued(o) = tokio::time::timeout(Duration::from_secs(2), task)
         .await
@@ -400,8 +416,8 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
             .contains_key(breakglass_proto::profile::EXT_SESSION_RECORDING)
     );
     // Decided: no more approvals.
-    let e = approvals::approve(&sre_alt, &id, "").await.unwrap_err();
-    assert!(e.to_string().contains("already issued"), "{e}");
+    let late = approvals::approve(&sre_alt, &id, "").await;
+    failed_with(late.unwrap_err(), &["already issued"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,56 +430,48 @@ async fn deny_ends_the_request_and_cancel_is_the_requesters() {
         args(keys.path(), STAGING, 600, "INC-9 look at the cache"),
     );
     let id = first_update(&seen).await.request_id;
-    let e = approvals::deny(&d.target("approver"), &id, " ")
-        .await
-        .unwrap_err();
-    assert_eq!(e.exit_code(), 65, "{e}");
-    let denied = approvals::deny(&d.target("approver"), &id, "use the runbook instead")
-        .await
-        .unwrap();
+    refused(
+        approvals::deny(&d.target("approver"), &id, " ").await,
+        65,
+        &[],
+    );
+    let denied = decide(approvals::deny(
+        &d.target("approver"),
+        &id,
+        "use the runbook instead",
+    ))
+    .await;
     assert_eq!(state(&denied), RequestState::Denied);
-    let e = tokio::time::timeout(Duration::from_secs(2), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(e.exit_code(), 77, "{e}");
-    assert!(
-        e.to_string()
-            .contains("denied by user:approver@example.com: use the runbook instead"),
-        "{e}"
+    refused(
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap(),
+        77,
+        &["denied by user:approver@example.com: use the runbook instead"],
     );
     let n = hook.wait_for("denied", "request_id", &id, TEN_S).await;
     assert_eq!(n["detail"], "use the runbook instead");
     // A denied request stays denied.
-    let e = approvals::approve(&d.target("approver2"), &id, "")
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("was denied"), "{e}");
+    let late = approvals::approve(&d.target("approver2"), &id, "").await;
+    failed_with(late.unwrap_err(), &["was denied"]);
 
     // Cancel: only by the requester.
-    let info = create(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-9 second try"),
-        false,
-    )
-    .await;
-    let e = approvals::cancel(&d.target("approver"), &info.request_id, "")
-        .await
-        .unwrap_err();
-    assert_eq!(e.exit_code(), 77, "{e}");
-    let c = approvals::cancel(&d.target("sre"), &info.request_id, "fixed itself")
-        .await
-        .unwrap();
-    assert_eq!(state(&c), RequestState::Cancelled);
-    let e = approvals::fetch(
+    let info = ask(&d, keys.path(), STAGING, "INC-9 second try").await;
+    let r = approvals::cancel(&d.target("approver"), &info.request_id, "").await;
+    refused(r, 77, &[]);
+    let c = decide(approvals::cancel(
         &d.target("sre"),
         &info.request_id,
-        Some(&keys.path().join("id_ed25519.pub")),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.exit_code(), 75, "{e}");
+        "fixed itself",
+    ))
+    .await;
+    assert_eq!(state(&c), RequestState::Cancelled);
+    refused(
+        fetch(&d.target("sre"), keys.path(), &info.request_id).await,
+        75,
+        &[],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -474,16 +482,9 @@ async fn an_unapproved_request_expires() {
     .await;
     let keys = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let e = approvals::request_live(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-3 nobody around"),
-        RequestMode::default(),
-        |_| {},
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.exit_code(), 75, "{e}");
-    assert!(e.to_string().contains("expired"), "{e}");
+    let a = args(keys.path(), STAGING, 600, "INC-3 nobody around");
+    let r = request(&d.target("sre"), &a, RequestMode::default()).await;
+    refused(r, 75, &["expired"]);
     assert!(started.elapsed() >= Duration::from_secs(2));
     assert!(started.elapsed() < Duration::from_secs(5));
     let expired: Vec<_> = audit_events(&d)
@@ -511,10 +512,7 @@ async fn emergency_issues_at_once_capped_alerts_and_waits_for_review() {
             3600,
             "INC-11 site down, nobody answers",
         ),
-        RequestMode {
-            emergency: true,
-            no_wait: false,
-        },
+        EMERGENCY,
         |i| panic!("an emergency never waits: {i:?}"),
     )
     .await
@@ -540,18 +538,10 @@ async fn emergency_issues_at_once_capped_alerts_and_waits_for_review() {
     assert_eq!(list[0].grant_id, o.response.grant_id);
     assert_eq!(list[0].reason, "INC-11 site down, nobody answers");
     assert!(list[0].verdict.is_empty());
-    let e = approvals::review(&d.target("sre"), &o.response.grant_id, "ok", "fine")
-        .await
-        .unwrap_err();
-    assert_eq!(e.exit_code(), 77, "{e}");
-    assert!(
-        e.to_string().contains("cannot review your own grant"),
-        "{e}"
-    );
-    let e = approvals::review(&reviewer, &o.response.grant_id, "maybe", "x")
-        .await
-        .unwrap_err();
-    assert_eq!(e.exit_code(), 65, "{e}");
+    let r = approvals::review(&d.target("sre"), &o.response.grant_id, "ok", "fine").await;
+    refused(r, 77, &["cannot review your own grant"]);
+    let r = approvals::review(&reviewer, &o.response.grant_id, "maybe", "x").await;
+    refused(r, 65, &[]);
     let item = approvals::review(&reviewer, &o.response.grant_id, "ok", "matches INC-11")
         .await
         .unwrap();
@@ -580,40 +570,21 @@ async fn emergency_issues_at_once_capped_alerts_and_waits_for_review() {
 async fn emergency_on_a_forbidding_tier_is_refused_and_the_daily_cap_falls_back_to_approval() {
     let d = daemon(&[], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
-    let e = approvals::request_live(
-        &d.target("sre"),
-        &args(keys.path(), PROD, 600, "INC-12 prod is on fire"),
-        RequestMode {
-            emergency: true,
-            no_wait: false,
-        },
-        |_| {},
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.exit_code(), 77, "{e}");
-    assert!(
-        e.to_string()
-            .contains("emergency access is not allowed for tier `critical`"),
-        "{e}"
+    let a = args(keys.path(), PROD, 600, "INC-12 prod is on fire");
+    refused(
+        request(&d.target("sre"), &a, EMERGENCY).await,
+        77,
+        &[
+            "emergency access is not allowed for tier `critical`",
+            "ask without --emergency",
+        ],
     );
-    assert!(e.to_string().contains("ask without --emergency"), "{e}");
 
     // emergency_per_day = 2 for the elevated tier.
     let a = args(keys.path(), STAGING, 600, "INC-13 staging outage");
     for _ in 0..2 {
-        let r = approvals::request_live(
-            &d.target("sre"),
-            &a,
-            RequestMode {
-                emergency: true,
-                no_wait: true,
-            },
-            |_| {},
-        )
-        .await
-        .unwrap();
-        assert!(matches!(r, RequestResult::Issued(ref o) if o.response.emergency));
+        let o = issued(&d.target("sre"), &a, EMERGENCY_NO_WAIT).await;
+        assert!(o.response.emergency);
     }
     // The allowance is per person: another identity of the same owner has none left.
     let sre_alt = d.new_client("sre-alt", "sre-alt@example.com");
@@ -625,17 +596,11 @@ async fn emergency_on_a_forbidding_tier_is_refused_and_the_daily_cap_falls_back_
     assert!(third.emergency);
     assert_eq!(third.approvals_required, 1);
     // Approved normally, it is an ordinary grant (nothing to review).
-    let done = approvals::approve(&d.target("approver"), &third.request_id, "")
+    let done = approve(&d, "approver", &third.request_id, "").await;
+    assert_eq!(state(&done), RequestState::Issued);
+    let f = fetch(&d.target("sre"), keys.path(), &third.request_id)
         .await
         .unwrap();
-    assert_eq!(state(&done), RequestState::Issued);
-    let f = approvals::fetch(
-        &d.target("sre"),
-        &third.request_id,
-        Some(&keys.path().join("id_ed25519.pub")),
-    )
-    .await
-    .unwrap();
     assert!(!f.response.emergency);
 }
 
@@ -650,24 +615,14 @@ async fn webhooks_that_hang_or_fail_do_not_delay_issuance_and_are_retried() {
     let keys = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         let started = Instant::now();
-        let r = approvals::request_live(
-            &d.target("sre"),
-            &args(keys.path(), STAGING, 600, "INC-14 emergency drill"),
-            RequestMode {
-                emergency: true,
-                no_wait: true,
-            },
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let a = args(keys.path(), STAGING, 600, "INC-14 emergency drill");
+        issued(&d.target("sre"), &a, EMERGENCY_NO_WAIT).await;
         // Far below the 5 s webhook timeout.
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "took {:?}",
             started.elapsed()
         );
-        assert!(matches!(r, RequestResult::Issued(_)));
     }
     // The flaky hook answered 500 twice, then got the notices on retry.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -707,43 +662,20 @@ async fn every_transition_is_in_the_audit_log_with_its_actor() {
     .await;
     let keys = tempfile::tempdir().unwrap();
     // critical: approved by two and issued.
-    let a = create(
-        &d.target("sre"),
-        &args(keys.path(), PROD, 600, "CHG-1 rotate certificates"),
-        false,
-    )
-    .await;
-    approvals::approve(&d.target("approver"), &a.request_id, "one")
-        .await
-        .unwrap();
-    approvals::approve(&d.target("approver2"), &a.request_id, "two")
-        .await
-        .unwrap();
+    let a = ask(&d, keys.path(), PROD, "CHG-1 rotate certificates").await;
+    approve(&d, "approver", &a.request_id, "one").await;
+    approve(&d, "approver2", &a.request_id, "two").await;
     // elevated: denied, cancelled, expired (max_wait 1s).
-    let b = create(
+    let b = ask(&d, keys.path(), STAGING, "INC-2 denied one").await;
+    decide(approvals::deny(&d.target("approver"), &b.request_id, "no")).await;
+    let c = ask(&d, keys.path(), STAGING, "INC-2 cancelled one").await;
+    decide(approvals::cancel(
         &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-2 denied one"),
-        false,
-    )
+        &c.request_id,
+        "not needed",
+    ))
     .await;
-    approvals::deny(&d.target("approver"), &b.request_id, "no")
-        .await
-        .unwrap();
-    let c = create(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-2 cancelled one"),
-        false,
-    )
-    .await;
-    approvals::cancel(&d.target("sre"), &c.request_id, "not needed")
-        .await
-        .unwrap();
-    let x = create(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-2 expiring one"),
-        false,
-    )
-    .await;
+    let x = ask(&d, keys.path(), STAGING, "INC-2 expiring one").await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while state(
         &approvals::show(&d.target("sre"), &x.request_id)
@@ -821,21 +753,9 @@ async fn every_transition_is_in_the_audit_log_with_its_actor() {
 async fn a_restart_restores_pending_requests_and_approvals_exactly() {
     let mut d = daemon(&[], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
-    let a = create(
-        &d.target("sre"),
-        &args(keys.path(), PROD, 600, "CHG-77 restore replica"),
-        false,
-    )
-    .await;
-    approvals::approve(&d.target("approver"), &a.request_id, "first of two")
-        .await
-        .unwrap();
-    let b = create(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-77 staging too"),
-        false,
-    )
-    .await;
+    let a = ask(&d, keys.path(), PROD, "CHG-77 restore replica").await;
+    approve(&d, "approver", &a.request_id, "first of two").await;
+    let b = ask(&d, keys.path(), STAGING, "INC-77 staging too").await;
     let before_a = approvals::show(&d.target("approver2"), &a.request_id)
         .await
         .unwrap();
@@ -844,32 +764,17 @@ async fn a_restart_restores_pending_requests_and_approvals_exactly() {
         .unwrap();
     let pending_before = approvals::pending(&d.target("approver2")).await.unwrap();
     // And one issued at once, to fetch again after the restart.
-    let RequestResult::Issued(issued) = approvals::request_live(
-        &d.target("sre"),
-        &args(keys.path(), "localhost", 600, "INC-77 local check"),
-        RequestMode {
-            emergency: false,
-            no_wait: true,
-        },
-        |_| {},
-    )
-    .await
-    .unwrap() else {
-        panic!("tier 0 issues at once")
-    };
+    let local = args(keys.path(), "localhost", 600, "INC-77 local check");
+    let at_once = issued(&d.target("sre"), &local, NO_WAIT).await;
 
     d.restart().await;
 
     // The certificate is signed again from the log, byte for byte the same.
-    let refetched = approvals::fetch(
-        &d.target("sre"),
-        &issued.response.request_id,
-        Some(&keys.path().join("id_ed25519.pub")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(refetched.response.certificate, issued.response.certificate);
-    assert_eq!(refetched.response.serial, issued.response.serial);
+    let refetched = fetch(&d.target("sre"), keys.path(), &at_once.response.request_id)
+        .await
+        .unwrap();
+    assert_eq!(refetched.response.certificate, at_once.response.certificate);
+    assert_eq!(refetched.response.serial, at_once.response.serial);
 
     let after_a = approvals::show(&d.target("approver2"), &a.request_id)
         .await
@@ -897,21 +802,13 @@ async fn a_restart_restores_pending_requests_and_approvals_exactly() {
     let pending_after = approvals::pending(&d.target("approver2")).await.unwrap();
     assert_eq!(pending_before.len(), pending_after.len());
     // The first approver still counts: one more approval issues it.
-    let e = approvals::approve(&d.target("approver"), &a.request_id, "")
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("you already approved"), "{e}");
-    let done = approvals::approve(&d.target("approver2"), &a.request_id, "second")
+    let again = approvals::approve(&d.target("approver"), &a.request_id, "").await;
+    failed_with(again.unwrap_err(), &["you already approved"]);
+    let done = approve(&d, "approver2", &a.request_id, "second").await;
+    assert_eq!(state(&done), RequestState::Issued);
+    let o = fetch(&d.target("sre"), keys.path(), &a.request_id)
         .await
         .unwrap();
-    assert_eq!(state(&done), RequestState::Issued);
-    let o = approvals::fetch(
-        &d.target("sre"),
-        &a.request_id,
-        Some(&keys.path().join("id_ed25519.pub")),
-    )
-    .await
-    .unwrap();
     assert_eq!(
         o.response.approvers,
         ["approver@example.com", "approver2@example.com"]
@@ -921,31 +818,16 @@ async fn a_restart_restores_pending_requests_and_approvals_exactly() {
 // ---------------------------------------------------------------------------
 // The real `breakglass` executable.
 
-/// `breakglass` as the sample client `name`, talking to `d`.
-fn cli(d: &TestDaemon, name: &str) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(breakglass_bin());
-    c.arg("--config")
-        .arg(d.path().join(format!("clients/{name}.toml")))
-        .arg("--server")
-        .arg(format!("https://127.0.0.1:{}", d.port))
-        .env_remove("BREAKGLASS_CONFIG")
-        .env_remove("BREAKGLASS_SERVER")
-        .stdin(std::process::Stdio::null());
-    c
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second() {
     use tokio::io::AsyncBufReadExt;
-    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-        .await
-        .unwrap();
-    assert!(bin.exists());
+    // Built before the daemon starts (the CLI runs as a child process below).
+    breakglass_bin_built().await;
     let d = daemon(&[], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
     let public = ssh_keygen(keys.path(), "id_ed25519", &["-t", "ed25519"]);
 
-    let mut req = cli(&d, "sre");
+    let mut req = d.cli("sre");
     req.args([
         "request",
         "--host",
@@ -1000,17 +882,13 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
     assert!(id.starts_with("r-"), "{first}");
 
     // `pending` for an approver lists it; the requester cannot approve (exit 77).
-    let out = cli(&d, "approver2").arg("pending").output().await.unwrap();
+    let out = d.cli("approver2").arg("pending").output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&id) && text.contains("(you may approve)"),
         "{text}"
     );
-    let out = cli(&d, "sre")
-        .args(["approve", &id])
-        .output()
-        .await
-        .unwrap();
+    let out = d.cli("sre").args(["approve", &id]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(77));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot approve your own request"),
@@ -1018,7 +896,8 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = cli(&d, "approver")
+    let out = d
+        .cli("approver")
         .args(["approve", &id, "--comment", "first"])
         .output()
         .await
@@ -1036,7 +915,8 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
         seen_at.saturating_duration_since(approved)
     );
 
-    let out = cli(&d, "approver2")
+    let out = d
+        .cli("approver2")
         .args(["approve", &id, "--comment", "second"])
         .output()
         .await
@@ -1053,7 +933,8 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
     assert!(keys.path().join("id_ed25519-cert.pub").exists());
 
     // `--no-wait` prints the id; `deny` ends it; `fetch` then exits 77.
-    let out = cli(&d, "sre")
+    let out = d
+        .cli("sre")
         .args([
             "request",
             "--host",
@@ -1074,7 +955,8 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
     assert!(out.status.success());
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(id.starts_with("r-") && id.len() == 18, "{id:?}");
-    let out = cli(&d, "approver")
+    let out = d
+        .cli("approver")
         .args(["deny", &id, "--reason", "not now"])
         .output()
         .await
@@ -1084,7 +966,8 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
         String::from_utf8_lossy(&out.stdout)
             .contains("denied by user:approver@example.com: not now")
     );
-    let out = cli(&d, "sre")
+    let out = d
+        .cli("sre")
         .args(["fetch", &id, "--public-key"])
         .arg(&public)
         .output()
@@ -1102,19 +985,8 @@ async fn a_revocation_reaches_the_webhooks_of_the_grants_tier() {
     let hook = Hook::start(Answer::Ok).await;
     let d = daemon(&[&hook], |c| c).await;
     let keys = tempfile::tempdir().unwrap();
-    let RequestResult::Issued(o) = approvals::request_live(
-        &d.target("sre"),
-        &args(keys.path(), STAGING, 600, "INC-21 emergency then revoked"),
-        RequestMode {
-            emergency: true,
-            no_wait: true,
-        },
-        |_| {},
-    )
-    .await
-    .unwrap() else {
-        panic!("emergency issues at once")
-    };
+    let a = args(keys.path(), STAGING, 600, "INC-21 emergency then revoked");
+    let o = issued(&d.target("sre"), &a, EMERGENCY_NO_WAIT).await;
     // The requester may revoke their own grant.
     breakglass_cli::revoke::revoke(
         &d.target("sre"),

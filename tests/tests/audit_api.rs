@@ -19,27 +19,28 @@ use breakglass_proto::v1::host_agent_client::HostAgentClient;
 use breakglass_proto::v1::host_record_result::Status as RecordStatus;
 use breakglass_proto::v1::{
     AppendHostRecordsRequest, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
-    GetInclusionProofRequest, HostRecord, RequestCertificateRequest,
+    GetInclusionProofRequest, HostRecord,
 };
+use breakglass_test_support::oracle::{TlogStore, tlog_hashes as hashes};
 use breakglass_tests::audit::all_events;
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::revocation::certificate_request;
 use breakglass_tests::ssh_keygen;
 use signed_note::{Note, StandardVerifier, VerifierList};
-use tlog_tiles::{HashReader, check_record, check_tree, record_hash, stored_hashes, tree_hash};
+use tlog_tiles::{check_record, check_tree, record_hash, tree_hash};
 use tonic::Code;
 
 /// Issues one certificate as the sample SRE; returns (grant id, serial).
 async fn issue(d: &TestDaemon, public_key: &str) -> (String, u64) {
     let mut c = BreakGlassClient::new(connect::channel(&d.target("sre")).unwrap());
     let r = c
-        .request_certificate(RequestCertificateRequest {
-            public_key: public_key.to_owned(),
-            principals: vec!["postgres".into()],
-            hosts: vec!["localhost".into()],
-            ttl_seconds: 600,
-            reason: "INC-9 audit test".into(),
-            ..Default::default()
-        })
+        .request_certificate(certificate_request(
+            public_key,
+            "postgres",
+            "localhost",
+            600,
+            "INC-9 audit test",
+        ))
         .await
         .expect("certificate issued")
         .into_inner();
@@ -52,29 +53,6 @@ fn public_key(dir: &Path) -> String {
 
 fn audit(t: &Target) -> AuditClient<tonic::transport::Channel> {
     AuditClient::new(connect::channel(t).unwrap())
-}
-
-/// Go-style stored hashes for `tlog_tiles`.
-struct Store(Vec<tlog_tiles::Hash>);
-
-impl HashReader for Store {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {
-        indexes
-            .iter()
-            .map(|&i| {
-                self.0
-                    .get(i as usize)
-                    .copied()
-                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
-            })
-            .collect()
-    }
-}
-
-fn hashes(v: Vec<Vec<u8>>) -> Vec<tlog_tiles::Hash> {
-    v.into_iter()
-        .map(|h| tlog_tiles::Hash(h.try_into().expect("32-byte hash")))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,10 +101,9 @@ async fn api_checkpoint_entries_and_proofs_verify_with_independent_implementatio
         .into_inner()
         .entries;
     assert_eq!(entries.len() as u64, cp.size);
-    let mut store = Store(Vec::new());
+    let mut store = TlogStore::default();
     for (i, e) in entries.iter().enumerate() {
-        let add = stored_hashes(i as u64, e, &store).unwrap();
-        store.0.extend(add);
+        store.push(i as u64, e);
         Event::decode(e).expect("every entry is a canonical event");
     }
     assert_eq!(tree_hash(cp.size, &store).unwrap(), root);

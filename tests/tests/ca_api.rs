@@ -9,10 +9,12 @@ use breakglass_cli::commands::{self, RequestArgs};
 use breakglass_cli::connect;
 use breakglass_cli::settings::Target;
 use breakglass_proto::v1::{RequestCertificateRequest, WhoAmIRequest};
-use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::daemon::{TestDaemon, breakglass_health};
+use breakglass_tests::revocation::certificate_request;
 use breakglass_tests::ssh_keygen;
 use time::OffsetDateTime;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -22,14 +24,8 @@ fn now() -> u64 {
 }
 
 fn base_request(public_key: &std::path::Path) -> RequestCertificateRequest {
-    RequestCertificateRequest {
-        public_key: std::fs::read_to_string(public_key).unwrap(),
-        principals: vec!["bgdemo".into()],
-        hosts: vec!["localhost".into()],
-        ttl_seconds: 600,
-        reason: "INC-4411 primary down".into(),
-        ..Default::default()
-    }
+    let key = std::fs::read_to_string(public_key).unwrap();
+    certificate_request(&key, "bgdemo", "localhost", 600, "INC-4411 primary down")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -450,18 +446,7 @@ async fn bad_input_on_every_field_is_refused_clearly_and_the_daemon_keeps_servin
 async fn health_checking_and_reflection_answer_generic_grpc_tools() {
     let d = TestDaemon::start().await;
     let ch = connect::channel(&d.target("sre")).unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-    let r = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "breakglass.v1.BreakGlass".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        r.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    assert_eq!(breakglass_health(ch.clone()).await, ServingStatus::Serving);
 
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;

@@ -6,9 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use breakglass_cli::commands::{self, RequestArgs};
+use breakglass_cli::commands;
 use breakglass_proto::v1::RequestCertificateResponse;
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::host::ssh_run;
+use breakglass_tests::revocation::{client_key, request_args};
 use breakglass_tests::ssh_keygen;
 use breakglass_tests::sshd::{CertSpec, ClientKey, TestCa, TestUser, require_root};
 
@@ -32,38 +34,12 @@ async fn issue(
     command: Option<&str>,
 ) -> (ClientKey, RequestCertificateResponse) {
     let public = ssh_keygen(dir, name, &["-t", "ed25519"]);
-    let outcome = commands::request(
-        &d.target("sre"),
-        &RequestArgs {
-            hosts: vec!["db-7".into()],
-            principals: vec![user.into()],
-            ttl: Duration::from_secs(ttl),
-            reason: "INC-7 sshd test".into(),
-            command: command.map(Into::into),
-            source_addresses: vec![],
-            public_key: Some(public),
-            permit: vec![],
-            add_to_agent: None,
-        },
-    )
-    .await
-    .expect("certificate issued");
-    let valid_before = Some(outcome.response.valid_before as u64);
-    (
-        ClientKey {
-            key_path: outcome.paths.private,
-            cert_path: Some(outcome.paths.certificate),
-            valid_before,
-        },
-        outcome.response,
-    )
-}
-
-async fn run(mut cmd: std::process::Command, remote: &str) -> std::process::Output {
-    cmd.arg(remote);
-    tokio::task::spawn_blocking(move || cmd.output().expect("ssh runs"))
+    let mut a = request_args(&public, user, "db-7", ttl, "INC-7 sshd test");
+    a.command = command.map(Into::into);
+    let outcome = commands::request(&d.target("sre"), &a)
         .await
-        .unwrap()
+        .expect("certificate issued");
+    (client_key(&outcome), outcome.response)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,11 +56,7 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
 
     // An interactive grant: the requested command runs.
     let (shell, granted) = issue(&d, keys.path(), "shell", &user.name, 600, None).await;
-    let out = run(
-        sshd.ssh(&user.name, &shell, &[]),
-        "echo hello from $(whoami)",
-    )
-    .await;
+    let out = ssh_run(&sshd, &user.name, &shell, "echo hello from $(whoami)").await;
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -101,12 +73,10 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
     let wait = Duration::from_secs(10);
     let open = sshd
         .syslog
-        .wait_for(&["event=session_open", &grant, &serial], wait)
-        .unwrap_or_else(|| panic!("no open line: {:#?}", sshd.syslog.lines()));
+        .expect(&["event=session_open", &grant, &serial], wait);
     assert!(open.contains(&format!("user={}", user.name)), "{open}");
     sshd.syslog
-        .wait_for(&["event=session_close", &grant, &serial, "duration="], wait)
-        .unwrap_or_else(|| panic!("no close line: {:#?}", sshd.syslog.lines()));
+        .expect(&["event=session_close", &grant, &serial, "duration="], wait);
 
     // A forced-command grant: /usr/bin/id runs instead of what the client asked for.
     let (forced, _) = issue(
@@ -118,7 +88,7 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
         Some("/usr/bin/id"),
     )
     .await;
-    let out = run(sshd.ssh(&user.name, &forced, &[]), "echo not-this").await;
+    let out = ssh_run(&sshd, &user.name, &forced, "echo not-this").await;
     assert!(
         out.status.success(),
         "{}",
@@ -133,7 +103,7 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
 
     // A certificate for another principal does not open this account.
     let (wrong, _) = issue(&d, keys.path(), "wrong", &other.name, 600, None).await;
-    let out = run(sshd.ssh(&user.name, &wrong, &[]), "true").await;
+    let out = ssh_run(&sshd, &user.name, &wrong, "true").await;
     assert_eq!(
         out.status.code(),
         Some(255),
@@ -145,7 +115,7 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
     // A certificate past its expiry is refused by sshd.
     let (short, _) = issue(&d, keys.path(), "short", &user.name, 1, None).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let out = run(sshd.ssh(&user.name, &short, &[]), "true").await;
+    let out = ssh_run(&sshd, &user.name, &short, "true").await;
     assert_eq!(out.status.code(), Some(255));
     assert!(sshd.log().contains("expired"), "{}", sshd.log());
 
@@ -156,10 +126,10 @@ async fn sshd_trusting_ca_keys_accepts_issued_certificates_and_refuses_the_rest(
         &other_ca,
         &CertSpec::new(1, &user.name, 600),
     );
-    let out = run(sshd.ssh(&user.name, &foreign, &[]), "true").await;
+    let out = ssh_run(&sshd, &user.name, &foreign, "true").await;
     assert_eq!(out.status.code(), Some(255));
 
     // The trusted one still works afterwards.
-    let out = run(sshd.ssh(&user.name, &shell, &[]), "true").await;
+    let out = ssh_run(&sshd, &user.name, &shell, "true").await;
     assert!(out.status.success());
 }

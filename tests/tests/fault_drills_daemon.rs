@@ -29,6 +29,7 @@ use breakglass_proto::v1::break_glass_client::BreakGlassClient;
 use breakglass_proto::v1::{
     GetCaPublicKeysRequest, GetCheckpointRequest, RequestCertificateRequest, WhoAmIRequest,
 };
+use breakglass_test_support::require_root;
 use breakglass_tests::ca_process::CaProcess;
 use breakglass_tests::crash_loop::check_log;
 use breakglass_tests::faults::{Injection, Tmpfs};
@@ -65,7 +66,7 @@ impl Drill {
         )
         .unwrap();
         let tmpfs = tmpfs.map(|size| {
-            let fs = Tmpfs::mount(&ca.path().join("audit-tmpfs"), size, "0700");
+            let fs = Tmpfs::mount(&ca.path().join("audit-tmpfs"), size);
             ca.edit_config("dir = \"audit\"", "dir = \"audit-tmpfs\"")
                 .unwrap();
             fs
@@ -287,10 +288,7 @@ impl Load {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn disk_full_during_issuance_fails_closed_keeps_reads_and_resumes_when_space_returns() {
-    if !can_run(
-        "root (to mount a size-limited tmpfs for the audit log)",
-        is_root(),
-    ) {
+    if !require_root("mounting a size-limited tmpfs for the audit log") {
         return;
     }
     let d = Drill::start(Some("4m")).await;
@@ -459,10 +457,7 @@ fn last_segment(audit_dir: &Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_killed_while_the_disk_is_full_starts_again_serves_reads_and_refuses_issuance() {
-    if !can_run(
-        "root (to mount a size-limited tmpfs for the audit log)",
-        is_root(),
-    ) {
+    if !require_root("mounting a size-limited tmpfs for the audit log") {
         return;
     }
     let mut d = Drill::start(Some("4m")).await;
@@ -508,10 +503,7 @@ async fn a_daemon_killed_while_the_disk_is_full_starts_again_serves_reads_and_re
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_only_audit_disk_at_start_up_exits_74_and_the_daemon_starts_once_it_is_writable() {
-    if !can_run(
-        "root (to mount a size-limited tmpfs for the audit log)",
-        is_root(),
-    ) {
+    if !require_root("mounting a size-limited tmpfs for the audit log") {
         return;
     }
     let mut d = Drill::start(Some("4m")).await;

@@ -22,13 +22,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use breakglass_proto::audit::Event;
+use breakglass_test_support::ca::{self, CaProcess};
 use breakglass_tests::audit::all_events;
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::faults::Tmpfs;
+use breakglass_tests::host::code_and_output;
 use breakglass_tests::process::{Captured, wait_exit};
 use breakglass_tests::revocation::issue;
 use breakglass_tests::sshd::{
@@ -111,14 +113,7 @@ impl Host {
     async fn login(&self, user: &str, key: &ClientKey, command: &str) -> (Option<i32>, String) {
         let mut cmd = self.sshd.ssh(user, key, &[]);
         cmd.arg(command);
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        code_and_output(cmd).await
     }
 
     async fn assert_login_works(&self, user: &str, key: &ClientKey) {
@@ -145,15 +140,7 @@ impl Host {
 
     /// Runs a shipper to its end: exit code and what it printed.
     async fn ship_once(&self, args: &[&str]) -> (Option<i32>, String) {
-        let mut cmd = self.ship(args);
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        code_and_output(self.ship(args)).await
     }
 }
 
@@ -256,8 +243,8 @@ async fn audit_disk_full_while_a_host_ships_keeps_the_records_until_they_arrive_
     /// Room made on the full disk: enough for some of the records, not all.
     const ROOM: u64 = 8 * 1024;
     let mnt = tempfile::tempdir().unwrap();
-    let disk = Tmpfs::mount(&mnt.path().join("audit-disk"), "4m", "0700");
-    let audit_dir = disk.path.join("audit");
+    let disk = Tmpfs::mount(&mnt.path().join("audit-disk"), "4m");
+    let audit_dir = disk.path().join("audit");
     let dir = audit_dir.display().to_string();
     let d = daemon_with(move |c| c.replace("dir = \"audit\"", &format!("dir = \"{dir}\""))).await;
     let h = Host::start(&d).await;
@@ -388,7 +375,7 @@ async fn spool_full_at_session_open_denies_the_session_until_space_returns() {
     })
     .await
     .unwrap();
-    let spool_disk = Tmpfs::mount(&sshd.dir.path().join("spool"), "64k", "0700");
+    let spool_disk = Tmpfs::mount(&sshd.dir.path().join("spool"), "64k");
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
     let key = ClientKey::with_cert(keys.path(), "k", &ca, &CertSpec::new(0x5f, &user.name, 600));
@@ -404,7 +391,7 @@ async fn spool_full_at_session_open_denies_the_session_until_space_returns() {
     };
     let (code, out) = login("echo logged-in");
     assert!(code == Some(0) && out.contains("logged-in"), "{out}");
-    let before = settled(&spool_disk.path, 2);
+    let before = settled(spool_disk.path(), 2);
 
     let filler = spool_disk.fill();
     let (code, out) = login("echo must-not-run");
@@ -441,7 +428,7 @@ async fn spool_full_at_session_open_denies_the_session_until_space_returns() {
         forwarder.output()
     );
     // Nothing half-written: no new record, no temporary file.
-    let files: Vec<String> = std::fs::read_dir(&spool_disk.path)
+    let files: Vec<String> = std::fs::read_dir(spool_disk.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "filler")
@@ -467,7 +454,7 @@ async fn spool_full_at_session_open_denies_the_session_until_space_returns() {
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     let spool_line = report
         .lines()
-        .find(|l| l.contains(&format!("spool {}", spool_disk.path.display())))
+        .find(|l| l.contains(&format!("spool {}", spool_disk.path().display())))
         .unwrap_or_else(|| panic!("no spool line:\n{report}"));
     assert!(
         spool_line.starts_with("FAIL") && spool_line.contains("No space left on device"),
@@ -479,7 +466,7 @@ async fn spool_full_at_session_open_denies_the_session_until_space_returns() {
     std::fs::remove_file(&filler).unwrap();
     let (code, out) = login("echo logged-in");
     assert!(code == Some(0) && out.contains("logged-in"), "{out}");
-    let after = settled(&spool_disk.path, before.len() + 2);
+    let after = settled(spool_disk.path(), before.len() + 2);
     assert_eq!(after.len(), before.len() + 2, "{after:?}");
     drop(spool_disk);
 }
@@ -487,57 +474,31 @@ async fn spool_full_at_session_open_denies_the_session_until_space_returns() {
 // ---------------------------------------------------------------------------------------
 // The daemon down.
 
+/// Copies the spool records `ids` from `from` to `to`.
+fn copy_records<'a>(ids: impl IntoIterator<Item = &'a String>, from: &Path, to: &Path) {
+    for id in ids {
+        let name = format!("{id}.json");
+        std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+    }
+}
+
 /// The daemon as the real `breakglass-ca serve` process on a paused [`TestDaemon`]'s
 /// directory and port.
-struct CaProcess {
-    child: Child,
-    out: Captured,
-}
-
-impl CaProcess {
-    fn start(d: &TestDaemon) -> Self {
-        let config = d.path().join(breakglass_ca::init::CONFIG_FILE);
-        let text = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(
-            &config,
-            text.replace(
-                "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"127.0.0.1:{}\"", d.port),
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(breakglass_ca_bin())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("breakglass-ca serve runs");
-        let out = Captured::take(&mut child);
-        let started = out.wait_for(
-            "breakglass-ca serving",
-            Duration::from_secs(60),
-            Duration::from_millis(20),
-        );
-        let ca = Self { child, out };
-        assert!(started, "the daemon did not start: {}", ca.out.text());
-        ca
-    }
-
-    fn sigkill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for CaProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn serve_paused(d: &TestDaemon) -> CaProcess {
+    let config = d.path().join(breakglass_ca::init::CONFIG_FILE);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{}\"", d.port),
+        ),
+    )
+    .unwrap();
+    let mut cmd = ca::serve_command(breakglass_ca_bin(), &config);
+    CaProcess::start(&mut cmd, Duration::from_secs(60), |log| {
+        log.contains("breakglass-ca serving")
+    })
 }
 
 /// The daemon as the real process: a session's records are delivered, then the process is
@@ -568,17 +529,14 @@ async fn daemon_killed_while_sessions_open_and_close_gets_every_record_exactly_o
 
     // The real daemon process serves; a session's records are delivered (and kept aside).
     d.pause().await;
-    let ca = CaProcess::start(&d);
+    let mut ca = serve_paused(&d);
     h.assert_login_works(&user.name, &long.key).await;
     let spool = h.spool();
     let delivered = tokio::task::spawn_blocking(move || settled(&spool, 2))
         .await
         .unwrap();
     let kept = tempfile::tempdir().unwrap();
-    for id in &delivered {
-        let name = format!("{id}.json");
-        std::fs::copy(h.spool().join(&name), kept.path().join(&name)).unwrap();
-    }
+    copy_records(&delivered, &h.spool(), kept.path());
     let (code, out) = h.ship_once(&["--once"]).await;
     assert!(
         code == Some(0) && out.contains("delivered 2 record(s)"),
@@ -586,7 +544,7 @@ async fn daemon_killed_while_sessions_open_and_close_gets_every_record_exactly_o
     );
 
     // Down hard: SIGKILL. From now on the guards start a shipper after every record.
-    ca.sigkill();
+    ca.kill9();
     h.sshd.ship_with(&bin, &h.config);
     h.assert_login_works(&user.name, &long.key).await;
     let (_, out) = h
@@ -628,7 +586,7 @@ async fn daemon_killed_while_sessions_open_and_close_gets_every_record_exactly_o
     );
 
     // Back up: the guards' shippers (backing off) and the timer's shipper race to deliver.
-    let ca = CaProcess::start(&d);
+    let mut ca = serve_paused(&d);
     let (code, out) = h
         .ship_once(&["--retry-for", "50s", "--lock-wait", "30s"])
         .await;
@@ -651,10 +609,7 @@ async fn daemon_killed_while_sessions_open_and_close_gets_every_record_exactly_o
     assert!(!h.spool().join("rejected").exists());
 
     // Records delivered before the kill, back in the spool: duplicates, not appended again.
-    for id in &delivered {
-        let name = format!("{id}.json");
-        std::fs::copy(kept.path().join(&name), h.spool().join(&name)).unwrap();
-    }
+    copy_records(&delivered, kept.path(), &h.spool());
     let (code, again) = h.ship_once(&["--once"]).await;
     assert!(
         code == Some(0) && again.contains("delivered 2 record(s) (2 were already in the log)"),
@@ -669,7 +624,7 @@ async fn daemon_killed_while_sessions_open_and_close_gets_every_record_exactly_o
         retrying.len(),
         out.trim()
     );
-    ca.sigkill();
+    ca.kill9();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ use breakglass_proto::v1::{
     GetRevocationListResponse, RevocationNotice, RevokeRequest, RevokeResponse,
     WatchRevocationsRequest, WitnessCheckpointRequest, WitnessCheckpointResponse,
 };
+use breakglass_test_support::fs::copy_dir;
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::faults::{SyslogFault, SyslogSwitch};
 use breakglass_tests::process::Captured;
@@ -94,11 +95,7 @@ async fn logins_complete_with_the_syslog_socket_missing_or_never_read() {
     }
     tokio::task::spawn_blocking(|| {
         let ca = TestCa::new();
-        let sshd = Sshd::start(&SshdOptions {
-            sshd_trusts: vec![ca.public_line()],
-            module_trusts: vec![ca.public_line()],
-            ..Default::default()
-        });
+        let sshd = Sshd::start(&SshdOptions::trusting(&ca));
         let user = TestUser::create();
         let keys = tempfile::tempdir().unwrap();
         let key =
@@ -461,16 +458,6 @@ async fn revoke(d: &TestDaemon, g: &Grant, reason: &str) {
     )
     .await
     .expect("revoke");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 /// The stream refused, then silent: each time a revocation reaches the host through the

@@ -6,10 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use breakglass_cli::commands::{self, RequestArgs, RequestOutcome};
+use breakglass_cli::commands::{self, RequestOutcome};
 use breakglass_cli::error::CliError;
 use breakglass_proto::profile::Profile;
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::host::ssh_run;
+use breakglass_tests::revocation::{client_key, request_args};
 use breakglass_tests::ssh_keygen;
 use breakglass_tests::sshd::{ClientKey, Sshd, TestUser, require_root};
 
@@ -48,21 +50,8 @@ async fn request(
     host: &str,
 ) -> Result<RequestOutcome, CliError> {
     let public = ssh_keygen(keys, name, &["-t", "ed25519"]);
-    commands::request(
-        &d.target("sre"),
-        &RequestArgs {
-            hosts: vec![host.into()],
-            principals: vec![user.into()],
-            ttl: Duration::from_secs(600),
-            reason: "INC-9 host pattern test".into(),
-            command: None,
-            source_addresses: vec![],
-            public_key: Some(public),
-            permit: vec![],
-            add_to_agent: None,
-        },
-    )
-    .await
+    let a = request_args(&public, user, host, 600, "INC-9 host pattern test");
+    commands::request(&d.target("sre"), &a).await
 }
 
 /// A key file name of its own for each requested host.
@@ -132,11 +121,7 @@ async fn host_patterns_wider_than_the_rules_are_refused_and_narrower_ones_grante
 }
 
 async fn login(sshd: &Sshd, user: &TestUser, key: &ClientKey) -> std::process::Output {
-    let mut cmd = sshd.ssh(&user.name, key, &[]);
-    cmd.arg("echo IN-ON-$(whoami)");
-    tokio::task::spawn_blocking(move || cmd.output().expect("ssh runs"))
-        .await
-        .unwrap()
+    ssh_run(sshd, &user.name, key, "echo IN-ON-$(whoami)").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -147,11 +132,7 @@ async fn a_certificate_for_a_granted_pattern_admits_no_host_outside_it() {
     let d = daemon().await;
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
-    let key_of = |out: RequestOutcome| ClientKey {
-        key_path: out.paths.private,
-        cert_path: Some(out.paths.certificate),
-        valid_before: Some(out.response.valid_before as u64),
-    };
+    let key_of = |out: RequestOutcome| client_key(&out);
     let web = key_of(
         request(&d, keys.path(), "web", &user.name, "web-*.dev.example")
             .await
@@ -194,13 +175,10 @@ async fn a_certificate_for_a_granted_pattern_admits_no_host_outside_it() {
             !String::from_utf8_lossy(&out.stdout).contains("IN-ON-"),
             "{outside} ran the command"
         );
-        let denied = sshd
-            .syslog
-            .wait_for(
-                &["event=session_denied", "reason=host_scope"],
-                Duration::from_secs(10),
-            )
-            .unwrap_or_else(|| panic!("{outside}: no denial logged: {:#?}", sshd.syslog.lines()));
+        let denied = sshd.syslog.expect(
+            &["event=session_denied", "reason=host_scope"],
+            Duration::from_secs(10),
+        );
         assert!(denied.contains(outside), "{denied}");
     }
 }

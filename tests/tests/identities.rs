@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breakglass_ca::init::{CertAndKey, ClientSan, tls_leaf};
-use breakglass_cli::commands::{self, RequestArgs};
+use breakglass_cli::commands;
 use breakglass_cli::connect;
 use breakglass_cli::revoke;
 use breakglass_cli::settings::Target;
@@ -22,16 +22,18 @@ use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_proto::v1::{
     AppendHostRecordsRequest, GetCaPublicKeysRequest, GetCheckpointRequest,
-    GetRevocationListRequest, ListPendingRequest, RequestCertificateRequest, RevokeRequest,
-    WatchRevocationsRequest, WhoAmIRequest,
+    GetRevocationListRequest, ListPendingRequest, RevokeRequest, WatchRevocationsRequest,
+    WhoAmIRequest,
 };
-use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::daemon::{TestDaemon, breakglass_health};
 use breakglass_tests::revocation::{self, ADMIN};
+use breakglass_tests::revocation::{certificate_request, request_args};
 use breakglass_tests::ssh_keygen;
 use prost::bytes::{Buf, BufMut};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Writes a client certificate from the daemon's TLS CA with exactly `san`.
 fn client_with(d: &TestDaemon, name: &str, san: ClientSan) -> (Target, CertAndKey) {
@@ -177,28 +179,12 @@ async fn an_unknown_identity_may_only_ask_who_it_is() {
     );
     // Health and reflection reveal nothing of the daemon's state and stay open.
     let ch = connect::channel(&stranger).unwrap();
-    let health = tonic_health::pb::health_client::HealthClient::new(ch.clone())
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "breakglass.v1.BreakGlass".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        health.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    assert_eq!(breakglass_health(ch.clone()).await, ServingStatus::Serving);
 
     // Everything else: PERMISSION_DENIED saying how to get listed.
     let mut bg = BreakGlassClient::new(ch.clone());
-    let request = RequestCertificateRequest {
-        public_key: std::fs::read_to_string(&public).unwrap(),
-        principals: vec!["bgdemo".into()],
-        hosts: vec!["localhost".into()],
-        ttl_seconds: 300,
-        reason: "INC-1 who am I".into(),
-        ..Default::default()
-    };
+    let key = std::fs::read_to_string(&public).unwrap();
+    let request = certificate_request(&key, "bgdemo", "localhost", 300, "INC-1 who am I");
     assert_unknown("request", bg.request_certificate(request.clone()).await);
     assert_unknown("create", bg.create_request(request).await);
     assert_unknown("pending", bg.list_pending(ListPendingRequest {}).await);
@@ -238,22 +224,8 @@ async fn an_unknown_identity_may_only_ask_who_it_is() {
     );
 
     // The CLI shows the message and exits 77.
-    let e = commands::request(
-        &stranger,
-        &RequestArgs {
-            hosts: vec!["localhost".into()],
-            principals: vec!["bgdemo".into()],
-            ttl: Duration::from_secs(300),
-            reason: "INC-1 who am I".into(),
-            command: None,
-            source_addresses: vec![],
-            public_key: Some(public),
-            permit: vec![],
-            add_to_agent: None,
-        },
-    )
-    .await
-    .unwrap_err();
+    let a = request_args(&public, "bgdemo", "localhost", 300, "INC-1 who am I");
+    let e = commands::request(&stranger, &a).await.unwrap_err();
     assert_eq!(e.exit_code(), 77, "{e}");
     assert!(e.to_string().contains("ask the CA's operators"), "{e}");
 

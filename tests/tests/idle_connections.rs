@@ -11,25 +11,24 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use breakglass_bench::idle::{IdleLoad, loopback_sources};
 use breakglass_ca::accept::Limits;
 use breakglass_ca::config::Config;
-use breakglass_tests::process::{Captured, wait_exit};
-use breakglass_tests::sshd::free_port;
+use breakglass_test_support::ca::CaProcess;
+use breakglass_test_support::{free_port, wait};
 use breakglass_tests::{breakglass_bin, breakglass_ca_bin, can_run, have, ssh_keygen};
 
 /// The daemon's descriptor limit in these tests.
 const FD_LIMIT: u64 = 256;
 
 /// A `breakglass-ca serve` child process under `prlimit --nofile=N:N`, on a fresh
-/// `init --dev` setup; SIGTERM then SIGKILL on drop.
+/// `init --dev` setup; SIGKILLed on drop.
 struct Ca {
     dir: tempfile::TempDir,
-    child: Option<Child>,
-    out: Captured,
+    daemon: CaProcess,
     addr: SocketAddr,
 }
 
@@ -40,36 +39,24 @@ impl Ca {
         let setup = breakglass_ca::init::init_dev(dir.path(), addr).expect("init --dev");
         let text = std::fs::read_to_string(&setup.config).unwrap();
         std::fs::write(&setup.config, edit(text)).unwrap();
-        let mut child = Command::new("prlimit")
-            .arg(format!("--nofile={fd_limit}:{fd_limit}"))
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={fd_limit}:{fd_limit}"))
             .arg("--")
             .arg(breakglass_ca_bin())
             .args(["serve", "--config"])
             .arg(&setup.config)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("prlimit runs breakglass-ca serve");
-        let out = Captured::take(&mut child);
-        let ca = Self {
-            dir,
-            child: Some(child),
-            out,
-            addr,
-        };
-        assert!(
-            ca.out.wait_for(
-                "breakglass-ca serving",
-                Duration::from_secs(60),
-                Duration::from_millis(50)
-            ),
-            "the daemon did not start:\n{}",
-            ca.out.text()
-        );
-        ca
+            .stdin(Stdio::null());
+        let daemon = CaProcess::start(&mut cmd, Duration::from_secs(60), |log| {
+            log.contains("breakglass-ca serving")
+        });
+        Self { dir, daemon, addr }
+    }
+
+    /// Everything the daemon logged so far.
+    fn log(&self) -> String {
+        self.daemon.log()
     }
 
     fn path(&self) -> &Path {
@@ -80,32 +67,9 @@ impl Ca {
         Config::load(&self.path().join(breakglass_ca::init::CONFIG_FILE)).expect("config")
     }
 
-    fn pid(&self) -> nix::unistd::Pid {
-        let child = self.child.as_ref().expect("running");
-        nix::unistd::Pid::from_raw(child.id() as i32)
-    }
-
     /// SIGTERM, wait for the exit, and return everything the daemon logged.
-    fn stop(mut self) -> String {
-        let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
-        let mut child = self.child.take().expect("running");
-        let status = wait_exit(
-            &mut child,
-            Duration::from_secs(60),
-            Duration::from_millis(50),
-        );
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // The output threads end with the process.
-        std::thread::sleep(Duration::from_millis(200));
-        let log = self.out.text();
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "the daemon did not stop cleanly on SIGTERM ({status:?}):\n{log}"
-        );
-        log
+    fn stop(self) -> String {
+        self.daemon.stop()
     }
 
     /// The real `breakglass` CLI as the sample SRE (or with `--server` given in `args`).
@@ -124,7 +88,7 @@ impl Ca {
             .unwrap_or_else(|_| {
                 panic!(
                     "breakglass {args:?} did not finish within 90 s; daemon log:\n{}",
-                    self.out.text()
+                    self.log()
                 )
             })
             .expect("breakglass runs")
@@ -153,7 +117,7 @@ impl Ca {
             "breakglass request failed: {}{}\ndaemon log:\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            self.out.text()
+            self.log()
         );
         let cert = self.path().join(format!("{name}-cert.pub"));
         let text = std::fs::read_to_string(&cert).expect("the certificate was written");
@@ -172,18 +136,9 @@ impl Ca {
             out.status.success(),
             "whoami on the admin socket failed: {}\ndaemon log:\n{}",
             String::from_utf8_lossy(&out.stderr),
-            self.out.text()
+            self.log()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Ca {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -199,16 +154,12 @@ fn total(log: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
-async fn wait_until(what: &str, timeout: Duration, ca: &Ca, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {timeout:?}; daemon log:\n{}",
-            ca.out.text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_until(what: &str, timeout: Duration, ca: &Ca, done: impl FnMut() -> bool) {
+    assert!(
+        wait::until_async(timeout, Duration::from_millis(50), done).await,
+        "{what} did not happen within {timeout:?}; daemon log:\n{}",
+        ca.log()
+    );
 }
 
 fn ready() -> bool {
@@ -241,12 +192,12 @@ async fn more_idle_connections_than_descriptors_lock_out_neither_a_real_client_n
     });
     let (limits, _) = Limits::resolve(&ca.config().server, FD_LIMIT);
     assert!(
-        ca.out.text().contains(&format!(
+        ca.log().contains(&format!(
             "fd_limit={FD_LIMIT} max_connections={} max_handshakes={}",
             limits.max_connections, limits.max_handshakes
         )),
         "the daemon runs under the test's descriptor limit:\n{}",
-        ca.out.text()
+        ca.log()
     );
     assert!((IDLE as u64) > FD_LIMIT);
 
@@ -332,14 +283,13 @@ async fn out_of_descriptors_the_daemon_backs_off_instead_of_spinning_and_recover
         "the admin socket running out of descriptors",
         Duration::from_secs(60),
         &ca,
-        || ca.out.text().contains("admin socket: accept failed"),
+        || ca.log().contains("admin socket: accept failed"),
     )
     .await;
     // A TCP client now makes the listener readable while accept cannot succeed.
     let knock = IdleLoad::start(ca.addr, 1, &loopback_sources(2, 1), None);
     wait_until("a TCP accept error", Duration::from_secs(60), &ca, || {
-        ca.out
-            .text()
+        ca.log()
             .lines()
             .any(|l| l.contains("accept failed") && !l.contains("admin socket"))
     })

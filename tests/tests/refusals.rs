@@ -9,21 +9,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breakglass_cli::settings::Target;
 use breakglass_proto::audit::event::{ActionRefused, RefusalKind, RequestRefused};
-use breakglass_proto::audit::note::NoteVerifier;
-use breakglass_proto::audit::verify_dir;
 use breakglass_proto::audit::{Actor, Event, EventKind};
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::revoke_request::Target as RevokeTarget;
 use breakglass_proto::v1::{
-    ApproveRequest, CancelRequest, RequestCertificateRequest, RequestRef, ReviewRequest,
-    RevokeRequest,
+    ApproveRequest, CancelRequest, RequestCertificateRequest, RequestInfo, RequestRef,
+    ReviewRequest, RevokeRequest,
 };
-use breakglass_tests::audit::all_events;
+use breakglass_test_support::fs::{Tmpfs, fill};
+use breakglass_test_support::require_root;
+use breakglass_tests::audit::{all_events, verified_size};
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::revocation::certificate_request;
 use breakglass_tests::sshd::SyslogCapture;
 use breakglass_tests::webhook::{Answer, Hook};
-use breakglass_tests::{breakglass_bin, can_run, is_root, ssh_keygen};
+use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -31,6 +32,8 @@ const TEN_S: Duration = Duration::from_secs(10);
 const STAGING: &str = "web-1.staging.example";
 const PROD: &str = "db-1.prod.example";
 const MALLORY: &str = "mallory@example.com";
+/// The answer to a refusal by policy.
+const DENIED: Code = Code::PermissionDenied;
 
 /// The dev config with the daemon's syslog lines going to `syslog`, and `edit` applied.
 async fn daemon(syslog: &SyslogCapture, edit: impl FnOnce(String) -> String) -> TestDaemon {
@@ -60,14 +63,8 @@ fn request(
     if !public.exists() {
         ssh_keygen(keys, "id_ed25519", &["-t", "ed25519"]);
     }
-    RequestCertificateRequest {
-        public_key: std::fs::read_to_string(&public).unwrap().trim().to_owned(),
-        principals: vec![principal.into()],
-        hosts: vec![host.into()],
-        ttl_seconds: ttl,
-        reason: reason.into(),
-        ..Default::default()
-    }
+    let key = std::fs::read_to_string(&public).unwrap();
+    certificate_request(key.trim(), principal, host, ttl, reason)
 }
 
 /// The events appended to `d`'s log since it held `before` events.
@@ -75,37 +72,105 @@ async fn new_events(d: &TestDaemon, before: usize) -> Vec<Event> {
     all_events(d).await.split_off(before)
 }
 
-/// Exactly one event was recorded since `before`, and it is a request refusal.
-async fn one_request_refusal(d: &TestDaemon, before: usize) -> (Actor, RequestRefused) {
-    let mut new = new_events(d, before).await;
-    assert_eq!(new.len(), 1, "{new:#?}");
-    let e = new.remove(0);
-    match e.kind {
-        EventKind::RequestRefused(r) => (e.actor, *r),
-        other => panic!("not a request refusal: {other:?}"),
-    }
-}
-
 /// Exactly one event was recorded since `before`, and it is an action refusal.
 async fn one_action_refusal(d: &TestDaemon, before: usize) -> (Actor, ActionRefused) {
-    let mut new = new_events(d, before).await;
-    assert_eq!(new.len(), 1, "{new:#?}");
-    let e = new.remove(0);
-    match e.kind {
-        EventKind::ActionRefused(a) => (e.actor, a),
-        other => panic!("not an action refusal: {other:?}"),
+    one_refusal(d, before, action_refusal).await
+}
+
+/// The request refusal `kind` is, if it is one.
+fn request_refusal(kind: &EventKind) -> Option<RequestRefused> {
+    match kind {
+        EventKind::RequestRefused(r) => Some((**r).clone()),
+        _ => None,
     }
 }
 
-/// Approves request `id` as `t`, which must be refused; the answer.
-async fn refused_approval(t: &Target, id: &str) -> tonic::Status {
+/// The action refusal `kind` is, if it is one.
+fn action_refusal(kind: &EventKind) -> Option<ActionRefused> {
+    match kind {
+        EventKind::ActionRefused(a) => Some(a.clone()),
+        _ => None,
+    }
+}
+
+/// The one event recorded since `before`, which `of` must take as the refusal expected.
+async fn one_refusal<R>(
+    d: &TestDaemon,
+    before: usize,
+    of: fn(&EventKind) -> Option<R>,
+) -> (Actor, R) {
+    let mut new = new_events(d, before).await;
+    assert_eq!(new.len(), 1, "{new:#?}");
+    let e = new.remove(0);
+    let refusal = of(&e.kind).unwrap_or_else(|| panic!("not the refusal expected: {:?}", e.kind));
+    (e.actor, refusal)
+}
+
+/// A call the daemon refused and recorded: its answer, and the one event it recorded.
+struct Refusal<R> {
+    /// The gRPC answer.
+    answer: tonic::Status,
+    /// Who the event names as actor.
+    actor: Actor,
+    /// The refusal recorded.
+    event: R,
+    /// Its index in the log.
+    index: usize,
+}
+
+impl<R> std::ops::Deref for Refusal<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.event
+    }
+}
+
+/// Sends `call`, which must be answered `code` and recorded as one refusal of the kind
+/// `of` takes.
+async fn refused<T: std::fmt::Debug, R>(
+    d: &TestDaemon,
+    code: Code,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+    of: fn(&EventKind) -> Option<R>,
+) -> Refusal<R> {
+    let index = all_events(d).await.len();
+    let answer = call.await.unwrap_err();
+    assert_eq!(answer.code(), code, "{answer:?}");
+    let (actor, event) = one_refusal(d, index, of).await;
+    Refusal {
+        answer,
+        actor,
+        event,
+        index,
+    }
+}
+
+/// Sends `call`, which must be answered `code` and recorded as one request refusal.
+async fn request_refused<T: std::fmt::Debug>(
+    d: &TestDaemon,
+    code: Code,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Refusal<RequestRefused> {
+    refused(d, code, call, request_refusal).await
+}
+
+/// Sends `call`, which must be answered `code` and recorded as one action refusal.
+async fn action_refused<T: std::fmt::Debug>(
+    d: &TestDaemon,
+    code: Code,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Refusal<ActionRefused> {
+    refused(d, code, call, action_refusal).await
+}
+
+/// Approves request `id` as `t`.
+async fn approve(t: &Target, id: &str) -> Result<tonic::Response<RequestInfo>, tonic::Status> {
     client(t)
         .approve(ApproveRequest {
             request_id: id.to_owned(),
             comment: String::new(),
         })
         .await
-        .unwrap_err()
 }
 
 fn user(id: &str) -> Actor {
@@ -121,14 +186,9 @@ fn syslog_line(syslog: &SyslogCapture, index: usize, kind: RefusalKind) -> Strin
         .unwrap_or_else(|| panic!("no syslog line for event {index}: {:#?}", syslog.lines()))
 }
 
-/// Log verification offline with only `log.pub`.
+/// Log verification offline with only `log.pub`: the size of the log.
 fn verifies(d: &TestDaemon) -> u64 {
-    let key = std::fs::read_to_string(d.path().join("log.pub")).unwrap();
-    let verifier = NoteVerifier::parse(key.trim()).unwrap();
-    verify_dir(&d.path().join("audit"), &verifier, None)
-        .expect("the audit log verifies")
-        .summary
-        .size
+    verified_size(d, &d.path().join("audit"))
 }
 
 /// Waits, when the UTC hour ends within a minute, until the next one has begun: the
@@ -158,19 +218,14 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
     let mallory = d.new_client("mallory", MALLORY);
 
     // Deny rule: `no-root` forbids root everywhere.
-    let n = all_events(&d).await.len();
-    let s = client(&sre)
-        .request_certificate(request(keys.path(), "root", "localhost", 600, "INC-1 look"))
-        .await
-        .unwrap_err();
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (actor, r) = one_request_refusal(&d, n).await;
-    assert_eq!(actor, user("sre@example.com"));
+    let root = request(keys.path(), "root", "localhost", 600, "INC-1 look");
+    let r = request_refused(&d, DENIED, client(&sre).request_certificate(root)).await;
+    assert_eq!(r.actor, user("sre@example.com"));
     assert_eq!(
         (r.kind, r.rule.as_str()),
         (RefusalKind::DenyRule, "no-root")
     );
-    assert_eq!(r.reason, s.message());
+    assert_eq!(r.reason, r.answer.message());
     assert_eq!(
         (
             r.identity.as_str(),
@@ -187,7 +242,7 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
         (r.ttl_seconds, r.request_reason.as_str()),
         (600, "INC-1 look")
     );
-    let line = syslog_line(&syslog, n, RefusalKind::DenyRule);
+    let line = syslog_line(&syslog, r.index, RefusalKind::DenyRule);
     assert!(line.starts_with("<85>"), "authpriv.notice: {line}");
     assert!(
         line.contains("event=request_refused") && line.contains("rule=no-root"),
@@ -195,32 +250,20 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
     );
 
     // No matching rule: a host no rule names; the closest rule is named.
-    let n = all_events(&d).await.len();
-    let s = client(&sre)
-        .request_certificate(request(
-            keys.path(),
-            "bgdemo",
-            "web-1.other.example",
-            600,
-            "INC-2",
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (_, r) = one_request_refusal(&d, n).await;
+    let other = request(keys.path(), "bgdemo", "web-1.other.example", 600, "INC-2");
+    let r = request_refused(&d, DENIED, client(&sre).request_certificate(other)).await;
     assert_eq!(r.kind, RefusalKind::NoRule);
-    assert!(!r.rule.is_empty() && s.message().contains(&r.rule), "{r:?}");
-    assert_eq!(r.reason, s.message());
-    syslog_line(&syslog, n, RefusalKind::NoRule);
+    assert!(
+        !r.rule.is_empty() && r.answer.message().contains(&r.rule),
+        "{:?}",
+        r.event
+    );
+    assert_eq!(r.reason, r.answer.message());
+    syslog_line(&syslog, r.index, RefusalKind::NoRule);
 
     // TTL over the rule's limit.
-    let n = all_events(&d).await.len();
-    let s = client(&sre)
-        .request_certificate(request(keys.path(), "bgdemo", "localhost", 7200, "INC-3"))
-        .await
-        .unwrap_err();
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (_, r) = one_request_refusal(&d, n).await;
+    let long = request(keys.path(), "bgdemo", "localhost", 7200, "INC-3");
+    let r = request_refused(&d, DENIED, client(&sre).request_certificate(long)).await;
     assert_eq!(
         (r.kind, r.rule.as_str(), r.tier.as_str()),
         (RefusalKind::Ttl, "sre-local", "low")
@@ -230,42 +273,29 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
         "{}",
         r.reason
     );
-    syslog_line(&syslog, n, RefusalKind::Ttl);
+    syslog_line(&syslog, r.index, RefusalKind::Ttl);
 
     // Missing ticket: the `critical` tier wants (INC|CHG)-N in the reason. The answer stays
     // InvalidArgument (fix the reason), and the refusal is on the record.
-    let n = all_events(&d).await.len();
-    let s = client(&sre)
-        .create_request(request(
-            keys.path(),
-            "bgdemo",
-            PROD,
-            600,
-            "database is down again",
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
-    let (_, r) = one_request_refusal(&d, n).await;
+    let no_ticket = request(keys.path(), "bgdemo", PROD, 600, "database is down again");
+    let invalid = Code::InvalidArgument;
+    let r = request_refused(&d, invalid, client(&sre).create_request(no_ticket)).await;
     assert_eq!(
         (r.kind, r.rule.as_str(), r.tier.as_str()),
         (RefusalKind::Ticket, "sre-prod", "critical")
     );
     assert!(r.reason.contains("ticket reference"), "{}", r.reason);
-    syslog_line(&syslog, n, RefusalKind::Ticket);
+    syslog_line(&syslog, r.index, RefusalKind::Ticket);
 
     // Emergency on a tier without emergency self-service.
-    let n = all_events(&d).await.len();
     let mut e = request(keys.path(), "bgdemo", PROD, 600, "INC-4 prod on fire");
     e.emergency = true;
-    let s = client(&sre).create_request(e).await.unwrap_err();
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (_, r) = one_request_refusal(&d, n).await;
+    let r = request_refused(&d, DENIED, client(&sre).create_request(e)).await;
     assert_eq!(
         (r.kind, r.tier.as_str(), r.emergency),
         (RefusalKind::EmergencyNotAllowed, "critical", true)
     );
-    syslog_line(&syslog, n, RefusalKind::EmergencyNotAllowed);
+    syslog_line(&syslog, r.index, RefusalKind::EmergencyNotAllowed);
 
     // Emergency quota spent (emergency_per_day = 1): the first is issued at once, the
     // second is refused as an emergency and waits for approval instead.
@@ -301,23 +331,17 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
     syslog_line(&syslog, n + 1, RefusalKind::EmergencyQuota);
 
     // Self-approval attempt.
-    let n = all_events(&d).await.len();
-    let s = refused_approval(&sre, &pending).await;
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (actor, a) = one_action_refusal(&d, n).await;
-    assert_eq!(actor, user("sre@example.com"));
+    let a = action_refused(&d, DENIED, approve(&sre, &pending)).await;
+    assert_eq!(a.actor, user("sre@example.com"));
     assert_eq!(
         (a.kind, a.action.as_str(), a.target.as_str()),
         (RefusalKind::SelfApproval, "approve", pending.as_str())
     );
-    assert_eq!(a.reason, s.message());
-    syslog_line(&syslog, n, RefusalKind::SelfApproval);
+    assert_eq!(a.reason, a.answer.message());
+    syslog_line(&syslog, a.index, RefusalKind::SelfApproval);
 
     // Approval by a known identity that is not an approver of the tier.
-    let n = all_events(&d).await.len();
-    let s = refused_approval(&d.target("auditor"), &pending).await;
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (_, a) = one_action_refusal(&d, n).await;
+    let a = action_refused(&d, DENIED, approve(&d.target("auditor"), &pending)).await;
     assert_eq!(
         (a.kind, a.identity.as_str(), a.action.as_str()),
         (RefusalKind::NotApprover, "auditor@example.com", "approve")
@@ -327,37 +351,26 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
         "{}",
         a.reason
     );
-    syslog_line(&syslog, n, RefusalKind::NotApprover);
+    syslog_line(&syslog, a.index, RefusalKind::NotApprover);
 
     // Unknown identity: a valid client certificate the configuration does not list.
-    let n = all_events(&d).await.len();
-    let s = client(&mallory)
-        .request_certificate(request(
-            keys.path(),
-            "bgdemo",
-            "localhost",
-            600,
-            "just looking",
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    let looking = request(keys.path(), "bgdemo", "localhost", 600, "just looking");
     // The access layer refuses it before the request is decoded: an action refusal
     // naming the call.
-    let (actor, r) = one_action_refusal(&d, n).await;
-    assert_eq!(actor, user(MALLORY));
+    let r = action_refused(&d, DENIED, client(&mallory).request_certificate(looking)).await;
+    assert_eq!(r.actor, user(MALLORY));
     assert_eq!(
         (r.kind, r.action.as_str()),
         (RefusalKind::UnknownIdentity, "RequestCertificate")
     );
-    let line = syslog_line(&syslog, n, RefusalKind::UnknownIdentity);
+    let line = syslog_line(&syslog, r.index, RefusalKind::UnknownIdentity);
     assert!(
         line.contains("identity=mallory@example.com")
             && line.contains(" action=RequestCertificate "),
         "{line}"
     );
     let n = all_events(&d).await.len();
-    refused_approval(&mallory, &pending).await;
+    approve(&mallory, &pending).await.unwrap_err();
     let (_, a) = one_action_refusal(&d, n).await;
     assert_eq!(
         (a.kind, a.action.as_str()),
@@ -365,30 +378,22 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
     );
 
     // Someone else's request or grant: cancel, show, revoke; a review by a non-reviewer.
-    let n = all_events(&d).await.len();
-    let s = client(&d.target("approver"))
-        .cancel(CancelRequest {
-            request_id: pending.clone(),
-            reason: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (_, a) = one_action_refusal(&d, n).await;
+    let mut approver = client(&d.target("approver"));
+    let cancel = approver.cancel(CancelRequest {
+        request_id: pending.clone(),
+        reason: String::new(),
+    });
+    let a = action_refused(&d, DENIED, cancel).await;
     assert_eq!(
         (a.kind, a.action.as_str()),
         (RefusalKind::NotRequester, "cancel")
     );
-    let n = all_events(&d).await.len();
     // (The host identity is known, but neither requester, approver nor reviewer.)
-    let s = client(&d.target("host"))
-        .get_request(RequestRef {
-            request_id: pending.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (_, a) = one_action_refusal(&d, n).await;
+    let mut host = client(&d.target("host"));
+    let show = host.get_request(RequestRef {
+        request_id: pending.clone(),
+    });
+    let a = action_refused(&d, DENIED, show).await;
     assert_eq!(
         (a.kind, a.action.as_str()),
         (RefusalKind::NotRequester, "show")
@@ -398,33 +403,24 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
         .await
         .unwrap()
         .into_inner();
-    let n = all_events(&d).await.len();
-    let s =
-        RevocationsClient::new(breakglass_cli::connect::channel(&d.target("approver")).unwrap())
-            .revoke(RevokeRequest {
-                target: Some(RevokeTarget::GrantId(low.grant_id.clone())),
-                reason: "INC-6 not mine".into(),
-            })
-            .await
-            .unwrap_err();
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (_, a) = one_action_refusal(&d, n).await;
+    let mut revocations =
+        RevocationsClient::new(breakglass_cli::connect::channel(&d.target("approver")).unwrap());
+    let revoke = revocations.revoke(RevokeRequest {
+        target: Some(RevokeTarget::GrantId(low.grant_id.clone())),
+        reason: "INC-6 not mine".into(),
+    });
+    let a = action_refused(&d, DENIED, revoke).await;
     assert_eq!(
         (a.kind, a.action.as_str(), a.target.as_str()),
         (RefusalKind::NotRequester, "revoke", low.grant_id.as_str())
     );
-    syslog_line(&syslog, n, RefusalKind::NotRequester);
-    let n = all_events(&d).await.len();
-    let s = client(&d.target("approver"))
-        .review(ReviewRequest {
-            grant_id: low.grant_id.clone(),
-            verdict: "ok".into(),
-            note: "looked".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    let (_, a) = one_action_refusal(&d, n).await;
+    syslog_line(&syslog, a.index, RefusalKind::NotRequester);
+    let review = approver.review(ReviewRequest {
+        grant_id: low.grant_id.clone(),
+        verdict: "ok".into(),
+        note: "looked".into(),
+    });
+    let a = action_refused(&d, DENIED, review).await;
     assert_eq!(
         (a.kind, a.action.as_str(), a.target.as_str()),
         (RefusalKind::NotReviewer, "review", low.grant_id.as_str())
@@ -460,34 +456,11 @@ async fn every_kind_of_refusal_is_one_event_with_its_rule_and_reason_and_a_syslo
     assert_eq!(verifies(&d), size);
 }
 
-/// `breakglass` as the sample client `name`, talking to `d`.
-fn cli(d: &TestDaemon, name: &str) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(breakglass_bin());
-    c.arg("--config")
-        .arg(d.path().join(format!("clients/{name}.toml")))
-        .arg("--server")
-        .arg(format!("https://127.0.0.1:{}", d.port))
-        .env_remove("BREAKGLASS_CONFIG")
-        .env_remove("BREAKGLASS_SERVER")
-        .stdin(std::process::Stdio::null());
-    c
-}
-
 /// Runs `breakglass audit show ARGS` as the sample auditor; its stdout lines.
 async fn audit_show(d: &TestDaemon, args: &[&str]) -> Vec<String> {
-    let out = cli(d, "auditor")
-        .args(["audit", "show"])
-        .args(args)
-        .output()
+    let args: Vec<&str> = ["audit", "show"].iter().chain(args).copied().collect();
+    d.cli_ok("auditor", &args)
         .await
-        .expect("breakglass runs");
-    assert!(
-        out.status.success(),
-        "audit show {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
         .lines()
         .map(str::to_owned)
         .collect()
@@ -495,10 +468,8 @@ async fn audit_show(d: &TestDaemon, args: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_show_refused_lists_the_refusals_with_the_other_filters() {
-    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-        .await
-        .unwrap();
-    assert!(bin.exists());
+    // Built before the daemon starts (the CLI runs as a child process below).
+    breakglass_bin_built().await;
     let logdir = tempfile::tempdir().unwrap();
     let syslog = SyslogCapture::bind(logdir.path());
     let d = daemon(&syslog, |c| c).await;
@@ -528,7 +499,7 @@ async fn audit_show_refused_lists_the_refusals_with_the_other_filters() {
         .request_certificate(request(keys.path(), "bgdemo", "localhost", 600, "curious"))
         .await
         .unwrap_err();
-    refused_approval(&d.target("auditor"), &pending).await;
+    approve(&d.target("auditor"), &pending).await.unwrap_err();
 
     let all = audit_show(&d, &[]).await;
     assert!(
@@ -735,56 +706,15 @@ async fn repeated_refusals_alert_once_and_are_recorded_up_to_the_hourly_limit() 
     assert_eq!(verifies(&d), size);
 }
 
-/// A size-limited tmpfs mounted for one test, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).unwrap();
-        let st = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs on {} failed", path.display());
-        Self(path.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-/// Fills the file system holding `path` with one file of zeros, until it is full.
-fn fill(path: &Path) {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).unwrap();
-    let block = vec![0u8; 4096];
-    for _ in 0..1_000_000 {
-        if f.write_all(&block).and_then(|()| f.sync_data()).is_err() {
-            return;
-        }
-    }
-    panic!("{} never filled up", path.display());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refusal_that_cannot_be_recorded_is_refused_all_the_same() {
-    if !can_run(
-        "root (to mount a size-limited tmpfs for the audit log)",
-        is_root(),
-    ) {
+    if !require_root("mounting a size-limited tmpfs for the audit log") {
         return;
     }
     away_from_an_hour_boundary().await;
     let mnt = tempfile::tempdir().unwrap();
     let fs = Tmpfs::mount(&mnt.path().join("small"), "2m");
-    let audit_dir = fs.0.join("audit");
+    let audit_dir = fs.path().join("audit");
     let logdir = tempfile::tempdir().unwrap();
     let syslog = SyslogCapture::bind(logdir.path());
     let dir = audit_dir.display().to_string();
@@ -804,7 +734,7 @@ async fn a_refusal_that_cannot_be_recorded_is_refused_all_the_same() {
     let size = all_events(&d).await.len();
 
     // The disk fills up: the log cannot be written any more.
-    fill(&fs.0.join("filler"));
+    let filler = fill(fs.path());
     let mut unrecorded = 0;
     for _ in 0..200 {
         let before = all_events(&d).await.len();
@@ -836,7 +766,7 @@ async fn a_refusal_that_cannot_be_recorded_is_refused_all_the_same() {
     assert!(s.message().contains("audit log cannot be written"), "{s:?}");
 
     // Space comes back: refusals are recorded again, and the log verifies.
-    std::fs::remove_file(fs.0.join("filler")).unwrap();
+    std::fs::remove_file(filler).unwrap();
     let before = all_events(&d).await.len();
     assert!(before > size);
     client(&sre)
@@ -850,9 +780,6 @@ async fn a_refusal_that_cannot_be_recorded_is_refused_all_the_same() {
     );
     let size = all_events(&d).await.len() as u64;
     d.pause().await;
-    let key = std::fs::read_to_string(d.path().join("log.pub")).unwrap();
-    let verifier = NoteVerifier::parse(key.trim()).unwrap();
-    let r = verify_dir(&audit_dir, &verifier, None).expect("the audit log verifies");
-    assert_eq!(r.summary.size, size);
+    assert_eq!(verified_size(&d, &audit_dir), size);
     drop(fs);
 }

@@ -11,17 +11,12 @@ use breakglass_cli::host::krl_sync;
 use breakglass_cli::revoke;
 use breakglass_proto::audit::{Actor, EventKind};
 use breakglass_proto::krl::{Krl, SIGNATURE_NAMESPACE};
+use breakglass_proto::v1::WatchRevocationsRequest;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::revoke_request::Target as Selector;
-use breakglass_proto::v1::{RevokeRequest, WatchRevocationsRequest};
-use breakglass_tests::revocation::{self, ADMIN, SRE2, audit_events, issue, ssh_keygen_revoked};
-
-fn req(t: Selector, reason: &str) -> RevokeRequest {
-    RevokeRequest {
-        target: Some(t),
-        reason: reason.into(),
-    }
-}
+use breakglass_tests::revocation::{
+    self, ADMIN, SRE2, audit_events, issue, revoke_request, ssh_keygen_revoked,
+};
 
 fn code(e: CliError) -> i32 {
     e.exit_code()
@@ -43,29 +38,35 @@ async fn revoke_by_every_selector_with_permissions_audit_events_and_a_signed_krl
     // Another requester may not revoke sre's grant; nothing is recorded.
     let e = revoke::revoke(
         &sre2,
-        req(Selector::GrantId(g1.grant_id.clone()), "not mine"),
+        revoke_request(Selector::GrantId(g1.grant_id.clone()), "not mine"),
     )
     .await
     .unwrap_err();
     assert_eq!(code(e), 77);
     // A reason is required; unknown grants and serials are named.
-    let e = revoke::revoke(&sre, req(Selector::GrantId(g1.grant_id.clone()), "  "))
-        .await
-        .unwrap_err();
+    let e = revoke::revoke(
+        &sre,
+        revoke_request(Selector::GrantId(g1.grant_id.clone()), "  "),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(code(e), 65);
-    let e = revoke::revoke(&admin, req(Selector::Serial(12345), "x"))
+    let e = revoke::revoke(&admin, revoke_request(Selector::Serial(12345), "x"))
         .await
         .unwrap_err();
     assert_eq!(code(e), 66, "unknown serial");
-    let e = revoke::revoke(&admin, req(Selector::GrantId("g-nonsense".into()), "x"))
-        .await
-        .unwrap_err();
+    let e = revoke::revoke(
+        &admin,
+        revoke_request(Selector::GrantId("g-nonsense".into()), "x"),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(code(e), 65, "malformed grant id");
 
     // The requester revokes their own grant by id.
     let r = revoke::revoke(
         &sre,
-        req(Selector::GrantId(g1.grant_id.clone()), "INC-1 done early"),
+        revoke_request(Selector::GrantId(g1.grant_id.clone()), "INC-1 done early"),
     )
     .await
     .unwrap();
@@ -74,20 +75,26 @@ async fn revoke_by_every_selector_with_permissions_audit_events_and_a_signed_krl
     let v1 = r.krl_version;
     assert!(v1 >= 1);
     // Again: already revoked, nothing new.
-    let r = revoke::revoke(&sre, req(Selector::GrantId(g1.grant_id.clone()), "again"))
-        .await
-        .unwrap();
+    let r = revoke::revoke(
+        &sre,
+        revoke_request(Selector::GrantId(g1.grant_id.clone()), "again"),
+    )
+    .await
+    .unwrap();
     assert!(r.revoked.is_empty());
     assert_eq!(r.already_revoked, vec![g1.grant_id.clone()]);
     // An admin revokes by serial, by public key, and all of a requester's grants.
-    let r = revoke::revoke(&admin, req(Selector::Serial(g2.serial), "INC-2 key leaked"))
-        .await
-        .unwrap();
+    let r = revoke::revoke(
+        &admin,
+        revoke_request(Selector::Serial(g2.serial), "INC-2 key leaked"),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.revoked[0].grant_id, g2.grant_id);
     assert!(r.krl_version > v1);
     let r = revoke::revoke(
         &admin,
-        req(
+        revoke_request(
             Selector::PublicKey(std::fs::read_to_string(&g3.public).unwrap()),
             "INC-3 laptop lost",
         ),
@@ -98,7 +105,7 @@ async fn revoke_by_every_selector_with_permissions_audit_events_and_a_signed_krl
     assert_eq!(r.revoked[0].grant_id, g3.grant_id);
     let r = revoke::revoke(
         &admin,
-        req(Selector::Requester(SRE2.into()), "INC-4 offboarding"),
+        revoke_request(Selector::Requester(SRE2.into()), "INC-4 offboarding"),
     )
     .await
     .unwrap();
@@ -213,9 +220,12 @@ async fn krl_versions_survive_a_restart_and_expired_grants_drop_out() {
     let short = issue(&sre, keys.path(), "short", "alice", "db-7", 3).await;
     let long = issue(&sre, keys.path(), "long", "alice", "db-7", 600).await;
     for g in [&short, &long] {
-        revoke::revoke(&sre, req(Selector::GrantId(g.grant_id.clone()), "INC-5"))
-            .await
-            .unwrap();
+        revoke::revoke(
+            &sre,
+            revoke_request(Selector::GrantId(g.grant_id.clone()), "INC-5"),
+        )
+        .await
+        .unwrap();
     }
     let before = krl_sync::fetch(&d.target("host")).await.unwrap();
     let krl = Krl::parse(&before.krl).unwrap();
@@ -256,9 +266,12 @@ async fn revocation_stream_resumes_from_a_version_and_beats() {
     let keys = tempfile::tempdir().unwrap();
     let a = issue(&sre, keys.path(), "a", "alice", "db-7", 600).await;
     let b = issue(&sre, keys.path(), "b", "alice", "db-7", 600).await;
-    revoke::revoke(&sre, req(Selector::GrantId(a.grant_id.clone()), "first"))
-        .await
-        .unwrap();
+    revoke::revoke(
+        &sre,
+        revoke_request(Selector::GrantId(a.grant_id.clone()), "first"),
+    )
+    .await
+    .unwrap();
     let channel = breakglass_cli::connect::channel(&d.target("host")).unwrap();
     let mut client = RevocationsClient::new(channel);
     // From 0: the backlog (a), then b live, then a heartbeat.
@@ -277,9 +290,12 @@ async fn revocation_stream_resumes_from_a_version_and_beats() {
     assert_eq!(first.revoked_by, "user:sre@example.com");
     assert_eq!(first.reason, "first");
     let t = Instant::now();
-    revoke::revoke(&sre, req(Selector::GrantId(b.grant_id.clone()), "second"))
-        .await
-        .unwrap();
+    revoke::revoke(
+        &sre,
+        revoke_request(Selector::GrantId(b.grant_id.clone()), "second"),
+    )
+    .await
+    .unwrap();
     let second = loop {
         let n = stream.message().await.unwrap().unwrap();
         if !n.heartbeat {
@@ -342,9 +358,12 @@ async fn sync_krl_installs_the_daemons_krl_and_refuses_a_replayed_older_one() {
     );
     let old = krl_sync::fetch(&host).await.unwrap();
     let g = issue(&sre, keys.path(), "g", "alice", "db-7", 600).await;
-    revoke::revoke(&sre, req(Selector::GrantId(g.grant_id.clone()), "INC-7"))
-        .await
-        .unwrap();
+    revoke::revoke(
+        &sre,
+        revoke_request(Selector::GrantId(g.grant_id.clone()), "INC-7"),
+    )
+    .await
+    .unwrap();
     let second = krl_sync::sync(&host, &args).await.unwrap();
     assert!(
         matches!(second, krl_sync::Synced::Installed { serials: 1, .. }),
@@ -415,7 +434,7 @@ async fn watcher_marks_sessions_of_revoked_grants_and_survives_a_daemon_restart(
     let marked = |s: &str| marker_path(&dir, s).exists();
     revoke::revoke(
         &sre,
-        req(Selector::GrantId(a.grant_id.clone()), "INC-8 first"),
+        revoke_request(Selector::GrantId(a.grant_id.clone()), "INC-8 first"),
     )
     .await
     .unwrap();
@@ -436,7 +455,7 @@ async fn watcher_marks_sessions_of_revoked_grants_and_survives_a_daemon_restart(
     d.resume().await;
     revoke::revoke(
         &sre,
-        req(Selector::GrantId(b.grant_id.clone()), "INC-8 second"),
+        revoke_request(Selector::GrantId(b.grant_id.clone()), "INC-8 second"),
     )
     .await
     .unwrap();

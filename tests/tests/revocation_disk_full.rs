@@ -19,7 +19,6 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use breakglass_cli::connect;
@@ -28,6 +27,7 @@ use breakglass_cli::settings::Target;
 use breakglass_proto::audit::EventKind;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::{GetRevocationListResponse, RevocationNotice, WatchRevocationsRequest};
+use breakglass_test_support::fs::Tmpfs;
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::revocation::{self, Grant};
 use breakglass_tests::{breakglass_bin, can_run, is_root};
@@ -44,29 +44,6 @@ const LONGEST_REASON: usize = 1000;
 const REASON_STEP: usize = 64;
 /// Grants issued before the disk fills: revocations that fit with their KRL use up room.
 const GRANTS: usize = 10;
-
-/// A tmpfs mounted for the test, unmounted (lazily) when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
-            .arg("tmpfs")
-            .arg(dir)
-            .status()
-            .expect("mount runs");
-        assert!(st.success(), "mount -t tmpfs on {} failed", dir.display());
-        Self(dir.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// A file that takes every free page of the tmpfs.
 struct Filler {
@@ -208,7 +185,7 @@ impl RecordedWithoutKrl {
             .unwrap();
         let scratch = tempfile::tempdir().unwrap();
         let fs = Tmpfs::mount(&scratch.path().join("disk"), TMPFS_SIZE);
-        let audit_dir = fs.0.join("audit");
+        let audit_dir = fs.path().join("audit");
         let d = TestDaemon::start_with(move |c| {
             assert!(
                 c.contains("dir = \"audit\""),
@@ -256,7 +233,7 @@ impl RecordedWithoutKrl {
             .into_inner();
 
         // Fill the disk, then revoke until a revocation is recorded but its KRL is not.
-        let mut filler = Filler::new(&fs.0.join("filler"));
+        let mut filler = Filler::new(&fs.path().join("filler"));
         let mut next = grants.into_iter();
         let mut grant = next.next().unwrap();
         let mut len = LONGEST_REASON;
@@ -336,7 +313,7 @@ impl RecordedWithoutKrl {
     /// half-written at the moment it is read).
     fn try_events(&self) -> Result<Vec<(u64, breakglass_proto::audit::Event)>, String> {
         breakglass_cli::audit::read_dir_events(
-            &self.fs.0.join("audit"),
+            &self.fs.path().join("audit"),
             &self.d.path().join("log.pub"),
         )
         .map_err(|e| e.to_string())
@@ -345,7 +322,7 @@ impl RecordedWithoutKrl {
     /// The verified audit log.
     fn events(&self) -> Vec<(u64, breakglass_proto::audit::Event)> {
         breakglass_cli::audit::read_dir_events(
-            &self.fs.0.join("audit"),
+            &self.fs.path().join("audit"),
             &self.d.path().join("log.pub"),
         )
         .expect("audit log verifies")

@@ -28,7 +28,8 @@ use breakglass_proto::v1::{
 };
 use breakglass_tests::audit::all_events;
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::{breakglass_bin, ssh_keygen};
+use breakglass_tests::revocation::certificate_request;
+use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 use tonic::Code;
 
 fn public_key(d: &TestDaemon) -> String {
@@ -46,14 +47,13 @@ fn client(t: &Target) -> BreakGlassClient<tonic::transport::Channel> {
 
 /// A request the dev policy accepts (tier `critical`: it waits for two approvals).
 fn valid_request(d: &TestDaemon) -> RequestCertificateRequest {
-    RequestCertificateRequest {
-        public_key: public_key(d),
-        principals: vec!["bgdemo".into()],
-        hosts: vec!["db-1.prod.example".into()],
-        ttl_seconds: 600,
-        reason: "INC-4411 primary down".into(),
-        ..Default::default()
-    }
+    certificate_request(
+        &public_key(d),
+        "bgdemo",
+        "db-1.prod.example",
+        600,
+        "INC-4411 primary down",
+    )
 }
 
 /// `r` must be refused with INVALID_ARGUMENT whose message names `field` (and holds no
@@ -398,28 +398,6 @@ fn old_events(nasty: &str, n: u64, key_line: &str) -> Vec<Event> {
         .collect()
 }
 
-/// Runs `breakglass` as the sample client `name` against `d`; returns stdout.
-async fn cli(d: &TestDaemon, name: &str, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(breakglass_bin())
-        .arg("--config")
-        .arg(d.path().join(format!("clients/{name}.toml")))
-        .arg("--server")
-        .arg(format!("https://127.0.0.1:{}", d.port))
-        .args(args)
-        .env_remove("BREAKGLASS_CONFIG")
-        .env_remove("BREAKGLASS_SERVER")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("breakglass runs");
-    assert!(
-        out.status.success(),
-        "breakglass {args:?} as {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
 /// No hazard on any line (lines end in '\n' only), and every `nasty` text is there, escaped.
 fn shown_escaped(what: &str, out: &str, nasties: &[&str]) {
     for line in out.split('\n') {
@@ -436,10 +414,8 @@ fn shown_escaped(what: &str, out: &str, nasties: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_written_before_the_rules_are_printed_escaped() {
-    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-        .await
-        .unwrap();
-    assert!(bin.exists(), "{}", bin.display());
+    // Built before the daemon starts (the CLI runs as a child process below).
+    breakglass_bin_built().await;
     let mut d = TestDaemon::start().await;
     let key_line = public_key(&d);
     // Write the old events straight into the daemon's log while it is stopped: the
@@ -463,7 +439,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
     drop(log);
     d.resume().await;
 
-    let pending = cli(&d, "approver", &["pending"]).await;
+    let pending = d.cli_ok("approver", &["pending"]).await;
     let reasons: Vec<String> = NASTY_SAMPLES
         .iter()
         .enumerate()
@@ -479,7 +455,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
     );
 
     for (nasty, (pending_id, denied_id)) in NASTY_SAMPLES.iter().zip(&ids) {
-        let show = cli(&d, "approver", &["show", pending_id]).await;
+        let show = d.cli_ok("approver", &["show", pending_id]).await;
         shown_escaped(
             "show (pending)",
             &show,
@@ -488,7 +464,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
                 &format!("looks fine {nasty} ok"),
             ],
         );
-        let show = cli(&d, "sre", &["show", denied_id]).await;
+        let show = d.cli_ok("sre", &["show", denied_id]).await;
         shown_escaped(
             "show (denied)",
             &show,
@@ -496,7 +472,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
         );
     }
 
-    let reviews = cli(&d, "auditor", &["review", "list"]).await;
+    let reviews = d.cli_ok("auditor", &["review", "list"]).await;
     let mut expected = Vec::new();
     for nasty in NASTY_SAMPLES {
         expected.push(format!("10.0.0.1{nasty}"));
@@ -511,7 +487,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
         "{reviews}"
     );
 
-    let audit = cli(&d, "auditor", &["audit", "show"]).await;
+    let audit = d.cli_ok("auditor", &["audit", "show"]).await;
     let mut expected = Vec::new();
     for nasty in NASTY_SAMPLES {
         expected.push(format!("denied {nasty} detail"));
@@ -525,7 +501,7 @@ async fn records_written_before_the_rules_are_printed_escaped() {
         "one line per event:\n{audit}"
     );
     // `audit show --json`: the exact text comes back from the JSON, and the bytes hold no hazard.
-    let json = cli(&d, "auditor", &["audit", "show", "--json"]).await;
+    let json = d.cli_ok("auditor", &["audit", "show", "--json"]).await;
     shown_escaped("audit show --json", &json, &[]);
     let details: Vec<String> = json
         .lines()

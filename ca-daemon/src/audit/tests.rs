@@ -14,6 +14,9 @@ use breakglass_proto::audit::{
     Actor, Event, EventKind, LogError, NoteSigner, Timestamp, verify_consistency, verify_inclusion,
 };
 
+use breakglass_test_support::fs::Tmpfs;
+use breakglass_test_support::require_root;
+
 use super::{AuditConfig, AuditError, AuditLog};
 
 const ORIGIN: &str = "ca.test/audit/v1";
@@ -398,51 +401,14 @@ fn an_oversized_event_is_refused_before_it_is_queued() {
     log.shutdown_blocking();
 }
 
-/// A size-limited tmpfs mounted for one test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).unwrap();
-        let st = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs failed");
-        Self(path.to_owned())
-    }
-
-    fn resize(&self, size: &str) {
-        let opts = format!("size={size}");
-        let st = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,{opts}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount tmpfs with {opts} failed");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_disk_is_full_appends_fail_clearly_reads_work_and_appends_resume() {
-    if !nix::unistd::geteuid().is_root() {
-        // Mounting a size-limited tmpfs needs root; CI runs as root.
-        eprintln!("SKIPPED when_the_disk_is_full...: needs root to mount a tmpfs");
+    if !require_root("mounting a size-limited tmpfs") {
         return;
     }
     let d = tempfile::tempdir().unwrap();
     let fs = Tmpfs::mount(&d.path().join("small"), "512k");
-    let dir = fs.0.join("audit");
+    let dir = fs.path().join("audit");
     let log = AuditLog::open(config(&dir, 128 * 1024), signer()).unwrap();
     let mut acked = Vec::new();
     let err = loop {

@@ -4,39 +4,22 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use breakglass_test_support::oracle::TlogStore as Store;
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use signed_note::{Note, Signer as _, StandardSigner, StandardVerifier, VerifierList};
-use tlog_tiles::{HashReader, check_record, check_tree, prove_record, prove_tree, tree_hash};
+use tlog_tiles::{check_record, check_tree, prove_record, prove_tree, tree_hash};
 
 use super::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
 use super::note::{Checkpoint, NoteSigner, NoteVerifier};
 
-/// Go-style stored hashes, filled with `tlog_tiles::stored_hashes`.
-struct Store(Vec<tlog_tiles::Hash>);
-
-impl HashReader for Store {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {
-        indexes
-            .iter()
-            .map(|&i| {
-                self.0
-                    .get(i as usize)
-                    .copied()
-                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
-            })
-            .collect()
-    }
-}
-
 fn both(n: u64) -> (Vec<Vec<u8>>, MerkleTree, Store) {
     let data: Vec<Vec<u8>> = (0..n).map(|i| format!("event {i}").into_bytes()).collect();
     let mut ours = MerkleTree::new();
-    let mut store = Store(Vec::new());
+    let mut store = Store::default();
     for (i, d) in data.iter().enumerate() {
         ours.push(leaf_hash(d));
-        let add = tlog_tiles::stored_hashes(i as u64, d, &store).unwrap();
-        store.0.extend(add);
+        store.push(i as u64, d);
     }
     (data, ours, store)
 }

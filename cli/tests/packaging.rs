@@ -1,16 +1,14 @@
 //! The host units in packaging/hosts/ run command lines this CLI accepts, on the same
-//! files the sshd and PAM snippets name.
+//! files the sshd and PAM snippets name; the shipping unit works on the module's default
+//! spool and gives up before systemd would kill it; the timers are installable.
 
 use std::path::Path;
 
 use breakglass_cli::cli::{Cli, Command};
 use breakglass_cli::host::HostCmd;
+use breakglass_proto::spool::DEFAULT_DIR as DEFAULT_SPOOL;
+use breakglass_test_support::packaging;
 use clap::Parser;
-
-fn packaging(p: &str) -> String {
-    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging")).join(p);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn exec_start(unit: &str) -> Cli {
     let text = packaging(unit);
@@ -21,6 +19,15 @@ fn exec_start(unit: &str) -> Cli {
     let argv: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(argv[0], "/usr/bin/breakglass");
     Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{unit}: {e}"))
+}
+
+/// The timer repeats and `systemctl enable` can install it.
+fn assert_installable_timer(timer: &str) {
+    let text = packaging(timer);
+    assert!(
+        text.contains("OnUnitActiveSec=") && text.contains("WantedBy=timers.target"),
+        "{timer}"
+    );
 }
 
 /// The value after `key` on the one uncommented line that starts with `key`.
@@ -50,8 +57,7 @@ fn krl_sync_unit_writes_the_file_sshd_and_the_module_read() {
         pam.contains(&format!("krl={}", a.out.display())),
         "the PAM line reads another KRL"
     );
-    let timer = packaging("hosts/breakglass-krl-sync.timer");
-    assert!(timer.contains("OnUnitActiveSec=") && timer.contains("WantedBy=timers.target"));
+    assert_installable_timer("hosts/breakglass-krl-sync.timer");
 }
 
 #[test]
@@ -99,7 +105,7 @@ fn watcher_unit_watches_the_module_default_sessions_dir_which_tmpfiles_creates()
     assert!(
         directive(&unit, "ReadWritePaths=")
             .split_whitespace()
-            .any(|p| p == breakglass_proto::spool::DEFAULT_DIR),
+            .any(|p| p == DEFAULT_SPOOL),
         "replacement guards cannot write the spool"
     );
 }
@@ -129,4 +135,31 @@ fn host_units_that_witness_the_log_may_write_the_default_witness_state() {
             "{unit}"
         );
     }
+}
+
+#[test]
+fn ship_unit_delivers_the_module_spool_and_gives_up_before_its_timeout() {
+    let unit = packaging("hosts/breakglass-ship.service");
+    let cli = exec_start("hosts/breakglass-ship.service");
+    let Command::Host(HostCmd::Ship(a)) = cli.command else {
+        panic!("not host ship");
+    };
+    assert_eq!(a.spool, Path::new(DEFAULT_SPOOL));
+    assert!(unit.contains(&format!("ReadWritePaths={DEFAULT_SPOOL}")));
+    // Waiting for another shipper and the retries end before systemd would kill the run.
+    let timeout = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStartSec="))
+        .map(|t| humantime::parse_duration(t).unwrap())
+        .expect("TimeoutStartSec=");
+    assert!(a.lock_wait + a.retry_for + std::time::Duration::from_secs(30) < timeout);
+    // The PAM snippet tells how the module ships at once: this binary, this unit's config.
+    let pam = packaging("pam/sshd.breakglass");
+    let config = cli.conn.config.expect("--config in ExecStart");
+    assert!(pam.contains("ship=/usr/bin/breakglass"), "{pam}");
+    assert!(
+        pam.contains(&format!("ship_config={}", config.display())),
+        "{pam}"
+    );
+    assert_installable_timer("hosts/breakglass-ship.timer");
 }

@@ -19,7 +19,7 @@ use breakglass_tests::audit::{all_events, session_counts};
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::sshd::{TestUser, require_root};
 use breakglass_tests::webhook::{Answer, Hook};
-use breakglass_tests::{breakglass_bin, can_run, have};
+use breakglass_tests::{breakglass_bin_built, can_run, have};
 
 /// The grant id printed on the PASS line or the `ok request` progress line.
 fn grant_of(stdout: &str) -> String {
@@ -64,9 +64,7 @@ async fn drill_passes_with_both_times_and_fails_clearly_without_the_pam_module()
     if !can_run("ssh and ssh-keygen", have("ssh") && have("ssh-keygen")) {
         return;
     }
-    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-        .await
-        .unwrap();
+    let bin = breakglass_bin_built().await;
     let hook = Hook::start(Answer::Ok).await;
     let pager = "# webhooks = [\"https://pager.example.com/hooks/breakglass\"]";
     let url = hook.url.clone();

@@ -10,7 +10,7 @@
 //! - a fork (same key, different events, same size): noticed the same way, also by the
 //!   watcher at (re)connect, while a host whose checkpoint predates the fork is unaffected.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use breakglass_cli::connect;
@@ -18,12 +18,13 @@ use breakglass_cli::host::witness::{WitnessArgs, WitnessState, read_state};
 use breakglass_proto::audit::segment::list_segments;
 use breakglass_proto::audit::{Actor, Event, EventKind};
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
-use breakglass_proto::v1::{GetCheckpointRequest, RequestCertificateRequest};
-use breakglass_tests::audit::all_events;
+use breakglass_test_support::fs::copy_dir;
+use breakglass_tests::audit::{self, all_events};
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::revocation::certificate_request;
 use breakglass_tests::sshd::SyslogCapture;
 use breakglass_tests::webhook::{Answer, Hook};
-use breakglass_tests::{breakglass_bin, ssh_keygen};
+use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 
 const ADMIN: &str = "admin@example.com";
 const TEN_S: Duration = Duration::from_secs(10);
@@ -79,9 +80,7 @@ impl Host {
 
     /// Runs `breakglass --config <host.toml> host <args> --syslog-socket <sock>`.
     async fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-            .await
-            .unwrap();
+        let bin = breakglass_bin_built().await;
         let out = tokio::process::Command::new(bin)
             .arg("--config")
             .arg(&self.config)
@@ -121,14 +120,7 @@ impl Host {
 
 /// Size of the daemon's log, as the sample auditor reads it.
 async fn log_size(d: &TestDaemon) -> u64 {
-    breakglass_proto::v1::audit_client::AuditClient::new(
-        connect::channel(&d.target("auditor")).unwrap(),
-    )
-    .get_checkpoint(GetCheckpointRequest {})
-    .await
-    .unwrap()
-    .into_inner()
-    .size
+    audit::log_size(&d.target("auditor")).await
 }
 
 /// The sample SRE's public key line (made once per daemon directory).
@@ -145,14 +137,13 @@ fn public_key(d: &TestDaemon) -> String {
 async fn request(d: &TestDaemon, host: &str, reason: &str) -> Result<(), tonic::Status> {
     let public_key = public_key(d);
     let mut c = BreakGlassClient::new(connect::channel(&d.target("sre")).unwrap());
-    c.create_request(RequestCertificateRequest {
-        public_key,
-        principals: vec!["postgres".into()],
-        hosts: vec![host.into()],
-        ttl_seconds: 300,
-        reason: reason.into(),
-        ..Default::default()
-    })
+    c.create_request(certificate_request(
+        &public_key,
+        "postgres",
+        host,
+        300,
+        reason,
+    ))
     .await
     .map(drop)
 }
@@ -168,16 +159,8 @@ async fn fill(d: &TestDaemon, n: usize) {
             tokio::spawn(async move {
                 let mut c = BreakGlassClient::new(connect::channel(&t).unwrap());
                 for _ in 0..n.div_ceil(8) {
-                    c.request_certificate(RequestCertificateRequest {
-                        public_key: public_key.clone(),
-                        principals: vec!["postgres".into()],
-                        hosts: vec!["localhost".into()],
-                        ttl_seconds: 300,
-                        reason: reason.clone(),
-                        ..Default::default()
-                    })
-                    .await
-                    .expect("certificate issued");
+                    let r = certificate_request(&public_key, "postgres", "localhost", 300, &reason);
+                    c.request_certificate(r).await.expect("certificate issued");
                 }
             })
         })
@@ -199,16 +182,6 @@ async fn resume(d: &mut TestDaemon) {
 
 fn audit_dir(d: &TestDaemon) -> PathBuf {
     d.path().join("audit")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 fn forks(events: &[Event]) -> Vec<&breakglass_proto::audit::event::LogConsistencyFailed> {
@@ -383,9 +356,7 @@ async fn a_rolled_back_log_is_refused_by_the_host_and_stops_issuance_until_ackno
     d.new_client("admin", ADMIN);
     let admin_cfg = d.client_config("admin-ack", "admin");
     let ack = |cfg: PathBuf, reason: &'static str| async move {
-        let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-            .await
-            .unwrap();
+        let bin = breakglass_bin_built().await;
         let out = tokio::process::Command::new(bin)
             .arg("--config")
             .arg(cfg)

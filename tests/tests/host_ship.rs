@@ -6,22 +6,21 @@
 
 use std::time::{Duration, Instant};
 
-use breakglass_cli::commands::{self, RequestArgs};
+use breakglass_cli::commands;
 use breakglass_cli::host::ship::{ShipArgs, ship};
 use breakglass_proto::audit::EventKind;
 use breakglass_tests::audit::{all_events, session_counts};
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::sshd::{ClientKey, TestUser, require_root};
-use breakglass_tests::{breakglass_bin, ssh_keygen};
+use breakglass_tests::revocation::{client_key, request_args};
+use breakglass_tests::sshd::{TestUser, require_root};
+use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns() {
     if !require_root("a real sshd, a test user and /etc/pam.d") {
         return;
     }
-    let bin = tokio::task::spawn_blocking(|| breakglass_bin().clone())
-        .await
-        .unwrap();
+    let bin = breakglass_bin_built().await;
     let mut d = TestDaemon::start_with(|c| {
         c.replace(
             "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\"]",
@@ -42,28 +41,13 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
     let user = tokio::task::spawn_blocking(TestUser::create).await.unwrap();
     let keys = tempfile::tempdir().unwrap();
     let public = ssh_keygen(keys.path(), "id", &["-t", "ed25519"]);
-    let outcome = commands::request(
-        &d.target("sre"),
-        &RequestArgs {
-            hosts: vec!["db-7".into()],
-            principals: vec![user.name.clone()],
-            ttl: Duration::from_secs(600),
-            reason: "INC-4 host records while the CA is down".into(),
-            command: None,
-            source_addresses: vec![],
-            public_key: Some(public),
-            permit: vec![],
-            add_to_agent: None,
-        },
-    )
-    .await
-    .expect("certificate issued");
+    let reason = "INC-4 host records while the CA is down";
+    let a = request_args(&public, &user.name, "db-7", 600, reason);
+    let outcome = commands::request(&d.target("sre"), &a)
+        .await
+        .expect("certificate issued");
     let grant = outcome.response.grant_id.clone();
-    let key = ClientKey {
-        key_path: outcome.paths.private.clone(),
-        cert_path: Some(outcome.paths.certificate.clone()),
-        valid_before: Some(outcome.response.valid_before as u64),
-    };
+    let key = client_key(&outcome);
 
     // The CA goes down; a session opens and closes on the host.
     d.pause().await;

@@ -16,10 +16,9 @@ use breakglass_cli::host::doctor::{self, DoctorArgs, EXIT_PROBLEMS, Level, Repor
 use breakglass_cli::host::krl_sync::{self, SyncKrlArgs};
 use breakglass_cli::revoke;
 use breakglass_cli::settings::{Overrides, Target};
-use breakglass_proto::v1::RevokeRequest;
 use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::revocation::{self, ADMIN};
+use breakglass_tests::revocation::{self, ADMIN, revoke_request};
 use breakglass_tests::sshd::{pam_artifacts, require_root};
 use breakglass_tests::{can_run, ssh_keygen};
 
@@ -72,6 +71,15 @@ fn runnable(test: &str) -> bool {
 }
 
 impl Host {
+    /// The host set-up, or `None` (after a loud SKIPPED line) when `test` cannot run here.
+    async fn for_test(test: &str) -> Option<Self> {
+        if runnable(test) {
+            Some(Self::new().await)
+        } else {
+            None
+        }
+    }
+
     async fn new() -> Self {
         let artifacts = tokio::task::spawn_blocking(pam_artifacts).await.unwrap();
         let daemon = revocation::daemon().await;
@@ -147,6 +155,14 @@ impl Host {
         std::fs::write(&self.pam_service, format!("{text}\n")).unwrap();
     }
 
+    /// Rewrites the PAM service: the full stack with `edit` applied to its lines.
+    fn edit_pam(&self, edit: impl FnOnce(&mut Vec<String>)) {
+        let a = pam_artifacts();
+        let mut lines = self.pam_lines(&a.module, &a.guard);
+        edit(&mut lines);
+        self.write_pam(&lines.join("\n"));
+    }
+
     async fn sync_krl(&self) {
         krl_sync::sync(
             &self.host,
@@ -183,6 +199,21 @@ impl Host {
     }
 }
 
+/// Asserts the run fails (exit 78) and that the first line starting with `start` is
+/// `expected`.
+fn assert_fails_exactly(r: &Report, start: &str, expected: &str) {
+    assert_eq!(assert_fails_with(r, start), expected);
+}
+
+/// Asserts that the report names `fix`.
+fn assert_fix(r: &Report, fix: &str) {
+    assert!(
+        r.render().contains(fix),
+        "{fix:?} missing from:\n{}",
+        r.render()
+    );
+}
+
 /// Asserts the run fails (exit 78) and that one FAIL line starts with `start`; returns it.
 fn assert_fails_with(r: &Report, start: &str) -> String {
     assert_eq!(r.exit_code(), EXIT_PROBLEMS, "{}", r.render());
@@ -196,10 +227,9 @@ fn assert_fails_with(r: &Report, start: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_passes_on_a_complete_host_setup() {
-    if !runnable("doctor_passes_on_a_complete_host_setup") {
+    let Some(h) = Host::for_test("doctor_passes_on_a_complete_host_setup").await else {
         return;
-    }
-    let h = Host::new().await;
+    };
     let r = h.doctor().await;
     let text = r.render();
     assert_eq!(r.exit_code(), 0, "{text}");
@@ -249,83 +279,76 @@ async fn doctor_passes_on_a_complete_host_setup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pam_line_missing_is_named() {
-    if !runnable("pam_line_missing_is_named") {
+    let Some(h) = Host::for_test("pam_line_missing_is_named").await else {
         return;
-    }
-    let h = Host::new().await;
-    let a = pam_artifacts();
-    let mut lines = h.pam_lines(&a.module, &a.guard);
-    lines.remove(3);
-    h.write_pam(&lines.join("\n"));
+    };
+    h.edit_pam(|lines| {
+        lines.remove(3);
+    });
     let r = h.doctor().await;
-    let line = assert_fails_with(&r, "FAIL pam    PAM line missing: ");
-    assert_eq!(
-        line,
-        format!(
+    assert_fails_exactly(
+        &r,
+        "FAIL pam    PAM line missing: ",
+        &format!(
             "FAIL pam    PAM line missing: no `session ... pam_breakglass.so` line in {}: breakglass sessions are not re-checked, recorded or ended at expiry",
             h.pam_service.display()
-        )
+        ),
     );
-    assert!(r.render().contains("fix: breakglass host enable-pam"));
+    assert_fix(&r, "fix: breakglass host enable-pam");
     assert_eq!(r.count(Level::Fail), 1, "{}", r.render());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pam_line_after_pam_env_is_named() {
-    if !runnable("pam_line_after_pam_env_is_named") {
+    let Some(h) = Host::for_test("pam_line_after_pam_env_is_named").await else {
         return;
-    }
-    let h = Host::new().await;
-    let a = pam_artifacts();
-    let mut lines = h.pam_lines(&a.module, &a.guard);
-    let env = lines.remove(5);
-    lines.insert(3, env);
-    h.write_pam(&lines.join("\n"));
+    };
+    h.edit_pam(|lines| {
+        let env = lines.remove(5);
+        lines.insert(3, env);
+    });
     let r = h.doctor().await;
-    let line = assert_fails_with(&r, "FAIL pam    PAM line after pam_env: ");
-    assert_eq!(
-        line,
-        format!(
+    assert_fails_exactly(
+        &r,
+        "FAIL pam    PAM line after pam_env: ",
+        &format!(
             "FAIL pam    PAM line after pam_env: pam_breakglass.so (line 5 of {}) comes after pam_env.so (line 4): a user's ~/.pam_environment can then replace the certificate the module checks",
             h.pam_service.display()
-        )
+        ),
     );
     assert_eq!(r.count(Level::Fail), 1, "{}", r.render());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn krl_missing_is_named() {
-    if !runnable("krl_missing_is_named") {
+    let Some(h) = Host::for_test("krl_missing_is_named").await else {
         return;
-    }
-    let h = Host::new().await;
+    };
     std::fs::remove_file(&h.krl).unwrap();
     let r = h.doctor().await;
-    let line = assert_fails_with(&r, "FAIL sshd   KRL missing: ");
-    assert_eq!(
-        line,
-        format!(
+    assert_fails_exactly(
+        &r,
+        "FAIL sshd   KRL missing: ",
+        &format!(
             "FAIL sshd   KRL missing: {} (RevokedKeys) does not exist; sshd refuses every public-key login while its RevokedKeys file is missing",
             h.krl.display()
-        )
+        ),
     );
-    assert!(
-        r.render().contains(&format!(
+    assert_fix(
+        &r,
+        &format!(
             "fix: breakglass host sync-krl --out {} --ca-keys {}",
             h.krl.display(),
             h.trusted.display()
-        )),
-        "{}",
-        r.render()
+        ),
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn krl_older_than_the_daemons_is_stale_until_synced() {
-    if !runnable("krl_older_than_the_daemons_is_stale_until_synced") {
+    let Some(h) = Host::for_test("krl_older_than_the_daemons_is_stale_until_synced").await else {
         return;
-    }
-    let h = Host::new().await;
+    };
     let installed = breakglass_proto::krl::Krl::parse(&std::fs::read(&h.krl).unwrap())
         .unwrap()
         .version;
@@ -341,25 +364,20 @@ async fn krl_older_than_the_daemons_is_stale_until_synced() {
     )
     .await;
     let admin = h.daemon.new_client("admin", ADMIN);
-    revoke::revoke(
-        &admin,
-        RevokeRequest {
-            target: Some(Selector::GrantId(g.grant_id.clone())),
-            reason: "INC-7 doctor test".into(),
-        },
-    )
-    .await
-    .unwrap();
+    let selector = Selector::GrantId(g.grant_id.clone());
+    revoke::revoke(&admin, revoke_request(selector, "INC-7 doctor test"))
+        .await
+        .unwrap();
     let served = krl_sync::fetch(&h.host).await.unwrap().version;
     assert!(served > installed);
     let r = h.doctor().await;
-    let line = assert_fails_with(&r, "FAIL sshd   KRL stale: ");
-    assert_eq!(
-        line,
-        format!(
+    assert_fails_exactly(
+        &r,
+        "FAIL sshd   KRL stale: ",
+        &format!(
             "FAIL sshd   KRL stale: {} (RevokedKeys) is version {installed}, the CA serves version {served}: revocations since are not enforced here",
             h.krl.display()
-        )
+        ),
     );
     // The fix it names works.
     h.sync_krl().await;
@@ -369,10 +387,9 @@ async fn krl_older_than_the_daemons_is_stale_until_synced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn krl_not_synced_for_too_long_is_stale() {
-    if !runnable("krl_not_synced_for_too_long_is_stale") {
+    let Some(h) = Host::for_test("krl_not_synced_for_too_long_is_stale").await else {
         return;
-    }
-    let h = Host::new().await;
+    };
     std::fs::File::options()
         .write(true)
         .open(&h.krl)
@@ -380,13 +397,13 @@ async fn krl_not_synced_for_too_long_is_stale() {
         .set_modified(SystemTime::now() - Duration::from_secs(2 * 3600 + 5))
         .unwrap();
     let r = h.doctor().await;
-    let line = assert_fails_with(&r, "FAIL sshd   KRL stale: ");
-    assert_eq!(
-        line,
-        format!(
+    assert_fails_exactly(
+        &r,
+        "FAIL sshd   KRL stale: ",
+        &format!(
             "FAIL sshd   KRL stale: {} (RevokedKeys) was last synced 2h 5s ago, more than the 1h allowed (--krl-max-age, or the module's krl_max_age=)",
             h.krl.display()
-        )
+        ),
     );
     // A longer limit accepts it.
     let mut args = h.args();
@@ -397,10 +414,9 @@ async fn krl_not_synced_for_too_long_is_stale() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_key_not_trusted_by_sshd_is_named() {
-    if !runnable("ca_key_not_trusted_by_sshd_is_named") {
+    let Some(h) = Host::for_test("ca_key_not_trusted_by_sshd_is_named").await else {
         return;
-    }
-    let h = Host::new().await;
+    };
     let other = ssh_keygen(h.dir.path(), "other_ca", &["-t", "ed25519"]);
     h.write_sshd_config(&other);
     let signing = commands::ca_keys(&h.host).await.unwrap()[0].clone();
@@ -409,21 +425,17 @@ async fn ca_key_not_trusted_by_sshd_is_named() {
         .fingerprint(ssh_key::HashAlg::Sha256)
         .to_string();
     let r = h.doctor().await;
-    let line = assert_fails_with(&r, "FAIL sshd   CA key not trusted by sshd: ");
-    assert_eq!(
-        line,
-        format!(
+    assert_fails_exactly(
+        &r,
+        "FAIL sshd   CA key not trusted by sshd: ",
+        &format!(
             "FAIL sshd   CA key not trusted by sshd: {fp} (signing key of the CA) is not in {} (TrustedUserCAKeys)",
             other.display()
-        )
+        ),
     );
-    assert!(
-        r.render().contains(&format!(
-            "fix: breakglass ca-keys --out {}",
-            other.display()
-        )),
-        "{}",
-        r.render()
+    assert_fix(
+        &r,
+        &format!("fix: breakglass ca-keys --out {}", other.display()),
     );
     // The module's own ca_keys= still holds the key: only sshd's file is named.
     assert_eq!(r.count(Level::Fail), 1, "{}", r.render());
@@ -431,10 +443,9 @@ async fn ca_key_not_trusted_by_sshd_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_identity_is_not_a_host_identity() {
-    if !runnable("a_persons_identity_is_not_a_host_identity") {
+    let Some(h) = Host::for_test("a_persons_identity_is_not_a_host_identity").await else {
         return;
-    }
-    let h = Host::new().await;
+    };
     let r = doctor::check(&h.args(), &overrides(&h.daemon.target("sre"))).await;
     let line = assert_fails_with(&r, "FAIL daemon ");
     assert!(

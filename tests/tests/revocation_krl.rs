@@ -10,129 +10,25 @@
 //!   sshd, and no new certificate is issued for the key, also after a daemon restart;
 //! - the key is revoked even when all its grants were already revoked or expired.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use breakglass_cli::commands::{self, RequestArgs};
+use breakglass_cli::commands;
 use breakglass_cli::error::CliError;
 use breakglass_cli::host::krl_sync;
 use breakglass_cli::revoke;
 use breakglass_proto::audit::EventKind;
 use breakglass_proto::krl::Krl;
 use breakglass_proto::sessions::{GrantState, grant_state};
-use breakglass_proto::v1::RevokeRequest;
 use breakglass_proto::v1::revoke_request::Target as Selector;
+use breakglass_test_support::wait;
 use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::revocation::{self, ADMIN, Grant, audit_events, issue, ssh_keygen_revoked};
-use breakglass_tests::sshd::{
-    CertSpec, ClientKey, Sshd, TestCa, TestUser, require_root, sign_cert,
+use breakglass_tests::revocation::{
+    self, ADMIN, Grant, audit_events, issue, request_args, revoke_request, ssh_keygen_revoked,
 };
-use breakglass_tests::watcher::WatcherProcess;
+use breakglass_tests::sshd::{CertSpec, ClientKey, TestUser, require_root, sign_cert};
+use breakglass_tests::watcher::WatchedHost;
 use ssh_key::{HashAlg, PrivateKey};
-
-/// One test host `db-7`: sshd (`RevokedKeys` on `revoked.krl`) with the module (`krl=`
-/// on the same file, `sessions=` for the watcher's markers), and the real watcher. No
-/// `sync-krl` runs: the KRL starts as `ssh-keygen -k` made it.
-struct Host {
-    sshd: Sshd,
-    sessions: tempfile::TempDir,
-    watcher: WatcherProcess,
-}
-
-impl Host {
-    /// `keep_krl`: the watcher installs the KRL (`--krl`); else the KRL file stays stale.
-    async fn start(d: &TestDaemon, keep_krl: bool) -> Self {
-        let sshd = d.start_sshd(Some("db-7")).await;
-        let sessions = tempfile::tempdir().unwrap();
-        let dir = sessions.path().join("sessions");
-        let krl = sshd.dir.path().join("revoked.krl");
-        sshd.set_module_options(&format!("krl={} sessions={}", krl.display(), dir.display()));
-        d.new_client("db7", "host://db-7");
-        let config = d.client_config("db7", "db7");
-        let ca_keys = sshd.dir.path().join("sshd_trusted_cas.pub");
-        let watcher = tokio::task::spawn_blocking(move || {
-            WatcherProcess::start(&config, &dir, &ca_keys, keep_krl.then_some(krl.as_path()))
-        })
-        .await
-        .unwrap();
-        Self {
-            sshd,
-            sessions,
-            watcher,
-        }
-    }
-
-    fn krl(&self) -> PathBuf {
-        self.sshd.dir.path().join("revoked.krl")
-    }
-
-    fn sessions_dir(&self) -> PathBuf {
-        self.sessions.path().join("sessions")
-    }
-
-    /// `ssh user@db-7 echo logged-in`: exit code and everything ssh printed.
-    async fn login(&self, user: &str, key: &ClientKey) -> (Option<i32>, String) {
-        let mut cmd = self.sshd.ssh(user, key, &[]);
-        cmd.arg("echo logged-in");
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    }
-
-    async fn assert_login_works(&self, user: &str, key: &ClientKey) {
-        let (code, out) = self.login(user, key).await;
-        assert!(
-            code == Some(0) && out.contains("logged-in"),
-            "login refused ({code:?}): {out}\n{}\nwatcher: {}",
-            self.sshd.log(),
-            self.watcher.output()
-        );
-    }
-
-    /// Waits (bounded) until the installed KRL revokes the certificate `cert`.
-    async fn wait_krl_revokes(&self, cert: &Path) {
-        let krl = self.krl();
-        let cert = cert.to_owned();
-        let ok = wait_until(Duration::from_secs(15), move || {
-            ssh_keygen_revoked(&krl, &cert)
-        })
-        .await;
-        assert!(
-            ok,
-            "the watcher did not install a KRL revoking it: {}",
-            self.watcher.output()
-        );
-    }
-}
-
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool + Send + 'static) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if f() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn req(t: Selector, reason: &str) -> RevokeRequest {
-    RevokeRequest {
-        target: Some(t),
-        reason: reason.into(),
-    }
-}
 
 fn cert_of(g: &Grant) -> &Path {
     g.key.cert_path.as_deref().unwrap()
@@ -144,39 +40,17 @@ async fn request_with(
     public: &Path,
     user: &str,
 ) -> Result<commands::RequestOutcome, CliError> {
-    commands::request(
-        &d.target("sre"),
-        &RequestArgs {
-            hosts: vec!["db-7".into()],
-            principals: vec![user.into()],
-            ttl: Duration::from_secs(600),
-            reason: "INC-6 again".into(),
-            command: None,
-            source_addresses: vec![],
-            public_key: Some(public.to_owned()),
-            permit: vec![],
-            add_to_agent: None,
-        },
-    )
-    .await
+    let a = request_args(public, user, "db-7", 600, "INC-6 again");
+    commands::request(&d.target("sre"), &a).await
 }
 
 /// A certificate for the key of `g` that the daemon never issued: signed with the
 /// daemon's CA key directly (as an offline emergency certificate would be), with the
 /// breakglass profile and a serial no grant has.
 fn offline_certificate(d: &TestDaemon, g: &Grant, user: &str) -> ClientKey {
-    let ca = TestCa {
-        key: PrivateKey::read_openssh_file(&d.path().join("ssh_ca")).expect("the dev CA key"),
-    };
     let key = PrivateKey::read_openssh_file(&g.key.key_path).expect("the grant's key");
-    let cert = sign_cert(&ca, &key, &CertSpec::new(0x77, user, 600));
-    let path = g.key.key_path.with_file_name("offline-cert.pub");
-    std::fs::write(&path, cert.to_openssh().unwrap() + "\n").unwrap();
-    ClientKey {
-        key_path: g.key.key_path.clone(),
-        cert_path: Some(path),
-        valid_before: Some(cert.valid_before()),
-    }
+    let cert = sign_cert(&d.ssh_ca(), &key, &CertSpec::new(0x77, user, 600));
+    ClientKey::certified(g.key.key_path.clone(), &cert, "offline-cert.pub".into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -185,7 +59,7 @@ async fn a_revoked_certificate_is_refused_by_sshd_once_the_watcher_installs_the_
         return;
     }
     let d = revocation::daemon().await;
-    let h = Host::start(&d, true).await;
+    let h = WatchedHost::start(&d, true).await;
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
     let g = issue(&d.target("sre"), keys.path(), "k", &user.name, "db-7", 600).await;
@@ -196,7 +70,7 @@ async fn a_revoked_certificate_is_refused_by_sshd_once_the_watcher_installs_the_
     let admin = d.new_client("admin", ADMIN);
     let r = revoke::revoke(
         &admin,
-        req(Selector::GrantId(g.grant_id.clone()), "INC-70 key exposed"),
+        revoke_request(Selector::GrantId(g.grant_id.clone()), "INC-70 key exposed"),
     )
     .await
     .unwrap();
@@ -233,7 +107,7 @@ async fn the_module_refuses_a_grant_the_watcher_marked_revoked_while_the_krl_is_
     }
     let d = revocation::daemon().await;
     // The watcher does not keep the KRL here: sshd's file stays as it was.
-    let h = Host::start(&d, false).await;
+    let h = WatchedHost::start(&d, false).await;
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
     let g = issue(&d.target("sre"), keys.path(), "k", &user.name, "db-7", 600).await;
@@ -242,35 +116,26 @@ async fn the_module_refuses_a_grant_the_watcher_marked_revoked_while_the_krl_is_
     let admin = d.new_client("admin", ADMIN);
     revoke::revoke(
         &admin,
-        req(Selector::GrantId(g.grant_id.clone()), "INC-71 laptop lost"),
+        revoke_request(Selector::GrantId(g.grant_id.clone()), "INC-71 laptop lost"),
     )
     .await
     .unwrap();
     let dir = h.sessions_dir();
     let grant = g.grant_id.clone();
-    assert!(
-        wait_until(Duration::from_secs(15), move || matches!(
-            grant_state(&dir, &grant),
-            GrantState::Revoked(_)
-        ))
-        .await,
-        "no grant marker: {}",
-        h.watcher.output()
-    );
+    let marked = wait::until_async(Duration::from_secs(15), Duration::from_millis(10), || {
+        matches!(grant_state(&dir, &grant), GrantState::Revoked(_))
+    });
+    assert!(marked.await, "no grant marker: {}", h.watcher.output());
     // sshd still admits the certificate (its KRL is stale); the module denies the session.
     assert!(!ssh_keygen_revoked(&h.krl(), cert_of(&g)));
     let (code, out) = h.login(&user.name, &g.key).await;
     assert_ne!(code, Some(0), "{out}");
     assert!(!out.contains("logged-in"), "{out}");
     assert!(out.contains("session denied"), "{out}");
-    let line = h
-        .sshd
-        .syslog
-        .wait_for(
-            &["event=session_denied", "reason=revoked", &g.grant_id],
-            Duration::from_secs(5),
-        )
-        .unwrap_or_else(|| panic!("no denial in syslog: {:#?}", h.sshd.syslog.lines()));
+    let line = h.sshd.syslog.expect(
+        &["event=session_denied", "reason=revoked", &g.grant_id],
+        Duration::from_secs(5),
+    );
     assert!(line.contains(ADMIN) && line.contains("INC-71"), "{line}");
     assert!(
         !h.sshd.log().contains("revoked by file"),
@@ -285,7 +150,7 @@ async fn revoking_a_public_key_refuses_its_other_certificates_and_new_requests_a
         return;
     }
     let mut d = revocation::daemon().await;
-    let h = Host::start(&d, true).await;
+    let h = WatchedHost::start(&d, true).await;
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
     let g = issue(&d.target("sre"), keys.path(), "k", &user.name, "db-7", 600).await;
@@ -297,7 +162,7 @@ async fn revoking_a_public_key_refuses_its_other_certificates_and_new_requests_a
     let admin = d.new_client("admin", ADMIN);
     let r = revoke::revoke(
         &admin,
-        req(
+        revoke_request(
             Selector::PublicKey(std::fs::read_to_string(&g.public).unwrap()),
             "INC-72 key stolen",
         ),
@@ -357,9 +222,7 @@ async fn a_key_is_revoked_even_when_its_grants_were_already_revoked_or_expired()
     )
     .unwrap();
     let key_revoked = |krl: &Krl, g: &Grant| {
-        let dev_ca = TestCa {
-            key: PrivateKey::read_openssh_file(&d.path().join("ssh_ca")).unwrap(),
-        };
+        let dev_ca = d.ssh_ca();
         assert_eq!(dev_ca.key.public_key().key_data(), ca.key_data());
         let key = PrivateKey::read_openssh_file(&g.key.key_path).unwrap();
         krl.revoked(&sign_cert(&dev_ca, &key, &CertSpec::new(0x99, "alice", 60)))
@@ -375,7 +238,7 @@ async fn a_key_is_revoked_even_when_its_grants_were_already_revoked_or_expired()
     let g1 = issue(&sre, keys.path(), "k1", "alice", "db-7", 600).await;
     revoke::revoke(
         &admin,
-        req(Selector::GrantId(g1.grant_id.clone()), "INC-73"),
+        revoke_request(Selector::GrantId(g1.grant_id.clone()), "INC-73"),
     )
     .await
     .unwrap();
@@ -383,7 +246,7 @@ async fn a_key_is_revoked_even_when_its_grants_were_already_revoked_or_expired()
     // Then by key: nothing left to revoke by serial, but the key goes into the KRL.
     let r = revoke::revoke(
         &admin,
-        req(
+        revoke_request(
             Selector::PublicKey(std::fs::read_to_string(&g1.public).unwrap()),
             "INC-73 the key too",
         ),
@@ -399,7 +262,7 @@ async fn a_key_is_revoked_even_when_its_grants_were_already_revoked_or_expired()
     tokio::time::sleep(Duration::from_secs(3)).await;
     let r = revoke::revoke(
         &admin,
-        req(
+        revoke_request(
             Selector::PublicKey(std::fs::read_to_string(&g2.public).unwrap()),
             "INC-74",
         ),
@@ -414,7 +277,7 @@ async fn a_key_is_revoked_even_when_its_grants_were_already_revoked_or_expired()
     let stranger = breakglass_tests::ssh_keygen(keys.path(), "stranger", &["-t", "ed25519"]);
     let e = revoke::revoke(
         &admin,
-        req(
+        revoke_request(
             Selector::PublicKey(std::fs::read_to_string(&stranger).unwrap()),
             "INC-75",
         ),

@@ -9,131 +9,22 @@
 //!
 //! No timed assertions: every wait is a bounded poll; the measured delays are printed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use breakglass_cli::host::watch::{self, WatchArgs};
-use breakglass_cli::settings::Target;
 use breakglass_proto::sessions::{self, Registration};
-use breakglass_tests::daemon::TestDaemon;
-use breakglass_tests::revocation::{self, Grant, issue};
-use breakglass_tests::sshd::{SshSession, Sshd, SshdOptions, TestUser, require_root};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::sync::oneshot;
+use breakglass_test_support::process::{is_gone, sigkill};
+use breakglass_test_support::wait;
+use breakglass_tests::host::{Krl, TestHost, session_end};
+use breakglass_tests::revocation::{self, issue};
+use breakglass_tests::sshd::{SshSession, TestUser, require_root};
 
 /// Generous bound on every wait for a session to end after its expiry.
 const END_BOUND: Duration = Duration::from_secs(30);
 
-/// sshd with the module registering sessions in `sessions/`, and (once started) the
-/// revocation watcher, which also replaces dead guards.
-struct Host {
-    sshd: Sshd,
-    sessions: tempfile::TempDir,
-    target: Target,
-    witness: breakglass_cli::host::witness::WitnessArgs,
-    watcher: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
-}
-
-impl Host {
-    async fn start(d: &TestDaemon) -> Self {
-        let ca_lines = breakglass_cli::commands::ca_keys(&d.target("host"))
-            .await
-            .unwrap();
-        let sshd = tokio::task::spawn_blocking(move || {
-            Sshd::start(&SshdOptions {
-                sshd_trusts: ca_lines.clone(),
-                module_trusts: ca_lines,
-                host: Some("db-7".into()),
-                ..Default::default()
-            })
-        })
-        .await
-        .unwrap();
-        let h = Self {
-            sshd,
-            sessions: tempfile::tempdir().unwrap(),
-            target: d.new_client("db7", "host://db-7"),
-            witness: d.witness_args("db7", None),
-            watcher: None,
-        };
-        h.sshd
-            .set_module_options(&format!("sessions={}", h.dir().display()));
-        h
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.sessions.path().join("sessions")
-    }
-
-    fn start_watcher(&mut self) {
-        let (tx, rx) = oneshot::channel::<()>();
-        let target = self.target.clone();
-        let args = WatchArgs {
-            sessions: self.dir(),
-            ca_keys: Some(self.sshd.dir.path().join("sshd_trusted_cas.pub")),
-            poll: Duration::from_secs(2),
-            krl: None,
-            krl_state: None,
-            witness: self.witness.clone(),
-        };
-        let task = tokio::spawn(async move {
-            watch::watch(&target, &args, async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("watcher runs");
-        });
-        self.watcher = Some((tx, task));
-    }
-
-    /// Opens a session running `sleep` and returns it with its registration.
-    async fn open(&self, user: &str, g: &Grant, known: &[String]) -> (SshSession, Registration) {
-        let mut cmd = self.sshd.ssh(user, &g.key, &[]);
-        cmd.arg("echo started; sleep 300");
-        let s = SshSession::spawn(cmd);
-        let log = self.sshd.log();
-        let s = tokio::task::spawn_blocking(move || {
-            assert!(
-                s.wait_output("started", Duration::from_secs(15)),
-                "session did not start: {}\n{log}",
-                s.output()
-            );
-            s
-        })
-        .await
-        .unwrap();
-        let dir = self.dir();
-        let grant = g.grant_id.clone();
-        let reg = poll(Duration::from_secs(5), || {
-            sessions::read_registrations(&dir)
-                .into_iter()
-                .find(|r| r.grant == grant && !known.contains(&r.session))
-        })
-        .await
-        .unwrap_or_else(|| panic!("the guard of {grant} did not register in {}", dir.display()));
-        (s, reg)
-    }
-
-    async fn stop(mut self) {
-        if let Some((tx, task)) = self.watcher.take() {
-            let _ = tx.send(());
-            let _ = task.await;
-        }
-    }
-}
-
-async fn poll<T>(bound: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A bounded poll on the runtime's timer, every 50 ms.
+async fn poll<T>(bound: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    wait::poll_async(bound, Duration::from_millis(50), f).await
 }
 
 fn oom_score_adj(pid: u32) -> String {
@@ -158,7 +49,7 @@ fn root_may_lower_oom_score_adj() -> bool {
 
 /// The guard `pid` runs with `oom_score_adj` -1000; where root may not lower it, the
 /// guard said so in syslog instead.
-fn assert_oom_protected(h: &Host, pid: u32, protectable: bool) {
+fn assert_oom_protected(h: &TestHost, pid: u32, protectable: bool) {
     if protectable {
         assert_eq!(oom_score_adj(pid), "-1000", "guard {pid}");
     } else {
@@ -166,35 +57,17 @@ fn assert_oom_protected(h: &Host, pid: u32, protectable: bool) {
             "NOTE: root may not lower oom_score_adj here (no CAP_SYS_RESOURCE); checking that \
              guard {pid} logged it instead"
         );
-        let line = h
-            .sshd
-            .syslog
-            .wait_for(
-                &["event=guard_oom_adjust_error", &format!("[{pid}]")],
-                Duration::from_secs(5),
-            )
-            .unwrap_or_else(|| {
-                panic!(
-                    "guard {pid}: oom_score_adj {} and no guard_oom_adjust_error: {:#?}",
-                    oom_score_adj(pid),
-                    h.sshd.syslog.lines()
-                )
-            });
+        let pid_tag = format!("[{pid}]");
+        let line = h.sshd.syslog.expect(
+            &["event=guard_oom_adjust_error", &pid_tag],
+            Duration::from_secs(5),
+        );
         assert!(line.contains("oom_score_adj"), "{line}");
     }
 }
 
-fn sigkill(pid: u32) {
-    kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGKILL).expect("kill the guard");
-}
-
-fn pid_gone(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
+fn kill_guard(pid: u32) {
+    sigkill(pid).expect("kill the guard");
 }
 
 /// The registration of `session` once a guard other than `dead` holds it.
@@ -209,13 +82,8 @@ async fn replaced(dir: &Path, session: &str, dead: u32) -> Option<Registration> 
 
 /// Waits (off the runtime, bounded) for ssh to exit; returns when it was seen to exit.
 async fn wait_end(s: SshSession, bound: Duration) -> (Option<SystemTime>, SshSession) {
-    tokio::task::spawn_blocking(move || {
-        let mut s = s;
-        let at = s.wait_exit(bound).map(|(_, at)| at);
-        (at, s)
-    })
-    .await
-    .unwrap()
+    let (end, s) = session_end(s, bound).await;
+    (end.map(|(_, at)| at), s)
 }
 
 /// Seconds from `valid_before` (Unix seconds) to `at`; negative when before.
@@ -229,7 +97,7 @@ async fn a_session_whose_guard_was_killed_still_ends_at_expiry_like_its_sibling(
         return;
     }
     let d = revocation::daemon().await;
-    let mut h = Host::start(&d).await;
+    let mut h = TestHost::start(&d, "db-7", Krl::None).await;
     h.start_watcher();
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
@@ -248,14 +116,14 @@ async fn a_session_whose_guard_was_killed_still_ends_at_expiry_like_its_sibling(
         assert_oom_protected(&h, r.guard_pid, oom_protectable);
     }
 
-    sigkill(killed_reg.guard_pid);
+    kill_guard(killed_reg.guard_pid);
     let dead = killed_reg.guard_pid;
     assert!(
-        poll(Duration::from_secs(5), || pid_gone(dead).then_some(()))
+        poll(Duration::from_secs(5), || is_gone(dead).then_some(()))
             .await
             .is_some()
     );
-    let replacement = replaced(&h.dir(), &killed_reg.session, dead)
+    let replacement = replaced(&h.sessions_dir(), &killed_reg.session, dead)
         .await
         .unwrap_or_else(|| {
             panic!(
@@ -265,20 +133,13 @@ async fn a_session_whose_guard_was_killed_still_ends_at_expiry_like_its_sibling(
             )
         });
     assert_oom_protected(&h, replacement.guard_pid, oom_protectable);
-    assert!(
-        h.sshd
-            .syslog
-            .wait_for(
-                &[
-                    "event=guard_replaced",
-                    &format!("dead_guard={dead}"),
-                    &killed_reg.session
-                ],
-                Duration::from_secs(5)
-            )
-            .is_some(),
-        "{:#?}",
-        h.sshd.syslog.lines()
+    h.sshd.syslog.expect(
+        &[
+            "event=guard_replaced",
+            &format!("dead_guard={dead}"),
+            &killed_reg.session,
+        ],
+        Duration::from_secs(5),
     );
 
     let left = valid_before.saturating_sub(
@@ -313,36 +174,17 @@ async fn a_session_whose_guard_was_killed_still_ends_at_expiry_like_its_sibling(
     assert!(past(valid_before, other_end) > -1.0);
 
     // Both forced ends say expired; the replaced guard's says which guard died.
-    let line = h
-        .sshd
-        .syslog
-        .wait_for(
-            &[
-                "event=session_forced_end",
-                "reason=expired",
-                &killed_reg.session,
-            ],
+    let forced_end = |session: &str| {
+        h.sshd.syslog.expect(
+            &["event=session_forced_end", "reason=expired", session],
             Duration::from_secs(10),
         )
-        .unwrap_or_else(|| panic!("no forced end: {:#?}", h.sshd.syslog.lines()));
+    };
+    let line = forced_end(&killed_reg.session);
     assert!(line.contains(&format!("dead_guard={dead}")), "{line}");
-    assert!(
-        h.sshd
-            .syslog
-            .wait_for(
-                &[
-                    "event=session_forced_end",
-                    "reason=expired",
-                    &other_reg.session
-                ],
-                Duration::from_secs(10),
-            )
-            .is_some(),
-        "{:#?}",
-        h.sshd.syslog.lines()
-    );
+    forced_end(&other_reg.session);
     // The replacement cleaned up after itself.
-    let dir = h.dir();
+    let dir = h.sessions_dir();
     assert!(
         poll(Duration::from_secs(10), || {
             (!sessions::registration_path(&dir, &killed_reg.session).exists()
@@ -362,13 +204,13 @@ async fn a_replacement_guard_started_after_expiry_ends_the_session_at_once() {
         return;
     }
     let d = revocation::daemon().await;
-    let mut h = Host::start(&d).await;
+    let mut h = TestHost::start(&d, "db-7", Krl::None).await;
     let user = TestUser::create();
     let keys = tempfile::tempdir().unwrap();
     let g = issue(&d.target("sre"), keys.path(), "k", &user.name, "db-7", 15).await;
     let valid_before = g.key.valid_before.expect("valid_before");
     let (session, reg) = h.open(&user.name, &g, &[]).await;
-    sigkill(reg.guard_pid);
+    kill_guard(reg.guard_pid);
 
     // No watcher: nothing ends the session at expiry.
     let until = UNIX_EPOCH + Duration::from_secs(valid_before + 2);
@@ -402,14 +244,10 @@ async fn a_replacement_guard_started_after_expiry_ends_the_session_at_once() {
         started.elapsed().as_secs_f64(),
         past(valid_before, ended)
     );
-    let line = h
-        .sshd
-        .syslog
-        .wait_for(
-            &["event=session_forced_end", "reason=expired", &reg.session],
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|| panic!("no forced end: {:#?}", h.sshd.syslog.lines()));
+    let line = h.sshd.syslog.expect(
+        &["event=session_forced_end", "reason=expired", &reg.session],
+        Duration::from_secs(10),
+    );
     assert!(
         line.contains(&format!("dead_guard={}", reg.guard_pid)),
         "{line}"

@@ -9,28 +9,29 @@
 //! through its library, exit codes included.
 
 use std::collections::HashSet;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breakglass_cli::cli::{Cli, run};
 use breakglass_cli::connect;
 use breakglass_cli::settings::Target;
+use breakglass_proto::audit::EventKind;
 use breakglass_proto::audit::segment::{
     Parsed, RECORD_HEADER_LEN, RecordKind, SEGMENTS_DIR, list_segments, parse_record,
 };
-use breakglass_proto::audit::{Event, EventKind};
-use breakglass_proto::v1::audit_client::AuditClient;
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
-use breakglass_proto::v1::{
-    GetCaPublicKeysRequest, GetCheckpointRequest, RequestCertificateRequest, WhoAmIRequest,
-};
+use breakglass_proto::v1::{GetCaPublicKeysRequest, WhoAmIRequest};
+use breakglass_test_support::ca::{self, CaProcess};
+use breakglass_test_support::fs::{Tmpfs, copy_dir, fill};
+use breakglass_test_support::{breakglass_ca_bin, free_port, require_root};
+use breakglass_tests::audit::log_size;
+use breakglass_tests::revocation::certificate_request;
 use clap::Parser;
 use tonic::Code;
 
-const BIN: &str = env!("CARGO_BIN_EXE_breakglass-ca");
 /// Made by `ssh-keygen -t ed25519` (the private half was thrown away).
 const PUBLIC_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFSR2vRx/Pe0XmzRHzy2FdtBGZgkkyZUnjQ3JIIpgD4H test";
@@ -45,21 +46,11 @@ impl Setup {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         // A free port now; the daemon binds it with SO_REUSEADDR at each start.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let out = Command::new(BIN)
-            .args(["init", "--dev"])
-            .arg(dir.path())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let port = free_port();
+        ca::init_dev(
+            breakglass_ca_bin(),
+            dir.path(),
+            &format!("127.0.0.1:{port}"),
         );
         Self { dir, port }
     }
@@ -69,7 +60,7 @@ impl Setup {
     }
 
     fn config(&self) -> PathBuf {
-        self.path().join("breakglass-ca.toml")
+        self.path().join(ca::CONFIG_FILE)
     }
 
     fn audit_dir(&self) -> PathBuf {
@@ -93,45 +84,13 @@ impl Setup {
     }
 
     /// Starts `breakglass-ca serve` and waits until it accepts connections.
-    fn start(&self) -> Daemon {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(self.config())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let mut stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            use std::io::Read as _;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                panic!("breakglass-ca exited ({status}): {}", log.lock().unwrap());
-            }
-            // Serving answers (not only a bound port) means the signal handlers are set.
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.answers() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon { child, log }
+    fn start(&self) -> CaProcess {
+        let mut cmd = ca::serve_command(breakglass_ca_bin(), &self.config());
+        cmd.stdout(Stdio::null());
+        // Serving answers (not only a bound port) means the signal handlers are set.
+        CaProcess::start(&mut cmd, Duration::from_secs(30), |_| {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.answers()
+        })
     }
 
     /// True when the daemon answers WhoAmI.
@@ -153,13 +112,7 @@ impl Setup {
 
     /// Runs `breakglass-ca serve` expecting it to refuse to start.
     fn refused_start(&self) -> (i32, String) {
-        let out = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(self.config())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = ca::serve_output(breakglass_ca_bin(), &self.config());
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -172,38 +125,6 @@ impl Setup {
             .into_iter()
             .map(|(_, p)| p)
             .collect()
-    }
-}
-
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    /// SIGTERM, and wait for a clean exit.
-    fn stop(mut self) -> String {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        let log = self.log.lock().unwrap().clone();
-        assert!(status.success(), "{status}: {log}");
-        log
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -235,17 +156,8 @@ async fn request_with(
     c: &mut BreakGlassClient<tonic::transport::Channel>,
     reason: &str,
 ) -> Result<u64, tonic::Status> {
-    Ok(c.request_certificate(RequestCertificateRequest {
-        public_key: PUBLIC_KEY.into(),
-        principals: vec!["postgres".into()],
-        hosts: vec!["localhost".into()],
-        ttl_seconds: 300,
-        reason: reason.into(),
-        ..Default::default()
-    })
-    .await?
-    .into_inner()
-    .serial)
+    let r = certificate_request(PUBLIC_KEY, "postgres", "localhost", 300, reason);
+    Ok(c.request_certificate(r).await?.into_inner().serial)
 }
 
 async fn issue(s: &Setup, n: usize) -> Vec<u64> {
@@ -257,12 +169,17 @@ async fn issue(s: &Setup, n: usize) -> Vec<u64> {
     serials
 }
 
-/// Serials of every GrantIssued event of a (verified) log directory.
+/// Serials of every GrantIssued event of the setup's (verified) log.
 fn logged_serials(s: &Setup) -> HashSet<u64> {
-    breakglass_cli::audit::read_dir_events(&s.audit_dir(), &s.path().join("log.pub"))
+    logged_serials_in(&s.audit_dir(), &s.path().join("log.pub"))
+}
+
+/// Serials of every GrantIssued event of the (verified) log in `dir`.
+fn logged_serials_in(dir: &Path, key: &Path) -> HashSet<u64> {
+    breakglass_cli::audit::read_dir_events(dir, key)
         .unwrap()
         .into_iter()
-        .filter_map(|(_, e): (u64, Event)| match e.kind {
+        .filter_map(|(_, e)| match e.kind {
             EventKind::GrantIssued(g) => Some(g.serial),
             _ => None,
         })
@@ -310,23 +227,21 @@ async fn flipped_bit_fails_verify_naming_the_record_and_the_daemon_refuses_to_st
     std::fs::write(&seg, &data).unwrap();
 
     let seg_name = seg.file_name().unwrap().to_string_lossy().into_owned();
-    let (code, msg) = verify(&s.audit_dir(), &key, &[]).await.unwrap_err();
-    assert_eq!(code, 65, "{msg}");
-    assert!(
-        msg.contains("does NOT verify")
-            && msg.contains(&seg_name)
-            && msg.contains(&format!("byte {offset}:")),
-        "{msg}"
+    // Both name the record: its segment and byte offset.
+    let names_it = |(code, msg): (i32, String), what: &str| {
+        assert_eq!(code, 65, "{msg}");
+        assert!(
+            msg.contains(what)
+                && msg.contains(&seg_name)
+                && msg.contains(&format!("byte {offset}:")),
+            "{msg}"
+        );
+    };
+    names_it(
+        verify(&s.audit_dir(), &key, &[]).await.unwrap_err(),
+        "does NOT verify",
     );
-
-    let (code, err) = s.refused_start();
-    assert_eq!(code, 65, "{err}");
-    assert!(
-        err.contains("audit log is damaged")
-            && err.contains(&seg_name)
-            && err.contains(&format!("byte {offset}:")),
-        "{err}"
-    );
+    names_it(s.refused_start(), "audit log is damaged");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -352,13 +267,7 @@ async fn torn_last_batch_is_cut_at_start_and_every_acknowledged_event_stays() {
     std::fs::write(&seg, &torn).unwrap();
 
     let d = s.start();
-    let mut a = AuditClient::new(connect::channel(&s.target("auditor")).unwrap());
-    let size = a
-        .get_checkpoint(GetCheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .size;
+    let size = log_size(&s.target("auditor")).await;
     assert_eq!(size, 20, "the unacknowledged event is not in the log");
     let log = d.stop();
     assert!(log.contains("cutting the torn tail"), "{log}");
@@ -369,16 +278,6 @@ async fn torn_last_batch_is_cut_at_start_and_every_acknowledged_event_stays() {
     let logged = logged_serials(&s);
     assert!(serials.iter().all(|x| logged.contains(x)));
     assert_eq!(logged.len(), serials.len());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -500,72 +399,16 @@ async fn after_kill_9_under_64_clients_every_received_certificate_is_in_the_log(
     );
 }
 
-fn can_run(requirement: &str, ok: bool) -> bool {
-    if ok {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "this test needs {requirement}, and CI must run it"
-    );
-    // libtest hides the output of passing tests; fd 2 directly is seen.
-    use std::io::Write as _;
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "\n*** SKIPPED (needs {requirement}): run the tests as root ***\n"
-    );
-    false
-}
-
-/// A size-limited tmpfs, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "bg-audit-test",
-            ])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs");
-        Self(path.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Writes a file until the file system is full; returns its path.
-fn fill(dir: &Path) -> PathBuf {
-    use std::io::Write as _;
-    let p = dir.join("filler");
-    let mut f = std::fs::File::create(&p).unwrap();
-    let chunk = vec![0u8; 4096];
-    while f.write_all(&chunk).is_ok() {}
-    let _ = f.flush();
-    p
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn full_disk_refuses_issuance_clearly_keeps_reads_and_resumes() {
-    if !can_run("root (to mount a tmpfs)", nix::unistd::geteuid().is_root()) {
+    if !require_root("mounting a size-limited tmpfs") {
         return;
     }
     let s = Setup::new();
     let mnt = s.path().join("audit-tmpfs");
     let _fs = Tmpfs::mount(&mnt, "512k");
     s.edit_config("dir = \"audit\"", "dir = \"audit-tmpfs\"");
-    let mut d = s.start();
+    let d = s.start();
     let sre = s.target("sre");
     let mut c = BreakGlassClient::new(connect::channel(&sre).unwrap());
     request(&mut c).await.expect("issues while there is space");
@@ -616,13 +459,7 @@ async fn full_disk_refuses_issuance_clearly_keeps_reads_and_resumes() {
     c.get_ca_public_keys(GetCaPublicKeysRequest {})
         .await
         .expect("GetCaPublicKeys");
-    let mut a = AuditClient::new(connect::channel(&s.target("auditor")).unwrap());
-    let size = a
-        .get_checkpoint(GetCheckpointRequest {})
-        .await
-        .expect("audit checkpoint")
-        .into_inner()
-        .size;
+    let size = log_size(&s.target("auditor")).await;
     assert_eq!(
         size,
         2 * (1 + accepted),
@@ -632,31 +469,8 @@ async fn full_disk_refuses_issuance_clearly_keeps_reads_and_resumes() {
     // Space returns: issuance resumes by itself.
     std::fs::remove_file(&filler).unwrap();
     let serial = request(&mut c).await.expect("issues again");
-    d.stop_in_place();
+    let _ = d.stop();
     let logged = logged_serials_in(&mnt, &s.path().join("log.pub"));
     assert!(logged.contains(&serial));
     assert_eq!(logged.len() as u64, 2 + accepted);
-    drop(d);
-}
-
-impl Daemon {
-    /// SIGTERM and wait, for tests that keep the handle around.
-    fn stop_in_place(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
-fn logged_serials_in(dir: &Path, key: &Path) -> HashSet<u64> {
-    breakglass_cli::audit::read_dir_events(dir, key)
-        .unwrap()
-        .into_iter()
-        .filter_map(|(_, e)| match e.kind {
-            EventKind::GrantIssued(g) => Some(g.serial),
-            _ => None,
-        })
-        .collect()
 }

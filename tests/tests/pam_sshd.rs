@@ -2,21 +2,40 @@
 //! libpam, on loopback. Needs root; without it each test prints `SKIPPED (needs root)`,
 //! and fails under CI.
 
+use std::process::Output;
 use std::time::{Duration, UNIX_EPOCH};
 
 use breakglass_tests::sshd::*;
 
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
-fn setup(module_options: &str) -> (Sshd, TestCa, TestUser) {
+/// sshd and the module trusting one CA, with `module_options`, and a test user; `None`
+/// (after a loud SKIPPED line) when `test` cannot run here.
+fn setup(test: &str, module_options: &str) -> Option<(Sshd, TestCa, TestUser)> {
+    if !require_root(test) {
+        return None;
+    }
     let ca = TestCa::new();
     let sshd = Sshd::start(&SshdOptions {
-        sshd_trusts: vec![ca.public_line()],
-        module_trusts: vec![ca.public_line()],
         module_options: module_options.into(),
-        ..SshdOptions::default()
+        ..SshdOptions::trusting(&ca)
     });
-    (sshd, ca, TestUser::create())
+    Some((sshd, ca, TestUser::create()))
+}
+
+/// A key in the sshd's directory with a certificate signed by `ca` as `spec` says.
+fn certified(sshd: &Sshd, name: &str, ca: &TestCa, spec: &CertSpec) -> ClientKey {
+    ClientKey::with_cert(sshd.dir.path(), name, ca, spec)
+}
+
+/// Asserts that `command` ran: its output holds `marker`.
+fn ran(out: &Output, marker: &str, sshd: &Sshd) {
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(marker),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
 }
 
 fn secs(t: std::time::SystemTime) -> f64 {
@@ -43,21 +62,12 @@ fn gone_by(user: &TestUser, needles: &[&str], deadline: f64) -> Result<(), Strin
 
 #[test]
 fn certificate_session_is_logged_at_open_and_close() {
-    if !require_root("certificate_session_is_logged_at_open_and_close") {
+    let Some((sshd, ca, user)) = setup("certificate_session_is_logged_at_open_and_close", "")
+    else {
         return;
-    }
-    let (sshd, ca, user) = setup("");
-    let key = ClientKey::with_cert(
-        sshd.dir.path(),
-        "id",
-        &ca,
-        &CertSpec::new(0x101, &user.name, 300),
-    );
-    let out = sshd
-        .ssh(&user.name, &key, &[])
-        .arg("echo hello-from-$(id -un)")
-        .output()
-        .unwrap();
+    };
+    let key = certified(&sshd, "id", &ca, &CertSpec::new(0x101, &user.name, 300));
+    let out = sshd.run(&user.name, &key, "echo hello-from-$(id -un)");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("hello-from-{}", user.name),
@@ -65,36 +75,30 @@ fn certificate_session_is_logged_at_open_and_close() {
         String::from_utf8_lossy(&out.stderr),
         sshd.log()
     );
-    let open = sshd
-        .syslog
-        .wait_for(
-            &[
-                "pam_breakglass[",
-                "event=session_open",
-                "grant=g-0000000000000101",
-                "serial=10257",
-            ],
-            LOG_WAIT,
-        )
-        .unwrap_or_else(|| panic!("no open line: {:#?}", sshd.syslog.lines()));
+    let open = sshd.syslog.expect(
+        &[
+            "pam_breakglass[",
+            "event=session_open",
+            "grant=g-0000000000000101",
+            "serial=10257",
+        ],
+        LOG_WAIT,
+    );
     assert!(open.contains(&format!("user={}", user.name)), "{open}");
     assert!(open.contains("rhost=127.0.0.1"), "{open}");
     assert!(
         open.contains("key_id=breakglass/g-0000000000000101/sre@example.com"),
         "{open}"
     );
-    let close = sshd
-        .syslog
-        .wait_for(
-            &[
-                "event=session_close",
-                "grant=g-0000000000000101",
-                "serial=10257",
-                "duration=",
-            ],
-            LOG_WAIT,
-        )
-        .unwrap_or_else(|| panic!("no close line: {:#?}", sshd.syslog.lines()));
+    let close = sshd.syslog.expect(
+        &[
+            "event=session_close",
+            "grant=g-0000000000000101",
+            "serial=10257",
+            "duration=",
+        ],
+        LOG_WAIT,
+    );
     assert!(close.starts_with("<85>"), "authpriv.notice: {close}");
     for event in ["open", "close"] {
         assert!(
@@ -113,18 +117,13 @@ fn certificate_session_is_logged_at_open_and_close() {
 
 #[test]
 fn expired_pty_session_is_ended_after_a_warning_with_its_nohup_and_setsid_children() {
-    if !require_root(
+    let Some((sshd, ca, user)) = setup(
         "expired_pty_session_is_ended_after_a_warning_with_its_nohup_and_setsid_children",
-    ) {
+        "warn_before=4",
+    ) else {
         return;
-    }
-    let (sshd, ca, user) = setup("warn_before=4");
-    let key = ClientKey::with_cert(
-        sshd.dir.path(),
-        "id",
-        &ca,
-        &CertSpec::new(0x102, &user.name, 9),
-    );
+    };
+    let key = certified(&sshd, "id", &ca, &CertSpec::new(0x102, &user.name, 9));
     let valid_before = key.valid_before.unwrap() as f64;
     let mut ssh = SshSession::spawn(sshd.ssh(&user.name, &key, &["-tt"]));
     ssh.send("nohup sleep 3011 >/dev/null 2>&1 &\n");
@@ -177,42 +176,31 @@ fn expired_pty_session_is_ended_after_a_warning_with_its_nohup_and_setsid_childr
     let warn_at = output.find("*** breakglass: grant g-0000000000000102 expires at");
     assert!(warn_at.is_some(), "no warning on the terminal: {output}");
     gone_by(&user, &["sleep 3011", "sleep 3012"], valid_before + 2.0).unwrap();
-    let forced = sshd
-        .syslog
-        .wait_for(
-            &[
-                "breakglass-guard[",
-                "event=session_forced_end",
-                "reason=expired",
-                "grant=g-0000000000000102",
-            ],
-            LOG_WAIT,
-        )
-        .unwrap_or_else(|| panic!("{:#?}", sshd.syslog.lines()));
+    let forced = sshd.syslog.expect(
+        &[
+            "breakglass-guard[",
+            "event=session_forced_end",
+            "reason=expired",
+            "grant=g-0000000000000102",
+        ],
+        LOG_WAIT,
+    );
     assert!(
         !forced.contains("killed=0"),
         "the sweep killed the leftovers: {forced}"
     );
-    assert!(
-        sshd.syslog
-            .wait_for(
-                &[
-                    "event=session_warn",
-                    "grant=g-0000000000000102",
-                    "reached=/dev/pts/"
-                ],
-                LOG_WAIT
-            )
-            .is_some()
+    sshd.syslog.expect(
+        &[
+            "event=session_warn",
+            "grant=g-0000000000000102",
+            "reached=/dev/pts/",
+        ],
+        LOG_WAIT,
     );
     // sshd ran close_session after the SIGTERM.
-    assert!(
-        sshd.syslog
-            .wait_for(
-                &["event=session_close", "grant=g-0000000000000102"],
-                LOG_WAIT
-            )
-            .is_some()
+    sshd.syslog.expect(
+        &["event=session_close", "grant=g-0000000000000102"],
+        LOG_WAIT,
     );
     for event in ["open", "warn", "forced_end", "close"] {
         assert!(
@@ -225,16 +213,18 @@ fn expired_pty_session_is_ended_after_a_warning_with_its_nohup_and_setsid_childr
 
 #[test]
 fn expired_forced_command_is_ended_with_its_nohup_and_setsid_children() {
-    if !require_root("expired_forced_command_is_ended_with_its_nohup_and_setsid_children") {
+    let Some((sshd, ca, user)) = setup(
+        "expired_forced_command_is_ended_with_its_nohup_and_setsid_children",
+        "warn_before=3",
+    ) else {
         return;
-    }
-    let (sshd, ca, user) = setup("warn_before=3");
-    let mut spec = CertSpec::new(0x103, &user.name, 7);
-    spec.pty = false;
-    spec.force_command = Some(
-        "nohup sleep 3021 >/dev/null 2>&1 & setsid sleep 3022 >/dev/null 2>&1 </dev/null & echo READY; exec sleep 3023".into(),
-    );
-    let key = ClientKey::with_cert(sshd.dir.path(), "id", &ca, &spec);
+    };
+    let spec = CertSpec::new(0x103, &user.name, 7)
+        .without_permit("permit-pty")
+        .with_force_command(
+            "nohup sleep 3021 >/dev/null 2>&1 & setsid sleep 3022 >/dev/null 2>&1 </dev/null & echo READY; exec sleep 3023",
+        );
+    let key = certified(&sshd, "id", &ca, &spec);
     let valid_before = key.valid_before.unwrap() as f64;
     let mut ssh = SshSession::spawn({
         let mut c = sshd.ssh(&user.name, &key, &[]);
@@ -261,19 +251,13 @@ fn expired_forced_command_is_ended_with_its_nohup_and_setsid_children() {
         valid_before + 2.0,
     )
     .unwrap();
-    assert!(
-        sshd.syslog
-            .wait_for(
-                &[
-                    "event=session_forced_end",
-                    "reason=expired",
-                    "grant=g-0000000000000103"
-                ],
-                LOG_WAIT
-            )
-            .is_some(),
-        "{:#?}",
-        sshd.syslog.lines()
+    sshd.syslog.expect(
+        &[
+            "event=session_forced_end",
+            "reason=expired",
+            "grant=g-0000000000000103",
+        ],
+        LOG_WAIT,
     );
     // Without a terminal the warning goes to the command's stderr.
     assert!(
@@ -286,19 +270,16 @@ fn expired_forced_command_is_ended_with_its_nohup_and_setsid_children() {
 
 #[test]
 fn certificate_scoped_to_another_host_is_denied_and_ssh_n_disconnected() {
-    if !require_root("certificate_scoped_to_another_host_is_denied_and_ssh_n_disconnected") {
+    let Some((sshd, ca, user)) = setup(
+        "certificate_scoped_to_another_host_is_denied_and_ssh_n_disconnected",
+        "",
+    ) else {
         return;
-    }
-    let (sshd, ca, user) = setup("");
-    let mut spec = CertSpec::new(0x104, &user.name, 300);
-    spec.hosts = "web-*,db-70".into();
-    let key = ClientKey::with_cert(sshd.dir.path(), "id", &ca, &spec);
+    };
+    let spec = CertSpec::new(0x104, &user.name, 300).with_hosts("web-*,db-70");
+    let key = certified(&sshd, "id", &ca, &spec);
 
-    let out = sshd
-        .ssh(&user.name, &key, &[])
-        .arg("echo RAN-COMMAND")
-        .output()
-        .unwrap();
+    let out = sshd.run(&user.name, &key, "echo RAN-COMMAND");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("RAN-COMMAND"), "command ran: {stdout}");
     assert_ne!(out.status.code(), Some(0));
@@ -320,21 +301,15 @@ fn certificate_scoped_to_another_host_is_denied_and_ssh_n_disconnected() {
     assert_eq!(status.code(), Some(255), "{}", n.output());
     let denied = sshd
         .syslog
-        .wait_for(&["event=session_denied", "reason=host_scope"], LOG_WAIT)
-        .unwrap_or_else(|| panic!("{:#?}", sshd.syslog.lines()));
+        .expect(&["event=session_denied", "reason=host_scope"], LOG_WAIT);
     assert!(denied.contains("db-7"), "{denied}");
     assert!(
         sshd.log().contains("PAM: pam_open_session()"),
         "{}",
         sshd.log()
     );
-    assert!(
-        sshd.syslog
-            .wait_for(&["event=session_forced_end", "reason=denied"], LOG_WAIT)
-            .is_some(),
-        "{:#?}",
-        sshd.syslog.lines()
-    );
+    sshd.syslog
+        .expect(&["event=session_forced_end", "reason=denied"], LOG_WAIT);
 }
 
 #[test]
@@ -350,42 +325,22 @@ fn certificate_from_a_ca_only_sshd_trusts_is_denied() {
         ..SshdOptions::default()
     });
     let user = TestUser::create();
-    let key = ClientKey::with_cert(
-        sshd.dir.path(),
-        "id",
-        &other,
-        &CertSpec::new(0x105, &user.name, 300),
-    );
-    let out = sshd
-        .ssh(&user.name, &key, &[])
-        .arg("echo RAN-COMMAND")
-        .output()
-        .unwrap();
+    let key = certified(&sshd, "id", &other, &CertSpec::new(0x105, &user.name, 300));
+    let out = sshd.run(&user.name, &key, "echo RAN-COMMAND");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("RAN-COMMAND"));
     // sshd accepted the certificate ...
     assert!(sshd.log().contains("Accepted publickey"), "{}", sshd.log());
     // ... the module did not.
     let denied = sshd
         .syslog
-        .wait_for(&["event=session_denied", "reason=untrusted_ca"], LOG_WAIT)
-        .unwrap_or_else(|| panic!("{:#?}", sshd.syslog.lines()));
+        .expect(&["event=session_denied", "reason=untrusted_ca"], LOG_WAIT);
     assert!(denied.contains("not in the module"), "{denied}");
     // The same grant signed by our CA works.
-    let good = ClientKey::with_cert(
-        sshd.dir.path(),
-        "id2",
-        &ours,
-        &CertSpec::new(0x105, &user.name, 300),
-    );
-    let out = sshd
-        .ssh(&user.name, &good, &[])
-        .arg("echo RAN-COMMAND")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("RAN-COMMAND"),
-        "{}",
-        sshd.log()
+    let good = certified(&sshd, "id2", &ours, &CertSpec::new(0x105, &user.name, 300));
+    ran(
+        &sshd.run(&user.name, &good, "echo RAN-COMMAND"),
+        "RAN-COMMAND",
+        &sshd,
     );
 }
 
@@ -399,44 +354,24 @@ fn plain_key_login_is_ignored_by_default_and_denied_with_require() {
     let dir = tempfile::tempdir().unwrap();
     let (key, public) = ClientKey::plain(dir.path(), "plain");
     let sshd = Sshd::start(&SshdOptions {
-        sshd_trusts: vec![ca.public_line()],
-        module_trusts: vec![ca.public_line()],
         module_options: "debug".into(),
         authorized_keys: vec![(user.name.clone(), public)],
-        ..SshdOptions::default()
+        ..SshdOptions::trusting(&ca)
     });
-    let out = sshd
-        .ssh(&user.name, &key, &[])
-        .arg("echo PLAIN-OK")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("PLAIN-OK"),
-        "{}",
-        sshd.log()
+    ran(
+        &sshd.run(&user.name, &key, "echo PLAIN-OK"),
+        "PLAIN-OK",
+        &sshd,
     );
-    assert!(
-        sshd.syslog
-            .wait_for(&["event=session_ignored", "no certificate used"], LOG_WAIT)
-            .is_some()
-    );
+    sshd.syslog
+        .expect(&["event=session_ignored", "no certificate used"], LOG_WAIT);
 
     sshd.set_module_options("require");
-    let out = sshd
-        .ssh(&user.name, &key, &[])
-        .arg("echo PLAIN-OK")
-        .output()
-        .unwrap();
+    let out = sshd.run(&user.name, &key, "echo PLAIN-OK");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("PLAIN-OK"));
-    assert!(
-        sshd.syslog
-            .wait_for(
-                &["event=session_denied", "reason=certificate_required"],
-                LOG_WAIT
-            )
-            .is_some(),
-        "{:#?}",
-        sshd.syslog.lines()
+    sshd.syslog.expect(
+        &["event=session_denied", "reason=certificate_required"],
+        LOG_WAIT,
     );
     let mut n = SshSession::spawn(sshd.ssh(&user.name, &key, &["-N"]));
     assert!(
@@ -447,34 +382,22 @@ fn plain_key_login_is_ignored_by_default_and_denied_with_require() {
 
 #[test]
 fn processes_left_behind_after_logout_are_ended_at_expiry() {
-    if !require_root("processes_left_behind_after_logout_are_ended_at_expiry") {
+    let Some((sshd, ca, user)) =
+        setup("processes_left_behind_after_logout_are_ended_at_expiry", "")
+    else {
         return;
-    }
-    let (sshd, ca, user) = setup("");
-    let key = ClientKey::with_cert(
-        sshd.dir.path(),
-        "id",
-        &ca,
-        &CertSpec::new(0x106, &user.name, 8),
-    );
+    };
+    let key = certified(&sshd, "id", &ca, &CertSpec::new(0x106, &user.name, 8));
     let valid_before = key.valid_before.unwrap() as f64;
-    let out = sshd
-        .ssh(&user.name, &key, &[])
-        .arg("nohup sleep 3041 >/dev/null 2>&1 </dev/null & echo STARTED")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("STARTED"),
-        "{}",
-        sshd.log()
+    let out = sshd.run(
+        &user.name,
+        &key,
+        "nohup sleep 3041 >/dev/null 2>&1 </dev/null & echo STARTED",
     );
-    assert!(
-        sshd.syslog
-            .wait_for(
-                &["event=session_close", "grant=g-0000000000000106"],
-                LOG_WAIT
-            )
-            .is_some()
+    ran(&out, "STARTED", &sshd);
+    sshd.syslog.expect(
+        &["event=session_close", "grant=g-0000000000000106"],
+        LOG_WAIT,
     );
     // The session closed normally, but its nohup child would outlive the certificate.
     assert_eq!(user_processes_matching(&user, "sleep 3041").len(), 1);
@@ -487,19 +410,13 @@ fn processes_left_behind_after_logout_are_ended_at_expiry() {
         "killed before expiry"
     );
     gone_by(&user, &["sleep 3041"], valid_before + 2.0).unwrap();
-    assert!(
-        sshd.syslog
-            .wait_for(
-                &[
-                    "event=session_forced_end",
-                    "reason=expired",
-                    "grant=g-0000000000000106",
-                    "killed=1"
-                ],
-                LOG_WAIT
-            )
-            .is_some(),
-        "{:#?}",
-        sshd.syslog.lines()
+    sshd.syslog.expect(
+        &[
+            "event=session_forced_end",
+            "reason=expired",
+            "grant=g-0000000000000106",
+            "killed=1",
+        ],
+        LOG_WAIT,
     );
 }

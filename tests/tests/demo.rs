@@ -13,16 +13,14 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use breakglass_tests::process::{Captured, wait_exit};
-use breakglass_tests::sshd::{cmdline, processes_where, require_root};
-use breakglass_tests::{can_run, have, side_build, workspace};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use breakglass_test_support::pam_wrapper::pam_wrapper_dirs;
+use breakglass_test_support::process::{Running, cmdline, processes_where};
+use breakglass_test_support::{can_run, have, require_root, side_build, wait, workspace};
+use nix::sys::signal::Signal;
 
 /// The demo uses one fixed user name: its runs must not overlap.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -160,19 +158,10 @@ fn user_exists() -> bool {
 
 /// pam_wrapper copies of the demo's PAM service (`/tmp/pam.<c>/sshd-bgdemo`).
 fn pam_wrapper_leftovers() -> Vec<PathBuf> {
-    std::fs::read_dir("/tmp")
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("pam.") && n.len() == 5)
-                        && p.join(SSHD_NAME).exists()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    pam_wrapper_dirs()
+        .into_iter()
+        .filter(|p| p.join(SSHD_NAME).exists())
+        .collect()
 }
 
 /// Processes whose command line names the demo's directory or its sshd copy.
@@ -191,12 +180,10 @@ fn leftover_processes(demo_dir: &str) -> Vec<(u32, String)> {
 
 /// Asserts that the demo left nothing behind (waiting a little for exiting processes).
 fn assert_clean(demo_dir: &str, before: &SystemState, output: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut procs = leftover_processes(demo_dir);
-    while !procs.is_empty() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-        procs = leftover_processes(demo_dir);
-    }
+    wait::until(Duration::from_secs(5), Duration::from_millis(100), || {
+        leftover_processes(demo_dir).is_empty()
+    });
+    let procs = leftover_processes(demo_dir);
     assert!(
         procs.is_empty(),
         "processes left behind: {procs:#?}\n{output}"
@@ -237,33 +224,28 @@ fn assert_clean(demo_dir: &str, before: &SystemState, output: &str) {
 
 /// `scripts/demo` running with its stdout and stderr collected in the background.
 struct Demo {
-    child: Child,
-    output: Captured,
+    process: Running,
     started: Instant,
 }
 
 impl Demo {
     fn start() -> Self {
-        let mut child = Command::new("bash")
-            .arg(workspace().join("scripts/demo"))
-            // Its own process group, as a job in a terminal: Ctrl-C signals the group.
-            .process_group(0)
-            .env("BREAKGLASS_DEMO_BIN", demo_bin())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start scripts/demo");
-        let output = Captured::take(&mut child);
+        let process = Running::spawn(
+            Command::new("bash")
+                .arg(workspace().join("scripts/demo"))
+                // Its own process group, as a job in a terminal: Ctrl-C signals the group.
+                .process_group(0)
+                .env("BREAKGLASS_DEMO_BIN", demo_bin())
+                .stdin(Stdio::null()),
+        );
         Self {
-            child,
-            output,
+            process,
             started: Instant::now(),
         }
     }
 
     fn output(&self) -> String {
-        self.output.text()
+        self.process.output()
     }
 
     /// The demo's temporary directory, from its first line.
@@ -274,14 +256,12 @@ impl Demo {
     }
 
     fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
-        self.output
-            .wait_for(needle, timeout, Duration::from_millis(50))
+        self.process
+            .wait_output(needle, timeout, Duration::from_millis(50))
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let st = wait_exit(&mut self.child, timeout, Duration::from_millis(50))?;
-        // Let the reader threads drain the pipes.
-        thread::sleep(Duration::from_millis(200));
+        let (st, _) = self.process.wait_exit(timeout, Duration::from_millis(50))?;
         Some(st)
     }
 
@@ -289,20 +269,15 @@ impl Demo {
     /// terminal does; bash runs its INT trap only once the foreground command is gone,
     /// and may drop a SIGINT sent to it alone while a command that survives it runs).
     fn signal(&self, sig: Signal, group: bool) {
-        let pid = self.child.id() as i32;
-        kill(Pid::from_raw(if group { -pid } else { pid }), sig).expect("signal the demo");
+        self.process.signal(sig, group);
     }
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
         // A failed assertion: TERM lets the demo clean up; KILL only if it hangs.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-            if self.wait_exit(Duration::from_secs(30)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
+        if self.process.exit_status().is_none() {
+            self.process.terminate(Duration::from_secs(30));
         }
     }
 }

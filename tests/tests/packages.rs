@@ -16,6 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use breakglass_test_support::fs::file_names;
 use breakglass_tests::sshd::{ClientKey, TestUser, require_root, ssh_command};
 use breakglass_tests::{can_run, have, workspace};
 
@@ -76,14 +77,7 @@ fn owner(p: &str) -> (u32, u32) {
 }
 
 fn listing(dir: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    file_names(Path::new(dir))
 }
 
 /// Purges the packages and restores /etc/pam.d/sshd on every exit path.
