@@ -40,6 +40,7 @@ struct LoadCounts {
     first_attempts: AtomicU64,
     opened: AtomicU64,
     closed_by_peer: AtomicU64,
+    reset: AtomicU64,
     failed: AtomicU64,
 }
 
@@ -85,6 +86,13 @@ impl IdleLoad {
     /// Connections the peer closed (shed, timed out).
     pub fn closed_by_peer(&self) -> u64 {
         self.counts.closed_by_peer.load(Ordering::Relaxed)
+    }
+
+    /// Connections found dead by a keepalive probe (reset, not closed): the kernel
+    /// completed them for the client but never handed them to the daemon (a listen
+    /// queue that overflowed drops them without a word), so the daemon never saw them.
+    pub fn reset(&self) -> u64 {
+        self.counts.reset.load(Ordering::Relaxed)
     }
 
     /// Attempts to connect that failed.
@@ -141,14 +149,16 @@ async fn hold(
         match attempt {
             Ok(mut s) => {
                 counts.opened.fetch_add(1, Ordering::Relaxed);
+                probe_every_second(&s);
                 let mut buf = [0u8; 512];
                 tokio::select! {
                     // The daemon never sends first: any return is the end.
-                    _ = s.read(&mut buf) => {
-                        counts.closed_by_peer.fetch_add(1, Ordering::Relaxed);
-                    }
+                    r = s.read(&mut buf) => match r {
+                        Ok(_) => counts.closed_by_peer.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => counts.reset.fetch_add(1, Ordering::Relaxed),
+                    },
                     _ = stop.changed() => return,
-                }
+                };
             }
             Err(_) => {
                 counts.failed.fetch_add(1, Ordering::Relaxed);
@@ -164,6 +174,17 @@ async fn hold(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// TCP keepalive probes after 1 s idle, every second, 3 unanswered ones fatal. A probe
+/// carries no data, so the daemon still sees an idle connection; one the daemon's kernel
+/// does not know is answered with a reset, and the read that waits on it fails.
+fn probe_every_second(s: &tokio::net::TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(s, sockopt::KeepAlive, &true);
+    let _ = setsockopt(s, sockopt::TcpKeepIdle, &1);
+    let _ = setsockopt(s, sockopt::TcpKeepInterval, &1);
+    let _ = setsockopt(s, sockopt::TcpKeepCount, &3);
 }
 
 /// What to measure.
@@ -193,6 +214,8 @@ struct Series {
     failures: usize,
     first_failure: Option<String>,
     closed_by_daemon: u64,
+    /// Idle connections the kernel lost before the daemon saw them ([`IdleLoad::reset`]).
+    lost: u64,
     reopened: u64,
     /// Descriptors the daemon held when the client started (None: /proc unreadable).
     daemon_fds: Option<usize>,
@@ -287,6 +310,7 @@ async fn measure(
         failures: 0,
         first_failure: None,
         closed_by_daemon: 0,
+        lost: 0,
         reopened: 0,
         daemon_fds: open_fds(pid),
     };
@@ -302,6 +326,7 @@ async fn measure(
         }
     }
     s.closed_by_daemon = load.closed_by_peer();
+    s.lost = load.reset();
     s.reopened = load.opened() - opened_before;
     load.stop().await;
     s.latencies.sort();
@@ -455,11 +480,12 @@ fn report(o: &Options, series: &[Series], log: &str) -> String {
     ));
     out.push_str(
         "CA fds: descriptors the daemon held when the client started; closed by CA: idle \
-         connections the daemon closed (shed or timed out)\n\n",
+         connections the daemon closed (shed or timed out); lost: idle connections the \
+         kernel dropped from a full listen queue, never seen by the daemon\n\n",
     );
     out.push_str(&format!(
-        "{:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>14} {:>9}\n",
-        "idle", "CA fds", "ok", "failed", "p50", "p99", "max", "closed by CA", "reopened"
+        "{:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>14} {:>6} {:>9}\n",
+        "idle", "CA fds", "ok", "failed", "p50", "p99", "max", "closed by CA", "lost", "reopened"
     ));
     for s in series {
         let lat = |p| {
@@ -470,7 +496,7 @@ fn report(o: &Options, series: &[Series], log: &str) -> String {
             }
         };
         out.push_str(&format!(
-            "{:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>14} {:>9}\n",
+            "{:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>14} {:>6} {:>9}\n",
             s.idle,
             s.daemon_fds
                 .map_or_else(|| "?".to_owned(), |n| n.to_string()),
@@ -480,6 +506,7 @@ fn report(o: &Options, series: &[Series], log: &str) -> String {
             lat(0.99),
             lat(1.0),
             s.closed_by_daemon,
+            s.lost,
             s.reopened
         ));
     }

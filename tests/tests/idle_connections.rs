@@ -202,15 +202,27 @@ async fn more_idle_connections_than_descriptors_lock_out_neither_a_real_client_n
     assert!((IDLE as u64) > FD_LIMIT);
 
     let load = IdleLoad::start(ca.addr, IDLE, &loopback_sources(2, 10), None);
-    // Every one reached the daemon, and all beyond the handshake cap were shed.
-    let shed_at_least = (IDLE - limits.max_handshakes) as u64;
-    wait_until(
-        "shedding the idle connections",
-        Duration::from_secs(60),
-        &ca,
-        || load.attempted() == IDLE as u64 && load.closed_by_peer() >= shed_at_least,
-    )
+    // Every one was opened, and all beyond the handshake cap were shed. A connection
+    // the kernel dropped from an overflowing listen queue never reaches the daemon
+    // (the client is not told): the load's keepalive probes find it reset.
+    let beyond_cap = (IDLE - limits.max_handshakes) as u64;
+    let settled = wait::until_async(Duration::from_secs(60), Duration::from_millis(50), || {
+        load.attempted() == IDLE as u64 && load.closed_by_peer() + load.reset() >= beyond_cap
+    })
     .await;
+    assert!(
+        settled,
+        "the idle connections beyond the handshake cap were not shed within 60 s: {} \
+         attempted, {} opened, {} closed by the daemon, {} reset, {} failed; daemon log:\n{}",
+        load.attempted(),
+        load.opened(),
+        load.closed_by_peer(),
+        load.reset(),
+        load.failed(),
+        ca.log()
+    );
+    let lost = load.reset();
+    let shed_at_least = beyond_cap - lost;
     assert_eq!(load.failed(), 0, "every idle connection was opened");
     assert_eq!(load.opened(), IDLE as u64);
     // More keep coming from two other addresses, reopened as soon as they are shed.
@@ -246,7 +258,10 @@ async fn more_idle_connections_than_descriptors_lock_out_neither_a_real_client_n
         log.contains("shed an unauthenticated TLS handshake"),
         "the daemon logs the shedding:\n{log}"
     );
-    assert!(total(&log, "shed") >= shed_at_least, "{log}");
+    assert!(
+        total(&log, "shed") >= shed_at_least,
+        "{lost} connections lost before the daemon saw them:\n{log}"
+    );
     assert!(total(&log, "handshakes_completed") >= 1, "{log}");
     assert_eq!(total(&log, "accept_errors"), 0, "{log}");
     assert!(
