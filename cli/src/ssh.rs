@@ -156,7 +156,7 @@ pub fn check_certificate(
         (None, _) => {}
         (Some(forced), Some(cmd)) if forced == cmd => {}
         (Some(forced), _) => {
-            return Err(format!("it only runs the command {:?}", esc(forced)));
+            return Err(format!("it only runs the command \"{}\"", esc(forced)));
         }
     }
     if let Some(p) = want
@@ -184,13 +184,13 @@ pub fn split_destination(destination: &str) -> Result<(Option<&str>, &str), CliE
     };
     if host.is_empty() || host.starts_with('-') || names::check_host_pattern(host).is_err() {
         return Err(CliError::Usage(format!(
-            "{:?} is not [USER@]HOST: give a host name, e.g. db-7.prod.example or postgres@db-7.prod.example",
+            "\"{}\" is not [USER@]HOST: give a host name, e.g. db-7.prod.example or postgres@db-7.prod.example",
             esc(destination)
         )));
     }
     if breakglass_proto::patterns::is_pattern(host) {
         return Err(CliError::Usage(format!(
-            "{:?} is a host pattern; `breakglass ssh` logs in to one host: name it",
+            "\"{}\" is a host pattern; `breakglass ssh` logs in to one host: name it",
             esc(host)
         )));
     }
@@ -307,7 +307,7 @@ pub async fn run(cmd: SshCmd, conn: &Overrides) -> Result<(), CliError> {
         None => ssh_user(&passthrough, host)?,
     };
     names::check_principal(&user)
-        .map_err(|e| CliError::Usage(format!("user {:?}: {e}", esc(&user))))?;
+        .map_err(|e| CliError::Usage(format!("user \"{}\": {e}", esc(&user))))?;
     let command = (!cmd.command.is_empty()).then(|| cmd.command.join(" "));
     let (paths, public_text) = commands::read_public_key(cmd.public_key.as_deref())?;
     let key = PublicKey::from_openssh(public_text.trim()).map_err(|e| {
