@@ -333,7 +333,7 @@ pub async fn run(cmd: SshCmd, conn: &Overrides) -> Result<(), CliError> {
     let reuse = match std::fs::read_to_string(&paths.certificate) {
         _ if cmd.new => Err("--new was given".to_owned()),
         Ok(text) => check_certificate(&text, &want, unix_now(), MIN_VALID),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("there is none".to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("not found".to_owned()),
         Err(e) => Err(format!("it cannot be read ({e})")),
     };
     let cert_shown = esc(&paths.certificate.display().to_string()).to_string();

@@ -170,7 +170,11 @@ async fn first_ssh_requests_and_logs_in_the_second_reuses_the_certificate() {
     assert!(stdout.contains(&uid_line), "{stdout}");
     assert!(stderr.contains("no request made"), "{stderr}");
     assert_eq!(s.serial(), serial);
-    assert_eq!(s.log().await, (grants, events), "no request reached the daemon");
+    assert_eq!(
+        s.log().await,
+        (grants, events),
+        "no request reached the daemon"
+    );
 
     // 3. Another command: the certificate's force-command does not cover it. Without
     // --ttl/--reason the CLI says what to add; with them a new certificate is issued.
@@ -290,7 +294,11 @@ async fn ssh_waits_for_approval_showing_the_state_then_logs_in() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let rest = rest.await.unwrap();
-    assert!(out.status.success(), "{seen}{rest}\nsshd:\n{}", s.sshd.log());
+    assert!(
+        out.status.success(),
+        "{seen}{rest}\nsshd:\n{}",
+        s.sshd.log()
+    );
     assert!(
         stdout.contains(&format!("logged-in-as-{}-42", s.user.name)),
         "{stdout}\n{seen}{rest}"
@@ -341,7 +349,10 @@ async fn ssh_emergency_goes_straight_in() {
     assert!(out.status.success(), "{stderr}\nsshd:\n{}", s.sshd.log());
     assert!(stdout.contains("in-42"), "{stdout}");
     assert!(stderr.contains("EMERGENCY grant"), "{stderr}");
-    assert!(!stderr.contains(" pending: "), "no approval wait:\n{stderr}");
+    assert!(
+        !stderr.contains(" pending: "),
+        "no approval wait:\n{stderr}"
+    );
     let events = all_events(&s.d).await;
     let grant = events
         .iter()
@@ -418,7 +429,10 @@ async fn config_ssh_install_makes_plain_ssh_log_in_with_the_certificate() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("Included it at the top of"), "{stdout}");
     let installed = std::fs::read_to_string(&config).unwrap();
-    assert!(installed.ends_with(&own), "the user's config is kept:\n{installed}");
+    assert!(
+        installed.ends_with(&own),
+        "the user's config is kept:\n{installed}"
+    );
     let backups: Vec<_> = std::fs::read_dir(&dot_ssh)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -473,6 +487,9 @@ async fn config_ssh_install_makes_plain_ssh_log_in_with_the_certificate() {
     ]))
     .await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("does not cover web-1.staging.example"), "{stderr}");
+    assert!(
+        stderr.contains("does not cover web-1.staging.example"),
+        "{stderr}"
+    );
     s.d.stop().await;
 }
