@@ -134,7 +134,7 @@ pub enum Command {
     /// (no force-command, or the same one) for at least another minute; otherwise requests
     /// one as `request` does (--ttl, --reason, --emergency, with the live approval wait).
     /// Then runs the system ssh with the key and the certificate: your ~/.ssh/config
-    /// (ProxyJump, ports, known_hosts) stays in force
+    /// (ProxyJump, ports, known_hosts) stays in force, and ssh's exit status is the command's
     Ssh(crate::ssh::SshCmd),
     /// Set up other tools: `config ssh` makes plain ssh use breakglass certificates
     #[command(subcommand)]

@@ -336,7 +336,10 @@ async fn ssh_emergency_goes_straight_in() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"echo in-$((6*7))\n").await.unwrap();
+    stdin
+        .write_all(b"echo in-$((6*7))\nexit 7\n")
+        .await
+        .unwrap();
     drop(stdin);
     let out = tokio::time::timeout(WAIT, child.wait_with_output())
         .await
@@ -346,7 +349,13 @@ async fn ssh_emergency_goes_straight_in() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    assert!(out.status.success(), "{stderr}\nsshd:\n{}", s.sshd.log());
+    // breakglass became ssh: the shell's exit status is the command's.
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{stderr}\nsshd:\n{}",
+        s.sshd.log()
+    );
     assert!(stdout.contains("in-42"), "{stdout}");
     assert!(stderr.contains("EMERGENCY grant"), "{stderr}");
     assert!(
