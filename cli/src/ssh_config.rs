@@ -8,6 +8,7 @@
 //! nothing that is already right.
 #![forbid(unsafe_code)]
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -99,12 +100,26 @@ pub fn include_line(block_file: &Path) -> Result<String, CliError> {
 }
 
 /// What [`install`] changed.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Installed {
     /// The block file was written (it was missing or different).
     pub wrote_block: bool,
-    /// `~/.ssh/config` got the `Include` line; the backup of the old file, if there was one.
-    pub included: Option<Option<PathBuf>>,
+    /// What became of `~/.ssh/config`.
+    pub config: ConfigFile,
+}
+
+/// What [`install`] did to `~/.ssh/config`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// It already included the block file: left alone.
+    Unchanged,
+    /// There was none: created with the `Include` line.
+    Created,
+    /// The `Include` line was put at its top; the old file was saved as `backup`.
+    Included {
+        /// The copy of the file as it was.
+        backup: PathBuf,
+    },
 }
 
 /// Writes `text` to `<ssh_dir>/breakglass.conf` and includes it at the top of
@@ -120,11 +135,10 @@ pub fn install(ssh_dir: &Path, text: &str, now: u64) -> Result<Installed, CliErr
             .create(ssh_dir)
             .map_err(io(ssh_dir))?;
     }
-    let mut done = Installed::default();
     let block_file = ssh_dir.join(BLOCK_FILE);
-    if std::fs::read_to_string(&block_file).ok().as_deref() != Some(text) {
+    let wrote_block = std::fs::read_to_string(&block_file).ok().as_deref() != Some(text);
+    if wrote_block {
         commands::write_atomic(&block_file, text.as_bytes(), 0o600)?;
-        done.wrote_block = true;
     }
     let config = ssh_dir.join("config");
     let include = include_line(&block_file)?;
@@ -143,15 +157,18 @@ pub fn install(ssh_dir: &Path, text: &str, now: u64) -> Result<Installed, CliErr
         .as_deref()
         .is_some_and(|t| t.lines().any(|l| l.trim() == include))
     {
-        return Ok(done);
+        return Ok(Installed {
+            wrote_block,
+            config: ConfigFile::Unchanged,
+        });
     }
-    let backup = match &old {
+    let done = match &old {
         Some(text) => {
             let backup = ssh_dir.join(format!("config.before-breakglass.{now}"));
             commands::write_atomic(&backup, text.as_bytes(), 0o600)?;
-            Some(backup)
+            ConfigFile::Included { backup }
         }
-        None => None,
+        None => ConfigFile::Created,
     };
     // At the top: an Include under a Host or Match line would apply only there.
     let new = format!(
@@ -159,11 +176,11 @@ pub fn install(ssh_dir: &Path, text: &str, now: u64) -> Result<Installed, CliErr
         old.unwrap_or_default()
     );
     commands::write_atomic(&config, new.as_bytes(), 0o600)?;
-    done.included = Some(backup);
-    Ok(done)
+    Ok(Installed {
+        wrote_block,
+        config: done,
+    })
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 fn home_ssh_dir() -> Result<PathBuf, CliError> {
     std::env::var_os("HOME")
@@ -193,26 +210,22 @@ pub fn run(cmd: ConfigCmd) -> Result<(), CliError> {
     let dir = home_ssh_dir()?;
     let done = install(&dir, &text, ssh::unix_now())?;
     let block_file = dir.join(BLOCK_FILE);
-    match (done.wrote_block, &done.included) {
-        (false, None) => println!(
-            "Already installed: {} is included from {}.",
-            block_file.display(),
-            dir.join("config").display()
+    let config = dir.join("config");
+    if done.wrote_block {
+        println!("Wrote {}.", block_file.display());
+    }
+    match &done.config {
+        ConfigFile::Unchanged => println!(
+            "{} already includes {}.",
+            config.display(),
+            block_file.display()
         ),
-        _ => {
-            if done.wrote_block {
-                println!("Wrote {}.", block_file.display());
-            }
-            match &done.included {
-                Some(Some(backup)) => println!(
-                    "Included it at the top of {} (the previous file is saved as {}).",
-                    dir.join("config").display(),
-                    backup.display()
-                ),
-                Some(None) => println!("Created {} including it.", dir.join("config").display()),
-                None => {}
-            }
-        }
+        ConfigFile::Created => println!("Created {} including it.", config.display()),
+        ConfigFile::Included { backup } => println!(
+            "Included it at the top of {} (the previous file is saved as {}).",
+            config.display(),
+            backup.display()
+        ),
     }
     println!(
         "Plain `ssh HOST` now uses {} while it is valid for HOST and the user.",
@@ -291,7 +304,9 @@ mod tests {
             first,
             Installed {
                 wrote_block: true,
-                included: Some(Some(backup.clone()))
+                config: ConfigFile::Included {
+                    backup: backup.clone()
+                }
             }
         );
         assert_eq!(
@@ -309,7 +324,13 @@ mod tests {
         }
 
         // Again: nothing changes, no second backup.
-        assert_eq!(install(&dir, &text, 200).unwrap(), Installed::default());
+        assert_eq!(
+            install(&dir, &text, 200).unwrap(),
+            Installed {
+                wrote_block: false,
+                config: ConfigFile::Unchanged
+            }
+        );
         assert_eq!(std::fs::read_to_string(&config).unwrap(), now);
         assert!(!dir.join("config.before-breakglass.200").exists());
 
@@ -324,7 +345,7 @@ mod tests {
             again,
             Installed {
                 wrote_block: true,
-                included: None
+                config: ConfigFile::Unchanged
             }
         );
         assert_eq!(std::fs::read_to_string(&config).unwrap(), now);
@@ -336,7 +357,7 @@ mod tests {
         let dir = home.path().join(".ssh");
         let text = block(Path::new("/usr/bin/breakglass"), &paths()).unwrap();
         let done = install(&dir, &text, 1).unwrap();
-        assert_eq!(done.included, Some(None));
+        assert_eq!(done.config, ConfigFile::Created);
         assert!(
             std::fs::read_to_string(dir.join("config"))
                 .unwrap()
