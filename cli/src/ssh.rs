@@ -323,6 +323,8 @@ pub async fn run(cmd: SshCmd, conn: &Overrides) -> Result<(), CliError> {
             paths.public.display()
         )));
     }
+    // Before any request: a path ssh cannot take must not cost a grant.
+    let argv = ssh_argv(&paths, &passthrough, &user, host, &cmd.command)?;
     let want = Want {
         key: &key,
         user: &user,
@@ -398,7 +400,6 @@ pub async fn run(cmd: SshCmd, conn: &Overrides) -> Result<(), CliError> {
             }
         }
     }
-    let argv = ssh_argv(&paths, &passthrough, &user, host, &cmd.command)?;
     // Only returns when ssh could not be started.
     let err = Command::new("ssh").args(&argv).exec();
     Err(CliError::Io(format!(
