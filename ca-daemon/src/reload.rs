@@ -103,7 +103,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         ("audit.key", a.audit.key != b.audit.key),
         ("audit.origin", a.audit.origin != b.audit.origin),
         (
-            "audit.segment_max_bytes",
+            "audit.segment_max_mib",
             a.audit.segment_max_bytes != b.audit.segment_max_bytes,
         ),
         ("audit.max_batch", a.audit.max_batch != b.audit.max_batch),
