@@ -129,6 +129,12 @@ pub enum Command {
     /// grant is issued, the outcome is recorded in the audit log and a failure is
     /// alerted like an emergency (to the drill tier's webhooks)
     Drill(crate::drill::DrillCmd),
+    /// Print the completion script for SHELL (`source <(breakglass completions bash)`)
+    Completions {
+        /// bash, zsh or fish
+        #[arg(value_name = "SHELL", value_enum)]
+        shell: crate::completions::CompletionShell,
+    },
 }
 
 /// `breakglass review`.
@@ -224,6 +230,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Audit(a) => return crate::audit::run(a, &cli.conn.overrides()).await,
         Command::Host(h) => return crate::host::run(h, &cli.conn.overrides()).await,
+        Command::Completions { shell } => return crate::completions::run(shell),
         _ => {}
     }
     let target = cli.conn.overrides().resolve()?;
@@ -357,7 +364,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Drill(d) => crate::drill::run(d, &target).await?,
         Command::Revoke(r) => print!("{}", crate::revoke::run(&target, &r).await?),
         // Dispatched above, before the settings are resolved.
-        Command::Audit(_) | Command::Host(_) => {}
+        Command::Audit(_) | Command::Host(_) | Command::Completions { .. } => {}
     }
     Ok(())
 }

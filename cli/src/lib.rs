@@ -12,6 +12,7 @@ pub mod approvals;
 pub mod audit;
 pub mod cli;
 pub mod commands;
+pub mod completions;
 pub mod connect;
 pub mod drill;
 pub mod error;
