@@ -262,18 +262,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 emergency: r.emergency,
                 no_wait: r.no_wait,
             };
-            let mut last = String::new();
-            let result = approvals::request_live(&target, &args, mode, |info| {
-                let line = approvals::progress_line(info);
-                // The time left changes every update; print it only with news
-                // or every minute.
-                let news = line.split(';').take(2).collect::<String>();
-                if news != last || info.seconds_left % 60 < 5 {
-                    eprintln!("{line}");
-                    last = news;
-                }
-            })
-            .await?;
+            let wait = crate::wait_line::WaitLine::stderr();
+            let result = approvals::request_live(&target, &args, mode, |i| wait.update(i)).await;
+            drop(wait);
+            let result = result?;
             match result {
                 approvals::RequestResult::Issued(outcome) => {
                     if outcome.response.emergency {

@@ -23,3 +23,4 @@ pub mod host;
 mod printer_tests;
 pub mod revoke;
 pub mod settings;
+pub mod wait_line;

@@ -311,7 +311,10 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
         ("/usr/share/man/man1/breakglass-ca-keys.1.gz", 0o644),
         ("/usr/share/bash-completion/completions/breakglass", 0o644),
         ("/usr/share/zsh/vendor-completions/_breakglass", 0o644),
-        ("/usr/share/fish/vendor_completions.d/breakglass.fish", 0o644),
+        (
+            "/usr/share/fish/vendor_completions.d/breakglass.fish",
+            0o644,
+        ),
         (
             "/usr/share/doc/breakglass-ca/examples/breakglass-ca.example.toml",
             0o644,
