@@ -19,6 +19,7 @@ pub mod error;
 pub mod ffi;
 pub mod flags;
 pub mod host;
+pub mod manual;
 #[cfg(test)]
 mod printer_tests;
 pub mod revoke;
