@@ -35,7 +35,7 @@ pub const EXAMPLES: &[Example] = &[
     ("Review emergency grants:", &["review", "list"]),
     ("", &["review", "g-0123456789abcdef", "--verdict", "ok", "--note", "matches INC-4412"]),
     ("Check a host's set-up (sshd, PAM stack, KRL, spool, daemon):", &["--config", "/etc/breakglass/host.toml", "host", "doctor"]),
-    ("Load completions into the running bash:", &["completions", "bash"]),
+    ("Print the bash completion script; load it with source <(breakglass completions bash):", &["completions", "bash"]),
 ];
 
 /// Files `breakglass` reads or writes, and what they are.

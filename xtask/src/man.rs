@@ -66,16 +66,23 @@ pub fn render_all() -> Vec<Page> {
     pages.extend(clap_pages(
         breakglass_ca_command(),
         "8",
-        &["breakglass(1)", "pam_breakglass(8)", "sshd_config(5)"],
+        &[
+            "breakglass(1)",
+            "breakglass-ca.toml(5)",
+            "breakglass-ca-keys(1)",
+            "pam_breakglass(8)",
+            "sshd_config(5)",
+        ],
     ));
     pages.push(pam_page());
+    pages.push(crate::man_sections::config_page());
     pages.sort_by(|a, b| a.file.cmp(&b.file));
     pages
 }
 
 /// Writes every page into `dir` (created if missing) and removes pages of ours that a
 /// previous run left there but that no longer exist (a removed subcommand), so that
-/// installing `dir/*.1 dir/*.8` installs exactly the current set.
+/// installing `dir/*.1 dir/*.5 dir/*.8` installs exactly the current set.
 pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let pages = render_all();
@@ -84,7 +91,7 @@ pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let ours = (name.starts_with("breakglass") || name.starts_with("pam_breakglass"))
-            && (name.ends_with(".1") || name.ends_with(".8"));
+            && (name.ends_with(".1") || name.ends_with(".5") || name.ends_with(".8"));
         if ours && !pages.iter().any(|p| p.file == name) {
             std::fs::remove_file(entry.path())?;
         }
@@ -137,6 +144,7 @@ fn walk(
     // Rendering into a Vec cannot fail.
     if man.render(&mut buf).is_ok() {
         let mut roff = String::from_utf8_lossy(&buf).into_owned();
+        roff.push_str(&crate::man_sections::sections(cmd, section));
         let mut extra = Roff::new();
         extra.control("SH", ["SEE ALSO"]);
         extra.text(see_also_inlines(&see_also));
@@ -169,7 +177,7 @@ fn is_parent_ref(r: &str, name: &str, section: &str) -> bool {
         .is_some_and(|stem| name.starts_with(&format!("{stem}-")))
 }
 
-fn see_also_inlines(refs: &[impl AsRef<str>]) -> Vec<roff::Inline> {
+pub(crate) fn see_also_inlines(refs: &[impl AsRef<str>]) -> Vec<roff::Inline> {
     let mut line = Vec::new();
     for (i, r) in refs.iter().enumerate() {
         let r = r.as_ref();
@@ -189,7 +197,7 @@ fn see_also_inlines(refs: &[impl AsRef<str>]) -> Vec<roff::Inline> {
 
 /// `Roff::render` starts with the definition of the apostrophe string; a page needs it
 /// once, at the top.
-fn without_preamble(rendered: &str) -> String {
+pub(crate) fn without_preamble(rendered: &str) -> String {
     let mut out = String::new();
     let mut in_preamble = true;
     for line in rendered.lines() {
