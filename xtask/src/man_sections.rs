@@ -15,15 +15,12 @@ use crate::man::{MANUAL, Page, th_date};
 /// An example: what it does, and the arguments after the program name.
 pub type Example = (&'static str, &'static [&'static str]);
 
+/// A file: its path, and what it is.
+pub type File = (&'static str, &'static str);
+
 /// The program a page belongs to, by its section: `breakglass` pages are in section 1,
 /// `breakglass-ca` pages in section 8.
-fn program(
-    section: &str,
-) -> Option<(
-    clap::Command,
-    &'static [Example],
-    &'static [(&'static str, &'static str)],
-)> {
+fn program(section: &str) -> Option<(clap::Command, &'static [Example], &'static [File])> {
     match section {
         "1" => Some((
             crate::man::breakglass_command(),
