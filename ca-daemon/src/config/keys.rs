@@ -1,9 +1,10 @@
 //! The keys of `breakglass-ca.toml`, one table: name, type, default and meaning of
 //! every key of every section.
 //!
-//! Validation uses it ([`check_keys`]: an unknown key is refused naming the keys its
-//! section has, a missing required key is named, and a documented default is filled in
-//! before the sections are parsed, so the default in force is the one documented), and
+//! Validation uses it: after the sections' parsers have refused unknown or missing keys and
+//! wrong types (with the line, and the keys there are), [`check_keys`] fills in every
+//! documented default before the sections are validated, so the default in force is the
+//! one documented (and refuses, as a backstop, a key or section the table lacks).
 //! `breakglass-ca.toml(5)` is rendered from it (`xtask/src/man_sections.rs`). A test
 //! checks that it lists exactly the fields the sections' parsers accept.
 
@@ -404,16 +405,22 @@ mod tests {
         assert_eq!(doc["tiers"][0]["max_wait"].as_str(), Some("15m"));
     }
 
+    fn checked(text: &str) -> Result<toml::Table, ConfigError> {
+        let mut doc: toml::Table = toml::from_str(text).unwrap();
+        let err = |f: &str, r: String| ConfigError {
+            path: "/etc/breakglass-ca/breakglass-ca.toml".into(),
+            field: f.to_owned(),
+            reason: r,
+        };
+        check_keys(&mut doc, &err).map(|()| doc)
+    }
+
     #[test]
     fn unknown_and_missing_keys_are_named_with_the_keys_there_are() {
-        let path = Path::new("/etc/breakglass-ca/breakglass-ca.toml");
-        let e = Config::parse(
-            path,
-            &SPARSE.replace(
-                "max_ttl = \"1h\"\n[[rules]]",
-                "max_ttl = \"1h\"\nmax_tll = \"1h\"\n[[rules]]",
-            ),
-        )
+        let e = checked(&SPARSE.replace(
+            "max_ttl = \"1h\"\n[[rules]]",
+            "max_ttl = \"1h\"\nmax_tll = \"1h\"\n[[rules]]",
+        ))
         .unwrap_err();
         assert_eq!(e.field, "tiers[0].max_tll");
         assert!(
@@ -421,21 +428,32 @@ mod tests {
                 .contains("unknown key `max_tll`; the keys of [[tiers]] are name, approvals"),
             "{e}"
         );
-        let e = Config::parse(path, &SPARSE.replace("[refusals]\n", "[refusal]\n")).unwrap_err();
+        let e = checked(&SPARSE.replace("[refusals]\n", "[refusal]\n")).unwrap_err();
         assert_eq!(e.field, "refusal");
         assert!(e.reason.contains("[refusals]"), "{e}");
-        let e = Config::parse(path, &SPARSE.replace("tls_key = \"k\"\n", "")).unwrap_err();
+        let e = checked(&SPARSE.replace("tls_key = \"k\"\n", "")).unwrap_err();
         assert_eq!(e.field, "server.tls_key");
         assert!(
             e.reason
                 .starts_with("missing: The daemon's TLS private key"),
             "{e}"
         );
+        let e = checked(&SPARSE.replace("[audit]\ndir = \"audit\"\nkey = \"audit_key.pem\"\n", ""))
+            .unwrap_err();
+        assert_eq!(e.field, "audit");
+        // Through the whole validation, the parsers say it first, with the line and the
+        // fields there are.
+        let path = Path::new("/etc/breakglass-ca/breakglass-ca.toml");
         let e = Config::parse(
             path,
-            &SPARSE.replace("[audit]\ndir = \"audit\"\nkey = \"audit_key.pem\"\n", ""),
+            &SPARSE.replace("[refusals]\n", "[refusals]\nper_hour = 1\n"),
         )
         .unwrap_err();
-        assert_eq!(e.field, "audit");
+        assert!(e.field.starts_with("line "), "{e}");
+        assert!(
+            e.reason
+                .contains("unknown field `per_hour`, expected one of `per_identity_per_hour`"),
+            "{e}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! `[revocation]`), [`identities`] (`[[identities]]`, `[[admin_users]]`),
 //! [`notifications`] (`[notifications]`, `[refusals]`), [`policy`] (`[[tiers]]`,
 //! `[[rules]]`), [`field`] the rules they share, and [`keys`] the table of every key
-//! (validation and `breakglass-ca.toml(5)`); here, the whole.
+//! (its defaults, and `breakglass-ca.toml(5)`); here, the whole.
 
 use std::path::{Path, PathBuf};
 
@@ -118,11 +118,12 @@ impl Config {
                 .unwrap_or_else(|| "file".to_owned());
             err(&at, msg)
         };
-        // Keys against the documented table (unknown, missing, defaults filled in), then
-        // types with the line they are on, then the sections from the filled-in table.
+        // Unknown and missing keys and wrong types first, with the line they are on; then
+        // the documented defaults of the key table filled in, and the sections parsed
+        // from the filled-in table.
+        toml::from_str::<RawConfig>(text).map_err(at_line)?;
         let mut doc: toml::Table = toml::from_str(text).map_err(at_line)?;
         keys::check_keys(&mut doc, &err)?;
-        toml::from_str::<RawConfig>(text).map_err(at_line)?;
         let raw: RawConfig = doc.try_into().map_err(|e: toml::de::Error| {
             err("file", format!("{} (a documented default)", e.message()))
         })?;

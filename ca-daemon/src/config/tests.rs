@@ -263,7 +263,7 @@ fn unknown_fields_and_versions_are_rejected_with_the_field() {
     let e = parse(&MIN.replace("[ca]", "colour = \"blue\"\n[ca]"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("unknown key `colour`"), "{e}");
+    assert!(e.contains("unknown field `colour`"), "{e}");
     let e = parse(&MIN.replace("version = 1", "version = 2")).unwrap_err();
     assert_eq!(e.field, "version");
 }
@@ -334,7 +334,7 @@ fn admin_users_give_local_users_groups_and_are_checked() {
     let e = parse(&format!("{with_socket}{root}owner = \"x\"\n"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("unknown key `owner`"), "{e}");
+    assert!(e.contains("unknown field `owner`"), "{e}");
 }
 
 #[test]
@@ -463,7 +463,7 @@ fn refusal_settings_have_defaults_limits_and_a_webhook_fallback() {
     let e = parse(&format!("{MIN}[refusals]\nper_hour = 5\n"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("unknown key `per_hour`"), "{e}");
+    assert!(e.contains("unknown field `per_hour`"), "{e}");
     let e = parse(&format!(
         "{MIN}[refusals]\nper_identity_per_hour = 5\nalert_threshold = 6\n"
     ))
