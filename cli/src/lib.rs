@@ -24,4 +24,6 @@ pub mod manual;
 mod printer_tests;
 pub mod revoke;
 pub mod settings;
+pub mod ssh;
+pub mod ssh_config;
 pub mod wait_line;

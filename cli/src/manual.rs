@@ -36,6 +36,8 @@ pub const EXAMPLES: &[Example] = &[
     ("", &["review", "g-0123456789abcdef", "--verdict", "ok", "--note", "matches INC-4412"]),
     ("Check a host's set-up (sshd, PAM stack, KRL, spool, daemon):", &["--config", "/etc/breakglass/host.toml", "host", "doctor"]),
     ("Print the bash completion script; load it with source <(breakglass completions bash):", &["completions", "bash"]),
+    ("Log in, asking for a certificate only when the one next to your key does not cover the login:", &["ssh", "--ttl", "15m", "--reason", "INC-4411 primary down", "postgres@db-7.prod.example"]),
+    ("Make plain ssh, scp and rsync use a valid breakglass certificate (an Include in ~/.ssh/config, with a backup):", &["config", "ssh", "--install"]),
 ];
 
 /// Files `breakglass` reads or writes, and what they are.
