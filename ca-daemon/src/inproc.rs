@@ -47,6 +47,7 @@ pub const METHODS: &[&str] = &[
     "/breakglass.v1.BreakGlass/WhoAmI",
     "/breakglass.v1.BreakGlass/GetGrantSessions",
     "/breakglass.v1.BreakGlass/ReportDrill",
+    "/breakglass.v1.BreakGlass/ListMyGrants",
     "/breakglass.v1.Revocations/Revoke",
     "/breakglass.v1.Revocations/GetRevocationList",
     "/breakglass.v1.Revocations/WatchRevocations",
@@ -173,6 +174,7 @@ impl InProcess {
                 "WhoAmI" => unary(bg.who_am_i(request(caller, body)?).await),
                 "GetGrantSessions" => unary(bg.get_grant_sessions(request(caller, body)?).await),
                 "ReportDrill" => unary(bg.report_drill(request(caller, body)?).await),
+                "ListMyGrants" => unary(bg.list_my_grants(request(caller, body)?).await),
                 _ => Err(Status::unimplemented(format!("no method {method:?}"))),
             },
             Some("/breakglass.v1.Revocations") => match name {
