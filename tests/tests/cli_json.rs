@@ -420,3 +420,62 @@ async fn status_lists_my_own_live_grants_and_never_another_persons() {
     assert!(text.contains("credential   client certificate"), "{text}");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_waits_shows_progress_on_stderr_and_only_its_json_on_stdout() {
+    breakglass_bin_built().await;
+    let d = daemon().await;
+    let keys = tempfile::tempdir().unwrap();
+    let pubkey = key(keys.path());
+    let child = d
+        .cli("sre")
+        .arg("--json")
+        .args([
+            "request",
+            "--host",
+            STAGING,
+            "--as",
+            "bgdemo",
+            "--ttl",
+            "10m",
+            "--reason",
+            "json wait test",
+            "--public-key",
+            &pubkey,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("breakglass runs");
+    // The approver approves once the request is there (a bounded wait).
+    let approver = d.target("approver");
+    let mut id = None;
+    for _ in 0..200 {
+        let pending = breakglass_cli::approvals::pending(&approver).await.unwrap();
+        if let Some(r) = pending.iter().find(|r| r.requester == "sre@example.com") {
+            id = Some(r.request_id.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let id = id.expect("the request reached the approver within 20 s");
+    breakglass_cli::approvals::approve(&approver, &id, "go")
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let v = checked("request", &out);
+    assert_eq!(v["state"], "issued", "{v}");
+    assert_eq!(v["request_id"], id.as_str());
+    assert_eq!(
+        v["certificate"]["approvers"],
+        serde_json::json!(["approver@example.com"])
+    );
+    // The wait was shown, on stderr.
+    assert!(
+        stderr.contains(&format!("{id} pending: tier elevated")),
+        "{stderr}"
+    );
+    d.stop().await;
+}

@@ -65,19 +65,29 @@ impl Schema {
         check(value, &Type::Object(self.fields), "")
     }
 
-    /// Every field, flattened: (path, type, doc); array elements are `name[].field`.
+    /// Every field, flattened: (path, type, doc); array elements are `name[].field`. An
+    /// object type met a second time is not spelled out again: its row says where it was.
     #[must_use]
-    pub fn rows(&self) -> Vec<(String, String, &'static str)> {
+    pub fn rows(&self) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
-        rows(self.fields, "", &mut out);
+        rows(self.fields, "", &mut Vec::new(), &mut out);
         out
     }
 }
 
-fn rows(fields: &'static [Field], prefix: &str, out: &mut Vec<(String, String, &'static str)>) {
+/// Object types already spelled out, by their field names, and where.
+type Seen = Vec<(Vec<&'static str>, String)>;
+
+fn rows(
+    fields: &'static [Field],
+    prefix: &str,
+    seen: &mut Seen,
+    out: &mut Vec<(String, String, String)>,
+) {
     for f in fields {
         let path = format!("{prefix}{}", f.name);
-        out.push((path.clone(), type_name(&f.ty), f.doc));
+        let row = out.len();
+        out.push((path.clone(), type_name(&f.ty), f.doc.to_owned()));
         let mut ty = &f.ty;
         let mut suffix = String::new();
         loop {
@@ -91,7 +101,15 @@ fn rows(fields: &'static [Field], prefix: &str, out: &mut Vec<(String, String, &
             }
         }
         if let Type::Object(inner) = ty {
-            rows(inner, &format!("{path}{suffix}."), out);
+            let here = format!("{path}{suffix}");
+            let names: Vec<&str> = inner.iter().map(|f| f.name).collect();
+            match seen.iter().find(|(n, _)| *n == names) {
+                Some((_, first)) => out[row].2.push_str(&format!(" (fields as {first})")),
+                None => {
+                    seen.push((names, here.clone()));
+                    rows(inner, &format!("{here}."), seen, out);
+                }
+            }
         }
     }
 }
@@ -103,7 +121,7 @@ pub fn type_name(ty: &Type) -> String {
         Type::String => "string".into(),
         Type::Integer => "integer".into(),
         Type::Boolean => "boolean".into(),
-        Type::Time => "time (RFC 3339, UTC)".into(),
+        Type::Time => "time".into(),
         Type::OneOf(v) => format!("one of {}", v.join(", ")),
         Type::Array(t) => format!("array of {}", type_name(t)),
         Type::Object(_) => "object".into(),
@@ -212,7 +230,11 @@ pub const CERTIFICATE: &[Field] = &[
         I,
         "seconds from now until valid_before",
     ),
-    f("ssh_command", S, "an ssh command line that logs in with it"),
+    f(
+        "ssh_command",
+        S,
+        "an ssh command line that logs in with it (fetch: HOST stands for the host)",
+    ),
     f(
         "added_to_agent",
         B,
