@@ -85,10 +85,15 @@ pub fn not_after(file: &Path) -> Result<i64, CliError> {
     Ok(cert.validity().not_after.timestamp())
 }
 
-/// "in 14m 3s" or "3m ago".
+/// "in 14m 3s", "in 5h 12m", "in 364 days" or "3m ago".
 fn relative(unix_seconds: i64) -> String {
     let left = seconds_until(unix_seconds);
-    let d = humantime::format_duration(Duration::from_secs(left.unsigned_abs()));
+    let abs = left.unsigned_abs();
+    let d = match abs {
+        172_800.. => format!("{} days", abs / 86_400),
+        3600.. => format!("{}h {}m", abs / 3600, abs % 3600 / 60),
+        _ => humantime::format_duration(Duration::from_secs(abs)).to_string(),
+    };
     if left >= 0 {
         format!("in {d}")
     } else {
@@ -176,5 +181,25 @@ impl Status {
             pending: self.pending.iter().map(RequestOut::from).collect(),
             awaiting_my_approval: self.to_approve.iter().map(RequestOut::from).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    #[test]
+    fn time_left_is_shown_to_the_unit_that_matters() {
+        // A margin of 30 s each way keeps the expectation stable while the test runs.
+        assert_eq!(relative(now() + 3 * 86_400 + 30), "in 3 days");
+        assert_eq!(relative(now() + 5 * 3600 + 12 * 60 + 30), "in 5h 12m");
+        assert!(relative(now() - 200).ends_with(" ago"));
     }
 }

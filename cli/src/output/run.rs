@@ -34,8 +34,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Host(HostCmd::Doctor(mut a)) => {
             a.witness = a.witness.with_config(&overrides)?;
             let report = doctor::check(&a, &overrides).await;
-            print(&DoctorOut::from(&report))?;
-            return report.into_result();
+            let out = DoctorOut::from(&report);
+            print(&out)?;
+            return match out.failures {
+                0 => Ok(()),
+                n => Err(CliError::Misconfigured(format!(
+                    "host doctor found {n} problem(s): the findings with \"level\": \"fail\" in the JSON, each with its fix"
+                ))),
+            };
         }
         Command::Audit(_) | Command::Host(_) => return Err(no_json()),
         _ => overrides.resolve()?,
