@@ -356,6 +356,16 @@ async fn json_is_refused_where_a_command_prints_no_data_and_audit_show_keeps_its
         err.contains("has no JSON output") && err.contains("status"),
         "{err}"
     );
+    // Refused before anything is done or any daemon is asked.
+    let out = tokio::process::Command::new(breakglass_tests::breakglass_bin())
+        .args(["--server", "https://127.0.0.1:1", "--json", "host", "ship"])
+        .env_remove("BREAKGLASS_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(out.stdout.is_empty());
 
     // `audit show --json` (now the global flag): one JSON object per event per line.
     let keys = tempfile::tempdir().unwrap();

@@ -43,8 +43,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 ))),
             };
         }
-        Command::Audit(_) | Command::Host(_) => return Err(no_json()),
-        _ => overrides.resolve()?,
+        // Refused before the settings are read: the command has nothing to print as JSON.
+        Command::Request(_)
+        | Command::Fetch { .. }
+        | Command::Pending
+        | Command::Show { .. }
+        | Command::Approve { .. }
+        | Command::Deny { .. }
+        | Command::Cancel { .. }
+        | Command::Review(_)
+        | Command::CaKeys { .. }
+        | Command::Whoami
+        | Command::Revoke(_)
+        | Command::Status => overrides.resolve()?,
+        _ => return Err(no_json()),
     };
     match cli.command {
         Command::Request(r) => {
