@@ -29,6 +29,7 @@ pub enum Format {
 
 /// The output flags, global to every command.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// Print the result as one JSON object on stdout (schema: JSON OUTPUT in the
     /// command's man page; progress goes to stderr). `audit show` and `audit tail` print
