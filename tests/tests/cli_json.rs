@@ -422,6 +422,15 @@ async fn status_lists_my_own_live_grants_and_never_another_persons() {
     let a = status::status(&d.target("approver")).await.unwrap();
     assert!(a.grants.is_empty(), "{:?}", a.grants);
 
+    // An identity the daemon does not list gets no list at all.
+    let mallory = d.new_client("mallory", "mallory@example.com");
+    let mut client = breakglass_cli::connect::client(&mallory).unwrap();
+    let refused = client
+        .list_my_grants(breakglass_proto::v1::ListMyGrantsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+
     // The text form names the grant, its host, account and time left.
     let text = d.cli_ok("sre", &["status"]).await;
     assert!(text.contains(&mine.response.grant_id), "{text}");
