@@ -23,4 +23,6 @@ pub mod output;
 mod printer_tests;
 pub mod revoke;
 pub mod settings;
+pub mod ssh;
+pub mod ssh_config;
 pub mod status;
