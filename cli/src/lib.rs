@@ -20,10 +20,12 @@ pub mod ffi;
 pub mod flags;
 pub mod host;
 pub mod manual;
+pub mod output;
 #[cfg(test)]
 mod printer_tests;
 pub mod revoke;
 pub mod settings;
 pub mod ssh;
 pub mod ssh_config;
+pub mod status;
 pub mod wait_line;

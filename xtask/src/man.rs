@@ -12,6 +12,8 @@ use breakglass_proto::pam_options::{ModuleOption, OPTIONS};
 use clap::CommandFactory;
 use roff::{Roff, bold, italic, roman};
 
+mod json;
+
 /// The manual every page belongs to (the centre footer/header of `man`).
 pub const MANUAL: &str = "breakglass manual";
 
@@ -145,7 +147,7 @@ fn walk(
     if man.render(&mut buf).is_ok() {
         let mut roff = String::from_utf8_lossy(&buf).into_owned();
         roff.push_str(&crate::man_sections::sections(cmd, section));
-        let mut extra = Roff::new();
+        let mut extra = json::section(name, section).unwrap_or_default();
         extra.control("SH", ["SEE ALSO"]);
         extra.text(see_also_inlines(&see_also));
         roff.push_str(&without_preamble(&extra.render()));
