@@ -194,6 +194,14 @@ fn explain(target: &Target, s: &tonic::Status) -> Option<CliError> {
     {
         return Some(e);
     }
+    // A client certificate refused after the handshake (TLS 1.3) reaches gRPC only as a
+    // closed connection: dial once more, without gRPC, to hear the daemon's alert.
+    let cause = match (cause, tls) {
+        (None, Some((url, ca_cert, cert, key, name))) => {
+            probe_alert(url, ca_cert, cert, key, name.as_deref()).map(Cause::Tls)
+        }
+        (cause, _) => cause,
+    };
     match (cause?, tls) {
         (Cause::Refused, _) => Some(CliError::Unavailable(format!(
             "cannot talk to breakglass-ca at {shown}: connection refused: nothing accepts \
@@ -223,9 +231,14 @@ fn explain(target: &Target, s: &tonic::Status) -> Option<CliError> {
                 ))),
                 Bad::NotValidForName | Bad::NotValidForNameContext { .. } => {
                     let presented = match &bad {
-                        Bad::NotValidForNameContext { presented, .. } => {
-                            format!(" (it names {})", presented.join(", "))
-                        }
+                        Bad::NotValidForNameContext { presented, .. } => format!(
+                            " (it names {})",
+                            presented
+                                .iter()
+                                .map(|n| bare_name(n))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                         _ => String::new(),
                     };
                     let asked = name.clone().unwrap_or_else(|| host_of(url));
@@ -251,20 +264,27 @@ fn explain(target: &Target, s: &tonic::Status) -> Option<CliError> {
                     cert.display(),
                     RENEW
                 ))),
-                Alert::UnknownCA
-                | Alert::BadCertificate
+                Alert::UnknownCA => Some(CliError::Permission(format!(
+                    "breakglass-ca at {url} refused your client certificate {}{}: it is not \
+                     signed by a CA the daemon trusts; it accepts only certificates from the CA \
+                     of its [server] client_ca: pass one of those with --cert and its key with \
+                     --key",
+                    cert.display(),
+                    issuer_of(cert)
+                        .map(|i| format!(" (issued by {i})"))
+                        .unwrap_or_default()
+                ))),
+                Alert::BadCertificate
                 | Alert::CertificateUnknown
                 | Alert::UnsupportedCertificate
                 | Alert::CertificateRevoked
                 | Alert::AccessDenied
                 | Alert::CertificateRequired => Some(CliError::Permission(format!(
-                    "breakglass-ca at {url} refused your client certificate {} ({alert:?}){}: \
-                     it accepts only certificates signed by the CA of its [server] client_ca; \
-                     pass one of those with --cert and its key with --key",
-                    cert.display(),
-                    issuer_of(cert)
-                        .map(|i| format!(", issued by {i}"))
-                        .unwrap_or_default()
+                    "breakglass-ca at {url} refused your client certificate {} ({alert:?}): its \
+                     log says why (e.g. an identity in the unix: namespace of the admin socket, \
+                     no URI or e-mail SAN, not for client authentication); pass a client \
+                     certificate the daemon accepts with --cert and its key with --key",
+                    cert.display()
                 ))),
                 _ => None,
             }
@@ -325,4 +345,65 @@ fn expired_client_certificate(path: &std::path::Path) -> Option<CliError> {
             path.display()
         ))
     })
+}
+
+/// A name as rustls presents it (`DnsName("localhost")`, `IpAddress(127.0.0.1)`), bare.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map_or(presented, |inner| inner.trim_matches('"'))
+}
+
+/// Dials `url` with the same TLS settings, outside gRPC and with bounded waits, and
+/// returns the TLS error the daemon's side produced (its alert), if any.
+fn probe_alert(
+    url: &str,
+    ca_cert: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    server_name: Option<&str>,
+) -> Option<rustls::Error> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca_cert).ok()? {
+        roots.add(c.ok()?).ok()?;
+    }
+    let chain = CertificateDer::pem_file_iter(cert)
+        .ok()?
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let key = PrivateKeyDer::from_pem_file(key).ok()?;
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .ok()?;
+    let host = host_of(url);
+    let name = ServerName::try_from(server_name.unwrap_or(&host).to_owned()).ok()?;
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    let authority = url.strip_prefix("https://")?.split('/').next()?;
+    let addr = authority.to_socket_addrs().ok()?.next()?;
+    let wait = Duration::from_secs(5);
+    let mut sock = std::net::TcpStream::connect_timeout(&addr, wait).ok()?;
+    sock.set_read_timeout(Some(wait)).ok()?;
+    sock.set_write_timeout(Some(wait)).ok()?;
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    // The HTTP/2 preface: the daemon reads it only after it has accepted the certificate.
+    let sent = tls
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .and_then(|()| tls.flush());
+    let mut buf = [0u8; 64];
+    let err = match sent {
+        Err(e) => e,
+        Ok(()) => tls.read(&mut buf).err()?,
+    };
+    err.get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .cloned()
 }

@@ -233,6 +233,11 @@ impl CliError {
     #[must_use]
     pub fn is_transport(s: &tonic::Status) -> bool {
         let msg = s.message();
+        // A status that came over the wire has no source; one made from a failed
+        // connection carries the failure.
+        if std::error::Error::source(s).is_some() {
+            return true;
+        }
         match s.code() {
             // The CLI never cancels its own calls: Cancelled means the connection died,
             // typically a refused client certificate (TLS 1.3 reports it only at the

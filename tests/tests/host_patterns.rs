@@ -61,13 +61,13 @@ fn key_name(host: &str) -> String {
         .replace('.', "_")
 }
 
-/// The request is refused as not allowed (exit 77) with a message containing `needle`.
+/// The request is refused by policy (exit 79) with a message containing `needle`.
 async fn refused(d: &TestDaemon, keys: &Path, host: &str, needle: &str) {
     let e = request(d, keys, &key_name(host), "postgres", host)
         .await
         .err()
         .unwrap_or_else(|| panic!("a certificate was issued for {host}"));
-    assert_eq!(e.exit_code(), 77, "{host}: {e}");
+    assert_eq!(e.exit_code(), 79, "{host}: {e}");
     assert!(e.to_string().contains(needle), "{host}: {e}");
 }
 

@@ -1,0 +1,26 @@
+//! The parts of `README.md` generated from the code, each between a pair of marker
+//! comments; `tests/readme.rs` checks that the README holds what is generated here.
+#![forbid(unsafe_code)]
+
+/// The markers around the exit-status table of `breakglass`.
+pub const EXIT_STATUS_MARKERS: (&str, &str) =
+    ("<!-- exit-status:begin -->", "<!-- exit-status:end -->");
+
+/// The exit-status table of `breakglass` (markdown), from the CLI's one table
+/// ([`breakglass_cli::error::EXIT_STATUSES`]).
+#[must_use]
+pub fn exit_status_table() -> String {
+    let mut out = String::from("| exit | name | meaning |\n|---|---|---|\n");
+    for e in breakglass_cli::error::EXIT_STATUSES {
+        out.push_str(&format!("| {} | `{}` | {} |\n", e.code, e.name, e.meaning));
+    }
+    out
+}
+
+/// The text between `markers` in `text`, without the newline after the first marker.
+#[must_use]
+pub fn between<'a>(text: &'a str, markers: (&str, &str)) -> Option<&'a str> {
+    let (_, rest) = text.split_once(markers.0)?;
+    let (inner, _) = rest.split_once(markers.1)?;
+    Some(inner.strip_prefix('\n').unwrap_or(inner))
+}
