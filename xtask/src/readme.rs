@@ -24,3 +24,27 @@ pub fn between<'a>(text: &'a str, markers: (&str, &str)) -> Option<&'a str> {
     let (inner, _) = rest.split_once(markers.1)?;
     Some(inner.strip_prefix('\n').unwrap_or(inner))
 }
+
+/// `text` with every generated part replaced by what the code generates now; `None`
+/// when a pair of markers is missing.
+#[must_use]
+pub fn update(text: &str) -> Option<String> {
+    let (begin, end) = EXIT_STATUS_MARKERS;
+    let (head, rest) = text.split_once(begin)?;
+    let (_, tail) = rest.split_once(end)?;
+    Some(format!("{head}{begin}\n{}{end}{tail}", exit_status_table()))
+}
+
+/// Rewrites the generated parts of the README at `path` (`xtask readme`).
+pub fn write(path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let new = update(&text).ok_or_else(|| {
+        format!(
+            "{}: no {} … {} markers",
+            path.display(),
+            EXIT_STATUS_MARKERS.0,
+            EXIT_STATUS_MARKERS.1
+        )
+    })?;
+    std::fs::write(path, new).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -14,11 +14,10 @@ fn readme_exit_status_table_is_the_clis_table() {
     let want = exit_status_table();
     assert!(
         found == want,
-        "README.md's exit-status table is not the CLI's (breakglass_cli::error::EXIT_STATUSES); \
-         put this between {} and {}:\n{want}",
-        EXIT_STATUS_MARKERS.0,
-        EXIT_STATUS_MARKERS.1
+        "README.md's exit-status table is not the CLI's (breakglass_cli::error::EXIT_STATUSES): \
+         run `cargo run -p xtask -- readme`; it should be:\n{want}"
     );
+    assert_eq!(xtask::readme::update(&text).as_deref(), Some(text.as_str()));
 }
 
 #[test]
