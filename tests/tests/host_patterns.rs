@@ -103,7 +103,7 @@ async fn host_patterns_wider_than_the_rules_are_refused_and_narrower_ones_grante
     )
     .await;
     // Nor is anything wider than the dev rule.
-    refused(&d, keys.path(), "*", "not allowed").await;
+    refused(&d, keys.path(), "*", "refused:").await;
 
     // What the rules do allow is still granted: the rule's pattern repeated verbatim,
     // narrower patterns clear of the denied hosts, and host names.
