@@ -23,6 +23,7 @@ use crate::api::breakglass::BreakGlassApi;
 use crate::api::hosts::HostAgentApi;
 use crate::api::revocation::RevocationsApi;
 use crate::api::witness::WitnessApi;
+use crate::config::Config;
 use crate::hosts::HostRecords;
 use crate::identity::Identified;
 use crate::policy::Caller;
@@ -58,6 +59,26 @@ pub const METHODS: &[&str] = &[
     "/breakglass.v1.Witness/WitnessCheckpoint",
     "/breakglass.v1.Witness/AcknowledgeLogFork",
 ];
+
+/// A caller for every identity `config` names, as the interceptor attaches it: `unix:`
+/// identities over the admin socket as uid 0, the others over mTLS.
+#[must_use]
+pub fn callers(config: &Config) -> Vec<Caller> {
+    config
+        .identities
+        .iter()
+        .map(|i| {
+            let unix = i.id.starts_with("unix:");
+            Caller {
+                identity: i.id.clone(),
+                groups: i.groups.clone(),
+                owner: i.owner.clone(),
+                transport: if unix { "unix" } else { "mtls" },
+                uid: unix.then_some(0),
+            }
+        })
+        .collect()
+}
 
 /// The handlers of every service of one daemon.
 #[derive(Debug, Clone)]

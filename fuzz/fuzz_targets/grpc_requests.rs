@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use breakglass_ca::config::Config;
-use breakglass_ca::inproc::{InProcess, METHODS};
+use breakglass_ca::inproc::{self, InProcess, METHODS};
 use breakglass_ca::policy::Caller;
 use breakglass_ca::server::Daemon;
 use breakglass_proto::audit::event::EventCode;
@@ -84,21 +84,7 @@ fn harness(generation: u64) -> Harness {
         Daemon::build(config).expect("daemon builds")
     };
     let api = InProcess::new(&daemon);
-    let mut callers: Vec<Caller> = daemon
-        .config()
-        .identities
-        .iter()
-        .map(|i| {
-            let unix = i.id.starts_with("unix:");
-            Caller {
-                identity: i.id.clone(),
-                groups: i.groups.clone(),
-                owner: i.owner.clone(),
-                transport: if unix { "unix" } else { "mtls" },
-                uid: unix.then_some(0),
-            }
-        })
-        .collect();
+    let mut callers = inproc::callers(daemon.config());
     callers.push(Caller {
         identity: "mallory@example.com".into(),
         groups: Vec::new(),

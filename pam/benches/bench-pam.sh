@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # What pam_breakglass.so adds to a login, measured two ways (needs root, Debian 12 with
-# openssh-server, libpam0g-dev, libpam-wrapper, cc):
+# openssh-server, libpam0g-dev, libpam-wrapper, cc). Every PAM stack here is loaded through
+# pam_wrapper from a service directory in the bench's temp dir: nothing is written into
+# /etc/pam.d.
 #
 #  1. libpam only: open_session + close_session through real libpam (a small C driver,
-#     pam/tests/fixtures/pam_harness.c, looping in one process; services in
-#     /etc/pam.d/bgbench-<pid>-*, removed afterwards) with
+#     test-support/fixtures/pam_harness.c, looping in one process) with
 #        pam_loginuid + pam_breakglass (a valid breakglass certificate in SSH_AUTH_INFO_0)
 #     vs pam_loginuid + pam_permit. The module's round includes verifying the certificate,
-#     two fsynced spool records, two syslog lines and starting the guard (fork/exec).
-#  2. Full login: `ssh -i key -o CertificateFile=cert user@127.0.0.1 true` against one sshd,
-#     its PAM session stack with and without the module (alternating runs).
+#     two durable spool records (one fsync each), two syslog lines and starting the guard
+#     (fork/exec); once more with the spool on tmpfs, which shows what the fsyncs cost.
+#  2. Full login: `ssh -i key -o CertificateFile=cert user@127.0.0.1 true` against one sshd
+#     (a copy named for its own PAM service, under pam_wrapper), its PAM session stack with
+#     and without the module (alternating runs).
 #
 # Usage: pam/benches/bench-pam.sh [PAM_ROUNDS] [SSH_LOGINS]      (defaults 200 and 30)
 set -euo pipefail
 ROUNDS=${1:-200}
 LOGINS=${2:-30}
-[ "$(id -u)" -eq 0 ] || { echo "bench-pam: needs root (useradd, /etc/pam.d, sshd)" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "bench-pam: needs root (useradd, pam_loginuid, sshd)" >&2; exit 1; }
+PAM_WRAPPER_SO=/usr/lib/x86_64-linux-gnu/libpam_wrapper.so
+[ -e "$PAM_WRAPPER_SO" ] || { echo "bench-pam: needs $PAM_WRAPPER_SO (apt-get install libpam-wrapper; scripts/install-deps)" >&2; exit 1; }
 cd "$(dirname "$0")/../.."
 TARGET=${CARGO_TARGET_DIR:-target}
 
@@ -24,21 +29,27 @@ cargo build --release --locked -q -p pam-breakglass
 MODULE=$(realpath "$TARGET/release/libpam_breakglass.so")
 GUARD=$(realpath "$TARGET/release/breakglass-guard")
 
-W=$(mktemp -d /tmp/bgbench.XXXXXX)
+# Short paths: pam_wrapper copies service lines through a fixed-size buffer.
+W=$(mktemp -d /tmp/bgb.XXXX)
+mkdir "$W/pam.d"
+# Everything started with wrap runs its PAM stacks from $W/pam.d.
+wrap() { LD_PRELOAD=$PAM_WRAPPER_SO PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$W/pam.d" "$@"; }
 USER_NAME="bgbench$$"
 SVC="sshd-bgbench-$$"
 SSHD_PID=""
 cleanup() {
   [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null || true
   # the session guards exit by themselves once the processes they watch are gone
-  rm -f "/etc/pam.d/$SVC" "/etc/pam.d/bgbench-$$-permit" "/etc/pam.d/bgbench-$$-module" "/etc/pam.d/bgbench-$$-tmpfs"
   rm -rf "/dev/shm/bgbench-$$"
   userdel -r -f "$USER_NAME" >/dev/null 2>&1 || true
   rm -rf "$W"
 }
 trap cleanup EXIT
 
-cc -O2 -o "$W/harness" pam/tests/fixtures/pam_harness.c -lpam
+# Short names for the module and the guard too (the guard is found through the link).
+ln -s "$MODULE" "$W/m.so"; MODULE=$W/m.so
+ln -s "$GUARD" "$W/g"; GUARD=$W/g
+cc -O2 -o "$W/harness" test-support/fixtures/pam_harness.c -lpam
 ssh-keygen -q -t ed25519 -N '' -f "$W/ca"
 ssh-keygen -q -t ed25519 -N '' -f "$W/user"
 useradd -m -s /bin/bash "$USER_NAME"
@@ -61,14 +72,14 @@ SINK=$!
 sleep 0.2
 LOGINUID=/lib/x86_64-linux-gnu/security/pam_loginuid.so
 PERMIT=/lib/x86_64-linux-gnu/security/pam_permit.so
-printf 'session required %s\nsession required %s\n' "$LOGINUID" "$PERMIT" > "/etc/pam.d/bgbench-$$-permit"
+printf 'session required %s\nsession required %s\n' "$LOGINUID" "$PERMIT" > "$W/pam.d/permit"
 printf 'session required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s\n' \
-  "$LOGINUID" "$MODULE" "$W/ca.pub" "$W/s" "$GUARD" "$W/log" > "/etc/pam.d/bgbench-$$-module"
+  "$LOGINUID" "$MODULE" "$W/ca.pub" "$W/s" "$GUARD" "$W/log" > "$W/pam.d/module"
 # the same module with its spool on tmpfs: what is left without disk fsyncs
 printf 'session required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s\n' \
-  "$LOGINUID" "$MODULE" "$W/ca.pub" "/dev/shm/bgbench-$$" "$GUARD" "$W/log" > "/etc/pam.d/bgbench-$$-tmpfs"
+  "$LOGINUID" "$MODULE" "$W/ca.pub" "/dev/shm/bgbench-$$" "$GUARD" "$W/log" > "$W/pam.d/tmpfs"
 run_harness() { # permit|module|tmpfs
-  "$W/harness" "bgbench-$$-$1" root --env-file "$W/auth_info" --repeat "$ROUNDS" | sed -n 's/ns_per_round=//p'
+  wrap "$W/harness" "$1" root --env-file "$W/auth_info" --repeat "$ROUNDS" 2>/dev/null | sed -n 's/ns_per_round=//p'
 }
 best() { sort -n | head -1; }
 run_harness permit >/dev/null   # warm-up
@@ -106,7 +117,7 @@ PrintMotd no
 PrintLastLog no
 MaxStartups 100
 CFG
-"$W/$SVC" -D -f "$W/sshd_config" -E "$W/sshd.log" &
+wrap "$W/$SVC" -D -f "$W/sshd_config" -E "$W/sshd.log" 2>/dev/null &
 SSHD_PID=$!
 python3 - "$W" <<'PY' &
 import socket, sys
@@ -115,10 +126,12 @@ while True: s.recv(65536)
 PY
 SINK=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
-pam_without() { printf 'account required pam_unix.so\nsession required pam_loginuid.so\nsession required pam_unix.so\n' > "/etc/pam.d/$SVC"; }
+# pam_wrapper wants absolute module paths; each connection's sshd reads the file anew.
+SEC=/lib/x86_64-linux-gnu/security
+pam_without() { printf 'account required %s/pam_unix.so\nsession required %s\nsession required %s/pam_unix.so\n' "$SEC" "$LOGINUID" "$SEC" > "$W/pam.d/$SVC"; }
 pam_with() {
-  printf 'account required pam_unix.so\nsession required pam_loginuid.so\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s\nsession required pam_unix.so\n' \
-    "$MODULE" "$W/ca.pub" "$W/s2" "$GUARD" "$W/log2" > "/etc/pam.d/$SVC"
+  printf 'account required %s/pam_unix.so\nsession required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s\nsession required %s/pam_unix.so\n' \
+    "$SEC" "$LOGINUID" "$MODULE" "$W/ca.pub" "$W/s2" "$GUARD" "$W/log2" "$SEC" > "$W/pam.d/$SVC"
 }
 login() {
   ssh -F /dev/null -p "$PORT" -i "$W/user" -o CertificateFile="$W/user-cert.pub" -o IdentitiesOnly=yes \
@@ -144,7 +157,7 @@ awk -v a="$NS_PERMIT" -v b="$NS_MODULE" -v t="$NS_TMPFS" 'BEGIN {
   printf "  pam_loginuid + pam_permit      : %8.3f ms/round\n", a/1e6
   printf "  pam_loginuid + pam_breakglass  : %8.3f ms/round\n", b/1e6
   printf "  ratio module/permit            : %8.1fx  (+%.3f ms)\n", b/a, (b-a)/1e6
-  printf "  (same, spool on tmpfs          : %8.3f ms/round, ratio %.1fx: the rest is 4 fsyncs per round)\n", t/1e6, t/a }'
+  printf "  (same, spool on tmpfs          : %8.3f ms/round, ratio %.1fx: the difference is the spool fsyncs)\n", t/1e6, t/a }'
 echo "== full ssh login, certificate, same sshd ($LOGINS logins each, median; mean in brackets)"
 awk -v a="$MED_WITHOUT" -v b="$MED_WITH" -v ma="$(mean "$W/without")" -v mb="$(mean "$W/with")" 'BEGIN {
   printf "  without module                 : %8.1f ms  [%.1f]\n", a/1e3, ma/1e3

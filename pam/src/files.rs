@@ -119,6 +119,37 @@ pub fn write_durable_locked(dir: &Path, name: &str, data: &[u8]) -> Result<File,
     })
 }
 
+/// Writes the new file `name` in `dir` durably and atomically with one fsync: the data
+/// goes into an unnamed file (`O_TMPFILE`), which appears under `name` complete (a reader
+/// never sees part of it) and is then fsynced. The fsync of a file also makes durable the
+/// name it was just linked under on ext4, xfs and btrfs (the link is logged with the
+/// inode), so the directory needs no fsync of its own: one disk flush where
+/// [`write_durable`] takes two. Where the file system has no `O_TMPFILE`, or `name`
+/// exists already, this is [`write_durable`]. If the fsync fails, the name is removed
+/// again: nothing is left that claims to be durable.
+pub fn write_new_durable(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> {
+    use std::os::fd::AsFd;
+    let dest = dir.join(name);
+    let Ok(mut f) = OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)
+    else {
+        return write_durable(dir, name, data);
+    };
+    f.write_all(data)
+        .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    if system::link_unnamed(f.as_fd(), &dest).is_err() {
+        // The unnamed file vanishes with its descriptor.
+        return write_durable(dir, name, data);
+    }
+    f.sync_all().map_err(|e| {
+        let _ = fs::remove_file(&dest);
+        format!("cannot write {}: {e}", dest.display())
+    })
+}
+
 fn write_durable_with(
     dir: &Path,
     name: &str,
@@ -185,6 +216,31 @@ mod tests {
                 .unwrap_err()
                 .contains("cannot open CA keys file")
         );
+    }
+
+    #[test]
+    fn new_durable_files_appear_whole_private_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        ensure_private_dir(&spool, "spool").unwrap();
+        write_new_durable(&spool, "a.json", b"first").unwrap();
+        assert_eq!(fs::read(spool.join("a.json")).unwrap(), b"first");
+        let mode = fs::metadata(spool.join("a.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        // An existing name is replaced (the two-fsync path), never doubled.
+        write_new_durable(&spool, "a.json", b"second").unwrap();
+        assert_eq!(fs::read(spool.join("a.json")).unwrap(), b"second");
+        write_new_durable(&spool, "b.json", b"").unwrap();
+        let mut names = breakglass_test_support::fs::file_names(&spool);
+        names.sort();
+        assert_eq!(names, ["a.json", "b.json"], "no temporary file is left");
+        // A directory that does not exist is an error that names the file.
+        let e = write_new_durable(&dir.path().join("gone"), "c.json", b"x").unwrap_err();
+        assert!(e.contains("gone/c.json"), "{e}");
     }
 
     #[test]

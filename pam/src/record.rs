@@ -9,10 +9,11 @@ use breakglass_proto::spool::SessionRecord;
 
 use crate::files;
 
-/// Writes `record` durably into `spool` (created with mode 0700 if missing).
+/// Writes `record` durably into `spool` (created with mode 0700 if missing), with one
+/// fsync ([`files::write_new_durable`]): this is on the path of every login and logout.
 pub fn write(spool: &Path, record: &SessionRecord) -> Result<(), String> {
     files::ensure_private_dir(spool, "spool directory")?;
-    files::write_durable(spool, &record.file_name(), &record.to_json()?)
+    files::write_new_durable(spool, &record.file_name(), &record.to_json()?)
 }
 
 /// What the module keeps with `pam_set_data` from open to close.

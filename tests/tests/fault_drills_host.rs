@@ -427,6 +427,15 @@ async fn spool_full_at_session_open_denies_the_session_until_space_returns() {
         "ssh -N still connected after the denial: {}",
         forwarder.output()
     );
+    // Its guard tried to record the forced end (after the client was gone) while the disk
+    // was still full: wait for that, or the record could land once space returns.
+    assert!(
+        sshd.syslog
+            .wait_for(&["event=session_forced_end"], BOUND)
+            .is_some(),
+        "{:#?}",
+        sshd.syslog.lines()
+    );
     // Nothing half-written: no new record, no temporary file.
     let files: Vec<String> = std::fs::read_dir(spool_disk.path())
         .unwrap()

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use breakglass_ca::audit::{AuditConfig, AuditLog, load_audit_key};
 use breakglass_ca::config::Config;
-use breakglass_ca::inproc::{InProcess, METHODS};
+use breakglass_ca::inproc::{self, InProcess, METHODS};
 use breakglass_ca::policy::Caller;
 use breakglass_ca::server::Daemon;
 use breakglass_proto::audit::Event;
@@ -555,21 +555,7 @@ pub fn write(out: &Path, keys: &SeedKeys) -> Result<BTreeMap<&'static str, usize
     let (certificates, krl) = {
         let _in_runtime = rt.enter();
         let daemon = Daemon::build(config).map_err(|e| e.to_string())?;
-        let callers: Vec<Caller> = daemon
-            .config()
-            .identities
-            .iter()
-            .map(|i| {
-                let unix = i.id.starts_with("unix:");
-                Caller {
-                    identity: i.id.clone(),
-                    groups: i.groups.clone(),
-                    owner: i.owner.clone(),
-                    transport: if unix { "unix" } else { "mtls" },
-                    uid: unix.then_some(0),
-                }
-            })
-            .collect();
+        let callers = inproc::callers(daemon.config());
         let mut s = Scenario {
             api: InProcess::new(&daemon),
             callers,

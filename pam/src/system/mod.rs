@@ -8,8 +8,11 @@ mod spawn;
 
 pub use spawn::spawn_detached;
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::ptr;
 use std::time::Duration;
 
@@ -115,4 +118,25 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: pipe2 succeeded, so both fds are new and owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Gives the unnamed file `fd` (opened with `O_TMPFILE`) the name `dest`: `linkat` through
+/// `/proc/self/fd`, which needs no capability. Fails with `AlreadyExists` if `dest` exists.
+pub fn link_unnamed(fd: BorrowedFd<'_>, dest: &Path) -> io::Result<()> {
+    let src = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    let dst = CString::new(dest.as_os_str().as_bytes())?;
+    // SAFETY: both paths are NUL-terminated strings that live until the call returns.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
