@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use breakglass_ca::init::{CertAndKey, ClientSan, tls_ca, tls_leaf};
 use breakglass_cli::error::EXIT_STATUSES;
-use breakglass_proto::audit::segment::list_segments;
+use breakglass_proto::audit::segment::{
+    Parsed, RECORD_HEADER_LEN, RecordKind, list_segments, parse_record,
+};
 use breakglass_test_support::free_port;
 use breakglass_tests::audit::log_size;
 use breakglass_tests::daemon::TestDaemon;
@@ -293,8 +295,18 @@ async fn every_exit_status_of_the_table_is_what_the_binary_exits_with() {
     let segments = list_segments(&d.path().join("audit")).unwrap();
     let (_, first) = segments.first().expect("a segment");
     let mut bytes = std::fs::read(first).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0xff;
+    // One bit in the payload of the segment's first event.
+    let mut at = 0;
+    let flip = loop {
+        let Parsed::Record { kind, payload, .. } = parse_record(&bytes[at..]) else {
+            panic!("no event record in {}", first.display());
+        };
+        if kind == RecordKind::Event {
+            break at + RECORD_HEADER_LEN + payload.len() / 2;
+        }
+        at += RECORD_HEADER_LEN + payload.len();
+    };
+    bytes[flip] ^= 0x08;
     std::fs::write(first, &bytes).unwrap();
     check(
         &run(&d, "auditor", &["audit", "show"]).await,
