@@ -187,9 +187,13 @@ fn explain(target: &Target, s: &tonic::Status) -> Option<CliError> {
             Target::Unix(_) => None,
         },
     );
-    // An expired client certificate explains a refusal whatever the daemon sent.
+    // An expired client certificate explains a refusal whatever the daemon sent (but not
+    // a failure before the daemon saw it: nothing listening, or its certificate refused).
     if let Some((_, _, cert, _, _)) = tls
-        && !matches!(cause, Some(Cause::Refused))
+        && !matches!(
+            cause,
+            Some(Cause::Refused | Cause::Tls(rustls::Error::InvalidCertificate(_)))
+        )
         && let Some(e) = expired_client_certificate(cert)
     {
         return Some(e);
@@ -406,4 +410,31 @@ fn probe_alert(
     err.get_ref()
         .and_then(|i| i.downcast_ref::<rustls::Error>())
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_a_url_is_what_tls_checks() {
+        assert_eq!(host_of("https://ca.example:4443"), "ca.example");
+        assert_eq!(host_of("https://127.0.0.1:4443/"), "127.0.0.1");
+        assert_eq!(host_of("https://[::1]:4443"), "::1");
+        assert_eq!(host_of("https://ca.example"), "ca.example");
+    }
+
+    #[test]
+    fn presented_names_are_shown_bare() {
+        assert_eq!(bare_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(bare_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(bare_name("plain"), "plain");
+    }
+
+    #[test]
+    fn a_status_without_a_cause_is_left_to_the_general_explanation() {
+        let t = Target::Unix("/nonexistent/admin.sock".into());
+        let e = failure(&t, tonic::Status::not_found("no request r-1"));
+        assert_eq!(e.exit_code(), 66, "{e}");
+    }
 }
