@@ -255,6 +255,67 @@ mod tests {
         assert_eq!(listed, described);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_certificate_without_approvals_costs_one_durable_commit_for_both_its_events() {
+        use breakglass_proto::audit::event::EventCode;
+        use breakglass_proto::v1::{RequestCertificateRequest, RequestCertificateResponse};
+        let dir = tempfile::tempdir().unwrap();
+        let setup = crate::init::init_dev(dir.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let config = crate::config::Config::load(&setup.config).unwrap();
+        let daemon = Daemon::build(config).unwrap();
+        let api = InProcess::new(&daemon);
+        let sre = callers(daemon.config())
+            .into_iter()
+            .find(|c| c.identity == "sre@example.com")
+            .expect("the dev config's SRE");
+        let key = ssh_key::PrivateKey::random(
+            &mut ssh_key::rand_core::OsRng,
+            ssh_key::Algorithm::Ed25519,
+        )
+        .unwrap();
+        let request = RequestCertificateRequest {
+            public_key: key.public_key().to_openssh().unwrap(),
+            principals: vec!["postgres".into()],
+            hosts: vec!["web-1.dev.example".into()],
+            ttl_seconds: 600,
+            reason: "INC-1 disk full".into(),
+            ..Default::default()
+        };
+        let (size, batches) = (api.log_size(), api.service().audit.batches());
+        let answer = api
+            .call(
+                "/breakglass.v1.BreakGlass/RequestCertificate",
+                &sre,
+                &request.encode_to_vec(),
+            )
+            .await
+            .expect("issued at once (low tier)");
+        let issued = RequestCertificateResponse::decode(answer.as_slice()).unwrap();
+        assert!(
+            issued
+                .certificate
+                .starts_with("ssh-ed25519-cert-v01@openssh.com ")
+        );
+        assert_eq!(api.service().audit.batches(), batches + 1);
+        let recorded = api.recorded(size, api.log_size()).unwrap();
+        let codes: Vec<_> = recorded
+            .iter()
+            .map(breakglass_proto::audit::Event::code)
+            .collect();
+        assert_eq!(codes, [EventCode::RequestCreated, EventCode::GrantIssued]);
+        // The state has both: the request is issued, with this grant.
+        let st = daemon.service().state();
+        let statuses: Vec<String> = st
+            .requests
+            .values()
+            .map(|r| match &r.status {
+                crate::state::RequestStatus::Issued(g) => g.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(statuses, std::slice::from_ref(&issued.grant_id));
+    }
+
     #[tokio::test]
     async fn every_method_reaches_its_handler() {
         let dir = tempfile::tempdir().unwrap();

@@ -129,6 +129,21 @@ pub enum Command {
     /// grant is issued, the outcome is recorded in the audit log and a failure is
     /// alerted like an emergency (to the drill tier's webhooks)
     Drill(crate::drill::DrillCmd),
+    /// Log in with ssh, asking for a certificate only when needed: reuses the certificate
+    /// next to your key (<key>-cert.pub) while it covers the user, the host and the command
+    /// (no force-command, or the same one) for at least another minute; otherwise requests
+    /// one as `request` does (--ttl, --reason, --emergency, with the live approval wait).
+    /// Then runs the system ssh with the key and the certificate: your ~/.ssh/config
+    /// (ProxyJump, ports, known_hosts) stays in force, and ssh's exit status is the command's
+    Ssh(crate::ssh::SshCmd),
+    /// Set up other tools: `config ssh` makes plain ssh use breakglass certificates
+    #[command(subcommand)]
+    Config(crate::ssh_config::ConfigCmd),
+    /// Exit 0 when the certificate next to your key is valid for at least another minute
+    /// and covers USER on one of HOST...; 1 otherwise, quietly. For the `Match exec` line
+    /// of `breakglass config ssh`; local files only, no network
+    #[command(hide = true)]
+    SshCheck(crate::ssh_config::SshCheckCmd),
 }
 
 /// `breakglass review`.
@@ -224,6 +239,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Audit(a) => return crate::audit::run(a, &cli.conn.overrides()).await,
         Command::Host(h) => return crate::host::run(h, &cli.conn.overrides()).await,
+        Command::Ssh(s) => return crate::ssh::run(s, &cli.conn.overrides()).await,
+        Command::Config(c) => return crate::ssh_config::run(c),
+        Command::SshCheck(c) => return crate::ssh_config::check(c),
         _ => {}
     }
     let target = cli.conn.overrides().resolve()?;
@@ -358,6 +376,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Revoke(r) => print!("{}", crate::revoke::run(&target, &r).await?),
         // Dispatched above, before the settings are resolved.
         Command::Audit(_) | Command::Host(_) => {}
+        Command::Ssh(_) | Command::Config(_) | Command::SshCheck(_) => {}
     }
     Ok(())
 }

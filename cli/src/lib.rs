@@ -22,3 +22,5 @@ pub mod host;
 mod printer_tests;
 pub mod revoke;
 pub mod settings;
+pub mod ssh;
+pub mod ssh_config;

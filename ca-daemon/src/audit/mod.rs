@@ -34,6 +34,21 @@ mod key;
 mod store;
 mod writer;
 
+/// The writer's request for `events`, and where its answer arrives.
+fn append_request(
+    events: &[Event],
+) -> Result<(Request, oneshot::Receiver<Result<LeafIndex, AuditError>>), AuditError> {
+    if events.is_empty() {
+        return Err(AuditError::OutOfRange("no events to append".into()));
+    }
+    let leaves = events
+        .iter()
+        .map(Event::encode)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (reply, rx) = oneshot::channel();
+    Ok((Request::Append { leaves, reply }, rx))
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -90,10 +105,17 @@ impl AuditLog {
     /// Cancel-safe in the sense that dropping the future never acknowledges anything, but an
     /// event already queued may still be written.
     pub async fn append(&self, event: &Event) -> Result<LeafIndex, AuditError> {
-        let leaf = event.encode()?;
-        let (reply, rx) = oneshot::channel();
+        self.append_all(std::slice::from_ref(event)).await
+    }
+
+    /// Appends `events` as one unit: at contiguous indices, in this order, in one write
+    /// under one signed checkpoint, so that after any crash the log holds all of them or
+    /// none (what no checkpoint covers is cut at open). Returns the first one's index once
+    /// they are durable. An empty slice is refused.
+    pub async fn append_all(&self, events: &[Event]) -> Result<LeafIndex, AuditError> {
+        let (request, rx) = append_request(events)?;
         self.tx
-            .send(Request::Append { leaf, reply })
+            .send(request)
             .await
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
@@ -102,10 +124,9 @@ impl AuditLog {
     /// [`append`](Self::append) for synchronous callers. Must not be called from inside an
     /// async task (it blocks the thread).
     pub fn append_blocking(&self, event: &Event) -> Result<LeafIndex, AuditError> {
-        let leaf = event.encode()?;
-        let (reply, rx) = oneshot::channel();
+        let (request, rx) = append_request(std::slice::from_ref(event))?;
         self.tx
-            .blocking_send(Request::Append { leaf, reply })
+            .blocking_send(request)
             .map_err(|_| AuditError::Closed)?;
         rx.blocking_recv().map_err(|_| AuditError::Closed)?
     }

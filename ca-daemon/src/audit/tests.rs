@@ -289,6 +289,57 @@ fn a_torn_last_batch_is_cut_at_open_and_every_earlier_event_remains() {
     assert!(r.summary.torn_tail.is_none());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_appended_together_survive_any_crash_both_or_neither() {
+    let d = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(d.path(), 1 << 20), signer()).unwrap();
+    let p = seg(d.path(), 0);
+    for s in 0..10 {
+        log.append(&heartbeat(1, s)).await.unwrap();
+    }
+    let good_len = std::fs::metadata(&p).unwrap().len();
+    let good_cp = log.latest_checkpoint();
+    let batches = log.batches();
+    let pair = [big_event(100), heartbeat(2, 101)];
+    assert_eq!(log.append_all(&pair).await.unwrap(), 10);
+    assert_eq!(log.batches(), batches + 1, "one write, one checkpoint");
+    let full_len = std::fs::metadata(&p).unwrap().len();
+    log.shutdown().await;
+    drop(log);
+    assert!(matches!(
+        AuditLog::open(config(d.path(), 1 << 20), signer())
+            .unwrap()
+            .append_all(&[])
+            .await,
+        Err(AuditError::OutOfRange(_))
+    ));
+    let data = std::fs::read(&p).unwrap();
+    // A crash (kill -9, power loss) can stop the write after any byte of it: a spread
+    // of those bytes (every one takes 90 s), the last one, and the whole write.
+    let cuts = (good_len..full_len)
+        .step_by(11)
+        .chain([full_len - 1, full_len]);
+    for cut in cuts {
+        let c = tempfile::tempdir().unwrap();
+        copy_dir(d.path(), c.path());
+        std::fs::write(seg(c.path(), 0), &data[..cut as usize]).unwrap();
+        std::fs::write(c.path().join("checkpoint"), &good_cp.note).unwrap();
+        let log = AuditLog::open(config(c.path(), 1 << 20), signer()).unwrap();
+        let events: Vec<_> = log.replay().map(Result::unwrap).map(|(_, e)| e).collect();
+        if cut == full_len {
+            assert_eq!(events.len(), 12);
+            assert_eq!(events[10..], pair[..]);
+        } else {
+            assert_eq!(
+                events.len(),
+                10,
+                "cut at byte {cut} of {full_len} kept part of the pair"
+            );
+        }
+        log.shutdown().await;
+    }
+}
+
 #[test]
 fn a_new_segment_torn_before_its_first_checkpoint_is_removed() {
     let d = tempfile::tempdir().unwrap();

@@ -17,8 +17,10 @@ use super::store::{Active, Opened, SegmentHandle, Shared, write_checkpoint_file}
 
 /// What the writer thread is asked to do.
 pub(super) enum Request {
+    /// Events that are committed together, in this order, at contiguous indices, under
+    /// one checkpoint: all of them or none (the reply is the first one's index).
     Append {
-        leaf: Vec<u8>,
+        leaves: Vec<Vec<u8>>,
         reply: oneshot::Sender<Result<LeafIndex, AuditError>>,
     },
     Shutdown {
@@ -93,17 +95,27 @@ pub(crate) fn run(
     };
     let max_batch = w.config.max_batch.max(1);
     let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
-    let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
+    // One reply per request, with how many of `leaves` it brought.
+    let mut replies: Vec<(Reply, usize)> = Vec::with_capacity(max_batch);
     // How many callers the next batch can expect: those just answered (they usually come
     // straight back) plus those already queued. See GATHER_WAIT.
     let mut expected = 0usize;
+    let take = |leaves: &mut Vec<Vec<u8>>,
+                replies: &mut Vec<(Reply, usize)>,
+                mut more: Vec<Vec<u8>>,
+                reply| {
+        replies.push((reply, more.len()));
+        leaves.append(&mut more);
+    };
     loop {
         let mut shutdown = None;
         match rx.blocking_recv() {
             None => break,
-            Some(Request::Append { leaf, reply }) => {
-                leaves.push(leaf);
-                replies.push(reply);
+            Some(Request::Append {
+                leaves: more,
+                reply,
+            }) => {
+                take(&mut leaves, &mut replies, more, reply);
             }
             Some(Request::Shutdown { reply }) => shutdown = Some(reply),
         }
@@ -111,13 +123,15 @@ pub(crate) fn run(
         let target = expected.clamp(1, max_batch);
         while shutdown.is_none() && leaves.len() < max_batch {
             match rx.try_recv() {
-                Ok(Request::Append { leaf, reply }) => {
-                    leaves.push(leaf);
-                    replies.push(reply);
+                Ok(Request::Append {
+                    leaves: more,
+                    reply,
+                }) => {
+                    take(&mut leaves, &mut replies, more, reply);
                 }
                 Ok(Request::Shutdown { reply }) => shutdown = Some(reply),
                 Err(mpsc::error::TryRecvError::Empty)
-                    if leaves.len() < target && Instant::now() < gather_until =>
+                    if replies.len() < target && Instant::now() < gather_until =>
                 {
                     // Let the tokio workers run the callers that are about to come back.
                     std::thread::yield_now();
@@ -125,7 +139,7 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        let answered = leaves.len();
+        let answered = replies.len();
         if !leaves.is_empty() {
             w.commit(&leaves, &mut replies);
             leaves.clear();
@@ -152,7 +166,7 @@ pub(crate) fn run(
 }
 
 impl Writer {
-    fn commit(&mut self, leaves: &[Vec<u8>], replies: &mut Vec<Reply>) {
+    fn commit(&mut self, leaves: &[Vec<u8>], replies: &mut Vec<(Reply, usize)>) {
         match self.try_commit(leaves) {
             Ok(c) => {
                 let first = c.first_index;
@@ -190,15 +204,17 @@ impl Writer {
                 if let Some(tx) = &self.checkpoint_file {
                     let _ = tx.send(note);
                 }
-                for (i, r) in replies.drain(..).enumerate() {
-                    let _ = r.send(Ok(first + i as u64));
+                let mut next = first;
+                for (r, n) in replies.drain(..) {
+                    let _ = r.send(Ok(next));
+                    next += n as u64;
                 }
             }
             Err(msg) => {
                 tracing::error!(error = %msg, events = leaves.len(),
                     "audit batch not written; callers told the log is unavailable");
                 self.shared.set_error(Some(msg.clone()));
-                for r in replies.drain(..) {
+                for (r, _) in replies.drain(..) {
                     let _ = r.send(Err(AuditError::Unavailable(msg.clone())));
                 }
             }

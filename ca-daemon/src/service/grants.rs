@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use breakglass_proto::audit::event::GrantIssued;
+use breakglass_proto::audit::event::{GrantIssued, RequestCreated};
 use breakglass_proto::audit::{Actor, Event, EventKind, RequestId};
 use breakglass_proto::profile::EXT_SESSION_RECORDING;
 use breakglass_proto::v1::RequestCertificateResponse;
@@ -30,16 +30,12 @@ enum Signing {
 
 impl Service {
     /// Signs and records the certificate of a pending request, from what its
-    /// `RequestCreated` event recorded. Callers hold the transition lock,
-    /// except for a request just created with no approvals needed.
+    /// `RequestCreated` event recorded. Callers hold the transition lock.
     pub(super) async fn issue(
         &self,
         id: RequestId,
         actor: Actor,
     ) -> Result<RequestCertificateResponse, Error> {
-        // The one place a certificate is signed: nothing is issued from a log found rolled
-        // back or forked until an administrator acknowledges it.
-        self.check_not_halted()?;
         let (created, approvers) = {
             let st = self.state();
             let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
@@ -50,8 +46,65 @@ impl Service {
         };
         let key = PublicKey::from_openssh(&created.public_key)
             .map_err(|e| Error::Internal(format!("recorded public key: {e}")))?;
+        let (t, at) = now();
+        let (grant, signed) = self.sign_grant(id, &created, &key, approvers, t)?;
+        // The certificate leaves the daemon only after its grant is durable in
+        // the audit log; if the log cannot be written, nothing is issued.
+        let index = self
+            .record(Event::new(
+                at,
+                actor.clone(),
+                EventKind::GrantIssued(Box::new(grant.clone())),
+            ))
+            .await?;
+        self.issued(&created, &grant, &signed, index, &actor)
+    }
+
+    /// Creates and issues at once a request that needs no approval: signed first, then
+    /// its `RequestCreated` and `GrantIssued` recorded as one unit (one write, one
+    /// checkpoint; after a crash the log holds both or neither), so the certificate waits
+    /// for one durable commit, not two.
+    pub(super) async fn create_issued(
+        &self,
+        created: RequestCreated,
+        key: &PublicKey,
+        actor: Actor,
+    ) -> Result<RequestCertificateResponse, Error> {
+        let (t, at) = now();
+        let id = created.request_id;
+        let (grant, signed) = self.sign_grant(id, &created, key, Vec::new(), t)?;
+        let first = self
+            .record_all(&[
+                Event::new(
+                    at,
+                    actor.clone(),
+                    EventKind::RequestCreated(created.clone()),
+                ),
+                Event::new(
+                    at,
+                    actor.clone(),
+                    EventKind::GrantIssued(Box::new(grant.clone())),
+                ),
+            ])
+            .await?;
+        self.issued(&created, &grant, &signed, first + 1, &actor)
+    }
+
+    /// Signs the certificate of request `id` as `created` describes it, for `key`: the
+    /// grant to record (serial, key id and validity from the signing) and the certificate.
+    fn sign_grant(
+        &self,
+        id: RequestId,
+        created: &RequestCreated,
+        key: &PublicKey,
+        approvers: Vec<String>,
+        t: SystemTime,
+    ) -> Result<(GrantIssued, Issued), Error> {
+        // The one place a certificate is signed: nothing is issued from a log found rolled
+        // back or forked until an administrator acknowledges it.
+        self.check_not_halted()?;
         // Revoked while the request waited for approvals.
-        self.refuse_revoked_key(&key)?;
+        self.refuse_revoked_key(key)?;
         let mut extensions = created.extensions.clone();
         if self
             .policy
@@ -60,9 +113,6 @@ impl Service {
         {
             extensions.push(EXT_SESSION_RECORDING.to_owned());
         }
-        let emergency = created.emergency && created.approvals_required == 0;
-        let (t, at) = now();
-        // Serial, key id and validity come from the signing.
         let mut grant = GrantIssued {
             request_id: id,
             grant_id: CertificateAuthority::new_grant_id(),
@@ -81,24 +131,29 @@ impl Service {
             approvers,
             rule: created.rule.clone(),
             tier: created.tier.clone(),
-            emergency,
+            emergency: created.emergency && created.approvals_required == 0,
         };
         let ttl = Duration::from_secs(created.ttl_seconds);
-        let issued = self.sign(&grant, &key, Signing::New { now: t, ttl })?;
+        let issued = self.sign(&grant, key, Signing::New { now: t, ttl })?;
         grant.serial = issued.serial;
         grant.key_id.clone_from(&issued.key_id);
         grant.valid_after = issued.valid_after;
         grant.valid_before = issued.valid_before;
-        // The certificate leaves the daemon only after its grant is durable in
-        // the audit log; if the log cannot be written, nothing is issued.
-        let index = self
-            .record(Event::new(
-                at,
-                actor.clone(),
-                EventKind::GrantIssued(Box::new(grant.clone())),
-            ))
-            .await?;
-        let certificate = issued
+        Ok((grant, issued))
+    }
+
+    /// What follows a grant made durable at `index`: the log line, the certificate kept
+    /// for `Fetch` and watchers, and the notice. Returns the answer.
+    fn issued(
+        &self,
+        created: &RequestCreated,
+        grant: &GrantIssued,
+        signed: &Issued,
+        index: u64,
+        actor: &Actor,
+    ) -> Result<RequestCertificateResponse, Error> {
+        let id = grant.request_id;
+        let certificate = signed
             .certificate
             .to_openssh()
             .map_err(|e| Error::Internal(format!("encoding certificate: {e}")))?;
@@ -114,24 +169,24 @@ impl Service {
             rule = %grant.rule,
             tier = %grant.tier,
             approvers = ?grant.approvers,
-            emergency,
+            emergency = grant.emergency,
             reason = %created.reason,
             audit_index = index,
             "certificate issued"
         );
-        let response = response(&grant, certificate);
+        let response = response(grant, certificate);
         {
             let mut kept = self.issued.lock().unwrap_or_else(|p| p.into_inner());
             if kept.len() >= MAX_KEPT_CERTIFICATES {
                 // Drop what has expired; certificates are minutes long.
-                let now_s = secs(at);
+                let now_s = secs(now().1);
                 kept.retain(|_, c| c.valid_before > now_s);
             }
             kept.insert(id, response.clone());
         }
         // Woken watchers find the certificate now that it is kept.
         self.changes.send_modify(|n| *n += 1);
-        let kind = if emergency {
+        let kind = if grant.emergency {
             NoticeKind::Emergency
         } else {
             NoticeKind::Issued
@@ -143,7 +198,7 @@ impl Service {
                 .tier(&grant.tier)
                 .is_some_and(|t| !t.webhooks.is_empty());
         if wanted {
-            self.notify_request(id, kind, &actor, Some(grant.grant_id), None);
+            self.notify_request(id, kind, actor, Some(grant.grant_id), None);
         }
         Ok(response)
     }

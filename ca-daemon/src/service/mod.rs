@@ -187,6 +187,24 @@ impl Service {
         Ok(index)
     }
 
+    /// Appends `events` as one unit ([`AuditLog::append_all`]: one write, one checkpoint,
+    /// all or none after a crash) and applies them in order once durable. Returns the
+    /// first one's index.
+    pub(crate) async fn record_all(&self, events: &[Event]) -> Result<u64, Error> {
+        let first = self.audit.append_all(events).await.map_err(|e| {
+            tracing::error!(error = %e, "audit log append failed");
+            Error::AuditUnavailable(e)
+        })?;
+        {
+            let mut st = self.state();
+            for (i, event) in (first..).zip(events) {
+                st.apply(i, event);
+            }
+        }
+        self.changes.send_modify(|n| *n += 1);
+        Ok(first)
+    }
+
     /// Why no certificate may be issued now: a host showed a checkpoint of this log that the
     /// log does not extend (rolled back or forked) and no administrator acknowledged it yet
     /// (`crate::witness`). `None` when issuance may go on.
