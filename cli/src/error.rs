@@ -24,12 +24,13 @@ impl ExitStatus {
         name: "OK",
         meaning: "success",
     };
-    /// A break-glass drill failed.
-    pub const DRILL_FAILED: Self = Self {
+    /// A check answered no: a drill failed, or `ssh-check` found no covering certificate.
+    pub const CHECK_FAILED: Self = Self {
         code: 1,
-        name: "DRILL_FAILED",
-        meaning: "`breakglass drill` failed: the failed step and what to check were printed; \
-                  the failure is in the audit log and was alerted",
+        name: "CHECK_FAILED",
+        meaning: "a check answered no: `breakglass drill` failed (the failed step and what to \
+                  check were printed; the failure is in the audit log and was alerted), or \
+                  `ssh-check` found no certificate that covers the login",
     };
     /// The command line is wrong.
     pub const USAGE: Self = Self {
@@ -116,10 +117,16 @@ impl ExitStatus {
     };
 }
 
+/// What the exit-status table does not cover: `breakglass ssh` becomes ssh.
+pub const EXIT_STATUS_NOTE: &str = "The same codes for every command, and the message on \
+     standard error says what happened and what to do; except that `breakglass ssh`, once it \
+     has a certificate, becomes ssh: its exit status is then ssh's (the remote command's, or \
+     255 when ssh fails).";
+
 /// Every exit status of `breakglass`, by code: the one table.
 pub const EXIT_STATUSES: [ExitStatus; 12] = [
     ExitStatus::OK,
-    ExitStatus::DRILL_FAILED,
+    ExitStatus::CHECK_FAILED,
     ExitStatus::USAGE,
     ExitStatus::DATA,
     ExitStatus::NOT_FOUND,
@@ -205,7 +212,7 @@ impl CliError {
             CliError::Denied(_) | CliError::Refused(_) => ExitStatus::REFUSED,
             CliError::NotIssued(_) => ExitStatus::TEMP_FAIL,
             CliError::Misconfigured(_) | CliError::Config(_) => ExitStatus::CONFIG,
-            CliError::DrillFailed(_) => ExitStatus::DRILL_FAILED,
+            CliError::DrillFailed(_) => ExitStatus::CHECK_FAILED,
             CliError::Permission(_) => ExitStatus::NO_PERM,
             CliError::Rpc { code, .. } => match code {
                 Code::NotFound => ExitStatus::NOT_FOUND,

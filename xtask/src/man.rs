@@ -506,8 +506,7 @@ const DEBIAN_STACK: &[&str] = &[
 pub fn exit_status_section(r: &mut Roff) {
     r.control("SH", ["EXIT STATUS"]);
     r.text([roman(
-        "The same codes for every command; the message on standard error says what \
-         happened and what to do.",
+        breakglass_cli::error::EXIT_STATUS_NOTE.replace('`', ""),
     )]);
     for e in breakglass_cli::error::EXIT_STATUSES {
         r.control("TP", []);

@@ -6,11 +6,14 @@
 pub const EXIT_STATUS_MARKERS: (&str, &str) =
     ("<!-- exit-status:begin -->", "<!-- exit-status:end -->");
 
-/// The exit-status table of `breakglass` (markdown), from the CLI's one table
-/// ([`breakglass_cli::error::EXIT_STATUSES`]).
+/// The exit-status table of `breakglass` (markdown) and its note, from the CLI's one
+/// table ([`breakglass_cli::error::EXIT_STATUSES`]).
 #[must_use]
 pub fn exit_status_table() -> String {
-    let mut out = String::from("| exit | name | meaning |\n|---|---|---|\n");
+    let mut out = format!(
+        "{}\n\n| exit | name | meaning |\n|---|---|---|\n",
+        breakglass_cli::error::EXIT_STATUS_NOTE
+    );
     for e in breakglass_cli::error::EXIT_STATUSES {
         out.push_str(&format!("| {} | `{}` | {} |\n", e.code, e.name, e.meaning));
     }
