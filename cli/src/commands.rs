@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::{
-    GetCaPublicKeysRequest, RequestCertificateRequest, RequestCertificateResponse, WhoAmIRequest,
+    CaPublicKey, GetCaPublicKeysRequest, RequestCertificateRequest, RequestCertificateResponse,
+    WhoAmIRequest, WhoAmIResponse,
 };
 
 use crate::connect::{self, Answer};
@@ -202,6 +203,18 @@ pub async fn request(target: &Target, args: &RequestArgs) -> Result<RequestOutco
     save_certificate(paths, response, args.add_to_agent.as_deref())
 }
 
+/// The ssh-agent socket for `--add-to-agent` (`None` without the flag), checked before
+/// asking, so that a missing agent does not waste a grant.
+pub fn agent_socket(add_to_agent: bool) -> Result<Option<PathBuf>, CliError> {
+    match (add_to_agent, std::env::var_os("SSH_AUTH_SOCK")) {
+        (false, _) => Ok(None),
+        (true, Some(sock)) => Ok(Some(PathBuf::from(sock))),
+        (true, None) => Err(CliError::Usage(
+            "--add-to-agent: no ssh-agent is running (SSH_AUTH_SOCK is not set); start one with `eval $(ssh-agent)` or drop the flag".into(),
+        )),
+    }
+}
+
 /// Seconds from now until `valid_before` (Unix seconds), at least 1.
 pub fn remaining(valid_before: i64) -> u64 {
     let now = SystemTime::now()
@@ -283,19 +296,29 @@ pub fn describe(outcome: &RequestOutcome, first_host: &str) -> String {
 
 /// Fetches the CA public keys, one OpenSSH line each (signing key first).
 pub async fn ca_keys(target: &Target) -> Result<Vec<String>, CliError> {
-    let mut client = connect::client(target)?;
-    let keys = client
-        .get_ca_public_keys(GetCaPublicKeysRequest {})
-        .await
-        .answer(target)?
-        .keys;
+    let keys = ca_public_keys(target).await?;
     Ok(keys.into_iter().map(|k| k.public_key).collect())
 }
 
-/// Asks the daemon who we are.
-pub async fn whoami(target: &Target) -> Result<String, CliError> {
+/// Fetches the CA public keys with their fingerprints (signing key first).
+pub async fn ca_public_keys(target: &Target) -> Result<Vec<CaPublicKey>, CliError> {
     let mut client = connect::client(target)?;
-    let r = client.who_am_i(WhoAmIRequest {}).await.answer(target)?;
+    Ok(client
+        .get_ca_public_keys(GetCaPublicKeysRequest {})
+        .await
+        .answer(target)?
+        .keys)
+}
+
+/// Asks the daemon who we are.
+pub async fn who_am_i(target: &Target) -> Result<WhoAmIResponse, CliError> {
+    let mut client = connect::client(target)?;
+    client.who_am_i(WhoAmIRequest {}).await.answer(target)
+}
+
+/// Asks the daemon who we are, as `whoami` prints it.
+pub async fn whoami(target: &Target) -> Result<String, CliError> {
+    let r = who_am_i(target).await?;
     Ok(format!(
         "{} (via {}; groups: {})",
         esc(&r.identity),

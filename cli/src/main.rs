@@ -24,7 +24,12 @@ fn main() {
             std::process::exit(ExitStatus::SOFTWARE.code);
         }
     };
-    if let Err(e) = rt.block_on(breakglass_cli::cli::run(cli)) {
+    let result = if cli.output.is_json() {
+        rt.block_on(breakglass_cli::output::run::run(cli))
+    } else {
+        rt.block_on(breakglass_cli::cli::run(cli))
+    };
+    if let Err(e) = result {
         eprintln!("breakglass: {e}");
         std::process::exit(e.exit_code());
     }

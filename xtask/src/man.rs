@@ -12,6 +12,8 @@ use breakglass_proto::pam_options::{ModuleOption, OPTIONS};
 use clap::CommandFactory;
 use roff::{Roff, bold, italic, roman};
 
+mod json;
+
 /// The manual every page belongs to (the centre footer/header of `man`).
 pub const MANUAL: &str = "breakglass manual";
 
@@ -137,7 +139,7 @@ fn walk(
     // Rendering into a Vec cannot fail.
     if man.render(&mut buf).is_ok() {
         let mut roff = String::from_utf8_lossy(&buf).into_owned();
-        let mut extra = Roff::new();
+        let mut extra = json::section(name, section).unwrap_or_default();
         if section == "1" {
             exit_status_section(&mut extra);
         }
