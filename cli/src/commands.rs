@@ -71,9 +71,40 @@ pub fn read_public_key(public_key: Option<&Path>) -> Result<(KeyPaths, String), 
         None => default_public_key()?,
     };
     let paths = KeyPaths::from_public(&public);
-    let text = std::fs::read_to_string(&paths.public)
-        .map_err(|e| CliError::Usage(format!("public key {}: {e}", paths.public.display())))?;
+    let text = public_key_line(&paths.public)?;
     Ok((paths, text))
+}
+
+/// The OpenSSH public key line in the file at `path`, checked before it is sent: a
+/// private key (OpenSSH or PEM) is refused here and never leaves this machine.
+pub fn public_key_line(path: &Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::Usage(format!("public key {}: {e}", path.display())))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let line = text.trim();
+    if line.contains("PRIVATE KEY-----") {
+        let shown = path.display();
+        let public = format!("{}.pub", shown.to_string().trim_end_matches(".pub"));
+        let hint = if Path::new(&public).exists() {
+            format!("pass the .pub file ({public})")
+        } else {
+            format!(
+                "pass the .pub file (make one with `ssh-keygen -y -f {shown} > {public}` if it \
+                 is missing)"
+            )
+        };
+        return Err(CliError::Data(format!(
+            "public key {shown}: this is a private key; {hint}. Nothing was sent"
+        )));
+    }
+    match ssh_key::PublicKey::from_openssh(line) {
+        Ok(_) => Ok(line.to_owned()),
+        Err(e) => Err(CliError::Data(format!(
+            "public key {}: not an OpenSSH public key line ({e}); pass the .pub file of your \
+             SSH key (one line: `ssh-ed25519 AAAA… comment`), e.g. ~/.ssh/id_ed25519.pub",
+            path.display()
+        ))),
+    }
 }
 
 /// The wire request for `args`.

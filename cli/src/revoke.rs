@@ -67,10 +67,7 @@ impl RevokeCmd {
         } else if let Some(r) = &self.requester {
             Selector::Requester(r.clone())
         } else if let Some(p) = &self.public_key {
-            Selector::PublicKey(
-                std::fs::read_to_string(p)
-                    .map_err(|e| CliError::Usage(format!("public key {}: {e}", p.display())))?,
-            )
+            Selector::PublicKey(crate::commands::public_key_line(p)?)
         } else {
             return Err(CliError::Usage(
                 "say which grants: --grant, --serial, --requester or --public-key".into(),
