@@ -248,4 +248,49 @@ mod tests {
             vec!["server.listen", "audit.dir"]
         );
     }
+
+    #[test]
+    fn every_setting_named_as_needing_a_restart_is_a_key_of_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let running = dev_config(tmp.path());
+        let mut new = running.clone();
+        // Change everything needs_restart compares, so that it names every setting.
+        new.server.listen = "127.0.0.1:1".parse().unwrap();
+        new.server.admin_socket = None;
+        new.server.tls_cert = "x".into();
+        new.server.tls_key = "x".into();
+        new.server.client_ca = "x".into();
+        new.server.handshake_timeout *= 2;
+        new.server.max_connections = Some(7);
+        new.server.max_handshakes += 1;
+        new.server.max_handshakes_per_source += 1;
+        new.server.shutdown_grace *= 2;
+        new.ca.signing_key = "x".into();
+        new.ca.extra_public_keys = vec!["x".into()];
+        new.ca.backdate *= 2;
+        new.audit.dir = "x".into();
+        new.audit.key = "x".into();
+        new.audit.origin = "x".into();
+        new.audit.segment_max_bytes += 1;
+        new.audit.max_batch += 1;
+        new.audit.reader_groups = vec![];
+        new.audit.syslog_socket = "x".into();
+        new.revocation.admin_groups = vec!["x".into()];
+        new.notifications.queue += 1;
+        new.notifications.syslog = !new.notifications.syslog;
+        new.notifications.ca_bundle = "x".into();
+        let named = needs_restart(&running, &new);
+        assert_eq!(named.len(), 24, "{named:?}");
+        for names in named {
+            for name in names.split(", ") {
+                let (section, key) = name.split_once('.').unwrap();
+                assert!(
+                    crate::config::keys::KEYS
+                        .iter()
+                        .any(|k| k.section == section && k.name == key),
+                    "{name} is not a key of breakglass-ca.toml(5)"
+                );
+            }
+        }
+    }
 }

@@ -67,6 +67,12 @@ fn approved_by(info: &RequestInfo) -> String {
 
 /// One line about a waiting request: who must approve, who did, time left.
 pub fn progress_line(info: &RequestInfo) -> String {
+    progress_line_at(info, info.seconds_left)
+}
+
+/// [`progress_line`] with `seconds_left` in place of the time left the daemon last sent
+/// (the live wait counts down between updates).
+pub fn progress_line_at(info: &RequestInfo, seconds_left: i64) -> String {
     match state_of(info) {
         RequestState::Pending => format!(
             "{id} pending: tier {tier} needs {n} approval(s) from {groups}; approved by {who} ({got}/{n}); {left} left",
@@ -80,7 +86,7 @@ pub fn progress_line(info: &RequestInfo) -> String {
             },
             who = approved_by(info),
             got = info.approvals.len(),
-            left = humantime::format_duration(Duration::from_secs(info.seconds_left.max(0) as u64)),
+            left = humantime::format_duration(Duration::from_secs(seconds_left.max(0) as u64)),
         ),
         RequestState::Approved => format!(
             "{} approved by {}; issuing",
@@ -125,7 +131,6 @@ pub async fn request_live(
     mut on_update: impl FnMut(&RequestInfo),
 ) -> Result<RequestResult, CliError> {
     let (paths, public_key) = commands::read_public_key(args.public_key.as_deref())?;
-    let shown = target.shown();
     let mut client = connect::client(target)?;
     let created = client
         .create_request(commands::wire_request(args, public_key, mode.emergency))
@@ -163,7 +168,7 @@ pub async fn request_live(
                 }
             }
             Ok(None) => return Err(final_error(&last)),
-            Err(s) => return Err(CliError::from_status(s, &shown)),
+            Err(s) => return Err(connect::failure(target, s)),
         }
     }
 }

@@ -12,6 +12,8 @@ use breakglass_proto::pam_options::{ModuleOption, OPTIONS};
 use clap::CommandFactory;
 use roff::{Roff, bold, italic, roman};
 
+mod json;
+
 /// The manual every page belongs to (the centre footer/header of `man`).
 pub const MANUAL: &str = "breakglass manual";
 
@@ -66,16 +68,23 @@ pub fn render_all() -> Vec<Page> {
     pages.extend(clap_pages(
         breakglass_ca_command(),
         "8",
-        &["breakglass(1)", "pam_breakglass(8)", "sshd_config(5)"],
+        &[
+            "breakglass(1)",
+            "breakglass-ca.toml(5)",
+            "breakglass-ca-keys(1)",
+            "pam_breakglass(8)",
+            "sshd_config(5)",
+        ],
     ));
     pages.push(pam_page());
+    pages.push(crate::man_sections::config_page());
     pages.sort_by(|a, b| a.file.cmp(&b.file));
     pages
 }
 
 /// Writes every page into `dir` (created if missing) and removes pages of ours that a
 /// previous run left there but that no longer exist (a removed subcommand), so that
-/// installing `dir/*.1 dir/*.8` installs exactly the current set.
+/// installing `dir/*.1 dir/*.5 dir/*.8` installs exactly the current set.
 pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let pages = render_all();
@@ -84,7 +93,7 @@ pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let ours = (name.starts_with("breakglass") || name.starts_with("pam_breakglass"))
-            && (name.ends_with(".1") || name.ends_with(".8"));
+            && (name.ends_with(".1") || name.ends_with(".5") || name.ends_with(".8"));
         if ours && !pages.iter().any(|p| p.file == name) {
             std::fs::remove_file(entry.path())?;
         }
@@ -137,7 +146,11 @@ fn walk(
     // Rendering into a Vec cannot fail.
     if man.render(&mut buf).is_ok() {
         let mut roff = String::from_utf8_lossy(&buf).into_owned();
-        let mut extra = Roff::new();
+        roff.push_str(&crate::man_sections::sections(cmd, section));
+        let mut extra = json::section(name, section).unwrap_or_default();
+        if section == "1" {
+            exit_status_section(&mut extra);
+        }
         extra.control("SH", ["SEE ALSO"]);
         extra.text(see_also_inlines(&see_also));
         roff.push_str(&without_preamble(&extra.render()));
@@ -169,7 +182,7 @@ fn is_parent_ref(r: &str, name: &str, section: &str) -> bool {
         .is_some_and(|stem| name.starts_with(&format!("{stem}-")))
 }
 
-fn see_also_inlines(refs: &[impl AsRef<str>]) -> Vec<roff::Inline> {
+pub(crate) fn see_also_inlines(refs: &[impl AsRef<str>]) -> Vec<roff::Inline> {
     let mut line = Vec::new();
     for (i, r) in refs.iter().enumerate() {
         let r = r.as_ref();
@@ -189,7 +202,7 @@ fn see_also_inlines(refs: &[impl AsRef<str>]) -> Vec<roff::Inline> {
 
 /// `Roff::render` starts with the definition of the apostrophe string; a page needs it
 /// once, at the top.
-fn without_preamble(rendered: &str) -> String {
+pub(crate) fn without_preamble(rendered: &str) -> String {
     let mut out = String::new();
     let mut in_preamble = true;
     for line in rendered.lines() {
@@ -497,3 +510,17 @@ const DEBIAN_STACK: &[&str] = &[
     "session    required     pam_env.so user_readenv=1 envfile=/etc/default/locale",
     "session [success=ok ignore=ignore module_unknown=ignore default=bad] pam_selinux.so open",
 ];
+
+/// The EXIT STATUS section of the `breakglass` pages, from the CLI's one table
+/// ([`breakglass_cli::error::EXIT_STATUSES`]).
+pub fn exit_status_section(r: &mut Roff) {
+    r.control("SH", ["EXIT STATUS"]);
+    r.text([roman(
+        breakglass_cli::error::EXIT_STATUS_NOTE.replace('`', ""),
+    )]);
+    for e in breakglass_cli::error::EXIT_STATUSES {
+        r.control("TP", []);
+        r.text([bold(e.code.to_string()), roman(format!(" ({})", e.name))]);
+        r.text([roman(e.meaning.replace('`', ""))]);
+    }
+}

@@ -53,7 +53,10 @@ fn page<'a>(pages: &'a [Page], file: &str) -> &'a Page {
 fn every_command_and_subcommand_has_a_page_and_nothing_else_does() {
     let pages = man::render_all();
     let produced: BTreeSet<&str> = pages.iter().map(|p| p.file.as_str()).collect();
-    let mut expected = BTreeSet::from(["pam_breakglass.8".to_owned()]);
+    let mut expected = BTreeSet::from([
+        "pam_breakglass.8".to_owned(),
+        "breakglass-ca.toml.5".to_owned(),
+    ]);
     for (root, section) in programs() {
         for path in command_paths(&root) {
             expected.insert(page_file(&root, &path, section));
@@ -316,6 +319,44 @@ fn groff_renders_every_page_without_warnings() {
             out.status.success() && stderr.trim().is_empty(),
             "{}: {stderr}",
             path.display()
+        );
+    }
+}
+
+#[test]
+fn every_json_schema_is_documented_in_its_commands_page_and_only_there() {
+    use breakglass_cli::output::schema::SCHEMAS;
+    let pages = man::render_all();
+    let root = man::breakglass_command();
+    for s in SCHEMAS {
+        // The schema names a real command.
+        let path: Vec<String> = s.command.split(' ').map(str::to_owned).collect();
+        assert!(
+            command_paths(&root).contains(&path),
+            "schema of {:?}: no such command",
+            s.command
+        );
+        let p = page(&pages, &format!("{}.1", s.page()));
+        let (_, section) = p
+            .roff
+            .split_once(".SH \"JSON OUTPUT\"")
+            .unwrap_or_else(|| panic!("{}: no JSON OUTPUT section", p.file));
+        let section = section.split("\n.SH").next().unwrap_or_default();
+        for (field, _, _) in s.rows() {
+            assert!(
+                section.contains(&format!("\\fB{}\\fR", field.replace('-', "\\-"))),
+                "{}: field {field} missing from JSON OUTPUT",
+                p.file
+            );
+        }
+    }
+    let with_json: BTreeSet<String> = SCHEMAS.iter().map(|s| format!("{}.1", s.page())).collect();
+    for p in &pages {
+        assert_eq!(
+            p.roff.contains(".SH \"JSON OUTPUT\""),
+            with_json.contains(&p.file),
+            "{}: a JSON OUTPUT section only where a schema is",
+            p.file
         );
     }
 }
