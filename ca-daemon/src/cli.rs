@@ -39,6 +39,11 @@ pub enum Command {
         /// Use (and, when absent, first create) the dev setup in DIR
         #[arg(long, value_name = "DIR")]
         dev: Option<PathBuf>,
+        /// Format of the log lines on stderr, one event per line: text, or one JSON
+        /// object per line (overrides [log] format in the configuration; default text).
+        /// Colours only when stderr is a terminal and NO_COLOR is unset.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        log_format: Option<crate::config::LogFormat>,
     },
     /// Check a configuration file and the files it names, then exit
     ///

@@ -1,0 +1,315 @@
+//! Metrics and probes for operators: what the daemon counts where things happen
+//! ([`Metrics`], updated at the few choke points: [`Service::record`], refusals, issuance,
+//! the revocation stream, host records), what it reads from its state at each scrape
+//! ([`Exporter`]), whether it can serve ([`readiness`]), and the plain-HTTP listener that
+//! serves all three ([`listener`]: `/metrics`, `/healthz`, `/readyz`).
+//!
+//! Labels carry only bounded, configured values (tier names, fixed outcomes): never an
+//! identity, a host or a reason (cardinality and privacy).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use breakglass_proto::audit::{Event, EventKind};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::service::Service;
+
+pub mod listener;
+
+/// What became of a certificate request (the `outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A certificate was issued (at once, or after its approvals).
+    Issued,
+    /// The request was recorded and waits for approval.
+    Pending,
+    /// Policy refused it.
+    Refused,
+    /// The audit log did not take its event: nothing was issued or recorded.
+    Error,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Issued => "issued",
+            Outcome::Pending => "pending",
+            Outcome::Refused => "refused",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tier: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// The tier label of a refusal that no tier concerns.
+const NO_TIER: &str = "none";
+
+/// Counters and histograms updated where things happen. Cheap to update; the handles are
+/// shared with the [`Exporter`]'s registry.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    issuance_seconds: Histogram,
+    host_records: Family<ResultLabel, Counter>,
+    revocation_streams: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            // 1 ms .. ~16 s: a signature and one fdatasync, up to a struggling disk.
+            issuance_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            host_records: Family::default(),
+            revocation_streams: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one request of `tier` (`None`: refused before any tier applied) ending so.
+    pub fn request(&self, tier: Option<&str>, outcome: Outcome) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                tier: tier.unwrap_or(NO_TIER).to_owned(),
+                outcome: outcome.label(),
+            })
+            .inc();
+    }
+
+    /// Counts what `events` say of requests once the log took them (`recorded`) or refused
+    /// them: a `RequestCreated` that waits for approvals is pending, a `GrantIssued` issued;
+    /// either one refused by the log is an error (once per request: the `RequestCreated`
+    /// of a request issued at once is only counted through its grant).
+    pub fn recorded(&self, events: &[Event], recorded: bool) {
+        for event in events {
+            let (tier, outcome) = match &event.kind {
+                EventKind::RequestCreated(c) if c.approvals_required > 0 => {
+                    (&c.tier, Outcome::Pending)
+                }
+                EventKind::GrantIssued(g) => (&g.tier, Outcome::Issued),
+                _ => continue,
+            };
+            let outcome = if recorded { outcome } else { Outcome::Error };
+            self.request(Some(tier), outcome);
+        }
+    }
+
+    /// Records how long issuing one certificate took (signing and its durable record).
+    pub fn issued_in(&self, took: Duration) {
+        self.issuance_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts host records received in one call, by what became of them
+    /// (`appended`, `duplicate`, `rejected`).
+    pub fn host_record(&self, result: &'static str) {
+        self.host_records
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Counts a revocation stream as connected until the returned guard is dropped.
+    #[must_use]
+    pub fn stream_connected(&self) -> StreamGuard {
+        self.revocation_streams.inc();
+        StreamGuard(self.revocation_streams.clone())
+    }
+}
+
+/// A connected revocation stream; dropping it counts the stream as gone.
+#[derive(Debug)]
+pub struct StreamGuard(Gauge);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The metrics registry of one daemon, in the Prometheus/OpenMetrics text format.
+#[derive(Debug)]
+pub struct Exporter {
+    registry: Registry,
+}
+
+impl Exporter {
+    /// The registry over `service`: its counters, the audit log's commit measurements, and
+    /// what is read from the state at each scrape.
+    #[must_use]
+    pub fn new(service: Arc<Service>) -> Self {
+        let mut registry = Registry::with_prefix("breakglass");
+        let m = service.metrics();
+        registry.register(
+            "requests",
+            "Certificate requests by tier and outcome (issued, pending, refused, error)",
+            m.requests.clone(),
+        );
+        registry.register(
+            "issuance_duration_seconds",
+            "Time to issue one certificate: signing and its durable audit record",
+            m.issuance_seconds.clone(),
+        );
+        registry.register(
+            "host_records",
+            "Host session records received, by result (appended, duplicate, rejected)",
+            m.host_records.clone(),
+        );
+        registry.register(
+            "revocation_streams",
+            "Revocation streams (watch-revocations) connected now",
+            m.revocation_streams.clone(),
+        );
+        let stats = service.audit.commit_stats();
+        registry.register(
+            "audit_commit_duration_seconds",
+            "Time of one audit log commit: one write, one fdatasync, one signed checkpoint",
+            stats.commit_seconds.clone(),
+        );
+        registry.register(
+            "audit_batch_events",
+            "Events per audit log commit (group commit size)",
+            stats.batch_events.clone(),
+        );
+        registry.register_collector(Box::new(Live(service)));
+        Self { registry }
+    }
+
+    /// The current values, as the `/metrics` body.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// What is read from the daemon's state at each scrape.
+#[derive(Debug)]
+struct Live(Arc<Service>);
+
+fn gauge<T>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: T,
+) -> Result<(), std::fmt::Error>
+where
+    ConstGauge<T>: EncodeMetric,
+{
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let svc = &self.0;
+        let now = SystemTime::now();
+        let unix = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (pending, live, krl_version) = {
+            let st = svc.state();
+            let live = st
+                .grants
+                .values()
+                .filter(|g| g.revoked.is_none() && g.issued.valid_before > unix)
+                .count();
+            (st.pending.len(), live, st.krl_version)
+        };
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        gauge(
+            &mut encoder,
+            "requests_pending",
+            "Requests waiting for approval",
+            count(pending),
+        )?;
+        gauge(
+            &mut encoder,
+            "grants_live",
+            "Grants neither expired nor revoked",
+            count(live),
+        )?;
+        gauge(
+            &mut encoder,
+            "krl_version",
+            "Version of the latest published key revocation list",
+            i64::try_from(krl_version).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut encoder,
+            "audit_log_entries",
+            "Durable events in the audit log (its tree size)",
+            i64::try_from(svc.audit.size()).unwrap_or(i64::MAX),
+        )?;
+        // An empty log has no checkpoint to age: the series is left out.
+        if let Some(age) = svc.audit.commit_stats().last_checkpoint_age(now) {
+            gauge(
+                &mut encoder,
+                "audit_last_checkpoint_age_seconds",
+                "Seconds since the newest durable checkpoint was written",
+                age.as_secs_f64(),
+            )?;
+        }
+        let counters = svc.notifier().counters();
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let (delivered, given_up, dropped, failed_attempts) = (
+            read(&counters.delivered),
+            read(&counters.given_up),
+            read(&counters.dropped),
+            read(&counters.failed_attempts),
+        );
+        let deliveries = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "webhook_deliveries",
+            "Webhook notices by result: delivered, failed (given up after the retries), \
+             dropped (queue full)",
+            None,
+            deliveries.metric_type(),
+        )?;
+        for (result, n) in [
+            ("delivered", delivered),
+            ("failed", given_up),
+            ("dropped", dropped),
+        ] {
+            ConstCounter::new(n).encode(family.encode_family(&ResultLabel { result })?)?;
+        }
+        let retries = ConstCounter::new(failed_attempts.saturating_sub(given_up));
+        retries.encode(encoder.encode_descriptor(
+            "webhook_retries",
+            "Webhook POST attempts that failed and were tried again",
+            None,
+            retries.metric_type(),
+        )?)
+    }
+}
+
+/// Why the daemon cannot serve now (each reason one line), or `Ok` when it can: the audit
+/// log takes writes (its writer runs and its directory takes a synced write) and issuance
+/// is not halted by a log fork. The CA key is loaded before the daemon binds anything, so
+/// a serving daemon always has its signer.
+///
+/// Blocking (the probe writes and syncs a small file): call it off the async workers.
+pub fn readiness(service: &Service) -> Result<(), Vec<String>> {
+    let mut why = Vec::new();
+    if let Some(e) = service.audit.unwritable() {
+        why.push(e);
+    }
+    if let Some(halt) = service.halted() {
+        why.push(crate::error::Error::Halted(halt).to_string());
+    }
+    if why.is_empty() { Ok(()) } else { Err(why) }
+}
