@@ -7,7 +7,7 @@
 //! | `Revocations/GetRevocationList`, `Revocations/WatchRevocations` | hosts and admins |
 //! | `Audit/*` | members of `[audit] reader_groups` |
 //! | `HostAgent/*` | hosts |
-//! | everything else | listed callers (the handlers then apply the policy) |
+//! | everything else | listed callers (the handlers then apply the policy; `ListMyGrants` lists the caller's own grants only) |
 //!
 //! - *Listed*: in `[[identities]]`, or a caller of the admin socket (mode 0600: only the
 //!   daemon's user and root can open it). An unlisted caller gets `PERMISSION_DENIED`
@@ -309,6 +309,8 @@ mod tests {
         assert_eq!(need(&format!("/{bg}/WhoAmI")), Need::Anyone);
         assert_eq!(need(&format!("/{bg}/RequestCertificate")), Need::Listed);
         assert_eq!(need(&format!("/{bg}/GetCaPublicKeys")), Need::Listed);
+        // Open to listed callers; the handler lists the caller's own grants only.
+        assert_eq!(need(&format!("/{bg}/ListMyGrants")), Need::Listed);
         assert_eq!(need(&format!("/{rev}/Revoke")), Need::Listed);
         assert_eq!(
             need(&format!("/{rev}/GetRevocationList")),

@@ -58,6 +58,8 @@ pub const METHODS: &[&str] = &[
     "/breakglass.v1.HostAgent/AppendHostRecords",
     "/breakglass.v1.Witness/WitnessCheckpoint",
     "/breakglass.v1.Witness/AcknowledgeLogFork",
+    // New methods go last: a fuzz seed names its method by index.
+    "/breakglass.v1.BreakGlass/ListMyGrants",
 ];
 
 /// A caller for every identity `config` names, as the interceptor attaches it: `unix:`
@@ -194,6 +196,7 @@ impl InProcess {
                 "WhoAmI" => unary(bg.who_am_i(request(caller, body)?).await),
                 "GetGrantSessions" => unary(bg.get_grant_sessions(request(caller, body)?).await),
                 "ReportDrill" => unary(bg.report_drill(request(caller, body)?).await),
+                "ListMyGrants" => unary(bg.list_my_grants(request(caller, body)?).await),
                 _ => Err(Status::unimplemented(format!("no method {method:?}"))),
             },
             Some("/breakglass.v1.Revocations") => match name {

@@ -125,7 +125,6 @@ pub async fn request_live(
     mut on_update: impl FnMut(&RequestInfo),
 ) -> Result<RequestResult, CliError> {
     let (paths, public_key) = commands::read_public_key(args.public_key.as_deref())?;
-    let shown = target.shown();
     let mut client = connect::client(target)?;
     let created = client
         .create_request(commands::wire_request(args, public_key, mode.emergency))
@@ -163,7 +162,7 @@ pub async fn request_live(
                 }
             }
             Ok(None) => return Err(final_error(&last)),
-            Err(s) => return Err(CliError::from_status(s, &shown)),
+            Err(s) => return Err(connect::failure(target, s)),
         }
     }
 }

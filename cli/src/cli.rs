@@ -19,6 +19,8 @@ pub struct Cli {
     pub conn: ConnArgs,
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub output: crate::flags::OutputArgs,
 }
 
 /// How to reach breakglass-ca. Flags win over environment variables, which
@@ -144,6 +146,9 @@ pub enum Command {
     /// of `breakglass config ssh`; local files only, no network
     #[command(hide = true)]
     SshCheck(crate::ssh_config::SshCheckCmd),
+    /// Show who you are, when your client certificate expires, your live grants (hosts,
+    /// accounts, command, time left) and your pending requests
+    Status,
 }
 
 /// `breakglass review`.
@@ -221,7 +226,8 @@ pub struct RequestCmd {
 }
 
 impl ConnArgs {
-    fn overrides(&self) -> Overrides {
+    /// The connection settings these flags give.
+    pub fn overrides(&self) -> Overrides {
         Overrides {
             config: self.config.clone(),
             server: self.server.clone(),
@@ -233,7 +239,8 @@ impl ConnArgs {
     }
 }
 
-/// Runs a parsed command line, printing results; returns the error to report.
+/// Runs a parsed command line, printing results as text (the binary runs
+/// [`crate::output::run::run`] instead when JSON is asked for); returns the error to report.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     // These resolve the client settings themselves (offline verification needs none).
     match cli.command {
@@ -248,16 +255,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Request(r) => {
             let first_host = r.hosts.first().cloned().unwrap_or_default();
-            // Checked before asking, so that a missing agent does not waste a grant.
-            let agent = match (r.add_to_agent, std::env::var_os("SSH_AUTH_SOCK")) {
-                (false, _) => None,
-                (true, Some(sock)) => Some(PathBuf::from(sock)),
-                (true, None) => {
-                    return Err(CliError::Usage(
-                        "--add-to-agent: no ssh-agent is running (SSH_AUTH_SOCK is not set); start one with `eval $(ssh-agent)` or drop the flag".into(),
-                    ));
-                }
-            };
+            let agent = commands::agent_socket(r.add_to_agent)?;
             let args = RequestArgs {
                 hosts: r.hosts,
                 principals: r.principals,
@@ -374,6 +372,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Whoami => println!("{}", commands::whoami(&target).await?),
         Command::Drill(d) => crate::drill::run(d, &target).await?,
         Command::Revoke(r) => print!("{}", crate::revoke::run(&target, &r).await?),
+        Command::Status => print!(
+            "{}",
+            crate::status::describe(&crate::status::status(&target).await?)
+        ),
         // Dispatched above, before the settings are resolved.
         Command::Audit(_) | Command::Host(_) => {}
         Command::Ssh(_) | Command::Config(_) | Command::SshCheck(_) => {}

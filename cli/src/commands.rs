@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::{
-    GetCaPublicKeysRequest, RequestCertificateRequest, RequestCertificateResponse, WhoAmIRequest,
+    CaPublicKey, GetCaPublicKeysRequest, RequestCertificateRequest, RequestCertificateResponse,
+    WhoAmIRequest, WhoAmIResponse,
 };
 
 use crate::connect::{self, Answer};
@@ -70,9 +71,40 @@ pub fn read_public_key(public_key: Option<&Path>) -> Result<(KeyPaths, String), 
         None => default_public_key()?,
     };
     let paths = KeyPaths::from_public(&public);
-    let text = std::fs::read_to_string(&paths.public)
-        .map_err(|e| CliError::Usage(format!("public key {}: {e}", paths.public.display())))?;
+    let text = public_key_line(&paths.public)?;
     Ok((paths, text))
+}
+
+/// The OpenSSH public key line in the file at `path`, checked before it is sent: a
+/// private key (OpenSSH or PEM) is refused here and never leaves this machine.
+pub fn public_key_line(path: &Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::Usage(format!("public key {}: {e}", path.display())))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let line = text.trim();
+    if line.contains("PRIVATE KEY-----") {
+        let shown = path.display();
+        let public = format!("{}.pub", shown.to_string().trim_end_matches(".pub"));
+        let hint = if Path::new(&public).exists() {
+            format!("pass the .pub file ({public})")
+        } else {
+            format!(
+                "pass the .pub file (make one with `ssh-keygen -y -f {shown} > {public}` if it \
+                 is missing)"
+            )
+        };
+        return Err(CliError::Data(format!(
+            "public key {shown}: this is a private key; {hint}. Nothing was sent"
+        )));
+    }
+    match ssh_key::PublicKey::from_openssh(line) {
+        Ok(_) => Ok(line.to_owned()),
+        Err(e) => Err(CliError::Data(format!(
+            "public key {}: not an OpenSSH public key line ({e}); pass the .pub file of your \
+             SSH key (one line: `ssh-ed25519 AAAA… comment`), e.g. ~/.ssh/id_ed25519.pub",
+            path.display()
+        ))),
+    }
 }
 
 /// The wire request for `args`.
@@ -171,6 +203,18 @@ pub async fn request(target: &Target, args: &RequestArgs) -> Result<RequestOutco
     save_certificate(paths, response, args.add_to_agent.as_deref())
 }
 
+/// The ssh-agent socket for `--add-to-agent` (`None` without the flag), checked before
+/// asking, so that a missing agent does not waste a grant.
+pub fn agent_socket(add_to_agent: bool) -> Result<Option<PathBuf>, CliError> {
+    match (add_to_agent, std::env::var_os("SSH_AUTH_SOCK")) {
+        (false, _) => Ok(None),
+        (true, Some(sock)) => Ok(Some(PathBuf::from(sock))),
+        (true, None) => Err(CliError::Usage(
+            "--add-to-agent: no ssh-agent is running (SSH_AUTH_SOCK is not set); start one with `eval $(ssh-agent)` or drop the flag".into(),
+        )),
+    }
+}
+
 /// Seconds from now until `valid_before` (Unix seconds), at least 1.
 pub fn remaining(valid_before: i64) -> u64 {
     let now = SystemTime::now()
@@ -252,19 +296,29 @@ pub fn describe(outcome: &RequestOutcome, first_host: &str) -> String {
 
 /// Fetches the CA public keys, one OpenSSH line each (signing key first).
 pub async fn ca_keys(target: &Target) -> Result<Vec<String>, CliError> {
-    let mut client = connect::client(target)?;
-    let keys = client
-        .get_ca_public_keys(GetCaPublicKeysRequest {})
-        .await
-        .answer(target)?
-        .keys;
+    let keys = ca_public_keys(target).await?;
     Ok(keys.into_iter().map(|k| k.public_key).collect())
 }
 
-/// Asks the daemon who we are.
-pub async fn whoami(target: &Target) -> Result<String, CliError> {
+/// Fetches the CA public keys with their fingerprints (signing key first).
+pub async fn ca_public_keys(target: &Target) -> Result<Vec<CaPublicKey>, CliError> {
     let mut client = connect::client(target)?;
-    let r = client.who_am_i(WhoAmIRequest {}).await.answer(target)?;
+    Ok(client
+        .get_ca_public_keys(GetCaPublicKeysRequest {})
+        .await
+        .answer(target)?
+        .keys)
+}
+
+/// Asks the daemon who we are.
+pub async fn who_am_i(target: &Target) -> Result<WhoAmIResponse, CliError> {
+    let mut client = connect::client(target)?;
+    client.who_am_i(WhoAmIRequest {}).await.answer(target)
+}
+
+/// Asks the daemon who we are, as `whoami` prints it.
+pub async fn whoami(target: &Target) -> Result<String, CliError> {
+    let r = who_am_i(target).await?;
     Ok(format!(
         "{} (via {}; groups: {})",
         esc(&r.identity),

@@ -407,7 +407,7 @@ async fn request(
     };
     match tokio::time::timeout(cmd.timeout, client.request_certificate(wire)).await {
         Ok(Ok(r)) => Ok(r.into_inner()),
-        Ok(Err(s)) => Err(CliError::from_status(s, &target.shown()).to_string()),
+        Ok(Err(s)) => Err(connect::failure(target, s).to_string()),
         Err(_) => Err(format!(
             "no drill grant within {} (drill tiers need no approval: is the daemon overloaded?)",
             humantime::format_duration(cmd.timeout)
@@ -651,7 +651,7 @@ async fn wait_for_records(
                         return Ok(d);
                     }
                 }
-                Err(s) => last_error = Some(CliError::from_status(s, &target.shown()).to_string()),
+                Err(s) => last_error = Some(connect::failure(target, s).to_string()),
             }
         }
         if Instant::now() >= deadline {

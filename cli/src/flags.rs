@@ -16,3 +16,41 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
         d => Ok(d),
     }
 }
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object (its schema: JSON OUTPUT in the command's man page).
+    Json,
+}
+
+/// The output flags, global to every command.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Print the result as one JSON object on stdout (schema: JSON OUTPUT in the
+    /// command's man page; progress goes to stderr). `audit show` and `audit tail` print
+    /// one JSON object per event per line. Commands that print no data refuse it
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = Format::Text
+    )]
+    pub output: Format,
+    /// Short for --output json
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    /// True when JSON was asked for.
+    #[must_use]
+    pub fn is_json(&self) -> bool {
+        self.json || self.output == Format::Json
+    }
+}

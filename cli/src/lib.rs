@@ -18,9 +18,11 @@ pub mod error;
 pub mod ffi;
 pub mod flags;
 pub mod host;
+pub mod output;
 #[cfg(test)]
 mod printer_tests;
 pub mod revoke;
 pub mod settings;
 pub mod ssh;
 pub mod ssh_config;
+pub mod status;

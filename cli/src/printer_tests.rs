@@ -295,7 +295,7 @@ fn daemon_messages_are_shown_without_hazards_and_without_doubled_escapes() {
     use crate::error::CliError;
     let quoted = "reason: contains a control character (\\x1b) at byte 9";
     let e = CliError::from_status(tonic::Status::invalid_argument(quoted), "x").to_string();
-    assert_eq!(e, format!("request refused: {quoted}"));
+    assert_eq!(e, format!("invalid request: {quoted}"));
     for nasty in NASTY_SAMPLES {
         let e = CliError::from_status(tonic::Status::permission_denied(nasty), "x").to_string();
         assert!(!e.chars().any(text::is_hazard), "{e:?}");

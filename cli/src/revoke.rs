@@ -67,10 +67,7 @@ impl RevokeCmd {
         } else if let Some(r) = &self.requester {
             Selector::Requester(r.clone())
         } else if let Some(p) = &self.public_key {
-            Selector::PublicKey(
-                std::fs::read_to_string(p)
-                    .map_err(|e| CliError::Usage(format!("public key {}: {e}", p.display())))?,
-            )
+            Selector::PublicKey(crate::commands::public_key_line(p)?)
         } else {
             return Err(CliError::Usage(
                 "say which grants: --grant, --serial, --requester or --public-key".into(),
@@ -89,8 +86,12 @@ pub async fn revoke(target: &Target, req: RevokeRequest) -> Result<RevokeRespons
     client.revoke(req).await.answer(target)
 }
 
-/// `breakglass revoke`: sends the revocation and says what it did.
-pub async fn run(target: &Target, cmd: &RevokeCmd) -> Result<String, CliError> {
+/// Sends the revocation `cmd` asks for; returns the answer and, when revoking by public
+/// key, the key's fingerprint.
+pub async fn send(
+    target: &Target,
+    cmd: &RevokeCmd,
+) -> Result<(RevokeResponse, Option<ssh_key::Fingerprint>), CliError> {
     let req = cmd.request()?;
     let key = match &req.target {
         Some(Selector::PublicKey(line)) => ssh_key::PublicKey::from_openssh(line.trim())
@@ -98,7 +99,12 @@ pub async fn run(target: &Target, cmd: &RevokeCmd) -> Result<String, CliError> {
             .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256)),
         _ => None,
     };
-    let r = revoke(target, req).await?;
+    Ok((revoke(target, req).await?, key))
+}
+
+/// `breakglass revoke`: sends the revocation and says what it did.
+pub async fn run(target: &Target, cmd: &RevokeCmd) -> Result<String, CliError> {
+    let (r, key) = send(target, cmd).await?;
     let mut out = describe(&r);
     if let Some(fp) = key {
         out.push_str(&format!(

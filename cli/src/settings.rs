@@ -89,7 +89,7 @@ pub fn read_client_file(path: &Path) -> Result<ClientFile, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Usage(format!("client config {}: {e}", path.display())))?;
     let mut f: ClientFile = toml::from_str(&text)
-        .map_err(|e| CliError::Usage(format!("client config {}: {e}", path.display())))?;
+        .map_err(|e| CliError::Config(format!("client config {}: {e}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
     for p in [
         &mut f.ca_cert,

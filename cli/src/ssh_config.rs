@@ -263,7 +263,7 @@ pub fn check(cmd: SshCheckCmd) -> Result<(), CliError> {
                 eprintln!("breakglass ssh-check: {why}");
             }
             // An answer, not an error: no message (ssh shows the stderr of Match exec).
-            std::process::exit(1)
+            std::process::exit(crate::error::ExitStatus::CHECK_FAILED.code)
         }
     }
 }

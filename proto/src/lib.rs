@@ -16,6 +16,7 @@ pub mod patterns;
 pub mod profile;
 pub mod sessions;
 pub mod spool;
+pub mod status;
 pub mod text;
 
 /// Protobuf messages and (with the `grpc` feature) tonic stubs of `breakglass.v1`.

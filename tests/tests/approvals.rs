@@ -341,7 +341,7 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
     let a = args(keys.path(), PROD, 1800, "primary database is down");
     refused(
         request(&d.target("sre"), &a, RequestMode::default()).await,
-        65,
+        79,
         &["tier `critical` requires a ticket reference matching `(INC|CHG)-[0-9]+`"],
     );
 
@@ -447,7 +447,7 @@ async fn deny_ends_the_request_and_cancel_is_the_requesters() {
             .await
             .unwrap()
             .unwrap(),
-        77,
+        79,
         &["denied by user:approver@example.com: use the runbook instead"],
     );
     let n = hook.wait_for("denied", "request_id", &id, TEN_S).await;
@@ -573,7 +573,7 @@ async fn emergency_on_a_forbidding_tier_is_refused_and_the_daily_cap_falls_back_
     let a = args(keys.path(), PROD, 600, "INC-12 prod is on fire");
     refused(
         request(&d.target("sre"), &a, EMERGENCY).await,
-        77,
+        79,
         &[
             "emergency access is not allowed for tier `critical`",
             "ask without --emergency",
@@ -932,7 +932,7 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
     assert!(stdout.contains("tier critical"), "{stdout}");
     assert!(keys.path().join("id_ed25519-cert.pub").exists());
 
-    // `--no-wait` prints the id; `deny` ends it; `fetch` then exits 77.
+    // `--no-wait` prints the id; `deny` ends it; `fetch` then exits 79 (refused).
     let out = d
         .cli("sre")
         .args([
@@ -973,7 +973,7 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(77), "{out:?}");
+    assert_eq!(out.status.code(), Some(79), "{out:?}");
 }
 
 type Seen2 = Arc<Mutex<Vec<(Instant, String)>>>;

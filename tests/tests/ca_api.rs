@@ -245,7 +245,7 @@ async fn mtls_refuses_missing_foreign_and_expired_client_certificates() {
     let err = commands::whoami(&write("foreign2", &foreign))
         .await
         .unwrap_err();
-    assert_eq!(err.exit_code(), 69, "{err}");
+    assert_eq!(err.exit_code(), 77, "{err}");
     assert!(err.to_string().contains("client certificate"), "{err}");
     // And the daemon still serves.
     assert_eq!(

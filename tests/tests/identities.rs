@@ -136,7 +136,7 @@ async fn a_client_certificate_claiming_unix_root_is_refused_at_the_handshake() {
         "{e:?}"
     );
     let e = commands::whoami(&root_target).await.unwrap_err();
-    assert_eq!(e.exit_code(), 69, "{e}");
+    assert_eq!(e.exit_code(), 77, "{e}");
     assert!(e.to_string().contains("client certificate"), "{e}");
 
     // The admin socket is still the one way to be unix:<user>, and the daemon serves on.

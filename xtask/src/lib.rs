@@ -4,4 +4,5 @@
 pub mod check;
 pub mod cycles;
 pub mod man;
+pub mod readme;
 pub mod seeds;

@@ -3,6 +3,7 @@
 //! corpora for the fuzz targets (run by `fuzz/make-seeds`).
 //! `cargo run --locked -p xtask -- check-cycles [TARGET...]`: no import cycles between the
 //! modules of the workspace's crates (run by `scripts/test`).
+//! `cargo run --locked -p xtask -- readme`: rewrite README.md's generated parts.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,12 @@ enum Task {
         #[arg(long, value_name = "PACKAGE")]
         except: Vec<String>,
     },
+    /// Rewrite the parts of README.md generated from the code (the exit-status table)
+    Readme {
+        /// The README to rewrite
+        #[arg(value_name = "FILE", default_value = "README.md")]
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +79,13 @@ fn main() -> ExitCode {
                     "xtask: cannot write the fuzz seeds into {}: {e}",
                     outdir.display()
                 );
+                ExitCode::FAILURE
+            }
+        },
+        Task::Readme { path } => match xtask::readme::write(&path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask: cannot rewrite the README: {e}");
                 ExitCode::FAILURE
             }
         },

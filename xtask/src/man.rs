@@ -12,6 +12,8 @@ use breakglass_proto::pam_options::{ModuleOption, OPTIONS};
 use clap::CommandFactory;
 use roff::{Roff, bold, italic, roman};
 
+mod json;
+
 /// The manual every page belongs to (the centre footer/header of `man`).
 pub const MANUAL: &str = "breakglass manual";
 
@@ -137,7 +139,10 @@ fn walk(
     // Rendering into a Vec cannot fail.
     if man.render(&mut buf).is_ok() {
         let mut roff = String::from_utf8_lossy(&buf).into_owned();
-        let mut extra = Roff::new();
+        let mut extra = json::section(name, section).unwrap_or_default();
+        if section == "1" {
+            exit_status_section(&mut extra);
+        }
         extra.control("SH", ["SEE ALSO"]);
         extra.text(see_also_inlines(&see_also));
         roff.push_str(&without_preamble(&extra.render()));
@@ -497,3 +502,17 @@ const DEBIAN_STACK: &[&str] = &[
     "session    required     pam_env.so user_readenv=1 envfile=/etc/default/locale",
     "session [success=ok ignore=ignore module_unknown=ignore default=bad] pam_selinux.so open",
 ];
+
+/// The EXIT STATUS section of the `breakglass` pages, from the CLI's one table
+/// ([`breakglass_cli::error::EXIT_STATUSES`]).
+pub fn exit_status_section(r: &mut Roff) {
+    r.control("SH", ["EXIT STATUS"]);
+    r.text([roman(
+        breakglass_cli::error::EXIT_STATUS_NOTE.replace('`', ""),
+    )]);
+    for e in breakglass_cli::error::EXIT_STATUSES {
+        r.control("TP", []);
+        r.text([bold(e.code.to_string()), roman(format!(" ({})", e.name))]);
+        r.text([roman(e.meaning.replace('`', ""))]);
+    }
+}

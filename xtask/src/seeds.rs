@@ -383,6 +383,12 @@ impl Scenario<'_> {
         self.call(sre, "WhoAmI", &breakglass_proto::v1::WhoAmIRequest {})
             .await;
         self.call(
+            sre,
+            "ListMyGrants",
+            &breakglass_proto::v1::ListMyGrantsRequest {},
+        )
+        .await;
+        self.call(
             "host://localhost",
             "GetCaPublicKeys",
             &breakglass_proto::v1::GetCaPublicKeysRequest {},

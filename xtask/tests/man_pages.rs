@@ -319,3 +319,41 @@ fn groff_renders_every_page_without_warnings() {
         );
     }
 }
+
+#[test]
+fn every_json_schema_is_documented_in_its_commands_page_and_only_there() {
+    use breakglass_cli::output::schema::SCHEMAS;
+    let pages = man::render_all();
+    let root = man::breakglass_command();
+    for s in SCHEMAS {
+        // The schema names a real command.
+        let path: Vec<String> = s.command.split(' ').map(str::to_owned).collect();
+        assert!(
+            command_paths(&root).contains(&path),
+            "schema of {:?}: no such command",
+            s.command
+        );
+        let p = page(&pages, &format!("{}.1", s.page()));
+        let (_, section) = p
+            .roff
+            .split_once(".SH \"JSON OUTPUT\"")
+            .unwrap_or_else(|| panic!("{}: no JSON OUTPUT section", p.file));
+        let section = section.split("\n.SH").next().unwrap_or_default();
+        for (field, _, _) in s.rows() {
+            assert!(
+                section.contains(&format!("\\fB{}\\fR", field.replace('-', "\\-"))),
+                "{}: field {field} missing from JSON OUTPUT",
+                p.file
+            );
+        }
+    }
+    let with_json: BTreeSet<String> = SCHEMAS.iter().map(|s| format!("{}.1", s.page())).collect();
+    for p in &pages {
+        assert_eq!(
+            p.roff.contains(".SH \"JSON OUTPUT\""),
+            with_json.contains(&p.file),
+            "{}: a JSON OUTPUT section only where a schema is",
+            p.file
+        );
+    }
+}

@@ -9,10 +9,10 @@ use breakglass_proto::v1::break_glass_server::BreakGlass;
 use breakglass_proto::v1::{
     ApproveRequest, CaPublicKey, CancelRequest, CreateRequestResponse, DenyRequest,
     GetCaPublicKeysRequest, GetCaPublicKeysResponse, GrantRef, GrantSessionsResponse,
-    ListPendingRequest, ListPendingResponse, ListReviewsRequest, ListReviewsResponse,
-    ReportDrillRequest, ReportDrillResponse, RequestCertificateRequest, RequestCertificateResponse,
-    RequestInfo, RequestRef, RequestUpdate, ReviewItem, ReviewRequest, WhoAmIRequest,
-    WhoAmIResponse,
+    ListMyGrantsRequest, ListMyGrantsResponse, ListPendingRequest, ListPendingResponse,
+    ListReviewsRequest, ListReviewsResponse, ReportDrillRequest, ReportDrillResponse,
+    RequestCertificateRequest, RequestCertificateResponse, RequestInfo, RequestRef, RequestUpdate,
+    ReviewItem, ReviewRequest, WhoAmIRequest, WhoAmIResponse,
 };
 use ssh_key::HashAlg;
 use tokio_stream::Stream;
@@ -218,6 +218,15 @@ impl BreakGlass for BreakGlassApi {
             server_time_unix,
             backdate_seconds: i64::try_from(self.0.ca.backdate().as_secs()).unwrap_or(i64::MAX),
         }))
+    }
+
+    async fn list_my_grants(
+        &self,
+        req: Request<ListMyGrantsRequest>,
+    ) -> Result<Response<ListMyGrantsResponse>, Status> {
+        let who = caller(&req)?;
+        let grants = self.0.list_my_grants(&who);
+        Ok(Response::new(ListMyGrantsResponse { grants }))
     }
 }
 

@@ -574,9 +574,37 @@ impl From<Unauthenticated> for Error {
     }
 }
 
+impl Error {
+    /// Who refused the request, when the error is a refusal of the request itself (by the
+    /// policy or by an approver) rather than of the caller: the status carries it under
+    /// [`REFUSED_KEY`](breakglass_proto::status::REFUSED_KEY), so that clients tell a
+    /// refusal (exit 79) from a caller who may not call (exit 77).
+    #[must_use]
+    pub fn refused_by(&self) -> Option<&'static str> {
+        use breakglass_proto::status::{REFUSED_BY_APPROVER, REFUSED_BY_POLICY};
+        match self {
+            Error::Policy(_)
+            | Error::Reason { .. }
+            | Error::TtlOverTier { .. }
+            | Error::EmergencyNotAllowed { .. }
+            | Error::EmergencyQuotaSpent { .. }
+            | Error::KeyRevoked { .. } => Some(REFUSED_BY_POLICY),
+            Error::RequestDenied { .. } => Some(REFUSED_BY_APPROVER),
+            _ => None,
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        tonic::Status::new(e.code(), e.to_string())
+        let mut s = tonic::Status::new(e.code(), e.to_string());
+        if let Some(by) = e.refused_by() {
+            s.metadata_mut().insert(
+                breakglass_proto::status::REFUSED_KEY,
+                tonic::metadata::MetadataValue::from_static(by),
+            );
+        }
+        s
     }
 }
 

@@ -150,3 +150,41 @@ fn a_halt_names_the_first_report_and_counts_the_others() {
         (Code::FailedPrecondition, one)
     );
 }
+
+#[test]
+fn refusals_of_the_request_are_marked_and_refusals_of_the_caller_are_not() {
+    use breakglass_proto::audit::event::RefusalKind;
+    use breakglass_proto::status::{REFUSED_BY_APPROVER, REFUSED_BY_POLICY, REFUSED_KEY};
+    let marked = |e: Error| {
+        tonic::Status::from(e)
+            .metadata()
+            .get(REFUSED_KEY)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let policy = Error::Policy(Denial {
+        kind: RefusalKind::DenyRule,
+        rule: Some("no-root".into()),
+        message: "deny rule `no-root`".into(),
+    });
+    assert_eq!(marked(policy).as_deref(), Some(REFUSED_BY_POLICY));
+    let reason = Error::Reason {
+        tier: "critical".into(),
+        problem: ReasonProblem::Missing,
+    };
+    assert_eq!(marked(reason).as_deref(), Some(REFUSED_BY_POLICY));
+    let denied = Error::RequestDenied {
+        request: "r-1".into(),
+        by: "approver".into(),
+        reason: "not now".into(),
+    };
+    assert_eq!(marked(denied).as_deref(), Some(REFUSED_BY_APPROVER));
+    let not_approver = Error::NotApprover {
+        identity: "bob".into(),
+        verb: "approve",
+        tier: "critical".into(),
+        approver_groups: vec![],
+        groups: vec![],
+    };
+    assert_eq!(marked(not_approver), None);
+    assert_eq!(marked(Error::NoRequest(RequestId(1))), None);
+}

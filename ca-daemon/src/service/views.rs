@@ -302,6 +302,24 @@ impl Service {
             .collect()
     }
 
+    /// The caller's own live grants (issued, not revoked, not expired), soonest to
+    /// expire first. Only grants the caller requested (or another identity of the same
+    /// owner) are listed, never anyone else's.
+    pub fn list_my_grants(&self, who: &Caller) -> Vec<wire::GrantInfo> {
+        let (_, at) = now();
+        let now = at.unix_seconds();
+        let st = self.state();
+        let mut grants: Vec<wire::GrantInfo> = st
+            .grants
+            .values()
+            .filter(|g| g.revoked.is_none() && g.issued.valid_before > now)
+            .filter(|g| self.same_person(who, &g.issued.requester))
+            .map(grant_info)
+            .collect();
+        grants.sort_by_key(|g| (g.valid_before, g.grant_id.clone()));
+        grants
+    }
+
     /// The host sessions recorded for one of the caller's own grants.
     pub async fn grant_sessions(
         &self,
@@ -393,6 +411,27 @@ fn session_infos(g: &state::Grant) -> Vec<SessionInfo> {
                 .unwrap_or_default(),
         })
         .collect()
+}
+
+/// The wire view of a grant, for its requester.
+fn grant_info(g: &state::Grant) -> wire::GrantInfo {
+    let i = &g.issued;
+    wire::GrantInfo {
+        grant_id: i.grant_id.to_string(),
+        request_id: i.request_id.to_string(),
+        requester: i.requester.clone(),
+        principals: i.principals.clone(),
+        hosts: i.hosts.clone(),
+        command: i.command.clone().unwrap_or_default(),
+        tier: i.tier.clone(),
+        rule: i.rule.clone(),
+        serial: i.serial,
+        valid_after: i64::try_from(i.valid_after).unwrap_or(i64::MAX),
+        valid_before: i64::try_from(i.valid_before).unwrap_or(i64::MAX),
+        emergency: i.emergency,
+        source_addresses: i.source_addresses.clone(),
+        extensions: i.extensions.clone(),
+    }
 }
 
 pub(super) fn review_item(g: &state::Grant, r: Option<&state::Request>) -> ReviewItem {

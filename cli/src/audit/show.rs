@@ -40,8 +40,9 @@ pub struct FilterArgs {
     /// that reached the hourly refusal limit (refusals_limited)
     #[arg(long)]
     pub refused: bool,
-    /// One JSON object per line instead of text
-    #[arg(long)]
+    /// One JSON object per line instead of text: set by the global `--json` /
+    /// `--output json`
+    #[arg(skip)]
     pub json: bool,
 }
 

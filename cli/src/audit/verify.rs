@@ -164,7 +164,7 @@ pub async fn verify_remote(
 ) -> Result<String, CliError> {
     let mut out = String::new();
     let mut client = audit_client(target)?;
-    let status = |s| CliError::from_status(s, &target.shown());
+    let status = |s| crate::connect::failure(target, s);
     let cp_resp = client
         .get_checkpoint(GetCheckpointRequest {})
         .await

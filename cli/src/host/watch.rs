@@ -511,7 +511,7 @@ pub async fn watch(
                                 break;
                             }
                             Ok(Err(s)) => {
-                                eprintln!("breakglass: revocation stream failed: {}", CliError::from_status(s, &target.shown()));
+                                eprintln!("breakglass: revocation stream failed: {}", connect::failure(target, s));
                                 break;
                             }
                             Err(_) => {
@@ -532,7 +532,7 @@ pub async fn watch(
             }
             Err(s) => eprintln!(
                 "breakglass: cannot watch revocations: {}",
-                CliError::from_status(s, &target.shown())
+                connect::failure(target, s)
             ),
         }
         // The stream is down: check the signed KRL, then retry.

@@ -68,9 +68,7 @@ pub(super) async fn check_daemon(report: &mut Report, overrides: &Overrides) -> 
                 A,
                 format!(
                     "breakglass-ca not reachable with this host's identity: {}",
-                    CliError::from_status(s, &shown)
-                        .to_string()
-                        .replace('\n', " ")
+                    connect::failure(&target, s).to_string().replace('\n', " ")
                 ),
                 format!(
                     "start breakglass-ca or fix the settings, then check with `{} whoami`",
@@ -125,10 +123,7 @@ pub(super) async fn check_daemon(report: &mut Report, overrides: &Overrides) -> 
         }
         Err(s) => report.fail(
             A,
-            format!(
-                "cannot fetch the CA keys: {}",
-                CliError::from_status(s, &shown)
-            ),
+            format!("cannot fetch the CA keys: {}", connect::failure(&target, s)),
             None,
         ),
     }
@@ -150,7 +145,7 @@ pub(super) async fn check_daemon(report: &mut Report, overrides: &Overrides) -> 
         }
         Err(s) => report.fail(
             A,
-            format!("cannot fetch the KRL: {}", CliError::from_status(s, &shown)),
+            format!("cannot fetch the KRL: {}", connect::failure(&target, s)),
             None,
         ),
     }

@@ -6,7 +6,7 @@ use crate::error::CliError;
 use crate::settings::Overrides;
 
 /// Exit status when a check FAILs (sysexits EX_CONFIG).
-pub const EXIT_PROBLEMS: i32 = 78;
+pub const EXIT_PROBLEMS: i32 = crate::error::ExitStatus::CONFIG.code;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
