@@ -140,7 +140,8 @@ pub(super) fn parse_server(
             .transpose()
             .map_err(|r| err("server.metrics_listen", r))?,
     };
-    if server.metrics_listen == Some(server.listen) {
+    // Port 0 asks for any free port, a different one for each.
+    if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {
         return Err(err(
             "server.metrics_listen",
             format!(
