@@ -39,18 +39,10 @@ impl Setup {
         ca::init_dev(&bin, &dir.path().join("ca"), &format!("127.0.0.1:{port}"));
         let s = Self { dir, bin, port };
         let config = std::fs::read_to_string(s.config()).unwrap();
-        let config = config
-            .replace(
-                &format!("metrics_listen = \"127.0.0.1:{}\"", port + 1),
-                &format!(
-                    "metrics_listen = \"127.0.0.1:{}\"",
-                    breakglass_tests::sshd::free_port()
-                ),
-            )
-            .replace(
-                "syslog_socket = \"/dev/log\"",
-                "syslog_socket = \"no-syslog.sock\"",
-            );
+        let config = config.replace(
+            "syslog_socket = \"/dev/log\"",
+            "syslog_socket = \"no-syslog.sock\"",
+        );
         std::fs::write(s.config(), config).unwrap();
         s
     }

@@ -76,20 +76,14 @@ async fn daemon(
         "syslog_socket = \"no-syslog.sock\"",
     )
     .unwrap();
-    // The dev setup puts it on the port after the gRPC listener's; this test picks a free
-    // one, as it does for the gRPC listener.
+    // The dev setup puts it on loopback; the harness on a free port.
     let configured = breakglass_ca::config::Config::load(&ca.config())
         .unwrap()
         .server
         .metrics_listen
         .expect("the dev config turns the metrics listener on");
-    assert!(configured.ip().is_loopback(), "{configured}");
-    let addr = SocketAddr::from(([127, 0, 0, 1], breakglass_tests::sshd::free_port()));
-    ca.edit_config(
-        &format!("metrics_listen = \"{configured}\""),
-        &format!("metrics_listen = \"{addr}\""),
-    )
-    .unwrap();
+    let addr = ca.metrics_addr();
+    assert_eq!(configured, addr);
     let tmpfs = tmpfs.map(|size| {
         let fs = Tmpfs::mount(&ca.path().join("audit-tmpfs"), size);
         ca.edit_config("dir = \"audit\"", "dir = \"audit-tmpfs\"")
