@@ -15,9 +15,12 @@ use std::time::Duration;
 use breakglass_cli::connect;
 use breakglass_proto::v1::audit_client::AuditClient;
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+use breakglass_proto::v1::host_agent_client::HostAgentClient;
+use breakglass_proto::v1::host_record_result::Status as RecordStatus;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::{
-    ApproveRequest, GetCheckpointRequest, RequestCertificateRequest, WatchRevocationsRequest,
+    AppendHostRecordsRequest, ApproveRequest, GetCheckpointRequest, HostRecord,
+    RequestCertificateRequest, WatchRevocationsRequest,
 };
 use breakglass_test_support::require_root;
 use breakglass_test_support::wait;
@@ -92,6 +95,25 @@ async fn daemon(
     });
     ca.start().await.unwrap();
     (ca, addr, tmpfs)
+}
+
+/// A session-open record of `host` for `grant`.
+fn host_record(host: &str, grant: &str) -> HostRecord {
+    let session = format!("{host}-{grant}-4242-1700000000000");
+    HostRecord {
+        record_id: format!("{session}-open"),
+        session,
+        event: "open".into(),
+        time: 1_700_000_000,
+        host: host.into(),
+        user: "bgmetrics".into(),
+        grant: grant.into(),
+        serial: 1,
+        rhost: "127.0.0.1".into(),
+        pid: 4242,
+        start: 1_700_000_000,
+        ..Default::default()
+    }
 }
 
 fn request(public_key: &str, user: &str, host: &str, reason: &str) -> RequestCertificateRequest {
@@ -190,6 +212,28 @@ async fn metrics_count_a_scripted_run_of_issue_approve_refuse_and_revoke() {
     .expect("the revocation reaches the stream");
     assert_eq!(notice.grant_id, low.grant_id);
 
+    // The host reports a session of the low grant, the same record again, and one of
+    // another host (refused: a host reports only its own sessions).
+    let mut agent = HostAgentClient::new(channel("host"));
+    let open = host_record("localhost", &low.grant_id);
+    let results = agent
+        .append_host_records(AppendHostRecordsRequest {
+            records: vec![open.clone(), open, host_record("elsewhere", &low.grant_id)],
+        })
+        .await
+        .expect("host records answered")
+        .into_inner()
+        .results;
+    let statuses: Vec<RecordStatus> = results.iter().map(|r| r.status()).collect();
+    assert_eq!(
+        statuses,
+        [
+            RecordStatus::Appended,
+            RecordStatus::Duplicate,
+            RecordStatus::Rejected
+        ]
+    );
+
     let (status, text) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
     let m = samples(&text);
@@ -225,6 +269,10 @@ async fn metrics_count_a_scripted_run_of_issue_approve_refuse_and_revoke() {
     assert!(revoked.krl_version >= 1, "{revoked:?}");
     assert_eq!(count("breakglass_issuance_duration_seconds_count"), 2.0);
     assert_eq!(count("breakglass_revocation_streams"), 1.0);
+    for result in ["appended", "duplicate", "rejected"] {
+        let key = format!("breakglass_host_records_total{{result=\"{result}\"}}");
+        assert_eq!(count(&key), 1.0);
+    }
     // Every event of the log was committed since start-up: the group sizes add up to it.
     let mut auditor = AuditClient::new(channel("auditor"));
     let size = auditor
@@ -250,6 +298,7 @@ async fn metrics_count_a_scripted_run_of_issue_approve_refuse_and_revoke() {
         "sre@example.com",
         "bgmetrics",
         "localhost",
+        "elsewhere",
         "metrics run",
         "root",
     ] {
