@@ -4,8 +4,9 @@
 //!
 //! - a scripted run (a grant issued at once, a request that waits and is approved, a
 //!   refusal, a revocation, a revocation stream) and the counters' exact values after it;
-//! - `/readyz` turns 503 with the reason when the audit log's file system is full and 200
-//!   again once there is room (needs root: a tmpfs).
+//! - `/readyz` turns 503 with the reason when the audit log's file system is full (a
+//!   request then fails closed and counts as an error) and 200 again once there is room
+//!   (needs root: a tmpfs).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -339,8 +340,25 @@ async fn readyz_is_503_with_the_reason_while_the_audit_disk_is_full_and_200_afte
     assert!(body.starts_with("not ready:"), "{body}");
     assert!(body.contains("audit log not writable"), "{body}");
     assert!(body.contains("No space left on device"), "{body}");
-    // Alive all the same.
+    // Alive all the same; a request fails closed and counts as an error of its tier.
     assert_eq!(http_get(addr, "/healthz").0, 200);
+    let key = ssh_keygen(dir.path(), "id_full", &["-t", "ed25519"]);
+    let mut sre = BreakGlassClient::new(connect::channel(&ca.target("sre")).unwrap());
+    let e = sre
+        .request_certificate(request(
+            &std::fs::read_to_string(key).unwrap(),
+            "bgmetrics",
+            "localhost",
+            "disk full",
+        ))
+        .await
+        .expect_err("nothing is issued on a full disk");
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let m = samples(&http_get(addr, "/metrics").1);
+    assert_eq!(
+        m[r#"breakglass_requests_total{tier="low",outcome="error"}"#], 1.0,
+        "{m:?}"
+    );
 
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(

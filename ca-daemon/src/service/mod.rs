@@ -33,7 +33,7 @@ use crate::certificate::CertificateAuthority;
 use crate::config::Config;
 use crate::error::{Error, Halt};
 use crate::identity::unix_identity;
-use crate::metrics::Metrics;
+use crate::metrics::counters::Metrics;
 use crate::notify::{self, NoticeKind, Notifier};
 use crate::policy::{Caller, Policy};
 use crate::refusal::Refusals;

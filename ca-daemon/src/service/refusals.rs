@@ -10,7 +10,7 @@ use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
 
 use super::Service;
 use crate::error::Error;
-use crate::metrics::Outcome;
+use crate::metrics::counters::Outcome;
 use crate::notify::{NoticeKind, RefusalAlert};
 use crate::policy::Caller;
 use crate::refusal::{Admission, Refusal, RefusalKind};
