@@ -340,6 +340,19 @@ async fn readyz_is_503_with_the_reason_while_the_audit_disk_is_full_and_200_afte
     assert!(body.starts_with("not ready:"), "{body}");
     assert!(body.contains("audit log not writable"), "{body}");
     assert!(body.contains("No space left on device"), "{body}");
+    // The README's example, as an operator runs it.
+    if have("curl") {
+        let out = std::process::Command::new("curl")
+            .args(["-s", &format!("http://{addr}/readyz")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with("not ready:\naudit log not writable: ")
+                && text.contains(".writable-probe: No space left on device (os error 28)"),
+            "{text}"
+        );
+    }
     // Alive all the same; a request fails closed and counts as an error of its tier.
     assert_eq!(http_get(addr, "/healthz").0, 200);
     let key = ssh_keygen(dir.path(), "id_full", &["-t", "ed25519"]);

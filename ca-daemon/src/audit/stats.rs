@@ -76,6 +76,11 @@ fn unix_ms(t: SystemTime) -> u64 {
 /// Whether the file system of the log's directory `dir` takes a write now: a block
 /// written to [`PROBE_FILE`] with `fdatasync`, then removed. The error says what failed.
 pub fn probe_writable(dir: &Path) -> Result<(), String> {
+    // One probe at a time: two at once would remove each other's file.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let path = dir.join(PROBE_FILE);
     let written = OpenOptions::new()
         .write(true)
