@@ -283,6 +283,11 @@ async fn metrics_count_a_scripted_run_of_issue_approve_refuse_and_revoke() {
         .into_inner()
         .size;
     assert_eq!(count("breakglass_audit_log_entries"), size as f64);
+    let segments: u64 = std::fs::read_dir(ca.audit_dir().unwrap().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(count("breakglass_audit_log_bytes"), segments as f64);
     assert_eq!(count("breakglass_audit_batch_events_sum"), size as f64);
     let commits = count("breakglass_audit_commit_duration_seconds_count");
     assert!(

@@ -184,6 +184,19 @@ impl AuditLog {
         self.shared.last_error.lock().ok().and_then(|e| e.clone())
     }
 
+    /// Bytes of the log's segment files on disk (the active one's durable part and any
+    /// bytes a failed write left after it, until they are cut), for metrics.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.shared
+            .read()
+            .segments
+            .iter()
+            .filter_map(|s| s.file.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Commit measurements (latency, group size, last checkpoint), for metrics.
     #[must_use]
     pub fn commit_stats(&self) -> &CommitStats {

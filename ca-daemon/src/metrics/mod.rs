@@ -136,6 +136,12 @@ impl Collector for Live {
             "Durable events in the audit log (its tree size)",
             i64::try_from(svc.audit.size()).unwrap_or(i64::MAX),
         )?;
+        gauge(
+            &mut encoder,
+            "audit_log_bytes",
+            "Bytes of the audit log's segment files",
+            i64::try_from(svc.audit.bytes()).unwrap_or(i64::MAX),
+        )?;
         // An empty log has no checkpoint to age: the series is left out.
         if let Some(age) = svc.audit.commit_stats().last_checkpoint_age(now) {
             gauge(
