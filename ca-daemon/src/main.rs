@@ -124,6 +124,8 @@ fn main() -> ExitCode {
                 };
                 match daemon.run(tcp, admin, shutdown).await {
                     Ok(()) => ExitCode::SUCCESS,
+                    // The metrics listener is bound as `run` starts.
+                    Err(e @ server::StartupError::Bind { .. }) => fail(EX_UNAVAILABLE, e),
                     Err(e) => fail(EX_SOFTWARE, e),
                 }
             })

@@ -387,3 +387,23 @@ async fn readyz_is_503_with_the_reason_while_the_audit_disk_is_full_and_200_afte
     drop(ca);
     drop(fs);
 }
+
+#[test]
+fn a_metrics_address_in_use_stops_the_start_with_exit_69_naming_the_listener() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let bin = breakglass_ca_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let port = breakglass_tests::sshd::free_port();
+    breakglass_test_support::ca::init_dev(bin, dir.path(), &format!("127.0.0.1:{port}"));
+    let config = dir.path().join(breakglass_test_support::ca::CONFIG_FILE);
+    breakglass_test_support::ca::set_metrics_listen(&config, &addr.to_string());
+    let out = breakglass_test_support::ca::serve_output(bin, &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains(&format!("metrics listener {addr}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    drop(held);
+}
