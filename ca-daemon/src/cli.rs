@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// The address a dev setup listens on unless told otherwise.
+pub const DEV_LISTEN: &str = "127.0.0.1:7443";
+
 /// breakglass certificate authority daemon.
 #[derive(Debug, Parser)]
 #[command(name = "breakglass-ca", version, about)]
@@ -23,7 +26,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dev: PathBuf,
         /// Address the daemon will listen on
-        #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
+        #[arg(long, default_value = DEV_LISTEN, value_name = "ADDR")]
         listen: SocketAddr,
     },
     /// Run the daemon
@@ -39,6 +42,10 @@ pub enum Command {
         /// Use (and, when absent, first create) the dev setup in DIR
         #[arg(long, value_name = "DIR")]
         dev: Option<PathBuf>,
+        /// With --dev: the address a new dev setup listens on (an existing one keeps
+        /// its server.listen) [default: 127.0.0.1:7443]
+        #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+        listen: Option<SocketAddr>,
         /// Format of the log lines on stderr, one event per line: text, or one JSON
         /// object per line (overrides [log] format in the configuration; default text).
         /// Colours only when stderr is a terminal and NO_COLOR is unset.
@@ -62,4 +69,59 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+}
+
+/// Examples for `breakglass-ca(8)`: what each does, and its arguments after
+/// `breakglass-ca` (each one parsed by this command line in the tests).
+#[rustfmt::skip]
+pub const EXAMPLES: &[(&str, &[&str])] = &[
+    ("A complete single-machine setup in ./dev, listening on another port:", &["init", "--dev", "./dev", "--listen", "127.0.0.1:7444"]),
+    ("Check a configuration and the files it names before a restart:", &["check-config", "--config", "/etc/breakglass-ca/breakglass-ca.toml"]),
+    ("Run the daemon:", &["serve", "--config", "/etc/breakglass-ca/breakglass-ca.toml"]),
+    ("Create the dev setup if needed and run it, on port 7444:", &["serve", "--dev", "./dev", "--listen", "127.0.0.1:7444"]),
+];
+
+/// Files of `breakglass-ca(8)`, and what they are.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "/etc/breakglass-ca/breakglass-ca.toml",
+        "The configuration (breakglass-ca.toml(5)), read by serve --config and check-config; the packaged unit starts only once it exists.",
+    ),
+    (
+        "/var/lib/breakglass-ca",
+        "State of the packaged daemon: the audit log (audit.dir) and the keys it names.",
+    ),
+    (
+        "DIR/breakglass-ca.toml, DIR/clients/*.toml",
+        "A dev setup made by init --dev DIR: the daemon's config and one client config per sample identity (sre, approver, host).",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn every_example_is_accepted_by_the_command_line() {
+        for (what, args) in EXAMPLES {
+            let argv = std::iter::once("breakglass-ca").chain(args.iter().copied());
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("example {what:?} ({args:?}) does not parse:\n{e}");
+            }
+        }
+        // --listen belongs to --dev.
+        assert!(
+            Cli::try_parse_from([
+                "breakglass-ca",
+                "serve",
+                "--config",
+                "c",
+                "--listen",
+                "127.0.0.1:1"
+            ])
+            .is_err()
+        );
+    }
 }

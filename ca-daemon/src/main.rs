@@ -59,6 +59,7 @@ fn main() -> ExitCode {
         Command::Serve {
             config,
             dev,
+            listen,
             log_format,
         } => {
             // Handlers first: a SIGTERM during start-up (e.g. a long log replay)
@@ -75,9 +76,10 @@ fn main() -> ExitCode {
                 (None, Some(dir)) => {
                     let path = dir.join(CONFIG_FILE);
                     if !path.exists() {
+                        let default = breakglass_ca::cli::DEV_LISTEN.parse();
                         match init::init_dev(
                             &dir,
-                            "127.0.0.1:7443".parse().unwrap_or_else(|_| unreachable!()),
+                            listen.unwrap_or_else(|| default.unwrap_or_else(|_| unreachable!())),
                         ) {
                             Ok(setup) => eprint!("{}", init_instructions(&setup)),
                             Err(e) => return fail(EX_CANTCREAT, e),
@@ -103,6 +105,17 @@ fn main() -> ExitCode {
                 ),
                 Ok(l) => tracing::info!(limit = l.soft, "file descriptor limit"),
                 Err(e) => tracing::warn!("{e}; TCP limits follow the current limit"),
+            }
+            if let Some(l) = listen.filter(|l| *l != config.server.listen) {
+                return fail(
+                    EX_USAGE,
+                    format!(
+                        "--listen {l}: the dev setup {} listens on {} (server.listen, and the \
+                         clients' server); use a new --dev DIR for another address, or edit both",
+                        path.display(),
+                        config.server.listen
+                    ),
+                );
             }
             let daemon = match Daemon::build(config) {
                 Ok(d) => d,
@@ -144,6 +157,15 @@ fn is_audit_disk_failure(e: &server::StartupError) -> bool {
     )
 }
 
+/// The account `init`'s hint requests: the user's own, but never root, which the dev
+/// policy refuses (the walkthrough's `bgdemo` instead).
+fn hint_account(user: Option<&str>) -> &str {
+    match user {
+        Some(u) if !u.is_empty() && u != "root" => u,
+        _ => "bgdemo",
+    }
+}
+
 fn init_instructions(setup: &init::DevSetup) -> String {
     let d = setup.dir.display();
     format!(
@@ -152,13 +174,15 @@ fn init_instructions(setup: &init::DevSetup) -> String {
          Start the daemon:\n\
          \x20 breakglass-ca serve --config {d}/{CONFIG_FILE}\n\
          \n\
-         Request a first certificate (as the sample SRE, for a local account):\n\
+         Request a first certificate (as the sample SRE, for a local account; the dev policy\n\
+         refuses root):\n\
          \x20 ssh-keygen -t ed25519 -N '' -f ~/.ssh/breakglass_demo   # if you have no key yet\n\
-         \x20 breakglass --config {d}/clients/sre.toml request --host localhost --as $USER --ttl 10m \\\n\
+         \x20 breakglass --config {d}/clients/sre.toml request --host localhost --as {account} --ttl 10m \\\n\
          \x20     --reason \"trying breakglass\" --public-key ~/.ssh/breakglass_demo.pub\n\
          \n\
          Trust the CA on a host (sshd_config: TrustedUserCAKeys):\n\
-         \x20 breakglass --config {d}/clients/host.toml ca-keys --out /etc/ssh/breakglass_ca.pub\n"
+         \x20 breakglass --config {d}/clients/host.toml ca-keys --out /etc/ssh/breakglass_user_ca.pub\n",
+        account = hint_account(std::env::var("USER").ok().as_deref()),
     )
 }
 
@@ -172,6 +196,23 @@ mod tests {
             path: "/var/lib/breakglass-ca/audit/segments".into(),
             source: e,
         })
+    }
+
+    #[test]
+    fn the_init_hint_never_requests_root() {
+        assert_eq!(hint_account(Some("alice")), "alice");
+        assert_eq!(hint_account(Some("root")), "bgdemo");
+        assert_eq!(hint_account(None), "bgdemo");
+        let text = init_instructions(&init::DevSetup {
+            dir: "/tmp/dev".into(),
+            config: "/tmp/dev/breakglass-ca.toml".into(),
+            ca_public_key: String::new(),
+        });
+        assert!(!text.contains("$USER"), "{text}");
+        assert!(
+            text.contains("--out /etc/ssh/breakglass_user_ca.pub"),
+            "{text}"
+        );
     }
 
     #[test]

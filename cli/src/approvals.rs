@@ -67,6 +67,12 @@ fn approved_by(info: &RequestInfo) -> String {
 
 /// One line about a waiting request: who must approve, who did, time left.
 pub fn progress_line(info: &RequestInfo) -> String {
+    progress_line_at(info, info.seconds_left)
+}
+
+/// [`progress_line`] with `seconds_left` in place of the time left the daemon last sent
+/// (the live wait counts down between updates).
+pub fn progress_line_at(info: &RequestInfo, seconds_left: i64) -> String {
     match state_of(info) {
         RequestState::Pending => format!(
             "{id} pending: tier {tier} needs {n} approval(s) from {groups}; approved by {who} ({got}/{n}); {left} left",
@@ -80,7 +86,7 @@ pub fn progress_line(info: &RequestInfo) -> String {
             },
             who = approved_by(info),
             got = info.approvals.len(),
-            left = humantime::format_duration(Duration::from_secs(info.seconds_left.max(0) as u64)),
+            left = humantime::format_duration(Duration::from_secs(seconds_left.max(0) as u64)),
         ),
         RequestState::Approved => format!(
             "{} approved by {}; issuing",

@@ -149,6 +149,12 @@ pub enum Command {
     /// Show who you are, when your client certificate expires, your live grants (hosts,
     /// accounts, command, time left) and your pending requests
     Status,
+    /// Print the completion script for SHELL (`source <(breakglass completions bash)`)
+    Completions {
+        /// bash, zsh or fish
+        #[arg(value_name = "SHELL", value_enum)]
+        shell: crate::completions::CompletionShell,
+    },
 }
 
 /// `breakglass review`.
@@ -249,6 +255,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ssh(s) => return crate::ssh::run(s, &cli.conn.overrides()).await,
         Command::Config(c) => return crate::ssh_config::run(c),
         Command::SshCheck(c) => return crate::ssh_config::check(c),
+        Command::Completions { shell } => {
+            return crate::completions::run(shell, <Cli as clap::CommandFactory>::command());
+        }
         _ => {}
     }
     let target = cli.conn.overrides().resolve()?;
@@ -271,18 +280,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 emergency: r.emergency,
                 no_wait: r.no_wait,
             };
-            let mut last = String::new();
-            let result = approvals::request_live(&target, &args, mode, |info| {
-                let line = approvals::progress_line(info);
-                // The time left changes every update; print it only with news
-                // or every minute.
-                let news = line.split(';').take(2).collect::<String>();
-                if news != last || info.seconds_left % 60 < 5 {
-                    eprintln!("{line}");
-                    last = news;
-                }
-            })
-            .await?;
+            let wait = crate::wait_line::WaitLine::stderr();
+            let result = approvals::request_live(&target, &args, mode, |i| wait.update(i)).await;
+            drop(wait);
+            let result = result?;
             match result {
                 approvals::RequestResult::Issued(outcome) => {
                     if outcome.response.emergency {
@@ -379,6 +380,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         // Dispatched above, before the settings are resolved.
         Command::Audit(_) | Command::Host(_) => {}
         Command::Ssh(_) | Command::Config(_) | Command::SshCheck(_) => {}
+        Command::Completions { .. } => {}
     }
     Ok(())
 }

@@ -20,7 +20,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use breakglass_proto::names;
 use breakglass_proto::profile::{CRITICAL_FORCE_COMMAND, Profile};
 use breakglass_proto::text::escaped as esc;
-use breakglass_proto::v1::RequestInfo;
 use clap::Args;
 use ssh_key::{Certificate, PublicKey};
 
@@ -285,19 +284,6 @@ fn ssh_user(passthrough: &[OsString], host: &str) -> Result<String, CliError> {
         })
 }
 
-/// Prints the approval wait: each change at once, the time left once a minute.
-pub fn progress_printer() -> impl FnMut(&RequestInfo) {
-    let mut last = String::new();
-    move |info: &RequestInfo| {
-        let line = approvals::progress_line(info);
-        let news = line.split(';').take(2).collect::<String>();
-        if news != last || info.seconds_left % 60 < 5 {
-            eprintln!("{line}");
-            last = news;
-        }
-    }
-}
-
 /// Runs `breakglass ssh`: finds or requests the certificate, then becomes `ssh`.
 pub async fn run(cmd: SshCmd, conn: &Overrides) -> Result<(), CliError> {
     let (given_user, host) = split_destination(&cmd.destination)?;
@@ -373,7 +359,11 @@ pub async fn run(cmd: SshCmd, conn: &Overrides) -> Result<(), CliError> {
                 emergency: cmd.emergency,
                 no_wait: false,
             };
-            match approvals::request_live(&target, &args, mode, progress_printer()).await? {
+            // The approval wait's one status line, as for `request`.
+            let wait = crate::wait_line::WaitLine::stderr();
+            let result = approvals::request_live(&target, &args, mode, |i| wait.update(i)).await;
+            drop(wait);
+            match result? {
                 RequestResult::Issued(o) => {
                     let r = &o.response;
                     if r.emergency {

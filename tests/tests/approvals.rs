@@ -931,6 +931,22 @@ async fn the_cli_streams_the_request_state_and_shows_an_approval_within_a_second
     assert!(stdout.contains("Certificate written to"), "{stdout}");
     assert!(stdout.contains("tier critical"), "{stdout}");
     assert!(keys.path().join("id_ed25519-cert.pub").exists());
+    // Not a terminal: one line per change, none repeated (not the first, which the
+    // watch stream's first update repeats; not the countdown), no in-place redraws.
+    let seen: Vec<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, l)| l.clone())
+        .collect();
+    let waiting: Vec<&String> = seen.iter().filter(|l| l.contains(&id)).collect();
+    assert_eq!(waiting.len(), 3, "one line per change: {seen:#?}");
+    assert!(
+        waiting[0].contains("(0/2)") && waiting[1].contains("(1/2)"),
+        "{seen:#?}"
+    );
+    assert!(waiting[2].contains("issuing"), "{seen:#?}");
+    assert!(!seen.iter().any(|l| l.contains('\r')), "{seen:#?}");
 
     // `--no-wait` prints the id; `deny` ends it; `fetch` then exits 79 (refused).
     let out = d

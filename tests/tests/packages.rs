@@ -307,6 +307,14 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
         ("/usr/share/man/man1/breakglass.1.gz", 0o644),
         ("/usr/share/man/man8/breakglass-ca.8.gz", 0o644),
         ("/usr/share/man/man8/pam_breakglass.8.gz", 0o644),
+        ("/usr/share/man/man5/breakglass-ca.toml.5.gz", 0o644),
+        ("/usr/share/man/man1/breakglass-ca-keys.1.gz", 0o644),
+        ("/usr/share/bash-completion/completions/breakglass", 0o644),
+        ("/usr/share/zsh/vendor-completions/_breakglass", 0o644),
+        (
+            "/usr/share/fish/vendor_completions.d/breakglass.fish",
+            0o644,
+        ),
         (
             "/usr/share/doc/breakglass-ca/examples/breakglass-ca.example.toml",
             0o644,
@@ -351,6 +359,14 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
     assert!(uid < 1000, "breakglass-ca is not a system user: {pw}");
     assert_eq!(fields[6], "/usr/sbin/nologin", "{pw}");
     assert_eq!(owner("/etc/breakglass-ca").0, 0);
+    // The client command's page is in section 1, with the client; none in section 8.
+    assert!(!Path::new("/usr/share/man/man8/breakglass-ca-keys.8.gz").exists());
+    // The installed bash completion is the binary's and loads as bash-completion loads it.
+    let out = ok(Command::new("bash").args([
+        "-c",
+        "source /usr/share/bash-completion/completions/breakglass && complete -p breakglass",
+    ]));
+    assert!(out.contains("-F _breakglass breakglass"), "{out}");
     sshd_t("after dpkg -i");
 
     // --- sshd from the system configuration still accepts logins -------------------

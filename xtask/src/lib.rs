@@ -4,5 +4,6 @@
 pub mod check;
 pub mod cycles;
 pub mod man;
+pub mod man_sections;
 pub mod readme;
 pub mod seeds;

@@ -4,7 +4,8 @@
 //! One file per part of the file: [`server`] (`[server]`, `[ca]`), [`audit`] (`[audit]`,
 //! `[revocation]`), [`identities`] (`[[identities]]`, `[[admin_users]]`),
 //! [`notifications`] (`[notifications]`, `[refusals]`), [`policy`] (`[[tiers]]`,
-//! `[[rules]]`), [`log`] (`[log]`), and [`field`] the rules they share; here, the whole.
+//! `[[rules]]`), [`log`] (`[log]`), [`field`] the rules they share, and [`keys`] the table
+//! of every key (its defaults, and `breakglass-ca.toml(5)`); here, the whole.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ use crate::policy::Policy;
 pub mod audit;
 pub mod field;
 pub mod identities;
+pub mod keys;
 pub mod log;
 pub mod notifications;
 pub mod policy;
@@ -111,7 +113,7 @@ impl Config {
             field: field.to_owned(),
             reason,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let at_line = |e: toml::de::Error| {
             let msg = e.message().to_owned();
             let at = e
                 .span()
@@ -121,7 +123,26 @@ impl Config {
                 })
                 .unwrap_or_else(|| "file".to_owned());
             err(&at, msg)
+        };
+        // Unknown and missing keys and wrong types first, with the line they are on; then
+        // the documented defaults of the key table filled in, and the sections parsed
+        // from the filled-in table.
+        toml::from_str::<RawConfig>(text).map_err(at_line)?;
+        let mut doc: toml::Table = toml::from_str(text).map_err(at_line)?;
+        keys::check_keys(&mut doc, &err)?;
+        let raw: RawConfig = doc.try_into().map_err(|e: toml::de::Error| {
+            err("file", format!("{} (a documented default)", e.message()))
         })?;
+        Self::from_raw(path, raw)
+    }
+
+    /// Validates the parsed sections.
+    fn from_raw(path: &Path, raw: RawConfig) -> Result<Self, ConfigError> {
+        let err = |field: &str, reason: String| ConfigError {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
         if raw.version != CONFIG_VERSION {
             return Err(err(
                 "version",
