@@ -295,6 +295,13 @@ async fn metrics_count_a_scripted_run_of_issue_approve_refuse_and_revoke() {
         "{commits} commits, {size} events"
     );
     assert!(count("breakglass_audit_last_checkpoint_age_seconds") >= 0.0);
+    // Each append waits for one commit, which may serve several; an append has one event
+    // or more.
+    let appends = count("breakglass_audit_append_duration_seconds_count");
+    assert!(
+        commits <= appends && appends <= size as f64,
+        "{appends} appends"
+    );
     assert_eq!(
         count(r#"breakglass_webhook_deliveries_total{result="failed"}"#),
         0.0

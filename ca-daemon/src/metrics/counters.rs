@@ -57,6 +57,7 @@ const NO_TIER: &str = "none";
 pub struct Metrics {
     pub(super) requests: Family<RequestLabels, Counter>,
     pub(super) issuance_seconds: Histogram,
+    pub(super) append_seconds: Histogram,
     pub(super) host_records: Family<ResultLabel, Counter>,
     pub(super) revocation_streams: Gauge,
 }
@@ -67,6 +68,8 @@ impl Default for Metrics {
             requests: Family::default(),
             // 1 ms .. ~16 s: a signature and one fdatasync, up to a struggling disk.
             issuance_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            // 100 µs .. ~3.3 s: the commit the caller waits for, and the queue before it.
+            append_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             host_records: Family::default(),
             revocation_streams: Gauge::default(),
         }
@@ -88,7 +91,9 @@ impl Metrics {
     /// them: a `RequestCreated` that waits for approvals is pending, a `GrantIssued` issued;
     /// either one refused by the log is an error (once per request: the `RequestCreated`
     /// of a request issued at once is only counted through its grant).
-    pub fn recorded(&self, events: &[Event], recorded: bool) {
+    /// `took` is how long the caller waited for the log's answer.
+    pub fn recorded(&self, events: &[Event], recorded: bool, took: Duration) {
+        self.append_seconds.observe(took.as_secs_f64());
         for event in events {
             let (tier, outcome) = match &event.kind {
                 EventKind::RequestCreated(c) if c.approvals_required > 0 => {

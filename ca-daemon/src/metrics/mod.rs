@@ -57,6 +57,11 @@ impl Exporter {
             "Revocation streams (watch-revocations) connected now",
             m.revocation_streams.clone(),
         );
+        registry.register(
+            "audit_append_duration_seconds",
+            "Time a caller waits for its events to be durable: the queue and the commit",
+            m.append_seconds.clone(),
+        );
         let stats = service.audit.commit_stats();
         registry.register(
             "audit_commit_duration_seconds",

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use breakglass_proto::audit::{Actor, Event, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
@@ -183,9 +183,13 @@ impl Service {
         event: Event,
         then: impl FnOnce(&mut State),
     ) -> Result<u64, Error> {
+        let started = Instant::now();
         let appended = self.audit.append(&event).await;
-        self.metrics
-            .recorded(std::slice::from_ref(&event), appended.is_ok());
+        self.metrics.recorded(
+            std::slice::from_ref(&event),
+            appended.is_ok(),
+            started.elapsed(),
+        );
         let index = appended.map_err(|e| {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
@@ -203,8 +207,10 @@ impl Service {
     /// all or none after a crash) and applies them in order once durable. Returns the
     /// first one's index.
     pub(crate) async fn record_all(&self, events: &[Event]) -> Result<u64, Error> {
+        let started = Instant::now();
         let appended = self.audit.append_all(events).await;
-        self.metrics.recorded(events, appended.is_ok());
+        self.metrics
+            .recorded(events, appended.is_ok(), started.elapsed());
         let first = appended.map_err(|e| {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
