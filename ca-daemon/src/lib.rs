@@ -19,7 +19,9 @@
 //! - [`witness`]: hosts witness the log; a rolled-back or forked log stops issuance;
 //! - [`systemd`]: readiness, reload and watchdog notifications; [`reload`]: the
 //!   configuration re-read in place on SIGHUP;
-//! - [`cli`]: the command line (also the source of the man pages);
+//! - [`metrics`]: metrics and probes on the plain-HTTP `metrics_listen` listener;
+//! - [`cli`]: the command line (also the source of the man pages); [`logging`]: the
+//!   daemon's own log lines (text or JSON);
 //! - [`init`]: the dev setup;
 //! - [`inproc`]: the API called in-process with encoded messages (fuzzing, seeds).
 #![forbid(unsafe_code)]
@@ -39,6 +41,8 @@ pub mod init;
 pub mod inproc;
 pub mod keyfile;
 pub mod krl;
+pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod refusal;

@@ -57,14 +57,14 @@ pub struct Reloaded {
 }
 
 /// The settings of `new` that differ from `running` but cannot change in place: the
-/// listeners, the TLS material and the CA keys, the audit log and its key, the revocation
+/// listeners (the metrics listener too), the log format, the TLS material and the CA keys, the audit log and its key, the revocation
 /// administrators and audit readers (the access layer's rules), and the notification
 /// queue, syslog and CA bundle (fixed when delivery starts). Paths are compared, not the
 /// files' contents: a key replaced under the same name needs a restart to be read.
 #[must_use]
 pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (running, new);
-    let checks: [(&'static str, bool); 24] = [
+    let checks: [(&'static str, bool); 26] = [
         ("server.listen", a.server.listen != b.server.listen),
         (
             "server.admin_socket",
@@ -132,6 +132,11 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
             "notifications.ca_bundle",
             a.notifications.ca_bundle != b.notifications.ca_bundle,
         ),
+        (
+            "server.metrics_listen",
+            a.server.metrics_listen != b.server.metrics_listen,
+        ),
+        ("log.format", a.log.format != b.log.format),
     ];
     checks
         .into_iter()
@@ -193,7 +198,14 @@ pub fn spawn(
             crate::systemd::reloading();
             let path = running.path.clone();
             tracing::info!(config = %path.display(), "SIGHUP received: reloading the configuration");
-            match reload(&service, &running, &path).await {
+            let outcome = reload(&service, &running, &path).await;
+            service.metrics().config_reload(match &outcome {
+                Ok(_) => "reloaded",
+                Err(ReloadError::Invalid(_)) => "invalid",
+                Err(ReloadError::NeedsRestart { .. }) => "needs_restart",
+                Err(ReloadError::Audit(_)) => "error",
+            });
+            match outcome {
                 Ok(r) => {
                     let sha: String = r.sha256.iter().map(|b| format!("{b:02x}")).collect();
                     tracing::info!(
@@ -279,8 +291,10 @@ mod tests {
         new.notifications.queue += 1;
         new.notifications.syslog = !new.notifications.syslog;
         new.notifications.ca_bundle = "x".into();
+        new.server.metrics_listen = None;
+        new.log.format = crate::config::LogFormat::Json;
         let named = needs_restart(&running, &new);
-        assert_eq!(named.len(), 24, "{named:?}");
+        assert_eq!(named.len(), 26, "{named:?}");
         for names in named {
             for name in names.split(", ") {
                 let (section, key) = name.split_once('.').unwrap();

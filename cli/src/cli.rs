@@ -255,7 +255,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ssh(s) => return crate::ssh::run(s, &cli.conn.overrides()).await,
         Command::Config(c) => return crate::ssh_config::run(c),
         Command::SshCheck(c) => return crate::ssh_config::check(c),
-        Command::Completions { shell } => return crate::completions::run(shell),
+        Command::Completions { shell } => {
+            return crate::completions::run(shell, <Cli as clap::CommandFactory>::command());
+        }
         _ => {}
     }
     let target = cli.conn.overrides().resolve()?;

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 use crate::error::CliError;
@@ -30,20 +29,19 @@ impl CompletionShell {
     }
 }
 
-/// The completion script of `breakglass` for `shell`.
+/// The completion script of `breakglass` (the clap definition `cmd`) for `shell`.
 #[must_use]
-pub fn script(shell: CompletionShell) -> Vec<u8> {
-    let mut cmd = crate::cli::Cli::command();
+pub fn script(shell: CompletionShell, mut cmd: clap::Command) -> Vec<u8> {
     let mut out = Vec::new();
     clap_complete::generate(shell.shell(), &mut cmd, "breakglass", &mut out);
     out
 }
 
-/// Writes the completion script of `shell` to stdout.
-pub fn run(shell: CompletionShell) -> Result<(), CliError> {
+/// Writes the completion script of `shell` for `cmd` to stdout.
+pub fn run(shell: CompletionShell, cmd: clap::Command) -> Result<(), CliError> {
     std::io::stdout()
         .lock()
-        .write_all(&script(shell))
+        .write_all(&script(shell, cmd))
         .map_err(|e| CliError::Io(format!("cannot write the completion script: {e}")))
 }
 
@@ -58,7 +56,8 @@ mod tests {
             CompletionShell::Zsh,
             CompletionShell::Fish,
         ] {
-            let text = String::from_utf8(script(shell)).unwrap();
+            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            let text = String::from_utf8(script(shell, cmd)).unwrap();
             for word in ["breakglass", "request", "ca-keys", "completions", "ttl"] {
                 assert!(text.contains(word), "{shell:?}: {word} not in the script");
             }

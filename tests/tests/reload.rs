@@ -167,6 +167,28 @@ impl Setup {
         self.log_holds(needle, n).await
     }
 
+    /// The metrics listener of the dev set-up (read before the file is edited).
+    fn metrics_addr(&self) -> std::net::SocketAddr {
+        breakglass_ca::config::Config::load(&self.ca.config())
+            .unwrap()
+            .server
+            .metrics_listen
+            .expect("the dev set-up has a metrics listener")
+    }
+
+    /// `breakglass_config_reloads_total{result="RESULT"}` from `/metrics` (0 when absent).
+    fn reloads_counted(addr: std::net::SocketAddr, result: &str) -> u64 {
+        use std::io::{Read as _, Write as _};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        write!(c, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        let name = format!("breakglass_config_reloads_total{{result=\"{result}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&name))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
     /// `breakglass audit show` as the sample auditor.
     async fn audit_show(&self) -> String {
         self.cli_ok("auditor", &["audit", "show"]).await
@@ -280,6 +302,7 @@ async fn sighup_with_a_valid_change_takes_effect_for_the_next_request_and_a_wait
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_with_an_invalid_change_keeps_the_running_policy_and_names_the_field() {
     let mut s = Setup::start(&[]).await;
+    let metrics = s.metrics_addr();
     // The new rule, and a tier whose TTL exceeds [ca] max_ttl (8h): the whole file is
     // refused, the rule included.
     s.append_to_config(NEW_RULE);
@@ -311,6 +334,7 @@ async fn sighup_with_an_invalid_change_keeps_the_running_policy_and_names_the_fi
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_with_a_change_to_a_fixed_setting_is_refused_and_names_it() {
     let mut s = Setup::start(&[]).await;
+    let metrics = s.metrics_addr();
     s.append_to_config(NEW_RULE);
     s.ca.edit_config("shutdown_grace = \"10s\"", "shutdown_grace = \"11s\"")
         .unwrap();
@@ -340,6 +364,8 @@ async fn sighup_with_a_change_to_a_fixed_setting_is_refused_and_names_it() {
     s.hup("configuration reloaded", 1).await;
     let (ok, err) = s.request_now("db-1.reload.example").await;
     assert!(ok, "{err}");
+    assert_eq!(Setup::reloads_counted(metrics, "needs_restart"), 1);
+    assert_eq!(Setup::reloads_counted(metrics, "reloaded"), 1);
     assert!(s.ca.stop().unwrap().success());
 }
 

@@ -10,7 +10,7 @@
 use breakglass_ca::config::keys::{Absent, KEYS, Key, SECTIONS, keys_of};
 use roff::{Roff, bold, italic, roman};
 
-use crate::man::{MANUAL, Page, th_date};
+use crate::man::page::{MANUAL, Page, th_date};
 
 /// An example: what it does, and the arguments after the program name.
 pub type Example = (&'static str, &'static [&'static str]);
@@ -23,12 +23,12 @@ pub type File = (&'static str, &'static str);
 fn program(section: &str) -> Option<(clap::Command, &'static [Example], &'static [File])> {
     match section {
         "1" => Some((
-            crate::man::breakglass_command(),
+            crate::man::page::breakglass_command(),
             breakglass_cli::manual::EXAMPLES,
             breakglass_cli::manual::FILES,
         )),
         "8" => Some((
-            crate::man::breakglass_ca_command(),
+            crate::man::page::breakglass_ca_command(),
             breakglass_ca::cli::EXAMPLES,
             breakglass_ca::cli::FILES,
         )),
@@ -127,7 +127,7 @@ pub fn sections(cmd: &clap::Command, section: &str) -> String {
             r.control("fi", []);
         }
     }
-    crate::man::without_preamble(&r.render())
+    crate::man::page::without_preamble(&r.render())
 }
 
 /// ENVIRONMENT: every variable an option of `cmd` reads (clap `env =`), in option order.
@@ -302,7 +302,7 @@ pub fn config_page() -> Page {
     r.control("RE", []);
     r.control("fi", []);
     r.control("SH", ["SEE ALSO"]);
-    r.text(crate::man::see_also_inlines(&[
+    r.text(crate::man::page::see_also_inlines(&[
         "breakglass-ca(8)",
         "breakglass-ca-check-config(8)",
         "breakglass(1)",
