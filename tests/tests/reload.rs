@@ -323,6 +323,8 @@ async fn sighup_with_an_invalid_change_keeps_the_running_policy_and_names_the_fi
     let (ok, err) = s.request_now("localhost").await;
     assert!(ok, "the daemon still serves with the running policy: {err}");
     assert!(!s.audit_show().await.contains("config_reloaded"));
+    assert_eq!(Setup::reloads_counted(metrics, "invalid"), 1);
+    assert_eq!(Setup::reloads_counted(metrics, "reloaded"), 0);
 
     let status = s.ca.stop().unwrap();
     assert!(
