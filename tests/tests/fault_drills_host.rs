@@ -496,14 +496,18 @@ fn copy_records<'a>(ids: impl IntoIterator<Item = &'a String>, from: &Path, to: 
 fn serve_paused(d: &TestDaemon) -> CaProcess {
     let config = d.path().join(breakglass_ca::init::CONFIG_FILE);
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{}\"", d.port),
-        ),
-    )
-    .unwrap();
+    // The gRPC listener's line only (`metrics_listen = ` stays on an ephemeral port).
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("listen = ") {
+                format!("listen = \"127.0.0.1:{}\"", d.port)
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&config, text.join("\n") + "\n").unwrap();
     let mut cmd = ca::serve_command(breakglass_ca_bin(), &config);
     CaProcess::start(&mut cmd, Duration::from_secs(60), |log| {
         log.contains("breakglass-ca serving")
