@@ -68,7 +68,8 @@ pub struct TailArgs {
     /// How many of the last matching events to print
     #[arg(short = 'n', long, default_value_t = 20)]
     pub lines: usize,
-    /// Keep running and print new events as they are logged
+    /// Keep running and print new events as they are logged; when the daemon cannot be
+    /// reached (a restart), say so once, retry, and go on from the last entry printed
     #[arg(long, short = 'f')]
     pub follow: bool,
 }
@@ -339,20 +340,74 @@ pub(super) async fn tail(t: TailArgs, target: &Target) -> Result<(), CliError> {
         return Ok(());
     }
     let mut next = size;
+    // Since when, and why, the daemon cannot be reached; the next retry's delay.
+    let mut outage: Option<(std::time::Instant, String)> = None;
+    let mut delay = crate::approvals::RECONNECT_FIRST;
+    // Runs until interrupted, as `tail -f` does; every wait is bounded.
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let size = checkpoint_size(&mut client, target).await?;
-        if size <= next {
-            continue;
-        }
-        for (i, e) in fetch_events(&mut client, target, next, size).await? {
-            filter.observe(&e);
-            if filter.matches(&e) {
-                println!("{}", format_event(i, &e, t.filter.json));
+        tokio::time::sleep(if outage.is_some() {
+            delay
+        } else {
+            FOLLOW_EVERY
+        })
+        .await;
+        match follow_once(&mut client, target, next, &mut filter, t.filter.json).await {
+            Ok(size) => {
+                if let Some((since, _)) = outage.take() {
+                    eprintln!(
+                        "breakglass: reconnected to breakglass-ca at {} after {}; following the log from entry {next}",
+                        target.shown(),
+                        humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+                    );
+                }
+                next = size;
+                delay = crate::approvals::RECONNECT_FIRST;
             }
+            Err(CliError::Unavailable(why)) => {
+                if outage.is_none() {
+                    eprintln!(
+                        "breakglass: lost the connection to breakglass-ca at {} ({why}); retrying (up to every {}) and following from entry {next} once it answers",
+                        target.shown(),
+                        humantime::format_duration(crate::approvals::RECONNECT_MAX)
+                    );
+                    outage = Some((std::time::Instant::now(), why));
+                } else {
+                    delay = (delay * 2).min(crate::approvals::RECONNECT_MAX);
+                }
+                // A new connection: the old one may be dead for good.
+                client = audit_client(target)?;
+            }
+            Err(e) => return Err(e),
         }
-        next = size;
     }
+}
+
+/// How often `tail --follow` asks for new entries.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// One poll of `tail --follow`: prints the matching events logged since entry `next`;
+/// returns the log's size. A log smaller than what was printed (rolled back, replaced
+/// across a restart) is refused.
+async fn follow_once(
+    client: &mut breakglass_proto::v1::audit_client::AuditClient<tonic::transport::Channel>,
+    target: &Target,
+    next: u64,
+    filter: &mut Filter,
+    json: bool,
+) -> Result<u64, CliError> {
+    let size = checkpoint_size(client, target).await?;
+    if size < next {
+        return Err(CliError::Verification(format!(
+            "the daemon's audit log now has {size} entries, fewer than the {next} already printed: it was rolled back or replaced; check it with `breakglass audit verify --remote --since FILE` against a checkpoint you saved"
+        )));
+    }
+    for (i, e) in fetch_events(client, target, next, size).await? {
+        filter.observe(&e);
+        if filter.matches(&e) {
+            println!("{}", format_event(i, &e, json));
+        }
+    }
+    Ok(size)
 }
 
 #[cfg(test)]
