@@ -9,6 +9,11 @@
 //! counted). A background task delivers each notice to each URL in its own
 //! task, with a per-attempt timeout and retries with doubling delays, so a
 //! webhook that hangs or fails delays nothing but its own retries.
+//!
+//! A webhook gets the JSON [`Notice`] (or [`RefusalAlert`]) by default, or with
+//! `format = "slack"` in its `[[webhooks]]` entry a Slack / Mattermost incoming-webhook
+//! body (`slack.rs`). Logs show a webhook's scheme, host and port only
+//! ([`shown_url`]).
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -24,6 +29,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::NotifySettings;
+use crate::config::notifications::{WebhookFormat, shown_url};
+
+mod slack;
+pub use slack::mrkdwn;
 
 /// Most webhook deliveries in flight at once.
 const MAX_IN_FLIGHT: usize = 64;
@@ -376,14 +385,24 @@ impl Notifier {
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
             while let Some(job) = rx.recv().await {
-                let body = match serde_json::to_vec(&job.payload.escaped()) {
-                    Ok(b) => Bytes::from(b),
-                    Err(e) => {
-                        tracing::error!(error = %e, "notice does not serialise");
-                        continue;
-                    }
-                };
+                // Each format's body once per notice, for every URL of that format.
+                let (mut json, mut slack) = (None, None);
                 for url in job.urls {
+                    let format = settings.format_of(&url);
+                    let slot: &mut Option<Bytes> = match format {
+                        WebhookFormat::Json => &mut json,
+                        WebhookFormat::Slack => &mut slack,
+                    };
+                    let body = match slot {
+                        Some(b) => b.clone(),
+                        None => match render(&job.payload, format) {
+                            Ok(b) => slot.insert(b).clone(),
+                            Err(e) => {
+                                tracing::error!(error = %e, "notice does not serialise");
+                                continue;
+                            }
+                        },
+                    };
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         return;
                     };
@@ -404,6 +423,15 @@ impl Notifier {
     }
 }
 
+/// The body a webhook of `format` receives.
+fn render(payload: &Payload, format: WebhookFormat) -> Result<Bytes, serde_json::Error> {
+    match format {
+        WebhookFormat::Json => serde_json::to_vec(&payload.escaped()),
+        WebhookFormat::Slack => serde_json::to_vec(&slack::body(payload)),
+    }
+    .map(Bytes::from)
+}
+
 /// POSTs with retries; logs the outcome.
 async fn deliver(
     url: &str,
@@ -419,21 +447,21 @@ async fn deliver(
         let why = match result {
             Ok(Ok(())) => {
                 counters.delivered.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(url, event = event.name(), attempt, "webhook delivered");
+                tracing::debug!(url = %shown_url(url), event = event.name(), attempt, "webhook delivered");
                 return;
             }
             Ok(Err(e)) => e,
             Err(_) => format!("no answer within {}", crate::fmt_duration(settings.timeout)),
         };
         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(url, event = event.name(), attempt, error = %why, "webhook failed");
+        tracing::warn!(url = %shown_url(url), event = event.name(), attempt, error = %why, "webhook failed");
         if attempt < settings.retries {
             tokio::time::sleep(delay).await;
             delay = delay.saturating_mul(2).min(Duration::from_secs(300));
         }
     }
     counters.given_up.fetch_add(1, Ordering::Relaxed);
-    tracing::error!(url, event = event.name(), "webhook given up after retries");
+    tracing::error!(url = %shown_url(url), event = event.name(), "webhook given up after retries");
 }
 
 fn tls_connector(bundle: &std::path::Path) -> Option<tokio_rustls::TlsConnector> {

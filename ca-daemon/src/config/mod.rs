@@ -58,6 +58,8 @@ struct RawConfig {
     revocation: Option<audit::RawRevocation>,
     #[serde(default)]
     refusals: Option<notifications::RawRefusals>,
+    #[serde(default)]
+    webhooks: Vec<notifications::RawWebhook>,
 }
 
 /// A validated daemon configuration.
@@ -164,9 +166,12 @@ impl Config {
         let admin_users =
             identities::parse_admin_users(raw.admin_users, server.admin_socket.as_deref(), &err)?;
         let tiers = policy::parse_tiers(raw.tiers, &ca, &err)?;
-        let notifications = notifications::parse_notifications(raw.notifications, &resolve, &err)?;
+        let mut notifications =
+            notifications::parse_notifications(raw.notifications, &resolve, &err)?;
         let refusals =
             notifications::parse_refusals(raw.refusals.unwrap_or_default(), &tiers, &err)?;
+        notifications.formats =
+            notifications::parse_webhooks(raw.webhooks, &tiers, &refusals, &err)?;
         let rules = policy::parse_rules(raw.rules, &tiers, &ca, &err)?;
         Ok(Self {
             path: path.to_owned(),

@@ -542,3 +542,62 @@ fn webhook_urls_are_checked() {
     assert!(notifications::check_webhook_url("not a url").is_err());
     assert!(notifications::check_webhook_url("/relative").is_err());
 }
+
+#[test]
+fn webhook_formats_name_a_webhook_of_a_tier_or_of_refusals() {
+    use notifications::WebhookFormat;
+    let tiers = "[[tiers]]\nname = \"a\"\nmax_ttl = \"1h\"\nwebhooks = [\"http://127.0.0.1:1/json\", \"https://hooks.slack.example/services/T1/B2/secret\"]\n";
+    let c = parse(&format!(
+        "{MIN}{tiers}[[webhooks]]\nurl = \"https://hooks.slack.example/services/T1/B2/secret\"\nformat = \"slack\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.notifications
+            .format_of("https://hooks.slack.example/services/T1/B2/secret"),
+        WebhookFormat::Slack
+    );
+    assert_eq!(
+        c.notifications.format_of("http://127.0.0.1:1/json"),
+        WebhookFormat::Json
+    );
+    // `format` defaults to json; the refusal alert's own webhooks count as named.
+    let c = parse(&format!(
+        "{MIN}[refusals]\nwebhooks = [\"https://soc.example/hook\"]\n[[webhooks]]\nurl = \"https://soc.example/hook\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.notifications.format_of("https://soc.example/hook"),
+        WebhookFormat::Json
+    );
+    let cases = [
+        // Nothing sends to it: a mistake, named without the URL's secret path.
+        (
+            "url = \"https://elsewhere.example/x/secret\"",
+            "webhooks[0].url",
+            "is not a webhook of any tier",
+        ),
+        (
+            "url = \"http://127.0.0.1:1/json\"\nformat = \"teams\"",
+            "webhooks[0].format",
+            "\"slack\"",
+        ),
+        (
+            "url = \"http://127.0.0.1:1/json\"\n[[webhooks]]\nurl = \"http://127.0.0.1:1/json\"",
+            "webhooks[1].url",
+            "earlier [[webhooks]] entry",
+        ),
+        (
+            "url = \"ftp://x/\"",
+            "webhooks[0].url",
+            "only http:// and https://",
+        ),
+        // The parser says it first, with the line.
+        ("format = \"slack\"", "line ", "missing field `url`"),
+    ];
+    for (entry, field, says) in cases {
+        let e = parse(&format!("{MIN}{tiers}[[webhooks]]\n{entry}\n")).unwrap_err();
+        assert!(e.field.starts_with(field), "{entry}: {e}");
+        assert!(e.reason.contains(says), "{entry}: {e}");
+        assert!(!e.reason.contains("secret"), "{e}");
+    }
+}
