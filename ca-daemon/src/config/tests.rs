@@ -601,3 +601,22 @@ fn webhook_formats_name_a_webhook_of_a_tier_or_of_refusals() {
         assert!(!e.reason.contains("secret"), "{e}");
     }
 }
+
+#[test]
+fn the_readme_slack_webhook_example_is_valid() {
+    use notifications::WebhookFormat;
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme.find("**Slack and Mattermost.**").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let c = parse(&format!("{MIN}{example}")).unwrap();
+    assert_eq!(
+        c.notifications
+            .format_of("https://hooks.slack.com/services/T000/B000/XXXX"),
+        WebhookFormat::Slack
+    );
+    assert_eq!(
+        c.notifications.format_of("https://soc.example/breakglass"),
+        WebhookFormat::Json
+    );
+}
