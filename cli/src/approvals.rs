@@ -618,3 +618,83 @@ pub fn describe_reviews(items: &[ReviewItem]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(seconds_left: i64) -> RequestInfo {
+        RequestInfo {
+            request_id: "r-0123456789abcdef".into(),
+            state: RequestState::Pending as i32,
+            seconds_left,
+            ..RequestInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_dead_connection_is_retried_and_the_daemons_refusals_are_not() {
+        assert!(connection_lost(&tonic::Status::unavailable("")));
+        assert!(connection_lost(&tonic::Status::unknown(
+            "h2 protocol error: error reading a body from connection"
+        )));
+        assert!(connection_lost(&tonic::Status::cancelled("")));
+        assert!(!connection_lost(&tonic::Status::not_found(
+            "no request r-1"
+        )));
+        assert!(!connection_lost(&tonic::Status::permission_denied(
+            "only the requester may watch"
+        )));
+    }
+
+    #[test]
+    fn the_loss_and_the_return_are_said_once_per_outage() {
+        let target = Target::Unix("/run/breakglass/admin.sock".into());
+        let mut notes = Vec::new();
+        let mut w = Wait::new(pending(600));
+        let mut note = |n: &str| notes.push(n.to_owned());
+        // A first update without an outage says nothing.
+        w.resumed(&pending(600), &mut note);
+        w.lost(&target, "transport error", &mut note);
+        w.lost(&target, "connection refused", &mut note);
+        w.resuming = true;
+        w.resumed(&pending(590), &mut note);
+        w.resumed(&pending(585), &mut note);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("lost the connection to breakglass-ca at ")
+                && notes[0].contains(
+                    "(transport error); retrying until request r-0123456789abcdef expires ("
+                ),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("reconnected after ")
+                && notes[1].ends_with("; request r-0123456789abcdef still pending"),
+            "{notes:?}"
+        );
+        assert!(w.outage.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_wait_gives_up_when_the_request_has_expired() {
+        let target = Target::Unix("/nonexistent/breakglass-test/admin.sock".into());
+        let mut w = Wait::new(pending(0));
+        w.last_at -= RECONNECT_GRACE;
+        let mut notes = Vec::new();
+        w.lost(&target, "transport error", &mut |n: &str| {
+            notes.push(n.to_owned())
+        });
+        let e = w
+            .reconnect(&target, &mut |n: &str| notes.push(n.to_owned()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 69, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("could not reconnect before request r-0123456789abcdef expired")
+                && text.contains("breakglass show r-0123456789abcdef"),
+            "{text}"
+        );
+    }
+}
