@@ -1051,7 +1051,7 @@ async fn a_slack_format_webhook_gets_text_and_blocks_with_the_request_and_the_ap
         id.as_str(),
         "sre@example.com",
         "bgdemo@web-1.staging.example",
-        "tier: elevated",
+        "Tier: elevated",
         &format!("breakglass approve {id}"),
         // Escaped for mrkdwn: no mention, no link.
         "&lt;!channel&gt; &amp; &lt;https://evil.example|click here&gt;",

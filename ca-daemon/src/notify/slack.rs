@@ -1,23 +1,37 @@
-//! The Slack / Mattermost incoming-webhook body of a notice (`format = "slack"` of a
+//! The Slack / Mattermost incoming-webhook body of a message (`format = "slack"` of a
 //! `[[webhooks]]` entry): a `text` that says it all (the notification preview, and what
 //! Mattermost shows) and Block Kit `blocks` that lay it out (Slack).
 //!
-//! Every text the daemon does not write itself (requester, reason, command, actor, …)
-//! is first escaped for people ([`super::Notice::escaped`]: control characters and
-//! look-alikes) and then for Slack's mrkdwn: `&`, `<` and `>`, so that a reason cannot
-//! make a link, mention a channel (`<!channel>`) or a user. No secret is in a notice.
+//! Every text of a [`Message`] is escaped here for Slack's mrkdwn: `&`, `<` and `>`, so
+//! that a requester's reason cannot make a link or mention a channel (`<!channel>`) or a
+//! user. What a notice says is chosen by the notifier (`super::chat_message`), from text
+//! already escaped for people.
 
-use breakglass_proto::audit::fields::rfc3339;
 use serde_json::{Value, json};
-
-use super::{Notice, NoticeKind, Payload, RefusalAlert};
 
 /// Longest text of one section (Slack refuses more than 3000 characters).
 const MAX_SECTION: usize = 2900;
 /// Longest text of one field (Slack refuses more than 2000 characters).
 const MAX_FIELD: usize = 1900;
+/// Longest `text` (Slack cuts at 40000 characters).
+const MAX_TEXT: usize = 39_000;
 
-/// `text` escaped for Slack mrkdwn (`&`, `<`, `>`; the only characters it interprets as
+/// What one chat message says, as plain text (escaped by [`body`]).
+#[derive(Debug, Default)]
+pub struct Message {
+    /// What happened, in one line (shown bold).
+    pub headline: String,
+    /// Short facts, shown side by side: (name, value); empty values are left out.
+    pub facts: Vec<(&'static str, String)>,
+    /// Longer texts under a title each (reason, detail); empty ones are left out.
+    pub paragraphs: Vec<(&'static str, String)>,
+    /// The command that acts on it (the approve command), shown as code.
+    pub command: Option<(&'static str, String)>,
+    /// Where it comes from, in small print.
+    pub context: String,
+}
+
+/// `text` escaped for Slack mrkdwn (`&`, `<`, `>`: the only characters it reads as
 /// markup that links or mentions).
 #[must_use]
 pub fn mrkdwn(text: &str) -> String {
@@ -47,200 +61,67 @@ fn section(text: &str) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION)}})
 }
 
-fn fields(pairs: &[(&str, String)]) -> Value {
-    let fields: Vec<Value> = pairs
+/// The body POSTed to the webhook.
+#[must_use]
+pub fn body(m: &Message) -> Value {
+    let head = mrkdwn(&m.headline);
+    let facts: Vec<(&str, String)> = m
+        .facts
         .iter()
         .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| json!({"type": "mrkdwn", "text": clip(&format!("*{k}*\n{v}"), MAX_FIELD)}))
+        .map(|(k, v)| (*k, mrkdwn(v)))
         .collect();
-    json!({"type": "section", "fields": fields})
-}
-
-fn context(text: &str) -> Value {
-    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, MAX_SECTION)}]})
-}
-
-/// The Slack body of a payload, from its people-escaped form.
-pub(super) fn body(payload: &Payload) -> Value {
-    match payload.escaped() {
-        Payload::Request(n) => notice(&n),
-        Payload::Refusals(a) => refusals(&a),
-    }
-}
-
-/// What happened, in one line (mrkdwn, escaped).
-fn headline(n: &Notice) -> String {
-    let id = mrkdwn(&n.request_id);
-    let who = mrkdwn(&n.requester);
-    let actor = mrkdwn(&n.actor);
-    let grant = mrkdwn(n.grant_id.as_deref().unwrap_or("-"));
-    match n.event {
-        NoticeKind::Pending => format!(
-            "Request {id} by {who} waits for {} approval(s)",
-            n.approvals_required
-        ),
-        NoticeKind::Approval => format!(
-            "Request {id} by {who} approved by {actor} ({}/{})",
-            n.approvers.len(),
-            n.approvals_required
-        ),
-        NoticeKind::Denied => format!("Request {id} by {who} denied by {actor}"),
-        NoticeKind::Issued => format!("Request {id} by {who} issued: grant {grant}"),
-        NoticeKind::Emergency => format!(
-            ":rotating_light: EMERGENCY: {who} took access without approval (request {id}, grant {grant}); the grant must be reviewed"
-        ),
-        NoticeKind::Revoked => format!("Grant {grant} of {who} revoked by {actor}"),
-        NoticeKind::Expired => format!("Request {id} by {who} expired without enough approvals"),
-        NoticeKind::Cancelled => format!("Request {id} by {who} cancelled by {actor}"),
-        NoticeKind::DrillFailed => {
-            format!(":rotating_light: Break-glass drill {id} by {who} failed")
-        }
-        NoticeKind::RefusalThreshold => format!("Refusals of {who}"),
-        NoticeKind::LogConsistencyFailed => {
-            ":rotating_light: The audit log was rolled back or forked: issuance is stopped"
-                .to_owned()
-        }
-        NoticeKind::LogForkAcknowledged => {
-            format!("The audit log fork was acknowledged by {actor}: issuance resumes")
-        }
-    }
-}
-
-/// The approve command, when an approval is what the notice asks for.
-fn approve_command(n: &Notice) -> Option<String> {
-    let wants = matches!(n.event, NoticeKind::Pending | NoticeKind::Approval)
-        && (n.approvers.len() as u64) < u64::from(n.approvals_required)
-        && !n.approve_command.is_empty();
-    wants.then(|| mrkdwn(&n.approve_command))
-}
-
-fn notice(n: &Notice) -> Value {
-    let head = headline(n);
-    let time = rfc3339(n.time / 1000);
-    let about_request = !n.request_id.is_empty();
-    let access = if about_request {
-        format!("{}@{}", mrkdwn(&n.principal), mrkdwn(&n.hosts.join(",")))
-    } else {
-        String::new()
-    };
-    let approve = approve_command(n);
-    let detail = n.detail.as_deref().map(mrkdwn).unwrap_or_default();
+    let paragraphs: Vec<(&str, String)> = m
+        .paragraphs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (*k, mrkdwn(v)))
+        .collect();
+    let command = m.command.as_ref().map(|(k, c)| (*k, mrkdwn(c)));
 
     // The text alone says everything (previews, Mattermost, clients without blocks).
     let mut text = format!("breakglass: {head}");
-    if about_request {
-        text.push_str(&format!(
-            "\nRequester: {}; access: {access}; tier: {}",
-            mrkdwn(&n.requester),
-            mrkdwn(&n.tier)
-        ));
-        if let Some(c) = &n.command {
-            text.push_str(&format!("; command: {}", mrkdwn(c)));
-        }
-        text.push_str(&format!("\nReason: {}", mrkdwn(&n.reason)));
+    if !facts.is_empty() {
+        let line: Vec<String> = facts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        text.push_str(&format!("\n{}", line.join("; ")));
     }
-    if !detail.is_empty() {
-        text.push_str(&format!("\n{detail}"));
+    for (k, v) in &paragraphs {
+        text.push_str(&format!("\n{k}: {v}"));
     }
-    if let Some(cmd) = &approve {
-        text.push_str(&format!("\nApprove with: `{cmd}`"));
+    if let Some((k, c)) = &command {
+        text.push_str(&format!("\n{k}: `{c}`"));
     }
 
     let mut blocks = vec![section(&format!("*{head}*"))];
-    if about_request {
-        blocks.push(fields(&[
-            ("Request", mrkdwn(&n.request_id)),
-            ("Requester", mrkdwn(&n.requester)),
-            ("Access", access),
-            ("Tier", mrkdwn(&n.tier)),
-            (
-                "Approvals",
-                format!("{}/{}", n.approvers.len(), n.approvals_required),
-            ),
-            (
-                "Command",
-                n.command.as_deref().map(mrkdwn).unwrap_or_default(),
-            ),
-        ]));
-        blocks.push(section(&format!("*Reason*\n{}", mrkdwn(&n.reason))));
+    if !facts.is_empty() {
+        let fields: Vec<Value> = facts
+            .iter()
+            .map(
+                |(k, v)| json!({"type": "mrkdwn", "text": clip(&format!("*{k}*\n{v}"), MAX_FIELD)}),
+            )
+            .collect();
+        // Slack shows at most 10 fields in a section.
+        for chunk in fields.chunks(10) {
+            blocks.push(json!({"type": "section", "fields": chunk}));
+        }
     }
-    if !detail.is_empty() {
-        blocks.push(section(&detail));
+    for (k, v) in &paragraphs {
+        blocks.push(section(&format!("*{k}*\n{v}")));
     }
-    if let Some(cmd) = &approve {
-        blocks.push(section(&format!("Approve with:\n```{cmd}```")));
+    if let Some((k, c)) = &command {
+        blocks.push(section(&format!("{k}:\n```{c}```")));
     }
-    blocks.push(context(&format!(
-        "breakglass-ca · {} · by {} · {time}",
-        n.event.name(),
-        mrkdwn(&n.actor)
-    )));
-    json!({"text": clip(&text, 39_000), "blocks": blocks})
-}
-
-fn refusals(a: &RefusalAlert) -> Value {
-    let head = format!(
-        ":warning: {} was refused {} times within the hour",
-        mrkdwn(&a.identity),
-        a.refusals
-    );
-    let text = format!(
-        "breakglass: {head}\n{}\nLatest: {} ({}): {}",
-        mrkdwn(&a.summary),
-        mrkdwn(&a.action),
-        mrkdwn(&a.kind),
-        mrkdwn(&a.reason)
-    );
-    let blocks = vec![
-        section(&format!("*{head}*")),
-        fields(&[
-            ("Identity", mrkdwn(&a.identity)),
-            (
-                "Refusals",
-                format!("{} (alert at {})", a.refusals, a.threshold),
-            ),
-            ("Latest action", mrkdwn(&a.action)),
-            ("Kind", mrkdwn(&a.kind)),
-            (
-                "Window",
-                format!("{} to {}", mrkdwn(&a.window_start), mrkdwn(&a.window_end)),
-            ),
-        ]),
-        section(&format!("*Latest reason*\n{}", mrkdwn(&a.reason))),
-        context(&format!(
-            "breakglass-ca · {} · audit entry {}",
-            a.event.name(),
-            a.audit_index
-        )),
-    ];
-    json!({"text": clip(&text, 39_000), "blocks": blocks})
+    if !m.context.is_empty() {
+        blocks.push(json!({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": clip(&mrkdwn(&m.context), MAX_SECTION)}
+        ]}));
+    }
+    json!({"text": clip(&text, MAX_TEXT), "blocks": blocks})
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pending(reason: &str) -> Notice {
-        Notice {
-            event: NoticeKind::Pending,
-            request_id: "r-00000000000000ab".into(),
-            requester: "alice@example.com".into(),
-            principal: "postgres".into(),
-            principals: vec!["postgres".into()],
-            hosts: vec!["db-7".into(), "db-8".into()],
-            command: None,
-            reason: reason.into(),
-            tier: "critical".into(),
-            emergency: false,
-            approvals_required: 2,
-            approvers: vec![],
-            approve_command: "breakglass approve r-00000000000000ab".into(),
-            actor: "user:alice@example.com".into(),
-            grant_id: None,
-            detail: None,
-            time: 1_700_000_000_000,
-        }
-    }
 
     #[test]
     fn mrkdwn_escapes_the_three_markup_characters_only() {
@@ -251,53 +132,34 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_notice_says_who_what_where_and_how_to_approve() {
-        let b = body(&Payload::Request(pending(
-            "INC-1 <!channel> & <https://evil|click>",
-        )));
-        let text = b["text"].as_str().unwrap();
-        for part in [
-            "r-00000000000000ab",
-            "alice@example.com",
-            "postgres@db-7,db-8",
-            "tier: critical",
-            "`breakglass approve r-00000000000000ab`",
-            "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;",
-        ] {
-            assert!(text.contains(part), "{part:?} not in {text}");
-        }
+    fn every_text_is_escaped_empty_ones_are_left_out_and_long_ones_clipped() {
+        let m = Message {
+            headline: "Request r-1 <!here>".into(),
+            facts: vec![("Requester", "a<b>".into()), ("Command", String::new())],
+            paragraphs: vec![("Reason", "x".repeat(10_000)), ("Detail", String::new())],
+            command: Some(("Approve with", "breakglass approve r-1 & more".into())),
+            context: "breakglass-ca · pending · by <@U123>".into(),
+        };
+        let b = body(&m);
         let all = b.to_string();
+        assert!(!all.contains('<') && !all.contains('>'), "{all}");
+        assert!(!all.contains("Command") && !all.contains("Detail"), "{all}");
+        let text = b["text"].as_str().unwrap();
         assert!(
-            !all.contains("<!channel>") && !all.contains("<https://evil"),
-            "{all}"
+            text.starts_with(
+                "breakglass: Request r-1 &lt;!here&gt;\nRequester: a&lt;b&gt;\nReason: xxx"
+            ),
+            "{text}"
         );
-        let blocks = b["blocks"].as_array().unwrap();
-        assert!(blocks.iter().all(|b| b["type"].is_string()));
         assert!(
-            blocks.iter().any(|b| b["text"]["text"]
-                .as_str()
-                .is_some_and(|t| t.contains("```breakglass approve r-00000000000000ab```"))),
-            "{all}"
+            text.ends_with("\nApprove with: `breakglass approve r-1 &amp; more`"),
+            "{text}"
         );
-    }
-
-    #[test]
-    fn no_approve_command_once_nothing_waits_for_approval_and_long_text_is_clipped() {
-        let mut n = pending(&"x".repeat(10_000));
-        n.event = NoticeKind::Issued;
-        n.grant_id = Some("g-0000000000000001".into());
-        let b = body(&Payload::Request(n));
-        assert!(!b.to_string().contains("Approve with"), "{b}");
         for block in b["blocks"].as_array().unwrap() {
+            assert!(block["type"].is_string(), "{block}");
             if let Some(t) = block["text"]["text"].as_str() {
-                assert!(t.chars().count() <= 3000);
+                assert!(t.chars().count() <= 3000, "{}", t.len());
             }
         }
-        assert!(
-            b["text"]
-                .as_str()
-                .unwrap()
-                .contains("grant g-0000000000000001")
-        );
     }
 }
