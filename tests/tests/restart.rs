@@ -186,3 +186,64 @@ async fn a_waiting_request_the_tail_and_the_watcher_resume_after_the_daemon_is_k
 fn eventually(cond: impl FnMut() -> bool) -> bool {
     breakglass_test_support::wait::until(WAIT, EVERY, cond)
 }
+
+/// Copies the directory `from` to `to` (new), modes and all, as a backup would.
+fn copy_dir(from: &Path, to: &Path) {
+    let mut cp = std::process::Command::new("cp");
+    cp.arg("-a").arg(from).arg(to);
+    run_ok(cp, "cp -a");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tail_refuses_a_log_rolled_back_across_a_restart() {
+    breakglass_bin_built().await;
+    let bin = tokio::task::spawn_blocking(breakglass_ca_bin)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = CaProcess::init(bin, &dir.path().join("ca")).unwrap();
+    ca.start().await.unwrap();
+    let public = ssh_keygen(dir.path(), "id_ed25519", &["-t", "ed25519"]);
+    let audit = ca.audit_dir().unwrap();
+
+    // A backup of the log, taken while the daemon is down.
+    ca.kill9();
+    let backup = dir.path().join("audit-backup");
+    copy_dir(&audit, &backup);
+    ca.start().await.unwrap();
+    let mut c = ca.cli("sre");
+    c.args([
+        "request", "--host", STAGING, "--as", "bgdemo", "--ttl", "10m",
+    ])
+    .args([
+        "--reason",
+        "INC-18 after the backup",
+        "--no-wait",
+        "--public-key",
+    ])
+    .arg(&public);
+    run_ok(c, "breakglass request --no-wait");
+    let mut cmd = ca.cli("auditor");
+    cmd.args(["audit", "tail", "--follow", "-n", "1000"]);
+    let mut tail = Running::spawn(&mut cmd);
+    expect(&tail, "audit tail --follow", "INC-18 after the backup");
+
+    // The log is restored from the backup: the entries the tail read are gone.
+    ca.kill9();
+    expect(
+        &tail,
+        "audit tail --follow",
+        "lost the connection to breakglass-ca",
+    );
+    std::fs::remove_dir_all(&audit).unwrap();
+    copy_dir(&backup, &audit);
+    ca.start().await.unwrap();
+    let done = tail.wait_exit(WAIT, EVERY);
+    let out = tail.output();
+    assert_eq!(
+        done.map(|(s, _)| s.code()),
+        Some(Some(65)),
+        "the tail did not refuse the rolled-back log:\n{out}"
+    );
+    assert!(out.contains("it was rolled back or replaced"), "{out}");
+}

@@ -17,7 +17,7 @@ use clap::Args;
 use crate::error::CliError;
 use crate::settings::{Overrides, Target};
 
-use super::fetch::{audit_client, checkpoint_size, fetch_events};
+use super::fetch::{CheckedLog, audit_client, checkpoint_size, fetch_events};
 use super::verify::read_dir_events;
 
 /// Which events to print.
@@ -323,12 +323,12 @@ pub fn format_event(index: u64, e: &Event, json: bool) -> String {
     }
 }
 
-/// Runs `tail`: the last matching events; with `--follow`, new ones as they come.
+/// Runs `tail`: the last matching events; with `--follow`, new ones as they come. What
+/// it prints is checked against the log's signed checkpoints ([`CheckedLog`]).
 pub(super) async fn tail(t: TailArgs, target: &Target) -> Result<(), CliError> {
     let mut filter = Filter::new(&t.filter)?;
     let mut client = audit_client(target)?;
-    let size = checkpoint_size(&mut client, target).await?;
-    let events = fetch_events(&mut client, target, 0, size).await?;
+    let (mut log, events) = CheckedLog::open(&mut client, target).await?;
     for (_, e) in &events {
         filter.observe(e);
     }
@@ -339,7 +339,6 @@ pub(super) async fn tail(t: TailArgs, target: &Target) -> Result<(), CliError> {
     if !t.follow {
         return Ok(());
     }
-    let mut next = size;
     // Since when, and why, the daemon cannot be reached; the next retry's delay.
     let mut outage: Option<(std::time::Instant, String)> = None;
     let mut delay = crate::approvals::RECONNECT_FIRST;
@@ -351,24 +350,31 @@ pub(super) async fn tail(t: TailArgs, target: &Target) -> Result<(), CliError> {
             FOLLOW_EVERY
         })
         .await;
-        match follow_once(&mut client, target, next, &mut filter, t.filter.json).await {
-            Ok(size) => {
+        match log.advance(&mut client, target).await {
+            Ok(events) => {
                 if let Some((since, _)) = outage.take() {
                     eprintln!(
-                        "breakglass: reconnected to breakglass-ca at {} after {}; following the log from entry {next}",
+                        "breakglass: reconnected to breakglass-ca at {} after {}; following the log from entry {}",
                         target.shown(),
-                        humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+                        humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())),
+                        events.first().map_or(log.size(), |(i, _)| *i)
                     );
                 }
-                next = size;
                 delay = crate::approvals::RECONNECT_FIRST;
+                for (i, e) in events {
+                    filter.observe(&e);
+                    if filter.matches(&e) {
+                        println!("{}", format_event(i, &e, t.filter.json));
+                    }
+                }
             }
             Err(CliError::Unavailable(why)) => {
                 if outage.is_none() {
                     eprintln!(
-                        "breakglass: lost the connection to breakglass-ca at {} ({why}); retrying (up to every {}) and following from entry {next} once it answers",
+                        "breakglass: lost the connection to breakglass-ca at {} ({why}); retrying (up to every {}) and following from entry {} once it answers",
                         target.shown(),
-                        humantime::format_duration(crate::approvals::RECONNECT_MAX)
+                        humantime::format_duration(crate::approvals::RECONNECT_MAX),
+                        log.size()
                     );
                     outage = Some((std::time::Instant::now(), why));
                 } else {
@@ -384,31 +390,6 @@ pub(super) async fn tail(t: TailArgs, target: &Target) -> Result<(), CliError> {
 
 /// How often `tail --follow` asks for new entries.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
-
-/// One poll of `tail --follow`: prints the matching events logged since entry `next`;
-/// returns the log's size. A log smaller than what was printed (rolled back, replaced
-/// across a restart) is refused.
-async fn follow_once(
-    client: &mut breakglass_proto::v1::audit_client::AuditClient<tonic::transport::Channel>,
-    target: &Target,
-    next: u64,
-    filter: &mut Filter,
-    json: bool,
-) -> Result<u64, CliError> {
-    let size = checkpoint_size(client, target).await?;
-    if size < next {
-        return Err(CliError::Verification(format!(
-            "the daemon's audit log now has {size} entries, fewer than the {next} already printed: it was rolled back or replaced; check it with `breakglass audit verify --remote --since FILE` against a checkpoint you saved"
-        )));
-    }
-    for (i, e) in fetch_events(client, target, next, size).await? {
-        filter.observe(&e);
-        if filter.matches(&e) {
-            println!("{}", format_event(i, &e, json));
-        }
-    }
-    Ok(size)
-}
 
 #[cfg(test)]
 mod tests {
