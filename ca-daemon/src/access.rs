@@ -197,7 +197,7 @@ impl Access {
         tracing::warn!(
             identity,
             transport,
-            peer = ?r.peer,
+            peer = r.peer.map(|p| p.to_string()),
             rpc = %r.rpc,
             reason = %r.error,
             "call refused"

@@ -46,6 +46,11 @@ pub enum Command {
         /// its server.listen) [default: 127.0.0.1:7443]
         #[arg(long, value_name = "ADDR", conflicts_with = "config")]
         listen: Option<SocketAddr>,
+        /// Format of the log lines on stderr, one event per line: text, or one JSON
+        /// object per line (overrides [log] format in the configuration; default text).
+        /// Colours only when stderr is a terminal and NO_COLOR is unset.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        log_format: Option<crate::config::LogFormat>,
     },
     /// Check a configuration file and the files it names, then exit
     ///

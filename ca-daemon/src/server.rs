@@ -163,6 +163,22 @@ impl Daemon {
         Ok((tcp, admin))
     }
 
+    /// Binds the plain-HTTP metrics and probes listener, when `[server] metrics_listen`
+    /// names one.
+    async fn bind_metrics(&self) -> Result<Option<TcpListener>, StartupError> {
+        let Some(addr) = self.config.server.metrics_listen else {
+            return Ok(None);
+        };
+        TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|source| StartupError::Bind {
+                what: "metrics listener",
+                addr: addr.to_string(),
+                source,
+            })
+    }
+
     fn router(&self) -> Result<Router<Stack<AccessLayer, Identity>>, StartupError> {
         // Each API's interceptor identifies the caller again (a second layer behind the
         // access layer, which decides who may call what) and stores it for the handlers.
@@ -224,18 +240,34 @@ impl Daemon {
         admin: Option<UnixListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
+        let metrics_listener = self.bind_metrics().await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         // Request expiry and notification delivery run until shutdown.
         self.service.start_background(stop_rx.clone());
         // Publishing the KRL again after a failure, until shutdown.
         self.revocations.start();
         let grace = self.config.server.shutdown_grace;
-        let local = tcp.local_addr().ok();
+        let local = tcp
+            .local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string());
+        let admin_socket = self.config.server.admin_socket.as_deref();
         tracing::info!(
-            listen = ?local,
-            admin_socket = ?self.config.server.admin_socket,
+            listen = %local,
+            admin_socket = admin_socket.map(|p| p.display().to_string()),
             "breakglass-ca serving"
         );
+        if let Some(l) = metrics_listener {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!(
+                    "metrics and probes on http://{a}/metrics, /healthz, /readyz (plain HTTP)"
+                );
+            }
+            tokio::spawn(crate::metrics::listener::serve(
+                l,
+                self.service.clone(),
+                stop_rx.clone(),
+            ));
+        }
 
         let syslog = crate::audit_syslog::spawn(
             self.service.audit.clone(),

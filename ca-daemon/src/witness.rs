@@ -289,7 +289,7 @@ impl Witness {
             by = %who.identity,
             reason = %reason,
             reports = forks.len(),
-            hosts = ?hosts,
+            hosts = %hosts.join(","),
             audit_index = index,
             "log fork acknowledged; issuance resumes"
         );

@@ -167,8 +167,10 @@ pub(crate) fn run(
 
 impl Writer {
     fn commit(&mut self, leaves: &[Vec<u8>], replies: &mut Vec<(Reply, usize)>) {
+        let started = Instant::now();
         match self.try_commit(leaves) {
             Ok(c) => {
+                self.shared.stats.committed(leaves.len(), started.elapsed());
                 let first = c.first_index;
                 let note = c.checkpoint.note.clone();
                 {

@@ -3,9 +3,9 @@
 //!
 //! One file per part of the file: [`server`] (`[server]`, `[ca]`), [`audit`] (`[audit]`,
 //! `[revocation]`), [`identities`] (`[[identities]]`, `[[admin_users]]`),
-//! [`notifications`] (`[notifications]`, `[refusals]`), [`policy`] (`[[tiers]]`,
-//! `[[rules]]`), [`field`] the rules they share, and [`keys`] the table of every key
-//! (its defaults, and `breakglass-ca.toml(5)`); here, the whole.
+//! [`notifications`] (`[notifications]`, `[refusals]`, `[[webhooks]]`), [`policy`] (`[[tiers]]`,
+//! `[[rules]]`), [`log`] (`[log]`), [`field`] the rules they share, and [`keys`] the table
+//! of every key (its defaults, and `breakglass-ca.toml(5)`); here, the whole.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,7 @@ pub mod audit;
 pub mod field;
 pub mod identities;
 pub mod keys;
+pub mod log;
 pub mod notifications;
 pub mod policy;
 pub mod server;
@@ -27,6 +28,7 @@ pub use self::field::ConfigError;
 pub use self::identities::{
     ADMIN_SOCKET_NAMESPACE, AdminUser, Identity, check_identity, is_admin_socket_identity,
 };
+pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{MAX_REFUSALS_PER_HOUR, NotifySettings, RefusalSettings};
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
 pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};
@@ -59,6 +61,8 @@ struct RawConfig {
     #[serde(default)]
     refusals: Option<notifications::RawRefusals>,
     #[serde(default)]
+    log: Option<log::RawLog>,
+    #[serde(default)]
     webhooks: Vec<notifications::RawWebhook>,
 }
 
@@ -85,6 +89,8 @@ pub struct Config {
     pub revocation: RevocationSettings,
     /// Refusal recording and alerting.
     pub refusals: RefusalSettings,
+    /// The daemon's own log lines (`[log]`).
+    pub log: LogSettings,
 }
 
 impl Config {
@@ -184,6 +190,7 @@ impl Config {
             notifications,
             revocation,
             refusals,
+            log: log::parse_log(raw.log.unwrap_or_default()),
         })
     }
 }

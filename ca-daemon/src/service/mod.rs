@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use breakglass_proto::audit::{Actor, Event, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
@@ -33,6 +33,7 @@ use crate::certificate::CertificateAuthority;
 use crate::config::Config;
 use crate::error::{Error, Halt};
 use crate::identity::unix_identity;
+use crate::metrics::counters::Metrics;
 use crate::notify::{self, NoticeKind, Notifier};
 use crate::policy::{Caller, Policy};
 use crate::refusal::Refusals;
@@ -69,6 +70,8 @@ pub struct Service {
     issued: Mutex<HashMap<RequestId, RequestCertificateResponse>>,
     /// Refusal settings and bookkeeping (see [`crate::refusal`]).
     pub(crate) refusals: Refusals,
+    /// What the metrics listener reports (see [`crate::metrics`]).
+    metrics: Metrics,
 }
 
 /// What creating a request produced.
@@ -145,6 +148,7 @@ impl Service {
             transitions: tokio::sync::Mutex::new(()),
             issued: Mutex::new(HashMap::new()),
             refusals: Refusals::new(config.refusals.clone(), &config.identities),
+            metrics: Metrics::default(),
         })
     }
 
@@ -153,6 +157,11 @@ impl Service {
         // A panic while holding the lock cannot leave the state half-applied
         // in a way the log does not describe; keep serving.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counters and histograms for the metrics listener.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The notification queue (counters for tests and metrics).
@@ -174,7 +183,14 @@ impl Service {
         event: Event,
         then: impl FnOnce(&mut State),
     ) -> Result<u64, Error> {
-        let index = self.audit.append(&event).await.map_err(|e| {
+        let started = Instant::now();
+        let appended = self.audit.append(&event).await;
+        self.metrics.recorded(
+            std::slice::from_ref(&event),
+            appended.is_ok(),
+            started.elapsed(),
+        );
+        let index = appended.map_err(|e| {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
         })?;
@@ -191,7 +207,11 @@ impl Service {
     /// all or none after a crash) and applies them in order once durable. Returns the
     /// first one's index.
     pub(crate) async fn record_all(&self, events: &[Event]) -> Result<u64, Error> {
-        let first = self.audit.append_all(events).await.map_err(|e| {
+        let started = Instant::now();
+        let appended = self.audit.append_all(events).await;
+        self.metrics
+            .recorded(events, appended.is_ok(), started.elapsed());
+        let first = appended.map_err(|e| {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
         })?;

@@ -10,6 +10,7 @@ use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
 
 use super::Service;
 use crate::error::Error;
+use crate::metrics::counters::Outcome;
 use crate::notify::{NoticeKind, RefusalAlert};
 use crate::policy::Caller;
 use crate::refusal::{Admission, Refusal, RefusalKind};
@@ -123,6 +124,7 @@ impl Service {
         error: Error,
     ) -> Error {
         let refusal = Refusal::request(who, access, emergency, kind, rule_and_tier, &error);
+        self.metrics.request(rule_and_tier.1, Outcome::Refused);
         self.record_refusal(who, refusal).await;
         error
     }
