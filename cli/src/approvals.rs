@@ -169,7 +169,7 @@ pub async fn request_live_noting(
     let mut stream = match client.watch_request(wait.request_ref()).await {
         Ok(r) => Some(r.into_inner()),
         Err(s) if connection_lost(&s) => {
-            wait.lost(target, &s.to_string(), &mut on_note);
+            wait.lost(target, &why(&s), &mut on_note);
             None
         }
         Err(s) => return Err(connect::failure(target, s)),
@@ -197,7 +197,7 @@ pub async fn request_live_noting(
             }
             Ok(Ok(None)) if !wait.waiting() => return Err(final_error(&wait.last)),
             Ok(Ok(None)) => "the daemon ended the stream while the request waits".to_owned(),
-            Ok(Err(s)) if connection_lost(&s) => s.to_string(),
+            Ok(Err(s)) if connection_lost(&s) => why(&s),
             Ok(Err(s)) => return Err(connect::failure(target, s)),
             Err(_) => format!(
                 "nothing heard for {}",
@@ -229,6 +229,16 @@ fn connection_lost(s: &tonic::Status) -> bool {
             s.code(),
             Code::Unavailable | Code::Unknown | Code::Cancelled
         )
+}
+
+/// Why a connection was lost, in a few words: the status's message (its Display adds
+/// the code and the whole chain of causes).
+fn why(s: &tonic::Status) -> String {
+    if s.message().is_empty() {
+        s.code().description().to_owned()
+    } else {
+        s.message().to_owned()
+    }
 }
 
 /// The live wait for one request: its last known state, and the connection outage the
@@ -347,7 +357,7 @@ impl Wait {
                     self.resuming = true;
                     return Ok(r.into_inner());
                 }
-                Err(s) if connection_lost(&s) => self.lost(target, &s.to_string(), on_note),
+                Err(s) if connection_lost(&s) => self.lost(target, &why(&s), on_note),
                 Err(s) => return Err(connect::failure(target, s)),
             }
         }
@@ -645,6 +655,20 @@ mod tests {
         assert!(!connection_lost(&tonic::Status::permission_denied(
             "only the requester may watch"
         )));
+    }
+
+    #[test]
+    fn the_reason_shown_is_the_status_message() {
+        assert_eq!(
+            why(&tonic::Status::unknown(
+                "h2 protocol error: error reading a body"
+            )),
+            "h2 protocol error: error reading a body"
+        );
+        assert_eq!(
+            why(&tonic::Status::unavailable("")),
+            tonic::Code::Unavailable.description()
+        );
     }
 
     #[test]
