@@ -294,8 +294,7 @@ impl Wait {
     fn lost(&mut self, target: &Target, why: &str, on_note: &mut impl FnMut(&str)) {
         self.resuming = false;
         if self.outage.is_none() {
-            let left = self
-                .expires()
+            let left = (self.expires() - RECONNECT_GRACE)
                 .saturating_duration_since(std::time::Instant::now());
             on_note(&format!(
                 "lost the connection to breakglass-ca at {} ({}); retrying until request {} expires ({} left)",
