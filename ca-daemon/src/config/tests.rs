@@ -86,6 +86,16 @@ fn the_example_config_has_four_tiers_that_decide_as_documented() {
         c.refusals.webhooks,
         ["https://soc.example.com/hooks/breakglass-refusals"]
     );
+    assert_eq!(
+        c.notifications
+            .format_of("https://chat.example.com/hooks/breakglass"),
+        notifications::WebhookFormat::Slack
+    );
+    assert_eq!(
+        c.notifications
+            .format_of("https://pager.example.com/hooks/breakglass"),
+        notifications::WebhookFormat::Json
+    );
     let alice = Caller {
         identity: "alice@example.com".into(),
         groups: vec!["sre".into()],
