@@ -117,6 +117,8 @@ impl Access {
     /// The same rules, recording refusals of unknown identities through `service`.
     #[must_use]
     pub fn recording(mut self, service: Arc<crate::service::Service>) -> Self {
+        // The service's authenticator: the one a reload updates.
+        self.auth = service.authenticator().clone();
         self.recorder = Some(service);
         self
     }

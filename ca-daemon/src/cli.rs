@@ -30,6 +30,15 @@ pub enum Command {
         listen: SocketAddr,
     },
     /// Run the daemon
+    ///
+    /// SIGTERM or SIGINT: stop accepting, drain calls for [server] shutdown_grace, exit 0.
+    /// SIGHUP (systemctl reload): read the configuration file again; if it is valid and
+    /// changes nothing that needs a restart (listen addresses, TLS, CA and audit keys, the
+    /// audit directory, ...), put the new rules, tiers, identities and notification
+    /// settings in force at once and record a config_reloaded event in the audit log;
+    /// otherwise keep the running configuration and log why, naming the field or the
+    /// settings. Under systemd (NOTIFY_SOCKET) the daemon reports READY=1, RELOADING=1,
+    /// STOPPING=1, and WATCHDOG=1 from its audit writer when WatchdogSec= is set.
     Serve {
         /// Configuration file
         #[arg(

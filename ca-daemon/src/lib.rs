@@ -17,6 +17,8 @@
 //! - [`revocation`]: revoking grants, the KRL, the revocation stream; [`hosts`]: host
 //!   session records into the log; [`audit_syslog`]: one syslog line per logged event;
 //! - [`witness`]: hosts witness the log; a rolled-back or forked log stops issuance;
+//! - [`systemd`]: readiness, reload and watchdog notifications; [`reload`]: the
+//!   configuration re-read in place on SIGHUP;
 //! - [`metrics`]: metrics and probes on the plain-HTTP `metrics_listen` listener;
 //! - [`cli`]: the command line (also the source of the man pages); [`logging`]: the
 //!   daemon's own log lines (text or JSON);
@@ -44,11 +46,13 @@ pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod refusal;
+pub mod reload;
 pub mod request;
 pub mod revocation;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod systemd;
 pub mod tls;
 pub mod witness;
 

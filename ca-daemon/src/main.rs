@@ -64,11 +64,16 @@ fn main() -> ExitCode {
         } => {
             // Handlers first: a SIGTERM during start-up (e.g. a long log replay)
             // then shuts down cleanly instead of killing the process mid-way.
-            let shutdown = {
+            // SIGHUP likewise: its default action would kill the daemon; it reloads the
+            // configuration once serving starts (breakglass_ca::reload).
+            let (shutdown, hangup) = {
                 let _in_runtime = rt.enter();
-                match server::shutdown_signal() {
-                    Ok(s) => s,
-                    Err(e) => return fail(EX_SOFTWARE, format!("cannot handle signals: {e}")),
+                let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+                match (server::shutdown_signal(), hangup) {
+                    (Ok(s), Ok(h)) => (s, h),
+                    (Err(e), _) | (_, Err(e)) => {
+                        return fail(EX_SOFTWARE, format!("cannot handle signals: {e}"));
+                    }
                 }
             };
             let path = match (config, dev) {
@@ -118,7 +123,7 @@ fn main() -> ExitCode {
                 );
             }
             let daemon = match Daemon::build(config) {
-                Ok(d) => d,
+                Ok(d) => d.reload_on(hangup),
                 // Tampering or media damage: the data is bad, not the configuration.
                 Err(
                     e @ server::StartupError::Audit(breakglass_ca::audit::AuditError::Corrupt {

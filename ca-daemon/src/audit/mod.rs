@@ -143,6 +143,26 @@ impl AuditLog {
         self.join_writer();
     }
 
+    /// Feeds the systemd watchdog from the writer thread until the writer stops: every
+    /// `every`, a keep-alive is queued (never waiting: a full queue means the writer is
+    /// behind) and the writer answers it with `WATCHDOG=1` when it gets to it. A writer
+    /// stuck in a write or an fdatasync answers none, so systemd restarts the daemon.
+    /// Must be called inside the runtime.
+    pub fn feed_watchdog(&self, every: std::time::Duration) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match tx.try_send(Request::KeepAlive) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        });
+    }
+
     /// [`shutdown`](Self::shutdown) for synchronous callers.
     pub fn shutdown_blocking(&self) {
         let (reply, rx) = oneshot::channel();

@@ -97,6 +97,12 @@ impl Config {
     /// Reads, parses and validates a configuration file. Relative paths in it
     /// are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_hashed(path).map(|(config, _)| config)
+    }
+
+    /// [`load`](Self::load), with the SHA-256 of the bytes it read (what a reload records).
+    pub fn load_hashed(path: &Path) -> Result<(Self, [u8; 32]), ConfigError> {
+        use ssh_key::sha2::{Digest, Sha256};
         let err = |field: &str, reason: String| ConfigError {
             path: path.to_owned(),
             field: field.to_owned(),
@@ -104,8 +110,9 @@ impl Config {
         };
         let bytes = keyfile::read_checked(path, MAX_CONFIG_BYTES, keyfile::Secrecy::Public)
             .map_err(|e| err("file", e.to_string()))?;
+        let sha256 = Sha256::digest(&bytes).into();
         let text = String::from_utf8(bytes).map_err(|_| err("file", "is not UTF-8".into()))?;
-        Self::parse(path, &text)
+        Ok((Self::parse(path, &text)?, sha256))
     }
 
     /// Parses and validates configuration text as if read from `path`.

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub(super) append_seconds: Histogram,
     pub(super) host_records: Family<ResultLabel, Counter>,
     pub(super) revocation_streams: Gauge,
+    /// Configuration reloads by result ([`crate::reload`]).
+    pub(super) config_reloads: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,6 +74,7 @@ impl Default for Metrics {
             append_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             host_records: Family::default(),
             revocation_streams: Gauge::default(),
+            config_reloads: Family::default(),
         }
     }
 }
@@ -116,6 +119,14 @@ impl Metrics {
     /// (`appended`, `duplicate`, `rejected`).
     pub fn host_record(&self, result: &'static str) {
         self.host_records
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Counts one configuration reload (SIGHUP) by its result: `reloaded`, `invalid`,
+    /// `needs_restart` or `error` (the log did not take its event).
+    pub fn config_reload(&self, result: &'static str) {
+        self.config_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
     }

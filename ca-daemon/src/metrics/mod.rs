@@ -62,6 +62,11 @@ impl Exporter {
             "Time a caller waits for its events to be durable: the queue and the commit",
             m.append_seconds.clone(),
         );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP) by result (reloaded, invalid, needs_restart, error)",
+            m.config_reloads.clone(),
+        );
         let stats = service.audit.commit_stats();
         registry.register(
             "audit_commit_duration_seconds",

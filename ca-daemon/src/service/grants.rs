@@ -111,7 +111,7 @@ impl Service {
         self.refuse_revoked_key(key)?;
         let mut extensions = created.extensions.clone();
         if self
-            .policy
+            .policy()
             .tier(&created.tier)
             .is_some_and(|t| t.session_recording)
         {
@@ -198,7 +198,7 @@ impl Service {
         // Skip building a notice nobody receives (the zero-approval fast path).
         let wanted = self.notifier.syslog_enabled()
             || self
-                .policy
+                .policy()
                 .tier(&grant.tier)
                 .is_some_and(|t| !t.webhooks.is_empty());
         if wanted {

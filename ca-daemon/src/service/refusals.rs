@@ -27,7 +27,7 @@ impl Service {
         let identity = refusal.identity().to_owned();
         let start = refusal_window_start(at);
         let admission = self.refusals.admit(&self.state(), &identity, at);
-        let limit = self.refusals.settings.per_identity_per_hour;
+        let limit = self.refusals.settings().per_identity_per_hour;
         let (kind, action) = (refusal.kind(), refusal.action_name().to_owned());
         let event = match admission {
             Admission::Suppress => {
@@ -154,7 +154,7 @@ impl Service {
     }
 
     fn alert_refusals(&self, refusal: &Refusal, start: Timestamp, index: u64, at: Timestamp) {
-        let s = &self.refusals.settings;
+        let s = self.refusals.settings();
         let alert = RefusalAlert {
             event: NoticeKind::RefusalThreshold,
             summary: format!(
