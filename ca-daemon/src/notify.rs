@@ -398,7 +398,7 @@ impl Notifier {
                 // Each format's body once per notice, for every URL of that format.
                 let (mut json, mut slack) = (None, None);
                 for url in job.urls {
-                    let format = settings.format_of(&url);
+                    let format = settings.load().format_of(&url);
                     let slot: &mut Option<Bytes> = match format {
                         WebhookFormat::Json => &mut json,
                         WebhookFormat::Slack => &mut slack,
