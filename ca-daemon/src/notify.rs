@@ -9,6 +9,11 @@
 //! counted). A background task delivers each notice to each URL in its own
 //! task, with a per-attempt timeout and retries with doubling delays, so a
 //! webhook that hangs or fails delays nothing but its own retries.
+//!
+//! A webhook gets the JSON [`Notice`] (or [`RefusalAlert`]) by default, or with
+//! `format = "slack"` in its `[[webhooks]]` entry a Slack / Mattermost incoming-webhook
+//! body (`slack.rs`). Logs show a webhook's scheme, host and port only
+//! ([`shown_url`]).
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -25,6 +30,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::NotifySettings;
+use crate::config::notifications::{WebhookFormat, shown_url};
+
+mod slack;
+use slack::Message as ChatMessage;
 
 /// Most webhook deliveries in flight at once.
 const MAX_IN_FLIGHT: usize = 64;
@@ -386,14 +395,24 @@ impl Notifier {
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
             while let Some(job) = rx.recv().await {
-                let body = match serde_json::to_vec(&job.payload.escaped()) {
-                    Ok(b) => Bytes::from(b),
-                    Err(e) => {
-                        tracing::error!(error = %e, "notice does not serialise");
-                        continue;
-                    }
-                };
+                // Each format's body once per notice, for every URL of that format.
+                let (mut json, mut slack) = (None, None);
                 for url in job.urls {
+                    let format = settings.load().format_of(&url);
+                    let slot: &mut Option<Bytes> = match format {
+                        WebhookFormat::Json => &mut json,
+                        WebhookFormat::Slack => &mut slack,
+                    };
+                    let body = match slot {
+                        Some(b) => b.clone(),
+                        None => match render(&job.payload, format) {
+                            Ok(b) => slot.insert(b).clone(),
+                            Err(e) => {
+                                tracing::error!(error = %e, "notice does not serialise");
+                                continue;
+                            }
+                        },
+                    };
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         return;
                     };
@@ -414,6 +433,120 @@ impl Notifier {
     }
 }
 
+/// The body a webhook of `format` receives.
+fn render(payload: &Payload, format: WebhookFormat) -> Result<Bytes, serde_json::Error> {
+    match format {
+        WebhookFormat::Json => serde_json::to_vec(&payload.escaped()),
+        WebhookFormat::Slack => serde_json::to_vec(&slack::body(&chat_message(payload))),
+    }
+    .map(Bytes::from)
+}
+
+/// What a chat message (`format = "slack"`) says about a payload, from its text escaped
+/// for people (the Slack body escapes it again for mrkdwn).
+fn chat_message(payload: &Payload) -> ChatMessage {
+    match payload.escaped() {
+        Payload::Request(n) => request_message(&n),
+        Payload::Refusals(a) => ChatMessage {
+            headline: format!(
+                ":warning: {} was refused {} times within the hour",
+                a.identity, a.refusals
+            ),
+            facts: vec![
+                ("Identity", a.identity.clone()),
+                (
+                    "Refusals",
+                    format!("{} (alert at {})", a.refusals, a.threshold),
+                ),
+                ("Latest action", a.action.clone()),
+                ("Kind", a.kind.clone()),
+                ("Window", format!("{} to {}", a.window_start, a.window_end)),
+            ],
+            paragraphs: vec![
+                ("Summary", a.summary.clone()),
+                ("Latest reason", a.reason.clone()),
+            ],
+            command: None,
+            context: format!(
+                "breakglass-ca · {} · audit entry {}",
+                a.event.name(),
+                a.audit_index
+            ),
+        },
+    }
+}
+
+fn request_message(n: &Notice) -> ChatMessage {
+    let (id, who, actor) = (&n.request_id, &n.requester, &n.actor);
+    let grant = n.grant_id.as_deref().unwrap_or("-");
+    let headline = match n.event {
+        NoticeKind::Pending => format!(
+            "Request {id} by {who} waits for {} approval(s)",
+            n.approvals_required
+        ),
+        NoticeKind::Approval => format!(
+            "Request {id} by {who} approved by {actor} ({}/{})",
+            n.approvers.len(),
+            n.approvals_required
+        ),
+        NoticeKind::Denied => format!("Request {id} by {who} denied by {actor}"),
+        NoticeKind::Issued => format!("Request {id} by {who} issued: grant {grant}"),
+        NoticeKind::Emergency => format!(
+            ":rotating_light: EMERGENCY: {who} took access without approval (request {id}, grant {grant}); the grant must be reviewed"
+        ),
+        NoticeKind::Revoked => format!("Grant {grant} of {who} revoked by {actor}"),
+        NoticeKind::Expired => format!("Request {id} by {who} expired without enough approvals"),
+        NoticeKind::Cancelled => format!("Request {id} by {who} cancelled by {actor}"),
+        NoticeKind::DrillFailed => {
+            format!(":rotating_light: Break-glass drill {id} by {who} failed")
+        }
+        NoticeKind::RefusalThreshold => format!("Refusals of {who}"),
+        NoticeKind::LogConsistencyFailed => {
+            ":rotating_light: The audit log was rolled back or forked: issuance is stopped"
+                .to_owned()
+        }
+        NoticeKind::LogForkAcknowledged => {
+            format!("The audit log fork was acknowledged by {actor}: issuance resumes")
+        }
+    };
+    let about_request = !id.is_empty();
+    let facts = if about_request {
+        vec![
+            ("Request", id.clone()),
+            ("Requester", who.clone()),
+            ("Access", format!("{}@{}", n.principal, n.hosts.join(","))),
+            ("Tier", n.tier.clone()),
+            (
+                "Approvals",
+                format!("{}/{}", n.approvers.len(), n.approvals_required),
+            ),
+            ("Command", n.command.clone().unwrap_or_default()),
+        ]
+    } else {
+        Vec::new()
+    };
+    let mut paragraphs = Vec::new();
+    if about_request {
+        paragraphs.push(("Reason", n.reason.clone()));
+    }
+    paragraphs.push(("Detail", n.detail.clone().unwrap_or_default()));
+    // The approve command while approvals are missing: what the channel is asked to do.
+    let wants_approval = matches!(n.event, NoticeKind::Pending | NoticeKind::Approval)
+        && n.approvers.len() < n.approvals_required as usize
+        && !n.approve_command.is_empty();
+    ChatMessage {
+        headline,
+        facts,
+        paragraphs,
+        command: wants_approval.then(|| ("Approve with", n.approve_command.clone())),
+        context: format!(
+            "breakglass-ca · {} · by {actor} · {}",
+            n.event.name(),
+            breakglass_proto::audit::fields::rfc3339(n.time / 1000)
+        ),
+    }
+}
+
 /// POSTs with retries; logs the outcome.
 async fn deliver(
     url: &str,
@@ -429,21 +562,21 @@ async fn deliver(
         let why = match result {
             Ok(Ok(())) => {
                 counters.delivered.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(url, event = event.name(), attempt, "webhook delivered");
+                tracing::debug!(url = %shown_url(url), event = event.name(), attempt, "webhook delivered");
                 return;
             }
             Ok(Err(e)) => e,
             Err(_) => format!("no answer within {}", crate::fmt_duration(settings.timeout)),
         };
         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(url, event = event.name(), attempt, error = %why, "webhook failed");
+        tracing::warn!(url = %shown_url(url), event = event.name(), attempt, error = %why, "webhook failed");
         if attempt < settings.retries {
             tokio::time::sleep(delay).await;
             delay = delay.saturating_mul(2).min(Duration::from_secs(300));
         }
     }
     counters.given_up.fetch_add(1, Ordering::Relaxed);
-    tracing::error!(url, event = event.name(), "webhook given up after retries");
+    tracing::error!(url = %shown_url(url), event = event.name(), "webhook given up after retries");
 }
 
 fn tls_connector(bundle: &std::path::Path) -> Option<tokio_rustls::TlsConnector> {
@@ -722,6 +855,68 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn a_chat_message_says_who_what_where_and_how_to_approve_until_approved() {
+        let created = breakglass_proto::audit::event::RequestCreated {
+            request_id: breakglass_proto::audit::RequestId(0xab),
+            requester: "alice@example.com".into(),
+            public_key: String::new(),
+            principals: vec!["postgres".into()],
+            hosts: vec!["db-7".into(), "db-8".into()],
+            ttl_seconds: 600,
+            reason: "INC-1 <!channel> & <https://evil|click>".into(),
+            command: None,
+            source_addresses: vec![],
+            extensions: vec![],
+            emergency: false,
+            rule: "r".into(),
+            tier: "critical".into(),
+            approvals_required: 2,
+            expires_at: Timestamp(0),
+        };
+        let actor = breakglass_proto::audit::Actor::User("alice@example.com".into());
+        let pending = notice(
+            NoticeKind::Pending,
+            &created,
+            vec![],
+            &actor,
+            None,
+            Timestamp(1),
+        );
+        let body: serde_json::Value = serde_json::from_slice(
+            &render(&Payload::Request(pending), WebhookFormat::Slack).unwrap(),
+        )
+        .unwrap();
+        let text = body["text"].as_str().unwrap();
+        for part in [
+            "Request r-00000000000000ab by alice@example.com waits for 2 approval(s)",
+            "Access: postgres@db-7,db-8",
+            "Tier: critical",
+            "Reason: INC-1 &lt;!channel&gt; &amp; &lt;https://evil|click&gt;",
+            "Approve with: `breakglass approve r-00000000000000ab`",
+        ] {
+            assert!(text.contains(part), "{part:?} not in {text}");
+        }
+        let issued = Notice {
+            grant_id: Some("g-0000000000000001".into()),
+            approvers: vec!["bob@example.com".into(), "carol@example.com".into()],
+            ..notice(
+                NoticeKind::Issued,
+                &created,
+                vec![],
+                &actor,
+                None,
+                Timestamp(1),
+            )
+        };
+        let m = chat_message(&Payload::Request(issued));
+        assert_eq!(
+            m.headline,
+            "Request r-00000000000000ab by alice@example.com issued: grant g-0000000000000001"
+        );
+        assert!(m.command.is_none(), "{m:?}");
     }
 
     #[tokio::test]

@@ -123,12 +123,30 @@ fn final_error(info: &RequestInfo) -> CliError {
 }
 
 /// Creates a request; when it must wait, streams its state to `on_update`
-/// until it ends, then writes the certificate next to the key.
+/// until it ends, then writes the certificate next to the key. A lost connection is
+/// resumed as [`request_live_noting`] does, its notes on stderr.
 pub async fn request_live(
     target: &Target,
     args: &RequestArgs,
     mode: RequestMode,
+    on_update: impl FnMut(&RequestInfo),
+) -> Result<RequestResult, CliError> {
+    request_live_noting(target, args, mode, on_update, |note| {
+        eprintln!("breakglass: {note}");
+    })
+    .await
+}
+
+/// [`request_live`], with what the wait says about its connection (lost, reconnected)
+/// going to `on_note`: when the connection to the daemon drops (a restart, a network
+/// failure), the wait reconnects with backoff ([`RECONNECT_FIRST`] doubling to
+/// [`RECONNECT_MAX`]) until the request's own expiry, and resumes by request id.
+pub async fn request_live_noting(
+    target: &Target,
+    args: &RequestArgs,
+    mode: RequestMode,
     mut on_update: impl FnMut(&RequestInfo),
+    mut on_note: impl FnMut(&str),
 ) -> Result<RequestResult, CliError> {
     let (paths, public_key) = commands::read_public_key(args.public_key.as_deref())?;
     let mut client = connect::client(target)?;
@@ -147,16 +165,25 @@ pub async fn request_live(
     if mode.no_wait {
         return Ok(RequestResult::Pending(Box::new(info)));
     }
-    let mut stream = client
-        .watch_request(RequestRef {
-            request_id: info.request_id.clone(),
-        })
-        .await
-        .answer(target)?;
-    let mut last = info;
+    let mut wait = Wait::new(info);
+    let mut stream = match client.watch_request(wait.request_ref()).await {
+        Ok(r) => Some(r.into_inner()),
+        Err(s) if connection_lost(&s) => {
+            wait.lost(target, &why(&s), &mut on_note);
+            None
+        }
+        Err(s) => return Err(connect::failure(target, s)),
+    };
     loop {
-        match stream.message().await {
-            Ok(Some(update)) => {
+        let Some(open) = stream.as_mut() else {
+            stream = Some(wait.reconnect(target, &mut on_note).await?);
+            continue;
+        };
+        let why = match tokio::time::timeout(WATCH_SILENCE, open.message()).await {
+            Ok(Ok(Some(update))) => {
+                if let Some(info) = &update.request {
+                    wait.resumed(info, &mut on_note);
+                }
                 if let Some(cert) = update.certificate {
                     let outcome =
                         commands::save_certificate(paths, cert, args.add_to_agent.as_deref())?;
@@ -164,11 +191,174 @@ pub async fn request_live(
                 }
                 if let Some(info) = update.request {
                     on_update(&info);
-                    last = info;
+                    wait.seen(info);
                 }
+                continue;
             }
-            Ok(None) => return Err(final_error(&last)),
-            Err(s) => return Err(connect::failure(target, s)),
+            Ok(Ok(None)) if !wait.waiting() => return Err(final_error(&wait.last)),
+            Ok(Ok(None)) => "the daemon ended the stream while the request waits".to_owned(),
+            Ok(Err(s)) if connection_lost(&s) => why(&s),
+            Ok(Err(s)) => return Err(connect::failure(target, s)),
+            Err(_) => format!(
+                "nothing heard for {}",
+                humantime::format_duration(WATCH_SILENCE)
+            ),
+        };
+        wait.lost(target, &why, &mut on_note);
+        stream = None;
+    }
+}
+
+/// First wait before reconnecting after the connection to the daemon dropped.
+pub const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between two reconnection attempts.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// How long after the request's expiry the wait still tries to learn its final state.
+const RECONNECT_GRACE: Duration = Duration::from_secs(5);
+/// The daemon refreshes a watched request every few seconds: a stream silent this long
+/// is dead (a network that drops packets without closing the connection).
+const WATCH_SILENCE: Duration = Duration::from_secs(30);
+
+/// A failure of the watch that a new connection may cure: the connection failed or
+/// died (the daemon restarting, the network), or the daemon was briefly unavailable.
+/// The daemon's own refusals (not found, permission denied, …) end the wait.
+fn connection_lost(s: &tonic::Status) -> bool {
+    use tonic::Code;
+    CliError::is_transport(s)
+        || matches!(
+            s.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled
+        )
+}
+
+/// Why a connection was lost, in a few words: the status's message (its Display adds
+/// the code and the whole chain of causes).
+fn why(s: &tonic::Status) -> String {
+    if s.message().is_empty() {
+        s.code().description().to_owned()
+    } else {
+        s.message().to_owned()
+    }
+}
+
+/// The live wait for one request: its last known state, and the connection outage the
+/// wait is in, if any.
+struct Wait {
+    last: RequestInfo,
+    /// When `last` arrived (its `seconds_left` counts from then).
+    last_at: std::time::Instant,
+    /// Since when, and why, the connection is lost (`None`: connected).
+    outage: Option<(std::time::Instant, String)>,
+    /// The outage ended with a new watch, whose first update is not seen yet.
+    resuming: bool,
+}
+
+impl Wait {
+    fn new(info: RequestInfo) -> Self {
+        Self {
+            last: info,
+            last_at: std::time::Instant::now(),
+            outage: None,
+            resuming: false,
+        }
+    }
+
+    fn request_ref(&self) -> RequestRef {
+        RequestRef {
+            request_id: self.last.request_id.clone(),
+        }
+    }
+
+    /// The request may still change: pending, or approved and being issued.
+    fn waiting(&self) -> bool {
+        matches!(
+            state_of(&self.last),
+            RequestState::Pending | RequestState::Approved
+        )
+    }
+
+    fn seen(&mut self, info: RequestInfo) {
+        self.last = info;
+        self.last_at = std::time::Instant::now();
+    }
+
+    /// When the request expires, by the last word of the daemon (plus a grace to learn
+    /// its final state).
+    fn expires(&self) -> std::time::Instant {
+        self.last_at
+            + Duration::from_secs(u64::try_from(self.last.seconds_left).unwrap_or(0))
+            + RECONNECT_GRACE
+    }
+
+    /// The connection is lost: says so, once per outage.
+    fn lost(&mut self, target: &Target, why: &str, on_note: &mut impl FnMut(&str)) {
+        self.resuming = false;
+        if self.outage.is_none() {
+            let left = (self.expires() - RECONNECT_GRACE)
+                .saturating_duration_since(std::time::Instant::now());
+            on_note(&format!(
+                "lost the connection to breakglass-ca at {} ({}); retrying until request {} expires ({} left)",
+                target.shown(),
+                esc(why),
+                esc(&self.last.request_id),
+                humantime::format_duration(Duration::from_secs(left.as_secs())),
+            ));
+        }
+        self.outage
+            .get_or_insert_with(|| (std::time::Instant::now(), String::new()))
+            .1 = why.to_owned();
+    }
+
+    /// The first update after a reconnect: says so, once, with the request's state.
+    fn resumed(&mut self, info: &RequestInfo, on_note: &mut impl FnMut(&str)) {
+        if !self.resuming {
+            return;
+        }
+        self.resuming = false;
+        if let Some((since, _)) = self.outage.take() {
+            let state = match state_of(info) {
+                RequestState::Pending => "still pending",
+                _ => state_name(info),
+            };
+            on_note(&format!(
+                "reconnected after {}; request {} {state}",
+                humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())),
+                esc(&info.request_id),
+            ));
+        }
+    }
+
+    /// Opens a new watch of the request, with backoff, until it expires.
+    async fn reconnect(
+        &mut self,
+        target: &Target,
+        on_note: &mut impl FnMut(&str),
+    ) -> Result<tonic::Streaming<breakglass_proto::v1::RequestUpdate>, CliError> {
+        let mut delay = RECONNECT_FIRST;
+        // Bounded: every attempt waits at least RECONNECT_FIRST, until the expiry.
+        loop {
+            let now = std::time::Instant::now();
+            let deadline = self.expires();
+            if now >= deadline {
+                let why = self.outage.as_ref().map_or("", |(_, w)| w.as_str());
+                return Err(CliError::Unavailable(format!(
+                    "lost the connection to breakglass-ca at {} and could not reconnect before request {id} expired (last error: {why}); see what became of it with `breakglass show {id}` once the daemon answers, or ask again",
+                    target.shown(),
+                    id = esc(&self.last.request_id),
+                    why = esc(why),
+                )));
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            delay = (delay * 2).min(RECONNECT_MAX);
+            let mut client = connect::client(target)?;
+            match client.watch_request(self.request_ref()).await {
+                Ok(r) => {
+                    self.resuming = true;
+                    return Ok(r.into_inner());
+                }
+                Err(s) if connection_lost(&s) => self.lost(target, &why(&s), on_note),
+                Err(s) => return Err(connect::failure(target, s)),
+            }
         }
     }
 }
@@ -436,4 +626,98 @@ pub fn describe_reviews(items: &[ReviewItem]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(seconds_left: i64) -> RequestInfo {
+        RequestInfo {
+            request_id: "r-0123456789abcdef".into(),
+            state: RequestState::Pending as i32,
+            seconds_left,
+            ..RequestInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_dead_connection_is_retried_and_the_daemons_refusals_are_not() {
+        assert!(connection_lost(&tonic::Status::unavailable("")));
+        assert!(connection_lost(&tonic::Status::unknown(
+            "h2 protocol error: error reading a body from connection"
+        )));
+        assert!(connection_lost(&tonic::Status::cancelled("")));
+        assert!(!connection_lost(&tonic::Status::not_found(
+            "no request r-1"
+        )));
+        assert!(!connection_lost(&tonic::Status::permission_denied(
+            "only the requester may watch"
+        )));
+    }
+
+    #[test]
+    fn the_reason_shown_is_the_status_message() {
+        assert_eq!(
+            why(&tonic::Status::unknown(
+                "h2 protocol error: error reading a body"
+            )),
+            "h2 protocol error: error reading a body"
+        );
+        assert_eq!(
+            why(&tonic::Status::unavailable("")),
+            tonic::Code::Unavailable.description()
+        );
+    }
+
+    #[test]
+    fn the_loss_and_the_return_are_said_once_per_outage() {
+        let target = Target::Unix("/run/breakglass/admin.sock".into());
+        let mut notes = Vec::new();
+        let mut w = Wait::new(pending(600));
+        let mut note = |n: &str| notes.push(n.to_owned());
+        // A first update without an outage says nothing.
+        w.resumed(&pending(600), &mut note);
+        w.lost(&target, "transport error", &mut note);
+        w.lost(&target, "connection refused", &mut note);
+        w.resuming = true;
+        w.resumed(&pending(590), &mut note);
+        w.resumed(&pending(585), &mut note);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("lost the connection to breakglass-ca at ")
+                && notes[0].contains(
+                    "(transport error); retrying until request r-0123456789abcdef expires ("
+                ),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("reconnected after ")
+                && notes[1].ends_with("; request r-0123456789abcdef still pending"),
+            "{notes:?}"
+        );
+        assert!(w.outage.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_wait_gives_up_when_the_request_has_expired() {
+        let target = Target::Unix("/nonexistent/breakglass-test/admin.sock".into());
+        let mut w = Wait::new(pending(0));
+        w.last_at -= RECONNECT_GRACE;
+        let mut notes = Vec::new();
+        w.lost(&target, "transport error", &mut |n: &str| {
+            notes.push(n.to_owned())
+        });
+        let e = w
+            .reconnect(&target, &mut |n: &str| notes.push(n.to_owned()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 69, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("could not reconnect before request r-0123456789abcdef expired")
+                && text.contains("breakglass show r-0123456789abcdef"),
+            "{text}"
+        );
+    }
 }

@@ -281,7 +281,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 no_wait: r.no_wait,
             };
             let wait = crate::wait_line::WaitLine::stderr();
-            let result = approvals::request_live(&target, &args, mode, |i| wait.update(i)).await;
+            let result = approvals::request_live_noting(
+                &target,
+                &args,
+                mode,
+                |i| wait.update(i),
+                |n| wait.note(n),
+            )
+            .await;
             drop(wait);
             let result = result?;
             match result {

@@ -361,7 +361,14 @@ pub async fn run(cmd: SshCmd, conn: &Overrides) -> Result<(), CliError> {
             };
             // The approval wait's one status line, as for `request`.
             let wait = crate::wait_line::WaitLine::stderr();
-            let result = approvals::request_live(&target, &args, mode, |i| wait.update(i)).await;
+            let result = approvals::request_live_noting(
+                &target,
+                &args,
+                mode,
+                |i| wait.update(i),
+                |n| wait.note(n),
+            )
+            .await;
             drop(wait);
             match result? {
                 RequestResult::Issued(o) => {

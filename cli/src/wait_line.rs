@@ -87,6 +87,24 @@ impl Shown {
         }
     }
 
+    /// A line of its own (the connection lost, or back): on a terminal it replaces the
+    /// status line, which is drawn again below it.
+    fn note(&mut self, text: &str, now: Instant) {
+        let line = if self.tty {
+            format!("{REDRAW}breakglass: {text}\n")
+        } else {
+            format!("breakglass: {text}\n")
+        };
+        let _ = self
+            .out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.flush());
+        self.open = false;
+        if self.tty {
+            self.draw(now);
+        }
+    }
+
     fn end(&mut self) {
         if self.open {
             let _ = self.out.write_all(b"\n").and_then(|()| self.out.flush());
@@ -147,6 +165,12 @@ impl WaitLine {
     /// [`crate::approvals::request_live`]).
     pub fn update(&self, info: &RequestInfo) {
         lock(&self.shown).update(info, Instant::now());
+    }
+
+    /// Shows what the wait says about its connection (the `on_note` of
+    /// [`crate::approvals::request_live_noting`]).
+    pub fn note(&self, text: &str) {
+        lock(&self.shown).note(text, Instant::now());
     }
 }
 
@@ -284,6 +308,33 @@ mod tests {
         assert!(frames[0].ends_with("; 10m left"), "{frames:?}");
         assert!(frames[1].ends_with("; 9m 59s left"), "{frames:?}");
         assert!(frames[2].ends_with("; 9m 58s left"), "{frames:?}");
+    }
+
+    #[test]
+    fn a_note_is_a_line_of_its_own_and_the_status_line_comes_back_below_it() {
+        let (mut s, sink) = shown(true);
+        let t0 = Instant::now();
+        s.update(&pending(600, &[]), t0);
+        s.note("lost the connection", t0 + Duration::from_secs(1));
+        s.end();
+        let text = sink.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert!(
+            lines[0].ends_with("breakglass: lost the connection"),
+            "{text:?}"
+        );
+        assert!(lines[1].ends_with("(0/2); 9m 59s left"), "{text:?}");
+        let (mut s, sink) = shown(false);
+        s.update(&pending(600, &[]), t0);
+        s.note("reconnected", t0);
+        s.update(&pending(600, &[]), t0);
+        s.end();
+        assert_eq!(
+            sink.text().lines().collect::<Vec<_>>()[1],
+            "breakglass: reconnected"
+        );
+        assert_eq!(sink.text().lines().count(), 2, "{:?}", sink.text());
     }
 
     #[test]

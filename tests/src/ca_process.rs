@@ -141,6 +141,20 @@ impl CaProcess {
         }
     }
 
+    /// The real `breakglass` executable as the sample client `name`, with its client
+    /// config from the setup (`clients/NAME.toml`), against this daemon.
+    pub fn cli(&self, name: &str) -> Command {
+        let mut c = Command::new(crate::breakglass_bin());
+        c.arg("--config")
+            .arg(self.dir.join(format!("clients/{name}.toml")))
+            .arg("--server")
+            .arg(format!("https://127.0.0.1:{}", self.port))
+            .env_remove("BREAKGLASS_CONFIG")
+            .env_remove("BREAKGLASS_SERVER")
+            .stdin(Stdio::null());
+        c
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<Pid> {
         self.child

@@ -95,6 +95,30 @@ impl Hook {
     }
 }
 
+impl Hook {
+    /// Waits up to `timeout` for a body that `pred` accepts (any format: the Slack body
+    /// has no `event` field), and returns it; panics when none came.
+    pub async fn wait_body(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.events().into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no body {what} within {timeout:?}; got {:?}",
+                self.events()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// One connection: headers, then Content-Length bytes of body; the answer.
 async fn serve(
     mut sock: TcpStream,

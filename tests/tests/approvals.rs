@@ -1020,3 +1020,72 @@ async fn a_revocation_reaches_the_webhooks_of_the_grants_tier() {
     assert_eq!(n["detail"], "INC-21 done early");
     assert_eq!(n["actor"], "user:sre@example.com");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slack_format_webhook_gets_text_and_blocks_with_the_request_and_the_approve_command() {
+    let json = Hook::start(Answer::Ok).await;
+    let slack = Hook::start(Answer::Ok).await;
+    let slack_url = slack.url.clone();
+    let d = daemon(&[&json, &slack], move |c| {
+        format!("{c}\n[[webhooks]]\nurl = {slack_url:?}\nformat = \"slack\"\n")
+    })
+    .await;
+    let keys = tempfile::tempdir().unwrap();
+    // Markup a requester might slip into a chat channel: a channel mention and a link.
+    let reason = "INC-12 cache down <!channel> & <https://evil.example|click here>";
+    let info = ask(&d, keys.path(), STAGING, reason).await;
+    let id = info.request_id.clone();
+
+    // The JSON webhook still gets the JSON notice.
+    let n = json.wait_for("pending", "request_id", &id, TEN_S).await;
+    assert_eq!(n["tier"], "elevated");
+
+    let body = slack
+        .wait_body("about the pending request", TEN_S, |v| {
+            v["text"].as_str().is_some_and(|t| t.contains(&id))
+        })
+        .await;
+    assert!(body.get("event").is_none(), "not the JSON notice: {body}");
+    let text = body["text"].as_str().unwrap();
+    for part in [
+        id.as_str(),
+        "sre@example.com",
+        "bgdemo@web-1.staging.example",
+        "Tier: elevated",
+        &format!("breakglass approve {id}"),
+        // Escaped for mrkdwn: no mention, no link.
+        "&lt;!channel&gt; &amp; &lt;https://evil.example|click here&gt;",
+    ] {
+        assert!(text.contains(part), "{part:?} not in {text}");
+    }
+    let blocks = body["blocks"].as_array().expect("blocks");
+    assert!(!blocks.is_empty());
+    let fields: Vec<&str> = blocks
+        .iter()
+        .filter_map(|b| b["fields"].as_array())
+        .flatten()
+        .filter_map(|f| f["text"].as_str())
+        .collect();
+    for field in [
+        format!("*Request*\n{id}"),
+        "*Requester*\nsre@example.com".to_owned(),
+        "*Tier*\nelevated".to_owned(),
+        "*Access*\nbgdemo@web-1.staging.example".to_owned(),
+    ] {
+        assert!(
+            fields.contains(&field.as_str()),
+            "{field:?} not in {fields:?}"
+        );
+    }
+    assert!(
+        blocks.iter().any(|b| b["text"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("```breakglass approve {id}```")))),
+        "{body}"
+    );
+    let all = body.to_string();
+    assert!(
+        !all.contains("<!channel>") && !all.contains("<https://"),
+        "{all}"
+    );
+}

@@ -8,6 +8,10 @@
 //! and after each run nothing is left: no process mentioning the demo's directory or its
 //! sshd copy, no user `bgdemo`, no demo directory, no pam_wrapper copy of its PAM
 //! service, and /etc/pam.d and /etc/ssh byte for byte as before.
+//!
+//! The demo starts with SIGINT and SIGTERM at their default action, whatever the test
+//! runner inherited (`default_signals`): the interrupt tests pass when `cargo test` runs
+//! in the background or under `trap "" INT`.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -230,14 +234,14 @@ struct Demo {
 
 impl Demo {
     fn start() -> Self {
-        let process = Running::spawn(
-            Command::new("bash")
-                .arg(workspace().join("scripts/demo"))
-                // Its own process group, as a job in a terminal: Ctrl-C signals the group.
-                .process_group(0)
-                .env("BREAKGLASS_DEMO_BIN", demo_bin())
-                .stdin(Stdio::null()),
-        );
+        let mut cmd = Command::new("bash");
+        cmd.arg(workspace().join("scripts/demo"))
+            // Its own process group, as a job in a terminal: Ctrl-C signals the group.
+            .process_group(0)
+            .env("BREAKGLASS_DEMO_BIN", demo_bin())
+            .stdin(Stdio::null());
+        default_signals(&mut cmd);
+        let process = Running::spawn(&mut cmd);
         Self {
             process,
             started: Instant::now(),
@@ -279,6 +283,27 @@ impl Drop for Demo {
         if self.process.exit_status().is_none() {
             self.process.terminate(Duration::from_secs(30));
         }
+    }
+}
+
+/// Resets SIGINT and SIGTERM to their default action in the child, as a shell in a
+/// terminal has them. A test runner started in the background (`cmd &`, nohup, some CI
+/// agents) inherits SIGINT ignored; a shell started with a signal ignored cannot trap
+/// it (POSIX), so the demo's INT trap would never run and Ctrl-C would not stop it.
+#[allow(unsafe_code)]
+fn default_signals(cmd: &mut Command) {
+    use nix::sys::signal::{SigHandler, signal};
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: it calls sigaction(2) (through `signal`), which
+    // is, allocates nothing and takes no lock. Setting SIG_DFL installs no handler, so
+    // `signal`'s own safety condition (a handler that is async-signal-safe) holds.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [Signal::SIGINT, Signal::SIGTERM] {
+                signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
     }
 }
 

@@ -76,6 +76,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "refusals", array: false, required: false, meaning: "How refusals by policy are recorded and alerted." },
     Section { name: "rules", array: true, required: false, meaning: "Policy rules: who may log in where, as whom, to run what, for how long, through which tier. Deny rules win over allow rules." },
     Section { name: "log", array: false, required: false, meaning: "The daemon's own log lines on stderr (the journal under systemd)." },
+    Section { name: "webhooks", array: true, required: false, meaning: "The body a webhook receives, for webhooks that are not sent the JSON notice: Slack and Mattermost incoming webhooks." },
 ];
 
 const fn key(
@@ -149,7 +150,7 @@ pub const KEYS: &[Key] = &[
     key("tiers", "emergency_ttl", "duration", Derived("the tier's max_ttl"), "Lifetime cap of an emergency grant (only with emergency = true)."),
     key("tiers", "emergency_per_day", "integer", Derived("3 when emergency = true"), "Emergencies one requester may declare per day (only with emergency = true)."),
     key("tiers", "session_recording", "boolean", Value("false"), "Hosts record the sessions of this tier's grants."),
-    key("tiers", "webhooks", "list of strings", Value("[]"), "http:// or https:// URLs that get a JSON notice of each request, approval, issuance and emergency."),
+    key("tiers", "webhooks", "list of strings", Value("[]"), "http:// or https:// URLs that get a notice of each request, approval, issuance and emergency (JSON, or the format of their [[webhooks]] entry)."),
     key("tiers", "drill", "boolean", Value("false"), "A drill tier: matches only drill requests (breakglass drill), issues without approval, never an emergency."),
     // [notifications]
     key("notifications", "timeout", "duration", Value("\"5s\""), "Longest one webhook POST may take, connect and answer (100ms to 2m)."),
@@ -180,6 +181,9 @@ pub const KEYS: &[Key] = &[
     key("rules", "hours", "list of strings", Value("[]"), "UTC time windows it applies in, \"HH:MM-HH:MM\" (may wrap midnight); none: always."),
     // [log]
     key("log", "format", "string", Value("\"text\""), "\"text\" or \"json\" (one JSON object per line); breakglass-ca serve --log-format overrides it. Text has colours only on a terminal without NO_COLOR."),
+    // [[webhooks]]
+    key("webhooks", "url", "string", Required, "A webhook URL that a tier's webhooks or [refusals] webhooks name."),
+    key("webhooks", "format", "string", Value("\"json\""), "\"json\": the JSON notice; \"slack\": a Slack / Mattermost incoming-webhook body (text and blocks), untrusted text escaped for mrkdwn."),
 ];
 
 /// The keys of `section`.
@@ -347,7 +351,7 @@ mod tests {
 
     #[test]
     fn the_table_lists_exactly_the_keys_the_section_parsers_accept() {
-        let cases: [(&str, Vec<String>); 11] = [
+        let cases: [(&str, Vec<String>); 12] = [
             ("server", serde_fields::<server::RawServer>()),
             ("ca", serde_fields::<server::RawCa>()),
             ("audit", serde_fields::<audit::RawAudit>()),
@@ -362,6 +366,7 @@ mod tests {
             ("refusals", serde_fields::<notifications::RawRefusals>()),
             ("rules", serde_fields::<policy::RawRule>()),
             ("log", serde_fields::<log::RawLog>()),
+            ("webhooks", serde_fields::<notifications::RawWebhook>()),
         ];
         for (section, accepted) in cases {
             assert_eq!(table_fields(section), accepted, "[{section}]");

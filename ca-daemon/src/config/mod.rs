@@ -3,7 +3,7 @@
 //!
 //! One file per part of the file: [`server`] (`[server]`, `[ca]`), [`audit`] (`[audit]`,
 //! `[revocation]`), [`identities`] (`[[identities]]`, `[[admin_users]]`),
-//! [`notifications`] (`[notifications]`, `[refusals]`), [`policy`] (`[[tiers]]`,
+//! [`notifications`] (`[notifications]`, `[refusals]`, `[[webhooks]]`), [`policy`] (`[[tiers]]`,
 //! `[[rules]]`), [`log`] (`[log]`), [`field`] the rules they share, and [`keys`] the table
 //! of every key (its defaults, and `breakglass-ca.toml(5)`); here, the whole.
 
@@ -62,6 +62,8 @@ struct RawConfig {
     refusals: Option<notifications::RawRefusals>,
     #[serde(default)]
     log: Option<log::RawLog>,
+    #[serde(default)]
+    webhooks: Vec<notifications::RawWebhook>,
 }
 
 /// A validated daemon configuration.
@@ -177,9 +179,12 @@ impl Config {
         let admin_users =
             identities::parse_admin_users(raw.admin_users, server.admin_socket.as_deref(), &err)?;
         let tiers = policy::parse_tiers(raw.tiers, &ca, &err)?;
-        let notifications = notifications::parse_notifications(raw.notifications, &resolve, &err)?;
+        let mut notifications =
+            notifications::parse_notifications(raw.notifications, &resolve, &err)?;
         let refusals =
             notifications::parse_refusals(raw.refusals.unwrap_or_default(), &tiers, &err)?;
+        notifications.formats =
+            notifications::parse_webhooks(raw.webhooks, &tiers, &refusals, &err)?;
         let rules = policy::parse_rules(raw.rules, &tiers, &ca, &err)?;
         Ok(Self {
             path: path.to_owned(),

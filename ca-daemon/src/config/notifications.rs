@@ -41,6 +41,35 @@ pub(super) struct RawRefusals {
     webhooks: Option<Vec<String>>,
 }
 
+/// One `[[webhooks]]` entry: the body format of a webhook URL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    url: String,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebhookFormat {
+    /// The JSON notice (`crate::notify::Notice`), for programs.
+    #[default]
+    Json,
+    /// A Slack / Mattermost incoming-webhook body: `text` and Block Kit `blocks`.
+    Slack,
+}
+
+impl WebhookFormat {
+    /// Its name in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            WebhookFormat::Json => "json",
+            WebhookFormat::Slack => "slack",
+        }
+    }
+}
+
 /// How refusals by policy are recorded and alerted (`[refusals]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusalSettings {
@@ -82,6 +111,19 @@ pub struct NotifySettings {
     pub ca_bundle: PathBuf,
     /// `--config` argument shown in the approve command of notifications.
     pub client_config: Option<String>,
+    /// Webhooks that get another body than the JSON notice (`[[webhooks]]`).
+    pub formats: Vec<(String, WebhookFormat)>,
+}
+
+impl NotifySettings {
+    /// The body format of the webhook at `url`.
+    #[must_use]
+    pub fn format_of(&self, url: &str) -> WebhookFormat {
+        self.formats
+            .iter()
+            .find(|(u, _)| u == url)
+            .map_or(WebhookFormat::Json, |(_, f)| *f)
+    }
 }
 
 impl Default for NotifySettings {
@@ -95,6 +137,7 @@ impl Default for NotifySettings {
             syslog_socket: PathBuf::from("/dev/log"),
             ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
             client_config: None,
+            formats: Vec::new(),
         }
     }
 }
@@ -116,6 +159,22 @@ pub fn check_webhook_url(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} has no host"));
     }
     Ok(())
+}
+
+/// A webhook URL as logs show it: scheme, host and port only. The path and query of
+/// chat webhooks (Slack, Mattermost) are their secret.
+#[must_use]
+pub fn shown_url(url: &str) -> String {
+    match url.parse::<hyper::Uri>() {
+        Ok(u) => match (u.scheme_str(), u.authority()) {
+            (Some(s), Some(a)) => {
+                let path = u.path_and_query().map_or("", |p| p.as_str());
+                format!("{s}://{a}{}", if path.len() > 1 { "/…" } else { "" })
+            }
+            _ => "(a webhook URL that does not parse)".to_owned(),
+        },
+        Err(_) => "(a webhook URL that does not parse)".to_owned(),
+    }
 }
 
 /// Most refusals per identity and hour the configuration may ask to record one by one.
@@ -164,6 +223,7 @@ pub(super) fn parse_notifications(
                 syslog_socket: n.syslog_socket.map_or(d.syslog_socket, |p| resolve(&p)),
                 ca_bundle: n.ca_bundle.map_or(d.ca_bundle, |p| resolve(&p)),
                 client_config: n.client_config,
+                formats: Vec::new(),
             }
         }
     };
@@ -220,4 +280,54 @@ pub(super) fn parse_refusals(
         alert_threshold: threshold,
         webhooks,
     })
+}
+
+/// Validates `[[webhooks]]`: each URL once, named by a tier's `webhooks` or by
+/// `[refusals] webhooks` (an entry for a URL nothing sends to is a mistake), with a known
+/// format.
+pub(super) fn parse_webhooks(
+    raw: Vec<RawWebhook>,
+    tiers: &[Tier],
+    refusals: &RefusalSettings,
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<Vec<(String, WebhookFormat)>, ConfigError> {
+    let mut out: Vec<(String, WebhookFormat)> = Vec::new();
+    for (i, w) in raw.into_iter().enumerate() {
+        let field = |k: &str| format!("webhooks[{i}].{k}");
+        check_webhook_url(&w.url).map_err(|e| err(&field("url"), e))?;
+        let named =
+            tiers.iter().any(|t| t.webhooks.contains(&w.url)) || refusals.webhooks.contains(&w.url);
+        if !named {
+            return Err(err(
+                &field("url"),
+                format!(
+                    "{:?} is not a webhook of any tier nor of [refusals]: nothing would be sent to it; add it to the webhooks of a [[tiers]] entry (or of [refusals]), or remove this entry",
+                    shown_url(&w.url)
+                ),
+            ));
+        }
+        if out.iter().any(|(u, _)| *u == w.url) {
+            return Err(err(
+                &field("url"),
+                format!(
+                    "{:?} has an earlier [[webhooks]] entry: give each webhook one",
+                    shown_url(&w.url)
+                ),
+            ));
+        }
+        let format = match w.format.as_deref() {
+            None | Some("json") => WebhookFormat::Json,
+            Some("slack") => WebhookFormat::Slack,
+            Some(other) => {
+                return Err(err(
+                    &field("format"),
+                    format!(
+                        "{other:?} is not a webhook format: \"json\" (the JSON notice) or \"slack\" (Slack / Mattermost incoming webhooks)"
+                    ),
+                ));
+            }
+        };
+        out.push((w.url, format));
+    }
+    Ok(out)
 }

@@ -86,6 +86,16 @@ fn the_example_config_has_four_tiers_that_decide_as_documented() {
         c.refusals.webhooks,
         ["https://soc.example.com/hooks/breakglass-refusals"]
     );
+    assert_eq!(
+        c.notifications
+            .format_of("https://chat.example.com/hooks/breakglass"),
+        notifications::WebhookFormat::Slack
+    );
+    assert_eq!(
+        c.notifications
+            .format_of("https://pager.example.com/hooks/breakglass"),
+        notifications::WebhookFormat::Json
+    );
     let alice = Caller {
         identity: "alice@example.com".into(),
         groups: vec!["sre".into()],
@@ -580,4 +590,82 @@ fn webhook_urls_are_checked() {
     );
     assert!(notifications::check_webhook_url("not a url").is_err());
     assert!(notifications::check_webhook_url("/relative").is_err());
+}
+
+#[test]
+fn webhook_formats_name_a_webhook_of_a_tier_or_of_refusals() {
+    use notifications::WebhookFormat;
+    let tiers = "[[tiers]]\nname = \"a\"\nmax_ttl = \"1h\"\nwebhooks = [\"http://127.0.0.1:1/json\", \"https://hooks.slack.example/services/T1/B2/secret\"]\n";
+    let c = parse(&format!(
+        "{MIN}{tiers}[[webhooks]]\nurl = \"https://hooks.slack.example/services/T1/B2/secret\"\nformat = \"slack\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.notifications
+            .format_of("https://hooks.slack.example/services/T1/B2/secret"),
+        WebhookFormat::Slack
+    );
+    assert_eq!(
+        c.notifications.format_of("http://127.0.0.1:1/json"),
+        WebhookFormat::Json
+    );
+    // `format` defaults to json; the refusal alert's own webhooks count as named.
+    let c = parse(&format!(
+        "{MIN}[refusals]\nwebhooks = [\"https://soc.example/hook\"]\n[[webhooks]]\nurl = \"https://soc.example/hook\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.notifications.format_of("https://soc.example/hook"),
+        WebhookFormat::Json
+    );
+    let cases = [
+        // Nothing sends to it: a mistake, named without the URL's secret path.
+        (
+            "url = \"https://elsewhere.example/x/secret\"",
+            "webhooks[0].url",
+            "is not a webhook of any tier",
+        ),
+        (
+            "url = \"http://127.0.0.1:1/json\"\nformat = \"teams\"",
+            "webhooks[0].format",
+            "\"slack\"",
+        ),
+        (
+            "url = \"http://127.0.0.1:1/json\"\n[[webhooks]]\nurl = \"http://127.0.0.1:1/json\"",
+            "webhooks[1].url",
+            "earlier [[webhooks]] entry",
+        ),
+        (
+            "url = \"ftp://x/\"",
+            "webhooks[0].url",
+            "only http:// and https://",
+        ),
+        // The parser says it first, with the line.
+        ("format = \"slack\"", "line ", "missing field `url`"),
+    ];
+    for (entry, field, says) in cases {
+        let e = parse(&format!("{MIN}{tiers}[[webhooks]]\n{entry}\n")).unwrap_err();
+        assert!(e.field.starts_with(field), "{entry}: {e}");
+        assert!(e.reason.contains(says), "{entry}: {e}");
+        assert!(!e.reason.contains("secret"), "{e}");
+    }
+}
+
+#[test]
+fn the_readme_slack_webhook_example_is_valid() {
+    use notifications::WebhookFormat;
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme.find("**Slack and Mattermost.**").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let c = parse(&format!("{MIN}{example}")).unwrap();
+    assert_eq!(
+        c.notifications
+            .format_of("https://hooks.slack.com/services/T000/B000/XXXX"),
+        WebhookFormat::Slack
+    );
+    assert_eq!(
+        c.notifications.format_of("https://soc.example/breakglass"),
+        WebhookFormat::Json
+    );
 }

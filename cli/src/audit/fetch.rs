@@ -2,7 +2,9 @@
 //! `tail`.
 #![forbid(unsafe_code)]
 
-use breakglass_proto::audit::Event;
+use breakglass_proto::audit::merkle::leaf_hash;
+use breakglass_proto::audit::{Event, Frontier, NoteVerifier};
+use breakglass_proto::text;
 use breakglass_proto::v1::audit_client::AuditClient;
 use breakglass_proto::v1::{GetCheckpointRequest, GetEntriesRequest};
 use tonic::transport::Channel;
@@ -77,4 +79,96 @@ pub(super) async fn fetch_events(
                 .map_err(|e| CliError::Verification(format!("entry {i}: {e}")))
         })
         .collect()
+}
+
+/// The daemon's log as `tail` reads it, checked as it goes: each checkpoint's signature,
+/// with the audit key the daemon sent first (a restarted daemon must keep it), and its
+/// root, recomputed from every entry read so far (a Merkle frontier: a few hashes), so
+/// that what is printed is what the log signed, and a log rolled back or replaced across
+/// a restart is refused.
+#[derive(Debug)]
+pub(super) struct CheckedLog {
+    verifier: NoteVerifier,
+    frontier: Frontier,
+}
+
+impl CheckedLog {
+    /// Reads the checkpoint, trusting the audit key it comes with for the rest of the run,
+    /// and every entry up to it; returns the log and its events.
+    pub(super) async fn open(
+        client: &mut AuditClient<Channel>,
+        target: &Target,
+    ) -> Result<(Self, Vec<(u64, Event)>), CliError> {
+        let cp = client
+            .get_checkpoint(GetCheckpointRequest {})
+            .await
+            .answer(target)?;
+        let verifier = NoteVerifier::parse(cp.verifier_key.trim()).map_err(|e| {
+            CliError::Verification(format!("the daemon's audit key does not parse: {e}"))
+        })?;
+        let mut log = Self {
+            verifier,
+            frontier: Frontier::new(),
+        };
+        let events = log.advance(client, target).await?;
+        Ok((log, events))
+    }
+
+    /// Entries read so far.
+    pub(super) fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// Reads the latest checkpoint and the entries after the ones read, checks them
+    /// against it, and returns their events.
+    pub(super) async fn advance(
+        &mut self,
+        client: &mut AuditClient<Channel>,
+        target: &Target,
+    ) -> Result<Vec<(u64, Event)>, CliError> {
+        let resp = client
+            .get_checkpoint(GetCheckpointRequest {})
+            .await
+            .answer(target)?;
+        if resp.verifier_key.trim() != self.verifier.to_string() {
+            return Err(CliError::Verification(format!(
+                "the daemon's audit key is now {}, not {} as before: this is another log; check it with `breakglass audit verify --remote --key log.pub`",
+                text::escaped(resp.verifier_key.trim()),
+                self.verifier
+            )));
+        }
+        let cp = self
+            .verifier
+            .verify_checkpoint(&resp.checkpoint)
+            .map_err(|e| {
+                CliError::Verification(format!(
+                    "the daemon's checkpoint does not verify with key {}: {e}",
+                    self.verifier
+                ))
+            })?;
+        let start = self.frontier.size();
+        if cp.size < start {
+            return Err(CliError::Verification(format!(
+                "the daemon's audit log now has {} entries, fewer than the {start} already read: it was rolled back or replaced; check it with `breakglass audit verify --remote --since FILE` against a checkpoint you saved",
+                cp.size
+            )));
+        }
+        let leaves = fetch_leaves(client, target, start, cp.size).await?;
+        let mut frontier = self.frontier.clone();
+        let mut events = Vec::with_capacity(leaves.len());
+        for (leaf, i) in leaves.iter().zip(start..) {
+            frontier.push(leaf_hash(leaf));
+            let e = Event::decode(leaf)
+                .map_err(|e| CliError::Verification(format!("entry {i}: {e}")))?;
+            events.push((i, e));
+        }
+        if frontier.root() != cp.root {
+            return Err(CliError::Verification(format!(
+                "the root recomputed from the log's {} entries differs from its signed checkpoint's: an entry was changed, or the log does not extend the part already read; check it with `breakglass audit verify --remote`",
+                cp.size
+            )));
+        }
+        self.frontier = frontier;
+        Ok(events)
+    }
 }

@@ -17,7 +17,7 @@ use clap::Args;
 use crate::error::CliError;
 use crate::settings::{Overrides, Target};
 
-use super::fetch::{audit_client, checkpoint_size, fetch_events};
+use super::fetch::{CheckedLog, audit_client, checkpoint_size, fetch_events};
 use super::verify::read_dir_events;
 
 /// Which events to print.
@@ -68,7 +68,8 @@ pub struct TailArgs {
     /// How many of the last matching events to print
     #[arg(short = 'n', long, default_value_t = 20)]
     pub lines: usize,
-    /// Keep running and print new events as they are logged
+    /// Keep running and print new events as they are logged; when the daemon cannot be
+    /// reached (a restart), say so once, retry, and go on from the last entry printed
     #[arg(long, short = 'f')]
     pub follow: bool,
 }
@@ -322,12 +323,12 @@ pub fn format_event(index: u64, e: &Event, json: bool) -> String {
     }
 }
 
-/// Runs `tail`: the last matching events; with `--follow`, new ones as they come.
+/// Runs `tail`: the last matching events; with `--follow`, new ones as they come. What
+/// it prints is checked against the log's signed checkpoints ([`CheckedLog`]).
 pub(super) async fn tail(t: TailArgs, target: &Target) -> Result<(), CliError> {
     let mut filter = Filter::new(&t.filter)?;
     let mut client = audit_client(target)?;
-    let size = checkpoint_size(&mut client, target).await?;
-    let events = fetch_events(&mut client, target, 0, size).await?;
+    let (mut log, events) = CheckedLog::open(&mut client, target).await?;
     for (_, e) in &events {
         filter.observe(e);
     }
@@ -338,22 +339,57 @@ pub(super) async fn tail(t: TailArgs, target: &Target) -> Result<(), CliError> {
     if !t.follow {
         return Ok(());
     }
-    let mut next = size;
+    // Since when, and why, the daemon cannot be reached; the next retry's delay.
+    let mut outage: Option<(std::time::Instant, String)> = None;
+    let mut delay = crate::approvals::RECONNECT_FIRST;
+    // Runs until interrupted, as `tail -f` does; every wait is bounded.
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let size = checkpoint_size(&mut client, target).await?;
-        if size <= next {
-            continue;
-        }
-        for (i, e) in fetch_events(&mut client, target, next, size).await? {
-            filter.observe(&e);
-            if filter.matches(&e) {
-                println!("{}", format_event(i, &e, t.filter.json));
+        tokio::time::sleep(if outage.is_some() {
+            delay
+        } else {
+            FOLLOW_EVERY
+        })
+        .await;
+        match log.advance(&mut client, target).await {
+            Ok(events) => {
+                if let Some((since, _)) = outage.take() {
+                    eprintln!(
+                        "breakglass: reconnected to breakglass-ca at {} after {}; following the log from entry {}",
+                        target.shown(),
+                        humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())),
+                        events.first().map_or(log.size(), |(i, _)| *i)
+                    );
+                }
+                delay = crate::approvals::RECONNECT_FIRST;
+                for (i, e) in events {
+                    filter.observe(&e);
+                    if filter.matches(&e) {
+                        println!("{}", format_event(i, &e, t.filter.json));
+                    }
+                }
             }
+            Err(CliError::Unavailable(why)) => {
+                if outage.is_none() {
+                    eprintln!(
+                        "breakglass: lost the connection to breakglass-ca at {} ({why}); retrying (up to every {}) and following from entry {} once it answers",
+                        target.shown(),
+                        humantime::format_duration(crate::approvals::RECONNECT_MAX),
+                        log.size()
+                    );
+                    outage = Some((std::time::Instant::now(), why));
+                } else {
+                    delay = (delay * 2).min(crate::approvals::RECONNECT_MAX);
+                }
+                // A new connection: the old one may be dead for good.
+                client = audit_client(target)?;
+            }
+            Err(e) => return Err(e),
         }
-        next = size;
     }
 }
+
+/// How often `tail --follow` asks for new entries.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
