@@ -218,11 +218,12 @@ pub fn crates_of(workspace: &Path, package: &str) -> Result<(Upstream, Vec<Crate
     if wanted.is_empty() {
         return Err(format!("cargo tree -p {package} listed no crate"));
     }
-    let meta = output(
-        Command::new(&cargo)
-            .current_dir(workspace)
-            .args(["metadata", "--locked", "--format-version", "1"]),
-    )?;
+    let meta = output(Command::new(&cargo).current_dir(workspace).args([
+        "metadata",
+        "--locked",
+        "--format-version",
+        "1",
+    ]))?;
     let meta: serde_json::Value =
         serde_json::from_str(&meta).map_err(|e| format!("cargo metadata: {e}"))?;
     let mut by_id: BTreeMap<(String, String), Crate> = BTreeMap::new();
@@ -342,11 +343,16 @@ mod tests {
         ];
         let out = render(&up(), &crates, &|n| Some(format!("text of {n}\n\nsecond"))).unwrap();
         assert!(out.contains("\nFiles: *\nCopyright: 2026, us\nLicense: Apache-2.0\n"));
-        assert!(out.contains("\nFiles: vendor/a-1.0.0/*\nCopyright: the a authors\nLicense: ISC\n"));
+        assert!(
+            out.contains("\nFiles: vendor/a-1.0.0/*\nCopyright: the a authors\nLicense: ISC\n")
+        );
         assert!(out.contains("\nFiles: vendor/b-1.0.0/*\n"));
         assert!(!out.contains("vendor/ours-"), "{out}");
         for l in ["Apache-2.0", "ISC", "MIT"] {
-            assert!(out.contains(&format!("\nLicense: {l}\n text of {l}\n .\n second\n")), "{out}");
+            assert!(
+                out.contains(&format!("\nLicense: {l}\n text of {l}\n .\n second\n")),
+                "{out}"
+            );
         }
         assert!(out.find("vendor/a-").unwrap() < out.find("vendor/b-").unwrap());
     }
