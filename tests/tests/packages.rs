@@ -633,10 +633,32 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
         postinst.contains("deb-systemd-helper update-state breakglass-krl-sync.timer"),
         "{postinst}"
     );
-    assert!(
-        !postinst.contains("deb-systemd-helper enable breakglass-"),
-        "{postinst}"
+    // Enabled: the daemon's unit (idle until configured); not enabled: the host units.
+    let wants = |unit: &str| -> Vec<PathBuf> {
+        std::fs::read_dir("/etc/systemd/system")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| d.path().join(unit))
+            .filter(|p| p.symlink_metadata().is_ok())
+            .collect()
+    };
+    assert_eq!(
+        wants("breakglass-ca.service").len(),
+        1,
+        "breakglass-ca.service not enabled"
     );
+    for unit in [
+        "breakglass-krl-sync.timer",
+        "breakglass-ship.timer",
+        "breakglass-watch-revocations.service",
+    ] {
+        assert_eq!(
+            wants(unit),
+            Vec::<PathBuf>::new(),
+            "{unit} enabled by the package"
+        );
+    }
     // The host.toml example, named by postinst.
     assert_eq!(
         mode("/usr/share/doc/libpam-breakglass/examples/host.toml"),
