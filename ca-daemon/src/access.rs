@@ -117,6 +117,8 @@ impl Access {
     /// The same rules, recording refusals of unknown identities through `service`.
     #[must_use]
     pub fn recording(mut self, service: Arc<crate::service::Service>) -> Self {
+        // The service's authenticator: the one a reload updates.
+        self.auth = service.authenticator().clone();
         self.recorder = Some(service);
         self
     }
@@ -197,7 +199,7 @@ impl Access {
         tracing::warn!(
             identity,
             transport,
-            peer = ?r.peer,
+            peer = r.peer.map(|p| p.to_string()),
             rpc = %r.rpc,
             reason = %r.error,
             "call refused"

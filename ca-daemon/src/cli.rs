@@ -30,6 +30,15 @@ pub enum Command {
         listen: SocketAddr,
     },
     /// Run the daemon
+    ///
+    /// SIGTERM or SIGINT: stop accepting, drain calls for [server] shutdown_grace, exit 0.
+    /// SIGHUP (systemctl reload): read the configuration file again; if it is valid and
+    /// changes nothing that needs a restart (listen addresses, TLS, CA and audit keys, the
+    /// audit directory, ...), put the new rules, tiers, identities and notification
+    /// settings in force at once and record a config_reloaded event in the audit log;
+    /// otherwise keep the running configuration and log why, naming the field or the
+    /// settings. Under systemd (NOTIFY_SOCKET) the daemon reports READY=1, RELOADING=1,
+    /// STOPPING=1, and WATCHDOG=1 from its audit writer when WatchdogSec= is set.
     Serve {
         /// Configuration file
         #[arg(
@@ -46,6 +55,11 @@ pub enum Command {
         /// its server.listen) [default: 127.0.0.1:7443]
         #[arg(long, value_name = "ADDR", conflicts_with = "config")]
         listen: Option<SocketAddr>,
+        /// Format of the log lines on stderr, one event per line: text, or one JSON
+        /// object per line (overrides [log] format in the configuration; default text).
+        /// Colours only when stderr is a terminal and NO_COLOR is unset.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        log_format: Option<crate::config::LogFormat>,
     },
     /// Check a configuration file and the files it names, then exit
     ///

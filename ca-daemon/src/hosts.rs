@@ -255,6 +255,11 @@ impl HostRecords {
                     }
                 }
             }
+            self.service.metrics().host_record(match result.status() {
+                RecordStatus::Appended => "appended",
+                RecordStatus::Duplicate => "duplicate",
+                _ => "rejected",
+            });
             results.push(result);
         }
         Ok(results)

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -34,31 +35,52 @@ pub struct Identified {
 }
 
 /// Maps transport-level identities to [`Caller`]s using the configuration.
+///
+/// Clones share one table, which a reload replaces whole ([`Authenticator::replace`]):
+/// each call is identified against one table.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
+    tables: Arc<ArcSwap<Tables>>,
+}
+
+#[derive(Debug)]
+struct Tables {
     /// `[[identities]]` by id.
-    certificates: Arc<HashMap<String, Identity>>,
+    certificates: HashMap<String, Identity>,
     /// `[[admin_users]]` by `unix:<user>`.
-    admin_users: Arc<HashMap<String, AdminUser>>,
+    admin_users: HashMap<String, AdminUser>,
+}
+
+impl Tables {
+    fn new(identities: &[Identity], admin_users: &[AdminUser]) -> Self {
+        Self {
+            certificates: identities
+                .iter()
+                .map(|i| (i.id.clone(), i.clone()))
+                .collect(),
+            admin_users: admin_users
+                .iter()
+                .map(|u| (format!("{ADMIN_SOCKET_NAMESPACE}{}", u.user), u.clone()))
+                .collect(),
+        }
+    }
 }
 
 impl Authenticator {
     /// Builds the authenticator from the configured identities and admin-socket users.
     pub fn new(identities: &[Identity], admin_users: &[AdminUser]) -> Self {
         Self {
-            certificates: Arc::new(
-                identities
-                    .iter()
-                    .map(|i| (i.id.clone(), i.clone()))
-                    .collect(),
-            ),
-            admin_users: Arc::new(
-                admin_users
-                    .iter()
-                    .map(|u| (format!("{ADMIN_SOCKET_NAMESPACE}{}", u.user), u.clone()))
-                    .collect(),
-            ),
+            tables: Arc::new(ArcSwap::from_pointee(Tables::new(identities, admin_users))),
         }
+    }
+
+    /// Puts the identities and admin-socket users of a reloaded configuration in force,
+    /// for this authenticator and its clones; calls under way keep the table they read.
+    pub fn replace(&self, config: &Config) {
+        self.tables.store(Arc::new(Tables::new(
+            &config.identities,
+            &config.admin_users,
+        )));
     }
 
     /// The authenticator of a configuration.
@@ -96,7 +118,8 @@ impl Authenticator {
                 // The TLS verifier refuses these at the handshake; this is the second layer.
                 return Err(reserved(identity).into());
             }
-            let known = self.certificates.get(&identity);
+            let tables = self.tables.load();
+            let known = tables.certificates.get(&identity);
             Ok(Identified {
                 listed: known.is_some(),
                 caller: Caller {
@@ -111,6 +134,8 @@ impl Authenticator {
             let cred = uds.peer_cred.ok_or(Unauthenticated::NoPeerCredentials)?;
             let identity = unix_identity(cred.uid());
             let groups = self
+                .tables
+                .load()
                 .admin_users
                 .get(&identity)
                 .map(|u| u.groups.clone())

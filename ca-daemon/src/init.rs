@@ -199,6 +199,18 @@ pub struct DevSetup {
     pub ca_public_key: String,
 }
 
+/// The dev setup's metrics listener: loopback, on the port after `listen`'s (before it,
+/// for the last port; an ephemeral port when `listen` asks for one).
+#[must_use]
+pub fn dev_metrics_listen(listen: SocketAddr) -> SocketAddr {
+    let port = match listen.port() {
+        0 => 0,
+        u16::MAX => u16::MAX - 1,
+        p => p + 1,
+    };
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// Creates a complete dev setup in `dir` (created if absent, must not already hold one).
 pub fn init_dev(dir: &Path, listen: SocketAddr) -> Result<DevSetup, InitError> {
     let config = dir.join(CONFIG_FILE);
@@ -281,6 +293,7 @@ pub fn init_dev(dir: &Path, listen: SocketAddr) -> Result<DevSetup, InitError> {
 
 /// The commented dev configuration.
 pub fn dev_config(listen: SocketAddr) -> String {
+    let metrics_listen = dev_metrics_listen(listen);
     format!(
         r#"# breakglass-ca configuration (dev setup made by `breakglass-ca init --dev`).
 # Relative paths are relative to this file. Check it with
@@ -305,6 +318,9 @@ handshake_timeout = "5s"
 max_handshakes = 256
 max_handshakes_per_source = 32
 shutdown_grace = "10s"
+# Plain-HTTP metrics and probes (/metrics, /healthz, /readyz), on loopback: no TLS,
+# no client identity. The dev setup takes the port after the gRPC listener's.
+metrics_listen = "{metrics_listen}"
 
 [ca]
 # Ed25519 OpenSSH private key that signs user certificates (mode 0600).

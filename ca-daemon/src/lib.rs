@@ -17,7 +17,11 @@
 //! - [`revocation`]: revoking grants, the KRL, the revocation stream; [`hosts`]: host
 //!   session records into the log; [`audit_syslog`]: one syslog line per logged event;
 //! - [`witness`]: hosts witness the log; a rolled-back or forked log stops issuance;
-//! - [`cli`]: the command line (also the source of the man pages);
+//! - [`systemd`]: readiness, reload and watchdog notifications; [`reload`]: the
+//!   configuration re-read in place on SIGHUP;
+//! - [`metrics`]: metrics and probes on the plain-HTTP `metrics_listen` listener;
+//! - [`cli`]: the command line (also the source of the man pages); [`logging`]: the
+//!   daemon's own log lines (text or JSON);
 //! - [`init`]: the dev setup;
 //! - [`inproc`]: the API called in-process with encoded messages (fuzzing, seeds).
 #![forbid(unsafe_code)]
@@ -37,14 +41,18 @@ pub mod init;
 pub mod inproc;
 pub mod keyfile;
 pub mod krl;
+pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod refusal;
+pub mod reload;
 pub mod request;
 pub mod revocation;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod systemd;
 pub mod tls;
 pub mod witness;
 

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use breakglass_ca::cli::{Cli, Command};
-use breakglass_ca::config::Config;
+use breakglass_ca::config::{Config, LogFormat};
 use breakglass_ca::init::{self, CONFIG_FILE};
+use breakglass_ca::logging;
 use breakglass_ca::server::{self, Daemon};
 use clap::Parser;
 
@@ -23,13 +24,11 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // `serve` reads the log format from its configuration too: it starts logging once
+    // that is loaded.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        logging::init(LogFormat::Text);
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(EX_SOFTWARE, format!("cannot start the runtime: {e}")),
@@ -61,14 +60,20 @@ fn main() -> ExitCode {
             config,
             dev,
             listen,
+            log_format,
         } => {
             // Handlers first: a SIGTERM during start-up (e.g. a long log replay)
             // then shuts down cleanly instead of killing the process mid-way.
-            let shutdown = {
+            // SIGHUP likewise: its default action would kill the daemon; it reloads the
+            // configuration once serving starts (breakglass_ca::reload).
+            let (shutdown, hangup) = {
                 let _in_runtime = rt.enter();
-                match server::shutdown_signal() {
-                    Ok(s) => s,
-                    Err(e) => return fail(EX_SOFTWARE, format!("cannot handle signals: {e}")),
+                let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+                match (server::shutdown_signal(), hangup) {
+                    (Ok(s), Ok(h)) => (s, h),
+                    (Err(e), _) | (_, Err(e)) => {
+                        return fail(EX_SOFTWARE, format!("cannot handle signals: {e}"));
+                    }
                 }
             };
             let path = match (config, dev) {
@@ -89,6 +94,12 @@ fn main() -> ExitCode {
                 }
                 (None, None) => return fail(EX_USAGE, "give --config FILE or --dev DIR"),
             };
+            // Everything is loaded and checked before anything is bound.
+            let config = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => return fail(EX_USAGE, e),
+            };
+            logging::init(log_format.unwrap_or(config.log.format));
             // Idle connections must not run the daemon out of descriptors: take all
             // the system allows (the TCP limits are derived from it).
             match breakglass_ca::accept::raise_fd_limit() {
@@ -100,11 +111,6 @@ fn main() -> ExitCode {
                 Ok(l) => tracing::info!(limit = l.soft, "file descriptor limit"),
                 Err(e) => tracing::warn!("{e}; TCP limits follow the current limit"),
             }
-            // Everything is loaded and checked before anything is bound.
-            let config = match Config::load(&path) {
-                Ok(c) => c,
-                Err(e) => return fail(EX_USAGE, e),
-            };
             if let Some(l) = listen.filter(|l| *l != config.server.listen) {
                 return fail(
                     EX_USAGE,
@@ -117,7 +123,7 @@ fn main() -> ExitCode {
                 );
             }
             let daemon = match Daemon::build(config) {
-                Ok(d) => d,
+                Ok(d) => d.reload_on(hangup),
                 // Tampering or media damage: the data is bad, not the configuration.
                 Err(
                     e @ server::StartupError::Audit(breakglass_ca::audit::AuditError::Corrupt {
@@ -136,6 +142,8 @@ fn main() -> ExitCode {
                 };
                 match daemon.run(tcp, admin, shutdown).await {
                     Ok(()) => ExitCode::SUCCESS,
+                    // The metrics listener is bound as `run` starts.
+                    Err(e @ server::StartupError::Bind { .. }) => fail(EX_UNAVAILABLE, e),
                     Err(e) => fail(EX_SOFTWARE, e),
                 }
             })

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use breakglass_proto::audit::Timestamp;
 use breakglass_proto::text;
 use http_body_util::{BodyExt, Full};
@@ -268,7 +269,8 @@ pub struct Counters {
 pub struct Notifier {
     tx: mpsc::Sender<Job>,
     rx: Mutex<Option<mpsc::Receiver<Job>>>,
-    settings: NotifySettings,
+    /// Read once per delivery; a reload replaces them ([`Notifier::replace_settings`]).
+    settings: Arc<ArcSwap<NotifySettings>>,
     syslog: Option<bg_syslog::Syslog>,
     counters: Arc<Counters>,
 }
@@ -284,10 +286,18 @@ impl Notifier {
         Self {
             tx,
             rx: Mutex::new(Some(rx)),
-            settings,
+            settings: Arc::new(ArcSwap::from_pointee(settings)),
             syslog,
             counters: Arc::new(Counters::default()),
         }
+    }
+
+    /// Puts the delivery settings of a reloaded configuration in force (timeout, retries,
+    /// retry delay, client configuration) for deliveries that start from now on. The queue,
+    /// the syslog socket and the CA bundle stay as they were at start-up
+    /// ([`crate::reload`] refuses a change to them).
+    pub(crate) fn replace_settings(&self, settings: NotifySettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     /// True when every notice also goes to syslog.
@@ -372,7 +382,7 @@ impl Notifier {
         };
         let settings = self.settings.clone();
         let counters = self.counters.clone();
-        let tls = Arc::new(tls_connector(&settings.ca_bundle));
+        let tls = Arc::new(tls_connector(&settings.load().ca_bundle));
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
             while let Some(job) = rx.recv().await {
@@ -388,7 +398,7 @@ impl Notifier {
                         return;
                     };
                     let (settings, counters, tls, body) = (
-                        settings.clone(),
+                        settings.load_full(),
                         counters.clone(),
                         tls.clone(),
                         body.clone(),

@@ -24,8 +24,9 @@
 //! are here.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use breakglass_proto::audit::event::{ActionRefused, RequestRefused};
 use breakglass_proto::audit::{EventKind, Timestamp};
 
@@ -163,8 +164,9 @@ struct InFlight {
 /// Refusal settings and the bookkeeping of refusals being recorded.
 #[derive(Debug)]
 pub struct Refusals {
-    pub(crate) settings: RefusalSettings,
-    known: HashSet<String>,
+    /// Swapped whole by a reload ([`Refusals::replace`]).
+    settings: ArcSwap<RefusalSettings>,
+    known: ArcSwap<HashSet<String>>,
     in_flight: Mutex<HashMap<String, InFlight>>,
 }
 
@@ -173,16 +175,30 @@ impl Refusals {
     #[must_use]
     pub fn new(settings: RefusalSettings, identities: &[Identity]) -> Self {
         Self {
-            settings,
-            known: identities.iter().map(|i| i.id.clone()).collect(),
+            settings: ArcSwap::from_pointee(settings),
+            known: ArcSwap::from_pointee(identities.iter().map(|i| i.id.clone()).collect()),
             in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The settings in force.
+    #[must_use]
+    pub fn settings(&self) -> Arc<RefusalSettings> {
+        self.settings.load_full()
+    }
+
+    /// Puts the settings and identities of a reloaded configuration in force; refusals
+    /// being recorded keep their reservations.
+    pub(crate) fn replace(&self, settings: RefusalSettings, identities: &[Identity]) {
+        self.known
+            .store(Arc::new(identities.iter().map(|i| i.id.clone()).collect()));
+        self.settings.store(Arc::new(settings));
     }
 
     /// True when the configuration lists `identity`.
     #[must_use]
     pub fn is_known(&self, identity: &str) -> bool {
-        self.known.contains(identity)
+        self.known.load().contains(identity)
     }
 
     /// `kind`, or [`RefusalKind::UnknownIdentity`] when the caller is not a configured
@@ -213,9 +229,10 @@ impl Refusals {
             };
         }
         let taken = w.recorded.saturating_add(f.records);
-        if taken < self.settings.per_identity_per_hour {
+        let settings = self.settings.load();
+        if taken < settings.per_identity_per_hour {
             f.records += 1;
-            let threshold = self.settings.alert_threshold;
+            let threshold = settings.alert_threshold;
             Admission::Record {
                 alert: threshold > 0 && taken + 1 == threshold,
             }

@@ -362,6 +362,7 @@ impl Revocations {
             if *stop.borrow() {
                 return;
             }
+            let _connected = me.svc.metrics().stream_connected();
             let mut last = from;
             let mut beat = tokio::time::interval(HEARTBEAT);
             loop {

@@ -32,7 +32,6 @@ use crate::audit::{AuditConfig, AuditLog};
 use crate::certificate::{CaKeyError, CertificateAuthority};
 use crate::config::Config;
 use crate::hosts::HostRecords;
-use crate::identity::Authenticator;
 use crate::service::Service;
 use crate::state::State;
 use crate::tls::{self, TlsError};
@@ -72,6 +71,8 @@ pub struct Daemon {
     tls: Arc<rustls::ServerConfig>,
     revocations: Arc<crate::revocation::Revocations>,
     witness: Arc<crate::witness::Witness>,
+    /// Reload the configuration on each of these signals (SIGHUP), see [`crate::reload`].
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Daemon {
@@ -105,7 +106,17 @@ impl Daemon {
             tls: Arc::new(tls),
             revocations,
             witness,
+            hangup: None,
         })
+    }
+
+    /// Reloads the configuration in place on each signal of `hangup` while serving
+    /// ([`crate::reload`]). Install the handler early (before the log is replayed) so that
+    /// a SIGHUP during start-up is not fatal: it is acted on once serving starts.
+    #[must_use]
+    pub fn reload_on(mut self, hangup: tokio::signal::unix::Signal) -> Self {
+        self.hangup = Some(hangup);
+        self
     }
 
     /// Checks everything the configuration points at (CA key, TLS material,
@@ -163,10 +174,26 @@ impl Daemon {
         Ok((tcp, admin))
     }
 
+    /// Binds the plain-HTTP metrics and probes listener, when `[server] metrics_listen`
+    /// names one.
+    async fn bind_metrics(&self) -> Result<Option<TcpListener>, StartupError> {
+        let Some(addr) = self.config.server.metrics_listen else {
+            return Ok(None);
+        };
+        TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|source| StartupError::Bind {
+                what: "metrics listener",
+                addr: addr.to_string(),
+                source,
+            })
+    }
+
     fn router(&self) -> Result<Router<Stack<AccessLayer, Identity>>, StartupError> {
         // Each API's interceptor identifies the caller again (a second layer behind the
         // access layer, which decides who may call what) and stores it for the handlers.
-        let auth = Authenticator::from_config(&self.config);
+        let auth = self.service.authenticator().clone();
         let intercept = move |r: tonic::Request<()>| auth.intercept(r);
         let api = BreakGlassServer::with_interceptor(
             BreakGlassApi(self.service.clone()),
@@ -219,23 +246,39 @@ impl Daemon {
     /// Serves on the given listeners until `shutdown` completes, then stops
     /// accepting and lets in-flight calls finish within the configured grace.
     pub async fn run(
-        self,
+        mut self,
         tcp: TcpListener,
         admin: Option<UnixListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
+        let metrics_listener = self.bind_metrics().await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         // Request expiry and notification delivery run until shutdown.
         self.service.start_background(stop_rx.clone());
         // Publishing the KRL again after a failure, until shutdown.
         self.revocations.start();
         let grace = self.config.server.shutdown_grace;
-        let local = tcp.local_addr().ok();
+        let local = tcp
+            .local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string());
+        let admin_socket = self.config.server.admin_socket.as_deref();
         tracing::info!(
-            listen = ?local,
-            admin_socket = ?self.config.server.admin_socket,
+            listen = %local,
+            admin_socket = admin_socket.map(|p| p.display().to_string()),
             "breakglass-ca serving"
         );
+        if let Some(l) = metrics_listener {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!(
+                    "metrics and probes on http://{a}/metrics, /healthz, /readyz (plain HTTP)"
+                );
+            }
+            tokio::spawn(crate::metrics::listener::serve(
+                l,
+                self.service.clone(),
+                stop_rx.clone(),
+            ));
+        }
 
         let syslog = crate::audit_syslog::spawn(
             self.service.audit.clone(),
@@ -272,7 +315,23 @@ impl Daemon {
             None => None,
         };
 
+        if let Some(hangup) = self.hangup.take() {
+            crate::reload::spawn(
+                self.service.clone(),
+                self.config.clone(),
+                hangup,
+                stop_rx.clone(),
+            );
+        }
+        if let Some(every) = crate::systemd::watchdog_interval() {
+            tracing::info!(every = ?every, "feeding the systemd watchdog from the audit writer");
+            self.service.audit.feed_watchdog(every);
+        }
+        // The log is replayed (Daemon::build) and the listeners are bound (given to us).
+        crate::systemd::ready("serving");
+
         shutdown.await;
+        crate::systemd::stopping();
         tracing::info!(grace = ?grace, "shutting down: no new connections, draining calls");
         let _ = stop_tx.send(true);
         self.revocations.shutdown();

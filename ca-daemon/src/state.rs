@@ -342,7 +342,7 @@ impl State {
                     self.acknowledged_forks.insert((f.size, f.root));
                 }
             }
-            EventKind::CaKeyAdded(_) | EventKind::Heartbeat(_) => {}
+            EventKind::CaKeyAdded(_) | EventKind::Heartbeat(_) | EventKind::ConfigReloaded(_) => {}
         }
         if let Some(s) = event.kind.session() {
             self.host_records.insert(s.record_id.clone());

@@ -80,7 +80,7 @@ impl Witness {
     fn all_webhooks(&self) -> Vec<String> {
         let mut urls: Vec<String> = self
             .svc
-            .policy
+            .policy()
             .tiers()
             .iter()
             .flat_map(|t| t.webhooks.iter().cloned())
@@ -289,7 +289,7 @@ impl Witness {
             by = %who.identity,
             reason = %reason,
             reports = forks.len(),
-            hosts = ?hosts,
+            hosts = %hosts.join(","),
             audit_index = index,
             "log fork acknowledged; issuance resumes"
         );

@@ -12,14 +12,40 @@ use crate::process::Running;
 pub const CONFIG_FILE: &str = "breakglass-ca.toml";
 
 /// `BIN init --dev DIR --listen LISTEN`; asserts that it succeeded and returns what it
-/// printed.
+/// printed. The metrics listener is then put on an ephemeral port
+/// ([`set_metrics_listen`]).
 pub fn init_dev(bin: &Path, dir: &Path, listen: &str) -> String {
-    crate::process::run_ok(
+    let out = crate::process::run_ok(
         Command::new(bin)
             .args(["init", "--dev"])
             .arg(dir)
             .args(["--listen", listen]),
-    )
+    );
+    set_metrics_listen(&dir.join(CONFIG_FILE), "127.0.0.1:0");
+    out
+}
+
+/// Sets `[server] metrics_listen` of the dev config `config` to `addr`. `init --dev` puts
+/// it on the gRPC port + 1, a port that a connection of a test running beside may hold;
+/// tests take an ephemeral one (`127.0.0.1:0`) or a free one they picked.
+pub fn set_metrics_listen(config: &Path, addr: &str) {
+    let text =
+        std::fs::read_to_string(config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("metrics_listen = ") {
+                found = true;
+                format!("metrics_listen = \"{addr}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert!(found, "no metrics_listen in {}", config.display());
+    std::fs::write(config, lines.join("\n") + "\n")
+        .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
 }
 
 /// `BIN serve --config CONFIG` with no input and plain (uncoloured) logs at the default

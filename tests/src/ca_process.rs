@@ -25,6 +25,7 @@ pub struct CaProcess {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    metrics_port: u16,
     env: Vec<(String, String)>,
     child: Option<Child>,
 }
@@ -49,10 +50,17 @@ impl CaProcess {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        // Not the dev setup's gRPC port + 1, which a connection of another test may hold.
+        let metrics_port = crate::sshd::free_port();
+        breakglass_test_support::ca::set_metrics_listen(
+            &dir.join(breakglass_ca::init::CONFIG_FILE),
+            &format!("127.0.0.1:{metrics_port}"),
+        );
         Ok(Self {
             bin: bin.to_owned(),
             dir: dir.to_owned(),
             port,
+            metrics_port,
             env: vec![("NO_COLOR".into(), "1".into())],
             child: None,
         })
@@ -74,6 +82,11 @@ impl CaProcess {
         }
         std::fs::write(&path, text.replacen(from, to, 1))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// The plain-HTTP metrics and probes listener (`[server] metrics_listen`).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.metrics_port))
     }
 
     /// The setup directory.

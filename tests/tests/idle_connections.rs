@@ -37,6 +37,7 @@ impl Ca {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let setup = breakglass_ca::init::init_dev(dir.path(), addr).expect("init --dev");
+        breakglass_test_support::ca::set_metrics_listen(&setup.config, "127.0.0.1:0");
         let text = std::fs::read_to_string(&setup.config).unwrap();
         std::fs::write(&setup.config, edit(text)).unwrap();
         let mut cmd = Command::new("prlimit");

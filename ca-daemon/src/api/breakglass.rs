@@ -41,7 +41,7 @@ impl BreakGlass for BreakGlassApi {
     ) -> Result<Response<RequestCertificateResponse>, Status> {
         let who = caller(&req)?;
         let wire = req.get_ref();
-        let (access, key) = request::validate(wire, self.0.max_ttl)?;
+        let (access, key) = request::validate(wire, self.0.max_ttl())?;
         // Signing is ~40 µs of CPU: cheap enough to run inline.
         Ok(Response::new(
             self.0
@@ -56,7 +56,7 @@ impl BreakGlass for BreakGlassApi {
     ) -> Result<Response<CreateRequestResponse>, Status> {
         let who = caller(&req)?;
         let wire = req.get_ref();
-        let (access, key) = request::validate(wire, self.0.max_ttl)?;
+        let (access, key) = request::validate(wire, self.0.max_ttl())?;
         let c = self.0.create(&who, access, key, wire.emergency).await?;
         Ok(Response::new(CreateRequestResponse {
             request: Some(c.info),

@@ -31,6 +31,7 @@
 
 mod base;
 mod key;
+mod stats;
 mod store;
 mod writer;
 
@@ -60,6 +61,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use self::base::{AuditConfig, AuditError, LeafIndex, MAX_ENTRIES_PER_READ};
 pub use self::key::{generate_audit_key, load_audit_key, public_key_path};
+pub use self::stats::{CommitStats, PROBE_FILE};
 pub use self::store::Replay;
 use self::writer::Request;
 
@@ -141,6 +143,26 @@ impl AuditLog {
         self.join_writer();
     }
 
+    /// Feeds the systemd watchdog from the writer thread until the writer stops: every
+    /// `every`, a keep-alive is queued (never waiting: a full queue means the writer is
+    /// behind) and the writer answers it with `WATCHDOG=1` when it gets to it. A writer
+    /// stuck in a write or an fdatasync answers none, so systemd restarts the daemon.
+    /// Must be called inside the runtime.
+    pub fn feed_watchdog(&self, every: std::time::Duration) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match tx.try_send(Request::KeepAlive) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        });
+    }
+
     /// [`shutdown`](Self::shutdown) for synchronous callers.
     pub fn shutdown_blocking(&self) {
         let (reply, rx) = oneshot::channel();
@@ -180,6 +202,40 @@ impl AuditLog {
     #[must_use]
     pub fn write_error(&self) -> Option<String> {
         self.shared.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Bytes of the log's segment files on disk (the active one's durable part and any
+    /// bytes a failed write left after it, until they are cut), for metrics.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.shared
+            .read()
+            .segments
+            .iter()
+            .filter_map(|s| s.file.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Commit measurements (latency, group size, last checkpoint), for metrics.
+    #[must_use]
+    pub fn commit_stats(&self) -> &CommitStats {
+        &self.shared.stats
+    }
+
+    /// Why the log cannot be written now, or `None` when it can: its writer thread is
+    /// gone, or its directory refuses a small synced write ([`PROBE_FILE`]). The writer's
+    /// last failure, if any, is added to the reason. For the readiness probe.
+    #[must_use]
+    pub fn unwritable(&self) -> Option<String> {
+        if self.tx.is_closed() {
+            return Some("the audit log writer has stopped".into());
+        }
+        let probe = stats::probe_writable(&self.shared.dir).err()?;
+        Some(match self.write_error() {
+            Some(last) => format!("audit log not writable: {probe} (last failed append: {last})"),
+            None => format!("audit log not writable: {probe}"),
+        })
     }
 
     /// Number of batches (each one write + one fdatasync) committed since open.

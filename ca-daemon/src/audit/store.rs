@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub last_error: Mutex<Option<String>>,
     /// Batches committed since open (one fdatasync each).
     pub batches: std::sync::atomic::AtomicU64,
+    /// Commit measurements for the metrics listener.
+    pub stats: super::stats::CommitStats,
 }
 
 /// The segment the writer appends to.
@@ -490,6 +492,11 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
         }),
         last_error: Mutex::new(None),
         batches: std::sync::atomic::AtomicU64::new(0),
+        stats: super::stats::CommitStats::new(
+            active
+                .as_ref()
+                .and_then(|a| a.file.metadata().ok()?.modified().ok()),
+        ),
     });
     Ok(Opened {
         shared,

@@ -26,6 +26,9 @@ pub(super) enum Request {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// The systemd watchdog's keep-alive: answered (`WATCHDOG=1`) when the writer gets to
+    /// it, so a writer stuck in a write or an fdatasync stops the pings.
+    KeepAlive,
 }
 
 /// The `checkpoint` file is refreshed at most this often, off the commit path (it is a
@@ -118,6 +121,7 @@ pub(crate) fn run(
                 take(&mut leaves, &mut replies, more, reply);
             }
             Some(Request::Shutdown { reply }) => shutdown = Some(reply),
+            Some(Request::KeepAlive) => crate::systemd::watchdog(),
         }
         let gather_until = Instant::now() + GATHER_WAIT;
         let target = expected.clamp(1, max_batch);
@@ -130,6 +134,7 @@ pub(crate) fn run(
                     take(&mut leaves, &mut replies, more, reply);
                 }
                 Ok(Request::Shutdown { reply }) => shutdown = Some(reply),
+                Ok(Request::KeepAlive) => crate::systemd::watchdog(),
                 Err(mpsc::error::TryRecvError::Empty)
                     if replies.len() < target && Instant::now() < gather_until =>
                 {
@@ -154,6 +159,7 @@ pub(crate) fn run(
                     Request::Shutdown { reply } => {
                         let _ = reply.send(());
                     }
+                    Request::KeepAlive => {}
                 }
             }
             w.final_checkpoint_file(cp_thread);
@@ -167,8 +173,10 @@ pub(crate) fn run(
 
 impl Writer {
     fn commit(&mut self, leaves: &[Vec<u8>], replies: &mut Vec<(Reply, usize)>) {
+        let started = Instant::now();
         match self.try_commit(leaves) {
             Ok(c) => {
+                self.shared.stats.committed(leaves.len(), started.elapsed());
                 let first = c.first_index;
                 let note = c.checkpoint.note.clone();
                 {

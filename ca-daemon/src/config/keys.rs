@@ -75,6 +75,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "notifications", array: false, required: false, meaning: "How webhook and syslog notifications are delivered." },
     Section { name: "refusals", array: false, required: false, meaning: "How refusals by policy are recorded and alerted." },
     Section { name: "rules", array: true, required: false, meaning: "Policy rules: who may log in where, as whom, to run what, for how long, through which tier. Deny rules win over allow rules." },
+    Section { name: "log", array: false, required: false, meaning: "The daemon's own log lines on stderr (the journal under systemd)." },
 ];
 
 const fn key(
@@ -110,6 +111,7 @@ pub const KEYS: &[Key] = &[
     key("server", "max_handshakes", "integer", Value("256"), "Most unauthenticated TLS handshakes in flight; a new one sheds the oldest (1 to 65536, at most half of max_connections)."),
     key("server", "max_handshakes_per_source", "integer", Value("32"), "Most unauthenticated TLS handshakes in flight from one source address, IPv6 by /64 (1 to max_handshakes)."),
     key("server", "shutdown_grace", "duration", Value("\"10s\""), "How long calls in flight may take to finish at shutdown (0s to 10m)."),
+    key("server", "metrics_listen", "address:port", Derived("off"), "TCP address of the plain-HTTP metrics and probes listener (GET /metrics, /healthz, /readyz); no TLS, no client identity: loopback or a private network. Not the listen address."),
     // [ca]
     key("ca", "signing_key", "path", Required, "OpenSSH Ed25519 private key that signs certificates (mode 0600)."),
     key("ca", "extra_public_keys", "list of paths", Value("[]"), "Further CA public keys published to hosts by breakglass ca-keys, for key rotation."),
@@ -176,6 +178,8 @@ pub const KEYS: &[Key] = &[
     key("rules", "max_ttl", "duration", Derived("ca.max_ttl for a deny rule; an allow rule must set it"), "Longest certificate lifetime it allows (at most its tier's max_ttl)."),
     key("rules", "extensions", "list of strings", Value("[]"), "permit-* extensions it allows (permit-pty, permit-port-forwarding, permit-agent-forwarding, permit-X11-forwarding, permit-user-rc)."),
     key("rules", "hours", "list of strings", Value("[]"), "UTC time windows it applies in, \"HH:MM-HH:MM\" (may wrap midnight); none: always."),
+    // [log]
+    key("log", "format", "string", Value("\"text\""), "\"text\" or \"json\" (one JSON object per line); breakglass-ca serve --log-format overrides it. Text has colours only on a terminal without NO_COLOR."),
 ];
 
 /// The keys of `section`.
@@ -318,7 +322,7 @@ mod tests {
 
     use serde::de::DeserializeOwned;
 
-    use super::super::{Config, RawConfig, audit, identities, notifications, policy, server};
+    use super::super::{Config, RawConfig, audit, identities, log, notifications, policy, server};
     use super::*;
 
     /// The fields serde accepts for `T`, from the message of an unknown one.
@@ -343,7 +347,7 @@ mod tests {
 
     #[test]
     fn the_table_lists_exactly_the_keys_the_section_parsers_accept() {
-        let cases: [(&str, Vec<String>); 10] = [
+        let cases: [(&str, Vec<String>); 11] = [
             ("server", serde_fields::<server::RawServer>()),
             ("ca", serde_fields::<server::RawCa>()),
             ("audit", serde_fields::<audit::RawAudit>()),
@@ -357,6 +361,7 @@ mod tests {
             ),
             ("refusals", serde_fields::<notifications::RawRefusals>()),
             ("rules", serde_fields::<policy::RawRule>()),
+            ("log", serde_fields::<log::RawLog>()),
         ];
         for (section, accepted) in cases {
             assert_eq!(table_fields(section), accepted, "[{section}]");

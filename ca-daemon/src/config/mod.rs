@@ -4,8 +4,8 @@
 //! One file per part of the file: [`server`] (`[server]`, `[ca]`), [`audit`] (`[audit]`,
 //! `[revocation]`), [`identities`] (`[[identities]]`, `[[admin_users]]`),
 //! [`notifications`] (`[notifications]`, `[refusals]`), [`policy`] (`[[tiers]]`,
-//! `[[rules]]`), [`field`] the rules they share, and [`keys`] the table of every key
-//! (its defaults, and `breakglass-ca.toml(5)`); here, the whole.
+//! `[[rules]]`), [`log`] (`[log]`), [`field`] the rules they share, and [`keys`] the table
+//! of every key (its defaults, and `breakglass-ca.toml(5)`); here, the whole.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,7 @@ pub mod audit;
 pub mod field;
 pub mod identities;
 pub mod keys;
+pub mod log;
 pub mod notifications;
 pub mod policy;
 pub mod server;
@@ -27,6 +28,7 @@ pub use self::field::ConfigError;
 pub use self::identities::{
     ADMIN_SOCKET_NAMESPACE, AdminUser, Identity, check_identity, is_admin_socket_identity,
 };
+pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{MAX_REFUSALS_PER_HOUR, NotifySettings, RefusalSettings};
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
 pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};
@@ -58,6 +60,8 @@ struct RawConfig {
     revocation: Option<audit::RawRevocation>,
     #[serde(default)]
     refusals: Option<notifications::RawRefusals>,
+    #[serde(default)]
+    log: Option<log::RawLog>,
 }
 
 /// A validated daemon configuration.
@@ -83,12 +87,20 @@ pub struct Config {
     pub revocation: RevocationSettings,
     /// Refusal recording and alerting.
     pub refusals: RefusalSettings,
+    /// The daemon's own log lines (`[log]`).
+    pub log: LogSettings,
 }
 
 impl Config {
     /// Reads, parses and validates a configuration file. Relative paths in it
     /// are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_hashed(path).map(|(config, _)| config)
+    }
+
+    /// [`load`](Self::load), with the SHA-256 of the bytes it read (what a reload records).
+    pub fn load_hashed(path: &Path) -> Result<(Self, [u8; 32]), ConfigError> {
+        use ssh_key::sha2::{Digest, Sha256};
         let err = |field: &str, reason: String| ConfigError {
             path: path.to_owned(),
             field: field.to_owned(),
@@ -96,8 +108,9 @@ impl Config {
         };
         let bytes = keyfile::read_checked(path, MAX_CONFIG_BYTES, keyfile::Secrecy::Public)
             .map_err(|e| err("file", e.to_string()))?;
+        let sha256 = Sha256::digest(&bytes).into();
         let text = String::from_utf8(bytes).map_err(|_| err("file", "is not UTF-8".into()))?;
-        Self::parse(path, &text)
+        Ok((Self::parse(path, &text)?, sha256))
     }
 
     /// Parses and validates configuration text as if read from `path`.
@@ -179,6 +192,7 @@ impl Config {
             notifications,
             revocation,
             refusals,
+            log: log::parse_log(raw.log.unwrap_or_default()),
         })
     }
 }

@@ -31,6 +31,8 @@ pub(super) struct RawServer {
     max_handshakes_per_source: Option<usize>,
     #[serde(default)]
     shutdown_grace: Option<String>,
+    #[serde(default)]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +71,9 @@ pub struct ServerConfig {
     pub max_handshakes_per_source: usize,
     /// How long in-flight calls may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// TCP address of the plain-HTTP metrics and probes listener (`/metrics`, `/healthz`,
+    /// `/readyz`; see [`crate::metrics`]); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// SSH certificate authority settings.
@@ -126,7 +131,25 @@ pub(super) fn parse_server(
             (Duration::ZERO, Duration::from_secs(600)),
         )
         .map_err(|r| err("server.shutdown_grace", r))?,
+        metrics_listen: raw
+            .metrics_listen
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| format!("{a:?} is not an address:port ({e})"))
+            })
+            .transpose()
+            .map_err(|r| err("server.metrics_listen", r))?,
     };
+    // Port 0 asks for any free port, a different one for each.
+    if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {
+        return Err(err(
+            "server.metrics_listen",
+            format!(
+                "{} is also the gRPC listener's address; the metrics listener needs its own port",
+                server.listen
+            ),
+        ));
+    }
     if server.max_handshakes_per_source > server.max_handshakes {
         return Err(err(
             "server.max_handshakes_per_source",

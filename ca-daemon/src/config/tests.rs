@@ -25,6 +25,45 @@ fn the_dev_config_is_valid() {
     assert_eq!(c.admin_users[0].user, "root");
     assert_eq!(c.admin_users[0].groups, ["admins"]);
     assert_eq!(c.refusals, RefusalSettings::default());
+    // Metrics on loopback, at the port after the gRPC listener's; text logs.
+    assert_eq!(
+        c.server.metrics_listen,
+        Some("127.0.0.1:7444".parse().unwrap())
+    );
+    assert_eq!(c.log.format, LogFormat::Text);
+}
+
+#[test]
+fn metrics_listen_is_off_by_default_and_needs_its_own_address() {
+    assert_eq!(parse(MIN).unwrap().server.metrics_listen, None);
+    let with = |v: &str| {
+        MIN.replace(
+            "client_ca = \"ca\"\n",
+            &format!("client_ca = \"ca\"\nmetrics_listen = {v:?}\n"),
+        )
+    };
+    assert_eq!(
+        parse(&with("127.0.0.1:9443"))
+            .unwrap()
+            .server
+            .metrics_listen,
+        Some("127.0.0.1:9443".parse().unwrap())
+    );
+    let e = parse(&with("localhost:9443")).unwrap_err();
+    assert_eq!(e.field, "server.metrics_listen");
+    assert!(e.reason.contains("not an address:port"), "{e}");
+    let e = parse(&with("127.0.0.1:7443")).unwrap_err();
+    assert_eq!(e.field, "server.metrics_listen");
+    assert!(e.reason.contains("gRPC listener"), "{e}");
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    assert_eq!(parse(MIN).unwrap().log.format, LogFormat::Text);
+    let json = format!("{MIN}[log]\nformat = \"json\"\n");
+    assert_eq!(parse(&json).unwrap().log.format, LogFormat::Json);
+    let e = parse(&format!("{MIN}[log]\nformat = \"xml\"\n")).unwrap_err();
+    assert!(e.reason.contains("xml") && e.reason.contains("json"), "{e}");
 }
 
 #[test]

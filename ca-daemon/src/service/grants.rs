@@ -2,7 +2,7 @@
 //! produced again, identically, from its recorded `GrantIssued` event. Both sign what one
 //! `GrantIssued` says ([`Service::sign`]), so the certificate says what the log records.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use breakglass_proto::audit::event::{GrantIssued, RequestCreated};
 use breakglass_proto::audit::{Actor, Event, EventKind, RequestId};
@@ -44,6 +44,7 @@ impl Service {
             }
             (r.created.clone(), self.approvers(r))
         };
+        let started = Instant::now();
         let key = PublicKey::from_openssh(&created.public_key)
             .map_err(|e| Error::Internal(format!("recorded public key: {e}")))?;
         let (t, at) = now();
@@ -57,6 +58,7 @@ impl Service {
                 EventKind::GrantIssued(Box::new(grant.clone())),
             ))
             .await?;
+        self.metrics.issued_in(started.elapsed());
         self.issued(&created, &grant, &signed, index, &actor)
     }
 
@@ -70,6 +72,7 @@ impl Service {
         key: &PublicKey,
         actor: Actor,
     ) -> Result<RequestCertificateResponse, Error> {
+        let started = Instant::now();
         let (t, at) = now();
         let id = created.request_id;
         let (grant, signed) = self.sign_grant(id, &created, key, Vec::new(), t)?;
@@ -87,6 +90,7 @@ impl Service {
                 ),
             ])
             .await?;
+        self.metrics.issued_in(started.elapsed());
         self.issued(&created, &grant, &signed, first + 1, &actor)
     }
 
@@ -107,7 +111,7 @@ impl Service {
         self.refuse_revoked_key(key)?;
         let mut extensions = created.extensions.clone();
         if self
-            .policy
+            .policy()
             .tier(&created.tier)
             .is_some_and(|t| t.session_recording)
         {
@@ -163,12 +167,12 @@ impl Service {
             serial = grant.serial,
             key_id = %grant.key_id,
             requester = %grant.requester,
-            principals = ?grant.principals,
-            hosts = ?grant.hosts,
+            principals = %grant.principals.join(","),
+            hosts = %grant.hosts.join(","),
             ttl_s = created.ttl_seconds,
             rule = %grant.rule,
             tier = %grant.tier,
-            approvers = ?grant.approvers,
+            approvers = %grant.approvers.join(","),
             emergency = grant.emergency,
             reason = %created.reason,
             audit_index = index,
@@ -194,7 +198,7 @@ impl Service {
         // Skip building a notice nobody receives (the zero-approval fast path).
         let wanted = self.notifier.syslog_enabled()
             || self
-                .policy
+                .policy()
                 .tier(&grant.tier)
                 .is_some_and(|t| !t.webhooks.is_empty());
         if wanted {

@@ -139,7 +139,7 @@ impl Service {
                 .count()
         };
         let admitted = match self
-            .policy
+            .policy()
             .admit(who, &access, emergency, t, emergencies_since)?
         {
             Admission::Admit(a) => a,
@@ -268,7 +268,7 @@ impl Service {
             RequestStatus::Cancelled { by, .. } => return closed(Closed::Cancelled(by.clone())),
         }
         let tier = self
-            .policy
+            .policy()
             .tier(&r.created.tier)
             .cloned()
             .ok_or_else(|| Error::TierGone {

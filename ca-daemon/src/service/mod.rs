@@ -20,8 +20,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use breakglass_proto::audit::{Actor, Event, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::text;
@@ -32,7 +33,8 @@ use crate::audit::AuditLog;
 use crate::certificate::CertificateAuthority;
 use crate::config::Config;
 use crate::error::{Error, Halt};
-use crate::identity::unix_identity;
+use crate::identity::{Authenticator, unix_identity};
+use crate::metrics::counters::Metrics;
 use crate::notify::{self, NoticeKind, Notifier};
 use crate::policy::{Caller, Policy};
 use crate::refusal::Refusals;
@@ -53,14 +55,11 @@ const MAX_NOTE_BYTES: usize = 1024;
 #[derive(Debug)]
 pub struct Service {
     pub(crate) ca: CertificateAuthority,
-    pub(crate) policy: Policy,
-    pub(crate) max_ttl: Duration,
+    /// What a reload may change ([`crate::reload`]), swapped whole: read once per call.
+    live: ArcSwap<Live>,
     pub(crate) audit: AuditLog,
     state: Mutex<State>,
-    /// Identity → owner (the person behind it), from the configuration.
-    owners: HashMap<String, String>,
     notifier: Notifier,
-    client_config: Option<String>,
     /// Bumped after every recorded event; watchers re-read their request.
     changes: watch::Sender<u64>,
     /// Serialises transitions of existing requests.
@@ -69,6 +68,41 @@ pub struct Service {
     issued: Mutex<HashMap<RequestId, RequestCertificateResponse>>,
     /// Refusal settings and bookkeeping (see [`crate::refusal`]).
     pub(crate) refusals: Refusals,
+    /// What the metrics listener reports (see [`crate::metrics`]).
+    metrics: Metrics,
+    /// Who is calling: shared with the access layer and the interceptors, so that a reload
+    /// replaces the identities everywhere at once.
+    authenticator: Authenticator,
+}
+
+/// The part of the configuration the service reads that a reload may replace
+/// ([`crate::reload`]): one value, swapped whole, so one call sees one configuration.
+#[derive(Debug)]
+pub struct Live {
+    /// Compiled policy (rules and risk tiers, with their webhooks).
+    pub policy: Arc<Policy>,
+    /// Longest TTL any request may ask for (`[ca] max_ttl`).
+    pub max_ttl: Duration,
+    /// Identity → owner (the person behind it), from the configuration.
+    owners: HashMap<String, String>,
+    /// The client configuration approvers are told to use (`[notifications] client_config`).
+    client_config: Option<String>,
+}
+
+impl Live {
+    /// The reloadable part of `config`.
+    pub fn of(config: &Config) -> Self {
+        Self {
+            policy: Arc::new(config.policy.clone()),
+            max_ttl: config.ca.max_ttl,
+            owners: config
+                .identities
+                .iter()
+                .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
+                .collect(),
+            client_config: config.notifications.client_config.clone(),
+        }
+    }
 }
 
 /// What creating a request produced.
@@ -127,24 +161,18 @@ impl Service {
         audit: AuditLog,
         state: State,
     ) -> Arc<Self> {
-        let owners = config
-            .identities
-            .iter()
-            .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
-            .collect();
         Arc::new(Self {
             ca,
-            policy: config.policy.clone(),
-            max_ttl: config.ca.max_ttl,
+            live: ArcSwap::from_pointee(Live::of(config)),
             audit,
             state: Mutex::new(state),
-            owners,
             notifier: Notifier::new(config.notifications.clone()),
-            client_config: config.notifications.client_config.clone(),
             changes: watch::channel(0).0,
             transitions: tokio::sync::Mutex::new(()),
             issued: Mutex::new(HashMap::new()),
             refusals: Refusals::new(config.refusals.clone(), &config.identities),
+            metrics: Metrics::default(),
+            authenticator: Authenticator::from_config(config),
         })
     }
 
@@ -153,6 +181,48 @@ impl Service {
         // A panic while holding the lock cannot leave the state half-applied
         // in a way the log does not describe; keep serving.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configuration in force that a reload may change: load it once per call.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.live.load().policy.clone()
+    }
+
+    /// The longest TTL any request may ask for (`[ca] max_ttl`).
+    pub fn max_ttl(&self) -> Duration {
+        self.live.load().max_ttl
+    }
+
+    /// The client configuration approvers are told to use.
+    pub(crate) fn client_config(&self) -> Option<String> {
+        self.live.load().client_config.clone()
+    }
+
+    /// Puts the reloadable part of `config` in force ([`crate::reload`], after the
+    /// `config_reloaded` event is durable): policy, tiers and their webhooks, identities'
+    /// owners, refusal and notification settings. Calls under way finish with what they
+    /// loaded.
+    pub(crate) fn replace_live(&self, config: &Config) {
+        self.authenticator.replace(config);
+        self.refusals
+            .replace(config.refusals.clone(), &config.identities);
+        self.notifier.replace_settings(config.notifications.clone());
+        self.live.store(Arc::new(Live::of(config)));
+    }
+
+    /// Who is calling, by the identities in force (shared by every listener).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
+    /// Counters and histograms for the metrics listener.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The notification queue (counters for tests and metrics).
@@ -174,7 +244,14 @@ impl Service {
         event: Event,
         then: impl FnOnce(&mut State),
     ) -> Result<u64, Error> {
-        let index = self.audit.append(&event).await.map_err(|e| {
+        let started = Instant::now();
+        let appended = self.audit.append(&event).await;
+        self.metrics.recorded(
+            std::slice::from_ref(&event),
+            appended.is_ok(),
+            started.elapsed(),
+        );
+        let index = appended.map_err(|e| {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
         })?;
@@ -191,7 +268,11 @@ impl Service {
     /// all or none after a crash) and applies them in order once durable. Returns the
     /// first one's index.
     pub(crate) async fn record_all(&self, events: &[Event]) -> Result<u64, Error> {
-        let first = self.audit.append_all(events).await.map_err(|e| {
+        let started = Instant::now();
+        let appended = self.audit.append_all(events).await;
+        self.metrics
+            .recorded(events, appended.is_ok(), started.elapsed());
+        let first = appended.map_err(|e| {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
         })?;
@@ -245,14 +326,19 @@ impl Service {
     }
 
     /// The person behind an identity: its configured owner, or itself.
-    fn person<'a>(&'a self, identity: &'a str) -> &'a str {
-        self.owners.get(identity).map_or(identity, String::as_str)
+    fn person(&self, identity: &str) -> String {
+        self.live
+            .load()
+            .owners
+            .get(identity)
+            .map_or(identity, String::as_str)
+            .to_owned()
     }
 
     fn actor_person(&self, actor: &Actor) -> String {
         match actor {
-            Actor::User(id) => self.person(id).to_owned(),
-            Actor::LocalUid(uid) => self.person(&unix_identity(*uid)).to_owned(),
+            Actor::User(id) => self.person(id),
+            Actor::LocalUid(uid) => self.person(&unix_identity(*uid)),
             other => other.to_string(),
         }
     }
@@ -261,7 +347,7 @@ impl Service {
     fn same_person(&self, who: &Caller, requester: &str) -> bool {
         who.identity == requester
             || self.person(&who.identity) == self.person(requester)
-            || who.owner.as_deref() == Some(self.person(requester))
+            || who.owner.as_deref() == Some(self.person(requester).as_str())
     }
 
     /// True when `who`, as a person, already approved `r`.
@@ -302,7 +388,7 @@ impl Service {
             (r.created.clone(), self.approvers(r))
         };
         let urls = self
-            .policy
+            .policy()
             .tier(&created.tier)
             .map(|t| t.webhooks.clone())
             .unwrap_or_default();
@@ -311,7 +397,7 @@ impl Service {
             &created,
             approvers,
             actor,
-            self.client_config.as_deref(),
+            self.client_config().as_deref(),
             at,
         );
         n.grant_id = grant.map(|g| g.to_string());

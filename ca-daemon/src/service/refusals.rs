@@ -10,6 +10,7 @@ use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
 
 use super::Service;
 use crate::error::Error;
+use crate::metrics::counters::Outcome;
 use crate::notify::{NoticeKind, RefusalAlert};
 use crate::policy::Caller;
 use crate::refusal::{Admission, Refusal, RefusalKind};
@@ -26,7 +27,7 @@ impl Service {
         let identity = refusal.identity().to_owned();
         let start = refusal_window_start(at);
         let admission = self.refusals.admit(&self.state(), &identity, at);
-        let limit = self.refusals.settings.per_identity_per_hour;
+        let limit = self.refusals.settings().per_identity_per_hour;
         let (kind, action) = (refusal.kind(), refusal.action_name().to_owned());
         let event = match admission {
             Admission::Suppress => {
@@ -123,6 +124,7 @@ impl Service {
         error: Error,
     ) -> Error {
         let refusal = Refusal::request(who, access, emergency, kind, rule_and_tier, &error);
+        self.metrics.request(rule_and_tier.1, Outcome::Refused);
         self.record_refusal(who, refusal).await;
         error
     }
@@ -152,7 +154,7 @@ impl Service {
     }
 
     fn alert_refusals(&self, refusal: &Refusal, start: Timestamp, index: u64, at: Timestamp) {
-        let s = &self.refusals.settings;
+        let s = self.refusals.settings();
         let alert = RefusalAlert {
             event: NoticeKind::RefusalThreshold,
             summary: format!(

@@ -55,7 +55,7 @@ impl Service {
             let st = self.state();
             self.own_grant(&st, who, grant_id, "report the drill of")
                 .and_then(|g| {
-                    if !self.policy.tier(&g.issued.tier).is_some_and(|t| t.drill) {
+                    if !self.policy().tier(&g.issued.tier).is_some_and(|t| t.drill) {
                         return Err(Error::NotDrillTier {
                             grant: grant_id,
                             tier: g.issued.tier.clone(),
@@ -163,7 +163,7 @@ impl Service {
             drop(_t);
             return Err(self.refuse_action(who, "review", &target, kind, e).await);
         }
-        if let Err(e) = self.policy.require_reviewer(&tier, who) {
+        if let Err(e) = self.policy().require_reviewer(&tier, who) {
             let kind = self.refusals.kind_for(who, RefusalKind::NotReviewer);
             drop(_t);
             return Err(self.refuse_action(who, "review", &target, kind, e).await);

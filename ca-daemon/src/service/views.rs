@@ -34,7 +34,8 @@ impl Service {
         at: Timestamp,
     ) -> RequestInfo {
         let c = &r.created;
-        let tier = self.policy.tier(&c.tier);
+        let policy = self.policy();
+        let tier = policy.tier(&c.tier);
         let approvers = self.approvers(r);
         let enough = c.approvals_required > 0 && approvers.len() >= c.approvals_required as usize;
         let (state, grant_id, decided_by, decision_reason) = match &r.status {
@@ -116,7 +117,7 @@ impl Service {
             grant_id,
             decided_by,
             decision_reason,
-            approve_command: notify::approve_command(self.client_config.as_deref(), c.request_id),
+            approve_command: notify::approve_command(self.client_config().as_deref(), c.request_id),
             can_approve,
         }
     }
@@ -136,7 +137,7 @@ impl Service {
     fn may_see(&self, who: &Caller, r: &state::Request) -> bool {
         self.same_person(who, &r.created.requester)
             || self
-                .policy
+                .policy()
                 .tier(&r.created.tier)
                 .is_some_and(|t| t.may_approve(who) || t.may_review(who))
     }
@@ -171,7 +172,7 @@ impl Service {
             .filter(|r| {
                 self.same_person(who, &r.created.requester)
                     || self
-                        .policy
+                        .policy()
                         .tier(&r.created.tier)
                         .is_some_and(|t| t.may_approve(who))
             })
@@ -294,7 +295,7 @@ impl Service {
             .values()
             .filter(|g| g.issued.emergency && (include_reviewed || g.review.is_none()))
             .filter(|g| {
-                self.policy
+                self.policy()
                     .tier(&g.issued.tier)
                     .is_some_and(|t| t.may_review(who))
             })

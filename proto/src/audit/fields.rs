@@ -251,6 +251,15 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("reason", s(&e.reason)));
             f.push(("reports", Value::Int(e.reports)));
         }
+        EventKind::ConfigReloaded(e) => {
+            f.push(("path", s(&e.path)));
+            f.push((
+                "sha256",
+                Value::Str(e.sha256.iter().map(|b| format!("{b:02x}")).collect()),
+            ));
+            f.push(("rules", Value::Int(e.rules)));
+            f.push(("identities", Value::Int(e.identities)));
+        }
     }
     f
 }

@@ -68,3 +68,20 @@ fields! {
         pub reports: u64,
     }
 }
+
+fields! {
+    /// The daemon re-read its configuration file (SIGHUP, `systemctl reload`) and put the new
+    /// policy, tiers, identities and notification settings in force. A configuration that was
+    /// refused leaves no event: the running one stays.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ConfigReloaded {
+        /// The configuration file's path.
+        pub path: String,
+        /// SHA-256 of the file's bytes as read.
+        pub sha256: [u8; 32],
+        /// Rules in force after the reload.
+        pub rules: u64,
+        /// Identities (`[[identities]]`) in force after the reload.
+        pub identities: u64,
+    }
+}

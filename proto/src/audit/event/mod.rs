@@ -37,7 +37,9 @@ use std::fmt;
 use crate::profile::GrantId;
 use codec::{Codec, Reader, Writer};
 pub use codec::{DecodeError, EncodeError, MAX_STRING_LEN};
-pub use daemon::{CaKeyAdded, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged};
+pub use daemon::{
+    CaKeyAdded, ConfigReloaded, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged,
+};
 pub use grant::{DrillReported, GrantIssued, GrantReviewed, GrantRevoked, ReviewVerdict};
 pub use ids::{RequestId, Timestamp};
 pub use refusal::{ActionRefused, RefusalKind, RefusalsLimited, RequestRefused};
@@ -158,11 +160,13 @@ pub enum EventCode {
     LogConsistencyFailed = 20,
     /// [`LogForkAcknowledged`].
     LogForkAcknowledged = 21,
+    /// [`ConfigReloaded`].
+    ConfigReloaded = 22,
 }
 
 impl EventCode {
     /// Every code, in numeric order.
-    pub const ALL: [EventCode; 21] = [
+    pub const ALL: [EventCode; 22] = [
         EventCode::RequestCreated,
         EventCode::ApprovalAdded,
         EventCode::RequestDenied,
@@ -184,6 +188,7 @@ impl EventCode {
         EventCode::RefusalsLimited,
         EventCode::LogConsistencyFailed,
         EventCode::LogForkAcknowledged,
+        EventCode::ConfigReloaded,
     ];
 
     /// The code for a number, if it is one.
@@ -217,6 +222,7 @@ impl EventCode {
             EventCode::RefusalsLimited => "refusals_limited",
             EventCode::LogConsistencyFailed => "log_consistency_failed",
             EventCode::LogForkAcknowledged => "log_fork_acknowledged",
+            EventCode::ConfigReloaded => "config_reloaded",
         }
     }
 
@@ -276,6 +282,8 @@ pub enum EventKind {
     LogConsistencyFailed(Box<LogConsistencyFailed>),
     /// See [`LogForkAcknowledged`].
     LogForkAcknowledged(LogForkAcknowledged),
+    /// See [`ConfigReloaded`].
+    ConfigReloaded(ConfigReloaded),
 }
 
 /// The one list of event kinds: each [`EventKind`] variant holds the struct of the same
@@ -329,6 +337,7 @@ kinds!(
     RefusalsLimited,
     LogConsistencyFailed,
     LogForkAcknowledged,
+    ConfigReloaded,
 );
 
 impl EventKind {

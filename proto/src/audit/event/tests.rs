@@ -275,6 +275,14 @@ fn kind() -> impl Strategy<Value = EventKind> {
         (s(), any::<u64>()).prop_map(|(reason, reports)| EventKind::LogForkAcknowledged(
             LogForkAcknowledged { reason, reports }
         )),
+        (s(), any::<[u8; 32]>(), any::<u64>(), any::<u64>()).prop_map(
+            |(path, sha256, rules, identities)| EventKind::ConfigReloaded(ConfigReloaded {
+                path,
+                sha256,
+                rules,
+                identities,
+            })
+        ),
     ]
 }
 
@@ -466,7 +474,8 @@ fn codes_are_stable_and_distinct() {
     assert_eq!(EventCode::LogConsistencyFailed as u16, 20);
     assert_eq!(EventCode::LogForkAcknowledged as u16, 21);
     assert_eq!(EventCode::from_u16(0), None);
-    assert_eq!(EventCode::from_u16(22), None);
+    assert_eq!(EventCode::ConfigReloaded as u16, 22);
+    assert_eq!(EventCode::from_u16(23), None);
     let refusals: Vec<u16> = EventCode::ALL
         .iter()
         .filter(|c| c.is_refusal())
@@ -869,6 +878,16 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
             EventKind::LogForkAcknowledged(LogForkAcknowledged {
                 reason: s("restored from backup"),
                 reports: 2,
+            }),
+        ),
+        e(
+            "config_reloaded",
+            &Actor::Daemon,
+            EventKind::ConfigReloaded(ConfigReloaded {
+                path: s("/etc/breakglass-ca/breakglass-ca.toml"),
+                sha256: [0xcc; 32],
+                rules: 7,
+                identities: 3,
             }),
         ),
     ]
