@@ -158,3 +158,45 @@ impl Overrides {
         })
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The example /etc/breakglass/host.toml the Debian package ships parses, with every
+    /// setting it shows uncommented.
+    #[test]
+    fn packaged_host_toml_example_parses() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/hosts/host.example.toml");
+        let f = read_client_file(&path).expect("the packaged host.toml example");
+        assert_eq!(
+            f.server.as_deref(),
+            Some("https://ca.example.internal:7443")
+        );
+        assert_eq!(
+            f.cert.as_deref(),
+            Some(Path::new("/etc/breakglass/host.crt"))
+        );
+        assert_eq!(
+            f.key.as_deref(),
+            Some(Path::new("/etc/breakglass/host.key"))
+        );
+        assert_eq!(
+            f.audit_key.as_deref(),
+            Some(Path::new("/etc/breakglass/log.pub"))
+        );
+        let text = std::fs::read_to_string(&path).expect("read");
+        let uncommented = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let all: ClientFile = toml::from_str(&uncommented).expect("with the commented settings");
+        assert!(all.server_name.is_some() && all.witness_state.is_some());
+    }
+}

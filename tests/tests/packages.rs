@@ -4,6 +4,11 @@
 //! from the system configuration still accepts a plain-key login; `breakglass host
 //! enable-pam` / `disable-pam` round-trip on a copy of /etc/pam.d/sshd; `dpkg -r` leaves
 //! sshd able to accept logins; `dpkg -P` leaves the machine as it was.
+//! Also by the book: lintian reports no error on any .deb (every warning is one
+//! `packaging/deb/README.md` justifies); md5sums, changelog.Debian.gz and a DEP-5 copyright
+//! generated from the crates compiled in; no host-wide sshd setting changed; the daemon run
+//! as its user, then purge keeps its data with a note and the user owning it (no file of a
+//! deleted user), and removes both once the data is gone.
 //!
 //! Root only (dpkg, useradd, sshd). The packages are purged on every exit path (a Drop
 //! guard), and /etc/pam.d/sshd is restored should anything have changed it.
@@ -11,6 +16,7 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
@@ -25,6 +31,8 @@ const SNIPPET: &str = "/etc/ssh/sshd_config.d/breakglass.conf";
 const KRL: &str = "/etc/ssh/breakglass_revoked.krl";
 const CA_KEYS: &str = "/etc/ssh/breakglass_user_ca.pub";
 const PAM_SSHD: &str = "/etc/pam.d/sshd";
+/// The daemon's state directory (systemd's StateDirectory=; the test makes it as systemd would).
+const CA_STATE: &str = "/var/lib/breakglass-ca";
 /// A PAM service file the test creates (and removes) to check prerm's refusal.
 const OTHER_PAM_SERVICE: &str = "/etc/pam.d/breakglass-e2e-other";
 
@@ -102,6 +110,25 @@ impl Drop for Restore {
         }
         if !self.spool_before {
             let _ = std::fs::remove_dir_all("/var/spool/breakglass");
+        }
+        // The daemon's data of this run (purge keeps it, and the user owning it).
+        let _ = std::fs::remove_dir_all(CA_STATE);
+        let _ = std::fs::remove_dir_all("/etc/breakglass-ca");
+        if run(Command::new("getent").args(["passwd", "breakglass-ca"]))
+            .status
+            .success()
+        {
+            let _ = Command::new("deluser")
+                .args(["--quiet", "--system", "breakglass-ca"])
+                .output();
+        }
+        if run(Command::new("getent").args(["group", "breakglass-ca"]))
+            .status
+            .success()
+        {
+            let _ = Command::new("delgroup")
+                .args(["--quiet", "--system", "breakglass-ca"])
+                .output();
         }
         if std::fs::read(PAM_SSHD).ok().as_deref() != Some(self.pam_sshd.as_slice()) {
             eprintln!("cleanup: restoring {PAM_SSHD}");
@@ -238,6 +265,146 @@ fn effective_sshd_config() -> String {
     ok(Command::new("/usr/sbin/sshd").arg("-T"))
 }
 
+/// Runs lintian on each .deb; fails on any error, and on any warning whose tag
+/// `packaging/deb/README.md` does not name (listed and justified there). Returns the output.
+fn lintian(debs: &[PathBuf]) -> String {
+    let readme = std::fs::read_to_string(workspace().join("packaging/deb/README.md"))
+        .expect("packaging/deb/README.md");
+    let mut all = String::new();
+    for deb in debs {
+        let o = run(Command::new("lintian")
+            .args(["--no-tag-display-limit", "--display-level", ">=warning"])
+            .arg(deb));
+        let out = text(&o);
+        eprintln!("lintian {}:\n{out}", deb.display());
+        // lintian exits 2 when it could not check at all.
+        assert_ne!(
+            o.status.code(),
+            Some(2),
+            "lintian could not check {}:\n{out}",
+            deb.display()
+        );
+        let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("E: ")).collect();
+        assert!(
+            errors.is_empty(),
+            "lintian errors in {}:\n{}",
+            deb.display(),
+            errors.join("\n")
+        );
+        for w in out.lines().filter(|l| l.starts_with("W: ")) {
+            let tag = w.split_whitespace().nth(2).unwrap_or_default();
+            assert!(
+                readme.contains(&format!("`{tag}`")),
+                "lintian warning not justified in packaging/deb/README.md (name `{tag}` there and say why, or fix it):\n{w}"
+            );
+        }
+        all.push_str(&out);
+    }
+    let errors = all.lines().filter(|l| l.starts_with("E: ")).count();
+    let warnings = all.lines().filter(|l| l.starts_with("W: ")).count();
+    eprintln!(
+        "lintian: {} packages, {errors} errors, {warnings} warnings",
+        debs.len()
+    );
+    all
+}
+
+/// Files under `dirs` whose owner has no passwd entry (left by a deleted user).
+fn orphaned_files(dirs: &[&str]) -> Vec<PathBuf> {
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        let uid = m.uid().to_string();
+        let gid = m.gid().to_string();
+        let known = |db: &str, id: &str| {
+            Command::new("getent")
+                .args([db, id])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !known("passwd", &uid) || !known("group", &gid) {
+            out.push(p.to_owned());
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        walk(Path::new(d), &mut out);
+    }
+    out
+}
+
+/// Runs the installed daemon as its system user with a dev setup in its state directory
+/// (as systemd would: StateDirectory= owned by the user, mode 0700) until it listens, then
+/// stops it with SIGTERM. It leaves CA keys and an audit log owned by breakglass-ca.
+fn run_daemon_as_its_user(dir: &Path) {
+    let pw = ok(Command::new("getent").args(["passwd", "breakglass-ca"]));
+    let fields: Vec<&str> = pw.trim().split(':').collect();
+    let (uid, gid): (u32, u32) = (
+        fields[2].parse().expect("uid"),
+        fields[3].parse().expect("gid"),
+    );
+    ok(Command::new("install").args([
+        "-d",
+        "-o",
+        "breakglass-ca",
+        "-g",
+        "breakglass-ca",
+        "-m",
+        "0700",
+        CA_STATE,
+    ]));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let log = dir.join("daemon.log");
+    let mut child = Command::new("/usr/bin/breakglass-ca")
+        .args(["serve", "--dev", &format!("{CA_STATE}/dev"), "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(CA_STATE)
+        .env("HOME", CA_STATE)
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("daemon log"))
+        .spawn()
+        .expect("start /usr/bin/breakglass-ca");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut up = false;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let status = child.wait().expect("wait for the daemon");
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        up,
+        "the installed daemon did not listen as breakglass-ca:\n{log}"
+    );
+    assert!(
+        status.success(),
+        "the daemon exited with {status} on SIGTERM:\n{log}"
+    );
+    assert_eq!(owner(CA_STATE).0, uid);
+}
+
 #[test]
 fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
     if !require_root("debian_packages_install_keep_sshd_working_and_remove_cleanly") {
@@ -259,7 +426,13 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
             "{p} is already installed on this machine; this test installs and purges the breakglass packages, so run it elsewhere (or dpkg -P {p} first)"
         );
     }
-    for f in [SNIPPET, KRL, CA_KEYS] {
+    assert!(
+        !run(Command::new("getent").args(["passwd", "breakglass-ca"]))
+            .status
+            .success(),
+        "the user breakglass-ca exists already; this test removes it"
+    );
+    for f in [SNIPPET, KRL, CA_KEYS, CA_STATE, "/etc/breakglass-ca"] {
         assert!(
             !Path::new(f).exists(),
             "{f} already exists; this test would remove it when it purges the packages"
@@ -270,7 +443,25 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
     let before_pam_d = listing("/etc/pam.d");
     let spool_before = Path::new("/var/spool/breakglass").exists();
     let pam_sshd = std::fs::read(PAM_SSHD).expect("read /etc/pam.d/sshd");
+    let sshd_before = effective_sshd_config();
     let debs = debs();
+    if can_run("lintian (scripts/install-deps)", have("lintian")) {
+        lintian(&debs);
+    }
+    // md5sums: one line per regular file in the package, checked again after install.
+    for deb in &debs {
+        let sums = ok(Command::new("dpkg-deb").arg("-I").arg(deb).arg("md5sums"));
+        assert!(
+            sums.lines().count() > 3,
+            "{}: md5sums:\n{sums}",
+            deb.display()
+        );
+        assert!(
+            sums.lines()
+                .all(|l| l.len() > 34 && l.as_bytes()[32] == b' '),
+            "{sums}"
+        );
+    }
     let _restore = Restore {
         pam_sshd: pam_sshd.clone(),
         spool_before,
@@ -279,6 +470,7 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
 
     // --- install -------------------------------------------------------------------
     let out = ok(Command::new("dpkg").arg("-i").args(&debs));
+    let install_out = out.clone();
     eprintln!("dpkg -i:\n{out}");
     for p in PACKAGES {
         assert!(installed(p), "{p} is not installed after dpkg -i:\n{out}");
@@ -368,6 +560,117 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
     ]));
     assert!(out.contains("-F _breakglass breakglass"), "{out}");
     sshd_t("after dpkg -i");
+    // No host-wide sshd setting changed: the effective configuration differs only in the
+    // snippet's two files (UsePAM is already Debian's default).
+    let sshd_after = effective_sshd_config();
+    let after: Vec<&str> = sshd_after.lines().collect();
+    let before: Vec<&str> = sshd_before.lines().collect();
+    let changed: Vec<&&str> = after.iter().filter(|l| !before.contains(l)).collect();
+    assert!(
+        changed.iter().all(|l| l.starts_with("revokedkeys ")
+            || l.starts_with("trustedusercakeys ")
+            || l.starts_with("usepam ")),
+        "the package changed host-wide sshd settings: {changed:?}"
+    );
+    // dpkg --verify: every installed file matches the package's md5sums.
+    let verify = ok(Command::new("dpkg").arg("--verify").args(PACKAGES));
+    assert!(verify.trim().is_empty(), "dpkg --verify:\n{verify}");
+    for p in PACKAGES {
+        let version = ok(Command::new("dpkg-query").args(["-W", "-f=${Version}", p]));
+        // changelog.Debian.gz: gzipped, its latest entry is this version.
+        let changelog = format!("/usr/share/doc/{p}/changelog.Debian.gz");
+        assert_eq!(mode(&changelog), 0o644, "{changelog}");
+        let top = ok(Command::new("zcat").arg(&changelog));
+        assert!(
+            top.starts_with(&format!("{p} ({version}) ")),
+            "{changelog} does not start with this version ({version}):\n{top}"
+        );
+        // A DEP-5 copyright file generated from the crates compiled in.
+        let copyright =
+            std::fs::read_to_string(format!("/usr/share/doc/{p}/copyright")).expect("copyright");
+        assert!(
+            copyright.starts_with(
+                "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+            ),
+            "{copyright}"
+        );
+        assert!(copyright.contains(
+            "\nFiles: *\nCopyright: 2026, breakglass contributors\nLicense: Apache-2.0\n"
+        ));
+        assert!(
+            copyright.contains("\nFiles: vendor/ssh-key-"),
+            "{p}: {copyright}"
+        );
+        assert!(
+            copyright.contains("\nLicense: MIT\n Permission is hereby granted"),
+            "{p}"
+        );
+        // Only what is compiled in: the PAM module and its guard link no tokio.
+        assert_eq!(
+            copyright.contains("\nFiles: vendor/tokio-"),
+            p != "libpam-breakglass",
+            "{p}: tokio in its copyright file"
+        );
+        // cargo-deb's systemd snippets went into the maintainer scripts.
+        for script in ["postinst", "prerm", "postrm"] {
+            let body = std::fs::read_to_string(format!("/var/lib/dpkg/info/{p}.{script}"))
+                .unwrap_or_default();
+            assert!(
+                !body.contains("#DEBHELPER#"),
+                "{p}.{script} kept #DEBHELPER#"
+            );
+        }
+    }
+    let postinst =
+        std::fs::read_to_string("/var/lib/dpkg/info/breakglass-ca.postinst").expect("postinst");
+    assert!(
+        postinst.contains("deb-systemd-helper enable breakglass-ca.service"),
+        "{postinst}"
+    );
+    let postinst =
+        std::fs::read_to_string("/var/lib/dpkg/info/libpam-breakglass.postinst").expect("postinst");
+    assert!(
+        postinst.contains("deb-systemd-helper update-state breakglass-krl-sync.timer"),
+        "{postinst}"
+    );
+    // Enabled: the daemon's unit (idle until configured); not enabled: the host units.
+    let wants = |unit: &str| -> Vec<PathBuf> {
+        std::fs::read_dir("/etc/systemd/system")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| d.path().join(unit))
+            .filter(|p| p.symlink_metadata().is_ok())
+            .collect()
+    };
+    assert_eq!(
+        wants("breakglass-ca.service").len(),
+        1,
+        "breakglass-ca.service not enabled"
+    );
+    for unit in [
+        "breakglass-krl-sync.timer",
+        "breakglass-ship.timer",
+        "breakglass-watch-revocations.service",
+    ] {
+        assert_eq!(
+            wants(unit),
+            Vec::<PathBuf>::new(),
+            "{unit} enabled by the package"
+        );
+    }
+    // The host.toml example, named by postinst.
+    assert_eq!(
+        mode("/usr/share/doc/libpam-breakglass/examples/host.toml"),
+        0o644
+    );
+    assert!(
+        install_out.contains("/usr/share/doc/libpam-breakglass/examples/host.toml"),
+        "{install_out}"
+    );
+
+    // --- the daemon runs as its user and leaves data in its state directory ----------
+    run_daemon_as_its_user(dir.path());
 
     // --- sshd from the system configuration still accepts logins -------------------
     let user = TestUser::create();
@@ -566,10 +869,45 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
     assert_eq!(listing("/etc/ssh/sshd_config.d"), before_sshd_d);
     assert_eq!(listing("/etc/pam.d"), before_pam_d);
     assert_eq!(std::fs::read(PAM_SSHD).expect("pam"), pam_sshd);
+    // The daemon's data is kept, said so, and so is the user owning it.
+    assert!(
+        out.contains(&format!("breakglass-ca: kept {CA_STATE} (it is not empty")),
+        "{out}"
+    );
+    assert!(
+        out.contains("breakglass-ca: kept the system user breakglass-ca: it owns files in /var/lib/breakglass-ca; after removing them: deluser --system breakglass-ca"),
+        "{out}"
+    );
+    assert!(Path::new(&format!("{CA_STATE}/dev")).is_dir());
+    let watched = [
+        CA_STATE,
+        "/etc/breakglass-ca",
+        "/var/lib/breakglass",
+        "/var/spool/breakglass",
+    ];
+    assert_eq!(
+        orphaned_files(&watched),
+        Vec::<PathBuf>::new(),
+        "files of a deleted user after purge"
+    );
+    // Once the data is gone, purging again removes the user and group.
+    std::fs::remove_dir_all(CA_STATE).expect("remove the kept data");
+    let ca_deb = debs
+        .iter()
+        .find(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("breakglass-ca_"))
+        })
+        .expect("breakglass-ca .deb");
+    ok(Command::new("dpkg").arg("-i").arg(ca_deb));
+    let out = ok(Command::new("dpkg").args(["-P", "breakglass-ca"]));
+    assert!(!out.contains("kept"), "{out}");
+    assert_eq!(orphaned_files(&watched), Vec::<PathBuf>::new());
     for gone in [
         "/etc/breakglass-ca",
         "/var/lib/breakglass-ca",
         "/var/lib/libpam-breakglass",
+        "/var/lib/breakglass",
         "/etc/systemd/system/multi-user.target.wants/breakglass-ca.service",
     ] {
         assert!(!Path::new(gone).exists(), "{gone} left behind by dpkg -P");

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod cycles;
+pub mod deb_copyright;
 pub mod man;
 pub mod man_sections;
 pub mod readme;

@@ -4,6 +4,8 @@
 //! `cargo run --locked -p xtask -- check-cycles [TARGET...]`: no import cycles between the
 //! modules of the workspace's crates (run by `scripts/test`).
 //! `cargo run --locked -p xtask -- readme`: rewrite README.md's generated parts.
+//! `cargo run --locked -p xtask -- deb-copyright PACKAGE OUT`: a Debian package's
+//! DEP-5 copyright file, from the crates compiled in (run by `scripts/build-debs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +60,17 @@ enum Task {
         #[arg(value_name = "FILE", default_value = "README.md")]
         path: PathBuf,
     },
+    /// Write the DEP-5 copyright file of a Debian package: one Files stanza per crate
+    /// compiled into the cargo package PACKAGE (cargo tree -e normal), licence texts from
+    /// packaging/deb/licenses
+    DebCopyright {
+        /// The cargo package the .deb is built from
+        #[arg(value_name = "PACKAGE")]
+        package: String,
+        /// The file to write
+        #[arg(value_name = "OUT")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +102,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Task::DebCopyright { package, out } => deb_copyright(&package, &out),
         Task::Man { outdir } => match xtask::man::write_all(&outdir) {
             Ok(paths) => {
                 for p in paths {
@@ -104,6 +118,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `xtask deb-copyright`.
+fn deb_copyright(package: &str, out: &std::path::Path) -> ExitCode {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    match xtask::deb_copyright::write(&workspace, package, out) {
+        Ok((deb_name, n)) => {
+            eprintln!(
+                "xtask: {} lists {n} crates compiled into {deb_name}",
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xtask: cannot write the copyright file of {package}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
