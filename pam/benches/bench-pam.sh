@@ -33,7 +33,9 @@ GUARD=$(realpath "$TARGET/release/breakglass-guard")
 W=$(mktemp -d /tmp/bgb.XXXX)
 mkdir "$W/pam.d"
 # Everything started with wrap runs its PAM stacks from $W/pam.d.
-wrap() { LD_PRELOAD=$PAM_WRAPPER_SO PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$W/pam.d" "$@"; }
+# It execs, so use it only where bash runs it in a subshell of its own (`wrap CMD &`, a
+# pipeline): $! is then the pid of CMD itself, which the cleanup kills.
+wrap() { LD_PRELOAD=$PAM_WRAPPER_SO PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$W/pam.d" exec "$@"; }
 USER_NAME="bgbench$$"
 SVC="sshd-bgbench-$$"
 SSHD_PID=""
@@ -117,7 +119,7 @@ PrintMotd no
 PrintLastLog no
 MaxStartups 100
 CFG
-wrap "$W/$SVC" -D -f "$W/sshd_config" -E "$W/sshd.log" 2>/dev/null &
+wrap "$W/$SVC" -D -f "$W/sshd_config" -E "$W/sshd.log" >/dev/null 2>&1 &
 SSHD_PID=$!
 python3 - "$W" <<'PY' &
 import socket, sys
