@@ -388,10 +388,14 @@ impl Notifications {
         }
     }
 
-    /// Reads what arrived (waiting up to 100 ms for the first datagram).
+    /// Reads what arrived (waiting up to 100 ms for the first datagram), for at most
+    /// 300 ms: watchdog pings every 100 ms would otherwise keep it reading forever.
     fn drain(&mut self) {
         let mut buf = [0u8; 4096];
-        while let Ok(n) = self.sock.recv(&mut buf) {
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until
+            && let Ok(n) = self.sock.recv(&mut buf)
+        {
             self.seen.push((
                 Instant::now(),
                 String::from_utf8_lossy(&buf[..n]).into_owned(),
