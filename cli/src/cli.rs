@@ -157,6 +157,29 @@ pub enum Command {
     },
 }
 
+impl RequestCmd {
+    /// What the request path needs from these flags (the one place they are read).
+    pub fn into_request(self) -> Result<(RequestArgs, approvals::RequestMode), CliError> {
+        let add_to_agent = commands::agent_socket(self.add_to_agent)?;
+        let mode = approvals::RequestMode {
+            emergency: self.emergency,
+            no_wait: self.no_wait,
+        };
+        let args = RequestArgs {
+            hosts: self.hosts,
+            principals: self.principals,
+            ttl: self.ttl,
+            reason: self.reason,
+            command: self.command,
+            source_addresses: self.source_addresses,
+            public_key: self.public_key,
+            permit: self.permit,
+            add_to_agent,
+        };
+        Ok((args, mode))
+    }
+}
+
 /// `breakglass review`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -264,22 +287,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Request(r) => {
             let first_host = r.hosts.first().cloned().unwrap_or_default();
-            let agent = commands::agent_socket(r.add_to_agent)?;
-            let args = RequestArgs {
-                hosts: r.hosts,
-                principals: r.principals,
-                ttl: r.ttl,
-                reason: r.reason,
-                command: r.command,
-                source_addresses: r.source_addresses,
-                public_key: r.public_key,
-                permit: r.permit,
-                add_to_agent: agent,
-            };
-            let mode = approvals::RequestMode {
-                emergency: r.emergency,
-                no_wait: r.no_wait,
-            };
+            let (args, mode) = r.into_request()?;
             let wait = crate::wait_line::WaitLine::stderr();
             let result = approvals::request_live_noting(
                 &target,

@@ -11,10 +11,10 @@ use super::{
     CaKeysOut, CertificateOut, DoctorOut, PendingOut, RequestCmdOut, RequestOut, ReviewListOut,
     ReviewOut, RevokeOut, WhoamiOut, print,
 };
-use crate::approvals::{self, RequestMode, RequestResult};
+use crate::approvals::{self, RequestResult};
 use crate::audit::AuditCmd;
 use crate::cli::{Cli, Command, ReviewSub};
-use crate::commands::{self, RequestArgs};
+use crate::commands;
 use crate::error::CliError;
 use crate::host::{HostCmd, doctor};
 
@@ -61,34 +61,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Request(r) => {
             let first_host = r.hosts.first().cloned().unwrap_or_default();
-            let agent = commands::agent_socket(r.add_to_agent)?;
-            let added = agent.is_some();
-            let args = RequestArgs {
-                hosts: r.hosts,
-                principals: r.principals,
-                ttl: r.ttl,
-                reason: r.reason,
-                command: r.command,
-                source_addresses: r.source_addresses,
-                public_key: r.public_key,
-                permit: r.permit,
-                add_to_agent: agent,
-            };
-            let mode = RequestMode {
-                emergency: r.emergency,
-                no_wait: r.no_wait,
-            };
-            let mut last = String::new();
-            let result = approvals::request_live(&target, &args, mode, |info| {
-                // Progress for people, on stderr: each change once.
-                let line = approvals::progress_line(info);
-                let news = line.split(';').take(2).collect::<String>();
-                if news != last {
-                    eprintln!("{line}");
-                    last = news;
-                }
-            })
-            .await?;
+            let (args, mode) = r.into_request()?;
+            let added = args.add_to_agent.is_some();
+            // Progress for people on stderr, as for the text output: stdout is the JSON.
+            let wait = crate::wait_line::WaitLine::stderr();
+            let result = approvals::request_live_noting(
+                &target,
+                &args,
+                mode,
+                |i| wait.update(i),
+                |n| wait.note(n),
+            )
+            .await;
+            drop(wait);
+            let result = result?;
             let out = match result {
                 RequestResult::Issued(outcome) => RequestCmdOut {
                     state: "issued",
