@@ -1,127 +1,269 @@
-//! `issue-bench`: certificate issuance over loopback mTLS gRPC at
-//! several concurrencies, next to `ssh-keygen -s` signing the same number of
-//! keys in the same run. The ratio is the figure that travels between machines.
+//! `issue-bench`: certificate issuance by a `breakglass-ca` child process over loopback
+//! mTLS gRPC with its durable audit log, against the limits of the same machine measured
+//! in the same run:
+//! - the raw build+sign limit: the daemon's own signing code
+//!   ([`CertificateAuthority::issue`], ssh-key's builder with the ready key) on two threads
+//!   in this process;
+//! - `ssh-keygen -s` signing the same keys in batches of 500 per process, and with one
+//!   process per certificate;
+//! - issuance at each concurrency (c=1, c=64 by default): rate, p50/p99 and the daemon's
+//!   CPU per certificate (its `/proc/<pid>/stat`; the load runs in this process, so the
+//!   figure is the daemon's alone), and the rate as a percentage of the limit.
+//!
+//! [`soak`] holds a steady open-loop rate instead and prints, every interval, the rate
+//! achieved, p50/p99 and the daemon's resident memory and CPU.
+//!
+//! The daemon gets a syslog socket of its own, read by this process (one line per audit
+//! event, as on a host with a syslog daemon).
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
+use breakglass_ca::certificate::{CertSpec, CertificateAuthority};
 use breakglass_cli::connect;
 use breakglass_cli::settings::Target;
+use breakglass_proto::profile::GrantId;
 use breakglass_proto::v1::RequestCertificateRequest;
 use ssh_key::rand_core::OsRng;
-use ssh_key::{Algorithm, PrivateKey};
+use ssh_key::{Algorithm, PrivateKey, PublicKey};
+use tempfile::TempDir;
 
-use breakglass_ca::config::Config;
-use breakglass_ca::init;
-use breakglass_ca::server::Daemon;
-
+use crate::child::{self, ChildDaemon, cpu_time, free_port, rss_bytes, wait_for_log};
 use crate::percentile;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The `breakglass-ca` binary to run.
+    pub daemon: PathBuf,
+    /// Certificates per series.
+    pub count: usize,
+    /// Concurrent callers, one series each.
+    pub concurrency: Vec<usize>,
+    /// How long the raw build+sign limit is measured.
+    pub limit_for: Duration,
+    /// Certificates signed by the one-process-per-certificate `ssh-keygen` baseline.
+    pub per_process: usize,
+}
+
+/// A steady open-loop load: `rate` requests per second for `duration`, certificates of
+/// `ttl`, a report line every `every`.
+#[derive(Debug, Clone)]
+pub struct Soak {
+    /// The `breakglass-ca` binary to run.
+    pub daemon: PathBuf,
+    /// How long the load runs.
+    pub duration: Duration,
+    /// Requests per second, sent on schedule whether or not earlier ones were answered.
+    pub rate: f64,
+    /// Lifetime of each certificate.
+    pub ttl: Duration,
+    /// Interval between report lines.
+    pub every: Duration,
+    /// Most requests in flight; a request due while that many wait is not sent (counted).
+    pub max_in_flight: usize,
+}
 
 /// One measured series.
 #[derive(Debug, Clone)]
-pub struct Series {
-    /// What was measured.
-    pub label: String,
-    /// Certificates issued.
-    pub count: usize,
-    /// Wall time.
-    pub elapsed: Duration,
-    /// Median latency of one call (None for batch baselines).
-    pub p50: Option<Duration>,
-    /// 99th percentile latency.
-    pub p99: Option<Duration>,
+struct Series {
+    label: String,
+    count: usize,
+    elapsed: Duration,
+    p50: Option<Duration>,
+    p99: Option<Duration>,
+    /// The daemon's CPU time over the series.
+    daemon_cpu: Option<Duration>,
 }
 
 impl Series {
-    /// Certificates per second.
-    pub fn rate(&self) -> f64 {
+    fn rate(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64()
     }
 }
 
-/// Runs the benchmark and returns a printable report.
-pub async fn run(count: usize, concurrencies: &[usize]) -> Result<String, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let setup = init::init_dev(dir.path(), "127.0.0.1:0".parse().map_err(|_| "addr")?)
-        .map_err(|e| e.to_string())?;
-    let mut config = Config::load(&setup.config).map_err(|e| e.to_string())?;
-    config.server.admin_socket = None;
-    let daemon = Daemon::build(config).map_err(|e| e.to_string())?;
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(daemon.run(tcp, None, async move {
-        let _ = stop_rx.await;
-    }));
+/// The raw limit: certificates per second.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    sign: f64,
+    sign_and_text: f64,
+}
 
-    let target = Target::Tls {
-        url: format!("https://127.0.0.1:{port}"),
-        ca_cert: dir.path().join("tls/ca.pem"),
-        cert: dir.path().join("clients/sre.pem"),
-        key: dir.path().join("clients/sre-key.pem"),
-        server_name: Some("localhost".into()),
-    };
-    let client = connect::client(&target).map_err(|e| e.to_string())?;
+/// A running daemon with its `init --dev` setup and a client for it.
+struct Bench {
+    dir: TempDir,
+    daemon: ChildDaemon,
+    target: Target,
+    log: PathBuf,
+    syslog: SyslogSink,
+}
 
-    // The same user keys for every series and for ssh-keygen.
-    let keys_dir = dir.path().join("keys");
-    std::fs::create_dir(&keys_dir).map_err(|e| e.to_string())?;
-    let mut keys = Vec::with_capacity(count);
-    for i in 0..count {
-        let k = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(|e| e.to_string())?;
-        let line = k.public_key().to_openssh().map_err(|e| e.to_string())?;
-        std::fs::write(keys_dir.join(format!("k{i}.pub")), format!("{line}\n"))
-            .map_err(|e| e.to_string())?;
-        keys.push(line);
+impl Bench {
+    async fn start(daemon: &Path) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+        let setup = dir.path().join("ca");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        child::init_dev(daemon, &setup, addr)?;
+        let config = setup.join("breakglass-ca.toml");
+        let syslog = SyslogSink::bind(&dir.path().join("syslog.sock"))?;
+        point_syslog_at(&config, &syslog.path)?;
+        let log = dir.path().join("daemon.log");
+        let child = ChildDaemon::spawn(daemon, &config, &log, None)?;
+        wait_for_log(&log, "breakglass-ca serving", Duration::from_secs(60)).await?;
+        let target = Target::Tls {
+            url: format!("https://{addr}"),
+            ca_cert: setup.join("tls/ca.pem"),
+            cert: setup.join("clients/sre.pem"),
+            key: setup.join("clients/sre-key.pem"),
+            server_name: Some("localhost".into()),
+        };
+        Ok(Self {
+            dir,
+            daemon: child,
+            target,
+            log,
+            syslog,
+        })
     }
-    let keys = Arc::new(keys);
-    let request = |key: String| RequestCertificateRequest {
-        public_key: key,
+
+    fn setup(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
+    /// Stops the daemon; returns its log's line count and the syslog lines received.
+    fn stop(mut self) -> (usize, u64) {
+        self.daemon.stop();
+        let lines = std::fs::read_to_string(&self.log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        (lines, self.syslog.stop())
+    }
+}
+
+/// The daemon's `[audit] syslog_socket` set to `socket` in its config file.
+fn point_syslog_at(config: &Path, socket: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let from = "syslog_socket = \"/dev/log\"";
+    if !text.contains(from) {
+        return Err(format!(
+            "{}: no `{from}` line to point at the benchmark's syslog socket",
+            config.display()
+        ));
+    }
+    let to = format!("syslog_socket = \"{}\"", socket.display());
+    std::fs::write(config, text.replacen(from, &to, 1))
+        .map_err(|e| format!("{}: {e}", config.display()))
+}
+
+/// A syslog socket that reads and counts the daemon's lines on its own thread.
+struct SyslogSink {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    lines: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SyslogSink {
+    fn bind(path: &Path) -> Result<Self, String> {
+        let sock = UnixDatagram::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let lines = Arc::new(AtomicU64::new(0));
+        let (s, l) = (Arc::clone(&stop), Arc::clone(&lines));
+        let thread = std::thread::Builder::new()
+            .name("bench-syslog".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while !s.load(Ordering::Relaxed) {
+                    if sock.recv(&mut buf).is_ok() {
+                        l.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .map_err(|e| format!("syslog reader thread: {e}"))?;
+        Ok(Self {
+            path: path.to_owned(),
+            stop,
+            lines,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(&mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.lines.load(Ordering::Relaxed)
+    }
+}
+
+/// `n` fresh Ed25519 user keys, in OpenSSH text.
+fn user_keys(n: usize) -> Result<Vec<String>, String> {
+    (0..n)
+        .map(|_| {
+            PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+                .and_then(|k| k.public_key().to_openssh())
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+fn request(key: &str, ttl: Duration) -> RequestCertificateRequest {
+    RequestCertificateRequest {
+        public_key: key.to_owned(),
         principals: vec!["bgbench".into()],
         hosts: vec!["localhost".into()],
-        ttl_seconds: 600,
+        ttl_seconds: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
         reason: "benchmark".into(),
         ..Default::default()
-    };
+    }
+}
+
+/// Runs the benchmark and returns a printable report.
+pub async fn run(o: &Options) -> Result<String, String> {
+    let bench = Bench::start(&o.daemon).await?;
+    let client = connect::client(&bench.target).map_err(|e| e.to_string())?;
+    let count = o.count.max(1);
+    let keys = Arc::new(user_keys(count)?);
+    let ttl = Duration::from_secs(600);
 
     // Warm up the connection and the code paths.
-    for i in 0..count.min(50) {
+    for key in keys.iter().take(50) {
         client
             .clone()
-            .request_certificate(request(keys[i].clone()))
+            .request_certificate(request(key, ttl))
             .await
             .map_err(|s| format!("warm-up request failed: {s}"))?;
     }
 
     let mut series = Vec::new();
-    for &c in concurrencies {
+    for &c in &o.concurrency {
         let next = Arc::new(AtomicUsize::new(0));
+        let cpu_before = cpu_time(bench.pid());
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..c.max(1) {
-            let (client, keys, next) = (client.clone(), keys.clone(), next.clone());
+            let (mut client, keys, next) = (client.clone(), keys.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
-                let mut client = client;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= keys.len() {
+                    let Some(key) = keys.get(i) else {
                         return Ok::<_, String>(lat);
-                    }
+                    };
                     let t = Instant::now();
                     client
-                        .request_certificate(RequestCertificateRequest {
-                            public_key: keys[i].clone(),
-                            principals: vec!["bgbench".into()],
-                            hosts: vec!["localhost".into()],
-                            ttl_seconds: 600,
-                            reason: "benchmark".into(),
-                            ..Default::default()
-                        })
+                        .request_certificate(request(key, ttl))
                         .await
                         .map_err(|s| format!("request failed: {s}"))?;
                     lat.push(t.elapsed());
@@ -133,74 +275,415 @@ pub async fn run(count: usize, concurrencies: &[usize]) -> Result<String, String
             lat.extend(t.await.map_err(|e| e.to_string())??);
         }
         let elapsed = start.elapsed();
+        let daemon_cpu = cpu_before
+            .zip(cpu_time(bench.pid()))
+            .map(|(a, b)| b.saturating_sub(a));
         lat.sort();
         series.push(Series {
-            label: format!("gRPC mTLS, concurrency {c}"),
+            label: format!("gRPC mTLS + durable audit, c={c}"),
             count,
             elapsed,
             p50: Some(percentile(&lat, 0.50)),
             p99: Some(percentile(&lat, 0.99)),
+            daemon_cpu,
         });
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    let setup = bench.setup();
+    let daemon_pid = bench.pid();
+    let (log_lines, syslog_lines) = bench.stop();
 
-    series.push(ssh_keygen_baseline(dir.path(), count)?);
-    Ok(report(&series))
+    // The baselines run with the daemon stopped: they have the machine to themselves.
+    let limit = limit(&setup, o.limit_for)?;
+    let key_files = write_key_files(&setup, &keys)?;
+    series.push(ssh_keygen_batch(&setup, &key_files)?);
+    series.push(ssh_keygen_per_process(
+        &setup,
+        &key_files[..o.per_process.clamp(1, key_files.len())],
+    )?);
+    let mut out = machine();
+    out.push_str(&format!(
+        "daemon: {} (child process {daemon_pid}); {log_lines} lines in its log, \
+         {syslog_lines} syslog lines received\n",
+        o.daemon.display()
+    ));
+    out.push_str(&format!(
+        "limit: build+sign in-process, 2 threads, the daemon's signing code: {:.0} certs/s \
+         ({:.0} certs/s with the OpenSSH text)\n\n",
+        limit.sign, limit.sign_and_text
+    ));
+    out.push_str(&report(&series, limit));
+    Ok(out)
 }
 
-/// `ssh-keygen -s` signing all keys (one process per 500 keys), same CA key.
-fn ssh_keygen_baseline(dir: &Path, count: usize) -> Result<Series, String> {
-    let ca = dir.join("ssh_ca");
+/// The CPU count and model of this machine.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("machine: {cpus} CPUs, {model}\n")
+}
+
+/// Certificates per second that two threads build and sign with the daemon's own
+/// signing code (the CA key of `setup`), for `run_for`.
+fn limit(setup: &Path, run_for: Duration) -> Result<Limit, String> {
+    let ca = Arc::new(
+        CertificateAuthority::load(&setup.join("ssh_ca"), &[], Duration::from_secs(120))
+            .map_err(|e| e.to_string())?,
+    );
+    let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+        .map_err(|e| e.to_string())?
+        .public_key()
+        .clone();
+    let sign = signing_rate(&ca, &key, run_for, false)?;
+    let sign_and_text = signing_rate(&ca, &key, run_for, true)?;
+    Ok(Limit {
+        sign,
+        sign_and_text,
+    })
+}
+
+fn signing_rate(
+    ca: &Arc<CertificateAuthority>,
+    key: &PublicKey,
+    run_for: Duration,
+    text: bool,
+) -> Result<f64, String> {
     let start = Instant::now();
-    let mut i = 0;
-    while i < count {
-        let end = (i + 500).min(count);
-        let out = std::process::Command::new("ssh-keygen")
-            .arg("-q")
-            .arg("-s")
-            .arg(&ca)
-            .args(["-I", "bench", "-n", "bgbench", "-V", "+10m"])
-            .args((i..end).map(|k| dir.join(format!("keys/k{k}.pub"))))
-            .output()
-            .map_err(|e| format!("running ssh-keygen: {e} (install openssh-client)"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "ssh-keygen -s failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        i = end;
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (ca, key) = (Arc::clone(ca), key.clone());
+            std::thread::spawn(move || -> Result<u64, String> {
+                let principals = ["bgbench".to_owned()];
+                let hosts = ["localhost".to_owned()];
+                let extensions = ["permit-pty".to_owned()];
+                let mut n = 0u64;
+                while start.elapsed() < run_for {
+                    let spec = CertSpec {
+                        grant_id: GrantId(n + 1),
+                        requester: "sre@example.com",
+                        subject: &key,
+                        principals: &principals,
+                        hosts: &hosts,
+                        tier: "low",
+                        ttl: Duration::from_secs(600),
+                        force_command: None,
+                        source_addresses: &[],
+                        extensions: &extensions,
+                    };
+                    let issued = ca
+                        .issue(&spec, SystemTime::now())
+                        .map_err(|e| e.to_string())?;
+                    if text {
+                        issued.certificate.to_openssh().map_err(|e| e.to_string())?;
+                    }
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in threads {
+        total += t.join().map_err(|_| "a signing thread panicked")??;
     }
-    Ok(Series {
-        label: "ssh-keygen -s (baseline)".into(),
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The keys as `.pub` files for ssh-keygen.
+fn write_key_files(dir: &Path, keys: &[String]) -> Result<Vec<PathBuf>, String> {
+    let keys_dir = dir.join("bench-keys");
+    std::fs::create_dir_all(&keys_dir).map_err(|e| format!("{}: {e}", keys_dir.display()))?;
+    keys.iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let p = keys_dir.join(format!("k{i}.pub"));
+            std::fs::write(&p, format!("{line}\n"))
+                .map(|()| p.clone())
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
+fn ssh_keygen(ca: &Path, keys: &[PathBuf]) -> Result<(), String> {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-s")
+        .arg(ca)
+        .args(["-I", "bench", "-n", "bgbench", "-V", "+10m"])
+        .args(keys)
+        .output()
+        .map_err(|e| format!("running ssh-keygen: {e} (install openssh-client)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ssh-keygen -s failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// `ssh-keygen -s` signing all keys, 500 per process, with the daemon's CA key.
+fn ssh_keygen_batch(setup: &Path, keys: &[PathBuf]) -> Result<Series, String> {
+    let ca = setup.join("ssh_ca");
+    let start = Instant::now();
+    for chunk in keys.chunks(500) {
+        ssh_keygen(&ca, chunk)?;
+    }
+    Ok(baseline("ssh-keygen -s, 500 keys per process", keys.len(), start))
+}
+
+/// `ssh-keygen -s` once per key: what a CA that forks a signer per request costs.
+fn ssh_keygen_per_process(setup: &Path, keys: &[PathBuf]) -> Result<Series, String> {
+    let ca = setup.join("ssh_ca");
+    let start = Instant::now();
+    for k in keys {
+        ssh_keygen(&ca, std::slice::from_ref(k))?;
+    }
+    Ok(baseline(
+        "ssh-keygen -s, one process per cert",
+        keys.len(),
+        start,
+    ))
+}
+
+fn baseline(label: &str, count: usize, start: Instant) -> Series {
+    Series {
+        label: label.into(),
         count,
         elapsed: start.elapsed(),
         p50: None,
         p99: None,
-    })
+        daemon_cpu: None,
+    }
 }
 
-fn report(series: &[Series]) -> String {
-    let base = series.last().map(Series::rate).unwrap_or(1.0);
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn report(series: &[Series], limit: Limit) -> String {
     let mut out = format!(
-        "{:<34} {:>7} {:>10} {:>10} {:>10} {:>9}\n",
-        "series", "certs", "certs/s", "p50", "p99", "x ssh-keygen"
+        "{:<38} {:>7} {:>9} {:>9} {:>9} {:>13} {:>10}\n",
+        "series", "certs", "certs/s", "p50", "p99", "daemon CPU", "of limit"
     );
-    let ms = |d: Option<Duration>| {
-        d.map(|d| format!("{:.2} ms", d.as_secs_f64() * 1000.0))
-            .unwrap_or_else(|| "-".into())
-    };
+    let dash = || "-".to_owned();
     for s in series {
+        let cpu = s.daemon_cpu.map_or_else(dash, |c| {
+            format!("{:.0} µs/cert", c.as_secs_f64() * 1e6 / s.count as f64)
+        });
         out.push_str(&format!(
-            "{:<34} {:>7} {:>10.0} {:>10} {:>10} {:>9.2}\n",
+            "{:<38} {:>7} {:>9.0} {:>9} {:>9} {:>13} {:>9.1}%\n",
             s.label,
             s.count,
             s.rate(),
-            ms(s.p50),
-            ms(s.p99),
-            s.rate() / base
+            s.p50.map_or_else(dash, ms),
+            s.p99.map_or_else(dash, ms),
+            cpu,
+            100.0 * s.rate() / limit.sign
         ));
     }
     out
+}
+
+/// What one soak interval saw.
+#[derive(Default)]
+struct Window {
+    latencies: Vec<Duration>,
+    failed: u64,
+    first_failure: Option<String>,
+}
+
+/// Runs a soak: `emit` gets the header, one line per interval and the totals.
+pub async fn soak(s: &Soak, emit: &mut dyn FnMut(&str)) -> Result<(), String> {
+    if !s.rate.is_finite() || s.rate <= 0.0 {
+        return Err("--rate must be above 0".into());
+    }
+    let bench = Bench::start(&s.daemon).await?;
+    let client = connect::client(&bench.target).map_err(|e| e.to_string())?;
+    let keys = Arc::new(user_keys(1000)?);
+    for key in keys.iter().take(20) {
+        client
+            .clone()
+            .request_certificate(request(key, s.ttl))
+            .await
+            .map_err(|st| format!("warm-up request failed: {st}"))?;
+    }
+    let pid = bench.pid();
+    emit(&machine());
+    emit(&format!(
+        "soak: {:.0} requests/s for {:?}, certificates of {:?}, open loop (latency from each \
+         request's scheduled time), at most {} in flight; daemon pid {pid}\n",
+        s.rate,
+        s.duration,
+        s.ttl,
+        s.max_in_flight
+    ));
+    emit(&format!(
+        "{:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11}\n",
+        "time",
+        "sent",
+        "ok",
+        "failed",
+        "ok/s",
+        "p50",
+        "p99",
+        "max",
+        "RSS",
+        "CPU",
+        "CPU/cert"
+    ));
+    let window = Arc::new(Mutex::new(Window::default()));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / s.rate);
+    let mut sent_total = 0u64;
+    let mut skipped = 0u64;
+    let mut ok_total = 0u64;
+    let mut failed_total = 0u64;
+    let mut all: Vec<Duration> = Vec::new();
+    let mut sent_in_window = 0u64;
+    let mut window_start = start;
+    let mut cpu_mark = cpu_time(pid);
+    let mut next_report = start + s.every;
+    let mut i: u64 = 0;
+    loop {
+        let due = start + interval.mul_f64(i as f64);
+        let now = Instant::now();
+        if due >= start + s.duration || now >= start + s.duration {
+            break;
+        }
+        if now >= next_report {
+            let w = std::mem::take(&mut *window.lock().unwrap_or_else(|p| p.into_inner()));
+            let line = soak_line(
+                start,
+                window_start,
+                sent_in_window,
+                w,
+                pid,
+                &mut cpu_mark,
+                &mut all,
+                (&mut ok_total, &mut failed_total),
+            );
+            emit(&line);
+            sent_in_window = 0;
+            window_start = now;
+            next_report += s.every;
+        }
+        if due > now {
+            tokio::time::sleep_until(due.into()).await;
+            continue;
+        }
+        i += 1;
+        if in_flight.load(Ordering::Relaxed) >= s.max_in_flight {
+            skipped += 1;
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        sent_total += 1;
+        sent_in_window += 1;
+        let mut client = client.clone();
+        let req = request(&keys[(i as usize) % keys.len()], s.ttl);
+        let (window, in_flight) = (Arc::clone(&window), Arc::clone(&in_flight));
+        tokio::spawn(async move {
+            let r = client.request_certificate(req).await;
+            let took = due.elapsed();
+            {
+                let mut w = window.lock().unwrap_or_else(|p| p.into_inner());
+                match r {
+                    Ok(_) => w.latencies.push(took),
+                    Err(st) => {
+                        w.failed += 1;
+                        w.first_failure
+                            .get_or_insert_with(|| format!("{:?}: {}", st.code(), st.message()));
+                    }
+                }
+            }
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    // Let what is in flight finish (bounded), then the last interval.
+    let drain = Instant::now() + Duration::from_secs(30);
+    while in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < drain {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let w = std::mem::take(&mut *window.lock().unwrap_or_else(|p| p.into_inner()));
+    let line = soak_line(
+        start,
+        window_start,
+        sent_in_window,
+        w,
+        pid,
+        &mut cpu_mark,
+        &mut all,
+        (&mut ok_total, &mut failed_total),
+    );
+    emit(&line);
+    all.sort();
+    let elapsed = start.elapsed();
+    emit(&format!(
+        "total: {sent_total} sent, {ok_total} ok ({:.0}/s), {failed_total} failed, {skipped} \
+         not sent (in-flight cap), {} still in flight; p50 {}, p99 {}, max {}\n",
+        ok_total as f64 / elapsed.as_secs_f64(),
+        in_flight.load(Ordering::Relaxed),
+        ms(percentile(&all, 0.50)),
+        ms(percentile(&all, 0.99)),
+        ms(all.last().copied().unwrap_or_default()),
+    ));
+    let (log_lines, syslog_lines) = bench.stop();
+    emit(&format!(
+        "daemon: {log_lines} lines in its log, {syslog_lines} syslog lines received\n"
+    ));
+    Ok(())
+}
+
+/// One soak report line (and the window's figures added to the totals).
+#[allow(clippy::too_many_arguments)]
+fn soak_line(
+    start: Instant,
+    window_start: Instant,
+    sent: u64,
+    mut w: Window,
+    pid: u32,
+    cpu_mark: &mut Option<Duration>,
+    all: &mut Vec<Duration>,
+    (ok_total, failed_total): (&mut u64, &mut u64),
+) -> String {
+    let span = window_start.elapsed().as_secs_f64().max(1e-9);
+    let cpu_now = cpu_time(pid);
+    let cpu = cpu_mark.zip(cpu_now).map(|(a, b)| b.saturating_sub(a));
+    *cpu_mark = cpu_now;
+    w.latencies.sort();
+    let ok = w.latencies.len() as u64;
+    *ok_total += ok;
+    *failed_total += w.failed;
+    all.extend_from_slice(&w.latencies);
+    let dash = || "-".to_owned();
+    let mut line = format!(
+        "{:>7.0}s {:>8} {:>8} {:>7} {:>8.0} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11}\n",
+        start.elapsed().as_secs_f64(),
+        sent,
+        ok,
+        w.failed,
+        ok as f64 / span,
+        ms(percentile(&w.latencies, 0.50)),
+        ms(percentile(&w.latencies, 0.99)),
+        ms(w.latencies.last().copied().unwrap_or_default()),
+        rss_bytes(pid).map_or_else(dash, |b| format!("{:.1} MB", b as f64 / 1e6)),
+        cpu.map_or_else(dash, |c| format!("{:.0}%", 100.0 * c.as_secs_f64() / span)),
+        cpu.filter(|_| ok > 0).map_or_else(dash, |c| format!(
+            "{:.0} µs",
+            c.as_secs_f64() * 1e6 / ok as f64
+        )),
+    );
+    if let Some(f) = w.first_failure {
+        line.push_str(&format!("  first failure: {f}\n"));
+    }
+    line
 }

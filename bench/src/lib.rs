@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod child;
 pub mod idle;
 pub mod issuance;
 
