@@ -16,10 +16,13 @@
 //!
 //! # Exactly once
 //! Record ids already in the log are in [`State::host_records`](crate::state::State). One
-//! lock serializes the check-then-append of all host records, so two deliveries of the same
-//! record (a retry racing its original) cannot both pass the check. A record is
-//! acknowledged only after its event is durable.
+//! lock per host serializes the check-then-append of its records, so two deliveries of the
+//! same record (a retry racing its original) cannot both pass the check. The new records
+//! of one call are appended as one unit (one fdatasync for the call, not one per record;
+//! calls of different hosts share the log's group commit). A record is acknowledged only
+//! after its event is durable.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use breakglass_proto::audit::event::{
@@ -185,9 +188,27 @@ pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
     Ok(event)
 }
 
-/// Serializes check-then-append of host records (see the module docs). Process-wide, so
-/// that every listener serving the API shares it.
-static APPEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Serializes check-then-append of host records per host (see the module docs): record
+/// ids are unique across hosts, so only deliveries from one host can race each other.
+/// Process-wide, so that every listener serving the API shares it; a host's entry is
+/// dropped once no call of it is under way.
+static APPEND: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The append lock of `host` (see [`APPEND`]).
+fn host_lock(host: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = APPEND.lock().unwrap_or_else(|p| p.into_inner());
+    Arc::clone(locks.entry(host.to_owned()).or_default())
+}
+
+/// Drops `host`'s entry of [`APPEND`] when `lock` (taken from it) is its last user.
+fn release_host_lock(host: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+    let mut locks = APPEND.lock().unwrap_or_else(|p| p.into_inner());
+    // Clones are made under this mutex only: the entry and `lock` are all there are.
+    if Arc::strong_count(&lock) == 2 {
+        locks.remove(host);
+    }
+}
 
 /// Host records into a service's log.
 #[derive(Debug, Clone)]
@@ -202,7 +223,10 @@ impl HostRecords {
         Self { service }
     }
 
-    /// Appends the records of one call from `host`, in order.
+    /// Appends the records of one call from `host`, in order: the new ones as one unit
+    /// (one write, one fdatasync, one checkpoint, shared with whatever else the log
+    /// commits at the same time), each once. A failure of the log fails the whole call:
+    /// nothing of it was appended, and the host delivers it again.
     pub async fn append(
         &self,
         host: &str,
@@ -214,8 +238,35 @@ impl HostRecords {
                 max: MAX_RECORDS_PER_CALL,
             });
         }
-        let _serial = APPEND.lock().await;
+        let lock = host_lock(host);
+        let appended = {
+            let _serial = lock.lock().await;
+            self.append_serialized(host, records).await
+        };
+        release_host_lock(host, lock);
+        let results = appended?;
+        for result in &results {
+            self.service.metrics().host_record(match result.status() {
+                RecordStatus::Appended => "appended",
+                RecordStatus::Duplicate => "duplicate",
+                _ => "rejected",
+            });
+        }
+        Ok(results)
+    }
+
+    /// [`append`](Self::append) under `host`'s lock.
+    async fn append_serialized(
+        &self,
+        host: &str,
+        records: &[HostRecord],
+    ) -> Result<Vec<HostRecordResult>, Error> {
         let mut results = Vec::with_capacity(records.len());
+        // The new records' events, and where their results are.
+        let mut events = Vec::new();
+        let mut at = Vec::new();
+        // Record ids of this call already taken (a record sent twice in one call).
+        let mut taken = HashSet::new();
         for r in records {
             let mut result = HostRecordResult {
                 record_id: r.record_id.clone(),
@@ -237,30 +288,33 @@ impl HostRecords {
                         )
                     };
                     result.grant_known = known;
-                    if seen {
+                    if seen || !taken.insert(r.record_id.as_str()) {
                         result.set_status(RecordStatus::Duplicate);
                     } else {
-                        // A failure here fails the call: the host delivers everything
-                        // again, and what was appended comes back as duplicates.
-                        result.index = self.service.record(event).await?;
                         result.set_status(RecordStatus::Appended);
-                        if !known && grant != NO_GRANT {
-                            tracing::warn!(
-                                host,
-                                grant = %grant,
-                                record = %r.record_id,
-                                "host reported a session of a grant this CA never issued"
-                            );
-                        }
+                        at.push(results.len());
+                        events.push(event);
                     }
                 }
             }
-            self.service.metrics().host_record(match result.status() {
-                RecordStatus::Appended => "appended",
-                RecordStatus::Duplicate => "duplicate",
-                _ => "rejected",
-            });
             results.push(result);
+        }
+        if events.is_empty() {
+            return Ok(results);
+        }
+        let first = self.service.record_all(&events).await?;
+        for ((index, &i), event) in (first..).zip(&at).zip(&events) {
+            let result = &mut results[i];
+            result.index = index;
+            let grant = event.kind.grant_id().unwrap_or(NO_GRANT);
+            if !result.grant_known && grant != NO_GRANT {
+                tracing::warn!(
+                    host,
+                    grant = %grant,
+                    record = %result.record_id,
+                    "host reported a session of a grant this CA never issued"
+                );
+            }
         }
         Ok(results)
     }
@@ -390,6 +444,72 @@ mod tests {
         r.reason = "host_scope".into();
         r.detail = "grant g-… is scoped to hosts \"db-*\"; this host is \"web-1\" — «ok»".into();
         to_event("db-7", &r).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_new_records_of_one_call_are_one_commit_each_appended_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = crate::init::init_dev(dir.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let config = crate::config::Config::load(&setup.config).unwrap();
+        let daemon = crate::server::Daemon::build(config).unwrap();
+        let service = daemon.service().clone();
+        let hosts = HostRecords::new(service.clone());
+        let at = |event: &str| {
+            let mut r = record(event);
+            let session = "localhost-g-00000000000000ff-42-1700000000123".to_owned();
+            r.record_id = format!("{session}-{event}");
+            r.session = session;
+            r.host = "localhost".into();
+            r
+        };
+        let (open, warn, close) = (at("open"), at("warn"), at("close"));
+        let mut bad = at("deny");
+        bad.user = "a\nb".into();
+        // Each new record sent twice in the call, one rejected among them.
+        let call = [
+            open.clone(),
+            warn.clone(),
+            open.clone(),
+            bad,
+            close.clone(),
+            warn.clone(),
+            close.clone(),
+        ];
+        let (size, batches) = (service.audit.size(), service.audit.batches());
+        let results = hosts.append("localhost", &call).await.unwrap();
+        let status: Vec<RecordStatus> = results.iter().map(HostRecordResult::status).collect();
+        use RecordStatus::{Appended, Duplicate, Rejected};
+        assert_eq!(
+            status,
+            [
+                Appended, Appended, Duplicate, Rejected, Appended, Duplicate, Duplicate
+            ]
+        );
+        // One commit, three events at contiguous indices, in the call's order.
+        assert_eq!(service.audit.batches(), batches + 1);
+        assert_eq!(service.audit.size(), size + 3);
+        let indices: Vec<u64> = [0, 1, 4].iter().map(|&i| results[i].index).collect();
+        assert_eq!(indices, [size, size + 1, size + 2]);
+        let logged: Vec<String> = service
+            .audit
+            .events(size, size + 3)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.kind.session().unwrap().record_id.clone())
+            .collect();
+        assert_eq!(
+            logged,
+            [&open.record_id, &warn.record_id, &close.record_id]
+        );
+        // Delivered again (a lost answer): all duplicates, nothing written.
+        let again = hosts
+            .append("localhost", &[close, open, warn])
+            .await
+            .unwrap();
+        assert!(again.iter().all(|r| r.status() == Duplicate), "{again:?}");
+        assert_eq!(service.audit.batches(), batches + 1);
+        assert_eq!(service.audit.size(), size + 3);
+        service.audit.shutdown().await;
     }
 
     #[test]

@@ -43,7 +43,8 @@ impl Setup {
             "syslog_socket = \"/dev/log\"",
             "syslog_socket = \"no-syslog.sock\"",
         );
-        std::fs::write(s.config(), config).unwrap();
+        // The issuance line is at info level only when asked; more `[log]` keys follow.
+        std::fs::write(s.config(), format!("{config}\n[log]\nissuance_lines = true\n")).unwrap();
         s
     }
 
@@ -160,7 +161,7 @@ async fn the_config_chooses_json_and_the_flag_wins_over_it() {
         return;
     }
     let s = Setup::new().await;
-    s.append_config("\n[log]\nformat = \"json\"\n");
+    s.append_config("format = \"json\"\n");
     let log = s.start(&[]).stop();
     json_lines(&log);
 

@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use breakglass_proto::audit::merkle::leaf_hash;
@@ -39,8 +40,54 @@ const CHECKPOINT_FILE_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest a batch waits for callers expected back (those answered by the previous batch)
 /// before it is committed. Without it, N concurrent callers split into two alternating
 /// half-size batches; with it they share one fdatasync. A lone caller never waits: it is
-/// the only one expected.
+/// the only one expected. The writer waits asleep ([`recv_until`]), never spinning: on a
+/// two-core machine a spinning writer takes a core from the callers it waits for.
 const GATHER_WAIT: Duration = Duration::from_micros(100);
+
+/// What [`recv_until`] got.
+enum Gathered {
+    Request(Request),
+    /// The deadline passed first.
+    Late,
+    /// Every sender is gone.
+    Closed,
+}
+
+/// Wakes the writer thread (parked in [`recv_until`]) when the queue gets a request.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The next request, waiting for it parked until `deadline` at the latest. `cx` wakes
+/// the calling thread (an [`Unpark`] of it).
+fn recv_until(
+    rx: &mut mpsc::Receiver<Request>,
+    cx: &mut Context<'_>,
+    deadline: Instant,
+) -> Gathered {
+    loop {
+        match rx.poll_recv(cx) {
+            Poll::Ready(Some(r)) => return Gathered::Request(r),
+            Poll::Ready(None) => return Gathered::Closed,
+            Poll::Pending => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Gathered::Late;
+                }
+                // A wake-up before the deadline (or a spurious one) polls again.
+                std::thread::park_timeout(left);
+            }
+        }
+    }
+}
 
 type Reply = oneshot::Sender<Result<LeafIndex, AuditError>>;
 
@@ -110,6 +157,9 @@ pub(crate) fn run(
         replies.push((reply, more.len()));
         leaves.append(&mut more);
     };
+    // Wakes this thread when a request arrives while it waits in `recv_until`.
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
     loop {
         let mut shutdown = None;
         match rx.blocking_recv() {
@@ -135,11 +185,18 @@ pub(crate) fn run(
                 }
                 Ok(Request::Shutdown { reply }) => shutdown = Some(reply),
                 Ok(Request::KeepAlive) => crate::systemd::watchdog(),
-                Err(mpsc::error::TryRecvError::Empty)
-                    if replies.len() < target && Instant::now() < gather_until =>
-                {
-                    // Let the tokio workers run the callers that are about to come back.
-                    std::thread::yield_now();
+                Err(mpsc::error::TryRecvError::Empty) if replies.len() < target => {
+                    // Asleep until a caller comes back or the window closes: the tokio
+                    // workers get both cores meanwhile.
+                    match recv_until(&mut rx, &mut cx, gather_until) {
+                        Gathered::Request(Request::Append {
+                            leaves: more,
+                            reply,
+                        }) => take(&mut leaves, &mut replies, more, reply),
+                        Gathered::Request(Request::Shutdown { reply }) => shutdown = Some(reply),
+                        Gathered::Request(Request::KeepAlive) => crate::systemd::watchdog(),
+                        Gathered::Late | Gathered::Closed => break,
+                    }
                 }
                 Err(_) => break,
             }

@@ -181,6 +181,7 @@ pub const KEYS: &[Key] = &[
     key("rules", "hours", "list of strings", Value("[]"), "UTC time windows it applies in, \"HH:MM-HH:MM\" (may wrap midnight); none: always."),
     // [log]
     key("log", "format", "string", Value("\"text\""), "\"text\" or \"json\" (one JSON object per line); breakglass-ca serve --log-format overrides it. Text has colours only on a terminal without NO_COLOR."),
+    key("log", "issuance_lines", "boolean", Value("false"), "One \"certificate issued\" line per certificate at info level; otherwise at debug level (the audit log and its syslog lines record every issuance)."),
     // [[webhooks]]
     key("webhooks", "url", "string", Required, "A webhook URL that a tier's webhooks or [refusals] webhooks name."),
     key("webhooks", "format", "string", Value("\"json\""), "\"json\": the JSON notice; \"slack\": a Slack / Mattermost incoming-webhook body (text and blocks), untrusted text escaped for mrkdwn."),

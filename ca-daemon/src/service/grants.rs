@@ -76,22 +76,27 @@ impl Service {
         let (t, at) = now();
         let id = created.request_id;
         let (grant, signed) = self.sign_grant(id, &created, key, Vec::new(), t)?;
-        let first = self
-            .record_all(&[
-                Event::new(
-                    at,
-                    actor.clone(),
-                    EventKind::RequestCreated(created.clone()),
-                ),
-                Event::new(
-                    at,
-                    actor.clone(),
-                    EventKind::GrantIssued(Box::new(grant.clone())),
-                ),
-            ])
-            .await?;
+        // The events own the request and the grant (no copies); what follows reads them
+        // back from there.
+        let events = [
+            Event::new(at, actor.clone(), EventKind::RequestCreated(created)),
+            Event::new(
+                at,
+                actor.clone(),
+                EventKind::GrantIssued(Box::new(grant)),
+            ),
+        ];
+        let first = self.record_all(&events).await?;
         self.metrics.issued_in(started.elapsed());
-        self.issued(&created, &grant, &signed, first + 1, &actor)
+        let [created, grant] = &events;
+        match (&created.kind, &grant.kind) {
+            (EventKind::RequestCreated(created), EventKind::GrantIssued(grant)) => {
+                self.issued(created, grant, &signed, first + 1, &actor)
+            }
+            _ => Err(Error::Internal(
+                "the events of an issuance changed kind".into(),
+            )),
+        }
     }
 
     /// Signs the certificate of request `id` as `created` describes it, for `key`: the
@@ -108,7 +113,8 @@ impl Service {
         // back or forked until an administrator acknowledges it.
         self.check_not_halted()?;
         // Revoked while the request waited for approvals.
-        self.refuse_revoked_key(key)?;
+        let key_fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        self.refuse_revoked_fingerprint(&key_fingerprint)?;
         let mut extensions = created.extensions.clone();
         if self
             .policy()
@@ -123,7 +129,7 @@ impl Service {
             serial: 0,
             key_id: String::new(),
             ca_fingerprint: self.ca.signing_fingerprint(),
-            key_fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+            key_fingerprint,
             principals: created.principals.clone(),
             hosts: created.hosts.clone(),
             command: created.command.clone(),
@@ -161,23 +167,36 @@ impl Service {
             .certificate
             .to_openssh()
             .map_err(|e| Error::Internal(format!("encoding certificate: {e}")))?;
-        tracing::info!(
-            request = %id,
-            grant = %grant.grant_id,
-            serial = grant.serial,
-            key_id = %grant.key_id,
-            requester = %grant.requester,
-            principals = %grant.principals.join(","),
-            hosts = %grant.hosts.join(","),
-            ttl_s = created.ttl_seconds,
-            rule = %grant.rule,
-            tier = %grant.tier,
-            approvers = %grant.approvers.join(","),
-            emergency = grant.emergency,
-            reason = %created.reason,
-            audit_index = index,
-            "certificate issued"
-        );
+        // The audit log (and its syslog line) records the issuance; this line repeats it
+        // for the journal, at info level only when asked (`[log] issuance_lines`): its
+        // formatting and write are a noticeable part of the CPU per certificate.
+        macro_rules! issued_line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    request = %id,
+                    grant = %grant.grant_id,
+                    serial = grant.serial,
+                    key_id = %grant.key_id,
+                    requester = %grant.requester,
+                    principals = %grant.principals.join(","),
+                    hosts = %grant.hosts.join(","),
+                    ttl_s = created.ttl_seconds,
+                    rule = %grant.rule,
+                    tier = %grant.tier,
+                    approvers = %grant.approvers.join(","),
+                    emergency = grant.emergency,
+                    reason = %created.reason,
+                    audit_index = index,
+                    "certificate issued"
+                )
+            };
+        }
+        if self.live.load().issuance_lines {
+            issued_line!(tracing::Level::INFO);
+        } else {
+            issued_line!(tracing::Level::DEBUG);
+        }
         let response = response(grant, certificate);
         {
             let mut kept = self.issued.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,11 +278,15 @@ impl Service {
     /// Refuses `key` if it was revoked for good (`revoke --public-key`): a certificate for
     /// it would be refused by every host's KRL anyway.
     pub(super) fn refuse_revoked_key(&self, key: &PublicKey) -> Result<(), Error> {
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        match self.state().revoked_keys.get(&fingerprint) {
+        self.refuse_revoked_fingerprint(&key.fingerprint(HashAlg::Sha256).to_string())
+    }
+
+    /// [`refuse_revoked_key`](Self::refuse_revoked_key) by the key's `SHA256:` fingerprint.
+    fn refuse_revoked_fingerprint(&self, fingerprint: &str) -> Result<(), Error> {
+        match self.state().revoked_keys.get(fingerprint) {
             None => Ok(()),
             Some(r) => Err(Error::KeyRevoked {
-                fingerprint,
+                fingerprint: fingerprint.to_owned(),
                 by: r.by.clone(),
                 at: r.at,
                 reason: r.reason.clone(),

@@ -87,6 +87,8 @@ pub struct Live {
     owners: HashMap<String, String>,
     /// The client configuration approvers are told to use (`[notifications] client_config`).
     client_config: Option<String>,
+    /// A `certificate issued` line per certificate at info level (`[log] issuance_lines`).
+    issuance_lines: bool,
 }
 
 impl Live {
@@ -101,6 +103,7 @@ impl Live {
                 .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
                 .collect(),
             client_config: config.notifications.client_config.clone(),
+            issuance_lines: config.log.issuance_lines,
         }
     }
 }
