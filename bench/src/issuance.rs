@@ -138,13 +138,14 @@ impl Bench {
         self.daemon.pid()
     }
 
-    /// Stops the daemon; returns its log's line count and the syslog lines received.
-    fn stop(mut self) -> (usize, u64) {
+    /// Stops the daemon; returns its log's line count, the syslog lines received and the
+    /// directory of its setup (removed when dropped).
+    fn stop(mut self) -> (usize, u64, TempDir) {
         self.daemon.stop();
         let lines = std::fs::read_to_string(&self.log)
             .map(|t| t.lines().count())
             .unwrap_or(0);
-        (lines, self.syslog.stop())
+        (lines, self.syslog.stop(), self.dir)
     }
 }
 
@@ -290,7 +291,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
     }
     let setup = bench.setup();
     let daemon_pid = bench.pid();
-    let (log_lines, syslog_lines) = bench.stop();
+    let (log_lines, syslog_lines, _dir) = bench.stop();
 
     // The baselines run with the daemon stopped: they have the machine to themselves.
     let limit = limit(&setup, o.limit_for)?;
@@ -636,7 +637,7 @@ pub async fn soak(s: &Soak, emit: &mut dyn FnMut(&str)) -> Result<(), String> {
         ms(percentile(&all, 0.99)),
         ms(all.last().copied().unwrap_or_default()),
     ));
-    let (log_lines, syslog_lines) = bench.stop();
+    let (log_lines, syslog_lines, _) = bench.stop();
     emit(&format!(
         "daemon: {log_lines} lines in its log, {syslog_lines} syslog lines received\n"
     ));

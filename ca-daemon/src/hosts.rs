@@ -499,7 +499,11 @@ mod tests {
             .collect();
         assert_eq!(
             logged,
-            [&open.record_id, &warn.record_id, &close.record_id]
+            [
+                open.record_id.as_str(),
+                warn.record_id.as_str(),
+                close.record_id.as_str()
+            ]
         );
         // Delivered again (a lost answer): all duplicates, nothing written.
         let again = hosts
