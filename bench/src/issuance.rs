@@ -437,7 +437,11 @@ fn ssh_keygen_batch(setup: &Path, keys: &[PathBuf]) -> Result<Series, String> {
     for chunk in keys.chunks(500) {
         ssh_keygen(&ca, chunk)?;
     }
-    Ok(baseline("ssh-keygen -s, 500 keys per process", keys.len(), start))
+    Ok(baseline(
+        "ssh-keygen -s, 500 keys per process",
+        keys.len(),
+        start,
+    ))
 }
 
 /// `ssh-keygen -s` once per key: what a CA that forks a signer per request costs.
@@ -521,24 +525,11 @@ pub async fn soak(s: &Soak, emit: &mut dyn FnMut(&str)) -> Result<(), String> {
     emit(&format!(
         "soak: {:.0} requests/s for {:?}, certificates of {:?}, open loop (latency from each \
          request's scheduled time), at most {} in flight; daemon pid {pid}\n",
-        s.rate,
-        s.duration,
-        s.ttl,
-        s.max_in_flight
+        s.rate, s.duration, s.ttl, s.max_in_flight
     ));
     emit(&format!(
         "{:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11}\n",
-        "time",
-        "sent",
-        "ok",
-        "failed",
-        "ok/s",
-        "p50",
-        "p99",
-        "max",
-        "RSS",
-        "CPU",
-        "CPU/cert"
+        "time", "sent", "ok", "failed", "ok/s", "p50", "p99", "max", "RSS", "CPU", "CPU/cert"
     ));
     let window = Arc::new(Mutex::new(Window::default()));
     let in_flight = Arc::new(AtomicUsize::new(0));

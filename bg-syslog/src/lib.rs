@@ -556,7 +556,11 @@ mod tests {
         let got = drain(&sock);
         // Each line either reached the socket or was counted as dropped.
         assert_eq!(got.len() as u64 + log.dropped(), sent);
-        assert!(refused > 0 && log.dropped() >= refused, "{refused} {}", log.dropped());
+        assert!(
+            refused > 0 && log.dropped() >= refused,
+            "{refused} {}",
+            log.dropped()
+        );
         // What arrived is in order.
         let numbers: Vec<u64> = got
             .iter()

@@ -44,7 +44,11 @@ impl Setup {
             "syslog_socket = \"no-syslog.sock\"",
         );
         // The issuance line is at info level only when asked; more `[log]` keys follow.
-        std::fs::write(s.config(), format!("{config}\n[log]\nissuance_lines = true\n")).unwrap();
+        std::fs::write(
+            s.config(),
+            format!("{config}\n[log]\nissuance_lines = true\n"),
+        )
+        .unwrap();
         s
     }
 

@@ -80,11 +80,7 @@ impl Service {
         // back from there.
         let events = [
             Event::new(at, actor.clone(), EventKind::RequestCreated(created)),
-            Event::new(
-                at,
-                actor.clone(),
-                EventKind::GrantIssued(Box::new(grant)),
-            ),
+            Event::new(at, actor.clone(), EventKind::GrantIssued(Box::new(grant))),
         ];
         let first = self.record_all(&events).await?;
         self.metrics.issued_in(started.elapsed());
