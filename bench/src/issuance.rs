@@ -208,6 +208,12 @@ impl SyslogSink {
     }
 }
 
+impl Drop for SyslogSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// `n` fresh Ed25519 user keys, in OpenSSH text.
 fn user_keys(n: usize) -> Result<Vec<String>, String> {
     (0..n)
