@@ -51,6 +51,7 @@ pub mod request;
 pub mod revocation;
 pub mod server;
 pub mod service;
+pub mod snapshot;
 pub mod state;
 pub mod systemd;
 pub mod tls;
