@@ -35,6 +35,7 @@ pub mod certificate;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod history;
 pub mod hosts;
 pub mod identity;
 pub mod init;

@@ -27,7 +27,10 @@ use crate::policy::EMERGENCY_WINDOW;
 
 mod expiry;
 
-pub use self::expiry::{Held, release_of_grant, release_of_request};
+pub use self::expiry::{
+    GRANT_KEEP_AFTER_EXPIRY_MS, Held, ORPHAN_KEEP_MS, RECORD_KEEP_MS,
+    REQUEST_KEEP_AFTER_DEADLINE_MS, release_of_grant, release_of_request,
+};
 
 /// Where a request stands.
 #[derive(Clone, Debug, PartialEq, Eq)]

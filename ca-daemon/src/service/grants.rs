@@ -213,17 +213,12 @@ impl Service {
         {
             return Some(c);
         }
-        let (grant, public_key) = {
-            let st = self.state();
-            let r = st.requests.get(&id)?;
-            let RequestStatus::Issued(g) = r.status else {
-                return None;
-            };
-            (
-                st.grants.get(&g)?.issued.clone(),
-                r.created.public_key.clone(),
-            )
+        let r = self.request_anytime(id)?;
+        let RequestStatus::Issued(g) = r.status else {
+            return None;
         };
+        let grant = self.grant_anytime(g)?.0.issued;
+        let public_key = r.created.public_key;
         if grant.ca_fingerprint != self.ca.signing_fingerprint() {
             return None;
         }

@@ -49,11 +49,13 @@ impl Kept {
     }
 
     /// Number of certificates kept.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_request.len()
     }
 
     /// True when none is kept.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_request.is_empty()
     }

@@ -128,9 +128,8 @@ impl Service {
         who: Option<&Caller>,
     ) -> Result<RequestInfo, Error> {
         let (_, at) = now();
-        let st = self.state();
-        let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
-        Ok(self.info(r, who, at))
+        let r = self.request_anytime(id).ok_or(Error::NoRequest(id))?;
+        Ok(self.info(&r, who, at))
     }
 
     /// Who may see a request: its requester, its tier's approvers and reviewers.
@@ -146,10 +145,9 @@ impl Service {
     pub async fn get(&self, who: &Caller, id: RequestId) -> Result<RequestInfo, Error> {
         let (_, at) = now();
         let refused = {
-            let st = self.state();
-            let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
-            if self.may_see(who, r) {
-                return Ok(self.info(r, Some(who), at));
+            let r = self.request_anytime(id).ok_or(Error::NoRequest(id))?;
+            if self.may_see(who, &r) {
+                return Ok(self.info(&r, Some(who), at));
             }
             Error::MayNotSee {
                 identity: who.identity.clone(),
@@ -188,10 +186,9 @@ impl Service {
     ) -> Result<RequestCertificateResponse, Error> {
         let info = {
             let (_, at) = now();
-            let st = self.state();
-            let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
+            let r = self.request_anytime(id).ok_or(Error::NoRequest(id))?;
             if self.same_person(who, &r.created.requester) {
-                Ok(self.info(r, Some(who), at))
+                Ok(self.info(&r, Some(who), at))
             } else {
                 Err(Error::OnlyRequester {
                     requester: r.created.requester.clone(),
@@ -217,10 +214,8 @@ impl Service {
         id: RequestId,
     ) -> Result<mpsc::Receiver<Result<RequestUpdate, Status>>, Error> {
         let requester = self
-            .state()
-            .requests
-            .get(&id)
-            .map(|r| r.created.requester.clone())
+            .request_anytime(id)
+            .map(|r| r.created.requester)
             .ok_or(Error::NoRequest(id))?;
         if !self.same_person(who, &requester) {
             let e = Error::OnlyRequester {

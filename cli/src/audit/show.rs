@@ -169,17 +169,7 @@ impl Filter {
     }
 
     fn request_of(e: &Event) -> Option<RequestId> {
-        match &e.kind {
-            EventKind::RequestCreated(r) => Some(r.request_id),
-            EventKind::ApprovalAdded(r) => Some(r.request_id),
-            EventKind::RequestDenied(r) => Some(r.request_id),
-            EventKind::RequestExpired(r) => Some(r.request_id),
-            EventKind::RequestCancelled(r) => Some(r.request_id),
-            EventKind::GrantIssued(g) => Some(g.request_id),
-            EventKind::RequestRefused(r) => r.request_id,
-            EventKind::ActionRefused(a) => a.target.parse().ok(),
-            _ => None,
-        }
+        e.kind.request_id()
     }
 
     /// The identity a refusal event is about.
