@@ -200,7 +200,7 @@ impl Daemon {
             intercept.clone(),
         );
         let audit_api = AuditServer::with_interceptor(
-            AuditApi::new(self.service.audit.clone()),
+            AuditApi::new(self.service.audit.clone(), self.service.history().clone()),
             intercept.clone(),
         );
         let host_api = HostAgentServer::with_interceptor(
