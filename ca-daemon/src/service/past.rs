@@ -11,6 +11,7 @@ use breakglass_proto::profile::GrantId;
 use tokio::sync::watch;
 
 use super::Service;
+use crate::error::{Error, NothingToRevoke};
 use crate::history::{History, Subject};
 use crate::state::{Grant, RECORD_KEEP_MS, Request};
 
@@ -102,5 +103,45 @@ impl Service {
                 .history
                 .events_of(&Subject::Grant(id))
                 .is_ok_and(|evs| evs.iter().any(|(_, e)| matches!(&e.kind, EventKind::GrantIssued(g) if g.grant_id == id)))
+    }
+
+    /// A revocation's selection ([`crate::revocation`]) completed with what the state no
+    /// longer holds: a grant id or serial of an evicted grant is an expired grant (nothing
+    /// to revoke), and a public key whose grants all left memory selects its newest grant
+    /// (so that the key itself can still be revoked).
+    pub(crate) fn select_evicted(
+        &self,
+        selected: Result<Vec<GrantId>, Error>,
+    ) -> Result<Vec<GrantId>, Error> {
+        match selected {
+            Err(Error::NothingToRevoke(NothingToRevoke::NoGrant(what))) => {
+                match what.parse::<GrantId>() {
+                    Ok(grant) if self.grant_known(grant) => Err(Error::GrantExpired { grant, what }),
+                    _ => Err(Error::NothingToRevoke(NothingToRevoke::NoGrant(what))),
+                }
+            }
+            Err(Error::NothingToRevoke(NothingToRevoke::NoSerial(n))) => {
+                let issued = self.history.events_of(&Subject::Serial(n)).ok().and_then(|evs| {
+                    evs.into_iter().find_map(|(_, e)| match &e.kind {
+                        EventKind::GrantIssued(g) if g.serial == n => Some(g.grant_id),
+                        _ => None,
+                    })
+                });
+                match issued {
+                    Some(grant) => Err(Error::GrantExpired {
+                        grant,
+                        what: format!("serial {n}"),
+                    }),
+                    None => Err(Error::NothingToRevoke(NothingToRevoke::NoSerial(n))),
+                }
+            }
+            Err(Error::NothingToRevoke(NothingToRevoke::NeverIssued(fp))) => {
+                match self.history.newest_grant_of_key(&fp) {
+                    Ok(Some(g)) => Ok(vec![g]),
+                    _ => Err(Error::NothingToRevoke(NothingToRevoke::NeverIssued(fp))),
+                }
+            }
+            other => other,
+        }
     }
 }
