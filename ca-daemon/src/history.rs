@@ -226,12 +226,25 @@ impl History {
     /// then indexes the leaves not indexed yet, sealing each whole chunk into a file.
     /// Blocking: call it off the async workers.
     pub fn catch_up(&self) -> Result<u64, AuditError> {
-        let mut ix = self.lock();
-        if !ix.loaded {
-            self.load(&mut ix);
-        }
-        let end = self.log.size();
-        while ix.upto < end {
+        // One batch per lock: a long rebuild does not shut out the reads it serves.
+        loop {
+            let mut ix = self.lock();
+            if !ix.loaded {
+                self.load(&mut ix);
+            }
+            let sealed = ix.chunks.last().map_or(0, |c| c.first + c.leaves);
+            if ix.upto == sealed + self.chunk
+                && let Err(e) = self.seal(&mut ix)
+            {
+                // Kept in memory; indexing waits at the chunk's end until it is written
+                // (reads scan what is not indexed).
+                tracing::warn!(error = %e, "history index file not written; retrying later");
+                return Ok(ix.upto);
+            }
+            let end = self.log.size();
+            if ix.upto >= end {
+                return Ok(ix.upto);
+            }
             let to = end
                 .min(ix.upto + MAX_ENTRIES_PER_READ)
                 .min((ix.upto / self.chunk + 1) * self.chunk);
@@ -243,15 +256,7 @@ impl History {
                 }
                 ix.upto = i + 1;
             }
-            if ix.upto % self.chunk == 0 {
-                if let Err(e) = self.seal(&mut ix) {
-                    // The tail stays in memory and is sealed at the next catch-up.
-                    tracing::warn!(error = %e, "history index file not written; kept in memory");
-                    break;
-                }
-            }
         }
-        Ok(ix.upto)
     }
 
     /// Loads the chunk files that are whole, undamaged and of this log, in order; removes
@@ -417,6 +422,20 @@ impl History {
                 .map_err(|e| AuditError::io(&self.dir, e))?;
         }
         out.extend(ix.tail.iter().filter(|(k, _)| *k == key).map(|(_, l)| *l));
+        let upto = ix.upto;
+        drop(ix);
+        // What is not indexed (appended since, or waiting for its index file) is scanned.
+        let end = self.log.size();
+        let mut at = upto;
+        while at < end {
+            let to = end.min(at + MAX_ENTRIES_PER_READ);
+            for (i, e) in self.log.events(at, to)? {
+                if subjects(&e).iter().any(|s| s.key() == key) {
+                    out.insert(i);
+                }
+            }
+            at = to;
+        }
         Ok(out)
     }
 

@@ -104,7 +104,7 @@ pub(super) fn parse_audit(
             format!("{max_batch} is outside 1 to 65536"),
         ));
     }
-    let snapshot_every_events = raw.snapshot_every_events.unwrap_or(100_000);
+    let snapshot_every_events = raw.snapshot_every_events.unwrap_or(1_000_000);
     if snapshot_every_events > 1_000_000_000 {
         return Err(err(
             "audit.snapshot_every_events",
