@@ -150,7 +150,8 @@ async fn a_daemon_restarted_from_its_snapshot_serves_the_same_views() {
     let snap_path = snapshot::path(&d.path().join("audit"));
     let bytes = std::fs::read(&snap_path).expect("a snapshot was written at shutdown");
     let snap = snapshot::decode(&bytes).expect("the snapshot decodes");
-    assert!(snap.size >= 10, "snapshot at log size {}", snap.size);
+    // 3 x (created + issued), 2 created, 1 denied.
+    assert!(snap.size >= 9, "snapshot at log size {}", snap.size);
     assert_eq!(snap.state.pending.len(), 1);
     assert_eq!(snap.state.grants.len(), 3);
     d.resume().await;
