@@ -112,7 +112,16 @@ pub async fn run(o: &Options) -> Result<String, String> {
     let rss0 = rss_kib();
     let mut out = format!(
         "state-bench: {} certificates of {}s, concurrency {}\n{:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}\n",
-        o.count, ttl, o.concurrency, "issued", "secs", "certs/s", "RSS MiB", "grants", "requests", "serials"
+        o.count,
+        ttl,
+        o.concurrency,
+        "issued",
+        "secs",
+        "certs/s",
+        "RSS MiB",
+        "grants",
+        "requests",
+        "serials"
     );
     print!("{out}");
     let mut mark = 0;

@@ -326,7 +326,10 @@ impl History {
         }
         let (f, leaves) = (u64_at(12), u64_at(20));
         if f != first || leaves != self.chunk {
-            return Err(format!("covers {f}+{leaves}, expected {first}+{}", self.chunk));
+            return Err(format!(
+                "covers {f}+{leaves}, expected {first}+{}",
+                self.chunk
+            ));
         }
         let root = &content[28..60];
         let end = first + leaves;
@@ -512,9 +515,10 @@ impl History {
     pub fn request(&self, id: RequestId) -> Result<Option<(Request, Option<Grant>)>, AuditError> {
         let mut leaves = self.leaves(&Subject::Request(id))?;
         let grant = self
-            .events_at(leaves.iter().copied(), |e| {
-                matches!(&e.kind, EventKind::GrantIssued(g) if g.request_id == id)
-            })?
+            .events_at(
+                leaves.iter().copied(),
+                |e| matches!(&e.kind, EventKind::GrantIssued(g) if g.request_id == id),
+            )?
             .into_iter()
             .find_map(|(_, e)| e.kind.grant_id());
         if let Some(g) = grant {
@@ -535,9 +539,10 @@ impl History {
     pub fn grant(&self, id: GrantId) -> Result<Option<(Grant, Option<Request>)>, AuditError> {
         let mut leaves = self.leaves(&Subject::Grant(id))?;
         let request = self
-            .events_at(leaves.iter().copied(), |e| {
-                matches!(&e.kind, EventKind::GrantIssued(g) if g.grant_id == id)
-            })?
+            .events_at(
+                leaves.iter().copied(),
+                |e| matches!(&e.kind, EventKind::GrantIssued(g) if g.grant_id == id),
+            )?
             .into_iter()
             .find_map(|(_, e)| e.kind.request_id());
         if let Some(r) = request {

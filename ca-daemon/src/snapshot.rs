@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use breakglass_proto::audit::merkle::leaf_hash;
 use breakglass_proto::audit::Hash;
+use breakglass_proto::audit::merkle::leaf_hash;
 use tokio::sync::watch;
 
 use crate::audit::{AuditError, AuditLog, LeafIndex, MAX_ENTRIES_PER_READ};
@@ -265,8 +265,9 @@ pub fn run_periodic(
             }
             let size = svc.state().events;
             let by_count = every.events > 0 && size.saturating_sub(last_size) >= every.events;
-            let by_time =
-                !every.interval.is_zero() && size > last_size && last_at.elapsed() >= every.interval;
+            let by_time = !every.interval.is_zero()
+                && size > last_size
+                && last_at.elapsed() >= every.interval;
             if !(by_count || by_time) {
                 continue;
             }

@@ -131,9 +131,13 @@ async fn a_daemon_restarted_from_its_snapshot_serves_the_same_views() {
         ..RequestMode::default()
     };
     for _ in 0..2 {
-        match request(&d.target("sre"), &args(keys.path(), "web-1.staging.example"), no_wait)
-            .await
-            .expect("created")
+        match request(
+            &d.target("sre"),
+            &args(keys.path(), "web-1.staging.example"),
+            no_wait,
+        )
+        .await
+        .expect("created")
         {
             RequestResult::Pending(i) => requests.push(i.request_id.clone()),
             RequestResult::Issued(o) => panic!("issued at once: {}", o.response.grant_id),
@@ -156,7 +160,10 @@ async fn a_daemon_restarted_from_its_snapshot_serves_the_same_views() {
     assert_eq!(snap.state.grants.len(), 3);
     d.resume().await;
     let after = views(&d, &requests, &grants).await;
-    assert_eq!(before, after, "views differ after a restart from the snapshot");
+    assert_eq!(
+        before, after,
+        "views differ after a restart from the snapshot"
+    );
 
     // A damaged snapshot is ignored: the log is replayed, the views are the same.
     d.pause().await;
@@ -222,7 +229,9 @@ async fn audit_show_by_grant_and_since_is_filtered_by_the_daemon() {
 
     // `audit show --grant` prints exactly the lines of the whole log filtered by the CLI.
     let all = d.cli_ok("auditor", &["audit", "show"]).await;
-    let mine = d.cli_ok("auditor", &["audit", "show", "--grant", &grants[2]]).await;
+    let mine = d
+        .cli_ok("auditor", &["audit", "show", "--grant", &grants[2]])
+        .await;
     let expected: Vec<&str> = all
         .lines()
         .filter(|l| l.contains(&grants[2]) || mine.lines().any(|m| m == *l))
@@ -231,10 +240,15 @@ async fn audit_show_by_grant_and_since_is_filtered_by_the_daemon() {
     assert_eq!(mine.lines().collect::<Vec<_>>(), expected);
     // `--since` in the future: nothing; an hour ago: everything.
     let none = d
-        .cli_ok("auditor", &["audit", "show", "--since", "2100-01-01T00:00:00Z"])
+        .cli_ok(
+            "auditor",
+            &["audit", "show", "--since", "2100-01-01T00:00:00Z"],
+        )
         .await;
     assert_eq!(none.trim(), "");
-    let hour = d.cli_ok("auditor", &["audit", "show", "--since", "1h"]).await;
+    let hour = d
+        .cli_ok("auditor", &["audit", "show", "--since", "1h"])
+        .await;
     assert_eq!(hour, all);
     d.stop().await;
 }

@@ -53,7 +53,14 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(&o)) {
         Ok(summary) => {
-            print!("{}", summary.lines().last().map(|l| format!("{l}\n")).unwrap_or_default());
+            print!(
+                "{}",
+                summary
+                    .lines()
+                    .last()
+                    .map(|l| format!("{l}\n"))
+                    .unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -123,7 +123,11 @@ fn lookups_find_every_event_of_a_subject_across_files_and_tail() {
     fill(&log, &all);
     let h = History::with_chunk(log.clone(), tmp.path(), 16);
     assert_eq!(h.catch_up().unwrap(), 201);
-    assert_eq!(index_files(tmp.path()).len(), 12, "201 leaves = 12 files of 16 + a tail");
+    assert_eq!(
+        index_files(tmp.path()).len(),
+        12,
+        "201 leaves = 12 files of 16 + a tail"
+    );
     for subject in [
         Subject::Grant(GrantId(7)),
         Subject::Request(RequestId(49)),
@@ -138,12 +142,22 @@ fn lookups_find_every_event_of_a_subject_across_files_and_tail() {
             .filter(|(_, e)| subject.matches(e))
             .map(|(i, _)| i as u64)
             .collect();
-        let found: Vec<u64> = h.events_of(&subject).unwrap().into_iter().map(|(i, _)| i).collect();
+        let found: Vec<u64> = h
+            .events_of(&subject)
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
         assert!(!expected.is_empty());
         assert_eq!(found, expected, "{subject:?}");
     }
     // The story of grant 7: its request, issuance, session and the late revocation.
-    let story: Vec<u64> = h.grant_story(GrantId(7)).unwrap().into_iter().map(|(i, _)| i).collect();
+    let story: Vec<u64> = h
+        .grant_story(GrantId(7))
+        .unwrap()
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
     assert_eq!(story, vec![28, 29, 30, 200]);
     // Since a time: only the ranges that may hold later events are read.
     let since = Timestamp(T0 + 400_000);
@@ -153,7 +167,10 @@ fn lookups_find_every_event_of_a_subject_across_files_and_tail() {
     assert!(covered < 201);
     for (i, e) in all.iter().enumerate() {
         if e.time >= since {
-            assert!(ranges.iter().any(|(a, b)| (*a..*b).contains(&(i as u64))), "{i} missed");
+            assert!(
+                ranges.iter().any(|(a, b)| (*a..*b).contains(&(i as u64))),
+                "{i} missed"
+            );
         }
     }
     log.shutdown_blocking();
@@ -166,7 +183,11 @@ fn a_damaged_missing_or_foreign_index_file_is_rebuilt_and_answers_stay_right() {
     let all = events();
     fill(&log, &all);
     let grant7 = |h: &History| -> Vec<u64> {
-        h.events_of(&Subject::Grant(GrantId(7))).unwrap().into_iter().map(|(i, _)| i).collect()
+        h.events_of(&Subject::Grant(GrantId(7)))
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect()
     };
     let good = grant7(&History::with_chunk(log.clone(), tmp.path(), 16));
     assert_eq!(good, vec![29, 30, 200]);
@@ -175,22 +196,43 @@ fn a_damaged_missing_or_foreign_index_file_is_rebuilt_and_answers_stay_right() {
     let mut bytes = std::fs::read(&files[1]).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&files[1], &bytes).unwrap();
-    assert_eq!(grant7(&History::with_chunk(log.clone(), tmp.path(), 16)), good);
-    assert_eq!(std::fs::read(&files[1]).unwrap().len(), bytes.len(), "rewritten");
+    assert_eq!(
+        grant7(&History::with_chunk(log.clone(), tmp.path(), 16)),
+        good
+    );
+    assert_eq!(
+        std::fs::read(&files[1]).unwrap().len(),
+        bytes.len(),
+        "rewritten"
+    );
     // Missing.
     std::fs::remove_file(&files[0]).unwrap();
-    assert_eq!(grant7(&History::with_chunk(log.clone(), tmp.path(), 16)), good);
+    assert_eq!(
+        grant7(&History::with_chunk(log.clone(), tmp.path(), 16)),
+        good
+    );
     // Foreign: the index of another log (other events) in its place.
     let other = tempfile::tempdir().unwrap();
     let olog = open_log(other.path(), 2);
     let mut shifted = all.clone();
     shifted.rotate_left(3);
     fill(&olog, &shifted);
-    History::with_chunk(olog.clone(), other.path(), 16).catch_up().unwrap();
+    History::with_chunk(olog.clone(), other.path(), 16)
+        .catch_up()
+        .unwrap();
     for f in index_files(other.path()) {
-        std::fs::copy(&f, tmp.path().join(super::HISTORY_DIR).join(f.file_name().unwrap())).unwrap();
+        std::fs::copy(
+            &f,
+            tmp.path()
+                .join(super::HISTORY_DIR)
+                .join(f.file_name().unwrap()),
+        )
+        .unwrap();
     }
-    assert_eq!(grant7(&History::with_chunk(log.clone(), tmp.path(), 16)), good);
+    assert_eq!(
+        grant7(&History::with_chunk(log.clone(), tmp.path(), 16)),
+        good
+    );
     olog.shutdown_blocking();
     log.shutdown_blocking();
 }
@@ -228,7 +270,10 @@ fn an_evicted_grant_is_read_back_from_the_log_as_it_was() {
     assert!(g.unwrap().revoked.is_some());
     assert!(h.has_record("rec-3").unwrap());
     assert!(!h.has_record("rec-none").unwrap());
-    assert_eq!(h.newest_grant_of_key("SHA256:key1").unwrap(), Some(GrantId(49)));
+    assert_eq!(
+        h.newest_grant_of_key("SHA256:key1").unwrap(),
+        Some(GrantId(49))
+    );
     assert_eq!(h.emergency_grants().unwrap().len(), 5);
     assert!(h.grant(GrantId(77)).unwrap().is_none());
     log.shutdown_blocking();

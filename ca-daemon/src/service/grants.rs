@@ -176,10 +176,11 @@ impl Service {
             "certificate issued"
         );
         let response = response(grant, certificate);
-        self.issued
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keep(id, response.clone(), secs(now().1));
+        self.issued.lock().unwrap_or_else(|p| p.into_inner()).keep(
+            id,
+            response.clone(),
+            secs(now().1),
+        );
         // Woken watchers find the certificate now that it is kept.
         self.changes.send_modify(|n| *n += 1);
         let kind = if grant.emergency {

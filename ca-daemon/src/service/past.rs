@@ -102,7 +102,11 @@ impl Service {
             || self
                 .history
                 .events_of(&Subject::Grant(id))
-                .is_ok_and(|evs| evs.iter().any(|(_, e)| matches!(&e.kind, EventKind::GrantIssued(g) if g.grant_id == id)))
+                .is_ok_and(|evs| {
+                    evs.iter().any(
+                        |(_, e)| matches!(&e.kind, EventKind::GrantIssued(g) if g.grant_id == id),
+                    )
+                })
     }
 
     /// A revocation's selection ([`crate::revocation`]) completed with what the state no
@@ -116,17 +120,23 @@ impl Service {
         match selected {
             Err(Error::NothingToRevoke(NothingToRevoke::NoGrant(what))) => {
                 match what.parse::<GrantId>() {
-                    Ok(grant) if self.grant_known(grant) => Err(Error::GrantExpired { grant, what }),
+                    Ok(grant) if self.grant_known(grant) => {
+                        Err(Error::GrantExpired { grant, what })
+                    }
                     _ => Err(Error::NothingToRevoke(NothingToRevoke::NoGrant(what))),
                 }
             }
             Err(Error::NothingToRevoke(NothingToRevoke::NoSerial(n))) => {
-                let issued = self.history.events_of(&Subject::Serial(n)).ok().and_then(|evs| {
-                    evs.into_iter().find_map(|(_, e)| match &e.kind {
-                        EventKind::GrantIssued(g) if g.serial == n => Some(g.grant_id),
-                        _ => None,
-                    })
-                });
+                let issued = self
+                    .history
+                    .events_of(&Subject::Serial(n))
+                    .ok()
+                    .and_then(|evs| {
+                        evs.into_iter().find_map(|(_, e)| match &e.kind {
+                            EventKind::GrantIssued(g) if g.serial == n => Some(g.grant_id),
+                            _ => None,
+                        })
+                    });
                 match issued {
                     Some(grant) => Err(Error::GrantExpired {
                         grant,

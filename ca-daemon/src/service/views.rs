@@ -312,7 +312,9 @@ impl Service {
                         .filter(|(g, _)| !held.contains(&g.issued.grant_id) && may_review(g))
                         .map(|(g, r)| (g.issued.grant_id, review_item(g, r.as_ref()))),
                 ),
-                Err(e) => tracing::error!(error = %e, "reading emergency grants from the audit log failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading emergency grants from the audit log failed")
+                }
             }
         }
         items.sort_by_key(|(g, _)| *g);

@@ -136,7 +136,10 @@ impl Enc {
         Ok(())
     }
     fn grant(&mut self, g: &Grant) -> Result<(), String> {
-        self.event(g.issued_at, EventKind::GrantIssued(Box::new(g.issued.clone())))?;
+        self.event(
+            g.issued_at,
+            EventKind::GrantIssued(Box::new(g.issued.clone())),
+        )?;
         self.u64(g.index);
         self.opt(g.revoked.as_ref(), |e, (by, reason, at)| {
             e.actor(by);
@@ -519,10 +522,7 @@ pub(super) fn decode_state(buf: &[u8]) -> Result<State, DecodeError> {
     }
     st.clock = d.u64()?;
     if d.pos != buf.len() {
-        return Err(format!(
-            "{} bytes left after the state",
-            buf.len() - d.pos
-        ));
+        return Err(format!("{} bytes left after the state", buf.len() - d.pos));
     }
     Ok(st)
 }

@@ -8,9 +8,9 @@ use std::path::Path;
 use breakglass_proto::audit::ed25519_dalek::SigningKey;
 use breakglass_proto::audit::event::{
     ActionRefused, ApprovalAdded, DrillReported, EndReason, GrantIssued, GrantReviewed,
-    GrantRevoked, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged,
-    RefusalKind, RefusalsLimited, RequestCancelled, RequestCreated, RequestDenied,
-    RequestExpired, ReviewVerdict, SessionClosed, SessionEnded, SessionOpened, SessionRef,
+    GrantRevoked, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged, RefusalKind,
+    RefusalsLimited, RequestCancelled, RequestCreated, RequestDenied, RequestExpired,
+    ReviewVerdict, SessionClosed, SessionEnded, SessionOpened, SessionRef,
 };
 use breakglass_proto::audit::{Actor, Event, EventKind, NoteSigner, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
@@ -107,12 +107,7 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
             request_id: RequestId(id),
             reason: String::new(),
         }),
-        5 => EventKind::GrantIssued(Box::new(issued(
-            id,
-            at,
-            60 + u64::from(b) * 5,
-            b % 5 == 0,
-        ))),
+        5 => EventKind::GrantIssued(Box::new(issued(id, at, 60 + u64::from(b) * 5, b % 5 == 0))),
         6 => EventKind::GrantRevoked(GrantRevoked {
             grant_id: GrantId(id),
             serial: 1000 + id,
@@ -262,11 +257,11 @@ proptest! {
 fn an_expired_grant_leaves_memory_and_its_request_and_serial_with_it() {
     let mut events = vec![
         event(0, 1, 1, T0, 0),
-        event(5, 1, 1, T0 + 1000, 1),  // 65 s certificate
-        event(0, 2, 5, T0 + 2000, 2),  // an emergency request
-        event(5, 2, 5, T0 + 3000, 3),  // its emergency grant, 85 s
-        event(6, 1, 1, T0 + 4000, 4),  // grant 1 revoked
-        event(0, 3, 1, T0 + 5000, 5),  // a request left pending
+        event(5, 1, 1, T0 + 1000, 1), // 65 s certificate
+        event(0, 2, 5, T0 + 2000, 2), // an emergency request
+        event(5, 2, 5, T0 + 3000, 3), // its emergency grant, 85 s
+        event(6, 1, 1, T0 + 4000, 4), // grant 1 revoked
+        event(0, 3, 1, T0 + 5000, 5), // a request left pending
     ];
     let st = replayed(&events);
     assert_eq!(st.grants.len(), 2);
@@ -279,13 +274,19 @@ fn an_expired_grant_leaves_memory_and_its_request_and_serial_with_it() {
     assert!(!st.requests.contains_key(&RequestId(1)));
     assert!(!st.serials.contains_key(&1001));
     assert!(st.revocations.is_empty());
-    assert!(st.grants.contains_key(&GrantId(2)), "unreviewed emergency grant kept");
+    assert!(
+        st.grants.contains_key(&GrantId(2)),
+        "unreviewed emergency grant kept"
+    );
     assert!(st.pending.contains(&RequestId(3)));
     // Reviewed, it stays for the daily emergency count, then leaves.
     events.push(event(7, 2, 2, T0 + 700_000, 7));
     events.push(event(16, 0, 1, T0 + 700_000 + 23 * 3_600_000, 8));
     let st = replayed(&events);
-    assert!(st.grants.contains_key(&GrantId(2)), "kept for the day's count");
+    assert!(
+        st.grants.contains_key(&GrantId(2)),
+        "kept for the day's count"
+    );
     events.push(event(16, 0, 1, T0 + 25 * 3_600_000, 9));
     let st = replayed(&events);
     assert!(st.grants.is_empty());
@@ -305,7 +306,11 @@ fn memory_holds_live_grants_only_however_long_the_history() {
         g.request_id = RequestId(i);
         st.apply(
             2 * i,
-            &Event::new(Timestamp(at), user(0), EventKind::RequestCreated(created(i, at, false))),
+            &Event::new(
+                Timestamp(at),
+                user(0),
+                EventKind::RequestCreated(created(i, at, false)),
+            ),
         );
         st.apply(
             2 * i + 1,
@@ -378,7 +383,12 @@ fn a_damaged_truncated_foreign_or_old_snapshot_is_ignored_and_the_log_replayed()
     // same state, whatever the key).
     let foreign_log = open_log(other.path(), 4);
     fill(&foreign_log, &events[1..81]);
-    let foreign = encode(&replayed(&events[1..81]), 80, &foreign_log.root_at(80).unwrap()).unwrap();
+    let foreign = encode(
+        &replayed(&events[1..81]),
+        80,
+        &foreign_log.root_at(80).unwrap(),
+    )
+    .unwrap();
     foreign_log.shutdown_blocking();
     // Ahead of the log: taken at a size this log does not have.
     let ahead = encode(&full, 500, &[0; 32]).unwrap();
