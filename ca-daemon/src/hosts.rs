@@ -280,13 +280,8 @@ impl HostRecords {
                 }
                 Ok(event) => {
                     let grant = event.kind.grant_id().unwrap_or(NO_GRANT);
-                    let (seen, known) = {
-                        let state = self.service.state();
-                        (
-                            state.host_records.contains(&r.record_id),
-                            state.grants.contains_key(&grant),
-                        )
-                    };
+                    let seen = self.service.host_record_seen(&r.record_id, event.time);
+                    let known = grant != NO_GRANT && self.service.grant_known(grant);
                     result.grant_known = known;
                     if seen || !taken.insert(r.record_id.as_str()) {
                         result.set_status(RecordStatus::Duplicate);

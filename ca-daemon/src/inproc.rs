@@ -123,7 +123,7 @@ impl InProcess {
         Self {
             breakglass: BreakGlassApi(service.clone()),
             revocations: RevocationsApi(daemon.revocations().clone()),
-            audit: AuditApi::new(service.audit.clone()),
+            audit: AuditApi::new(service.audit.clone(), service.history().clone()),
             hosts: HostAgentApi(HostRecords::new(service.clone())),
             witness: WitnessApi(daemon.witness().clone()),
             access: Access::new(daemon.config()),

@@ -189,8 +189,10 @@ impl Revocations {
             let known = revoked_key
                 .as_ref()
                 .is_some_and(|k| st.revoked_keys.contains_key(k));
-            (select(&st, &target, now)?, known)
+            (select(&st, &target, now), known)
         };
+        // What names a grant that left memory (expired) is looked up in the log.
+        let matched = self.svc.select_evicted(matched)?;
         let admin = self.is_admin(who);
         let mut revoked = Vec::new();
         let mut already = Vec::new();

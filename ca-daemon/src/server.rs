@@ -200,7 +200,7 @@ impl Daemon {
             intercept.clone(),
         );
         let audit_api = AuditServer::with_interceptor(
-            AuditApi::new(self.service.audit.clone()),
+            AuditApi::new(self.service.audit.clone(), self.service.history().clone()),
             intercept.clone(),
         );
         let host_api = HostAgentServer::with_interceptor(
@@ -255,6 +255,15 @@ impl Daemon {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Request expiry and notification delivery run until shutdown.
         self.service.start_background(stop_rx.clone());
+        crate::snapshot::run_periodic(
+            self.service.clone(),
+            self.config.audit.dir.clone(),
+            crate::snapshot::Every {
+                events: self.config.audit.snapshot_every_events,
+                interval: self.config.audit.snapshot_every,
+            },
+            stop_rx.clone(),
+        );
         // Publishing the KRL again after a failure, until shutdown.
         self.revocations.start();
         let grace = self.config.server.shutdown_grace;
@@ -354,6 +363,17 @@ impl Daemon {
         }
         // Everything acknowledged is already durable; this lets the writer finish cleanly.
         self.service.audit.shutdown().await;
+        // Every acknowledged event is applied: a snapshot now makes the next start-up
+        // replay nothing.
+        let audit = &self.config.audit;
+        if audit.snapshot_every_events > 0 || !audit.snapshot_every.is_zero() {
+            let (svc, dir) = (self.service.clone(), audit.dir.clone());
+            match tokio::task::spawn_blocking(move || crate::snapshot::take(&svc, &dir)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "state snapshot at shutdown not written"),
+                Err(e) => tracing::warn!(error = %e, "state snapshot at shutdown failed"),
+            }
+        }
         let _ = syslog.await;
         Ok(())
     }
@@ -368,17 +388,15 @@ fn open_audit(cfg: &crate::config::AuditSettings) -> Result<(AuditLog, State), S
     engine.max_batch = cfg.max_batch;
     let log = AuditLog::open(engine, signer)?;
     let started = std::time::Instant::now();
-    let mut state = State::default();
-    for item in log.replay() {
-        let (index, event) = item?;
-        state.apply(index, &event);
-    }
+    let (state, loaded) = crate::snapshot::load_state(&log, &cfg.dir)?;
     tracing::info!(
         events = state.events,
+        snapshot = loaded.snapshot,
+        replayed = loaded.replayed,
         grants = state.grants.len(),
         requests = state.requests.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "state rebuilt from the audit log"
+        "state loaded: snapshot and the audit log after it"
     );
     Ok((log, state))
 }

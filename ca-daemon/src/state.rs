@@ -4,6 +4,15 @@
 //! each event is applied right after the log acknowledged it as durable. So
 //! the state can never hold something the log does not, and a restart
 //! restores it exactly. `apply` is pure: no clock, no I/O.
+//!
+//! Memory follows what decisions need, not the history: every request and grant is
+//! held until a release time ([`State::expiry`], ordered by that time), and evicted once
+//! the log's time (the latest event's) passes it — a grant shortly after its certificate
+//! expired (an emergency one not before it is reviewed and out of the daily count), a
+//! decided request shortly after its approval deadline, an issued one with its grant.
+//! What is evicted stays in the log and is read back through the on-disk index
+//! ([`crate::history`]). Pending requests, live grants, revoked keys, refusal windows and
+//! unacknowledged forks stay.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -14,6 +23,14 @@ use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
 
 use crate::audit::LeafIndex;
+use crate::policy::EMERGENCY_WINDOW;
+
+mod expiry;
+
+pub use self::expiry::{
+    GRANT_KEEP_AFTER_EXPIRY_MS, Held, ORPHAN_KEEP_MS, RECORD_KEEP_MS,
+    REQUEST_KEEP_AFTER_DEADLINE_MS, release_of_grant, release_of_request,
+};
 
 /// Where a request stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +58,7 @@ pub enum RequestStatus {
 }
 
 /// One access request and what happened to it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// The request as created.
     pub created: RequestCreated,
@@ -54,7 +71,7 @@ pub struct Request {
 }
 
 /// One session on a host, assembled from host records.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Session {
     /// Host and session identity (from the first record seen).
     pub host: String,
@@ -75,7 +92,7 @@ pub struct Session {
 }
 
 /// One issued certificate and what happened to it since.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     /// The issuing event.
     pub issued: GrantIssued,
@@ -91,6 +108,8 @@ pub struct Grant {
     pub sessions: BTreeMap<String, Session>,
     /// The drill report of a drill grant: passed, when.
     pub drill_report: Option<(bool, Timestamp)>,
+    /// Leaf index of its (first) revocation event, the key of [`State::revocations`].
+    pub revoked_index: Option<LeafIndex>,
 }
 
 /// A public key revoked for good: in every KRL from now on, and no certificate is
@@ -127,8 +146,8 @@ pub struct LogFork {
     pub log_size: u64,
 }
 
-/// Everything the daemon knows, rebuilt from the log.
-#[derive(Debug, Default)]
+/// Everything the daemon needs to decide, rebuilt from the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
     /// All requests.
     pub requests: BTreeMap<RequestId, Request>,
@@ -163,6 +182,18 @@ pub struct State {
     pub acknowledged_forks: BTreeSet<(u64, [u8; 32])>,
     /// Number of events applied.
     pub events: u64,
+    /// One past the highest leaf index applied: equal to `events` when the state holds
+    /// exactly the log's first `events` entries (see [`State::is_prefix`]).
+    pub top: LeafIndex,
+    /// What leaves memory when: `(release time in Unix ms, what)`, soonest first. Every
+    /// request and grant that is not held for good has exactly one entry.
+    pub expiry: BTreeSet<(u64, Held)>,
+    /// The log's time: the latest event time applied (Unix ms). What is held until before
+    /// it is evicted.
+    pub clock: u64,
+    /// Keep everything (no eviction): for rebuilding one request or grant from its
+    /// events read back from the log.
+    pub keep_history: bool,
 }
 
 /// Length of the window of the per-identity refusal limit (`per_identity_per_hour`).
@@ -192,6 +223,7 @@ impl State {
     /// kept in the log but change nothing here.
     pub fn apply(&mut self, index: LeafIndex, event: &Event) {
         self.events += 1;
+        self.top = self.top.max(index.saturating_add(1));
         let at = event.time;
         match &event.kind {
             EventKind::RequestCreated(r) => {
@@ -263,13 +295,18 @@ impl State {
                         review: None,
                         sessions: BTreeMap::new(),
                         drill_report: None,
+                        revoked_index: None,
                     },
                 );
+                if let Some(release) = self.grants.get(&g.grant_id).and_then(release_of_grant) {
+                    self.expiry.insert((release, Held::Grant(g.grant_id)));
+                }
             }
             EventKind::GrantRevoked(r) => {
                 if let Some(g) = self.grants.get_mut(&r.grant_id) {
                     if g.revoked.is_none() {
                         self.revocations.insert(index, r.grant_id);
+                        g.revoked_index = Some(index);
                     }
                     g.revoked
                         .get_or_insert((event.actor.clone(), r.reason.clone(), at));
@@ -288,22 +325,25 @@ impl State {
             }
             EventKind::GrantReviewed(r) => {
                 if let Some(g) = self.grants.get_mut(&r.grant_id) {
+                    let before = release_of_grant(g);
                     g.review = Some((r.verdict, event.actor.clone(), r.comment.clone(), at));
+                    let after = release_of_grant(g);
+                    self.requeue(Held::Grant(r.grant_id), before, after);
                 }
             }
             EventKind::SessionOpened(s) => {
-                let session = self.session(&s.session);
+                let session = self.session(&s.session, at);
                 session.opened_at = Some(at);
                 session.remote_addr = s.remote_addr.clone();
             }
             EventKind::SessionWarned(s) => {
-                self.session(&s.session).warned_at = Some(at);
+                self.session(&s.session, at).warned_at = Some(at);
             }
             EventKind::SessionClosed(s) => {
-                self.session(&s.session).closed_at = Some(at);
+                self.session(&s.session, at).closed_at = Some(at);
             }
             EventKind::SessionEnded(s) => {
-                self.session(&s.session).ended = Some((s.reason, at, s.detail.clone()));
+                self.session(&s.session, at).ended = Some((s.reason, at, s.detail.clone()));
             }
             EventKind::KrlPublished(k) => {
                 self.krl_version = self.krl_version.max(k.version);
@@ -344,8 +384,13 @@ impl State {
             }
             EventKind::CaKeyAdded(_) | EventKind::Heartbeat(_) | EventKind::ConfigReloaded(_) => {}
         }
-        if let Some(s) = event.kind.session() {
-            self.host_records.insert(s.record_id.clone());
+        if let Some(s) = event.kind.session()
+            && self.host_records.insert(s.record_id.clone())
+        {
+            self.expiry.insert((
+                at.0.saturating_add(expiry::RECORD_KEEP_MS),
+                Held::Record(s.record_id.clone()),
+            ));
         }
         // A request leaves the pending set with its first final event.
         let decided = match &event.kind {
@@ -355,9 +400,24 @@ impl State {
             EventKind::GrantIssued(g) => Some(g.request_id),
             _ => None,
         };
-        if let Some(id) = decided {
-            self.pending.remove(&id);
+        if let Some(id) = decided
+            && self.pending.remove(&id)
+            && let Some(release) = self.requests.get(&id).and_then(release_of_request)
+        {
+            self.expiry.insert((release, Held::Request(id)));
         }
+        self.clock = self.clock.max(at.0);
+        if !self.keep_history {
+            self.evict_before(self.clock);
+        }
+    }
+
+    /// True when the state holds exactly the log's first [`events`](Self::events) entries:
+    /// no later entry was applied before an earlier one that is still on its way (appends
+    /// of concurrent callers are applied in the order their callers resume).
+    #[must_use]
+    pub fn is_prefix(&self) -> bool {
+        self.top == self.events
     }
 
     /// The refusals of `identity` recorded in the window holding `at` (none yet: zero).
@@ -399,11 +459,17 @@ impl State {
 
     /// The session a host record is about, created on first sight. Sessions of
     /// grants the daemon does not know are kept apart, in `orphan_sessions`.
-    fn session(&mut self, r: &SessionRef) -> &mut Session {
+    fn session(&mut self, r: &SessionRef, at: Timestamp) -> &mut Session {
         let key = format!("{}/{}", r.host, r.session_id);
         let sessions = match self.grants.get_mut(&r.grant_id) {
             Some(g) => &mut g.sessions,
-            None => &mut self.orphan_sessions,
+            None => {
+                if !self.orphan_sessions.contains_key(&key) {
+                    let release = at.0.saturating_add(expiry::ORPHAN_KEEP_MS);
+                    self.expiry.insert((release, Held::Orphan(key.clone())));
+                }
+                &mut self.orphan_sessions
+            }
         };
         sessions.entry(key).or_insert_with(|| Session {
             host: r.host.clone(),

@@ -95,6 +95,7 @@ async fn api_checkpoint_entries_and_proofs_verify_with_independent_implementatio
         .get_entries(GetEntriesRequest {
             start: 0,
             end: cp.size,
+            ..GetEntriesRequest::default()
         })
         .await
         .unwrap()
@@ -149,6 +150,7 @@ async fn api_checkpoint_entries_and_proofs_verify_with_independent_implementatio
         .get_entries(GetEntriesRequest {
             start: 0,
             end: cp.size + 1,
+            ..GetEntriesRequest::default()
         })
         .await
         .unwrap_err();

@@ -404,7 +404,11 @@ impl Scenario<'_> {
         self.call(
             auditor,
             "GetEntries",
-            &GetEntriesRequest { start: 0, end: 5 },
+            &GetEntriesRequest {
+                start: 0,
+                end: 5,
+                ..GetEntriesRequest::default()
+            },
         )
         .await;
         self.call(

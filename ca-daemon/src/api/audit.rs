@@ -13,8 +13,13 @@ use breakglass_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
 use crate::audit::{AuditError, AuditLog};
 use crate::error::Error;
+use crate::history::History;
+
+mod filtered;
 
 /// Most entries returned by one `GetEntries` call.
 pub const MAX_ENTRIES_PER_CALL: u64 = 1000;
@@ -25,13 +30,14 @@ pub const MAX_ENTRY_BYTES_PER_CALL: usize = 2 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct AuditApi {
     log: AuditLog,
+    history: Arc<History>,
 }
 
 impl AuditApi {
-    /// Serves reads of `log`.
+    /// Serves reads of `log`, filtered ones through its index `history`.
     #[must_use]
-    pub fn new(log: AuditLog) -> Self {
-        Self { log }
+    pub fn new(log: AuditLog, history: Arc<History>) -> Self {
+        Self { log, history }
     }
 
     fn check_size(&self, size: u64, what: &'static str) -> Result<(), Error> {
@@ -73,11 +79,27 @@ impl Audit for AuditApi {
         &self,
         req: Request<GetEntriesRequest>,
     ) -> Result<Response<GetEntriesResponse>, Status> {
-        let GetEntriesRequest { start, end } = req.into_inner();
+        let GetEntriesRequest {
+            start,
+            end,
+            grant,
+            since_ms,
+        } = req.into_inner();
         if start > end {
             return Err(Error::RangeReversed { start, end }.into());
         }
         self.check_size(end, "end")?;
+        if !grant.is_empty() || since_ms > 0 {
+            let filter = filtered::Filter::new(&grant, since_ms)?;
+            let history = self.history.clone();
+            let log = self.log.clone();
+            let answer =
+                tokio::task::spawn_blocking(move || filter.read(&log, &history, start, end))
+                    .await
+                    .map_err(|e| Error::Internal(format!("reading entries: {e}")))?
+                    .map_err(read_error)?;
+            return Ok(Response::new(answer));
+        }
         let end = end.min(start.saturating_add(MAX_ENTRIES_PER_CALL));
         let log = self.log.clone();
         // Reading segment files blocks: keep it off the async workers.
@@ -94,7 +116,11 @@ impl Audit for AuditApi {
             })
             .map_or(entries.len(), |i| i.max(1));
         entries.truncate(keep);
-        Ok(Response::new(GetEntriesResponse { start, entries }))
+        Ok(Response::new(GetEntriesResponse {
+            start,
+            entries,
+            ..GetEntriesResponse::default()
+        }))
     }
 
     async fn get_inclusion_proof(

@@ -22,6 +22,10 @@ pub(super) struct RawAudit {
     reader_groups: Option<Vec<String>>,
     #[serde(default)]
     syslog_socket: Option<PathBuf>,
+    #[serde(default)]
+    snapshot_every_events: Option<u64>,
+    #[serde(default)]
+    snapshot_every_seconds: Option<u64>,
 }
 
 /// Audit log settings.
@@ -41,6 +45,11 @@ pub struct AuditSettings {
     pub reader_groups: Vec<String>,
     /// Syslog datagram socket that gets one authpriv line per recorded event.
     pub syslog_socket: PathBuf,
+    /// A state snapshot is written after this many new events (0: not by count).
+    pub snapshot_every_events: u64,
+    /// A state snapshot is written after this long when there are new events (zero: not
+    /// by time).
+    pub snapshot_every: std::time::Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +104,20 @@ pub(super) fn parse_audit(
             format!("{max_batch} is outside 1 to 65536"),
         ));
     }
+    let snapshot_every_events = raw.snapshot_every_events.unwrap_or(1_000_000);
+    if snapshot_every_events > 1_000_000_000 {
+        return Err(err(
+            "audit.snapshot_every_events",
+            format!("{snapshot_every_events} is outside 0 to 1000000000 (0 turns it off)"),
+        ));
+    }
+    let snapshot_every_seconds = raw.snapshot_every_seconds.unwrap_or(300);
+    if snapshot_every_seconds > 86_400 {
+        return Err(err(
+            "audit.snapshot_every_seconds",
+            format!("{snapshot_every_seconds} is outside 0 to 86400 (0 turns it off)"),
+        ));
+    }
     let audit = AuditSettings {
         dir: resolve(&raw.dir),
         key: resolve(&raw.key),
@@ -107,6 +130,8 @@ pub(super) fn parse_audit(
         syslog_socket: raw
             .syslog_socket
             .map_or_else(|| PathBuf::from(bg_syslog::DEFAULT_SOCKET), |p| resolve(&p)),
+        snapshot_every_events,
+        snapshot_every: std::time::Duration::from_secs(snapshot_every_seconds),
     };
     for g in &audit.reader_groups {
         check_word(g).map_err(|r| err("audit.reader_groups", r))?;

@@ -126,6 +126,8 @@ pub const KEYS: &[Key] = &[
     key("audit", "max_batch", "integer", Value("1024"), "Most events written in one group commit (1 to 65536)."),
     key("audit", "reader_groups", "list of strings", Value("[\"auditors\", \"admins\"]"), "Groups whose members may read the log through the Audit API."),
     key("audit", "syslog_socket", "path", Value("\"/dev/log\""), "Syslog datagram socket that gets one authpriv line per recorded event."),
+    key("audit", "snapshot_every_events", "integer", Value("1000000"), "A snapshot of the daemon's state (dir/state.snapshot, tied to a checkpoint) is written after this many new events, so that start-up replays only the events after it (0 to 1000000000; 0: not by count)."),
+    key("audit", "snapshot_every_seconds", "integer", Value("300"), "A state snapshot is also written after this many seconds when there are new events (0 to 86400; 0: not by time)."),
     // [revocation]
     key("revocation", "admin_groups", "list of strings", Value("[\"admins\"]"), "Groups whose members may revoke any grant (requesters may always revoke their own) and acknowledge a log fork hosts reported."),
     // [[identities]]

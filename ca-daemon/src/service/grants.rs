@@ -16,9 +16,6 @@ use crate::error::Error;
 use crate::notify::NoticeKind;
 use crate::state::RequestStatus;
 
-/// Issued certificates kept in memory for `Fetch` and `WatchRequest`.
-const MAX_KEPT_CERTIFICATES: usize = 100_000;
-
 /// How a grant's certificate is signed.
 #[derive(Clone, Copy, Debug)]
 enum Signing {
@@ -194,15 +191,11 @@ impl Service {
             issued_line!(tracing::Level::DEBUG);
         }
         let response = response(grant, certificate);
-        {
-            let mut kept = self.issued.lock().unwrap_or_else(|p| p.into_inner());
-            if kept.len() >= MAX_KEPT_CERTIFICATES {
-                // Drop what has expired; certificates are minutes long.
-                let now_s = secs(now().1);
-                kept.retain(|_, c| c.valid_before > now_s);
-            }
-            kept.insert(id, response.clone());
-        }
+        self.issued.lock().unwrap_or_else(|p| p.into_inner()).keep(
+            id,
+            response.clone(),
+            secs(now().1),
+        );
         // Woken watchers find the certificate now that it is kept.
         self.changes.send_modify(|n| *n += 1);
         let kind = if grant.emergency {
@@ -227,26 +220,21 @@ impl Service {
     /// (after a restart). `None` when it was not issued or the CA key that
     /// signed it is no longer the signing key.
     pub(super) fn certificate_of(&self, id: RequestId) -> Option<RequestCertificateResponse> {
+        let now_s = secs(now().1);
         if let Some(c) = self
             .issued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
+            .get(id, now_s)
         {
             return Some(c);
         }
-        let (grant, public_key) = {
-            let st = self.state();
-            let r = st.requests.get(&id)?;
-            let RequestStatus::Issued(g) = r.status else {
-                return None;
-            };
-            (
-                st.grants.get(&g)?.issued.clone(),
-                r.created.public_key.clone(),
-            )
+        let r = self.request_anytime(id)?;
+        let RequestStatus::Issued(g) = r.status else {
+            return None;
         };
+        let grant = self.grant_anytime(g)?.0.issued;
+        let public_key = r.created.public_key;
         if grant.ca_fingerprint != self.ca.signing_fingerprint() {
             return None;
         }
@@ -267,7 +255,7 @@ impl Service {
         self.issued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, response.clone());
+            .keep(id, response.clone(), now_s);
         Some(response)
     }
 

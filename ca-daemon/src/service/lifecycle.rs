@@ -254,8 +254,8 @@ impl Service {
     /// A pending request and its tier, or why it cannot change any more.
     fn pending_with_tier(&self, id: RequestId) -> Result<(state::Request, Tier), Error> {
         let (_, at) = now();
-        let st = self.state();
-        let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
+        // A request evicted from memory has ended: read back, it says how.
+        let r = self.request_anytime(id).ok_or(Error::NoRequest(id))?;
         let closed = |how| Err(Error::Closed { request: id, how });
         match &r.status {
             RequestStatus::Pending if at >= r.created.expires_at => {
@@ -275,7 +275,7 @@ impl Service {
                 request: id,
                 tier: r.created.tier.clone(),
             })?;
-        Ok((r.clone(), tier))
+        Ok((r, tier))
     }
 
     /// Approves, denies or cancels a pending request as `who`, with `note` (the comment or

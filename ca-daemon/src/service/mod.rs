@@ -33,6 +33,7 @@ use crate::audit::AuditLog;
 use crate::certificate::CertificateAuthority;
 use crate::config::Config;
 use crate::error::{Error, Halt};
+use crate::history::History;
 use crate::identity::{Authenticator, unix_identity};
 use crate::metrics::counters::Metrics;
 use crate::notify::{self, NoticeKind, Notifier};
@@ -41,7 +42,9 @@ use crate::refusal::Refusals;
 use crate::state::{self, State};
 
 pub mod grants;
+mod kept;
 pub mod lifecycle;
+mod past;
 pub mod refusals;
 pub mod review;
 pub mod views;
@@ -64,8 +67,8 @@ pub struct Service {
     changes: watch::Sender<u64>,
     /// Serialises transitions of existing requests.
     transitions: tokio::sync::Mutex<()>,
-    /// Certificates issued since start-up, for the requester to fetch.
-    issued: Mutex<HashMap<RequestId, RequestCertificateResponse>>,
+    /// Certificates issued (or signed again) and still valid, for the requester to fetch.
+    issued: Mutex<kept::Kept>,
     /// Refusal settings and bookkeeping (see [`crate::refusal`]).
     pub(crate) refusals: Refusals,
     /// What the metrics listener reports (see [`crate::metrics`]).
@@ -73,6 +76,8 @@ pub struct Service {
     /// Who is calling: shared with the access layer and the interceptors, so that a reload
     /// replaces the identities everywhere at once.
     authenticator: Authenticator,
+    /// History no longer in memory, read from the log through its on-disk index.
+    history: Arc<History>,
 }
 
 /// The part of the configuration the service reads that a reload may replace
@@ -167,15 +172,16 @@ impl Service {
         Arc::new(Self {
             ca,
             live: ArcSwap::from_pointee(Live::of(config)),
-            audit,
             state: Mutex::new(state),
             notifier: Notifier::new(config.notifications.clone()),
             changes: watch::channel(0).0,
             transitions: tokio::sync::Mutex::new(()),
-            issued: Mutex::new(HashMap::new()),
+            issued: Mutex::new(kept::Kept::default()),
             refusals: Refusals::new(config.refusals.clone(), &config.identities),
             metrics: Metrics::default(),
             authenticator: Authenticator::from_config(config),
+            history: Arc::new(History::new(audit.clone(), &config.audit.dir)),
+            audit,
         })
     }
 
@@ -316,6 +322,7 @@ impl Service {
     /// pending requests until `stop` turns true.
     pub fn start_background(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.notifier.start();
+        self.keep_history_indexed(stop.clone());
         let svc = self.clone();
         tokio::spawn(async move {
             loop {

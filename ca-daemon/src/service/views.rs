@@ -2,6 +2,7 @@
 //! state and who may act on it, its certificate once issued, the sessions and reviews of
 //! grants.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,9 +129,8 @@ impl Service {
         who: Option<&Caller>,
     ) -> Result<RequestInfo, Error> {
         let (_, at) = now();
-        let st = self.state();
-        let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
-        Ok(self.info(r, who, at))
+        let r = self.request_anytime(id).ok_or(Error::NoRequest(id))?;
+        Ok(self.info(&r, who, at))
     }
 
     /// Who may see a request: its requester, its tier's approvers and reviewers.
@@ -146,10 +146,9 @@ impl Service {
     pub async fn get(&self, who: &Caller, id: RequestId) -> Result<RequestInfo, Error> {
         let (_, at) = now();
         let refused = {
-            let st = self.state();
-            let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
-            if self.may_see(who, r) {
-                return Ok(self.info(r, Some(who), at));
+            let r = self.request_anytime(id).ok_or(Error::NoRequest(id))?;
+            if self.may_see(who, &r) {
+                return Ok(self.info(&r, Some(who), at));
             }
             Error::MayNotSee {
                 identity: who.identity.clone(),
@@ -188,10 +187,9 @@ impl Service {
     ) -> Result<RequestCertificateResponse, Error> {
         let info = {
             let (_, at) = now();
-            let st = self.state();
-            let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
+            let r = self.request_anytime(id).ok_or(Error::NoRequest(id))?;
             if self.same_person(who, &r.created.requester) {
-                Ok(self.info(r, Some(who), at))
+                Ok(self.info(&r, Some(who), at))
             } else {
                 Err(Error::OnlyRequester {
                     requester: r.created.requester.clone(),
@@ -217,10 +215,8 @@ impl Service {
         id: RequestId,
     ) -> Result<mpsc::Receiver<Result<RequestUpdate, Status>>, Error> {
         let requester = self
-            .state()
-            .requests
-            .get(&id)
-            .map(|r| r.created.requester.clone())
+            .request_anytime(id)
+            .map(|r| r.created.requester)
             .ok_or(Error::NoRequest(id))?;
         if !self.same_person(who, &requester) {
             let e = Error::OnlyRequester {
@@ -288,19 +284,41 @@ impl Service {
         Ok(rx)
     }
 
-    /// Emergency grants (unreviewed, or all) of tiers the caller may review.
+    /// Emergency grants (unreviewed, or all) of tiers the caller may review. Unreviewed
+    /// ones are always in memory; reviewed ones that left it are read back from the log.
     pub fn list_reviews(&self, who: &Caller, include_reviewed: bool) -> Vec<ReviewItem> {
-        let st = self.state();
-        st.grants
-            .values()
-            .filter(|g| g.issued.emergency && (include_reviewed || g.review.is_none()))
-            .filter(|g| {
-                self.policy()
-                    .tier(&g.issued.tier)
-                    .is_some_and(|t| t.may_review(who))
-            })
-            .map(|g| review_item(g, st.requests.get(&g.issued.request_id)))
-            .collect()
+        let may_review = |g: &state::Grant| {
+            self.policy()
+                .tier(&g.issued.tier)
+                .is_some_and(|t| t.may_review(who))
+        };
+        let mut items: Vec<(GrantId, ReviewItem)> = {
+            let st = self.state();
+            st.grants
+                .values()
+                .filter(|g| g.issued.emergency && (include_reviewed || g.review.is_none()))
+                .filter(|g| may_review(g))
+                .map(|g| {
+                    let r = st.requests.get(&g.issued.request_id);
+                    (g.issued.grant_id, review_item(g, r))
+                })
+                .collect()
+        };
+        if include_reviewed {
+            let held: BTreeSet<GrantId> = items.iter().map(|(g, _)| *g).collect();
+            match self.history().emergency_grants() {
+                Ok(old) => items.extend(
+                    old.iter()
+                        .filter(|(g, _)| !held.contains(&g.issued.grant_id) && may_review(g))
+                        .map(|(g, r)| (g.issued.grant_id, review_item(g, r.as_ref()))),
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading emergency grants from the audit log failed")
+                }
+            }
+        }
+        items.sort_by_key(|(g, _)| *g);
+        items.into_iter().map(|(_, item)| item).collect()
     }
 
     /// The caller's own live grants (issued, not revoked, not expired), soonest to
@@ -327,11 +345,14 @@ impl Service {
         who: &Caller,
         grant_id: GrantId,
     ) -> Result<Vec<SessionInfo>, Error> {
-        let sessions = {
-            let st = self.state();
-            self.own_grant(&st, who, grant_id, "list the sessions of")
-                .map(session_infos)
-        };
+        // From memory, or read back from the log when the grant was evicted.
+        let sessions = self
+            .grant_anytime(grant_id)
+            .ok_or(Error::NoGrant(grant_id))
+            .and_then(|(g, _)| {
+                self.check_own(&g, who, "list the sessions of")?;
+                Ok(session_infos(&g))
+            });
         match sessions {
             Err(e @ Error::OnlyRequester { .. }) => {
                 let kind = self.refusals.kind_for(who, RefusalKind::NotRequester);
@@ -352,16 +373,27 @@ impl Service {
         what: &'static str,
     ) -> Result<&'s state::Grant, Error> {
         let g = st.grants.get(&grant_id).ok_or(Error::NoGrant(grant_id))?;
+        self.check_own(g, who, what)?;
+        Ok(g)
+    }
+
+    /// Refuses `g` unless the caller requested it (or another identity of the same owner).
+    pub(super) fn check_own(
+        &self,
+        g: &state::Grant,
+        who: &Caller,
+        what: &'static str,
+    ) -> Result<(), Error> {
         if !self.same_person(who, &g.issued.requester) {
             return Err(Error::OnlyRequester {
                 requester: g.issued.requester.clone(),
                 act: RequesterAct::Grant {
                     what,
-                    grant: grant_id,
+                    grant: g.issued.grant_id,
                 },
             });
         }
-        Ok(g)
+        Ok(())
     }
 }
 

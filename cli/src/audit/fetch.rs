@@ -40,7 +40,11 @@ pub async fn fetch_leaves(
     let mut at = start;
     while at < end {
         let r = client
-            .get_entries(GetEntriesRequest { start: at, end })
+            .get_entries(GetEntriesRequest {
+                start: at,
+                end,
+                ..GetEntriesRequest::default()
+            })
             .await
             .answer(target)?;
         if r.start != at || r.entries.is_empty() {

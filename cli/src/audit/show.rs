@@ -12,8 +12,12 @@ use breakglass_proto::audit::{Actor, Event, RequestId};
 use breakglass_proto::names::host_matches;
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::text;
+use breakglass_proto::v1::GetEntriesRequest;
+use breakglass_proto::v1::audit_client::AuditClient;
 use clap::Args;
+use tonic::transport::Channel;
 
+use crate::connect::Answer as _;
 use crate::error::CliError;
 use crate::settings::{Overrides, Target};
 
@@ -82,7 +86,28 @@ pub(super) async fn show(s: &ShowArgs, overrides: &Overrides) -> Result<(), CliE
             let target = overrides.resolve()?;
             let mut client = audit_client(&target)?;
             let size = checkpoint_size(&mut client, &target).await?;
-            fetch_events(&mut client, &target, 0, size).await?
+            // `--grant` and `--since` are filtered on the daemon, through its index; not
+            // `--since` with `--requester`, which needs the requests created earlier.
+            let since = if s.filter.requester.is_none() {
+                filter.since_ms
+            } else {
+                None
+            };
+            let grant = filter.grant;
+            let found = if grant.is_some() || since.is_some() {
+                fetch_matching(&mut client, &target, grant, since, size).await?
+            } else {
+                None
+            };
+            match found {
+                Some(events) => {
+                    // The daemon matched the grant against the grant's whole story,
+                    // part of which `--since` may leave out here.
+                    filter.grant = None;
+                    events
+                }
+                None => fetch_events(&mut client, &target, 0, size).await?,
+            }
         }
     };
     for (_, e) in &events {
@@ -94,6 +119,60 @@ pub(super) async fn show(s: &ShowArgs, overrides: &Overrides) -> Result<(), CliE
         }
     }
     Ok(())
+}
+
+/// The entries of `0..size` of grant `grant` and at or after `since_ms`, filtered by the
+/// daemon (`GetEntries` with a filter); `None` from a daemon that does not filter (it
+/// answers a plain range), so that the caller downloads and filters the log itself.
+async fn fetch_matching(
+    client: &mut AuditClient<Channel>,
+    target: &Target,
+    grant: Option<GrantId>,
+    since_ms: Option<u64>,
+    size: u64,
+) -> Result<Option<Vec<(u64, Event)>>, CliError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < size {
+        let r = client
+            .get_entries(GetEntriesRequest {
+                start: at,
+                end: size,
+                grant: grant.map(|g| g.to_string()).unwrap_or_default(),
+                since_ms: since_ms.unwrap_or(0),
+            })
+            .await
+            .answer(target)?;
+        if r.indices.len() != r.entries.len() {
+            if r.indices.is_empty() {
+                return Ok(None);
+            }
+            return Err(CliError::Verification(format!(
+                "the daemon sent {} entries with {} indices",
+                r.entries.len(),
+                r.indices.len()
+            )));
+        }
+        if r.next <= at || r.next > size {
+            return Err(CliError::Verification(format!(
+                "the daemon answered entries from {at} up to {}, outside {at}..{size}",
+                r.next
+            )));
+        }
+        for (i, leaf) in r.indices.into_iter().zip(r.entries) {
+            if i < at || i >= r.next {
+                return Err(CliError::Verification(format!(
+                    "the daemon sent entry {i} outside {at}..{}",
+                    r.next
+                )));
+            }
+            let e = Event::decode(&leaf)
+                .map_err(|e| CliError::Verification(format!("entry {i}: {e}")))?;
+            out.push((i, e));
+        }
+        at = r.next;
+    }
+    Ok(Some(out))
 }
 
 /// Parses `--since`: RFC 3339 or a duration ago.
@@ -169,17 +248,7 @@ impl Filter {
     }
 
     fn request_of(e: &Event) -> Option<RequestId> {
-        match &e.kind {
-            EventKind::RequestCreated(r) => Some(r.request_id),
-            EventKind::ApprovalAdded(r) => Some(r.request_id),
-            EventKind::RequestDenied(r) => Some(r.request_id),
-            EventKind::RequestExpired(r) => Some(r.request_id),
-            EventKind::RequestCancelled(r) => Some(r.request_id),
-            EventKind::GrantIssued(g) => Some(g.request_id),
-            EventKind::RequestRefused(r) => r.request_id,
-            EventKind::ActionRefused(a) => a.target.parse().ok(),
-            _ => None,
-        }
+        e.kind.request_id()
     }
 
     /// The identity a refusal event is about.

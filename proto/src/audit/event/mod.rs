@@ -368,6 +368,23 @@ impl EventKind {
             _ => None,
         }
     }
+
+    /// The request this event is about, if any (for filtering by request or grant): a
+    /// request's own events, its grant's issuance, and refusals naming it.
+    #[must_use]
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            EventKind::RequestCreated(r) => Some(r.request_id),
+            EventKind::ApprovalAdded(r) => Some(r.request_id),
+            EventKind::RequestDenied(r) => Some(r.request_id),
+            EventKind::RequestExpired(r) => Some(r.request_id),
+            EventKind::RequestCancelled(r) => Some(r.request_id),
+            EventKind::GrantIssued(g) => Some(g.request_id),
+            EventKind::RequestRefused(r) => r.request_id,
+            EventKind::ActionRefused(a) => a.target.parse().ok(),
+            _ => None,
+        }
+    }
 }
 
 /// One audit event: when, who, what.

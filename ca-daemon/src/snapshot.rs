@@ -1,0 +1,316 @@
+//! State snapshots: start-up that does not grow with history.
+//!
+//! Every so often (`[audit] snapshot_every_events` events or `snapshot_every_seconds`
+//! seconds, whichever comes first) the daemon's [`State`] is written to
+//! `<audit dir>/state.snapshot`, tied to a checkpoint of the log: the file names the log
+//! size it was taken at and the log's root at that size. At start-up
+//! ([`load_state`]) the snapshot is loaded when it fits this log (its size is at most the
+//! log's and its root is the log's root at that size) and only the events after it are
+//! replayed; a damaged, truncated, foreign or older-format snapshot is ignored with a
+//! warning and the whole log is replayed. The snapshot is derived data: deleting it
+//! only makes the next start-up slower.
+//!
+//! # File
+//! ```text
+//! "BGSTATE\n" | format version u32 | log size u64 | root [32] | body length u64 | body
+//!            | SHA-256 (RFC 6962 leaf hash) of everything before [32]
+//! ```
+//! Written atomically (temp file, fsync, rename, directory fsync), mode 0600.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use breakglass_proto::audit::Hash;
+use breakglass_proto::audit::merkle::leaf_hash;
+use tokio::sync::watch;
+
+use crate::audit::{AuditError, AuditLog, LeafIndex, MAX_ENTRIES_PER_READ};
+use crate::service::Service;
+use crate::state::State;
+
+mod codec;
+#[cfg(test)]
+mod tests;
+
+/// File name of the snapshot in the audit directory.
+pub const SNAPSHOT_FILE: &str = "state.snapshot";
+/// Version of the snapshot format; a snapshot of another version is ignored (replayed).
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"BGSTATE\n";
+/// Largest snapshot read (a bigger file is not one of ours).
+const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;
+
+/// A state as of a log size.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Events of the log the state reflects (leaves `0..size`).
+    pub size: u64,
+    /// The log's root at `size`.
+    pub root: Hash,
+    /// The state.
+    pub state: State,
+}
+
+/// The bytes of a snapshot of `state` taken at log `size` with `root`.
+pub fn encode(state: &State, size: u64, root: &Hash) -> Result<Vec<u8>, String> {
+    let body = codec::encode_state(state)?;
+    let mut e = codec::Enc::default();
+    e.buf.extend_from_slice(MAGIC);
+    e.buf.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+    e.u64(size);
+    e.buf.extend_from_slice(root);
+    e.u64(body.len() as u64);
+    e.buf.extend_from_slice(&body);
+    let sum = leaf_hash(&e.buf);
+    e.buf.extend_from_slice(&sum);
+    Ok(e.buf)
+}
+
+/// The snapshot in `bytes`, or why they are not a whole snapshot of this format.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+    let header = MAGIC.len() + 4 + 8 + 32 + 8;
+    if bytes.len() < header + 32 {
+        return Err(format!("{} bytes: too short for a snapshot", bytes.len()));
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a breakglass state snapshot (bad magic)".into());
+    }
+    let (content, sum) = bytes.split_at(bytes.len() - 32);
+    if leaf_hash(content) != sum {
+        return Err("checksum mismatch: the file is damaged or truncated".into());
+    }
+    let mut d = codec::Dec {
+        buf: content,
+        pos: MAGIC.len(),
+    };
+    let version = d.u32()?;
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}, this daemon reads {FORMAT_VERSION}"
+        ));
+    }
+    let size = d.u64()?;
+    let mut root = [0u8; 32];
+    root.copy_from_slice(&content[d.pos..d.pos + 32]);
+    d.pos += 32;
+    let len = d.u64()?;
+    if len != (content.len() - d.pos) as u64 {
+        return Err(format!(
+            "body of {len} bytes announced, {} present",
+            content.len() - d.pos
+        ));
+    }
+    let state = codec::decode_state(&content[d.pos..])?;
+    if state.events != size || state.top != size {
+        return Err(format!(
+            "the state counts {} events up to leaf {} but names log size {size}",
+            state.events, state.top
+        ));
+    }
+    Ok(Snapshot { size, root, state })
+}
+
+/// Path of the snapshot in audit directory `dir`.
+#[must_use]
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(SNAPSHOT_FILE)
+}
+
+/// Writes a snapshot of `state` at log `size` with `root` into `dir`, replacing the
+/// previous one atomically: temp file (0600), fsync, rename, directory fsync.
+pub fn write(dir: &Path, state: &State, size: u64, root: &Hash) -> Result<(), String> {
+    let bytes = encode(state, size, root)?;
+    let target = path(dir);
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let done = (|| -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)?;
+        File::open(dir)?.sync_all()
+    })();
+    done.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("writing {}: {e}", target.display())
+    })
+}
+
+/// The snapshot in `dir` if there is one that fits `log` (size at most the log's, root
+/// the log's root at that size); `Err` says why the one found is not used.
+pub fn read_fitting(dir: &Path, log: &AuditLog) -> Result<Option<Snapshot>, String> {
+    let p = path(dir);
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&p)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open it: {e}")),
+    };
+    let meta = f.metadata().map_err(|e| format!("cannot stat it: {e}"))?;
+    if !meta.is_file() || meta.len() > MAX_SNAPSHOT_BYTES {
+        return Err("not a regular file of a plausible size".into());
+    }
+    let bytes = std::fs::read(&p).map_err(|e| format!("cannot read it: {e}"))?;
+    let snap = decode(&bytes)?;
+    let log_size = log.size();
+    if snap.size > log_size {
+        return Err(format!(
+            "taken at log size {}, but the log has {log_size} entries: it is not of this log",
+            snap.size
+        ));
+    }
+    let root = log
+        .root_at(snap.size)
+        .map_err(|e| format!("the log's root at {}: {e}", snap.size))?;
+    if root != snap.root {
+        return Err(format!(
+            "its root at log size {} differs from the log's: it is not of this log",
+            snap.size
+        ));
+    }
+    Ok(Some(snap))
+}
+
+/// How the state was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// Log size of the snapshot used; `None` when the whole log was replayed.
+    pub snapshot: Option<u64>,
+    /// Why a snapshot found was not used.
+    pub ignored: Option<String>,
+    /// Events replayed from the log.
+    pub replayed: u64,
+}
+
+/// The daemon's state for `log`: the snapshot in `dir` when it fits, plus the events after
+/// it; otherwise every event. The one way the state is loaded at start-up.
+pub fn load_state(log: &AuditLog, dir: &Path) -> Result<(State, Loaded), AuditError> {
+    let (mut state, snapshot, ignored) = match read_fitting(dir, log) {
+        Ok(Some(s)) => (s.state, Some(s.size), None),
+        Ok(None) => (State::default(), None, None),
+        Err(why) => {
+            tracing::warn!(
+                snapshot = %path(dir).display(),
+                reason = %why,
+                "state snapshot ignored; replaying the whole audit log"
+            );
+            (State::default(), None, Some(why))
+        }
+    };
+    let from = snapshot.unwrap_or(0);
+    let replayed = replay_into(&mut state, log, from)?;
+    Ok((
+        state,
+        Loaded {
+            snapshot,
+            ignored,
+            replayed,
+        },
+    ))
+}
+
+/// Applies the log's events from leaf `from` to its end to `state`; returns how many.
+pub fn replay_into(state: &mut State, log: &AuditLog, from: LeafIndex) -> Result<u64, AuditError> {
+    let end = log.size();
+    let mut at = from;
+    while at < end {
+        let to = end.min(at + MAX_ENTRIES_PER_READ);
+        for (i, e) in log.events(at, to)? {
+            state.apply(i, &e);
+        }
+        at = to;
+    }
+    Ok(end - from)
+}
+
+/// When snapshots are taken.
+#[derive(Debug, Clone, Copy)]
+pub struct Every {
+    /// After this many new events (0: never by count).
+    pub events: u64,
+    /// After this long, when there are new events (zero: never by time).
+    pub interval: Duration,
+}
+
+/// Takes a snapshot of `svc`'s state into `dir` when due, until `stop` turns true.
+/// Checked once a second. A failure is logged and retried at the next due time.
+pub fn run_periodic(
+    svc: Arc<Service>,
+    dir: PathBuf,
+    every: Every,
+    mut stop: watch::Receiver<bool>,
+) {
+    if every.events == 0 && every.interval.is_zero() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut last_size = svc.state().events;
+        let mut last_at = Instant::now();
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let size = svc.state().events;
+            let by_count = every.events > 0 && size.saturating_sub(last_size) >= every.events;
+            let by_time = !every.interval.is_zero()
+                && size > last_size
+                && last_at.elapsed() >= every.interval;
+            if !(by_count || by_time) {
+                continue;
+            }
+            let svc2 = svc.clone();
+            let dir2 = dir.clone();
+            let taken = tokio::task::spawn_blocking(move || take(&svc2, &dir2)).await;
+            match taken {
+                Ok(Ok(Some(n))) => {
+                    last_size = n;
+                    last_at = Instant::now();
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "state snapshot not written; will retry");
+                    last_at = Instant::now();
+                }
+                Err(e) => tracing::warn!(error = %e, "state snapshot task failed"),
+            }
+        }
+    });
+}
+
+/// Writes a snapshot of `svc`'s state now, when it holds exactly the log's first
+/// `events` entries (no later entry applied before an earlier one); returns the size.
+pub fn take(svc: &Service, dir: &Path) -> Result<Option<u64>, String> {
+    let state = {
+        let st = svc.state();
+        if !st.is_prefix() {
+            return Ok(None);
+        }
+        st.clone()
+    };
+    let size = state.events;
+    let root = svc
+        .audit
+        .root_at(size)
+        .map_err(|e| format!("the log's root at {size}: {e}"))?;
+    let started = Instant::now();
+    write(dir, &state, size, &root)?;
+    tracing::info!(
+        size,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "state snapshot written"
+    );
+    Ok(Some(size))
+}

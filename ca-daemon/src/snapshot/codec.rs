@@ -1,0 +1,528 @@
+//! The bytes of a [`State`] in a snapshot: a private format, versioned by the file header
+//! ([`super::FORMAT_VERSION`]). Requests and grants carry their `RequestCreated` /
+//! `GrantIssued` as canonical event encodings (the log's own codec); the rest is
+//! big-endian integers and length-prefixed strings.
+
+use std::collections::BTreeMap;
+
+use breakglass_proto::audit::event::{EndReason, GrantIssued, RequestCreated, ReviewVerdict};
+use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
+use breakglass_proto::profile::GrantId;
+
+use crate::state::{
+    Grant, Held, KeyRevocation, LogFork, RefusalWindow, Request, RequestStatus, Session, State,
+};
+
+/// Why snapshot bytes do not decode.
+pub type DecodeError = String;
+
+/// Where a snapshot's body is written.
+#[derive(Debug, Default)]
+pub(super) struct Enc {
+    pub(super) buf: Vec<u8>,
+}
+
+impl Enc {
+    fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    pub(super) fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.buf.extend_from_slice(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn bool(&mut self, b: bool) {
+        self.u8(u8::from(b));
+    }
+    fn ts(&mut self, t: Timestamp) {
+        self.u64(t.0);
+    }
+    fn opt<T>(&mut self, v: Option<&T>, f: impl FnOnce(&mut Self, &T)) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                f(self, v);
+            }
+        }
+    }
+    fn actor(&mut self, a: &Actor) {
+        match a {
+            Actor::Daemon => self.u8(0),
+            Actor::User(u) => {
+                self.u8(1);
+                self.str(u);
+            }
+            Actor::Host(h) => {
+                self.u8(2);
+                self.str(h);
+            }
+            Actor::LocalUid(uid) => {
+                self.u8(3);
+                self.u32(*uid);
+            }
+        }
+    }
+    /// `kind` at `at` as a canonical event (the log's codec).
+    fn event(&mut self, at: Timestamp, kind: EventKind) -> Result<(), String> {
+        let bytes = Event::new(at, Actor::Daemon, kind)
+            .encode()
+            .map_err(|e| e.to_string())?;
+        self.bytes(&bytes);
+        Ok(())
+    }
+    fn session(&mut self, s: &Session) {
+        self.str(&s.host);
+        self.str(&s.principal);
+        self.str(&s.session_id);
+        self.str(&s.remote_addr);
+        self.opt(s.opened_at.as_ref(), |e, t| e.ts(*t));
+        self.opt(s.warned_at.as_ref(), |e, t| e.ts(*t));
+        self.opt(s.closed_at.as_ref(), |e, t| e.ts(*t));
+        self.opt(s.ended.as_ref(), |e, (reason, at, detail)| {
+            e.u8(match reason {
+                EndReason::Expired => 1,
+                EndReason::Revoked => 2,
+                EndReason::Denied => 3,
+            });
+            e.ts(*at);
+            e.str(detail);
+        });
+    }
+    fn sessions(&mut self, m: &BTreeMap<String, Session>) {
+        self.len(m.len());
+        for (k, s) in m {
+            self.str(k);
+            self.session(s);
+        }
+    }
+    fn request(&mut self, r: &Request) -> Result<(), String> {
+        self.event(r.created_at, EventKind::RequestCreated(r.created.clone()))?;
+        self.len(r.approvals.len());
+        for (a, comment, at) in &r.approvals {
+            self.actor(a);
+            self.str(comment);
+            self.ts(*at);
+        }
+        match &r.status {
+            RequestStatus::Pending => self.u8(0),
+            RequestStatus::Issued(g) => {
+                self.u8(1);
+                self.u64(g.0);
+            }
+            RequestStatus::Denied { by, reason } => {
+                self.u8(2);
+                self.actor(by);
+                self.str(reason);
+            }
+            RequestStatus::Expired => self.u8(3),
+            RequestStatus::Cancelled { by, reason } => {
+                self.u8(4);
+                self.actor(by);
+                self.str(reason);
+            }
+        }
+        Ok(())
+    }
+    fn grant(&mut self, g: &Grant) -> Result<(), String> {
+        self.event(
+            g.issued_at,
+            EventKind::GrantIssued(Box::new(g.issued.clone())),
+        )?;
+        self.u64(g.index);
+        self.opt(g.revoked.as_ref(), |e, (by, reason, at)| {
+            e.actor(by);
+            e.str(reason);
+            e.ts(*at);
+        });
+        self.opt(g.review.as_ref(), |e, (verdict, by, comment, at)| {
+            e.u8(match verdict {
+                ReviewVerdict::Accepted => 1,
+                ReviewVerdict::Rejected => 2,
+            });
+            e.actor(by);
+            e.str(comment);
+            e.ts(*at);
+        });
+        self.sessions(&g.sessions);
+        self.opt(g.drill_report.as_ref(), |e, (passed, at)| {
+            e.bool(*passed);
+            e.ts(*at);
+        });
+        self.opt(g.revoked_index.as_ref(), |e, i| e.u64(*i));
+        Ok(())
+    }
+    fn held(&mut self, h: &Held) {
+        match h {
+            Held::Grant(g) => {
+                self.u8(1);
+                self.u64(g.0);
+            }
+            Held::Request(r) => {
+                self.u8(2);
+                self.u64(r.0);
+            }
+            Held::Orphan(k) => {
+                self.u8(3);
+                self.str(k);
+            }
+            Held::Record(id) => {
+                self.u8(4);
+                self.str(id);
+            }
+        }
+    }
+}
+
+/// The body of a snapshot of `st`.
+pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
+    let mut e = Enc::default();
+    e.len(st.requests.len());
+    for r in st.requests.values() {
+        e.request(r)?;
+    }
+    e.len(st.pending.len());
+    for id in &st.pending {
+        e.u64(id.0);
+    }
+    e.len(st.grants.len());
+    for g in st.grants.values() {
+        e.grant(g)?;
+    }
+    e.len(st.serials.len());
+    let serials: BTreeMap<_, _> = st.serials.iter().collect();
+    for (serial, g) in serials {
+        e.u64(*serial);
+        e.u64(g.0);
+    }
+    let mut records: Vec<&String> = st.host_records.iter().collect();
+    records.sort();
+    e.len(records.len());
+    for r in records {
+        e.str(r);
+    }
+    e.sessions(&st.orphan_sessions);
+    e.u64(st.krl_version);
+    e.opt(st.krl_published_index.as_ref(), |e, i| e.u64(*i));
+    e.len(st.revocations.len());
+    for (i, g) in &st.revocations {
+        e.u64(*i);
+        e.u64(g.0);
+    }
+    let refusals: BTreeMap<_, _> = st.refusals.iter().collect();
+    e.len(refusals.len());
+    for (identity, w) in refusals {
+        e.str(identity);
+        e.ts(w.start);
+        e.u32(w.recorded);
+        e.bool(w.limited);
+    }
+    e.len(st.revoked_keys.len());
+    for (fp, k) in &st.revoked_keys {
+        e.str(fp);
+        e.u64(k.grant.0);
+        e.actor(&k.by);
+        e.str(&k.reason);
+        e.ts(k.at);
+        e.u64(k.index);
+    }
+    e.len(st.log_forks.len());
+    for f in &st.log_forks {
+        e.u64(f.index);
+        e.ts(f.at);
+        e.str(&f.host);
+        e.u64(f.size);
+        e.buf.extend_from_slice(&f.root);
+        e.u64(f.log_size);
+    }
+    e.len(st.acknowledged_forks.len());
+    for (size, root) in &st.acknowledged_forks {
+        e.u64(*size);
+        e.buf.extend_from_slice(root);
+    }
+    e.u64(st.events);
+    e.u64(st.top);
+    e.len(st.expiry.len());
+    for (t, h) in &st.expiry {
+        e.u64(*t);
+        e.held(h);
+    }
+    e.u64(st.clock);
+    Ok(e.buf)
+}
+
+/// Where a snapshot's body is read from.
+#[derive(Debug)]
+pub(super) struct Dec<'a> {
+    pub(super) buf: &'a [u8],
+    pub(super) pos: usize,
+}
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() - self.pos < n {
+            return Err(format!(
+                "truncated at byte {}: {n} more bytes needed, {} left",
+                self.pos,
+                self.buf.len() - self.pos
+            ));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+    pub(super) fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    pub(super) fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    /// A count of items, each at least one byte: more than the bytes left is damage.
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let n = self.u64()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n > left {
+            return Err(format!(
+                "count {n} at byte {} exceeds the {left} bytes left",
+                self.pos - 8
+            ));
+        }
+        Ok(n as usize)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.len()?;
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let at = self.pos;
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| format!("bad UTF-8 at byte {at}"))
+    }
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(format!("bad boolean {v} at byte {}", self.pos - 1)),
+        }
+    }
+    fn ts(&mut self) -> Result<Timestamp, DecodeError> {
+        Ok(Timestamp(self.u64()?))
+    }
+    fn opt<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => f(self).map(Some),
+            v => Err(format!("bad option tag {v} at byte {}", self.pos - 1)),
+        }
+    }
+    fn bad_tag<T>(&self, what: &str, v: u8) -> Result<T, DecodeError> {
+        Err(format!("unknown {what} {v} at byte {}", self.pos - 1))
+    }
+    fn actor(&mut self) -> Result<Actor, DecodeError> {
+        Ok(match self.u8()? {
+            0 => Actor::Daemon,
+            1 => Actor::User(self.str()?),
+            2 => Actor::Host(self.str()?),
+            3 => Actor::LocalUid(self.u32()?),
+            v => return self.bad_tag("actor type", v),
+        })
+    }
+    fn event(&mut self) -> Result<Event, DecodeError> {
+        let at = self.pos;
+        Event::decode(self.bytes()?).map_err(|e| format!("event at byte {at}: {e}"))
+    }
+    fn created(&mut self) -> Result<(Timestamp, RequestCreated), DecodeError> {
+        let e = self.event()?;
+        match e.kind {
+            EventKind::RequestCreated(c) => Ok((e.time, c)),
+            other => Err(format!("a request holds a {} event", other.code().name())),
+        }
+    }
+    fn issued(&mut self) -> Result<(Timestamp, GrantIssued), DecodeError> {
+        let e = self.event()?;
+        match e.kind {
+            EventKind::GrantIssued(g) => Ok((e.time, *g)),
+            other => Err(format!("a grant holds a {} event", other.code().name())),
+        }
+    }
+    fn session(&mut self) -> Result<Session, DecodeError> {
+        Ok(Session {
+            host: self.str()?,
+            principal: self.str()?,
+            session_id: self.str()?,
+            remote_addr: self.str()?,
+            opened_at: self.opt(Self::ts)?,
+            warned_at: self.opt(Self::ts)?,
+            closed_at: self.opt(Self::ts)?,
+            ended: self.opt(|d| {
+                let reason = match d.u8()? {
+                    1 => EndReason::Expired,
+                    2 => EndReason::Revoked,
+                    3 => EndReason::Denied,
+                    v => return d.bad_tag("session end reason", v),
+                };
+                Ok((reason, d.ts()?, d.str()?))
+            })?,
+            ..Session::default()
+        })
+    }
+    fn sessions(&mut self) -> Result<BTreeMap<String, Session>, DecodeError> {
+        let n = self.len()?;
+        let mut m = BTreeMap::new();
+        for _ in 0..n {
+            let k = self.str()?;
+            m.insert(k, self.session()?);
+        }
+        Ok(m)
+    }
+    fn request(&mut self) -> Result<Request, DecodeError> {
+        let (created_at, created) = self.created()?;
+        let n = self.len()?;
+        let mut approvals = Vec::with_capacity(n);
+        for _ in 0..n {
+            approvals.push((self.actor()?, self.str()?, self.ts()?));
+        }
+        let status = match self.u8()? {
+            0 => RequestStatus::Pending,
+            1 => RequestStatus::Issued(GrantId(self.u64()?)),
+            2 => RequestStatus::Denied {
+                by: self.actor()?,
+                reason: self.str()?,
+            },
+            3 => RequestStatus::Expired,
+            4 => RequestStatus::Cancelled {
+                by: self.actor()?,
+                reason: self.str()?,
+            },
+            v => return self.bad_tag("request status", v),
+        };
+        Ok(Request {
+            created,
+            created_at,
+            approvals,
+            status,
+        })
+    }
+    fn grant(&mut self) -> Result<Grant, DecodeError> {
+        let (issued_at, issued) = self.issued()?;
+        Ok(Grant {
+            issued,
+            issued_at,
+            index: self.u64()?,
+            revoked: self.opt(|d| Ok((d.actor()?, d.str()?, d.ts()?)))?,
+            review: self.opt(|d| {
+                let verdict = match d.u8()? {
+                    1 => ReviewVerdict::Accepted,
+                    2 => ReviewVerdict::Rejected,
+                    v => return d.bad_tag("review verdict", v),
+                };
+                Ok((verdict, d.actor()?, d.str()?, d.ts()?))
+            })?,
+            sessions: self.sessions()?,
+            drill_report: self.opt(|d| Ok((d.bool()?, d.ts()?)))?,
+            revoked_index: self.opt(Self::u64)?,
+        })
+    }
+    fn held(&mut self) -> Result<Held, DecodeError> {
+        Ok(match self.u8()? {
+            1 => Held::Grant(GrantId(self.u64()?)),
+            2 => Held::Request(RequestId(self.u64()?)),
+            3 => Held::Orphan(self.str()?),
+            4 => Held::Record(self.str()?),
+            v => return self.bad_tag("held item", v),
+        })
+    }
+}
+
+/// The state a snapshot body describes; every byte must be used.
+pub(super) fn decode_state(buf: &[u8]) -> Result<State, DecodeError> {
+    let mut d = Dec { buf, pos: 0 };
+    let mut st = State::default();
+    for _ in 0..d.len()? {
+        let r = d.request()?;
+        st.requests.insert(r.created.request_id, r);
+    }
+    for _ in 0..d.len()? {
+        st.pending.insert(RequestId(d.u64()?));
+    }
+    for _ in 0..d.len()? {
+        let g = d.grant()?;
+        st.grants.insert(g.issued.grant_id, g);
+    }
+    for _ in 0..d.len()? {
+        st.serials.insert(d.u64()?, GrantId(d.u64()?));
+    }
+    for _ in 0..d.len()? {
+        st.host_records.insert(d.str()?);
+    }
+    st.orphan_sessions = d.sessions()?;
+    st.krl_version = d.u64()?;
+    st.krl_published_index = d.opt(Dec::u64)?;
+    for _ in 0..d.len()? {
+        st.revocations.insert(d.u64()?, GrantId(d.u64()?));
+    }
+    for _ in 0..d.len()? {
+        let identity = d.str()?;
+        let w = RefusalWindow {
+            start: d.ts()?,
+            recorded: d.u32()?,
+            limited: d.bool()?,
+        };
+        st.refusals.insert(identity, w);
+    }
+    for _ in 0..d.len()? {
+        let fp = d.str()?;
+        let k = KeyRevocation {
+            grant: GrantId(d.u64()?),
+            by: d.actor()?,
+            reason: d.str()?,
+            at: d.ts()?,
+            index: d.u64()?,
+        };
+        st.revoked_keys.insert(fp, k);
+    }
+    for _ in 0..d.len()? {
+        st.log_forks.push(LogFork {
+            index: d.u64()?,
+            at: d.ts()?,
+            host: d.str()?,
+            size: d.u64()?,
+            root: d.array()?,
+            log_size: d.u64()?,
+        });
+    }
+    for _ in 0..d.len()? {
+        st.acknowledged_forks.insert((d.u64()?, d.array()?));
+    }
+    st.events = d.u64()?;
+    st.top = d.u64()?;
+    for _ in 0..d.len()? {
+        st.expiry.insert((d.u64()?, d.held()?));
+    }
+    st.clock = d.u64()?;
+    if d.pos != buf.len() {
+        return Err(format!("{} bytes left after the state", buf.len() - d.pos));
+    }
+    Ok(st)
+}
