@@ -334,7 +334,7 @@ async fn measure(
 }
 
 /// One issuance on a new connection, as one CLI invocation.
-async fn issue(target: &Target, key: &str, timeout: Duration) -> Result<(), String> {
+pub(crate) async fn issue(target: &Target, key: &str, timeout: Duration) -> Result<(), String> {
     let mut client = connect::client(target).map_err(|e| e.to_string())?;
     let call = client.request_certificate(RequestCertificateRequest {
         public_key: key.to_owned(),
@@ -358,7 +358,7 @@ fn open_fds(pid: u32) -> Option<usize> {
         .map(|d| d.count())
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -449,7 +449,7 @@ async fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> Result<(),
 }
 
 /// The fields of the first log line holding `marker` (from its first `key=`).
-fn log_fields<'a>(log: &'a str, marker: &str) -> Option<&'a str> {
+pub(crate) fn log_fields<'a>(log: &'a str, marker: &str) -> Option<&'a str> {
     let line = log.lines().find(|l| l.contains(marker))?;
     let start = line.find(marker)? + marker.len();
     Some(line[start..].trim())

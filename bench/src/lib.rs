@@ -4,7 +4,9 @@
 //! - [`idle`] (`idle-bench`): a real client's issuance latency while idle TCP connections
 //!   are held open against a `breakglass-ca` child process;
 //! - [`audit`] (`audit-bench`): the audit log's group commit, raw disk sync, recovery and
-//!   replay.
+//!   replay;
+//! - [`startup`] (`startup-bench`): time to serving and memory of the daemon with a long
+//!   generated history (10 million events by default).
 //!
 //! They are apart from the daemon crate because they drive it with the CLI crate's client:
 //! the daemon does not depend on the CLI.
@@ -13,6 +15,7 @@
 pub mod audit;
 pub mod idle;
 pub mod issuance;
+pub mod startup;
 
 /// The `p` quantile (0 to 1) of sorted values (the zero value when there are none).
 pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {

@@ -68,10 +68,13 @@ struct Committed {
     checkpoint: SignedCheckpoint,
 }
 
-/// The index on disk is synced (and its watermark moved) at most this often, by the
-/// checkpoint thread, off the commit path: a restart then reads at most this much of the
-/// log again (see [`super::index`]).
+/// The index on disk is synced (and its watermark moved) by the checkpoint thread, off the
+/// commit path, this often or after [`INDEX_SYNC_EVENTS`] new entries, whichever comes
+/// first: a start after a crash reads at most about that much of the log again (see
+/// [`super::index`]).
 const INDEX_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`INDEX_SYNC_INTERVAL`].
+const INDEX_SYNC_EVENTS: u64 = 100_000;
 
 /// What the checkpoint thread is told after each commit.
 struct Published {
@@ -409,12 +412,12 @@ fn sync_index(shared: &Shared, size: u64, root: Hash) {
 }
 
 /// Thread body: writes the latest note received, at most every [`CHECKPOINT_FILE_INTERVAL`],
-/// and syncs the index at most every [`INDEX_SYNC_INTERVAL`], until the writer drops its
-/// sender (which then does both a last time itself).
+/// and syncs the index (see [`INDEX_SYNC_INTERVAL`]), until the writer drops its sender
+/// (which then does both a last time itself).
 fn refresh_checkpoint_file(shared: &Shared, rx: &std::sync::mpsc::Receiver<Published>) {
     let dir = shared.dir.as_path();
     let mut pending: Option<Published> = None;
-    let mut index_synced = Instant::now();
+    let mut index_synced = (Instant::now(), shared.read().size());
     loop {
         let mut p = match pending.take() {
             Some(n) => n,
@@ -429,9 +432,11 @@ fn refresh_checkpoint_file(shared: &Shared, rx: &std::sync::mpsc::Receiver<Publi
         if let Err(e) = write_checkpoint_file(dir, &p.note, false) {
             tracing::warn!(error = %e, "cannot refresh the audit checkpoint file");
         }
-        if index_synced.elapsed() >= INDEX_SYNC_INTERVAL {
+        if index_synced.0.elapsed() >= INDEX_SYNC_INTERVAL
+            || p.size.saturating_sub(index_synced.1) >= INDEX_SYNC_EVENTS
+        {
             sync_index(shared, p.size, p.root);
-            index_synced = Instant::now();
+            index_synced = (Instant::now(), p.size);
         }
         let until = Instant::now() + CHECKPOINT_FILE_INTERVAL;
         loop {
