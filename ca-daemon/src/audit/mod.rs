@@ -10,6 +10,7 @@
 //! <dir>/segments/<first leaf index, 20 digits>.seg   records, see `segment`
 //! <dir>/checkpoint                                   latest signed checkpoint (refreshed lazily)
 //! <dir>/log.pub                                      verifier key text
+//! <dir>/index/{offsets,tree,synced}                  derived: see `index`
 //! ```
 //!
 //! # Writing
@@ -23,11 +24,17 @@
 //! accepts writes again.
 //!
 //! # Opening
-//! [`AuditLog::open`] scans every segment (framing, CRC, every checkpoint's size and root,
-//! the signature of each segment's last checkpoint). A torn tail after the last valid
-//! checkpoint — a batch interrupted by a crash, never acknowledged — is cut and logged.
-//! Damage before it is [`AuditError::Corrupt`] naming the segment, offset and reason: the
-//! daemon must refuse to start.
+//! [`AuditLog::open`] reads only what the index on disk does not cover (entries' offsets and
+//! the Merkle tree, kept beside the segments, see `index`): the index is checked against
+//! the root recorded at its last sync, then the segments' bytes after it are scanned as the
+//! full scan would (framing, CRC, every checkpoint's size and root, the signature of each
+//! segment's last checkpoint) and indexed. An index that cannot be trusted is rebuilt from
+//! every segment (logged). A torn tail after the last valid checkpoint — a batch
+//! interrupted by a crash, never acknowledged — is cut and logged. Damage in what is
+//! scanned is [`AuditError::Corrupt`] naming the segment, offset and reason: the daemon
+//! must refuse to start. Memory does not grow with the log: the writer keeps the tree's
+//! frontier, readers pread the index (reads in `reads`, each checked against the latest
+//! signed checkpoint).
 
 mod base;
 mod index;
