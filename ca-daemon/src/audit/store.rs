@@ -457,11 +457,15 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
     // The index now covers exactly the log: cut what a crash left beyond it, and record the
     // new watermark when entries were indexed (so the next start reads none of them again).
     disk.truncate(summary.size)?;
-    if summary.size > indexed_from {
-        disk.sync(Watermark {
+    if summary.size > indexed_from
+        && let Err(e) = disk.sync(Watermark {
             size: summary.size,
             root: summary.frontier.root(),
-        })?;
+        })
+    {
+        // The index is complete in the page cache; only the next start's speed depends on
+        // the watermark (a full disk must not keep the daemon from serving reads).
+        tracing::warn!(error = %e, "cannot sync the audit index at start-up; the next start reads more of the log");
     }
 
     let all = list_segments(&dir).map_err(|e| AuditError::io(&seg_dir, e))?;
