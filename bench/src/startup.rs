@@ -237,10 +237,7 @@ impl History {
                 EventKind::RequestCreated(RequestCreated {
                     request_id: RequestId(a + 1),
                     requester: who,
-                    public_key: format!(
-                        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{:043x} sre",
-                        a
-                    ),
+                    public_key: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{:043x} sre", a),
                     principals: vec!["postgres".into()],
                     hosts: vec![host],
                     ttl_seconds: ttl,
@@ -469,8 +466,7 @@ fn readyz(metrics: SocketAddr) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;

@@ -275,9 +275,8 @@ impl DiskIndex {
             .into_iter()
             .map(|(k, j)| self.node(k, j))
             .collect::<Result<Vec<_>, _>>()?;
-        Frontier::from_nodes(size, nodes).ok_or_else(|| AuditError::OutOfRange(format!(
-            "no frontier of size {size}"
-        )))
+        Frontier::from_nodes(size, nodes)
+            .ok_or_else(|| AuditError::OutOfRange(format!("no frontier of size {size}")))
     }
 
     /// The first `size` entries as a [`NodeSource`].

@@ -65,7 +65,14 @@ fn start_up_does_not_read_the_indexed_history() {
     // Proofs come from the index, checked against the signed checkpoint.
     let cp = log.latest_checkpoint().checkpoint;
     let p = log.inclusion_proof(1, 60).unwrap();
-    verify_inclusion(&leaf_hash(&big_event(1).encode().unwrap()), 1, 60, &p, &cp.root).unwrap();
+    verify_inclusion(
+        &leaf_hash(&big_event(1).encode().unwrap()),
+        1,
+        60,
+        &p,
+        &cp.root,
+    )
+    .unwrap();
     // Reading the replaced entries fails; later ones still read.
     assert!(matches!(log.entries(0, 1), Err(AuditError::Corrupt { .. })));
     let last_seg_first = segs.len() as u64; // any entry past the first segment
@@ -114,7 +121,10 @@ fn an_index_shorter_than_the_log_is_extended_from_the_segments() {
 fn index_files_longer_than_the_log_are_cut() {
     let d = tempfile::tempdir().unwrap();
     fill(d.path(), 1 << 20, 0, 40);
-    let (offsets, tree) = (len(&index(d.path(), "offsets")), len(&index(d.path(), "tree")));
+    let (offsets, tree) = (
+        len(&index(d.path(), "offsets")),
+        len(&index(d.path(), "tree")),
+    );
     // A batch indexed but never written to its segment (killed in between), or garbage after
     // the watermark (power loss).
     for name in ["offsets", "tree"] {
@@ -178,16 +188,28 @@ fn a_damaged_index_never_serves_a_proof_and_is_rebuilt() {
     let log = AuditLog::open(config(d.path(), 1 << 20), signer()).unwrap();
     let err = log.inclusion_proof(3, 64).unwrap_err();
     assert!(matches!(&err, AuditError::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains("restart the daemon to rebuild"), "{err}");
-    assert!(log.inclusion_proof(2, 64).is_err(), "its sibling's proof uses it");
+    assert!(
+        err.to_string().contains("restart the daemon to rebuild"),
+        "{err}"
+    );
+    assert!(
+        log.inclusion_proof(2, 64).is_err(),
+        "its sibling's proof uses it"
+    );
     assert!(log.root_at(3).is_err(), "its consistency proof uses it");
     assert!(log.root_at(10).is_ok(), "made of other nodes");
-    assert!(log.inclusion_proof(40, 64).is_ok(), "the other half does not use it");
+    assert!(
+        log.inclusion_proof(40, 64).is_ok(),
+        "the other half does not use it"
+    );
     // Entries are hashed into the signed root, not compared with the index: still served.
     assert_eq!(log.entries(0, 64).unwrap().len(), 64);
     assert!(!index(d.path(), "synced").exists());
     log.shutdown_blocking();
-    assert!(!index(d.path(), "synced").exists(), "shutdown kept it unsynced");
+    assert!(
+        !index(d.path(), "synced").exists(),
+        "shutdown kept it unsynced"
+    );
     drop(log);
     let log = AuditLog::open(config(d.path(), 1 << 20), signer()).unwrap();
     assert_serves_the_log(&log, 64);
@@ -227,7 +249,11 @@ fn replay_from_an_entry_matches_the_full_replay() {
     let all: Vec<_> = log.replay().map(Result::unwrap).collect();
     assert!(segments(d.path()).len() > 3);
     for start in 0..=50u64 {
-        let from: Vec<_> = log.replay_from(start).unwrap().map(Result::unwrap).collect();
+        let from: Vec<_> = log
+            .replay_from(start)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(from, all[start as usize..], "from {start}");
     }
     assert!(log.replay_from(51).is_err());

@@ -136,7 +136,11 @@ impl Shared {
     pub fn replay(&self) -> Replay {
         let idx = self.read();
         Replay {
-            segments: idx.segments.iter().map(|s| (s.first, s.path.clone())).collect(),
+            segments: idx
+                .segments
+                .iter()
+                .map(|s| (s.first, s.path.clone()))
+                .collect(),
             data: Vec::new(),
             pos: 0,
             resume: None,
@@ -403,7 +407,6 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
         }
     };
 
-
     let started = std::time::Instant::now();
     let disk = DiskIndex::open(&dir)?;
     let resumed = match resume_point(&dir, &disk) {
@@ -469,7 +472,10 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
     }
 
     let all = list_segments(&dir).map_err(|e| AuditError::io(&seg_dir, e))?;
-    let committed_len = summary.segments.last().map(|s| (s.first_index, s.committed_len));
+    let committed_len = summary
+        .segments
+        .last()
+        .map(|s| (s.first_index, s.committed_len));
     let mut handles = Vec::with_capacity(all.len());
     let mut active = None;
     let n = all.len();
@@ -627,14 +633,15 @@ fn resume_point(dir: &Path, disk: &DiskIndex) -> Result<Option<ScanFrom>, String
     let offset = disk.offsets(last, mark.size).map_err(|e| e.to_string())?[0];
     let segments = list_segments(dir).map_err(|e| e.to_string())?;
     let Some((first, path)) = segments.iter().rev().find(|(f, _)| *f <= last) else {
-        return Err(format!("no segment holds entry {last}, which the index covers"));
+        return Err(format!(
+            "no segment holds entry {last}, which the index covers"
+        ));
     };
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (kind, payload, len) =
-        read_record_at(&file, path, offset).map_err(|e| e.to_string())?;
+    let (kind, payload, len) = read_record_at(&file, path, offset).map_err(|e| e.to_string())?;
     let h = leaf_hash(&payload);
-    let root = root_with_leaves(&disk.at(mark.size), mark.size, last, &[h])
-        .map_err(|e| e.to_string())?;
+    let root =
+        root_with_leaves(&disk.at(mark.size), mark.size, last, &[h]).map_err(|e| e.to_string())?;
     if kind != RecordKind::Event || root != mark.root {
         return Err(format!(
             "entry {last} at byte {offset} of {} is not the one the index covers",
@@ -736,7 +743,11 @@ fn recover(
         let root = if c.size <= indexed_from {
             Some(root_of(&disk.at(indexed_from), c.size)?)
         } else {
-            summary.roots.iter().find(|(n, _)| *n == c.size).map(|r| r.1)
+            summary
+                .roots
+                .iter()
+                .find(|(n, _)| *n == c.size)
+                .map(|r| r.1)
         };
         if c.size > summary.size {
             return Err(doubt(format!(

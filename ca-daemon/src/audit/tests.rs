@@ -224,7 +224,10 @@ fn a_flipped_bit_in_the_middle_of_a_segment_fails_verify_replay_and_a_rebuild() 
     let log = AuditLog::open(config(d.path(), 1 << 20), signer()).unwrap();
     assert_eq!(log.size(), 100);
     let err = log.replay().find_map(Result::err).unwrap();
-    assert!(matches!(&err, AuditError::Corrupt { segment, .. } if segment == &p), "{err}");
+    assert!(
+        matches!(&err, AuditError::Corrupt { segment, .. } if segment == &p),
+        "{err}"
+    );
     log.shutdown_blocking();
     drop(log);
 

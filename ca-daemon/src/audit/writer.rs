@@ -403,7 +403,10 @@ impl Writer {
 /// Syncs the index files and moves their watermark to `size` (unless a read found the
 /// index damaged: then it is rebuilt at the next start and gets no watermark).
 fn sync_index(shared: &Shared, size: u64, root: Hash) {
-    if shared.index_damaged.load(std::sync::atomic::Ordering::SeqCst) {
+    if shared
+        .index_damaged
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
         return;
     }
     if let Err(e) = shared.disk.sync(Watermark { size, root }) {

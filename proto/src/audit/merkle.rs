@@ -777,7 +777,11 @@ mod tests {
         ] {
             let slice = &all[first as usize..first as usize + len];
             let r = root_with_leaves(&s, size, first, slice).unwrap();
-            assert_eq!(r, reference_root(&all[..size as usize]), "{first}+{len} of {size}");
+            assert_eq!(
+                r,
+                reference_root(&all[..size as usize]),
+                "{first}+{len} of {size}"
+            );
             if len > 0 {
                 let mut bad = slice.to_vec();
                 bad[len / 2] = leaf_hash(b"changed");

@@ -175,13 +175,14 @@ pub fn scan_log_from(
     from: Option<&ScanFrom>,
     mut visit: impl FnMut(EventRef<'_>) -> Result<(), String>,
 ) -> Result<ScanSummary, LogError> {
-    let mut segments =
-        list_segments(dir).map_err(|e| LogError::io(&dir.join("segments"), e))?;
+    let mut segments = list_segments(dir).map_err(|e| LogError::io(&dir.join("segments"), e))?;
     if let Some(f) = from {
         segments.retain(|(first, _)| *first >= f.segment_first);
         if segments.first().map(|s| s.0) != Some(f.segment_first) {
             return Err(LogError::Damaged {
-                segment: dir.join("segments").join(super::segment::segment_file_name(f.segment_first)),
+                segment: dir
+                    .join("segments")
+                    .join(super::segment::segment_file_name(f.segment_first)),
                 offset: 0,
                 reason: "the segment to resume the scan in is missing".into(),
             });
@@ -224,7 +225,10 @@ pub fn scan_log_from(
         if start > data.len() {
             return Err(damaged(
                 start,
-                format!("the scan resumes at byte {start}, past the segment's end ({} bytes)", data.len()),
+                format!(
+                    "the scan resumes at byte {start}, past the segment's end ({} bytes)",
+                    data.len()
+                ),
             ));
         }
         // Leaf index of the first event this scan reads in this segment.
@@ -395,7 +399,10 @@ fn read_segment(path: &Path, from: u64) -> Result<(Vec<u8>, usize), LogError> {
     let len = file.metadata().map_err(|e| LogError::io(path, e))?.len();
     let start = usize::try_from(from).unwrap_or(usize::MAX);
     let Ok(len) = usize::try_from(len) else {
-        return Err(LogError::io(path, std::io::Error::other("segment too large")));
+        return Err(LogError::io(
+            path,
+            std::io::Error::other("segment too large"),
+        ));
     };
     let mut data = vec![0u8; len];
     if start < len {

@@ -353,5 +353,10 @@ fn a_scan_resumed_after_any_event_sees_what_the_full_scan_sees_after_it() {
         offset: all[4].2 + 1,
         frontier: Frontier::new(),
     };
-    assert!(scan_log_from(d.path(), &v, &ScanOptions::default(), Some(&from), |_| Ok(())).is_err());
+    assert!(
+        scan_log_from(d.path(), &v, &ScanOptions::default(), Some(&from), |_| Ok(
+            ()
+        ))
+        .is_err()
+    );
 }
