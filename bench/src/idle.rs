@@ -326,7 +326,7 @@ async fn measure(
 }
 
 /// One issuance on a new connection, as one CLI invocation.
-async fn issue(target: &Target, key: &str, timeout: Duration) -> Result<(), String> {
+pub(crate) async fn issue(target: &Target, key: &str, timeout: Duration) -> Result<(), String> {
     let mut client = connect::client(target).map_err(|e| e.to_string())?;
     let call = client.request_certificate(RequestCertificateRequest {
         public_key: key.to_owned(),
@@ -344,7 +344,7 @@ async fn issue(target: &Target, key: &str, timeout: Duration) -> Result<(), Stri
 }
 
 /// The fields of the first log line holding `marker` (from its first `key=`).
-fn log_fields<'a>(log: &'a str, marker: &str) -> Option<&'a str> {
+pub(crate) fn log_fields<'a>(log: &'a str, marker: &str) -> Option<&'a str> {
     let line = log.lines().find(|l| l.contains(marker))?;
     let start = line.find(marker)? + marker.len();
     Some(line[start..].trim())

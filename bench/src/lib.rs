@@ -6,7 +6,9 @@
 //! - [`audit`] (`audit-bench`): the audit log's group commit, raw disk sync, recovery and
 //!   replay;
 //! - [`state_memory`] (`state-bench`): the daemon's memory while it issues many
-//!   certificates, short- or long-lived.
+//!   certificates, short- or long-lived;
+//! - [`startup`] (`startup-bench`): time to serving and memory of the daemon with a long
+//!   generated history (10 million events by default).
 //!
 //! They are apart from the daemon crate because they drive it with the CLI crate's client:
 //! the daemon does not depend on the CLI.
@@ -16,6 +18,7 @@ pub mod audit;
 pub mod child;
 pub mod idle;
 pub mod issuance;
+pub mod startup;
 pub mod state_memory;
 
 /// The `p` quantile (0 to 1) of sorted values (the zero value when there are none).

@@ -10,6 +10,7 @@
 //! <dir>/segments/<first leaf index, 20 digits>.seg   records, see `segment`
 //! <dir>/checkpoint                                   latest signed checkpoint (refreshed lazily)
 //! <dir>/log.pub                                      verifier key text
+//! <dir>/index/{offsets,tree,synced}                  derived: see `index`
 //! ```
 //!
 //! # Writing
@@ -23,14 +24,22 @@
 //! accepts writes again.
 //!
 //! # Opening
-//! [`AuditLog::open`] scans every segment (framing, CRC, every checkpoint's size and root,
-//! the signature of each segment's last checkpoint). A torn tail after the last valid
-//! checkpoint — a batch interrupted by a crash, never acknowledged — is cut and logged.
-//! Damage before it is [`AuditError::Corrupt`] naming the segment, offset and reason: the
-//! daemon must refuse to start.
+//! [`AuditLog::open`] reads only what the index on disk does not cover (entries' offsets and
+//! the Merkle tree, kept beside the segments, see `index`): the index is checked against
+//! the root recorded at its last sync, then the segments' bytes after it are scanned as the
+//! full scan would (framing, CRC, every checkpoint's size and root, the signature of each
+//! segment's last checkpoint) and indexed. An index that cannot be trusted is rebuilt from
+//! every segment (logged). A torn tail after the last valid checkpoint — a batch
+//! interrupted by a crash, never acknowledged — is cut and logged. Damage in what is
+//! scanned is [`AuditError::Corrupt`] naming the segment, offset and reason: the daemon
+//! must refuse to start. Memory does not grow with the log: the writer keeps the tree's
+//! frontier, readers pread the index (reads in `reads`, each checked against the latest
+//! signed checkpoint).
 
 mod base;
+mod index;
 mod key;
+mod reads;
 mod stats;
 mod store;
 mod writer;
@@ -50,6 +59,8 @@ fn append_request(
     Ok((Request::Append { leaves, reply }, rx))
 }
 
+#[cfg(test)]
+mod index_tests;
 #[cfg(test)]
 mod tests;
 
@@ -182,7 +193,7 @@ impl AuditLog {
     /// Number of durable events.
     #[must_use]
     pub fn size(&self) -> u64 {
-        self.shared.read().tree.size()
+        self.shared.read().size()
     }
 
     /// The latest durable signed checkpoint (for an empty log, a signed checkpoint of size 0).
@@ -247,7 +258,8 @@ impl AuditLog {
     }
 
     /// Leaf bytes (canonical event encodings) of entries `start..end`, at most
-    /// [`MAX_ENTRIES_PER_READ`]. Each is re-checked against its CRC and leaf hash.
+    /// [`MAX_ENTRIES_PER_READ`]. Each is re-checked against its CRC, and the range against
+    /// the latest signed checkpoint.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
         self.shared.entries(start, end)
     }
@@ -265,19 +277,22 @@ impl AuditLog {
             .collect()
     }
 
-    /// Inclusion proof of entry `index` in the tree of `size` entries (RFC 6962 `PATH`).
+    /// Inclusion proof of entry `index` in the tree of `size` entries (RFC 6962 `PATH`),
+    /// verified against the latest signed checkpoint before it is returned.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
-        Ok(self.shared.read().tree.inclusion_proof(index, size)?)
+        self.shared.inclusion_proof(index, size)
     }
 
-    /// Consistency proof between the trees of `old` and `new` entries (RFC 6962 `PROOF`).
+    /// Consistency proof between the trees of `old` and `new` entries (RFC 6962 `PROOF`),
+    /// verified against the latest signed checkpoint before it is returned.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
-        Ok(self.shared.read().tree.consistency_proof(old, new)?)
+        self.shared.consistency_proof(old, new)
     }
 
-    /// Root of the tree of `size` entries.
+    /// Root of the tree of `size` entries, shown consistent with the latest signed
+    /// checkpoint.
     pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
-        Ok(self.shared.read().tree.root_at(size)?)
+        self.shared.root_at(size)
     }
 
     /// Every durable event in order, read back from the segments (for rebuilding the daemon's
@@ -285,5 +300,12 @@ impl AuditLog {
     #[must_use]
     pub fn replay(&self) -> Replay {
         self.shared.replay()
+    }
+
+    /// The durable events from entry `start` on, in order: [`replay`](Self::replay) without
+    /// reading what comes before (the index on disk says where `start` is). For a state
+    /// loaded from a snapshot taken at `start` entries.
+    pub fn replay_from(&self, start: u64) -> Result<Replay, AuditError> {
+        self.shared.replay_from(start)
     }
 }

@@ -1,23 +1,33 @@
-//! Opening and recovering the log directory, the in-memory index, and the read side.
+//! Opening and recovering the log directory, and what readers share with the writer.
+//!
+//! Start-up does not read the history: the index on disk ([`super::index`]) holds every
+//! entry's offset and the tree's hashes up to its watermark, checked against the root
+//! recorded with it; only the segments' bytes after it are scanned (checked as by the full
+//! scan: framing, CRC, every checkpoint's size and root, the last one's signature) and
+//! indexed. An index that cannot be trusted is rebuilt from every segment, with a log line.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use breakglass_proto::audit::merkle::leaf_hash;
+use breakglass_proto::audit::merkle::{leaf_hash, root_of, root_with_leaves};
 use breakglass_proto::audit::segment::{
-    CHECKPOINT_FILE, PUBLIC_KEY_FILE, Parsed, RECORD_HEADER_LEN, RecordKind, SEGMENTS_DIR,
-    parse_record,
+    CHECKPOINT_FILE, MAX_PAYLOAD_LEN, PUBLIC_KEY_FILE, Parsed, RECORD_HEADER_LEN, RecordKind,
+    SEGMENTS_DIR, list_segments, parse_record,
 };
-use breakglass_proto::audit::verify::{ScanOptions, read_checkpoint_file, scan_log};
+use breakglass_proto::audit::verify::{
+    ScanFrom, ScanOptions, ScanSummary, read_checkpoint_file, scan_log_from,
+};
 use breakglass_proto::audit::{
-    Checkpoint, Event, Frontier, MerkleTree, NoteSigner, NoteVerifier, SignedCheckpoint,
+    Checkpoint, Event, Frontier, Hash, NoteSigner, NoteVerifier, SignedCheckpoint,
 };
 
-use super::base::{AuditConfig, AuditError, LeafIndex, MAX_ENTRIES_PER_READ};
+use super::base::{AuditConfig, AuditError, LeafIndex};
+use super::index::{DiskIndex, INDEX_DIR, Watermark};
 
 /// A segment readers can read from.
 pub(crate) struct SegmentHandle {
@@ -26,13 +36,24 @@ pub(crate) struct SegmentHandle {
     pub file: Arc<File>,
 }
 
-/// What readers see: only durable, checkpointed state.
+/// What readers see: only durable, checkpointed state. The entries' offsets and the tree's
+/// hashes are in [`Shared::disk`], up to `checkpoint.checkpoint.size`.
 pub(crate) struct Index {
-    pub tree: MerkleTree,
-    /// Byte offset of each event's record in its segment.
-    pub offsets: Vec<u64>,
     pub segments: Vec<SegmentHandle>,
     pub checkpoint: SignedCheckpoint,
+}
+
+impl Index {
+    /// Number of durable entries.
+    pub fn size(&self) -> u64 {
+        self.checkpoint.checkpoint.size
+    }
+
+    /// The segment holding entry `i` (which must be below [`Self::size`]).
+    pub fn segment_of(&self, i: u64) -> Option<&SegmentHandle> {
+        let s = self.segments.partition_point(|s| s.first <= i);
+        s.checked_sub(1).map(|s| &self.segments[s])
+    }
 }
 
 /// State shared by the handle and the writer thread.
@@ -40,6 +61,11 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub verifier: NoteVerifier,
     index: RwLock<Index>,
+    /// Every entry's offset and the tree's hashes (the writer appends, readers pread).
+    pub disk: DiskIndex,
+    /// Set when a read found the index disagreeing with the signed checkpoint: its
+    /// watermark is gone and stays gone, so the next start rebuilds it.
+    pub index_damaged: AtomicBool,
     pub last_error: Mutex<Option<String>>,
     /// Batches committed since open (one fdatasync each).
     pub batches: std::sync::atomic::AtomicU64,
@@ -84,72 +110,29 @@ impl Shared {
         }
     }
 
-    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
-        // Copy what is needed under the lock, read the files without it.
-        let (plan, hashes) = {
-            let idx = self.read();
-            let size = idx.tree.size();
-            if start > end || end > size {
-                return Err(AuditError::OutOfRange(format!(
-                    "entries {start}..{end} are not within the log's {size} entries"
-                )));
-            }
-            if end - start > MAX_ENTRIES_PER_READ {
-                return Err(AuditError::OutOfRange(format!(
-                    "at most {MAX_ENTRIES_PER_READ} entries per read, {} asked",
-                    end - start
-                )));
-            }
-            let mut plan = Vec::with_capacity((end - start) as usize);
-            let mut hashes = Vec::with_capacity(plan.capacity());
-            for i in start..end {
-                let s = idx.segments.partition_point(|s| s.first <= i) - 1;
-                let seg = &idx.segments[s];
-                plan.push((seg.file.clone(), seg.path.clone(), idx.offsets[i as usize]));
-                hashes.push(idx.tree.leaf(i).unwrap_or_default());
-            }
-            (plan, hashes)
-        };
-        let mut out = Vec::with_capacity(plan.len());
-        for ((file, path, off), (expect, i)) in
-            plan.into_iter().zip(hashes.into_iter().zip(start..))
-        {
-            let corrupt = |reason: String| AuditError::Corrupt {
-                segment: path.clone(),
-                offset: off,
-                reason,
-            };
-            let mut head = [0u8; RECORD_HEADER_LEN];
-            file.read_exact_at(&mut head, off)
-                .map_err(|e| AuditError::io(&path, e))?;
-            let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-            let mut rec = vec![0u8; RECORD_HEADER_LEN + len];
-            file.read_exact_at(&mut rec, off)
-                .map_err(|e| AuditError::io(&path, e))?;
-            let leaf = match parse_record(&rec) {
-                Parsed::Record {
-                    kind: RecordKind::Event,
-                    payload,
-                    ..
-                } => payload,
-                Parsed::Record { kind, .. } => {
-                    return Err(corrupt(format!(
-                        "entry {i}: record is a {kind:?}, not an event"
-                    )));
-                }
-                Parsed::Truncated { .. } => return Err(corrupt(format!("entry {i}: truncated"))),
-                Parsed::Invalid(r) => return Err(corrupt(format!("entry {i}: {r}"))),
-            };
-            if leaf_hash(leaf) != expect {
-                return Err(corrupt(format!(
-                    "entry {i} changed on disk since it was written"
-                )));
-            }
-            out.push(leaf.to_vec());
+    /// The index disagrees with the signed checkpoint (`what`): logged, its watermark
+    /// removed so that the next start rebuilds it from the segments, and the error for the
+    /// reader. Nothing unchecked was served.
+    pub fn index_damaged(&self, what: &str) -> AuditError {
+        self.index_damaged.store(true, Ordering::SeqCst);
+        self.disk.clear_cache();
+        tracing::error!(reason = %what,
+            "the audit index does not match the signed checkpoint; it is rebuilt from the \
+             segments at the next start");
+        if let Err(e) = self.disk.forget_watermark() {
+            tracing::error!(error = %e, "cannot remove the audit index watermark");
         }
-        Ok(out)
+        AuditError::Corrupt {
+            segment: self.dir.join(INDEX_DIR),
+            offset: 0,
+            reason: format!(
+                "{what}: the index does not match the signed checkpoint (nothing was served \
+                 from it); restart the daemon to rebuild it from the segments"
+            ),
+        }
     }
 
+    /// Every durable event, in order (see [`super::AuditLog::replay`]).
     pub fn replay(&self) -> Replay {
         let idx = self.read();
         Replay {
@@ -160,20 +143,58 @@ impl Shared {
                 .collect(),
             data: Vec::new(),
             pos: 0,
+            resume: None,
             path: PathBuf::new(),
             next: 0,
-            end: idx.tree.size(),
+            end: idx.size(),
             done: false,
         }
     }
+
+    /// Every durable event from entry `start` on, in order (see [`super::AuditLog::replay_from`]).
+    pub fn replay_from(&self, start: u64) -> Result<Replay, AuditError> {
+        let idx = self.read();
+        let end = idx.size();
+        if start > end {
+            return Err(AuditError::OutOfRange(format!(
+                "replay from entry {start}: the log holds {end} entries"
+            )));
+        }
+        let (segments, resume) = if start == end {
+            (VecDeque::new(), None)
+        } else {
+            let from = idx.segment_of(start).map_or(0, |s| s.first);
+            let offset = self.disk.offsets(start, start + 1)?[0];
+            (
+                idx.segments
+                    .iter()
+                    .filter(|s| s.first >= from)
+                    .map(|s| (s.first, s.path.clone()))
+                    .collect(),
+                Some(offset),
+            )
+        };
+        Ok(Replay {
+            segments,
+            data: Vec::new(),
+            pos: 0,
+            resume,
+            path: PathBuf::new(),
+            next: start,
+            end,
+            done: false,
+        })
+    }
 }
 
-/// Iterator over every durable event, in order (see [`super::AuditLog::replay`]).
+/// Iterator over the durable events, in order (see [`super::AuditLog::replay`]).
 #[derive(Debug)]
 pub struct Replay {
     segments: VecDeque<(u64, PathBuf)>,
     data: Vec<u8>,
     pos: usize,
+    /// Where the first segment's reading starts (the index's offset of the first entry).
+    resume: Option<u64>,
     path: PathBuf,
     next: u64,
     end: u64,
@@ -181,7 +202,7 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Number of events the replay covers in total.
+    /// Number of events in the log when the replay started (its last index + 1).
     #[must_use]
     pub fn len_total(&self) -> u64 {
         self.end
@@ -210,7 +231,8 @@ impl Iterator for Replay {
                     let n = self.next;
                     return self.fail(format!("segments end after {n} of {} events", self.end));
                 };
-                if first != self.next {
+                let resume = self.resume.take();
+                if resume.is_none() && first != self.next {
                     self.path = path;
                     self.pos = 0;
                     let n = self.next;
@@ -224,7 +246,11 @@ impl Iterator for Replay {
                     }
                 }
                 self.path = path;
-                self.pos = 0;
+                self.pos = usize::try_from(resume.unwrap_or(0)).unwrap_or(usize::MAX);
+                if self.pos >= self.data.len() {
+                    let n = self.next;
+                    return self.fail(format!("entry {n} is not where the index says"));
+                }
                 continue;
             }
             match parse_record(&self.data[self.pos..]) {
@@ -249,6 +275,41 @@ impl Iterator for Replay {
                 Parsed::Invalid(r) => return self.fail(r),
             }
         }
+    }
+}
+
+/// Reads the record at `offset` of `file`: its kind and payload, and its length.
+pub(crate) fn read_record_at(
+    file: &File,
+    path: &Path,
+    offset: u64,
+) -> Result<(RecordKind, Vec<u8>, u64), AuditError> {
+    let corrupt = |reason: String| AuditError::Corrupt {
+        segment: path.to_owned(),
+        offset,
+        reason,
+    };
+    let short = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            corrupt("the record runs past the end of the segment".into())
+        } else {
+            AuditError::io(path, e)
+        }
+    };
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    file.read_exact_at(&mut head, offset).map_err(short)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    if len > MAX_PAYLOAD_LEN {
+        return Err(corrupt(format!(
+            "record length {len} exceeds the {MAX_PAYLOAD_LEN}-byte limit"
+        )));
+    }
+    let mut rec = vec![0u8; RECORD_HEADER_LEN + len as usize];
+    file.read_exact_at(&mut rec, offset).map_err(short)?;
+    match parse_record(&rec) {
+        Parsed::Record { kind, payload, len } => Ok((kind, payload.to_vec(), len as u64)),
+        Parsed::Truncated { .. } => Err(corrupt("truncated record".into())),
+        Parsed::Invalid(r) => Err(corrupt(r)),
     }
 }
 
@@ -299,7 +360,8 @@ fn make_read_only(path: &Path) -> Result<(), AuditError> {
     Ok(())
 }
 
-/// Opens the log directory: checks the key, scans and recovers the segments, builds the index.
+/// Opens the log directory: checks the key, recovers the segments from where the index on
+/// disk ends (or rebuilds the index from all of them when it cannot be trusted).
 pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, AuditError> {
     let dir = config.dir.clone();
     let seg_dir = dir.join(SEGMENTS_DIR);
@@ -345,46 +407,31 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
         }
     };
 
-    let mut tree = MerkleTree::new();
-    let mut offsets = Vec::new();
-    let opts = ScanOptions {
-        every_signature: false,
-        roots_at: file_cp.iter().map(|c| c.size).collect(),
-    };
     let started = std::time::Instant::now();
-    let summary = scan_log(&dir, &verifier, &opts, |e| {
-        tree.push(e.leaf_hash);
-        offsets.push(e.offset);
-        Ok(())
-    })?;
-    if let Some(c) = &file_cp {
-        let root = summary
-            .roots
-            .iter()
-            .find(|(n, _)| *n == c.size)
-            .map(|r| r.1);
-        if c.size > summary.size || root != Some(c.root) {
-            return Err(AuditError::Corrupt {
-                segment: dir.join(CHECKPOINT_FILE),
-                offset: 0,
-                reason: if c.size > summary.size {
-                    format!(
-                        "the checkpoint file covers {} events but the segments hold only {}: \
-                         a segment was deleted or rolled back",
-                        c.size, summary.size
-                    )
-                } else {
-                    format!(
-                        "the segments' root at size {} differs from the checkpoint file's: \
-                         history was rewritten",
-                        c.size
-                    )
-                },
-            });
+    let disk = DiskIndex::open(&dir)?;
+    let resumed = match resume_point(&dir, &disk) {
+        Ok(from) => from,
+        Err(why) => {
+            rebuild_notice(&why);
+            disk.forget_watermark()?;
+            None
         }
-    }
+    };
+    let recovered = match recover(&dir, &verifier, &disk, resumed.as_ref(), file_cp.as_ref()) {
+        Ok(r) => r,
+        Err(Doubt::Index(why)) => {
+            rebuild_notice(&why);
+            disk.forget_watermark()?;
+            recover(&dir, &verifier, &disk, None, file_cp.as_ref()).map_err(Doubt::into_error)?
+        }
+        Err(Doubt::Fatal(e)) => return Err(e),
+    };
+    let Recovered {
+        summary,
+        indexed_from,
+    } = recovered;
 
-    let mut segments = summary.segments.clone();
+    let seg_dir = dir.join(SEGMENTS_DIR);
     if let Some(t) = &summary.torn_tail {
         tracing::warn!(
             segment = %t.segment.display(),
@@ -393,10 +440,12 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
             reason = %t.reason,
             "cutting the torn tail of the audit log (an interrupted batch that was never acknowledged)"
         );
-        let last = segments.last().map(|s| s.committed_len);
-        if last == Some(0) {
+        let torn_is_empty = summary
+            .segments
+            .last()
+            .is_some_and(|s| s.committed_len == 0 && s.path == t.segment);
+        if torn_is_empty {
             std::fs::remove_file(&t.segment).map_err(|e| AuditError::io(&t.segment, e))?;
-            segments.pop();
         } else {
             let f = OpenOptions::new()
                 .write(true)
@@ -408,39 +457,58 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
         }
         fsync_dir(&seg_dir)?;
     }
+    // The index now covers exactly the log: cut what a crash left beyond it, and record the
+    // new watermark when entries were indexed (so the next start reads none of them again).
+    disk.truncate(summary.size)?;
+    if summary.size > indexed_from
+        && let Err(e) = disk.sync(Watermark {
+            size: summary.size,
+            root: summary.frontier.root(),
+        })
+    {
+        // The index is complete in the page cache; only the next start's speed depends on
+        // the watermark (a full disk must not keep the daemon from serving reads).
+        tracing::warn!(error = %e, "cannot sync the audit index at start-up; the next start reads more of the log");
+    }
 
-    let mut handles = Vec::with_capacity(segments.len());
+    let all = list_segments(&dir).map_err(|e| AuditError::io(&seg_dir, e))?;
+    let committed_len = summary
+        .segments
+        .last()
+        .map(|s| (s.first_index, s.committed_len));
+    let mut handles = Vec::with_capacity(all.len());
     let mut active = None;
-    let n = segments.len();
-    for (i, s) in segments.iter().enumerate() {
+    let n = all.len();
+    for (i, (first, path)) in all.into_iter().enumerate() {
         let is_last = i + 1 == n;
         if !is_last {
-            make_read_only(&s.path)?;
+            make_read_only(&path)?;
         }
-        let file = File::open(&s.path).map_err(|e| AuditError::io(&s.path, e))?;
-        let writable = file
-            .metadata()
-            .map_err(|e| AuditError::io(&s.path, e))?
-            .permissions()
-            .mode()
-            & 0o200
-            != 0;
+        let file = File::open(&path).map_err(|e| AuditError::io(&path, e))?;
+        let meta = file.metadata().map_err(|e| AuditError::io(&path, e))?;
+        let writable = meta.permissions().mode() & 0o200 != 0;
         if is_last && writable {
             let wf = OpenOptions::new()
                 .write(true)
-                .open(&s.path)
-                .map_err(|e| AuditError::io(&s.path, e))?;
+                .open(&path)
+                .map_err(|e| AuditError::io(&path, e))?;
+            let len = match committed_len {
+                Some((f, len)) if f == first => len,
+                // Not read by this start (the index covers it whole): its durable length is
+                // its length, the torn tail of an earlier start having been cut then.
+                _ => meta.len(),
+            };
             active = Some(Active {
                 file: wf,
-                path: s.path.clone(),
-                first: s.first_index,
-                len: s.committed_len,
+                path: path.clone(),
+                first,
+                len,
                 registered: true,
             });
         }
         handles.push(SegmentHandle {
-            first: s.first_index,
-            path: s.path.clone(),
+            first,
+            path,
             file: Arc::new(file),
         });
     }
@@ -477,6 +545,7 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
         dir = %dir.display(),
         events = summary.size,
         segments = handles.len(),
+        indexed = summary.size - indexed_from,
         checkpoints = summary.checkpoints,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "audit log opened"
@@ -485,11 +554,11 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
         dir,
         verifier,
         index: RwLock::new(Index {
-            tree,
-            offsets,
             segments: handles,
             checkpoint,
         }),
+        disk,
+        index_damaged: AtomicBool::new(false),
         last_error: Mutex::new(None),
         batches: std::sync::atomic::AtomicU64::new(0),
         stats: super::stats::CommitStats::new(
@@ -502,5 +571,201 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
         shared,
         active,
         frontier: summary.frontier,
+    })
+}
+
+/// Why the fast path was left: the index cannot be trusted (rebuild it and try again), or
+/// the log itself is bad.
+enum Doubt {
+    Index(String),
+    Fatal(AuditError),
+}
+
+impl From<AuditError> for Doubt {
+    fn from(e: AuditError) -> Self {
+        Doubt::Fatal(e)
+    }
+}
+
+impl Doubt {
+    /// After a full rebuild no index is left to doubt (a full scan says `Fatal` only).
+    fn into_error(self) -> AuditError {
+        match self {
+            Doubt::Index(reason) => AuditError::Corrupt {
+                segment: PathBuf::from(INDEX_DIR),
+                offset: 0,
+                reason,
+            },
+            Doubt::Fatal(e) => e,
+        }
+    }
+}
+
+fn rebuild_notice(why: &str) {
+    tracing::warn!(reason = %why,
+        "rebuilding the audit index from every segment (start-up reads the whole log once)");
+}
+
+/// Where to resume reading the segments: just after the last entry the index's watermark
+/// covers, with the tree up to it read from the index and checked against the watermark's
+/// root; `None` for an index of nothing. An error says why the index cannot be used.
+fn resume_point(dir: &Path, disk: &DiskIndex) -> Result<Option<ScanFrom>, String> {
+    let mark = disk.watermark()?;
+    if mark.size == 0 {
+        return Ok(None);
+    }
+    let on_disk = disk.entries_on_disk().map_err(|e| e.to_string())?;
+    if on_disk < mark.size {
+        return Err(format!(
+            "the index files hold {on_disk} entries, their watermark says {}",
+            mark.size
+        ));
+    }
+    let frontier = disk.frontier(mark.size).map_err(|e| e.to_string())?;
+    if frontier.root() != mark.root {
+        return Err(format!(
+            "the root recomputed from the index at {} entries differs from its watermark's",
+            mark.size
+        ));
+    }
+    // The last entry the index covers must be where it says, with the hash it says.
+    let last = mark.size - 1;
+    let offset = disk.offsets(last, mark.size).map_err(|e| e.to_string())?[0];
+    let segments = list_segments(dir).map_err(|e| e.to_string())?;
+    let Some((first, path)) = segments.iter().rev().find(|(f, _)| *f <= last) else {
+        return Err(format!(
+            "no segment holds entry {last}, which the index covers"
+        ));
+    };
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (kind, payload, len) = read_record_at(&file, path, offset).map_err(|e| e.to_string())?;
+    let h = leaf_hash(&payload);
+    let root =
+        root_with_leaves(&disk.at(mark.size), mark.size, last, &[h]).map_err(|e| e.to_string())?;
+    if kind != RecordKind::Event || root != mark.root {
+        return Err(format!(
+            "entry {last} at byte {offset} of {} is not the one the index covers",
+            path.display()
+        ));
+    }
+    Ok(Some(ScanFrom {
+        segment_first: *first,
+        offset: offset + len,
+        frontier,
+    }))
+}
+
+/// What [`recover`] found.
+struct Recovered {
+    summary: ScanSummary,
+    /// Entries the index held before (the rest were indexed by this start).
+    indexed_from: u64,
+}
+
+/// Entries indexed per write while the segments are scanned.
+const INDEX_CHUNK: usize = 65_536;
+
+/// Scans the segments from `from` (all of them when `None`), indexes what it reads, and
+/// checks the result against the checkpoint file. The log is not changed (the torn tail is
+/// the caller's to cut).
+fn recover(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    disk: &DiskIndex,
+    from: Option<&ScanFrom>,
+    file_cp: Option<&Checkpoint>,
+) -> Result<Recovered, Doubt> {
+    let indexed_from = from.map_or(0, |f| f.frontier.size());
+    disk.truncate(indexed_from)?;
+    let opts = ScanOptions {
+        every_signature: false,
+        roots_at: file_cp
+            .iter()
+            .map(|c| c.size)
+            .filter(|n| *n > indexed_from)
+            .collect(),
+    };
+    let mut frontier = from.map_or_else(Frontier::new, |f| f.frontier.clone());
+    let mut next = indexed_from;
+    let mut offsets = Vec::with_capacity(INDEX_CHUNK);
+    let mut stored: Vec<Hash> = Vec::with_capacity(2 * INDEX_CHUNK);
+    let mut index_error = None;
+    let flush = |offsets: &mut Vec<u64>, stored: &mut Vec<Hash>, next: &mut u64| {
+        let r = disk.append(*next, offsets, stored);
+        *next += offsets.len() as u64;
+        offsets.clear();
+        stored.clear();
+        r
+    };
+    let scanned = scan_log_from(dir, verifier, &opts, from, |e| {
+        frontier.push_stored(e.leaf_hash, |h| stored.push(h));
+        offsets.push(e.offset);
+        if offsets.len() >= INDEX_CHUNK
+            && let Err(err) = flush(&mut offsets, &mut stored, &mut next)
+        {
+            let msg = err.to_string();
+            index_error = Some(err);
+            return Err(msg);
+        }
+        Ok(())
+    });
+    if let Some(e) = index_error {
+        return Err(Doubt::Fatal(e));
+    }
+    let summary = match scanned {
+        Ok(s) => s,
+        Err(e) if from.is_some() => return Err(Doubt::Index(format!("resuming the scan: {e}"))),
+        Err(e) => return Err(Doubt::Fatal(e.into())),
+    };
+    flush(&mut offsets, &mut stored, &mut next)?;
+    let doubt = |reason: String| {
+        if from.is_some() {
+            Doubt::Index(reason)
+        } else {
+            Doubt::Fatal(AuditError::Corrupt {
+                segment: dir.join(CHECKPOINT_FILE),
+                offset: 0,
+                reason,
+            })
+        }
+    };
+    if indexed_from > 0
+        && summary
+            .last_checkpoint
+            .as_ref()
+            .is_none_or(|c| c.checkpoint.size < indexed_from)
+    {
+        return Err(doubt(format!(
+            "no checkpoint covers the {indexed_from} entries of the index"
+        )));
+    }
+    if let Some(c) = file_cp {
+        let root = if c.size <= indexed_from {
+            Some(root_of(&disk.at(indexed_from), c.size)?)
+        } else {
+            summary
+                .roots
+                .iter()
+                .find(|(n, _)| *n == c.size)
+                .map(|r| r.1)
+        };
+        if c.size > summary.size {
+            return Err(doubt(format!(
+                "the checkpoint file covers {} events but the segments hold only {}: \
+                 a segment was deleted or rolled back",
+                c.size, summary.size
+            )));
+        }
+        if root != Some(c.root) {
+            return Err(doubt(format!(
+                "the segments' root at size {} differs from the checkpoint file's: \
+                 history was rewritten",
+                c.size
+            )));
+        }
+    }
+    Ok(Recovered {
+        summary,
+        indexed_from,
     })
 }

@@ -14,6 +14,7 @@ use breakglass_proto::audit::{Checkpoint, Hash, NoteSigner, SignedCheckpoint};
 use tokio::sync::{mpsc, oneshot};
 
 use super::base::{AuditConfig, AuditError, LeafIndex};
+use super::index::Watermark;
 use super::store::{Active, Opened, SegmentHandle, Shared, write_checkpoint_file};
 
 /// What the writer thread is asked to do.
@@ -100,16 +101,33 @@ struct Writer {
     /// A failed write may have left bytes after the durable length.
     needs_repair: bool,
     buf: Vec<u8>,
-    /// Latest checkpoint notes for the thread that refreshes the `checkpoint` file.
-    checkpoint_file: Option<std::sync::mpsc::Sender<String>>,
+    /// Latest checkpoints for the thread that refreshes the `checkpoint` file and syncs the
+    /// index.
+    checkpoint_file: Option<std::sync::mpsc::Sender<Published>>,
+    /// Reused buffers of one batch's index entries: record offsets, stored hashes.
+    offsets: Vec<u64>,
+    stored: Vec<Hash>,
 }
 
 /// What one successful commit produced.
 struct Committed {
     first_index: u64,
-    hashes: Vec<Hash>,
-    offsets: Vec<u64>,
     checkpoint: SignedCheckpoint,
+}
+
+/// The index on disk is synced (and its watermark moved) by the checkpoint thread, off the
+/// commit path, this often or after [`INDEX_SYNC_EVENTS`] new entries, whichever comes
+/// first: a start after a crash reads at most about that much of the log again (see
+/// [`super::index`]).
+const INDEX_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`INDEX_SYNC_INTERVAL`].
+const INDEX_SYNC_EVENTS: u64 = 100_000;
+
+/// What the checkpoint thread is told after each commit.
+struct Published {
+    note: String,
+    size: u64,
+    root: Hash,
 }
 
 pub(crate) fn run(
@@ -127,12 +145,14 @@ pub(crate) fn run(
         needs_repair: false,
         buf: Vec::with_capacity(1 << 20),
         checkpoint_file: None,
+        offsets: Vec::new(),
+        stored: Vec::new(),
     };
-    let (cp_tx, cp_rx) = std::sync::mpsc::channel::<String>();
-    let cp_dir = w.config.dir.clone();
+    let (cp_tx, cp_rx) = std::sync::mpsc::channel::<Published>();
+    let cp_shared = Arc::clone(&w.shared);
     let cp_thread = std::thread::Builder::new()
         .name("audit-checkpoint".into())
-        .spawn(move || refresh_checkpoint_file(&cp_dir, &cp_rx));
+        .spawn(move || refresh_checkpoint_file(&cp_shared, &cp_rx));
     let cp_thread = match cp_thread {
         Ok(t) => {
             w.checkpoint_file = Some(cp_tx);
@@ -235,13 +255,13 @@ impl Writer {
             Ok(c) => {
                 self.shared.stats.committed(leaves.len(), started.elapsed());
                 let first = c.first_index;
-                let note = c.checkpoint.note.clone();
+                let published = Published {
+                    note: c.checkpoint.note.clone(),
+                    size: c.checkpoint.checkpoint.size,
+                    root: c.checkpoint.checkpoint.root,
+                };
                 {
                     let mut idx = self.shared.write();
-                    for h in &c.hashes {
-                        idx.tree.push(*h);
-                    }
-                    idx.offsets.extend_from_slice(&c.offsets);
                     idx.checkpoint = c.checkpoint;
                     if let Some(a) = self.active.as_mut().filter(|a| !a.registered) {
                         match File::open(&a.path) {
@@ -267,7 +287,7 @@ impl Writer {
                     .batches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some(tx) = &self.checkpoint_file {
-                    let _ = tx.send(note);
+                    let _ = tx.send(published);
                 }
                 let mut next = first;
                 for (r, n) in replies.drain(..) {
@@ -311,15 +331,21 @@ impl Writer {
         }
         let mut frontier = self.frontier.clone();
         let first_index = frontier.size();
-        let mut hashes = Vec::with_capacity(leaves.len());
-        let mut offsets = Vec::with_capacity(leaves.len());
+        self.offsets.clear();
+        self.stored.clear();
         for leaf in leaves {
-            let h = leaf_hash(leaf);
-            frontier.push(h);
-            hashes.push(h);
-            offsets.push(base + self.buf.len() as u64);
+            let stored = &mut self.stored;
+            frontier.push_stored(leaf_hash(leaf), |h| stored.push(h));
+            self.offsets.push(base + self.buf.len() as u64);
             encode_record(RecordKind::Event, leaf, &mut self.buf);
         }
+        // The index first (page cache only; a crash is recovered from the segments): a
+        // batch whose index cannot be written is not committed. Readers see none of it
+        // until the checkpoint is published.
+        self.shared
+            .disk
+            .append(first_index, &self.offsets, &self.stored)
+            .map_err(|e| format!("cannot write the audit index: {e}"))?;
         let checkpoint = Checkpoint {
             origin: self.signer.name().to_owned(),
             size: frontier.size(),
@@ -347,8 +373,6 @@ impl Writer {
         self.frontier = frontier;
         Ok(Committed {
             first_index,
-            hashes,
-            offsets,
             checkpoint: SignedCheckpoint { checkpoint, note },
         })
     }
@@ -415,7 +439,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Stops the refresh thread, then writes the latest checkpoint durably.
+    /// Stops the refresh thread, then writes the latest checkpoint durably and syncs the
+    /// index up to it (the next start then reads nothing again).
     fn final_checkpoint_file(&mut self, thread: Option<std::thread::JoinHandle<()>>) {
         self.checkpoint_file = None;
         if let Some(t) = thread {
@@ -424,19 +449,37 @@ impl Writer {
         if self.frontier.size() == 0 {
             return;
         }
-        let note = self.shared.read().checkpoint.note.clone();
-        if let Err(e) = write_checkpoint_file(&self.config.dir, &note, true) {
+        let cp = self.shared.read().checkpoint.clone();
+        if let Err(e) = write_checkpoint_file(&self.config.dir, &cp.note, true) {
             tracing::warn!(error = %e, "cannot write the audit checkpoint file at shutdown");
         }
+        sync_index(&self.shared, cp.checkpoint.size, cp.checkpoint.root);
+    }
+}
+
+/// Syncs the index files and moves their watermark to `size` (unless a read found the
+/// index damaged: then it is rebuilt at the next start and gets no watermark).
+fn sync_index(shared: &Shared, size: u64, root: Hash) {
+    if shared
+        .index_damaged
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return;
+    }
+    if let Err(e) = shared.disk.sync(Watermark { size, root }) {
+        tracing::warn!(error = %e, "cannot sync the audit index; the next start reads more of the log");
     }
 }
 
 /// Thread body: writes the latest note received, at most every [`CHECKPOINT_FILE_INTERVAL`],
-/// until the writer drops its sender (which then writes the final one itself).
-fn refresh_checkpoint_file(dir: &std::path::Path, rx: &std::sync::mpsc::Receiver<String>) {
-    let mut pending: Option<String> = None;
+/// and syncs the index (see [`INDEX_SYNC_INTERVAL`]), until the writer drops its sender
+/// (which then does both a last time itself).
+fn refresh_checkpoint_file(shared: &Shared, rx: &std::sync::mpsc::Receiver<Published>) {
+    let dir = shared.dir.as_path();
+    let mut pending: Option<Published> = None;
+    let mut index_synced = (Instant::now(), shared.read().size());
     loop {
-        let mut note = match pending.take() {
+        let mut p = match pending.take() {
             Some(n) => n,
             None => match rx.recv() {
                 Ok(n) => n,
@@ -444,10 +487,16 @@ fn refresh_checkpoint_file(dir: &std::path::Path, rx: &std::sync::mpsc::Receiver
             },
         };
         while let Ok(newer) = rx.try_recv() {
-            note = newer;
+            p = newer;
         }
-        if let Err(e) = write_checkpoint_file(dir, &note, false) {
+        if let Err(e) = write_checkpoint_file(dir, &p.note, false) {
             tracing::warn!(error = %e, "cannot refresh the audit checkpoint file");
+        }
+        if index_synced.0.elapsed() >= INDEX_SYNC_INTERVAL
+            || p.size.saturating_sub(index_synced.1) >= INDEX_SYNC_EVENTS
+        {
+            sync_index(shared, p.size, p.root);
+            index_synced = (Instant::now(), p.size);
         }
         let until = Instant::now() + CHECKPOINT_FILE_INTERVAL;
         loop {

@@ -84,16 +84,33 @@ impl Frontier {
 
     /// Appends one leaf given its leaf hash.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_stored(leaf, |_| {});
+    }
+
+    /// Appends one leaf and hands `stored` the hashes this completes, in the order of the
+    /// stored-hash layout (see [`stored_hash_index`]): the leaf hash, then the root of each
+    /// complete subtree it closes, smallest first.
+    pub fn push_stored(&mut self, leaf: Hash, mut stored: impl FnMut(Hash)) {
+        stored(leaf);
         let mut h = leaf;
         let mut n = self.size;
         // Each trailing one bit of the old size is a complete subtree that merges with the new one.
         while n & 1 == 1 {
             let left = self.nodes.pop().unwrap_or_default();
             h = node_hash(&left, &h);
+            stored(h);
             n >>= 1;
         }
         self.nodes.push(h);
         self.size += 1;
+    }
+
+    /// The frontier of a tree of `size` leaves from its complete subtrees' roots, largest
+    /// (leftmost) first: the nodes [`frontier_nodes`] names. `None` when their number is not
+    /// one per set bit of `size`.
+    #[must_use]
+    pub fn from_nodes(size: u64, nodes: Vec<Hash>) -> Option<Self> {
+        (nodes.len() == size.count_ones() as usize).then_some(Self { size, nodes })
     }
 
     /// Root hash of the tree.
@@ -105,6 +122,219 @@ impl Frontier {
             Some(last) => it.fold(*last, |acc, left| node_hash(left, &acc)),
         }
     }
+}
+
+/// `(level, index)` of the complete subtrees whose roots make up the frontier of a tree of
+/// `size` leaves, largest (leftmost) first.
+#[must_use]
+pub fn frontier_nodes(size: u64) -> Vec<(u32, u64)> {
+    let mut start = 0u64;
+    let mut out = Vec::with_capacity(size.count_ones() as usize);
+    for k in (0..64u32).rev() {
+        if size & (1 << k) != 0 {
+            out.push((k, start >> k));
+            start += 1 << k;
+        }
+    }
+    out
+}
+
+/// Position of node `(level, index)` in the stored-hash layout: every hash in the order
+/// [`Frontier::push_stored`] produces them (each leaf, then the subtrees it completes), as Go's
+/// `sumdb/tlog` stores them. The layout only ever grows at its end, so it suits an
+/// append-only file; a tree of `n` leaves holds [`stored_hash_count`]`(n)` hashes.
+#[must_use]
+pub fn stored_hash_index(level: u32, index: u64) -> u64 {
+    // The node closes when leaf `last` is pushed: after the hashes of the `last` leaves
+    // before it, then the leaf and one parent per level up to this one.
+    let last = ((index + 1) << level) - 1;
+    stored_hash_count(last) + u64::from(level)
+}
+
+/// Number of hashes the stored-hash layout holds for a tree of `n` leaves (`2n - popcount(n)`).
+#[must_use]
+pub fn stored_hash_count(n: u64) -> u64 {
+    2 * n - u64::from(n.count_ones())
+}
+
+/// Where the hashes of complete subtrees come from: memory ([`MerkleTree`]) or files.
+///
+/// The proof functions below ([`root_of`], [`inclusion_proof_of`], [`consistency_proof_of`],
+/// [`root_with_leaves`]) work over any source; a source that reads files reports its I/O
+/// errors through `Error`.
+pub trait NodeSource {
+    /// Why a node could not be read; a request out of range is a [`ProofError`].
+    type Error: From<ProofError>;
+    /// Number of leaves the source holds.
+    fn size(&self) -> u64;
+    /// Root of the complete subtree of `2^level` leaves starting at leaf `index << level`.
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Self::Error>;
+}
+
+fn check_size<S: NodeSource>(s: &S, size: u64) -> Result<(), ProofError> {
+    if size > s.size() {
+        return Err(ProofError::OutOfRange(format!(
+            "tree size {size} is beyond the log's {} entries",
+            s.size()
+        )));
+    }
+    Ok(())
+}
+
+/// MTH(D[start..end]) where `start` is aligned to the largest power of two `< end - start`
+/// (always true inside the RFC 6962 recursion).
+fn subtree<S: NodeSource>(s: &S, start: u64, end: u64) -> Result<Hash, S::Error> {
+    let n = end - start;
+    if n == 0 {
+        return Ok(empty_root());
+    }
+    if n.is_power_of_two() && start.is_multiple_of(n) {
+        let k = n.trailing_zeros();
+        return s.node(k, start >> k);
+    }
+    let k = split_point(n);
+    Ok(node_hash(
+        &subtree(s, start, start + k)?,
+        &subtree(s, start + k, end)?,
+    ))
+}
+
+/// Root the tree of `s` had when it had `size` leaves.
+pub fn root_of<S: NodeSource>(s: &S, size: u64) -> Result<Hash, S::Error> {
+    check_size(s, size)?;
+    subtree(s, 0, size)
+}
+
+/// Inclusion proof (RFC 6962 `PATH`) of leaf `index` in the tree of `size` leaves of `s`.
+pub fn inclusion_proof_of<S: NodeSource>(
+    s: &S,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, S::Error> {
+    check_size(s, size)?;
+    if index >= size {
+        return Err(ProofError::OutOfRange(format!(
+            "leaf index {index} is not below tree size {size}"
+        ))
+        .into());
+    }
+    let mut proof = Vec::new();
+    path(s, index, 0, size, &mut proof)?;
+    Ok(proof)
+}
+
+fn path<S: NodeSource>(
+    s: &S,
+    m: u64,
+    start: u64,
+    end: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), S::Error> {
+    let n = end - start;
+    if n <= 1 {
+        return Ok(());
+    }
+    let k = split_point(n);
+    if m < k {
+        path(s, m, start, start + k, out)?;
+        out.push(subtree(s, start + k, end)?);
+    } else {
+        path(s, m - k, start + k, end, out)?;
+        out.push(subtree(s, start, start + k)?);
+    }
+    Ok(())
+}
+
+/// Consistency proof (RFC 6962 `PROOF`) between the trees of `old` and `new` leaves of `s`.
+///
+/// Empty when `old == 0` or `old == new`.
+pub fn consistency_proof_of<S: NodeSource>(
+    s: &S,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, S::Error> {
+    check_size(s, new)?;
+    if old > new {
+        return Err(ProofError::OutOfRange(format!(
+            "old size {old} is larger than new size {new}"
+        ))
+        .into());
+    }
+    let mut proof = Vec::new();
+    if old > 0 && old < new {
+        subproof(s, old, 0, new, true, &mut proof)?;
+    }
+    Ok(proof)
+}
+
+fn subproof<S: NodeSource>(
+    s: &S,
+    m: u64,
+    start: u64,
+    end: u64,
+    complete: bool,
+    out: &mut Vec<Hash>,
+) -> Result<(), S::Error> {
+    let n = end - start;
+    if m == n {
+        if !complete {
+            out.push(subtree(s, start, end)?);
+        }
+        return Ok(());
+    }
+    let k = split_point(n);
+    if m <= k {
+        subproof(s, m, start, start + k, complete, out)?;
+        out.push(subtree(s, start + k, end)?);
+    } else {
+        subproof(s, m - k, start + k, end, false, out)?;
+        out.push(subtree(s, start, start + k)?);
+    }
+    Ok(())
+}
+
+/// Root of the tree of `size` leaves of `s` in which leaves `first..first + leaves.len()`
+/// are the given hashes rather than those of `s`: every subtree that holds one of them is
+/// recomputed from them, the others are read from `s`. Equal to the signed root of `size`
+/// exactly when the given leaves are the log's (O(len + log size) hashes), so a range read
+/// from disk is checked against a signed checkpoint without trusting the stored hashes.
+pub fn root_with_leaves<S: NodeSource>(
+    s: &S,
+    size: u64,
+    first: u64,
+    leaves: &[Hash],
+) -> Result<Hash, S::Error> {
+    check_size(s, size)?;
+    let end = first + leaves.len() as u64;
+    if end > size {
+        return Err(ProofError::OutOfRange(format!(
+            "leaves {first}..{end} are not within the tree of size {size}"
+        ))
+        .into());
+    }
+    with_leaves(s, 0, size, first, leaves)
+}
+
+fn with_leaves<S: NodeSource>(
+    s: &S,
+    start: u64,
+    end: u64,
+    first: u64,
+    leaves: &[Hash],
+) -> Result<Hash, S::Error> {
+    let last = first + leaves.len() as u64;
+    if end <= first || start >= last {
+        return subtree(s, start, end);
+    }
+    let n = end - start;
+    if n == 1 {
+        return Ok(leaves[(start - first) as usize]);
+    }
+    let k = split_point(n);
+    Ok(node_hash(
+        &with_leaves(s, start, start + k, first, leaves)?,
+        &with_leaves(s, start + k, end, first, leaves)?,
+    ))
 }
 
 /// A Merkle tree that keeps every complete-subtree hash, for proofs at any size.
@@ -183,104 +413,43 @@ impl MerkleTree {
     /// Root of the current tree.
     #[must_use]
     pub fn root(&self) -> Hash {
-        self.subtree(0, self.size())
+        // In-memory nodes never fail and the size is in range.
+        root_of(self, self.size()).unwrap_or_else(|_| empty_root())
     }
 
     /// Root the tree had when it had `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
-        self.check_size(size)?;
-        Ok(self.subtree(0, size))
-    }
-
-    fn check_size(&self, size: u64) -> Result<(), ProofError> {
-        if size > self.size() {
-            return Err(ProofError::OutOfRange(format!(
-                "tree size {size} is beyond the log's {} entries",
-                self.size()
-            )));
-        }
-        Ok(())
-    }
-
-    /// MTH(D[start..end]) where `start` is aligned to the largest power of two `< end - start`
-    /// (always true inside the RFC 6962 recursion).
-    fn subtree(&self, start: u64, end: u64) -> Hash {
-        let n = end - start;
-        if n == 0 {
-            return empty_root();
-        }
-        if n.is_power_of_two() && start.is_multiple_of(n) {
-            let k = n.trailing_zeros() as usize;
-            return self.levels[k][(start >> k) as usize];
-        }
-        let k = split_point(n);
-        node_hash(
-            &self.subtree(start, start + k),
-            &self.subtree(start + k, end),
-        )
+        root_of(self, size)
     }
 
     /// Inclusion proof (RFC 6962 `PATH`) of leaf `index` in the tree of `size` leaves.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        self.check_size(size)?;
-        if index >= size {
-            return Err(ProofError::OutOfRange(format!(
-                "leaf index {index} is not below tree size {size}"
-            )));
-        }
-        let mut proof = Vec::new();
-        self.path(index, 0, size, &mut proof);
-        Ok(proof)
-    }
-
-    fn path(&self, m: u64, start: u64, end: u64, out: &mut Vec<Hash>) {
-        let n = end - start;
-        if n <= 1 {
-            return;
-        }
-        let k = split_point(n);
-        if m < k {
-            self.path(m, start, start + k, out);
-            out.push(self.subtree(start + k, end));
-        } else {
-            self.path(m - k, start + k, end, out);
-            out.push(self.subtree(start, start + k));
-        }
+        inclusion_proof_of(self, index, size)
     }
 
     /// Consistency proof (RFC 6962 `PROOF`) between the trees of `old` and `new` leaves.
     ///
     /// Empty when `old == 0` or `old == new`.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
-        self.check_size(new)?;
-        if old > new {
-            return Err(ProofError::OutOfRange(format!(
-                "old size {old} is larger than new size {new}"
-            )));
-        }
-        let mut proof = Vec::new();
-        if old > 0 && old < new {
-            self.subproof(old, 0, new, true, &mut proof);
-        }
-        Ok(proof)
+        consistency_proof_of(self, old, new)
+    }
+}
+
+impl NodeSource for MerkleTree {
+    type Error = ProofError;
+
+    fn size(&self) -> u64 {
+        MerkleTree::size(self)
     }
 
-    fn subproof(&self, m: u64, start: u64, end: u64, complete: bool, out: &mut Vec<Hash>) {
-        let n = end - start;
-        if m == n {
-            if !complete {
-                out.push(self.subtree(start, end));
-            }
-            return;
-        }
-        let k = split_point(n);
-        if m <= k {
-            self.subproof(m, start, start + k, complete, out);
-            out.push(self.subtree(start + k, end));
-        } else {
-            self.subproof(m - k, start + k, end, false, out);
-            out.push(self.subtree(start, start + k));
-        }
+    fn node(&self, level: u32, index: u64) -> Result<Hash, ProofError> {
+        let missing = || ProofError::OutOfRange(format!("no node {index} at level {level}"));
+        let i = usize::try_from(index).map_err(|_| missing())?;
+        self.levels
+            .get(level as usize)
+            .and_then(|l| l.get(i))
+            .copied()
+            .ok_or_else(missing)
     }
 }
 
@@ -547,6 +716,89 @@ mod tests {
         assert!(verify_consistency(0, 3, &r, &r, &[]).is_err());
         assert!(verify_consistency(0, 0, &r, &r, &[]).is_err());
         assert!(verify_consistency(0, 3, &empty_root(), &r, &[]).is_ok());
+    }
+
+    /// The stored-hash layout as a source: what a file of appended hashes holds.
+    struct Stored(u64, Vec<Hash>);
+
+    impl NodeSource for Stored {
+        type Error = ProofError;
+        fn size(&self) -> u64 {
+            self.0
+        }
+        fn node(&self, level: u32, index: u64) -> Result<Hash, ProofError> {
+            Ok(self.1[stored_hash_index(level, index) as usize])
+        }
+    }
+
+    fn stored(l: &[Hash]) -> Stored {
+        let mut f = Frontier::new();
+        let mut out = Vec::new();
+        for h in l {
+            f.push_stored(*h, |x| out.push(x));
+        }
+        Stored(l.len() as u64, out)
+    }
+
+    #[test]
+    fn the_stored_layout_matches_the_tree_node_for_node() {
+        let all = leaves(300);
+        let t = tree_of(&all);
+        let s = stored(&all);
+        assert_eq!(s.1.len() as u64, stored_hash_count(300));
+        for (k, level) in t.levels.iter().enumerate() {
+            for (j, h) in level.iter().enumerate() {
+                assert_eq!(s.node(k as u32, j as u64).unwrap(), *h, "node ({k}, {j})");
+            }
+        }
+        for n in 0..=300u64 {
+            let nodes = frontier_nodes(n)
+                .into_iter()
+                .map(|(k, j)| s.node(k, j).unwrap())
+                .collect();
+            let f = Frontier::from_nodes(n, nodes).unwrap();
+            assert_eq!(f.root(), reference_root(&all[..n as usize]), "size {n}");
+            assert_eq!(root_of(&s, n).unwrap(), f.root());
+        }
+        assert!(Frontier::from_nodes(3, vec![all[0]]).is_none());
+    }
+
+    #[test]
+    fn root_with_leaves_is_the_root_only_with_the_right_leaves() {
+        let all = leaves(100);
+        let s = stored(&all);
+        for (first, len, size) in [
+            (0u64, 100usize, 100u64),
+            (37, 10, 100),
+            (99, 1, 100),
+            (5, 3, 8),
+            (0, 0, 64),
+            (63, 1, 64),
+        ] {
+            let slice = &all[first as usize..first as usize + len];
+            let r = root_with_leaves(&s, size, first, slice).unwrap();
+            assert_eq!(
+                r,
+                reference_root(&all[..size as usize]),
+                "{first}+{len} of {size}"
+            );
+            if len > 0 {
+                let mut bad = slice.to_vec();
+                bad[len / 2] = leaf_hash(b"changed");
+                assert_ne!(root_with_leaves(&s, size, first, &bad).unwrap(), r);
+            }
+        }
+        // A wrong stored hash outside the range, one the root is computed from (leaves
+        // 0..32 for the range 50..60), changes the root too.
+        let mut damaged = stored(&all);
+        damaged.1[stored_hash_index(5, 0) as usize] = leaf_hash(b"rot");
+        assert_ne!(
+            root_with_leaves(&damaged, 100, 50, &all[50..60]).unwrap(),
+            reference_root(&all)
+        );
+        assert!(root_with_leaves(&s, 100, 95, &all[95..100]).is_ok());
+        assert!(root_with_leaves(&s, 100, 96, &all[95..100]).is_err());
+        assert!(root_with_leaves(&s, 101, 0, &[]).is_err());
     }
 
     proptest! {

@@ -141,16 +141,54 @@ struct Pending {
     leaf_hash: Hash,
 }
 
+/// Where [`scan_log_from`] resumes: the events before it are known (by an index the
+/// caller trusts), the scan checks and hands over only what follows.
+#[derive(Debug, Clone)]
+pub struct ScanFrom {
+    /// First leaf index of the segment to resume in.
+    pub segment_first: u64,
+    /// Byte offset in that segment of the first record to read (just after a known event).
+    pub offset: u64,
+    /// The tree of the events before the first one read.
+    pub frontier: Frontier,
+}
+
 /// Scans a log directory (`<dir>/segments/*.seg`), calling `visit` for every committed event
 /// in order. An error from `visit` stops the scan and is reported as damage at that record.
 pub fn scan_log(
     dir: &Path,
     verifier: &NoteVerifier,
     opts: &ScanOptions,
+    visit: impl FnMut(EventRef<'_>) -> Result<(), String>,
+) -> Result<ScanSummary, LogError> {
+    scan_log_from(dir, verifier, opts, None, visit)
+}
+
+/// [`scan_log`] from a point inside the log: segments before `from.segment_first` and the
+/// bytes before `from.offset` are not read, and the tree starts as `from.frontier`. The
+/// summary then tells about what was read: the resumed segment's [`SegmentInfo::events`]
+/// counts only the events after the offset, and its `committed_len` is at least the offset.
+pub fn scan_log_from(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    opts: &ScanOptions,
+    from: Option<&ScanFrom>,
     mut visit: impl FnMut(EventRef<'_>) -> Result<(), String>,
 ) -> Result<ScanSummary, LogError> {
-    let segments = list_segments(dir).map_err(|e| LogError::io(&dir.join("segments"), e))?;
-    let mut committed = Frontier::new();
+    let mut segments = list_segments(dir).map_err(|e| LogError::io(&dir.join("segments"), e))?;
+    if let Some(f) = from {
+        segments.retain(|(first, _)| *first >= f.segment_first);
+        if segments.first().map(|s| s.0) != Some(f.segment_first) {
+            return Err(LogError::Damaged {
+                segment: dir
+                    .join("segments")
+                    .join(super::segment::segment_file_name(f.segment_first)),
+                offset: 0,
+                reason: "the segment to resume the scan in is missing".into(),
+            });
+        }
+    }
+    let mut committed = from.map_or_else(Frontier::new, |f| f.frontier.clone());
     let mut summary = ScanSummary {
         size: 0,
         frontier: Frontier::new(),
@@ -171,7 +209,9 @@ pub fn scan_log(
             offset: offset as u64,
             reason,
         };
-        if first != committed.size() {
+        // Where this segment's reading starts: its first record, or where the scan resumes.
+        let resume = from.filter(|_| si == 0).map(|f| f.offset);
+        if resume.is_none() && first != committed.size() {
             return Err(damaged(
                 0,
                 format!(
@@ -181,19 +221,30 @@ pub fn scan_log(
                 ),
             ));
         }
-        let data = std::fs::read(&path).map_err(|e| LogError::io(&path, e))?;
+        let (data, start) = read_segment(&path, resume.unwrap_or(0))?;
+        if start > data.len() {
+            return Err(damaged(
+                start,
+                format!(
+                    "the scan resumes at byte {start}, past the segment's end ({} bytes)",
+                    data.len()
+                ),
+            ));
+        }
+        // Leaf index of the first event this scan reads in this segment.
+        let base = committed.size();
         let mut info = SegmentInfo {
             path: path.clone(),
             first_index: first,
             events: 0,
-            committed_len: 0,
+            committed_len: start as u64,
             file_len: data.len() as u64,
         };
         let mut work = committed.clone();
         let mut pending: Vec<Pending> = Vec::new();
         // Last checkpoint whose signature is not verified yet (fast mode), with its offset.
         let mut deferred: Option<(usize, SignedCheckpoint)> = None;
-        let mut pos = 0usize;
+        let mut pos = start;
         let mut problem: Option<(usize, String)> = None;
         while pos < data.len() {
             let (kind, payload, len) = match parse_record(&data[pos..]) {
@@ -257,7 +308,7 @@ pub fn scan_log(
                     let signed = check_checkpoint(payload, &work, verifier, opts.every_signature)
                         .map_err(|r| damaged(pos, r))?;
                     for p in pending.drain(..) {
-                        let index = first + info.events;
+                        let index = base + info.events;
                         visit(EventRef {
                             index,
                             segment: &path,
@@ -268,7 +319,7 @@ pub fn scan_log(
                         .map_err(|r| damaged(p.offset as usize, format!("event {index}: {r}")))?;
                         info.events += 1;
                     }
-                    debug_assert_eq!(first + info.events, work.size());
+                    debug_assert_eq!(base + info.events, work.size());
                     summary.checkpoints += 1;
                     deferred = if opts.every_signature {
                         None
@@ -334,6 +385,31 @@ pub fn scan_log(
     summary.size = committed.size();
     summary.frontier = committed;
     Ok(summary)
+}
+
+/// The bytes of a segment file from `from` on (those before it are left zero, and a zero page
+/// never read takes no memory), and `from` as an index into them.
+fn read_segment(path: &Path, from: u64) -> Result<(Vec<u8>, usize), LogError> {
+    if from == 0 {
+        let data = std::fs::read(path).map_err(|e| LogError::io(path, e))?;
+        return Ok((data, 0));
+    }
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| LogError::io(path, e))?;
+    let len = file.metadata().map_err(|e| LogError::io(path, e))?.len();
+    let start = usize::try_from(from).unwrap_or(usize::MAX);
+    let Ok(len) = usize::try_from(len) else {
+        return Err(LogError::io(
+            path,
+            std::io::Error::other("segment too large"),
+        ));
+    };
+    let mut data = vec![0u8; len];
+    if start < len {
+        file.read_exact_at(&mut data[start..], from)
+            .map_err(|e| LogError::io(path, e))?;
+    }
+    Ok((data, start))
 }
 
 /// Checks one checkpoint record's payload against the tree so far.
