@@ -163,6 +163,9 @@ pub struct State {
     pub acknowledged_forks: BTreeSet<(u64, [u8; 32])>,
     /// Number of events applied.
     pub events: u64,
+    /// Recorded sessions: the digest each close record commits to, stored, deleted
+    /// ([`crate::recordings`]).
+    pub recordings: breakglass_proto::audit::recordings::RecordingIndex,
 }
 
 /// Length of the window of the per-identity refusal limit (`per_identity_per_hour`).
@@ -192,6 +195,7 @@ impl State {
     /// kept in the log but change nothing here.
     pub fn apply(&mut self, index: LeafIndex, event: &Event) {
         self.events += 1;
+        self.recordings.apply(index, event);
         let at = event.time;
         match &event.kind {
             EventKind::RequestCreated(r) => {
@@ -343,6 +347,10 @@ impl State {
                 }
             }
             EventKind::CaKeyAdded(_) | EventKind::Heartbeat(_) | EventKind::ConfigReloaded(_) => {}
+            // Kept in `self.recordings` (applied above).
+            EventKind::RecordingStored(_)
+            | EventKind::RecordingRefused(_)
+            | EventKind::RecordingDeleted(_) => {}
         }
         if let Some(s) = event.kind.session() {
             self.host_records.insert(s.record_id.clone());

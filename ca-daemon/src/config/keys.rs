@@ -77,6 +77,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "rules", array: true, required: false, meaning: "Policy rules: who may log in where, as whom, to run what, for how long, through which tier. Deny rules win over allow rules." },
     Section { name: "log", array: false, required: false, meaning: "The daemon's own log lines on stderr (the journal under systemd)." },
     Section { name: "webhooks", array: true, required: false, meaning: "The body a webhook receives, for webhooks that are not sent the JSON notice: Slack and Mattermost incoming webhooks." },
+    Section { name: "recordings", array: false, required: false, meaning: "Session recordings uploaded by hosts (breakglass host ship), stored beside the audit log under <audit dir>/recordings/." },
 ];
 
 const fn key(
@@ -184,6 +185,8 @@ pub const KEYS: &[Key] = &[
     // [[webhooks]]
     key("webhooks", "url", "string", Required, "A webhook URL that a tier's webhooks or [refusals] webhooks name."),
     key("webhooks", "format", "string", Value("\"json\""), "\"json\": the JSON notice; \"slack\": a Slack / Mattermost incoming-webhook body (text and blocks), untrusted text escaped for mrkdwn."),
+    // [recordings]
+    key("recordings", "keep", "duration", Value("\"90d\""), "How long a stored recording is kept (1s to 10 years): a periodic sweep deletes older ones, each deletion an audit event recording_deleted."),
 ];
 
 /// The keys of `section`.
@@ -351,7 +354,7 @@ mod tests {
 
     #[test]
     fn the_table_lists_exactly_the_keys_the_section_parsers_accept() {
-        let cases: [(&str, Vec<String>); 12] = [
+        let cases: [(&str, Vec<String>); 13] = [
             ("server", serde_fields::<server::RawServer>()),
             ("ca", serde_fields::<server::RawCa>()),
             ("audit", serde_fields::<audit::RawAudit>()),
@@ -367,6 +370,7 @@ mod tests {
             ("rules", serde_fields::<policy::RawRule>()),
             ("log", serde_fields::<log::RawLog>()),
             ("webhooks", serde_fields::<notifications::RawWebhook>()),
+            ("recordings", serde_fields::<recordings::RawRecordings>()),
         ];
         for (section, accepted) in cases {
             assert_eq!(table_fields(section), accepted, "[{section}]");

@@ -2,6 +2,7 @@
 //! state and who may act on it, its certificate once issued, the sessions and reviews of
 //! grants.
 
+use breakglass_proto::audit::recordings::RecordingIndex;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -299,7 +300,7 @@ impl Service {
                     .tier(&g.issued.tier)
                     .is_some_and(|t| t.may_review(who))
             })
-            .map(|g| review_item(g, st.requests.get(&g.issued.request_id)))
+            .map(|g| review_item(g, st.requests.get(&g.issued.request_id), &st.recordings))
             .collect()
     }
 
@@ -330,7 +331,7 @@ impl Service {
         let sessions = {
             let st = self.state();
             self.own_grant(&st, who, grant_id, "list the sessions of")
-                .map(session_infos)
+                .map(|g| session_infos(g, &st.recordings))
         };
         match sessions {
             Err(e @ Error::OnlyRequester { .. }) => {
@@ -395,10 +396,14 @@ pub(super) fn final_result(
 }
 
 /// The wire view of a grant's host sessions.
-fn session_infos(g: &state::Grant) -> Vec<SessionInfo> {
+fn session_infos(g: &state::Grant, recordings: &RecordingIndex) -> Vec<SessionInfo> {
     g.sessions
         .values()
-        .map(|s| SessionInfo {
+        .map(|s| {
+            let rec = recordings
+                .get(&s.session_id)
+                .filter(|r| r.host == s.host);
+            SessionInfo {
             host: s.host.clone(),
             principal: s.principal.clone(),
             session_id: s.session_id.clone(),
@@ -410,7 +415,11 @@ fn session_infos(g: &state::Grant) -> Vec<SessionInfo> {
                 .as_ref()
                 .map(|(reason, _, _)| format!("{reason:?}").to_lowercase())
                 .unwrap_or_default(),
-        })
+            recording: rec.map(|r| r.state().to_owned()).unwrap_or_default(),
+            recording_sha256: rec.map(|r| r.digest.sha256_text()).unwrap_or_default(),
+            recording_bytes: rec.map_or(0, |r| r.digest.bytes),
+            recording_duration_ms: rec.map_or(0, |r| r.digest.duration_ms),
+        }})
         .collect()
 }
 
@@ -435,7 +444,11 @@ fn grant_info(g: &state::Grant) -> wire::GrantInfo {
     }
 }
 
-pub(super) fn review_item(g: &state::Grant, r: Option<&state::Request>) -> ReviewItem {
+pub(super) fn review_item(
+    g: &state::Grant,
+    r: Option<&state::Request>,
+    recordings: &RecordingIndex,
+) -> ReviewItem {
     let i = &g.issued;
     let (verdict, reviewer, note, reviewed_at) = match &g.review {
         Some((v, by, note, at)) => (
@@ -463,7 +476,7 @@ pub(super) fn review_item(g: &state::Grant, r: Option<&state::Request>) -> Revie
         valid_after: i.valid_after as i64,
         valid_before: i.valid_before as i64,
         emergency: i.emergency,
-        sessions: session_infos(g),
+        sessions: session_infos(g, recordings),
         verdict,
         reviewer,
         note,

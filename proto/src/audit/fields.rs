@@ -260,8 +260,33 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("rules", Value::Int(e.rules)));
             f.push(("identities", Value::Int(e.identities)));
         }
+        EventKind::RecordingStored(e) => {
+            f.push(("host", s(&e.host)));
+            f.push(("session", s(&e.session_id)));
+            f.push(("grant", s(&e.grant_id.to_string())));
+            f.push(("sha256", Value::Str(hex(&e.sha256))));
+            f.push(("bytes", Value::Int(e.bytes)));
+        }
+        EventKind::RecordingRefused(e) => {
+            f.push(("host", s(&e.host)));
+            f.push(("session", s(&e.session_id)));
+            f.push(("grant", s(&e.grant_id.to_string())));
+            f.push(("reason", s(&e.reason)));
+        }
+        EventKind::RecordingDeleted(e) => {
+            f.push(("host", s(&e.host)));
+            f.push(("session", s(&e.session_id)));
+            f.push(("grant", s(&e.grant_id.to_string())));
+            f.push(("sha256", Value::Str(hex(&e.sha256))));
+            f.push(("reason", s(&e.reason)));
+        }
     }
     f
+}
+
+/// Lowercase hex of a hash.
+fn hex(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

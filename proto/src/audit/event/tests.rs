@@ -283,7 +283,40 @@ fn kind() -> impl Strategy<Value = EventKind> {
                 identities,
             })
         ),
+        recording_kind(),
     ]
+}
+
+fn recording_kind() -> impl Strategy<Value = EventKind> {
+    (
+        (s(), s(), any::<u64>()),
+        (any::<[u8; 32]>(), any::<u64>(), s(), 0u8..3),
+    )
+        .prop_map(|((host, session_id, g), (sha256, bytes, reason, which))| {
+            let grant_id = GrantId(g);
+            match which {
+                0 => EventKind::RecordingStored(RecordingStored {
+                    host,
+                    session_id,
+                    grant_id,
+                    sha256,
+                    bytes,
+                }),
+                1 => EventKind::RecordingRefused(RecordingRefused {
+                    host,
+                    session_id,
+                    grant_id,
+                    reason,
+                }),
+                _ => EventKind::RecordingDeleted(RecordingDeleted {
+                    host,
+                    session_id,
+                    grant_id,
+                    sha256,
+                    reason,
+                }),
+            }
+        })
 }
 
 fn refusal_kind() -> impl Strategy<Value = RefusalKind> {
@@ -475,7 +508,9 @@ fn codes_are_stable_and_distinct() {
     assert_eq!(EventCode::LogForkAcknowledged as u16, 21);
     assert_eq!(EventCode::from_u16(0), None);
     assert_eq!(EventCode::ConfigReloaded as u16, 22);
-    assert_eq!(EventCode::from_u16(23), None);
+    assert_eq!(EventCode::RecordingStored as u16, 23);
+    assert_eq!(EventCode::RecordingDeleted as u16, 25);
+    assert_eq!(EventCode::from_u16(26), None);
     let refusals: Vec<u16> = EventCode::ALL
         .iter()
         .filter(|c| c.is_refusal())
@@ -888,6 +923,38 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
                 sha256: [0xcc; 32],
                 rules: 7,
                 identities: 3,
+            }),
+        ),
+        e(
+            "recording_stored",
+            &Actor::Host(s("host://db-7")),
+            EventKind::RecordingStored(RecordingStored {
+                host: s("db-7"),
+                session_id: s("db-7-g-00000000000000ff-42-1700000000123"),
+                grant_id: GrantId(0xff),
+                sha256: [0xdd; 32],
+                bytes: 4096,
+            }),
+        ),
+        e(
+            "recording_refused",
+            &Actor::Host(s("host://db-7")),
+            EventKind::RecordingRefused(RecordingRefused {
+                host: s("db-7"),
+                session_id: s("db-7-g-00000000000000ff-42-1700000000123"),
+                grant_id: GrantId(0xff),
+                reason: s("chain hash differs"),
+            }),
+        ),
+        e(
+            "recording_deleted",
+            &Actor::Daemon,
+            EventKind::RecordingDeleted(RecordingDeleted {
+                host: s("db-7"),
+                session_id: s("db-7-g-00000000000000ff-42-1700000000123"),
+                grant_id: GrantId(0xff),
+                sha256: [0xdd; 32],
+                reason: s("retention"),
             }),
         ),
     ]
