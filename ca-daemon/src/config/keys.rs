@@ -329,7 +329,9 @@ mod tests {
 
     use serde::de::DeserializeOwned;
 
-    use super::super::{Config, RawConfig, audit, identities, log, notifications, policy, server};
+    use super::super::{
+        Config, RawConfig, audit, identities, log, notifications, policy, recordings, server,
+    };
     use super::*;
 
     /// The fields serde accepts for `T`, from the message of an unknown one.

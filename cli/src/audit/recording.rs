@@ -261,8 +261,7 @@ pub fn replay(
     let mut n = 0usize;
     let mut read = |line: &mut String| -> Result<bool, CliError> {
         line.clear();
-        let got = (&mut input)
-            .take(MAX_LINE as u64)
+        let got = std::io::Read::take(&mut input, MAX_LINE as u64)
             .read_line(line)
             .map_err(|e| CliError::Io(format!("reading the recording: {e}")))?;
         Ok(got > 0)

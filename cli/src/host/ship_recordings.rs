@@ -196,10 +196,10 @@ pub async fn ship_recordings(
             Err(s) => return Err(connect::failure(target, s)),
         }
     }
-    if done.stored > 0 || done.refused > 0 {
-        if let Ok(d) = std::fs::File::open(spool.join(RECORDINGS_DIR)) {
-            let _ = d.sync_all();
-        }
+    if (done.stored > 0 || done.refused > 0)
+        && let Ok(d) = std::fs::File::open(spool.join(RECORDINGS_DIR))
+    {
+        let _ = d.sync_all();
     }
     Ok(done)
 }
