@@ -182,6 +182,9 @@ impl Ctx {
             detail: None,
             duration: None,
             killed: None,
+            recording_sha256: None,
+            recording_bytes: None,
+            recording_duration_ms: None,
         }
     }
 }
