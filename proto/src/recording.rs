@@ -38,11 +38,109 @@ pub const RECORDINGS_DIR: &str = "recordings";
 /// Ending of a recording's file name.
 pub const CAST_SUFFIX: &str = ".cast";
 
+/// Ending of the recorder's status file beside a recording (`<session>.end`): created
+/// with the recording, overwritten in place with how the recorder ended; still
+/// [`END_RUNNING`] after the session means the recorder was killed or crashed.
+pub const END_SUFFIX: &str = ".end";
+
+/// What the status file says while the recorder runs.
+pub const END_RUNNING: &str = "running";
+
+/// Size of the status file: written whole at the start, so that the final status needs
+/// no new space on a full file system.
+pub const END_FILE_BYTES: usize = 512;
+
+/// The variable of the session's environment (set by `pam_breakglass` through the PAM
+/// environment, which sshd hands to the session) naming the recording file the recorder
+/// creates.
+pub const RECORDING_ENV: &str = "BREAKGLASS_RECORDING";
+
+/// The status file of the recording `cast` (`<session>.end` beside `<session>.cast`).
+#[must_use]
+pub fn end_path(cast: &std::path::Path) -> std::path::PathBuf {
+    cast.with_extension(&END_SUFFIX[1..])
+}
+
 /// The name of the recording file of `session` (a spool session id, already file-safe):
 /// `<session>.cast`, inside [`RECORDINGS_DIR`].
 #[must_use]
 pub fn file_name(session: &str) -> String {
     format!("{session}{CAST_SUFFIX}")
+}
+
+/// Where packages install the recorder (`breakglass-record`); the CA's tier key
+/// `recorder` and the module's option `recorder=` default to it.
+pub const DEFAULT_RECORDER: &str = "/usr/libexec/breakglass/breakglass-record";
+
+/// What a recording tier's certificate makes sshd run: the recorder, for one grant, with
+/// the approved command (or none: the user's login shell, or what the client asked for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecorderCommand {
+    /// Absolute path of the recorder.
+    pub recorder: String,
+    /// The grant id (`g-` + 16 hex digits).
+    pub grant: String,
+    /// Record the user's keystrokes too (`i` events; the tier's `record_input`).
+    pub input: bool,
+    /// The approved command, run by the user's shell under the recorder.
+    pub command: Option<String>,
+}
+
+impl RecorderCommand {
+    /// The certificate's `force-command`: `<recorder> --grant G [--input] [-- '<command>']`.
+    /// sshd runs it with the user's shell (`$SHELL -c`), so the command is one
+    /// single-quoted word: the shell hands it whole to the recorder, which runs it with
+    /// the shell in turn (pipes and redirections stay inside the recording).
+    #[must_use]
+    pub fn to_force_command(&self) -> String {
+        let mut s = format!("{} --grant {}", self.recorder, self.grant);
+        if self.input {
+            s.push_str(" --input");
+        }
+        if let Some(c) = &self.command {
+            s.push_str(" -- ");
+            s.push_str(&shell_quote(c));
+        }
+        s
+    }
+
+    /// Reads a force-command back; `None` unless it is exactly what
+    /// [`to_force_command`](Self::to_force_command) writes for `recorder`.
+    #[must_use]
+    pub fn parse(force_command: &str, recorder: &str) -> Option<Self> {
+        let rest = force_command.strip_prefix(recorder)?.strip_prefix(" --grant ")?;
+        let (grant, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
+        let input = rest == "--input" || rest.starts_with("--input ");
+        if input {
+            rest = rest["--input".len()..].trim_start_matches(' ');
+        }
+        let command = match rest.strip_prefix("-- ") {
+            Some(q) => Some(shell_unquote(q)?),
+            None if rest.is_empty() => None,
+            None => return None,
+        };
+        let parsed = Self {
+            recorder: recorder.to_owned(),
+            grant: grant.to_owned(),
+            input,
+            command,
+        };
+        // One text per command: anything else (extra spaces, odd quoting) is refused.
+        (parsed.to_force_command() == force_command).then_some(parsed)
+    }
+}
+
+/// `s` as one POSIX shell word: single-quoted, each `'` written `'\''`.
+#[must_use]
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The word [`shell_quote`] made, or `None` when `q` is not such a word.
+fn shell_unquote(q: &str) -> Option<String> {
+    let inner = q.strip_prefix('\'')?.strip_suffix('\'')?;
+    let s = inner.replace("'\\''", "'");
+    (shell_quote(&s) == q).then_some(s)
 }
 
 /// The chain of [the module docs](self), fed with a recording's bytes as they come (cut into
@@ -315,6 +413,42 @@ mod tests {
         all[CHUNK_BYTES + 5] ^= 1;
         let (b, _) = chain_of(all.as_slice()).unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_recorder_command_round_trips_and_refuses_anything_else() {
+        let c = RecorderCommand {
+            recorder: DEFAULT_RECORDER.into(),
+            grant: "g-00000000000000ff".into(),
+            input: true,
+            command: Some("psql -c 'select 1' | tee /tmp/x".into()),
+        };
+        let fc = c.to_force_command();
+        assert_eq!(
+            fc,
+            "/usr/libexec/breakglass/breakglass-record --grant g-00000000000000ff --input -- 'psql -c '\\''select 1'\\'' | tee /tmp/x'"
+        );
+        assert_eq!(RecorderCommand::parse(&fc, DEFAULT_RECORDER), Some(c.clone()));
+        let bare = RecorderCommand {
+            input: false,
+            command: None,
+            ..c.clone()
+        };
+        assert_eq!(
+            RecorderCommand::parse(&bare.to_force_command(), DEFAULT_RECORDER),
+            Some(bare.clone())
+        );
+        for bad in [
+            "/usr/bin/psql".to_owned(),
+            format!("{} ; sh", bare.to_force_command()),
+            format!("{} -- 'a' b", bare.to_force_command()),
+            format!("{} -- 'a'b'", bare.to_force_command()),
+            format!("{}  --input", bare.to_force_command()),
+            format!("/tmp/x{}", bare.to_force_command()),
+        ] {
+            assert_eq!(RecorderCommand::parse(&bad, DEFAULT_RECORDER), None, "{bad}");
+        }
+        assert_eq!(RecorderCommand::parse(&fc, "/usr/local/bin/rec"), None);
     }
 
     #[test]
