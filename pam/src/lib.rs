@@ -26,6 +26,7 @@ pub mod module;
 pub mod procs;
 pub mod record;
 pub mod recorder;
+pub mod recording;
 pub mod system;
 #[cfg(test)]
 mod testutil;

@@ -46,6 +46,7 @@ use breakglass_proto::recording::{
     self, CAST_SUFFIX, ChainHasher, END_FILE_BYTES, END_RUNNING, RECORDING_ENV,
 };
 
+use crate::recording::MIN_FREE_BYTES;
 use crate::system::pty;
 
 /// Most time between a write to the recording and its flush to the file: a failing
@@ -55,8 +56,6 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 pub const FLUSH_BYTES: usize = 64 * 1024;
 /// Time the command gets after SIGHUP before SIGKILL when the session must end.
 pub const KILL_GRACE: Duration = Duration::from_millis(300);
-/// Least free space on the recordings file system for a session to start.
-pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
 /// Size of one read from the terminal or a pipe.
 const READ_BYTES: usize = 64 * 1024;
 /// Exit code when the recording cannot start or fails (the session ends).
@@ -314,12 +313,24 @@ impl Cast {
             || (!self.buf.is_empty() && self.last_flush.elapsed() >= FLUSH_EVERY)
         {
             self.flush().map_err(|e| {
-                let msg = format!("the recording {} cannot be written: {e}", self.path.display());
+                let msg = format!(
+                    "the recording {} cannot be written: {e}",
+                    self.path.display()
+                );
                 self.failed = Some(msg.clone());
                 msg
             })?;
         }
         Ok(())
+    }
+
+    /// Writes what is buffered now; an error means the recording failed.
+    fn flush_now(&mut self) -> Result<(), String> {
+        if self.buf.is_empty() && self.failed.is_none() {
+            return Ok(());
+        }
+        self.last_flush = Instant::now() - FLUSH_EVERY;
+        self.tick()
     }
 
     /// Writes the buffer; the chain gets exactly the bytes that reached the file.
@@ -497,15 +508,13 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
     };
     let raw = pty::RawMode::enter(stdin.as_fd()).ok();
     let mut cmd = command(args);
-    let streams = (|| -> io::Result<_> {
-        Ok((
-            slave.try_clone()?,
-            slave.try_clone()?,
-            slave.try_clone()?,
-        ))
-    })();
+    let streams =
+        (|| -> io::Result<_> { Ok((slave.try_clone()?, slave.try_clone()?, slave.try_clone()?)) })(
+        );
     let mut child = match streams.and_then(|(i, o, e)| {
-        cmd.stdin(Stdio::from(i)).stdout(Stdio::from(o)).stderr(Stdio::from(e));
+        cmd.stdin(Stdio::from(i))
+            .stdout(Stdio::from(o))
+            .stderr(Stdio::from(e));
         pty::spawn(&mut cmd, true)
     }) {
         Ok(c) => c,
@@ -523,7 +532,10 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
     let mut end = End::Exited;
     loop {
         if let Err(e) = cast.tick() {
-            tell(&mut stdout, &format!("recording failed ({e}); this session ends now."));
+            tell(
+                &mut stdout,
+                &format!("recording failed ({e}); this session ends now."),
+            );
             end_child(&mut child);
             end = End::Failed(e);
             break;
@@ -533,7 +545,10 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
         {
             break;
         }
-        let mut fds = vec![(master.as_fd(), libc::POLLIN), (signals.as_fd(), libc::POLLIN)];
+        let mut fds = vec![
+            (master.as_fd(), libc::POLLIN),
+            (signals.as_fd(), libc::POLLIN),
+        ];
         if stdin_open {
             fds.push((stdin.as_fd(), libc::POLLIN));
         }
@@ -586,6 +601,17 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
         if stdin_open && ready.get(2).is_some_and(|r| *r != 0) {
             match read_some(&stdin, &mut buf) {
                 Ok(n) if n > 0 => {
+                    // What the user saw before typing is on disk before the keys act
+                    // (a `kill -9` of the recorder loses nothing already shown).
+                    if let Err(e) = cast.flush_now() {
+                        tell(
+                            &mut stdout,
+                            &format!("recording failed ({e}); this session ends now."),
+                        );
+                        end_child(&mut child);
+                        end = End::Failed(e);
+                        break;
+                    }
                     if args.input {
                         cast.event("i", 1, &buf[..n]);
                     }
@@ -609,10 +635,17 @@ fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
         Err(e) => return (None, End::Failed(format!("cannot watch signals: {e}"))),
     };
     let mut cmd = command(args);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = match pty::spawn(&mut cmd, false) {
         Ok(c) => c,
-        Err(e) => return (None, End::Failed(format!("cannot start the session's command: {e}"))),
+        Err(e) => {
+            return (
+                None,
+                End::Failed(format!("cannot start the session's command: {e}")),
+            );
+        }
     };
     let mut child_in = child.stdin.take();
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
@@ -637,7 +670,10 @@ fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
     let mut end = End::Exited;
     while out.is_some() || err.is_some() {
         if let Err(e) = cast.tick() {
-            tell(&mut stderr, &format!("recording failed ({e}); this session ends now."));
+            tell(
+                &mut stderr,
+                &format!("recording failed ({e}); this session ends now."),
+            );
             end_child(&mut child);
             end = End::Failed(e);
             break;
@@ -682,7 +718,11 @@ fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
                     let n = pipe.as_mut().map_or(Ok(0), |p| p.read(&mut buf));
                     match n {
                         Ok(n) if n > 0 => {
-                            let w: &mut dyn Write = if which[i] == 1 { &mut stdout } else { &mut stderr };
+                            let w: &mut dyn Write = if which[i] == 1 {
+                                &mut stdout
+                            } else {
+                                &mut stderr
+                            };
                             let _ = w.write_all(&buf[..n]).and_then(|()| w.flush());
                             cast.event("o", 0, &buf[..n]);
                         }
@@ -695,7 +735,10 @@ fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
                         if args.input {
                             cast.event("i", 1, &buf[..n]);
                         }
-                        if child_in.as_mut().is_some_and(|c| c.write_all(&buf[..n]).is_err()) {
+                        if child_in
+                            .as_mut()
+                            .is_some_and(|c| c.write_all(&buf[..n]).is_err())
+                        {
                             child_in = None;
                         }
                     }
@@ -747,6 +790,9 @@ mod tests {
     #[test]
     fn the_status_file_is_always_the_same_size() {
         assert_eq!(padded("x").len(), END_FILE_BYTES);
-        assert_eq!(padded(&"y".repeat(2 * END_FILE_BYTES)).len(), END_FILE_BYTES);
+        assert_eq!(
+            padded(&"y".repeat(2 * END_FILE_BYTES)).len(),
+            END_FILE_BYTES
+        );
     }
 }

@@ -108,7 +108,9 @@ impl RecorderCommand {
     /// [`to_force_command`](Self::to_force_command) writes for `recorder`.
     #[must_use]
     pub fn parse(force_command: &str, recorder: &str) -> Option<Self> {
-        let rest = force_command.strip_prefix(recorder)?.strip_prefix(" --grant ")?;
+        let rest = force_command
+            .strip_prefix(recorder)?
+            .strip_prefix(" --grant ")?;
         let (grant, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
         let input = rest == "--input" || rest.starts_with("--input ");
         if input {
@@ -428,7 +430,10 @@ mod tests {
             fc,
             "/usr/libexec/breakglass/breakglass-record --grant g-00000000000000ff --input -- 'psql -c '\\''select 1'\\'' | tee /tmp/x'"
         );
-        assert_eq!(RecorderCommand::parse(&fc, DEFAULT_RECORDER), Some(c.clone()));
+        assert_eq!(
+            RecorderCommand::parse(&fc, DEFAULT_RECORDER),
+            Some(c.clone())
+        );
         let bare = RecorderCommand {
             input: false,
             command: None,
@@ -446,7 +451,11 @@ mod tests {
             format!("{}  --input", bare.to_force_command()),
             format!("/tmp/x{}", bare.to_force_command()),
         ] {
-            assert_eq!(RecorderCommand::parse(&bad, DEFAULT_RECORDER), None, "{bad}");
+            assert_eq!(
+                RecorderCommand::parse(&bad, DEFAULT_RECORDER),
+                None,
+                "{bad}"
+            );
         }
         assert_eq!(RecorderCommand::parse(&fc, "/usr/local/bin/rec"), None);
     }

@@ -284,10 +284,7 @@ impl Service {
         let tier = policy.tier(&grant.tier);
         Some(
             RecorderCommand {
-                recorder: tier.map_or_else(
-                    || DEFAULT_RECORDER.to_owned(),
-                    |t| t.recorder.clone(),
-                ),
+                recorder: tier.map_or_else(|| DEFAULT_RECORDER.to_owned(), |t| t.recorder.clone()),
                 grant: grant.grant_id.to_string(),
                 input: tier.is_some_and(|t| t.record_input),
                 command: grant.command.clone(),

@@ -212,7 +212,8 @@ pub fn spawn(cmd: &mut Command, controlling_tty: bool) -> io::Result<Child> {
 
 /// Sends `signal` to the process group `pgid` (the recorded command's session).
 pub fn kill_group(pgid: u32, signal: i32) -> io::Result<()> {
-    let pgid = libc::pid_t::try_from(pgid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    let pgid =
+        libc::pid_t::try_from(pgid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
     // SAFETY: kill with a negative pid signals a process group; it only reads its arguments.
     if unsafe { libc::kill(-pgid, signal) } < 0 {
         return Err(io::Error::last_os_error());
