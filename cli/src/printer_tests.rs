@@ -153,6 +153,7 @@ fn events(v: &str) -> Vec<Event> {
             session: session(v),
             reason: EndReason::Denied,
             detail: v.to_owned(),
+            recording: None,
         }),
         EventKind::DrillReported(DrillReported {
             grant_id: GrantId(1),

@@ -153,6 +153,8 @@ pub const KEYS: &[Key] = &[
     key("tiers", "session_recording", "boolean", Value("false"), "Hosts record the sessions of this tier's grants."),
     key("tiers", "webhooks", "list of strings", Value("[]"), "http:// or https:// URLs that get a notice of each request, approval, issuance and emergency (JSON, or the format of their [[webhooks]] entry)."),
     key("tiers", "drill", "boolean", Value("false"), "A drill tier: matches only drill requests (breakglass drill), issues without approval, never an emergency."),
+    key("tiers", "recorder", "string", Value("\"/usr/libexec/breakglass/breakglass-record\""), "Absolute path of the session recorder on hosts; a session_recording tier's certificates run it as their force-command."),
+    key("tiers", "record_input", "boolean", Value("false"), "The recorder also records what the user types (asciicast i events; only with session_recording = true)."),
     // [notifications]
     key("notifications", "timeout", "duration", Value("\"5s\""), "Longest one webhook POST may take, connect and answer (100ms to 2m)."),
     key("notifications", "retries", "integer", Value("3"), "Further attempts after a failed POST (0 to 20)."),

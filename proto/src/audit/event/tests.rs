@@ -25,6 +25,15 @@ fn session() -> impl Strategy<Value = SessionRef> {
         },
     )
 }
+fn recording() -> impl Strategy<Value = Option<crate::recording::RecordingDigest>> {
+    proptest::option::of((any::<[u8; 32]>(), any::<u64>(), any::<u64>()).prop_map(
+        |(sha256, bytes, duration_ms)| crate::recording::RecordingDigest {
+            sha256,
+            bytes,
+            duration_ms,
+        },
+    ))
+}
 
 fn kind() -> impl Strategy<Value = EventKind> {
     prop_oneof![
@@ -152,12 +161,15 @@ fn kind() -> impl Strategy<Value = EventKind> {
         (session(), any::<u64>()).prop_map(|(session, ends_at)| EventKind::SessionWarned(
             SessionWarned { session, ends_at }
         )),
-        session().prop_map(|session| EventKind::SessionClosed(SessionClosed { session })),
-        (session(), 0u8..3, s()).prop_map(|(session, r, detail)| {
+        (session(), recording()).prop_map(|(session, recording)| EventKind::SessionClosed(
+            SessionClosed { session, recording }
+        )),
+        (session(), 0u8..3, s(), recording()).prop_map(|(session, r, detail, recording)| {
             EventKind::SessionEnded(SessionEnded {
                 session,
                 reason: [EndReason::Expired, EndReason::Revoked, EndReason::Denied][r as usize],
                 detail,
+                recording,
             })
         }),
         (any::<[u8; 32]>(), any::<u64>(), any::<u64>()).prop_map(|(sha256, version, n)| {
@@ -355,12 +367,23 @@ proptest! {
     #[test]
     fn every_prefix_and_any_extension_is_rejected(e in event(), extra in 1u8..=255) {
         let bytes = e.encode().unwrap();
-        // The one valid prefix: a GrantRevoked without its trailing `revoked_key`.
+        // The one valid prefix: the event without its trailing optional field
+        // (`GrantRevoked::revoked_key`, a session's `recording`).
         let without_key = match &e.kind {
             EventKind::GrantRevoked(g) if g.revoked_key.is_some() => {
                 let mut g = g.clone();
                 g.revoked_key = None;
                 Some(Event { kind: EventKind::GrantRevoked(g), ..e.clone() }.encode().unwrap().len())
+            }
+            EventKind::SessionClosed(c) if c.recording.is_some() => {
+                let mut c = c.clone();
+                c.recording = None;
+                Some(Event { kind: EventKind::SessionClosed(c), ..e.clone() }.encode().unwrap().len())
+            }
+            EventKind::SessionEnded(c) if c.recording.is_some() => {
+                let mut c = c.clone();
+                c.recording = None;
+                Some(Event { kind: EventKind::SessionEnded(c), ..e.clone() }.encode().unwrap().len())
             }
             _ => None,
         };
@@ -786,6 +809,7 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
             &host,
             EventKind::SessionClosed(SessionClosed {
                 session: session.clone(),
+                recording: None,
             }),
         ),
         e(
@@ -795,6 +819,7 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
                 session: session.clone(),
                 reason: EndReason::Expired,
                 detail: String::new(),
+                recording: None,
             }),
         ),
         e(
@@ -804,6 +829,7 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
                 session: session.clone(),
                 reason: EndReason::Revoked,
                 detail: s("grant revoked"),
+                recording: None,
             }),
         ),
         e(
@@ -813,6 +839,7 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
                 session,
                 reason: EndReason::Denied,
                 detail: s("host_scope"),
+                recording: None,
             }),
         ),
         e(
@@ -1012,4 +1039,52 @@ fn request_id_round_trips() {
     assert_eq!("r-0000000000000abc".parse::<RequestId>(), Ok(r));
     assert!("r-abc".parse::<RequestId>().is_err());
     assert!("g-0000000000000abc".parse::<RequestId>().is_err());
+}
+
+#[test]
+fn session_events_with_a_recording_append_it_and_old_events_still_decode() {
+    let session = SessionRef {
+        record_id: "h-g-0000000000000001-7-1-close".into(),
+        host: "h".into(),
+        grant_id: GrantId(1),
+        serial: 2,
+        principal: "u".into(),
+        session_id: "h-g-0000000000000001-7-1".into(),
+    };
+    let digest = crate::recording::RecordingDigest {
+        sha256: std::array::from_fn(|i| i as u8),
+        bytes: 0x0102,
+        duration_ms: 0x0304,
+    };
+    // The digest is 32 hash bytes, then bytes and duration as u64: 48 bytes after the rest.
+    let tail: String = (0u8..32)
+        .map(|b| format!("{b:02x}"))
+        .chain(["0000000000000102".into(), "0000000000000304".into()])
+        .collect();
+    let kinds = |recording| {
+        [
+            EventKind::SessionClosed(SessionClosed {
+                session: session.clone(),
+                recording,
+            }),
+            EventKind::SessionEnded(SessionEnded {
+                session: session.clone(),
+                reason: EndReason::Denied,
+                detail: "recording_failed".into(),
+                recording,
+            }),
+        ]
+    };
+    for (old, new) in kinds(None).into_iter().zip(kinds(Some(digest))) {
+        let old = Event::new(Timestamp(1), Actor::Host("host://h".into()), old);
+        let new = Event::new(Timestamp(1), Actor::Host("host://h".into()), new);
+        let old_bytes = old.encode().unwrap();
+        let new_bytes = new.encode().unwrap();
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(hex(&new_bytes), format!("{}{tail}", hex(&old_bytes)));
+        assert_eq!(Event::decode(&old_bytes).unwrap(), old);
+        assert_eq!(Event::decode(&new_bytes).unwrap(), new);
+        // A digest cut short is refused, not read as no recording.
+        assert!(Event::decode(&new_bytes[..new_bytes.len() - 1]).is_err());
+    }
 }
