@@ -9,12 +9,12 @@
 
 use std::sync::Arc;
 
+use breakglass_proto::v1::RecordingChunk;
 use breakglass_proto::v1::audit_server::Audit;
 use breakglass_proto::v1::break_glass_server::BreakGlass;
 use breakglass_proto::v1::host_agent_server::HostAgent;
 use breakglass_proto::v1::revocations_server::Revocations;
 use breakglass_proto::v1::witness_server::Witness;
-use breakglass_proto::v1::RecordingChunk;
 use prost::Message;
 use tonic::{Request, Response, Status};
 

@@ -102,8 +102,11 @@ impl Daemon {
         if let Some(why) = service.halted() {
             tracing::error!("CRITICAL {why}");
         }
-        let recordings =
-            crate::recordings::Recordings::new(service.clone(), &config.audit.dir, &config.recordings);
+        let recordings = crate::recordings::Recordings::new(
+            service.clone(),
+            &config.audit.dir,
+            &config.recordings,
+        );
         Ok(Self {
             config,
             service,

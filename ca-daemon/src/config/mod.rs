@@ -192,8 +192,7 @@ impl Config {
         notifications.formats =
             notifications::parse_webhooks(raw.webhooks, &tiers, &refusals, &err)?;
         let rules = policy::parse_rules(raw.rules, &tiers, &ca, &err)?;
-        let recordings =
-            recordings::parse_recordings(raw.recordings.unwrap_or_default(), &err)?;
+        let recordings = recordings::parse_recordings(raw.recordings.unwrap_or_default(), &err)?;
         Ok(Self {
             path: path.to_owned(),
             server,

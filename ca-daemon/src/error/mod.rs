@@ -18,10 +18,10 @@ mod detail;
 mod recording;
 
 pub(crate) use self::detail::groups_text;
-pub use self::recording::RecordingError;
 pub use self::detail::{
     Closed, Denial, Halt, NothingToRevoke, ReasonProblem, RequesterAct, Unauthenticated,
 };
+pub use self::recording::RecordingError;
 
 /// Why a call failed. Every message says what was wrong and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -47,7 +47,9 @@ pub enum RecordingError {
         held: u64,
     },
     /// Another upload of the same session is running.
-    #[error("session {0:?}: another upload of this recording is in progress; try again when it ends")]
+    #[error(
+        "session {0:?}: another upload of this recording is in progress; try again when it ends"
+    )]
     Busy(String),
     /// The bytes do not match the session's audit record: refused, recorded, nothing kept.
     #[error(
@@ -69,7 +71,9 @@ pub enum RecordingError {
         why: String,
     },
     /// The recording storage failed (disk): nothing was acknowledged.
-    #[error("recording storage {path}: {error}; try again later; operators: check the disk of the audit directory")]
+    #[error(
+        "recording storage {path}: {error}; try again later; operators: check the disk of the audit directory"
+    )]
     Io {
         /// The file or directory.
         path: String,
@@ -83,9 +87,7 @@ impl RecordingError {
     #[must_use]
     pub fn code(&self) -> Code {
         match self {
-            RecordingError::BadUpload(_) | RecordingError::Mismatch { .. } => {
-                Code::InvalidArgument
-            }
+            RecordingError::BadUpload(_) | RecordingError::Mismatch { .. } => Code::InvalidArgument,
             RecordingError::OtherHost { .. } => Code::PermissionDenied,
             RecordingError::NotExpected { .. } | RecordingError::Offset { .. } => {
                 Code::FailedPrecondition

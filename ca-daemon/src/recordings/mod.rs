@@ -409,7 +409,10 @@ impl Recordings {
                 .sessions
                 .values()
                 .filter(live)
-                .filter(|r| r.stored.is_some_and(|(at, _)| at.0.saturating_add(keep_ms) <= now.0))
+                .filter(|r| {
+                    r.stored
+                        .is_some_and(|(at, _)| at.0.saturating_add(keep_ms) <= now.0)
+                })
                 .cloned()
                 .collect();
             let in_use = st
@@ -434,7 +437,9 @@ impl Recordings {
                         session_id: r.session_id.clone(),
                         grant_id: r.grant_id,
                         sha256: r.digest.sha256,
-                        reason: format!("retention: stored more than {keep} ago ([recordings] keep)"),
+                        reason: format!(
+                            "retention: stored more than {keep} ago ([recordings] keep)"
+                        ),
                     }),
                 ))
                 .await?;

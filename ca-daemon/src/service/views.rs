@@ -400,26 +400,25 @@ fn session_infos(g: &state::Grant, recordings: &RecordingIndex) -> Vec<SessionIn
     g.sessions
         .values()
         .map(|s| {
-            let rec = recordings
-                .get(&s.session_id)
-                .filter(|r| r.host == s.host);
+            let rec = recordings.get(&s.session_id).filter(|r| r.host == s.host);
             SessionInfo {
-            host: s.host.clone(),
-            principal: s.principal.clone(),
-            session_id: s.session_id.clone(),
-            remote_addr: s.remote_addr.clone(),
-            opened_at: s.opened_at.map_or(0, secs),
-            closed_at: s.closed_at.map_or(0, secs),
-            ended: s
-                .ended
-                .as_ref()
-                .map(|(reason, _, _)| format!("{reason:?}").to_lowercase())
-                .unwrap_or_default(),
-            recording: rec.map(|r| r.state().to_owned()).unwrap_or_default(),
-            recording_sha256: rec.map(|r| r.digest.sha256_text()).unwrap_or_default(),
-            recording_bytes: rec.map_or(0, |r| r.digest.bytes),
-            recording_duration_ms: rec.map_or(0, |r| r.digest.duration_ms),
-        }})
+                host: s.host.clone(),
+                principal: s.principal.clone(),
+                session_id: s.session_id.clone(),
+                remote_addr: s.remote_addr.clone(),
+                opened_at: s.opened_at.map_or(0, secs),
+                closed_at: s.closed_at.map_or(0, secs),
+                ended: s
+                    .ended
+                    .as_ref()
+                    .map(|(reason, _, _)| format!("{reason:?}").to_lowercase())
+                    .unwrap_or_default(),
+                recording: rec.map(|r| r.state().to_owned()).unwrap_or_default(),
+                recording_sha256: rec.map(|r| r.digest.sha256_text()).unwrap_or_default(),
+                recording_bytes: rec.map_or(0, |r| r.digest.bytes),
+                recording_duration_ms: rec.map_or(0, |r| r.digest.duration_ms),
+            }
+        })
         .collect()
 }
 

@@ -126,7 +126,8 @@ pub async fn run(cmd: AuditCmd, overrides: &Overrides) -> Result<(), CliError> {
                 )
             })?;
             let mut out = verify::verify_offline(dir, key, v.since.as_deref(), v.save.as_deref())?;
-            let result = verify::verify_recordings_offline(dir, key, v.recordings.as_deref(), &mut out);
+            let result =
+                verify::verify_recordings_offline(dir, key, v.recordings.as_deref(), &mut out);
             print!("{out}");
             result?;
         }

@@ -255,7 +255,9 @@ pub fn replay(
     mut sleep: impl FnMut(Duration),
 ) -> Result<(), CliError> {
     let bad = |line: usize, why: String| {
-        CliError::Data(format!("the recording is not asciicast v2: line {line}: {why}"))
+        CliError::Data(format!(
+            "the recording is not asciicast v2: line {line}: {why}"
+        ))
     };
     let mut line = String::new();
     let mut n = 0usize;
@@ -275,7 +277,11 @@ pub fn replay(
     if header.get("version").and_then(serde_json::Value::as_u64) != Some(2) {
         return Err(bad(n, "the header's version is not 2".into()));
     }
-    let idle = idle_limit.or_else(|| header.get("idle_time_limit").and_then(serde_json::Value::as_f64));
+    let idle = idle_limit.or_else(|| {
+        header
+            .get("idle_time_limit")
+            .and_then(serde_json::Value::as_f64)
+    });
     let mut last = 0.0f64;
     let io = |e: std::io::Error| CliError::Io(format!("writing to the terminal: {e}"));
     while read(&mut line)? {

@@ -189,7 +189,10 @@ pub async fn ship_recordings(
                 done.stored += 1;
             }
             Ok(_) => done.waiting += 1,
-            Err(s) if s.code() == tonic::Code::InvalidArgument && s.message().contains("was refused") => {
+            Err(s)
+                if s.code() == tonic::Code::InvalidArgument
+                    && s.message().contains("was refused") =>
+            {
                 set_aside(spool, &path, s.message())?;
                 done.refused += 1;
             }

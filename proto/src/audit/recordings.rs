@@ -131,9 +131,7 @@ impl RecordingIndex {
     }
 
     fn owned(&mut self, session_id: &str, host: &str) -> Option<&mut SessionRecording> {
-        self.sessions
-            .get_mut(session_id)
-            .filter(|s| s.host == host)
+        self.sessions.get_mut(session_id).filter(|s| s.host == host)
     }
 }
 
