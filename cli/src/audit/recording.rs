@@ -451,3 +451,60 @@ pub fn not_checked(index: &RecordingIndex) -> RecordingsChecked {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAST: &str = "{\"version\": 2, \"width\": 80, \"height\": 24, \"idle_time_limit\": 1.5}\n\
+        [0.5, \"o\", \"$ \"]\n\
+        [0.7, \"i\", \"ls\\r\"]\n\
+        [10.7, \"o\", \"ls\\r\\n\\u001b[1mfile\\u001b[0m\\r\\n\"]\n\
+        [10.8, \"r\", \"100x30\"]\n";
+
+    fn played(speed: f64, idle: Option<f64>) -> (Vec<u8>, Vec<Duration>) {
+        let mut out = Vec::new();
+        let mut waits = Vec::new();
+        replay(CAST.as_bytes(), &mut out, speed, idle, |d| waits.push(d)).unwrap();
+        (out, waits)
+    }
+
+    #[test]
+    fn output_events_are_written_raw_with_their_pauses() {
+        let (out, waits) = played(1.0, None);
+        // Raw: the escape sequences of the session reach the terminal as recorded.
+        assert_eq!(out, b"$ ls\r\n\x1b[1mfile\x1b[0m\r\n");
+        // The header's idle_time_limit cuts the 10 s pause to 1.5 s; input and resize are
+        // not played.
+        assert_eq!(
+            waits,
+            [Duration::from_millis(500), Duration::from_millis(1500)]
+        );
+    }
+
+    #[test]
+    fn speed_and_idle_limit_shorten_the_pauses() {
+        let (_, waits) = played(2.0, Some(4.0));
+        assert_eq!(
+            waits,
+            [Duration::from_millis(250), Duration::from_millis(2000)]
+        );
+    }
+
+    #[test]
+    fn what_is_not_asciicast_v2_is_refused_naming_the_line() {
+        let mut out = Vec::new();
+        let e = replay(&b"{\"version\": 1}\n"[..], &mut out, 1.0, None, |_| {}).unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+        let e = replay(
+            &b"{\"version\": 2}\n[1.0, \"o\"]\n"[..],
+            &mut out,
+            1.0,
+            None,
+            |_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(replay(&b""[..], &mut out, 1.0, None, |_| {}).is_err());
+    }
+}

@@ -155,3 +155,114 @@ pub fn check_recording(file: impl std::io::Read, digest: &RecordingDigest) -> Re
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::{
+        Actor, RecordingDeleted, RecordingStored, SessionClosed, SessionRef,
+    };
+
+    fn session(host: &str, id: &str) -> SessionRef {
+        SessionRef {
+            record_id: format!("{id}-close"),
+            host: host.into(),
+            grant_id: GrantId(7),
+            serial: 1,
+            principal: "u".into(),
+            session_id: id.into(),
+        }
+    }
+
+    fn at(ms: u64, kind: EventKind) -> Event {
+        Event::new(Timestamp(ms), Actor::Daemon, kind)
+    }
+
+    #[test]
+    fn committed_then_stored_then_deleted_and_only_by_its_host() {
+        let digest = RecordingDigest {
+            sha256: [1; 32],
+            bytes: 10,
+            duration_ms: 5,
+        };
+        let stored = |host: &str| {
+            EventKind::RecordingStored(RecordingStored {
+                host: host.into(),
+                session_id: "db-7-s".into(),
+                grant_id: GrantId(7),
+                sha256: [1; 32],
+                bytes: 10,
+            })
+        };
+        let events = [
+            at(
+                1,
+                EventKind::SessionClosed(SessionClosed {
+                    session: session("db-7", "db-7-s"),
+                    recording: Some(digest),
+                }),
+            ),
+            // Another host's word changes nothing.
+            at(2, stored("web-1")),
+        ];
+        let mut index = RecordingIndex::of(events.iter().enumerate().map(|(i, e)| (i as u64, e)));
+        let r = index.get("db-7-s").unwrap();
+        assert_eq!(
+            (r.state(), r.committed_at, r.digest),
+            ("expected", 0, digest)
+        );
+        index.apply(5, &at(3, stored("db-7")));
+        assert_eq!(index.get("db-7-s").unwrap().state(), "stored");
+        assert_eq!(index.get("db-7-s").unwrap().stored, Some((Timestamp(3), 5)));
+        index.apply(
+            6,
+            &at(
+                4,
+                EventKind::RecordingDeleted(RecordingDeleted {
+                    host: "db-7".into(),
+                    session_id: "db-7-s".into(),
+                    grant_id: GrantId(7),
+                    sha256: [1; 32],
+                    reason: "retention".into(),
+                }),
+            ),
+        );
+        assert_eq!(index.get("db-7-s").unwrap().state(), "deleted");
+        // A session closed without a recording is not a recorded session.
+        index.apply(
+            7,
+            &at(
+                5,
+                EventKind::SessionClosed(SessionClosed {
+                    session: session("db-7", "db-7-t"),
+                    recording: None,
+                }),
+            ),
+        );
+        assert!(index.get("db-7-t").is_none());
+    }
+
+    #[test]
+    fn a_file_is_checked_against_its_size_and_chain() {
+        let bytes = b"{\"version\": 2}\n[0.1, \"o\", \"x\"]\n".to_vec();
+        let (sha256, n) = crate::recording::chain_of(&bytes[..]).unwrap();
+        let digest = RecordingDigest {
+            sha256,
+            bytes: n,
+            duration_ms: 100,
+        };
+        check_recording(&bytes[..], &digest).unwrap();
+        let mut changed = bytes.clone();
+        changed[3] ^= 1;
+        assert!(
+            check_recording(&changed[..], &digest)
+                .unwrap_err()
+                .contains("chain hash")
+        );
+        assert!(
+            check_recording(&bytes[1..], &digest)
+                .unwrap_err()
+                .contains("bytes")
+        );
+    }
+}
