@@ -284,7 +284,7 @@ pub struct SessionOut {
     pub closed_at: Option<String>,
     pub ended: Option<String>,
     pub recording: Option<String>,
-    pub recording_sha256: Option<String>,
+    pub recording_hash: Option<String>,
     pub recording_bytes: Option<u64>,
     pub recording_duration_ms: Option<u64>,
 }
@@ -300,7 +300,7 @@ impl From<&SessionInfo> for SessionOut {
             closed_at: opt_time(x.closed_at),
             ended: opt(&x.ended),
             recording: opt(&x.recording),
-            recording_sha256: opt(&x.recording_sha256),
+            recording_hash: opt(&x.recording_sha256),
             recording_bytes: (!x.recording.is_empty()).then_some(x.recording_bytes),
             recording_duration_ms: (!x.recording.is_empty()).then_some(x.recording_duration_ms),
         }

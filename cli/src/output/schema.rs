@@ -368,7 +368,7 @@ pub const SESSION: &[Field] = &[
         "its recording: committed to by its close record (expected), stored on the daemon, or deleted by retention; null when not recorded",
     ),
     f(
-        "recording_sha256",
+        "recording_hash",
         OPT_STRING,
         "the recording's chain hash, sha256:<hex>, from its close record",
     ),
