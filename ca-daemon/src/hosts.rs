@@ -31,6 +31,7 @@ use breakglass_proto::audit::event::{
 use breakglass_proto::audit::{Actor, Event, EventKind, Timestamp};
 use breakglass_proto::names;
 use breakglass_proto::profile::GrantId;
+use breakglass_proto::recording::RecordingDigest;
 use breakglass_proto::spool;
 use breakglass_proto::text;
 use breakglass_proto::v1::host_record_result::Status as RecordStatus;
@@ -94,6 +95,16 @@ fn check_strings(r: &HostRecord) -> Result<(), String> {
     Ok(())
 }
 
+/// The recording a record carries (`recording_sha256` set), if any.
+fn recording(r: &HostRecord) -> Result<Option<RecordingDigest>, String> {
+    let sha = Some(r.recording_sha256.as_str()).filter(|s| !s.is_empty());
+    if sha.is_none() && (r.recording_bytes != 0 || r.recording_duration_ms != 0) {
+        return Err("recording_bytes or recording_duration_ms set without recording_sha256".into());
+    }
+    RecordingDigest::from_fields(sha, Some(r.recording_bytes), Some(r.recording_duration_ms))
+        .map_err(|e| format!("recording_sha256: {e}"))
+}
+
 /// Checks a record from `host` and turns it into its audit event.
 pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
     if r.host != host {
@@ -138,6 +149,13 @@ pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
         principal: r.user.clone(),
         session_id: r.session.clone(),
     };
+    let recording = recording(r)?;
+    if recording.is_some() && !matches!(r.event.as_str(), "close" | "deny" | "forced_end") {
+        return Err(format!(
+            "a {:?} record cannot carry a recording: only close, deny and forced_end do",
+            r.event
+        ));
+    }
     let detail = match (r.reason.is_empty(), r.detail.is_empty()) {
         (true, _) => r.detail.clone(),
         (false, true) => r.reason.clone(),
@@ -152,11 +170,12 @@ pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
             session,
             ends_at: r.expires,
         }),
-        "close" => EventKind::SessionClosed(SessionClosed { session }),
+        "close" => EventKind::SessionClosed(SessionClosed { session, recording }),
         "deny" => EventKind::SessionEnded(SessionEnded {
             session,
             reason: EndReason::Denied,
             detail,
+            recording,
         }),
         "forced_end" => EventKind::SessionEnded(SessionEnded {
             session,
@@ -171,6 +190,7 @@ pub fn to_event(host: &str, r: &HostRecord) -> Result<Event, String> {
                 }
             },
             detail,
+            recording,
         }),
         other => {
             return Err(format!(
@@ -377,6 +397,40 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_close_or_end_record_carries_its_recording_into_the_event() {
+        let sha = format!("sha256:{}", "ab".repeat(32));
+        for ev in ["close", "forced_end", "deny"] {
+            let mut r = record(ev);
+            r.recording_sha256 = sha.clone();
+            r.recording_bytes = 1234;
+            r.recording_duration_ms = 5678;
+            let want = Some(RecordingDigest {
+                sha256: [0xab; 32],
+                bytes: 1234,
+                duration_ms: 5678,
+            });
+            let got = match to_event("db-7", &r).unwrap().kind {
+                EventKind::SessionClosed(c) => c.recording,
+                EventKind::SessionEnded(e) => e.recording,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, want, "{ev}");
+        }
+        let mut r = record("close");
+        r.recording_sha256 = "sha256:AB".into();
+        let e = to_event("db-7", &r).unwrap_err();
+        assert!(e.starts_with("recording_sha256: "), "{e}");
+        let mut r = record("open");
+        r.recording_sha256 = sha;
+        let e = to_event("db-7", &r).unwrap_err();
+        assert!(e.contains("cannot carry a recording"), "{e}");
+        let mut r = record("close");
+        r.recording_bytes = 1;
+        let e = to_event("db-7", &r).unwrap_err();
+        assert!(e.contains("without recording_sha256"), "{e}");
     }
 
     #[test]

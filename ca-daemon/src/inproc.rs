@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use breakglass_proto::v1::RecordingChunk;
 use breakglass_proto::v1::audit_server::Audit;
 use breakglass_proto::v1::break_glass_server::BreakGlass;
 use breakglass_proto::v1::host_agent_server::HostAgent;
@@ -60,6 +61,9 @@ pub const METHODS: &[&str] = &[
     "/breakglass.v1.Witness/AcknowledgeLogFork",
     // New methods go last: a fuzz seed names its method by index.
     "/breakglass.v1.BreakGlass/ListMyGrants",
+    "/breakglass.v1.HostAgent/UploadRecording",
+    "/breakglass.v1.HostAgent/GetRecordingStatus",
+    "/breakglass.v1.Audit/GetRecording",
 ];
 
 /// A caller for every identity `config` names, as the interceptor attaches it: `unix:`
@@ -123,8 +127,12 @@ impl InProcess {
         Self {
             breakglass: BreakGlassApi(service.clone()),
             revocations: RevocationsApi(daemon.revocations().clone()),
-            audit: AuditApi::new(service.audit.clone(), service.history().clone()),
-            hosts: HostAgentApi(HostRecords::new(service.clone())),
+            audit: AuditApi::new(service.audit.clone(), service.history().clone())
+                .with_recordings(daemon.recordings().clone()),
+            hosts: HostAgentApi(
+                HostRecords::new(service.clone()),
+                daemon.recordings().clone(),
+            ),
             witness: WitnessApi(daemon.witness().clone()),
             access: Access::new(daemon.config()),
             service,
@@ -212,10 +220,26 @@ impl InProcess {
                 "GetConsistencyProof" => {
                     unary(au.get_consistency_proof(request(caller, body)?).await)
                 }
+                "GetRecording" => streaming(au.get_recording(request(caller, body)?).await),
                 _ => Err(Status::unimplemented(format!("no method {method:?}"))),
             },
             Some("/breakglass.v1.HostAgent") => match name {
                 "AppendHostRecords" => unary(ho.append_host_records(request(caller, body)?).await),
+                "GetRecordingStatus" => {
+                    unary(ho.get_recording_status(request(caller, body)?).await)
+                }
+                // Client-streaming: the body is the one message of the stream.
+                "UploadRecording" => {
+                    let chunk: Request<RecordingChunk> = request(caller, body)?;
+                    let host = crate::hosts::host_name(caller).map_err(Status::from)?;
+                    let one = tokio_stream::iter([Ok(chunk.into_inner())]);
+                    unary(
+                        ho.1.upload(&host, one)
+                            .await
+                            .map(Response::new)
+                            .map_err(Status::from),
+                    )
+                }
                 _ => Err(Status::unimplemented(format!("no method {method:?}"))),
             },
             Some("/breakglass.v1.Witness") => match name {

@@ -46,6 +46,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
+pub mod recordings;
 pub mod refusal;
 pub mod reload;
 pub mod request;

@@ -57,14 +57,14 @@ pub struct Reloaded {
 }
 
 /// The settings of `new` that differ from `running` but cannot change in place: the
-/// listeners (the metrics listener too), the log format, the TLS material and the CA keys, the audit log and its key, the revocation
+/// listeners (the metrics listener too), the log format, recording retention, the TLS material and the CA keys, the audit log and its key, the revocation
 /// administrators and audit readers (the access layer's rules), and the notification
 /// queue, syslog and CA bundle (fixed when delivery starts). Paths are compared, not the
 /// files' contents: a key replaced under the same name needs a restart to be read.
 #[must_use]
 pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (running, new);
-    let checks: [(&'static str, bool); 26] = [
+    let checks: [(&'static str, bool); 27] = [
         ("server.listen", a.server.listen != b.server.listen),
         (
             "server.admin_socket",
@@ -137,6 +137,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
             a.server.metrics_listen != b.server.metrics_listen,
         ),
         ("log.format", a.log.format != b.log.format),
+        ("recordings.keep", a.recordings.keep != b.recordings.keep),
     ];
     checks
         .into_iter()

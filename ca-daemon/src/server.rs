@@ -71,6 +71,8 @@ pub struct Daemon {
     tls: Arc<rustls::ServerConfig>,
     revocations: Arc<crate::revocation::Revocations>,
     witness: Arc<crate::witness::Witness>,
+    /// Session recordings beside the log ([`crate::recordings`]).
+    recordings: Arc<crate::recordings::Recordings>,
     /// Reload the configuration on each of these signals (SIGHUP), see [`crate::reload`].
     hangup: Option<tokio::signal::unix::Signal>,
 }
@@ -100,12 +102,18 @@ impl Daemon {
         if let Some(why) = service.halted() {
             tracing::error!("CRITICAL {why}");
         }
+        let recordings = crate::recordings::Recordings::new(
+            service.clone(),
+            &config.audit.dir,
+            &config.recordings,
+        );
         Ok(Self {
             config,
             service,
             tls: Arc::new(tls),
             revocations,
             witness,
+            recordings,
             hangup: None,
         })
     }
@@ -157,6 +165,11 @@ impl Daemon {
         &self.revocations
     }
 
+    /// The session recordings behind their handlers.
+    pub fn recordings(&self) -> &Arc<crate::recordings::Recordings> {
+        &self.recordings
+    }
+
     /// Binds the TCP listener and the admin socket named in the configuration.
     pub async fn bind(&self) -> Result<(TcpListener, Option<UnixListener>), StartupError> {
         let addr = self.config.server.listen;
@@ -200,11 +213,15 @@ impl Daemon {
             intercept.clone(),
         );
         let audit_api = AuditServer::with_interceptor(
-            AuditApi::new(self.service.audit.clone(), self.service.history().clone()),
+            AuditApi::new(self.service.audit.clone(), self.service.history().clone())
+                .with_recordings(self.recordings.clone()),
             intercept.clone(),
         );
         let host_api = HostAgentServer::with_interceptor(
-            HostAgentApi(HostRecords::new(self.service.clone())),
+            HostAgentApi(
+                HostRecords::new(self.service.clone()),
+                self.recordings.clone(),
+            ),
             intercept.clone(),
         );
         let revocation_api = RevocationsServer::with_interceptor(
@@ -266,6 +283,8 @@ impl Daemon {
         );
         // Publishing the KRL again after a failure, until shutdown.
         self.revocations.start();
+        // Deleting recordings older than [recordings] keep, until shutdown.
+        self.recordings.start(stop_rx.clone());
         let grace = self.config.server.shutdown_grace;
         let local = tcp
             .local_addr()

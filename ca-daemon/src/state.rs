@@ -194,6 +194,9 @@ pub struct State {
     /// Keep everything (no eviction): for rebuilding one request or grant from its
     /// events read back from the log.
     pub keep_history: bool,
+    /// Recorded sessions: the digest each close record commits to, stored, deleted
+    /// ([`crate::recordings`]).
+    pub recordings: breakglass_proto::audit::recordings::RecordingIndex,
 }
 
 /// Length of the window of the per-identity refusal limit (`per_identity_per_hour`).
@@ -224,6 +227,7 @@ impl State {
     pub fn apply(&mut self, index: LeafIndex, event: &Event) {
         self.events += 1;
         self.top = self.top.max(index.saturating_add(1));
+        self.recordings.apply(index, event);
         let at = event.time;
         match &event.kind {
             EventKind::RequestCreated(r) => {
@@ -383,6 +387,10 @@ impl State {
                 }
             }
             EventKind::CaKeyAdded(_) | EventKind::Heartbeat(_) | EventKind::ConfigReloaded(_) => {}
+            // Kept in `self.recordings` (applied above).
+            EventKind::RecordingStored(_)
+            | EventKind::RecordingRefused(_)
+            | EventKind::RecordingDeleted(_) => {}
         }
         if let Some(s) = event.kind.session()
             && self.host_records.insert(s.record_id.clone())

@@ -623,6 +623,20 @@ pub fn describe_reviews(items: &[ReviewItem]) -> String {
                     format!(", ended by breakglass ({})", esc(&x.ended))
                 },
             ));
+            if !x.recording.is_empty() {
+                s.push_str(&format!(
+                    "      recording {state}: {sha}, {bytes} bytes, {secs}s{hint}\n",
+                    state = esc(&x.recording),
+                    sha = esc(&x.recording_sha256),
+                    bytes = x.recording_bytes,
+                    secs = x.recording_duration_ms / 1000,
+                    hint = if x.recording == "stored" {
+                        format!(" (breakglass audit play {})", esc(&x.session_id))
+                    } else {
+                        String::new()
+                    },
+                ));
+            }
         }
     }
     s

@@ -66,6 +66,10 @@ fn review(v: &str) -> ReviewItem {
             opened_at: 1,
             closed_at: 2,
             ended: format!("revoked{v}"),
+            recording: format!("stored{v}"),
+            recording_sha256: format!("sha256:{v}"),
+            recording_bytes: 3,
+            recording_duration_ms: 4,
         }],
         verdict: format!("ok{v}"),
         reviewer: format!("dave{v}"),
@@ -153,6 +157,7 @@ fn events(v: &str) -> Vec<Event> {
             session: session(v),
             reason: EndReason::Denied,
             detail: v.to_owned(),
+            recording: None,
         }),
         EventKind::DrillReported(DrillReported {
             grant_id: GrantId(1),

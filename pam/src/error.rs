@@ -46,6 +46,12 @@ pub enum Error {
     /// A bug: the module panicked.
     #[error("internal error (panic): {0}")]
     Internal(String),
+    /// A recording tier's certificate does not force the recorder.
+    #[error("{0}")]
+    RecordingNotForced(String),
+    /// A recording tier's session cannot be recorded (recorder or spool missing, disk full).
+    #[error("{0}")]
+    RecordingUnavailable(String),
 }
 
 impl Error {
@@ -66,6 +72,8 @@ impl Error {
             Error::Guard(_) => "guard_error",
             Error::Pam(_) => "pam_error",
             Error::Internal(_) => "internal_error",
+            Error::RecordingNotForced(_) => "recording_not_forced",
+            Error::RecordingUnavailable(_) => "recording_unavailable",
         }
     }
 }

@@ -81,6 +81,9 @@ pub struct GuardSpec {
     /// Shipper to start after each record reaches the spool; `None`: the timer ships.
     #[serde(default)]
     pub ship: Option<ShipSpec>,
+    /// The session's recording (a recording tier): a forced end's record carries its digest.
+    #[serde(default)]
+    pub recording: Option<PathBuf>,
 }
 
 /// How often a registered guard looks for a revocation marker.
@@ -598,6 +601,10 @@ impl Guard {
         record.detail = detail;
         record.killed = Some(killed);
         record.duration = Some(now.saturating_sub(record.start));
+        if let Some(cast) = &self.spec.recording {
+            let ms = now_ms().saturating_sub(record.start.saturating_mul(1000));
+            crate::recording::seal(cast, ms, &mut record);
+        }
         let mut f = vec![
             ("event", "session_forced_end".to_owned()),
             ("reason", reason.to_owned()),

@@ -25,6 +25,7 @@ const DATA_KEY: &str = "pam_breakglass.session";
 #[link(name = "pam")]
 unsafe extern "C" {
     fn pam_getenv(pamh: *mut PamHandle, name: *const c_char) -> *const c_char;
+    fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> std::ffi::c_int;
 }
 
 /// The PAM hooks of `pam_breakglass.so`.
@@ -110,6 +111,19 @@ impl Pam for RealPam<'_> {
         }
         // SAFETY: non-null results of pam_getenv point to a NUL-terminated string.
         Some(unsafe { CStr::from_ptr(value) }.to_bytes().to_vec())
+    }
+
+    fn set_env(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let pair = CString::new(format!("{name}={value}"))
+            .map_err(|_| format!("{name}: a NUL byte in the value"))?;
+        let pamh: *mut PamHandle = &mut *self.pamh;
+        // SAFETY: `pamh` is the live handle libpam passed to this hook; `pair` is a valid
+        // NUL-terminated string that pam_putenv copies.
+        let rc = unsafe { pam_putenv(pamh, pair.as_ptr()) };
+        if rc != 0 {
+            return Err(format!("pam_putenv({name}) failed (code {rc})"));
+        }
+        Ok(())
     }
 
     fn set_session(&mut self, session: OpenSession) -> Result<(), String> {

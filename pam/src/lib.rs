@@ -25,6 +25,8 @@ pub mod log;
 pub mod module;
 pub mod procs;
 pub mod record;
+pub mod recorder;
+pub mod recording;
 pub mod system;
 #[cfg(test)]
 mod testutil;

@@ -31,6 +31,14 @@ pub fn record_fields(r: &SessionRecord) -> Vec<(&'static str, String)> {
         f.push(("duration", d.to_string()));
     }
     f.push(("record", r.record_id.clone()));
+    if let Some(sha) = &r.recording_sha256 {
+        f.push(("recording_sha256", sha.clone()));
+        f.push((
+            "recording_bytes",
+            r.recording_bytes.unwrap_or_default().to_string(),
+        ));
+        f.push(("detail", r.detail.clone().unwrap_or_default()));
+    }
     f
 }
 

@@ -25,4 +25,6 @@ pub struct OpenSession {
     pub spool: PathBuf,
     /// Syslog socket.
     pub syslog: PathBuf,
+    /// The session's recording (a recording tier), sealed into the close record.
+    pub recording: Option<PathBuf>,
 }

@@ -55,6 +55,10 @@ impl Pam for ScriptedPam {
     fn env(&mut self, name: &str) -> Option<Vec<u8>> {
         self.env.get(name).cloned()
     }
+    fn set_env(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.env.insert(name.into(), value.as_bytes().to_vec());
+        Ok(())
+    }
     fn set_session(&mut self, session: OpenSession) -> Result<(), String> {
         self.data = Some(session);
         Ok(())

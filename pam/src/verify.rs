@@ -158,6 +158,7 @@ pub struct VerifiedCertificate {
     valid_before: u64,
     ca_fingerprint: String,
     force_command: Option<String>,
+    recording: bool,
 }
 
 impl VerifiedCertificate {
@@ -200,6 +201,11 @@ impl VerifiedCertificate {
     #[must_use]
     pub fn force_command(&self) -> Option<&str> {
         self.force_command.as_deref()
+    }
+    /// The grant's sessions must be recorded (extension `session-recording@breakglass.dev`).
+    #[must_use]
+    pub fn recording(&self) -> bool {
+        self.recording
     }
 }
 
@@ -362,6 +368,9 @@ fn verify_certificate(
         valid_before: cert.valid_before(),
         ca_fingerprint: ca_fp.to_string(),
         force_command: cert.critical_options().get(CRITICAL_FORCE_COMMAND).cloned(),
+        recording: cert
+            .extensions()
+            .contains_key(breakglass_proto::profile::EXT_SESSION_RECORDING),
     })
 }
 

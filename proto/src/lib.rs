@@ -14,6 +14,7 @@ pub mod names;
 pub mod pam_options;
 pub mod patterns;
 pub mod profile;
+pub mod recording;
 pub mod sessions;
 pub mod spool;
 pub mod status;

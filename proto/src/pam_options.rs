@@ -168,6 +168,18 @@ pub const OPTIONS: &[ModuleOption] = &[
         default: None,
         description: "Also log the logins the module ignores.",
     },
+    ModuleOption {
+        name: "recorder",
+        value: Some("PATH"),
+        example: Some(crate::recording::DEFAULT_RECORDER),
+        required: false,
+        default: Some(crate::recording::DEFAULT_RECORDER),
+        description: "The session recorder (breakglass-record). A certificate of a recording \
+            tier (extension session-recording@breakglass.dev) must have it as its force-command, \
+            or the session is denied; the session is also denied when the recorder or the \
+            spool's recordings directory is missing, or that directory's file system is nearly \
+            full. The close record carries the recording's hash, size and duration.",
+    },
 ];
 
 /// The option list the "unknown option" error shows (`ca_keys=, krl=, …, debug`).
@@ -234,6 +246,8 @@ pub struct PamOptions {
     /// `breakglass` executable the guard starts (`host ship`) after each spool record,
     /// with its client config file; `None`: records wait for the shipping timer.
     pub ship: Option<ShipSpec>,
+    /// The session recorder a recording tier's certificate must force.
+    pub recorder: PathBuf,
 }
 
 impl PamOptions {
@@ -254,6 +268,7 @@ impl PamOptions {
         let mut sessions = None;
         let mut ship = None;
         let mut ship_config = None;
+        let mut recorder = None;
         let mut seen: Vec<&str> = Vec::new();
         for arg in args {
             let arg = arg.as_ref();
@@ -302,6 +317,7 @@ impl PamOptions {
                 ("sessions", Some(v)) => sessions = Some(abs_path(key, v)?),
                 ("ship", Some(v)) => ship = Some(abs_path(key, v)?),
                 ("ship_config", Some(v)) => ship_config = Some(abs_path(key, v)?),
+                ("recorder", Some(v)) => recorder = Some(abs_path(key, v)?),
                 ("krl_max_age", Some(v)) => {
                     let d = parse_duration(key, v)?;
                     if d.is_zero() {
@@ -366,6 +382,7 @@ impl PamOptions {
             syslog: syslog.unwrap_or_else(|| DEFAULT_SYSLOG.into()),
             debug,
             ship,
+            recorder: recorder.unwrap_or_else(|| crate::recording::DEFAULT_RECORDER.into()),
         })
     }
 
@@ -580,6 +597,7 @@ mod tests {
         assert_eq!(c.guard, PathBuf::from(default("guard")));
         assert_eq!(c.syslog, PathBuf::from(default("syslog")));
         assert_eq!(c.sessions, PathBuf::from(default("sessions")));
+        assert_eq!(c.recorder, PathBuf::from(default("recorder")));
         assert_eq!(
             c.warn_before,
             humantime::parse_duration(default("warn_before")).unwrap()
@@ -599,7 +617,7 @@ mod tests {
         }
         assert_eq!(
             known_options(),
-            "ca_keys=, krl=, krl_max_age=, krl_fail=, host=, require, warn_before=, spool=, guard=, syslog=, sessions=, ship=, ship_config=, debug"
+            "ca_keys=, krl=, krl_max_age=, krl_fail=, host=, require, warn_before=, spool=, guard=, syslog=, sessions=, ship=, ship_config=, debug, recorder="
         );
     }
 

@@ -103,6 +103,14 @@ pub struct SessionRecord {
     pub duration: Option<u64>,
     /// Processes killed by the sweep (forced end).
     pub killed: Option<u32>,
+    /// The session's recording hash, `sha256:<hex>` (close and forced end of a recorded
+    /// session; [`crate::recording`]). The recording is `recordings/<session>.cast` in the
+    /// spool directory.
+    pub recording_sha256: Option<String>,
+    /// Size of the recording in bytes (with `recording_sha256`).
+    pub recording_bytes: Option<u64>,
+    /// Length of the recorded session in milliseconds (with `recording_sha256`).
+    pub recording_duration_ms: Option<u64>,
 }
 
 impl SessionRecord {
@@ -116,6 +124,9 @@ impl SessionRecord {
         r.detail = None;
         r.duration = None;
         r.killed = None;
+        r.recording_sha256 = None;
+        r.recording_bytes = None;
+        r.recording_duration_ms = None;
         r.record_id = record_id(&r.session, event);
         r
     }
@@ -159,7 +170,21 @@ impl SessionRecord {
             reason: self.reason.clone().unwrap_or_default(),
             detail: self.detail.clone().unwrap_or_default(),
             key_id: self.key_id.clone().unwrap_or_default(),
+            recording_sha256: self.recording_sha256.clone().unwrap_or_default(),
+            recording_bytes: self.recording_bytes.unwrap_or_default(),
+            recording_duration_ms: self.recording_duration_ms.unwrap_or_default(),
         }
+    }
+
+    /// The recording this record carries, if any; an error when its hash is malformed.
+    pub fn recording(
+        &self,
+    ) -> Result<Option<crate::recording::RecordingDigest>, crate::recording::ParseDigestError> {
+        crate::recording::RecordingDigest::from_fields(
+            self.recording_sha256.as_deref(),
+            self.recording_bytes,
+            self.recording_duration_ms,
+        )
     }
 }
 
@@ -225,6 +250,9 @@ mod tests {
             detail: None,
             duration: None,
             killed: None,
+            recording_sha256: None,
+            recording_bytes: None,
+            recording_duration_ms: None,
         }
     }
 

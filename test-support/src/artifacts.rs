@@ -93,6 +93,8 @@ pub struct PamArtifacts {
     pub module: PathBuf,
     /// The session guard.
     pub guard: PathBuf,
+    /// The session recorder (`breakglass-record`).
+    pub recorder: PathBuf,
 }
 
 /// The module and the guard of `pam-breakglass`, built once per test process by
@@ -109,6 +111,7 @@ pub fn pam_artifacts() -> &'static PamArtifacts {
         let a = PamArtifacts {
             module: dir.join("libpam_breakglass.so"),
             guard: dir.join("breakglass-guard"),
+            recorder: dir.join("breakglass-record"),
         };
         assert!(
             a.module.exists() && a.guard.exists(),

@@ -107,6 +107,22 @@ impl CertSpec {
         self
     }
 
+    /// Of a recording tier, as the CA signs it: the session-recording extension, and the
+    /// recorder at `recorder` as force-command running `command` (`None`: the login shell
+    /// or the client's command), recording input too with `input`.
+    pub fn with_recording(mut self, recorder: &str, command: Option<&str>, input: bool) -> Self {
+        let fc = breakglass_proto::recording::RecorderCommand {
+            recorder: recorder.into(),
+            grant: GrantId(self.grant).to_string(),
+            input,
+            command: command.map(str::to_owned),
+        }
+        .to_force_command();
+        self.permits
+            .push(breakglass_proto::profile::EXT_SESSION_RECORDING.into());
+        self.with_force_command(&fc)
+    }
+
     /// Without the `permit-*` extension `permit`.
     pub fn without_permit(mut self, permit: &str) -> Self {
         self.permits.retain(|p| p != permit);

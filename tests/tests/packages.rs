@@ -490,6 +490,7 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
         ("/usr/bin/breakglass", 0o755),
         ("/usr/bin/breakglass-ca", 0o755),
         ("/usr/libexec/breakglass/breakglass-guard", 0o755),
+        ("/usr/libexec/breakglass/breakglass-record", 0o2755),
         (module.as_str(), 0o644),
         ("/usr/lib/systemd/system/breakglass-ca.service", 0o644),
         ("/usr/lib/systemd/system/breakglass-krl-sync.timer", 0o644),
@@ -514,7 +515,8 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
         (SNIPPET, 0o644),
         (KRL, 0o644),
         (CA_KEYS, 0o644),
-        ("/var/spool/breakglass", 0o700),
+        ("/var/spool/breakglass", 0o710),
+        ("/var/spool/breakglass/recordings", 0o2770),
         ("/etc/breakglass-ca", 0o750),
     ] {
         assert_eq!(mode(path), want, "mode of {path}");

@@ -380,6 +380,7 @@ fn old_events(nasty: &str, n: u64, key_line: &str) -> Vec<Event> {
             },
             reason: EndReason::Denied,
             detail: format!("denied {nasty} detail"),
+            recording: None,
         }),
     ];
     kinds

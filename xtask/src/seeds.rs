@@ -485,6 +485,9 @@ fn session_records(grant: &str, serial: u64) -> Vec<SessionRecord> {
         detail: None,
         duration: None,
         killed: None,
+        recording_sha256: None,
+        recording_bytes: None,
+        recording_duration_ms: None,
     };
     let mut forced = open.for_event(SessionEvent::ForcedEnd, now + 600);
     forced.reason = Some("expired".into());

@@ -9,8 +9,9 @@ use breakglass_proto::v1::audit_server::Audit;
 use breakglass_proto::v1::{
     GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
     GetConsistencyProofResponse, GetEntriesRequest, GetEntriesResponse, GetInclusionProofRequest,
-    GetInclusionProofResponse,
+    GetInclusionProofResponse, GetRecordingRequest, GetRecordingResponse,
 };
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use std::sync::Arc;
@@ -31,13 +32,26 @@ pub const MAX_ENTRY_BYTES_PER_CALL: usize = 2 * 1024 * 1024;
 pub struct AuditApi {
     log: AuditLog,
     history: Arc<History>,
+    /// The session recordings stored beside the log (`GetRecording`).
+    recordings: Option<Arc<crate::recordings::Recordings>>,
 }
 
 impl AuditApi {
     /// Serves reads of `log`, filtered ones through its index `history`.
     #[must_use]
     pub fn new(log: AuditLog, history: Arc<History>) -> Self {
-        Self { log, history }
+        Self {
+            log,
+            history,
+            recordings: None,
+        }
+    }
+
+    /// Also serves the session recordings stored beside the log.
+    #[must_use]
+    pub fn with_recordings(mut self, r: Arc<crate::recordings::Recordings>) -> Self {
+        self.recordings = Some(r);
+        self
     }
 
     fn check_size(&self, size: u64, what: &'static str) -> Result<(), Error> {
@@ -155,5 +169,18 @@ impl Audit for AuditApi {
             new_size,
             hashes: hashes(proof),
         }))
+    }
+
+    type GetRecordingStream = ReceiverStream<Result<GetRecordingResponse, Status>>;
+
+    async fn get_recording(
+        &self,
+        req: Request<GetRecordingRequest>,
+    ) -> Result<Response<Self::GetRecordingStream>, Status> {
+        let Some(recordings) = &self.recordings else {
+            return Err(Error::Internal("this server keeps no recordings".into()).into());
+        };
+        let rx = recordings.download(&req.get_ref().session).await?;
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

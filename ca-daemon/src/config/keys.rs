@@ -77,6 +77,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "rules", array: true, required: false, meaning: "Policy rules: who may log in where, as whom, to run what, for how long, through which tier. Deny rules win over allow rules." },
     Section { name: "log", array: false, required: false, meaning: "The daemon's own log lines on stderr (the journal under systemd)." },
     Section { name: "webhooks", array: true, required: false, meaning: "The body a webhook receives, for webhooks that are not sent the JSON notice: Slack and Mattermost incoming webhooks." },
+    Section { name: "recordings", array: false, required: false, meaning: "Session recordings uploaded by hosts (breakglass host ship), stored beside the audit log under <audit dir>/recordings/." },
 ];
 
 const fn key(
@@ -154,6 +155,8 @@ pub const KEYS: &[Key] = &[
     key("tiers", "session_recording", "boolean", Value("false"), "Hosts record the sessions of this tier's grants."),
     key("tiers", "webhooks", "list of strings", Value("[]"), "http:// or https:// URLs that get a notice of each request, approval, issuance and emergency (JSON, or the format of their [[webhooks]] entry)."),
     key("tiers", "drill", "boolean", Value("false"), "A drill tier: matches only drill requests (breakglass drill), issues without approval, never an emergency."),
+    key("tiers", "recorder", "string", Value("\"/usr/libexec/breakglass/breakglass-record\""), "Absolute path of the session recorder on hosts; a session_recording tier's certificates run it as their force-command."),
+    key("tiers", "record_input", "boolean", Value("false"), "The recorder also records what the user types (asciicast i events; only with session_recording = true)."),
     // [notifications]
     key("notifications", "timeout", "duration", Value("\"5s\""), "Longest one webhook POST may take, connect and answer (100ms to 2m)."),
     key("notifications", "retries", "integer", Value("3"), "Further attempts after a failed POST (0 to 20)."),
@@ -187,6 +190,8 @@ pub const KEYS: &[Key] = &[
     // [[webhooks]]
     key("webhooks", "url", "string", Required, "A webhook URL that a tier's webhooks or [refusals] webhooks name."),
     key("webhooks", "format", "string", Value("\"json\""), "\"json\": the JSON notice; \"slack\": a Slack / Mattermost incoming-webhook body (text and blocks), untrusted text escaped for mrkdwn."),
+    // [recordings]
+    key("recordings", "keep", "duration", Value("\"90d\""), "How long a stored recording is kept (1s to 10 years): a periodic sweep deletes older ones, each deletion an audit event recording_deleted."),
 ];
 
 /// The keys of `section`.
@@ -329,7 +334,9 @@ mod tests {
 
     use serde::de::DeserializeOwned;
 
-    use super::super::{Config, RawConfig, audit, identities, log, notifications, policy, server};
+    use super::super::{
+        Config, RawConfig, audit, identities, log, notifications, policy, recordings, server,
+    };
     use super::*;
 
     /// The fields serde accepts for `T`, from the message of an unknown one.
@@ -354,7 +361,7 @@ mod tests {
 
     #[test]
     fn the_table_lists_exactly_the_keys_the_section_parsers_accept() {
-        let cases: [(&str, Vec<String>); 12] = [
+        let cases: [(&str, Vec<String>); 13] = [
             ("server", serde_fields::<server::RawServer>()),
             ("ca", serde_fields::<server::RawCa>()),
             ("audit", serde_fields::<audit::RawAudit>()),
@@ -370,6 +377,7 @@ mod tests {
             ("rules", serde_fields::<policy::RawRule>()),
             ("log", serde_fields::<log::RawLog>()),
             ("webhooks", serde_fields::<notifications::RawWebhook>()),
+            ("recordings", serde_fields::<recordings::RawRecordings>()),
         ];
         for (section, accepted) in cases {
             assert_eq!(table_fields(section), accepted, "[{section}]");

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod log;
 pub mod notifications;
 pub mod policy;
+pub mod recordings;
 pub mod server;
 
 pub use self::audit::{AuditSettings, RevocationSettings};
@@ -31,6 +32,7 @@ pub use self::identities::{
 pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{MAX_REFUSALS_PER_HOUR, NotifySettings, RefusalSettings};
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
+pub use self::recordings::RecordingSettings;
 pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};
 pub use crate::request::parse_cidr;
 
@@ -64,6 +66,8 @@ struct RawConfig {
     log: Option<log::RawLog>,
     #[serde(default)]
     webhooks: Vec<notifications::RawWebhook>,
+    #[serde(default)]
+    recordings: Option<recordings::RawRecordings>,
 }
 
 /// A validated daemon configuration.
@@ -91,6 +95,8 @@ pub struct Config {
     pub refusals: RefusalSettings,
     /// The daemon's own log lines (`[log]`).
     pub log: LogSettings,
+    /// Session recordings kept beside the log (`[recordings]`).
+    pub recordings: RecordingSettings,
 }
 
 impl Config {
@@ -186,6 +192,7 @@ impl Config {
         notifications.formats =
             notifications::parse_webhooks(raw.webhooks, &tiers, &refusals, &err)?;
         let rules = policy::parse_rules(raw.rules, &tiers, &ca, &err)?;
+        let recordings = recordings::parse_recordings(raw.recordings.unwrap_or_default(), &err)?;
         Ok(Self {
             path: path.to_owned(),
             server,
@@ -198,6 +205,7 @@ impl Config {
             revocation,
             refusals,
             log: log::parse_log(raw.log.unwrap_or_default()),
+            recordings,
         })
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use breakglass_proto::recording::DEFAULT_RECORDER;
 use breakglass_proto::{names, profile::PERMIT_EXTENSIONS};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -48,6 +49,10 @@ pub(super) struct RawTier {
     webhooks: Vec<String>,
     #[serde(default)]
     drill: bool,
+    #[serde(default)]
+    recorder: Option<String>,
+    #[serde(default)]
+    record_input: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +113,8 @@ pub(super) fn parse_tiers(
             session_recording: false,
             webhooks: Vec::new(),
             drill: false,
+            recorder: DEFAULT_RECORDER.to_owned(),
+            record_input: false,
         }]);
     }
     let mut tiers: Vec<Tier> = Vec::new();
@@ -219,6 +226,17 @@ pub(super) fn parse_tiers(
                 ),
             ));
         }
+        let recorder = t.recorder.unwrap_or_else(|| DEFAULT_RECORDER.to_owned());
+        check_recorder(&recorder).map_err(|e| err(&field("recorder"), e))?;
+        if t.record_input && !t.session_recording {
+            return Err(err(
+                &field("record_input"),
+                format!(
+                    "tier {:?} records input but not sessions: set session_recording = true, or drop record_input",
+                    t.name
+                ),
+            ));
+        }
         tiers.push(Tier {
             rank: i,
             reviewer_groups: t.reviewers.unwrap_or_else(|| t.approvers.clone()),
@@ -234,9 +252,23 @@ pub(super) fn parse_tiers(
             session_recording: t.session_recording,
             webhooks: t.webhooks,
             drill: t.drill,
+            recorder,
+            record_input: t.record_input,
         });
     }
     Ok(tiers)
+}
+
+/// A recorder path goes into certificates as the start of a shell command: an absolute
+/// path of plain characters, nothing the shell would read otherwise.
+fn check_recorder(path: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._+-".contains(c);
+    if !path.starts_with('/') || !path.chars().all(plain) || path.contains("/../") {
+        return Err(format!(
+            "recorder {path:?} must be an absolute path of letters, digits and / . _ + - (it is run by the user's shell as the certificate's force-command)"
+        ));
+    }
+    Ok(())
 }
 
 /// Validates `[[rules]]` against the tiers.

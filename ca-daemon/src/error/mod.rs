@@ -15,11 +15,13 @@ use crate::audit::AuditError;
 use crate::fmt_duration;
 
 mod detail;
+mod recording;
 
 pub(crate) use self::detail::groups_text;
 pub use self::detail::{
     Closed, Denial, Halt, NothingToRevoke, ReasonProblem, RequesterAct, Unauthenticated,
 };
+pub use self::recording::RecordingError;
 
 /// Why a call failed. Every message says what was wrong and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -473,6 +475,9 @@ pub enum Error {
     /// A bug or an unexpected failure inside the daemon.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A session recording call failed ([`RecordingError`]).
+    #[error("{0}")]
+    Recording(RecordingError),
 }
 
 /// " and get N approval(s) from G" when a tier needs approvals.
@@ -564,6 +569,7 @@ impl Error {
                 _ => Code::Unavailable,
             },
             Error::Internal(_) => Code::Internal,
+            Error::Recording(e) => e.code(),
         }
     }
 }

@@ -49,6 +49,11 @@ pub struct Tier {
     /// A drill tier: its rules match only drill requests (`breakglass drill`), and drill
     /// requests match only its rules. Never needs approval (checked by the config loader).
     pub drill: bool,
+    /// Absolute path of the session recorder on hosts: a recording tier's certificates run
+    /// it as their force-command (`breakglass_proto::recording::RecorderCommand`).
+    pub recorder: String,
+    /// The recorder also records what the user types (asciicast `i` events).
+    pub record_input: bool,
 }
 
 impl Tier {

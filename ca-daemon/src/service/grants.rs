@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use breakglass_proto::audit::event::{GrantIssued, RequestCreated};
 use breakglass_proto::audit::{Actor, Event, EventKind, RequestId};
 use breakglass_proto::profile::EXT_SESSION_RECORDING;
+use breakglass_proto::recording::{DEFAULT_RECORDER, RecorderCommand};
 use breakglass_proto::v1::RequestCertificateResponse;
 use ssh_key::{HashAlg, PublicKey};
 
@@ -278,9 +279,31 @@ impl Service {
         }
     }
 
+    /// The certificate's force-command: the grant's approved command, or for a recording
+    /// grant (the session-recording extension) the recorder of its tier running it, so that
+    /// sshd runs nothing else (`RecorderCommand`). A tier gone from the configuration since
+    /// keeps its recorder at the default path.
+    fn force_command(&self, grant: &GrantIssued) -> Option<String> {
+        if !grant.extensions.iter().any(|e| e == EXT_SESSION_RECORDING) {
+            return grant.command.clone();
+        }
+        let policy = self.policy();
+        let tier = policy.tier(&grant.tier);
+        Some(
+            RecorderCommand {
+                recorder: tier.map_or_else(|| DEFAULT_RECORDER.to_owned(), |t| t.recorder.clone()),
+                grant: grant.grant_id.to_string(),
+                input: tier.is_some_and(|t| t.record_input),
+                command: grant.command.clone(),
+            }
+            .to_force_command(),
+        )
+    }
+
     /// Signs the certificate `grant` describes for `key`: the one place a [`CertSpec`] is
     /// made, for a new certificate and for one produced again.
     fn sign(&self, grant: &GrantIssued, key: &PublicKey, how: Signing) -> Result<Issued, Error> {
+        let force_command = self.force_command(grant);
         let sources = grant
             .source_addresses
             .iter()
@@ -301,7 +324,7 @@ impl Service {
             hosts: &grant.hosts,
             tier: &grant.tier,
             ttl,
-            force_command: grant.command.as_deref(),
+            force_command: force_command.as_deref(),
             source_addresses: &sources,
             extensions: &grant.extensions,
         };

@@ -184,6 +184,10 @@ impl Service {
             .grants
             .get(&grant_id)
             .ok_or_else(|| Error::Internal(format!("grant {grant_id} vanished")))?;
-        Ok(review_item(g, st.requests.get(&g.issued.request_id)))
+        Ok(review_item(
+            g,
+            st.requests.get(&g.issued.request_id),
+            &st.recordings,
+        ))
     }
 }

@@ -2,6 +2,7 @@
 //! state and who may act on it, its certificate once issued, the sessions and reviews of
 //! grants.
 
+use breakglass_proto::audit::recordings::RecordingIndex;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -292,31 +293,40 @@ impl Service {
                 .tier(&g.issued.tier)
                 .is_some_and(|t| t.may_review(who))
         };
-        let mut items: Vec<(GrantId, ReviewItem)> = {
-            let st = self.state();
-            st.grants
-                .values()
-                .filter(|g| g.issued.emergency && (include_reviewed || g.review.is_none()))
-                .filter(|g| may_review(g))
-                .map(|g| {
-                    let r = st.requests.get(&g.issued.request_id);
-                    (g.issued.grant_id, review_item(g, r))
-                })
-                .collect()
-        };
-        if include_reviewed {
-            let held: BTreeSet<GrantId> = items.iter().map(|(g, _)| *g).collect();
+        // Reviewed grants that left memory, read from the log before the state is locked.
+        let old = if include_reviewed {
             match self.history().emergency_grants() {
-                Ok(old) => items.extend(
-                    old.iter()
-                        .filter(|(g, _)| !held.contains(&g.issued.grant_id) && may_review(g))
-                        .map(|(g, r)| (g.issued.grant_id, review_item(g, r.as_ref()))),
-                ),
+                Ok(old) => old,
                 Err(e) => {
-                    tracing::error!(error = %e, "reading emergency grants from the audit log failed")
+                    tracing::error!(error = %e, "reading emergency grants from the audit log failed");
+                    Vec::new()
                 }
             }
-        }
+        } else {
+            Vec::new()
+        };
+        let st = self.state();
+        let mut items: Vec<(GrantId, ReviewItem)> = st
+            .grants
+            .values()
+            .filter(|g| g.issued.emergency && (include_reviewed || g.review.is_none()))
+            .filter(|g| may_review(g))
+            .map(|g| {
+                let r = st.requests.get(&g.issued.request_id);
+                (g.issued.grant_id, review_item(g, r, &st.recordings))
+            })
+            .collect();
+        let held: BTreeSet<GrantId> = items.iter().map(|(g, _)| *g).collect();
+        items.extend(
+            old.iter()
+                .filter(|(g, _)| !held.contains(&g.issued.grant_id) && may_review(g))
+                .map(|(g, r)| {
+                    (
+                        g.issued.grant_id,
+                        review_item(g, r.as_ref(), &st.recordings),
+                    )
+                }),
+        );
         items.sort_by_key(|(g, _)| *g);
         items.into_iter().map(|(_, item)| item).collect()
     }
@@ -351,7 +361,7 @@ impl Service {
             .ok_or(Error::NoGrant(grant_id))
             .and_then(|(g, _)| {
                 self.check_own(&g, who, "list the sessions of")?;
-                Ok(session_infos(&g))
+                Ok(session_infos(&g, &self.state().recordings))
             });
         match sessions {
             Err(e @ Error::OnlyRequester { .. }) => {
@@ -427,21 +437,28 @@ pub(super) fn final_result(
 }
 
 /// The wire view of a grant's host sessions.
-fn session_infos(g: &state::Grant) -> Vec<SessionInfo> {
+fn session_infos(g: &state::Grant, recordings: &RecordingIndex) -> Vec<SessionInfo> {
     g.sessions
         .values()
-        .map(|s| SessionInfo {
-            host: s.host.clone(),
-            principal: s.principal.clone(),
-            session_id: s.session_id.clone(),
-            remote_addr: s.remote_addr.clone(),
-            opened_at: s.opened_at.map_or(0, secs),
-            closed_at: s.closed_at.map_or(0, secs),
-            ended: s
-                .ended
-                .as_ref()
-                .map(|(reason, _, _)| format!("{reason:?}").to_lowercase())
-                .unwrap_or_default(),
+        .map(|s| {
+            let rec = recordings.get(&s.session_id).filter(|r| r.host == s.host);
+            SessionInfo {
+                host: s.host.clone(),
+                principal: s.principal.clone(),
+                session_id: s.session_id.clone(),
+                remote_addr: s.remote_addr.clone(),
+                opened_at: s.opened_at.map_or(0, secs),
+                closed_at: s.closed_at.map_or(0, secs),
+                ended: s
+                    .ended
+                    .as_ref()
+                    .map(|(reason, _, _)| format!("{reason:?}").to_lowercase())
+                    .unwrap_or_default(),
+                recording: rec.map(|r| r.state().to_owned()).unwrap_or_default(),
+                recording_sha256: rec.map(|r| r.digest.sha256_text()).unwrap_or_default(),
+                recording_bytes: rec.map_or(0, |r| r.digest.bytes),
+                recording_duration_ms: rec.map_or(0, |r| r.digest.duration_ms),
+            }
         })
         .collect()
 }
@@ -467,7 +484,11 @@ fn grant_info(g: &state::Grant) -> wire::GrantInfo {
     }
 }
 
-pub(super) fn review_item(g: &state::Grant, r: Option<&state::Request>) -> ReviewItem {
+pub(super) fn review_item(
+    g: &state::Grant,
+    r: Option<&state::Request>,
+    recordings: &RecordingIndex,
+) -> ReviewItem {
     let i = &g.issued;
     let (verdict, reviewer, note, reviewed_at) = match &g.review {
         Some((v, by, note, at)) => (
@@ -495,7 +516,7 @@ pub(super) fn review_item(g: &state::Grant, r: Option<&state::Request>) -> Revie
         valid_after: i.valid_after as i64,
         valid_before: i.valid_before as i64,
         emergency: i.emergency,
-        sessions: session_infos(g),
+        sessions: session_infos(g, recordings),
         verdict,
         reviewer,
         note,

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use breakglass_proto::audit::event::{EndReason, GrantIssued, RequestCreated, ReviewVerdict};
 use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
+use breakglass_proto::audit::recordings::SessionRecording;
 use breakglass_proto::profile::GrantId;
+use breakglass_proto::recording::RecordingDigest;
 
 use crate::state::{
     Grant, Held, KeyRevocation, LogFork, RefusalWindow, Request, RequestStatus, Session, State,
@@ -259,6 +261,25 @@ pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
         e.held(h);
     }
     e.u64(st.clock);
+    e.len(st.recordings.sessions.len());
+    for r in st.recordings.sessions.values() {
+        e.str(&r.host);
+        e.str(&r.session_id);
+        e.u64(r.grant_id.0);
+        e.buf.extend_from_slice(&r.digest.sha256);
+        e.u64(r.digest.bytes);
+        e.u64(r.digest.duration_ms);
+        e.u64(r.committed_at);
+        e.opt(r.stored.as_ref(), |e, (at, i)| {
+            e.ts(*at);
+            e.u64(*i);
+        });
+        e.opt(r.deleted.as_ref(), |e, (at, why)| {
+            e.ts(*at);
+            e.str(why);
+        });
+        e.u32(r.refused);
+    }
     Ok(e.buf)
 }
 
@@ -521,6 +542,23 @@ pub(super) fn decode_state(buf: &[u8]) -> Result<State, DecodeError> {
         st.expiry.insert((d.u64()?, d.held()?));
     }
     st.clock = d.u64()?;
+    for _ in 0..d.len()? {
+        let r = SessionRecording {
+            host: d.str()?,
+            session_id: d.str()?,
+            grant_id: GrantId(d.u64()?),
+            digest: RecordingDigest {
+                sha256: d.array()?,
+                bytes: d.u64()?,
+                duration_ms: d.u64()?,
+            },
+            committed_at: d.u64()?,
+            stored: d.opt(|d| Ok((d.ts()?, d.u64()?)))?,
+            deleted: d.opt(|d| Ok((d.ts()?, d.str()?)))?,
+            refused: d.u32()?,
+        };
+        st.recordings.sessions.insert(r.session_id.clone(), r);
+    }
     if d.pos != buf.len() {
         return Err(format!("{} bytes left after the state", buf.len() - d.pos));
     }

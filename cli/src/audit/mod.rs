@@ -22,12 +22,16 @@ use crate::error::CliError;
 use crate::settings::{Overrides, Target};
 
 mod fetch;
+mod recording;
 mod show;
 mod verify;
 
 pub use fetch::{audit_client, fetch_leaves};
+pub use recording::{PlayArgs, RecordingArgs, export, play, replay};
 pub use show::{Filter, FilterArgs, ShowArgs, TailArgs, format_event, parse_since};
-pub use verify::{read_dir_events, read_verifier, verify_offline, verify_remote};
+pub use verify::{
+    read_dir_events, read_verifier, verify_offline, verify_recordings_offline, verify_remote,
+};
 
 /// `breakglass audit ...`.
 #[derive(Debug, Subcommand)]
@@ -43,6 +47,13 @@ pub enum AuditCmd {
     /// rolled back or forked; issuance is stopped), acknowledge it once investigated so that
     /// issuance resumes. Recorded in the log with you and the reason
     AcknowledgeFork(AcknowledgeForkArgs),
+    /// Replay a session's recording in this terminal, checked against the audit log first.
+    /// Writes the recorded terminal output raw (escape sequences included): the one
+    /// printer that does not escape untrusted text
+    Play(PlayArgs),
+    /// Export a session's recording (asciicast v2, as asciinema plays it), checked against
+    /// the audit log
+    Recording(RecordingArgs),
 }
 
 /// `breakglass audit acknowledge-fork`.
@@ -94,6 +105,11 @@ pub struct VerifyArgs {
     /// --remote and without --save, the --since file is advanced
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+    /// Offline: the directory of session recordings to check against the log (a copy of
+    /// the daemon's <audit dir>/recordings; default DIR/recordings when it exists). With
+    /// --remote every stored recording is fetched and checked
+    #[arg(long, value_name = "DIR", conflicts_with = "remote")]
+    pub recordings: Option<PathBuf>,
 }
 
 /// Runs an audit subcommand. Offline commands never read the client settings.
@@ -109,10 +125,11 @@ pub async fn run(cmd: AuditCmd, overrides: &Overrides) -> Result<(), CliError> {
                     "--key FILE is required to verify a directory (the log's log.pub)".into(),
                 )
             })?;
-            print!(
-                "{}",
-                verify::verify_offline(dir, key, v.since.as_deref(), v.save.as_deref())?
-            );
+            let mut out = verify::verify_offline(dir, key, v.since.as_deref(), v.save.as_deref())?;
+            let result =
+                verify::verify_recordings_offline(dir, key, v.recordings.as_deref(), &mut out);
+            print!("{out}");
+            result?;
         }
         AuditCmd::Verify(v) => {
             // `--key` here is the log's public key; clap also hands it to the global
@@ -134,6 +151,13 @@ pub async fn run(cmd: AuditCmd, overrides: &Overrides) -> Result<(), CliError> {
             print!(
                 "{}",
                 acknowledge_fork(&overrides.resolve()?, &a.reason).await?
+            );
+        }
+        AuditCmd::Play(p) => recording::play(&overrides.resolve()?, &p).await?,
+        AuditCmd::Recording(r) => {
+            print!(
+                "{}",
+                recording::export(&overrides.resolve()?, &r.session, &r.out).await?
             );
         }
     }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use breakglass_proto::audit::merkle::leaf_hash;
+use breakglass_proto::audit::recordings::RecordingIndex;
 use breakglass_proto::audit::verify::ScanOptions;
 use breakglass_proto::audit::{
     Checkpoint, Event, EventCode, Frontier, Hash, NoteVerifier, check_extends, scan_log,
@@ -230,6 +231,7 @@ pub async fn verify_remote(
     let mut frontier = Frontier::new();
     let mut root_at_saved = None;
     let mut counts: HashMap<EventCode, u64> = HashMap::new();
+    let mut recordings = RecordingIndex::default();
     let want = saved.as_ref().map(|(s, _)| s.size);
     if want == Some(0) {
         root_at_saved = Some(frontier.root());
@@ -239,6 +241,7 @@ pub async fn verify_remote(
         let e =
             Event::decode(leaf).map_err(|e| CliError::Verification(format!("entry {i}: {e}")))?;
         *counts.entry(e.code()).or_default() += 1;
+        recordings.apply(i as u64, &e);
         let h = leaf_hash(leaf);
         hashes.push(h);
         frontier.push(h);
@@ -339,6 +342,9 @@ pub async fn verify_remote(
     let mut counts: Vec<(EventCode, u64)> = counts.into_iter().collect();
     counts.sort();
     let _ = writeln!(out, "  events: {}", counts_line(&counts));
+    // Every stored recording, fetched and checked against its session's record.
+    let checked = super::recording::check_remote(&mut client, target, &recordings).await?;
+    checked.finish(&mut out)?;
     if let Some(p) = save {
         save_checkpoint(p, &cp_resp.checkpoint)?;
         let _ = writeln!(
@@ -349,6 +355,24 @@ pub async fn verify_remote(
         );
     }
     Ok(out)
+}
+
+/// Checks the recordings stored beside a log directory (or in `recordings`) against the
+/// log's session records; appends what it found to `out`. Fails naming every session whose
+/// recording does not match or is missing.
+pub fn verify_recordings_offline(
+    dir: &Path,
+    key: &Path,
+    recordings: Option<&Path>,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let events = read_dir_events(dir, key)?;
+    let index = RecordingIndex::of(events.iter().map(|(i, e)| (*i, e)));
+    let checked = match super::recording::recordings_dir(dir, recordings) {
+        Some(d) => super::recording::check_dir(&index, &d),
+        None => super::recording::not_checked(&index),
+    };
+    checked.finish(out)
 }
 
 /// Reads and verifies a log directory, returning its events.

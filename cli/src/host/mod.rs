@@ -24,6 +24,7 @@ pub mod krl_sync;
 pub mod lock;
 pub mod pam_stack;
 pub mod ship;
+pub mod ship_recordings;
 pub mod watch;
 pub mod witness;
 

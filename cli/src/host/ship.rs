@@ -76,6 +76,8 @@ pub struct ShipReport {
     pub unknown_grants: u64,
     /// True when another shipper held the spool for longer than `--lock-wait`.
     pub lock_busy: bool,
+    /// Session recordings uploaded after the records ([`super::ship_recordings`]).
+    pub recordings: super::ship_recordings::RecordingsShipped,
 }
 
 impl ShipReport {
@@ -100,6 +102,19 @@ impl ShipReport {
             s.push_str(&format!(
                 "; WARNING: {} record(s) name a grant the CA never issued",
                 self.unknown_grants
+            ));
+        }
+        let r = &self.recordings;
+        if r.stored + r.waiting + r.refused > 0 {
+            s.push_str(&format!(
+                "; {} recording(s) stored, {} waiting for a later run",
+                r.stored, r.waiting
+            ));
+        }
+        if r.refused > 0 {
+            s.push_str(&format!(
+                "; WARNING: {} recording(s) refused (they do not match their session records), kept in {REJECTED_DIR}/",
+                r.refused
             ));
         }
         s
@@ -273,6 +288,10 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
     loop {
         let records = list_spool(&args.spool, &mut report)?;
         if records.is_empty() {
+            // The records are in the log: the recordings their close records commit to
+            // are expected now.
+            report.recordings =
+                super::ship_recordings::ship_recordings(&mut client, target, &args.spool).await?;
             return Ok(report);
         }
         let batch = &records[..records.len().min(BATCH)];

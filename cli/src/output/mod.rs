@@ -283,6 +283,10 @@ pub struct SessionOut {
     pub opened_at: Option<String>,
     pub closed_at: Option<String>,
     pub ended: Option<String>,
+    pub recording: Option<String>,
+    pub recording_hash: Option<String>,
+    pub recording_bytes: Option<u64>,
+    pub recording_duration_ms: Option<u64>,
 }
 
 impl From<&SessionInfo> for SessionOut {
@@ -295,6 +299,10 @@ impl From<&SessionInfo> for SessionOut {
             opened_at: opt_time(x.opened_at),
             closed_at: opt_time(x.closed_at),
             ended: opt(&x.ended),
+            recording: opt(&x.recording),
+            recording_hash: opt(&x.recording_sha256),
+            recording_bytes: (!x.recording.is_empty()).then_some(x.recording_bytes),
+            recording_duration_ms: (!x.recording.is_empty()).then_some(x.recording_duration_ms),
         }
     }
 }

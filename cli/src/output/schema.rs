@@ -362,6 +362,26 @@ pub const SESSION: &[Field] = &[
         Type::Nullable(&Type::OneOf(&["expired", "revoked", "denied"])),
         "set when breakglass ended it",
     ),
+    f(
+        "recording",
+        Type::Nullable(&Type::OneOf(&["expected", "stored", "deleted"])),
+        "its recording: committed to by its close record (expected), stored on the daemon, or deleted by retention; null when not recorded",
+    ),
+    f(
+        "recording_hash",
+        OPT_STRING,
+        "the recording's chain hash, sha256:<hex>, from its close record",
+    ),
+    f(
+        "recording_bytes",
+        Type::Nullable(&Type::Integer),
+        "the recording's size in bytes",
+    ),
+    f(
+        "recording_duration_ms",
+        Type::Nullable(&Type::Integer),
+        "the recording's duration in milliseconds",
+    ),
 ];
 
 /// A verdict on an emergency grant.

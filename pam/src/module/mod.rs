@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bg_syslog::{Severity, Syslog};
+use breakglass_proto::recording::RECORDING_ENV;
 use breakglass_proto::text;
 use pam::constants::PamResultCode;
 
@@ -47,6 +48,8 @@ pub trait Pam {
     fn item(&self, item: PamItem) -> Option<String>;
     /// A variable of the PAM environment, if set.
     fn env(&mut self, name: &str) -> Option<Vec<u8>>;
+    /// Sets a variable of the PAM environment (sshd hands it to the session).
+    fn set_env(&mut self, name: &str, value: &str) -> Result<(), String>;
     /// Keeps the verified session for close_session (pam_set_data).
     fn set_session(&mut self, session: OpenSession) -> Result<(), String>;
     /// The session kept by open_session, if any (pam_get_data).
@@ -182,6 +185,9 @@ impl Ctx {
             detail: None,
             duration: None,
             killed: None,
+            recording_sha256: None,
+            recording_bytes: None,
+            recording_duration_ms: None,
         }
     }
 }
@@ -375,6 +381,12 @@ fn admit(
         return Err(Error::NoAuditSession);
     };
     let record = ctx.record(SessionEvent::Open, Some(cert));
+    // A recording tier's session runs under the recorder, which is told its file here.
+    let recording = crate::recording::prepare(cfg, cert, &record.session)?;
+    if let Some(cast) = &recording {
+        pam.set_env(RECORDING_ENV, &cast.to_string_lossy())
+            .map_err(Error::Pam)?;
+    }
     crate::record::write(&cfg.spool, &record).map_err(Error::Spool)?;
     let warn_at = cert
         .valid_before()
@@ -392,12 +404,14 @@ fn admit(
         grace_ms: u64::try_from(DEFAULT_GRACE.as_millis()).unwrap_or(5000),
         sessions: Some(cfg.sessions.clone()),
         ship: cfg.ship.clone(),
+        recording: recording.clone(),
     };
     host.start_guard(&cfg.guard, &spec).map_err(Error::Guard)?;
     pam.set_session(OpenSession {
         record: record.clone(),
         spool: cfg.spool.clone(),
         syslog: cfg.syslog.clone(),
+        recording,
     })
     .map_err(Error::Pam)?;
     let mut f = vec![("event", "session_open".to_owned())];
@@ -475,6 +489,7 @@ fn deny(
             grace_ms: u64::try_from(DEFAULT_GRACE.as_millis()).unwrap_or(5000),
             sessions: None,
             ship: cfg.and_then(|c| c.ship.clone()),
+            recording: None,
         };
         if let Err(e) = host.start_guard(guard, &spec) {
             log_fields(
@@ -501,9 +516,16 @@ pub fn close_session(
     let Some(open) = pam.session() else {
         return Outcome::Ignore;
     };
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let now = unix(now);
     let mut record = open.record.for_event(SessionEvent::Close, now);
     record.duration = Some(now.saturating_sub(open.record.start));
+    if let Some(cast) = &open.recording {
+        let ms = now_ms.saturating_sub(open.record.start.saturating_mul(1000));
+        crate::recording::seal(cast, ms, &mut record);
+    }
     // The spool first: it is what gets shipped; syslog is best effort.
     if let Err(e) = crate::record::write(&open.spool, &record) {
         log_fields(

@@ -598,3 +598,114 @@ fn stale_krl_fails_closed_or_open_as_configured() {
         w.host.log_text()
     );
 }
+
+/// A world whose module has a recorder (`recorder=`) and, with `dir`, a recordings
+/// directory; returns the recorder's path.
+fn recording_world(w: &mut World, dir: bool) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let recorder = w.dir.path().join("breakglass-record");
+    std::fs::write(&recorder, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&recorder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if dir {
+        let rec = w.dir.path().join("spool").join("recordings");
+        std::fs::create_dir_all(&rec).unwrap();
+        std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    }
+    w.args.push(format!("recorder={}", recorder.display()));
+    recorder
+}
+
+#[test]
+fn recording_session_is_told_its_file_and_the_close_record_carries_its_digest() {
+    let mut w = World::new();
+    let recorder = recording_world(&mut w, true);
+    let spec = CertSpec::default().with_recording(&recorder.to_string_lossy(), None, false);
+    let mut pam = ScriptedPam::with_info("alice", Some(&w.cert_info(&spec)));
+    assert!(
+        matches!(w.open(&mut pam), Outcome::Success),
+        "{:?}",
+        w.host.logs
+    );
+    let open = pam.data.clone().unwrap();
+    let cast = open.recording.clone().unwrap();
+    assert_eq!(
+        cast,
+        w.dir
+            .path()
+            .join("spool/recordings")
+            .join(format!("{}.cast", open.record.session))
+    );
+    assert_eq!(
+        pam.env
+            .get(RECORDING_ENV)
+            .map(|v| String::from_utf8_lossy(v).into_owned()),
+        Some(cast.to_string_lossy().into_owned())
+    );
+    assert_eq!(w.host.guards.borrow()[0].recording.as_ref(), Some(&cast));
+    // The recorder ran and ended; the close record commits to the file's bytes.
+    std::fs::write(&cast, b"abc").unwrap();
+    std::fs::write(
+        breakglass_proto::recording::end_path(&cast),
+        "ended: command exited (exit status: 0)      \n",
+    )
+    .unwrap();
+    let out = close_session(
+        &mut pam,
+        &w.host,
+        &w.args,
+        UNIX_EPOCH + Duration::from_secs(NOW + 5),
+    );
+    assert!(matches!(out, Outcome::Success));
+    let name = w
+        .spool_files()
+        .into_iter()
+        .find(|f| f.ends_with("-close.json"))
+        .unwrap();
+    let close =
+        SessionRecord::from_json(&std::fs::read(w.dir.path().join("spool").join(name)).unwrap())
+            .unwrap();
+    let (sha, _) = breakglass_proto::recording::chain_of(&b"abc"[..]).unwrap();
+    assert_eq!(
+        close.recording_sha256,
+        Some(breakglass_proto::recording::format_sha256(&sha))
+    );
+    assert_eq!(
+        (close.recording_bytes, close.recording_duration_ms),
+        (Some(3), Some(5000))
+    );
+    assert!(
+        close
+            .detail
+            .unwrap()
+            .contains("recorder ended: command exited")
+    );
+}
+
+#[test]
+fn recording_certificate_whose_force_command_is_not_the_recorder_is_denied() {
+    let mut w = World::new();
+    recording_world(&mut w, true);
+    let mut spec = CertSpec::default().with_force_command("/bin/bash");
+    spec.permits
+        .push(breakglass_proto::profile::EXT_SESSION_RECORDING.into());
+    let e = denied(w.open_info(Some(&w.cert_info(&spec))));
+    assert_eq!(e.code(), "recording_not_forced", "{e}");
+    // The recorder of another path is not this host's recorder either.
+    let spec = CertSpec::default().with_recording("/opt/other/breakglass-record", None, false);
+    let e = denied(w.open_info(Some(&w.cert_info(&spec))));
+    assert_eq!(e.code(), "recording_not_forced", "{e}");
+}
+
+#[test]
+fn recording_session_without_a_recordings_directory_or_recorder_is_denied() {
+    let mut w = World::new();
+    let recorder = recording_world(&mut w, false);
+    let spec = CertSpec::default().with_recording(&recorder.to_string_lossy(), None, false);
+    let e = denied(w.open_info(Some(&w.cert_info(&spec))));
+    assert_eq!(e.code(), "recording_unavailable");
+    assert!(e.to_string().contains("recordings directory"), "{e}");
+    std::fs::remove_file(&recorder).unwrap();
+    let e = denied(w.open_info(Some(&w.cert_info(&spec))));
+    assert!(e.to_string().contains("is missing"), "{e}");
+    assert!(w.spool_files().iter().any(|f| f.ends_with("-deny.json")));
+}

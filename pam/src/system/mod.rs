@@ -4,6 +4,7 @@
 //! PAM, certificates or sessions, and nothing here calls back up into the crate.
 #![allow(unsafe_code)]
 
+pub mod pty;
 mod spawn;
 
 pub use spawn::spawn_detached;

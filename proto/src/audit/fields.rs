@@ -5,6 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::event::{EndReason, Event, EventKind, ReviewVerdict, SessionRef};
+use crate::recording::RecordingDigest;
 
 /// One field value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +78,16 @@ fn session(r: &SessionRef, out: &mut Vec<(&'static str, Value)>) {
     out.push(("user", s(&r.principal)));
     out.push(("session", s(&r.session_id)));
     out.push(("record", s(&r.record_id)));
+}
+
+/// A session's recording, when it has one: hash, size and duration (absent fields are left
+/// out, so the lines of sessions without recordings do not change).
+fn recording(d: Option<&RecordingDigest>, out: &mut Vec<(&'static str, Value)>) {
+    if let Some(d) = d {
+        out.push(("recording_sha256", s(&d.sha256_text())));
+        out.push(("recording_bytes", Value::Int(d.bytes)));
+        out.push(("recording_duration_ms", Value::Int(d.duration_ms)));
+    }
 }
 
 /// The fields of an event after its name, time and actor, in a stable order.
@@ -165,7 +176,10 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             session(&e.session, &mut f);
             f.push(("ends_at", Value::Time(e.ends_at)));
         }
-        EventKind::SessionClosed(e) => session(&e.session, &mut f),
+        EventKind::SessionClosed(e) => {
+            session(&e.session, &mut f);
+            recording(e.recording.as_ref(), &mut f);
+        }
         EventKind::SessionEnded(e) => {
             session(&e.session, &mut f);
             f.push((
@@ -177,6 +191,7 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
                 }),
             ));
             f.push(("detail", s(&e.detail)));
+            recording(e.recording.as_ref(), &mut f);
         }
         EventKind::KrlPublished(e) => {
             f.push((
@@ -260,8 +275,33 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("rules", Value::Int(e.rules)));
             f.push(("identities", Value::Int(e.identities)));
         }
+        EventKind::RecordingStored(e) => {
+            f.push(("host", s(&e.host)));
+            f.push(("session", s(&e.session_id)));
+            f.push(("grant", s(&e.grant_id.to_string())));
+            f.push(("sha256", Value::Str(hex(&e.sha256))));
+            f.push(("bytes", Value::Int(e.bytes)));
+        }
+        EventKind::RecordingRefused(e) => {
+            f.push(("host", s(&e.host)));
+            f.push(("session", s(&e.session_id)));
+            f.push(("grant", s(&e.grant_id.to_string())));
+            f.push(("reason", s(&e.reason)));
+        }
+        EventKind::RecordingDeleted(e) => {
+            f.push(("host", s(&e.host)));
+            f.push(("session", s(&e.session_id)));
+            f.push(("grant", s(&e.grant_id.to_string())));
+            f.push(("sha256", Value::Str(hex(&e.sha256))));
+            f.push(("reason", s(&e.reason)));
+        }
     }
     f
+}
+
+/// Lowercase hex of a hash.
+fn hex(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -292,6 +332,7 @@ mod tests {
                     principal: "postgres".into(),
                     session_id: "db-7-g-00000000000000ff-42-1".into(),
                 },
+                recording: None,
             }),
         );
         let text: Vec<String> = event_fields(&e)

@@ -6,6 +6,7 @@
 //! - [`event`]: the events and their canonical encoding (the Merkle leaves);
 //! - [`merkle`]: RFC 6962 hashing, inclusion and consistency proofs;
 //! - [`note`]: C2SP tlog-checkpoint bodies and C2SP signed-note Ed25519 signatures;
+//! - [`recordings`]: what the log says about session recordings (committed, stored, deleted);
 //! - [`segment`]: segment files and record framing;
 //! - [`verify`]: the scan shared with the daemon's recovery, and [`verify::verify_dir`];
 //! - [`witness`]: whether a checkpoint extends one seen before (auditors, hosts, the daemon).
@@ -14,6 +15,7 @@ pub mod event;
 pub mod fields;
 pub mod merkle;
 pub mod note;
+pub mod recordings;
 pub mod segment;
 pub mod verify;
 pub mod witness;

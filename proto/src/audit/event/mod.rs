@@ -26,6 +26,7 @@ mod codec;
 mod daemon;
 mod grant;
 mod ids;
+mod recording;
 mod refusal;
 mod request;
 mod session;
@@ -42,6 +43,7 @@ pub use daemon::{
 };
 pub use grant::{DrillReported, GrantIssued, GrantReviewed, GrantRevoked, ReviewVerdict};
 pub use ids::{RequestId, Timestamp};
+pub use recording::{RecordingDeleted, RecordingRefused, RecordingStored};
 pub use refusal::{ActionRefused, RefusalKind, RefusalsLimited, RequestRefused};
 pub use request::{ApprovalAdded, RequestCancelled, RequestCreated, RequestDenied, RequestExpired};
 pub use session::{
@@ -162,11 +164,17 @@ pub enum EventCode {
     LogForkAcknowledged = 21,
     /// [`ConfigReloaded`].
     ConfigReloaded = 22,
+    /// [`RecordingStored`].
+    RecordingStored = 23,
+    /// [`RecordingRefused`].
+    RecordingRefused = 24,
+    /// [`RecordingDeleted`].
+    RecordingDeleted = 25,
 }
 
 impl EventCode {
     /// Every code, in numeric order.
-    pub const ALL: [EventCode; 22] = [
+    pub const ALL: [EventCode; 25] = [
         EventCode::RequestCreated,
         EventCode::ApprovalAdded,
         EventCode::RequestDenied,
@@ -189,6 +197,9 @@ impl EventCode {
         EventCode::LogConsistencyFailed,
         EventCode::LogForkAcknowledged,
         EventCode::ConfigReloaded,
+        EventCode::RecordingStored,
+        EventCode::RecordingRefused,
+        EventCode::RecordingDeleted,
     ];
 
     /// The code for a number, if it is one.
@@ -223,6 +234,9 @@ impl EventCode {
             EventCode::LogConsistencyFailed => "log_consistency_failed",
             EventCode::LogForkAcknowledged => "log_fork_acknowledged",
             EventCode::ConfigReloaded => "config_reloaded",
+            EventCode::RecordingStored => "recording_stored",
+            EventCode::RecordingRefused => "recording_refused",
+            EventCode::RecordingDeleted => "recording_deleted",
         }
     }
 
@@ -284,6 +298,12 @@ pub enum EventKind {
     LogForkAcknowledged(LogForkAcknowledged),
     /// See [`ConfigReloaded`].
     ConfigReloaded(ConfigReloaded),
+    /// See [`RecordingStored`].
+    RecordingStored(RecordingStored),
+    /// See [`RecordingRefused`].
+    RecordingRefused(RecordingRefused),
+    /// See [`RecordingDeleted`].
+    RecordingDeleted(RecordingDeleted),
 }
 
 /// The one list of event kinds: each [`EventKind`] variant holds the struct of the same
@@ -338,6 +358,9 @@ kinds!(
     LogConsistencyFailed,
     LogForkAcknowledged,
     ConfigReloaded,
+    RecordingStored,
+    RecordingRefused,
+    RecordingDeleted,
 );
 
 impl EventKind {
@@ -353,6 +376,9 @@ impl EventKind {
             EventKind::SessionClosed(s) => Some(s.session.grant_id),
             EventKind::SessionEnded(s) => Some(s.session.grant_id),
             EventKind::DrillReported(d) => Some(d.grant_id),
+            EventKind::RecordingStored(r) => Some(r.grant_id),
+            EventKind::RecordingRefused(r) => Some(r.grant_id),
+            EventKind::RecordingDeleted(r) => Some(r.grant_id),
             _ => None,
         }
     }

@@ -25,6 +25,15 @@ fn session() -> impl Strategy<Value = SessionRef> {
         },
     )
 }
+fn recording() -> impl Strategy<Value = Option<crate::recording::RecordingDigest>> {
+    proptest::option::of((any::<[u8; 32]>(), any::<u64>(), any::<u64>()).prop_map(
+        |(sha256, bytes, duration_ms)| crate::recording::RecordingDigest {
+            sha256,
+            bytes,
+            duration_ms,
+        },
+    ))
+}
 
 fn kind() -> impl Strategy<Value = EventKind> {
     prop_oneof![
@@ -152,12 +161,15 @@ fn kind() -> impl Strategy<Value = EventKind> {
         (session(), any::<u64>()).prop_map(|(session, ends_at)| EventKind::SessionWarned(
             SessionWarned { session, ends_at }
         )),
-        session().prop_map(|session| EventKind::SessionClosed(SessionClosed { session })),
-        (session(), 0u8..3, s()).prop_map(|(session, r, detail)| {
+        (session(), recording()).prop_map(|(session, recording)| EventKind::SessionClosed(
+            SessionClosed { session, recording }
+        )),
+        (session(), 0u8..3, s(), recording()).prop_map(|(session, r, detail, recording)| {
             EventKind::SessionEnded(SessionEnded {
                 session,
                 reason: [EndReason::Expired, EndReason::Revoked, EndReason::Denied][r as usize],
                 detail,
+                recording,
             })
         }),
         (any::<[u8; 32]>(), any::<u64>(), any::<u64>()).prop_map(|(sha256, version, n)| {
@@ -283,7 +295,40 @@ fn kind() -> impl Strategy<Value = EventKind> {
                 identities,
             })
         ),
+        recording_kind(),
     ]
+}
+
+fn recording_kind() -> impl Strategy<Value = EventKind> {
+    (
+        (s(), s(), any::<u64>()),
+        (any::<[u8; 32]>(), any::<u64>(), s(), 0u8..3),
+    )
+        .prop_map(|((host, session_id, g), (sha256, bytes, reason, which))| {
+            let grant_id = GrantId(g);
+            match which {
+                0 => EventKind::RecordingStored(RecordingStored {
+                    host,
+                    session_id,
+                    grant_id,
+                    sha256,
+                    bytes,
+                }),
+                1 => EventKind::RecordingRefused(RecordingRefused {
+                    host,
+                    session_id,
+                    grant_id,
+                    reason,
+                }),
+                _ => EventKind::RecordingDeleted(RecordingDeleted {
+                    host,
+                    session_id,
+                    grant_id,
+                    sha256,
+                    reason,
+                }),
+            }
+        })
 }
 
 fn refusal_kind() -> impl Strategy<Value = RefusalKind> {
@@ -322,12 +367,23 @@ proptest! {
     #[test]
     fn every_prefix_and_any_extension_is_rejected(e in event(), extra in 1u8..=255) {
         let bytes = e.encode().unwrap();
-        // The one valid prefix: a GrantRevoked without its trailing `revoked_key`.
+        // The one valid prefix: the event without its trailing optional field
+        // (`GrantRevoked::revoked_key`, a session's `recording`).
         let without_key = match &e.kind {
             EventKind::GrantRevoked(g) if g.revoked_key.is_some() => {
                 let mut g = g.clone();
                 g.revoked_key = None;
                 Some(Event { kind: EventKind::GrantRevoked(g), ..e.clone() }.encode().unwrap().len())
+            }
+            EventKind::SessionClosed(c) if c.recording.is_some() => {
+                let mut c = c.clone();
+                c.recording = None;
+                Some(Event { kind: EventKind::SessionClosed(c), ..e.clone() }.encode().unwrap().len())
+            }
+            EventKind::SessionEnded(c) if c.recording.is_some() => {
+                let mut c = c.clone();
+                c.recording = None;
+                Some(Event { kind: EventKind::SessionEnded(c), ..e.clone() }.encode().unwrap().len())
             }
             _ => None,
         };
@@ -475,7 +531,9 @@ fn codes_are_stable_and_distinct() {
     assert_eq!(EventCode::LogForkAcknowledged as u16, 21);
     assert_eq!(EventCode::from_u16(0), None);
     assert_eq!(EventCode::ConfigReloaded as u16, 22);
-    assert_eq!(EventCode::from_u16(23), None);
+    assert_eq!(EventCode::RecordingStored as u16, 23);
+    assert_eq!(EventCode::RecordingDeleted as u16, 25);
+    assert_eq!(EventCode::from_u16(26), None);
     let refusals: Vec<u16> = EventCode::ALL
         .iter()
         .filter(|c| c.is_refusal())
@@ -751,6 +809,7 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
             &host,
             EventKind::SessionClosed(SessionClosed {
                 session: session.clone(),
+                recording: None,
             }),
         ),
         e(
@@ -760,6 +819,7 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
                 session: session.clone(),
                 reason: EndReason::Expired,
                 detail: String::new(),
+                recording: None,
             }),
         ),
         e(
@@ -769,6 +829,7 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
                 session: session.clone(),
                 reason: EndReason::Revoked,
                 detail: s("grant revoked"),
+                recording: None,
             }),
         ),
         e(
@@ -778,6 +839,7 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
                 session,
                 reason: EndReason::Denied,
                 detail: s("host_scope"),
+                recording: None,
             }),
         ),
         e(
@@ -890,6 +952,38 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
                 identities: 3,
             }),
         ),
+        e(
+            "recording_stored",
+            &Actor::Host(s("host://db-7")),
+            EventKind::RecordingStored(RecordingStored {
+                host: s("db-7"),
+                session_id: s("db-7-g-00000000000000ff-42-1700000000123"),
+                grant_id: GrantId(0xff),
+                sha256: [0xdd; 32],
+                bytes: 4096,
+            }),
+        ),
+        e(
+            "recording_refused",
+            &Actor::Host(s("host://db-7")),
+            EventKind::RecordingRefused(RecordingRefused {
+                host: s("db-7"),
+                session_id: s("db-7-g-00000000000000ff-42-1700000000123"),
+                grant_id: GrantId(0xff),
+                reason: s("chain hash differs"),
+            }),
+        ),
+        e(
+            "recording_deleted",
+            &Actor::Daemon,
+            EventKind::RecordingDeleted(RecordingDeleted {
+                host: s("db-7"),
+                session_id: s("db-7-g-00000000000000ff-42-1700000000123"),
+                grant_id: GrantId(0xff),
+                sha256: [0xdd; 32],
+                reason: s("retention"),
+            }),
+        ),
     ]
 }
 
@@ -945,4 +1039,52 @@ fn request_id_round_trips() {
     assert_eq!("r-0000000000000abc".parse::<RequestId>(), Ok(r));
     assert!("r-abc".parse::<RequestId>().is_err());
     assert!("g-0000000000000abc".parse::<RequestId>().is_err());
+}
+
+#[test]
+fn session_events_with_a_recording_append_it_and_old_events_still_decode() {
+    let session = SessionRef {
+        record_id: "h-g-0000000000000001-7-1-close".into(),
+        host: "h".into(),
+        grant_id: GrantId(1),
+        serial: 2,
+        principal: "u".into(),
+        session_id: "h-g-0000000000000001-7-1".into(),
+    };
+    let digest = crate::recording::RecordingDigest {
+        sha256: std::array::from_fn(|i| i as u8),
+        bytes: 0x0102,
+        duration_ms: 0x0304,
+    };
+    // The digest is 32 hash bytes, then bytes and duration as u64: 48 bytes after the rest.
+    let tail: String = (0u8..32)
+        .map(|b| format!("{b:02x}"))
+        .chain(["0000000000000102".into(), "0000000000000304".into()])
+        .collect();
+    let kinds = |recording| {
+        [
+            EventKind::SessionClosed(SessionClosed {
+                session: session.clone(),
+                recording,
+            }),
+            EventKind::SessionEnded(SessionEnded {
+                session: session.clone(),
+                reason: EndReason::Denied,
+                detail: "recording_failed".into(),
+                recording,
+            }),
+        ]
+    };
+    for (old, new) in kinds(None).into_iter().zip(kinds(Some(digest))) {
+        let old = Event::new(Timestamp(1), Actor::Host("host://h".into()), old);
+        let new = Event::new(Timestamp(1), Actor::Host("host://h".into()), new);
+        let old_bytes = old.encode().unwrap();
+        let new_bytes = new.encode().unwrap();
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(hex(&new_bytes), format!("{}{tail}", hex(&old_bytes)));
+        assert_eq!(Event::decode(&old_bytes).unwrap(), old);
+        assert_eq!(Event::decode(&new_bytes).unwrap(), new);
+        // A digest cut short is refused, not read as no recording.
+        assert!(Event::decode(&new_bytes[..new_bytes.len() - 1]).is_err());
+    }
 }
