@@ -621,7 +621,11 @@ fn recording_session_is_told_its_file_and_the_close_record_carries_its_digest() 
     let recorder = recording_world(&mut w, true);
     let spec = CertSpec::default().with_recording(&recorder.to_string_lossy(), None, false);
     let mut pam = ScriptedPam::with_info("alice", Some(&w.cert_info(&spec)));
-    assert!(matches!(w.open(&mut pam), Outcome::Success), "{:?}", w.host.logs);
+    assert!(
+        matches!(w.open(&mut pam), Outcome::Success),
+        "{:?}",
+        w.host.logs
+    );
     let open = pam.data.clone().unwrap();
     let cast = open.recording.clone().unwrap();
     assert_eq!(
@@ -632,7 +636,9 @@ fn recording_session_is_told_its_file_and_the_close_record_carries_its_digest() 
             .join(format!("{}.cast", open.record.session))
     );
     assert_eq!(
-        pam.env.get(RECORDING_ENV).map(|v| String::from_utf8_lossy(v).into_owned()),
+        pam.env
+            .get(RECORDING_ENV)
+            .map(|v| String::from_utf8_lossy(v).into_owned()),
         Some(cast.to_string_lossy().into_owned())
     );
     assert_eq!(w.host.guards.borrow()[0].recording.as_ref(), Some(&cast));
@@ -643,20 +649,36 @@ fn recording_session_is_told_its_file_and_the_close_record_carries_its_digest() 
         "ended: command exited (exit status: 0)      \n",
     )
     .unwrap();
-    let out = close_session(&mut pam, &w.host, &w.args, UNIX_EPOCH + Duration::from_secs(NOW + 5));
+    let out = close_session(
+        &mut pam,
+        &w.host,
+        &w.args,
+        UNIX_EPOCH + Duration::from_secs(NOW + 5),
+    );
     assert!(matches!(out, Outcome::Success));
-    let name = w.spool_files().into_iter().find(|f| f.ends_with("-close.json")).unwrap();
-    let close = SessionRecord::from_json(
-        &std::fs::read(w.dir.path().join("spool").join(name)).unwrap(),
-    )
-    .unwrap();
+    let name = w
+        .spool_files()
+        .into_iter()
+        .find(|f| f.ends_with("-close.json"))
+        .unwrap();
+    let close =
+        SessionRecord::from_json(&std::fs::read(w.dir.path().join("spool").join(name)).unwrap())
+            .unwrap();
     let (sha, _) = breakglass_proto::recording::chain_of(&b"abc"[..]).unwrap();
     assert_eq!(
         close.recording_sha256,
         Some(breakglass_proto::recording::format_sha256(&sha))
     );
-    assert_eq!((close.recording_bytes, close.recording_duration_ms), (Some(3), Some(5000)));
-    assert!(close.detail.unwrap().contains("recorder ended: command exited"));
+    assert_eq!(
+        (close.recording_bytes, close.recording_duration_ms),
+        (Some(3), Some(5000))
+    );
+    assert!(
+        close
+            .detail
+            .unwrap()
+            .contains("recorder ended: command exited")
+    );
 }
 
 #[test]
