@@ -37,6 +37,17 @@ pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(pair)
 }
 
+/// Makes reads and writes of `fd` return `WouldBlock` instead of waiting.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on an fd the caller holds.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// True when `fd` is a terminal.
 #[must_use]
 pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
