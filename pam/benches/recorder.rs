@@ -78,13 +78,19 @@ fn cat_through(file: &Path, cast: Option<&Path>) -> (f64, u64) {
 fn echo_rtts(keys: usize, cast: Option<&Path>) -> Vec<f64> {
     let (mut child, mut master) = on_pty("stty raw -echo; exec cat", cast);
     let mut one = [0u8; 1];
-    // Ready once the first keystroke comes back.
+    // Ready once a keystroke comes back; then nothing more is in flight (the pty may have
+    // echoed it too before `stty` ran): drain until the pty is quiet for 300 ms, so that
+    // each read below returns the echo of its own keystroke.
     master.write_all(b"x").expect("write");
     loop {
         master.read_exact(&mut one).expect("read");
         if one[0] == b'x' {
             break;
         }
+    }
+    let mut junk = [0u8; 4096];
+    while pty::poll(&[(master.as_fd(), libc::POLLIN)], 300).expect("poll")[0] != 0 {
+        let _ = master.read(&mut junk).expect("read");
     }
     let mut rtts = Vec::with_capacity(keys);
     for _ in 0..keys {

@@ -283,6 +283,12 @@ impl Cast {
 
     /// Appends one event (`o`, `i`) of the bytes `data` of a stream.
     fn event(&mut self, code: &str, stream: usize, data: &[u8]) {
+        // The common case, whole UTF-8 and nothing carried: no copy.
+        if self.carry[stream].is_empty()
+            && let Ok(text) = std::str::from_utf8(data)
+        {
+            return self.line(code, text);
+        }
         let text = take_utf8(&mut self.carry[stream], data);
         if text.is_empty() {
             return;
@@ -291,12 +297,13 @@ impl Cast {
     }
 
     fn line(&mut self, code: &str, text: &str) {
-        if self.failed.is_some() {
+        if self.failed.is_some() || text.is_empty() {
             return;
         }
         let t = self.start.elapsed().as_secs_f64();
-        let quoted = serde_json::Value::from(text).to_string();
-        let _ = writeln!(self.buf, "[{t:.6}, \"{code}\", {quoted}]");
+        let _ = write!(self.buf, "[{t:.6}, \"{code}\", ");
+        let _ = serde_json::to_writer(&mut self.buf, text);
+        self.buf.extend_from_slice(b"]\n");
     }
 
     /// A resize event (`r`, `COLSxROWS`).
@@ -468,6 +475,22 @@ fn read_some(mut f: &File, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Writes all of `data` to the non-blocking `f`, waiting while it is full.
+fn write_all_waiting(mut f: &File, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match f.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let _ = pty::poll(&[(f.as_fd(), libc::POLLOUT)], 100);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Ends the command's process group: SIGHUP, then SIGKILL after [`KILL_GRACE`].
 fn end_child(child: &mut Child) {
     let _ = pty::kill_group(child.id(), libc::SIGHUP);
@@ -502,6 +525,11 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
     };
     let _ = pty::set_window_size(master.as_fd(), cols, rows);
     let master = File::from(master);
+    let _ = pty::set_nonblocking(master.as_fd());
+    let mut out = match io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => File::from(fd),
+        Err(e) => return fail(cast, format!("cannot use stdout: {e}")),
+    };
     let stdin = match io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => File::from(fd),
         Err(e) => return fail(cast, format!("cannot use stdin: {e}")),
@@ -524,8 +552,8 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
         }
     };
     drop(slave);
-    let mut stdout = io::stdout().lock();
     let mut buf = vec![0u8; READ_BYTES];
+    let mut shown: Vec<u8> = Vec::with_capacity(4 * READ_BYTES);
     let mut stdin_open = true;
     let mut exited: Option<ExitStatus> = None;
     let mut drain_until: Option<Instant> = None;
@@ -533,7 +561,7 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
     loop {
         if let Err(e) = cast.tick() {
             tell(
-                &mut stdout,
+                &mut out,
                 &format!("recording failed ({e}); this session ends now."),
             );
             end_child(&mut child);
@@ -561,16 +589,32 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
             }
         };
         if ready[0] != 0 {
-            match read_some(&master, &mut buf) {
-                Ok(n) if n > 0 => {
-                    let _ = stdout.write_all(&buf[..n]).and_then(|()| stdout.flush());
-                    cast.event("o", 0, &buf[..n]);
-                    if drain_until.is_some() {
-                        drain_until = Some(Instant::now() + Duration::from_millis(100));
+            // Everything the pty holds now (a few reads at most), shown at once and
+            // recorded as one event.
+            let mut over = false;
+            for _ in 0..16 {
+                match read_some(&master, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let _ = out.write_all(&buf[..n]);
+                        shown.extend_from_slice(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // EIO: every slave fd is closed; the session is over.
+                    _ => {
+                        over = true;
+                        break;
                     }
                 }
-                // EIO: every slave fd is closed; the session is over.
-                _ => break,
+            }
+            if !shown.is_empty() {
+                cast.event("o", 0, &shown);
+                shown.clear();
+                if drain_until.is_some() {
+                    drain_until = Some(Instant::now() + Duration::from_millis(100));
+                }
+            }
+            if over {
+                break;
             }
         }
         if ready[1] != 0 {
@@ -605,7 +649,7 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
                     // (a `kill -9` of the recorder loses nothing already shown).
                     if let Err(e) = cast.flush_now() {
                         tell(
-                            &mut stdout,
+                            &mut out,
                             &format!("recording failed ({e}); this session ends now."),
                         );
                         end_child(&mut child);
@@ -615,7 +659,7 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
                     if args.input {
                         cast.event("i", 1, &buf[..n]);
                     }
-                    if (&master).write_all(&buf[..n]).is_err() {
+                    if write_all_waiting(&master, &buf[..n]).is_err() {
                         break;
                     }
                 }

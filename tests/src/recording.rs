@@ -129,12 +129,21 @@ impl RecordingHost {
         v
     }
 
-    /// The spool record of `grant` and `event`, once it is there (up to 10 s).
+    /// The spool record of a denied session, once it is there (up to 60 s). A deny record
+    /// names no grant (`<host>-none-...-deny`): there is one denied session per test.
+    pub fn deny_record(&self) -> SessionRecord {
+        self.record_named("-none-", "deny")
+    }
+
+    /// The spool record of `grant` and `event`, once it is there (up to 60 s).
     pub fn record(&self, grant: u64, event: &str) -> SessionRecord {
-        let grant = format!("g-{grant:016x}");
+        self.record_named(&format!("g-{grant:016x}"), event)
+    }
+
+    fn record_named(&self, grant: &str, event: &str) -> SessionRecord {
         assert!(
             self.sshd
-                .wait_spool(&grant, event, std::time::Duration::from_secs(10)),
+                .wait_spool(grant, event, std::time::Duration::from_secs(60)),
             "no {event} record of {grant}: {:?}\n{}",
             self.sshd.spool_files(),
             self.sshd.log()
@@ -143,7 +152,7 @@ impl RecordingHost {
             .sshd
             .spool_files()
             .into_iter()
-            .find(|f| f.contains(&grant) && f.ends_with(&format!("-{event}.json")))
+            .find(|f| f.contains(grant) && f.ends_with(&format!("-{event}.json")))
             .expect("record file");
         let bytes = std::fs::read(self.sshd.dir.path().join("spool").join(name)).expect("read");
         SessionRecord::from_json(&bytes).expect("record parses")

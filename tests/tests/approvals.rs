@@ -415,6 +415,17 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
         cert.extensions()
             .contains_key(breakglass_proto::profile::EXT_SESSION_RECORDING)
     );
+    // ... and sshd is made to run the session under the recorder, for this grant.
+    let forced = cert
+        .critical_options()
+        .get(breakglass_proto::profile::CRITICAL_FORCE_COMMAND)
+        .expect("a recording tier's certificate has a force-command");
+    let recorder = breakglass_proto::recording::RecorderCommand::parse(
+        forced,
+        breakglass_proto::recording::DEFAULT_RECORDER,
+    )
+    .unwrap_or_else(|| panic!("force-command {forced:?} is not the recorder"));
+    assert_eq!(recorder.grant, o.response.grant_id);
     // Decided: no more approvals.
     let late = approvals::approve(&sre_alt, &id, "").await;
     failed_with(late.unwrap_err(), &["already issued"]);

@@ -281,6 +281,16 @@ fn tier_errors_name_the_tier_field() {
         ),
         (format!("{tier}{tier}"), rule.to_owned(), "tiers[1].name"),
         (
+            format!("{tier}session_recording = true\nrecorder = \"bin/rec; sh\"\n"),
+            rule.to_owned(),
+            "tiers[0].recorder",
+        ),
+        (
+            format!("{tier}record_input = true\n"),
+            rule.to_owned(),
+            "tiers[0].record_input",
+        ),
+        (
             tier.to_owned(),
             rule.replace("tier = \"t\"", "tier = \"nope\""),
             "rules[0].tier",
@@ -667,5 +677,25 @@ fn the_readme_slack_webhook_example_is_valid() {
     assert_eq!(
         c.notifications.format_of("https://soc.example/breakglass"),
         WebhookFormat::Json
+    );
+}
+
+#[test]
+fn a_recording_tier_names_its_recorder_or_gets_the_packaged_one() {
+    let tier = "[[tiers]]\nname = \"t\"\nmax_ttl = \"1h\"\nsession_recording = true\n";
+    let c = parse(&format!("{MIN}{tier}")).unwrap();
+    let t = c.policy.tier("t").unwrap();
+    assert_eq!(
+        (t.recorder.as_str(), t.record_input),
+        (breakglass_proto::recording::DEFAULT_RECORDER, false)
+    );
+    let c = parse(&format!(
+        "{MIN}{tier}recorder = \"/opt/bg/breakglass-record\"\nrecord_input = true\n"
+    ))
+    .unwrap();
+    let t = c.policy.tier("t").unwrap();
+    assert_eq!(
+        (t.recorder.as_str(), t.record_input),
+        ("/opt/bg/breakglass-record", true)
     );
 }

@@ -37,6 +37,19 @@ pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(pair)
 }
 
+/// Makes reads and writes of `fd` return `WouldBlock` instead of waiting.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on an fd the caller holds.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0
+        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// True when `fd` is a terminal.
 #[must_use]
 pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
@@ -152,7 +165,7 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
         }
         return Err(e);
     }
-    Ok((n as usize == size).then(|| info.ssi_signo as i32))
+    Ok((n as usize == size).then_some(info.ssi_signo as i32))
 }
 
 /// Waits until one of `fds` is ready for `events` or `timeout_ms` passes (-1: forever).
