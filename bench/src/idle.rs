@@ -1,13 +1,12 @@
 //! `idle-bench`: a real client's issuance latency while idle TCP connections are held
 //! open against the daemon. The daemon is a `breakglass-ca serve` child process with
 //! its own descriptor limit (`prlimit`), set up by its own `init --dev` (so older
-//! builds can be measured too); each issuance is a new mTLS connection plus one
+//! builds can be measured too; [`crate::child`]); each issuance is a new mTLS connection plus one
 //! `RequestCertificate`, as one `breakglass request` costs. The idle connections come
 //! from other loopback addresses (127.0.0.2 onwards) and never send a byte.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::child::{self, Daemon, free_port, log_fields, open_fds, wait_for_log};
 use crate::percentile;
 
 /// How long [`IdleLoad`] waits between batches of 64 new connections.
@@ -227,22 +227,9 @@ pub async fn run(o: &Options) -> Result<String, String> {
     let setup = dir.path().join("ca");
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let init = Command::new(&o.daemon)
-        .args(["init", "--dev"])
-        .arg(&setup)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .output()
-        .map_err(|e| format!("running {} init: {e}", o.daemon.display()))?;
-    if !init.status.success() {
-        return Err(format!(
-            "{} init --dev failed: {}",
-            o.daemon.display(),
-            String::from_utf8_lossy(&init.stderr)
-        ));
-    }
+    let config = child::init_dev(&o.daemon, &setup, addr)?;
     let log_path = dir.path().join("daemon.log");
-    let mut daemon = Daemon::spawn(o, &setup.join("breakglass-ca.toml"), &log_path)?;
+    let mut daemon = Daemon::spawn(&o.daemon, o.fd_limit, &config, &log_path)?;
     wait_for_log(&log_path, "breakglass-ca serving", Duration::from_secs(60)).await?;
 
     let target = Target::Tls {
@@ -349,110 +336,6 @@ async fn issue(target: &Target, key: &str, timeout: Duration) -> Result<(), Stri
         Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
-}
-
-/// How many descriptors process `pid` holds (None if /proc does not say).
-fn open_fds(pid: u32) -> Option<usize> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()
-        .map(|d| d.count())
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("finding a free loopback port: {e}"))
-}
-
-/// The daemon child process; stopped with SIGTERM (killed if it lingers) on drop.
-#[derive(Debug)]
-struct Daemon(Option<Child>);
-
-impl Daemon {
-    fn spawn(o: &Options, config: &Path, log: &Path) -> Result<Self, String> {
-        let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = match o.fd_limit {
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(&o.daemon);
-                c
-            }
-            None => Command::new(&o.daemon),
-        };
-        cmd.args(["serve", "--config"])
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd.spawn().map_err(|e| {
-            format!(
-                "starting {}: {e}{}",
-                o.daemon.display(),
-                if o.fd_limit.is_some() {
-                    " (prlimit is in util-linux)"
-                } else {
-                    ""
-                }
-            )
-        })?;
-        Ok(Self(Some(child)))
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-
-    fn stop(&mut self) {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        let Some(mut child) = self.0.take() else {
-            return;
-        };
-        // prlimit execs the daemon: the child's pid is the daemon's.
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the daemon did not log {needle:?} within {timeout:?}:\n{text}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The fields of the first log line holding `marker` (from its first `key=`).
-fn log_fields<'a>(log: &'a str, marker: &str) -> Option<&'a str> {
-    let line = log.lines().find(|l| l.contains(marker))?;
-    let start = line.find(marker)? + marker.len();
-    Some(line[start..].trim())
 }
 
 fn report(o: &Options, series: &[Series], log: &str) -> String {
