@@ -104,6 +104,34 @@ impl Daemon {
         self.0.as_ref().map_or(0, Child::id)
     }
 
+    /// Waits until the daemon's `log` holds `needle`; fails with the log if the daemon
+    /// exits first (e.g. `prlimit` may not raise the limit in a container) or in `timeout`.
+    pub async fn wait_for_log(
+        &mut self,
+        log: &Path,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.contains(needle) {
+                return Ok(());
+            }
+            if let Some(Ok(Some(status))) = self.0.as_mut().map(Child::try_wait) {
+                return Err(format!(
+                    "the daemon exited ({status}) before {needle:?}:\n{text}"
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the daemon did not log {needle:?} within {timeout:?}:\n{text}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGTERM, then SIGKILL after 30 s.
     pub fn stop(&mut self) {
         use nix::sys::signal::{Signal, kill};
@@ -127,23 +155,6 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Waits until the daemon's `log` holds `needle`.
-pub async fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the daemon did not log {needle:?} within {timeout:?}:\n{text}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -43,7 +43,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::child::{self, Daemon, free_port, log_fields, open_fds, rss_bytes, wait_for_log};
+use crate::child::{self, Daemon, free_port, log_fields, open_fds, rss_bytes};
 use crate::idle::loopback_sources;
 use crate::percentile;
 
@@ -228,7 +228,9 @@ pub async fn run(o: &Options) -> Result<String, String> {
     let made = made.elapsed();
     let log_path = dir.path().join("daemon.log");
     let mut daemon = Daemon::spawn(&o.daemon, o.fd_limit, &config, &log_path)?;
-    wait_for_log(&log_path, "breakglass-ca serving", START_TIMEOUT).await?;
+    daemon
+        .wait_for_log(&log_path, "breakglass-ca serving", START_TIMEOUT)
+        .await?;
     let pid = daemon.pid();
     let (rss_idle, fds_idle) = (rss_bytes(pid), open_fds(pid));
 
@@ -318,6 +320,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
         let _ = t.await;
     }
     let bench_rss = rss_bytes(std::process::id());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     daemon.stop();
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let mut out = format!(
@@ -412,6 +415,13 @@ pub async fn run(o: &Options) -> Result<String, String> {
         "this process (the {} hosts): RSS {}\n",
         o.hosts,
         bench_rss.map_or_else(|| "?".to_owned(), mib)
+    ));
+    out.push_str(&format!(
+        "machine load (1, 5, 15 min) at the end: {}\n",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     let warnings = log.lines().filter(|l| l.contains(" WARN ")).count();
     out.push_str(&format!(

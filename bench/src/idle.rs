@@ -21,7 +21,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::child::{self, Daemon, free_port, log_fields, open_fds, wait_for_log};
+use crate::child::{self, Daemon, free_port, log_fields, open_fds};
 use crate::percentile;
 
 /// How long [`IdleLoad`] waits between batches of 64 new connections.
@@ -230,7 +230,9 @@ pub async fn run(o: &Options) -> Result<String, String> {
     let config = child::init_dev(&o.daemon, &setup, addr)?;
     let log_path = dir.path().join("daemon.log");
     let mut daemon = Daemon::spawn(&o.daemon, o.fd_limit, &config, &log_path)?;
-    wait_for_log(&log_path, "breakglass-ca serving", Duration::from_secs(60)).await?;
+    daemon
+        .wait_for_log(&log_path, "breakglass-ca serving", Duration::from_secs(60))
+        .await?;
 
     let target = Target::Tls {
         url: format!("https://{addr}"),
