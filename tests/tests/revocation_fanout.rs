@@ -12,8 +12,8 @@ use breakglass_cli::settings::Target;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::revoke_request::Target as Selector;
 use breakglass_proto::v1::{RevocationNotice, WatchRevocationsRequest};
-use breakglass_tests::revocation::{self, certificate_request, revoke_request};
 use breakglass_tests::daemon::TestDaemon;
+use breakglass_tests::revocation::{self, certificate_request, revoke_request};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey};
 use tonic::Streaming;
@@ -41,7 +41,9 @@ async fn next_revocation(s: &mut Streaming<RevocationNotice>) -> RevocationNotic
 }
 
 /// Opens a stream from sequence 0 and waits for its first heartbeat (it is live then).
-async fn watch(client: &mut RevocationsClient<tonic::transport::Channel>) -> Streaming<RevocationNotice> {
+async fn watch(
+    client: &mut RevocationsClient<tonic::transport::Channel>,
+) -> Streaming<RevocationNotice> {
     let mut s = client
         .watch_revocations(WatchRevocationsRequest { from_version: 0 })
         .await
@@ -92,7 +94,10 @@ async fn two_hundred_watchers_each_on_its_own_connection_all_receive_a_revocatio
     }
     let grant = issue_many(&d, 1).await.remove(0);
     let revoked = revocation_client(&d.target("sre"))
-        .revoke(revoke_request(Selector::GrantId(grant.clone()), "INC-7 fan-out"))
+        .revoke(revoke_request(
+            Selector::GrantId(grant.clone()),
+            "INC-7 fan-out",
+        ))
         .await
         .expect("revoked")
         .into_inner();
