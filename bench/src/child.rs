@@ -1,17 +1,17 @@
-//! A `breakglass-ca` child process for the benchmarks that measure the daemon apart from
-//! its load: its own `init --dev` setup, its log in a file, and what `/proc` says of it
-//! (descriptors, CPU time, resident memory).
+//! The daemon under measurement as a child process, as its users run it: `breakglass-ca
+//! init --dev`, then `serve` with its own descriptor limit (`prlimit`), so that its RSS
+//! and descriptors are its own and can be read from `/proc`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs `<daemon> init --dev <setup> --listen <addr>`.
-pub fn init_dev(daemon: &Path, setup: &Path, addr: SocketAddr) -> Result<(), String> {
+/// `daemon init --dev DIR --listen ADDR`; returns the config file it wrote.
+pub fn init_dev(daemon: &Path, dir: &Path, addr: SocketAddr) -> Result<PathBuf, String> {
     let init = Command::new(daemon)
         .args(["init", "--dev"])
-        .arg(setup)
+        .arg(dir)
         .arg("--listen")
         .arg(addr.to_string())
         .output()
@@ -23,11 +23,8 @@ pub fn init_dev(daemon: &Path, setup: &Path, addr: SocketAddr) -> Result<(), Str
             String::from_utf8_lossy(&init.stderr)
         ));
     }
-    Ok(())
+    Ok(dir.join("breakglass-ca.toml"))
 }
-
-/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ: 100 on every Linux ABI).
-const USER_HZ: u64 = 100;
 
 /// How many descriptors process `pid` holds (None if /proc does not say).
 pub fn open_fds(pid: u32) -> Option<usize> {
@@ -35,6 +32,9 @@ pub fn open_fds(pid: u32) -> Option<usize> {
         .ok()
         .map(|d| d.count())
 }
+
+/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ: 100 on every Linux ABI).
+const USER_HZ: u64 = 100;
 
 /// CPU time (user + system) process `pid` has used, all its threads together, from
 /// `/proc/<pid>/stat` (clock ticks of 10 ms on Linux: measure long enough).
@@ -51,15 +51,21 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     ))
 }
 
-/// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/<pid>/status`).
+/// The resident set size of process `pid` in bytes (None if /proc does not say).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib * 1024)
 }
 
-/// A free loopback port (bound and released; the daemon binds it next).
+/// A free TCP port on 127.0.0.1 (free when asked; the daemon binds it right after).
 pub fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -69,16 +75,16 @@ pub fn free_port() -> Result<u16, String> {
 
 /// The daemon child process; stopped with SIGTERM (killed if it lingers) on drop.
 #[derive(Debug)]
-pub struct ChildDaemon(Option<Child>);
+pub struct Daemon(Option<Child>);
 
-impl ChildDaemon {
-    /// Starts `<daemon> serve --config <config>` with stdout and stderr into `log`, under
-    /// `RLIMIT_NOFILE` `fd_limit` (through `prlimit`) when given.
+impl Daemon {
+    /// `daemon serve --config CONFIG`, its output into `log`, under `RLIMIT_NOFILE`
+    /// `fd_limit` (soft and hard; None: this process's).
     pub fn spawn(
         daemon: &Path,
+        fd_limit: Option<u64>,
         config: &Path,
         log: &Path,
-        fd_limit: Option<u64>,
     ) -> Result<Self, String> {
         let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
@@ -116,7 +122,35 @@ impl ChildDaemon {
         self.0.as_ref().map_or(0, Child::id)
     }
 
-    /// Stops the daemon: SIGTERM, then SIGKILL after 30 s.
+    /// Waits until the daemon's `log` holds `needle`; fails with the log if the daemon
+    /// exits first (e.g. `prlimit` may not raise the limit in a container) or in `timeout`.
+    pub async fn wait_for_log(
+        &mut self,
+        log: &Path,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.contains(needle) {
+                return Ok(());
+            }
+            if let Some(Ok(Some(status))) = self.0.as_mut().map(Child::try_wait) {
+                return Err(format!(
+                    "the daemon exited ({status}) before {needle:?}:\n{text}"
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the daemon did not log {needle:?} within {timeout:?}:\n{text}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after 30 s.
     pub fn stop(&mut self) {
         use nix::sys::signal::{Signal, kill};
         use nix::unistd::Pid;
@@ -136,25 +170,15 @@ impl ChildDaemon {
     }
 }
 
-impl Drop for ChildDaemon {
+impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// Waits until the file `log` holds `needle`.
-pub async fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the daemon did not log {needle:?} within {timeout:?}:\n{text}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The fields of the first log line holding `marker` (from its first `key=`).
+pub fn log_fields<'a>(log: &'a str, marker: &str) -> Option<&'a str> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let start = line.find(marker)? + marker.len();
+    Some(line[start..].trim())
 }

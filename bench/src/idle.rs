@@ -1,7 +1,7 @@
 //! `idle-bench`: a real client's issuance latency while idle TCP connections are held
 //! open against the daemon. The daemon is a `breakglass-ca serve` child process with
 //! its own descriptor limit (`prlimit`), set up by its own `init --dev` (so older
-//! builds can be measured too); each issuance is a new mTLS connection plus one
+//! builds can be measured too; [`crate::child`]); each issuance is a new mTLS connection plus one
 //! `RequestCertificate`, as one `breakglass request` costs. The idle connections come
 //! from other loopback addresses (127.0.0.2 onwards) and never send a byte.
 
@@ -21,7 +21,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::child::{self, ChildDaemon, free_port, open_fds, wait_for_log};
+use crate::child::{self, Daemon, free_port, log_fields, open_fds};
 use crate::percentile;
 
 /// How long [`IdleLoad`] waits between batches of 64 new connections.
@@ -227,15 +227,12 @@ pub async fn run(o: &Options) -> Result<String, String> {
     let setup = dir.path().join("ca");
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    child::init_dev(&o.daemon, &setup, addr)?;
+    let config = child::init_dev(&o.daemon, &setup, addr)?;
     let log_path = dir.path().join("daemon.log");
-    let mut daemon = ChildDaemon::spawn(
-        &o.daemon,
-        &setup.join("breakglass-ca.toml"),
-        &log_path,
-        o.fd_limit,
-    )?;
-    wait_for_log(&log_path, "breakglass-ca serving", Duration::from_secs(60)).await?;
+    let mut daemon = Daemon::spawn(&o.daemon, o.fd_limit, &config, &log_path)?;
+    daemon
+        .wait_for_log(&log_path, "breakglass-ca serving", Duration::from_secs(60))
+        .await?;
 
     let target = Target::Tls {
         url: format!("https://{addr}"),
@@ -341,13 +338,6 @@ pub(crate) async fn issue(target: &Target, key: &str, timeout: Duration) -> Resu
         Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
-}
-
-/// The fields of the first log line holding `marker` (from its first `key=`).
-pub(crate) fn log_fields<'a>(log: &'a str, marker: &str) -> Option<&'a str> {
-    let line = log.lines().find(|l| l.contains(marker))?;
-    let start = line.find(marker)? + marker.len();
-    Some(line[start..].trim())
 }
 
 fn report(o: &Options, series: &[Series], log: &str) -> String {

@@ -32,7 +32,7 @@ use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey, PublicKey};
 use tempfile::TempDir;
 
-use crate::child::{self, ChildDaemon, cpu_time, free_port, rss_bytes, wait_for_log};
+use crate::child::{self, Daemon, cpu_time, free_port, rss_bytes};
 use crate::percentile;
 
 /// What to measure.
@@ -96,7 +96,7 @@ struct Limit {
 /// A running daemon with its `init --dev` setup and a client for it.
 struct Bench {
     dir: TempDir,
-    daemon: ChildDaemon,
+    daemon: Daemon,
     target: Target,
     log: PathBuf,
     syslog: SyslogSink,
@@ -107,13 +107,14 @@ impl Bench {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let setup = dir.path().join("ca");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        child::init_dev(daemon, &setup, addr)?;
-        let config = setup.join("breakglass-ca.toml");
+        let config = child::init_dev(daemon, &setup, addr)?;
         let syslog = SyslogSink::bind(&dir.path().join("syslog.sock"))?;
         point_syslog_at(&config, &syslog.path)?;
         let log = dir.path().join("daemon.log");
-        let child = ChildDaemon::spawn(daemon, &config, &log, None)?;
-        wait_for_log(&log, "breakglass-ca serving", Duration::from_secs(60)).await?;
+        let mut child = Daemon::spawn(daemon, None, &config, &log)?;
+        child
+            .wait_for_log(&log, "breakglass-ca serving", Duration::from_secs(60))
+            .await?;
         let target = Target::Tls {
             url: format!("https://{addr}"),
             ca_cert: setup.join("tls/ca.pem"),

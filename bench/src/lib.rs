@@ -3,6 +3,8 @@
 //!   `ssh-keygen -s`;
 //! - [`idle`] (`idle-bench`): a real client's issuance latency while idle TCP connections
 //!   are held open against a `breakglass-ca` child process;
+//! - [`fanout`] (`fanout-bench`): a revocation's fan-out to thousands of hosts holding
+//!   `WatchRevocations` streams over mTLS, against a `breakglass-ca` child process;
 //! - [`audit`] (`audit-bench`): the audit log's group commit, raw disk sync, recovery and
 //!   replay;
 //! - [`state_memory`] (`state-bench`): the daemon's memory while it issues many
@@ -16,6 +18,7 @@
 
 pub mod audit;
 pub mod child;
+pub mod fanout;
 pub mod idle;
 pub mod issuance;
 pub mod startup;

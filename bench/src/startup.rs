@@ -33,8 +33,8 @@ use ssh_key::{Algorithm, PrivateKey};
 use breakglass_ca::audit::{AuditConfig, AuditLog, load_audit_key};
 use breakglass_ca::config::Config;
 
-use crate::child::free_port;
-use crate::idle::{issue, log_fields};
+use crate::child::{free_port, log_fields};
+use crate::idle::issue;
 
 /// What to measure.
 #[derive(Debug, Clone)]

@@ -13,8 +13,11 @@
 //! for hosts and admins only (decided by the access layer, [`crate::access`]): the
 //! notices say who revoked whose grant and why.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breakglass_proto::audit::event::GrantRevoked;
@@ -27,13 +30,14 @@ use breakglass_proto::v1::{
     GetRevocationListResponse, RevocationNotice, RevokeRequest, RevokeResponse, RevokedGrant,
 };
 use ssh_key::HashAlg;
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
+use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::audit::LeafIndex;
 use crate::error::{Error, NothingToRevoke};
 use crate::krl::{Publisher, Served};
+use crate::metrics::StreamGuard;
 use crate::policy::Caller;
 use crate::refusal::RefusalKind;
 use crate::service::Service;
@@ -54,8 +58,9 @@ pub struct Revocations {
     svc: Arc<Service>,
     admin_groups: Vec<String>,
     krl: Publisher,
-    /// Leaf indexes of new revocations, for the watch streams.
-    events: broadcast::Sender<LeafIndex>,
+    /// The leaf index of the newest revocation: the watch streams read what is new from
+    /// the state when it moves ([`Revocations::watch`]).
+    latest: watch::Sender<LeafIndex>,
     /// One revocation call at a time: no grant is revoked twice by racing calls.
     revoking: tokio::sync::Mutex<()>,
     /// Wakes the task that publishes the KRL again after a failure.
@@ -72,13 +77,13 @@ fn unix_now() -> u64 {
 impl Revocations {
     /// Revocation handling over `svc`; `admin_groups` may revoke any grant.
     pub fn new(svc: Arc<Service>, admin_groups: Vec<String>) -> Arc<Self> {
-        let (events, _) = broadcast::channel(1024);
+        let (latest, _) = watch::channel(0);
         let (stop, _) = watch::channel(false);
         Arc::new(Self {
             svc,
             admin_groups,
             krl: Publisher::default(),
-            events,
+            latest,
             revoking: tokio::sync::Mutex::new(()),
             republish: tokio::sync::Notify::new(),
             stop,
@@ -273,7 +278,7 @@ impl Revocations {
                     }),
                 ))
                 .await?;
-            let _ = self.events.send(index);
+            self.latest.send_replace(index);
             self.svc.notify_revoked(id, &actor, &reason);
             tracing::info!(
                 grant = %id,
@@ -354,66 +359,113 @@ impl Revocations {
 
     /// Streams revocations after `from` (backlog first), new ones as they are
     /// recorded, and heartbeats, until the client goes away or the daemon stops.
-    pub fn watch(self: &Arc<Self>, from: u64) -> ReceiverStream<Result<RevocationNotice, Status>> {
-        let (tx, rx) = mpsc::channel(64);
-        let me = self.clone();
-        // Subscribe before reading the backlog, so nothing falls in between.
-        let mut live = self.events.subscribe();
-        let mut stop = self.stop.subscribe();
-        tokio::spawn(async move {
-            if *stop.borrow() {
-                return;
+    ///
+    /// The stream holds no buffer of its own and no task: it is polled by its
+    /// connection, and whenever [`Self::latest`] moves it reads what is new from the
+    /// state (the revocations by sequence number). So a host that reads slowly never
+    /// loses a revocation and never makes the daemon queue notices for it: it gets them
+    /// from the state when it reads again.
+    pub fn watch(self: &Arc<Self>, from: u64) -> Notices {
+        let mut latest = self.latest.subscribe();
+        // The first poll reads the backlog.
+        latest.mark_changed();
+        let follower = Follower {
+            revs: Arc::clone(self),
+            last: from,
+            pending: VecDeque::new(),
+            latest,
+            stop: self.stop.subscribe(),
+            beat: tokio::time::interval(HEARTBEAT),
+            _connected: self.svc.metrics().stream_connected(),
+        };
+        Notices {
+            next: Some(Box::pin(follower.next())),
+        }
+    }
+}
+
+/// One watch stream's place: the last sequence number sent and what is still to send.
+#[derive(Debug)]
+struct Follower {
+    revs: Arc<Revocations>,
+    last: LeafIndex,
+    pending: VecDeque<RevocationNotice>,
+    latest: watch::Receiver<LeafIndex>,
+    stop: watch::Receiver<bool>,
+    beat: tokio::time::Interval,
+    _connected: StreamGuard,
+}
+
+impl Follower {
+    /// The next notice (None: the daemon is stopping), and the follower for the one after.
+    async fn next(mut self) -> (Self, Option<RevocationNotice>) {
+        loop {
+            if *self.stop.borrow() {
+                return (self, None);
             }
-            let _connected = me.svc.metrics().stream_connected();
-            let mut last = from;
-            let mut beat = tokio::time::interval(HEARTBEAT);
-            loop {
-                let backlog: Vec<RevocationNotice> = {
-                    let st = me.svc.state();
-                    let now = unix_now();
-                    st.revocations
-                        .range(last.saturating_add(1)..)
-                        .filter_map(|(i, g)| notice(&st, *i, *g, now))
-                        .collect()
-                };
-                for n in backlog {
-                    last = last.max(n.version);
-                    if tx.send(Ok(n)).await.is_err() {
-                        return;
-                    }
-                }
-                loop {
-                    tokio::select! {
-                        r = live.recv() => match r {
-                            Ok(i) if i > last => {
-                                let n = {
-                                    let st = me.svc.state();
-                                    st.revocations.get(&i).and_then(|g| notice(&st, i, *g, unix_now()))
-                                };
-                                last = i;
-                                if let Some(n) = n && tx.send(Ok(n)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(_) => {}
-                            // Fell behind: read what was missed from the state.
-                            Err(broadcast::error::RecvError::Lagged(_)) => break,
-                            Err(broadcast::error::RecvError::Closed) => return,
-                        },
-                        _ = beat.tick() => {
-                            let krl_version = me.svc.state().krl_version;
-                            let hb = RevocationNotice { heartbeat: true, krl_version, ..Default::default() };
-                            if tx.send(Ok(hb)).await.is_err() {
-                                return;
-                            }
-                        }
-                        _ = stop.changed() => return,
-                        _ = tx.closed() => return,
-                    }
+            if let Some(n) = self.pending.pop_front() {
+                return (self, Some(n));
+            }
+            tokio::select! {
+                biased;
+                _ = self.stop.changed() => return (self, None),
+                r = self.latest.changed() => match r {
+                    Ok(()) => self.catch_up(),
+                    Err(_) => return (self, None),
+                },
+                _ = self.beat.tick() => {
+                    let krl_version = self.revs.svc.state().krl_version;
+                    return (self, Some(RevocationNotice { heartbeat: true, krl_version, ..Default::default() }));
                 }
             }
-        });
-        ReceiverStream::new(rx)
+        }
+    }
+
+    /// Queues the notices of the revocations after `last` that the state holds.
+    fn catch_up(&mut self) {
+        let st = self.revs.svc.state();
+        let now = unix_now();
+        for (i, g) in st.revocations.range(self.last.saturating_add(1)..) {
+            self.last = *i;
+            if let Some(n) = notice(&st, *i, *g, now) {
+                self.pending.push_back(n);
+            }
+        }
+    }
+}
+
+/// The stream of one `WatchRevocations` call ([`Revocations::watch`]).
+pub struct Notices {
+    /// The next notice being waited for; None once the stream has ended.
+    next: Option<Pin<Box<dyn Future<Output = (Follower, Option<RevocationNotice>)> + Send>>>,
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notices")
+            .field("ended", &self.next.is_none())
+            .finish()
+    }
+}
+
+impl Stream for Notices {
+    type Item = Result<RevocationNotice, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(next) = self.next.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let (follower, notice) = std::task::ready!(next.as_mut().poll(cx));
+        match notice {
+            Some(n) => {
+                self.next = Some(Box::pin(follower.next()));
+                Poll::Ready(Some(Ok(n)))
+            }
+            None => {
+                self.next = None;
+                Poll::Ready(None)
+            }
+        }
     }
 }
 

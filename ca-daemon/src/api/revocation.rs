@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use breakglass_proto::v1::revocations_server::Revocations as RevocationsService;
 use breakglass_proto::v1::{
-    GetRevocationListRequest, GetRevocationListResponse, RevocationNotice, RevokeRequest,
-    RevokeResponse, WatchRevocationsRequest,
+    GetRevocationListRequest, GetRevocationListResponse, RevokeRequest, RevokeResponse,
+    WatchRevocationsRequest,
 };
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::identity::caller;
-use crate::revocation::Revocations;
+use crate::revocation::{Notices, Revocations};
 
 /// The `Revocations` service over the revocation state.
 #[derive(Clone, Debug)]
@@ -36,7 +35,7 @@ impl RevocationsService for RevocationsApi {
         Ok(Response::new(self.0.revocation_list().await?))
     }
 
-    type WatchRevocationsStream = ReceiverStream<Result<RevocationNotice, Status>>;
+    type WatchRevocationsStream = Notices;
 
     async fn watch_revocations(
         &self,

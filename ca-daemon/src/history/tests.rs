@@ -80,6 +80,7 @@ fn story(n: u64, at: u64) -> Vec<Event> {
                     principal: "root".into(),
                     session_id: format!("s{n}"),
                 },
+                recording: None,
             }),
         ),
         ev(at + 30_000, EventKind::Heartbeat(Heartbeat {})),

@@ -405,7 +405,6 @@ impl<'a> Dec<'a> {
                 };
                 Ok((reason, d.ts()?, d.str()?))
             })?,
-            ..Session::default()
         })
     }
     fn sessions(&mut self) -> Result<BTreeMap<String, Session>, DecodeError> {

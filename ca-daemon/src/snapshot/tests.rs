@@ -127,13 +127,20 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
             session: session(id, b, record),
             remote_addr: "192.0.2.1".into(),
         }),
+        // Half of them recorded: the recording index is part of the state too.
         9 => EventKind::SessionClosed(SessionClosed {
             session: session(id, b, record),
+            recording: (b % 2 == 0).then_some(breakglass_proto::recording::RecordingDigest {
+                sha256: [b; 32],
+                bytes: u64::from(b) * 100,
+                duration_ms: u64::from(b) * 1000,
+            }),
         }),
         10 => EventKind::SessionEnded(SessionEnded {
             session: session(id, b, record),
             reason: EndReason::Expired,
             detail: "expired".into(),
+            recording: None,
         }),
         11 => EventKind::ActionRefused(ActionRefused {
             kind: RefusalKind::NotRequester,
