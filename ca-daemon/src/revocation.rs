@@ -434,10 +434,14 @@ impl Follower {
     }
 }
 
+/// The wait for a follower's next notice: the follower back, with the notice (None: the
+/// stream ends).
+type NextNotice = Pin<Box<dyn Future<Output = (Follower, Option<RevocationNotice>)> + Send>>;
+
 /// The stream of one `WatchRevocations` call ([`Revocations::watch`]).
 pub struct Notices {
     /// The next notice being waited for; None once the stream has ended.
-    next: Option<Pin<Box<dyn Future<Output = (Follower, Option<RevocationNotice>)> + Send>>>,
+    next: Option<NextNotice>,
 }
 
 impl std::fmt::Debug for Notices {

@@ -40,7 +40,7 @@ fn story(n: u64, at: u64) -> Vec<Event> {
         command: None,
         source_addresses: vec![],
         extensions: vec![],
-        emergency: n % 10 == 0,
+        emergency: n.is_multiple_of(10),
         rule: "db".into(),
         tier: "high".into(),
         approvals_required: 0,
@@ -64,7 +64,7 @@ fn story(n: u64, at: u64) -> Vec<Event> {
         approvers: vec![],
         rule: "db".into(),
         tier: "high".into(),
-        emergency: n % 10 == 0,
+        emergency: n.is_multiple_of(10),
     };
     vec![
         ev(at, EventKind::RequestCreated(created)),

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use breakglass_proto::audit::event::{EndReason, GrantIssued, RequestCreated, ReviewVerdict};
-use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
 use breakglass_proto::audit::recordings::SessionRecording;
+use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::recording::RecordingDigest;
 

@@ -85,13 +85,13 @@ fn session(id: u64, s: u8, record: String) -> SessionRef {
 /// detail, at time `at` (Unix ms); `n` makes record ids unique.
 fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
     let id = u64::from(a % 12);
-    let record = if b % 4 == 0 {
+    let record = if b.is_multiple_of(4) {
         format!("rec-{b}")
     } else {
         format!("rec-{n}")
     };
     let kind = match op % 17 {
-        0 => EventKind::RequestCreated(created(id, at, b % 5 == 0)),
+        0 => EventKind::RequestCreated(created(id, at, b.is_multiple_of(5))),
         1 => EventKind::ApprovalAdded(ApprovalAdded {
             request_id: RequestId(id),
             comment: format!("ok {b}"),
@@ -107,16 +107,21 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
             request_id: RequestId(id),
             reason: String::new(),
         }),
-        5 => EventKind::GrantIssued(Box::new(issued(id, at, 60 + u64::from(b) * 5, b % 5 == 0))),
+        5 => EventKind::GrantIssued(Box::new(issued(
+            id,
+            at,
+            60 + u64::from(b) * 5,
+            b.is_multiple_of(5),
+        ))),
         6 => EventKind::GrantRevoked(GrantRevoked {
             grant_id: GrantId(id),
             serial: 1000 + id,
             reason: "done".into(),
-            revoked_key: (b % 3 == 0).then(|| format!("SHA256:key{}", id % 3)),
+            revoked_key: b.is_multiple_of(3).then(|| format!("SHA256:key{}", id % 3)),
         }),
         7 => EventKind::GrantReviewed(GrantReviewed {
             grant_id: GrantId(id),
-            verdict: if b % 2 == 0 {
+            verdict: if b.is_multiple_of(2) {
                 ReviewVerdict::Accepted
             } else {
                 ReviewVerdict::Rejected
@@ -130,11 +135,13 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
         // Half of them recorded: the recording index is part of the state too.
         9 => EventKind::SessionClosed(SessionClosed {
             session: session(id, b, record),
-            recording: (b % 2 == 0).then_some(breakglass_proto::recording::RecordingDigest {
-                sha256: [b; 32],
-                bytes: u64::from(b) * 100,
-                duration_ms: u64::from(b) * 1000,
-            }),
+            recording: b.is_multiple_of(2).then_some(
+                breakglass_proto::recording::RecordingDigest {
+                    sha256: [b; 32],
+                    bytes: u64::from(b) * 100,
+                    duration_ms: u64::from(b) * 1000,
+                },
+            ),
         }),
         10 => EventKind::SessionEnded(SessionEnded {
             session: session(id, b, record),
@@ -162,14 +169,14 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
         }),
         14 => EventKind::DrillReported(DrillReported {
             grant_id: GrantId(id),
-            passed: b % 2 == 0,
+            passed: b.is_multiple_of(2),
             failed_step: String::new(),
             detail: String::new(),
             request_to_shell_ms: 5,
             logout_to_audit_ms: 7,
         }),
         15 => {
-            if b % 2 == 0 {
+            if b.is_multiple_of(2) {
                 EventKind::LogConsistencyFailed(Box::new(LogConsistencyFailed {
                     host: format!("db-{b}"),
                     checkpoint: String::new(),
