@@ -288,7 +288,10 @@ impl History {
             _ => (
                 t + 600_000,
                 Actor::Host(format!("host://{host}")),
-                EventKind::SessionClosed(SessionClosed { session }),
+                EventKind::SessionClosed(SessionClosed {
+                    session,
+                    recording: None,
+                }),
             ),
         };
         Event::new(Timestamp(at), actor, kind)
