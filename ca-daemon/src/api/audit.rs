@@ -22,10 +22,7 @@ use crate::history::History;
 
 mod filtered;
 
-/// Most entries returned by one `GetEntries` call.
-pub const MAX_ENTRIES_PER_CALL: u64 = 1000;
-/// Entries are cut once an answer holds this many bytes (under tonic's 4 MiB default).
-pub const MAX_ENTRY_BYTES_PER_CALL: usize = 2 * 1024 * 1024;
+pub use self::filtered::{MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
 
 /// The Audit service over the daemon's log.
 #[derive(Clone, Debug)]

@@ -36,8 +36,7 @@ use crate::settings::Target;
 
 /// Lock file inside the spool.
 pub const LOCK_FILE: &str = ".ship.lock";
-/// Where rejected records are kept.
-pub const REJECTED_DIR: &str = "rejected";
+pub use super::ship_recordings::REJECTED_DIR;
 /// Records per call.
 const BATCH: usize = 100;
 /// Age after which a writer's temporary file (`.<record>.json.tmp`) is known abandoned: a

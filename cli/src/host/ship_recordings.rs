@@ -27,6 +27,9 @@ use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::connect::{self, Answer};
+
+/// Where rejected records and recordings are kept, in the spool.
+pub const REJECTED_DIR: &str = "rejected";
 use crate::error::CliError;
 use crate::settings::Target;
 
@@ -121,7 +124,7 @@ fn chunks(session: String, path: PathBuf, from: u64) -> ReceiverStream<Recording
 
 /// Moves a refused recording to `rejected/` with the reason beside it.
 fn set_aside(spool: &Path, path: &Path, why: &str) -> Result<(), CliError> {
-    let dir = spool.join(super::ship::REJECTED_DIR);
+    let dir = spool.join(REJECTED_DIR);
     let io = |e: std::io::Error| CliError::Io(format!("{}: {e}", dir.display()));
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -7,10 +7,14 @@ use breakglass_proto::audit::{Event, Timestamp};
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::v1::GetEntriesResponse;
 
-use super::{MAX_ENTRIES_PER_CALL, MAX_ENTRY_BYTES_PER_CALL};
 use crate::audit::{AuditError, AuditLog, MAX_ENTRIES_PER_READ};
 use crate::error::Error;
 use crate::history::History;
+
+/// Most entries returned by one `GetEntries` call.
+pub const MAX_ENTRIES_PER_CALL: u64 = 1000;
+/// Entries are cut once an answer holds this many bytes (under tonic's 4 MiB default).
+pub const MAX_ENTRY_BYTES_PER_CALL: usize = 2 * 1024 * 1024;
 
 /// Entries examined by one `--since` call before it answers with what it found.
 const MAX_SCANNED_PER_CALL: u64 = 4 * MAX_ENTRIES_PER_READ;
