@@ -231,8 +231,8 @@ fn in_log(events: &[Event], ids: &BTreeSet<String>) -> usize {
 
 /// The daemon's audit log on a 4 MiB tmpfs; sessions' records wait in the host spool; the
 /// disk fills up; the timer's shipper gives up saying the records stay; a shipper
-/// started with a little room appends some records before the disk is full again and
-/// retries; once space returns it delivers the rest, and the records it had appended
+/// started on the full disk fails and retries (a call's records are one commit: none of
+/// them is appended); once space returns it delivers them, any a failed call had appended
 /// come back as duplicates: each record is in the log exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_disk_full_while_a_host_ships_keeps_the_records_until_they_arrive_exactly_once() {
@@ -240,8 +240,10 @@ async fn audit_disk_full_while_a_host_ships_keeps_the_records_until_they_arrive_
         return;
     }
     const SESSIONS: usize = 20;
-    /// Room made on the full disk: enough for some of the records, not all.
-    const ROOM: u64 = 8 * 1024;
+    /// Room made on the full disk before the shipper runs: none. The records of one
+    /// `AppendHostRecords` call are one commit (all or none), and the 40 records here go
+    /// in one call, so the shipper fails on the full disk and retries until space returns.
+    const ROOM: u64 = 0;
     let mnt = tempfile::tempdir().unwrap();
     let disk = Tmpfs::mount(&mnt.path().join("audit-disk"), "4m");
     let audit_dir = disk.path().join("audit");
@@ -273,7 +275,7 @@ async fn audit_disk_full_while_a_host_ships_keeps_the_records_until_they_arrive_
     let first = in_log(&events, &records);
     assert!(first < records.len(), "all records fitted: {out}");
 
-    // A little room: a shipper appends what fits, fails on the rest, and retries.
+    // The disk stays full (ROOM): a shipper fails, keeps every record, and retries.
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(&filler)
