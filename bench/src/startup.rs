@@ -460,7 +460,7 @@ fn serve(
         hwm_ready_kib,
         rss_after_kib,
         log_open_ms: elapsed_ms("audit log opened"),
-        state_ms: elapsed_ms("state rebuilt from the audit log"),
+        state_ms: elapsed_ms("state loaded: snapshot and the audit log after it"),
     })
 }
 

@@ -349,7 +349,11 @@ pub async fn run(opts: &Options, out: &mut dyn Write) -> Result<Outcome, String>
         let started_log = ca.log_text();
         let fresh = started_log.get(log_from..).unwrap_or_default();
         let open_ms = logged_figure(fresh, "audit log opened", "elapsed_ms=");
-        let replay_ms = logged_figure(fresh, "state rebuilt from the audit log", "elapsed_ms=");
+        let replay_ms = logged_figure(
+            fresh,
+            "state loaded: snapshot and the audit log after it",
+            "elapsed_ms=",
+        );
         cuts_logged += fresh.matches("cutting the torn tail").count();
         let recovered = daemon_log_size(&auditor).await?;
         if recovered < size {
