@@ -150,6 +150,16 @@ impl Daemon {
         }
     }
 
+    /// A daemon started otherwise (e.g. under `prlimit --as`), stopped the same way.
+    pub fn adopt(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// Its exit status if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut()?.try_wait().ok()?
+    }
+
     /// SIGTERM, then SIGKILL after 30 s.
     pub fn stop(&mut self) {
         use nix::sys::signal::{Signal, kill};

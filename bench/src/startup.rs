@@ -18,7 +18,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use breakglass_cli::settings::Target;
@@ -402,7 +402,7 @@ fn serve(
     let child = cmd
         .spawn()
         .map_err(|e| format!("starting {}: {e}", o.daemon.display()))?;
-    let mut daemon = Stop(Some(child));
+    let mut daemon = crate::child::Daemon::adopt(child);
     let pid = daemon.pid();
     let daemon_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     loop {
@@ -488,44 +488,6 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// The daemon child, stopped with SIGTERM (killed if it lingers) when dropped.
-struct Stop(Option<Child>);
-
-impl Stop {
-    fn pid(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.0.as_mut()?.try_wait().ok()?
-    }
-
-    fn stop(&mut self) {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        let Some(mut child) = self.0.take() else {
-            return;
-        };
-        // prlimit execs the daemon: the child's pid is the daemon's.
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 fn report(o: &Options, runs: &[Run]) -> String {
