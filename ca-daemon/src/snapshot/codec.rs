@@ -419,7 +419,9 @@ impl<'a> Dec<'a> {
     fn request(&mut self) -> Result<Request, DecodeError> {
         let (created_at, created) = self.created()?;
         let n = self.len()?;
-        let mut approvals = Vec::with_capacity(n);
+        // Grown as approvals decode, not reserved from the count: a count checked only
+        // against the bytes left would still reserve ~60 bytes of memory per byte of file.
+        let mut approvals = Vec::new();
         for _ in 0..n {
             approvals.push((self.actor()?, self.str()?, self.ts()?));
         }
