@@ -434,3 +434,31 @@ fn a_damaged_truncated_foreign_or_old_snapshot_is_ignored_and_the_log_replayed()
     assert_eq!(st, full);
     log.shutdown_blocking();
 }
+
+/// Seen while writing the `state_snapshot` fuzz target: every log's root at size 0 is the empty
+/// tree's, so a snapshot that says "size 0" but holds a state (here a pending request and
+/// a revoked key) passed the root check and was loaded as the start of any log.
+#[test]
+fn a_snapshot_at_size_zero_holding_anything_is_refused() {
+    let empty = encode(&State::default(), 0, &[0; 32]).unwrap();
+    assert_eq!(decode(&empty).unwrap().state, State::default());
+    let mut st = replayed(&[event(0, 1, 1, T0, 0), event(6, 1, 3, T0, 1)]);
+    assert!(!st.pending.is_empty() && !st.revoked_keys.is_empty());
+    st.events = 0;
+    st.top = 0;
+    let e = decode(&encode(&st, 0, &[0; 32]).unwrap()).unwrap_err();
+    assert!(e.contains("size 0 but not the empty state"), "{e}");
+}
+
+/// A state naming a leaf at or past the size it claims (here its grant issued at leaf 7 in
+/// a snapshot of 2 events) is not of the log's first events: refused, naming the leaf.
+#[test]
+fn a_snapshot_naming_a_leaf_past_its_size_is_refused() {
+    let events = [event(0, 1, 1, T0, 0), event(5, 1, 1, T0 + 1000, 1)];
+    let st = replayed(&events);
+    assert_eq!(decode(&encode(&st, 2, &[2; 32]).unwrap()).unwrap().state, st);
+    let mut bad = st.clone();
+    bad.grants.values_mut().for_each(|g| g.index = 7);
+    let e = decode(&encode(&bad, 2, &[2; 32]).unwrap()).unwrap_err();
+    assert!(e.contains("names leaf 7 but was taken at log size 2"), "{e}");
+}

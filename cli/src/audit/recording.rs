@@ -518,7 +518,7 @@ mod tests {
         assert!(replay(&b""[..], &mut out, 1.0, None, |_| {}).is_err());
     }
 
-    /// Found writing the `asciicast` fuzz target: an event time too large for a `Duration`
+    /// Seen while writing the `asciicast` fuzz target: an event time too large for a `Duration`
     /// (here 1e300 s, after 0.5 s) made the player panic in `Duration::from_secs_f64`.
     #[test]
     fn a_pause_longer_than_a_clock_counts_is_refused_not_a_panic() {
