@@ -393,7 +393,10 @@ fn the_users_start_up_files_never_run_before_the_recorder_in_bash_or_zsh() {
         let under = std::fs::read_to_string(home.join("ran-under-recorder")).unwrap_or_default();
         assert!(!under.is_empty(), "{shell}: the probe never ran");
         let before = std::fs::read_to_string(home.join("ran-before-recorder")).unwrap_or_default();
-        assert!(before.is_empty(), "{shell}: ran before the recorder: {before}");
+        assert!(
+            before.is_empty(),
+            "{shell}: ran before the recorder: {before}"
+        );
         let left = breakglass_test_support::users::user_processes_matching(&h.user, "sleep 301");
         assert!(left.is_empty(), "{shell}: {left:?}");
         let _ = std::fs::remove_file(home.join("ran-under-recorder"));
@@ -464,10 +467,58 @@ fn processes_started_in_the_session_before_the_recorder_are_stopped_and_the_sess
     );
     let left = breakglass_test_support::users::user_processes_matching(&h.user, "sleep 302");
     assert!(left.is_empty(), "not stopped: {left:?}");
-    let status = std::fs::read_to_string(breakglass_proto::recording::end_path(&cast))
-        .expect("status file");
+    let status =
+        std::fs::read_to_string(breakglass_proto::recording::end_path(&cast)).expect("status file");
     assert!(
-        status.starts_with("failed: 1 process(es) of this session were started before the recorder"),
+        status
+            .starts_with("failed: 1 process(es) of this session were started before the recorder"),
         "{status}"
     );
+}
+
+#[test]
+fn a_command_that_writes_much_without_reading_its_input_does_not_stall_the_session() {
+    let Some(h) =
+        host("a_command_that_writes_much_without_reading_its_input_does_not_stall_the_session")
+    else {
+        return;
+    };
+    // 3 MB of output before the command reads any input, while the client sends 4 MB of
+    // input: neither may wait for the other through the recorder.
+    let key = h.recorded_key(
+        0x30e,
+        Some("base64 -w 76 /dev/zero | head -c 3000000; echo; echo end-of-output; wc -c"),
+        false,
+    );
+    let input = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(input.path(), vec![b'x'; 4_000_000]).expect("write input");
+    let output = tempfile::NamedTempFile::new().expect("tempfile");
+    let mut child = h
+        .sshd
+        .ssh(&h.user.name, &key, &[])
+        .arg("x")
+        .stdin(std::fs::File::open(input.path()).expect("open input"))
+        .stdout(output.reopen().expect("reopen"))
+        .spawn()
+        .expect("ssh");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the session stalled: {}", h.sshd.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stdout = std::fs::read_to_string(output.path()).expect("read output");
+    assert!(
+        stdout.contains("end-of-output"),
+        "{}",
+        &stdout[stdout.len().saturating_sub(200)..]
+    );
+    assert!(
+        stdout.lines().any(|l| l.trim() == "4000000"),
+        "all input reached the command: {}",
+        &stdout[stdout.len().saturating_sub(200)..]
+    );
+    h.record(0x30e, "close");
 }
