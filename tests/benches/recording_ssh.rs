@@ -66,7 +66,27 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let h = RecordingHost::start();
+    // The recorder as shipped: optimised (the tests' side build of the PAM crate is a
+    // debug build, several times slower at encoding and hashing).
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "pam-breakglass",
+            "--bin",
+            "breakglass-record",
+        ])
+        .current_dir(breakglass_test_support::artifacts::workspace())
+        .status()
+        .expect("cargo runs");
+    assert!(
+        built.success(),
+        "cargo build --release of the recorder failed"
+    );
+    let recorder = breakglass_test_support::artifacts::target_dir().join("breakglass-record");
+    let h = RecordingHost::start_with(&recorder);
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(
         dir.path(),
@@ -84,7 +104,9 @@ fn main() {
         false,
     );
     let recorded = h.key("recorded", &spec);
-    println!("session recording through sshd: ssh -tt 127.0.0.1 cat ({mb} MB), {runs} runs each, alternating");
+    println!(
+        "session recording through sshd: ssh -tt 127.0.0.1 cat ({mb} MB), {runs} runs each, alternating"
+    );
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let mut shown = (0, 0);
     for _ in 0..runs {

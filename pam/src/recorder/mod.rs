@@ -308,6 +308,9 @@ fn run_pty(
             return fail(format!("cannot start the session's command: {e}"));
         }
     };
+    // The command holds the slave now: with the copies in `cmd` gone too, the master
+    // reports the end (EIO) once the command and its children have closed it.
+    drop(cmd);
     drop(slave);
     let mut buf = vec![0u8; READ_BYTES];
     let mut shown: Vec<u8> = Vec::new();
@@ -356,15 +359,13 @@ fn run_pty(
             }
         };
         if ready[0] & READABLE != 0 {
-            // Everything the pty holds now (a few reads at most), each piece shown as it
-            // comes, recorded as one event.
+            // Everything the pty holds now (a few reads at most), shown with one write
+            // (each write to the session's pty wakes the kernel's pty worker once) and
+            // recorded as one event.
             let mut over = false;
             for _ in 0..16 {
                 match read_some(&master, &mut buf) {
-                    Ok(n) if n > 0 => {
-                        let _ = out.write_all(&buf[..n]);
-                        shown.extend_from_slice(&buf[..n]);
-                    }
+                    Ok(n) if n > 0 => shown.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // EIO: every slave fd is closed; the session is over.
                     _ => {
@@ -374,6 +375,7 @@ fn run_pty(
                 }
             }
             if !shown.is_empty() {
+                let _ = out.write_all(&shown);
                 rec.event("o", 0, std::mem::take(&mut shown));
                 if drain_until.is_some() {
                     drain_until = Some(Instant::now() + Duration::from_millis(100));
