@@ -126,7 +126,10 @@ fn leaves_within(st: &State, size: u64) -> Result<(), String> {
             Err("taken at log size 0 but not the empty state".into())
         };
     }
-    let grants = st.grants.values().flat_map(|g| [Some(g.index), g.revoked_index]);
+    let grants = st
+        .grants
+        .values()
+        .flat_map(|g| [Some(g.index), g.revoked_index]);
     let recordings = st
         .recordings
         .sessions

@@ -456,9 +456,15 @@ fn a_snapshot_at_size_zero_holding_anything_is_refused() {
 fn a_snapshot_naming_a_leaf_past_its_size_is_refused() {
     let events = [event(0, 1, 1, T0, 0), event(5, 1, 1, T0 + 1000, 1)];
     let st = replayed(&events);
-    assert_eq!(decode(&encode(&st, 2, &[2; 32]).unwrap()).unwrap().state, st);
+    assert_eq!(
+        decode(&encode(&st, 2, &[2; 32]).unwrap()).unwrap().state,
+        st
+    );
     let mut bad = st.clone();
     bad.grants.values_mut().for_each(|g| g.index = 7);
     let e = decode(&encode(&bad, 2, &[2; 32]).unwrap()).unwrap_err();
-    assert!(e.contains("names leaf 7 but was taken at log size 2"), "{e}");
+    assert!(
+        e.contains("names leaf 7 but was taken at log size 2"),
+        "{e}"
+    );
 }
