@@ -43,10 +43,8 @@ use crate::error::{Error, RecordingError};
 use crate::hosts::HOST_URI_PREFIX;
 use crate::service::Service;
 pub use store::Store;
-pub use upload::{Step, UploadCheck};
+pub use upload::{MAX_CHUNK_BYTES, Step, UploadCheck};
 
-/// Largest `data` of one upload message.
-pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 /// Bytes of the file in each message of a download.
 pub const SEND_CHUNK_BYTES: usize = 64 * 1024;
 /// Download messages buffered ahead of a slow reader.

@@ -6,7 +6,8 @@
 
 use crate::error::{Error, RecordingError};
 
-use super::MAX_CHUNK_BYTES;
+/// Largest `data` of one upload message.
+pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// One upload call of one session's recording, message by message.
 #[derive(Debug, Clone, PartialEq, Eq)]
