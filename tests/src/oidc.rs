@@ -177,7 +177,10 @@ impl TestProvider {
     /// verification page, enters the code, logs in and consents. The ID token.
     pub async fn device_login(&self, client_id: &str, user: &str, nonce: &str) -> String {
         let client = self.client(client_id).await;
-        let login = client.start_device(nonce).await.expect("device authorization");
+        let login = client
+            .start_device(nonce)
+            .await
+            .expect("device authorization");
         let mut browser = Browser::new();
         let (user, verification_uri, user_code) = (
             user.to_owned(),
@@ -387,7 +390,12 @@ impl Browser {
 
     /// The person's part of a device flow: open `verification_uri`, enter `user_code`,
     /// log in as `user`, consent; asserts the provider's success page.
-    pub async fn complete_device_flow(&mut self, verification_uri: &str, user_code: &str, user: &str) {
+    pub async fn complete_device_flow(
+        &mut self,
+        verification_uri: &str,
+        user_code: &str,
+        user: &str,
+    ) {
         let page = self.go(Self::get(verification_uri)).await;
         let form = page
             .forms()
@@ -487,7 +495,10 @@ mod tests {
         assert_eq!(f[0].action, "http://h/device?a=1&b=2");
         assert_eq!(
             f[0].inputs,
-            vec![("xsrf".into(), "abc".into()), ("user_code".into(), String::new())]
+            vec![
+                ("xsrf".into(), "abc".into()),
+                ("user_code".into(), String::new())
+            ]
         );
         assert!(f[1].inputs.is_empty());
         assert_eq!(resolve("http://h:1/a/b", "/c"), "http://h:1/c");

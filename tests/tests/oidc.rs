@@ -60,7 +60,10 @@ async fn device_flow_logins_are_verified_and_both_users_groups_mapped() {
     let nonce = random_token();
     let token = idp.device_login(CLIENT, "alice", &nonce).await;
     assert_eq!(part(&token, 0)["alg"], "RS256");
-    let alice = verifier.verify(&token, &nonce).await.expect("alice's login");
+    let alice = verifier
+        .verify(&token, &nonce)
+        .await
+        .expect("alice's login");
     assert_eq!(alice.id, "alice@example.com");
     assert_eq!(alice.subject, "alice");
     assert_eq!(alice.groups, vec!["sre".to_owned()]);
@@ -72,7 +75,11 @@ async fn device_flow_logins_are_verified_and_both_users_groups_mapped() {
     assert_eq!(bob.id, "bob@example.com");
     // idp-dba maps to dba; idp-unmapped gives nothing.
     assert_eq!(bob.groups, vec!["dba".to_owned()]);
-    assert_eq!(bob.lifetime, Duration::from_secs(3600), "dba's login lifetime");
+    assert_eq!(
+        bob.lifetime,
+        Duration::from_secs(3600),
+        "dba's login lifetime"
+    );
 
     // carol is a user of the provider, but not of an allowed domain.
     let nonce = random_token();
@@ -110,7 +117,10 @@ async fn refused_tokens_say_what_is_wrong() {
     let verifier = Verifier::new(idp.settings(CLIENT));
     let nonce = random_token();
     let token = idp.device_login(CLIENT, "alice", &nonce).await;
-    verifier.verify(&token, &nonce).await.expect("the genuine token");
+    verifier
+        .verify(&token, &nonce)
+        .await
+        .expect("the genuine token");
     let claims = part(&token, 1);
     let key = rsa_key(&idp);
     let kid = part(&token, 0)["kid"].as_str().expect("kid").to_owned();
@@ -130,8 +140,14 @@ async fn refused_tokens_say_what_is_wrong() {
 
     // Expired: the genuine token, checked one second after its exp (no leeway here).
     let exp = claims["exp"].as_u64().expect("exp");
-    let e = verifier.verify_at(&token, &nonce, exp + 1).await.unwrap_err();
-    assert!(matches!(e, OidcError::Expired { exp: at, .. } if at == exp), "{e}");
+    let e = verifier
+        .verify_at(&token, &nonce, exp + 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, OidcError::Expired { exp: at, .. } if at == exp),
+        "{e}"
+    );
     assert!(verifier.verify_at(&token, &nonce, exp).await.is_ok());
 
     // Wrong audience: a genuine token of the same provider, issued to another application.
@@ -152,7 +168,10 @@ async fn refused_tokens_say_what_is_wrong() {
     );
     // The same forging with the right claims verifies: the refusal above is the issuer's.
     let reforged = forge(&key, &kid, &claims);
-    verifier.verify(&reforged, &nonce).await.expect("a faithful copy");
+    verifier
+        .verify(&reforged, &nonce)
+        .await
+        .expect("a faithful copy");
 
     // Unsigned: alg none, the genuine claims, no signature.
     let payload = token.split('.').nth(1).expect("payload");
@@ -236,17 +255,30 @@ async fn rotated_keys_are_fetched_and_tokens_of_retired_keys_refused() {
 
     let before_nonce = random_token();
     let before = idp.device_login(CLIENT, "alice", &before_nonce).await;
-    verifier.verify(&before, &before_nonce).await.expect("before rotation");
-    hourly.verify(&before, &before_nonce).await.expect("before rotation");
+    verifier
+        .verify(&before, &before_nonce)
+        .await
+        .expect("before rotation");
+    hourly
+        .verify(&before, &before_nonce)
+        .await
+        .expect("before rotation");
     let old_kid = part(&before, 0)["kid"].clone();
 
     idp.rotate_keys().await;
     let after_nonce = random_token();
     let after = idp.device_login(CLIENT, "alice", &after_nonce).await;
-    assert_ne!(part(&after, 0)["kid"], old_kid, "the provider signs with a new key");
+    assert_ne!(
+        part(&after, 0)["kid"],
+        old_kid,
+        "the provider signs with a new key"
+    );
 
     // The new key id is unknown: the keys are fetched again and the token is accepted.
-    let alice = verifier.verify(&after, &after_nonce).await.expect("after rotation");
+    let alice = verifier
+        .verify(&after, &after_nonce)
+        .await
+        .expect("after rotation");
     assert_eq!(alice.id, "alice@example.com");
     // A token of the retired key is refused now: the provider no longer publishes it.
     let e = verifier.verify(&before, &before_nonce).await.unwrap_err();

@@ -348,8 +348,7 @@ mod tests {
     use serde::de::DeserializeOwned;
 
     use super::super::{
-        Config, RawConfig, audit, identities, log, notifications, oidc, policy, recordings,
-        server,
+        Config, RawConfig, audit, identities, log, notifications, oidc, policy, recordings, server,
     };
     use super::*;
 

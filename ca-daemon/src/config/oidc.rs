@@ -106,7 +106,10 @@ pub(super) fn parse_oidc(
     for (idp_group, groups) in &raw.group_map {
         let at = format!("oidc.group_map.{idp_group}");
         if idp_group.is_empty() {
-            return Err(err("oidc.group_map", "a provider group name is empty".into()));
+            return Err(err(
+                "oidc.group_map",
+                "a provider group name is empty".into(),
+            ));
         }
         for g in groups {
             check_word(g).map_err(|e| err(&at, format!("policy group {e}")))?;
@@ -129,9 +132,7 @@ pub(super) fn parse_oidc(
                 && d.len() <= 253
                 && d.split('.').all(|label| {
                     !label.is_empty()
-                        && label
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 }));
         if !ok {
             return Err(err(
@@ -161,7 +162,8 @@ pub(super) fn parse_oidc(
                 ),
             ));
         }
-        let ttl = duration_field(Some(&ttl), login_ttl, LOGIN_TTL_RANGE).map_err(|e| err(&at, e))?;
+        let ttl =
+            duration_field(Some(&ttl), login_ttl, LOGIN_TTL_RANGE).map_err(|e| err(&at, e))?;
         group_login_ttl.insert(group, ttl);
     }
     Ok(OidcSettings {

@@ -274,10 +274,19 @@ mod tests {
         assert_eq!(l.lifetime, Duration::from_secs(12 * 3600));
         let l = check_with(json!({"groups": ["idp-sre", "idp-dba", "idp-other"]})).unwrap();
         assert_eq!(l.groups, vec!["dba", "readers", "sre"]);
-        assert_eq!(l.lifetime, Duration::from_secs(3600), "the shortest applies");
+        assert_eq!(
+            l.lifetime,
+            Duration::from_secs(3600),
+            "the shortest applies"
+        );
         let l = check_with(json!({"groups": "idp-dba"})).unwrap();
         assert_eq!(l.groups, vec!["dba", "readers"]);
-        assert!(check_with(json!({"groups": null})).unwrap().groups.is_empty());
+        assert!(
+            check_with(json!({"groups": null}))
+                .unwrap()
+                .groups
+                .is_empty()
+        );
     }
 
     #[test]
@@ -293,11 +302,17 @@ mod tests {
         assert!(matches!(e, OidcError::Expired { .. }), "{e}");
         check_with(json!({"exp": NOW - 59})).unwrap();
         let e = check_with(json!({"iat": NOW + 61})).unwrap_err();
-        assert!(matches!(e, OidcError::NotYetValid { claim: "iat", .. }), "{e}");
+        assert!(
+            matches!(e, OidcError::NotYetValid { claim: "iat", .. }),
+            "{e}"
+        );
         let e = check_with(json!({"nonce": "n2"})).unwrap_err();
         assert!(matches!(e, OidcError::WrongNonce), "{e}");
         let e = check_with(json!({"nonce": null})).unwrap_err();
-        assert!(matches!(e, OidcError::MissingClaim(ref c) if c == "nonce"), "{e}");
+        assert!(
+            matches!(e, OidcError::MissingClaim(ref c) if c == "nonce"),
+            "{e}"
+        );
         let e = check(&claims(json!({})), &settings(), "", NOW).unwrap_err();
         assert!(matches!(e, OidcError::NoNonceExpected), "{e}");
         let e = check_with(json!({"email_verified": false})).unwrap_err();
@@ -310,6 +325,12 @@ mod tests {
         assert!(matches!(e, OidcError::BadClaim { .. }), "{e}");
         let mut any = settings();
         any.allowed_domains = vec![ANY_DOMAIN.into()];
-        check(&claims(json!({"email": "bob@anywhere.example"})), &any, "n1", NOW).unwrap();
+        check(
+            &claims(json!({"email": "bob@anywhere.example"})),
+            &any,
+            "n1",
+            NOW,
+        )
+        .unwrap();
     }
 }

@@ -35,13 +35,17 @@ pub enum OidcError {
         issuer: String,
     },
     /// The signature does not verify with the provider's key.
-    #[error("the ID token's signature does not verify with the provider's key {kid}: it was altered or forged")]
+    #[error(
+        "the ID token's signature does not verify with the provider's key {kid}: it was altered or forged"
+    )]
     BadSignature {
         /// The key id used.
         kid: String,
     },
     /// `iss` is not the configured issuer.
-    #[error("the ID token was issued by {got:?}, not by the configured issuer {want:?} (oidc.issuer)")]
+    #[error(
+        "the ID token was issued by {got:?}, not by the configured issuer {want:?} (oidc.issuer)"
+    )]
     WrongIssuer {
         /// The token's `iss`.
         got: String,
@@ -49,7 +53,9 @@ pub enum OidcError {
         want: String,
     },
     /// `aud` does not name our client id.
-    #[error("the ID token is for {got:?}, not for breakglass's client id {want:?} (oidc.client_id): it was issued to another application")]
+    #[error(
+        "the ID token is for {got:?}, not for breakglass's client id {want:?} (oidc.client_id): it was issued to another application"
+    )]
     WrongAudience {
         /// The token's audiences.
         got: Vec<String>,
@@ -75,7 +81,9 @@ pub enum OidcError {
         leeway: Duration,
     },
     /// `iat` or `nbf` in the future (beyond the leeway).
-    #[error("the ID token's {claim} is {at}, after now ({now}): check the clocks of this machine and the provider")]
+    #[error(
+        "the ID token's {claim} is {at}, after now ({now}): check the clocks of this machine and the provider"
+    )]
     NotYetValid {
         /// `iat` or `nbf`.
         claim: &'static str,
@@ -88,10 +96,14 @@ pub enum OidcError {
     #[error("no nonce to check the ID token against: every login sends one")]
     NoNonceExpected,
     /// The token's nonce is not the login's.
-    #[error("the ID token's nonce is not the one this login sent: the token was obtained for another login (replayed?); log in again")]
+    #[error(
+        "the ID token's nonce is not the one this login sent: the token was obtained for another login (replayed?); log in again"
+    )]
     WrongNonce,
     /// A claim that must be there is not.
-    #[error("the ID token has no {0:?} claim (check the scopes the client asks for and oidc.identity_claim)")]
+    #[error(
+        "the ID token has no {0:?} claim (check the scopes the client asks for and oidc.identity_claim)"
+    )]
     MissingClaim(String),
     /// A claim has the wrong form.
     #[error("the ID token's {claim:?} claim {reason}")]
@@ -102,7 +114,9 @@ pub enum OidcError {
         reason: String,
     },
     /// `email_verified` is false.
-    #[error("the provider says the e-mail address {0} is not verified: verify it at the provider, then log in again")]
+    #[error(
+        "the provider says the e-mail address {0} is not verified: verify it at the provider, then log in again"
+    )]
     EmailNotVerified(String),
     /// The identity is not in an allowed domain.
     #[error("{identity} is not in an allowed domain ({}) (oidc.allowed_domains)", allowed.join(", "))]
@@ -113,7 +127,9 @@ pub enum OidcError {
         allowed: Vec<String>,
     },
     /// The provider's discovery document or keys could not be had or are unusable.
-    #[error("the OpenID provider {issuer} cannot be used: {reason} (breakglass login --ssh-key works without it)")]
+    #[error(
+        "the OpenID provider {issuer} cannot be used: {reason} (breakglass login --ssh-key works without it)"
+    )]
     Provider {
         /// The configured issuer.
         issuer: String,

@@ -68,7 +68,10 @@ impl Fetcher {
         let host = uri.host().ok_or_else(|| format!("{url} has no host"))?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let authority = uri.authority().map_or(host, |a| a.as_str()).to_owned();
-        let connect_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let connect_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let tcp = TcpStream::connect((connect_host.as_str(), port))
             .await

@@ -151,9 +151,8 @@ pub fn parse_jwks(doc: &Value) -> Result<Vec<ProviderKey>, String> {
 /// The key that verifies a token with `header`: the one with its key id (and a fitting
 /// algorithm), or without a key id the only key that fits the algorithm.
 pub fn find<'k>(keys: &'k [ProviderKey], header: &TokenHeader) -> Option<&'k ProviderKey> {
-    let fits = |k: &&ProviderKey| {
-        k.family == header.alg.family() && k.alg.is_none_or(|a| a == header.alg)
-    };
+    let fits =
+        |k: &&ProviderKey| k.family == header.alg.family() && k.alg.is_none_or(|a| a == header.alg);
     match &header.kid {
         Some(kid) => keys
             .iter()
@@ -193,10 +192,7 @@ mod tests {
             read_header(&with_header(r#"{"alg":"RS1"}"#)),
             Err(OidcError::UnsupportedAlgorithm(_))
         ));
-        assert!(matches!(
-            read_header("a.b"),
-            Err(OidcError::Malformed(_))
-        ));
+        assert!(matches!(read_header("a.b"), Err(OidcError::Malformed(_))));
         let h = read_header(&with_header(r#"{"alg":"ES256","kid":"k1"}"#)).unwrap();
         assert_eq!(h.alg, Algorithm::ES256);
         assert_eq!(h.kid.as_deref(), Some("k1"));
@@ -228,6 +224,8 @@ mod tests {
             kid: Some("e1".into()),
         };
         assert!(find(&keys, &rs).is_none(), "an EC key never checks RS256");
-        assert!(parse_jwks(&serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err());
+        assert!(
+            parse_jwks(&serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err()
+        );
     }
 }

@@ -125,7 +125,10 @@ impl Client {
         let host = uri.host().ok_or_else(|| format!("{url} has no host"))?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let authority = uri.authority().map_or(host, |a| a.as_str()).to_owned();
-        let connect_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let connect_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let mut builder = hyper::Request::builder()
             .method(req.method)
@@ -155,9 +158,10 @@ impl Client {
             .await
             .map_err(|e| format!("cannot connect to {connect_host}:{port} ({url}): {e}"))?;
         if https {
-            let tls = self.tls.as_ref().map_err(|e| {
-                format!("{url} is https but the CA bundle is unusable: {e}")
-            })?;
+            let tls = self
+                .tls
+                .as_ref()
+                .map_err(|e| format!("{url} is https but the CA bundle is unusable: {e}"))?;
             let name = rustls::pki_types::ServerName::try_from(connect_host.clone())
                 .map_err(|e| format!("server name {connect_host}: {e}"))?;
             let stream = tls
@@ -191,7 +195,11 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-async fn roundtrip<T>(io: T, req: hyper::Request<Full<Bytes>>, url: &str) -> Result<Response, String>
+async fn roundtrip<T>(
+    io: T,
+    req: hyper::Request<Full<Bytes>>,
+    url: &str,
+) -> Result<Response, String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -218,7 +226,9 @@ where
         let body = Limited::new(resp.into_body(), MAX_BODY_BYTES)
             .collect()
             .await
-            .map_err(|e| format!("reading the answer of {url}: {e} (at most {MAX_BODY_BYTES} bytes)"))?
+            .map_err(|e| {
+                format!("reading the answer of {url}: {e} (at most {MAX_BODY_BYTES} bytes)")
+            })?
             .to_bytes()
             .to_vec();
         Ok(Response {

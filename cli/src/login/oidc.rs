@@ -226,7 +226,11 @@ impl OidcClient {
                     ))
                 })
         };
-        let seconds = |name: &str| doc.get(name).and_then(Value::as_u64).map(Duration::from_secs);
+        let seconds = |name: &str| {
+            doc.get(name)
+                .and_then(Value::as_u64)
+                .map(Duration::from_secs)
+        };
         Ok(DeviceLogin {
             verification_uri: text("verification_uri")?,
             verification_uri_complete: text("verification_uri_complete").ok(),
@@ -314,7 +318,11 @@ impl OidcClient {
 
     /// Waits (at most `timeout`) for the browser's redirect, checks it, and trades its code
     /// for the ID token.
-    pub async fn finish_code(&self, login: CodeLogin, timeout: Duration) -> Result<String, CliError> {
+    pub async fn finish_code(
+        &self,
+        login: CodeLogin,
+        timeout: Duration,
+    ) -> Result<String, CliError> {
         let params = tokio::time::timeout(timeout, self.redirect(&login))
             .await
             .map_err(|_| {
@@ -469,7 +477,11 @@ pub fn check_nonce(id_token: &str, nonce: &str) -> Result<(), CliError> {
     let payload = id_token
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .ok_or_else(|| CliError::Data("the provider's ID token is not a JWT".into()))?;
     if payload.get("nonce").and_then(Value::as_str) != Some(nonce) {
@@ -554,7 +566,11 @@ mod tests {
     fn device_polling_follows_rfc_8628() {
         let mut interval = Duration::from_secs(1);
         let pending = json!({"error": "authorization_pending"});
-        assert!(on_device_poll(400, &pending, &mut interval).unwrap().is_none());
+        assert!(
+            on_device_poll(400, &pending, &mut interval)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(interval, Duration::from_secs(1));
         let slow = json!({"error": "slow_down"});
         assert!(on_device_poll(400, &slow, &mut interval).unwrap().is_none());
@@ -567,7 +583,9 @@ mod tests {
         assert!(matches!(e, CliError::Refused(_)), "{e}");
         let done = json!({"id_token": "a.b.c", "access_token": "x"});
         assert_eq!(
-            on_device_poll(200, &done, &mut interval).unwrap().as_deref(),
+            on_device_poll(200, &done, &mut interval)
+                .unwrap()
+                .as_deref(),
             Some("a.b.c")
         );
         let e = on_device_poll(200, &json!({"access_token": "x"}), &mut interval).unwrap_err();
