@@ -226,7 +226,96 @@ pub fn check_issuer(issuer: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Config;
     use super::*;
+
+    const MIN: &str = "version = 1\n[server]\nlisten = \"127.0.0.1:7443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_ca = \"ca\"\n[ca]\nsigning_key = \"s\"\n[audit]\ndir = \"audit\"\nkey = \"audit_key.pem\"\n";
+
+    const OIDC: &str = "[oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"breakglass\"\ngroup_map = { \"idp-sre\" = [\"sre\"], \"idp-dba\" = [\"dba\", \"readers\"] }\nallowed_domains = [\"Example.com\"]\ngroup_login_ttl = { dba = \"1h\" }\n";
+
+    fn parse(oidc: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            Path::new("/etc/breakglass-ca/breakglass-ca.toml"),
+            &format!("{MIN}{oidc}"),
+        )
+    }
+
+    #[test]
+    fn oidc_is_off_without_the_section_and_has_documented_defaults() {
+        assert_eq!(parse("").unwrap().oidc, None);
+        let o = parse(OIDC).unwrap().oidc.unwrap();
+        assert_eq!(o.identity_claim, "email");
+        assert_eq!(o.groups_claim, "groups");
+        assert_eq!(o.allowed_domains, ["example.com"]);
+        assert_eq!(o.login_ttl, DEFAULT_LOGIN_TTL);
+        assert_eq!(o.group_login_ttl["dba"], Duration::from_secs(3600));
+        assert_eq!(o.group_map["idp-dba"], ["dba", "readers"]);
+        assert_eq!(o.ca_bundle, Path::new(DEFAULT_CA_BUNDLE));
+        assert_eq!(o.leeway, DEFAULT_LEEWAY);
+        assert_eq!(o.jwks_min_refresh, DEFAULT_JWKS_MIN_REFRESH);
+    }
+
+    #[test]
+    fn oidc_errors_name_the_field_and_what_to_do() {
+        let cases = [
+            (
+                "issuer = \"https://idp.example.com\"",
+                "issuer = \"http://idp.example.com\"",
+                "oidc.issuer",
+                "plain http",
+            ),
+            (
+                "allowed_domains = [\"Example.com\"]",
+                "allowed_domains = []",
+                "oidc.allowed_domains",
+                "nobody could log in",
+            ),
+            (
+                "allowed_domains = [\"Example.com\"]",
+                "allowed_domains = [\"*\", \"example.com\"]",
+                "oidc.allowed_domains",
+                "alone",
+            ),
+            (
+                "allowed_domains = [\"Example.com\"]",
+                "allowed_domains = [\"@example.com\"]",
+                "oidc.allowed_domains",
+                "not a domain name",
+            ),
+            (
+                "dba = \"1h\"",
+                "ops = \"1h\"",
+                "oidc.group_login_ttl.ops",
+                "would never apply",
+            ),
+            (
+                "dba = \"1h\"",
+                "dba = \"10d\"",
+                "oidc.group_login_ttl.dba",
+                "outside the allowed range",
+            ),
+            (
+                "[\"dba\", \"readers\"]",
+                "[\"dba team\"]",
+                "oidc.group_map.idp-dba",
+                "policy group",
+            ),
+            // Missing keys are found by the first pass, with the line of the section.
+            (
+                "client_id = \"breakglass\"\n",
+                "",
+                "line 11",
+                "missing field `client_id`",
+            ),
+        ];
+        for (from, to, field, reason) in cases {
+            let text = OIDC.replace(from, to);
+            assert_ne!(text, OIDC, "{from}");
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.reason.contains(reason), "{e}");
+        }
+    }
 
     #[test]
     fn issuers_are_https_or_loopback_http() {
