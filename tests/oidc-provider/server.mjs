@@ -3,6 +3,7 @@
 // scripts/install-deps (`npm ci` here). tests/src/oidc.rs starts it on a loopback port.
 //
 //   node server.mjs --port PORT [--client-id ID] [--keys-out FILE] [--interval SECONDS]
+//                   [--device-ttl SECONDS]
 //
 // - issuer http://127.0.0.1:PORT, device flow and authorization code + PKCE;
 // - clients (public, native: any loopback port of http://127.0.0.1/callback):
@@ -34,6 +35,7 @@ const { values: args } = parseArgs({
     'client-id': { type: 'string', default: 'breakglass' },
     'keys-out': { type: 'string' },
     interval: { type: 'string', default: '1' },
+    'device-ttl': { type: 'string', default: '600' },
   },
 });
 const port = Number(args.port ?? process.env.PORT);
@@ -43,6 +45,8 @@ if (!Number.isInteger(port) || port <= 0 || port > 65535) {
 }
 const clientId = args['client-id'];
 const interval = Number(args.interval);
+// How long a device code (the user code shown) lives.
+const deviceTtl = Number(args['device-ttl']);
 const issuer = `http://127.0.0.1:${port}`;
 
 const USERS = {
@@ -94,6 +98,7 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     deviceFlow: { enabled: true },
   },
+  ttl: { DeviceCode: deviceTtl },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, sub) {
     const user = USERS[sub];

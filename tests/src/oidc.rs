@@ -50,6 +50,7 @@ pub struct TestProvider {
     pub port: u16,
     /// `http://127.0.0.1:PORT`.
     pub issuer: String,
+    device_ttl: u32,
     dir: tempfile::TempDir,
     running: Running,
 }
@@ -62,6 +63,11 @@ impl TestProvider {
     /// Starts the provider; `None` (after a loud message, or a panic under CI) when
     /// `node` or the provider's npm packages are missing.
     pub async fn start() -> Option<Self> {
+        Self::start_with_device_ttl(600).await
+    }
+
+    /// [`start`](Self::start), its device codes living `device_ttl` seconds.
+    pub async fn start_with_device_ttl(device_ttl: u32) -> Option<Self> {
         let installed = provider_dir()
             .join("node_modules/oidc-provider/package.json")
             .exists();
@@ -73,10 +79,11 @@ impl TestProvider {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let running = spawn(port, &dir);
+        let running = spawn(port, device_ttl, &dir);
         let provider = Self {
             port,
             issuer: format!("http://127.0.0.1:{port}"),
+            device_ttl,
             dir,
             running,
         };
@@ -88,7 +95,7 @@ impl TestProvider {
     /// has the old ones (and its sessions and codes are gone).
     pub async fn rotate_keys(&mut self) {
         self.running.terminate(Duration::from_secs(5));
-        self.running = spawn(self.port, &self.dir);
+        self.running = spawn(self.port, self.device_ttl, &self.dir);
         self.wait_ready().await;
     }
 
@@ -221,7 +228,7 @@ impl TestProvider {
     }
 }
 
-fn spawn(port: u16, dir: &tempfile::TempDir) -> Running {
+fn spawn(port: u16, device_ttl: u32, dir: &tempfile::TempDir) -> Running {
     Running::spawn(
         Command::new("node")
             .arg(provider_dir().join("server.mjs"))
@@ -231,6 +238,8 @@ fn spawn(port: u16, dir: &tempfile::TempDir) -> Running {
             .arg(CLIENT)
             .arg("--keys-out")
             .arg(dir.path().join("keys.json"))
+            .arg("--device-ttl")
+            .arg(device_ttl.to_string())
             .current_dir(provider_dir()),
     )
 }
@@ -396,6 +405,31 @@ impl Browser {
         user_code: &str,
         user: &str,
     ) {
+        let req = self.enter_user_code(verification_uri, user_code).await;
+        let end = self.log_in(req, user).await;
+        assert!(
+            end.text().contains("Sign-in Success"),
+            "the device flow ended at {} with {}",
+            end.url,
+            end.text()
+        );
+    }
+
+    /// A person who enters `user_code` but then presses Abort on the provider's
+    /// confirmation page; returns the page the provider shows then.
+    pub async fn abort_device_flow(&mut self, verification_uri: &str, user_code: &str) -> Page {
+        let req = self.enter_user_code(verification_uri, user_code).await;
+        let page = self.go(req).await;
+        let form = page
+            .forms()
+            .into_iter()
+            .find(|f| f.has("confirm"))
+            .unwrap_or_else(|| panic!("no confirmation at {}: {}", page.url, page.text()));
+        self.submit(&page, &form, &[("abort", "yes")]).await
+    }
+
+    /// Opens `verification_uri` and fills in `user_code`: the request that submits it.
+    async fn enter_user_code(&mut self, verification_uri: &str, user_code: &str) -> Request {
         let page = self.go(Self::get(verification_uri)).await;
         let form = page
             .forms()
@@ -408,19 +442,12 @@ impl Browser {
                 input.1 = user_code.to_owned();
             }
         }
-        let req = Request {
+        Request {
             method: "POST",
             url: resolve(&page.url, &form.action),
             headers: Vec::new(),
             form: Some(inputs),
-        };
-        let end = self.log_in(req, user).await;
-        assert!(
-            end.text().contains("Sign-in Success"),
-            "the device flow ended at {} with {}",
-            end.url,
-            end.text()
-        );
+        }
     }
 }
 

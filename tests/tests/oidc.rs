@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use breakglass_ca::oidc::{OidcError, Verifier};
+use breakglass_cli::error::CliError;
 use breakglass_cli::login::oidc::random_token;
-use breakglass_tests::oidc::{CLIENT, CLIENT_ES256, OTHER_CLIENT, SigningKey, TestProvider};
+use breakglass_tests::oidc::{
+    Browser, CLIENT, CLIENT_ES256, OTHER_CLIENT, SigningKey, TestProvider,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -293,4 +296,40 @@ async fn rotated_keys_are_fetched_and_tokens_of_retired_keys_refused() {
         .verify(&after, &after_nonce)
         .await
         .expect("after a fresh fetch");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_flow_nobody_finishes_ends_when_its_code_expires() {
+    let Some(idp) = TestProvider::start_with_device_ttl(3).await else {
+        return;
+    };
+    let client = idp.client(CLIENT).await;
+    let login = client.start_device(&random_token()).await.expect("started");
+    let shown = login.instructions();
+    assert!(
+        shown.contains(&login.user_code) && shown.contains(&login.verification_uri),
+        "{shown}"
+    );
+    let e = client.finish_device(&login).await.unwrap_err();
+    assert!(matches!(e, CliError::NotIssued(_)), "{e}");
+    assert!(e.to_string().contains("expired"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_flow_aborted_at_the_provider_is_refused() {
+    let Some(idp) = TestProvider::start().await else {
+        return;
+    };
+    let client = idp.client(CLIENT).await;
+    let login = client.start_device(&random_token()).await.expect("started");
+    let mut browser = Browser::new();
+    browser
+        .abort_device_flow(&login.verification_uri, &login.user_code)
+        .await;
+    let e = client.finish_device(&login).await.unwrap_err();
+    assert!(matches!(e, CliError::Refused(_)), "{e}");
+    assert!(
+        e.to_string().contains("refused at the OpenID provider"),
+        "{e}"
+    );
 }
