@@ -181,7 +181,7 @@ fn discovered_jwks_uri(doc: &Value, issuer: &str) -> Result<String, String> {
         .get("jwks_uri")
         .and_then(Value::as_str)
         .ok_or("its discovery document has no jwks_uri")?;
-    crate::config::oidc::check_issuer(uri).map_err(|e| format!("jwks_uri: {e}"))?;
+    breakglass_proto::oidc::check_provider_url(uri).map_err(|e| format!("jwks_uri: {e}"))?;
     Ok(uri.to_owned())
 }
 

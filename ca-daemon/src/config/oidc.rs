@@ -192,33 +192,11 @@ pub(super) fn parse_oidc(
 }
 
 /// An issuer URL: https, or plain http to a loopback address (a provider on the same
-/// machine, as in tests); no query or fragment.
+/// machine, as in tests) ([`breakglass_proto::oidc::check_provider_url`]); no query or
+/// fragment.
 pub fn check_issuer(issuer: &str) -> Result<(), String> {
-    let uri: hyper::Uri = issuer
-        .parse()
-        .map_err(|e| format!("{issuer:?} is not a URL ({e})"))?;
-    let host = uri.host().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if loopback => {}
-        Some("http") => {
-            return Err(format!(
-                "{issuer:?} is plain http: the provider's keys must come over https \
-                 (http is accepted only on a loopback address)"
-            ));
-        }
-        _ => return Err(format!("{issuer:?} must start with https://")),
-    }
-    if host.is_empty() {
-        return Err(format!("{issuer:?} has no host"));
-    }
-    if uri.query().is_some() || issuer.contains('#') {
+    breakglass_proto::oidc::check_provider_url(issuer)?;
+    if issuer.contains(['?', '#']) {
         return Err(format!("{issuer:?} must have no query or fragment"));
     }
     Ok(())

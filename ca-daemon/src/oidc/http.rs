@@ -1,6 +1,6 @@
 //! The provider's documents over HTTP/1.1: one GET of a JSON document (discovery, JWKS),
 //! https checked against the configured CA bundle, plain http only to a loopback address
-//! (`config::oidc::check_issuer`), a size cap and a deadline.
+//! (`breakglass_proto::oidc::check_provider_url`), a size cap and a deadline.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ impl Fetcher {
 
     async fn get(&self, url: &str) -> Result<Bytes, String> {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url:?}: {e}"))?;
-        crate::config::oidc::check_issuer(url)?;
+        breakglass_proto::oidc::check_provider_url(url)?;
         let https = uri.scheme_str() == Some("https");
         let host = uri.host().ok_or_else(|| format!("{url} has no host"))?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });

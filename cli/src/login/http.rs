@@ -175,24 +175,10 @@ impl Client {
     }
 }
 
-/// A provider URL: https, or plain http to a loopback address.
+/// A provider URL: https, or plain http to a loopback address
+/// ([`breakglass_proto::oidc::check_provider_url`]).
 pub fn check_url(url: &str) -> Result<(), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url:?}: {e}"))?;
-    let host = uri.host().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match uri.scheme_str() {
-        Some("https") if !host.is_empty() => Ok(()),
-        Some("http") if loopback => Ok(()),
-        Some("http") => Err(format!(
-            "{url} is plain http: an OpenID provider is reached over https (http only on a loopback address)"
-        )),
-        _ => Err(format!("{url} is not an https URL")),
-    }
+    breakglass_proto::oidc::check_provider_url(url)
 }
 
 async fn roundtrip<T>(
