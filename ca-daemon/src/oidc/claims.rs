@@ -147,6 +147,12 @@ fn identity(claims: &Map<String, Value>, settings: &OidcSettings) -> Result<Stri
         Some(_) => return Err(bad("is not a string".into())),
         None => return Err(OidcError::MissingClaim(claim.to_owned())),
     };
+    // Domain names are case-insensitive: the same person is one identity however the
+    // provider spells the domain (the local part is kept as it is).
+    let id = match id.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+        None => id,
+    };
     breakglass_proto::text::check_identity(&id).map_err(|e| bad(format!("{id:?} {e}")))?;
     // A login never takes a name of another kind: host://NAME, unix:USER, URIs.
     if id.contains(':') {
@@ -268,7 +274,7 @@ mod tests {
     #[test]
     fn a_good_token_maps_to_identity_groups_and_lifetime() {
         let l = check_with(json!({})).unwrap();
-        assert_eq!(l.id, "alice@Example.COM");
+        assert_eq!(l.id, "alice@example.com", "the domain in lower case");
         assert_eq!(l.subject, "u1");
         assert_eq!(l.groups, vec!["sre".to_owned()]);
         assert_eq!(l.lifetime, Duration::from_secs(12 * 3600));

@@ -5,8 +5,8 @@ use std::time::Duration;
 /// The identity an ID token proves, as breakglass sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginIdentity {
-    /// The identity (the `identity_claim`, e.g. `alice@example.com`): the e-mail SAN of the
-    /// client certificate it gets.
+    /// The identity (the `identity_claim`, e.g. `alice@example.com`, its domain in lower
+    /// case): the e-mail SAN of the client certificate it gets.
     pub id: String,
     /// Its policy groups (`group_map` of its provider groups), sorted, without repeats.
     pub groups: Vec<String>,

@@ -87,7 +87,7 @@ pub struct OidcClient {
 }
 
 /// A device flow started: what the user is shown, and what the CLI polls with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeviceLogin {
     /// The page the user opens.
     pub verification_uri: String,
@@ -99,6 +99,17 @@ pub struct DeviceLogin {
     interval: Duration,
     expires_at: Instant,
     nonce: String,
+}
+
+// The device code is a bearer credential until the login ends: never in Debug output.
+impl std::fmt::Debug for DeviceLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceLogin")
+            .field("verification_uri", &self.verification_uri)
+            .field("user_code", &self.user_code)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DeviceLogin {
@@ -118,7 +129,6 @@ impl DeviceLogin {
 
 /// A code flow started: the URL the browser opens, and the loopback listener that gets
 /// its redirect.
-#[derive(Debug)]
 pub struct CodeLogin {
     /// The authorization URL to open in a browser.
     pub authorization_url: String,
@@ -128,6 +138,16 @@ pub struct CodeLogin {
     state: String,
     verifier: String,
     nonce: String,
+}
+
+// The PKCE verifier is what makes the code worth anything: never in Debug output.
+impl std::fmt::Debug for CodeLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeLogin")
+            .field("authorization_url", &self.authorization_url)
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A random, URL-safe token of 256 bits (nonces, `state`, PKCE verifiers).
