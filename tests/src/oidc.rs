@@ -375,14 +375,25 @@ impl Browser {
     /// name and password), the consent page, a device confirmation; returns the first
     /// page with none of these (the end of the flow).
     pub async fn log_in(&mut self, req: Request, user: &str) -> Page {
-        let password = format!("{user}-password");
+        self.log_in_with(req, user, &format!("{user}-password"))
+            .await
+    }
+
+    /// [`log_in`](Self::log_in) with `password`; a wrong one is typed once, and the page
+    /// that answers it is returned.
+    pub async fn log_in_with(&mut self, req: Request, user: &str, password: &str) -> Page {
         let mut page = self.go(req).await;
+        let mut typed = false;
         for _ in 0..10 {
             let forms = page.forms();
             if let Some(form) = forms.iter().find(|f| f.has("password")) {
+                if typed {
+                    return page;
+                }
+                typed = true;
                 let form = form.clone();
                 page = self
-                    .submit(&page, &form, &[("login", user), ("password", &password)])
+                    .submit(&page, &form, &[("login", user), ("password", password)])
                     .await;
             } else if let Some(form) = forms
                 .iter()
@@ -429,7 +440,7 @@ impl Browser {
     }
 
     /// Opens `verification_uri` and fills in `user_code`: the request that submits it.
-    async fn enter_user_code(&mut self, verification_uri: &str, user_code: &str) -> Request {
+    pub async fn enter_user_code(&mut self, verification_uri: &str, user_code: &str) -> Request {
         let page = self.go(Self::get(verification_uri)).await;
         let form = page
             .forms()

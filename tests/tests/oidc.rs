@@ -333,3 +333,25 @@ async fn a_device_flow_aborted_at_the_provider_is_refused() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_provider_refuses_a_wrong_password_and_the_login_stays_pending() {
+    let Some(idp) = TestProvider::start_with_device_ttl(4).await else {
+        return;
+    };
+    let client = idp.client(CLIENT).await;
+    let login = client.start_device(&random_token()).await.expect("started");
+    let mut browser = Browser::new();
+    let req = browser
+        .enter_user_code(&login.verification_uri, &login.user_code)
+        .await;
+    let page = browser.log_in_with(req, "alice", "not-her-password").await;
+    assert!(
+        page.text().contains("Wrong user name or password"),
+        "{}",
+        page.text()
+    );
+    // Nobody logged in: the code runs out, no token.
+    let e = client.finish_device(&login).await.unwrap_err();
+    assert!(matches!(e, CliError::NotIssued(_)), "{e}");
+}
