@@ -3,7 +3,7 @@
 // scripts/install-deps (`npm ci` here). tests/src/oidc.rs starts it on a loopback port.
 //
 //   node server.mjs --port PORT [--client-id ID] [--keys-out FILE] [--interval SECONDS]
-//                   [--device-ttl SECONDS]
+//                   [--device-ttl SECONDS] [--enforced-interval SECONDS]
 //
 // - issuer http://127.0.0.1:PORT, device flow and authorization code + PKCE;
 // - clients (public, native: any loopback port of http://127.0.0.1/callback):
@@ -16,10 +16,13 @@
 // - fresh RS256 and ES256 signing keys at every start: restarting on the same port is
 //   how a test rotates the provider's keys. --keys-out writes the private keys (PEM) and
 //   their kids, mode 0600, so a test can forge tokens signed by the provider's own key
-//   (wrong issuer, wrong audience, expired);
+//   (wrong issuer, a key id it does not publish);
 // - a `nonce` sent with the device authorization request is in the device flow's ID token;
 // - the device authorization answer carries `interval` (default 1 s) and a poll of the
-//   token endpoint sooner than that answers `slow_down` (RFC 8628 section 3.5).
+//   token endpoint sooner than that (or than --enforced-interval, to test a client's
+//   back-off) after the previous one (or the authorization request) answers `slow_down`
+//   and prints `slow_down: ...` (RFC 8628 section 3.5);
+// - device codes live --device-ttl seconds (default 600).
 // Prints `listening ISSUER` on stdout when it accepts connections.
 
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
@@ -36,6 +39,7 @@ const { values: args } = parseArgs({
     'keys-out': { type: 'string' },
     interval: { type: 'string', default: '1' },
     'device-ttl': { type: 'string', default: '600' },
+    'enforced-interval': { type: 'string' },
   },
 });
 const port = Number(args.port ?? process.env.PORT);
@@ -45,6 +49,7 @@ if (!Number.isInteger(port) || port <= 0 || port > 65535) {
 }
 const clientId = args['client-id'];
 const interval = Number(args.interval);
+const enforcedInterval = Number(args['enforced-interval'] ?? args.interval);
 // How long a device code (the user code shown) lives.
 const deviceTtl = Number(args['device-ttl']);
 const issuer = `http://127.0.0.1:${port}`;
@@ -136,10 +141,11 @@ provider.use(async (ctx, next) => {
         code.nonce = code.params.nonce;
         await code.save();
       }
-      if (last !== undefined && now - last < interval * 1000) {
+      if (last !== undefined && now - last < enforcedInterval * 1000) {
         ctx.status = 400;
         ctx.type = 'json';
-        ctx.body = { error: 'slow_down', error_description: `poll at most every ${interval} s` };
+        ctx.body = { error: 'slow_down', error_description: `poll at most every ${enforcedInterval} s` };
+        console.log(`slow_down: a poll ${now - last} ms after the previous one`);
         return;
       }
     }
@@ -147,6 +153,8 @@ provider.use(async (ctx, next) => {
   await next();
   if (ctx.method === 'POST' && ctx.path === '/device/auth' && ctx.status === 200 && ctx.body) {
     ctx.body = { ...ctx.body, interval };
+    // The first poll too must wait the interval after the authorization request.
+    lastPoll.set(ctx.body.device_code, Date.now());
   }
 });
 

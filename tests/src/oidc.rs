@@ -50,9 +50,28 @@ pub struct TestProvider {
     pub port: u16,
     /// `http://127.0.0.1:PORT`.
     pub issuer: String,
-    device_ttl: u32,
+    options: Options,
     dir: tempfile::TempDir,
     running: Running,
+}
+
+/// How a [`TestProvider`] behaves where tests need it to differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// How long a device code lives, in seconds.
+    pub device_ttl: u32,
+    /// Polls of the token endpoint closer together than this (seconds) answer
+    /// `slow_down`; `None`: the advertised interval (1 s).
+    pub enforced_interval: Option<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            device_ttl: 600,
+            enforced_interval: None,
+        }
+    }
 }
 
 fn provider_dir() -> PathBuf {
@@ -63,11 +82,20 @@ impl TestProvider {
     /// Starts the provider; `None` (after a loud message, or a panic under CI) when
     /// `node` or the provider's npm packages are missing.
     pub async fn start() -> Option<Self> {
-        Self::start_with_device_ttl(600).await
+        Self::start_with(Options::default()).await
     }
 
     /// [`start`](Self::start), its device codes living `device_ttl` seconds.
     pub async fn start_with_device_ttl(device_ttl: u32) -> Option<Self> {
+        Self::start_with(Options {
+            device_ttl,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// [`start`](Self::start) with `options`.
+    pub async fn start_with(options: Options) -> Option<Self> {
         let installed = provider_dir()
             .join("node_modules/oidc-provider/package.json")
             .exists();
@@ -79,11 +107,11 @@ impl TestProvider {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let running = spawn(port, device_ttl, &dir);
+        let running = spawn(port, options, &dir);
         let provider = Self {
             port,
             issuer: format!("http://127.0.0.1:{port}"),
-            device_ttl,
+            options,
             dir,
             running,
         };
@@ -95,7 +123,7 @@ impl TestProvider {
     /// has the old ones (and its sessions and codes are gone).
     pub async fn rotate_keys(&mut self) {
         self.running.terminate(Duration::from_secs(5));
-        self.running = spawn(self.port, self.device_ttl, &self.dir);
+        self.running = spawn(self.port, self.options, &self.dir);
         self.wait_ready().await;
     }
 
@@ -228,20 +256,22 @@ impl TestProvider {
     }
 }
 
-fn spawn(port: u16, device_ttl: u32, dir: &tempfile::TempDir) -> Running {
-    Running::spawn(
-        Command::new("node")
-            .arg(provider_dir().join("server.mjs"))
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--client-id")
-            .arg(CLIENT)
-            .arg("--keys-out")
-            .arg(dir.path().join("keys.json"))
-            .arg("--device-ttl")
-            .arg(device_ttl.to_string())
-            .current_dir(provider_dir()),
-    )
+fn spawn(port: u16, options: Options, dir: &tempfile::TempDir) -> Running {
+    let mut cmd = Command::new("node");
+    cmd.arg(provider_dir().join("server.mjs"))
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--client-id")
+        .arg(CLIENT)
+        .arg("--keys-out")
+        .arg(dir.path().join("keys.json"))
+        .arg("--device-ttl")
+        .arg(options.device_ttl.to_string())
+        .current_dir(provider_dir());
+    if let Some(seconds) = options.enforced_interval {
+        cmd.arg("--enforced-interval").arg(seconds.to_string());
+    }
+    Running::spawn(&mut cmd)
 }
 
 /// A page the browser arrived at.

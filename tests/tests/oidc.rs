@@ -11,7 +11,7 @@ use breakglass_ca::oidc::{OidcError, Verifier};
 use breakglass_cli::error::CliError;
 use breakglass_cli::login::oidc::random_token;
 use breakglass_tests::oidc::{
-    Browser, CLIENT, CLIENT_ES256, OTHER_CLIENT, SigningKey, TestProvider,
+    Browser, CLIENT, CLIENT_ES256, OTHER_CLIENT, Options, SigningKey, TestProvider,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -354,4 +354,31 @@ async fn the_provider_refuses_a_wrong_password_and_the_login_stays_pending() {
     // Nobody logged in: the code runs out, no token.
     let e = client.finish_device(&login).await.unwrap_err();
     assert!(matches!(e, CliError::NotIssued(_)), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_flow_backs_off_when_the_provider_says_slow_down() {
+    // The provider advertises polling every second but answers slow_down to polls less
+    // than 3 s apart: a client that did not add 5 s per slow_down would get slow_down
+    // until the code expires (60 s), and one that gave up on it would fail.
+    let Some(idp) = TestProvider::start_with(Options {
+        device_ttl: 60,
+        enforced_interval: Some(3),
+    })
+    .await
+    else {
+        return;
+    };
+    let nonce = random_token();
+    let token = idp.device_login(CLIENT, "alice", &nonce).await;
+    let alice = Verifier::new(idp.settings(CLIENT))
+        .verify(&token, &nonce)
+        .await
+        .expect("alice's login");
+    assert_eq!(alice.id, "alice@example.com");
+    assert!(
+        idp.output().contains("slow_down: a poll"),
+        "the provider never said slow_down: {}",
+        idp.output()
+    );
 }
