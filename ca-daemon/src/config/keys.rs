@@ -78,6 +78,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "log", array: false, required: false, meaning: "The daemon's own log lines on stderr (the journal under systemd)." },
     Section { name: "webhooks", array: true, required: false, meaning: "The body a webhook receives, for webhooks that are not sent the JSON notice: Slack and Mattermost incoming webhooks." },
     Section { name: "recordings", array: false, required: false, meaning: "Session recordings uploaded by hosts (breakglass host ship), stored beside the audit log under <audit dir>/recordings/." },
+    Section { name: "enrollment", array: false, required: false, meaning: "Hosts that get their host://NAME client certificate themselves: one-time join tokens (breakglass-ca token create), breakglass host enroll and host renew. Needs [server] client_ca_key." },
 ];
 
 const fn key(
@@ -114,6 +115,8 @@ pub const KEYS: &[Key] = &[
     key("server", "max_handshakes_per_source", "integer", Value("32"), "Most unauthenticated TLS handshakes in flight from one source address, IPv6 by /64 (1 to max_handshakes)."),
     key("server", "shutdown_grace", "duration", Value("\"10s\""), "How long calls in flight may take to finish at shutdown (0s to 10m)."),
     key("server", "metrics_listen", "address:port", Derived("off"), "TCP address of the plain-HTTP metrics and probes listener (GET /metrics, /healthz, /readyz); no TLS, no client identity: loopback or a private network. Not the listen address."),
+    key("server", "client_ca_key", "path", Derived("off: the daemon signs no client certificates (no host enrollment)"), "Private key (PEM, mode 0600) of the client CA, the first certificate of client_ca: the daemon signs the client certificates of enrolling hosts with it."),
+    key("server", "open_calls_per_minute", "integer", Value("30"), "Calls made without a client certificate (Enrollment/GetTlsCa, Enrollment/EnrollHost) allowed per peer address and minute (1 to 100000); more get RESOURCE_EXHAUSTED."),
     // [ca]
     key("ca", "signing_key", "path", Required, "OpenSSH Ed25519 private key that signs certificates (mode 0600)."),
     key("ca", "extra_public_keys", "list of paths", Value("[]"), "Further CA public keys published to hosts by breakglass ca-keys, for key rotation."),
@@ -192,6 +195,11 @@ pub const KEYS: &[Key] = &[
     key("webhooks", "format", "string", Value("\"json\""), "\"json\": the JSON notice; \"slack\": a Slack / Mattermost incoming-webhook body (text and blocks), untrusted text escaped for mrkdwn."),
     // [recordings]
     key("recordings", "keep", "duration", Value("\"90d\""), "How long a stored recording is kept (1s to 10 years): a periodic sweep deletes older ones, each deletion an audit event recording_deleted."),
+    // [enrollment]
+    key("enrollment", "tls_ca", "path", Derived("[server] client_ca"), "CA certificate(s) (PEM) of the daemon's TLS certificate: what hosts fetch on first contact and pin by fingerprint (host enroll --ca-fingerprint)."),
+    key("enrollment", "host_certificate_ttl", "duration", Value("\"30d\""), "Lifetime of a host's client certificate, enrolled or renewed (1h to 400d); host renew renews it when less than a third is left."),
+    key("enrollment", "token_ttl", "duration", Value("\"1h\""), "How long a join token stays usable when token create gives no --ttl (1m to max_token_ttl)."),
+    key("enrollment", "max_token_ttl", "duration", Value("\"7d\""), "Longest --ttl token create may ask for (1m to 30d)."),
 ];
 
 /// The keys of `section`.
@@ -335,7 +343,8 @@ mod tests {
     use serde::de::DeserializeOwned;
 
     use super::super::{
-        Config, RawConfig, audit, identities, log, notifications, policy, recordings, server,
+        Config, RawConfig, audit, enrollment, identities, log, notifications, policy, recordings,
+        server,
     };
     use super::*;
 
@@ -361,7 +370,7 @@ mod tests {
 
     #[test]
     fn the_table_lists_exactly_the_keys_the_section_parsers_accept() {
-        let cases: [(&str, Vec<String>); 13] = [
+        let cases: [(&str, Vec<String>); 14] = [
             ("server", serde_fields::<server::RawServer>()),
             ("ca", serde_fields::<server::RawCa>()),
             ("audit", serde_fields::<audit::RawAudit>()),
@@ -378,6 +387,7 @@ mod tests {
             ("log", serde_fields::<log::RawLog>()),
             ("webhooks", serde_fields::<notifications::RawWebhook>()),
             ("recordings", serde_fields::<recordings::RawRecordings>()),
+            ("enrollment", serde_fields::<enrollment::RawEnrollment>()),
         ];
         for (section, accepted) in cases {
             assert_eq!(table_fields(section), accepted, "[{section}]");

@@ -22,6 +22,7 @@ pub mod log;
 pub mod notifications;
 pub mod policy;
 pub mod recordings;
+pub mod enrollment;
 pub mod server;
 
 pub use self::audit::{AuditSettings, RevocationSettings};
@@ -33,6 +34,7 @@ pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{MAX_REFUSALS_PER_HOUR, NotifySettings, RefusalSettings};
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
 pub use self::recordings::RecordingSettings;
+pub use self::enrollment::EnrollmentSettings;
 pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};
 pub use crate::request::parse_cidr;
 
@@ -68,6 +70,8 @@ struct RawConfig {
     webhooks: Vec<notifications::RawWebhook>,
     #[serde(default)]
     recordings: Option<recordings::RawRecordings>,
+    #[serde(default)]
+    enrollment: Option<enrollment::RawEnrollment>,
 }
 
 /// A validated daemon configuration.
@@ -97,6 +101,8 @@ pub struct Config {
     pub log: LogSettings,
     /// Session recordings kept beside the log (`[recordings]`).
     pub recordings: RecordingSettings,
+    /// Host enrollment with join tokens (`[enrollment]`).
+    pub enrollment: EnrollmentSettings,
 }
 
 impl Config {
@@ -193,6 +199,8 @@ impl Config {
             notifications::parse_webhooks(raw.webhooks, &tiers, &refusals, &err)?;
         let rules = policy::parse_rules(raw.rules, &tiers, &ca, &err)?;
         let recordings = recordings::parse_recordings(raw.recordings.unwrap_or_default(), &err)?;
+        let enrollment =
+            enrollment::parse_enrollment(raw.enrollment.unwrap_or_default(), &resolve, &err)?;
         Ok(Self {
             path: path.to_owned(),
             server,
@@ -206,6 +214,7 @@ impl Config {
             refusals,
             log: log::parse_log(raw.log.unwrap_or_default()),
             recordings,
+            enrollment,
         })
     }
 }
