@@ -28,6 +28,7 @@
 
 pub mod accept;
 pub mod access;
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod audit_syslog;
