@@ -192,6 +192,11 @@ impl Daemon {
         &self.recordings
     }
 
+    /// Join tokens, host enrollment and disabled identities.
+    pub fn enrollment(&self) -> &Arc<crate::enrollment::Enrollment> {
+        &self.enrollment
+    }
+
     /// Binds the TCP listener and the admin socket named in the configuration.
     pub async fn bind(&self) -> Result<(TcpListener, Option<UnixListener>), StartupError> {
         let addr = self.config.server.listen;
