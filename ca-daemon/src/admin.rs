@@ -169,7 +169,7 @@ pub async fn token_create(args: &TokenCreateArgs) -> Result<Printed, AdminError>
     let server = Config::load(&args.socket.config)
         .ok()
         .map(|c| c.server.listen)
-        .filter(|a| !a.ip().is_unspecified())
+        .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
         .map_or_else(|| "https://CA-HOST:PORT".to_owned(), |a| format!("https://{a}"));
     Ok(Printed {
         out: r.tokens.iter().map(|t| format!("{t}\n")).collect(),
