@@ -434,8 +434,14 @@ mod tests {
         assert_eq!(need("/breakglass.v1.Enrollment/EnrollHost"), Need::Open);
         assert_eq!(need("/breakglass.v1.Enrollment/RenewHost"), Need::Host);
         assert_eq!(need("/breakglass.v1.Enrollment/Other"), Need::Listed);
-        assert_eq!(need("/breakglass.v1.Identities/DisableIdentity"), Need::Admin);
-        assert_eq!(need("/breakglass.v1.Identities/CreateJoinTokens"), Need::Admin);
+        assert_eq!(
+            need("/breakglass.v1.Identities/DisableIdentity"),
+            Need::Admin
+        );
+        assert_eq!(
+            need("/breakglass.v1.Identities/CreateJoinTokens"),
+            Need::Admin
+        );
         assert_eq!(need("/breakglass.v1.Enrollment/EnrollHost/"), Need::Listed);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Need::Anyone);
         assert_eq!(
@@ -525,7 +531,10 @@ mod tests {
         assert!(access.open_calls.admit(a, 7));
         assert!(access.open_calls.admit(a, 7));
         assert!(!access.open_calls.admit(a, 7), "the third call in a minute");
-        assert!(access.open_calls.admit(b, 7), "another address has its own count");
+        assert!(
+            access.open_calls.admit(b, 7),
+            "another address has its own count"
+        );
         assert!(access.open_calls.admit(a, 8), "a new minute starts afresh");
     }
 }

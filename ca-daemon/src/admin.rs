@@ -170,7 +170,10 @@ pub async fn token_create(args: &TokenCreateArgs) -> Result<Printed, AdminError>
         .ok()
         .map(|c| c.server.listen)
         .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
-        .map_or_else(|| "https://CA-HOST:PORT".to_owned(), |a| format!("https://{a}"));
+        .map_or_else(
+            || "https://CA-HOST:PORT".to_owned(),
+            |a| format!("https://{a}"),
+        );
     Ok(Printed {
         out: r.tokens.iter().map(|t| format!("{t}\n")).collect(),
         err: format!(

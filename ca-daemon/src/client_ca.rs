@@ -94,8 +94,8 @@ impl ClientCa {
             .map_err(|e| bad(cert, format!("is not PEM: {e}")))?;
         let key_bytes = keyfile::read_checked(key, MAX_PEM, Secrecy::Secret)?;
         let key_pem = String::from_utf8(key_bytes).map_err(|_| bad(key, "is not PEM".into()))?;
-        let key_pair =
-            KeyPair::from_pem(&key_pem).map_err(|e| bad(key, format!("is not a usable key: {e}")))?;
+        let key_pair = KeyPair::from_pem(&key_pem)
+            .map_err(|e| bad(key, format!("is not a usable key: {e}")))?;
         let (_, parsed) = x509_parser::parse_x509_certificate(first.as_ref())
             .map_err(|e| bad(cert, format!("is not a certificate: {e}")))?;
         if parsed.tbs_certificate.subject_pki.raw != key_pair.subject_public_key_info().as_slice() {
@@ -132,14 +132,18 @@ impl ClientCa {
                 csr_der.len()
             )));
         }
-        let csr = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(
-            csr_der,
-        ))
-        .map_err(|e| ClientCaError::BadCsr(e.to_string()))?;
+        let csr =
+            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+                .map_err(|e| ClientCaError::BadCsr(e.to_string()))?;
         let now = OffsetDateTime::from(now);
         let not_after = now + lifetime;
-        let (params, serial) = client_params(identity, is_email_identity(identity), now - BACKDATE, not_after)
-            .map_err(|e| ClientCaError::Sign(e.to_string()))?;
+        let (params, serial) = client_params(
+            identity,
+            is_email_identity(identity),
+            now - BACKDATE,
+            not_after,
+        )
+        .map_err(|e| ClientCaError::Sign(e.to_string()))?;
         let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key)
             .map_err(|e| ClientCaError::Sign(e.to_string()))?;
         let cert = params

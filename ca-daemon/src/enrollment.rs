@@ -196,7 +196,11 @@ impl Enrollment {
     }
 
     /// Enrolls a host: uses up `token` and signs a certificate for the key of `csr_der`.
-    pub async fn enroll(&self, token: &str, csr_der: &[u8]) -> Result<HostCertificateResponse, Error> {
+    pub async fn enroll(
+        &self,
+        token: &str,
+        csr_der: &[u8],
+    ) -> Result<HostCertificateResponse, Error> {
         let ca = self.client_ca()?;
         let hash = join_token_hash(token.trim()).map_err(|e| Error::invalid_field("token", e))?;
         let _one_at_a_time = self.using.lock().await;
@@ -236,7 +240,11 @@ impl Enrollment {
     }
 
     /// Renews the certificate of the enrolled host `who` for the key of `csr_der`.
-    pub async fn renew(&self, who: &Caller, csr_der: &[u8]) -> Result<HostCertificateResponse, Error> {
+    pub async fn renew(
+        &self,
+        who: &Caller,
+        csr_der: &[u8],
+    ) -> Result<HostCertificateResponse, Error> {
         let ca = self.client_ca()?;
         crate::hosts::host_name(who)?;
         if !self
@@ -253,8 +261,14 @@ impl Enrollment {
         }
         let now = SystemTime::now();
         let signed = self.sign(ca, csr_der, &who.identity, now)?;
-        self.record_issued(&who.identity, &signed, "renew", None, Timestamp::from_system_time(now))
-            .await?;
+        self.record_issued(
+            &who.identity,
+            &signed,
+            "renew",
+            None,
+            Timestamp::from_system_time(now),
+        )
+        .await?;
         tracing::info!(identity = %who.identity, serial = %signed.serial, "host certificate renewed");
         self.answer(who.identity.clone(), signed)
     }
@@ -354,12 +368,7 @@ impl Enrollment {
             reason,
             Some("say why the identity is disabled (e.g. left the company, host decommissioned)"),
         )?;
-        let already = self
-            .svc
-            .state()
-            .identities
-            .disabled
-            .contains_key(identity);
+        let already = self.svc.state().identities.disabled.contains_key(identity);
         let audit_index = if already {
             0
         } else {
@@ -403,9 +412,13 @@ impl Enrollment {
 
 /// A host name a token may name: a name (no pattern) by the host name rules.
 fn check_host_name(host: &str) -> Result<(), Error> {
-    breakglass_proto::names::check_host_pattern(host).map_err(|e| Error::invalid_field("host", e))?;
+    breakglass_proto::names::check_host_pattern(host)
+        .map_err(|e| Error::invalid_field("host", e))?;
     if host.contains(['*', '?']) {
-        return Err(Error::invalid_field("host", "a host name cannot be a pattern"));
+        return Err(Error::invalid_field(
+            "host",
+            "a host name cannot be a pattern",
+        ));
     }
     Ok(())
 }

@@ -13,8 +13,8 @@ use breakglass_proto::v1::RecordingChunk;
 use breakglass_proto::v1::audit_server::Audit;
 use breakglass_proto::v1::break_glass_server::BreakGlass;
 use breakglass_proto::v1::enrollment_server::Enrollment;
-use breakglass_proto::v1::identities_server::Identities;
 use breakglass_proto::v1::host_agent_server::HostAgent;
+use breakglass_proto::v1::identities_server::Identities;
 use breakglass_proto::v1::revocations_server::Revocations;
 use breakglass_proto::v1::witness_server::Witness;
 use prost::Message;
@@ -273,7 +273,9 @@ impl InProcess {
             Some("/breakglass.v1.Identities") => {
                 let id = &self.identities;
                 match name {
-                    "CreateJoinTokens" => unary(id.create_join_tokens(request(caller, body)?).await),
+                    "CreateJoinTokens" => {
+                        unary(id.create_join_tokens(request(caller, body)?).await)
+                    }
                     "DisableIdentity" => unary(id.disable_identity(request(caller, body)?).await),
                     _ => Err(Status::unimplemented(format!("no method {method:?}"))),
                 }

@@ -66,8 +66,18 @@ mod tests {
         assert!(t.starts_with(JOIN_TOKEN_PREFIX));
         let h = join_token_hash(&t).unwrap();
         assert_eq!(h, <[u8; 32]>::from(Sha256::digest(t.as_bytes())));
-        assert_ne!(h, join_token_hash(&join_token(&[8; JOIN_TOKEN_BYTES])).unwrap());
-        for bad in ["", "bgjoin_", "x", &t[1..], &format!("{t}A"), &t.replace('_', "-")] {
+        assert_ne!(
+            h,
+            join_token_hash(&join_token(&[8; JOIN_TOKEN_BYTES])).unwrap()
+        );
+        for bad in [
+            "",
+            "bgjoin_",
+            "x",
+            &t[1..],
+            &format!("{t}A"),
+            &t.replace('_', "-"),
+        ] {
             assert!(join_token_hash(bad).is_err(), "{bad:?}");
         }
     }

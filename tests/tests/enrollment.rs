@@ -19,9 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use breakglass_ca::admin::{
-    self, AdminSocket, IdentityDisableArgs, TokenCreateArgs,
-};
+use breakglass_ca::admin::{self, AdminSocket, IdentityDisableArgs, TokenCreateArgs};
 use breakglass_ca::init::CONFIG_FILE;
 use breakglass_cli::error::CliError;
 use breakglass_cli::host::doctor::{self, DoctorArgs, Level};
@@ -61,7 +59,12 @@ fn socket(d: &TestDaemon) -> AdminSocket {
 
 /// `breakglass-ca token create --host HOST [--ttl] --count N`: the tokens and what it told
 /// the administrator.
-async fn tokens(d: &TestDaemon, host: &str, ttl: Option<Duration>, count: u32) -> (Vec<String>, String) {
+async fn tokens(
+    d: &TestDaemon,
+    host: &str,
+    ttl: Option<Duration>,
+    count: u32,
+) -> (Vec<String>, String) {
     let p = admin::token_create(&TokenCreateArgs {
         host: host.into(),
         ttl,
@@ -225,7 +228,8 @@ async fn doctor_report(h: &HostDir) -> doctor::Report {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_token_is_single_use()
 {
-    let test = "a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_token_is_single_use";
+    let test =
+        "a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_token_is_single_use";
     if !runnable(test) {
         return;
     }
@@ -260,16 +264,25 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
         .await
         .expect("host enroll");
     assert_eq!(enrolled.identity, "host://db-9");
-    let key_mode = std::fs::metadata(h.path("etc/host.key")).unwrap().permissions().mode();
+    let key_mode = std::fs::metadata(h.path("etc/host.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(key_mode & 0o777, 0o600);
     assert!(h.path("revoked.krl").exists(), "no first KRL");
     let ca_keys = std::fs::read_to_string(h.path("ca.pub")).unwrap();
-    let daemon_keys = breakglass_cli::commands::ca_keys(&d.target("host")).await.unwrap();
+    let daemon_keys = breakglass_cli::commands::ca_keys(&d.target("host"))
+        .await
+        .unwrap();
     assert_eq!(ca_keys.trim(), daemon_keys.join("\n"));
     let (_, issued) = enrollment_events(&d);
     assert_eq!(
         issued,
-        vec![("host://db-9".to_owned(), "enroll".to_owned(), Some(hashes[0]))]
+        vec![(
+            "host://db-9".to_owned(),
+            "enroll".to_owned(),
+            Some(hashes[0])
+        )]
     );
 
     // host doctor passes with the enrolled identity.
@@ -277,7 +290,10 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
     let text = r.render();
     assert_eq!(r.exit_code(), 0, "{text}");
     assert!(r.findings.iter().all(|f| f.level == Level::Ok), "{text}");
-    assert!(text.contains("reachable as host://db-9 (via mtls)"), "{text}");
+    assert!(
+        text.contains("reachable as host://db-9 (via mtls)"),
+        "{text}"
+    );
 
     // host ship delivers a record as host db-9; host sync-krl works.
     let target = h.config().resolve().unwrap();
@@ -332,7 +348,9 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
     .expect("host ship as the enrolled host");
     assert_eq!(shipped.appended, 1, "{shipped:?}");
     assert!(
-        audit_events(&d).iter().any(|(_, e)| e.kind.session().is_some_and(|s| s.host == "db-9")),
+        audit_events(&d)
+            .iter()
+            .any(|(_, e)| e.kind.session().is_some_and(|s| s.host == "db-9")),
         "the shipped record is not in the log"
     );
     krl_sync::sync(
@@ -351,7 +369,9 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
     let before = std::fs::read(h.path("etc/host.crt")).unwrap();
     let key_before = std::fs::read(h.path("etc/host.key")).unwrap();
     assert!(matches!(
-        enroll::renew(&RenewArgs { force: false }, &h.config()).await.unwrap(),
+        enroll::renew(&RenewArgs { force: false }, &h.config())
+            .await
+            .unwrap(),
         Renewed::NotDue { .. }
     ));
     assert_eq!(std::fs::read(h.path("etc/host.crt")).unwrap(), before);
@@ -361,13 +381,24 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
     assert!(matches!(renewed, Renewed::Renewed { .. }), "{renewed:?}");
     assert_ne!(std::fs::read(h.path("etc/host.crt")).unwrap(), before);
     assert_ne!(std::fs::read(h.path("etc/host.key")).unwrap(), key_before);
-    let key_mode = std::fs::metadata(h.path("etc/host.key")).unwrap().permissions().mode();
+    let key_mode = std::fs::metadata(h.path("etc/host.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(key_mode & 0o777, 0o600);
-    let me = breakglass_cli::commands::whoami(&target).await.expect("whoami with the renewed certificate");
-    assert!(me.starts_with("host://db-9 (via mtls; groups: hosts"), "{me}");
+    let me = breakglass_cli::commands::whoami(&target)
+        .await
+        .expect("whoami with the renewed certificate");
+    assert!(
+        me.starts_with("host://db-9 (via mtls; groups: hosts"),
+        "{me}"
+    );
     let (_, issued) = enrollment_events(&d);
     assert_eq!(issued.len(), 2);
-    assert_eq!(issued[1], ("host://db-9".to_owned(), "renew".to_owned(), None));
+    assert_eq!(
+        issued[1],
+        ("host://db-9".to_owned(), "renew".to_owned(), None)
+    );
 
     // The token cannot be used twice, not even by the same host.
     let again = HostDir::new();
@@ -409,7 +440,10 @@ async fn a_wrong_ca_fingerprint_is_refused_before_the_token_is_sent() {
         .unwrap_err();
     assert!(matches!(e, CliError::Verification(_)), "{e:?}");
     let text = e.to_string();
-    assert!(text.contains("nothing was sent") && text.contains(&wrong), "{text}");
+    assert!(
+        text.contains("nothing was sent") && text.contains(&wrong),
+        "{text}"
+    );
     // Nothing was written, and the daemon recorded no use of the token.
     assert!(!h.path("etc").exists());
     assert!(enrollment_events(&d).1.is_empty());
@@ -515,7 +549,11 @@ async fn without_a_client_certificate_only_the_open_calls_answer_and_they_are_ra
         .await
         .unwrap_err();
     assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
-    assert!(s.message().contains("open_calls_per_minute"), "{}", s.message());
+    assert!(
+        s.message().contains("open_calls_per_minute"),
+        "{}",
+        s.message()
+    );
     d.stop().await;
 }
 
@@ -564,7 +602,10 @@ async fn disabling_an_identity_refuses_its_next_call_and_ends_its_live_session()
         .iter()
         .position(|(_, e)| matches!(&e.kind, EventKind::GrantRevoked(r) if r.serial == g.serial))
         .expect("grant_revoked in the log");
-    assert!(disabled < revoked, "the identity is disabled before its grants are revoked");
+    assert!(
+        disabled < revoked,
+        "the identity is disabled before its grants are revoked"
+    );
     // Disabling again records nothing new.
     let out = admin::identity_disable(&IdentityDisableArgs {
         identity: "sre@example.com".into(),

@@ -71,7 +71,12 @@ pub(super) fn parse_enrollment(
         DEFAULT_TOKEN_TTL,
         (Duration::from_secs(60), max_token_ttl),
     )
-    .map_err(|e| err("enrollment.token_ttl", format!("{e} (at most max_token_ttl)")))?;
+    .map_err(|e| {
+        err(
+            "enrollment.token_ttl",
+            format!("{e} (at most max_token_ttl)"),
+        )
+    })?;
     Ok(EnrollmentSettings {
         tls_ca: raw.tls_ca.as_deref().map(resolve),
         host_certificate_ttl: duration_field(

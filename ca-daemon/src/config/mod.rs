@@ -15,6 +15,7 @@ use crate::keyfile;
 use crate::policy::Policy;
 
 pub mod audit;
+pub mod enrollment;
 pub mod field;
 pub mod identities;
 pub mod keys;
@@ -22,10 +23,10 @@ pub mod log;
 pub mod notifications;
 pub mod policy;
 pub mod recordings;
-pub mod enrollment;
 pub mod server;
 
 pub use self::audit::{AuditSettings, RevocationSettings};
+pub use self::enrollment::EnrollmentSettings;
 pub use self::field::ConfigError;
 pub use self::identities::{
     ADMIN_SOCKET_NAMESPACE, AdminUser, Identity, check_identity, is_admin_socket_identity,
@@ -34,7 +35,6 @@ pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{MAX_REFUSALS_PER_HOUR, NotifySettings, RefusalSettings};
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
 pub use self::recordings::RecordingSettings;
-pub use self::enrollment::EnrollmentSettings;
 pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};
 pub use crate::request::parse_cidr;
 

@@ -150,11 +150,13 @@ pub(super) fn parse_server(
             .transpose()
             .map_err(|r| err("server.metrics_listen", r))?,
         client_ca_key: raw.client_ca_key.as_deref().map(resolve),
-        open_calls_per_minute: u32::try_from(count_field(
-            raw.open_calls_per_minute.unwrap_or(30) as usize,
-            (1, 100_000),
+        open_calls_per_minute: u32::try_from(
+            count_field(
+                raw.open_calls_per_minute.unwrap_or(30) as usize,
+                (1, 100_000),
+            )
+            .map_err(|r| err("server.open_calls_per_minute", r))?,
         )
-        .map_err(|r| err("server.open_calls_per_minute", r))?)
         .unwrap_or(u32::MAX),
     };
     // Port 0 asks for any free port, a different one for each.

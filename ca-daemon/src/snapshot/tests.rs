@@ -7,10 +7,11 @@ use std::path::Path;
 
 use breakglass_proto::audit::ed25519_dalek::SigningKey;
 use breakglass_proto::audit::event::{
-    ActionRefused, ApprovalAdded, ClientCertificateIssued, IdentityDisabled, JoinTokenCreated, DrillReported, EndReason, GrantIssued, GrantReviewed,
-    GrantRevoked, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged, RefusalKind,
-    RefusalsLimited, RequestCancelled, RequestCreated, RequestDenied, RequestExpired,
-    ReviewVerdict, SessionClosed, SessionEnded, SessionOpened, SessionRef,
+    ActionRefused, ApprovalAdded, ClientCertificateIssued, DrillReported, EndReason, GrantIssued,
+    GrantReviewed, GrantRevoked, Heartbeat, IdentityDisabled, JoinTokenCreated, KrlPublished,
+    LogConsistencyFailed, LogForkAcknowledged, RefusalKind, RefusalsLimited, RequestCancelled,
+    RequestCreated, RequestDenied, RequestExpired, ReviewVerdict, SessionClosed, SessionEnded,
+    SessionOpened, SessionRef,
 };
 use breakglass_proto::audit::{Actor, Event, EventKind, NoteSigner, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
@@ -203,7 +204,12 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
             serial: format!("{n:x}"),
             public_key_sha256: [b; 32],
             not_after: Timestamp(at + 86_400_000),
-            method: if b.is_multiple_of(2) { "enroll" } else { "renew" }.into(),
+            method: if b.is_multiple_of(2) {
+                "enroll"
+            } else {
+                "renew"
+            }
+            .into(),
             join_token_sha256: b.is_multiple_of(2).then_some([a % 6; 32]),
         }),
         19 => EventKind::IdentityDisabled(IdentityDisabled {

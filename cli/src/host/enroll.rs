@@ -22,8 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use breakglass_proto::enrollment::{ca_fingerprint, parse_fingerprint};
 use breakglass_proto::v1::enrollment_client::EnrollmentClient;
 use breakglass_proto::v1::{
-    EnrollHostRequest, GetTlsCaRequest, GetTlsCaResponse, HostCertificateResponse,
-    RenewHostRequest,
+    EnrollHostRequest, GetTlsCaRequest, GetTlsCaResponse, HostCertificateResponse, RenewHostRequest,
 };
 use clap::Args;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -47,14 +46,21 @@ const LOG_KEY_FILE: &str = "log.pub";
 
 /// `breakglass host enroll`.
 #[derive(Debug, Args, Clone)]
-#[command(after_long_help = "The daemon's address is the global --server https://HOST:PORT; \
+#[command(
+    after_long_help = "The daemon's address is the global --server https://HOST:PORT; \
     --server-name names the host to verify in its certificate when it is not the host of \
     --server. An administrator makes the token on the CA with `breakglass-ca token create \
     --host NAME`, which also prints the fingerprint. Run as root; then `breakglass --config \
-    /etc/breakglass/host.toml host doctor`, and enable breakglass-renew.timer.")]
+    /etc/breakglass/host.toml host doctor`, and enable breakglass-renew.timer."
+)]
 pub struct EnrollArgs {
     /// The one-time join token from `breakglass-ca token create`
-    #[arg(long, env = "BREAKGLASS_JOIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BREAKGLASS_JOIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: String,
     /// SHA-256 fingerprint of the daemon's TLS CA (SHA256:<base64>, as `token create`
     /// prints it): checked on first contact, before the token is sent
@@ -64,22 +70,32 @@ pub struct EnrollArgs {
     #[arg(long, env = "BREAKGLASS_HOST_DIR", value_name = "DIR", default_value = DEFAULT_DIR)]
     pub dir: PathBuf,
     /// Where to write the SSH CA keys sshd and the PAM module trust (TrustedUserCAKeys)
-    #[arg(long, value_name = "FILE", default_value = "/etc/ssh/breakglass_user_ca.pub")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/ssh/breakglass_user_ca.pub"
+    )]
     pub ca_keys: PathBuf,
     /// Where to install the first KRL (sshd's RevokedKeys)
-    #[arg(long, value_name = "FILE", default_value = "/etc/ssh/breakglass_revoked.krl")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/ssh/breakglass_revoked.krl"
+    )]
     pub krl: PathBuf,
     /// The witness state file named in host.toml (the latest checkpoint of the CA's log
     /// this host verified)
-    #[arg(long, value_name = "FILE", default_value = "/var/lib/breakglass/witness")]
+    #[arg(long, value_name = "FILE", default_value = crate::host::witness::DEFAULT_STATE)]
     pub witness_state: PathBuf,
 }
 
 /// `breakglass host renew`.
 #[derive(Debug, Args, Clone)]
-#[command(after_long_help = "Connects with the current certificate (the client config, e.g. \
+#[command(
+    after_long_help = "Connects with the current certificate (the client config, e.g. \
     --config /etc/breakglass/host.toml), makes a new key, and replaces the key and the \
-    certificate the config names. breakglass-renew.timer runs it daily.")]
+    certificate the config names. breakglass-renew.timer runs it daily."
+)]
 pub struct RenewArgs {
     /// Renew even when more than a third of the certificate's lifetime is left
     #[arg(long)]
@@ -168,7 +184,10 @@ impl ServerCertVerifier for DangerUnverifiedFirstContact {
 }
 
 /// First contact: the daemon's TLS CA, over a connection that verifies nothing.
-pub async fn fetch_tls_ca(url: &str, server_name: Option<&str>) -> Result<GetTlsCaResponse, CliError> {
+pub async fn fetch_tls_ca(
+    url: &str,
+    server_name: Option<&str>,
+) -> Result<GetTlsCaResponse, CliError> {
     let (host, authority) = server_of(url)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -254,7 +273,10 @@ fn new_key_and_csr() -> Result<(String, Vec<u8>), CliError> {
 /// `breakglass host enroll`.
 pub async fn enroll(args: &EnrollArgs, overrides: &Overrides) -> Result<Enrolled, CliError> {
     let url = overrides.server.clone().ok_or_else(|| {
-        CliError::Usage("give the daemon's address: breakglass host enroll --server https://HOST:PORT ...".into())
+        CliError::Usage(
+            "give the daemon's address: breakglass host enroll --server https://HOST:PORT ..."
+                .into(),
+        )
     })?;
     let server_name = overrides.server_name.as_deref();
     // Refuse a malformed fingerprint before any contact.
@@ -328,8 +350,16 @@ fn toml_string(s: &str) -> String {
 /// Writes what every answer carries: the certificate, the pinned TLS CA, the log's key.
 fn write_answer(dir: &Path, answer: &HostCertificateResponse) -> Result<(), CliError> {
     write_atomic(&dir.join(TLS_CA_FILE), answer.tls_ca_pem.as_bytes(), 0o644)?;
-    write_atomic(&dir.join(LOG_KEY_FILE), answer.audit_public_key.as_bytes(), 0o644)?;
-    write_atomic(&dir.join(CERT_FILE), answer.certificate_pem.as_bytes(), 0o644)
+    write_atomic(
+        &dir.join(LOG_KEY_FILE),
+        answer.audit_public_key.as_bytes(),
+        0o644,
+    )?;
+    write_atomic(
+        &dir.join(CERT_FILE),
+        answer.certificate_pem.as_bytes(),
+        0o644,
+    )
 }
 
 /// What renewal did.

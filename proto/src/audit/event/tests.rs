@@ -305,26 +305,28 @@ fn identity_kind() -> impl Strategy<Value = EventKind> {
         (any::<[u8; 32]>(), s(), any::<u64>(), strs()),
         (s(), proptest::option::of(any::<[u8; 32]>()), 0u8..3),
     )
-        .prop_map(|((hash, text, t, groups), (more, token, which))| match which {
-            0 => EventKind::JoinTokenCreated(JoinTokenCreated {
-                token_sha256: hash,
-                host: text,
-                expires_at: Timestamp(t),
-            }),
-            1 => EventKind::ClientCertificateIssued(ClientCertificateIssued {
-                identity: text,
-                groups,
-                serial: more.clone(),
-                public_key_sha256: hash,
-                not_after: Timestamp(t),
-                method: more,
-                join_token_sha256: token,
-            }),
-            _ => EventKind::IdentityDisabled(IdentityDisabled {
-                identity: text,
-                reason: more,
-            }),
-        })
+        .prop_map(
+            |((hash, text, t, groups), (more, token, which))| match which {
+                0 => EventKind::JoinTokenCreated(JoinTokenCreated {
+                    token_sha256: hash,
+                    host: text,
+                    expires_at: Timestamp(t),
+                }),
+                1 => EventKind::ClientCertificateIssued(ClientCertificateIssued {
+                    identity: text,
+                    groups,
+                    serial: more.clone(),
+                    public_key_sha256: hash,
+                    not_after: Timestamp(t),
+                    method: more,
+                    join_token_sha256: token,
+                }),
+                _ => EventKind::IdentityDisabled(IdentityDisabled {
+                    identity: text,
+                    reason: more,
+                }),
+            },
+        )
 }
 
 fn recording_kind() -> impl Strategy<Value = EventKind> {
