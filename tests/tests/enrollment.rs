@@ -132,8 +132,11 @@ fn server(d: &TestDaemon) -> Overrides {
     }
 }
 
+/// A certificate issued, as the log says: identity, method, the token it used up.
+type Issued = (String, String, Option<[u8; 32]>);
+
 /// The enrollment events of the log: (tokens created by hash, certificates issued).
-fn enrollment_events(d: &TestDaemon) -> (Vec<[u8; 32]>, Vec<(String, String, Option<[u8; 32]>)>) {
+fn enrollment_events(d: &TestDaemon) -> (Vec<[u8; 32]>, Vec<Issued>) {
     let mut created = Vec::new();
     let mut issued = Vec::new();
     for (_, e) in audit_events(d) {
