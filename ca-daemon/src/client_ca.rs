@@ -205,3 +205,95 @@ pub fn random_serial() -> SerialNumber {
     b[0] &= 0x7f; // positive
     SerialNumber::from_slice(&b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::tls_ca;
+
+    fn ca_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let ca = tls_ca("test client CA").unwrap();
+        let (cert, key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+        std::fs::write(&cert, &ca.cert_pem).unwrap();
+        std::fs::write(&key, &ca.key_pem).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (cert, key)
+    }
+
+    fn csr(key: &KeyPair) -> Vec<u8> {
+        CertificateParams::new(vec!["evil.example".to_owned()])
+            .unwrap()
+            .serialize_request(key)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_csr_gets_a_client_certificate_for_the_identity_and_nothing_it_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ca_files(dir.path());
+        let ca = ClientCa::load(&cert, &key).unwrap();
+        let host_key = KeyPair::generate().unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let signed = ca.sign(&csr(&host_key), "host://db-7", day, now).unwrap();
+        let der = rustls_pemfile::certs(&mut signed.pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        // The SAN the daemon picks, not the CSR's DNS name.
+        assert_eq!(
+            crate::identity::identity_from_certificate(der.as_ref()).unwrap(),
+            "host://db-7"
+        );
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        assert_eq!(
+            parsed.tbs_certificate.subject_pki.raw,
+            host_key.subject_public_key_info().as_slice()
+        );
+        assert!(!format!("{:?}", parsed.subject_alternative_name()).contains("evil"));
+        let eku = parsed.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert_eq!(
+            signed.public_key_sha256,
+            <[u8; 32]>::from(Sha256::digest(host_key.subject_public_key_info()))
+        );
+        let not_after = parsed.validity().not_after.timestamp();
+        let want = OffsetDateTime::from(now + day).unix_timestamp();
+        assert_eq!(not_after, want);
+        // A person's identity is an e-mail SAN.
+        let p = ca.sign(&csr(&host_key), "sre@example.com", day, now).unwrap();
+        let der = rustls_pemfile::certs(&mut p.pem.as_bytes()).next().unwrap().unwrap();
+        assert_eq!(
+            crate::identity::identity_from_certificate(der.as_ref()).unwrap(),
+            "sre@example.com"
+        );
+    }
+
+    #[test]
+    fn a_forged_or_foreign_csr_and_a_key_of_another_ca_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ca_files(dir.path());
+        let ca = ClientCa::load(&cert, &key).unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let mut forged = csr(&KeyPair::generate().unwrap());
+        let last = forged.len() - 1;
+        forged[last] ^= 1; // the signature no longer verifies: no proof of possession
+        for bad in [forged, b"not a csr".to_vec(), vec![0; MAX_CSR_BYTES + 1]] {
+            assert!(
+                matches!(ca.sign(&bad, "host://db-7", day, now), Err(ClientCaError::BadCsr(_))),
+                "{} bytes",
+                bad.len()
+            );
+        }
+        // The key of another CA beside this certificate.
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        let (_, other_key) = ca_files(&other);
+        let e = ClientCa::load(&cert, &other_key).unwrap_err();
+        assert!(e.to_string().contains("is not the key of the first certificate"), "{e}");
+    }
+}

@@ -363,6 +363,15 @@ impl Enrollment {
     ) -> Result<DisableIdentityResponse, Error> {
         let identity = identity.trim();
         text::check_identity(identity).map_err(|e| Error::invalid_field("identity", e))?;
+        if crate::identity::is_admin_socket_identity(identity) {
+            return Err(Error::invalid_field(
+                "identity",
+                format!(
+                    "{identity} is a local user of the admin socket, not a certificate identity: \
+                     take it out of [[admin_users]] (or the socket's permissions) instead"
+                ),
+            ));
+        }
         let reason = crate::service::check_note(
             "reason",
             reason,

@@ -103,3 +103,54 @@ impl Identities {
         self.tokens.retain(|_, t| t.expires_at >= now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(identity: &str, token: Option<[u8; 32]>, serial: &str) -> ClientCertificateIssued {
+        ClientCertificateIssued {
+            identity: identity.into(),
+            groups: vec!["hosts".into()],
+            serial: serial.into(),
+            public_key_sha256: [0; 32],
+            not_after: Timestamp(9_000),
+            method: if token.is_some() { "enroll" } else { "renew" }.into(),
+            join_token_sha256: token,
+        }
+    }
+
+    #[test]
+    fn a_token_is_used_once_forgotten_after_expiry_and_renewal_keeps_the_enrollment_time() {
+        let mut ids = Identities::default();
+        let created = |host: &str, expires| JoinTokenCreated {
+            token_sha256: [host.len() as u8; 32],
+            host: host.into(),
+            expires_at: Timestamp(expires),
+        };
+        ids.token_created(&created("db-7", 1_000), Timestamp(10));
+        ids.token_created(&created("db-70", 5_000), Timestamp(20));
+        ids.certificate_issued(&issued("host://db-7", Some([4; 32]), "01"), Timestamp(30));
+        ids.certificate_issued(&issued("host://db-7", Some([4; 32]), "02"), Timestamp(40));
+        // The first use counts.
+        assert_eq!(ids.tokens[&[4; 32]].used, Some((Timestamp(30), "01".into())));
+        assert_eq!(ids.enrolled["host://db-7"].since, Timestamp(30));
+        ids.certificate_issued(&issued("host://db-7", None, "03"), Timestamp(2_000));
+        assert_eq!(ids.enrolled["host://db-7"].serial, "03");
+        assert_eq!(ids.enrolled["host://db-7"].since, Timestamp(30));
+        // At 2000 the first token (expired at 1000) is forgotten, the second is not.
+        assert!(!ids.tokens.contains_key(&[4; 32]));
+        assert!(ids.tokens.contains_key(&[5; 32]));
+        let d = IdentityDisabled {
+            identity: "host://db-7".into(),
+            reason: "first".into(),
+        };
+        ids.disabled(&d, &Actor::LocalUid(0), Timestamp(50));
+        let again = IdentityDisabled {
+            reason: "second".into(),
+            ..d
+        };
+        ids.disabled(&again, &Actor::Daemon, Timestamp(60));
+        assert_eq!(ids.disabled["host://db-7"].reason, "first");
+    }
+}
