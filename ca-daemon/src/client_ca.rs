@@ -264,8 +264,13 @@ mod tests {
         let want = OffsetDateTime::from(now + day).unix_timestamp();
         assert_eq!(not_after, want);
         // A person's identity is an e-mail SAN.
-        let p = ca.sign(&csr(&host_key), "sre@example.com", day, now).unwrap();
-        let der = rustls_pemfile::certs(&mut p.pem.as_bytes()).next().unwrap().unwrap();
+        let p = ca
+            .sign(&csr(&host_key), "sre@example.com", day, now)
+            .unwrap();
+        let der = rustls_pemfile::certs(&mut p.pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
         assert_eq!(
             crate::identity::identity_from_certificate(der.as_ref()).unwrap(),
             "sre@example.com"
@@ -284,7 +289,10 @@ mod tests {
         forged[last] ^= 1; // the signature no longer verifies: no proof of possession
         for bad in [forged, b"not a csr".to_vec(), vec![0; MAX_CSR_BYTES + 1]] {
             assert!(
-                matches!(ca.sign(&bad, "host://db-7", day, now), Err(ClientCaError::BadCsr(_))),
+                matches!(
+                    ca.sign(&bad, "host://db-7", day, now),
+                    Err(ClientCaError::BadCsr(_))
+                ),
                 "{} bytes",
                 bad.len()
             );
@@ -294,6 +302,10 @@ mod tests {
         std::fs::create_dir(&other).unwrap();
         let (_, other_key) = ca_files(&other);
         let e = ClientCa::load(&cert, &other_key).unwrap_err();
-        assert!(e.to_string().contains("is not the key of the first certificate"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("is not the key of the first certificate"),
+            "{e}"
+        );
     }
 }

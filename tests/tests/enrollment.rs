@@ -620,4 +620,9 @@ async fn disabling_an_identity_refuses_its_next_call_and_ends_its_live_session()
     assert!(out.contains("was disabled already"), "{out}");
     drop(session);
     h.stop().await;
+    // The log holds it: after a restart (state from the snapshot and the log) it stays.
+    let mut d = d;
+    d.restart().await;
+    let e = breakglass_cli::commands::whoami(&sre).await.unwrap_err();
+    assert!(e.to_string().contains("sre@example.com is disabled"), "{e}");
 }

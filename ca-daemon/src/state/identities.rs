@@ -133,7 +133,10 @@ mod tests {
         ids.certificate_issued(&issued("host://db-7", Some([4; 32]), "01"), Timestamp(30));
         ids.certificate_issued(&issued("host://db-7", Some([4; 32]), "02"), Timestamp(40));
         // The first use counts.
-        assert_eq!(ids.tokens[&[4; 32]].used, Some((Timestamp(30), "01".into())));
+        assert_eq!(
+            ids.tokens[&[4; 32]].used,
+            Some((Timestamp(30), "01".into()))
+        );
         assert_eq!(ids.enrolled["host://db-7"].since, Timestamp(30));
         ids.certificate_issued(&issued("host://db-7", None, "03"), Timestamp(2_000));
         assert_eq!(ids.enrolled["host://db-7"].serial, "03");
