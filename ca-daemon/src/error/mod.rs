@@ -89,7 +89,8 @@ pub enum Error {
     #[error(
         "{identity} is not a known identity of this breakglass-ca, so it may not call {rpc} \
          (only WhoAmI); ask the CA's operators to list it under [[identities]] in the daemon \
-         config, with its groups (hosts: id = \"host://NAME\", groups = [\"hosts\"])"
+         config, with its groups (hosts: id = \"host://NAME\", groups = [\"hosts\"], or \
+         enroll the host with a join token: breakglass-ca token create, breakglass host enroll)"
     )]
     UnknownIdentity {
         /// The caller's identity (its certificate SAN).
