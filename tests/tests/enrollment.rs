@@ -626,3 +626,66 @@ async fn disabling_an_identity_refuses_its_next_call_and_ends_its_live_session()
     let e = breakglass_cli::commands::whoami(&sre).await.unwrap_err();
     assert!(e.to_string().contains("sre@example.com is disabled"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_approved_after_its_requester_was_disabled_is_denied_not_issued() {
+    use breakglass_cli::approvals::{self, RequestMode, RequestResult};
+    let d = TestDaemon::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(keys.path(), "id_ed25519", &["-t", "ed25519"]);
+    // The dev config's `elevated` tier: one approval.
+    let args = revocation::request_args(
+        &public,
+        "bgdemo",
+        "web-1.staging.example",
+        600,
+        "INC-9 queue",
+    );
+    let mode = RequestMode {
+        emergency: false,
+        no_wait: true,
+    };
+    let info = match approvals::request_live(&d.target("sre"), &args, mode, |_| {})
+        .await
+        .expect("request created")
+    {
+        RequestResult::Pending(i) => *i,
+        RequestResult::Issued(_) => panic!("issued without approval"),
+    };
+    admin::identity_disable(&IdentityDisableArgs {
+        identity: "sre@example.com".into(),
+        reason: "left the company".into(),
+        socket: socket(&d),
+    })
+    .await
+    .expect("identity disable");
+    // The approver is told: the daemon denied it.
+    let after = approvals::approve(&d.target("approver"), &info.request_id, "ok")
+        .await
+        .expect("the approval is recorded");
+    assert_eq!(
+        breakglass_proto::v1::RequestState::try_from(after.state),
+        Ok(breakglass_proto::v1::RequestState::Denied),
+        "{after:?}"
+    );
+    assert_eq!(after.decided_by, "daemon");
+    assert!(after.grant_id.is_empty(), "{after:?}");
+    assert_eq!(
+        after.decision_reason,
+        "the requester sre@example.com is disabled: left the company"
+    );
+    let events = audit_events(&d);
+    assert!(
+        events.iter().any(|(_, e)| matches!(&e.kind,
+            EventKind::RequestDenied(r) if r.request_id.to_string() == info.request_id
+                && r.reason.contains("is disabled"))),
+        "no request_denied for the disabled requester"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|(_, e)| matches!(&e.kind, EventKind::GrantIssued(_))),
+        "a certificate was issued to a disabled identity"
+    );
+    d.stop().await;
+}
