@@ -12,6 +12,7 @@ pub mod codec;
 pub mod enrollment;
 pub mod krl;
 pub mod names;
+pub mod oidc;
 pub mod pam_options;
 pub mod patterns;
 pub mod profile;

@@ -276,7 +276,9 @@ fn run_pty(
     (cols, rows): (u16, u16),
 ) -> (Option<ExitStatus>, End) {
     let fail = |e: String| (None, End::Failed(e));
-    let (master, slave) = match pty::open_pty() {
+    // Before raw mode below: the session's terminal modes as the client set them.
+    let (master, slave) = match pty::open_pty_like(io::stdin().as_fd()).or_else(|_| pty::open_pty())
+    {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot open a pty: {e}")),
     };
