@@ -468,6 +468,9 @@ fn serve(
         .map_err(|e| format!("the first certificate: {e}"))?;
     let first_certificate = started.elapsed();
     let (rss_after_kib, _) = memory(pid).unwrap_or_default();
+    // Closes the client's connection: an idle connection that nobody answers for would hold
+    // the daemon's graceful stop for its whole shutdown grace.
+    drop(rt);
     let stopping = Instant::now();
     daemon.stop();
     let stop = stopping.elapsed();
