@@ -45,6 +45,7 @@ pub mod krl;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod oidc;
 pub mod policy;
 pub mod recordings;
 pub mod refusal;

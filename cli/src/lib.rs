@@ -19,6 +19,7 @@ pub mod error;
 pub mod ffi;
 pub mod flags;
 pub mod host;
+pub mod login;
 pub mod manual;
 pub mod output;
 #[cfg(test)]

@@ -44,6 +44,10 @@ impl Host for RealHost {
         s.trim().parse::<u32>().ok().filter(|&id| id != u32::MAX)
     }
 
+    fn login_shell(&self, user: &str) -> Option<String> {
+        system::login_shell(user).ok().flatten()
+    }
+
     fn is_sshd(&self) -> bool {
         std::fs::read_link("/proc/self/exe")
             .ok()

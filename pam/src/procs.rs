@@ -17,12 +17,32 @@ use crate::system;
 /// Rounds of the sweep: processes may fork while it runs.
 const SWEEP_ROUNDS: usize = 20;
 
-fn audit_session_of(pid: u32) -> Option<u32> {
+/// The audit session id of process `pid`.
+#[must_use]
+pub fn audit_session_of(pid: u32) -> Option<u32> {
     fs::read_to_string(format!("/proc/{pid}/sessionid"))
         .ok()?
         .trim()
         .parse()
         .ok()
+}
+
+/// The audit session id of this process; `None` when it has none (not in a login
+/// session: `pam_loginuid` never ran for it).
+#[must_use]
+pub fn audit_session_of_self() -> Option<u32> {
+    audit_session_of(system::getpid()).filter(|&id| id != u32::MAX)
+}
+
+/// The live (not zombie) processes of audit session `id`.
+#[must_use]
+pub fn members(id: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| audit_session_of(pid) == Some(id) && !is_zombie(pid))
+        .collect()
 }
 
 fn is_zombie(pid: u32) -> bool {
@@ -82,12 +102,10 @@ fn is_root_owned(pid: u32) -> bool {
 /// share a session id when one process opens several sessions).
 #[must_use]
 pub fn session_pids(id: u32, exclude: u32) -> Vec<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let me = exe_id("self");
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != exclude && audit_session_of(pid) == Some(id) && !is_zombie(pid))
+    members(id)
+        .into_iter()
+        .filter(|&pid| pid != exclude)
         .filter(|&pid| {
             let exe = exe_id(&pid.to_string());
             !(exe.is_some() && (exe == me || exe == SPARED.get().copied()) && is_root_owned(pid))

@@ -13,7 +13,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use breakglass_proto::recording::{
-    self, END_FILE_BYTES, END_RUNNING, RECORDINGS_DIR, RecorderCommand, RecordingDigest,
+    self, END_FILE_BYTES, END_RUNNING, RECORDABLE_SHELLS, RECORDINGS_DIR, RecorderCommand,
+    RecordingDigest,
 };
 use breakglass_proto::spool::SessionRecord;
 use breakglass_proto::text;
@@ -33,12 +34,15 @@ pub fn dir(spool: &Path) -> PathBuf {
 }
 
 /// For a certificate of a recording tier: checks that the session will run under the
-/// recorder and can be recorded, and returns the path its recording gets. `None` for
-/// other certificates (nothing changes for them).
+/// recorder, that nothing of the user's can run before it (no `~/.ssh/rc`, a login shell
+/// whose start-up files can be skipped: `login_shell`, `None` for a user without one) and
+/// that it can be recorded, and returns the path its recording gets. `None` for other
+/// certificates (nothing changes for them).
 pub fn prepare(
     cfg: &Config,
     cert: &VerifiedCertificate,
     session: &str,
+    login_shell: Option<&str>,
 ) -> Result<Option<PathBuf>, Error> {
     if !cert.recording() {
         return Ok(None);
@@ -57,11 +61,35 @@ pub fn prepare(
             )));
         }
     }
+    if cert.permits_user_rc() {
+        return Err(Error::RecordingNotForced(format!(
+            "grant {grant} must be recorded, but its certificate has permit-user-rc: sshd would run the user's ~/.ssh/rc before the recorder (the CA never issues that for a recording tier; was it signed elsewhere?)"
+        )));
+    }
     let unavailable = |why: String| {
         Err(Error::RecordingUnavailable(format!(
             "this session must be recorded (grant {grant}) and cannot be: {why}"
         )))
     };
+    let shell_name = login_shell.map(|s| {
+        Path::new(s)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(s)
+    });
+    match shell_name {
+        Some(name) if RECORDABLE_SHELLS.contains(&name) => {}
+        Some(_) => {
+            return unavailable(format!(
+                "the account's login shell {} reads the user's start-up files before any command, so they would run unrecorded; give the account one of: {}",
+                login_shell.unwrap_or_default(),
+                RECORDABLE_SHELLS.join(", ")
+            ));
+        }
+        None => {
+            return unavailable("the account has no login shell in the password database".into());
+        }
+    }
     match fs::metadata(&cfg.recorder) {
         Ok(m) if m.is_file() && m.mode() & 0o111 != 0 => {}
         Ok(_) => return unavailable(format!("the recorder {recorder} is not an executable file")),

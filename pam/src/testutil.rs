@@ -75,6 +75,7 @@ pub struct FakeHost {
     pub hostname: String,
     pub sshd: bool,
     pub audit_session: Option<u32>,
+    pub shell: Option<String>,
     pub guard_result: Result<(), String>,
     pub guards: RefCell<Vec<GuardSpec>>,
     pub logs: RefCell<Vec<(Severity, String)>>,
@@ -86,6 +87,7 @@ impl Default for FakeHost {
             hostname: "db-7".into(),
             sshd: true,
             audit_session: Some(17),
+            shell: Some("/bin/bash".into()),
             guard_result: Ok(()),
             guards: RefCell::default(),
             logs: RefCell::default(),
@@ -112,6 +114,9 @@ impl Host for FakeHost {
     }
     fn audit_session_id(&self) -> Option<u32> {
         self.audit_session
+    }
+    fn login_shell(&self, _user: &str) -> Option<String> {
+        self.shell.clone()
     }
     fn is_sshd(&self) -> bool {
         self.sshd

@@ -159,6 +159,7 @@ pub struct VerifiedCertificate {
     ca_fingerprint: String,
     force_command: Option<String>,
     recording: bool,
+    user_rc: bool,
 }
 
 impl VerifiedCertificate {
@@ -206,6 +207,11 @@ impl VerifiedCertificate {
     #[must_use]
     pub fn recording(&self) -> bool {
         self.recording
+    }
+    /// The certificate lets sshd run the user's `~/.ssh/rc` (extension `permit-user-rc`).
+    #[must_use]
+    pub fn permits_user_rc(&self) -> bool {
+        self.user_rc
     }
 }
 
@@ -371,6 +377,7 @@ fn verify_certificate(
         recording: cert
             .extensions()
             .contains_key(breakglass_proto::profile::EXT_SESSION_RECORDING),
+        user_rc: cert.extensions().contains_key("permit-user-rc"),
     })
 }
 

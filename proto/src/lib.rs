@@ -11,6 +11,7 @@ pub mod audit;
 pub mod codec;
 pub mod krl;
 pub mod names;
+pub mod oidc;
 pub mod pam_options;
 pub mod patterns;
 pub mod profile;

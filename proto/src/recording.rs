@@ -55,6 +55,28 @@ pub const END_FILE_BYTES: usize = 512;
 /// creates.
 pub const RECORDING_ENV: &str = "BREAKGLASS_RECORDING";
 
+/// The variable that moves zsh's start-up files: zsh reads `$ZDOTDIR/.zshenv` for every
+/// shell, `sh -c` ones included, so `pam_breakglass` sets it to [`NO_ZDOTDIR`] for a recorded
+/// session and the recorder removes it again for the session's own shell.
+pub const ZDOTDIR: &str = "ZDOTDIR";
+
+/// Where [`ZDOTDIR`] points for the shell that starts the recorder: a directory that does
+/// not exist (only root could create it).
+pub const NO_ZDOTDIR: &str = "/nonexistent/breakglass";
+
+/// bash started by sshd reads `~/.bashrc` (and `/etc/bash.bashrc`) even for `-c`, but only
+/// as a top-level shell: with `SHLVL=1` in its environment it is not one. `pam_breakglass`
+/// sets it for a recorded session; the recorder removes it for the session's own shell.
+pub const SHELL_LEVEL: (&str, &str) = ("SHLVL", "1");
+
+/// Login shells (file names) that read no file the user can write when sshd runs them
+/// with `-c` and the environment above: the only shells a recorded session may have.
+/// csh, tcsh and fish read the user's start-up files for every shell and cannot be told
+/// not to.
+pub const RECORDABLE_SHELLS: &[&str] = &[
+    "sh", "dash", "bash", "rbash", "zsh", "ksh", "ksh93", "mksh", "lksh", "posh",
+];
+
 /// The status file of the recording `cast` (`<session>.end` beside `<session>.cast`).
 #[must_use]
 pub fn end_path(cast: &std::path::Path) -> std::path::PathBuf {

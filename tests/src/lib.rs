@@ -10,6 +10,7 @@ pub mod crash_loop;
 pub mod daemon;
 pub mod faults;
 pub mod host;
+pub mod oidc;
 pub mod recording;
 pub mod revocation;
 pub mod sshd;

@@ -60,6 +60,11 @@ pub struct RecordingHost {
 impl RecordingHost {
     /// Sets the host up (needs root; the caller checks).
     pub fn start() -> Self {
+        Self::start_with(&pam_artifacts().recorder)
+    }
+
+    /// Sets the host up with the recorder executable `recorder` (copied and made set-gid).
+    pub fn start_with(recorder_src: &Path) -> Self {
         let group = TestGroup::create();
         let bin = tempfile::Builder::new()
             .prefix("bgrec")
@@ -68,7 +73,7 @@ impl RecordingHost {
         std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
         let recorder = bin.path().join("breakglass-record");
-        std::fs::copy(&pam_artifacts().recorder, &recorder).expect("copy the recorder");
+        std::fs::copy(recorder_src, &recorder).expect("copy the recorder");
         // chown clears the set-id bits: the mode comes after.
         own(&recorder, &group.0, 0o2755);
         let ca = TestCa::new();

@@ -332,7 +332,17 @@ async fn tier_1_waits_for_one_approver_then_issues() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
-    let d = daemon(&[], |c| c).await;
+    // The prod rule allows ~/.ssh/rc too: the recording tier must still not get it.
+    let d = daemon(&[], |c| {
+        let at = c.rfind(r#"extensions = ["permit-pty"]"#).unwrap();
+        let mut c = c;
+        c.replace_range(
+            at..at + r#"extensions = ["permit-pty"]"#.len(),
+            r#"extensions = ["permit-pty", "permit-user-rc"]"#,
+        );
+        c
+    })
+    .await;
     let keys = tempfile::tempdir().unwrap();
     let sre_alt = d.new_client("sre-alt", "sre-alt@example.com");
     let reviewer = d.new_client("reviewer", "reviewer@example.com");
@@ -345,10 +355,9 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
         &["tier `critical` requires a ticket reference matching `(INC|CHG)-[0-9]+`"],
     );
 
-    let (seen, task) = request_in_background(
-        d.target("sre"),
-        args(keys.path(), PROD, 1800, "CHG-42 primary failover"),
-    );
+    let mut asked = args(keys.path(), PROD, 1800, "CHG-42 primary failover");
+    asked.permit = vec!["permit-pty".into(), "permit-user-rc".into()];
+    let (seen, task) = request_in_background(d.target("sre"), asked);
     let id = first_update(&seen).await.request_id;
 
     // The requester cannot approve, nor can another identity of the same owner.
@@ -415,6 +424,9 @@ async fn tier_2_needs_two_distinct_approvers_never_the_requester() {
         cert.extensions()
             .contains_key(breakglass_proto::profile::EXT_SESSION_RECORDING)
     );
+    // sshd would run ~/.ssh/rc before the recorder: never in a recording certificate.
+    assert!(cert.extensions().contains_key("permit-pty"));
+    assert!(!cert.extensions().contains_key("permit-user-rc"));
     // ... and sshd is made to run the session under the recorder, for this grant.
     let forced = cert
         .critical_options()

@@ -334,3 +334,191 @@ fn a_missing_recorder_refuses_the_session_with_the_reason() {
     );
     assert!(deny.detail.unwrap_or_default().contains("missing"));
 }
+
+/// A start-up file that says whether it runs under the recorder (its shell's parent is
+/// the recorder) or before it; before it, it also leaves a process behind.
+const START_UP_PROBE: &str = r#"case "$(tr '\0' ' ' < /proc/$PPID/cmdline)" in
+  *breakglass-record*) echo "$0" >> "$HOME/ran-under-recorder" ;;
+  *) echo "$0" >> "$HOME/ran-before-recorder"; (sleep 301 &) ;;
+esac
+"#;
+
+/// Writes `text` to the user's file `name` (owned by the user).
+fn user_file(h: &RecordingHost, name: &str, text: &str) -> std::path::PathBuf {
+    let home = Path::new("/home").join(&h.user.name);
+    let path = home.join(name);
+    std::fs::write(&path, text).expect("write start-up file");
+    let chown = std::process::Command::new("chown")
+        .arg(format!("{0}:{0}", h.user.name))
+        .arg(&path)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    path
+}
+
+fn set_login_shell(h: &RecordingHost, shell: &str) {
+    let ok = std::process::Command::new("usermod")
+        .args(["-s", shell, &h.user.name])
+        .status()
+        .expect("usermod");
+    assert!(ok.success(), "usermod -s {shell}");
+}
+
+#[test]
+fn the_users_start_up_files_never_run_before_the_recorder_in_bash_or_zsh() {
+    let Some(h) = host("the_users_start_up_files_never_run_before_the_recorder_in_bash_or_zsh")
+    else {
+        return;
+    };
+    let home = Path::new("/home").join(&h.user.name);
+    user_file(&h, ".bashrc", START_UP_PROBE);
+    user_file(&h, ".zshenv", START_UP_PROBE);
+    for (grant, shell) in [(0x30a, "/bin/bash"), (0x30b, "/usr/bin/zsh")] {
+        if !Path::new(shell).exists() {
+            eprintln!("SKIPPED for {shell}: not installed");
+            continue;
+        }
+        set_login_shell(&h, shell);
+        let key = h.recorded_key(grant, Some("echo forced-ok"), false);
+        let out = h.sshd.run(&h.user.name, &key, "x");
+        assert!(
+            printed(&out).contains("forced-ok"),
+            "{shell}: {out:?}\n{}",
+            h.sshd.log()
+        );
+        h.record(grant, "close");
+        // The probe runs (the session's own shell reads it, under the recorder), so it
+        // would have seen a run before the recorder.
+        let under = std::fs::read_to_string(home.join("ran-under-recorder")).unwrap_or_default();
+        assert!(!under.is_empty(), "{shell}: the probe never ran");
+        let before = std::fs::read_to_string(home.join("ran-before-recorder")).unwrap_or_default();
+        assert!(
+            before.is_empty(),
+            "{shell}: ran before the recorder: {before}"
+        );
+        let left = breakglass_test_support::users::user_processes_matching(&h.user, "sleep 301");
+        assert!(left.is_empty(), "{shell}: {left:?}");
+        let _ = std::fs::remove_file(home.join("ran-under-recorder"));
+    }
+}
+
+#[test]
+fn a_login_shell_that_always_reads_the_users_start_up_files_refuses_the_recorded_session() {
+    let Some(h) = host(
+        "a_login_shell_that_always_reads_the_users_start_up_files_refuses_the_recorded_session",
+    ) else {
+        return;
+    };
+    let Some(fish) = ["/usr/bin/fish", "/bin/tcsh", "/bin/csh"]
+        .into_iter()
+        .find(|s| Path::new(s).exists())
+    else {
+        eprintln!("SKIPPED: none of fish, tcsh, csh is installed");
+        return;
+    };
+    set_login_shell(&h, fish);
+    let key = h.recorded_key(0x30c, Some("echo must-not-run"), false);
+    let out = h.sshd.run(&h.user.name, &key, "x");
+    let told = printed(&out);
+    assert!(!told.contains("must-not-run"), "{out:?}");
+    assert!(told.contains(&format!("login shell {fish}")), "{out:?}");
+    let deny = h.deny_record();
+    assert_eq!(
+        deny.reason.as_deref(),
+        Some("recording_unavailable"),
+        "{deny:?}"
+    );
+}
+
+#[test]
+fn processes_started_in_the_session_before_the_recorder_are_stopped_and_the_session_refused() {
+    let Some(h) = host(
+        "processes_started_in_the_session_before_the_recorder_are_stopped_and_the_session_refused",
+    ) else {
+        return;
+    };
+    // A new audit session (as pam_loginuid gives each login), in which the user's shell
+    // leaves a process behind and then starts the recorder, as a start-up file could.
+    let dir = tempfile::tempdir().expect("tempdir");
+    own(dir.path(), &h.group.0, 0o2777);
+    let cast = dir.path().join("s.cast");
+    let uid = h.user.uid;
+    let inner = format!(
+        "sleep 302 & exec {} --grant g-000000000000030d -- 'echo must-not-run'",
+        h.recorder.display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo {uid} > /proc/self/loginuid && exec setpriv --reuid={uid} --regid={uid} --clear-groups -- sh -c \"$0\""
+        ))
+        .arg(&inner)
+        .env(breakglass_proto::recording::RECORDING_ENV, &cast)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the recorder");
+    let told = printed(&out);
+    assert_eq!(out.status.code(), Some(70), "{told}");
+    assert!(!told.contains("must-not-run"), "{told}");
+    assert!(
+        told.contains("started before the recorder") && told.contains("sleep (pid"),
+        "{told}"
+    );
+    let left = breakglass_test_support::users::user_processes_matching(&h.user, "sleep 302");
+    assert!(left.is_empty(), "not stopped: {left:?}");
+    let status =
+        std::fs::read_to_string(breakglass_proto::recording::end_path(&cast)).expect("status file");
+    assert!(
+        status
+            .starts_with("failed: 1 process(es) of this session were started before the recorder"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_command_that_writes_much_without_reading_its_input_does_not_stall_the_session() {
+    let Some(h) =
+        host("a_command_that_writes_much_without_reading_its_input_does_not_stall_the_session")
+    else {
+        return;
+    };
+    // 3 MB of output before the command reads any input, while the client sends 4 MB of
+    // input: neither may wait for the other through the recorder.
+    let key = h.recorded_key(
+        0x30e,
+        Some("base64 -w 76 /dev/zero | head -c 3000000; echo; echo end-of-output; wc -c"),
+        false,
+    );
+    let input = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(input.path(), vec![b'x'; 4_000_000]).expect("write input");
+    let output = tempfile::NamedTempFile::new().expect("tempfile");
+    let mut child = h
+        .sshd
+        .ssh(&h.user.name, &key, &[])
+        .arg("x")
+        .stdin(std::fs::File::open(input.path()).expect("open input"))
+        .stdout(output.reopen().expect("reopen"))
+        .spawn()
+        .expect("ssh");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the session stalled: {}", h.sshd.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stdout = std::fs::read_to_string(output.path()).expect("read output");
+    assert!(
+        stdout.contains("end-of-output"),
+        "{}",
+        &stdout[stdout.len().saturating_sub(200)..]
+    );
+    assert!(
+        stdout.lines().any(|l| l.trim() == "4000000"),
+        "all input reached the command: {}",
+        &stdout[stdout.len().saturating_sub(200)..]
+    );
+    h.record(0x30e, "close");
+}

@@ -78,6 +78,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "log", array: false, required: false, meaning: "The daemon's own log lines on stderr (the journal under systemd)." },
     Section { name: "webhooks", array: true, required: false, meaning: "The body a webhook receives, for webhooks that are not sent the JSON notice: Slack and Mattermost incoming webhooks." },
     Section { name: "recordings", array: false, required: false, meaning: "Session recordings uploaded by hosts (breakglass host ship), stored beside the audit log under <audit dir>/recordings/." },
+    Section { name: "oidc", array: false, required: false, meaning: "Login with the organisation's OpenID Connect provider: whose ID tokens are accepted, who the identity is, which policy groups it gets, how long its login lasts. Without it, nobody logs in with OpenID Connect." },
 ];
 
 const fn key(
@@ -192,6 +193,18 @@ pub const KEYS: &[Key] = &[
     key("webhooks", "format", "string", Value("\"json\""), "\"json\": the JSON notice; \"slack\": a Slack / Mattermost incoming-webhook body (text and blocks), untrusted text escaped for mrkdwn."),
     // [recordings]
     key("recordings", "keep", "duration", Value("\"90d\""), "How long a stored recording is kept (1s to 10 years): a periodic sweep deletes older ones, each deletion an audit event recording_deleted."),
+    // [oidc]
+    key("oidc", "issuer", "string", Required, "The provider's issuer URL, exactly as its ID tokens' iss says (https; http only on a loopback address); its keys are found through ISSUER/.well-known/openid-configuration."),
+    key("oidc", "client_id", "string", Required, "The client id breakglass is registered with at the provider (a public client with the device flow and the authorization code flow with PKCE): the audience its ID tokens must name."),
+    key("oidc", "identity_claim", "string", Value("\"email\""), "The ID token claim whose value is the identity (e.g. email); it may not contain ':' (no host:// or unix: names). With email, a token with email_verified false is refused."),
+    key("oidc", "groups_claim", "string", Value("\"groups\""), "The ID token claim that lists the identity's groups at the provider (a list of strings, or one string)."),
+    key("oidc", "group_map", "table of lists of strings", Value("{}"), "Provider group -> the policy groups it gives, e.g. { \"idp-sre\" = [\"sre\"] }; provider groups not listed give nothing."),
+    key("oidc", "allowed_domains", "list of strings", Required, "E-mail domains an identity must be in (e.g. [\"example.com\"]); [\"*\"] alone accepts any identity the provider vouches for."),
+    key("oidc", "login_ttl", "duration", Value("\"12h\""), "Lifetime of the client certificate a login gets (1m to 7 days)."),
+    key("oidc", "group_login_ttl", "table of durations", Value("{}"), "Another lifetime for members of a policy group, e.g. { dba = \"1h\" }; the shortest of the identity's groups applies (1m to 7 days)."),
+    key("oidc", "ca_bundle", "path", Value("\"/etc/ssl/certs/ca-certificates.crt\""), "CA certificates (PEM) that an https issuer's certificate must chain to."),
+    key("oidc", "leeway", "duration", Value("\"60s\""), "Clock skew allowed when checking an ID token's exp and iat (0s to 5m)."),
+    key("oidc", "jwks_min_refresh", "duration", Value("\"60s\""), "Least time between two fetches of the provider's keys when a token names a key not yet known (the provider rotated its keys) (0s to 1h)."),
 ];
 
 /// The keys of `section`.
@@ -335,7 +348,7 @@ mod tests {
     use serde::de::DeserializeOwned;
 
     use super::super::{
-        Config, RawConfig, audit, identities, log, notifications, policy, recordings, server,
+        Config, RawConfig, audit, identities, log, notifications, oidc, policy, recordings, server,
     };
     use super::*;
 
@@ -361,7 +374,7 @@ mod tests {
 
     #[test]
     fn the_table_lists_exactly_the_keys_the_section_parsers_accept() {
-        let cases: [(&str, Vec<String>); 13] = [
+        let cases: [(&str, Vec<String>); 14] = [
             ("server", serde_fields::<server::RawServer>()),
             ("ca", serde_fields::<server::RawCa>()),
             ("audit", serde_fields::<audit::RawAudit>()),
@@ -378,6 +391,7 @@ mod tests {
             ("log", serde_fields::<log::RawLog>()),
             ("webhooks", serde_fields::<notifications::RawWebhook>()),
             ("recordings", serde_fields::<recordings::RawRecordings>()),
+            ("oidc", serde_fields::<oidc::RawOidc>()),
         ];
         for (section, accepted) in cases {
             assert_eq!(table_fields(section), accepted, "[{section}]");

@@ -20,6 +20,7 @@ pub mod identities;
 pub mod keys;
 pub mod log;
 pub mod notifications;
+pub mod oidc;
 pub mod policy;
 pub mod recordings;
 pub mod server;
@@ -31,6 +32,7 @@ pub use self::identities::{
 };
 pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{MAX_REFUSALS_PER_HOUR, NotifySettings, RefusalSettings};
+pub use self::oidc::OidcSettings;
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
 pub use self::recordings::RecordingSettings;
 pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};
@@ -68,6 +70,8 @@ struct RawConfig {
     webhooks: Vec<notifications::RawWebhook>,
     #[serde(default)]
     recordings: Option<recordings::RawRecordings>,
+    #[serde(default)]
+    oidc: Option<oidc::RawOidc>,
 }
 
 /// A validated daemon configuration.
@@ -97,6 +101,8 @@ pub struct Config {
     pub log: LogSettings,
     /// Session recordings kept beside the log (`[recordings]`).
     pub recordings: RecordingSettings,
+    /// Login with the organisation's OpenID Connect provider (`[oidc]`); `None`: off.
+    pub oidc: Option<OidcSettings>,
 }
 
 impl Config {
@@ -193,6 +199,10 @@ impl Config {
             notifications::parse_webhooks(raw.webhooks, &tiers, &refusals, &err)?;
         let rules = policy::parse_rules(raw.rules, &tiers, &ca, &err)?;
         let recordings = recordings::parse_recordings(raw.recordings.unwrap_or_default(), &err)?;
+        let oidc = raw
+            .oidc
+            .map(|o| oidc::parse_oidc(o, &resolve, &err))
+            .transpose()?;
         Ok(Self {
             path: path.to_owned(),
             server,
@@ -206,6 +216,7 @@ impl Config {
             refusals,
             log: log::parse_log(raw.log.unwrap_or_default()),
             recordings,
+            oidc,
         })
     }
 }

@@ -115,6 +115,8 @@ impl Service {
             .tier(&created.tier)
             .is_some_and(|t| t.session_recording)
         {
+            // sshd runs ~/.ssh/rc before the force-command: it would run unrecorded.
+            extensions.retain(|e| e != "permit-user-rc");
             extensions.push(EXT_SESSION_RECORDING.to_owned());
         }
         let mut grant = GrantIssued {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bg_syslog::{Severity, Syslog};
-use breakglass_proto::recording::RECORDING_ENV;
+use breakglass_proto::recording::{NO_ZDOTDIR, RECORDING_ENV, SHELL_LEVEL, ZDOTDIR};
 use breakglass_proto::text;
 use pam::constants::PamResultCode;
 
@@ -66,6 +66,8 @@ pub trait Host {
     fn pid(&self) -> u32;
     /// Kernel audit session id (set by pam_loginuid), if set.
     fn audit_session_id(&self) -> Option<u32>;
+    /// The login shell of `user` (password database), if the user exists.
+    fn login_shell(&self, user: &str) -> Option<String>;
     /// True when the PAM stack runs inside sshd (denials must then end the connection).
     fn is_sshd(&self) -> bool;
     /// Starts the guard and waits until it reports that it watches this process.
@@ -382,10 +384,19 @@ fn admit(
     };
     let record = ctx.record(SessionEvent::Open, Some(cert));
     // A recording tier's session runs under the recorder, which is told its file here.
-    let recording = crate::recording::prepare(cfg, cert, &record.session)?;
+    let shell = ctx.user.as_deref().and_then(|u| host.login_shell(u));
+    let recording = crate::recording::prepare(cfg, cert, &record.session, shell.as_deref())?;
     if let Some(cast) = &recording {
-        pam.set_env(RECORDING_ENV, &cast.to_string_lossy())
-            .map_err(Error::Pam)?;
+        // The recording's file, and what keeps the shell that starts the recorder from
+        // reading the user's start-up files first (the recorder undoes both).
+        let (level, one) = SHELL_LEVEL;
+        for (name, value) in [
+            (RECORDING_ENV, &*cast.to_string_lossy()),
+            (level, one),
+            (ZDOTDIR, NO_ZDOTDIR),
+        ] {
+            pam.set_env(name, value).map_err(Error::Pam)?;
+        }
     }
     crate::record::write(&cfg.spool, &record).map_err(Error::Spool)?;
     let warn_at = cert

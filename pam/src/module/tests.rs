@@ -642,6 +642,17 @@ fn recording_session_is_told_its_file_and_the_close_record_carries_its_digest() 
         Some(cast.to_string_lossy().into_owned())
     );
     assert_eq!(w.host.guards.borrow()[0].recording.as_ref(), Some(&cast));
+    // The shell that starts the recorder skips the user's start-up files.
+    let env = |k: &str| {
+        pam.env
+            .get(k)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(env("SHLVL").as_deref(), Some("1"));
+    assert_eq!(
+        env("ZDOTDIR").as_deref(),
+        Some(breakglass_proto::recording::NO_ZDOTDIR)
+    );
     // The recorder ran and ended; the close record commits to the file's bytes.
     std::fs::write(&cast, b"abc").unwrap();
     std::fs::write(
@@ -708,4 +719,30 @@ fn recording_session_without_a_recordings_directory_or_recorder_is_denied() {
     let e = denied(w.open_info(Some(&w.cert_info(&spec))));
     assert!(e.to_string().contains("is missing"), "{e}");
     assert!(w.spool_files().iter().any(|f| f.ends_with("-deny.json")));
+}
+
+#[test]
+fn recording_session_of_a_login_shell_that_reads_start_up_files_or_with_user_rc_is_denied() {
+    let mut w = World::new();
+    let recorder = recording_world(&mut w, true);
+    let spec = CertSpec::default().with_recording(&recorder.to_string_lossy(), None, false);
+    for shell in ["/usr/bin/fish", "/bin/tcsh"] {
+        w.host.shell = Some(shell.into());
+        let e = denied(w.open_info(Some(&w.cert_info(&spec))));
+        assert_eq!(e.code(), "recording_unavailable", "{e}");
+        assert!(
+            e.to_string().contains(&format!("login shell {shell}")),
+            "{e}"
+        );
+    }
+    w.host.shell = None;
+    let e = denied(w.open_info(Some(&w.cert_info(&spec))));
+    assert!(e.to_string().contains("no login shell"), "{e}");
+    // A supported shell, but the certificate lets sshd run ~/.ssh/rc first.
+    w.host.shell = Some("/usr/bin/zsh".into());
+    let mut spec = spec;
+    spec.permits.push("permit-user-rc".into());
+    let e = denied(w.open_info(Some(&w.cert_info(&spec))));
+    assert_eq!(e.code(), "recording_not_forced", "{e}");
+    assert!(e.to_string().contains("~/.ssh/rc"), "{e}");
 }

@@ -30,6 +30,41 @@ pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The login shell of `user` from the password database (NSS: files, LDAP, ...); `None`
+/// when there is no such user.
+pub fn login_shell(user: &str) -> io::Result<Option<String>> {
+    let name = CString::new(user).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: passwd is plain data that getpwnam_r fills; zeroed is a valid value.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; buf outlives the use of its strings.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if found.is_null() || pw.pw_shell.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: pw_shell points into buf, NUL-terminated, filled by getpwnam_r.
+        let shell = unsafe { std::ffi::CStr::from_ptr(pw.pw_shell) };
+        return Ok(Some(shell.to_string_lossy().into_owned()));
+    }
+}
+
 /// Opens a pidfd for `pid` (close-on-exec).
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;

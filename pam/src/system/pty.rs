@@ -8,18 +8,35 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::ptr;
 
-/// Opens a new pty: (master, slave), both close-on-exec.
+/// Opens a new pty: (master, slave), both close-on-exec, with the kernel's default modes.
 pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
+    open_pty_with(None)
+}
+
+/// Opens a new pty whose modes (line discipline settings: erase and interrupt characters,
+/// output processing, UTF-8 input ...) are those of the terminal `like`, as `script(1)`
+/// does: what the user's terminal set up holds inside the recorded session too.
+pub fn open_pty_like(like: BorrowedFd<'_>) -> io::Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: termios is plain data; zeroed is a valid value for tcgetattr to fill.
+    let mut modes: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: tcgetattr fills the struct we pass.
+    if unsafe { libc::tcgetattr(like.as_raw_fd(), &mut modes) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    open_pty_with(Some(&modes))
+}
+
+fn open_pty_with(modes: Option<&libc::termios>) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut master: RawFd = -1;
     let mut slave: RawFd = -1;
-    // SAFETY: openpty writes two fds into the two ints; name, termios and winsize are NULL
-    // (not used).
+    // SAFETY: openpty writes two fds into the two ints; name and winsize are NULL (not
+    // used), termios is NULL or a valid struct it only reads.
     let rc = unsafe {
         libc::openpty(
             &mut master,
             &mut slave,
             ptr::null_mut(),
-            ptr::null(),
+            modes.map_or(ptr::null(), ptr::from_ref),
             ptr::null(),
         )
     };
@@ -261,4 +278,41 @@ pub fn free_bytes(fd: BorrowedFd<'_>) -> io::Result<u64> {
 pub fn getegid() -> u32 {
     // SAFETY: getegid has no preconditions and cannot fail.
     unsafe { libc::getegid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    fn modes(fd: BorrowedFd<'_>) -> libc::termios {
+        // SAFETY: termios is plain data; tcgetattr fills it.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
+        t
+    }
+
+    #[test]
+    fn a_pty_opened_like_another_has_its_modes() {
+        let (_m, outer) = open_pty().unwrap();
+        let mut t = modes(outer.as_fd());
+        t.c_cc[libc::VERASE] = 0x08;
+        t.c_iflag |= libc::IUTF8;
+        t.c_oflag &= !libc::ONLCR;
+        // SAFETY: tcsetattr reads the struct we pass.
+        assert_eq!(
+            unsafe { libc::tcsetattr(outer.as_raw_fd(), libc::TCSANOW, &t) },
+            0
+        );
+        let (_m2, inner) = open_pty_like(outer.as_fd()).unwrap();
+        let u = modes(inner.as_fd());
+        assert_eq!(u.c_cc[libc::VERASE], 0x08);
+        assert_ne!(u.c_iflag & libc::IUTF8, 0);
+        assert_eq!(u.c_oflag & libc::ONLCR, 0);
+        // The default differs, so the copy is what made them equal.
+        let (_m3, plain) = open_pty().unwrap();
+        assert_ne!(modes(plain.as_fd()).c_cc[libc::VERASE], 0x08);
+    }
 }

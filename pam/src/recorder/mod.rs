@@ -33,27 +33,24 @@
 //! which carries it into the signed log ([`breakglass_proto::recording`]).
 #![forbid(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+mod cast;
+pub mod first;
+
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use breakglass_proto::recording::{
-    self, CAST_SUFFIX, ChainHasher, END_FILE_BYTES, END_RUNNING, RECORDING_ENV,
-};
+use breakglass_proto::recording::{NO_ZDOTDIR, RECORDING_ENV, ZDOTDIR};
 
-use crate::recording::MIN_FREE_BYTES;
+use cast::{Cast, End, Recording};
+pub use cast::{FLUSH_BYTES, FLUSH_EVERY, QUEUE_PIECES};
+
 use crate::system::pty;
 
-/// Most time between a write to the recording and its flush to the file: a failing
-/// file system is noticed within this.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
-/// Buffered recording bytes that trigger a flush at once.
-pub const FLUSH_BYTES: usize = 64 * 1024;
 /// Time the command gets after SIGHUP before SIGKILL when the session must end.
 pub const KILL_GRACE: Duration = Duration::from_millis(300);
 /// Size of one read from the terminal or a pipe.
@@ -145,19 +142,34 @@ pub fn main_with_args(args: &[String]) -> i32 {
         Ok((c, r)) if tty && c > 0 && r > 0 => (c, r),
         _ => (80, 24),
     };
-    let mut cast = match Cast::create(&path, &args, size) {
+    let cast = match Cast::create(&path, &args.grant, size) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("breakglass: session not started: {e}");
             return EXIT_RECORDING_FAILED;
         }
     };
-    let (status, why) = if tty {
-        run_pty(&mut cast, &args, size)
-    } else {
-        run_pipes(&mut cast, &args)
+    // Signals are read from an fd; they are blocked before the writing thread starts so
+    // that it inherits the mask and none is delivered to it.
+    let signals = pty::signal_fd(&SIGNALS);
+    let mut rec = match Recording::start(cast) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("breakglass: session not started: cannot start the recording's writer ({e})");
+            return EXIT_RECORDING_FAILED;
+        }
     };
-    cast.finish(&why)
+    let (status, why) = match (signals, first::strangers()) {
+        (Err(e), _) => (None, End::Failed(format!("cannot watch signals: {e}"))),
+        (Ok(_), found) if !found.is_empty() => {
+            let why = first::refuse(&found);
+            eprintln!("breakglass: session not started: {why}");
+            (None, End::Failed(why))
+        }
+        (Ok(signals), _) if tty => run_pty(&mut rec, &signals, &args, size),
+        (Ok(signals), _) => run_pipes(&mut rec, &signals, &args),
+    };
+    rec.finish(&why, status)
         .map_or(EXIT_RECORDING_FAILED, |()| exit_code(status, &why))
 }
 
@@ -170,269 +182,6 @@ fn exit_code(status: Option<ExitStatus>, why: &End) -> i32 {
         Some(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
         None => EXIT_RECORDING_FAILED,
     }
-}
-
-/// How the recorded session ended.
-#[derive(Debug)]
-enum End {
-    /// The command exited.
-    Exited,
-    /// The recorder was told to stop (SIGHUP, SIGTERM).
-    Signalled(i32),
-    /// The recording failed: the session was ended.
-    Failed(String),
-}
-
-impl End {
-    fn text(&self, status: Option<ExitStatus>) -> String {
-        match self {
-            End::Exited => format!(
-                "ended: command exited ({})",
-                status.map_or("status unknown".into(), |s| s.to_string())
-            ),
-            End::Signalled(s) => format!("ended: recorder got signal {s}, session ended"),
-            End::Failed(e) => format!("failed: {e}; session ended"),
-        }
-    }
-}
-
-/// The recording file being written.
-struct Cast {
-    file: File,
-    end: File,
-    path: PathBuf,
-    buf: Vec<u8>,
-    hasher: ChainHasher,
-    start: Instant,
-    last_flush: Instant,
-    /// Set once a write failed: nothing more is written.
-    failed: Option<String>,
-    /// Trailing bytes of an incomplete UTF-8 sequence, per stream (output, input).
-    carry: [Vec<u8>; 2],
-    status: Option<ExitStatus>,
-}
-
-impl Cast {
-    /// Creates the recording (new, never an existing file) and its status file, checks
-    /// the space left, and writes the header.
-    fn create(path: &Path, args: &Args, (cols, rows): (u16, u16)) -> Result<Self, String> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !path.is_absolute() || !name.ends_with(CAST_SUFFIX) {
-            return Err(format!(
-                "${RECORDING_ENV} {} is not an absolute path of a {CAST_SUFFIX} file",
-                path.display()
-            ));
-        }
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        let dir_file = File::open(dir).map_err(|e| {
-            format!(
-                "the recording spool {} cannot be opened ({e}); ask an administrator to create it (root:breakglass-rec, mode 2770)",
-                dir.display()
-            )
-        })?;
-        let free = pty::free_bytes(dir_file.as_fd())
-            .map_err(|e| format!("cannot check the space in {}: {e}", dir.display()))?;
-        if free < MIN_FREE_BYTES {
-            return Err(format!(
-                "the recording spool {} is full ({free} bytes free, {MIN_FREE_BYTES} needed)",
-                dir.display()
-            ));
-        }
-        let open_new = |p: &Path| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o640)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(p)
-                .map_err(|e| format!("cannot create the recording {}: {e}", p.display()))
-        };
-        let end_path = recording::end_path(path);
-        let end = open_new(&end_path)?;
-        end.write_all_at(&padded(END_RUNNING), 0)
-            .and_then(|()| end.sync_data())
-            .map_err(|e| format!("cannot write {}: {e}", end_path.display()))?;
-        let file = open_new(path)?;
-        let mut cast = Self {
-            file,
-            end,
-            path: path.to_owned(),
-            buf: Vec::with_capacity(FLUSH_BYTES * 2),
-            hasher: ChainHasher::new(),
-            start: Instant::now(),
-            last_flush: Instant::now(),
-            failed: None,
-            carry: [Vec::new(), Vec::new()],
-            status: None,
-        };
-        let env_var = |k: &str| std::env::var(k).unwrap_or_default();
-        let header = serde_json::json!({
-            "version": 2,
-            "width": cols,
-            "height": rows,
-            "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            "title": format!("breakglass grant {}", args.grant),
-            "env": { "SHELL": env_var("SHELL"), "TERM": env_var("TERM") },
-        });
-        cast.buf.extend_from_slice(header.to_string().as_bytes());
-        cast.buf.push(b'\n');
-        cast.flush()
-            .map_err(|e| format!("cannot write the recording {}: {e}", path.display()))?;
-        Ok(cast)
-    }
-
-    /// Appends one event (`o`, `i`) of the bytes `data` of a stream.
-    fn event(&mut self, code: &str, stream: usize, data: &[u8]) {
-        // The common case, whole UTF-8 and nothing carried: no copy.
-        if self.carry[stream].is_empty()
-            && let Ok(text) = std::str::from_utf8(data)
-        {
-            return self.line(code, text);
-        }
-        let text = take_utf8(&mut self.carry[stream], data);
-        if text.is_empty() {
-            return;
-        }
-        self.line(code, &text);
-    }
-
-    fn line(&mut self, code: &str, text: &str) {
-        if self.failed.is_some() || text.is_empty() {
-            return;
-        }
-        let t = self.start.elapsed().as_secs_f64();
-        let _ = write!(self.buf, "[{t:.6}, \"{code}\", ");
-        let _ = serde_json::to_writer(&mut self.buf, text);
-        self.buf.extend_from_slice(b"]\n");
-    }
-
-    /// A resize event (`r`, `COLSxROWS`).
-    fn resize(&mut self, cols: u16, rows: u16) {
-        self.line("r", &format!("{cols}x{rows}"));
-    }
-
-    /// Writes what is buffered when it is due; an error means the recording failed.
-    fn tick(&mut self) -> Result<(), String> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        if self.buf.len() >= FLUSH_BYTES
-            || (!self.buf.is_empty() && self.last_flush.elapsed() >= FLUSH_EVERY)
-        {
-            self.flush().map_err(|e| {
-                let msg = format!(
-                    "the recording {} cannot be written: {e}",
-                    self.path.display()
-                );
-                self.failed = Some(msg.clone());
-                msg
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Writes what is buffered now; an error means the recording failed.
-    fn flush_now(&mut self) -> Result<(), String> {
-        if self.buf.is_empty() && self.failed.is_none() {
-            return Ok(());
-        }
-        self.last_flush = Instant::now() - FLUSH_EVERY;
-        self.tick()
-    }
-
-    /// Writes the buffer; the chain gets exactly the bytes that reached the file.
-    fn flush(&mut self) -> io::Result<()> {
-        self.last_flush = Instant::now();
-        let mut done = 0;
-        let result = loop {
-            if done == self.buf.len() {
-                break Ok(());
-            }
-            match self.file.write(&self.buf[done..]) {
-                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        self.hasher.update(&self.buf[..done]);
-        self.buf.drain(..done);
-        result
-    }
-
-    /// Flushes, syncs, and writes the final status over the status file.
-    fn finish(mut self, why: &End) -> Result<(), ()> {
-        let flushed = if self.failed.is_none() {
-            self.flush().and_then(|()| self.file.sync_data())
-        } else {
-            Ok(())
-        };
-        let why = match (flushed, why) {
-            (Err(e), _) => End::Failed(format!(
-                "the recording {} cannot be written: {e}",
-                self.path.display()
-            )),
-            (Ok(()), End::Failed(e)) => End::Failed(e.clone()),
-            (Ok(()), End::Exited) => End::Exited,
-            (Ok(()), End::Signalled(s)) => End::Signalled(*s),
-        };
-        let text = format!(
-            "{} {} bytes={}",
-            why.text(self.status),
-            recording::format_sha256(&self.hasher.clone().finish()),
-            self.hasher.bytes()
-        );
-        let _ = self
-            .end
-            .write_all_at(&padded(&text), 0)
-            .and_then(|()| self.end.sync_data());
-        match why {
-            End::Failed(_) => Err(()),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// `text` cut to fit and padded with spaces to [`END_FILE_BYTES`] (ending in a newline).
-fn padded(text: &str) -> Vec<u8> {
-    let mut v: Vec<u8> = text.bytes().take(END_FILE_BYTES - 1).collect();
-    v.resize(END_FILE_BYTES - 1, b' ');
-    v.push(b'\n');
-    v
-}
-
-/// The text of `carry` + `data` up to an incomplete UTF-8 sequence at the end (kept in
-/// `carry` for the next piece); invalid bytes become U+FFFD.
-fn take_utf8(carry: &mut Vec<u8>, data: &[u8]) -> String {
-    carry.extend_from_slice(data);
-    let mut out = String::with_capacity(carry.len());
-    let mut rest: &[u8] = carry;
-    loop {
-        match std::str::from_utf8(rest) {
-            Ok(s) => {
-                out.push_str(s);
-                rest = &[];
-                break;
-            }
-            Err(e) => {
-                let (good, bad) = rest.split_at(e.valid_up_to());
-                out.push_str(std::str::from_utf8(good).unwrap_or_default());
-                match e.error_len() {
-                    Some(n) => {
-                        out.push('\u{FFFD}');
-                        rest = &bad[n..];
-                    }
-                    None => {
-                        rest = bad;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    let keep = rest.to_vec();
-    *carry = keep;
-    out
 }
 
 /// The shell and arguments that run what the session asked for: the approved command,
@@ -460,6 +209,12 @@ fn command(args: &Args) -> Command {
         }
     }
     cmd.env_remove(RECORDING_ENV);
+    // What the module set to keep the user's start-up files from running before the
+    // recorder: the session's own shell runs them (recorded).
+    cmd.env_remove("SHLVL");
+    if std::env::var(ZDOTDIR) == Ok(NO_ZDOTDIR.to_owned()) {
+        cmd.env_remove(ZDOTDIR);
+    }
     cmd
 }
 
@@ -475,15 +230,16 @@ fn read_some(mut f: &File, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Writes all of `data` to the non-blocking `f`, waiting while it is full.
-fn write_all_waiting(mut f: &File, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match f.write(data) {
+/// Writes what the non-blocking `f` takes now of the front of `pending` and removes it;
+/// `Ok` also when it takes nothing (full).
+fn write_some(mut f: &File, pending: &mut Vec<u8>) -> io::Result<()> {
+    while !pending.is_empty() {
+        match f.write(pending) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let _ = pty::poll(&[(f.as_fd(), libc::POLLOUT)], 100);
+            Ok(n) => {
+                pending.drain(..n);
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -510,29 +266,32 @@ fn tell(out: &mut impl Write, msg: &str) {
     let _ = out.flush();
 }
 
-fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<ExitStatus>, End) {
-    let fail = |cast: &mut Cast, e: String| {
-        cast.failed.get_or_insert(e.clone());
-        (None, End::Failed(e))
-    };
-    let signals = match pty::signal_fd(&SIGNALS) {
-        Ok(s) => s,
-        Err(e) => return fail(cast, format!("cannot watch signals: {e}")),
-    };
-    let (master, slave) = match pty::open_pty() {
+/// The events a descriptor that is read from reports (data, or its other end gone).
+const READABLE: i16 = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
+
+fn run_pty(
+    rec: &mut Recording,
+    signals: &OwnedFd,
+    args: &Args,
+    (cols, rows): (u16, u16),
+) -> (Option<ExitStatus>, End) {
+    let fail = |e: String| (None, End::Failed(e));
+    // Before raw mode below: the session's terminal modes as the client set them.
+    let (master, slave) = match pty::open_pty_like(io::stdin().as_fd()).or_else(|_| pty::open_pty())
+    {
         Ok(p) => p,
-        Err(e) => return fail(cast, format!("cannot open a pty: {e}")),
+        Err(e) => return fail(format!("cannot open a pty: {e}")),
     };
     let _ = pty::set_window_size(master.as_fd(), cols, rows);
     let master = File::from(master);
     let _ = pty::set_nonblocking(master.as_fd());
     let mut out = match io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => File::from(fd),
-        Err(e) => return fail(cast, format!("cannot use stdout: {e}")),
+        Err(e) => return fail(format!("cannot use stdout: {e}")),
     };
     let stdin = match io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => File::from(fd),
-        Err(e) => return fail(cast, format!("cannot use stdin: {e}")),
+        Err(e) => return fail(format!("cannot use stdin: {e}")),
     };
     let raw = pty::RawMode::enter(stdin.as_fd()).ok();
     let mut cmd = command(args);
@@ -548,18 +307,25 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
         Ok(c) => c,
         Err(e) => {
             drop(raw);
-            return fail(cast, format!("cannot start the session's command: {e}"));
+            return fail(format!("cannot start the session's command: {e}"));
         }
     };
+    // The command holds the slave now: with the copies in `cmd` gone too, the master
+    // reports the end (EIO) once the command and its children have closed it.
+    drop(cmd);
     drop(slave);
     let mut buf = vec![0u8; READ_BYTES];
-    let mut shown: Vec<u8> = Vec::with_capacity(4 * READ_BYTES);
+    let mut shown: Vec<u8> = Vec::new();
+    // Keystrokes read but not yet taken by the pty: while there are some, stdin is not
+    // read (it waits in the session's terminal), and the command's output still flows,
+    // so a command that writes without reading its input cannot stall the session.
+    let mut typed: Vec<u8> = Vec::new();
     let mut stdin_open = true;
     let mut exited: Option<ExitStatus> = None;
     let mut drain_until: Option<Instant> = None;
     let mut end = End::Exited;
     loop {
-        if let Err(e) = cast.tick() {
+        if let Err(e) = rec.check() {
             tell(
                 &mut out,
                 &format!("recording failed ({e}); this session ends now."),
@@ -573,11 +339,17 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
         {
             break;
         }
+        let master_events = if typed.is_empty() {
+            libc::POLLIN
+        } else {
+            libc::POLLIN | libc::POLLOUT
+        };
         let mut fds = vec![
-            (master.as_fd(), libc::POLLIN),
+            (master.as_fd(), master_events),
             (signals.as_fd(), libc::POLLIN),
         ];
-        if stdin_open {
+        let reading_stdin = stdin_open && typed.is_empty();
+        if reading_stdin {
             fds.push((stdin.as_fd(), libc::POLLIN));
         }
         let ready = match pty::poll(&fds, 50) {
@@ -588,16 +360,14 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
                 break;
             }
         };
-        if ready[0] != 0 {
-            // Everything the pty holds now (a few reads at most), shown at once and
+        if ready[0] & READABLE != 0 {
+            // Everything the pty holds now (a few reads at most), shown with one write
+            // (each write to the session's pty wakes the kernel's pty worker once) and
             // recorded as one event.
             let mut over = false;
             for _ in 0..16 {
                 match read_some(&master, &mut buf) {
-                    Ok(n) if n > 0 => {
-                        let _ = out.write_all(&buf[..n]);
-                        shown.extend_from_slice(&buf[..n]);
-                    }
+                    Ok(n) if n > 0 => shown.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // EIO: every slave fd is closed; the session is over.
                     _ => {
@@ -607,8 +377,8 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
                 }
             }
             if !shown.is_empty() {
-                cast.event("o", 0, &shown);
-                shown.clear();
+                let _ = out.write_all(&shown);
+                rec.event("o", 0, std::mem::take(&mut shown));
                 if drain_until.is_some() {
                     drain_until = Some(Instant::now() + Duration::from_millis(100));
                 }
@@ -617,13 +387,16 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
                 break;
             }
         }
+        if ready[0] & libc::POLLOUT != 0 && write_some(&master, &mut typed).is_err() {
+            break;
+        }
         if ready[1] != 0 {
             while let Ok(Some(sig)) = pty::read_signal(signals.as_fd()) {
                 match sig {
                     libc::SIGWINCH => {
                         if let Ok((c, r)) = pty::window_size(stdin.as_fd()) {
                             let _ = pty::set_window_size(master.as_fd(), c, r);
-                            cast.resize(c, r);
+                            rec.resize(c, r);
                         }
                     }
                     libc::SIGCHLD => {
@@ -642,12 +415,12 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
                 }
             }
         }
-        if stdin_open && ready.get(2).is_some_and(|r| *r != 0) {
+        if reading_stdin && ready.get(2).is_some_and(|r| *r != 0) {
             match read_some(&stdin, &mut buf) {
                 Ok(n) if n > 0 => {
                     // What the user saw before typing is on disk before the keys act
                     // (a `kill -9` of the recorder loses nothing already shown).
-                    if let Err(e) = cast.flush_now() {
+                    if let Err(e) = rec.flush_now() {
                         tell(
                             &mut out,
                             &format!("recording failed ({e}); this session ends now."),
@@ -657,9 +430,10 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
                         break;
                     }
                     if args.input {
-                        cast.event("i", 1, &buf[..n]);
+                        rec.event("i", 1, buf[..n].to_vec());
                     }
-                    if write_all_waiting(&master, &buf[..n]).is_err() {
+                    typed.extend_from_slice(&buf[..n]);
+                    if write_some(&master, &mut typed).is_err() {
                         break;
                     }
                 }
@@ -669,15 +443,10 @@ fn run_pty(cast: &mut Cast, args: &Args, (cols, rows): (u16, u16)) -> (Option<Ex
     }
     drop(raw);
     let status = exited.or_else(|| child.wait().ok());
-    cast.status = status;
     (status, end)
 }
 
-fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
-    let signals = match pty::signal_fd(&SIGNALS) {
-        Ok(s) => s,
-        Err(e) => return (None, End::Failed(format!("cannot watch signals: {e}"))),
-    };
+fn run_pipes(rec: &mut Recording, signals: &OwnedFd, args: &Args) -> (Option<ExitStatus>, End) {
     let mut cmd = command(args);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -691,14 +460,22 @@ fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
             );
         }
     };
-    let mut child_in = child.stdin.take();
-    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+    let (Some(child_in), Some(out), Some(err)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
         end_child(&mut child);
         return (None, End::Failed("the command's pipes are missing".into()));
     };
+    // The command's stdin is written without blocking: what it has not taken yet waits
+    // here (and stdin is not read meanwhile), so a command that writes much and reads
+    // nothing cannot deadlock against the recorder.
+    let mut child_in = Some(File::from(OwnedFd::from(child_in)));
+    if let Some(c) = &child_in {
+        let _ = pty::set_nonblocking(c.as_fd());
+    }
     let (mut out, mut err) = (
-        Some(File::from(std::os::fd::OwnedFd::from(out))),
-        Some(File::from(std::os::fd::OwnedFd::from(err))),
+        Some(File::from(OwnedFd::from(out))),
+        Some(File::from(OwnedFd::from(err))),
     );
     let stdin = match io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => File::from(fd),
@@ -710,10 +487,11 @@ fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
     let mut stdout = io::stdout().lock();
     let mut stderr = io::stderr().lock();
     let mut buf = vec![0u8; READ_BYTES];
+    let mut typed: Vec<u8> = Vec::new();
     let mut stdin_open = true;
     let mut end = End::Exited;
     while out.is_some() || err.is_some() {
-        if let Err(e) = cast.tick() {
+        if let Err(e) = rec.check() {
             tell(
                 &mut stderr,
                 &format!("recording failed ({e}); this session ends now."),
@@ -721,6 +499,10 @@ fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
             end_child(&mut child);
             end = End::Failed(e);
             break;
+        }
+        // The command's stdin ends once the client's has and all of it was taken.
+        if !stdin_open && typed.is_empty() {
+            child_in = None;
         }
         let mut fds = vec![(signals.as_fd(), libc::POLLIN)];
         let mut which = vec![0u8];
@@ -732,7 +514,10 @@ fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
             fds.push((e.as_fd(), libc::POLLIN));
             which.push(2);
         }
-        if stdin_open && child_in.is_some() {
+        if let Some(c) = child_in.as_ref().filter(|_| !typed.is_empty()) {
+            fds.push((c.as_fd(), libc::POLLOUT));
+            which.push(4);
+        } else if stdin_open && child_in.is_some() {
             fds.push((stdin.as_fd(), libc::POLLIN));
             which.push(3);
         }
@@ -768,51 +553,42 @@ fn run_pipes(cast: &mut Cast, args: &Args) -> (Option<ExitStatus>, End) {
                                 &mut stderr
                             };
                             let _ = w.write_all(&buf[..n]).and_then(|()| w.flush());
-                            cast.event("o", 0, &buf[..n]);
+                            rec.event("o", 0, buf[..n].to_vec());
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         _ => *pipe = None,
                     }
                 }
-                _ => match read_some(&stdin, &mut buf) {
+                3 => match read_some(&stdin, &mut buf) {
                     Ok(n) if n > 0 => {
                         if args.input {
-                            cast.event("i", 1, &buf[..n]);
+                            rec.event("i", 1, buf[..n].to_vec());
                         }
-                        if child_in
-                            .as_mut()
-                            .is_some_and(|c| c.write_all(&buf[..n]).is_err())
-                        {
-                            child_in = None;
-                        }
+                        typed.extend_from_slice(&buf[..n]);
                     }
-                    _ => {
-                        stdin_open = false;
-                        child_in = None;
-                    }
+                    _ => stdin_open = false,
                 },
+                _ => {}
             }
+        }
+        // The command stopped reading for good (its stdin closed): what was typed for it
+        // is dropped, and so is the rest of the client's input.
+        if let Some(c) = &child_in
+            && write_some(c, &mut typed).is_err()
+        {
+            child_in = None;
+            typed.clear();
+            stdin_open = false;
         }
     }
     drop(child_in);
     let status = child.wait().ok();
-    cast.status = status;
     (status, end)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utf8_split_across_reads_is_joined_and_invalid_bytes_are_replaced() {
-        let mut carry = Vec::new();
-        let euro = "€".as_bytes();
-        assert_eq!(take_utf8(&mut carry, &[b'a', euro[0]]), "a");
-        assert_eq!(take_utf8(&mut carry, &euro[1..]), "€");
-        assert!(carry.is_empty());
-        assert_eq!(take_utf8(&mut carry, &[b'x', 0xff, b'y']), "x\u{FFFD}y");
-    }
 
     #[test]
     fn arguments_are_the_force_commands_words() {
@@ -829,14 +605,5 @@ mod tests {
         assert!(a(&["--grant", "nope"]).is_err());
         assert!(a(&["--input"]).is_err());
         assert!(a(&["--grant", "g-00000000000000ff", "-x"]).is_err());
-    }
-
-    #[test]
-    fn the_status_file_is_always_the_same_size() {
-        assert_eq!(padded("x").len(), END_FILE_BYTES);
-        assert_eq!(
-            padded(&"y".repeat(2 * END_FILE_BYTES)).len(),
-            END_FILE_BYTES
-        );
     }
 }

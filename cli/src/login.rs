@@ -1,0 +1,7 @@
+//! `breakglass login`: getting a client certificate without one. [`oidc`]: the
+//! organisation's OpenID Connect provider (device flow, or code + PKCE), which gives the
+//! ID token the daemon's `Login` call checks; [`http`]: the provider's HTTP.
+#![forbid(unsafe_code)]
+
+pub mod http;
+pub mod oidc;
