@@ -415,8 +415,14 @@ async fn the_watcher_fetches_krls_and_witnesses_the_log_on_its_stream_connection
     for n in 0..3 {
         revoke_and_wait_installed(&d, &admin, keys.path(), n, &state, &watcher).await;
     }
-    let installs = watcher.output().matches("installed KRL version").count();
-    assert!(installs >= 4, "{}", watcher.output());
+    // The version file is written before the watcher prints the install: wait for the line.
+    let installs = || watcher.output().matches("installed KRL version").count();
+    let printed = wait::until_async(Duration::from_secs(20), Duration::from_millis(10), || {
+        installs() >= 4
+    })
+    .await;
+    assert!(printed, "{}", watcher.output());
+    let installs = installs();
     assert_eq!(
         relay.carried(),
         1,
