@@ -3,7 +3,10 @@
 //!
 //! | calls | who may make them |
 //! |---|---|
+//! | [`OPEN_CALLS`]: `Enrollment/GetTlsCa`, `Enrollment/EnrollHost` | anyone, with or without a client certificate; at most `[server] open_calls_per_minute` per peer address |
 //! | `BreakGlass/WhoAmI`, gRPC health, server reflection | every authenticated caller, listed or not |
+//! | `Identities/*` (join tokens, disabling identities) | admins |
+//! | `Enrollment/RenewHost` | hosts |
 //! | `Revocations/GetRevocationList`, `Revocations/WatchRevocations` | hosts and admins |
 //! | `Audit/*` | members of `[audit] reader_groups` |
 //! | `HostAgent/*` | hosts |
@@ -21,22 +24,27 @@
 //! daemon sees and ask for it to be listed. Health and reflection stay open because they
 //! reveal nothing of the daemon's state: health answers "serving" (what monitoring probes
 //! ask, without an entry in the config), reflection describes the public `.proto` API.
-//! Every call still needs a client certificate from `[server] client_ca` (or the admin
-//! socket) and an identity outside the reserved `unix:` namespace.
+//! Every call but the [`OPEN_CALLS`] still needs a client certificate from `[server]
+//! client_ca` (or the admin socket) and an identity outside the reserved `unix:` namespace:
+//! the TLS listener accepts connections without one so that hosts can enroll, and a call
+//! that needs one gets `UNAUTHENTICATED` saying how to get one. An identity the audit log
+//! disabled is refused on every call ([`crate::identity`]).
 //!
 //! Every refusal made here goes through [`Access::refused`].
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::codegen::http;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{EnrollmentError, Error, Unauthenticated};
 use crate::identity::{Authenticator, Identified};
 use crate::policy::Caller;
 
@@ -56,6 +64,44 @@ pub enum Need {
     AuditReader,
     /// A host.
     Host,
+    /// Anyone, even without a client certificate: the [`OPEN_CALLS`].
+    Open,
+    /// An admin: a caller of the admin socket or a member of `[revocation] admin_groups`.
+    Admin,
+}
+
+/// The calls answered without a client certificate (`(service, method)`): how a host
+/// without credentials gets them. Nothing else is; each is rate-limited per peer address.
+pub const OPEN_CALLS: &[(&str, &str)] = &[
+    ("breakglass.v1.Enrollment", "GetTlsCa"),
+    ("breakglass.v1.Enrollment", "EnrollHost"),
+];
+
+/// Peer addresses tracked before the windows that ended are dropped.
+const MAX_OPEN_CALL_PEERS: usize = 16_384;
+
+/// Calls without a client certificate counted per peer address and minute.
+#[derive(Debug)]
+struct OpenCallLimit {
+    per_minute: u32,
+    /// Peer → (minute, calls in it).
+    windows: Mutex<HashMap<IpAddr, (u64, u32)>>,
+}
+
+impl OpenCallLimit {
+    /// Counts a call from `peer` at `minute`; false when it is over the limit.
+    fn admit(&self, peer: IpAddr, minute: u64) -> bool {
+        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() >= MAX_OPEN_CALL_PEERS && !w.contains_key(&peer) {
+            w.retain(|_, (m, _)| *m == minute);
+        }
+        let e = w.entry(peer).or_insert((minute, 0));
+        if e.0 != minute {
+            *e = (minute, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+        e.1 <= self.per_minute
+    }
 }
 
 /// What the call at `path` (`/package.Service/Method`) needs. Calls not named here
@@ -66,7 +112,12 @@ pub fn need(path: &str) -> Need {
         .and_then(|p| p.split_once('/'))
         .filter(|(_, method)| !method.contains('/'))
         .unwrap_or(("", ""));
+    if OPEN_CALLS.contains(&(service, method)) {
+        return Need::Open;
+    }
     match (service, method) {
+        ("breakglass.v1.Enrollment", "RenewHost") => Need::Host,
+        ("breakglass.v1.Identities", _) => Need::Admin,
         ("breakglass.v1.BreakGlass", "WhoAmI")
         | ("grpc.health.v1.Health", _)
         | ("grpc.reflection.v1.ServerReflection", _)
@@ -79,6 +130,9 @@ pub fn need(path: &str) -> Need {
         _ => Need::Listed,
     }
 }
+
+/// The caller of an open call made without a client certificate (transport `tls`).
+pub const ANONYMOUS: &str = "anonymous";
 
 /// A refused call: who asked for what, and why.
 #[derive(Debug)]
@@ -101,6 +155,8 @@ pub struct Access {
     admin_groups: Vec<String>,
     /// Where refusals of unknown identities are recorded (the audit log, rate-limited).
     recorder: Option<Arc<crate::service::Service>>,
+    /// The limit of the calls without a client certificate.
+    open_calls: Arc<OpenCallLimit>,
 }
 
 impl Access {
@@ -111,6 +167,10 @@ impl Access {
             reader_groups: config.audit.reader_groups.clone(),
             admin_groups: config.revocation.admin_groups.clone(),
             recorder: None,
+            open_calls: Arc::new(OpenCallLimit {
+                per_minute: config.server.open_calls_per_minute,
+                windows: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
@@ -136,11 +196,38 @@ impl Access {
                 error,
             })
         };
-        let who = self
-            .auth
-            .identify(tls, extensions.get::<UdsConnectInfo>())
-            .map_err(|e| refuse(None, e))?;
-        match self.authorize(&who, need(path), &rpc) {
+        let need = need(path);
+        let identified = self.auth.identify(tls, extensions.get::<UdsConnectInfo>());
+        if need == Need::Open {
+            if let Some(peer) = peer {
+                let minute = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() / 60);
+                if !self.open_calls.admit(peer.ip(), minute) {
+                    return Err(refuse(
+                        None,
+                        EnrollmentError::RateLimited {
+                            peer: peer.ip().to_string(),
+                            per_minute: self.open_calls.per_minute,
+                        }
+                        .into(),
+                    ));
+                }
+            }
+            return match identified {
+                Ok(who) => Ok(who.caller),
+                Err(Error::Unauthenticated(Unauthenticated::NoCertificate)) => Ok(Caller {
+                    identity: ANONYMOUS.to_owned(),
+                    groups: Vec::new(),
+                    owner: None,
+                    transport: "tls",
+                    uid: None,
+                }),
+                Err(e) => Err(refuse(None, e)),
+            };
+        }
+        let who = identified.map_err(|e| refuse(None, e))?;
+        match self.authorize(&who, need, &rpc) {
             Ok(()) => Ok(who.caller),
             Err(e) => Err(refuse(Some(who.caller), e)),
         }
@@ -149,7 +236,7 @@ impl Access {
     /// Whether `who` may make a call that needs `need`.
     pub fn authorize(&self, who: &Identified, need: Need, rpc: &str) -> Result<(), Error> {
         let caller = &who.caller;
-        if need == Need::Anyone {
+        if matches!(need, Need::Anyone | Need::Open) {
             return Ok(());
         }
         if !who.listed {
@@ -159,7 +246,19 @@ impl Access {
             });
         }
         match need {
-            Need::Anyone | Need::Listed => Ok(()),
+            Need::Anyone | Need::Listed | Need::Open => Ok(()),
+            Need::Admin => {
+                if self.is_admin(caller) {
+                    Ok(())
+                } else {
+                    Err(EnrollmentError::NotAdmin {
+                        identity: caller.identity.clone(),
+                        what: "administer identities (join tokens, disabling)",
+                        admin_groups: self.admin_groups.clone(),
+                    }
+                    .into())
+                }
+            }
             Need::Host => crate::hosts::host_name(caller).map(|_| ()),
             Need::HostOrAdmin => {
                 if self.is_admin(caller) || crate::hosts::host_name(caller).is_ok() {
@@ -330,6 +429,20 @@ mod tests {
             )),
             Need::Host
         );
+        // Only the named enrollment calls are open; the rest of the service is not.
+        assert_eq!(need("/breakglass.v1.Enrollment/GetTlsCa"), Need::Open);
+        assert_eq!(need("/breakglass.v1.Enrollment/EnrollHost"), Need::Open);
+        assert_eq!(need("/breakglass.v1.Enrollment/RenewHost"), Need::Host);
+        assert_eq!(need("/breakglass.v1.Enrollment/Other"), Need::Listed);
+        assert_eq!(
+            need("/breakglass.v1.Identities/DisableIdentity"),
+            Need::Admin
+        );
+        assert_eq!(
+            need("/breakglass.v1.Identities/CreateJoinTokens"),
+            Need::Admin
+        );
+        assert_eq!(need("/breakglass.v1.Enrollment/EnrollHost/"), Need::Listed);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Need::Anyone);
         assert_eq!(
             need("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
@@ -367,6 +480,10 @@ mod tests {
             reader_groups: vec!["auditors".into()],
             admin_groups: vec!["admins".into()],
             recorder: None,
+            open_calls: Arc::new(OpenCallLimit {
+                per_minute: 2,
+                windows: Mutex::new(HashMap::new()),
+            }),
         };
         let who = |c: Caller, listed| Identified { caller: c, listed };
         // An unlisted certificate that even claims the hosts group is unknown.
@@ -400,5 +517,24 @@ mod tests {
         assert!(access.authorize(&admin, Need::Host, "/x/Y").is_err());
         assert!(access.authorize(&host, Need::Host, "/x/Y").is_ok());
         assert!(access.authorize(&sre, Need::AuditReader, "/x/Y").is_err());
+        // Identities are administered by admins only.
+        let e = access.authorize(&sre, Need::Admin, "/x/Y").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("admin socket"), "{e}");
+        assert!(access.authorize(&host, Need::Admin, "/x/Y").is_err());
+        for ok in [&admin, &root] {
+            assert!(access.authorize(ok, Need::Admin, "/x/Y").is_ok());
+        }
+        // Open calls are limited per peer address and minute.
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(access.open_calls.admit(a, 7));
+        assert!(access.open_calls.admit(a, 7));
+        assert!(!access.open_calls.admit(a, 7), "the third call in a minute");
+        assert!(
+            access.open_calls.admit(b, 7),
+            "another address has its own count"
+        );
+        assert!(access.open_calls.admit(a, 8), "a new minute starts afresh");
     }
 }

@@ -78,6 +78,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// One-time join tokens with which hosts enroll (through the admin socket)
+    #[command(subcommand)]
+    Token(crate::admin::TokenCmd),
+    /// Administer identities: disable one at once (through the admin socket)
+    #[command(subcommand)]
+    Identity(crate::admin::IdentityCmd),
 }
 
 /// Examples for `breakglass-ca(8)`: what each does, and its arguments after
@@ -88,6 +94,8 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
     ("Check a configuration and the files it names before a restart:", &["check-config", "--config", "/etc/breakglass-ca/breakglass-ca.toml"]),
     ("Run the daemon:", &["serve", "--config", "/etc/breakglass-ca/breakglass-ca.toml"]),
     ("Create the dev setup if needed and run it, on port 7444:", &["serve", "--dev", "./dev", "--listen", "127.0.0.1:7444"]),
+    ("Two one-time join tokens for host db-7, usable for a day:", &["token", "create", "--host", "db-7", "--ttl", "1d", "--count", "2"]),
+    ("Cut off a person who left, and revoke their live grants:", &["identity", "disable", "sre@example.com", "--reason", "left the company"]),
 ];
 
 /// Files of `breakglass-ca(8)`, and what they are.

@@ -68,7 +68,9 @@ pub fn host_name(caller: &Caller) -> Result<String, Error> {
     };
     if !caller.groups.iter().any(|g| g == HOST_GROUP) {
         return refuse(format!(
-            "unknown host: list it in the daemon's identities with groups = [\"{HOST_GROUP}\"]"
+            "unknown host: enroll it with a join token (breakglass-ca token create --host NAME, \
+             then breakglass host enroll) or list it in the daemon's identities with groups = \
+             [\"{HOST_GROUP}\"]"
         ));
     }
     if let Err(e) = names::check_host_pattern(name) {

@@ -7,7 +7,10 @@
 //! the request's extensions.
 //!
 //! The two kinds of callers never mix: certificate identities are looked up in
-//! `[[identities]]`, admin-socket users in `[[admin_users]]`. The `unix:`
+//! `[[identities]]` and then among the identities the audit log enrolled (hosts that
+//! joined with a token, [`crate::enrollment`]), admin-socket users in `[[admin_users]]`.
+//! A certificate identity the log disabled is refused on every call, whatever its
+//! certificate says ([`Authenticator::follow_log`] keeps the table in step with the state). The `unix:`
 //! namespace belongs to the admin socket: a certificate that claims it is refused
 //! at the TLS handshake ([`crate::tls`]) and, should one get through, here.
 
@@ -15,13 +18,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use breakglass_proto::audit::fields::rfc3339;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::config::{AdminUser, Config, Identity, check_identity};
+use crate::state::identities::Identities;
 
 pub use crate::config::{ADMIN_SOCKET_NAMESPACE, is_admin_socket_identity};
-use crate::error::{Error, Unauthenticated};
+use crate::error::{EnrollmentError, Error, Unauthenticated};
 use crate::policy::Caller;
 
 /// A caller and whether the configuration lists it.
@@ -41,6 +46,17 @@ pub struct Identified {
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     tables: Arc<ArcSwap<Tables>>,
+    /// What the audit log says about identities, replaced whole after each change.
+    from_log: Arc<ArcSwap<LogTable>>,
+}
+
+/// The identities of the audit log, as callers are identified by them.
+#[derive(Debug, Default)]
+struct LogTable {
+    /// Enrolled identities and their groups.
+    enrolled: HashMap<String, Vec<String>>,
+    /// Disabled identities and the refusal their calls get.
+    disabled: HashMap<String, (String, String, String)>,
 }
 
 #[derive(Debug)]
@@ -71,7 +87,28 @@ impl Authenticator {
     pub fn new(identities: &[Identity], admin_users: &[AdminUser]) -> Self {
         Self {
             tables: Arc::new(ArcSwap::from_pointee(Tables::new(identities, admin_users))),
+            from_log: Arc::new(ArcSwap::from_pointee(LogTable::default())),
         }
+    }
+
+    /// Puts what the log says about identities (enrolled, disabled) in force, for this
+    /// authenticator and its clones: called with the state after each identity event.
+    pub fn follow_log(&self, ids: &Identities) {
+        self.from_log.store(Arc::new(LogTable {
+            enrolled: ids
+                .enrolled
+                .iter()
+                .map(|(id, e)| (id.clone(), e.groups.clone()))
+                .collect(),
+            disabled: ids
+                .disabled
+                .iter()
+                .map(|(id, d)| {
+                    let at = rfc3339(d.at.unix_seconds());
+                    (id.clone(), (d.by.to_string(), at, d.reason.clone()))
+                })
+                .collect(),
+        }));
     }
 
     /// Puts the identities and admin-socket users of a reloaded configuration in force,
@@ -118,12 +155,26 @@ impl Authenticator {
                 // The TLS verifier refuses these at the handshake; this is the second layer.
                 return Err(reserved(identity).into());
             }
+            let from_log = self.from_log.load();
+            if let Some((by, at, reason)) = from_log.disabled.get(&identity) {
+                return Err(EnrollmentError::Disabled {
+                    identity,
+                    by: by.clone(),
+                    at: at.clone(),
+                    reason: reason.clone(),
+                }
+                .into());
+            }
             let tables = self.tables.load();
             let known = tables.certificates.get(&identity);
+            // The configuration first; then the identities the log enrolled.
+            let groups = known
+                .map(|k| k.groups.clone())
+                .or_else(|| from_log.enrolled.get(&identity).cloned());
             Ok(Identified {
-                listed: known.is_some(),
+                listed: groups.is_some(),
                 caller: Caller {
-                    groups: known.map(|k| k.groups.clone()).unwrap_or_default(),
+                    groups: groups.unwrap_or_default(),
                     owner: known.and_then(|k| k.owner.clone()),
                     identity,
                     transport: "mtls",

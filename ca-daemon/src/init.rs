@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use time::OffsetDateTime;
 
 use crate::certificate::CertificateAuthority;
+use crate::client_ca::{client_params, dn, random_serial};
 use crate::keyfile::write_new;
 
 /// Name of the daemon config file inside a dev directory.
@@ -143,49 +144,33 @@ pub fn tls_leaf(
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     let key = KeyPair::generate()?;
-    let mut p = CertificateParams::new(
-        server_names
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>(),
-    )?;
-    match client {
+    let p = match client {
+        // Clients get what the daemon's own client CA signs (crate::client_ca).
         Some(san) => {
-            p.distinguished_name = dn(san.identity());
-            p.subject_alt_names.push(match san {
-                ClientSan::Email(e) => SanType::Rfc822Name(e.try_into()?),
-                ClientSan::Uri(u) => SanType::URI(u.try_into()?),
-            });
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let email = matches!(san, ClientSan::Email(_));
+            client_params(san.identity(), email, not_before, not_after)?.0
         }
         None => {
+            let mut p = CertificateParams::new(
+                server_names
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )?;
             p.distinguished_name = dn(server_names.first().copied().unwrap_or("breakglass-ca"));
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            p.not_before = not_before;
+            p.not_after = not_after;
+            p.serial_number = Some(random_serial());
+            p
         }
-    }
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.not_before = not_before;
-    p.not_after = not_after;
-    p.serial_number = Some(random_serial());
+    };
     let cert = p.signed_by(&key, &issuer)?;
     Ok(CertAndKey {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
-}
-
-fn dn(cn: &str) -> DistinguishedName {
-    let mut d = DistinguishedName::new();
-    d.push(DnType::CommonName, cn);
-    d
-}
-
-fn random_serial() -> SerialNumber {
-    use ssh_key::rand_core::{OsRng, RngCore};
-    let mut b = [0u8; 16];
-    OsRng.fill_bytes(&mut b);
-    b[0] &= 0x7f; // positive
-    SerialNumber::from_slice(&b)
 }
 
 /// What `init` created.
@@ -309,6 +294,10 @@ admin_socket = "admin.sock"
 tls_cert = "tls/server.pem"
 tls_key = "tls/server-key.pem"          # must be mode 0600
 client_ca = "tls/ca.pem"
+# With the client CA's key the daemon signs the client certificates of hosts that
+# enroll themselves with a one-time join token (breakglass-ca token create, then
+# breakglass host enroll on the host). Without it, it signs none.
+client_ca_key = "tls/ca-key.pem"       # must be mode 0600
 # Unauthenticated TLS handshakes: each may take handshake_timeout; at most
 # max_handshakes are in flight (max_handshakes_per_source from one address), and a
 # new one sheds the oldest of the busiest address, so idle connections cannot lock

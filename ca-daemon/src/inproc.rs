@@ -12,7 +12,9 @@ use std::sync::Arc;
 use breakglass_proto::v1::RecordingChunk;
 use breakglass_proto::v1::audit_server::Audit;
 use breakglass_proto::v1::break_glass_server::BreakGlass;
+use breakglass_proto::v1::enrollment_server::Enrollment;
 use breakglass_proto::v1::host_agent_server::HostAgent;
+use breakglass_proto::v1::identities_server::Identities;
 use breakglass_proto::v1::revocations_server::Revocations;
 use breakglass_proto::v1::witness_server::Witness;
 use prost::Message;
@@ -21,6 +23,7 @@ use tonic::{Request, Response, Status};
 use crate::access::{Access, need};
 use crate::api::audit::AuditApi;
 use crate::api::breakglass::BreakGlassApi;
+use crate::api::enrollment::{EnrollmentApi, IdentitiesApi};
 use crate::api::hosts::HostAgentApi;
 use crate::api::revocation::RevocationsApi;
 use crate::api::witness::WitnessApi;
@@ -64,6 +67,11 @@ pub const METHODS: &[&str] = &[
     "/breakglass.v1.HostAgent/UploadRecording",
     "/breakglass.v1.HostAgent/GetRecordingStatus",
     "/breakglass.v1.Audit/GetRecording",
+    "/breakglass.v1.Enrollment/GetTlsCa",
+    "/breakglass.v1.Enrollment/EnrollHost",
+    "/breakglass.v1.Enrollment/RenewHost",
+    "/breakglass.v1.Identities/CreateJoinTokens",
+    "/breakglass.v1.Identities/DisableIdentity",
 ];
 
 /// A caller for every identity `config` names, as the interceptor attaches it: `unix:`
@@ -95,6 +103,8 @@ pub struct InProcess {
     audit: AuditApi,
     hosts: HostAgentApi,
     witness: WitnessApi,
+    enrollment: EnrollmentApi,
+    identities: IdentitiesApi,
     access: Access,
 }
 
@@ -134,6 +144,8 @@ impl InProcess {
                 daemon.recordings().clone(),
             ),
             witness: WitnessApi(daemon.witness().clone()),
+            enrollment: EnrollmentApi(daemon.enrollment().clone()),
+            identities: IdentitiesApi(daemon.enrollment().clone()),
             access: Access::new(daemon.config()),
             service,
         }
@@ -249,6 +261,25 @@ impl InProcess {
                 }
                 _ => Err(Status::unimplemented(format!("no method {method:?}"))),
             },
+            Some("/breakglass.v1.Enrollment") => {
+                let en = &self.enrollment;
+                match name {
+                    "GetTlsCa" => unary(en.get_tls_ca(request(caller, body)?).await),
+                    "EnrollHost" => unary(en.enroll_host(request(caller, body)?).await),
+                    "RenewHost" => unary(en.renew_host(request(caller, body)?).await),
+                    _ => Err(Status::unimplemented(format!("no method {method:?}"))),
+                }
+            }
+            Some("/breakglass.v1.Identities") => {
+                let id = &self.identities;
+                match name {
+                    "CreateJoinTokens" => {
+                        unary(id.create_join_tokens(request(caller, body)?).await)
+                    }
+                    "DisableIdentity" => unary(id.disable_identity(request(caller, body)?).await),
+                    _ => Err(Status::unimplemented(format!("no method {method:?}"))),
+                }
+            }
             _ => Err(Status::unimplemented(format!("no method {method:?}"))),
         }
     }

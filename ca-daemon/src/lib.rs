@@ -28,12 +28,15 @@
 
 pub mod accept;
 pub mod access;
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod audit_syslog;
 pub mod certificate;
 pub mod cli;
+pub mod client_ca;
 pub mod config;
+pub mod enrollment;
 pub mod error;
 pub mod history;
 pub mod hosts;

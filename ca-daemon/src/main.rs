@@ -41,6 +41,25 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(EX_CANTCREAT, e),
         },
+        Command::Token(breakglass_ca::admin::TokenCmd::Create(args)) => {
+            match rt.block_on(breakglass_ca::admin::token_create(&args)) {
+                Ok(p) => {
+                    print!("{}", p.out);
+                    eprint!("{}", p.err);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e.exit_code(), e),
+            }
+        }
+        Command::Identity(breakglass_ca::admin::IdentityCmd::Disable(args)) => {
+            match rt.block_on(breakglass_ca::admin::identity_disable(&args)) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e.exit_code(), e),
+            }
+        }
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => match Daemon::check(&c) {
                 Ok(()) => {

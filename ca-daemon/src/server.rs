@@ -10,7 +10,9 @@ use std::sync::Arc;
 use breakglass_proto::v1::FILE_DESCRIPTOR_SET;
 use breakglass_proto::v1::audit_server::AuditServer;
 use breakglass_proto::v1::break_glass_server::BreakGlassServer;
+use breakglass_proto::v1::enrollment_server::EnrollmentServer;
 use breakglass_proto::v1::host_agent_server::HostAgentServer;
+use breakglass_proto::v1::identities_server::IdentitiesServer;
 use breakglass_proto::v1::revocations_server::RevocationsServer;
 use breakglass_proto::v1::witness_server::WitnessServer;
 use tokio::net::{TcpListener, UnixListener};
@@ -25,6 +27,7 @@ use crate::accept::{self, FrontDoor, Limits};
 use crate::access::AccessLayer;
 use crate::api::audit::AuditApi;
 use crate::api::breakglass::BreakGlassApi;
+use crate::api::enrollment::{EnrollmentApi, IdentitiesApi};
 use crate::api::hosts::HostAgentApi;
 use crate::api::revocation::RevocationsApi;
 use crate::api::witness::WitnessApi;
@@ -61,6 +64,9 @@ pub enum StartupError {
     /// Serving failed.
     #[error("server: {0}")]
     Serve(String),
+    /// Enrollment could not be set up (client CA key, TLS CA).
+    #[error("{0}")]
+    Enrollment(#[from] crate::enrollment::EnrollmentSetupError),
 }
 
 /// A daemon whose keys and TLS material are loaded and checked, ready to serve.
@@ -75,6 +81,8 @@ pub struct Daemon {
     recordings: Arc<crate::recordings::Recordings>,
     /// Reload the configuration on each of these signals (SIGHUP), see [`crate::reload`].
     hangup: Option<tokio::signal::unix::Signal>,
+    /// Join tokens, host enrollment, disabled identities ([`crate::enrollment`]).
+    enrollment: Arc<crate::enrollment::Enrollment>,
 }
 
 impl Daemon {
@@ -107,6 +115,8 @@ impl Daemon {
             &config.audit.dir,
             &config.recordings,
         );
+        let enrollment =
+            crate::enrollment::Enrollment::new(service.clone(), revocations.clone(), &config)?;
         Ok(Self {
             config,
             service,
@@ -115,6 +125,7 @@ impl Daemon {
             witness,
             recordings,
             hangup: None,
+            enrollment,
         })
     }
 
@@ -142,6 +153,17 @@ impl Daemon {
             &config.server.client_ca,
         )?;
         crate::audit::load_audit_key(&config.audit.key, &config.audit.origin)?;
+        if let Some(key) = &config.server.client_ca_key {
+            crate::client_ca::ClientCa::load(&config.server.client_ca, key)
+                .map_err(crate::enrollment::EnrollmentSetupError::from)?;
+        }
+        crate::enrollment::load_tls_ca(
+            config
+                .enrollment
+                .tls_ca
+                .as_deref()
+                .unwrap_or(&config.server.client_ca),
+        )?;
         Ok(())
     }
 
@@ -168,6 +190,11 @@ impl Daemon {
     /// The session recordings behind their handlers.
     pub fn recordings(&self) -> &Arc<crate::recordings::Recordings> {
         &self.recordings
+    }
+
+    /// Join tokens, host enrollment and disabled identities.
+    pub fn enrollment(&self) -> &Arc<crate::enrollment::Enrollment> {
+        &self.enrollment
     }
 
     /// Binds the TCP listener and the admin socket named in the configuration.
@@ -229,7 +256,12 @@ impl Daemon {
             intercept.clone(),
         );
         let witness_api =
-            WitnessServer::with_interceptor(WitnessApi(self.witness.clone()), intercept);
+            WitnessServer::with_interceptor(WitnessApi(self.witness.clone()), intercept.clone());
+        let identities_api =
+            IdentitiesServer::with_interceptor(IdentitiesApi(self.enrollment.clone()), intercept);
+        // No interceptor: its open calls have no client certificate to identify; the access
+        // layer identified the caller (or let an open call through without one).
+        let enrollment_api = EnrollmentServer::new(EnrollmentApi(self.enrollment.clone()));
         let (health_reporter, health) = tonic_health::server::health_reporter();
         // The reporter only updates a shared map; no await point is needed here.
         let reporter = health_reporter.clone();
@@ -255,6 +287,8 @@ impl Daemon {
             .add_service(audit_api)
             .add_service(host_api)
             .add_service(witness_api)
+            .add_service(enrollment_api)
+            .add_service(identities_api)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha))

@@ -39,7 +39,7 @@ mod tests;
 /// File name of the snapshot in the audit directory.
 pub const SNAPSHOT_FILE: &str = "state.snapshot";
 /// Version of the snapshot format; a snapshot of another version is ignored (replayed).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"BGSTATE\n";
 /// Largest snapshot read (a bigger file is not one of ours).
 const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;
@@ -111,7 +111,43 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
             state.events, state.top
         ));
     }
+    leaves_within(&state, size)?;
     Ok(Snapshot { size, root, state })
+}
+
+/// Refuses a state that names a leaf at or past `size` (it cannot come from the log's first
+/// `size` events), or that holds anything at size 0: the empty log's root is every log's,
+/// so that root check cannot tell a foreign snapshot of size 0 apart.
+fn leaves_within(st: &State, size: u64) -> Result<(), String> {
+    if size == 0 {
+        return if *st == State::default() {
+            Ok(())
+        } else {
+            Err("taken at log size 0 but not the empty state".into())
+        };
+    }
+    let grants = st
+        .grants
+        .values()
+        .flat_map(|g| [Some(g.index), g.revoked_index]);
+    let recordings = st
+        .recordings
+        .sessions
+        .values()
+        .flat_map(|r| [Some(r.committed_at), r.stored.map(|(_, i)| i)]);
+    let named = grants
+        .chain(recordings)
+        .flatten()
+        .chain(st.revocations.keys().copied())
+        .chain(st.krl_published_index)
+        .chain(st.revoked_keys.values().map(|k| k.index))
+        .chain(st.log_forks.iter().map(|f| f.index));
+    match named.max() {
+        Some(i) if i >= size => Err(format!(
+            "the state names leaf {i} but was taken at log size {size}: it is not of this log"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Path of the snapshot in audit directory `dir`.

@@ -25,6 +25,8 @@ use breakglass_proto::profile::GrantId;
 use crate::audit::LeafIndex;
 use crate::policy::EMERGENCY_WINDOW;
 
+pub mod identities;
+
 /// Where a request stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestStatus {
@@ -190,6 +192,8 @@ pub struct State {
     /// Recorded sessions: the digest each close record commits to, stored, deleted
     /// ([`crate::recordings`]).
     pub recordings: breakglass_proto::audit::recordings::RecordingIndex,
+    /// Join tokens, enrolled and disabled identities ([`identities`]).
+    pub identities: identities::Identities,
 }
 
 /// Length of the window of the per-identity refusal limit (`per_identity_per_hour`).
@@ -384,6 +388,9 @@ impl State {
             EventKind::RecordingStored(_)
             | EventKind::RecordingRefused(_)
             | EventKind::RecordingDeleted(_) => {}
+            EventKind::JoinTokenCreated(t) => self.identities.token_created(t, at),
+            EventKind::ClientCertificateIssued(c) => self.identities.certificate_issued(c, at),
+            EventKind::IdentityDisabled(d) => self.identities.disabled(d, &event.actor, at),
         }
         if let Some(s) = event.kind.session()
             && self.host_records.insert(s.record_id.clone())

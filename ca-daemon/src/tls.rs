@@ -1,5 +1,8 @@
-//! The mTLS server configuration: rustls (ring) with mandatory client certificates
-//! from the configured client CA. Connections and handshakes are run by
+//! The mTLS server configuration: rustls (ring), client certificates from the configured
+//! client CA. A client certificate that is presented must verify; a connection without
+//! one is accepted, and its calls get no further than the access layer, which answers
+//! only the open calls of enrollment without one ([`crate::access::OPEN_CALLS`]) and
+//! every other call with `UNAUTHENTICATED`. Connections and handshakes are run by
 //! [`crate::accept`].
 //!
 //! A client certificate whose identity (the SAN [`identity_from_certificate`] picks)
@@ -62,7 +65,8 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds the server TLS configuration: our certificate, client certificates required.
+/// Builds the server TLS configuration: our certificate, client certificates verified
+/// when presented (see the module's header for calls without one).
 pub fn server_config(
     cert: &Path,
     key: &Path,
@@ -81,6 +85,7 @@ pub fn server_config(
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
         .build()
         .map_err(|e| bad(client_ca, format!("cannot verify clients with it: {e}")))?;
     let verifier = Arc::new(NoAdminSocketIdentities(webpki));

@@ -38,6 +38,11 @@ pub const EXAMPLES: &[Example] = &[
     ("Print the bash completion script; load it with source <(breakglass completions bash):", &["completions", "bash"]),
     ("Log in, asking for a certificate only when the one next to your key does not cover the login:", &["ssh", "--ttl", "15m", "--reason", "INC-4411 primary down", "postgres@db-7.prod.example"]),
     ("Make plain ssh, scp and rsync use a valid breakglass certificate (an Include in ~/.ssh/config, with a backup):", &["config", "ssh", "--install"]),
+    (
+        "On a new host, as root: enroll with a join token from breakglass-ca token create, pinning the CA by the fingerprint it printed:",
+        &["--server", "https://ca.example.internal:7443", "host", "enroll", "--token", "bgjoin_AAAA", "--ca-fingerprint", "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"],
+    ),
+    ("Renew the host's certificate now, without waiting for two thirds of its lifetime:", &["--config", "/etc/breakglass/host.toml", "host", "renew", "--force"]),
 ];
 
 /// Files `breakglass` reads or writes, and what they are.
@@ -56,7 +61,7 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     (
         "/etc/breakglass/host.toml",
-        "A host's client config (its host://NAME certificate, audit_key), for the host commands.",
+        "A host's client config (its host://NAME certificate, audit_key), for the host commands; host enroll writes it with host.key (0600), host.crt, ca.crt and log.pub beside it, host renew replaces the key and certificate.",
     ),
     (
         "/etc/ssh/breakglass_user_ca.pub",

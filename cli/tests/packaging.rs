@@ -163,3 +163,24 @@ fn ship_unit_delivers_the_module_spool_and_gives_up_before_its_timeout() {
     );
     assert_installable_timer("hosts/breakglass-ship.timer");
 }
+
+#[test]
+fn renew_unit_renews_the_host_toml_certificate_and_may_write_its_directory() {
+    use breakglass_cli::host::enroll::{DEFAULT_DIR, HOST_CONFIG};
+    let unit = packaging("hosts/breakglass-renew.service");
+    let cli = exec_start("hosts/breakglass-renew.service");
+    let Command::Host(HostCmd::Renew(a)) = cli.command else {
+        panic!("not host renew");
+    };
+    // Renewal when due, never forced by the timer.
+    assert!(!a.force);
+    // The config `host enroll` writes, in the directory the unit may write.
+    let config = cli.conn.config.expect("--config in ExecStart");
+    assert_eq!(config, Path::new(DEFAULT_DIR).join(HOST_CONFIG));
+    assert_eq!(directive(&unit, "ReadWritePaths="), DEFAULT_DIR);
+    assert_eq!(
+        directive(&unit, "ConditionPathExists="),
+        config.display().to_string()
+    );
+    assert_installable_timer("hosts/breakglass-renew.timer");
+}

@@ -9,6 +9,7 @@
 pub mod audit;
 #[cfg(feature = "grpc")]
 pub mod codec;
+pub mod enrollment;
 pub mod krl;
 pub mod names;
 pub mod oidc;

@@ -496,6 +496,8 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
         ("/usr/lib/systemd/system/breakglass-krl-sync.timer", 0o644),
         ("/usr/lib/systemd/system/breakglass-krl-sync.service", 0o644),
         ("/usr/lib/systemd/system/breakglass-ship.timer", 0o644),
+        ("/usr/lib/systemd/system/breakglass-renew.timer", 0o644),
+        ("/usr/lib/systemd/system/breakglass-renew.service", 0o644),
         ("/usr/lib/tmpfiles.d/breakglass-revocation.conf", 0o644),
         ("/usr/share/man/man1/breakglass.1.gz", 0o644),
         ("/usr/share/man/man8/breakglass-ca.8.gz", 0o644),
@@ -661,6 +663,7 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
         "breakglass-krl-sync.timer",
         "breakglass-ship.timer",
         "breakglass-watch-revocations.service",
+        "breakglass-renew.timer",
     ] {
         assert_eq!(
             wants(unit),

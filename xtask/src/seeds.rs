@@ -3,7 +3,8 @@
 //! in-process through every RPC in a short scenario (requests of each tier, approval,
 //! denial, cancellation, emergency and review, a drill, host records, revocations, audit
 //! reads); the calls become `grpc_requests` seeds, and what the daemon wrote (its audit
-//! segments and checkpoints, its KRL, its certificates) the seeds of the parser targets.
+//! segments and checkpoints, its KRL, its certificates, the state snapshot of its log) the
+//! seeds of the parser targets.
 //! `fuzz/make-seeds` adds what `ssh-keygen` makes.
 
 use std::collections::BTreeMap;
@@ -542,6 +543,22 @@ fn log_seeds(seeds: &mut Seeds, log_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The state snapshot the daemon writes of `log` (its state from a full replay), whole and
+/// cut short: `state_snapshot` seeds of its whole-file mode (byte 0 even).
+fn snapshot_seeds(seeds: &mut Seeds, log: &AuditLog, empty_dir: &Path) -> Result<(), String> {
+    use breakglass_ca::snapshot::{encode, load_state};
+    let (state, _) = load_state(log, empty_dir).map_err(|e| e.to_string())?;
+    let size = log.size();
+    let root = log.root_at(size).map_err(|e| e.to_string())?;
+    let bytes = encode(&state, size, &root)?;
+    for cut in [bytes.len(), bytes.len() - 1, bytes.len() / 2] {
+        let mut seed = vec![0u8];
+        seed.extend(&bytes[..cut]);
+        seeds.put("state_snapshot", &seed).map_err(io("seed"))?;
+    }
+    Ok(())
+}
+
 /// Writes the seeds into `out/<target>/`.
 pub fn write(out: &Path, keys: &SeedKeys) -> Result<BTreeMap<&'static str, usize>, String> {
     let work = tempfile::tempdir().map_err(io("temporary directory"))?;
@@ -612,6 +629,7 @@ pub fn write(out: &Path, keys: &SeedKeys) -> Result<BTreeMap<&'static str, usize
         let event = Event::decode(leaf).map_err(|e| e.to_string())?;
         small.append_blocking(&event).map_err(|e| e.to_string())?;
     }
+    snapshot_seeds(&mut seeds, &small, &work.path().join("no-snapshot"))?;
     small.shutdown_blocking();
     log_seeds(&mut seeds, &small_dir)?;
     if let Ok(text) =

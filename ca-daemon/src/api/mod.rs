@@ -11,6 +11,7 @@
 //! | `HostAgent` | [`hosts::HostAgentApi`] | [`crate::hosts`] |
 //! | `Audit` | [`audit::AuditApi`] | [`crate::audit`] |
 //! | `Witness` | [`witness::WitnessApi`] | [`crate::witness`] |
+//! | `Enrollment`, `Identities` | [`enrollment::EnrollmentApi`], [`enrollment::IdentitiesApi`] | [`crate::enrollment`] |
 
 use breakglass_proto::audit::RequestId;
 use breakglass_proto::profile::GrantId;
@@ -19,6 +20,7 @@ use crate::error::Error;
 
 pub mod audit;
 pub mod breakglass;
+pub mod enrollment;
 pub mod hosts;
 pub mod revocation;
 pub mod witness;

@@ -79,6 +79,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "webhooks", array: true, required: false, meaning: "The body a webhook receives, for webhooks that are not sent the JSON notice: Slack and Mattermost incoming webhooks." },
     Section { name: "recordings", array: false, required: false, meaning: "Session recordings uploaded by hosts (breakglass host ship), stored beside the audit log under <audit dir>/recordings/." },
     Section { name: "oidc", array: false, required: false, meaning: "Login with the organisation's OpenID Connect provider: whose ID tokens are accepted, who the identity is, which policy groups it gets, how long its login lasts. Without it, nobody logs in with OpenID Connect." },
+    Section { name: "enrollment", array: false, required: false, meaning: "Hosts that get their host://NAME client certificate themselves: one-time join tokens (breakglass-ca token create), breakglass host enroll and host renew. Needs [server] client_ca_key." },
 ];
 
 const fn key(
@@ -115,6 +116,8 @@ pub const KEYS: &[Key] = &[
     key("server", "max_handshakes_per_source", "integer", Value("32"), "Most unauthenticated TLS handshakes in flight from one source address, IPv6 by /64 (1 to max_handshakes)."),
     key("server", "shutdown_grace", "duration", Value("\"10s\""), "How long calls in flight may take to finish at shutdown (0s to 10m)."),
     key("server", "metrics_listen", "address:port", Derived("off"), "TCP address of the plain-HTTP metrics and probes listener (GET /metrics, /healthz, /readyz); no TLS, no client identity: loopback or a private network. Not the listen address."),
+    key("server", "client_ca_key", "path", Derived("off: the daemon signs no client certificates (no host enrollment)"), "Private key (PEM, mode 0600) of the client CA, the first certificate of client_ca: the daemon signs the client certificates of enrolling hosts with it."),
+    key("server", "open_calls_per_minute", "integer", Value("30"), "Calls made without a client certificate (Enrollment/GetTlsCa, Enrollment/EnrollHost) allowed per peer address and minute (1 to 100000); more get RESOURCE_EXHAUSTED."),
     // [ca]
     key("ca", "signing_key", "path", Required, "OpenSSH Ed25519 private key that signs certificates (mode 0600)."),
     key("ca", "extra_public_keys", "list of paths", Value("[]"), "Further CA public keys published to hosts by breakglass ca-keys, for key rotation."),
@@ -205,6 +208,11 @@ pub const KEYS: &[Key] = &[
     key("oidc", "ca_bundle", "path", Value("\"/etc/ssl/certs/ca-certificates.crt\""), "CA certificates (PEM) that an https issuer's certificate must chain to."),
     key("oidc", "leeway", "duration", Value("\"60s\""), "Clock skew allowed when checking an ID token's exp and iat (0s to 5m)."),
     key("oidc", "jwks_min_refresh", "duration", Value("\"60s\""), "Least time between two fetches of the provider's keys when a token names a key not yet known (the provider rotated its keys) (0s to 1h)."),
+    // [enrollment]
+    key("enrollment", "tls_ca", "path", Derived("[server] client_ca"), "CA certificate(s) (PEM) of the daemon's TLS certificate: what hosts fetch on first contact and pin by fingerprint (host enroll --ca-fingerprint)."),
+    key("enrollment", "host_certificate_ttl", "duration", Value("\"30d\""), "Lifetime of a host's client certificate, enrolled or renewed (1h to 400d); host renew renews it when less than a third is left."),
+    key("enrollment", "token_ttl", "duration", Value("\"1h\""), "How long a join token stays usable when token create gives no --ttl (1m to max_token_ttl)."),
+    key("enrollment", "max_token_ttl", "duration", Value("\"7d\""), "Longest --ttl token create may ask for (1m to 30d)."),
 ];
 
 /// The keys of `section`.
@@ -348,7 +356,8 @@ mod tests {
     use serde::de::DeserializeOwned;
 
     use super::super::{
-        Config, RawConfig, audit, identities, log, notifications, oidc, policy, recordings, server,
+        Config, RawConfig, audit, enrollment, identities, log, notifications, oidc, policy,
+        recordings, server,
     };
     use super::*;
 
@@ -374,7 +383,7 @@ mod tests {
 
     #[test]
     fn the_table_lists_exactly_the_keys_the_section_parsers_accept() {
-        let cases: [(&str, Vec<String>); 14] = [
+        let cases: [(&str, Vec<String>); 15] = [
             ("server", serde_fields::<server::RawServer>()),
             ("ca", serde_fields::<server::RawCa>()),
             ("audit", serde_fields::<audit::RawAudit>()),
@@ -392,6 +401,7 @@ mod tests {
             ("webhooks", serde_fields::<notifications::RawWebhook>()),
             ("recordings", serde_fields::<recordings::RawRecordings>()),
             ("oidc", serde_fields::<oidc::RawOidc>()),
+            ("enrollment", serde_fields::<enrollment::RawEnrollment>()),
         ];
         for (section, accepted) in cases {
             assert_eq!(table_fields(section), accepted, "[{section}]");

@@ -15,6 +15,7 @@ use crate::keyfile;
 use crate::policy::Policy;
 
 pub mod audit;
+pub mod enrollment;
 pub mod field;
 pub mod identities;
 pub mod keys;
@@ -26,6 +27,7 @@ pub mod recordings;
 pub mod server;
 
 pub use self::audit::{AuditSettings, RevocationSettings};
+pub use self::enrollment::EnrollmentSettings;
 pub use self::field::ConfigError;
 pub use self::identities::{
     ADMIN_SOCKET_NAMESPACE, AdminUser, Identity, check_identity, is_admin_socket_identity,
@@ -72,6 +74,8 @@ struct RawConfig {
     recordings: Option<recordings::RawRecordings>,
     #[serde(default)]
     oidc: Option<oidc::RawOidc>,
+    #[serde(default)]
+    enrollment: Option<enrollment::RawEnrollment>,
 }
 
 /// A validated daemon configuration.
@@ -103,6 +107,8 @@ pub struct Config {
     pub recordings: RecordingSettings,
     /// Login with the organisation's OpenID Connect provider (`[oidc]`); `None`: off.
     pub oidc: Option<OidcSettings>,
+    /// Host enrollment with join tokens (`[enrollment]`).
+    pub enrollment: EnrollmentSettings,
 }
 
 impl Config {
@@ -203,6 +209,8 @@ impl Config {
             .oidc
             .map(|o| oidc::parse_oidc(o, &resolve, &err))
             .transpose()?;
+        let enrollment =
+            enrollment::parse_enrollment(raw.enrollment.unwrap_or_default(), &resolve, &err)?;
         Ok(Self {
             path: path.to_owned(),
             server,
@@ -217,6 +225,7 @@ impl Config {
             log: log::parse_log(raw.log.unwrap_or_default()),
             recordings,
             oidc,
+            enrollment,
         })
     }
 }

@@ -33,6 +33,10 @@ pub(super) struct RawServer {
     shutdown_grace: Option<String>,
     #[serde(default)]
     metrics_listen: Option<String>,
+    #[serde(default)]
+    client_ca_key: Option<PathBuf>,
+    #[serde(default)]
+    open_calls_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +78,12 @@ pub struct ServerConfig {
     /// TCP address of the plain-HTTP metrics and probes listener (`/metrics`, `/healthz`,
     /// `/readyz`; see [`crate::metrics`]); `None`: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Private key of the client CA (the first certificate of `client_ca`): with it the
+    /// daemon signs client certificates itself ([`crate::client_ca`]); `None`: it signs none.
+    pub client_ca_key: Option<PathBuf>,
+    /// Calls made without a client certificate ([`crate::access::OPEN_CALLS`]) allowed per
+    /// peer address and minute.
+    pub open_calls_per_minute: u32,
 }
 
 /// SSH certificate authority settings.
@@ -139,6 +149,15 @@ pub(super) fn parse_server(
             })
             .transpose()
             .map_err(|r| err("server.metrics_listen", r))?,
+        client_ca_key: raw.client_ca_key.as_deref().map(resolve),
+        open_calls_per_minute: u32::try_from(
+            count_field(
+                raw.open_calls_per_minute.unwrap_or(30) as usize,
+                (1, 100_000),
+            )
+            .map_err(|r| err("server.open_calls_per_minute", r))?,
+        )
+        .unwrap_or(u32::MAX),
     };
     // Port 0 asks for any free port, a different one for each.
     if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {

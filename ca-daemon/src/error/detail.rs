@@ -18,8 +18,12 @@ pub(crate) fn groups_text(groups: &[String]) -> String {
 /// Why a caller could not be identified.
 #[derive(Debug, thiserror::Error)]
 pub enum Unauthenticated {
-    /// An mTLS connection without a client certificate.
-    #[error("no client certificate was presented")]
+    /// An mTLS connection without a client certificate, for a call that needs one.
+    #[error(
+        "this call needs a client certificate and none was presented: a host gets one with \
+         `breakglass host enroll` (a join token from `breakglass-ca token create`), a person \
+         with `breakglass login`; then pass it with --cert/--key or the client config file"
+    )]
     NoCertificate,
     /// A client certificate that does not parse.
     #[error("client certificate does not parse: {0}")]

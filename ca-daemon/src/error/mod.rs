@@ -15,12 +15,14 @@ use crate::audit::AuditError;
 use crate::fmt_duration;
 
 mod detail;
+mod enrollment;
 mod recording;
 
 pub(crate) use self::detail::groups_text;
 pub use self::detail::{
     Closed, Denial, Halt, NothingToRevoke, ReasonProblem, RequesterAct, Unauthenticated,
 };
+pub use self::enrollment::EnrollmentError;
 pub use self::recording::RecordingError;
 
 /// Why a call failed. Every message says what was wrong and what to do.
@@ -87,7 +89,8 @@ pub enum Error {
     #[error(
         "{identity} is not a known identity of this breakglass-ca, so it may not call {rpc} \
          (only WhoAmI); ask the CA's operators to list it under [[identities]] in the daemon \
-         config, with its groups (hosts: id = \"host://NAME\", groups = [\"hosts\"])"
+         config, with its groups (hosts: id = \"host://NAME\", groups = [\"hosts\"], or \
+         enroll the host with a join token: breakglass-ca token create, breakglass host enroll)"
     )]
     UnknownIdentity {
         /// The caller's identity (its certificate SAN).
@@ -478,6 +481,9 @@ pub enum Error {
     /// A session recording call failed ([`RecordingError`]).
     #[error("{0}")]
     Recording(RecordingError),
+    /// An enrollment or identity call failed ([`EnrollmentError`]).
+    #[error("{0}")]
+    Enrollment(EnrollmentError),
 }
 
 /// " and get N approval(s) from G" when a tier needs approvals.
@@ -570,7 +576,14 @@ impl Error {
             },
             Error::Internal(_) => Code::Internal,
             Error::Recording(e) => e.code(),
+            Error::Enrollment(e) => e.code(),
         }
+    }
+}
+
+impl From<EnrollmentError> for Error {
+    fn from(e: EnrollmentError) -> Self {
+        Error::Enrollment(e)
     }
 }
 

@@ -22,6 +22,7 @@
 //! on the record before it happens.
 
 mod store;
+mod upload;
 
 use std::collections::HashSet;
 use std::io::Read as _;
@@ -42,9 +43,8 @@ use crate::error::{Error, RecordingError};
 use crate::hosts::HOST_URI_PREFIX;
 use crate::service::Service;
 pub use store::Store;
+pub use upload::{MAX_CHUNK_BYTES, Step, UploadCheck};
 
-/// Largest `data` of one upload message.
-pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 /// Bytes of the file in each message of a download.
 pub const SEND_CHUNK_BYTES: usize = 64 * 1024;
 /// Download messages buffered ahead of a slow reader.
@@ -184,55 +184,22 @@ impl Recordings {
         }
         let _busy = Busy(self, session.clone());
         let (store, s) = (self.store.clone(), session.clone());
-        let (mut file, mut held) = blocking(move || store.open_incoming(&s)).await?;
-        if first.offset != held {
-            return Err(Error::Recording(RecordingError::Offset {
-                session,
-                given: first.offset,
-                held,
-            }));
-        }
+        let (mut file, held) = blocking(move || store.open_incoming(&s)).await?;
+        let mut check = UploadCheck::start(&session, r.digest.bytes, held, first.offset)?;
         let mut next = Some(first);
         let mut cut: Option<tonic::Status> = None;
         while let Some(c) = next.take() {
-            if c.session != session {
-                return Err(bad(format!(
-                    "a message for session {:?} in the upload of {session:?}: one session per call",
-                    c.session
-                )));
-            }
-            if c.offset != held {
-                return Err(bad(format!(
-                    "a message at byte {} after {held} bytes: send the file in order",
-                    c.offset
-                )));
-            }
-            if c.data.len() > MAX_CHUNK_BYTES {
-                return Err(bad(format!(
-                    "a message of {} bytes; at most {MAX_CHUNK_BYTES}",
-                    c.data.len()
-                )));
-            }
-            let len = c.data.len() as u64;
-            if held + len > r.digest.bytes {
-                return self
-                    .refuse(
-                        &r,
-                        format!(
-                            "it is longer than the {} bytes its session record says",
-                            r.digest.bytes
-                        ),
-                    )
-                    .await;
-            }
-            if len > 0 {
-                let (store, s) = (self.store.clone(), session.clone());
-                file = blocking(move || {
-                    store.append(&s, &mut file, &c.data)?;
-                    Ok(file)
-                })
-                .await?;
-                held += len;
+            match check.piece(&c.session, c.offset, c.data.len())? {
+                Step::Refuse(why) => return self.refuse(&r, why).await,
+                Step::Append if c.data.is_empty() => {}
+                Step::Append => {
+                    let (store, s) = (self.store.clone(), session.clone());
+                    file = blocking(move || {
+                        store.append(&s, &mut file, &c.data)?;
+                        Ok(file)
+                    })
+                    .await?;
+                }
             }
             match chunks.next().await {
                 Some(Ok(c)) => next = Some(c),
@@ -240,6 +207,7 @@ impl Recordings {
                 None => {}
             }
         }
+        let held = check.held();
         // What arrived is kept durably, whether the stream ended or broke: a resumed upload
         // continues from it.
         let (store, s) = (self.store.clone(), session.clone());
@@ -251,7 +219,7 @@ impl Recordings {
                 status.message()
             )));
         }
-        if held < r.digest.bytes {
+        if !check.complete() {
             return Ok(status_of(&r, held));
         }
         self.finish(host, &r).await

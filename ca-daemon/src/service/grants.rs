@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use breakglass_proto::audit::event::{GrantIssued, RequestCreated};
+use breakglass_proto::audit::event::{GrantIssued, RequestCreated, RequestDenied};
 use breakglass_proto::audit::{Actor, Event, EventKind, RequestId};
 use breakglass_proto::profile::EXT_SESSION_RECORDING;
 use breakglass_proto::recording::{DEFAULT_RECORDER, RecorderCommand};
@@ -34,14 +34,19 @@ impl Service {
         id: RequestId,
         actor: Actor,
     ) -> Result<RequestCertificateResponse, Error> {
-        let (created, approvers) = {
+        let (created, approvers, disabled) = {
             let st = self.state();
             let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
             if r.status != RequestStatus::Pending {
                 return Err(Error::NotPending(id));
             }
-            (r.created.clone(), self.approvers(r))
+            let disabled = st.identities.disabled.get(&r.created.requester).cloned();
+            (r.created.clone(), self.approvers(r), disabled)
         };
+        if let Some(d) = disabled {
+            // Approved after its requester was disabled: denied on the record, not issued.
+            return Err(self.deny_disabled(id, &created.requester, d).await);
+        }
         let started = Instant::now();
         let key = PublicKey::from_openssh(&created.public_key)
             .map_err(|e| Error::Internal(format!("recorded public key: {e}")))?;
@@ -304,6 +309,38 @@ impl Service {
 
     /// Signs the certificate `grant` describes for `key`: the one place a [`CertSpec`] is
     /// made, for a new certificate and for one produced again.
+    /// Denies request `id` of the disabled `requester` (a `request_denied` by the daemon);
+    /// returns the refusal of the issuance.
+    async fn deny_disabled(
+        &self,
+        id: RequestId,
+        requester: &str,
+        d: crate::state::identities::Disabled,
+    ) -> Error {
+        let (_, at) = now();
+        let reason = format!("the requester {requester} is disabled: {}", d.reason);
+        let recorded = self
+            .record(Event::new(
+                at,
+                Actor::Daemon,
+                EventKind::RequestDenied(RequestDenied {
+                    request_id: id,
+                    reason,
+                }),
+            ))
+            .await;
+        match recorded {
+            Ok(_) => crate::error::EnrollmentError::Disabled {
+                identity: requester.to_owned(),
+                by: d.by.to_string(),
+                at: breakglass_proto::audit::fields::rfc3339(d.at.unix_seconds()),
+                reason: d.reason,
+            }
+            .into(),
+            Err(e) => e,
+        }
+    }
+
     fn sign(&self, grant: &GrantIssued, key: &PublicKey, how: Signing) -> Result<Issued, Error> {
         let force_command = self.force_command(grant);
         let sources = grant

@@ -124,6 +124,15 @@ pub struct Created {
     pub certificate: Option<RequestCertificateResponse>,
 }
 
+/// Whether `event` changes who callers are ([`Authenticator::follow_log`]).
+fn is_identity_event(event: &Event) -> bool {
+    matches!(
+        event.kind,
+        breakglass_proto::audit::EventKind::ClientCertificateIssued(_)
+            | breakglass_proto::audit::EventKind::IdentityDisabled(_)
+    )
+}
+
 /// The clock, read once: as `SystemTime` and as a log timestamp.
 pub(crate) fn now() -> (SystemTime, Timestamp) {
     let t = SystemTime::now();
@@ -169,6 +178,8 @@ impl Service {
         audit: AuditLog,
         state: State,
     ) -> Arc<Self> {
+        let authenticator = Authenticator::from_config(config);
+        authenticator.follow_log(&state.identities);
         Arc::new(Self {
             ca,
             live: ArcSwap::from_pointee(Live::of(config)),
@@ -179,7 +190,7 @@ impl Service {
             issued: Mutex::new(kept::Kept::default()),
             refusals: Refusals::new(config.refusals.clone(), &config.identities),
             metrics: Metrics::default(),
-            authenticator: Authenticator::from_config(config),
+            authenticator,
             history: Arc::new(History::new(audit.clone(), &config.audit.dir)),
             audit,
         })
@@ -267,6 +278,9 @@ impl Service {
         {
             let mut st = self.state();
             st.apply(index, &event);
+            if is_identity_event(&event) {
+                self.authenticator.follow_log(&st.identities);
+            }
             then(&mut st);
         }
         self.changes.send_modify(|n| *n += 1);
@@ -289,6 +303,9 @@ impl Service {
             let mut st = self.state();
             for (i, event) in (first..).zip(events) {
                 st.apply(i, event);
+            }
+            if events.iter().any(is_identity_event) {
+                self.authenticator.follow_log(&st.identities);
             }
         }
         self.changes.send_modify(|n| *n += 1);

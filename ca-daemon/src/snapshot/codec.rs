@@ -11,6 +11,7 @@ use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::recording::RecordingDigest;
 
+use crate::state::identities::{Disabled, Enrolled, JoinToken};
 use crate::state::{
     Grant, Held, KeyRevocation, LogFork, RefusalWindow, Request, RequestStatus, Session, State,
 };
@@ -280,6 +281,36 @@ pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
         });
         e.u32(r.refused);
     }
+    let ids = &st.identities;
+    e.len(ids.tokens.len());
+    for (hash, t) in &ids.tokens {
+        e.buf.extend_from_slice(hash);
+        e.str(&t.host);
+        e.ts(t.created_at);
+        e.ts(t.expires_at);
+        e.opt(t.used.as_ref(), |e, (at, serial)| {
+            e.ts(*at);
+            e.str(serial);
+        });
+    }
+    e.len(ids.enrolled.len());
+    for (id, n) in &ids.enrolled {
+        e.str(id);
+        e.len(n.groups.len());
+        for g in &n.groups {
+            e.str(g);
+        }
+        e.str(&n.serial);
+        e.ts(n.not_after);
+        e.ts(n.since);
+    }
+    e.len(ids.disabled.len());
+    for (id, x) in &ids.disabled {
+        e.str(id);
+        e.actor(&x.by);
+        e.str(&x.reason);
+        e.ts(x.at);
+    }
     Ok(e.buf)
 }
 
@@ -419,7 +450,9 @@ impl<'a> Dec<'a> {
     fn request(&mut self) -> Result<Request, DecodeError> {
         let (created_at, created) = self.created()?;
         let n = self.len()?;
-        let mut approvals = Vec::with_capacity(n);
+        // Grown as approvals decode, not reserved from the count: a count checked only
+        // against the bytes left would still reserve ~60 bytes of memory per byte of file.
+        let mut approvals = Vec::new();
         for _ in 0..n {
             approvals.push((self.actor()?, self.str()?, self.ts()?));
         }
@@ -557,6 +590,39 @@ pub(super) fn decode_state(buf: &[u8]) -> Result<State, DecodeError> {
             refused: d.u32()?,
         };
         st.recordings.sessions.insert(r.session_id.clone(), r);
+    }
+    for _ in 0..d.len()? {
+        let hash = d.array()?;
+        let t = JoinToken {
+            host: d.str()?,
+            created_at: d.ts()?,
+            expires_at: d.ts()?,
+            used: d.opt(|d| Ok((d.ts()?, d.str()?)))?,
+        };
+        st.identities.tokens.insert(hash, t);
+    }
+    for _ in 0..d.len()? {
+        let id = d.str()?;
+        let mut groups = Vec::new();
+        for _ in 0..d.len()? {
+            groups.push(d.str()?);
+        }
+        let n = Enrolled {
+            groups,
+            serial: d.str()?,
+            not_after: d.ts()?,
+            since: d.ts()?,
+        };
+        st.identities.enrolled.insert(id, n);
+    }
+    for _ in 0..d.len()? {
+        let id = d.str()?;
+        let x = Disabled {
+            by: d.actor()?,
+            reason: d.str()?,
+            at: d.ts()?,
+        };
+        st.identities.disabled.insert(id, x);
     }
     if d.pos != buf.len() {
         return Err(format!("{} bytes left after the state", buf.len() - d.pos));

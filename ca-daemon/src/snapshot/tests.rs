@@ -7,10 +7,11 @@ use std::path::Path;
 
 use breakglass_proto::audit::ed25519_dalek::SigningKey;
 use breakglass_proto::audit::event::{
-    ActionRefused, ApprovalAdded, DrillReported, EndReason, GrantIssued, GrantReviewed,
-    GrantRevoked, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged, RefusalKind,
-    RefusalsLimited, RequestCancelled, RequestCreated, RequestDenied, RequestExpired,
-    ReviewVerdict, SessionClosed, SessionEnded, SessionOpened, SessionRef,
+    ActionRefused, ApprovalAdded, ClientCertificateIssued, DrillReported, EndReason, GrantIssued,
+    GrantReviewed, GrantRevoked, Heartbeat, IdentityDisabled, JoinTokenCreated, KrlPublished,
+    LogConsistencyFailed, LogForkAcknowledged, RefusalKind, RefusalsLimited, RequestCancelled,
+    RequestCreated, RequestDenied, RequestExpired, ReviewVerdict, SessionClosed, SessionEnded,
+    SessionOpened, SessionRef,
 };
 use breakglass_proto::audit::{Actor, Event, EventKind, NoteSigner, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
@@ -192,6 +193,29 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
                 })
             }
         }
+        17 => EventKind::JoinTokenCreated(JoinTokenCreated {
+            token_sha256: [a % 6; 32],
+            host: format!("db-{}", a % 6),
+            expires_at: Timestamp(at + u64::from(b) * 60_000),
+        }),
+        18 => EventKind::ClientCertificateIssued(ClientCertificateIssued {
+            identity: format!("host://db-{}", a % 6),
+            groups: vec!["hosts".into()],
+            serial: format!("{n:x}"),
+            public_key_sha256: [b; 32],
+            not_after: Timestamp(at + 86_400_000),
+            method: if b.is_multiple_of(2) {
+                "enroll"
+            } else {
+                "renew"
+            }
+            .into(),
+            join_token_sha256: b.is_multiple_of(2).then_some([a % 6; 32]),
+        }),
+        19 => EventKind::IdentityDisabled(IdentityDisabled {
+            identity: format!("host://db-{}", a % 6),
+            reason: format!("reason {b}"),
+        }),
         _ => EventKind::Heartbeat(Heartbeat {}),
     };
     Event::new(Timestamp(at), user(b), kind)
@@ -229,7 +253,7 @@ proptest! {
     /// the whole log; a snapshot's bytes decode to the state they were made of.
     #[test]
     fn snapshot_plus_tail_equals_full_replay(
-        ops in prop::collection::vec((0u8..17, 0u8..24, 0u8..40, 0u16..400), 0..160),
+        ops in prop::collection::vec((0u8..20, 0u8..24, 0u8..40, 0u16..400), 0..160),
         cut in 0usize..160,
     ) {
         let events = log_of(&ops);
@@ -252,7 +276,7 @@ proptest! {
     /// Any change of one byte, and any truncation, is refused.
     #[test]
     fn a_damaged_snapshot_does_not_decode(
-        ops in prop::collection::vec((0u8..17, 0u8..24, 0u8..40, 0u16..400), 1..60),
+        ops in prop::collection::vec((0u8..20, 0u8..24, 0u8..40, 0u16..400), 1..60),
         at in any::<prop::sample::Index>(),
         flip in 1u8..=255,
         cut in any::<prop::sample::Index>(),
@@ -433,4 +457,38 @@ fn a_damaged_truncated_foreign_or_old_snapshot_is_ignored_and_the_log_replayed()
     assert_eq!(how.snapshot, Some(80));
     assert_eq!(st, full);
     log.shutdown_blocking();
+}
+
+/// Seen while writing the `state_snapshot` fuzz target: every log's root at size 0 is the empty
+/// tree's, so a snapshot that says "size 0" but holds a state (here a pending request and
+/// a revoked key) passed the root check and was loaded as the start of any log.
+#[test]
+fn a_snapshot_at_size_zero_holding_anything_is_refused() {
+    let empty = encode(&State::default(), 0, &[0; 32]).unwrap();
+    assert_eq!(decode(&empty).unwrap().state, State::default());
+    let mut st = replayed(&[event(0, 1, 1, T0, 0), event(6, 1, 3, T0, 1)]);
+    assert!(!st.pending.is_empty() && !st.revoked_keys.is_empty());
+    st.events = 0;
+    st.top = 0;
+    let e = decode(&encode(&st, 0, &[0; 32]).unwrap()).unwrap_err();
+    assert!(e.contains("size 0 but not the empty state"), "{e}");
+}
+
+/// A state naming a leaf at or past the size it claims (here its grant issued at leaf 7 in
+/// a snapshot of 2 events) is not of the log's first events: refused, naming the leaf.
+#[test]
+fn a_snapshot_naming_a_leaf_past_its_size_is_refused() {
+    let events = [event(0, 1, 1, T0, 0), event(5, 1, 1, T0 + 1000, 1)];
+    let st = replayed(&events);
+    assert_eq!(
+        decode(&encode(&st, 2, &[2; 32]).unwrap()).unwrap().state,
+        st
+    );
+    let mut bad = st.clone();
+    bad.grants.values_mut().for_each(|g| g.index = 7);
+    let e = decode(&encode(&bad, 2, &[2; 32]).unwrap()).unwrap_err();
+    assert!(
+        e.contains("names leaf 7 but was taken at log size 2"),
+        "{e}"
+    );
 }

@@ -301,8 +301,18 @@ pub fn replay(
         }
         last = t;
         if pause > 0.0 {
+            // A time far beyond any session (up to 1.8e308 s parses) is no pause a clock
+            // can count: refused, not a panic of the player.
+            let wait = Duration::try_from_secs_f64(pause / speed).map_err(|_| {
+                bad(
+                    n,
+                    format!(
+                        "event time {t} s: a pause of {pause} s is longer than a player can wait"
+                    ),
+                )
+            })?;
             out.flush().map_err(io)?;
-            sleep(Duration::from_secs_f64(pause / speed));
+            sleep(wait);
         }
         out.write_all(data.as_bytes()).map_err(io)?;
     }
@@ -506,5 +516,44 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
         assert!(replay(&b""[..], &mut out, 1.0, None, |_| {}).is_err());
+    }
+
+    /// Seen while writing the `asciicast` fuzz target: an event time too large for a `Duration`
+    /// (here 1e300 s, after 0.5 s) made the player panic in `Duration::from_secs_f64`.
+    #[test]
+    fn a_pause_longer_than_a_clock_counts_is_refused_not_a_panic() {
+        for (cast, idle) in [
+            (
+                "{\"version\": 2}\n[0.5, \"o\", \"a\"]\n[1e300, \"o\", \"b\"]\n",
+                None,
+            ),
+            (
+                "{\"version\": 2}\n[-1.7e308, \"o\", \"a\"]\n[1.7e308, \"o\", \"b\"]\n",
+                None,
+            ),
+            (
+                "{\"version\": 2, \"idle_time_limit\": 1e300}\n[1e300, \"o\", \"b\"]\n",
+                None,
+            ),
+        ] {
+            let mut out = Vec::new();
+            let mut waits = Vec::new();
+            let e = replay(cast.as_bytes(), &mut out, 0.1, idle, |d| waits.push(d)).unwrap_err();
+            assert!(
+                e.to_string().contains("line 3") || e.to_string().contains("line 2"),
+                "{e}"
+            );
+            assert!(
+                e.to_string().contains("longer than a player can wait"),
+                "{e}"
+            );
+        }
+        // The same times under an idle limit play, each pause cut to it.
+        let mut out = Vec::new();
+        let mut waits = Vec::new();
+        let cast = "{\"version\": 2}\n[0.5, \"o\", \"a\"]\n[1e300, \"o\", \"b\"]\n";
+        replay(cast.as_bytes(), &mut out, 1.0, Some(2.0), |d| waits.push(d)).unwrap();
+        assert_eq!(out, b"ab");
+        assert_eq!(waits, [Duration::from_millis(500), Duration::from_secs(2)]);
     }
 }

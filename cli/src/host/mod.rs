@@ -8,7 +8,9 @@
 //!   the three commands above do first;
 //! - [`pam_stack`]: puts the module into sshd's PAM stack and takes it out
 //!   (`enable-pam`, `disable-pam`);
-//! - [`doctor`]: checks the whole set-up and names each fix.
+//! - [`doctor`]: checks the whole set-up and names each fix;
+//! - [`enroll`]: gets this host's certificate with a join token (`enroll`) and renews it
+//!   (`renew`).
 //!
 //! [`lock`] is the one way these commands wait for a lock file another process holds.
 #![forbid(unsafe_code)]
@@ -19,6 +21,7 @@ use crate::error::CliError;
 use crate::settings::Overrides;
 
 pub mod doctor;
+pub mod enroll;
 pub mod guard_sweep;
 pub mod krl_sync;
 pub mod lock;
@@ -59,6 +62,14 @@ pub enum HostCmd {
     /// rollback, no fork), as sync-krl, ship and watch-revocations do first; --reset re-pins
     /// the log after a log_consistency_failed the CA's operators have acknowledged
     Witness(witness::WitnessCmd),
+    /// Get this host's client certificate (host://NAME) with a one-time join token: pins
+    /// the daemon's TLS CA by --ca-fingerprint before sending anything, makes the key here
+    /// (mode 0600; it never leaves the host), writes DIR/host.toml, the key, the
+    /// certificate, the trusted SSH CA keys and a first KRL
+    Enroll(enroll::EnrollArgs),
+    /// Renew this host's client certificate with the current one (a new key), once two
+    /// thirds of its lifetime have passed (or with --force); breakglass-renew.timer runs it
+    Renew(enroll::RenewArgs),
 }
 
 /// Runs a host subcommand.
@@ -92,6 +103,29 @@ pub async fn run(cmd: HostCmd, overrides: &Overrides) -> Result<(), CliError> {
             a.witness = a.witness.with_config(overrides)?;
             doctor::run(&a, overrides).await?;
         }
+        HostCmd::Enroll(a) => {
+            let e = enroll::enroll(&a, overrides).await?;
+            println!(
+                "enrolled as {} (certificate valid until {}); settings in {}",
+                e.identity,
+                breakglass_proto::audit::fields::rfc3339(u64::try_from(e.not_after).unwrap_or(0)),
+                e.config.display()
+            );
+            println!(
+                "next: breakglass --config {} host doctor",
+                e.config.display()
+            );
+        }
+        HostCmd::Renew(a) => match enroll::renew(&a, overrides).await? {
+            enroll::Renewed::Renewed { serial, not_after } => println!(
+                "renewed: certificate serial {serial}, valid until {}",
+                breakglass_proto::audit::fields::rfc3339(u64::try_from(not_after).unwrap_or(0))
+            ),
+            enroll::Renewed::NotDue { not_after } => println!(
+                "not due: the certificate is valid until {} (renewed once two thirds of its lifetime have passed; --force renews now)",
+                breakglass_proto::audit::fields::rfc3339(u64::try_from(not_after).unwrap_or(0))
+            ),
+        },
     }
     Ok(())
 }

@@ -295,6 +295,26 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("sha256", Value::Str(hex(&e.sha256))));
             f.push(("reason", s(&e.reason)));
         }
+        EventKind::JoinTokenCreated(e) => {
+            f.push(("token_sha256", Value::Str(hex(&e.token_sha256))));
+            f.push(("host", s(&e.host)));
+            f.push(("expires_at", Value::Int(e.expires_at.unix_seconds())));
+        }
+        EventKind::ClientCertificateIssued(e) => {
+            f.push(("identity", s(&e.identity)));
+            f.push(("groups", s(&e.groups.join(","))));
+            f.push(("serial", s(&e.serial)));
+            f.push(("public_key_sha256", Value::Str(hex(&e.public_key_sha256))));
+            f.push(("not_after", Value::Int(e.not_after.unix_seconds())));
+            f.push(("method", s(&e.method)));
+            if let Some(t) = &e.join_token_sha256 {
+                f.push(("token_sha256", Value::Str(hex(t))));
+            }
+        }
+        EventKind::IdentityDisabled(e) => {
+            f.push(("identity", s(&e.identity)));
+            f.push(("reason", s(&e.reason)));
+        }
     }
     f
 }

@@ -25,6 +25,7 @@
 mod codec;
 mod daemon;
 mod grant;
+mod identity;
 mod ids;
 mod recording;
 mod refusal;
@@ -42,6 +43,7 @@ pub use daemon::{
     CaKeyAdded, ConfigReloaded, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged,
 };
 pub use grant::{DrillReported, GrantIssued, GrantReviewed, GrantRevoked, ReviewVerdict};
+pub use identity::{ClientCertificateIssued, IdentityDisabled, JoinTokenCreated};
 pub use ids::{RequestId, Timestamp};
 pub use recording::{RecordingDeleted, RecordingRefused, RecordingStored};
 pub use refusal::{ActionRefused, RefusalKind, RefusalsLimited, RequestRefused};
@@ -170,11 +172,17 @@ pub enum EventCode {
     RecordingRefused = 24,
     /// [`RecordingDeleted`].
     RecordingDeleted = 25,
+    /// [`JoinTokenCreated`].
+    JoinTokenCreated = 26,
+    /// [`ClientCertificateIssued`].
+    ClientCertificateIssued = 27,
+    /// [`IdentityDisabled`].
+    IdentityDisabled = 28,
 }
 
 impl EventCode {
     /// Every code, in numeric order.
-    pub const ALL: [EventCode; 25] = [
+    pub const ALL: [EventCode; 28] = [
         EventCode::RequestCreated,
         EventCode::ApprovalAdded,
         EventCode::RequestDenied,
@@ -200,6 +208,9 @@ impl EventCode {
         EventCode::RecordingStored,
         EventCode::RecordingRefused,
         EventCode::RecordingDeleted,
+        EventCode::JoinTokenCreated,
+        EventCode::ClientCertificateIssued,
+        EventCode::IdentityDisabled,
     ];
 
     /// The code for a number, if it is one.
@@ -237,6 +248,9 @@ impl EventCode {
             EventCode::RecordingStored => "recording_stored",
             EventCode::RecordingRefused => "recording_refused",
             EventCode::RecordingDeleted => "recording_deleted",
+            EventCode::JoinTokenCreated => "join_token_created",
+            EventCode::ClientCertificateIssued => "client_certificate_issued",
+            EventCode::IdentityDisabled => "identity_disabled",
         }
     }
 
@@ -304,6 +318,12 @@ pub enum EventKind {
     RecordingRefused(RecordingRefused),
     /// See [`RecordingDeleted`].
     RecordingDeleted(RecordingDeleted),
+    /// See [`JoinTokenCreated`].
+    JoinTokenCreated(JoinTokenCreated),
+    /// See [`ClientCertificateIssued`].
+    ClientCertificateIssued(ClientCertificateIssued),
+    /// See [`IdentityDisabled`].
+    IdentityDisabled(IdentityDisabled),
 }
 
 /// The one list of event kinds: each [`EventKind`] variant holds the struct of the same
@@ -361,6 +381,9 @@ kinds!(
     RecordingStored,
     RecordingRefused,
     RecordingDeleted,
+    JoinTokenCreated,
+    ClientCertificateIssued,
+    IdentityDisabled,
 );
 
 impl EventKind {

@@ -296,7 +296,37 @@ fn kind() -> impl Strategy<Value = EventKind> {
             })
         ),
         recording_kind(),
+        identity_kind(),
     ]
+}
+
+fn identity_kind() -> impl Strategy<Value = EventKind> {
+    (
+        (any::<[u8; 32]>(), s(), any::<u64>(), strs()),
+        (s(), proptest::option::of(any::<[u8; 32]>()), 0u8..3),
+    )
+        .prop_map(
+            |((hash, text, t, groups), (more, token, which))| match which {
+                0 => EventKind::JoinTokenCreated(JoinTokenCreated {
+                    token_sha256: hash,
+                    host: text,
+                    expires_at: Timestamp(t),
+                }),
+                1 => EventKind::ClientCertificateIssued(ClientCertificateIssued {
+                    identity: text,
+                    groups,
+                    serial: more.clone(),
+                    public_key_sha256: hash,
+                    not_after: Timestamp(t),
+                    method: more,
+                    join_token_sha256: token,
+                }),
+                _ => EventKind::IdentityDisabled(IdentityDisabled {
+                    identity: text,
+                    reason: more,
+                }),
+            },
+        )
 }
 
 fn recording_kind() -> impl Strategy<Value = EventKind> {
@@ -533,7 +563,9 @@ fn codes_are_stable_and_distinct() {
     assert_eq!(EventCode::ConfigReloaded as u16, 22);
     assert_eq!(EventCode::RecordingStored as u16, 23);
     assert_eq!(EventCode::RecordingDeleted as u16, 25);
-    assert_eq!(EventCode::from_u16(26), None);
+    assert_eq!(EventCode::JoinTokenCreated as u16, 26);
+    assert_eq!(EventCode::IdentityDisabled as u16, 28);
+    assert_eq!(EventCode::from_u16(29), None);
     let refusals: Vec<u16> = EventCode::ALL
         .iter()
         .filter(|c| c.is_refusal())
@@ -982,6 +1014,36 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
                 grant_id: GrantId(0xff),
                 sha256: [0xdd; 32],
                 reason: s("retention"),
+            }),
+        ),
+        e(
+            "join_token_created",
+            &Actor::LocalUid(0),
+            EventKind::JoinTokenCreated(JoinTokenCreated {
+                token_sha256: [0xee; 32],
+                host: s("db-7"),
+                expires_at: Timestamp(1_700_003_600_000),
+            }),
+        ),
+        e(
+            "client_certificate_issued",
+            &Actor::Host(s("host://db-7")),
+            EventKind::ClientCertificateIssued(ClientCertificateIssued {
+                identity: s("host://db-7"),
+                groups: vec![s("hosts")],
+                serial: s("7f01"),
+                public_key_sha256: [0x11; 32],
+                not_after: Timestamp(1_702_592_000_000),
+                method: s("enroll"),
+                join_token_sha256: Some([0xee; 32]),
+            }),
+        ),
+        e(
+            "identity_disabled",
+            &Actor::LocalUid(0),
+            EventKind::IdentityDisabled(IdentityDisabled {
+                identity: s("sre@example.com"),
+                reason: s("left the company"),
             }),
         ),
     ]
