@@ -4,8 +4,10 @@
 //! each with its own mTLS client certificate from the dev TLS CA. This process plays the
 //! N hosts: each holds one `WatchRevocations` stream on its own connection, as `breakglass
 //! host watch-revocations` does, from one of several loopback addresses, resuming from
-//! the last sequence number it saw when the stream breaks. Beside them a fraction of the
-//! hosts run `host sync-krl` (`GetRevocationList`) and `host ship`
+//! the last sequence number it saw when the stream breaks. By default each host also does
+//! what the packaged `watch-revocations --krl` does at each connect and each revocation:
+//! fetch the KRL and witness the log from its last checkpoint, on the stream's connection
+//! ([`OnNotice`]). Beside them a fraction of the hosts run `host sync-krl` (`GetRevocationList`) and `host ship`
 //! (`AppendHostRecords`), each call on a new connection as those commands make.
 //!
 //! Then, for each round, the sample SRE gets a certificate and revokes it: the fan-out
@@ -77,7 +79,8 @@ pub struct Options {
     pub wait: Duration,
     /// Pause before each revocation (the side calls go on meanwhile).
     pub pause: Duration,
-    /// What each host does when a revocation reaches it, beside ending sessions.
+    /// What each host does when a revocation reaches it (and at each connect of its
+    /// stream), beside ending sessions.
     pub on_notice: OnNotice,
 }
 
@@ -87,10 +90,19 @@ pub enum OnNotice {
     /// Nothing (`watch-revocations` without `--krl`).
     Nothing,
     /// Fetch the KRL and witness the log, each on a new connection (`watch-revocations
-    /// --krl` as it connects for each call).
+    /// --krl` before it shared the stream's connection).
     NewConnections,
-    /// Fetch the KRL and witness the log on the stream's own connection.
+    /// Fetch the KRL and witness the log on the stream's own connection, as the packaged
+    /// `watch-revocations --krl` does; also at each (re)connect of the stream.
     StreamConnection,
+}
+
+/// What a simulated host remembers between its witness checks, as the real one keeps in
+/// its witness state file: the daemon then proves that its log extends that checkpoint.
+#[derive(Debug, Default)]
+struct Witnessed {
+    checkpoint: String,
+    krl_version: u64,
 }
 
 /// One simulated host: its identity and its TLS client settings.
@@ -398,7 +410,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
     );
     if o.on_notice != OnNotice::Nothing {
         out.push_str(&seen.on_notice.line(&format!(
-            "on each notice, KRL fetch + witness ({:?})",
+            "at each stream connect and notice, KRL fetch + witness ({:?})",
             o.on_notice
         )));
     }
@@ -514,6 +526,7 @@ async fn follow(
 ) {
     let host = &hosts[i];
     let mut last = 0u64;
+    let mut witnessed = Witnessed::default();
     loop {
         let opened = {
             let _turn = tokio::select! {
@@ -537,6 +550,14 @@ async fn follow(
             Ok((resp, ch)) => {
                 seen.open.fetch_add(1, Ordering::Relaxed);
                 let mut stream = resp.into_inner();
+                if on_notice != OnNotice::Nothing {
+                    // As the watcher at each (re)connect: witness the log, install the KRL
+                    // (revocations made while the stream was down).
+                    let via = (on_notice == OnNotice::StreamConnection).then(|| ch.clone());
+                    let t = Instant::now();
+                    let r = krl_and_witness(host, url, via, &mut witnessed).await;
+                    seen.on_notice.done(t, r);
+                }
                 let end = loop {
                     let m = tokio::select! {
                         m = stream.message() => m,
@@ -565,13 +586,11 @@ async fn follow(
                                 OnNotice::NewConnections => None,
                                 OnNotice::StreamConnection => Some(ch.clone()),
                             };
-                            let (hosts, url, seen) =
-                                (Arc::clone(hosts), url.to_owned(), Arc::clone(&seen));
-                            tokio::spawn(async move {
-                                let t = Instant::now();
-                                let r = krl_and_witness(&hosts[i], &url, via).await;
-                                seen.on_notice.done(t, r);
-                            });
+                            // In the stream's loop, as the watcher does: the next notice
+                            // waits (the daemon keeps it; the stream's window holds it).
+                            let t = Instant::now();
+                            let r = krl_and_witness(host, url, via, &mut witnessed).await;
+                            seen.on_notice.done(t, r);
                         }
                         Ok(None) => break format!("{}: stream ended", host.name),
                         Err(s) => {
@@ -635,25 +654,43 @@ async fn side_calls<F, Fut>(
 }
 
 /// What `watch-revocations --krl` asks on a notice: the KRL, then the log's checkpoint
-/// (witnessing before the install); each on a new connection unless `via` is given.
-async fn krl_and_witness(host: &Host, url: &str, via: Option<Channel>) -> Result<(), String> {
+/// from the one this host saw last (witnessing before the install); each on a new
+/// connection unless `via` is given. The host's own checks of the answers (signatures,
+/// consistency proof) are left out: real hosts spend their own CPU on them, not the
+/// daemon's machine's.
+async fn krl_and_witness(
+    host: &Host,
+    url: &str,
+    via: Option<Channel>,
+    witnessed: &mut Witnessed,
+) -> Result<(), String> {
     let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
     let ch = match &via {
         Some(ch) => ch.clone(),
         None => connect(host, url).await?,
     };
-    RevocationsClient::new(ch)
+    let krl = RevocationsClient::new(ch)
         .get_revocation_list(GetRevocationListRequest {})
         .await
-        .map_err(status)?;
+        .map_err(status)?
+        .into_inner();
     let ch = match via {
         Some(ch) => ch,
         None => connect(host, url).await?,
     };
-    WitnessClient::new(ch)
-        .witness_checkpoint(WitnessCheckpointRequest::default())
+    let answer = WitnessClient::new(ch)
+        .witness_checkpoint(WitnessCheckpointRequest {
+            checkpoint: witnessed.checkpoint.clone(),
+            krl_version: krl.version.max(witnessed.krl_version),
+            failure: String::new(),
+        })
         .await
-        .map_err(status)?;
+        .map_err(status)?
+        .into_inner();
+    *witnessed = Witnessed {
+        checkpoint: answer.checkpoint,
+        krl_version: krl.version.max(witnessed.krl_version),
+    };
     Ok(())
 }
 

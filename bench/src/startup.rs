@@ -9,9 +9,15 @@
 //! - **store open**: this binary opened again as a child (`--open-only`) opens the log alone,
 //!   the way the daemon does, and prints its time and memory: the audit store's part;
 //! - **rebuild** (with `--rebuild`): the same with the index removed, the slow path;
-//! - **daemon**: the real `breakglass-ca serve` as a child: time from spawn to `/readyz`
-//!   answering 200 and to the first certificate over mTLS, its RSS then, and the time its
-//!   own log gives to opening the log and to rebuilding its state from it.
+//! - **daemon, first start**: the real `breakglass-ca serve` as a child: time from spawn to
+//!   `/readyz` answering 200 and to the first certificate over mTLS, its RSS then, and the
+//!   time its own log gives to opening the log and to rebuilding its state from it (the
+//!   generated log has no state snapshot: every event is replayed). Then it is stopped
+//!   gracefully (SIGTERM), which writes a state snapshot;
+//! - **daemon, second start**: the same again, on the snapshot: only the events after it
+//!   (the first start's certificate) are replayed. This is the start-up of a daemon that
+//!   was stopped or restarted as operators do; its time and memory do not grow with the
+//!   history.
 //!
 //! Everything generated is in a temporary directory under `--dir`, removed at the end.
 
@@ -71,6 +77,8 @@ struct Run {
     open: Option<OpenFigures>,
     rebuild: Option<OpenFigures>,
     daemon: Result<DaemonFigures, String>,
+    /// The start after the first one's graceful stop (from its snapshot).
+    second: Option<Result<DaemonFigures, String>>,
 }
 
 /// What the `--open-only` child printed.
@@ -91,6 +99,14 @@ struct DaemonFigures {
     /// From the daemon's own log lines.
     log_open_ms: Option<u64>,
     state_ms: Option<u64>,
+    /// Log size of the state snapshot it started from (None: it replayed every event).
+    snapshot: Option<u64>,
+    /// Events it replayed from the log.
+    replayed: Option<u64>,
+    /// From SIGTERM to its exit.
+    stop: Duration,
+    /// Log size of the snapshot it wrote at the stop (None: it wrote none).
+    snapshot_written: Option<u64>,
 }
 
 impl Default for Run {
@@ -103,6 +119,7 @@ impl Default for Run {
             open: None,
             rebuild: None,
             daemon: Err("not run".into()),
+            second: None,
         }
     }
 }
@@ -165,7 +182,10 @@ fn measure(o: &Options, n: u64) -> Result<Run, String> {
         .server
         .metrics_listen
         .ok_or("the dev setup has no metrics_listen")?;
-    run.daemon = serve(o, &setup, &config_path, addr, metrics);
+    run.daemon = serve(o, &setup, &config_path, addr, metrics, "first");
+    if run.daemon.is_ok() {
+        run.second = Some(serve(o, &setup, &config_path, addr, metrics, "second"));
+    }
     Ok(run)
 }
 
@@ -372,15 +392,17 @@ fn memory(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// Starts the daemon and measures until its first certificate.
+/// Starts the daemon, measures until its first certificate, and stops it gracefully;
+/// `which` names the start (its log is `daemon-<which>.log`).
 fn serve(
     o: &Options,
     setup: &Path,
     config: &Path,
     addr: SocketAddr,
     metrics: SocketAddr,
+    which: &str,
 ) -> Result<DaemonFigures, String> {
-    let log_path = setup.join("daemon.log");
+    let log_path = setup.join(format!("daemon-{which}.log"));
     let out = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = match o.memory_cap {
@@ -446,14 +468,25 @@ fn serve(
         .map_err(|e| format!("the first certificate: {e}"))?;
     let first_certificate = started.elapsed();
     let (rss_after_kib, _) = memory(pid).unwrap_or_default();
+    // Closes the client's connection: an idle connection that nobody answers for would hold
+    // the daemon's graceful stop for its whole shutdown grace.
+    drop(rt);
+    let stopping = Instant::now();
     daemon.stop();
+    let stop = stopping.elapsed();
     let log = daemon_log();
-    let elapsed_ms = |marker: &str| {
+    let field = |marker: &str, name: &str| {
         log_fields(&log, marker)?
             .split_whitespace()
-            .find_map(|w| w.strip_prefix("elapsed_ms=")?.parse().ok())
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
     };
+    let elapsed_ms = |marker: &str| field(marker, "elapsed_ms");
+    let loaded = "state loaded: snapshot and the audit log after it";
     Ok(DaemonFigures {
+        snapshot: field(loaded, "snapshot"),
+        replayed: field(loaded, "replayed"),
+        stop,
+        snapshot_written: field("state snapshot written", "size"),
         ready,
         first_certificate,
         rss_ready_kib,
@@ -527,24 +560,47 @@ fn report(o: &Options, runs: &[Run]) -> String {
                 mib(f.hwm_kib)
             ));
         }
-        match &r.daemon {
-            Ok(d) => {
-                let part = |v: Option<u64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v} ms"));
-                out.push_str(&format!(
-                    "  daemon: serving (/readyz 200) after {}, first certificate after {}; RSS at \
-                     serving {} (peak {}), after the first certificate {}\n  \
-                     daemon's own log: audit log opened in {}, state rebuilt in {}\n",
-                    ms(d.ready),
-                    ms(d.first_certificate),
-                    mib(d.rss_ready_kib),
-                    mib(d.hwm_ready_kib),
-                    mib(d.rss_after_kib),
-                    part(d.log_open_ms),
-                    part(d.state_ms),
-                ));
+        let starts = [
+            ("first start", Some(&r.daemon)),
+            ("second start", r.second.as_ref()),
+        ];
+        for (which, figures) in starts {
+            match figures {
+                Some(Ok(d)) => out.push_str(&daemon_lines(which, d)),
+                Some(Err(e)) => out.push_str(&format!("  daemon, {which}: {e}\n")),
+                None => {}
             }
-            Err(e) => out.push_str(&format!("  daemon: {e}\n")),
         }
     }
     out
+}
+
+/// What one start of the daemon took, for the report.
+fn daemon_lines(which: &str, d: &DaemonFigures) -> String {
+    let mib = |kib: u64| format!("{:.0} MiB", kib as f64 / 1024.0);
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
+    let part = |v: Option<u64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v} ms"));
+    let from = match (d.snapshot, d.replayed) {
+        (Some(s), Some(n)) => format!("from the snapshot at {s} events, {n} events replayed"),
+        (None, Some(n)) => format!("no snapshot, all {n} events replayed"),
+        _ => "state load not in its log".to_owned(),
+    };
+    format!(
+        "  daemon, {which}: serving (/readyz 200) after {}, first certificate after {}; RSS at \
+         serving {} (peak {}), after the first certificate {}\n    \
+         daemon's own log: audit log opened in {}, state loaded in {} ({from})\n    \
+         graceful stop (SIGTERM) took {}: {}\n",
+        ms(d.ready),
+        ms(d.first_certificate),
+        mib(d.rss_ready_kib),
+        mib(d.hwm_ready_kib),
+        mib(d.rss_after_kib),
+        part(d.log_open_ms),
+        part(d.state_ms),
+        ms(d.stop),
+        d.snapshot_written.map_or_else(
+            || "NO state snapshot written".to_owned(),
+            |n| format!("state snapshot written at {n} events")
+        ),
+    )
 }

@@ -226,6 +226,14 @@ impl History {
     /// then indexes the leaves not indexed yet, sealing each whole chunk into a file.
     /// Blocking: call it off the async workers.
     pub fn catch_up(&self) -> Result<u64, AuditError> {
+        self.catch_up_while(|| true)
+    }
+
+    /// [`catch_up`](Self::catch_up), stopping between two batches once `go_on` says no
+    /// (the daemon is stopping: indexing a long history must not hold up its exit; the
+    /// sealed chunk files stay, and the next start goes on from them). Returns how far the
+    /// index reaches.
+    pub fn catch_up_while(&self, go_on: impl Fn() -> bool) -> Result<u64, AuditError> {
         // One batch per lock: a long rebuild does not shut out the reads it serves.
         loop {
             let mut ix = self.lock();
@@ -242,7 +250,7 @@ impl History {
                 return Ok(ix.upto);
             }
             let end = self.log.size();
-            if ix.upto >= end {
+            if ix.upto >= end || !go_on() {
                 return Ok(ix.upto);
             }
             let to = end

@@ -302,12 +302,21 @@ pub async fn ca_keys(target: &Target) -> Result<Vec<String>, CliError> {
 
 /// Fetches the CA public keys with their fingerprints (signing key first).
 pub async fn ca_public_keys(target: &Target) -> Result<Vec<CaPublicKey>, CliError> {
-    let mut client = connect::client(target)?;
-    Ok(client
-        .get_ca_public_keys(GetCaPublicKeysRequest {})
-        .await
-        .answer(target)?
-        .keys)
+    ca_public_keys_on(target, connect::channel(target)?).await
+}
+
+/// [`ca_public_keys`] over a connection the caller already has.
+pub async fn ca_public_keys_on(
+    target: &Target,
+    channel: tonic::transport::Channel,
+) -> Result<Vec<CaPublicKey>, CliError> {
+    Ok(
+        breakglass_proto::v1::break_glass_client::BreakGlassClient::new(channel)
+            .get_ca_public_keys(GetCaPublicKeysRequest {})
+            .await
+            .answer(target)?
+            .keys,
+    )
 }
 
 /// Asks the daemon who we are.

@@ -9,6 +9,9 @@
 //!   (one the daemon did not issue, e.g. signed offline with the CA key) is refused by
 //!   sshd, and no new certificate is issued for the key, also after a daemon restart;
 //! - the key is revoked even when all its grants were already revoked or expired.
+//! - the watcher's stream, its witness checks and its KRL fetches share one connection:
+//!   counted by a TCP relay in front of the daemon, several revocations installed cost no
+//!   connection beyond the stream's, and a daemon restart costs one more.
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,7 +30,7 @@ use breakglass_tests::revocation::{
     self, ADMIN, Grant, audit_events, issue, request_args, revoke_request, ssh_keygen_revoked,
 };
 use breakglass_tests::sshd::{CertSpec, ClientKey, TestUser, require_root, sign_cert};
-use breakglass_tests::watcher::WatchedHost;
+use breakglass_tests::watcher::{WatchedHost, WatcherProcess};
 use ssh_key::{HashAlg, PrivateKey};
 
 fn cert_of(g: &Grant) -> &Path {
@@ -286,4 +289,156 @@ async fn a_key_is_revoked_even_when_its_grants_were_already_revoked_or_expired()
     .unwrap_err();
     assert_eq!(e.exit_code(), 66, "{e}");
     assert!(e.to_string().contains("no grant was ever issued"), "{e}");
+}
+
+/// A TCP relay on loopback in front of the daemon's port that counts the connections it
+/// carried to the daemon (each one a TLS handshake there; an attempt while the daemon is
+/// down is not one).
+struct CountingRelay {
+    port: u16,
+    carried: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingRelay {
+    async fn start(daemon_port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let carried = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&carried);
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let Ok(mut daemon) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", daemon_port)).await
+                else {
+                    continue; // dropped: the client sees the daemon down
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                pipes.spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
+                });
+            }
+        });
+        Self {
+            port,
+            carried,
+            task,
+        }
+    }
+
+    fn carried(&self) -> usize {
+        self.carried.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Issues a grant to the sample SRE, revokes it as `admin`, and waits (bounded) until the
+/// watcher has installed the KRL that lists it (its version state file `state` says so).
+async fn revoke_and_wait_installed(
+    d: &TestDaemon,
+    admin: &breakglass_cli::settings::Target,
+    keys: &Path,
+    n: usize,
+    state: &Path,
+    watcher: &WatcherProcess,
+) {
+    let g = issue(
+        &d.target("sre"),
+        keys,
+        &format!("k{n}"),
+        "alice",
+        "db-7",
+        600,
+    )
+    .await;
+    let r = revoke::revoke(
+        admin,
+        revoke_request(Selector::GrantId(g.grant_id), &format!("INC-8{n}")),
+    )
+    .await
+    .unwrap();
+    let installed = wait::until_async(Duration::from_secs(20), Duration::from_millis(10), || {
+        std::fs::read_to_string(state)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .is_some_and(|v| v >= r.krl_version)
+    })
+    .await;
+    assert!(
+        installed,
+        "the watcher did not install KRL version {}: {}",
+        r.krl_version,
+        watcher.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_watcher_fetches_krls_and_witnesses_the_log_on_its_stream_connection() {
+    let mut d = revocation::daemon().await;
+    let relay = CountingRelay::start(d.port).await;
+    d.new_client("db7", "host://db-7");
+    let config = d.client_config("db7", "db7");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let through_relay = text.replace(
+        &format!("127.0.0.1:{}", d.port),
+        &format!("127.0.0.1:{}", relay.port),
+    );
+    assert_ne!(text, through_relay, "no daemon address in {text}");
+    std::fs::write(&config, through_relay).unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let (sessions, krl) = (
+        host.path().join("sessions"),
+        host.path().join("revoked.krl"),
+    );
+    let state = host.path().join("revoked.krl.version");
+    let ca_keys = d.path().join("ssh_ca.pub");
+    let watcher = tokio::task::spawn_blocking(move || {
+        WatcherProcess::start(&config, &sessions, &ca_keys, Some(krl.as_path()))
+    })
+    .await
+    .unwrap();
+    // Following the stream: witnessed the log at connect, installed the current KRL.
+    assert_eq!(relay.carried(), 1, "{}", watcher.output());
+
+    let admin = d.new_client("admin", ADMIN);
+    let keys = tempfile::tempdir().unwrap();
+    for n in 0..3 {
+        revoke_and_wait_installed(&d, &admin, keys.path(), n, &state, &watcher).await;
+    }
+    // The version file is written before the watcher prints the install: wait for the line.
+    let installs = || watcher.output().matches("installed KRL version").count();
+    let printed = wait::until_async(Duration::from_secs(20), Duration::from_millis(10), || {
+        installs() >= 4
+    })
+    .await;
+    assert!(printed, "{}", watcher.output());
+    let installs = installs();
+    assert_eq!(
+        relay.carried(),
+        1,
+        "{installs} KRL installs (each fetched and witnessed) took more than the stream's \
+         connection: {}",
+        watcher.output()
+    );
+
+    // A restart ends the stream: the watcher reconnects on one new connection, which
+    // carries its KRL poll, its witness check and the new stream.
+    d.restart().await;
+    let reconnected = wait::until_async(Duration::from_secs(30), Duration::from_millis(20), || {
+        watcher.output().matches("watching revocations at").count() >= 2
+    })
+    .await;
+    assert!(reconnected, "no reconnect: {}", watcher.output());
+    revoke_and_wait_installed(&d, &admin, keys.path(), 3, &state, &watcher).await;
+    assert_eq!(relay.carried(), 2, "{}", watcher.output());
 }

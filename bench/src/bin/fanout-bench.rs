@@ -1,6 +1,7 @@
 //! `fanout-bench`: N simulated hosts each hold a `WatchRevocations` stream over mTLS
-//! against a `breakglass-ca` child process (plus `sync-krl` and `ship` calls from a few
-//! of them); a grant is revoked a few times and the fan-out latency to all N is printed
+//! against a `breakglass-ca` child process, fetching the KRL and witnessing the log on it
+//! at each revocation as `watch-revocations --krl` does (plus `sync-krl` and `ship` calls
+//! from a few of them); a grant is revoked a few times and the fan-out latency to all N is printed
 //! (p50/p99/max), with the daemon's RSS and descriptors per stream and the connect time.
 //!
 //! Build with `cargo build --release -p breakglass-ca -p breakglass-bench` (the daemon and
@@ -50,10 +51,11 @@ struct Args {
     /// Pause before each revocation (the side calls go on meanwhile).
     #[arg(long, default_value = "3s", value_name = "DURATION")]
     pause: humantime::Duration,
-    /// What each host does on a revocation notice beside ending sessions: nothing, or
-    /// fetch the KRL and witness the log (as `watch-revocations --krl`) on new
-    /// connections or on the stream's own connection.
-    #[arg(long, value_enum, default_value_t = OnNotice::Nothing)]
+    /// What each host does at each connect of its stream and each revocation notice,
+    /// beside ending sessions: fetch the KRL and witness the log on the stream's own
+    /// connection (the packaged `watch-revocations --krl`), the same on new connections
+    /// (the watcher before it shared its connection), or nothing (without `--krl`).
+    #[arg(long, value_enum, default_value_t = OnNotice::StreamConnection)]
     on_notice: OnNotice,
 }
 

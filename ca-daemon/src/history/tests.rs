@@ -279,3 +279,28 @@ fn an_evicted_grant_is_read_back_from_the_log_as_it_was() {
     assert!(h.grant(GrantId(77)).unwrap().is_none());
     log.shutdown_blocking();
 }
+
+#[test]
+fn indexing_stops_between_batches_when_told_and_goes_on_from_the_sealed_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_log(tmp.path(), 1);
+    fill(&log, &events());
+    let h = History::with_chunk(log.clone(), tmp.path(), 16);
+    // Told to stop after three batches (one chunk each): the rest is left for later.
+    let batches = std::sync::atomic::AtomicUsize::new(0);
+    let reached = h
+        .catch_up_while(|| batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3)
+        .unwrap();
+    assert_eq!(reached, 48, "three chunks of 16");
+    assert_eq!(index_files(tmp.path()).len(), 3, "the three chunks sealed");
+    // A new start (a new index over the same files) goes on from there to the end.
+    let again = History::with_chunk(log, tmp.path(), 16);
+    assert_eq!(again.catch_up().unwrap(), 201);
+    assert_eq!(index_files(tmp.path()).len(), 12);
+    assert!(
+        !again
+            .leaves(&Subject::Grant(GrantId(7)))
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -62,8 +62,10 @@ impl Service {
         let history = self.history.clone();
         tokio::spawn(async move {
             loop {
-                let h = history.clone();
-                match tokio::task::spawn_blocking(move || h.catch_up()).await {
+                let (h, stopping) = (history.clone(), stop.clone());
+                // The runtime waits for this task at exit: it stops at the next batch.
+                let go_on = move || !*stopping.borrow();
+                match tokio::task::spawn_blocking(move || h.catch_up_while(go_on)).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "indexing the audit log failed"),
                     Err(e) => tracing::warn!(error = %e, "indexing the audit log failed"),

@@ -32,6 +32,7 @@ use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::{GetRevocationListRequest, GetRevocationListResponse};
 use clap::Args;
 use ssh_key::{PublicKey, SshSig};
+use tonic::transport::Channel;
 
 use crate::commands::{self, write_atomic};
 use crate::connect::{self, Answer};
@@ -251,19 +252,34 @@ pub async fn install(
 /// The CA keys to verify with: from `file`, or fetched from the daemon.
 pub async fn ca_keys(target: &Target, file: Option<&Path>) -> Result<Vec<PublicKey>, CliError> {
     match file {
-        Some(p) => {
-            let mut text = String::new();
-            use std::io::Read;
-            std::fs::File::open(p)
-                .and_then(|f| f.take(MAX_CA_KEYS).read_to_string(&mut text))
-                .map_err(|e| CliError::Usage(format!("CA keys {}: {e}", p.display())))?;
-            parse_ca_keys(&text, &p.display().to_string())
-        }
+        Some(p) => ca_keys_file(p),
+        None => ca_keys_on(target, &connect::channel(target)?, None).await,
+    }
+}
+
+/// [`ca_keys`] over a connection the caller already has.
+pub async fn ca_keys_on(
+    target: &Target,
+    channel: &Channel,
+    file: Option<&Path>,
+) -> Result<Vec<PublicKey>, CliError> {
+    match file {
+        Some(p) => ca_keys_file(p),
         None => {
-            let lines = commands::ca_keys(target).await?;
+            let keys = commands::ca_public_keys_on(target, channel.clone()).await?;
+            let lines: Vec<String> = keys.into_iter().map(|k| k.public_key).collect();
             parse_ca_keys(&lines.join("\n"), &target.shown())
         }
     }
+}
+
+fn ca_keys_file(p: &Path) -> Result<Vec<PublicKey>, CliError> {
+    let mut text = String::new();
+    use std::io::Read;
+    std::fs::File::open(p)
+        .and_then(|f| f.take(MAX_CA_KEYS).read_to_string(&mut text))
+        .map_err(|e| CliError::Usage(format!("CA keys {}: {e}", p.display())))?;
+    parse_ca_keys(&text, &p.display().to_string())
 }
 
 /// Why no newer KRL than `fetched` is available, when the CA says it has revocations it
@@ -291,23 +307,33 @@ pub fn unpublished(fetched: &GetRevocationListResponse) -> Option<String> {
 
 /// Fetches the signed KRL.
 pub async fn fetch(target: &Target) -> Result<GetRevocationListResponse, CliError> {
-    let mut client = RevocationsClient::new(connect::channel(target)?);
-    client
+    fetch_on(target, &connect::channel(target)?).await
+}
+
+/// [`fetch`] over a connection the caller already has (the watcher's stream's).
+pub async fn fetch_on(
+    target: &Target,
+    channel: &Channel,
+) -> Result<GetRevocationListResponse, CliError> {
+    RevocationsClient::new(channel.clone())
         .get_revocation_list(GetRevocationListRequest {})
         .await
         .answer(target)
 }
 
 /// The check that comes before any KRL from the daemon is installed: the daemon's audit log
-/// must extend the checkpoint this host saw last ([`crate::host::witness::check`]).
+/// must extend the checkpoint this host saw last ([`crate::host::witness::check`]), asked
+/// over `channel`, the connection the KRL came on.
 pub async fn witness_before_install(
     target: &Target,
+    channel: &Channel,
     witness: &crate::host::witness::WitnessArgs,
     fetched: &GetRevocationListResponse,
     out: &Path,
 ) -> Result<(), CliError> {
     crate::host::witness::check(
         target,
+        channel,
         witness,
         Some(fetched.version),
         &format!(
@@ -322,9 +348,11 @@ pub async fn witness_before_install(
 
 /// `breakglass host sync-krl`.
 pub async fn sync(target: &Target, args: &SyncKrlArgs) -> Result<Synced, CliError> {
-    let cas = ca_keys(target, args.ca_keys.as_deref()).await?;
-    let fetched = fetch(target).await?;
-    witness_before_install(target, &args.witness, &fetched, &args.out).await?;
+    // One connection for the keys, the KRL and the witness check.
+    let channel = connect::channel(target)?;
+    let cas = ca_keys_on(target, &channel, args.ca_keys.as_deref()).await?;
+    let fetched = fetch_on(target, &channel).await?;
+    witness_before_install(target, &channel, &args.witness, &fetched, &args.out).await?;
     let done = install(
         &fetched,
         &cas,

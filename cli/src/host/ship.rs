@@ -280,7 +280,9 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
         report.lock_busy = true;
         return Ok(report);
     };
-    let mut client = HostAgentClient::new(connect::channel(target)?);
+    // One connection for the witness check and the deliveries.
+    let channel = connect::channel(target)?;
+    let mut client = HostAgentClient::new(channel.clone());
     let started = Instant::now();
     let mut backoff = Duration::from_secs(1);
     let mut witnessed = false;
@@ -301,6 +303,7 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
             if !witnessed {
                 super::witness::check(
                     target,
+                    &channel,
                     &args.witness,
                     None,
                     &format!(

@@ -27,6 +27,11 @@
 //! ([`crate::host::witness::check`]). When the log does not extend the checkpoint this host saw
 //! last, the check records, logs and reports it; the watcher keeps ending sessions of
 //! revoked grants (that only takes access away), and no KRL from that log is installed.
+//!
+//! The stream, the witness checks and the KRL fetches share one connection (HTTP/2 streams
+//! on one TLS session): at ten thousand hosts a revocation would otherwise cost the daemon
+//! twenty thousand TLS handshakes at once, which its handshake limits shed. After the stream
+//! breaks, the KRL poll and the next stream go over a new connection.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -43,6 +48,7 @@ use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::{GetRevocationListResponse, RevocationNotice, WatchRevocationsRequest};
 use clap::Args;
 use ssh_key::PublicKey;
+use tonic::transport::Channel;
 
 use crate::connect;
 use crate::error::CliError;
@@ -55,6 +61,10 @@ const STREAM_SILENCE: Duration = Duration::from_secs(15);
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 /// How long a failed KRL install waits before the next attempt (news comes sooner).
 const KRL_RETRY: Duration = Duration::from_secs(5);
+/// Longest a KRL refresh (fetch, witness, install) may take. It runs on the stream's
+/// connection and holds up the stream loop meanwhile: a connection that stopped answering
+/// must not hide a silent stream for longer than the stream's own bound.
+const REFRESH_WAIT: Duration = STREAM_SILENCE;
 
 /// `breakglass host watch-revocations`.
 #[derive(Debug, Args, Clone)]
@@ -363,8 +373,9 @@ impl KrlKeeper {
     }
 
     /// Fetches and installs the current KRL if an install is due (and, after a
-    /// failure, its retry time has come).
-    async fn refresh(&mut self, target: &Target, cas: &mut CaKeys) {
+    /// failure, its retry time has come), over `channel` (the stream's connection), within
+    /// [`REFRESH_WAIT`].
+    async fn refresh(&mut self, target: &Target, channel: &Channel, cas: &mut CaKeys) {
         if !self.due
             || self
                 .retry_after
@@ -372,17 +383,35 @@ impl KrlKeeper {
         {
             return;
         }
-        let Some(keys) = cas.get(target).await else {
+        if tokio::time::timeout(REFRESH_WAIT, self.fetch_and_install(target, channel, cas))
+            .await
+            .is_err()
+        {
+            self.failed();
+            eprintln!(
+                "breakglass: no KRL from {} within {REFRESH_WAIT:?} (retrying in {KRL_RETRY:?}; the installed file is unchanged)",
+                target.shown()
+            );
+        }
+    }
+
+    async fn fetch_and_install(&mut self, target: &Target, channel: &Channel, cas: &mut CaKeys) {
+        let Some(keys) = cas.get(target, channel).await else {
             self.failed();
             return;
         };
-        match krl_sync::fetch(target).await {
+        match krl_sync::fetch_on(target, channel).await {
             Ok(fetched) => {
                 // Like sync-krl: no KRL from a log this host cannot witness (rolled back or
                 // forked) is installed; the old one stays and the failure is on record.
-                if let Err(e) =
-                    krl_sync::witness_before_install(target, &self.witness, &fetched, &self.out)
-                        .await
+                if let Err(e) = krl_sync::witness_before_install(
+                    target,
+                    channel,
+                    &self.witness,
+                    &fetched,
+                    &self.out,
+                )
+                .await
                 {
                     self.failed();
                     eprintln!("breakglass: {e}");
@@ -407,9 +436,9 @@ struct CaKeys {
 }
 
 impl CaKeys {
-    async fn get(&mut self, target: &Target) -> Option<&[PublicKey]> {
+    async fn get(&mut self, target: &Target, channel: &Channel) -> Option<&[PublicKey]> {
         if self.keys.is_none() {
-            match krl_sync::ca_keys(target, self.file.as_deref()).await {
+            match krl_sync::ca_keys_on(target, channel, self.file.as_deref()).await {
                 Ok(k) => self.keys = Some(k),
                 Err(e) => eprintln!("breakglass: cannot load the CA keys to verify the KRL: {e}"),
             }
@@ -422,16 +451,18 @@ impl CaKeys {
 /// witnessing the log, as every install does).
 async fn poll_krl(
     target: &Target,
+    channel: &Channel,
     cas: &[PublicKey],
     w: &mut Watcher,
     keeper: Option<&mut KrlKeeper>,
 ) -> Result<usize, CliError> {
-    let fetched = krl_sync::fetch(target).await?;
+    let fetched = krl_sync::fetch_on(target, channel).await?;
     let krl = krl_sync::verify(&fetched, cas)?;
     if let Some(k) = keeper {
         // Like every install: no KRL from a log this host cannot witness (rolled back or
         // forked); the old one stays. Ending the KRL's sessions below only takes access away.
-        match krl_sync::witness_before_install(target, &k.witness, &fetched, &k.out).await {
+        match krl_sync::witness_before_install(target, channel, &k.witness, &fetched, &k.out).await
+        {
             Ok(()) => k.install(&fetched, cas).await,
             Err(e) => {
                 k.failed();
@@ -458,8 +489,12 @@ pub async fn watch(
     };
     let mut keeper = KrlKeeper::new(args);
     let mut backoff = Duration::from_secs(1);
+    // One connection carries the stream, the witness checks and the KRL fetches (HTTP/2
+    // multiplexes them): a revocation costs the daemon no TLS handshake per host. It is
+    // dialled at the first call, and replaced after the stream breaks.
+    let mut channel = connect::channel(target)?;
     loop {
-        let mut client = RevocationsClient::new(connect::channel(target)?);
+        let mut client = RevocationsClient::new(channel.clone());
         let opened = tokio::select! {
             r = client.watch_revocations(WatchRevocationsRequest { from_version: w.last }) => r,
             () = &mut stop => return Ok(()),
@@ -475,6 +510,7 @@ pub async fn watch(
                 let witnessed = tokio::select! {
                     r = crate::host::witness::check(
                         target,
+                        &channel,
                         &args.witness,
                         None,
                         "The watcher goes on ending sessions of revoked grants; no KRL from this \
@@ -490,7 +526,7 @@ pub async fn watch(
                 if let Some(k) = keeper.as_mut() {
                     // Revocations made while the stream was down.
                     k.want_now();
-                    k.refresh(target, &mut cas).await;
+                    k.refresh(target, &channel, &mut cas).await;
                 }
                 // A deadline, not a timeout per wait: the scan ticks every second and would
                 // restart a timeout each time, so a silent stream would never be noticed.
@@ -503,7 +539,7 @@ pub async fn watch(
                                 w.apply_notice(&n);
                                 if let Some(k) = keeper.as_mut() {
                                     k.note(&n);
-                                    k.refresh(target, &mut cas).await;
+                                    k.refresh(target, &channel, &mut cas).await;
                                 }
                             }
                             Ok(Ok(None)) => {
@@ -523,7 +559,7 @@ pub async fn watch(
                             w.scan();
                             w.forget_expired_grants();
                             if let Some(k) = keeper.as_mut() {
-                                k.refresh(target, &mut cas).await;
+                                k.refresh(target, &channel, &mut cas).await;
                             }
                         }
                         () = &mut stop => return Ok(()),
@@ -535,9 +571,11 @@ pub async fn watch(
                 connect::failure(target, s)
             ),
         }
-        // The stream is down: check the signed KRL, then retry.
-        if let Some(c) = cas.get(target).await {
-            match poll_krl(target, c, &mut w, keeper.as_mut()).await {
+        // The stream is down, and its connection may be dead: the poll and the next stream
+        // go over a new one. Check the signed KRL, then retry.
+        channel = connect::channel(target)?;
+        if let Some(c) = cas.get(target, &channel).await {
+            match poll_krl(target, &channel, c, &mut w, keeper.as_mut()).await {
                 Ok(n) if n > 0 => {
                     eprintln!("breakglass: {n} session(s) of revoked grants found through the KRL")
                 }

@@ -34,6 +34,7 @@ use breakglass_proto::v1::witness_client::WitnessClient;
 use breakglass_proto::v1::{WitnessCheckpointRequest, WitnessCheckpointResponse};
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
 
 use crate::commands::write_atomic;
 use crate::connect::{self, Answer};
@@ -339,11 +340,12 @@ impl Witnessed {
 /// The daemon's answer to this host's checkpoint (nothing saved).
 async fn ask(
     target: &Target,
+    channel: &Channel,
     state: Option<&WitnessState>,
     krl_version: u64,
     failure: String,
 ) -> Result<WitnessCheckpointResponse, CliError> {
-    WitnessClient::new(connect::channel(target)?)
+    WitnessClient::new(channel.clone())
         .witness_checkpoint(WitnessCheckpointRequest {
             checkpoint: state.map(|s| s.checkpoint.clone()).unwrap_or_default(),
             krl_version,
@@ -357,9 +359,12 @@ async fn ask(
 /// extends the checkpoint this host saw last, and saves the daemon's checkpoint (with
 /// `krl_version`, the KRL version about to be accepted, if any). On failure: records it,
 /// writes `event=log_consistency_failed` to syslog, reports it to the daemon, and fails with
-/// a message that says what was refused (`refused`) and what to do.
+/// a message that says what was refused (`refused`) and what to do. The calls go over
+/// `channel`, the connection the caller uses for what it is about to accept (a host makes
+/// one TLS handshake for both).
 pub async fn check(
     target: &Target,
+    channel: &Channel,
     args: &WitnessArgs,
     krl_version: Option<u64>,
     refused: &str,
@@ -371,7 +376,7 @@ pub async fn check(
     let krl = krl_version
         .or(state.as_ref().map(|s| s.krl_version))
         .unwrap_or(0);
-    let resp = ask(target, state.as_ref(), krl, String::new()).await?;
+    let resp = ask(target, channel, state.as_ref(), krl, String::new()).await?;
     let server = target.shown();
     let syslog = args.syslog();
     match verify_answer(audit_key.as_ref(), state.as_ref(), &resp) {
@@ -460,7 +465,7 @@ pub async fn check(
             );
             // The daemon may be the rolled-back one: it alerts if it can, the syslog line
             // above does not depend on it.
-            let _ = ask(target, state.as_ref(), krl, why.clone()).await;
+            let _ = ask(target, channel, state.as_ref(), krl, why.clone()).await;
             syslog.flush(SYSLOG_FLUSH);
             written?;
             Err(CliError::Verification(format!(
@@ -502,7 +507,15 @@ pub async fn judge(target: &Target, args: &WitnessArgs) -> Result<Judgement, Cli
         return Ok(Judgement::Failed(f.clone()));
     }
     let audit_key = args.pinned_key()?;
-    let resp = ask(target, Some(&state), state.krl_version, String::new()).await?;
+    let channel = connect::channel(target)?;
+    let resp = ask(
+        target,
+        &channel,
+        Some(&state),
+        state.krl_version,
+        String::new(),
+    )
+    .await?;
     Ok(
         match verify_answer(audit_key.as_ref(), Some(&state), &resp) {
             Ok(v) => Judgement::Extends {
@@ -552,7 +565,7 @@ pub async fn run(target: &Target, cmd: &WitnessCmd) -> Result<String, CliError> 
             .ok_or_else(|| CliError::Usage("--reset needs --reason TEXT".into()))?;
         out.push_str(&reset(&cmd.witness, reason, &target.shown()).await?);
     }
-    let w = check(target, &cmd.witness, None, "").await?;
+    let w = check(target, &connect::channel(target)?, &cmd.witness, None, "").await?;
     out.push_str(&w.summary(&target.shown()));
     if let Some(h) = &w.halted {
         out.push_str(&format!("\nnote: the daemon says {h}"));
