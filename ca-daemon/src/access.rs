@@ -3,7 +3,7 @@
 //!
 //! | calls | who may make them |
 //! |---|---|
-//! | [`OPEN_CALLS`]: `Enrollment/GetTlsCa`, `Enrollment/EnrollHost` | anyone, with or without a client certificate; at most `[server] open_calls_per_minute` per peer address |
+//! | [`OPEN_CALLS`]: `Enrollment/GetTlsCa`, `Enrollment/EnrollHost`, `Enrollment/BeginLogin`, `Enrollment/Login` | anyone, with or without a client certificate; at most `[server] open_calls_per_minute` per peer address |
 //! | `BreakGlass/WhoAmI`, gRPC health, server reflection | every authenticated caller, listed or not |
 //! | `Identities/*` (join tokens, disabling identities) | admins |
 //! | `Enrollment/RenewHost` | hosts |
@@ -75,6 +75,8 @@ pub enum Need {
 pub const OPEN_CALLS: &[(&str, &str)] = &[
     ("breakglass.v1.Enrollment", "GetTlsCa"),
     ("breakglass.v1.Enrollment", "EnrollHost"),
+    ("breakglass.v1.Enrollment", "BeginLogin"),
+    ("breakglass.v1.Enrollment", "Login"),
 ];
 
 /// Peer addresses tracked before the windows that ended are dropped.

@@ -27,8 +27,8 @@ use breakglass_proto::enrollment::{
 use breakglass_proto::text;
 use breakglass_proto::v1::revoke_request::Target;
 use breakglass_proto::v1::{
-    CreateJoinTokensResponse, DisableIdentityResponse, GetTlsCaResponse, HostCertificateResponse,
-    RevokeRequest,
+    BeginLoginResponse, CreateJoinTokensResponse, DisableIdentityResponse, GetTlsCaResponse,
+    HostCertificateResponse, LoginResponse, RevokeRequest,
 };
 
 use crate::client_ca::{ClientCa, ClientCaError};
@@ -70,7 +70,17 @@ pub struct Enrollment {
     settings: EnrollmentSettings,
     /// Token checks and the event that uses a token up, one at a time.
     using: tokio::sync::Mutex<()>,
+    /// ID tokens of the organisation's provider (`[oidc]`), when logins are on.
+    oidc: Option<crate::oidc::Verifier>,
+    /// Login nonces given and not used yet, with when each expires.
+    nonces: std::sync::Mutex<std::collections::HashMap<String, SystemTime>>,
 }
+
+/// How long a login's nonce is good (the person has this long to finish the provider's
+/// device or browser flow).
+pub const LOGIN_NONCE_TTL: Duration = Duration::from_secs(600);
+/// Most logins begun and not finished at once (each holds only its nonce).
+const MAX_PENDING_LOGINS: usize = 10_000;
 
 /// The CA certificate(s) of the daemon's TLS certificate (PEM text) and the fingerprint
 /// of the first.
@@ -117,6 +127,8 @@ impl Enrollment {
             tls_ca_fingerprint,
             settings: config.enrollment.clone(),
             using: tokio::sync::Mutex::new(()),
+            oidc: config.oidc.clone().map(crate::oidc::Verifier::new),
+            nonces: std::sync::Mutex::default(),
         }))
     }
 
@@ -335,6 +347,95 @@ impl Enrollment {
             serial: signed.serial,
             ssh_ca_keys,
             audit_public_key: format!("{}\n", self.svc.audit.verifier()),
+            tls_ca_pem: self.tls_ca_pem.clone(),
+        })
+    }
+
+    /// Starts a login: a new nonce, and the provider to get an ID token from.
+    pub fn begin_login(&self) -> Result<BeginLoginResponse, Error> {
+        let settings = self
+            .oidc
+            .as_ref()
+            .map(crate::oidc::Verifier::settings)
+            .ok_or(EnrollmentError::LoginOff)?;
+        self.client_ca()?;
+        let now = SystemTime::now();
+        let nonce = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes())
+        };
+        {
+            let mut nonces = self
+                .nonces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            nonces.retain(|_, until| *until > now);
+            if nonces.len() >= MAX_PENDING_LOGINS {
+                return Err(EnrollmentError::LoginsBusy.into());
+            }
+            nonces.insert(nonce.clone(), now + LOGIN_NONCE_TTL);
+        }
+        Ok(BeginLoginResponse {
+            nonce,
+            expires_at: crate::service::secs(Timestamp::from_system_time(now + LOGIN_NONCE_TTL)),
+            issuer: settings.issuer.clone(),
+            client_id: settings.client_id.clone(),
+        })
+    }
+
+    /// Finishes a login: uses up `nonce`, verifies `id_token` (which must carry it) and
+    /// signs a client certificate of the identity it proves for the key of `csr_der`.
+    pub async fn login(
+        &self,
+        nonce: &str,
+        id_token: &str,
+        csr_der: &[u8],
+    ) -> Result<LoginResponse, Error> {
+        let verifier = self.oidc.as_ref().ok_or(EnrollmentError::LoginOff)?;
+        let ca = self.client_ca()?;
+        let now = SystemTime::now();
+        let known = self
+            .nonces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(nonce)
+            .is_some_and(|until| until > now);
+        if !known {
+            return Err(EnrollmentError::UnknownNonce.into());
+        }
+        let who = verifier.verify(id_token, nonce).await.map_err(|e| {
+            tracing::info!(reason = %e, "login refused");
+            EnrollmentError::LoginRefused(e.to_string())
+        })?;
+        self.refuse_disabled(&who.id)?;
+        let signed = ca
+            .sign(csr_der, &who.id, who.lifetime, now)
+            .map_err(|e| match e {
+                ClientCaError::BadCsr(why) => Error::invalid_field("csr_der", why),
+                other => EnrollmentError::Sign(other.to_string()).into(),
+            })?;
+        let not_after = Timestamp::from_system_time(signed.not_after);
+        self.svc
+            .record(Event::new(
+                Timestamp::from_system_time(now),
+                Actor::User(who.id.clone()),
+                EventKind::ClientCertificateIssued(ClientCertificateIssued {
+                    identity: who.id.clone(),
+                    groups: who.groups.clone(),
+                    serial: signed.serial.clone(),
+                    public_key_sha256: signed.public_key_sha256,
+                    not_after,
+                    method: "login".to_owned(),
+                    join_token_sha256: None,
+                }),
+            ))
+            .await?;
+        tracing::info!(identity = %who.id, groups = ?who.groups, serial = %signed.serial, "logged in with OpenID Connect");
+        Ok(LoginResponse {
+            identity: who.id,
+            groups: who.groups,
+            certificate_pem: signed.pem,
+            not_after: crate::service::secs(not_after),
             tls_ca_pem: self.tls_ca_pem.clone(),
         })
     }

@@ -70,6 +70,8 @@ pub const METHODS: &[&str] = &[
     "/breakglass.v1.Enrollment/GetTlsCa",
     "/breakglass.v1.Enrollment/EnrollHost",
     "/breakglass.v1.Enrollment/RenewHost",
+    "/breakglass.v1.Enrollment/BeginLogin",
+    "/breakglass.v1.Enrollment/Login",
     "/breakglass.v1.Identities/CreateJoinTokens",
     "/breakglass.v1.Identities/DisableIdentity",
 ];

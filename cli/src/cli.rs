@@ -66,6 +66,10 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Log in with your organisation's identity provider (OpenID Connect): a new key here,
+    /// a short-lived client certificate for it from the daemon, and a client config that
+    /// every other command then uses
+    Login(crate::login::session::LoginArgs),
     /// Show the identity and groups the daemon sees for you (the one call open to an
     /// identity the daemon's config does not list: ask its operators to add it)
     Whoami,
@@ -277,6 +281,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Host(h) => return crate::host::run(h, &cli.conn.overrides()).await,
         Command::Ssh(s) => return crate::ssh::run(s, &cli.conn.overrides()).await,
         Command::Config(c) => return crate::ssh_config::run(c),
+        Command::Login(l) => {
+            print!(
+                "{}",
+                crate::login::session::run(&l, &cli.conn.overrides()).await?
+            );
+            return Ok(());
+        }
         Command::SshCheck(c) => return crate::ssh_config::check(c),
         Command::Completions { shell } => {
             return crate::completions::run(shell, <Cli as clap::CommandFactory>::command());
@@ -394,7 +405,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         ),
         // Dispatched above, before the settings are resolved.
         Command::Audit(_) | Command::Host(_) => {}
-        Command::Ssh(_) | Command::Config(_) | Command::SshCheck(_) => {}
+        Command::Ssh(_) | Command::Config(_) | Command::SshCheck(_) | Command::Login(_) => {}
         Command::Completions { .. } => {}
     }
     Ok(())

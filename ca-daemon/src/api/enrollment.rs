@@ -10,9 +10,9 @@ use std::time::Duration;
 use breakglass_proto::v1::enrollment_server::Enrollment as EnrollmentService;
 use breakglass_proto::v1::identities_server::Identities as IdentitiesService;
 use breakglass_proto::v1::{
-    CreateJoinTokensRequest, CreateJoinTokensResponse, DisableIdentityRequest,
-    DisableIdentityResponse, EnrollHostRequest, GetTlsCaRequest, GetTlsCaResponse,
-    HostCertificateResponse, RenewHostRequest,
+    BeginLoginRequest, BeginLoginResponse, CreateJoinTokensRequest, CreateJoinTokensResponse,
+    DisableIdentityRequest, DisableIdentityResponse, EnrollHostRequest, GetTlsCaRequest,
+    GetTlsCaResponse, HostCertificateResponse, LoginRequest, LoginResponse, RenewHostRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -47,6 +47,20 @@ impl EnrollmentService for EnrollmentApi {
         let who = caller(&req)?;
         Ok(Response::new(
             self.0.renew(&who, &req.get_ref().csr_der).await?,
+        ))
+    }
+
+    async fn begin_login(
+        &self,
+        _req: Request<BeginLoginRequest>,
+    ) -> Result<Response<BeginLoginResponse>, Status> {
+        Ok(Response::new(self.0.begin_login()?))
+    }
+
+    async fn login(&self, req: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+        let r = req.get_ref();
+        Ok(Response::new(
+            self.0.login(&r.nonce, &r.id_token, &r.csr_der).await?,
         ))
     }
 }

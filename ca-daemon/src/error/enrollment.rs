@@ -96,6 +96,24 @@ pub enum EnrollmentError {
     /// The client CA could not sign (a bad CSR is [`super::Error::InvalidField`]).
     #[error("{0}")]
     Sign(String),
+    /// Login with OpenID Connect is not configured.
+    #[error(
+        "this daemon takes no OpenID Connect logins: its configuration has no [oidc] section \
+         (ask an administrator; hosts enroll with `breakglass host enroll`)"
+    )]
+    LoginOff,
+    /// Too many logins begun and not finished.
+    #[error("too many logins are in progress; try again in a minute")]
+    LoginsBusy,
+    /// The login's nonce is not one this daemon gave, or it was used or expired.
+    #[error(
+        "this login's nonce is unknown, used already or expired (a nonce is good once, for 10 \
+         minutes, on the daemon that gave it): run `breakglass login` again"
+    )]
+    UnknownNonce,
+    /// The ID token was refused.
+    #[error("login refused: {0}")]
+    LoginRefused(String),
 }
 
 impl EnrollmentError {
@@ -103,7 +121,13 @@ impl EnrollmentError {
     #[must_use]
     pub fn code(&self) -> Code {
         match self {
-            EnrollmentError::Off | EnrollmentError::NotEnrolled { .. } => Code::FailedPrecondition,
+            EnrollmentError::Off
+            | EnrollmentError::NotEnrolled { .. }
+            | EnrollmentError::LoginOff => Code::FailedPrecondition,
+            EnrollmentError::UnknownNonce | EnrollmentError::LoginRefused(_) => {
+                Code::Unauthenticated
+            }
+            EnrollmentError::LoginsBusy => Code::ResourceExhausted,
             EnrollmentError::UnknownToken
             | EnrollmentError::TokenUsed { .. }
             | EnrollmentError::TokenExpired { .. }

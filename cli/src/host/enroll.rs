@@ -245,7 +245,11 @@ fn rustls_first_cert(pem: &str) -> Option<CertificateDer<'static>> {
 }
 
 /// A channel that verifies the daemon against `ca_pem`, without a client certificate.
-fn pinned_channel(url: &str, ca_pem: &str, server_name: Option<&str>) -> Result<Channel, CliError> {
+pub fn pinned_channel(
+    url: &str,
+    ca_pem: &str,
+    server_name: Option<&str>,
+) -> Result<Channel, CliError> {
     crate::connect::install_crypto_provider();
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
     if let Some(n) = server_name {
@@ -260,8 +264,8 @@ fn pinned_channel(url: &str, ca_pem: &str, server_name: Option<&str>) -> Result<
         .connect_lazy())
 }
 
-/// A new key pair and a CSR signed by it: (key PEM, CSR DER).
-fn new_key_and_csr() -> Result<(String, Vec<u8>), CliError> {
+/// A new key pair and a CSR signed by it: (key PEM, CSR DER). Hosts and `breakglass login`.
+pub fn new_key_and_csr() -> Result<(String, Vec<u8>), CliError> {
     let key = rcgen::KeyPair::generate()
         .map_err(|e| CliError::Io(format!("generating the host key: {e}")))?;
     let csr = rcgen::CertificateParams::default()
@@ -343,7 +347,7 @@ pub async fn enroll(args: &EnrollArgs, overrides: &Overrides) -> Result<Enrolled
 }
 
 /// A TOML basic string.
-fn toml_string(s: &str) -> String {
+pub fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
