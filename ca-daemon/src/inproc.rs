@@ -269,6 +269,8 @@ impl InProcess {
                     "GetTlsCa" => unary(en.get_tls_ca(request(caller, body)?).await),
                     "EnrollHost" => unary(en.enroll_host(request(caller, body)?).await),
                     "RenewHost" => unary(en.renew_host(request(caller, body)?).await),
+                    "BeginLogin" => unary(en.begin_login(request(caller, body)?).await),
+                    "Login" => unary(en.login(request(caller, body)?).await),
                     _ => Err(Status::unimplemented(format!("no method {method:?}"))),
                 }
             }
