@@ -25,6 +25,11 @@ pub const EXAMPLES: &[Example] = &[
     ("As an approver: list what waits for you, then approve one:", &["pending"]),
     ("", &["approve", "r-0123456789abcdef", "--comment", "checked with the incident lead"]),
     ("Withdraw your own request:", &["cancel", "r-0123456789abcdef", "--reason", "fixed without access"]),
+    (
+        "Log in with your organisation's identity provider (device flow: open the URL it prints \
+         anywhere, enter the code), pinning the daemon's CA by the fingerprint your administrator gave:",
+        &["--server", "https://ca.example.internal:7443", "login", "--ca-fingerprint", "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"],
+    ),
     ("Show who you are to the daemon, with which groups:", &["whoami"]),
     (
         "On a host: install the CA keys that sshd's TrustedUserCAKeys and the PAM module's \
@@ -49,7 +54,7 @@ pub const EXAMPLES: &[Example] = &[
 pub const FILES: &[(&str, &str)] = &[
     (
         "~/.config/breakglass/client.toml",
-        "Client config: server, ca_cert, cert, key, server_name ($XDG_CONFIG_HOME/breakglass/client.toml when set). Flags and BREAKGLASS_* variables win over it.",
+        "Client config: server, ca_cert, cert, key, server_name ($XDG_CONFIG_HOME/breakglass/client.toml when set). Flags and BREAKGLASS_* variables win over it. breakglass login writes it (only when absent or written by an earlier login), with login.key (0600), login.crt and ca.crt beside it.",
     ),
     (
         "~/.ssh/id_ed25519.pub, ~/.ssh/id_ecdsa.pub, ~/.ssh/id_rsa.pub",
