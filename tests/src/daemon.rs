@@ -28,6 +28,29 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
+    /// `SHA256:<base64>` of the daemon's TLS CA (what `token create` prints and
+    /// `--ca-fingerprint` takes).
+    pub fn tls_ca_fingerprint(&self) -> String {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let der = CertificateDer::pem_file_iter(self.path().join("tls/ca.pem"))
+            .expect("tls/ca.pem")
+            .next()
+            .expect("a certificate")
+            .expect("PEM");
+        breakglass_proto::enrollment::ca_fingerprint(der.as_ref())
+    }
+
+    /// The address of its TLS listener with no credentials: what `host enroll` and
+    /// `login` get from `--server URL --server-name localhost`.
+    pub fn bare_server(&self) -> breakglass_cli::settings::Overrides {
+        breakglass_cli::settings::Overrides {
+            server: Some(format!("https://127.0.0.1:{}", self.port)),
+            server_name: Some("localhost".into()),
+            ..breakglass_cli::settings::Overrides::default()
+        }
+    }
+
     /// Starts a daemon on the dev config as `init` writes it.
     pub async fn start() -> Self {
         Self::start_with(|c| c).await

@@ -76,18 +76,6 @@ async fn tokens(
     (p.out.lines().map(str::to_owned).collect(), p.err)
 }
 
-/// The fingerprint of the dev setup's TLS CA, computed here from its file.
-fn fingerprint(d: &TestDaemon) -> String {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let der = CertificateDer::pem_file_iter(d.path().join("tls/ca.pem"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    ca_fingerprint(der.as_ref())
-}
-
 /// A host's directory: where `host enroll` writes, and the sshd/PAM files of `doctor`.
 struct HostDir {
     dir: tempfile::TempDir,
@@ -120,15 +108,6 @@ impl HostDir {
     }
     fn witness(&self) -> WitnessArgs {
         WitnessArgs::default().with_config(&self.config()).unwrap()
-    }
-}
-
-/// What `host enroll --server URL --server-name localhost` passes.
-fn server(d: &TestDaemon) -> Overrides {
-    Overrides {
-        server: Some(format!("https://127.0.0.1:{}", d.port)),
-        server_name: Some("localhost".into()),
-        ..Overrides::default()
     }
 }
 
@@ -237,7 +216,7 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
         return;
     }
     let d = TestDaemon::start().await;
-    let fp = fingerprint(&d);
+    let fp = d.tls_ca_fingerprint();
     let (toks, told) = tokens(&d, "db-9", None, 2).await;
     assert_eq!(toks.len(), 2, "{toks:?}");
     assert!(told.contains("host://db-9"), "{told}");
@@ -263,7 +242,7 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
 
     // Enroll: the key made here (0600), the identity host://db-9 (not in the config).
     let h = HostDir::new();
-    let enrolled = enroll::enroll(&h.enroll_args(&toks[0], &fp), &server(&d))
+    let enrolled = enroll::enroll(&h.enroll_args(&toks[0], &fp), &d.bare_server())
         .await
         .expect("host enroll");
     assert_eq!(enrolled.identity, "host://db-9");
@@ -405,7 +384,7 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
 
     // The token cannot be used twice, not even by the same host.
     let again = HostDir::new();
-    let e = enroll::enroll(&again.enroll_args(&toks[0], &fp), &server(&d))
+    let e = enroll::enroll(&again.enroll_args(&toks[0], &fp), &d.bare_server())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("was used already"), "{e}");
@@ -425,7 +404,7 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
     assert!(e.to_string().contains("host://db-9 is disabled"), "{e}");
     assert!(e.to_string().contains("decommissioned"), "{e}");
     // And its other token no longer enrolls it.
-    let e = enroll::enroll(&HostDir::new().enroll_args(&toks[1], &fp), &server(&d))
+    let e = enroll::enroll(&HostDir::new().enroll_args(&toks[1], &fp), &d.bare_server())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("is disabled"), "{e}");
@@ -438,7 +417,7 @@ async fn a_wrong_ca_fingerprint_is_refused_before_the_token_is_sent() {
     let (toks, _) = tokens(&d, "db-10", None, 1).await;
     let h = HostDir::new();
     let wrong = ca_fingerprint(b"some other CA");
-    let e = enroll::enroll(&h.enroll_args(&toks[0], &wrong), &server(&d))
+    let e = enroll::enroll(&h.enroll_args(&toks[0], &wrong), &d.bare_server())
         .await
         .unwrap_err();
     assert!(matches!(e, CliError::Verification(_)), "{e:?}");
@@ -451,14 +430,17 @@ async fn a_wrong_ca_fingerprint_is_refused_before_the_token_is_sent() {
     assert!(!h.path("etc").exists());
     assert!(enrollment_events(&d).1.is_empty());
     // A malformed fingerprint is refused before any contact.
-    let e = enroll::enroll(&h.enroll_args(&toks[0], "MD5:aa"), &server(&d))
+    let e = enroll::enroll(&h.enroll_args(&toks[0], "MD5:aa"), &d.bare_server())
         .await
         .unwrap_err();
     assert!(matches!(e, CliError::Usage(_)), "{e:?}");
     // The token is unused: with the right fingerprint it enrolls.
-    let ok = enroll::enroll(&h.enroll_args(&toks[0], &fingerprint(&d)), &server(&d))
-        .await
-        .expect("enroll with the right fingerprint");
+    let ok = enroll::enroll(
+        &h.enroll_args(&toks[0], &d.tls_ca_fingerprint()),
+        &d.bare_server(),
+    )
+    .await
+    .expect("enroll with the right fingerprint");
     assert_eq!(ok.identity, "host://db-10");
     d.stop().await;
 }
@@ -466,23 +448,26 @@ async fn a_wrong_ca_fingerprint_is_refused_before_the_token_is_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_and_unknown_tokens_are_refused() {
     let d = TestDaemon::start().await;
-    let fp = fingerprint(&d);
+    let fp = d.tls_ca_fingerprint();
     let (toks, _) = tokens(&d, "db-11", Some(Duration::from_secs(1)), 1).await;
     // Past its expiry (a wait, not a timed assertion).
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let e = enroll::enroll(&HostDir::new().enroll_args(&toks[0], &fp), &server(&d))
+    let e = enroll::enroll(&HostDir::new().enroll_args(&toks[0], &fp), &d.bare_server())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("expired at"), "{e}");
     assert_eq!(e.exit_code(), 77, "{e:?}");
     let unknown = breakglass_proto::enrollment::join_token(&[9; 32]);
-    let e = enroll::enroll(&HostDir::new().enroll_args(&unknown, &fp), &server(&d))
+    let e = enroll::enroll(&HostDir::new().enroll_args(&unknown, &fp), &d.bare_server())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("join token is not known"), "{e}");
-    let e = enroll::enroll(&HostDir::new().enroll_args("not-a-token", &fp), &server(&d))
-        .await
-        .unwrap_err();
+    let e = enroll::enroll(
+        &HostDir::new().enroll_args("not-a-token", &fp),
+        &d.bare_server(),
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("token"), "{e}");
     assert!(enrollment_events(&d).1.is_empty());
     // A person may not create tokens; only admins.
@@ -545,7 +530,7 @@ async fn without_a_client_certificate_only_the_open_calls_answer_and_they_are_ra
             .get_tls_ca(breakglass_proto::v1::GetTlsCaRequest {})
             .await
             .expect("GetTlsCa without a certificate");
-        assert_eq!(ca.into_inner().fingerprint, fingerprint(&d));
+        assert_eq!(ca.into_inner().fingerprint, d.tls_ca_fingerprint());
     }
     let s = en
         .get_tls_ca(breakglass_proto::v1::GetTlsCaRequest {})

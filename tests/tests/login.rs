@@ -11,30 +11,10 @@ use breakglass_cli::error::CliError;
 use breakglass_cli::login::session::{self, LoggedIn};
 use breakglass_cli::settings::Overrides;
 use breakglass_proto::audit::EventKind;
-use breakglass_proto::enrollment::ca_fingerprint;
+
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::oidc::{CLIENT, TestProvider};
 use breakglass_tests::revocation::{audit_events, issue};
-
-fn fingerprint(d: &TestDaemon) -> String {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let der = CertificateDer::pem_file_iter(d.path().join("tls/ca.pem"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    ca_fingerprint(der.as_ref())
-}
-
-/// What `breakglass login --server URL --server-name localhost` passes.
-fn server(d: &TestDaemon) -> Overrides {
-    Overrides {
-        server: Some(format!("https://127.0.0.1:{}", d.port)),
-        server_name: Some("localhost".into()),
-        ..Overrides::default()
-    }
-}
 
 /// A daemon whose `[oidc]` trusts `idp`: idp-sre → sre, idp-dba → dba, example.com only.
 async fn daemon(idp: &TestProvider) -> TestDaemon {
@@ -52,7 +32,7 @@ async fn login(
     user: &str,
     dir: &std::path::Path,
 ) -> Result<LoggedIn, CliError> {
-    let begun = session::begin(&server(d), Some(&fingerprint(d))).await?;
+    let begun = session::begin(&d.bare_server(), Some(&d.tls_ca_fingerprint())).await?;
     assert_eq!(begun.begin.issuer, idp.issuer);
     let token = idp.device_login(CLIENT, user, &begun.begin.nonce).await;
     session::finish(begun, &token, Some(dir)).await
@@ -135,7 +115,7 @@ async fn a_login_nonce_is_good_once_and_only_from_the_daemon_and_its_token_must_
     let d = daemon(&idp).await;
     let dir = tempfile::tempdir().unwrap();
     // A token for a nonce the daemon never gave.
-    let begun = session::begin(&server(&d), Some(&fingerprint(&d)))
+    let begun = session::begin(&d.bare_server(), Some(&d.tls_ca_fingerprint()))
         .await
         .unwrap();
     let stray = idp.device_login(CLIENT, "bob", "a-nonce-of-my-own").await;
@@ -145,12 +125,12 @@ async fn a_login_nonce_is_good_once_and_only_from_the_daemon_and_its_token_must_
     assert!(e.to_string().contains("nonce"), "{e}");
     // The nonce of that refused login was used up: its own token cannot come later.
     // A good login, then the same nonce and token again.
-    let begun = session::begin(&server(&d), Some(&fingerprint(&d)))
+    let begun = session::begin(&d.bare_server(), Some(&d.tls_ca_fingerprint()))
         .await
         .unwrap();
     let nonce = begun.begin.nonce.clone();
     let token = idp.device_login(CLIENT, "bob", &nonce).await;
-    let again = session::begin(&server(&d), Some(&fingerprint(&d)))
+    let again = session::begin(&d.bare_server(), Some(&d.tls_ca_fingerprint()))
         .await
         .unwrap();
     let done = session::finish(begun, &token, Some(dir.path()))
@@ -180,6 +160,8 @@ async fn a_wrong_ca_fingerprint_stops_the_login_before_anything_is_sent() {
     };
     let d = daemon(&idp).await;
     let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    let e = session::begin(&server(&d), Some(wrong)).await.unwrap_err();
+    let e = session::begin(&d.bare_server(), Some(wrong))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("nothing was sent"), "{e}");
 }

@@ -260,6 +260,17 @@ fn end_child(child: &mut Child) {
     let _ = pty::kill_group(child.id(), libc::SIGKILL);
 }
 
+/// Ends the session because the recording failed with `e`: the user is told, the
+/// command's process group ended. The [`End`] to report.
+fn recording_failed(out: &mut impl Write, child: &mut Child, e: String) -> End {
+    tell(
+        out,
+        &format!("recording failed ({e}); this session ends now."),
+    );
+    end_child(child);
+    End::Failed(e)
+}
+
 /// Tells the user on the session's terminal (or stderr) why the session ends.
 fn tell(out: &mut impl Write, msg: &str) {
     let _ = write!(out, "\r\nbreakglass: {msg}\r\n");
@@ -326,12 +337,7 @@ fn run_pty(
     let mut end = End::Exited;
     loop {
         if let Err(e) = rec.check() {
-            tell(
-                &mut out,
-                &format!("recording failed ({e}); this session ends now."),
-            );
-            end_child(&mut child);
-            end = End::Failed(e);
+            end = recording_failed(&mut out, &mut child, e);
             break;
         }
         if let Some(t) = drain_until
@@ -421,12 +427,7 @@ fn run_pty(
                     // What the user saw before typing is on disk before the keys act
                     // (a `kill -9` of the recorder loses nothing already shown).
                     if let Err(e) = rec.flush_now() {
-                        tell(
-                            &mut out,
-                            &format!("recording failed ({e}); this session ends now."),
-                        );
-                        end_child(&mut child);
-                        end = End::Failed(e);
+                        end = recording_failed(&mut out, &mut child, e);
                         break;
                     }
                     if args.input {
@@ -492,12 +493,7 @@ fn run_pipes(rec: &mut Recording, signals: &OwnedFd, args: &Args) -> (Option<Exi
     let mut end = End::Exited;
     while out.is_some() || err.is_some() {
         if let Err(e) = rec.check() {
-            tell(
-                &mut stderr,
-                &format!("recording failed ({e}); this session ends now."),
-            );
-            end_child(&mut child);
-            end = End::Failed(e);
+            end = recording_failed(&mut stderr, &mut child, e);
             break;
         }
         // The command's stdin ends once the client's has and all of it was taken.
