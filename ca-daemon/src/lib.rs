@@ -32,6 +32,7 @@ pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod audit_syslog;
+pub mod audit_transfer;
 pub mod certificate;
 pub mod cli;
 pub mod client_ca;

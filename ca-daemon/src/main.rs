@@ -60,6 +60,20 @@ fn main() -> ExitCode {
                 Err(e) => fail(e.exit_code(), e),
             }
         }
+        Command::Audit(cmd) => {
+            use breakglass_ca::audit_transfer::{self, AuditCmd};
+            let done = match cmd {
+                AuditCmd::Import(args) => rt.block_on(audit_transfer::import(&args)),
+                AuditCmd::Export(args) => rt.block_on(audit_transfer::export(&args)),
+            };
+            match done {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e.exit_code(), e),
+            }
+        }
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => match Daemon::check(&c) {
                 Ok(()) => {

@@ -39,6 +39,7 @@
 mod base;
 mod index;
 mod key;
+pub mod pg;
 mod reads;
 mod stats;
 mod store;

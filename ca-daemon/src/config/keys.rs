@@ -80,6 +80,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "recordings", array: false, required: false, meaning: "Session recordings uploaded by hosts (breakglass host ship), stored beside the audit log under <audit dir>/recordings/." },
     Section { name: "oidc", array: false, required: false, meaning: "Login with the organisation's OpenID Connect provider: whose ID tokens are accepted, who the identity is, which policy groups it gets, how long its login lasts. Without it, nobody logs in with OpenID Connect." },
     Section { name: "enrollment", array: false, required: false, meaning: "Hosts that get their host://NAME client certificate themselves: one-time join tokens (breakglass-ca token create), breakglass host enroll and host renew. Needs [server] client_ca_key." },
+    Section { name: "postgres", array: false, required: false, meaning: "The PostgreSQL database of the audit log: what breakglass-ca audit import and audit export connect to (README: Running several daemons)." },
 ];
 
 const fn key(
@@ -213,6 +214,13 @@ pub const KEYS: &[Key] = &[
     key("enrollment", "host_certificate_ttl", "duration", Value("\"30d\""), "Lifetime of a host's client certificate, enrolled or renewed (1h to 400d); host renew renews it when less than a third is left."),
     key("enrollment", "token_ttl", "duration", Value("\"1h\""), "How long a join token stays usable when token create gives no --ttl (1m to max_token_ttl)."),
     key("enrollment", "max_token_ttl", "duration", Value("\"7d\""), "Longest --ttl token create may ask for (1m to 30d)."),
+    // [postgres]
+    key("postgres", "url", "string", Required, "libpq-style connection URL; several hosts are tried in order, and with target_session_attrs=read-write only a primary is used, e.g. \"postgresql://breakglass@db1:5432,db2:5432/breakglass?target_session_attrs=read-write\". Never logged with its password."),
+    key("postgres", "password_file", "path", Derived("the URL's password, if any"), "File holding the role's password (mode 0600); it wins over a password in the URL."),
+    key("postgres", "tls", "string", Value("\"verify-full\""), "TLS to the database: \"verify-full\" (the server's certificate must chain to ca_file and name the host) or \"disable\" (loopback only)."),
+    key("postgres", "ca_file", "path", Value("\"/etc/ssl/certs/ca-certificates.crt\""), "CA certificates (PEM) the database's certificate must chain to."),
+    key("postgres", "connect_timeout", "duration", Value("\"5s\""), "Longest a connection attempt to one host may take (100ms to 10m)."),
+    key("postgres", "statement_timeout", "duration", Value("\"5s\""), "Longest one statement, a commit included, may take before it fails (100ms to 10m)."),
 ];
 
 /// The keys of `section`.
@@ -357,7 +365,7 @@ mod tests {
 
     use super::super::{
         Config, RawConfig, audit, enrollment, identities, log, notifications, oidc, policy,
-        recordings, server,
+        postgres, recordings, server,
     };
     use super::*;
 
@@ -383,7 +391,7 @@ mod tests {
 
     #[test]
     fn the_table_lists_exactly_the_keys_the_section_parsers_accept() {
-        let cases: [(&str, Vec<String>); 15] = [
+        let cases: [(&str, Vec<String>); 16] = [
             ("server", serde_fields::<server::RawServer>()),
             ("ca", serde_fields::<server::RawCa>()),
             ("audit", serde_fields::<audit::RawAudit>()),
@@ -402,6 +410,7 @@ mod tests {
             ("recordings", serde_fields::<recordings::RawRecordings>()),
             ("oidc", serde_fields::<oidc::RawOidc>()),
             ("enrollment", serde_fields::<enrollment::RawEnrollment>()),
+            ("postgres", serde_fields::<postgres::RawPostgres>()),
         ];
         for (section, accepted) in cases {
             assert_eq!(table_fields(section), accepted, "[{section}]");

@@ -23,6 +23,7 @@ pub mod log;
 pub mod notifications;
 pub mod oidc;
 pub mod policy;
+pub mod postgres;
 pub mod recordings;
 pub mod server;
 
@@ -76,6 +77,8 @@ struct RawConfig {
     oidc: Option<oidc::RawOidc>,
     #[serde(default)]
     enrollment: Option<enrollment::RawEnrollment>,
+    #[serde(default)]
+    postgres: Option<postgres::RawPostgres>,
 }
 
 /// A validated daemon configuration.
@@ -109,6 +112,8 @@ pub struct Config {
     pub oidc: Option<OidcSettings>,
     /// Host enrollment with join tokens (`[enrollment]`).
     pub enrollment: EnrollmentSettings,
+    /// The PostgreSQL database of the audit log (`[postgres]`), if configured.
+    pub postgres: Option<postgres::PostgresSettings>,
 }
 
 impl Config {
@@ -211,6 +216,10 @@ impl Config {
             .transpose()?;
         let enrollment =
             enrollment::parse_enrollment(raw.enrollment.unwrap_or_default(), &resolve, &err)?;
+        let postgres = raw
+            .postgres
+            .map(|p| postgres::parse_postgres(p, &resolve, &err))
+            .transpose()?;
         Ok(Self {
             path: path.to_owned(),
             server,
@@ -226,6 +235,7 @@ impl Config {
             recordings,
             oidc,
             enrollment,
+            postgres,
         })
     }
 }

@@ -1,0 +1,67 @@
+//! One connection to the database from `[postgres]`: the URL (several hosts, tried in
+//! order; `target_session_attrs=read-write` picks the primary), the password file, TLS
+//! through our rustls, the connect and statement timeouts.
+
+use tokio_postgres::Client;
+use tokio_postgres::config::SslMode;
+
+use super::{PgError, db_reason};
+use crate::config::postgres::{DbTls, PostgresSettings, redacted_url};
+
+/// Connects as `[postgres]` says, and sets the session's `statement_timeout`. The
+/// connection's I/O runs on a spawned task that ends when the client is dropped.
+pub async fn connect(s: &PostgresSettings) -> Result<Client, PgError> {
+    let url = redacted_url(&s.url);
+    let fail = |reason: String| PgError::Connect {
+        url: url.clone(),
+        reason,
+    };
+    let mut cfg: tokio_postgres::Config = s
+        .url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| fail(db_reason(&e)))?;
+    cfg.connect_timeout(s.connect_timeout);
+    if let Some(path) = &s.password_file {
+        let pw = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("password_file {}: {e}", path.display())))?;
+        cfg.password(pw.trim_end_matches(['\n', '\r']));
+    }
+    let client = match s.tls {
+        DbTls::Disable => {
+            cfg.ssl_mode(SslMode::Disable);
+            let (client, conn) = cfg
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| fail(db_reason(&e)))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %db_reason(&e), "PostgreSQL connection ended");
+                }
+            });
+            client
+        }
+        DbTls::VerifyFull => {
+            cfg.ssl_mode(SslMode::Require);
+            let tls = crate::tls::client_config_trusting(&s.ca_file)
+                .map_err(|e| fail(format!("ca_file: {e}")))?;
+            let (client, conn) = cfg
+                .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                .await
+                .map_err(|e| fail(db_reason(&e)))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %db_reason(&e), "PostgreSQL connection ended");
+                }
+            });
+            client
+        }
+    };
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            s.statement_timeout.as_millis()
+        ))
+        .await
+        .map_err(|e| PgError::statement("setting statement_timeout", &e))?;
+    Ok(client)
+}
