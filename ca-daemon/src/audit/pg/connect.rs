@@ -5,7 +5,7 @@
 use tokio_postgres::Client;
 use tokio_postgres::config::SslMode;
 
-use super::{PgError, db_reason};
+use super::error::{PgError, db_reason};
 use crate::config::postgres::{DbTls, PostgresSettings, redacted_url};
 
 /// Connects as `[postgres]` says, and sets the session's `statement_timeout`. The

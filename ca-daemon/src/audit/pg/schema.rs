@@ -6,7 +6,7 @@
 
 use tokio_postgres::Client;
 
-use super::PgError;
+use super::error::PgError;
 
 /// The migrations, version `i + 1` at index `i`. Never edit one that was released: add one.
 pub const MIGRATIONS: &[&str] = &[
@@ -102,7 +102,7 @@ pub fn frontier_bytes(f: &breakglass_proto::audit::Frontier) -> Vec<u8> {
 /// one 32-byte node per set bit of `size`.
 #[must_use]
 pub fn frontier_of(size: u64, bytes: &[u8]) -> Option<breakglass_proto::audit::Frontier> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return None;
     }
     let nodes = bytes

@@ -22,7 +22,7 @@ use breakglass_proto::audit::verify::verify_dir;
 use breakglass_proto::audit::{Frontier, Hash, NoteVerifier};
 use tokio_postgres::Client;
 
-use super::PgError;
+use super::error::PgError;
 use super::schema::{frontier_bytes, frontier_of, migrate};
 use crate::audit::AuditError;
 
