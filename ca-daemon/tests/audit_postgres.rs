@@ -178,3 +178,81 @@ fn an_embedded_log_moves_into_postgres_and_back_out_verifiable() {
         text(&refused)
     );
 }
+
+/// `[postgres] tls = "verify-full"`: the database's certificate must chain to `ca_file`
+/// and name the host; a database that takes only TLS logins refuses `tls = "disable"`.
+#[test]
+fn the_database_connection_is_tls_checked_against_the_configured_ca() {
+    if !PgCluster::available("TLS to a throw-away PostgreSQL cluster") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let now = time::OffsetDateTime::now_utc();
+    let day = std::time::Duration::from_secs(86_400);
+    let db_ca = breakglass_ca::init::tls_ca("test database CA").unwrap();
+    let server = breakglass_ca::init::tls_leaf(
+        &db_ca,
+        &["localhost", "127.0.0.1"],
+        None,
+        now - day,
+        now + day,
+    )
+    .unwrap();
+    cluster
+        .primary
+        .enable_tls(&server.cert_pem, &server.key_pem, true);
+    let other_ca = breakglass_ca::init::tls_ca("another CA").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    ca::init_dev(Path::new(BIN), dir.path(), "127.0.0.1:0");
+    let cfg_path = dir.path().join(CONFIG_FILE);
+    let base = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(dir.path().join("db-ca.pem"), &db_ca.cert_pem).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), &other_ca.cert_pem).unwrap();
+    let with = |tls: &str, ca_file: &str| {
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "{base}\n[postgres]\nurl = \"{}\"\ntls = \"{tls}\"\nca_file = \"{ca_file}\"\n",
+                cluster.url()
+            ),
+        )
+        .unwrap();
+        // An export of the empty database says so once it got in.
+        run(
+            &["audit", "export"],
+            &cfg_path,
+            &[
+                "--to",
+                dir.path()
+                    .join(format!("x-{tls}-{ca_file}"))
+                    .to_str()
+                    .unwrap(),
+            ],
+        )
+    };
+
+    let ok = with("verify-full", "db-ca.pem");
+    assert_eq!(ok.status.code(), Some(65), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("holds no audit log yet"),
+        "{}",
+        text(&ok)
+    );
+
+    let untrusted = with("verify-full", "other-ca.pem");
+    assert_eq!(untrusted.status.code(), Some(69), "{}", text(&untrusted));
+    assert!(
+        text(&untrusted).to_lowercase().contains("certificate"),
+        "{}",
+        text(&untrusted)
+    );
+
+    let plain = with("disable", "db-ca.pem");
+    assert_eq!(plain.status.code(), Some(69), "{}", text(&plain));
+    assert!(
+        text(&plain).contains("no encryption") || text(&plain).contains("pg_hba.conf"),
+        "{}",
+        text(&plain)
+    );
+}

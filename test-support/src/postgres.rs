@@ -177,6 +177,35 @@ impl PgServer {
         self.psql("postgres", "SELECT pg_reload_conf()");
     }
 
+    /// Turns TLS on with `cert_pem` (chain) and `key_pem`, written into the data directory
+    /// (the key mode 0600, owned by `postgres`), and, with `only_tls`, refuses TCP logins
+    /// without it (`hostssl` rules only); reloads the configuration.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str, only_tls: bool) {
+        let cert = self.data.join("server.crt");
+        let key = self.data.join("server.key");
+        std::fs::write(&cert, cert_pem).expect("write server.crt");
+        std::fs::write(&key, key_pem).expect("write server.key");
+        for f in [&cert, &key] {
+            chown(f, Some(self.uid), Some(self.gid)).expect("chown the TLS files");
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod server.key");
+        if only_tls {
+            let hba = self.data.join("pg_hba.conf");
+            let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+            let rules: String = text
+                .lines()
+                .map(|l| match l.strip_prefix("host ") {
+                    Some(rest) => format!("hostssl {rest}\n"),
+                    None => format!("{l}\n"),
+                })
+                .collect();
+            std::fs::write(&hba, rules).expect("write pg_hba.conf");
+        }
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
     /// Promotes a standby to a primary and waits (bounded) until it accepts writes.
     pub fn promote(&mut self) {
         let mut cmd = self.program("pg_ctl");
