@@ -83,6 +83,9 @@ pub struct AuditLog {
     tx: mpsc::Sender<Request>,
     shared: Arc<store::Shared>,
     writer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// Entries the writer found in the database that did not come through its queue (see
+    /// [`take_foreign`](Self::take_foreign)).
+    foreign: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>>>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -103,15 +106,27 @@ impl AuditLog {
         let opened = store::open(&config, &signer)?;
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let shared = opened.shared.clone();
+        let (foreign_tx, foreign_rx) = mpsc::unbounded_channel();
+        let w = writer::Writer::new(opened, signer, config, foreign_tx)?;
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer::run(rx, opened, signer, config))
+            .spawn(move || writer::run(rx, w))
             .map_err(|e| AuditError::io("audit-writer thread", e))?;
         Ok(Self {
             tx,
             shared,
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
+            foreign: Arc::new(std::sync::Mutex::new(Some(foreign_rx))),
         })
+    }
+
+    /// The entries that become durable without an [`append`](Self::append) of this handle,
+    /// in order, with the first one's index: with `[audit] backend = "postgres"`, batches
+    /// the writer found in the database that its mirror lacked (a commit whose answer was
+    /// lost; another daemon's). The daemon applies them to its state. Only the first call
+    /// gets the receiver.
+    pub fn take_foreign(&self) -> Option<mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>> {
+        self.foreign.lock().ok().and_then(|mut f| f.take())
     }
 
     /// Appends an event; returns its leaf index once it is durable under a signed checkpoint.

@@ -13,8 +13,11 @@ use breakglass_proto::audit::segment::{
 use breakglass_proto::audit::{Checkpoint, Hash, NoteSigner, SignedCheckpoint};
 use tokio::sync::{mpsc, oneshot};
 
+use breakglass_proto::audit::Event;
+
 use super::base::{AuditConfig, AuditError, LeafIndex};
 use super::index::Watermark;
+use super::pg::sequencer::{Batch, Outcome, Sequencer};
 use super::store::{Active, Opened, SegmentHandle, Shared, write_checkpoint_file};
 
 /// What the writer thread is asked to do.
@@ -92,7 +95,7 @@ fn recv_until(
 
 type Reply = oneshot::Sender<Result<LeafIndex, AuditError>>;
 
-struct Writer {
+pub(crate) struct Writer {
     shared: Arc<Shared>,
     active: Option<Active>,
     frontier: breakglass_proto::audit::Frontier,
@@ -107,7 +110,16 @@ struct Writer {
     /// Reused buffers of one batch's index entries: record offsets, stored hashes.
     offsets: Vec<u64>,
     stored: Vec<Hash>,
+    /// With `[audit] backend = "postgres"`: the database, where a batch is durable; the
+    /// segments are then its mirror (written after the commit, not fdatasynced).
+    db: Option<Sequencer>,
+    /// Where entries the mirror lacked (found in the database, not appended through this
+    /// writer's queue) go, decoded, to be applied to the daemon's state.
+    foreign: tokio::sync::mpsc::UnboundedSender<(LeafIndex, Vec<Event>)>,
 }
+
+/// Most times one batch finds the database ahead of the mirror before it gives up.
+const MAX_CATCH_UPS: usize = 8;
 
 /// What one successful commit produced.
 struct Committed {
@@ -130,24 +142,55 @@ struct Published {
     root: Hash,
 }
 
-pub(crate) fn run(
-    mut rx: mpsc::Receiver<Request>,
-    opened: Opened,
-    signer: NoteSigner,
-    config: AuditConfig,
-) {
-    let mut w = Writer {
-        shared: opened.shared,
-        active: opened.active,
-        frontier: opened.frontier,
-        signer,
-        config,
-        needs_repair: false,
-        buf: Vec::with_capacity(1 << 20),
-        checkpoint_file: None,
-        offsets: Vec::new(),
-        stored: Vec::new(),
-    };
+impl Writer {
+    /// The writer of an opened log. With a database (`config.db`), the database's log is
+    /// checked against the mirror and what the mirror lacks is written into it first (the
+    /// state loaded after this replays it from the mirror).
+    pub(crate) fn new(
+        opened: Opened,
+        signer: NoteSigner,
+        config: AuditConfig,
+        foreign: tokio::sync::mpsc::UnboundedSender<(LeafIndex, Vec<Event>)>,
+    ) -> Result<Self, AuditError> {
+        let db = config
+            .db
+            .clone()
+            .map(Sequencer::new)
+            .transpose()
+            .map_err(AuditError::Unavailable)?;
+        let mut w = Writer {
+            shared: opened.shared,
+            active: opened.active,
+            frontier: opened.frontier,
+            signer,
+            config,
+            needs_repair: false,
+            buf: Vec::with_capacity(1 << 20),
+            checkpoint_file: None,
+            offsets: Vec::new(),
+            stored: Vec::new(),
+            db,
+            foreign,
+        };
+        if w.db.is_some() {
+            // On a thread of its own: the database client blocks on its own runtime, and
+            // the caller may be inside one.
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| w.catch_up_at_open())
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(AuditError::Unavailable(
+                            "the audit database catch-up panicked".into(),
+                        ))
+                    })
+            })?;
+        }
+        Ok(w)
+    }
+}
+
+pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
     let (cp_tx, cp_rx) = std::sync::mpsc::channel::<Published>();
     let cp_shared = Arc::clone(&w.shared);
     let cp_thread = std::thread::Builder::new()
@@ -251,44 +294,17 @@ pub(crate) fn run(
 impl Writer {
     fn commit(&mut self, leaves: &[Vec<u8>], replies: &mut Vec<(Reply, usize)>) {
         let started = Instant::now();
-        match self.try_commit(leaves) {
+        let committed = if self.db.is_some() {
+            self.try_commit_db(leaves)
+        } else {
+            self.try_commit(leaves)
+        };
+        match committed {
             Ok(c) => {
                 self.shared.stats.committed(leaves.len(), started.elapsed());
                 let first = c.first_index;
-                let published = Published {
-                    note: c.checkpoint.note.clone(),
-                    size: c.checkpoint.checkpoint.size,
-                    root: c.checkpoint.checkpoint.root,
-                };
-                {
-                    let mut idx = self.shared.write();
-                    idx.checkpoint = c.checkpoint;
-                    if let Some(a) = self.active.as_mut().filter(|a| !a.registered) {
-                        match File::open(&a.path) {
-                            Ok(f) => {
-                                idx.segments.push(SegmentHandle {
-                                    first: a.first,
-                                    path: a.path.clone(),
-                                    file: Arc::new(f),
-                                });
-                                a.registered = true;
-                            }
-                            Err(e) => {
-                                // The data is durable; only reads of this segment are affected
-                                // until the next batch retries.
-                                tracing::error!(segment = %a.path.display(), error = %e,
-                                    "cannot open the new audit segment for reading");
-                            }
-                        }
-                    }
-                }
+                self.publish(c);
                 self.shared.set_error(None);
-                self.shared
-                    .batches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some(tx) = &self.checkpoint_file {
-                    let _ = tx.send(published);
-                }
                 let mut next = first;
                 for (r, n) in replies.drain(..) {
                     let _ = r.send(Ok(next));
@@ -304,6 +320,136 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// At open: checks the database's log against the mirror and writes what the mirror
+    /// lacks into it (not handed to the state: the state is loaded from the mirror after).
+    fn catch_up_at_open(&mut self) -> Result<(), AuditError> {
+        loop {
+            let note = self.shared.read().checkpoint.note.clone();
+            let Some(db) = self.db.as_mut() else {
+                return Ok(());
+            };
+            let behind = db
+                .reconcile(&self.frontier, &note, &self.signer)
+                .map_err(|e| AuditError::Unavailable(e.to_string()))?;
+            if behind.is_empty() {
+                return Ok(());
+            }
+            self.catch_up(behind, false)
+                .map_err(AuditError::Unavailable)?;
+        }
+    }
+
+    /// Makes a committed batch visible to readers (checkpoint, a new segment), and tells
+    /// the checkpoint file's thread.
+    fn publish(&mut self, c: Committed) {
+        let published = Published {
+            note: c.checkpoint.note.clone(),
+            size: c.checkpoint.checkpoint.size,
+            root: c.checkpoint.checkpoint.root,
+        };
+        {
+            let mut idx = self.shared.write();
+            idx.checkpoint = c.checkpoint;
+            if let Some(a) = self.active.as_mut().filter(|a| !a.registered) {
+                match File::open(&a.path) {
+                    Ok(f) => {
+                        idx.segments.push(SegmentHandle {
+                            first: a.first,
+                            path: a.path.clone(),
+                            file: Arc::new(f),
+                        });
+                        a.registered = true;
+                    }
+                    Err(e) => {
+                        // The data is durable; only reads of this segment are affected
+                        // until the next batch retries.
+                        tracing::error!(segment = %a.path.display(), error = %e,
+                            "cannot open the new audit segment for reading");
+                    }
+                }
+            }
+        }
+        self.shared
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(tx) = &self.checkpoint_file {
+            let _ = tx.send(published);
+        }
+    }
+
+    /// The batch as one database transaction, then into the mirror. When the database is
+    /// ahead of the mirror, what the mirror lacks is written (and handed to the state)
+    /// first. A batch the database committed but the mirror could not take is answered as
+    /// a failure: its callers apply nothing, and the next batch finds it in the database
+    /// and hands it to the state like any entry the mirror lacked.
+    fn try_commit_db(&mut self, leaves: &[Vec<u8>]) -> Result<Committed, String> {
+        for _ in 0..MAX_CATCH_UPS {
+            let Some(db) = self.db.as_mut() else {
+                return Err("no audit database".into());
+            };
+            let outcome = db
+                .commit(&self.frontier, leaves, &self.signer)
+                .map_err(|e| format!("the PostgreSQL audit database: {e}"))?;
+            match outcome {
+                Outcome::Committed(note) => {
+                    let c = self.try_commit(leaves).map_err(|e| {
+                        format!("committed to the audit database, not yet to its mirror: {e}")
+                    })?;
+                    if c.checkpoint.note != note {
+                        return Err("the mirror's checkpoint differs from the database's".into());
+                    }
+                    return Ok(c);
+                }
+                Outcome::Behind(batches) => self.catch_up(batches, true)?,
+            }
+        }
+        Err("the audit database kept moving ahead of this daemon; try again".into())
+    }
+
+    /// Writes batches the database holds after the mirror's end into the mirror, each
+    /// checked first (its checkpoint signed by the log's key, for exactly these entries
+    /// after the mirror's); with `tell`, hands them decoded to the state.
+    fn catch_up(&mut self, batches: Vec<Batch>, tell: bool) -> Result<(), String> {
+        let verifier = self.signer.verifier();
+        for b in batches {
+            if b.first != self.frontier.size() {
+                return Err(format!(
+                    "the database's batch at {} does not follow the mirror's end {}",
+                    b.first,
+                    self.frontier.size()
+                ));
+            }
+            let cp = verifier
+                .verify_checkpoint(&b.note)
+                .map_err(|e| format!("the database's checkpoint after entry {}: {e}", b.first))?;
+            let mut f = self.frontier.clone();
+            for leaf in &b.leaves {
+                f.push(leaf_hash(leaf));
+            }
+            if cp.size != f.size() || cp.root != f.root() {
+                return Err(format!(
+                    "the database's checkpoint of size {} does not match its entries",
+                    cp.size
+                ));
+            }
+            let events = b
+                .leaves
+                .iter()
+                .map(|l| Event::decode(l))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("the database's entry after {}: {e}", b.first))?;
+            let c = self.try_commit(&b.leaves)?;
+            if c.checkpoint.note != b.note {
+                return Err("the mirror's checkpoint differs from the database's".into());
+            }
+            self.publish(c);
+            if tell {
+                let _ = self.foreign.send((b.first, events));
+            }
+        }
+        Ok(())
     }
 
     fn try_commit(&mut self, leaves: &[Vec<u8>]) -> Result<Committed, String> {
@@ -357,10 +503,15 @@ impl Writer {
             .sign_checkpoint(&checkpoint)
             .map_err(|e| format!("cannot sign the checkpoint: {e}"))?;
         encode_record(RecordKind::Checkpoint, note.as_bytes(), &mut self.buf);
-        let written = active
-            .file
-            .write_all_at(&self.buf, base)
-            .and_then(|()| active.file.sync_data());
+        // With a database, the segments are its mirror: durable there, not here.
+        let sync = self.db.is_none();
+        let written = active.file.write_all_at(&self.buf, base).and_then(|()| {
+            if sync {
+                active.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = written {
             let msg = format!("{}: {e}", active.path.display());
             self.needs_repair = true;

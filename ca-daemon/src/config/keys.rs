@@ -134,6 +134,7 @@ pub const KEYS: &[Key] = &[
     key("audit", "syslog_socket", "path", Value("\"/dev/log\""), "Syslog datagram socket that gets one authpriv line per recorded event."),
     key("audit", "snapshot_every_events", "integer", Value("1000000"), "A snapshot of the daemon's state (dir/state.snapshot, tied to a checkpoint) is written after this many new events, so that start-up replays only the events after it (0 to 1000000000; 0: not by count)."),
     key("audit", "snapshot_every_seconds", "integer", Value("300"), "A state snapshot is also written after this many seconds when there are new events (0 to 86400; 0: not by time)."),
+    key("audit", "backend", "string", Value("\"local\""), "Where the log is durable: \"local\" (the segment files in dir, fdatasynced) or \"postgres\" (the [postgres] database: each group commit is one transaction; dir then holds a mirror of the log that reads are served from). See README: Running several daemons."),
     // [revocation]
     key("revocation", "admin_groups", "list of strings", Value("[\"admins\"]"), "Groups whose members may revoke any grant (requesters may always revoke their own) and acknowledge a log fork hosts reported."),
     // [[identities]]

@@ -27,7 +27,7 @@ pub mod postgres;
 pub mod recordings;
 pub mod server;
 
-pub use self::audit::{AuditSettings, RevocationSettings};
+pub use self::audit::{AuditBackend, AuditSettings, RevocationSettings};
 pub use self::enrollment::EnrollmentSettings;
 pub use self::field::ConfigError;
 pub use self::identities::{
@@ -220,6 +220,12 @@ impl Config {
             .postgres
             .map(|p| postgres::parse_postgres(p, &resolve, &err))
             .transpose()?;
+        if audit.backend == audit::AuditBackend::Postgres && postgres.is_none() {
+            return Err(err(
+                "audit.backend",
+                "\"postgres\" needs a [postgres] section with the database's url".into(),
+            ));
+        }
         Ok(Self {
             path: path.to_owned(),
             server,

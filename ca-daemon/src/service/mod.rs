@@ -312,6 +312,30 @@ impl Service {
         Ok(first)
     }
 
+    /// Applies the entries the log got without this service's `record` (with the
+    /// PostgreSQL backend: a batch whose commit answer was lost, found in the database
+    /// later), in order, as `record` applies its own.
+    fn follow_foreign_entries(self: &Arc<Self>) {
+        let Some(mut rx) = self.audit.take_foreign() else {
+            return;
+        };
+        let svc = Arc::clone(self);
+        tokio::spawn(async move {
+            while let Some((first, events)) = rx.recv().await {
+                {
+                    let mut st = svc.state();
+                    for (i, event) in (first..).zip(&events) {
+                        st.apply(i, event);
+                    }
+                    if events.iter().any(is_identity_event) {
+                        svc.authenticator.follow_log(&st.identities);
+                    }
+                }
+                svc.changes.send_modify(|n| *n += 1);
+            }
+        });
+    }
+
     /// Why no certificate may be issued now: a host showed a checkpoint of this log that the
     /// log does not extend (rolled back or forked) and no administrator acknowledged it yet
     /// (`crate::witness`). `None` when issuance may go on.
@@ -340,6 +364,7 @@ impl Service {
     pub fn start_background(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.notifier.start();
         self.keep_history_indexed(stop.clone());
+        self.follow_foreign_entries();
         let svc = self.clone();
         tokio::spawn(async move {
             loop {

@@ -54,7 +54,7 @@ pub enum PgError {
     Damaged(String),
     /// Reading or writing the log directory failed, or it does not verify.
     #[error(transparent)]
-    Local(#[from] crate::audit::AuditError),
+    Local(#[from] crate::audit::base::AuditError),
 }
 
 impl PgError {

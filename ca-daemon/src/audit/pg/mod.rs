@@ -12,6 +12,7 @@
 pub mod connect;
 mod error;
 pub mod schema;
+pub(crate) mod sequencer;
 pub mod transfer;
 
 pub use self::connect::connect;

@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 
 use super::error::PgError;
 use super::schema::{frontier_bytes, frontier_of, migrate};
-use crate::audit::AuditError;
+use crate::audit::base::AuditError;
 
 /// Rows sent in one INSERT.
 const INSERT_CHUNK: usize = 2_000;
