@@ -86,6 +86,8 @@ pub struct AuditLog {
     /// Entries the writer found in the database that did not come through its queue (see
     /// [`take_foreign`](Self::take_foreign)).
     foreign: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>>>>,
+    /// A database orders the log (see [`sequenced`](Self::sequenced)).
+    sequenced: bool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -107,6 +109,7 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let shared = opened.shared.clone();
         let (foreign_tx, foreign_rx) = mpsc::unbounded_channel();
+        let sequenced = config.db.is_some();
         let w = writer::Writer::new(opened, signer, config, foreign_tx)?;
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -117,16 +120,25 @@ impl AuditLog {
             shared,
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
             foreign: Arc::new(std::sync::Mutex::new(Some(foreign_rx))),
+            sequenced,
         })
     }
 
-    /// The entries that become durable without an [`append`](Self::append) of this handle,
-    /// in order, with the first one's index: with `[audit] backend = "postgres"`, batches
-    /// the writer found in the database that its mirror lacked (a commit whose answer was
-    /// lost; another daemon's). The daemon applies them to its state. Only the first call
-    /// gets the receiver.
+    /// With `[audit] backend = "postgres"`, every batch committed after open, this
+    /// handle's and other writers' (and one whose commit answer was lost), in index order,
+    /// with the first one's index: the daemon applies them to its state from here, and an
+    /// [`append`](Self::append)'s caller waits until its entry is applied instead of
+    /// applying it (see [`sequenced`](Self::sequenced)). With the embedded backend nothing
+    /// comes. Only the first call gets the receiver.
     pub fn take_foreign(&self) -> Option<mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>> {
         self.foreign.lock().ok().and_then(|mut f| f.take())
+    }
+
+    /// Whether the state is applied from [`take_foreign`](Self::take_foreign) (a database
+    /// orders the log) rather than by each appender.
+    #[must_use]
+    pub fn sequenced(&self) -> bool {
+        self.sequenced
     }
 
     /// Appends an event; returns its leaf index once it is durable under a signed checkpoint.

@@ -116,10 +116,16 @@ pub(crate) struct Writer {
     /// Where entries the mirror lacked (found in the database, not appended through this
     /// writer's queue) go, decoded, to be applied to the daemon's state.
     foreign: tokio::sync::mpsc::UnboundedSender<(LeafIndex, Vec<Event>)>,
+    /// The last [`Writer::follow_database`] failed (warned once until it works again).
+    follow_failing: bool,
 }
 
 /// Most times one batch finds the database ahead of the mirror before it gives up.
 const MAX_CATCH_UPS: usize = 8;
+
+/// How often an idle writer with a database looks for batches other writers committed
+/// (a requester waiting on this daemon sees an approval given on another within this).
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 
 /// What one successful commit produced.
 struct Committed {
@@ -171,6 +177,7 @@ impl Writer {
             stored: Vec::new(),
             db,
             foreign,
+            follow_failing: false,
         };
         if w.db.is_some() {
             // On a thread of its own: the database client blocks on its own runtime, and
@@ -225,7 +232,20 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
     let mut cx = Context::from_waker(&waker);
     loop {
         let mut shutdown = None;
-        match rx.blocking_recv() {
+        let next = if w.db.is_some() {
+            // Idle with a database: look for other writers' batches every FOLLOW_EVERY.
+            match recv_until(&mut rx, &mut cx, Instant::now() + FOLLOW_EVERY) {
+                Gathered::Request(r) => Some(r),
+                Gathered::Late => {
+                    w.follow_database();
+                    continue;
+                }
+                Gathered::Closed => None,
+            }
+        } else {
+            rx.blocking_recv()
+        };
+        match next {
             None => break,
             Some(Request::Append {
                 leaves: more,
@@ -341,6 +361,27 @@ impl Writer {
         }
     }
 
+    /// While idle: writes the batches other writers committed into the mirror and hands
+    /// them to the state. A database that cannot be read now is tried again at the next
+    /// look (a warning when that starts, not at every look).
+    fn follow_database(&mut self) {
+        let Some(db) = self.db.as_mut() else {
+            return;
+        };
+        let followed = db
+            .behind(&self.frontier)
+            .map_err(|e| format!("the PostgreSQL audit database: {e}"))
+            .and_then(|b| self.catch_up(b, true));
+        match followed {
+            Ok(()) => self.follow_failing = false,
+            Err(e) if !self.follow_failing => {
+                self.follow_failing = true;
+                tracing::warn!(error = %e, "cannot follow the audit database; trying again");
+            }
+            Err(_) => {}
+        }
+    }
+
     /// Makes a committed batch visible to readers (checkpoint, a new segment), and tells
     /// the checkpoint file's thread.
     fn publish(&mut self, c: Committed) {
@@ -394,12 +435,16 @@ impl Writer {
                 .map_err(|e| format!("the PostgreSQL audit database: {e}"))?;
             match outcome {
                 Outcome::Committed(note) => {
+                    let events = decode_all(leaves, self.frontier.size())?;
                     let c = self.try_commit(leaves).map_err(|e| {
                         format!("committed to the audit database, not yet to its mirror: {e}")
                     })?;
                     if c.checkpoint.note != note {
                         return Err("the mirror's checkpoint differs from the database's".into());
                     }
+                    // With a database the state applies every batch, this writer's and the
+                    // others', from this one channel, in index order.
+                    let _ = self.foreign.send((c.first_index, events));
                     return Ok(c);
                 }
                 Outcome::Behind(batches) => self.catch_up(batches, true)?,
@@ -434,12 +479,7 @@ impl Writer {
                     cp.size
                 ));
             }
-            let events = b
-                .leaves
-                .iter()
-                .map(|l| Event::decode(l))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("the database's entry after {}: {e}", b.first))?;
+            let events = decode_all(&b.leaves, b.first)?;
             let c = self.try_commit(&b.leaves)?;
             if c.checkpoint.note != b.note {
                 return Err("the mirror's checkpoint differs from the database's".into());
@@ -606,6 +646,14 @@ impl Writer {
         }
         sync_index(&self.shared, cp.checkpoint.size, cp.checkpoint.root);
     }
+}
+
+/// The events of `leaves`, the first one at index `first`.
+fn decode_all(leaves: &[Vec<u8>], first: u64) -> Result<Vec<Event>, String> {
+    (first..)
+        .zip(leaves)
+        .map(|(i, l)| Event::decode(l).map_err(|e| format!("entry {i}: {e}")))
+        .collect()
 }
 
 /// Syncs the index files and moves their watermark to `size` (unless a read found the

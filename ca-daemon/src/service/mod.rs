@@ -65,6 +65,9 @@ pub struct Service {
     notifier: Notifier,
     /// Bumped after every recorded event; watchers re-read their request.
     changes: watch::Sender<u64>,
+    /// With a database ordering the log ([`AuditLog::sequenced`]): one past the highest
+    /// leaf index the state has applied; `record` waits for its entry here.
+    applied: watch::Sender<u64>,
     /// Serialises transitions of existing requests.
     transitions: tokio::sync::Mutex<()>,
     /// Certificates issued (or signed again) and still valid, for the requester to fetch.
@@ -180,12 +183,14 @@ impl Service {
     ) -> Arc<Self> {
         let authenticator = Authenticator::from_config(config);
         authenticator.follow_log(&state.identities);
-        Arc::new(Self {
+        let top = state.top;
+        let svc = Arc::new(Self {
             ca,
             live: ArcSwap::from_pointee(Live::of(config)),
             state: Mutex::new(state),
             notifier: Notifier::new(config.notifications.clone()),
             changes: watch::channel(0).0,
+            applied: watch::channel(top).0,
             transitions: tokio::sync::Mutex::new(()),
             issued: Mutex::new(kept::Kept::default()),
             refusals: Refusals::new(config.refusals.clone(), &config.identities),
@@ -193,7 +198,9 @@ impl Service {
             authenticator,
             history: Arc::new(History::new(audit.clone(), &config.audit.dir)),
             audit,
-        })
+        });
+        svc.follow_foreign_entries();
+        svc
     }
 
     /// The state derived from the log.
@@ -275,6 +282,12 @@ impl Service {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
         })?;
+        if self.audit.sequenced() {
+            self.wait_applied(index).await;
+            then(&mut self.state());
+            self.changes.send_modify(|n| *n += 1);
+            return Ok(index);
+        }
         {
             let mut st = self.state();
             st.apply(index, &event);
@@ -299,6 +312,11 @@ impl Service {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
         })?;
+        if self.audit.sequenced() {
+            self.wait_applied(first + events.len() as u64 - 1).await;
+            self.changes.send_modify(|n| *n += 1);
+            return Ok(first);
+        }
         {
             let mut st = self.state();
             for (i, event) in (first..).zip(events) {
@@ -312,25 +330,44 @@ impl Service {
         Ok(first)
     }
 
-    /// Applies the entries the log got without this service's `record` (with the
-    /// PostgreSQL backend: a batch whose commit answer was lost, found in the database
-    /// later), in order, as `record` applies its own.
+    /// Waits until the state has applied leaf `index` (a database orders the log: the
+    /// writer hands every batch to [`Self::follow_foreign_entries`] before it answers).
+    async fn wait_applied(&self, index: u64) {
+        let mut applied = self.applied.subscribe();
+        // The sender lives as long as the service: the wait ends when the entry is applied.
+        let _ = applied.wait_for(|top| *top > index).await;
+    }
+
+    /// With a database ordering the log ([`AuditLog::sequenced`]): applies every batch
+    /// committed after start-up, this daemon's and the others', in index order (an entry
+    /// the state already holds, loaded at start-up, is skipped).
     fn follow_foreign_entries(self: &Arc<Self>) {
+        if !self.audit.sequenced() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("no runtime to apply the audit database's batches; state not followed");
+            return;
+        };
         let Some(mut rx) = self.audit.take_foreign() else {
             return;
         };
         let svc = Arc::clone(self);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             while let Some((first, events)) = rx.recv().await {
-                {
+                let top = {
                     let mut st = svc.state();
                     for (i, event) in (first..).zip(&events) {
-                        st.apply(i, event);
+                        if i >= st.top {
+                            st.apply(i, event);
+                        }
                     }
                     if events.iter().any(is_identity_event) {
                         svc.authenticator.follow_log(&st.identities);
                     }
-                }
+                    st.top
+                };
+                svc.applied.send_replace(top);
                 svc.changes.send_modify(|n| *n += 1);
             }
         });
@@ -364,7 +401,6 @@ impl Service {
     pub fn start_background(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.notifier.start();
         self.keep_history_indexed(stop.clone());
-        self.follow_foreign_entries();
         let svc = self.clone();
         tokio::spawn(async move {
             loop {

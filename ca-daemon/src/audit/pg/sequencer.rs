@@ -273,6 +273,29 @@ impl Sequencer {
     }
 }
 
+impl Sequencer {
+    /// The batches the database holds after the mirror's `frontier` (none when it holds
+    /// no more), read without taking the head row.
+    pub fn behind(&mut self, frontier: &Frontier) -> Result<Vec<Batch>, PgError> {
+        let from = frontier.size();
+        self.with_client(async move |c| {
+            let size: i64 = c
+                .query_one("SELECT size FROM audit_head", &[])
+                .await
+                .map_err(|e| PgError::statement("reading the head row", &e))?
+                .get(0);
+            let size = u64::try_from(size).unwrap_or(0);
+            if size < from {
+                return Err(PgError::Damaged(format!(
+                    "the database holds {size} entries, fewer than the {from} of this \
+                     daemon's mirror: it lost acknowledged commits"
+                )));
+            }
+            missing(c, from, size).await
+        })
+    }
+}
+
 /// The batches of entries `from..to` (at most [`CATCH_UP_MAX`] entries, whole batches),
 /// each with its checkpoint.
 async fn missing(
