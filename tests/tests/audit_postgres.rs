@@ -241,3 +241,102 @@ async fn one_daemon_serves_from_postgres_fails_closed_while_it_is_down_and_resum
     serials.sort_unstable();
     assert_eq!(in_log, serials, "each received certificate's grant, once");
 }
+
+/// `pg_ctl restart -m immediate` under load on two daemons: every answer is a certificate
+/// or UNAVAILABLE, issuance resumes by itself, and every certificate a requester received
+/// has its grant in the log (which verifies), none twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_restarted_under_load_loses_no_certificate_record() {
+    if !PgCluster::available("a PostgreSQL restart under load") {
+        return;
+    }
+    let mut cluster = PgCluster::start();
+    let url = cluster.url();
+    let first = TestDaemon::start_with(|c| on_postgres(c, &url, None)).await;
+    let keys = first.path().to_owned();
+    let second = TestDaemon::start_with(|c| on_postgres(c, &url, Some(&keys))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(dir.path(), "id_ed25519", &["-t", "ed25519"]);
+    let clients = [
+        connect::client(&first.target("sre")).unwrap(),
+        connect::client(&second.target("sre")).unwrap(),
+    ];
+
+    // 16 requesters, each until it got 6 certificates after the restart (bounded).
+    let restarted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..16 {
+        let mut c = clients[n % 2].clone();
+        let public = public.clone();
+        let restarted = restarted.clone();
+        tasks.spawn(async move {
+            let (mut got, mut after, mut refused) = (Vec::new(), 0, 0);
+            for _ in 0..2_000 {
+                let was_restarted = restarted.load(std::sync::atomic::Ordering::SeqCst);
+                match c.request_certificate(request(&public)).await {
+                    Ok(r) => {
+                        got.push(r.into_inner().serial);
+                        if was_restarted {
+                            after += 1;
+                            if after == 6 {
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (got, after, refused)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cluster_back = tokio::task::spawn_blocking(move || {
+        cluster.primary.restart_immediate();
+        cluster
+    });
+    cluster = cluster_back.await.unwrap();
+    restarted.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut received = Vec::new();
+    let mut refused = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (got, after, no) = r.expect("requester task");
+        assert_eq!(after, 6, "issuance did not resume for a requester");
+        received.extend(got);
+        refused += no;
+    }
+    eprintln!(
+        "restart under load: {} certificates, {refused} answers UNAVAILABLE",
+        received.len()
+    );
+
+    let copy = dir.path().join("log");
+    breakglass_ca::audit_transfer::export(&breakglass_ca::audit_transfer::ExportArgs {
+        config: first.path().join(breakglass_ca::init::CONFIG_FILE),
+        to: copy.clone(),
+    })
+    .await
+    .expect("audit export");
+    let verifier = breakglass_ca::audit::load_audit_key(
+        &keys.join("audit_key.pem"),
+        "breakglass-ca/audit/v1",
+    )
+    .unwrap()
+    .verifier();
+    verify_dir(&copy, &verifier, None).expect("the log verifies");
+    let in_log = grants_in(&copy, &verifier);
+    let mut unique = in_log.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), in_log.len(), "a grant twice in the log");
+    for s in &received {
+        assert!(
+            unique.binary_search(s).is_ok(),
+            "certificate {s} without its record"
+        );
+    }
+    drop(cluster);
+}
