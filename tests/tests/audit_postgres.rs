@@ -340,3 +340,105 @@ async fn the_database_restarted_under_load_loses_no_certificate_record() {
     }
     drop(cluster);
 }
+
+/// Two approvers approve the same one-approval request on two daemons at the same moment,
+/// five times: each time exactly one approval counts and issues, the other is told the
+/// request was already issued; the log holds one approval and one grant per request.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_approvers_on_two_daemons_at_once_one_approval_counts() {
+    use breakglass_cli::approvals::{self, RequestMode, RequestResult};
+
+    if !PgCluster::available("approvals racing on two daemons on PostgreSQL") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let a = TestDaemon::start_with(|c| on_postgres(c, &url, None)).await;
+    let keys = a.path().to_owned();
+    let b = TestDaemon::start_with(|c| on_postgres(c, &url, Some(&keys))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(dir.path(), "id_ed25519", &["-t", "ed25519"]);
+    let args = breakglass_tests::revocation::request_args(
+        &public,
+        "bgdemo",
+        "web-1.staging.example",
+        600,
+        "INC-7 staging queue stuck",
+    );
+    let mode = RequestMode {
+        emergency: false,
+        no_wait: true,
+    };
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = match approvals::request_live(&a.target("sre"), &args, mode, |_| {})
+            .await
+            .expect("request created")
+        {
+            RequestResult::Pending(i) => i.request_id,
+            RequestResult::Issued(_) => panic!("issued without approval"),
+        };
+        // B knows the request (it follows the database) before the race.
+        let mut known = false;
+        for _ in 0..100 {
+            let list = approvals::pending(&b.target("approver2")).await.unwrap();
+            if list.iter().any(|i| i.request_id == id) {
+                known = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(known, "daemon B never saw request {id}");
+        let (ta, tb) = (a.target("approver"), b.target("approver2"));
+        let (on_a, on_b) = tokio::join!(
+            approvals::approve(&ta, &id, "from A"),
+            approvals::approve(&tb, &id, "from B"),
+        );
+        let refused = match (&on_a, &on_b) {
+            (Ok(_), Err(e)) | (Err(e), Ok(_)) => e.to_string(),
+            _ => panic!("not exactly one approval counted: A {on_a:?}, B {on_b:?}"),
+        };
+        assert!(refused.contains("already issued"), "{refused}");
+        ids.push(id);
+    }
+
+    let copy = dir.path().join("log");
+    breakglass_ca::audit_transfer::export(&breakglass_ca::audit_transfer::ExportArgs {
+        config: a.path().join(breakglass_ca::init::CONFIG_FILE),
+        to: copy.clone(),
+    })
+    .await
+    .expect("audit export");
+    let verifier = breakglass_ca::audit::load_audit_key(
+        &keys.join("audit_key.pem"),
+        "breakglass-ca/audit/v1",
+    )
+    .unwrap()
+    .verifier();
+    let (mut approvals_seen, mut grants) = (Vec::new(), Vec::new());
+    breakglass_proto::audit::scan_log(&copy, &verifier, &Default::default(), |e| {
+        match breakglass_proto::audit::Event::decode(e.leaf).map_err(|d| d.to_string())?.kind {
+            breakglass_proto::audit::EventKind::ApprovalAdded(x) => {
+                approvals_seen.push(x.request_id.to_string());
+            }
+            breakglass_proto::audit::EventKind::GrantIssued(g) => {
+                grants.push(g.request_id.to_string());
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+    .unwrap();
+    for id in &ids {
+        assert_eq!(
+            approvals_seen.iter().filter(|r| *r == id).count(),
+            1,
+            "approvals of {id}"
+        );
+        assert_eq!(
+            grants.iter().filter(|r| *r == id).count(),
+            1,
+            "grants of {id}"
+        );
+    }
+}

@@ -88,6 +88,8 @@ pub struct AuditLog {
     foreign: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>>>>,
     /// A database orders the log (see [`sequenced`](Self::sequenced)).
     sequenced: bool,
+    /// With a database: the lock across daemons for decisions.
+    decisions: Option<pg::lock::DecisionLock>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -110,6 +112,7 @@ impl AuditLog {
         let shared = opened.shared.clone();
         let (foreign_tx, foreign_rx) = mpsc::unbounded_channel();
         let sequenced = config.db.is_some();
+        let decisions = config.db.clone().map(pg::lock::DecisionLock::new);
         let w = writer::Writer::new(opened, signer, config, foreign_tx)?;
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -121,6 +124,7 @@ impl AuditLog {
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
             foreign: Arc::new(std::sync::Mutex::new(Some(foreign_rx))),
             sequenced,
+            decisions,
         })
     }
 
@@ -139,6 +143,24 @@ impl AuditLog {
     #[must_use]
     pub fn sequenced(&self) -> bool {
         self.sequenced
+    }
+
+    /// With a database: takes the lock across daemons under which decisions are made
+    /// (waiting for other daemons' decisions), asks the writer to catch up now, and returns
+    /// it with the log's size: the caller's state must hold that many entries before it
+    /// decides. `None` with the embedded backend (one daemon: its own lock suffices).
+    pub async fn lock_decisions(&self) -> Result<Option<(pg::DecisionGuard, u64)>, AuditError> {
+        let Some(lock) = &self.decisions else {
+            return Ok(None);
+        };
+        let (guard, size) = lock
+            .lock()
+            .await
+            .map_err(|e| AuditError::Unavailable(e.to_string()))?;
+        if self.size() < size {
+            let _ = self.tx.try_send(Request::Follow);
+        }
+        Ok(Some((guard, size)))
     }
 
     /// Appends an event; returns its leaf index once it is durable under a signed checkpoint.

@@ -34,6 +34,9 @@ pub(super) enum Request {
     /// The systemd watchdog's keep-alive: answered (`WATCHDOG=1`) when the writer gets to
     /// it, so a writer stuck in a write or an fdatasync stops the pings.
     KeepAlive,
+    /// With a database: look for other writers' batches now (a decision is about to be
+    /// made on the state), not at the next idle look.
+    Follow,
 }
 
 /// The `checkpoint` file is refreshed at most this often, off the commit path (it is a
@@ -255,6 +258,7 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
             }
             Some(Request::Shutdown { reply }) => shutdown = Some(reply),
             Some(Request::KeepAlive) => crate::systemd::watchdog(),
+            Some(Request::Follow) => w.follow_database(),
         }
         let gather_until = Instant::now() + GATHER_WAIT;
         let target = expected.clamp(1, max_batch);
@@ -268,6 +272,7 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
                 }
                 Ok(Request::Shutdown { reply }) => shutdown = Some(reply),
                 Ok(Request::KeepAlive) => crate::systemd::watchdog(),
+                Ok(Request::Follow) => w.follow_database(),
                 Err(mpsc::error::TryRecvError::Empty) if replies.len() < target => {
                     // Asleep until a caller comes back or the window closes: the tokio
                     // workers get both cores meanwhile.
@@ -278,6 +283,7 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
                         }) => take(&mut leaves, &mut replies, more, reply),
                         Gathered::Request(Request::Shutdown { reply }) => shutdown = Some(reply),
                         Gathered::Request(Request::KeepAlive) => crate::systemd::watchdog(),
+                        Gathered::Request(Request::Follow) => w.follow_database(),
                         Gathered::Late | Gathered::Closed => break,
                     }
                 }
@@ -299,7 +305,7 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
                     Request::Shutdown { reply } => {
                         let _ = reply.send(());
                     }
-                    Request::KeepAlive => {}
+                    Request::KeepAlive | Request::Follow => {}
                 }
             }
             w.final_checkpoint_file(cp_thread);

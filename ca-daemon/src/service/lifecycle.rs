@@ -69,7 +69,10 @@ impl Service {
         if due.is_empty() && approved.is_empty() {
             return;
         }
-        let _t = self.transitions.lock().await;
+        let Ok(_t) = self.transition().await else {
+            // The database is unreachable: the next sweep tries again.
+            return;
+        };
         for id in approved {
             if let Err(e) = self.issue(id, Actor::Daemon).await {
                 tracing::error!(request = %id, error = %e, "issuing an approved request failed; will retry");
@@ -120,7 +123,7 @@ impl Service {
         // Held while counting and recording an emergency, so concurrent
         // emergencies cannot slip past the daily limit.
         let emergency_lock = if emergency {
-            Some(self.transitions.lock().await)
+            Some(self.transition().await?)
         } else {
             None
         };
@@ -297,7 +300,7 @@ impl Service {
             )?,
             Settle::Cancel => check_note("reason", note, None)?,
         };
-        let transitions = self.transitions.lock().await;
+        let transitions = self.transition().await?;
         let (r, tier) = self.pending_with_tier(id)?;
         if let Some((kind, e)) = self.refusal_to_settle(who, &r, &tier, how) {
             // A refusal changes no request: record it without holding up transitions.

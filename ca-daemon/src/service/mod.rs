@@ -54,6 +54,16 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// Longest approval comment, denial or review note.
 const MAX_NOTE_BYTES: usize = 1024;
 
+/// Longest a decision waits for this daemon's state to catch up with the database.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// Held while a transition is decided and recorded ([`Service::transition`]).
+#[derive(Debug)]
+pub(crate) struct Transition<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    _global: Option<crate::audit::pg::DecisionGuard>,
+}
+
 /// Shared state of the request lifecycle.
 #[derive(Debug)]
 pub struct Service {
@@ -328,6 +338,40 @@ impl Service {
         }
         self.changes.send_modify(|n| *n += 1);
         Ok(first)
+    }
+
+    /// Taken before a transition is decided (see `transitions`); with a database ordering
+    /// the log, also the lock across daemons, and the state caught up to the log's end
+    /// first, so that a decision sees every daemon's entries.
+    pub(crate) async fn transition(&self) -> Result<Transition<'_>, Error> {
+        let local = self.transitions.lock().await;
+        let global = match self
+            .audit
+            .lock_decisions()
+            .await
+            .map_err(Error::AuditUnavailable)?
+        {
+            None => None,
+            Some((guard, size)) => {
+                if size > 0
+                    && tokio::time::timeout(CATCH_UP_WAIT, self.wait_applied(size - 1))
+                        .await
+                        .is_err()
+                {
+                    return Err(Error::AuditUnavailable(
+                        crate::audit::AuditError::Unavailable(format!(
+                            "this daemon did not catch up with the audit database's {size} \
+                             entries within {CATCH_UP_WAIT:?}; nothing was decided"
+                        )),
+                    ));
+                }
+                Some(guard)
+            }
+        };
+        Ok(Transition {
+            _local: local,
+            _global: global,
+        })
     }
 
     /// Waits until the state has applied leaf `index` (a database orders the log: the

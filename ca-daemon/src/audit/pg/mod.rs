@@ -10,6 +10,7 @@
 //! with `breakglass audit verify` and the log's public key alone.
 
 pub mod connect;
+pub(crate) mod lock;
 mod error;
 pub mod schema;
 pub(crate) mod sequencer;
@@ -17,4 +18,5 @@ pub mod transfer;
 
 pub use self::connect::connect;
 pub use self::error::PgError;
+pub use self::lock::DecisionGuard;
 pub use self::transfer::{Transferred, export, import};
