@@ -442,3 +442,56 @@ async fn two_approvers_on_two_daemons_at_once_one_approval_counts() {
         );
     }
 }
+
+/// The elevated tier's emergency cap (2 a day per person) hit by 10 simultaneous
+/// emergency requests spread over three daemons: exactly 2 are issued at once, the rest
+/// wait for approval.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_emergency_cap_holds_across_three_daemons() {
+    use breakglass_cli::approvals::{self, RequestMode, RequestResult};
+
+    if !PgCluster::available("an emergency cap across three daemons on PostgreSQL") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let first = TestDaemon::start_with(|c| on_postgres(c, &url, None)).await;
+    let keys = first.path().to_owned();
+    let second = TestDaemon::start_with(|c| on_postgres(c, &url, Some(&keys))).await;
+    let third = TestDaemon::start_with(|c| on_postgres(c, &url, Some(&keys))).await;
+    let targets = [
+        first.target("sre"),
+        second.target("sre"),
+        third.target("sre"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(dir.path(), "id_ed25519", &["-t", "ed25519"]);
+    let args = breakglass_tests::revocation::request_args(
+        &public,
+        "bgdemo",
+        "web-1.staging.example",
+        600,
+        "INC-11 site down, nobody answers",
+    );
+    let mode = RequestMode {
+        emergency: true,
+        no_wait: true,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..10 {
+        let (t, a) = (targets[n % 3].clone(), args.clone());
+        tasks.spawn(async move { approvals::request_live(&t, &a, mode, |_| {}).await });
+    }
+    let (mut issued, mut pending) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap().expect("an emergency request is answered") {
+            RequestResult::Issued(o) => {
+                assert!(o.response.emergency);
+                issued += 1;
+            }
+            RequestResult::Pending(_) => pending += 1,
+        }
+    }
+    assert_eq!((issued, pending), (2, 8));
+    drop(cluster);
+}
