@@ -17,7 +17,7 @@ use breakglass_proto::audit::Event;
 
 use super::base::{AuditConfig, AuditError, LeafIndex};
 use super::index::Watermark;
-use super::pg::sequencer::{Batch, Outcome, Sequencer};
+use super::pg::sequencer::{Batch, Sequencer};
 use super::store::{Active, Opened, SegmentHandle, Shared, write_checkpoint_file};
 
 /// What the writer thread is asked to do.
@@ -122,9 +122,6 @@ pub(crate) struct Writer {
     /// The last [`Writer::follow_database`] failed (warned once until it works again).
     follow_failing: bool,
 }
-
-/// Most times one batch finds the database ahead of the mirror before it gives up.
-const MAX_CATCH_UPS: usize = 8;
 
 /// How often an idle writer with a database looks for batches other writers committed
 /// (a requester waiting on this daemon sees an approval given on another within this).
@@ -426,37 +423,81 @@ impl Writer {
         }
     }
 
-    /// The batch as one database transaction, then into the mirror. When the database is
-    /// ahead of the mirror, what the mirror lacks is written (and handed to the state)
-    /// first. A batch the database committed but the mirror could not take is answered as
-    /// a failure: its callers apply nothing, and the next batch finds it in the database
-    /// and hands it to the state like any entry the mirror lacked.
+    /// The batch as one database transaction, then into the mirror. Under the head row's
+    /// lock, what other writers committed since this daemon last looked is written into the
+    /// mirror and handed to the state first. A batch the database committed but the mirror
+    /// could not take is answered as a failure: its callers apply nothing, and the next
+    /// batch finds it in the database and hands it to the state like any other writer's.
     fn try_commit_db(&mut self, leaves: &[Vec<u8>]) -> Result<Committed, String> {
-        for _ in 0..MAX_CATCH_UPS {
-            let Some(db) = self.db.as_mut() else {
-                return Err("no audit database".into());
-            };
-            let outcome = db
-                .commit(&self.frontier, leaves, &self.signer)
-                .map_err(|e| format!("the PostgreSQL audit database: {e}"))?;
-            match outcome {
-                Outcome::Committed(note) => {
-                    let events = decode_all(leaves, self.frontier.size())?;
-                    let c = self.try_commit(leaves).map_err(|e| {
-                        format!("committed to the audit database, not yet to its mirror: {e}")
-                    })?;
-                    if c.checkpoint.note != note {
-                        return Err("the mirror's checkpoint differs from the database's".into());
-                    }
-                    // With a database the state applies every batch, this writer's and the
-                    // others', from this one channel, in index order.
-                    let _ = self.foreign.send((c.first_index, events));
-                    return Ok(c);
-                }
-                Outcome::Behind(batches) => self.catch_up(batches, true)?,
+        let outcome = self
+            .db_step(|db| db.lock_head())
+            .and_then(|head| self.db_batch(head, leaves));
+        if outcome.is_err()
+            && let Some(db) = self.db.as_mut()
+        {
+            db.abort();
+        }
+        outcome
+    }
+
+    /// Runs one step of a database batch; its error is the callers' message.
+    fn db_step<T>(
+        &mut self,
+        step: impl FnOnce(&mut Sequencer) -> Result<T, super::pg::PgError>,
+    ) -> Result<T, String> {
+        let Some(db) = self.db.as_mut() else {
+            return Err("no audit database".into());
+        };
+        step(db).map_err(|e| format!("the PostgreSQL audit database: {e}"))
+    }
+
+    /// The body of [`Self::try_commit_db`] once the head row is held.
+    fn db_batch(
+        &mut self,
+        (size, mut head): (u64, Option<breakglass_proto::audit::Frontier>),
+        leaves: &[Vec<u8>],
+    ) -> Result<Committed, String> {
+        while size > self.frontier.size() {
+            let from = self.frontier.size();
+            let batches = self.db_step(|db| db.read_missing(from, size))?;
+            self.catch_up(batches, true)?;
+            if self.frontier.size() == size {
+                head = Some(self.frontier.clone());
             }
         }
-        Err("the audit database kept moving ahead of this daemon; try again".into())
+        if size != self.frontier.size() || head.as_ref() != Some(&self.frontier) {
+            return Err(format!(
+                "the database's head ({size} entries) is not this daemon's log ({} entries): \
+                 refusing to append",
+                self.frontier.size()
+            ));
+        }
+        let first = self.frontier.size();
+        let events = decode_all(leaves, first)?;
+        let mut after = self.frontier.clone();
+        for leaf in leaves {
+            after.push(leaf_hash(leaf));
+        }
+        let note = self
+            .signer
+            .sign_checkpoint(&Checkpoint {
+                origin: self.signer.name().to_owned(),
+                size: after.size(),
+                root: after.root(),
+                extensions: Vec::new(),
+            })
+            .map_err(|e| format!("cannot sign the checkpoint: {e}"))?;
+        self.db_step(|db| db.append(first, leaves, &after, &note))?;
+        let c = self
+            .try_commit(leaves)
+            .map_err(|e| format!("committed to the audit database, not yet to its mirror: {e}"))?;
+        if c.checkpoint.note != note {
+            return Err("the mirror's checkpoint differs from the database's".into());
+        }
+        // With a database the state applies every batch, this writer's and the others',
+        // from this one channel, in index order.
+        let _ = self.foreign.send((c.first_index, events));
+        Ok(c)
     }
 
     /// Writes batches the database holds after the mirror's end into the mirror, each

@@ -1,12 +1,13 @@
 //! The group commit as a transaction: the writer thread's way to PostgreSQL
 //! (`[audit] backend = "postgres"`; `docs/several-daemons.md`).
 //!
-//! One batch = one transaction: the head row taken `FOR UPDATE` (the lock that orders every
-//! writer of the log), the batch's entries inserted after it, the frontier extended, the
-//! checkpoint signed and inserted, the head moved, `pg_notify`, commit. When the database
-//! holds entries this daemon's mirror lacks (a commit whose answer was lost, or another
-//! writer), nothing is written: the writer is handed those batches to write into the mirror
-//! first, and tries again.
+//! One batch = one transaction, driven by the writer step by step
+//! ([`Sequencer::lock_head`], [`Sequencer::read_missing`], [`Sequencer::append`]): the head
+//! row taken `FOR UPDATE` (the lock that orders every writer of the log); the batches other
+//! writers committed since this daemon last looked read, written into its mirror and handed
+//! to its state while the lock is held; the batch's entries inserted after them, the
+//! frontier extended, the checkpoint signed and inserted, the head moved, `pg_notify`,
+//! commit. Holding the lock while catching up means a batch never has to start over.
 //!
 //! The writer thread blocks on each call (it runs this on its own current-thread runtime):
 //! it already blocks on `fdatasync` with the embedded backend, and its callers wait for it.
@@ -29,15 +30,6 @@ pub(crate) struct Batch {
     pub leaves: Vec<Vec<u8>>,
     /// The signed note of the checkpoint closing it.
     pub note: String,
-}
-
-/// What [`Sequencer::commit`] did.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// The batch is committed; this is its checkpoint's note.
-    Committed(String),
-    /// Nothing was written: the database holds these batches after the mirror's end.
-    Behind(Vec<Batch>),
 }
 
 /// Longest span of entries read to catch up in one go (the rest on the next try).
@@ -196,84 +188,72 @@ impl Sequencer {
         })
     }
 
-    /// Commits `leaves` after the mirror's `frontier`, signed by `signer`; or, when the
-    /// database is ahead of the mirror, writes nothing and returns what the mirror lacks.
-    pub fn commit(
-        &mut self,
-        frontier: &Frontier,
-        leaves: &[Vec<u8>],
-        signer: &NoteSigner,
-    ) -> Result<Outcome, PgError> {
-        self.with_client(async move |c| {
-            let tx = c
-                .transaction()
+    /// Starts a batch: `BEGIN`, and the head row taken `FOR UPDATE` (the lock that orders
+    /// every writer of the log). Returns the log's size and frontier. The transaction stays
+    /// open on this connection until [`append`](Self::append) commits it or
+    /// [`abort`](Self::abort) ends it.
+    pub fn lock_head(&mut self) -> Result<(u64, Option<Frontier>), PgError> {
+        self.with_client(async |c| {
+            c.batch_execute("BEGIN")
                 .await
                 .map_err(|e| PgError::statement("starting the batch", &e))?;
-            let head = tx
+            let head = c
                 .query_one("SELECT size, frontier FROM audit_head FOR UPDATE", &[])
                 .await
                 .map_err(|e| PgError::statement("locking the head row", &e))?;
             let size = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
             let nodes: Vec<u8> = head.get(1);
-            if size > frontier.size() {
-                let behind = missing(&tx, frontier.size(), size).await?;
-                return Ok(Outcome::Behind(behind));
-            }
-            if size < frontier.size() || frontier_of(size, &nodes).as_ref() != Some(frontier) {
-                return Err(PgError::Damaged(format!(
-                    "the database's head ({size} entries) is not this daemon's log ({} \
-                     entries): refusing to append",
-                    frontier.size()
-                )));
-            }
-            let mut f = frontier.clone();
-            let mut idx = Vec::with_capacity(leaves.len());
-            for leaf in leaves {
-                idx.push(to_i64(f.size()));
-                f.push(breakglass_proto::audit::merkle::leaf_hash(leaf));
-            }
-            let note = signer
-                .sign_checkpoint(&Checkpoint {
-                    origin: signer.name().to_owned(),
-                    size: f.size(),
-                    root: f.root(),
-                    extensions: Vec::new(),
-                })
-                .map_err(|e| PgError::Damaged(format!("cannot sign the checkpoint: {e}")))?;
-            tx.execute(
+            Ok((size, frontier_of(size, &nodes)))
+        })
+    }
+
+    /// Inside a batch: what the database holds after entry `from` (up to `to`).
+    pub fn read_missing(&mut self, from: u64, to: u64) -> Result<Vec<Batch>, PgError> {
+        self.with_client(async move |c| missing(c, from, to).await)
+    }
+
+    /// Ends a batch: the entries `leaves` at `first..`, the checkpoint `note` of the tree
+    /// `after` them, the head moved, the other daemons notified, `COMMIT`.
+    pub fn append(
+        &mut self,
+        first: u64,
+        leaves: &[Vec<u8>],
+        after: &Frontier,
+        note: &str,
+    ) -> Result<(), PgError> {
+        let idx: Vec<i64> = (first..).take(leaves.len()).map(to_i64).collect();
+        self.with_client(async move |c| {
+            c.execute(
                 "INSERT INTO audit_entries (idx, leaf) \
                  SELECT * FROM unnest($1::bigint[], $2::bytea[])",
                 &[&idx, &leaves],
             )
             .await
             .map_err(|e| PgError::statement("inserting the batch's entries", &e))?;
-            tx.execute(
+            c.execute(
                 "INSERT INTO audit_checkpoints (size, note) VALUES ($1, $2)",
-                &[&to_i64(f.size()), &note],
+                &[&to_i64(after.size()), &note],
             )
             .await
             .map_err(|e| PgError::statement("inserting the batch's checkpoint", &e))?;
-            tx.execute(
+            c.execute(
                 "UPDATE audit_head SET size = $1, frontier = $2, checkpoint = $3",
-                &[&to_i64(f.size()), &frontier_bytes(&f), &note],
+                &[&to_i64(after.size()), &frontier_bytes(after), &note],
             )
             .await
             .map_err(|e| PgError::statement("moving the head row", &e))?;
-            tx.execute(
+            c.execute(
                 "SELECT pg_notify('breakglass_audit', $1)",
-                &[&f.size().to_string()],
+                &[&after.size().to_string()],
             )
             .await
             .map_err(|e| PgError::statement("notifying the other daemons", &e))?;
-            tx.commit()
+            c.batch_execute("COMMIT")
                 .await
-                .map_err(|e| PgError::statement("committing the batch", &e))?;
-            Ok(Outcome::Committed(note))
+                .map_err(|e| PgError::statement("committing the batch", &e))
         })
     }
-}
 
-impl Sequencer {
     /// The batches the database holds after the mirror's `frontier` (none when it holds
     /// no more), read without taking the head row.
     pub fn behind(&mut self, frontier: &Frontier) -> Result<Vec<Batch>, PgError> {
@@ -293,6 +273,18 @@ impl Sequencer {
             }
             missing(c, from, size).await
         })
+    }
+
+    /// Ends a batch without writing (`ROLLBACK`); a connection that cannot is dropped, which
+    /// ends it too.
+    pub fn abort(&mut self) {
+        let Self { rt, client, .. } = self;
+        let Some(c) = client.as_ref() else {
+            return;
+        };
+        if rt.block_on(c.batch_execute("ROLLBACK")).is_err() {
+            *client = None;
+        }
     }
 }
 
