@@ -495,3 +495,81 @@ async fn the_emergency_cap_holds_across_three_daemons() {
     assert_eq!((issued, pending), (2, 8));
     drop(cluster);
 }
+
+/// Failover: the primary, with a synchronous streaming replica, crashes under a daemon
+/// that issued certificates; the replica is promoted; the daemon finds it through the
+/// multi-host URL (`target_session_attrs=read-write`) and goes on, and every certificate
+/// acknowledged before the crash has its grant in the promoted database's log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promoted_synchronous_replica_takes_over_with_nothing_acknowledged_lost() {
+    if !PgCluster::available("failover to a promoted PostgreSQL replica") {
+        return;
+    }
+    let mut cluster = PgCluster::start();
+    let mut replica = cluster.replica("standby1");
+    cluster.synchronous("standby1");
+    let url = cluster.url_of(&[&cluster.primary, &replica]);
+    let d = TestDaemon::start_with(|c| on_postgres(c, &url, None)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(dir.path(), "id_ed25519", &["-t", "ed25519"]);
+    let mut c = connect::client(&d.target("sre")).unwrap();
+    let mut received = Vec::new();
+    for _ in 0..10 {
+        received.push(issue(&mut c, &public).await);
+    }
+
+    let (cluster, replica) = tokio::task::spawn_blocking(move || {
+        cluster.primary.stop("immediate");
+        replica.promote();
+        // It inherited the primary's setting: no standby of its own to wait for.
+        replica.set("synchronous_standby_names", "");
+        (cluster, replica)
+    })
+    .await
+    .unwrap();
+    let mut resumed = false;
+    for _ in 0..100 {
+        match c.request_certificate(request(&public)).await {
+            Ok(r) => {
+                received.push(r.into_inner().serial);
+                resumed = true;
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(resumed, "issuance did not resume on the promoted replica");
+    for _ in 0..5 {
+        received.push(issue(&mut c, &public).await);
+    }
+    assert_eq!(
+        replica.psql("breakglass", "SELECT size FROM audit_head"),
+        log_size(&d).await.to_string()
+    );
+
+    let copy = dir.path().join("log");
+    breakglass_ca::audit_transfer::export(&breakglass_ca::audit_transfer::ExportArgs {
+        config: d.path().join(breakglass_ca::init::CONFIG_FILE),
+        to: copy.clone(),
+    })
+    .await
+    .expect("audit export from the promoted replica");
+    let verifier = breakglass_ca::audit::load_audit_key(
+        &d.path().join("audit_key.pem"),
+        "breakglass-ca/audit/v1",
+    )
+    .unwrap()
+    .verifier();
+    verify_dir(&copy, &verifier, None).expect("the log verifies");
+    let mut in_log = grants_in(&copy, &verifier);
+    in_log.sort_unstable();
+    received.sort_unstable();
+    assert_eq!(in_log, received, "every acknowledged grant, once");
+    drop(d);
+    // The replica's directory is inside the cluster's: stop it first.
+    drop(replica);
+    drop(cluster);
+}
