@@ -139,12 +139,10 @@ async fn three_daemons_on_one_database_serve_64_concurrent_requesters_into_one_l
     })
     .await
     .expect("audit export");
-    let verifier = breakglass_ca::audit::load_audit_key(
-        &keys.join("audit_key.pem"),
-        "breakglass-ca/audit/v1",
-    )
-    .unwrap()
-    .verifier();
+    let verifier =
+        breakglass_ca::audit::load_audit_key(&keys.join("audit_key.pem"), "breakglass-ca/audit/v1")
+            .unwrap()
+            .verifier();
     let report = verify_dir(&copy, &verifier, None).unwrap();
     assert_eq!(report.summary.size, size);
     let mut in_log = grants_in(&copy, &verifier);
@@ -320,12 +318,10 @@ async fn the_database_restarted_under_load_loses_no_certificate_record() {
     })
     .await
     .expect("audit export");
-    let verifier = breakglass_ca::audit::load_audit_key(
-        &keys.join("audit_key.pem"),
-        "breakglass-ca/audit/v1",
-    )
-    .unwrap()
-    .verifier();
+    let verifier =
+        breakglass_ca::audit::load_audit_key(&keys.join("audit_key.pem"), "breakglass-ca/audit/v1")
+            .unwrap()
+            .verifier();
     verify_dir(&copy, &verifier, None).expect("the log verifies");
     let in_log = grants_in(&copy, &verifier);
     let mut unique = in_log.clone();
@@ -409,15 +405,16 @@ async fn two_approvers_on_two_daemons_at_once_one_approval_counts() {
     })
     .await
     .expect("audit export");
-    let verifier = breakglass_ca::audit::load_audit_key(
-        &keys.join("audit_key.pem"),
-        "breakglass-ca/audit/v1",
-    )
-    .unwrap()
-    .verifier();
+    let verifier =
+        breakglass_ca::audit::load_audit_key(&keys.join("audit_key.pem"), "breakglass-ca/audit/v1")
+            .unwrap()
+            .verifier();
     let (mut approvals_seen, mut grants) = (Vec::new(), Vec::new());
     breakglass_proto::audit::scan_log(&copy, &verifier, &Default::default(), |e| {
-        match breakglass_proto::audit::Event::decode(e.leaf).map_err(|d| d.to_string())?.kind {
+        match breakglass_proto::audit::Event::decode(e.leaf)
+            .map_err(|d| d.to_string())?
+            .kind
+        {
             breakglass_proto::audit::EventKind::ApprovalAdded(x) => {
                 approvals_seen.push(x.request_id.to_string());
             }
@@ -571,5 +568,72 @@ async fn a_promoted_synchronous_replica_takes_over_with_nothing_acknowledged_los
     drop(d);
     // The replica's directory is inside the cluster's: stop it first.
     drop(replica);
+    drop(cluster);
+}
+
+/// A requester waiting on daemon A gets the certificate once an approver approves on
+/// daemon B (B's batch reaches A through LISTEN/NOTIFY); the time it took is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requester_waiting_on_one_daemon_sees_an_approval_given_on_another() {
+    use breakglass_cli::approvals::{self, RequestMode, RequestResult};
+
+    if !PgCluster::available("an approval across two daemons on PostgreSQL") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let a = TestDaemon::start_with(|c| on_postgres(c, &url, None)).await;
+    let keys = a.path().to_owned();
+    let b = TestDaemon::start_with(|c| on_postgres(c, &url, Some(&keys))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(dir.path(), "id_ed25519", &["-t", "ed25519"]);
+    let args = breakglass_tests::revocation::request_args(
+        &public,
+        "bgdemo",
+        "web-1.staging.example",
+        600,
+        "INC-7 staging queue stuck",
+    );
+    let (id_tx, mut id_rx) = tokio::sync::mpsc::unbounded_channel();
+    let target = a.target("sre");
+    let waiting = tokio::spawn(async move {
+        let r = approvals::request_live(&target, &args, RequestMode::default(), |info| {
+            let _ = id_tx.send(info.request_id.clone());
+        })
+        .await;
+        (r, std::time::Instant::now())
+    });
+    let id = tokio::time::timeout(Duration::from_secs(30), id_rx.recv())
+        .await
+        .expect("the request is created")
+        .unwrap();
+    let mut known = false;
+    for _ in 0..100 {
+        let list = approvals::pending(&b.target("approver")).await.unwrap();
+        if list.iter().any(|i| i.request_id == id) {
+            known = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(known, "daemon B never saw request {id}");
+    let approved = approvals::approve(&b.target("approver"), &id, "on B")
+        .await
+        .expect("approved on B");
+    let approved_at = std::time::Instant::now();
+    assert!(!approved.grant_id.is_empty(), "{approved:?}");
+    let (r, seen_at) = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the requester on A got an answer")
+        .unwrap();
+    let RequestResult::Issued(o) = r.expect("the wait on A ends well") else {
+        panic!("not issued");
+    };
+    assert_eq!(o.response.grant_id, approved.grant_id);
+    eprintln!(
+        "cross-daemon approval: the requester on A had the certificate {} ms after the \
+         approval on B returned",
+        seen_at.saturating_duration_since(approved_at).as_millis()
+    );
     drop(cluster);
 }

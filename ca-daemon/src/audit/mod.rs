@@ -113,6 +113,27 @@ impl AuditLog {
         let (foreign_tx, foreign_rx) = mpsc::unbounded_channel();
         let sequenced = config.db.is_some();
         let decisions = config.db.clone().map(pg::lock::DecisionLock::new);
+        if let Some(db) = config.db.clone() {
+            // Weak: the listener must not keep the writer's queue open.
+            let (alive, nudge) = (tx.downgrade(), tx.downgrade());
+            let listener = std::thread::Builder::new()
+                .name("audit-listen".into())
+                .spawn(move || {
+                    pg::listen::listen(
+                        &db,
+                        || alive.upgrade().is_some_and(|t| !t.is_closed()),
+                        || {
+                            if let Some(t) = nudge.upgrade() {
+                                let _ = t.try_send(Request::Follow);
+                            }
+                        },
+                    );
+                });
+            if let Err(e) = listener {
+                tracing::warn!(error = %e, "no thread to LISTEN for other daemons' batches; \
+                    following the audit database by polling only");
+            }
+        }
         let w = writer::Writer::new(opened, signer, config, foreign_tx)?;
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())

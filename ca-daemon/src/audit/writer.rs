@@ -123,9 +123,9 @@ pub(crate) struct Writer {
     follow_failing: bool,
 }
 
-/// How often an idle writer with a database looks for batches other writers committed
-/// (a requester waiting on this daemon sees an approval given on another within this).
-const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+/// How often an idle writer with a database looks for batches other writers committed,
+/// when no notification came (`pg::listen` wakes it at once for each).
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 
 /// What one successful commit produced.
 struct Committed {

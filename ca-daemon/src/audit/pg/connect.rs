@@ -2,8 +2,10 @@
 //! order; `target_session_attrs=read-write` picks the primary), the password file, TLS
 //! through our rustls, the connect and statement timeouts.
 
-use tokio_postgres::Client;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_postgres::config::SslMode;
+use tokio_postgres::{AsyncMessage, Client, Connection};
 
 use super::error::{PgError, db_reason};
 use crate::config::postgres::{DbTls, PostgresSettings, redacted_url};
@@ -11,6 +13,15 @@ use crate::config::postgres::{DbTls, PostgresSettings, redacted_url};
 /// Connects as `[postgres]` says, and sets the session's `statement_timeout`. The
 /// connection's I/O runs on a spawned task that ends when the client is dropped.
 pub async fn connect(s: &PostgresSettings) -> Result<Client, PgError> {
+    connect_notified(s, None).await
+}
+
+/// [`connect`], handing the payload of every notification the session gets (`LISTEN`) to
+/// `notices`; the sender is dropped when the connection ends.
+pub async fn connect_notified(
+    s: &PostgresSettings,
+    notices: Option<UnboundedSender<String>>,
+) -> Result<Client, PgError> {
     let url = redacted_url(&s.url);
     let fail = |reason: String| PgError::Connect {
         url: url.clone(),
@@ -33,11 +44,7 @@ pub async fn connect(s: &PostgresSettings) -> Result<Client, PgError> {
                 .connect(tokio_postgres::NoTls)
                 .await
                 .map_err(|e| fail(db_reason(&e)))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %db_reason(&e), "PostgreSQL connection ended");
-                }
-            });
+            tokio::spawn(drive(conn, notices));
             client
         }
         DbTls::VerifyFull => {
@@ -48,11 +55,7 @@ pub async fn connect(s: &PostgresSettings) -> Result<Client, PgError> {
                 .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
                 .await
                 .map_err(|e| fail(db_reason(&e)))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %db_reason(&e), "PostgreSQL connection ended");
-                }
-            });
+            tokio::spawn(drive(conn, notices));
             client
         }
     };
@@ -64,4 +67,27 @@ pub async fn connect(s: &PostgresSettings) -> Result<Client, PgError> {
         .await
         .map_err(|e| PgError::statement("setting statement_timeout", &e))?;
     Ok(client)
+}
+
+/// Runs a connection's I/O until it ends, handing notifications' payloads to `notices`.
+async fn drive<S, T>(mut conn: Connection<S, T>, notices: Option<UnboundedSender<String>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(n))) => {
+                if let Some(tx) = &notices {
+                    let _ = tx.send(n.payload().to_owned());
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::debug!(error = %db_reason(&e), "PostgreSQL connection ended");
+                return;
+            }
+            None => return,
+        }
+    }
 }

@@ -89,7 +89,10 @@ impl DecisionLock {
             c.batch_execute("BEGIN").await?;
             c.execute("SELECT pg_advisory_xact_lock($1)", &[&DECISION_LOCK])
                 .await?;
-            let size: i64 = c.query_one("SELECT size FROM audit_head", &[]).await?.get(0);
+            let size: i64 = c
+                .query_one("SELECT size FROM audit_head", &[])
+                .await?
+                .get(0);
             Ok::<_, tokio_postgres::Error>(u64::try_from(size).unwrap_or(0))
         }
         .await;

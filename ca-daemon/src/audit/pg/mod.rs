@@ -10,8 +10,9 @@
 //! with `breakglass audit verify` and the log's public key alone.
 
 pub mod connect;
-pub(crate) mod lock;
 mod error;
+pub(crate) mod listen;
+pub(crate) mod lock;
 pub mod schema;
 pub(crate) mod sequencer;
 pub mod transfer;

@@ -243,7 +243,7 @@ impl Sequencer {
             .await
             .map_err(|e| PgError::statement("moving the head row", &e))?;
             c.execute(
-                "SELECT pg_notify('breakglass_audit', $1)",
+                &format!("SELECT pg_notify('{}', $1)", super::listen::CHANNEL),
                 &[&after.size().to_string()],
             )
             .await
