@@ -77,6 +77,10 @@ pub use self::stats::{CommitStats, PROBE_FILE};
 pub use self::store::Replay;
 use self::writer::Request;
 
+/// Committed batches in index order, each with its first entry's index
+/// ([`AuditLog::take_foreign`]).
+pub type Batches = mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>;
+
 /// Handle to the audit log; cheap to clone, usable from any tokio task or thread.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -85,7 +89,7 @@ pub struct AuditLog {
     writer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     /// Entries the writer found in the database that did not come through its queue (see
     /// [`take_foreign`](Self::take_foreign)).
-    foreign: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>>>>,
+    foreign: Arc<std::sync::Mutex<Option<Batches>>>,
     /// A database orders the log (see [`sequenced`](Self::sequenced)).
     sequenced: bool,
     /// With a database: the lock across daemons for decisions.
@@ -155,7 +159,7 @@ impl AuditLog {
     /// [`append`](Self::append)'s caller waits until its entry is applied instead of
     /// applying it (see [`sequenced`](Self::sequenced)). With the embedded backend nothing
     /// comes. Only the first call gets the receiver.
-    pub fn take_foreign(&self) -> Option<mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>> {
+    pub fn take_foreign(&self) -> Option<Batches> {
         self.foreign.lock().ok().and_then(|mut f| f.take())
     }
 
