@@ -13,7 +13,7 @@ use breakglass_ca::audit::{AuditConfig, AuditLog, load_audit_key};
 use breakglass_ca::config::Config;
 use breakglass_proto::audit::event::Heartbeat;
 use breakglass_proto::audit::{Actor, Event, EventKind, Timestamp, verify_dir};
-use breakglass_test_support::ca::{self, CONFIG_FILE};
+use breakglass_test_support::ca::{self, CONFIG_FILE, CaProcess};
 use breakglass_test_support::postgres::PgCluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_breakglass-ca");
@@ -255,4 +255,220 @@ fn the_database_connection_is_tls_checked_against_the_configured_ca() {
         "{}",
         text(&plain)
     );
+}
+
+/// A daemon's directory from `init --dev` on a free port, serving from `url`; with
+/// `keys_of`, with the CA and audit keys of that directory (every daemon of one log has
+/// the same keys). Returns its config file and gRPC port.
+fn daemon_on_postgres(dir: &Path, url: &str, keys_of: Option<&Path>) -> (std::path::PathBuf, u16) {
+    let port = breakglass_test_support::free_port();
+    ca::init_dev(Path::new(BIN), dir, &format!("127.0.0.1:{port}"));
+    let cfg = dir.join(CONFIG_FILE);
+    ca::set_metrics_listen(
+        &cfg,
+        &format!("127.0.0.1:{}", breakglass_test_support::free_port()),
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[audit]\n",
+        "[audit]\nbackend = \"postgres\"\n",
+        1,
+    );
+    if let Some(keys) = keys_of {
+        text = text
+            .replacen(
+                "signing_key = \"ssh_ca\"",
+                &format!("signing_key = \"{}\"", keys.join("ssh_ca").display()),
+                1,
+            )
+            .replacen(
+                "key = \"audit_key.pem\"",
+                &format!("key = \"{}\"", keys.join("audit_key.pem").display()),
+                1,
+            );
+    }
+    text.push_str(&format!(
+        "\n[postgres]\nurl = \"{url}\"\ntls = \"disable\"\nconnect_timeout = \"2s\"\n\
+         statement_timeout = \"2s\"\n"
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, port)
+}
+
+/// `breakglass-ca serve` on `config`, once its gRPC port accepts connections.
+fn serve(config: &Path, port: u16) -> CaProcess {
+    CaProcess::start(
+        &mut ca::serve_command(Path::new(BIN), config),
+        std::time::Duration::from_secs(60),
+        |_| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    )
+}
+
+/// An mTLS channel to the daemon of `dir` on `port`, as the sample client `who`.
+fn channel(dir: &Path, port: u16, who: &str) -> tonic::transport::Channel {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |p: &str| std::fs::read(dir.join(p)).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read("tls/ca.pem")))
+        .identity(tonic::transport::Identity::from_pem(
+            read(&format!("clients/{who}.pem")),
+            read(&format!("clients/{who}-key.pem")),
+        ))
+        .domain_name("localhost");
+    tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .timeout(std::time::Duration::from_secs(10))
+        .connect_lazy()
+}
+
+/// `kill -9` of one of two daemons under load, 20 times: the other never fails a request,
+/// every certificate a requester received has its grant in the log (which verifies), none
+/// twice, and the restarted daemon catches up to the end of the log each time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_under_load_loses_nothing_acknowledged_and_catches_up() {
+    use breakglass_proto::v1::GetCheckpointRequest;
+    use breakglass_proto::v1::RequestCertificateRequest;
+    use breakglass_proto::v1::audit_client::AuditClient;
+    use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+
+    if !PgCluster::available("kill -9 of a daemon on a throw-away PostgreSQL cluster") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let (a_cfg, a_port) = daemon_on_postgres(&a_dir, &url, None);
+    let (b_cfg, b_port) = daemon_on_postgres(&b_dir, &url, Some(&a_dir));
+    let mut a = serve(&a_cfg, a_port);
+    let _b = serve(&b_cfg, b_port);
+    let key = std::fs::read_to_string(breakglass_test_support::ssh_keygen(
+        dir.path(),
+        "id",
+        &["-t", "ed25519"],
+    ))
+    .unwrap();
+    let request = move || RequestCertificateRequest {
+        public_key: key.clone(),
+        principals: vec!["bgdemo".into()],
+        hosts: vec!["localhost".into()],
+        ttl_seconds: 300,
+        reason: "INC-1 kill drill".into(),
+        ..Default::default()
+    };
+    let on_b = BreakGlassClient::new(channel(&b_dir, b_port, "sre"));
+    let (mut received, mut killed_answers) = (Vec::new(), 0usize);
+    let cycles = 20;
+    for cycle in 0..cycles {
+        let on_a = BreakGlassClient::new(channel(&a_dir, a_port, "sre"));
+        let a_answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            let mut c = if n % 2 == 0 {
+                on_a.clone()
+            } else {
+                on_b.clone()
+            };
+            let request = request.clone();
+            let a_answered = a_answered.clone();
+            tasks.spawn(async move {
+                let mut out = Vec::new();
+                for _ in 0..6 {
+                    let r = c
+                        .request_certificate(request())
+                        .await
+                        .map(|r| r.into_inner().serial);
+                    if r.is_ok() && n % 2 == 0 {
+                        a_answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    out.push(r);
+                }
+                (n % 2 == 1, out)
+            });
+        }
+        // Killed while under load, once it has answered some (bounded wait).
+        for _ in 0..500 {
+            if a_answered.load(std::sync::atomic::Ordering::SeqCst) >= 1 + cycle % 4 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            a_answered.load(std::sync::atomic::Ordering::SeqCst) > 0,
+            "the restarted daemon answered no request in cycle {cycle}:\n{}",
+            a.log()
+        );
+        a.kill9();
+        while let Some(t) = tasks.join_next().await {
+            let (to_b, answers) = t.unwrap();
+            for answer in answers {
+                match answer {
+                    Ok(serial) => received.push(serial),
+                    Err(e) if !to_b => {
+                        killed_answers += 1;
+                        let _ = e;
+                    }
+                    Err(e) => panic!("the surviving daemon failed a request: {e:?}"),
+                }
+            }
+        }
+        a = serve(&a_cfg, a_port);
+    }
+
+    // The restarted daemon is at the end of the log.
+    let size: u64 = cluster.psql("SELECT size FROM audit_head").parse().unwrap();
+    let mut auditor = AuditClient::new(channel(&a_dir, a_port, "auditor"));
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = auditor
+            .get_checkpoint(GetCheckpointRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .size;
+        if seen >= size {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(seen >= size, "the restarted daemon is at {seen} of {size}");
+    eprintln!(
+        "kill -9 drill: {cycles} kills, {} certificates received, {killed_answers} requests to \
+         the killed daemon failed",
+        received.len()
+    );
+
+    let copy = dir.path().join("copy");
+    let out = Command::new(BIN)
+        .args(["audit", "export", "--config"])
+        .arg(&b_cfg)
+        .arg("--to")
+        .arg(&copy)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let verifier = load_audit_key(&a_dir.join("audit_key.pem"), "breakglass-ca/audit/v1")
+        .unwrap()
+        .verifier();
+    verify_dir(&copy, &verifier, None).expect("the log verifies");
+    let mut in_log = Vec::new();
+    breakglass_proto::audit::scan_log(&copy, &verifier, &Default::default(), |e| {
+        if let EventKind::GrantIssued(g) = Event::decode(e.leaf).map_err(|d| d.to_string())?.kind {
+            in_log.push(g.serial);
+        }
+        Ok(())
+    })
+    .unwrap();
+    let mut unique = in_log.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), in_log.len(), "a grant twice in the log");
+    for s in &received {
+        assert!(
+            unique.binary_search(s).is_ok(),
+            "certificate {s} without its record"
+        );
+    }
 }

@@ -384,13 +384,15 @@ impl Service {
 
     /// With a database ordering the log ([`AuditLog::sequenced`]): applies every batch
     /// committed after start-up, this daemon's and the others', in index order (an entry
-    /// the state already holds, loaded at start-up, is skipped).
+    /// the state already holds, loaded at start-up, is skipped). Once: a second call finds
+    /// the batches' receiver taken.
     fn follow_foreign_entries(self: &Arc<Self>) {
         if !self.audit.sequenced() {
             return;
         }
+        // Built outside a runtime (the binary builds, then runs): `start_background`
+        // starts it.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!("no runtime to apply the audit database's batches; state not followed");
             return;
         };
         let Some(mut rx) = self.audit.take_foreign() else {
@@ -445,6 +447,8 @@ impl Service {
     pub fn start_background(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.notifier.start();
         self.keep_history_indexed(stop.clone());
+        // Started in `new` when that ran inside a runtime; otherwise now (once).
+        self.follow_foreign_entries();
         let svc = self.clone();
         tokio::spawn(async move {
             loop {
