@@ -375,6 +375,17 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
         me.starts_with("host://db-9 (via mtls; groups: hosts"),
         "{me}"
     );
+    // A crash between the renewal's two renames (new key, old certificate, the new one
+    // still at host.crt.next): the next command finishes the renewal and works.
+    let renewed_cert = std::fs::read(h.path("etc/host.crt")).unwrap();
+    std::fs::write(h.path("etc/host.crt.next"), &renewed_cert).unwrap();
+    std::fs::write(h.path("etc/host.crt"), &before).unwrap();
+    let me = breakglass_cli::commands::whoami(&target)
+        .await
+        .expect("whoami after a renewal interrupted between its renames");
+    assert!(me.starts_with("host://db-9"), "{me}");
+    assert_eq!(std::fs::read(h.path("etc/host.crt")).unwrap(), renewed_cert);
+    assert!(!h.path("etc/host.crt.next").exists());
     let (_, issued) = enrollment_events(&d);
     assert_eq!(issued.len(), 2);
     assert_eq!(
