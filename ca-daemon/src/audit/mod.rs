@@ -86,6 +86,8 @@ pub type Batches = mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>;
 pub struct AuditLog {
     tx: mpsc::Sender<Request>,
     shared: Arc<store::Shared>,
+    /// The log's key, also held by the writer thread (which signs the checkpoints).
+    signer: Arc<NoteSigner>,
     writer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     /// Entries the writer found in the database that did not come through its queue (see
     /// [`take_foreign`](Self::take_foreign)).
@@ -114,6 +116,7 @@ impl AuditLog {
         let opened = store::open(&config, &signer)?;
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let shared = opened.shared.clone();
+        let signer = Arc::new(signer);
         let (foreign_tx, foreign_rx) = mpsc::unbounded_channel();
         let sequenced = config.db.is_some();
         let decisions = config.db.clone().map(pg::lock::DecisionLock::new);
@@ -138,7 +141,7 @@ impl AuditLog {
                     following the audit database by polling only");
             }
         }
-        let w = writer::Writer::new(opened, signer, config, foreign_tx)?;
+        let w = writer::Writer::new(opened, signer.clone(), config, foreign_tx)?;
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer::run(rx, w))
@@ -146,6 +149,7 @@ impl AuditLog {
         Ok(Self {
             tx,
             shared,
+            signer,
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
             foreign: Arc::new(std::sync::Mutex::new(Some(foreign_rx))),
             sequenced,
@@ -281,6 +285,13 @@ impl AuditLog {
     #[must_use]
     pub fn verifier(&self) -> NoteVerifier {
         self.shared.verifier.clone()
+    }
+
+    /// The log key's signature of `digest` for `domain` (see [`NoteSigner::sign_digest`]):
+    /// how files derived from the log (the state snapshot) are tied to its key.
+    #[must_use]
+    pub fn sign_digest(&self, domain: &str, digest: &Hash) -> [u8; 64] {
+        self.signer.sign_digest(domain, digest)
     }
 
     /// The message of the last failed write, while the log cannot be written; `None` when

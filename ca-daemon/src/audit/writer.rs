@@ -102,7 +102,7 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     active: Option<Active>,
     frontier: breakglass_proto::audit::Frontier,
-    signer: NoteSigner,
+    signer: Arc<NoteSigner>,
     config: AuditConfig,
     /// A failed write may have left bytes after the durable length.
     needs_repair: bool,
@@ -154,7 +154,7 @@ impl Writer {
     /// state loaded after this replays it from the mirror).
     pub(crate) fn new(
         opened: Opened,
-        signer: NoteSigner,
+        signer: Arc<NoteSigner>,
         config: AuditConfig,
         foreign: tokio::sync::mpsc::UnboundedSender<(LeafIndex, Vec<Event>)>,
     ) -> Result<Self, AuditError> {
