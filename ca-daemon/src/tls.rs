@@ -188,28 +188,6 @@ pub(crate) fn handshake_error(e: &std::io::Error) -> String {
     }
 }
 
-/// A TLS client configuration (ring, safe protocol versions, no client certificate) that
-/// trusts the CA certificates of the PEM `bundle`; an error names the file and what is wrong.
-pub fn client_config_trusting(bundle: &Path) -> Result<rustls::ClientConfig, String> {
-    let pem = std::fs::read(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| format!("{}: {e}", bundle.display()))?;
-        // A bundle may hold certificates webpki cannot use; the others still count.
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no usable CA certificate", bundle.display()));
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS settings: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,7 +178,9 @@ impl AuditLog {
     /// (waiting for other daemons' decisions), asks the writer to catch up now, and returns
     /// it with the log's size: the caller's state must hold that many entries before it
     /// decides. `None` with the embedded backend (one daemon: its own lock suffices).
-    pub async fn lock_decisions(&self) -> Result<Option<(pg::DecisionGuard, u64)>, AuditError> {
+    pub async fn lock_decisions(
+        &self,
+    ) -> Result<Option<(pg::lock::DecisionGuard, u64)>, AuditError> {
         let Some(lock) = &self.decisions else {
             return Ok(None);
         };

@@ -443,7 +443,7 @@ impl Writer {
     /// Runs one step of a database batch; its error is the callers' message.
     fn db_step<T>(
         &mut self,
-        step: impl FnOnce(&mut Sequencer) -> Result<T, super::pg::PgError>,
+        step: impl FnOnce(&mut Sequencer) -> Result<T, super::pg::error::PgError>,
     ) -> Result<T, String> {
         let Some(db) = self.db.as_mut() else {
             return Err("no audit database".into());

@@ -2,6 +2,9 @@
 //! order; `target_session_attrs=read-write` picks the primary), the password file, TLS
 //! through our rustls, the connect and statement timeouts.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_postgres::config::SslMode;
@@ -49,8 +52,8 @@ pub async fn connect_notified(
         }
         DbTls::VerifyFull => {
             cfg.ssl_mode(SslMode::Require);
-            let tls = crate::tls::client_config_trusting(&s.ca_file)
-                .map_err(|e| fail(format!("ca_file: {e}")))?;
+            let tls =
+                client_config_trusting(&s.ca_file).map_err(|e| fail(format!("ca_file: {e}")))?;
             let (client, conn) = cfg
                 .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
                 .await
@@ -90,4 +93,26 @@ where
             None => return,
         }
     }
+}
+
+/// A TLS client configuration (ring, safe protocol versions, no client certificate) that
+/// trusts the CA certificates of the PEM `bundle`; an error names the file and what is wrong.
+fn client_config_trusting(bundle: &Path) -> Result<rustls::ClientConfig, String> {
+    let pem = std::fs::read(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("{}: {e}", bundle.display()))?;
+        // A bundle may hold certificates webpki cannot use; the others still count.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no usable CA certificate", bundle.display()));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS settings: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }

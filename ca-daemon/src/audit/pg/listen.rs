@@ -38,8 +38,8 @@ pub(crate) fn listen(settings: &PostgresSettings, alive: impl Fn() -> bool, nudg
                 let c = connect_notified(settings, Some(tx)).await?;
                 c.batch_execute(&format!("LISTEN {CHANNEL}"))
                     .await
-                    .map_err(|e| super::PgError::statement("LISTEN", &e))?;
-                Ok::<_, super::PgError>(c)
+                    .map_err(|e| super::error::PgError::statement("LISTEN", &e))?;
+                Ok::<_, super::error::PgError>(c)
             }
             .await;
             let _client = match listening {

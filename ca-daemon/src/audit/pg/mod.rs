@@ -10,7 +10,7 @@
 //! with `breakglass audit verify` and the log's public key alone.
 
 pub mod connect;
-mod error;
+pub(crate) mod error;
 pub(crate) mod listen;
 pub(crate) mod lock;
 pub mod schema;
