@@ -637,3 +637,118 @@ async fn a_requester_waiting_on_one_daemon_sees_an_approval_given_on_another() {
     );
     drop(cluster);
 }
+
+/// A cancel by the requester on daemon A racing an approval on daemon B, five times: one
+/// outcome each time (cancelled, or issued), the other call told so, and the log records
+/// the winner before anything of the loser's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_on_one_daemon_racing_an_approval_on_another_has_one_outcome() {
+    use breakglass_cli::approvals::{self, RequestMode, RequestResult};
+
+    if !PgCluster::available("a cancel racing an approval on PostgreSQL") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let a = TestDaemon::start_with(|c| on_postgres(c, &url, None)).await;
+    let keys = a.path().to_owned();
+    let b = TestDaemon::start_with(|c| on_postgres(c, &url, Some(&keys))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(dir.path(), "id_ed25519", &["-t", "ed25519"]);
+    let args = breakglass_tests::revocation::request_args(
+        &public,
+        "bgdemo",
+        "web-1.staging.example",
+        600,
+        "INC-7 staging queue stuck",
+    );
+    let mode = RequestMode {
+        emergency: false,
+        no_wait: true,
+    };
+    let (mut cancelled, mut approved) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let id = match approvals::request_live(&a.target("sre"), &args, mode, |_| {})
+            .await
+            .expect("request created")
+        {
+            RequestResult::Pending(i) => i.request_id,
+            RequestResult::Issued(_) => panic!("issued without approval"),
+        };
+        let mut known = false;
+        for _ in 0..100 {
+            let list = approvals::pending(&b.target("approver")).await.unwrap();
+            if list.iter().any(|i| i.request_id == id) {
+                known = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(known, "daemon B never saw request {id}");
+        let (ta, tb) = (a.target("sre"), b.target("approver"));
+        let (cancel, approve) = tokio::join!(
+            approvals::cancel(&ta, &id, "not needed any more"),
+            approvals::approve(&tb, &id, "go"),
+        );
+        match (&cancel, &approve) {
+            (Ok(_), Err(e)) => {
+                assert!(e.to_string().contains("was cancelled"), "{e}");
+                cancelled.push(id);
+            }
+            (Err(e), Ok(_)) => {
+                assert!(e.to_string().contains("already issued"), "{e}");
+                approved.push(id);
+            }
+            _ => panic!("not exactly one outcome: cancel {cancel:?}, approve {approve:?}"),
+        }
+    }
+    eprintln!(
+        "cancel vs approval: {} cancelled, {} approved",
+        cancelled.len(),
+        approved.len()
+    );
+
+    let copy = dir.path().join("log");
+    breakglass_ca::audit_transfer::export(&breakglass_ca::audit_transfer::ExportArgs {
+        config: a.path().join(breakglass_ca::init::CONFIG_FILE),
+        to: copy.clone(),
+    })
+    .await
+    .expect("audit export");
+    let verifier =
+        breakglass_ca::audit::load_audit_key(&keys.join("audit_key.pem"), "breakglass-ca/audit/v1")
+            .unwrap()
+            .verifier();
+    // Per request, in log order: what settled it.
+    let mut settled: Vec<(String, &'static str)> = Vec::new();
+    breakglass_proto::audit::scan_log(&copy, &verifier, &Default::default(), |e| {
+        use breakglass_proto::audit::EventKind as K;
+        match breakglass_proto::audit::Event::decode(e.leaf)
+            .map_err(|d| d.to_string())?
+            .kind
+        {
+            K::RequestCancelled(x) => settled.push((x.request_id.to_string(), "cancelled")),
+            K::ApprovalAdded(x) => settled.push((x.request_id.to_string(), "approved")),
+            K::GrantIssued(g) => settled.push((g.request_id.to_string(), "issued")),
+            _ => {}
+        }
+        Ok(())
+    })
+    .unwrap();
+    for id in &cancelled {
+        let of: Vec<_> = settled
+            .iter()
+            .filter(|(r, _)| r == id)
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(of, ["cancelled"], "{id}");
+    }
+    for id in &approved {
+        let of: Vec<_> = settled
+            .iter()
+            .filter(|(r, _)| r == id)
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(of, ["approved", "issued"], "{id}");
+    }
+}
