@@ -166,6 +166,13 @@ fn main() -> ExitCode {
                 // The audit disk failed (read-only, I/O error): not the configuration's
                 // fault, and worth retrying (the unit restarts on it, not on 64 or 65).
                 Err(e) if is_audit_disk_failure(&e) => return fail(EX_IOERR, e),
+                // The audit database cannot be reached ([audit] backend = "postgres"):
+                // worth retrying, like a failing disk.
+                Err(
+                    e @ server::StartupError::Audit(breakglass_ca::audit::AuditError::Unavailable(
+                        _,
+                    )),
+                ) => return fail(EX_UNAVAILABLE, e),
                 Err(e) => return fail(EX_USAGE, e),
             };
             rt.block_on(async move {

@@ -472,3 +472,62 @@ async fn a_daemon_killed_under_load_loses_nothing_acknowledged_and_catches_up() 
         );
     }
 }
+
+/// At start-up: a database that cannot be reached exits 69 (systemd restarts it); a
+/// database whose log went back behind the daemon's mirror exits 65 (a human decides),
+/// saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_starting_on_an_unreachable_or_rolled_back_database_says_which() {
+    use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+
+    if !PgCluster::available("daemon start-up against PostgreSQL") {
+        return;
+    }
+    let mut cluster = PgCluster::start();
+    let url = cluster.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = daemon_on_postgres(&dir.path().join("a"), &url, None);
+
+    let mut stopped = tokio::task::spawn_blocking(move || {
+        cluster.primary.stop("fast");
+        cluster
+    })
+    .await
+    .unwrap();
+    let out = ca::serve_output(Path::new(BIN), &cfg);
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    assert!(text(&out).contains("PostgreSQL"), "{}", text(&out));
+    stopped.primary.start();
+    let cluster = stopped;
+
+    // One certificate, so that the mirror holds entries.
+    let d = serve(&cfg, port);
+    let key = std::fs::read_to_string(breakglass_test_support::ssh_keygen(
+        dir.path(),
+        "id",
+        &["-t", "ed25519"],
+    ))
+    .unwrap();
+    BreakGlassClient::new(channel(&dir.path().join("a"), port, "sre"))
+        .request_certificate(breakglass_proto::v1::RequestCertificateRequest {
+            public_key: key,
+            principals: vec!["bgdemo".into()],
+            hosts: vec!["localhost".into()],
+            ttl_seconds: 300,
+            reason: "INC-2 start-up drill".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("issued");
+    d.stop();
+
+    // The database's log gone (a restore of an older backup would look alike).
+    cluster.psql("TRUNCATE audit_entries, audit_checkpoints, audit_head");
+    let out = ca::serve_output(Path::new(BIN), &cfg);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(
+        text(&out).contains("the database holds no log, but the audit directory holds"),
+        "{}",
+        text(&out)
+    );
+}

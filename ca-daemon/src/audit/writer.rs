@@ -353,9 +353,18 @@ impl Writer {
             let Some(db) = self.db.as_mut() else {
                 return Ok(());
             };
-            let behind = db
-                .reconcile(&self.frontier, &note, &self.signer)
-                .map_err(|e| AuditError::Unavailable(e.to_string()))?;
+            // A log that went back or belongs to another key needs a human (like a damaged
+            // segment); an unreachable database is worth retrying.
+            let behind =
+                db.reconcile(&self.frontier, &note, &self.signer)
+                    .map_err(|e| match e {
+                        super::pg::error::PgError::Damaged(reason) => AuditError::Corrupt {
+                            segment: "PostgreSQL audit database".into(),
+                            offset: 0,
+                            reason,
+                        },
+                        other => AuditError::Unavailable(other.to_string()),
+                    })?;
             if behind.is_empty() {
                 return Ok(());
             }
