@@ -322,9 +322,10 @@ fn channel(dir: &Path, port: u16, who: &str) -> tonic::transport::Channel {
         .connect_lazy()
 }
 
-/// `kill -9` of one of two daemons under load, 20 times: the other never fails a request,
-/// every certificate a requester received has its grant in the log (which verifies), none
-/// twice, and the restarted daemon catches up to the end of the log each time.
+/// `kill -9` of one of two daemons under load, 20 times (`BG_PG_KILL_CYCLES` for more:
+/// `scripts/pg-kill-loop`): the other never fails a request, every certificate a requester
+/// received has its grant in the log (which verifies), none twice, and the restarted daemon
+/// catches up to the end of the log each time.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_killed_under_load_loses_nothing_acknowledged_and_catches_up() {
     use breakglass_proto::v1::GetCheckpointRequest;
@@ -359,7 +360,10 @@ async fn a_daemon_killed_under_load_loses_nothing_acknowledged_and_catches_up() 
     };
     let on_b = BreakGlassClient::new(channel(&b_dir, b_port, "sre"));
     let (mut received, mut killed_answers) = (Vec::new(), 0usize);
-    let cycles = 20;
+    let cycles: u64 = std::env::var("BG_PG_KILL_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
     for cycle in 0..cycles {
         let on_a = BreakGlassClient::new(channel(&a_dir, a_port, "sre"));
         let a_answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -389,7 +393,7 @@ async fn a_daemon_killed_under_load_loses_nothing_acknowledged_and_catches_up() 
         }
         // Killed while under load, once it has answered some (bounded wait).
         for _ in 0..500 {
-            if a_answered.load(std::sync::atomic::Ordering::SeqCst) > cycle % 4 {
+            if a_answered.load(std::sync::atomic::Ordering::SeqCst) > (cycle % 4) as usize {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
