@@ -456,7 +456,7 @@ pub enum Error {
     /// The audit log could not record an event: nothing was done.
     #[error(
         "{0}; nothing was issued or changed. Try again shortly; operators: check the disk of \
-         the audit log"
+         the audit log (with [audit] backend = \"postgres\", its database)"
     )]
     AuditUnavailable(AuditError),
     /// No KRL can be served: none was published since start-up, and a new one cannot be.
