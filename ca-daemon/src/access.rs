@@ -224,6 +224,7 @@ impl Access {
                     owner: None,
                     transport: "tls",
                     uid: None,
+                    ssh_key_login: false,
                 }),
                 Err(e) => Err(refuse(None, e)),
             };
@@ -472,6 +473,7 @@ mod tests {
             owner: None,
             transport,
             uid: (transport == "unix").then_some(0),
+            ssh_key_login: false,
         }
     }
 

@@ -60,6 +60,12 @@ fn main() -> ExitCode {
                 Err(e) => fail(e.exit_code(), e),
             }
         }
+        Command::Identity(breakglass_ca::admin::IdentityCmd::AddKey(args)) => {
+            printed(rt.block_on(breakglass_ca::admin::identity_key(&args, true)))
+        }
+        Command::Identity(breakglass_ca::admin::IdentityCmd::RemoveKey(args)) => {
+            printed(rt.block_on(breakglass_ca::admin::identity_key(&args, false)))
+        }
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => match Daemon::check(&c) {
                 Ok(()) => {
@@ -256,5 +262,16 @@ mod tests {
         assert!(!is_audit_disk_failure(&server::StartupError::Audit(
             AuditError::Key("bad".into())
         )));
+    }
+}
+
+/// An admin command's text on stdout, or its error.
+fn printed(r: Result<String, breakglass_ca::admin::AdminError>) -> ExitCode {
+    match r {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.exit_code(), e),
     }
 }
