@@ -281,7 +281,10 @@ pub async fn identity_key(args: &IdentityKeyArgs, add: bool) -> Result<String, A
             "{} enrolled for {} (audit index {}): `breakglass login --ssh-key` with it logs {} in\n",
             r.fingerprint, args.identity, r.audit_index, args.identity
         ),
-        (true, false) => format!("{} was enrolled for {} already\n", r.fingerprint, args.identity),
+        (true, false) => format!(
+            "{} was enrolled for {} already\n",
+            r.fingerprint, args.identity
+        ),
         (false, true) => format!(
             "{} removed from {} (audit index {}): it no longer logs in\n",
             r.fingerprint, args.identity, r.audit_index

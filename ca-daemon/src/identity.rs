@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use breakglass_proto::audit::fields::rfc3339;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use breakglass_proto::ssh_login::SSH_KEY_LOGIN_UNIT;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::config::{AdminUser, Config, Identity, check_identity};

@@ -96,11 +96,18 @@ pub(super) fn parse_identities(
                 .iter()
                 .find(|i: &&Identity| i.ssh_keys.iter().any(|x| x.key_data() == key.key_data()))
                 .map(|i| i.id.clone())
-                .or_else(|| ssh_keys.iter().any(|x: &ssh_key::PublicKey| x.key_data() == key.key_data()).then(|| id.id.clone()));
+                .or_else(|| {
+                    ssh_keys
+                        .iter()
+                        .any(|x: &ssh_key::PublicKey| x.key_data() == key.key_data())
+                        .then(|| id.id.clone())
+                });
             if let Some(other) = other {
                 return Err(err(
                     &at,
-                    format!("the key is listed already for {other:?}: a key logs in one identity, listed once"),
+                    format!(
+                        "the key is listed already for {other:?}: a key logs in one identity, listed once"
+                    ),
                 ));
             }
             ssh_keys.push(key);

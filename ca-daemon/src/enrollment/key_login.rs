@@ -64,7 +64,9 @@ impl Enrollment {
             tracing::info!(reason = %why, "SSH-key login refused");
             EnrollmentError::SshKeyLoginRefused(why).into()
         };
-        let (identity, fingerprint) = self.verify_login_signature(nonce, armored).map_err(refused)?;
+        let (identity, fingerprint) = self
+            .verify_login_signature(nonce, armored)
+            .map_err(refused)?;
         self.refuse_disabled(&identity)?;
         let groups = self.svc.authenticator().groups_of(&identity).ok_or_else(|| {
             refused(format!(
@@ -107,7 +109,11 @@ impl Enrollment {
 
     /// The identity whose enrolled key made `armored` over this daemon's challenge for
     /// `nonce`, and the key's fingerprint; or why not.
-    fn verify_login_signature(&self, nonce: &str, armored: &str) -> Result<(String, String), String> {
+    fn verify_login_signature(
+        &self,
+        nonce: &str,
+        armored: &str,
+    ) -> Result<(String, String), String> {
         if armored.len() > MAX_SIGNATURE_BYTES {
             return Err(format!(
                 "the signature is {} bytes, more than {MAX_SIGNATURE_BYTES}",
@@ -115,7 +121,9 @@ impl Enrollment {
             ));
         }
         let sig = SshSig::from_pem(armored.trim()).map_err(|e| {
-            format!("the signature is not an SSHSIG signature as `ssh-keygen -Y sign` writes it ({e})")
+            format!(
+                "the signature is not an SSHSIG signature as `ssh-keygen -Y sign` writes it ({e})"
+            )
         })?;
         if sig.namespace() != SSH_LOGIN_NAMESPACE {
             return Err(format!(
@@ -260,7 +268,13 @@ impl Enrollment {
             .get(identity)
             .is_some_and(|keys| keys.contains(&text));
         if !enrolled {
-            if self.svc.authenticator().configured_key_owner(key.key_data()).as_deref() == Some(identity) {
+            if self
+                .svc
+                .authenticator()
+                .configured_key_owner(key.key_data())
+                .as_deref()
+                == Some(identity)
+            {
                 return Err(EnrollmentError::SshKey(format!(
                     "the key {fingerprint} of {identity} is listed in the configuration \
                      ([[identities]] ssh_keys): remove it there and reload (SIGHUP)"
@@ -298,7 +312,9 @@ impl Enrollment {
 fn check_person(identity: &str) -> Result<&str, Error> {
     let identity = identity.trim();
     text::check_identity(identity).map_err(|e| Error::invalid_field("identity", e))?;
-    if crate::identity::is_admin_socket_identity(identity) || identity.starts_with(HOST_IDENTITY_PREFIX) {
+    if crate::identity::is_admin_socket_identity(identity)
+        || identity.starts_with(HOST_IDENTITY_PREFIX)
+    {
         return Err(Error::invalid_field(
             "identity",
             format!(

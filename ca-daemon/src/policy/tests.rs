@@ -819,7 +819,13 @@ fn a_login_made_with_an_ssh_key_reaches_only_what_the_tier_takes() {
     let a = admitted(p.admit(&key_login, &db(600, "INC-42 disk full"), true, noon(), none));
     assert_eq!((a.grant.tier.as_str(), a.approvals_required), ("high", 0));
     // ...a normal request is refused, saying what to do...
-    let r = refused(p.admit(&key_login, &db(600, "INC-42 disk full"), false, noon(), none));
+    let r = refused(p.admit(
+        &key_login,
+        &db(600, "INC-42 disk full"),
+        false,
+        noon(),
+        none,
+    ));
     assert_eq!(r.kind, RefusalKind::LoginMethod);
     assert_eq!(r.tier.as_deref(), Some("high"));
     assert_eq!(
@@ -836,7 +842,13 @@ fn a_login_made_with_an_ssh_key_reaches_only_what_the_tier_takes() {
     };
     let r = refused(p.admit(&key_login, &web, false, noon(), none));
     assert_eq!(r.kind, RefusalKind::LoginMethod);
-    assert!(r.error.to_string().contains("tier `low` needs an SSO login"), "{}", r.error);
+    assert!(
+        r.error
+            .to_string()
+            .contains("tier `low` needs an SSO login"),
+        "{}",
+        r.error
+    );
     // An SSO login is not concerned.
     admitted(p.admit(&sre(), &web, false, noon(), none));
     // "any" takes it like an SSO login; "off" takes not even an emergency.
@@ -846,9 +858,22 @@ fn a_login_made_with_an_ssh_key_reaches_only_what_the_tier_takes() {
     let p = Policy::new(p.rules().to_vec(), tiers);
     admitted(p.admit(&key_login, &web, false, noon(), none));
     let r = refused(p.admit(&key_login, &db(600, "INC-42 disk full"), true, noon(), none));
-    assert!(r.error.to_string().contains("tier `high` needs an SSO login"), "{}", r.error);
+    assert!(
+        r.error
+            .to_string()
+            .contains("tier `high` needs an SSO login"),
+        "{}",
+        r.error
+    );
     // The configuration spells the three values, and nothing else.
     assert_eq!(SshKeyLogin::parse("any"), Ok(SshKeyLogin::Any));
-    assert_eq!(SshKeyLogin::parse("emergency-only"), Ok(SshKeyLogin::EmergencyOnly));
-    assert!(SshKeyLogin::parse("sometimes").unwrap_err().contains("emergency-only"));
+    assert_eq!(
+        SshKeyLogin::parse("emergency-only"),
+        Ok(SshKeyLogin::EmergencyOnly)
+    );
+    assert!(
+        SshKeyLogin::parse("sometimes")
+            .unwrap_err()
+            .contains("emergency-only")
+    );
 }

@@ -9,10 +9,9 @@ use breakglass_proto::audit::ed25519_dalek::SigningKey;
 use breakglass_proto::audit::event::{
     ActionRefused, ApprovalAdded, ClientCertificateIssued, DrillReported, EndReason, GrantIssued,
     GrantReviewed, GrantRevoked, Heartbeat, IdentityDisabled, JoinTokenCreated, KrlPublished,
-    SshKeyAdded, SshKeyRemoved,
     LogConsistencyFailed, LogForkAcknowledged, RefusalKind, RefusalsLimited, RequestCancelled,
     RequestCreated, RequestDenied, RequestExpired, ReviewVerdict, SessionClosed, SessionEnded,
-    SessionOpened, SessionRef,
+    SessionOpened, SessionRef, SshKeyAdded, SshKeyRemoved,
 };
 use breakglass_proto::audit::{Actor, Event, EventKind, NoteSigner, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;

@@ -69,5 +69,9 @@ pub fn sign(key_file: &Path, namespace: &str, message: &str) -> Result<String, C
 
 /// Signs the login challenge of the daemon (TLS CA `ca_pem`) for `nonce` with `key_file`.
 pub fn sign_login(key_file: &Path, ca_pem: &str, nonce: &str) -> Result<String, CliError> {
-    sign(key_file, SSH_LOGIN_NAMESPACE, &challenge_for(ca_pem, nonce)?)
+    sign(
+        key_file,
+        SSH_LOGIN_NAMESPACE,
+        &challenge_for(ca_pem, nonce)?,
+    )
 }

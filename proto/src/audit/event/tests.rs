@@ -1061,7 +1061,9 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
             &Actor::LocalUid(0),
             EventKind::SshKeyAdded(SshKeyAdded {
                 identity: s("sre@example.com"),
-                public_key: s("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"),
+                public_key: s(
+                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+                ),
             }),
         ),
         e(
@@ -1069,7 +1071,9 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
             &Actor::LocalUid(0),
             EventKind::SshKeyRemoved(SshKeyRemoved {
                 identity: s("sre@example.com"),
-                public_key: s("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"),
+                public_key: s(
+                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+                ),
             }),
         ),
     ]
