@@ -12,7 +12,7 @@
 use ssh_key::{Algorithm, EcdsaCurve, PublicKey};
 
 /// The SSHSIG namespace of a login signature (`ssh-keygen -Y sign -n ...`).
-pub const SSH_LOGIN_NAMESPACE: &str = "breakglass-login@breakglass";
+pub const SSH_LOGIN_NAMESPACE: &str = "breakglass-login@breakglass.dev";
 /// The login method recorded for it (`client_certificate_issued` `method`).
 pub const SSH_KEY_METHOD: &str = "ssh-key";
 /// `BeginLogin`'s method for it (an empty method is the OpenID Connect login).

@@ -591,7 +591,8 @@ fn refusal_kinds_are_stable_and_distinct() {
         assert_eq!(RefusalKind::from_u8(*k as u8), Some(*k));
     }
     assert_eq!(RefusalKind::from_u8(0), None);
-    assert_eq!(RefusalKind::from_u8(13), None);
+    assert_eq!(RefusalKind::LoginMethod as u8, 13);
+    assert_eq!(RefusalKind::from_u8(14), None);
     let names: std::collections::BTreeSet<&str> =
         RefusalKind::ALL.iter().map(|k| k.name()).collect();
     assert_eq!(names.len(), RefusalKind::ALL.len());
