@@ -17,6 +17,17 @@ const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
 const EX_IOERR: u8 = 74;
 
+/// An admin command's text on stdout, or its error.
+fn printed(r: Result<String, breakglass_ca::admin::AdminError>) -> ExitCode {
+    match r {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("breakglass-ca: {msg}");
     ExitCode::from(code)
@@ -262,16 +273,5 @@ mod tests {
         assert!(!is_audit_disk_failure(&server::StartupError::Audit(
             AuditError::Key("bad".into())
         )));
-    }
-}
-
-/// An admin command's text on stdout, or its error.
-fn printed(r: Result<String, breakglass_ca::admin::AdminError>) -> ExitCode {
-    match r {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e.exit_code(), e),
     }
 }
