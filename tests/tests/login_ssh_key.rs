@@ -346,6 +346,37 @@ async fn unenrolled_keys_replayed_and_expired_nonces_other_namespaces_and_daemon
         "{e}"
     );
 
+    // An approval is no emergency: an approver logged in with an SSH key cannot give one
+    // on a tier that takes such logins only for emergencies.
+    let (approver_key, approver_line) = new_key(keys.path(), "approver");
+    key_cmd(&d, "approver@example.com", &approver_line, true)
+        .await
+        .unwrap();
+    let approver_dir = tempfile::tempdir().unwrap();
+    let done = login(&d, &approver_key, approver_dir.path())
+        .await
+        .expect("the approver logs in");
+    let approver = Overrides {
+        config: Some(done.config.clone()),
+        ..Overrides::default()
+    }
+    .resolve()
+    .unwrap();
+    let reqs = tempfile::tempdir().unwrap();
+    let pending = match request(&d.target("sre"), reqs.path(), "db.staging.example", false).await {
+        Ok(RequestResult::Pending(i)) => i,
+        other => panic!("the request does not wait for approval: {other:?}"),
+    };
+    let e = approvals::approve(&approver, &pending.request_id, "looks fine")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("this login was made with an SSH key")
+            && e.to_string().contains("tier `elevated` needs an SSO login"),
+        "{e}"
+    );
+
     // A disabled identity cannot log in this way either.
     admin::identity_disable(&IdentityDisableArgs {
         identity: "sre@example.com".into(),

@@ -162,7 +162,7 @@ pub const KEYS: &[Key] = &[
     key("tiers", "drill", "boolean", Value("false"), "A drill tier: matches only drill requests (breakglass drill), issues without approval, never an emergency."),
     key("tiers", "recorder", "string", Value("\"/usr/libexec/breakglass/breakglass-record\""), "Absolute path of the session recorder on hosts; a session_recording tier's certificates run it as their force-command."),
     key("tiers", "record_input", "boolean", Value("false"), "The recorder also records what the user types (asciicast i events; only with session_recording = true)."),
-    key("tiers", "ssh_key_login", "string", Value("\"emergency-only\""), "What a login made with an SSH key (breakglass login --ssh-key) may do in this tier: \"emergency-only\" (only a declared emergency, which is issued at once, alerted, reviewed and limited per day), \"any\" (like an SSO login) or \"off\" (nothing)."),
+    key("tiers", "ssh_key_login", "string", Value("\"emergency-only\""), "What a login made with an SSH key (breakglass login --ssh-key) may do in this tier: \"emergency-only\" (only a declared emergency, which is issued at once, alerted, reviewed and limited per day; no approvals), \"any\" (like an SSO login, approvals included) or \"off\" (no request, no approval)."),
     // [notifications]
     key("notifications", "timeout", "duration", Value("\"5s\""), "Longest one webhook POST may take, connect and answer (100ms to 2m)."),
     key("notifications", "retries", "integer", Value("3"), "Further attempts after a failed POST (0 to 20)."),
