@@ -12,7 +12,7 @@
 //! lifetime rules), with the client CA's mark of an SSH-key login in its subject, which
 //! each tier's `ssh_key_login` holds it to ([`crate::policy::SshKeyLogin`]).
 //!
-//! The armored signature is parsed by `ssh-key` (`SshSig::from_pem`), size-capped first.
+//! The signature itself is checked in [`crate::ssh_signature`] (no state: fuzzed on its own).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
@@ -20,20 +20,15 @@ use std::time::{Duration, SystemTime};
 use breakglass_proto::audit::event::{ClientCertificateIssued, SshKeyAdded, SshKeyRemoved};
 use breakglass_proto::audit::{Actor, Event, EventKind, Timestamp};
 use breakglass_proto::enrollment::HOST_IDENTITY_PREFIX;
-use breakglass_proto::ssh_login::{self, SSH_KEY_METHOD, SSH_LOGIN_NAMESPACE};
+use breakglass_proto::ssh_login::{self, SSH_KEY_METHOD};
 use breakglass_proto::text;
 use breakglass_proto::v1::{LoginResponse, SshKeyResponse};
-use ssh_key::{Algorithm, HashAlg, PublicKey, SshSig};
+use ssh_key::{HashAlg, PublicKey};
 
 use super::Enrollment;
 use crate::client_ca::ClientCaError;
 use crate::error::{EnrollmentError, Error};
 use crate::policy::Caller;
-
-/// Largest armored signature accepted (an RSA-4096 SSHSIG is about 1.2 KiB).
-pub const MAX_SIGNATURE_BYTES: usize = 16 * 1024;
-/// The user-presence flag of a FIDO2 signature (the key was touched).
-const USER_PRESENT: u8 = 0x01;
 
 impl Enrollment {
     /// Refuses when no identity has an enrolled SSH key (a login could not succeed).
@@ -114,25 +109,7 @@ impl Enrollment {
         nonce: &str,
         armored: &str,
     ) -> Result<(String, String), String> {
-        if armored.len() > MAX_SIGNATURE_BYTES {
-            return Err(format!(
-                "the signature is {} bytes, more than {MAX_SIGNATURE_BYTES}",
-                armored.len()
-            ));
-        }
-        let sig = SshSig::from_pem(armored.trim()).map_err(|e| {
-            format!(
-                "the signature is not an SSHSIG signature as `ssh-keygen -Y sign` writes it ({e})"
-            )
-        })?;
-        if sig.namespace() != SSH_LOGIN_NAMESPACE {
-            return Err(format!(
-                "the signature was made for namespace {:?}, not {SSH_LOGIN_NAMESPACE:?}: a \
-                 signature made for anything else never logs in; use `breakglass login --ssh-key FILE`",
-                sig.namespace()
-            ));
-        }
-        let key = PublicKey::from(sig.public_key().clone());
+        let key = crate::ssh_signature::verify_login(armored, &self.tls_ca_fingerprint, nonce)?;
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         let line = ssh_login::key_text(&key)?;
         let identity = self
@@ -152,16 +129,6 @@ impl Enrollment {
                      enrolls it with `breakglass-ca identity add-key ID --key FILE.pub`)"
                 )
             })?;
-        ssh_login::check_key(&key)?;
-        let challenge = ssh_login::challenge(&self.tls_ca_fingerprint, nonce);
-        key.verify(SSH_LOGIN_NAMESPACE, challenge.as_bytes(), &sig)
-            .map_err(|e| {
-                format!(
-                    "the signature by {fingerprint} does not verify over this daemon's challenge \
-                     for this nonce ({e})"
-                )
-            })?;
-        require_user_presence(&sig)?;
         Ok((identity, fingerprint))
     }
 
@@ -324,22 +291,4 @@ fn check_person(identity: &str) -> Result<&str, Error> {
         ));
     }
     Ok(identity)
-}
-
-/// A FIDO2 signature must carry the user-presence flag (the key was touched), as OpenSSH
-/// requires by default.
-fn require_user_presence(sig: &SshSig) -> Result<(), String> {
-    match sig.algorithm() {
-        Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => {
-            let data = sig.signature().as_bytes();
-            // The flags byte comes before the 4-byte counter at the end.
-            let flags = data.len().checked_sub(5).and_then(|i| data.get(i));
-            if flags.is_some_and(|f| f & USER_PRESENT != 0) {
-                Ok(())
-            } else {
-                Err("the security key signed without a touch (no user presence): sign again and touch the key".into())
-            }
-        }
-        _ => Ok(()),
-    }
 }
