@@ -35,16 +35,26 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(key_text(&again).as_deref(), Ok(line.as_str()));
     }
     if text.len() <= 256 {
-        let sig = SshSig::sign(ca_key(), SSH_LOGIN_NAMESPACE, HashAlg::Sha512, challenge(DAEMON, text).as_bytes())
-            .expect("the fuzz key signs")
-            .to_pem(LineEnding::LF)
-            .expect("a signature prints");
+        let sig = SshSig::sign(
+            ca_key(),
+            SSH_LOGIN_NAMESPACE,
+            HashAlg::Sha512,
+            challenge(DAEMON, text).as_bytes(),
+        )
+        .expect("the fuzz key signs")
+        .to_pem(LineEnding::LF)
+        .expect("a signature prints");
         let key = verify_login(&sig, DAEMON, text).expect("what the fuzz key signs verifies");
         assert_eq!(key.key_data(), ca_key().public_key().key_data());
-        let other = SshSig::sign(ca_key(), "file", HashAlg::Sha512, challenge(DAEMON, text).as_bytes())
-            .expect("the fuzz key signs")
-            .to_pem(LineEnding::LF)
-            .expect("a signature prints");
+        let other = SshSig::sign(
+            ca_key(),
+            "file",
+            HashAlg::Sha512,
+            challenge(DAEMON, text).as_bytes(),
+        )
+        .expect("the fuzz key signs")
+        .to_pem(LineEnding::LF)
+        .expect("a signature prints");
         assert!(verify_login(&other, DAEMON, text).is_err());
     }
 });
