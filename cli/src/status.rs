@@ -205,6 +205,7 @@ impl Status {
                 certificate_file: c.file.display().to_string(),
                 expires_at: time(c.not_after),
                 expires_in_seconds: seconds_until(c.not_after),
+                ssh_key_login: c.ssh_key_login,
             }),
             grants: self.grants.iter().map(GrantOut::from).collect(),
             pending: self.pending.iter().map(RequestOut::from).collect(),

@@ -221,6 +221,13 @@ async fn a_key_held_only_by_ssh_agent_logs_in_for_an_emergency_and_not_for_a_nor
             && text.contains("with an SSH key"),
         "{text}"
     );
+    assert!(
+        status
+            .json()
+            .credential
+            .expect("a credential")
+            .ssh_key_login
+    );
     let left = status.credential.as_ref().unwrap().not_after - now();
     assert!(
         (12 * 3600 - 120..=12 * 3600).contains(&left),
