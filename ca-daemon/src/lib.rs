@@ -59,6 +59,7 @@ pub mod revocation;
 pub mod server;
 pub mod service;
 pub mod snapshot;
+pub mod ssh_signature;
 pub mod state;
 pub mod systemd;
 pub mod tls;

@@ -17,6 +17,17 @@ const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
 const EX_IOERR: u8 = 74;
 
+/// An admin command's text on stdout, or its error.
+fn printed(r: Result<String, breakglass_ca::admin::AdminError>) -> ExitCode {
+    match r {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("breakglass-ca: {msg}");
     ExitCode::from(code)
@@ -59,6 +70,12 @@ fn main() -> ExitCode {
                 }
                 Err(e) => fail(e.exit_code(), e),
             }
+        }
+        Command::Identity(breakglass_ca::admin::IdentityCmd::AddKey(args)) => {
+            printed(rt.block_on(breakglass_ca::admin::identity_key(&args, true)))
+        }
+        Command::Identity(breakglass_ca::admin::IdentityCmd::RemoveKey(args)) => {
+            printed(rt.block_on(breakglass_ca::admin::identity_key(&args, false)))
         }
         Command::Audit(cmd) => {
             use breakglass_ca::audit_transfer::{self, AuditCmd};

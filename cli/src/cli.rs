@@ -66,9 +66,10 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Log in with your organisation's identity provider (OpenID Connect): a new key here,
-    /// a short-lived client certificate for it from the daemon, and a client config that
-    /// every other command then uses
+    /// Log in with your organisation's identity provider (OpenID Connect), or with an
+    /// enrolled SSH key when it is down (--ssh-key): a new key here, a short-lived client
+    /// certificate for it from the daemon, and a client config that every other command
+    /// then uses
     Login(crate::login::session::LoginArgs),
     /// Show the identity and groups the daemon sees for you (the one call open to an
     /// identity the daemon's config does not list: ask its operators to add it)

@@ -141,6 +141,7 @@ pub const KEYS: &[Key] = &[
     key("identities", "id", "string", Required, "The identity in the client certificate (a SPIFFE ID, an e-mail address, or host://NAME)."),
     key("identities", "groups", "list of strings", Value("[]"), "Its groups, which rules, tiers and the settings above name."),
     key("identities", "owner", "string", Derived("the identity is its own owner"), "The person behind it: nobody approves or reviews their own request, not even through a second identity of the same owner."),
+    key("identities", "ssh_keys", "list of strings", Value("[]"), "OpenSSH public keys (\"sk-ssh-ed25519@openssh.com AAAA...\"; ed25519, ecdsa, rsa of 2048 bits or more, and FIDO2 sk- keys; not DSA) that log the identity in with breakglass login --ssh-key, the break-glass login that needs no OpenID provider. A key belongs to one identity."),
     // [[admin_users]]
     key("admin_users", "user", "string", Required, "A local Unix user name, as the admin socket sees the caller."),
     key("admin_users", "groups", "list of strings", Value("[]"), "Its groups."),
@@ -163,6 +164,7 @@ pub const KEYS: &[Key] = &[
     key("tiers", "drill", "boolean", Value("false"), "A drill tier: matches only drill requests (breakglass drill), issues without approval, never an emergency."),
     key("tiers", "recorder", "string", Value("\"/usr/libexec/breakglass/breakglass-record\""), "Absolute path of the session recorder on hosts; a session_recording tier's certificates run it as their force-command."),
     key("tiers", "record_input", "boolean", Value("false"), "The recorder also records what the user types (asciicast i events; only with session_recording = true)."),
+    key("tiers", "ssh_key_login", "string", Value("\"emergency-only\""), "What a login made with an SSH key (breakglass login --ssh-key) may do in this tier: \"emergency-only\" (only a declared emergency, which is issued at once, alerted, reviewed and limited per day; no approvals), \"any\" (like an SSO login, approvals included) or \"off\" (no request, no approval)."),
     // [notifications]
     key("notifications", "timeout", "duration", Value("\"5s\""), "Longest one webhook POST may take, connect and answer (100ms to 2m)."),
     key("notifications", "retries", "integer", Value("3"), "Further attempts after a failed POST (0 to 20)."),
@@ -215,6 +217,7 @@ pub const KEYS: &[Key] = &[
     key("enrollment", "host_certificate_ttl", "duration", Value("\"30d\""), "Lifetime of a host's client certificate, enrolled or renewed (1h to 400d); host renew renews it when less than a third is left."),
     key("enrollment", "token_ttl", "duration", Value("\"1h\""), "How long a join token stays usable when token create gives no --ttl (1m to max_token_ttl)."),
     key("enrollment", "max_token_ttl", "duration", Value("\"7d\""), "Longest --ttl token create may ask for (1m to 30d)."),
+    key("enrollment", "login_nonce_ttl", "duration", Value("\"10m\""), "How long the one-time nonce of a breakglass login (OpenID Connect or SSH key) stays usable (1s to 1h)."),
     // [postgres]
     key("postgres", "url", "string", Required, "libpq-style connection URL; several hosts are tried in order, and with target_session_attrs=read-write only a primary is used, e.g. \"postgresql://breakglass@db1:5432,db2:5432/breakglass?target_session_attrs=read-write\". Never logged with its password."),
     key("postgres", "password_file", "path", Derived("the URL's password, if any"), "File holding the role's password (mode 0600); it wins over a password in the URL."),

@@ -28,14 +28,14 @@ pub mod recordings;
 pub mod server;
 
 pub use self::audit::{AuditBackend, AuditSettings, RevocationSettings};
-pub use self::enrollment::EnrollmentSettings;
+pub use self::enrollment::{DEFAULT_LOGIN_NONCE_TTL, EnrollmentSettings};
 pub use self::field::ConfigError;
 pub use self::identities::{
     ADMIN_SOCKET_NAMESPACE, AdminUser, Identity, check_identity, is_admin_socket_identity,
 };
 pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{MAX_REFUSALS_PER_HOUR, NotifySettings, RefusalSettings};
-pub use self::oidc::OidcSettings;
+pub use self::oidc::{DEFAULT_LOGIN_TTL, OidcSettings};
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
 pub use self::recordings::RecordingSettings;
 pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};

@@ -484,6 +484,19 @@ pub enum Error {
     /// An enrollment or identity call failed ([`EnrollmentError`]).
     #[error("{0}")]
     Enrollment(EnrollmentError),
+    /// A login made with an SSH key asked for a tier that does not take it (its
+    /// `ssh_key_login`).
+    #[error(
+        "this login was made with an SSH key (the break-glass login); tier `{tier}` {}: \
+         run `breakglass login` to log in with SSO",
+        if *.emergency_only { "takes it only for a declared emergency (--emergency)" } else { "needs an SSO login" }
+    )]
+    LoginMethod {
+        /// The tier.
+        tier: String,
+        /// The tier takes SSH-key logins for declared emergencies.
+        emergency_only: bool,
+    },
 }
 
 /// " and get N approval(s) from G" when a tier needs approvals.
@@ -540,6 +553,7 @@ impl Error {
             | Error::TtlOverTier { .. }
             | Error::EmergencyNotAllowed { .. }
             | Error::EmergencyQuotaSpent { .. }
+            | Error::LoginMethod { .. }
             | Error::KeyRevoked { .. }
             | Error::SelfApproval { .. }
             | Error::SelfDenial(_)
@@ -607,6 +621,7 @@ impl Error {
             | Error::TtlOverTier { .. }
             | Error::EmergencyNotAllowed { .. }
             | Error::EmergencyQuotaSpent { .. }
+            | Error::LoginMethod { .. }
             | Error::KeyRevoked { .. } => Some(REFUSED_BY_POLICY),
             Error::RequestDenied { .. } => Some(REFUSED_BY_APPROVER),
             _ => None,

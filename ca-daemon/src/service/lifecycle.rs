@@ -394,6 +394,15 @@ impl Service {
                 },
             )),
             Settle::Deny if own => Some((RefusalKind::SelfApproval, Error::SelfDenial(id))),
+            // An approval is no emergency: a login made with an SSH key approves only where
+            // the tier takes such logins for anything (`ssh_key_login = "any"`).
+            Settle::Approve if who.ssh_key_login && !tier.ssh_key_login.allows(false) => Some((
+                RefusalKind::LoginMethod,
+                Error::LoginMethod {
+                    tier: tier.name.clone(),
+                    emergency_only: false,
+                },
+            )),
             Settle::Approve | Settle::Deny => tier
                 .require_approver(who, how.action())
                 .err()
