@@ -149,6 +149,46 @@ async fn three_daemons_on_one_database_serve_64_concurrent_requesters_into_one_l
     in_log.sort_unstable();
     received.sort_unstable();
     assert_eq!(in_log, received, "each received certificate's grant, once");
+
+    // `breakglass audit verify --remote` against any daemon verifies the whole log: the
+    // entries all three daemons wrote (64 grants, a third from each), under one checkpoint.
+    let log_pub = keys.join("log.pub");
+    for (n, d) in daemons.iter().enumerate() {
+        let report = breakglass_cli::audit::verify_remote(
+            &d.target("auditor"),
+            Some(&log_pub),
+            None,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("audit verify --remote against daemon {n}: {e}"));
+        assert!(
+            report.contains(&format!("checkpoint: {size} events")),
+            "daemon {n}: {report}"
+        );
+        assert!(
+            report.contains(&format!("grant_issued {}", received.len())),
+            "daemon {n} serves every daemon's grants: {report}"
+        );
+        // The same through the command line (`--key` is the log's key there).
+        let cfg = d.client_config(&format!("auditor-{n}"), "auditor");
+        let (cfg_s, key_s) = (cfg.display().to_string(), log_pub.display().to_string());
+        let argv = [
+            "breakglass",
+            "--config",
+            &cfg_s,
+            "audit",
+            "verify",
+            "--remote",
+            "--key",
+            &key_s,
+        ];
+        breakglass_cli::cli::run(
+            <breakglass_cli::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("breakglass audit verify --remote against daemon {n}: {e}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
