@@ -151,7 +151,7 @@ impl Bench {
 }
 
 /// The daemon's `[audit] syslog_socket` set to `socket` in its config file.
-fn point_syslog_at(config: &Path, socket: &Path) -> Result<(), String> {
+pub(crate) fn point_syslog_at(config: &Path, socket: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
     let from = "syslog_socket = \"/dev/log\"";
     if !text.contains(from) {
@@ -166,7 +166,7 @@ fn point_syslog_at(config: &Path, socket: &Path) -> Result<(), String> {
 }
 
 /// A syslog socket that reads and counts the daemon's lines on its own thread.
-struct SyslogSink {
+pub(crate) struct SyslogSink {
     path: PathBuf,
     stop: Arc<AtomicBool>,
     lines: Arc<AtomicU64>,
@@ -174,7 +174,7 @@ struct SyslogSink {
 }
 
 impl SyslogSink {
-    fn bind(path: &Path) -> Result<Self, String> {
+    pub(crate) fn bind(path: &Path) -> Result<Self, String> {
         let sock = UnixDatagram::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .map_err(|e| e.to_string())?;
@@ -200,7 +200,7 @@ impl SyslogSink {
         })
     }
 
-    fn stop(&mut self) -> u64 {
+    pub(crate) fn stop(&mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -216,7 +216,7 @@ impl Drop for SyslogSink {
 }
 
 /// `n` fresh Ed25519 user keys, in OpenSSH text.
-fn user_keys(n: usize) -> Result<Vec<String>, String> {
+pub(crate) fn user_keys(n: usize) -> Result<Vec<String>, String> {
     (0..n)
         .map(|_| {
             PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
@@ -226,7 +226,7 @@ fn user_keys(n: usize) -> Result<Vec<String>, String> {
         .collect()
 }
 
-fn request(key: &str, ttl: Duration) -> RequestCertificateRequest {
+pub(crate) fn request(key: &str, ttl: Duration) -> RequestCertificateRequest {
     RequestCertificateRequest {
         public_key: key.to_owned(),
         principals: vec!["bgbench".into()],
@@ -324,7 +324,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
 }
 
 /// The CPU count and model of this machine.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -476,7 +476,7 @@ fn baseline(label: &str, count: usize, start: Instant) -> Series {
     }
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 

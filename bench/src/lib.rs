@@ -9,6 +9,8 @@
 //!   replay;
 //! - [`state_memory`] (`state-bench`): the daemon's memory while it issues many
 //!   certificates, short- or long-lived;
+//! - [`pg`] (`pg-bench`): issuance on the PostgreSQL audit backend, 1 and 3 daemons,
+//!   beside the embedded log, and the cross-daemon approval latency;
 //! - [`startup`] (`startup-bench`): time to serving and memory of the daemon with a long
 //!   generated history (10 million events by default).
 //!
@@ -21,6 +23,7 @@ pub mod child;
 pub mod fanout;
 pub mod idle;
 pub mod issuance;
+pub mod pg;
 pub mod startup;
 pub mod state_memory;
 
