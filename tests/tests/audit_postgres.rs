@@ -154,14 +154,10 @@ async fn three_daemons_on_one_database_serve_64_concurrent_requesters_into_one_l
     // entries all three daemons wrote (64 grants, a third from each), under one checkpoint.
     let log_pub = keys.join("log.pub");
     for (n, d) in daemons.iter().enumerate() {
-        let report = breakglass_cli::audit::verify_remote(
-            &d.target("auditor"),
-            Some(&log_pub),
-            None,
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("audit verify --remote against daemon {n}: {e}"));
+        let report =
+            breakglass_cli::audit::verify_remote(&d.target("auditor"), Some(&log_pub), None, None)
+                .await
+                .unwrap_or_else(|e| panic!("audit verify --remote against daemon {n}: {e}"));
         assert!(
             report.contains(&format!("checkpoint: {size} events")),
             "daemon {n}: {report}"
