@@ -13,7 +13,7 @@
 //! it already blocks on `fdatasync` with the embedded backend, and its callers wait for it.
 
 use breakglass_proto::audit::{Checkpoint, Frontier, NoteSigner};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use super::connect::connect;
 use super::error::PgError;
@@ -35,11 +35,40 @@ pub(crate) struct Batch {
 /// Longest span of entries read to catch up in one go (the rest on the next try).
 const CATCH_UP_MAX: i64 = 50_000;
 
+/// The batch's statements, prepared once per connection: a batch then costs two round
+/// trips (`BEGIN` with the head's lock, the append with `COMMIT`, each pair pipelined),
+/// not one or two per statement.
+#[derive(Clone)]
+struct Prepared {
+    /// The head row, taken `FOR UPDATE`.
+    lock: Statement,
+    /// The entries, the checkpoint, the head moved and the notification, in one statement.
+    append: Statement,
+}
+
+/// Takes the head row (the lock that orders every writer of the log).
+const LOCK_HEAD: &str = "SELECT size, frontier FROM audit_head FOR UPDATE";
+
+/// Appends a batch: $1 the indices, $2 the leaves, $3 the new size, $4 its signed
+/// checkpoint, $5 the new frontier, $6 the notification's payload (the new size).
+fn append_sql() -> String {
+    format!(
+        "WITH entries AS (INSERT INTO audit_entries (idx, leaf) \
+             SELECT * FROM unnest($1::bigint[], $2::bytea[])), \
+         checkpoint AS (INSERT INTO audit_checkpoints (size, note) VALUES ($3::bigint, $4::text)), \
+         head AS (UPDATE audit_head SET size = $3::bigint, frontier = $5::bytea, checkpoint = $4::text) \
+         SELECT pg_notify('{}', $6::text)",
+        super::listen::CHANNEL
+    )
+}
+
 /// The writer's connection to the database.
 pub(crate) struct Sequencer {
     rt: tokio::runtime::Runtime,
     settings: PostgresSettings,
     client: Option<Client>,
+    /// The statements prepared on `client`.
+    prepared: Option<Prepared>,
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -66,6 +95,7 @@ impl Sequencer {
             rt,
             settings,
             client: None,
+            prepared: None,
         })
     }
 
@@ -73,15 +103,27 @@ impl Sequencer {
     fn client(&mut self) -> Result<&mut Client, PgError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
+            self.prepared = None;
             let settings = self.settings.clone();
-            let client = self.rt.block_on(async move {
+            let (client, prepared) = self.rt.block_on(async move {
                 let mut c = connect(&settings).await?;
                 migrate(&mut c).await?;
-                Ok::<_, PgError>(c)
+                let prepared = Prepared {
+                    lock: c
+                        .prepare(LOCK_HEAD)
+                        .await
+                        .map_err(|e| PgError::statement("preparing the head's lock", &e))?,
+                    append: c
+                        .prepare(&append_sql())
+                        .await
+                        .map_err(|e| PgError::statement("preparing the batch's append", &e))?,
+                };
+                Ok::<_, PgError>((c, prepared))
             })?;
             tracing::info!(url = %crate::config::postgres::redacted_url(&self.settings.url),
                 "connected to the PostgreSQL audit database");
             self.client = Some(client);
+            self.prepared = Some(prepared);
         }
         self.client.as_mut().ok_or_else(|| PgError::Statement {
             what: "connecting".into(),
@@ -193,14 +235,14 @@ impl Sequencer {
     /// open on this connection until [`append`](Self::append) commits it or
     /// [`abort`](Self::abort) ends it.
     pub fn lock_head(&mut self) -> Result<(u64, Option<Frontier>), PgError> {
-        self.with_client(async |c| {
-            c.batch_execute("BEGIN")
-                .await
-                .map_err(|e| PgError::statement("starting the batch", &e))?;
-            let head = c
-                .query_one("SELECT size, frontier FROM audit_head FOR UPDATE", &[])
-                .await
-                .map_err(|e| PgError::statement("locking the head row", &e))?;
+        let lock = self.prepared()?.lock;
+        self.with_client(async move |c| {
+            // One round trip: requests go out in the order first polled (`biased`).
+            let c = &*c;
+            let (begun, head) =
+                tokio::join!(biased; c.batch_execute("BEGIN"), c.query_one(&lock, &[]));
+            begun.map_err(|e| PgError::statement("starting the batch", &e))?;
+            let head = head.map_err(|e| PgError::statement("locking the head row", &e))?;
             let size = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
             let nodes: Vec<u8> = head.get(1);
             Ok((size, frontier_of(size, &nodes)))
@@ -222,35 +264,30 @@ impl Sequencer {
         note: &str,
     ) -> Result<(), PgError> {
         let idx: Vec<i64> = (first..).take(leaves.len()).map(to_i64).collect();
+        let append = self.prepared()?.append;
+        let (size, frontier) = (to_i64(after.size()), frontier_bytes(after));
+        let payload = after.size().to_string();
         self.with_client(async move |c| {
-            c.execute(
-                "INSERT INTO audit_entries (idx, leaf) \
-                 SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-                &[&idx, &leaves],
-            )
-            .await
-            .map_err(|e| PgError::statement("inserting the batch's entries", &e))?;
-            c.execute(
-                "INSERT INTO audit_checkpoints (size, note) VALUES ($1, $2)",
-                &[&to_i64(after.size()), &note],
-            )
-            .await
-            .map_err(|e| PgError::statement("inserting the batch's checkpoint", &e))?;
-            c.execute(
-                "UPDATE audit_head SET size = $1, frontier = $2, checkpoint = $3",
-                &[&to_i64(after.size()), &frontier_bytes(after), &note],
-            )
-            .await
-            .map_err(|e| PgError::statement("moving the head row", &e))?;
-            c.execute(
-                &format!("SELECT pg_notify('{}', $1)", super::listen::CHANNEL),
-                &[&after.size().to_string()],
-            )
-            .await
-            .map_err(|e| PgError::statement("notifying the other daemons", &e))?;
-            c.batch_execute("COMMIT")
-                .await
-                .map_err(|e| PgError::statement("committing the batch", &e))
+            // One round trip: the append, then `COMMIT` (sent in this order, `biased`).
+            // A failed append makes the `COMMIT` a rollback; it is reported as the failure.
+            let c = &*c;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+                [&idx, &leaves, &size, &note, &frontier, &payload];
+            let (appended, committed) = tokio::join!(biased;
+                c.execute(&append, &params),
+                c.batch_execute("COMMIT"),
+            );
+            appended.map_err(|e| PgError::statement("appending the batch", &e))?;
+            committed.map_err(|e| PgError::statement("committing the batch", &e))
+        })
+    }
+
+    /// The statements prepared on the connection (made when there is none or it broke).
+    fn prepared(&mut self) -> Result<Prepared, PgError> {
+        self.client()?;
+        self.prepared.clone().ok_or_else(|| PgError::Statement {
+            what: "preparing the batch's statements".into(),
+            reason: "no connection".into(),
         })
     }
 
@@ -306,29 +343,40 @@ async fn missing(
         )
         .await
         .map_err(|e| PgError::statement("reading checkpoints to catch up", &e))?;
-    let mut batches = Vec::new();
-    let mut start = from;
+    // The whole batches within CATCH_UP_MAX entries (at least one), and their entries in
+    // one query, not one per batch: the catch-up runs while the head row is held.
+    let mut closes: Vec<(u64, String)> = Vec::new();
     for row in cps {
         let end = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        if !batches.is_empty() && to_i64(end - from) > CATCH_UP_MAX {
+        if !closes.is_empty() && to_i64(end - from) > CATCH_UP_MAX {
             break;
         }
-        let rows = c
-            .query(
-                "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-                &[&to_i64(start), &to_i64(end)],
-            )
-            .await
-            .map_err(|e| PgError::statement("reading entries to catch up", &e))?;
-        if rows.len() as u64 != end - start {
-            return Err(PgError::Damaged(format!(
-                "entries {start} to {end} are not all in the database"
-            )));
-        }
+        closes.push((end, row.get(1)));
+    }
+    let until = closes.last().map_or(from, |(end, _)| *end);
+    let rows = c
+        .query(
+            "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            &[&to_i64(from), &to_i64(until)],
+        )
+        .await
+        .map_err(|e| PgError::statement("reading entries to catch up", &e))?;
+    if rows.len() as u64 != until - from {
+        return Err(PgError::Damaged(format!(
+            "entries {from} to {until} are not all in the database"
+        )));
+    }
+    let mut leaves = rows.iter().map(|r| r.get::<_, Vec<u8>>(1));
+    let mut batches = Vec::new();
+    let mut start = from;
+    for (end, note) in closes {
         batches.push(Batch {
             first: start,
-            leaves: rows.iter().map(|r| r.get(1)).collect(),
-            note: row.get(1),
+            leaves: leaves
+                .by_ref()
+                .take(usize::try_from(end - start).unwrap_or(0))
+                .collect(),
+            note,
         });
         start = end;
     }
