@@ -892,3 +892,64 @@ async fn the_cli_moves_to_the_next_daemon_when_one_is_killed_and_resumes_its_wai
     b.stop().await;
     drop(cluster);
 }
+
+/// A join token given to two daemons of one log at the same moment (the same token in two
+/// `host enroll` runs, one against each): one host is enrolled, the other is told the token
+/// was used already. Three rounds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_token_enrolls_one_host_even_when_two_daemons_take_it_at_once() {
+    use breakglass_ca::admin::{self, AdminSocket, TokenCreateArgs};
+    use breakglass_cli::host::enroll::{self, EnrollArgs};
+
+    if !PgCluster::available("one join token raced on two daemons on PostgreSQL") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let a = TestDaemon::start_with(|c| on_postgres(c, &url, None)).await;
+    let keys = a.path().to_owned();
+    let b = TestDaemon::start_with(|c| same_tls_as(on_postgres(c, &url, Some(&keys)), &keys)).await;
+    // B serves with A's TLS files (its own tls/ca.pem is not used).
+    let fp = a.tls_ca_fingerprint();
+    for round in 0..3 {
+        let created = admin::token_create(&TokenCreateArgs {
+            host: format!("db-{round}"),
+            ttl: None,
+            count: 1,
+            socket: AdminSocket {
+                config: a.path().join(breakglass_ca::init::CONFIG_FILE),
+                socket: Some(a.admin_socket.clone()),
+            },
+        })
+        .await
+        .expect("token create");
+        let token = created.out.lines().next().expect("a token").to_owned();
+        let (ha, hb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let args = |h: &tempfile::TempDir| EnrollArgs {
+            token: token.clone(),
+            ca_fingerprint: fp.clone(),
+            dir: h.path().join("etc"),
+            ca_keys: h.path().join("ca.pub"),
+            krl: h.path().join("revoked.krl"),
+            witness_state: h.path().join("witness"),
+        };
+        let (on_a, on_b) = (args(&ha), args(&hb));
+        let (server_a, server_b) = (a.bare_server(), b.bare_server());
+        let (ra, rb) = tokio::join!(
+            enroll::enroll(&on_a, &server_a),
+            enroll::enroll(&on_b, &server_b),
+        );
+        let (ok, refused) = match (&ra, &rb) {
+            (Ok(_), Err(e)) | (Err(e), Ok(_)) => (1, e.to_string()),
+            _ => panic!("round {round}: not one enrollment: {ra:?} / {rb:?}"),
+        };
+        assert_eq!(ok, 1);
+        assert!(
+            refused.contains("was used already"),
+            "round {round}: {refused}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+    drop(cluster);
+}
