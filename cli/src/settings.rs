@@ -128,9 +128,10 @@ impl Overrides {
         }
     }
 
-    /// Merges flags/env with the config file into a connection target.
-    pub fn resolve(&self) -> Result<Target, CliError> {
-        let file = self.client_file()?;
+    /// The daemons' addresses in the order to try them: the flags' (`--server`, repeated),
+    /// else `file`'s `server` then its `servers`; each once.
+    #[must_use]
+    pub fn servers(&self, file: &ClientFile) -> Vec<String> {
         let mut servers: Vec<String> = match &self.server {
             Some(first) => std::iter::once(first.clone())
                 .chain(self.fallbacks.iter().cloned())
@@ -144,6 +145,13 @@ impl Overrides {
         };
         let mut seen = std::collections::HashSet::new();
         servers.retain(|s| seen.insert(s.clone()));
+        servers
+    }
+
+    /// Merges flags/env with the config file into a connection target.
+    pub fn resolve(&self) -> Result<Target, CliError> {
+        let file = self.client_file()?;
+        let mut servers = self.servers(&file);
         let Some(server) = servers.first().cloned() else {
             return Err(CliError::Usage(
                 "no server given: pass --server https://HOST:PORT (or BREAKGLASS_SERVER, or a client config file with --config)".into(),
