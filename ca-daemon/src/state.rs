@@ -55,8 +55,9 @@ pub enum RequestStatus {
 /// One access request and what happened to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
-    /// The request as created.
-    pub created: RequestCreated,
+    /// The request as created (boxed: the maps of the state hold small values, so that
+    /// their nodes' free slots cost little per live request).
+    pub created: Box<RequestCreated>,
     /// When it was created.
     pub created_at: Timestamp,
     /// Approvals so far: approver, comment, time.
@@ -89,16 +90,16 @@ pub struct Session {
 /// One issued certificate and what happened to it since.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
-    /// The issuing event.
-    pub issued: GrantIssued,
+    /// The issuing event (boxed, as [`Request::created`]).
+    pub issued: Box<GrantIssued>,
     /// When it was issued.
     pub issued_at: Timestamp,
     /// Leaf index of the issuing event.
     pub index: LeafIndex,
-    /// Revocation: who, why, when.
-    pub revoked: Option<(Actor, String, Timestamp)>,
-    /// Review: verdict, reviewer, comment, when.
-    pub review: Option<(ReviewVerdict, Actor, String, Timestamp)>,
+    /// Revocation: who, why, when (boxed: most grants have none).
+    pub revoked: Option<Box<(Actor, String, Timestamp)>>,
+    /// Review: verdict, reviewer, comment, when (boxed: most grants have none).
+    pub review: Option<Box<(ReviewVerdict, Actor, String, Timestamp)>>,
     /// Sessions reported by hosts, by `host/session id`.
     pub sessions: BTreeMap<String, Session>,
     /// The drill report of a drill grant: passed, when.
@@ -231,7 +232,7 @@ impl State {
                 self.requests.insert(
                     r.request_id,
                     Request {
-                        created: r.clone(),
+                        created: Box::new(r.clone()),
                         created_at: at,
                         approvals: Vec::new(),
                         status: RequestStatus::Pending,
@@ -289,7 +290,7 @@ impl State {
                 self.grants.insert(
                     g.grant_id,
                     Grant {
-                        issued: (**g).clone(),
+                        issued: g.clone(),
                         issued_at: at,
                         index,
                         revoked: None,
@@ -310,7 +311,7 @@ impl State {
                         g.revoked_index = Some(index);
                     }
                     g.revoked
-                        .get_or_insert((event.actor.clone(), r.reason.clone(), at));
+                        .get_or_insert_with(|| Box::new((event.actor.clone(), r.reason.clone(), at)));
                 }
                 if let Some(key) = &r.revoked_key {
                     self.revoked_keys
@@ -327,7 +328,12 @@ impl State {
             EventKind::GrantReviewed(r) => {
                 if let Some(g) = self.grants.get_mut(&r.grant_id) {
                     let before = release_of_grant(g);
-                    g.review = Some((r.verdict, event.actor.clone(), r.comment.clone(), at));
+                    g.review = Some(Box::new((
+                        r.verdict,
+                        event.actor.clone(),
+                        r.comment.clone(),
+                        at,
+                    )));
                     let after = release_of_grant(g);
                     self.requeue(Held::Grant(r.grant_id), before, after);
                 }

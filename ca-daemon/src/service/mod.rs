@@ -42,7 +42,6 @@ use crate::refusal::Refusals;
 use crate::state::{self, State};
 
 pub mod grants;
-mod kept;
 pub mod lifecycle;
 mod past;
 pub mod refusals;
@@ -67,8 +66,6 @@ pub struct Service {
     changes: watch::Sender<u64>,
     /// Serialises transitions of existing requests.
     transitions: tokio::sync::Mutex<()>,
-    /// Certificates issued (or signed again) and still valid, for the requester to fetch.
-    issued: Mutex<kept::Kept>,
     /// Refusal settings and bookkeeping (see [`crate::refusal`]).
     pub(crate) refusals: Refusals,
     /// What the metrics listener reports (see [`crate::metrics`]).
@@ -187,7 +184,6 @@ impl Service {
             notifier: Notifier::new(config.notifications.clone()),
             changes: watch::channel(0).0,
             transitions: tokio::sync::Mutex::new(()),
-            issued: Mutex::new(kept::Kept::default()),
             refusals: Refusals::new(config.refusals.clone(), &config.identities),
             metrics: Metrics::default(),
             authenticator,

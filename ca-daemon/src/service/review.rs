@@ -148,7 +148,7 @@ impl Service {
         let (requester, tier) = {
             let st = self.state();
             let g = st.grants.get(&grant_id).ok_or(Error::NoGrant(grant_id))?;
-            if let Some((_, by, _, _)) = &g.review {
+            if let Some((_, by, _, _)) = g.review.as_deref() {
                 return Err(Error::AlreadyReviewed {
                     grant: grant_id,
                     by: by.clone(),

@@ -490,7 +490,7 @@ pub(super) fn review_item(
     recordings: &RecordingIndex,
 ) -> ReviewItem {
     let i = &g.issued;
-    let (verdict, reviewer, note, reviewed_at) = match &g.review {
+    let (verdict, reviewer, note, reviewed_at) = match g.review.as_deref() {
         Some((v, by, note, at)) => (
             match v {
                 ReviewVerdict::Accepted => "ok",

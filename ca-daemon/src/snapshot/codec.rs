@@ -111,7 +111,10 @@ impl Enc {
         }
     }
     fn request(&mut self, r: &Request) -> Result<(), String> {
-        self.event(r.created_at, EventKind::RequestCreated(r.created.clone()))?;
+        self.event(
+            r.created_at,
+            EventKind::RequestCreated((*r.created).clone()),
+        )?;
         self.len(r.approvals.len());
         for (a, comment, at) in &r.approvals {
             self.actor(a);
@@ -141,15 +144,15 @@ impl Enc {
     fn grant(&mut self, g: &Grant) -> Result<(), String> {
         self.event(
             g.issued_at,
-            EventKind::GrantIssued(Box::new(g.issued.clone())),
+            EventKind::GrantIssued(g.issued.clone()),
         )?;
         self.u64(g.index);
-        self.opt(g.revoked.as_ref(), |e, (by, reason, at)| {
+        self.opt(g.revoked.as_deref(), |e, (by, reason, at)| {
             e.actor(by);
             e.str(reason);
             e.ts(*at);
         });
-        self.opt(g.review.as_ref(), |e, (verdict, by, comment, at)| {
+        self.opt(g.review.as_deref(), |e, (verdict, by, comment, at)| {
             e.u8(match verdict {
                 ReviewVerdict::Accepted => 1,
                 ReviewVerdict::Rejected => 2,
@@ -404,17 +407,17 @@ impl<'a> Dec<'a> {
         let at = self.pos;
         Event::decode(self.bytes()?).map_err(|e| format!("event at byte {at}: {e}"))
     }
-    fn created(&mut self) -> Result<(Timestamp, RequestCreated), DecodeError> {
+    fn created(&mut self) -> Result<(Timestamp, Box<RequestCreated>), DecodeError> {
         let e = self.event()?;
         match e.kind {
-            EventKind::RequestCreated(c) => Ok((e.time, c)),
+            EventKind::RequestCreated(c) => Ok((e.time, Box::new(c))),
             other => Err(format!("a request holds a {} event", other.code().name())),
         }
     }
-    fn issued(&mut self) -> Result<(Timestamp, GrantIssued), DecodeError> {
+    fn issued(&mut self) -> Result<(Timestamp, Box<GrantIssued>), DecodeError> {
         let e = self.event()?;
         match e.kind {
-            EventKind::GrantIssued(g) => Ok((e.time, *g)),
+            EventKind::GrantIssued(g) => Ok((e.time, g)),
             other => Err(format!("a grant holds a {} event", other.code().name())),
         }
     }
@@ -483,14 +486,14 @@ impl<'a> Dec<'a> {
             issued,
             issued_at,
             index: self.u64()?,
-            revoked: self.opt(|d| Ok((d.actor()?, d.str()?, d.ts()?)))?,
+            revoked: self.opt(|d| Ok(Box::new((d.actor()?, d.str()?, d.ts()?))))?,
             review: self.opt(|d| {
                 let verdict = match d.u8()? {
                     1 => ReviewVerdict::Accepted,
                     2 => ReviewVerdict::Rejected,
                     v => return d.bad_tag("review verdict", v),
                 };
-                Ok((verdict, d.actor()?, d.str()?, d.ts()?))
+                Ok(Box::new((verdict, d.actor()?, d.str()?, d.ts()?)))
             })?,
             sessions: self.sessions()?,
             drill_report: self.opt(|d| Ok((d.bool()?, d.ts()?)))?,
