@@ -39,7 +39,7 @@ mod tests;
 /// File name of the snapshot in the audit directory.
 pub const SNAPSHOT_FILE: &str = "state.snapshot";
 /// Version of the snapshot format; a snapshot of another version is ignored (replayed).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"BGSTATE\n";
 /// Largest snapshot read (a bigger file is not one of ours).
 const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;

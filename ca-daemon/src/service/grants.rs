@@ -36,12 +36,12 @@ impl Service {
     ) -> Result<RequestCertificateResponse, Error> {
         let (created, approvers, disabled) = {
             let st = self.state();
-            let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
+            let r = st.request(id).ok_or(Error::NoRequest(id))?;
             if r.status != RequestStatus::Pending {
                 return Err(Error::NotPending(id));
             }
             let disabled = st.identities.disabled.get(&r.created.requester).cloned();
-            (r.created.clone(), self.approvers(r), disabled)
+            (r.created.clone(), self.approvers(&r), disabled)
         };
         if let Some(d) = disabled {
             // Approved after its requester was disabled: denied on the record, not issued.

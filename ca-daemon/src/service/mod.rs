@@ -405,10 +405,10 @@ impl Service {
         let (_, at) = now();
         let (created, approvers) = {
             let st = self.state();
-            let Some(r) = st.requests.get(&id) else {
+            let Some(r) = st.request(id) else {
                 return;
             };
-            (r.created.clone(), self.approvers(r))
+            (r.created.clone(), self.approvers(&r))
         };
         let urls = self
             .policy()

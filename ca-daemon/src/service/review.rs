@@ -186,7 +186,7 @@ impl Service {
             .ok_or_else(|| Error::Internal(format!("grant {grant_id} vanished")))?;
         Ok(review_item(
             g,
-            st.requests.get(&g.issued.request_id),
+            st.request(g.issued.request_id).as_deref(),
             &st.recordings,
         ))
     }

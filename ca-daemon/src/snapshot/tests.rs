@@ -309,7 +309,7 @@ fn an_expired_grant_leaves_memory_and_its_request_and_serial_with_it() {
     events.push(event(16, 0, 1, T0 + 600_000, 6));
     let st = replayed(&events);
     assert!(!st.grants.contains_key(&GrantId(1)));
-    assert!(!st.requests.contains_key(&RequestId(1)));
+    assert!(st.request(RequestId(1)).is_none());
     assert!(!st.serials.contains_key(&1001));
     assert!(st.revocations.is_empty());
     assert!(
@@ -328,7 +328,7 @@ fn an_expired_grant_leaves_memory_and_its_request_and_serial_with_it() {
     events.push(event(16, 0, 1, T0 + 25 * 3_600_000, 9));
     let st = replayed(&events);
     assert!(st.grants.is_empty());
-    assert_eq!(st.requests.len(), 1, "only the pending request is left");
+    assert_eq!(st.requests_held(), 1, "only the pending request is left");
     assert_eq!(st.expiry.len(), 0, "nothing else is held");
 }
 
@@ -357,7 +357,7 @@ fn memory_holds_live_grants_only_however_long_the_history() {
         most = most.max(st.grants.len());
     }
     assert!(most <= 60 + 120 + 2, "{most} grants held");
-    assert!(st.requests.len() <= 60 + 120 + 2);
+    assert!(st.requests_held() <= 60 + 120 + 2);
     assert!(st.serials.len() <= 60 + 120 + 2);
     assert_eq!(st.events, 10_000);
 }
