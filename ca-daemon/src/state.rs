@@ -323,6 +323,12 @@ impl State {
         let at = event.time;
         match &event.kind {
             EventKind::RequestCreated(r) => {
+                // A request id seen before: the new request replaces the old one.
+                if let Some(g) = self.issued_requests.remove(&r.request_id)
+                    && let Some(g) = self.grants.get_mut(&g)
+                {
+                    g.request = None;
+                }
                 self.loose_requests.insert(
                     r.request_id,
                     Request {
