@@ -13,6 +13,11 @@
 //! What is evicted stays in the log and is read back through the on-disk index
 //! ([`crate::history`]). Pending requests, live grants, revoked keys, refusal windows and
 //! unacknowledged forks stay.
+//!
+//! A live grant costs one record, not two: an issued request is held with its grant, as
+//! the part the grant does not repeat ([`IssuedRequest`]), and rebuilt when asked
+//! ([`State::request`]). No certificate text is held at all (it is signed again when
+//! fetched, see `service::grants`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -247,7 +247,8 @@ fn log_of(ops: &[(u8, u8, u8, u16)]) -> Vec<Event> {
 
 /// Request `id` of `m` while it is pending.
 fn pending(m: &mut BTreeMap<RequestId, Request>, id: RequestId) -> Option<&mut Request> {
-    m.get_mut(&id).filter(|r| r.status == RequestStatus::Pending)
+    m.get_mut(&id)
+        .filter(|r| r.status == RequestStatus::Pending)
 }
 
 fn replayed(events: &[Event]) -> State {
