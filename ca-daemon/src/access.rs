@@ -43,6 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::codegen::http;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 
+use crate::accept::Source;
 use crate::config::Config;
 use crate::error::{EnrollmentError, Error, Unauthenticated};
 use crate::identity::{Authenticator, Identified};
@@ -79,25 +80,32 @@ pub const OPEN_CALLS: &[(&str, &str)] = &[
     ("breakglass.v1.Enrollment", "Login"),
 ];
 
-/// Peer addresses tracked before the windows that ended are dropped.
+/// Sources tracked at most: when this many called in the current minute, calls from
+/// further sources are refused until it ends (the memory stays bounded under a flood).
 const MAX_OPEN_CALL_PEERS: usize = 16_384;
 
-/// Calls without a client certificate counted per peer address and minute.
+/// Calls without a client certificate counted per source and minute: an IPv4 address, or
+/// an IPv6 /64 (one host gets a whole /64, so counting its addresses one by one would let
+/// it rotate through them).
 #[derive(Debug)]
 struct OpenCallLimit {
     per_minute: u32,
-    /// Peer → (minute, calls in it).
-    windows: Mutex<HashMap<IpAddr, (u64, u32)>>,
+    /// Source → (minute, calls in it).
+    windows: Mutex<HashMap<Source, (u64, u32)>>,
 }
 
 impl OpenCallLimit {
     /// Counts a call from `peer` at `minute`; false when it is over the limit.
     fn admit(&self, peer: IpAddr, minute: u64) -> bool {
+        let source = Source::from(peer);
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if w.len() >= MAX_OPEN_CALL_PEERS && !w.contains_key(&peer) {
+        if w.len() >= MAX_OPEN_CALL_PEERS && !w.contains_key(&source) {
             w.retain(|_, (m, _)| *m == minute);
+            if w.len() >= MAX_OPEN_CALL_PEERS {
+                return false;
+            }
         }
-        let e = w.entry(peer).or_insert((minute, 0));
+        let e = w.entry(source).or_insert((minute, 0));
         if e.0 != minute {
             *e = (minute, 0);
         }
@@ -538,5 +546,17 @@ mod tests {
             "another address has its own count"
         );
         assert!(access.open_calls.admit(a, 8), "a new minute starts afresh");
+        // An IPv6 host counts as its /64, whichever of its addresses it calls from.
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(access.open_calls.admit(v6("2001:db8:1:2::1"), 9));
+        assert!(access.open_calls.admit(v6("2001:db8:1:2::2"), 9));
+        assert!(
+            !access.open_calls.admit(v6("2001:db8:1:2:ffff::3"), 9),
+            "a third address of the same /64"
+        );
+        assert!(access.open_calls.admit(v6("2001:db8:1:3::1"), 9));
+        // IPv4-mapped IPv6 is the IPv4 address: its calls add to 192.0.2.1's one of minute 8.
+        assert!(access.open_calls.admit(v6("::ffff:192.0.2.1"), 8));
+        assert!(!access.open_calls.admit(v6("::ffff:192.0.2.1"), 8));
     }
 }

@@ -443,13 +443,7 @@ impl Enrollment {
     /// Refuses a disabled identity.
     fn refuse_disabled(&self, identity: &str) -> Result<(), Error> {
         match self.svc.state().identities.disabled.get(identity) {
-            Some(d) => Err(EnrollmentError::Disabled {
-                identity: identity.to_owned(),
-                by: d.by.to_string(),
-                at: rfc3339(d.at.unix_seconds()),
-                reason: d.reason.clone(),
-            }
-            .into()),
+            Some(d) => Err(d.refusal(identity).into()),
             None => Ok(()),
         }
     }

@@ -358,19 +358,21 @@ impl Revocations {
     }
 
     /// Streams revocations after `from` (backlog first), new ones as they are
-    /// recorded, and heartbeats, until the client goes away or the daemon stops.
+    /// recorded, and heartbeats to `identity`, until the client goes away, the daemon
+    /// stops, or the audit log disables `identity` (the stream then ends with its refusal).
     ///
     /// The stream holds no buffer of its own and no task: it is polled by its
     /// connection, and whenever [`Self::latest`] moves it reads what is new from the
     /// state (the revocations by sequence number). So a host that reads slowly never
     /// loses a revocation and never makes the daemon queue notices for it: it gets them
     /// from the state when it reads again.
-    pub fn watch(self: &Arc<Self>, from: u64) -> Notices {
+    pub fn watch(self: &Arc<Self>, identity: &str, from: u64) -> Notices {
         let mut latest = self.latest.subscribe();
         // The first poll reads the backlog.
         latest.mark_changed();
         let follower = Follower {
             revs: Arc::clone(self),
+            identity: identity.to_owned(),
             last: from,
             pending: VecDeque::new(),
             latest,
@@ -388,6 +390,8 @@ impl Revocations {
 #[derive(Debug)]
 struct Follower {
     revs: Arc<Revocations>,
+    /// Who is watching: the stream ends when the audit log disables them.
+    identity: String,
     last: LeafIndex,
     pending: VecDeque<RevocationNotice>,
     latest: watch::Receiver<LeafIndex>,
@@ -397,14 +401,28 @@ struct Follower {
 }
 
 impl Follower {
-    /// The next notice (None: the daemon is stopping), and the follower for the one after.
-    async fn next(mut self) -> (Self, Option<RevocationNotice>) {
+    /// The next notice (None: the daemon is stopping; an error: the watcher was disabled),
+    /// and the follower for the one after.
+    async fn next(mut self) -> (Self, Option<Result<RevocationNotice, Status>>) {
         loop {
             if *self.stop.borrow() {
                 return (self, None);
             }
+            // Checked at every wake-up (a revocation, or the heartbeat at the latest): a
+            // disabled identity's stream ends within one heartbeat.
+            let disabled = self
+                .revs
+                .svc
+                .state()
+                .identities
+                .disabled
+                .get(&self.identity)
+                .map(|d| d.refusal(&self.identity));
+            if let Some(refusal) = disabled {
+                return (self, Some(Err(crate::error::Error::from(refusal).into())));
+            }
             if let Some(n) = self.pending.pop_front() {
-                return (self, Some(n));
+                return (self, Some(Ok(n)));
             }
             tokio::select! {
                 biased;
@@ -415,7 +433,7 @@ impl Follower {
                 },
                 _ = self.beat.tick() => {
                     let krl_version = self.revs.svc.state().krl_version;
-                    return (self, Some(RevocationNotice { heartbeat: true, krl_version, ..Default::default() }));
+                    return (self, Some(Ok(RevocationNotice { heartbeat: true, krl_version, ..Default::default() })));
                 }
             }
         }
@@ -436,7 +454,8 @@ impl Follower {
 
 /// The wait for a follower's next notice: the follower back, with the notice (None: the
 /// stream ends).
-type NextNotice = Pin<Box<dyn Future<Output = (Follower, Option<RevocationNotice>)> + Send>>;
+type NextNotice =
+    Pin<Box<dyn Future<Output = (Follower, Option<Result<RevocationNotice, Status>>)> + Send>>;
 
 /// The stream of one `WatchRevocations` call ([`Revocations::watch`]).
 pub struct Notices {
@@ -461,9 +480,13 @@ impl Stream for Notices {
         };
         let (follower, notice) = std::task::ready!(next.as_mut().poll(cx));
         match notice {
-            Some(n) => {
+            Some(Ok(n)) => {
                 self.next = Some(Box::pin(follower.next()));
                 Poll::Ready(Some(Ok(n)))
+            }
+            Some(Err(refused)) => {
+                self.next = None;
+                Poll::Ready(Some(Err(refused)))
             }
             None => {
                 self.next = None;

@@ -6,14 +6,20 @@
 //! size it was taken at and the log's root at that size. At start-up
 //! ([`load_state`]) the snapshot is loaded when it fits this log (its size is at most the
 //! log's and its root is the log's root at that size) and only the events after it are
-//! replayed; a damaged, truncated, foreign or older-format snapshot is ignored with a
-//! warning and the whole log is replayed. The snapshot is derived data: deleting it
+//! replayed; a damaged, truncated, foreign, unsigned or older-format snapshot is ignored
+//! with a warning and the whole log is replayed. The snapshot is derived data: deleting it
 //! only makes the next start-up slower.
+//!
+//! The snapshot is signed with the audit log's key, as the checkpoints are: the state holds
+//! what decisions rest on (identities and their enrolled keys, disabled identities, grants,
+//! quotas), so whoever can write the audit directory but does not hold the key must not be
+//! able to hand the daemon a state of their making. A checksum would only catch damage.
 //!
 //! # File
 //! ```text
 //! "BGSTATE\n" | format version u32 | log size u64 | root [32] | body length u64 | body
-//!            | SHA-256 (RFC 6962 leaf hash) of everything before [32]
+//!            | Ed25519 signature [64] by the audit key, over
+//!              "breakglass state snapshot" ‖ 0x00 ‖ SHA-256 (RFC 6962 leaf hash) of everything before
 //! ```
 //! Written atomically (temp file, fsync, rename, directory fsync), mode 0600.
 
@@ -24,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use breakglass_proto::audit::Hash;
 use breakglass_proto::audit::merkle::leaf_hash;
+use breakglass_proto::audit::{Hash, NoteSigner, NoteVerifier};
 use tokio::sync::watch;
 
 use crate::audit::{AuditError, AuditLog, LeafIndex, MAX_ENTRIES_PER_READ};
@@ -39,7 +45,11 @@ mod tests;
 /// File name of the snapshot in the audit directory.
 pub const SNAPSHOT_FILE: &str = "state.snapshot";
 /// Version of the snapshot format; a snapshot of another version is ignored (replayed).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+/// What the audit key's signature of a snapshot is for (see [`NoteSigner::sign_digest`]).
+pub const SIGNATURE_DOMAIN: &str = "breakglass state snapshot";
+/// Length of the signature that ends the file.
+const SIGNATURE_LEN: usize = 64;
 const MAGIC: &[u8; 8] = b"BGSTATE\n";
 /// Largest snapshot read (a bigger file is not one of ours).
 const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;
@@ -55,8 +65,31 @@ pub struct Snapshot {
     pub state: State,
 }
 
-/// The bytes of a snapshot of `state` taken at log `size` with `root`.
-pub fn encode(state: &State, size: u64, root: &Hash) -> Result<Vec<u8>, String> {
+/// What signs a snapshot: the audit log's key, held by the log or by itself.
+pub trait SnapshotSigner {
+    /// The key's signature of `digest` for `domain`, as [`NoteSigner::sign_digest`].
+    fn sign_digest(&self, domain: &str, digest: &Hash) -> [u8; 64];
+}
+
+impl SnapshotSigner for AuditLog {
+    fn sign_digest(&self, domain: &str, digest: &Hash) -> [u8; 64] {
+        AuditLog::sign_digest(self, domain, digest)
+    }
+}
+
+impl SnapshotSigner for NoteSigner {
+    fn sign_digest(&self, domain: &str, digest: &Hash) -> [u8; 64] {
+        NoteSigner::sign_digest(self, domain, digest)
+    }
+}
+
+/// The bytes of a snapshot of `state` taken at log `size` with `root`, signed with `key`.
+pub fn encode(
+    state: &State,
+    size: u64,
+    root: &Hash,
+    key: &dyn SnapshotSigner,
+) -> Result<Vec<u8>, String> {
     let body = codec::encode_state(state)?;
     let mut e = codec::Enc::default();
     e.buf.extend_from_slice(MAGIC);
@@ -65,23 +98,29 @@ pub fn encode(state: &State, size: u64, root: &Hash) -> Result<Vec<u8>, String> 
     e.buf.extend_from_slice(root);
     e.u64(body.len() as u64);
     e.buf.extend_from_slice(&body);
-    let sum = leaf_hash(&e.buf);
-    e.buf.extend_from_slice(&sum);
+    let signature = key.sign_digest(SIGNATURE_DOMAIN, &leaf_hash(&e.buf));
+    e.buf.extend_from_slice(&signature);
     Ok(e.buf)
 }
 
-/// The snapshot in `bytes`, or why they are not a whole snapshot of this format.
-pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+/// The snapshot in `bytes`, signed by `key`, or why they are not a whole snapshot of this
+/// format signed by that key.
+pub fn decode(bytes: &[u8], key: &NoteVerifier) -> Result<Snapshot, String> {
     let header = MAGIC.len() + 4 + 8 + 32 + 8;
-    if bytes.len() < header + 32 {
+    if bytes.len() < header + SIGNATURE_LEN {
         return Err(format!("{} bytes: too short for a snapshot", bytes.len()));
     }
     if &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a breakglass state snapshot (bad magic)".into());
     }
-    let (content, sum) = bytes.split_at(bytes.len() - 32);
-    if leaf_hash(content) != sum {
-        return Err("checksum mismatch: the file is damaged or truncated".into());
+    let (content, signature) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
+    let signature: &[u8; SIGNATURE_LEN] = signature.try_into().expect("split at its length");
+    if !key.verify_digest(SIGNATURE_DOMAIN, &leaf_hash(content), signature) {
+        return Err(format!(
+            "its signature does not verify with the audit key {}: the file is damaged, \
+             truncated, of an older format, or was not written by this log's daemon",
+            key.name()
+        ));
     }
     let mut d = codec::Dec {
         buf: content,
@@ -158,8 +197,14 @@ pub fn path(dir: &Path) -> PathBuf {
 
 /// Writes a snapshot of `state` at log `size` with `root` into `dir`, replacing the
 /// previous one atomically: temp file (0600), fsync, rename, directory fsync.
-pub fn write(dir: &Path, state: &State, size: u64, root: &Hash) -> Result<(), String> {
-    let bytes = encode(state, size, root)?;
+pub fn write(
+    dir: &Path,
+    state: &State,
+    size: u64,
+    root: &Hash,
+    key: &dyn SnapshotSigner,
+) -> Result<(), String> {
+    let bytes = encode(state, size, root, key)?;
     let target = path(dir);
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
     let done = (|| -> std::io::Result<()> {
@@ -199,7 +244,7 @@ pub fn read_fitting(dir: &Path, log: &AuditLog) -> Result<Option<Snapshot>, Stri
         return Err("not a regular file of a plausible size".into());
     }
     let bytes = std::fs::read(&p).map_err(|e| format!("cannot read it: {e}"))?;
-    let snap = decode(&bytes)?;
+    let snap = decode(&bytes, &log.verifier())?;
     let log_size = log.size();
     if snap.size > log_size {
         return Err(format!(
@@ -342,7 +387,7 @@ pub fn take(svc: &Service, dir: &Path) -> Result<Option<u64>, String> {
         .root_at(size)
         .map_err(|e| format!("the log's root at {size}: {e}"))?;
     let started = Instant::now();
-    write(dir, &state, size, &root)?;
+    write(dir, &state, size, &root, &svc.audit)?;
     tracing::info!(
         size,
         elapsed_ms = started.elapsed().as_millis() as u64,

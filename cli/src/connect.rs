@@ -40,6 +40,9 @@ pub fn channel(target: &Target) -> Result<Channel, CliError> {
             key,
             server_name,
         } => {
+            // A host renewal a crash interrupted is finished before the pair is read (best
+            // effort: who cannot write the files gets the mismatch explained below).
+            let _ = crate::renewal::finish(cert, key);
             let (cert_pem, key_pem) = (read(cert, "client certificate")?, read(key, "client key")?);
             check_identity(cert, &cert_pem, key, &key_pem)?;
             let mut tls = ClientTlsConfig::new()

@@ -24,6 +24,7 @@ pub mod manual;
 pub mod output;
 #[cfg(test)]
 mod printer_tests;
+pub mod renewal;
 pub mod revoke;
 pub mod settings;
 pub mod ssh;

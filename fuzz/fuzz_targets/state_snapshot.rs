@@ -6,9 +6,9 @@
 //! Input: byte 0 picks the mode.
 //! - even: the rest is the whole snapshot file (damaged, truncated, foreign, hand-made);
 //! - odd: byte 1 picks a size `k` of the fixture log and the rest is a snapshot *body*,
-//!   framed by the target as a snapshot of the fixture log at `k` (its real root, a correct
-//!   checksum), so that damage reaches the body decoder and the replay of the tail instead
-//!   of stopping at the checksum.
+//!   framed by the target as a snapshot of the fixture log at `k` (its real root, signed
+//!   with the fixture log's key), so that damage reaches the body decoder and the replay of
+//!   the tail instead of stopping at the signature.
 //!
 //! Properties: nothing panics; `load_state` always succeeds on the intact log (a snapshot
 //! that does not fit is ignored with a reason, never an error) and leaves a state of exactly
@@ -24,9 +24,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use breakglass_ca::audit::{AuditConfig, AuditLog};
-use breakglass_ca::snapshot::{FORMAT_VERSION, decode, encode, load_state, path};
+use breakglass_ca::snapshot::{FORMAT_VERSION, SIGNATURE_DOMAIN, decode, encode, load_state, path};
 use breakglass_ca::state::State;
-use breakglass_fuzz::new_audit_signer;
+use breakglass_fuzz::{audit_signer, audit_verifier, new_audit_signer};
 use breakglass_proto::audit::event::{
     ActionRefused, ApprovalAdded, DrillReported, EndReason, GrantIssued, GrantReviewed,
     GrantRevoked, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged,
@@ -349,7 +349,7 @@ fn fixture() -> &'static Fixture {
             let out = PathBuf::from(out);
             std::fs::create_dir_all(&out).expect("seed directory");
             for (k, (s, r)) in states.iter().zip(&roots).enumerate() {
-                let file = encode(s, k as u64, r).expect("encodes");
+                let file = encode(s, k as u64, r, audit_signer()).expect("encodes");
                 let body = body_of(&file);
                 let mut seed = vec![1u8, k as u8];
                 seed.extend_from_slice(body);
@@ -370,10 +370,11 @@ const HEADER: usize = 8 + 4 + 8 + 32 + 8;
 
 /// The body of a snapshot file made by `encode`.
 fn body_of(file: &[u8]) -> &[u8] {
-    &file[HEADER..file.len() - 32]
+    &file[HEADER..file.len() - 64]
 }
 
-/// `body` framed as a snapshot at `size` with `root`: the format of `snapshot.rs`.
+/// `body` framed as a snapshot at `size` with `root`, signed with the fixture log's key: the
+/// format of `snapshot.rs`.
 fn frame(body: &[u8], size: u64, root: &Hash) -> Vec<u8> {
     let mut b = b"BGSTATE\n".to_vec();
     b.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
@@ -381,8 +382,8 @@ fn frame(body: &[u8], size: u64, root: &Hash) -> Vec<u8> {
     b.extend_from_slice(root);
     b.extend_from_slice(&(body.len() as u64).to_be_bytes());
     b.extend_from_slice(body);
-    let sum = leaf_hash(&b);
-    b.extend_from_slice(&sum);
+    let signature = audit_signer().sign_digest(SIGNATURE_DOMAIN, &leaf_hash(&b));
+    b.extend_from_slice(&signature);
     b
 }
 
@@ -402,10 +403,11 @@ fuzz_target!(|data: &[u8]| {
         (frame(body, k as u64, &f.roots[k]), Some(k))
     };
 
-    let decoded = decode(&file);
+    let decoded = decode(&file, audit_verifier());
     if let Ok(snap) = &decoded {
-        let again = encode(&snap.state, snap.size, &snap.root).expect("a decoded state encodes");
-        let back = decode(&again).expect("what encode writes decodes");
+        let again = encode(&snap.state, snap.size, &snap.root, audit_signer())
+            .expect("a decoded state encodes");
+        let back = decode(&again, audit_verifier()).expect("what encode writes decodes");
         assert_eq!(&back, snap, "decode(encode(decode(b))) == decode(b)");
     }
 

@@ -31,6 +31,8 @@ use breakglass_cli::settings::Overrides;
 use breakglass_proto::audit::EventKind;
 use breakglass_proto::enrollment::{ca_fingerprint, join_token_hash};
 use breakglass_proto::spool::{SessionEvent, SessionRecord};
+use breakglass_proto::v1::WatchRevocationsRequest;
+use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::host::{Krl, TestHost, session_end};
 use breakglass_tests::revocation::{self, audit_events, issue};
@@ -375,6 +377,17 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
         me.starts_with("host://db-9 (via mtls; groups: hosts"),
         "{me}"
     );
+    // A crash between the renewal's two renames (new key, old certificate, the new one
+    // still at host.crt.next): the next command finishes the renewal and works.
+    let renewed_cert = std::fs::read(h.path("etc/host.crt")).unwrap();
+    std::fs::write(h.path("etc/host.crt.next"), &renewed_cert).unwrap();
+    std::fs::write(h.path("etc/host.crt"), &before).unwrap();
+    let me = breakglass_cli::commands::whoami(&target)
+        .await
+        .expect("whoami after a renewal interrupted between its renames");
+    assert!(me.starts_with("host://db-9"), "{me}");
+    assert_eq!(std::fs::read(h.path("etc/host.crt")).unwrap(), renewed_cert);
+    assert!(!h.path("etc/host.crt.next").exists());
     let (_, issued) = enrollment_events(&d);
     assert_eq!(issued.len(), 2);
     assert_eq!(
@@ -392,7 +405,13 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
     assert!(!again.path("etc/host.key").exists());
     assert_eq!(enrollment_events(&d).1.len(), 2);
 
-    // Disabled, the enrolled host's next call is refused.
+    // Disabled, the enrolled host's next call is refused, and the revocation stream it
+    // has open ends.
+    let mut stream = RevocationsClient::new(breakglass_cli::connect::channel(&target).unwrap())
+        .watch_revocations(WatchRevocationsRequest { from_version: 0 })
+        .await
+        .expect("the revocation stream opens")
+        .into_inner();
     admin::identity_disable(&IdentityDisableArgs {
         identity: "host://db-9".into(),
         reason: "decommissioned".into(),
@@ -403,6 +422,19 @@ async fn a_host_enrolls_with_a_token_passes_doctor_ships_syncs_renews_and_the_to
     let e = breakglass_cli::commands::whoami(&target).await.unwrap_err();
     assert!(e.to_string().contains("host://db-9 is disabled"), "{e}");
     assert!(e.to_string().contains("decommissioned"), "{e}");
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the disabled host's revocation stream is still open after 30 s");
+    let s = ended.expect_err("the stream ends with the refusal");
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    assert!(s.message().contains("host://db-9 is disabled"), "{s:?}");
     // And its other token no longer enrolls it.
     let e = enroll::enroll(&HostDir::new().enroll_args(&toks[1], &fp), &d.bare_server())
         .await

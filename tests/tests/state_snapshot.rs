@@ -153,7 +153,10 @@ async fn a_daemon_restarted_from_its_snapshot_serves_the_same_views() {
     d.pause().await;
     let snap_path = snapshot::path(&d.path().join("audit"));
     let bytes = std::fs::read(&snap_path).expect("a snapshot was written at shutdown");
-    let snap = snapshot::decode(&bytes).expect("the snapshot decodes");
+    let key = std::fs::read_to_string(d.path().join("audit").join("log.pub")).expect("log.pub");
+    let key = breakglass_proto::audit::NoteVerifier::parse(&key).expect("the log's key");
+    let snap =
+        snapshot::decode(&bytes, &key).expect("the snapshot decodes, signed by the log's key");
     // 3 x (created + issued), 2 created, 1 denied.
     assert!(snap.size >= 9, "snapshot at log size {}", snap.size);
     assert_eq!(snap.state.pending.len(), 1);

@@ -549,7 +549,7 @@ fn snapshot_seeds(seeds: &mut Seeds, log: &AuditLog, empty_dir: &Path) -> Result
     let (state, _) = load_state(log, empty_dir).map_err(|e| e.to_string())?;
     let size = log.size();
     let root = log.root_at(size).map_err(|e| e.to_string())?;
-    let bytes = encode(&state, size, &root)?;
+    let bytes = encode(&state, size, &root, log)?;
     for cut in [bytes.len(), bytes.len() - 1, bytes.len() / 2] {
         let mut seed = vec![0u8];
         seed.extend(&bytes[..cut]);

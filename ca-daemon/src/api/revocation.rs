@@ -41,7 +41,9 @@ impl RevocationsService for RevocationsApi {
         &self,
         req: Request<WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        caller(&req)?;
-        Ok(Response::new(self.0.watch(req.get_ref().from_version)))
+        let who = caller(&req)?;
+        Ok(Response::new(
+            self.0.watch(&who.identity, req.get_ref().from_version),
+        ))
     }
 }

@@ -81,6 +81,8 @@ use self::writer::Request;
 pub struct AuditLog {
     tx: mpsc::Sender<Request>,
     shared: Arc<store::Shared>,
+    /// The log's key, also held by the writer thread (which signs the checkpoints).
+    signer: Arc<NoteSigner>,
     writer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -102,13 +104,16 @@ impl AuditLog {
         let opened = store::open(&config, &signer)?;
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let shared = opened.shared.clone();
+        let signer = Arc::new(signer);
+        let for_writer = signer.clone();
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer::run(rx, opened, signer, config))
+            .spawn(move || writer::run(rx, opened, for_writer, config))
             .map_err(|e| AuditError::io("audit-writer thread", e))?;
         Ok(Self {
             tx,
             shared,
+            signer,
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
         })
     }
@@ -206,6 +211,13 @@ impl AuditLog {
     #[must_use]
     pub fn verifier(&self) -> NoteVerifier {
         self.shared.verifier.clone()
+    }
+
+    /// The log key's signature of `digest` for `domain` (see [`NoteSigner::sign_digest`]):
+    /// how files derived from the log (the state snapshot) are tied to its key.
+    #[must_use]
+    pub fn sign_digest(&self, domain: &str, digest: &Hash) -> [u8; 64] {
+        self.signer.sign_digest(domain, digest)
     }
 
     /// The message of the last failed write, while the log cannot be written; `None` when

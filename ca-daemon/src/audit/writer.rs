@@ -96,7 +96,7 @@ struct Writer {
     shared: Arc<Shared>,
     active: Option<Active>,
     frontier: breakglass_proto::audit::Frontier,
-    signer: NoteSigner,
+    signer: Arc<NoteSigner>,
     config: AuditConfig,
     /// A failed write may have left bytes after the durable length.
     needs_repair: bool,
@@ -133,7 +133,7 @@ struct Published {
 pub(crate) fn run(
     mut rx: mpsc::Receiver<Request>,
     opened: Opened,
-    signer: NoteSigner,
+    signer: Arc<NoteSigner>,
     config: AuditConfig,
 ) {
     let mut w = Writer {

@@ -117,7 +117,7 @@ pub const KEYS: &[Key] = &[
     key("server", "shutdown_grace", "duration", Value("\"10s\""), "How long calls in flight may take to finish at shutdown (0s to 10m)."),
     key("server", "metrics_listen", "address:port", Derived("off"), "TCP address of the plain-HTTP metrics and probes listener (GET /metrics, /healthz, /readyz); no TLS, no client identity: loopback or a private network. Not the listen address."),
     key("server", "client_ca_key", "path", Derived("off: the daemon signs no client certificates (no host enrollment)"), "Private key (PEM, mode 0600) of the client CA, the first certificate of client_ca: the daemon signs the client certificates of enrolling hosts with it."),
-    key("server", "open_calls_per_minute", "integer", Value("30"), "Calls made without a client certificate (Enrollment/GetTlsCa, Enrollment/EnrollHost) allowed per peer address and minute (1 to 100000); more get RESOURCE_EXHAUSTED."),
+    key("server", "open_calls_per_minute", "integer", Value("30"), "Calls made without a client certificate (Enrollment/GetTlsCa, EnrollHost, BeginLogin, Login) allowed per peer IPv4 address or IPv6 /64 and minute (1 to 100000); more get RESOURCE_EXHAUSTED."),
     // [ca]
     key("ca", "signing_key", "path", Required, "OpenSSH Ed25519 private key that signs certificates (mode 0600)."),
     key("ca", "extra_public_keys", "list of paths", Value("[]"), "Further CA public keys published to hosts by breakglass ca-keys, for key rotation."),

@@ -82,7 +82,7 @@ pub struct ServerConfig {
     /// daemon signs client certificates itself ([`crate::client_ca`]); `None`: it signs none.
     pub client_ca_key: Option<PathBuf>,
     /// Calls made without a client certificate ([`crate::access::OPEN_CALLS`]) allowed per
-    /// peer address and minute.
+    /// peer IPv4 address or IPv6 /64 and minute.
     pub open_calls_per_minute: u32,
 }
 

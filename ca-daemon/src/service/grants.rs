@@ -310,13 +310,7 @@ impl Service {
             ))
             .await;
         match recorded {
-            Ok(_) => crate::error::EnrollmentError::Disabled {
-                identity: requester.to_owned(),
-                by: d.by.to_string(),
-                at: breakglass_proto::audit::fields::rfc3339(d.at.unix_seconds()),
-                reason: d.reason,
-            }
-            .into(),
+            Ok(_) => d.refusal(requester).into(),
             Err(e) => e,
         }
     }

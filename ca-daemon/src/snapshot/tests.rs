@@ -1,5 +1,5 @@
 //! Snapshots: state from snapshot + tail == state from the whole log (property test, on
-//! arbitrary event sequences and snapshot points); a damaged, truncated, foreign or
+//! arbitrary event sequences and snapshot points); a damaged, truncated, foreign, forged or
 //! older-format snapshot is ignored and the log replayed to the same state; expiry
 //! eviction bounds memory.
 
@@ -274,8 +274,8 @@ proptest! {
         let full = replayed(&events);
         let head = replayed(&events[..cut]);
         let root = [cut as u8; 32];
-        let bytes = encode(&head, cut as u64, &root).unwrap();
-        let snap = decode(&bytes).unwrap();
+        let bytes = encode(&head, cut as u64, &root, &signer()).unwrap();
+        let snap = decode(&bytes, &signer().verifier()).unwrap();
         prop_assert_eq!(snap.size, cut as u64);
         prop_assert_eq!(snap.root, root);
         prop_assert_eq!(&snap.state, &head);
@@ -358,11 +358,11 @@ proptest! {
     ) {
         let events = log_of(&ops);
         let st = replayed(&events);
-        let bytes = encode(&st, events.len() as u64, &[1; 32]).unwrap();
+        let bytes = encode(&st, events.len() as u64, &[1; 32], &signer()).unwrap();
         let mut damaged = bytes.clone();
         damaged[at.index(bytes.len())] ^= flip;
-        prop_assert!(decode(&damaged).is_err());
-        prop_assert!(decode(&bytes[..cut.index(bytes.len())]).is_err());
+        prop_assert!(decode(&damaged, &signer().verifier()).is_err());
+        prop_assert!(decode(&bytes[..cut.index(bytes.len())], &signer().verifier()).is_err());
     }
 }
 
@@ -463,7 +463,7 @@ fn start_up_loads_a_fitting_snapshot_and_replays_the_tail() {
     let _ = signer();
     fill(&log, &events[..200]);
     let head = replayed(&events[..200]);
-    write(tmp.path(), &head, 200, &log.root_at(200).unwrap()).unwrap();
+    write(tmp.path(), &head, 200, &log.root_at(200).unwrap(), &log).unwrap();
     fill(&log, &events[200..]);
     let (st, how) = load_state(&log, tmp.path()).unwrap();
     assert_eq!(how.snapshot, Some(200));
@@ -490,7 +490,7 @@ fn a_damaged_truncated_foreign_or_old_snapshot_is_ignored_and_the_log_replayed()
     let full = replayed(&events);
     let good = {
         let head = replayed(&events[..80]);
-        encode(&head, 80, &log.root_at(80).unwrap()).unwrap()
+        encode(&head, 80, &log.root_at(80).unwrap(), &log).unwrap()
     };
     // A foreign snapshot: of another log (other events; the same events would be the
     // same state, whatever the key).
@@ -500,11 +500,19 @@ fn a_damaged_truncated_foreign_or_old_snapshot_is_ignored_and_the_log_replayed()
         &replayed(&events[1..81]),
         80,
         &foreign_log.root_at(80).unwrap(),
+        &log,
     )
     .unwrap();
+    // A forged one: this log's size and root, a state of someone's making (here the state
+    // of the first 80 events with the pending requests dropped), signed with another key.
+    let forged = {
+        let mut head = replayed(&events[..80]);
+        head.pending.clear();
+        encode(&head, 80, &log.root_at(80).unwrap(), &foreign_log).unwrap()
+    };
     foreign_log.shutdown_blocking();
     // Ahead of the log: taken at a size this log does not have.
-    let ahead = encode(&full, 500, &[0; 32]).unwrap();
+    let ahead = encode(&full, 500, &[0; 32], &log).unwrap();
     let mut flipped = good.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x40;
@@ -515,6 +523,7 @@ fn a_damaged_truncated_foreign_or_old_snapshot_is_ignored_and_the_log_replayed()
         ("flipped", flipped),
         ("truncated", truncated),
         ("foreign", foreign),
+        ("signed with another key", forged),
         ("ahead", ahead),
         ("old format", old),
         ("garbage", b"not a snapshot at all".to_vec()),
@@ -522,7 +531,10 @@ fn a_damaged_truncated_foreign_or_old_snapshot_is_ignored_and_the_log_replayed()
         std::fs::write(path(tmp.path()), &bytes).unwrap();
         let (st, how) = load_state(&log, tmp.path()).unwrap();
         assert_eq!(how.snapshot, None, "{what} snapshot used");
-        assert!(how.ignored.is_some(), "{what}: no reason given");
+        let why = how.ignored.expect("a reason is given");
+        if what == "signed with another key" {
+            assert!(why.contains("signature does not verify"), "{what}: {why}");
+        }
         assert_eq!(how.replayed, events.len() as u64, "{what}");
         assert_eq!(st, full, "{what}: state differs from a full replay");
     }
@@ -539,13 +551,20 @@ fn a_damaged_truncated_foreign_or_old_snapshot_is_ignored_and_the_log_replayed()
 /// a revoked key) passed the root check and was loaded as the start of any log.
 #[test]
 fn a_snapshot_at_size_zero_holding_anything_is_refused() {
-    let empty = encode(&State::default(), 0, &[0; 32]).unwrap();
-    assert_eq!(decode(&empty).unwrap().state, State::default());
+    let empty = encode(&State::default(), 0, &[0; 32], &signer()).unwrap();
+    assert_eq!(
+        decode(&empty, &signer().verifier()).unwrap().state,
+        State::default()
+    );
     let mut st = replayed(&[event(0, 1, 1, T0, 0), event(6, 1, 3, T0, 1)]);
     assert!(!st.pending.is_empty() && !st.revoked_keys.is_empty());
     st.events = 0;
     st.top = 0;
-    let e = decode(&encode(&st, 0, &[0; 32]).unwrap()).unwrap_err();
+    let e = decode(
+        &encode(&st, 0, &[0; 32], &signer()).unwrap(),
+        &signer().verifier(),
+    )
+    .unwrap_err();
     assert!(e.contains("size 0 but not the empty state"), "{e}");
 }
 
@@ -556,12 +575,21 @@ fn a_snapshot_naming_a_leaf_past_its_size_is_refused() {
     let events = [event(0, 1, 1, T0, 0), event(5, 1, 1, T0 + 1000, 1)];
     let st = replayed(&events);
     assert_eq!(
-        decode(&encode(&st, 2, &[2; 32]).unwrap()).unwrap().state,
+        decode(
+            &encode(&st, 2, &[2; 32], &signer()).unwrap(),
+            &signer().verifier()
+        )
+        .unwrap()
+        .state,
         st
     );
     let mut bad = st.clone();
     bad.grants.values_mut().for_each(|g| g.index = 7);
-    let e = decode(&encode(&bad, 2, &[2; 32]).unwrap()).unwrap_err();
+    let e = decode(
+        &encode(&bad, 2, &[2; 32], &signer()).unwrap(),
+        &signer().verifier(),
+    )
+    .unwrap_err();
     assert!(
         e.contains("names leaf 7 but was taken at log size 2"),
         "{e}"

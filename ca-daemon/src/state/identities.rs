@@ -45,6 +45,19 @@ pub struct Disabled {
     pub at: Timestamp,
 }
 
+impl Disabled {
+    /// The refusal a call of the disabled `identity` gets.
+    #[must_use]
+    pub fn refusal(&self, identity: &str) -> crate::error::EnrollmentError {
+        crate::error::EnrollmentError::Disabled {
+            identity: identity.to_owned(),
+            by: self.by.to_string(),
+            at: breakglass_proto::audit::fields::rfc3339(self.at.unix_seconds()),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
 /// What the log says about identities.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identities {

@@ -33,6 +33,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use crate::commands::write_atomic;
 use crate::connect::Answer;
 use crate::error::CliError;
+use crate::renewal;
 use crate::settings::{Overrides, Target, read_client_file};
 
 /// Where the host's files go unless `--dir` says otherwise.
@@ -406,6 +407,8 @@ pub async fn renew(args: &RenewArgs, overrides: &Overrides) -> Result<Renewed, C
             "host renew renews a host's mTLS certificate: give its client config (--config /etc/breakglass/host.toml)".into(),
         ));
     };
+    // A renewal a crash interrupted is finished first.
+    renewal::finish(cert, key)?;
     let current = std::fs::read(cert)
         .map_err(|e| CliError::Usage(format!("client certificate {}: {e}", cert.display())))?;
     let (not_before, not_after) = validity(&current, cert)?;
@@ -428,9 +431,16 @@ pub async fn renew(args: &RenewArgs, overrides: &Overrides) -> Result<Renewed, C
         .renew_host(RenewHostRequest { csr_der })
         .await
         .answer(&target)?;
-    // The key first: a certificate is only useful with its key.
-    write_atomic(key, key_pem.as_bytes(), 0o600)?;
-    write_atomic(cert, answer.certificate_pem.as_bytes(), 0o644)?;
+    // Both under `.next` names first (the key first: a certificate is only useful with its
+    // key), then into place: a crash at any point leaves a pair that works or one that
+    // `renewal::finish` completes.
+    write_atomic(&renewal::next_of(key), key_pem.as_bytes(), 0o600)?;
+    write_atomic(
+        &renewal::next_of(cert),
+        answer.certificate_pem.as_bytes(),
+        0o644,
+    )?;
+    renewal::finish(cert, key)?;
     if let Some(file) = overrides.config.as_deref()
         && let Ok(f) = read_client_file(file)
         && let Some(ca) = f.ca_cert
