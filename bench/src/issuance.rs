@@ -119,6 +119,7 @@ impl Bench {
             .await?;
         let target = Target::Tls {
             url: format!("https://{addr}"),
+            fallbacks: Vec::new(),
             ca_cert: setup.join("tls/ca.pem"),
             cert: setup.join("clients/sre.pem"),
             key: setup.join("clients/sre-key.pem"),

@@ -63,6 +63,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
     }));
     let target = Target::Tls {
         url: format!("https://127.0.0.1:{port}"),
+        fallbacks: Vec::new(),
         ca_cert: dir.path().join("tls/ca.pem"),
         cert: dir.path().join("clients/sre.pem"),
         key: dir.path().join("clients/sre-key.pem"),

@@ -232,6 +232,7 @@ impl Access {
                     owner: None,
                     transport: "tls",
                     uid: None,
+                    ssh_key_login: false,
                 }),
                 Err(e) => Err(refuse(None, e)),
             };
@@ -480,6 +481,7 @@ mod tests {
             owner: None,
             transport,
             uid: (transport == "unix").then_some(0),
+            ssh_key_login: false,
         }
     }
 

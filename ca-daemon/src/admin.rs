@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use breakglass_proto::audit::fields::rfc3339;
 use breakglass_proto::v1::identities_client::IdentitiesClient;
-use breakglass_proto::v1::{CreateJoinTokensRequest, DisableIdentityRequest};
+use breakglass_proto::v1::{CreateJoinTokensRequest, DisableIdentityRequest, SshKeyRequest};
 use clap::Args;
 use tonic::transport::{Channel, Endpoint};
 
@@ -130,6 +130,35 @@ pub enum IdentityCmd {
     /// identities of [[identities]] and enrolled hosts alike; a person who leaves is cut off
     /// in one command.
     Disable(IdentityDisableArgs),
+    /// Enroll an SSH public key for a person's break-glass login (`breakglass login
+    /// --ssh-key`, which needs no OpenID provider)
+    ///
+    /// The identity must be in [[identities]] or have logged in before (its groups come from
+    /// there). Accepted: sk-ssh-ed25519@openssh.com and sk-ecdsa-sha2-nistp256@openssh.com
+    /// (FIDO2 keys, recommended: a touch per login), ed25519, ecdsa, rsa of 2048 bits or
+    /// more; DSA and short RSA keys are refused. A key logs in one identity. Recorded as
+    /// ssh_key_added. What such a login may do is each tier's ssh_key_login (by default
+    /// only declared emergencies).
+    AddKey(IdentityKeyArgs),
+    /// Remove an SSH public key enrolled with add-key (recorded as ssh_key_removed)
+    ///
+    /// Keys listed in [[identities]] ssh_keys are removed from the configuration instead
+    /// (then reload). Client certificates the key already got stay valid until they expire:
+    /// to cut the person off at once, use `identity disable`.
+    RemoveKey(IdentityKeyArgs),
+}
+
+/// `breakglass-ca identity add-key` / `remove-key`.
+#[derive(Debug, Args, Clone)]
+pub struct IdentityKeyArgs {
+    /// The person's identity: a client certificate's SAN (sre@example.com)
+    #[arg(value_name = "ID")]
+    pub identity: String,
+    /// The public key file (e.g. ~/.ssh/id_ed25519_sk.pub), one OpenSSH line
+    #[arg(long, value_name = "FILE.pub")]
+    pub key: std::path::PathBuf,
+    #[command(flatten)]
+    pub socket: AdminSocket,
 }
 
 /// `breakglass-ca identity disable`.
@@ -213,5 +242,53 @@ pub async fn identity_disable(args: &IdentityDisableArgs) -> Result<String, Admi
             "{head}; revoked its live grant(s) {}\n",
             r.revoked_grants.join(", ")
         )
+    })
+}
+
+/// `breakglass-ca identity add-key` (`add`) or `remove-key`.
+pub async fn identity_key(args: &IdentityKeyArgs, add: bool) -> Result<String, AdminError> {
+    let line = std::fs::read_to_string(&args.key).map_err(|e| {
+        AdminError::Usage(format!(
+            "reading the public key {}: {e}",
+            args.key.display()
+        ))
+    })?;
+    let line = line
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or_else(|| {
+            AdminError::Usage(format!(
+                "{} holds no public key line (\"ssh-ed25519 AAAA...\")",
+                args.key.display()
+            ))
+        })?
+        .to_owned();
+    let mut client = IdentitiesClient::new(args.socket.channel().await?);
+    let req = SshKeyRequest {
+        identity: args.identity.clone(),
+        public_key: line,
+    };
+    let r = if add {
+        client.add_ssh_key(req).await
+    } else {
+        client.remove_ssh_key(req).await
+    }
+    .map_err(AdminError::Refused)?
+    .into_inner();
+    Ok(match (add, r.changed) {
+        (true, true) => format!(
+            "{} enrolled for {} (audit index {}): `breakglass login --ssh-key` with it logs {} in\n",
+            r.fingerprint, args.identity, r.audit_index, args.identity
+        ),
+        (true, false) => format!(
+            "{} was enrolled for {} already\n",
+            r.fingerprint, args.identity
+        ),
+        (false, true) => format!(
+            "{} removed from {} (audit index {}): it no longer logs in\n",
+            r.fingerprint, args.identity, r.audit_index
+        ),
+        (false, false) => format!("{} was not enrolled for {}\n", r.fingerprint, args.identity),
     })
 }

@@ -84,6 +84,9 @@ pub enum Command {
     /// Administer identities: disable one at once (through the admin socket)
     #[command(subcommand)]
     Identity(crate::admin::IdentityCmd),
+    /// Move the audit log between its directory and PostgreSQL: import, export
+    #[command(subcommand)]
+    Audit(crate::audit_transfer::AuditCmd),
 }
 
 /// Examples for `breakglass-ca(8)`: what each does, and its arguments after
@@ -96,6 +99,10 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
     ("Create the dev setup if needed and run it, on port 7444:", &["serve", "--dev", "./dev", "--listen", "127.0.0.1:7444"]),
     ("Two one-time join tokens for host db-7, usable for a day:", &["token", "create", "--host", "db-7", "--ttl", "1d", "--count", "2"]),
     ("Cut off a person who left, and revoke their live grants:", &["identity", "disable", "sre@example.com", "--reason", "left the company"]),
+    ("Enroll a person's FIDO2 SSH key for the break-glass login (breakglass login --ssh-key):", &["identity", "add-key", "sre@example.com", "--key", "id_ed25519_sk.pub"]),
+    ("Remove it again:", &["identity", "remove-key", "sre@example.com", "--key", "id_ed25519_sk.pub"]),
+    ("Move the embedded audit log into the (empty) PostgreSQL database of [postgres]:", &["audit", "import", "--config", "/etc/breakglass-ca/breakglass-ca.toml"]),
+    ("Write the database's log as segment files, for breakglass audit verify:", &["audit", "export", "--config", "/etc/breakglass-ca/breakglass-ca.toml", "--to", "./log-copy"]),
 ];
 
 /// Files of `breakglass-ca(8)`, and what they are.

@@ -20,6 +20,8 @@ use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer};
 use ssh_key::sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use breakglass_proto::ssh_login::SSH_KEY_LOGIN_UNIT;
+
 use crate::keyfile::{self, Secrecy};
 
 /// Largest CA certificate or key file read.
@@ -126,6 +128,29 @@ impl ClientCa {
         lifetime: Duration,
         now: SystemTime,
     ) -> Result<Signed, ClientCaError> {
+        self.sign_with_unit(csr_der, identity, lifetime, now, None)
+    }
+
+    /// [`ClientCa::sign`] for a login with an SSH key: the subject also carries the OU
+    /// [`SSH_KEY_LOGIN_UNIT`], which [`crate::identity`] reads back at every call.
+    pub fn sign_ssh_key_login(
+        &self,
+        csr_der: &[u8],
+        identity: &str,
+        lifetime: Duration,
+        now: SystemTime,
+    ) -> Result<Signed, ClientCaError> {
+        self.sign_with_unit(csr_der, identity, lifetime, now, Some(SSH_KEY_LOGIN_UNIT))
+    }
+
+    fn sign_with_unit(
+        &self,
+        csr_der: &[u8],
+        identity: &str,
+        lifetime: Duration,
+        now: SystemTime,
+        unit: Option<&str>,
+    ) -> Result<Signed, ClientCaError> {
         if csr_der.len() > MAX_CSR_BYTES {
             return Err(ClientCaError::BadCsr(format!(
                 "{} bytes, more than {MAX_CSR_BYTES}",
@@ -137,13 +162,18 @@ impl ClientCa {
                 .map_err(|e| ClientCaError::BadCsr(e.to_string()))?;
         let now = OffsetDateTime::from(now);
         let not_after = now + lifetime;
-        let (params, serial) = client_params(
+        let (mut params, serial) = client_params(
             identity,
             is_email_identity(identity),
             now - BACKDATE,
             not_after,
         )
         .map_err(|e| ClientCaError::Sign(e.to_string()))?;
+        if let Some(unit) = unit {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, unit);
+        }
         let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key)
             .map_err(|e| ClientCaError::Sign(e.to_string()))?;
         let cert = params
@@ -228,6 +258,39 @@ mod tests {
             .unwrap()
             .der()
             .to_vec()
+    }
+
+    #[test]
+    fn only_the_ca_marks_a_certificate_as_got_by_an_ssh_key_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ca_files(dir.path());
+        let ca = ClientCa::load(&cert, &key).unwrap();
+        let k = KeyPair::generate().unwrap();
+        // A CSR that asks for the mark in its own subject does not get it.
+        let mut asks = CertificateParams::new(Vec::<String>::new()).unwrap();
+        asks.distinguished_name
+            .push(DnType::OrganizationalUnitName, SSH_KEY_LOGIN_UNIT);
+        let asks = asks.serialize_request(&k).unwrap().der().to_vec();
+        let der = |s: Signed| {
+            rustls_pemfile::certs(&mut s.pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap()
+        };
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let plain = der(ca.sign(&asks, "sre@example.com", hour, now).unwrap());
+        assert_eq!(
+            crate::identity::certificate_identity(plain.as_ref()).unwrap(),
+            ("sre@example.com".to_owned(), false)
+        );
+        let marked = der(ca
+            .sign_ssh_key_login(&csr(&k), "sre@example.com", hour, now)
+            .unwrap());
+        assert_eq!(
+            crate::identity::certificate_identity(marked.as_ref()).unwrap(),
+            ("sre@example.com".to_owned(), true)
+        );
     }
 
     #[test]

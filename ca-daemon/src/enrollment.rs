@@ -39,6 +39,9 @@ use crate::keyfile::{self, Secrecy};
 use crate::policy::Caller;
 use crate::revocation::Revocations;
 use crate::service::Service;
+use breakglass_proto::ssh_login::{BEGIN_SSH_KEY, SSH_LOGIN_NAMESPACE};
+
+mod key_login;
 
 /// Most tokens one `token create` makes.
 pub const MAX_TOKENS_PER_CALL: u32 = 100;
@@ -72,13 +75,14 @@ pub struct Enrollment {
     using: tokio::sync::Mutex<()>,
     /// ID tokens of the organisation's provider (`[oidc]`), when logins are on.
     oidc: Option<crate::oidc::Verifier>,
-    /// Login nonces given and not used yet, with when each expires.
-    nonces: std::sync::Mutex<std::collections::HashMap<String, SystemTime>>,
+    /// Login nonces given and not used yet, with when each expires and whether it is for
+    /// a login with an SSH key.
+    nonces: std::sync::Mutex<std::collections::HashMap<String, (SystemTime, bool)>>,
 }
 
-/// How long a login's nonce is good (the person has this long to finish the provider's
-/// device or browser flow).
-pub const LOGIN_NONCE_TTL: Duration = Duration::from_secs(600);
+/// How long a login's nonce is good by default (the person has this long to finish the
+/// provider's device or browser flow); `[enrollment] login_nonce_ttl`.
+pub const LOGIN_NONCE_TTL: Duration = crate::config::DEFAULT_LOGIN_NONCE_TTL;
 /// Most logins begun and not finished at once (each holds only its nonce).
 const MAX_PENDING_LOGINS: usize = 10_000;
 
@@ -351,14 +355,34 @@ impl Enrollment {
         })
     }
 
-    /// Starts a login: a new nonce, and the provider to get an ID token from.
-    pub fn begin_login(&self) -> Result<BeginLoginResponse, Error> {
-        let settings = self
-            .oidc
-            .as_ref()
-            .map(crate::oidc::Verifier::settings)
-            .ok_or(EnrollmentError::LoginOff)?;
+    /// Starts a login: a new nonce, and the provider to get an ID token from (`method`
+    /// empty), or the namespace to sign it in (`method` [`BEGIN_SSH_KEY`]).
+    pub fn begin_login(&self, method: &str) -> Result<BeginLoginResponse, Error> {
+        let ssh_key = match method {
+            "" => false,
+            BEGIN_SSH_KEY => true,
+            other => {
+                return Err(Error::invalid_field(
+                    "method",
+                    format!(
+                        "{other:?} is not a login method: \"\" (OpenID Connect) or \"{BEGIN_SSH_KEY}\""
+                    ),
+                ));
+            }
+        };
+        let settings = if ssh_key {
+            self.require_ssh_key_logins()?;
+            None
+        } else {
+            Some(
+                self.oidc
+                    .as_ref()
+                    .map(crate::oidc::Verifier::settings)
+                    .ok_or(EnrollmentError::LoginOff)?,
+            )
+        };
         self.client_ca()?;
+        let ttl = self.settings.login_nonce_ttl;
         let now = SystemTime::now();
         let nonce = {
             use base64::Engine as _;
@@ -369,40 +393,58 @@ impl Enrollment {
                 .nonces
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            nonces.retain(|_, until| *until > now);
+            nonces.retain(|_, (until, _)| *until > now);
             if nonces.len() >= MAX_PENDING_LOGINS {
                 return Err(EnrollmentError::LoginsBusy.into());
             }
-            nonces.insert(nonce.clone(), now + LOGIN_NONCE_TTL);
+            nonces.insert(nonce.clone(), (now + ttl, ssh_key));
         }
         Ok(BeginLoginResponse {
             nonce,
-            expires_at: crate::service::secs(Timestamp::from_system_time(now + LOGIN_NONCE_TTL)),
-            issuer: settings.issuer.clone(),
-            client_id: settings.client_id.clone(),
+            expires_at: crate::service::secs(Timestamp::from_system_time(now + ttl)),
+            issuer: settings.map(|s| s.issuer.clone()).unwrap_or_default(),
+            client_id: settings.map(|s| s.client_id.clone()).unwrap_or_default(),
+            ssh_namespace: if ssh_key {
+                SSH_LOGIN_NAMESPACE.to_owned()
+            } else {
+                String::new()
+            },
         })
     }
 
-    /// Finishes a login: uses up `nonce`, verifies `id_token` (which must carry it) and
-    /// signs a client certificate of the identity it proves for the key of `csr_der`.
-    pub async fn login(
-        &self,
-        nonce: &str,
-        id_token: &str,
-        csr_der: &[u8],
-    ) -> Result<LoginResponse, Error> {
-        let verifier = self.oidc.as_ref().ok_or(EnrollmentError::LoginOff)?;
-        let ca = self.client_ca()?;
-        let now = SystemTime::now();
+    /// Uses up `nonce`: it must be one this daemon gave for this method, not expired.
+    fn take_nonce(&self, nonce: &str, ssh_key: bool, now: SystemTime) -> Result<(), Error> {
         let known = self
             .nonces
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(nonce)
-            .is_some_and(|until| until > now);
-        if !known {
-            return Err(EnrollmentError::UnknownNonce.into());
+            .is_some_and(|(until, method)| until > now && method == ssh_key);
+        if known {
+            Ok(())
+        } else {
+            Err(EnrollmentError::UnknownNonce.into())
         }
+    }
+
+    /// Finishes a login: uses up `nonce`, verifies `id_token` (which must carry it) and
+    /// signs a client certificate of the identity it proves for the key of `csr_der`.
+    /// With `ssh_signature` instead of a token, the login with an SSH key
+    /// ([`Enrollment::ssh_key_login`]).
+    pub async fn login(
+        &self,
+        nonce: &str,
+        id_token: &str,
+        csr_der: &[u8],
+        ssh_signature: &str,
+    ) -> Result<LoginResponse, Error> {
+        if !ssh_signature.is_empty() {
+            return self.ssh_key_login(nonce, ssh_signature, csr_der).await;
+        }
+        let verifier = self.oidc.as_ref().ok_or(EnrollmentError::LoginOff)?;
+        let ca = self.client_ca()?;
+        let now = SystemTime::now();
+        self.take_nonce(nonce, false, now)?;
         let who = verifier.verify(id_token, nonce).await.map_err(|e| {
             tracing::info!(reason = %e, "login refused");
             EnrollmentError::LoginRefused(e.to_string())
@@ -437,6 +479,7 @@ impl Enrollment {
             certificate_pem: signed.pem,
             not_after: crate::service::secs(not_after),
             tls_ca_pem: self.tls_ca_pem.clone(),
+            method: "login".to_owned(),
         })
     }
 

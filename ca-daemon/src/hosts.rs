@@ -372,6 +372,7 @@ mod tests {
             owner: None,
             transport,
             uid: None,
+            ssh_key_login: false,
         }
     }
 

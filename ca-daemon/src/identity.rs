@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use breakglass_proto::audit::fields::rfc3339;
+use breakglass_proto::ssh_login::SSH_KEY_LOGIN_UNIT;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -120,6 +121,37 @@ impl Authenticator {
         )));
     }
 
+    /// The groups of a certificate identity, as its calls get them: from
+    /// `[[identities]]`, else from its latest client certificate in the log; `None` when
+    /// neither knows it.
+    pub fn groups_of(&self, identity: &str) -> Option<Vec<String>> {
+        self.tables
+            .load()
+            .certificates
+            .get(identity)
+            .map(|k| k.groups.clone())
+            .or_else(|| self.from_log.load().enrolled.get(identity).cloned())
+    }
+
+    /// The `[[identities]]` entry whose `ssh_keys` list `key`, if any.
+    pub fn configured_key_owner(&self, key: &ssh_key::public::KeyData) -> Option<String> {
+        self.tables
+            .load()
+            .certificates
+            .values()
+            .find(|i| i.ssh_keys.iter().any(|k| k.key_data() == key))
+            .map(|i| i.id.clone())
+    }
+
+    /// Whether any `[[identities]]` entry lists an SSH key.
+    pub fn any_configured_key(&self) -> bool {
+        self.tables
+            .load()
+            .certificates
+            .values()
+            .any(|i| !i.ssh_keys.is_empty())
+    }
+
     /// The authenticator of a configuration.
     pub fn from_config(config: &Config) -> Self {
         Self::new(&config.identities, &config.admin_users)
@@ -150,7 +182,7 @@ impl Authenticator {
         if let Some(tls) = tls {
             let certs = tls.peer_certs().ok_or(Unauthenticated::NoCertificate)?;
             let leaf = certs.first().ok_or(Unauthenticated::NoCertificate)?;
-            let identity = identity_from_certificate(leaf.as_ref())?;
+            let (identity, ssh_key_login) = certificate_identity(leaf.as_ref())?;
             if is_admin_socket_identity(&identity) {
                 // The TLS verifier refuses these at the handshake; this is the second layer.
                 return Err(reserved(identity).into());
@@ -179,6 +211,7 @@ impl Authenticator {
                     identity,
                     transport: "mtls",
                     uid: None,
+                    ssh_key_login,
                 },
             })
         } else if let Some(uds) = uds {
@@ -199,6 +232,7 @@ impl Authenticator {
                     owner: None,
                     transport: "unix",
                     uid: Some(cred.uid()),
+                    ssh_key_login: false,
                 },
             })
         } else {
@@ -223,8 +257,20 @@ pub fn reserved_namespace(identity: &str) -> String {
 /// The caller identity of a DER client certificate: its first URI SAN, or
 /// else its first e-mail SAN. The common name is never used.
 pub fn identity_from_certificate(der: &[u8]) -> Result<String, Error> {
+    certificate_identity(der).map(|(id, _)| id)
+}
+
+/// The caller identity of a DER client certificate ([`identity_from_certificate`]), and
+/// whether the daemon's client CA marked it as got by a login with an SSH key (its
+/// subject's OU is [`SSH_KEY_LOGIN_UNIT`]; only the CA writes the subject, a CSR's is
+/// ignored).
+pub fn certificate_identity(der: &[u8]) -> Result<(String, bool), Error> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| Unauthenticated::CertificateUnparsable(e.to_string()))?;
+    let ssh_key_login = cert
+        .subject()
+        .iter_organizational_unit()
+        .any(|ou| ou.as_str().is_ok_and(|v| v == SSH_KEY_LOGIN_UNIT));
     let san = cert
         .subject_alternative_name()
         .map_err(|e| Unauthenticated::SanMalformed(e.to_string()))?;
@@ -245,7 +291,7 @@ pub fn identity_from_certificate(der: &[u8]) -> Result<String, Error> {
         })
         .ok_or(Unauthenticated::NoSan)?;
     check_identity(&pick).map_err(Unauthenticated::BadIdentity)?;
-    Ok(pick)
+    Ok((pick, ssh_key_login))
 }
 
 /// `unix:<user name>` for a local uid (or `unix:uid=<n>` when it has no name).

@@ -74,6 +74,8 @@ pub const METHODS: &[&str] = &[
     "/breakglass.v1.Enrollment/Login",
     "/breakglass.v1.Identities/CreateJoinTokens",
     "/breakglass.v1.Identities/DisableIdentity",
+    "/breakglass.v1.Identities/AddSshKey",
+    "/breakglass.v1.Identities/RemoveSshKey",
 ];
 
 /// A caller for every identity `config` names, as the interceptor attaches it: `unix:`
@@ -91,6 +93,7 @@ pub fn callers(config: &Config) -> Vec<Caller> {
                 owner: i.owner.clone(),
                 transport: if unix { "unix" } else { "mtls" },
                 uid: unix.then_some(0),
+                ssh_key_login: false,
             }
         })
         .collect()
@@ -281,6 +284,8 @@ impl InProcess {
                         unary(id.create_join_tokens(request(caller, body)?).await)
                     }
                     "DisableIdentity" => unary(id.disable_identity(request(caller, body)?).await),
+                    "AddSshKey" => unary(id.add_ssh_key(request(caller, body)?).await),
+                    "RemoveSshKey" => unary(id.remove_ssh_key(request(caller, body)?).await),
                     _ => Err(Status::unimplemented(format!("no method {method:?}"))),
                 }
             }
@@ -390,6 +395,7 @@ mod tests {
             owner: None,
             transport: "unix",
             uid: Some(0),
+            ssh_key_login: false,
         };
         for m in METHODS {
             if let Err(s) = api.call(m, &admin, &[]).await {

@@ -17,6 +17,17 @@ const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
 const EX_IOERR: u8 = 74;
 
+/// An admin command's text on stdout, or its error.
+fn printed(r: Result<String, breakglass_ca::admin::AdminError>) -> ExitCode {
+    match r {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("breakglass-ca: {msg}");
     ExitCode::from(code)
@@ -53,6 +64,26 @@ fn main() -> ExitCode {
         }
         Command::Identity(breakglass_ca::admin::IdentityCmd::Disable(args)) => {
             match rt.block_on(breakglass_ca::admin::identity_disable(&args)) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e.exit_code(), e),
+            }
+        }
+        Command::Identity(breakglass_ca::admin::IdentityCmd::AddKey(args)) => {
+            printed(rt.block_on(breakglass_ca::admin::identity_key(&args, true)))
+        }
+        Command::Identity(breakglass_ca::admin::IdentityCmd::RemoveKey(args)) => {
+            printed(rt.block_on(breakglass_ca::admin::identity_key(&args, false)))
+        }
+        Command::Audit(cmd) => {
+            use breakglass_ca::audit_transfer::{self, AuditCmd};
+            let done = match cmd {
+                AuditCmd::Import(args) => rt.block_on(audit_transfer::import(&args)),
+                AuditCmd::Export(args) => rt.block_on(audit_transfer::export(&args)),
+            };
+            match done {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -152,6 +183,13 @@ fn main() -> ExitCode {
                 // The audit disk failed (read-only, I/O error): not the configuration's
                 // fault, and worth retrying (the unit restarts on it, not on 64 or 65).
                 Err(e) if is_audit_disk_failure(&e) => return fail(EX_IOERR, e),
+                // The audit database cannot be reached ([audit] backend = "postgres"):
+                // worth retrying, like a failing disk.
+                Err(
+                    e @ server::StartupError::Audit(breakglass_ca::audit::AuditError::Unavailable(
+                        _,
+                    )),
+                ) => return fail(EX_UNAVAILABLE, e),
                 Err(e) => return fail(EX_USAGE, e),
             };
             rt.block_on(async move {

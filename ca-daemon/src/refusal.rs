@@ -285,6 +285,7 @@ mod tests {
                 id: "alice@example.com".into(),
                 groups: vec![],
                 owner: None,
+                ssh_keys: vec![],
             }],
         )
     }
@@ -433,6 +434,7 @@ mod tests {
             owner: None,
             transport: "mtls",
             uid: None,
+            ssh_key_login: false,
         };
         assert_eq!(
             r.kind_for(&caller("alice@example.com"), RefusalKind::NotApprover),

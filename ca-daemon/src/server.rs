@@ -99,7 +99,7 @@ impl Daemon {
             &config.server.tls_key,
             &config.server.client_ca,
         )?;
-        let (audit, state) = open_audit(&config.audit)?;
+        let (audit, state) = open_audit(&config.audit, config.postgres.as_ref())?;
         let service = Service::new(ca, &config, audit, state);
         let revocations = crate::revocation::Revocations::new(
             service.clone(),
@@ -434,11 +434,17 @@ impl Daemon {
 
 /// Opens the audit log (recovering a torn tail, refusing a damaged log) and
 /// rebuilds the state from it.
-fn open_audit(cfg: &crate::config::AuditSettings) -> Result<(AuditLog, State), StartupError> {
+fn open_audit(
+    cfg: &crate::config::AuditSettings,
+    db: Option<&crate::config::postgres::PostgresSettings>,
+) -> Result<(AuditLog, State), StartupError> {
     let signer = crate::audit::load_audit_key(&cfg.key, &cfg.origin)?;
     let mut engine = AuditConfig::new(&cfg.dir);
     engine.segment_max_bytes = cfg.segment_max_bytes;
     engine.max_batch = cfg.max_batch;
+    if cfg.backend == crate::config::AuditBackend::Postgres {
+        engine.db = db.cloned();
+    }
     let log = AuditLog::open(engine, signer)?;
     let started = std::time::Instant::now();
     let (state, loaded) = crate::snapshot::load_state(&log, &cfg.dir)?;

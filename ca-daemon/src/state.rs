@@ -523,6 +523,8 @@ impl State {
             EventKind::JoinTokenCreated(t) => self.identities.token_created(t, at),
             EventKind::ClientCertificateIssued(c) => self.identities.certificate_issued(c, at),
             EventKind::IdentityDisabled(d) => self.identities.disabled(d, &event.actor, at),
+            EventKind::SshKeyAdded(k) => self.identities.ssh_key_added(k),
+            EventKind::SshKeyRemoved(k) => self.identities.ssh_key_removed(k),
         }
         if let Some(s) = event.kind.session()
             && self.host_records.insert(s.record_id.clone())

@@ -30,6 +30,12 @@ pub const EXAMPLES: &[Example] = &[
          anywhere, enter the code), pinning the daemon's CA by the fingerprint your administrator gave:",
         &["--server", "https://ca.example.internal:7443", "login", "--ca-fingerprint", "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"],
     ),
+    (
+        "The break-glass login, when the identity provider is down: sign the daemon's challenge \
+         with your enrolled SSH key (a FIDO2 key asks for a touch), then declare the emergency:",
+        &["login", "--ssh-key", "~/.ssh/id_ed25519_sk"],
+    ),
+    ("", &["request", "--emergency", "--host", "db-7.prod.example", "--as", "postgres", "--ttl", "15m", "--reason", "INC-4411 primary down, SSO down"]),
     ("Show who you are to the daemon, with which groups:", &["whoami"]),
     (
         "On a host: install the CA keys that sshd's TrustedUserCAKeys and the PAM module's \

@@ -22,6 +22,8 @@ pub struct Credential {
     pub file: PathBuf,
     /// Its notAfter, Unix seconds.
     pub not_after: i64,
+    /// It came from the break-glass login with an SSH key (the daemon's client CA marks it).
+    pub ssh_key_login: bool,
 }
 
 /// Everything `breakglass status` shows.
@@ -45,6 +47,7 @@ pub async fn status(target: &Target) -> Result<Status, CliError> {
         Target::Tls { cert, .. } => Some(Credential {
             file: cert.clone(),
             not_after: not_after(cert)?,
+            ssh_key_login: ssh_key_login(cert)?,
         }),
         Target::Unix(_) => None,
     };
@@ -85,6 +88,24 @@ pub fn not_after(file: &Path) -> Result<i64, CliError> {
     Ok(cert.validity().not_after.timestamp())
 }
 
+/// Whether the PEM certificate in `file` came from a login with an SSH key (the OU the
+/// daemon's client CA sets for one).
+pub fn ssh_key_login(file: &Path) -> Result<bool, CliError> {
+    let bad = |why: String| {
+        CliError::Usage(format!(
+            "client certificate {}: {why}; pass a PEM certificate with --cert",
+            file.display()
+        ))
+    };
+    let pem = std::fs::read(file).map_err(|e| bad(e.to_string()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
+    Ok(cert.subject().iter_organizational_unit().any(|ou| {
+        ou.as_str()
+            .is_ok_and(|v| v == breakglass_proto::ssh_login::SSH_KEY_LOGIN_UNIT)
+    }))
+}
+
 /// "in 14m 3s", "in 5h 12m", "in 364 days" or "3m ago".
 fn relative(unix_seconds: i64) -> String {
     let left = seconds_until(unix_seconds);
@@ -119,12 +140,20 @@ pub fn describe(s: &Status) -> String {
         list(&s.whoami.groups)
     );
     match &s.credential {
-        Some(c) => out.push_str(&format!(
-            "credential   client certificate {} expires {} ({})\n",
-            esc(&c.file.display().to_string()),
-            time(c.not_after),
-            relative(c.not_after)
-        )),
+        Some(c) => {
+            out.push_str(&format!(
+                "credential   client certificate {} expires {} ({})\n",
+                esc(&c.file.display().to_string()),
+                time(c.not_after),
+                relative(c.not_after)
+            ));
+            if c.ssh_key_login {
+                out.push_str(
+                    "login        with an SSH key (the break-glass login): each tier takes it \
+                     as its ssh_key_login says, by default only for --emergency\n",
+                );
+            }
+        }
         None => out.push_str("credential   the admin socket (no expiry)\n"),
     }
     out.push_str(&format!("\nLive grants ({}):\n", s.grants.len()));
@@ -176,6 +205,7 @@ impl Status {
                 certificate_file: c.file.display().to_string(),
                 expires_at: time(c.not_after),
                 expires_in_seconds: seconds_until(c.not_after),
+                ssh_key_login: c.ssh_key_login,
             }),
             grants: self.grants.iter().map(GrantOut::from).collect(),
             pending: self.pending.iter().map(RequestOut::from).collect(),

@@ -91,6 +91,7 @@ fn harness(generation: u64) -> Harness {
         owner: None,
         transport: "mtls",
         uid: None,
+        ssh_key_login: false,
     });
     Harness {
         dir,

@@ -19,6 +19,7 @@ pub mod profile;
 pub mod recording;
 pub mod sessions;
 pub mod spool;
+pub mod ssh_login;
 pub mod status;
 pub mod text;
 

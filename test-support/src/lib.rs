@@ -29,6 +29,7 @@ pub mod fs;
 pub mod machine;
 pub mod oracle;
 pub mod pam_wrapper;
+pub mod postgres;
 pub mod process;
 pub mod sshd;
 pub mod syslog;

@@ -75,6 +75,18 @@ async fn a_person_logs_in_with_the_device_flow_and_then_asks_for_a_certificate()
         who.contains("alice@example.com") && who.contains("sre"),
         "{who}"
     );
+    // `status` says who, in which groups, and when the login expires.
+    let status = breakglass_cli::status::status(&target)
+        .await
+        .expect("status");
+    let text = breakglass_cli::status::describe(&status);
+    assert!(
+        text.contains("identity     alice@example.com")
+            && text.contains("groups       sre")
+            && text.contains("login.crt expires")
+            && !text.contains("with an SSH key"),
+        "{text}"
+    );
     let keys = tempfile::tempdir().unwrap();
     let grant = issue(
         &target,

@@ -143,6 +143,7 @@ impl Scenario<'_> {
             owner: None,
             transport: "mtls",
             uid: None,
+            ssh_key_login: false,
         });
         self.api.call(METHODS[m], &caller, &body).await.ok()
     }

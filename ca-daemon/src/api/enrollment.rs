@@ -13,6 +13,7 @@ use breakglass_proto::v1::{
     BeginLoginRequest, BeginLoginResponse, CreateJoinTokensRequest, CreateJoinTokensResponse,
     DisableIdentityRequest, DisableIdentityResponse, EnrollHostRequest, GetTlsCaRequest,
     GetTlsCaResponse, HostCertificateResponse, LoginRequest, LoginResponse, RenewHostRequest,
+    SshKeyRequest, SshKeyResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -52,15 +53,17 @@ impl EnrollmentService for EnrollmentApi {
 
     async fn begin_login(
         &self,
-        _req: Request<BeginLoginRequest>,
+        req: Request<BeginLoginRequest>,
     ) -> Result<Response<BeginLoginResponse>, Status> {
-        Ok(Response::new(self.0.begin_login()?))
+        Ok(Response::new(self.0.begin_login(&req.get_ref().method)?))
     }
 
     async fn login(&self, req: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
         let r = req.get_ref();
         Ok(Response::new(
-            self.0.login(&r.nonce, &r.id_token, &r.csr_der).await?,
+            self.0
+                .login(&r.nonce, &r.id_token, &r.csr_der, &r.ssh_signature)
+                .await?,
         ))
     }
 }
@@ -91,6 +94,30 @@ impl IdentitiesService for IdentitiesApi {
         let r = req.get_ref();
         Ok(Response::new(
             self.0.disable(&who, &r.identity, &r.reason).await?,
+        ))
+    }
+
+    async fn add_ssh_key(
+        &self,
+        req: Request<SshKeyRequest>,
+    ) -> Result<Response<SshKeyResponse>, Status> {
+        let who = caller(&req)?;
+        let r = req.get_ref();
+        Ok(Response::new(
+            self.0.add_ssh_key(&who, &r.identity, &r.public_key).await?,
+        ))
+    }
+
+    async fn remove_ssh_key(
+        &self,
+        req: Request<SshKeyRequest>,
+    ) -> Result<Response<SshKeyResponse>, Status> {
+        let who = caller(&req)?;
+        let r = req.get_ref();
+        Ok(Response::new(
+            self.0
+                .remove_ssh_key(&who, &r.identity, &r.public_key)
+                .await?,
         ))
     }
 }

@@ -22,6 +22,9 @@ pub struct AuditConfig {
     pub max_batch: usize,
     /// Capacity of the queue in front of the writer; `append` waits when it is full.
     pub queue_depth: usize,
+    /// With `[audit] backend = "postgres"`: the database where batches are durable (`dir`
+    /// then holds its mirror).
+    pub db: Option<crate::config::postgres::PostgresSettings>,
 }
 
 impl AuditConfig {
@@ -33,6 +36,7 @@ impl AuditConfig {
             segment_max_bytes: 64 * 1024 * 1024,
             max_batch: 1024,
             queue_depth: 8192,
+            db: None,
         }
     }
 }

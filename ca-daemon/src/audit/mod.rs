@@ -39,6 +39,7 @@
 mod base;
 mod index;
 mod key;
+pub mod pg;
 mod reads;
 mod stats;
 mod store;
@@ -76,6 +77,10 @@ pub use self::stats::{CommitStats, PROBE_FILE};
 pub use self::store::Replay;
 use self::writer::Request;
 
+/// Committed batches in index order, each with its first entry's index
+/// ([`AuditLog::take_foreign`]).
+pub type Batches = mpsc::UnboundedReceiver<(LeafIndex, Vec<Event>)>;
+
 /// Handle to the audit log; cheap to clone, usable from any tokio task or thread.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -84,6 +89,13 @@ pub struct AuditLog {
     /// The log's key, also held by the writer thread (which signs the checkpoints).
     signer: Arc<NoteSigner>,
     writer: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// Entries the writer found in the database that did not come through its queue (see
+    /// [`take_foreign`](Self::take_foreign)).
+    foreign: Arc<std::sync::Mutex<Option<Batches>>>,
+    /// A database orders the log (see [`sequenced`](Self::sequenced)).
+    sequenced: bool,
+    /// With a database: the lock across daemons for decisions.
+    decisions: Option<pg::lock::DecisionLock>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -105,17 +117,81 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let shared = opened.shared.clone();
         let signer = Arc::new(signer);
-        let for_writer = signer.clone();
+        let (foreign_tx, foreign_rx) = mpsc::unbounded_channel();
+        let sequenced = config.db.is_some();
+        let decisions = config.db.clone().map(pg::lock::DecisionLock::new);
+        if let Some(db) = config.db.clone() {
+            // Weak: the listener must not keep the writer's queue open.
+            let (alive, nudge) = (tx.downgrade(), tx.downgrade());
+            let listener = std::thread::Builder::new()
+                .name("audit-listen".into())
+                .spawn(move || {
+                    pg::listen::listen(
+                        &db,
+                        || alive.upgrade().is_some_and(|t| !t.is_closed()),
+                        || {
+                            if let Some(t) = nudge.upgrade() {
+                                let _ = t.try_send(Request::Follow);
+                            }
+                        },
+                    );
+                });
+            if let Err(e) = listener {
+                tracing::warn!(error = %e, "no thread to LISTEN for other daemons' batches; \
+                    following the audit database by polling only");
+            }
+        }
+        let w = writer::Writer::new(opened, signer.clone(), config, foreign_tx)?;
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer::run(rx, opened, for_writer, config))
+            .spawn(move || writer::run(rx, w))
             .map_err(|e| AuditError::io("audit-writer thread", e))?;
         Ok(Self {
             tx,
             shared,
             signer,
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
+            foreign: Arc::new(std::sync::Mutex::new(Some(foreign_rx))),
+            sequenced,
+            decisions,
         })
+    }
+
+    /// With `[audit] backend = "postgres"`, every batch committed after open, this
+    /// handle's and other writers' (and one whose commit answer was lost), in index order,
+    /// with the first one's index: the daemon applies them to its state from here, and an
+    /// [`append`](Self::append)'s caller waits until its entry is applied instead of
+    /// applying it (see [`sequenced`](Self::sequenced)). With the embedded backend nothing
+    /// comes. Only the first call gets the receiver.
+    pub fn take_foreign(&self) -> Option<Batches> {
+        self.foreign.lock().ok().and_then(|mut f| f.take())
+    }
+
+    /// Whether the state is applied from [`take_foreign`](Self::take_foreign) (a database
+    /// orders the log) rather than by each appender.
+    #[must_use]
+    pub fn sequenced(&self) -> bool {
+        self.sequenced
+    }
+
+    /// With a database: takes the lock across daemons under which decisions are made
+    /// (waiting for other daemons' decisions), asks the writer to catch up now, and returns
+    /// it with the log's size: the caller's state must hold that many entries before it
+    /// decides. `None` with the embedded backend (one daemon: its own lock suffices).
+    pub async fn lock_decisions(
+        &self,
+    ) -> Result<Option<(pg::lock::DecisionGuard, u64)>, AuditError> {
+        let Some(lock) = &self.decisions else {
+            return Ok(None);
+        };
+        let (guard, size) = lock
+            .lock()
+            .await
+            .map_err(|e| AuditError::Unavailable(e.to_string()))?;
+        if self.size() < size {
+            let _ = self.tx.try_send(Request::Follow);
+        }
+        Ok(Some((guard, size)))
     }
 
     /// Appends an event; returns its leaf index once it is durable under a signed checkpoint.

@@ -13,8 +13,11 @@ use breakglass_proto::audit::segment::{
 use breakglass_proto::audit::{Checkpoint, Hash, NoteSigner, SignedCheckpoint};
 use tokio::sync::{mpsc, oneshot};
 
+use breakglass_proto::audit::Event;
+
 use super::base::{AuditConfig, AuditError, LeafIndex};
 use super::index::Watermark;
+use super::pg::sequencer::{Batch, Sequencer};
 use super::store::{Active, Opened, SegmentHandle, Shared, write_checkpoint_file};
 
 /// What the writer thread is asked to do.
@@ -31,6 +34,9 @@ pub(super) enum Request {
     /// The systemd watchdog's keep-alive: answered (`WATCHDOG=1`) when the writer gets to
     /// it, so a writer stuck in a write or an fdatasync stops the pings.
     KeepAlive,
+    /// With a database: look for other writers' batches now (a decision is about to be
+    /// made on the state), not at the next idle look.
+    Follow,
 }
 
 /// The `checkpoint` file is refreshed at most this often, off the commit path (it is a
@@ -92,7 +98,7 @@ fn recv_until(
 
 type Reply = oneshot::Sender<Result<LeafIndex, AuditError>>;
 
-struct Writer {
+pub(crate) struct Writer {
     shared: Arc<Shared>,
     active: Option<Active>,
     frontier: breakglass_proto::audit::Frontier,
@@ -107,7 +113,19 @@ struct Writer {
     /// Reused buffers of one batch's index entries: record offsets, stored hashes.
     offsets: Vec<u64>,
     stored: Vec<Hash>,
+    /// With `[audit] backend = "postgres"`: the database, where a batch is durable; the
+    /// segments are then its mirror (written after the commit, not fdatasynced).
+    db: Option<Sequencer>,
+    /// Where entries the mirror lacked (found in the database, not appended through this
+    /// writer's queue) go, decoded, to be applied to the daemon's state.
+    foreign: tokio::sync::mpsc::UnboundedSender<(LeafIndex, Vec<Event>)>,
+    /// The last [`Writer::follow_database`] failed (warned once until it works again).
+    follow_failing: bool,
 }
+
+/// How often an idle writer with a database looks for batches other writers committed,
+/// when no notification came (`pg::listen` wakes it at once for each).
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 
 /// What one successful commit produced.
 struct Committed {
@@ -130,24 +148,56 @@ struct Published {
     root: Hash,
 }
 
-pub(crate) fn run(
-    mut rx: mpsc::Receiver<Request>,
-    opened: Opened,
-    signer: Arc<NoteSigner>,
-    config: AuditConfig,
-) {
-    let mut w = Writer {
-        shared: opened.shared,
-        active: opened.active,
-        frontier: opened.frontier,
-        signer,
-        config,
-        needs_repair: false,
-        buf: Vec::with_capacity(1 << 20),
-        checkpoint_file: None,
-        offsets: Vec::new(),
-        stored: Vec::new(),
-    };
+impl Writer {
+    /// The writer of an opened log. With a database (`config.db`), the database's log is
+    /// checked against the mirror and what the mirror lacks is written into it first (the
+    /// state loaded after this replays it from the mirror).
+    pub(crate) fn new(
+        opened: Opened,
+        signer: Arc<NoteSigner>,
+        config: AuditConfig,
+        foreign: tokio::sync::mpsc::UnboundedSender<(LeafIndex, Vec<Event>)>,
+    ) -> Result<Self, AuditError> {
+        let db = config
+            .db
+            .clone()
+            .map(Sequencer::new)
+            .transpose()
+            .map_err(AuditError::Unavailable)?;
+        let mut w = Writer {
+            shared: opened.shared,
+            active: opened.active,
+            frontier: opened.frontier,
+            signer,
+            config,
+            needs_repair: false,
+            buf: Vec::with_capacity(1 << 20),
+            checkpoint_file: None,
+            offsets: Vec::new(),
+            stored: Vec::new(),
+            db,
+            foreign,
+            follow_failing: false,
+        };
+        if w.db.is_some() {
+            // On a thread of its own: the database client blocks on its own runtime, and
+            // the caller may be inside one.
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| w.catch_up_at_open())
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(AuditError::Unavailable(
+                            "the audit database catch-up panicked".into(),
+                        ))
+                    })
+            })?;
+        }
+        Ok(w)
+    }
+}
+
+pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
     let (cp_tx, cp_rx) = std::sync::mpsc::channel::<Published>();
     let cp_shared = Arc::clone(&w.shared);
     let cp_thread = std::thread::Builder::new()
@@ -182,7 +232,20 @@ pub(crate) fn run(
     let mut cx = Context::from_waker(&waker);
     loop {
         let mut shutdown = None;
-        match rx.blocking_recv() {
+        let next = if w.db.is_some() {
+            // Idle with a database: look for other writers' batches every FOLLOW_EVERY.
+            match recv_until(&mut rx, &mut cx, Instant::now() + FOLLOW_EVERY) {
+                Gathered::Request(r) => Some(r),
+                Gathered::Late => {
+                    w.follow_database();
+                    continue;
+                }
+                Gathered::Closed => None,
+            }
+        } else {
+            rx.blocking_recv()
+        };
+        match next {
             None => break,
             Some(Request::Append {
                 leaves: more,
@@ -192,6 +255,7 @@ pub(crate) fn run(
             }
             Some(Request::Shutdown { reply }) => shutdown = Some(reply),
             Some(Request::KeepAlive) => crate::systemd::watchdog(),
+            Some(Request::Follow) => w.follow_database(),
         }
         let gather_until = Instant::now() + GATHER_WAIT;
         let target = expected.clamp(1, max_batch);
@@ -205,6 +269,7 @@ pub(crate) fn run(
                 }
                 Ok(Request::Shutdown { reply }) => shutdown = Some(reply),
                 Ok(Request::KeepAlive) => crate::systemd::watchdog(),
+                Ok(Request::Follow) => w.follow_database(),
                 Err(mpsc::error::TryRecvError::Empty) if replies.len() < target => {
                     // Asleep until a caller comes back or the window closes: the tokio
                     // workers get both cores meanwhile.
@@ -215,6 +280,7 @@ pub(crate) fn run(
                         }) => take(&mut leaves, &mut replies, more, reply),
                         Gathered::Request(Request::Shutdown { reply }) => shutdown = Some(reply),
                         Gathered::Request(Request::KeepAlive) => crate::systemd::watchdog(),
+                        Gathered::Request(Request::Follow) => w.follow_database(),
                         Gathered::Late | Gathered::Closed => break,
                     }
                 }
@@ -236,7 +302,7 @@ pub(crate) fn run(
                     Request::Shutdown { reply } => {
                         let _ = reply.send(());
                     }
-                    Request::KeepAlive => {}
+                    Request::KeepAlive | Request::Follow => {}
                 }
             }
             w.final_checkpoint_file(cp_thread);
@@ -251,44 +317,17 @@ pub(crate) fn run(
 impl Writer {
     fn commit(&mut self, leaves: &[Vec<u8>], replies: &mut Vec<(Reply, usize)>) {
         let started = Instant::now();
-        match self.try_commit(leaves) {
+        let committed = if self.db.is_some() {
+            self.try_commit_db(leaves)
+        } else {
+            self.try_commit(leaves)
+        };
+        match committed {
             Ok(c) => {
                 self.shared.stats.committed(leaves.len(), started.elapsed());
                 let first = c.first_index;
-                let published = Published {
-                    note: c.checkpoint.note.clone(),
-                    size: c.checkpoint.checkpoint.size,
-                    root: c.checkpoint.checkpoint.root,
-                };
-                {
-                    let mut idx = self.shared.write();
-                    idx.checkpoint = c.checkpoint;
-                    if let Some(a) = self.active.as_mut().filter(|a| !a.registered) {
-                        match File::open(&a.path) {
-                            Ok(f) => {
-                                idx.segments.push(SegmentHandle {
-                                    first: a.first,
-                                    path: a.path.clone(),
-                                    file: Arc::new(f),
-                                });
-                                a.registered = true;
-                            }
-                            Err(e) => {
-                                // The data is durable; only reads of this segment are affected
-                                // until the next batch retries.
-                                tracing::error!(segment = %a.path.display(), error = %e,
-                                    "cannot open the new audit segment for reading");
-                            }
-                        }
-                    }
-                }
+                self.publish(c);
                 self.shared.set_error(None);
-                self.shared
-                    .batches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some(tx) = &self.checkpoint_file {
-                    let _ = tx.send(published);
-                }
                 let mut next = first;
                 for (r, n) in replies.drain(..) {
                     let _ = r.send(Ok(next));
@@ -304,6 +343,209 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// At open: checks the database's log against the mirror and writes what the mirror
+    /// lacks into it (not handed to the state: the state is loaded from the mirror after).
+    fn catch_up_at_open(&mut self) -> Result<(), AuditError> {
+        loop {
+            let note = self.shared.read().checkpoint.note.clone();
+            let Some(db) = self.db.as_mut() else {
+                return Ok(());
+            };
+            // A log that went back or belongs to another key needs a human (like a damaged
+            // segment); an unreachable database is worth retrying.
+            let behind =
+                db.reconcile(&self.frontier, &note, &self.signer)
+                    .map_err(|e| match e {
+                        super::pg::error::PgError::Damaged(reason) => AuditError::Corrupt {
+                            segment: "PostgreSQL audit database".into(),
+                            offset: 0,
+                            reason,
+                        },
+                        other => AuditError::Unavailable(other.to_string()),
+                    })?;
+            if behind.is_empty() {
+                return Ok(());
+            }
+            self.catch_up(behind, false)
+                .map_err(AuditError::Unavailable)?;
+        }
+    }
+
+    /// While idle: writes the batches other writers committed into the mirror and hands
+    /// them to the state. A database that cannot be read now is tried again at the next
+    /// look (a warning when that starts, not at every look).
+    fn follow_database(&mut self) {
+        let Some(db) = self.db.as_mut() else {
+            return;
+        };
+        let followed = db
+            .behind(&self.frontier)
+            .map_err(|e| format!("the PostgreSQL audit database: {e}"))
+            .and_then(|b| self.catch_up(b, true));
+        match followed {
+            Ok(()) => self.follow_failing = false,
+            Err(e) if !self.follow_failing => {
+                self.follow_failing = true;
+                tracing::warn!(error = %e, "cannot follow the audit database; trying again");
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Makes a committed batch visible to readers (checkpoint, a new segment), and tells
+    /// the checkpoint file's thread.
+    fn publish(&mut self, c: Committed) {
+        let published = Published {
+            note: c.checkpoint.note.clone(),
+            size: c.checkpoint.checkpoint.size,
+            root: c.checkpoint.checkpoint.root,
+        };
+        {
+            let mut idx = self.shared.write();
+            idx.checkpoint = c.checkpoint;
+            if let Some(a) = self.active.as_mut().filter(|a| !a.registered) {
+                match File::open(&a.path) {
+                    Ok(f) => {
+                        idx.segments.push(SegmentHandle {
+                            first: a.first,
+                            path: a.path.clone(),
+                            file: Arc::new(f),
+                        });
+                        a.registered = true;
+                    }
+                    Err(e) => {
+                        // The data is durable; only reads of this segment are affected
+                        // until the next batch retries.
+                        tracing::error!(segment = %a.path.display(), error = %e,
+                            "cannot open the new audit segment for reading");
+                    }
+                }
+            }
+        }
+        self.shared
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(tx) = &self.checkpoint_file {
+            let _ = tx.send(published);
+        }
+    }
+
+    /// The batch as one database transaction, then into the mirror. Under the head row's
+    /// lock, what other writers committed since this daemon last looked is written into the
+    /// mirror and handed to the state first. A batch the database committed but the mirror
+    /// could not take is answered as a failure: its callers apply nothing, and the next
+    /// batch finds it in the database and hands it to the state like any other writer's.
+    fn try_commit_db(&mut self, leaves: &[Vec<u8>]) -> Result<Committed, String> {
+        let outcome = self
+            .db_step(|db| db.lock_head())
+            .and_then(|head| self.db_batch(head, leaves));
+        if outcome.is_err()
+            && let Some(db) = self.db.as_mut()
+        {
+            db.abort();
+        }
+        outcome
+    }
+
+    /// Runs one step of a database batch; its error is the callers' message.
+    fn db_step<T>(
+        &mut self,
+        step: impl FnOnce(&mut Sequencer) -> Result<T, super::pg::error::PgError>,
+    ) -> Result<T, String> {
+        let Some(db) = self.db.as_mut() else {
+            return Err("no audit database".into());
+        };
+        step(db).map_err(|e| format!("the PostgreSQL audit database: {e}"))
+    }
+
+    /// The body of [`Self::try_commit_db`] once the head row is held.
+    fn db_batch(
+        &mut self,
+        (size, mut head): (u64, Option<breakglass_proto::audit::Frontier>),
+        leaves: &[Vec<u8>],
+    ) -> Result<Committed, String> {
+        while size > self.frontier.size() {
+            let from = self.frontier.size();
+            let batches = self.db_step(|db| db.read_missing(from, size))?;
+            self.catch_up(batches, true)?;
+            if self.frontier.size() == size {
+                head = Some(self.frontier.clone());
+            }
+        }
+        if size != self.frontier.size() || head.as_ref() != Some(&self.frontier) {
+            return Err(format!(
+                "the database's head ({size} entries) is not this daemon's log ({} entries): \
+                 refusing to append",
+                self.frontier.size()
+            ));
+        }
+        let first = self.frontier.size();
+        let events = decode_all(leaves, first)?;
+        let mut after = self.frontier.clone();
+        for leaf in leaves {
+            after.push(leaf_hash(leaf));
+        }
+        let note = self
+            .signer
+            .sign_checkpoint(&Checkpoint {
+                origin: self.signer.name().to_owned(),
+                size: after.size(),
+                root: after.root(),
+                extensions: Vec::new(),
+            })
+            .map_err(|e| format!("cannot sign the checkpoint: {e}"))?;
+        self.db_step(|db| db.append(first, leaves, &after, &note))?;
+        let c = self
+            .try_commit(leaves)
+            .map_err(|e| format!("committed to the audit database, not yet to its mirror: {e}"))?;
+        if c.checkpoint.note != note {
+            return Err("the mirror's checkpoint differs from the database's".into());
+        }
+        // With a database the state applies every batch, this writer's and the others',
+        // from this one channel, in index order.
+        let _ = self.foreign.send((c.first_index, events));
+        Ok(c)
+    }
+
+    /// Writes batches the database holds after the mirror's end into the mirror, each
+    /// checked first (its checkpoint signed by the log's key, for exactly these entries
+    /// after the mirror's); with `tell`, hands them decoded to the state.
+    fn catch_up(&mut self, batches: Vec<Batch>, tell: bool) -> Result<(), String> {
+        let verifier = self.signer.verifier();
+        for b in batches {
+            if b.first != self.frontier.size() {
+                return Err(format!(
+                    "the database's batch at {} does not follow the mirror's end {}",
+                    b.first,
+                    self.frontier.size()
+                ));
+            }
+            let cp = verifier
+                .verify_checkpoint(&b.note)
+                .map_err(|e| format!("the database's checkpoint after entry {}: {e}", b.first))?;
+            let mut f = self.frontier.clone();
+            for leaf in &b.leaves {
+                f.push(leaf_hash(leaf));
+            }
+            if cp.size != f.size() || cp.root != f.root() {
+                return Err(format!(
+                    "the database's checkpoint of size {} does not match its entries",
+                    cp.size
+                ));
+            }
+            let events = decode_all(&b.leaves, b.first)?;
+            let c = self.try_commit(&b.leaves)?;
+            if c.checkpoint.note != b.note {
+                return Err("the mirror's checkpoint differs from the database's".into());
+            }
+            self.publish(c);
+            if tell {
+                let _ = self.foreign.send((b.first, events));
+            }
+        }
+        Ok(())
     }
 
     fn try_commit(&mut self, leaves: &[Vec<u8>]) -> Result<Committed, String> {
@@ -357,10 +599,15 @@ impl Writer {
             .sign_checkpoint(&checkpoint)
             .map_err(|e| format!("cannot sign the checkpoint: {e}"))?;
         encode_record(RecordKind::Checkpoint, note.as_bytes(), &mut self.buf);
-        let written = active
-            .file
-            .write_all_at(&self.buf, base)
-            .and_then(|()| active.file.sync_data());
+        // With a database, the segments are its mirror: durable there, not here.
+        let sync = self.db.is_none();
+        let written = active.file.write_all_at(&self.buf, base).and_then(|()| {
+            if sync {
+                active.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = written {
             let msg = format!("{}: {e}", active.path.display());
             self.needs_repair = true;
@@ -455,6 +702,14 @@ impl Writer {
         }
         sync_index(&self.shared, cp.checkpoint.size, cp.checkpoint.root);
     }
+}
+
+/// The events of `leaves`, the first one at index `first`.
+fn decode_all(leaves: &[Vec<u8>], first: u64) -> Result<Vec<Event>, String> {
+    (first..)
+        .zip(leaves)
+        .map(|(i, l)| Event::decode(l).map_err(|e| format!("entry {i}: {e}")))
+        .collect()
 }
 
 /// Syncs the index files and moves their watermark to `size` (unless a read found the

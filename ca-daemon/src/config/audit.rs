@@ -26,6 +26,8 @@ pub(super) struct RawAudit {
     snapshot_every_events: Option<u64>,
     #[serde(default)]
     snapshot_every_seconds: Option<u64>,
+    #[serde(default)]
+    backend: Option<String>,
 }
 
 /// Audit log settings.
@@ -50,6 +52,18 @@ pub struct AuditSettings {
     /// A state snapshot is written after this long when there are new events (zero: not
     /// by time).
     pub snapshot_every: std::time::Duration,
+    /// Where the log is durable: its directory, or the `[postgres]` database (the
+    /// directory then holds a mirror of it).
+    pub backend: AuditBackend,
+}
+
+/// Where the audit log is durable (`[audit] backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditBackend {
+    /// The segment files in `[audit] dir`, fdatasynced (the default).
+    Local,
+    /// The `[postgres]` database; `[audit] dir` holds a mirror for reads.
+    Postgres,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +132,16 @@ pub(super) fn parse_audit(
             format!("{snapshot_every_seconds} is outside 0 to 86400 (0 turns it off)"),
         ));
     }
+    let backend = match raw.backend.as_deref().unwrap_or("local") {
+        "local" => AuditBackend::Local,
+        "postgres" => AuditBackend::Postgres,
+        other => {
+            return Err(err(
+                "audit.backend",
+                format!("{other:?} is neither \"local\" nor \"postgres\""),
+            ));
+        }
+    };
     let audit = AuditSettings {
         dir: resolve(&raw.dir),
         key: resolve(&raw.key),
@@ -132,6 +156,7 @@ pub(super) fn parse_audit(
             .map_or_else(|| PathBuf::from(bg_syslog::DEFAULT_SOCKET), |p| resolve(&p)),
         snapshot_every_events,
         snapshot_every: std::time::Duration::from_secs(snapshot_every_seconds),
+        backend,
     };
     for g in &audit.reader_groups {
         check_word(g).map_err(|r| err("audit.reader_groups", r))?;

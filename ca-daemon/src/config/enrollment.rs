@@ -12,6 +12,9 @@ use super::field::{ConfigError, duration_field};
 pub const DEFAULT_HOST_CERTIFICATE_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// Default of `[enrollment] token_ttl`.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Default of `[enrollment] login_nonce_ttl`: the person has this long to finish the
+/// provider's device or browser flow, or to touch their security key.
+pub const DEFAULT_LOGIN_NONCE_TTL: Duration = Duration::from_secs(600);
 /// Default of `[enrollment] max_token_ttl`.
 pub const DEFAULT_MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 86_400);
 
@@ -26,6 +29,8 @@ pub(super) struct RawEnrollment {
     token_ttl: Option<String>,
     #[serde(default)]
     max_token_ttl: Option<String>,
+    #[serde(default)]
+    login_nonce_ttl: Option<String>,
 }
 
 /// Enrollment settings.
@@ -40,6 +45,8 @@ pub struct EnrollmentSettings {
     pub token_ttl: Duration,
     /// Longest lifetime `token create --ttl` may ask for.
     pub max_token_ttl: Duration,
+    /// How long a login's nonce is good (`breakglass login`, either method).
+    pub login_nonce_ttl: Duration,
 }
 
 impl Default for EnrollmentSettings {
@@ -49,6 +56,7 @@ impl Default for EnrollmentSettings {
             host_certificate_ttl: DEFAULT_HOST_CERTIFICATE_TTL,
             token_ttl: DEFAULT_TOKEN_TTL,
             max_token_ttl: DEFAULT_MAX_TOKEN_TTL,
+            login_nonce_ttl: DEFAULT_LOGIN_NONCE_TTL,
         }
     }
 }
@@ -87,5 +95,11 @@ pub(super) fn parse_enrollment(
         .map_err(|e| err("enrollment.host_certificate_ttl", e))?,
         token_ttl,
         max_token_ttl,
+        login_nonce_ttl: duration_field(
+            raw.login_nonce_ttl.as_deref(),
+            DEFAULT_LOGIN_NONCE_TTL,
+            (Duration::from_secs(1), hour),
+        )
+        .map_err(|e| err("enrollment.login_nonce_ttl", e))?,
     })
 }

@@ -28,6 +28,8 @@ pub(super) struct RawIdentity {
     groups: Vec<String>,
     #[serde(default)]
     owner: Option<String>,
+    #[serde(default)]
+    ssh_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +49,8 @@ pub struct Identity {
     pub groups: Vec<String>,
     /// The person behind the identity (several identities may share one owner).
     pub owner: Option<String>,
+    /// SSH public keys that log it in with `breakglass login --ssh-key`.
+    pub ssh_keys: Vec<ssh_key::PublicKey>,
 }
 
 /// A local user of the admin socket (`[[admin_users]]`), identified by `SO_PEERCRED`
@@ -84,10 +88,35 @@ pub(super) fn parse_identities(
         for g in &id.groups {
             check_word(g).map_err(|r| err(&format!("{field}.groups"), r))?;
         }
+        let mut ssh_keys = Vec::new();
+        for (k, line) in id.ssh_keys.iter().enumerate() {
+            let at = format!("{field}.ssh_keys[{k}]");
+            let key = breakglass_proto::ssh_login::parse_key(line).map_err(|r| err(&at, r))?;
+            let other = identities
+                .iter()
+                .find(|i: &&Identity| i.ssh_keys.iter().any(|x| x.key_data() == key.key_data()))
+                .map(|i| i.id.clone())
+                .or_else(|| {
+                    ssh_keys
+                        .iter()
+                        .any(|x: &ssh_key::PublicKey| x.key_data() == key.key_data())
+                        .then(|| id.id.clone())
+                });
+            if let Some(other) = other {
+                return Err(err(
+                    &at,
+                    format!(
+                        "the key is listed already for {other:?}: a key logs in one identity, listed once"
+                    ),
+                ));
+            }
+            ssh_keys.push(key);
+        }
         identities.push(Identity {
             id: id.id,
             groups: id.groups,
             owner: id.owner,
+            ssh_keys,
         });
     }
 

@@ -80,6 +80,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "recordings", array: false, required: false, meaning: "Session recordings uploaded by hosts (breakglass host ship), stored beside the audit log under <audit dir>/recordings/." },
     Section { name: "oidc", array: false, required: false, meaning: "Login with the organisation's OpenID Connect provider: whose ID tokens are accepted, who the identity is, which policy groups it gets, how long its login lasts. Without it, nobody logs in with OpenID Connect." },
     Section { name: "enrollment", array: false, required: false, meaning: "Hosts that get their host://NAME client certificate themselves: one-time join tokens (breakglass-ca token create), breakglass host enroll and host renew. Needs [server] client_ca_key." },
+    Section { name: "postgres", array: false, required: false, meaning: "The PostgreSQL database of the audit log: what breakglass-ca audit import and audit export connect to (README: Running several daemons)." },
 ];
 
 const fn key(
@@ -133,12 +134,14 @@ pub const KEYS: &[Key] = &[
     key("audit", "syslog_socket", "path", Value("\"/dev/log\""), "Syslog datagram socket that gets one authpriv line per recorded event."),
     key("audit", "snapshot_every_events", "integer", Value("1000000"), "A snapshot of the daemon's state (dir/state.snapshot, tied to a checkpoint) is written after this many new events, so that start-up replays only the events after it (0 to 1000000000; 0: not by count)."),
     key("audit", "snapshot_every_seconds", "integer", Value("300"), "A state snapshot is also written after this many seconds when there are new events (0 to 86400; 0: not by time)."),
+    key("audit", "backend", "string", Value("\"local\""), "Where the log is durable: \"local\" (the segment files in dir, fdatasynced) or \"postgres\" (the [postgres] database: each group commit is one transaction; dir then holds a mirror of the log that reads are served from). See README: Running several daemons."),
     // [revocation]
     key("revocation", "admin_groups", "list of strings", Value("[\"admins\"]"), "Groups whose members may revoke any grant (requesters may always revoke their own) and acknowledge a log fork hosts reported."),
     // [[identities]]
     key("identities", "id", "string", Required, "The identity in the client certificate (a SPIFFE ID, an e-mail address, or host://NAME)."),
     key("identities", "groups", "list of strings", Value("[]"), "Its groups, which rules, tiers and the settings above name."),
     key("identities", "owner", "string", Derived("the identity is its own owner"), "The person behind it: nobody approves or reviews their own request, not even through a second identity of the same owner."),
+    key("identities", "ssh_keys", "list of strings", Value("[]"), "OpenSSH public keys (\"sk-ssh-ed25519@openssh.com AAAA...\"; ed25519, ecdsa, rsa of 2048 bits or more, and FIDO2 sk- keys; not DSA) that log the identity in with breakglass login --ssh-key, the break-glass login that needs no OpenID provider. A key belongs to one identity."),
     // [[admin_users]]
     key("admin_users", "user", "string", Required, "A local Unix user name, as the admin socket sees the caller."),
     key("admin_users", "groups", "list of strings", Value("[]"), "Its groups."),
@@ -161,6 +164,7 @@ pub const KEYS: &[Key] = &[
     key("tiers", "drill", "boolean", Value("false"), "A drill tier: matches only drill requests (breakglass drill), issues without approval, never an emergency."),
     key("tiers", "recorder", "string", Value("\"/usr/libexec/breakglass/breakglass-record\""), "Absolute path of the session recorder on hosts; a session_recording tier's certificates run it as their force-command."),
     key("tiers", "record_input", "boolean", Value("false"), "The recorder also records what the user types (asciicast i events; only with session_recording = true)."),
+    key("tiers", "ssh_key_login", "string", Value("\"emergency-only\""), "What a login made with an SSH key (breakglass login --ssh-key) may do in this tier: \"emergency-only\" (only a declared emergency, which is issued at once, alerted, reviewed and limited per day; no approvals), \"any\" (like an SSO login, approvals included) or \"off\" (no request, no approval)."),
     // [notifications]
     key("notifications", "timeout", "duration", Value("\"5s\""), "Longest one webhook POST may take, connect and answer (100ms to 2m)."),
     key("notifications", "retries", "integer", Value("3"), "Further attempts after a failed POST (0 to 20)."),
@@ -213,6 +217,14 @@ pub const KEYS: &[Key] = &[
     key("enrollment", "host_certificate_ttl", "duration", Value("\"30d\""), "Lifetime of a host's client certificate, enrolled or renewed (1h to 400d); host renew renews it when less than a third is left."),
     key("enrollment", "token_ttl", "duration", Value("\"1h\""), "How long a join token stays usable when token create gives no --ttl (1m to max_token_ttl)."),
     key("enrollment", "max_token_ttl", "duration", Value("\"7d\""), "Longest --ttl token create may ask for (1m to 30d)."),
+    key("enrollment", "login_nonce_ttl", "duration", Value("\"10m\""), "How long the one-time nonce of a breakglass login (OpenID Connect or SSH key) stays usable (1s to 1h)."),
+    // [postgres]
+    key("postgres", "url", "string", Required, "libpq-style connection URL; several hosts are tried in order, and with target_session_attrs=read-write only a primary is used, e.g. \"postgresql://breakglass@db1:5432,db2:5432/breakglass?target_session_attrs=read-write\". Never logged with its password."),
+    key("postgres", "password_file", "path", Derived("the URL's password, if any"), "File holding the role's password (mode 0600); it wins over a password in the URL."),
+    key("postgres", "tls", "string", Value("\"verify-full\""), "TLS to the database: \"verify-full\" (the server's certificate must chain to ca_file and name the host) or \"disable\" (loopback only)."),
+    key("postgres", "ca_file", "path", Value("\"/etc/ssl/certs/ca-certificates.crt\""), "CA certificates (PEM) the database's certificate must chain to."),
+    key("postgres", "connect_timeout", "duration", Value("\"5s\""), "Longest a connection attempt to one host may take (100ms to 10m)."),
+    key("postgres", "statement_timeout", "duration", Value("\"5s\""), "Longest one statement, a commit included, may take before it fails (100ms to 10m)."),
 ];
 
 /// The keys of `section`.
@@ -357,7 +369,7 @@ mod tests {
 
     use super::super::{
         Config, RawConfig, audit, enrollment, identities, log, notifications, oidc, policy,
-        recordings, server,
+        postgres, recordings, server,
     };
     use super::*;
 
@@ -383,7 +395,7 @@ mod tests {
 
     #[test]
     fn the_table_lists_exactly_the_keys_the_section_parsers_accept() {
-        let cases: [(&str, Vec<String>); 15] = [
+        let cases: [(&str, Vec<String>); 16] = [
             ("server", serde_fields::<server::RawServer>()),
             ("ca", serde_fields::<server::RawCa>()),
             ("audit", serde_fields::<audit::RawAudit>()),
@@ -402,6 +414,7 @@ mod tests {
             ("recordings", serde_fields::<recordings::RawRecordings>()),
             ("oidc", serde_fields::<oidc::RawOidc>()),
             ("enrollment", serde_fields::<enrollment::RawEnrollment>()),
+            ("postgres", serde_fields::<postgres::RawPostgres>()),
         ];
         for (section, accepted) in cases {
             assert_eq!(table_fields(section), accepted, "[{section}]");

@@ -23,18 +23,19 @@ pub mod log;
 pub mod notifications;
 pub mod oidc;
 pub mod policy;
+pub mod postgres;
 pub mod recordings;
 pub mod server;
 
-pub use self::audit::{AuditSettings, RevocationSettings};
-pub use self::enrollment::EnrollmentSettings;
+pub use self::audit::{AuditBackend, AuditSettings, RevocationSettings};
+pub use self::enrollment::{DEFAULT_LOGIN_NONCE_TTL, EnrollmentSettings};
 pub use self::field::ConfigError;
 pub use self::identities::{
     ADMIN_SOCKET_NAMESPACE, AdminUser, Identity, check_identity, is_admin_socket_identity,
 };
 pub use self::log::{LogFormat, LogSettings};
 pub use self::notifications::{MAX_REFUSALS_PER_HOUR, NotifySettings, RefusalSettings};
-pub use self::oidc::OidcSettings;
+pub use self::oidc::{DEFAULT_LOGIN_TTL, OidcSettings};
 pub use self::policy::{DEFAULT_TIER, MAX_APPROVALS};
 pub use self::recordings::RecordingSettings;
 pub use self::server::{CaConfig, HARD_MAX_TTL, ServerConfig};
@@ -76,6 +77,8 @@ struct RawConfig {
     oidc: Option<oidc::RawOidc>,
     #[serde(default)]
     enrollment: Option<enrollment::RawEnrollment>,
+    #[serde(default)]
+    postgres: Option<postgres::RawPostgres>,
 }
 
 /// A validated daemon configuration.
@@ -109,6 +112,8 @@ pub struct Config {
     pub oidc: Option<OidcSettings>,
     /// Host enrollment with join tokens (`[enrollment]`).
     pub enrollment: EnrollmentSettings,
+    /// The PostgreSQL database of the audit log (`[postgres]`), if configured.
+    pub postgres: Option<postgres::PostgresSettings>,
 }
 
 impl Config {
@@ -211,6 +216,16 @@ impl Config {
             .transpose()?;
         let enrollment =
             enrollment::parse_enrollment(raw.enrollment.unwrap_or_default(), &resolve, &err)?;
+        let postgres = raw
+            .postgres
+            .map(|p| postgres::parse_postgres(p, &resolve, &err))
+            .transpose()?;
+        if audit.backend == audit::AuditBackend::Postgres && postgres.is_none() {
+            return Err(err(
+                "audit.backend",
+                "\"postgres\" needs a [postgres] section with the database's url".into(),
+            ));
+        }
         Ok(Self {
             path: path.to_owned(),
             server,
@@ -226,6 +241,7 @@ impl Config {
             recordings,
             oidc,
             enrollment,
+            postgres,
         })
     }
 }

@@ -13,7 +13,7 @@ use super::field::{ConfigError, check_word, duration_field};
 use super::identities::check_identity;
 use super::notifications::check_webhook_url;
 use super::server::CaConfig;
-use crate::policy::{Effect, Emergency, Rule, Tier};
+use crate::policy::{Effect, Emergency, Rule, SshKeyLogin, Tier};
 use crate::request::{check_command, parse_cidr};
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +53,8 @@ pub(super) struct RawTier {
     recorder: Option<String>,
     #[serde(default)]
     record_input: bool,
+    #[serde(default)]
+    ssh_key_login: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +117,7 @@ pub(super) fn parse_tiers(
             drill: false,
             recorder: DEFAULT_RECORDER.to_owned(),
             record_input: false,
+            ssh_key_login: SshKeyLogin::default(),
         }]);
     }
     let mut tiers: Vec<Tier> = Vec::new();
@@ -237,6 +240,10 @@ pub(super) fn parse_tiers(
                 ),
             ));
         }
+        let ssh_key_login = match t.ssh_key_login.as_deref() {
+            None => SshKeyLogin::default(),
+            Some(v) => SshKeyLogin::parse(v).map_err(|e| err(&field("ssh_key_login"), e))?,
+        };
         tiers.push(Tier {
             rank: i,
             reviewer_groups: t.reviewers.unwrap_or_else(|| t.approvers.clone()),
@@ -254,6 +261,7 @@ pub(super) fn parse_tiers(
             drill: t.drill,
             recorder,
             record_input: t.record_input,
+            ssh_key_login,
         });
     }
     Ok(tiers)

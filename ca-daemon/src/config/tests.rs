@@ -102,6 +102,7 @@ fn the_example_config_has_four_tiers_that_decide_as_documented() {
         owner: Some("alice".into()),
         transport: "mtls",
         uid: None,
+        ssh_key_login: false,
     };
     let req = |p: &str, h: &str, cmd: Option<&str>| AccessRequest {
         principals: vec![p.into()],
@@ -175,6 +176,7 @@ fn the_example_config_has_four_tiers_that_decide_as_documented() {
         owner: None,
         transport: "mtls",
         uid: None,
+        ssh_key_login: false,
     };
     let drill = AccessRequest {
         drill: true,

@@ -99,7 +99,8 @@ pub enum EnrollmentError {
     /// Login with OpenID Connect is not configured.
     #[error(
         "this daemon takes no OpenID Connect logins: its configuration has no [oidc] section \
-         (ask an administrator; hosts enroll with `breakglass host enroll`)"
+         (ask an administrator; with an enrolled SSH key, log in with `breakglass login --ssh-key \
+         FILE`; hosts enroll with `breakglass host enroll`)"
     )]
     LoginOff,
     /// Too many logins begun and not finished.
@@ -107,13 +108,27 @@ pub enum EnrollmentError {
     LoginsBusy,
     /// The login's nonce is not one this daemon gave, or it was used or expired.
     #[error(
-        "this login's nonce is unknown, used already or expired (a nonce is good once, for 10 \
-         minutes, on the daemon that gave it): run `breakglass login` again"
+        "this login's nonce is unknown, used already or expired (a nonce is good once, for \
+         [enrollment] login_nonce_ttl (10 minutes by default), on the daemon that gave it, for \
+         the login method it was asked for): run `breakglass login` again"
     )]
     UnknownNonce,
     /// The ID token was refused.
     #[error("login refused: {0}")]
     LoginRefused(String),
+    /// No identity has an enrolled SSH key, so no login with one can succeed.
+    #[error(
+        "this daemon takes no logins with an SSH key: no identity has one enrolled (an \
+         administrator adds one with `breakglass-ca identity add-key ID --key FILE.pub`, or \
+         lists it under [[identities]] ssh_keys)"
+    )]
+    SshKeyLoginOff,
+    /// The SSH signature of a login was refused.
+    #[error("SSH-key login refused: {0}")]
+    SshKeyLoginRefused(String),
+    /// An SSH key cannot be enrolled (or removed) as asked.
+    #[error("{0}")]
+    SshKey(String),
 }
 
 impl EnrollmentError {
@@ -123,10 +138,12 @@ impl EnrollmentError {
         match self {
             EnrollmentError::Off
             | EnrollmentError::NotEnrolled { .. }
-            | EnrollmentError::LoginOff => Code::FailedPrecondition,
-            EnrollmentError::UnknownNonce | EnrollmentError::LoginRefused(_) => {
-                Code::Unauthenticated
-            }
+            | EnrollmentError::LoginOff
+            | EnrollmentError::SshKeyLoginOff
+            | EnrollmentError::SshKey(_) => Code::FailedPrecondition,
+            EnrollmentError::UnknownNonce
+            | EnrollmentError::LoginRefused(_)
+            | EnrollmentError::SshKeyLoginRefused(_) => Code::Unauthenticated,
             EnrollmentError::LoginsBusy => Code::ResourceExhausted,
             EnrollmentError::UnknownToken
             | EnrollmentError::TokenUsed { .. }

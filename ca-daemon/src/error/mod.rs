@@ -456,7 +456,7 @@ pub enum Error {
     /// The audit log could not record an event: nothing was done.
     #[error(
         "{0}; nothing was issued or changed. Try again shortly; operators: check the disk of \
-         the audit log"
+         the audit log (with [audit] backend = \"postgres\", its database)"
     )]
     AuditUnavailable(AuditError),
     /// No KRL can be served: none was published since start-up, and a new one cannot be.
@@ -484,6 +484,19 @@ pub enum Error {
     /// An enrollment or identity call failed ([`EnrollmentError`]).
     #[error("{0}")]
     Enrollment(EnrollmentError),
+    /// A login made with an SSH key asked for a tier that does not take it (its
+    /// `ssh_key_login`).
+    #[error(
+        "this login was made with an SSH key (the break-glass login); tier `{tier}` {}: \
+         run `breakglass login` to log in with SSO",
+        if *.emergency_only { "takes it only for a declared emergency (--emergency)" } else { "needs an SSO login" }
+    )]
+    LoginMethod {
+        /// The tier.
+        tier: String,
+        /// The tier takes SSH-key logins for declared emergencies.
+        emergency_only: bool,
+    },
 }
 
 /// " and get N approval(s) from G" when a tier needs approvals.
@@ -540,6 +553,7 @@ impl Error {
             | Error::TtlOverTier { .. }
             | Error::EmergencyNotAllowed { .. }
             | Error::EmergencyQuotaSpent { .. }
+            | Error::LoginMethod { .. }
             | Error::KeyRevoked { .. }
             | Error::SelfApproval { .. }
             | Error::SelfDenial(_)
@@ -607,6 +621,7 @@ impl Error {
             | Error::TtlOverTier { .. }
             | Error::EmergencyNotAllowed { .. }
             | Error::EmergencyQuotaSpent { .. }
+            | Error::LoginMethod { .. }
             | Error::KeyRevoked { .. } => Some(REFUSED_BY_POLICY),
             Error::RequestDenied { .. } => Some(REFUSED_BY_APPROVER),
             _ => None,
@@ -621,6 +636,14 @@ impl From<Error> for tonic::Status {
             s.metadata_mut().insert(
                 breakglass_proto::status::REFUSED_KEY,
                 tonic::metadata::MetadataValue::from_static(by),
+            );
+        }
+        if matches!(e, Error::AuditUnavailable(_) | Error::ShuttingDown) {
+            s.metadata_mut().insert(
+                breakglass_proto::status::RETRY_PUSHBACK_KEY,
+                tonic::metadata::MetadataValue::from_static(
+                    breakglass_proto::status::RETRY_PUSHBACK_MS,
+                ),
             );
         }
         s

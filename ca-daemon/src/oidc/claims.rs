@@ -213,7 +213,7 @@ fn policy_groups(
 }
 
 /// The login's lifetime: the shortest `group_login_ttl` of its groups, else `login_ttl`.
-fn lifetime(groups: &BTreeSet<String>, settings: &OidcSettings) -> Duration {
+pub fn lifetime(groups: &BTreeSet<String>, settings: &OidcSettings) -> Duration {
     groups
         .iter()
         .filter_map(|g| settings.group_login_ttl.get(g))

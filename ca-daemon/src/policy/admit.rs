@@ -12,6 +12,7 @@ use breakglass_proto::audit::event::RefusalKind;
 
 use super::caller::Caller;
 use super::decide::{Decision, Grant, Policy};
+use super::tier::SshKeyLogin;
 use crate::error::Error;
 use crate::request::AccessRequest;
 
@@ -100,6 +101,19 @@ impl Policy {
                 error,
             }))
         };
+        // A login made with an SSH key skipped the organisation's provider: the tier says
+        // whether it may be used here at all, or only for a declared emergency.
+        if caller.ssh_key_login && !tier.ssh_key_login.allows(emergency) {
+            let emergency_only =
+                tier.ssh_key_login == SshKeyLogin::EmergencyOnly && tier.emergency.is_some();
+            return refuse(
+                RefusalKind::LoginMethod,
+                Error::LoginMethod {
+                    tier: tier.name.clone(),
+                    emergency_only,
+                },
+            );
+        }
         if let Err(problem) = tier.check_reason(&req.reason) {
             let kind = problem.kind();
             let tier = tier.name.clone();

@@ -13,6 +13,9 @@ pub struct Caller {
     pub transport: &'static str,
     /// The peer's uid on the admin socket.
     pub uid: Option<u32>,
+    /// Its client certificate came from a login with an SSH key (the break-glass login;
+    /// the client CA marks such certificates): tiers take it as their `ssh_key_login` says.
+    pub ssh_key_login: bool,
 }
 
 impl Caller {

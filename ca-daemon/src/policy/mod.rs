@@ -33,7 +33,7 @@ pub use self::admit::{Admission, Admitted, EMERGENCY_WINDOW, Refused};
 pub use self::caller::Caller;
 pub use self::decide::{Decision, Grant, Policy, minute_of_day};
 pub use self::rule::{Effect, Rule};
-pub use self::tier::{Emergency, Tier};
+pub use self::tier::{Emergency, SshKeyLogin, Tier};
 pub use crate::error::Denial;
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ fn sre() -> Caller {
         owner: None,
         transport: "mtls",
         uid: None,
+        ssh_key_login: false,
     }
 }
 
@@ -804,4 +805,75 @@ fn an_emergency_skips_approval_within_the_daily_allowance_only() {
         "emergency access is not allowed for tier `low` (www@web-1, rule `web`); ask without --emergency"
     );
     admitted(p.admit(&sre(), &web, false, noon(), |_| 0));
+}
+
+#[test]
+fn a_login_made_with_an_ssh_key_reaches_only_what_the_tier_takes() {
+    let p = policy(ADMIT);
+    let key_login = Caller {
+        ssh_key_login: true,
+        ..sre()
+    };
+    let none = |_| 0;
+    // By default (emergency-only): a declared emergency is admitted, issued at once...
+    let a = admitted(p.admit(&key_login, &db(600, "INC-42 disk full"), true, noon(), none));
+    assert_eq!((a.grant.tier.as_str(), a.approvals_required), ("high", 0));
+    // ...a normal request is refused, saying what to do...
+    let r = refused(p.admit(
+        &key_login,
+        &db(600, "INC-42 disk full"),
+        false,
+        noon(),
+        none,
+    ));
+    assert_eq!(r.kind, RefusalKind::LoginMethod);
+    assert_eq!(r.tier.as_deref(), Some("high"));
+    assert_eq!(
+        r.error.to_string(),
+        "this login was made with an SSH key (the break-glass login); tier `high` takes it \
+         only for a declared emergency (--emergency): run `breakglass login` to log in with SSO"
+    );
+    // ...and a tier without emergencies needs an SSO login.
+    let web = AccessRequest {
+        principals: vec!["www".into()],
+        hosts: vec!["web-1".into()],
+        force_command: None,
+        ..db(600, "INC-42 disk full")
+    };
+    let r = refused(p.admit(&key_login, &web, false, noon(), none));
+    assert_eq!(r.kind, RefusalKind::LoginMethod);
+    assert!(
+        r.error
+            .to_string()
+            .contains("tier `low` needs an SSO login"),
+        "{}",
+        r.error
+    );
+    // An SSO login is not concerned.
+    admitted(p.admit(&sre(), &web, false, noon(), none));
+    // "any" takes it like an SSO login; "off" takes not even an emergency.
+    let mut tiers = p.tiers().to_vec();
+    tiers[0].ssh_key_login = SshKeyLogin::Any;
+    tiers[1].ssh_key_login = SshKeyLogin::Off;
+    let p = Policy::new(p.rules().to_vec(), tiers);
+    admitted(p.admit(&key_login, &web, false, noon(), none));
+    let r = refused(p.admit(&key_login, &db(600, "INC-42 disk full"), true, noon(), none));
+    assert!(
+        r.error
+            .to_string()
+            .contains("tier `high` needs an SSO login"),
+        "{}",
+        r.error
+    );
+    // The configuration spells the three values, and nothing else.
+    assert_eq!(SshKeyLogin::parse("any"), Ok(SshKeyLogin::Any));
+    assert_eq!(
+        SshKeyLogin::parse("emergency-only"),
+        Ok(SshKeyLogin::EmergencyOnly)
+    );
+    assert!(
+        SshKeyLogin::parse("sometimes")
+            .unwrap_err()
+            .contains("emergency-only")
+    );
 }

@@ -54,6 +54,57 @@ pub struct Tier {
     pub recorder: String,
     /// The recorder also records what the user types (asciicast `i` events).
     pub record_input: bool,
+    /// What a login made with an SSH key may do in this tier (`ssh_key_login`).
+    pub ssh_key_login: SshKeyLogin,
+}
+
+/// What a login made with an SSH key (`breakglass login --ssh-key`, the break-glass login)
+/// may do in a tier. The default is [`SshKeyLogin::EmergencyOnly`]: the key login skips
+/// what the organisation's provider enforces (its second factor, its offboarding,
+/// its conditional access), so by default it only reaches declared emergencies, which
+/// are issued at once but alerted, flagged for review and limited per day.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SshKeyLogin {
+    /// Only a declared emergency (`--emergency`) on a tier that allows one.
+    #[default]
+    EmergencyOnly,
+    /// Anything an SSO login may do.
+    Any,
+    /// Nothing.
+    Off,
+}
+
+impl SshKeyLogin {
+    /// The value as written in the configuration.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EmergencyOnly => "emergency-only",
+            Self::Any => "any",
+            Self::Off => "off",
+        }
+    }
+
+    /// Parses `ssh_key_login`.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        [Self::EmergencyOnly, Self::Any, Self::Off]
+            .into_iter()
+            .find(|x| x.as_str() == v)
+            .ok_or_else(|| {
+                format!("{v:?} is not one of \"emergency-only\" (the default), \"any\", \"off\"")
+            })
+    }
+
+    /// Whether a login made with an SSH key may make a request in this tier, declared an
+    /// emergency or not.
+    #[must_use]
+    pub fn allows(self, emergency: bool) -> bool {
+        match self {
+            Self::Any => true,
+            Self::EmergencyOnly => emergency,
+            Self::Off => false,
+        }
+    }
 }
 
 impl Tier {

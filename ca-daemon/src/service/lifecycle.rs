@@ -69,7 +69,10 @@ impl Service {
         if due.is_empty() && approved.is_empty() {
             return;
         }
-        let _t = self.transitions.lock().await;
+        let Ok(_t) = self.transition().await else {
+            // The database is unreachable: the next sweep tries again.
+            return;
+        };
         for id in approved {
             if let Err(e) = self.issue(id, Actor::Daemon).await {
                 tracing::error!(request = %id, error = %e, "issuing an approved request failed; will retry");
@@ -119,7 +122,7 @@ impl Service {
         // Held while counting and recording an emergency, so concurrent
         // emergencies cannot slip past the daily limit.
         let emergency_lock = if emergency {
-            Some(self.transitions.lock().await)
+            Some(self.transition().await?)
         } else {
             None
         };
@@ -296,7 +299,7 @@ impl Service {
             )?,
             Settle::Cancel => check_note("reason", note, None)?,
         };
-        let transitions = self.transitions.lock().await;
+        let transitions = self.transition().await?;
         let (r, tier) = self.pending_with_tier(id)?;
         if let Some((kind, e)) = self.refusal_to_settle(who, &r, &tier, how) {
             // A refusal changes no request: record it without holding up transitions.
@@ -390,6 +393,15 @@ impl Service {
                 },
             )),
             Settle::Deny if own => Some((RefusalKind::SelfApproval, Error::SelfDenial(id))),
+            // An approval is no emergency: a login made with an SSH key approves only where
+            // the tier takes such logins for anything (`ssh_key_login = "any"`).
+            Settle::Approve if who.ssh_key_login && !tier.ssh_key_login.allows(false) => Some((
+                RefusalKind::LoginMethod,
+                Error::LoginMethod {
+                    tier: tier.name.clone(),
+                    emergency_only: false,
+                },
+            )),
             Settle::Approve | Settle::Deny => tier
                 .require_approver(who, how.action())
                 .err()

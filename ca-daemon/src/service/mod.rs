@@ -53,6 +53,16 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// Longest approval comment, denial or review note.
 const MAX_NOTE_BYTES: usize = 1024;
 
+/// Longest a decision waits for this daemon's state to catch up with the database.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// Held while a transition is decided and recorded ([`Service::transition`]).
+#[derive(Debug)]
+pub(crate) struct Transition<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    _global: Option<crate::audit::pg::DecisionGuard>,
+}
+
 /// Shared state of the request lifecycle.
 #[derive(Debug)]
 pub struct Service {
@@ -64,6 +74,9 @@ pub struct Service {
     notifier: Notifier,
     /// Bumped after every recorded event; watchers re-read their request.
     changes: watch::Sender<u64>,
+    /// With a database ordering the log ([`AuditLog::sequenced`]): one past the highest
+    /// leaf index the state has applied; `record` waits for its entry here.
+    applied: watch::Sender<u64>,
     /// Serialises transitions of existing requests.
     transitions: tokio::sync::Mutex<()>,
     /// Refusal settings and bookkeeping (see [`crate::refusal`]).
@@ -177,19 +190,23 @@ impl Service {
     ) -> Arc<Self> {
         let authenticator = Authenticator::from_config(config);
         authenticator.follow_log(&state.identities);
-        Arc::new(Self {
+        let top = state.top;
+        let svc = Arc::new(Self {
             ca,
             live: ArcSwap::from_pointee(Live::of(config)),
             state: Mutex::new(state),
             notifier: Notifier::new(config.notifications.clone()),
             changes: watch::channel(0).0,
+            applied: watch::channel(top).0,
             transitions: tokio::sync::Mutex::new(()),
             refusals: Refusals::new(config.refusals.clone(), &config.identities),
             metrics: Metrics::default(),
             authenticator,
             history: Arc::new(History::new(audit.clone(), &config.audit.dir)),
             audit,
-        })
+        });
+        svc.follow_foreign_entries();
+        svc
     }
 
     /// The state derived from the log.
@@ -271,6 +288,12 @@ impl Service {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
         })?;
+        if self.audit.sequenced() {
+            self.wait_applied(index).await;
+            then(&mut self.state());
+            self.changes.send_modify(|n| *n += 1);
+            return Ok(index);
+        }
         {
             let mut st = self.state();
             st.apply(index, &event);
@@ -295,6 +318,11 @@ impl Service {
             tracing::error!(error = %e, "audit log append failed");
             Error::AuditUnavailable(e)
         })?;
+        if self.audit.sequenced() {
+            self.wait_applied(first + events.len() as u64 - 1).await;
+            self.changes.send_modify(|n| *n += 1);
+            return Ok(first);
+        }
         {
             let mut st = self.state();
             for (i, event) in (first..).zip(events) {
@@ -306,6 +334,85 @@ impl Service {
         }
         self.changes.send_modify(|n| *n += 1);
         Ok(first)
+    }
+
+    /// Taken before a transition is decided (see `transitions`); with a database ordering
+    /// the log, also the lock across daemons, and the state caught up to the log's end
+    /// first, so that a decision sees every daemon's entries.
+    pub(crate) async fn transition(&self) -> Result<Transition<'_>, Error> {
+        let local = self.transitions.lock().await;
+        let global = match self
+            .audit
+            .lock_decisions()
+            .await
+            .map_err(Error::AuditUnavailable)?
+        {
+            None => None,
+            Some((guard, size)) => {
+                if size > 0
+                    && tokio::time::timeout(CATCH_UP_WAIT, self.wait_applied(size - 1))
+                        .await
+                        .is_err()
+                {
+                    return Err(Error::AuditUnavailable(
+                        crate::audit::AuditError::Unavailable(format!(
+                            "this daemon did not catch up with the audit database's {size} \
+                             entries within {CATCH_UP_WAIT:?}; nothing was decided"
+                        )),
+                    ));
+                }
+                Some(guard)
+            }
+        };
+        Ok(Transition {
+            _local: local,
+            _global: global,
+        })
+    }
+
+    /// Waits until the state has applied leaf `index` (a database orders the log: the
+    /// writer hands every batch to [`Self::follow_foreign_entries`] before it answers).
+    async fn wait_applied(&self, index: u64) {
+        let mut applied = self.applied.subscribe();
+        // The sender lives as long as the service: the wait ends when the entry is applied.
+        let _ = applied.wait_for(|top| *top > index).await;
+    }
+
+    /// With a database ordering the log ([`AuditLog::sequenced`]): applies every batch
+    /// committed after start-up, this daemon's and the others', in index order (an entry
+    /// the state already holds, loaded at start-up, is skipped). Once: a second call finds
+    /// the batches' receiver taken.
+    fn follow_foreign_entries(self: &Arc<Self>) {
+        if !self.audit.sequenced() {
+            return;
+        }
+        // Built outside a runtime (the binary builds, then runs): `start_background`
+        // starts it.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(mut rx) = self.audit.take_foreign() else {
+            return;
+        };
+        let svc = Arc::clone(self);
+        runtime.spawn(async move {
+            while let Some((first, events)) = rx.recv().await {
+                let top = {
+                    let mut st = svc.state();
+                    for (i, event) in (first..).zip(&events) {
+                        if i >= st.top {
+                            st.apply(i, event);
+                        }
+                    }
+                    if events.iter().any(is_identity_event) {
+                        svc.authenticator.follow_log(&st.identities);
+                    }
+                    st.top
+                };
+                svc.applied.send_replace(top);
+                svc.changes.send_modify(|n| *n += 1);
+            }
+        });
     }
 
     /// Why no certificate may be issued now: a host showed a checkpoint of this log that the
@@ -336,6 +443,8 @@ impl Service {
     pub fn start_background(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.notifier.start();
         self.keep_history_indexed(stop.clone());
+        // Started in `new` when that ran inside a runtime; otherwise now (once).
+        self.follow_foreign_entries();
         let svc = self.clone();
         tokio::spawn(async move {
             loop {

@@ -50,7 +50,7 @@ impl Service {
                 "name the step that failed exactly when the drill did not pass",
             ));
         }
-        let _t = self.transitions.lock().await;
+        let _t = self.transition().await?;
         let found = {
             let st = self.state();
             self.own_grant(&st, who, grant_id, "report the drill of")
@@ -144,7 +144,7 @@ impl Service {
         note: &str,
     ) -> Result<ReviewItem, Error> {
         let note = check_note("note", note, Some("say what you checked (--note TEXT)"))?;
-        let _t = self.transitions.lock().await;
+        let _t = self.transition().await?;
         let (requester, tier) = {
             let st = self.state();
             let g = st.grants.get(&grant_id).ok_or(Error::NoGrant(grant_id))?;

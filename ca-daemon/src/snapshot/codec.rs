@@ -333,6 +333,14 @@ pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
         e.str(&x.reason);
         e.ts(x.at);
     }
+    e.len(ids.ssh_keys.len());
+    for (id, keys) in &ids.ssh_keys {
+        e.str(id);
+        e.len(keys.len());
+        for k in keys {
+            e.str(k);
+        }
+    }
     Ok(e.buf)
 }
 
@@ -682,6 +690,14 @@ pub(super) fn decode_state(buf: &[u8]) -> Result<State, DecodeError> {
             at: d.ts()?,
         };
         st.identities.disabled.insert(id, x);
+    }
+    for _ in 0..d.len()? {
+        let id = d.str()?;
+        let mut keys = std::collections::BTreeSet::new();
+        for _ in 0..d.len()? {
+            keys.insert(d.str()?);
+        }
+        st.identities.ssh_keys.insert(id, keys);
     }
     if d.pos != buf.len() {
         return Err(format!("{} bytes left after the state", buf.len() - d.pos));

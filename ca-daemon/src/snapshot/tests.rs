@@ -12,7 +12,7 @@ use breakglass_proto::audit::event::{
     GrantReviewed, GrantRevoked, Heartbeat, IdentityDisabled, JoinTokenCreated, KrlPublished,
     LogConsistencyFailed, LogForkAcknowledged, RefusalKind, RefusalsLimited, RequestCancelled,
     RequestCreated, RequestDenied, RequestExpired, ReviewVerdict, SessionClosed, SessionEnded,
-    SessionOpened, SessionRef,
+    SessionOpened, SessionRef, SshKeyAdded, SshKeyRemoved,
 };
 use breakglass_proto::audit::{Actor, Event, EventKind, NoteSigner, RequestId, Timestamp};
 use breakglass_proto::profile::GrantId;
@@ -92,7 +92,7 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
     } else {
         format!("rec-{n}")
     };
-    let kind = match op % 17 {
+    let kind = match op % 22 {
         0 => EventKind::RequestCreated(created(id, at, b.is_multiple_of(5))),
         1 => EventKind::ApprovalAdded(ApprovalAdded {
             request_id: RequestId(id),
@@ -223,6 +223,14 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
             identity: format!("host://db-{}", a % 6),
             reason: format!("reason {b}"),
         }),
+        20 => EventKind::SshKeyAdded(SshKeyAdded {
+            identity: format!("sre{}@example.com", a % 3),
+            public_key: format!("ssh-ed25519 KEY{}", b % 4),
+        }),
+        21 => EventKind::SshKeyRemoved(SshKeyRemoved {
+            identity: format!("sre{}@example.com", a % 3),
+            public_key: format!("ssh-ed25519 KEY{}", b % 4),
+        }),
         _ => EventKind::Heartbeat(Heartbeat {}),
     };
     Event::new(Timestamp(at), user(b), kind)
@@ -266,7 +274,7 @@ proptest! {
     /// the whole log; a snapshot's bytes decode to the state they were made of.
     #[test]
     fn snapshot_plus_tail_equals_full_replay(
-        ops in prop::collection::vec((0u8..20, 0u8..24, 0u8..40, 0u16..400), 0..160),
+        ops in prop::collection::vec((0u8..22, 0u8..24, 0u8..40, 0u16..400), 0..160),
         cut in 0usize..160,
     ) {
         let events = log_of(&ops);
@@ -351,7 +359,7 @@ proptest! {
     /// Any change of one byte, and any truncation, is refused.
     #[test]
     fn a_damaged_snapshot_does_not_decode(
-        ops in prop::collection::vec((0u8..20, 0u8..24, 0u8..40, 0u16..400), 1..60),
+        ops in prop::collection::vec((0u8..22, 0u8..24, 0u8..40, 0u16..400), 1..60),
         at in any::<prop::sample::Index>(),
         flip in 1u8..=255,
         cut in any::<prop::sample::Index>(),

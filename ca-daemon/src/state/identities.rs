@@ -3,9 +3,11 @@
 //! Part of [`super::State`]: derived from the log only, so several daemons reading one
 //! log agree on them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use breakglass_proto::audit::event::{ClientCertificateIssued, IdentityDisabled, JoinTokenCreated};
+use breakglass_proto::audit::event::{
+    ClientCertificateIssued, IdentityDisabled, JoinTokenCreated, SshKeyAdded, SshKeyRemoved,
+};
 use breakglass_proto::audit::{Actor, Timestamp};
 
 /// A join token, by the hash of its secret.
@@ -68,6 +70,9 @@ pub struct Identities {
     pub enrolled: BTreeMap<String, Enrolled>,
     /// Disabled identities, by identity.
     pub disabled: BTreeMap<String, Disabled>,
+    /// SSH public keys enrolled for the break-glass login (`identity add-key`), by
+    /// identity: OpenSSH lines without comment.
+    pub ssh_keys: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Identities {
@@ -108,6 +113,33 @@ impl Identities {
             reason: e.reason.clone(),
             at,
         });
+    }
+
+    /// Applies `ssh_key_added`.
+    pub fn ssh_key_added(&mut self, e: &SshKeyAdded) {
+        self.ssh_keys
+            .entry(e.identity.clone())
+            .or_default()
+            .insert(e.public_key.clone());
+    }
+
+    /// Applies `ssh_key_removed`.
+    pub fn ssh_key_removed(&mut self, e: &SshKeyRemoved) {
+        if let Some(keys) = self.ssh_keys.get_mut(&e.identity) {
+            keys.remove(&e.public_key);
+            if keys.is_empty() {
+                self.ssh_keys.remove(&e.identity);
+            }
+        }
+    }
+
+    /// The identity an enrolled key (an OpenSSH line without comment) logs in, if any.
+    #[must_use]
+    pub fn ssh_key_owner(&self, key: &str) -> Option<&str> {
+        self.ssh_keys
+            .iter()
+            .find(|(_, keys)| keys.contains(key))
+            .map(|(id, _)| id.as_str())
     }
 
     /// Drops tokens that expired before `now` (the log's time): they are refused

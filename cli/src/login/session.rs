@@ -38,9 +38,14 @@ const WRITTEN_BY_LOGIN: &str = "# breakglass client settings, written by `breakg
     provider's redirect (authorization code with PKCE). The daemon's TLS CA comes from \
     --ca-cert (or the client config), or on first contact from the daemon itself, checked \
     against --ca-fingerprint. When the organisation's provider is down, log in with an \
-    enrolled SSH key instead (see README, \"The break-glass login\").\n\nExamples:\n  \
+    enrolled SSH key instead: --ssh-key FILE signs the daemon's one-time challenge with \
+    `ssh-keygen -Y sign` (FILE is a private key, or the .pub of a key in ssh-agent; a FIDO2 \
+    sk- key asks for a touch). Such a login reaches what each tier's ssh_key_login allows, \
+    by default only declared emergencies (breakglass request --emergency); see README, \
+    \"Break-glass login with an SSH key\".\n\nExamples:\n  \
     breakglass login --server https://ca.example.com:8443 --ca-fingerprint SHA256:...\n  \
-    breakglass login --browser"
+    breakglass login --browser\n  \
+    breakglass login --ssh-key ~/.ssh/id_ed25519_sk"
 )]
 pub struct LoginArgs {
     /// SHA-256 fingerprint of the daemon's TLS CA (SHA256:<base64>, from your
@@ -56,6 +61,11 @@ pub struct LoginArgs {
     /// [default: ~/.config/breakglass]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// The break-glass login, without the identity provider: sign the daemon's challenge
+    /// with this enrolled SSH key (a private key file, or the .pub of a key in ssh-agent;
+    /// FIDO2 sk- keys ask for a touch)
+    #[arg(long, value_name = "FILE", conflicts_with = "browser")]
+    pub ssh_key: Option<PathBuf>,
 }
 
 /// A login under way: the daemon's answer to `BeginLogin` and how to reach it.
@@ -96,6 +106,16 @@ fn default_dir() -> Result<PathBuf, CliError> {
 /// Asks the daemon for a login nonce, over a connection that verifies the daemon (its CA
 /// from the settings, or pinned by `ca_fingerprint` on first contact).
 pub async fn begin(overrides: &Overrides, ca_fingerprint: Option<&str>) -> Result<Begun, CliError> {
+    begin_method(overrides, ca_fingerprint, "").await
+}
+
+/// [`begin`] for a login `method`: "" (OpenID Connect) or
+/// [`breakglass_proto::ssh_login::BEGIN_SSH_KEY`].
+pub async fn begin_method(
+    overrides: &Overrides,
+    ca_fingerprint: Option<&str>,
+    method: &str,
+) -> Result<Begun, CliError> {
     let file = overrides.client_file()?;
     let url = overrides.server.clone().or(file.server).ok_or_else(|| {
         CliError::Usage(
@@ -124,7 +144,9 @@ pub async fn begin(overrides: &Overrides, ca_fingerprint: Option<&str>) -> Resul
     };
     let channel = pinned_channel(&url, &ca_pem, server_name.as_deref())?;
     let begin = EnrollmentClient::new(channel.clone())
-        .begin_login(BeginLoginRequest {})
+        .begin_login(BeginLoginRequest {
+            method: method.to_owned(),
+        })
         .await
         .map(tonic::Response::into_inner)
         .map_err(|s| CliError::from_status(s, &url))?;
@@ -145,12 +167,32 @@ pub async fn finish(
     id_token: &str,
     dir: Option<&Path>,
 ) -> Result<LoggedIn, CliError> {
+    finish_with(begun, id_token, "", dir).await
+}
+
+/// Trades `signature` (`ssh-keygen -Y sign` of the login's challenge by an enrolled SSH
+/// key, [`super::ssh_key::sign_login`]) for a client certificate, as [`finish`] does.
+pub async fn finish_ssh_key(
+    begun: Begun,
+    signature: &str,
+    dir: Option<&Path>,
+) -> Result<LoggedIn, CliError> {
+    finish_with(begun, "", signature, dir).await
+}
+
+async fn finish_with(
+    begun: Begun,
+    id_token: &str,
+    ssh_signature: &str,
+    dir: Option<&Path>,
+) -> Result<LoggedIn, CliError> {
     let (key_pem, csr_der) = new_key_and_csr()?;
     let answer = EnrollmentClient::new(begun.channel.clone())
         .login(LoginRequest {
             nonce: begun.begin.nonce.clone(),
             id_token: id_token.to_owned(),
             csr_der,
+            ssh_signature: ssh_signature.to_owned(),
         })
         .await
         .map(tonic::Response::into_inner)
@@ -204,6 +246,17 @@ pub async fn finish(
 
 /// `breakglass login`: the whole login, the provider's part on stderr.
 pub async fn run(args: &LoginArgs, overrides: &Overrides) -> Result<String, CliError> {
+    if let Some(key) = &args.ssh_key {
+        let begun = begin_method(
+            overrides,
+            args.ca_fingerprint.as_deref(),
+            breakglass_proto::ssh_login::BEGIN_SSH_KEY,
+        )
+        .await?;
+        let signature = super::ssh_key::sign_login(key, &begun.ca_pem, &begun.begin.nonce)?;
+        let done = finish_ssh_key(begun, &signature, args.dir.as_deref()).await?;
+        return Ok(describe(&done));
+    }
     let begun = begin(overrides, args.ca_fingerprint.as_deref()).await?;
     let provider = Provider::new(&begun.begin.issuer, &begun.begin.client_id);
     let client = OidcClient::discover(provider).await?;
@@ -247,8 +300,14 @@ pub fn describe(done: &LoggedIn) -> String {
             TLS_CA_FILE
         )
     };
+    let method = if a.method == breakglass_proto::ssh_login::SSH_KEY_METHOD {
+        "This is the break-glass login (an SSH key): each tier takes it as its ssh_key_login \
+         says, by default only for a declared emergency (breakglass request --emergency).\n"
+    } else {
+        ""
+    };
     format!(
-        "Logged in as {} (groups: {groups}) until {until}.\n{settings}\n",
+        "Logged in as {} (groups: {groups}) until {until}.\n{method}{settings}\n",
         a.identity
     )
 }

@@ -259,6 +259,7 @@ pub struct CredentialOut {
     pub certificate_file: String,
     pub expires_at: String,
     pub expires_in_seconds: i64,
+    pub ssh_key_login: bool,
 }
 
 /// `status`.

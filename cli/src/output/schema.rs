@@ -339,6 +339,11 @@ pub const CREDENTIAL: &[Field] = &[
         I,
         "seconds from now until expires_at (negative once expired)",
     ),
+    f(
+        "ssh_key_login",
+        B,
+        "it came from the break-glass login with an SSH key (login --ssh-key): each tier takes it as its ssh_key_login says",
+    ),
 ];
 
 /// A host session of a grant (`review`).

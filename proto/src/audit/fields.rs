@@ -315,6 +315,14 @@ pub fn event_fields(event: &Event) -> Vec<(&'static str, Value)> {
             f.push(("identity", s(&e.identity)));
             f.push(("reason", s(&e.reason)));
         }
+        EventKind::SshKeyAdded(e) => {
+            f.push(("identity", s(&e.identity)));
+            f.push(("public_key", s(&e.public_key)));
+        }
+        EventKind::SshKeyRemoved(e) => {
+            f.push(("identity", s(&e.identity)));
+            f.push(("public_key", s(&e.public_key)));
+        }
     }
     f
 }

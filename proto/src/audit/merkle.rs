@@ -113,6 +113,13 @@ impl Frontier {
         (nodes.len() == size.count_ones() as usize).then_some(Self { size, nodes })
     }
 
+    /// The complete subtrees' roots, largest (leftmost) first: what
+    /// [`from_nodes`](Self::from_nodes) takes back (a database stores them beside the size).
+    #[must_use]
+    pub fn nodes(&self) -> &[Hash] {
+        &self.nodes
+    }
+
     /// Root hash of the tree.
     #[must_use]
     pub fn root(&self) -> Hash {

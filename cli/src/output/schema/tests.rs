@@ -95,6 +95,7 @@ fn every_output_type_matches_its_schema() {
         credential: Some(crate::status::Credential {
             file: "/c.pem".into(),
             not_after: 1_700_000_000,
+            ssh_key_login: false,
         }),
         grants: vec![GrantInfo::default()],
         pending: vec![request()],

@@ -53,3 +53,28 @@ fields! {
         pub reason: String,
     }
 }
+
+fields! {
+    /// An administrator enrolled an SSH public key for an identity's break-glass login
+    /// (`breakglass-ca identity add-key`): from now on a signature by the key logs the
+    /// identity in (`breakglass login --ssh-key`).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct SshKeyAdded {
+        /// The identity (a certificate's SAN).
+        pub identity: String,
+        /// The key, one OpenSSH line without comment (`sk-ssh-ed25519@openssh.com AAAA...`).
+        pub public_key: String,
+    }
+}
+
+fields! {
+    /// An administrator removed an enrolled SSH public key of an identity
+    /// (`breakglass-ca identity remove-key`): it no longer logs the identity in.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct SshKeyRemoved {
+        /// The identity (a certificate's SAN).
+        pub identity: String,
+        /// The key, one OpenSSH line without comment.
+        pub public_key: String,
+    }
+}

@@ -43,7 +43,9 @@ pub use daemon::{
     CaKeyAdded, ConfigReloaded, Heartbeat, KrlPublished, LogConsistencyFailed, LogForkAcknowledged,
 };
 pub use grant::{DrillReported, GrantIssued, GrantReviewed, GrantRevoked, ReviewVerdict};
-pub use identity::{ClientCertificateIssued, IdentityDisabled, JoinTokenCreated};
+pub use identity::{
+    ClientCertificateIssued, IdentityDisabled, JoinTokenCreated, SshKeyAdded, SshKeyRemoved,
+};
 pub use ids::{RequestId, Timestamp};
 pub use recording::{RecordingDeleted, RecordingRefused, RecordingStored};
 pub use refusal::{ActionRefused, RefusalKind, RefusalsLimited, RequestRefused};
@@ -178,11 +180,15 @@ pub enum EventCode {
     ClientCertificateIssued = 27,
     /// [`IdentityDisabled`].
     IdentityDisabled = 28,
+    /// [`SshKeyAdded`].
+    SshKeyAdded = 29,
+    /// [`SshKeyRemoved`].
+    SshKeyRemoved = 30,
 }
 
 impl EventCode {
     /// Every code, in numeric order.
-    pub const ALL: [EventCode; 28] = [
+    pub const ALL: [EventCode; 30] = [
         EventCode::RequestCreated,
         EventCode::ApprovalAdded,
         EventCode::RequestDenied,
@@ -211,6 +217,8 @@ impl EventCode {
         EventCode::JoinTokenCreated,
         EventCode::ClientCertificateIssued,
         EventCode::IdentityDisabled,
+        EventCode::SshKeyAdded,
+        EventCode::SshKeyRemoved,
     ];
 
     /// The code for a number, if it is one.
@@ -251,6 +259,8 @@ impl EventCode {
             EventCode::JoinTokenCreated => "join_token_created",
             EventCode::ClientCertificateIssued => "client_certificate_issued",
             EventCode::IdentityDisabled => "identity_disabled",
+            EventCode::SshKeyAdded => "ssh_key_added",
+            EventCode::SshKeyRemoved => "ssh_key_removed",
         }
     }
 
@@ -324,6 +334,10 @@ pub enum EventKind {
     ClientCertificateIssued(ClientCertificateIssued),
     /// See [`IdentityDisabled`].
     IdentityDisabled(IdentityDisabled),
+    /// See [`SshKeyAdded`].
+    SshKeyAdded(SshKeyAdded),
+    /// See [`SshKeyRemoved`].
+    SshKeyRemoved(SshKeyRemoved),
 }
 
 /// The one list of event kinds: each [`EventKind`] variant holds the struct of the same
@@ -384,6 +398,8 @@ kinds!(
     JoinTokenCreated,
     ClientCertificateIssued,
     IdentityDisabled,
+    SshKeyAdded,
+    SshKeyRemoved,
 );
 
 impl EventKind {

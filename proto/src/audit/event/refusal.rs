@@ -38,11 +38,14 @@ pub enum RefusalKind {
     /// Acting on another person's request or grant without a role that allows it (cancel,
     /// fetch, watch, show, sessions, drill report, revoke).
     NotRequester = 12,
+    /// A login made with an SSH key (the break-glass login) asked for a tier that takes
+    /// such logins only for a declared emergency, or not at all (`ssh_key_login`).
+    LoginMethod = 13,
 }
 
 impl RefusalKind {
     /// Every kind, in numeric order.
-    pub const ALL: [RefusalKind; 12] = [
+    pub const ALL: [RefusalKind; 13] = [
         RefusalKind::DenyRule,
         RefusalKind::NoRule,
         RefusalKind::Ttl,
@@ -55,6 +58,7 @@ impl RefusalKind {
         RefusalKind::NotApprover,
         RefusalKind::NotReviewer,
         RefusalKind::NotRequester,
+        RefusalKind::LoginMethod,
     ];
 
     /// The kind for a number, if it is one.
@@ -79,6 +83,7 @@ impl RefusalKind {
             RefusalKind::NotApprover => "not_approver",
             RefusalKind::NotReviewer => "not_reviewer",
             RefusalKind::NotRequester => "not_requester",
+            RefusalKind::LoginMethod => "login_method",
         }
     }
 }

@@ -303,7 +303,7 @@ fn kind() -> impl Strategy<Value = EventKind> {
 fn identity_kind() -> impl Strategy<Value = EventKind> {
     (
         (any::<[u8; 32]>(), s(), any::<u64>(), strs()),
-        (s(), proptest::option::of(any::<[u8; 32]>()), 0u8..3),
+        (s(), proptest::option::of(any::<[u8; 32]>()), 0u8..5),
     )
         .prop_map(
             |((hash, text, t, groups), (more, token, which))| match which {
@@ -321,9 +321,17 @@ fn identity_kind() -> impl Strategy<Value = EventKind> {
                     method: more,
                     join_token_sha256: token,
                 }),
-                _ => EventKind::IdentityDisabled(IdentityDisabled {
+                2 => EventKind::IdentityDisabled(IdentityDisabled {
                     identity: text,
                     reason: more,
+                }),
+                3 => EventKind::SshKeyAdded(SshKeyAdded {
+                    identity: text,
+                    public_key: more,
+                }),
+                _ => EventKind::SshKeyRemoved(SshKeyRemoved {
+                    identity: text,
+                    public_key: more,
                 }),
             },
         )
@@ -565,7 +573,9 @@ fn codes_are_stable_and_distinct() {
     assert_eq!(EventCode::RecordingDeleted as u16, 25);
     assert_eq!(EventCode::JoinTokenCreated as u16, 26);
     assert_eq!(EventCode::IdentityDisabled as u16, 28);
-    assert_eq!(EventCode::from_u16(29), None);
+    assert_eq!(EventCode::SshKeyAdded as u16, 29);
+    assert_eq!(EventCode::SshKeyRemoved as u16, 30);
+    assert_eq!(EventCode::from_u16(31), None);
     let refusals: Vec<u16> = EventCode::ALL
         .iter()
         .filter(|c| c.is_refusal())
@@ -581,7 +591,8 @@ fn refusal_kinds_are_stable_and_distinct() {
         assert_eq!(RefusalKind::from_u8(*k as u8), Some(*k));
     }
     assert_eq!(RefusalKind::from_u8(0), None);
-    assert_eq!(RefusalKind::from_u8(13), None);
+    assert_eq!(RefusalKind::LoginMethod as u8, 13);
+    assert_eq!(RefusalKind::from_u8(14), None);
     let names: std::collections::BTreeSet<&str> =
         RefusalKind::ALL.iter().map(|k| k.name()).collect();
     assert_eq!(names.len(), RefusalKind::ALL.len());
@@ -1044,6 +1055,26 @@ fn golden_samples() -> Vec<(&'static str, Event)> {
             EventKind::IdentityDisabled(IdentityDisabled {
                 identity: s("sre@example.com"),
                 reason: s("left the company"),
+            }),
+        ),
+        e(
+            "ssh_key_added",
+            &Actor::LocalUid(0),
+            EventKind::SshKeyAdded(SshKeyAdded {
+                identity: s("sre@example.com"),
+                public_key: s(
+                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+                ),
+            }),
+        ),
+        e(
+            "ssh_key_removed",
+            &Actor::LocalUid(0),
+            EventKind::SshKeyRemoved(SshKeyRemoved {
+                identity: s("sre@example.com"),
+                public_key: s(
+                    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+                ),
             }),
         ),
     ]

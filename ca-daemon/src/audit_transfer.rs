@@ -1,0 +1,137 @@
+//! `breakglass-ca audit import` and `audit export`: an embedded log into PostgreSQL (the
+//! way from one machine to several daemons), and the database's log out as segment files
+//! for offline verification. The work is in [`crate::audit::pg::transfer`]; this is the
+//! command line's face: the configuration read, the connection made, the result told.
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use clap::Args;
+
+use crate::audit::pg::{self, PgError, Transferred};
+use breakglass_proto::audit::NoteVerifier;
+
+use crate::config::Config;
+use crate::config::postgres::PostgresSettings;
+
+/// `breakglass-ca audit ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCmd {
+    /// Copy an embedded audit log into the PostgreSQL database of [postgres] (which must
+    /// hold no log yet)
+    ///
+    /// The directory is verified first as `breakglass audit verify` does, with the
+    /// configured audit key ([audit] key and origin); its committed events and every
+    /// batch's signed checkpoint are then written in one transaction, so the database
+    /// holds all of them or none. The schema is created (or migrated) first. A database
+    /// that holds any entry is refused. Prints the size and root, which equal the
+    /// directory's. Stop the daemon that writes the directory first.
+    Import(ImportArgs),
+    /// Write the PostgreSQL database's audit log as segment files into a new directory
+    ///
+    /// The log is read in one consistent snapshot; every checkpoint is checked against the
+    /// configured audit key and the entries before it. The directory (with `checkpoint` and
+    /// `log.pub`) verifies offline with `breakglass audit verify DIR --key
+    /// DIR/log.pub`.
+    Export(ExportArgs),
+}
+
+/// `breakglass-ca audit import`.
+#[derive(Debug, Args, Clone)]
+pub struct ImportArgs {
+    /// Configuration file ([audit] key and origin, [postgres])
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The log directory to import [default: [audit] dir]
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+}
+
+/// `breakglass-ca audit export`.
+#[derive(Debug, Args, Clone)]
+pub struct ExportArgs {
+    /// Configuration file ([audit] key and origin, [postgres])
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The directory to write (new, or empty)
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+}
+
+/// Why an `audit` command failed, with its exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The configuration cannot be used.
+    #[error("{0}")]
+    Config(String),
+    /// The transfer failed.
+    #[error(transparent)]
+    Pg(#[from] PgError),
+}
+
+impl TransferError {
+    /// sysexits: 64 for the configuration, 69 for an unreachable database, 65 for a log that
+    /// does not verify or a database that is not empty, 73 for an export directory that is
+    /// not empty, 74 for other failures.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            TransferError::Config(_) => 64,
+            TransferError::Pg(PgError::Connect { .. }) => 69,
+            TransferError::Pg(PgError::NotEmpty { .. } | PgError::Damaged(_) | PgError::NoLog) => {
+                65
+            }
+            TransferError::Pg(PgError::TargetNotEmpty(_)) => 73,
+            TransferError::Pg(_) => 74,
+        }
+    }
+}
+
+/// The configuration, the audit key's verifier and the database settings.
+fn load(path: &std::path::Path) -> Result<(Config, NoteVerifier, PostgresSettings), TransferError> {
+    let config = Config::load(path).map_err(|e| TransferError::Config(e.to_string()))?;
+    let Some(db) = config.postgres.clone() else {
+        return Err(TransferError::Config(format!(
+            "{}: no [postgres] section: add one with the database's url",
+            path.display()
+        )));
+    };
+    let signer = crate::audit::load_audit_key(&config.audit.key, &config.audit.origin)
+        .map_err(|e| TransferError::Config(e.to_string()))?;
+    Ok((config, signer.verifier(), db))
+}
+
+fn told(what: &str, t: &Transferred) -> String {
+    format!(
+        "{what}: {} entries, {} checkpoints, root {}\n",
+        t.size,
+        t.checkpoints,
+        base64::engine::general_purpose::STANDARD.encode(t.root)
+    )
+}
+
+/// Runs `audit import`; returns what to print.
+pub async fn import(args: &ImportArgs) -> Result<String, TransferError> {
+    let (config, verifier, db) = load(&args.config)?;
+    let from = args
+        .from
+        .clone()
+        .unwrap_or_else(|| config.audit.dir.clone());
+    let mut client = pg::connect(&db).await?;
+    let t = pg::import(&mut client, &from, &verifier).await?;
+    Ok(told(&format!("imported {}", from.display()), &t))
+}
+
+/// Runs `audit export`; returns what to print.
+pub async fn export(args: &ExportArgs) -> Result<String, TransferError> {
+    let (config, verifier, db) = load(&args.config)?;
+    let mut client = pg::connect(&db).await?;
+    let t = pg::export(
+        &mut client,
+        &args.to,
+        &verifier,
+        config.audit.segment_max_bytes,
+    )
+    .await?;
+    Ok(told(&format!("exported to {}", args.to.display()), &t))
+}
