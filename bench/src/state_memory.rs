@@ -135,7 +135,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             mark = n - n % o.every.max(1);
             let (grants, requests, serials) = {
                 let st = svc.state();
-                (st.grants.len(), st.requests.len(), st.serials.len())
+                (st.grants.len(), st.requests_held(), st.serials.len())
             };
             let rate = (n - last.1) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), n);
