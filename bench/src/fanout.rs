@@ -249,6 +249,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
     let url = format!("https://{addr}");
     let sre = Target::Tls {
         url: url.clone(),
+        fallbacks: Vec::new(),
         ca_cert: setup.join("tls/ca.pem"),
         cert: setup.join("clients/sre.pem"),
         key: setup.join("clients/sre-key.pem"),

@@ -236,6 +236,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
 
     let target = Target::Tls {
         url: format!("https://{addr}"),
+        fallbacks: Vec::new(),
         ca_cert: setup.join("tls/ca.pem"),
         cert: setup.join("clients/sre.pem"),
         key: setup.join("clients/sre-key.pem"),

@@ -8,7 +8,9 @@
 //!   process per certificate;
 //! - issuance at each concurrency (c=1, c=64 by default): rate, p50/p99 and the daemon's
 //!   CPU per certificate (its `/proc/<pid>/stat`; the load runs in this process, so the
-//!   figure is the daemon's alone), and the rate as a percentage of the limit.
+//!   figure is the daemon's alone), and the rate as a percentage of the limit;
+//! - `Fetch` of the certificates the last series issued, one at a time: the daemon keeps
+//!   no certificate text, so this is the cost of signing one again from its grant.
 //!
 //! [`soak`] holds a steady open-loop rate instead and prints, every interval, the rate
 //! achieved, p50/p99 and the daemon's resident memory and CPU.
@@ -27,7 +29,7 @@ use breakglass_ca::certificate::{CertSpec, CertificateAuthority};
 use breakglass_cli::connect;
 use breakglass_cli::settings::Target;
 use breakglass_proto::profile::GrantId;
-use breakglass_proto::v1::RequestCertificateRequest;
+use breakglass_proto::v1::{RequestCertificateRequest, RequestRef};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey, PublicKey};
 use tempfile::TempDir;
@@ -117,6 +119,7 @@ impl Bench {
             .await?;
         let target = Target::Tls {
             url: format!("https://{addr}"),
+            fallbacks: Vec::new(),
             ca_cert: setup.join("tls/ca.pem"),
             cert: setup.join("clients/sre.pem"),
             key: setup.join("clients/sre-key.pem"),
@@ -255,6 +258,8 @@ pub async fn run(o: &Options) -> Result<String, String> {
     }
 
     let mut series = Vec::new();
+    // Requests issued by the last series: fetched again below.
+    let mut issued_ids: Vec<String> = Vec::new();
     for &c in &o.concurrency {
         let next = Arc::new(AtomicUsize::new(0));
         let cpu_before = cpu_time(bench.pid());
@@ -263,24 +268,28 @@ pub async fn run(o: &Options) -> Result<String, String> {
         for _ in 0..c.max(1) {
             let (mut client, keys, next) = (client.clone(), keys.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
+                let (mut lat, mut ids) = (Vec::new(), Vec::new());
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(key) = keys.get(i) else {
-                        return Ok::<_, String>(lat);
+                        return Ok::<_, String>((lat, ids));
                     };
                     let t = Instant::now();
-                    client
+                    let r = client
                         .request_certificate(request(key, ttl))
                         .await
                         .map_err(|s| format!("request failed: {s}"))?;
                     lat.push(t.elapsed());
+                    ids.push(r.into_inner().request_id);
                 }
             }));
         }
         let mut lat = Vec::with_capacity(count);
+        issued_ids.clear();
         for t in tasks {
-            lat.extend(t.await.map_err(|e| e.to_string())??);
+            let (l, ids) = t.await.map_err(|e| e.to_string())??;
+            lat.extend(l);
+            issued_ids.extend(ids);
         }
         let elapsed = start.elapsed();
         let daemon_cpu = cpu_before
@@ -290,6 +299,37 @@ pub async fn run(o: &Options) -> Result<String, String> {
         series.push(Series {
             label: format!("gRPC mTLS + durable audit, c={c}"),
             count,
+            elapsed,
+            p50: Some(percentile(&lat, 0.50)),
+            p99: Some(percentile(&lat, 0.99)),
+            daemon_cpu,
+        });
+    }
+    // `Fetch` of live certificates, one at a time: the daemon keeps no certificate text,
+    // so each is signed again from its recorded grant.
+    {
+        let mut client = client.clone();
+        let cpu_before = cpu_time(bench.pid());
+        let start = Instant::now();
+        let mut lat = Vec::with_capacity(issued_ids.len());
+        for id in &issued_ids {
+            let t = Instant::now();
+            client
+                .fetch(RequestRef {
+                    request_id: id.clone(),
+                })
+                .await
+                .map_err(|s| format!("fetch failed: {s}"))?;
+            lat.push(t.elapsed());
+        }
+        let elapsed = start.elapsed();
+        let daemon_cpu = cpu_before
+            .zip(cpu_time(bench.pid()))
+            .map(|(a, b)| b.saturating_sub(a));
+        lat.sort();
+        series.push(Series {
+            label: "Fetch of a live certificate, c=1".into(),
+            count: lat.len().max(1),
             elapsed,
             p50: Some(percentile(&lat, 0.50)),
             p99: Some(percentile(&lat, 0.99)),

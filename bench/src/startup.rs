@@ -452,6 +452,7 @@ fn serve(
     let (rss_ready_kib, hwm_ready_kib) = memory(pid).unwrap_or_default();
     let target = Target::Tls {
         url: format!("https://{addr}"),
+        fallbacks: Vec::new(),
         ca_cert: setup.join("tls/ca.pem"),
         cert: setup.join("clients/sre.pem"),
         key: setup.join("clients/sre-key.pem"),

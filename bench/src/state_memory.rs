@@ -63,6 +63,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
     }));
     let target = Target::Tls {
         url: format!("https://127.0.0.1:{port}"),
+        fallbacks: Vec::new(),
         ca_cert: dir.path().join("tls/ca.pem"),
         cert: dir.path().join("clients/sre.pem"),
         key: dir.path().join("clients/sre-key.pem"),
@@ -134,7 +135,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             mark = n - n % o.every.max(1);
             let (grants, requests, serials) = {
                 let st = svc.state();
-                (st.grants.len(), st.requests.len(), st.serials.len())
+                (st.grants.len(), st.requests_held(), st.serials.len())
             };
             let rate = (n - last.1) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), n);

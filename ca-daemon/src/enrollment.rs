@@ -71,8 +71,6 @@ pub struct Enrollment {
     tls_ca_pem: String,
     tls_ca_fingerprint: String,
     settings: EnrollmentSettings,
-    /// Token checks and the event that uses a token up, one at a time.
-    using: tokio::sync::Mutex<()>,
     /// ID tokens of the organisation's provider (`[oidc]`), when logins are on.
     oidc: Option<crate::oidc::Verifier>,
     /// Login nonces given and not used yet, with when each expires and whether it is for
@@ -130,7 +128,6 @@ impl Enrollment {
             tls_ca_pem,
             tls_ca_fingerprint,
             settings: config.enrollment.clone(),
-            using: tokio::sync::Mutex::new(()),
             oidc: config.oidc.clone().map(crate::oidc::Verifier::new),
             nonces: std::sync::Mutex::default(),
         }))
@@ -219,7 +216,9 @@ impl Enrollment {
     ) -> Result<HostCertificateResponse, Error> {
         let ca = self.client_ca()?;
         let hash = join_token_hash(token.trim()).map_err(|e| Error::invalid_field("token", e))?;
-        let _one_at_a_time = self.using.lock().await;
+        // One at a time, across daemons too (on PostgreSQL: under the decision lock, on a
+        // state caught up with every daemon's entries).
+        let _one_at_a_time = self.svc.transition().await?;
         let now = SystemTime::now();
         let at = Timestamp::from_system_time(now);
         let host = {

@@ -533,7 +533,7 @@ impl History {
             leaves.extend(self.leaves(&Subject::Grant(g))?);
         }
         let st = self.rebuild(leaves)?;
-        let Some(r) = st.requests.get(&id).cloned() else {
+        let Some(r) = st.request(id).map(std::borrow::Cow::into_owned) else {
             return Ok(None);
         };
         let g = match r.status {
@@ -560,7 +560,9 @@ impl History {
         let Some(g) = st.grants.get(&id).cloned() else {
             return Ok(None);
         };
-        let r = st.requests.get(&g.issued.request_id).cloned();
+        let r = st
+            .request(g.issued.request_id)
+            .map(std::borrow::Cow::into_owned);
         Ok(Some((g, r)))
     }
 

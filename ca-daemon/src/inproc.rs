@@ -373,8 +373,7 @@ mod tests {
         // The state has both: the request is issued, with this grant.
         let st = daemon.service().state();
         let statuses: Vec<String> = st
-            .requests
-            .values()
+            .requests()
             .map(|r| match &r.status {
                 crate::state::RequestStatus::Issued(g) => g.to_string(),
                 other => format!("{other:?}"),

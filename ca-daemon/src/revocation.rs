@@ -578,7 +578,7 @@ fn notice(st: &State, index: LeafIndex, grant: GrantId, now: u64) -> Option<Revo
     if g.issued.valid_before <= now {
         return None;
     }
-    let (by, reason, at) = g.revoked.as_ref()?;
+    let (by, reason, at) = g.revoked.as_deref()?;
     Some(RevocationNotice {
         version: index,
         heartbeat: false,

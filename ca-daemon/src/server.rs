@@ -453,7 +453,7 @@ fn open_audit(
         snapshot = loaded.snapshot,
         replayed = loaded.replayed,
         grants = state.grants.len(),
-        requests = state.requests.len(),
+        requests = state.requests_held(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "state loaded: snapshot and the audit log after it"
     );

@@ -45,7 +45,7 @@ mod tests;
 /// File name of the snapshot in the audit directory.
 pub const SNAPSHOT_FILE: &str = "state.snapshot";
 /// Version of the snapshot format; a snapshot of another version is ignored (replayed).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// What the audit key's signature of a snapshot is for (see [`NoteSigner::sign_digest`]).
 pub const SIGNATURE_DOMAIN: &str = "breakglass state snapshot";
 /// Length of the signature that ends the file.

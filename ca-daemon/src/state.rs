@@ -13,7 +13,13 @@
 //! What is evicted stays in the log and is read back through the on-disk index
 //! ([`crate::history`]). Pending requests, live grants, revoked keys, refusal windows and
 //! unacknowledged forks stay.
+//!
+//! A live grant costs one record, not two: an issued request is held with its grant, as
+//! the part the grant does not repeat ([`IssuedRequest`]), and rebuilt when asked
+//! ([`State::request`]). No certificate text is held at all (it is signed again when
+//! fetched, see `service::grants`).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use breakglass_proto::audit::event::{
@@ -55,8 +61,9 @@ pub enum RequestStatus {
 /// One access request and what happened to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
-    /// The request as created.
-    pub created: RequestCreated,
+    /// The request as created (boxed: the maps of the state hold small values, so that
+    /// their nodes' free slots cost little per live request).
+    pub created: Box<RequestCreated>,
     /// When it was created.
     pub created_at: Timestamp,
     /// Approvals so far: approver, comment, time.
@@ -89,22 +96,109 @@ pub struct Session {
 /// One issued certificate and what happened to it since.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
-    /// The issuing event.
-    pub issued: GrantIssued,
+    /// The issuing event (boxed, as [`Request::created`]).
+    pub issued: Box<GrantIssued>,
     /// When it was issued.
     pub issued_at: Timestamp,
     /// Leaf index of the issuing event.
     pub index: LeafIndex,
-    /// Revocation: who, why, when.
-    pub revoked: Option<(Actor, String, Timestamp)>,
-    /// Review: verdict, reviewer, comment, when.
-    pub review: Option<(ReviewVerdict, Actor, String, Timestamp)>,
+    /// Revocation: who, why, when (boxed: most grants have none).
+    pub revoked: Option<Box<(Actor, String, Timestamp)>>,
+    /// Review: verdict, reviewer, comment, when (boxed: most grants have none).
+    pub review: Option<Box<(ReviewVerdict, Actor, String, Timestamp)>>,
     /// Sessions reported by hosts, by `host/session id`.
     pub sessions: BTreeMap<String, Session>,
     /// The drill report of a drill grant: passed, when.
     pub drill_report: Option<(bool, Timestamp)>,
     /// Leaf index of its (first) revocation event, the key of [`State::revocations`].
     pub revoked_index: Option<LeafIndex>,
+    /// Its request, held here (what the grant does not repeat) rather than as a
+    /// [`Request`] of its own: one record per live grant, not two. `None` when the request
+    /// is held apart (see [`State::request`]).
+    pub request: Option<Box<IssuedRequest>>,
+}
+
+/// What an issued request says beyond its grant: the request is held with the grant and
+/// rebuilt from both when asked ([`State::request`]). Only a request whose requester,
+/// principals, hosts, command, source addresses, rule and tier are its grant's is held so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedRequest {
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Approvals: approver, comment, time.
+    pub approvals: Vec<(Actor, String, Timestamp)>,
+    /// The requester's OpenSSH public key line.
+    pub public_key: String,
+    /// Why access was needed.
+    pub reason: String,
+    /// Requested lifetime in seconds.
+    pub ttl_seconds: u64,
+    /// Distinct approvals its tier needed.
+    pub approvals_required: u32,
+    /// When it would have timed out.
+    pub expires_at: Timestamp,
+    /// A declared emergency.
+    pub emergency: bool,
+    /// The extensions asked for, when they are not the ones granted.
+    pub extensions: Option<Vec<String>>,
+}
+
+impl IssuedRequest {
+    /// The part of `r` (issued as `g`) its grant does not say; `None` when `g` does not
+    /// repeat what `r` asked for (the request is then held apart).
+    fn of(r: &Request, g: &GrantIssued) -> Option<Self> {
+        let c = &r.created;
+        let same = c.request_id == g.request_id
+            && r.status == RequestStatus::Issued(g.grant_id)
+            && c.requester == g.requester
+            && c.principals == g.principals
+            && c.hosts == g.hosts
+            && c.command == g.command
+            && c.source_addresses == g.source_addresses
+            && c.rule == g.rule
+            && c.tier == g.tier;
+        same.then(|| Self {
+            created_at: r.created_at,
+            approvals: r.approvals.clone(),
+            public_key: c.public_key.clone(),
+            reason: c.reason.clone(),
+            ttl_seconds: c.ttl_seconds,
+            approvals_required: c.approvals_required,
+            expires_at: c.expires_at,
+            emergency: c.emergency,
+            extensions: (c.extensions != g.extensions).then(|| c.extensions.clone()),
+        })
+    }
+
+    /// The request, whole again.
+    #[must_use]
+    pub fn request(&self, g: &GrantIssued) -> Request {
+        Request {
+            created: Box::new(RequestCreated {
+                request_id: g.request_id,
+                requester: g.requester.clone(),
+                public_key: self.public_key.clone(),
+                principals: g.principals.clone(),
+                hosts: g.hosts.clone(),
+                ttl_seconds: self.ttl_seconds,
+                reason: self.reason.clone(),
+                command: g.command.clone(),
+                source_addresses: g.source_addresses.clone(),
+                extensions: self
+                    .extensions
+                    .clone()
+                    .unwrap_or_else(|| g.extensions.clone()),
+                emergency: self.emergency,
+                rule: g.rule.clone(),
+                tier: g.tier.clone(),
+                approvals_required: self.approvals_required,
+                expires_at: self.expires_at,
+            }),
+            created_at: self.created_at,
+            approvals: self.approvals.clone(),
+            status: RequestStatus::Issued(g.grant_id),
+        }
+    }
 }
 
 /// A public key revoked for good: in every KRL from now on, and no certificate is
@@ -144,8 +238,14 @@ pub struct LogFork {
 /// Everything the daemon needs to decide, rebuilt from the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
-    /// All requests.
-    pub requests: BTreeMap<RequestId, Request>,
+    /// Requests held apart from a grant: pending ones, those that ended without a grant,
+    /// and issued ones whose grant does not repeat what they asked for. An issued request
+    /// is otherwise held with its grant ([`Grant::request`], found through
+    /// [`issued_requests`](Self::issued_requests)). Read any request with
+    /// [`request`](Self::request).
+    pub(crate) loose_requests: BTreeMap<RequestId, Request>,
+    /// The grant holding each request held with its grant.
+    pub(crate) issued_requests: HashMap<RequestId, GrantId>,
     /// Requests still pending (waiting for approvals or issuance).
     pub pending: BTreeSet<RequestId>,
     /// All grants.
@@ -228,10 +328,16 @@ impl State {
         let at = event.time;
         match &event.kind {
             EventKind::RequestCreated(r) => {
-                self.requests.insert(
+                // A request id seen before: the new request replaces the old one.
+                if let Some(g) = self.issued_requests.remove(&r.request_id)
+                    && let Some(g) = self.grants.get_mut(&g)
+                {
+                    g.request = None;
+                }
+                self.loose_requests.insert(
                     r.request_id,
                     Request {
-                        created: r.clone(),
+                        created: Box::new(r.clone()),
                         created_at: at,
                         approvals: Vec::new(),
                         status: RequestStatus::Pending,
@@ -240,15 +346,22 @@ impl State {
                 self.pending.insert(r.request_id);
             }
             EventKind::ApprovalAdded(a) => {
-                if let Some(r) = self.requests.get_mut(&a.request_id) {
-                    r.approvals
-                        .push((event.actor.clone(), a.comment.clone(), at));
+                let approval = (event.actor.clone(), a.comment.clone(), at);
+                if let Some(r) = self.loose_requests.get_mut(&a.request_id) {
+                    r.approvals.push(approval);
+                } else if let Some(r) = self
+                    .issued_requests
+                    .get(&a.request_id)
+                    .and_then(|g| self.grants.get_mut(g))
+                    .and_then(|g| g.request.as_mut())
+                {
+                    r.approvals.push(approval);
                 }
             }
             EventKind::RequestDenied(d) => {
                 // Only a pending request can end this way; a late event changes nothing.
                 if let Some(r) = self
-                    .requests
+                    .loose_requests
                     .get_mut(&d.request_id)
                     .filter(|r| r.status == RequestStatus::Pending)
                 {
@@ -261,7 +374,7 @@ impl State {
             EventKind::RequestExpired(e) => {
                 // Only a pending request can end this way; a late event changes nothing.
                 if let Some(r) = self
-                    .requests
+                    .loose_requests
                     .get_mut(&e.request_id)
                     .filter(|r| r.status == RequestStatus::Pending)
                 {
@@ -271,7 +384,7 @@ impl State {
             EventKind::RequestCancelled(c) => {
                 // Only a pending request can end this way; a late event changes nothing.
                 if let Some(r) = self
-                    .requests
+                    .loose_requests
                     .get_mut(&c.request_id)
                     .filter(|r| r.status == RequestStatus::Pending)
                 {
@@ -282,14 +395,25 @@ impl State {
                 }
             }
             EventKind::GrantIssued(g) => {
-                if let Some(r) = self.requests.get_mut(&g.request_id) {
+                // A second grant for a request held with another, or a grant id seen
+                // before: the request is held apart again.
+                self.unfold_request(g.request_id);
+                if let Some(r) = self
+                    .grants
+                    .get(&g.grant_id)
+                    .filter(|old| old.request.is_some())
+                    .map(|old| old.issued.request_id)
+                {
+                    self.unfold_request(r);
+                }
+                if let Some(r) = self.loose_requests.get_mut(&g.request_id) {
                     r.status = RequestStatus::Issued(g.grant_id);
                 }
                 self.serials.insert(g.serial, g.grant_id);
                 self.grants.insert(
                     g.grant_id,
                     Grant {
-                        issued: (**g).clone(),
+                        issued: g.clone(),
                         issued_at: at,
                         index,
                         revoked: None,
@@ -297,8 +421,10 @@ impl State {
                         sessions: BTreeMap::new(),
                         drill_report: None,
                         revoked_index: None,
+                        request: None,
                     },
                 );
+                self.fold_request(g.request_id);
                 if let Some(release) = self.grants.get(&g.grant_id).and_then(release_of_grant) {
                     self.expiry.insert((release, Held::Grant(g.grant_id)));
                 }
@@ -309,8 +435,9 @@ impl State {
                         self.revocations.insert(index, r.grant_id);
                         g.revoked_index = Some(index);
                     }
-                    g.revoked
-                        .get_or_insert((event.actor.clone(), r.reason.clone(), at));
+                    g.revoked.get_or_insert_with(|| {
+                        Box::new((event.actor.clone(), r.reason.clone(), at))
+                    });
                 }
                 if let Some(key) = &r.revoked_key {
                     self.revoked_keys
@@ -327,7 +454,12 @@ impl State {
             EventKind::GrantReviewed(r) => {
                 if let Some(g) = self.grants.get_mut(&r.grant_id) {
                     let before = release_of_grant(g);
-                    g.review = Some((r.verdict, event.actor.clone(), r.comment.clone(), at));
+                    g.review = Some(Box::new((
+                        r.verdict,
+                        event.actor.clone(),
+                        r.comment.clone(),
+                        at,
+                    )));
                     let after = release_of_grant(g);
                     self.requeue(Held::Grant(r.grant_id), before, after);
                 }
@@ -412,13 +544,86 @@ impl State {
         };
         if let Some(id) = decided
             && self.pending.remove(&id)
-            && let Some(release) = self.requests.get(&id).and_then(release_of_request)
+            && let Some(release) = self.loose_requests.get(&id).and_then(release_of_request)
         {
             self.expiry.insert((release, Held::Request(id)));
         }
         self.clock = self.clock.max(at.0);
         if !self.keep_history {
             self.evict_before(self.clock);
+        }
+    }
+
+    /// Request `id`, if held: apart, or rebuilt from the grant it is held with.
+    #[must_use]
+    pub fn request(&self, id: RequestId) -> Option<Cow<'_, Request>> {
+        if let Some(r) = self.loose_requests.get(&id) {
+            return Some(Cow::Borrowed(r));
+        }
+        let g = self.grants.get(self.issued_requests.get(&id)?)?;
+        Some(Cow::Owned(g.request.as_deref()?.request(&g.issued)))
+    }
+
+    /// A request of [`pending`](Self::pending), by reference: those are held apart (only an
+    /// issued request is held with its grant).
+    #[must_use]
+    pub fn pending_request(&self, id: RequestId) -> Option<&Request> {
+        self.loose_requests.get(&id)
+    }
+
+    /// Number of requests held (apart, and with their grants).
+    #[must_use]
+    pub fn requests_held(&self) -> usize {
+        self.loose_requests.len() + self.issued_requests.len()
+    }
+
+    /// Every request held, in no particular order (those held with a grant rebuilt).
+    pub fn requests(&self) -> impl Iterator<Item = Cow<'_, Request>> {
+        self.loose_requests.values().map(Cow::Borrowed).chain(
+            self.issued_requests
+                .values()
+                .filter_map(|g| self.grants.get(g))
+                .filter_map(|g| Some(Cow::Owned(g.request.as_deref()?.request(&g.issued)))),
+        )
+    }
+
+    /// Holds request `id` with its grant when that grant was just issued for it and
+    /// repeats what it asked for.
+    fn fold_request(&mut self, id: RequestId) {
+        if self.issued_requests.contains_key(&id) {
+            return;
+        }
+        let Some(RequestStatus::Issued(grant)) = self.loose_requests.get(&id).map(|r| &r.status)
+        else {
+            return;
+        };
+        let grant = *grant;
+        let Some(g) = self.grants.get(&grant) else {
+            return;
+        };
+        let Some(folded) = self
+            .loose_requests
+            .get(&id)
+            .and_then(|r| IssuedRequest::of(r, &g.issued))
+        else {
+            return;
+        };
+        self.loose_requests.remove(&id);
+        if let Some(g) = self.grants.get_mut(&grant) {
+            g.request = Some(Box::new(folded));
+        }
+        self.issued_requests.insert(id, grant);
+    }
+
+    /// Holds request `id` apart again, if it is held with a grant.
+    fn unfold_request(&mut self, id: RequestId) {
+        let Some(grant) = self.issued_requests.remove(&id) else {
+            return;
+        };
+        if let Some(g) = self.grants.get_mut(&grant)
+            && let Some(r) = g.request.take()
+        {
+            self.loose_requests.insert(id, r.request(&g.issued));
         }
     }
 
@@ -584,21 +789,24 @@ impl State {
                 }
                 let request = g.issued.request_id;
                 if self
-                    .requests
+                    .loose_requests
                     .get(&request)
                     .is_some_and(|r| r.status == RequestStatus::Issued(id))
                 {
-                    self.requests.remove(&request);
+                    self.loose_requests.remove(&request);
+                }
+                if self.issued_requests.get(&request) == Some(&id) {
+                    self.issued_requests.remove(&request);
                 }
             }
             Held::Request(id) => {
                 // Issued after all (a late grant): it leaves with its grant instead.
                 if self
-                    .requests
+                    .loose_requests
                     .get(&id)
                     .is_some_and(|r| release_of_request(r).is_some())
                 {
-                    self.requests.remove(&id);
+                    self.loose_requests.remove(&id);
                 }
             }
             Held::Orphan(key) => {

@@ -33,9 +33,17 @@ pub struct ConnArgs {
     /// Client config file [default: ~/.config/breakglass/client.toml if present]
     #[arg(long, global = true, env = "BREAKGLASS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Daemon address: https://HOST:PORT (mTLS) or unix:///PATH (local admin socket)
-    #[arg(long, global = true, env = "BREAKGLASS_SERVER", value_name = "URL")]
-    pub server: Option<String>,
+    /// Daemon address: https://HOST:PORT (mTLS) or unix:///PATH (local admin socket). Repeat
+    /// it (or separate with commas) for several daemons of one log: a call goes to the next
+    /// when one cannot be reached or answers UNAVAILABLE
+    #[arg(
+        long,
+        global = true,
+        env = "BREAKGLASS_SERVER",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub server: Vec<String>,
     /// CA certificate that signed the daemon's TLS certificate (PEM)
     #[arg(long, global = true, env = "BREAKGLASS_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
@@ -264,7 +272,8 @@ impl ConnArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             config: self.config.clone(),
-            server: self.server.clone(),
+            server: self.server.first().cloned(),
+            fallbacks: self.server.iter().skip(1).cloned().collect(),
             ca_cert: self.ca_cert.clone(),
             cert: self.cert.clone(),
             key: self.key.clone(),

@@ -308,7 +308,7 @@ pub async fn ca_public_keys(target: &Target) -> Result<Vec<CaPublicKey>, CliErro
 /// [`ca_public_keys`] over a connection the caller already has.
 pub async fn ca_public_keys_on(
     target: &Target,
-    channel: tonic::transport::Channel,
+    channel: connect::Channel,
 ) -> Result<Vec<CaPublicKey>, CliError> {
     Ok(
         breakglass_proto::v1::break_glass_client::BreakGlassClient::new(channel)

@@ -9,10 +9,13 @@
 use std::time::Duration;
 
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::CliError;
 use crate::settings::Target;
+
+mod failover;
+pub use failover::Channel;
 
 /// The process-wide rustls crypto provider (ring). Call once at start-up.
 pub fn install_crypto_provider() {
@@ -31,10 +34,12 @@ pub fn channel(target: &Target) -> Result<Channel, CliError> {
             let url = format!("unix://{}", path.display());
             let ep = Endpoint::from_shared(url.clone())
                 .map_err(|e| CliError::Usage(format!("socket path {url}: {e}")))?;
-            Ok(ep.connect_timeout(Duration::from_secs(5)).connect_lazy())
+            let ch = ep.connect_timeout(Duration::from_secs(5)).connect_lazy();
+            Ok(Channel::new(vec![(url, ch)]))
         }
         Target::Tls {
             url,
+            fallbacks,
             ca_cert,
             cert,
             key,
@@ -51,13 +56,17 @@ pub fn channel(target: &Target) -> Result<Channel, CliError> {
             if let Some(n) = server_name {
                 tls = tls.domain_name(n.clone());
             }
-            let ep = Endpoint::from_shared(url.clone())
-                .map_err(|e| CliError::Usage(format!("server {url}: {e}")))?
-                .tls_config(tls)
-                .map_err(|e| CliError::Usage(format!("TLS settings: {e}")))?
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(60));
-            Ok(ep.connect_lazy())
+            let mut servers = Vec::with_capacity(1 + fallbacks.len());
+            for url in std::iter::once(url).chain(fallbacks) {
+                let ep = Endpoint::from_shared(url.clone())
+                    .map_err(|e| CliError::Usage(format!("server {url}: {e}")))?
+                    .tls_config(tls.clone())
+                    .map_err(|e| CliError::Usage(format!("TLS settings: {e}")))?
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(Duration::from_secs(60));
+                servers.push((url.clone(), ep.connect_lazy()));
+            }
+            Ok(Channel::new(servers))
         }
     }
 }
@@ -186,6 +195,7 @@ fn explain(target: &Target, s: &tonic::Status) -> Option<CliError> {
                 cert,
                 key,
                 server_name,
+                ..
             } => Some((url, ca_cert, cert, key, server_name)),
             Target::Unix(_) => None,
         },

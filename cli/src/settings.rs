@@ -27,6 +27,10 @@ pub struct ClientFile {
     pub audit_key: Option<PathBuf>,
     /// Hosts: the witness state file (the latest checkpoint of the log this host verified).
     pub witness_state: Option<PathBuf>,
+    /// Several daemons of one log (`https://` addresses), tried in order: a call goes to
+    /// the next when one cannot be reached or answers `UNAVAILABLE`. With `server`, it
+    /// comes first.
+    pub servers: Option<Vec<String>>,
 }
 
 /// Settings given on the command line or in the environment.
@@ -34,8 +38,10 @@ pub struct ClientFile {
 pub struct Overrides {
     /// Explicit config file.
     pub config: Option<PathBuf>,
-    /// Server address.
+    /// Server address (the first, when several are given).
     pub server: Option<String>,
+    /// Further daemons of the same log, tried in order after `server`.
+    pub fallbacks: Vec<String>,
     /// CA certificate.
     pub ca_cert: Option<PathBuf>,
     /// Client certificate.
@@ -53,6 +59,9 @@ pub enum Target {
     Tls {
         /// `https://host:port`.
         url: String,
+        /// Further daemons of the same log (`https://host:port`), tried in order when one
+        /// cannot take a call ([`crate::connect::Channel`]).
+        fallbacks: Vec<String>,
         /// CA certificate path.
         ca_cert: PathBuf,
         /// Client certificate path.
@@ -70,7 +79,8 @@ impl Target {
     /// The address, for messages.
     pub fn shown(&self) -> String {
         match self {
-            Target::Tls { url, .. } => url.clone(),
+            Target::Tls { url, fallbacks, .. } if fallbacks.is_empty() => url.clone(),
+            Target::Tls { url, fallbacks, .. } => format!("{url} (or {})", fallbacks.join(", ")),
             Target::Unix(p) => format!("unix://{}", p.display()),
         }
     }
@@ -118,20 +128,46 @@ impl Overrides {
         }
     }
 
+    /// The daemons' addresses in the order to try them: the flags' (`--server`, repeated),
+    /// else `file`'s `server` then its `servers`; each once.
+    #[must_use]
+    pub fn servers(&self, file: &ClientFile) -> Vec<String> {
+        let mut servers: Vec<String> = match &self.server {
+            Some(first) => std::iter::once(first.clone())
+                .chain(self.fallbacks.iter().cloned())
+                .collect(),
+            None => file
+                .server
+                .clone()
+                .into_iter()
+                .chain(file.servers.clone().unwrap_or_default())
+                .collect(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        servers.retain(|s| seen.insert(s.clone()));
+        servers
+    }
+
     /// Merges flags/env with the config file into a connection target.
     pub fn resolve(&self) -> Result<Target, CliError> {
         let file = self.client_file()?;
-        let server = self.server.clone().or(file.server).ok_or_else(|| {
-            CliError::Usage(
+        let mut servers = self.servers(&file);
+        let Some(server) = servers.first().cloned() else {
+            return Err(CliError::Usage(
                 "no server given: pass --server https://HOST:PORT (or BREAKGLASS_SERVER, or a client config file with --config)".into(),
-            )
-        })?;
+            ));
+        };
         if let Some(path) = server.strip_prefix("unix://") {
+            if servers.len() > 1 {
+                return Err(CliError::Usage(format!(
+                    "{server} is the local admin socket of one daemon: give it alone, not among several servers"
+                )));
+            }
             return Ok(Target::Unix(PathBuf::from(path)));
         }
-        if !server.starts_with("https://") {
+        if let Some(bad) = servers.iter().find(|s| !s.starts_with("https://")) {
             return Err(CliError::Usage(format!(
-                "server {server:?} must start with https:// (mTLS) or unix:// (local admin socket)"
+                "server {bad:?} must start with https:// (mTLS) or unix:// (local admin socket, alone)"
             )));
         }
         let need = |v: Option<PathBuf>, what: &str, flag: &str| {
@@ -143,6 +179,7 @@ impl Overrides {
         };
         Ok(Target::Tls {
             url: server,
+            fallbacks: servers.split_off(1),
             ca_cert: need(
                 self.ca_cert.clone().or(file.ca_cert),
                 "CA certificate",
@@ -198,5 +235,80 @@ mod example_tests {
             .join("\n");
         let all: ClientFile = toml::from_str(&uncommented).expect("with the commented settings");
         assert!(all.server_name.is_some() && all.witness_state.is_some());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("client.toml");
+        std::fs::write(
+            &p,
+            format!("{text}\nca_cert = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n"),
+        )
+        .unwrap();
+        p
+    }
+
+    fn servers(t: &Target) -> Vec<String> {
+        match t {
+            Target::Tls { url, fallbacks, .. } => std::iter::once(url.clone())
+                .chain(fallbacks.iter().cloned())
+                .collect(),
+            Target::Unix(p) => vec![format!("unix://{}", p.display())],
+        }
+    }
+
+    #[test]
+    fn several_servers_come_from_the_flags_or_else_the_file_in_order_without_repeats() {
+        let d = tempfile::tempdir().unwrap();
+        let file = config(
+            d.path(),
+            "server = \"https://a:1\"\nservers = [\"https://b:1\", \"https://a:1\", \"https://c:1\"]",
+        );
+        let from_file = Overrides {
+            config: Some(file.clone()),
+            ..Overrides::default()
+        };
+        let t = from_file.resolve().unwrap();
+        assert_eq!(servers(&t), ["https://a:1", "https://b:1", "https://c:1"]);
+        assert_eq!(t.shown(), "https://a:1 (or https://b:1, https://c:1)");
+        let flags = Overrides {
+            config: Some(file),
+            server: Some("https://x:1".into()),
+            fallbacks: vec!["https://y:1".into()],
+            ..Overrides::default()
+        };
+        assert_eq!(
+            servers(&flags.resolve().unwrap()),
+            ["https://x:1", "https://y:1"]
+        );
+    }
+
+    #[test]
+    fn an_admin_socket_is_never_one_of_several_and_every_address_is_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let o = |server: &str, more: &[&str]| Overrides {
+            config: Some(config(d.path(), "")),
+            server: Some(server.into()),
+            fallbacks: more.iter().map(|s| (*s).to_owned()).collect(),
+            ..Overrides::default()
+        };
+        let e = o("unix:///run/a.sock", &["https://b:1"])
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("give it alone"), "{e}");
+        let e = o("https://a:1", &["http://b:1"]).resolve().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("\"http://b:1\" must start with https://"),
+            "{e}"
+        );
+        assert!(matches!(
+            o("unix:///run/a.sock", &[]).resolve().unwrap(),
+            Target::Unix(_)
+        ));
     }
 }

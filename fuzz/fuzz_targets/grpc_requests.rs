@@ -111,9 +111,8 @@ fn resolve<'a>(body: &'a [u8], api: &InProcess) -> Cow<'a, [u8]> {
     let (requests, grants) = {
         let st = api.service().state();
         let mut r: Vec<_> = st
-            .requests
-            .iter()
-            .map(|(id, r)| (r.created_at, *id))
+            .requests()
+            .map(|r| (r.created_at, r.created.request_id))
             .collect();
         r.sort_unstable_by(|a, b| b.cmp(a));
         let mut g: Vec<_> = st.grants.iter().map(|(id, g)| (g.index, *id)).collect();

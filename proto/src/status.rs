@@ -15,3 +15,12 @@ pub const REFUSED_BY_POLICY: &str = "policy";
 
 /// An approver denied the request.
 pub const REFUSED_BY_APPROVER: &str = "approver";
+
+/// Metadata key on an `UNAVAILABLE` status of a daemon that did nothing (its audit log or
+/// database could not record, or it is stopping): how many milliseconds to wait before
+/// trying again, as gRPC's retry policy reads it ("pushback"). A client that knows other
+/// daemons of the same log tries the next one at once.
+pub const RETRY_PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
+
+/// The wait [`RETRY_PUSHBACK_KEY`] asks for.
+pub const RETRY_PUSHBACK_MS: &str = "1000";

@@ -134,6 +134,7 @@ impl CaProcess {
     pub fn target(&self, name: &str) -> Target {
         Target::Tls {
             url: format!("https://127.0.0.1:{}", self.port),
+            fallbacks: Vec::new(),
             ca_cert: self.dir.join("tls/ca.pem"),
             cert: self.dir.join(format!("clients/{name}.pem")),
             key: self.dir.join(format!("clients/{name}-key.pem")),

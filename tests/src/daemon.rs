@@ -179,6 +179,7 @@ impl TestDaemon {
     pub fn target_with(&self, cert: &Path, key: &Path) -> Target {
         Target::Tls {
             url: format!("https://127.0.0.1:{}", self.port),
+            fallbacks: Vec::new(),
             ca_cert: self.path().join("tls/ca.pem"),
             cert: cert.to_owned(),
             key: key.to_owned(),
@@ -291,7 +292,7 @@ impl Drop for TestDaemon {
 }
 
 /// What the health service on `ch` says of `breakglass.v1.BreakGlass`.
-pub async fn breakglass_health(ch: tonic::transport::Channel) -> ServingStatus {
+pub async fn breakglass_health(ch: breakglass_cli::connect::Channel) -> ServingStatus {
     let status = HealthClient::new(ch)
         .check(HealthCheckRequest {
             service: "breakglass.v1.BreakGlass".into(),

@@ -51,7 +51,7 @@ fn public_key(dir: &Path) -> String {
     std::fs::read_to_string(ssh_keygen(dir, "id", &["-t", "ed25519"])).unwrap()
 }
 
-fn audit(t: &Target) -> AuditClient<tonic::transport::Channel> {
+fn audit(t: &Target) -> AuditClient<breakglass_cli::connect::Channel> {
     AuditClient::new(connect::channel(t).unwrap())
 }
 

@@ -76,6 +76,7 @@ impl Setup {
     fn target(&self, who: &str) -> Target {
         Target::Tls {
             url: format!("https://127.0.0.1:{}", self.port),
+            fallbacks: Vec::new(),
             ca_cert: self.path().join("tls/ca.pem"),
             cert: self.path().join(format!("clients/{who}.pem")),
             key: self.path().join(format!("clients/{who}-key.pem")),
@@ -147,13 +148,13 @@ async fn verify(dir: &Path, key: &Path, extra: &[&str]) -> Result<(), (i32, Stri
 }
 
 async fn request(
-    c: &mut BreakGlassClient<tonic::transport::Channel>,
+    c: &mut BreakGlassClient<breakglass_cli::connect::Channel>,
 ) -> Result<u64, tonic::Status> {
     request_with(c, "INC-4 audit fault test").await
 }
 
 async fn request_with(
-    c: &mut BreakGlassClient<tonic::transport::Channel>,
+    c: &mut BreakGlassClient<breakglass_cli::connect::Channel>,
     reason: &str,
 ) -> Result<u64, tonic::Status> {
     let r = certificate_request(PUBLIC_KEY, "postgres", "localhost", 300, reason);

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use breakglass_cli::connect;
+use breakglass_cli::connect::Channel;
 use breakglass_proto::audit::verify_dir;
 use breakglass_proto::v1::GetCheckpointRequest;
 use breakglass_proto::v1::RequestCertificateRequest;
@@ -20,7 +21,6 @@ use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::revocation::certificate_request;
 use breakglass_tests::ssh_keygen;
 use tonic::Code;
-use tonic::transport::Channel;
 
 fn request(public_key: &std::path::Path) -> RequestCertificateRequest {
     let key = std::fs::read_to_string(public_key).unwrap();
@@ -787,4 +787,205 @@ async fn a_cancel_on_one_daemon_racing_an_approval_on_another_has_one_outcome() 
             .collect();
         assert_eq!(of, ["approved", "issued"], "{id}");
     }
+}
+
+/// Daemon B of the same log with daemon A's TLS files (`dir`: A's directory), so that one
+/// client certificate and one CA certificate reach both, as in a real several-daemon set.
+fn same_tls_as(config: String, dir: &std::path::Path) -> String {
+    let mut c = config;
+    for (key, file) in [
+        ("tls_cert", "tls/server.pem"),
+        ("tls_key", "tls/server-key.pem"),
+        ("client_ca", "tls/ca.pem"),
+        ("client_ca_key", "tls/ca-key.pem"),
+    ] {
+        c = c.replacen(
+            &format!("{key} = \"{file}\""),
+            &format!("{key} = \"{}\"", dir.join(file).display()),
+            1,
+        );
+    }
+    c
+}
+
+/// The CLI given two daemons of one log (`--server A --server B`): a requester waiting on
+/// A (a real `breakglass-ca serve`) goes on waiting on B by request id when A is killed
+/// (SIGKILL), and gets the certificate an approver gives through the same two addresses; a
+/// new request then goes to B by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_moves_to_the_next_daemon_when_one_is_killed_and_resumes_its_wait() {
+    use breakglass_cli::approvals::{self, RequestMode, RequestResult};
+    use breakglass_cli::settings::Target;
+    use breakglass_tests::ca_process::CaProcess;
+
+    if !PgCluster::available("the CLI failing over between two daemons on PostgreSQL") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let bin = tokio::task::spawn_blocking(breakglass_tests::breakglass_ca_bin)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = CaProcess::init(bin, &dir.path().join("a")).unwrap();
+    let text = std::fs::read_to_string(a.config()).unwrap();
+    std::fs::write(a.config(), on_postgres(text, &url, None)).unwrap();
+    a.start().await.expect("daemon A serves from PostgreSQL");
+    let keys = a.path().to_owned();
+    let b = TestDaemon::start_with(|c| same_tls_as(on_postgres(c, &url, Some(&keys)), &keys)).await;
+    let both = |name: &str| match a.target(name) {
+        Target::Tls {
+            url,
+            ca_cert,
+            cert,
+            key,
+            server_name,
+            ..
+        } => Target::Tls {
+            url,
+            fallbacks: vec![format!("https://127.0.0.1:{}", b.port)],
+            ca_cert,
+            cert,
+            key,
+            server_name,
+        },
+        Target::Unix(_) => unreachable!("a TLS target"),
+    };
+    let (sre, approver) = (both("sre"), both("approver"));
+    let public = ssh_keygen(dir.path(), "id_ed25519", &["-t", "ed25519"]);
+    let args = breakglass_tests::revocation::request_args(
+        &public,
+        "bgdemo",
+        "web-1.staging.example",
+        600,
+        "INC-9 primary gone",
+    );
+    let (id_tx, mut id_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
+    let target = sre.clone();
+    let waiting = tokio::spawn(async move {
+        approvals::request_live_noting(
+            &target,
+            &args,
+            RequestMode::default(),
+            |info| {
+                let _ = id_tx.send(info.request_id.clone());
+            },
+            |note| {
+                let _ = note_tx.send(note.to_owned());
+            },
+        )
+        .await
+    });
+    let id = tokio::time::timeout(Duration::from_secs(30), id_rx.recv())
+        .await
+        .expect("the request is created")
+        .unwrap();
+    // A dies while the requester waits on it.
+    a.kill9();
+    let lost = tokio::time::timeout(Duration::from_secs(30), note_rx.recv())
+        .await
+        .expect("the wait notices that A died")
+        .unwrap();
+    assert!(lost.contains("lost the connection"), "{lost}");
+    let approved = approvals::approve(&approver, &id, "on B")
+        .await
+        .expect("approved: the CLI reaches B with A dead");
+    let r = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the wait resumed on B and ended")
+        .unwrap()
+        .expect("the wait ends well");
+    let RequestResult::Issued(o) = r else {
+        panic!("not issued: {r:?}");
+    };
+    assert_eq!(o.response.grant_id, approved.grant_id);
+    let resumed = note_rx.recv().await.expect("a note on resuming");
+    assert!(resumed.contains("reconnected"), "{resumed}");
+
+    // A new request goes to B by itself, and is recorded once.
+    let before: u64 = cluster.psql("SELECT size FROM audit_head").parse().unwrap();
+    let pending = approvals::request_live(
+        &sre,
+        &breakglass_tests::revocation::request_args(
+            &public,
+            "bgdemo",
+            "web-1.staging.example",
+            600,
+            "INC-9 still down",
+        ),
+        RequestMode {
+            emergency: false,
+            no_wait: true,
+        },
+        |_| {},
+    )
+    .await
+    .expect("a request through the CLI with A dead");
+    assert!(matches!(pending, RequestResult::Pending(_)), "{pending:?}");
+    let after: u64 = cluster.psql("SELECT size FROM audit_head").parse().unwrap();
+    assert_eq!(after, before + 1, "the request is recorded once");
+    b.stop().await;
+    drop(cluster);
+}
+
+/// A join token given to two daemons of one log at the same moment (the same token in two
+/// `host enroll` runs, one against each): one host is enrolled, the other is told the token
+/// was used already. Three rounds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_token_enrolls_one_host_even_when_two_daemons_take_it_at_once() {
+    use breakglass_ca::admin::{self, AdminSocket, TokenCreateArgs};
+    use breakglass_cli::host::enroll::{self, EnrollArgs};
+
+    if !PgCluster::available("one join token raced on two daemons on PostgreSQL") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let a = TestDaemon::start_with(|c| on_postgres(c, &url, None)).await;
+    let keys = a.path().to_owned();
+    let b = TestDaemon::start_with(|c| same_tls_as(on_postgres(c, &url, Some(&keys)), &keys)).await;
+    // B serves with A's TLS files (its own tls/ca.pem is not used).
+    let fp = a.tls_ca_fingerprint();
+    for round in 0..3 {
+        let created = admin::token_create(&TokenCreateArgs {
+            host: format!("db-{round}"),
+            ttl: None,
+            count: 1,
+            socket: AdminSocket {
+                config: a.path().join(breakglass_ca::init::CONFIG_FILE),
+                socket: Some(a.admin_socket.clone()),
+            },
+        })
+        .await
+        .expect("token create");
+        let token = created.out.lines().next().expect("a token").to_owned();
+        let (ha, hb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let args = |h: &tempfile::TempDir| EnrollArgs {
+            token: token.clone(),
+            ca_fingerprint: fp.clone(),
+            dir: h.path().join("etc"),
+            ca_keys: h.path().join("ca.pub"),
+            krl: h.path().join("revoked.krl"),
+            witness_state: h.path().join("witness"),
+        };
+        let (on_a, on_b) = (args(&ha), args(&hb));
+        let (server_a, server_b) = (a.bare_server(), b.bare_server());
+        let (ra, rb) = tokio::join!(
+            enroll::enroll(&on_a, &server_a),
+            enroll::enroll(&on_b, &server_b),
+        );
+        let (ok, refused) = match (&ra, &rb) {
+            (Ok(_), Err(e)) | (Err(e), Ok(_)) => (1, e.to_string()),
+            _ => panic!("round {round}: not one enrollment: {ra:?} / {rb:?}"),
+        };
+        assert_eq!(ok, 1);
+        assert!(
+            refused.contains("was used already"),
+            "round {round}: {refused}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+    drop(cluster);
 }

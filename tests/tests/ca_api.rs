@@ -534,3 +534,60 @@ async fn add_to_agent_loads_key_and_certificate_for_the_remaining_lifetime() {
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(outcome.response.valid_before > 0);
 }
+
+/// Several servers (`--server A --server B`): with nothing listening at A, calls go to B,
+/// through the library and through the real `breakglass` binary's flags; with nothing
+/// anywhere, the error names every address.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_go_to_the_next_server_when_one_cannot_be_reached() {
+    let d = TestDaemon::start().await;
+    let dead = format!("https://127.0.0.1:{}", breakglass_tests::sshd::free_port());
+    let live = format!("https://127.0.0.1:{}", d.port);
+    let Target::Tls {
+        ca_cert,
+        cert,
+        key,
+        server_name,
+        ..
+    } = d.target("sre")
+    else {
+        unreachable!("a TLS target")
+    };
+    let target = |url: &str, fallbacks: Vec<String>| Target::Tls {
+        url: url.to_owned(),
+        fallbacks,
+        ca_cert: ca_cert.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
+        server_name: server_name.clone(),
+    };
+    let me = commands::whoami(&target(&dead, vec![live.clone()]))
+        .await
+        .expect("whoami through the second server");
+    assert!(me.starts_with("sre@example.com"), "{me}");
+
+    d.client_config("sre", "sre");
+    let out = tokio::process::Command::new(breakglass_tests::breakglass_bin())
+        .arg("--config")
+        .arg(d.path().join("clients/sre.toml"))
+        .args(["--server", &dead, "--server", &live, "whoami"])
+        .env_remove("BREAKGLASS_CONFIG")
+        .env_remove("BREAKGLASS_SERVER")
+        .output()
+        .await
+        .expect("breakglass runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sre@example.com"));
+
+    let other_dead = format!("https://127.0.0.1:{}", breakglass_tests::sshd::free_port());
+    let e = commands::whoami(&target(&dead, vec![other_dead.clone()]))
+        .await
+        .unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains(&dead) && e.contains(&other_dead), "{e}");
+    d.stop().await;
+}

@@ -42,6 +42,7 @@ fn overrides(t: &Target) -> Overrides {
     match t {
         Target::Tls {
             url,
+            fallbacks,
             ca_cert,
             cert,
             key,
@@ -49,6 +50,7 @@ fn overrides(t: &Target) -> Overrides {
         } => Overrides {
             config: None,
             server: Some(url.clone()),
+            fallbacks: fallbacks.clone(),
             ca_cert: Some(ca_cert.clone()),
             cert: Some(cert.clone()),
             key: Some(key.clone()),

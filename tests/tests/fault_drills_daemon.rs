@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use breakglass_cli::connect;
+use breakglass_cli::connect::Channel;
 use breakglass_proto::profile::{GrantId, Profile};
 use breakglass_proto::v1::audit_client::AuditClient;
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
@@ -35,7 +36,6 @@ use breakglass_tests::crash_loop::check_log;
 use breakglass_tests::faults::{Injection, Tmpfs};
 use breakglass_tests::{breakglass_bin, breakglass_ca_bin, can_run, have, is_root, ssh_keygen};
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// What every refusal for want of a writable log says (with the OS error after it).
 const NOT_WRITTEN: &str = "audit log cannot be written";

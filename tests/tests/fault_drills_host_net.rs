@@ -157,7 +157,7 @@ async fn logins_complete_with_the_syslog_socket_missing_or_never_read() {
 #[derive(Clone, Debug)]
 struct StreamFault {
     /// The daemon, reached with the host's identity.
-    upstream: tonic::transport::Channel,
+    upstream: breakglass_cli::connect::Channel,
     /// Hold the stream open and send nothing (else refuse it with UNAVAILABLE).
     silent: Arc<AtomicBool>,
     /// Streams asked for.

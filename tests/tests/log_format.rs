@@ -78,6 +78,7 @@ impl Setup {
         let d = self.ca_dir();
         let target = Target::Tls {
             url: format!("https://127.0.0.1:{}", self.port),
+            fallbacks: Vec::new(),
             ca_cert: d.join("tls/ca.pem"),
             cert: d.join("clients/sre.pem"),
             key: d.join("clients/sre-key.pem"),

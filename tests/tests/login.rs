@@ -45,7 +45,20 @@ async fn a_person_logs_in_with_the_device_flow_and_then_asks_for_a_certificate()
     };
     let d = daemon(&idp).await;
     let dir = tempfile::tempdir().unwrap();
-    let done = login(&d, &idp, "alice", dir.path()).await.expect("login");
+    // Given a second daemon of the log too: the login talks to the first (its nonce is
+    // that daemon's) and keeps the second in the settings it writes.
+    let second = format!("https://127.0.0.1:{}", breakglass_tests::sshd::free_port());
+    let both = Overrides {
+        fallbacks: vec![second.clone()],
+        ..d.bare_server()
+    };
+    let begun = session::begin(&both, Some(&d.tls_ca_fingerprint()))
+        .await
+        .expect("login begins");
+    let token = idp.device_login(CLIENT, "alice", &begun.begin.nonce).await;
+    let done = session::finish(begun, &token, Some(dir.path()))
+        .await
+        .expect("login");
     assert_eq!(done.answer.identity, "alice@example.com");
     assert_eq!(done.answer.groups, ["sre"]);
     assert!(done.wrote_config);
@@ -68,6 +81,10 @@ async fn a_person_logs_in_with_the_device_flow_and_then_asks_for_a_certificate()
         ..Overrides::default()
     };
     let target = me.resolve().expect("the login's client settings");
+    assert!(
+        matches!(&target, breakglass_cli::settings::Target::Tls { fallbacks, .. } if *fallbacks == [second.clone()]),
+        "{target:?}"
+    );
     let who = breakglass_cli::commands::whoami(&target)
         .await
         .expect("whoami");

@@ -191,7 +191,7 @@ fn recording_events(events: &[Event], session: &str) -> Vec<&'static str> {
         .collect()
 }
 
-fn host_client(t: &Target) -> HostAgentClient<tonic::transport::Channel> {
+fn host_client(t: &Target) -> HostAgentClient<breakglass_cli::connect::Channel> {
     HostAgentClient::new(breakglass_cli::connect::channel(t).unwrap())
 }
 

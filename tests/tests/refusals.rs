@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use breakglass_cli::connect::Channel;
 use breakglass_cli::settings::Target;
 use breakglass_proto::audit::event::{ActionRefused, RefusalKind, RequestRefused};
 use breakglass_proto::audit::{Actor, Event, EventKind};
@@ -26,7 +27,6 @@ use breakglass_tests::sshd::SyslogCapture;
 use breakglass_tests::webhook::{Answer, Hook};
 use breakglass_tests::{breakglass_bin_built, ssh_keygen};
 use tonic::Code;
-use tonic::transport::Channel;
 
 const TEN_S: Duration = Duration::from_secs(10);
 const STAGING: &str = "web-1.staging.example";

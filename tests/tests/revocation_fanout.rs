@@ -42,7 +42,7 @@ async fn next_revocation(s: &mut Streaming<RevocationNotice>) -> RevocationNotic
 
 /// Opens a stream from sequence 0 and waits for its first heartbeat (it is live then).
 async fn watch(
-    client: &mut RevocationsClient<tonic::transport::Channel>,
+    client: &mut RevocationsClient<breakglass_cli::connect::Channel>,
 ) -> Streaming<RevocationNotice> {
     let mut s = client
         .watch_revocations(WatchRevocationsRequest { from_version: 0 })
@@ -117,7 +117,7 @@ async fn two_hundred_watchers_each_on_its_own_connection_all_receive_a_revocatio
     assert_eq!(received, 200);
 }
 
-fn revocation_client(t: &Target) -> RevocationsClient<tonic::transport::Channel> {
+fn revocation_client(t: &Target) -> RevocationsClient<breakglass_cli::connect::Channel> {
     RevocationsClient::new(connect::channel(t).unwrap())
 }
 
@@ -142,6 +142,7 @@ async fn a_watcher_that_stops_reading_gets_every_revocation_in_order_when_it_rea
         .connect()
         .await
         .expect("connected");
+    let channel = breakglass_cli::connect::Channel::new(vec![(String::new(), channel)]);
     let mut stream = watch(&mut RevocationsClient::new(channel)).await;
 
     // More revocations than the old broadcast channel held, while the host reads nothing.

@@ -16,7 +16,7 @@ use breakglass_cli::error::CliError;
 use breakglass_cli::settings::Target;
 use breakglass_proto::v1::{
     GetEntriesRequest, GrantRef, ListMyGrantsRequest, ListPendingRequest, ListReviewsRequest,
-    RequestRef, audit_client::AuditClient,
+    RequestCertificateRequest, RequestRef, audit_client::AuditClient,
 };
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::ssh_keygen;
@@ -254,4 +254,55 @@ async fn audit_show_by_grant_and_since_is_filtered_by_the_daemon() {
         .await;
     assert_eq!(hour, all);
     d.stop().await;
+}
+
+/// No certificate text is kept in memory (it would cost more than the rest of a live
+/// grant): `Fetch` and `WatchRequest` of a live certificate sign it again from its
+/// recorded grant, and get the bytes issued, before and after a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_certificate_is_fetched_and_watched_with_the_bytes_issued() {
+    let mut d = TestDaemon::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    ssh_keygen(keys.path(), "id_ed25519", &["-t", "ed25519"]);
+    let public_key = std::fs::read_to_string(keys.path().join("id_ed25519.pub")).unwrap();
+    let mut sre = connect::client(&d.target("sre")).unwrap();
+    let issued = sre
+        .request_certificate(RequestCertificateRequest {
+            public_key: public_key.trim().to_owned(),
+            principals: vec!["bgdemo".into()],
+            hosts: vec!["localhost".into()],
+            ttl_seconds: 600,
+            reason: "INC-8 fetch test".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("issued at once (tier `low`)")
+        .into_inner();
+    assert!(
+        issued
+            .certificate
+            .starts_with("ssh-ed25519-cert-v01@openssh.com ")
+    );
+    let r = RequestRef {
+        request_id: issued.request_id.clone(),
+    };
+    let fetched = sre.fetch(r.clone()).await.unwrap().into_inner();
+    assert_eq!(fetched.certificate, issued.certificate, "fetched bytes");
+    assert_eq!(fetched, issued);
+    let mut watch = sre.watch_request(r.clone()).await.unwrap().into_inner();
+    let update = watch
+        .message()
+        .await
+        .unwrap()
+        .expect("an update for the issued request");
+    assert_eq!(update.certificate.as_ref(), Some(&issued), "watched bytes");
+    // From the snapshot after a graceful stop, and from a full replay.
+    d.restart().await;
+    let mut sre = connect::client(&d.target("sre")).unwrap();
+    assert_eq!(sre.fetch(r.clone()).await.unwrap().into_inner(), issued);
+    d.pause().await;
+    std::fs::remove_file(snapshot::path(&d.path().join("audit"))).unwrap();
+    d.resume().await;
+    let mut sre = connect::client(&d.target("sre")).unwrap();
+    assert_eq!(sre.fetch(r).await.unwrap().into_inner(), issued);
 }

@@ -41,7 +41,7 @@ fn public_key(d: &TestDaemon) -> String {
     std::fs::read_to_string(path).unwrap().trim().to_owned()
 }
 
-fn client(t: &Target) -> BreakGlassClient<tonic::transport::Channel> {
+fn client(t: &Target) -> BreakGlassClient<breakglass_cli::connect::Channel> {
     BreakGlassClient::new(connect::channel(t).unwrap())
 }
 

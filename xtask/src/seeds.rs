@@ -97,9 +97,8 @@ impl Scenario<'_> {
     fn with_placeholders(&self, body: &[u8]) -> Vec<u8> {
         let st = self.api.service().state();
         let mut requests: Vec<_> = st
-            .requests
-            .iter()
-            .map(|(id, r)| (r.created_at, *id))
+            .requests()
+            .map(|r| (r.created_at, r.created.request_id))
             .collect();
         requests.sort_unstable_by(|a, b| b.cmp(a));
         let mut grants: Vec<_> = st.grants.iter().map(|(id, g)| (g.index, *id)).collect();

@@ -164,7 +164,9 @@ impl Enrollment {
             ))
             .into());
         }
-        let _one_at_a_time = self.using.lock().await;
+        // One at a time, across daemons too (on PostgreSQL: under the decision lock, on a
+        // state caught up with every daemon's entries).
+        let _one_at_a_time = self.svc.transition().await?;
         let owner = self
             .svc
             .authenticator()
@@ -226,7 +228,9 @@ impl Enrollment {
         })?;
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         let text = ssh_login::key_text(&key).map_err(Error::Internal)?;
-        let _one_at_a_time = self.using.lock().await;
+        // One at a time, across daemons too (on PostgreSQL: under the decision lock, on a
+        // state caught up with every daemon's entries).
+        let _one_at_a_time = self.svc.transition().await?;
         let enrolled = self
             .svc
             .state()

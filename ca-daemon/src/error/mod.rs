@@ -638,6 +638,14 @@ impl From<Error> for tonic::Status {
                 tonic::metadata::MetadataValue::from_static(by),
             );
         }
+        if matches!(e, Error::AuditUnavailable(_) | Error::ShuttingDown) {
+            s.metadata_mut().insert(
+                breakglass_proto::status::RETRY_PUSHBACK_KEY,
+                tonic::metadata::MetadataValue::from_static(
+                    breakglass_proto::status::RETRY_PUSHBACK_MS,
+                ),
+            );
+        }
         s
     }
 }

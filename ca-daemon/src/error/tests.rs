@@ -188,3 +188,23 @@ fn refusals_of_the_request_are_marked_and_refusals_of_the_caller_are_not() {
     assert_eq!(marked(not_approver), None);
     assert_eq!(marked(Error::NoRequest(RequestId(1))), None);
 }
+
+#[test]
+fn a_daemon_that_did_nothing_asks_to_be_tried_again_in_a_second() {
+    use breakglass_proto::status::{RETRY_PUSHBACK_KEY, RETRY_PUSHBACK_MS};
+    let pushback = |e: Error| {
+        tonic::Status::from(e)
+            .metadata()
+            .get(RETRY_PUSHBACK_KEY)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        pushback(Error::ShuttingDown).as_deref(),
+        Some(RETRY_PUSHBACK_MS)
+    );
+    assert_eq!(
+        pushback(Error::AuditUnavailable(crate::audit::AuditError::Closed)).as_deref(),
+        Some(RETRY_PUSHBACK_MS)
+    );
+    assert_eq!(pushback(Error::NoRequest(RequestId(1))), None);
+}

@@ -255,7 +255,7 @@ fn an_evicted_grant_is_read_back_from_the_log_as_it_was() {
     }
     // Grant 3 expired long before the log's last event: it left memory.
     assert!(!st.grants.contains_key(&GrantId(3)));
-    assert!(!st.requests.contains_key(&RequestId(3)));
+    assert!(st.request(RequestId(3)).is_none());
     let held: Vec<u64> = st.grants.keys().map(|g| g.0).collect();
     // Held: the unreviewed emergency grants, and those that expired less than two minutes
     // before the log's last event (at 520 s: grants issued from 340 s on).
@@ -264,10 +264,10 @@ fn an_evicted_grant_is_read_back_from_the_log_as_it_was() {
     let h = History::with_chunk(log.clone(), tmp.path(), 16);
     let (g, r) = h.grant(GrantId(3)).unwrap().unwrap();
     assert_eq!(&g, everything.grants.get(&GrantId(3)).unwrap());
-    assert_eq!(r.as_ref(), everything.requests.get(&RequestId(3)));
+    assert_eq!(r, everything.request(RequestId(3)).map(|r| r.into_owned()));
     assert_eq!(g.sessions.len(), 1, "its session, from the host record");
     let (r, g) = h.request(RequestId(7)).unwrap().unwrap();
-    assert_eq!(&r, everything.requests.get(&RequestId(7)).unwrap());
+    assert_eq!(r, everything.request(RequestId(7)).unwrap().into_owned());
     assert!(g.unwrap().revoked.is_some());
     assert!(h.has_record("rec-3").unwrap());
     assert!(!h.has_record("rec-none").unwrap());

@@ -11,7 +11,7 @@ use breakglass_proto::recording::{DEFAULT_RECORDER, RecorderCommand};
 use breakglass_proto::v1::RequestCertificateResponse;
 use ssh_key::{HashAlg, PublicKey};
 
-use super::{Service, now, secs};
+use super::{Service, now};
 use crate::certificate::{CertSpec, CertificateAuthority, Issued};
 use crate::error::Error;
 use crate::notify::NoticeKind;
@@ -36,12 +36,12 @@ impl Service {
     ) -> Result<RequestCertificateResponse, Error> {
         let (created, approvers, disabled) = {
             let st = self.state();
-            let r = st.requests.get(&id).ok_or(Error::NoRequest(id))?;
+            let r = st.request(id).ok_or(Error::NoRequest(id))?;
             if r.status != RequestStatus::Pending {
                 return Err(Error::NotPending(id));
             }
             let disabled = st.identities.disabled.get(&r.created.requester).cloned();
-            (r.created.clone(), self.approvers(r), disabled)
+            (r.created.clone(), self.approvers(&r), disabled)
         };
         if let Some(d) = disabled {
             // Approved after its requester was disabled: denied on the record, not issued.
@@ -199,13 +199,6 @@ impl Service {
             issued_line!(tracing::Level::DEBUG);
         }
         let response = response(grant, certificate);
-        self.issued.lock().unwrap_or_else(|p| p.into_inner()).keep(
-            id,
-            response.clone(),
-            secs(now().1),
-        );
-        // Woken watchers find the certificate now that it is kept.
-        self.changes.send_modify(|n| *n += 1);
         let kind = if grant.emergency {
             NoticeKind::Emergency
         } else {
@@ -223,20 +216,12 @@ impl Service {
         Ok(response)
     }
 
-    /// The certificate of an issued request: kept in memory since issuance,
-    /// or signed again, identically, from its recorded `GrantIssued` event
-    /// (after a restart). `None` when it was not issued or the CA key that
-    /// signed it is no longer the signing key.
+    /// The certificate of an issued request, signed again, identically, from its recorded
+    /// `GrantIssued` event and the public key its `RequestCreated` event recorded: no
+    /// certificate text is kept in memory (it would cost more than the rest of a live
+    /// grant), and signing again costs one signature. `None` when it was not issued or the
+    /// CA key that signed it is no longer the signing key.
     pub(super) fn certificate_of(&self, id: RequestId) -> Option<RequestCertificateResponse> {
-        let now_s = secs(now().1);
-        if let Some(c) = self
-            .issued
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id, now_s)
-        {
-            return Some(c);
-        }
         let r = self.request_anytime(id)?;
         let RequestStatus::Issued(g) = r.status else {
             return None;
@@ -259,12 +244,7 @@ impl Service {
         if rebuilt.key_id != grant.key_id {
             return None;
         }
-        let response = response(&grant, rebuilt.certificate.to_openssh().ok()?);
-        self.issued
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keep(id, response.clone(), now_s);
-        Some(response)
+        Some(response(&grant, rebuilt.certificate.to_openssh().ok()?))
     }
 
     /// Refuses `key` if it was revoked for good (`revoke --public-key`): a certificate for

@@ -52,7 +52,7 @@ impl Service {
             let mut due = Vec::new();
             let mut approved = Vec::new();
             for id in &st.pending {
-                let Some(r) = st.requests.get(id) else {
+                let Some(r) = st.pending_request(*id) else {
                     continue;
                 };
                 let required = r.created.approvals_required;
@@ -83,8 +83,7 @@ impl Service {
                 let st = self.state();
                 st.pending.contains(&id)
                     && st
-                        .requests
-                        .get(&id)
+                        .pending_request(id)
                         .is_some_and(|r| at >= r.created.expires_at)
             };
             if !still {

@@ -42,7 +42,6 @@ use crate::refusal::Refusals;
 use crate::state::{self, State};
 
 pub mod grants;
-mod kept;
 pub mod lifecycle;
 mod past;
 pub mod refusals;
@@ -80,8 +79,6 @@ pub struct Service {
     applied: watch::Sender<u64>,
     /// Serialises transitions of existing requests.
     transitions: tokio::sync::Mutex<()>,
-    /// Certificates issued (or signed again) and still valid, for the requester to fetch.
-    issued: Mutex<kept::Kept>,
     /// Refusal settings and bookkeeping (see [`crate::refusal`]).
     pub(crate) refusals: Refusals,
     /// What the metrics listener reports (see [`crate::metrics`]).
@@ -202,7 +199,6 @@ impl Service {
             changes: watch::channel(0).0,
             applied: watch::channel(top).0,
             transitions: tokio::sync::Mutex::new(()),
-            issued: Mutex::new(kept::Kept::default()),
             refusals: Refusals::new(config.refusals.clone(), &config.identities),
             metrics: Metrics::default(),
             authenticator,
@@ -518,10 +514,10 @@ impl Service {
         let (_, at) = now();
         let (created, approvers) = {
             let st = self.state();
-            let Some(r) = st.requests.get(&id) else {
+            let Some(r) = st.request(id) else {
                 return;
             };
-            (r.created.clone(), self.approvers(r))
+            (r.created.clone(), self.approvers(&r))
         };
         let urls = self
             .policy()

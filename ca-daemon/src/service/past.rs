@@ -2,6 +2,7 @@
 //! see [`crate::state`]), read back from the log through the on-disk index
 //! ([`crate::history`]): views of old requests and grants keep working.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +28,8 @@ impl Service {
     /// Request `id` as it stands: from memory, or rebuilt from the log when it was
     /// evicted. A read failure is logged and counts as not found.
     pub(crate) fn request_anytime(&self, id: RequestId) -> Option<Request> {
-        if let Some(r) = self.state().requests.get(&id) {
-            return Some(r.clone());
+        if let Some(r) = self.state().request(id) {
+            return Some(r.into_owned());
         }
         match self.history.request(id) {
             Ok(found) => found.map(|(r, _)| r),
@@ -44,7 +45,8 @@ impl Service {
         {
             let st = self.state();
             if let Some(g) = st.grants.get(&id) {
-                return Some((g.clone(), st.requests.get(&g.issued.request_id).cloned()));
+                let r = st.request(g.issued.request_id).map(Cow::into_owned);
+                return Some((g.clone(), r));
             }
         }
         match self.history.grant(id) {

@@ -148,7 +148,7 @@ impl Service {
         let (requester, tier) = {
             let st = self.state();
             let g = st.grants.get(&grant_id).ok_or(Error::NoGrant(grant_id))?;
-            if let Some((_, by, _, _)) = &g.review {
+            if let Some((_, by, _, _)) = g.review.as_deref() {
                 return Err(Error::AlreadyReviewed {
                     grant: grant_id,
                     by: by.clone(),
@@ -186,7 +186,7 @@ impl Service {
             .ok_or_else(|| Error::Internal(format!("grant {grant_id} vanished")))?;
         Ok(review_item(
             g,
-            st.requests.get(&g.issued.request_id),
+            st.request(g.issued.request_id).as_deref(),
             &st.recordings,
         ))
     }

@@ -168,7 +168,7 @@ impl Service {
         let st = self.state();
         st.pending
             .iter()
-            .filter_map(|id| st.requests.get(id))
+            .filter_map(|id| st.pending_request(*id))
             .filter(|r| {
                 self.same_person(who, &r.created.requester)
                     || self
@@ -312,8 +312,11 @@ impl Service {
             .filter(|g| g.issued.emergency && (include_reviewed || g.review.is_none()))
             .filter(|g| may_review(g))
             .map(|g| {
-                let r = st.requests.get(&g.issued.request_id);
-                (g.issued.grant_id, review_item(g, r, &st.recordings))
+                let r = st.request(g.issued.request_id);
+                (
+                    g.issued.grant_id,
+                    review_item(g, r.as_deref(), &st.recordings),
+                )
             })
             .collect();
         let held: BTreeSet<GrantId> = items.iter().map(|(g, _)| *g).collect();
@@ -490,7 +493,7 @@ pub(super) fn review_item(
     recordings: &RecordingIndex,
 ) -> ReviewItem {
     let i = &g.issued;
-    let (verdict, reviewer, note, reviewed_at) = match &g.review {
+    let (verdict, reviewer, note, reviewed_at) = match g.review.as_deref() {
         Some((v, by, note, at)) => (
             match v {
                 ReviewVerdict::Accepted => "ok",

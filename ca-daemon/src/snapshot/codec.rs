@@ -13,7 +13,8 @@ use breakglass_proto::recording::RecordingDigest;
 
 use crate::state::identities::{Disabled, Enrolled, JoinToken};
 use crate::state::{
-    Grant, Held, KeyRevocation, LogFork, RefusalWindow, Request, RequestStatus, Session, State,
+    Grant, Held, IssuedRequest, KeyRevocation, LogFork, RefusalWindow, Request, RequestStatus,
+    Session, State,
 };
 
 /// Why snapshot bytes do not decode.
@@ -111,13 +112,11 @@ impl Enc {
         }
     }
     fn request(&mut self, r: &Request) -> Result<(), String> {
-        self.event(r.created_at, EventKind::RequestCreated(r.created.clone()))?;
-        self.len(r.approvals.len());
-        for (a, comment, at) in &r.approvals {
-            self.actor(a);
-            self.str(comment);
-            self.ts(*at);
-        }
+        self.event(
+            r.created_at,
+            EventKind::RequestCreated((*r.created).clone()),
+        )?;
+        self.approvals(&r.approvals);
         match &r.status {
             RequestStatus::Pending => self.u8(0),
             RequestStatus::Issued(g) => {
@@ -139,17 +138,14 @@ impl Enc {
         Ok(())
     }
     fn grant(&mut self, g: &Grant) -> Result<(), String> {
-        self.event(
-            g.issued_at,
-            EventKind::GrantIssued(Box::new(g.issued.clone())),
-        )?;
+        self.event(g.issued_at, EventKind::GrantIssued(g.issued.clone()))?;
         self.u64(g.index);
-        self.opt(g.revoked.as_ref(), |e, (by, reason, at)| {
+        self.opt(g.revoked.as_deref(), |e, (by, reason, at)| {
             e.actor(by);
             e.str(reason);
             e.ts(*at);
         });
-        self.opt(g.review.as_ref(), |e, (verdict, by, comment, at)| {
+        self.opt(g.review.as_deref(), |e, (verdict, by, comment, at)| {
             e.u8(match verdict {
                 ReviewVerdict::Accepted => 1,
                 ReviewVerdict::Rejected => 2,
@@ -164,7 +160,33 @@ impl Enc {
             e.ts(*at);
         });
         self.opt(g.revoked_index.as_ref(), |e, i| e.u64(*i));
+        self.opt(g.request.as_deref(), Self::issued_request);
         Ok(())
+    }
+    fn approvals(&mut self, approvals: &[(Actor, String, Timestamp)]) {
+        self.len(approvals.len());
+        for (a, comment, at) in approvals {
+            self.actor(a);
+            self.str(comment);
+            self.ts(*at);
+        }
+    }
+    fn strs(&mut self, v: &[String]) {
+        self.len(v.len());
+        for s in v {
+            self.str(s);
+        }
+    }
+    fn issued_request(&mut self, r: &IssuedRequest) {
+        self.ts(r.created_at);
+        self.approvals(&r.approvals);
+        self.str(&r.public_key);
+        self.str(&r.reason);
+        self.u64(r.ttl_seconds);
+        self.u32(r.approvals_required);
+        self.ts(r.expires_at);
+        self.bool(r.emergency);
+        self.opt(r.extensions.as_ref(), |e, x| e.strs(x));
     }
     fn held(&mut self, h: &Held) {
         match h {
@@ -191,8 +213,8 @@ impl Enc {
 /// The body of a snapshot of `st`.
 pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
     let mut e = Enc::default();
-    e.len(st.requests.len());
-    for r in st.requests.values() {
+    e.len(st.loose_requests.len());
+    for r in st.loose_requests.values() {
         e.request(r)?;
     }
     e.len(st.pending.len());
@@ -412,17 +434,17 @@ impl<'a> Dec<'a> {
         let at = self.pos;
         Event::decode(self.bytes()?).map_err(|e| format!("event at byte {at}: {e}"))
     }
-    fn created(&mut self) -> Result<(Timestamp, RequestCreated), DecodeError> {
+    fn created(&mut self) -> Result<(Timestamp, Box<RequestCreated>), DecodeError> {
         let e = self.event()?;
         match e.kind {
-            EventKind::RequestCreated(c) => Ok((e.time, c)),
+            EventKind::RequestCreated(c) => Ok((e.time, Box::new(c))),
             other => Err(format!("a request holds a {} event", other.code().name())),
         }
     }
-    fn issued(&mut self) -> Result<(Timestamp, GrantIssued), DecodeError> {
+    fn issued(&mut self) -> Result<(Timestamp, Box<GrantIssued>), DecodeError> {
         let e = self.event()?;
         match e.kind {
-            EventKind::GrantIssued(g) => Ok((e.time, *g)),
+            EventKind::GrantIssued(g) => Ok((e.time, g)),
             other => Err(format!("a grant holds a {} event", other.code().name())),
         }
     }
@@ -457,13 +479,7 @@ impl<'a> Dec<'a> {
     }
     fn request(&mut self) -> Result<Request, DecodeError> {
         let (created_at, created) = self.created()?;
-        let n = self.len()?;
-        // Grown as approvals decode, not reserved from the count: a count checked only
-        // against the bytes left would still reserve ~60 bytes of memory per byte of file.
-        let mut approvals = Vec::new();
-        for _ in 0..n {
-            approvals.push((self.actor()?, self.str()?, self.ts()?));
-        }
+        let approvals = self.approvals()?;
         let status = match self.u8()? {
             0 => RequestStatus::Pending,
             1 => RequestStatus::Issued(GrantId(self.u64()?)),
@@ -491,18 +507,50 @@ impl<'a> Dec<'a> {
             issued,
             issued_at,
             index: self.u64()?,
-            revoked: self.opt(|d| Ok((d.actor()?, d.str()?, d.ts()?)))?,
+            revoked: self.opt(|d| Ok(Box::new((d.actor()?, d.str()?, d.ts()?))))?,
             review: self.opt(|d| {
                 let verdict = match d.u8()? {
                     1 => ReviewVerdict::Accepted,
                     2 => ReviewVerdict::Rejected,
                     v => return d.bad_tag("review verdict", v),
                 };
-                Ok((verdict, d.actor()?, d.str()?, d.ts()?))
+                Ok(Box::new((verdict, d.actor()?, d.str()?, d.ts()?)))
             })?,
             sessions: self.sessions()?,
             drill_report: self.opt(|d| Ok((d.bool()?, d.ts()?)))?,
             revoked_index: self.opt(Self::u64)?,
+            request: self.opt(|d| d.issued_request().map(Box::new))?,
+        })
+    }
+    fn approvals(&mut self) -> Result<Vec<(Actor, String, Timestamp)>, DecodeError> {
+        let n = self.len()?;
+        // Grown as approvals decode, not reserved from the count: a count checked only
+        // against the bytes left would still reserve ~60 bytes of memory per byte of file.
+        let mut approvals = Vec::new();
+        for _ in 0..n {
+            approvals.push((self.actor()?, self.str()?, self.ts()?));
+        }
+        Ok(approvals)
+    }
+    fn strs(&mut self) -> Result<Vec<String>, DecodeError> {
+        let n = self.len()?;
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(self.str()?);
+        }
+        Ok(v)
+    }
+    fn issued_request(&mut self) -> Result<IssuedRequest, DecodeError> {
+        Ok(IssuedRequest {
+            created_at: self.ts()?,
+            approvals: self.approvals()?,
+            public_key: self.str()?,
+            reason: self.str()?,
+            ttl_seconds: self.u64()?,
+            approvals_required: self.u32()?,
+            expires_at: self.ts()?,
+            emergency: self.bool()?,
+            extensions: self.opt(Self::strs)?,
         })
     }
     fn held(&mut self) -> Result<Held, DecodeError> {
@@ -522,13 +570,24 @@ pub(super) fn decode_state(buf: &[u8]) -> Result<State, DecodeError> {
     let mut st = State::default();
     for _ in 0..d.len()? {
         let r = d.request()?;
-        st.requests.insert(r.created.request_id, r);
+        st.loose_requests.insert(r.created.request_id, r);
     }
     for _ in 0..d.len()? {
         st.pending.insert(RequestId(d.u64()?));
     }
     for _ in 0..d.len()? {
         let g = d.grant()?;
+        if g.request.is_some()
+            && st
+                .issued_requests
+                .insert(g.issued.request_id, g.issued.grant_id)
+                .is_some()
+        {
+            return Err(format!(
+                "request {} is held with two grants",
+                g.issued.request_id
+            ));
+        }
         st.grants.insert(g.issued.grant_id, g);
     }
     for _ in 0..d.len()? {

@@ -3,6 +3,7 @@
 //! older-format snapshot is ignored and the log replayed to the same state; expiry
 //! eviction bounds memory.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use breakglass_proto::audit::ed25519_dalek::SigningKey;
@@ -19,7 +20,7 @@ use proptest::prelude::*;
 
 use super::{FORMAT_VERSION, decode, encode, load_state, path, write};
 use crate::audit::{AuditConfig, AuditLog};
-use crate::state::State;
+use crate::state::{Request, RequestStatus, State};
 
 /// Start of the test clock: 2026-12-01 (Unix ms).
 const T0: u64 = 1_796_083_200_000;
@@ -108,12 +109,18 @@ fn event(op: u8, a: u8, b: u8, at: u64, n: usize) -> Event {
             request_id: RequestId(id),
             reason: String::new(),
         }),
-        5 => EventKind::GrantIssued(Box::new(issued(
-            id,
-            at,
-            60 + u64::from(b) * 5,
-            b.is_multiple_of(5),
-        ))),
+        5 => {
+            let mut g = issued(id, at, 60 + u64::from(b) * 5, b.is_multiple_of(5));
+            // Some grants say other extensions than asked (the request is still held with
+            // the grant), some other hosts (the request is held apart).
+            if b % 3 == 1 {
+                g.extensions = vec!["permit-pty".into()];
+            }
+            if b % 7 == 2 {
+                g.hosts = vec!["db-2".into()];
+            }
+            EventKind::GrantIssued(Box::new(g))
+        }
         6 => EventKind::GrantRevoked(GrantRevoked {
             grant_id: GrantId(id),
             serial: 1000 + id,
@@ -246,6 +253,12 @@ fn log_of(ops: &[(u8, u8, u8, u16)]) -> Vec<Event> {
         .collect()
 }
 
+/// Request `id` of `m` while it is pending.
+fn pending(m: &mut BTreeMap<RequestId, Request>, id: RequestId) -> Option<&mut Request> {
+    m.get_mut(&id)
+        .filter(|r| r.status == RequestStatus::Pending)
+}
+
 fn replayed(events: &[Event]) -> State {
     let mut st = State::default();
     for (i, e) in events.iter().enumerate() {
@@ -279,6 +292,68 @@ proptest! {
             st.apply(i as u64, e);
         }
         prop_assert_eq!(st, full);
+    }
+
+    /// An issued request held with its grant reads back exactly as the request its events
+    /// make: every request (held apart or with its grant) equals the one a plain model of
+    /// the request events builds, nothing evicted.
+    #[test]
+    fn a_request_held_with_its_grant_reads_back_as_its_events_made_it(
+        ops in prop::collection::vec((0u8..20, 0u8..24, 0u8..40, 0u16..400), 0..160),
+    ) {
+        let events = log_of(&ops);
+        let mut st = State {
+            keep_history: true,
+            ..State::default()
+        };
+        let mut model: BTreeMap<RequestId, Request> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
+            st.apply(i as u64, e);
+            match &e.kind {
+                EventKind::RequestCreated(c) => {
+                    model.insert(c.request_id, Request {
+                        created: Box::new(c.clone()),
+                        created_at: e.time,
+                        approvals: Vec::new(),
+                        status: RequestStatus::Pending,
+                    });
+                }
+                EventKind::ApprovalAdded(a) => {
+                    if let Some(r) = model.get_mut(&a.request_id) {
+                        r.approvals.push((e.actor.clone(), a.comment.clone(), e.time));
+                    }
+                }
+                EventKind::RequestDenied(d) => {
+                    if let Some(r) = pending(&mut model, d.request_id) {
+                        r.status = RequestStatus::Denied { by: e.actor.clone(), reason: d.reason.clone() };
+                    }
+                }
+                EventKind::RequestExpired(x) => {
+                    if let Some(r) = pending(&mut model, x.request_id) {
+                        r.status = RequestStatus::Expired;
+                    }
+                }
+                EventKind::RequestCancelled(c) => {
+                    if let Some(r) = pending(&mut model, c.request_id) {
+                        r.status = RequestStatus::Cancelled { by: e.actor.clone(), reason: c.reason.clone() };
+                    }
+                }
+                EventKind::GrantIssued(g) => {
+                    if let Some(r) = model.get_mut(&g.request_id) {
+                        r.status = RequestStatus::Issued(g.grant_id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        prop_assert_eq!(st.requests_held(), model.len());
+        for (id, want) in &model {
+            let got = st.request(*id);
+            prop_assert_eq!(got.as_deref(), Some(want));
+        }
+        let mut all: Vec<Request> = st.requests().map(|r| r.into_owned()).collect();
+        all.sort_by_key(|r| r.created.request_id);
+        prop_assert_eq!(all, model.into_values().collect::<Vec<_>>());
     }
 
     /// Any change of one byte, and any truncation, is refused.
@@ -317,7 +392,7 @@ fn an_expired_grant_leaves_memory_and_its_request_and_serial_with_it() {
     events.push(event(16, 0, 1, T0 + 600_000, 6));
     let st = replayed(&events);
     assert!(!st.grants.contains_key(&GrantId(1)));
-    assert!(!st.requests.contains_key(&RequestId(1)));
+    assert!(st.request(RequestId(1)).is_none());
     assert!(!st.serials.contains_key(&1001));
     assert!(st.revocations.is_empty());
     assert!(
@@ -336,7 +411,7 @@ fn an_expired_grant_leaves_memory_and_its_request_and_serial_with_it() {
     events.push(event(16, 0, 1, T0 + 25 * 3_600_000, 9));
     let st = replayed(&events);
     assert!(st.grants.is_empty());
-    assert_eq!(st.requests.len(), 1, "only the pending request is left");
+    assert_eq!(st.requests_held(), 1, "only the pending request is left");
     assert_eq!(st.expiry.len(), 0, "nothing else is held");
 }
 
@@ -365,7 +440,7 @@ fn memory_holds_live_grants_only_however_long_the_history() {
         most = most.max(st.grants.len());
     }
     assert!(most <= 60 + 120 + 2, "{most} grants held");
-    assert!(st.requests.len() <= 60 + 120 + 2);
+    assert!(st.requests_held() <= 60 + 120 + 2);
     assert!(st.serials.len() <= 60 + 120 + 2);
     assert_eq!(st.events, 10_000);
 }

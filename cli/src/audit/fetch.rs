@@ -2,12 +2,12 @@
 //! `tail`.
 #![forbid(unsafe_code)]
 
+use crate::connect::Channel;
 use breakglass_proto::audit::merkle::leaf_hash;
 use breakglass_proto::audit::{Event, Frontier, NoteVerifier};
 use breakglass_proto::text;
 use breakglass_proto::v1::audit_client::AuditClient;
 use breakglass_proto::v1::{GetCheckpointRequest, GetEntriesRequest};
-use tonic::transport::Channel;
 
 use crate::connect::{self, Answer};
 use crate::error::CliError;

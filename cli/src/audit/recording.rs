@@ -15,6 +15,7 @@ use std::io::{BufRead as _, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::connect::Channel;
 use breakglass_proto::audit::fields::rfc3339;
 use breakglass_proto::audit::recordings::{
     RECORDINGS_DIR, RecordingIndex, STORED_DIR, SessionRecording, check_recording, stored_name,
@@ -24,7 +25,6 @@ use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::GetRecordingRequest;
 use breakglass_proto::v1::audit_client::AuditClient;
 use clap::Args;
-use tonic::transport::Channel;
 
 use crate::connect::Answer;
 use crate::error::CliError;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::connect::Channel;
 use breakglass_proto::audit::event::EventKind;
 use breakglass_proto::audit::fields::{Value, event_fields, rfc3339};
 use breakglass_proto::audit::{Actor, Event, RequestId};
@@ -15,7 +16,6 @@ use breakglass_proto::text;
 use breakglass_proto::v1::GetEntriesRequest;
 use breakglass_proto::v1::audit_client::AuditClient;
 use clap::Args;
-use tonic::transport::Channel;
 
 use crate::connect::Answer as _;
 use crate::error::CliError;

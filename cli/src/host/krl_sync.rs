@@ -26,13 +26,13 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::connect::Channel;
 use breakglass_proto::krl::{Krl, SIGNATURE_NAMESPACE};
 use breakglass_proto::text::escaped as esc;
 use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::{GetRevocationListRequest, GetRevocationListResponse};
 use clap::Args;
 use ssh_key::{PublicKey, SshSig};
-use tonic::transport::Channel;
 
 use crate::commands::{self, write_atomic};
 use crate::connect::{self, Answer};

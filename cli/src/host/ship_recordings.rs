@@ -23,8 +23,8 @@ use breakglass_proto::v1::host_agent_client::HostAgentClient;
 use breakglass_proto::v1::recording_status_response::State;
 use breakglass_proto::v1::{RecordingChunk, RecordingStatusRequest};
 // tonic's own copy of tokio-stream (the stream type its client-streaming calls take).
+use crate::connect::Channel;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::connect::{self, Answer};
 

@@ -38,6 +38,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::connect::Channel;
 use breakglass_proto::krl::Krl;
 use breakglass_proto::profile::GrantId;
 use breakglass_proto::sessions::{
@@ -48,7 +49,6 @@ use breakglass_proto::v1::revocations_client::RevocationsClient;
 use breakglass_proto::v1::{GetRevocationListResponse, RevocationNotice, WatchRevocationsRequest};
 use clap::Args;
 use ssh_key::PublicKey;
-use tonic::transport::Channel;
 
 use crate::connect;
 use crate::error::CliError;

@@ -28,13 +28,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::connect::Channel;
 use bg_syslog::{Severity, Syslog};
 use breakglass_proto::audit::{Checkpoint, Hash, NoteVerifier, check_extends};
 use breakglass_proto::v1::witness_client::WitnessClient;
 use breakglass_proto::v1::{WitnessCheckpointRequest, WitnessCheckpointResponse};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 
 use crate::commands::write_atomic;
 use crate::connect::{self, Answer};

@@ -79,6 +79,9 @@ pub struct Begun {
     pub ca_pem: String,
     /// Name to verify in its certificate, if not the host of `url`.
     pub server_name: Option<String>,
+    /// Further daemons of the same log the settings name (`--server` repeated, `servers`):
+    /// not used by the login (its nonce is `url`'s), kept in the settings it writes.
+    pub fallbacks: Vec<String>,
     channel: Channel,
 }
 
@@ -117,7 +120,9 @@ pub async fn begin_method(
     method: &str,
 ) -> Result<Begun, CliError> {
     let file = overrides.client_file()?;
-    let url = overrides.server.clone().or(file.server).ok_or_else(|| {
+    let mut servers = overrides.servers(&file);
+    let fallbacks = servers.split_off(servers.len().min(1));
+    let url = servers.pop().ok_or_else(|| {
         CliError::Usage(
             "give the daemon's address: breakglass login --server https://HOST:PORT ...".into(),
         )
@@ -155,6 +160,7 @@ pub async fn begin_method(
         url,
         ca_pem,
         server_name,
+        fallbacks,
         channel,
     })
 }
@@ -234,6 +240,10 @@ async fn finish_with(
         );
         if let Some(n) = &begun.server_name {
             toml.push_str(&format!("server_name = {}\n", toml_string(n)));
+        }
+        if !begun.fallbacks.is_empty() {
+            let list: Vec<String> = begun.fallbacks.iter().map(|s| toml_string(s)).collect();
+            toml.push_str(&format!("servers = [{}]\n", list.join(", ")));
         }
         write_atomic(&config, toml.as_bytes(), 0o644)?;
     }
