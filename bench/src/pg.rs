@@ -104,6 +104,7 @@ impl Node {
     fn target(&self, name: &str) -> Target {
         Target::Tls {
             url: format!("https://{}", self.addr),
+            fallbacks: Vec::new(),
             ca_cert: self.dir.join("tls/ca.pem"),
             cert: self.dir.join(format!("clients/{name}.pem")),
             key: self.dir.join(format!("clients/{name}-key.pem")),
