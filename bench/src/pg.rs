@@ -20,13 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use breakglass_cli::connect;
+use breakglass_cli::connect::{self, Channel};
 use breakglass_cli::settings::Target;
 use breakglass_proto::v1::break_glass_client::BreakGlassClient;
 use breakglass_proto::v1::{ApproveRequest, RequestCertificateRequest, RequestRef};
 use breakglass_test_support::postgres::PgCluster;
 use tempfile::TempDir;
-use tonic::transport::Channel;
 
 use crate::child::{self, Daemon, free_port};
 use crate::issuance::{SyslogSink, machine, ms, point_syslog_at, request, user_keys};
