@@ -408,40 +408,53 @@ impl Follower {
             if *self.stop.borrow() {
                 return (self, None);
             }
-            // Checked at every wake-up (a revocation, or the heartbeat at the latest): a
-            // disabled identity's stream ends within one heartbeat.
-            let disabled = self
-                .revs
-                .svc
-                .state()
-                .identities
-                .disabled
-                .get(&self.identity)
-                .map(|d| d.refusal(&self.identity));
-            if let Some(refusal) = disabled {
-                return (self, Some(Err(crate::error::Error::from(refusal).into())));
-            }
             if let Some(n) = self.pending.pop_front() {
                 return (self, Some(Ok(n)));
             }
+            // Each wake-up (a revocation, or the heartbeat at the latest) also checks that
+            // the watcher is not disabled, under the state lock it takes anyway: a disabled
+            // identity's stream ends within one heartbeat.
             tokio::select! {
                 biased;
                 _ = self.stop.changed() => return (self, None),
                 r = self.latest.changed() => match r {
-                    Ok(()) => self.catch_up(),
+                    Ok(()) => {
+                        if let Some(refused) = self.catch_up() {
+                            return (self, Some(Err(refused)));
+                        }
+                    }
                     Err(_) => return (self, None),
                 },
                 _ = self.beat.tick() => {
-                    let krl_version = self.revs.svc.state().krl_version;
-                    return (self, Some(Ok(RevocationNotice { heartbeat: true, krl_version, ..Default::default() })));
+                    let beat = {
+                        let st = self.revs.svc.state();
+                        match self.refusal(&st) {
+                            Some(refused) => Err(refused),
+                            None => Ok(RevocationNotice { heartbeat: true, krl_version: st.krl_version, ..Default::default() }),
+                        }
+                    };
+                    return (self, Some(beat));
                 }
             }
         }
     }
 
-    /// Queues the notices of the revocations after `last` that the state holds.
-    fn catch_up(&mut self) {
-        let st = self.revs.svc.state();
+    /// The refusal of the watcher's calls, when the state says it is disabled.
+    fn refusal(&self, st: &State) -> Option<Status> {
+        st.identities
+            .disabled
+            .get(&self.identity)
+            .map(|d| crate::error::Error::from(d.refusal(&self.identity)).into())
+    }
+
+    /// Queues the notices of the revocations after `last` that the state holds; the
+    /// watcher's refusal instead when it is disabled.
+    fn catch_up(&mut self) -> Option<Status> {
+        let revs = Arc::clone(&self.revs);
+        let st = revs.svc.state();
+        if let Some(refused) = self.refusal(&st) {
+            return Some(refused);
+        }
         let now = unix_now();
         for (i, g) in st.revocations.range(self.last.saturating_add(1)..) {
             self.last = *i;
@@ -449,6 +462,7 @@ impl Follower {
                 self.pending.push_back(n);
             }
         }
+        None
     }
 }
 

@@ -81,6 +81,21 @@ fn grants_in(dir: &std::path::Path, verifier: &breakglass_proto::audit::NoteVeri
     serials
 }
 
+/// Waits (at most 2 s) until daemon `d` lists request `id` as pending: it has caught up with
+/// the batch of the daemon that created it.
+async fn wait_until_pending_on(d: &TestDaemon, id: &str) {
+    for _ in 0..100 {
+        let list = breakglass_cli::approvals::pending(&d.target("approver"))
+            .await
+            .unwrap();
+        if list.iter().any(|i| i.request_id == id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the daemon never saw request {id}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_daemons_on_one_database_serve_64_concurrent_requesters_into_one_log() {
     if !PgCluster::available("three daemons on a throw-away PostgreSQL cluster") {
@@ -643,16 +658,7 @@ async fn a_requester_waiting_on_one_daemon_sees_an_approval_given_on_another() {
         .await
         .expect("the request is created")
         .unwrap();
-    let mut known = false;
-    for _ in 0..100 {
-        let list = approvals::pending(&b.target("approver")).await.unwrap();
-        if list.iter().any(|i| i.request_id == id) {
-            known = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(known, "daemon B never saw request {id}");
+    wait_until_pending_on(&b, &id).await;
     let approved = approvals::approve(&b.target("approver"), &id, "on B")
         .await
         .expect("approved on B");
@@ -711,16 +717,7 @@ async fn a_cancel_on_one_daemon_racing_an_approval_on_another_has_one_outcome() 
             RequestResult::Pending(i) => i.request_id,
             RequestResult::Issued(_) => panic!("issued without approval"),
         };
-        let mut known = false;
-        for _ in 0..100 {
-            let list = approvals::pending(&b.target("approver")).await.unwrap();
-            if list.iter().any(|i| i.request_id == id) {
-                known = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(known, "daemon B never saw request {id}");
+        wait_until_pending_on(&b, &id).await;
         let (ta, tb) = (a.target("sre"), b.target("approver"));
         let (cancel, approve) = tokio::join!(
             approvals::cancel(&ta, &id, "not needed any more"),
