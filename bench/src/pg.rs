@@ -159,6 +159,75 @@ struct Series {
     elapsed: Duration,
     p50: Duration,
     p99: Duration,
+    /// Batches the series committed (rows of `audit_checkpoints`; PostgreSQL only).
+    batches: Option<u64>,
+    /// CPU time (user + system) during the series of each process measured, by name.
+    cpu: Vec<(String, Duration)>,
+}
+
+/// What is measured beside the rate during a series: the CPU time of the daemons, of
+/// PostgreSQL and of this load generator, and the batches committed to the database.
+struct Probe<'a> {
+    /// The daemons, by name, with their process ids.
+    daemons: Vec<(String, u32)>,
+    /// The cluster, whose processes' CPU time is summed and whose checkpoints are counted.
+    cluster: Option<&'a PgCluster>,
+}
+
+impl Probe<'_> {
+    /// CPU time so far of each measured process (group), by name.
+    fn cpu(&self) -> Vec<(String, Duration)> {
+        let mut out: Vec<(String, Duration)> = self
+            .daemons
+            .iter()
+            .map(|(name, pid)| (name.clone(), child::cpu_time(*pid).unwrap_or_default()))
+            .collect();
+        if let Some(c) = self.cluster {
+            out.push(("PostgreSQL".into(), postgres_cpu(&c.primary.data)));
+        }
+        out.push((
+            "pg-bench (load)".into(),
+            child::cpu_time(std::process::id()).unwrap_or_default(),
+        ));
+        out
+    }
+
+    /// Batches committed so far (rows of `audit_checkpoints`).
+    fn batches(&self) -> Option<u64> {
+        self.cluster
+            .and_then(|c| c.psql("SELECT count(*) FROM audit_checkpoints").parse().ok())
+    }
+}
+
+/// CPU time of a PostgreSQL server: its postmaster (pid from `postmaster.pid` in `data`)
+/// and every child of it (backends, WAL writer, checkpointer, …) alive now.
+fn postgres_cpu(data: &Path) -> Duration {
+    let Some(postmaster) = std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+    else {
+        return Duration::ZERO;
+    };
+    let mut total = child::cpu_time(postmaster).unwrap_or_default();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return total;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // Field 4 (ppid), counted after the command name's closing `)`.
+                let rest = stat.get(stat.rfind(')')? + 2..)?;
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        if parent == Some(postmaster) {
+            total += child::cpu_time(pid).unwrap_or_default();
+        }
+    }
+    total
 }
 
 impl Series {
@@ -174,6 +243,7 @@ async fn issuance(
     clients: &[BreakGlassClient<Channel>],
     keys: &Arc<Vec<String>>,
     concurrency: usize,
+    probe: &Probe<'_>,
 ) -> Result<Series, String> {
     let ttl = Duration::from_secs(600);
     for client in clients {
@@ -185,6 +255,7 @@ async fn issuance(
                 .map_err(|s| format!("{label}: warm-up request failed: {s}"))?;
         }
     }
+    let (batches_before, cpu_before) = (probe.batches(), probe.cpu());
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -219,6 +290,16 @@ async fn issuance(
         );
     }
     let elapsed = start.elapsed();
+    let cpu = probe
+        .cpu()
+        .into_iter()
+        .zip(cpu_before)
+        .map(|((name, after), (_, before))| (name, after.saturating_sub(before)))
+        .collect();
+    let batches = probe
+        .batches()
+        .zip(batches_before)
+        .map(|(after, before)| after.saturating_sub(before));
     lat.sort();
     Ok(Series {
         label: label.to_owned(),
@@ -226,6 +307,8 @@ async fn issuance(
         elapsed,
         p50: percentile(&lat, 0.50),
         p99: percentile(&lat, 0.99),
+        batches,
+        cpu,
     })
 }
 
@@ -326,12 +409,17 @@ pub async fn run(o: &Options) -> Result<String, String> {
 
     // The embedded backend first, alone on the machine.
     let local = Node::start(&o.daemon, root.path(), "local", |t| t).await?;
+    let probe = Probe {
+        daemons: vec![("daemon".into(), local.daemon.pid())],
+        cluster: None,
+    };
     series.push(
         issuance(
             &format!("embedded log, 1 daemon, c={c}"),
             &[local.client("sre")?],
             &keys,
             c,
+            &probe,
         )
         .await?,
     );
@@ -351,12 +439,17 @@ pub async fn run(o: &Options) -> Result<String, String> {
         on_postgres(t, &url, None)
     })
     .await?;
+    let probe = Probe {
+        daemons: vec![("daemon A".into(), a.daemon.pid())],
+        cluster: Some(&cluster),
+    };
     series.push(
         issuance(
             &format!("PostgreSQL, 1 daemon, c={c}"),
             &[a.client("sre")?],
             &keys,
             c,
+            &probe,
         )
         .await?,
     );
@@ -368,12 +461,21 @@ pub async fn run(o: &Options) -> Result<String, String> {
         on_postgres(t, &url, Some(&a.dir))
     })
     .await?;
+    let probe = Probe {
+        daemons: vec![
+            ("daemon A".into(), a.daemon.pid()),
+            ("daemon B".into(), b.daemon.pid()),
+            ("daemon C".into(), cc.daemon.pid()),
+        ],
+        cluster: Some(&cluster),
+    };
     series.push(
         issuance(
             &format!("PostgreSQL, 3 daemons, c={c}"),
             &[a.client("sre")?, b.client("sre")?, cc.client("sre")?],
             &keys,
             c,
+            &probe,
         )
         .await?,
     );
@@ -420,6 +522,40 @@ fn report(series: &[Series], a: &Approvals) -> String {
             s.rate(),
             ms(s.p50),
             ms(s.p99),
+        ));
+    }
+    out.push_str(
+        "\nper series: batches committed to the database (mean entries per batch), and CPU \
+         time per certificate of each process\n",
+    );
+    for s in series {
+        let batches = s.batches.map_or_else(
+            || "batches -".to_owned(),
+            |b| {
+                format!(
+                    "{b} batches ({:.0}/s, mean {:.1} entries)",
+                    b as f64 / s.elapsed.as_secs_f64(),
+                    s.count as f64 / b.max(1) as f64
+                )
+            },
+        );
+        let cpu: Vec<String> = s
+            .cpu
+            .iter()
+            .map(|(name, t)| {
+                format!(
+                    "{name} {:.0} µs",
+                    t.as_secs_f64() * 1e6 / s.count.max(1) as f64
+                )
+            })
+            .collect();
+        let total: Duration = s.cpu.iter().map(|(_, t)| *t).sum();
+        out.push_str(&format!(
+            "  {}: {batches}; CPU per certificate: {}, all {:.0} µs ({:.2} CPUs busy)\n",
+            s.label,
+            cpu.join(", "),
+            total.as_secs_f64() * 1e6 / s.count.max(1) as f64,
+            total.as_secs_f64() / s.elapsed.as_secs_f64(),
         ));
     }
     let goal = |d: Duration| if d < VISIBLE_GOAL { "met" } else { "NOT met" };

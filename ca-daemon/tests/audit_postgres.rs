@@ -535,3 +535,87 @@ async fn a_daemon_starting_on_an_unreachable_or_rolled_back_database_says_which(
         text(&out)
     );
 }
+
+/// A daemon signs no checkpoint over a head row it cannot vouch for: a head of the
+/// mirror's size with another frontier, or a longer head whose checkpoint the log's key
+/// did not sign for its frontier (what a writer with access to the database alone could
+/// plant). The batch is refused (`UNAVAILABLE`), the database gets no new checkpoint, and
+/// once the head is the log's own again the daemon appends as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_appends_nothing_after_a_head_its_key_did_not_sign() {
+    use breakglass_proto::v1::RequestCertificateRequest;
+    use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+
+    if !PgCluster::available("a planted head row on a throw-away PostgreSQL cluster") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = daemon_on_postgres(&dir.path().join("a"), &cluster.url(), None);
+    let d = serve(&cfg, port);
+    let key = std::fs::read_to_string(breakglass_test_support::ssh_keygen(
+        dir.path(),
+        "id",
+        &["-t", "ed25519"],
+    ))
+    .unwrap();
+    let mut client = BreakGlassClient::new(channel(&dir.path().join("a"), port, "sre"));
+    let request = || RequestCertificateRequest {
+        public_key: key.clone(),
+        principals: vec!["bgdemo".into()],
+        hosts: vec!["localhost".into()],
+        ttl_seconds: 300,
+        reason: "INC-3 planted head".into(),
+        ..Default::default()
+    };
+    client
+        .request_certificate(request())
+        .await
+        .expect("issued");
+    let checkpoints = || cluster.psql("SELECT count(*) || ' ' || max(size) FROM audit_checkpoints");
+    let before = checkpoints();
+    let size: u64 = cluster.psql("SELECT size FROM audit_head").parse().unwrap();
+    let frontier = cluster.psql("SELECT encode(frontier, 'hex') FROM audit_head");
+
+    // The same size, another frontier (every node changed).
+    let other: String = frontier
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    cluster.psql(&format!(
+        "UPDATE audit_head SET frontier = decode('{other}', 'hex')"
+    ));
+    let refused = client.request_certificate(request()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert_eq!(checkpoints(), before, "nothing appended after a foreign frontier");
+
+    // The log's own head again: issuance goes on.
+    cluster.psql(&format!(
+        "UPDATE audit_head SET frontier = decode('{frontier}', 'hex')"
+    ));
+    client
+        .request_certificate(request())
+        .await
+        .expect("issued after the head is the log's own again");
+    let size_now: u64 = cluster.psql("SELECT size FROM audit_head").parse().unwrap();
+    assert!(size_now > size);
+    let before = checkpoints();
+
+    // One more entry, a frontier of the right shape for it and a checkpoint the key did
+    // not sign (the previous one, of another size).
+    let nodes = "00".repeat(32 * (size_now + 1).count_ones() as usize);
+    cluster.psql(&format!(
+        "INSERT INTO audit_entries (idx, leaf) VALUES ({size_now}, '\\x00'::bytea); \
+         INSERT INTO audit_checkpoints (size, note) \
+             SELECT {} , checkpoint FROM audit_head; \
+         UPDATE audit_head SET size = {}, frontier = decode('{nodes}', 'hex')",
+        size_now + 1,
+        size_now + 1
+    ));
+    let planted = checkpoints();
+    let refused = client.request_certificate(request()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert_eq!(checkpoints(), planted, "nothing appended after an unsigned head");
+    assert_ne!(planted, before);
+    d.stop();
+}

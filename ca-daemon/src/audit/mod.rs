@@ -96,6 +96,9 @@ pub struct AuditLog {
     sequenced: bool,
     /// With a database: the lock across daemons for decisions.
     decisions: Option<pg::lock::DecisionLock>,
+    /// With a database: a size its log is known to have reached, for the writer's next
+    /// look at it (see `writer::Writer::follow_database`).
+    known: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -120,16 +123,26 @@ impl AuditLog {
         let (foreign_tx, foreign_rx) = mpsc::unbounded_channel();
         let sequenced = config.db.is_some();
         let decisions = config.db.clone().map(pg::lock::DecisionLock::new);
+        let known = Arc::new(std::sync::atomic::AtomicU64::new(0));
         if let Some(db) = config.db.clone() {
             // Weak: the listener must not keep the writer's queue open.
             let (alive, nudge) = (tx.downgrade(), tx.downgrade());
+            let (known, mirror) = (known.clone(), shared.clone());
             let listener = std::thread::Builder::new()
                 .name("audit-listen".into())
                 .spawn(move || {
                     pg::listen::listen(
                         &db,
                         || alive.upgrade().is_some_and(|t| !t.is_closed()),
-                        || {
+                        |size| {
+                            // A batch the mirror holds already (this daemon's own, or one
+                            // read by a commit since) needs no look.
+                            if let Some(size) = size {
+                                known.fetch_max(size, std::sync::atomic::Ordering::AcqRel);
+                                if mirror.read().size() >= size {
+                                    return;
+                                }
+                            }
                             if let Some(t) = nudge.upgrade() {
                                 let _ = t.try_send(Request::Follow);
                             }
@@ -141,7 +154,7 @@ impl AuditLog {
                     following the audit database by polling only");
             }
         }
-        let w = writer::Writer::new(opened, signer.clone(), config, foreign_tx)?;
+        let w = writer::Writer::new(opened, signer.clone(), config, foreign_tx, known.clone())?;
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer::run(rx, w))
@@ -154,6 +167,7 @@ impl AuditLog {
             foreign: Arc::new(std::sync::Mutex::new(Some(foreign_rx))),
             sequenced,
             decisions,
+            known,
         })
     }
 
@@ -189,6 +203,8 @@ impl AuditLog {
             .await
             .map_err(|e| AuditError::Unavailable(e.to_string()))?;
         if self.size() < size {
+            self.known
+                .fetch_max(size, std::sync::atomic::Ordering::AcqRel);
             let _ = self.tx.try_send(Request::Follow);
         }
         Ok(Some((guard, size)))

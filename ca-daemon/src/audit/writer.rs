@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use breakglass_proto::audit::Event;
 
 use super::base::{AuditConfig, AuditError, LeafIndex};
 use super::index::Watermark;
-use super::pg::sequencer::{Batch, Sequencer};
+use super::pg::sequencer::{Batch, Head, Sequencer};
 use super::store::{Active, Opened, SegmentHandle, Shared, write_checkpoint_file};
 
 /// What the writer thread is asked to do.
@@ -121,6 +122,18 @@ pub(crate) struct Writer {
     foreign: tokio::sync::mpsc::UnboundedSender<(LeafIndex, Vec<Event>)>,
     /// The last [`Writer::follow_database`] failed (warned once until it works again).
     follow_failing: bool,
+    /// With a database: a size its log is known to have reached (a notification's, or the
+    /// one a decision read), so that a look for other writers' batches reads them at once,
+    /// or not at all when the mirror holds that much already.
+    known: Arc<AtomicU64>,
+    /// A batch committed to the database but not yet written into the mirror (the
+    /// catch-up after it failed): the next batch catches up under the head row's lock
+    /// before it appends, as an idle look does, so nothing more is appended while the
+    /// mirror cannot follow.
+    mirror_lags: bool,
+    /// The head checkpoint a batch last vouched for (see [`Writer::trusted_head`]), with
+    /// its size and root: the catch-up after that batch's commit need not verify it again.
+    vouched: Option<(u64, Hash, String)>,
 }
 
 /// How often an idle writer with a database looks for batches other writers committed,
@@ -157,6 +170,7 @@ impl Writer {
         signer: Arc<NoteSigner>,
         config: AuditConfig,
         foreign: tokio::sync::mpsc::UnboundedSender<(LeafIndex, Vec<Event>)>,
+        known: Arc<AtomicU64>,
     ) -> Result<Self, AuditError> {
         let db = config
             .db
@@ -178,6 +192,9 @@ impl Writer {
             db,
             foreign,
             follow_failing: false,
+            known,
+            mirror_lags: false,
+            vouched: None,
         };
         if w.db.is_some() {
             // On a thread of its own: the database client blocks on its own runtime, and
@@ -232,12 +249,15 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
     let mut cx = Context::from_waker(&waker);
     loop {
         let mut shutdown = None;
+        // A look for other writers' batches was asked for: done after the batch gathered
+        // now, whose commit reads them anyway (see `Writer::db_batch`).
+        let mut follow = false;
         let next = if w.db.is_some() {
             // Idle with a database: look for other writers' batches every FOLLOW_EVERY.
             match recv_until(&mut rx, &mut cx, Instant::now() + FOLLOW_EVERY) {
                 Gathered::Request(r) => Some(r),
                 Gathered::Late => {
-                    w.follow_database();
+                    w.follow_database(true);
                     continue;
                 }
                 Gathered::Closed => None,
@@ -255,7 +275,7 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
             }
             Some(Request::Shutdown { reply }) => shutdown = Some(reply),
             Some(Request::KeepAlive) => crate::systemd::watchdog(),
-            Some(Request::Follow) => w.follow_database(),
+            Some(Request::Follow) => follow = true,
         }
         let gather_until = Instant::now() + GATHER_WAIT;
         let target = expected.clamp(1, max_batch);
@@ -269,7 +289,7 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
                 }
                 Ok(Request::Shutdown { reply }) => shutdown = Some(reply),
                 Ok(Request::KeepAlive) => crate::systemd::watchdog(),
-                Ok(Request::Follow) => w.follow_database(),
+                Ok(Request::Follow) => follow = true,
                 Err(mpsc::error::TryRecvError::Empty) if replies.len() < target => {
                     // Asleep until a caller comes back or the window closes: the tokio
                     // workers get both cores meanwhile.
@@ -280,7 +300,7 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
                         }) => take(&mut leaves, &mut replies, more, reply),
                         Gathered::Request(Request::Shutdown { reply }) => shutdown = Some(reply),
                         Gathered::Request(Request::KeepAlive) => crate::systemd::watchdog(),
-                        Gathered::Request(Request::Follow) => w.follow_database(),
+                        Gathered::Request(Request::Follow) => follow = true,
                         Gathered::Late | Gathered::Closed => break,
                     }
                 }
@@ -291,6 +311,9 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
         if !leaves.is_empty() {
             w.commit(&leaves, &mut replies);
             leaves.clear();
+        }
+        if follow {
+            w.follow_database(false);
         }
         if let Some(reply) = shutdown {
             rx.close();
@@ -373,24 +396,42 @@ impl Writer {
         }
     }
 
-    /// While idle: writes the batches other writers committed into the mirror and hands
-    /// them to the state. A database that cannot be read now is tried again at the next
-    /// look (a warning when that starts, not at every look).
-    fn follow_database(&mut self) {
+    /// Writes the batches other writers committed into the mirror and hands them to the
+    /// state: up to the size known from a notification or a decision (one round trip; none
+    /// when the mirror holds that much already, e.g. the last batch's commit read them), or,
+    /// when `polled` (idle) and no such size is known, up to the head's. A database that
+    /// cannot be read now is tried again at the next look (a warning when that starts, not
+    /// at every look).
+    fn follow_database(&mut self, polled: bool) {
         let Some(db) = self.db.as_mut() else {
             return;
         };
-        let followed = db
-            .behind(&self.frontier)
+        let from = self.frontier.size();
+        let known = self.known.load(Ordering::Acquire);
+        let read = if known > from {
+            db.read_missing(from, known)
+        } else if polled {
+            db.behind(&self.frontier)
+        } else {
+            return;
+        };
+        let followed = read
             .map_err(|e| format!("the PostgreSQL audit database: {e}"))
             .and_then(|b| self.catch_up(b, true));
         match followed {
-            Ok(()) => self.follow_failing = false,
-            Err(e) if !self.follow_failing => {
-                self.follow_failing = true;
-                tracing::warn!(error = %e, "cannot follow the audit database; trying again");
+            Ok(()) => {
+                self.follow_failing = false;
+                self.mirror_lags = false;
             }
-            Err(_) => {}
+            Err(e) => {
+                // The known size may be gone (a failover that lost commits): the next look
+                // asks the head.
+                self.known.store(0, Ordering::Release);
+                if !self.follow_failing {
+                    self.follow_failing = true;
+                    tracing::warn!(error = %e, "cannot follow the audit database; trying again");
+                }
+            }
         }
     }
 
@@ -433,10 +474,12 @@ impl Writer {
     }
 
     /// The batch as one database transaction, then into the mirror. Under the head row's
-    /// lock, what other writers committed since this daemon last looked is written into the
-    /// mirror and handed to the state first. A batch the database committed but the mirror
-    /// could not take is answered as a failure: its callers apply nothing, and the next
-    /// batch finds it in the database and hands it to the state like any other writer's.
+    /// lock the batch extends the head's tree (one this daemon's key signed), whatever other
+    /// writers appended since this daemon last looked; their batches are read in the
+    /// commit's round trip and written into the mirror and handed to the state before this
+    /// one. A batch the database committed but the mirror could not take is answered as a
+    /// failure: its callers apply nothing, and the next catch-up finds it in the database
+    /// and hands it to the state like any other writer's.
     fn try_commit_db(&mut self, leaves: &[Vec<u8>]) -> Result<Committed, String> {
         let outcome = self
             .db_step(|db| db.lock_head())
@@ -461,29 +504,21 @@ impl Writer {
     }
 
     /// The body of [`Self::try_commit_db`] once the head row is held.
-    fn db_batch(
-        &mut self,
-        (size, mut head): (u64, Option<breakglass_proto::audit::Frontier>),
-        leaves: &[Vec<u8>],
-    ) -> Result<Committed, String> {
-        while size > self.frontier.size() {
-            let from = self.frontier.size();
-            let batches = self.db_step(|db| db.read_missing(from, size))?;
-            self.catch_up(batches, true)?;
-            if self.frontier.size() == size {
-                head = Some(self.frontier.clone());
+    fn db_batch(&mut self, head: Head, leaves: &[Vec<u8>]) -> Result<Committed, String> {
+        if self.mirror_lags {
+            // The mirror could not follow the last commit: catch up under the lock first,
+            // and append nothing while that fails.
+            while head.size > self.frontier.size() {
+                let from = self.frontier.size();
+                let batches = self.db_step(|db| db.read_missing(from, head.size))?;
+                self.catch_up(batches, true)?;
             }
+            self.mirror_lags = false;
         }
-        if size != self.frontier.size() || head.as_ref() != Some(&self.frontier) {
-            return Err(format!(
-                "the database's head ({size} entries) is not this daemon's log ({} entries): \
-                 refusing to append",
-                self.frontier.size()
-            ));
-        }
-        let first = self.frontier.size();
+        let base = self.trusted_head(&head)?;
+        let first = base.size();
         let events = decode_all(leaves, first)?;
-        let mut after = self.frontier.clone();
+        let mut after = base;
         for leaf in leaves {
             after.push(leaf_hash(leaf));
         }
@@ -496,17 +531,95 @@ impl Writer {
                 extensions: Vec::new(),
             })
             .map_err(|e| format!("cannot sign the checkpoint: {e}"))?;
-        self.db_step(|db| db.append(first, leaves, &after, &note))?;
-        let c = self
-            .try_commit(leaves)
-            .map_err(|e| format!("committed to the audit database, not yet to its mirror: {e}"))?;
-        if c.checkpoint.note != note {
-            return Err("the mirror's checkpoint differs from the database's".into());
-        }
+        let from = self.frontier.size();
+        let others = self.db_step(|db| db.append(first, leaves, &after, &note, from))?;
+        // Committed: the others' batches before it into the mirror and the state, then it.
+        let into_mirror = self.catch_up_to(first, others).and_then(|()| {
+            let c = self.try_commit(leaves)?;
+            if c.checkpoint.note != note {
+                return Err("the mirror's checkpoint differs from the database's".into());
+            }
+            Ok(c)
+        });
+        let c = into_mirror.map_err(|e| {
+            self.mirror_lags = true;
+            format!("committed to the audit database, not yet to its mirror: {e}")
+        })?;
         // With a database the state applies every batch, this writer's and the others',
         // from this one channel, in index order.
         let _ = self.foreign.send((c.first_index, events));
         Ok(c)
+    }
+
+    /// The tree a batch extends: the head row's frontier, when this daemon can vouch for
+    /// it: it is the mirror's own, or the head's checkpoint is the one the log's key signs
+    /// for that frontier (Ed25519 signatures are deterministic: signing it again and
+    /// comparing checks the signature). So a checkpoint is never signed over a tree that no
+    /// holder of the key signed before, whatever the database holds; the entries behind the
+    /// head are checked against their checkpoints when they go into the mirror.
+    fn trusted_head(&mut self, head: &Head) -> Result<breakglass_proto::audit::Frontier, String> {
+        let mirror = self.frontier.size();
+        let refuse = |why: &str| {
+            Err(format!(
+                "the database's head ({} entries) {why}: refusing to append",
+                head.size
+            ))
+        };
+        let Some(frontier) = head.frontier.clone() else {
+            return refuse("holds a frontier that does not fit its size");
+        };
+        if head.size < mirror {
+            return refuse(&format!(
+                "is behind this daemon's mirror ({mirror} entries): the database lost \
+                 acknowledged commits"
+            ));
+        }
+        if head.size == mirror {
+            return if frontier == self.frontier {
+                Ok(frontier)
+            } else {
+                refuse("is not this daemon's log")
+            };
+        }
+        let signed = self
+            .signer
+            .sign_checkpoint(&Checkpoint {
+                origin: self.signer.name().to_owned(),
+                size: head.size,
+                root: frontier.root(),
+                extensions: Vec::new(),
+            })
+            .map_err(|e| format!("cannot sign the checkpoint: {e}"))?;
+        if signed != head.note {
+            return refuse("is not signed by the log's key for its frontier");
+        }
+        self.vouched = Some((head.size, frontier.root(), signed));
+        Ok(frontier)
+    }
+
+    /// After a commit at `first`: writes the batches other writers committed before it
+    /// (`read`, the first of them, and what is still missing after them) into the mirror
+    /// and hands them to the state, until the mirror ends at `first`.
+    fn catch_up_to(&mut self, first: u64, read: Option<Vec<Batch>>) -> Result<(), String> {
+        let mut read = read;
+        while self.frontier.size() < first {
+            let batches = match read.take() {
+                Some(b) if !b.is_empty() => b,
+                _ => {
+                    let from = self.frontier.size();
+                    self.db_step(|db| db.read_missing(from, first))?
+                }
+            };
+            self.catch_up(batches, true)?;
+        }
+        if self.frontier.size() == first {
+            Ok(())
+        } else {
+            Err(format!(
+                "the mirror ends at {}, past the batch's first entry {first}",
+                self.frontier.size()
+            ))
+        }
     }
 
     /// Writes batches the database holds after the mirror's end into the mirror, each
@@ -522,17 +635,23 @@ impl Writer {
                     self.frontier.size()
                 ));
             }
-            let cp = verifier
-                .verify_checkpoint(&b.note)
-                .map_err(|e| format!("the database's checkpoint after entry {}: {e}", b.first))?;
+            // The head checkpoint the batch just committed vouched for is not verified again.
+            let (size, root) = match &self.vouched {
+                Some((size, root, note)) if *note == b.note => (*size, *root),
+                _ => {
+                    let cp = verifier.verify_checkpoint(&b.note).map_err(|e| {
+                        format!("the database's checkpoint after entry {}: {e}", b.first)
+                    })?;
+                    (cp.size, cp.root)
+                }
+            };
             let mut f = self.frontier.clone();
             for leaf in &b.leaves {
                 f.push(leaf_hash(leaf));
             }
-            if cp.size != f.size() || cp.root != f.root() {
+            if size != f.size() || root != f.root() {
                 return Err(format!(
-                    "the database's checkpoint of size {} does not match its entries",
-                    cp.size
+                    "the database's checkpoint of size {size} does not match its entries"
                 ));
             }
             let events = decode_all(&b.leaves, b.first)?;

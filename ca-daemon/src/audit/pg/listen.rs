@@ -17,9 +17,13 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// Listens while `alive` says the writer runs, calling `nudge` (ask the writer to catch
-/// up) once per notification and after each (re)connection. Blocking: run it on a thread
-/// of its own.
-pub(crate) fn listen(settings: &PostgresSettings, alive: impl Fn() -> bool, nudge: impl Fn()) {
+/// up) once per notification, with the log's size it carries, and after each
+/// (re)connection, with none. Blocking: run it on a thread of its own.
+pub(crate) fn listen(
+    settings: &PostgresSettings,
+    alive: impl Fn() -> bool,
+    nudge: impl Fn(Option<u64>),
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -54,10 +58,10 @@ pub(crate) fn listen(settings: &PostgresSettings, alive: impl Fn() -> bool, nudg
                 }
             };
             // Catch up on what was committed while not listening.
-            nudge();
+            nudge(None);
             loop {
                 match tokio::time::timeout(CHECK_EVERY, rx.recv()).await {
-                    Ok(Some(_)) => nudge(),
+                    Ok(Some(payload)) => nudge(payload.parse().ok()),
                     // The connection ended: make it again.
                     Ok(None) => break,
                     Err(_) if !alive() => return,

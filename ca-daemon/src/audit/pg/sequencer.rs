@@ -2,17 +2,19 @@
 //! (`[audit] backend = "postgres"`; `docs/several-daemons.md`).
 //!
 //! One batch = one transaction, driven by the writer step by step
-//! ([`Sequencer::lock_head`], [`Sequencer::read_missing`], [`Sequencer::append`]): the head
-//! row taken `FOR UPDATE` (the lock that orders every writer of the log); the batches other
-//! writers committed since this daemon last looked read, written into its mirror and handed
-//! to its state while the lock is held; the batch's entries inserted after them, the
-//! frontier extended, the checkpoint signed and inserted, the head moved, `pg_notify`,
-//! commit. Holding the lock while catching up means a batch never has to start over.
+//! ([`Sequencer::lock_head`], [`Sequencer::append`]): the head row taken `FOR UPDATE` (the
+//! lock that orders every writer of the log), with its size, frontier and signed
+//! checkpoint; the batch's entries inserted after them, the frontier extended, the
+//! checkpoint signed and inserted, the head moved, `pg_notify`, commit. The batches other
+//! writers committed before it are read in the commit's round trip, after the commit, and
+//! go into the mirror and the state then: the lock is held for two round trips and the
+//! commit, whatever the others wrote.
 //!
 //! The writer thread blocks on each call (it runs this on its own current-thread runtime):
 //! it already blocks on `fdatasync` with the embedded backend, and its callers wait for it.
 
 use breakglass_proto::audit::{Checkpoint, Frontier, NoteSigner};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::connect::connect;
@@ -35,19 +37,45 @@ pub(crate) struct Batch {
 /// Longest span of entries read to catch up in one go (the rest on the next try).
 const CATCH_UP_MAX: i64 = 50_000;
 
-/// The batch's statements, prepared once per connection: a batch then costs two round
-/// trips (`BEGIN` with the head's lock, the append with `COMMIT`, each pair pipelined),
-/// not one or two per statement.
+/// The head row as a batch found it, holding it.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    /// Entries in the log.
+    pub size: u64,
+    /// The Merkle frontier at `size` (`None` when the stored nodes do not fit `size`).
+    pub frontier: Option<Frontier>,
+    /// The signed checkpoint at `size`.
+    pub note: String,
+}
+
+/// The statements of a batch and of a catch-up, prepared once per connection: a batch then
+/// costs two round trips (`BEGIN` with the head's lock; the append with `COMMIT` and the
+/// read of the batches this daemon lacks, each group pipelined), not one or two per
+/// statement.
 #[derive(Clone)]
 struct Prepared {
     /// The head row, taken `FOR UPDATE`.
     lock: Statement,
     /// The entries, the checkpoint, the head moved and the notification, in one statement.
     append: Statement,
+    /// The head's size, read without taking it.
+    size: Statement,
+    /// The checkpoints of sizes in `($1, $2]`, in order.
+    checkpoints: Statement,
+    /// The entries of indices in `[$1, $2)`, in order.
+    entries: Statement,
 }
 
 /// Takes the head row (the lock that orders every writer of the log).
-const LOCK_HEAD: &str = "SELECT size, frontier FROM audit_head FOR UPDATE";
+const LOCK_HEAD: &str = "SELECT size, frontier, checkpoint FROM audit_head FOR UPDATE";
+/// See [`Prepared::size`].
+const HEAD_SIZE: &str = "SELECT size FROM audit_head";
+/// See [`Prepared::checkpoints`].
+const CHECKPOINTS: &str =
+    "SELECT size, note FROM audit_checkpoints WHERE size > $1 AND size <= $2 ORDER BY size";
+/// See [`Prepared::entries`].
+const ENTRIES: &str =
+    "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx";
 
 /// Appends a batch: $1 the indices, $2 the leaves, $3 the new size, $4 its signed
 /// checkpoint, $5 the new frontier, $6 the notification's payload (the new size).
@@ -60,6 +88,23 @@ fn append_sql() -> String {
          SELECT pg_notify('{}', $6::text)",
         super::listen::CHANNEL
     )
+}
+
+impl Prepared {
+    async fn on(c: &Client) -> Result<Self, PgError> {
+        let prepare = async |sql: &str, what: &str| {
+            c.prepare(sql)
+                .await
+                .map_err(|e| PgError::statement(&format!("preparing {what}"), &e))
+        };
+        Ok(Self {
+            lock: prepare(LOCK_HEAD, "the head's lock").await?,
+            append: prepare(&append_sql(), "the batch's append").await?,
+            size: prepare(HEAD_SIZE, "the head's size").await?,
+            checkpoints: prepare(CHECKPOINTS, "the catch-up's checkpoints").await?,
+            entries: prepare(ENTRIES, "the catch-up's entries").await?,
+        })
+    }
 }
 
 /// The writer's connection to the database.
@@ -108,16 +153,7 @@ impl Sequencer {
             let (client, prepared) = self.rt.block_on(async move {
                 let mut c = connect(&settings).await?;
                 migrate(&mut c).await?;
-                let prepared = Prepared {
-                    lock: c
-                        .prepare(LOCK_HEAD)
-                        .await
-                        .map_err(|e| PgError::statement("preparing the head's lock", &e))?,
-                    append: c
-                        .prepare(&append_sql())
-                        .await
-                        .map_err(|e| PgError::statement("preparing the batch's append", &e))?,
-                };
+                let prepared = Prepared::on(&c).await?;
                 Ok::<_, PgError>((c, prepared))
             })?;
             tracing::info!(url = %crate::config::postgres::redacted_url(&self.settings.url),
@@ -135,17 +171,22 @@ impl Sequencer {
     /// call reconnects.
     fn with_client<T>(
         &mut self,
-        f: impl AsyncFnOnce(&mut Client) -> Result<T, PgError>,
+        f: impl AsyncFnOnce(&mut Client, &Prepared) -> Result<T, PgError>,
     ) -> Result<T, PgError> {
         self.client()?;
-        let Self { rt, client, .. } = self;
-        let Some(c) = client.as_mut() else {
+        let Self {
+            rt,
+            client,
+            prepared,
+            ..
+        } = self;
+        let (Some(c), Some(p)) = (client.as_mut(), prepared.as_ref()) else {
             return Err(PgError::Statement {
                 what: "connecting".into(),
                 reason: "no connection".into(),
             });
         };
-        let out = rt.block_on(f(c));
+        let out = rt.block_on(f(c, p));
         if out.is_err() && client.as_ref().is_some_and(Client::is_closed) {
             *client = None;
         }
@@ -172,7 +213,7 @@ impl Sequencer {
                 extensions: Vec::new(),
             })
             .map_err(|e| PgError::Damaged(format!("cannot sign the empty checkpoint: {e}")))?;
-        self.with_client(async move |c| {
+        self.with_client(async move |c, p| {
             let head = c
                 .query_opt("SELECT origin, size FROM audit_head", &[])
                 .await
@@ -226,68 +267,69 @@ impl Sequencer {
                     )));
                 }
             }
-            missing(c, mirror_size, size).await
+            missing(c, p, mirror_size, size).await
         })
     }
 
     /// Starts a batch: `BEGIN`, and the head row taken `FOR UPDATE` (the lock that orders
-    /// every writer of the log). Returns the log's size and frontier. The transaction stays
-    /// open on this connection until [`append`](Self::append) commits it or
-    /// [`abort`](Self::abort) ends it.
-    pub fn lock_head(&mut self) -> Result<(u64, Option<Frontier>), PgError> {
-        let lock = self.prepared()?.lock;
-        self.with_client(async move |c| {
+    /// every writer of the log). The transaction stays open on this connection until
+    /// [`append`](Self::append) commits it or [`abort`](Self::abort) ends it.
+    pub fn lock_head(&mut self) -> Result<Head, PgError> {
+        self.with_client(async move |c, p| {
             // One round trip: requests go out in the order first polled (`biased`).
             let c = &*c;
             let (begun, head) =
-                tokio::join!(biased; c.batch_execute("BEGIN"), c.query_one(&lock, &[]));
+                tokio::join!(biased; c.batch_execute("BEGIN"), c.query_one(&p.lock, &[]));
             begun.map_err(|e| PgError::statement("starting the batch", &e))?;
             let head = head.map_err(|e| PgError::statement("locking the head row", &e))?;
             let size = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
             let nodes: Vec<u8> = head.get(1);
-            Ok((size, frontier_of(size, &nodes)))
+            Ok(Head {
+                size,
+                frontier: frontier_of(size, &nodes),
+                note: head.get(2),
+            })
         })
     }
 
-    /// Inside a batch: what the database holds after entry `from` (up to `to`).
+    /// What the database holds after entry `from` (up to `to`, which ends a batch): whole
+    /// batches, the first at `from`.
     pub fn read_missing(&mut self, from: u64, to: u64) -> Result<Vec<Batch>, PgError> {
-        self.with_client(async move |c| missing(c, from, to).await)
+        self.with_client(async move |c, p| missing(c, p, from, to).await)
     }
 
     /// Ends a batch: the entries `leaves` at `first..`, the checkpoint `note` of the tree
-    /// `after` them, the head moved, the other daemons notified, `COMMIT`.
+    /// `after` them, the head moved, the other daemons notified, `COMMIT`; then, in the same
+    /// round trip but after the commit (the head row is free again), the batches other
+    /// writers committed between `read_from` (this daemon's mirror's end) and `first`.
+    /// `Ok(None)`: committed, but that read failed (read them with
+    /// [`read_missing`](Self::read_missing)).
     pub fn append(
         &mut self,
         first: u64,
         leaves: &[Vec<u8>],
         after: &Frontier,
         note: &str,
-    ) -> Result<(), PgError> {
+        read_from: u64,
+    ) -> Result<Option<Vec<Batch>>, PgError> {
         let idx: Vec<i64> = (first..).take(leaves.len()).map(to_i64).collect();
-        let append = self.prepared()?.append;
         let (size, frontier) = (to_i64(after.size()), frontier_bytes(after));
         let payload = after.size().to_string();
-        self.with_client(async move |c| {
-            // One round trip: the append, then `COMMIT` (sent in this order, `biased`).
-            // A failed append makes the `COMMIT` a rollback; it is reported as the failure.
+        self.with_client(async move |c, p| {
+            // One round trip: the append, `COMMIT`, then the read (sent in this order,
+            // `biased`). A failed append makes the `COMMIT` a rollback; it is reported as
+            // the failure.
             let c = &*c;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            let params: [&(dyn ToSql + Sync); 6] =
                 [&idx, &leaves, &size, &note, &frontier, &payload];
-            let (appended, committed) = tokio::join!(biased;
-                c.execute(&append, &params),
+            let (appended, committed, read) = tokio::join!(biased;
+                c.execute(&p.append, &params),
                 c.batch_execute("COMMIT"),
+                missing(c, p, read_from, first),
             );
             appended.map_err(|e| PgError::statement("appending the batch", &e))?;
-            committed.map_err(|e| PgError::statement("committing the batch", &e))
-        })
-    }
-
-    /// The statements prepared on the connection (made when there is none or it broke).
-    fn prepared(&mut self) -> Result<Prepared, PgError> {
-        self.client()?;
-        self.prepared.clone().ok_or_else(|| PgError::Statement {
-            what: "preparing the batch's statements".into(),
-            reason: "no connection".into(),
+            committed.map_err(|e| PgError::statement("committing the batch", &e))?;
+            Ok(read.ok())
         })
     }
 
@@ -295,9 +337,9 @@ impl Sequencer {
     /// no more), read without taking the head row.
     pub fn behind(&mut self, frontier: &Frontier) -> Result<Vec<Batch>, PgError> {
         let from = frontier.size();
-        self.with_client(async move |c| {
+        self.with_client(async move |c, p| {
             let size: i64 = c
-                .query_one("SELECT size FROM audit_head", &[])
+                .query_one(&p.size, &[])
                 .await
                 .map_err(|e| PgError::statement("reading the head row", &e))?
                 .get(0);
@@ -308,7 +350,7 @@ impl Sequencer {
                      daemon's mirror: it lost acknowledged commits"
                 )));
             }
-            missing(c, from, size).await
+            missing(c, p, from, size).await
         })
     }
 
@@ -325,26 +367,25 @@ impl Sequencer {
     }
 }
 
-/// The batches of entries `from..to` (at most [`CATCH_UP_MAX`] entries, whole batches),
-/// each with its checkpoint.
-async fn missing(
-    c: &impl tokio_postgres::GenericClient,
-    from: u64,
-    to: u64,
-) -> Result<Vec<Batch>, PgError> {
+/// The batches of entries `from..to` (`to` ends a batch; at most [`CATCH_UP_MAX`] entries,
+/// whole batches, at least one), each with its checkpoint. The checkpoints and the entries
+/// are read in one round trip (pipelined); a single batch longer than `CATCH_UP_MAX`
+/// needs a second.
+async fn missing(c: &Client, p: &Prepared, from: u64, to: u64) -> Result<Vec<Batch>, PgError> {
     if from >= to {
         return Ok(Vec::new());
     }
-    let cps = c
-        .query(
-            "SELECT size, note FROM audit_checkpoints WHERE size > $1 AND size <= $2 \
-             ORDER BY size",
-            &[&to_i64(from), &to_i64(to)],
-        )
-        .await
-        .map_err(|e| PgError::statement("reading checkpoints to catch up", &e))?;
-    // The whole batches within CATCH_UP_MAX entries (at least one), and their entries in
-    // one query, not one per batch: the catch-up runs while the head row is held.
+    let capped = to.min(from.saturating_add(CATCH_UP_MAX.unsigned_abs()));
+    let (lo, hi, cap) = (to_i64(from), to_i64(to), to_i64(capped));
+    let (sizes, indices): ([&(dyn ToSql + Sync); 2], [&(dyn ToSql + Sync); 2]) =
+        ([&lo, &hi], [&lo, &cap]);
+    let (cps, rows) = tokio::join!(biased;
+        c.query(&p.checkpoints, &sizes),
+        c.query(&p.entries, &indices),
+    );
+    let cps = cps.map_err(|e| PgError::statement("reading checkpoints to catch up", &e))?;
+    let mut rows = rows.map_err(|e| PgError::statement("reading entries to catch up", &e))?;
+    // The whole batches within CATCH_UP_MAX entries (at least one).
     let mut closes: Vec<(u64, String)> = Vec::new();
     for row in cps {
         let end = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
@@ -354,14 +395,18 @@ async fn missing(
         closes.push((end, row.get(1)));
     }
     let until = closes.last().map_or(from, |(end, _)| *end);
-    let rows = c
-        .query(
-            "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-            &[&to_i64(from), &to_i64(until)],
-        )
-        .await
-        .map_err(|e| PgError::statement("reading entries to catch up", &e))?;
-    if rows.len() as u64 != until - from {
+    if until > capped {
+        rows = c
+            .query(&p.entries, &[&to_i64(from), &to_i64(until)])
+            .await
+            .map_err(|e| PgError::statement("reading entries to catch up", &e))?;
+    }
+    rows.truncate(usize::try_from(until - from).unwrap_or(usize::MAX));
+    if rows.len() as u64 != until - from
+        || rows
+            .last()
+            .is_some_and(|r| r.get::<_, i64>(0) != to_i64(until - 1))
+    {
         return Err(PgError::Damaged(format!(
             "entries {from} to {until} are not all in the database"
         )));
