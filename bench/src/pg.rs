@@ -8,6 +8,11 @@
 //!   the time from the approve call on B (and from its answer) until A delivers the
 //!   certificate, p50/p99 over `approvals` requests (goal < 1 s).
 //!
+//! Per issuance series it also prints where the time goes: the batches committed to the
+//! database (rows of `audit_checkpoints`: their rate and mean size) and the CPU time per
+//! certificate of each daemon, of PostgreSQL (every process of the cluster) and of this
+//! load generator, from `/proc/<pid>/stat`.
+//!
 //! The database is a throw-away cluster (`breakglass_test_support::postgres::PgCluster`:
 //! `initdb` in a temporary directory as the `postgres` user, its own loopback port), run
 //! with PostgreSQL's defaults (`fsync = on`, `synchronous_commit = on`); the settings that
