@@ -41,7 +41,8 @@ pub const GUARD_PIDFD: RawFd = 3;
 /// Fd number the guard reports readiness on (`ok` and a newline, or `error: ...`).
 pub const GUARD_READY_FD: RawFd = 4;
 /// Fd number the guard reads its JSON spec from (kept out of argv, which every local
-/// user can read in `ps`).
+/// user can read in `ps`). The module writes it and closes the pipe once the session's
+/// open record is durable; a pipe closed empty means the session was not admitted.
 pub const GUARD_SPEC_FD: RawFd = 5;
 
 /// Why the guard was started.
@@ -118,6 +119,11 @@ fn read_spec() -> Result<GuardSpec, String> {
         .take(MAX_SPEC)
         .read_to_end(&mut json)
         .map_err(|e| format!("reading the spec: {e}"))?;
+    if json.is_empty() {
+        // The module withdrew: the session was not admitted (its record could not be
+        // written). Nothing to watch.
+        return Err("no spec: the module did not admit the session".into());
+    }
     serde_json::from_slice(&json).map_err(|e| format!("bad spec: {e}"))
 }
 
@@ -136,10 +142,18 @@ pub fn main_with_args(args: &[String]) -> i32 {
             println!("{USAGE}");
             return 0;
         }
-        [flag, _session] if flag == "--session" => match read_spec() {
-            Ok(s) => s,
-            Err(e) => return fail(&mut ready, e),
-        },
+        [flag, _session] if flag == "--session" => {
+            // The module started this process as its own child (posix_spawn) and reaps
+            // it: go on in a child of it, re-parented away from sshd. Then wait for the
+            // spec, which the module writes once the session's open record is durable.
+            if let Err(e) = system::detach() {
+                return fail(&mut ready, format!("fork: {e}"));
+            }
+            match read_spec() {
+                Ok(s) => s,
+                Err(e) => return fail(&mut ready, e),
+            }
+        }
         [flag, session, dir_flag, dir] if flag == "--resume" && dir_flag == "--sessions" => {
             return match resume(session, Path::new(dir)) {
                 Ok(()) => 0,

@@ -66,7 +66,15 @@ pub trait Host {
     /// True when the PAM stack runs inside sshd (denials must then end the connection).
     fn is_sshd(&self) -> bool;
     /// Starts the guard and waits until it reports that it watches this process.
-    fn start_guard(&self, guard: &Path, spec: &GuardSpec) -> Result<(), String>;
+    /// `meanwhile` runs while the guard's program starts; the guard is given `spec` only
+    /// if it succeeds (otherwise the guard exits without acting, and its error is
+    /// returned). Failures of the guard itself are [`Error::Guard`].
+    fn start_guard(
+        &self,
+        guard: &Path,
+        spec: &GuardSpec,
+        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error>;
     /// Sends one syslog event and waits briefly for it to leave.
     fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]);
 }
@@ -375,7 +383,6 @@ fn admit(
         return Err(Error::NoAuditSession);
     };
     let record = ctx.record(SessionEvent::Open, Some(cert));
-    crate::record::write(&cfg.spool, &record).map_err(Error::Spool)?;
     let warn_at = cert
         .valid_before()
         .saturating_sub(cfg.warn_before.as_secs());
@@ -393,7 +400,11 @@ fn admit(
         sessions: Some(cfg.sessions.clone()),
         ship: cfg.ship.clone(),
     };
-    host.start_guard(&cfg.guard, &spec).map_err(Error::Guard)?;
+    // The open record is durable before the guard gets its spec and before the session
+    // starts; its fsync runs while the guard's program loads.
+    host.start_guard(&cfg.guard, &spec, &mut || {
+        crate::record::write(&cfg.spool, &record).map_err(Error::Spool)
+    })?;
     pam.set_session(OpenSession {
         record: record.clone(),
         spool: cfg.spool.clone(),
@@ -476,7 +487,7 @@ fn deny(
             sessions: None,
             ship: cfg.and_then(|c| c.ship.clone()),
         };
-        if let Err(e) = host.start_guard(guard, &spec) {
+        if let Err(e) = host.start_guard(guard, &spec, &mut || Ok(())) {
             log_fields(
                 host,
                 &ctx.syslog,

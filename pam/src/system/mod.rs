@@ -6,7 +6,7 @@
 
 mod spawn;
 
-pub use spawn::spawn_detached;
+pub use spawn::{Child, detach, spawn_session_leader};
 
 use std::ffi::CString;
 use std::io;
