@@ -14,6 +14,7 @@
 //! has already passed.
 #![forbid(unsafe_code)]
 
+use std::cell::OnceCell;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -181,7 +182,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
         // Only while the pidfd's process lives do pid and start time name it.
         .filter(|_| system::pidfd_send_signal(pidfd.as_fd(), 0).is_ok());
     let mut guard = Guard {
-        log: Syslog::new(IDENT, &spec.syslog),
+        log: OnceCell::new(),
         spec,
         pidfd: Some(pidfd),
         sshd,
@@ -259,7 +260,7 @@ fn resume(session: &str, dir: &Path) -> Result<(), String> {
     let mut spec = state.spec;
     spec.sessions = Some(dir.to_owned());
     let mut guard = Guard {
-        log: Syslog::new(IDENT, &spec.syslog),
+        log: OnceCell::new(),
         sshd: state.sshd.filter(|_| pidfd.is_some()),
         spec,
         pidfd,
@@ -294,7 +295,9 @@ struct Guard {
     pidfd: Option<OwnedFd>,
     /// Pid and start time of sshd's session process, for a replacement guard.
     sshd: Option<(u32, u64)>,
-    log: Syslog,
+    /// The syslog sender, started at the first line: a guard that has nothing to say
+    /// before it reports ready starts no thread on the login's path.
+    log: OnceCell<Syslog>,
     me: u32,
     /// The registry directory, once this session is registered in it.
     registry: Option<PathBuf>,
@@ -324,7 +327,9 @@ impl Guard {
         }
         // The module wrote the close record before sshd's session process exited.
         self.ship();
-        self.log.flush(Duration::from_secs(1));
+        if let Some(log) = self.log.get() {
+            log.flush(Duration::from_secs(1));
+        }
     }
 
     /// Starts the shipper, detached; never fails the session. When it cannot start, the
@@ -639,7 +644,9 @@ impl Guard {
     }
 
     fn send(&self, severity: Severity, fields: &[(&str, String)]) {
-        self.log.send(severity, &borrowed(fields));
+        self.log
+            .get_or_init(|| Syslog::new(IDENT, &self.spec.syslog))
+            .send(severity, &borrowed(fields));
     }
 
     fn spool(&self, record: &SessionRecord) {

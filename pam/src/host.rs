@@ -70,6 +70,11 @@ impl Host for RealHost {
     }
 
     fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]) {
+        if crate::log::send_now(IDENT, socket, severity, fields).is_ok() {
+            return;
+        }
+        // A stream socket, a full queue, a receiver restarting: the sender thread, which
+        // reconnects and waits a bounded time (PAM still never blocks for long).
         let log = Syslog::new(IDENT, socket);
         log.send(severity, fields);
         log.flush(SYSLOG_FLUSH);

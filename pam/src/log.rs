@@ -1,7 +1,15 @@
 //! What the module and the guard say in syslog about a session: the fields of a session
 //! record, shared so that `session_open`, `session_close`, `session_warn` and
-//! `session_forced_end` lines describe a session the same way.
+//! `session_forced_end` lines describe a session the same way; and the module's way of
+//! sending a line ([`send_now`]).
 #![forbid(unsafe_code)]
+
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+
+use bg_syslog::Severity;
+use syslog::{Facility, Formatter3164, LogFormat};
 
 use crate::verify::fmt_time;
 use breakglass_proto::spool::SessionRecord;
@@ -38,4 +46,100 @@ pub fn record_fields(r: &SessionRecord) -> Vec<(&'static str, String)> {
 #[must_use]
 pub fn borrowed<'a>(fields: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
     fields.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Sends one line (the fields as [`bg_syslog::format_fields`] writes them, RFC 3164,
+/// facility `authpriv`, like [`bg_syslog::Syslog`]) from the calling thread, as one
+/// datagram that never waits: a socket that is missing, not a datagram socket, or whose
+/// receiver's queue is full is an error at once. The module sends one line per hook
+/// and returns; a sender thread to start and to drain would cost more than the line.
+pub fn send_now(
+    ident: &str,
+    socket: &Path,
+    severity: Severity,
+    fields: &[(&str, &str)],
+) -> io::Result<()> {
+    let formatter = Formatter3164 {
+        facility: Facility::LOG_AUTHPRIV,
+        hostname: None,
+        process: ident.to_owned(),
+        pid: std::process::id(),
+    };
+    let mut datagram = Vec::with_capacity(512);
+    formatter
+        .format(
+            &mut datagram,
+            level(severity),
+            bg_syslog::format_fields(fields),
+        )
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    sock.connect(socket)?;
+    sock.send(&datagram)?;
+    Ok(())
+}
+
+fn level(severity: Severity) -> syslog::Severity {
+    match severity {
+        Severity::Emergency => syslog::Severity::LOG_EMERG,
+        Severity::Alert => syslog::Severity::LOG_ALERT,
+        Severity::Critical => syslog::Severity::LOG_CRIT,
+        Severity::Error => syslog::Severity::LOG_ERR,
+        Severity::Warning => syslog::Severity::LOG_WARNING,
+        Severity::Notice => syslog::Severity::LOG_NOTICE,
+        Severity::Info => syslog::Severity::LOG_INFO,
+        Severity::Debug => syslog::Severity::LOG_DEBUG,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn receiver(dir: &Path) -> (UnixDatagram, std::path::PathBuf) {
+        let path = dir.join("log");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (sock, path)
+    }
+
+    #[test]
+    fn a_line_is_the_same_as_bg_syslog_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, path) = receiver(dir.path());
+        let fields = [("event", "session_open"), ("detail", "two words")];
+        send_now("pam_breakglass", &path, Severity::Notice, &fields).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = sock.recv(&mut buf).unwrap();
+        let direct = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let log = bg_syslog::Syslog::new("pam_breakglass", &path);
+        log.send(Severity::Notice, &fields);
+        assert!(log.flush(Duration::from_secs(5)));
+        let n = sock.recv(&mut buf).unwrap();
+        let threaded = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // authpriv.notice = 10 * 8 + 5; the timestamps may differ by a second.
+        assert!(direct.starts_with("<85>"), "{direct}");
+        let tail = |l: &str| l.split_once(" pam_breakglass[").map(|(_, t)| t.to_owned());
+        assert_eq!(tail(&direct), tail(&threaded));
+        assert!(
+            direct.ends_with("]: event=session_open detail=\"two words\""),
+            "{direct}"
+        );
+    }
+
+    #[test]
+    fn a_missing_socket_or_a_full_queue_is_an_error_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        assert!(send_now("x", &gone, Severity::Info, &[("a", "b")]).is_err());
+        // A receiver that never reads: its queue fills, and the send fails instead of
+        // blocking (the test would hang otherwise).
+        let (_sock, path) = receiver(dir.path());
+        let sent = (0..100_000)
+            .take_while(|_| send_now("x", &path, Severity::Info, &[("a", "b")]).is_ok())
+            .count();
+        assert!(sent < 100_000, "the queue never filled");
+    }
 }
