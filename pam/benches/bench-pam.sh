@@ -9,7 +9,8 @@
 #        pam_loginuid + pam_breakglass (a valid breakglass certificate in SSH_AUTH_INFO_0)
 #     vs pam_loginuid + pam_permit. The module's round includes verifying the certificate,
 #     two durable spool records (one fsync each), two syslog lines and starting the guard
-#     (fork/exec); once more with the spool on tmpfs, which shows what the fsyncs cost.
+#     (posix_spawn, its start overlapping the open record's fsync); once more with the
+#     spool on tmpfs, which shows what the fsyncs cost.
 #  2. Full login: `ssh -i key -o CertificateFile=cert user@127.0.0.1 true` against one sshd
 #     (a copy named for its own PAM service, under pam_wrapper), its PAM session stack with
 #     and without the module (alternating runs).

@@ -1,5 +1,6 @@
 //! The session guard: a detached helper started by the module for each breakglass
-//! session. It holds a pidfd on sshd's session ([priv]) process, warns the session's
+//! session (`posix_spawn`; it then forks away from sshd itself, [`system::detach`], and
+//! waits for its spec, which the module writes once the open record is durable). It holds a pidfd on sshd's session ([priv]) process, warns the session's
 //! terminal before the certificate expires, and at `valid_before` ends the session:
 //! SIGTERM to sshd, SIGKILL after a grace period, then a sweep of every process left in
 //! the session's audit session (`nohup`/`setsid` children included). It exits at once
