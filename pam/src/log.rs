@@ -65,14 +65,17 @@ pub fn send_now(
         process: ident.to_owned(),
         pid: std::process::id(),
     };
-    let mut datagram = Vec::with_capacity(512);
-    formatter
-        .format(
-            &mut datagram,
-            level(severity),
-            bg_syslog::format_fields(fields),
-        )
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let line = bg_syslog::format_fields(fields);
+    // The formatter unwraps its timestamp's formatting; however unlikely a panic there,
+    // it must not reach the PAM hook that sends a line after admitting a session.
+    let datagram = std::panic::catch_unwind(|| {
+        let mut datagram = Vec::with_capacity(512);
+        formatter
+            .format(&mut datagram, level(severity), line)
+            .map(|()| datagram)
+    })
+    .map_err(|_| io::Error::other("the syslog formatter panicked"))?
+    .map_err(|e| io::Error::other(e.to_string()))?;
     let sock = UnixDatagram::unbound()?;
     sock.set_nonblocking(true)?;
     sock.connect(socket)?;
