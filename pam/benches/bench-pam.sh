@@ -22,10 +22,16 @@
 #   BASE=DIR pam/benches/bench-pam.sh ...   also measures, alternately in the same batches, a
 #   baseline build: DIR holds its libpam_breakglass.so and breakglass-guard (copies of
 #   another tree's target/release/, e.g. main's before a change).
+#   RT=1 pam/benches/bench-pam.sh ...       runs the libpam batches (the harness and the
+#   guards it starts) under SCHED_FIFO (`chrt -f 10`): on a machine shared with builds this
+#   shields them from the others' CPU load (not from their disk load). Off by default.
 set -euo pipefail
 ROUNDS=${1:-200}
 LOGINS=${2:-30}
 BASE=${BASE:-}
+RT=${RT:-}
+CHRT=()
+[ -n "$RT" ] && CHRT=(chrt -f 10)
 [ "$(id -u)" -eq 0 ] || { echo "bench-pam: needs root (useradd, pam_loginuid, sshd)" >&2; exit 1; }
 PAM_WRAPPER_SO=/usr/lib/x86_64-linux-gnu/libpam_wrapper.so
 [ -e "$PAM_WRAPPER_SO" ] || { echo "bench-pam: needs $PAM_WRAPPER_SO (apt-get install libpam-wrapper; scripts/install-deps)" >&2; exit 1; }
@@ -100,7 +106,10 @@ stack() { # service module guard spool
 stack module "$MODULE" "$GUARD" "$W/s"
 # the same module with its spool on tmpfs: what is left without disk fsyncs
 stack tmpfs "$MODULE" "$GUARD" "$SHM/s"
-[ -n "$BASE" ] && stack base "$W/bm.so" "$W/bg" "$W/sb"
+if [ -n "$BASE" ]; then
+  stack base "$W/bm.so" "$W/bg" "$W/sb"
+  stack basetmpfs "$W/bm.so" "$W/bg" "$SHM/sb"
+fi
 # Every round's guard watches the harness until it exits, then looks for leftovers of its
 # session and exits: the next batch starts once they are gone (bounded wait).
 guards_gone() {
@@ -109,11 +118,11 @@ guards_gone() {
 }
 run_harness() { # permit|base|module|tmpfs
   guards_gone
-  wrap "$W/harness" "$1" root --env-file "$W/auth_info" --repeat "$ROUNDS" 2>/dev/null | sed -n 's/ns_per_round=//p'
+  wrap "${CHRT[@]}" "$W/harness" "$1" root --env-file "$W/auth_info" --repeat "$ROUNDS" 2>/dev/null | sed -n 's/ns_per_round=//p'
 }
 best() { sort -n | head -1; }
 med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-KINDS="permit ${BASE:+base }module tmpfs"
+KINDS="permit ${BASE:+base }module ${BASE:+basetmpfs }tmpfs"
 for k in $KINDS; do run_harness "$k" >/dev/null; : > "$W/ns-$k"; done   # warm-up
 for _ in 1 2 3; do
   for k in $KINDS; do run_harness "$k" >> "$W/ns-$k"; done
@@ -180,7 +189,7 @@ median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR
 mean() { awk '{s+=$1} END {printf "%.0f", s/NR}' "$1"; }
 MED_WITH=$(median "$W/with"); MED_WITHOUT=$(median "$W/without")
 echo
-echo "== libpam open_session+close_session ($ROUNDS rounds in one process; median of 3 alternating batches, best in brackets; load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== libpam open_session+close_session ($ROUNDS rounds in one process; median of 3 alternating batches, best in brackets; ${RT:+SCHED_FIFO; }load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 row() { # label kind
   awk -v l="$1" -v m="$(med < "$W/ns-$2")" -v b="$(best < "$W/ns-$2")" -v pm="$(med < "$W/ns-permit")" -v pb="$(best < "$W/ns-permit")" 'BEGIN {
     if (l ~ /permit/) printf "  %-32s: %8.3f ms/round  [%.3f]\n", l, m/1e6, b/1e6
@@ -189,6 +198,7 @@ row() { # label kind
 row "pam_loginuid + pam_permit" permit
 [ -n "$BASE" ] && row "pam_breakglass, BASE build" base
 row "pam_loginuid + pam_breakglass" module
+[ -n "$BASE" ] && row "BASE, spool on tmpfs (no fsync)" basetmpfs
 row "same, spool on tmpfs (no fsync)" tmpfs
 echo "== full ssh login, certificate, same sshd ($LOGINS logins each, median; mean in brackets)"
 awk -v a="$MED_WITHOUT" -v b="$MED_WITH" -v ma="$(mean "$W/without")" -v mb="$(mean "$W/with")" 'BEGIN {

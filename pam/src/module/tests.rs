@@ -405,7 +405,12 @@ fn session_needs_audit_id_guard_and_spool() {
     w.host.guard_result = Ok(());
     std::fs::remove_dir_all(w.dir.path().join("spool")).unwrap();
     std::fs::write(w.dir.path().join("spool"), "a file").unwrap();
+    w.host.guards.borrow_mut().clear();
     assert_eq!(denied(w.open_info(Some(&info))).code(), "spool_error");
+    // The guard launched for the session never got its spec; only the guard that ends
+    // the denied connection did.
+    let modes: Vec<GuardMode> = w.host.guards.borrow().iter().map(|g| g.mode).collect();
+    assert_eq!(modes, [GuardMode::Deny]);
 }
 
 #[test]

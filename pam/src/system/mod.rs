@@ -7,7 +7,7 @@
 pub mod pty;
 mod spawn;
 
-pub use spawn::spawn_detached;
+pub use spawn::{Child, private_umask, spawn_session_leader};
 
 use std::ffi::CString;
 use std::io;
