@@ -152,7 +152,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
             // its own) and lets it run on once it reports ready. Wait for the spec,
             // which the module writes once the session's open record is durable.
             system::private_umask();
-                    match read_spec() {
+            match read_spec() {
                 Ok(s) => s,
                 Err(e) => return fail(&mut ready, e),
             }

@@ -18,8 +18,8 @@ use bg_syslog::Severity;
 
 use crate::error::Error;
 use crate::files;
-use crate::log::LineSender;
 use crate::guard::{GUARD_PIDFD, GUARD_READY_FD, GUARD_SPEC_FD, GuardSpec};
+use crate::log::LineSender;
 use crate::module::{Host, IDENT, SYSLOG_FLUSH};
 use crate::system;
 
