@@ -66,7 +66,7 @@ impl Child {
             return Ok(true);
         }
         if let Some(fd) = &self.pidfd
-            && !super::poll_readable(fd.as_fd(), timeout)?
+            && !super::fds::poll_readable(fd.as_fd(), timeout)?
         {
             return Ok(false);
         }
@@ -105,7 +105,7 @@ impl Drop for Child {
         // Through the pidfd: no other process can be hit, even if the host program
         // reaped the child and its pid was reused.
         if let Some(fd) = &self.pidfd {
-            let _ = super::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            let _ = super::fds::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
             let _ = self.wait();
         }
     }
@@ -227,7 +227,7 @@ pub fn spawn_session_leader(
     drop(high);
     let pidfd = u32::try_from(pid)
         .ok()
-        .and_then(|p| super::pidfd_open(p).ok());
+        .and_then(|p| super::fds::pidfd_open(p).ok());
     Ok(Child {
         pid,
         pidfd,
