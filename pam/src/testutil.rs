@@ -113,6 +113,11 @@ impl Host for FakeHost {
     fn pid(&self) -> u32 {
         4242
     }
+    /// The time as given: the tests' sessions run in one process at one fixed time, and
+    /// their expected ids name it.
+    fn session_ms(&self, ms: u64) -> u64 {
+        ms
+    }
     fn audit_session_id(&self) -> Option<u32> {
         self.audit_session
     }

@@ -64,6 +64,11 @@ pub trait Host {
     fn hostname(&self) -> Result<String, String>;
     /// Pid of the process running the PAM stack (sshd's [priv] process).
     fn pid(&self) -> u32;
+    /// The session's start in milliseconds for its id, from `ms` (now): unique within the
+    /// process (see [`unique_ms`]).
+    fn session_ms(&self, ms: u64) -> u64 {
+        unique_ms(ms)
+    }
     /// Kernel audit session id (set by pam_loginuid), if set.
     fn audit_session_id(&self) -> Option<u32>;
     /// The login shell of `user` (password database), if the user exists.
@@ -288,9 +293,10 @@ pub fn open_session(
         pid: host.pid(),
         audit_session: host.audit_session_id(),
         now: unix(now),
-        now_ms: now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        now_ms: host.session_ms(
+            now.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        ),
         syslog: Config::syslog_hint(args),
         started: Instant::now(),
     };
@@ -606,6 +612,27 @@ pub fn close_session(
     }
     log_fields(host, &open.syslog, Severity::Notice, &f);
     Outcome::Success
+}
+
+/// `ms`, or one more than the last value this process got, whichever is later: the session
+/// id holds the sshd pid and this time, so two sessions one process opens within the same
+/// millisecond (a PAM program other than sshd; sshd runs one login per process) still get
+/// two ids, two record files and two registrations.
+pub fn unique_ms(ms: u64) -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        let next = ms.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(
+            last,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        ) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 #[cfg(test)]

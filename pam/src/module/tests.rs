@@ -751,3 +751,14 @@ fn recording_session_of_a_login_shell_that_reads_start_up_files_or_with_user_rc_
     assert_eq!(e.code(), "recording_not_forced", "{e}");
     assert!(e.to_string().contains("~/.ssh/rc"), "{e}");
 }
+
+#[test]
+fn two_sessions_opened_by_one_process_in_one_millisecond_get_two_ids() {
+    let ms = 1_700_000_000_123;
+    let (a, b) = (super::unique_ms(ms), super::unique_ms(ms));
+    assert!(b > a, "{a} then {b}");
+    assert_ne!(
+        session_id("db-7", Some("g-1"), 42, a),
+        session_id("db-7", Some("g-1"), 42, b)
+    );
+}
