@@ -268,7 +268,7 @@ pub fn certificate_identity(der: &[u8]) -> Result<(String, bool), Error> {
     // Every call of a connection presents the same certificate, identified twice (access
     // layer and interceptor): parsing it each time was ~6 % of the CPU per certificate.
     // The answer depends on the bytes alone; kept by the whole DER, bounded.
-    static SEEN: std::sync::LazyLock<std::sync::Mutex<HashMap<Box<[u8]>, (String, bool)>>> =
+    static SEEN: std::sync::LazyLock<std::sync::Mutex<ParsedCertificates>> =
         std::sync::LazyLock::new(Default::default);
     let lock = || SEEN.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(known) = lock().get(der) {
@@ -282,6 +282,9 @@ pub fn certificate_identity(der: &[u8]) -> Result<(String, bool), Error> {
     seen.insert(der.into(), parsed.clone());
     Ok(parsed)
 }
+
+/// Client certificates (DER) and their identities, as [`certificate_identity`] parsed them.
+type ParsedCertificates = HashMap<Box<[u8]>, (String, bool)>;
 
 /// Most client certificates [`certificate_identity`] keeps parsed; when full, it starts
 /// over (each entry is one certificate's DER, ~1 KB, and its identity).
