@@ -29,7 +29,8 @@ use breakglass_ca::certificate::{CertSpec, CertificateAuthority};
 use breakglass_cli::connect;
 use breakglass_cli::settings::Target;
 use breakglass_proto::profile::GrantId;
-use breakglass_proto::v1::{RequestCertificateRequest, RequestRef};
+use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+use breakglass_proto::v1::{RequestCertificateRequest, RequestRef, WhoAmIRequest};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey, PublicKey};
 use tempfile::TempDir;
@@ -80,6 +81,8 @@ struct Series {
     p99: Option<Duration>,
     /// The daemon's CPU time over the series.
     daemon_cpu: Option<Duration>,
+    /// Whether the series issues certificates (its rate is a share of the limit).
+    issues: bool,
 }
 
 impl Series {
@@ -257,7 +260,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             .map_err(|s| format!("warm-up request failed: {s}"))?;
     }
 
-    let mut series = Vec::new();
+    let mut series = vec![who_am_i_floor(&client, bench.pid(), count).await?];
     // Requests issued by the last series: fetched again below.
     let mut issued_ids: Vec<String> = Vec::new();
     for &c in &o.concurrency {
@@ -303,6 +306,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             p50: Some(percentile(&lat, 0.50)),
             p99: Some(percentile(&lat, 0.99)),
             daemon_cpu,
+            issues: true,
         });
     }
     // `Fetch` of live certificates, one at a time: the daemon keeps no certificate text,
@@ -334,6 +338,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             p50: Some(percentile(&lat, 0.50)),
             p99: Some(percentile(&lat, 0.99)),
             daemon_cpu,
+            issues: true,
         });
     }
     let setup = bench.setup();
@@ -444,6 +449,41 @@ fn signing_rate(
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The floor of a c=1 issuance: `WhoAmI` one at a time over the same client, through the
+/// daemon's mTLS listener, access layer and interceptor, without policy, signing or log.
+async fn who_am_i_floor(
+    client: &BreakGlassClient<connect::Channel>,
+    pid: u32,
+    count: usize,
+) -> Result<Series, String> {
+    let mut client = client.clone();
+    let cpu_before = cpu_time(pid);
+    let start = Instant::now();
+    let mut lat = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t = Instant::now();
+        client
+            .who_am_i(WhoAmIRequest {})
+            .await
+            .map_err(|s| format!("WhoAmI failed: {s}"))?;
+        lat.push(t.elapsed());
+    }
+    let elapsed = start.elapsed();
+    let daemon_cpu = cpu_before
+        .zip(cpu_time(pid))
+        .map(|(a, b)| b.saturating_sub(a));
+    lat.sort();
+    Ok(Series {
+        label: "WhoAmI round trip (no log), c=1".into(),
+        count,
+        elapsed,
+        p50: Some(percentile(&lat, 0.50)),
+        p99: Some(percentile(&lat, 0.99)),
+        daemon_cpu,
+        issues: false,
+    })
+}
+
 /// The keys as `.pub` files for ssh-keygen.
 fn write_key_files(dir: &Path, keys: &[String]) -> Result<Vec<PathBuf>, String> {
     let keys_dir = dir.join("bench-keys");
@@ -513,6 +553,7 @@ fn baseline(label: &str, count: usize, start: Instant) -> Series {
         p50: None,
         p99: None,
         daemon_cpu: None,
+        issues: true,
     }
 }
 
@@ -531,14 +572,18 @@ fn report(series: &[Series], limit: Limit) -> String {
             format!("{:.0} µs/cert", c.as_secs_f64() * 1e6 / s.count as f64)
         });
         out.push_str(&format!(
-            "{:<38} {:>7} {:>9.0} {:>9} {:>9} {:>13} {:>9.1}%\n",
+            "{:<38} {:>7} {:>9.0} {:>9} {:>9} {:>13} {:>10}\n",
             s.label,
             s.count,
             s.rate(),
             s.p50.map_or_else(dash, ms),
             s.p99.map_or_else(dash, ms),
             cpu,
-            100.0 * s.rate() / limit.sign
+            if s.issues {
+                format!("{:.1}%", 100.0 * s.rate() / limit.sign)
+            } else {
+                dash()
+            }
         ));
     }
     out
