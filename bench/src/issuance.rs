@@ -177,7 +177,10 @@ fn set_snapshot_every(config: &Path, every: Duration) -> Result<(), String> {
             config.display()
         ));
     }
-    let line = format!("[audit]\nsnapshot_every_seconds = {}\n", every.as_secs().max(1));
+    let line = format!(
+        "[audit]\nsnapshot_every_seconds = {}\n",
+        every.as_secs().max(1)
+    );
     std::fs::write(config, text.replacen("[audit]\n", &line, 1))
         .map_err(|e| format!("{}: {e}", config.display()))
 }

@@ -127,10 +127,15 @@ pub fn encode_to(
         e.flush()?;
     }
     let body = hashed.bytes - HEADER_LEN as u64;
-    hashed.write_all(&body.to_be_bytes()).map_err(|e| e.to_string())?;
+    hashed
+        .write_all(&body.to_be_bytes())
+        .map_err(|e| e.to_string())?;
     let digest: Hash = hashed.hash.finalize().into();
     let signature = key.sign_digest(SIGNATURE_DOMAIN, &digest);
-    hashed.out.write_all(&signature).map_err(|e| e.to_string())?;
+    hashed
+        .out
+        .write_all(&signature)
+        .map_err(|e| e.to_string())?;
     Ok(hashed.bytes + SIGNATURE_LEN as u64)
 }
 

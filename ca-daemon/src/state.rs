@@ -414,14 +414,14 @@ impl State {
                 }
                 self.serials.insert(g.serial, g.grant_id);
                 self.grants.insert(Grant {
-                        issued: g.clone(),
-                        issued_at: at,
-                        index,
-                        revoked: None,
-                        review: None,
-                        sessions: BTreeMap::new(),
-                        drill_report: None,
-                        revoked_index: None,
+                    issued: g.clone(),
+                    issued_at: at,
+                    index,
+                    revoked: None,
+                    review: None,
+                    sessions: BTreeMap::new(),
+                    drill_report: None,
+                    revoked_index: None,
                     request: None,
                 });
                 self.fold_request(g.request_id);

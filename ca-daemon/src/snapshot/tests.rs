@@ -517,8 +517,15 @@ fn a_big_snapshot_is_streamed_in_bounded_pieces_and_reads_back() {
     let n = encode_to(&st, 40_000, &[4; 32], &signer(), &mut sink).unwrap();
     assert_eq!(n, sink.bytes.len() as u64);
     assert!(n > 4 << 20, "{n} bytes");
-    assert!(sink.largest <= 72 << 10, "a write of {} bytes", sink.largest);
-    assert_eq!(sink.bytes, encode(&st, 40_000, &[4; 32], &signer()).unwrap());
+    assert!(
+        sink.largest <= 72 << 10,
+        "a write of {} bytes",
+        sink.largest
+    );
+    assert_eq!(
+        sink.bytes,
+        encode(&st, 40_000, &[4; 32], &signer()).unwrap()
+    );
     let back = decode(&sink.bytes, &signer().verifier()).unwrap();
     assert_eq!(back.state, st);
     // The file is the same bytes.
