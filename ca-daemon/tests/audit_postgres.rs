@@ -535,3 +535,96 @@ async fn a_daemon_starting_on_an_unreachable_or_rolled_back_database_says_which(
         text(&out)
     );
 }
+
+/// The daemons' role limited to reading and appending (`audit migrate --grant-to`, run as
+/// the tables' owner): before the owner migrated, a daemon with that role says to run
+/// `audit migrate`; after, it serves; and the role cannot delete, truncate, change or drop
+/// what the log holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_whose_role_may_only_read_and_append_serves_once_the_owner_migrated() {
+    use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+    use breakglass_test_support::postgres::ROLE;
+
+    if !PgCluster::available("a read-and-append role against PostgreSQL") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let password = format!("pw{}", breakglass_test_support::users::unique("pg"));
+    cluster.psql(&format!(
+        "CREATE ROLE bg_append LOGIN PASSWORD '{password}'"
+    ));
+    let owner_url = cluster.url();
+    let append_url = owner_url.replacen(
+        &format!("{ROLE}:{}@", cluster.password),
+        &format!("bg_append:{password}@"),
+        1,
+    );
+    assert_ne!(owner_url, append_url);
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = daemon_on_postgres(&dir.path().join("a"), &append_url, None);
+
+    // Nothing migrated yet, and this role may not create tables (PostgreSQL 15: no CREATE
+    // on schema public for other roles than the owner): the daemon says what to run.
+    let out = ca::serve_output(Path::new(BIN), &cfg);
+    assert!(!out.status.success(), "{}", text(&out));
+    for needle in ["audit migrate", "--grant-to bg_append", "version 0"] {
+        assert!(text(&out).contains(needle), "{needle}: {}", text(&out));
+    }
+
+    let out = run(
+        &["audit", "migrate"],
+        &cfg,
+        &["--url", &owner_url, "--grant-to", "bg_append"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("schema is at version 1"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("role bg_append may read the log and append to it"),
+        "{}",
+        text(&out)
+    );
+
+    let d = serve(&cfg, port);
+    let key = std::fs::read_to_string(breakglass_test_support::ssh_keygen(
+        dir.path(),
+        "id",
+        &["-t", "ed25519"],
+    ))
+    .unwrap();
+    BreakGlassClient::new(channel(&dir.path().join("a"), port, "sre"))
+        .request_certificate(breakglass_proto::v1::RequestCertificateRequest {
+            public_key: key,
+            principals: vec!["bgdemo".into()],
+            hosts: vec!["localhost".into()],
+            ttl_seconds: 300,
+            reason: "INC-3 least privilege".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("issued by a daemon whose role may only read and append");
+    d.stop();
+    let entries = cluster.psql("SELECT count(*) FROM audit_entries");
+    assert_ne!(entries, "0");
+
+    for sql in [
+        "DELETE FROM audit_entries",
+        "UPDATE audit_entries SET leaf = ''::bytea",
+        "TRUNCATE audit_checkpoints",
+        "DELETE FROM audit_head",
+        "DROP TABLE audit_entries",
+        "CREATE TABLE t (x int)",
+    ] {
+        let refused = cluster
+            .psql_as_role(&append_url, sql)
+            .expect_err(&format!("the append role may not: {sql}"));
+        assert!(
+            refused.contains("permission denied") || refused.contains("must be owner"),
+            "{sql}: {refused}"
+        );
+    }
+    assert_eq!(cluster.psql("SELECT count(*) FROM audit_entries"), entries);
+}
