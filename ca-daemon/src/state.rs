@@ -34,7 +34,10 @@ use crate::policy::EMERGENCY_WINDOW;
 pub mod cow;
 pub mod identities;
 
-use cow::{CowMap, CowSet, Grants};
+use cow::{ArcMap, CowMap, CowSet};
+
+/// The state's grants by id (copy on write, see [`cow`]).
+pub type Grants = ArcMap<GrantId, Grant>;
 
 /// Where a request stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -413,17 +416,20 @@ impl State {
                     r.status = RequestStatus::Issued(g.grant_id);
                 }
                 self.serials.insert(g.serial, g.grant_id);
-                self.grants.insert(Grant {
-                    issued: g.clone(),
-                    issued_at: at,
-                    index,
-                    revoked: None,
-                    review: None,
-                    sessions: BTreeMap::new(),
-                    drill_report: None,
-                    revoked_index: None,
-                    request: None,
-                });
+                self.grants.insert(
+                    g.grant_id,
+                    Grant {
+                        issued: g.clone(),
+                        issued_at: at,
+                        index,
+                        revoked: None,
+                        review: None,
+                        sessions: BTreeMap::new(),
+                        drill_report: None,
+                        revoked_index: None,
+                        request: None,
+                    },
+                );
                 self.fold_request(g.request_id);
                 if let Some(release) = self.grants.get(&g.grant_id).and_then(release_of_grant) {
                     self.expiry.insert((release, Held::Grant(g.grant_id)));

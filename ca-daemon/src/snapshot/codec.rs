@@ -621,7 +621,7 @@ pub(super) fn decode_state(buf: &[u8]) -> Result<State, DecodeError> {
                 g.issued.request_id
             ));
         }
-        st.grants.insert(g);
+        st.grants.insert(g.issued.grant_id, g);
     }
     for _ in 0..d.len()? {
         st.serials.insert(d.u64()?, GrantId(d.u64()?));

@@ -10,73 +10,76 @@
 
 use std::sync::Arc;
 
-use breakglass_proto::profile::GrantId;
-
-use super::Grant;
-
 /// A persistent ordered map (cheap clone, copy on write).
 pub type CowMap<K, V> = imbl::OrdMap<K, V>;
 /// A persistent ordered set (cheap clone, copy on write).
 pub type CowSet<T> = imbl::OrdSet<T>;
 
-/// Grants by id, in id order: a [`CowMap`] of shared grants behind the map API the rest of
-/// the daemon reads.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Grants(CowMap<GrantId, Arc<Grant>>);
+/// A [`CowMap`] of values behind [`Arc`] (the state's grants), read and changed through the
+/// map API the rest of the daemon uses: a value changed while a snapshot holds it is copied
+/// alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArcMap<K: Ord + Clone, V>(CowMap<K, Arc<V>>);
 
-impl Grants {
-    /// The grant `id`.
+impl<K: Ord + Clone, V> Default for ArcMap<K, V> {
+    fn default() -> Self {
+        Self(CowMap::new())
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> ArcMap<K, V> {
+    /// The value under `k`.
     #[must_use]
-    pub fn get(&self, id: &GrantId) -> Option<&Grant> {
-        self.0.get(id).map(|g| &**g)
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.0.get(k).map(|v| &**v)
     }
 
-    /// The grant `id`, to change: copied first if a snapshot still holds it.
+    /// The value under `k`, to change: copied first if a snapshot still holds it.
     #[must_use]
-    pub fn get_mut(&mut self, id: &GrantId) -> Option<&mut Grant> {
-        self.0.get_mut(id).map(Arc::make_mut)
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.0.get_mut(k).map(Arc::make_mut)
     }
 
-    /// Holds `g` under its id, replacing the grant held under it.
-    pub fn insert(&mut self, g: Grant) {
-        self.0.insert(g.issued.grant_id, Arc::new(g));
+    /// Holds `v` under `k`, replacing what was held under it.
+    pub fn insert(&mut self, k: K, v: V) {
+        self.0.insert(k, Arc::new(v));
     }
 
-    /// Lets go of grant `id`; returns it.
-    pub fn remove(&mut self, id: &GrantId) -> Option<Arc<Grant>> {
-        self.0.remove(id)
+    /// Lets go of the value under `k`; returns it.
+    pub fn remove(&mut self, k: &K) -> Option<Arc<V>> {
+        self.0.remove(k)
     }
 
-    /// Whether grant `id` is held.
+    /// Whether a value is held under `k`.
     #[must_use]
-    pub fn contains_key(&self, id: &GrantId) -> bool {
-        self.0.contains_key(id)
+    pub fn contains_key(&self, k: &K) -> bool {
+        self.0.contains_key(k)
     }
 
-    /// Number of grants held.
+    /// Number of values held.
     #[must_use]
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
-    /// Whether no grant is held.
+    /// Whether nothing is held.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    /// Grant ids, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &GrantId> {
+    /// Keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.0.keys()
     }
 
-    /// Grants, in id order.
-    pub fn values(&self) -> impl Iterator<Item = &Grant> {
-        self.0.values().map(|g| &**g)
+    /// Values, in key order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.values().map(|v| &**v)
     }
 
-    /// Ids and grants, in id order.
-    pub fn iter(&self) -> impl Iterator<Item = (&GrantId, &Grant)> {
-        self.0.iter().map(|(id, g)| (id, &**g))
+    /// Keys and values, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter().map(|(k, v)| (k, &**v))
     }
 }
