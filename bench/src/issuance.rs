@@ -69,6 +69,8 @@ pub struct Soak {
     pub every: Duration,
     /// Most requests in flight; a request due while that many wait is not sent (counted).
     pub max_in_flight: usize,
+    /// The daemon's `[audit] snapshot_every_seconds` (`None`: its default).
+    pub snapshot_every: Option<Duration>,
 }
 
 /// One measured series.
@@ -108,11 +110,14 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(daemon: &Path) -> Result<Self, String> {
+    async fn start(daemon: &Path, snapshot_every: Option<Duration>) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let setup = dir.path().join("ca");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let config = child::init_dev(daemon, &setup, addr)?;
+        if let Some(every) = snapshot_every {
+            set_snapshot_every(&config, every)?;
+        }
         let syslog = SyslogSink::bind(&dir.path().join("syslog.sock"))?;
         point_syslog_at(&config, &syslog.path)?;
         let log = dir.path().join("daemon.log");
@@ -145,6 +150,16 @@ impl Bench {
         self.daemon.pid()
     }
 
+    /// The lines of the daemon's log that hold `marker`.
+    fn log_lines(&self, marker: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(marker))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Stops the daemon; returns its log's line count, the syslog lines received and the
     /// directory of its setup (removed when dropped).
     fn stop(mut self) -> (usize, u64, TempDir) {
@@ -154,6 +169,23 @@ impl Bench {
             .unwrap_or(0);
         (lines, self.syslog.stop(), self.dir)
     }
+}
+
+/// The daemon's `[audit] snapshot_every_seconds` set to `every` in its config file.
+fn set_snapshot_every(config: &Path, every: Duration) -> Result<(), String> {
+    let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    if !text.contains("[audit]\n") || text.contains("snapshot_every_seconds") {
+        return Err(format!(
+            "{}: no `[audit]` section to add `snapshot_every_seconds` to, or it is set already",
+            config.display()
+        ));
+    }
+    let line = format!(
+        "[audit]\nsnapshot_every_seconds = {}\n",
+        every.as_secs().max(1)
+    );
+    std::fs::write(config, text.replacen("[audit]\n", &line, 1))
+        .map_err(|e| format!("{}: {e}", config.display()))
 }
 
 /// The daemon's `[audit] syslog_socket` set to `socket` in its config file.
@@ -245,7 +277,7 @@ pub(crate) fn request(key: &str, ttl: Duration) -> RequestCertificateRequest {
 
 /// Runs the benchmark and returns a printable report.
 pub async fn run(o: &Options) -> Result<String, String> {
-    let bench = Bench::start(&o.daemon).await?;
+    let bench = Bench::start(&o.daemon, None).await?;
     let client = connect::client(&bench.target).map_err(|e| e.to_string())?;
     let count = o.count.max(1);
     let keys = Arc::new(user_keys(count)?);
@@ -602,7 +634,7 @@ pub async fn soak(s: &Soak, emit: &mut dyn FnMut(&str)) -> Result<(), String> {
     if !s.rate.is_finite() || s.rate <= 0.0 {
         return Err("--rate must be above 0".into());
     }
-    let bench = Bench::start(&s.daemon).await?;
+    let bench = Bench::start(&s.daemon, s.snapshot_every).await?;
     let client = connect::client(&bench.target).map_err(|e| e.to_string())?;
     let keys = Arc::new(user_keys(1000)?);
     for key in keys.iter().take(20) {
@@ -720,6 +752,15 @@ pub async fn soak(s: &Soak, emit: &mut dyn FnMut(&str)) -> Result<(), String> {
         ms(percentile(&all, 0.99)),
         ms(all.last().copied().unwrap_or_default()),
     ));
+    let snapshots = bench.log_lines("state snapshot written");
+    emit(&format!(
+        "state snapshots written during the run ({}; locked_us: how long the state lock \
+         was held to copy the state, elapsed_ms: encoding and writing outside it):\n",
+        snapshots.len()
+    ));
+    for l in &snapshots {
+        emit(&format!("  {l}\n"));
+    }
     let (log_lines, syslog_lines, _) = bench.stop();
     emit(&format!(
         "daemon: {log_lines} lines in its log, {syslog_lines} syslog lines received\n"
