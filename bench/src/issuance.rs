@@ -29,7 +29,8 @@ use breakglass_ca::certificate::{CertSpec, CertificateAuthority};
 use breakglass_cli::connect;
 use breakglass_cli::settings::Target;
 use breakglass_proto::profile::GrantId;
-use breakglass_proto::v1::{RequestCertificateRequest, RequestRef};
+use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+use breakglass_proto::v1::{RequestCertificateRequest, RequestRef, WhoAmIRequest};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey, PublicKey};
 use tempfile::TempDir;
@@ -68,6 +69,8 @@ pub struct Soak {
     pub every: Duration,
     /// Most requests in flight; a request due while that many wait is not sent (counted).
     pub max_in_flight: usize,
+    /// The daemon's `[audit] snapshot_every_seconds` (`None`: its default).
+    pub snapshot_every: Option<Duration>,
 }
 
 /// One measured series.
@@ -80,6 +83,8 @@ struct Series {
     p99: Option<Duration>,
     /// The daemon's CPU time over the series.
     daemon_cpu: Option<Duration>,
+    /// Whether the series issues certificates (its rate is a share of the limit).
+    issues: bool,
 }
 
 impl Series {
@@ -105,11 +110,14 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(daemon: &Path) -> Result<Self, String> {
+    async fn start(daemon: &Path, snapshot_every: Option<Duration>) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let setup = dir.path().join("ca");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let config = child::init_dev(daemon, &setup, addr)?;
+        if let Some(every) = snapshot_every {
+            set_snapshot_every(&config, every)?;
+        }
         let syslog = SyslogSink::bind(&dir.path().join("syslog.sock"))?;
         point_syslog_at(&config, &syslog.path)?;
         let log = dir.path().join("daemon.log");
@@ -142,6 +150,16 @@ impl Bench {
         self.daemon.pid()
     }
 
+    /// The lines of the daemon's log that hold `marker`.
+    fn log_lines(&self, marker: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(marker))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Stops the daemon; returns its log's line count, the syslog lines received and the
     /// directory of its setup (removed when dropped).
     fn stop(mut self) -> (usize, u64, TempDir) {
@@ -151,6 +169,23 @@ impl Bench {
             .unwrap_or(0);
         (lines, self.syslog.stop(), self.dir)
     }
+}
+
+/// The daemon's `[audit] snapshot_every_seconds` set to `every` in its config file.
+fn set_snapshot_every(config: &Path, every: Duration) -> Result<(), String> {
+    let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    if !text.contains("[audit]\n") || text.contains("snapshot_every_seconds") {
+        return Err(format!(
+            "{}: no `[audit]` section to add `snapshot_every_seconds` to, or it is set already",
+            config.display()
+        ));
+    }
+    let line = format!(
+        "[audit]\nsnapshot_every_seconds = {}\n",
+        every.as_secs().max(1)
+    );
+    std::fs::write(config, text.replacen("[audit]\n", &line, 1))
+        .map_err(|e| format!("{}: {e}", config.display()))
 }
 
 /// The daemon's `[audit] syslog_socket` set to `socket` in its config file.
@@ -242,7 +277,7 @@ pub(crate) fn request(key: &str, ttl: Duration) -> RequestCertificateRequest {
 
 /// Runs the benchmark and returns a printable report.
 pub async fn run(o: &Options) -> Result<String, String> {
-    let bench = Bench::start(&o.daemon).await?;
+    let bench = Bench::start(&o.daemon, None).await?;
     let client = connect::client(&bench.target).map_err(|e| e.to_string())?;
     let count = o.count.max(1);
     let keys = Arc::new(user_keys(count)?);
@@ -257,7 +292,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             .map_err(|s| format!("warm-up request failed: {s}"))?;
     }
 
-    let mut series = Vec::new();
+    let mut series = vec![who_am_i_floor(&client, bench.pid(), count).await?];
     // Requests issued by the last series: fetched again below.
     let mut issued_ids: Vec<String> = Vec::new();
     for &c in &o.concurrency {
@@ -303,6 +338,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             p50: Some(percentile(&lat, 0.50)),
             p99: Some(percentile(&lat, 0.99)),
             daemon_cpu,
+            issues: true,
         });
     }
     // `Fetch` of live certificates, one at a time: the daemon keeps no certificate text,
@@ -334,6 +370,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             p50: Some(percentile(&lat, 0.50)),
             p99: Some(percentile(&lat, 0.99)),
             daemon_cpu,
+            issues: true,
         });
     }
     let setup = bench.setup();
@@ -444,6 +481,41 @@ fn signing_rate(
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The floor of a c=1 issuance: `WhoAmI` one at a time over the same client, through the
+/// daemon's mTLS listener, access layer and interceptor, without policy, signing or log.
+async fn who_am_i_floor(
+    client: &BreakGlassClient<connect::Channel>,
+    pid: u32,
+    count: usize,
+) -> Result<Series, String> {
+    let mut client = client.clone();
+    let cpu_before = cpu_time(pid);
+    let start = Instant::now();
+    let mut lat = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t = Instant::now();
+        client
+            .who_am_i(WhoAmIRequest {})
+            .await
+            .map_err(|s| format!("WhoAmI failed: {s}"))?;
+        lat.push(t.elapsed());
+    }
+    let elapsed = start.elapsed();
+    let daemon_cpu = cpu_before
+        .zip(cpu_time(pid))
+        .map(|(a, b)| b.saturating_sub(a));
+    lat.sort();
+    Ok(Series {
+        label: "WhoAmI round trip (no log), c=1".into(),
+        count,
+        elapsed,
+        p50: Some(percentile(&lat, 0.50)),
+        p99: Some(percentile(&lat, 0.99)),
+        daemon_cpu,
+        issues: false,
+    })
+}
+
 /// The keys as `.pub` files for ssh-keygen.
 fn write_key_files(dir: &Path, keys: &[String]) -> Result<Vec<PathBuf>, String> {
     let keys_dir = dir.join("bench-keys");
@@ -513,6 +585,7 @@ fn baseline(label: &str, count: usize, start: Instant) -> Series {
         p50: None,
         p99: None,
         daemon_cpu: None,
+        issues: true,
     }
 }
 
@@ -531,14 +604,18 @@ fn report(series: &[Series], limit: Limit) -> String {
             format!("{:.0} µs/cert", c.as_secs_f64() * 1e6 / s.count as f64)
         });
         out.push_str(&format!(
-            "{:<38} {:>7} {:>9.0} {:>9} {:>9} {:>13} {:>9.1}%\n",
+            "{:<38} {:>7} {:>9.0} {:>9} {:>9} {:>13} {:>10}\n",
             s.label,
             s.count,
             s.rate(),
             s.p50.map_or_else(dash, ms),
             s.p99.map_or_else(dash, ms),
             cpu,
-            100.0 * s.rate() / limit.sign
+            if s.issues {
+                format!("{:.1}%", 100.0 * s.rate() / limit.sign)
+            } else {
+                dash()
+            }
         ));
     }
     out
@@ -557,7 +634,7 @@ pub async fn soak(s: &Soak, emit: &mut dyn FnMut(&str)) -> Result<(), String> {
     if !s.rate.is_finite() || s.rate <= 0.0 {
         return Err("--rate must be above 0".into());
     }
-    let bench = Bench::start(&s.daemon).await?;
+    let bench = Bench::start(&s.daemon, s.snapshot_every).await?;
     let client = connect::client(&bench.target).map_err(|e| e.to_string())?;
     let keys = Arc::new(user_keys(1000)?);
     for key in keys.iter().take(20) {
@@ -675,6 +752,15 @@ pub async fn soak(s: &Soak, emit: &mut dyn FnMut(&str)) -> Result<(), String> {
         ms(percentile(&all, 0.99)),
         ms(all.last().copied().unwrap_or_default()),
     ));
+    let snapshots = bench.log_lines("state snapshot written");
+    emit(&format!(
+        "state snapshots written during the run ({}; locked_us: how long the state lock \
+         was held to copy the state, elapsed_ms: encoding and writing outside it):\n",
+        snapshots.len()
+    ));
+    for l in &snapshots {
+        emit(&format!("  {l}\n"));
+    }
     let (log_lines, syslog_lines, _) = bench.stop();
     emit(&format!(
         "daemon: {log_lines} lines in its log, {syslog_lines} syslog lines received\n"

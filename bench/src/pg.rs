@@ -199,8 +199,11 @@ impl Probe<'_> {
 
     /// Batches committed so far (rows of `audit_checkpoints`).
     fn batches(&self) -> Option<u64> {
-        self.cluster
-            .and_then(|c| c.psql("SELECT count(*) FROM audit_checkpoints").parse().ok())
+        self.cluster.and_then(|c| {
+            c.psql("SELECT count(*) FROM audit_checkpoints")
+                .parse()
+                .ok()
+        })
     }
 }
 
@@ -218,7 +221,11 @@ fn postgres_cpu(data: &Path) -> Duration {
         return total;
     };
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -84,7 +84,7 @@ pub enum Command {
     /// Administer identities: disable one at once (through the admin socket)
     #[command(subcommand)]
     Identity(crate::admin::IdentityCmd),
-    /// Move the audit log between its directory and PostgreSQL: import, export
+    /// Move the audit log between its directory and PostgreSQL, and create its tables: import, export, migrate
     #[command(subcommand)]
     Audit(crate::audit_transfer::AuditCmd),
 }
@@ -103,6 +103,7 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
     ("Remove it again:", &["identity", "remove-key", "sre@example.com", "--key", "id_ed25519_sk.pub"]),
     ("Move the embedded audit log into the (empty) PostgreSQL database of [postgres]:", &["audit", "import", "--config", "/etc/breakglass-ca/breakglass-ca.toml"]),
     ("Write the database's log as segment files, for breakglass audit verify:", &["audit", "export", "--config", "/etc/breakglass-ca/breakglass-ca.toml", "--to", "./log-copy"]),
+    ("Create the log's tables as their owner; the daemons' role may then only read and append:", &["audit", "migrate", "--config", "/etc/breakglass-ca/breakglass-ca.toml", "--url", "postgresql://breakglass_owner@db1:5432/breakglass", "--password-file", "/root/owner-password", "--grant-to", "breakglass"]),
 ];
 
 /// Files of `breakglass-ca(8)`, and what they are.

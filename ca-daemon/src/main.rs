@@ -82,6 +82,7 @@ fn main() -> ExitCode {
             let done = match cmd {
                 AuditCmd::Import(args) => rt.block_on(audit_transfer::import(&args)),
                 AuditCmd::Export(args) => rt.block_on(audit_transfer::export(&args)),
+                AuditCmd::Migrate(args) => rt.block_on(audit_transfer::migrate(&args)),
             };
             match done {
                 Ok(text) => {

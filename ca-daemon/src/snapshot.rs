@@ -17,14 +17,23 @@
 //!
 //! # File
 //! ```text
-//! "BGSTATE\n" | format version u32 | log size u64 | root [32] | body length u64 | body
+//! "BGSTATE\n" | format version u32 | log size u64 | root [32] | body | body length u64
 //!            | Ed25519 signature [64] by the audit key, over
 //!              "breakglass state snapshot" ‖ 0x00 ‖ SHA-256 (RFC 6962 leaf hash) of everything before
 //! ```
-//! Written atomically (temp file, fsync, rename, directory fsync), mode 0600.
+//! Written atomically (temp file, fsync, rename, directory fsync), mode 0600, as a stream:
+//! the body's length follows it, so the file is hashed and written in one pass with
+//! bounded memory, whatever the state's size.
+//!
+//! # Taking one while issuing
+//! The state's big collections are persistent B-trees ([`crate::state::cow`]): [`take`]
+//! clones the state under the state lock in time independent of the live grants (a few
+//! pointers per big map, plus the small maps), releases the lock, and encodes the copy on
+//! its own thread. Issuance goes on meanwhile; what it changes is copied node by node
+//! while the snapshot still holds the old one, and freed when the snapshot is written.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use breakglass_proto::audit::merkle::leaf_hash;
 use breakglass_proto::audit::{Hash, NoteSigner, NoteVerifier};
+use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 
 use crate::audit::{AuditError, AuditLog, LeafIndex, MAX_ENTRIES_PER_READ};
@@ -45,12 +55,14 @@ mod tests;
 /// File name of the snapshot in the audit directory.
 pub const SNAPSHOT_FILE: &str = "state.snapshot";
 /// Version of the snapshot format; a snapshot of another version is ignored (replayed).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// What the audit key's signature of a snapshot is for (see [`NoteSigner::sign_digest`]).
 pub const SIGNATURE_DOMAIN: &str = "breakglass state snapshot";
 /// Length of the signature that ends the file.
 const SIGNATURE_LEN: usize = 64;
 const MAGIC: &[u8; 8] = b"BGSTATE\n";
+/// Length of the header before the body: magic, version, log size, root.
+const HEADER_LEN: usize = MAGIC.len() + 4 + 8 + 32;
 /// Largest snapshot read (a bigger file is not one of ours).
 const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;
 
@@ -90,24 +102,78 @@ pub fn encode(
     root: &Hash,
     key: &dyn SnapshotSigner,
 ) -> Result<Vec<u8>, String> {
-    let body = codec::encode_state(state)?;
-    let mut e = codec::Enc::default();
-    e.buf.extend_from_slice(MAGIC);
-    e.buf.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-    e.u64(size);
-    e.buf.extend_from_slice(root);
-    e.u64(body.len() as u64);
-    e.buf.extend_from_slice(&body);
-    let signature = key.sign_digest(SIGNATURE_DOMAIN, &leaf_hash(&e.buf));
-    e.buf.extend_from_slice(&signature);
-    Ok(e.buf)
+    let mut bytes = Vec::new();
+    encode_to(state, size, root, key, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Writes what bytes [`encode`] returns into `out`, a piece at a time (bounded memory);
+/// returns how many.
+pub fn encode_to(
+    state: &State,
+    size: u64,
+    root: &Hash,
+    key: &dyn SnapshotSigner,
+    out: &mut dyn Write,
+) -> Result<u64, String> {
+    let mut hashed = Hashed::new(out);
+    {
+        let mut e = codec::Enc::to(&mut hashed);
+        e.buf.extend_from_slice(MAGIC);
+        e.buf.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        e.u64(size);
+        e.buf.extend_from_slice(root);
+        codec::encode_state(state, &mut e)?;
+        e.flush()?;
+    }
+    let body = hashed.bytes - HEADER_LEN as u64;
+    hashed
+        .write_all(&body.to_be_bytes())
+        .map_err(|e| e.to_string())?;
+    let digest: Hash = hashed.hash.finalize().into();
+    let signature = key.sign_digest(SIGNATURE_DOMAIN, &digest);
+    hashed
+        .out
+        .write_all(&signature)
+        .map_err(|e| e.to_string())?;
+    Ok(hashed.bytes + SIGNATURE_LEN as u64)
+}
+
+/// A writer that hashes what passes through it as [`leaf_hash`] does and counts it.
+struct Hashed<'a> {
+    out: &'a mut dyn Write,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<'a> Hashed<'a> {
+    fn new(out: &'a mut dyn Write) -> Self {
+        let mut hash = Sha256::new();
+        hash.update([0u8]);
+        Self {
+            out,
+            hash,
+            bytes: 0,
+        }
+    }
+}
+
+impl Write for Hashed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// The snapshot in `bytes`, signed by `key`, or why they are not a whole snapshot of this
 /// format signed by that key.
 pub fn decode(bytes: &[u8], key: &NoteVerifier) -> Result<Snapshot, String> {
-    let header = MAGIC.len() + 4 + 8 + 32 + 8;
-    if bytes.len() < header + SIGNATURE_LEN {
+    if bytes.len() < HEADER_LEN + 8 + SIGNATURE_LEN {
         return Err(format!("{} bytes: too short for a snapshot", bytes.len()));
     }
     if &bytes[..MAGIC.len()] != MAGIC {
@@ -134,16 +200,16 @@ pub fn decode(bytes: &[u8], key: &NoteVerifier) -> Result<Snapshot, String> {
     }
     let size = d.u64()?;
     let mut root = [0u8; 32];
-    root.copy_from_slice(&content[d.pos..d.pos + 32]);
-    d.pos += 32;
-    let len = d.u64()?;
-    if len != (content.len() - d.pos) as u64 {
+    root.copy_from_slice(&content[d.pos..HEADER_LEN]);
+    let (body, len) = content[HEADER_LEN..].split_at(content.len() - HEADER_LEN - 8);
+    let len = u64::from_be_bytes(len.try_into().expect("split 8 bytes from its end"));
+    if len != body.len() as u64 {
         return Err(format!(
             "body of {len} bytes announced, {} present",
-            content.len() - d.pos
+            body.len()
         ));
     }
-    let state = codec::decode_state(&content[d.pos..])?;
+    let state = codec::decode_state(body)?;
     if state.events != size || state.top != size {
         return Err(format!(
             "the state counts {} events up to leaf {} but names log size {size}",
@@ -196,29 +262,35 @@ pub fn path(dir: &Path) -> PathBuf {
 }
 
 /// Writes a snapshot of `state` at log `size` with `root` into `dir`, replacing the
-/// previous one atomically: temp file (0600), fsync, rename, directory fsync.
+/// previous one atomically: temp file (0600), streamed with bounded memory, fsync, rename,
+/// directory fsync. Returns the bytes written.
 pub fn write(
     dir: &Path,
     state: &State,
     size: u64,
     root: &Hash,
     key: &dyn SnapshotSigner,
-) -> Result<(), String> {
-    let bytes = encode(state, size, root, key)?;
+) -> Result<u64, String> {
     let target = path(dir);
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    let done = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
+    let done = (|| -> Result<u64, String> {
+        let f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)?;
-        File::open(dir)?.sync_all()
+            .open(&tmp)
+            .map_err(|e| e.to_string())?;
+        let mut out = BufWriter::with_capacity(256 << 10, f);
+        let bytes = encode_to(state, size, root, key, &mut out)?;
+        let f = out.into_inner().map_err(|e| e.error().to_string())?;
+        f.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &target).map_err(|e| e.to_string())?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| e.to_string())?;
+        Ok(bytes)
     })();
     done.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -373,13 +445,17 @@ pub fn run_periodic(
 
 /// Writes a snapshot of `svc`'s state now, when it holds exactly the log's first
 /// `events` entries (no later entry applied before an earlier one); returns the size.
+///
+/// The state is copied under the state lock (cheap: see the module's documentation) and
+/// encoded outside it.
 pub fn take(svc: &Service, dir: &Path) -> Result<Option<u64>, String> {
-    let state = {
+    let (state, locked) = {
         let st = svc.state();
+        let locked = Instant::now();
         if !st.is_prefix() {
             return Ok(None);
         }
-        st.clone()
+        (st.clone(), locked.elapsed())
     };
     let size = state.events;
     let root = svc
@@ -387,10 +463,19 @@ pub fn take(svc: &Service, dir: &Path) -> Result<Option<u64>, String> {
         .root_at(size)
         .map_err(|e| format!("the log's root at {size}: {e}"))?;
     let started = Instant::now();
-    write(dir, &state, size, &root, &svc.audit)?;
+    let bytes = write(dir, &state, size, &root, &svc.audit)?;
+    let encoded = started.elapsed();
+    drop(state);
+    tracing::debug!(
+        "snapshot: state copied in {:.3} ms under the lock, encoded in {} ms, {bytes} bytes",
+        locked.as_secs_f64() * 1000.0,
+        encoded.as_millis(),
+    );
     tracing::info!(
         size,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        bytes,
+        locked_us = locked.as_micros() as u64,
+        elapsed_ms = encoded.as_millis() as u64,
         "state snapshot written"
     );
     Ok(Some(size))

@@ -31,7 +31,13 @@ use breakglass_proto::profile::GrantId;
 use crate::audit::LeafIndex;
 use crate::policy::EMERGENCY_WINDOW;
 
+pub mod cow;
 pub mod identities;
+
+use cow::{ArcMap, CowMap, CowSet};
+
+/// The state's grants by id (copy on write, see [`cow`]).
+pub type Grants = ArcMap<GrantId, Grant>;
 
 /// Where a request stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,13 +251,13 @@ pub struct State {
     /// [`request`](Self::request).
     pub(crate) loose_requests: BTreeMap<RequestId, Request>,
     /// The grant holding each request held with its grant.
-    pub(crate) issued_requests: HashMap<RequestId, GrantId>,
+    pub(crate) issued_requests: CowMap<RequestId, GrantId>,
     /// Requests still pending (waiting for approvals or issuance).
     pub pending: BTreeSet<RequestId>,
-    /// All grants.
-    pub grants: BTreeMap<GrantId, Grant>,
+    /// All grants (copy on write, see [`cow`]).
+    pub grants: Grants,
     /// Grant of each certificate serial.
-    pub serials: HashMap<u64, GrantId>,
+    pub serials: CowMap<u64, GrantId>,
     /// Host record ids already in the log (a re-delivered record is not appended twice).
     pub host_records: HashSet<String>,
     /// Sessions reported for grants this log does not hold, by `host/session id`.
@@ -282,7 +288,7 @@ pub struct State {
     pub top: LeafIndex,
     /// What leaves memory when: `(release time in Unix ms, what)`, soonest first. Every
     /// request and grant that is not held for good has exactly one entry.
-    pub expiry: BTreeSet<(u64, Held)>,
+    pub expiry: CowSet<(u64, Held)>,
     /// The log's time: the latest event time applied (Unix ms). What is held until before
     /// it is evicted.
     pub clock: u64,
@@ -765,10 +771,10 @@ pub fn release_of_request(r: &Request) -> Option<u64> {
 impl State {
     /// Evicts everything held until before `t` (Unix ms).
     pub fn evict_before(&mut self, t: u64) {
-        while let Some((release, _)) = self.expiry.first()
+        while let Some((release, _)) = self.expiry.get_min()
             && *release < t
         {
-            let Some((_, held)) = self.expiry.pop_first() else {
+            let Some((_, held)) = self.expiry.remove_min() else {
                 break;
             };
             self.evict(held);

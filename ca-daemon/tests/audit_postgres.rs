@@ -536,6 +536,99 @@ async fn a_daemon_starting_on_an_unreachable_or_rolled_back_database_says_which(
     );
 }
 
+/// The daemons' role limited to reading and appending (`audit migrate --grant-to`, run as
+/// the tables' owner): before the owner migrated, a daemon with that role says to run
+/// `audit migrate`; after, it serves; and the role cannot delete, truncate, change or drop
+/// what the log holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_whose_role_may_only_read_and_append_serves_once_the_owner_migrated() {
+    use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+    use breakglass_test_support::postgres::ROLE;
+
+    if !PgCluster::available("a read-and-append role against PostgreSQL") {
+        return;
+    }
+    let cluster = PgCluster::start();
+    let password = format!("pw{}", breakglass_test_support::users::unique("pg"));
+    cluster.psql(&format!(
+        "CREATE ROLE bg_append LOGIN PASSWORD '{password}'"
+    ));
+    let owner_url = cluster.url();
+    let append_url = owner_url.replacen(
+        &format!("{ROLE}:{}@", cluster.password),
+        &format!("bg_append:{password}@"),
+        1,
+    );
+    assert_ne!(owner_url, append_url);
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port) = daemon_on_postgres(&dir.path().join("a"), &append_url, None);
+
+    // Nothing migrated yet, and this role may not create tables (PostgreSQL 15: no CREATE
+    // on schema public for other roles than the owner): the daemon says what to run.
+    let out = ca::serve_output(Path::new(BIN), &cfg);
+    assert!(!out.status.success(), "{}", text(&out));
+    for needle in ["audit migrate", "--grant-to bg_append", "version 0"] {
+        assert!(text(&out).contains(needle), "{needle}: {}", text(&out));
+    }
+
+    let out = run(
+        &["audit", "migrate"],
+        &cfg,
+        &["--url", &owner_url, "--grant-to", "bg_append"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("schema is at version 1"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("role bg_append may read the log and append to it"),
+        "{}",
+        text(&out)
+    );
+
+    let d = serve(&cfg, port);
+    let key = std::fs::read_to_string(breakglass_test_support::ssh_keygen(
+        dir.path(),
+        "id",
+        &["-t", "ed25519"],
+    ))
+    .unwrap();
+    BreakGlassClient::new(channel(&dir.path().join("a"), port, "sre"))
+        .request_certificate(breakglass_proto::v1::RequestCertificateRequest {
+            public_key: key,
+            principals: vec!["bgdemo".into()],
+            hosts: vec!["localhost".into()],
+            ttl_seconds: 300,
+            reason: "INC-3 least privilege".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("issued by a daemon whose role may only read and append");
+    d.stop();
+    let entries = cluster.psql("SELECT count(*) FROM audit_entries");
+    assert_ne!(entries, "0");
+
+    for sql in [
+        "DELETE FROM audit_entries",
+        "UPDATE audit_entries SET leaf = ''::bytea",
+        "TRUNCATE audit_checkpoints",
+        "DELETE FROM audit_head",
+        "DROP TABLE audit_entries",
+        "CREATE TABLE t (x int)",
+    ] {
+        let refused = cluster
+            .psql_as_role(&append_url, sql)
+            .expect_err(&format!("the append role may not: {sql}"));
+        assert!(
+            refused.contains("permission denied") || refused.contains("must be owner"),
+            "{sql}: {refused}"
+        );
+    }
+    assert_eq!(cluster.psql("SELECT count(*) FROM audit_entries"), entries);
+}
+
 /// A daemon signs no checkpoint over a head row it cannot vouch for: a head of the
 /// mirror's size with another frontier, or a longer head whose checkpoint the log's key
 /// did not sign for its frontier (what a writer with access to the database alone could
@@ -568,10 +661,7 @@ async fn a_daemon_appends_nothing_after_a_head_its_key_did_not_sign() {
         reason: "INC-3 planted head".into(),
         ..Default::default()
     };
-    client
-        .request_certificate(request())
-        .await
-        .expect("issued");
+    client.request_certificate(request()).await.expect("issued");
     let checkpoints = || cluster.psql("SELECT count(*) || ' ' || max(size) FROM audit_checkpoints");
     let before = checkpoints();
     let size: u64 = cluster.psql("SELECT size FROM audit_head").parse().unwrap();
@@ -587,7 +677,11 @@ async fn a_daemon_appends_nothing_after_a_head_its_key_did_not_sign() {
     ));
     let refused = client.request_certificate(request()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
-    assert_eq!(checkpoints(), before, "nothing appended after a foreign frontier");
+    assert_eq!(
+        checkpoints(),
+        before,
+        "nothing appended after a foreign frontier"
+    );
 
     // The log's own head again: issuance goes on.
     cluster.psql(&format!(
@@ -615,7 +709,11 @@ async fn a_daemon_appends_nothing_after_a_head_its_key_did_not_sign() {
     let planted = checkpoints();
     let refused = client.request_certificate(request()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
-    assert_eq!(checkpoints(), planted, "nothing appended after an unsigned head");
+    assert_eq!(
+        checkpoints(),
+        planted,
+        "nothing appended after an unsigned head"
+    );
     assert_ne!(planted, before);
     d.stop();
 }

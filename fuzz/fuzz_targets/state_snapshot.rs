@@ -365,12 +365,12 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Length of the header before the body: magic, version, size, root, body length.
-const HEADER: usize = 8 + 4 + 8 + 32 + 8;
+/// Length of the header before the body: magic, version, size, root.
+const HEADER: usize = 8 + 4 + 8 + 32;
 
-/// The body of a snapshot file made by `encode`.
+/// The body of a snapshot file made by `encode` (before its length and the signature).
 fn body_of(file: &[u8]) -> &[u8] {
-    &file[HEADER..file.len() - 64]
+    &file[HEADER..file.len() - 8 - 64]
 }
 
 /// `body` framed as a snapshot at `size` with `root`, signed with the fixture log's key: the
@@ -380,8 +380,8 @@ fn frame(body: &[u8], size: u64, root: &Hash) -> Vec<u8> {
     b.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
     b.extend_from_slice(&size.to_be_bytes());
     b.extend_from_slice(root);
-    b.extend_from_slice(&(body.len() as u64).to_be_bytes());
     b.extend_from_slice(body);
+    b.extend_from_slice(&(body.len() as u64).to_be_bytes());
     let signature = audit_signer().sign_digest(SIGNATURE_DOMAIN, &leaf_hash(&b));
     b.extend_from_slice(&signature);
     b

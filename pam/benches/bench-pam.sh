@@ -8,16 +8,30 @@
 #     test-support/fixtures/pam_harness.c, looping in one process) with
 #        pam_loginuid + pam_breakglass (a valid breakglass certificate in SSH_AUTH_INFO_0)
 #     vs pam_loginuid + pam_permit. The module's round includes verifying the certificate,
-#     two durable spool records (one fsync each), two syslog lines and starting the guard
-#     (fork/exec); once more with the spool on tmpfs, which shows what the fsyncs cost.
+#     two durable spool records (one fsync each), two syslog lines and starting the guard,
+#     which registers the session in a sessions= directory on tmpfs (as /run is in
+#     production); once more with the spool on tmpfs, which shows what the fsyncs cost.
+#     Batches alternate (permit, [base,] module, tmpfs; three each); each batch starts once
+#     the guards of the one before have exited; the median batch is reported, the best in
+#     brackets.
 #  2. Full login: `ssh -i key -o CertificateFile=cert user@127.0.0.1 true` against one sshd
 #     (a copy named for its own PAM service, under pam_wrapper), its PAM session stack with
 #     and without the module (alternating runs).
 #
 # Usage: pam/benches/bench-pam.sh [PAM_ROUNDS] [SSH_LOGINS]      (defaults 200 and 30)
+#   BASE=DIR pam/benches/bench-pam.sh ...   also measures, alternately in the same batches, a
+#   baseline build: DIR holds its libpam_breakglass.so and breakglass-guard (copies of
+#   another tree's target/release/, e.g. main's before a change).
+#   RT=1 pam/benches/bench-pam.sh ...       runs the libpam batches (the harness and the
+#   guards it starts) under SCHED_FIFO (`chrt -f 10`): on a machine shared with builds this
+#   shields them from the others' CPU load (not from their disk load). Off by default.
 set -euo pipefail
 ROUNDS=${1:-200}
 LOGINS=${2:-30}
+BASE=${BASE:-}
+RT=${RT:-}
+CHRT=()
+[ -n "$RT" ] && CHRT=(chrt -f 10)
 [ "$(id -u)" -eq 0 ] || { echo "bench-pam: needs root (useradd, pam_loginuid, sshd)" >&2; exit 1; }
 PAM_WRAPPER_SO=/usr/lib/x86_64-linux-gnu/libpam_wrapper.so
 [ -e "$PAM_WRAPPER_SO" ] || { echo "bench-pam: needs $PAM_WRAPPER_SO (apt-get install libpam-wrapper; scripts/install-deps)" >&2; exit 1; }
@@ -26,6 +40,8 @@ TARGET=${CARGO_TARGET_DIR:-target}
 
 echo "== building pam-breakglass (release, package alone)"
 cargo build --release --locked -q -p pam-breakglass
+# the guard statically linked, as scripts/build-debs packages it (.cargo/config.toml)
+cargo build-static-guard >/dev/null 2>&1 || cargo build-static-guard
 MODULE=$(realpath "$TARGET/release/libpam_breakglass.so")
 GUARD=$(realpath "$TARGET/release/breakglass-guard")
 
@@ -39,10 +55,11 @@ wrap() { LD_PRELOAD=$PAM_WRAPPER_SO PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$W/pa
 USER_NAME="bgbench$$"
 SVC="sshd-bgbench-$$"
 SSHD_PID=""
+SHM=/dev/shm/bgbench-$$
 cleanup() {
   [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null || true
   # the session guards exit by themselves once the processes they watch are gone
-  rm -rf "/dev/shm/bgbench-$$"
+  rm -rf "$SHM"
   userdel -r -f "$USER_NAME" >/dev/null 2>&1 || true
   rm -rf "$W"
 }
@@ -51,6 +68,15 @@ trap cleanup EXIT
 # Short names for the module and the guard too (the guard is found through the link).
 ln -s "$MODULE" "$W/m.so"; MODULE=$W/m.so
 ln -s "$GUARD" "$W/g"; GUARD=$W/g
+if [ -n "$BASE" ]; then
+  for f in libpam_breakglass.so breakglass-guard; do
+    [ -x "$BASE/$f" ] || [ -f "$BASE/$f" ] || { echo "bench-pam: BASE=$BASE has no $f" >&2; exit 1; }
+  done
+  ln -s "$(realpath "$BASE/libpam_breakglass.so")" "$W/bm.so"
+  ln -s "$(realpath "$BASE/breakglass-guard")" "$W/bg"
+fi
+# tmpfs, like /run in production: the guards' sessions= registry, and the second spool
+mkdir -m 700 "$SHM"
 cc -O2 -o "$W/harness" test-support/fixtures/pam_harness.c -lpam
 ssh-keygen -q -t ed25519 -N '' -f "$W/ca"
 ssh-keygen -q -t ed25519 -N '' -f "$W/user"
@@ -75,27 +101,42 @@ sleep 0.2
 LOGINUID=/lib/x86_64-linux-gnu/security/pam_loginuid.so
 PERMIT=/lib/x86_64-linux-gnu/security/pam_permit.so
 printf 'session required %s\nsession required %s\n' "$LOGINUID" "$PERMIT" > "$W/pam.d/permit"
-printf 'session required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s\n' \
-  "$LOGINUID" "$MODULE" "$W/ca.pub" "$W/s" "$GUARD" "$W/log" > "$W/pam.d/module"
+stack() { # service module guard spool
+  printf 'session required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s sessions=%s\n' \
+    "$LOGINUID" "$2" "$W/ca.pub" "$4" "$3" "$W/log" "$SHM/run" > "$W/pam.d/$1"
+}
+stack module "$MODULE" "$GUARD" "$W/s"
 # the same module with its spool on tmpfs: what is left without disk fsyncs
-printf 'session required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s\n' \
-  "$LOGINUID" "$MODULE" "$W/ca.pub" "/dev/shm/bgbench-$$" "$GUARD" "$W/log" > "$W/pam.d/tmpfs"
-run_harness() { # permit|module|tmpfs
-  wrap "$W/harness" "$1" root --env-file "$W/auth_info" --repeat "$ROUNDS" 2>/dev/null | sed -n 's/ns_per_round=//p'
+stack tmpfs "$MODULE" "$GUARD" "$SHM/s"
+if [ -n "$BASE" ]; then
+  stack base "$W/bm.so" "$W/bg" "$W/sb"
+  stack basetmpfs "$W/bm.so" "$W/bg" "$SHM/sb"
+fi
+# Every round's guard watches the harness until it exits, then looks for leftovers of its
+# session and exits: the next batch starts once they are gone (bounded wait).
+guards_gone() {
+  for _ in $(seq 200); do pgrep -f "^$W/b?g --session" >/dev/null || return 0; sleep 0.05; done
+  echo "bench-pam: guards of the previous batch still run after 10 s" >&2
+}
+run_harness() { # permit|base|module|tmpfs
+  guards_gone
+  wrap "${CHRT[@]}" "$W/harness" "$1" root --env-file "$W/auth_info" --repeat "$ROUNDS" 2>/dev/null | sed -n 's/ns_per_round=//p'
 }
 best() { sort -n | head -1; }
-run_harness permit >/dev/null   # warm-up
-run_harness module >/dev/null
-# three alternating batches each; the best batch is the least disturbed by other load
-: > "$W/p"; : > "$W/m"; : > "$W/t"
+med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+KINDS="permit ${BASE:+base }module ${BASE:+basetmpfs }tmpfs"
+# the harness exits non-zero unless every open and close of its rounds succeeded
+failed() { echo "bench-pam: a $1 batch did not open and close every session" >&2; exit 1; }
+for k in $KINDS; do run_harness "$k" >/dev/null || failed "$k"; : > "$W/ns-$k"; done   # warm-up
 for _ in 1 2 3; do
-  run_harness permit >> "$W/p"; run_harness module >> "$W/m"; run_harness tmpfs >> "$W/t"
+  for k in $KINDS; do run_harness "$k" >> "$W/ns-$k" || failed "$k"; done
 done
-NS_PERMIT=$(best < "$W/p")
-NS_MODULE=$(best < "$W/m")
-NS_TMPFS=$(best < "$W/t")
+guards_gone
 kill $SINK 2>/dev/null || true
-[ "$(ls "$W/s" | grep -c -- '-open.json')" -ge $((ROUNDS * 4)) ] || { echo "bench-pam: the module did not open sessions" >&2; exit 1; }
+# Session ids are unique per process and millisecond: rounds faster than 1 ms may share one
+# (and one record file), so this counts records only to see that the module wrote them.
+[ "$(ls "$W/s" | grep -c -- '-open.json')" -ge "$ROUNDS" ] || { echo "bench-pam: the module did not open sessions" >&2; exit 1; }
+[ "$(ls "$SHM/run" | grep -c -- '\.registration$' || true)" -eq 0 ] || { echo "bench-pam: guards left registrations behind" >&2; exit 1; }
 
 # ---- 2. full ssh logins ----------------------------------------------------------------
 sign "$USER_NAME"
@@ -132,8 +173,8 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; 
 SEC=/lib/x86_64-linux-gnu/security
 pam_without() { printf 'account required %s/pam_unix.so\nsession required %s\nsession required %s/pam_unix.so\n' "$SEC" "$LOGINUID" "$SEC" > "$W/pam.d/$SVC"; }
 pam_with() {
-  printf 'account required %s/pam_unix.so\nsession required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s\nsession required %s/pam_unix.so\n' \
-    "$SEC" "$LOGINUID" "$MODULE" "$W/ca.pub" "$W/s2" "$GUARD" "$W/log2" "$SEC" > "$W/pam.d/$SVC"
+  printf 'account required %s/pam_unix.so\nsession required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s sessions=%s\nsession required %s/pam_unix.so\n' \
+    "$SEC" "$LOGINUID" "$MODULE" "$W/ca.pub" "$W/s2" "$GUARD" "$W/log2" "$SHM/run2" "$SEC" > "$W/pam.d/$SVC"
 }
 login() {
   ssh -F /dev/null -p "$PORT" -i "$W/user" -o CertificateFile="$W/user-cert.pub" -o IdentitiesOnly=yes \
@@ -154,12 +195,17 @@ median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR
 mean() { awk '{s+=$1} END {printf "%.0f", s/NR}' "$1"; }
 MED_WITH=$(median "$W/with"); MED_WITHOUT=$(median "$W/without")
 echo
-echo "== libpam open_session+close_session ($ROUNDS rounds in one process, best of 3 batches)"
-awk -v a="$NS_PERMIT" -v b="$NS_MODULE" -v t="$NS_TMPFS" 'BEGIN {
-  printf "  pam_loginuid + pam_permit      : %8.3f ms/round\n", a/1e6
-  printf "  pam_loginuid + pam_breakglass  : %8.3f ms/round\n", b/1e6
-  printf "  ratio module/permit            : %8.1fx  (+%.3f ms)\n", b/a, (b-a)/1e6
-  printf "  (same, spool on tmpfs          : %8.3f ms/round, ratio %.1fx: the difference is the spool fsyncs)\n", t/1e6, t/a }'
+echo "== libpam open_session+close_session ($ROUNDS rounds in one process; median of 3 alternating batches, best in brackets; ${RT:+SCHED_FIFO; }load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+row() { # label kind
+  awk -v l="$1" -v m="$(med < "$W/ns-$2")" -v b="$(best < "$W/ns-$2")" -v pm="$(med < "$W/ns-permit")" -v pb="$(best < "$W/ns-permit")" 'BEGIN {
+    if (l ~ /permit/) printf "  %-32s: %8.3f ms/round  [%.3f]\n", l, m/1e6, b/1e6
+    else printf "  %-32s: %8.3f ms/round  [%.3f]   added vs permit %+.3f ms  [%+.3f]\n", l, m/1e6, b/1e6, (m-pm)/1e6, (b-pb)/1e6 }'
+}
+row "pam_loginuid + pam_permit" permit
+[ -n "$BASE" ] && row "pam_breakglass, BASE build" base
+row "pam_loginuid + pam_breakglass" module
+[ -n "$BASE" ] && row "BASE, spool on tmpfs (no fsync)" basetmpfs
+row "same, spool on tmpfs (no fsync)" tmpfs
 echo "== full ssh login, certificate, same sshd ($LOGINS logins each, median; mean in brackets)"
 awk -v a="$MED_WITHOUT" -v b="$MED_WITH" -v ma="$(mean "$W/without")" -v mb="$(mean "$W/with")" 'BEGIN {
   printf "  without module                 : %8.1f ms  [%.1f]\n", a/1e3, ma/1e3

@@ -1,5 +1,7 @@
-//! The session guard: a detached helper started by the module for each breakglass
-//! session. It holds a pidfd on sshd's session ([priv]) process, warns the session's
+//! The session guard: a helper the module starts for each breakglass session
+//! (`posix_spawn`, in a session of its own; it stays the child of sshd's [priv] process,
+//! which never waits for it and which it outlives; it waits for its spec, which the
+//! module writes once the open record is durable). It holds a pidfd on sshd's session ([priv]) process, warns the session's
 //! terminal before the certificate expires, and at `valid_before` ends the session:
 //! SIGTERM to sshd, SIGKILL after a grace period, then a sweep of every process left in
 //! the session's audit session (`nohup`/`setsid` children included). It exits at once
@@ -21,10 +23,10 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bg_syslog::{Severity, Syslog};
+use bg_syslog::Severity;
 use serde::{Deserialize, Serialize};
 
-use crate::log::{borrowed, record_fields};
+use crate::log::{LineSender, borrowed, record_fields};
 use crate::procs;
 use crate::system;
 use crate::verify::fmt_time;
@@ -41,7 +43,8 @@ pub const GUARD_PIDFD: RawFd = 3;
 /// Fd number the guard reports readiness on (`ok` and a newline, or `error: ...`).
 pub const GUARD_READY_FD: RawFd = 4;
 /// Fd number the guard reads its JSON spec from (kept out of argv, which every local
-/// user can read in `ps`).
+/// user can read in `ps`). The module writes it and closes the pipe once the session's
+/// open record is durable; a pipe closed empty means the session was not admitted.
 pub const GUARD_SPEC_FD: RawFd = 5;
 
 /// Why the guard was started.
@@ -121,6 +124,11 @@ fn read_spec() -> Result<GuardSpec, String> {
         .take(MAX_SPEC)
         .read_to_end(&mut json)
         .map_err(|e| format!("reading the spec: {e}"))?;
+    if json.is_empty() {
+        // The module withdrew: the session was not admitted (its record could not be
+        // written). Nothing to watch.
+        return Err("no spec: the module did not admit the session".into());
+    }
     serde_json::from_slice(&json).map_err(|e| format!("bad spec: {e}"))
 }
 
@@ -139,10 +147,16 @@ pub fn main_with_args(args: &[String]) -> i32 {
             println!("{USAGE}");
             return 0;
         }
-        [flag, _session] if flag == "--session" => match read_spec() {
-            Ok(s) => s,
-            Err(e) => return fail(&mut ready, e),
-        },
+        [flag, _session] if flag == "--session" => {
+            // The module started this process as its child (posix_spawn, a session of
+            // its own) and lets it run on once it reports ready. Wait for the spec,
+            // which the module writes once the session's open record is durable.
+            system::private_umask();
+            match read_spec() {
+                Ok(s) => s,
+                Err(e) => return fail(&mut ready, e),
+            }
+        }
         [flag, session, dir_flag, dir] if flag == "--resume" && dir_flag == "--sessions" => {
             return match resume(session, Path::new(dir)) {
                 Ok(()) => 0,
@@ -170,7 +184,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
         // Only while the pidfd's process lives do pid and start time name it.
         .filter(|_| system::pidfd_send_signal(pidfd.as_fd(), 0).is_ok());
     let mut guard = Guard {
-        log: Syslog::new(IDENT, &spec.syslog),
+        log: LineSender::new(IDENT, &spec.syslog),
         spec,
         pidfd: Some(pidfd),
         sshd,
@@ -248,7 +262,7 @@ fn resume(session: &str, dir: &Path) -> Result<(), String> {
     let mut spec = state.spec;
     spec.sessions = Some(dir.to_owned());
     let mut guard = Guard {
-        log: Syslog::new(IDENT, &spec.syslog),
+        log: LineSender::new(IDENT, &spec.syslog),
         sshd: state.sshd.filter(|_| pidfd.is_some()),
         spec,
         pidfd,
@@ -283,7 +297,9 @@ struct Guard {
     pidfd: Option<OwnedFd>,
     /// Pid and start time of sshd's session process, for a replacement guard.
     sshd: Option<(u32, u64)>,
-    log: Syslog,
+    /// Syslog: lines go out at once from the guard's thread (a sender thread only when
+    /// that fails), so nothing is started on the login's path.
+    log: LineSender,
     me: u32,
     /// The registry directory, once this session is registered in it.
     registry: Option<PathBuf>,

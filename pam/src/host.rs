@@ -1,7 +1,9 @@
 //! [`RealHost`]: the module's [`Host`] on the real operating system: the host name and
-//! audit session id from `/proc`, and the start of the session guard (its spec through a
-//! pipe, a pidfd on sshd's session process, a detached fork and exec, and the wait for
-//! its readiness line). The system calls themselves are in [`crate::system`].
+//! audit session id from `/proc`, and the start of the session guard (`posix_spawn` of
+//! its program in a session of its own; a pidfd on sshd's session process; its spec
+//! through a pipe once the session is admitted; the wait for its readiness line; then it
+//! runs on as this process's child, never waited for). The system calls themselves are
+//! in [`crate::system`].
 #![forbid(unsafe_code)]
 
 use std::ffi::CString;
@@ -12,10 +14,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bg_syslog::{Severity, Syslog};
+use bg_syslog::Severity;
 
+use crate::error::Error;
 use crate::files;
 use crate::guard::{GUARD_PIDFD, GUARD_READY_FD, GUARD_SPEC_FD, GuardSpec};
+use crate::log::LineSender;
 use crate::module::{Host, IDENT, SYSLOG_FLUSH};
 use crate::system;
 
@@ -55,42 +59,106 @@ impl Host for RealHost {
             .unwrap_or(false)
     }
 
-    fn start_guard(&self, guard: &Path, spec: &GuardSpec) -> Result<(), String> {
-        files::check_executable(guard)?;
-        let program = CString::new(guard.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-        let json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
-        // The whole spec must fit in the pipe buffer: it is written before the guard runs.
-        if json.len() > MAX_GUARD_SPEC {
-            return Err(format!(
-                "guard spec is {} bytes; the limit is {MAX_GUARD_SPEC}",
-                json.len()
-            ));
+    fn start_guard(
+        &self,
+        guard: &Path,
+        spec: &GuardSpec,
+        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut launched = launch_guard(guard, spec).map_err(Error::Guard)?;
+        // The guard's program loads on another core while this runs (the spool fsync).
+        let done = meanwhile();
+        if done.is_ok() {
+            launched.hand_over(guard).map_err(Error::Guard)?;
         }
-        let args = [
-            c"--session".to_owned(),
-            CString::new(spec.record.session.clone()).map_err(|e| e.to_string())?,
-        ];
-        let (spec_read, spec_write) = system::pipe().map_err(|e| format!("pipe: {e}"))?;
-        File::from(spec_write)
-            .write_all(&json)
-            .map_err(|e| format!("writing the guard spec: {e}"))?;
-        let pidfd = system::pidfd_open(system::getpid()).map_err(|e| format!("pidfd_open: {e}"))?;
-        let (read, write) = system::pipe().map_err(|e| format!("pipe: {e}"))?;
-        system::spawn_detached(
-            &program,
-            &args,
-            &[
-                (pidfd.as_fd(), GUARD_PIDFD),
-                (write.as_fd(), GUARD_READY_FD),
-                (spec_read.as_fd(), GUARD_SPEC_FD),
-            ],
-        )
-        .map_err(|e| format!("fork: {e}"))?;
-        drop(write);
-        drop(pidfd);
-        drop(spec_read);
+        // On failure, dropping `launched` closes the spec pipe unwritten: the guard
+        // reads no spec and exits without acting.
+        done
+    }
+
+    fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]) {
+        // At once from this thread; when that fails, a sender thread that reconnects and
+        // is waited for a bounded time (PAM still never blocks for long).
+        let log = LineSender::new(IDENT, socket);
+        log.send(severity, fields);
+        log.flush(SYSLOG_FLUSH);
+    }
+}
+
+/// A guard whose program is starting and that waits for its spec on fd
+/// [`GUARD_SPEC_FD`].
+struct LaunchedGuard {
+    /// Killed and reaped if dropped before it reports ready; released once it does.
+    child: Option<system::Child>,
+    /// The spec, serialised; written when the session is admitted.
+    json: Vec<u8>,
+    /// The write end of the spec pipe; closed once the spec is written (or dropped
+    /// unwritten).
+    spec_write: Option<File>,
+    ready: File,
+}
+
+/// Starts the guard program: a new session, a pidfd on this process, the readiness pipe
+/// and the (still empty) spec pipe on their fd numbers. `posix_spawn` returns once the
+/// program executes: the module's process is not copied (see [`system::spawn`]).
+fn launch_guard(guard: &Path, spec: &GuardSpec) -> Result<LaunchedGuard, String> {
+    files::check_executable(guard)?;
+    let program = CString::new(guard.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+    // The whole spec must fit in the pipe buffer: it is written before the guard reads.
+    if json.len() > MAX_GUARD_SPEC {
+        return Err(format!(
+            "guard spec is {} bytes; the limit is {MAX_GUARD_SPEC}",
+            json.len()
+        ));
+    }
+    let args = [
+        c"--session".to_owned(),
+        CString::new(spec.record.session.clone()).map_err(|e| e.to_string())?,
+    ];
+    let (spec_read, spec_write) = system::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let pidfd = system::pidfd_open(system::getpid()).map_err(|e| format!("pidfd_open: {e}"))?;
+    let (read, write) = system::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let child = system::spawn_session_leader(
+        &program,
+        &args,
+        &[
+            (pidfd.as_fd(), GUARD_PIDFD),
+            (write.as_fd(), GUARD_READY_FD),
+            (spec_read.as_fd(), GUARD_SPEC_FD),
+        ],
+    )
+    .map_err(|e| format!("{}: {e}", guard.display()))?;
+    Ok(LaunchedGuard {
+        child: Some(child),
+        json,
+        spec_write: Some(File::from(spec_write)),
+        ready: File::from(read),
+    })
+}
+
+impl LaunchedGuard {
+    /// Hands the guard its spec and waits until it reports that it watches this process;
+    /// then lets it run on. A guard that fails or does not report in time is killed and
+    /// reaped (when `self` is dropped).
+    fn hand_over(&mut self, guard: &Path) -> Result<(), String> {
         let deadline = Instant::now() + GUARD_READY_TIMEOUT;
-        let mut file = File::from(read);
+        // Closing the pipe after the spec tells the guard that it is whole.
+        let mut pipe = self
+            .spec_write
+            .take()
+            .ok_or("the guard spec was handed over already")?;
+        pipe.write_all(&self.json)
+            .map_err(|e| format!("writing the guard spec: {e}"))?;
+        drop(pipe);
+        self.wait_ready(guard, deadline)?;
+        if let Some(child) = self.child.take() {
+            child.release();
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&mut self, guard: &Path, deadline: Instant) -> Result<(), String> {
         let mut got = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -100,11 +168,14 @@ impl Host for RealHost {
                     guard.display()
                 ));
             }
-            if !system::poll_readable(file.as_fd(), left).map_err(|e| format!("poll: {e}"))? {
+            if !system::poll_readable(self.ready.as_fd(), left).map_err(|e| format!("poll: {e}"))? {
                 continue;
             }
             let mut buf = [0u8; 64];
-            let n = file.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+            let n = self
+                .ready
+                .read(&mut buf)
+                .map_err(|e| format!("read: {e}"))?;
             if n == 0 {
                 let said = String::from_utf8_lossy(&got).trim().to_owned();
                 return Err(if said.is_empty() {
@@ -125,11 +196,5 @@ impl Host for RealHost {
                 return Err(format!("{} wrote an unexpected reply", guard.display()));
             }
         }
-    }
-
-    fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]) {
-        let log = Syslog::new(IDENT, socket);
-        log.send(severity, fields);
-        log.flush(SYSLOG_FLUSH);
     }
 }

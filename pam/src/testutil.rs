@@ -8,6 +8,7 @@ use std::path::Path;
 
 use bg_syslog::Severity;
 
+use crate::error::Error;
 use crate::guard::GuardSpec;
 use crate::module::{Host, Pam, PamItem};
 use crate::record::OpenSession;
@@ -112,6 +113,11 @@ impl Host for FakeHost {
     fn pid(&self) -> u32 {
         4242
     }
+    /// The time as given: the tests' sessions run in one process at one fixed time, and
+    /// their expected ids name it.
+    fn session_ms(&self, ms: u64) -> u64 {
+        ms
+    }
     fn audit_session_id(&self) -> Option<u32> {
         self.audit_session
     }
@@ -121,9 +127,18 @@ impl Host for FakeHost {
     fn is_sshd(&self) -> bool {
         self.sshd
     }
-    fn start_guard(&self, _guard: &Path, spec: &GuardSpec) -> Result<(), String> {
+    fn start_guard(
+        &self,
+        _guard: &Path,
+        spec: &GuardSpec,
+        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        // Like the real host: the guard is launched, `meanwhile` runs, and only then is
+        // the guard given its spec (counted here).
+        self.guard_result.clone().map_err(Error::Guard)?;
+        meanwhile()?;
         self.guards.borrow_mut().push(spec.clone());
-        self.guard_result.clone()
+        Ok(())
     }
     fn log(&self, _socket: &Path, severity: Severity, fields: &[(&str, &str)]) {
         self.logs

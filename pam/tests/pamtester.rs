@@ -342,6 +342,129 @@ fn guards_sharing_an_audit_session_do_not_wait_for_each_other() {
     assert_no_guard_left("g-00000000000000ee");
 }
 
+#[test]
+fn a_spool_that_cannot_be_written_denies_and_the_started_guard_exits_without_acting() {
+    if !require_root("a_spool_that_cannot_be_written_denies_... (pam_loginuid)") {
+        return;
+    }
+    // The guard's program is started before the open record is written (its start
+    // overlaps the fsync); when the write fails, the guard gets no spec and must go.
+    // A registry that cannot exist: a guard that acted would say so in syslog.
+    let stack = Stack::new("sessions=/nonexistent/bg", true);
+    std::fs::write(
+        stack.dir.path().join("s"),
+        "a file where the spool should be",
+    )
+    .unwrap();
+    let cert = root_cert(&stack, 0xdb, 600);
+    let out = stack.pamtester("root", Some(&auth_info(&cert)), &["open_session"]);
+    assert_denied(&stack, &out, "spool_error", "spool is a file");
+    assert_no_guard_left("g-00000000000000db");
+    assert!(
+        !stack
+            .syslog
+            .lines()
+            .iter()
+            .any(|l| l.contains("breakglass-guard[")),
+        "the withdrawn guard acted: {:#?}",
+        stack.syslog.lines()
+    );
+}
+
+#[test]
+fn guard_ends_what_is_left_of_the_session_at_expiry_when_the_modules_process_is_killed() {
+    if !require_root("guard_ends_what_is_left_of_the_session_at_expiry_... (pam_loginuid)") {
+        return;
+    }
+    use breakglass_test_support::pam_wrapper::{
+        PAM_WRAPPER, harness_bin, remove_pam_wrapper_dirs_of,
+    };
+    use breakglass_test_support::process::is_gone;
+    use std::os::unix::fs::PermissionsExt;
+    let stack = Stack::new("", true);
+    let bin = harness_bin(); // compile before the short certificate's clock starts
+    // After the module, pam_exec leaves a process in the session (its audit session
+    // id), as a user's `setsid nohup ...` would, and notes its pid.
+    let leftover_pid = stack.dir.path().join("leftover.pid");
+    let script = stack.dir.path().join("x.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsetsid sleep 300 </dev/null >/dev/null 2>&1 &\necho $! > {}\n",
+            leftover_pid.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let service = stack.dir.path().join("pam.d").join(&stack.service);
+    let mut text = std::fs::read_to_string(&service).unwrap();
+    text += &format!(
+        "session required /lib/x86_64-linux-gnu/security/pam_exec.so {}\n",
+        script.display()
+    );
+    std::fs::write(&service, text).unwrap();
+
+    let cert = root_cert(&stack, 0xdc, 6);
+    let env = stack.dir.path().join("auth_info");
+    std::fs::write(&env, auth_info(&cert)).unwrap();
+    let mut harness = std::process::Command::new(bin)
+        .env("LD_PRELOAD", PAM_WRAPPER)
+        .env("PAM_WRAPPER", "1")
+        .env("PAM_WRAPPER_SERVICE_DIR", stack.dir.path().join("pam.d"))
+        .arg(&stack.service)
+        .arg("root")
+        .arg("--env-file")
+        .arg(&env)
+        .args(["--hold", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = || {
+        std::fs::read_to_string(&leftover_pid)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+    };
+    let opened = wait::until(Duration::from_secs(10), EVERY, || pid().is_some());
+    // The module's process dies without closing the session.
+    let _ = harness.kill();
+    let _ = harness.wait();
+    remove_pam_wrapper_dirs_of(harness.id());
+    assert!(
+        opened,
+        "the session did not open: {:#?}",
+        stack.syslog.lines()
+    );
+    let left = pid().unwrap();
+    let ended = stack.syslog.wait_for(
+        &[
+            "breakglass-guard[",
+            "event=session_forced_end",
+            "reason=expired",
+            "grant=g-00000000000000dc",
+        ],
+        Duration::from_secs(30),
+    );
+    let gone = wait::until(WAIT, EVERY, || is_gone(left));
+    if !gone {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &left.to_string()])
+            .status();
+    }
+    let line = ended.unwrap_or_else(|| panic!("no forced end: {:#?}", stack.syslog.lines()));
+    assert!(gone, "the leftover process {left} survived the certificate");
+    assert!(!line.contains("killed=0"), "{line}");
+    assert!(
+        stack
+            .spool_files()
+            .iter()
+            .any(|f| f.ends_with("-forced_end.json")),
+        "{:?}",
+        stack.spool_files()
+    );
+    assert_no_guard_left("g-00000000000000dc");
+}
+
 /// A certificate of `stack`'s CA for root on db-7, valid for `valid_for` seconds.
 fn root_cert(stack: &Stack, grant: u64, valid_for: u64) -> Certificate {
     sign(

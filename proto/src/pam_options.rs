@@ -166,7 +166,8 @@ pub const OPTIONS: &[ModuleOption] = &[
         example: None,
         required: false,
         default: None,
-        description: "Also log the logins the module ignores.",
+        description: "Also log the logins the module ignores, and where the time of each \
+            session_open and session_close went (timing_us=, microseconds per step).",
     },
     ModuleOption {
         name: "recorder",

@@ -165,7 +165,7 @@ pub fn harness_bin() -> PathBuf {
 
 /// pam_wrapper keeps its copy of the service files in /tmp/pam.X and removes it at exit;
 /// a harness killed by a signal (the guard's SIGTERM) leaves it behind.
-fn remove_pam_wrapper_dirs_of(pid: u32) {
+pub fn remove_pam_wrapper_dirs_of(pid: u32) {
     for dir in pam_wrapper_dirs() {
         if std::fs::read_to_string(dir.join("pid")).is_ok_and(|p| p.trim() == pid.to_string()) {
             let _ = std::fs::remove_dir_all(&dir);

@@ -50,6 +50,10 @@ struct Args {
     /// Soak: most requests in flight (a request due beyond it is not sent, and counted)
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
+    /// Soak: the daemon's `[audit] snapshot_every_seconds` (default: the daemon's, 300 s);
+    /// the state snapshots it wrote are listed after the run
+    #[arg(long, value_name = "DURATION")]
+    snapshot_every: Option<humantime::Duration>,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
                 ttl: a.ttl.into(),
                 every: a.every.into(),
                 max_in_flight: a.max_in_flight.max(1),
+                snapshot_every: a.snapshot_every.map(Into::into),
             };
             let mut out = std::io::stdout();
             rt.block_on(soak(&s, &mut |line| {

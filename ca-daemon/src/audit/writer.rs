@@ -40,9 +40,11 @@ pub(super) enum Request {
     Follow,
 }
 
-/// The `checkpoint` file is refreshed at most this often, off the commit path (it is a
-/// convenience copy; the segments hold every checkpoint durably, and the file is rewritten
-/// durably at shutdown and at open).
+/// The `checkpoint` file is refreshed this often, off the commit path (it is a convenience
+/// copy; the segments hold every checkpoint durably, and the file is rewritten durably at
+/// shutdown and at open). Its thread looks at the latest checkpoint on this period rather
+/// than being told of each batch: a wake-up per batch is a context switch per certificate
+/// at low concurrency, on the path of the next request.
 const CHECKPOINT_FILE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Longest a batch waits for callers expected back (those answered by the previous batch)
@@ -108,9 +110,9 @@ pub(crate) struct Writer {
     /// A failed write may have left bytes after the durable length.
     needs_repair: bool,
     buf: Vec<u8>,
-    /// Latest checkpoints for the thread that refreshes the `checkpoint` file and syncs the
-    /// index.
-    checkpoint_file: Option<std::sync::mpsc::Sender<Published>>,
+    /// Keeps the thread that refreshes the `checkpoint` file and syncs the index running;
+    /// dropped to stop it. Nothing is sent: the thread reads the latest checkpoint itself.
+    checkpoint_file: Option<std::sync::mpsc::Sender<()>>,
     /// Reused buffers of one batch's index entries: record offsets, stored hashes.
     offsets: Vec<u64>,
     stored: Vec<Hash>,
@@ -153,13 +155,6 @@ struct Committed {
 const INDEX_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// See [`INDEX_SYNC_INTERVAL`].
 const INDEX_SYNC_EVENTS: u64 = 100_000;
-
-/// What the checkpoint thread is told after each commit.
-struct Published {
-    note: String,
-    size: u64,
-    root: Hash,
-}
 
 impl Writer {
     /// The writer of an opened log. With a database (`config.db`), the database's log is
@@ -215,7 +210,7 @@ impl Writer {
 }
 
 pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
-    let (cp_tx, cp_rx) = std::sync::mpsc::channel::<Published>();
+    let (cp_tx, cp_rx) = std::sync::mpsc::channel::<()>();
     let cp_shared = Arc::clone(&w.shared);
     let cp_thread = std::thread::Builder::new()
         .name("audit-checkpoint".into())
@@ -435,14 +430,9 @@ impl Writer {
         }
     }
 
-    /// Makes a committed batch visible to readers (checkpoint, a new segment), and tells
-    /// the checkpoint file's thread.
+    /// Makes a committed batch visible to readers (checkpoint, a new segment); the
+    /// checkpoint file's thread picks it up from there.
     fn publish(&mut self, c: Committed) {
-        let published = Published {
-            note: c.checkpoint.note.clone(),
-            size: c.checkpoint.checkpoint.size,
-            root: c.checkpoint.checkpoint.root,
-        };
         {
             let mut idx = self.shared.write();
             idx.checkpoint = c.checkpoint;
@@ -468,9 +458,6 @@ impl Writer {
         self.shared
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(tx) = &self.checkpoint_file {
-            let _ = tx.send(published);
-        }
     }
 
     /// The batch as one database transaction, then into the mirror. Under the head row's
@@ -845,44 +832,36 @@ fn sync_index(shared: &Shared, size: u64, root: Hash) {
     }
 }
 
-/// Thread body: writes the latest note received, at most every [`CHECKPOINT_FILE_INTERVAL`],
-/// and syncs the index (see [`INDEX_SYNC_INTERVAL`]), until the writer drops its sender
-/// (which then does both a last time itself).
-fn refresh_checkpoint_file(shared: &Shared, rx: &std::sync::mpsc::Receiver<Published>) {
+/// Thread body: every [`CHECKPOINT_FILE_INTERVAL`], writes the latest checkpoint's note when
+/// it changed and syncs the index (see [`INDEX_SYNC_INTERVAL`]), until the writer drops its
+/// sender (which then does both a last time itself).
+fn refresh_checkpoint_file(shared: &Shared, stop: &std::sync::mpsc::Receiver<()>) {
     let dir = shared.dir.as_path();
-    let mut pending: Option<Published> = None;
-    let mut index_synced = (Instant::now(), shared.read().size());
+    let mut written = shared.read().size();
+    let mut index_synced = (Instant::now(), written);
     loop {
-        let mut p = match pending.take() {
-            Some(n) => n,
-            None => match rx.recv() {
-                Ok(n) => n,
-                Err(_) => return,
-            },
-        };
-        while let Ok(newer) = rx.try_recv() {
-            p = newer;
+        match stop.recv_timeout(CHECKPOINT_FILE_INTERVAL) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        if let Err(e) = write_checkpoint_file(dir, &p.note, false) {
+        let (note, size, root) = {
+            let idx = shared.read();
+            let c = &idx.checkpoint;
+            (c.note.clone(), c.checkpoint.size, c.checkpoint.root)
+        };
+        if size == written {
+            continue;
+        }
+        if let Err(e) = write_checkpoint_file(dir, &note, false) {
             tracing::warn!(error = %e, "cannot refresh the audit checkpoint file");
+        } else {
+            written = size;
         }
         if index_synced.0.elapsed() >= INDEX_SYNC_INTERVAL
-            || p.size.saturating_sub(index_synced.1) >= INDEX_SYNC_EVENTS
+            || size.saturating_sub(index_synced.1) >= INDEX_SYNC_EVENTS
         {
-            sync_index(shared, p.size, p.root);
-            index_synced = (Instant::now(), p.size);
-        }
-        let until = Instant::now() + CHECKPOINT_FILE_INTERVAL;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match rx.recv_timeout(left) {
-                Ok(newer) => pending = Some(newer),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            }
+            sync_index(shared, size, root);
+            index_synced = (Instant::now(), size);
         }
     }
 }

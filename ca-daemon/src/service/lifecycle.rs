@@ -113,6 +113,23 @@ impl Service {
         key: PublicKey,
         emergency: bool,
     ) -> Result<Created, Error> {
+        let (id, certificate) = self.open_request(who, access, key, emergency).await?;
+        Ok(Created {
+            id,
+            info: self.info_of(id, Some(who))?,
+            certificate,
+        })
+    }
+
+    /// [`create`](Self::create) without the request's view: its id, and its certificate
+    /// when it was issued at once.
+    async fn open_request(
+        &self,
+        who: &Caller,
+        access: AccessRequest,
+        key: PublicKey,
+        emergency: bool,
+    ) -> Result<(RequestId, Option<RequestCertificateResponse>), Error> {
         self.refuse_revoked_key(&key)?;
         self.check_not_halted()?;
         if access.drill && emergency {
@@ -205,11 +222,7 @@ impl Service {
         if approvals_required == 0 && quota_spent.is_none() {
             let certificate = self.create_issued(created, &key, who.actor()).await?;
             drop(emergency_lock);
-            return Ok(Created {
-                id: request_id,
-                info: self.info_of(request_id, Some(who))?,
-                certificate: Some(certificate),
-            });
+            return Ok((request_id, Some(certificate)));
         }
         self.record(Event::new(
             at,
@@ -231,11 +244,7 @@ impl Service {
         if approvals_required == 0 {
             let certificate = self.issue(request_id, who.actor()).await?;
             drop(emergency_lock);
-            return Ok(Created {
-                id: request_id,
-                info: self.info_of(request_id, Some(who))?,
-                certificate: Some(certificate),
-            });
+            return Ok((request_id, Some(certificate)));
         }
         drop(emergency_lock);
         tracing::info!(
@@ -246,11 +255,7 @@ impl Service {
             "request waits for approval"
         );
         self.notify_request(request_id, NoticeKind::Pending, &who.actor(), None, None);
-        Ok(Created {
-            id: request_id,
-            info: self.info_of(request_id, Some(who))?,
-            certificate: None,
-        })
+        Ok((request_id, None))
     }
 
     /// A pending request and its tier, or why it cannot change any more.
@@ -417,11 +422,11 @@ impl Service {
         key: PublicKey,
         emergency: bool,
     ) -> Result<RequestCertificateResponse, Error> {
-        let created = self.create(who, access, key, emergency).await?;
-        if let Some(c) = created.certificate {
+        // The request's view is only needed while it waits.
+        let (id, certificate) = self.open_request(who, access, key, emergency).await?;
+        if let Some(c) = certificate {
             return Ok(c);
         }
-        let id = created.id;
         let mut changes = self.changes.subscribe();
         loop {
             changes.borrow_and_update();

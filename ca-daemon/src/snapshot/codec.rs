@@ -4,6 +4,7 @@
 //! big-endian integers and length-prefixed strings.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use breakglass_proto::audit::event::{EndReason, GrantIssued, RequestCreated, ReviewVerdict};
 use breakglass_proto::audit::recordings::SessionRecording;
@@ -20,13 +21,41 @@ use crate::state::{
 /// Why snapshot bytes do not decode.
 pub type DecodeError = String;
 
-/// Where a snapshot's body is written.
-#[derive(Debug, Default)]
-pub(super) struct Enc {
+/// Bytes buffered by an [`Enc`] before they are handed to its sink.
+const SPILL_AT: usize = 64 << 10;
+
+/// Where a snapshot is written: a buffer, handed to the sink (when there is one) in pieces
+/// of about [`SPILL_AT`] bytes between items, so that a snapshot of any size is written
+/// with bounded memory.
+#[derive(Default)]
+pub(super) struct Enc<'a> {
     pub(super) buf: Vec<u8>,
+    sink: Option<&'a mut dyn Write>,
 }
 
-impl Enc {
+impl<'a> Enc<'a> {
+    /// An encoder writing into `sink`.
+    pub(super) fn to(sink: &'a mut dyn Write) -> Self {
+        Self {
+            buf: Vec::with_capacity(SPILL_AT + 4096),
+            sink: Some(sink),
+        }
+    }
+    /// Hands the buffer to the sink once it holds [`SPILL_AT`] bytes.
+    fn spill(&mut self) -> Result<(), String> {
+        if self.buf.len() >= SPILL_AT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+    /// Hands the buffer to the sink (without a sink, it stays in the buffer).
+    pub(super) fn flush(&mut self) -> Result<(), String> {
+        if let Some(sink) = self.sink.as_mut() {
+            sink.write_all(&self.buf).map_err(|e| e.to_string())?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
     fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
@@ -210,12 +239,12 @@ impl Enc {
     }
 }
 
-/// The body of a snapshot of `st`.
-pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
-    let mut e = Enc::default();
+/// Writes the body of a snapshot of `st` into `e`.
+pub(super) fn encode_state(st: &State, e: &mut Enc<'_>) -> Result<(), String> {
     e.len(st.loose_requests.len());
     for r in st.loose_requests.values() {
         e.request(r)?;
+        e.spill()?;
     }
     e.len(st.pending.len());
     for id in &st.pending {
@@ -224,18 +253,20 @@ pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
     e.len(st.grants.len());
     for g in st.grants.values() {
         e.grant(g)?;
+        e.spill()?;
     }
     e.len(st.serials.len());
-    let serials: BTreeMap<_, _> = st.serials.iter().collect();
-    for (serial, g) in serials {
+    for (serial, g) in &st.serials {
         e.u64(*serial);
         e.u64(g.0);
+        e.spill()?;
     }
     let mut records: Vec<&String> = st.host_records.iter().collect();
     records.sort();
     e.len(records.len());
     for r in records {
         e.str(r);
+        e.spill()?;
     }
     e.sessions(&st.orphan_sessions);
     e.u64(st.krl_version);
@@ -282,6 +313,7 @@ pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
     for (t, h) in &st.expiry {
         e.u64(*t);
         e.held(h);
+        e.spill()?;
     }
     e.u64(st.clock);
     e.len(st.recordings.sessions.len());
@@ -302,6 +334,7 @@ pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
             e.str(why);
         });
         e.u32(r.refused);
+        e.spill()?;
     }
     let ids = &st.identities;
     e.len(ids.tokens.len());
@@ -341,7 +374,7 @@ pub(super) fn encode_state(st: &State) -> Result<Vec<u8>, String> {
             e.str(k);
         }
     }
-    Ok(e.buf)
+    Ok(())
 }
 
 /// Where a snapshot's body is read from.

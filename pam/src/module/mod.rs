@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bg_syslog::{Severity, Syslog};
 use breakglass_proto::recording::{NO_ZDOTDIR, RECORDING_ENV, SHELL_LEVEL, ZDOTDIR};
@@ -64,6 +64,11 @@ pub trait Host {
     fn hostname(&self) -> Result<String, String>;
     /// Pid of the process running the PAM stack (sshd's [priv] process).
     fn pid(&self) -> u32;
+    /// The session's start in milliseconds for its id, from `ms` (now): unique within the
+    /// process (see [`unique_ms`]).
+    fn session_ms(&self, ms: u64) -> u64 {
+        unique_ms(ms)
+    }
     /// Kernel audit session id (set by pam_loginuid), if set.
     fn audit_session_id(&self) -> Option<u32>;
     /// The login shell of `user` (password database), if the user exists.
@@ -71,7 +76,15 @@ pub trait Host {
     /// True when the PAM stack runs inside sshd (denials must then end the connection).
     fn is_sshd(&self) -> bool;
     /// Starts the guard and waits until it reports that it watches this process.
-    fn start_guard(&self, guard: &Path, spec: &GuardSpec) -> Result<(), String>;
+    /// `meanwhile` runs while the guard's program starts; the guard is given `spec` only
+    /// if it succeeds (otherwise the guard exits without acting, and its error is
+    /// returned). Failures of the guard itself are [`Error::Guard`].
+    fn start_guard(
+        &self,
+        guard: &Path,
+        spec: &GuardSpec,
+        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error>;
     /// Sends one syslog event and waits briefly for it to leave.
     fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]);
 }
@@ -146,6 +159,8 @@ struct Ctx {
     now: u64,
     now_ms: u64,
     syslog: std::path::PathBuf,
+    /// When the hook started, for the `debug` option's `timing_us=` field.
+    started: Instant,
 }
 
 impl Ctx {
@@ -278,10 +293,12 @@ pub fn open_session(
         pid: host.pid(),
         audit_session: host.audit_session_id(),
         now: unix(now),
-        now_ms: now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        now_ms: host.session_ms(
+            now.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        ),
         syslog: Config::syslog_hint(args),
+        started: Instant::now(),
     };
     let cfg = match Config::parse(args).map_err(Error::Option) {
         Ok(c) => c,
@@ -382,9 +399,15 @@ fn admit(
     let Some(audit_session) = ctx.audit_session else {
         return Err(Error::NoAuditSession);
     };
+    let decided = ctx.started.elapsed();
     let record = ctx.record(SessionEvent::Open, Some(cert));
     // A recording tier's session runs under the recorder, which is told its file here.
-    let shell = ctx.user.as_deref().and_then(|u| host.login_shell(u));
+    // Only such a session needs the login shell (a password database lookup).
+    let shell = if cert.recording() {
+        ctx.user.as_deref().and_then(|u| host.login_shell(u))
+    } else {
+        None
+    };
     let recording = crate::recording::prepare(cfg, cert, &record.session, shell.as_deref())?;
     if let Some(cast) = &recording {
         // The recording's file, and what keeps the shell that starts the recorder from
@@ -398,7 +421,6 @@ fn admit(
             pam.set_env(name, value).map_err(Error::Pam)?;
         }
     }
-    crate::record::write(&cfg.spool, &record).map_err(Error::Spool)?;
     let warn_at = cert
         .valid_before()
         .saturating_sub(cfg.warn_before.as_secs());
@@ -417,7 +439,17 @@ fn admit(
         ship: cfg.ship.clone(),
         recording: recording.clone(),
     };
-    host.start_guard(&cfg.guard, &spec).map_err(Error::Guard)?;
+    // The open record is durable before the guard gets its spec and before the session
+    // starts; its fsync runs while the guard's program loads.
+    let guard_start = Instant::now();
+    let mut recorded = Duration::ZERO;
+    host.start_guard(&cfg.guard, &spec, &mut || {
+        let t = Instant::now();
+        let written = crate::record::write(&cfg.spool, &record).map_err(Error::Spool);
+        recorded = t.elapsed();
+        written
+    })?;
+    let guarded = guard_start.elapsed();
     pam.set_session(OpenSession {
         record: record.clone(),
         spool: cfg.spool.clone(),
@@ -430,6 +462,17 @@ fn admit(
     f.push(("service", ctx.service.clone().unwrap_or_default()));
     f.push(("audit_session", audit_session.to_string()));
     f.push(("ca", cert.ca_fingerprint().to_owned()));
+    if cfg.debug {
+        f.push((
+            "timing_us",
+            timing(&[
+                ("verify", decided),
+                ("record", recorded),
+                ("guard", guarded),
+                ("total", ctx.started.elapsed()),
+            ]),
+        ));
+    }
     log_fields(host, &cfg.syslog, Severity::Notice, &f);
     pam.tell_user(
         false,
@@ -502,7 +545,7 @@ fn deny(
             ship: cfg.and_then(|c| c.ship.clone()),
             recording: None,
         };
-        if let Err(e) = host.start_guard(guard, &spec) {
+        if let Err(e) = host.start_guard(guard, &spec, &mut || Ok(())) {
             log_fields(
                 host,
                 &ctx.syslog,
@@ -517,13 +560,23 @@ fn deny(
     Outcome::Deny(err)
 }
 
+/// The `debug` option's `timing_us=` value: microseconds per step, `name=µs` each.
+fn timing(steps: &[(&str, Duration)]) -> String {
+    steps
+        .iter()
+        .map(|(name, d)| format!("{name}={}", d.as_micros()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `pam_sm_close_session`: records the close of a session this module opened.
 pub fn close_session(
     pam: &mut dyn Pam,
     host: &dyn Host,
-    _args: &[String],
+    args: &[String],
     now: SystemTime,
 ) -> Outcome {
+    let started = Instant::now();
     let Some(open) = pam.session() else {
         return Outcome::Ignore;
     };
@@ -538,7 +591,9 @@ pub fn close_session(
         crate::recording::seal(cast, ms, &mut record);
     }
     // The spool first: it is what gets shipped; syslog is best effort.
-    if let Err(e) = crate::record::write(&open.spool, &record) {
+    let written = crate::record::write(&open.spool, &record);
+    let recorded = started.elapsed();
+    if let Err(e) = written {
         log_fields(
             host,
             &open.syslog,
@@ -548,8 +603,36 @@ pub fn close_session(
     }
     let mut f = vec![("event", "session_close".to_owned())];
     f.extend(record_fields(&record));
+    // The same `debug` the open saw (close_session gets the same arguments).
+    if args.iter().any(|a| a == "debug") {
+        f.push((
+            "timing_us",
+            timing(&[("record", recorded), ("total", started.elapsed())]),
+        ));
+    }
     log_fields(host, &open.syslog, Severity::Notice, &f);
     Outcome::Success
+}
+
+/// `ms`, or one more than the last value this process got, whichever is later: the session
+/// id holds the sshd pid and this time, so two sessions one process opens within the same
+/// millisecond (a PAM program other than sshd; sshd runs one login per process) still get
+/// two ids, two record files and two registrations.
+pub fn unique_ms(ms: u64) -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        let next = ms.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(
+            last,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        ) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 #[cfg(test)]

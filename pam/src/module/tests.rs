@@ -405,7 +405,12 @@ fn session_needs_audit_id_guard_and_spool() {
     w.host.guard_result = Ok(());
     std::fs::remove_dir_all(w.dir.path().join("spool")).unwrap();
     std::fs::write(w.dir.path().join("spool"), "a file").unwrap();
+    w.host.guards.borrow_mut().clear();
     assert_eq!(denied(w.open_info(Some(&info))).code(), "spool_error");
+    // The guard launched for the session never got its spec; only the guard that ends
+    // the denied connection did.
+    let modes: Vec<GuardMode> = w.host.guards.borrow().iter().map(|g| g.mode).collect();
+    assert_eq!(modes, [GuardMode::Deny]);
 }
 
 #[test]
@@ -745,4 +750,15 @@ fn recording_session_of_a_login_shell_that_reads_start_up_files_or_with_user_rc_
     let e = denied(w.open_info(Some(&w.cert_info(&spec))));
     assert_eq!(e.code(), "recording_not_forced", "{e}");
     assert!(e.to_string().contains("~/.ssh/rc"), "{e}");
+}
+
+#[test]
+fn two_sessions_opened_by_one_process_in_one_millisecond_get_two_ids() {
+    let ms = 1_700_000_000_123;
+    let (a, b) = (super::unique_ms(ms), super::unique_ms(ms));
+    assert!(b > a, "{a} then {b}");
+    assert_ne!(
+        session_id("db-7", Some("g-1"), 42, a),
+        session_id("db-7", Some("g-1"), 42, b)
+    );
 }

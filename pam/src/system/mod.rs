@@ -4,10 +4,12 @@
 //! PAM, certificates or sessions, and nothing here calls back up into the crate.
 #![allow(unsafe_code)]
 
+mod fds;
 pub mod pty;
 mod spawn;
 
-pub use spawn::spawn_detached;
+pub use fds::{pidfd_open, pidfd_send_signal, pipe, poll_readable};
+pub use spawn::{Child, private_umask, spawn_session_leader};
 
 use std::ffi::CString;
 use std::io;
@@ -15,7 +17,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
-use std::time::Duration;
 
 /// The calling process's id.
 #[must_use]
@@ -65,37 +66,6 @@ pub fn login_shell(user: &str) -> io::Result<Option<String>> {
     }
 }
 
-/// Opens a pidfd for `pid` (close-on-exec).
-pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    // SAFETY: the kernel just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Sends `signal` to the process `pidfd` refers to (no pid-reuse race).
-pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal with a NULL siginfo and no flags only reads its arguments.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// `flock(2)` on `fd` with `op` (`LOCK_EX`, `LOCK_SH`, `LOCK_UN`, optionally `| LOCK_NB`).
 /// EINTR is retried.
 pub fn flock(fd: BorrowedFd<'_>, op: i32) -> io::Result<()> {
@@ -120,40 +90,6 @@ pub fn inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the fd is open (checked above) and was handed to this process to own;
     // nothing else in this program refers to it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Waits until `fd` is readable (or hung up) or `timeout` passes. Returns true if readable.
-/// EINTR is retried with the full timeout; callers loop on a deadline anyway.
-pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: `pfd` is a valid pollfd array of length 1 for the duration of the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok(rc > 0);
-    }
-}
-
-/// Creates a pipe, both ends close-on-exec: (read, write).
-pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both fds are new and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Gives the unnamed file `fd` (opened with `O_TMPFILE`) the name `dest`: `linkat` through

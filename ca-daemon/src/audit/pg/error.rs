@@ -33,6 +33,23 @@ pub enum PgError {
         /// The newest version this build has.
         known: i32,
     },
+    /// The schema must be created or migrated, and the role connected may not do it.
+    #[error(
+        "the database's breakglass schema is version {found}, this breakglass-ca needs \
+         {known}, and role {role} may not change it ({reason}): run `breakglass-ca audit \
+         migrate --config FILE --url <a URL of the tables' owner> --grant-to {role}` once, \
+         then start the daemons"
+    )]
+    MigrationDenied {
+        /// The version in the database.
+        found: i32,
+        /// The version this build needs.
+        known: i32,
+        /// The role connected.
+        role: String,
+        /// What the server said.
+        reason: String,
+    },
     /// `audit import` into a database that already holds a log.
     #[error(
         "the database already holds an audit log ({size} entries): import only into an empty \
