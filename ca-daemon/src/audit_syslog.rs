@@ -58,7 +58,7 @@ fn severity(event: &Event) -> Severity {
 }
 
 /// Starts the follower: every event appended from now on is written to the syslog socket
-/// at `socket`. It stops (after writing what is durable, with a short flush) when `stop`
+/// at `socket` (with a database, every event this daemon appended). It stops (after writing what is durable, with a short flush) when `stop`
 /// turns true.
 pub fn spawn(log: AuditLog, socket: &Path, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     let syslog = Syslog::new(IDENT, socket);
@@ -86,7 +86,16 @@ pub fn spawn(log: AuditLog, socket: &Path, mut stop: watch::Receiver<bool>) -> J
                         break;
                     }
                 };
+                // With a database, each daemon writes the events it appended: a collector
+                // of every daemon's syslog gets each event once.
+                let own = log.appended_here(from, end);
                 for (index, event) in &events {
+                    if own
+                        .as_ref()
+                        .is_some_and(|own| !own.iter().any(|r| r.contains(index)))
+                    {
+                        continue;
+                    }
                     let fields = line_fields(*index, event);
                     let refs: Vec<(&str, &str)> =
                         fields.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -103,13 +103,43 @@ async fn three_daemons_on_one_database_serve_64_concurrent_requesters_into_one_l
     }
     let cluster = PgCluster::start();
     let url = cluster.url();
-    let first = TestDaemon::start_with(|c| on_postgres(c, &url, None)).await;
+    // Each daemon's syslog goes to a socket of its own, read as it comes (the kernel
+    // queues few datagrams).
+    let dir = tempfile::tempdir().unwrap();
+    let syslog_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sinks: Vec<_> = (0..3)
+        .map(|n| {
+            let path = dir.path().join(format!("syslog-{n}.sock"));
+            let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let (lines, reading) = (syslog_lines.clone(), reading.clone());
+            let reader = std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(n) = sock.recv(&mut buf) {
+                        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        lines.lock().unwrap().push(line);
+                    }
+                }
+            });
+            (path, reader)
+        })
+        .collect();
+    let syslog_to = |c: String, n: usize| {
+        c.replacen(
+            "syslog_socket = \"/dev/log\"",
+            &format!("syslog_socket = \"{}\"", sinks[n].0.display()),
+            1,
+        )
+    };
+    let first = TestDaemon::start_with(|c| on_postgres(syslog_to(c, 0), &url, None)).await;
     let keys = first.path().to_owned();
-    let second = TestDaemon::start_with(|c| on_postgres(c, &url, Some(&keys))).await;
-    let third = TestDaemon::start_with(|c| on_postgres(c, &url, Some(&keys))).await;
+    let second = TestDaemon::start_with(|c| on_postgres(syslog_to(c, 1), &url, Some(&keys))).await;
+    let third = TestDaemon::start_with(|c| on_postgres(syslog_to(c, 2), &url, Some(&keys))).await;
     let daemons = [&first, &second, &third];
 
-    let dir = tempfile::tempdir().unwrap();
     let public = ssh_keygen(dir.path(), "id_ed25519", &["-t", "ed25519"]);
     let clients: Vec<_> = daemons
         .iter()
@@ -164,6 +194,40 @@ async fn three_daemons_on_one_database_serve_64_concurrent_requesters_into_one_l
     in_log.sort_unstable();
     received.sort_unstable();
     assert_eq!(in_log, received, "each received certificate's grant, once");
+
+    // Syslog: each daemon writes the events it appended, so the three together write each
+    // certificate's grant once (and not three times).
+    let grant_indices = || -> Vec<u64> {
+        let lines = syslog_lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.contains("event=grant_issued"))
+            .map(|l| {
+                l.split_whitespace()
+                    .find_map(|f| f.strip_prefix("index="))
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or_else(|| panic!("a syslog line without its index: {l}"))
+            })
+            .collect()
+    };
+    for _ in 0..100 {
+        if grant_indices().len() >= received.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A little longer: a line written twice would come now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    for (_, reader) in sinks {
+        reader.join().unwrap();
+    }
+    let mut grant_lines = grant_indices();
+    grant_lines.sort_unstable();
+    let lines = grant_lines.len();
+    grant_lines.dedup();
+    assert_eq!(lines, grant_lines.len(), "an event written to syslog twice");
+    assert_eq!(lines, received.len(), "each grant written to syslog once");
 
     // `breakglass audit verify --remote` against any daemon verifies the whole log: the
     // entries all three daemons wrote (64 grants, a third from each), under one checkpoint.

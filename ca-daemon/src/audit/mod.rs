@@ -287,6 +287,15 @@ impl AuditLog {
         }
     }
 
+    /// Which of the entries `from..end` this daemon appended: `None` when every one (the
+    /// embedded log); with a database, the ranges of this daemon's batches among them (the
+    /// others' came from other daemons). Each range is told once: ranges before `end` are
+    /// forgotten. For the syslog follower.
+    #[must_use]
+    pub fn appended_here(&self, from: u64, end: u64) -> Option<Vec<std::ops::Range<u64>>> {
+        self.shared.own_between(from, end)
+    }
+
     /// Number of durable events.
     #[must_use]
     pub fn size(&self) -> u64 {

@@ -71,6 +71,23 @@ pub(crate) struct Shared {
     pub batches: std::sync::atomic::AtomicU64,
     /// Commit measurements for the metrics listener.
     pub stats: super::stats::CommitStats,
+    /// With a database, which entries this process appended (see [`OwnBatches`]).
+    pub own: Mutex<OwnBatches>,
+}
+
+/// Most index ranges [`OwnBatches`] holds for a follower that does not come to read them
+/// (a bound, not a size reached in use: the syslog follower takes them every 50 ms).
+pub(crate) const MAX_OWN_BATCHES: usize = 1 << 16;
+
+/// With a database the log holds every daemon's batches; the syslog follower writes only
+/// the events this daemon appended, so that a syslog collector gets each event once, from
+/// the daemon that took it. `shared_log` is false for the embedded log: every event is
+/// this process's.
+#[derive(Debug, Default)]
+pub(crate) struct OwnBatches {
+    pub shared_log: bool,
+    /// The index ranges of this daemon's batches not yet taken by the follower, in order.
+    pub ranges: VecDeque<std::ops::Range<u64>>,
 }
 
 /// The segment the writer appends to.
@@ -92,6 +109,39 @@ pub(crate) struct Opened {
 }
 
 impl Shared {
+    /// Notes that this process appended the entries `range` (to a shared log).
+    pub(crate) fn own_batch(&self, range: std::ops::Range<u64>) {
+        let mut own = self
+            .own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if own.ranges.len() >= MAX_OWN_BATCHES {
+            own.ranges.pop_front();
+        }
+        own.ranges.push_back(range);
+    }
+
+    /// Which of the entries `from..end` this process appended: `None` when all of them
+    /// (the embedded log), else the ranges among them. Forgets the ranges before `end`.
+    pub(crate) fn own_between(&self, from: u64, end: u64) -> Option<Vec<std::ops::Range<u64>>> {
+        let mut own = self
+            .own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !own.shared_log {
+            return None;
+        }
+        let mine = own
+            .ranges
+            .iter()
+            .filter(|r| r.start < end && r.end > from)
+            .cloned()
+            .collect();
+        while own.ranges.front().is_some_and(|r| r.end <= end) {
+            own.ranges.pop_front();
+        }
+        Some(mine)
+    }
     pub fn read(&self) -> RwLockReadGuard<'_, Index> {
         self.index
             .read()
@@ -566,6 +616,7 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
                 .as_ref()
                 .and_then(|a| a.file.metadata().ok()?.modified().ok()),
         ),
+        own: Mutex::default(),
     });
     Ok(Opened {
         shared,

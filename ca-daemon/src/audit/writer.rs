@@ -192,6 +192,11 @@ impl Writer {
             vouched: None,
         };
         if w.db.is_some() {
+            w.shared
+                .own
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .shared_log = true;
             // On a thread of its own: the database client blocks on its own runtime, and
             // the caller may be inside one.
             std::thread::scope(|scope| {
@@ -520,6 +525,8 @@ impl Writer {
             .map_err(|e| format!("cannot sign the checkpoint: {e}"))?;
         let from = self.frontier.size();
         let others = self.db_step(|db| db.append(first, leaves, &after, &note, from))?;
+        // Ours, for the syslog follower: told before the mirror makes the entries readable.
+        self.shared.own_batch(first..after.size());
         // Committed: the others' batches before it into the mirror and the state, then it.
         let into_mirror = self.catch_up_to(first, others).and_then(|()| {
             let c = self.try_commit(leaves)?;
