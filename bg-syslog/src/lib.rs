@@ -285,8 +285,9 @@ impl Sender {
     }
 }
 
-/// The syslog crate's severity of `s`.
-fn level(s: Severity) -> syslog::Severity {
+/// The syslog crate's severity of `s` (for callers that format lines with that crate).
+#[must_use]
+pub fn level(s: Severity) -> syslog::Severity {
     match s {
         Severity::Emergency => syslog::Severity::LOG_EMERG,
         Severity::Alert => syslog::Severity::LOG_ALERT,

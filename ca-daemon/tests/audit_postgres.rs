@@ -322,6 +322,29 @@ fn channel(dir: &Path, port: u16, who: &str) -> tonic::transport::Channel {
         .connect_lazy()
 }
 
+/// One certificate for a new key in `dir`, asked of the daemon of `dir/a` on `port` as
+/// the sample client `sre`.
+async fn issue_one(dir: &Path, port: u16, reason: &str) -> Result<(), tonic::Status> {
+    use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+    let key = std::fs::read_to_string(breakglass_test_support::ssh_keygen(
+        dir,
+        "id",
+        &["-t", "ed25519"],
+    ))
+    .unwrap();
+    BreakGlassClient::new(channel(&dir.join("a"), port, "sre"))
+        .request_certificate(breakglass_proto::v1::RequestCertificateRequest {
+            public_key: key,
+            principals: vec!["bgdemo".into()],
+            hosts: vec!["localhost".into()],
+            ttl_seconds: 300,
+            reason: reason.into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+}
+
 /// `kill -9` of one of two daemons under load, 20 times (`BG_PG_KILL_CYCLES` for more:
 /// `scripts/pg-kill-loop`): the other never fails a request, every certificate a requester
 /// received has its grant in the log (which verifies), none twice, and the restarted daemon
@@ -482,8 +505,6 @@ async fn a_daemon_killed_under_load_loses_nothing_acknowledged_and_catches_up() 
 /// saying so.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_starting_on_an_unreachable_or_rolled_back_database_says_which() {
-    use breakglass_proto::v1::break_glass_client::BreakGlassClient;
-
     if !PgCluster::available("daemon start-up against PostgreSQL") {
         return;
     }
@@ -506,21 +527,7 @@ async fn a_daemon_starting_on_an_unreachable_or_rolled_back_database_says_which(
 
     // One certificate, so that the mirror holds entries.
     let d = serve(&cfg, port);
-    let key = std::fs::read_to_string(breakglass_test_support::ssh_keygen(
-        dir.path(),
-        "id",
-        &["-t", "ed25519"],
-    ))
-    .unwrap();
-    BreakGlassClient::new(channel(&dir.path().join("a"), port, "sre"))
-        .request_certificate(breakglass_proto::v1::RequestCertificateRequest {
-            public_key: key,
-            principals: vec!["bgdemo".into()],
-            hosts: vec!["localhost".into()],
-            ttl_seconds: 300,
-            reason: "INC-2 start-up drill".into(),
-            ..Default::default()
-        })
+    issue_one(dir.path(), port, "INC-2 start-up drill")
         .await
         .expect("issued");
     d.stop();
@@ -542,7 +549,6 @@ async fn a_daemon_starting_on_an_unreachable_or_rolled_back_database_says_which(
 /// what the log holds.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_whose_role_may_only_read_and_append_serves_once_the_owner_migrated() {
-    use breakglass_proto::v1::break_glass_client::BreakGlassClient;
     use breakglass_test_support::postgres::ROLE;
 
     if !PgCluster::available("a read-and-append role against PostgreSQL") {
@@ -589,21 +595,7 @@ async fn a_daemon_whose_role_may_only_read_and_append_serves_once_the_owner_migr
     );
 
     let d = serve(&cfg, port);
-    let key = std::fs::read_to_string(breakglass_test_support::ssh_keygen(
-        dir.path(),
-        "id",
-        &["-t", "ed25519"],
-    ))
-    .unwrap();
-    BreakGlassClient::new(channel(&dir.path().join("a"), port, "sre"))
-        .request_certificate(breakglass_proto::v1::RequestCertificateRequest {
-            public_key: key,
-            principals: vec!["bgdemo".into()],
-            hosts: vec!["localhost".into()],
-            ttl_seconds: 300,
-            reason: "INC-3 least privilege".into(),
-            ..Default::default()
-        })
+    issue_one(dir.path(), port, "INC-3 least privilege")
         .await
         .expect("issued by a daemon whose role may only read and append");
     d.stop();

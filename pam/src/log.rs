@@ -125,7 +125,7 @@ pub fn send_now(
     let datagram = std::panic::catch_unwind(|| {
         let mut datagram = Vec::with_capacity(512);
         formatter
-            .format(&mut datagram, level(severity), line)
+            .format(&mut datagram, bg_syslog::level(severity), line)
             .map(|()| datagram)
     })
     .map_err(|_| io::Error::other("the syslog formatter panicked"))?
@@ -135,19 +135,6 @@ pub fn send_now(
     sock.connect(socket)?;
     sock.send(&datagram)?;
     Ok(())
-}
-
-fn level(severity: Severity) -> syslog::Severity {
-    match severity {
-        Severity::Emergency => syslog::Severity::LOG_EMERG,
-        Severity::Alert => syslog::Severity::LOG_ALERT,
-        Severity::Critical => syslog::Severity::LOG_CRIT,
-        Severity::Error => syslog::Severity::LOG_ERR,
-        Severity::Warning => syslog::Severity::LOG_WARNING,
-        Severity::Notice => syslog::Severity::LOG_NOTICE,
-        Severity::Info => syslog::Severity::LOG_INFO,
-        Severity::Debug => syslog::Severity::LOG_DEBUG,
-    }
 }
 
 #[cfg(test)]

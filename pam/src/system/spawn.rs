@@ -148,7 +148,7 @@ pub fn spawn_session_leader(
     let envp: [*mut libc::c_char; 2] = [path_env.as_ptr().cast_mut(), ptr::null_mut()];
 
     let actions = FileActions::new()?;
-    actions.check(
+    check(
         // SAFETY: `actions` is initialised; the path is a NUL-terminated static string.
         unsafe {
             libc::posix_spawn_file_actions_addopen(
@@ -162,12 +162,11 @@ pub fn spawn_session_leader(
     )?;
     for fd in 1..3 {
         // SAFETY: `actions` is initialised.
-        actions
-            .check(unsafe { libc::posix_spawn_file_actions_adddup2(actions.as_ptr(), 0, fd) })?;
+        check(unsafe { libc::posix_spawn_file_actions_adddup2(actions.as_ptr(), 0, fd) })?;
     }
     for (fd, target) in &high {
         // SAFETY: `actions` is initialised; `fd` stays open until posix_spawn returns.
-        actions.check(unsafe {
+        check(unsafe {
             libc::posix_spawn_file_actions_adddup2(actions.as_ptr(), fd.as_raw_fd(), *target)
         })?;
     }
@@ -175,14 +174,11 @@ pub fn spawn_session_leader(
         if !fds.iter().any(|(_, t)| *t == n) {
             // SAFETY: `actions` is initialised. Closing a number that is not open is
             // not an error for glibc's posix_spawn.
-            actions
-                .check(unsafe { libc::posix_spawn_file_actions_addclose(actions.as_ptr(), n) })?;
+            check(unsafe { libc::posix_spawn_file_actions_addclose(actions.as_ptr(), n) })?;
         }
     }
     // SAFETY: `actions` is initialised.
-    actions.check(unsafe {
-        libc::posix_spawn_file_actions_addclosefrom_np(actions.as_ptr(), first_free)
-    })?;
+    check(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(actions.as_ptr(), first_free) })?;
 
     let attr = SpawnAttr::new()?;
     // SAFETY (block): `attr` is initialised; the sets are valid sigset_t values.
@@ -194,18 +190,18 @@ pub fn spawn_session_leader(
         for sig in DEFAULT_SIGNALS {
             libc::sigaddset(defaults.as_mut_ptr(), sig);
         }
-        attr.check(libc::posix_spawnattr_setsigmask(
+        check(libc::posix_spawnattr_setsigmask(
             attr.as_ptr(),
             empty.as_ptr(),
         ))?;
-        attr.check(libc::posix_spawnattr_setsigdefault(
+        check(libc::posix_spawnattr_setsigdefault(
             attr.as_ptr(),
             defaults.as_ptr(),
         ))?;
         let flags = libc::POSIX_SPAWN_SETSID
             | libc::c_short::try_from(libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF)
                 .unwrap_or(0);
-        attr.check(libc::posix_spawnattr_setflags(attr.as_ptr(), flags))?;
+        check(libc::posix_spawnattr_setflags(attr.as_ptr(), flags))?;
     }
 
     let mut pid: libc::pid_t = 0;
@@ -253,6 +249,15 @@ fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// The result of a `posix_spawn*` call, which returns its error number.
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
 /// `posix_spawn_file_actions_t`, destroyed on drop.
 struct FileActions(Box<MaybeUninit<libc::posix_spawn_file_actions_t>>);
 
@@ -260,21 +265,11 @@ impl FileActions {
     fn new() -> io::Result<Self> {
         let mut a = Box::new(MaybeUninit::zeroed());
         // SAFETY: initialises the boxed (stable address) value.
-        let rc = unsafe { libc::posix_spawn_file_actions_init(a.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
+        check(unsafe { libc::posix_spawn_file_actions_init(a.as_mut_ptr()) })?;
         Ok(Self(a))
     }
     fn as_ptr(&self) -> *mut libc::posix_spawn_file_actions_t {
         self.0.as_ptr().cast_mut()
-    }
-    fn check(&self, rc: libc::c_int) -> io::Result<()> {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::from_raw_os_error(rc))
-        }
     }
 }
 
@@ -292,21 +287,11 @@ impl SpawnAttr {
     fn new() -> io::Result<Self> {
         let mut a = Box::new(MaybeUninit::zeroed());
         // SAFETY: initialises the boxed (stable address) value.
-        let rc = unsafe { libc::posix_spawnattr_init(a.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
+        check(unsafe { libc::posix_spawnattr_init(a.as_mut_ptr()) })?;
         Ok(Self(a))
     }
     fn as_ptr(&self) -> *mut libc::posix_spawnattr_t {
         self.0.as_ptr().cast_mut()
-    }
-    fn check(&self, rc: libc::c_int) -> io::Result<()> {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::from_raw_os_error(rc))
-        }
     }
 }
 
