@@ -27,6 +27,22 @@ pub mod pg;
 pub mod startup;
 pub mod state_memory;
 
+/// The daemon a benchmark starts: `given` (`--daemon`), or `breakglass-ca` beside the
+/// benchmark's own binary; `tool` names the benchmark in the error.
+pub fn daemon_path(
+    given: Option<std::path::PathBuf>,
+    tool: &str,
+) -> Result<std::path::PathBuf, String> {
+    match given {
+        Some(d) => Ok(d),
+        None => std::env::current_exe()
+            .map(|me| me.with_file_name("breakglass-ca"))
+            .map_err(|e| {
+                format!("{tool}: cannot find breakglass-ca beside this binary ({e}); give --daemon")
+            }),
+    }
+}
+
 /// The `p` quantile (0 to 1) of sorted values (the zero value when there are none).
 pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     if sorted.is_empty() {

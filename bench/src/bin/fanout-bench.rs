@@ -61,17 +61,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let a = Args::parse();
-    let daemon = match a.daemon {
-        Some(d) => d,
-        None => match std::env::current_exe() {
-            Ok(me) => me.with_file_name("breakglass-ca"),
-            Err(e) => {
-                eprintln!(
-                    "fanout-bench: cannot find breakglass-ca beside this binary ({e}); give --daemon"
-                );
-                return ExitCode::FAILURE;
-            }
-        },
+    let daemon = match breakglass_bench::daemon_path(a.daemon, "fanout-bench") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
     };
     // This process holds a connection per host and more: take all the descriptors allowed.
     match breakglass_ca::accept::raise_fd_limit() {

@@ -42,17 +42,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let a = Args::parse();
-    let daemon = match a.daemon {
-        Some(d) => d,
-        None => match std::env::current_exe() {
-            Ok(me) => me.with_file_name("breakglass-ca"),
-            Err(e) => {
-                eprintln!(
-                    "idle-bench: cannot find breakglass-ca beside this binary ({e}); give --daemon"
-                );
-                return ExitCode::FAILURE;
-            }
-        },
+    let daemon = match breakglass_bench::daemon_path(a.daemon, "idle-bench") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
     };
     // This process holds the idle connections: take all the descriptors allowed.
     if let Err(e) = breakglass_ca::accept::raise_fd_limit() {

@@ -65,17 +65,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let daemon = match a.daemon {
-        Some(d) => d,
-        None => match std::env::current_exe() {
-            Ok(me) => me.with_file_name("breakglass-ca"),
-            Err(e) => {
-                eprintln!(
-                    "issue-bench: cannot find breakglass-ca beside this binary ({e}); give --daemon"
-                );
-                return ExitCode::FAILURE;
-            }
-        },
+    let daemon = match breakglass_bench::daemon_path(a.daemon, "issue-bench") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

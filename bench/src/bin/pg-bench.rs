@@ -60,17 +60,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let daemon = match a.daemon {
-        Some(d) => d,
-        None => match std::env::current_exe() {
-            Ok(me) => me.with_file_name("breakglass-ca"),
-            Err(e) => {
-                eprintln!(
-                    "pg-bench: cannot find breakglass-ca beside this binary ({e}); give --daemon"
-                );
-                return ExitCode::FAILURE;
-            }
-        },
+    let daemon = match breakglass_bench::daemon_path(a.daemon, "pg-bench") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
