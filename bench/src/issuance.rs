@@ -8,7 +8,10 @@
 //!   process per certificate;
 //! - issuance at each concurrency (c=1, c=64 by default): rate, p50/p99 and the daemon's
 //!   CPU per certificate (its `/proc/<pid>/stat`; the load runs in this process, so the
-//!   figure is the daemon's alone), and the rate as a percentage of the limit;
+//!   figure is the daemon's alone), this process's own CPU per certificate (the load
+//!   generator, with the syslog socket it reads: on a small machine both share the CPUs),
+//!   and the rate as a percentage of the limit. Every answer is checked (an OpenSSH
+//!   certificate for the principal asked, with a validity window and a request id);
 //! - `Fetch` of the certificates the last series issued, one at a time: the daemon keeps
 //!   no certificate text, so this is the cost of signing one again from its grant.
 //!
@@ -51,6 +54,8 @@ pub struct Options {
     pub limit_for: Duration,
     /// Certificates signed by the one-process-per-certificate `ssh-keygen` baseline.
     pub per_process: usize,
+    /// Connections the callers of a series share (each caller keeps to one).
+    pub connections: usize,
 }
 
 /// A steady open-loop load: `rate` requests per second for `duration`, certificates of
@@ -83,6 +88,8 @@ struct Series {
     p99: Option<Duration>,
     /// The daemon's CPU time over the series.
     daemon_cpu: Option<Duration>,
+    /// This process's CPU time over the series (the load generator).
+    bench_cpu: Option<Duration>,
     /// Whether the series issues certificates (its rate is a share of the limit).
     issues: bool,
 }
@@ -278,13 +285,16 @@ pub(crate) fn request(key: &str, ttl: Duration) -> RequestCertificateRequest {
 /// Runs the benchmark and returns a printable report.
 pub async fn run(o: &Options) -> Result<String, String> {
     let bench = Bench::start(&o.daemon, None).await?;
-    let client = connect::client(&bench.target).map_err(|e| e.to_string())?;
+    let clients = (0..o.connections.max(1))
+        .map(|_| connect::client(&bench.target).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = clients[0].clone();
     let count = o.count.max(1);
     let keys = Arc::new(user_keys(count)?);
     let ttl = Duration::from_secs(600);
 
-    // Warm up the connection and the code paths.
-    for key in keys.iter().take(50) {
+    // Warm up the connections and the code paths.
+    for (key, client) in keys.iter().take(50).zip(clients.iter().cycle()) {
         client
             .clone()
             .request_certificate(request(key, ttl))
@@ -298,9 +308,10 @@ pub async fn run(o: &Options) -> Result<String, String> {
     for &c in &o.concurrency {
         let next = Arc::new(AtomicUsize::new(0));
         let cpu_before = cpu_time(bench.pid());
+        let own_before = cpu_time(std::process::id());
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..c.max(1) {
+        for (_, client) in (0..c.max(1)).zip(clients.iter().cycle()) {
             let (mut client, keys, next) = (client.clone(), keys.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
                 let (mut lat, mut ids) = (Vec::new(), Vec::new());
@@ -315,7 +326,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
                         .await
                         .map_err(|s| format!("request failed: {s}"))?;
                     lat.push(t.elapsed());
-                    ids.push(r.into_inner().request_id);
+                    ids.push(checked(r.into_inner())?);
                 }
             }));
         }
@@ -330,6 +341,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
         let daemon_cpu = cpu_before
             .zip(cpu_time(bench.pid()))
             .map(|(a, b)| b.saturating_sub(a));
+        let bench_cpu = cpu_since(own_before);
         lat.sort();
         series.push(Series {
             label: format!("gRPC mTLS + durable audit, c={c}"),
@@ -338,6 +350,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             p50: Some(percentile(&lat, 0.50)),
             p99: Some(percentile(&lat, 0.99)),
             daemon_cpu,
+            bench_cpu,
             issues: true,
         });
     }
@@ -346,6 +359,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
     {
         let mut client = client.clone();
         let cpu_before = cpu_time(bench.pid());
+        let own_before = cpu_time(std::process::id());
         let start = Instant::now();
         let mut lat = Vec::with_capacity(issued_ids.len());
         for id in &issued_ids {
@@ -370,6 +384,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             p50: Some(percentile(&lat, 0.50)),
             p99: Some(percentile(&lat, 0.99)),
             daemon_cpu,
+            bench_cpu: cpu_since(own_before),
             issues: true,
         });
     }
@@ -490,6 +505,7 @@ async fn who_am_i_floor(
 ) -> Result<Series, String> {
     let mut client = client.clone();
     let cpu_before = cpu_time(pid);
+    let own_before = cpu_time(std::process::id());
     let start = Instant::now();
     let mut lat = Vec::with_capacity(count);
     for _ in 0..count {
@@ -512,8 +528,32 @@ async fn who_am_i_floor(
         p50: Some(percentile(&lat, 0.50)),
         p99: Some(percentile(&lat, 0.99)),
         daemon_cpu,
+        bench_cpu: cpu_since(own_before),
         issues: false,
     })
+}
+
+/// This process's CPU time since `before`.
+fn cpu_since(before: Option<Duration>) -> Option<Duration> {
+    before
+        .zip(cpu_time(std::process::id()))
+        .map(|(a, b)| b.saturating_sub(a))
+}
+
+/// The request id of an issuance's answer, once the answer is checked to be what was
+/// asked for (an OpenSSH certificate for the benchmark's principal, with a validity window).
+fn checked(r: breakglass_proto::v1::RequestCertificateResponse) -> Result<String, String> {
+    let fine = r
+        .certificate
+        .starts_with("ssh-ed25519-cert-v01@openssh.com ")
+        && r.principals == ["bgbench"]
+        && r.valid_before > r.valid_after
+        && !r.request_id.is_empty();
+    if fine {
+        Ok(r.request_id)
+    } else {
+        Err(format!("unexpected answer to an issuance: {r:?}"))
+    }
 }
 
 /// The keys as `.pub` files for ssh-keygen.
@@ -585,6 +625,7 @@ fn baseline(label: &str, count: usize, start: Instant) -> Series {
         p50: None,
         p99: None,
         daemon_cpu: None,
+        bench_cpu: None,
         issues: true,
     }
 }
@@ -595,22 +636,25 @@ pub(crate) fn ms(d: Duration) -> String {
 
 fn report(series: &[Series], limit: Limit) -> String {
     let mut out = format!(
-        "{:<38} {:>7} {:>9} {:>9} {:>9} {:>13} {:>10}\n",
-        "series", "certs", "certs/s", "p50", "p99", "daemon CPU", "of limit"
+        "{:<38} {:>7} {:>9} {:>9} {:>9} {:>13} {:>13} {:>10}\n",
+        "series", "certs", "certs/s", "p50", "p99", "daemon CPU", "bench CPU", "of limit"
     );
     let dash = || "-".to_owned();
     for s in series {
-        let cpu = s.daemon_cpu.map_or_else(dash, |c| {
-            format!("{:.0} µs/cert", c.as_secs_f64() * 1e6 / s.count as f64)
-        });
+        let per_cert = |cpu: Option<Duration>| {
+            cpu.map_or_else(dash, |c| {
+                format!("{:.0} µs/cert", c.as_secs_f64() * 1e6 / s.count as f64)
+            })
+        };
         out.push_str(&format!(
-            "{:<38} {:>7} {:>9.0} {:>9} {:>9} {:>13} {:>10}\n",
+            "{:<38} {:>7} {:>9.0} {:>9} {:>9} {:>13} {:>13} {:>10}\n",
             s.label,
             s.count,
             s.rate(),
             s.p50.map_or_else(dash, ms),
             s.p99.map_or_else(dash, ms),
-            cpu,
+            per_cert(s.daemon_cpu),
+            per_cert(s.bench_cpu),
             if s.issues {
                 format!("{:.1}%", 100.0 * s.rate() / limit.sign)
             } else {

@@ -1,7 +1,8 @@
 //! Syslog from the daemon: one authpriv `key=value` line per durable audit event.
 //!
 //! A follower task reads the log behind its writer (what syslog shows is exactly what the
-//! log holds, in log order, and only once it is durable) and hands each line to the
+//! log holds, in log order, and only once it is durable; the batches just committed come
+//! from the writer's memory, [`AuditLog::follow`]) and hands each line to the
 //! non-blocking [`bg_syslog`] sender: a slow or missing syslog socket never delays an
 //! append or a caller; lines are dropped and counted instead.
 //!
@@ -26,6 +27,10 @@ pub const IDENT: &str = "breakglass-ca";
 const POLL: Duration = Duration::from_millis(50);
 /// Most events read per step.
 const STEP: u64 = 1000;
+/// Lines the sender's queue holds: a few steps, so that a step handed over at once is not
+/// dropped while the sender thread writes the previous one (the follower reads the batches
+/// just committed from memory, faster than the sender writes datagrams).
+const QUEUE_LINES: usize = 4 * STEP as usize;
 
 /// The `key=value` fields of the syslog line of event `index`.
 #[must_use]
@@ -61,7 +66,11 @@ fn severity(event: &Event) -> Severity {
 /// at `socket` (with a database, every event this daemon appended). It stops (after writing what is durable, with a short flush) when `stop`
 /// turns true.
 pub fn spawn(log: AuditLog, socket: &Path, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    let syslog = Syslog::new(IDENT, socket);
+    let options = bg_syslog::Options {
+        capacity: QUEUE_LINES,
+        ..bg_syslog::Options::default()
+    };
+    let syslog = std::sync::Arc::new(Syslog::with_options(IDENT, socket, options));
     let mut next = log.size();
     tokio::spawn(async move {
         loop {
@@ -71,12 +80,30 @@ pub fn spawn(log: AuditLog, socket: &Path, mut stop: watch::Receiver<bool>) -> J
             };
             while log.size() > next {
                 let end = log.size().min(next + STEP);
-                let reader = log.clone();
+                let (reader, sink) = (log.clone(), syslog.clone());
                 let from = next;
-                let events = match tokio::task::spawn_blocking(move || reader.events(from, end))
-                    .await
-                {
-                    Ok(Ok(ev)) => ev,
+                // Off the async workers: a step's lines are formatted in one go.
+                let sent = tokio::task::spawn_blocking(move || {
+                    // With a database, each daemon writes the events it appended: a
+                    // collector of every daemon's syslog gets each event once.
+                    let own = reader.appended_here(from, end);
+                    reader.follow(from, end, |index, event| {
+                        if own
+                            .as_ref()
+                            .is_some_and(|own| !own.iter().any(|r| r.contains(&index)))
+                        {
+                            return;
+                        }
+                        let fields = line_fields(index, event);
+                        let refs: Vec<(&str, &str)> =
+                            fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        sink.send(severity(event), &refs);
+                    })
+                })
+                .await;
+                match sent {
+                    Ok(Ok(n)) if n > 0 => next = from + n,
+                    Ok(Ok(_)) => break,
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, from, "syslog follower cannot read the audit log");
                         break;
@@ -85,23 +112,7 @@ pub fn spawn(log: AuditLog, socket: &Path, mut stop: watch::Receiver<bool>) -> J
                         tracing::error!(error = %e, "syslog follower read task failed");
                         break;
                     }
-                };
-                // With a database, each daemon writes the events it appended: a collector
-                // of every daemon's syslog gets each event once.
-                let own = log.appended_here(from, end);
-                for (index, event) in &events {
-                    if own
-                        .as_ref()
-                        .is_some_and(|own| !own.iter().any(|r| r.contains(index)))
-                    {
-                        continue;
-                    }
-                    let fields = line_fields(*index, event);
-                    let refs: Vec<(&str, &str)> =
-                        fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    syslog.send(severity(event), &refs);
                 }
-                next = end;
             }
             if stopping {
                 let s = syslog;

@@ -256,13 +256,19 @@ impl History {
             let to = end
                 .min(ix.upto + MAX_ENTRIES_PER_READ)
                 .min((ix.upto / self.chunk + 1) * self.chunk);
-            for (i, e) in self.log.events(ix.upto, to)? {
+            // What was just committed comes from the writer's memory (see `AuditLog::follow`).
+            let from = ix.upto;
+            let ix = &mut *ix;
+            let visited = self.log.follow(from, to, |i, e| {
                 ix.tail_min = ix.tail_min.min(e.time.0);
                 ix.tail_max = ix.tail_max.max(e.time.0);
-                for s in subjects(&e) {
+                for s in subjects(e) {
                     ix.tail.push((s.key(), i));
                 }
                 ix.upto = i + 1;
+            })?;
+            if visited == 0 {
+                return Ok(ix.upto);
             }
         }
     }

@@ -54,6 +54,13 @@ struct Args {
     /// the state snapshots it wrote are listed after the run
     #[arg(long, value_name = "DURATION")]
     snapshot_every: Option<humantime::Duration>,
+    /// mTLS connections the callers of a series share
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Threads of the load generator's runtime (1: one thread drives every caller, the
+    /// leanest load on a small machine where it shares the CPUs with the daemon)
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
 }
 
 fn main() -> ExitCode {
@@ -72,7 +79,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = if a.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(a.client_threads)
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("issue-bench: cannot start the runtime: {e}");
@@ -103,6 +120,7 @@ fn main() -> ExitCode {
                 concurrency: a.concurrency,
                 limit_for: a.limit_for.into(),
                 per_process: a.per_process,
+                connections: a.connections,
             };
             rt.block_on(run(&o)).map(|report| print!("{report}"))
         }

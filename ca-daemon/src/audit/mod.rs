@@ -37,6 +37,7 @@
 //! signed checkpoint).
 
 mod base;
+mod feed;
 mod index;
 mod key;
 pub mod pg;
@@ -388,6 +389,51 @@ impl AuditLog {
                     .map_err(|e| AuditError::OutOfRange(format!("event {i}: {e}")))
             })
             .collect()
+    }
+
+    /// Calls `visit` with each durable event `from..end` (`end` cut to the log's size and to
+    /// [`MAX_ENTRIES_PER_READ`] entries), in order, and returns how many it visited: for
+    /// the log's followers. The
+    /// events of the batches the writer committed last come from memory, decoded once for
+    /// every follower (see `feed`); older ones are read from the segments as
+    /// [`events`](Self::events) reads them.
+    pub fn follow(
+        &self,
+        from: u64,
+        end: u64,
+        mut visit: impl FnMut(LeafIndex, &Event),
+    ) -> Result<u64, AuditError> {
+        let end = end.min(self.size()).min(from + MAX_ENTRIES_PER_READ);
+        let mut at = from;
+        while at < end {
+            let fed = self.shared.feed.covering(at, end);
+            if fed.is_empty() {
+                // Not held (older than the feed, or pushed a moment after the checkpoint
+                // that made it durable): from the segments, up to what the feed holds.
+                let upto = match self.shared.feed.first_held() {
+                    Some(f) if f > at => f.min(end),
+                    _ => end,
+                };
+                if upto <= at {
+                    break;
+                }
+                for (i, e) in self.events(at, upto)? {
+                    visit(i, &e);
+                }
+                at = upto;
+                continue;
+            }
+            for b in fed {
+                let events = b.events().map_err(AuditError::OutOfRange)?;
+                for (i, e) in (b.first..).zip(events) {
+                    if i >= at && i < end {
+                        visit(i, e);
+                    }
+                }
+                at = b.end().clamp(at, end);
+            }
+        }
+        Ok(at - from)
     }
 
     /// Inclusion proof of entry `index` in the tree of `size` entries (RFC 6962 `PATH`),

@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub stats: super::stats::CommitStats,
     /// With a database, which entries this process appended (see [`OwnBatches`]).
     pub own: Mutex<OwnBatches>,
+    /// The batches just committed, for the followers (see [`super::feed`]).
+    pub feed: super::feed::Feed,
 }
 
 /// Most index ranges [`OwnBatches`] holds for a follower that does not come to read them
@@ -617,6 +619,7 @@ pub(crate) fn open(config: &AuditConfig, signer: &NoteSigner) -> Result<Opened, 
                 .and_then(|a| a.file.metadata().ok()?.modified().ok()),
         ),
         own: Mutex::default(),
+        feed: super::feed::Feed::default(),
     });
     Ok(Opened {
         shared,

@@ -309,8 +309,8 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
         }
         let answered = replies.len();
         if !leaves.is_empty() {
-            w.commit(&leaves, &mut replies);
-            leaves.clear();
+            // The batch's leaves go on to the followers' feed (see `publish`).
+            w.commit(std::mem::take(&mut leaves), &mut replies);
         }
         if follow {
             w.follow_database(false);
@@ -338,18 +338,18 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Request>, mut w: Writer) {
 }
 
 impl Writer {
-    fn commit(&mut self, leaves: &[Vec<u8>], replies: &mut Vec<(Reply, usize)>) {
+    fn commit(&mut self, leaves: Vec<Vec<u8>>, replies: &mut Vec<(Reply, usize)>) {
         let started = Instant::now();
         let committed = if self.db.is_some() {
-            self.try_commit_db(leaves)
+            self.try_commit_db(&leaves)
         } else {
-            self.try_commit(leaves)
+            self.try_commit(&leaves)
         };
         match committed {
             Ok(c) => {
                 self.shared.stats.committed(leaves.len(), started.elapsed());
                 let first = c.first_index;
-                self.publish(c);
+                self.publish(c, leaves);
                 self.shared.set_error(None);
                 let mut next = first;
                 for (r, n) in replies.drain(..) {
@@ -435,9 +435,11 @@ impl Writer {
         }
     }
 
-    /// Makes a committed batch visible to readers (checkpoint, a new segment); the
-    /// checkpoint file's thread picks it up from there.
-    fn publish(&mut self, c: Committed) {
+    /// Makes a committed batch visible to readers (checkpoint, a new segment), then hands
+    /// its `leaves` to the followers' feed; the checkpoint file's thread picks it up from
+    /// there.
+    fn publish(&mut self, c: Committed, leaves: Vec<Vec<u8>>) {
+        let first = c.first_index;
         {
             let mut idx = self.shared.write();
             idx.checkpoint = c.checkpoint;
@@ -460,6 +462,7 @@ impl Writer {
                 }
             }
         }
+        self.shared.feed.push(first, leaves);
         self.shared
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -653,7 +656,7 @@ impl Writer {
             if c.checkpoint.note != b.note {
                 return Err("the mirror's checkpoint differs from the database's".into());
             }
-            self.publish(c);
+            self.publish(c, b.leaves);
             if tell {
                 let _ = self.foreign.send((b.first, events));
             }

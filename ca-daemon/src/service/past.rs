@@ -16,8 +16,9 @@ use crate::error::{Error, NothingToRevoke};
 use crate::history::{History, Subject};
 use crate::state::{Grant, RECORD_KEEP_MS, Request};
 
-/// How often the index catches up with the log in the background.
-const INDEX_EVERY: Duration = Duration::from_secs(1);
+/// How often the index catches up with the log in the background: often enough that what
+/// is new is still in the writer's memory (`AuditLog::follow`), not read back from disk.
+const INDEX_EVERY: Duration = Duration::from_millis(100);
 
 impl Service {
     /// The on-disk index of the log and the reads through it.
@@ -58,17 +59,25 @@ impl Service {
         }
     }
 
-    /// Keeps the index up to date with the log, once a second, until `stop` turns true (a
-    /// read catches it up anyway; this keeps that catch-up short).
+    /// Keeps the index up to date with the log, every [`INDEX_EVERY`], until `stop` turns
+    /// true (a read catches it up anyway; this keeps that catch-up short).
     pub(super) fn keep_history_indexed(&self, mut stop: watch::Receiver<bool>) {
-        let history = self.history.clone();
+        let (history, log) = (self.history.clone(), self.audit.clone());
         tokio::spawn(async move {
+            // How far the index reaches (0: not known yet).
+            let mut indexed = 0;
             loop {
                 let (h, stopping) = (history.clone(), stop.clone());
                 // The runtime waits for this task at exit: it stops at the next batch.
                 let go_on = move || !*stopping.borrow();
-                match tokio::task::spawn_blocking(move || h.catch_up_while(go_on)).await {
-                    Ok(Ok(_)) => {}
+                let behind = indexed == 0 || log.size() > indexed;
+                let caught_up = if behind {
+                    tokio::task::spawn_blocking(move || h.catch_up_while(go_on)).await
+                } else {
+                    Ok(Ok(indexed))
+                };
+                match caught_up {
+                    Ok(Ok(upto)) => indexed = upto,
                     Ok(Err(e)) => tracing::warn!(error = %e, "indexing the audit log failed"),
                     Err(e) => tracing::warn!(error = %e, "indexing the audit log failed"),
                 }
