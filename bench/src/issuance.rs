@@ -54,6 +54,8 @@ pub struct Options {
     pub limit_for: Duration,
     /// Certificates signed by the one-process-per-certificate `ssh-keygen` baseline.
     pub per_process: usize,
+    /// Client connections (HTTP/2 over mTLS) the callers of a series share, round robin.
+    pub connections: usize,
 }
 
 /// A steady open-loop load: `rate` requests per second for `duration`, certificates of
@@ -285,14 +287,17 @@ pub(crate) fn request(key: &str, ttl: Duration) -> RequestCertificateRequest {
 /// Runs the benchmark and returns a printable report.
 pub async fn run(o: &Options) -> Result<String, String> {
     let bench = Bench::start(&o.daemon, None).await?;
-    let client = connect::client(&bench.target).map_err(|e| e.to_string())?;
+    let clients = (0..o.connections.max(1))
+        .map(|_| connect::client(&bench.target).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = clients[0].clone();
     let count = o.count.max(1);
     let keys = Arc::new(user_keys(count)?);
     let ttl = Duration::from_secs(600);
 
-    // Warm up the connection and the code paths.
-    for key in keys.iter().take(50) {
-        client
+    // Warm up the connections and the code paths.
+    for (i, key) in keys.iter().take(50.max(clients.len())).enumerate() {
+        clients[i % clients.len()]
             .clone()
             .request_certificate(request(key, ttl))
             .await
@@ -307,8 +312,9 @@ pub async fn run(o: &Options) -> Result<String, String> {
         let cpu_before = cpu_time(bench.pid());
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..c.max(1) {
-            let (mut client, keys, next) = (client.clone(), keys.clone(), next.clone());
+        for caller in 0..c.max(1) {
+            let mut client = clients[caller % clients.len()].clone();
+            let (keys, next) = (keys.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
                 let (mut lat, mut ids) = (Vec::new(), Vec::new());
                 loop {
@@ -339,7 +345,11 @@ pub async fn run(o: &Options) -> Result<String, String> {
             .map(|(a, b)| b.saturating_sub(a));
         lat.sort();
         series.push(Series {
-            label: format!("gRPC mTLS + durable audit, c={c}"),
+            label: if clients.len() > 1 {
+                format!("gRPC mTLS + durable audit, c={c}/{}", clients.len())
+            } else {
+                format!("gRPC mTLS + durable audit, c={c}")
+            },
             count,
             elapsed,
             p50: Some(percentile(&lat, 0.50)),
