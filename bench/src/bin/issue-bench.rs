@@ -34,6 +34,10 @@ struct Args {
     /// Certificates signed by the one-process-per-certificate ssh-keygen baseline
     #[arg(long, default_value_t = 300)]
     per_process: usize,
+    /// Client connections the concurrent callers share (round robin); a series on more than
+    /// one is labelled c=CALLERS/CONNECTIONS
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     /// Run a soak of this length instead: a steady open-loop --rate, one report line per
     /// --every (achieved rate, p50/p99, the daemon's RSS and CPU)
     #[arg(long, value_name = "DURATION")]
@@ -54,9 +58,6 @@ struct Args {
     /// the state snapshots it wrote are listed after the run
     #[arg(long, value_name = "DURATION")]
     snapshot_every: Option<humantime::Duration>,
-    /// mTLS connections the callers of a series share
-    #[arg(long, default_value_t = 1)]
-    connections: usize,
     /// Threads of the load generator's runtime (1: one thread drives every caller, the
     /// leanest load on a small machine where it shares the CPUs with the daemon)
     #[arg(long, default_value_t = 1)]
