@@ -967,3 +967,46 @@ fn soak_line(
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakglass_proto::v1::RequestCertificateResponse;
+
+    fn answer() -> RequestCertificateResponse {
+        RequestCertificateResponse {
+            certificate: "ssh-ed25519-cert-v01@openssh.com AAAA comment".into(),
+            principals: vec!["bgbench".into()],
+            valid_after: 10,
+            valid_before: 610,
+            request_id: "r-1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_issuance_answer_is_taken_only_when_it_is_what_was_asked_for() {
+        assert_eq!(checked(answer()).unwrap(), "r-1");
+        let wrong = [
+            RequestCertificateResponse {
+                certificate: String::new(),
+                ..answer()
+            },
+            RequestCertificateResponse {
+                principals: vec!["root".into()],
+                ..answer()
+            },
+            RequestCertificateResponse {
+                valid_before: 10,
+                ..answer()
+            },
+            RequestCertificateResponse {
+                request_id: String::new(),
+                ..answer()
+            },
+        ];
+        for w in wrong {
+            assert!(checked(w).is_err());
+        }
+    }
+}
