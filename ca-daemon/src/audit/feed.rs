@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use breakglass_proto::audit::Event;
 
-/// About how many entries the feed keeps (whole batches: the newest batch always stays).
-/// The followers look every 50 ms (syslog) and 100 ms (history): at 30,000 events a second
-/// that is under 3,000 entries.
-pub(crate) const FEED_ENTRIES: u64 = 8192;
+/// About how many entries the feed keeps (whole batches: the newest batch always stays),
+/// with their decoded events about 6 MB at most. The followers look every 50 ms: at 30,000
+/// events a second that is 1,500 entries.
+pub(crate) const FEED_ENTRIES: u64 = 4096;
 
 /// One committed batch: its first entry's index and its leaves as written.
 pub(crate) struct FedBatch {

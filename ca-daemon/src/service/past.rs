@@ -18,7 +18,7 @@ use crate::state::{Grant, RECORD_KEEP_MS, Request};
 
 /// How often the index catches up with the log in the background: often enough that what
 /// is new is still in the writer's memory (`AuditLog::follow`), not read back from disk.
-const INDEX_EVERY: Duration = Duration::from_millis(100);
+const INDEX_EVERY: Duration = Duration::from_millis(50);
 
 impl Service {
     /// The on-disk index of the log and the reads through it.
