@@ -9,11 +9,18 @@ use breakglass_proto::spool::SessionRecord;
 
 use crate::files;
 
-/// Writes `record` durably into `spool` (created with mode 0700 if missing), with one
-/// fsync ([`files::write_new_durable`]): this is on the path of every login and logout.
-pub fn write(spool: &Path, record: &SessionRecord) -> Result<(), String> {
+/// Writes `record` durably into `spool` (created with mode 0700 if missing): into a slot
+/// of the spool's slot file when there is one and a slot is free (created first with
+/// `slots` slots, `spool_slots=`, when missing; [`crate::slots::write`], one `fdatasync`),
+/// else as its own file with one fsync ([`files::write_new_durable`]). This is on the path
+/// of every login and logout.
+pub fn write(spool: &Path, slots: u32, record: &SessionRecord) -> Result<(), String> {
     files::ensure_private_dir(spool, "spool directory")?;
-    files::write_new_durable(spool, &record.file_name(), &record.to_json()?)
+    let json = record.to_json()?;
+    if crate::slots::write(spool, slots, &json)? {
+        return Ok(());
+    }
+    files::write_new_durable(spool, &record.file_name(), &json)
 }
 
 /// What the module keeps with `pam_set_data` from open to close.
@@ -23,6 +30,8 @@ pub struct OpenSession {
     pub record: SessionRecord,
     /// Spool directory to write the close record to.
     pub spool: PathBuf,
+    /// The `spool_slots=` option.
+    pub spool_slots: u32,
     /// Syslog socket.
     pub syslog: PathBuf,
     /// The session's recording (a recording tier), sealed into the close record.
