@@ -37,3 +37,71 @@ pub struct OpenSession {
     /// The session's recording (a recording tier), sealed into the close record.
     pub recording: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakglass_proto::spool::slots::{self, FILE_NAME, SLOT_SIZE, Slot};
+    use breakglass_proto::spool::{RECORD_VERSION, SessionEvent, record_id, session_id};
+
+    fn record(pid: u32) -> SessionRecord {
+        let session = session_id("db-7", Some("g-00000000000000ff"), pid, 1);
+        SessionRecord {
+            version: RECORD_VERSION,
+            record_id: record_id(&session, SessionEvent::Open),
+            session,
+            event: SessionEvent::Open,
+            time: 1,
+            host: "db-7".into(),
+            user: "u".into(),
+            grant: None,
+            serial: None,
+            key_id: None,
+            requester: None,
+            tier: None,
+            rhost: None,
+            tty: None,
+            service: None,
+            pid,
+            audit_session: None,
+            start: 1,
+            expires: None,
+            reason: None,
+            detail: None,
+            duration: None,
+            killed: None,
+            recording_sha256: None,
+            recording_bytes: None,
+            recording_duration_ms: None,
+        }
+    }
+
+    #[test]
+    fn records_go_to_slots_and_to_their_own_file_once_every_slot_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        write(&spool, 2, &record(1)).unwrap();
+        write(&spool, 2, &record(2)).unwrap();
+        write(&spool, 2, &record(3)).unwrap();
+        let bytes = std::fs::read(spool.join(FILE_NAME)).unwrap();
+        let mut in_slots: Vec<u32> = bytes
+            .chunks(SLOT_SIZE)
+            .map(|s| match slots::decode(s) {
+                Slot::Record { record, .. } => SessionRecord::from_json(record).unwrap().pid,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        in_slots.sort_unstable();
+        assert_eq!(in_slots, [1, 2]);
+        let mut names = breakglass_test_support::fs::file_names(&spool);
+        names.sort();
+        assert_eq!(names, [record(3).file_name(), FILE_NAME.to_owned()]);
+        // Without spool_slots= and no slot file: one file per record, as before.
+        let other = dir.path().join("other");
+        write(&other, 0, &record(4)).unwrap();
+        assert_eq!(
+            breakglass_test_support::fs::file_names(&other),
+            [record(4).file_name()]
+        );
+    }
+}
