@@ -262,6 +262,43 @@ mod tests {
         assert_eq!(got.len(), 241, "no record twice, none overwritten");
     }
 
+    /// Run by [`concurrent_writer_processes_never_share_a_slot`] as a separate process.
+    #[test]
+    fn slot_writers_child() {
+        let Some(spool) = std::env::var_os("BG_SLOT_WRITERS_SPOOL") else {
+            return; // only as a child
+        };
+        let me = std::process::id();
+        for n in 0..25 {
+            assert!(write(Path::new(&spool), 128, format!("p{me}-{n}").as_bytes()).unwrap());
+        }
+    }
+
+    #[test]
+    fn concurrent_writer_processes_never_share_a_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        assert!(write(&spool, 128, b"first").unwrap());
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "slots::tests::slot_writers_child", "--quiet"])
+                    .env("BG_SLOT_WRITERS_SPOOL", &spool)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        let mut got: Vec<Vec<u8>> = records(&spool).into_iter().map(|(_, r)| r).collect();
+        assert_eq!(got.len(), 101, "one slot per record");
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 101, "no record twice, none overwritten");
+    }
+
     /// Run by [`a_record_survives_kill_9_of_its_writer`] as a separate process.
     #[test]
     fn slot_writer_child() {
