@@ -3,12 +3,15 @@
 //! in the same run:
 //! - the raw build+sign limit: the daemon's own signing code
 //!   ([`CertificateAuthority::issue`], ssh-key's builder with the ready key) on two threads
-//!   in this process;
+//!   in this process; and the same certificate built and signed by ssh-key alone
+//!   (`Builder::sign` with the CA's `PrivateKey`, which derives the Ed25519 key for every
+//!   signature): the "build+sign limit (ssh-key, 2 threads)" issue 13's goals were set
+//!   against, measured in the same run;
 //! - `ssh-keygen -s` signing the same keys in batches of 500 per process, and with one
 //!   process per certificate;
 //! - issuance at each concurrency (c=1, c=64 by default): rate, p50/p99 and the daemon's
 //!   CPU per certificate (its `/proc/<pid>/stat`; the load runs in this process, so the
-//!   figure is the daemon's alone), and the rate as a percentage of the limit;
+//!   figure is the daemon's alone), and the rate as a percentage of each limit;
 //! - `Fetch` of the certificates the last series issued, one at a time: the daemon keeps
 //!   no certificate text, so this is the cost of signing one again from its grant.
 //!
@@ -51,6 +54,8 @@ pub struct Options {
     pub limit_for: Duration,
     /// Certificates signed by the one-process-per-certificate `ssh-keygen` baseline.
     pub per_process: usize,
+    /// Client connections (HTTP/2 over mTLS) the callers of a series share, round robin.
+    pub connections: usize,
 }
 
 /// A steady open-loop load: `rate` requests per second for `duration`, certificates of
@@ -93,11 +98,15 @@ impl Series {
     }
 }
 
-/// The raw limit: certificates per second.
+/// The raw limits: certificates per second.
 #[derive(Debug, Clone, Copy)]
 struct Limit {
+    /// The daemon's signing code (the ready key).
     sign: f64,
+    /// The same, with the OpenSSH text of each certificate.
     sign_and_text: f64,
+    /// ssh-key's `Builder::sign` with the `PrivateKey`: issue 13's reference.
+    ssh_key: f64,
 }
 
 /// A running daemon with its `init --dev` setup and a client for it.
@@ -278,14 +287,17 @@ pub(crate) fn request(key: &str, ttl: Duration) -> RequestCertificateRequest {
 /// Runs the benchmark and returns a printable report.
 pub async fn run(o: &Options) -> Result<String, String> {
     let bench = Bench::start(&o.daemon, None).await?;
-    let client = connect::client(&bench.target).map_err(|e| e.to_string())?;
+    let clients = (0..o.connections.max(1))
+        .map(|_| connect::client(&bench.target).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = clients[0].clone();
     let count = o.count.max(1);
     let keys = Arc::new(user_keys(count)?);
     let ttl = Duration::from_secs(600);
 
-    // Warm up the connection and the code paths.
-    for key in keys.iter().take(50) {
-        client
+    // Warm up the connections and the code paths.
+    for (i, key) in keys.iter().take(50.max(clients.len())).enumerate() {
+        clients[i % clients.len()]
             .clone()
             .request_certificate(request(key, ttl))
             .await
@@ -300,8 +312,9 @@ pub async fn run(o: &Options) -> Result<String, String> {
         let cpu_before = cpu_time(bench.pid());
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..c.max(1) {
-            let (mut client, keys, next) = (client.clone(), keys.clone(), next.clone());
+        for caller in 0..c.max(1) {
+            let mut client = clients[caller % clients.len()].clone();
+            let (keys, next) = (keys.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
                 let (mut lat, mut ids) = (Vec::new(), Vec::new());
                 loop {
@@ -332,7 +345,11 @@ pub async fn run(o: &Options) -> Result<String, String> {
             .map(|(a, b)| b.saturating_sub(a));
         lat.sort();
         series.push(Series {
-            label: format!("gRPC mTLS + durable audit, c={c}"),
+            label: if clients.len() > 1 {
+                format!("gRPC mTLS + durable audit, c={c}/{}", clients.len())
+            } else {
+                format!("gRPC mTLS + durable audit, c={c}")
+            },
             count,
             elapsed,
             p50: Some(percentile(&lat, 0.50)),
@@ -393,8 +410,11 @@ pub async fn run(o: &Options) -> Result<String, String> {
     ));
     out.push_str(&format!(
         "limit: build+sign in-process, 2 threads, the daemon's signing code: {:.0} certs/s \
-         ({:.0} certs/s with the OpenSSH text)\n\n",
-        limit.sign, limit.sign_and_text
+         ({:.0} certs/s with the OpenSSH text)\n\
+         reference: the same certificate built and signed by ssh-key alone (Builder::sign with \
+         the CA's PrivateKey, the key derived per signature; issue 13's \"build+sign limit \
+         (ssh-key, 2 threads)\"): {:.0} certs/s\n\n",
+        limit.sign, limit.sign_and_text, limit.ssh_key
     ));
     out.push_str(&report(&series, limit));
     Ok(out)
@@ -428,10 +448,94 @@ fn limit(setup: &Path, run_for: Duration) -> Result<Limit, String> {
         .clone();
     let sign = signing_rate(&ca, &key, run_for, false)?;
     let sign_and_text = signing_rate(&ca, &key, run_for, true)?;
+    let ssh_key = ssh_key_rate(setup, &ca, &key, run_for)?;
     Ok(Limit {
         sign,
         sign_and_text,
+        ssh_key,
     })
+}
+
+/// Certificates per second that two threads build and sign with ssh-key alone: the
+/// certificate [`CertificateAuthority::issue`] makes, rebuilt field by field with ssh-key's
+/// `Builder` and signed with the CA's `PrivateKey` (what the daemon did before it kept its
+/// key ready), for `run_for`.
+fn ssh_key_rate(
+    setup: &Path,
+    ca: &CertificateAuthority,
+    key: &PublicKey,
+    run_for: Duration,
+) -> Result<f64, String> {
+    let private = Arc::new(
+        PrivateKey::read_openssh_file(&setup.join("ssh_ca"))
+            .map_err(|e| format!("reading the CA key: {e}"))?,
+    );
+    let principals = ["bgbench".to_owned()];
+    let hosts = ["localhost".to_owned()];
+    let extensions = ["permit-pty".to_owned()];
+    let spec = CertSpec {
+        grant_id: GrantId(1),
+        requester: "sre@example.com",
+        subject: key,
+        principals: &principals,
+        hosts: &hosts,
+        tier: "low",
+        ttl: Duration::from_secs(600),
+        force_command: None,
+        source_addresses: &[],
+        extensions: &extensions,
+    };
+    let model = Arc::new(
+        ca.issue(&spec, SystemTime::now())
+            .map_err(|e| e.to_string())?
+            .certificate,
+    );
+    let start = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (private, model) = (Arc::clone(&private), Arc::clone(&model));
+            std::thread::spawn(move || -> Result<u64, String> {
+                let mut n = 0u64;
+                while start.elapsed() < run_for {
+                    rebuild_with_ssh_key(&model, &private).map_err(|e| e.to_string())?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in threads {
+        total += t.join().map_err(|_| "a signing thread panicked")??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `model` built again with ssh-key's `Builder` and signed with `private`.
+fn rebuild_with_ssh_key(
+    model: &ssh_key::Certificate,
+    private: &PrivateKey,
+) -> Result<ssh_key::Certificate, ssh_key::Error> {
+    let mut b = ssh_key::certificate::Builder::new(
+        model.nonce().to_vec(),
+        model.public_key().clone(),
+        model.valid_after(),
+        model.valid_before(),
+    )?;
+    b.serial(model.serial())?;
+    b.key_id(model.key_id())?;
+    b.cert_type(model.cert_type())?;
+    for p in model.valid_principals() {
+        b.valid_principal(p.clone())?;
+    }
+    for (name, value) in model.critical_options().iter() {
+        b.critical_option(name.clone(), value.clone())?;
+    }
+    for (name, value) in model.extensions().iter() {
+        b.extension(name.clone(), value.clone())?;
+    }
+    b.comment(model.comment())?;
+    b.sign(private)
 }
 
 fn signing_rate(
@@ -595,27 +699,31 @@ pub(crate) fn ms(d: Duration) -> String {
 
 fn report(series: &[Series], limit: Limit) -> String {
     let mut out = format!(
-        "{:<38} {:>7} {:>9} {:>9} {:>9} {:>13} {:>10}\n",
-        "series", "certs", "certs/s", "p50", "p99", "daemon CPU", "of limit"
+        "{:<38} {:>7} {:>9} {:>9} {:>9} {:>13} {:>10} {:>10}\n",
+        "series", "certs", "certs/s", "p50", "p99", "daemon CPU", "of limit", "of ssh-key"
     );
     let dash = || "-".to_owned();
     for s in series {
         let cpu = s.daemon_cpu.map_or_else(dash, |c| {
             format!("{:.0} µs/cert", c.as_secs_f64() * 1e6 / s.count as f64)
         });
+        let share = |of: f64| {
+            if s.issues {
+                format!("{:.1}%", 100.0 * s.rate() / of)
+            } else {
+                dash()
+            }
+        };
         out.push_str(&format!(
-            "{:<38} {:>7} {:>9.0} {:>9} {:>9} {:>13} {:>10}\n",
+            "{:<38} {:>7} {:>9.0} {:>9} {:>9} {:>13} {:>10} {:>10}\n",
             s.label,
             s.count,
             s.rate(),
             s.p50.map_or_else(dash, ms),
             s.p99.map_or_else(dash, ms),
             cpu,
-            if s.issues {
-                format!("{:.1}%", 100.0 * s.rate() / limit.sign)
-            } else {
-                dash()
-            }
+            share(limit.sign),
+            share(limit.ssh_key),
         ));
     }
     out

@@ -34,6 +34,10 @@ struct Args {
     /// Certificates signed by the one-process-per-certificate ssh-keygen baseline
     #[arg(long, default_value_t = 300)]
     per_process: usize,
+    /// Client connections the concurrent callers share (round robin); a series on more than
+    /// one is labelled c=CALLERS/CONNECTIONS
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     /// Run a soak of this length instead: a steady open-loop --rate, one report line per
     /// --every (achieved rate, p50/p99, the daemon's RSS and CPU)
     #[arg(long, value_name = "DURATION")]
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
                 concurrency: a.concurrency,
                 limit_for: a.limit_for.into(),
                 per_process: a.per_process,
+                connections: a.connections,
             };
             rt.block_on(run(&o)).map(|report| print!("{report}"))
         }
