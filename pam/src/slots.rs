@@ -31,7 +31,7 @@ pub fn write(spool: &Path, create: u32, json: &[u8]) -> Result<bool, String> {
     // Start anywhere (the clock's low bits and the pid): writers at the same moment start
     // apart, and waiting records, spread over the file, cost a search of about
     // 1 / (free share) slots instead of a walk past all of them.
-    let first = (sequence / 1000 ^ u64::from(system::getpid()).wrapping_mul(0x9e37_79b9)) % count;
+    let first = ((sequence / 1000) ^ u64::from(system::getpid()).wrapping_mul(0x9e37_79b9)) % count;
     let mut head = [0u8; 8];
     for k in 0..count {
         let at = (first + k) % count * SLOT_SIZE as u64;
