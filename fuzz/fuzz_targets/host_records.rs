@@ -2,18 +2,20 @@
 //! spool records (JSON files the PAM module and guard write, the shipper reads, both with
 //! `breakglass_proto::spool`), session records on the wire (`HostRecord` protobuf) turned
 //! into audit events by the daemon (`hosts::to_event`), and the session registry's
-//! `key=value` files (registrations, revocation markers). Byte 0 picks which; the rest is
-//! the file or message.
+//! `key=value` files (registrations, revocation markers), and the slots of the spool's slot
+//! file (`spool::slots`). Byte 0 picks which; the rest is the file or message.
 //!
 //! Properties: a spool record round-trips through its file form; an accepted host record
 //! becomes an event that round-trips through the log's canonical encoding; registry files
-//! round-trip (up to the control characters their writer blanks out).
+//! round-trip (up to the control characters their writer blanks out); a slot that decodes
+//! as a record is the encoding of that record.
 #![no_main]
 
 use breakglass_ca::hosts::to_event;
 use breakglass_proto::audit::Event;
 use breakglass_proto::sessions::{Registration, RevocationMarker};
 use breakglass_proto::spool::SessionRecord;
+use breakglass_proto::spool::slots::{self, Slot};
 use breakglass_proto::v1::HostRecord;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -38,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let [which, body @ ..] = data else {
         return;
     };
-    match which % 5 {
+    match which % 6 {
         // The module's and the shipper's reading are one since both use the contract's type.
         0 | 1 => {
             let Ok(r) = SessionRecord::from_json(body) else {
@@ -71,6 +73,18 @@ fuzz_target!(|data: &[u8]| {
                             .map(|g| blank_controls(&g.to_string_lossy()).into()),
                         ..r
                     }
+                );
+            }
+        }
+        5 => {
+            if let Slot::Record {
+                sequence, record, ..
+            } = slots::decode(body)
+            {
+                let again = slots::encode(sequence, record).expect("a decoded record fits");
+                assert_eq!(
+                    slots::decode(&again),
+                    slots::decode(&body[..body.len().min(slots::SLOT_SIZE)])
                 );
             }
         }

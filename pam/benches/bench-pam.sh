@@ -22,6 +22,11 @@
 #   BASE=DIR pam/benches/bench-pam.sh ...   also measures, alternately in the same batches, a
 #   baseline build: DIR holds its libpam_breakglass.so and breakglass-guard (copies of
 #   another tree's target/release/, e.g. main's before a change).
+#   SLOTS=N pam/benches/bench-pam.sh ...    this tree's module with spool_slots=N (default
+#   1024; 0: one file per record, as before); the BASE build gets no spool_slots=. Nothing
+#   ships during the bench, so before each batch the slot files are zeroed in place (what
+#   breakglass host ship does to a delivered slot, off the login path); every batch's
+#   records fit (2 per round).
 #   RT=1 pam/benches/bench-pam.sh ...       runs the libpam batches (the harness and the
 #   guards it starts) under SCHED_FIFO (`chrt -f 10`): on a machine shared with builds this
 #   shields them from the others' CPU load (not from their disk load). Off by default.
@@ -30,6 +35,7 @@ ROUNDS=${1:-200}
 LOGINS=${2:-30}
 BASE=${BASE:-}
 RT=${RT:-}
+SLOTS=${SLOTS:-1024}
 CHRT=()
 [ -n "$RT" ] && CHRT=(chrt -f 10)
 [ "$(id -u)" -eq 0 ] || { echo "bench-pam: needs root (useradd, pam_loginuid, sshd)" >&2; exit 1; }
@@ -101,13 +107,13 @@ sleep 0.2
 LOGINUID=/lib/x86_64-linux-gnu/security/pam_loginuid.so
 PERMIT=/lib/x86_64-linux-gnu/security/pam_permit.so
 printf 'session required %s\nsession required %s\n' "$LOGINUID" "$PERMIT" > "$W/pam.d/permit"
-stack() { # service module guard spool
-  printf 'session required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s sessions=%s\n' \
-    "$LOGINUID" "$2" "$W/ca.pub" "$4" "$3" "$W/log" "$SHM/run" > "$W/pam.d/$1"
+stack() { # service module guard spool [more options]
+  printf 'session required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s sessions=%s%s\n' \
+    "$LOGINUID" "$2" "$W/ca.pub" "$4" "$3" "$W/log" "$SHM/run" "${5:+ $5}" > "$W/pam.d/$1"
 }
-stack module "$MODULE" "$GUARD" "$W/s"
+stack module "$MODULE" "$GUARD" "$W/s" "spool_slots=$SLOTS"
 # the same module with its spool on tmpfs: what is left without disk fsyncs
-stack tmpfs "$MODULE" "$GUARD" "$SHM/s"
+stack tmpfs "$MODULE" "$GUARD" "$SHM/s" "spool_slots=$SLOTS"
 if [ -n "$BASE" ]; then
   stack base "$W/bm.so" "$W/bg" "$W/sb"
   stack basetmpfs "$W/bm.so" "$W/bg" "$SHM/sb"
@@ -118,8 +124,23 @@ guards_gone() {
   for _ in $(seq 200); do pgrep -f "^$W/b?g --session" >/dev/null || return 0; sleep 0.05; done
   echo "bench-pam: guards of the previous batch still run after 10 s" >&2
 }
+# What the shipper does to delivered slots, done here before a batch of the kind that uses
+# them: zero them in place (the blocks stay allocated and written).
+free_slots() { # kind
+  local f
+  case $1 in module) f=$W/s/records.slots ;; tmpfs) f=$SHM/s/records.slots ;; *) return 0 ;; esac
+  [ -f "$f" ] && dd if=/dev/zero of="$f" bs=4096 count=$(( $(stat -c %s "$f") / 4096 )) conv=notrunc,fdatasync status=none
+  return 0
+}
+# Session records the module wrote into DIR (files and slots) for EVENT.
+records() { # dir event
+  { ls "$1" | grep -c -- "-$2.json" || true; } | head -1
+  [ -f "$1/records.slots" ] && { grep -ao "\"event\":\"$2\"" "$1/records.slots" | wc -l; } || echo 0
+}
+count_records() { records "$@" | awk '{s+=$1} END {print s}'; }
 run_harness() { # permit|base|module|tmpfs
   guards_gone
+  free_slots "$1"
   wrap "${CHRT[@]}" "$W/harness" "$1" root --env-file "$W/auth_info" --repeat "$ROUNDS" 2>/dev/null | sed -n 's/ns_per_round=//p'
 }
 best() { sort -n | head -1; }
@@ -135,7 +156,8 @@ guards_gone
 kill $SINK 2>/dev/null || true
 # Session ids are unique per process and millisecond: rounds faster than 1 ms may share one
 # (and one record file), so this counts records only to see that the module wrote them.
-[ "$(ls "$W/s" | grep -c -- '-open.json')" -ge "$ROUNDS" ] || { echo "bench-pam: the module did not open sessions" >&2; exit 1; }
+[ "$(count_records "$W/s" open)" -ge "$ROUNDS" ] || { echo "bench-pam: the module did not open sessions" >&2; exit 1; }
+[ "$SLOTS" = 0 ] || [ -f "$W/s/records.slots" ] || { echo "bench-pam: the module made no slot file" >&2; exit 1; }
 [ "$(ls "$SHM/run" | grep -c -- '\.registration$' || true)" -eq 0 ] || { echo "bench-pam: guards left registrations behind" >&2; exit 1; }
 
 # ---- 2. full ssh logins ----------------------------------------------------------------
@@ -173,8 +195,8 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; 
 SEC=/lib/x86_64-linux-gnu/security
 pam_without() { printf 'account required %s/pam_unix.so\nsession required %s\nsession required %s/pam_unix.so\n' "$SEC" "$LOGINUID" "$SEC" > "$W/pam.d/$SVC"; }
 pam_with() {
-  printf 'account required %s/pam_unix.so\nsession required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s sessions=%s\nsession required %s/pam_unix.so\n' \
-    "$SEC" "$LOGINUID" "$MODULE" "$W/ca.pub" "$W/s2" "$GUARD" "$W/log2" "$SHM/run2" "$SEC" > "$W/pam.d/$SVC"
+  printf 'account required %s/pam_unix.so\nsession required %s\nsession required %s ca_keys=%s host=db-7 spool=%s guard=%s syslog=%s sessions=%s spool_slots=%s\nsession required %s/pam_unix.so\n' \
+    "$SEC" "$LOGINUID" "$MODULE" "$W/ca.pub" "$W/s2" "$GUARD" "$W/log2" "$SHM/run2" "$SLOTS" "$SEC" > "$W/pam.d/$SVC"
 }
 login() {
   ssh -F /dev/null -p "$PORT" -i "$W/user" -o CertificateFile="$W/user-cert.pub" -o IdentitiesOnly=yes \
@@ -189,13 +211,13 @@ for _ in $(seq "$LOGINS"); do
   pam_with; time_login >> "$W/with"
 done
 kill $SINK 2>/dev/null || true
-[ "$(ls "$W/s2" | grep -c -- '-open.json')" -ge "$LOGINS" ] || { echo "bench-pam: the module did not open ssh sessions" >&2; exit 1; }
+[ "$(count_records "$W/s2" open)" -ge "$LOGINS" ] || { echo "bench-pam: the module did not open ssh sessions" >&2; exit 1; }
 
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 mean() { awk '{s+=$1} END {printf "%.0f", s/NR}' "$1"; }
 MED_WITH=$(median "$W/with"); MED_WITHOUT=$(median "$W/without")
 echo
-echo "== libpam open_session+close_session ($ROUNDS rounds in one process; median of 3 alternating batches, best in brackets; ${RT:+SCHED_FIFO; }load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== libpam open_session+close_session ($ROUNDS rounds in one process; median of 3 alternating batches, best in brackets; spool_slots=$SLOTS; ${RT:+SCHED_FIFO; }load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 row() { # label kind
   awk -v l="$1" -v m="$(med < "$W/ns-$2")" -v b="$(best < "$W/ns-$2")" -v pm="$(med < "$W/ns-permit")" -v pb="$(best < "$W/ns-permit")" 'BEGIN {
     if (l ~ /permit/) printf "  %-32s: %8.3f ms/round  [%.3f]\n", l, m/1e6, b/1e6

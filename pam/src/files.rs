@@ -43,7 +43,7 @@ pub fn read_trusted_file(path: &Path, what: &str, max_len: u64) -> Result<Vec<u8
     Ok(buf)
 }
 
-fn check_owner_mode(meta: &fs::Metadata, what: &str, path: &Path) -> Result<(), String> {
+pub(crate) fn check_owner_mode(meta: &fs::Metadata, what: &str, path: &Path) -> Result<(), String> {
     let euid = system::geteuid();
     if meta.uid() != 0 && meta.uid() != euid {
         return Err(format!(

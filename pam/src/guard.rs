@@ -653,7 +653,8 @@ impl Guard {
 
     fn spool(&self, record: &SessionRecord) {
         let Some(dir) = &self.spec.spool else { return };
-        if let Err(e) = crate::record::write(dir, record) {
+        // The slot file, if the module made one (it is created on the module's path only).
+        if let Err(e) = crate::record::write(dir, 0, record) {
             self.send(
                 Severity::Error,
                 &[

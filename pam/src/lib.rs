@@ -27,6 +27,7 @@ pub mod procs;
 pub mod record;
 pub mod recorder;
 pub mod recording;
+pub mod slots;
 pub mod system;
 #[cfg(test)]
 mod testutil;

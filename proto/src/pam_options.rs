@@ -181,6 +181,18 @@ pub const OPTIONS: &[ModuleOption] = &[
             spool's recordings directory is missing, or that directory's file system is nearly \
             full. The close record carries the recording's hash, size and duration.",
     },
+    ModuleOption {
+        name: "spool_slots",
+        value: Some("N"),
+        example: Some("256"),
+        required: false,
+        default: Some("0"),
+        description: "Write session records into N reusable slots of one pre-written file in \
+            the spool (records.slots, created at the first session; 1 to 4096) instead of a \
+            new file per record: one fdatasync per record instead of a new file's metadata. \
+            When every slot waits to be shipped, records fall back to one file each. 0: \
+            one file per record.",
+    },
 ];
 
 /// The option list the "unknown option" error shows (`ca_keys=, krl=, …, debug`).
@@ -249,6 +261,8 @@ pub struct PamOptions {
     pub ship: Option<ShipSpec>,
     /// The session recorder a recording tier's certificate must force.
     pub recorder: PathBuf,
+    /// Slots of the spool's slot file (`spool_slots=`); 0: one file per record.
+    pub spool_slots: u32,
 }
 
 impl PamOptions {
@@ -270,6 +284,7 @@ impl PamOptions {
         let mut ship = None;
         let mut ship_config = None;
         let mut recorder = None;
+        let mut spool_slots = 0;
         let mut seen: Vec<&str> = Vec::new();
         for arg in args {
             let arg = arg.as_ref();
@@ -319,6 +334,19 @@ impl PamOptions {
                 ("ship", Some(v)) => ship = Some(abs_path(key, v)?),
                 ("ship_config", Some(v)) => ship_config = Some(abs_path(key, v)?),
                 ("recorder", Some(v)) => recorder = Some(abs_path(key, v)?),
+                ("spool_slots", Some(v)) => {
+                    spool_slots = v
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n <= crate::spool::slots::MAX_SLOTS)
+                        .ok_or_else(|| {
+                            format!(
+                                "option `spool_slots={}`: give a number of slots from 0 to {}",
+                                v.escape_debug(),
+                                crate::spool::slots::MAX_SLOTS
+                            )
+                        })?;
+                }
                 ("krl_max_age", Some(v)) => {
                     let d = parse_duration(key, v)?;
                     if d.is_zero() {
@@ -384,6 +412,7 @@ impl PamOptions {
             debug,
             ship,
             recorder: recorder.unwrap_or_else(|| crate::recording::DEFAULT_RECORDER.into()),
+            spool_slots,
         })
     }
 
@@ -599,6 +628,7 @@ mod tests {
         assert_eq!(c.syslog, PathBuf::from(default("syslog")));
         assert_eq!(c.sessions, PathBuf::from(default("sessions")));
         assert_eq!(c.recorder, PathBuf::from(default("recorder")));
+        assert_eq!(c.spool_slots.to_string(), default("spool_slots"));
         assert_eq!(
             c.warn_before,
             humantime::parse_duration(default("warn_before")).unwrap()
@@ -618,7 +648,7 @@ mod tests {
         }
         assert_eq!(
             known_options(),
-            "ca_keys=, krl=, krl_max_age=, krl_fail=, host=, require, warn_before=, spool=, guard=, syslog=, sessions=, ship=, ship_config=, debug, recorder="
+            "ca_keys=, krl=, krl_max_age=, krl_fail=, host=, require, warn_before=, spool=, guard=, syslog=, sessions=, ship=, ship_config=, debug, recorder=, spool_slots="
         );
     }
 

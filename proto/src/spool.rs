@@ -9,10 +9,17 @@
 //! exactly once, delete it afterwards, and the receiver can join a session's records. The
 //! CA checks a host's session ids against [`session_id_prefix`].
 //!
+//! With the module's `spool_slots=` option, records go into the slots of one pre-written
+//! file instead ([`slots`]: same JSON, one `fdatasync` of blocks already on disk); a
+//! record that finds no free slot is still a `<record_id>.json` file, and readers take
+//! both.
+//!
 //! Readers ignore fields they do not know, so that the records of a newer module still
 //! ship through an older `breakglass`; writers only write the fields below.
 
 use serde::{Deserialize, Serialize};
+
+pub mod slots;
 
 /// Default spool directory (the module's default `spool=`, `host ship --spool`).
 pub const DEFAULT_DIR: &str = "/var/spool/breakglass";

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use breakglass_cli::commands;
 use breakglass_cli::host::ship::{ShipArgs, ship};
 use breakglass_proto::audit::EventKind;
+use breakglass_proto::spool::slots::{self, Slot};
+use breakglass_proto::spool::{SessionEvent, SessionRecord};
 use breakglass_tests::audit::{all_events, session_counts};
 use breakglass_tests::daemon::TestDaemon;
 use breakglass_tests::revocation::{client_key, request_args};
@@ -139,5 +141,138 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
         "{:?}",
         sshd.spool_files()
     );
+    d.stop().await;
+}
+
+/// The session records in the slots of `spool`'s slot file (`spool_slots=`), and the
+/// number of slots that are not free.
+fn slot_records(spool: &std::path::Path) -> (Vec<SessionRecord>, usize) {
+    let Ok(bytes) = std::fs::read(spool.join(slots::FILE_NAME)) else {
+        return (Vec::new(), 0);
+    };
+    let mut records = Vec::new();
+    let mut used = 0;
+    for slot in bytes.chunks(slots::SLOT_SIZE) {
+        match slots::decode(slot) {
+            Slot::Free => {}
+            Slot::Record { record, .. } => {
+                used += 1;
+                records.push(SessionRecord::from_json(record).expect("a slot record parses"));
+            }
+            Slot::Damaged(_) => used += 1,
+        }
+    }
+    (records, used)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slot_records_of_a_real_login_ship_once_and_their_slots_are_freed() {
+    if !require_root("a real sshd, a test user and /etc/pam.d") {
+        return;
+    }
+    let d = TestDaemon::start_with(|c| {
+        c.replace(
+            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\"]",
+            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\", \"db-7\"]",
+        )
+        .replace(
+            "[[identities]]\nid = \"host://localhost\"",
+            "[[identities]]\nid = \"host://db-7\"\ngroups = [\"hosts\"]\n\n[[identities]]\nid = \"host://localhost\"",
+        )
+    })
+    .await;
+    let host_target = d.new_client("db-7", "host://db-7");
+    let sshd = d.start_sshd(None).await;
+    sshd.set_module_options("spool_slots=4");
+    let user = tokio::task::spawn_blocking(TestUser::create).await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(keys.path(), "id", &["-t", "ed25519"]);
+    let a = request_args(&public, &user.name, "db-7", 600, "INC-5 records in slots");
+    let outcome = commands::request(&d.target("sre"), &a)
+        .await
+        .expect("certificate issued");
+    let grant = outcome.response.grant_id.clone();
+    let key = client_key(&outcome);
+    let mut cmd = sshd.ssh(&user.name, &key, &[]);
+    cmd.arg("echo session-ran");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("session-ran"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
+    let spool = sshd.dir.path().join("spool");
+    let closed = breakglass_test_support::wait::until(
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        || {
+            slot_records(&spool)
+                .0
+                .iter()
+                .any(|r| r.event == SessionEvent::Close)
+        },
+    );
+    let (records, used) = slot_records(&spool);
+    assert!(closed, "{records:?} {:?}", sshd.spool_files());
+    let events: Vec<SessionEvent> = records.iter().map(|r| r.event).collect();
+    assert!(events.contains(&SessionEvent::Open), "{events:?}");
+    assert_eq!(used, records.len());
+    assert!(
+        sshd.spool_files().iter().all(|f| !f.ends_with(".json")),
+        "records went to slots, not files: {:?}",
+        sshd.spool_files()
+    );
+    // A slot cut short by a crash: set aside, never delivered.
+    let mut torn = slots::encode(1, &records[0].to_json().unwrap()).unwrap();
+    torn[100..].fill(0);
+    let free = (0..4)
+        .find(|i| {
+            let bytes = std::fs::read(spool.join(slots::FILE_NAME)).unwrap();
+            slots::is_free(&bytes[i * slots::SLOT_SIZE..])
+        })
+        .expect("a free slot");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(spool.join(slots::FILE_NAME))
+            .unwrap();
+        f.write_all_at(&torn, (free * slots::SLOT_SIZE) as u64)
+            .unwrap();
+    }
+
+    let args = ShipArgs {
+        spool: spool.clone(),
+        once: true,
+        retry_for: Duration::from_secs(5),
+        lock_wait: Duration::from_secs(60),
+        witness: d.witness_args("db-7", None),
+    };
+    let r = ship(&host_target, &args).await.unwrap();
+    assert_eq!(
+        (r.appended, r.duplicates, r.rejected),
+        (records.len() as u64, 0, 1),
+        "{r:?}"
+    );
+    assert_eq!(
+        session_counts(&all_events(&d).await, &grant, Some("db-7")),
+        (1, 1)
+    );
+    assert_eq!(
+        slot_records(&spool),
+        (Vec::new(), 0),
+        "every slot is free again"
+    );
+    let rejected = breakglass_test_support::fs::file_names(&spool.join("rejected"));
+    assert!(
+        rejected.iter().any(|f| f.ends_with(".bin.why")),
+        "{rejected:?}"
+    );
+    // Shipped once: a second run has nothing to deliver.
+    let r = ship(&host_target, &args).await.unwrap();
+    assert_eq!((r.appended, r.duplicates, r.rejected), (0, 0, 0), "{r:?}");
     d.stop().await;
 }

@@ -28,6 +28,7 @@ pub mod lock;
 pub mod pam_stack;
 pub mod ship;
 pub mod ship_recordings;
+pub mod ship_slots;
 pub mod watch;
 pub mod witness;
 

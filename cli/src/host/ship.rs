@@ -1,14 +1,15 @@
 //! `breakglass host ship`: delivers the session records of the host spool (written by
-//! `pam_breakglass` and its session guard, one JSON file per record) to breakglass-ca, each
-//! exactly once.
+//! `pam_breakglass` and its session guard: one JSON file per record, or a slot of the
+//! spool's slot file each, [`super::ship_slots`]) to breakglass-ca, each exactly once.
 //!
 //! - One shipper at a time: an exclusive `flock` on `<spool>/.ship.lock`. A shipper started
 //!   while another runs waits for the lock (bounded), then ships what is left, so a record
 //!   written just after the running shipper listed the spool is never stranded.
 //! - In order: oldest record first (time, then open < warn < close/end within a second).
-//! - A spool file is deleted only after the daemon acknowledged the record as durable (or
-//!   as already in the log: a retry after a lost answer). Records the daemon rejects (not
-//!   this host's, malformed) are moved to `<spool>/rejected/` with the reason beside them.
+//! - A spool file is deleted (a slot freed) only after the daemon acknowledged the record
+//!   as durable (or as already in the log: a retry after a lost answer). Records the daemon
+//!   rejects (not this host's, malformed) are moved to `<spool>/rejected/` with the reason
+//!   beside them; so is a slot that holds no complete record (a write cut short).
 //! - While the daemon cannot be reached: retries with exponential backoff (1 s doubling to
 //!   30 s) for at most `--retry-for`, then gives up (exit 69); the next run (the guard's
 //!   next record, or the systemd timer) delivers the rest.
@@ -30,6 +31,7 @@ use breakglass_proto::v1::host_agent_client::HostAgentClient;
 use breakglass_proto::v1::host_record_result::Status as RecordStatus;
 use clap::Args;
 
+use super::ship_slots::{SlotFile, Used};
 use crate::connect::{self, Answer};
 use crate::error::CliError;
 use crate::settings::Target;
@@ -140,11 +142,22 @@ fn rank(event: SessionEvent) -> u8 {
     }
 }
 
-/// The spool's records, oldest first. Files that are not records are moved to `rejected/`.
+/// Where a spool record is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// Its own file.
+    File(PathBuf),
+    /// A slot of the slot file, and what it held when read.
+    Slot(u64, Used),
+}
+
+/// The spool's records, oldest first, from its files and the slots of `slots`. Files and
+/// slots that are not records are moved to `rejected/`.
 fn list_spool(
     spool: &Path,
+    slots: Option<&SlotFile>,
     report: &mut ShipReport,
-) -> Result<Vec<(PathBuf, SessionRecord)>, CliError> {
+) -> Result<Vec<(Source, SessionRecord)>, CliError> {
     use std::io::Read as _;
     let rd = std::fs::read_dir(spool)
         .map_err(|e| CliError::Io(format!("spool {}: {e}", spool.display())))?;
@@ -181,7 +194,7 @@ fn list_spool(
             Err(e) => return Err(CliError::Io(format!("{}: {e}", path.display()))),
         }
         match SessionRecord::from_json(&text) {
-            Ok(r) if r.file_name() == name => out.push((path, r)),
+            Ok(r) if r.file_name() == name => out.push((Source::File(path), r)),
             Ok(r) => {
                 reject(
                     spool,
@@ -192,6 +205,23 @@ fn list_spool(
             }
             Err(e) => {
                 reject(spool, &path, &not_a_record(&text, &e))?;
+                report.rejected += 1;
+            }
+        }
+    }
+    for (index, used) in slots.map(SlotFile::used).transpose()?.unwrap_or_default() {
+        let slots = slots.ok_or_else(|| CliError::Io("slot file went away".into()))?;
+        match &used {
+            Used::Record { json, .. } => match SessionRecord::from_json(json) {
+                Ok(r) => out.push((Source::Slot(index, used), r)),
+                Err(e) => {
+                    reject_slot(spool, slots, index, &used, &not_a_record(json, &e))?;
+                    report.rejected += 1;
+                }
+            },
+            Used::Damaged { why, .. } => {
+                let why = format!("not a session record: {why}; the record it held is lost");
+                reject_slot(spool, slots, index, &used, &why)?;
                 report.rejected += 1;
             }
         }
@@ -254,6 +284,59 @@ fn reject(spool: &Path, path: &Path, why: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Sets aside what slot `index` of `slots` holds (`used`): copied durably into `rejected/`
+/// with why beside it, then the slot is freed.
+fn reject_slot(
+    spool: &Path,
+    slots: &SlotFile,
+    index: u64,
+    used: &Used,
+    why: &str,
+) -> Result<(), CliError> {
+    let dir = spool.join(REJECTED_DIR);
+    let io = |e: std::io::Error| CliError::Io(format!("{}: {e}", dir.display()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(&dir)
+        .map_err(io)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let (name, bytes) = match used {
+        Used::Record { json, .. } => (format!("slot-{index}-{stamp}.json"), json),
+        Used::Damaged { bytes, .. } => (format!("slot-{index}-{stamp}.bin"), bytes),
+    };
+    let mut kept = File::create(dir.join(&name)).map_err(io)?;
+    std::io::Write::write_all(&mut kept, bytes).map_err(io)?;
+    kept.sync_all().map_err(io)?;
+    std::fs::write(dir.join(format!("{name}.why")), format!("{why}\n")).map_err(io)?;
+    sync_dir(&dir);
+    slots.free(index, used)?;
+    slots.sync()?;
+    eprintln!(
+        "breakglass: slot {index} of {} rejected, its bytes moved to {}: {}",
+        slots.path().display(),
+        dir.join(&name).display(),
+        breakglass_proto::text::escape_hazards(why)
+    );
+    Ok(())
+}
+
+/// Sets aside the record at `source` (its file moved, its slot copied and freed).
+fn reject_record(
+    spool: &Path,
+    slots: Option<&SlotFile>,
+    source: &Source,
+    why: &str,
+) -> Result<(), CliError> {
+    match (source, slots) {
+        (Source::File(path), _) => reject(spool, path, why),
+        (Source::Slot(index, used), Some(slots)) => reject_slot(spool, slots, *index, used, why),
+        (Source::Slot(..), None) => Err(CliError::Io("slot file went away".into())),
+    }
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -286,8 +369,9 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
     let started = Instant::now();
     let mut backoff = Duration::from_secs(1);
     let mut witnessed = false;
+    let slots = SlotFile::open(&args.spool)?;
     loop {
-        let records = list_spool(&args.spool, &mut report)?;
+        let records = list_spool(&args.spool, slots.as_ref(), &mut report)?;
         if records.is_empty() {
             // The records are in the log: the recordings their close records commit to
             // are expected now.
@@ -351,7 +435,7 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
                 ),
             });
         }
-        for ((path, record), result) in batch.iter().zip(&results) {
+        for ((source, record), result) in batch.iter().zip(&results) {
             if result.record_id != record.record_id {
                 return Err(CliError::Rpc {
                     code: tonic::Code::Internal,
@@ -372,19 +456,27 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
                     if !result.grant_known && record.grant.is_some() {
                         report.unknown_grants += 1;
                     }
-                    match std::fs::remove_file(path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            return Err(CliError::Io(format!(
-                                "{} was delivered but cannot be removed: {e}",
-                                path.display()
-                            )));
+                    match source {
+                        Source::File(path) => match std::fs::remove_file(path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => {
+                                return Err(CliError::Io(format!(
+                                    "{} was delivered but cannot be removed: {e}",
+                                    path.display()
+                                )));
+                            }
+                        },
+                        Source::Slot(index, used) => {
+                            let slots = slots
+                                .as_ref()
+                                .ok_or_else(|| CliError::Io("slot file went away".into()))?;
+                            slots.free(*index, used)?;
                         }
                     }
                 }
                 RecordStatus::Rejected => {
-                    reject(&args.spool, path, &result.error)?;
+                    reject_record(&args.spool, slots.as_ref(), source, &result.error)?;
                     report.rejected += 1;
                 }
                 RecordStatus::Unspecified => {
@@ -399,6 +491,9 @@ pub async fn ship(target: &Target, args: &ShipArgs) -> Result<ShipReport, CliErr
             }
         }
         sync_dir(&args.spool);
+        if let Some(slots) = &slots {
+            slots.sync()?;
+        }
     }
 }
 
@@ -427,7 +522,7 @@ mod tests {
         std::fs::write(dir.path().join("garbage.json"), "{").unwrap();
         std::fs::write(dir.path().join(".x.json.tmp"), "{").unwrap();
         let mut report = ShipReport::default();
-        let list = list_spool(dir.path(), &mut report).unwrap();
+        let list = list_spool(dir.path(), None, &mut report).unwrap();
         let events: Vec<&str> = list.iter().map(|(_, r)| r.event.name()).collect();
         assert_eq!(events, ["warn", "open", "close"]);
         assert_eq!(report.rejected, 1);
@@ -456,7 +551,7 @@ mod tests {
         let young = dir.path().join(format!(".{s}-warn.json.tmp"));
         std::fs::write(&young, &full[..10]).unwrap();
         let mut report = ShipReport::default();
-        let list = list_spool(dir.path(), &mut report).unwrap();
+        let list = list_spool(dir.path(), None, &mut report).unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(report.rejected, 3);
         let why = |f: &str| {
@@ -471,6 +566,86 @@ mod tests {
         let tmp = format!("{s}-close.json.tmp");
         assert!(why(&tmp).contains("never finished"), "{}", why(&tmp));
         assert!(young.exists(), "a write in progress is left alone");
+    }
+
+    /// Writes `slots` (JSON, or raw slot bytes) into a slot file of `count` slots in `dir`.
+    fn slot_file(dir: &Path, count: usize, slots: &[(usize, Vec<u8>)]) {
+        use breakglass_proto::spool::slots::{FILE_NAME, SLOT_SIZE};
+        let mut file = vec![0u8; count * SLOT_SIZE];
+        for (i, s) in slots {
+            file[i * SLOT_SIZE..i * SLOT_SIZE + s.len()].copy_from_slice(s);
+        }
+        std::fs::write(dir.join(FILE_NAME), file).unwrap();
+    }
+
+    fn json(dir: &Path, id: &str, event: &str, time: u64) -> Vec<u8> {
+        write(dir, id, event, time);
+        let path = dir.join(format!("{id}.json"));
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(path).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn slot_records_ship_with_the_files_oldest_first_and_torn_slots_are_set_aside() {
+        use breakglass_proto::spool::slots::{self, SLOT_SIZE};
+        let dir = tempfile::tempdir().unwrap();
+        let s = "db-7-g-00000000000000ff-42-1";
+        let open = slots::encode(1, &json(dir.path(), &format!("{s}-open"), "open", 10)).unwrap();
+        let warn = slots::encode(2, &json(dir.path(), &format!("{s}-warn"), "warn", 20)).unwrap();
+        let mut torn =
+            slots::encode(3, &json(dir.path(), &format!("{s}-close"), "close", 30)).unwrap();
+        torn[200..].fill(0); // only the first sectors reached the disk
+        let junk = slots::encode(4, b"{\"not\":\"a record\"}").unwrap();
+        slot_file(
+            dir.path(),
+            8,
+            &[(1, warn), (5, open), (6, torn.clone()), (7, junk)],
+        );
+        write(dir.path(), &format!("{s}-close"), "close", 15);
+        let slots_file = SlotFile::open(dir.path()).unwrap().unwrap();
+        let mut report = ShipReport::default();
+        let list = list_spool(dir.path(), Some(&slots_file), &mut report).unwrap();
+        let events: Vec<&str> = list.iter().map(|(_, r)| r.event.name()).collect();
+        assert_eq!(events, ["open", "close", "warn"]);
+        assert!(matches!(list[0].0, Source::Slot(5, _)));
+        assert!(matches!(list[1].0, Source::File(_)));
+        assert_eq!(report.rejected, 2, "the torn slot and the junk one");
+        let rejected: Vec<String> =
+            breakglass_test_support::fs::file_names(&dir.path().join(REJECTED_DIR));
+        let why = |ending: &str| {
+            let name = rejected.iter().find(|n| n.ends_with(ending)).unwrap();
+            std::fs::read_to_string(dir.path().join(REJECTED_DIR).join(name)).unwrap()
+        };
+        assert!(why(".bin.why").contains("cut short"), "{}", why(".bin.why"));
+        assert!(why(".json.why").contains("not a session record"));
+        let kept = rejected.iter().find(|n| n.ends_with(".bin")).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(REJECTED_DIR).join(kept)).unwrap(),
+            torn
+        );
+        // Set aside means freed: a second listing finds only the records.
+        let again = list_spool(dir.path(), Some(&slots_file), &mut report).unwrap();
+        assert_eq!(again.len(), 3);
+        assert_eq!(report.rejected, 2);
+        // Delivered: the slot is freed once, and only while it holds what was read.
+        let Source::Slot(i, used) = &list[0].0 else {
+            unreachable!()
+        };
+        slots_file.free(*i, used).unwrap();
+        slots_file.sync().unwrap();
+        assert!(
+            slots_file.free(*i, used).is_err(),
+            "a slot changed since is never freed"
+        );
+        let bytes = std::fs::read(dir.path().join(slots::FILE_NAME)).unwrap();
+        assert!(slots::is_free(&bytes[*i as usize * SLOT_SIZE..]));
+        assert_eq!(
+            list_spool(dir.path(), Some(&slots_file), &mut report)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]

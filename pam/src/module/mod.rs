@@ -445,7 +445,8 @@ fn admit(
     let mut recorded = Duration::ZERO;
     host.start_guard(&cfg.guard, &spec, &mut || {
         let t = Instant::now();
-        let written = crate::record::write(&cfg.spool, &record).map_err(Error::Spool);
+        let written =
+            crate::record::write(&cfg.spool, cfg.spool_slots, &record).map_err(Error::Spool);
         recorded = t.elapsed();
         written
     })?;
@@ -453,6 +454,7 @@ fn admit(
     pam.set_session(OpenSession {
         record: record.clone(),
         spool: cfg.spool.clone(),
+        spool_slots: cfg.spool_slots,
         syslog: cfg.syslog.clone(),
         recording,
     })
@@ -504,7 +506,7 @@ fn deny(
         text::MAX_DETAIL_BYTES,
     ));
     if let Some(cfg) = cfg
-        && let Err(e) = crate::record::write(&cfg.spool, &record)
+        && let Err(e) = crate::record::write(&cfg.spool, cfg.spool_slots, &record)
     {
         log_fields(
             host,
@@ -591,7 +593,7 @@ pub fn close_session(
         crate::recording::seal(cast, ms, &mut record);
     }
     // The spool first: it is what gets shipped; syslog is best effort.
-    let written = crate::record::write(&open.spool, &record);
+    let written = crate::record::write(&open.spool, open.spool_slots, &record);
     let recorded = started.elapsed();
     if let Err(e) = written {
         log_fields(

@@ -112,3 +112,30 @@ pub fn link_unnamed(fd: BorrowedFd<'_>, dest: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// An open-file-description lock (`F_OFD_SETLK`) on `len` bytes of `fd` from `start`:
+/// `write` for a write lock, else unlocks the range. Held per open file (not per process,
+/// so two threads' descriptors exclude each other too) until unlocked or the last
+/// descriptor of that open file is closed. `Ok(false)`: another open file holds a
+/// conflicting lock. Never waits.
+pub fn ofd_lock(fd: BorrowedFd<'_>, start: u64, len: u64, write: bool) -> io::Result<bool> {
+    let bad = |_| io::Error::from(io::ErrorKind::InvalidInput);
+    // SAFETY: flock is plain data; zeroed is a valid value (l_pid must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if write { libc::F_WRLCK } else { libc::F_UNLCK } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = libc::off_t::try_from(start).map_err(bad)?;
+    fl.l_len = libc::off_t::try_from(len).map_err(bad)?;
+    loop {
+        // SAFETY: `fl` is a valid flock for the duration of the call; the fd is borrowed.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN | libc::EACCES) => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}

@@ -163,6 +163,7 @@ pub(super) fn check_module(
         .clone()
         .unwrap_or_else(|| m.options.spool.clone());
     check_spool(report, &spool);
+    check_slots(report, &spool, m.options.spool_slots);
     check_guards(report, &m.options.sessions);
 }
 
@@ -277,6 +278,86 @@ fn check_spool(report: &mut Report, spool: &Path) {
     }
 }
 
+/// The spool's slot file (`spool_slots=`): usable, and how many of its slots wait to be
+/// shipped.
+fn check_slots(report: &mut Report, spool: &Path, configured: u32) {
+    use crate::host::ship_slots::{SlotFile, Used};
+    const A: &str = "pam";
+    let path = spool.join(breakglass_proto::spool::slots::FILE_NAME);
+    let p = path.display();
+    let slots = match SlotFile::open(spool) {
+        Ok(Some(s)) => s,
+        Ok(None) if configured > 0 => {
+            report.ok(
+                A,
+                format!("slot file {p} does not exist yet; the module creates it ({configured} slots) at the next session"),
+            );
+            return;
+        }
+        Ok(None) => return,
+        Err(e) => {
+            report.fail(
+                A,
+                format!("{e}: the module denies every breakglass session"),
+                format!(
+                    "breakglass host ship --spool {}; then, with logins stopped, mv {p} {p}.bad",
+                    spool.display()
+                ),
+            );
+            return;
+        }
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(&path)
+        && let Some(problem) = ownership_problem(&meta)
+    {
+        report.fail(
+            A,
+            format!("slot file {p} {problem}: the module denies every breakglass session"),
+            format!("chown root:root {p} && chmod 0600 {p}"),
+        );
+        return;
+    }
+    let total = std::fs::metadata(&path).map_or(0, |m| m.len())
+        / breakglass_proto::spool::slots::SLOT_SIZE as u64;
+    let used = match slots.used() {
+        Ok(u) => u,
+        Err(e) => {
+            report.fail(
+                A,
+                format!("{e}"),
+                format!("check the disk holding {}", spool.display()),
+            );
+            return;
+        }
+    };
+    let damaged = used
+        .iter()
+        .filter(|(_, u)| matches!(u, Used::Damaged { .. }))
+        .count();
+    let ship = format!("breakglass host ship --spool {}", spool.display());
+    if damaged > 0 {
+        report.warn(
+            A,
+            format!("slot file {p}: {damaged} slot(s) hold no complete record (a write cut short); the shipper sets them aside"),
+            ship,
+        );
+    } else if used.len() as u64 >= total {
+        report.warn(
+            A,
+            format!("slot file {p}: all {total} slots wait to be shipped; new records fall back to one file each"),
+            ship,
+        );
+    } else {
+        report.ok(
+            A,
+            format!(
+                "slot file {p}: {total} slots, {} waiting to be shipped",
+                used.len()
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +398,53 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("breakglass-watch-revocations"), "{text}");
+    }
+
+    #[test]
+    fn slot_file_checks() {
+        use breakglass_proto::spool::slots::{self, FILE_NAME, SLOT_SIZE};
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Report::default();
+        check_slots(&mut r, dir.path(), 0);
+        assert!(
+            r.lines().is_empty(),
+            "no slot file, none configured: nothing to say"
+        );
+        check_slots(&mut r, dir.path(), 8);
+        let mut file = vec![0u8; 2 * SLOT_SIZE];
+        let record = slots::encode(1, b"{}").unwrap();
+        file[..SLOT_SIZE].copy_from_slice(&record);
+        std::fs::write(dir.path().join(FILE_NAME), &file).unwrap();
+        check_slots(&mut r, dir.path(), 8);
+        file[SLOT_SIZE..].copy_from_slice(&record);
+        std::fs::write(dir.path().join(FILE_NAME), &file).unwrap();
+        check_slots(&mut r, dir.path(), 8);
+        file[SLOT_SIZE + slots::HEADER_LEN] ^= 1;
+        std::fs::write(dir.path().join(FILE_NAME), &file).unwrap();
+        check_slots(&mut r, dir.path(), 8);
+        std::fs::write(dir.path().join(FILE_NAME), b"short").unwrap();
+        check_slots(&mut r, dir.path(), 8);
+        let l = r.lines();
+        assert!(
+            l[0].starts_with("ok") && l[0].contains("creates it"),
+            "{l:?}"
+        );
+        assert!(
+            l[1].starts_with("ok") && l[1].contains("2 slots, 1 waiting"),
+            "{l:?}"
+        );
+        assert!(
+            l[2].starts_with("WARN") && l[2].contains("all 2 slots"),
+            "{l:?}"
+        );
+        assert!(
+            l[3].starts_with("WARN") && l[3].contains("cut short"),
+            "{l:?}"
+        );
+        assert!(
+            l[4].starts_with("FAIL") && l[4].contains("whole number"),
+            "{l:?}"
+        );
     }
 
     #[test]
