@@ -32,6 +32,12 @@ pub const FLUSH_BYTES: usize = 64 * 1024;
 /// Pieces handed to the writing thread and not yet taken: the relay waits beyond this
 /// (a recording that cannot keep up slows the session; it never loses output or grows).
 pub const QUEUE_PIECES: usize = 64;
+/// Output read within this time of the first unsent read joins its event (one event, one
+/// wake-up of the writing thread, instead of one per read of the pty: a command that
+/// writes fast is read 4 KiB at a time). Replay timing is exact to this.
+pub const JOIN_WITHIN: Duration = Duration::from_millis(10);
+/// Largest event made by joining reads.
+pub const JOIN_BYTES: usize = 64 * 1024;
 
 /// How the recorded session ended.
 #[derive(Debug)]
@@ -266,6 +272,8 @@ pub struct Recording {
     start: Instant,
     /// Pieces sent since the last [`Recording::flush_now`].
     unflushed: bool,
+    /// The event being joined (not sent yet) and when its first read came.
+    joining: Option<(Instant, Piece)>,
 }
 
 impl Recording {
@@ -301,6 +309,7 @@ impl Recording {
             failed,
             start,
             unflushed: false,
+            joining: None,
         })
     }
 
@@ -311,14 +320,45 @@ impl Recording {
         }
     }
 
-    /// Records `data` (taken) as an event of `code` on `stream`, timed now.
+    /// Records `data` (taken) as an event of `code` on `stream`, timed now; output that
+    /// follows within [`JOIN_WITHIN`] joins it ([`Recording::tick`] sends it after that).
     pub fn event(&mut self, code: &'static str, stream: usize, data: Vec<u8>) {
         if data.is_empty() {
             return;
         }
-        let t = self.start.elapsed().as_secs_f64();
         self.unflushed = true;
-        self.send(Piece::Event(t, code, stream, data));
+        if let Some((since, Piece::Event(_, c, s, held))) = &mut self.joining
+            && *c == code
+            && *s == stream
+            && code == "o"
+            && since.elapsed() < JOIN_WITHIN
+            && held.len() + data.len() <= JOIN_BYTES
+        {
+            held.extend_from_slice(&data);
+            return;
+        }
+        self.send_joined();
+        let now = Instant::now();
+        let t = now.duration_since(self.start).as_secs_f64();
+        self.joining = Some((now, Piece::Event(t, code, stream, data)));
+    }
+
+    /// Sends the event being joined once [`JOIN_WITHIN`] has passed since its first read.
+    /// The relay calls this on every turn of its loop (at least every poll timeout).
+    pub fn tick(&mut self) {
+        if self
+            .joining
+            .as_ref()
+            .is_some_and(|(since, _)| since.elapsed() >= JOIN_WITHIN)
+        {
+            self.send_joined();
+        }
+    }
+
+    fn send_joined(&mut self) {
+        if let Some((_, piece)) = self.joining.take() {
+            self.send(piece);
+        }
     }
 
     /// A resize event (`r`, `COLSxROWS`).
@@ -339,6 +379,7 @@ impl Recording {
     /// Waits until everything recorded so far is in the file; an error means the
     /// recording failed.
     pub fn flush_now(&mut self) -> Result<(), String> {
+        self.send_joined();
         if self.unflushed {
             self.unflushed = false;
             let (done, wait) = mpsc::sync_channel(1);
@@ -353,6 +394,7 @@ impl Recording {
     /// Stops the writing thread and finishes the file (flush, sync, final status);
     /// `Err` when the recording failed.
     pub fn finish(mut self, why: &End, status: Option<ExitStatus>) -> Result<(), ()> {
+        self.send_joined();
         drop(self.queue.take());
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(cast)) => cast.finish(why, status),
@@ -426,28 +468,85 @@ mod tests {
         );
     }
 
+    /// The events of the recording at `path` after its header: (time, code, data).
+    fn events(path: &Path) -> Vec<(f64, String, String)> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v[0].as_f64().unwrap(),
+                    v[1].as_str().unwrap().to_owned(),
+                    v[2].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn the_writing_thread_writes_every_piece_in_order_and_the_chain_covers_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.cast");
         let cast = Cast::create(&path, "g-00000000000000ff", (80, 24)).unwrap();
         let mut rec = Recording::start(cast).unwrap();
-        for i in 0..1000 {
-            rec.event("o", 0, format!("line {i}\r\n").into_bytes());
+        let mut shown = String::new();
+        for i in 0..10_000 {
+            let line = format!("line {i}\r\n");
+            shown.push_str(&line);
+            rec.event("o", 0, line.into_bytes());
         }
         rec.flush_now().unwrap();
         rec.event("i", 1, b"x".to_vec());
         rec.finish(&End::Exited, None).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 1 + 1000 + 1, "header, 1000 outputs, one input");
-        assert!(lines[1].ends_with(r#""o", "line 0\r\n"]"#), "{}", lines[1]);
-        assert!(lines[1000].ends_with(r#""o", "line 999\r\n"]"#));
-        assert!(lines[1001].ends_with(r#""i", "x"]"#));
+        let events = events(&path);
+        // Reads that follow each other closely are joined into events of at most
+        // JOIN_BYTES, in order; the input is an event of its own, last.
+        let (last, outputs) = events.split_last().unwrap();
+        assert_eq!((last.1.as_str(), last.2.as_str()), ("i", "x"));
+        assert!(
+            outputs
+                .iter()
+                .all(|(_, code, data)| code == "o" && data.len() <= JOIN_BYTES)
+        );
+        assert!(
+            outputs.len() > 1 && outputs.len() < 1000,
+            "{} events",
+            outputs.len()
+        );
+        assert!(outputs.windows(2).all(|w| w[0].0 <= w[1].0));
+        let joined: String = outputs.iter().map(|(_, _, d)| d.as_str()).collect();
+        assert_eq!(joined, shown);
         let (sha, bytes) = recording::chain_of(std::fs::File::open(&path).unwrap()).unwrap();
         let end = std::fs::read_to_string(recording::end_path(&path)).unwrap();
         assert!(end.starts_with("ended: command exited"), "{end}");
         assert!(end.contains(&recording::format_sha256(&sha)), "{end}");
         assert!(end.contains(&format!("bytes={bytes}")), "{end}");
+    }
+
+    #[test]
+    fn output_is_joined_only_within_join_within_and_never_across_a_resize() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.cast");
+        let cast = Cast::create(&path, "g-00000000000000ff", (80, 24)).unwrap();
+        let mut rec = Recording::start(cast).unwrap();
+        rec.event("o", 0, b"a".to_vec());
+        rec.event("o", 0, b"b".to_vec());
+        std::thread::sleep(JOIN_WITHIN + Duration::from_millis(5));
+        rec.tick();
+        rec.event("o", 0, b"c".to_vec());
+        rec.resize(100, 30);
+        rec.event("o", 0, b"d".to_vec());
+        rec.finish(&End::Exited, None).unwrap();
+        let got: Vec<(String, String)> = events(&path)
+            .into_iter()
+            .map(|(_, code, data)| (code, data))
+            .collect();
+        let want = [("o", "ab"), ("o", "c"), ("r", "100x30"), ("o", "d")];
+        assert_eq!(
+            got,
+            want.map(|(c, d)| (c.to_owned(), d.to_owned())).to_vec()
+        );
     }
 }

@@ -336,6 +336,7 @@ fn run_pty(
     let mut drain_until: Option<Instant> = None;
     let mut end = End::Exited;
     loop {
+        rec.tick();
         if let Err(e) = rec.check() {
             end = recording_failed(&mut out, &mut child, e);
             break;
@@ -492,6 +493,7 @@ fn run_pipes(rec: &mut Recording, signals: &OwnedFd, args: &Args) -> (Option<Exi
     let mut stdin_open = true;
     let mut end = End::Exited;
     while out.is_some() || err.is_some() {
+        rec.tick();
         if let Err(e) = rec.check() {
             end = recording_failed(&mut stderr, &mut child, e);
             break;
