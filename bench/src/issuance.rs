@@ -476,49 +476,17 @@ fn ssh_key_rate(
     key: &PublicKey,
     run_for: Duration,
 ) -> Result<f64, String> {
-    let private = Arc::new(
-        PrivateKey::read_openssh_file(&setup.join("ssh_ca"))
-            .map_err(|e| format!("reading the CA key: {e}"))?,
-    );
-    let principals = ["bgbench".to_owned()];
-    let hosts = ["localhost".to_owned()];
-    let extensions = ["permit-pty".to_owned()];
-    let spec = CertSpec {
-        grant_id: GrantId(1),
-        requester: "sre@example.com",
-        subject: key,
-        principals: &principals,
-        hosts: &hosts,
-        tier: "low",
-        ttl: Duration::from_secs(600),
-        force_command: None,
-        source_addresses: &[],
-        extensions: &extensions,
-    };
-    let model = Arc::new(
-        ca.issue(&spec, SystemTime::now())
-            .map_err(|e| e.to_string())?
-            .certificate,
-    );
-    let start = Instant::now();
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (private, model) = (Arc::clone(&private), Arc::clone(&model));
-            std::thread::spawn(move || -> Result<u64, String> {
-                let mut n = 0u64;
-                while start.elapsed() < run_for {
-                    rebuild_with_ssh_key(&model, &private).map_err(|e| e.to_string())?;
-                    n += 1;
-                }
-                Ok(n)
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for t in threads {
-        total += t.join().map_err(|_| "a signing thread panicked")??;
-    }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    let private = PrivateKey::read_openssh_file(&setup.join("ssh_ca"))
+        .map_err(|e| format!("reading the CA key: {e}"))?;
+    let model = ca
+        .issue(&BenchCert::new().spec(1, key), SystemTime::now())
+        .map_err(|e| e.to_string())?
+        .certificate;
+    rate_on_two_threads(run_for, move |_| {
+        rebuild_with_ssh_key(&model, &private)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// `model` built again with ssh-key's `Builder` and signed with `private`.
@@ -554,34 +522,64 @@ fn signing_rate(
     run_for: Duration,
     text: bool,
 ) -> Result<f64, String> {
+    let (ca, key, cert) = (Arc::clone(ca), key.clone(), BenchCert::new());
+    rate_on_two_threads(run_for, move |n| {
+        let issued = ca
+            .issue(&cert.spec(n + 1, &key), SystemTime::now())
+            .map_err(|e| e.to_string())?;
+        if text {
+            issued.certificate.to_openssh().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
+
+/// What the limits' certificates hold besides their grant id and key.
+struct BenchCert {
+    principals: [String; 1],
+    hosts: [String; 1],
+    extensions: [String; 1],
+}
+
+impl BenchCert {
+    fn new() -> Self {
+        Self {
+            principals: ["bgbench".to_owned()],
+            hosts: ["localhost".to_owned()],
+            extensions: ["permit-pty".to_owned()],
+        }
+    }
+
+    fn spec<'a>(&'a self, grant: u64, key: &'a PublicKey) -> CertSpec<'a> {
+        CertSpec {
+            grant_id: GrantId(grant),
+            requester: "sre@example.com",
+            subject: key,
+            principals: &self.principals,
+            hosts: &self.hosts,
+            tier: "low",
+            ttl: Duration::from_secs(600),
+            force_command: None,
+            source_addresses: &[],
+            extensions: &self.extensions,
+        }
+    }
+}
+
+/// Calls per second of `work` (given a per-thread call count) on two threads, for `run_for`.
+fn rate_on_two_threads(
+    run_for: Duration,
+    work: impl Fn(u64) -> Result<(), String> + Send + Sync + 'static,
+) -> Result<f64, String> {
+    let work = Arc::new(work);
     let start = Instant::now();
     let threads: Vec<_> = (0..2)
         .map(|_| {
-            let (ca, key) = (Arc::clone(ca), key.clone());
+            let work = Arc::clone(&work);
             std::thread::spawn(move || -> Result<u64, String> {
-                let principals = ["bgbench".to_owned()];
-                let hosts = ["localhost".to_owned()];
-                let extensions = ["permit-pty".to_owned()];
                 let mut n = 0u64;
                 while start.elapsed() < run_for {
-                    let spec = CertSpec {
-                        grant_id: GrantId(n + 1),
-                        requester: "sre@example.com",
-                        subject: &key,
-                        principals: &principals,
-                        hosts: &hosts,
-                        tier: "low",
-                        ttl: Duration::from_secs(600),
-                        force_command: None,
-                        source_addresses: &[],
-                        extensions: &extensions,
-                    };
-                    let issued = ca
-                        .issue(&spec, SystemTime::now())
-                        .map_err(|e| e.to_string())?;
-                    if text {
-                        issued.certificate.to_openssh().map_err(|e| e.to_string())?;
-                    }
+                    work(n)?;
                     n += 1;
                 }
                 Ok(n)
