@@ -39,6 +39,7 @@ use crate::settings::Target;
 /// Lock file inside the spool.
 pub const LOCK_FILE: &str = ".ship.lock";
 pub use super::ship_recordings::REJECTED_DIR;
+use super::ship_recordings::rejected_dir;
 /// Records per call.
 const BATCH: usize = 100;
 /// Age after which a writer's temporary file (`.<record>.json.tmp`) is known abandoned: a
@@ -265,12 +266,8 @@ fn abandoned(entry: &std::fs::DirEntry) -> bool {
 /// Moves a spool file to `rejected/` (a leading dot dropped, so it shows) and writes why
 /// beside it.
 fn reject(spool: &Path, path: &Path, why: &str) -> Result<(), CliError> {
-    let dir = spool.join(REJECTED_DIR);
+    let dir = rejected_dir(spool)?;
     let io = |e: std::io::Error| CliError::Io(format!("{}: {e}", dir.display()));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .create(&dir)
-        .map_err(io)?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let kept = name.trim_start_matches('.');
     std::fs::rename(path, dir.join(kept)).map_err(io)?;
@@ -293,12 +290,8 @@ fn reject_slot(
     used: &Used,
     why: &str,
 ) -> Result<(), CliError> {
-    let dir = spool.join(REJECTED_DIR);
+    let dir = rejected_dir(spool)?;
     let io = |e: std::io::Error| CliError::Io(format!("{}: {e}", dir.display()));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .create(&dir)
-        .map_err(io)?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

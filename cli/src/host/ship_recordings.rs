@@ -27,11 +27,21 @@ use crate::connect::Channel;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
 use crate::connect::{self, Answer};
+use crate::error::CliError;
+use crate::settings::Target;
 
 /// Where rejected records and recordings are kept, in the spool.
 pub const REJECTED_DIR: &str = "rejected";
-use crate::error::CliError;
-use crate::settings::Target;
+
+/// The spool's `rejected/` directory, created if missing.
+pub(crate) fn rejected_dir(spool: &Path) -> Result<PathBuf, CliError> {
+    let dir = spool.join(REJECTED_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(&dir)
+        .map_err(|e| CliError::Io(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}
 
 /// Upload messages read ahead of the network.
 const IN_FLIGHT: usize = 4;
@@ -124,12 +134,8 @@ fn chunks(session: String, path: PathBuf, from: u64) -> ReceiverStream<Recording
 
 /// Moves a refused recording to `rejected/` with the reason beside it.
 fn set_aside(spool: &Path, path: &Path, why: &str) -> Result<(), CliError> {
-    let dir = spool.join(REJECTED_DIR);
+    let dir = rejected_dir(spool)?;
     let io = |e: std::io::Error| CliError::Io(format!("{}: {e}", dir.display()));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .create(&dir)
-        .map_err(io)?;
     let name = path.file_name().unwrap_or_default();
     std::fs::rename(path, dir.join(name)).map_err(io)?;
     std::fs::write(
