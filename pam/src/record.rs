@@ -44,36 +44,17 @@ mod tests {
     use breakglass_proto::spool::slots::{self, FILE_NAME, SLOT_SIZE, Slot};
     use breakglass_proto::spool::{RECORD_VERSION, SessionEvent, record_id, session_id};
 
+    /// An open record of process `pid` (the fields it does not name are null).
     fn record(pid: u32) -> SessionRecord {
         let session = session_id("db-7", Some("g-00000000000000ff"), pid, 1);
-        SessionRecord {
-            version: RECORD_VERSION,
-            record_id: record_id(&session, SessionEvent::Open),
-            session,
-            event: SessionEvent::Open,
-            time: 1,
-            host: "db-7".into(),
-            user: "u".into(),
-            grant: None,
-            serial: None,
-            key_id: None,
-            requester: None,
-            tier: None,
-            rhost: None,
-            tty: None,
-            service: None,
-            pid,
-            audit_session: None,
-            start: 1,
-            expires: None,
-            reason: None,
-            detail: None,
-            duration: None,
-            killed: None,
-            recording_sha256: None,
-            recording_bytes: None,
-            recording_duration_ms: None,
-        }
+        let id = record_id(&session, SessionEvent::Open);
+        SessionRecord::from_json(
+            format!(
+                r#"{{"version":{RECORD_VERSION},"record_id":"{id}","session":"{session}","event":"open","time":1,"host":"db-7","user":"u","pid":{pid},"start":1}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -19,11 +19,12 @@ use crate::{files, system};
 /// none to create, every slot waiting to be shipped, or a record larger than a slot). An
 /// error: the slot file is unusable or the write failed; nothing claims to be durable.
 pub fn write(spool: &Path, create: u32, json: &[u8]) -> Result<bool, String> {
-    let sequence = sequence();
-    let Some(slot) = slots::encode(sequence, json) else {
+    // Without a slot file (the default, `spool_slots=0`) nothing is encoded.
+    let Some((file, count)) = open(spool, create)? else {
         return Ok(false);
     };
-    let Some((file, count)) = open(spool, create)? else {
+    let sequence = sequence();
+    let Some(slot) = slots::encode(sequence, json) else {
         return Ok(false);
     };
     let path = spool.join(FILE_NAME);

@@ -23,17 +23,7 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
         return;
     }
     let bin = breakglass_bin_built().await;
-    let mut d = TestDaemon::start_with(|c| {
-        c.replace(
-            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\"]",
-            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\", \"db-7\"]",
-        )
-        .replace(
-            "[[identities]]\nid = \"host://localhost\"",
-            "[[identities]]\nid = \"host://db-7\"\ngroups = [\"hosts\"]\n\n[[identities]]\nid = \"host://localhost\"",
-        )
-    })
-    .await;
+    let mut d = daemon_knowing_db7().await;
     // The host's client identity and config, as an administrator would install them.
     let host_target = d.new_client("db-7", "host://db-7");
     let ship_config = d.client_config("db-7", "db-7");
@@ -53,11 +43,7 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
 
     // The CA goes down; a session opens and closes on the host.
     d.pause().await;
-    let mut cmd = sshd.ssh(&user.name, &key, &[]);
-    cmd.arg("echo session-ran");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::block_in_place(|| sshd.run(&user.name, &key, "echo session-ran"));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("session-ran"),
         "the session opens while the daemon is down: {}\n{}",
@@ -100,13 +86,7 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
     // Once more by hand (the timer's job): nothing new. A record whose deletion was lost
     // after the daemon's answer is acknowledged as a duplicate and removed.
     let spool = sshd.dir.path().join("spool");
-    let args = ShipArgs {
-        spool: spool.clone(),
-        once: true,
-        retry_for: Duration::from_secs(5),
-        lock_wait: Duration::from_secs(60),
-        witness: d.witness_args("db-7", None),
-    };
+    let args = ship_once(&d, &spool);
     let r = ship(&host_target, &args).await.unwrap();
     assert_eq!((r.appended, r.duplicates, r.rejected), (0, 0, 0), "{r:?}");
     let events = all_events(&d).await;
@@ -144,6 +124,33 @@ async fn session_opened_while_the_daemon_is_down_is_logged_once_when_it_returns(
     d.stop().await;
 }
 
+/// A test daemon that knows host `db-7` (in the policy's hosts, and `host://db-7` in the
+/// hosts group).
+async fn daemon_knowing_db7() -> TestDaemon {
+    TestDaemon::start_with(|c| {
+        c.replace(
+            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\"]",
+            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\", \"db-7\"]",
+        )
+        .replace(
+            "[[identities]]\nid = \"host://localhost\"",
+            "[[identities]]\nid = \"host://db-7\"\ngroups = [\"hosts\"]\n\n[[identities]]\nid = \"host://localhost\"",
+        )
+    })
+    .await
+}
+
+/// `breakglass host ship --once` of `spool` as host `db-7`.
+fn ship_once(d: &TestDaemon, spool: &std::path::Path) -> ShipArgs {
+    ShipArgs {
+        spool: spool.to_path_buf(),
+        once: true,
+        retry_for: Duration::from_secs(5),
+        lock_wait: Duration::from_secs(60),
+        witness: d.witness_args("db-7", None),
+    }
+}
+
 /// The session records in the slots of `spool`'s slot file (`spool_slots=`), and the
 /// number of slots that are not free.
 fn slot_records(spool: &std::path::Path) -> (Vec<SessionRecord>, usize) {
@@ -170,17 +177,7 @@ async fn slot_records_of_a_real_login_ship_once_and_their_slots_are_freed() {
     if !require_root("a real sshd, a test user and /etc/pam.d") {
         return;
     }
-    let d = TestDaemon::start_with(|c| {
-        c.replace(
-            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\"]",
-            "hosts = [\"localhost\", \"127.0.0.1\", \"*.dev.example\", \"db-7\"]",
-        )
-        .replace(
-            "[[identities]]\nid = \"host://localhost\"",
-            "[[identities]]\nid = \"host://db-7\"\ngroups = [\"hosts\"]\n\n[[identities]]\nid = \"host://localhost\"",
-        )
-    })
-    .await;
+    let d = daemon_knowing_db7().await;
     let host_target = d.new_client("db-7", "host://db-7");
     let sshd = d.start_sshd(None).await;
     sshd.set_module_options("spool_slots=4");
@@ -193,11 +190,7 @@ async fn slot_records_of_a_real_login_ship_once_and_their_slots_are_freed() {
         .expect("certificate issued");
     let grant = outcome.response.grant_id.clone();
     let key = client_key(&outcome);
-    let mut cmd = sshd.ssh(&user.name, &key, &[]);
-    cmd.arg("echo session-ran");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::block_in_place(|| sshd.run(&user.name, &key, "echo session-ran"));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("session-ran"),
         "{}\n{}",
@@ -244,13 +237,7 @@ async fn slot_records_of_a_real_login_ship_once_and_their_slots_are_freed() {
             .unwrap();
     }
 
-    let args = ShipArgs {
-        spool: spool.clone(),
-        once: true,
-        retry_for: Duration::from_secs(5),
-        lock_wait: Duration::from_secs(60),
-        witness: d.witness_args("db-7", None),
-    };
+    let args = ship_once(&d, &spool);
     let r = ship(&host_target, &args).await.unwrap();
     assert_eq!(
         (r.appended, r.duplicates, r.rejected),
