@@ -51,6 +51,22 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     ))
 }
 
+/// The machine's idle CPU time so far, all CPUs together (`idle` + `iowait` of
+/// `/proc/stat`).
+pub fn idle_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = cpu
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some(Duration::from_nanos(
+        idle.saturating_mul(1_000_000_000) / USER_HZ,
+    ))
+}
+
 /// The resident set size of process `pid` in bytes (None if /proc does not say).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

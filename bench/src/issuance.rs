@@ -41,7 +41,7 @@ use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey, PublicKey};
 use tempfile::TempDir;
 
-use crate::child::{self, Daemon, cpu_time, free_port, rss_bytes};
+use crate::child::{self, Daemon, cpu_time, free_port, idle_time, rss_bytes};
 use crate::percentile;
 
 /// What to measure.
@@ -95,6 +95,71 @@ struct Series {
     bench_cpu: Option<Duration>,
     /// Whether the series issues certificates (its rate is a share of the limit).
     issues: bool,
+    /// The daemon's audit log commits over the series (from its metrics).
+    audit: Option<AuditWork>,
+    /// The machine's idle CPU time over the series (all CPUs).
+    idle: Option<Duration>,
+}
+
+/// The audit log's work over an interval, from the daemon's `/metrics` (differences of
+/// its histograms' sums and counts): how the group commit served the callers.
+#[derive(Debug, Clone, Copy, Default)]
+struct AuditWork {
+    commits: f64,
+    events: f64,
+    /// Seconds in commits (write, fdatasync, signed checkpoint), summed.
+    commit_seconds: f64,
+    /// Appends (one per caller) and the seconds callers waited for them, summed.
+    appends: f64,
+    append_seconds: f64,
+}
+
+impl AuditWork {
+    /// The daemon's figures now; `None` when its metrics cannot be read.
+    fn scrape(metrics: SocketAddr) -> Option<Self> {
+        let body = http_get(metrics, "/metrics")?;
+        let value = |name: &str| {
+            body.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+        };
+        Some(Self {
+            commits: value("breakglass_audit_commit_duration_seconds_count")?,
+            events: value("breakglass_audit_batch_events_sum")?,
+            commit_seconds: value("breakglass_audit_commit_duration_seconds_sum")?,
+            appends: value("breakglass_audit_append_duration_seconds_count")?,
+            append_seconds: value("breakglass_audit_append_duration_seconds_sum")?,
+        })
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            commits: self.commits - before.commits,
+            events: self.events - before.events,
+            commit_seconds: self.commit_seconds - before.commit_seconds,
+            appends: self.appends - before.appends,
+            append_seconds: self.append_seconds - before.append_seconds,
+        }
+    }
+}
+
+/// The body of a plain HTTP GET of `path` from `addr` (the daemon's metrics listener).
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 impl Series {
@@ -121,6 +186,8 @@ struct Bench {
     target: Target,
     log: PathBuf,
     syslog: SyslogSink,
+    /// The daemon's metrics listener (the dev setup's).
+    metrics: SocketAddr,
 }
 
 impl Bench {
@@ -153,6 +220,7 @@ impl Bench {
             target,
             log,
             syslog,
+            metrics: breakglass_ca::init::dev_metrics_listen(addr),
         })
     }
 
@@ -314,6 +382,8 @@ pub async fn run(o: &Options) -> Result<String, String> {
     let mut issued_ids: Vec<String> = Vec::new();
     for &c in &o.concurrency {
         let next = Arc::new(AtomicUsize::new(0));
+        let audit_before = AuditWork::scrape(bench.metrics);
+        let idle_before = idle_time();
         let cpu_before = cpu_time(bench.pid());
         let own_before = cpu_time(std::process::id());
         let start = Instant::now();
@@ -350,6 +420,12 @@ pub async fn run(o: &Options) -> Result<String, String> {
             .zip(cpu_time(bench.pid()))
             .map(|(a, b)| b.saturating_sub(a));
         let bench_cpu = cpu_since(own_before);
+        let audit = audit_before
+            .zip(AuditWork::scrape(bench.metrics))
+            .map(|(before, after)| after.since(before));
+        let idle = idle_before
+            .zip(idle_time())
+            .map(|(a, b)| b.saturating_sub(a));
         lat.sort();
         series.push(Series {
             label: if clients.len() > 1 {
@@ -364,6 +440,8 @@ pub async fn run(o: &Options) -> Result<String, String> {
             daemon_cpu,
             bench_cpu,
             issues: true,
+            audit,
+            idle,
         });
     }
     // `Fetch` of live certificates, one at a time: the daemon keeps no certificate text,
@@ -398,6 +476,8 @@ pub async fn run(o: &Options) -> Result<String, String> {
             daemon_cpu,
             bench_cpu: cpu_since(own_before),
             issues: true,
+            audit: None,
+            idle: None,
         });
     }
     let setup = bench.setup();
@@ -431,8 +511,13 @@ pub async fn run(o: &Options) -> Result<String, String> {
 }
 
 /// The CPU count and model of this machine.
+/// The CPUs of this machine (as `/proc/stat` counts them: all online ones).
+fn cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
 pub(crate) fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = cpus();
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -627,6 +712,8 @@ async fn who_am_i_floor(
         daemon_cpu,
         bench_cpu: cpu_since(own_before),
         issues: false,
+        audit: None,
+        idle: None,
     })
 }
 
@@ -724,6 +811,8 @@ fn baseline(label: &str, count: usize, start: Instant) -> Series {
         daemon_cpu: None,
         bench_cpu: None,
         issues: true,
+        audit: None,
+        idle: None,
     }
 }
 
@@ -770,6 +859,37 @@ fn report(series: &[Series], limit: Limit) -> String {
             share(limit.sign),
             share(limit.ssh_key),
         ));
+    }
+    let audited: Vec<_> = series
+        .iter()
+        .filter_map(|s| Some((s, s.audit.filter(|a| a.commits > 0.0 && a.appends > 0.0)?)))
+        .collect();
+    if !audited.is_empty() {
+        out.push_str(&format!(
+            "\nwhere the time went: the audit log's commits (the daemon's metrics), events per \
+             commit, mean commit (write, fdatasync, signed checkpoint), the share of the series \
+             spent in commits, a caller's mean wait for durability (queue and commit), and the \
+             machine's CPUs idle\n{:<38} {:>7} {:>7} {:>9} {:>10} {:>9} {:>10}\n",
+            "series", "commits", "events", "commit", "in commits", "wait", "CPUs idle"
+        ));
+        for (s, a) in audited {
+            out.push_str(&format!(
+                "{:<38} {:>7.0} {:>7.1} {:>9} {:>9.0}% {:>9} {:>10}\n",
+                s.label,
+                a.commits,
+                a.events / a.commits,
+                ms(Duration::from_secs_f64(a.commit_seconds / a.commits)),
+                100.0 * a.commit_seconds / s.elapsed.as_secs_f64(),
+                ms(Duration::from_secs_f64(a.append_seconds / a.appends)),
+                s.idle.map_or_else(
+                    || "-".to_owned(),
+                    |i| format!(
+                        "{:.0}%",
+                        100.0 * i.as_secs_f64() / (s.elapsed.as_secs_f64() * cpus())
+                    )
+                ),
+            ));
+        }
     }
     out
 }
