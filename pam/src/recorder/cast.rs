@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -180,7 +180,7 @@ impl Cast {
             return;
         }
         let _ = write!(self.buf, "[{t:.6}, \"{code}\", ");
-        let _ = serde_json::to_writer(&mut self.buf, text);
+        json_string(&mut self.buf, text);
         self.buf.extend_from_slice(b"]\n");
     }
 
@@ -274,6 +274,9 @@ pub struct Recording {
     unflushed: bool,
     /// The event being joined (not sent yet) and when its first read came.
     joining: Option<(Instant, Piece)>,
+    /// Buffers of output events the writing thread is done with, for the next events
+    /// (no allocation and no freeing across the threads per event).
+    spare: Receiver<Vec<u8>>,
 }
 
 impl Recording {
@@ -281,6 +284,7 @@ impl Recording {
     /// start it after the signals the relay reads are blocked.
     pub fn start(cast: Cast) -> io::Result<Self> {
         let (queue, pieces) = mpsc::sync_channel::<Piece>(QUEUE_PIECES);
+        let (done_with, spare) = mpsc::channel::<Vec<u8>>();
         let failed = Arc::clone(&cast.failed);
         let start = cast.start;
         let thread = std::thread::Builder::new()
@@ -292,6 +296,7 @@ impl Recording {
                         Ok(Piece::Event(t, code, stream, data)) => {
                             cast.event(t, code, stream, &data);
                             cast.tick(false);
+                            recycle(&done_with, data);
                         }
                         Ok(Piece::Flush(done)) => {
                             cast.tick(true);
@@ -310,6 +315,7 @@ impl Recording {
             start,
             unflushed: false,
             joining: None,
+            spare,
         })
     }
 
@@ -341,6 +347,32 @@ impl Recording {
         let now = Instant::now();
         let t = now.duration_since(self.start).as_secs_f64();
         self.joining = Some((now, Piece::Event(t, code, stream, data)));
+    }
+
+    /// Records output `data` (copied) as an `o` event, timed now; output that follows
+    /// within [`JOIN_WITHIN`] joins it, as with [`Recording::event`], in a buffer the writing
+    /// thread handed back when there is one.
+    pub fn output(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.unflushed = true;
+        if let Some((since, Piece::Event(_, "o", 0, held))) = &mut self.joining
+            && since.elapsed() < JOIN_WITHIN
+            && held.len() + data.len() <= JOIN_BYTES
+        {
+            held.extend_from_slice(data);
+            return;
+        }
+        self.send_joined();
+        let mut held = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(JOIN_BYTES));
+        held.extend_from_slice(data);
+        let now = Instant::now();
+        let t = now.duration_since(self.start).as_secs_f64();
+        self.joining = Some((now, Piece::Event(t, "o", 0, held)));
     }
 
     /// Sends the event being joined once [`JOIN_WITHIN`] has passed since its first read.
@@ -403,6 +435,72 @@ impl Recording {
     }
 }
 
+/// Bytes scanned at once for one that needs escaping (the compiler turns the test of a
+/// block into a few vector instructions).
+const CLEAN_BLOCK: usize = 32;
+
+/// Whether the JSON string escape of `b` is not `b` itself.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Appends `text` to `out` as a JSON string, byte for byte what `serde_json` writes (`\"`,
+/// `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00xx`, the rest as is).
+/// Terminal output is mostly runs of bytes that need no escape: those are found a block at
+/// a time and copied whole.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(block) = bytes.get(i..i + CLEAN_BLOCK)
+            && !block.iter().fold(false, |any, &b| any | needs_escape(b))
+        {
+            i += CLEAN_BLOCK;
+            continue;
+        }
+        let b = bytes[i];
+        if !needs_escape(b) {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+        i += 1;
+        run = i;
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+/// Hands an output event's buffer back to the relay for a next event; only buffers of a
+/// joined event's size are kept, and no more than are in flight.
+fn recycle(done_with: &Sender<Vec<u8>>, mut data: Vec<u8>) {
+    if data.capacity() >= JOIN_BYTES && data.capacity() <= 2 * JOIN_BYTES {
+        data.clear();
+        let _ = done_with.send(data);
+    }
+}
+
 /// `text` cut to fit and padded with spaces to [`END_FILE_BYTES`] (ending in a newline).
 fn padded(text: &str) -> Vec<u8> {
     let mut v: Vec<u8> = text.bytes().take(END_FILE_BYTES - 1).collect();
@@ -457,6 +555,35 @@ mod tests {
         assert_eq!(take_utf8(&mut carry, &euro[1..]), "€");
         assert!(carry.is_empty());
         assert_eq!(take_utf8(&mut carry, &[b'x', 0xff, b'y']), "x\u{FFFD}y");
+    }
+
+    #[test]
+    fn json_strings_are_written_as_serde_json_writes_them() {
+        let mut texts: Vec<String> = (0u32..0x80)
+            .map(|c| char::from_u32(c).unwrap().to_string())
+            .collect();
+        texts.push(String::new());
+        // Runs longer than a block, with the byte that needs escaping at every offset of a
+        // block, and multi-byte characters across block boundaries.
+        for at in 0..2 * CLEAN_BLOCK + 3 {
+            for special in ["\"", "\\", "\n", "\r\n", "\u{1b}[0m", "\u{7f}", "é€😀"] {
+                let mut t = "x".repeat(at);
+                t.push_str(special);
+                t.push_str(&"€y".repeat(CLEAN_BLOCK));
+                texts.push(t);
+            }
+        }
+        let all: String = (0u32..0x800).filter_map(char::from_u32).collect();
+        texts.push(all.repeat(3));
+        for t in texts {
+            let mut ours = Vec::new();
+            json_string(&mut ours, &t);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&t).unwrap(),
+                "{t:?}"
+            );
+        }
     }
 
     #[test]
