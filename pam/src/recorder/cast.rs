@@ -326,32 +326,21 @@ impl Recording {
         }
     }
 
-    /// Records `data` (taken) as an event of `code` on `stream`, timed now; output that
-    /// follows within [`JOIN_WITHIN`] joins it ([`Recording::tick`] sends it after that).
+    /// Records `data` (taken) as an event of `code` (`i`, `r`) on `stream`, timed now,
+    /// after the output joined so far. Output goes through [`Recording::output`].
     pub fn event(&mut self, code: &'static str, stream: usize, data: Vec<u8>) {
         if data.is_empty() {
             return;
         }
         self.unflushed = true;
-        if let Some((since, Piece::Event(_, c, s, held))) = &mut self.joining
-            && *c == code
-            && *s == stream
-            && code == "o"
-            && since.elapsed() < JOIN_WITHIN
-            && held.len() + data.len() <= JOIN_BYTES
-        {
-            held.extend_from_slice(&data);
-            return;
-        }
         self.send_joined();
-        let now = Instant::now();
-        let t = now.duration_since(self.start).as_secs_f64();
-        self.joining = Some((now, Piece::Event(t, code, stream, data)));
+        let t = self.start.elapsed().as_secs_f64();
+        self.send(Piece::Event(t, code, stream, data));
     }
 
     /// Records output `data` (copied) as an `o` event, timed now; output that follows
-    /// within [`JOIN_WITHIN`] joins it, as with [`Recording::event`], in a buffer the writing
-    /// thread handed back when there is one.
+    /// within [`JOIN_WITHIN`] joins it ([`Recording::tick`] sends it after that), in a
+    /// buffer the writing thread handed back when there is one.
     pub fn output(&mut self, data: &[u8]) {
         if data.is_empty() {
             return;
@@ -622,7 +611,7 @@ mod tests {
         for i in 0..10_000 {
             let line = format!("line {i}\r\n");
             shown.push_str(&line);
-            rec.event("o", 0, line.into_bytes());
+            rec.output(line.as_bytes());
         }
         rec.flush_now().unwrap();
         rec.event("i", 1, b"x".to_vec());
@@ -658,13 +647,13 @@ mod tests {
         let path = dir.path().join("s.cast");
         let cast = Cast::create(&path, "g-00000000000000ff", (80, 24)).unwrap();
         let mut rec = Recording::start(cast).unwrap();
-        rec.event("o", 0, b"a".to_vec());
-        rec.event("o", 0, b"b".to_vec());
+        rec.output(b"a");
+        rec.output(b"b");
         std::thread::sleep(JOIN_WITHIN + Duration::from_millis(5));
         rec.tick();
-        rec.event("o", 0, b"c".to_vec());
+        rec.output(b"c");
         rec.resize(100, 30);
-        rec.event("o", 0, b"d".to_vec());
+        rec.output(b"d");
         rec.finish(&End::Exited, None).unwrap();
         let got: Vec<(String, String)> = events(&path)
             .into_iter()
