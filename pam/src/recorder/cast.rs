@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -274,9 +274,6 @@ pub struct Recording {
     unflushed: bool,
     /// The event being joined (not sent yet) and when its first read came.
     joining: Option<(Instant, Piece)>,
-    /// Buffers of output events the writing thread is done with, for the next events
-    /// (no allocation and no freeing across the threads per event).
-    spare: Receiver<Vec<u8>>,
 }
 
 impl Recording {
@@ -284,7 +281,6 @@ impl Recording {
     /// start it after the signals the relay reads are blocked.
     pub fn start(cast: Cast) -> io::Result<Self> {
         let (queue, pieces) = mpsc::sync_channel::<Piece>(QUEUE_PIECES);
-        let (done_with, spare) = mpsc::channel::<Vec<u8>>();
         let failed = Arc::clone(&cast.failed);
         let start = cast.start;
         let thread = std::thread::Builder::new()
@@ -296,7 +292,6 @@ impl Recording {
                         Ok(Piece::Event(t, code, stream, data)) => {
                             cast.event(t, code, stream, &data);
                             cast.tick(false);
-                            recycle(&done_with, data);
                         }
                         Ok(Piece::Flush(done)) => {
                             cast.tick(true);
@@ -315,7 +310,6 @@ impl Recording {
             start,
             unflushed: false,
             joining: None,
-            spare,
         })
     }
 
@@ -339,8 +333,7 @@ impl Recording {
     }
 
     /// Records output `data` (copied) as an `o` event, timed now; output that follows
-    /// within [`JOIN_WITHIN`] joins it ([`Recording::tick`] sends it after that), in a
-    /// buffer the writing thread handed back when there is one.
+    /// within [`JOIN_WITHIN`] joins it ([`Recording::tick`] sends it after that).
     pub fn output(&mut self, data: &[u8]) {
         if data.is_empty() {
             return;
@@ -354,11 +347,7 @@ impl Recording {
             return;
         }
         self.send_joined();
-        let mut held = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(JOIN_BYTES));
-        held.extend_from_slice(data);
+        let held = data.to_vec();
         let now = Instant::now();
         let t = now.duration_since(self.start).as_secs_f64();
         self.joining = Some((now, Piece::Event(t, "o", 0, held)));
@@ -479,15 +468,6 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
-}
-
-/// Hands an output event's buffer back to the relay for a next event; only buffers of a
-/// joined event's size are kept, and no more than are in flight.
-fn recycle(done_with: &Sender<Vec<u8>>, mut data: Vec<u8>) {
-    if data.capacity() >= JOIN_BYTES && data.capacity() <= 2 * JOIN_BYTES {
-        data.clear();
-        let _ = done_with.send(data);
-    }
 }
 
 /// `text` cut to fit and padded with spaces to [`END_FILE_BYTES`] (ending in a newline).
