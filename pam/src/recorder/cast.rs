@@ -180,7 +180,7 @@ impl Cast {
             return;
         }
         let _ = write!(self.buf, "[{t:.6}, \"{code}\", ");
-        let _ = serde_json::to_writer(&mut self.buf, text);
+        json_string(&mut self.buf, text);
         self.buf.extend_from_slice(b"]\n");
     }
 
@@ -320,27 +320,37 @@ impl Recording {
         }
     }
 
-    /// Records `data` (taken) as an event of `code` on `stream`, timed now; output that
-    /// follows within [`JOIN_WITHIN`] joins it ([`Recording::tick`] sends it after that).
+    /// Records `data` (taken) as an event of `code` (`i`, `r`) on `stream`, timed now,
+    /// after the output joined so far. Output goes through [`Recording::output`].
     pub fn event(&mut self, code: &'static str, stream: usize, data: Vec<u8>) {
         if data.is_empty() {
             return;
         }
         self.unflushed = true;
-        if let Some((since, Piece::Event(_, c, s, held))) = &mut self.joining
-            && *c == code
-            && *s == stream
-            && code == "o"
+        self.send_joined();
+        let t = self.start.elapsed().as_secs_f64();
+        self.send(Piece::Event(t, code, stream, data));
+    }
+
+    /// Records output `data` (copied) as an `o` event, timed now; output that follows
+    /// within [`JOIN_WITHIN`] joins it ([`Recording::tick`] sends it after that).
+    pub fn output(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.unflushed = true;
+        if let Some((since, Piece::Event(_, "o", 0, held))) = &mut self.joining
             && since.elapsed() < JOIN_WITHIN
             && held.len() + data.len() <= JOIN_BYTES
         {
-            held.extend_from_slice(&data);
+            held.extend_from_slice(data);
             return;
         }
         self.send_joined();
+        let held = data.to_vec();
         let now = Instant::now();
         let t = now.duration_since(self.start).as_secs_f64();
-        self.joining = Some((now, Piece::Event(t, code, stream, data)));
+        self.joining = Some((now, Piece::Event(t, "o", 0, held)));
     }
 
     /// Sends the event being joined once [`JOIN_WITHIN`] has passed since its first read.
@@ -403,6 +413,63 @@ impl Recording {
     }
 }
 
+/// Bytes scanned at once for one that needs escaping (the compiler turns the test of a
+/// block into a few vector instructions).
+const CLEAN_BLOCK: usize = 32;
+
+/// Whether the JSON string escape of `b` is not `b` itself.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Appends `text` to `out` as a JSON string, byte for byte what `serde_json` writes (`\"`,
+/// `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00xx`, the rest as is).
+/// Terminal output is mostly runs of bytes that need no escape: those are found a block at
+/// a time and copied whole.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(block) = bytes.get(i..i + CLEAN_BLOCK)
+            && !block.iter().fold(false, |any, &b| any | needs_escape(b))
+        {
+            i += CLEAN_BLOCK;
+            continue;
+        }
+        let b = bytes[i];
+        if !needs_escape(b) {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+        i += 1;
+        run = i;
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
 /// `text` cut to fit and padded with spaces to [`END_FILE_BYTES`] (ending in a newline).
 fn padded(text: &str) -> Vec<u8> {
     let mut v: Vec<u8> = text.bytes().take(END_FILE_BYTES - 1).collect();
@@ -460,6 +527,35 @@ mod tests {
     }
 
     #[test]
+    fn json_strings_are_written_as_serde_json_writes_them() {
+        let mut texts: Vec<String> = (0u32..0x80)
+            .map(|c| char::from_u32(c).unwrap().to_string())
+            .collect();
+        texts.push(String::new());
+        // Runs longer than a block, with the byte that needs escaping at every offset of a
+        // block, and multi-byte characters across block boundaries.
+        for at in 0..2 * CLEAN_BLOCK + 3 {
+            for special in ["\"", "\\", "\n", "\r\n", "\u{1b}[0m", "\u{7f}", "é€😀"] {
+                let mut t = "x".repeat(at);
+                t.push_str(special);
+                t.push_str(&"€y".repeat(CLEAN_BLOCK));
+                texts.push(t);
+            }
+        }
+        let all: String = (0u32..0x800).filter_map(char::from_u32).collect();
+        texts.push(all.repeat(3));
+        for t in texts {
+            let mut ours = Vec::new();
+            json_string(&mut ours, &t);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&t).unwrap(),
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
     fn the_status_file_is_always_the_same_size() {
         assert_eq!(padded("x").len(), END_FILE_BYTES);
         assert_eq!(
@@ -495,7 +591,7 @@ mod tests {
         for i in 0..10_000 {
             let line = format!("line {i}\r\n");
             shown.push_str(&line);
-            rec.event("o", 0, line.into_bytes());
+            rec.output(line.as_bytes());
         }
         rec.flush_now().unwrap();
         rec.event("i", 1, b"x".to_vec());
@@ -531,13 +627,13 @@ mod tests {
         let path = dir.path().join("s.cast");
         let cast = Cast::create(&path, "g-00000000000000ff", (80, 24)).unwrap();
         let mut rec = Recording::start(cast).unwrap();
-        rec.event("o", 0, b"a".to_vec());
-        rec.event("o", 0, b"b".to_vec());
+        rec.output(b"a");
+        rec.output(b"b");
         std::thread::sleep(JOIN_WITHIN + Duration::from_millis(5));
         rec.tick();
-        rec.event("o", 0, b"c".to_vec());
+        rec.output(b"c");
         rec.resize(100, 30);
-        rec.event("o", 0, b"d".to_vec());
+        rec.output(b"d");
         rec.finish(&End::Exited, None).unwrap();
         let got: Vec<(String, String)> = events(&path)
             .into_iter()

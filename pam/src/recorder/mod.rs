@@ -326,7 +326,6 @@ fn run_pty(
     drop(cmd);
     drop(slave);
     let mut buf = vec![0u8; READ_BYTES];
-    let mut shown: Vec<u8> = Vec::new();
     // Keystrokes read but not yet taken by the pty: while there are some, stdin is not
     // read (it waits in the session's terminal), and the command's output still flows,
     // so a command that writes without reading its input cannot stall the session.
@@ -368,30 +367,21 @@ fn run_pty(
             }
         };
         if ready[0] & READABLE != 0 {
-            // Everything the pty holds now (a few reads at most), shown with one write
-            // (each write to the session's pty wakes the kernel's pty worker once) and
-            // recorded as one event.
-            let mut over = false;
-            for _ in 0..16 {
-                match read_some(&master, &mut buf) {
-                    Ok(n) if n > 0 => shown.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    // EIO: every slave fd is closed; the session is over.
-                    _ => {
-                        over = true;
-                        break;
+            // One read per wake-up, shown at once (as `script` does): the next read waits in
+            // `poll`, not in a read that finds the pty empty (such a read first waits for the
+            // pty's pending work), and the session's terminal gets each piece as it comes
+            // instead of after a batch. The recording joins the pieces into events.
+            match read_some(&master, &mut buf) {
+                Ok(n) if n > 0 => {
+                    let _ = out.write_all(&buf[..n]);
+                    rec.output(&buf[..n]);
+                    if drain_until.is_some() {
+                        drain_until = Some(Instant::now() + Duration::from_millis(100));
                     }
                 }
-            }
-            if !shown.is_empty() {
-                let _ = out.write_all(&shown);
-                rec.event("o", 0, std::mem::take(&mut shown));
-                if drain_until.is_some() {
-                    drain_until = Some(Instant::now() + Duration::from_millis(100));
-                }
-            }
-            if over {
-                break;
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // EIO: every slave fd is closed; the session is over.
+                _ => break,
             }
         }
         if ready[0] & libc::POLLOUT != 0 && write_some(&master, &mut typed).is_err() {
@@ -551,7 +541,7 @@ fn run_pipes(rec: &mut Recording, signals: &OwnedFd, args: &Args) -> (Option<Exi
                                 &mut stderr
                             };
                             let _ = w.write_all(&buf[..n]).and_then(|()| w.flush());
-                            rec.event("o", 0, buf[..n].to_vec());
+                            rec.output(&buf[..n]);
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         _ => *pipe = None,
