@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::files;
 use crate::guard::{GUARD_PIDFD, GUARD_READY_FD, GUARD_SPEC_FD, GuardSpec};
 use crate::log::LineSender;
-use crate::module::{Host, IDENT, SYSLOG_FLUSH};
+use crate::module::{Host, IDENT, PendingGuard, SYSLOG_FLUSH};
 use crate::system;
 
 /// How long the module waits for the guard to report that it is watching.
@@ -59,21 +59,12 @@ impl Host for RealHost {
             .unwrap_or(false)
     }
 
-    fn start_guard(
+    fn launch_guard(
         &self,
         guard: &Path,
-        spec: &GuardSpec,
-        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        let mut launched = launch_guard(guard, spec).map_err(Error::Guard)?;
-        // The guard's program loads on another core while this runs (the spool fsync).
-        let done = meanwhile();
-        if done.is_ok() {
-            launched.hand_over(guard).map_err(Error::Guard)?;
-        }
-        // On failure, dropping `launched` closes the spec pipe unwritten: the guard
-        // reads no spec and exits without acting.
-        done
+        session: &str,
+    ) -> Result<Box<dyn PendingGuard + '_>, Error> {
+        Ok(Box::new(launch_guard(guard, session).map_err(Error::Guard)?))
     }
 
     fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]) {
@@ -88,33 +79,28 @@ impl Host for RealHost {
 /// A guard whose program is starting and that waits for its spec on fd
 /// [`GUARD_SPEC_FD`].
 struct LaunchedGuard {
+    /// The program, for messages.
+    program: std::path::PathBuf,
+    /// The session id on its command line.
+    session: String,
     /// Killed and reaped if dropped before it reports ready; released once it does.
     child: Option<system::Child>,
-    /// The spec, serialised; written when the session is admitted.
-    json: Vec<u8>,
     /// The write end of the spec pipe; closed once the spec is written (or dropped
     /// unwritten).
     spec_write: Option<File>,
     ready: File,
 }
 
-/// Starts the guard program: a new session, a pidfd on this process, the readiness pipe
-/// and the (still empty) spec pipe on their fd numbers. `posix_spawn` returns once the
-/// program executes: the module's process is not copied (see [`system::spawn`]).
-fn launch_guard(guard: &Path, spec: &GuardSpec) -> Result<LaunchedGuard, String> {
+/// Starts the guard program for `session`: a new session, a pidfd on this process, the
+/// readiness pipe and the (still empty) spec pipe on their fd numbers. `posix_spawn`
+/// returns once the program executes: the module's process is not copied (see
+/// [`system::spawn`]).
+fn launch_guard(guard: &Path, session: &str) -> Result<LaunchedGuard, String> {
     files::check_executable(guard)?;
     let program = CString::new(guard.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    let json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
-    // The whole spec must fit in the pipe buffer: it is written before the guard reads.
-    if json.len() > MAX_GUARD_SPEC {
-        return Err(format!(
-            "guard spec is {} bytes; the limit is {MAX_GUARD_SPEC}",
-            json.len()
-        ));
-    }
     let args = [
         c"--session".to_owned(),
-        CString::new(spec.record.session.clone()).map_err(|e| e.to_string())?,
+        CString::new(session).map_err(|e| e.to_string())?,
     ];
     let (spec_read, spec_write) = system::pipe().map_err(|e| format!("pipe: {e}"))?;
     let pidfd = system::pidfd_open(system::getpid()).map_err(|e| format!("pidfd_open: {e}"))?;
@@ -130,28 +116,56 @@ fn launch_guard(guard: &Path, spec: &GuardSpec) -> Result<LaunchedGuard, String>
     )
     .map_err(|e| format!("{}: {e}", guard.display()))?;
     Ok(LaunchedGuard {
+        program: guard.to_owned(),
+        session: session.to_owned(),
         child: Some(child),
-        json,
         spec_write: Some(File::from(spec_write)),
         ready: File::from(read),
     })
+}
+
+impl PendingGuard for LaunchedGuard {
+    fn session(&self) -> &str {
+        &self.session
+    }
+
+    fn hand_over(
+        mut self: Box<Self>,
+        spec: &GuardSpec,
+        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        // The guard's program loads on another core while this runs (the spool fsync).
+        meanwhile()?;
+        self.give_spec(spec).map_err(Error::Guard)
+        // On failure, dropping `self` closes the spec pipe unwritten: the guard reads no
+        // spec and exits without acting (it is killed and reaped too).
+    }
 }
 
 impl LaunchedGuard {
     /// Hands the guard its spec and waits until it reports that it watches this process;
     /// then lets it run on. A guard that fails or does not report in time is killed and
     /// reaped (when `self` is dropped).
-    fn hand_over(&mut self, guard: &Path) -> Result<(), String> {
+    fn give_spec(&mut self, spec: &GuardSpec) -> Result<(), String> {
         let deadline = Instant::now() + GUARD_READY_TIMEOUT;
+        let json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+        // The whole spec must fit in the pipe buffer: it is written before the guard reads.
+        if json.len() > MAX_GUARD_SPEC {
+            return Err(format!(
+                "guard spec is {} bytes; the limit is {MAX_GUARD_SPEC}",
+                json.len()
+            ));
+        }
         // Closing the pipe after the spec tells the guard that it is whole.
         let mut pipe = self
             .spec_write
             .take()
             .ok_or("the guard spec was handed over already")?;
-        pipe.write_all(&self.json)
+        pipe.write_all(&json)
             .map_err(|e| format!("writing the guard spec: {e}"))?;
         drop(pipe);
-        self.wait_ready(guard, deadline)?;
+        let guard = self.program.clone();
+        self.wait_ready(&guard, deadline)?;
         if let Some(child) = self.child.take() {
             child.release();
         }
