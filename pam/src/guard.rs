@@ -119,7 +119,8 @@ const MAX_SPEC: u64 = 64 * 1024;
 fn read_spec() -> Result<GuardSpec, String> {
     let fd = system::inherited_fd(GUARD_SPEC_FD)
         .map_err(|e| format!("no spec on fd {}: {e}", GUARD_SPEC_FD))?;
-    let mut json = Vec::new();
+    // Room for a whole usual spec (about 1 KiB): one read, and one that sees the end.
+    let mut json = Vec::with_capacity(4096);
     File::from(fd)
         .take(MAX_SPEC)
         .read_to_end(&mut json)
@@ -142,20 +143,36 @@ pub fn main_with_args(args: &[String]) -> i32 {
         eprintln!("breakglass-guard: {msg}");
         64
     };
-    let spec = match args {
+    let (spec, pidfd, sshd) = match args {
         [flag] if flag == "--help" || flag == "-h" => {
             println!("{USAGE}");
             return 0;
         }
-        [flag, _session] if flag == "--session" => {
+        [flag, session] if flag == "--session" => {
             // The module started this process as its child (posix_spawn, a session of
-            // its own) and lets it run on once it reports ready. Wait for the spec,
-            // which the module writes once the session's open record is durable.
+            // its own) while it still checks the certificate and writes the open record;
+            // it lets this process run on once it reports ready. What needs no spec is
+            // done first, while the module works; then the spec is waited for (the
+            // module writes it once the session's open record is durable).
             system::private_umask();
-            match read_spec() {
+            let (pidfd, sshd) = match watched_process() {
+                Ok(w) => w,
+                Err(e) => return fail(&mut ready, e),
+            };
+            let spec = match read_spec() {
                 Ok(s) => s,
                 Err(e) => return fail(&mut ready, e),
+            };
+            if spec.record.session != *session {
+                return fail(
+                    &mut ready,
+                    format!(
+                        "started for session {session} but given the spec of session {}",
+                        spec.record.session
+                    ),
+                );
             }
+            (spec, pidfd, sshd)
         }
         [flag, session, dir_flag, dir] if flag == "--resume" && dir_flag == "--sessions" => {
             return match resume(session, Path::new(dir)) {
@@ -165,24 +182,6 @@ pub fn main_with_args(args: &[String]) -> i32 {
         }
         _ => return fail(&mut ready, USAGE.to_owned()),
     };
-    let pidfd = match system::inherited_fd(GUARD_PIDFD) {
-        Ok(fd) => fd,
-        Err(e) => {
-            return fail(&mut ready, format!("no pidfd on fd {}: {e}", GUARD_PIDFD));
-        }
-    };
-    if let Err(e) = system::pidfd_send_signal(pidfd.as_fd(), 0)
-        && e.raw_os_error() != Some(libc::ESRCH)
-    {
-        return fail(
-            &mut ready,
-            format!("fd {} is not a pidfd: {e}", GUARD_PIDFD),
-        );
-    }
-    let sshd = procs::pidfd_pid(pidfd.as_fd())
-        .and_then(|pid| Some((pid, procs::start_time(pid)?)))
-        // Only while the pidfd's process lives do pid and start time name it.
-        .filter(|_| system::pidfd_send_signal(pidfd.as_fd(), 0).is_ok());
     let mut guard = Guard {
         log: LineSender::new(IDENT, &spec.syslog),
         spec,
@@ -193,16 +192,39 @@ pub fn main_with_args(args: &[String]) -> i32 {
         lock: None,
         replaces: None,
     };
-    guard.protect_from_oom();
+    // Before readiness only what the session's safety needs: the pidfd (held above) and
+    // the registration through which a revocation finds and ends the session.
     if guard.spec.mode == GuardMode::Expire {
         guard.register();
     }
     if let Some(mut f) = ready.take() {
         let _ = f.write_all(b"ok\n");
     }
+    // Then the rest, once the module has gone on. The OOM protection, a moment after
+    // readiness and before sshd starts the user's shell, only guards against this
+    // process being chosen by the OOM killer later (and a guard that dies anyway is
+    // replaced by the revocation watcher).
+    guard.protect_from_oom();
     guard.run();
     guard.unregister();
     0
+}
+
+/// The pidfd the module handed over on [`GUARD_PIDFD`] (sshd's session process), and that
+/// process's pid and start time while it lives (for a replacement guard).
+fn watched_process() -> Result<(OwnedFd, Option<(u32, u64)>), String> {
+    let pidfd = system::inherited_fd(GUARD_PIDFD)
+        .map_err(|e| format!("no pidfd on fd {}: {e}", GUARD_PIDFD))?;
+    if let Err(e) = system::pidfd_send_signal(pidfd.as_fd(), 0)
+        && e.raw_os_error() != Some(libc::ESRCH)
+    {
+        return Err(format!("fd {} is not a pidfd: {e}", GUARD_PIDFD));
+    }
+    let sshd = procs::pidfd_pid(pidfd.as_fd())
+        .and_then(|pid| Some((pid, procs::start_time(pid)?)))
+        // Only while the pidfd's process lives do pid and start time name it.
+        .filter(|_| system::pidfd_send_signal(pidfd.as_fd(), 0).is_ok());
+    Ok((pidfd, sshd))
 }
 
 /// `breakglass-guard --resume SESSION --sessions DIR`: takes over a registered session
