@@ -1,7 +1,8 @@
 //! The session guard: a helper the module starts for each breakglass session
 //! (`posix_spawn`, in a session of its own; it stays the child of sshd's [priv] process,
-//! which never waits for it and which it outlives; it waits for its spec, which the
-//! module writes once the open record is durable). It holds a pidfd on sshd's session ([priv]) process, warns the session's
+//! which never waits for it and which it outlives; it is started before the
+//! certificate's checks end, gets its spec once they pass and the commit once the open
+//! record is durable). It holds a pidfd on sshd's session ([priv]) process, warns the session's
 //! terminal before the certificate expires, and at `valid_before` ends the session:
 //! SIGTERM to sshd, SIGKILL after a grace period, then a sweep of every process left in
 //! the session's audit session (`nohup`/`setsid` children included). It exits at once
@@ -43,9 +44,17 @@ pub const GUARD_PIDFD: RawFd = 3;
 /// Fd number the guard reports readiness on (`ok` and a newline, or `error: ...`).
 pub const GUARD_READY_FD: RawFd = 4;
 /// Fd number the guard reads its JSON spec from (kept out of argv, which every local
-/// user can read in `ps`). The module writes it and closes the pipe once the session's
-/// open record is durable; a pipe closed empty means the session was not admitted.
+/// user can read in `ps`): the spec on one line ([`SPEC_END`]), written once the
+/// session passed its checks; then, once the session's open record is durable, the
+/// [`COMMIT`] byte. The pipe closed before the spec means the session was not admitted
+/// (the guard exits without acting); closed after the spec without the commit, that the
+/// module withdrew it (the guard unregisters the session and exits without acting).
 pub const GUARD_SPEC_FD: RawFd = 5;
+/// Ends the spec on [`GUARD_SPEC_FD`] (compact JSON holds no raw newline).
+pub const SPEC_END: u8 = b'\n';
+/// Written after the spec once the session's open record is durable: the session is
+/// admitted.
+pub const COMMIT: u8 = b'+';
 
 /// Why the guard was started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,21 +125,59 @@ const OOM_SCORE_ADJ: &str = "-1000";
 /// Largest spec read from fd 5.
 const MAX_SPEC: u64 = 64 * 1024;
 
-fn read_spec() -> Result<GuardSpec, String> {
+/// The spec pipe after the spec: what came after the spec's newline, and the pipe.
+struct SpecPipe {
+    rest: Vec<u8>,
+    file: File,
+}
+
+impl SpecPipe {
+    /// Waits for the module's word: true when it commits the session ([`COMMIT`]),
+    /// false when it closes the pipe without it (it withdrew, or it died).
+    fn committed(mut self) -> bool {
+        if let Some(b) = self.rest.first() {
+            return *b == COMMIT;
+        }
+        let mut b = [0u8; 1];
+        loop {
+            match self.file.read(&mut b) {
+                Ok(1) => return b[0] == COMMIT,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(_) | Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn read_spec() -> Result<(GuardSpec, SpecPipe), String> {
     let fd = system::inherited_fd(GUARD_SPEC_FD)
         .map_err(|e| format!("no spec on fd {}: {e}", GUARD_SPEC_FD))?;
-    // Room for a whole usual spec (about 1 KiB): one read, and one that sees the end.
+    let mut file = File::from(fd);
+    // Room for a whole usual spec (about 1 KiB): usually one read.
     let mut json = Vec::with_capacity(4096);
-    File::from(fd)
-        .take(MAX_SPEC)
-        .read_to_end(&mut json)
-        .map_err(|e| format!("reading the spec: {e}"))?;
-    if json.is_empty() {
-        // The module withdrew: the session was not admitted (its record could not be
-        // written). Nothing to watch.
-        return Err("no spec: the module did not admit the session".into());
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = json.iter().position(|b| *b == SPEC_END) {
+            let spec =
+                serde_json::from_slice(&json[..end]).map_err(|e| format!("bad spec: {e}"))?;
+            let rest = json.split_off(end + 1);
+            return Ok((spec, SpecPipe { rest, file }));
+        }
+        if json.len() as u64 > MAX_SPEC {
+            return Err(format!("the spec is longer than {MAX_SPEC} bytes"));
+        }
+        match file.read(&mut chunk) {
+            // The module withdrew before the spec: the session was not admitted.
+            // Nothing to watch.
+            Ok(0) if json.is_empty() => {
+                return Err("no spec: the module did not admit the session".into());
+            }
+            Ok(0) => return Err("the spec ends without its newline".into()),
+            Ok(n) => json.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the spec: {e}")),
+        }
     }
-    serde_json::from_slice(&json).map_err(|e| format!("bad spec: {e}"))
 }
 
 /// Entry point of the `breakglass-guard` executable; returns the exit code.
@@ -143,23 +190,23 @@ pub fn main_with_args(args: &[String]) -> i32 {
         eprintln!("breakglass-guard: {msg}");
         64
     };
-    let (spec, pidfd, sshd) = match args {
+    let (spec, pipe, pidfd, sshd) = match args {
         [flag] if flag == "--help" || flag == "-h" => {
             println!("{USAGE}");
             return 0;
         }
         [flag, session] if flag == "--session" => {
             // The module started this process as its child (posix_spawn, a session of
-            // its own) while it still checks the certificate and writes the open record;
-            // it lets this process run on once it reports ready. What needs no spec is
-            // done first, while the module works; then the spec is waited for (the
-            // module writes it once the session's open record is durable).
+            // its own) while it still checks the certificate; it lets this process run
+            // on once it reports ready. What needs no spec is done first, while the
+            // module works; then the spec is waited for (the module writes it once the
+            // certificate passed, and commits it once the open record is durable).
             system::private_umask();
             let (pidfd, sshd) = match watched_process() {
                 Ok(w) => w,
                 Err(e) => return fail(&mut ready, e),
             };
-            let spec = match read_spec() {
+            let (spec, pipe) = match read_spec() {
                 Ok(s) => s,
                 Err(e) => return fail(&mut ready, e),
             };
@@ -172,7 +219,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
                     ),
                 );
             }
-            (spec, pidfd, sshd)
+            (spec, pipe, pidfd, sshd)
         }
         [flag, session, dir_flag, dir] if flag == "--resume" && dir_flag == "--sessions" => {
             return match resume(session, Path::new(dir)) {
@@ -199,6 +246,12 @@ pub fn main_with_args(args: &[String]) -> i32 {
     }
     if let Some(mut f) = ready.take() {
         let _ = f.write_all(b"ok\n");
+    }
+    // The module writes the open record meanwhile; the session is admitted once it is
+    // durable. Without the commit the session never starts: nothing to watch.
+    if !pipe.committed() {
+        guard.unregister();
+        return 0;
     }
     // Then the rest, once the module has gone on. The OOM protection, a moment after
     // readiness and before sshd starts the user's shell, only guards against this

@@ -1,8 +1,9 @@
 //! [`RealHost`]: the module's [`Host`] on the real operating system: the host name and
 //! audit session id from `/proc`, and the start of the session guard (`posix_spawn` of
-//! its program in a session of its own; a pidfd on sshd's session process; its spec
-//! through a pipe once the session is admitted; the wait for its readiness line; then it
-//! runs on as this process's child, never waited for). The system calls themselves are
+//! its program in a session of its own, before the certificate's checks end; a pidfd on
+//! sshd's session process; its spec through a pipe once the checks pass, and the commit
+//! once the open record is durable; the wait for its readiness line; then it runs on as
+//! this process's child, never waited for). The system calls themselves are
 //! in [`crate::system`].
 #![forbid(unsafe_code)]
 
@@ -18,13 +19,16 @@ use bg_syslog::Severity;
 
 use crate::error::Error;
 use crate::files;
-use crate::guard::{GUARD_PIDFD, GUARD_READY_FD, GUARD_SPEC_FD, GuardSpec};
+use crate::guard::{COMMIT, GUARD_PIDFD, GUARD_READY_FD, GUARD_SPEC_FD, GuardSpec, SPEC_END};
 use crate::log::LineSender;
 use crate::module::{Host, IDENT, PendingGuard, SYSLOG_FLUSH};
 use crate::system;
 
 /// How long the module waits for the guard to report that it is watching.
 pub const GUARD_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a withdrawn guard gets to unregister its session and exit before it is
+/// killed.
+pub const GUARD_WITHDRAW_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest guard spec (it must fit in a pipe buffer, 64 KiB on Linux).
 pub const MAX_GUARD_SPEC: usize = 60 * 1024;
 
@@ -134,35 +138,48 @@ impl PendingGuard for LaunchedGuard {
         spec: &GuardSpec,
         meanwhile: &mut dyn FnMut() -> Result<(), Error>,
     ) -> Result<(), Error> {
-        // The guard's program loads on another core while this runs (the spool fsync).
-        meanwhile()?;
-        self.give_spec(spec).map_err(Error::Guard)
-        // On failure, dropping `self` closes the spec pipe unwritten: the guard reads no
-        // spec and exits without acting (it is killed and reaped too).
+        let deadline = Instant::now() + GUARD_READY_TIMEOUT;
+        self.give_spec(spec).map_err(Error::Guard)?;
+        // The guard registers the session while this runs (the open record's fsync).
+        if let Err(e) = meanwhile() {
+            self.withdraw();
+            return Err(e);
+        }
+        self.commit_and_wait(deadline).map_err(Error::Guard)
+        // On failure, dropping `self` kills and reaps the guard.
     }
 }
 
 impl LaunchedGuard {
-    /// Hands the guard its spec and waits until it reports that it watches this process;
-    /// then lets it run on. A guard that fails or does not report in time is killed and
-    /// reaped (when `self` is dropped).
+    /// Writes the guard its spec (the pipe stays open for the commit).
     fn give_spec(&mut self, spec: &GuardSpec) -> Result<(), String> {
-        let deadline = Instant::now() + GUARD_READY_TIMEOUT;
-        let json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
-        // The whole spec must fit in the pipe buffer: it is written before the guard reads.
+        let mut json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+        json.push(SPEC_END);
+        // The whole spec (and the commit) must fit in the pipe buffer: it is written
+        // before the guard reads.
         if json.len() > MAX_GUARD_SPEC {
             return Err(format!(
                 "guard spec is {} bytes; the limit is {MAX_GUARD_SPEC}",
                 json.len()
             ));
         }
-        // Closing the pipe after the spec tells the guard that it is whole.
+        self.spec_write
+            .as_mut()
+            .ok_or("the guard spec was handed over already")?
+            .write_all(&json)
+            .map_err(|e| format!("writing the guard spec: {e}"))
+    }
+
+    /// Commits the session (the open record is durable), waits until the guard reports
+    /// that it watches this process, then lets it run on. A guard that fails or does not
+    /// report in time is killed and reaped (when `self` is dropped).
+    fn commit_and_wait(&mut self, deadline: Instant) -> Result<(), String> {
         let mut pipe = self
             .spec_write
             .take()
             .ok_or("the guard spec was handed over already")?;
-        pipe.write_all(&json)
-            .map_err(|e| format!("writing the guard spec: {e}"))?;
+        pipe.write_all(&[COMMIT])
+            .map_err(|e| format!("committing the guard's session: {e}"))?;
         drop(pipe);
         let guard = self.program.clone();
         self.wait_ready(&guard, deadline)?;
@@ -170,6 +187,16 @@ impl LaunchedGuard {
             child.release();
         }
         Ok(())
+    }
+
+    /// The session is not admitted after all: the spec pipe is closed without the
+    /// commit, and the guard, which may have registered the session, unregisters it and
+    /// exits; it is waited for (briefly; then it is killed).
+    fn withdraw(&mut self) {
+        drop(self.spec_write.take());
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.reap_within(GUARD_WITHDRAW_TIMEOUT);
+        }
     }
 
     fn wait_ready(&mut self, guard: &Path, deadline: Instant) -> Result<(), String> {

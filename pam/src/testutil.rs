@@ -154,8 +154,9 @@ impl Host for FakeHost {
     }
 }
 
-/// A guard [`FakeHost`] launched: like the real one, it gets its spec only after
-/// `meanwhile` succeeds, and dropped without one it counts as killed.
+/// A guard [`FakeHost`] launched: its spec counts (in `guards`) only once the session is
+/// committed, after `meanwhile` succeeds, like the real one's; dropped without a commit
+/// it counts as killed.
 struct FakeGuard<'h> {
     host: &'h FakeHost,
     session: String,

@@ -101,10 +101,12 @@ pub trait Host {
 pub trait PendingGuard {
     /// The session id the guard was started for.
     fn session(&self) -> &str;
-    /// Runs `meanwhile` while the guard's program starts; if it succeeds, gives the guard
-    /// `spec` and waits until it reports that it watches this process, then lets it run on.
-    /// Otherwise the guard exits without acting, and `meanwhile`'s error is returned.
-    /// Failures of the guard itself are [`Error::Guard`].
+    /// Gives the guard `spec` and runs `meanwhile` while the guard takes it up (it
+    /// registers the session); if `meanwhile` succeeds, commits the session and waits
+    /// until the guard reports that it watches this process, then lets it run on.
+    /// Otherwise the session is withdrawn (the guard unregisters it and exits without
+    /// acting), and `meanwhile`'s error is returned. Failures of the guard itself are
+    /// [`Error::Guard`].
     fn hand_over(
         self: Box<Self>,
         spec: &GuardSpec,
@@ -503,8 +505,8 @@ fn admit<'h>(
         ship: cfg.ship.clone(),
         recording: recording.clone(),
     };
-    // The open record is durable before the guard gets its spec and before the session
-    // starts; its fsync runs while the guard's program loads.
+    // The open record is durable before the guard is told the session is admitted and
+    // before the session starts; its fsync runs while the guard registers the session.
     let guard_start = Instant::now();
     let pending = match launched {
         Some(Ok(pending)) if pending.session() == record.session => pending,
