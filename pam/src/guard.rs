@@ -241,17 +241,22 @@ pub fn main_with_args(args: &[String]) -> i32 {
     };
     // Before readiness only what the session's safety needs: the pidfd (held above) and
     // the registration through which a revocation finds and ends the session.
-    if guard.spec.mode == GuardMode::Expire {
-        guard.register();
-    }
+    let unregistered = match guard.spec.mode {
+        GuardMode::Expire => guard.register().err(),
+        GuardMode::Deny => None,
+    };
     if let Some(mut f) = ready.take() {
         let _ = f.write_all(b"ok\n");
     }
     // The module writes the open record meanwhile; the session is admitted once it is
-    // durable. Without the commit the session never starts: nothing to watch.
+    // durable. Without the commit the session never starts: nothing to watch, nothing
+    // to say.
     if !pipe.committed() {
         guard.unregister();
         return 0;
+    }
+    if let Some(e) = unregistered {
+        guard.register_error(e);
     }
     // Then the rest, once the module has gone on. The OOM protection, a moment after
     // readiness and before sshd starts the user's shell, only guards against this
@@ -347,7 +352,9 @@ fn resume(session: &str, dir: &Path) -> Result<(), String> {
         replaces: Some(old.guard_pid),
     };
     guard.protect_from_oom();
-    guard.register();
+    if let Err(e) = guard.register() {
+        guard.register_error(e);
+    }
     let mut f = vec![
         ("event", "guard_replaced".to_owned()),
         ("dead_guard", old.guard_pid.to_string()),
@@ -450,14 +457,15 @@ impl Guard {
     }
 
     /// Registers the session for the revocation watcher. Failure only costs live
-    /// revocation (expiry still ends the session), so it is logged, not fatal.
-    fn register(&mut self) {
+    /// revocation (expiry still ends the session), so it is logged
+    /// ([`Guard::register_error`]), not fatal.
+    fn register(&mut self) -> Result<(), String> {
         let Some(dir) = self.spec.sessions.clone() else {
-            return;
+            return Ok(());
         };
         let r = &self.spec.record;
         let (Some(grant), Some(serial)) = (r.grant.clone(), r.serial) else {
-            return;
+            return Ok(());
         };
         // Without a path of our own no replacement could be started: register anyway
         // (live revocation still works), as an older guard would.
@@ -492,20 +500,22 @@ impl Guard {
                     reg.to_text().as_bytes(),
                 )
             });
-        match written {
-            Ok(lock) => {
-                self.lock = Some(lock);
-                self.registry = Some(dir);
-            }
-            Err(e) => self.send(
-                Severity::Warning,
-                &[
-                    ("event", "session_register_error".to_owned()),
-                    ("detail", e),
-                    ("session", r.session.clone()),
-                ],
-            ),
-        }
+        let lock = written?;
+        self.lock = Some(lock);
+        self.registry = Some(dir);
+        Ok(())
+    }
+
+    /// Logs why the session could not be registered.
+    fn register_error(&self, e: String) {
+        self.send(
+            Severity::Warning,
+            &[
+                ("event", "session_register_error".to_owned()),
+                ("detail", e),
+                ("session", self.spec.record.session.clone()),
+            ],
+        );
     }
 
     fn unregister(&self) {
