@@ -68,7 +68,9 @@ impl Host for RealHost {
         guard: &Path,
         session: &str,
     ) -> Result<Box<dyn PendingGuard + '_>, Error> {
-        Ok(Box::new(launch_guard(guard, session).map_err(Error::Guard)?))
+        Ok(Box::new(
+            launch_guard(guard, session).map_err(Error::Guard)?,
+        ))
     }
 
     fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]) {

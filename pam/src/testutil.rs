@@ -173,7 +173,10 @@ impl PendingGuard for FakeGuard<'_> {
         meanwhile: &mut dyn FnMut() -> Result<(), Error>,
     ) -> Result<(), Error> {
         meanwhile()?;
-        assert_eq!(spec.record.session, self.session, "the guard's spec is for its session");
+        assert_eq!(
+            spec.record.session, self.session,
+            "the guard's spec is for its session"
+        );
         self.host.guards.borrow_mut().push(spec.clone());
         self.handed = true;
         Ok(())

@@ -76,10 +76,14 @@ pub trait Host {
     /// True when the PAM stack runs inside sshd (denials must then end the connection).
     fn is_sshd(&self) -> bool;
     /// Starts the guard program for session `session` (named on its command line); it
-    /// waits for its spec, which [`PendingGuard::hand_over`] gives it. Dropped before
-    /// that, the guard is killed and reaped, having done nothing. Failures are
-    /// [`Error::Guard`].
-    fn launch_guard(&self, guard: &Path, session: &str) -> Result<Box<dyn PendingGuard + '_>, Error>;
+    /// waits for its spec and the commit, which [`PendingGuard::hand_over`] gives it.
+    /// Dropped before that, the guard is killed and reaped, having done nothing.
+    /// Failures are [`Error::Guard`].
+    fn launch_guard(
+        &self,
+        guard: &Path,
+        session: &str,
+    ) -> Result<Box<dyn PendingGuard + '_>, Error>;
     /// Starts the guard and waits until it reports that it watches this process:
     /// [`Host::launch_guard`], then [`PendingGuard::hand_over`].
     fn start_guard(
