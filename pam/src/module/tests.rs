@@ -770,7 +770,7 @@ fn the_guard_starts_before_the_checks_end_and_a_denied_login_kills_it() {
     let info = w.cert_info(&CertSpec::default());
     assert!(matches!(w.open_info(Some(&info)), Outcome::Success));
     let session = format!("db-7-g-00000000000000ff-4242-{NOW}000");
-    assert_eq!(*w.host.launched.borrow(), [session.clone()]);
+    assert_eq!(*w.host.launched.borrow(), std::slice::from_ref(&session));
     assert!(w.host.killed.borrow().is_empty());
     assert_eq!(w.host.guards.borrow()[0].record.session, session);
 
