@@ -23,7 +23,8 @@
 #   baseline build: DIR holds its libpam_breakglass.so and breakglass-guard (copies of
 #   another tree's target/release/, e.g. main's before a change).
 #   SLOTS=N pam/benches/bench-pam.sh ...    this tree's module with spool_slots=N (default
-#   1024; 0: one file per record, as before); the BASE build gets no spool_slots=. Nothing
+#   1024; 0: one file per record, as before); the BASE build gets no spool_slots= unless
+#   BASE_SLOTS=N is set (a BASE that knows the option: main since the slots). Nothing
 #   ships during the bench, so before each batch the slot files are zeroed in place (what
 #   breakglass host ship does to a delivered slot, off the login path); every batch's
 #   records fit (2 per round).
@@ -36,6 +37,8 @@ LOGINS=${2:-30}
 BASE=${BASE:-}
 RT=${RT:-}
 SLOTS=${SLOTS:-1024}
+BASE_SLOTS=${BASE_SLOTS:-}
+BASE_SPOOL=files; [ -n "$BASE_SLOTS" ] && BASE_SPOOL=spool_slots=$BASE_SLOTS
 CHRT=()
 [ -n "$RT" ] && CHRT=(chrt -f 10)
 [ "$(id -u)" -eq 0 ] || { echo "bench-pam: needs root (useradd, pam_loginuid, sshd)" >&2; exit 1; }
@@ -46,10 +49,11 @@ TARGET=${CARGO_TARGET_DIR:-target}
 
 echo "== building pam-breakglass (release, package alone)"
 cargo build --release --locked -q -p pam-breakglass
-# the guard statically linked, as scripts/build-debs packages it (.cargo/config.toml)
+# the guard statically linked against musl, as scripts/build-debs packages it
+# (.cargo/config.toml says why)
 cargo build-static-guard >/dev/null 2>&1 || cargo build-static-guard
 MODULE=$(realpath "$TARGET/release/libpam_breakglass.so")
-GUARD=$(realpath "$TARGET/release/breakglass-guard")
+GUARD=$(realpath "$TARGET/x86_64-unknown-linux-musl/release/breakglass-guard")
 
 # Short paths: pam_wrapper copies service lines through a fixed-size buffer.
 W=$(mktemp -d /tmp/bgb.XXXX)
@@ -115,8 +119,8 @@ stack module "$MODULE" "$GUARD" "$W/s" "spool_slots=$SLOTS"
 # the same module with its spool on tmpfs: what is left without disk fsyncs
 stack tmpfs "$MODULE" "$GUARD" "$SHM/s" "spool_slots=$SLOTS"
 if [ -n "$BASE" ]; then
-  stack base "$W/bm.so" "$W/bg" "$W/sb"
-  stack basetmpfs "$W/bm.so" "$W/bg" "$SHM/sb"
+  stack base "$W/bm.so" "$W/bg" "$W/sb" "${BASE_SLOTS:+spool_slots=$BASE_SLOTS}"
+  stack basetmpfs "$W/bm.so" "$W/bg" "$SHM/sb" "${BASE_SLOTS:+spool_slots=$BASE_SLOTS}"
 fi
 # Every round's guard watches the harness until it exits, then looks for leftovers of its
 # session and exits: the next batch starts once they are gone (bounded wait).
@@ -128,7 +132,10 @@ guards_gone() {
 # them: zero them in place (the blocks stay allocated and written).
 free_slots() { # kind
   local f
-  case $1 in module) f=$W/s/records.slots ;; tmpfs) f=$SHM/s/records.slots ;; *) return 0 ;; esac
+  case $1 in
+    module) f=$W/s/records.slots ;; tmpfs) f=$SHM/s/records.slots ;;
+    base) f=$W/sb/records.slots ;; basetmpfs) f=$SHM/sb/records.slots ;; *) return 0 ;;
+  esac
   [ -f "$f" ] && dd if=/dev/zero of="$f" bs=4096 count=$(( $(stat -c %s "$f") / 4096 )) conv=notrunc,fdatasync status=none
   return 0
 }
@@ -217,7 +224,7 @@ median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR
 mean() { awk '{s+=$1} END {printf "%.0f", s/NR}' "$1"; }
 MED_WITH=$(median "$W/with"); MED_WITHOUT=$(median "$W/without")
 echo
-echo "== libpam open_session+close_session ($ROUNDS rounds in one process; median of 3 alternating batches, best in brackets; spool_slots=$SLOTS; ${RT:+SCHED_FIFO; }load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== libpam open_session+close_session ($ROUNDS rounds in one process; median of 3 alternating batches, best in brackets; spool_slots=$SLOTS${BASE:+, BASE $BASE_SPOOL}; ${RT:+SCHED_FIFO; }load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 row() { # label kind
   awk -v l="$1" -v m="$(med < "$W/ns-$2")" -v b="$(best < "$W/ns-$2")" -v pm="$(med < "$W/ns-permit")" -v pb="$(best < "$W/ns-permit")" 'BEGIN {
     if (l ~ /permit/) printf "  %-32s: %8.3f ms/round  [%.3f]\n", l, m/1e6, b/1e6

@@ -1,7 +1,8 @@
 //! The session guard: a helper the module starts for each breakglass session
 //! (`posix_spawn`, in a session of its own; it stays the child of sshd's [priv] process,
-//! which never waits for it and which it outlives; it waits for its spec, which the
-//! module writes once the open record is durable). It holds a pidfd on sshd's session ([priv]) process, warns the session's
+//! which never waits for it and which it outlives; it is started before the
+//! certificate's checks end, gets its spec once they pass and the commit once the open
+//! record is durable). It holds a pidfd on sshd's session ([priv]) process, warns the session's
 //! terminal before the certificate expires, and at `valid_before` ends the session:
 //! SIGTERM to sshd, SIGKILL after a grace period, then a sweep of every process left in
 //! the session's audit session (`nohup`/`setsid` children included). It exits at once
@@ -43,9 +44,17 @@ pub const GUARD_PIDFD: RawFd = 3;
 /// Fd number the guard reports readiness on (`ok` and a newline, or `error: ...`).
 pub const GUARD_READY_FD: RawFd = 4;
 /// Fd number the guard reads its JSON spec from (kept out of argv, which every local
-/// user can read in `ps`). The module writes it and closes the pipe once the session's
-/// open record is durable; a pipe closed empty means the session was not admitted.
+/// user can read in `ps`): the spec on one line ([`SPEC_END`]), written once the
+/// session passed its checks; then, once the session's open record is durable, the
+/// [`COMMIT`] byte. The pipe closed before the spec means the session was not admitted
+/// (the guard exits without acting); closed after the spec without the commit, that the
+/// module withdrew it (the guard unregisters the session and exits without acting).
 pub const GUARD_SPEC_FD: RawFd = 5;
+/// Ends the spec on [`GUARD_SPEC_FD`] (compact JSON holds no raw newline).
+pub const SPEC_END: u8 = b'\n';
+/// Written after the spec once the session's open record is durable: the session is
+/// admitted.
+pub const COMMIT: u8 = b'+';
 
 /// Why the guard was started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,20 +125,59 @@ const OOM_SCORE_ADJ: &str = "-1000";
 /// Largest spec read from fd 5.
 const MAX_SPEC: u64 = 64 * 1024;
 
-fn read_spec() -> Result<GuardSpec, String> {
+/// The spec pipe after the spec: what came after the spec's newline, and the pipe.
+struct SpecPipe {
+    rest: Vec<u8>,
+    file: File,
+}
+
+impl SpecPipe {
+    /// Waits for the module's word: true when it commits the session ([`COMMIT`]),
+    /// false when it closes the pipe without it (it withdrew, or it died).
+    fn committed(mut self) -> bool {
+        if let Some(b) = self.rest.first() {
+            return *b == COMMIT;
+        }
+        let mut b = [0u8; 1];
+        loop {
+            match self.file.read(&mut b) {
+                Ok(1) => return b[0] == COMMIT,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(_) | Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn read_spec() -> Result<(GuardSpec, SpecPipe), String> {
     let fd = system::inherited_fd(GUARD_SPEC_FD)
         .map_err(|e| format!("no spec on fd {}: {e}", GUARD_SPEC_FD))?;
-    let mut json = Vec::new();
-    File::from(fd)
-        .take(MAX_SPEC)
-        .read_to_end(&mut json)
-        .map_err(|e| format!("reading the spec: {e}"))?;
-    if json.is_empty() {
-        // The module withdrew: the session was not admitted (its record could not be
-        // written). Nothing to watch.
-        return Err("no spec: the module did not admit the session".into());
+    let mut file = File::from(fd);
+    // Room for a whole usual spec (about 1 KiB): usually one read.
+    let mut json = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = json.iter().position(|b| *b == SPEC_END) {
+            let spec =
+                serde_json::from_slice(&json[..end]).map_err(|e| format!("bad spec: {e}"))?;
+            let rest = json.split_off(end + 1);
+            return Ok((spec, SpecPipe { rest, file }));
+        }
+        if json.len() as u64 > MAX_SPEC {
+            return Err(format!("the spec is longer than {MAX_SPEC} bytes"));
+        }
+        match file.read(&mut chunk) {
+            // The module withdrew before the spec: the session was not admitted.
+            // Nothing to watch.
+            Ok(0) if json.is_empty() => {
+                return Err("no spec: the module did not admit the session".into());
+            }
+            Ok(0) => return Err("the spec ends without its newline".into()),
+            Ok(n) => json.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the spec: {e}")),
+        }
     }
-    serde_json::from_slice(&json).map_err(|e| format!("bad spec: {e}"))
 }
 
 /// Entry point of the `breakglass-guard` executable; returns the exit code.
@@ -142,20 +190,36 @@ pub fn main_with_args(args: &[String]) -> i32 {
         eprintln!("breakglass-guard: {msg}");
         64
     };
-    let spec = match args {
+    let (spec, pipe, pidfd, sshd) = match args {
         [flag] if flag == "--help" || flag == "-h" => {
             println!("{USAGE}");
             return 0;
         }
-        [flag, _session] if flag == "--session" => {
+        [flag, session] if flag == "--session" => {
             // The module started this process as its child (posix_spawn, a session of
-            // its own) and lets it run on once it reports ready. Wait for the spec,
-            // which the module writes once the session's open record is durable.
+            // its own) while it still checks the certificate; it lets this process run
+            // on once it reports ready. What needs no spec is done first, while the
+            // module works; then the spec is waited for (the module writes it once the
+            // certificate passed, and commits it once the open record is durable).
             system::private_umask();
-            match read_spec() {
+            let (pidfd, sshd) = match watched_process() {
+                Ok(w) => w,
+                Err(e) => return fail(&mut ready, e),
+            };
+            let (spec, pipe) = match read_spec() {
                 Ok(s) => s,
                 Err(e) => return fail(&mut ready, e),
+            };
+            if spec.record.session != *session {
+                return fail(
+                    &mut ready,
+                    format!(
+                        "started for session {session} but given the spec of session {}",
+                        spec.record.session
+                    ),
+                );
             }
+            (spec, pipe, pidfd, sshd)
         }
         [flag, session, dir_flag, dir] if flag == "--resume" && dir_flag == "--sessions" => {
             return match resume(session, Path::new(dir)) {
@@ -165,24 +229,6 @@ pub fn main_with_args(args: &[String]) -> i32 {
         }
         _ => return fail(&mut ready, USAGE.to_owned()),
     };
-    let pidfd = match system::inherited_fd(GUARD_PIDFD) {
-        Ok(fd) => fd,
-        Err(e) => {
-            return fail(&mut ready, format!("no pidfd on fd {}: {e}", GUARD_PIDFD));
-        }
-    };
-    if let Err(e) = system::pidfd_send_signal(pidfd.as_fd(), 0)
-        && e.raw_os_error() != Some(libc::ESRCH)
-    {
-        return fail(
-            &mut ready,
-            format!("fd {} is not a pidfd: {e}", GUARD_PIDFD),
-        );
-    }
-    let sshd = procs::pidfd_pid(pidfd.as_fd())
-        .and_then(|pid| Some((pid, procs::start_time(pid)?)))
-        // Only while the pidfd's process lives do pid and start time name it.
-        .filter(|_| system::pidfd_send_signal(pidfd.as_fd(), 0).is_ok());
     let mut guard = Guard {
         log: LineSender::new(IDENT, &spec.syslog),
         spec,
@@ -193,16 +239,50 @@ pub fn main_with_args(args: &[String]) -> i32 {
         lock: None,
         replaces: None,
     };
-    guard.protect_from_oom();
-    if guard.spec.mode == GuardMode::Expire {
-        guard.register();
-    }
+    // Before readiness only what the session's safety needs: the pidfd (held above) and
+    // the registration through which a revocation finds and ends the session.
+    let unregistered = match guard.spec.mode {
+        GuardMode::Expire => guard.register().err(),
+        GuardMode::Deny => None,
+    };
     if let Some(mut f) = ready.take() {
         let _ = f.write_all(b"ok\n");
     }
+    // The module writes the open record meanwhile; the session is admitted once it is
+    // durable. Without the commit the session never starts: nothing to watch, nothing
+    // to say.
+    if !pipe.committed() {
+        guard.unregister();
+        return 0;
+    }
+    if let Some(e) = unregistered {
+        guard.register_error(e);
+    }
+    // Then the rest, once the module has gone on. The OOM protection, a moment after
+    // readiness and before sshd starts the user's shell, only guards against this
+    // process being chosen by the OOM killer later (and a guard that dies anyway is
+    // replaced by the revocation watcher).
+    guard.protect_from_oom();
     guard.run();
     guard.unregister();
     0
+}
+
+/// The pidfd the module handed over on [`GUARD_PIDFD`] (sshd's session process), and that
+/// process's pid and start time while it lives (for a replacement guard).
+fn watched_process() -> Result<(OwnedFd, Option<(u32, u64)>), String> {
+    let pidfd = system::inherited_fd(GUARD_PIDFD)
+        .map_err(|e| format!("no pidfd on fd {}: {e}", GUARD_PIDFD))?;
+    if let Err(e) = system::pidfd_send_signal(pidfd.as_fd(), 0)
+        && e.raw_os_error() != Some(libc::ESRCH)
+    {
+        return Err(format!("fd {} is not a pidfd: {e}", GUARD_PIDFD));
+    }
+    let sshd = procs::pidfd_pid(pidfd.as_fd())
+        .and_then(|pid| Some((pid, procs::start_time(pid)?)))
+        // Only while the pidfd's process lives do pid and start time name it.
+        .filter(|_| system::pidfd_send_signal(pidfd.as_fd(), 0).is_ok());
+    Ok((pidfd, sshd))
 }
 
 /// `breakglass-guard --resume SESSION --sessions DIR`: takes over a registered session
@@ -272,7 +352,9 @@ fn resume(session: &str, dir: &Path) -> Result<(), String> {
         replaces: Some(old.guard_pid),
     };
     guard.protect_from_oom();
-    guard.register();
+    if let Err(e) = guard.register() {
+        guard.register_error(e);
+    }
     let mut f = vec![
         ("event", "guard_replaced".to_owned()),
         ("dead_guard", old.guard_pid.to_string()),
@@ -375,14 +457,15 @@ impl Guard {
     }
 
     /// Registers the session for the revocation watcher. Failure only costs live
-    /// revocation (expiry still ends the session), so it is logged, not fatal.
-    fn register(&mut self) {
+    /// revocation (expiry still ends the session), so it is logged
+    /// ([`Guard::register_error`]), not fatal.
+    fn register(&mut self) -> Result<(), String> {
         let Some(dir) = self.spec.sessions.clone() else {
-            return;
+            return Ok(());
         };
         let r = &self.spec.record;
         let (Some(grant), Some(serial)) = (r.grant.clone(), r.serial) else {
-            return;
+            return Ok(());
         };
         // Without a path of our own no replacement could be started: register anyway
         // (live revocation still works), as an older guard would.
@@ -417,20 +500,22 @@ impl Guard {
                     reg.to_text().as_bytes(),
                 )
             });
-        match written {
-            Ok(lock) => {
-                self.lock = Some(lock);
-                self.registry = Some(dir);
-            }
-            Err(e) => self.send(
-                Severity::Warning,
-                &[
-                    ("event", "session_register_error".to_owned()),
-                    ("detail", e),
-                    ("session", r.session.clone()),
-                ],
-            ),
-        }
+        let lock = written?;
+        self.lock = Some(lock);
+        self.registry = Some(dir);
+        Ok(())
+    }
+
+    /// Logs why the session could not be registered.
+    fn register_error(&self, e: String) {
+        self.send(
+            Severity::Warning,
+            &[
+                ("event", "session_register_error".to_owned()),
+                ("detail", e),
+                ("session", self.spec.record.session.clone()),
+            ],
+        );
     }
 
     fn unregister(&self) {

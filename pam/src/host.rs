@@ -1,8 +1,9 @@
 //! [`RealHost`]: the module's [`Host`] on the real operating system: the host name and
 //! audit session id from `/proc`, and the start of the session guard (`posix_spawn` of
-//! its program in a session of its own; a pidfd on sshd's session process; its spec
-//! through a pipe once the session is admitted; the wait for its readiness line; then it
-//! runs on as this process's child, never waited for). The system calls themselves are
+//! its program in a session of its own, before the certificate's checks end; a pidfd on
+//! sshd's session process; its spec through a pipe once the checks pass, and the commit
+//! once the open record is durable; the wait for its readiness line; then it runs on as
+//! this process's child, never waited for). The system calls themselves are
 //! in [`crate::system`].
 #![forbid(unsafe_code)]
 
@@ -18,13 +19,16 @@ use bg_syslog::Severity;
 
 use crate::error::Error;
 use crate::files;
-use crate::guard::{GUARD_PIDFD, GUARD_READY_FD, GUARD_SPEC_FD, GuardSpec};
+use crate::guard::{COMMIT, GUARD_PIDFD, GUARD_READY_FD, GUARD_SPEC_FD, GuardSpec, SPEC_END};
 use crate::log::LineSender;
-use crate::module::{Host, IDENT, SYSLOG_FLUSH};
+use crate::module::{Host, IDENT, PendingGuard, SYSLOG_FLUSH};
 use crate::system;
 
 /// How long the module waits for the guard to report that it is watching.
 pub const GUARD_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a withdrawn guard gets to unregister its session and exit before it is
+/// killed.
+pub const GUARD_WITHDRAW_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest guard spec (it must fit in a pipe buffer, 64 KiB on Linux).
 pub const MAX_GUARD_SPEC: usize = 60 * 1024;
 
@@ -59,21 +63,14 @@ impl Host for RealHost {
             .unwrap_or(false)
     }
 
-    fn start_guard(
+    fn launch_guard(
         &self,
         guard: &Path,
-        spec: &GuardSpec,
-        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        let mut launched = launch_guard(guard, spec).map_err(Error::Guard)?;
-        // The guard's program loads on another core while this runs (the spool fsync).
-        let done = meanwhile();
-        if done.is_ok() {
-            launched.hand_over(guard).map_err(Error::Guard)?;
-        }
-        // On failure, dropping `launched` closes the spec pipe unwritten: the guard
-        // reads no spec and exits without acting.
-        done
+        session: &str,
+    ) -> Result<Box<dyn PendingGuard + '_>, Error> {
+        Ok(Box::new(
+            launch_guard(guard, session).map_err(Error::Guard)?,
+        ))
     }
 
     fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]) {
@@ -88,33 +85,28 @@ impl Host for RealHost {
 /// A guard whose program is starting and that waits for its spec on fd
 /// [`GUARD_SPEC_FD`].
 struct LaunchedGuard {
+    /// The program, for messages.
+    program: std::path::PathBuf,
+    /// The session id on its command line.
+    session: String,
     /// Killed and reaped if dropped before it reports ready; released once it does.
     child: Option<system::Child>,
-    /// The spec, serialised; written when the session is admitted.
-    json: Vec<u8>,
     /// The write end of the spec pipe; closed once the spec is written (or dropped
     /// unwritten).
     spec_write: Option<File>,
     ready: File,
 }
 
-/// Starts the guard program: a new session, a pidfd on this process, the readiness pipe
-/// and the (still empty) spec pipe on their fd numbers. `posix_spawn` returns once the
-/// program executes: the module's process is not copied (see [`system::spawn`]).
-fn launch_guard(guard: &Path, spec: &GuardSpec) -> Result<LaunchedGuard, String> {
+/// Starts the guard program for `session`: a new session, a pidfd on this process, the
+/// readiness pipe and the (still empty) spec pipe on their fd numbers. `posix_spawn`
+/// returns once the program executes: the module's process is not copied (see
+/// [`system::spawn`]).
+fn launch_guard(guard: &Path, session: &str) -> Result<LaunchedGuard, String> {
     files::check_executable(guard)?;
     let program = CString::new(guard.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    let json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
-    // The whole spec must fit in the pipe buffer: it is written before the guard reads.
-    if json.len() > MAX_GUARD_SPEC {
-        return Err(format!(
-            "guard spec is {} bytes; the limit is {MAX_GUARD_SPEC}",
-            json.len()
-        ));
-    }
     let args = [
         c"--session".to_owned(),
-        CString::new(spec.record.session.clone()).map_err(|e| e.to_string())?,
+        CString::new(session).map_err(|e| e.to_string())?,
     ];
     let (spec_read, spec_write) = system::pipe().map_err(|e| format!("pipe: {e}"))?;
     let pidfd = system::pidfd_open(system::getpid()).map_err(|e| format!("pidfd_open: {e}"))?;
@@ -130,32 +122,83 @@ fn launch_guard(guard: &Path, spec: &GuardSpec) -> Result<LaunchedGuard, String>
     )
     .map_err(|e| format!("{}: {e}", guard.display()))?;
     Ok(LaunchedGuard {
+        program: guard.to_owned(),
+        session: session.to_owned(),
         child: Some(child),
-        json,
         spec_write: Some(File::from(spec_write)),
         ready: File::from(read),
     })
 }
 
-impl LaunchedGuard {
-    /// Hands the guard its spec and waits until it reports that it watches this process;
-    /// then lets it run on. A guard that fails or does not report in time is killed and
-    /// reaped (when `self` is dropped).
-    fn hand_over(&mut self, guard: &Path) -> Result<(), String> {
+impl PendingGuard for LaunchedGuard {
+    fn session(&self) -> &str {
+        &self.session
+    }
+
+    fn hand_over(
+        mut self: Box<Self>,
+        spec: &GuardSpec,
+        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let deadline = Instant::now() + GUARD_READY_TIMEOUT;
-        // Closing the pipe after the spec tells the guard that it is whole.
+        self.give_spec(spec).map_err(Error::Guard)?;
+        // The guard registers the session while this runs (the open record's fsync).
+        if let Err(e) = meanwhile() {
+            self.withdraw();
+            return Err(e);
+        }
+        self.commit_and_wait(deadline).map_err(Error::Guard)
+        // On failure, dropping `self` kills and reaps the guard.
+    }
+}
+
+impl LaunchedGuard {
+    /// Writes the guard its spec (the pipe stays open for the commit).
+    fn give_spec(&mut self, spec: &GuardSpec) -> Result<(), String> {
+        let mut json = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+        json.push(SPEC_END);
+        // The whole spec (and the commit) must fit in the pipe buffer: it is written
+        // before the guard reads.
+        if json.len() > MAX_GUARD_SPEC {
+            return Err(format!(
+                "guard spec is {} bytes; the limit is {MAX_GUARD_SPEC}",
+                json.len()
+            ));
+        }
+        self.spec_write
+            .as_mut()
+            .ok_or("the guard spec was handed over already")?
+            .write_all(&json)
+            .map_err(|e| format!("writing the guard spec: {e}"))
+    }
+
+    /// Commits the session (the open record is durable), waits until the guard reports
+    /// that it watches this process, then lets it run on. A guard that fails or does not
+    /// report in time is killed and reaped (when `self` is dropped).
+    fn commit_and_wait(&mut self, deadline: Instant) -> Result<(), String> {
         let mut pipe = self
             .spec_write
             .take()
             .ok_or("the guard spec was handed over already")?;
-        pipe.write_all(&self.json)
-            .map_err(|e| format!("writing the guard spec: {e}"))?;
+        pipe.write_all(&[COMMIT])
+            .map_err(|e| format!("committing the guard's session: {e}"))?;
         drop(pipe);
-        self.wait_ready(guard, deadline)?;
+        let guard = self.program.clone();
+        self.wait_ready(&guard, deadline)?;
         if let Some(child) = self.child.take() {
             child.release();
         }
         Ok(())
+    }
+
+    /// The session is not admitted after all: the spec pipe is closed without the
+    /// commit, and the guard, which may have registered the session, unregisters it and
+    /// exits; it is waited for (briefly; then it is killed).
+    fn withdraw(&mut self) {
+        drop(self.spec_write.take());
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.reap_within(GUARD_WITHDRAW_TIMEOUT);
+        }
     }
 
     fn wait_ready(&mut self, guard: &Path, deadline: Instant) -> Result<(), String> {

@@ -10,7 +10,7 @@ use bg_syslog::Severity;
 
 use crate::error::Error;
 use crate::guard::GuardSpec;
-use crate::module::{Host, Pam, PamItem};
+use crate::module::{Host, Pam, PamItem, PendingGuard};
 use crate::record::OpenSession;
 
 pub use breakglass_test_support::cert::{CertSpec, NOW, auth_info, ca_file, new_key as key, sign};
@@ -78,7 +78,12 @@ pub struct FakeHost {
     pub audit_session: Option<u32>,
     pub shell: Option<String>,
     pub guard_result: Result<(), String>,
+    /// Specs given to guards (started guards that run on).
     pub guards: RefCell<Vec<GuardSpec>>,
+    /// Session ids of every guard launched, in order.
+    pub launched: RefCell<Vec<String>>,
+    /// Session ids of launched guards dropped without a spec (killed and reaped).
+    pub killed: RefCell<Vec<String>>,
     pub logs: RefCell<Vec<(Severity, String)>>,
 }
 
@@ -91,6 +96,8 @@ impl Default for FakeHost {
             shell: Some("/bin/bash".into()),
             guard_result: Ok(()),
             guards: RefCell::default(),
+            launched: RefCell::default(),
+            killed: RefCell::default(),
             logs: RefCell::default(),
         }
     }
@@ -127,22 +134,59 @@ impl Host for FakeHost {
     fn is_sshd(&self) -> bool {
         self.sshd
     }
-    fn start_guard(
+    fn launch_guard(
         &self,
         _guard: &Path,
-        spec: &GuardSpec,
-        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        // Like the real host: the guard is launched, `meanwhile` runs, and only then is
-        // the guard given its spec (counted here).
+        session: &str,
+    ) -> Result<Box<dyn PendingGuard + '_>, Error> {
         self.guard_result.clone().map_err(Error::Guard)?;
-        meanwhile()?;
-        self.guards.borrow_mut().push(spec.clone());
-        Ok(())
+        self.launched.borrow_mut().push(session.to_owned());
+        Ok(Box::new(FakeGuard {
+            host: self,
+            session: session.to_owned(),
+            handed: false,
+        }))
     }
     fn log(&self, _socket: &Path, severity: Severity, fields: &[(&str, &str)]) {
         self.logs
             .borrow_mut()
             .push((severity, bg_syslog::format_fields(fields)));
+    }
+}
+
+/// A guard [`FakeHost`] launched: its spec counts (in `guards`) only once the session is
+/// committed, after `meanwhile` succeeds, like the real one's; dropped without a commit
+/// it counts as killed.
+struct FakeGuard<'h> {
+    host: &'h FakeHost,
+    session: String,
+    handed: bool,
+}
+
+impl PendingGuard for FakeGuard<'_> {
+    fn session(&self) -> &str {
+        &self.session
+    }
+    fn hand_over(
+        mut self: Box<Self>,
+        spec: &GuardSpec,
+        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        meanwhile()?;
+        assert_eq!(
+            spec.record.session, self.session,
+            "the guard's spec is for its session"
+        );
+        self.host.guards.borrow_mut().push(spec.clone());
+        self.handed = true;
+        Ok(())
+    }
+}
+
+impl Drop for FakeGuard<'_> {
+    fn drop(&mut self) {
+        if !self.handed {
+            self.host.killed.borrow_mut().push(self.session.clone());
+        }
     }
 }

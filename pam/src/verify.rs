@@ -242,24 +242,48 @@ pub struct Checks<'a> {
     pub now: u64,
 }
 
-/// Verifies the login described by `SSH_AUTH_INFO_0` (`None` when the variable is unset).
+/// Verifies the login described by `SSH_AUTH_INFO_0` (`None` when the variable is unset):
+/// [`parse`], then [`Candidate::verify`].
 pub fn verify(auth_info: Option<&[u8]>, checks: &Checks<'_>) -> Verdict {
+    match parse(auth_info, checks.trusted) {
+        Ok(candidate) => candidate.verify(checks),
+        Err(verdict) => verdict,
+    }
+}
+
+/// A certificate from `SSH_AUTH_INFO_0` in canonical encoding, whose signing CA is one of
+/// the trusted keys: a breakglass login by its claim, **not verified yet** (signature,
+/// validity, principal, profile, scope and revocation are [`Candidate::verify`]'s).
+#[derive(Debug)]
+pub struct Candidate {
+    cert: Certificate,
+    ca_fp: Fingerprint,
+}
+
+/// The cheap first half of [`verify`]: finds and parses the certificate and checks that a
+/// trusted CA claims to have signed it. `Err` is the verdict already reached: not ours, or
+/// rejected (malformed, or claiming the breakglass profile from an untrusted CA).
+pub fn parse(auth_info: Option<&[u8]>, trusted: &TrustedCas) -> Result<Candidate, Verdict> {
     let Some(raw) = auth_info else {
-        return Verdict::NotOurs("SSH_AUTH_INFO_0 is not set (not an sshd login)".into());
+        return Err(Verdict::NotOurs(
+            "SSH_AUTH_INFO_0 is not set (not an sshd login)".into(),
+        ));
     };
     let (keytype, b64) = match parse_auth_info(raw) {
-        Err(e) => return Verdict::Rejected(e),
+        Err(e) => return Err(Verdict::Rejected(e)),
         Ok(AuthInfo::NoCertificate(methods)) => {
-            return Verdict::NotOurs(format!("no certificate used (methods: {methods})"));
+            return Err(Verdict::NotOurs(format!(
+                "no certificate used (methods: {methods})"
+            )));
         }
         Ok(AuthInfo::Certificate(t, b)) => (t, b),
     };
     let cert = match Certificate::from_openssh(&format!("{keytype} {b64}")) {
         Ok(c) => c,
         Err(e) => {
-            return Verdict::Rejected(Error::AuthInfo(format!(
+            return Err(Verdict::Rejected(Error::AuthInfo(format!(
                 "the {keytype} certificate does not parse ({e})"
-            )));
+            ))));
         }
     };
     // ssh-key checks the CA signature over its own encoding of the fields it parsed, and
@@ -272,43 +296,59 @@ pub fn verify(auth_info: Option<&[u8]>, checks: &Checks<'_>) -> Verdict {
         .and_then(|l| l.split(' ').nth(1))
         != Some(b64)
     {
-        return Verdict::Rejected(Error::AuthInfo(format!(
+        return Err(Verdict::Rejected(Error::AuthInfo(format!(
             "the {keytype} certificate is not in canonical encoding (malformed lengths)"
-        )));
+        ))));
     }
-    match verify_certificate(&cert, checks) {
-        Ok(v) => Verdict::Verified(Box::new(v)),
-        Err(Some(e)) => Verdict::Rejected(e),
-        Err(None) => Verdict::NotOurs(format!(
-            "certificate {:?} from CA {} is not a breakglass certificate",
-            cert.key_id(),
-            cert.signature_key().fingerprint(HashAlg::Sha256)
-        )),
-    }
-}
-
-/// `Err(None)`: not ours. `Err(Some(e))`: ours (or claiming to be) and rejected.
-fn verify_certificate(
-    cert: &Certificate,
-    c: &Checks<'_>,
-) -> Result<VerifiedCertificate, Option<Error>> {
     let ca_fp = cert.signature_key().fingerprint(HashAlg::Sha256);
-    let claims_profile = cert.key_id().starts_with(&format!("{KEY_ID_PREFIX}/"))
-        || cert
-            .extensions()
-            .keys()
-            .any(|k| k.ends_with(OUR_EXT_SUFFIX));
-    if !c.trusted.contains(&ca_fp) {
+    if !trusted.contains(&ca_fp) {
+        let claims_profile = cert.key_id().starts_with(&format!("{KEY_ID_PREFIX}/"))
+            || cert
+                .extensions()
+                .keys()
+                .any(|k| k.ends_with(OUR_EXT_SUFFIX));
         if claims_profile {
-            return Err(Some(Error::UntrustedCa(format!(
+            return Err(Verdict::Rejected(Error::UntrustedCa(format!(
                 "certificate {:?} claims to be a breakglass certificate but is signed by CA {ca_fp}, which is not in the module's trusted CA keys file",
                 cert.key_id()
             ))));
         }
-        return Err(None);
+        return Err(Verdict::NotOurs(format!(
+            "certificate {:?} from CA {ca_fp} is not a breakglass certificate",
+            cert.key_id(),
+        )));
     }
-    let reject = |m: String| Some(Error::Certificate(m));
-    if cert.validate_at(c.now, [&ca_fp]).is_err() {
+    Ok(Candidate { cert, ca_fp })
+}
+
+impl Candidate {
+    /// The grant id the certificate's profile names, unverified: only for naming what is
+    /// started before the checks end (the session guard's command line). `None` when the
+    /// profile does not parse ([`Candidate::verify`] then rejects it).
+    #[must_use]
+    pub fn claimed_grant(&self) -> Option<String> {
+        Profile::from_certificate(&self.cert)
+            .ok()
+            .map(|p| p.grant_id.to_string())
+    }
+
+    /// The second half of [`verify`]: every check of the signature and the profile.
+    pub fn verify(&self, checks: &Checks<'_>) -> Verdict {
+        match verify_certificate(&self.cert, &self.ca_fp, checks) {
+            Ok(v) => Verdict::Verified(Box::new(v)),
+            Err(e) => Verdict::Rejected(e),
+        }
+    }
+}
+
+/// Every check of a certificate whose CA (`ca_fp`) is trusted.
+fn verify_certificate(
+    cert: &Certificate,
+    ca_fp: &Fingerprint,
+    c: &Checks<'_>,
+) -> Result<VerifiedCertificate, Error> {
+    let reject = Error::Certificate;
+    if cert.validate_at(c.now, [ca_fp]).is_err() {
         // validate_at checks signature and window; say which failed.
         if cert.valid_before() <= c.now {
             return Err(reject(format!(
@@ -350,20 +390,20 @@ fn verify_certificate(
     }
     let profile = Profile::from_certificate(cert).map_err(|e| reject(e.to_string()))?;
     if !profile.allows_host(c.host) {
-        return Err(Some(Error::Scope(format!(
+        return Err(Error::Scope(format!(
             "grant {} is scoped to hosts {:?}; this host is {:?}",
             profile.grant_id,
             profile.hosts.join(","),
             c.host
-        ))));
+        )));
     }
     if let Some(krl) = c.krl
         && let Some(why) = krl.revoked(cert)
     {
-        return Err(Some(Error::Revoked(format!(
+        return Err(Error::Revoked(format!(
             "grant {} is revoked: {why}",
             profile.grant_id
-        ))));
+        )));
     }
     Ok(VerifiedCertificate {
         profile,

@@ -347,9 +347,11 @@ fn a_spool_that_cannot_be_written_denies_and_the_started_guard_exits_without_act
     if !require_root("a_spool_that_cannot_be_written_denies_... (pam_loginuid)") {
         return;
     }
-    // The guard's program is started before the open record is written (its start
-    // overlaps the fsync); when the write fails, the guard gets no spec and must go.
-    // A registry that cannot exist: a guard that acted would say so in syslog.
+    // The guard's program is started before the certificate is verified and given its
+    // spec before the open record is written (it registers the session while the record's
+    // fsync runs); when the write fails, the session is withdrawn and the guard must go
+    // without acting. A registry that cannot exist: a guard that acted (or complained
+    // of its registration) would say so in syslog.
     let stack = Stack::new("sessions=/nonexistent/bg", true);
     std::fs::write(
         stack.dir.path().join("s"),
@@ -369,6 +371,23 @@ fn a_spool_that_cannot_be_written_denies_and_the_started_guard_exits_without_act
         "the withdrawn guard acted: {:#?}",
         stack.syslog.lines()
     );
+    // A registry that exists: the withdrawn guard takes its registration back.
+    let reg = tempfile::tempdir_in("/tmp").unwrap();
+    let sessions = reg.path().join("r");
+    let stack = Stack::new(&format!("sessions={}", sessions.display()), true);
+    std::fs::write(
+        stack.dir.path().join("s"),
+        "a file where the spool should be",
+    )
+    .unwrap();
+    let cert = root_cert(&stack, 0xdd, 600);
+    let out = stack.pamtester("root", Some(&auth_info(&cert)), &["open_session"]);
+    assert_denied(&stack, &out, "spool_error", "spool is a file");
+    assert_no_guard_left("g-00000000000000dd");
+    let left: Vec<_> = std::fs::read_dir(&sessions)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the withdrawn guard left {left:?}");
 }
 
 #[test]

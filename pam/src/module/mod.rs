@@ -75,18 +75,47 @@ pub trait Host {
     fn login_shell(&self, user: &str) -> Option<String>;
     /// True when the PAM stack runs inside sshd (denials must then end the connection).
     fn is_sshd(&self) -> bool;
-    /// Starts the guard and waits until it reports that it watches this process.
-    /// `meanwhile` runs while the guard's program starts; the guard is given `spec` only
-    /// if it succeeds (otherwise the guard exits without acting, and its error is
-    /// returned). Failures of the guard itself are [`Error::Guard`].
+    /// Starts the guard program for session `session` (named on its command line); it
+    /// waits for its spec and the commit, which [`PendingGuard::hand_over`] gives it.
+    /// Dropped before that, the guard is killed and reaped, having done nothing.
+    /// Failures are [`Error::Guard`].
+    fn launch_guard(
+        &self,
+        guard: &Path,
+        session: &str,
+    ) -> Result<Box<dyn PendingGuard + '_>, Error>;
+    /// Starts the guard and waits until it reports that it watches this process:
+    /// [`Host::launch_guard`], then [`PendingGuard::hand_over`].
     fn start_guard(
         &self,
         guard: &Path,
         spec: &GuardSpec,
         meanwhile: &mut dyn FnMut() -> Result<(), Error>,
-    ) -> Result<(), Error>;
+    ) -> Result<(), Error> {
+        self.launch_guard(guard, &spec.record.session)?
+            .hand_over(spec, meanwhile)
+    }
     /// Sends one syslog event and waits briefly for it to leave.
     fn log(&self, socket: &Path, severity: Severity, fields: &[(&str, &str)]);
+}
+
+/// A session guard whose program is starting and that waits for its spec
+/// ([`Host::launch_guard`]). Dropping it kills and reaps the guard: a guard of a session
+/// that is not admitted leaves nothing behind.
+pub trait PendingGuard {
+    /// The session id the guard was started for.
+    fn session(&self) -> &str;
+    /// Gives the guard `spec` and runs `meanwhile` while the guard takes it up (it
+    /// registers the session); if `meanwhile` succeeds, commits the session and waits
+    /// until the guard reports that it watches this process, then lets it run on.
+    /// Otherwise the session is withdrawn (the guard unregisters it and exits without
+    /// acting), and `meanwhile`'s error is returned. Failures of the guard itself are
+    /// [`Error::Guard`].
+    fn hand_over(
+        self: Box<Self>,
+        spec: &GuardSpec,
+        meanwhile: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error>;
 }
 
 /// What the hook returns.
@@ -161,6 +190,8 @@ struct Ctx {
     syslog: std::path::PathBuf,
     /// When the hook started, for the `debug` option's `timing_us=` field.
     started: Instant,
+    /// How long starting the guard before the checks ended took (`timing_us=`).
+    launch: Duration,
 }
 
 impl Ctx {
@@ -299,6 +330,7 @@ pub fn open_session(
         ),
         syslog: Config::syslog_hint(args),
         started: Instant::now(),
+        launch: Duration::ZERO,
     };
     let cfg = match Config::parse(args).map_err(Error::Option) {
         Ok(c) => c,
@@ -309,7 +341,7 @@ pub fn open_session(
     };
     ctx.syslog = cfg.syslog.clone();
     match decide(pam, host, &cfg, &mut ctx) {
-        Ok(Some(cert)) => match admit(pam, host, &cfg, &ctx, &cert) {
+        Ok(Some((cert, launched))) => match admit(pam, host, &cfg, &ctx, &cert, launched) {
             Ok(()) => Outcome::Success,
             Err(e) => deny(pam, host, &ctx, Some(&cfg), e, &cfg.guard),
         },
@@ -318,13 +350,19 @@ pub fn open_session(
     }
 }
 
-/// Verifies the login. `Ok(None)`: not a breakglass login and `require` is off.
-fn decide(
+/// A guard started before the certificate's checks end ([`prelaunch`]), or why it could
+/// not be; `None`: none was started, [`admit`] starts it.
+type Launched<'h> = Option<Result<Box<dyn PendingGuard + 'h>, Error>>;
+
+/// Verifies the login. `Ok(None)`: not a breakglass login and `require` is off. A login
+/// that passes comes with its guard, already starting ([`prelaunch`]); on every other
+/// way out that guard is dropped, killed and reaped before anything is recorded.
+fn decide<'h>(
     pam: &mut dyn Pam,
-    host: &dyn Host,
+    host: &'h dyn Host,
     cfg: &Config,
     ctx: &mut Ctx,
-) -> Result<Option<VerifiedCertificate>, Error> {
+) -> Result<Option<(VerifiedCertificate, Launched<'h>)>, Error> {
     let user = pam.user().map_err(Error::Pam)?;
     ctx.user = Some(user.clone());
     let hostname = match &cfg.host {
@@ -368,10 +406,20 @@ fn decide(
         host: &hostname,
         now: ctx.now,
     };
-    match verify::verify(info.as_deref(), &checks) {
+    let mut launched = None;
+    let verdict = match verify::parse(info.as_deref(), &trusted) {
+        Ok(candidate) => {
+            let t = Instant::now();
+            launched = prelaunch(host, cfg, ctx, &hostname, &candidate);
+            ctx.launch = t.elapsed();
+            candidate.verify(&checks)
+        }
+        Err(verdict) => verdict,
+    };
+    match verdict {
         Verdict::Verified(cert) => {
             check_grant_marker(&cfg.sessions, &cert)?;
-            Ok(Some(*cert))
+            Ok(Some((*cert, launched)))
         }
         Verdict::Rejected(e) => Err(e),
         Verdict::NotOurs(why) if cfg.require => Err(Error::Required(format!(
@@ -388,13 +436,35 @@ fn decide(
     }
 }
 
-/// Records the open session durably, starts the guard and keeps the session data.
-fn admit(
+/// Starts the guard of a login whose certificate a trusted CA claims to have signed,
+/// before the certificate is verified: its program loads (on the other core) while the
+/// signature and the profile are checked and the open record is written. It gets its
+/// spec only once the session is admitted and recorded; a login that is denied drops it,
+/// which kills and reaps it (it has registered nothing and written nothing). Nothing is
+/// started for a login that is denied whatever the certificate says (no audit session)
+/// or whose profile names no grant (the checks reject it).
+fn prelaunch<'h>(
+    host: &'h dyn Host,
+    cfg: &Config,
+    ctx: &Ctx,
+    hostname: &str,
+    candidate: &verify::Candidate,
+) -> Launched<'h> {
+    ctx.audit_session?;
+    let grant = candidate.claimed_grant()?;
+    let session = session_id(hostname, Some(&grant), ctx.pid, ctx.now_ms);
+    Some(host.launch_guard(&cfg.guard, &session))
+}
+
+/// Records the open session durably, starts the guard (or hands its spec to the one
+/// `launched` already) and keeps the session data.
+fn admit<'h>(
     pam: &mut dyn Pam,
-    host: &dyn Host,
+    host: &'h dyn Host,
     cfg: &Config,
     ctx: &Ctx,
     cert: &VerifiedCertificate,
+    launched: Launched<'h>,
 ) -> Result<(), Error> {
     let Some(audit_session) = ctx.audit_session else {
         return Err(Error::NoAuditSession);
@@ -439,11 +509,18 @@ fn admit(
         ship: cfg.ship.clone(),
         recording: recording.clone(),
     };
-    // The open record is durable before the guard gets its spec and before the session
-    // starts; its fsync runs while the guard's program loads.
+    // The open record is durable before the guard is told the session is admitted and
+    // before the session starts; its fsync runs while the guard registers the session.
     let guard_start = Instant::now();
+    let pending = match launched {
+        Some(Ok(pending)) if pending.session() == record.session => pending,
+        Some(Err(e)) => return Err(e),
+        // None started, or one named otherwise (it cannot be: the same certificate's
+        // grant), which is dropped here: killed and reaped.
+        _ => host.launch_guard(&cfg.guard, &record.session)?,
+    };
     let mut recorded = Duration::ZERO;
-    host.start_guard(&cfg.guard, &spec, &mut || {
+    pending.hand_over(&spec, &mut || {
         let t = Instant::now();
         let written =
             crate::record::write(&cfg.spool, cfg.spool_slots, &record).map_err(Error::Spool);
@@ -468,7 +545,8 @@ fn admit(
         f.push((
             "timing_us",
             timing(&[
-                ("verify", decided),
+                ("verify", decided.saturating_sub(ctx.launch)),
+                ("launch", ctx.launch),
                 ("record", recorded),
                 ("guard", guarded),
                 ("total", ctx.started.elapsed()),

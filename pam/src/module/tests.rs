@@ -762,3 +762,70 @@ fn two_sessions_opened_by_one_process_in_one_millisecond_get_two_ids() {
         session_id("db-7", Some("g-1"), 42, b)
     );
 }
+
+#[test]
+fn the_guard_starts_before_the_checks_end_and_a_denied_login_kills_it() {
+    let mut w = World::new();
+    // Admitted: one guard, started for the session it is then given the spec of.
+    let info = w.cert_info(&CertSpec::default());
+    assert!(matches!(w.open_info(Some(&info)), Outcome::Success));
+    let session = format!("db-7-g-00000000000000ff-4242-{NOW}000");
+    assert_eq!(*w.host.launched.borrow(), std::slice::from_ref(&session));
+    assert!(w.host.killed.borrow().is_empty());
+    assert_eq!(w.host.guards.borrow()[0].record.session, session);
+
+    // Signed by the trusted CA but failing a check after the guard started (expired,
+    // out of scope): that guard is killed without a spec, no open record is written,
+    // and only the guard that ends the denied connection runs.
+    for (spec, code) in [
+        (
+            CertSpec {
+                valid_before: NOW - 1,
+                valid_after: NOW - 100,
+                ..CertSpec::default()
+            },
+            "bad_certificate",
+        ),
+        (
+            CertSpec {
+                hosts: Some("web-*".into()),
+                ..CertSpec::default()
+            },
+            "host_scope",
+        ),
+    ] {
+        let w2 = World::new();
+        let info = w2.cert_info(&spec);
+        assert_eq!(denied(w2.open_info(Some(&info))).code(), code);
+        let launched = w2.host.launched.borrow();
+        assert_eq!(launched.len(), 2, "{launched:?}");
+        assert_eq!(*w2.host.killed.borrow(), [launched[0].clone()]);
+        let modes: Vec<GuardMode> = w2.host.guards.borrow().iter().map(|g| g.mode).collect();
+        assert_eq!(modes, [GuardMode::Deny]);
+        let files = w2.spool_files();
+        assert!(
+            files.iter().all(|f| !f.ends_with("-open.json")),
+            "{files:?}"
+        );
+    }
+
+    // Nothing is started for a login that is not a breakglass certificate's, one whose
+    // certificate claims the profile from another CA, or one without an audit session.
+    let mut w3 = World::new();
+    // (Outside sshd: no guard either to end the denied connection.)
+    w3.host.sshd = false;
+    let other_ca = key();
+    let foreign = auth_info(&sign(&other_ca, &CertSpec::default()));
+    assert_eq!(denied(w3.open_info(Some(&foreign))).code(), "untrusted_ca");
+    assert!(matches!(
+        w3.open_info(Some("publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")),
+        Outcome::Ignore
+    ));
+    assert!(w3.host.launched.borrow().is_empty());
+    w.host.audit_session = None;
+    w.host.launched.borrow_mut().clear();
+    assert_eq!(denied(w.open_info(Some(&info))).code(), "no_audit_session");
+    // Only the guard that ends the denied connection.
+    assert_eq!(w.host.launched.borrow().len(), 1);
+    assert!(w.host.killed.borrow().is_empty());
+}

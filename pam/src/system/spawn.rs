@@ -177,8 +177,7 @@ pub fn spawn_session_leader(
             check(unsafe { libc::posix_spawn_file_actions_addclose(actions.as_ptr(), n) })?;
         }
     }
-    // SAFETY: `actions` is initialised.
-    check(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(actions.as_ptr(), first_free) })?;
+    close_from(&actions, first_free)?;
 
     let attr = SpawnAttr::new()?;
     // SAFETY (block): `attr` is initialised; the sets are valid sigset_t values.
@@ -229,6 +228,33 @@ pub fn spawn_session_leader(
         pidfd,
         reaped: false,
     })
+}
+
+/// Adds to `actions` the closing of every fd from `first` up.
+#[cfg(target_env = "gnu")]
+fn close_from(actions: &FileActions, first: RawFd) -> io::Result<()> {
+    // SAFETY: `actions` is initialised.
+    check(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(actions.as_ptr(), first) })
+}
+
+/// Adds to `actions` the closing of every fd from `first` up. musl has no closefrom
+/// action: each fd open now (`/proc/self/fd`) is closed by number. (Only the session
+/// guard is built for musl, and it starts programs with `std::process::Command`; the
+/// module, which calls this, is built against glibc.)
+#[cfg(not(target_env = "gnu"))]
+fn close_from(actions: &FileActions, first: RawFd) -> io::Result<()> {
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let fd = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok());
+        if let Some(fd) = fd.filter(|fd| *fd >= first) {
+            // SAFETY: `actions` is initialised. Closing a number that is not open (the
+            // directory's own fd, gone by then) is not an error for musl's posix_spawn.
+            check(unsafe { libc::posix_spawn_file_actions_addclose(actions.as_ptr(), fd) })?;
+        }
+    }
+    Ok(())
 }
 
 /// Sets the calling process's file mode mask to 077 (`posix_spawn` cannot, and the
