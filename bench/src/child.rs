@@ -51,6 +51,22 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     ))
 }
 
+/// The body of a plain HTTP GET of `path` from `addr` (the daemon's metrics listener),
+/// when it answers 200 within `timeout`.
+pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
 /// The machine's idle CPU time so far, all CPUs together (`idle` + `iowait` of
 /// `/proc/stat`).
 pub fn idle_time() -> Option<Duration> {

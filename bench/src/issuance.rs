@@ -41,7 +41,7 @@ use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey, PublicKey};
 use tempfile::TempDir;
 
-use crate::child::{self, Daemon, cpu_time, free_port, idle_time, rss_bytes};
+use crate::child::{self, Daemon, cpu_time, free_port, http_get, idle_time, rss_bytes};
 use crate::percentile;
 
 /// What to measure.
@@ -117,7 +117,7 @@ struct AuditWork {
 impl AuditWork {
     /// The daemon's figures now; `None` when its metrics cannot be read.
     fn scrape(metrics: SocketAddr) -> Option<Self> {
-        let body = http_get(metrics, "/metrics")?;
+        let body = http_get(metrics, "/metrics", Duration::from_secs(5))?;
         let value = |name: &str| {
             body.lines().find_map(|l| {
                 l.strip_prefix(name)?
@@ -145,21 +145,6 @@ impl AuditWork {
             append_seconds: self.append_seconds - before.append_seconds,
         }
     }
-}
-
-/// The body of a plain HTTP GET of `path` from `addr` (the daemon's metrics listener).
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 impl Series {

@@ -21,8 +21,7 @@
 //!
 //! Everything generated is in a temporary directory under `--dir`, removed at the end.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,7 +38,7 @@ use ssh_key::{Algorithm, PrivateKey};
 use breakglass_ca::audit::{AuditConfig, AuditLog, load_audit_key};
 use breakglass_ca::config::Config;
 
-use crate::child::{free_port, log_fields};
+use crate::child::{free_port, http_get, log_fields};
 use crate::idle::issue;
 
 /// What to measure.
@@ -500,17 +499,7 @@ fn serve(
 
 /// Whether `GET /readyz` answers 200.
 fn readyz(metrics: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&metrics, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+    http_get(metrics, "/readyz", Duration::from_secs(2)).is_some()
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
