@@ -256,11 +256,7 @@ mod tests {
             .collect();
         let written: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(written, 240);
-        let mut got: Vec<Vec<u8>> = records(&spool).into_iter().map(|(_, r)| r).collect();
-        assert_eq!(got.len(), 241, "one slot per record");
-        got.sort();
-        got.dedup();
-        assert_eq!(got.len(), 241, "no record twice, none overwritten");
+        assert_distinct_records(&spool, 241);
     }
 
     /// Run by [`concurrent_writer_processes_never_share_a_slot`] as a separate process.
@@ -293,11 +289,16 @@ mod tests {
         for mut c in children {
             assert!(c.wait().unwrap().success());
         }
-        let mut got: Vec<Vec<u8>> = records(&spool).into_iter().map(|(_, r)| r).collect();
-        assert_eq!(got.len(), 101, "one slot per record");
+        assert_distinct_records(&spool, 101);
+    }
+
+    /// `spool`'s slots hold `n` records, each in a slot of its own and none twice.
+    fn assert_distinct_records(spool: &Path, n: usize) {
+        let mut got: Vec<Vec<u8>> = records(spool).into_iter().map(|(_, r)| r).collect();
+        assert_eq!(got.len(), n, "one slot per record");
         got.sort();
         got.dedup();
-        assert_eq!(got.len(), 101, "no record twice, none overwritten");
+        assert_eq!(got.len(), n, "no record twice, none overwritten");
     }
 
     /// Run by [`a_record_survives_kill_9_of_its_writer`] as a separate process.
