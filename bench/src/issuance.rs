@@ -93,8 +93,9 @@ struct Series {
     daemon_cpu: Option<Duration>,
     /// This process's CPU time over the series (the load generator).
     bench_cpu: Option<Duration>,
-    /// Whether the series issues certificates (its rate is a share of the limit).
-    issues: bool,
+    /// Whether the series' rate is shown as a share of the limits: the issuing series, and
+    /// the transport's floor at the highest concurrency, which bounds them.
+    shared: bool,
     /// The daemon's audit log commits over the series (from its metrics).
     audit: Option<AuditWork>,
     /// The machine's idle CPU time over the series (all CPUs).
@@ -362,7 +363,11 @@ pub async fn run(o: &Options) -> Result<String, String> {
             .map_err(|s| format!("warm-up request failed: {s}"))?;
     }
 
-    let mut series = vec![who_am_i_floor(&client, bench.pid(), count).await?];
+    let mut series = vec![who_am_i_floor(&clients, bench.pid(), count, 1).await?];
+    let most = o.concurrency.iter().copied().max().unwrap_or(1);
+    if most > 1 {
+        series.push(who_am_i_floor(&clients, bench.pid(), count, most).await?);
+    }
     // Requests issued by the last series: fetched again below.
     let mut issued_ids: Vec<String> = Vec::new();
     for &c in &o.concurrency {
@@ -424,7 +429,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             p99: Some(percentile(&lat, 0.99)),
             daemon_cpu,
             bench_cpu,
-            issues: true,
+            shared: true,
             audit,
             idle,
         });
@@ -460,7 +465,7 @@ pub async fn run(o: &Options) -> Result<String, String> {
             p99: Some(percentile(&lat, 0.99)),
             daemon_cpu,
             bench_cpu: cpu_since(own_before),
-            issues: true,
+            shared: true,
             audit: None,
             idle: None,
         });
@@ -663,25 +668,41 @@ fn rate_on_two_threads(
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
-/// The floor of a c=1 issuance: `WhoAmI` one at a time over the same client, through the
-/// daemon's mTLS listener, access layer and interceptor, without policy, signing or log.
+/// The transport's floor: `WhoAmI` by `c` callers over the series' clients (round robin),
+/// through the daemon's mTLS listener, access layer and interceptor, without policy,
+/// signing or log. At c=1 it is the floor of a c=1 issuance; at the highest concurrency it
+/// is the most any call can reach at that concurrency on this machine, and its CPU per call
+/// is what HTTP/2, TLS and the two runtimes take of each certificate.
 async fn who_am_i_floor(
-    client: &BreakGlassClient<connect::Channel>,
+    clients: &[BreakGlassClient<connect::Channel>],
     pid: u32,
     count: usize,
+    c: usize,
 ) -> Result<Series, String> {
-    let mut client = client.clone();
+    let next = Arc::new(AtomicUsize::new(0));
     let cpu_before = cpu_time(pid);
     let own_before = cpu_time(std::process::id());
     let start = Instant::now();
+    let mut tasks = Vec::new();
+    for caller in 0..c.max(1) {
+        let mut client = clients[caller % clients.len()].clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let t = Instant::now();
+                client
+                    .who_am_i(WhoAmIRequest {})
+                    .await
+                    .map_err(|s| format!("WhoAmI failed: {s}"))?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, String>(lat)
+        }));
+    }
     let mut lat = Vec::with_capacity(count);
-    for _ in 0..count {
-        let t = Instant::now();
-        client
-            .who_am_i(WhoAmIRequest {})
-            .await
-            .map_err(|s| format!("WhoAmI failed: {s}"))?;
-        lat.push(t.elapsed());
+    for t in tasks {
+        lat.extend(t.await.map_err(|e| e.to_string())??);
     }
     let elapsed = start.elapsed();
     let daemon_cpu = cpu_before
@@ -689,14 +710,14 @@ async fn who_am_i_floor(
         .map(|(a, b)| b.saturating_sub(a));
     lat.sort();
     Ok(Series {
-        label: "WhoAmI round trip (no log), c=1".into(),
+        label: format!("WhoAmI round trip (no log), c={}", c.max(1)),
         count,
         elapsed,
         p50: Some(percentile(&lat, 0.50)),
         p99: Some(percentile(&lat, 0.99)),
         daemon_cpu,
         bench_cpu: cpu_since(own_before),
-        issues: false,
+        shared: c > 1,
         audit: None,
         idle: None,
     })
@@ -795,7 +816,7 @@ fn baseline(label: &str, count: usize, start: Instant) -> Series {
         p99: None,
         daemon_cpu: None,
         bench_cpu: None,
-        issues: true,
+        shared: true,
         audit: None,
         idle: None,
     }
@@ -826,7 +847,7 @@ fn report(series: &[Series], limit: Limit) -> String {
             })
         };
         let share = |of: f64| {
-            if s.issues {
+            if s.shared {
                 format!("{:.1}%", 100.0 * s.rate() / of)
             } else {
                 dash()
