@@ -199,7 +199,11 @@ fn output(cmd: &mut Command) -> Result<String, String> {
 /// the facts.
 /// Also returns what the package says about itself (`license`, `repository`,
 /// `[package.metadata.deb]` `name` and `copyright`).
-pub fn crates_of(workspace: &Path, package: &str) -> Result<(Upstream, Vec<Crate>), String> {
+pub fn crates_of(
+    workspace: &Path,
+    package: &str,
+    guard_link: &str,
+) -> Result<(Upstream, Vec<Crate>), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let tree = output(
         Command::new(&cargo)
@@ -234,6 +238,7 @@ pub fn crates_of(workspace: &Path, package: &str) -> Result<(Upstream, Vec<Crate
         if p["name"] == package && p["source"].is_null() {
             linked.extend(linked_c_libraries(
                 &p["metadata"]["breakglass"]["linked-c"],
+                guard_link,
             )?);
             let deb = &p["metadata"]["deb"];
             upstream = Some(Upstream {
@@ -286,22 +291,30 @@ pub fn crates_of(workspace: &Path, package: &str) -> Result<(Upstream, Vec<Crate
 
 /// The C libraries a package's binaries are statically linked with besides the crates
 /// (`[package.metadata.breakglass] linked-c = [{ name, version, copyright, license,
-/// source }]` in its Cargo.toml: musl in the session guard), as entries of the list.
-fn linked_c_libraries(list: &serde_json::Value) -> Result<Vec<Crate>, String> {
+/// source, link }]` in its Cargo.toml: the C library of the session guard), as entries of
+/// the list. An entry with a `link` is listed only when the package is built that way
+/// (`guard_link`: `musl`, or `glibc-static` where `scripts/build-debs` falls back to glibc);
+/// a `version` of `$GNU_LIBC_VERSION` is the build machine's glibc (`getconf`).
+fn linked_c_libraries(list: &serde_json::Value, guard_link: &str) -> Result<Vec<Crate>, String> {
     let Some(items) = list.as_array() else {
         return Ok(Vec::new());
     };
     items
         .iter()
+        .filter(|l| l["link"].as_str().is_none_or(|link| link == guard_link))
         .map(|l| {
             let field = |k: &str| {
                 l[k].as_str().map(str::to_owned).ok_or_else(|| {
                     format!("[package.metadata.breakglass] linked-c: an entry has no `{k}`")
                 })
             };
+            let version = match field("version")?.as_str() {
+                "$GNU_LIBC_VERSION" => glibc_version()?,
+                v => v.to_owned(),
+            };
             Ok(Crate {
                 name: field("name")?,
-                version: field("version")?,
+                version,
                 license: field("license")?,
                 authors: vec![field("copyright")?],
                 repository: l["source"].as_str().map(str::to_owned),
@@ -311,10 +324,28 @@ fn linked_c_libraries(list: &serde_json::Value) -> Result<Vec<Crate>, String> {
         .collect()
 }
 
+/// The version of this machine's glibc (`getconf GNU_LIBC_VERSION` prints `glibc 2.36`).
+fn glibc_version() -> Result<String, String> {
+    let out = output(Command::new("getconf").arg("GNU_LIBC_VERSION"))?;
+    match out.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["glibc", v] => Ok((*v).to_owned()),
+        _ => Err(format!(
+            "getconf GNU_LIBC_VERSION printed {:?}, not `glibc VERSION`",
+            out.trim()
+        )),
+    }
+}
+
 /// Writes the copyright file of the Debian package built from the cargo package
 /// `package` to `out`; returns the Debian package's name and the number of crates listed.
-pub fn write(workspace: &Path, package: &str, out: &Path) -> Result<(String, usize), String> {
-    let (up, crates) = crates_of(workspace, package)?;
+/// `guard_link` says how the session guard was linked (see `linked_c_libraries`).
+pub fn write(
+    workspace: &Path,
+    package: &str,
+    guard_link: &str,
+    out: &Path,
+) -> Result<(String, usize), String> {
+    let (up, crates) = crates_of(workspace, package, guard_link)?;
     let licenses = workspace.join("packaging/deb/licenses");
     let text = |name: &str| std::fs::read_to_string(licenses.join(name)).ok();
     let file = render(&up, &crates, &text)?;
@@ -352,7 +383,7 @@ mod tests {
     fn linked_c_libraries_are_listed_and_an_incomplete_entry_is_an_error() {
         let list = serde_json::json!([{ "name": "musl", "version": "1.2.5",
             "copyright": "2005-2020 Rich Felker, et al.", "license": "MIT" }]);
-        let got = linked_c_libraries(&list).unwrap();
+        let got = linked_c_libraries(&list, "musl").unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(
             (got[0].name.as_str(), got[0].license.as_str(), got[0].local),
@@ -360,12 +391,43 @@ mod tests {
         );
         assert_eq!(got[0].authors, ["2005-2020 Rich Felker, et al."]);
         assert!(
-            linked_c_libraries(&serde_json::Value::Null)
+            linked_c_libraries(&serde_json::Value::Null, "musl")
                 .unwrap()
                 .is_empty()
         );
-        let e = linked_c_libraries(&serde_json::json!([{ "name": "musl" }])).unwrap_err();
+        let e = linked_c_libraries(&serde_json::json!([{ "name": "musl" }]), "musl").unwrap_err();
         assert!(e.contains("no `version`"), "{e}");
+    }
+
+    #[test]
+    fn only_the_c_library_the_guard_was_linked_with_is_listed() {
+        let list = serde_json::json!([
+            { "name": "musl", "version": "1.2.5", "copyright": "Rich Felker, et al.",
+              "license": "MIT", "link": "musl" },
+            { "name": "glibc", "version": "$GNU_LIBC_VERSION", "copyright": "FSF",
+              "license": "LGPL-2.1+", "link": "glibc-static" },
+            { "name": "always", "version": "1", "copyright": "c", "license": "MIT" },
+        ]);
+        let names = |link: &str| -> Vec<String> {
+            linked_c_libraries(&list, link)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.name)
+                .collect()
+        };
+        assert_eq!(names("musl"), ["musl", "always"]);
+        assert_eq!(names("glibc-static"), ["glibc", "always"]);
+        let glibc = &linked_c_libraries(&list, "glibc-static").unwrap()[0];
+        assert!(
+            glibc
+                .version
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+                && glibc.version.contains('.'),
+            "the build machine's glibc version, not the placeholder: {}",
+            glibc.version
+        );
     }
 
     fn krate(name: &str, license: &str, local: bool) -> Crate {

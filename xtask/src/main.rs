@@ -124,7 +124,10 @@ fn main() -> ExitCode {
 /// `xtask deb-copyright`.
 fn deb_copyright(package: &str, out: &std::path::Path) -> ExitCode {
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    match xtask::deb_copyright::write(&workspace, package, out) {
+    // How scripts/build-debs linked the session guard (`musl`, or `glibc-static` where the
+    // musl target is missing): the copyright file lists that C library.
+    let guard_link = std::env::var("BREAKGLASS_GUARD_LINK").unwrap_or_else(|_| "musl".into());
+    match xtask::deb_copyright::write(&workspace, package, &guard_link, out) {
         Ok((deb_name, n)) => {
             eprintln!(
                 "xtask: {} lists {n} crates compiled into {deb_name}",
