@@ -10,14 +10,30 @@
 //! the file holds (event data only, each JSON escape at least as long as what it stands
 //! for); it pauses at most once per line, each pause a finite duration, within the idle
 //! limit when there is one (divided by the speed).
+//!
+//! The same bytes, as session output the recorder writes (UTF-8, invalid sequences
+//! replaced as the recorder replaces them), through the recorder's JSON string writer
+//! (`pam_breakglass::recorder::json_string`): byte for byte what `serde_json` writes, and
+//! read back as the text itself.
 #![no_main]
 
 use std::time::Duration;
 
 use breakglass_cli::audit::replay;
 use libfuzzer_sys::fuzz_target;
+use pam_breakglass::recorder::json_string;
 
 fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let mut written = Vec::new();
+    json_string(&mut written, &text);
+    assert_eq!(
+        written,
+        serde_json::to_vec(&text).unwrap(),
+        "the recorder's JSON string differs from serde_json's"
+    );
+    let back: String = serde_json::from_slice(&written).expect("the recorder wrote bad JSON");
+    assert_eq!(back, text);
     let [speed, idle, file @ ..] = data else {
         return;
     };

@@ -18,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -125,59 +125,40 @@ const OOM_SCORE_ADJ: &str = "-1000";
 /// Largest spec read from fd 5.
 const MAX_SPEC: u64 = 64 * 1024;
 
-/// The spec pipe after the spec: what came after the spec's newline, and the pipe.
-struct SpecPipe {
-    rest: Vec<u8>,
-    file: File,
-}
+/// The spec pipe after the spec (buffered: the commit may have come in the same read).
+struct SpecPipe(BufReader<File>);
 
 impl SpecPipe {
     /// Waits for the module's word: true when it commits the session ([`COMMIT`]),
     /// false when it closes the pipe without it (it withdrew, or it died).
     fn committed(mut self) -> bool {
-        if let Some(b) = self.rest.first() {
-            return *b == COMMIT;
-        }
         let mut b = [0u8; 1];
-        loop {
-            match self.file.read(&mut b) {
-                Ok(1) => return b[0] == COMMIT,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(_) | Err(_) => return false,
-            }
-        }
+        matches!(self.0.read_exact(&mut b), Ok(()) if b[0] == COMMIT)
     }
 }
 
 fn read_spec() -> Result<(GuardSpec, SpecPipe), String> {
     let fd = system::inherited_fd(GUARD_SPEC_FD)
         .map_err(|e| format!("no spec on fd {}: {e}", GUARD_SPEC_FD))?;
-    let mut file = File::from(fd);
     // Room for a whole usual spec (about 1 KiB): usually one read.
+    let mut pipe = BufReader::with_capacity(4096, File::from(fd));
     let mut json = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = json.iter().position(|b| *b == SPEC_END) {
-            let spec =
-                serde_json::from_slice(&json[..end]).map_err(|e| format!("bad spec: {e}"))?;
-            let rest = json.split_off(end + 1);
-            return Ok((spec, SpecPipe { rest, file }));
-        }
-        if json.len() as u64 > MAX_SPEC {
+    (&mut pipe)
+        .take(MAX_SPEC + 1)
+        .read_until(SPEC_END, &mut json)
+        .map_err(|e| format!("reading the spec: {e}"))?;
+    match json.pop() {
+        Some(SPEC_END) => {}
+        // The module withdrew before the spec: the session was not admitted. Nothing to
+        // watch.
+        None => return Err("no spec: the module did not admit the session".into()),
+        Some(_) if json.len() as u64 >= MAX_SPEC => {
             return Err(format!("the spec is longer than {MAX_SPEC} bytes"));
         }
-        match file.read(&mut chunk) {
-            // The module withdrew before the spec: the session was not admitted.
-            // Nothing to watch.
-            Ok(0) if json.is_empty() => {
-                return Err("no spec: the module did not admit the session".into());
-            }
-            Ok(0) => return Err("the spec ends without its newline".into()),
-            Ok(n) => json.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading the spec: {e}")),
-        }
+        Some(_) => return Err("the spec ends without its newline".into()),
     }
+    let spec = serde_json::from_slice(&json).map_err(|e| format!("bad spec: {e}"))?;
+    Ok((spec, SpecPipe(pipe)))
 }
 
 /// Entry point of the `breakglass-guard` executable; returns the exit code.

@@ -352,16 +352,21 @@ fn a_spool_that_cannot_be_written_denies_and_the_started_guard_exits_without_act
     // fsync runs); when the write fails, the session is withdrawn and the guard must go
     // without acting. A registry that cannot exist: a guard that acted (or complained
     // of its registration) would say so in syslog.
-    let stack = Stack::new("sessions=/nonexistent/bg", true);
-    std::fs::write(
-        stack.dir.path().join("s"),
-        "a file where the spool should be",
-    )
-    .unwrap();
-    let cert = root_cert(&stack, 0xdb, 600);
-    let out = stack.pamtester("root", Some(&auth_info(&cert)), &["open_session"]);
-    assert_denied(&stack, &out, "spool_error", "spool is a file");
-    assert_no_guard_left("g-00000000000000db");
+    // A stack whose spool is a file; a session opened on it is denied and leaves no guard.
+    let denied_open = |options: &str, serial: u64| {
+        let stack = Stack::new(options, true);
+        std::fs::write(
+            stack.dir.path().join("s"),
+            "a file where the spool should be",
+        )
+        .unwrap();
+        let cert = root_cert(&stack, serial, 600);
+        let out = stack.pamtester("root", Some(&auth_info(&cert)), &["open_session"]);
+        assert_denied(&stack, &out, "spool_error", "spool is a file");
+        assert_no_guard_left(&format!("g-{serial:016x}"));
+        stack
+    };
+    let stack = denied_open("sessions=/nonexistent/bg", 0xdb);
     assert!(
         !stack
             .syslog
@@ -374,16 +379,7 @@ fn a_spool_that_cannot_be_written_denies_and_the_started_guard_exits_without_act
     // A registry that exists: the withdrawn guard takes its registration back.
     let reg = tempfile::tempdir_in("/tmp").unwrap();
     let sessions = reg.path().join("r");
-    let stack = Stack::new(&format!("sessions={}", sessions.display()), true);
-    std::fs::write(
-        stack.dir.path().join("s"),
-        "a file where the spool should be",
-    )
-    .unwrap();
-    let cert = root_cert(&stack, 0xdd, 600);
-    let out = stack.pamtester("root", Some(&auth_info(&cert)), &["open_session"]);
-    assert_denied(&stack, &out, "spool_error", "spool is a file");
-    assert_no_guard_left("g-00000000000000dd");
+    let _stack = denied_open(&format!("sessions={}", sessions.display()), 0xdd);
     let left: Vec<_> = std::fs::read_dir(&sessions)
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();

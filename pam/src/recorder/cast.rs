@@ -425,8 +425,9 @@ fn needs_escape(b: u8) -> bool {
 /// Appends `text` to `out` as a JSON string, byte for byte what `serde_json` writes (`\"`,
 /// `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00xx`, the rest as is).
 /// Terminal output is mostly runs of bytes that need no escape: those are found a block at
-/// a time and copied whole.
-fn json_string(out: &mut Vec<u8>, text: &str) {
+/// a time and copied whole. (Public for the `asciicast` fuzz target, which checks it
+/// against `serde_json` on arbitrary session output.)
+pub fn json_string(out: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);

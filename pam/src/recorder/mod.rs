@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use breakglass_proto::recording::{NO_ZDOTDIR, RECORDING_ENV, ZDOTDIR};
 
 use cast::{Cast, End, Recording};
-pub use cast::{FLUSH_BYTES, FLUSH_EVERY, QUEUE_PIECES};
+pub use cast::{FLUSH_BYTES, FLUSH_EVERY, QUEUE_PIECES, json_string};
 
 use crate::system::pty;
 
