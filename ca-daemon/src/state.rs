@@ -7,7 +7,8 @@
 //!
 //! Memory follows what decisions need, not the history: every request and grant is
 //! held until a release time ([`State::expiry`], ordered by that time), and evicted once
-//! the log's time (the latest event's) passes it — a grant shortly after its certificate
+//! the log's time (the latest time the daemon stamped on an event; hosts' records carry
+//! the hosts' clocks and do not count) passes it — a grant shortly after its certificate
 //! expired (an emergency one not before it is reviewed and out of the daily count), a
 //! decided request shortly after its approval deadline, an issued one with its grant.
 //! What is evicted stays in the log and is read back through the on-disk index
@@ -289,8 +290,8 @@ pub struct State {
     /// What leaves memory when: `(release time in Unix ms, what)`, soonest first. Every
     /// request and grant that is not held for good has exactly one entry.
     pub expiry: CowSet<(u64, Held)>,
-    /// The log's time: the latest event time applied (Unix ms). What is held until before
-    /// it is evicted.
+    /// The log's time: the latest time applied of an event the daemon stamped (not a
+    /// host's record) (Unix ms). What is held until before it is evicted.
     pub clock: u64,
     /// Keep everything (no eviction): for rebuilding one request or grant from its
     /// events read back from the log.
@@ -554,7 +555,12 @@ impl State {
         {
             self.expiry.insert((release, Held::Request(id)));
         }
-        self.clock = self.clock.max(at.0);
+        // Only times the daemon stamped move the clock: a host's record carries the host's
+        // own time, and a host clock days ahead must not evict live grants, nor the
+        // emergencies the daily limit counts.
+        if !matches!(event.actor, Actor::Host(_)) {
+            self.clock = self.clock.max(at.0);
+        }
         if !self.keep_history {
             self.evict_before(self.clock);
         }

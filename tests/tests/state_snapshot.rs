@@ -4,7 +4,8 @@
 //! the snapshot and replays only the events after it). A damaged snapshot is ignored and
 //! the log replayed, to the same views. `audit show --grant` and `--since` are answered
 //! by the daemon through its on-disk index, the same events as the whole log filtered
-//! by the CLI.
+//! by the CLI. An emergency grant reviewed days after it was issued (and released from
+//! memory by that review) is answered from the log.
 
 use std::time::Duration;
 
@@ -305,4 +306,111 @@ async fn a_live_certificate_is_fetched_and_watched_with_the_bytes_issued() {
     d.resume().await;
     let mut sre = connect::client(&d.target("sre")).unwrap();
     assert_eq!(sre.fetch(r).await.unwrap().into_inner(), issued);
+}
+
+/// An emergency grant issued three days ago (written into the log while the daemon was
+/// stopped: its API stamps events with the time of the call), reviewed now over mTLS. The
+/// review releases the grant from memory (reviewed, out of the day's emergency count,
+/// its certificate long expired); the reviewer still gets the reviewed grant back, the
+/// review list shows it, and a second review says who reviewed it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emergency_reviewed_days_after_it_was_issued_is_answered() {
+    use breakglass_ca::audit::{AuditConfig, AuditLog, load_audit_key};
+    use breakglass_proto::audit::event::{GrantIssued, RequestCreated};
+    use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
+    use breakglass_proto::profile::GrantId;
+    use breakglass_proto::v1::ReviewRequest;
+    use breakglass_proto::v1::break_glass_client::BreakGlassClient;
+
+    let mut d = TestDaemon::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    ssh_keygen(keys.path(), "id_ed25519", &["-t", "ed25519"]);
+    let key_line = std::fs::read_to_string(keys.path().join("id_ed25519.pub")).unwrap();
+    let then = Timestamp::from_system_time(std::time::SystemTime::now()).0 - 3 * 86_400_000;
+    let (request, grant) = (RequestId(0x0e1d), GrantId(0x0e1d));
+    let sre = Actor::User("sre@example.com".into());
+    let events = [
+        EventKind::RequestCreated(RequestCreated {
+            request_id: request,
+            requester: "sre@example.com".into(),
+            public_key: key_line.trim().into(),
+            principals: vec!["bgdemo".into()],
+            hosts: vec!["web-1.staging.example".into()],
+            ttl_seconds: 600,
+            reason: "INC-1 database down".into(),
+            command: None,
+            source_addresses: vec![],
+            extensions: vec![],
+            emergency: true,
+            rule: "sre-staging".into(),
+            tier: "elevated".into(),
+            approvals_required: 0,
+            expires_at: Timestamp(then + 3_600_000),
+        }),
+        EventKind::GrantIssued(Box::new(GrantIssued {
+            request_id: request,
+            grant_id: grant,
+            serial: 0x0e1d,
+            key_id: format!("breakglass/{grant}/sre@example.com"),
+            ca_fingerprint: "SHA256:old".into(),
+            key_fingerprint: "SHA256:old".into(),
+            principals: vec!["bgdemo".into()],
+            hosts: vec!["web-1.staging.example".into()],
+            command: None,
+            source_addresses: vec![],
+            extensions: vec![],
+            valid_after: then / 1000,
+            valid_before: then / 1000 + 600,
+            requester: "sre@example.com".into(),
+            approvers: vec![],
+            rule: "sre-staging".into(),
+            tier: "elevated".into(),
+            emergency: true,
+        })),
+    ];
+    d.pause().await;
+    let signer = load_audit_key(&d.path().join("audit_key.pem"), "breakglass-ca/audit/v1")
+        .expect("the dev audit key loads");
+    let log = AuditLog::open(AuditConfig::new(d.path().join("audit")), signer).unwrap();
+    for kind in events {
+        let e = Event::new(Timestamp(then), sre.clone(), kind);
+        tokio::task::block_in_place(|| log.append_blocking(&e)).unwrap();
+    }
+    tokio::task::block_in_place(|| log.shutdown_blocking());
+    drop(log);
+    d.resume().await;
+
+    let mut auditor =
+        BreakGlassClient::new(connect::channel(&d.target("auditor")).expect("channel"));
+    let review = ReviewRequest {
+        grant_id: grant.to_string(),
+        verdict: "ok".into(),
+        note: "checked the incident".into(),
+    };
+    let item = auditor
+        .review(review.clone())
+        .await
+        .expect("the review is answered")
+        .into_inner();
+    assert_eq!(item.grant_id, grant.to_string());
+    assert_eq!(item.verdict, "ok");
+    assert_eq!(item.reviewer, "auditor@example.com");
+    assert_eq!(item.reason, "INC-1 database down");
+    let listed = auditor
+        .list_reviews(ListReviewsRequest {
+            include_reviewed: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|i| i.grant_id == grant.to_string() && i.verdict == "ok"),
+        "{listed:?}"
+    );
+    let again = auditor.review(review).await.expect_err("reviewed once");
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
+    assert!(again.message().contains("auditor@example.com"), "{again:?}");
 }

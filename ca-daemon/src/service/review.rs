@@ -145,16 +145,19 @@ impl Service {
     ) -> Result<ReviewItem, Error> {
         let note = check_note("note", note, Some("say what you checked (--note TEXT)"))?;
         let _t = self.transition().await?;
+        // From memory, or from the log for a grant memory no longer holds (a reviewed
+        // emergency leaves memory a day after it was issued; a review names it later).
         let (requester, tier) = {
-            let st = self.state();
-            let g = st.grants.get(&grant_id).ok_or(Error::NoGrant(grant_id))?;
+            let (g, _) = self
+                .grant_anytime(grant_id)
+                .ok_or(Error::NoGrant(grant_id))?;
             if let Some((_, by, _, _)) = g.review.as_deref() {
                 return Err(Error::AlreadyReviewed {
                     grant: grant_id,
                     by: by.clone(),
                 });
             }
-            (g.issued.requester.clone(), g.issued.tier.clone())
+            (g.issued.requester, g.issued.tier)
         };
         let target = grant_id.to_string();
         if self.same_person(who, &requester) {
@@ -179,15 +182,13 @@ impl Service {
             }),
         ))
         .await?;
-        let st = self.state();
-        let g = st
-            .grants
-            .get(&grant_id)
-            .ok_or_else(|| Error::Internal(format!("grant {grant_id} vanished")))?;
-        Ok(review_item(
-            g,
-            st.request(g.issued.request_id).as_deref(),
-            &st.recordings,
-        ))
+        // The review itself may have released the grant from memory (an emergency issued
+        // more than a day ago, its certificate expired): the answer is read back anyway.
+        let (g, r) = self.grant_anytime(grant_id).ok_or_else(|| {
+            Error::Internal(format!(
+                "grant {grant_id} was reviewed but cannot be read back from the audit log; see the daemon's log"
+            ))
+        })?;
+        Ok(review_item(&g, r.as_ref(), &self.state().recordings))
     }
 }

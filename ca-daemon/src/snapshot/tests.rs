@@ -442,6 +442,34 @@ fn an_expired_grant_leaves_memory_and_its_request_and_serial_with_it() {
 }
 
 #[test]
+fn a_host_record_stamped_by_a_clock_days_ahead_evicts_nothing() {
+    let mut events = vec![
+        Event::new(
+            Timestamp(T0),
+            user(0),
+            EventKind::RequestCreated(created(1, T0, false)),
+        ),
+        Event::new(
+            Timestamp(T0),
+            user(0),
+            EventKind::GrantIssued(Box::new(issued(1, T0, 600, false))),
+        ),
+    ];
+    // A session record from a host whose clock runs three days ahead: a host's record
+    // carries the host's time, which does not move the log's clock.
+    let mut opened = event(8, 1, 1, T0 + 3 * 86_400_000, 2);
+    opened.actor = Actor::Host("host://db-1".into());
+    events.push(opened);
+    let st = replayed(&events);
+    assert!(st.grants.contains_key(&GrantId(1)), "the live grant stays");
+    assert_eq!(st.clock, T0);
+    // The daemon's own events still move it: once the certificate has expired (and the
+    // two minutes after), the grant leaves.
+    events.push(event(16, 0, 1, T0 + 600_000 + 180_000, 3));
+    assert!(!replayed(&events).grants.contains_key(&GrantId(1)));
+}
+
+#[test]
 fn memory_holds_live_grants_only_however_long_the_history() {
     // 5,000 grants of 60 s, one per second: at most the last ~60 s (+ the 2 minutes kept
     // after expiry) are in memory at any time.
