@@ -129,7 +129,7 @@ fn main() {
         }
     }
     // On a small VM, medians of 5 rounds of the same build differed by up to 20 points;
-    // two medians of 15 came within a point (BENCHMARKS.md, "Fifteen-round medians").
+    // four medians of 15 came within 3 (BENCHMARKS.md, "Fifteen-round medians").
     let runs = env_num("BENCH_RUNS", 15).max(1);
     println!("breakglass-record benchmark ({RECORDER})");
     // Alternating, so that a machine that gets busier or quieter affects all three alike.

@@ -299,6 +299,16 @@ fn linked_c_libraries(list: &serde_json::Value, guard_link: &str) -> Result<Vec<
     let Some(items) = list.as_array() else {
         return Ok(Vec::new());
     };
+    // A way of linking no entry names would list no C library at all: a copyright file
+    // that leaves out what the guard contains.
+    let links: Vec<&str> = items.iter().filter_map(|l| l["link"].as_str()).collect();
+    if !links.is_empty() && !links.contains(&guard_link) {
+        return Err(format!(
+            "the session guard linked as {guard_link:?} (BREAKGLASS_GUARD_LINK, as \
+             scripts/static-guard prints it), but [package.metadata.breakglass] linked-c in \
+             pam/Cargo.toml names only {links:?}"
+        ));
+    }
     items
         .iter()
         .filter(|l| l["link"].as_str().is_none_or(|link| link == guard_link))
@@ -417,6 +427,8 @@ mod tests {
         };
         assert_eq!(names("musl"), ["musl", "always"]);
         assert_eq!(names("glibc-static"), ["glibc", "always"]);
+        let e = linked_c_libraries(&list, "glibc").unwrap_err();
+        assert!(e.contains("\"glibc\"") && e.contains("glibc-static"), "{e}");
         let glibc = &linked_c_libraries(&list, "glibc-static").unwrap()[0];
         assert!(
             glibc
