@@ -136,7 +136,7 @@ pub fn prepare(
 /// disk now (the session lasted `duration_ms`), and in `detail` what the recorder's
 /// status file says (a recorder that was killed left it at `running`).
 pub fn seal(path: &Path, duration_ms: u64, record: &mut SessionRecord) {
-    let status = recorder_status(path);
+    let (status, wrote) = recorder_status(path);
     let digest = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -152,7 +152,13 @@ pub fn seal(path: &Path, duration_ms: u64, record: &mut SessionRecord) {
             record.recording_sha256 = Some(d.sha256_text());
             record.recording_bytes = Some(d.bytes);
             record.recording_duration_ms = Some(d.duration_ms);
-            format!("recording {}: {status}", path.display())
+            match wrote {
+                Some(n) if n != bytes => format!(
+                    "recording {}: {status}; but it has {bytes} bytes: changed after the recorder wrote it",
+                    path.display()
+                ),
+                _ => format!("recording {}: {status}", path.display()),
+            }
         }
         Err(e) => format!("recording {} unreadable ({e}): {status}", path.display()),
     };
@@ -163,20 +169,80 @@ pub fn seal(path: &Path, duration_ms: u64, record: &mut SessionRecord) {
     record.detail = Some(text::fit_free_text(&detail, text::MAX_DETAIL_BYTES));
 }
 
-/// What the recorder's status file says, in words.
-fn recorder_status(cast: &Path) -> String {
+/// What the recorder's status file says, in words, and the bytes it says were written.
+fn recorder_status(cast: &Path) -> (String, Option<u64>) {
     let path = recording::end_path(cast);
     let mut text = String::new();
     let read =
         File::open(&path).and_then(|f| f.take(END_FILE_BYTES as u64).read_to_string(&mut text));
     match read {
-        Err(e) => format!(
-            "the recorder's status file {} is unreadable ({e})",
-            path.display()
+        Err(e) => (
+            format!(
+                "the recorder's status file {} is unreadable ({e})",
+                path.display()
+            ),
+            None,
         ),
-        Ok(_) if text.trim() == END_RUNNING => {
-            "recorder did not finish: it was killed or crashed while the session ran".into()
-        }
-        Ok(_) => format!("recorder {}", text.trim()),
+        Ok(_) if text.trim() == END_RUNNING => (
+            "recorder did not finish: it was killed or crashed while the session ran".into(),
+            None,
+        ),
+        Ok(_) => (
+            format!("recorder {}", text.trim()),
+            recording::end_bytes(&text),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakglass_proto::spool::RECORD_VERSION;
+
+    fn sealed(cast: &[u8], status: &str) -> SessionRecord {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.cast");
+        fs::write(&path, cast).unwrap();
+        fs::write(recording::end_path(&path), status).unwrap();
+        let mut record = SessionRecord::from_json(
+            format!(
+                r#"{{"version":{RECORD_VERSION},"record_id":"r","session":"s","event":"close","time":1,"host":"h","user":"u","pid":1,"start":1}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        seal(&path, 5000, &mut record);
+        record
+    }
+
+    #[test]
+    fn the_seal_names_a_recording_whose_size_is_not_what_the_recorder_wrote() {
+        let status = "ended: command exited (exit status: 0) bytes=3   \n";
+        let same = sealed(b"abc", status);
+        assert_eq!(same.recording_bytes, Some(3));
+        let detail = same.detail.unwrap();
+        assert!(
+            detail.ends_with("recorder ended: command exited (exit status: 0) bytes=3"),
+            "{detail}"
+        );
+        let longer = sealed(b"abcd", status);
+        let (sha, _) = recording::chain_of(&b"abcd"[..]).unwrap();
+        assert_eq!(
+            longer.recording_sha256,
+            Some(recording::format_sha256(&sha))
+        );
+        let detail = longer.detail.unwrap();
+        assert!(
+            detail.ends_with("bytes=3; but it has 4 bytes: changed after the recorder wrote it"),
+            "{detail}"
+        );
+        // A recorder that was killed said nothing about its bytes: nothing to compare.
+        let killed = sealed(b"abcd", "running\n").detail.unwrap();
+        assert!(
+            killed.ends_with(
+                "recorder did not finish: it was killed or crashed while the session ran"
+            ),
+            "{killed}"
+        );
     }
 }

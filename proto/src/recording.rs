@@ -10,9 +10,10 @@
 //! h_i = SHA-256(h_{i-1} || chunk_i)
 //! ```
 //!
-//! The recording's hash is `h_n`. The recorder computes it while it writes, the session's
-//! `close` / `forced_end` record carries it with the size and duration ([`RecordingDigest`])
-//! into the signed log, and whoever holds the file later recomputes it with [`chain_of`]:
+//! The recording's hash is `h_n`. The PAM module (or the session guard) computes it from
+//! the file when the session ends, the session's `close` / `forced_end` record carries it
+//! with the size and duration ([`RecordingDigest`]) into the signed log, and whoever holds
+//! the file later recomputes it with [`chain_of`]:
 //! one changed byte anywhere changes `h_n`. Chunks let a verifier that holds the chunk
 //! hashes of a partly uploaded file resume where it stopped; the chain (rather than one
 //! SHA-256 over the file) makes each chunk's position part of its hash.
@@ -45,6 +46,17 @@ pub const END_SUFFIX: &str = ".end";
 
 /// What the status file says while the recorder runs.
 pub const END_RUNNING: &str = "running";
+
+/// What precedes, in the final status, the number of bytes the recorder wrote to the
+/// recording (`ended: command exited (exit status: 0) bytes=1234`).
+pub const END_BYTES: &str = "bytes=";
+
+/// The number of bytes a final status (see [`END_BYTES`]) says the recorder wrote.
+#[must_use]
+pub fn end_bytes(status: &str) -> Option<u64> {
+    let (_, n) = status.trim_end().rsplit_once(&format!(" {END_BYTES}"))?;
+    n.parse().ok()
+}
 
 /// Size of the status file: written whole at the start, so that the final status needs
 /// no new space on a full file system.
@@ -406,6 +418,25 @@ mod tests {
 
     fn data(n: usize) -> Vec<u8> {
         if n == 3 { b"abc".to_vec() } else { pattern(n) }
+    }
+
+    #[test]
+    fn the_bytes_written_are_read_back_from_a_final_status() {
+        let status = format!("ended: command exited (exit status: 0) {END_BYTES}1234\0\0");
+        assert_eq!(end_bytes(status.trim_end_matches('\0')), Some(1234));
+        assert_eq!(
+            end_bytes("failed: disk full; session ended bytes=7\n"),
+            Some(7)
+        );
+        for bad in [
+            END_RUNNING,
+            "ended: bytes=",
+            "ended: bytes=-1",
+            "ended:bytes=5",
+            "",
+        ] {
+            assert_eq!(end_bytes(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The recording file and the thread that writes it. The relay (the loop that moves the
 //! session's bytes between the terminal and the command) only hands each piece it showed to
-//! [`Recording`] and goes on; the asciicast encoding, the chain hash and the file writes run
-//! on a thread of their own, so the session's output does not wait for them. What waits is
+//! [`Recording`] and goes on; the asciicast encoding and the file writes run on a thread
+//! of their own, so the session's output does not wait for them. What waits is
 //! bounded: at most [`QUEUE_PIECES`] pieces are in flight, and a keystroke waits until what
 //! was shown before it is in the file ([`Recording::flush_now`]).
 #![forbid(unsafe_code)]
@@ -18,8 +18,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use breakglass_proto::recording::{
-    self, CAST_SUFFIX, ChainHasher, END_FILE_BYTES, END_RUNNING, RECORDING_ENV,
+    self, CAST_SUFFIX, END_BYTES, END_FILE_BYTES, END_RUNNING, RECORDING_ENV,
 };
+use breakglass_proto::text;
 
 use crate::recording::MIN_FREE_BYTES;
 use crate::system::pty;
@@ -29,6 +30,10 @@ use crate::system::pty;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Buffered recording bytes that trigger a flush at once.
 pub const FLUSH_BYTES: usize = 64 * 1024;
+/// Bytes written to the file that start its writeback to disk (without waiting): the
+/// final `fdatasync` then has at most this much left, however long the session was, and
+/// the disk writes are spread over the session.
+pub const WRITEBACK_BYTES: u64 = 4 << 20;
 /// Pieces handed to the writing thread and not yet taken: the relay waits beyond this
 /// (a recording that cannot keep up slows the session; it never loses output or grows).
 pub const QUEUE_PIECES: usize = 64;
@@ -82,7 +87,9 @@ pub struct Cast {
     end: File,
     path: PathBuf,
     buf: Vec<u8>,
-    hasher: ChainHasher,
+    /// Bytes that reached the file, and the first of them whose writeback is not started.
+    written: u64,
+    writeback_from: u64,
     start: Instant,
     last_flush: Instant,
     /// Set once a write failed: nothing more is written.
@@ -138,7 +145,8 @@ impl Cast {
             end,
             path: path.to_owned(),
             buf: Vec::with_capacity(FLUSH_BYTES * 2),
-            hasher: ChainHasher::new(),
+            written: 0,
+            writeback_from: 0,
             start: Instant::now(),
             last_flush: Instant::now(),
             failed: Arc::default(),
@@ -202,7 +210,7 @@ impl Cast {
         }
     }
 
-    /// Writes the buffer; the chain gets exactly the bytes that reached the file.
+    /// Writes the buffer, and starts the writeback of every [`WRITEBACK_BYTES`] written.
     fn flush(&mut self) -> io::Result<()> {
         self.last_flush = Instant::now();
         let mut done = 0;
@@ -217,8 +225,17 @@ impl Cast {
                 Err(e) => break Err(e),
             }
         };
-        self.hasher.update(&self.buf[..done]);
         self.buf.drain(..done);
+        self.written += done as u64;
+        if self.written - self.writeback_from >= WRITEBACK_BYTES {
+            // Only a head start for the final `fdatasync`, which reports any failure.
+            let _ = pty::start_writeback(
+                self.file.as_fd(),
+                self.writeback_from,
+                self.written - self.writeback_from,
+            );
+            self.writeback_from = self.written;
+        }
         result
     }
 
@@ -239,12 +256,10 @@ impl Cast {
             (Ok(()), End::Exited, None) => End::Exited,
             (Ok(()), End::Signalled(s), None) => End::Signalled(*s),
         };
-        let text = format!(
-            "{} {} bytes={}",
-            why.text(status),
-            recording::format_sha256(&self.hasher.clone().finish()),
-            self.hasher.bytes()
-        );
+        // The count last, and never cut off by `padded`.
+        let count = format!(" {END_BYTES}{}", self.written);
+        let text =
+            text::fit_free_text(&why.text(status), END_FILE_BYTES - 1 - count.len()) + &count;
         let _ = self
             .end
             .write_all_at(&padded(&text), 0)
@@ -347,7 +362,9 @@ impl Recording {
             return;
         }
         self.send_joined();
-        let held = data.to_vec();
+        // Room for the reads that may join it: no reallocation on the way.
+        let mut held = Vec::with_capacity(JOIN_BYTES.max(data.len()));
+        held.extend_from_slice(data);
         let now = Instant::now();
         let t = now.duration_since(self.start).as_secs_f64();
         self.joining = Some((now, Piece::Event(t, "o", 0, held)));
@@ -565,6 +582,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_status_keeps_its_byte_count_after_a_long_failure_past_the_writeback_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.cast");
+        let cast = Cast::create(&path, "g-00000000000000ff", (80, 24)).unwrap();
+        let mut rec = Recording::start(cast).unwrap();
+        let chunk = "z".repeat(JOIN_BYTES);
+        let pieces = (WRITEBACK_BYTES as usize) * 3 / 2 / JOIN_BYTES;
+        for _ in 0..pieces {
+            rec.output(chunk.as_bytes());
+        }
+        let why = End::Failed(format!("{}\nsecond line", "w".repeat(2 * END_FILE_BYTES)));
+        assert!(rec.finish(&why, None).is_err());
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        assert!(bytes > WRITEBACK_BYTES, "{bytes}");
+        let end = std::fs::read_to_string(recording::end_path(&path)).unwrap();
+        assert_eq!(end.len(), END_FILE_BYTES);
+        assert!(end.starts_with("failed: www"), "{end}");
+        assert!(!end.trim_end().contains('\n'), "{end}");
+        assert_eq!(recording::end_bytes(&end), Some(bytes), "{end}");
+        let shown: usize = events(&path).iter().map(|e| e.2.len()).sum();
+        assert_eq!(shown, pieces * JOIN_BYTES);
+    }
+
     /// The events of the recording at `path` after its header: (time, code, data).
     fn events(path: &Path) -> Vec<(f64, String, String)> {
         std::fs::read_to_string(path)
@@ -583,7 +624,7 @@ mod tests {
     }
 
     #[test]
-    fn the_writing_thread_writes_every_piece_in_order_and_the_chain_covers_them() {
+    fn the_writing_thread_writes_every_piece_in_order_and_the_status_counts_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.cast");
         let cast = Cast::create(&path, "g-00000000000000ff", (80, 24)).unwrap();
@@ -615,11 +656,10 @@ mod tests {
         assert!(outputs.windows(2).all(|w| w[0].0 <= w[1].0));
         let joined: String = outputs.iter().map(|(_, _, d)| d.as_str()).collect();
         assert_eq!(joined, shown);
-        let (sha, bytes) = recording::chain_of(std::fs::File::open(&path).unwrap()).unwrap();
+        let bytes = std::fs::metadata(&path).unwrap().len();
         let end = std::fs::read_to_string(recording::end_path(&path)).unwrap();
         assert!(end.starts_with("ended: command exited"), "{end}");
-        assert!(end.contains(&recording::format_sha256(&sha)), "{end}");
-        assert!(end.contains(&format!("bytes={bytes}")), "{end}");
+        assert_eq!(recording::end_bytes(&end), Some(bytes), "{end}");
     }
 
     #[test]

@@ -28,9 +28,12 @@
 //! why, the command's process group gets SIGHUP, then SIGKILL.
 //!
 //! # Tamper evidence
-//! The recorder feeds every byte it writes to a [`ChainHasher`]; the module and the guard
-//! recompute the chain from the file when they write the close or forced-end record,
-//! which carries it into the signed log ([`breakglass_proto::recording`]).
+//! The module and the guard compute the recording's hash chain from the file when they
+//! write the close or forced-end record, which carries it into the signed log
+//! ([`breakglass_proto::recording`]). The recorder does not hash what it writes: its
+//! status file is in the same directory as the recording, so whoever could change the one
+//! could change a hash in the other. It says how many bytes the recorder wrote, and the
+//! close record names a recording whose size differs.
 #![forbid(unsafe_code)]
 
 mod cast;

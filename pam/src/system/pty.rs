@@ -273,6 +273,22 @@ pub fn free_bytes(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// Starts the writeback to disk of `len` bytes of the file `fd` from `offset`, without
+/// waiting for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`).
+pub fn start_writeback(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    let range = |v: u64| {
+        libc::off64_t::try_from(v).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (offset, len) = (range(offset)?, range(len)?);
+    // SAFETY: sync_file_range takes an fd we borrow and plain integers.
+    let rc =
+        unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The effective group id of this process.
 #[must_use]
 pub fn getegid() -> u32 {
