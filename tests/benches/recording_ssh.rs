@@ -1,10 +1,11 @@
 //! What session recording costs a real SSH session: `cat` of a file (100 MB; `BENCH_MB` to
 //! change) in an `ssh -tt` session through a real sshd with `pam_breakglass.so`, once with
 //! a certificate of a recording tier (the set-gid recorder forced, its own pty, the
-//! asciicast file written and chained) and once with an ordinary one, alternating, on the
-//! same sshd, host and user. Prints the best and median of each and their ratio (issue
-//! goal: recorded >= 80 % of unrecorded). `pam/benches/recorder.rs` measures the recorder
-//! alone on bare ptys (no sshd), where its second pty is a larger share of the work.
+//! asciicast file written, its chain computed at close) and once with an ordinary one,
+//! alternating, on the same sshd, host and user. Prints the best and median of each and
+//! their ratio (issue goal: recorded >= 80 % of unrecorded). `pam/benches/recorder.rs`
+//! measures the recorder alone on bare ptys (no sshd), where its second pty is a larger
+//! share of the work.
 //!
 //! ```sh
 //! cargo bench -p breakglass-tests --bench recording_ssh -- --runs 5     # as root

@@ -6,8 +6,9 @@
 //!   naming the step;
 //!
 //! and after each run nothing is left: no process mentioning the demo's directory or its
-//! sshd copy, no user `bgdemo`, no demo directory, no pam_wrapper copy of its PAM
-//! service, and /etc/pam.d and /etc/ssh byte for byte as before.
+//! sshd copy, no user `bgdemo`, no group `breakglass-rec` unless it was there before, no
+//! demo directory, no pam_wrapper copy of its PAM service, and /etc/pam.d and /etc/ssh
+//! byte for byte as before.
 //!
 //! The demo starts with SIGINT and SIGTERM at their default action, whatever the test
 //! runner inherited (`default_signals`): the interrupt tests pass when `cargo test` runs
@@ -31,9 +32,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 const DEMO_USER: &str = "bgdemo";
 const SSHD_NAME: &str = "sshd-bgdemo";
+const REC_GROUP: &str = "breakglass-rec";
 
 /// Titles the demo prints, one per step, in order.
-const STEP_TITLES: [&str; 9] = [
+const STEP_TITLES: [&str; 10] = [
     "== Step 1: The host is ready: breakglass host doctor ==",
     "== Step 2: A low-risk request, issued at once ==",
     "== Step 3: A high-risk request, approved by the sample approver ==",
@@ -42,7 +44,8 @@ const STEP_TITLES: [&str; 9] = [
     "== Step 6: A session cut at certificate expiry ==",
     "== Step 7: A revocation ends a live session within seconds ==",
     "== Step 8: A break-glass drill through the whole chain ==",
-    "== Step 9: The audit log verifies ==",
+    "== Step 9: A recorded session, replayed from the audit log ==",
+    "== Step 10: The audit log verifies ==",
 ];
 
 /// Builds breakglass-ca, breakglass, the guard and the module once per test process
@@ -119,6 +122,8 @@ struct SystemState {
     pam_d: Tree,
     etc_ssh: Tree,
     run_sshd: bool,
+    /// Whether the recorder's group exists (the demo creates it when missing).
+    rec_group: bool,
 }
 
 fn system_state() -> SystemState {
@@ -134,6 +139,7 @@ fn system_state() -> SystemState {
         pam_d,
         etc_ssh: tree(Path::new("/etc/ssh")),
         run_sshd: Path::new("/run/sshd").exists(),
+        rec_group: group_exists(REC_GROUP),
     }
 }
 
@@ -154,6 +160,15 @@ fn changed(before: &Tree, after: &Tree) -> Vec<PathBuf> {
 fn user_exists() -> bool {
     Command::new("getent")
         .args(["passwd", DEMO_USER])
+        .output()
+        .expect("getent runs")
+        .status
+        .success()
+}
+
+fn group_exists(name: &str) -> bool {
+    Command::new("getent")
+        .args(["group", name])
         .output()
         .expect("getent runs")
         .status
@@ -220,6 +235,10 @@ fn assert_clean(demo_dir: &str, before: &SystemState, output: &str) {
     assert_eq!(
         before.run_sshd, after.run_sshd,
         "/run/sshd created or removed"
+    );
+    assert_eq!(
+        before.rec_group, after.rec_group,
+        "group {REC_GROUP} created or removed"
     );
 }
 
@@ -377,7 +396,12 @@ fn demo_runs_to_the_end_and_leaves_nothing_behind() {
         "$ breakglass --config ca/clients/auditor.toml audit verify --remote",
         "OK: audit log",
         "Demo complete in",
-        "9 steps passed",
+        "10 steps passed",
+        // the recorded session: the recorder in its process tree, exported and played
+        "breakglass-record --grant g-",
+        "wrote the recording of session",
+        "asciinema cat session.cast",
+        "recordings: 1 stored recording(s) match their session records",
         "host doctor: 14 ok, 0 WARN, 0 FAIL",
         "PASS: break-glass drill on localhost as bgdemo: request to shell",
         "logout to audit record",

@@ -280,6 +280,36 @@ async fn doctor_passes_on_a_complete_host_setup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_the_recorders_group_passes_through_is_fine_and_a_listable_one_is_not() {
+    let Some(h) = Host::for_test("a_spool_the_recorders_group_passes_through_is_fine").await else {
+        return;
+    };
+    // The packaged layout for session recording: root:breakglass-rec 0710 (here group root).
+    std::fs::set_permissions(&h.spool, std::fs::Permissions::from_mode(0o710)).unwrap();
+    let r = h.doctor().await;
+    let text = r.render();
+    assert!(
+        text.contains(&format!(
+            "ok   pam    spool {} is writable, mode 0710: group root (the recorder's) may only pass through it",
+            h.spool.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(r.count(Level::Warn), 0, "{text}");
+    std::fs::set_permissions(&h.spool, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let r = h.doctor().await;
+    let text = r.render();
+    assert!(
+        text.contains(&format!(
+            "WARN pam    spool {} has mode 0750: session records are readable by others",
+            h.spool.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(r.count(Level::Warn), 1, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pam_line_missing_is_named() {
     let Some(h) = Host::for_test("pam_line_missing_is_named").await else {
         return;

@@ -93,6 +93,14 @@ struct Restore {
     pam_sshd: Vec<u8>,
     /// Whether /var/spool/breakglass existed before (records of a failed run are removed).
     spool_before: bool,
+    /// Whether the recorder's group existed before (purge keeps the group it made).
+    rec_group_before: bool,
+}
+
+fn group_exists(name: &str) -> bool {
+    run(Command::new("getent").args(["group", name]))
+        .status
+        .success()
 }
 
 impl Drop for Restore {
@@ -128,6 +136,11 @@ impl Drop for Restore {
         {
             let _ = Command::new("delgroup")
                 .args(["--quiet", "--system", "breakglass-ca"])
+                .output();
+        }
+        if !self.rec_group_before && group_exists("breakglass-rec") {
+            let _ = Command::new("delgroup")
+                .args(["--quiet", "--system", "breakglass-rec"])
                 .output();
         }
         if std::fs::read(PAM_SSHD).ok().as_deref() != Some(self.pam_sshd.as_slice()) {
@@ -442,6 +455,7 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
     let before_sshd_d = listing("/etc/ssh/sshd_config.d");
     let before_pam_d = listing("/etc/pam.d");
     let spool_before = Path::new("/var/spool/breakglass").exists();
+    let rec_group_before = group_exists("breakglass-rec");
     let pam_sshd = std::fs::read(PAM_SSHD).expect("read /etc/pam.d/sshd");
     let sshd_before = effective_sshd_config();
     let debs = debs();
@@ -465,6 +479,7 @@ fn debian_packages_install_keep_sshd_working_and_remove_cleanly() {
     let _restore = Restore {
         pam_sshd: pam_sshd.clone(),
         spool_before,
+        rec_group_before,
     };
     let dir = tempfile::tempdir().expect("tempdir");
 

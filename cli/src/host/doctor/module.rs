@@ -265,6 +265,17 @@ fn check_spool(report: &mut Report, spool: &Path) {
             }
             if mode == 0o700 {
                 report.ok(A, format!("spool {s} is writable, mode 0700"));
+            } else if mode == 0o710 {
+                // The packaged layout for session recording: the recorder's group only
+                // passes through to recordings/; the records themselves are 0600 root.
+                let group = nix::unistd::Group::from_gid(meta.gid().into())
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| format!("gid {}", meta.gid()), |g| g.name);
+                report.ok(
+                    A,
+                    format!("spool {s} is writable, mode 0710: group {group} (the recorder's) may only pass through it"),
+                );
             } else {
                 report.warn(
                     A,
