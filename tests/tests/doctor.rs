@@ -290,7 +290,7 @@ async fn a_spool_the_recorders_group_passes_through_is_fine_and_a_listable_one_i
     let text = r.render();
     assert!(
         text.contains(&format!(
-            "ok   pam    spool {} is writable, mode 0710: group root (the recorder's) may only pass through it",
+            "ok   pam    spool {} is writable, mode 0710: group root may only pass through it (the layout for session recording)",
             h.spool.display()
         )),
         "{text}"

@@ -274,7 +274,7 @@ fn check_spool(report: &mut Report, spool: &Path) {
                     .map_or_else(|| format!("gid {}", meta.gid()), |g| g.name);
                 report.ok(
                     A,
-                    format!("spool {s} is writable, mode 0710: group {group} (the recorder's) may only pass through it"),
+                    format!("spool {s} is writable, mode 0710: group {group} may only pass through it (the layout for session recording)"),
                 );
             } else {
                 report.warn(
