@@ -27,18 +27,7 @@ use breakglass_proto::audit::verify_dir;
 use libfuzzer_sys::fuzz_target;
 
 fn scratch() -> PathBuf {
-    let root = std::env::var_os("BREAKGLASS_FUZZ_TMP").map_or_else(
-        || {
-            let shm = PathBuf::from("/dev/shm");
-            if shm.is_dir() {
-                shm
-            } else {
-                std::env::temp_dir()
-            }
-        },
-        PathBuf::from,
-    );
-    root.join(format!("breakglass-fuzz-scan-{}", std::process::id()))
+    breakglass_fuzz::scratch_root().join(format!("breakglass-fuzz-scan-{}", std::process::id()))
 }
 
 /// Splits the input into segment files at every header record after the first byte.

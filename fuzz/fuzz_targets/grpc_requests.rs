@@ -47,20 +47,8 @@ impl Drop for Harness {
     }
 }
 
-fn scratch_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("BREAKGLASS_FUZZ_TMP") {
-        return d.into();
-    }
-    let shm = PathBuf::from("/dev/shm");
-    if shm.is_dir() {
-        shm
-    } else {
-        std::env::temp_dir()
-    }
-}
-
 fn harness(generation: u64) -> Harness {
-    let dir = scratch_root().join(format!(
+    let dir = breakglass_fuzz::scratch_root().join(format!(
         "breakglass-fuzz-grpc-{}-{generation}",
         std::process::id()
     ));

@@ -3,6 +3,7 @@
 //! The targets themselves (`fuzz_targets/`) are thin wrappers over the real parsers.
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
@@ -163,5 +164,20 @@ pub fn checks() -> pam_breakglass::verify::Checks<'static> {
         user: USER,
         host: HOST,
         now: NOW,
+    }
+}
+
+/// Where a target keeps the files it writes: `$BREAKGLASS_FUZZ_TMP` (`scripts/fuzz` sets it
+/// and removes it afterwards), else `/dev/shm`, else the temporary directory.
+#[must_use]
+pub fn scratch_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("BREAKGLASS_FUZZ_TMP") {
+        return d.into();
+    }
+    let shm = PathBuf::from("/dev/shm");
+    if shm.is_dir() {
+        shm
+    } else {
+        std::env::temp_dir()
     }
 }

@@ -255,6 +255,29 @@ impl TestDaemon {
         self.launch(config).await;
     }
 
+    /// Appends `events` to the daemon's audit log as they are (their own times and actors),
+    /// with the daemon paused meanwhile: history its API would not write now (events days
+    /// old, records made before a rule changed). It rebuilds its state from the log when it
+    /// resumes. The log, key and origin are the daemon's config's. Needs a multi-thread
+    /// runtime.
+    pub async fn append_to_log(&mut self, events: &[breakglass_proto::audit::Event]) {
+        use breakglass_ca::audit::{AuditConfig, AuditLog, load_audit_key};
+        self.pause().await;
+        let config = Config::load(&self.path().join(init::CONFIG_FILE)).expect("config loads");
+        let signer =
+            load_audit_key(&config.audit.key, &config.audit.origin).expect("the audit key loads");
+        let log = AuditLog::open(AuditConfig::new(config.audit.dir), signer)
+            .expect("the audit log opens");
+        tokio::task::block_in_place(|| {
+            for e in events {
+                log.append_blocking(e).expect("the event is appended");
+            }
+            log.shutdown_blocking();
+        });
+        drop(log);
+        self.resume().await;
+    }
+
     /// Stops the daemon and starts a new one on the same directory and port:
     /// its state is rebuilt from the audit log alone.
     pub async fn restart(&mut self) {

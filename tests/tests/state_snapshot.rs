@@ -315,7 +315,6 @@ async fn a_live_certificate_is_fetched_and_watched_with_the_bytes_issued() {
 /// review list shows it, and a second review says who reviewed it.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_emergency_reviewed_days_after_it_was_issued_is_answered() {
-    use breakglass_ca::audit::{AuditConfig, AuditLog, load_audit_key};
     use breakglass_proto::audit::event::{GrantIssued, RequestCreated};
     use breakglass_proto::audit::{Actor, Event, EventKind, RequestId, Timestamp};
     use breakglass_proto::profile::GrantId;
@@ -368,17 +367,11 @@ async fn an_emergency_reviewed_days_after_it_was_issued_is_answered() {
             emergency: true,
         })),
     ];
-    d.pause().await;
-    let signer = load_audit_key(&d.path().join("audit_key.pem"), "breakglass-ca/audit/v1")
-        .expect("the dev audit key loads");
-    let log = AuditLog::open(AuditConfig::new(d.path().join("audit")), signer).unwrap();
-    for kind in events {
-        let e = Event::new(Timestamp(then), sre.clone(), kind);
-        tokio::task::block_in_place(|| log.append_blocking(&e)).unwrap();
-    }
-    tokio::task::block_in_place(|| log.shutdown_blocking());
-    drop(log);
-    d.resume().await;
+    let events: Vec<Event> = events
+        .into_iter()
+        .map(|kind| Event::new(Timestamp(then), sre.clone(), kind))
+        .collect();
+    d.append_to_log(&events).await;
 
     let mut auditor =
         BreakGlassClient::new(connect::channel(&d.target("auditor")).expect("channel"));

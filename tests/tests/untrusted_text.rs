@@ -7,7 +7,6 @@
 
 use std::time::SystemTime;
 
-use breakglass_ca::audit::{AuditConfig, AuditLog, load_audit_key};
 use breakglass_cli::connect;
 use breakglass_cli::settings::Target;
 use breakglass_proto::audit::event::{
@@ -421,24 +420,17 @@ async fn records_written_before_the_rules_are_printed_escaped() {
     let key_line = public_key(&d);
     // Write the old events straight into the daemon's log while it is stopped: the
     // daemon's API no longer accepts them.
-    d.pause().await;
-    let signer = load_audit_key(&d.path().join("audit_key.pem"), "breakglass-ca/audit/v1")
-        .expect("the dev audit key loads");
-    let log = AuditLog::open(AuditConfig::new(d.path().join("audit")), signer).unwrap();
     let mut ids = Vec::new();
+    let mut events = Vec::new();
     for (n, nasty) in NASTY_SAMPLES.iter().enumerate() {
         let n = n as u64 + 1;
-        for e in old_events(nasty, n, &key_line) {
-            tokio::task::block_in_place(|| log.append_blocking(&e)).unwrap();
-        }
+        events.extend(old_events(nasty, n, &key_line));
         ids.push((
             format!("r-{:016x}", 0x100 + n),
             format!("r-{:016x}", 0x200 + n),
         ));
     }
-    tokio::task::block_in_place(|| log.shutdown_blocking());
-    drop(log);
-    d.resume().await;
+    d.append_to_log(&events).await;
 
     let pending = d.cli_ok("approver", &["pending"]).await;
     let reasons: Vec<String> = NASTY_SAMPLES
